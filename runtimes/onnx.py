@@ -1,0 +1,87 @@
+"""ONNX Runtime: names, dtypes and shapes come from the session; several inputs and outputs work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from serving.errors import BadRequest
+from serving.runtimes import find_artifact
+from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
+from serving.types import TensorDict, TensorSpec
+
+ONNX_TYPES: dict[str, np.dtype] = {
+    "tensor(bool)": np.dtype(np.bool_),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(string)": np.dtype(object),
+}
+
+
+class ONNXRuntime(Runtime):
+    platform = "onnxruntime_onnx"
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        path = find_artifact(self.settings.model_dir, (".onnx",))
+        options = ort.SessionOptions()
+        if self.settings.intra_op_threads:
+            options.intra_op_num_threads = self.settings.intra_op_threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._inputs = tuple(_spec(i) for i in self.session.get_inputs())
+        # Non-tensor outputs (e.g. skl2onnx's ZipMap sequences) cannot travel as tensors.
+        self._outputs = tuple(_spec(o) for o in self.session.get_outputs() if o.type in ONNX_TYPES)
+        self._output_names = {o.name: o for o in self._outputs}
+        self._input_dtypes = {i.name: i.dtype for i in self._inputs}
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        names = select_outputs(self._output_names, outputs, self.settings.name) or tuple(self._output_names)
+        feed = self._feed(inputs)
+        results = self.session.run(list(names), feed)
+        return {name: np.asarray(value) for name, value in zip(names, results, strict=True)}
+
+    def _feed(self, inputs: TensorDict) -> dict[str, Any]:
+        if len(inputs) == 1 and len(self._inputs) == 1:
+            # A single tensor feeds a single-input model whatever the client called it (V1 has no names).
+            inputs = {self._inputs[0].name: next(iter(inputs.values()))}
+        missing = [name for name in self._input_dtypes if name not in inputs]
+        if missing:
+            raise BadRequest(f"model {self.settings.name!r} needs input {missing[0]!r}")
+        feed = {}
+        for name, dtype in self._input_dtypes.items():
+            array = inputs[name]
+            if dtype.kind == "O":
+                feed[name] = np.vectorize(_text, otypes=[object])(array) if array.size else array
+            elif array.dtype != dtype:
+                feed[name] = array.astype(dtype)
+            else:
+                feed[name] = array
+        return feed
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(
+            platform=self.platform,
+            inputs=self._inputs,
+            outputs=self._outputs,
+            default_outputs=tuple(self._output_names),
+        )
+
+
+def _spec(node: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in (node.shape or []))
+    return TensorSpec(node.name, ONNX_TYPES.get(node.type, np.dtype(object)), shape)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,88 @@
+"""XGBoost: native Booster files (.json / .ubj / .bst) and pickled sklearn-API models.
+
+A Booster saved from `XGBClassifier.save_model` carries its sklearn type, so it is reloaded as that
+estimator: `predict` gives labels and `predict_proba` probabilities, as the user trained it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from serving.runtimes import find_artifact
+from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
+from serving.runtimes.sklearn import PICKLE_SUFFIXES, PREDICT, PROBABILITIES, load_pickle
+from serving.types import TensorDict, TensorSpec
+
+NATIVE_SUFFIXES = (".json", ".ubj", ".bst")
+
+
+class XGBoostRuntime(Runtime):
+    platform = "xgboost"
+
+    def load(self) -> None:
+        import xgboost as xgb
+
+        path = find_artifact(self.settings.model_dir, NATIVE_SUFFIXES + PICKLE_SUFFIXES)
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            self.model: Any = load_pickle(self.settings)
+        else:
+            booster = xgb.Booster()
+            booster.load_model(str(path))
+            self.model = _as_estimator(booster, xgb)
+        self._methods: dict[str, Any] = {}
+        if isinstance(self.model, xgb.Booster):
+            booster = self.model
+            self._methods[PREDICT] = lambda m: booster.inplace_predict(m)
+            self._features = booster.num_features()
+        else:
+            self._methods[PREDICT] = self.model.predict
+            if hasattr(self.model, "predict_proba"):
+                self._methods[PROBABILITIES] = self.model.predict_proba
+            self._features = int(getattr(self.model, "n_features_in_", -1))
+        wants_proba = self.settings.predict_proba and PROBABILITIES in self._methods
+        self._default = (PROBABILITIES,) if wants_proba else (PREDICT,)
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        names = select_outputs(self._methods, outputs, self.settings.name) or self._pick(parameters)
+        matrix = feature_matrix(inputs)
+        return {name: np.asarray(self._methods[name](matrix)) for name in names}
+
+    def _pick(self, parameters: dict) -> tuple[str, ...]:
+        flag = parameters.get("predict_proba") if parameters else None
+        if flag is True and PROBABILITIES in self._methods:
+            return (PROBABILITIES,)
+        return (PREDICT,) if flag is False else self._default
+
+    def metadata(self) -> ModelMetadata:
+        f32 = np.dtype(np.float32)
+        outputs = [TensorSpec(PREDICT, f32, (-1,))]
+        if PROBABILITIES in self._methods:
+            outputs.append(TensorSpec(PROBABILITIES, f32, (-1, -1)))
+        return ModelMetadata(
+            platform=self.platform,
+            inputs=(TensorSpec("input-0", f32, (-1, self._features)),),
+            outputs=tuple(outputs),
+            default_outputs=self._default,
+        )
+
+
+def _as_estimator(booster: Any, xgb: Any) -> Any:
+    """Rewrap a Booster in the sklearn estimator it was saved from, if it says so."""
+    attr = booster.attr("scikit_learn")
+    if not attr:
+        return booster
+    try:
+        kind = json.loads(attr).get("_estimator_type")
+    except (ValueError, AttributeError):
+        return booster
+    cls = {"classifier": xgb.XGBClassifier, "regressor": xgb.XGBRegressor}.get(kind)
+    if cls is None:
+        return booster
+    estimator = cls()
+    estimator._Booster = booster
+    config = json.loads(booster.save_config())
+    estimator.n_classes_ = int(config["learner"]["learner_model_param"].get("num_class", "0")) or 2
+    return estimator

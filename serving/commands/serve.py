@@ -1,0 +1,62 @@
+"""`serving serve`: one model server process for a model directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from serving.server import ServerConfig, run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="serve the model(s) in a directory over V1 and V2 REST")
+    p.add_argument("--model-dir", required=True, help="a model folder, or a folder of model folders")
+    p.add_argument("--name", help="model name (default: the directory's name)")
+    p.add_argument("--runtime", help="sklearn, xgboost, onnx or module:Class (default: from the file name)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--model-version", default="1", help="version reported in V2 metadata")
+    p.add_argument("--predict-proba", action="store_true", help="return probabilities by default")
+    p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    p.add_argument("--no-pickle", action="store_true", help="refuse joblib/pickle artifacts (they run code on load)")
+    p.add_argument("--max-batch-size", type=int, default=0, help="adaptive batching: rows per batch (0: off)")
+    p.add_argument("--max-latency-ms", type=float, default=5.0, help="adaptive batching: longest wait for a batch")
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, help="413 above this")
+    p.add_argument("--max-tensor-elements", type=int, default=16 * 1024 * 1024, help="400 above this per tensor")
+    p.add_argument("--max-json-depth", type=int, default=32, help="400 for data nested deeper")
+    p.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a 504")
+    p.add_argument("--max-concurrency", type=int, default=0, help="per-model requests in flight (0: unlimited); 429 above")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=main)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        model_dir=args.model_dir,
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        model={
+            "runtime": args.runtime,
+            "version": args.model_version,
+            "predict_proba": args.predict_proba,
+            "intra_op_threads": args.intra_op_threads,
+            "allow_pickle": not args.no_pickle,
+            "max_batch_size": args.max_batch_size,
+            "max_latency_s": args.max_latency_ms / 1000.0,
+        },
+        limits={
+            "max_body_bytes": args.max_body_bytes,
+            "max_tensor_elements": args.max_tensor_elements,
+            "max_json_depth": args.max_json_depth,
+            "request_timeout_s": args.request_timeout,
+            "max_concurrency": args.max_concurrency,
+        },
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    run(config_from_args(args))
+    return 0

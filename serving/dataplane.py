@@ -1,0 +1,95 @@
+"""The one data plane under V1 and V2: find the model, check readiness, run it, time and count it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
+from typing import Any
+
+from serving.errors import BadRequest, GatewayTimeout, ModelFailure, ServingError, TooManyRequests
+from serving.metrics import Metrics
+from serving.protocol.codec import Codec
+from serving.repository import Model, ModelRepository
+from serving.settings import Limits
+from serving.types import InferRequest, InferResponse, TensorDict
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, limits: Limits | None = None, metrics: Metrics | None = None) -> None:
+        self.repository = repository
+        self.limits = limits or Limits()
+        self.metrics = metrics or Metrics()
+        self._pool = ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 1) * 2), thread_name_prefix="predict")
+        self._in_flight: dict[str, int] = {}
+        repository.on_change.append(self.metrics.model_state_changed)
+
+    async def infer(
+        self, name: str, version: str | None, body: bytes, headers: Mapping[str, str], codec: Codec
+    ) -> tuple[bytes, dict[str, str]]:
+        """Decode, run and encode one request; every outcome is counted once with its status code."""
+        started = time.monotonic()
+        code = 500
+        try:
+            model = self.repository.ready_model(name, version)
+            request = codec.decode(body, headers, self.limits)
+            outputs = await self._admit_and_run(model, request)
+            response = InferResponse(
+                model_name=name, model_version=model.settings.version, outputs=outputs, id=request.id
+            )
+            encoded = codec.encode(response, request)
+            code = 200
+            return encoded
+        except ServingError as exc:
+            code = exc.status_code
+            raise
+        finally:
+            self.metrics.observe_request(name, codec.protocol, code, time.monotonic() - started)
+
+    async def _admit_and_run(self, model: Model, request: InferRequest) -> TensorDict:
+        limit = self.limits.max_concurrency
+        name = model.name
+        if limit and self._in_flight.get(name, 0) >= limit:
+            self.metrics.rejected("concurrency")
+            raise TooManyRequests(f"model {name!r} is at its concurrency limit of {limit}")
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        try:
+            return await asyncio.wait_for(self.run_model(model, request), self.limits.request_timeout_s)
+        except TimeoutError:
+            self.metrics.rejected("timeout")
+            raise GatewayTimeout(
+                f"model {name!r} did not answer within {self.limits.request_timeout_s:g}s"
+            ) from None
+        finally:
+            self._in_flight[name] -= 1
+
+    async def run_model(self, model: Model, request: InferRequest) -> TensorDict:
+        """The model call, off the event loop."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            return await loop.run_in_executor(
+                self._pool, call_runtime, model, request.inputs, request.output_names, request.parameters
+            )
+        finally:
+            self.metrics.observe_inference(model.name, time.monotonic() - started)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def call_runtime(model: Model, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    """Map what a model raises onto the error family: bad input is the caller's, the rest the model's."""
+    runtime = model.runtime
+    if runtime is None:
+        raise ModelFailure(f"model {model.name!r} was unloaded")
+    try:
+        return runtime.predict(inputs, outputs, parameters)
+    except ServingError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise BadRequest(f"model {model.name!r} rejected the input: {exc}") from exc
+    except Exception as exc:
+        raise ModelFailure(f"model {model.name!r} failed: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,88 @@
+"""One error family for the whole data plane: every failure carries its HTTP status.
+
+Transports turn any `ServingError` into `{"error": message}` with `status_code` (and `headers`),
+so no layer below HTTP needs to know about responses.
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    status_code = 500
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if headers is not None:
+            self.headers = headers
+
+
+class BadRequest(ServingError):
+    status_code = 400
+
+
+class Unauthorized(ServingError):
+    status_code = 401
+
+
+class Forbidden(ServingError):
+    status_code = 403
+
+
+class NotFound(ServingError):
+    status_code = 404
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class MethodNotAllowed(ServingError):
+    status_code = 405
+
+
+class PayloadTooLarge(ServingError):
+    status_code = 413
+
+
+class UnsupportedMediaType(ServingError):
+    status_code = 415
+
+
+class TooManyRequests(ServingError):
+    """Admission refused (queue or concurrency full): retry soon."""
+
+    status_code = 429
+    headers = {"Retry-After": "1"}
+
+
+class ModelFailure(ServingError):
+    status_code = 500
+
+
+class ServiceUnavailable(ServingError):
+    """Not ready or overloaded; `Retry-After` tells clients when to come back."""
+
+    status_code = 503
+    headers = {"Retry-After": "1"}
+
+
+class ModelNotReady(ServiceUnavailable):
+    pass
+
+
+class GatewayTimeout(ServingError):
+    status_code = 504
+
+
+class ArtifactError(ServingError):
+    """The model directory or artifact cannot be used (missing, ambiguous, unknown runtime)."""
+
+    status_code = 400
+
+
+class ArtifactRefused(ArtifactError):
+    """Loading was refused by policy (pickles disabled, path outside the allowed roots)."""
+
+    status_code = 403

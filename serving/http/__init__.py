@@ -1,0 +1,1 @@
+"""Thin HTTP transports over the data plane (Starlette)."""

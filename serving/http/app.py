@@ -1,0 +1,67 @@
+"""Explicit assembly of the model server: every route in one list, middleware order in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving.dataplane import DataPlane
+from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.v1_routes import V1Endpoints
+from serving.http.v2_routes import V2Endpoints
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def build_routes(dataplane: DataPlane) -> list[Route]:
+    v1, v2 = V1Endpoints(dataplane), V2Endpoints(dataplane)
+
+    async def metrics(request: Request) -> Response:
+        return Response(dataplane.metrics.exposition(), media_type=PROMETHEUS_TEXT)
+
+    routes = [
+        Route("/v2", v2.server_metadata, methods=["GET"]),
+        Route("/v2/health/live", v2.live, methods=["GET"]),
+        Route("/v2/health/ready", v2.ready, methods=["GET"]),
+        Route("/v2/repository/index", v2.repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", v2.repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", v2.repository_unload, methods=["POST"]),
+        Route("/v1/models", v1.list_models, methods=["GET"]),
+        Route("/v1/models/{name}:predict", v1.predict, methods=["POST"]),
+        Route("/v1/models/{name}", v1.model_status, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        routes += [
+            Route(prefix, v2.model_metadata, methods=["GET"]),
+            Route(prefix + "/ready", v2.model_ready, methods=["GET"]),
+            Route(prefix + "/config", v2.model_config, methods=["GET"]),
+            Route(prefix + "/infer", v2.infer, methods=["POST"]),
+        ]
+    return routes
+
+
+def build_app(dataplane: DataPlane, load_on_start: bool = True) -> Starlette:
+    """The model server app; models load in the background so `/v2/health/live` answers at once."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(dataplane.repository.load_all()) if load_on_start else None
+        try:
+            yield
+        finally:
+            # Shutdown checklist: uvicorn has stopped accepting and drained connections;
+            # stop any load still running, then release the model threads.
+            if task is not None and not task.done():
+                task.cancel()
+            dataplane.close()
+
+    app = Starlette(routes=build_routes(dataplane), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.dataplane = dataplane
+    return app

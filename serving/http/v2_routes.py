@@ -1,0 +1,116 @@
+"""Open Inference Protocol (V2) REST endpoints: health, metadata, infer, repository extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+import serving
+from serving.dataplane import DataPlane
+from serving.errors import BadRequest, ServingError
+from serving.http.body import JSONBody, read_body
+from serving.protocol.codec import V2
+from serving.protocol.dtypes import v2_datatype
+from serving.protocol.json_body import loads_object
+from serving.repository import Model
+from serving.types import TensorSpec
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
+
+
+class V2Endpoints:
+    def __init__(self, dataplane: DataPlane, server_name: str = "serving") -> None:
+        self.dataplane = dataplane
+        self.repository = dataplane.repository
+        self.server_name = server_name
+
+    async def server_metadata(self, request: Request) -> Response:
+        return JSONBody({"name": self.server_name, "version": serving.__version__, "extensions": EXTENSIONS})
+
+    async def live(self, request: Request) -> Response:
+        return JSONBody({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.repository.all_ready()
+        return JSONBody({"ready": ready}, status_code=200 if ready else 503)
+
+    async def model_ready(self, request: Request) -> Response:
+        model = self._model(request)
+        body: dict[str, Any] = {"name": model.name, "ready": model.ready}
+        if not model.ready and model.reason:
+            body["reason"] = model.reason
+        return JSONBody(body, status_code=200 if model.ready else 503)
+
+    async def model_metadata(self, request: Request) -> Response:
+        model = self.repository.ready_model(request.path_params["name"], request.path_params.get("version"))
+        return JSONBody(model_metadata(model))
+
+    async def model_config(self, request: Request) -> Response:
+        model = self.repository.ready_model(request.path_params["name"], request.path_params.get("version"))
+        return JSONBody(model_config(model))
+
+    async def infer(self, request: Request) -> Response:
+        body = await read_body(request, self.dataplane.limits.max_body_bytes)
+        params = request.path_params
+        content, headers = await self.dataplane.infer(params["name"], params.get("version"), body, request.headers, V2)
+        return Response(content, headers=headers)
+
+    async def repository_index(self, request: Request) -> Response:
+        body = await read_body(request, 65536)
+        ready_only = bool(loads_object(body).get("ready")) if body.strip() else False
+        index = [
+            {"name": m.name, "version": m.settings.version, "state": m.state.value, "reason": m.reason}
+            for m in self.repository.models()
+            if m.ready or not ready_only
+        ]
+        return JSONBody(index)
+
+    async def repository_load(self, request: Request) -> Response:
+        model = await self.repository.load(request.path_params["name"])
+        if not model.ready:
+            raise ServingError(f"failed to load model {model.name!r}: {model.reason}")
+        return JSONBody({})
+
+    async def repository_unload(self, request: Request) -> Response:
+        await self.repository.unload(request.path_params["name"])
+        return JSONBody({})
+
+    def _model(self, request: Request) -> Model:
+        return self.repository.get(request.path_params["name"], request.path_params.get("version"))
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": list(spec.shape)}
+
+
+def model_metadata(model: Model) -> dict[str, Any]:
+    meta = model.meta
+    if meta is None:
+        raise BadRequest(f"model {model.name!r} has no metadata yet")
+    return {
+        "name": model.name,
+        "versions": [model.settings.version],
+        "platform": meta.platform,
+        "inputs": [_tensor(t) for t in meta.inputs],
+        "outputs": [_tensor(t) for t in meta.outputs],
+    }
+
+
+def model_config(model: Model) -> dict[str, Any]:
+    """Triton-style model configuration (the `model_configuration` extension, read-only)."""
+    meta = model.meta
+    assert meta is not None
+
+    def entry(t: TensorSpec) -> dict[str, Any]:
+        return {"name": t.name, "data_type": "TYPE_" + v2_datatype(t.dtype).replace("BYTES", "STRING"), "dims": list(t.shape)}
+
+    return {
+        "name": model.name,
+        "platform": meta.platform,
+        "backend": meta.platform,
+        "max_batch_size": model.settings.max_batch_size,
+        "input": [entry(t) for t in meta.inputs],
+        "output": [entry(t) for t in meta.outputs],
+    }

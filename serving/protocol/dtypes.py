@@ -1,0 +1,53 @@
+"""The one table between Open Inference Protocol datatypes and numpy dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.errors import BadRequest
+
+V2_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+
+_NUMPY_TO_V2: dict[str, str] = {dt.str.lstrip("<>|="): name for name, dt in V2_TO_NUMPY.items() if name != "BYTES"}
+
+# Little-endian wire dtypes for the binary extension (BYTES has its own framing).
+WIRE_DTYPES: dict[str, np.dtype] = {
+    name: dt.newbyteorder("<") for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
+}
+
+
+def numpy_dtype(datatype: str) -> np.dtype:
+    try:
+        return V2_TO_NUMPY[datatype]
+    except (KeyError, TypeError):
+        known = ", ".join(V2_TO_NUMPY)
+        raise BadRequest(f"unknown datatype {datatype!r}; expected one of {known}") from None
+
+
+def v2_datatype(dtype: np.dtype) -> str:
+    """V2 name of a numpy dtype; strings and objects are BYTES."""
+    if dtype.kind in "OSU":
+        return "BYTES"
+    try:
+        return _NUMPY_TO_V2[dtype.str.lstrip("<>|=")]
+    except KeyError:
+        raise BadRequest(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
+
+
+def itemsize(datatype: str) -> int:
+    """Bytes per element on the wire; 0 for BYTES (variable length)."""
+    return 0 if datatype == "BYTES" else numpy_dtype(datatype).itemsize

@@ -1,0 +1,80 @@
+"""KServe V1 (TensorFlow-Serving style) JSON: `instances` or `inputs` in, `predictions` out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serving.errors import BadRequest
+from serving.protocol.json_body import check_depth, loads_object
+from serving.protocol.v2_codec import json_data
+from serving.settings import Limits
+from serving.types import InferRequest, InferResponse
+
+V1_INPUT = "instances"
+_DEFAULT_LIMITS = Limits()
+
+
+def decode_request(body: bytes, limits: Limits = _DEFAULT_LIMITS) -> InferRequest:
+    """`instances` (row format) or `inputs` (a list, or a dict of named columns) -> tensors."""
+    doc = loads_object(body)
+    if "instances" in doc:
+        raw: Any = doc["instances"]
+        if not isinstance(raw, list):
+            raise BadRequest("'instances' must be a list")
+        inputs = {V1_INPUT: _array(raw, "instances", limits)}
+    elif "inputs" in doc:
+        raw = doc["inputs"]
+        if isinstance(raw, dict):
+            if not raw:
+                raise BadRequest("'inputs' must name at least one tensor")
+            inputs = {str(k): _array(v, f"inputs.{k}", limits) for k, v in raw.items()}
+        elif isinstance(raw, list):
+            inputs = {V1_INPUT: _array(raw, "inputs", limits)}
+        else:
+            raise BadRequest("'inputs' must be a list or an object of named tensors")
+    else:
+        raise BadRequest("request must have 'instances' or 'inputs'")
+    params = doc.get("parameters")
+    return InferRequest(inputs=inputs, parameters=params if isinstance(params, dict) else {})
+
+
+def _array(raw: Any, where: str, limits: Limits) -> np.ndarray:
+    if not isinstance(raw, list):
+        raw = [raw]
+    if not raw:
+        raise BadRequest(f"'{where}' is empty")
+    check_depth(raw, limits.max_json_depth, where)
+    try:
+        array = np.asarray(raw)
+    except ValueError as exc:
+        raise BadRequest(f"'{where}' is not a rectangular array: {exc}") from exc
+    if array.size > limits.max_tensor_elements:
+        raise BadRequest(f"'{where}' has {array.size} elements, over the limit of {limits.max_tensor_elements}")
+    if array.dtype.kind == "U":
+        array = np.char.encode(array, "utf-8").astype(object)
+    return array
+
+
+def encode_response(response: InferResponse) -> bytes:
+    """One output -> its rows; several -> one object per row keyed by output name."""
+    outputs = response.outputs
+    if len(outputs) == 1:
+        (array,) = outputs.values()
+        predictions: Any = _rows(array)
+    else:
+        columns = {name: _rows(array) for name, array in outputs.items()}
+        rows = len(next(iter(columns.values())))
+        predictions = [{name: col[i] for name, col in columns.items()} for i in range(rows)]
+    return orjson.dumps({"predictions": predictions})
+
+
+def _rows(array: np.ndarray) -> list[Any]:
+    if array.dtype.kind in "OSU":
+        return np.asarray(json_data(array, "BYTES"), dtype=object).reshape(array.shape).tolist()
+    if array.ndim == 0:
+        return [array.item()]
+    return array.tolist()
+

@@ -1,0 +1,204 @@
+"""Open Inference Protocol (V2) REST: JSON and the binary tensor extension <-> InferRequest/Response.
+
+Decoding validates name, datatype and shape against the data before anything is allocated from a
+client-supplied size; conversions are numpy calls, never per-element Python loops (BYTES excepted).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serving.errors import BadRequest
+from serving.protocol import binary
+from serving.protocol.dtypes import numpy_dtype, v2_datatype
+from serving.protocol.json_body import check_depth, loads_object
+from serving.settings import Limits
+from serving.types import InferRequest, InferResponse, RequestedOutput
+
+HEADER_LENGTH = "inference-header-content-length"
+_DEFAULT_LIMITS = Limits()
+
+
+def decode_request(body: bytes, header_length: str | None = None, limits: Limits = _DEFAULT_LIMITS) -> InferRequest:
+    json_part, tail = binary.split_body(body, header_length)
+    doc = loads_object(json_part)
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    parameters = _object(doc.get("parameters"), "parameters")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    reader = binary.Reader(tail)
+    inputs: dict[str, np.ndarray] = {}
+    for index, raw in enumerate(raw_inputs):
+        name, array = _decode_input(raw, index, reader, limits)
+        if name in inputs:
+            raise BadRequest(f"input {name!r} appears more than once")
+        inputs[name] = array
+    reader.finish()
+    return InferRequest(
+        inputs=inputs,
+        id=request_id,
+        parameters=parameters,
+        outputs=_decode_outputs(doc.get("outputs")),
+        binary_output=parameters.get("binary_data_output") is True,
+    )
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{what}' must be a JSON object")
+    return value
+
+
+def _decode_input(raw: Any, index: int, reader: binary.Reader, limits: Limits) -> tuple[str, np.ndarray]:
+    if not isinstance(raw, dict):
+        raise BadRequest(f"inputs[{index}] must be a JSON object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"inputs[{index}].name must be a non-empty string")
+    datatype = raw.get("datatype")
+    if not isinstance(datatype, str):
+        raise BadRequest(f"input {name!r}: 'datatype' must be a string")
+    dtype = numpy_dtype(datatype)
+    shape = _shape(raw.get("shape"), name)
+    count = math.prod(shape)
+    if count > limits.max_tensor_elements:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} has {count} elements, over the limit of {limits.max_tensor_elements}"
+        )
+    params = _object(raw.get("parameters"), f"input {name!r} parameters")
+    size = params.get("binary_data_size")
+    if size is not None:
+        if "data" in raw:
+            raise BadRequest(f"input {name!r} has both 'data' and 'binary_data_size'")
+        return name, reader.tensor(name, datatype, shape, count, size)
+    if "data" not in raw:
+        raise BadRequest(f"input {name!r} has no 'data' (and no 'binary_data_size')")
+    return name, decode_json_data(raw["data"], name, datatype, dtype, shape, count, limits)
+
+
+def _shape(raw: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(type(d) is int for d in raw):
+        raise BadRequest(f"input {name!r}: 'shape' must be a list of integers")
+    if any(d < 0 for d in raw):
+        raise BadRequest(f"input {name!r}: 'shape' {raw} has a negative dimension")
+    return tuple(raw)
+
+
+def decode_json_data(
+    data: Any, name: str, datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, limits: Limits
+) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    check_depth(data, limits.max_json_depth, name)
+    if datatype == "BYTES":
+        array = _bytes_array(data, name)
+    else:
+        array = _numeric_array(data, name, datatype, dtype)
+    if array.size != count:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but 'data' has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _numeric_array(data: list[Any], name: str, datatype: str, dtype: np.dtype) -> np.ndarray:
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadRequest(f"input {name!r}: 'data' is not valid {datatype}: {exc}") from exc
+    if dtype.kind == "f" and np.isnan(array).any():
+        raise BadRequest(f"input {name!r}: 'data' contains null or non-numeric values")
+    if datatype == "BOOL" and not _all_bools(data):
+        raise BadRequest(f"input {name!r}: BOOL 'data' must hold only true/false")
+    return array
+
+
+def _all_bools(data: list[Any]) -> bool:
+    flat = np.asarray(data, dtype=object).ravel()
+    return all(type(v) is bool for v in flat)
+
+
+def _bytes_array(data: list[Any], name: str) -> np.ndarray:
+    try:
+        flat = np.asarray(data, dtype=object)
+    except ValueError as exc:
+        raise BadRequest(f"input {name!r}: BYTES 'data' is ragged: {exc}") from exc
+    out = np.empty(flat.size, dtype=object)
+    for i, value in enumerate(flat.ravel()):
+        if not isinstance(value, str):
+            raise BadRequest(f"input {name!r}: BYTES elements must be strings, got {type(value).__name__}")
+        out[i] = value.encode()
+    return out
+
+
+def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("'outputs' must be a list")
+    outputs = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest(f"outputs[{index}] must be an object with a string 'name'")
+        params = _object(item.get("parameters"), f"outputs[{index}].parameters")
+        flag = params.get("binary_data")
+        outputs.append(RequestedOutput(item["name"], flag if isinstance(flag, bool) else None, params))
+    return outputs
+
+
+def encode_response(response: InferResponse, request: InferRequest) -> tuple[bytes, dict[str, str]]:
+    """Serialise a response; outputs asked for as binary go after the JSON header."""
+    wanted = {o.name: o for o in request.outputs} if request.outputs is not None else {}
+    outputs = []
+    chunks: list[bytes] = []
+    for name, array in response.outputs.items():
+        requested = wanted.get(name)
+        as_binary = request.binary_output if requested is None or requested.binary is None else requested.binary
+        datatype = v2_datatype(array.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if as_binary:
+            chunk = binary.encode_tensor(array, datatype)
+            entry["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = json_data(array, datatype)
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": response.model_name, "outputs": outputs}
+    if response.model_version is not None:
+        doc["model_version"] = response.model_version
+    if response.id is not None:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = response.parameters
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, {"content-type": "application/json"}
+    return b"".join([header, *chunks]), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def json_data(array: np.ndarray, datatype: str) -> list[Any]:
+    """Row-major flat list, as the spec's canonical form."""
+    flat = array.ravel()
+    if datatype == "BYTES":
+        return [_text(v) for v in flat]
+    return flat.tolist()
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

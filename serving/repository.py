@@ -1,0 +1,153 @@
+"""Which models this server holds, their load state and the V2 repository extension's operations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+
+from serving.errors import ArtifactError, ModelNotFound, ModelNotReady, ServingError
+from serving.runtimes import Runtime, find_artifacts, runtime_class
+from serving.runtimes.base import ModelMetadata
+from serving.settings import ModelSettings
+
+log = logging.getLogger("serving.repository")
+
+
+class ModelState(str, Enum):
+    LOADING = "LOADING"
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(slots=True)
+class Model:
+    settings: ModelSettings
+    state: ModelState = ModelState.UNAVAILABLE
+    reason: str = ""
+    runtime: Runtime | None = None
+    meta: ModelMetadata | None = None
+    load_seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+
+def discover(model_dir: Path, name: str | None = None, template: ModelSettings | None = None) -> list[ModelSettings]:
+    """One model if `model_dir` holds an artifact (or a custom runtime is named), else one per sub-folder."""
+    model_dir = model_dir.resolve()
+    base = template or ModelSettings(name="", model_dir=model_dir)
+    custom = base.runtime is not None and ":" in base.runtime
+    if find_artifacts(model_dir) or custom:
+        return [replace(base, name=name or model_dir.name, model_dir=model_dir)]
+    if not model_dir.is_dir():
+        raise ArtifactError(f"model directory {model_dir} does not exist")
+    found = [
+        replace(base, name=sub.name, model_dir=sub)
+        for sub in sorted(model_dir.iterdir())
+        if sub.is_dir() and not sub.name.startswith(".") and find_artifacts(sub)
+    ]
+    if not found:
+        raise ArtifactError(f"{model_dir} holds no model file and no sub-folder with one")
+    return found
+
+
+class ModelRepository:
+    """Holds models by name; loading runs in a thread so the server stays live meanwhile."""
+
+    def __init__(self, models: list[ModelSettings], search_root: Path | None = None) -> None:
+        self._models: dict[str, Model] = {m.name: Model(m) for m in models}
+        self._search_root = search_root
+        self._template = models[0] if models else None
+        self.on_change: list = []  # callbacks(model) after a state change (metrics)
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def models(self) -> list[Model]:
+        return list(self._models.values())
+
+    def get(self, name: str, version: str | None = None) -> Model:
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFound(f"model {name!r} not found")
+        if version is not None and version != model.settings.version:
+            raise ModelNotFound(f"model {name!r} has no version {version!r} (it has {model.settings.version!r})")
+        return model
+
+    def ready_model(self, name: str, version: str | None = None) -> Model:
+        model = self.get(name, version)
+        if model.state is not ModelState.READY:
+            detail = f": {model.reason}" if model.reason else ""
+            raise ModelNotReady(f"model {name!r} is not ready ({model.state.value.lower()}){detail}")
+        return model
+
+    def all_ready(self) -> bool:
+        return bool(self._models) and all(m.ready for m in self._models.values())
+
+    async def load_all(self) -> None:
+        await asyncio.gather(*(self.load(name) for name in list(self._models)))
+
+    async def load(self, name: str) -> Model:
+        model = self._models.get(name) or self._adopt(name)
+        if model.state is ModelState.READY:
+            return model
+        model.state, model.reason = ModelState.LOADING, ""
+        self._changed(model)
+        started = time.monotonic()
+        try:
+            runtime, meta = await asyncio.to_thread(_load_runtime, model.settings)
+        except Exception as exc:  # a broken model must not take the server down
+            model.state, model.reason = ModelState.UNAVAILABLE, _describe(exc)
+            log.error("model %s failed to load: %s", name, model.reason)
+        else:
+            model.runtime, model.meta = runtime, meta
+            model.state, model.reason = ModelState.READY, ""
+            model.load_seconds = time.monotonic() - started
+            log.info("model %s ready in %.2fs", name, model.load_seconds)
+        self._changed(model)
+        return model
+
+    async def unload(self, name: str) -> None:
+        model = self.get(name)
+        runtime, model.runtime, model.meta = model.runtime, None, None
+        model.state, model.reason = ModelState.UNAVAILABLE, "unloaded"
+        self._changed(model)
+        if runtime is not None:
+            await asyncio.to_thread(runtime.unload)
+
+    def _adopt(self, name: str) -> Model:
+        """Repository `load` of a model not yet known: a sub-folder of the search root."""
+        if self._search_root is None or "/" in name or name in {"", ".", ".."}:
+            raise ModelNotFound(f"model {name!r} not found")
+        folder = self._search_root / name
+        if not find_artifacts(folder):
+            raise ModelNotFound(f"model {name!r} not found in the repository {self._search_root}")
+        template = self._template or ModelSettings(name=name, model_dir=folder)
+        model = Model(replace(template, name=name, model_dir=folder))
+        self._models[name] = model
+        return model
+
+    def _changed(self, model: Model) -> None:
+        for callback in self.on_change:
+            callback(model)
+
+
+def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelMetadata]:
+    runtime = runtime_class(settings.runtime, settings.model_dir)(settings)
+    runtime.load()
+    return runtime, runtime.metadata()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ServingError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"

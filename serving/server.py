@@ -1,0 +1,72 @@
+"""Running the model server under uvicorn, with one or several worker processes.
+
+Workers are separate processes that each build the app from `SERVING_SERVER_CONFIG` (JSON), so the
+CLI parses argv once and the factory never reads argv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from serving.dataplane import DataPlane
+from serving.http.app import build_app
+from serving.metrics import Metrics
+from serving.repository import ModelRepository, discover
+from serving.settings import Limits, ModelSettings
+
+CONFIG_ENV = "SERVING_SERVER_CONFIG"
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    model_dir: str
+    name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    model: dict[str, Any] = field(default_factory=dict)  # ModelSettings fields shared by every model
+    limits: dict[str, Any] = field(default_factory=dict)
+    log_level: str = "warning"
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServerConfig:
+        return cls(**json.loads(os.environ[CONFIG_ENV]))
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    root = Path(config.model_dir).resolve()
+    template = ModelSettings(name="", model_dir=root, **config.model)
+    models = discover(root, config.name, template)
+    search_root = root if len(models) > 1 or models[0].model_dir != root else None
+    repository = ModelRepository(models, search_root=search_root)
+    dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
+    return build_app(dataplane)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for worker processes."""
+    return create_app(ServerConfig.from_env())
+
+
+def run(config: ServerConfig) -> None:
+    import uvicorn
+
+    common: dict[str, Any] = dict(
+        host=config.host, port=config.port, log_level=config.log_level, access_log=False,
+        loop="uvloop", http="httptools", timeout_graceful_shutdown=30, limit_concurrency=None,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    if config.workers > 1:
+        os.environ[CONFIG_ENV] = config.to_env()
+        uvicorn.run("serving.server:app_from_env", factory=True, workers=config.workers, **common)
+    else:
+        uvicorn.run(create_app(config), **common)

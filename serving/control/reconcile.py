@@ -1,0 +1,167 @@
+"""`plan(desired, observed) -> Plan`: KServe's rollout semantics as a pure function.
+
+- first revision: gets 100 % once ready;
+- a new revision with `canaryTrafficPercent: P`: P % once ready, the last rolled-out one keeps 100 - P;
+- without the field (or 100): promoted to 100 % once ready; 0: rolled back (latest deployed at 0 %);
+- a revision that is not ready never gets traffic; traffic stays where it was.
+Both backends call this; it touches no process, socket or clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from serving.revision import Revision
+from serving.spec import InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """What persists per InferenceService between reconciles."""
+
+    revisions: dict[str, Revision] = field(default_factory=dict)
+    latest_created: str | None = None
+    rolled_out: str | None = None
+    previous_rolled_out: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revisions": {k: v.to_json() for k, v in self.revisions.items()},
+            "latestCreated": self.latest_created,
+            "rolledOut": self.rolled_out,
+            "previousRolledOut": self.previous_rolled_out,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RolloutState:
+        return cls(
+            revisions={k: Revision.from_json(v) for k, v in data.get("revisions", {}).items()},
+            latest_created=data.get("latestCreated"),
+            rolled_out=data.get("rolledOut"),
+            previous_rolled_out=data.get("previousRolledOut"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    ready: frozenset[str] = frozenset()
+    failed: dict[str, str] = field(default_factory=dict)  # revision -> why it cannot become ready
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficTarget:
+    revision: str
+    percent: int
+    tag: str  # "latest" or "prev"
+    latest: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"revisionName": self.revision, "percent": self.percent, "tag": self.tag, "latestRevision": self.latest}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    state: RolloutState
+    run: dict[str, int]  # revision -> replicas
+    traffic: tuple[TrafficTarget, ...]
+    status: dict[str, Any]
+
+
+def plan(isvc: InferenceService, state: RolloutState | None, observed: Observed, domain: str = "example.com") -> Plan:
+    state = state or RolloutState()
+    revision = Revision.from_spec(isvc)
+    revisions = dict(state.revisions)
+    revisions.setdefault(revision.name, revision)
+    state = replace(state, revisions=revisions, latest_created=revision.name)
+    latest = revision.name
+    percent = isvc.spec.predictor.canary_traffic_percent
+    latest_ready = latest in observed.ready
+
+    if state.rolled_out is None or state.rolled_out == latest:
+        if latest_ready:
+            state = replace(state, rolled_out=latest)
+        traffic = _single(state.rolled_out, latest) if latest_ready else ()
+    elif latest_ready and (percent is None or percent == 100):
+        state = replace(state, previous_rolled_out=state.rolled_out, rolled_out=latest)
+        traffic = _single(latest, latest)
+    elif latest_ready and percent:
+        traffic = (
+            TrafficTarget(latest, percent, "latest", True),
+            TrafficTarget(state.rolled_out, 100 - percent, "prev", False),
+        )
+    else:  # not ready yet, failed, or rolled back with 0 %
+        traffic = (TrafficTarget(state.rolled_out, 100, "prev", False),)
+        if latest_ready:
+            traffic += (TrafficTarget(latest, 0, "latest", True),)
+
+    replicas = isvc.spec.predictor.replicas
+    run = {latest: replicas}
+    if state.rolled_out is not None:
+        run[state.rolled_out] = replicas
+    live = {t.revision for t in traffic}
+    # Drop revisions that are neither running nor one of the rollout pointers (their records can go).
+    keep = set(run) | {state.previous_rolled_out} | live
+    state = replace(state, revisions={k: v for k, v in state.revisions.items() if k in keep})
+    return Plan(state, run, traffic, _status(isvc, state, observed, traffic, domain))
+
+
+def _single(revision: str | None, latest: str) -> tuple[TrafficTarget, ...]:
+    if revision is None:
+        return ()
+    return (TrafficTarget(revision, 100, "latest", revision == latest),)
+
+
+def service_url(isvc: InferenceService, domain: str) -> str:
+    return f"http://{isvc.metadata.name}.{isvc.metadata.namespace}.{domain}"
+
+
+def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": kind, "status": "True" if ok else "False"}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    return cond
+
+
+def _status(
+    isvc: InferenceService, state: RolloutState, observed: Observed, traffic: tuple[TrafficTarget, ...], domain: str
+) -> dict[str, Any]:
+    latest = state.latest_created
+    serving_ok = bool(traffic) and all(t.revision in observed.ready for t in traffic if t.percent > 0)
+    latest_ok = latest in observed.ready
+    failure = observed.failed.get(latest or "")
+    latest_ready_revision = latest if latest_ok else state.rolled_out if state.rolled_out in observed.ready else None
+    url = service_url(isvc, domain)
+    component = {
+        "url": url,
+        "latestCreatedRevision": latest,
+        "latestReadyRevision": latest_ready_revision,
+        "latestRolledoutRevision": state.rolled_out,
+        "previousRolledoutRevision": state.previous_rolled_out,
+        "traffic": [t.to_json() for t in traffic],
+    }
+    reason = "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
+    conditions = [
+        _condition("PredictorReady", serving_ok, "" if serving_ok else reason or "NoTraffic", "" if serving_ok else failure or ""),
+        _condition("LatestDeploymentReady", latest_ok, reason, failure or ""),
+        _condition("Ready", serving_ok, "" if serving_ok else reason or "NoTraffic", "" if serving_ok else failure or ""),
+    ]
+    if isvc.spec.transformer is not None:
+        conditions.insert(1, _condition("TransformerReady", serving_ok, "" if serving_ok else reason))
+    status: dict[str, Any] = {
+        "url": url,
+        "address": {"url": url},
+        "conditions": conditions,
+        "components": {"predictor": component},
+        "modelStatus": {
+            "transitionStatus": "UpToDate" if latest_ok else ("BlockedByFailedLoad" if failure else "InProgress"),
+            "states": {"activeModelState": "Loaded" if serving_ok else "Pending", "targetModelState": "Loaded"},
+        },
+    }
+    if isvc.spec.transformer is not None:
+        status["components"]["transformer"] = dict(component)
+    if failure:
+        status["modelStatus"]["lastFailureInfo"] = {"reason": "ModelLoadFailed", "message": failure}
+    return status

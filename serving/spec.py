@@ -1,0 +1,294 @@
+"""InferenceService: KServe `serving.kserve.io/v1beta1` YAML, accepted as written for the fields we support.
+
+Unknown fields are errors naming their path; Kubernetes-only pod fields are kept (the Kubernetes backend
+renders them) and produce a warning on the local backend. The `sklearn:` / `xgboost:` / `onnx:`
+shorthands are normalised to `predictor.model.modelFormat` here, once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from serving.errors import BadRequest
+
+API_VERSIONS = ("serving.kserve.io/v1beta1", "serving.dev/v1beta1")
+OUR_GROUP = "serving.dev"
+SUPPORTED_FORMATS = ("sklearn", "xgboost", "onnx")
+UNSUPPORTED_FORMATS = ("tensorflow", "pytorch", "triton", "lightgbm", "paddle", "pmml", "huggingface")
+KUBERNETES_ONLY = (
+    "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "volumes",
+    "priorityClassName", "securityContext", "schedulerName", "runtimeClassName",
+)
+
+
+class SpecError(BadRequest):
+    """An InferenceService the user must fix; the message starts with the field path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class EnvVar(Strict):
+    name: str
+    value: str = ""
+
+
+class Resources(Strict):
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+
+
+class ModelFormat(Strict):
+    name: str
+    version: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        name = name.lower()
+        if name in ("scikit-learn", "sklearn"):
+            return "sklearn"
+        if name not in SUPPORTED_FORMATS:
+            raise ValueError(f"model format {name!r} is not supported; use one of {', '.join(SUPPORTED_FORMATS)}")
+        return name
+
+
+class ModelSpec(Strict):
+    model_format: ModelFormat | None = None
+    runtime: str | None = None
+    storage_uri: str | None = None
+    protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
+    runtime_version: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    resources: Resources | None = None
+    name: str | None = None
+    image: str | None = None
+
+
+class FrameworkSpec(Strict):
+    """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand."""
+
+    storage_uri: str | None = None
+    protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
+    runtime_version: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    resources: Resources | None = None
+    name: str | None = None
+    image: str | None = None
+
+
+class Batcher(Strict):
+    max_batch_size: int = Field(default=32, ge=1, le=65536)
+    max_latency: int = Field(default=500, ge=1, le=600_000, description="milliseconds")
+    timeout: int | None = Field(default=None, ge=1)
+
+
+class Logger(Strict):
+    mode: Literal["all", "request", "response"] = "all"
+    url: str | None = None
+
+
+class Container(Strict):
+    name: str | None = None
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    resources: Resources | None = None
+    ports: tuple[dict[str, Any], ...] = ()
+    image_pull_policy: str | None = None
+
+
+class ComponentSpec(Strict):
+    """Fields KServe's predictor and transformer share (ComponentExtensionSpec + a few pod fields)."""
+
+    min_replicas: int | None = Field(default=None, ge=0, le=1000)
+    max_replicas: int | None = Field(default=None, ge=0, le=1000)
+    scale_target: int | None = Field(default=None, ge=1)
+    scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
+    canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    container_concurrency: int | None = Field(default=None, ge=0)
+    timeout: int | None = Field(default=None, ge=1, description="seconds")
+    batcher: Batcher | None = None
+    logger: Logger | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    containers: tuple[Container, ...] = ()
+    service_account_name: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] | None = None
+    image_pull_secrets: tuple[dict[str, Any], ...] = ()
+    priority_class_name: str | None = None
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> ComponentSpec:
+        if self.min_replicas is not None and self.max_replicas is not None and self.max_replicas:
+            if self.max_replicas < self.min_replicas:
+                raise ValueError(f"maxReplicas {self.max_replicas} is below minReplicas {self.min_replicas}")
+        return self
+
+    @property
+    def replicas(self) -> int:
+        return 1 if self.min_replicas is None else max(self.min_replicas, 1)
+
+
+class PredictorSpec(ComponentSpec):
+    model: ModelSpec | None = None
+    sklearn: FrameworkSpec | None = None
+    xgboost: FrameworkSpec | None = None
+    onnx: FrameworkSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_model(self) -> PredictorSpec:
+        given = [f for f in ("model", *SUPPORTED_FORMATS) if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give exactly one of model, sklearn, xgboost, onnx (found {', '.join(given)})")
+        if not given and not self.containers:
+            raise ValueError("needs a model: set model (with modelFormat and storageUri) or sklearn/xgboost/onnx")
+        return self
+
+    def normalised_model(self) -> ModelSpec:
+        """The `model:` form, whichever way it was written."""
+        if self.model is not None:
+            return self.model
+        for fmt in SUPPORTED_FORMATS:
+            short: FrameworkSpec | None = getattr(self, fmt)
+            if short is not None:
+                fields = short.model_dump(exclude_none=True)
+                return ModelSpec(model_format=ModelFormat(name=fmt), **fields)
+        raise SpecError("spec.predictor: no model")
+
+
+class TransformerSpec(ComponentSpec):
+    @model_validator(mode="after")
+    def _has_container(self) -> TransformerSpec:
+        if not self.containers:
+            raise ValueError("a transformer needs containers (with args, as KServe writes a custom transformer)")
+        return self
+
+
+class InferenceServiceSpec(Strict):
+    predictor: PredictorSpec
+    transformer: TransformerSpec | None = None
+
+
+class Metadata(Strict):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=45)
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    # Server-managed fields that `kubectl get -o yaml` output carries: accepted and ignored.
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: str | None = None
+
+
+class InferenceService(Strict):
+    api_version: str
+    kind: Literal["InferenceService"]
+    metadata: Metadata
+    spec: InferenceServiceSpec
+    status: dict[str, Any] | None = None
+
+    @field_validator("api_version")
+    @classmethod
+    def _api(cls, value: str) -> str:
+        if value not in API_VERSIONS:
+            raise ValueError(f"apiVersion {value!r} is not supported; use {' or '.join(API_VERSIONS)}")
+        return value
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.metadata.namespace, self.metadata.name)
+
+    def warnings(self) -> list[str]:
+        """Fields that are safe to ignore on this machine, said out loud."""
+        out = []
+        for component, spec in (("predictor", self.spec.predictor), ("transformer", self.spec.transformer)):
+            if spec is None:
+                continue
+            for field in KUBERNETES_ONLY:
+                value = getattr(spec, _snake(field), None)
+                if value:
+                    out.append(f"spec.{component}.{field}: applies on Kubernetes only; ignored locally")
+            if spec.logger is not None:
+                out.append(f"spec.{component}.logger: accepted; request logging is not implemented yet")
+        return out
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("function-after", "function-before") and not str(part).startswith("function-"):
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def parse(document: dict[str, Any]) -> InferenceService:
+    """Validate one document; a SpecError names every wrong field by its path."""
+    if not isinstance(document, dict):
+        raise SpecError("an InferenceService document must be a mapping")
+    _reject_unsupported_components(document)
+    try:
+        return InferenceService.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown field (not supported)"
+            problems.append(f"{_path(err['loc'])}: {message}")
+        raise SpecError("; ".join(problems)) from exc
+
+
+def _reject_unsupported_components(document: dict[str, Any]) -> None:
+    spec = document.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if "explainer" in spec:
+        raise SpecError("spec.explainer: explainers are not supported")
+    predictor = spec.get("predictor")
+    if isinstance(predictor, dict):
+        for fmt in UNSUPPORTED_FORMATS:
+            if fmt in predictor:
+                raise SpecError(
+                    f"spec.predictor.{fmt}: model format {fmt!r} is not supported; use one of {', '.join(SUPPORTED_FORMATS)}"
+                )
+
+
+def load_documents(text: str) -> list[InferenceService]:
+    """Every InferenceService in a (multi-document) YAML string."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}") from exc
+    if not docs:
+        raise SpecError("no InferenceService document found")
+    out = []
+    for index, doc in enumerate(docs):
+        try:
+            out.append(parse(doc))
+        except SpecError as exc:
+            prefix = f"document {index + 1}: " if len(docs) > 1 else ""
+            raise SpecError(prefix + exc.message) from exc
+    return out
+
+
+def load_file(path: Path) -> list[InferenceService]:
+    return load_documents(path.read_text())

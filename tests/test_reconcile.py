@@ -1,0 +1,83 @@
+"""The pure rollout plan: KServe canary semantics, without any process or server."""
+
+from __future__ import annotations
+
+from serving.control.reconcile import Observed, RolloutState, plan
+from serving.revision import Revision
+from serving.spec import load_documents
+
+BASE = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {{name: iris}}
+spec:
+  predictor:
+    {canary}
+    minReplicas: 2
+    sklearn: {{storageUri: "{uri}"}}
+"""
+
+
+def isvc(uri: str, canary: int | None = None):
+    line = f"canaryTrafficPercent: {canary}" if canary is not None else ""
+    return load_documents(BASE.format(uri=uri, canary=line))[0]
+
+
+def split(p) -> dict[str, int]:
+    return {t.revision: t.percent for t in p.traffic}
+
+
+def test_first_revision_gets_traffic_only_when_ready() -> None:
+    v1 = isvc("/m/v1")
+    p = plan(v1, None, Observed())
+    assert p.traffic == () and p.run == {Revision.from_spec(v1).name: 2}
+    assert p.status["conditions"][-1] == {"type": "Ready", "status": "False", "reason": "RevisionNotReady"}
+    p = plan(v1, p.state, Observed(ready=frozenset(p.run)))
+    name = Revision.from_spec(v1).name
+    assert split(p) == {name: 100}
+    assert p.status["components"]["predictor"]["latestRolledoutRevision"] == name
+
+
+def test_canary_promote_and_rollback() -> None:
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    state = plan(v1, None, Observed(ready=frozenset({r1}))).state
+    v2 = isvc("/m/v2", canary=20)
+    r2 = Revision.from_spec(v2).name
+    waiting = plan(v2, state, Observed(ready=frozenset({r1})))
+    assert split(waiting) == {r1: 100}, "a revision that is not ready gets no traffic"
+    canary = plan(v2, waiting.state, Observed(ready=frozenset({r1, r2})))
+    assert split(canary) == {r2: 20, r1: 80}
+    tags = {t.tag: t.revision for t in canary.traffic}
+    assert tags == {"latest": r2, "prev": r1}
+    rollback = plan(isvc("/m/v2", canary=0), canary.state, Observed(ready=frozenset({r1, r2})))
+    assert split(rollback) == {r1: 100, r2: 0}
+    promoted = plan(isvc("/m/v2"), canary.state, Observed(ready=frozenset({r1, r2})))
+    assert split(promoted) == {r2: 100}
+    comp = promoted.status["components"]["predictor"]
+    assert comp["latestRolledoutRevision"] == r2 and comp["previousRolledoutRevision"] == r1
+    assert set(promoted.run) == {r2}, "the old revision stops after promotion"
+
+
+def test_failed_revision_never_gets_traffic() -> None:
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    state = plan(v1, None, Observed(ready=frozenset({r1}))).state
+    bad = isvc("/m/broken")
+    rb = Revision.from_spec(bad).name
+    p = plan(bad, state, Observed(ready=frozenset({r1}), failed={rb: "ArtifactError: no model file"}))
+    assert split(p) == {r1: 100}
+    assert p.status["modelStatus"]["lastFailureInfo"]["message"] == "ArtifactError: no model file"
+    latest = next(c for c in p.status["conditions"] if c["type"] == "LatestDeploymentReady")
+    assert latest["status"] == "False" and "no model file" in latest["message"]
+
+
+def test_traffic_and_scale_fields_create_no_revision() -> None:
+    a = Revision.from_spec(isvc("/m/v1", canary=10))
+    b = Revision.from_spec(isvc("/m/v1", canary=50))
+    assert a.name == b.name and a.name.startswith("iris-") and len(a.name) == len("iris-") + 8
+    assert Revision.from_spec(isvc("/m/v2")).name != a.name
+
+
+def test_state_round_trips_through_json() -> None:
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    state = plan(v1, None, Observed(ready=frozenset({r1}))).state
+    assert RolloutState.from_json(state.to_json()) == state

@@ -1,0 +1,1 @@
+"""The router: picks an arm from an immutable RouteTable and forwards bytes; never parses bodies."""

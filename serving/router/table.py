@@ -1,0 +1,62 @@
+"""The immutable route table the router reads; swapped atomically by whoever owns the control plane.
+
+Both backends produce it: the local control plane from its processes' ports, the Kubernetes operator from
+Services (serialised with `to_json` into a ConfigMap that the in-cluster router watches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One revision's share of an InferenceService's traffic."""
+
+    revision: str
+    percent: int
+    role: str  # "stable" or "canary"
+    tag: str  # "latest" or "prev"
+    endpoints: tuple[str, ...]  # base URLs of the entry component (transformer if any, else predictor)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision, "percent": self.percent, "role": self.role,
+            "tag": self.tag, "endpoints": list(self.endpoints),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRoute:
+    name: str
+    namespace: str
+    arms: tuple[Arm, ...]  # arms with percent > 0 first; 0 % arms stay reachable by tag or revision name
+    host: str = ""  # "<name>.<namespace>.<domain>"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "namespace": self.namespace, "host": self.host, "arms": [a.to_json() for a in self.arms]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceRoute:
+        arms = tuple(
+            Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"])) for a in data["arms"]
+        )
+        return cls(data["name"], data["namespace"], arms, data.get("host", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    services: dict[tuple[str, str], ServiceRoute] = field(default_factory=dict)  # (namespace, name) -> route
+    version: int = 0
+
+    def by_host(self) -> dict[str, ServiceRoute]:
+        return {s.host: s for s in self.services.values() if s.host}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "services": [s.to_json() for s in self.services.values()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RouteTable:
+        routes = [ServiceRoute.from_json(s) for s in data.get("services", [])]
+        return cls({(r.namespace, r.name): r for r in routes}, int(data.get("version", 0)))

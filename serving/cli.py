@@ -12,6 +12,8 @@ from serving.errors import ServingError
 COMMANDS = [
     "serving.commands.serve",
     "serving.commands.demo",
+    "serving.commands.up",
+    "serving.commands.control",
 ]
 
 
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except ServingError as exc:

@@ -1,0 +1,90 @@
+"""`serving up`: control plane + router in the foreground, on one port. Ctrl-C drains and stops all."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from serving.control.api import build_control_app
+from serving.control.documents import read_documents
+from serving.control.local import LocalControlPlane
+from serving.control.state import DEFAULT_STATE_DIR, StateStore
+from serving.http.errors import EXCEPTION_HANDLERS
+from serving.router.app import Router
+from serving.spec import parse
+
+log = logging.getLogger("serving.up")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("up", help="run the control plane and router on this machine")
+    p.add_argument("-f", "--filename", action="append", default=[], help="InferenceService YAML to apply at start")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"default {DEFAULT_STATE_DIR}")
+    p.add_argument("--domain", default="example.com", help="URLs are http://NAME.NAMESPACE.DOMAIN")
+    p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
+    p.add_argument("--cache-dir", type=Path, help="download cache for http(s) storage URIs (default STATE_DIR/cache)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=main)
+
+
+def storage_config(args: argparse.Namespace):  # noqa: ANN201 - StorageConfig when the storage layer exists
+    try:
+        from serving.storage import StorageConfig
+    except ImportError:  # pragma: no cover
+        return None
+    return StorageConfig(cache_dir=args.cache_dir or args.state_dir / "cache", pvc_root=args.pvc_root)
+
+
+def build_app(args: argparse.Namespace) -> Router:
+    store = StateStore(args.state_dir)
+    store.prepare()
+    token = store.token()
+    router = Router()
+    control = LocalControlPlane(store, router, domain=args.domain, storage=storage_config(args))
+    documents = [doc for path in args.filename for doc in read_documents(Path(path))]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await control.start()
+        for doc in documents:
+            await control.apply(parse(doc), doc)
+        log.info("serving up: router on http://%s:%s, state in %s", args.host, args.port, args.state_dir)
+        try:
+            yield
+        finally:
+            # Shutdown checklist: uvicorn stopped accepting and finished open requests; now stop routing,
+            # drain and stop every model process, then close upstream connections.
+            await control.shutdown()
+            await router.upstreams.close()
+
+    async def metrics(request: Request) -> Response:
+        body = router.metrics.exposition() if router.metrics is not None else b""
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    fallback = Starlette(
+        routes=[Route("/metrics", metrics), Mount("/", build_control_app(control, token))],
+        exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
+    )
+    router.fallback = fallback
+    router.ready_check = control.ready
+    return router
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.getLogger().setLevel(args.log_level.upper())
+    app = build_app(args)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=30, lifespan="on")
+    return 0

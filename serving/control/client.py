@@ -1,0 +1,52 @@
+"""Client of the control API of a running `serving up` (used by apply, get, delete, rollout)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from serving.control.state import DEFAULT_STATE_DIR, read_token
+from serving.errors import ServingError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+class ControlClient:
+    def __init__(self, server: str | None = None, state_dir: Path | None = None, token: str | None = None) -> None:
+        self.server = (server or os.environ.get("SERVING_SERVER") or DEFAULT_SERVER).rstrip("/")
+        token = token or os.environ.get("SERVING_TOKEN") or read_token(state_dir or DEFAULT_STATE_DIR)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.server + "/api/v1", headers=headers, timeout=60)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServingError(f"cannot reach serving at {self.server} ({exc}); is `serving up` running?") from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            error = ServingError(message)
+            error.status_code = response.status_code
+            raise error
+        return response.json()
+
+    def apply(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._call("POST", "/inferenceservices", json=documents)["items"]
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/inferenceservices")["items"]
+
+    def get(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return self._call("GET", f"/namespaces/{namespace}/inferenceservices/{name}")
+
+    def delete(self, name: str, namespace: str = "default") -> None:
+        self._call("DELETE", f"/namespaces/{namespace}/inferenceservices/{name}")
+
+    def rollout(self, action: str, name: str, namespace: str = "default") -> dict[str, Any]:
+        return self._call("POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}")

@@ -1,0 +1,204 @@
+"""The local backend: applies `plan()` with processes on this machine and feeds the router its table.
+
+One reconcile loop (level-based, serialised): on every apply/delete, replica state change or tick it
+recomputes each InferenceService's plan from the persisted rollout state and what the replicas report,
+starts/scales/stops runners, swaps the route table, and persists rollout state and status.
+Revisions leave the route table before their processes stop, and stop only once drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serving.control.reconcile import Observed, Plan, RolloutState, plan
+from serving.control.runner import RevisionRunner
+from serving.control.state import StateStore
+from serving.control.storage_bridge import resolve_model_dir
+from serving.errors import NotFound, ServingError
+from serving.revision import Revision
+from serving.router.app import Router
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.spec import InferenceService, parse
+
+log = logging.getLogger("serving.local")
+TICK_S = 1.0
+
+
+@dataclass
+class Service:
+    isvc: InferenceService
+    document: dict[str, Any]
+    rollout: RolloutState = field(default_factory=RolloutState)
+    status: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    generation: int = 1
+
+    def record(self) -> dict[str, Any]:
+        return {"document": self.document, "rollout": self.rollout.to_json(), "status": self.status,
+                "created": self.created, "generation": self.generation}
+
+
+class LocalControlPlane:
+    def __init__(self, store: StateStore, router: Router, *, domain: str = "example.com", storage: Any = None) -> None:
+        self.store = store
+        self.router = router
+        self.domain = domain
+        self.storage = storage
+        self.services: dict[tuple[str, str], Service] = {}
+        self.runners: dict[tuple[str, str], RevisionRunner] = {}  # (namespace, revision) -> runner
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.store.prepare()
+        for record in self.store.load_all():
+            try:
+                isvc = parse(record["document"])
+            except (ServingError, KeyError) as exc:
+                log.error("skipping a stored InferenceService that no longer validates: %s", exc)
+                continue
+            service = Service(isvc, record["document"], RolloutState.from_json(record.get("rollout", {})),
+                              record.get("status", {}), record.get("created", time.time()), record.get("generation", 1))
+            self.services[isvc.key] = service
+        await self.reconcile()
+        self._loop_task = asyncio.create_task(self._loop(), name="reconcile")
+
+    async def shutdown(self) -> None:
+        """Stop routing, then stop every process (each drains its in-flight requests)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        self.router.set_table(RouteTable())
+        runners = list(self.runners.values())
+        self.runners.clear()
+        await asyncio.gather(*(self._drain_and_stop(r) for r in runners), *self._background, return_exceptions=True)
+
+    # -- API ---------------------------------------------------------------------------------------
+    async def apply(self, isvc: InferenceService, document: dict[str, Any]) -> Service:
+        async with self._lock:
+            old = self.services.get(isvc.key)
+            service = Service(isvc, document, old.rollout if old else RolloutState(), old.status if old else {},
+                              old.created if old else time.time(), (old.generation + 1) if old else 1)
+            self.store.save(*isvc.key, service.record())  # raises StateError: nothing changes in memory then
+            self.services[isvc.key] = service
+        await self.reconcile()
+        return self.services[isvc.key]
+
+    async def delete(self, namespace: str, name: str) -> None:
+        async with self._lock:
+            if (namespace, name) not in self.services:
+                raise NotFound(f"InferenceService {namespace}/{name} not found")
+            self.store.delete(namespace, name)
+            del self.services[(namespace, name)]
+        await self.reconcile()
+
+    def get(self, namespace: str, name: str) -> Service:
+        service = self.services.get((namespace, name))
+        if service is None:
+            raise NotFound(f"InferenceService {namespace}/{name} not found")
+        return service
+
+    def ready(self) -> bool:
+        return all(s.status.get("conditions", [{}])[-1].get("status") == "True" for s in self.services.values())
+
+    # -- reconcile ---------------------------------------------------------------------------------
+    def _changed(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # keep reconciling whatever one pass hit
+                log.exception("reconcile failed")
+
+    async def reconcile(self) -> None:
+        async with self._lock:
+            plans = {key: self._plan(service) for key, service in self.services.items()}
+            wanted: dict[tuple[str, str], tuple[Revision, int]] = {}
+            for (namespace, _), p in plans.items():
+                for name, replicas in p.run.items():
+                    wanted[(namespace, name)] = (p.state.revisions[name], replicas)
+            await self._converge(wanted)
+            self.router.set_table(self._table(plans))
+            for key, p in plans.items():
+                self._record(self.services[key], p)
+
+    def _plan(self, service: Service) -> Plan:
+        namespace = service.isvc.metadata.namespace
+        ready, failed = set(), {}
+        for (ns, name), runner in self.runners.items():
+            if ns != namespace:
+                continue
+            if runner.ready():
+                ready.add(name)
+            elif (why := runner.failure()) is not None:
+                failed[name] = why
+        return plan(service.isvc, service.rollout, Observed(frozenset(ready), failed), self.domain)
+
+    async def _converge(self, wanted: dict[tuple[str, str], tuple[Revision, int]]) -> None:
+        for key, (revision, replicas) in wanted.items():
+            runner = self.runners.get(key)
+            if runner is None:
+                runner = await self._new_runner(revision)
+                self.runners[key] = runner
+            removed = runner.scale(replicas) if not runner.error else []
+            if removed:
+                self._spawn(self._drain_and_stop(runner, removed))
+        for key in [k for k in self.runners if k not in wanted]:
+            self._spawn(self._drain_and_stop(self.runners.pop(key)))
+
+    async def _new_runner(self, revision: Revision) -> RevisionRunner:
+        log_dir = self.store.root / "logs"
+        try:
+            model_dir = await asyncio.to_thread(resolve_model_dir, revision, self.storage)
+        except ServingError as exc:
+            runner = RevisionRunner(revision, Path("."), log_dir, self._changed)
+            runner.error = f"spec.predictor.model.storageUri: {exc.message}"
+            return runner
+        return RevisionRunner(revision, model_dir, log_dir, self._changed)
+
+    async def _drain_and_stop(self, runner: RevisionRunner, replicas: list | None = None) -> None:
+        targets = runner.all_replicas() if replicas is None else replicas
+        await self.router.upstreams.drain([r.url for r in targets])
+        await runner.stop(targets)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _table(self, plans: dict[tuple[str, str], Plan]) -> RouteTable:
+        services = {}
+        for (namespace, name), p in plans.items():
+            split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
+            arms = []
+            for target in sorted(p.traffic, key=lambda t: -t.percent):
+                runner = self.runners.get((namespace, target.revision))
+                endpoints = runner.endpoints() if runner else ()
+                role = "canary" if split and target.tag == "latest" else "stable"
+                arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints))
+            host = f"{name}.{namespace}.{self.domain}"
+            services[(namespace, name)] = ServiceRoute(name, namespace, tuple(arms), host)
+        return RouteTable(services, self.router.table.version + 1)
+
+    def _record(self, service: Service, p: Plan) -> None:
+        status = {**p.status, "observedGeneration": service.generation}
+        if p.state != service.rollout or status != service.status:
+            service.rollout, service.status = p.state, status
+            try:
+                self.store.save(*service.isvc.key, service.record())
+            except ServingError as exc:
+                log.error("could not persist state: %s", exc.message)

@@ -1,0 +1,190 @@
+"""Supervised model-server processes on free loopback ports: start, health-check, restart, drain, stop.
+
+A replica is one OS process. It is `ready` while its `/v2/health/ready` answers 200. A crashed replica is
+restarted with exponential backoff; one that keeps crashing on start is reported `failed` with the tail of
+its log, and so is a predictor whose model failed to load (its own error text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import aiohttp
+
+log = logging.getLogger("serving.processes")
+
+HEALTH_INTERVAL_S = 0.25
+HEALTH_TIMEOUT_S = 2.0
+UNHEALTHY_AFTER = 8  # consecutive failed health checks of a ready replica before it is replaced
+MAX_BACKOFF_S = 30.0
+CRASH_LOOP_LIMIT = 4  # crashes before first ready that mark the replica failed
+
+
+class ReplicaState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ProcessSpec:
+    """What to run: `serving` CLI arguments (without host/port) plus environment."""
+
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/v2/health/ready"
+    model_name: str | None = None  # to read a load failure from /v2/models/NAME/ready
+
+
+@dataclass
+class Replica:
+    name: str
+    spec: ProcessSpec
+    log_dir: Path
+    state: ReplicaState = ReplicaState.STARTING
+    error: str = ""
+    port: int = 0
+    restarts: int = 0
+    process: asyncio.subprocess.Process | None = None
+    _task: asyncio.Task | None = None
+    _stopping: bool = False
+    _tail: deque = field(default_factory=lambda: deque(maxlen=20))
+
+    def __post_init__(self) -> None:
+        # One port for the replica's whole life, across restarts: transformers and the router point at it.
+        self.port = self.port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def start(self, on_change) -> None:  # noqa: ANN001 - callback()
+        self._on_change = on_change
+        self._task = asyncio.create_task(self._supervise(), name=f"replica-{self.name}")
+
+    def _set(self, state: ReplicaState, error: str = "") -> None:
+        if (state, error) != (self.state, self.error):
+            self.state, self.error = state, error
+            self._on_change()
+
+    async def _supervise(self) -> None:
+        crashes_before_ready = 0
+        backoff = 0.5
+        async with aiohttp.ClientSession() as http:
+            while not self._stopping:
+                await self._spawn()
+                was_ready = await self._watch(http)
+                if self._stopping:
+                    break
+                code = self.process.returncode if self.process else None
+                if not was_ready:
+                    crashes_before_ready += 1
+                    if crashes_before_ready >= CRASH_LOOP_LIMIT:
+                        self._set(ReplicaState.FAILED, f"exited with {code} before becoming ready: {self._log_tail()}")
+                        return
+                else:
+                    crashes_before_ready, backoff = 0, 0.5
+                self.restarts += 1
+                log.warning("replica %s exited (%s); restarting in %.1fs", self.name, code, backoff)
+                self._set(ReplicaState.STARTING)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _spawn(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "serving.cli", *self.spec.args, "--host", "127.0.0.1", "--port", str(self.port),
+                stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}, start_new_session=True,
+            )
+
+    async def _watch(self, http: aiohttp.ClientSession) -> bool:
+        """Health-check until the process exits (or is replaced); True if it was ever ready."""
+        assert self.process is not None
+        ever_ready = False
+        failures = 0
+        timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)
+        while self.process.returncode is None and not self._stopping:
+            ok = await self._probe(http, timeout)
+            if ok:
+                failures, ever_ready = 0, True
+                self._set(ReplicaState.READY)
+            elif ever_ready:
+                failures += 1
+                if failures >= UNHEALTHY_AFTER:
+                    log.warning("replica %s unhealthy; replacing it", self.name)
+                    self._set(ReplicaState.STARTING, "health checks failing")
+                    await self._kill()
+                    break
+            try:
+                await asyncio.wait_for(self.process.wait(), HEALTH_INTERVAL_S)
+            except TimeoutError:
+                pass
+        return ever_ready
+
+    async def _probe(self, http: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout) -> bool:
+        try:
+            async with http.get(self.url + self.spec.ready_path, timeout=timeout) as resp:
+                if resp.status == 200:
+                    return True
+            if self.spec.model_name and self.state is not ReplicaState.FAILED:
+                async with http.get(f"{self.url}/v2/models/{self.spec.model_name}/ready", timeout=timeout) as resp:
+                    body = await resp.json(content_type=None)
+                    if isinstance(body, dict) and body.get("reason") and body.get("reason") != "unloaded":
+                        self._set(ReplicaState.FAILED, str(body["reason"]))
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            pass
+        return False
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-3:])[-600:]
+
+    async def stop(self, timeout_s: float = 20.0) -> None:
+        """Graceful: SIGTERM (uvicorn finishes in-flight requests), SIGKILL after `timeout_s`."""
+        self._stopping = True
+        if self.process is not None and self.process.returncode is None:
+            self._signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout_s)
+            except TimeoutError:
+                await self._kill()
+        if self._task is not None:
+            self._task.cancel()
+        self.state = ReplicaState.STOPPED
+
+    async def _kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self._signal(signal.SIGKILL)
+            await self.process.wait()
+
+    def _signal(self, sig: int) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,176 @@
+"""The router's ASGI app: resolve the InferenceService, pick an arm, forward the bytes, tag the response.
+
+A raw ASGI callable (no per-request framework routing) because every request crosses it. The control
+API and anything else not on the data path is delegated to `fallback` (a Starlette app).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+import serving
+from serving.errors import ModelNotFound, PayloadTooLarge, ServiceUnavailable, ServingError
+from serving.router.balancer import Balancer
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.router.upstream import HOP_BY_HOP, Upstreams
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+REVISION_HEADER = b"x-serving-revision"
+TAG_HEADER = "x-serving-tag"
+_JSON = [(b"content-type", b"application/json")]
+
+
+class Router:
+    def __init__(
+        self, upstreams: Upstreams | None = None, *, metrics: Any = None, fallback: ASGIApp | None = None,
+        max_body_bytes: int = 64 * 1024 * 1024, ready: Callable[[], bool] | None = None,
+    ) -> None:
+        self.upstreams = upstreams or Upstreams()
+        self.metrics = metrics
+        self.fallback = fallback
+        self.max_body_bytes = max_body_bytes
+        self.balancer = Balancer()
+        self.ready_check: Callable[[], bool] = ready or (lambda: True)
+        self._table = RouteTable()
+        self._hosts: dict[str, ServiceRoute] = {}
+
+    @property
+    def table(self) -> RouteTable:
+        return self._table
+
+    def set_table(self, table: RouteTable) -> None:
+        """Swap the whole table at once; requests in flight keep the arm they already picked."""
+        self._table, self._hosts = table, table.by_host()
+        self.balancer.retain(table)
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            if self.fallback is not None:
+                await self.fallback(scope, receive, send)
+            return
+        path: str = scope["path"]
+        try:
+            if path.startswith(("/v1/models/", "/v2/models/")):
+                await self._proxy(scope, receive, send, path)
+            elif path in ("/v2/health/live", "/v2/health/ready", "/v2", "/v1/models"):
+                await self._local(scope, send, path)
+            elif self.fallback is not None:
+                await self.fallback(scope, receive, send)
+            else:
+                await _reply(send, 404, {"error": f"no route for {path}"})
+        except ServingError as exc:
+            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            await _reply(send, exc.status_code, {"error": exc.message}, headers)
+
+    async def _local(self, scope: Scope, send: Callable, path: str) -> None:
+        if path == "/v2/health/live":
+            await _reply(send, 200, {"live": True})
+        elif path == "/v2/health/ready":
+            ready = self.ready_check()
+            await _reply(send, 200 if ready else 503, {"ready": ready})
+        elif path == "/v2":
+            await _reply(send, 200, {"name": "serving-router", "version": serving.__version__,
+                                     "extensions": ["binary_tensor_data", "model_repository"]})
+        else:
+            namespace = self._namespace_of(scope)
+            names = sorted(n for (ns, n) in self._table.services if ns == namespace)
+            await _reply(send, 200, {"models": names})
+
+    def _namespace_of(self, scope: Scope) -> str:
+        route = self._hosts.get(_host(scope))
+        return route.namespace if route is not None else "default"
+
+    def resolve(self, scope: Scope, name: str) -> ServiceRoute:
+        route = self._hosts.get(_host(scope))
+        if route is None:
+            route = self._table.services.get(("default", name))
+        if route is None:
+            raise ModelNotFound(f"InferenceService {name!r} not found")
+        return route
+
+    async def _proxy(self, scope: Scope, receive: Callable, send: Callable, path: str) -> None:
+        name = _model_name(path)
+        route = self.resolve(scope, name)
+        headers = _headers(scope)
+        arm = self._choose(route, headers.get(TAG_HEADER))
+        body = await _read_body(receive, self.max_body_bytes)
+        qs = scope.get("query_string", b"")
+        target = path + ("?" + qs.decode("latin-1") if qs else "")
+        started = time.monotonic()
+        code = 500
+        self._observe_in_flight(route, arm, 1)
+        try:
+            _, response = await self.upstreams.forward(arm.endpoints, scope["method"], target, headers, body)
+            code = response.status
+            response.headers.append((REVISION_HEADER, arm.revision.encode()))
+            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            await send({"type": "http.response.body", "body": response.body})
+        except ServingError as exc:
+            code = exc.status_code
+            exc.headers = {**exc.headers, "x-serving-revision": arm.revision}
+            raise
+        finally:
+            self._observe_in_flight(route, arm, -1)
+            if self.metrics is not None:
+                self.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started)
+
+    def _observe_in_flight(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
+        if self.metrics is not None:
+            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, delta)
+
+    def _choose(self, route: ServiceRoute, pin: str | None) -> Arm:
+        if pin:
+            for arm in route.arms:
+                if pin in (arm.tag, arm.revision) and arm.endpoints:
+                    return arm
+            raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision for tag {pin!r}")
+        arm = self.balancer.choose(route)
+        if arm is None:
+            raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision")
+        return arm
+
+
+def _model_name(path: str) -> str:
+    rest = path[len("/v1/models/"):]  # same length for /v2/models/
+    name = rest.split("/", 1)[0]
+    return name.split(":", 1)[0]
+
+
+def _host(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"host":
+            return value.decode("latin-1").rsplit(":", 1)[0] if b"]" not in value else value.decode("latin-1")
+    return ""
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in scope["headers"]
+        if k.decode("latin-1") not in HOP_BY_HOP
+    }
+
+
+async def _read_body(receive: Callable, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _reply(send: Callable, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON + (headers or [])})
+    await send({"type": "http.response.body", "body": orjson.dumps(doc)})

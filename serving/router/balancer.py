@@ -1,0 +1,40 @@
+"""Weighted arm choice per InferenceService: smooth weighted round-robin, so the observed split is exact
+(20 % means 2 of every 10 requests, interleaved), not merely right on average."""
+
+from __future__ import annotations
+
+from serving.router.table import Arm, RouteTable, ServiceRoute
+
+
+class Balancer:
+    def __init__(self) -> None:
+        self._current: dict[tuple[str, str], dict[str, int]] = {}
+
+    def choose(self, route: ServiceRoute) -> Arm | None:
+        arms = [a for a in route.arms if a.percent > 0 and a.endpoints]
+        if not arms:
+            return None
+        if len(arms) == 1:
+            return arms[0]
+        current = self._current.setdefault((route.namespace, route.name), {})
+        total = 0
+        best: Arm | None = None
+        for arm in arms:
+            weight = current.get(arm.revision, 0) + arm.percent
+            current[arm.revision] = weight
+            total += arm.percent
+            if best is None or weight > current[best.revision]:
+                best = arm
+        assert best is not None
+        current[best.revision] -= total
+        return best
+
+    def retain(self, table: RouteTable) -> None:
+        """Forget state of services or arms that left the table."""
+        for key in list(self._current):
+            route = table.services.get(key)
+            if route is None:
+                del self._current[key]
+            else:
+                keep = {a.revision for a in route.arms}
+                self._current[key] = {r: w for r, w in self._current[key].items() if r in keep}

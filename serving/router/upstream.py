@@ -1,0 +1,109 @@
+"""Pooled keep-alive HTTP connections to model servers, with least-outstanding-requests choice.
+
+Bodies pass through as bytes. A connection that fails before any response byte is retried on another
+endpoint of the same arm (inference is a pure function of its input, so a retry is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from serving.errors import GatewayTimeout, ServiceUnavailable
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+     "transfer-encoding", "upgrade", "host", "content-length"}
+)
+DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Upstreams:
+    """One aiohttp session for every model server; counts requests in flight per endpoint."""
+
+    def __init__(self, timeout_s: float = 60.0) -> None:
+        self.timeout_s = timeout_s
+        self.outstanding: dict[str, int] = {}
+        self.down_until: dict[str, float] = {}  # endpoint -> monotonic time it may be tried again
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=None, use_dns_cache=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")
+            )
+        return self._session
+
+    def pick(self, endpoints: Iterable[str], exclude: set[str]) -> str | None:
+        best, best_load = None, None
+        now = time.monotonic()
+        for endpoint in endpoints:
+            if endpoint in exclude or self.down_until.get(endpoint, 0.0) > now:
+                continue
+            load = self.outstanding.get(endpoint, 0)
+            if best_load is None or load < best_load:
+                best, best_load = endpoint, load
+        return best
+
+    async def forward(
+        self, endpoints: tuple[str, ...], method: str, path: str, headers: Mapping[str, str], body: bytes,
+        timeout_s: float | None = None,
+    ) -> tuple[str, UpstreamResponse]:
+        """Send to the least-loaded endpoint; on a connection failure try the next one."""
+        tried: set[str] = set()
+        last_error = "no ready replica"
+        while True:
+            endpoint = self.pick(endpoints, tried)
+            if endpoint is None:
+                raise ServiceUnavailable(f"no replica could take the request ({last_error})")
+            tried.add(endpoint)
+            self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
+            try:
+                return endpoint, await self._send(endpoint, method, path, headers, body, timeout_s or self.timeout_s)
+            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+                # Includes a refused connect and a peer that dropped the connection before answering.
+                self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
+                last_error = f"{endpoint}: {type(exc).__name__}"
+            finally:
+                self.outstanding[endpoint] -= 1
+
+    async def _send(
+        self, endpoint: str, method: str, path: str, headers: Mapping[str, str], body: bytes, timeout_s: float
+    ) -> UpstreamResponse:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        try:
+            async with self.session().request(
+                method, endpoint + path, data=body or None, headers=headers, timeout=timeout, allow_redirects=False
+            ) as resp:
+                content = await resp.read()
+                out = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP]
+                return UpstreamResponse(resp.status, out, content)
+        except TimeoutError:
+            raise GatewayTimeout(f"model server did not answer within {timeout_s:g}s") from None
+
+    def idle(self, endpoints: Iterable[str]) -> bool:
+        return all(self.outstanding.get(e, 0) == 0 for e in endpoints)
+
+    async def drain(self, endpoints: Iterable[str], timeout_s: float = 30.0) -> None:
+        """Wait (bounded) until no request is in flight to these endpoints."""
+        endpoints = tuple(endpoints)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.idle(endpoints) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -106,7 +106,8 @@ class ModelRepository:
         try:
             runtime, meta = await asyncio.to_thread(_load_runtime, model.settings)
         except Exception as exc:  # a broken model must not take the server down
-            model.state, model.reason = ModelState.UNAVAILABLE, _describe(exc)
+            model.state = ModelState.UNAVAILABLE
+            model.reason = f"failed to load model {name!r} from {model.settings.model_dir}: {_describe(exc)}"
             log.error("model %s failed to load: %s", name, model.reason)
         else:
             model.runtime, model.meta = runtime, meta

@@ -1,0 +1,116 @@
+"""`serving up` under faults: a broken revision is never served, a killed replica is replaced,
+rejected applies leave running services alone, and the control API admits only its token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.support import train_iris_sklearn, wait_until
+from tests.up_support import apply_text, cli, get_isvc, isvc_yaml, predict, serving_up, traffic, wait_for_traffic
+
+
+def _predictor_pids(server_pid: int) -> list[int]:
+    pids = []
+    for child in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "--model-dir" in child.cmdline():
+                pids.append(child.pid)
+        except psutil.Error:
+            continue  # exited between listing and reading
+    return pids
+
+
+def test_broken_revision_never_gets_traffic(tmp_path: Path) -> None:
+    good, broken = tmp_path / "good", tmp_path / "broken"
+    train_iris_sklearn(good)
+    broken.mkdir()
+    (broken / "model.joblib").write_bytes(b"this is not a pickle")
+    state = tmp_path / "state"
+    with serving_up(state) as server, server.client() as client:
+        apply_text(server, state, isvc_yaml("iris", good), tmp_path)
+        (r1,) = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
+        apply_text(server, state, isvc_yaml("iris", broken), tmp_path)
+
+        def failed() -> bool:
+            status = get_isvc(server, state, "iris")["status"]
+            return "lastFailureInfo" in status.get("modelStatus", {})
+
+        wait_until(failed, 60, what="the broken revision to be reported failed")
+        doc = get_isvc(server, state, "iris")
+        assert traffic(doc) == {r1: 100}
+        message = doc["status"]["modelStatus"]["lastFailureInfo"]["message"]
+        assert "pickle" in message.lower() or "load" in message.lower() or "unpickl" in message.lower(), message
+        latest = next(c for c in doc["status"]["conditions"] if c["type"] == "LatestDeploymentReady")
+        assert latest["status"] == "False"
+        assert {predict(client, "iris").headers["x-serving-revision"] for _ in range(10)} == {r1}
+
+
+def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    train_iris_sklearn(model)
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        apply_text(server, state, isvc_yaml("iris", model, replicas=2), tmp_path)
+        wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
+        wait_until(lambda: len(_predictor_pids(server.process.pid)) == 2, 60, what="two predictor processes")
+        counts: Counter = Counter()
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                while not stop.is_set():
+                    counts[predict(c, "iris").status_code] += 1
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: counts[200] > 50, 30, what="steady load")
+            victim = _predictor_pids(server.process.pid)[0]
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: victim not in _predictor_pids(server.process.pid)
+                       and len(_predictor_pids(server.process.pid)) == 2, 60, what="the replica to be restarted")
+            before = counts[200]
+            wait_until(lambda: counts[200] > before + 50, 30, what="traffic after the restart")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert set(counts) <= {200, 503}, counts
+        assert counts[503] <= 4, f"at most the in-flight requests may see 503: {counts}"
+
+
+def test_rejected_apply_leaves_running_service_alone(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    train_iris_sklearn(model)
+    state = tmp_path / "state"
+    with serving_up(state) as server, server.client() as client:
+        apply_text(server, state, isvc_yaml("iris", model), tmp_path)
+        before = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
+        bad = isvc_yaml("iris", model, canary=150)
+        (tmp_path / "bad.yaml").write_text(bad)
+        result = cli(server, state, "apply", "-f", str(tmp_path / "bad.yaml"), check=False)
+        assert result.returncode != 0
+        assert "spec.predictor.canaryTrafficPercent" in result.stderr
+        assert traffic(get_isvc(server, state, "iris")) == before
+        assert predict(client, "iris").status_code == 200
+
+
+def test_control_api_needs_the_token(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        r = httpx.get(server.url + "/api/v1/inferenceservices")
+        assert r.status_code == 401 and "token" in r.json()["error"]
+        r = httpx.get(server.url + "/api/v1/inferenceservices", headers={"authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        token = (state / "token").read_text().strip()
+        assert oct((state / "token").stat().st_mode & 0o777) == "0o600"
+        r = httpx.get(server.url + "/api/v1/inferenceservices", headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json() == {"items": []}

@@ -1,49 +1,63 @@
-"""`serving demo`: train the iris example on first use, serve it, and show a V1 and a V2 prediction."""
+"""`serving demo`: train the example models on first use, run `serving up` with the iris example, and show
+a V1 and a V2 prediction through the router. It keeps serving until Ctrl-C, so the README walk-through
+(apply a canary, promote, roll back) works against it."""
 
 from __future__ import annotations
 
 import argparse
 import threading
+from pathlib import Path
 
 import httpx
 
-from serving.demo_models import ensure_example_models
-from serving.server import ServerConfig, run
+from serving.commands import up
+from serving.control.state import DEFAULT_STATE_DIR
+from serving.demo_models import EXAMPLES_DIR, ensure_example_models
+
+IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="serve the iris example and answer a prediction")
+    p = subparsers.add_parser("demo", help="serve the iris example through `serving up` and answer a prediction")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     p.set_defaults(func=main)
 
 
-def _show_predictions(base: str) -> None:
+def _show_predictions(base: str, stop: threading.Event) -> None:
     with httpx.Client(base_url=base, timeout=30) as client:
-        for _ in range(600):
+        while not stop.wait(0.1):
             try:
-                if client.get("/v2/health/ready").status_code == 200:
+                if client.get("/v2/health/ready").status_code == 200 and client.get("/v1/models").json()["models"]:
                     break
-            except httpx.TransportError:
-                pass
-            threading.Event().wait(0.05)
-        v1 = client.post("/v1/models/sklearn-iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
-        v2 = client.post(
-            "/v2/models/sklearn-iris/infer",
-            json={"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]},
-        )
-    print(f"\nV1 {v1.status_code}: {v1.text}\nV2 {v2.status_code}: {v2.text}")
+            except (httpx.TransportError, ValueError, KeyError):
+                continue
+        else:
+            return
+        v1 = client.post("/v1/models/sklearn-iris:predict", json={"instances": [IRIS_ROW]})
+        v2 = client.post("/v2/models/sklearn-iris/infer", json={
+            "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]})
     print(
-        f"\nServing sklearn-iris at {base} — try:\n"
+        f"\nV1 {v1.status_code} (revision {v1.headers.get('x-serving-revision')}): {v1.text}\n"
+        f"V2 {v2.status_code}: {v2.text}\n\n"
+        f"sklearn-iris is served at {base}. Try:\n"
         f"  curl -s {base}/v1/models/sklearn-iris:predict -d '{{\"instances\": [[6.8, 2.8, 4.8, 1.4]]}}'\n"
-        "Ctrl-C stops it.",
+        "  serving get\n"
+        "Ctrl-C drains and stops it.",
         flush=True,
     )
 
 
 def main(args: argparse.Namespace) -> int:
-    models = ensure_example_models()
-    base = f"http://{args.host}:{args.port}"
-    threading.Thread(target=_show_predictions, args=(base,), daemon=True).start()
-    run(ServerConfig(model_dir=str(models / "sklearn-iris"), host=args.host, port=args.port, log_level="warning"))
-    return 0
+    ensure_example_models()
+    stop = threading.Event()
+    threading.Thread(target=_show_predictions, args=(f"http://{args.host}:{args.port}", stop), daemon=True).start()
+    up_args = argparse.Namespace(
+        filename=[str(EXAMPLES_DIR / "sklearn-iris.yaml")], host=args.host, port=args.port, state_dir=args.state_dir,
+        domain="example.com", pvc_root=None, cache_dir=None, log_level="warning",
+    )
+    try:
+        return up.main(up_args)
+    finally:
+        stop.set()

@@ -8,6 +8,8 @@ its log, and so is a predictor whose model failed to load (its own error text).
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -26,6 +28,7 @@ HEALTH_INTERVAL_S = 0.25
 HEALTH_TIMEOUT_S = 2.0
 UNHEALTHY_AFTER = 8  # consecutive failed health checks of a ready replica before it is replaced
 MAX_BACKOFF_S = 30.0
+PR_SET_PDEATHSIG = 1
 CRASH_LOOP_LIMIT = 4  # crashes before first ready that mark the replica failed
 
 
@@ -34,6 +37,15 @@ class ReplicaState(StrEnum):
     READY = "ready"
     FAILED = "failed"
     STOPPED = "stopped"
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM if `serving up` dies (even by SIGKILL), so no model server is orphaned."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: children outlive a killed parent
 
 
 def free_port() -> int:
@@ -117,6 +129,7 @@ class Replica:
                 sys.executable, "-m", "serving.cli", *self.spec.args, "--host", "127.0.0.1", "--port", str(self.port),
                 stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}, start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     async def _watch(self, http: aiohttp.ClientSession) -> bool:

@@ -14,6 +14,7 @@ COMMANDS = [
     "serving.commands.demo",
     "serving.commands.up",
     "serving.commands.control",
+    "serving.commands.loadtest",
 ]
 
 

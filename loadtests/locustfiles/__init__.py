@@ -1,0 +1,1 @@
+"""One Locust user class per scenario; `serving loadtest` picks the file and the class."""

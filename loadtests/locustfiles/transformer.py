@@ -1,0 +1,32 @@
+"""Transformer + predictor scenario: V1 predict on an InferenceService whose transformer pre-processes.
+
+PENDING: the transformer (`serving transform`, serving.transformers) has not landed yet. This user
+sends V1 `instances` of raw iris rows to the service, which is what a pass-through / feature-scaling
+transformer accepts; adjust `_body` once the example transformer's input format is fixed.
+"""
+
+from __future__ import annotations
+
+from locust import FastHttpUser, constant, task
+
+from loadtests import payloads
+from loadtests.locust_options import options
+
+
+class TransformerUser(FastHttpUser):
+    """POST /v1/models/NAME:predict on a transformer+predictor InferenceService (via the router)."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        opts = options(self.environment)
+        self.model = opts.model_name
+        self.count = opts.rows
+        self.body = payloads.v1_body(opts.payload or "iris", self.count)
+
+    @task
+    def predict(self) -> None:
+        with self.rest("POST", f"/v1/models/{self.model}:predict", data=self.body, name="/v1/models/[model]:predict transformer") as resp:
+            assert resp.status_code == 200, f"HTTP {resp.status_code},"
+            problem = payloads.check_v1(resp.js, self.count)
+            assert problem is None, problem

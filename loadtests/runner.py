@@ -1,0 +1,173 @@
+"""Running one Locust scenario headless as a subprocess, with a progress line, a summary and a chart.
+
+Locust runs in its own process (its gevent monkey-patching must not touch ours). Its JSON file gives
+the totals, its `--csv-full-history` stats history the chart; the exit code reflects the failure ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtests import chart, report, servers
+from loadtests.models import model_dir
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "locust.conf"
+SCENARIOS = {  # scenario -> (locustfile, user class)
+    "v1": ("locustfiles/predict.py", "V1PredictUser"),
+    "v2-json": ("locustfiles/predict.py", "V2JsonUser"),
+    "v2-binary": ("locustfiles/predict.py", "V2BinaryUser"),
+    "transformer": ("locustfiles/transformer.py", "TransformerUser"),
+    "canary": ("locustfiles/canary.py", "CanaryUser"),
+}
+ROUTED = {"canary", "transformer"}  # need `serving up` (the router) when started with --example
+
+
+@dataclass
+class Plan:
+    scenario: str
+    url: str
+    model: str
+    users: int
+    spawn_rate: float
+    duration_s: int
+    shape: str
+    rows: int
+    payload: str | None
+    out: Path
+
+
+def parse_duration(text: str) -> int:
+    """'30s', '2m', '1h', '1m30s' or plain seconds -> seconds."""
+    if text.isdigit():
+        return int(text)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    if not parts or not any(parts.groups()):
+        raise ValueError(f"duration {text!r} is not like 30s, 2m or 90")
+    h, m, s = (int(g or 0) for g in parts.groups())
+    return h * 3600 + m * 60 + s
+
+
+def locust_command(plan: Plan) -> list[str]:
+    locustfile, user_class = SCENARIOS[plan.scenario]
+    prefix = str(plan.out / "locust")
+    cmd = [
+        sys.executable, "-m", "locust", "--config", str(CONFIG),
+        "-f", f"{HERE / locustfile},{HERE / 'shapes' / (plan.shape + '.py')}", user_class,
+        "--host", plan.url, "--users", str(plan.users), "--spawn-rate", str(plan.spawn_rate),
+        "--run-time", f"{plan.duration_s}s", "--json-file", prefix, "--html", prefix + ".html",
+        "--csv", prefix, "--csv-full-history", "--progress-file", str(plan.out / "progress.json"),
+        "--model-name", plan.model, "--rows", str(plan.rows),
+    ]
+    if plan.payload:
+        cmd += ["--payload", plan.payload]
+    if plan.scenario == "canary":
+        cmd += ["--canary-out", str(plan.out / "canary.json")]
+    return cmd
+
+
+def _progress(plan: Plan) -> str | None:
+    try:
+        p = json.loads((plan.out / "progress.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (f"[{p['elapsed_s']:>5.0f}/{plan.duration_s}s] users {p['users']:>4}  req/s {p['rps']:>8.1f}  "
+            f"p50 {p['p50_ms']:>4g} ms  p95 {p['p95_ms']:>4g} ms  requests {p['requests']}  failures {p['failures']}")
+
+
+def run_locust(plan: Plan) -> int:
+    """Run Locust to completion, printing a progress line (in place on a terminal, every 5 s otherwise)."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(servers.REPO), os.environ.get("PYTHONPATH", "")])}
+    tty = sys.stderr.isatty()
+    with (plan.out / "locust.log").open("wb") as log:
+        process = subprocess.Popen(locust_command(plan), stdout=log, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env)
+    deadline = time.monotonic() + plan.duration_s + 120
+    last_print = 0.0
+    try:
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                break
+            line = _progress(plan)
+            if line and (tty or time.monotonic() - last_print >= 5):
+                print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+                last_print = time.monotonic()
+            time.sleep(0.5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    if tty:
+        print(file=sys.stderr)
+    return process.returncode
+
+
+@contextlib.contextmanager
+def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
+    """The URL to load: `--url` as given, or an example started here (and stopped afterwards)."""
+    if args.url:
+        yield args.url.rstrip("/")
+        return
+    name = args.example
+    if not (args.router or scenario in ROUTED):
+        with servers.serving_serve(model_dir(name), out / "server.log") as server:
+            yield server.url
+        return
+    model_dir(name)  # trains the example models if missing
+    yaml_file = servers.EXAMPLES / f"{name}.yaml"
+    if not yaml_file.exists():
+        raise ValueError(f"--router/{scenario} needs an InferenceService YAML at {yaml_file}")
+    with tempfile.TemporaryDirectory(prefix="loadtest-state-") as state, \
+            servers.serving_up([yaml_file], [name], Path(state), out / "router.log") as router:
+        if scenario == "canary":
+            canary = sorted(servers.EXAMPLES.glob(f"{name}-*canary*.yaml"))
+            if not canary:
+                raise ValueError(f"no canary YAML examples/{name}-*canary*.yaml for example {name!r}")
+            servers.apply_canary(router, canary[0], name)
+        yield router.url
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = (args.out or servers.RESULTS / f"{args.scenario}-{stamp}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    duration_s = parse_duration(args.duration)
+    with target(args, args.scenario, out) as url:
+        plan = Plan(args.scenario, url, args.model or args.example or "sklearn-iris", args.users,
+                    args.spawn_rate or float(args.users), duration_s, args.shape, args.rows, args.payload, out)
+        print(f"loadtest {plan.scenario} ({plan.shape}, {plan.users} users, {duration_s}s) -> {url}", file=sys.stderr)
+        code = run_locust(plan)
+    return finish(plan, code, args.max_failure_ratio)
+
+
+def finish(plan: Plan, locust_code: int, max_failure_ratio: float) -> int:
+    """Summarise, chart, and turn the failure ratio into the exit code."""
+    json_file = plan.out / "locust.json"
+    if not json_file.exists():
+        tail = (plan.out / "locust.log").read_text(errors="replace")[-3000:]
+        print(f"locust exited with {locust_code} and wrote no report:\n{tail}", file=sys.stderr)
+        return 2
+    summary = report.summarise(json_file, plan.out / "canary.json")
+    (plan.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+    history = plan.out / "locust_stats_history.csv"
+    if history.exists():
+        chart.render(history, plan.out / "chart.html", f"serving loadtest {plan.scenario} ({plan.shape}) {plan.url}")
+    print(report.format_table(summary))
+    print(f"report: {plan.out}/ (locust.json, locust.html, chart.html, summary.json)")
+    if summary.requests == 0 or summary.failure_ratio > max_failure_ratio:
+        print(f"FAILED: failure ratio {summary.failure_ratio:.2%} over {summary.requests} requests "
+              f"exceeds {max_failure_ratio:.2%}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,131 @@
+"""Starting what the load is aimed at: `serving serve`, `serving up`, or the bare HTTP-ceiling app.
+
+Each is a real subprocess on a free loopback port, in its own process group (so stopping it stops
+its children too), logging to a file; readiness is polled, never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+RESULTS = REPO / "loadtests" / "results"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def poll(predicate: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen | None = None,
+         log: Path | None = None) -> None:
+    """Call `predicate` every 50 ms until true; fail early if `process` exits, with its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what}: process exited with {process.returncode}\n{tail}")
+        try:
+            if predicate():
+                return
+        except (httpx.TransportError, OSError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@dataclass
+class Target:
+    url: str
+    process: subprocess.Popen
+    log: Path
+    state_dir: Path | None = None  # `serving up` only
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM the process group (graceful drain), SIGKILL it if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def started(argv: list[str], ready_path: str, log: Path, timeout_s: float = 90.0,
+            ready: Callable[[str], bool] | None = None, state_dir: Path | None = None) -> Iterator[Target]:
+    """Run `argv + --host 127.0.0.1 --port P` and yield once GET `ready_path` answers 200 (and `ready(url)`)."""
+    port = free_port()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with log.open("wb") as out:
+        process = subprocess.Popen([*argv, "--host", "127.0.0.1", "--port", str(port)], stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+    target = Target(f"http://127.0.0.1:{port}", process, log, state_dir)
+    try:
+        poll(lambda: httpx.get(target.url + ready_path, timeout=2).status_code == 200, timeout_s,
+             f"{target.url}{ready_path}", process, log)
+        if ready is not None:
+            poll(lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log)
+        yield target
+    finally:
+        stop(process)
+
+
+def serving_serve(model_dir: Path, log: Path, *extra: str) -> AbstractContextManager[Target]:
+    """`serving serve --model-dir DIR` (one worker, the defaults a user gets)."""
+    argv = [sys.executable, "-m", "serving.cli", "serve", "--model-dir", str(model_dir), *extra]
+    return started(argv, "/v2/health/ready", log)
+
+
+def ceiling_app(log: Path) -> AbstractContextManager[Target]:
+    """The bare Starlette+uvicorn app (same uvicorn settings as the model server)."""
+    return started([sys.executable, "-m", "loadtests.ceiling_app"], "/v2/health/ready", log)
+
+
+def isvc_ready(url: str, state_dir: Path, name: str, revisions: int = 1) -> bool:
+    """True once InferenceService `name` is Ready with `revisions` revisions taking traffic."""
+    from serving.control.client import ControlClient
+
+    item = ControlClient(url, state_dir).get(name)
+    status = item.get("status", {})
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+    traffic = status.get("components", {}).get("predictor", {}).get("traffic", [])
+    return ready and len([t for t in traffic if t.get("percent")]) >= revisions
+
+
+def serving_up(yaml_files: list[Path], names: list[str], state_dir: Path, log: Path) -> AbstractContextManager[Target]:
+    """`serving up -f ...`: yields once the router is live and every named InferenceService is Ready."""
+    argv = [sys.executable, "-m", "serving.cli", "up", *[a for f in yaml_files for a in ("-f", str(f))],
+            "--state-dir", str(state_dir), "--log-level", "warning"]
+    return started(argv, "/v2/health/live", log, ready=lambda url: all(isvc_ready(url, state_dir, n) for n in names),
+                   state_dir=state_dir)
+
+
+def apply_canary(target: Target, yaml_file: Path, name: str, timeout_s: float = 90.0) -> None:
+    """Apply a canary YAML to a running `serving up` and wait until two revisions take traffic."""
+    from serving.control.client import ControlClient
+    from serving.control.documents import read_documents
+
+    assert target.state_dir is not None
+    ControlClient(target.url, target.state_dir).apply(read_documents(yaml_file))
+    poll(lambda: isvc_ready(target.url, target.state_dir, name, revisions=2), timeout_s,  # type: ignore[arg-type]
+         f"canary of {name} ready", target.process, target.log)

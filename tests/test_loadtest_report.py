@@ -1,0 +1,89 @@
+"""Load-test pieces without servers: payloads, report totals, chart, command line, wrk parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadtests import chart, payloads, report, runner
+from serving.commands import loadtest as command
+from serving.protocol import v2_codec
+
+
+def test_binary_and_json_payloads_decode_to_the_same_tensor() -> None:
+    binary = payloads.v2_binary_body("iris-fp32", 5)
+    from_binary = v2_codec.decode_request(binary.body, str(binary.header_length)).inputs["input-0"]
+    from_json = v2_codec.decode_request(payloads.v2_json_body("iris-fp32", 5)).inputs["input-0"]
+    assert from_binary.dtype == np.float32 and from_binary.shape == (5, 4)
+    np.testing.assert_array_equal(from_binary, from_json)
+    assert binary.headers()["Inference-Header-Content-Length"] == str(binary.header_length)
+
+
+def test_payloads_are_deterministic_and_sized_per_model() -> None:
+    assert payloads.v1_body("iris", 2) == payloads.v1_body("iris", 2)
+    assert payloads.rows("rf32", 3).shape == (3, 32)
+    assert payloads.kind_for_model("onnx-iris") == "iris-fp32"
+    assert payloads.kind_for_model("rf-200") == "rf32"
+
+
+def test_response_checks_name_what_is_wrong() -> None:
+    assert payloads.check_v1({"predictions": [1, 2]}, 2) is None
+    assert "expected 3 predictions" in payloads.check_v1({"predictions": [1]}, 3)
+    good = {"outputs": [{"name": "o", "shape": [2], "data": [1, 2]}]}
+    assert payloads.check_v2(good, 2) is None
+    assert "shape" in payloads.check_v2({"outputs": [{"shape": [1], "data": [1]}]}, 2)
+    assert "no 'outputs'" in payloads.check_v2({"error": "x"}, 1)
+
+
+def _entry(name: str, times: dict[str, int], failures: int, start: float, end: float) -> dict:
+    return {"name": name, "method": "POST", "num_requests": sum(times.values()), "num_failures": failures,
+            "response_times": times, "start_time": start, "last_request_timestamp": end, "max_response_time": 41.5}
+
+
+def test_summary_totals_and_percentiles_come_from_the_json(tmp_path: Path) -> None:
+    path = tmp_path / "locust.json"
+    path.write_text(json.dumps([
+        _entry("/a", {"1": 50, "2": 40}, 0, 100.0, 110.0),
+        _entry("/b", {"3": 9, "40": 1}, 2, 101.0, 110.0),
+    ]))
+    canary = tmp_path / "canary.json"
+    canary.write_text(json.dumps({"total": 10, "revisions": {"r1": {"count": 8, "percent": 80.0}}}))
+    summary = report.summarise(path, canary)
+    assert (summary.requests, summary.failures, summary.duration_s, summary.rps) == (100, 2, 10.0, 10.0)
+    assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (1.0, 3.0, 3.0)
+    assert summary.failure_ratio == pytest.approx(0.02)
+    table = report.format_table(summary)
+    assert "r1 80.0%" in table and "2 (2.00%)" in table
+
+
+def test_chart_derives_per_second_throughput_from_cumulative_totals(tmp_path: Path) -> None:
+    history = tmp_path / "h.csv"
+    header = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%,99%,Total Request Count,Total Failure Count,Total Average Response Time"
+    rows = ["10,0,,Aggregated,0,0,N/A,N/A,N/A,0,0,0", "11,4,POST,/a,0,0,0,0,0,100,0,2.0",
+            "11,4,,Aggregated,0,0,0,0,0,100,0,2.0", "12,4,,Aggregated,0,0,3,5,7,300,1,3.0"]
+    history.write_text("\n".join([header, *rows]) + "\n")
+    cols = chart.read_history(history)
+    assert cols["t"] == [0.0, 1.0, 2.0]
+    assert cols["rps"] == [None, 100.0, 200.0]
+    assert cols["mean"][2] == pytest.approx((900 - 200) / 200)
+    assert cols["p50"] == [None, None, 3.0]
+    html = chart.render(history, tmp_path / "chart.html", "t").read_text()
+    assert html.count("<svg") == 3 and "http" not in html.split("</title>")[1].replace("http://www.w3.org", "")
+
+
+def test_command_scenarios_match_the_runner_and_the_command_line_is_complete(tmp_path: Path) -> None:
+    assert set(command.SCENARIOS) == set(runner.SCENARIOS)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["canary", "--url", "http://h:1", "--shape", "step", "--duration", "1m30s"])
+    plan = runner.Plan(args.scenario, args.url, "m", 8, 8.0, runner.parse_duration(args.duration), args.shape, 1,
+                       None, tmp_path)
+    cmd = runner.locust_command(plan)
+    assert plan.duration_s == 90 and "CanaryUser" in cmd and "--canary-out" in cmd
+    assert any(part.endswith("shapes/step.py") for part in cmd[cmd.index("-f") + 1].split(","))
+    with pytest.raises(ValueError):
+        runner.parse_duration("soon")

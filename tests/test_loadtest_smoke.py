@@ -1,0 +1,65 @@
+"""CI smoke load tests: `serving loadtest` against real servers for a few seconds.
+
+Locust runs as a subprocess (its gevent patching must stay out of pytest). Assertions are on the
+JSON report totals and the files written, never on timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, serving_process
+
+
+def loadtest(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serving.cli", "loadtest", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+@pytest.fixture(scope="module")
+def iris_server(model_repo: Path):
+    with serving_process(["serve", "--model-dir", str(model_repo / "sklearn-iris")]) as server:
+        yield server
+
+
+@pytest.mark.parametrize("scenario", ["v1", "v2-binary"])
+def test_loadtest_against_a_url_has_no_failures_and_writes_reports(iris_server, tmp_path: Path, scenario: str) -> None:
+    out = tmp_path / scenario
+    run = loadtest(scenario, "--url", iris_server.url, "--model", "sklearn-iris", "--users", "4",
+                   "--duration", "3s", "--rows", "3", "--out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    entries = json.loads((out / "locust.json").read_text())
+    assert sum(e["num_requests"] for e in entries) > 0
+    assert sum(e["num_failures"] for e in entries) == 0
+    for name in ("locust.html", "chart.html", "summary.json", "locust_stats_history.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert "<svg" in (out / "chart.html").read_text()
+    assert "req/s" in run.stdout and "p99 ms" in run.stdout
+    assert json.loads((out / "summary.json").read_text())["failures"] == 0
+
+
+def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_path: Path) -> None:
+    run = loadtest("v2-json", "--url", iris_server.url, "--model", "no-such-model", "--users", "2",
+                   "--duration", "2s", "--out", str(tmp_path))
+    assert run.returncode == 1, run.stdout + run.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["requests"] > 0 and summary["failures"] == summary["requests"]
+    assert "exceeds" in run.stderr
+
+
+def test_canary_split_through_the_router(tmp_path: Path) -> None:
+    """`serving up` with the sklearn-iris example, its 20 % canary applied; both revisions answer."""
+    run = loadtest("canary", "--example", "sklearn-iris", "--users", "4", "--duration", "4s", "--out", str(tmp_path),
+                   timeout_s=150)
+    assert run.returncode == 0, run.stdout + run.stderr
+    split = json.loads((tmp_path / "canary.json").read_text())
+    assert len(split["revisions"]) == 2, split
+    canary = min(split["revisions"].values(), key=lambda r: r["percent"])
+    assert 5.0 <= canary["percent"] <= 40.0, split  # configured 20 %; plausible, not exact
+    assert sum(r["count"] for r in split["revisions"].values()) == split["total"] > 0
+    assert "observed canary split" in run.stdout

@@ -68,13 +68,16 @@ def encode_response(response: InferResponse) -> bytes:
         columns = {name: _rows(array) for name, array in outputs.items()}
         rows = len(next(iter(columns.values())))
         predictions = [{name: col[i] for name, col in columns.items()} for i in range(rows)]
-    return orjson.dumps({"predictions": predictions})
+    return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _rows(array: np.ndarray) -> list[Any]:
+def _rows(array: np.ndarray) -> list[Any] | np.ndarray:
+    """Numeric rows stay numpy (orjson writes them natively); text becomes nested lists of str."""
     if array.dtype.kind in "OSU":
         return np.asarray(json_data(array, "BYTES"), dtype=object).reshape(array.shape).tolist()
     if array.ndim == 0:
         return [array.item()]
-    return array.tolist()
+    if not array.dtype.isnative:
+        return array.tolist()
+    return np.ascontiguousarray(array)
 

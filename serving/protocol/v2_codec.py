@@ -188,12 +188,16 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     }
 
 
-def json_data(array: np.ndarray, datatype: str) -> list[Any]:
-    """Row-major flat list, as the spec's canonical form."""
+def json_data(array: np.ndarray, datatype: str) -> list[Any] | np.ndarray:
+    """Row-major flat data, as the spec's canonical form.
+
+    Numeric arrays stay numpy: orjson (OPT_SERIALIZE_NUMPY) writes them without a Python list and with
+    each type's shortest repr (FP32 1e30 stays 1e+30, not float64's 1.0000000150474662e+30).
+    """
     flat = array.ravel()
     if datatype == "BYTES":
         return [_text(v) for v in flat]
-    return flat.tolist()
+    return flat if flat.dtype.isnative else flat.tolist()
 
 
 def _text(value: Any) -> Any:

@@ -1,0 +1,72 @@
+"""Custom runtimes loaded by real servers as `--runtime tests.runtimes_for_tests:Class`.
+
+They exercise the `module:Class` path with model folders that hold no artifact at all, and give the
+protocol tests a model that returns exactly what it was sent (every datatype, every shape).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
+
+from serving.types import TensorDict
+
+RELEASE_FILE = "release"  # SlowLoadRuntime finishes loading once this file exists in its model folder
+PARAMETERS_OUTPUT = "parameters"  # EchoRuntime can return the request parameters it received, as JSON
+
+
+class EchoRuntime(Runtime):
+    """Returns its inputs unchanged; asking for the output `parameters` returns the request parameters."""
+
+    platform = "echo"
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        available: dict[str, object] = {**inputs, PARAMETERS_OUTPUT: None}
+        names = select_outputs(available, outputs, self.settings.name) or tuple(inputs)
+        result = {name: inputs[name] for name in names if name in inputs}
+        if PARAMETERS_OUTPUT in names:
+            result[PARAMETERS_OUTPUT] = np.array([orjson.dumps(parameters)], dtype=object)
+        return result
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(platform=self.platform)
+
+
+class FailingRuntime(Runtime):
+    """Loads fine; every prediction raises, unless the request sets the parameter `fail` to false."""
+
+    platform = "failing"
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        if parameters.get("fail", True):
+            raise RuntimeError("the model exploded on purpose")
+        return dict(inputs)
+
+
+class SlowLoadRuntime(EchoRuntime):
+    """An echo model whose `load()` only returns once the test creates `RELEASE_FILE` (polled)."""
+
+    def load(self) -> None:
+        release = self.settings.model_dir / RELEASE_FILE
+        deadline = time.monotonic() + 60
+        while not release.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{release} never appeared")
+            time.sleep(0.02)
+        super().load()
+
+
+class BrokenLoadRuntime(Runtime):
+    """Fails to load, so the model stays not ready with a reason."""
+
+    def load(self) -> None:
+        raise RuntimeError("weights are corrupt")

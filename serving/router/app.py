@@ -21,7 +21,7 @@ from serving.router.upstream import HOP_BY_HOP, Upstreams
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 REVISION_HEADER = b"x-serving-revision"
-TAG_HEADER = "x-serving-tag"
+TAG_HEADER = b"x-serving-tag"
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -97,7 +97,7 @@ class Router:
         name = _model_name(path)
         route = self.resolve(scope, name)
         headers = _headers(scope)
-        arm = self._choose(route, headers.get(TAG_HEADER))
+        arm = self._choose(route, _header(headers, TAG_HEADER))
         body = await _read_body(receive, self.max_body_bytes)
         qs = scope.get("query_string", b"")
         target = path + ("?" + qs.decode("latin-1") if qs else "")
@@ -148,12 +148,15 @@ def _host(scope: Scope) -> str:
     return ""
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {
-        k.decode("latin-1"): v.decode("latin-1")
-        for k, v in scope["headers"]
-        if k.decode("latin-1") not in HOP_BY_HOP
-    }
+def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 async def _read_body(receive: Callable, limit: int) -> bytes:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import aiohttp
-
 from serving.errors import GatewayTimeout, ServiceUnavailable
+from serving.router.http1 import HTTP1Pool, UpstreamConnectError
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-     "transfer-encoding", "upgrade", "host", "content-length"}
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
+     b"transfer-encoding", b"upgrade", b"host", b"content-length"}
 )
 DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
 
@@ -30,21 +29,13 @@ class UpstreamResponse:
 
 
 class Upstreams:
-    """One aiohttp session for every model server; counts requests in flight per endpoint."""
+    """Keep-alive pools to every model server; counts requests in flight per endpoint."""
 
     def __init__(self, timeout_s: float = 60.0) -> None:
         self.timeout_s = timeout_s
         self.outstanding: dict[str, int] = {}
         self.down_until: dict[str, float] = {}  # endpoint -> monotonic time it may be tried again
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=None, use_dns_cache=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")
-            )
-        return self._session
+        self.pool = HTTP1Pool()
 
     def pick(self, endpoints: Iterable[str], exclude: set[str]) -> str | None:
         best, best_load = None, None
@@ -58,7 +49,7 @@ class Upstreams:
         return best
 
     async def forward(
-        self, endpoints: tuple[str, ...], method: str, path: str, headers: Mapping[str, str], body: bytes,
+        self, endpoints: tuple[str, ...], method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes,
         timeout_s: float | None = None,
     ) -> tuple[str, UpstreamResponse]:
         """Send to the least-loaded endpoint; on a connection failure try the next one."""
@@ -72,26 +63,26 @@ class Upstreams:
             self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
             try:
                 return endpoint, await self._send(endpoint, method, path, headers, body, timeout_s or self.timeout_s)
-            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
-                # Includes a refused connect and a peer that dropped the connection before answering.
+            except UpstreamConnectError as exc:
+                # A refused connect, or a peer that dropped the connection before answering.
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
-                last_error = f"{endpoint}: {type(exc).__name__}"
+                last_error = f"{endpoint}: {exc}"
+            except ConnectionError as exc:
+                self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
+                raise ServiceUnavailable(f"model server failed mid-response: {exc}") from exc
             finally:
                 self.outstanding[endpoint] -= 1
 
     async def _send(
-        self, endpoint: str, method: str, path: str, headers: Mapping[str, str], body: bytes, timeout_s: float
+        self, endpoint: str, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, timeout_s: float
     ) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self.session().request(
-                method, endpoint + path, data=body or None, headers=headers, timeout=timeout, allow_redirects=False
-            ) as resp:
-                content = await resp.read()
-                out = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP]
-                return UpstreamResponse(resp.status, out, content)
+            status, raw_headers, content = await self.pool.request(endpoint, method, path, headers, body, timeout_s)
         except TimeoutError:
             raise GatewayTimeout(f"model server did not answer within {timeout_s:g}s") from None
+        out = [(k, v) for k, v in raw_headers if k not in HOP_BY_HOP]
+        out.append((b"content-length", str(len(content)).encode()))
+        return UpstreamResponse(status, out, content)
 
     def idle(self, endpoints: Iterable[str]) -> bool:
         return all(self.outstanding.get(e, 0) == 0 for e in endpoints)
@@ -105,5 +96,4 @@ class Upstreams:
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self.pool.close()

@@ -39,11 +39,13 @@ def isvc_yaml(name: str, uri: Path | str, *, canary: int | None = None, replicas
 
 
 @contextmanager
-def serving_up(state_dir: Path, *files: Path, port: int | None = None) -> Iterator[ServerProcess]:
-    args = ["up", "--state-dir", str(state_dir)]
+def serving_up(
+    state_dir: Path, *files: Path, port: int | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    args = ["up", "--state-dir", str(state_dir), *extra]
     for f in files:
         args += ["-f", str(f)]
-    with serving_process(args, port=port, ready_path="/v2/health/live") as server:
+    with serving_process(args, port=port, ready_path="/v2/health/live", env=env) as server:
         yield server
 
 

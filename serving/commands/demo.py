@@ -55,7 +55,8 @@ def main(args: argparse.Namespace) -> int:
     threading.Thread(target=_show_predictions, args=(f"http://{args.host}:{args.port}", stop), daemon=True).start()
     up_args = argparse.Namespace(
         filename=[str(EXAMPLES_DIR / "sklearn-iris.yaml")], host=args.host, port=args.port, state_dir=args.state_dir,
-        domain="example.com", pvc_root=None, cache_dir=None, log_level="warning",
+        domain="example.com", pvc_root=None, cache_dir=None, log_level="warning", api_keys=None,
+        auth_health=False,
     )
     try:
         return up.main(up_args)

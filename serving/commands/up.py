@@ -19,6 +19,7 @@ from serving.control.local import LocalControlPlane
 from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.router.app import Router
+from serving.router.auth import KeyRing
 from serving.spec import parse
 
 log = logging.getLogger("serving.up")
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", default="example.com", help="URLs are http://NAME.NAMESPACE.DOMAIN")
     p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
     p.add_argument("--cache-dir", type=Path, help="download cache for http(s) storage URIs (default STATE_DIR/cache)")
+    p.add_argument("--api-keys", type=Path, help="require API keys on the router: a file of NAMESPACE:KEY lines "
+                   "(also env SERVING_API_KEYS=ns:key,...)")
+    p.add_argument("--auth-health", action="store_true", help="with API keys, require one on /v2/health/* too")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=main)
 
@@ -49,7 +53,7 @@ def build_app(args: argparse.Namespace) -> Router:
     store = StateStore(args.state_dir)
     store.prepare()
     token = store.token()
-    router = Router()
+    router = Router(auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
     control = LocalControlPlane(store, router, domain=args.domain, storage=storage_config(args))
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
 

@@ -14,6 +14,7 @@ import orjson
 
 import serving
 from serving.errors import ModelNotFound, PayloadTooLarge, ServiceUnavailable, ServingError
+from serving.router.auth import KeyRing
 from serving.router.balancer import Balancer
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, Upstreams
@@ -29,7 +30,9 @@ class Router:
     def __init__(
         self, upstreams: Upstreams | None = None, *, metrics: Any = None, fallback: ASGIApp | None = None,
         max_body_bytes: int = 64 * 1024 * 1024, ready: Callable[[], bool] | None = None,
+        auth: KeyRing | None = None,
     ) -> None:
+        self.auth = auth
         self.upstreams = upstreams or Upstreams()
         self.metrics = metrics
         self.fallback = fallback
@@ -68,6 +71,9 @@ class Router:
             await _reply(send, exc.status_code, {"error": exc.message}, headers)
 
     async def _local(self, scope: Scope, send: Callable, path: str) -> None:
+        if self.auth is not None and not (self.auth.public_health and path.startswith("/v2/health/")):
+            namespace = self._namespace_of(scope) if path == "/v1/models" else None
+            self.auth.check(namespace, scope["headers"])
         if path == "/v2/health/live":
             await _reply(send, 200, {"live": True})
         elif path == "/v2/health/ready":
@@ -96,6 +102,8 @@ class Router:
     async def _proxy(self, scope: Scope, receive: Callable, send: Callable, path: str) -> None:
         name = _model_name(path)
         route = self.resolve(scope, name)
+        if self.auth is not None:
+            self.auth.check(route.namespace, scope["headers"])
         headers = _headers(scope)
         arm = self._choose(route, _header(headers, TAG_HEADER))
         body = await _read_body(receive, self.max_body_bytes)

@@ -65,10 +65,15 @@ def encode_response(response: InferResponse) -> bytes:
         (array,) = outputs.values()
         predictions: Any = _rows(array)
     else:
-        columns = {name: _rows(array) for name, array in outputs.items()}
+        # Python lists here: rows of a column are numpy scalars, which orjson does not all accept.
+        columns = {name: _plain(_rows(array)) for name, array in outputs.items()}
         rows = len(next(iter(columns.values())))
         predictions = [{name: col[i] for name, col in columns.items()} for i in range(rows)]
     return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _plain(rows: list[Any] | np.ndarray) -> list[Any]:
+    return rows.tolist() if isinstance(rows, np.ndarray) else rows
 
 
 def _rows(array: np.ndarray) -> list[Any] | np.ndarray:

@@ -87,3 +87,28 @@ def test_command_scenarios_match_the_runner_and_the_command_line_is_complete(tmp
     assert any(part.endswith("shapes/step.py") for part in cmd[cmd.index("-f") + 1].split(","))
     with pytest.raises(ValueError):
         runner.parse_duration("soon")
+
+
+def test_bench_ratios_and_targets() -> None:
+    from loadtests.bench_table import Row, annotate, format_markdown
+
+    rows = [
+        Row("ceiling", "bare Starlette V2 JSON", 16, rps=1000, p50_ms=1.0),
+        Row("direct", "server V2 JSON", 16, rps=400, p50_ms=2.0),
+        Row("router", "router V2 JSON", 16, rps=300, p50_ms=2.5),
+        Row("batching", "RF-200 batching off", 64, rps=10, p99_ms=900),
+        Row("batching", "RF-200 batching on", 64, rps=250, p99_ms=120),
+        Row("binary", "1M FP32 V2 JSON", 1, rps=2, mean_ms=500),
+        Row("binary", "1M FP32 V2 binary", 1, rps=20, mean_ms=40),
+        Row("transformer", "transformer + predictor", 16, note="PENDING"),
+    ]
+    annotate(rows)
+    direct, router, _, rf_on, _, binary, pending = rows[1:]
+    assert direct.ratio == pytest.approx(0.4) and direct.met is True
+    assert router.ratio == pytest.approx(0.75) and "+0.50 ms" in router.basis and router.met is True
+    assert rf_on.ratio == pytest.approx(25) and rf_on.met is True
+    assert binary.ratio == pytest.approx(12.5) and binary.met is True
+    assert pending.ratio is None and pending.met is None
+    md = format_markdown({"date": "d", "quick": True, "duration_s": 1, "rows": [r.to_dict() for r in rows],
+                          "machine": {"cores": 2, "platform": "p", "python": "3", "loadavg_before": [1, 1, 1]}})
+    assert "2 cores" in md and md.count("\n|") == 2 + len(rows)

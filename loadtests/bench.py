@@ -1,0 +1,149 @@
+"""The benchmark: every configuration alone, same machine, one sitting, one table of ratios.
+
+    python -m loadtests.bench [--quick] [--only ceiling,direct,router,batching,binary,transformer]
+
+Load comes from wrk (one thread, so it leaves the server a core); each server is started, warmed up,
+measured and stopped before the next. Results go to loadtests/results/bench-TIME.json and a dated
+table is appended to BENCHMARKS.md. Absolute numbers depend on the machine; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from loadtests import payloads, servers, wrk
+from loadtests.bench_table import ITEMS, Row, annotate, format_markdown, format_text
+from loadtests.models import RF_NAME, model_dir
+
+CONNECTIONS = (1, 16, 64)
+ISVC = "sklearn-iris"
+V1_PATH, V2_PATH = f"/v1/models/{ISVC}:predict", f"/v2/models/{ISVC}/infer"
+BENCHMARKS_MD = servers.REPO / "BENCHMARKS.md"
+
+
+class Bench:
+    def __init__(self, workdir: Path, duration_s: float, logs: Path) -> None:
+        self.workdir, self.duration_s, self.logs = workdir, duration_s, logs
+        self.rows: list[Row] = []
+
+    def measure(self, url: str, request: wrk.Request, conns: int, item: str, config: str, note: str = "") -> Row:
+        result = wrk.run(url, request, self.workdir, conns, self.duration_s)
+        row = Row(item=item, config=config, conns=conns, rps=result["rps"], p50_ms=result["p50_us"] / 1000,
+                  p99_ms=result["p99_us"] / 1000, mean_ms=result["mean_us"] / 1000, errors=result["errors"], note=note)
+        self.rows.append(row)
+        print(f"  {config:<34} c={conns:<3} {row.rps:9.1f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms"
+              f"  errors {row.errors}", file=sys.stderr, flush=True)
+        return row
+
+    def warm(self, url: str, request: wrk.Request) -> None:
+        wrk.run(url, request, self.workdir, 4, 1)
+
+    def iris_matrix(self, url: str, item: str, label: str) -> None:
+        """V1 and V2 JSON single-row iris at 1, 16 and 64 connections."""
+        v1 = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
+        v2 = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
+        self.warm(url, v2)
+        for request, protocol in ((v1, "V1"), (v2, "V2 JSON")):
+            for conns in CONNECTIONS:
+                self.measure(url, request, conns, item, f"{label} {protocol}")
+
+    def ceiling(self) -> None:
+        with servers.ceiling_app(self.logs / "ceiling.log") as target:
+            self.iris_matrix(target.url, "ceiling", "bare Starlette")
+
+    def direct(self) -> None:
+        with servers.serving_serve(model_dir(ISVC), self.logs / "direct.log") as target:
+            self.iris_matrix(target.url, "direct", "server")
+
+    def router(self) -> None:
+        model_dir(ISVC)
+        with tempfile.TemporaryDirectory(prefix="bench-state-") as state, servers.serving_up(
+            [servers.EXAMPLES / f"{ISVC}.yaml"], [ISVC], Path(state), self.logs / "router.log"
+        ) as target:
+            self.iris_matrix(target.url, "router", "router")
+
+    def batching(self) -> None:
+        note = "" if importlib.util.find_spec("serving.batching") else "batcher not landed: flag had no effect"
+        rf = wrk.Request("rf-v2", f"/v2/models/{RF_NAME}/infer", payloads.v2_json_body("rf32"))
+        for label, extra in (("off", ()), ("on", ("--max-batch-size", "64", "--max-latency-ms", "5"))):
+            with servers.serving_serve(model_dir(RF_NAME), self.logs / f"rf-{label}.log", *extra) as target:
+                self.warm(target.url, rf)
+                self.measure(target.url, rf, 64, "batching", f"RF-200 batching {label}", note if extra else "")
+        iris = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
+        with servers.serving_serve(model_dir(ISVC), self.logs / "iris-batch.log", "--max-batch-size", "64",
+                                   "--max-latency-ms", "2") as target:
+            self.warm(target.url, iris)
+            self.measure(target.url, iris, 64, "batching", "server V2 JSON batching on", note)
+
+    def binary(self) -> None:
+        """1,000,000 FP32 elements ([250000, 4] iris rows) as JSON vs the binary extension, end to end."""
+        count = 1_000_000 // 4
+        as_json = wrk.Request("big-json", V2_PATH, payloads.v2_json_body("iris-fp32", count))
+        body = payloads.v2_binary_body("iris-fp32", count, binary_output=True)
+        as_binary = wrk.Request("big-binary", V2_PATH, body.body, tuple(body.headers().items()))
+        with servers.serving_serve(model_dir(ISVC), self.logs / "big.log") as target:
+            self.warm(target.url, as_binary)
+            self.measure(target.url, as_json, 1, "binary", "1M FP32 V2 JSON", f"{len(as_json.body) / 1e6:.1f} MB body")
+            self.measure(target.url, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body")
+
+    def transformer(self) -> None:
+        self.rows.append(Row(item="transformer", config="transformer + predictor", conns=16,
+                             note="PENDING: transformer (serving transform) not landed"))
+
+
+def run(only: list[str], duration_s: float, quick: bool) -> dict:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        bench = Bench(Path(tmp), duration_s, servers.RESULTS / "bench-logs")
+        for item in ITEMS:
+            if item in only:
+                print(f"[{item}]", file=sys.stderr, flush=True)
+                getattr(bench, item)()
+    annotate(bench.rows)
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "duration_s": duration_s, "quick": quick, "rows": [r.to_dict() for r in bench.rows],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
+    parser.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated items or numbers 1-6 of {ITEMS}")
+    parser.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
+    parser.add_argument("--results", type=Path, default=servers.RESULTS, help="folder for the results JSON")
+    args = parser.parse_args(argv)
+    if not wrk.available():
+        print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    only = [ITEMS[int(x) - 1] if x.strip().isdigit() else x.strip() for x in args.only.split(",")]
+    unknown = [x for x in only if x not in ITEMS]
+    if unknown:
+        parser.error(f"unknown items {unknown}; choose from {ITEMS}")
+    duration_s = args.duration or (3.0 if args.quick else 10.0)
+    result = run(only, duration_s, args.quick)
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / f"bench-{result['date'].replace(':', '')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(format_text(result))
+    print(f"results: {path}")
+    if not args.no_append:
+        with BENCHMARKS_MD.open("a") as f:
+            f.write(format_markdown(result))
+        print(f"appended to {BENCHMARKS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The benchmark's rows, the ratios and targets between them (issue 6), and the table in two formats."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ITEMS = ["ceiling", "direct", "router", "batching", "binary", "transformer"]
+
+
+@dataclass
+class Row:
+    item: str
+    config: str
+    conns: int
+    rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    errors: int = 0
+    ratio: float | None = None
+    basis: str = ""
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def protocol(self) -> str:
+        return self.config.split(" ", 1)[1] if " " in self.config else self.config
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _find(rows: list[Row], item: str, config: str, conns: int) -> Row | None:
+    return next((r for r in rows if r.item == item and r.config == config and r.conns == conns and r.rps), None)
+
+
+def _compare(row: Row, base: Row | None, basis: str) -> None:
+    if base is not None and row.rps and base.rps:
+        row.ratio, row.basis = row.rps / base.rps, basis
+
+
+def annotate(rows: list[Row]) -> None:
+    """Fill ratio / basis / target / met for every row whose comparison row was measured too."""
+    for row in rows:
+        protocol = row.config.split(" ", 1)[1] if row.item in ("direct", "router") else ""
+        if row.item == "direct":
+            _compare(row, _find(rows, "ceiling", f"bare Starlette {protocol}", row.conns), "× ceiling")
+            if protocol == "V2 JSON" and row.conns == 16:
+                row.target, row.met = "≥ 0.30× ceiling", row.ratio is not None and row.ratio >= 0.30
+        elif row.item == "router":
+            base = _find(rows, "direct", f"server {protocol}", row.conns)
+            _compare(row, base, "× direct")
+            if base is not None and row.p50_ms is not None and base.p50_ms is not None:
+                added = row.p50_ms - base.p50_ms
+                row.basis += f", p50 {added:+.2f} ms"
+                row.target = "≥ 0.70× direct, ≤ +1 ms p50"
+                row.met = row.ratio is not None and row.ratio >= 0.70 and added <= 1.0
+        elif row.config == "RF-200 batching on":
+            _compare(row, _find(rows, "batching", "RF-200 batching off", row.conns), "× unbatched")
+            row.target = "≥ 20× unbatched, p99 < 250 ms"
+            row.met = row.ratio is not None and row.ratio >= 20 and (row.p99_ms or 1e9) < 250
+        elif row.config == "server V2 JSON batching on":
+            _compare(row, _find(rows, "ceiling", "bare Starlette V2 JSON", row.conns), "× ceiling")
+            row.target, row.met = "≥ 0.60× ceiling", row.ratio is not None and row.ratio >= 0.60
+        elif row.config == "1M FP32 V2 binary":
+            base = _find(rows, "binary", "1M FP32 V2 JSON", row.conns)
+            if base is not None and row.mean_ms and base.mean_ms:
+                row.ratio, row.basis = base.mean_ms / row.mean_ms, "× faster than JSON (mean latency)"
+            row.target, row.met = "≥ 10× faster", row.ratio is not None and row.ratio >= 10
+
+
+def _cells(row: Row) -> list[str]:
+    def num(v: float | None, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    met = "" if row.met is None else ("yes" if row.met else "NO")
+    note = "; ".join(x for x in (row.note, f"{row.errors} errors" if row.errors else "") if x)
+    ratio = f"{row.ratio:.2f}{row.basis}" if row.ratio is not None else ""
+    return [row.item, row.config, str(row.conns), num(row.rps, ".1f"), num(row.p50_ms, ".2f"), num(row.p99_ms, ".2f"),
+            ratio, row.target, met, note]
+
+
+HEADER = ["item", "configuration", "conns", "req/s", "p50 ms", "p99 ms", "ratio", "target", "met", "note"]
+
+
+def _machine(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    load = ", ".join(f"{x:.1f}" for x in m["loadavg_before"])
+    return (f"{m['cores']} cores, {m['platform']}, Python {m['python']}; load average before {load}; "
+            f"{result['duration_s']:g} s per measurement, wrk 1 thread")
+
+
+def format_text(result: dict[str, Any]) -> str:
+    rows = [HEADER] + [_cells(Row(**r)) for r in result["rows"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([f"benchmark {result['date']}: {_machine(result)}", *lines])
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    rows = [_cells(Row(**r)) for r in result["rows"]]
+    lines = [f"\n## {result['date']}{' (quick)' if result['quick'] else ''}\n", _machine(result) + ".\n",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

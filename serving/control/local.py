@@ -131,8 +131,10 @@ class LocalControlPlane:
             for (namespace, _), p in plans.items():
                 for name, replicas in p.run.items():
                     wanted[(namespace, name)] = (p.state.revisions[name], replicas)
-            await self._converge(wanted)
+            retiring = await self._converge(wanted)
             self.router.set_table(self._table(plans))
+            for runner, replicas in retiring:  # only now: they are out of the table
+                self._spawn(self._drain_and_stop(runner, replicas))
             for key, p in plans.items():
                 self._record(self.services[key], p)
 
@@ -148,7 +150,11 @@ class LocalControlPlane:
                 failed[name] = why
         return plan(service.isvc, service.rollout, Observed(frozenset(ready), failed), self.domain)
 
-    async def _converge(self, wanted: dict[tuple[str, str], tuple[Revision, int]]) -> None:
+    async def _converge(
+        self, wanted: dict[tuple[str, str], tuple[Revision, int]]
+    ) -> list[tuple[RevisionRunner, list | None]]:
+        """Start and scale runners; return what must stop (after the route table no longer lists it)."""
+        retiring: list[tuple[RevisionRunner, list | None]] = []
         for key, (revision, replicas) in wanted.items():
             runner = self.runners.get(key)
             if runner is None:
@@ -156,9 +162,10 @@ class LocalControlPlane:
                 self.runners[key] = runner
             removed = runner.scale(replicas) if not runner.error else []
             if removed:
-                self._spawn(self._drain_and_stop(runner, removed))
+                retiring.append((runner, removed))
         for key in [k for k in self.runners if k not in wanted]:
-            self._spawn(self._drain_and_stop(self.runners.pop(key)))
+            retiring.append((self.runners.pop(key), None))
+        return retiring
 
     async def _new_runner(self, revision: Revision) -> RevisionRunner:
         log_dir = self.store.root / "logs"

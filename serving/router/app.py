@@ -105,8 +105,10 @@ class Router:
         if self.auth is not None:
             self.auth.check(route.namespace, scope["headers"])
         headers = _headers(scope)
-        arm = self._choose(route, _header(headers, TAG_HEADER))
         body = await _read_body(receive, self.max_body_bytes)
+        # No await between choosing the arm and counting the request in flight on its endpoint:
+        # a revision being drained either is not chosen or is waited for.
+        arm = self._choose(route, _header(headers, TAG_HEADER))
         qs = scope.get("query_string", b"")
         target = path + ("?" + qs.decode("latin-1") if qs else "")
         started = time.monotonic()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import ArtifactRefused
+from serving.errors import ArtifactError, ArtifactRefused
 from serving.runtimes import find_artifact
 from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
 from serving.types import TensorDict, TensorSpec
@@ -25,7 +25,10 @@ def load_pickle(settings: Any) -> Any:
         raise ArtifactRefused(f"{path.name} is a pickle (code execution on load) and pickles are disabled")
     import joblib
 
-    return joblib.load(path)
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # joblib's own messages ("pop from empty list") do not say which file
+        raise ArtifactError(f"cannot load {path.name}: {type(exc).__name__}: {exc}") from exc
 
 
 class SKLearnRuntime(Runtime):

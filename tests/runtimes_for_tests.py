@@ -6,12 +6,13 @@ protocol tests a model that returns exactly what it was sent (every datatype, ev
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import orjson
-from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 
+from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.types import TensorDict
 
 RELEASE_FILE = "release"  # SlowLoadRuntime finishes loading once this file exists in its model folder
@@ -70,3 +71,13 @@ class BrokenLoadRuntime(Runtime):
 
     def load(self) -> None:
         raise RuntimeError("weights are corrupt")
+
+
+class PidRuntime(Runtime):
+    """Answers with the id of the process that served the request (tells `--workers` processes apart)."""
+
+    def load(self) -> None:
+        self.pid = os.getpid()
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        return {"pid": np.array([self.pid], dtype=np.int64)}

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.support import train_iris_sklearn, wait_until
-from tests.up_support import apply_text, cli, get_isvc, isvc_yaml, predict, serving_up, traffic, wait_for_traffic
+from tests.up_support import (
+    apply_text,
+    cli,
+    get_isvc,
+    isvc_yaml,
+    predict,
+    serving_up,
+    traffic,
+    wait_for_traffic,
+)
 
 
 def _predictor_pids(server_pid: int) -> list[int]:
@@ -114,3 +125,74 @@ def test_control_api_needs_the_token(tmp_path: Path) -> None:
         assert oct((state / "token").stat().st_mode & 0o777) == "0o600"
         r = httpx.get(server.url + "/api/v1/inferenceservices", headers={"authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json() == {"items": []}
+
+
+def test_hung_predictor_times_out_and_is_replaced(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    train_iris_sklearn(model)
+    state = tmp_path / "state"
+    with serving_up(state) as server, server.client() as client:
+        apply_text(server, state, isvc_yaml("iris", model, extra="    timeout: 2\n"), tmp_path)
+        wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
+        (pid,) = _predictor_pids(server.process.pid)
+        os.kill(pid, signal.SIGSTOP)  # hangs: accepts nothing, answers nothing
+        try:
+            r = predict(client, "iris")
+            assert r.status_code == 504, r.text
+            assert "2s" in r.json()["error"]
+            wait_until(lambda: pid not in _predictor_pids(server.process.pid), 60, what="the hung replica to be replaced")
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        wait_until(lambda: predict(client, "iris").status_code == 200, 60, what="a fresh replica to answer")
+
+
+def test_kill_9_of_serving_up_then_restart_restores_everything(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    train_iris_sklearn(model)
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        apply_text(server, state, isvc_yaml("iris", model, replicas=2), tmp_path)
+        before = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
+        wait_until(lambda: len(_predictor_pids(server.process.pid)) == 2, 60, what="two replicas")
+        children = _predictor_pids(server.process.pid)
+        server.process.kill()
+        server.process.wait(10)
+        wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                   for p in children), 30, what="orphaned model servers to exit")
+    with serving_up(state) as server, server.client() as client:
+        after = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
+        assert after == before
+        assert predict(client, "iris").headers["x-serving-revision"] in before
+
+
+def test_unwritable_state_dir_is_a_clear_error_and_keeps_last_good_state(tmp_path: Path) -> None:
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    train_iris_sklearn(v1)
+    train_iris_sklearn(v2, c=0.05)
+    state = tmp_path / "state"
+    with serving_up(state) as server, server.client() as client:
+        apply_text(server, state, isvc_yaml("iris", v1), tmp_path)
+        before = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
+        services = state / "services"
+        saved = (services / "default__iris.json").read_bytes()
+        services.chmod(0o500)
+        try:
+            if os.access(services, os.W_OK):  # root ignores permission bits: use a read-only bind instead
+                (services / "default__iris.json").chmod(0o400)
+                services.chmod(0o700)
+                if subprocess.run(["mount", "--bind", "-o", "ro", str(services), str(services)],
+                                  capture_output=True).returncode != 0:
+                    pytest.skip("cannot make the state directory unwritable here (root without mount)")
+            (tmp_path / "v2.yaml").write_text(isvc_yaml("iris", v2))
+            result = cli(server, state, "apply", "-f", str(tmp_path / "v2.yaml"), check=False)
+            assert result.returncode != 0
+            assert "cannot write" in result.stderr and "state" in result.stderr, result.stderr
+            assert traffic(get_isvc(server, state, "iris")) == before
+            assert predict(client, "iris").status_code == 200
+        finally:
+            subprocess.run(["umount", str(services)], capture_output=True)
+            services.chmod(0o700)
+        assert (services / "default__iris.json").read_bytes() == saved

@@ -27,6 +27,7 @@ from serving.spec import InferenceService, parse
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
+DEFAULT_TIMEOUT_S = 60
 
 
 @dataclass
@@ -198,7 +199,8 @@ class LocalControlPlane:
                 role = "canary" if split and target.tag == "latest" else "stable"
                 arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints))
             host = f"{name}.{namespace}.{self.domain}"
-            services[(namespace, name)] = ServiceRoute(name, namespace, tuple(arms), host)
+            timeout = self.services[(namespace, name)].isvc.spec.predictor.timeout or DEFAULT_TIMEOUT_S
+            services[(namespace, name)] = ServiceRoute(name, namespace, tuple(arms), host, float(timeout))
         return RouteTable(services, self.router.table.version + 1)
 
     def _record(self, service: Service, p: Plan) -> None:

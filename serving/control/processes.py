@@ -25,8 +25,8 @@ import aiohttp
 log = logging.getLogger("serving.processes")
 
 HEALTH_INTERVAL_S = 0.25
-HEALTH_TIMEOUT_S = 2.0
-UNHEALTHY_AFTER = 8  # consecutive failed health checks of a ready replica before it is replaced
+HEALTH_TIMEOUT_S = 1.0
+UNHEALTHY_AFTER = 3  # consecutive failed health checks of a ready replica before it is replaced
 MAX_BACKOFF_S = 30.0
 PR_SET_PDEATHSIG = 1
 CRASH_LOOP_LIMIT = 4  # crashes before first ready that mark the replica failed

@@ -115,7 +115,9 @@ class Router:
         code = 500
         self._observe_in_flight(route, arm, 1)
         try:
-            _, response = await self.upstreams.forward(arm.endpoints, scope["method"], target, headers, body)
+            _, response = await self.upstreams.forward(
+                arm.endpoints, scope["method"], target, headers, body, route.timeout_s
+            )
             code = response.status
             response.headers.append((REVISION_HEADER, arm.revision.encode()))
             await send({"type": "http.response.start", "status": response.status, "headers": response.headers})

@@ -33,16 +33,18 @@ class ServiceRoute:
     namespace: str
     arms: tuple[Arm, ...]  # arms with percent > 0 first; 0 % arms stay reachable by tag or revision name
     host: str = ""  # "<name>.<namespace>.<domain>"
+    timeout_s: float = 60.0  # the spec's `timeout`: the router answers 504 after it
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "namespace": self.namespace, "host": self.host, "arms": [a.to_json() for a in self.arms]}
+        return {"name": self.name, "namespace": self.namespace, "host": self.host, "timeoutSeconds": self.timeout_s,
+                "arms": [a.to_json() for a in self.arms]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServiceRoute:
         arms = tuple(
             Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"])) for a in data["arms"]
         )
-        return cls(data["name"], data["namespace"], arms, data.get("host", ""))
+        return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.router.app import Router
 from serving.router.auth import KeyRing
+from serving.router.federation import federated_exposition
 from serving.spec import parse
 
 log = logging.getLogger("serving.up")
@@ -72,8 +73,10 @@ def build_app(args: argparse.Namespace) -> Router:
             await router.upstreams.close()
 
     async def metrics(request: Request) -> Response:
-        body = router.metrics.exposition() if router.metrics is not None else b""
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        """The router's own metrics, then every model server's, labelled by isvc/revision/component."""
+        own = router.metrics.exposition() if router.metrics is not None else b""
+        federated = await federated_exposition(control.scrape_targets())
+        return Response(own + federated, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     fallback = Starlette(
         routes=[Route("/metrics", metrics), Mount("/", build_control_app(control, token))],

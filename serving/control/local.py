@@ -22,6 +22,7 @@ from serving.control.storage_bridge import resolve_model_dir
 from serving.errors import NotFound, ServingError
 from serving.revision import Revision
 from serving.router.app import Router
+from serving.router.federation import ScrapeTarget
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.spec import InferenceService, parse
 
@@ -105,6 +106,18 @@ class LocalControlPlane:
         if service is None:
             raise NotFound(f"InferenceService {namespace}/{name} not found")
         return service
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """Every running model-server process, labelled for the federated /metrics."""
+        targets = []
+        for (namespace, _), runner in self.runners.items():
+            revision = runner.revision
+            for component, replicas in (("predictor", runner.predictors), ("transformer", runner.transformers)):
+                for index, replica in enumerate(replicas):
+                    labels = {"isvc": revision.isvc, "namespace": namespace, "revision": revision.name,
+                              "component": component, "replica": str(index)}
+                    targets.append(ScrapeTarget(replica.url, labels))
+        return targets
 
     def ready(self) -> bool:
         return all(s.status.get("conditions", [{}])[-1].get("status") == "True" for s in self.services.values())

@@ -1,0 +1,68 @@
+"""One scrape sees everything: the local router's `/metrics` merges what its model servers export.
+
+Each replica's exposition is fetched concurrently at scrape time (never on the request path), parsed,
+labelled with `isvc`, `namespace`, `revision`, `component` and `replica`, and merged family by family so
+every metric keeps a single HELP/TYPE (valid for `promtool check metrics`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+SCRAPE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeTarget:
+    url: str  # base URL of a model server
+    labels: dict[str, str]
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def merge(expositions: Iterable[tuple[str, dict[str, str]]]) -> list[Metric]:
+    """Merge text expositions, adding each one's labels to its samples."""
+    merged: dict[str, Metric] = {}
+    for text, labels in expositions:
+        for family in text_string_to_metric_families(text):
+            if family.name.endswith("_created"):  # creation timestamps: noise once merged
+                continue
+            target = merged.get(family.name)
+            if target is None:
+                target = merged[family.name] = Metric(family.name, family.documentation, family.type)
+            for sample in family.samples:
+                target.add_sample(sample.name, {**sample.labels, **labels}, sample.value, sample.timestamp)
+    return list(merged.values())
+
+
+async def _fetch(session: aiohttp.ClientSession, target: ScrapeTarget) -> tuple[str, dict[str, str]] | None:
+    try:
+        async with session.get(target.url + "/metrics", timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)) as r:
+            if r.status == 200:
+                return await r.text(), target.labels
+    except (aiohttp.ClientError, TimeoutError):
+        pass  # a replica that is starting or gone simply contributes nothing to this scrape
+    return None
+
+
+async def federated_exposition(targets: list[ScrapeTarget]) -> bytes:
+    if not targets:
+        return b""
+    async with aiohttp.ClientSession() as session:
+        results = await asyncio.gather(*(_fetch(session, t) for t in targets))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(merge(r for r in results if r is not None)))  # type: ignore[arg-type]
+    return generate_latest(registry)

@@ -29,46 +29,62 @@ V1_PATH, V2_PATH = f"/v1/models/{ISVC}:predict", f"/v2/models/{ISVC}/infer"
 BENCHMARKS_MD = servers.REPO / "BENCHMARKS.md"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server and its children (the router's model servers): a per-request cost
+    that other load on a shared machine disturbs far less than throughput."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return sum(sum(p.cpu_times()[:2]) for p in (root, *root.children(recursive=True)))
+    except psutil.Error:
+        return 0.0
+
+
 class Bench:
     def __init__(self, workdir: Path, duration_s: float, logs: Path) -> None:
         self.workdir, self.duration_s, self.logs = workdir, duration_s, logs
         self.rows: list[Row] = []
 
-    def measure(self, url: str, request: wrk.Request, conns: int, item: str, config: str, note: str = "") -> Row:
-        result = wrk.run(url, request, self.workdir, conns, self.duration_s)
+    def measure(self, target: servers.Target, request: wrk.Request, conns: int, item: str, config: str,
+                note: str = "") -> Row:
+        cpu_before = cpu_seconds(target.process.pid)
+        result = wrk.run(target.url, request, self.workdir, conns, self.duration_s)
+        cpu_us = 1e6 * (cpu_seconds(target.process.pid) - cpu_before) / max(1, result["requests"])
         row = Row(item=item, config=config, conns=conns, rps=result["rps"], p50_ms=result["p50_us"] / 1000,
-                  p99_ms=result["p99_us"] / 1000, mean_ms=result["mean_us"] / 1000, errors=result["errors"], note=note)
+                  p99_ms=result["p99_us"] / 1000, mean_ms=result["mean_us"] / 1000, cpu_us=cpu_us,
+                  errors=result["errors"], note=note)
         self.rows.append(row)
         print(f"  {config:<34} c={conns:<3} {row.rps:9.1f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms"
-              f"  errors {row.errors}", file=sys.stderr, flush=True)
+              f"  server CPU {cpu_us:7.0f} us/req  errors {row.errors}", file=sys.stderr, flush=True)
         return row
 
     def warm(self, url: str, request: wrk.Request) -> None:
         wrk.run(url, request, self.workdir, 4, 1)
 
-    def iris_matrix(self, url: str, item: str, label: str) -> None:
+    def iris_matrix(self, target: servers.Target, item: str, label: str) -> None:
         """V1 and V2 JSON single-row iris at 1, 16 and 64 connections."""
         v1 = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
         v2 = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
-        self.warm(url, v2)
+        self.warm(target.url, v2)
         for request, protocol in ((v1, "V1"), (v2, "V2 JSON")):
             for conns in CONNECTIONS:
-                self.measure(url, request, conns, item, f"{label} {protocol}")
+                self.measure(target, request, conns, item, f"{label} {protocol}")
 
     def ceiling(self) -> None:
         with servers.ceiling_app(self.logs / "ceiling.log") as target:
-            self.iris_matrix(target.url, "ceiling", "bare Starlette")
+            self.iris_matrix(target, "ceiling", "bare Starlette")
 
     def direct(self) -> None:
         with servers.serving_serve(model_dir(ISVC), self.logs / "direct.log") as target:
-            self.iris_matrix(target.url, "direct", "server")
+            self.iris_matrix(target, "direct", "server")
 
     def router(self) -> None:
         model_dir(ISVC)
         with tempfile.TemporaryDirectory(prefix="bench-state-") as state, servers.serving_up(
             [servers.EXAMPLES / f"{ISVC}.yaml"], [ISVC], Path(state), self.logs / "router.log"
         ) as target:
-            self.iris_matrix(target.url, "router", "router")
+            self.iris_matrix(target, "router", "router")
 
     def batching(self) -> None:
         note = "" if importlib.util.find_spec("serving.batching") else "batcher not landed: flag had no effect"
@@ -76,12 +92,12 @@ class Bench:
         for label, extra in (("off", ()), ("on", ("--max-batch-size", "64", "--max-latency-ms", "5"))):
             with servers.serving_serve(model_dir(RF_NAME), self.logs / f"rf-{label}.log", *extra) as target:
                 self.warm(target.url, rf)
-                self.measure(target.url, rf, 64, "batching", f"RF-200 batching {label}", note if extra else "")
+                self.measure(target, rf, 64, "batching", f"RF-200 batching {label}", note if extra else "")
         iris = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
         with servers.serving_serve(model_dir(ISVC), self.logs / "iris-batch.log", "--max-batch-size", "64",
                                    "--max-latency-ms", "2") as target:
             self.warm(target.url, iris)
-            self.measure(target.url, iris, 64, "batching", "server V2 JSON batching on", note)
+            self.measure(target, iris, 64, "batching", "server V2 JSON batching on", note)
 
     def binary(self) -> None:
         """1,000,000 FP32 elements ([250000, 4] iris rows) as JSON vs the binary extension, end to end."""
@@ -91,8 +107,8 @@ class Bench:
         as_binary = wrk.Request("big-binary", V2_PATH, body.body, tuple(body.headers().items()))
         with servers.serving_serve(model_dir(ISVC), self.logs / "big.log") as target:
             self.warm(target.url, as_binary)
-            self.measure(target.url, as_json, 1, "binary", "1M FP32 V2 JSON", f"{len(as_json.body) / 1e6:.1f} MB body")
-            self.measure(target.url, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body")
+            self.measure(target, as_json, 1, "binary", "1M FP32 V2 JSON", f"{len(as_json.body) / 1e6:.1f} MB body")
+            self.measure(target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body")
 
     def transformer(self) -> None:
         self.rows.append(Row(item="transformer", config="transformer + predictor", conns=16,

@@ -17,6 +17,7 @@ class Row:
     p50_ms: float | None = None
     p99_ms: float | None = None
     mean_ms: float | None = None
+    cpu_us: float | None = None  # server-side CPU per request (all its processes)
     errors: int = 0
     ratio: float | None = None
     basis: str = ""
@@ -79,10 +80,11 @@ def _cells(row: Row) -> list[str]:
     note = "; ".join(x for x in (row.note, f"{row.errors} errors" if row.errors else "") if x)
     ratio = f"{row.ratio:.2f}{row.basis}" if row.ratio is not None else ""
     return [row.item, row.config, str(row.conns), num(row.rps, ".1f"), num(row.p50_ms, ".2f"), num(row.p99_ms, ".2f"),
-            ratio, row.target, met, note]
+            num(row.cpu_us, ".0f"), ratio, row.target, met, note]
 
 
-HEADER = ["item", "configuration", "conns", "req/s", "p50 ms", "p99 ms", "ratio", "target", "met", "note"]
+HEADER = ["item", "configuration", "conns", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "ratio", "target", "met",
+          "note"]
 
 
 def _machine(result: dict[str, Any]) -> str:

@@ -62,8 +62,8 @@ def run(config: ServerConfig) -> None:
 
     common: dict[str, Any] = dict(
         host=config.host, port=config.port, log_level=config.log_level, access_log=False,
-        loop="uvloop", http="httptools", timeout_graceful_shutdown=30, limit_concurrency=None,
-        h11_max_incomplete_event_size=64 * 1024,
+        loop="uvloop", http="serving.http.header_limit:HeaderLimitedProtocol", timeout_graceful_shutdown=30,
+        limit_concurrency=None, h11_max_incomplete_event_size=Limits(**config.limits).max_header_bytes,
     )
     if config.workers > 1:
         os.environ[CONFIG_ENV] = config.to_env()

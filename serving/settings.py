@@ -12,6 +12,7 @@ class Limits:
     """Request limits; every one is a CLI flag and documented in README ("Limits and failure behaviour")."""
 
     max_body_bytes: int = 64 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024  # request line + headers; 431 above (enforced by the HTTP protocol)
     max_tensor_elements: int = 16 * 1024 * 1024
     max_json_depth: int = 32
     request_timeout_s: float = 60.0

@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=0, help="adaptive batching: rows per batch (0: off)")
     p.add_argument("--max-latency-ms", type=float, default=5.0, help="adaptive batching: longest wait for a batch")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, help="413 above this")
+    p.add_argument("--max-header-bytes", type=int, default=64 * 1024, help="431 for a request line + headers above this")
     p.add_argument("--max-tensor-elements", type=int, default=16 * 1024 * 1024, help="400 above this per tensor")
     p.add_argument("--max-json-depth", type=int, default=32, help="400 for data nested deeper")
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a 504")
@@ -49,6 +50,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         },
         limits={
             "max_body_bytes": args.max_body_bytes,
+            "max_header_bytes": args.max_header_bytes,
             "max_tensor_elements": args.max_tensor_elements,
             "max_json_depth": args.max_json_depth,
             "request_timeout_s": args.request_timeout,

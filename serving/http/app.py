@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from serving.dataplane import DataPlane
 from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.openapi import openapi_endpoint
 from serving.http.v1_routes import V1Endpoints
 from serving.http.v2_routes import V2Endpoints
 
@@ -36,6 +37,7 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
         Route("/v1/models/{name}:predict", v1.predict, methods=["POST"]),
         Route("/v1/models/{name}", v1.model_status, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +17,9 @@ log = logging.getLogger("serving.http")
 
 async def serving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
+    if exc.status_code == 500:  # a model failure: operators need to know, but its message may quote the payload
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
+        log.error("model failure on %s %s: %s (message withheld from logs)", request.method, request.url.path, cause)
     return JSONBody({"error": exc.message}, status_code=exc.status_code, headers=exc.headers or None)
 
 
@@ -27,7 +31,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The traceback's frames, not the exception's message: messages can quote request data (no payloads in logs).
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unhandled %s on %s %s (message withheld from logs)\n%s", type(exc).__name__, request.method,
+              request.url.path, frames)
     return JSONBody({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 

@@ -96,6 +96,8 @@ def _shape(raw: Any, name: str) -> tuple[int, ...]:
 def decode_json_data(
     data: Any, name: str, datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, limits: Limits
 ) -> np.ndarray:
+    if isinstance(data, dict):
+        raise BadRequest(f"input {name!r}: 'data' must be a list (flat or nested), not an object")
     if not isinstance(data, list):
         data = [data]
     check_depth(data, limits.max_json_depth, name)
@@ -110,21 +112,58 @@ def decode_json_data(
     return array.reshape(shape)
 
 
+# Which kinds of array numpy infers from the JSON values are acceptable for each target kind.
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+_KIND_NAMES = {"b": "booleans", "i": "numbers", "u": "numbers", "f": "non-integer numbers", "U": "strings"}
+
+
 def _numeric_array(data: list[Any], name: str, datatype: str, dtype: np.dtype) -> np.ndarray:
+    """JSON values -> `dtype`, refusing what a cast would silently change (1.5 -> 1, "5" -> 5, 1e10 -> inf)."""
     try:
-        array = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise BadRequest(f"input {name!r}: 'data' is not valid {datatype}: {exc}") from exc
-    if dtype.kind == "f" and np.isnan(array).any():
-        raise BadRequest(f"input {name!r}: 'data' contains null or non-numeric values")
-    if datatype == "BOOL" and not _all_bools(data):
-        raise BadRequest(f"input {name!r}: BOOL 'data' must hold only true/false")
-    return array
+        inferred = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"input {name!r}: 'data' is not a rectangular array of {datatype}") from exc
+    kind = inferred.dtype.kind
+    if inferred.size == 0:
+        return inferred.astype(dtype)
+    if kind in _ACCEPTED_KINDS[dtype.kind]:
+        return _cast(inferred, name, datatype, dtype)
+    if kind == "f" and dtype.kind in "iu":
+        return _integral(data, inferred, name, datatype, dtype)
+    found = _KIND_NAMES.get(kind, "nulls or mixed values")
+    raise BadRequest(f"input {name!r}: {datatype} 'data' must hold only {_expected(dtype)}, not {found}")
 
 
-def _all_bools(data: list[Any]) -> bool:
-    flat = np.asarray(data, dtype=object).ravel()
-    return all(type(v) is bool for v in flat)
+def _expected(dtype: np.dtype) -> str:
+    return {"b": "true/false", "f": "numbers"}.get(dtype.kind, "integers")
+
+
+def _cast(array: np.ndarray, name: str, datatype: str, dtype: np.dtype) -> np.ndarray:
+    if array.dtype == dtype:
+        return array
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = array.min(), array.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise BadRequest(f"input {name!r}: value {bad} is out of range for {datatype}")
+        return array.astype(dtype)
+    out = array.astype(dtype)
+    if dtype.kind == "f" and dtype.itemsize < 8 and not np.isfinite(out).all():
+        raise BadRequest(f"input {name!r}: a value is out of range for {datatype}")
+    return out
+
+
+def _integral(data: list[Any], inferred: np.ndarray, name: str, datatype: str, dtype: np.dtype) -> np.ndarray:
+    """Floats for an integer type: fine only if every value is a whole number in range (2.0, or 2**64-1
+    which numpy infers as float64 next to a smaller integer); the exact conversion re-reads `data`."""
+    try:
+        exact = np.asarray(data, dtype=dtype)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise BadRequest(f"input {name!r}: 'data' is out of range for {datatype}") from exc
+    if not np.array_equal(exact, inferred):
+        raise BadRequest(f"input {name!r}: {datatype} 'data' must hold only integers, not non-integer numbers")
+    return exact
 
 
 def _bytes_array(data: list[Any], name: str) -> np.ndarray:

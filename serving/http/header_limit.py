@@ -1,0 +1,69 @@
+"""uvicorn's httptools protocol with a bound on the request line + headers, and JSON for malformed HTTP.
+
+httptools (unlike h11) has no header size limit: a client could stream megabytes of header and the server
+would buffer all of it. This subclass answers `431 {"error": ...}` and closes the connection once the head
+of a request passes `config.h11_max_incomplete_event_size` (the setting uvicorn already uses for the same
+purpose with h11) — whether the head is still arriving or came complete in one chunk. uvicorn's plain-text
+400 for unparsable HTTP becomes `{"error": ...}` too. Selected with
+`uvicorn.run(..., http="serving.http.header_limit:HeaderLimitedProtocol")` so worker processes import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+
+
+class HeadersTooLarge(Exception):
+    pass
+
+
+class HeaderLimitedProtocol(HttpToolsProtocol):
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.max_header_bytes: int = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
+        self._head_pending = True  # between requests, or inside a request line / headers
+        self._head_bytes = 0
+        self._oversize = False
+
+    def data_received(self, data: bytes) -> None:
+        counting = self._head_pending
+        super().data_received(data)
+        # A chunk that completed the head was measured exactly in on_headers_complete; count only while incomplete.
+        if counting and self._head_pending and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._oversize = True
+                self.send_400_response("")
+
+    def on_headers_complete(self) -> None:
+        self._head_pending = False
+        self._head_bytes = 0
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_header_bytes:
+            self._oversize = True
+            raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_pending = True
+
+    def send_400_response(self, msg: str) -> None:
+        """The one way out for a request that never reaches the app: a JSON error, then close."""
+        if self._oversize:
+            status = b"431 Request Header Fields Too Large"
+            message = f"request line and headers are over the limit of {self.max_header_bytes} bytes"
+        else:
+            status, message = b"400 Bad Request", "malformed HTTP request (request line, headers or framing)"
+        if self.cycle is None or self.cycle.response_complete:  # never interleave with a pipelined response
+            body = orjson.dumps({"error": message})
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+            )
+        self.transport.close()

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 import serving
 from serving.dataplane import DataPlane
-from serving.errors import BadRequest, ServingError
+from serving.errors import BadRequest, ModelFailure
 from serving.http.body import JSONBody, read_body
 from serving.protocol.codec import V2
 from serving.protocol.dtypes import v2_datatype
@@ -70,7 +70,7 @@ class V2Endpoints:
     async def repository_load(self, request: Request) -> Response:
         model = await self.repository.load(request.path_params["name"])
         if not model.ready:
-            raise ServingError(f"failed to load model {model.name!r}: {model.reason}")
+            raise ModelFailure(model.reason or f"failed to load model {model.name!r}")  # the reason names model and cause
         return JSONBody({})
 
     async def repository_unload(self, request: Request) -> Response:

@@ -1,0 +1,118 @@
+"""Every request limit of `serving serve`, set small by its CLI flag, enforced with the documented status.
+
+Body size 413, request line + headers 431, tensor elements 400, JSON nesting depth 400, request timeout 504,
+per-model concurrency 429 + Retry-After; after each refusal the server still answers a good request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.runtimes_bad_input import RELEASE_FILE, STARTED_FILE
+from tests.support import ServerProcess, serving_process, wait_until
+
+GATED = "tests.runtimes_bad_input:GatedRuntime"
+LIMIT_FLAGS = [
+    "--max-body-bytes", "4096", "--max-header-bytes", "8192", "--max-tensor-elements", "100",
+    "--max-json-depth", "3", "--request-timeout", "0.5",
+]
+
+
+def _model_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    folder = tmp_path_factory.mktemp(name) / "gated"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = _model_dir(tmp_path_factory, "limited")
+    with serving_process(["serve", "--model-dir", str(folder), "--runtime", GATED, *LIMIT_FLAGS]) as server:
+        yield server
+
+
+def infer(server: ServerProcess, data: object, shape: list[int], **parameters: object) -> httpx.Response:
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": data}], "parameters": parameters}
+    return httpx.post(server.url + "/v2/models/gated/infer", content=orjson.dumps(body), timeout=30)
+
+
+def assert_refused(response: httpx.Response, status: int, says: str) -> None:
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"], response.json()
+
+
+def assert_serving(server: ServerProcess) -> None:
+    response = infer(server, [1.5, 2.5], [2])
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [1.5, 2.5]
+
+
+def test_body_over_max_body_bytes_is_413_declared_or_streamed(limited: ServerProcess) -> None:
+    big = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "pad": "x" * 5000})
+    assert_refused(httpx.post(limited.url + "/v2/models/gated/infer", content=big), 413, "over the limit of 4096 bytes")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for i in range(0, len(big), 1000):
+            yield big[i:i + 1000]
+
+    streamed = httpx.post(limited.url + "/v1/models/gated:predict", content=chunks())
+    assert_refused(streamed, 413, "over the limit of 4096 bytes")
+    assert_serving(limited)
+
+
+def test_tensor_elements_over_the_limit_are_400_before_decoding(limited: ServerProcess) -> None:
+    assert infer(limited, [0.0] * 100, [100]).status_code == 200
+    assert_refused(infer(limited, [0.0] * 101, [101]), 400, "101 elements, over the limit of 100")
+    v1 = httpx.post(limited.url + "/v1/models/gated:predict", json={"instances": [[0.0] * 11] * 10})
+    assert_refused(v1, 400, "110 elements, over the limit of 100")
+    assert_serving(limited)
+
+
+def test_json_nesting_deeper_than_max_json_depth_is_400(limited: ServerProcess) -> None:
+    assert infer(limited, [[[1.0]]], [1, 1, 1]).status_code == 200
+    assert_refused(infer(limited, [[[[1.0]]]], [1, 1, 1, 1]), 400, "nested deeper than 3 levels")
+    v1 = httpx.post(limited.url + "/v1/models/gated:predict", json={"instances": [[[[1.0]]]]})
+    assert_refused(v1, 400, "nested deeper than 3 levels")
+    assert_serving(limited)
+
+
+def test_headers_over_max_header_bytes_are_431_json(limited: ServerProcess) -> None:
+    assert httpx.get(limited.url + "/v2/health/live", headers={"x-pad": "a" * 4000}).status_code == 200
+    response = httpx.get(limited.url + "/v2/health/live", headers={"x-pad": "a" * 10_000})
+    assert_refused(response, 431, "over the limit of 8192 bytes")
+    assert_serving(limited)
+
+
+def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: ServerProcess) -> None:
+    with limited.client() as client:
+        client.get("/v2/health/live")
+        response = client.post("/v2/models/gated/infer", content=orjson.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"sleep_s": 3}}))
+        elapsed = response.elapsed.total_seconds()
+    assert_refused(response, 504, "did not answer within 0.5s")
+    assert 0.4 < elapsed < 2.5, elapsed
+    assert_serving(limited)
+
+
+def test_requests_over_max_concurrency_are_429_with_retry_after(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = _model_dir(tmp_path_factory, "concurrency")
+    with serving_process(["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]) as server:
+        first: dict[str, httpx.Response] = {}
+        blocked = threading.Thread(target=lambda: first.update(r=infer(server, [1.0], [1], gate=True)))
+        blocked.start()
+        try:
+            wait_until(lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model")
+            second = infer(server, [2.0], [1])
+            assert_refused(second, 429, "concurrency limit of 1")
+            assert second.headers["retry-after"] == "1"
+        finally:
+            (folder / RELEASE_FILE).touch()
+            blocked.join(30)
+        assert first["r"].status_code == 200, first["r"].text
+        assert_serving(server)

@@ -15,6 +15,7 @@ COMMANDS = [
     "serving.commands.up",
     "serving.commands.control",
     "serving.commands.loadtest",
+    "serving.commands.storage",
 ]
 
 

@@ -1,0 +1,56 @@
+"""`serving storage pull URI DEST`: fetch a model into a folder (what KServe's storage-initializer does into
+/mnt/models; our Kubernetes Deployments run it as their init container). Also `serving storage fingerprint URI`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from serving.storage import StorageConfig, default_cache_dir, fingerprint, pull
+from serving.storage.errors import redact
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("storage", help="fetch models from a storageUri (file, http(s), pvc)")
+    sub = p.add_subparsers(dest="storage_command", required=True, metavar="SUBCOMMAND")
+    pull_p = sub.add_parser("pull", help="resolve URI and copy the model into DEST (like KServe's storage-initializer)")
+    pull_p.add_argument("uri", metavar="URI", help="local path, file://, http(s):// (archives unpacked) or pvc://NAME/path")
+    pull_p.add_argument("dest", metavar="DEST", type=Path, help="folder to put the model in (created if missing)")
+    _add_common(pull_p)
+    pull_p.set_defaults(func=main_pull)
+    fp = sub.add_parser("fingerprint", help="print a cheap content identity of URI (changes when the model does)")
+    fp.add_argument("uri", metavar="URI")
+    _add_common(fp)
+    fp.set_defaults(func=main_fingerprint)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path, help="download cache (default $SERVING_CACHE_DIR or ~/.cache/serving/models)")
+    p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
+    p.add_argument("--allowed-root", type=Path, action="append", default=[],
+                   help="local paths must lie inside one of these (repeatable; default: anywhere)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per connect/read (default 60)")
+    p.add_argument("--max-bytes", type=int, default=2 * 1024**3, help="download size limit (default 2 GiB)")
+
+
+def config_from_args(args: argparse.Namespace) -> StorageConfig:
+    return StorageConfig(
+        cache_dir=args.cache_dir or default_cache_dir(),
+        pvc_root=args.pvc_root,
+        allowed_roots=tuple(args.allowed_root),
+        base_dir=Path.cwd(),
+        timeout_s=args.timeout,
+        max_download_bytes=args.max_bytes,
+    )
+
+
+def main_pull(args: argparse.Namespace) -> int:
+    files, size = pull(args.uri, args.dest, config_from_args(args))
+    print(f"pulled {redact(args.uri)} into {args.dest} ({files} files, {size} bytes)")
+    return 0
+
+
+def main_fingerprint(args: argparse.Namespace) -> int:
+    print(fingerprint(args.uri, config_from_args(args)))
+    return 0

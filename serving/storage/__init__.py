@@ -1,0 +1,128 @@
+"""Turn a `storageUri` into a local model directory (KServe's storage initializer, done on this machine).
+
+Schemes: local paths and `file://` (relative ones against `base_dir`, the YAML's folder), `http(s)://`
+(downloaded into a content-addressed cache, archives unpacked safely, conditional requests so an unchanged
+artifact is not fetched twice) and `pvc://NAME/path` (mapped under `pvc_root`). Anything else (gs://, s3://,
+hdfs://, ...) is a clear `StorageError` naming the scheme. One module per job: `local`, `http`, `archives`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from serving.storage.errors import StorageError, StorageRefused
+
+__all__ = [
+    "StorageConfig",
+    "StorageError",
+    "StorageRefused",
+    "default_cache_dir",
+    "fingerprint",
+    "pull",
+    "resolve",
+    "scheme_of",
+]
+
+SUPPORTED = "local paths, file://, http://, https://, pvc://"
+
+
+def default_cache_dir() -> Path:
+    """$SERVING_CACHE_DIR, else ~/.cache/serving/models."""
+    env = os.environ.get("SERVING_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "serving" / "models"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    cache_dir: Path  # where downloads are cached (default_cache_dir() for the usual place)
+    pvc_root: Path | None = None  # pvc://NAME/path -> pvc_root/NAME/path
+    allowed_roots: tuple[Path, ...] = ()  # if non-empty, local paths must resolve inside one of them
+    base_dir: Path | None = None  # relative local paths and file:// are resolved against it (the YAML's folder)
+    timeout_s: float = 60.0  # per network operation (connect, each read), not for the whole download
+    max_download_bytes: int = 2 * 1024**3
+
+
+def scheme_of(uri: str) -> str:
+    """'' for a plain local path, else the lower-cased URI scheme."""
+    if "://" not in uri:
+        return ""
+    return urlsplit(uri).scheme.lower() or uri.split("://", 1)[0].lower()
+
+
+def _check_uri(uri: str) -> str:
+    if not isinstance(uri, str) or not uri.strip():
+        raise StorageError("storageUri is empty")
+    if "\x00" in uri:
+        raise StorageError(f"{uri!r}: NUL byte in storageUri")
+    scheme = scheme_of(uri.strip())
+    if scheme not in ("", "file", "http", "https", "pvc"):
+        raise StorageError(f"{uri}: storage scheme '{scheme}://' is not supported here (supported: {SUPPORTED})")
+    return scheme
+
+
+def resolve(uri: str, config: StorageConfig) -> Path:
+    """A local directory holding the model for `uri`: local paths/file:// as is (checked), http(s) downloaded
+    into the cache (archives unpacked), pvc:// mapped. Raises `StorageError` (an `ArtifactError`) naming the URI."""
+    scheme = _check_uri(uri)
+    uri = uri.strip()
+    if scheme in ("http", "https"):
+        from serving.storage import http
+
+        return http.resolve_url(uri, config)
+    from serving.storage import local
+
+    return local.model_dir_for(uri, local.local_path(uri, config), config)
+
+
+def fingerprint(uri: str, config: StorageConfig) -> str:
+    """A cheap content identity of what `uri` points at (local: names+sizes+mtimes; http: ETag/Last-Modified/
+    length via HEAD), used to tell whether a model changed. Equal fingerprints mean "no need to reload"."""
+    scheme = _check_uri(uri)
+    uri = uri.strip()
+    if scheme in ("http", "https"):
+        from serving.storage import http
+
+        return http.url_fingerprint(uri, config)
+    from serving.storage import local
+
+    return local.path_fingerprint(uri, local.local_path(uri, config))
+
+
+def pull(uri: str, dest: Path, config: StorageConfig) -> tuple[int, int]:
+    """Resolve `uri` and copy the model into `dest` (KServe's storage-initializer into /mnt/models).
+
+    Files from our own download cache are hard-linked when possible (they are immutable); a user's local files
+    are copied so later edits to them never change a pulled model. Returns (files, bytes)."""
+    source = resolve(uri, config)
+    cache = config.cache_dir.resolve()
+    link = source.resolve().is_relative_to(cache)
+    files = size = 0
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in sorted(source.rglob("*")):
+            target = dest / path.relative_to(source)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            _link_or_copy(path, target, link)
+            files += 1
+            size += target.stat().st_size
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot write into {dest}: {exc.strerror or exc}") from exc
+    return files, size
+
+
+def _link_or_copy(source: Path, target: Path, link: bool) -> None:
+    if link:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass  # another filesystem: copy instead
+    shutil.copy2(source, target)

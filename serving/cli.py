@@ -16,6 +16,7 @@ COMMANDS = [
     "serving.commands.control",
     "serving.commands.loadtest",
     "serving.commands.storage",
+    "serving.commands.transform",
 ]
 
 

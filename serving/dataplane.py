@@ -70,6 +70,9 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
+            apredict = getattr(model.runtime, "apredict", None)
+            if apredict is not None:  # async by nature (a transformer awaiting its predictor): no thread
+                return await apredict(request.inputs, request.output_names, request.parameters)
             return await loop.run_in_executor(
                 self._pool, call_runtime, model, request.inputs, request.output_names, request.parameters
             )

@@ -1,0 +1,148 @@
+"""Transformers on real processes: `serving serve` of a trained iris model behind `serving transform`.
+
+Named feature records in (V1 objects, V2 BYTES JSON records, named columns) -> label names out, over V1
+and V2 (tritonclient as the V2 client); bad records are 400s naming the feature; the example YAML runs
+under `serving up` with transformer and predictor routed as a pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+import tritonclient.http as triton
+
+from serving.demo_models import IRIS_FEATURES, IRIS_LABELS, ensure_example_models
+from tests.support import REPO, ServerProcess, serving_process, train_iris_sklearn, wait_until
+from tests.up_support import serving_up
+
+FEATURES = ",".join(IRIS_FEATURES)
+LABELS = ",".join(IRIS_LABELS)
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.8, 2.8, 4.8, 1.4], [7.7, 3.0, 6.1, 2.3]]  # one of each class
+RECORDS = [dict(zip(IRIS_FEATURES, row, strict=True)) for row in ROWS]
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("iris") / "iris"
+    train_iris_sklearn(folder)
+    with serving_process(["serve", "--model-dir", str(folder), "--name", "iris"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def expected(predictor: ServerProcess) -> list[str]:
+    """What the predictor itself says for ROWS, as label names."""
+    answer = httpx.post(predictor.url + "/v1/models/iris:predict", json={"instances": ROWS}).json()
+    return [IRIS_LABELS[i] for i in answer["predictions"]]
+
+
+@pytest.fixture(scope="module")
+def v1_transformer(predictor: ServerProcess) -> Iterator[ServerProcess]:
+    args = ["transform", "--predictor-url", predictor.url, "--model-name", "iris", "--transformer", "tabular",
+            "--feature-names", FEATURES, "--labels", LABELS]
+    with serving_process(args) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def v2_transformer(predictor: ServerProcess) -> Iterator[ServerProcess]:
+    """Started with the arguments KServe gives a custom transformer container."""
+    host_port = predictor.url.removeprefix("http://")
+    args = ["transform", "--model_name", "iris", "--predictor_host", host_port, "--protocol", "v2",
+            "--feature-names", FEATURES, "--labels", LABELS]
+    with serving_process(args) as server:
+        yield server
+
+
+def test_v1_records_in_label_names_out(v1_transformer: ServerProcess, expected: list[str]) -> None:
+    assert expected == IRIS_LABELS  # the rows really are one of each class
+    r = httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"instances": RECORDS})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": expected}
+
+
+def test_v1_named_columns_and_ordered_matrix(v1_transformer: ServerProcess, expected: list[str]) -> None:
+    columns = {name: [row[i] for row in ROWS] for i, name in enumerate(IRIS_FEATURES)}
+    r = httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"inputs": columns})
+    assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
+    r = httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"instances": ROWS})
+    assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
+
+
+@pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
+def test_v2_records_in_v2_labels_out(transformer: str, request: pytest.FixtureRequest, expected: list[str]) -> None:
+    server: ServerProcess = request.getfixturevalue(transformer)
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    try:
+        assert client.is_server_ready() and client.is_model_ready("iris")
+        records = np.array([orjson.dumps(r) for r in RECORDS], dtype=object)
+        tensor = triton.InferInput("records", [len(RECORDS)], "BYTES")
+        tensor.set_data_from_numpy(records, binary_data=True)
+        result = client.infer("iris", [tensor])
+        (output,) = result.get_response()["outputs"]
+        assert output["datatype"] == "BYTES" and output["shape"] == [3]
+        assert [v.decode() for v in result.as_numpy(output["name"])] == expected
+    finally:
+        client.close()
+
+
+def test_v2_named_columns(v2_transformer: ServerProcess, expected: list[str]) -> None:
+    # One tensor per feature, deliberately in the wrong order: names decide, not positions.
+    inputs = [{"name": name, "shape": [3], "datatype": "FP64", "data": [row[IRIS_FEATURES.index(name)] for row in ROWS]}
+              for name in reversed(IRIS_FEATURES)]
+    r = httpx.post(v2_transformer.url + "/v2/models/iris/infer", json={"inputs": inputs, "id": "abc"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == "abc" and body["model_name"] == "iris"
+    assert body["outputs"][0]["data"] == expected
+
+
+@pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
+def test_missing_feature_is_a_400_naming_it(transformer: str, request: pytest.FixtureRequest, expected: list[str]) -> None:
+    server: ServerProcess = request.getfixturevalue(transformer)
+    incomplete = [RECORDS[0], {k: v for k, v in RECORDS[1].items() if k != "petal_width"}]
+    r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": incomplete})
+    assert r.status_code == 400, r.text
+    assert "record 1" in r.json()["error"] and "'petal_width'" in r.json()["error"]
+    columns = [{"name": n, "shape": [1], "datatype": "FP64", "data": [1.0]} for n in IRIS_FEATURES if n != "sepal_width"]
+    r = httpx.post(server.url + "/v2/models/iris/infer", json={"inputs": columns})
+    assert r.status_code == 400 and "'sepal_width'" in r.json()["error"], r.text
+    wrong_type = [{**RECORDS[0], "sepal_length": "long"}]
+    r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": wrong_type})
+    assert r.status_code == 400 and "must be numbers" in r.json()["error"], r.text
+    r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]})
+    assert r.status_code == 400 and "[rows, 4]" in r.json()["error"], r.text
+    # ... and it keeps serving.
+    r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": RECORDS})
+    assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
+
+
+def test_transformer_is_one_data_plane(v1_transformer: ServerProcess) -> None:
+    """Same app as a model server: 404 for an unknown model, V1 status, metrics counting its requests."""
+    r = httpx.post(v1_transformer.url + "/v1/models/nope:predict", json={"instances": RECORDS})
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    assert httpx.get(v1_transformer.url + "/v1/models/iris").json() == {"name": "iris", "ready": True}
+    metrics = httpx.get(v1_transformer.url + "/metrics").text
+    assert 'serving_requests_total{code="200",model="iris",protocol="v1"}' in metrics
+
+
+def test_example_yaml_under_serving_up(tmp_path: Path) -> None:
+    """examples/transformer/iris-transformer.yaml as written: the router reaches the transformer, which
+    calls the predictor of the same revision."""
+    ensure_example_models()
+    example = REPO / "examples" / "transformer" / "iris-transformer.yaml"
+    with serving_up(tmp_path / "state", example) as up, up.client() as client:
+        def answered() -> bool:
+            return client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS}).status_code == 200
+
+        wait_until(answered, 90, what="the example transformer to answer through the router")
+        r = client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS})
+        assert r.json() == {"predictions": IRIS_LABELS}
+        assert r.headers["x-serving-revision"].startswith("iris-transformer-")
+        r = client.post("/v1/models/iris-transformer:predict", json={"instances": [{"sepal_length": 1}]})
+        assert r.status_code == 400 and "'sepal_width'" in r.json()["error"], r.text

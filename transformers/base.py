@@ -1,0 +1,124 @@
+"""The Transformer: a runtime whose "model" is the predictor of the same revision.
+
+It plugs into the one data plane like any runtime (same app, endpoints, errors, metrics), but it is async
+by nature: the data plane awaits `apredict` on the event loop instead of using a worker thread, so a
+transformer waiting on its predictor holds no thread.
+
+Subclass it and override `preprocess` (client tensors -> predictor tensors) and/or `postprocess`
+(predictor tensors -> client tensors). Either may be a plain method (kept cheap: it runs on the event
+loop) or `async def` (offload heavy work with `asyncio.to_thread`). Settings come from `serving transform`
+flags through `self.config`; free-form `--param KEY=VALUE` pairs are in `self.config.params`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.errors import BadRequest, ModelFailure, ServingError
+from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
+from serving.settings import ModelSettings
+from serving.transformers.predictor_client import PredictorClient
+from serving.types import TensorDict
+
+CONFIG_KEY = "transformer"  # ModelSettings.extra[CONFIG_KEY] holds a TransformerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class TransformerConfig:
+    """Where the predictor is and how to talk to it, plus the ready-made transformers' settings."""
+
+    predictor_url: str
+    predictor_model: str
+    protocol: str = "v1"
+    timeout_s: float = 60.0
+    max_connections: int = 100
+    input_name: str = "input-0"  # name of the tensor sent to the predictor (V2)
+    feature_names: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class Transformer(Runtime):
+    """Identity by default: forwards the client's tensors and returns the predictor's."""
+
+    platform = "transformer"
+
+    def __init__(self, settings: ModelSettings) -> None:
+        super().__init__(settings)
+        config = settings.extra.get(CONFIG_KEY)
+        if not isinstance(config, TransformerConfig):
+            raise ValueError(f"{type(self).__name__} needs settings.extra[{CONFIG_KEY!r}] (a TransformerConfig)")
+        self.config = config
+        self.predictor: PredictorClient | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def load(self) -> None:
+        """Validate settings; the client itself is made on the event loop (`start`)."""
+
+    async def start(self) -> None:
+        """Called on the server's event loop once loaded: opens the pooled client."""
+        self.loop = asyncio.get_running_loop()
+        c = self.config
+        self.predictor = PredictorClient(c.predictor_url, c.predictor_model, c.protocol, c.timeout_s, c.max_connections)
+
+    def preprocess(self, inputs: TensorDict, parameters: dict[str, Any]) -> TensorDict:
+        return inputs
+
+    def postprocess(self, outputs: TensorDict, parameters: dict[str, Any]) -> TensorDict:
+        return outputs
+
+    def predictor_parameters(self, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """Request parameters forwarded to a V2 predictor; none by default (they were the client's)."""
+        return None
+
+    async def apredict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        if self.predictor is None:
+            raise ModelFailure(f"transformer {self.settings.name!r} is not started")
+        try:
+            request = await _call(self.preprocess, inputs, parameters)
+        except ServingError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise BadRequest(f"transformer {self.settings.name!r} rejected the input: {exc}") from exc
+        except Exception as exc:
+            raise ModelFailure(f"transformer {self.settings.name!r} preprocess failed: {type(exc).__name__}: {exc}") from exc
+        response = await self.predictor.infer(request, self.predictor_parameters(parameters))
+        try:
+            result = await _call(self.postprocess, response, parameters)
+        except ServingError:
+            raise
+        except Exception as exc:
+            raise ModelFailure(f"transformer {self.settings.name!r} postprocess failed: {type(exc).__name__}: {exc}") from exc
+        wanted = select_outputs(result, outputs, self.settings.name)
+        return {name: result[name] for name in wanted} if wanted else result
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        """For callers that only know the threaded contract: run `apredict` on the server's loop and wait."""
+        if self.loop is None:
+            raise ModelFailure(f"transformer {self.settings.name!r} is not started")
+        return asyncio.run_coroutine_threadsafe(self.apredict(inputs, outputs, parameters), self.loop).result()
+
+    async def ready(self) -> tuple[bool, str]:
+        """Ready exactly when the predictor's model answers ready."""
+        if self.predictor is None:
+            return False, "not started"
+        return await self.predictor.ready()
+
+    async def aclose(self) -> None:
+        if self.predictor is not None:
+            await self.predictor.aclose()
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(platform=self.platform)
+
+
+async def _call(method: Any, tensors: TensorDict, parameters: dict[str, Any]) -> TensorDict:
+    result = method(tensors, parameters)
+    if inspect.isawaitable(result):
+        result = await result
+    if not isinstance(result, dict):
+        raise ModelFailure(f"{method.__qualname__} returned {type(result).__name__}, not a dict of tensors")
+    return result

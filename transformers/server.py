@@ -1,0 +1,118 @@
+"""The transformer process: the model server's own app and data plane, serving one Transformer.
+
+The only difference from `serving serve` is readiness: the transformer's model is ready exactly while
+its predictor's model answers ready, re-checked every `PROBE_INTERVAL_S`, so `/v2/health/ready`, V1
+status and V2 model readiness all follow the predictor, and requests fail fast with 503 while it is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from serving.dataplane import DataPlane
+from serving.errors import ArtifactError
+from serving.http.app import build_app
+from serving.metrics import Metrics
+from serving.repository import Model, ModelRepository, ModelState
+from serving.settings import Limits, ModelSettings
+from serving.transformers.base import CONFIG_KEY, Transformer, TransformerConfig
+
+log = logging.getLogger("serving.transformers")
+
+PROBE_INTERVAL_S = 0.5
+TRANSFORMERS: dict[str, str] = {
+    "identity": "serving.transformers.base:Transformer",
+    "records": "serving.transformers.tabular:FeatureRecords",
+    "labels": "serving.transformers.tabular:ClassLabels",
+    "tabular": "serving.transformers.tabular:TabularTransformer",
+}
+
+
+def transformer_path(name: str) -> str:
+    """A short name or `module:Class` -> `module:Class`, checked to be a Transformer subclass."""
+    target = TRANSFORMERS.get(name, name)
+    if ":" not in target:
+        raise ArtifactError(f"unknown transformer {name!r}; use one of {', '.join(TRANSFORMERS)} or 'module:Class'")
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ArtifactError(f"cannot import transformer {target!r}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Transformer)):
+        raise ArtifactError(f"{target!r} is not a serving.transformers.base.Transformer subclass")
+    return target
+
+
+class TransformerRepository(ModelRepository):
+    """One transformer model, kept unavailable while its predictor is not ready."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        super().__init__([settings])
+        self.model = self.get(settings.name)
+        self.predictor_ready = False
+        self.waiting_reason = "waiting for the predictor"
+
+    def _changed(self, model: Model) -> None:
+        # Loading the transformer class is not enough: it is READY only once the predictor is.
+        if model.state is ModelState.READY and not self.predictor_ready:
+            model.state, model.reason = ModelState.UNAVAILABLE, self.waiting_reason
+        super()._changed(model)
+
+    async def load(self, name: str) -> Model:
+        """Loaded once: a repository `load` call while the predictor is down must not replace the runtime."""
+        model = self.get(name)
+        return model if model.runtime is not None else await super().load(name)
+
+    async def load_all(self) -> None:
+        """Load, then follow the predictor's readiness until the server shuts down (cancelled)."""
+        await super().load_all()
+        runtime = self.model.runtime
+        if not isinstance(runtime, Transformer):
+            return  # failed to load: stays unavailable with its reason
+        await runtime.start()
+        try:
+            while True:
+                ready, why = await runtime.ready()
+                self._follow(runtime, ready, why)
+                await asyncio.sleep(PROBE_INTERVAL_S)
+        finally:
+            await runtime.aclose()
+
+    def _follow(self, runtime: Transformer, ready: bool, why: str) -> None:
+        if ready == self.predictor_ready and (ready or why == self.model.reason):
+            return
+        self.predictor_ready, self.waiting_reason = ready, why
+        model = self.model
+        if model.runtime is not runtime:
+            return  # unloaded through the repository API meanwhile
+        if ready:
+            model.state, model.reason = ModelState.READY, ""
+            log.info("predictor of %s is ready", model.name)
+        else:
+            model.state, model.reason = ModelState.UNAVAILABLE, why
+            log.warning("transformer %s not ready: %s", model.name, why)
+        self._changed(model)
+
+
+def create_app(name: str, transformer: str, config: TransformerConfig, limits: Limits | None = None) -> Starlette:
+    settings = ModelSettings(
+        name=name, model_dir=Path.cwd(), runtime=transformer_path(transformer), extra={CONFIG_KEY: config}
+    )
+    dataplane = DataPlane(TransformerRepository(settings), limits or Limits(), Metrics())
+    return build_app(dataplane)
+
+
+def run(app: Starlette, host: str, port: int, log_level: str = "warning", max_header_bytes: int = 64 * 1024) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = dict(
+        host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="httptools",
+        timeout_graceful_shutdown=30, h11_max_incomplete_event_size=max_header_bytes,
+    )
+    uvicorn.run(app, **options)

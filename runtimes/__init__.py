@@ -6,6 +6,8 @@ A runtime never imports the protocol or HTTP layers: it loads an artifact and ma
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from pathlib import Path
 
 from serving.errors import ArtifactError
@@ -68,6 +70,8 @@ def runtime_class(name: str | None, model_dir: Path) -> type[Runtime]:
         known = ", ".join(RUNTIMES)
         raise ArtifactError(f"unknown runtime {spec!r}; use one of {known} or 'module:Class'")
     module_name, _, class_name = target.partition(":")
+    if spec not in RUNTIMES and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a user's module:Class next to them, as uvicorn's --app-dir "." does
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:

@@ -58,9 +58,12 @@ class XGBoostRuntime(Runtime):
 
     def metadata(self) -> ModelMetadata:
         f32 = np.dtype(np.float32)
-        outputs = [TensorSpec(PREDICT, f32, (-1,))]
+        classes = getattr(self.model, "classes_", None) if PROBABILITIES in self._methods else None
+        # A classifier's `predict` gives its class labels (int64 for 0..n-1), a Booster or regressor float32.
+        label_type = f32 if classes is None else np.asarray(classes).dtype
+        outputs = [TensorSpec(PREDICT, label_type, (-1,))]
         if PROBABILITIES in self._methods:
-            outputs.append(TensorSpec(PROBABILITIES, f32, (-1, -1)))
+            outputs.append(TensorSpec(PROBABILITIES, f32, (-1, -1 if classes is None else len(classes))))
         return ModelMetadata(
             platform=self.platform,
             inputs=(TensorSpec("input-0", f32, (-1, self._features)),),

@@ -71,7 +71,10 @@ def test_xgboost_serves_every_artifact_format(xgb_server: ServerProcess, xgb_mod
     for name, local in expected.items():
         meta = httpx.get(f"{xgb_server.url}/v2/models/{name}").json()
         assert meta["platform"] == "xgboost" and meta["inputs"][0]["shape"] == [-1, 4], name
-        served = _outputs(_v2(xgb_server, name, ROWS))["output-0"]
+        response = _v2(xgb_server, name, ROWS)
+        served = _outputs(response)["output-0"]
+        declared = {o["name"]: o["datatype"] for o in meta["outputs"]}
+        assert declared["output-0"] == response.json()["outputs"][0]["datatype"], name  # metadata tells the truth
         assert np.allclose(served, local, atol=1e-5), (name, served, local)
         if name.startswith("classifier"):
             assert served.tolist() == [0, 1, 2]
@@ -81,6 +84,8 @@ def test_xgboost_classifier_probabilities(xgb_server: ServerProcess) -> None:
     for name in ("classifier-json", "classifier-ubj", "classifier-bst", "classifier-pickle"):
         probabilities = _outputs(_v2(xgb_server, name, ROWS, parameters={"predict_proba": True}))["probabilities"]
         assert probabilities.shape == (3, 3) and probabilities.argmax(axis=1).tolist() == [0, 1, 2], name
+        meta = httpx.get(f"{xgb_server.url}/v2/models/{name}").json()
+        assert meta["outputs"][1] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}
         assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 

@@ -30,10 +30,13 @@ def local_path(uri: str, config) -> Path:  # noqa: ANN001 - StorageConfig (impor
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = (config.base_dir or Path.cwd()) / path
-    resolved = _existing(uri, path)
-    if config.allowed_roots and not any(_inside(resolved, root) for root in config.allowed_roots):
-        roots = ", ".join(str(r) for r in config.allowed_roots)
-        raise StorageRefused(f"{uri}: {resolved} is outside the allowed model roots ({roots})")
+    # checked before existence (and again after: the target may be a symlink), so a refused path
+    # never reveals whether something exists there
+    for candidate in (_lexical(path), None):
+        resolved = candidate or _existing(uri, path)
+        if config.allowed_roots and not any(_inside(resolved, root) for root in config.allowed_roots):
+            roots = ", ".join(str(r) for r in config.allowed_roots)
+            raise StorageRefused(f"{uri}: {resolved} is outside the allowed model roots ({roots})")
     return resolved
 
 
@@ -47,10 +50,19 @@ def _pvc_path(uri: str, config) -> Path:  # noqa: ANN001
     claim_root = (Path(config.pvc_root) / claim).resolve()
     if inner.startswith("/"):
         raise StorageRefused(f"{uri}: the path inside the claim must be relative")
-    resolved = _existing(uri, claim_root / inner)
-    if not _inside(resolved, claim_root):
-        raise StorageRefused(f"{uri}: path escapes persistent volume claim '{claim}'")
+    for candidate in (_lexical(claim_root / inner), None):  # before existence, and after it
+        resolved = candidate or _existing(uri, claim_root / inner)
+        if not _inside(resolved, claim_root):
+            raise StorageRefused(f"{uri}: path escapes persistent volume claim '{claim}'")
     return resolved
+
+
+def _lexical(path: Path) -> Path:
+    """Resolved as far as it exists (symlinks followed), without requiring the target to exist."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # symlink loop: judge the spelled path
+        return Path(os.path.abspath(path))
 
 
 def _existing(uri: str, path: Path) -> Path:

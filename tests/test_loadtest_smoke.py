@@ -27,10 +27,12 @@ def iris_server(model_repo: Path):
         yield server
 
 
-@pytest.mark.parametrize("scenario", ["v1", "v2-binary"])
-def test_loadtest_against_a_url_has_no_failures_and_writes_reports(iris_server, tmp_path: Path, scenario: str) -> None:
+@pytest.mark.parametrize(("scenario", "shape"), [("v1", "step"), ("v2-binary", "spike"), ("v2-json", "constant")])
+def test_loadtest_against_a_url_has_no_failures_and_writes_reports(
+    iris_server, tmp_path: Path, scenario: str, shape: str
+) -> None:
     out = tmp_path / scenario
-    run = loadtest(scenario, "--url", iris_server.url, "--model", "sklearn-iris", "--users", "4",
+    run = loadtest(scenario, "--url", iris_server.url, "--model", "sklearn-iris", "--users", "4", "--shape", shape,
                    "--duration", "3s", "--rows", "3", "--out", str(out))
     assert run.returncode == 0, run.stdout + run.stderr
     entries = json.loads((out / "locust.json").read_text())

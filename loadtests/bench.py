@@ -111,8 +111,17 @@ class Bench:
             self.measure(target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body")
 
     def transformer(self) -> None:
-        self.rows.append(Row(item="transformer", config="transformer + predictor", conns=16,
-                             note="PENDING: transformer (serving transform) not landed"))
+        """iris-transformer (records in, labels out) vs the sklearn-iris predictor alone, both via `serving up`."""
+        model_dir(ISVC)
+        alone = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
+        paired = wrk.Request("iris-records", "/v1/models/iris-transformer:predict", payloads.v1_records_body())
+        files = [servers.EXAMPLES / f"{ISVC}.yaml", servers.example_yaml("iris-transformer")]
+        with tempfile.TemporaryDirectory(prefix="bench-state-") as state, servers.serving_up(
+            files, [ISVC, "iris-transformer"], Path(state), self.logs / "transformer.log"
+        ) as target:
+            self.warm(target.url, paired)
+            self.measure(target, alone, 16, "transformer", "predictor alone V1")
+            self.measure(target, paired, 16, "transformer", "transformer + predictor V1")
 
 
 def run(only: list[str], duration_s: float, quick: bool) -> dict:

@@ -38,6 +38,15 @@ def v1_body(kind: str, count: int = 1) -> bytes:
     return orjson.dumps({"instances": rows(kind, count)}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+def v1_records_body(count: int = 1) -> bytes:
+    """V1 `instances` as named iris feature records: what the example tabular transformer accepts."""
+    data = rows("iris", count).tolist()
+    return orjson.dumps({"instances": [dict(zip(IRIS_FEATURES, row, strict=True)) for row in data]})
+
+
 def v2_json_body(kind: str, count: int = 1, input_name: str = "input-0") -> bytes:
     data = rows(kind, count)
     datatype = KINDS[kind][1]

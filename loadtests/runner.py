@@ -125,10 +125,10 @@ def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
         with servers.serving_serve(model_dir(name), out / "server.log") as server:
             yield server.url
         return
-    model_dir(name)  # trains the example models if missing
-    yaml_file = servers.EXAMPLES / f"{name}.yaml"
-    if not yaml_file.exists():
-        raise ValueError(f"--router/{scenario} needs an InferenceService YAML at {yaml_file}")
+    from serving.demo_models import ensure_example_models
+
+    ensure_example_models()
+    yaml_file = servers.example_yaml(name)
     with tempfile.TemporaryDirectory(prefix="loadtest-state-") as state, \
             servers.serving_up([yaml_file], [name], Path(state), out / "router.log") as router:
         if scenario == "canary":

@@ -101,6 +101,15 @@ def ceiling_app(log: Path) -> AbstractContextManager[Target]:
     return started([sys.executable, "-m", "loadtests.ceiling_app"], "/v2/health/ready", log)
 
 
+def example_yaml(name: str) -> Path:
+    """examples/NAME.yaml, or examples/*/NAME.yaml (e.g. examples/transformer/iris-transformer.yaml)."""
+    found = [EXAMPLES / f"{name}.yaml", *sorted(EXAMPLES.glob(f"*/{name}.yaml"))]
+    existing = [p for p in found if p.exists()]
+    if not existing:
+        raise ValueError(f"no InferenceService YAML for example {name!r} (examples/{name}.yaml or examples/*/{name}.yaml)")
+    return existing[0]
+
+
 def isvc_ready(url: str, state_dir: Path, name: str, revisions: int = 1) -> bool:
     """True once InferenceService `name` is Ready with `revisions` revisions taking traffic."""
     from serving.control.client import ControlClient

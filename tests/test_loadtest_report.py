@@ -100,7 +100,7 @@ def test_bench_ratios_and_targets() -> None:
         Row("batching", "RF-200 batching on", 64, rps=250, p99_ms=120),
         Row("binary", "1M FP32 V2 JSON", 1, rps=2, mean_ms=500),
         Row("binary", "1M FP32 V2 binary", 1, rps=20, mean_ms=40),
-        Row("transformer", "transformer + predictor", 16, note="PENDING"),
+        Row("transformer", "transformer + predictor V1", 16, note="x"),
     ]
     annotate(rows)
     direct, router, _, rf_on, _, binary, pending = rows[1:]

@@ -65,3 +65,13 @@ def test_canary_split_through_the_router(tmp_path: Path) -> None:
     assert 5.0 <= canary["percent"] <= 40.0, split  # configured 20 %; plausible, not exact
     assert sum(r["count"] for r in split["revisions"].values()) == split["total"] > 0
     assert "observed canary split" in run.stdout
+
+
+def test_transformer_scenario_through_serving_up(tmp_path: Path) -> None:
+    """examples/transformer/iris-transformer.yaml: records in, labels out, checked by the user class."""
+    run = loadtest("transformer", "--example", "iris-transformer", "--users", "2", "--duration", "3s",
+                   "--out", str(tmp_path), timeout_s=150)
+    assert run.returncode == 0, run.stdout + run.stderr
+    entries = json.loads((tmp_path / "locust.json").read_text())
+    assert sum(e["num_requests"] for e in entries) > 0
+    assert sum(e["num_failures"] for e in entries) == 0

@@ -1,8 +1,7 @@
 """Transformer + predictor scenario: V1 predict on an InferenceService whose transformer pre-processes.
 
-PENDING: the transformer (`serving transform`, serving.transformers) has not landed yet. This user
-sends V1 `instances` of raw iris rows to the service, which is what a pass-through / feature-scaling
-transformer accepts; adjust `_body` once the example transformer's input format is fixed.
+Made for examples/transformer/iris-transformer.yaml: V1 `instances` of named iris feature records in,
+class names out (the tabular transformer maps records to rows and labels back).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ class TransformerUser(FastHttpUser):
         opts = options(self.environment)
         self.model = opts.model_name
         self.count = opts.rows
-        self.body = payloads.v1_body(opts.payload or "iris", self.count)
+        self.body = payloads.v1_records_body(self.count)
 
     @task
     def predict(self) -> None:
@@ -30,3 +29,4 @@ class TransformerUser(FastHttpUser):
             assert resp.status_code == 200, f"HTTP {resp.status_code},"
             problem = payloads.check_v1(resp.js, self.count)
             assert problem is None, problem
+            assert all(isinstance(p, str) for p in resp.js["predictions"]), f"labels expected, got {resp.js},"

@@ -34,7 +34,6 @@ class TransformerConfig:
     predictor_model: str
     protocol: str = "v1"
     timeout_s: float = 60.0
-    max_connections: int = 100
     input_name: str = "input-0"  # name of the tensor sent to the predictor (V2)
     feature_names: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
@@ -59,10 +58,10 @@ class Transformer(Runtime):
         """Validate settings; the client itself is made on the event loop (`start`)."""
 
     async def start(self) -> None:
-        """Called on the server's event loop once loaded: opens the pooled client."""
+        """Called on the server's event loop once loaded: makes the pooled client (connections bind to it)."""
         self.loop = asyncio.get_running_loop()
         c = self.config
-        self.predictor = PredictorClient(c.predictor_url, c.predictor_model, c.protocol, c.timeout_s, c.max_connections)
+        self.predictor = PredictorClient(c.predictor_url, c.predictor_model, c.protocol, c.timeout_s)
 
     def preprocess(self, inputs: TensorDict, parameters: dict[str, Any]) -> TensorDict:
         return inputs
@@ -109,7 +108,7 @@ class Transformer(Runtime):
 
     async def aclose(self) -> None:
         if self.predictor is not None:
-            await self.predictor.aclose()
+            self.predictor.close()
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(platform=self.platform)

@@ -1,7 +1,8 @@
 """`serving transform`: a transformer in front of one predictor, served over V1 and V2 like any model.
 
 Also takes the arguments KServe gives a custom transformer container (`--model_name`, `--predictor_host`
-as host:port, `--protocol`, `--http_port`), so `spec.transformer.containers[].args` work unchanged.
+as host:port, `--predictor_use_ssl`, `--protocol` / `--predictor_protocol`, `--predictor_request_timeout_seconds`,
+`--http_port`), so `spec.transformer.containers[].args` work unchanged.
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from serving.transformers.server import TRANSFORMERS, create_app, run
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("transform", help="serve a transformer (pre/post-processing) in front of a predictor")
     p.add_argument("--predictor-url", help="the predictor's base URL, e.g. http://127.0.0.1:8081")
-    p.add_argument("--predictor_host", help="KServe form: host:port of the predictor (http)")
+    p.add_argument("--predictor_host", help="KServe form: host:port of the predictor")
+    p.add_argument("--predictor_use_ssl", action="store_true", help="KServe form: https (refused: plain http only)")
     p.add_argument("--model-name", "--model_name", dest="model_name", required=True,
                    help="the model name served here and called on the predictor")
     p.add_argument("--predictor-model", help="model name on the predictor (default: --model-name)")
     p.add_argument("--transformer", default="tabular",
                    help=f"{', '.join(TRANSFORMERS)} or module:Class (a serving.transformers.base.Transformer)")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="v1", help="protocol spoken to the predictor")
+    p.add_argument("--protocol", "--predictor_protocol", dest="protocol", choices=PROTOCOLS, default="v1", help="protocol spoken to the predictor")
     p.add_argument("--feature-names", type=_names, default=(), help="comma-separated feature order (records)")
     p.add_argument("--labels", type=_names, default=(), help="comma-separated class names, class 0 first (labels)")
     p.add_argument("--predictor-input-name", default="input-0", help="name of the tensor sent to a V2 predictor")
-    p.add_argument("--predictor-timeout", type=float, default=60.0, help="seconds before a 504")
-    p.add_argument("--predictor-connections", type=int, default=100, help="pooled connections to the predictor")
+    p.add_argument("--predictor-timeout", "--predictor_request_timeout_seconds", dest="predictor_timeout", type=float, default=60.0, help="seconds before a 504")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting for a custom transformer (self.config.params); repeatable")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, help="413 above this")
@@ -50,6 +51,8 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
         url = args.predictor_host if "://" in args.predictor_host else f"http://{args.predictor_host}"
     else:
         raise BadRequest("serving transform needs --predictor-url URL (or KServe's --predictor_host HOST:PORT)")
+    if args.predictor_use_ssl or not url.startswith("http://"):
+        raise BadRequest(f"predictor {url!r}: only plain http:// is supported (loopback or in-cluster, no TLS)")
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -61,7 +64,6 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
         predictor_model=args.predictor_model or args.model_name,
         protocol=args.protocol,
         timeout_s=args.predictor_timeout,
-        max_connections=args.predictor_connections,
         input_name=args.predictor_input_name,
         feature_names=args.feature_names,
         labels=args.labels,

@@ -44,11 +44,18 @@ class ONNXRuntime(Runtime):
         self._outputs = tuple(_spec(o) for o in self.session.get_outputs() if o.type in ONNX_TYPES)
         self._output_names = {o.name: o for o in self._outputs}
         self._input_dtypes = {i.name: i.dtype for i in self._inputs}
+        self._input_shapes = {i.name: i.shape for i in self._inputs}
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+        self._invalid_argument = InvalidArgument
 
     def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         names = select_outputs(self._output_names, outputs, self.settings.name) or tuple(self._output_names)
         feed = self._feed(inputs)
-        results = self.session.run(list(names), feed)
+        try:
+            results = self.session.run(list(names), feed)
+        except self._invalid_argument as exc:  # onnxruntime's own input checks: the caller's fault, a 400
+            raise BadRequest(f"model {self.settings.name!r} rejected the input: {exc}") from exc
         return {name: np.asarray(value) for name, value in zip(names, results, strict=True)}
 
     def _feed(self, inputs: TensorDict) -> dict[str, Any]:
@@ -61,6 +68,7 @@ class ONNXRuntime(Runtime):
         feed = {}
         for name, dtype in self._input_dtypes.items():
             array = inputs[name]
+            _check_shape(name, array.shape, self._input_shapes[name])
             if dtype.kind == "O":
                 feed[name] = np.vectorize(_text, otypes=[object])(array) if array.size else array
             elif array.dtype != dtype:
@@ -76,6 +84,12 @@ class ONNXRuntime(Runtime):
             outputs=self._outputs,
             default_outputs=tuple(self._output_names),
         )
+
+
+def _check_shape(name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
+    """Rank and fixed dimensions against the model's declared input (-1 = any), before onnxruntime sees it."""
+    if expected and (len(shape) != len(expected) or any(e not in (-1, d) for d, e in zip(shape, expected, strict=True))):
+        raise BadRequest(f"input {name!r} has shape {list(shape)}; the model expects {list(expected)} (-1: any size)")
 
 
 def _spec(node: Any) -> TensorSpec:

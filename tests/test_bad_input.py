@@ -30,7 +30,7 @@ def servers(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     echo_dir = tmp_path_factory.mktemp("echo") / "echo"
     echo_dir.mkdir()
     with (
-        serving_process(["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--name", "iris"]) as iris,
+        serving_process(["serve", "--model-dir", str(model_repo)]) as iris,  # sklearn-iris, xgboost-iris, onnx-iris
         serving_process(["serve", "--model-dir", str(echo_dir), "--runtime", ECHO]) as echo,
     ):
         yield {"iris": iris, "echo": echo}
@@ -168,6 +168,14 @@ CASES = [
          path="/v1/models/{model}:predict"),
     Case("v1-nested-100k", b'{"instances":' + b"[" * DEEP + b"]" * DEEP + b"}", 400, "depth limit",
          path="/v1/models/{model}:predict"),
+    Case("v1-onnx-wrong-rank", b'{"instances": [1, 2, 3, 4]}', 400, "the model expects [-1, 4]",
+         path="/v1/models/onnx-iris:predict"),
+    Case("v2-onnx-wrong-width", v2(tensor(shape=[1, 3], data=[1, 2, 3])), 400, "the model expects [-1, 4]",
+         path="/v2/models/onnx-iris/infer"),
+    Case("v2-xgboost-wrong-width", v2(tensor(shape=[1, 3], data=[1, 2, 3])), 400, "rejected the input",
+         path="/v2/models/xgboost-iris/infer"),
+    Case("v1-xgboost-strings", b'{"instances": [["a", "b", "c", "d"]]}', 400, "rejected the input",
+         path="/v1/models/xgboost-iris:predict"),
     Case("v1-unknown-model", b'{"instances": [[1, 2, 3, 4]]}', 404, "not found", path="/v1/models/nope:predict"),
     # --- repository extension
     Case("repo-load-traversal", b"", 404, "no route", path="/v2/repository/models/..%2F..%2Fetc/load"),
@@ -183,7 +191,7 @@ def test_hostile_request_gets_a_clear_4xx_and_the_server_keeps_serving(
     servers: dict[str, ServerProcess], case: Case
 ) -> None:
     server = servers[case.server]
-    model = "iris" if case.server == "iris" else "echo"
+    model = "sklearn-iris" if case.server == "iris" else "echo"
     started = time.monotonic()
     response = httpx.request(case.method, server.url + case.path.format(model=model), content=case.body,
                              headers=case.headers, timeout=30)
@@ -197,8 +205,8 @@ def test_hostile_request_gets_a_clear_4xx_and_the_server_keeps_serving(
 
 
 def _assert_still_serving(server: ServerProcess, model: str) -> None:
-    if model == "iris":
-        good = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [IRIS_ROW]}, timeout=30)
+    if model == "sklearn-iris":
+        good = httpx.post(server.url + "/v1/models/sklearn-iris:predict", json={"instances": [IRIS_ROW]}, timeout=30)
         assert good.status_code == 200 and good.json() == {"predictions": [1]}, good.text
     else:
         body = v2(tensor("INT32", [2], [7, -7]))
@@ -212,7 +220,7 @@ def test_a_shape_of_10e12_elements_is_refused_without_allocating(servers: dict[s
     with servers["iris"].client() as client:
         client.get("/v2/health/live")  # warm the connection
         started = time.monotonic()
-        response = client.post("/v2/models/iris/infer", content=body)
+        response = client.post("/v2/models/sklearn-iris/infer", content=body)
         elapsed = time.monotonic() - started
     assert response.status_code == 400
     assert elapsed < 0.5, f"took {elapsed:.3f}s"

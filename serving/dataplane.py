@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from serving.batching import Batcher
 from serving.errors import BadRequest, GatewayTimeout, ModelFailure, ServingError, TooManyRequests
-from serving.metrics import Metrics
+from serving.metrics import Metrics, ModelMetrics
 from serving.protocol.codec import Codec
 from serving.repository import Model, ModelRepository
 from serving.settings import Limits
@@ -24,7 +26,9 @@ class DataPlane:
         self.metrics = metrics or Metrics()
         self._pool = ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 1) * 2), thread_name_prefix="predict")
         self._in_flight: dict[str, int] = {}
+        self._batchers: dict[str, Batcher] = {}
         repository.on_change.append(self.metrics.model_state_changed)
+        repository.on_change.append(self._model_changed)
 
     async def infer(
         self, name: str, version: str | None, body: bytes, headers: Mapping[str, str], codec: Codec
@@ -32,21 +36,32 @@ class DataPlane:
         """Decode, run and encode one request; every outcome is counted once with its status code."""
         started = time.monotonic()
         code = 500
+        bound: ModelMetrics | None = None
         try:
+            model = self.repository.get(name, version)  # ModelNotFound: counted under a fixed label
+            bound = self.metrics.model(model.name, model.settings.version)
             model = self.repository.ready_model(name, version)
             request = codec.decode(body, headers, self.limits)
+            decoded = time.monotonic()
+            bound.preprocess.observe(decoded - started)
             outputs = await self._admit_and_run(model, request)
+            predicted = time.monotonic()
+            bound.predict.observe(predicted - decoded)
             response = InferResponse(
                 model_name=name, model_version=model.settings.version, outputs=outputs, id=request.id
             )
             encoded = codec.encode(response, request)
             code = 200
+            bound.postprocess.observe(time.monotonic() - predicted)
             return encoded
         except ServingError as exc:
             code = exc.status_code
             raise
         finally:
-            self.metrics.observe_request(name, codec.protocol, code, time.monotonic() - started)
+            if bound is None:
+                self.metrics.unknown_model(codec.protocol, code, time.monotonic() - started)
+            else:
+                bound.request(codec.protocol, code, time.monotonic() - started)
 
     async def _admit_and_run(self, model: Model, request: InferRequest) -> TensorDict:
         limit = self.limits.max_concurrency
@@ -56,7 +71,8 @@ class DataPlane:
             raise TooManyRequests(f"model {name!r} is at its concurrency limit of {limit}")
         self._in_flight[name] = self._in_flight.get(name, 0) + 1
         try:
-            return await asyncio.wait_for(self.run_model(model, request), self.limits.request_timeout_s)
+            async with asyncio.timeout(self.limits.request_timeout_s):  # no extra task, unlike wait_for on 3.11
+                return await self.run_model(model, request)
         except TimeoutError:
             self.metrics.rejected("timeout")
             raise GatewayTimeout(
@@ -66,20 +82,40 @@ class DataPlane:
             self._in_flight[name] -= 1
 
     async def run_model(self, model: Model, request: InferRequest) -> TensorDict:
-        """The model call, off the event loop."""
-        loop = asyncio.get_running_loop()
+        """The model call, off the event loop; through the model's batcher when it has one."""
+        batcher = self._batchers.get(model.name)
+        if batcher is not None:
+            return await batcher.submit(request)
         started = time.monotonic()
         try:
             apredict = getattr(model.runtime, "apredict", None)
             if apredict is not None:  # async by nature (a transformer awaiting its predictor): no thread
                 return await apredict(request.inputs, request.output_names, request.parameters)
-            return await loop.run_in_executor(
+            return await asyncio.get_running_loop().run_in_executor(
                 self._pool, call_runtime, model, request.inputs, request.output_names, request.parameters
             )
         finally:
-            self.metrics.observe_inference(model.name, time.monotonic() - started)
+            self.metrics.model(model.name, model.settings.version).inference(time.monotonic() - started)
+
+    def _model_changed(self, model: Model) -> None:
+        """Repository callback: a batcher exists exactly while a batching model is ready."""
+        settings = model.settings
+        batcher = self._batchers.get(model.name)
+        if model.ready and batcher is None and settings.max_batch_size > 0 and not hasattr(model.runtime, "apredict"):
+            self._batchers[model.name] = Batcher(
+                model.name, functools.partial(call_runtime, model), self._pool,
+                self.metrics.model(model.name, settings.version), max_batch_size=settings.max_batch_size,
+                max_latency_s=settings.max_latency_s, max_batches_in_flight=settings.max_batches_in_flight,
+                max_queue_size=settings.max_queue_size,
+            )
+        elif not model.ready and batcher is not None:
+            del self._batchers[model.name]
+            batcher.close()
 
     def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
+        self._batchers.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

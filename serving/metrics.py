@@ -1,45 +1,185 @@
-"""Prometheus metrics: one `Metrics` object owning its own registry (no import-time globals)."""
+"""Prometheus metrics: `Metrics` (model server) and `RouterMetrics` (router), each owning its registry.
+
+No import-time globals: a registry is passed in or made per object. Label values come only from what
+this process serves (model names from the repository, revisions from the route table), never from a
+request's URL, so unknown names cannot grow the series count.
+
+Several worker processes (`serving serve --workers N`): `serving.server` sets PROMETHEUS_MULTIPROC_DIR
+to a fresh directory before the workers start; prometheus-client then keeps values in per-process files
+and `/metrics` merges them with `MultiProcessCollector`.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+UNKNOWN_MODEL = "_unknown_"  # the one label value for requests naming no model of this server
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class ModelMetrics:
+    """One model's labelled children, bound once so the hot path does no label lookups."""
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._metrics, self.model, self.version = metrics, model, version
+        m = metrics
+        self._codes: dict[tuple[str, int], Any] = {}
+        self._durations = {p: m.request_seconds.labels(model, version, p) for p in ("v1", "v2")}
+        self._inference = m.inference_seconds.labels(model, version)
+        self._batch_size = m.batch_size.labels(model, version)
+        self._batch_wait = m.batch_wait_seconds.labels(model, version)
+        self._queue_depth = m.queue_depth.labels(model, version)
+        self.preprocess = m.preprocess_seconds.labels(model)
+        self.predict = m.predict_seconds.labels(model)
+        self.postprocess = m.postprocess_seconds.labels(model)
+
+    def request(self, protocol: str, code: int, seconds: float) -> None:
+        counter = self._codes.get((protocol, code))
+        if counter is None:
+            counter = self._codes[(protocol, code)] = self._metrics.requests.labels(
+                self.model, self.version, protocol, str(code)
+            )
+        counter.inc()
+        duration = self._durations.get(protocol) or self._metrics.request_seconds.labels(self.model, self.version, protocol)
+        duration.observe(seconds)
+
+    def inference(self, seconds: float) -> None:
+        self._inference.observe(seconds)
+
+    def batch_formed(self, rows: int, waits_s: Sequence[float]) -> None:
+        self._batch_size.observe(rows)
+        for wait in waits_s:
+            self._batch_wait.observe(wait)
+
+    def queue_depth(self, depth: int) -> None:
+        self._queue_depth.set(depth)
+
+    def rejected(self, reason: str) -> None:
+        self._metrics.rejected(reason)
 
 
 class Metrics:
+    """The model server's metrics (names and labels documented in README, section batching-metrics)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "serving_requests", "Inference requests by outcome.", ["model", "protocol", "code"], registry=r
-        )
+        self.registry = r = registry or CollectorRegistry()
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        mv = ["model", "version"]
+        self.requests = Counter("serving_requests", "Inference requests by outcome.", [*mv, "protocol", "code"], registry=r)
         self.request_seconds = Histogram(
             "serving_request_duration_seconds", "Inference request latency, decode to encode.",
-            ["model", "protocol"], buckets=LATENCY_BUCKETS, registry=r,
+            [*mv, "protocol"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.inference_seconds = Histogram(
-            "serving_inference_duration_seconds", "Time inside the model's predict call.",
-            ["model"], buckets=LATENCY_BUCKETS, registry=r,
+            "serving_inference_duration_seconds", "Time of one model call (a whole batch when batching).",
+            mv, buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.batch_size = Histogram("serving_batch_size", "Rows per batch the batcher formed.", mv,
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.batch_wait_seconds = Histogram(
+            "serving_batch_wait_seconds", "Time a request waited in the batch queue.", mv,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_depth = Gauge("serving_batch_queue_depth", "Requests waiting in the batch queue.", mv,
+                                 multiprocess_mode="livesum", registry=r)
         self.rejections = Counter("serving_rejected", "Requests refused before reaching the model.", ["reason"], registry=r)
-        self.model_ready = Gauge("serving_model_ready", "1 when the model is ready to serve.", ["model"], registry=r)
-        self.model_load_seconds = Gauge("serving_model_load_seconds", "How long the model took to load.", ["model"], registry=r)
+        self.model_ready = Gauge("serving_model_ready", "1 when the model is ready to serve (in every worker).",
+                                 ["model"], multiprocess_mode="livemin", registry=r)
+        self.model_load_seconds = Gauge("serving_model_load_seconds", "How long the model took to load.", ["model"],
+                                        multiprocess_mode="livemax", registry=r)
+        # KServe's names, so dashboards built for KServe model servers keep working.
+        kserve = {"buckets": LATENCY_BUCKETS, "registry": r}
+        self.preprocess_seconds = Histogram("request_preprocess_seconds", "Decode time.", ["model_name"], **kserve)
+        self.predict_seconds = Histogram("request_predict_seconds", "Model (and batch queue) time.", ["model_name"], **kserve)
+        self.postprocess_seconds = Histogram("request_postprocess_seconds", "Encode time.", ["model_name"], **kserve)
+        self._models: dict[tuple[str, str], ModelMetrics] = {}
+        self._unknown: dict[str, Any] = {}
 
-    def observe_request(self, model: str, protocol: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, protocol, str(code)).inc()
-        self.request_seconds.labels(model, protocol).observe(seconds)
+    def model(self, name: str, version: str) -> ModelMetrics:
+        """Bound children for a model this server holds (never call with a name from a URL)."""
+        bound = self._models.get((name, version))
+        if bound is None:
+            bound = self._models[(name, version)] = ModelMetrics(self, name, version)
+        return bound
 
-    def observe_inference(self, model: str, seconds: float) -> None:
-        self.inference_seconds.labels(model).observe(seconds)
+    def unknown_model(self, protocol: str, code: int, seconds: float) -> None:
+        """A request for a model this server does not hold: one fixed label value, whatever the URL said."""
+        self.requests.labels(UNKNOWN_MODEL, "", protocol, str(code)).inc()
+        self.request_seconds.labels(UNKNOWN_MODEL, "", protocol).observe(seconds)
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
 
-    def model_state_changed(self, model) -> None:  # noqa: ANN001 - repository.Model, avoided to keep imports one-way
+    def model_state_changed(self, model: Any) -> None:
+        """Repository callback (a `repository.Model`; not imported, to keep imports one-way)."""
         self.model_ready.labels(model.name).set(1 if model.ready else 0)
         if model.ready:
             self.model_load_seconds.labels(model.name).set(model.load_seconds)
+
+    def exposition(self) -> bytes:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class RouterMetrics:
+    """The router's metrics per `{isvc, namespace, revision, arm}` (arm: stable or canary).
+
+    Called by `serving.router.app.Router` for every proxied request:
+    `route_in_flight(..., +1)` before forwarding, `route_in_flight(..., -1)` and `observe_route(...)` after.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        labels = ["isvc", "namespace", "revision", "arm"]
+        self.requests = Counter("serving_router_requests", "Requests proxied, by upstream status code.",
+                                [*labels, "code"], registry=r)
+        self.errors = Counter("serving_router_errors", "Proxied requests answered with status >= 400.",
+                              [*labels, "code"], registry=r)
+        self.duration = Histogram("serving_router_request_duration_seconds", "Latency through the router.",
+                                  labels, buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("serving_router_requests_in_flight", "Requests being proxied now.", labels, registry=r)
+        self._bound: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._codes: dict[tuple[str, str, str, str, int], Any] = {}
+
+    def observe_route(self, isvc: str, namespace: str, revision: str, arm: str, code: int, seconds: float) -> None:
+        """One finished request: count it by status code and observe its latency."""
+        key = (isvc, namespace, revision, arm)
+        counter = self._codes.get((*key, code))
+        if counter is None:
+            counter = self._codes[(*key, code)] = self.requests.labels(*key, str(code))
+        counter.inc()
+        if code >= 400:
+            self.errors.labels(*key, str(code)).inc()
+        self._children(key)[0].observe(seconds)
+
+    def route_in_flight(self, isvc: str, namespace: str, revision: str, arm: str, delta: int) -> None:
+        """+1 when a request is forwarded, -1 when it finished."""
+        self._children((isvc, namespace, revision, arm))[1].inc(delta)
+
+    def forget_revision(self, isvc: str, namespace: str, revision: str) -> None:
+        """Drop a retired revision's series so label sets do not pile up across rollouts."""
+        for metric in (self.requests, self.errors, self.duration, self.in_flight):
+            for labels in list(metric._metrics):  # noqa: SLF001 - prometheus-client has no public iterator
+                if labels[:3] == (isvc, namespace, revision):
+                    metric.remove(*labels)
+        self._bound = {k: v for k, v in self._bound.items() if k[:3] != (isvc, namespace, revision)}
+        self._codes = {k: v for k, v in self._codes.items() if k[:3] != (isvc, namespace, revision)}
+
+    def _children(self, key: tuple[str, str, str, str]) -> tuple[Any, Any]:
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = self._bound[key] = (self.duration.labels(*key), self.in_flight.labels(*key))
+        return bound
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,11 @@ def run(config: ServerConfig) -> None:
     )
     if config.workers > 1:
         os.environ[CONFIG_ENV] = config.to_env()
-        uvicorn.run("serving.server:app_from_env", factory=True, workers=config.workers, **common)
+        # Metrics of every worker in files of a fresh directory, merged on /metrics (never stale counts).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = tempfile.mkdtemp(prefix="serving-metrics-")
+        try:
+            uvicorn.run("serving.server:app_from_env", factory=True, workers=config.workers, **common)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
         uvicorn.run(create_app(config), **common)

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pickle", action="store_true", help="refuse joblib/pickle artifacts (they run code on load)")
     p.add_argument("--max-batch-size", type=int, default=0, help="adaptive batching: rows per batch (0: off)")
     p.add_argument("--max-latency-ms", type=float, default=5.0, help="adaptive batching: longest wait for a batch")
+    p.add_argument("--max-batches-in-flight", type=int, default=1, help="adaptive batching: batches run at once")
+    p.add_argument("--max-queue-size", type=int, default=1024, help="adaptive batching: waiting requests; 503 above")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, help="413 above this")
     p.add_argument("--max-header-bytes", type=int, default=64 * 1024, help="431 for a request line + headers above this")
     p.add_argument("--max-tensor-elements", type=int, default=16 * 1024 * 1024, help="400 above this per tensor")
@@ -47,6 +49,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             "allow_pickle": not args.no_pickle,
             "max_batch_size": args.max_batch_size,
             "max_latency_s": args.max_latency_ms / 1000.0,
+            "max_batches_in_flight": args.max_batches_in_flight,
+            "max_queue_size": args.max_queue_size,
         },
         limits={
             "max_body_bytes": args.max_body_bytes,

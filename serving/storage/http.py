@@ -18,7 +18,7 @@ import posixpath
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -26,6 +26,9 @@ import orjson
 
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.errors import StorageError, redact
+
+if TYPE_CHECKING:
+    from serving.storage import StorageConfig
 
 log = logging.getLogger("serving.storage")
 CHUNK_BYTES = 1 << 20
@@ -35,7 +38,7 @@ def cache_entry(url: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def resolve_url(url: str, config) -> Path:  # noqa: ANN001 - StorageConfig (import cycle)
+def resolve_url(url: str, config: StorageConfig) -> Path:
     entry = cache_entry(url, config.cache_dir)
     try:
         entry.mkdir(parents=True, exist_ok=True)
@@ -58,7 +61,7 @@ def resolve_url(url: str, config) -> Path:  # noqa: ANN001 - StorageConfig (impo
         return _served(entry, meta)
 
 
-def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config) -> dict[str, Any]:  # noqa: ANN001
+def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config: StorageConfig) -> dict[str, Any]:
     headers = {}
     if meta is not None:
         if meta.get("etag"):
@@ -79,7 +82,10 @@ def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config) -> dict[s
             remove_tree(tmp)
 
 
-def _install(url, entry, tmp, download, checksum, resp, meta, config) -> dict[str, Any]:  # noqa: ANN001
+def _install(
+    url: str, entry: Path, tmp: Path, download: Path, checksum: tuple[str, int], resp: httpx.Response,
+    meta: dict[str, Any] | None, config: StorageConfig,
+) -> dict[str, Any]:
     """Move the downloaded bytes (unpacked if an archive) into their content folder; record the metadata."""
     sha256, size = checksum
     filename = url_filename(url)
@@ -136,7 +142,7 @@ def url_filename(url: str) -> str:
     return name
 
 
-def url_fingerprint(url: str, config) -> str:  # noqa: ANN001
+def url_fingerprint(url: str, config: StorageConfig) -> str:
     """URL + ETag + Last-Modified + Content-Length from a HEAD (a GET whose body is not read, if HEAD is
     refused). Without validators, a same-sized change can't be seen; servers of model files send them."""
     try:
@@ -154,7 +160,7 @@ def url_fingerprint(url: str, config) -> str:  # noqa: ANN001
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _client(config) -> httpx.Client:  # noqa: ANN001
+def _client(config: StorageConfig) -> httpx.Client:
     return httpx.Client(timeout=httpx.Timeout(config.timeout_s), follow_redirects=True)
 
 

@@ -10,15 +10,19 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from serving.runtimes import ARTIFACT_SUFFIXES
 from serving.storage.errors import StorageError, StorageRefused
 
+if TYPE_CHECKING:
+    from serving.storage import StorageConfig
+
 MAX_FINGERPRINT_FILES = 10_000  # a model folder is small; stop hashing stat() results beyond this
 
 
-def local_path(uri: str, config) -> Path:  # noqa: ANN001 - StorageConfig (import cycle)
+def local_path(uri: str, config: StorageConfig) -> Path:
     """The existing, resolved local path `uri` names (a file or a directory)."""
     if uri.lower().startswith("pvc://"):
         return _pvc_path(uri, config)
@@ -40,7 +44,7 @@ def local_path(uri: str, config) -> Path:  # noqa: ANN001 - StorageConfig (impor
     return resolved
 
 
-def _pvc_path(uri: str, config) -> Path:  # noqa: ANN001
+def _pvc_path(uri: str, config: StorageConfig) -> Path:
     if config.pvc_root is None:
         raise StorageError(f"{uri}: pvc:// needs a PVC root on this machine (serving up --pvc-root DIR)")
     rest = unquote(uri[len("pvc://"):])
@@ -84,7 +88,7 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def model_dir_for(uri: str, path: Path, config) -> Path:  # noqa: ANN001
+def model_dir_for(uri: str, path: Path, config: StorageConfig) -> Path:
     """`path` if it is a directory; for a single file, its folder when it is the only model file there,
     else a cache folder holding just a hard link (or copy) of it."""
     if path.is_dir():

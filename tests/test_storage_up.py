@@ -1,0 +1,44 @@
+"""End to end: `serving up` serves InferenceServices whose storageUri is an http tarball and a pvc:// path."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+from tests.support import train_iris_sklearn
+from tests.test_storage_http import ArtifactServer
+from tests.up_support import apply_text, isvc_yaml, predict, serving_up, wait_for_traffic
+
+
+def tarball_of(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(folder, arcname="iris")
+    return buf.getvalue()
+
+
+def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
+    model = train_iris_sklearn(tmp_path / "trained" / "iris").parent
+    artifacts = ArtifactServer()
+    artifacts.thread.start()
+    try:
+        url = artifacts.put("/models/iris.tar.gz", tarball_of(model))
+        claim = tmp_path / "pvcs" / "models"
+        claim.mkdir(parents=True)
+        shutil.copytree(model, claim / "iris")
+        state = tmp_path / "state"
+        extra = ("--pvc-root", str(tmp_path / "pvcs"), "--cache-dir", str(tmp_path / "cache"))
+        with serving_up(state, extra=extra) as server, server.client() as client:
+            apply_text(server, state, isvc_yaml("from-http", url), tmp_path, "http.yaml")
+            apply_text(server, state, isvc_yaml("from-pvc", "pvc://models/iris/model.joblib"), tmp_path, "pvc.yaml")
+            for name in ("from-http", "from-pvc"):
+                wait_for_traffic(server, state, name, lambda t: sorted(t.values()) == [100])
+                response = predict(client, name)
+                assert response.status_code == 200, response.text
+                assert response.json()["predictions"][0] in (0, 1, 2)
+        assert artifacts.count("/models/iris.tar.gz", 200) == 1
+    finally:
+        artifacts.httpd.shutdown()
+        artifacts.httpd.server_close()

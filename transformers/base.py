@@ -12,7 +12,6 @@ flags through `self.config`; free-form `--param KEY=VALUE` pairs are in `self.co
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,14 +51,12 @@ class Transformer(Runtime):
             raise ValueError(f"{type(self).__name__} needs settings.extra[{CONFIG_KEY!r}] (a TransformerConfig)")
         self.config = config
         self.predictor: PredictorClient | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     def load(self) -> None:
         """Validate settings; the client itself is made on the event loop (`start`)."""
 
     async def start(self) -> None:
         """Called on the server's event loop once loaded: makes the pooled client (connections bind to it)."""
-        self.loop = asyncio.get_running_loop()
         c = self.config
         self.predictor = PredictorClient(c.predictor_url, c.predictor_model, c.protocol, c.timeout_s)
 
@@ -81,7 +78,7 @@ class Transformer(Runtime):
         except ServingError:
             raise
         except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise BadRequest(f"transformer {self.settings.name!r} rejected the input: {exc}") from exc
+            raise BadRequest(f"transformer {self.settings.name!r} rejected the input: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             raise ModelFailure(f"transformer {self.settings.name!r} preprocess failed: {type(exc).__name__}: {exc}") from exc
         response = await self.predictor.infer(request, self.predictor_parameters(parameters))
@@ -93,12 +90,6 @@ class Transformer(Runtime):
             raise ModelFailure(f"transformer {self.settings.name!r} postprocess failed: {type(exc).__name__}: {exc}") from exc
         wanted = select_outputs(result, outputs, self.settings.name)
         return {name: result[name] for name in wanted} if wanted else result
-
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
-        """For callers that only know the threaded contract: run `apredict` on the server's loop and wait."""
-        if self.loop is None:
-            raise ModelFailure(f"transformer {self.settings.name!r} is not started")
-        return asyncio.run_coroutine_threadsafe(self.apredict(inputs, outputs, parameters), self.loop).result()
 
     async def ready(self) -> tuple[bool, str]:
         """Ready exactly when the predictor's model answers ready."""

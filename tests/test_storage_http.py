@@ -16,6 +16,7 @@ import threading
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,6 +35,7 @@ class ArtifactServer:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.hits: Counter[tuple[str, str, int]] = Counter()
         self.validators = True
+        self.send_length = True  # False: body delimited by closing the connection (HTTP/1.0)
         self._version = 1_700_000_000
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -77,7 +79,8 @@ class ArtifactServer:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                if server.send_length:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if body:
                     self.wfile.write(data)
@@ -198,6 +201,36 @@ def test_too_big_refused(server: ArtifactServer, tmp_path: Path) -> None:
     config = StorageConfig(cache_dir=tmp_path / "cache", max_download_bytes=4096)
     with pytest.raises(StorageError, match="larger than the download limit of 4096 bytes"):
         resolve(url, config)
+
+
+def test_too_big_without_content_length_stops_streaming(server: ArtifactServer, tmp_path: Path) -> None:
+    server.send_length = False
+    url = server.put("/big/model.onnx", b"x" * 50_000)
+    config = StorageConfig(cache_dir=tmp_path / "cache", max_download_bytes=4096)
+    with pytest.raises(StorageError, match="larger than the download limit of 4096 bytes"):
+        resolve(url, config)
+    entry = next(config.cache_dir.iterdir())
+    assert sorted(p.name for p in entry.iterdir()) == [".lock"]  # the partial download is gone
+
+
+def test_concurrent_resolves_download_once(server: ArtifactServer, config: StorageConfig) -> None:
+    url = server.put("/m/model.joblib", b"shared")
+    with ThreadPoolExecutor(4) as pool:
+        folders = set(pool.map(lambda _: resolve(url, config), range(4)))
+    assert len(folders) == 1
+    assert server.count("/m/model.joblib", 200) == 1 and server.count("/m/model.joblib", 304) == 3
+
+
+def test_crash_leftovers_and_broken_metadata_recovered(server: ArtifactServer, config: StorageConfig) -> None:
+    url = server.put("/m/model.joblib", b"v1")
+    folder = resolve(url, config)
+    entry = folder.parent
+    (entry / ".tmp-crashed").mkdir()
+    (entry / ".tmp-crashed" / "download").write_bytes(b"half a mod")
+    assert resolve(url, config) == folder and not (entry / ".tmp-crashed").exists()
+    (entry / "meta.json").write_bytes(b"{not json")  # e.g. a crash on a filesystem without atomic rename
+    assert resolve(url, config) == folder  # re-downloaded (can't trust the cache), same bytes, same folder
+    assert server.count("/m/model.joblib", 200) == 2
 
 
 def test_unreachable_server_falls_back_to_cached_copy(server: ArtifactServer, config: StorageConfig) -> None:

@@ -7,6 +7,8 @@ Messages always name the URI so a revision's status says which artifact failed.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from serving.errors import ArtifactError, ArtifactRefused
 
 
@@ -20,8 +22,6 @@ class StorageRefused(ArtifactRefused, StorageError):
 
 def redact(uri: str) -> str:
     """The URI without credentials or query string (presigned URLs carry tokens there): safe for logs."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(uri)
     if not parts.netloc:
         return uri

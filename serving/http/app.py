@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.dataplane import DataPlane
-from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
 from serving.http.openapi import openapi_endpoint
 from serving.http.v1_routes import V1Endpoints
 from serving.http.v2_routes import V2Endpoints
@@ -64,6 +65,8 @@ def build_app(dataplane: DataPlane, load_on_start: bool = True) -> Starlette:
                 task.cancel()
             dataplane.close()
 
-    app = Starlette(routes=build_routes(dataplane), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    middleware = [Middleware(InternalErrors)]  # innermost of Starlette's own: catches what no handler claimed
+    app = Starlette(routes=build_routes(dataplane), exception_handlers=EXCEPTION_HANDLERS, middleware=middleware,
+                    lifespan=lifespan)
     app.state.dataplane = dataplane
     return app

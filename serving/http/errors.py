@@ -8,6 +8,7 @@ import traceback
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import ServingError
 from serving.http.body import JSONBody
@@ -30,12 +31,40 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return JSONBody({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def unexpected_error(request: Request, exc: Exception) -> Response:
+def log_unexpected(method: str, path: str, exc: BaseException) -> None:
     # The traceback's frames, not the exception's message: messages can quote request data (no payloads in logs).
     frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("unhandled %s on %s %s (message withheld from logs)\n%s", type(exc).__name__, request.method,
-              request.url.path, frames)
-    return JSONBody({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+    log.error("unhandled %s on %s %s (message withheld from logs)\n%s", type(exc).__name__, method, path, frames)
 
 
-EXCEPTION_HANDLERS = {ServingError: serving_error, HTTPException: http_error, Exception: unexpected_error}
+class InternalErrors:
+    """Pure-ASGI last resort for exceptions no handler claimed: logged without their message, answered 500 JSON.
+
+    Starlette's own `Exception` handler re-raises to the server after answering, and uvicorn then logs the full
+    exception (message included) — so unexpected errors stop here instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
+            if not started:
+                body = JSONBody({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+                await body(scope, receive, send)
+
+
+EXCEPTION_HANDLERS = {ServingError: serving_error, HTTPException: http_error}

@@ -18,6 +18,7 @@ from serving.control.documents import read_documents
 from serving.control.local import LocalControlPlane
 from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
+from serving.metrics import RouterMetrics
 from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.federation import federated_exposition
@@ -54,7 +55,7 @@ def build_app(args: argparse.Namespace) -> Router:
     store = StateStore(args.state_dir)
     store.prepare()
     token = store.token()
-    router = Router(auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
+    router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
     control = LocalControlPlane(store, router, domain=args.domain, storage=storage_config(args))
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
 

@@ -1,0 +1,111 @@
+"""Batching in a real `serving serve`: concurrent V1, V2 JSON and V2 binary callers each get exactly their
+own rows (checked against the model's own unbatched predictions), batches really form, and requests
+of other shapes or dtypes in flight at the same time are answered correctly (or refused alone)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+import tritonclient.http.aio as triton_aio
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import ServerProcess, serving_process, train_iris_sklearn
+
+MODEL = "iris"
+
+
+@pytest.fixture(scope="module")
+def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("batching") / MODEL
+    train_iris_sklearn(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batching_server(iris_dir: Path) -> Iterator[ServerProcess]:
+    args = ["serve", "--model-dir", str(iris_dir), "--max-batch-size", "32", "--max-latency-ms", "20"]
+    with serving_process(args) as server:
+        yield server
+
+
+def samples(metrics: str, name: str) -> dict[str, float]:
+    """`le` (or '' when absent) -> value for one family's samples named `name`."""
+    return {s.labels.get("le", ""): s.value for f in text_string_to_metric_families(metrics) for s in f.samples
+            if s.name == name and s.labels.get("model", MODEL) == MODEL}
+
+
+def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_server: ServerProcess, iris_dir: Path) -> None:
+    estimator = joblib.load(next(iris_dir.glob("*.joblib")))
+    rng = np.random.default_rng(3)
+    rows = [rng.uniform(0.1, 7.5, size=(int(rng.integers(1, 5)), 4)).round(3) for _ in range(150)]
+
+    async def v1(client: httpx.AsyncClient, x: np.ndarray) -> None:
+        r = await client.post(f"/v1/models/{MODEL}:predict", json={"instances": x.tolist()})
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"] == estimator.predict(x).tolist()
+
+    async def v2_json(client: httpx.AsyncClient, x: np.ndarray, datatype: str) -> None:
+        body = {"inputs": [{"name": "input-0", "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}],
+                "outputs": [{"name": "probabilities"}]}
+        r = await client.post(f"/v2/models/{MODEL}/infer", json=body)
+        assert r.status_code == 200, r.text
+        (out,) = r.json()["outputs"]
+        expected = estimator.predict_proba(x.astype(np.float32) if datatype == "FP32" else x)
+        assert out["shape"] == list(expected.shape)
+        np.testing.assert_allclose(np.reshape(out["data"], out["shape"]), expected, rtol=1e-9, atol=1e-12)
+
+    async def v2_binary(client: triton_aio.InferenceServerClient, x: np.ndarray) -> None:
+        tensor = triton_aio.InferInput("input-0", list(x.shape), "FP64")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        result = await client.infer(MODEL, [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities", binary_data=True)])
+        np.testing.assert_allclose(result.as_numpy("probabilities"), estimator.predict_proba(x), rtol=1e-9, atol=1e-12)
+
+    async def bad_shape(client: httpx.AsyncClient) -> None:
+        body = {"inputs": [{"name": "input-0", "shape": [2, 3], "datatype": "FP64", "data": [1.0] * 6}]}
+        r = await client.post(f"/v2/models/{MODEL}/infer", json=body)
+        assert r.status_code == 400 and "feature" in r.json()["error"], r.text
+
+    async def scenario() -> None:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=batching_server.url, timeout=30, limits=limits) as client:
+            triton = triton_aio.InferenceServerClient(batching_server.url.removeprefix("http://"), conn_limit=32)
+            try:
+                calls = []
+                for i, x in enumerate(rows):
+                    kind = i % 5
+                    if kind == 0:
+                        calls.append(v1(client, x))
+                    elif kind in (1, 2):
+                        calls.append(v2_json(client, x, "FP64" if kind == 1 else "FP32"))
+                    elif kind == 3:
+                        calls.append(v2_binary(triton, x))
+                    else:
+                        calls.append(bad_shape(client) if i % 10 == 4 else v2_json(client, x, "FP64"))
+                await asyncio.gather(*calls)
+            finally:
+                await triton.close()
+
+    asyncio.run(scenario())
+    metrics = httpx.get(batching_server.url + "/metrics").text
+    sizes = samples(metrics, "serving_batch_size_bucket")
+    assert sizes["+Inf"] - sizes["1.0"] > 0, f"no batch of more than one row: {sizes}"
+    codes: dict[str, float] = {}
+    for f in text_string_to_metric_families(metrics):
+        for s in f.samples:
+            if s.name == "serving_requests_total" and s.labels["model"] == MODEL:
+                codes[s.labels["code"]] = codes.get(s.labels["code"], 0) + s.value
+    assert codes.get("200", 0) >= 135 and codes.get("400", 0) >= 15, codes
+
+
+def test_a_lone_request_does_not_wait_for_max_latency(iris_dir: Path) -> None:
+    args = ["serve", "--model-dir", str(iris_dir), "--max-batch-size", "32", "--max-latency-ms", "2000"]
+    with serving_process(args) as server, server.client() as client:
+        for _ in range(3):
+            r = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+            assert r.status_code == 200 and r.elapsed.total_seconds() < 1.0, (r.status_code, r.elapsed)

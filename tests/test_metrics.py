@@ -1,0 +1,96 @@
+"""Metrics: names and labels, no label values from URLs, router metrics, and `--workers 2` adding up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.metrics import UNKNOWN_MODEL, Metrics, RouterMetrics
+from tests.support import serving_process, train_iris_sklearn
+from tests.test_prometheus import promtool_check
+
+ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+def parsed(text: bytes | str) -> list:
+    text = text.decode() if isinstance(text, bytes) else text
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def total(samples: list, name: str, **labels: str) -> float:
+    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_every_documented_family_is_exposed_with_its_labels() -> None:
+    metrics = Metrics()
+    bound = metrics.model("iris", "3")
+    bound.request("v2", 200, 0.01)
+    bound.inference(0.002)
+    bound.batch_formed(5, [0.001] * 5)
+    bound.queue_depth(2)
+    bound.predict.observe(0.003)
+    metrics.rejected("queue_full")
+    metrics.unknown_model("v1", 404, 0.001)
+    samples = parsed(metrics.exposition())
+    assert total(samples, "serving_requests_total", model="iris", version="3", protocol="v2", code="200") == 1
+    assert total(samples, "serving_request_duration_seconds_count", model="iris", protocol="v2") == 1
+    assert total(samples, "serving_inference_duration_seconds_count", model="iris") == 1
+    assert total(samples, "serving_batch_size_sum", model="iris") == 5
+    assert total(samples, "serving_batch_wait_seconds_count", model="iris") == 5
+    assert total(samples, "serving_batch_queue_depth", model="iris") == 2
+    assert total(samples, "serving_rejected_total", reason="queue_full") == 1
+    assert total(samples, "request_predict_seconds_count", model_name="iris") == 1
+    assert total(samples, "serving_requests_total", model=UNKNOWN_MODEL, code="404") == 1
+
+
+def test_router_metrics_per_isvc_revision_and_arm() -> None:
+    router = RouterMetrics()
+    router.route_in_flight("iris", "default", "iris-aaaa", "stable", 1)
+    router.observe_route("iris", "default", "iris-aaaa", "stable", 200, 0.004)
+    router.route_in_flight("iris", "default", "iris-aaaa", "stable", -1)
+    router.route_in_flight("iris", "default", "iris-bbbb", "canary", 1)
+    router.observe_route("iris", "default", "iris-bbbb", "canary", 503, 0.2)
+    samples = parsed(router.exposition())
+    stable = {"isvc": "iris", "namespace": "default", "revision": "iris-aaaa", "arm": "stable"}
+    canary = {"isvc": "iris", "namespace": "default", "revision": "iris-bbbb", "arm": "canary"}
+    assert total(samples, "serving_router_requests_total", code="200", **stable) == 1
+    assert total(samples, "serving_router_errors_total", code="503", **canary) == 1
+    assert total(samples, "serving_router_errors_total", **stable) == 0
+    assert total(samples, "serving_router_requests_in_flight", **stable) == 0
+    assert total(samples, "serving_router_requests_in_flight", **canary) == 1
+    assert total(samples, "serving_router_request_duration_seconds_count", **canary) == 1
+    router.forget_revision("iris", "default", "iris-aaaa")
+    assert not [s for s in parsed(router.exposition()) if s.labels.get("revision") == "iris-aaaa"]
+
+
+def test_unknown_model_names_do_not_create_label_values(tmp_path: Path) -> None:
+    train_iris_sklearn(tmp_path / "iris")
+    with serving_process(["serve", "--model-dir", str(tmp_path / "iris")]) as server, server.client() as client:
+        for i in range(20):
+            assert client.post(f"/v1/models/attack-{i}:predict", json=ROW).status_code == 404
+            assert client.post(f"/v2/models/attack-{i}/infer", json={"inputs": []}).status_code == 404
+        assert client.post("/v1/models/iris:predict", json=ROW).status_code == 200
+        text = client.get("/metrics").text
+    assert "attack-" not in text
+    samples = parsed(text)
+    assert total(samples, "serving_requests_total", model=UNKNOWN_MODEL, code="404") == 40
+    assert total(samples, "serving_requests_total", model="iris", version="1", protocol="v1", code="200") == 1
+    assert total(samples, "request_preprocess_seconds_count", model_name="iris") == 1
+    assert total(samples, "serving_model_ready", model="iris") == 1
+
+
+def test_two_workers_report_every_request(tmp_path: Path) -> None:
+    train_iris_sklearn(tmp_path / "iris")
+    args = ["serve", "--model-dir", str(tmp_path / "iris"), "--workers", "2", "--max-batch-size", "8"]
+    with serving_process(args) as server:
+        sent = 60
+        for _ in range(sent):  # a new connection each: the kernel spreads them over both workers
+            assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW, timeout=30).status_code == 200
+        for _ in range(4):  # every scrape, whichever worker answers it, sees all of them
+            samples = parsed(httpx.get(server.url + "/metrics", timeout=30).text)
+            assert total(samples, "serving_requests_total", model="iris", code="200") == sent
+            assert total(samples, "serving_batch_size_count", model="iris") == sent
+            assert total(samples, "serving_model_ready", model="iris") == 1
+        promtool_check(httpx.get(server.url + "/metrics", timeout=30).text)  # multiprocess output is valid too

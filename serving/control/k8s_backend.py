@@ -1,0 +1,235 @@
+"""The Kubernetes backend: one level-based reconcile per InferenceService, running the shared `plan()`.
+
+read isvc -> observe its Deployments -> plan (same function as the local backend) -> create-or-patch the
+revisions it runs -> write the route table (ConfigMap the in-cluster router polls) -> retire revisions that
+left the table once `drain_s` has passed -> write the KServe status (plus our rollout record).
+Synchronous on purpose: kopf runs sync handlers in its thread pool; one lock per InferenceService.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.control.k8s_apply import Cluster, PermanentClusterError, merge_patch
+from serving.control.k8s_render import (
+    LABEL_COMPONENT,
+    LABEL_ISVC,
+    LABEL_REVISION,
+    RenderSettings,
+    entry_component,
+    owner_reference,
+    revision_objects,
+    service_url,
+)
+from serving.control.reconcile import Observed, Plan, RolloutState, plan
+from serving.errors import ServingError
+from serving.revision import Revision
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.spec import InferenceService, parse
+
+log = logging.getLogger("serving.operator")
+RETIRED_AT = "serving.dev/retired-at"
+ROUTES_KEY = "routes.json"
+OWN_STATUS = ("url", "address", "conditions", "components", "modelStatus", "observedGeneration", "rollout")
+CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    render: RenderSettings = field(default_factory=RenderSettings)
+    domain: str = "example.com"
+    routes_namespace: str = "serving-system"
+    routes_name: str = "serving-routes"
+    drain_s: float = 30.0
+    resync_s: float = 10.0
+    default_timeout_s: float = 60.0
+
+
+def from_cluster(body: dict[str, Any]) -> InferenceService:
+    """Parse a live object: server-managed metadata (managedFields, finalizers...) is not part of the spec."""
+    meta = body.get("metadata", {})
+    document = {**body, "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+                "status": None}
+    return parse(document)
+
+
+def observe(deployments: list[dict[str, Any]], transformer: dict[str, bool]) -> Observed:
+    """Ready: every component of the revision has a ready replica. Failed: a Deployment says it gave up."""
+    ready: dict[str, set[str]] = {}
+    failed: dict[str, str] = {}
+    for d in deployments:
+        labels = d["metadata"].get("labels", {})
+        revision, component = labels.get(LABEL_REVISION, ""), labels.get(LABEL_COMPONENT, "")
+        status = d.get("status") or {}
+        if (status.get("readyReplicas") or 0) >= 1:
+            ready.setdefault(revision, set()).add(component)
+        for cond in status.get("conditions") or []:
+            gave_up = cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded"
+            if gave_up or (cond.get("type") == "ReplicaFailure" and cond.get("status") == "True"):
+                failed[revision] = f"{component}: {cond.get('message') or cond.get('reason')}"
+    wanted = {name: ({"predictor", "transformer"} if has_t else {"predictor"}) for name, has_t in transformer.items()}
+    done = frozenset(name for name, parts in ready.items() if wanted.get(name, {"predictor"}) <= parts)
+    return Observed(done, failed)
+
+
+class KubernetesBackend:
+    def __init__(self, cluster: Cluster, config: OperatorConfig) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.routes: dict[tuple[str, str], ServiceRoute] = {}
+        self.version = 0
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._routes_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Seed the route table from the ConfigMap so a restart does not drop routes before resuming."""
+        cm = self.cluster.get("ConfigMap", self.config.routes_namespace, self.config.routes_name)
+        if cm and (cm.get("data") or {}).get(ROUTES_KEY):
+            table = RouteTable.from_json(json.loads(cm["data"][ROUTES_KEY]))
+            self.routes, self.version = dict(table.services), table.version
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # -- reconcile -----------------------------------------------------------------------------
+    def reconcile(self, namespace: str, name: str) -> Plan | None:
+        with self._lock((namespace, name)):
+            body = self.cluster.get("InferenceService", namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            old_status = body.get("status") or {}
+            try:
+                isvc = from_cluster(body)
+            except ServingError as exc:
+                self._write_status(namespace, name, old_status, _invalid(exc.message))
+                raise PermanentClusterError(f"{namespace}/{name}: {exc.message}") from exc
+            live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in CHILD_KINDS}
+            state = _rollout(old_status.get("rollout"))
+            latest = Revision.from_spec(isvc)
+            known = {**(state.revisions if state else {}), latest.name: latest}
+            observed = observe(live["Deployment"], {n: r.transformer is not None for n, r in known.items()})
+            p = plan(isvc, state, observed, self.config.domain)
+            self._converge(isvc, body["metadata"].get("uid", ""), p, live)
+            self._set_route(isvc, p, observed)
+            self._retire(namespace, p, live)
+            status = {**p.status, "observedGeneration": body["metadata"].get("generation", 1),
+                      "rollout": p.state.to_json()}
+            self._write_status(namespace, name, old_status, _compact(status))
+            return p
+
+    def _converge(self, isvc: InferenceService, uid: str, p: Plan, live: dict[str, list[dict]]) -> None:
+        owner = owner_reference(isvc, uid) if uid else None
+        by_name = {(kind, o["metadata"]["name"]): o for kind, items in live.items() for o in items}
+        wanted: set[tuple[str, str]] = set()
+        for revision_name, replicas in p.run.items():
+            revision = p.state.revisions[revision_name]
+            exists = any(k == "Deployment" and o["metadata"]["labels"].get(LABEL_REVISION) == revision_name
+                         for (k, _), o in by_name.items())
+            for obj in revision_objects(isvc, revision, replicas, self.config.render, owner, existing=exists):
+                key = (obj["kind"], obj["metadata"]["name"])
+                wanted.add(key)
+                outcome = self.cluster.apply(obj, by_name.get(key), known=True)
+                if outcome != "unchanged":
+                    log.info("%s %s/%s %s", obj["kind"], isvc.metadata.namespace, key[1], outcome)
+        for (kind, obj_name), obj in by_name.items():  # e.g. an HPA after min == max
+            if obj["metadata"]["labels"].get(LABEL_REVISION) in p.run and (kind, obj_name) not in wanted:
+                self.cluster.delete(kind, isvc.metadata.namespace, obj_name)
+
+    def _retire(self, namespace: str, p: Plan, live: dict[str, list[dict]]) -> None:
+        """Revisions out of the plan: out of the route table already; deleted once drained."""
+        now = time.time()  # persisted across operator restarts, so wall clock
+        for d in live["Deployment"]:
+            revision = d["metadata"]["labels"].get(LABEL_REVISION)
+            if revision in p.run:
+                continue
+            since = (d["metadata"].get("annotations") or {}).get(RETIRED_AT)
+            if since is None:
+                self.cluster.patch("Deployment", namespace, d["metadata"]["name"],
+                                   {"metadata": {"annotations": {RETIRED_AT: f"{now:.3f}"}}})
+            elif now - float(since) >= self.config.drain_s:
+                self.delete_revision(namespace, live, revision)
+
+    def delete_revision(self, namespace: str, live: dict[str, list[dict]], revision: str | None) -> None:
+        doomed = [(kind, namespace, o["metadata"]["name"]) for kind, items in live.items() for o in items
+                  if revision is None or o["metadata"]["labels"].get(LABEL_REVISION) == revision]
+        if self.cluster.delete_all(doomed):
+            log.info("deleted %d objects of %s/%s", len(doomed), namespace, revision or "all revisions")
+
+    def _write_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        patch = merge_patch({k: v for k, v in old.items() if k in OWN_STATUS}, new)
+        if patch:
+            self.cluster.patch_status(namespace, name, {"status": patch})
+
+    # -- routes --------------------------------------------------------------------------------
+    def route(self, isvc: InferenceService, p: Plan, observed: Observed) -> ServiceRoute:
+        split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
+        arms = []
+        for target in sorted(p.traffic, key=lambda t: -t.percent):
+            revision = p.state.revisions[target.revision]
+            url = service_url(revision, entry_component(revision), self.config.render)
+            endpoints = (url,) if target.revision in observed.ready else ()
+            role = "canary" if split and target.tag == "latest" else "stable"
+            arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints))
+        ns, name = isvc.metadata.namespace, isvc.metadata.name
+        timeout = float(isvc.spec.predictor.timeout or self.config.default_timeout_s)
+        return ServiceRoute(name, ns, tuple(arms), f"{name}.{ns}.{self.config.domain}", timeout)
+
+    def _set_route(self, isvc: InferenceService, p: Plan, observed: Observed) -> None:
+        route = self.route(isvc, p, observed)
+        with self._routes_lock:
+            if self.routes.get(isvc.key) != route:
+                self.routes[isvc.key] = route
+                self._write_routes()
+
+    def _write_routes(self) -> None:
+        self.version += 1
+        table = RouteTable(dict(self.routes), self.version)
+        self.cluster.apply({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": self.config.routes_name, "namespace": self.config.routes_namespace,
+                         "labels": {"app.kubernetes.io/part-of": "serving",
+                                    "app.kubernetes.io/managed-by": "serving-operator"}},
+            "data": {ROUTES_KEY: json.dumps(table.to_json(), sort_keys=True)},
+        })
+
+    # -- delete --------------------------------------------------------------------------------
+    def delete(self, namespace: str, name: str) -> None:
+        """Stop routing first, wait for in-flight requests, then delete every child object."""
+        with self._routes_lock:
+            if self.routes.pop((namespace, name), None) is not None:
+                self._write_routes()
+        if self.config.drain_s > 0:
+            time.sleep(self.config.drain_s)  # the router polls the table every second
+        with self._lock((namespace, name)):
+            live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in CHILD_KINDS}
+            self.delete_revision(namespace, live, None)
+
+
+def _rollout(data: dict[str, Any] | None) -> RolloutState | None:
+    """The stored rollout record; nulls were dropped on the way in (merge-patch semantics), so restore them."""
+    if not data:
+        return None
+    for revision in data.get("revisions", {}).values():
+        revision.setdefault("transformer", None)
+    return RolloutState.from_json(data)
+
+
+def _compact(value: Any) -> Any:
+    """Without null values: in a merge patch a null deletes the key, so never send one by accident."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def _invalid(message: str) -> dict[str, Any]:
+    cond = {"status": "False", "reason": "InvalidSpec", "message": message}
+    return {"conditions": [{"type": "PredictorReady", **cond}, {"type": "Ready", **cond}]}

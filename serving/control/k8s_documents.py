@@ -1,0 +1,77 @@
+"""InferenceService documents for the cluster: KServe group -> ours, validated, applied with create-or-patch.
+
+`serving convert` and `serving apply --backend kubernetes` use these. A local `storageUri` is kept as
+written but warned about: the cluster cannot see this machine's files (use pvc:// or http(s)://).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving.control.k8s_apply import Cluster, merge_patch
+from serving.crd import VERSION
+from serving.spec import OUR_GROUP, SpecError, load_documents, parse
+
+OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
+
+
+def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    """The same InferenceService under our API group (the spec is identical); validates it."""
+    out = {**doc, "apiVersion": OUR_API_VERSION}
+    if namespace is not None:
+        out["metadata"] = {**out.get("metadata", {}), "namespace": namespace}
+    parse(out)
+    return out
+
+
+def read_converted(paths: list[Path], namespace: str | None = None) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        load_documents(text)  # field-path errors before anything else
+        docs += [convert_document(d, namespace) for d in yaml.safe_load_all(text) if d is not None]
+    return docs
+
+
+def cluster_warnings(doc: dict[str, Any]) -> list[str]:
+    isvc = parse(doc)
+    uri = isvc.spec.predictor.normalised_model().storage_uri if not isvc.spec.predictor.containers else None
+    if uri and ("://" not in uri or uri.startswith("file://")):
+        return [f"spec.predictor.model.storageUri: {uri!r} is a local path; the cluster cannot read it "
+                "(use pvc://CLAIM/path or http(s)://)"]
+    return []
+
+
+def apply_kubernetes(paths: list[Path], namespace: str | None = None, cluster: Cluster | None = None) -> list[str]:
+    """Create or patch each InferenceService in the current kubeconfig context; one line per object."""
+    cluster = cluster or Cluster.from_environment()
+    lines = []
+    for doc in read_converted(paths, namespace):
+        doc.setdefault("metadata", {}).setdefault("namespace", "default")
+        outcome = _apply_one(cluster, doc)
+        lines.append(f"inferenceservice.{OUR_GROUP}/{doc['metadata']['name']} {outcome}")
+        lines += [f"  warning: {w}" for w in cluster_warnings(doc)]
+    return lines
+
+
+def _apply_one(cluster: Cluster, doc: dict[str, Any]) -> str:
+    """Create, or patch so the live spec becomes exactly the document's (removed fields removed too,
+    e.g. `canaryTrafficPercent` to promote); labels and annotations are merged, as kubectl does."""
+    meta = doc["metadata"]
+    live = cluster.get("InferenceService", meta["namespace"], meta["name"])
+    if live is None:
+        return cluster.apply(doc, None, known=True)
+    patch = {k: v for k, v in {
+        "spec": merge_patch(live.get("spec") or {}, doc.get("spec") or {}),
+        "metadata": {k: meta[k] for k in ("labels", "annotations") if meta.get(k)},
+    }.items() if v}
+    if not patch:
+        return "unchanged"
+    cluster.patch("InferenceService", meta["namespace"], meta["name"], patch)
+    return "configured"

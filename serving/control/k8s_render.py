@@ -1,0 +1,254 @@
+"""Pure render functions: one revision -> its Kubernetes objects (Deployment, Service, HPA per component).
+
+No I/O and no clock: the operator and `serving render` call these, tests validate the output against the
+official Kubernetes schemas. Process arguments come from the local backend's `predictor_args` /
+`transformer_args`, so a revision runs the same `serving serve` / `serving transform` command everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serving.control.runner import predictor_args, transformer_args
+from serving.revision import Revision
+from serving.spec import InferenceService
+
+GROUP_PREFIX = "serving.dev"
+MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, too
+PVC_ROOT = "/mnt/pvc"
+PORT = 8080
+POD_FIELDS = ("serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName")
+LABEL_ISVC, LABEL_REVISION, LABEL_COMPONENT = (f"{GROUP_PREFIX}/{k}" for k in ("isvc", "revision", "component"))
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    image: str = "ghcr.io/serving-dev/serving:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    cluster_domain: str = "cluster.local"
+    default_resources: dict[str, Any] = field(default_factory=lambda: {
+        "requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}})
+
+
+def object_name(revision: Revision, component: str) -> str:
+    """`<revision>-<component>`, the isvc part shortened so the name stays a 63-char DNS label."""
+    name = f"{revision.name}-{component}"
+    if len(name) <= 63:
+        return name
+    keep = 63 - len(component) - 10
+    return f"{revision.isvc[:keep].rstrip('-')}-{revision.digest[:8]}-{component}"
+
+
+def service_url(revision: Revision, component: str, settings: RenderSettings) -> str:
+    return f"http://{object_name(revision, component)}.{revision.namespace}.svc.{settings.cluster_domain}"
+
+
+def entry_component(revision: Revision) -> str:
+    return "transformer" if revision.transformer is not None else "predictor"
+
+
+def labels(revision: Revision, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": revision.isvc,
+        "app.kubernetes.io/instance": revision.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "serving",
+        "app.kubernetes.io/managed-by": "serving-operator",
+        LABEL_ISVC: revision.isvc,
+        LABEL_REVISION: revision.name,
+        LABEL_COMPONENT: component,
+    }
+
+
+def selector(revision: Revision, component: str) -> dict[str, str]:
+    return {LABEL_REVISION: revision.name, LABEL_COMPONENT: component}
+
+
+def owner_reference(isvc: InferenceService, uid: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP_PREFIX}/v1beta1", "kind": "InferenceService", "name": isvc.metadata.name,
+            "uid": uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(revision: Revision, component: str, owner: dict[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": object_name(revision, component), "namespace": revision.namespace,
+                            "labels": labels(revision, component)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return meta
+
+
+def _env(items: Any) -> list[dict[str, str]]:
+    return [{"name": e["name"], "value": str(e.get("value", ""))} for e in items or ()]
+
+
+def _resources(spec: dict[str, Any] | None, settings: RenderSettings) -> dict[str, Any]:
+    if not spec:
+        return settings.default_resources
+    return {k: {n: str(v) for n, v in spec[k].items()} for k in ("limits", "requests") if spec.get(k)}
+
+
+def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "failureThreshold": failures,
+            "timeoutSeconds": 2}
+
+
+_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+             "capabilities": {"drop": ["ALL"]}}
+
+
+def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], list[dict], list[dict]]:
+    """The storage-initializer: `serving storage pull URI /mnt/models` into an emptyDir (pvc:// mounted)."""
+    uri = revision.storage_uri
+    if not uri:
+        return [], [], []
+    volumes: list[dict] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts = [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
+    if uri.startswith("pvc://"):
+        claim = uri.removeprefix("pvc://").split("/", 1)[0]
+        volumes.append({"name": "pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": "pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        args += ["--pvc-root", PVC_ROOT]
+    init = {"name": "storage-initializer", "image": settings.image, "imagePullPolicy": settings.image_pull_policy,
+            "command": ["serving"], "args": args, "volumeMounts": mounts, "securityContext": _SECURITY,
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}}
+    main_mounts = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
+    return [init], volumes, main_mounts
+
+
+def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
+    model = revision.model
+    argv = predictor_args(revision, Path(MODEL_DIR)) + ["--host", "0.0.0.0", "--port", str(PORT)]
+    return {
+        "name": "kserve-container",
+        "image": model.get("image") or settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["serving"],
+        "args": argv,
+        "env": _env(model.get("env")),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": _probe("/v2/health/ready", 2, 3),
+        "livenessProbe": _probe("/v2/health/live", 10, 6),
+        "startupProbe": _probe("/v2/health/live", 2, 150),
+        "resources": _resources(model.get("resources") or revision.predictor.get("resources"), settings),
+        "securityContext": _SECURITY,
+    }
+
+
+def transformer_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
+    """Our `serving transform` with this revision's predictor Service; a custom image gets KServe's args."""
+    assert revision.transformer is not None
+    spec = revision.transformer["containers"][0]
+    predictor = service_url(revision, "predictor", settings)
+    argv = list(spec.get("command", ())) + list(spec.get("args", ()))
+    ours = argv[:2] == ["serving", "transform"] or argv[:1] == ["transform"]
+    container: dict[str, Any] = {
+        "name": spec.get("name") or "kserve-container",
+        "image": spec.get("image") or settings.image,
+        "imagePullPolicy": spec.get("imagePullPolicy") or settings.image_pull_policy,
+        "env": _env(spec.get("env")),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "resources": _resources(spec.get("resources") or revision.transformer.get("resources"), settings),
+        "securityContext": _SECURITY,
+    }
+    if ours:
+        container["command"] = ["serving"]
+        container["args"] = transformer_args(revision, predictor) + ["--host", "0.0.0.0", "--port", str(PORT)]
+        container["readinessProbe"] = _probe("/v2/health/ready", 2, 3)
+        container["livenessProbe"] = _probe("/v2/health/live", 10, 6)
+    else:  # a custom transformer image, called as KServe calls one
+        if spec.get("command"):
+            container["command"] = list(spec["command"])
+        container["args"] = list(spec.get("args", ())) + [
+            "--model_name", revision.isvc, "--predictor_host", predictor.removeprefix("http://"),
+            "--http_port", str(PORT)]
+        container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
+    return container
+
+
+def deployment(
+    revision: Revision, component: str, replicas: int | None, settings: RenderSettings,
+    owner: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`replicas=None` leaves the count to the HPA (so a patch never fights it)."""
+    source = revision.predictor if component == "predictor" else (revision.transformer or {})
+    if component == "predictor":
+        init, volumes, mounts = _storage(revision, settings)
+        container = predictor_container(revision, settings)
+        if mounts:
+            container["volumeMounts"] = mounts
+    else:
+        init, volumes = [], [{"name": "tmp", "emptyDir": {}}]
+        container = {**transformer_container(revision, settings), "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "terminationGracePeriodSeconds": 45,
+        "enableServiceLinks": False,
+    }
+    if init:
+        pod["initContainers"] = init
+    pod.update({k: source[k] for k in POD_FIELDS if source.get(k)})
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics",
+                   **source.get("annotations", {})}
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(revision, component)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {"metadata": {"labels": {**source.get("labels", {}), **labels(revision, component)},
+                                  "annotations": annotations}, "spec": pod},
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(revision, component, owner),
+            "spec": spec}
+
+
+def service(revision: Revision, component: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(revision, component, owner),
+            "spec": {"type": "ClusterIP", "selector": selector(revision, component),
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def hpa(
+    revision: Revision, component: str, isvc: InferenceService, owner: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """An HPA when minReplicas != maxReplicas (KServe's raw mode: cpu/memory; others need a metrics adapter)."""
+    spec = isvc.spec.predictor if component == "predictor" else isvc.spec.transformer
+    if spec is None or not spec.max_replicas or spec.max_replicas == spec.replicas:
+        return None
+    metric = spec.scale_metric or "cpu"
+    target = spec.scale_target or 80
+    if metric in ("cpu", "memory"):
+        measure = {"type": "Resource", "resource": {"name": metric, "target": {"type": "Utilization",
+                                                                               "averageUtilization": target}}}
+    else:  # served by prometheus-adapter from the model server's metrics
+        name = "serving_requests_in_flight" if metric == "concurrency" else "serving_requests_per_second"
+        measure = {"type": "Pods", "pods": {"metric": {"name": name},
+                                            "target": {"type": "AverageValue", "averageValue": str(target)}}}
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(revision, component, owner),
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": object_name(revision, component)},
+                 "minReplicas": spec.replicas, "maxReplicas": spec.max_replicas, "metrics": [measure]},
+    }
+
+
+def revision_objects(
+    isvc: InferenceService, revision: Revision, replicas: int, settings: RenderSettings,
+    owner: dict[str, Any] | None = None, existing: bool = False,
+) -> list[dict[str, Any]]:
+    """Every object of one revision; `existing=True` omits replicas where an HPA owns them."""
+    components = ["predictor"] + (["transformer"] if revision.transformer is not None else [])
+    out: list[dict[str, Any]] = []
+    for component in components:
+        autoscaler = hpa(revision, component, isvc, owner)
+        count = None if (autoscaler is not None and existing) else replicas
+        out += [deployment(revision, component, count, settings, owner), service(revision, component, owner)]
+        if autoscaler is not None:
+            out.append(autoscaler)
+    return out

@@ -1,0 +1,105 @@
+"""The operator: thin kopf handlers that only wire cluster events to `KubernetesBackend.reconcile`.
+
+- create/update/resume of an InferenceService -> reconcile (typed errors: temporary -> retried with
+  exponential backoff, permanent -> reported and not retried until the next spec change);
+- a Deployment of ours changes (readiness) -> reconcile its InferenceService;
+- a timer every `resync_s` -> reconcile (drains finish, missed events are caught up: level-based);
+- delete -> out of the route table, drain, delete children (ownerReferences would also let the garbage
+  collector do it; doing it here keeps the route table honest).
+Handlers are registered on an explicit registry built at run time, never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from serving.control.k8s_apply import Cluster, PermanentClusterError, TemporaryClusterError
+from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
+from serving.control.k8s_render import LABEL_ISVC
+from serving.crd import PLURAL, VERSION
+from serving.spec import OUR_GROUP
+
+log = logging.getLogger("serving.operator")
+MAX_BACKOFF_S = 60.0
+
+
+def _guarded(backend: KubernetesBackend, namespace: str, name: str, retry: int) -> None:
+    """Reconcile; returns nothing (kopf would store a handler's result in the status)."""
+    try:
+        backend.reconcile(namespace, name)
+    except TemporaryClusterError as exc:
+        raise kopf.TemporaryError(exc.message, delay=min(MAX_BACKOFF_S, 2.0 ** min(retry, 6))) from exc
+    except PermanentClusterError as exc:
+        raise kopf.PermanentError(exc.message) from exc
+
+
+def build_registry(
+    backend: KubernetesBackend, connection: kopf.ConnectionInfo | None = None
+) -> kopf.OperatorRegistry:
+    """Every handler, bound to one backend. `connection` overrides the kubeconfig/in-cluster login (tests)."""
+    registry = kopf.OperatorRegistry()
+    config = backend.config
+    isvc = (OUR_GROUP, VERSION, PLURAL)
+
+    if connection is not None:
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return connection
+    else:
+        kopf.on.login(registry=registry)(kopf.login_via_client)
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Progress in our own annotations; status belongs to KServe's fields and our rollout record.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=OUR_GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=OUR_GROUP)
+        settings.persistence.finalizer = f"{OUR_GROUP}/operator"
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        backend.start()
+
+    @kopf.on.resume(*isvc, registry=registry)
+    @kopf.on.create(*isvc, registry=registry)
+    @kopf.on.update(*isvc, registry=registry)
+    def changed(namespace: str, name: str, retry: int, **_: Any) -> None:
+        _guarded(backend, namespace, name, retry)
+
+    @kopf.on.timer(*isvc, interval=config.resync_s, registry=registry)
+    def resync(namespace: str, name: str, **_: Any) -> None:
+        try:
+            backend.reconcile(namespace, name)
+        except (TemporaryClusterError, PermanentClusterError) as exc:
+            log.warning("resync of %s/%s: %s", namespace, name, exc.message)
+
+    @kopf.on.event("apps", "v1", "deployments", labels={LABEL_ISVC: kopf.PRESENT}, registry=registry)
+    def workload(namespace: str, labels: dict[str, str], type: str | None, **_: Any) -> None:
+        if type is None:  # the initial listing: the resume handlers cover it
+            return
+        try:
+            backend.reconcile(namespace, labels[LABEL_ISVC])
+        except (TemporaryClusterError, PermanentClusterError) as exc:
+            log.warning("reconcile after a Deployment event: %s", exc.message)
+
+    @kopf.on.delete(*isvc, registry=registry)
+    def deleted(namespace: str, name: str, **_: Any) -> None:
+        try:
+            backend.delete(namespace, name)
+        except TemporaryClusterError as exc:
+            raise kopf.TemporaryError(exc.message, delay=5) from exc
+
+    return registry
+
+
+async def run(
+    config: OperatorConfig, *, namespaces: list[str], standalone: bool = False, liveness: str | None = None,
+    cluster: Cluster | None = None, connection: kopf.ConnectionInfo | None = None, stop_flag: Any = None,
+) -> None:
+    """Run until stopped; cluster-wide when `namespaces` is empty."""
+    backend = KubernetesBackend(cluster or Cluster.from_environment(), config)
+    await kopf.operator(
+        registry=build_registry(backend, connection), clusterwide=not namespaces, namespaces=namespaces,
+        standalone=standalone, liveness_endpoint=liveness, stop_flag=stop_flag,
+    )

@@ -1,0 +1,108 @@
+"""The InferenceService CustomResourceDefinition, generated from the pydantic spec (one source of truth).
+
+`serving crd` prints it; `charts/serving/crds/` and `charts/kustomize/` hold the committed copies and a
+test fails when they drift from this output. The pydantic JSON schema is turned into a Kubernetes
+*structural* schema: `$ref`s inlined, `Optional` unions collapsed, `str | int` quantities as
+`x-kubernetes-int-or-string`, free-form dicts as `x-kubernetes-preserve-unknown-fields`. Unknown fields are
+rejected by the API server's strict field validation (kubectl's default), as `serving apply` rejects them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from serving.spec import OUR_GROUP, InferenceService
+
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+KIND = "InferenceService"
+_KEEP = ("type", "enum", "minimum", "maximum", "pattern", "maxLength", "minLength", "description", "required")
+_SCALARS = {"string", "integer", "number"}
+
+PRINTER_COLUMNS = [  # as KServe's `kubectl get isvc`
+    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
+    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
+    {"name": "Prev", "type": "integer", "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].percent"},
+    {"name": "Latest", "type": "integer",
+     "jsonPath": ".status.components.predictor.traffic[?(@.latestRevision==true)].percent"},
+    {"name": "PrevRolledoutRevision", "type": "string", "priority": 1,
+     "jsonPath": ".status.components.predictor.previousRolledoutRevision"},
+    {"name": "LatestReadyRevision", "type": "string", "priority": 1,
+     "jsonPath": ".status.components.predictor.latestReadyRevision"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """One pydantic JSON-schema node as a Kubernetes structural-schema node."""
+    if "$ref" in node:
+        return structural({**defs[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(options) == 1:
+            return structural({**options[0], **rest}, defs)
+        if {o.get("type") for o in options} <= _SCALARS:
+            return {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    out = {k: node[k] for k in _KEEP if k in node}
+    if "properties" in node:
+        out["properties"] = {name: structural(sub, defs) for name, sub in node["properties"].items()}
+    if "items" in node:
+        out["items"] = structural(node["items"], defs)
+    extra = node.get("additionalProperties")
+    if extra is True or (node.get("type") == "object" and "properties" not in node and extra is None):
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    elif isinstance(extra, dict):
+        out["additionalProperties"] = structural(extra, defs)
+    return out
+
+
+def open_api_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of the InferenceService resource."""
+    schema = InferenceService.model_json_schema(by_alias=True)
+    defs = schema.get("$defs", {})
+    spec = structural(schema["properties"]["spec"], defs)
+    name = defs["Metadata"]["properties"]["name"]
+    return {
+        "type": "object",
+        "description": "An InferenceService (KServe v1beta1 fields): predictor, optional transformer, canary traffic.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object", "properties": {
+                "name": {"type": "string", "pattern": name["pattern"], "maxLength": name["maxLength"]},
+            }},
+            "spec": spec,
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                       "description": "KServe's status fields (url, conditions, components) plus the rollout record."},
+        },
+    }
+
+
+def crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{OUR_GROUP}", "labels": {"app.kubernetes.io/part-of": "serving"}},
+        "spec": {
+            "group": OUR_GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
+                      "singular": "inferenceservice", "shortNames": ["isvc"], "categories": ["serving"]},
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": PRINTER_COLUMNS,
+                "schema": {"openAPIV3Schema": open_api_schema()},
+            }],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `serving crd` from serving/spec.py; do not edit (tests/test_crd.py checks for drift).\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)

@@ -1,0 +1,209 @@
+"""The operator for real (kopf, its handlers, the kubernetes client) against kmock's KubernetesEmulator.
+
+The emulator is an in-memory API server over real HTTP on 127.0.0.1. What it cannot show, and so what
+these tests do not claim: admission (no CRD schema validation, no defaulting, no uid/resourceVersion
+assignment: the test sets uid and resourceVersion itself), garbage collection through ownerReferences (the operator's
+own delete handler removes children here), server-side apply and strategic merge (every patch is a JSON
+merge patch, which is what the operator sends), label-selector filtering (the operator filters again),
+and real Pods: readiness is simulated by patching Deployment status as the kubelet/controller would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import kopf
+import kubernetes
+import pytest
+from kmock import KubernetesEmulator, ResourceInfo, Server
+from kopf.testing import KopfRunner
+
+from serving.control.k8s_apply import Cluster
+from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
+from serving.control.k8s_documents import apply_kubernetes
+from serving.control.operator import build_registry
+from serving.router.configmap_source import ConfigMapSource
+from tests.support import wait_until
+
+VERBS = ["list", "watch", "get", "patch", "create", "delete"]
+RESOURCES = {
+    "serving.dev/v1beta1/inferenceservices": ("InferenceService", True, ["status"]),
+    "apps/v1/deployments": ("Deployment", True, ["status"]),
+    "v1/services": ("Service", True, []),
+    "v1/configmaps": ("ConfigMap", True, []),
+    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, []),
+    # kopf's own needs: CRD and namespace discovery, events.
+    "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, []),
+    "v1/namespaces": ("Namespace", False, []),
+    "v1/events": ("Event", True, []),
+}
+ISVC = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: iris
+  namespace: ml
+spec:
+  predictor:
+    minReplicas: 1
+    maxReplicas: 3
+    {canary}
+    model:
+      modelFormat:
+        name: sklearn
+      storageUri: pvc://models/{model}
+"""
+
+
+class Emulator:
+    """kmock's KubernetesEmulator on its own loop and thread, so the tests and kopf can use blocking clients."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.url = ""
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        async with KubernetesEmulator() as kmock, Server(kmock) as server:
+            for key, (kind, namespaced, sub) in RESOURCES.items():
+                kmock.resources[key] = ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS, subresources=sub)
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> Emulator:
+        self._thread.start()
+        assert self._ready.wait(10), "emulator did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.fixture()
+def cluster():
+    with Emulator() as emulator:
+        client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url))
+        yield emulator, Cluster(client)
+
+
+def _write(tmp_path: Path, model: str, canary: int | None) -> Path:
+    path = tmp_path / f"{model}-{canary}.yaml"
+    path.write_text(ISVC.format(model=model, canary=f"canaryTrafficPercent: {canary}" if canary is not None else ""))
+    return path
+
+
+def _deployments(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    items = cluster.list("Deployment", "ml", {"serving.dev/isvc": "iris"})
+    return {d["metadata"]["labels"]["serving.dev/revision"]: d for d in items}
+
+
+def _mark_ready(cluster: Cluster, name: str) -> None:
+    apps = kubernetes.client.AppsV1Api(cluster.client)
+    apps.patch_namespaced_deployment_status(name, "ml", {"status": {"replicas": 1, "readyReplicas": 1}})
+
+
+def _routes(cluster: Cluster) -> dict[str, Any]:
+    cm = cluster.get("ConfigMap", "serving-system", "serving-routes")
+    return json.loads(cm["data"]["routes.json"]) if cm else {}
+
+
+def _arms(cluster: Cluster) -> dict[str, tuple[int, str, bool]]:
+    services = _routes(cluster).get("services", [])
+    return {a["revision"]: (a["percent"], a["tag"], bool(a["endpoints"])) for s in services for a in s["arms"]}
+
+
+def _status(cluster: Cluster) -> dict[str, Any]:
+    return (cluster.get("InferenceService", "ml", "iris") or {}).get("status") or {}
+
+
+def _ready(status: dict[str, Any]) -> str | None:
+    return next((c["status"] for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+
+
+def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
+    emulator, api = cluster
+    config = OperatorConfig(drain_s=0.0, resync_s=0.5)
+    backend = KubernetesBackend(api, config)
+    registry = build_registry(backend, kopf.ConnectionInfo(server=emulator.url))
+    with KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30) as runner:
+        # 1. apply (the uid is ours to set: the emulator assigns none) -> Deployment, Service, HPA
+        v1 = _write(tmp_path, "v1", None)
+        api.apply({**_converted(v1), "metadata": {"name": "iris", "namespace": "ml", "uid": "uid-1",
+                                                                 "resourceVersion": "1"}})
+        wait_until(lambda: len(_deployments(api)) == 1, timeout_s=15)
+        (first, deployment), = _deployments(api).items()
+        assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["initContainers"][0]["args"][:4] == ["storage", "pull", "pvc://models/v1", "/mnt/models"]
+        assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        assert api.get("Service", "ml", f"{first}-predictor")["spec"]["selector"]["serving.dev/revision"] == first
+        hpa = api.get("HorizontalPodAutoscaler", "ml", f"{first}-predictor")
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+        wait_until(lambda: _ready(_status(api)) == "False", timeout_s=5)  # not ready -> no traffic yet
+        assert _arms(api) == {}
+
+        # 2. ready -> status Ready, route table with the Service URL
+        _mark_ready(api, f"{first}-predictor")
+        wait_until(lambda: _ready(_status(api)) == "True", timeout_s=10)
+        assert _arms(api) == {first: (100, "latest", True)}
+        route = _routes(api)["services"][0]
+        assert route["host"] == "iris.ml.example.com"
+        assert route["arms"][0]["endpoints"] == [f"http://{first}-predictor.ml.svc.cluster.local"]
+        assert _status(api)["url"] == "http://iris.ml.example.com"
+
+        # 3. canary edit through `serving apply --backend kubernetes` -> a second revision at 20 % once ready
+        out = apply_kubernetes([_write(tmp_path, "v2", 20)], cluster=api)
+        assert out[0] == "inferenceservice.serving.dev/iris configured"
+        wait_until(lambda: len(_deployments(api)) == 2, timeout_s=10)
+        second = next(name for name in _deployments(api) if name != first)
+        wait_until(lambda: _arms(api) == {first: (100, "prev", True)}, timeout_s=5)  # the canary is not ready
+        _mark_ready(api, f"{second}-predictor")
+        wait_until(lambda: _arms(api) == {second: (20, "latest", True), first: (80, "prev", True)}, timeout_s=10)
+        predictor = _status(api)["components"]["predictor"]
+        assert predictor["latestReadyRevision"] == second and predictor["latestRolledoutRevision"] == first
+
+        # 4. promote (field removed) -> 100 % latest; the old revision leaves the table, then is deleted
+        apply_kubernetes([_write(tmp_path, "v2", None)], cluster=api)
+        wait_until(lambda: _arms(api) == {second: (100, "latest", True)}, timeout_s=10)
+        wait_until(lambda: set(_deployments(api)) == {second}, timeout_s=10)
+        assert api.get("Service", "ml", f"{first}-predictor") is None
+        assert _status(api)["components"]["predictor"]["previousRolledoutRevision"] == first
+
+        # 5. delete -> route gone, children gone
+        kubernetes.client.CustomObjectsApi(api.client).delete_namespaced_custom_object(
+            "serving.dev", "v1beta1", "ml", "inferenceservices", "iris")
+        wait_until(lambda: not _deployments(api) and _routes(api)["services"] == [], timeout_s=10)
+        assert api.list("Service", "ml", {"serving.dev/isvc": "iris"}) == []
+    assert runner.exception is None
+
+
+def test_router_configmap_source_sees_each_new_table(cluster) -> None:
+    _, api = cluster
+    api.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "ops"},
+               "data": {"routes.json": json.dumps({"version": 7, "services": []})}})
+    source = ConfigMapSource("ops", "routes", api, interval_s=0.05)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        task = asyncio.create_task(source.run(lambda table: seen.append(table.version)))
+        await asyncio.to_thread(wait_until, lambda: seen == [7], 5.0)
+        api.patch("ConfigMap", "ops", "routes", {"data": {"routes.json": json.dumps({"version": 8, "services": []})}})
+        await asyncio.to_thread(wait_until, lambda: seen == [7, 8], 5.0)
+        task.cancel()
+
+    asyncio.run(watch())
+    assert seen == [7, 8]
+
+
+def _converted(path: Path) -> dict[str, Any]:
+    from serving.control.k8s_documents import read_converted
+
+    return read_converted([path])[0]

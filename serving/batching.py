@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -34,7 +33,7 @@ from serving.types import InferRequest, TensorDict
 
 ModelCall = Callable[[TensorDict, "tuple[str, ...] | None", dict[str, Any]], TensorDict]
 ENCODING_PARAMETERS = frozenset({"binary_data_output"})  # change how the answer is written, not computed
-IDLE_YIELDS = 2  # loop turns with no new arrival after which an idle model stops lingering
+QUIET_S = 0.001  # an idle model stops lingering once no request arrived for this long
 
 
 class BatchObserver(Protocol):
@@ -119,6 +118,8 @@ class Batcher:
         self._waiting = 0  # queued, not cancelled, not started
         self._arrivals = 0
         self._running = 0
+        self._free_since = 0.0  # when a batch last finished (monotonic)
+        self.quiet_s = min(QUIET_S, self.max_latency_s)
         self._slots = asyncio.Semaphore(max(1, max_batches_in_flight))
         self._wake = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
@@ -194,21 +195,29 @@ class Batcher:
         self._observer.queue_depth(self._waiting)
 
     async def _linger(self, batch: _Batch) -> None:
-        """Wait for more requests only while that can pay: the queue is growing or the model is busy."""
-        deadline = batch.entries[0].enqueued_s + self.max_latency_s
-        quiet = 0
-        while not batch.closed and time.monotonic() < deadline:
-            if self._running == 0:  # idle model: go as soon as arrivals stop
-                before = self._arrivals
-                await asyncio.sleep(0)
-                quiet = quiet + 1 if self._arrivals == before else 0
-                if quiet >= IDLE_YIELDS:
+        """Wait for more requests only while that can pay: under load, or while arrivals keep coming.
+
+        Under load (the oldest request queued behind a running batch, or a batch is running now) more
+        callers are on their way: collect until full or the deadline. Otherwise (idle model) go as soon
+        as arrivals pause for `quiet_s`. The deadline is `max_latency_s` from when the oldest request
+        could first have run (its arrival, or the model freeing up): time queued behind a running batch
+        does not count, since holding back was not the batcher's choice then.
+        """
+        oldest = batch.entries[0].enqueued_s
+        loaded = oldest < self._free_since
+        deadline = max(oldest, self._free_since) + self.max_latency_s
+        while not batch.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            patient = loaded or self._running > 0
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(remaining if patient else min(remaining, self.quiet_s)):
+                    await self._wake.wait()
+            except TimeoutError:
+                if not patient:
                     return
-            else:  # another batch runs: collect until full, deadline, or the model frees up
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(deadline - time.monotonic()):
-                        await self._wake.wait()
             self._take(batch)
 
     async def _run(self, batch: _Batch) -> None:
@@ -238,6 +247,7 @@ class Batcher:
                     entry.future.set_result(result)
         finally:
             self._running -= 1
+            self._free_since = time.monotonic()
             self._slots.release()
             self._wake.set()
 

@@ -53,11 +53,12 @@ def main(args: argparse.Namespace) -> int:
     ensure_example_models()
     stop = threading.Event()
     threading.Thread(target=_show_predictions, args=(f"http://{args.host}:{args.port}", stop), daemon=True).start()
-    up_args = argparse.Namespace(
-        filename=[str(EXAMPLES_DIR / "sklearn-iris.yaml")], host=args.host, port=args.port, state_dir=args.state_dir,
-        domain="example.com", pvc_root=None, cache_dir=None, log_level="warning", api_keys=None,
-        auth_health=False,
-    )
+    parser = argparse.ArgumentParser()
+    up.register(parser.add_subparsers())
+    up_args = parser.parse_args([
+        "up", "-f", str(EXAMPLES_DIR / "sklearn-iris.yaml"), "--host", args.host, "--port", str(args.port),
+        "--state-dir", str(args.state_dir), "--log-level", "warning",
+    ])
     try:
         return up.main(up_args)
     finally:

@@ -23,6 +23,7 @@ from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.federation import federated_exposition
 from serving.spec import parse
+from serving.storage import StorageConfig
 
 log = logging.getLogger("serving.up")
 
@@ -36,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", default="example.com", help="URLs are http://NAME.NAMESPACE.DOMAIN")
     p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
     p.add_argument("--cache-dir", type=Path, help="download cache for http(s) storage URIs (default STATE_DIR/cache)")
+    p.add_argument("--model-root", type=Path, action="append", default=[],
+                   help="only serve local models inside this folder (repeatable; default: anywhere)")
+    p.add_argument("--no-pickle", action="store_true",
+                   help="refuse joblib/pickle artifacts: loading a pickle runs code from the file")
     p.add_argument("--api-keys", type=Path, help="require API keys on the router: a file of NAMESPACE:KEY lines "
                    "(also env SERVING_API_KEYS=ns:key,...)")
     p.add_argument("--auth-health", action="store_true", help="with API keys, require one on /v2/health/* too")
@@ -43,12 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def storage_config(args: argparse.Namespace):  # noqa: ANN201 - StorageConfig when the storage layer exists
-    try:
-        from serving.storage import StorageConfig
-    except ImportError:  # pragma: no cover
-        return None
-    return StorageConfig(cache_dir=args.cache_dir or args.state_dir / "cache", pvc_root=args.pvc_root)
+def storage_config(args: argparse.Namespace) -> StorageConfig:
+    return StorageConfig(
+        cache_dir=args.cache_dir or args.state_dir / "cache",
+        pvc_root=args.pvc_root,
+        allowed_roots=tuple(root.resolve() for root in args.model_root),
+    )
 
 
 def build_app(args: argparse.Namespace) -> Router:
@@ -56,7 +61,10 @@ def build_app(args: argparse.Namespace) -> Router:
     store.prepare()
     token = store.token()
     router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
-    control = LocalControlPlane(store, router, domain=args.domain, storage=storage_config(args))
+    control = LocalControlPlane(
+        store, router, domain=args.domain, storage=storage_config(args),
+        predictor_flags=("--no-pickle",) if args.no_pickle else (),
+    )
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
 
     @contextlib.asynccontextmanager

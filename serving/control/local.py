@@ -25,6 +25,7 @@ from serving.router.app import Router
 from serving.router.federation import ScrapeTarget
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.spec import InferenceService, parse
+from serving.storage import StorageConfig
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
@@ -46,11 +47,15 @@ class Service:
 
 
 class LocalControlPlane:
-    def __init__(self, store: StateStore, router: Router, *, domain: str = "example.com", storage: Any = None) -> None:
+    def __init__(
+        self, store: StateStore, router: Router, *, domain: str = "example.com", storage: StorageConfig | None = None,
+        predictor_flags: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
+        self.predictor_flags = predictor_flags
         self.router = router
         self.domain = domain
-        self.storage = storage
+        self.storage = storage or StorageConfig(cache_dir=store.root / "cache")
         self.services: dict[tuple[str, str], Service] = {}
         self.runners: dict[tuple[str, str], RevisionRunner] = {}  # (namespace, revision) -> runner
         self._wake = asyncio.Event()
@@ -189,7 +194,7 @@ class LocalControlPlane:
             runner = RevisionRunner(revision, Path("."), log_dir, self._changed)
             runner.error = f"spec.predictor.model.storageUri: {exc.message}"
             return runner
-        return RevisionRunner(revision, model_dir, log_dir, self._changed)
+        return RevisionRunner(revision, model_dir, log_dir, self._changed, self.predictor_flags)
 
     async def _drain_and_stop(self, runner: RevisionRunner, replicas: list | None = None) -> None:
         targets = runner.all_replicas() if replicas is None else replicas

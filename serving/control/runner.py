@@ -66,8 +66,12 @@ def _env(component: dict) -> dict[str, str]:
 class RevisionRunner:
     """Keeps `replicas` processes of each component of a revision running on this machine."""
 
-    def __init__(self, revision: Revision, model_dir: Path, log_dir: Path, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, revision: Revision, model_dir: Path, log_dir: Path, on_change: Callable[[], None],
+        predictor_flags: tuple[str, ...] = (),
+    ) -> None:
         self.revision = revision
+        self.predictor_flags = predictor_flags
         self.model_dir = model_dir
         self.log_dir = log_dir
         self.on_change = on_change
@@ -100,9 +104,8 @@ class RevisionRunner:
         return removed
 
     def _predictor_spec(self, index: int) -> ProcessSpec:
-        return ProcessSpec(
-            predictor_args(self.revision, self.model_dir), _env(self.revision.predictor), model_name=self.revision.isvc
-        )
+        args = predictor_args(self.revision, self.model_dir) + list(self.predictor_flags)
+        return ProcessSpec(args, _env(self.revision.predictor), model_name=self.revision.isvc)
 
     def _transformer_spec(self, index: int) -> ProcessSpec:
         predictor = self.predictors[index % len(self.predictors)]

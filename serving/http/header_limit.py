@@ -29,12 +29,15 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._head_pending = True  # between requests, or inside a request line / headers
         self._head_bytes = 0
         self._oversize = False
+        self._head_completed = False  # set when a head completes during the current data_received
 
     def data_received(self, data: bytes) -> None:
         counting = self._head_pending
+        self._head_completed = False
         super().data_received(data)
-        # A chunk that completed the head was measured exactly in on_headers_complete; count only while incomplete.
-        if counting and self._head_pending and not self.transport.is_closing():
+        # A chunk that completed a head was measured exactly in on_headers_complete (it may also hold the whole
+        # body and end the message, which makes a head pending again): count only chunks that left it incomplete.
+        if counting and not self._head_completed and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._oversize = True
@@ -42,6 +45,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_pending = False
+        self._head_completed = True
         self._head_bytes = 0
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > self.max_header_bytes:

@@ -101,15 +101,19 @@ def decode_json_data(
     if not isinstance(data, list):
         data = [data]
     check_depth(data, limits.max_json_depth, name)
+    if data and not isinstance(data[0], list) and len(data) != count:  # flat data: refuse before converting it
+        _mismatch(name, shape, count, datatype, len(data))
     if datatype == "BYTES":
-        array = _bytes_array(data, name)
+        array = _bytes_array(data, name, shape, count)
     else:
         array = _numeric_array(data, name, datatype, dtype)
     if array.size != count:
-        raise BadRequest(
-            f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but 'data' has {array.size}"
-        )
+        _mismatch(name, shape, count, datatype, array.size)
     return array.reshape(shape)
+
+
+def _mismatch(name: str, shape: tuple[int, ...], count: int, datatype: str, found: int) -> None:
+    raise BadRequest(f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but 'data' has {found}")
 
 
 # Which kinds of array numpy infers from the JSON values are acceptable for each target kind.
@@ -166,11 +170,13 @@ def _integral(data: list[Any], inferred: np.ndarray, name: str, datatype: str, d
     return exact
 
 
-def _bytes_array(data: list[Any], name: str) -> np.ndarray:
+def _bytes_array(data: list[Any], name: str, shape: tuple[int, ...], count: int) -> np.ndarray:
     try:
         flat = np.asarray(data, dtype=object)
     except ValueError as exc:
         raise BadRequest(f"input {name!r}: BYTES 'data' is ragged: {exc}") from exc
+    if flat.size != count:  # before the per-element loop below
+        _mismatch(name, shape, count, "BYTES", flat.size)
     out = np.empty(flat.size, dtype=object)
     for i, value in enumerate(flat.ravel()):
         if not isinstance(value, str):

@@ -82,7 +82,12 @@ def wait_for_traffic(server: ServerProcess, state_dir: Path, name: str, predicat
         r = httpx.get(f"{server.url}/api/v1/namespaces/default/inferenceservices/{name}",
                       headers={"authorization": f"Bearer {token}"}, timeout=5)
         seen["doc"] = r.json()
-        return r.status_code == 200 and predicate(traffic(seen["doc"]))
+        if r.status_code == 200 and predicate(traffic(seen["doc"])):
+            return True
+        failure = seen["doc"].get("status", {}).get("modelStatus", {}).get("lastFailureInfo")
+        if failure:  # fail fast: the revision we wait for will not become ready
+            raise AssertionError(f"{name}: revision failed: {failure['message']}")
+        return False
 
     wait_until(check, timeout_s, what=f"traffic of {name}")
     return seen["doc"]

@@ -17,6 +17,10 @@ COMMANDS = [
     "serving.commands.loadtest",
     "serving.commands.storage",
     "serving.commands.transform",
+    "serving.commands.render",
+    "serving.commands.convert",
+    "serving.commands.operator",
+    "serving.commands.router",
 ]
 
 

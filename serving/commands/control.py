@@ -23,6 +23,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("apply", help="create or update InferenceServices from YAML")
     p.add_argument("-f", "--filename", action="append", required=True)
+    p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
+                   help="local: the running `serving up`; kubernetes: the current kubeconfig context")
     _common(p)
     p.set_defaults(func=apply)
     p = subparsers.add_parser("get", help="list InferenceServices, or show one")
@@ -46,6 +48,12 @@ def _client(args: argparse.Namespace) -> ControlClient:
 
 
 def apply(args: argparse.Namespace) -> int:
+    if args.backend == "kubernetes":
+        from serving.control.k8s_documents import apply_kubernetes
+
+        namespace = args.namespace if args.namespace != "default" else None
+        print("\n".join(apply_kubernetes([Path(f) for f in args.filename], namespace)))
+        return 0
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)

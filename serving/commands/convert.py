@@ -1,0 +1,27 @@
+"""`serving convert -f kserve.yaml`: the same InferenceServices under our API group, for `kubectl apply`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from serving.control.k8s_documents import cluster_warnings, read_converted
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("convert", help="rewrite KServe InferenceService YAML to the serving.dev group")
+    p.add_argument("-f", "--filename", action="append", required=True, type=Path)
+    p.add_argument("-n", "--namespace", help="set metadata.namespace on every document")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    documents = read_converted(args.filename, args.namespace)
+    for doc in documents:
+        for warning in cluster_warnings(doc):
+            print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
+    print(yaml.safe_dump_all(documents, sort_keys=False), end="")
+    return 0

@@ -1,0 +1,47 @@
+"""`serving operator`: the Kubernetes operator (kopf) reconciling InferenceServices with the shared plan().
+
+Runs in the cluster with its service account (or locally against the current kubeconfig context).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from serving.control.k8s_backend import OperatorConfig
+from serving.control.k8s_render import RenderSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("operator", help="run the Kubernetes operator (reconciles InferenceServices)")
+    p.add_argument("-n", "--namespace", action="append", default=[],
+                   help="watch only this namespace (repeatable; default: all namespaces)")
+    p.add_argument("--image", default=os.environ.get("SERVING_IMAGE", RenderSettings.image),
+                   help="image for model servers and storage-initializers (env SERVING_IMAGE)")
+    p.add_argument("--image-pull-policy", default="IfNotPresent")
+    p.add_argument("--domain", default="example.com", help="status URLs are http://NAME.NAMESPACE.DOMAIN")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--routes-configmap", default=f"{os.environ.get('POD_NAMESPACE', 'serving-system')}/serving-routes",
+                   help="NAMESPACE/NAME of the route table ConfigMap the router reads")
+    p.add_argument("--drain-seconds", type=float, default=30.0, help="wait before deleting a revision out of the table")
+    p.add_argument("--resync-seconds", type=float, default=10.0, help="level-based re-reconcile interval")
+    p.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="kopf liveness endpoint ('' for none)")
+    p.add_argument("--standalone", action="store_true", help="no peering (single replica, no leader election)")
+    p.set_defaults(func=main)
+
+
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    namespace, _, name = args.routes_configmap.partition("/")
+    render = RenderSettings(image=args.image, image_pull_policy=args.image_pull_policy,
+                            cluster_domain=args.cluster_domain)
+    return OperatorConfig(render=render, domain=args.domain, routes_namespace=namespace, routes_name=name,
+                          drain_s=args.drain_seconds, resync_s=args.resync_seconds)
+
+
+def main(args: argparse.Namespace) -> int:
+    from serving.control.operator import run
+
+    asyncio.run(run(config_from_args(args), namespaces=args.namespace, standalone=args.standalone,
+                    liveness=args.liveness or None))
+    return 0

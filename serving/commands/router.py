@@ -1,0 +1,75 @@
+"""`serving router --routes-configmap NS/NAME`: the router in a cluster, fed by the operator's route table.
+
+The same `serving.router.app.Router` as `serving up`, with no control plane behind it: the table comes
+from the ConfigMap the operator writes (polled every second), the arms are the revisions' Services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving.http.errors import EXCEPTION_HANDLERS
+from serving.metrics import RouterMetrics
+from serving.router.app import Router
+from serving.router.auth import KeyRing
+from serving.router.configmap_source import ConfigMapSource
+
+log = logging.getLogger("serving.router")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("router", help="run the router alone, reading its route table from a ConfigMap")
+    p.add_argument("--routes-configmap", required=True, help="NAMESPACE/NAME written by `serving operator`")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--poll-seconds", type=float, default=1.0)
+    p.add_argument("--api-keys", type=Path, help="a file of NAMESPACE:KEY lines (also env SERVING_API_KEYS)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=main)
+
+
+def build_app(args: argparse.Namespace) -> Router:
+    namespace, _, name = args.routes_configmap.partition("/")
+    source = ConfigMapSource(namespace, name, interval_s=args.poll_seconds)
+    router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys))
+    seen = asyncio.Event()
+
+    def on_table(table) -> None:  # noqa: ANN001 - RouteTable
+        router.set_table(table)
+        seen.set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(source.run(on_table), name="routes")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await router.upstreams.close()
+
+    async def metrics(request: Request) -> Response:
+        return Response(router.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    router.ready_check = seen.is_set  # ready once the first table is in
+    router.fallback = Starlette(routes=[Route("/metrics", metrics)], exception_handlers=EXCEPTION_HANDLERS,
+                                lifespan=lifespan)
+    return router
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.getLogger().setLevel(args.log_level.upper())
+    uvicorn.run(build_app(args), host=args.host, port=args.port, log_level="warning", access_log=False,
+                http="httptools", timeout_graceful_shutdown=30, lifespan="on")
+    return 0

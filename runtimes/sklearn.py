@@ -12,6 +12,7 @@ import numpy as np
 from serving.errors import ArtifactError, ArtifactRefused
 from serving.runtimes import find_artifact
 from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
+from serving.runtimes.linear_fast_path import linear_predict
 from serving.types import TensorDict, TensorSpec
 
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -36,7 +37,7 @@ class SKLearnRuntime(Runtime):
 
     def load(self) -> None:
         self.model = load_pickle(self.settings)
-        self._methods: dict[str, Any] = {PREDICT: self.model.predict}
+        self._methods: dict[str, Any] = {PREDICT: linear_predict(self.model) or self.model.predict}
         if hasattr(self.model, "predict_proba"):
             self._methods[PROBABILITIES] = self.model.predict_proba
         self._default = (PROBABILITIES,) if self.settings.predict_proba and PROBABILITIES in self._methods else (PREDICT,)

@@ -1,0 +1,51 @@
+"""The numpy fast path for linear models answers exactly what sklearn answers, and steps aside otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_regression
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDClassifier
+from sklearn.svm import LinearSVC
+
+from serving.runtimes.linear_fast_path import linear_predict
+
+X, Y = load_iris(return_X_y=True)
+XR, YR = make_regression(80, 6, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        LogisticRegression(max_iter=1000).fit(X, Y),
+        LogisticRegression(max_iter=1000).fit(X, Y == 1),
+        LogisticRegression(max_iter=1000).fit(X, np.array(["setosa", "versicolor", "virginica"])[Y]),
+        LinearSVC().fit(X, Y),
+        SGDClassifier(random_state=0).fit(X, Y),
+    ],
+    ids=["multiclass", "binary", "string-labels", "linear-svc", "sgd"],
+)
+def test_classifiers_match_sklearn(model) -> None:  # noqa: ANN001
+    fast = linear_predict(model)
+    assert fast is not None
+    rows = np.random.default_rng(1).normal(5, 3, size=(500, 4))
+    assert np.array_equal(fast(rows), model.predict(rows))
+    assert fast(rows).dtype == model.predict(rows).dtype
+
+
+@pytest.mark.parametrize("model", [LinearRegression().fit(XR, YR), Ridge().fit(XR, YR)], ids=["ols", "ridge"])
+def test_regressors_match_sklearn(model) -> None:  # noqa: ANN001
+    fast = linear_predict(model)
+    assert fast is not None
+    assert np.allclose(fast(XR), model.predict(XR), rtol=1e-12)
+
+
+def test_other_models_and_odd_inputs_go_through_sklearn() -> None:
+    assert linear_predict(RandomForestClassifier(n_estimators=3).fit(X, Y)) is None
+    fast = linear_predict(LogisticRegression(max_iter=1000).fit(X, Y))
+    assert fast is not None
+    with pytest.raises(ValueError, match="NaN"):
+        fast(np.array([[np.nan, 1.0, 2.0, 3.0]]))  # sklearn's own validation message
+    with pytest.raises(ValueError, match="features"):
+        fast(np.ones((1, 3)))

@@ -3,6 +3,7 @@ every object against the official schemas (kubernetes-validate --strict, 1.29 an
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -64,6 +65,10 @@ def test_helm_lint_and_template_validate(values: Path | None) -> None:
         assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
     if values and values.name == "monitoring-values.yaml":
         assert "ServiceMonitor" in kinds
+        dashboards = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+        # charts/serving/dashboards links to charts/dashboards (the Grafana JSON kept next to its test).
+        assert set(dashboards) == {p.name for p in (ROOT / "charts/dashboards").glob("*.json")}
+        assert all(json.loads(text)["panels"] for text in dashboards.values())
 
 
 def test_rbac_is_least_privilege() -> None:

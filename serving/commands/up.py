@@ -101,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(args.log_level.upper())
     app = build_app(args)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=30, lifespan="on")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop="uvloop",
+                http="serving.http.header_limit:HeaderLimitedProtocol", h11_max_incomplete_event_size=64 * 1024,
+                timeout_graceful_shutdown=30, lifespan="on")
     return 0

@@ -18,6 +18,7 @@ from serving.control.documents import read_documents
 from serving.control.local import LocalControlPlane
 from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.openapi import openapi_endpoint
 from serving.metrics import RouterMetrics
 from serving.router.app import Router
 from serving.router.auth import KeyRing
@@ -88,7 +89,11 @@ def build_app(args: argparse.Namespace) -> Router:
         return Response(own + federated, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     fallback = Starlette(
-        routes=[Route("/metrics", metrics), Mount("/", build_control_app(control, token))],
+        routes=[
+            Route("/metrics", metrics),
+            Route("/openapi.json", openapi_endpoint),  # the data plane the router serves is the model server's
+            Mount("/", build_control_app(control, token)),
+        ],
         exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
     )
     router.fallback = fallback

@@ -1,0 +1,64 @@
+"""`serving router --routes-configmap NS/NAME` for real: a router process reads its table from a ConfigMap
+in the (emulated) API server through a kubeconfig, and forwards to a real model server.
+
+The Services of a cluster are stood in for by the model server's loopback URL in the table; what is
+real is the router process, its ConfigMap polling via the kubernetes client, table swaps, canary tags.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import kubernetes
+import yaml
+
+from serving.control.k8s_apply import Cluster
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from tests.support import serving_process, train_iris_sklearn, wait_until
+from tests.test_operator import Emulator
+
+BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+
+
+def _table(version: int, endpoint: str, arms: list[tuple[str, int, str]]) -> dict:
+    route = ServiceRoute("iris", "ml", tuple(Arm(rev, pct, "stable", tag, (endpoint,)) for rev, pct, tag in arms),
+                         "iris.ml.example.com")
+    return {"routes.json": json.dumps(RouteTable({("ml", "iris"): route}, version).to_json())}
+
+
+def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
+    model_dir = tmp_path / "iris"
+    train_iris_sklearn(model_dir)
+    with Emulator() as emulator, serving_process(["serve", "--model-dir", str(model_dir), "--name", "iris"]) as model:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+            "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+            "users": [{"name": "emu", "user": {}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}]}))
+        cluster = Cluster(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url)))
+        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "ops"},
+                       "data": _table(1, model.url, [("iris-aaaa1111", 100, "latest")])})
+        args = ["router", "--routes-configmap", "ops/routes", "--poll-seconds", "0.1"]
+        with serving_process(args, env={"KUBECONFIG": str(kubeconfig)}, timeout_s=60) as router:
+            headers = {"Host": "iris.ml.example.com"}
+            r = httpx.post(f"{router.url}/v1/models/iris:predict", json=BODY, headers=headers, timeout=10)
+            assert r.status_code == 200, r.text
+            assert len(r.json()["predictions"]) == 1
+            assert r.headers["x-serving-revision"] == "iris-aaaa1111"
+
+            # The operator writes a canary split: the router picks it up without a restart.
+            cluster.patch("ConfigMap", "ops", "routes", {"data": _table(
+                2, model.url, [("iris-bbbb2222", 20, "latest"), ("iris-aaaa1111", 80, "prev")])})
+
+            def pinned(tag: str) -> str:
+                response = httpx.post(f"{router.url}/v1/models/iris:predict", json=BODY,
+                                      headers={**headers, "x-serving-tag": tag}, timeout=10)
+                return response.headers.get("x-serving-revision", "")
+
+            wait_until(lambda: pinned("latest") == "iris-bbbb2222", timeout_s=10)
+            assert pinned("prev") == "iris-aaaa1111"
+            unknown = httpx.post(f"{router.url}/v1/models/nope:predict", json=BODY, timeout=10)
+            assert unknown.status_code == 404 and "error" in unknown.json()

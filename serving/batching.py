@@ -119,6 +119,7 @@ class Batcher:
         self._arrivals = 0
         self._running = 0
         self._free_since = 0.0  # when a batch last finished (monotonic)
+        self._last_rows = 0  # rows of the last batch formed
         self.quiet_s = min(QUIET_S, self.max_latency_s)
         self._slots = asyncio.Semaphore(max(1, max_batches_in_flight))
         self._wake = asyncio.Event()
@@ -197,9 +198,10 @@ class Batcher:
     async def _linger(self, batch: _Batch) -> None:
         """Wait for more requests only while that can pay: under load, or while arrivals keep coming.
 
-        Under load (the oldest request queued behind a running batch, or a batch is running now) more
-        callers are on their way: collect until full or the deadline. Otherwise (idle model) go as soon
-        as arrivals pause for `quiet_s`. The deadline is `max_latency_s` from when the oldest request
+        Under load (the oldest request queued behind a running batch, a batch is running, or this batch
+        is still smaller than the last one, whose callers are likely coming back) more are on their way:
+        collect until full or the deadline. Otherwise (idle model) go as soon as arrivals pause for
+        `quiet_s`. The deadline is `max_latency_s` from when the oldest request
         could first have run (its arrival, or the model freeing up): time queued behind a running batch
         does not count, since holding back was not the batcher's choice then.
         """
@@ -210,7 +212,7 @@ class Batcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            patient = loaded or self._running > 0
+            patient = loaded or self._running > 0 or batch.rows < self._last_rows
             self._wake.clear()
             try:
                 async with asyncio.timeout(remaining if patient else min(remaining, self.quiet_s)):
@@ -223,6 +225,7 @@ class Batcher:
     async def _run(self, batch: _Batch) -> None:
         entries = batch.entries
         started = time.monotonic()
+        self._last_rows = batch.rows
         self._observer.batch_formed(batch.rows, [started - e.enqueued_s for e in entries])
         loop = asyncio.get_running_loop()
         requests = [e.request for e in entries]

@@ -207,3 +207,44 @@ def _converted(path: Path) -> dict[str, Any]:
     from serving.control.k8s_documents import read_converted
 
     return read_converted([path])[0]
+
+
+def test_typed_errors_and_an_invalid_spec_in_the_cluster(cluster) -> None:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import NewConnectionError
+
+    from serving.control.k8s_apply import PermanentClusterError, TemporaryClusterError, classify
+    from serving.control.operator import _guarded
+
+    assert isinstance(classify(ApiException(status=503), "x"), TemporaryClusterError)
+    assert isinstance(classify(ApiException(status=429), "x"), TemporaryClusterError)
+    assert isinstance(classify(ApiException(status=422), "x"), PermanentClusterError)
+    assert isinstance(classify(NewConnectionError(None, "refused"), "x"), TemporaryClusterError)
+
+    class Down:  # the API server is unreachable: retried with exponential backoff, capped
+        config = OperatorConfig()
+
+        def reconcile(self, namespace: str, name: str) -> None:
+            raise TemporaryClusterError("connection refused")
+
+    delays = []
+    for retry in (0, 3, 10):
+        with pytest.raises(kopf.TemporaryError) as caught:
+            _guarded(Down(), "ml", "iris", retry)  # type: ignore[arg-type]
+        delays.append(caught.value.delay)
+    assert delays == [1.0, 8.0, 60.0]
+
+    # A spec the CRD schema lets through but the spec rejects: permanent, and the status says why.
+    _, api = cluster
+    bad = {"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService",
+           "metadata": {"name": "tf", "namespace": "ml", "resourceVersion": "1"},
+           "spec": {"predictor": {"model": {"modelFormat": {"name": "tensorflow"}, "storageUri": "pvc://m/tf"}}}}
+    api.apply(bad)
+    backend = KubernetesBackend(api, OperatorConfig(drain_s=0.0))
+    with pytest.raises(PermanentClusterError):
+        backend.reconcile("ml", "tf")
+    status = api.get("InferenceService", "ml", "tf")["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "spec.predictor.model.modelFormat.name" in ready["message"] and "tensorflow" in ready["message"]
+    assert api.list("Deployment", "ml", {"serving.dev/isvc": "tf"}) == []

@@ -94,7 +94,7 @@ def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
             "timeoutSeconds": 2}
 
 
-_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
              "capabilities": {"drop": ["ALL"]}}
 
 
@@ -104,7 +104,7 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], 
     if not uri:
         return [], [], []
     volumes: list[dict] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    mounts = [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict] = [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
     args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
     if uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/", 1)[0]
@@ -114,7 +114,7 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], 
     init = {"name": "storage-initializer", "image": settings.image, "imagePullPolicy": settings.image_pull_policy,
             "command": ["serving"], "args": args, "volumeMounts": mounts, "securityContext": _SECURITY,
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}}
-    main_mounts = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
+    main_mounts: list[dict] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     return [init], volumes, main_mounts
 
 

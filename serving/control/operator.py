@@ -12,6 +12,7 @@ Handlers are registered on an explicit registry built at run time, never at impo
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -26,10 +27,10 @@ log = logging.getLogger("serving.operator")
 MAX_BACKOFF_S = 60.0
 
 
-def _guarded(backend: KubernetesBackend, namespace: str, name: str, retry: int) -> None:
+def _guarded(backend: KubernetesBackend, namespace: str | None, name: str, retry: int) -> None:
     """Reconcile; returns nothing (kopf would store a handler's result in the status)."""
     try:
-        backend.reconcile(namespace, name)
+        backend.reconcile(namespace or "default", name)
     except TemporaryClusterError as exc:
         raise kopf.TemporaryError(exc.message, delay=min(MAX_BACKOFF_S, 2.0 ** min(retry, 6))) from exc
     except PermanentClusterError as exc:
@@ -64,29 +65,29 @@ def build_registry(
     @kopf.on.resume(*isvc, registry=registry)
     @kopf.on.create(*isvc, registry=registry)
     @kopf.on.update(*isvc, registry=registry)
-    def changed(namespace: str, name: str, retry: int, **_: Any) -> None:
+    def changed(namespace: str | None, name: str, retry: int, **_: Any) -> None:
         _guarded(backend, namespace, name, retry)
 
     @kopf.on.timer(*isvc, interval=config.resync_s, registry=registry)
-    def resync(namespace: str, name: str, **_: Any) -> None:
+    def resync(namespace: str | None, name: str, **_: Any) -> None:
         try:
-            backend.reconcile(namespace, name)
+            backend.reconcile(namespace or "default", name)
         except (TemporaryClusterError, PermanentClusterError) as exc:
             log.warning("resync of %s/%s: %s", namespace, name, exc.message)
 
     @kopf.on.event("apps", "v1", "deployments", labels={LABEL_ISVC: kopf.PRESENT}, registry=registry)
-    def workload(namespace: str, labels: dict[str, str], type: str | None, **_: Any) -> None:
-        if type is None:  # the initial listing: the resume handlers cover it
+    def workload(namespace: str | None, labels: Mapping[str, str], type: str, **_: Any) -> None:
+        if not type:  # the initial listing: the resume handlers cover it
             return
         try:
-            backend.reconcile(namespace, labels[LABEL_ISVC])
+            backend.reconcile(namespace or "default", labels[LABEL_ISVC])
         except (TemporaryClusterError, PermanentClusterError) as exc:
             log.warning("reconcile after a Deployment event: %s", exc.message)
 
     @kopf.on.delete(*isvc, registry=registry)
-    def deleted(namespace: str, name: str, **_: Any) -> None:
+    def deleted(namespace: str | None, name: str, **_: Any) -> None:
         try:
-            backend.delete(namespace, name)
+            backend.delete(namespace or "default", name)
         except TemporaryClusterError as exc:
             raise kopf.TemporaryError(exc.message, delay=5) from exc
 

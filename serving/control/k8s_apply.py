@@ -170,7 +170,10 @@ def load_configuration() -> kubernetes.client.Configuration:
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
+        try:
+            kubernetes.config.load_kube_config(client_configuration=configuration)
+        except (kubernetes.config.ConfigException, OSError) as exc:
+            raise PermanentClusterError(f"no Kubernetes context: not in a cluster and no usable kubeconfig ({exc})") from exc
     return configuration
 
 

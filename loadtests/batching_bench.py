@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from loadtests import payloads, servers, wrk
+from loadtests.bench import cpu_seconds
 from loadtests.models import RF_NAME, model_dir
 
 PATH = f"/v2/models/{RF_NAME}/infer"
@@ -48,10 +49,11 @@ def measure(label: str, extra: list[str], args: argparse.Namespace, workdir: Pat
     with servers.serving_serve(model_dir(RF_NAME), log, *extra) as target:
         check_answer(target.url, request.body)
         wrk.run(target.url, request, workdir, args.connections, 2)  # warm-up: threads, caches, branch predictors
-        before = batch_sizes(target.url)
+        before, cpu_before = batch_sizes(target.url), cpu_seconds(target.process.pid)
         result = wrk.run(target.url, request, workdir, args.connections, args.duration, threads=2)
-        after = batch_sizes(target.url)
+        after, cpu_after = batch_sizes(target.url), cpu_seconds(target.process.pid)
     batches, rows = after[0] - before[0], after[1] - before[1]
+    result["cpu_us"] = 1e6 * (cpu_after - cpu_before) / max(1, result["requests"])
     result["mean_batch_rows"] = rows / batches if batches else 1.0
     result["label"] = label
     return result
@@ -79,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     ratio = on_result["rps"] / off_result["rps"] if off_result["rps"] else float("inf")
     print(f"RandomForest 200 trees x 32 features, {args.connections} connections, single-row V2 JSON, "
           f"{args.duration:g}s each (load average before: {load:.2f} on {os.cpu_count()} cores)")
-    print(f"{'batching':<36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'rows/batch':>12}{'errors':>8}")
+    print(f"{'batching':<36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'rows/batch':>12}{'CPU us/req':>12}{'errors':>8}")
     for r, name in ((off_result, "off"), (on_result, f"on (max {args.max_batch_size}, {args.max_latency_ms:g} ms)")):
         print(f"{name:<36}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.1f}{r['p99_us'] / 1000:>10.1f}"
-              f"{r['mean_batch_rows']:>12.1f}{r['errors']:>8}")
-    print(f"throughput ratio on/off: {ratio:.1f}x (target >= 20x)")
+              f"{r['mean_batch_rows']:>12.1f}{r['cpu_us']:>12.0f}{r['errors']:>8}")
+    print(f"throughput ratio on/off: {ratio:.1f}x (target >= 20x); server CPU per request off/on: "
+          f"{off_result['cpu_us'] / max(1.0, on_result['cpu_us']):.1f}x")
     if args.json:
         args.json.write_text(json.dumps({"off": off_result, "on": on_result, "ratio": ratio, "load_average": load,
                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(args) | {"json": None}}))

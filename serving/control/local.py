@@ -152,8 +152,8 @@ class LocalControlPlane:
                     wanted[(namespace, name)] = (p.state.revisions[name], replicas)
             retiring = await self._converge(wanted)
             self.router.set_table(self._table(plans))
-            for runner, replicas in retiring:  # only now: they are out of the table
-                self._spawn(self._drain_and_stop(runner, replicas))
+            for runner, leaving in retiring:  # only now: they are out of the table
+                self._spawn(self._drain_and_stop(runner, leaving))
             for key, p in plans.items():
                 self._record(self.services[key], p)
 

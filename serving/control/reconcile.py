@@ -78,7 +78,8 @@ def plan(isvc: InferenceService, state: RolloutState | None, observed: Observed,
     percent = isvc.spec.predictor.canary_traffic_percent
     latest_ready = latest in observed.ready
 
-    if state.rolled_out is None or state.rolled_out == latest:
+    stable = state.rolled_out
+    if stable is None or stable == latest:
         if latest_ready:
             state = replace(state, rolled_out=latest)
         traffic = _single(state.rolled_out, latest) if latest_ready else ()
@@ -88,10 +89,10 @@ def plan(isvc: InferenceService, state: RolloutState | None, observed: Observed,
     elif latest_ready and percent:
         traffic = (
             TrafficTarget(latest, percent, "latest", True),
-            TrafficTarget(state.rolled_out, 100 - percent, "prev", False),
+            TrafficTarget(stable, 100 - percent, "prev", False),
         )
     else:  # not ready yet, failed, or rolled back with 0 %
-        traffic = (TrafficTarget(state.rolled_out, 100, "prev", False),)
+        traffic = (TrafficTarget(stable, 100, "prev", False),)
         if latest_ready:
             traffic += (TrafficTarget(latest, 0, "latest", True),)
 

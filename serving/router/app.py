@@ -141,10 +141,10 @@ class Router:
                 if pin in (arm.tag, arm.revision) and arm.endpoints:
                     return arm
             raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision for tag {pin!r}")
-        arm = self.balancer.choose(route)
-        if arm is None:
+        chosen = self.balancer.choose(route)
+        if chosen is None:
             raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision")
-        return arm
+        return chosen
 
 
 def _model_name(path: str) -> str:

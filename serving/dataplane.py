@@ -44,7 +44,7 @@ class DataPlane:
             request = codec.decode(body, headers, self.limits)
             decoded = time.monotonic()
             bound.preprocess.observe(decoded - started)
-            outputs = await self._admit_and_run(model, request)
+            outputs = await self._admit_and_run(model, request, bound)
             predicted = time.monotonic()
             bound.predict.observe(predicted - decoded)
             response = InferResponse(
@@ -63,13 +63,14 @@ class DataPlane:
             else:
                 bound.request(codec.protocol, code, time.monotonic() - started)
 
-    async def _admit_and_run(self, model: Model, request: InferRequest) -> TensorDict:
+    async def _admit_and_run(self, model: Model, request: InferRequest, bound: ModelMetrics) -> TensorDict:
         limit = self.limits.max_concurrency
         name = model.name
         if limit and self._in_flight.get(name, 0) >= limit:
             self.metrics.rejected("concurrency")
             raise TooManyRequests(f"model {name!r} is at its concurrency limit of {limit}")
         self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        bound.in_flight.inc()
         try:
             async with asyncio.timeout(self.limits.request_timeout_s):  # no extra task, unlike wait_for on 3.11
                 return await self.run_model(model, request)
@@ -80,6 +81,7 @@ class DataPlane:
             ) from None
         finally:
             self._in_flight[name] -= 1
+            bound.in_flight.dec()
 
     async def run_model(self, model: Model, request: InferRequest) -> TensorDict:
         """The model call, off the event loop; through the model's batcher when it has one."""

@@ -36,6 +36,7 @@ class ModelMetrics:
         self._batch_size = m.batch_size.labels(model, version)
         self._batch_wait = m.batch_wait_seconds.labels(model, version)
         self._queue_depth = m.queue_depth.labels(model, version)
+        self.in_flight = m.in_flight.labels(model, version)
         self.preprocess = m.preprocess_seconds.labels(model)
         self.predict = m.predict_seconds.labels(model)
         self.postprocess = m.postprocess_seconds.labels(model)
@@ -89,16 +90,20 @@ class Metrics:
         )
         self.queue_depth = Gauge("serving_batch_queue_depth", "Requests waiting in the batch queue.", mv,
                                  multiprocess_mode="livesum", registry=r)
+        self.in_flight = Gauge("serving_requests_in_flight", "Requests admitted and not yet answered by the model.",
+                               mv, multiprocess_mode="livesum", registry=r)
         self.rejections = Counter("serving_rejected", "Requests refused before reaching the model.", ["reason"], registry=r)
         self.model_ready = Gauge("serving_model_ready", "1 when the model is ready to serve (in every worker).",
                                  ["model"], multiprocess_mode="livemin", registry=r)
         self.model_load_seconds = Gauge("serving_model_load_seconds", "How long the model took to load.", ["model"],
                                         multiprocess_mode="livemax", registry=r)
         # KServe's names, so dashboards built for KServe model servers keep working.
-        kserve = {"buckets": LATENCY_BUCKETS, "registry": r}
-        self.preprocess_seconds = Histogram("request_preprocess_seconds", "Decode time.", ["model_name"], **kserve)
-        self.predict_seconds = Histogram("request_predict_seconds", "Model (and batch queue) time.", ["model_name"], **kserve)
-        self.postprocess_seconds = Histogram("request_postprocess_seconds", "Encode time.", ["model_name"], **kserve)
+        def kserve(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, ["model_name"], buckets=LATENCY_BUCKETS, registry=r)
+
+        self.preprocess_seconds = kserve("request_preprocess_seconds", "Decode time.")
+        self.predict_seconds = kserve("request_predict_seconds", "Model (and batch queue) time.")
+        self.postprocess_seconds = kserve("request_postprocess_seconds", "Encode time.")
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._unknown: dict[str, Any] = {}
 

@@ -34,10 +34,10 @@ def batching_server(iris_dir: Path) -> Iterator[ServerProcess]:
         yield server
 
 
-def samples(metrics: str, name: str) -> dict[str, float]:
+def samples(metrics: str, name: str, model: str = MODEL) -> dict[str, float]:
     """`le` (or '' when absent) -> value for one family's samples named `name`."""
     return {s.labels.get("le", ""): s.value for f in text_string_to_metric_families(metrics) for s in f.samples
-            if s.name == name and s.labels.get("model", MODEL) == MODEL}
+            if s.name == name and s.labels.get("model") == model}
 
 
 def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_server: ServerProcess, iris_dir: Path) -> None:
@@ -109,3 +109,73 @@ def test_a_lone_request_does_not_wait_for_max_latency(iris_dir: Path) -> None:
         for _ in range(3):
             r = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
             assert r.status_code == 200 and r.elapsed.total_seconds() < 1.0, (r.status_code, r.elapsed)
+
+
+DATATYPES = {"FP32": np.float32, "INT64": np.int64, "UINT8": np.uint8, "FP16": np.float16, "BYTES": object}
+
+
+def test_echo_model_batches_every_datatype_and_each_caller_gets_its_tensor(tmp_path: Path) -> None:
+    """Echo returns what it was sent: under batching every caller must still get back exactly its tensor."""
+    folder = tmp_path / "echo"
+    folder.mkdir()
+    args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:EchoRuntime",
+            "--max-batch-size", "16", "--max-latency-ms", "20"]
+    rng = np.random.default_rng(5)
+    cases = []
+    for i in range(80):
+        datatype = list(DATATYPES)[i // 16]  # runs of one datatype (a mismatch closes a batch: FIFO)
+        shape = (int(rng.integers(1, 6)), 2 + (i // 8) % 2)
+        if datatype == "BYTES":
+            x = np.array([f"r{i}-{k}".encode() for k in range(int(np.prod(shape)))], dtype=object).reshape(shape)
+        else:
+            x = (rng.integers(0, 100, size=shape) + i).astype(DATATYPES[datatype])
+        cases.append((datatype, x))
+
+    async def echo(client: triton_aio.InferenceServerClient, datatype: str, x: np.ndarray) -> None:
+        tensor = triton_aio.InferInput("x", list(x.shape), datatype)
+        tensor.set_data_from_numpy(x, binary_data=True)
+        result = await client.infer("echo", [tensor], outputs=[triton_aio.InferRequestedOutput("x", binary_data=True)])
+        back = result.as_numpy("x")
+        assert back.shape == x.shape and back.dtype == x.dtype and (back == x).all(), (datatype, x, back)
+
+    async def scenario(url: str) -> None:
+        client = triton_aio.InferenceServerClient(url.removeprefix("http://"), conn_limit=40)
+        try:
+            await asyncio.gather(*(echo(client, d, x) for d, x in cases))
+        finally:
+            await client.close()
+
+    with serving_process(args) as server:
+        asyncio.run(scenario(server.url))
+        sizes = samples(httpx.get(server.url + "/metrics").text, "serving_batch_size_bucket", "echo")
+    assert sizes["+Inf"] - sizes["1.0"] > 0, sizes
+    assert sizes["+Inf"] < len(cases), f"every request ran alone: {sizes}"
+
+
+@pytest.fixture(scope="module")
+def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("failing") / "failing"
+    folder.mkdir()
+    args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime",
+            "--max-batch-size", "16", "--max-latency-ms", "20"]
+    with serving_process(args) as server:
+        yield server
+
+
+def test_failing_requests_get_500_and_their_neighbours_200(failing_server: ServerProcess) -> None:
+    async def one(client: httpx.AsyncClient, i: int) -> tuple[int, int]:
+        body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [i, -i]}],
+                "parameters": {"fail": i % 4 == 0}}
+        r = await client.post("/v2/models/failing/infer", json=body)
+        if r.status_code == 200:
+            assert r.json()["outputs"][0]["data"] == [i, -i], r.text
+        else:
+            assert "exploded" in r.json()["error"], r.text
+        return i, r.status_code
+
+    async def scenario() -> list[tuple[int, int]]:
+        async with httpx.AsyncClient(base_url=failing_server.url, timeout=30) as client:
+            return await asyncio.gather(*(one(client, i) for i in range(40)))
+
+    for i, status in asyncio.run(scenario()):
+        assert status == (500 if i % 4 == 0 else 200), (i, status)

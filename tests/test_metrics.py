@@ -30,6 +30,7 @@ def test_every_documented_family_is_exposed_with_its_labels() -> None:
     bound.inference(0.002)
     bound.batch_formed(5, [0.001] * 5)
     bound.queue_depth(2)
+    bound.in_flight.inc()
     bound.predict.observe(0.003)
     metrics.rejected("queue_full")
     metrics.unknown_model("v1", 404, 0.001)
@@ -40,6 +41,7 @@ def test_every_documented_family_is_exposed_with_its_labels() -> None:
     assert total(samples, "serving_batch_size_sum", model="iris") == 5
     assert total(samples, "serving_batch_wait_seconds_count", model="iris") == 5
     assert total(samples, "serving_batch_queue_depth", model="iris") == 2
+    assert total(samples, "serving_requests_in_flight", model="iris", version="3") == 1
     assert total(samples, "serving_rejected_total", reason="queue_full") == 1
     assert total(samples, "request_predict_seconds_count", model_name="iris") == 1
     assert total(samples, "serving_requests_total", model=UNKNOWN_MODEL, code="404") == 1

@@ -34,6 +34,7 @@ from serving.types import InferRequest, TensorDict
 ModelCall = Callable[[TensorDict, "tuple[str, ...] | None", dict[str, Any]], TensorDict]
 ENCODING_PARAMETERS = frozenset({"binary_data_output"})  # change how the answer is written, not computed
 QUIET_S = 0.001  # an idle model stops lingering once no request arrived for this long
+PATIENT_QUIET_S = 0.005  # under load, the same pause is longer (callers are coming back) but still bounded
 
 
 class BatchObserver(Protocol):
@@ -121,6 +122,7 @@ class Batcher:
         self._free_since = 0.0  # when a batch last finished (monotonic)
         self._last_rows = 0  # rows of the last batch formed
         self.quiet_s = min(QUIET_S, self.max_latency_s)
+        self.patient_quiet_s = min(PATIENT_QUIET_S, self.max_latency_s)
         self._slots = asyncio.Semaphore(max(1, max_batches_in_flight))
         self._wake = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
@@ -200,7 +202,8 @@ class Batcher:
 
         Under load (the oldest request queued behind a running batch, a batch is running, or this batch
         is still smaller than the last one, whose callers are likely coming back) more are on their way:
-        collect until full or the deadline. Otherwise (idle model) go as soon as arrivals pause for
+        collect until full, the deadline, or a pause of `patient_quiet_s` (fewer callers than a full batch
+        must not cost `max_latency_s` every time). Otherwise (idle model) go as soon as arrivals pause for
         `quiet_s`. The deadline is `max_latency_s` from when the oldest request
         could first have run (its arrival, or the model freeing up): time queued behind a running batch
         does not count, since holding back was not the batcher's choice then.
@@ -215,11 +218,10 @@ class Batcher:
             patient = loaded or self._running > 0 or batch.rows < self._last_rows
             self._wake.clear()
             try:
-                async with asyncio.timeout(remaining if patient else min(remaining, self.quiet_s)):
+                async with asyncio.timeout(min(remaining, self.patient_quiet_s if patient else self.quiet_s)):
                     await self._wake.wait()
             except TimeoutError:
-                if not patient:
-                    return
+                return
             self._take(batch)
 
     async def _run(self, batch: _Batch) -> None:

@@ -260,6 +260,25 @@ def test_while_a_batch_runs_others_collect_up_to_max_latency() -> None:
     asyncio.run(scenario())
 
 
+def test_fewer_callers_than_a_full_batch_do_not_wait_max_latency_each_time() -> None:
+    async def caller(b: Batcher, start_s: float, marker: int) -> None:
+        await asyncio.sleep(start_s)
+        for i in range(6):
+            r = request(1, marker * 10 + i)
+            np.testing.assert_array_equal((await b.submit(r))["x-out"], r.inputs["x"] * 2)
+
+    async def scenario() -> None:
+        seen = Recorder()
+        b = batcher(Model(delay_s=0.01), seen, max_batch_size=64, max_latency_s=1.0)
+        started = time.monotonic()
+        await asyncio.gather(*(caller(b, k * 0.004, k) for k in range(8)))  # staggered: some queue behind a batch
+        assert time.monotonic() - started < 0.9, seen.batches  # 6 rounds: far from a 1 s wait per batch
+        assert max(seen.batches) > 1
+        b.close()
+
+    asyncio.run(scenario())
+
+
 def test_close_fails_waiting_requests_with_503() -> None:
     async def scenario() -> None:
         b = batcher(Model(delay_s=0.1), max_batch_size=1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -31,6 +32,7 @@ import orjson
 from serving.errors import ModelFailure, ModelNotReady, ServiceUnavailable
 from serving.types import InferRequest, TensorDict
 
+log = logging.getLogger("serving.batching")
 ModelCall = Callable[[TensorDict, "tuple[str, ...] | None", dict[str, Any]], TensorDict]
 ENCODING_PARAMETERS = frozenset({"binary_data_output"})  # change how the answer is written, not computed
 QUIET_S = 0.001  # an idle model stops lingering once no request arrived for this long
@@ -144,8 +146,9 @@ class Batcher:
         self._waiting += 1
         self._arrivals += 1
         self._observer.queue_depth(self._waiting)
-        if self._collector is None:
+        if self._collector is None or self._collector.done():  # first use, or restart after a crash (logged)
             self._collector = loop.create_task(self._collect(), name=f"batcher-{self.name}")
+            self._collector.add_done_callback(_log_crash)
         self._wake.set()
         try:
             return await entry.future
@@ -286,3 +289,8 @@ class Batcher:
         for entry in entries:
             if not entry.future.done():
                 entry.future.set_exception(ModelNotReady(f"model {self.name!r} was unloaded"))
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("batch collector %s crashed; it restarts with the next request", task.get_name(), exc_info=task.exception())

@@ -200,6 +200,9 @@ class LocalControlPlane:
         targets = runner.all_replicas() if replicas is None else replicas
         await self.router.upstreams.drain([r.url for r in targets])
         await runner.stop(targets)
+        if replicas is None and self.router.metrics is not None:  # the whole revision retired
+            revision = runner.revision
+            self.router.metrics.forget_revision(revision.isvc, revision.namespace, revision.name)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from serving.admission import Admission
 from serving.batching import Batcher
 from serving.errors import BadRequest, GatewayTimeout, ModelFailure, ServingError, TooManyRequests
 from serving.metrics import Metrics, ModelMetrics
@@ -24,7 +25,9 @@ class DataPlane:
         self.repository = repository
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
-        self._pool = ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 1) * 2), thread_name_prefix="predict")
+        threads = max(4, (os.cpu_count() or 1) * 2)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
+        self._admission = Admission(self.limits.max_queue, self.limits.max_queue_wait_s, threads)
         self._in_flight: dict[str, int] = {}
         self._batchers: dict[str, Batcher] = {}
         repository.on_change.append(self.metrics.model_state_changed)
@@ -93,11 +96,26 @@ class DataPlane:
             apredict = getattr(model.runtime, "apredict", None)
             if apredict is not None:  # async by nature (a transformer awaiting its predictor): no thread
                 return await apredict(request.inputs, request.output_names, request.parameters)
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, call_runtime, model, request.inputs, request.output_names, request.parameters
-            )
+            return await self._in_thread(model, request)
         finally:
             self.metrics.model(model.name, model.settings.version).inference(time.monotonic() - started)
+
+    async def _in_thread(self, model: Model, request: InferRequest) -> TensorDict:
+        """Admitted (or shed with 503) by the expected wait for a model thread, then run in one."""
+        try:
+            self._admission.enter(model.name)
+        except ServingError:
+            self.metrics.rejected("overload")
+            raise
+        service_s = None
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                self._pool, timed_call, model, request.inputs, request.output_names, request.parameters
+            )
+            outputs, service_s = await future
+            return outputs
+        finally:
+            self._admission.leave(model.name, service_s)
 
     def _model_changed(self, model: Model) -> None:
         """Repository callback: a batcher exists exactly while a batching model is ready."""
@@ -119,6 +137,14 @@ class DataPlane:
             batcher.close()
         self._batchers.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def timed_call(
+    model: Model, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+) -> tuple[TensorDict, float]:
+    """The model call plus how long it took in its thread (the admission's service-time estimate)."""
+    started = time.monotonic()
+    return call_runtime(model, inputs, outputs, parameters), time.monotonic() - started
 
 
 def call_runtime(model: Model, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:

@@ -17,6 +17,8 @@ class Limits:
     max_json_depth: int = 32
     request_timeout_s: float = 60.0
     max_concurrency: int = 0  # per model, 0 = unlimited (the batch queue still bounds waiting work)
+    max_queue_wait_s: float = 1.0  # unbatched models: 503 when the expected wait for a model thread is longer
+    max_queue: int = 1024  # unbatched models: 503 when more requests than this wait for a model thread
 
 
 @dataclass(frozen=True, slots=True)

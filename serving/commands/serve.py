@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tensor-elements", type=int, default=16 * 1024 * 1024, help="400 above this per tensor")
     p.add_argument("--max-json-depth", type=int, default=32, help="400 for data nested deeper")
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a 504")
+    p.add_argument("--max-queue-wait", type=float, default=1.0,
+                   help="seconds of expected queueing before an unbatched model sheds load with 503")
+    p.add_argument("--max-queue", type=int, default=1024,
+                   help="requests waiting for an unbatched model before 503")
     p.add_argument("--max-concurrency", type=int, default=0, help="per-model requests in flight (0: unlimited); 429 above")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=main)
@@ -59,6 +63,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             "max_json_depth": args.max_json_depth,
             "request_timeout_s": args.request_timeout,
             "max_concurrency": args.max_concurrency,
+            "max_queue_wait_s": args.max_queue_wait,
+            "max_queue": args.max_queue,
         },
     )
 

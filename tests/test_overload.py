@@ -1,0 +1,71 @@
+"""Overload: at 4x the sustainable rate the model server sheds quickly with 503 + Retry-After, accepted
+requests keep a bounded latency, memory stays bounded, and everything is served again once load drops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from tests.runtimes_overload import SERVICE_S
+from tests.support import serving_process
+
+BODY = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}'
+THREADS = max(4, (os.cpu_count() or 1) * 2)  # the data plane's model threads
+SUSTAINABLE = THREADS / SERVICE_S  # requests/s
+MAX_WAIT_S = 0.5
+
+
+async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, float, str | None]]:
+    """Fire requests at a fixed rate regardless of answers (open loop), and collect every answer.
+
+    aiohttp, not httpx: the generator must not be the bottleneck on two cores shared with the server."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000)) as session:
+        async def one() -> tuple[int, float, str | None]:
+            started = time.monotonic()
+            async with session.post(url + "/v2/models/slow/infer", data=BODY) as r:
+                await r.read()
+                return r.status, time.monotonic() - started, r.headers.get("retry-after")
+
+        tasks = []
+        start = time.monotonic()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the generator, not synchronising with the server
+            tasks.append(asyncio.create_task(one()))
+        return await asyncio.gather(*tasks)
+
+
+def test_sheds_load_at_four_times_the_sustainable_rate(tmp_path: Path) -> None:
+    model = tmp_path / "slow"
+    model.mkdir()
+    args = ["serve", "--model-dir", str(model), "--runtime", "tests.runtimes_overload:FixedServiceTime",
+            "--max-queue-wait", str(MAX_WAIT_S)]
+    with serving_process(args) as server:
+        rss_before = psutil.Process(server.process.pid).memory_info().rss
+        answers = asyncio.run(_open_loop(server.url, 4 * SUSTAINABLE, 4.0))
+        rss_after = psutil.Process(server.process.pid).memory_info().rss
+
+        codes = {code for code, _, _ in answers}
+        assert codes <= {200, 503}, codes
+        ok = sorted(t for code, t, _ in answers if code == 200)
+        shed = [(t, retry) for code, t, retry in answers if code == 503]
+        assert shed, "nothing was shed at 4x the sustainable rate"
+        shed_p99 = sorted(t for t, _ in shed)[int(len(shed) * 0.99) - 1]
+        assert shed_p99 < 0.5, f"shedding must be quick, p99 {shed_p99:.2f}s"
+        assert all(retry and int(retry) >= 1 for _, retry in shed), "every 503 says when to retry"
+        assert len(ok) >= SUSTAINABLE * 4.0 * 0.5, f"the model kept serving near its capacity: {len(ok)}"
+        p99_ok = ok[int(len(ok) * 0.99) - 1]
+        assert p99_ok < MAX_WAIT_S + 1.0, f"accepted requests waited too long: p99 {p99_ok:.2f}s"
+        assert rss_after - rss_before < 100 * 1024 * 1024, "memory grew with the backlog"
+
+        with server.client() as client:  # recovery: load gone, everything is served promptly again
+            for _ in range(10):
+                started = time.monotonic()
+                assert client.post("/v2/models/slow/infer", content=BODY).status_code == 200
+                assert time.monotonic() - started < 1.0

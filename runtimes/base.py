@@ -20,7 +20,7 @@ class ModelMetadata:
 
 
 class Runtime:
-    """Base class for runtimes. `predict` runs in a worker thread, never on the event loop."""
+    """Base class for runtimes. `predict` runs in a worker thread, unless `runs_inline` vouches for the call."""
 
     platform = "python"
 
@@ -35,6 +35,11 @@ class Runtime:
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(platform=self.platform)
+
+    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> bool:
+        """True only for a call that is pure bounded numpy work too small to be worth a thread hop (which
+        costs the event loop ~100 µs): it cannot hang or block for long. The default: never."""
+        return False
 
     def unload(self) -> None:
         """Release resources; the default just drops references."""

@@ -49,3 +49,19 @@ def test_other_models_and_odd_inputs_go_through_sklearn() -> None:
         fast(np.array([[np.nan, 1.0, 2.0, 3.0]]))  # sklearn's own validation message
     with pytest.raises(ValueError, match="features"):
         fast(np.ones((1, 3)))
+
+
+def test_only_small_linear_predictions_skip_the_thread_hop(tmp_path) -> None:  # noqa: ANN001
+    from serving.demo_models import train_sklearn_iris
+    from serving.runtimes.sklearn import SKLearnRuntime
+    from serving.settings import ModelSettings
+
+    train_sklearn_iris(tmp_path)
+    runtime = SKLearnRuntime(ModelSettings(name="iris", model_dir=tmp_path))
+    runtime.load()
+    row = {"input-0": np.array([[6.8, 2.8, 4.8, 1.4]])}
+    assert runtime.runs_inline(row, None, {})
+    assert not runtime.runs_inline(row, None, {"predict_proba": True}), "predict_proba is sklearn's, not ours"
+    assert not runtime.runs_inline(row, ("probabilities",), {})
+    assert not runtime.runs_inline({"input-0": np.ones((5000, 4))}, None, {}), "large inputs go to a thread"
+    assert runtime.predict(row, None, {})["output-0"].tolist() == [1]

@@ -14,9 +14,11 @@ from starlette.routing import Route
 
 from serving.dataplane import DataPlane
 from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
+from serving.http.infer_endpoint import InferEndpoint
 from serving.http.openapi import openapi_endpoint
 from serving.http.v1_routes import V1Endpoints
 from serving.http.v2_routes import V2Endpoints
+from serving.protocol.codec import V1, V2
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -27,7 +29,10 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
     async def metrics(request: Request) -> Response:
         return Response(dataplane.metrics.exposition(), media_type=PROMETHEUS_TEXT)
 
-    routes = [
+    v1_predict, v2_infer = InferEndpoint(dataplane, V1), InferEndpoint(dataplane, V2)
+    routes = [  # the two inference routes first: every prediction is matched against the list in order
+        Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+        Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
         Route("/v2", v2.server_metadata, methods=["GET"]),
         Route("/v2/health/live", v2.live, methods=["GET"]),
         Route("/v2/health/ready", v2.ready, methods=["GET"]),
@@ -35,7 +40,6 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
         Route("/v2/repository/models/{name}/load", v2.repository_load, methods=["POST"]),
         Route("/v2/repository/models/{name}/unload", v2.repository_unload, methods=["POST"]),
         Route("/v1/models", v1.list_models, methods=["GET"]),
-        Route("/v1/models/{name}:predict", v1.predict, methods=["POST"]),
         Route("/v1/models/{name}", v1.model_status, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
@@ -45,8 +49,8 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
             Route(prefix, v2.model_metadata, methods=["GET"]),
             Route(prefix + "/ready", v2.model_ready, methods=["GET"]),
             Route(prefix + "/config", v2.model_config, methods=["GET"]),
-            Route(prefix + "/infer", v2.infer, methods=["POST"]),
         ]
+    routes.append(Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]))
     return routes
 
 

@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from serving.errors import PayloadTooLarge, UnsupportedMediaType
 
-_REFUSED_TYPES = ("multipart/", "image/", "audio/", "video/")
+_REFUSED_TYPES = (b"multipart/", b"image/", b"audio/", b"video/")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed `limit` bytes."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(_REFUSED_TYPES):
-        raise UnsupportedMediaType(
-            f"Content-Type {content_type.split(';')[0]!r} is not accepted; send JSON "
-            "(or the binary tensor extension as application/octet-stream)"
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
+    """The whole body of a Starlette request (see `receive_body`)."""
+    return await receive_body(request.scope["headers"], request.receive, limit)
+
+
+async def receive_body(headers: list[tuple[bytes, bytes]], receive: Callable, limit: int) -> bytes:
+    """The whole body from the ASGI channel, refusing (413) as soon as it is known to exceed `limit` bytes."""
+    for name, value in headers:
+        if name == b"content-type" and value.startswith(_REFUSED_TYPES):
+            kind = value.decode("latin-1").split(";")[0]
+            raise UnsupportedMediaType(
+                f"Content-Type {kind!r} is not accepted; send JSON "
+                "(or the binary tensor extension as application/octet-stream)"
+            )
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"request body of {int(value)} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class JSONBody(Response):

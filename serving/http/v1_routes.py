@@ -6,8 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.dataplane import DataPlane
-from serving.http.body import JSONBody, read_body
-from serving.protocol.codec import V1
+from serving.http.body import JSONBody
 
 
 class V1Endpoints:
@@ -21,8 +20,3 @@ class V1Endpoints:
     async def model_status(self, request: Request) -> Response:
         model = self.repository.get(request.path_params["name"])
         return JSONBody({"name": model.name, "ready": model.ready}, status_code=200 if model.ready else 503)
-
-    async def predict(self, request: Request) -> Response:
-        body = await read_body(request, self.dataplane.limits.max_body_bytes)
-        content, headers = await self.dataplane.infer(request.path_params["name"], None, body, request.headers, V1)
-        return Response(content, headers=headers)

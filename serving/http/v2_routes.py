@@ -11,7 +11,6 @@ import serving
 from serving.dataplane import DataPlane
 from serving.errors import BadRequest, ModelFailure
 from serving.http.body import JSONBody, read_body
-from serving.protocol.codec import V2
 from serving.protocol.dtypes import v2_datatype
 from serving.protocol.json_body import loads_object
 from serving.repository import Model
@@ -50,12 +49,6 @@ class V2Endpoints:
     async def model_config(self, request: Request) -> Response:
         model = self.repository.ready_model(request.path_params["name"], request.path_params.get("version"))
         return JSONBody(model_config(model))
-
-    async def infer(self, request: Request) -> Response:
-        body = await read_body(request, self.dataplane.limits.max_body_bytes)
-        params = request.path_params
-        content, headers = await self.dataplane.infer(params["name"], params.get("version"), body, request.headers, V2)
-        return Response(content, headers=headers)
 
     async def repository_index(self, request: Request) -> Response:
         body = await read_body(request, 65536)

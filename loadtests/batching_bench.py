@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     on = ["--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms),
           "--max-batches-in-flight", str(args.in_flight)]
     with tempfile.TemporaryDirectory(prefix="batching-bench-") as tmp:
-        off_result = measure("off", [], args, Path(tmp))
+        off_result = measure("off", ["--max-queue-wait", "60"], args, Path(tmp))  # queue, don't shed
         on_result = measure("on", on, args, Path(tmp))
     ratio = on_result["rps"] / off_result["rps"] if off_result["rps"] else float("inf")
     print(f"RandomForest 200 trees x 32 features, {args.connections} connections, single-row V2 JSON, "

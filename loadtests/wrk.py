@@ -64,5 +64,6 @@ def run(url: str, request: Request, workdir: Path, connections: int, duration_s:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
     result = json.loads(line[len(MARK):])
     result["errors"] = sum(result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
-    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    # Goodput: a server that sheds load answers 503s fast, which must not count as throughput.
+    result["rps"] = (result["requests"] - result["status_errors"]) / (result["duration_us"] / 1e6)
     return result

@@ -32,6 +32,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    native_threads: int = 1  # BLAS/OpenMP threads per process; 0 = the libraries' default
     model: dict[str, Any] = field(default_factory=dict)  # ModelSettings fields shared by every model
     limits: dict[str, Any] = field(default_factory=dict)
     log_level: str = "warning"
@@ -44,7 +45,18 @@ class ServerConfig:
         return cls(**json.loads(os.environ[CONFIG_ENV]))
 
 
+def limit_native_threads(threads: int) -> None:
+    """BLAS/OpenMP thread pools sized for serving: one thread per call by default. Requests already run
+    concurrently; spare BLAS threads spin-wait between small products (measured: 60 -> 17 ms of CPU per
+    1M-element request) and steal cores from the event loop."""
+    if threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
+
+
 def create_app(config: ServerConfig) -> Starlette:
+    limit_native_threads(config.native_threads)
     root = Path(config.model_dir).resolve()
     template = ModelSettings(name="", model_dir=root, **config.model)
     models = discover(root, config.name, template)

@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-version", default="1", help="version reported in V2 metadata")
     p.add_argument("--predict-proba", action="store_true", help="return probabilities by default")
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    p.add_argument("--native-threads", type=int, default=1,
+                   help="BLAS/OpenMP threads per process (numpy, sklearn, xgboost); 0: the libraries' default")
     p.add_argument("--no-pickle", action="store_true", help="refuse joblib/pickle artifacts (they run code on load)")
     p.add_argument("--max-batch-size", type=int, default=0, help="adaptive batching: rows per batch (0: off)")
     p.add_argument("--max-latency-ms", type=float, default=5.0, help="adaptive batching: longest wait for a batch")
@@ -44,6 +46,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        native_threads=args.native_threads,
         log_level=args.log_level,
         model={
             "runtime": args.runtime,

@@ -23,3 +23,19 @@ class FixedServiceTime(Runtime):
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(platform=self.platform)
+
+
+class NativeThreads(Runtime):
+    """Answers how many threads the BLAS library in this process may use."""
+
+    platform = "native-threads"
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        import numpy as np
+        from threadpoolctl import threadpool_info
+
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        return {"threads": np.asarray(blas or [-1], dtype=np.int64)}

@@ -69,3 +69,18 @@ def test_sheds_load_at_four_times_the_sustainable_rate(tmp_path: Path) -> None:
                 started = time.monotonic()
                 assert client.post("/v2/models/slow/infer", content=BODY).status_code == 200
                 assert time.monotonic() - started < 1.0
+
+
+def test_native_thread_pools_are_sized_for_serving(tmp_path: Path) -> None:
+    model = tmp_path / "threads"
+    model.mkdir()
+    body = b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}'
+    for flag, expected in (("1", [1]), ("0", None)):
+        args = ["serve", "--model-dir", str(model), "--runtime", "tests.runtimes_overload:NativeThreads",
+                "--native-threads", flag]
+        with serving_process(args) as server, server.client() as client:
+            threads = client.post("/v2/models/threads/infer", content=body).json()["outputs"][0]["data"]
+        if expected is not None:
+            assert threads == expected
+        else:
+            assert threads != [1] or (os.cpu_count() or 1) == 1, "0 keeps the library's own default"

@@ -5,12 +5,10 @@ A runtime never imports the protocol or HTTP layers: it loads an artifact and ma
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from pathlib import Path
 
 from serving.errors import ArtifactError
+from serving.plugins import load_class
 from serving.runtimes.base import ModelMetadata, Runtime
 
 RUNTIMES: dict[str, str] = {
@@ -69,16 +67,6 @@ def runtime_class(name: str | None, model_dir: Path) -> type[Runtime]:
     if ":" not in target:
         known = ", ".join(RUNTIMES)
         raise ArtifactError(f"unknown runtime {spec!r}; use one of {known} or 'module:Class'")
-    module_name, _, class_name = target.partition(":")
-    if spec not in RUNTIMES and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # a user's module:Class next to them, as uvicorn's --app-dir "." does
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ArtifactError(f"cannot import runtime {target!r}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Runtime)):
-        raise ArtifactError(f"{target!r} is not a serving.runtimes.base.Runtime subclass")
-    return cls
-
+    return load_class(target, Runtime, "runtime")
 
 __all__ = ["Runtime", "ModelMetadata", "RUNTIMES", "find_artifact", "runtime_class", "ArtifactError"]

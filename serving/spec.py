@@ -59,30 +59,22 @@ class ModelFormat(Strict):
         return name
 
 
-class ModelSpec(Strict):
+class FrameworkSpec(Strict):
+    """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand (and the fields `model:` shares with it)."""
+
+    storage_uri: str | None = None
+    protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
+    runtime_version: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    resources: Resources | None = None
+    name: str | None = None
+    image: str | None = None
+
+
+class ModelSpec(FrameworkSpec):
     model_format: ModelFormat | None = None
     runtime: str | None = None
-    storage_uri: str | None = None
-    protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
-    runtime_version: str | None = None
-    args: tuple[str, ...] = ()
-    env: tuple[EnvVar, ...] = ()
-    resources: Resources | None = None
-    name: str | None = None
-    image: str | None = None
-
-
-class FrameworkSpec(Strict):
-    """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand."""
-
-    storage_uri: str | None = None
-    protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
-    runtime_version: str | None = None
-    args: tuple[str, ...] = ()
-    env: tuple[EnvVar, ...] = ()
-    resources: Resources | None = None
-    name: str | None = None
-    image: str | None = None
 
 
 class Batcher(Strict):

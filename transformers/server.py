@@ -8,7 +8,6 @@ status and V2 model readiness all follow the predictor, and requests fail fast w
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from serving.dataplane import DataPlane
 from serving.errors import ArtifactError
 from serving.http.app import build_app
 from serving.metrics import Metrics
+from serving.plugins import load_class
 from serving.repository import Model, ModelRepository, ModelState
 from serving.settings import Limits, ModelSettings
 from serving.transformers.base import CONFIG_KEY, Transformer, TransformerConfig
@@ -39,13 +39,7 @@ def transformer_path(name: str) -> str:
     target = TRANSFORMERS.get(name, name)
     if ":" not in target:
         raise ArtifactError(f"unknown transformer {name!r}; use one of {', '.join(TRANSFORMERS)} or 'module:Class'")
-    module_name, _, class_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ArtifactError(f"cannot import transformer {target!r}: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Transformer)):
-        raise ArtifactError(f"{target!r} is not a serving.transformers.base.Transformer subclass")
+    load_class(target, Transformer, "transformer")
     return target
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 import serving
-from serving.errors import ModelNotFound, PayloadTooLarge, ServiceUnavailable, ServingError
+from serving.errors import ModelNotFound, ServiceUnavailable, ServingError
+from serving.http.body import receive_body
 from serving.router.auth import KeyRing
 from serving.router.balancer import Balancer
 from serving.router.table import Arm, RouteTable, ServiceRoute
@@ -105,7 +106,7 @@ class Router:
         if self.auth is not None:
             self.auth.check(route.namespace, scope["headers"])
         headers = _headers(scope)
-        body = await _read_body(receive, self.max_body_bytes)
+        body = await receive_body(scope["headers"], receive, self.max_body_bytes)
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
         arm = self._choose(route, _header(headers, TAG_HEADER))
@@ -169,21 +170,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-async def _read_body(receive: Callable, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _reply(send: Callable, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -26,6 +26,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.waiter: asyncio.Future | None = None
         self.received = False
+        self.keep_alive = False
         self._reset()
 
     def _reset(self) -> None:
@@ -60,6 +61,8 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        # Read it now: once the message is complete the parser resets and would always say False.
+        self.keep_alive = self.parser.should_keep_alive()
         if self.waiter is not None and not self.waiter.done():
             body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
             self.waiter.set_result((self.parser.get_status_code(), self.headers, body))
@@ -143,7 +146,7 @@ class HTTP1Pool:
         return conn
 
     def _release(self, endpoint: str, conn: _Connection) -> None:
-        if not conn.closed and conn.parser.should_keep_alive():
+        if not conn.closed and conn.keep_alive:
             self._idle[endpoint].append(conn)
         else:
             conn.close()

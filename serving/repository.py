@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from serving.errors import ArtifactError, ModelNotFound, ModelNotReady, ServingError
@@ -17,7 +17,7 @@ from serving.settings import ModelSettings
 log = logging.getLogger("serving.repository")
 
 
-class ModelState(str, Enum):
+class ModelState(StrEnum):
     LOADING = "LOADING"
     READY = "READY"
     UNAVAILABLE = "UNAVAILABLE"

@@ -9,7 +9,16 @@ from pathlib import Path
 import httpx
 
 from tests.support import train_iris_sklearn
-from tests.up_support import apply_text, cli, get_isvc, isvc_yaml, predict, serving_up, traffic, wait_for_traffic
+from tests.up_support import (
+    apply_text,
+    cli,
+    get_isvc,
+    isvc_yaml,
+    predict,
+    serving_up,
+    traffic,
+    wait_for_traffic,
+)
 
 
 def _split(url: str, name: str, total: int, concurrency: int = 32) -> Counter:

@@ -11,7 +11,8 @@ from serving.types import InferRequest, InferResponse
 
 
 class Codec(Protocol):
-    protocol: str
+    @property
+    def protocol(self) -> str: ...
 
     def decode(self, body: bytes, headers: dict[str, str] | object, limits: Limits) -> InferRequest: ...
 

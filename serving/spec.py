@@ -19,10 +19,12 @@ from serving.errors import BadRequest
 API_VERSIONS = ("serving.kserve.io/v1beta1", "serving.dev/v1beta1")
 OUR_GROUP = "serving.dev"
 SUPPORTED_FORMATS = ("sklearn", "xgboost", "onnx")
+KSERVE_ONLY_SCHEMES = frozenset({"gs", "s3", "hdfs", "webhdfs", "azure", "oci", "hf"})  # accepted; not fetched here
+KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc"}) | KSERVE_ONLY_SCHEMES
 UNSUPPORTED_FORMATS = ("tensorflow", "pytorch", "triton", "lightgbm", "paddle", "pmml", "huggingface")
 KUBERNETES_ONLY = (
-    "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "volumes",
-    "priorityClassName", "securityContext", "schedulerName", "runtimeClassName",
+    "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets",
+    "priorityClassName", "schedulerName", "runtimeClassName",
 )
 
 
@@ -37,6 +39,7 @@ class Strict(BaseModel):
 class EnvVar(Strict):
     name: str
     value: str = ""
+    value_from: dict[str, Any] | None = None  # secretKeyRef / configMapKeyRef: rendered on Kubernetes only
 
 
 class Resources(Strict):
@@ -63,6 +66,21 @@ class FrameworkSpec(Strict):
     """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand (and the fields `model:` shares with it)."""
 
     storage_uri: str | None = None
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _storage_uri(cls, uri: str | None) -> str | None:
+        """Malformed URIs are refused here; a well-formed one we cannot fetch fails its revision, with the
+        reason in the status (so KServe's documented YAML with gs:// or s3:// is still accepted)."""
+        if uri is None:
+            return None
+        if not uri.strip() or any(ord(c) < 32 for c in uri):
+            raise ValueError(f"{uri!r} is not a storage URI (empty, or contains control characters)")
+        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+        if scheme and scheme not in KNOWN_SCHEMES:
+            raise ValueError(f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc:// "
+                             f"(or KServe's {', '.join(s + '://' for s in sorted(KSERVE_ONLY_SCHEMES))})")
+        return uri
     protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
     runtime_version: str | None = None
     args: tuple[str, ...] = ()
@@ -120,6 +138,8 @@ class ComponentSpec(Strict):
     affinity: dict[str, Any] | None = None
     image_pull_secrets: tuple[dict[str, Any], ...] = ()
     priority_class_name: str | None = None
+    scheduler_name: str | None = None
+    runtime_class_name: str | None = None
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> ComponentSpec:
@@ -213,9 +233,20 @@ class InferenceService(Strict):
                 value = getattr(spec, _snake(field), None)
                 if value:
                     out.append(f"spec.{component}.{field}: applies on Kubernetes only; ignored locally")
+            for env in _env_vars(spec):
+                if env.value_from is not None:
+                    out.append(f"spec.{component}: env {env.name} uses valueFrom, which applies on Kubernetes only; "
+                               "it is not set locally")
             if spec.logger is not None:
                 out.append(f"spec.{component}.logger: accepted; request logging is not implemented yet")
         return out
+
+
+def _env_vars(spec: ComponentSpec) -> list[EnvVar]:
+    found = [e for c in spec.containers for e in c.env]
+    if isinstance(spec, PredictorSpec) and (spec.model or spec.sklearn or spec.xgboost or spec.onnx):
+        found += list(spec.normalised_model().env)
+    return found
 
 
 def _snake(name: str) -> str:

@@ -19,7 +19,10 @@ GROUP_PREFIX = "serving.dev"
 MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, too
 PVC_ROOT = "/mnt/pvc"
 PORT = 8080
-POD_FIELDS = ("serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName")
+POD_FIELDS = (
+    "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName",
+    "schedulerName", "runtimeClassName",
+)
 LABEL_ISVC, LABEL_REVISION, LABEL_COMPONENT = (f"{GROUP_PREFIX}/{k}" for k in ("isvc", "revision", "component"))
 
 
@@ -79,8 +82,12 @@ def _metadata(revision: Revision, component: str, owner: dict[str, Any] | None) 
     return meta
 
 
-def _env(items: Any) -> list[dict[str, str]]:
-    return [{"name": e["name"], "value": str(e.get("value", ""))} for e in items or ()]
+def _env(items: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": e["name"], "valueFrom": e["valueFrom"]} if e.get("valueFrom") else
+        {"name": e["name"], "value": str(e.get("value", ""))}
+        for e in items or ()
+    ]
 
 
 def _resources(spec: dict[str, Any] | None, settings: RenderSettings) -> dict[str, Any]:

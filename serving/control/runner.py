@@ -60,7 +60,7 @@ def _env(component: dict) -> dict[str, str]:
     source = component.get("model", {}).get("env") or [
         e for c in component.get("containers", ()) for e in c.get("env", ())
     ]
-    return {e["name"]: str(e.get("value", "")) for e in source}
+    return {e["name"]: str(e.get("value", "")) for e in source if not e.get("valueFrom")}
 
 
 class RevisionRunner:

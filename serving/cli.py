@@ -9,31 +9,42 @@ import sys
 
 from serving.errors import ServingError
 
-COMMANDS = [
-    "serving.commands.serve",
-    "serving.commands.demo",
-    "serving.commands.up",
-    "serving.commands.control",
-    "serving.commands.loadtest",
-    "serving.commands.storage",
-    "serving.commands.transform",
-    "serving.commands.render",
-    "serving.commands.convert",
-    "serving.commands.operator",
-    "serving.commands.router",
-]
+# Command name -> (module that registers it, one-line help). Only the module of the command being run is
+# imported, so `serving storage pull` in an init container or `serving get` start in a fraction of a second.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serving.commands.serve", "serve the model(s) in a directory over V1 and V2 REST"),
+    "demo": ("serving.commands.demo", "serve the iris example through `serving up` and answer a prediction"),
+    "up": ("serving.commands.up", "run the control plane and router on this machine"),
+    "apply": ("serving.commands.control", "create or update InferenceServices from YAML"),
+    "get": ("serving.commands.control", "list InferenceServices, or show one"),
+    "delete": ("serving.commands.control", "delete an InferenceService (drains, then stops it)"),
+    "rollout": ("serving.commands.control", "promote or roll back a canary"),
+    "loadtest": ("serving.commands.loadtest", "run a Locust load test (headless) and report the results"),
+    "storage": ("serving.commands.storage", "fetch models from a storageUri (file, http(s), pvc)"),
+    "transform": ("serving.commands.transform", "serve a transformer (pre/post-processing) in front of a predictor"),
+    "render": ("serving.commands.render", "print the Kubernetes manifests of InferenceService YAML"),
+    "crd": ("serving.commands.render", "print the InferenceService CustomResourceDefinition"),
+    "convert": ("serving.commands.convert", "rewrite KServe InferenceService YAML to the serving.dev group"),
+    "operator": ("serving.commands.operator", "run the Kubernetes operator (reconciles InferenceServices)"),
+    "router": ("serving.commands.router", "run the router alone, reading its route table from a ConfigMap"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Full parsers for the chosen command's module; one-line entries for the others (`--help` lists all)."""
     parser = argparse.ArgumentParser(prog="serving", description="Model-serving gateway (KServe-compatible).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        importlib.import_module(module).register(subparsers)
+    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
+    if chosen in COMMANDS:
+        importlib.import_module(COMMANDS[chosen][0]).register(subparsers)
+    for name, (_, help_text) in COMMANDS.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

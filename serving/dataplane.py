@@ -12,7 +12,7 @@ from typing import Any
 
 from serving.admission import Admission
 from serving.batching import Batcher
-from serving.errors import BadRequest, GatewayTimeout, ModelFailure, ServingError, TooManyRequests
+from serving.errors import GatewayTimeout, ModelFailure, ServingError, TooManyRequests, blame_user_code
 from serving.metrics import Metrics, ModelMetrics
 from serving.protocol.codec import Codec
 from serving.repository import Model, ModelRepository
@@ -157,11 +157,5 @@ def call_runtime(model: Model, inputs: TensorDict, outputs: tuple[str, ...] | No
     runtime = model.runtime
     if runtime is None:
         raise ModelFailure(f"model {model.name!r} was unloaded")
-    try:
+    with blame_user_code(f"model {model.name!r}"):
         return runtime.predict(inputs, outputs, parameters)
-    except ServingError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise BadRequest(f"model {model.name!r} rejected the input: {exc}") from exc
-    except Exception as exc:
-        raise ModelFailure(f"model {model.name!r} failed: {type(exc).__name__}: {exc}") from exc

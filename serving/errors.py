@@ -6,6 +6,9 @@ so no layer below HTTP needs to know about responses.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class ServingError(Exception):
     status_code = 500
@@ -86,3 +89,24 @@ class ArtifactRefused(ArtifactError):
     """Loading was refused by policy (pickles disabled, path outside the allowed roots)."""
 
     status_code = 403
+
+
+INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+@contextmanager
+def blame_user_code(subject: str, stage: str = "", *, input_errors: bool = True) -> Iterator[None]:
+    """Map what model or transformer code raises onto the family: input-shaped errors are the caller's (400)
+    when the code consumed the caller's input (`input_errors`), anything else the code's own (500).
+    `subject` names it ("model 'iris'"), `stage` the step ("preprocess")."""
+    failed = f"{subject} {stage} failed" if stage else f"{subject} failed"
+    try:
+        yield
+    except ServingError:
+        raise
+    except INPUT_ERRORS as exc:
+        if not input_errors:
+            raise ModelFailure(f"{failed}: {type(exc).__name__}: {exc}") from exc
+        raise BadRequest(f"{subject} rejected the input: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise ModelFailure(f"{failed}: {type(exc).__name__}: {exc}") from exc

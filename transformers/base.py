@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.errors import BadRequest, ModelFailure, ServingError
+from serving.errors import ModelFailure, blame_user_code
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.settings import ModelSettings
 from serving.transformers.predictor_client import PredictorClient
@@ -73,21 +73,12 @@ class Transformer(Runtime):
     async def apredict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         if self.predictor is None:
             raise ModelFailure(f"transformer {self.settings.name!r} is not started")
-        try:
+        subject = f"transformer {self.settings.name!r}"
+        with blame_user_code(subject, "preprocess"):
             request = await _call(self.preprocess, inputs, parameters)
-        except ServingError:
-            raise
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise BadRequest(f"transformer {self.settings.name!r} rejected the input: {type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            raise ModelFailure(f"transformer {self.settings.name!r} preprocess failed: {type(exc).__name__}: {exc}") from exc
         response = await self.predictor.infer(request, self.predictor_parameters(parameters))
-        try:
+        with blame_user_code(subject, "postprocess", input_errors=False):
             result = await _call(self.postprocess, response, parameters)
-        except ServingError:
-            raise
-        except Exception as exc:
-            raise ModelFailure(f"transformer {self.settings.name!r} postprocess failed: {type(exc).__name__}: {exc}") from exc
         wanted = select_outputs(result, outputs, self.settings.name)
         return {name: result[name] for name in wanted} if wanted else result
 

@@ -63,7 +63,7 @@ def create_app(config: ServerConfig) -> Starlette:
     search_root = root if len(models) > 1 or models[0].model_dir != root else None
     repository = ModelRepository(models, search_root=search_root)
     dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
-    return build_app(dataplane)
+    return build_app(dataplane, load_before_serving=config.workers > 1)
 
 
 def app_from_env() -> Starlette:

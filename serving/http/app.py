@@ -54,12 +54,17 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
     return routes
 
 
-def build_app(dataplane: DataPlane, load_on_start: bool = True) -> Starlette:
-    """The model server app; models load in the background so `/v2/health/live` answers at once."""
+def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serving: bool = False) -> Starlette:
+    """The model server app; models load in the background so `/v2/health/live` answers at once.
+
+    With several worker processes sharing one socket, each worker loads before it accepts a connection
+    (`load_before_serving`): a probe answered by a ready worker must not hide one that would still say 503."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(dataplane.repository.load_all()) if load_on_start else None
+        if load_before_serving:
+            await dataplane.repository.load_all()
+        task = asyncio.create_task(dataplane.repository.load_all()) if load_on_start and not load_before_serving else None
         try:
             yield
         finally:

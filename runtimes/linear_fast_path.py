@@ -5,6 +5,10 @@ scikit-learn re-validates its input on every call (dataframe detection, array-AP
 matrix product, so at load time we build that product, check it gives exactly sklearn's answers on a probe
 batch, and use it only for inputs it is sure about (2-D, numeric, finite, the trained width). Anything else,
 and any model it does not recognise or cannot reproduce, goes through sklearn as usual.
+
+Large multi-class batches take the product the other way round (classes × rows): BLAS handles a tall,
+narrow `X @ W` poorly (6.5 ms for 250 000 iris rows here) and `Wᵀ @ Xᵀ` well (2 ms); the arg-max over a
+few long class rows is then a few vector passes instead of a strided `argmax(axis=1)`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 import numpy as np
 
 Predict = Callable[[np.ndarray], np.ndarray]
-PROBE_ROWS = 64
+PROBE_ROWS = 256
+MANY_ROWS = 64  # from this many rows a multi-class batch is scored classes × rows
 
 
 def linear_predict(model: Any) -> Predict | None:
@@ -46,11 +51,34 @@ def _build(model: Any) -> Predict | None:
         weights, bias = coef.T.copy(), np.asarray(intercept, dtype=coef.dtype)
         if weights.shape[1] == 1:
             return lambda x: classes[((x @ weights + bias)[:, 0] > 0).astype(np.intp)]
-        return lambda x: classes[np.argmax(x @ weights + bias, axis=1)]
+        by_class, bias_column = np.ascontiguousarray(coef), bias.reshape(-1, 1)
+
+        def multiclass(x: np.ndarray) -> np.ndarray:
+            if x.shape[0] < MANY_ROWS:
+                return classes[np.argmax(x @ weights + bias, axis=1)]
+            scores = by_class @ x.T
+            scores += bias_column
+            return classes[_first_argmax(scores)]
+
+        return multiclass
     if isinstance(model, LinearModel) and coef.ndim == 1:
         bias = float(np.asarray(intercept).reshape(-1)[0]) if np.ndim(intercept) else float(intercept)
         return lambda x: x @ coef + bias
     return None
+
+
+def _first_argmax(scores: np.ndarray) -> np.ndarray:
+    """`np.argmax(scores, axis=0)` (ties and NaN resolved the same way) for a few long rows."""
+    best = scores[0].copy()
+    index = np.zeros(best.shape, dtype=np.intp)
+    higher = np.empty(best.shape, dtype=bool)
+    for k in range(1, scores.shape[0]):
+        np.greater(scores[k], best, out=higher)
+        np.copyto(index, k, where=higher)
+        np.maximum(best, scores[k], out=best)
+    if np.isnan(best).any():  # overflowed scores: let numpy apply its NaN rule
+        return np.argmax(scores, axis=0)
+    return index
 
 
 def _agrees(model: Any, fast: Predict) -> bool:
@@ -60,9 +88,16 @@ def _agrees(model: Any, fast: Predict) -> bool:
     rng = np.random.default_rng(0)
     probe = rng.normal(scale=3.0, size=(PROBE_ROWS, int(width)))
     try:
-        expected, got = np.asarray(model.predict(probe)), np.asarray(fast(probe))
+        expected = np.asarray(model.predict(probe))
+        # Whole (the many-rows path) and in small slices (the one-row path), so both are checked.
+        got = np.asarray(fast(probe))
+        small = np.concatenate([np.asarray(fast(probe[i:i + 8])) for i in range(0, PROBE_ROWS, 8)])
     except Exception:  # noqa: BLE001 - any failure means: do not use the fast path
         return False
+    return _same(expected, got) and _same(expected, small)
+
+
+def _same(expected: np.ndarray, got: np.ndarray) -> bool:
     if expected.shape != got.shape or expected.dtype != got.dtype:
         return False
     if expected.dtype.kind == "f":

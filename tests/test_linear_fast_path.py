@@ -65,3 +65,24 @@ def test_only_small_linear_predictions_skip_the_thread_hop(tmp_path) -> None:  #
     assert not runtime.runs_inline(row, ("probabilities",), {})
     assert not runtime.runs_inline({"input-0": np.ones((5000, 4))}, None, {}), "large inputs go to a thread"
     assert runtime.predict(row, None, {})["output-0"].tolist() == [1]
+
+
+def test_large_batches_match_sklearn_row_for_row() -> None:
+    from sklearn.datasets import make_classification
+
+    XC, YC = make_classification(600, 8, n_informative=6, n_classes=5, random_state=0)
+    model = LogisticRegression(max_iter=2000).fit(XC, YC)
+    fast = linear_predict(model)
+    assert fast is not None
+    rows = np.random.default_rng(2).normal(0, 4, size=(5000, 8)).astype(np.float32)
+    assert np.array_equal(fast(rows), model.predict(rows))
+    assert np.array_equal(fast(rows[:3]), model.predict(rows[:3]))
+
+
+def test_first_argmax_breaks_ties_and_nans_like_numpy() -> None:
+    from serving.runtimes.linear_fast_path import _first_argmax
+
+    scores = np.random.default_rng(3).integers(0, 3, size=(4, 2000)).astype(np.float64)  # many ties
+    assert np.array_equal(_first_argmax(scores), np.argmax(scores, axis=0))
+    scores[2, 5] = np.nan
+    assert np.array_equal(_first_argmax(scores), np.argmax(scores, axis=0))

@@ -58,7 +58,7 @@ def _build(model: Any) -> Predict | None:
                 return classes[np.argmax(x @ weights + bias, axis=1)]
             scores = by_class @ x.T
             scores += bias_column
-            return classes[_first_argmax(scores)]
+            return classes.take(_first_argmax(scores))
 
         return multiclass
     if isinstance(model, LinearModel) and coef.ndim == 1:
@@ -68,13 +68,20 @@ def _build(model: Any) -> Predict | None:
 
 
 def _first_argmax(scores: np.ndarray) -> np.ndarray:
-    """`np.argmax(scores, axis=0)` (ties and NaN resolved the same way) for a few long rows."""
+    """`np.argmax(scores, axis=0)` (ties and NaN resolved the same way) for a few long rows.
+
+    Branch-free vector passes: a masked assignment costs ~15× an arithmetic pass over 250 000 elements."""
+    classes, n = scores.shape
+    kind = np.int8 if classes <= np.iinfo(np.int8).max else np.int32
     best = scores[0].copy()
-    index = np.zeros(best.shape, dtype=np.intp)
-    higher = np.empty(best.shape, dtype=bool)
-    for k in range(1, scores.shape[0]):
+    index = np.zeros(n, dtype=kind)
+    higher = np.empty(n, dtype=bool)
+    step = np.empty(n, dtype=kind)
+    for k in range(1, classes):
         np.greater(scores[k], best, out=higher)
-        np.copyto(index, k, where=higher)
+        np.subtract(kind(k), index, out=step)
+        np.multiply(step, higher, out=step)  # k - index where this class is higher, else 0
+        index += step
         np.maximum(best, scores[k], out=best)
     if np.isnan(best).any():  # overflowed scores: let numpy apply its NaN rule
         return np.argmax(scores, axis=0)

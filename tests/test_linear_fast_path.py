@@ -86,3 +86,5 @@ def test_first_argmax_breaks_ties_and_nans_like_numpy() -> None:
     assert np.array_equal(_first_argmax(scores), np.argmax(scores, axis=0))
     scores[2, 5] = np.nan
     assert np.array_equal(_first_argmax(scores), np.argmax(scores, axis=0))
+    many = np.random.default_rng(4).normal(size=(300, 500))  # more classes than an int8 index holds
+    assert np.array_equal(_first_argmax(many), np.argmax(many, axis=0))

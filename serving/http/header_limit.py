@@ -6,20 +6,63 @@ of a request passes `config.h11_max_incomplete_event_size` (the setting uvicorn 
 purpose with h11) — whether the head is still arriving or came complete in one chunk. uvicorn's plain-text
 400 for unparsable HTTP becomes `{"error": ...}` too. Selected with
 `uvicorn.run(..., http="serving.http.header_limit:HeaderLimitedProtocol")` so worker processes import it.
+
+It also sends each response in one write: uvicorn writes the status line + headers and then the body as two
+`send()` calls, i.e. two segments and two wake-ups of the peer (the router's upstream connection, or the
+client). `CoalescingTransport` holds the head until the body follows (same tick) and writes them together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+COALESCE_MAX_BYTES = 64 * 1024
 
 
 class HeadersTooLarge(Exception):
     pass
+
+
+class CoalescingTransport:
+    """A transport whose writes alternate hold/flush: a held write goes out with the next one, or at the
+    next loop iteration if none follows (a streaming response that awaits between head and first chunk)."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            if len(data) > COALESCE_MAX_BYTES:  # a large body: copying it costs more than a second segment
+                self._transport.write(held)
+                self._transport.write(data)
+            else:
+                self._transport.write(held + data)
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class HeaderLimitedProtocol(HttpToolsProtocol):
@@ -30,6 +73,9 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._oversize = False
         self._head_completed = False  # set when a head completes during the current data_received
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         counting = self._head_pending

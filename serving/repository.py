@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -123,7 +124,7 @@ class ModelRepository:
         model.state, model.reason = ModelState.UNAVAILABLE, "unloaded"
         self._changed(model)
         if runtime is not None:
-            await asyncio.to_thread(runtime.unload)
+            await asyncio.to_thread(_release, runtime)
 
     def _adopt(self, name: str) -> Model:
         """Repository `load` of a model not yet known: a sub-folder of the search root."""
@@ -140,6 +141,14 @@ class ModelRepository:
     def _changed(self, model: Model) -> None:
         for callback in self.on_change:
             callback(model)
+
+
+def _release(runtime: Runtime) -> None:
+    """Unload, then collect cycles: an error's traceback can still hold a frame that holds the session, and
+    an unload should free the model's memory and native threads now, not at the next full GC."""
+    runtime.unload()
+    del runtime
+    gc.collect()
 
 
 def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelMetadata]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from serving.dataplane import DataPlane
 from serving.http.app import build_app
@@ -55,7 +55,7 @@ def limit_native_threads(threads: int) -> None:
         threadpool_limits(limits=threads)
 
 
-def create_app(config: ServerConfig) -> Starlette:
+def create_app(config: ServerConfig) -> ASGIApp:
     limit_native_threads(config.native_threads)
     root = Path(config.model_dir).resolve()
     template = ModelSettings(name="", model_dir=root, **config.model)
@@ -66,7 +66,7 @@ def create_app(config: ServerConfig) -> Starlette:
     return build_app(dataplane, load_before_serving=config.workers > 1)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """uvicorn factory for worker processes."""
     return create_app(ServerConfig.from_env())
 

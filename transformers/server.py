@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from serving.dataplane import DataPlane
 from serving.errors import ArtifactError
@@ -94,7 +94,7 @@ class TransformerRepository(ModelRepository):
         self._changed(model)
 
 
-def create_app(name: str, transformer: str, config: TransformerConfig, limits: Limits | None = None) -> Starlette:
+def create_app(name: str, transformer: str, config: TransformerConfig, limits: Limits | None = None) -> ASGIApp:
     settings = ModelSettings(
         name=name, model_dir=Path.cwd(), runtime=transformer_path(transformer), extra={CONFIG_KEY: config}
     )
@@ -102,11 +102,11 @@ def create_app(name: str, transformer: str, config: TransformerConfig, limits: L
     return build_app(dataplane)
 
 
-def run(app: Starlette, host: str, port: int, log_level: str = "warning", max_header_bytes: int = 64 * 1024) -> None:
+def run(app: ASGIApp, host: str, port: int, log_level: str = "warning", max_header_bytes: int = 64 * 1024) -> None:
     import uvicorn
 
     options: dict[str, Any] = dict(
-        host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="httptools",
+        host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="serving.http.header_limit:HeaderLimitedProtocol",
         timeout_graceful_shutdown=30, h11_max_incomplete_event_size=max_header_bytes,
     )
     uvicorn.run(app, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,10 +19,31 @@ log = logging.getLogger("serving.http")
 
 async def serving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
+    _log_model_failure(exc, request.method, request.url.path)
+    return JSONBody({"error": exc.message}, status_code=exc.status_code, headers=exc.headers or None)
+
+
+def _log_model_failure(exc: ServingError, method: str, path: str) -> None:
     if exc.status_code == 500:  # a model failure: operators need to know, but its message may quote the payload
         cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
-        log.error("model failure on %s %s: %s (message withheld from logs)", request.method, request.url.path, cause)
-    return JSONBody({"error": exc.message}, status_code=exc.status_code, headers=exc.headers or None)
+        log.error("model failure on %s %s: %s (message withheld from logs)", method, path, cause)
+
+
+def serving_error_body(
+    exc: ServingError | None, method: str, path: str, unexpected: BaseException | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, raw headers and JSON body for an error answered outside Starlette (the inference front door),
+    exactly as `serving_error` (or `InternalErrors`, for an unexpected exception) would answer it."""
+    if exc is None:
+        content = orjson.dumps({"error": f"internal error: {type(unexpected).__name__}"})
+        status, extra = 500, {}
+    else:
+        _log_model_failure(exc, method, path)
+        content = orjson.dumps({"error": exc.message})
+        status, extra = exc.status_code, exc.headers or {}
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    return status, headers, content
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

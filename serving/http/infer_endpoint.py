@@ -3,6 +3,11 @@
 Every prediction crosses it, so it skips the per-request `Request` object and handler wrapping: read the
 body from the ASGI channel, hand bytes to the data plane with the protocol's codec, send the bytes back.
 Errors still propagate to the app's one exception handler.
+
+`InferFrontDoor` goes one step further for the two unversioned inference paths: it sits outside Starlette and
+calls the endpoint directly, answering errors itself the way the app's handlers do. That skips six awaited
+layers (error middlewares, exception middleware, router, route) per prediction; every other request, and
+every request it does not recognise, goes to the Starlette app unchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starlette.requests import ClientDisconnect
+
 from serving.dataplane import DataPlane
+from serving.errors import ServingError
 from serving.http.body import receive_body
 from serving.protocol.codec import Codec
 from serving.protocol.v2_codec import HEADER_LENGTH
@@ -31,8 +39,76 @@ class InferEndpoint:
             if key == _HEADER_LENGTH:
                 headers[HEADER_LENGTH] = value.decode("latin-1")
         params = scope["path_params"]
-        content, out = await self.dataplane.infer(params["name"], params.get("version"), body, headers, self.codec)
+        await self.respond(params["name"], params.get("version"), body, headers, send)
+
+    async def respond(self, name: str, version: str | None, body: bytes, headers: dict[str, str], send: Callable) -> None:
+        content, out = await self.dataplane.infer(name, version, body, headers, self.codec)
         response_headers = [(k.encode(), v.encode()) for k, v in out.items()]
         response_headers.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": content})
+
+
+class InferFrontDoor:
+    """ASGI: `POST /v2/models/NAME/infer` and `POST /v1/models/NAME:predict` straight to their endpoint."""
+
+    def __init__(self, app: Any, v1: InferEndpoint, v2: InferEndpoint) -> None:
+        self.app, self.v1, self.v2 = app, v1, v2
+        self.state = getattr(app, "state", None)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = _inference_target(scope["path"])
+            if target is not None:
+                endpoint = self.v2 if target[1] else self.v1
+                await self._infer(endpoint, target[0], scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _infer(self, endpoint: InferEndpoint, name: str, scope: dict[str, Any], receive: Callable,
+                     send: Callable) -> None:
+        from serving.http.errors import log_unexpected, serving_error_body
+
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        raw_headers = scope["headers"]
+        try:
+            body = await receive_body(raw_headers, receive, endpoint.dataplane.limits.max_body_bytes)
+            headers = {}
+            for key, value in raw_headers:
+                if key == _HEADER_LENGTH:
+                    headers[HEADER_LENGTH] = value.decode("latin-1")
+            await endpoint.respond(name, None, body, headers, tracking_send)
+        except ServingError as exc:
+            if not started:
+                status, response_headers, content = serving_error_body(exc, "POST", scope["path"])
+                await send({"type": "http.response.start", "status": status, "headers": response_headers})
+                await send({"type": "http.response.body", "body": content})
+        except ClientDisconnect:
+            return
+        except Exception as exc:  # noqa: BLE001 - the last resort, as InternalErrors does for the app
+            log_unexpected("POST", scope["path"], exc)
+            if not started:
+                status, response_headers, content = serving_error_body(None, "POST", scope["path"], exc)
+                await send({"type": "http.response.start", "status": status, "headers": response_headers})
+                await send({"type": "http.response.body", "body": content})
+
+
+def _inference_target(path: str) -> tuple[str, bool] | None:
+    """(model name, is V2) for the two unversioned inference paths; None for anything else."""
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        name = path[11:-6]
+        is_v2 = True
+    elif path.startswith("/v1/models/") and path.endswith(":predict"):
+        name = path[11:-8]
+        is_v2 = False
+    else:
+        return None
+    if not name or "/" in name:
+        return None  # versioned, or not a model path at all: Starlette's routing decides
+    return name, is_v2

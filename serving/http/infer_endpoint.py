@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from serving.dataplane import DataPlane
 from serving.errors import ServingError
@@ -56,7 +57,7 @@ class InferFrontDoor:
         self.app, self.v1, self.v2 = app, v1, v2
         self.state = getattr(app, "state", None)
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             target = _inference_target(scope["path"])
             if target is not None:
@@ -65,13 +66,12 @@ class InferFrontDoor:
                 return
         await self.app(scope, receive, send)
 
-    async def _infer(self, endpoint: InferEndpoint, name: str, scope: dict[str, Any], receive: Callable,
-                     send: Callable) -> None:
+    async def _infer(self, endpoint: InferEndpoint, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         from serving.http.errors import log_unexpected, serving_error_body
 
         started = False
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Any) -> None:
             nonlocal started
             started = True
             await send(message)

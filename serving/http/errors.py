@@ -29,11 +29,11 @@ def _log_model_failure(exc: ServingError, method: str, path: str) -> None:
         log.error("model failure on %s %s: %s (message withheld from logs)", method, path, cause)
 
 
-def serving_error_body(
-    exc: ServingError | None, method: str, path: str, unexpected: BaseException | None = None
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, raw headers and JSON body for an error answered outside Starlette (the inference front door),
-    exactly as `serving_error` (or `InternalErrors`, for an unexpected exception) would answer it."""
+async def send_error(
+    send: Send, method: str, path: str, exc: ServingError | None = None, unexpected: BaseException | None = None
+) -> None:
+    """The JSON error `serving_error` would answer for `exc` (or the 500 for an `unexpected` exception), sent
+    as raw ASGI messages: for code that runs outside Starlette's handlers."""
     if exc is None:
         content = orjson.dumps({"error": f"internal error: {type(unexpected).__name__}"})
         status, extra = 500, {}
@@ -43,7 +43,8 @@ def serving_error_body(
         status, extra = exc.status_code, exc.headers or {}
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-    return status, headers, content
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -85,8 +86,7 @@ class InternalErrors:
         except Exception as exc:
             log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
             if not started:
-                body = JSONBody({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
-                await body(scope, receive, send)
+                await send_error(send, scope.get("method", ""), scope.get("path", ""), unexpected=exc)
 
 
 EXCEPTION_HANDLERS = {ServingError: serving_error, HTTPException: http_error}

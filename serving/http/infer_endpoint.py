@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from serving.dataplane import DataPlane
 from serving.errors import ServingError
 from serving.http.body import receive_body
+from serving.http.errors import log_unexpected, send_error
 from serving.protocol.codec import Codec
 from serving.protocol.v2_codec import HEADER_LENGTH
 
@@ -33,21 +34,26 @@ class InferEndpoint:
         self.codec = codec
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        params = scope["path_params"]
+        await send_answer(send, *await self.answer(params["name"], params.get("version"), scope, receive))
+
+    async def answer(self, name: str, version: str | None, scope: Any, receive: Callable) -> tuple[bytes, list]:
+        """The response body and raw headers for one inference request (errors raise ServingError)."""
         raw_headers = scope["headers"]
         body = await receive_body(raw_headers, receive, self.dataplane.limits.max_body_bytes)
         headers = {}
         for key, value in raw_headers:
             if key == _HEADER_LENGTH:
                 headers[HEADER_LENGTH] = value.decode("latin-1")
-        params = scope["path_params"]
-        await self.respond(params["name"], params.get("version"), body, headers, send)
-
-    async def respond(self, name: str, version: str | None, body: bytes, headers: dict[str, str], send: Callable) -> None:
         content, out = await self.dataplane.infer(name, version, body, headers, self.codec)
         response_headers = [(k.encode(), v.encode()) for k, v in out.items()]
         response_headers.append((b"content-length", str(len(content)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
-        await send({"type": "http.response.body", "body": content})
+        return content, response_headers
+
+
+async def send_answer(send: Callable, content: bytes, headers: list) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 class InferFrontDoor:
@@ -67,36 +73,18 @@ class InferFrontDoor:
         await self.app(scope, receive, send)
 
     async def _infer(self, endpoint: InferEndpoint, name: str, scope: Scope, receive: Receive, send: Send) -> None:
-        from serving.http.errors import log_unexpected, serving_error_body
-
-        started = False
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        raw_headers = scope["headers"]
         try:
-            body = await receive_body(raw_headers, receive, endpoint.dataplane.limits.max_body_bytes)
-            headers = {}
-            for key, value in raw_headers:
-                if key == _HEADER_LENGTH:
-                    headers[HEADER_LENGTH] = value.decode("latin-1")
-            await endpoint.respond(name, None, body, headers, tracking_send)
+            content, headers = await endpoint.answer(name, None, scope, receive)
         except ServingError as exc:
-            if not started:
-                status, response_headers, content = serving_error_body(exc, "POST", scope["path"])
-                await send({"type": "http.response.start", "status": status, "headers": response_headers})
-                await send({"type": "http.response.body", "body": content})
+            await send_error(send, "POST", scope["path"], exc)
+            return
         except ClientDisconnect:
             return
         except Exception as exc:  # noqa: BLE001 - the last resort, as InternalErrors does for the app
             log_unexpected("POST", scope["path"], exc)
-            if not started:
-                status, response_headers, content = serving_error_body(None, "POST", scope["path"], exc)
-                await send({"type": "http.response.start", "status": status, "headers": response_headers})
-                await send({"type": "http.response.body", "body": content})
+            await send_error(send, "POST", scope["path"], unexpected=exc)
+            return
+        await send_answer(send, content, headers)
 
 
 def _inference_target(path: str) -> tuple[str, bool] | None:

@@ -61,16 +61,26 @@ class InferFrontDoor:
 
     def __init__(self, app: Any, v1: InferEndpoint, v2: InferEndpoint) -> None:
         self.app, self.v1, self.v2 = app, v1, v2
-        self.state = getattr(app, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            target = _inference_target(scope["path"])
+            target = self._target(scope["path"])
             if target is not None:
-                endpoint = self.v2 if target[1] else self.v1
-                await self._infer(endpoint, target[0], scope, receive, send)
+                await self._infer(*target, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _target(self, path: str) -> tuple[InferEndpoint, str] | None:
+        """Endpoint and model name for the two unversioned inference paths; None for anything else."""
+        if path.startswith("/v2/models/") and path.endswith("/infer"):
+            endpoint, name = self.v2, path[11:-6]
+        elif path.startswith("/v1/models/") and path.endswith(":predict"):
+            endpoint, name = self.v1, path[11:-8]
+        else:
+            return None
+        if not name or "/" in name:
+            return None  # versioned, or not a model path at all: Starlette's routing decides
+        return endpoint, name
 
     async def _infer(self, endpoint: InferEndpoint, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -86,17 +96,3 @@ class InferFrontDoor:
             return
         await send_answer(send, content, headers)
 
-
-def _inference_target(path: str) -> tuple[str, bool] | None:
-    """(model name, is V2) for the two unversioned inference paths; None for anything else."""
-    if path.startswith("/v2/models/") and path.endswith("/infer"):
-        name = path[11:-6]
-        is_v2 = True
-    elif path.startswith("/v1/models/") and path.endswith(":predict"):
-        name = path[11:-8]
-        is_v2 = False
-    else:
-        return None
-    if not name or "/" in name:
-        return None  # versioned, or not a model path at all: Starlette's routing decides
-    return name, is_v2

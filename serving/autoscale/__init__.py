@@ -1,0 +1,1 @@
+"""Autoscaling: the KPA rule (pure), its knobs from KServe fields and Knative annotations."""

@@ -1,0 +1,168 @@
+"""Autoscaling knobs from what KServe users already write: component fields and Knative's annotations.
+
+`minReplicas`/`maxReplicas`/`scaleMetric`/`scaleTarget`/`containerConcurrency` on the component, KServe's
+`autoScaling.metrics[]` form where it maps, and `autoscaling.knative.dev/*` annotations on the
+InferenceService. Parsed once into `Knobs`; every mistake is a SpecError naming the field path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from serving.errors import BadRequest
+
+PREFIX = "autoscaling.knative.dev/"
+METRICS = ("concurrency", "rps", "cpu", "memory")
+DEFAULT_TARGET = {"concurrency": 100.0, "rps": 200.0, "cpu": 80.0, "memory": 80.0}  # Knative's and HPA's defaults
+KNOWN_ANNOTATIONS = frozenset({
+    "window", "panic-window-percentage", "panic-threshold-percentage", "scale-down-delay",
+    "scale-to-zero-pod-retention-period", "initial-scale", "max-scale-up-rate", "max-scale-down-rate",
+    "target-utilization-percentage", "target", "metric", "min-scale", "max-scale", "class", "activation-scale",
+})
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+class AutoscaleSpecError(BadRequest):
+    """A scaling field or annotation the user must fix; the message starts with its path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Knobs:
+    metric: str = "concurrency"
+    target: float = 100.0  # per replica: in-flight requests, req/s, or % of a CPU / of the memory request
+    utilization: float = 0.7
+    min_replicas: int = 1
+    max_replicas: int = 0  # 0: no upper bound
+    initial_scale: int = 1
+    stable_window_s: float = 60.0
+    panic_window_pct: float = 10.0
+    panic_threshold_pct: float = 200.0
+    scale_down_delay_s: float = 0.0
+    scale_to_zero_retention_s: float = 0.0
+    max_scale_up_rate: float = 1000.0
+    max_scale_down_rate: float = 2.0
+
+    @property
+    def panic_window_s(self) -> float:
+        return max(self.stable_window_s * self.panic_window_pct / 100.0, 1.0)
+
+    @property
+    def panic_threshold(self) -> float:
+        return self.panic_threshold_pct / 100.0
+
+    @property
+    def scales(self) -> bool:
+        """Whether an autoscaler has anything to do (a fixed count needs none)."""
+        return self.max_replicas != self.min_replicas or self.min_replicas == 0
+
+
+def parse_duration_s(text: str, path: str) -> float:
+    """Knative/Go durations as users write them: `60s`, `1m30s`, `500ms`, `1h`; a bare number is seconds."""
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    match = _DURATION.match(value)
+    if not value or match is None or not any(match.groups()):
+        raise AutoscaleSpecError(f"{path}: {text!r} is not a duration (write e.g. 60s, 1m30s, 500ms)")
+    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+def knobs_from(component: Any, annotations: Mapping[str, str], path: str = "spec.predictor") -> Knobs:
+    """The knobs of one component (`component` has the ComponentSpec attributes, snake_case)."""
+    metric, target = _metric_and_target(component, annotations, path)
+    ann = _annotations(annotations)
+    min_replicas = 1 if component.min_replicas is None else component.min_replicas
+    max_replicas = component.max_replicas or 0
+    if max_replicas and max_replicas < min_replicas:
+        raise AutoscaleSpecError(f"{path}.maxReplicas: {max_replicas} is below minReplicas {min_replicas}")
+    knobs = Knobs(
+        metric=metric, target=target, min_replicas=min_replicas, max_replicas=max_replicas,
+        utilization=_number(ann, "target-utilization-percentage", 70.0, 1, 100) / 100.0,
+        initial_scale=int(_number(ann, "initial-scale", 1, 0, 1000)),
+        stable_window_s=_duration(ann, "window", 60.0, 6.0, 3600.0),
+        panic_window_pct=_number(ann, "panic-window-percentage", 10.0, 1, 100),
+        panic_threshold_pct=_number(ann, "panic-threshold-percentage", 200.0, 110, 1000),
+        scale_down_delay_s=_duration(ann, "scale-down-delay", 0.0, 0.0, 3600.0),
+        scale_to_zero_retention_s=_duration(ann, "scale-to-zero-pod-retention-period", 0.0, 0.0, 3600.0),
+        max_scale_up_rate=_number(ann, "max-scale-up-rate", 1000.0, 1.0001, 1e9),
+        max_scale_down_rate=_number(ann, "max-scale-down-rate", 2.0, 1.0001, 1e9),
+    )
+    return knobs
+
+
+def unknown_annotations(annotations: Mapping[str, str]) -> list[str]:
+    """Warnings for `autoscaling.knative.dev/*` keys we do not know (typos stay visible)."""
+    return [f"metadata.annotations.{key}: unknown Knative autoscaling annotation; ignored"
+            for key in annotations if key.startswith(PREFIX) and key.removeprefix(PREFIX) not in KNOWN_ANNOTATIONS]
+
+
+def _metric_and_target(component: Any, annotations: Mapping[str, str], path: str) -> tuple[str, float]:
+    metric = component.scale_metric or annotations.get(PREFIX + "metric") or "concurrency"
+    if metric not in METRICS:
+        raise AutoscaleSpecError(f"{path}.scaleMetric: {metric!r} is unknown; use one of {', '.join(METRICS)}")
+    target: float | None = component.scale_target
+    from_metrics = _from_autoscaling_metrics(getattr(component, "auto_scaling", None), path)
+    if from_metrics is not None:
+        metric, target = from_metrics
+    if target is None and PREFIX + "target" in annotations:
+        target = _number({"target": annotations[PREFIX + "target"]}, "target", 0.0, 0.01, 1e9)
+    if target is None and metric == "concurrency" and component.container_concurrency:
+        target = float(component.container_concurrency)
+    if target is not None and target <= 0:
+        raise AutoscaleSpecError(f"{path}.scaleTarget: must be above 0 (got {target})")
+    return metric, float(target if target is not None else DEFAULT_TARGET[metric])
+
+
+def _from_autoscaling_metrics(auto_scaling: Any, path: str) -> tuple[str, float] | None:
+    """KServe's `autoScaling: {metrics: [{type: Resource, resource: {name: cpu, target: {...}}}]}`."""
+    if not auto_scaling:
+        return None
+    metrics = auto_scaling.get("metrics") if isinstance(auto_scaling, Mapping) else None
+    if not metrics:
+        return None
+    first = metrics[0]
+    where = f"{path}.autoScaling.metrics[0]"
+    if first.get("type") != "Resource":
+        raise AutoscaleSpecError(f"{where}.type: {first.get('type')!r} is not supported here; use Resource "
+                                 "(cpu/memory) or scaleMetric: concurrency|rps")
+    resource = first.get("resource") or {}
+    name, target = resource.get("name"), resource.get("target") or {}
+    if name not in ("cpu", "memory"):
+        raise AutoscaleSpecError(f"{where}.resource.name: {name!r} is unknown; use cpu or memory")
+    value = target.get("averageUtilization")
+    if not isinstance(value, int | float) or value <= 0:
+        raise AutoscaleSpecError(f"{where}.resource.target.averageUtilization: a positive number is required")
+    return name, float(value)
+
+
+def _annotations(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {k.removeprefix(PREFIX): v for k, v in annotations.items() if k.startswith(PREFIX)}
+
+
+def _number(ann: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    if key not in ann:
+        return default
+    path = f"metadata.annotations.{PREFIX}{key}"
+    try:
+        value = float(str(ann[key]).strip().removesuffix("%"))
+    except ValueError as exc:
+        raise AutoscaleSpecError(f"{path}: {ann[key]!r} is not a number") from exc
+    if not low <= value <= high:
+        raise AutoscaleSpecError(f"{path}: {value:g} is outside {low:g}..{high:g}")
+    return value
+
+
+def _duration(ann: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    if key not in ann:
+        return default
+    path = f"metadata.annotations.{PREFIX}{key}"
+    value = parse_duration_s(str(ann[key]), path)
+    if not low <= value <= high:
+        raise AutoscaleSpecError(f"{path}: {ann[key]} is outside {low:g}s..{high:g}s")
+    return value

@@ -6,7 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.autoscale.knobs import AutoscaleSpecError, Knobs, knobs_from, parse_duration_s, unknown_annotations
+from serving.autoscale.knobs import (
+    AutoscaleSpecError,
+    Knobs,
+    knobs_from,
+    parse_duration_s,
+    unknown_annotations,
+)
 from serving.autoscale.kpa import KPA, Sample
 
 

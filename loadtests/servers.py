@@ -30,9 +30,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def poll(predicate: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen | None = None,
-         log: Path | None = None) -> None:
-    """Call `predicate` every 50 ms until true; fail early if `process` exits, with its log."""
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "",
+               process: subprocess.Popen | None = None, log: Path | None = None, interval_s: float = 0.05) -> None:
+    """Call `predicate` every `interval_s` until true (connection errors count as not yet); fail early if
+    `process` exits, with the tail of its `log`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -43,8 +44,8 @@ def poll(predicate: Callable[[], bool], timeout_s: float, what: str, process: su
                 return
         except (httpx.TransportError, OSError):
             pass
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what or predicate}")
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Target:
     state_dir: Path | None = None  # `serving up` only
 
 
-def stop(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
     """SIGTERM the process group (graceful drain), SIGKILL it if it does not exit in time."""
     if process.poll() is not None:
         return
@@ -63,7 +64,10 @@ def stop(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         process.wait(5)
     except ProcessLookupError:
         pass
@@ -81,13 +85,13 @@ def started(argv: list[str], ready_path: str, log: Path, timeout_s: float = 90.0
                                    stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
     target = Target(f"http://127.0.0.1:{port}", process, log, state_dir)
     try:
-        poll(lambda: httpx.get(target.url + ready_path, timeout=2).status_code == 200, timeout_s,
+        wait_until(lambda: httpx.get(target.url + ready_path, timeout=2).status_code == 200, timeout_s,
              f"{target.url}{ready_path}", process, log)
         if ready is not None:
-            poll(lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log)
+            wait_until(lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log)
         yield target
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def serving_serve(model_dir: Path, log: Path, *extra: str) -> AbstractContextManager[Target]:
@@ -136,5 +140,5 @@ def apply_canary(target: Target, yaml_file: Path, name: str, timeout_s: float = 
 
     assert target.state_dir is not None
     ControlClient(target.url, target.state_dir).apply(read_documents(yaml_file))
-    poll(lambda: isvc_ready(target.url, target.state_dir, name, revisions=2), timeout_s,  # type: ignore[arg-type]
+    wait_until(lambda: isvc_ready(target.url, target.state_dir, name, revisions=2), timeout_s,  # type: ignore[arg-type]
          f"canary of {name} ready", target.process, target.log)

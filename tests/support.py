@@ -1,17 +1,18 @@
-"""Shared test support: free loopback ports, real server processes, readiness polling, small models.
+"""Shared test support: real server processes, small models trained once per session.
 
-Servers run as real subprocesses (`python -m serving.cli ...`) on 127.0.0.1; readiness is polled,
-never slept for.
+Servers here run as real subprocesses (`python -m serving.cli ...`) on 127.0.0.1 — for tests about processes
+(kill -9, workers, signals); the rest use tests.inprocess. free_port / wait_until / stop_process live once,
+in loadtests.servers, and are re-exported. Readiness is polled, never slept for.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
-import signal
-import socket
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,26 +20,9 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from loadtests.servers import REPO, free_port, stop_process, wait_until
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, interval_s: float = 0.05, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail with `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (httpx.TransportError, OSError):
-            pass
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or predicate}")
+__all__ = ["REPO", "ServerProcess", "free_port", "serving_process", "stop_process", "wait_until"]
 
 
 @dataclass
@@ -88,33 +72,34 @@ def serving_process(
         stop_process(process)
 
 
-def stop_process(process: subprocess.Popen, timeout_s: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout_s)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(5)
+_TRAINED = Path(tempfile.mkdtemp(prefix="serving-trained-"))
+atexit.register(shutil.rmtree, _TRAINED, ignore_errors=True)
+
+
+def _trained_copy(kind: str, target: Path, train: Callable[[Path], Path]) -> Path:
+    """Train each model once per test session and give every caller its own copy (same files, no refit)."""
+    source = _TRAINED / kind
+    if not source.exists():
+        train(_TRAINED / f"{kind}.partial")
+        (_TRAINED / f"{kind}.partial").rename(source)
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    (artifact,) = list(source.iterdir())
+    return target / artifact.name
 
 
 def train_iris_sklearn(target: Path, c: float = 1.0) -> Path:
     from serving.demo_models import train_sklearn_iris
 
-    return train_sklearn_iris(target, c=c)
+    return _trained_copy(f"sklearn-c{c}", target, lambda t: train_sklearn_iris(t, c=c))
 
 
 def train_iris_xgboost(target: Path) -> Path:
     from serving.demo_models import train_xgboost_iris
 
-    return train_xgboost_iris(target)
+    return _trained_copy("xgboost", target, train_xgboost_iris)
 
 
 def train_iris_onnx(target: Path) -> Path:
     from serving.demo_models import train_onnx_iris
 
-    return train_onnx_iris(target)
+    return _trained_copy("onnx", target, train_onnx_iris)

@@ -1,7 +1,11 @@
 """Revisions: the immutable (transformer?, predictor) pair an InferenceService serves, content-hashed.
 
-Only fields that change what is served go into the hash; traffic and scale settings
-(canaryTrafficPercent, min/maxReplicas, scale*) never create a revision.
+A revision holds the *typed, normalised* spec (the `sklearn:`-style shorthand turned into `model:`, traffic and
+scale fields cleared), so every consumer reads `revision.predictor.batcher` as a `Batcher` or `None`: a block
+the user wrote is present even when all its values equal the defaults (`batcher: {}` means "batch with the
+defaults", as in KServe). The digest is taken over `served_document()`, the canonical JSON of that spec
+(fields that differ from their defaults, present blocks kept as keys), so specs that serve alike hash alike and
+traffic settings never create a revision.
 """
 
 from __future__ import annotations
@@ -12,12 +16,35 @@ from typing import Any
 
 import orjson
 
-from serving.spec import InferenceService
+from serving.spec import Batcher, InferenceService, ModelSpec, PredictorSpec, TransformerSpec
 
-TRAFFIC_AND_SCALE = {
-    "canaryTrafficPercent", "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric",
-    "canary_traffic_percent", "min_replicas", "max_replicas", "scale_target", "scale_metric",
-}
+# Settings that only move traffic or scale replicas: cleared before hashing, so they never make a revision.
+TRAFFIC_AND_SCALE = ("canary_traffic_percent", "min_replicas", "max_replicas", "scale_target", "scale_metric")
+SHORTHANDS = ("sklearn", "xgboost", "onnx")
+
+
+def served_document(component: PredictorSpec | TransformerSpec) -> dict[str, Any]:
+    """The canonical JSON of a normalised component: what the digest covers and what state files store.
+
+    Defaults are left out (adding a defaulted field to the schema renames no revision), but a nested block
+    that is set stays as a key (`{"batcher": {}}`), and `model_validate` of the result restores every default.
+    """
+    return component.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+
+
+def normalised_predictor(spec: PredictorSpec) -> PredictorSpec:
+    """The predictor as served: `model:` form, traffic and scale cleared."""
+    update: dict[str, Any] = {name: None for name in (*TRAFFIC_AND_SCALE, *SHORTHANDS)}
+    if spec.model is not None or not spec.containers:
+        update["model"] = spec.normalised_model()
+    return PredictorSpec.model_validate(served_document(spec.model_copy(update=update)))
+
+
+def normalised_transformer(spec: TransformerSpec | None) -> TransformerSpec | None:
+    if spec is None:
+        return None
+    cleared = spec.model_copy(update={name: None for name in TRAFFIC_AND_SCALE})
+    return TransformerSpec.model_validate(served_document(cleared))
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,63 +53,52 @@ class Revision:
     isvc: str
     namespace: str
     digest: str
-    predictor: dict[str, Any]  # normalised predictor spec (camelCase), scale/traffic fields removed
-    transformer: dict[str, Any] | None
+    predictor: PredictorSpec  # normalised (see module docstring)
+    transformer: TransformerSpec | None
 
     @classmethod
     def from_spec(cls, isvc: InferenceService) -> Revision:
-        predictor_spec = isvc.spec.predictor
-        predictor = predictor_spec.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
-        for shorthand in ("sklearn", "xgboost", "onnx"):
-            predictor.pop(shorthand, None)
-        if predictor_spec.model is not None or not predictor_spec.containers:
-            predictor["model"] = predictor_spec.normalised_model().model_dump(
-                by_alias=True, exclude_none=True, exclude_defaults=True
-            )
-        predictor = _served_fields(predictor)
-        transformer = None
-        if isvc.spec.transformer is not None:
-            transformer = _served_fields(
-                isvc.spec.transformer.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
-            )
-        digest = hashlib.sha256(
-            orjson.dumps({"predictor": predictor, "transformer": transformer}, option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
-        return cls(
-            name=f"{isvc.metadata.name}-{digest[:8]}",
-            isvc=isvc.metadata.name,
-            namespace=isvc.metadata.namespace,
-            digest=digest,
-            predictor=predictor,
-            transformer=transformer,
-        )
+        predictor = normalised_predictor(isvc.spec.predictor)
+        transformer = normalised_transformer(isvc.spec.transformer)
+        return cls.build(isvc.metadata.name, isvc.metadata.namespace, predictor, transformer)
+
+    @classmethod
+    def build(cls, isvc: str, namespace: str, predictor: PredictorSpec, transformer: TransformerSpec | None) -> Revision:
+        served = {"predictor": served_document(predictor),
+                  "transformer": served_document(transformer) if transformer is not None else None}
+        digest = hashlib.sha256(orjson.dumps(served, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return cls(f"{isvc}-{digest[:8]}", isvc, namespace, digest, predictor, transformer)
 
     @property
-    def model(self) -> dict[str, Any]:
-        return self.predictor.get("model", {})
+    def model(self) -> ModelSpec | None:
+        return self.predictor.model
 
     @property
     def model_format(self) -> str | None:
-        return self.model.get("modelFormat", {}).get("name")
+        model = self.model
+        return model.model_format.name if model is not None and model.model_format is not None else None
 
     @property
     def storage_uri(self) -> str | None:
-        return self.model.get("storageUri")
+        return self.model.storage_uri if self.model is not None else None
 
     @property
-    def batcher(self) -> dict[str, Any] | None:
-        return self.predictor.get("batcher")
+    def batcher(self) -> Batcher | None:
+        return self.predictor.batcher
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "isvc": self.isvc, "namespace": self.namespace, "digest": self.digest,
-            "predictor": self.predictor, "transformer": self.transformer,
+            "predictor": served_document(self.predictor),
+            "transformer": served_document(self.transformer) if self.transformer is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Revision:
-        return cls(**data)
-
-
-def _served_fields(component: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in component.items() if k not in TRAFFIC_AND_SCALE}
+        """Reads what `to_json` wrote (and the camelCase records of earlier versions, which are the same JSON)."""
+        transformer = data.get("transformer")
+        return cls(
+            name=data["name"], isvc=data["isvc"], namespace=data["namespace"], digest=data["digest"],
+            predictor=PredictorSpec.model_validate(data["predictor"]),
+            transformer=TransformerSpec.model_validate(transformer) if transformer is not None else None,
+        )

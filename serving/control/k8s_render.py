@@ -1,8 +1,8 @@
 """Pure render functions: one revision -> its Kubernetes objects (Deployment, Service, HPA per component).
 
 No I/O and no clock: the operator and `serving render` call these, tests validate the output against the
-official Kubernetes schemas. Process arguments come from the local backend's `predictor_args` /
-`transformer_args`, so a revision runs the same `serving serve` / `serving transform` command everywhere.
+official Kubernetes schemas. Process arguments come from `process_args` (shared with the local backend),
+so a revision runs the same `serving serve` / `serving transform` command everywhere.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.control.runner import predictor_args, transformer_args
+from serving.control.process_args import component_env, is_our_transformer, predictor_args, transformer_args
 from serving.revision import Revision
-from serving.spec import InferenceService
+from serving.spec import ComponentSpec, EnvVar, InferenceService, Resources
 
 GROUP_PREFIX = "serving.dev"
 MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, too
@@ -82,18 +82,15 @@ def _metadata(revision: Revision, component: str, owner: dict[str, Any] | None) 
     return meta
 
 
-def _env(items: Any) -> list[dict[str, Any]]:
-    return [
-        {"name": e["name"], "valueFrom": e["valueFrom"]} if e.get("valueFrom") else
-        {"name": e["name"], "value": str(e.get("value", ""))}
-        for e in items or ()
-    ]
+def _env(items: tuple[EnvVar, ...]) -> list[dict[str, Any]]:
+    return [{"name": e.name, "valueFrom": e.value_from} if e.value_from is not None else {"name": e.name, "value": e.value}
+            for e in items]
 
 
-def _resources(spec: dict[str, Any] | None, settings: RenderSettings) -> dict[str, Any]:
-    if not spec:
+def _resources(spec: Resources | None, settings: RenderSettings) -> dict[str, Any]:
+    if spec is None or not (spec.limits or spec.requests):
         return settings.default_resources
-    return {k: {n: str(v) for n, v in spec[k].items()} for k in ("limits", "requests") if spec.get(k)}
+    return {k: {n: str(v) for n, v in getattr(spec, k).items()} for k in ("limits", "requests") if getattr(spec, k)}
 
 
 def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
@@ -128,18 +125,20 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], 
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
     argv = predictor_args(revision, Path(MODEL_DIR)) + ["--host", "0.0.0.0", "--port", str(PORT)]
+    containers = revision.predictor.containers
+    resources = model.resources if model is not None else (containers[0].resources if containers else None)
     return {
         "name": "kserve-container",
-        "image": model.get("image") or settings.image,
+        "image": (model.image if model is not None else None) or settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["serving"],
         "args": argv,
-        "env": _env(model.get("env")),
+        "env": _env(component_env(revision.predictor)),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 2, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 6),
         "startupProbe": _probe("/v2/health/live", 2, 150),
-        "resources": _resources(model.get("resources") or revision.predictor.get("resources"), settings),
+        "resources": _resources(resources, settings),
         "securityContext": _SECURITY,
     }
 
@@ -147,32 +146,40 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
 def transformer_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     """Our `serving transform` with this revision's predictor Service; a custom image gets KServe's args."""
     assert revision.transformer is not None
-    spec = revision.transformer["containers"][0]
+    spec = revision.transformer.containers[0]
     predictor = service_url(revision, "predictor", settings)
-    argv = list(spec.get("command", ())) + list(spec.get("args", ()))
-    ours = argv[:2] == ["serving", "transform"] or argv[:1] == ["transform"]
     container: dict[str, Any] = {
-        "name": spec.get("name") or "kserve-container",
-        "image": spec.get("image") or settings.image,
-        "imagePullPolicy": spec.get("imagePullPolicy") or settings.image_pull_policy,
-        "env": _env(spec.get("env")),
+        "name": spec.name or "kserve-container",
+        "image": spec.image or settings.image,
+        "imagePullPolicy": spec.image_pull_policy or settings.image_pull_policy,
+        "env": _env(component_env(revision.transformer)),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-        "resources": _resources(spec.get("resources") or revision.transformer.get("resources"), settings),
+        "resources": _resources(spec.resources, settings),
         "securityContext": _SECURITY,
     }
-    if ours:
+    if is_our_transformer(revision):
         container["command"] = ["serving"]
         container["args"] = transformer_args(revision, predictor) + ["--host", "0.0.0.0", "--port", str(PORT)]
         container["readinessProbe"] = _probe("/v2/health/ready", 2, 3)
         container["livenessProbe"] = _probe("/v2/health/live", 10, 6)
     else:  # a custom transformer image, called as KServe calls one
-        if spec.get("command"):
-            container["command"] = list(spec["command"])
-        container["args"] = list(spec.get("args", ())) + [
+        if spec.command:
+            container["command"] = list(spec.command)
+        container["args"] = list(spec.args) + [
             "--model_name", revision.isvc, "--predictor_host", predictor.removeprefix("http://"),
             "--http_port", str(PORT)]
         container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
     return container
+
+
+def _pod_fields(source: ComponentSpec) -> dict[str, Any]:
+    """The pod-level fields the user set (camelCase, as the pod spec spells them)."""
+    dumped = source.model_dump(mode="json", by_alias=True, include={_snake(k) for k in POD_FIELDS}, exclude_none=True)
+    return {k: v for k, v in dumped.items() if v}
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
 def deployment(
@@ -180,7 +187,8 @@ def deployment(
     owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`replicas=None` leaves the count to the HPA (so a patch never fights it)."""
-    source = revision.predictor if component == "predictor" else (revision.transformer or {})
+    source: ComponentSpec | None = revision.predictor if component == "predictor" else revision.transformer
+    assert source is not None
     if component == "predictor":
         init, volumes, mounts = _storage(revision, settings)
         container = predictor_container(revision, settings)
@@ -199,13 +207,13 @@ def deployment(
     }
     if init:
         pod["initContainers"] = init
-    pod.update({k: source[k] for k in POD_FIELDS if source.get(k)})
+    pod.update(_pod_fields(source))
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics",
-                   **source.get("annotations", {})}
+                   **source.annotations}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(revision, component)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "template": {"metadata": {"labels": {**source.get("labels", {}), **labels(revision, component)},
+        "template": {"metadata": {"labels": {**source.labels, **labels(revision, component)},
                                   "annotations": annotations}, "spec": pod},
     }
     if replicas is not None:

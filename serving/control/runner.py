@@ -1,6 +1,6 @@
 """One revision on this machine: its predictor replicas and (if any) transformer replicas.
 
-Turns the revision's normalised spec into `serving serve` / `serving transform` process arguments.
+The command lines come from `process_args` (shared with the Kubernetes renderer).
 """
 
 from __future__ import annotations
@@ -9,58 +9,10 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from serving.control.process_args import local_env, predictor_args, transformer_args
 from serving.control.processes import ProcessSpec, Replica, ReplicaState
 from serving.errors import ServingError
 from serving.revision import Revision
-
-KSERVE_RUNTIMES = {"kserve-sklearnserver": "sklearn", "kserve-xgbserver": "xgboost", "kserve-mlserver": None}
-
-
-class RevisionError(ServingError):
-    status_code = 400
-
-
-def predictor_args(revision: Revision, model_dir: Path) -> list[str]:
-    model = revision.model
-    args = ["serve", "--model-dir", str(model_dir), "--name", revision.isvc]
-    runtime = model.get("runtime")
-    if runtime and ":" in runtime:
-        args += ["--runtime", runtime]
-    elif revision.model_format:
-        args += ["--runtime", revision.model_format]
-    batcher = revision.batcher
-    if batcher:
-        args += ["--max-batch-size", str(batcher.get("maxBatchSize", 32)),
-                 "--max-latency-ms", str(batcher.get("maxLatency", 500))]
-    if "timeout" in revision.predictor:
-        args += ["--request-timeout", str(revision.predictor["timeout"])]
-    if revision.predictor.get("containerConcurrency"):
-        args += ["--max-concurrency", str(revision.predictor["containerConcurrency"])]
-    return args + list(model.get("args", ()))
-
-
-def transformer_args(revision: Revision, predictor_url: str) -> list[str]:
-    assert revision.transformer is not None
-    container = revision.transformer["containers"][0]
-    argv = list(container.get("command", ())) + list(container.get("args", ()))
-    if argv[:1] == ["serving"]:
-        argv = argv[1:]
-    if argv[:1] != ["transform"]:
-        raise RevisionError(
-            "spec.transformer.containers[0]: the local backend runs `serving transform ...` as the transformer; "
-            "set args to [\"serving\", \"transform\", ...] (a custom image runs on the Kubernetes backend only)"
-        )
-    argv += ["--predictor-url", predictor_url]
-    if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
-        argv += ["--model-name", revision.isvc]
-    return argv
-
-
-def _env(component: dict) -> dict[str, str]:
-    source = component.get("model", {}).get("env") or [
-        e for c in component.get("containers", ()) for e in c.get("env", ())
-    ]
-    return {e["name"]: str(e.get("value", "")) for e in source if not e.get("valueFrom")}
 
 
 class RevisionRunner:
@@ -105,11 +57,12 @@ class RevisionRunner:
 
     def _predictor_spec(self, index: int) -> ProcessSpec:
         args = predictor_args(self.revision, self.model_dir) + list(self.predictor_flags)
-        return ProcessSpec(args, _env(self.revision.predictor), model_name=self.revision.isvc)
+        return ProcessSpec(args, local_env(self.revision.predictor), model_name=self.revision.isvc)
 
     def _transformer_spec(self, index: int) -> ProcessSpec:
         predictor = self.predictors[index % len(self.predictors)]
-        return ProcessSpec(transformer_args(self.revision, predictor.url), _env(self.revision.transformer or {}))
+        assert self.revision.transformer is not None
+        return ProcessSpec(transformer_args(self.revision, predictor.url), local_env(self.revision.transformer))
 
     def ready(self) -> bool:
         return any(r.state is ReplicaState.READY for r in self.predictors) and (

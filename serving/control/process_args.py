@@ -1,0 +1,77 @@
+"""One revision -> the `serving serve` / `serving transform` command line and environment of each component.
+
+Pure and shared: the local backend runs these argv as processes, the Kubernetes renderer puts the same argv into
+its containers, so a revision runs the same command everywhere. Every spec field with a process-level effect
+is translated here, once (the spec-effect tests check each one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving.errors import ServingError
+from serving.revision import Revision
+from serving.spec import ComponentSpec, EnvVar, PredictorSpec
+
+
+class RevisionError(ServingError):
+    status_code = 400
+
+
+def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
+    """`serve ...` without host and port (each backend adds its own)."""
+    predictor, model = revision.predictor, revision.model
+    args = ["serve", "--model-dir", str(model_dir), "--name", revision.isvc]
+    runtime = model.runtime if model is not None else None
+    if runtime and ":" in runtime:
+        args += ["--runtime", runtime]
+    elif revision.model_format:
+        args += ["--runtime", revision.model_format]
+    if predictor.batcher is not None:  # presence is meaning: `batcher: {}` batches with the defaults
+        args += ["--max-batch-size", str(predictor.batcher.max_batch_size),
+                 "--max-latency-ms", str(predictor.batcher.max_latency)]
+    if predictor.timeout is not None:
+        args += ["--request-timeout", str(predictor.timeout)]
+    if predictor.container_concurrency:  # KServe: 0 means unlimited
+        args += ["--max-concurrency", str(predictor.container_concurrency)]
+    return args + list(model.args if model is not None else ())
+
+
+def transformer_args(revision: Revision, predictor_url: str) -> list[str]:
+    """`transform ...` of our transformer, pointed at this revision's predictor."""
+    argv = transformer_argv(revision)
+    if argv[:1] == ["serving"]:
+        argv = argv[1:]
+    if argv[:1] != ["transform"]:
+        raise RevisionError(
+            "spec.transformer.containers[0]: the local backend runs `serving transform ...` as the transformer; "
+            "set args to [\"serving\", \"transform\", ...] (a custom image runs on the Kubernetes backend only)"
+        )
+    argv += ["--predictor-url", predictor_url]
+    if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
+        argv += ["--model-name", revision.isvc]
+    return argv
+
+
+def transformer_argv(revision: Revision) -> list[str]:
+    """The transformer container's command + args as written."""
+    assert revision.transformer is not None
+    container = revision.transformer.containers[0]
+    return list(container.command) + list(container.args)
+
+
+def is_our_transformer(revision: Revision) -> bool:
+    argv = transformer_argv(revision)
+    return argv[:2] == ["serving", "transform"] or argv[:1] == ["transform"]
+
+
+def component_env(component: ComponentSpec) -> tuple[EnvVar, ...]:
+    """The environment a component's process gets: the model's `env`, else its containers' `env`."""
+    if isinstance(component, PredictorSpec) and component.model is not None and component.model.env:
+        return component.model.env
+    return tuple(e for c in component.containers for e in c.env)
+
+
+def local_env(component: ComponentSpec) -> dict[str, str]:
+    """For a local process: plain values only (`valueFrom` reads Secrets/ConfigMaps, which exist on Kubernetes)."""
+    return {e.name: e.value for e in component_env(component) if e.value_from is None}

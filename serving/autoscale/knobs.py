@@ -7,11 +7,11 @@ InferenceService. Parsed once into `Knobs`; every mistake is a SpecError naming 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from serving import durations
 from serving.errors import BadRequest
 
 PREFIX = "autoscaling.knative.dev/"
@@ -22,7 +22,6 @@ KNOWN_ANNOTATIONS = frozenset({
     "scale-to-zero-pod-retention-period", "initial-scale", "max-scale-up-rate", "max-scale-down-rate",
     "target-utilization-percentage", "target", "metric", "min-scale", "max-scale", "class", "activation-scale",
 })
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
 
 class AutoscaleSpecError(BadRequest):
@@ -60,17 +59,11 @@ class Knobs:
 
 
 def parse_duration_s(text: str, path: str) -> float:
-    """Knative/Go durations as users write them: `60s`, `1m30s`, `500ms`, `1h`; a bare number is seconds."""
-    value = text.strip()
+    """A duration field, its error naming `path`."""
     try:
-        return float(value)
-    except ValueError:
-        pass
-    match = _DURATION.match(value)
-    if not value or match is None or not any(match.groups()):
-        raise AutoscaleSpecError(f"{path}: {text!r} is not a duration (write e.g. 60s, 1m30s, 500ms)")
-    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+        return durations.parse_duration_s(text)
+    except ValueError as exc:
+        raise AutoscaleSpecError(f"{path}: {exc}") from exc
 
 
 def knobs_from(component: Any, annotations: Mapping[str, str], path: str = "spec.predictor") -> Knobs:

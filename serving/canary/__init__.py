@@ -1,0 +1,1 @@
+"""Progressive delivery: the Canary policy document and its pure analysis (verdict per interval, phase machine)."""

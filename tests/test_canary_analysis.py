@@ -1,0 +1,121 @@
+"""The Canary document and its pure analysis: verdicts per interval and the phase machine (no servers)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from serving.canary.analysis import (
+    ArmWindow,
+    CanaryStatus,
+    Outcome,
+    Phase,
+    advance,
+    histogram_quantile,
+    judge,
+    start,
+)
+from serving.canary.spec import CanarySpecError, parse_canary
+from serving.router.affinity import arm_for
+
+BUCKETS_FAST = ((0.005, 90), (0.01, 100), (0.1, 100), (float("inf"), 100))  # 90 % under 5 ms
+BUCKETS_SLOW = ((0.1, 10), (1.0, 50), (2.5, 100), (float("inf"), 100))
+
+
+def canary(**analysis) -> dict:
+    base = {"interval": "5s", "stepWeights": [10, 25, 50], "threshold": 2, "minRequests": 20, "metrics": [
+        {"name": "request-success-rate", "thresholdRange": {"min": 99}},
+        {"name": "request-duration", "thresholdRange": {"max": 500}},
+    ]}
+    return {"apiVersion": "serving.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "iris"},
+            "spec": {"targetRef": {"name": "iris"}, "analysis": base | analysis}}
+
+
+def test_the_issue_example_parses():
+    doc = canary(mirror=False, sessionAffinity={"header": "x-user-id"}, loadTest={"users": 8, "duration": "30s"})
+    parsed = parse_canary(doc)
+    assert parsed.spec.analysis.weights == (10, 25, 50)
+    assert parsed.spec.analysis.interval_s == 5.0
+    assert parsed.target_key == ("default", "iris")
+
+
+def test_step_weight_and_max_weight_expand():
+    doc = canary()
+    doc["spec"]["analysis"].pop("stepWeights")
+    doc["spec"]["analysis"] |= {"stepWeight": 20, "maxWeight": 60}
+    assert parse_canary(doc).spec.analysis.weights == (20, 40, 60)
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"stepWeights": [50, 10]}, "spec.analysis"),
+    ({"interval": "soon"}, "spec.analysis.interval"),
+    ({"metrics": [{"name": "cpu", "thresholdRange": {"max": 1}}]}, "spec.analysis.metrics[0]"),
+    ({"metrics": [{"name": "request-duration", "thresholdRange": {}}]}, "spec.analysis.metrics[0].thresholdRange"),
+    ({"stepWeigths": [10]}, "spec.analysis.stepWeigths"),
+])
+def test_bad_canaries_name_the_field(change, path):
+    with pytest.raises(CanarySpecError) as err:
+        parse_canary(canary(**change))
+    assert err.value.message.startswith(path), err.value.message
+
+
+def test_histogram_quantile_interpolates_like_prometheus():
+    assert histogram_quantile(0.5, BUCKETS_FAST) == pytest.approx(0.005 * 50 / 90)
+    assert histogram_quantile(0.99, BUCKETS_SLOW) == pytest.approx(1.0 + 1.5 * 49 / 50)
+    assert histogram_quantile(0.99, ()) is None
+
+
+def test_verdicts():
+    analysis = parse_canary(canary()).spec.analysis
+    assert judge(ArmWindow(100, 0, BUCKETS_FAST), analysis).outcome is Outcome.ADVANCE
+    assert judge(ArmWindow(5, 0, BUCKETS_FAST), analysis).outcome is Outcome.HOLD
+    failing = judge(ArmWindow(100, 40, BUCKETS_FAST), analysis)
+    assert failing.outcome is Outcome.FAIL and "request-success-rate 60" in failing.reason
+    slow = judge(ArmWindow(100, 0, BUCKETS_SLOW), analysis)
+    assert slow.outcome is Outcome.FAIL and "request-duration" in slow.reason
+
+
+def test_good_canary_walks_every_step_then_promotes():
+    analysis = parse_canary(canary()).spec.analysis
+    status = start("iris-b", analysis)
+    weights = [status.canary_weight]
+    good = judge(ArmWindow(100, 0, BUCKETS_FAST), analysis)
+    while status.phase is Phase.PROGRESSING:
+        status = advance(status, good, analysis)
+        weights.append(status.canary_weight)
+    assert weights == [10, 25, 50, 100] and status.phase is Phase.PROMOTING
+
+
+def test_bad_canary_rolls_back_after_threshold_and_idle_holds():
+    analysis = parse_canary(canary()).spec.analysis
+    status = start("iris-b", analysis)
+    idle = judge(ArmWindow(0, 0), analysis)
+    for _ in range(5):
+        status = advance(status, idle, analysis)
+    assert (status.phase, status.canary_weight, status.failed_checks) == (Phase.PROGRESSING, 10, 0)
+    bad = judge(ArmWindow(100, 100), analysis)
+    status = advance(status, bad, analysis)
+    assert status.phase is Phase.PROGRESSING and status.failed_checks == 1
+    status = advance(status, bad, analysis)
+    assert (status.phase, status.canary_weight) == (Phase.FAILED, 0)
+    assert "rolled back after 2 failed checks" in status.message
+    assert CanaryStatus.from_json(status.to_json()) == status
+
+
+def test_mirror_comes_before_the_first_weighted_step():
+    analysis = parse_canary(canary(mirror=True, mirrorIntervals=2)).spec.analysis
+    status = start("iris-b", analysis)
+    assert (status.phase, status.canary_weight) == (Phase.MIRRORING, 0)
+    good = judge(ArmWindow(100, 0, BUCKETS_FAST), analysis)
+    status = advance(status, good, analysis)
+    assert status.phase is Phase.MIRRORING
+    status = advance(status, good, analysis)
+    assert (status.phase, status.canary_weight) == (Phase.PROGRESSING, 10)
+
+
+def test_affinity_is_stable_and_shares_match_weights_within_two_percent():
+    weights = (75, 25)
+    counts = Counter(arm_for(f"user-{i}", weights) for i in range(10_000))
+    assert abs(counts[0] / 10_000 - 0.75) < 0.02 and abs(counts[1] / 10_000 - 0.25) < 0.02
+    assert all(arm_for(f"user-{i}", weights) == arm_for(f"user-{i}", weights) for i in range(100))

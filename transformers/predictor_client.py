@@ -1,8 +1,8 @@
 """The transformer's hop to its predictor: pooled keep-alive HTTP/1.1, V1 or V2 JSON, mapped errors.
 
-The connections come from the router's lean httptools pool (`serving.router.http1`): measured on the iris
-example (wrk, 16 connections, records in -> labels out), the transformer served 625 req/s with it and
-215 req/s with an httpx.AsyncClient, whose request machinery was ~58 % of the transformer's CPU.
+The connections come from our one HTTP/1.1 client (`serving.http_client`, also the router's): measured on
+the iris example (wrk, 16 connections, records in -> labels out), the transformer served 625 req/s with it
+and 215 req/s with an httpx.AsyncClient, whose request machinery was ~58 % of the transformer's CPU.
 
 Failures keep their meaning for the client: the predictor's own error comes back with its status and
 message; a predictor that cannot be reached is a 503 with Retry-After (the supervisor is restarting it);
@@ -18,9 +18,9 @@ import numpy as np
 import orjson
 
 from serving.errors import GatewayTimeout, ModelFailure, ServiceUnavailable, ServingError
+from serving.http_client import HTTPClient, UpstreamConnectError
 from serving.protocol.dtypes import numpy_dtype, v2_datatype
 from serving.protocol.v2_codec import decode_json_data, json_data
-from serving.router.http1 import HTTP1Pool, UpstreamConnectError
 from serving.settings import Limits
 from serving.types import TensorDict
 
@@ -52,7 +52,7 @@ class PredictorClient:
         self.timeout_s = timeout_s
         self._infer_path = f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
         self._ready_path = f"/v1/models/{model}" if protocol == "v1" else f"/v2/models/{model}/ready"
-        self._pool = HTTP1Pool(connect_timeout_s=min(timeout_s, 5.0))
+        self._pool = HTTPClient(connect_timeout_s=min(timeout_s, 5.0))
 
     async def infer(self, inputs: TensorDict, parameters: dict[str, Any] | None = None) -> TensorDict:
         body = encode_v1(inputs) if self.protocol == "v1" else encode_v2(inputs, parameters)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import aiohttp
+import orjson
+
+from serving.http_client import HTTPClient
 
 log = logging.getLogger("serving.processes")
 
@@ -102,7 +104,8 @@ class Replica:
     async def _supervise(self) -> None:
         crashes_before_ready = 0
         backoff = 0.5
-        async with aiohttp.ClientSession() as http:
+        http = HTTPClient(connect_timeout_s=HEALTH_TIMEOUT_S, max_per_endpoint=2)
+        try:
             while not self._stopping:
                 await self._spawn()
                 was_ready = await self._watch(http)
@@ -121,6 +124,8 @@ class Replica:
                 self._set(ReplicaState.STARTING)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+        finally:
+            http.close()
 
     async def _spawn(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -132,14 +137,13 @@ class Replica:
                 preexec_fn=die_with_parent,
             )
 
-    async def _watch(self, http: aiohttp.ClientSession) -> bool:
+    async def _watch(self, http: HTTPClient) -> bool:
         """Health-check until the process exits (or is replaced); True if it was ever ready."""
         assert self.process is not None
         ever_ready = False
         failures = 0
-        timeout = aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)
         while self.process.returncode is None and not self._stopping:
-            ok = await self._probe(http, timeout)
+            ok = await self._probe(http)
             if ok:
                 failures, ever_ready = 0, True
                 self._set(ReplicaState.READY)
@@ -156,17 +160,17 @@ class Replica:
                 pass
         return ever_ready
 
-    async def _probe(self, http: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout) -> bool:
+    async def _probe(self, http: HTTPClient) -> bool:
         try:
-            async with http.get(self.url + self.spec.ready_path, timeout=timeout) as resp:
-                if resp.status == 200:
-                    return True
+            response = await http.get(self.url + self.spec.ready_path, HEALTH_TIMEOUT_S)
+            if response.status == 200:
+                return True
             if self.spec.model_name and self.state is not ReplicaState.FAILED:
-                async with http.get(f"{self.url}/v2/models/{self.spec.model_name}/ready", timeout=timeout) as resp:
-                    body = await resp.json(content_type=None)
-                    if isinstance(body, dict) and body.get("reason") and body.get("reason") != "unloaded":
-                        self._set(ReplicaState.FAILED, str(body["reason"]))
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+                response = await http.get(f"{self.url}/v2/models/{self.spec.model_name}/ready", HEALTH_TIMEOUT_S)
+                body = orjson.loads(response.body)
+                if isinstance(body, dict) and body.get("reason") and body.get("reason") != "unloaded":
+                    self._set(ReplicaState.FAILED, str(body["reason"]))
+        except (ConnectionError, TimeoutError, ValueError):
             pass
         return False
 

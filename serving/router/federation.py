@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from serving.http_client import HTTPClient
 
 SCRAPE_TIMEOUT_S = 2.0
 
@@ -48,21 +49,25 @@ def merge(expositions: Iterable[tuple[str, dict[str, str]]]) -> list[Metric]:
     return list(merged.values())
 
 
-async def _fetch(session: aiohttp.ClientSession, target: ScrapeTarget) -> tuple[str, dict[str, str]] | None:
+async def _fetch(client: HTTPClient, target: ScrapeTarget) -> tuple[str, dict[str, str]] | None:
     try:
-        async with session.get(target.url + "/metrics", timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)) as r:
-            if r.status == 200:
-                return await r.text(), target.labels
-    except (aiohttp.ClientError, TimeoutError):
-        pass  # a replica that is starting or gone simply contributes nothing to this scrape
-    return None
+        response = await client.get(target.url + "/metrics", SCRAPE_TIMEOUT_S)
+    except (ConnectionError, TimeoutError, ValueError):
+        return None  # a replica that is starting or gone simply contributes nothing to this scrape
+    return (response.body.decode("utf-8", errors="replace"), target.labels) if response.status == 200 else None
 
 
-async def federated_exposition(targets: list[ScrapeTarget]) -> bytes:
+async def federated_exposition(targets: list[ScrapeTarget], client: HTTPClient | None = None) -> bytes:
+    """Every target's metrics merged; `client` keeps connections to them between scrapes."""
     if not targets:
         return b""
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(*(_fetch(session, t) for t in targets))
+    own = client is None
+    client = client or HTTPClient(connect_timeout_s=SCRAPE_TIMEOUT_S)
+    try:
+        results = await asyncio.gather(*(_fetch(client, t) for t in targets))
+    finally:
+        if own:
+            client.close()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(merge(r for r in results if r is not None)))  # type: ignore[arg-type]
     return generate_latest(registry)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from serving.errors import GatewayTimeout, ServiceUnavailable
-from serving.router.http1 import HTTP1Pool, UpstreamConnectError
+from serving.http_client import HTTPClient, UpstreamConnectError
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
@@ -35,7 +35,7 @@ class Upstreams:
         self.timeout_s = timeout_s
         self.outstanding: dict[str, int] = {}
         self.down_until: dict[str, float] = {}  # endpoint -> monotonic time it may be tried again
-        self.pool = HTTP1Pool()
+        self.pool = HTTPClient()
 
     def pick(self, endpoints: Iterable[str], exclude: set[str]) -> str | None:
         best, best_load = None, None
@@ -96,4 +96,4 @@ class Upstreams:
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
-        self.pool.close()
+        await self.pool.aclose()

@@ -119,3 +119,20 @@ def test_affinity_is_stable_and_shares_match_weights_within_two_percent():
     counts = Counter(arm_for(f"user-{i}", weights) for i in range(10_000))
     assert abs(counts[0] / 10_000 - 0.75) < 0.02 and abs(counts[1] / 10_000 - 0.25) < 0.02
     assert all(arm_for(f"user-{i}", weights) == arm_for(f"user-{i}", weights) for i in range(100))
+
+
+def test_counters_come_from_real_router_metrics_and_windows_are_deltas():
+    from serving.canary.snapshot import interval_window, revision_counters
+    from serving.metrics import RouterMetrics
+
+    metrics = RouterMetrics()
+    for code, seconds in ((200, 0.004), (200, 0.004), (503, 0.2)):
+        metrics.observe_route("iris", "default", "iris-b", "canary", code, seconds)
+    metrics.observe_route("iris", "default", "iris-a", "stable", 200, 0.001)
+    first = revision_counters([metrics.exposition()], "default", "iris", "iris-b")
+    assert (first.requests, first.server_errors) == (3, 1)
+    metrics.observe_route("iris", "default", "iris-b", "canary", 200, 0.004)
+    second = revision_counters([metrics.exposition(), metrics.exposition()], "default", "iris", "iris-b")
+    assert second.requests == 8  # two routers' expositions are summed
+    window = interval_window(first, revision_counters([metrics.exposition()], "default", "iris", "iris-b"))
+    assert (window.requests, window.server_errors, window.latency_buckets[-1][1]) == (1, 0, 1)

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support import ServerProcess, serving_process
+from tests.inprocess import InProcessServer, serving_inprocess
 
 ECHO = "tests.runtimes_for_tests:EchoRuntime"
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
@@ -26,12 +26,12 @@ DEEP = 100_000
 
 
 @pytest.fixture(scope="module")
-def servers(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+def servers(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, InProcessServer]]:
     echo_dir = tmp_path_factory.mktemp("echo") / "echo"
     echo_dir.mkdir()
     with (
-        serving_process(["serve", "--model-dir", str(model_repo)]) as iris,  # sklearn-iris, xgboost-iris, onnx-iris
-        serving_process(["serve", "--model-dir", str(echo_dir), "--runtime", ECHO]) as echo,
+        serving_inprocess(["serve", "--model-dir", str(model_repo)]) as iris,  # sklearn-iris, xgboost-iris, onnx-iris
+        serving_inprocess(["serve", "--model-dir", str(echo_dir), "--runtime", ECHO]) as echo,
     ):
         yield {"iris": iris, "echo": echo}
 
@@ -188,7 +188,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_request_gets_a_clear_4xx_and_the_server_keeps_serving(
-    servers: dict[str, ServerProcess], case: Case
+    servers: dict[str, InProcessServer], case: Case
 ) -> None:
     server = servers[case.server]
     model = "sklearn-iris" if case.server == "iris" else "echo"
@@ -204,7 +204,7 @@ def test_hostile_request_gets_a_clear_4xx_and_the_server_keeps_serving(
     _assert_still_serving(server, model)
 
 
-def _assert_still_serving(server: ServerProcess, model: str) -> None:
+def _assert_still_serving(server: InProcessServer, model: str) -> None:
     if model == "sklearn-iris":
         good = httpx.post(server.url + "/v1/models/sklearn-iris:predict", json={"instances": [IRIS_ROW]}, timeout=30)
         assert good.status_code == 200 and good.json() == {"predictions": [1]}, good.text
@@ -214,7 +214,7 @@ def _assert_still_serving(server: ServerProcess, model: str) -> None:
         assert good.status_code == 200 and good.json()["outputs"][0]["data"] == [7, -7], good.text
 
 
-def test_a_shape_of_10e12_elements_is_refused_without_allocating(servers: dict[str, ServerProcess]) -> None:
+def test_a_shape_of_10e12_elements_is_refused_without_allocating(servers: dict[str, InProcessServer]) -> None:
     """Answered in milliseconds: the element count is checked before any array is built."""
     body = v2(tensor(shape=[10**6, 10**6], data=[1.0]))
     with servers["iris"].client() as client:
@@ -226,7 +226,7 @@ def test_a_shape_of_10e12_elements_is_refused_without_allocating(servers: dict[s
     assert elapsed < 0.5, f"took {elapsed:.3f}s"
 
 
-def test_lenient_but_exact_values_are_accepted(servers: dict[str, ServerProcess]) -> None:
+def test_lenient_but_exact_values_are_accepted(servers: dict[str, InProcessServer]) -> None:
     """Not everything unusual is an error: whole floats for integers, UINT64's top value, nested BYTES data."""
     cases = [
         (tensor("INT32", [2], [2.0, -3.0]), [2, -3]),

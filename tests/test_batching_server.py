@@ -15,7 +15,8 @@ import pytest
 import tritonclient.http.aio as triton_aio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ServerProcess, serving_process, train_iris_sklearn
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.support import train_iris_sklearn
 
 MODEL = "iris"
 
@@ -28,9 +29,9 @@ def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def batching_server(iris_dir: Path) -> Iterator[ServerProcess]:
+def batching_server(iris_dir: Path) -> Iterator[InProcessServer]:
     args = ["serve", "--model-dir", str(iris_dir), "--max-batch-size", "32", "--max-latency-ms", "20"]
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         yield server
 
 
@@ -40,7 +41,7 @@ def samples(metrics: str, name: str, model: str = MODEL) -> dict[str, float]:
             if s.name == name and s.labels.get("model") == model}
 
 
-def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_server: ServerProcess, iris_dir: Path) -> None:
+def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_server: InProcessServer, iris_dir: Path) -> None:
     estimator = joblib.load(next(iris_dir.glob("*.joblib")))
     rng = np.random.default_rng(3)
     rows = [rng.uniform(0.1, 7.5, size=(int(rng.integers(1, 5)), 4)).round(3) for _ in range(150)]
@@ -105,7 +106,7 @@ def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_se
 
 def test_a_lone_request_does_not_wait_for_max_latency(iris_dir: Path) -> None:
     args = ["serve", "--model-dir", str(iris_dir), "--max-batch-size", "32", "--max-latency-ms", "2000"]
-    with serving_process(args) as server, server.client() as client:
+    with serving_inprocess(args) as server, server.client() as client:
         for _ in range(3):
             r = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
             assert r.status_code == 200 and r.elapsed.total_seconds() < 1.0, (r.status_code, r.elapsed)
@@ -145,7 +146,7 @@ def test_echo_model_batches_every_datatype_and_each_caller_gets_its_tensor(tmp_p
         finally:
             await client.close()
 
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         asyncio.run(scenario(server.url))
         sizes = samples(httpx.get(server.url + "/metrics").text, "serving_batch_size_bucket", "echo")
     assert sizes["+Inf"] - sizes["1.0"] > 0, sizes
@@ -153,16 +154,16 @@ def test_echo_model_batches_every_datatype_and_each_caller_gets_its_tensor(tmp_p
 
 
 @pytest.fixture(scope="module")
-def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("failing") / "failing"
     folder.mkdir()
     args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime",
             "--max-batch-size", "16", "--max-latency-ms", "20"]
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         yield server
 
 
-def test_failing_requests_get_500_and_their_neighbours_200(failing_server: ServerProcess) -> None:
+def test_failing_requests_get_500_and_their_neighbours_200(failing_server: InProcessServer) -> None:
     async def one(client: httpx.AsyncClient, i: int) -> tuple[int, int]:
         body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [i, -i]}],
                 "parameters": {"fail": i % 4 == 0}}

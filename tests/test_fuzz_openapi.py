@@ -23,15 +23,15 @@ from serving.dataplane import DataPlane
 from serving.http.app import build_routes
 from serving.http.openapi import build_document
 from serving.repository import ModelRepository
-from tests.support import ServerProcess, serving_process
+from tests.inprocess import InProcessServer, serving_inprocess
 
 FUZZ_EXAMPLES = os.environ.get("SERVING_FUZZ_EXAMPLES", "15")
 FUZZ_SEED = os.environ.get("SERVING_FUZZ_SEED", "20240607")
 
 
 @pytest.fixture(scope="module")
-def server(model_repo: Path) -> Iterator[ServerProcess]:
-    with serving_process(["serve", "--model-dir", str(model_repo)]) as s:
+def server(model_repo: Path) -> Iterator[InProcessServer]:
+    with serving_inprocess(["serve", "--model-dir", str(model_repo)]) as s:
         yield s
 
 
@@ -53,7 +53,7 @@ def test_every_route_of_the_app_is_documented_with_its_methods() -> None:
     assert len(paths) == len({r.path for r in routes}), "the document lists a path the app does not serve"
 
 
-def test_the_server_publishes_it(server: ServerProcess) -> None:
+def test_the_server_publishes_it(server: InProcessServer) -> None:
     response = httpx.get(server.url + "/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -71,7 +71,7 @@ def pin_model_names(document: dict, names: list[str]) -> dict:
     return document
 
 
-def test_schemathesis_finds_no_server_error(server: ServerProcess, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error(server: InProcessServer, tmp_path: Path) -> None:
     names = httpx.get(server.url + "/v1/models").json()["models"]
     assert len(names) == 3
     schema_file = tmp_path / "openapi.json"

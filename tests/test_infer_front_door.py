@@ -8,21 +8,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import ServerProcess, serving_process, train_iris_sklearn
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.support import train_iris_sklearn
 
 ROW = [6.8, 2.8, 4.8, 1.4]
 V2_BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     model = tmp_path_factory.mktemp("front") / "iris"
     train_iris_sklearn(model)
-    with serving_process(["serve", "--model-dir", str(model)]) as process:
+    with serving_inprocess(["serve", "--model-dir", str(model)]) as process:
         yield process
 
 
-def test_direct_and_routed_paths_answer_alike(server: ServerProcess) -> None:
+def test_direct_and_routed_paths_answer_alike(server: InProcessServer) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as c:
         assert c.post("/v1/models/iris:predict", json={"instances": [ROW]}).json() == {"predictions": [1]}
         direct = c.post("/v2/models/iris/infer", json=V2_BODY).json()
@@ -37,7 +38,7 @@ def test_direct_and_routed_paths_answer_alike(server: ServerProcess) -> None:
         assert r.status_code == 400 and "JSON" in r.json()["error"]
 
 
-def test_not_ready_keeps_retry_after_on_the_direct_path(server: ServerProcess) -> None:
+def test_not_ready_keeps_retry_after_on_the_direct_path(server: InProcessServer) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as c:
         assert c.post("/v2/repository/models/iris/unload").status_code == 200
         try:

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from tests.runtimes_bad_input import RELEASE_FILE, STARTED_FILE
-from tests.support import ServerProcess, serving_process, wait_until
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.support import wait_until
 
 GATED = "tests.runtimes_bad_input:GatedRuntime"
 LIMIT_FLAGS = [
@@ -31,13 +32,13 @@ def _model_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = _model_dir(tmp_path_factory, "limited")
-    with serving_process(["serve", "--model-dir", str(folder), "--runtime", GATED, *LIMIT_FLAGS]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", GATED, *LIMIT_FLAGS]) as server:
         yield server
 
 
-def infer(server: ServerProcess, data: object, shape: list[int], **parameters: object) -> httpx.Response:
+def infer(server: InProcessServer, data: object, shape: list[int], **parameters: object) -> httpx.Response:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": data}], "parameters": parameters}
     return httpx.post(server.url + "/v2/models/gated/infer", content=orjson.dumps(body), timeout=30)
 
@@ -47,13 +48,13 @@ def assert_refused(response: httpx.Response, status: int, says: str) -> None:
     assert says in response.json()["error"], response.json()
 
 
-def assert_serving(server: ServerProcess) -> None:
+def assert_serving(server: InProcessServer) -> None:
     response = infer(server, [1.5, 2.5], [2])
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == [1.5, 2.5]
 
 
-def test_body_over_max_body_bytes_is_413_declared_or_streamed(limited: ServerProcess) -> None:
+def test_body_over_max_body_bytes_is_413_declared_or_streamed(limited: InProcessServer) -> None:
     big = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "pad": "x" * 5000})
     assert_refused(httpx.post(limited.url + "/v2/models/gated/infer", content=big), 413, "over the limit of 4096 bytes")
 
@@ -66,7 +67,7 @@ def test_body_over_max_body_bytes_is_413_declared_or_streamed(limited: ServerPro
     assert_serving(limited)
 
 
-def test_tensor_elements_over_the_limit_are_400_before_decoding(limited: ServerProcess) -> None:
+def test_tensor_elements_over_the_limit_are_400_before_decoding(limited: InProcessServer) -> None:
     assert infer(limited, [0.0] * 100, [100]).status_code == 200
     assert_refused(infer(limited, [0.0] * 101, [101]), 400, "101 elements, over the limit of 100")
     v1 = httpx.post(limited.url + "/v1/models/gated:predict", json={"instances": [[0.0] * 11] * 10})
@@ -74,7 +75,7 @@ def test_tensor_elements_over_the_limit_are_400_before_decoding(limited: ServerP
     assert_serving(limited)
 
 
-def test_json_nesting_deeper_than_max_json_depth_is_400(limited: ServerProcess) -> None:
+def test_json_nesting_deeper_than_max_json_depth_is_400(limited: InProcessServer) -> None:
     assert infer(limited, [[[1.0]]], [1, 1, 1]).status_code == 200
     assert_refused(infer(limited, [[[[1.0]]]], [1, 1, 1, 1]), 400, "nested deeper than 3 levels")
     v1 = httpx.post(limited.url + "/v1/models/gated:predict", json={"instances": [[[[1.0]]]]})
@@ -82,14 +83,14 @@ def test_json_nesting_deeper_than_max_json_depth_is_400(limited: ServerProcess) 
     assert_serving(limited)
 
 
-def test_headers_over_max_header_bytes_are_431_json(limited: ServerProcess) -> None:
+def test_headers_over_max_header_bytes_are_431_json(limited: InProcessServer) -> None:
     assert httpx.get(limited.url + "/v2/health/live", headers={"x-pad": "a" * 4000}).status_code == 200
     response = httpx.get(limited.url + "/v2/health/live", headers={"x-pad": "a" * 10_000})
     assert_refused(response, 431, "over the limit of 8192 bytes")
     assert_serving(limited)
 
 
-def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: ServerProcess) -> None:
+def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: InProcessServer) -> None:
     with limited.client() as client:
         client.get("/v2/health/live")
         response = client.post("/v2/models/gated/infer", content=orjson.dumps(
@@ -102,7 +103,7 @@ def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: Serv
 
 def test_requests_over_max_concurrency_are_429_with_retry_after(tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = _model_dir(tmp_path_factory, "concurrency")
-    with serving_process(["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]) as server:
         first: dict[str, httpx.Response] = {}
         blocked = threading.Thread(target=lambda: first.update(r=infer(server, [1.0], [1], gate=True)))
         blocked.start()

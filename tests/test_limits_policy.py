@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from tests.support import serving_process, wait_until
+from tests.inprocess import serving_inprocess
+from tests.support import wait_until
 
 MARKER = "PAYLOAD-7f3a9c-SHOULD-NOT-BE-LOGGED"
 
@@ -40,13 +41,13 @@ def test_a_pickle_runs_code_on_load_and_no_pickle_refuses_it_unread(tmp_path: Pa
     _evil_model(tmp_path / "allowed" / "evil", allowed)
     _evil_model(tmp_path / "refused" / "evil", refused)
 
-    with serving_process(["serve", "--model-dir", str(tmp_path / "allowed" / "evil")], ready_path="/v2/health/live") as s:
+    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "allowed" / "evil")], ready_path="/v2/health/live") as s:
         _reason(s.url, "evil")  # loading "fails" (it is no model) — but only after the pickle ran its code
         assert allowed.exists(), "unpickling should have executed the payload: that is why pickles are refusable"
 
     for runtime in ([], ["--runtime", "xgboost"]):  # both runtimes that read pickles honour the policy
         args = ["serve", "--model-dir", str(tmp_path / "refused" / "evil"), "--no-pickle", *runtime]
-        with serving_process(args, ready_path="/v2/health/live") as s:
+        with serving_inprocess(args, ready_path="/v2/health/live") as s:
             assert "pickles are disabled" in _reason(s.url, "evil")
             infer = httpx.post(s.url + "/v1/models/evil:predict", json={"instances": [[1, 2, 3, 4]]})
             assert infer.status_code == 503 and "pickles are disabled" in infer.json()["error"]
@@ -57,7 +58,7 @@ def test_request_payloads_never_reach_the_log(tmp_path: Path) -> None:
     folder = tmp_path / "leaky"
     folder.mkdir()
     args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_bad_input:LeakyRuntime", "--log-level", "info"]
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         def send(where: str, datatype: str = "BYTES", data: object = (MARKER,)) -> httpx.Response:
             body = {"inputs": [{"name": "x", "datatype": datatype, "shape": [1], "data": list(data)}],
                     "parameters": {"where": where}, "id": MARKER}

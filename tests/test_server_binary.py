@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.support import ServerProcess, serving_process
+from tests.inprocess import InProcessServer, serving_inprocess
 
 ECHO = "tests.runtimes_for_tests:EchoRuntime"
 
@@ -35,25 +35,25 @@ ARRAYS: dict[str, np.ndarray] = {
 
 
 @pytest.fixture(scope="module")
-def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("bin") / "echo"
     folder.mkdir()
-    with serving_process(["serve", "--model-dir", str(folder), "--runtime", ECHO]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", ECHO]) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def onnx_iris(model_repo: Path) -> Iterator[ServerProcess]:
-    with serving_process(["serve", "--model-dir", str(model_repo / "onnx-iris")]) as server:
+def onnx_iris(model_repo: Path) -> Iterator[InProcessServer]:
+    with serving_inprocess(["serve", "--model-dir", str(model_repo / "onnx-iris")]) as server:
         yield server
 
 
-def _client(server: ServerProcess) -> triton.InferenceServerClient:
+def _client(server: InProcessServer) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(server.url.removeprefix("http://"), network_timeout=30)
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_tritonclient_round_trips_every_datatype(echo: ServerProcess, binary: bool) -> None:
+def test_tritonclient_round_trips_every_datatype(echo: InProcessServer, binary: bool) -> None:
     client = _client(echo)
     inputs, outputs = [], []
     for datatype, array in ARRAYS.items():
@@ -81,7 +81,7 @@ def test_tritonclient_round_trips_every_datatype(echo: ServerProcess, binary: bo
         assert ("binary_data_size" in entry.get("parameters", {})) is binary
 
 
-def test_tritonclient_server_and_model_calls(onnx_iris: ServerProcess) -> None:
+def test_tritonclient_server_and_model_calls(onnx_iris: InProcessServer) -> None:
     client = _client(onnx_iris)
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("onnx-iris")
     assert not client.is_model_ready("nope")
@@ -101,7 +101,7 @@ def test_tritonclient_server_and_model_calls(onnx_iris: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_tritonclient_infers_iris_with_onnx(onnx_iris: ServerProcess, binary: bool) -> None:
+def test_tritonclient_infers_iris_with_onnx(onnx_iris: InProcessServer, binary: bool) -> None:
     client = _client(onnx_iris)
     x = triton.InferInput("X", [2, 4], "FP32")
     x.set_data_from_numpy(np.array([[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]], np.float32), binary_data=binary)
@@ -119,7 +119,7 @@ def _frame_bytes(items: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(i)) + i for i in items)
 
 
-def test_raw_binary_body_with_header_length(echo: ServerProcess) -> None:
+def test_raw_binary_body_with_header_length(echo: InProcessServer) -> None:
     """A hand-built body: JSON header, then FP16 and BYTES tensors; outputs asked for as binary."""
     half = np.array([1.5, -2.0, 65504.0], np.float16)
     words = [b"a", b"", b"longer \xff"]
@@ -171,7 +171,7 @@ def test_raw_binary_body_with_header_length(echo: ServerProcess) -> None:
         ({"name": "h", "shape": [1], "datatype": "FP16", "parameters": {"binary_data_size": 2}}, b"\0" * 5, "no input claims"),
     ],
 )
-def test_bad_binary_bodies_are_400(echo: ServerProcess, header: dict, tail: bytes, needle: str) -> None:
+def test_bad_binary_bodies_are_400(echo: InProcessServer, header: dict, tail: bytes, needle: str) -> None:
     doc = orjson.dumps({"inputs": [header]})
     response = httpx.post(echo.url + "/v2/models/echo/infer", content=doc + tail,
                           headers={"Inference-Header-Content-Length": str(len(doc))})

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support import ServerProcess, serving_process
+from tests.inprocess import InProcessServer, serving_inprocess
 
 MAX_BODY = 4096
 GOOD_V2 = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]}
@@ -17,21 +17,21 @@ GOOD_V1 = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
 
 
 @pytest.fixture(scope="module")
-def iris(model_repo: Path) -> Iterator[ServerProcess]:
+def iris(model_repo: Path) -> Iterator[InProcessServer]:
     args = ["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--max-body-bytes", str(MAX_BODY)]
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("failing") / "boom"
     folder.mkdir()
-    with serving_process(["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime"]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime"]) as server:
         yield server
 
 
-def _assert_still_serving(server: ServerProcess) -> None:
+def _assert_still_serving(server: InProcessServer) -> None:
     v2 = httpx.post(server.url + "/v2/models/sklearn-iris/infer", json=GOOD_V2)
     assert v2.status_code == 200 and v2.json()["outputs"][0]["data"] == [1], v2.text
     v1 = httpx.post(server.url + "/v1/models/sklearn-iris:predict", json=GOOD_V1)
@@ -68,7 +68,7 @@ V2_BAD_REQUESTS: list[tuple[str, bytes, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "needle"), V2_BAD_REQUESTS, ids=[c[0] for c in V2_BAD_REQUESTS])
-def test_v2_bad_requests_are_400_naming_the_problem(iris: ServerProcess, case: str, body: bytes, needle: str) -> None:
+def test_v2_bad_requests_are_400_naming_the_problem(iris: InProcessServer, case: str, body: bytes, needle: str) -> None:
     response = httpx.post(iris.url + "/v2/models/sklearn-iris/infer", content=body)
     assert response.status_code == 400, (case, response.text)
     assert response.headers["content-type"] == "application/json"
@@ -86,14 +86,14 @@ V1_BAD_REQUESTS: list[tuple[str, bytes, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "needle"), V1_BAD_REQUESTS, ids=[c[0] for c in V1_BAD_REQUESTS])
-def test_v1_bad_requests_are_400(iris: ServerProcess, case: str, body: bytes, needle: str) -> None:
+def test_v1_bad_requests_are_400(iris: InProcessServer, case: str, body: bytes, needle: str) -> None:
     response = httpx.post(iris.url + "/v1/models/sklearn-iris:predict", content=body)
     assert response.status_code == 400, (case, response.text)
     assert needle in response.json()["error"], (case, response.json())
     _assert_still_serving(iris)
 
 
-def test_unknown_model_and_route_are_404(iris: ServerProcess) -> None:
+def test_unknown_model_and_route_are_404(iris: InProcessServer) -> None:
     for response in (
         httpx.post(iris.url + "/v2/models/nope/infer", json=GOOD_V2),
         httpx.post(iris.url + "/v1/models/nope:predict", json=GOOD_V1),
@@ -105,7 +105,7 @@ def test_unknown_model_and_route_are_404(iris: ServerProcess) -> None:
     _assert_still_serving(iris)
 
 
-def test_body_over_the_limit_is_413(iris: ServerProcess) -> None:
+def test_body_over_the_limit_is_413(iris: InProcessServer) -> None:
     big = orjson.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]] * 400})
     assert len(big) > MAX_BODY
     declared = httpx.post(iris.url + "/v1/models/sklearn-iris:predict", content=big)
@@ -120,7 +120,7 @@ def test_body_over_the_limit_is_413(iris: ServerProcess) -> None:
     _assert_still_serving(iris)
 
 
-def test_model_not_ready_is_503_with_retry_after(iris: ServerProcess) -> None:
+def test_model_not_ready_is_503_with_retry_after(iris: InProcessServer) -> None:
     assert httpx.post(iris.url + "/v2/repository/models/sklearn-iris/unload").status_code == 200
     try:
         for response in (
@@ -136,7 +136,7 @@ def test_model_not_ready_is_503_with_retry_after(iris: ServerProcess) -> None:
     _assert_still_serving(iris)
 
 
-def test_a_model_that_raises_is_500_naming_the_model(failing: ServerProcess) -> None:
+def test_a_model_that_raises_is_500_naming_the_model(failing: InProcessServer) -> None:
     body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}
     for _ in range(2):  # the server keeps answering after a failure
         response = httpx.post(failing.url + "/v2/models/boom/infer", json=body)

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support import ServerProcess, serving_process
+from tests.inprocess import InProcessServer, serving_inprocess
 
 ECHO = "tests.runtimes_for_tests:EchoRuntime"
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]  # versicolor (class 1)
@@ -33,31 +33,31 @@ DATATYPE_VALUES: dict[str, list] = {
 
 
 @pytest.fixture(scope="module")
-def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     """An echo model served from a folder holding no artifact at all (custom runtimes need none)."""
     folder = tmp_path_factory.mktemp("echo") / "echo"
     folder.mkdir()
-    with serving_process(["serve", "--model-dir", str(folder), "--runtime", ECHO]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", ECHO]) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def iris(model_repo: Path) -> Iterator[ServerProcess]:
-    with serving_process(["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--model-version", "3"]) as server:
+def iris(model_repo: Path) -> Iterator[InProcessServer]:
+    with serving_inprocess(["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--model-version", "3"]) as server:
         yield server
 
 
-def _infer(server: ServerProcess, model: str, body: dict, path_suffix: str = "/infer") -> httpx.Response:
+def _infer(server: InProcessServer, model: str, body: dict, path_suffix: str = "/infer") -> httpx.Response:
     return httpx.post(f"{server.url}/v2/models/{model}{path_suffix}", content=orjson.dumps(body), timeout=30)
 
 
-def test_server_metadata_lists_the_extensions(iris: ServerProcess) -> None:
+def test_server_metadata_lists_the_extensions(iris: InProcessServer) -> None:
     doc = httpx.get(iris.url + "/v2").json()
     assert doc["name"] == "serving" and doc["version"]
     assert {"binary_tensor_data", "model_repository"} <= set(doc["extensions"])
 
 
-def test_health_endpoints_answer_json(iris: ServerProcess) -> None:
+def test_health_endpoints_answer_json(iris: InProcessServer) -> None:
     live = httpx.get(iris.url + "/v2/health/live")
     assert (live.status_code, live.json()) == (200, {"live": True})
     ready = httpx.get(iris.url + "/v2/health/ready")
@@ -65,7 +65,7 @@ def test_health_endpoints_answer_json(iris: ServerProcess) -> None:
     assert ready.headers["content-type"] == "application/json"
 
 
-def test_model_metadata_and_readiness_with_and_without_version(iris: ServerProcess) -> None:
+def test_model_metadata_and_readiness_with_and_without_version(iris: InProcessServer) -> None:
     for prefix in ("/v2/models/sklearn-iris", "/v2/models/sklearn-iris/versions/3"):
         meta = httpx.get(iris.url + prefix)
         assert meta.status_code == 200, meta.text
@@ -77,7 +77,7 @@ def test_model_metadata_and_readiness_with_and_without_version(iris: ServerProce
         assert (ready.status_code, ready.json()["ready"]) == (200, True)
 
 
-def test_infer_under_a_version_and_unknown_version_is_404(iris: ServerProcess) -> None:
+def test_infer_under_a_version_and_unknown_version_is_404(iris: InProcessServer) -> None:
     body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]}
     good = _infer(iris, "sklearn-iris/versions/3", body)
     assert good.status_code == 200, good.text
@@ -89,12 +89,12 @@ def test_infer_under_a_version_and_unknown_version_is_404(iris: ServerProcess) -
     assert missing.status_code == 404 and "version '9'" in missing.json()["error"]
 
 
-def test_unknown_model_is_404_json(iris: ServerProcess) -> None:
+def test_unknown_model_is_404_json(iris: InProcessServer) -> None:
     for response in (httpx.get(iris.url + "/v2/models/nope"), httpx.get(iris.url + "/v2/models/nope/ready")):
         assert response.status_code == 404 and "'nope'" in response.json()["error"]
 
 
-def test_id_echoed_outputs_selected_and_parameters_reach_the_runtime(iris: ServerProcess) -> None:
+def test_id_echoed_outputs_selected_and_parameters_reach_the_runtime(iris: InProcessServer) -> None:
     body = {
         "id": "req-42",
         "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": [IRIS_ROW, [5.1, 3.5, 1.4, 0.2]]}],
@@ -114,7 +114,7 @@ def test_id_echoed_outputs_selected_and_parameters_reach_the_runtime(iris: Serve
 
 
 @pytest.mark.parametrize("datatype", list(DATATYPE_VALUES))
-def test_every_datatype_round_trips_in_json(echo: ServerProcess, datatype: str) -> None:
+def test_every_datatype_round_trips_in_json(echo: InProcessServer, datatype: str) -> None:
     values = DATATYPE_VALUES[datatype]
     nested = [values[:2], values[2:]]
     for data in (values, nested):  # flat and nested `data` mean the same tensor
@@ -126,7 +126,7 @@ def test_every_datatype_round_trips_in_json(echo: ServerProcess, datatype: str) 
         assert out["data"] == values  # the response is always flat, row-major
 
 
-def test_echo_returns_parameters_and_selected_outputs(echo: ServerProcess) -> None:
+def test_echo_returns_parameters_and_selected_outputs(echo: InProcessServer) -> None:
     body = {
         "id": "abc",
         "inputs": [

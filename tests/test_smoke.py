@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from tests.support import serving_process
+from tests.inprocess import serving_inprocess
 
 
 def test_v1_and_v2_predict(model_repo: Path) -> None:
-    with serving_process(["serve", "--model-dir", str(model_repo / "sklearn-iris")]) as server, server.client() as c:
+    with serving_inprocess(["serve", "--model-dir", str(model_repo / "sklearn-iris")]) as server, server.client() as c:
         v1 = c.post("/v1/models/sklearn-iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]})
         assert v1.status_code == 200, v1.text
         assert v1.json() == {"predictions": [1, 0]}

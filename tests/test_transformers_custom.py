@@ -16,7 +16,8 @@ import pytest
 
 from serving.transformers.base import Transformer
 from serving.types import TensorDict
-from tests.support import ServerProcess, serving_process, train_iris_sklearn
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.support import train_iris_sklearn
 
 LABELS = ["setosa", "versicolor", "virginica"]
 
@@ -35,17 +36,17 @@ class MillimetreIris(Transformer):
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer, InProcessServer]]:
     folder = tmp_path_factory.mktemp("custom") / "iris"
     train_iris_sklearn(folder)
-    with serving_process(["serve", "--model-dir", str(folder), "--name", "iris"]) as predictor:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris"]) as predictor:
         args = ["transform", "--predictor-url", predictor.url, "--model-name", "iris", "--protocol", "v2",
                 "--transformer", "tests.test_transformers_custom:MillimetreIris", "--param", "scale=0.1"]
-        with serving_process(args) as transformer:
+        with serving_inprocess(args) as transformer:
             yield predictor, transformer
 
 
-def test_users_module_class_transformer(servers: tuple[ServerProcess, ServerProcess]) -> None:
+def test_users_module_class_transformer(servers: tuple[InProcessServer, InProcessServer]) -> None:
     predictor, transformer = servers
     mm = [[68.0, 28.0, 48.0, 14.0], [51.0, 35.0, 14.0, 2.0]]
     tensor = {"name": "mm", "shape": [2, 4], "datatype": "FP32", "data": mm}
@@ -63,7 +64,7 @@ def test_users_module_class_transformer(servers: tuple[ServerProcess, ServerProc
     assert [o["name"] for o in r.json()["outputs"]] == ["species"]
 
 
-def test_predictor_errors_come_back_with_its_status_and_message(servers: tuple[ServerProcess, ServerProcess]) -> None:
+def test_predictor_errors_come_back_with_its_status_and_message(servers: tuple[InProcessServer, InProcessServer]) -> None:
     predictor, transformer = servers
     three_features = {"inputs": [{"name": "mm", "shape": [1, 3], "datatype": "FP64", "data": [68.0, 28.0, 48.0]}]}
     via_transformer = httpx.post(transformer.url + "/v2/models/iris/infer", json=three_features)

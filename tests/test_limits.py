@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.runtimes_bad_input import RELEASE_FILE, STARTED_FILE
 from tests.inprocess import InProcessServer, serving_inprocess
+from tests.runtimes_bad_input import RELEASE_FILE, STARTED_FILE
 from tests.support import wait_until
 
 GATED = "tests.runtimes_bad_input:GatedRuntime"

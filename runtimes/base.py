@@ -55,12 +55,27 @@ def select_outputs(available: dict[str, object], wanted: tuple[str, ...] | None,
     return wanted
 
 
-def feature_matrix(inputs: TensorDict) -> np.ndarray:
-    """One 2-D matrix from the request: a single tensor as is, several as feature columns in order."""
+def feature_matrix(inputs: TensorDict, features: int = -1, model: str = "") -> np.ndarray:
+    """One 2-D matrix from the request: a single tensor as is, several as feature columns in order.
+
+    With the model's trained width (`features` > 0) the shape is checked here, so the caller reads what was
+    expected and what came instead of a library's message (XGBoost's carries a native trace and paths)."""
     arrays = list(inputs.values())
     if len(arrays) == 1:
-        return arrays[0]
-    rows = {a.shape[0] if a.ndim else 1 for a in arrays}
-    if len(rows) != 1:
-        raise BadRequest(f"inputs have different row counts {sorted(rows)}; cannot form one feature matrix")
-    return np.column_stack([a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1) for a in arrays])
+        matrix = arrays[0]
+    else:
+        rows = {a.shape[0] if a.ndim else 1 for a in arrays}
+        if len(rows) != 1:
+            raise BadRequest(f"inputs have different row counts {sorted(rows)}; cannot form one feature matrix")
+        matrix = np.column_stack([a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1) for a in arrays])
+    if features > 0 and (matrix.ndim != 2 or matrix.shape[1] != features):
+        raise BadRequest(_shape_message(model, matrix.shape, features))
+    return matrix
+
+
+def _shape_message(model: str, shape: tuple[int, ...], features: int) -> str:
+    said = f"model {model!r} expects" if model else "the model expects"
+    message = f"{said} shape [rows, {features}] ({features} features per row); got shape {list(shape)}"
+    if len(shape) == 1 and shape[0] % features == 0:
+        message += "; send a list of rows (one list per row), not one flat list"
+    return message

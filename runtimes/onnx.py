@@ -68,7 +68,7 @@ class ONNXRuntime(Runtime):
         feed = {}
         for name, dtype in self._input_dtypes.items():
             array = inputs[name]
-            _check_shape(name, array.shape, self._input_shapes[name])
+            _check_shape(self.settings.name, name, array.shape, self._input_shapes[name])
             if dtype.kind == "O":
                 feed[name] = np.vectorize(_text, otypes=[object])(array) if array.size else array
             elif array.dtype != dtype:
@@ -86,10 +86,14 @@ class ONNXRuntime(Runtime):
         )
 
 
-def _check_shape(name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
+def _check_shape(model: str, name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
     """Rank and fixed dimensions against the model's declared input (-1 = any), before onnxruntime sees it."""
     if expected and (len(shape) != len(expected) or any(e not in (-1, d) for d, e in zip(shape, expected, strict=True))):
-        raise BadRequest(f"input {name!r} has shape {list(shape)}; the model expects {list(expected)} (-1: any size)")
+        message = (f"model {model!r} expects input {name!r} of shape {list(expected)} (-1: any size); "
+                   f"got shape {list(shape)}")
+        if len(shape) == 1 and len(expected) == 2 and expected[1] > 0 and shape[0] % expected[1] == 0:
+            message += "; send a list of rows (one list per row), not one flat list"
+        raise BadRequest(message)
 
 
 def _spec(node: Any) -> TensorSpec:

@@ -47,7 +47,7 @@ class SKLearnRuntime(Runtime):
 
     def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._requested(parameters)
-        matrix = feature_matrix(inputs)
+        matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
 
     def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> bool:

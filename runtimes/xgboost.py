@@ -47,7 +47,7 @@ class XGBoostRuntime(Runtime):
 
     def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._pick(parameters)
-        matrix = feature_matrix(inputs)
+        matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
 
     def _pick(self, parameters: dict) -> tuple[str, ...]:

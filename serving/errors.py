@@ -6,6 +6,7 @@ so no layer below HTTP needs to know about responses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -106,7 +107,20 @@ def blame_user_code(subject: str, stage: str = "", *, input_errors: bool = True)
         raise
     except INPUT_ERRORS as exc:
         if not input_errors:
-            raise ModelFailure(f"{failed}: {type(exc).__name__}: {exc}") from exc
-        raise BadRequest(f"{subject} rejected the input: {type(exc).__name__}: {exc}") from exc
+            raise ModelFailure(f"{failed}: {public_text(exc)}") from exc
+        raise BadRequest(f"{subject} rejected the input: {public_text(exc)}") from exc
     except Exception as exc:
-        raise ModelFailure(f"{failed}: {type(exc).__name__}: {exc}") from exc
+        raise ModelFailure(f"{failed}: {public_text(exc)}") from exc
+
+
+_NATIVE_TRACE = re.compile(r"\s*(Stack trace|Traceback \(most recent call last\)):.*", re.DOTALL)
+_LOG_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] (?:[^\s:]+:\d+: )?")  # dmlc/XGBoost "[12:59:41] /src/x.h:20: "
+_SERVER_PATH = re.compile(r"(?<![\w:/])/(?:[\w.+@~-]+/)+([\w.+@~-]+)")
+
+
+def public_text(exc: BaseException) -> str:
+    """`Type: message` fit for a client: no native stack trace, no log prefix, no server filesystem path
+    (a path keeps only its last part). Library messages are written for the server's operator, not callers."""
+    text = _NATIVE_TRACE.sub("", str(exc))
+    text = _SERVER_PATH.sub(r"\1", _LOG_PREFIX.sub("", text)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

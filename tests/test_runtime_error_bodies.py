@@ -1,0 +1,86 @@
+"""Error bodies through every runtime (sklearn, xgboost, onnx) on a real in-process uvicorn server: each bad
+input is a 4xx `{"error": ...}` that says what shape was expected and what came, and no body carries a
+native stack trace or a filesystem path of the server (XGBoost's own message has both)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from serving.errors import public_text
+from serving.server import ServerConfig, create_app
+from tests.support import free_port, wait_until
+
+RUNTIMES = ["sklearn-iris", "xgboost-iris", "onnx-iris"]
+ROW = [6.8, 2.8, 4.8, 1.4]
+LEAKS = re.compile(r"Stack trace|Traceback|\[bt\]|site-packages|\.so\b|/__w/|/root/|/home/|/tmp/|/usr/")
+
+
+def fp64(shape: list[int], data: list) -> dict:
+    return {"inputs": [{"name": "x", "datatype": "FP64", "shape": shape, "data": data}]}
+
+
+# (id, protocol, body, fragments every runtime's message must hold)
+CATALOGUE = [
+    ("v1-flat-instances", "v1", {"instances": ROW}, ["4]", "got shape [4]", "not one flat list"]),
+    ("v1-three-features", "v1", {"instances": [ROW[:3]]}, ["4]", "got shape [1, 3]"]),
+    ("v1-rank-3", "v1", {"instances": [[ROW]]}, ["4]", "got shape [1, 1, 4]"]),
+    ("v1-strings", "v1", {"instances": [["a", "b", "c", "d"]]}, ["could not convert string"]),
+    ("v2-one-dimensional", "v2", fp64([4], ROW), ["4]", "got shape [4]"]),
+    ("v2-five-features", "v2", fp64([1, 5], [*ROW, 1.0]), ["got shape [1, 5]"]),
+    ("v2-rank-4", "v2", fp64([1, 1, 1, 4], ROW), ["got shape [1, 1, 1, 4]"]),
+    ("v2-bytes", "v2", {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": list("abcd")}]},
+     ["could not convert string"]),
+]
+
+
+@pytest.fixture(scope="module")
+def server_url(model_repo: Path) -> Iterator[str]:
+    """The three iris models behind one model server, run by uvicorn in a thread of this process."""
+    port = free_port()
+    app = create_app(ServerConfig(model_dir=str(model_repo), port=port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200, what="in-process server")
+    yield url
+    server.should_exit = True
+    thread.join(15)
+
+
+@pytest.mark.parametrize("model", RUNTIMES)
+@pytest.mark.parametrize(("case", "protocol", "body", "says"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_bad_input_says_what_was_expected_and_leaks_nothing(
+    server_url: str, model_repo: Path, model: str, case: str, protocol: str, body: dict, says: list[str]
+) -> None:
+    path = f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
+    response = httpx.post(server_url + path, json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]
+    assert model in message, message  # names the model it was sent to
+    for fragment in says:
+        assert fragment in message, message
+    assert not LEAKS.search(message), message
+    assert str(model_repo) not in message, message
+
+
+def test_native_traces_log_prefixes_and_paths_never_reach_a_client() -> None:
+    """XGBoost's real message shape, and a library quoting a server path: the client keeps only the gist."""
+
+    class XGBoostError(Exception):
+        pass
+
+    native = XGBoostError(
+        "[12:59:41] /__w/xgboost/xgboost/src/predictor/utils.h:20: Check failed: n_features (1 vs. 4)\n"
+        "Stack trace:\n  [bt] (0) /root/.venv/lib/python3.11/site-packages/xgboost/lib/libxgboost.so(+0x2c1a8c)"
+    )
+    assert public_text(native) == "XGBoostError: Check failed: n_features (1 vs. 4)"
+    assert public_text(OSError("cannot read /srv/models/iris/model.bin")) == "OSError: cannot read model.bin"
+    assert public_text(ValueError("see https://example.org/a/b")) == "ValueError: see https://example.org/a/b"

@@ -1,0 +1,174 @@
+"""The canary controller: every interval, judge the canary revision from the routers' counters and move the split.
+
+It owns no process and no route: it tells the control plane which canary weight `plan()` should use
+(`percent_for`), and the control plane reports back what its rollout looks like (`RolloutView`). The same
+controller runs inside `serving up` and inside the operator; only the host (where counters come from, where
+status is kept) differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from serving.canary.analysis import CanaryStatus, Phase, advance, judge, start
+from serving.canary.snapshot import RevisionCounters, interval_window, revision_counters
+from serving.canary.spec import Canary
+from serving.errors import NotFound
+
+log = logging.getLogger("serving.canary")
+Key = tuple[str, str]  # (namespace, InferenceService name)
+HISTORY_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutView:
+    """What the control plane knows of the target's rollout right now."""
+
+    latest: str | None
+    rolled_out: str | None
+    latest_ready: bool
+    latest_failed: bool = False
+
+
+class CanaryHost(Protocol):
+    def rollout_view(self, key: Key) -> RolloutView | None: ...
+    def router_expositions(self) -> Sequence[bytes]: ...
+    def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict]) -> None: ...
+
+
+@dataclass
+class Tracked:
+    canary: Canary
+    status: CanaryStatus = field(default_factory=CanaryStatus)
+    history: list[dict] = field(default_factory=list)
+    counters: RevisionCounters | None = None
+    next_check_s: float = 0.0
+
+
+class CanaryMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        registry = registry or CollectorRegistry()
+        self.transitions = Counter("serving_canary_transitions", "Canary phase transitions.",
+                                   ["isvc", "namespace", "phase"], registry=registry)
+        self.weight = Gauge("serving_canary_weight", "Traffic percent the canary controller gives the canary.",
+                            ["isvc", "namespace"], registry=registry)
+
+
+class CanaryController:
+    def __init__(self, host: CanaryHost, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.host = host
+        self.metrics = CanaryMetrics(registry)
+        self.clock = clock or time.monotonic
+        self.tracked: dict[Key, Tracked] = {}  # by the target InferenceService
+
+    # -- documents ---------------------------------------------------------------------------------
+    def apply(self, canary: Canary, status: CanaryStatus | None = None, history: list[dict] | None = None) -> None:
+        """Track a Canary (a re-apply keeps the running analysis; a restart passes the persisted status)."""
+        key = canary.target_key
+        old = self.tracked.get(key)
+        kept = status or (old.status if old else CanaryStatus())
+        self.tracked[key] = Tracked(canary, kept, history if history is not None else (old.history if old else []),
+                                    old.counters if old else None)
+
+    def remove(self, key: Key) -> None:
+        self.tracked.pop(key, None)
+
+    def percent_for(self, key: Key) -> int | None:
+        """The canary weight `plan()` must use for this service, or None when no Canary drives it."""
+        tracked = self.tracked.get(key)
+        if tracked is None:
+            return None
+        return None if tracked.status.phase is Phase.SUCCEEDED else tracked.status.canary_weight
+
+    # -- manual control (wins over the analysis) --------------------------------------------------------
+    def promote(self, key: Key) -> CanaryStatus:
+        return self._set(key, Phase.PROMOTING, 100, "promoted by the user")
+
+    def rollback(self, key: Key) -> CanaryStatus:
+        return self._set(key, Phase.FAILED, 0, "rolled back by the user")
+
+    def pause(self, key: Key) -> CanaryStatus:
+        tracked = self._tracked(key)
+        if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING, Phase.WAITING):
+            return tracked.status
+        return self._set(key, Phase.PAUSED, tracked.status.canary_weight, f"paused by the user (was {tracked.status.phase})")
+
+    def resume(self, key: Key) -> CanaryStatus:
+        tracked = self._tracked(key)
+        if tracked.status.phase is not Phase.PAUSED:
+            return tracked.status
+        phase = Phase.PROGRESSING if tracked.status.step >= 0 else Phase.WAITING
+        return self._set(key, phase, tracked.status.canary_weight, "resumed by the user")
+
+    # -- the loop body -------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One pass over every tracked Canary: start analyses, judge those whose interval is due."""
+        now = self.clock()
+        expositions: Sequence[bytes] | None = None
+        for key, tracked in list(self.tracked.items()):
+            view = self.host.rollout_view(key)
+            if view is None:
+                continue
+            self._follow_rollout(key, tracked, view, now)
+            if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING) or now < tracked.next_check_s:
+                continue
+            expositions = expositions if expositions is not None else self.host.router_expositions()
+            self._check(key, tracked, expositions, now)
+
+    def _follow_rollout(self, key: Key, tracked: Tracked, view: RolloutView, now: float) -> None:
+        status = tracked.status
+        candidate = view.latest if view.latest and view.latest != view.rolled_out else None
+        if status.phase is Phase.PROMOTING and view.rolled_out == status.revision:
+            self._transition(key, tracked, replace(status, phase=Phase.SUCCEEDED, message="promoted"))
+        elif candidate and candidate != status.revision and view.latest_ready:
+            analysis = tracked.canary.spec.analysis
+            tracked.counters = None
+            tracked.next_check_s = now + analysis.interval_s
+            self._transition(key, tracked, start(candidate, analysis))
+        elif candidate and candidate != status.revision and status.phase is not Phase.WAITING:
+            self._transition(key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}"))
+
+    def _check(self, key: Key, tracked: Tracked, expositions: Sequence[bytes], now: float) -> None:
+        analysis = tracked.canary.spec.analysis
+        status = tracked.status
+        assert status.revision is not None
+        counters = revision_counters(expositions, key[0], key[1], status.revision)
+        window = interval_window(tracked.counters, counters)
+        tracked.counters = counters
+        tracked.next_check_s = now + analysis.interval_s
+        verdict = judge(window, analysis)
+        log.info("canary %s/%s %s at %d%%: %s (%s)", key[0], key[1], status.revision, status.canary_weight,
+                 verdict.outcome, verdict.reason)
+        self._transition(key, tracked, advance(status, verdict, analysis))
+
+    def _set(self, key: Key, phase: Phase, weight: int, message: str) -> CanaryStatus:
+        tracked = self._tracked(key)
+        self._transition(key, tracked, replace(tracked.status, phase=phase, canary_weight=weight, message=message))
+        return tracked.status
+
+    def _tracked(self, key: Key) -> Tracked:
+        tracked = self.tracked.get(key)
+        if tracked is None:
+            raise NotFound(f"no Canary targets InferenceService {key[0]}/{key[1]}")
+        return tracked
+
+    def _transition(self, key: Key, tracked: Tracked, status: CanaryStatus) -> None:
+        old = tracked.status
+        tracked.status = status
+        if status.phase is not old.phase or status.canary_weight != old.canary_weight or status.revision != old.revision:
+            tracked.history.append({"time": time.time(), "phase": str(status.phase), "revision": status.revision,
+                                    "canaryWeight": status.canary_weight, "message": status.message})
+            del tracked.history[:-HISTORY_LIMIT]
+            self.metrics.transitions.labels(key[1], key[0], str(status.phase)).inc()
+            log.info("canary %s/%s: %s -> %s, weight %d%%: %s", key[0], key[1], old.phase, status.phase,
+                     status.canary_weight, status.message)
+        self.metrics.weight.labels(key[1], key[0]).set(status.canary_weight)
+        if status != old:
+            self.host.canary_changed(key, status, tracked.history)

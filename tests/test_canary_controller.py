@@ -1,0 +1,103 @@
+"""The canary controller over a host double: the host is our own narrow interface (rollout view, router
+expositions, status sink); the counters are a real RouterMetrics registry and the clock is driven by the test."""
+
+from __future__ import annotations
+
+from serving.canary.analysis import CanaryStatus, Phase
+from serving.canary.controller import CanaryController, RolloutView
+from serving.canary.spec import parse_canary
+from serving.metrics import RouterMetrics
+
+KEY = ("default", "iris")
+
+
+class Host:
+    def __init__(self) -> None:
+        self.view = RolloutView("iris-a", "iris-a", True)
+        self.metrics = RouterMetrics()
+        self.saved: list[CanaryStatus] = []
+
+    def rollout_view(self, key):
+        return self.view
+
+    def router_expositions(self):
+        return [self.metrics.exposition()]
+
+    def canary_changed(self, key, status, history):
+        self.saved.append(status)
+
+    def traffic(self, revision: str, n: int, code: int = 200, seconds: float = 0.003) -> None:
+        for _ in range(n):
+            self.metrics.observe_route("iris", "default", revision, "canary", code, seconds)
+
+
+def controller(host: Host, clock: list[float]) -> CanaryController:
+    doc = {"apiVersion": "serving.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "iris"},
+           "spec": {"targetRef": {"name": "iris"}, "analysis": {
+               "interval": "5s", "stepWeights": [10, 25, 50], "threshold": 2, "minRequests": 20,
+               "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}},
+                           {"name": "request-duration", "thresholdRange": {"max": 500}}]}}}
+    ctl = CanaryController(host, clock=lambda: clock[0])
+    ctl.apply(parse_canary(doc))
+    return ctl
+
+
+def test_good_canary_steps_then_promotes_and_succeeds():
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    ctl.tick()
+    assert ctl.percent_for(KEY) == 0  # nothing to analyse: the stable revision keeps everything
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    weights = [ctl.percent_for(KEY)]
+    for _ in range(3):
+        host.traffic("iris-b", 50)
+        clock[0] += 5
+        ctl.tick()
+        weights.append(ctl.percent_for(KEY))
+    assert weights == [10, 25, 50, 100]
+    assert ctl.tracked[KEY].status.phase is Phase.PROMOTING
+    host.view = RolloutView("iris-b", "iris-b", True)
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.SUCCEEDED and ctl.percent_for(KEY) is None
+    assert [h["phase"] for h in ctl.tracked[KEY].history][-1] == "Succeeded"
+
+
+def test_failing_canary_rolls_back_within_threshold_intervals_and_idle_holds():
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    clock[0] += 5
+    ctl.tick()  # no traffic: inconclusive, hold the step
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
+    for _ in range(2):
+        host.traffic("iris-b", 30, code=500)
+        clock[0] += 5
+        ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert (status.phase, ctl.percent_for(KEY)) == (Phase.FAILED, 0)
+    assert "request-success-rate 0" in status.message
+    assert host.saved[-1] == status  # every change reaches the host (persisted there)
+
+
+def test_manual_control_wins_and_restart_resumes_at_the_same_step():
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    host.traffic("iris-b", 50)
+    clock[0] += 5
+    ctl.tick()
+    assert ctl.percent_for(KEY) == 25
+    ctl.pause(KEY)
+    host.traffic("iris-b", 50)
+    clock[0] += 5
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PAUSED, 25)
+    ctl.resume(KEY)
+    persisted = CanaryStatus.from_json(ctl.tracked[KEY].status.to_json())
+    again = controller(host, clock)  # a restarted `serving up` with the persisted status
+    again.apply(again.tracked[KEY].canary, persisted)
+    assert again.percent_for(KEY) == 25 and again.tracked[KEY].status.step == 1
+    assert again.promote(KEY).canary_weight == 100

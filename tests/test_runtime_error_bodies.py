@@ -1,21 +1,18 @@
-"""Error bodies through every runtime (sklearn, xgboost, onnx) on a real in-process uvicorn server: each bad
+"""Error bodies through every runtime (sklearn, xgboost, onnx) on a real uvicorn server in this process: each bad
 input is a 4xx `{"error": ...}` that says what shape was expected and what came, and no body carries a
 native stack trace or a filesystem path of the server (XGBoost's own message has both)."""
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from serving.errors import public_text
-from serving.server import ServerConfig, create_app
-from tests.support import free_port, wait_until
+from tests.inprocess import serving_inprocess
 
 RUNTIMES = ["sklearn-iris", "xgboost-iris", "onnx-iris"]
 ROW = [6.8, 2.8, 4.8, 1.4]
@@ -42,17 +39,9 @@ CATALOGUE = [
 
 @pytest.fixture(scope="module")
 def server_url(model_repo: Path) -> Iterator[str]:
-    """The three iris models behind one model server, run by uvicorn in a thread of this process."""
-    port = free_port()
-    app = create_app(ServerConfig(model_dir=str(model_repo), port=port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200, what="in-process server")
-    yield url
-    server.should_exit = True
-    thread.join(15)
+    """The three iris models behind one `serving serve`, run in this process (tests.inprocess)."""
+    with serving_inprocess(["serve", "--model-dir", str(model_repo)]) as server:
+        yield server.url
 
 
 @pytest.mark.parametrize("model", RUNTIMES)

@@ -1,0 +1,52 @@
+"""One access log line per inference request, sampled so heavy traffic does not drown the disk.
+
+Errors (status >= 400) are always logged; successes with probability `sample_2xx` (`--access-log-sample`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+log = logging.getLogger("serving.access")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    request_id: str
+    method: str
+    path: str
+    status: int
+    latency_s: float
+    bytes_in: int
+    bytes_out: int
+    isvc: str
+    revision: str
+    arm: str
+    component: str
+    trace_id: str = ""
+
+
+class AccessLog:
+    def __init__(self, sample_2xx: float = 1.0) -> None:
+        if not 0.0 <= sample_2xx <= 1.0:
+            raise ValueError(f"access log sample must be between 0 and 1, not {sample_2xx}")
+        self.sample_2xx = sample_2xx
+
+    def wants(self, status: int) -> bool:
+        return status >= 400 or self.sample_2xx >= 1.0 or random.random() < self.sample_2xx
+
+    def write(self, r: AccessRecord) -> None:
+        if not self.wants(r.status) or not log.isEnabledFor(logging.INFO):
+            return
+        fields = {
+            "request_id": r.request_id, "method": r.method, "path": r.path, "status": r.status,
+            "latency_ms": round(r.latency_s * 1000, 3), "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
+            "isvc": r.isvc, "revision": r.revision, "arm": r.arm, "component": r.component,
+        }
+        if r.trace_id:
+            fields["trace_id"] = r.trace_id
+        log.info("%s %s %d %.1fms id=%s isvc=%s revision=%s arm=%s in=%dB out=%dB", r.method, r.path, r.status,
+                 r.latency_s * 1000, r.request_id, r.isvc or "-", r.revision or "-", r.arm or "-", r.bytes_in,
+                 r.bytes_out, extra={"fields": fields})

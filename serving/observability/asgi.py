@@ -1,0 +1,202 @@
+"""`Observed`: the one hook per process (model server, transformer server, router), as a pure ASGI wrapper.
+
+For each inference request (POST under /v1/models/ or /v2/models/) it settles the request id (and puts it
+into the request headers, so a router forwards it), echoes it on the response, opens the request's span
+(continuing the caller's trace), counts bytes in and out, writes the access log line and offers the request
+and response bodies to the payload logger — after the response is sent, never in its way. Every other
+request passes straight through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from serving.observability import request_id, tracing
+from serving.observability.access_log import AccessLog, AccessRecord
+from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source, now
+from serving.observability.payload_logger import PayloadLogger
+
+Scope = dict[str, Any]
+ASGIApp = Callable[..., Any]
+# (scope, model name, revision the response names) -> (isvc, namespace, revision, arm): the router's view
+Describe = Callable[[Scope, str, str], tuple[str, str, str, str]]
+_REVISION = b"x-serving-revision"
+_CONTENT_TYPE = b"content-type"
+_INFERENCE_PREFIXES = ("/v1/models/", "/v2/models/")
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one request brought and got, collected while it runs."""
+
+    request_id: str
+    started: float
+    keep_request: bool
+    keep_response: bool
+    status: int = 500
+    bytes_in: int = 0
+    bytes_out: int = 0
+    request_type: bytes = b"application/json"
+    response_type: bytes = b"application/json"
+    revision: str = ""
+    request_chunks: list[bytes] = field(default_factory=list)
+    response_chunks: list[bytes] = field(default_factory=list)
+
+
+class Observed:
+    def __init__(
+        self, app: ASGIApp, source: Source, access: AccessLog | None = None, payloads: PayloadLogger | None = None,
+        describe: Describe | None = None,
+    ) -> None:
+        self.app, self.source, self.access, self.payloads, self.describe = app, source, access, payloads, describe
+        self._uri_known = False
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (a router's table, upstreams...)
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(_INFERENCE_PREFIXES):
+            await self._observe(scope, receive, send)
+        elif scope["type"] == "lifespan" and self.payloads is not None:
+            await self.app(scope, self._flush_on_shutdown(receive), send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _flush_on_shutdown(self, receive: Callable) -> Callable:
+        async def receive_then_flush() -> Any:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown" and self.payloads is not None:
+                await self.payloads.aclose()
+            return message
+
+        return receive_then_flush
+
+    async def _observe(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        scope, ex = self._begin(scope)
+        token = request_id.current.set(ex.request_id)
+        try:
+            if tracing.enabled():
+                with tracing.server_span(self.source.component, scope["headers"], {"serving.request_id": ex.request_id}):
+                    scope["headers"] = _replace_trace_headers(scope["headers"])
+                    await self._run(scope, receive, send, ex)
+                    tracing.set_attributes(self._span_attributes(scope, ex))
+            else:
+                await self._run(scope, receive, send, ex)
+        finally:
+            self._finish(scope, ex)
+            request_id.current.reset(token)
+
+    def _begin(self, scope: Scope) -> tuple[Scope, _Exchange]:
+        client_id, content_type = None, b"application/json"
+        for key, value in scope["headers"]:
+            if key == request_id.HEADER:
+                client_id = value
+            elif key == _CONTENT_TYPE:
+                content_type = value
+        rid, own = request_id.choose(client_id)
+        headers = scope["headers"]
+        if not own:
+            headers = [(k, v) for k, v in headers if k != request_id.HEADER]
+            headers.append((request_id.HEADER, rid.encode("ascii")))
+        payloads = self.payloads
+        ex = _Exchange(rid, time.monotonic(), payloads is not None and payloads.logs_requests,
+                       payloads is not None and payloads.logs_responses, request_type=content_type)
+        if not self._uri_known:
+            self._learn_uri(scope)
+        return {**scope, "headers": list(headers)}, ex
+
+    async def _run(self, scope: Scope, receive: Callable, send: Callable, ex: _Exchange) -> None:
+        rid_header = (request_id.HEADER, ex.request_id.encode("ascii"))
+
+        async def receive_counted() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                ex.bytes_in += len(chunk)
+                if ex.keep_request:
+                    ex.request_chunks.append(chunk)
+            return message
+
+        async def send_tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = _tag_response(message, rid_header, ex)
+            elif message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
+                ex.bytes_out += len(chunk)
+                if ex.keep_response:
+                    ex.response_chunks.append(chunk)
+            await send(message)
+
+        await self.app(scope, receive_counted, send_tagged)
+
+    def _identity(self, scope: Scope, ex: _Exchange) -> tuple[str, str, str, str, str]:
+        """(model, isvc, namespace, revision, arm) of this request."""
+        model = _model_name(scope["path"])
+        if self.describe is not None:
+            return (model, *self.describe(scope, model, ex.revision))
+        s = self.source
+        return model, s.isvc or model, s.namespace, s.endpoint, ""
+
+    def _span_attributes(self, scope: Scope, ex: _Exchange) -> dict[str, Any]:
+        model, isvc, namespace, revision, arm = self._identity(scope, ex)
+        return {"serving.isvc": isvc, "serving.namespace": namespace, "serving.revision": revision,
+                "serving.arm": arm, "serving.model": model, "http.response.status_code": ex.status}
+
+    def _finish(self, scope: Scope, ex: _Exchange) -> None:
+        if self.access is None and self.payloads is None:
+            return
+        model, isvc, namespace, revision, arm = self._identity(scope, ex)
+        if self.access is not None:
+            self.access.write(AccessRecord(
+                ex.request_id, "POST", scope["path"], ex.status, time.monotonic() - ex.started, ex.bytes_in,
+                ex.bytes_out, isvc, revision, arm, self.source.component, tracing.trace_id(),
+            ))
+        if self.payloads is not None:
+            source = replace(self.source, isvc=isvc, namespace=namespace, endpoint=revision)
+            self._offer_payloads(ex, source, model)
+
+    def _offer_payloads(self, ex: _Exchange, source: Source, model: str) -> None:
+        assert self.payloads is not None
+        if ex.keep_request:
+            self.payloads.offer(InferenceEvent(ex.request_id, REQUEST_TYPE, b"".join(ex.request_chunks),
+                                               ex.request_type.decode("latin-1"), source, model, now()))
+        if ex.keep_response:
+            self.payloads.offer(InferenceEvent(ex.request_id, RESPONSE_TYPE, b"".join(ex.response_chunks),
+                                               ex.response_type.decode("latin-1"), source, model, now(), ex.status))
+
+    def _learn_uri(self, scope: Scope) -> None:
+        server = scope.get("server")
+        if server and server[1] is not None:
+            self.source = replace(self.source, uri=f"http://{server[0]}:{server[1]}/")
+        self._uri_known = True
+
+
+def _tag_response(message: Any, rid_header: tuple[bytes, bytes], ex: _Exchange) -> Any:
+    """Note status, content type and revision; echo the request id unless the next hop already did."""
+    ex.status = message["status"]
+    headers = list(message.get("headers", ()))
+    echoed = False
+    for key, value in headers:
+        if key == request_id.HEADER:
+            echoed = True
+        elif key == _CONTENT_TYPE:
+            ex.response_type = value
+        elif key == _REVISION:
+            ex.revision = value.decode("latin-1")
+    if not echoed:
+        headers.append(rid_header)
+    return {**message, "headers": headers}
+
+
+def _replace_trace_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request's headers with `traceparent` naming this process's span: what a forwarding router sends on."""
+    kept = [(k, v) for k, v in headers if k not in (b"traceparent", b"tracestate")]
+    return kept + tracing.outgoing_headers()
+
+
+def _model_name(path: str) -> str:
+    rest = path[len("/v1/models/"):]  # the same length as "/v2/models/"
+    return rest.split("/", 1)[0].split(":", 1)[0]

@@ -1,0 +1,81 @@
+"""Inference payload events as KServe's logger sends them: CloudEvents 1.0, binary mode over HTTP.
+
+A request and its response share `ce-id` (the request id). Extensions follow KServe's agent:
+`inferenceservicename`, `namespace`, `component`, `endpoint` (here the revision that answered, so canary
+events name the canary revision), plus `modelid`. A response event also carries `statuscode`, because
+failed inferences are logged too (KServe logs only successes).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+SPEC_VERSION = "1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who emits the events: the same for every event of one process (the router fills in per request)."""
+
+    isvc: str = ""
+    namespace: str = "default"
+    component: str = "predictor"
+    endpoint: str = ""  # the revision
+    uri: str = "http://localhost/"
+
+
+@dataclass(slots=True)
+class InferenceEvent:
+    """One request or response body, captured as bytes on the request path, sent later."""
+
+    request_id: str
+    type: str
+    body: bytes
+    content_type: str
+    source: Source
+    model_id: str
+    time: datetime
+    status: int | None = None  # responses only
+
+    def attributes(self) -> dict[str, str]:
+        """Context attributes and extensions, by their CloudEvents names."""
+        attrs = {
+            "specversion": SPEC_VERSION, "id": self.request_id, "type": self.type, "source": self.source.uri,
+            "time": self.time.isoformat().replace("+00:00", "Z"), "inferenceservicename": self.source.isvc,
+            "namespace": self.source.namespace, "component": self.source.component,
+            "endpoint": self.source.endpoint, "modelid": self.model_id,
+        }
+        if self.status is not None:
+            attrs["statuscode"] = str(self.status)
+        return attrs
+
+    def binary_headers(self) -> dict[str, str]:
+        """HTTP binary mode: every attribute as a `ce-` header, the body as is under its own content type."""
+        headers = {"ce-" + key: value for key, value in self.attributes().items()}
+        headers["content-type"] = self.content_type
+        return headers
+
+    def json_line(self) -> bytes:
+        """Structured mode (one JSON object), for the file sink: JSON bodies inline, others base64."""
+        doc: dict[str, Any] = {**self.attributes(), "datacontenttype": self.content_type}
+        data = None
+        if "json" in self.content_type:
+            try:
+                data = orjson.loads(self.body) if self.body else None
+                doc["data"] = data
+            except orjson.JSONDecodeError:
+                data = None
+        if "data" not in doc:
+            doc["data_base64"] = base64.b64encode(self.body).decode("ascii")
+        return orjson.dumps(doc)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

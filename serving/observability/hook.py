@@ -1,0 +1,50 @@
+"""Wrapping a process's ASGI app in `Observed` from its options: the one call each entry point makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from serving.errors import ServingError
+from serving.observability import tracing
+from serving.observability.access_log import AccessLog
+from serving.observability.asgi import Describe, Observed, Scope
+from serving.observability.cloudevent import Source
+from serving.observability.options import ObservabilityOptions
+from serving.observability.payload_logger import PayloadLogger
+from serving.observability.sinks import sink_for
+
+
+def observe(app: Any, options: ObservabilityOptions, registry: CollectorRegistry | None = None,
+            describe: Describe | None = None) -> Observed:
+    """`app` with request ids, access log, tracing (when wanted) and payload logging (when configured).
+
+    `registry`: where the logger's metrics go (the process's own, so `/metrics` shows them)."""
+    component = options.component or "predictor"
+    if tracing.wanted(options.otel) and not tracing.enabled():
+        tracing.setup(f"serving-{component}")
+    url = options.payload_logger_url()
+    payloads = PayloadLogger(sink_for(url), options.logger_mode or "all", registry=registry) if url else None
+    source = Source(isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision)
+    return Observed(app, source, AccessLog(options.access_log_sample), payloads, describe)
+
+
+def observe_router(router: Any, options: ObservabilityOptions, registry: CollectorRegistry | None = None) -> Observed:
+    """The router's hook: isvc, namespace and arm come from its route table, the revision from its answer."""
+
+    def describe(scope: Scope, model: str, revision: str) -> tuple[str, str, str, str]:
+        try:
+            route = router.resolve(scope, model)
+        except ServingError:
+            return model, "", revision, ""
+        arm = next((a.role for a in route.arms if a.revision == revision), "")
+        return route.name, route.namespace, revision, arm
+
+    return observe(router, _as_router(options), registry, describe)
+
+
+def _as_router(options: ObservabilityOptions) -> ObservabilityOptions:
+    from dataclasses import replace
+
+    return replace(options, component=options.component or "router")

@@ -1,0 +1,54 @@
+"""Structured logs: `--log-format json|text` for every command (default: text on a terminal, JSON otherwise).
+
+JSON lines carry time, level, logger and message, plus the fields a record was given under `extra={"fields":
+{...}}` (the access log puts its request id, isvc, revision, status... there), and the request id of the
+request being served when there is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+
+import orjson
+
+from serving.observability import request_id
+
+FORMATS = ("json", "text")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = request_id.current.get()
+        if rid:
+            doc["request_id"] = rid
+        fields = getattr(record, "fields", None)
+        if fields:
+            doc.update(fields)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc).decode("utf-8")
+
+
+def default_format() -> str:
+    return "text" if sys.stderr.isatty() else "json"
+
+
+def configure(log_format: str | None, level: int = logging.INFO) -> None:
+    """The root handler of a CLI process: one stream handler on stderr in the chosen format."""
+    chosen = log_format or default_format()
+    if chosen not in FORMATS:
+        raise ValueError(f"log format must be json or text, not {chosen!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,104 @@
+"""The observability flags, in one place for every command, and how they reach child processes.
+
+`serving up` passes its choices to the processes it starts through the environment (`SERVING_LOG_FORMAT`,
+`SERVING_ACCESS_LOG_SAMPLE`, `SERVING_OTEL`, `SERVING_LOGGER_DEFAULT_URL`); a component's own identity and
+its spec's `logger` block come as flags from the revision's argv builder (`component_flags`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ENV_LOG_FORMAT = "SERVING_LOG_FORMAT"
+ENV_ACCESS_LOG_SAMPLE = "SERVING_ACCESS_LOG_SAMPLE"
+ENV_OTEL = "SERVING_OTEL"
+ENV_LOGGER_DEFAULT_URL = "SERVING_LOGGER_DEFAULT_URL"  # KServe's `logger.defaultUrl`: for blocks without a url
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilityOptions:
+    log_format: str | None = None  # json | text; None: text on a terminal, JSON otherwise
+    access_log_sample: float = 1.0  # share of 2xx requests logged; errors always are
+    otel: bool = False
+    logger_url: str | None = None
+    logger_mode: str | None = None  # all | request | response; set alone, the default URL is used
+    isvc: str = ""
+    namespace: str = "default"
+    revision: str = ""
+    component: str = ""
+
+    def payload_logger_url(self) -> str | None:
+        """Where this process sends payload events, or None: an explicit URL, else the default for a block."""
+        if self.logger_url:
+            return self.logger_url
+        return os.environ.get(ENV_LOGGER_DEFAULT_URL) or None if self.logger_mode else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SERVER_COMMANDS = ("serve", "transform", "router", "up", "demo")  # processes that answer requests
+COMPONENT_COMMANDS = ("serve", "transform")  # processes a revision is made of
+
+
+def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """`--log-format` for every command; tracing, access log and payload logger flags for the servers."""
+    group = parser.add_argument_group("observability")
+    group.add_argument("--log-format", choices=("json", "text"), default=os.environ.get(ENV_LOG_FORMAT),
+                       help="log lines as JSON or text (default: text on a terminal, JSON otherwise)")
+    if command not in SERVER_COMMANDS:
+        return
+    group.add_argument("--access-log-sample", type=_fraction, default=float(os.environ.get(ENV_ACCESS_LOG_SAMPLE, "1")),
+                       help="share of successful requests given an access log line, 0-1 (errors: always)")
+    group.add_argument("--otel", action="store_true", default=bool(os.environ.get(ENV_OTEL)),
+                       help="OpenTelemetry tracing over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+    group.add_argument("--logger-url", help="payload logger sink: http(s)://receiver (CloudEvents) or "
+                       "file:///path.jsonl; for `serving up`, the default of every spec `logger` block")
+    group.add_argument("--logger-mode", choices=("all", "request", "response"),
+                       help="what the payload logger sends (default all)")
+    if command not in COMPONENT_COMMANDS:
+        return
+    group.add_argument("--isvc", default="", help="InferenceService name in logs, events and spans (set by serving up)")
+    group.add_argument("--isvc-namespace", default="default", help="its namespace")
+    group.add_argument("--revision", default="", help="revision name (the ce-endpoint of payload events)")
+    group.add_argument("--component", default="", help="predictor or transformer")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
+def from_args(args: argparse.Namespace, component: str) -> ObservabilityOptions:
+    return ObservabilityOptions(
+        log_format=args.log_format, access_log_sample=args.access_log_sample, otel=args.otel,
+        logger_url=args.logger_url, logger_mode=args.logger_mode, isvc=getattr(args, "isvc", ""),
+        namespace=getattr(args, "isvc_namespace", "default"), revision=getattr(args, "revision", ""),
+        component=getattr(args, "component", "") or component,
+    )
+
+
+def export_to_children(options: ObservabilityOptions) -> None:
+    """`serving up`: the processes it starts inherit these choices through the environment."""
+    if options.log_format:
+        os.environ[ENV_LOG_FORMAT] = options.log_format
+    os.environ[ENV_ACCESS_LOG_SAMPLE] = repr(options.access_log_sample)
+    if options.otel:
+        os.environ[ENV_OTEL] = "1"
+    if options.logger_url:
+        os.environ[ENV_LOGGER_DEFAULT_URL] = options.logger_url
+
+
+def component_flags(isvc: str, namespace: str, revision: str, component: str, logger: Any) -> list[str]:
+    """Flags naming a revision's component process, plus its spec `logger` block (None: no payload logging)."""
+    flags = ["--isvc", isvc, "--isvc-namespace", namespace, "--revision", revision, "--component", component]
+    if logger is not None:
+        flags += ["--logger-mode", logger.mode]
+        if logger.url:
+            flags += ["--logger-url", logger.url]
+    return flags

@@ -1,0 +1,123 @@
+"""The payload logger: a bounded in-memory queue per process and a few async senders with retries.
+
+`offer()` is all the request path does: a non-blocking put, or a counted drop when the queue is full (by
+events or by bytes). Senders run on the same event loop, started lazily by the first event; a slow or dead
+sink only fills the queue, it never delays or fails an inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from serving.observability.cloudevent import InferenceEvent
+from serving.observability.sinks import RetryableSinkError, Sink, SinkError
+
+log = logging.getLogger("serving.payload_logger")
+
+MODES = ("all", "request", "response")
+
+
+class LoggerMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry or CollectorRegistry()
+        events = Counter("serving_logger_events", "Payload logger events by outcome.", ["outcome"], registry=r)
+        self.sent, self.dropped, self.failed = (events.labels(o) for o in ("sent", "dropped", "failed"))
+        self.depth = Gauge("serving_logger_queue_depth", "Payload events waiting to be sent.",
+                           multiprocess_mode="livesum", registry=r)
+
+
+class PayloadLogger:
+    def __init__(
+        self, sink: Sink, mode: str = "all", *, registry: CollectorRegistry | None = None, max_events: int = 1000,
+        max_bytes: int = 64 * 1024 * 1024, senders: int = 4, attempts: int = 3, backoff_s: float = 0.2,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"logger mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.sink, self.mode = sink, mode
+        self.logs_requests, self.logs_responses = mode in ("all", "request"), mode in ("all", "response")
+        self.metrics = LoggerMetrics(registry)
+        self.max_events, self.max_bytes = max_events, max_bytes
+        self.senders, self.attempts, self.backoff_s = senders, attempts, backoff_s
+        self._queue: deque[InferenceEvent] = deque()
+        self._queued_bytes = 0
+        self._wakeup: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0
+
+    def offer(self, event: InferenceEvent) -> None:
+        """Queue the event for sending, or drop it (counted) when the queue is full. Never blocks."""
+        if len(self._queue) >= self.max_events or self._queued_bytes + len(event.body) > self.max_bytes:
+            self.metrics.dropped.inc()
+            return
+        self._queue.append(event)
+        self._queued_bytes += len(event.body)
+        self.metrics.depth.set(len(self._queue))
+        if self._wakeup is None:
+            self._start()
+        assert self._wakeup is not None
+        self._wakeup.set()
+
+    def _start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._send_forever(), name=f"payload-sender-{i}") for i in range(self.senders)]
+
+    async def _send_forever(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            event = self._queue.popleft()
+            self._queued_bytes -= len(event.body)
+            self.metrics.depth.set(len(self._queue))
+            self._busy += 1
+            try:
+                await self._deliver(event)
+            finally:
+                self._busy -= 1
+
+    async def _deliver(self, event: InferenceEvent) -> None:
+        delay = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                await self.sink.send(event)
+                self.metrics.sent.inc()
+                return
+            except RetryableSinkError as exc:
+                if attempt == self.attempts:
+                    return self._failed(event, exc)
+            except SinkError as exc:
+                return self._failed(event, exc)
+            except Exception as exc:  # noqa: BLE001 - a sender must survive anything a sink does
+                return self._failed(event, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _failed(self, event: InferenceEvent, exc: BaseException) -> None:
+        self.metrics.failed.inc()
+        log.warning("payload event %s (%s) not delivered: %s", event.request_id, event.type.rsplit(".", 1)[-1], exc)
+
+    @property
+    def pending(self) -> int:
+        """Events queued or being sent."""
+        return len(self._queue) + self._busy
+
+    async def aclose(self, flush_s: float = 2.0) -> None:
+        """Shutdown: give queued events a bounded time to go out, then stop the senders and the sink."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + flush_s
+        while self.pending and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks, self._wakeup = [], None
+        await self.sink.aclose()

@@ -1,0 +1,89 @@
+"""Where payload events go: an HTTP CloudEvents receiver (binary mode) or a JSON Lines file rotated by size.
+
+`send` raises `RetryableSinkError` for what may succeed later (connection refused, timeout, 5xx, 429) and
+`SinkError` for what will not (another 4xx); the payload logger retries the first kind with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from serving.observability.cloudevent import InferenceEvent
+
+FILE_MAX_BYTES = 100 * 1024 * 1024
+FILE_BACKUPS = 5
+
+
+class SinkError(Exception):
+    """The sink refused the event for good."""
+
+
+class RetryableSinkError(SinkError):
+    """The sink could not take the event now; it may later."""
+
+
+class Sink(Protocol):
+    async def send(self, event: InferenceEvent) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpSink:
+    """POSTs each event in CloudEvents binary mode over a pooled keep-alive client (httpx.AsyncClient)."""
+
+    def __init__(self, url: str, connections: int = 4, timeout_s: float = 5.0) -> None:
+        self.url = url
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._client = httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False)
+
+    async def send(self, event: InferenceEvent) -> None:
+        try:
+            response = await self._client.post(self.url, content=event.body, headers=event.binary_headers())
+        except httpx.HTTPError as exc:  # connect, read, timeout: the sink may come back
+            raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise RetryableSinkError(f"sink answered {response.status_code}")
+        if response.status_code >= 400:
+            raise SinkError(f"sink answered {response.status_code}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class FileSink:
+    """One structured-mode CloudEvent per line; the file rotates at `max_bytes` keeping `backups` old files.
+
+    Writes run in a thread: a slow disk must not stall the event loop that serves inferences."""
+
+    def __init__(self, path: Path, max_bytes: int = FILE_MAX_BYTES, backups: int = FILE_BACKUPS) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._lock = asyncio.Lock()
+
+    async def send(self, event: InferenceEvent) -> None:
+        line = event.json_line().decode("utf-8")
+        record = logging.LogRecord("serving.payload", logging.INFO, "", 0, line, None, None)
+        async with self._lock:  # one writer at a time keeps lines whole across rotation
+            await asyncio.to_thread(self._handler.emit, record)
+
+    async def aclose(self) -> None:
+        self._handler.close()
+
+
+def sink_for(url: str, connections: int = 4) -> Sink:
+    """`http(s)://...` -> HttpSink; `file:///path` -> FileSink. Anything else is refused with the URL."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return HttpSink(url, connections)
+    if parts.scheme == "file" and parts.path:
+        return FileSink(Path(unquote(parts.path)))
+    raise ValueError(f"logger url {url!r}: use http(s)://host/path or file:///path/events.jsonl")

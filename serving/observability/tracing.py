@@ -1,0 +1,114 @@
+"""OpenTelemetry tracing, off unless asked for (`--otel` or `OTEL_EXPORTER_OTLP_ENDPOINT`).
+
+Off, `span()` returns one shared no-op context manager and nothing from OpenTelemetry is imported, so the
+hot path pays a function call. On, spans go through a BatchSpanProcessor to the OTLP/HTTP exporter, which
+reads the standard `OTEL_*` variables; context crosses processes in the W3C `traceparent` header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+_NOOP = contextlib.nullcontext()
+_tracer: Any = None
+_propagator: Any = None
+_EPOCH_OFFSET_NS = time.time_ns() - time.monotonic_ns()
+
+
+def wanted(flag: bool) -> bool:
+    """Tracing is on with `--otel` or when an OTLP endpoint is configured the standard way."""
+    return flag or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def setup(service_name: str, exporter: Any = None) -> Any:
+    """Install a tracer for this process; `exporter` defaults to OTLP over HTTP. Returns the provider."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        processor: Any = BatchSpanProcessor(OTLPSpanExporter())
+    else:
+        processor = SimpleSpanProcessor(exporter)
+    name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_span_processor(processor)
+    use(provider)
+    return provider
+
+
+def use(provider: Any) -> None:
+    """Trace with this provider (None: tracing off). Tests pass one with an in-memory exporter."""
+    global _tracer, _propagator
+    if provider is None:
+        _tracer = _propagator = None
+        return
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _tracer = provider.get_tracer("serving")
+    _propagator = TraceContextTextMapPropagator()
+
+
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> contextlib.AbstractContextManager[Any]:
+    """A child of the current span, current while the block runs; a no-op when tracing is off."""
+    if _tracer is None:
+        return _NOOP
+    return _tracer.start_as_current_span(name, attributes=attributes)
+
+
+@contextlib.contextmanager
+def server_span(name: str, headers: list[tuple[bytes, bytes]], attributes: Mapping[str, Any]) -> Iterator[Any]:
+    """The span of one incoming request, continuing the caller's trace from its `traceparent`."""
+    carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in (b"traceparent", b"tracestate")}
+    parent = _propagator.extract(carrier) if carrier else None
+    from opentelemetry.trace import SpanKind
+
+    with _tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes) as current:
+        yield current
+
+
+def outgoing_headers() -> list[tuple[bytes, bytes]]:
+    """`traceparent` (and `tracestate`) of the current span, for a call to the next hop; [] when off."""
+    if _tracer is None:
+        return []
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
+
+
+def record(name: str, start_monotonic: float, end_monotonic: float, attributes: Mapping[str, Any] | None = None) -> None:
+    """A finished child span from two `time.monotonic()` readings (e.g. time spent in the batch queue)."""
+    if _tracer is None:
+        return
+    start = int(start_monotonic * 1e9) + _EPOCH_OFFSET_NS
+    end = int(end_monotonic * 1e9) + _EPOCH_OFFSET_NS
+    _tracer.start_span(name, start_time=start, attributes=attributes).end(end_time=end)
+
+
+def set_attributes(attributes: Mapping[str, Any]) -> None:
+    """Add attributes to the current span (known only later, e.g. the revision the router chose)."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attributes(attributes)
+
+
+def trace_id() -> str:
+    """The current trace id in hex, for log lines; '' when off."""
+    if _tracer is None:
+        return ""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""

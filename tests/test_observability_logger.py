@@ -1,0 +1,117 @@
+"""The payload logger alone: a real CloudEvents receiver on loopback parses what we send; full queues,
+dead and slow sinks only cost events (counted); the file sink writes rotated JSON Lines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from loadtests.event_receiver import receiving
+from loadtests.servers import free_port
+from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source, now
+from serving.observability.payload_logger import PayloadLogger
+from serving.observability.sinks import FileSink, HttpSink, sink_for
+
+pytestmark = pytest.mark.asyncio
+SOURCE = Source(isvc="iris", namespace="ml", component="predictor", endpoint="iris-abc12345", uri="http://127.0.0.1:1/")
+
+
+def event(rid: str, kind: str = REQUEST_TYPE, body: bytes = b'{"instances": [[1, 2]]}', status: int | None = None,
+          content_type: str = "application/json") -> InferenceEvent:
+    return InferenceEvent(rid, kind, body, content_type, SOURCE, "iris", now(), status)
+
+
+async def until(predicate, timeout_s: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def sample(registry: CollectorRegistry, outcome: str) -> float:
+    return registry.get_sample_value("serving_logger_events_total", {"outcome": outcome}) or 0.0
+
+
+async def test_events_arrive_in_binary_mode_with_kserve_attributes() -> None:
+    registry = CollectorRegistry()
+    with receiving() as (url, receiver):
+        logger = PayloadLogger(HttpSink(url), registry=registry)
+        logger.offer(event("r-1"))
+        logger.offer(event("r-1", RESPONSE_TYPE, b"\x00\x01binary", 200, "application/octet-stream"))
+        await until(lambda: len(receiver.events) == 2)
+        await logger.aclose()
+    request, response = receiver.by_type("request")[0], receiver.by_type("response")[0]
+    assert request["id"] == response["id"] == "r-1"
+    assert request["type"] == REQUEST_TYPE and response["type"] == RESPONSE_TYPE
+    assert request["specversion"] == "1.0" and request["source"] == SOURCE.uri and request["time"]
+    for attr, value in (("inferenceservicename", "iris"), ("namespace", "ml"), ("component", "predictor"),
+                        ("endpoint", "iris-abc12345"), ("modelid", "iris")):
+        assert request[attr] == value == response[attr], attr
+    assert request.data == b'{"instances": [[1, 2]]}' and request["datacontenttype"] == "application/json"
+    assert response.data == b"\x00\x01binary" and response["datacontenttype"] == "application/octet-stream"
+    assert response["statuscode"] == "200"
+    assert sample(registry, "sent") == 2 and sample(registry, "dropped") == 0
+
+
+async def test_full_queue_drops_and_counts_without_blocking() -> None:
+    registry = CollectorRegistry()
+    with receiving(delay_s=5.0) as (url, receiver):
+        logger = PayloadLogger(HttpSink(url), registry=registry, max_events=3, senders=1)
+        started = time.monotonic()
+        for i in range(10):
+            logger.offer(event(f"r-{i}"))
+        assert time.monotonic() - started < 0.05  # offering never waits for the sink
+        assert sample(registry, "dropped") == 7
+        assert registry.get_sample_value("serving_logger_queue_depth") == 3
+        await logger.aclose(flush_s=0.0)
+
+
+async def test_dead_sink_fails_events_after_retries_and_counts_them() -> None:
+    registry = CollectorRegistry()
+    logger = PayloadLogger(HttpSink(f"http://127.0.0.1:{free_port()}/"), registry=registry, backoff_s=0.01)
+    for i in range(4):
+        logger.offer(event(f"r-{i}"))
+    await until(lambda: sample(registry, "failed") == 4)
+    assert sample(registry, "sent") == 0
+    await logger.aclose()
+
+
+async def test_sink_answering_500_is_retried_then_failed() -> None:
+    registry = CollectorRegistry()
+    with receiving(status=500) as (url, receiver):
+        logger = PayloadLogger(HttpSink(url), registry=registry, attempts=3, backoff_s=0.01)
+        logger.offer(event("r-1"))
+        await until(lambda: sample(registry, "failed") == 1)
+        assert receiver.arrivals == 3
+        await logger.aclose()
+
+
+async def test_file_sink_writes_json_lines_and_rotates(tmp_path: Path) -> None:
+    path = tmp_path / "events" / "payloads.jsonl"
+    sink = FileSink(path, max_bytes=2000, backups=2)
+    logger = PayloadLogger(sink, registry=CollectorRegistry())
+    for i in range(30):
+        logger.offer(event(f"r-{i}"))
+    logger.offer(event("bin", RESPONSE_TYPE, b"\xff\x00", 500, "application/octet-stream"))
+    await until(lambda: logger.pending == 0)
+    await logger.aclose()
+    files = sorted(tmp_path.glob("events/payloads.jsonl*"))
+    assert len(files) == 3 and all(f.stat().st_size <= 2000 for f in files)  # rotated, two backups kept
+    lines = [orjson.loads(line) for line in path.read_text().splitlines()]
+    last = lines[-1]
+    assert last["id"] == "bin" and last["statuscode"] == "500" and last["data_base64"] == "/wA="
+    first = orjson.loads(files[1].read_text().splitlines()[0])  # payloads.jsonl.1: an older file
+    assert first["type"] == REQUEST_TYPE and first["data"] == {"instances": [[1, 2]]}
+
+
+async def test_sink_for_refuses_unknown_schemes() -> None:
+    assert isinstance(sink_for("file:///tmp/x.jsonl"), FileSink)
+    with pytest.raises(ValueError, match="s3://bucket"):
+        sink_for("s3://bucket/logs")
+    with pytest.raises(ValueError, match="mode"):
+        PayloadLogger(FileSink(Path("/tmp/unused.jsonl")), "everything")

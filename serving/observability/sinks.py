@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from serving.http_client import HTTPClient, split_url
 from serving.observability.cloudevent import InferenceEvent
 
 FILE_MAX_BYTES = 100 * 1024 * 1024
@@ -36,25 +37,50 @@ class Sink(Protocol):
 
 
 class HttpSink:
-    """POSTs each event in CloudEvents binary mode over a pooled keep-alive client (httpx.AsyncClient)."""
+    """POSTs each event in CloudEvents binary mode over the shared pooled HTTP/1.1 client (plain http://)."""
+
+    def __init__(self, url: str, connections: int = 4, timeout_s: float = 5.0) -> None:
+        self.url, self.timeout_s = url, timeout_s
+        self._endpoint, self._target = split_url(url)
+        self._client = HTTPClient(max_per_endpoint=connections, connect_timeout_s=min(timeout_s, 2.0))
+
+    async def send(self, event: InferenceEvent) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in event.binary_headers().items()]
+        try:
+            response = await self._client.request(self._endpoint, "POST", self._target, headers, event.body,
+                                                  self.timeout_s)
+        except (ConnectionError, TimeoutError) as exc:  # refused, dropped, slow: the sink may come back
+            raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
+        _check_status(response.status)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class HttpsSink:
+    """The same over TLS, with httpx (the shared client speaks plain http:// only)."""
 
     def __init__(self, url: str, connections: int = 4, timeout_s: float = 5.0) -> None:
         self.url = url
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._client = httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False)
+        self._client = httpx.AsyncClient(timeout=timeout_s, limits=limits)
 
     async def send(self, event: InferenceEvent) -> None:
         try:
             response = await self._client.post(self.url, content=event.body, headers=event.binary_headers())
-        except httpx.HTTPError as exc:  # connect, read, timeout: the sink may come back
+        except httpx.HTTPError as exc:
             raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise RetryableSinkError(f"sink answered {response.status_code}")
-        if response.status_code >= 400:
-            raise SinkError(f"sink answered {response.status_code}")
+        _check_status(response.status_code)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _check_status(status: int) -> None:
+    if status >= 500 or status == 429:
+        raise RetryableSinkError(f"sink answered {status}")
+    if status >= 400:
+        raise SinkError(f"sink answered {status}")
 
 
 class FileSink:
@@ -82,8 +108,10 @@ class FileSink:
 def sink_for(url: str, connections: int = 4) -> Sink:
     """`http(s)://...` -> HttpSink; `file:///path` -> FileSink. Anything else is refused with the URL."""
     parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
+    if parts.scheme == "http":
         return HttpSink(url, connections)
+    if parts.scheme == "https":
+        return HttpsSink(url, connections)
     if parts.scheme == "file" and parts.path:
         return FileSink(Path(unquote(parts.path)))
     raise ValueError(f"logger url {url!r}: use http(s)://host/path or file:///path/events.jsonl")

@@ -19,10 +19,10 @@ from serving.control.local import LocalControlPlane
 from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.http.openapi import openapi_endpoint
-from serving.metrics import RouterMetrics
+from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
 from serving.router.app import Router
 from serving.router.auth import KeyRing
-from serving.router.federation import federated_exposition
+from serving.router.federation import ScrapeTarget, federated_exposition
 from serving.spec import parse
 from serving.storage import StorageConfig
 
@@ -85,8 +85,8 @@ def build_app(args: argparse.Namespace) -> Router:
     async def metrics(request: Request) -> Response:
         """The router's own metrics, then every model server's, labelled by isvc/revision/component."""
         own = router.metrics.exposition() if router.metrics is not None else b""
-        federated = await federated_exposition(control.scrape_targets())
-        return Response(own + federated, media_type="text/plain; version=0.0.4; charset=utf-8")
+        federated = await federated_exposition([ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()])
+        return Response(own + federated, media_type=EXPOSITION_CONTENT_TYPE)
 
     fallback = Starlette(
         routes=[

@@ -11,25 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
-from serving.control.runner import RevisionRunner
+from serving.control.routes import RouteSink, route_table, routes_for
+from serving.control.runner import ReplicaFactory, RevisionRunner
 from serving.control.state import StateStore
 from serving.control.storage_bridge import resolve_model_dir
 from serving.errors import NotFound, ServingError
 from serving.revision import Revision
-from serving.router.app import Router
-from serving.router.federation import ScrapeTarget
-from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.router.table import RouteTable
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
-DEFAULT_TIMEOUT_S = 60
 
 
 @dataclass
@@ -46,14 +45,27 @@ class Service:
                 "created": self.created, "generation": self.generation}
 
 
+@dataclass(frozen=True, slots=True)
+class ScrapeTarget:
+    """One running model-server process and the labels its metrics get in the federated /metrics."""
+
+    url: str
+    labels: dict[str, str]
+
+
 class LocalControlPlane:
+    """`routes` receives every new route table (the router); `replica_factory(name, spec, log_dir)` makes one
+    replica (default: a supervised OS process; tests pass in-process fakes with the same small interface)."""
+
     def __init__(
-        self, store: StateStore, router: Router, *, domain: str = "example.com", storage: StorageConfig | None = None,
-        predictor_flags: tuple[str, ...] = (),
+        self, store: StateStore, routes: RouteSink, *, domain: str = "example.com", storage: StorageConfig | None = None,
+        predictor_flags: tuple[str, ...] = (), replica_factory: ReplicaFactory | None = None,
     ) -> None:
         self.store = store
         self.predictor_flags = predictor_flags
-        self.router = router
+        self.routes = routes
+        self.replica_factory = replica_factory
+        self._version = 0
         self.domain = domain
         self.storage = storage or StorageConfig(cache_dir=store.root / "cache")
         self.services: dict[tuple[str, str], Service] = {}
@@ -82,7 +94,7 @@ class LocalControlPlane:
         """Stop routing, then stop every process (each drains its in-flight requests)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
-        self.router.set_table(RouteTable())
+        self.routes.set_table(RouteTable())
         runners = list(self.runners.values())
         self.runners.clear()
         await asyncio.gather(*(self._drain_and_stop(r) for r in runners), *self._background, return_exceptions=True)
@@ -119,6 +131,8 @@ class LocalControlPlane:
             revision = runner.revision
             for component, replicas in (("predictor", runner.predictors), ("transformer", runner.transformers)):
                 for index, replica in enumerate(replicas):
+                    if not replica.port:
+                        continue  # not listening yet
                     labels = {"isvc": revision.isvc, "namespace": namespace, "revision": revision.name,
                               "component": component, "replica": str(index)}
                     targets.append(ScrapeTarget(replica.url, labels))
@@ -151,7 +165,7 @@ class LocalControlPlane:
                 for name, replicas in p.run.items():
                     wanted[(namespace, name)] = (p.state.revisions[name], replicas)
             retiring = await self._converge(wanted)
-            self.router.set_table(self._table(plans))
+            self.routes.set_table(self._table(plans))
             for runner, leaving in retiring:  # only now: they are out of the table
                 self._spawn(self._drain_and_stop(runner, leaving))
             for key, p in plans.items():
@@ -191,18 +205,18 @@ class LocalControlPlane:
         try:
             model_dir = await asyncio.to_thread(resolve_model_dir, revision, self.storage)
         except ServingError as exc:
-            runner = RevisionRunner(revision, Path("."), log_dir, self._changed)
+            runner = RevisionRunner(revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory)
             runner.error = f"spec.predictor.model.storageUri: {exc.message}"
             return runner
-        return RevisionRunner(revision, model_dir, log_dir, self._changed, self.predictor_flags)
+        return RevisionRunner(revision, model_dir, log_dir, self._changed, self.predictor_flags, self.replica_factory)
 
     async def _drain_and_stop(self, runner: RevisionRunner, replicas: list | None = None) -> None:
         targets = runner.all_replicas() if replicas is None else replicas
-        await self.router.upstreams.drain([r.url for r in targets])
+        await self.routes.drain([r.url for r in targets if r.port])
         await runner.stop(targets)
-        if replicas is None and self.router.metrics is not None:  # the whole revision retired
+        if replicas is None:  # the whole revision retired
             revision = runner.revision
-            self.router.metrics.forget_revision(revision.isvc, revision.namespace, revision.name)
+            self.routes.forget(revision.isvc, revision.namespace, revision.name)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -210,19 +224,16 @@ class LocalControlPlane:
         task.add_done_callback(self._background.discard)
 
     def _table(self, plans: dict[tuple[str, str], Plan]) -> RouteTable:
-        services = {}
-        for (namespace, name), p in plans.items():
-            split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
-            arms = []
-            for target in sorted(p.traffic, key=lambda t: -t.percent):
-                runner = self.runners.get((namespace, target.revision))
-                endpoints = runner.endpoints() if runner else ()
-                role = "canary" if split and target.tag == "latest" else "stable"
-                arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints))
-            host = f"{name}.{namespace}.{self.domain}"
-            timeout = self.services[(namespace, name)].isvc.spec.predictor.timeout or DEFAULT_TIMEOUT_S
-            services[(namespace, name)] = ServiceRoute(name, namespace, tuple(arms), host, float(timeout))
-        return RouteTable(services, self.router.table.version + 1)
+        routes = {key: routes_for(self.services[key].isvc, p, self._endpoints(key[0]), self.domain)
+                  for key, p in plans.items()}
+        self._version += 1
+        return route_table(routes, self._version)
+
+    def _endpoints(self, namespace: str) -> Callable[[str], tuple[str, ...]]:
+        def ready_urls(revision: str) -> tuple[str, ...]:
+            runner = self.runners.get((namespace, revision))
+            return runner.endpoints() if runner else ()
+        return ready_urls
 
     def _record(self, service: Service, p: Plan) -> None:
         status = {**p.status, "observedGeneration": service.generation}

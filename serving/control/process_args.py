@@ -39,18 +39,22 @@ def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
 
 def transformer_args(revision: Revision, predictor_url: str) -> list[str]:
     """`transform ...` of our transformer, pointed at this revision's predictor."""
+    check_local_transformer(revision)
     argv = transformer_argv(revision)
-    if argv[:1] == ["serving"]:
-        argv = argv[1:]
-    if argv[:1] != ["transform"]:
-        raise RevisionError(
-            "spec.transformer.containers[0]: the local backend runs `serving transform ...` as the transformer; "
-            "set args to [\"serving\", \"transform\", ...] (a custom image runs on the Kubernetes backend only)"
-        )
+    argv = argv[1:] if argv[:1] == ["serving"] else argv
     argv += ["--predictor-url", predictor_url]
     if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
         argv += ["--model-name", revision.isvc]
     return argv
+
+
+def check_local_transformer(revision: Revision) -> None:
+    """Our `serving transform` runs anywhere; a custom transformer image runs on Kubernetes only."""
+    if not is_our_transformer(revision):
+        raise RevisionError(
+            "spec.transformer.containers[0]: the local backend runs `serving transform ...` as the transformer; "
+            "set args to [\"serving\", \"transform\", ...] (a custom image runs on the Kubernetes backend only)"
+        )
 
 
 def transformer_argv(revision: Revision) -> list[str]:

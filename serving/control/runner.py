@@ -8,38 +8,70 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from serving.control.process_args import local_env, predictor_args, transformer_args
+from serving.control.process_args import check_local_transformer, local_env, predictor_args, transformer_args
 from serving.control.processes import ProcessSpec, Replica, ReplicaState
 from serving.errors import ServingError
 from serving.revision import Revision
 
 
+class ReplicaHandle(Protocol):
+    """One replica as the runner sees it: `processes.Replica` (an OS process) or a test's in-process fake.
+
+    `start` begins supervision and calls `on_change()` on every state change; `port` is 0 until the replica
+    listens; `url` is its base URL once it does; `stop` drains nothing (the caller drained it) and ends it.
+    """
+
+    name: str
+    spec: ProcessSpec
+    state: ReplicaState
+    error: str
+    port: int
+
+    @property
+    def url(self) -> str: ...
+
+    def start(self, on_change: Callable[[], None]) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ReplicaFactory = Callable[[str, ProcessSpec, Path], ReplicaHandle]  # (name, what to run, log dir) -> replica
+
+
 class RevisionRunner:
-    """Keeps `replicas` processes of each component of a revision running on this machine."""
+    """Keeps `replicas` processes of each component of a revision running on this machine.
+
+    Transformer i calls predictor i (modulo); it starts once that predictor listens, and is replaced when the
+    predictor comes back on another port after a restart.
+    """
 
     def __init__(
         self, revision: Revision, model_dir: Path, log_dir: Path, on_change: Callable[[], None],
-        predictor_flags: tuple[str, ...] = (),
+        predictor_flags: tuple[str, ...] = (), replica_factory: ReplicaFactory | None = None,
     ) -> None:
         self.revision = revision
         self.predictor_flags = predictor_flags
         self.model_dir = model_dir
         self.log_dir = log_dir
         self.on_change = on_change
-        self.predictors: list[Replica] = []
-        self.transformers: list[Replica] = []
+        self.make_replica: ReplicaFactory = replica_factory or Replica
+        self.predictors: list[ReplicaHandle] = []
+        self.transformers: list[ReplicaHandle] = []
         self.error = ""
 
-    def scale(self, replicas: int) -> list[Replica]:
+    def scale(self, replicas: int) -> list[ReplicaHandle]:
         """Start or remove replicas; returns the removed ones (the caller drains then stops them)."""
-        removed: list[Replica] = []
-        removed += self._scale(self.predictors, replicas, self._predictor_spec, "predictor")
-        if self.revision.transformer is not None:
+        removed = self._scale(self.predictors, replicas, self._predictor_spec, "predictor")
+        if self.revision.transformer is not None and not self.error:
+            removed += self._repoint_transformers()
             removed += self._scale(self.transformers, replicas, self._transformer_spec, "transformer")
         return removed
 
-    def _scale(self, replicas: list[Replica], wanted: int, make: Callable[[int], ProcessSpec], component: str) -> list[Replica]:
+    def _scale(
+        self, replicas: list[ReplicaHandle], wanted: int, make: Callable[[int], ProcessSpec | None], component: str,
+    ) -> list[ReplicaHandle]:
         while len(replicas) < wanted:
             index = len(replicas)
             try:
@@ -48,7 +80,9 @@ class RevisionRunner:
                 self.error = exc.message
                 self.on_change()
                 return []
-            replica = Replica(f"{self.revision.name}-{component}-{index}", spec, self.log_dir)
+            if spec is None:  # its predictor does not listen yet: the next reconcile starts it
+                break
+            replica = self.make_replica(f"{self.revision.name}-{component}-{index}", spec, self.log_dir)
             replicas.append(replica)
             replica.start(self.on_change)
         removed = replicas[wanted:]
@@ -59,10 +93,28 @@ class RevisionRunner:
         args = predictor_args(self.revision, self.model_dir) + list(self.predictor_flags)
         return ProcessSpec(args, local_env(self.revision.predictor), model_name=self.revision.isvc)
 
-    def _transformer_spec(self, index: int) -> ProcessSpec:
+    def _predictor_url(self, index: int) -> str | None:
+        if not self.predictors:
+            return None
         predictor = self.predictors[index % len(self.predictors)]
-        assert self.revision.transformer is not None
-        return ProcessSpec(transformer_args(self.revision, predictor.url), local_env(self.revision.transformer))
+        return predictor.url if predictor.port else None
+
+    def _transformer_spec(self, index: int) -> ProcessSpec | None:
+        check_local_transformer(self.revision)  # a custom image fails now, not once a predictor listens
+        url = self._predictor_url(index)
+        if url is None:
+            return None
+        return ProcessSpec(transformer_args(self.revision, url), local_env(self.revision.transformer))
+
+    def _repoint_transformers(self) -> list[ReplicaHandle]:
+        """Transformers whose predictor now listens elsewhere: removed here, started again by `_scale`."""
+        for index, transformer in enumerate(self.transformers):
+            url = self._predictor_url(index)
+            if url is not None and transformer.spec.args[transformer.spec.args.index("--predictor-url") + 1] != url:
+                stale = self.transformers[index:]
+                del self.transformers[index:]
+                return stale
+        return []
 
     def ready(self) -> bool:
         return any(r.state is ReplicaState.READY for r in self.predictors) and (
@@ -84,9 +136,9 @@ class RevisionRunner:
             return ()
         return tuple(r.url for r in entry if r.state is ReplicaState.READY)
 
-    def all_replicas(self) -> list[Replica]:
+    def all_replicas(self) -> list[ReplicaHandle]:
         return self.transformers + self.predictors
 
-    async def stop(self, replicas: list[Replica] | None = None) -> None:
+    async def stop(self, replicas: list[ReplicaHandle] | None = None) -> None:
         targets = self.all_replicas() if replicas is None else replicas
         await asyncio.gather(*(r.stop() for r in targets))

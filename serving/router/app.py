@@ -7,14 +7,15 @@ API and anything else not on the data path is delegated to `fallback` (a Starlet
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import orjson
 
 import serving
-from serving.errors import ModelNotFound, ServiceUnavailable, ServingError
+from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError
 from serving.http.body import receive_body
+from serving.http.errors import send_error
 from serving.router.auth import KeyRing
 from serving.router.balancer import Balancer
 from serving.router.table import Arm, RouteTable, ServiceRoute
@@ -52,6 +53,15 @@ class Router:
         self._table, self._hosts = table, table.by_host()
         self.balancer.retain(table)
 
+    async def drain(self, endpoints: Sequence[str]) -> None:
+        """Return once no request is in flight to these endpoints (the control plane calls this)."""
+        await self.upstreams.drain(list(endpoints))
+
+    def forget(self, isvc: str, namespace: str, revision: str) -> None:
+        """Drop the metric series of a retired revision."""
+        if self.metrics is not None:
+            self.metrics.forget_revision(isvc, namespace, revision)
+
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             if self.fallback is not None:
@@ -66,10 +76,9 @@ class Router:
             elif self.fallback is not None:
                 await self.fallback(scope, receive, send)
             else:
-                await _reply(send, 404, {"error": f"no route for {path}"})
+                raise NotFound(f"no route for {path}")
         except ServingError as exc:
-            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-            await _reply(send, exc.status_code, {"error": exc.message}, headers)
+            await send_error(send, exc, scope["method"], path)
 
     async def _local(self, scope: Scope, send: Callable, path: str) -> None:
         if self.auth is not None and not (self.auth.public_health and path.startswith("/v2/health/")):

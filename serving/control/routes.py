@@ -1,0 +1,50 @@
+"""From a plan to the router's table, written once for both backends; and the small interface of the router
+that the control plane calls (`RouteSink`), so neither package imports the other's internals.
+
+The route table (`serving.router.table`) is the contract between the two: pure data, no behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from serving.control.reconcile import Plan
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.spec import InferenceService
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class RouteSink(Protocol):
+    """What the local control plane needs from a router (`serving.router.app.Router` is one)."""
+
+    def set_table(self, table: RouteTable) -> None:
+        """Swap the whole table at once."""
+
+    async def drain(self, endpoints: Sequence[str]) -> None:
+        """Return once no request is in flight to these endpoints (they are already out of the table)."""
+
+    def forget(self, isvc: str, namespace: str, revision: str) -> None:
+        """Drop per-revision state (metrics series) of a retired revision."""
+
+
+def routes_for(
+    isvc: InferenceService, p: Plan, endpoints: Callable[[str], tuple[str, ...]], domain: str,
+    default_timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ServiceRoute:
+    """One InferenceService's route: an arm per traffic target, heaviest first; `endpoints(revision)` gives the
+    ready entry URLs of a revision (empty: the arm exists but gets no request)."""
+    split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
+    arms = []
+    for target in sorted(p.traffic, key=lambda t: -t.percent):
+        role = "canary" if split and target.tag == "latest" else "stable"
+        arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints(target.revision)))
+    name, namespace = isvc.metadata.name, isvc.metadata.namespace
+    timeout = isvc.spec.predictor.timeout
+    timeout_s = float(timeout) if timeout is not None else default_timeout_s
+    return ServiceRoute(name, namespace, tuple(arms), f"{name}.{namespace}.{domain}", timeout_s)
+
+
+def route_table(routes: Mapping[tuple[str, str], ServiceRoute], version: int) -> RouteTable:
+    return RouteTable(dict(routes), version)

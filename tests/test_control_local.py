@@ -1,0 +1,192 @@
+"""The local control plane's reconcile loop in-process: fake replicas (the `replica_factory` seam) and a
+recording route sink stand in for processes and the router, so rollout, scaling, draining order, restart
+of a predictor on a new port and persistence are checked without one subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from serving.control.local import LocalControlPlane
+from serving.control.processes import ProcessSpec, ReplicaState
+from serving.control.state import StateStore
+from serving.router.table import RouteTable
+from serving.spec import parse
+
+pytestmark = pytest.mark.asyncio
+PORTS = itertools.count(20000)
+
+
+class FakeReplica:
+    """Listens on a made-up port at once and is ready on the next loop turn (or fails, if told to)."""
+
+    instances: list[FakeReplica] = []
+    failing: set[str] = set()
+
+    def __init__(self, name: str, spec: ProcessSpec, log_dir: Path) -> None:
+        self.name, self.spec, self.log_dir = name, spec, log_dir
+        self.state, self.error, self.port = ReplicaState.STARTING, "", 0
+        self.stopped = False
+        FakeReplica.instances.append(self)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self.port = next(PORTS)
+        asyncio.get_running_loop().call_soon(self._ready)
+
+    def _ready(self) -> None:
+        storage = self.spec.args[self.spec.args.index("--model-dir") + 1] if "--model-dir" in self.spec.args else ""
+        failed = any(marker in storage for marker in FakeReplica.failing)
+        self.state, self.error = (ReplicaState.FAILED, "model failed to load") if failed else (ReplicaState.READY, "")
+        self._on_change()
+
+    def restart_on_new_port(self) -> None:
+        self.port = next(PORTS)
+        self._on_change()
+
+    async def stop(self) -> None:
+        self.stopped, self.state = True, ReplicaState.STOPPED
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.tables: list[RouteTable] = []
+        self.events: list[tuple[str, tuple[str, ...]]] = []
+
+    def set_table(self, table: RouteTable) -> None:
+        self.tables.append(table)
+
+    async def drain(self, endpoints: Sequence[str]) -> None:
+        self.events.append(("drain", tuple(endpoints)))
+
+    def forget(self, isvc: str, namespace: str, revision: str) -> None:
+        self.events.append(("forget", (revision,)))
+
+    def arms(self) -> dict[str, tuple[int, int]]:
+        route = self.tables[-1].services.get(("default", "iris"))
+        return {a.revision: (a.percent, len(a.endpoints)) for a in route.arms} if route else {}
+
+
+def _doc(model: Path, canary: int | None = None, replicas: int = 1, transformer: bool = False) -> dict:
+    predictor: dict = {"minReplicas": replicas, "sklearn": {"storageUri": str(model)}}
+    if canary is not None:
+        predictor["canaryTrafficPercent"] = canary
+    spec: dict = {"predictor": predictor}
+    if transformer:
+        spec["transformer"] = {"containers": [{"args": ["serving", "transform", "--transformer", "tabular"]}]}
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "iris"},
+            "spec": spec}
+
+
+async def _until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture()
+def models(tmp_path: Path) -> tuple[Path, Path]:
+    FakeReplica.instances.clear()
+    FakeReplica.failing.clear()
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for path in (v1, v2):
+        path.mkdir()
+        (path / "model.joblib").write_bytes(b"")
+    return v1, v2
+
+
+def _plane(tmp_path: Path, sink: Sink) -> LocalControlPlane:
+    return LocalControlPlane(StateStore(tmp_path / "state"), sink, replica_factory=FakeReplica)
+
+
+async def test_rollout_canary_promote_and_drain_order(tmp_path: Path, models: tuple[Path, Path]) -> None:
+    v1, v2 = models
+    sink = Sink()
+    control = _plane(tmp_path, sink)
+    await control.start()
+    try:
+        await control.apply(parse(_doc(v1, replicas=2)), _doc(v1, replicas=2))
+        await _until(lambda: list(sink.arms().values()) == [(100, 2)])
+        (first,) = sink.arms()
+        await control.apply(parse(_doc(v2, canary=25, replicas=2)), _doc(v2, canary=25, replicas=2))
+        await _until(lambda: len(sink.arms()) == 2 and all(n == 2 for _, n in sink.arms().values()))
+        second = next(r for r in sink.arms() if r != first)
+        assert sink.arms() == {second: (25, 2), first: (75, 2)}
+        await control.apply(parse(_doc(v2, replicas=2)), _doc(v2, replicas=2))  # promote
+        await _until(lambda: sink.arms() == {second: (100, 2)})
+        await _until(lambda: ("forget", (first,)) in sink.events)
+        # The retired revision was out of the table before it was drained, drained before it was stopped.
+        old = [r for r in FakeReplica.instances if r.name.startswith(first)]
+        drained = next(urls for kind, urls in sink.events if kind == "drain")
+        assert set(drained) == {r.url for r in old} and all(r.stopped for r in old)
+        status = control.get("default", "iris").status
+        assert status["components"]["predictor"]["previousRolledoutRevision"] == first
+    finally:
+        await control.shutdown()
+    assert sink.tables[-1].services == {}
+
+
+async def test_a_failed_revision_gets_no_traffic_and_says_why(tmp_path: Path, models: tuple[Path, Path]) -> None:
+    v1, v2 = models
+    FakeReplica.failing.add(str(v2))
+    sink = Sink()
+    control = _plane(tmp_path, sink)
+    await control.start()
+    try:
+        await control.apply(parse(_doc(v1)), _doc(v1))
+        await _until(lambda: list(sink.arms().values()) == [(100, 1)])
+        await control.apply(parse(_doc(v2)), _doc(v2))
+        await _until(lambda: control.get("default", "iris").status["modelStatus"].get("lastFailureInfo") is not None)
+        assert list(sink.arms().values()) == [(100, 1)]  # still the first revision
+        ready = control.get("default", "iris").status["conditions"][1]
+        assert ready["type"] == "LatestDeploymentReady" and ready["message"] == "model failed to load"
+    finally:
+        await control.shutdown()
+
+
+async def test_state_persists_and_a_restart_resumes(tmp_path: Path, models: tuple[Path, Path]) -> None:
+    v1, _ = models
+    sink = Sink()
+    control = _plane(tmp_path, sink)
+    await control.start()
+    await control.apply(parse(_doc(v1)), _doc(v1))
+    await _until(lambda: list(sink.arms().values()) == [(100, 1)])
+    revision = next(iter(sink.arms()))
+    await control.shutdown()
+    again, sink2 = None, Sink()
+    again = _plane(tmp_path, sink2)
+    await again.start()
+    try:
+        await _until(lambda: sink2.arms() == {revision: (100, 1)})
+    finally:
+        await again.shutdown()
+
+
+async def test_transformer_follows_its_predictor_to_a_new_port(tmp_path: Path, models: tuple[Path, Path]) -> None:
+    v1, _ = models
+    sink = Sink()
+    control = _plane(tmp_path, sink)
+    await control.start()
+    try:
+        await control.apply(parse(_doc(v1, transformer=True)), _doc(v1, transformer=True))
+        await _until(lambda: list(sink.arms().values()) == [(100, 1)])
+        predictor = next(r for r in FakeReplica.instances if "-predictor-" in r.name)
+        transformer = next(r for r in FakeReplica.instances if "-transformer-" in r.name)
+        args = transformer.spec.args
+        assert args[args.index("--predictor-url") + 1] == predictor.url
+        predictor.restart_on_new_port()
+        await _until(lambda: transformer.stopped)
+        fresh = [r for r in FakeReplica.instances if "-transformer-" in r.name and not r.stopped]
+        assert len(fresh) == 1 and fresh[0].spec.args[fresh[0].spec.args.index("--predictor-url") + 1] == predictor.url
+        await _until(lambda: sink.tables[-1].services[("default", "iris")].arms[0].endpoints == (fresh[0].url,))
+    finally:
+        await control.shutdown()

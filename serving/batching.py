@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 
 from serving.errors import ModelFailure, ModelNotReady, ServiceUnavailable
+from serving.observability import tracing
 from serving.types import InferRequest, TensorDict
 
 log = logging.getLogger("serving.batching")
@@ -96,6 +97,8 @@ class _Pending:
     future: asyncio.Future[TensorDict]
     enqueued_s: float
     started: bool = False
+    batch_started_s: float = 0.0  # noted only while tracing: the span of this request's wait in the queue
+    batch_rows: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -151,12 +154,16 @@ class Batcher:
             self._collector.add_done_callback(_log_crash)
         self._wake.set()
         try:
-            return await entry.future
+            outputs = await entry.future
         except asyncio.CancelledError:  # deadline or client gone: leave the queue if not started yet
             if not entry.started:
                 self._waiting -= 1
                 self._observer.queue_depth(self._waiting)
             raise
+        if entry.batch_rows:
+            tracing.record("batch.queue_wait", entry.enqueued_s, entry.batch_started_s,
+                           {"serving.batch_size": entry.batch_rows, "serving.rows": entry.rows})
+        return outputs
 
     async def _collect(self) -> None:
         while True:
@@ -232,6 +239,9 @@ class Batcher:
         started = time.monotonic()
         self._last_rows = batch.rows
         self._observer.batch_formed(batch.rows, [started - e.enqueued_s for e in entries])
+        if tracing.enabled():
+            for e in entries:
+                e.batch_started_s, e.batch_rows = started, batch.rows
         loop = asyncio.get_running_loop()
         requests = [e.request for e in entries]
         try:

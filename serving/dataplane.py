@@ -14,6 +14,7 @@ from serving.admission import Admission
 from serving.batching import Batcher
 from serving.errors import GatewayTimeout, ModelFailure, ServingError, TooManyRequests, blame_user_code
 from serving.metrics import Metrics, ModelMetrics
+from serving.observability import tracing
 from serving.protocol.codec import Codec
 from serving.repository import Model, ModelRepository
 from serving.settings import Limits
@@ -44,16 +45,19 @@ class DataPlane:
             model = self.repository.get(name, version)  # ModelNotFound: counted under a fixed label
             bound = self.metrics.model(model.name, model.settings.version)
             model = self.repository.ready_model(name, version)
-            request = codec.decode(body, headers, self.limits)
+            with tracing.span("decode"):
+                request = codec.decode(body, headers, self.limits)
             decoded = time.monotonic()
             bound.preprocess.observe(decoded - started)
-            outputs = await self._admit_and_run(model, request, bound)
+            with tracing.span("predict", {"serving.model": model.name, "serving.model_version": model.settings.version}):
+                outputs = await self._admit_and_run(model, request, bound)
             predicted = time.monotonic()
             bound.predict.observe(predicted - decoded)
             response = InferResponse(
                 model_name=name, model_version=model.settings.version, outputs=outputs, id=request.id
             )
-            encoded = codec.encode(response, request)
+            with tracing.span("encode"):
+                encoded = codec.encode(response, request)
             code = 200
             bound.postprocess.observe(time.monotonic() - predicted)
             return encoded

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.errors import ModelFailure, blame_user_code
+from serving.observability import tracing
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.settings import ModelSettings
 from serving.transformers.predictor_client import PredictorClient
@@ -74,10 +75,11 @@ class Transformer(Runtime):
         if self.predictor is None:
             raise ModelFailure(f"transformer {self.settings.name!r} is not started")
         subject = f"transformer {self.settings.name!r}"
-        with blame_user_code(subject, "preprocess"):
+        with tracing.span("transformer.preprocess"), blame_user_code(subject, "preprocess"):
             request = await _call(self.preprocess, inputs, parameters)
-        response = await self.predictor.infer(request, self.predictor_parameters(parameters))
-        with blame_user_code(subject, "postprocess", input_errors=False):
+        with tracing.span("transformer.predictor_call", {"serving.predictor": self.predictor.url}):
+            response = await self.predictor.infer(request, self.predictor_parameters(parameters))
+        with tracing.span("transformer.postprocess"), blame_user_code(subject, "postprocess", input_errors=False):
             result = await _call(self.postprocess, response, parameters)
         wanted = select_outputs(result, outputs, self.settings.name)
         return {name: result[name] for name in wanted} if wanted else result

@@ -19,6 +19,7 @@ import orjson
 
 from serving.errors import GatewayTimeout, ModelFailure, ServiceUnavailable, ServingError
 from serving.http_client import HTTPClient, UpstreamConnectError
+from serving.observability.propagation import outgoing
 from serving.protocol.dtypes import numpy_dtype, v2_datatype
 from serving.protocol.v2_codec import decode_json_data, json_data
 from serving.settings import Limits
@@ -67,7 +68,7 @@ class PredictorClient:
 
     async def _request(self, method: str, path: str, body: bytes, timeout_s: float) -> tuple[int, Headers, bytes]:
         try:
-            return await self._pool.request(self.url, method, path, _JSON, body, timeout_s)
+            return await self._pool.request(self.url, method, path, outgoing(_JSON), body, timeout_s)
         except UpstreamConnectError as exc:
             raise ServiceUnavailable(f"predictor {self.model!r} at {self.url} is unreachable: {exc}") from exc
         except TimeoutError as exc:

@@ -36,6 +36,7 @@ class ServerConfig:
     model: dict[str, Any] = field(default_factory=dict)  # ModelSettings fields shared by every model
     limits: dict[str, Any] = field(default_factory=dict)
     log_level: str = "warning"
+    grpc_port: int | None = None  # gRPC Open Inference Protocol beside HTTP (None: off, 0: a free port)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -63,7 +64,12 @@ def create_app(config: ServerConfig) -> ASGIApp:
     search_root = root if len(models) > 1 or models[0].model_dir != root else None
     repository = ModelRepository(models, search_root=search_root)
     dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
-    return build_app(dataplane, load_before_serving=config.workers > 1)
+    app = build_app(dataplane, load_before_serving=config.workers > 1)
+    if config.grpc_port is None:
+        return app
+    from serving.grpc.lifespan import with_grpc  # grpcio is imported only when gRPC is asked for
+
+    return with_grpc(app, dataplane, config.host, config.grpc_port, config.workers)
 
 
 def app_from_env() -> ASGIApp:

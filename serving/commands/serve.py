@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also serve the Open Inference Protocol over gRPC on this port (0: a free one, logged)")
     p.add_argument("--model-version", default="1", help="version reported in V2 metadata")
     p.add_argument("--predict-proba", action="store_true", help="return probabilities by default")
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
@@ -48,6 +50,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         workers=args.workers,
         native_threads=args.native_threads,
         log_level=args.log_level,
+        grpc_port=args.grpc_port,
         model={
             "runtime": args.runtime,
             "version": args.model_version,

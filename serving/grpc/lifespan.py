@@ -1,0 +1,50 @@
+"""Run the gRPC listener inside the HTTP app's lifespan: same process, same event loop, same DataPlane.
+
+A pure-ASGI wrapper: the listener starts after the app's own start-up completed (so the repository's
+loading has begun and the same loop runs both transports) and stops before the app's shutdown (which
+closes the DataPlane). HTTP requests pass straight through.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.dataplane import DataPlane
+from serving.errors import BadRequest
+from serving.grpc.server import GrpcListener
+
+
+class WithGrpc:
+    def __init__(self, app: ASGIApp, listener: GrpcListener) -> None:
+        self.app = app
+        self.listener = listener
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def receive_shutdown_first() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.listener.stop()
+            return message
+
+        async def send_after_start(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    await self.listener.start()
+                except Exception as exc:  # a taken port: fail start-up with the reason, as uvicorn does for HTTP
+                    await send({"type": "lifespan.startup.failed", "message": f"gRPC listener: {exc}"})
+                    return
+            await send(message)
+
+        await self.app(scope, receive_shutdown_first, send_after_start)
+
+
+def with_grpc(app: ASGIApp, dataplane: DataPlane, host: str, port: int, workers: int = 1) -> WithGrpc:
+    """The app plus a gRPC listener on `port` (0: a free one, logged). Several workers share a fixed port
+    (SO_REUSEPORT, the kernel spreads connections); with port 0 each would pick its own, so that is refused."""
+    if workers > 1 and port == 0:
+        raise BadRequest("--grpc-port 0 picks a port per process; give a fixed port with --workers > 1")
+    return WithGrpc(app, GrpcListener(dataplane, host, port, reuse_port=workers > 1))

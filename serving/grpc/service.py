@@ -1,0 +1,121 @@
+"""`inference.GRPCInferenceService` over the DataPlane: every RPC a few lines, errors from the one family.
+
+Each method receives the request's bytes and parses them itself, so garbage on the wire is an
+INVALID_ARGUMENT naming the message (grpcio's own deserializer failure would be an opaque INTERNAL).
+ModelInfer answers the bytes the codec serialised (no second copy through a response serializer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+import serving
+from serving.dataplane import DataPlane
+from serving.errors import ModelFailure, ServingError
+from serving.grpc import messages as pb
+from serving.grpc.status import grpc_code, trailing_metadata
+from serving.grpc.tensor_codec import ProtobufInfer
+from serving.http.v2_routes import EXTENSIONS, model_metadata
+
+log = logging.getLogger("serving.grpc")
+Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class InferenceService:
+    def __init__(self, dataplane: DataPlane, server_name: str = "serving") -> None:
+        self.dataplane = dataplane
+        self.repository = dataplane.repository
+        self.server_name = server_name
+
+    async def server_live(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def server_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=self.repository.all_ready())
+
+    async def model_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ModelReadyResponse(ready=self.repository.get(request.name, request.version or None).ready)
+
+    async def server_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerMetadataResponse(name=self.server_name, version=serving.__version__, extensions=EXTENSIONS)
+
+    async def model_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        doc = model_metadata(self.repository.ready_model(request.name, request.version or None))
+        return pb.ModelMetadataResponse(**doc)
+
+    async def model_infer(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        """The same DataPlane.infer as REST; the client's deadline bounds the work (DEADLINE_EXCEEDED)."""
+        infer = self.dataplane.infer(request.model_name, request.model_version or None, b"", {}, ProtobufInfer(request))
+        remaining = context.time_remaining()
+        if remaining is None:
+            body, _ = await infer
+            return body
+        try:
+            async with asyncio.timeout(remaining):
+                body, _ = await infer
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"model {request.model_name!r} did not answer within the client's deadline")
+        return body
+
+    async def repository_index(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        index = pb.RepositoryIndexResponse()
+        for model in self.repository.models():
+            if model.ready or not request.ready:
+                index.models.add(name=model.name, version=model.settings.version, state=model.state.value,
+                                 reason=model.reason)
+        return index
+
+    async def repository_model_load(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        model = await self.repository.load(request.model_name)
+        if not model.ready:
+            raise ModelFailure(model.reason or f"failed to load model {model.name!r}")
+        return pb.RepositoryModelLoadResponse()
+
+    async def repository_model_unload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """RPC name -> handler; all take raw bytes (see the module docstring)."""
+        return {
+            "ServerLive": unary(self.server_live, pb.ServerLiveRequest),
+            "ServerReady": unary(self.server_ready, pb.ServerReadyRequest),
+            "ModelReady": unary(self.model_ready, pb.ModelReadyRequest),
+            "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest),
+            "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest),
+            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, serialize=False),
+            "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest),
+            "RepositoryModelLoad": unary(self.repository_model_load, pb.RepositoryModelLoadRequest),
+            "RepositoryModelUnload": unary(self.repository_model_unload, pb.RepositoryModelUnloadRequest),
+        }
+
+
+def unary(method: Method, request_class: Any, serialize: bool = True) -> grpc.RpcMethodHandler:
+    """Parse the bytes, run `method`, and turn every failure into a status code with a clear message."""
+    kind = request_class.DESCRIPTOR.name
+
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            request = request_class.FromString(raw)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {kind} message")
+        try:
+            return await method(request, context)
+        except ServingError as exc:
+            await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            log.exception("gRPC %s failed", kind)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{kind} failed: {type(exc).__name__}")
+
+    return grpc.unary_unary_rpc_method_handler(
+        call, response_serializer=(lambda message: message.SerializeToString()) if serialize else None
+    )

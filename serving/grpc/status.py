@@ -1,0 +1,35 @@
+"""The error family's HTTP statuses as gRPC status codes, the way Triton and KServe map them."""
+
+from __future__ import annotations
+
+import grpc
+
+from serving.errors import ServingError
+
+GRPC_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.UNAVAILABLE,  # overload: retry soon (Triton answers UNAVAILABLE for a full queue)
+    500: grpc.StatusCode.INTERNAL,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def grpc_code(http_status: int) -> grpc.StatusCode:
+    """The gRPC code of an HTTP status; unlisted 4xx are the caller's (INVALID_ARGUMENT), the rest INTERNAL."""
+    code = GRPC_CODES.get(http_status)
+    if code is not None:
+        return code
+    return grpc.StatusCode.INVALID_ARGUMENT if 400 <= http_status < 500 else grpc.StatusCode.INTERNAL
+
+
+def trailing_metadata(error: ServingError) -> tuple[tuple[str, str], ...]:
+    """`Retry-After` and friends as lower-case trailing metadata (gRPC keys must be lower case)."""
+    return tuple((key.lower(), value) for key, value in error.headers.items())

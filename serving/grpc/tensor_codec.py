@@ -1,0 +1,184 @@
+"""gRPC Open Inference Protocol messages <-> InferRequest / InferResponse (TensorDict inside).
+
+The gRPC twin of `serving/protocol/v2_codec.py`, on the same dtype table: tensors arrive either in typed
+`contents` or in `raw_input_contents` (little-endian, BYTES 4-byte length-prefixed, as the binary
+extension frames them). Shape x datatype is checked against the data before anything is converted.
+Outputs go back in `raw_output_contents` when the request sent raw inputs or asked for binary data
+(what tritonclient does), else in typed `contents`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.errors import BadRequest
+from serving.grpc import messages
+from serving.protocol import binary
+from serving.protocol.dtypes import WIRE_DTYPES, numpy_dtype, v2_datatype
+from serving.settings import Limits
+from serving.types import InferRequest, InferResponse, RequestedOutput
+
+# The typed `contents` field of each datatype (FP16 has none: raw only, as Triton documents).
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+_ALL_FIELDS = sorted(set(CONTENTS_FIELD.values()))
+_WIDE = {"int_contents": np.dtype(np.int64), "uint_contents": np.dtype(np.uint64)}  # range-checked, then narrowed
+
+
+@dataclass(slots=True)
+class ProtobufInfer:
+    """A `Codec` bound to one parsed ModelInferRequest (the transport parsed it to learn the model's name)."""
+
+    message: Any
+    protocol: str = "grpc"
+
+    def decode(self, body: bytes, headers: object, limits: Limits) -> InferRequest:
+        return decode_request(self.message, limits)
+
+    def encode(self, response: InferResponse, request: InferRequest) -> tuple[bytes, dict[str, str]]:
+        return encode_response(response, request).SerializeToString(), {}
+
+
+def decode_request(message: Any, limits: Limits) -> InferRequest:
+    if not message.inputs:
+        raise BadRequest("ModelInferRequest.inputs must hold at least one tensor")
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise BadRequest(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send one per input"
+        )
+    inputs: dict[str, np.ndarray] = {}
+    for index, tensor in enumerate(message.inputs):
+        name = tensor.name
+        if not name:
+            raise BadRequest(f"inputs[{index}].name must be a non-empty string")
+        if name in inputs:
+            raise BadRequest(f"input {name!r} appears more than once")
+        inputs[name] = _decode_input(tensor, raw[index] if raw else None, index, limits)
+    parameters = decode_parameters(message.parameters)
+    return InferRequest(
+        inputs=inputs,
+        id=message.id or None,
+        parameters=parameters,
+        outputs=[RequestedOutput(o.name, _binary_flag(o.parameters), decode_parameters(o.parameters))
+                 for o in message.outputs] or None,
+        binary_output=bool(raw) or parameters.get("binary_data_output") is True,
+    )
+
+
+def _decode_input(tensor: Any, raw: bytes | None, index: int, limits: Limits) -> np.ndarray:
+    name, datatype = tensor.name, tensor.datatype
+    numpy_dtype(datatype)  # unknown datatype: 400 naming the known ones
+    shape = tuple(tensor.shape)
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"input {name!r}: shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if count > limits.max_tensor_elements:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} has {count} elements, over the limit of {limits.max_tensor_elements}"
+        )
+    if raw is not None:
+        if tensor.HasField("contents"):
+            raise BadRequest(f"input {name!r} has both contents and raw_input_contents[{index}]")
+        return _from_raw(raw, name, datatype, shape, count, index)
+    return _from_contents(tensor.contents, name, datatype, shape, count)
+
+
+def _from_raw(raw: bytes, name: str, datatype: str, shape: tuple[int, ...], count: int, index: int) -> np.ndarray:
+    if datatype == "BYTES":
+        return binary.decode_bytes(memoryview(raw), name, count).reshape(shape)
+    dtype = WIRE_DTYPES[datatype]
+    if len(raw) != count * dtype.itemsize:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"raw_input_contents[{index}] has {len(raw)}"
+        )
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if datatype == "BOOL" and array.size and array.view(np.uint8).max() > 1:
+        raise BadRequest(f"input {name!r}: BOOL bytes must be 0 or 1")
+    return array
+
+
+def _from_contents(contents: Any, name: str, datatype: str, shape: tuple[int, ...], count: int) -> np.ndarray:
+    field = CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise BadRequest(f"input {name!r}: {datatype} has no typed contents field; send it in raw_input_contents")
+    values = getattr(contents, field)
+    if len(values) != count:
+        used = [f for f in _ALL_FIELDS if f != field and len(getattr(contents, f))]
+        where = f" (its data is in {used[0]}, not {field})" if used and not len(values) else ""
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but {field} has {len(values)}{where}"
+        )
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    dtype = numpy_dtype(datatype)
+    wide = np.array(values, dtype=_WIDE.get(field, dtype))
+    if field in _WIDE and wide.size:
+        info = np.iinfo(dtype)
+        low, high = int(wide.min()), int(wide.max())
+        if low < info.min or high > info.max:
+            raise BadRequest(f"input {name!r}: value {low if low < info.min else high} is out of range for {datatype}")
+    return wide.astype(dtype, copy=False).reshape(shape)
+
+
+def _binary_flag(parameters: Any) -> bool | None:
+    flag = decode_parameters(parameters).get("binary_data")
+    return flag if isinstance(flag, bool) else None
+
+
+def decode_parameters(parameters: Any) -> dict[str, Any]:
+    """map<string, InferParameter> -> plain values (bool, int, float or str)."""
+    return {key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+            for key, value in parameters.items()}
+
+
+def encode_parameters(target: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        param = target[key]
+        if isinstance(value, bool):
+            param.bool_param = value
+        elif isinstance(value, int):
+            if value > 2**63 - 1:
+                param.uint64_param = value
+            else:
+                param.int64_param = value
+        elif isinstance(value, float):
+            param.double_param = value
+        else:
+            param.string_param = str(value)
+
+
+def encode_response(response: InferResponse, request: InferRequest) -> Any:
+    """A ModelInferResponse; raw outputs for raw requests, when asked, or when a datatype has no typed field."""
+    message = messages.ModelInferResponse(model_name=response.model_name, id=response.id or "")
+    if response.model_version is not None:
+        message.model_version = response.model_version
+    encode_parameters(message.parameters, response.parameters)
+    datatypes = [v2_datatype(array.dtype) for array in response.outputs.values()]
+    raw = request.binary_output or "FP16" in datatypes or any(o.binary for o in request.outputs or ())
+    for (name, array), datatype in zip(response.outputs.items(), datatypes, strict=True):
+        tensor = message.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        if raw:
+            message.raw_output_contents.append(binary.encode_tensor(array, datatype))
+        else:
+            _fill_contents(tensor.contents, array, datatype)
+    return message
+
+
+def _fill_contents(contents: Any, array: np.ndarray, datatype: str) -> None:
+    values = getattr(contents, CONTENTS_FIELD[datatype])
+    flat = array.ravel()
+    if datatype == "BYTES":
+        values.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+    else:
+        values.extend(flat.tolist())

@@ -20,6 +20,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# The text format every /metrics of ours answers with (model server, router, federation), named once.
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN_MODEL = "_unknown_"  # the one label value for requests naming no model of this server
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

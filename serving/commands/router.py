@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.http.errors import EXCEPTION_HANDLERS
-from serving.metrics import RouterMetrics
+from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
 from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.configmap_source import ConfigMapSource
@@ -58,7 +58,7 @@ def build_app(args: argparse.Namespace) -> Router:
             await router.upstreams.close()
 
     async def metrics(request: Request) -> Response:
-        return Response(router.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(router.metrics.exposition(), media_type=EXPOSITION_CONTENT_TYPE)
 
     router.ready_check = seen.is_set  # ready once the first table is in
     router.fallback = Starlette(routes=[Route("/metrics", metrics)], exception_handlers=EXCEPTION_HANDLERS,

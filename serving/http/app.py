@@ -14,24 +14,22 @@ from starlette.routing import Route
 
 from serving.dataplane import DataPlane
 from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
-from serving.http.infer_endpoint import InferEndpoint, InferFrontDoor
+from serving.http.infer_endpoint import InferenceFastLane, InferEndpoint
 from serving.http.openapi import openapi_endpoint
 from serving.http.v1_routes import V1Endpoints
 from serving.http.v2_routes import V2Endpoints
+from serving.metrics import EXPOSITION_CONTENT_TYPE
 from serving.protocol.codec import V1, V2
 
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def build_routes(dataplane: DataPlane, v1_predict: InferEndpoint | None = None,
-                 v2_infer: InferEndpoint | None = None) -> list[Route]:
+def build_routes(dataplane: DataPlane) -> list[Route]:
+    """Every route of the model server; the inference ones (endpoint `InferEndpoint`) also feed the fast lane."""
     v1, v2 = V1Endpoints(dataplane), V2Endpoints(dataplane)
 
     async def metrics(request: Request) -> Response:
-        return Response(dataplane.metrics.exposition(), media_type=PROMETHEUS_TEXT)
+        return Response(dataplane.metrics.exposition(), media_type=EXPOSITION_CONTENT_TYPE)
 
-    v1_predict = v1_predict or InferEndpoint(dataplane, V1)
-    v2_infer = v2_infer or InferEndpoint(dataplane, V2)
+    v1_predict, v2_infer = InferEndpoint(dataplane, V1), InferEndpoint(dataplane, V2)
     routes = [  # the two inference routes first: every prediction is matched against the list in order
         Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
         Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
@@ -56,7 +54,7 @@ def build_routes(dataplane: DataPlane, v1_predict: InferEndpoint | None = None,
     return routes
 
 
-def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serving: bool = False) -> InferFrontDoor:
+def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serving: bool = False) -> InferenceFastLane:
     """The model server app; models load in the background so `/v2/health/live` answers at once.
 
     With several worker processes sharing one socket, each worker loads before it accepts a connection
@@ -77,8 +75,6 @@ def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serv
             dataplane.close()
 
     middleware = [Middleware(InternalErrors)]  # innermost of Starlette's own: catches what no handler claimed
-    v1_predict, v2_infer = InferEndpoint(dataplane, V1), InferEndpoint(dataplane, V2)
-    app = Starlette(routes=build_routes(dataplane, v1_predict, v2_infer), exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=middleware, lifespan=lifespan)
-    app.state.dataplane = dataplane
-    return InferFrontDoor(app, v1_predict, v2_infer)
+    routes = build_routes(dataplane)
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware, lifespan=lifespan)
+    return InferenceFastLane(app, routes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -12,15 +13,29 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import ServingError
-from serving.http.body import JSONBody
 
 log = logging.getLogger("serving.http")
 
 
-async def serving_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServingError)
-    _log_model_failure(exc, request.method, request.url.path)
-    return JSONBody({"error": exc.message}, status_code=exc.status_code, headers=exc.headers or None)
+def error_answer(exc: BaseException, method: str, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The one mapping from an exception to its answer: status, raw headers and `{"error": ...}` body.
+
+    Every error of every HTTP entrance (model server, router, control API) is answered from here."""
+    if isinstance(exc, ServingError):
+        _log_model_failure(exc, method, path)
+        status, message = exc.status_code, exc.message
+        extra: Mapping[str, str] = exc.headers or {}
+    elif isinstance(exc, HTTPException):  # Starlette's routing: no route, wrong method
+        status, extra = exc.status_code, exc.headers or {}
+        message = {404: f"no route for {path}", 405: f"method {method} not allowed on {path}"}.get(
+            status, str(exc.detail))
+    else:
+        log_unexpected(method, path, exc)
+        status, message, extra = 500, f"internal error: {type(exc).__name__}", {}
+    content = orjson.dumps({"error": message})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    return status, headers, content
 
 
 def _log_model_failure(exc: ServingError, method: str, path: str) -> None:
@@ -29,29 +44,19 @@ def _log_model_failure(exc: ServingError, method: str, path: str) -> None:
         log.error("model failure on %s %s: %s (message withheld from logs)", method, path, cause)
 
 
-async def send_error(
-    send: Send, method: str, path: str, exc: ServingError | None = None, unexpected: BaseException | None = None
-) -> None:
-    """The JSON error `serving_error` would answer for `exc` (or the 500 for an `unexpected` exception), sent
-    as raw ASGI messages: for code that runs outside Starlette's handlers."""
-    if exc is None:
-        content = orjson.dumps({"error": f"internal error: {type(unexpected).__name__}"})
-        status, extra = 500, {}
-    else:
-        _log_model_failure(exc, method, path)
-        content = orjson.dumps({"error": exc.message})
-        status, extra = exc.status_code, exc.headers or {}
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+async def send_error(send: Send, exc: BaseException, method: str, path: str) -> None:
+    """`error_answer` sent as raw ASGI messages, for code outside Starlette's handlers."""
+    status, headers, content = error_answer(exc, method, path)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    messages = {404: f"no route for {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
-    message = messages.get(exc.status_code, str(exc.detail))
-    return JSONBody({"error": message}, status_code=exc.status_code, headers=exc.headers)
+async def error_response(request: Request, exc: Exception) -> Response:
+    """`error_answer` as Starlette's exception handler."""
+    status, headers, content = error_answer(exc, request.method, request.url.path)
+    response = Response(content, status_code=status)
+    response.raw_headers = headers
+    return response
 
 
 def log_unexpected(method: str, path: str, exc: BaseException) -> None:
@@ -84,9 +89,10 @@ class InternalErrors:
         try:
             await self.app(scope, receive, send_tracking)
         except Exception as exc:
-            log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
-            if not started:
-                await send_error(send, scope.get("method", ""), scope.get("path", ""), unexpected=exc)
+            if started:
+                log_unexpected(scope.get("method", ""), scope.get("path", ""), exc)
+            else:
+                await send_error(send, exc, scope.get("method", ""), scope.get("path", ""))
 
 
-EXCEPTION_HANDLERS = {ServingError: serving_error, HTTPException: http_error}
+EXCEPTION_HANDLERS = {ServingError: error_response, HTTPException: error_response}

@@ -1,27 +1,29 @@
-"""The inference endpoint for both protocols, as a plain ASGI app under its Starlette Route.
+"""The inference endpoint for both protocols, and the fast lane that reaches it without Starlette's layers.
 
-Every prediction crosses it, so it skips the per-request `Request` object and handler wrapping: read the
-body from the ASGI channel, hand bytes to the data plane with the protocol's codec, send the bytes back.
-Errors still propagate to the app's one exception handler.
+Every prediction crosses `InferEndpoint`, so it skips the per-request `Request` object and handler
+wrapping: read the body from the ASGI channel, hand bytes to the data plane with the protocol's codec,
+send the bytes back. It is declared once, as the endpoint of the inference `Route`s in `http/app.py`.
 
-`InferFrontDoor` goes one step further for the two unversioned inference paths: it sits outside Starlette and
-calls the endpoint directly, answering errors itself the way the app's handlers do. That skips six awaited
-layers (error middlewares, exception middleware, router, route) per prediction; every other request, and
-every request it does not recognise, goes to the Starlette app unchanged.
+`InferenceFastLane` wraps the Starlette app and matches a POST against exactly those routes' own path
+patterns first: a match calls the endpoint directly, skipping six awaited layers (error middlewares,
+exception middleware, router, route) per prediction; anything else — other paths, other methods (405),
+odd names (404) — goes to the Starlette app unchanged. Both ways answer errors with the one
+`errors.send_error` / `errors.error_response` pair built on `errors.error_answer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from re import Pattern
 from typing import Any
 
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.dataplane import DataPlane
-from serving.errors import ServingError
 from serving.http.body import receive_body
-from serving.http.errors import log_unexpected, send_error
+from serving.http.errors import send_error
 from serving.protocol.codec import Codec
 from serving.protocol.v2_codec import HEADER_LENGTH
 
@@ -29,6 +31,8 @@ _HEADER_LENGTH = HEADER_LENGTH.encode()
 
 
 class InferEndpoint:
+    """ASGI endpoint of an inference route: `{name}` (and `{version}`) from the path params."""
+
     def __init__(self, dataplane: DataPlane, codec: Codec) -> None:
         self.dataplane = dataplane
         self.codec = codec
@@ -56,43 +60,33 @@ async def send_answer(send: Callable, content: bytes, headers: list) -> None:
     await send({"type": "http.response.body", "body": content})
 
 
-class InferFrontDoor:
-    """ASGI: `POST /v2/models/NAME/infer` and `POST /v1/models/NAME:predict` straight to their endpoint."""
+class InferenceFastLane:
+    """ASGI: a POST matching an inference route's pattern goes straight to that route's endpoint."""
 
-    def __init__(self, app: Any, v1: InferEndpoint, v2: InferEndpoint) -> None:
-        self.app, self.v1, self.v2 = app, v1, v2
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.lanes: list[tuple[Pattern[str], InferEndpoint]] = [
+            (route.path_regex, route.endpoint) for route in routes
+            if isinstance(route, Route) and isinstance(route.endpoint, InferEndpoint)
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            target = self._target(scope["path"])
-            if target is not None:
-                await self._infer(*target, scope, receive, send)
-                return
+            path = scope["path"]
+            for pattern, endpoint in self.lanes:
+                match = pattern.match(path)
+                if match is not None:
+                    await self._infer(endpoint, match["name"], match.groupdict().get("version"), scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
-    def _target(self, path: str) -> tuple[InferEndpoint, str] | None:
-        """Endpoint and model name for the two unversioned inference paths; None for anything else."""
-        if path.startswith("/v2/models/") and path.endswith("/infer"):
-            endpoint, name = self.v2, path[11:-6]
-        elif path.startswith("/v1/models/") and path.endswith(":predict"):
-            endpoint, name = self.v1, path[11:-8]
-        else:
-            return None
-        if not name or "/" in name:
-            return None  # versioned, or not a model path at all: Starlette's routing decides
-        return endpoint, name
-
-    async def _infer(self, endpoint: InferEndpoint, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _infer(self, endpoint: InferEndpoint, name: str, version: str | None, scope: Scope, receive: Receive,
+                     send: Send) -> None:
         try:
-            content, headers = await endpoint.answer(name, None, scope, receive)
-        except ServingError as exc:
-            await send_error(send, "POST", scope["path"], exc)
-            return
+            content, headers = await endpoint.answer(name, version, scope, receive)
         except ClientDisconnect:
             return
-        except Exception as exc:  # noqa: BLE001 - the last resort, as InternalErrors does for the app
-            log_unexpected("POST", scope["path"], exc)
-            await send_error(send, "POST", scope["path"], unexpected=exc)
+        except Exception as exc:  # noqa: BLE001 - ServingError or the last resort, as the app's handlers do
+            await send_error(send, exc, "POST", scope["path"])
             return
         await send_answer(send, content, headers)
-

@@ -1,0 +1,110 @@
+"""Tracing with OpenTelemetry's in-memory exporter: one request through a canary router, a transformer and a
+batching predictor (all real servers in this process) is one trace with the expected parents and attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from serving.observability import tracing
+from serving.observability.hook import observe, observe_router
+from serving.observability.options import ObservabilityOptions
+from serving.router.app import Router
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.server import ServerConfig, create_app
+from serving.transformers.base import TransformerConfig
+from serving.transformers.server import create_app as create_transformer
+from tests.observability_support import served, until
+from tests.support import train_iris_sklearn
+
+pytestmark = pytest.mark.asyncio
+V1 = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    tracing.setup("serving-test", exporter=memory)
+    try:
+        yield memory
+    finally:
+        tracing.use(None)
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model_dir = tmp_path_factory.mktemp("trace") / "iris"
+    train_iris_sklearn(model_dir)
+    return model_dir
+
+
+def options(component: str, revision: str = "iris-canary1") -> ObservabilityOptions:
+    return ObservabilityOptions(otel=True, isvc="iris", revision=revision, component=component)
+
+
+async def test_one_request_is_one_trace_across_router_transformer_predictor(
+    iris: Path, exporter: InMemorySpanExporter
+) -> None:
+    model = create_app(ServerConfig(model_dir=str(iris), name="iris", model={"max_batch_size": 8, "max_latency_s": 0.001}))
+    async with served(observe(model, options("predictor")), "/v2/health/ready") as predictor_url:
+        transformer = create_transformer("iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1"))
+        async with served(observe(transformer, options("transformer")), "/v2/health/ready") as transformer_url:
+            router = Router()
+            route = ServiceRoute("iris", "default", (Arm("iris-canary1", 100, "canary", "latest", (transformer_url,)),))
+            router.set_table(RouteTable({("default", "iris"): route}))
+            async with served(observe_router(router, ObservabilityOptions(otel=True))) as front:
+                exporter.clear()  # readiness probes are not part of the request
+                async with httpx.AsyncClient(base_url=front) as client:
+                    answer = await client.post("/v1/models/iris:predict", content=V1)
+                await until(lambda: any(s.name == "router" for s in exporter.get_finished_spans()))
+    assert answer.status_code == 200
+    finished = exporter.get_finished_spans()
+    assert len({s.context.trace_id for s in finished}) == 1, [s.name for s in finished]
+    by_id = {s.context.span_id: s for s in finished}
+
+    def parent(span):  # noqa: ANN001, ANN202
+        return by_id[span.parent.span_id].name if span.parent is not None else None
+
+    pairs = sorted((s.name, parent(s)) for s in finished)
+    assert pairs == sorted([
+        ("router", None),
+        ("transformer", "router"),
+        ("decode", "transformer"), ("predict", "transformer"), ("encode", "transformer"),
+        ("transformer.preprocess", "predict"), ("transformer.predictor_call", "predict"),
+        ("transformer.postprocess", "predict"),
+        ("predictor", "transformer.predictor_call"),
+        ("decode", "predictor"), ("predict", "predictor"), ("encode", "predictor"),
+        ("batch.queue_wait", "predict"),
+    ]), pairs
+    spans = {(s.name, parent(s)): s for s in finished}
+    router_span = spans["router", None]
+    assert router_span.attributes["serving.isvc"] == "iris"
+    assert router_span.attributes["serving.revision"] == "iris-canary1"
+    assert router_span.attributes["serving.arm"] == "canary"
+    assert router_span.attributes["serving.request_id"] == answer.headers["x-request-id"]
+    assert spans["predictor", "transformer.predictor_call"].attributes["serving.request_id"] == answer.headers["x-request-id"]
+    assert spans["predictor", "transformer.predictor_call"].attributes["serving.revision"] == "iris-canary1"
+    assert spans["predict", "predictor"].attributes["serving.model"] == "iris"
+    assert spans["batch.queue_wait", "predict"].attributes["serving.batch_size"] == 2
+
+
+async def test_tracing_off_records_nothing_and_sends_no_traceparent(iris: Path) -> None:
+    assert not tracing.enabled()
+    seen: list[list] = []
+    inner = create_app(ServerConfig(model_dir=str(iris), name="iris"))
+
+    async def spy(scope, receive, send):  # noqa: ANN001, ANN202 - what the wrapped server is handed
+        if scope["type"] == "http":
+            seen.append(scope["headers"])
+        await inner(scope, receive, send)
+
+    async with served(observe(spy, ObservabilityOptions()), "/v2/health/ready") as url, \
+            httpx.AsyncClient(base_url=url) as client:
+        assert (await client.post("/v1/models/iris:predict", content=V1)).status_code == 200
+    assert not tracing.enabled()
+    assert any(k == b"x-request-id" for h in seen for k, _ in h)  # the id is still added
+    assert not any(k == b"traceparent" for h in seen for k, _ in h)

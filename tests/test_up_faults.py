@@ -81,7 +81,7 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> N
     model = tmp_path / "m"
     train_iris_sklearn(model)
     state = tmp_path / "state"
-    with serving_up(state) as server:
+    with serving_up(state, process=True) as server:
         apply_text(server, state, isvc_yaml("iris", model, replicas=2), tmp_path)
         wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
         # Both replicas must be ready before one is killed, or killing the only ready one is a real outage.
@@ -150,7 +150,7 @@ def test_hung_predictor_times_out_and_is_replaced(tmp_path: Path) -> None:
     model = tmp_path / "m"
     train_iris_sklearn(model)
     state = tmp_path / "state"
-    with serving_up(state) as server, server.client() as client:
+    with serving_up(state, process=True) as server, server.client() as client:
         apply_text(server, state, isvc_yaml("iris", model, extra="    timeout: 2\n"), tmp_path)
         wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
         (pid,) = _predictor_pids(server.process.pid)
@@ -172,7 +172,7 @@ def test_kill_9_of_serving_up_then_restart_restores_everything(tmp_path: Path) -
     model = tmp_path / "m"
     train_iris_sklearn(model)
     state = tmp_path / "state"
-    with serving_up(state) as server:
+    with serving_up(state, process=True) as server:
         apply_text(server, state, isvc_yaml("iris", model, replicas=2), tmp_path)
         before = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
         wait_until(lambda: len(_predictor_pids(server.process.pid)) == 2, 60, what="two replicas")

@@ -1,11 +1,12 @@
-"""Driving a real `serving up`: start it, apply YAML through the CLI, wait for status conditions."""
+"""Driving a real `serving up`: start it, apply YAML through the CLI, wait for status conditions.
+
+`serving up` runs in the test process (tests.inprocess: its own CLI code path, uvicorn on port 0) unless a
+test needs the process itself (kill -9, its children's pids): `serving_up(..., process=True)`. CLI commands
+(`serving apply/get/rollout/delete`) run in-process through the real parser and control client."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,10 @@ from typing import Any
 
 import httpx
 
-from tests.support import REPO, ServerProcess, serving_process, wait_until
+from tests.inprocess import CliResult, InProcessServer, run_cli, serving_inprocess
+from tests.support import ServerProcess, serving_process, wait_until
+
+Server = ServerProcess | InProcessServer
 
 ISVC = """
 apiVersion: serving.kserve.io/v1beta1
@@ -40,32 +44,34 @@ def isvc_yaml(name: str, uri: Path | str, *, canary: int | None = None, replicas
 
 @contextmanager
 def serving_up(
-    state_dir: Path, *files: Path, port: int | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
-) -> Iterator[ServerProcess]:
+    state_dir: Path, *files: Path, port: int | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+    process: bool = False,
+) -> Iterator[Server]:
     args = ["up", "--state-dir", str(state_dir), *extra]
     for f in files:
         args += ["-f", str(f)]
-    with serving_process(args, port=port, ready_path="/v2/health/live", env=env) as server:
-        yield server
+    if process or port is not None:
+        with serving_process(args, port=port, ready_path="/v2/health/live", env=env) as server:
+            yield server
+    else:
+        with serving_inprocess(args, ready_path="/v2/health/live", env=env) as inprocess:
+            yield inprocess
 
 
-def cli(server: ServerProcess, state_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "serving.cli", *args, "--server", server.url, "--state-dir", str(state_dir)],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=60,
-    )
+def cli(server: Server, state_dir: Path, *args: str, check: bool = True) -> CliResult:
+    result = run_cli(*args, "--server", server.url, "--state-dir", str(state_dir))
     if check:
         assert result.returncode == 0, f"serving {' '.join(args)} failed: {result.stderr}{result.stdout}"
     return result
 
 
-def apply_text(server: ServerProcess, state_dir: Path, text: str, tmp: Path, name: str = "isvc.yaml") -> None:
+def apply_text(server: Server, state_dir: Path, text: str, tmp: Path, name: str = "isvc.yaml") -> None:
     path = tmp / name
     path.write_text(text)
     cli(server, state_dir, "apply", "-f", str(path))
 
 
-def get_isvc(server: ServerProcess, state_dir: Path, name: str) -> dict[str, Any]:
+def get_isvc(server: Server, state_dir: Path, name: str) -> dict[str, Any]:
     return json.loads(cli(server, state_dir, "get", name, "-o", "json").stdout)
 
 
@@ -73,7 +79,7 @@ def traffic(isvc: dict[str, Any]) -> dict[str, int]:
     return {t["revisionName"]: t["percent"] for t in isvc["status"]["components"]["predictor"]["traffic"]}
 
 
-def wait_for_traffic(server: ServerProcess, state_dir: Path, name: str, predicate, timeout_s: float = 90) -> dict:
+def wait_for_traffic(server: Server, state_dir: Path, name: str, predicate, timeout_s: float = 90) -> dict:
     """Poll status until `predicate(traffic)` holds, via the control API directly (fast)."""
     token = (state_dir / "token").read_text().strip()
     seen: dict[str, Any] = {}

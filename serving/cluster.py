@@ -1,4 +1,6 @@
-"""Idempotent create-or-patch of rendered objects through the official `kubernetes` client.
+"""The Kubernetes API as the operator and the in-cluster router use it: idempotent create-or-patch of rendered
+objects through the official `kubernetes` client, with typed errors. Neutral ground: neither the control
+plane nor the router owns it.
 
 JSON merge patches (not server-side apply: it needs field managers the test emulator does not have, and
 merge patches replace lists wholesale, which is what a desired-state renderer wants). An object whose live
@@ -22,6 +24,7 @@ from serving.spec import OUR_GROUP
 
 log = logging.getLogger("serving.k8s")
 MERGE = "application/merge-patch+json"
+ROUTES_KEY = "routes.json"  # the key of the route table in its ConfigMap: the operator writes it, routers read it
 
 
 class ClusterError(ServingError):

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from serving.control.backend import BACKENDS
 from serving.control.client import ControlClient
 from serving.control.documents import read_documents
 
@@ -23,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("apply", help="create or update InferenceServices from YAML")
     p.add_argument("-f", "--filename", action="append", required=True)
-    p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
+    p.add_argument("--backend", choices=list(BACKENDS), default="local",
                    help="local: the running `serving up`; kubernetes: the current kubeconfig context")
     _common(p)
     p.set_defaults(func=apply)

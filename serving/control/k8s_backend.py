@@ -3,11 +3,14 @@
 read isvc -> observe its Deployments -> plan (same function as the local backend) -> create-or-patch the
 revisions it runs -> write the route table (ConfigMap the in-cluster router polls) -> retire revisions that
 left the table once `drain_s` has passed -> write the KServe status (plus our rollout record).
-Synchronous on purpose: kopf runs sync handlers in its thread pool; one lock per InferenceService.
+`reconcile` is synchronous (blocking client calls, one lock per InferenceService): the operator runs it in a
+thread, never on its event loop; the `Backend` methods (`apply`, `delete`, `observe`) are async wrappers that
+do the same and wait with `asyncio.sleep`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -15,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.control.k8s_apply import Cluster, PermanentClusterError, merge_patch
+from serving.cluster import ROUTES_KEY, Cluster, PermanentClusterError, merge_patch
+from serving.control.k8s_documents import apply_document, convert_document
 from serving.control.k8s_render import (
     LABEL_COMPONENT,
     LABEL_ISVC,
@@ -27,14 +31,14 @@ from serving.control.k8s_render import (
     service_url,
 )
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
+from serving.control.routes import route_table, routes_for
 from serving.errors import ServingError
 from serving.revision import Revision
-from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.router.table import RouteTable, ServiceRoute
 from serving.spec import InferenceService, parse
 
 log = logging.getLogger("serving.operator")
 RETIRED_AT = "serving.dev/retired-at"
-ROUTES_KEY = "routes.json"
 OWN_STATUS = ("url", "address", "conditions", "components", "modelStatus", "observedGeneration", "rollout")
 CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
 
@@ -169,17 +173,10 @@ class KubernetesBackend:
 
     # -- routes --------------------------------------------------------------------------------
     def route(self, isvc: InferenceService, p: Plan, observed: Observed) -> ServiceRoute:
-        split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
-        arms = []
-        for target in sorted(p.traffic, key=lambda t: -t.percent):
-            revision = p.state.revisions[target.revision]
-            url = service_url(revision, entry_component(revision), self.config.render)
-            endpoints = (url,) if target.revision in observed.ready else ()
-            role = "canary" if split and target.tag == "latest" else "stable"
-            arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints))
-        ns, name = isvc.metadata.namespace, isvc.metadata.name
-        timeout = float(isvc.spec.predictor.timeout or self.config.default_timeout_s)
-        return ServiceRoute(name, ns, tuple(arms), f"{name}.{ns}.{self.config.domain}", timeout)
+        def service(name: str) -> tuple[str, ...]:
+            revision = p.state.revisions[name]
+            return (service_url(revision, entry_component(revision), self.config.render),) if name in observed.ready else ()
+        return routes_for(isvc, p, service, self.config.domain, self.config.default_timeout_s)
 
     def _set_route(self, isvc: InferenceService, p: Plan, observed: Observed) -> None:
         route = self.route(isvc, p, observed)
@@ -190,7 +187,7 @@ class KubernetesBackend:
 
     def _write_routes(self) -> None:
         self.version += 1
-        table = RouteTable(dict(self.routes), self.version)
+        table = route_table(self.routes, self.version)
         self.cluster.apply({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": self.config.routes_name, "namespace": self.config.routes_namespace,
@@ -200,16 +197,33 @@ class KubernetesBackend:
         })
 
     # -- delete --------------------------------------------------------------------------------
-    def delete(self, namespace: str, name: str) -> None:
-        """Stop routing first, wait for in-flight requests, then delete every child object."""
+    def unroute(self, namespace: str, name: str) -> None:
+        """Out of the route table (the routers poll it every second)."""
         with self._routes_lock:
             if self.routes.pop((namespace, name), None) is not None:
                 self._write_routes()
-        if self.config.drain_s > 0:
-            time.sleep(self.config.drain_s)  # the router polls the table every second
+
+    def delete_children(self, namespace: str, name: str) -> None:
         with self._lock((namespace, name)):
             live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in CHILD_KINDS}
             self.delete_revision(namespace, live, None)
+
+    # -- the Backend protocol (async; blocking calls in threads) ----------------------------------
+    async def apply(self, isvc: InferenceService, document: dict[str, Any]) -> str:
+        """Create or patch the InferenceService in the cluster; the operator reconciles it from there."""
+        return await asyncio.to_thread(apply_document, self.cluster, convert_document(document, isvc.metadata.namespace))
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Stop routing first, wait for in-flight requests, then delete every child object."""
+        await asyncio.to_thread(self.unroute, namespace, name)
+        if self.config.drain_s > 0:
+            await asyncio.sleep(self.config.drain_s)
+        await asyncio.to_thread(self.delete_children, namespace, name)
+
+    async def observe(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The InferenceService's status as the cluster has it (None: no such object)."""
+        body = await asyncio.to_thread(self.cluster.get, "InferenceService", namespace, name)
+        return None if body is None else (body.get("status") or {})
 
 
 def _rollout(data: dict[str, Any] | None) -> RolloutState | None:

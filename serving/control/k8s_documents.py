@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from serving.control.k8s_apply import Cluster, merge_patch
+from serving.cluster import Cluster, merge_patch
 from serving.crd import VERSION
 from serving.spec import OUR_GROUP, SpecError, load_documents, parse
 
@@ -54,13 +54,13 @@ def apply_kubernetes(paths: list[Path], namespace: str | None = None, cluster: C
     lines = []
     for doc in read_converted(paths, namespace):
         doc.setdefault("metadata", {}).setdefault("namespace", "default")
-        outcome = _apply_one(cluster, doc)
+        outcome = apply_document(cluster, doc)
         lines.append(f"inferenceservice.{OUR_GROUP}/{doc['metadata']['name']} {outcome}")
         lines += [f"  warning: {w}" for w in cluster_warnings(doc)]
     return lines
 
 
-def _apply_one(cluster: Cluster, doc: dict[str, Any]) -> str:
+def apply_document(cluster: Cluster, doc: dict[str, Any]) -> str:
     """Create, or patch so the live spec becomes exactly the document's (removed fields removed too,
     e.g. `canaryTrafficPercent` to promote); labels and annotations are merged, as kubectl does."""
     meta = doc["metadata"]

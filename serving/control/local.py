@@ -118,6 +118,10 @@ class LocalControlPlane:
             del self.services[(namespace, name)]
         await self.reconcile()
 
+    async def observe(self, namespace: str, name: str) -> dict[str, Any] | None:
+        service = self.services.get((namespace, name))
+        return None if service is None else service.status
+
     def get(self, namespace: str, name: str) -> Service:
         service = self.services.get((namespace, name))
         if service is None:

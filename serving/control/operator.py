@@ -6,18 +6,21 @@
 - a timer every `resync_s` -> reconcile (drains finish, missed events are caught up: level-based);
 - delete -> out of the route table, drain, delete children (ownerReferences would also let the garbage
   collector do it; doing it here keeps the route table honest).
-Handlers are registered on an explicit registry built at run time, never at import.
+Handlers are registered on an explicit registry built at run time, never at import. Every handler is async
+and runs the backend's blocking client calls in a thread (`asyncio.to_thread`), and waits with
+`asyncio.sleep`: nothing blocks kopf's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from serving.control.k8s_apply import Cluster, PermanentClusterError, TemporaryClusterError
+from serving.cluster import Cluster, PermanentClusterError, TemporaryClusterError
 from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
 from serving.control.k8s_render import LABEL_ISVC
 from serving.crd import PLURAL, VERSION
@@ -37,6 +40,14 @@ def _guarded(backend: KubernetesBackend, namespace: str | None, name: str, retry
         raise kopf.PermanentError(exc.message) from exc
 
 
+async def _logged(backend: KubernetesBackend, namespace: str, name: str, why: str) -> None:
+    """A reconcile whose failure is only logged (the next event or resync tries again)."""
+    try:
+        await asyncio.to_thread(backend.reconcile, namespace, name)
+    except (TemporaryClusterError, PermanentClusterError) as exc:
+        log.warning("reconcile of %s/%s after %s: %s", namespace, name, why, exc.message)
+
+
 def build_registry(
     backend: KubernetesBackend, connection: kopf.ConnectionInfo | None = None
 ) -> kopf.OperatorRegistry:
@@ -53,41 +64,35 @@ def build_registry(
         kopf.on.login(registry=registry)(kopf.login_via_client)
 
     @kopf.on.startup(registry=registry)
-    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress in our own annotations; status belongs to KServe's fields and our rollout record.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=OUR_GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=OUR_GROUP)
         settings.persistence.finalizer = f"{OUR_GROUP}/operator"
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
-        backend.start()
+        await asyncio.to_thread(backend.start)
 
     @kopf.on.resume(*isvc, registry=registry)
     @kopf.on.create(*isvc, registry=registry)
     @kopf.on.update(*isvc, registry=registry)
-    def changed(namespace: str | None, name: str, retry: int, **_: Any) -> None:
-        _guarded(backend, namespace, name, retry)
+    async def changed(namespace: str | None, name: str, retry: int, **_: Any) -> None:
+        await asyncio.to_thread(_guarded, backend, namespace, name, retry)
 
     @kopf.on.timer(*isvc, interval=config.resync_s, registry=registry)
-    def resync(namespace: str | None, name: str, **_: Any) -> None:
-        try:
-            backend.reconcile(namespace or "default", name)
-        except (TemporaryClusterError, PermanentClusterError) as exc:
-            log.warning("resync of %s/%s: %s", namespace, name, exc.message)
+    async def resync(namespace: str | None, name: str, **_: Any) -> None:
+        await _logged(backend, namespace or "default", name, "resync")
 
     @kopf.on.event("apps", "v1", "deployments", labels={LABEL_ISVC: kopf.PRESENT}, registry=registry)
-    def workload(namespace: str | None, labels: Mapping[str, str], type: str, **_: Any) -> None:
+    async def workload(namespace: str | None, labels: Mapping[str, str], type: str, **_: Any) -> None:
         if not type:  # the initial listing: the resume handlers cover it
             return
-        try:
-            backend.reconcile(namespace or "default", labels[LABEL_ISVC])
-        except (TemporaryClusterError, PermanentClusterError) as exc:
-            log.warning("reconcile after a Deployment event: %s", exc.message)
+        await _logged(backend, namespace or "default", labels[LABEL_ISVC], "a Deployment event")
 
     @kopf.on.delete(*isvc, registry=registry)
-    def deleted(namespace: str | None, name: str, **_: Any) -> None:
+    async def deleted(namespace: str | None, name: str, **_: Any) -> None:
         try:
-            backend.delete(namespace or "default", name)
+            await backend.delete(namespace or "default", name)
         except TemporaryClusterError as exc:
             raise kopf.TemporaryError(exc.message, delay=5) from exc
 

@@ -100,6 +100,7 @@ class RevisionRunner:
         return predictor.url if predictor.port else None
 
     def _transformer_spec(self, index: int) -> ProcessSpec | None:
+        assert self.revision.transformer is not None
         check_local_transformer(self.revision)  # a custom image fails now, not once a predictor listens
         url = self._predictor_url(index)
         if url is None:

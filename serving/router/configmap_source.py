@@ -12,8 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from serving.control.k8s_apply import Cluster, ClusterError
-from serving.control.k8s_backend import ROUTES_KEY
+from serving.cluster import ROUTES_KEY, Cluster, ClusterError
 from serving.router.table import RouteTable
 
 log = logging.getLogger("serving.router")

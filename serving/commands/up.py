@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--filename", action="append", default=[], help="InferenceService YAML to apply at start")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also route the Open Inference Protocol over gRPC on this port (0: a free one, logged)")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"default {DEFAULT_STATE_DIR}")
     p.add_argument("--domain", default="example.com", help="URLs are http://NAME.NAMESPACE.DOMAIN")
     p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
@@ -67,18 +69,27 @@ def build_app(args: argparse.Namespace) -> Router:
         predictor_flags=("--no-pickle",) if args.no_pickle else (),
     )
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
+    grpc_front = None
+    if getattr(args, "grpc_port", None) is not None:
+        from serving.router.grpc_proxy import GrpcProxy  # grpcio is imported only when gRPC is asked for
+
+        grpc_front = GrpcProxy(router)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await control.start()
         for doc in documents:
             await control.apply(parse(doc), doc)
+        if grpc_front is not None:
+            await grpc_front.start(args.host, args.grpc_port)
         log.info("serving up: router on http://%s:%s, state in %s", args.host, args.port, args.state_dir)
         try:
             yield
         finally:
             # Shutdown checklist: uvicorn stopped accepting and finished open requests; now stop routing,
             # drain and stop every model process, then close upstream connections.
+            if grpc_front is not None:
+                await grpc_front.stop()
             await control.shutdown()
             await router.upstreams.close()
 

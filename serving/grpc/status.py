@@ -33,3 +33,13 @@ def grpc_code(http_status: int) -> grpc.StatusCode:
 def trailing_metadata(error: ServingError) -> tuple[tuple[str, str], ...]:
     """`Retry-After` and friends as lower-case trailing metadata (gRPC keys must be lower case)."""
     return tuple((key.lower(), value) for key, value in error.headers.items())
+
+
+_HTTP_OF = {code: status for status, code in GRPC_CODES.items() if status not in (415, 429, 502)}
+_HTTP_OF[grpc.StatusCode.OK] = 200
+_HTTP_OF[grpc.StatusCode.UNAVAILABLE] = 503
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status a gRPC code stands for (the router's metrics count both protocols in one label)."""
+    return _HTTP_OF.get(code, 500)

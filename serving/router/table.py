@@ -19,12 +19,16 @@ class Arm:
     role: str  # "stable" or "canary"
     tag: str  # "latest" or "prev"
     endpoints: tuple[str, ...]  # base URLs of the entry component (transformer if any, else predictor)
+    grpc_endpoints: tuple[str, ...] = ()  # host:port of the predictor's gRPC listeners; () = REST only
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "revision": self.revision, "percent": self.percent, "role": self.role,
             "tag": self.tag, "endpoints": list(self.endpoints),
         }
+        if self.grpc_endpoints:
+            data["grpcEndpoints"] = list(self.grpc_endpoints)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,8 @@ class ServiceRoute:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServiceRoute:
         arms = tuple(
-            Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"])) for a in data["arms"]
+            Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"]),
+                tuple(a.get("grpcEndpoints", ()))) for a in data["arms"]
         )
         return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)))
 

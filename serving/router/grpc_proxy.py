@@ -1,0 +1,204 @@
+"""The router's gRPC front: `inference.GRPCInferenceService` proxied by model name over the same RouteTable.
+
+Same decisions as the HTTP router (one `Router` object: its table, balancer, API keys and metrics), bytes
+forwarded untouched: only field 1 of the request (`model_name` / `name`) is read, with a wire-format scan,
+never a full parse. The arm's revision goes back in the initial metadata (`x-serving-revision`), or in the
+trailing metadata of an error. Server-level RPCs are answered here; the repository extension is the model
+server's own (UNIMPLEMENTED here, like Triton behind a load balancer).
+
+Choosing: metadata `x-serving-namespace` (else `default`, or the service whose host is the call's
+`:authority`), `x-serving-tag` pins an arm by tag or revision name, `authorization`/`x-api-key` as on HTTP.
+An arm without gRPC endpoints (a transformer in front of its predictor speaks REST only) is UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any
+
+import grpc
+
+import serving
+from serving.errors import ModelNotFound, ServingError
+from serving.grpc import messages as pb
+from serving.grpc.server import server_options
+from serving.grpc.status import grpc_code, http_status, trailing_metadata
+from serving.router.app import Router
+from serving.router.table import Arm, ServiceRoute
+
+log = logging.getLogger("serving.router.grpc")
+PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata")
+REVISION_KEY = "x-serving-revision"
+
+
+def field_one(message: bytes) -> str:
+    """The last string in field 1 of a protobuf message (protobuf: the last occurrence wins), skipping the rest."""
+    view, offset, end, found = memoryview(message), 0, len(message), b""
+    while offset < end:
+        key, offset = _varint(view, offset)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, offset = _varint(view, offset)
+        elif wire == 1:
+            offset += 8
+        elif wire == 5:
+            offset += 4
+        elif wire == 2:
+            length, offset = _varint(view, offset)
+            if field == 1:
+                found = bytes(view[offset:offset + length])
+            offset += length
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    if offset != end:
+        raise ValueError("truncated message")
+    return found.decode()
+
+
+def _varint(view: memoryview, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if offset >= len(view) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = view[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, offset
+        shift += 7
+
+
+class GrpcProxy:
+    def __init__(self, router: Router, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.router = router
+        self.max_message_bytes = max_message_bytes
+        self.server: grpc.aio.Server | None = None
+        self.bound_port = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._calls: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
+        self._turns = itertools.count()
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = grpc.aio.server(options=server_options(self.max_message_bytes))
+        handlers = {name: self._local_handler(name) for name in ("ServerLive", "ServerReady", "ServerMetadata")}
+        handlers.update({name: self._proxy_handler(name) for name in PROXIED})
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
+        address = f"[{host}]" if ":" in host else host
+        self.bound_port = self.server.add_insecure_port(f"{address}:{port}")
+        await self.server.start()
+        log.info("router gRPC (Open Inference Protocol) listening on %s:%d", host, self.bound_port)
+        return self.bound_port
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Refuse new calls, let calls in flight finish, then close upstream channels."""
+        if self.server is not None:
+            await self.server.stop(grace_s)
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._calls.clear()
+
+    def _local_handler(self, method: str) -> grpc.RpcMethodHandler:
+        async def answer(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if method == "ServerLive":
+                return pb.ServerLiveResponse(live=True).SerializeToString()
+            if method == "ServerReady":
+                return pb.ServerReadyResponse(ready=self.router.ready_check()).SerializeToString()
+            return pb.ServerMetadataResponse(name="serving-router", version=serving.__version__,
+                                             extensions=["binary_tensor_data"]).SerializeToString()
+
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    def _proxy_handler(self, method: str) -> grpc.RpcMethodHandler:
+        async def proxy(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            metadata = tuple((k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str))
+            try:
+                name = field_one(raw)
+            except (ValueError, UnicodeDecodeError):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message")
+            try:
+                route, arm = self._route(name, dict(metadata))
+            except ServingError as exc:
+                await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
+            return await self._forward(method, raw, metadata, route, arm, context)
+
+        return grpc.unary_unary_rpc_method_handler(proxy)
+
+    def _route(self, name: str, metadata: dict[str, str]) -> tuple[ServiceRoute, Arm]:
+        """Resolve the InferenceService, check the key, pick the arm (no await: the split stays exact)."""
+        table = self.router.table
+        authority = metadata.get(":authority", "").rsplit(":", 1)[0]
+        route = table.by_host().get(authority) if authority and "." in authority else None
+        if route is None:
+            route = table.services.get((metadata.get("x-serving-namespace", "default"), name))
+        if route is None:
+            raise ModelNotFound(f"InferenceService {name!r} not found")
+        if self.router.auth is not None:
+            self.router.auth.check(route.namespace, [(k.encode(), v.encode()) for k, v in metadata.items()])
+        return route, self.router._choose(route, metadata.get("x-serving-tag"))
+
+    async def _forward(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...], route: ServiceRoute,
+                       arm: Arm, context: grpc.aio.ServicerContext) -> bytes:
+        revision = ((REVISION_KEY, arm.revision),)
+        if not arm.grpc_endpoints:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"revision {arm.revision!r} of {route.name!r} serves "
+                                "REST only (a transformer in front of its predictor, or no gRPC port)", revision)
+        remaining = context.time_remaining()
+        timeout = route.timeout_s if remaining is None else min(remaining, route.timeout_s)
+        forwarded = tuple((k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key"))
+        started, code = time.monotonic(), 500
+        self._in_flight(route, arm, 1)
+        try:
+            result = await self._call_arm(method, raw, forwarded, arm, timeout)
+            if isinstance(result, grpc.aio.AioRpcError):
+                code = http_status(result.code())
+                trailing = tuple(result.trailing_metadata() or ()) + revision
+                await context.abort(result.code(), result.details() or "", trailing)
+            code = 200
+            await context.send_initial_metadata(revision)
+            return result
+        finally:
+            self._in_flight(route, arm, -1)
+            if self.router.metrics is not None:
+                self.router.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code,
+                                                  time.monotonic() - started)
+
+    async def _call_arm(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...], arm: Arm,
+                        timeout: float) -> bytes | grpc.aio.AioRpcError:
+        """Try the arm's endpoints in turn; move on only when one cannot be reached (no Retry-After)."""
+        endpoints = arm.grpc_endpoints
+        first = next(self._turns)
+        failure: grpc.aio.AioRpcError | None = None
+        for attempt in range(len(endpoints)):
+            endpoint = endpoints[(first + attempt) % len(endpoints)]
+            call = self._callable(endpoint, method)
+            try:
+                response: bytes = await call(raw, metadata=metadata, timeout=timeout)
+                return response
+            except grpc.aio.AioRpcError as exc:
+                failure = exc
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or _has_retry_after(exc):
+                    break
+        assert failure is not None
+        return failure
+
+    def _callable(self, endpoint: str, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+        """One pooled channel per endpoint (HTTP/2 multiplexes every call over it), one callable per method."""
+        call = self._calls.get((endpoint, method))
+        if call is None:
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+                channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=options)
+            call = self._calls[(endpoint, method)] = channel.unary_unary(f"/{pb.SERVICE}/{method}")
+        return call
+
+    def _in_flight(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
+        if self.router.metrics is not None:
+            self.router.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, delta)
+
+
+def _has_retry_after(error: Any) -> bool:
+    return any(key == "retry-after" for key, _ in error.trailing_metadata() or ())

@@ -1,0 +1,162 @@
+"""The router's gRPC front (serving.router.grpc_proxy) in this test's loop, in front of two real model servers
+(`serving serve --grpc-port 0`, in process): exact canary split measured over gRPC from `x-serving-revision`,
+tag pinning, API keys, retry past a dead endpoint, REST-only arms, errors passed through, tritonclient.grpc.aio
+answers equal to the direct ones, router metrics per arm. The route table is built by hand here: the local
+control plane does not yet start predictors with a gRPC port (see README)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.utils import InferenceServerException
+
+from serving.grpc import messages as pb
+from serving.metrics import RouterMetrics
+from serving.router.app import Router
+from serving.router.auth import KeyRing
+from serving.router.grpc_proxy import GrpcProxy, field_one
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.support import free_port
+
+pytestmark = pytest.mark.asyncio
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+ROW = [6.8, 2.8, 4.8, 1.4]
+
+
+def grpc_target(server: InProcessServer) -> str:
+    found = re.search(r"gRPC \(Open Inference Protocol\) listening on (127\.0\.0\.1:\d+)", server.log())
+    assert found, server.log()
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def predictors(model_repo: Path) -> Iterator[tuple[InProcessServer, InProcessServer]]:
+    logging.getLogger("serving.grpc").setLevel(logging.INFO)
+    args = ["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--name", "iris", "--grpc-port", "0"]
+    with serving_inprocess(args) as stable, serving_inprocess(args) as canary:
+        yield stable, canary
+
+
+def table(stable: InProcessServer, canary: InProcessServer, stable_grpc: tuple[str, ...] | None = None) -> RouteTable:
+    arms = (
+        Arm("iris-stable1", 80, "stable", "prev", (stable.url,), stable_grpc or (grpc_target(stable),)),
+        Arm("iris-canary1", 20, "canary", "latest", (canary.url,), (grpc_target(canary),)),
+    )
+    rest_only = (Arm("shop-rev1", 100, "stable", "latest", (stable.url,), ()),)
+    return RouteTable({("default", "iris"): ServiceRoute("iris", "default", arms, "iris.default.example.com"),
+                       ("default", "shop"): ServiceRoute("shop", "default", rest_only)}, version=1)
+
+
+@pytest_asyncio.fixture
+async def proxied(predictors: tuple[InProcessServer, InProcessServer]) -> AsyncIterator[tuple[Router, str]]:
+    router = Router(metrics=RouterMetrics())
+    router.set_table(table(*predictors))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        yield router, f"127.0.0.1:{port}"
+    finally:
+        await proxy.stop(1)
+
+
+def infer_request(model: str = "iris", datatype: str = "FP64") -> bytes:
+    request = pb.ModelInferRequest(model_name=model, id="r1")
+    request.inputs.add(name="input-0", datatype=datatype, shape=[1, 4])
+    request.raw_input_contents.append(np.array([ROW]).tobytes())
+    return request.SerializeToString()
+
+
+async def revision_of(channel: grpc.aio.Channel, payload: bytes, metadata: tuple = ()) -> str:
+    call = channel.unary_unary(INFER)(payload, metadata=metadata, timeout=10)
+    response = pb.ModelInferResponse.FromString(await call)
+    assert response.id == "r1" and response.outputs[0].name == "output-0"
+    return dict(await call.initial_metadata())["x-serving-revision"]
+
+
+async def test_canary_split_is_exact_over_grpc_and_tags_pin(proxied: tuple[Router, str]) -> None:
+    router, target = proxied
+    async with grpc.aio.insecure_channel(target) as channel:
+        seen = Counter([await revision_of(channel, infer_request()) for _ in range(50)])
+        assert seen == {"iris-stable1": 40, "iris-canary1": 10}
+        pinned = {await revision_of(channel, infer_request(), (("x-serving-tag", "latest"),)) for _ in range(5)}
+        assert pinned == {"iris-canary1"}
+    exposition = router.metrics.exposition().decode()
+    assert re.search(r'serving_router_requests_total\{[^}]*code="200"[^}]*revision="iris-canary1"[^}]*\} 15\.0', exposition)
+
+
+async def test_tritonclient_through_the_router_equals_direct(
+    proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer]
+) -> None:
+    _, target = proxied
+    routed, direct = triton_aio.InferenceServerClient(target), triton_aio.InferenceServerClient(grpc_target(predictors[0]))
+    try:
+        assert await routed.is_server_live() and await routed.is_server_ready()
+        assert await routed.is_model_ready("iris")
+        assert (await routed.get_model_metadata("iris")).inputs[0].name == "input-0"
+        tensor = triton_aio.InferInput("input-0", [2, 4], "FP64")
+        tensor.set_data_from_numpy(np.array([ROW, [5.1, 3.5, 1.4, 0.2]]))
+        via_router = (await routed.infer("iris", [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities")]))
+        straight = (await direct.infer("iris", [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities")]))
+        assert np.array_equal(via_router.as_numpy("probabilities"), straight.as_numpy("probabilities"))
+        with pytest.raises(InferenceServerException) as missing:
+            await routed.infer("nope", [tensor])
+        assert missing.value.status() == "StatusCode.NOT_FOUND"
+    finally:
+        await routed.close()
+        await direct.close()
+
+
+async def test_errors_pass_through_with_the_revision(proxied: tuple[Router, str]) -> None:
+    _, target = proxied
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(INFER)(infer_request(datatype="FP99"), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await call
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "FP99" in (bad.value.details() or "")
+        assert "x-serving-revision" in dict(bad.value.trailing_metadata() or ())
+        with pytest.raises(grpc.aio.AioRpcError) as garbage:
+            await channel.unary_unary(INFER)(b"\x0a\xff\xff", timeout=10)
+        assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as rest_only:
+            await channel.unary_unary(INFER)(infer_request("shop"), timeout=10)
+        assert rest_only.value.code() == grpc.StatusCode.UNIMPLEMENTED and "REST only" in (rest_only.value.details() or "")
+        assert await revision_of(channel, infer_request())  # still serving
+
+
+async def test_a_dead_endpoint_is_skipped(proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer]) -> None:
+    router, target = proxied
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    router.set_table(table(*predictors, stable_grpc=(dead, grpc_target(predictors[0]))))
+    async with grpc.aio.insecure_channel(target) as channel:
+        seen = Counter([await revision_of(channel, infer_request()) for _ in range(10)])
+    assert seen == {"iris-stable1": 8, "iris-canary1": 2}
+
+
+async def test_api_keys_are_checked_over_grpc(proxied: tuple[Router, str]) -> None:
+    router, target = proxied
+    router.auth = KeyRing.load(None, "default:s3cret")
+    async with grpc.aio.insecure_channel(target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await channel.unary_unary(INFER)(infer_request(), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as wrong:
+            await channel.unary_unary(INFER)(infer_request(), metadata=(("x-api-key", "nope"),), timeout=10)
+        assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert await revision_of(channel, infer_request(), (("authorization", "Bearer s3cret"),))
+
+
+async def test_field_one_reads_only_the_name() -> None:
+    assert field_one(infer_request("iris")) == "iris"
+    assert field_one(pb.ModelReadyRequest(name="m", version="2").SerializeToString()) == "m"
+    with pytest.raises(ValueError):
+        field_one(b"\x0a\x05ab")  # a length past the end

@@ -8,6 +8,8 @@ import logging
 import sys
 
 from serving.errors import ServingError
+from serving.observability import log_format
+from serving.observability.options import add_flags as observability_flags
 
 # Command name -> (module that registers it, one-line help). Only the module of the command being run is
 # imported, so `serving storage pull` in an init container or `serving get` start in a fraction of a second.
@@ -37,6 +39,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     if chosen in COMMANDS:
         importlib.import_module(COMMANDS[chosen][0]).register(subparsers)
+        for name, command in subparsers.choices.items():
+            observability_flags(command, name)  # --log-format everywhere; tracing/logger flags on servers
     for name, (_, help_text) in COMMANDS.items():
         if name not in subparsers.choices:
             subparsers.add_parser(name, help=help_text)
@@ -45,7 +49,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format.configure(getattr(args, "log_format", None))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)

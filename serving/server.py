@@ -19,6 +19,9 @@ from starlette.types import ASGIApp
 from serving.dataplane import DataPlane
 from serving.http.app import build_app
 from serving.metrics import Metrics
+from serving.observability import log_format
+from serving.observability.hook import observe
+from serving.observability.options import ObservabilityOptions
 from serving.repository import ModelRepository, discover
 from serving.settings import Limits, ModelSettings
 
@@ -37,6 +40,7 @@ class ServerConfig:
     limits: dict[str, Any] = field(default_factory=dict)
     log_level: str = "warning"
     grpc_port: int | None = None  # gRPC Open Inference Protocol beside HTTP (None: off, 0: a free port)
+    observability: dict[str, Any] = field(default_factory=dict)  # ObservabilityOptions fields
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -64,7 +68,9 @@ def create_app(config: ServerConfig) -> ASGIApp:
     search_root = root if len(models) > 1 or models[0].model_dir != root else None
     repository = ModelRepository(models, search_root=search_root)
     dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
-    app = build_app(dataplane, load_before_serving=config.workers > 1)
+    # The one observability hook: request ids, access log, spans, payload logger (metrics on this /metrics).
+    app = observe(build_app(dataplane, load_before_serving=config.workers > 1),
+                  ObservabilityOptions(**config.observability), dataplane.metrics.registry)
     if config.grpc_port is None:
         return app
     from serving.grpc.lifespan import with_grpc  # grpcio is imported only when gRPC is asked for
@@ -74,7 +80,9 @@ def create_app(config: ServerConfig) -> ASGIApp:
 
 def app_from_env() -> ASGIApp:
     """uvicorn factory for worker processes."""
-    return create_app(ServerConfig.from_env())
+    config = ServerConfig.from_env()
+    log_format.configure(config.observability.get("log_format"))  # a fresh interpreter: the CLI's set-up is gone
+    return create_app(config)
 
 
 def run(config: ServerConfig) -> None:

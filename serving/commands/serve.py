@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from serving.observability.options import from_args as observability_options
 from serving.server import ServerConfig, run
 
 
@@ -50,6 +51,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         workers=args.workers,
         native_threads=args.native_threads,
         log_level=args.log_level,
+        observability=observability_options(args, "predictor").to_dict(),
         grpc_port=args.grpc_port,
         model={
             "runtime": args.runtime,

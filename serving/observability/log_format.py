@@ -50,5 +50,13 @@ def configure(log_format: str | None, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
     root.setLevel(level)
+    if any(not _is_console(h) for h in root.handlers):
+        return  # someone else owns the output (a test harness, an embedding app): as logging.basicConfig does
+    for old in [h for h in root.handlers if _is_console(h)]:  # basicConfig's or ours; others (files, tests) stay
+        root.removeHandler(old)
+    root.addHandler(handler)
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return type(handler) is logging.StreamHandler and getattr(handler, "stream", None) in (sys.stderr, sys.stdout)

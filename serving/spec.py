@@ -102,8 +102,17 @@ class Batcher(Strict):
 
 
 class Logger(Strict):
+    """KServe's payload logger: CloudEvents to an http(s) receiver, or JSON Lines to a file:/// path."""
+
     mode: Literal["all", "request", "response"] = "all"
     url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _sink_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://", "file:///")):
+            raise ValueError(f"{url!r}: use http(s)://receiver/path or file:///path/events.jsonl")
+        return url
 
 
 class Container(Strict):
@@ -237,8 +246,9 @@ class InferenceService(Strict):
                 if env.value_from is not None:
                     out.append(f"spec.{component}: env {env.name} uses valueFrom, which applies on Kubernetes only; "
                                "it is not set locally")
-            if spec.logger is not None:
-                out.append(f"spec.{component}.logger: accepted; request logging is not implemented yet")
+            if spec.logger is not None and not spec.logger.url:
+                out.append(f"spec.{component}.logger: no url; events go to the default sink (`serving up "
+                           "--logger-url`, the chart's logger.defaultUrl), and are not logged without one")
         return out
 
 

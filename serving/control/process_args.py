@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from serving.errors import ServingError
+from serving.observability.options import component_flags
 from serving.revision import Revision
 from serving.spec import ComponentSpec, EnvVar, PredictorSpec
 
@@ -34,6 +35,7 @@ def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
         args += ["--request-timeout", str(predictor.timeout)]
     if predictor.container_concurrency:  # KServe: 0 means unlimited
         args += ["--max-concurrency", str(predictor.container_concurrency)]
+    args += _observability(revision, "predictor")
     return args + list(model.args if model is not None else ())
 
 
@@ -45,7 +47,13 @@ def transformer_args(revision: Revision, predictor_url: str) -> list[str]:
     argv += ["--predictor-url", predictor_url]
     if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
         argv += ["--model-name", revision.isvc]
-    return argv
+    return argv + _observability(revision, "transformer")
+
+
+def _observability(revision: Revision, component: str) -> list[str]:
+    """Who this process is (for logs, spans and payload events) and its spec `logger` block, if any."""
+    spec = revision.predictor if component == "predictor" else revision.transformer
+    return component_flags(revision.isvc, revision.namespace, revision.name, component, getattr(spec, "logger", None))
 
 
 def check_local_transformer(revision: Revision) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -15,6 +17,8 @@ from serving.observability.options import ObservabilityOptions
 from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import sink_for
 
+log = logging.getLogger("serving.observability")
+
 
 def observe(app: Any, options: ObservabilityOptions, registry: CollectorRegistry | None = None,
             describe: Describe | None = None) -> Observed:
@@ -25,6 +29,8 @@ def observe(app: Any, options: ObservabilityOptions, registry: CollectorRegistry
     if tracing.wanted(options.otel) and not tracing.enabled():
         tracing.setup(f"serving-{component}")
     url = options.payload_logger_url()
+    if options.logger_mode and not url:
+        log.warning("payload logger: a logger block but no url and no default sink; nothing is logged")
     payloads = PayloadLogger(sink_for(url), options.logger_mode or "all", registry=registry) if url else None
     source = Source(isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision)
     return Observed(app, source, AccessLog(options.access_log_sample), payloads, describe)
@@ -45,6 +51,4 @@ def observe_router(router: Any, options: ObservabilityOptions, registry: Collect
 
 
 def _as_router(options: ObservabilityOptions) -> ObservabilityOptions:
-    from dataclasses import replace
-
     return replace(options, component=options.component or "router")

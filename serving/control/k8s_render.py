@@ -19,6 +19,7 @@ GROUP_PREFIX = "serving.dev"
 MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, too
 PVC_ROOT = "/mnt/pvc"
 PORT = 8080
+GRPC_PORT = 8081  # predictors also speak the Open Inference Protocol over gRPC (KServe's gRPC port); transformers REST only
 POD_FIELDS = (
     "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName",
     "schedulerName", "runtimeClassName",
@@ -124,7 +125,8 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], 
 
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
-    argv = predictor_args(revision, Path(MODEL_DIR)) + ["--host", "0.0.0.0", "--port", str(PORT)]
+    argv = predictor_args(revision, Path(MODEL_DIR)) + ["--host", "0.0.0.0", "--port", str(PORT),
+                                                        "--grpc-port", str(GRPC_PORT)]
     containers = revision.predictor.containers
     resources = model.resources if model is not None else (containers[0].resources if containers else None)
     return {
@@ -134,7 +136,8 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         "command": ["serving"],
         "args": argv,
         "env": _env(component_env(revision.predictor)),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"},
+                  {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", 2, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 6),
         "startupProbe": _probe("/v2/health/live", 2, 150),
@@ -225,7 +228,9 @@ def deployment(
 def service(revision: Revision, component: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(revision, component, owner),
             "spec": {"type": "ClusterIP", "selector": selector(revision, component),
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+                     + ([{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                          "appProtocol": "kubernetes.io/h2c"}] if component == "predictor" else [])}}
 
 
 def hpa(

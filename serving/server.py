@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from serving.dataplane import DataPlane
 from serving.http.app import build_app
+from serving.http.launcher import run_http_server
 from serving.metrics import Metrics
 from serving.observability import log_format
 from serving.observability.hook import observe
@@ -86,20 +87,16 @@ def app_from_env() -> ASGIApp:
 
 
 def run(config: ServerConfig) -> None:
-    import uvicorn
-
-    common: dict[str, Any] = dict(
-        host=config.host, port=config.port, log_level=config.log_level, access_log=False,
-        loop="uvloop", http="serving.http.header_limit:HeaderLimitedProtocol", timeout_graceful_shutdown=30,
-        limit_concurrency=None, h11_max_incomplete_event_size=Limits(**config.limits).max_header_bytes,
-    )
+    options: dict[str, Any] = dict(log_level=config.log_level,
+                                   max_header_bytes=Limits(**config.limits).max_header_bytes)
     if config.workers > 1:
         os.environ[CONFIG_ENV] = config.to_env()
         # Metrics of every worker in files of a fresh directory, merged on /metrics (never stale counts).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = tempfile.mkdtemp(prefix="serving-metrics-")
         try:
-            uvicorn.run("serving.server:app_from_env", factory=True, workers=config.workers, **common)
+            run_http_server("serving.server:app_from_env", config.host, config.port, workers=config.workers,
+                            factory=True, **options)
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     else:
-        uvicorn.run(create_app(config), **common)
+        run_http_server(create_app(config), config.host, config.port, **options)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
 from starlette.types import ASGIApp
 
 from serving.dataplane import DataPlane
 from serving.errors import ArtifactError
 from serving.http.app import build_app
+from serving.http.launcher import run_http_server
 from serving.metrics import Metrics
+from serving.observability.hook import observe
+from serving.observability.options import ObservabilityOptions
 from serving.plugins import load_class
 from serving.repository import Model, ModelRepository, ModelState
 from serving.settings import Limits, ModelSettings
@@ -94,19 +96,18 @@ class TransformerRepository(ModelRepository):
         self._changed(model)
 
 
-def create_app(name: str, transformer: str, config: TransformerConfig, limits: Limits | None = None) -> ASGIApp:
+def create_app(
+    name: str, transformer: str, config: TransformerConfig, limits: Limits | None = None,
+    observability: ObservabilityOptions | None = None,
+) -> ASGIApp:
     settings = ModelSettings(
         name=name, model_dir=Path.cwd(), runtime=transformer_path(transformer), extra={CONFIG_KEY: config}
     )
     dataplane = DataPlane(TransformerRepository(settings), limits or Limits(), Metrics())
-    return build_app(dataplane)
+    options = observability or ObservabilityOptions(component="transformer")
+    return observe(build_app(dataplane), options, dataplane.metrics.registry)  # the one observability hook
 
 
-def run(app: ASGIApp, host: str, port: int, log_level: str = "warning", max_header_bytes: int = 64 * 1024) -> None:
-    import uvicorn
-
-    options: dict[str, Any] = dict(
-        host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="serving.http.header_limit:HeaderLimitedProtocol",
-        timeout_graceful_shutdown=30, h11_max_incomplete_event_size=max_header_bytes,
-    )
-    uvicorn.run(app, **options)
+def run(app: ASGIApp, host: str, port: int, log_level: str = "warning", max_header_bytes: int | None = None) -> None:
+    run_http_server(app, host, port, log_level=log_level,
+                    max_header_bytes=max_header_bytes or Limits().max_header_bytes)

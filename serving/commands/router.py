@@ -19,7 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.launcher import run_http_server
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
+from serving.observability.hook import observed_router
 from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.configmap_source import ConfigMapSource
@@ -67,9 +69,6 @@ def build_app(args: argparse.Namespace) -> Router:
 
 
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
-
     logging.getLogger().setLevel(args.log_level.upper())
-    uvicorn.run(build_app(args), host=args.host, port=args.port, log_level="warning", access_log=False,
-                http="httptools", timeout_graceful_shutdown=30, lifespan="on")
+    run_http_server(observed_router(build_app(args), args), args.host, args.port, lifespan="on")
     return 0

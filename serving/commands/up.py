@@ -18,8 +18,10 @@ from serving.control.documents import read_documents
 from serving.control.local import LocalControlPlane
 from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.launcher import run_http_server
 from serving.http.openapi import openapi_endpoint
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
+from serving.observability.hook import observed_router
 from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.federation import ScrapeTarget, federated_exposition
@@ -96,7 +98,8 @@ def build_app(args: argparse.Namespace) -> Router:
     async def metrics(request: Request) -> Response:
         """The router's own metrics, then every model server's, labelled by isvc/revision/component."""
         own = router.metrics.exposition() if router.metrics is not None else b""
-        federated = await federated_exposition([ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()])
+        federated = await federated_exposition(
+            [ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()], router.upstreams.pool)
         return Response(own + federated, media_type=EXPOSITION_CONTENT_TYPE)
 
     fallback = Starlette(
@@ -113,11 +116,6 @@ def build_app(args: argparse.Namespace) -> Router:
 
 
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
-
     logging.getLogger().setLevel(args.log_level.upper())
-    app = build_app(args)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, loop="uvloop",
-                http="serving.http.header_limit:HeaderLimitedProtocol", h11_max_incomplete_event_size=64 * 1024,
-                timeout_graceful_shutdown=30, lifespan="on")
+    run_http_server(observed_router(build_app(args), args, for_children=True), args.host, args.port, lifespan="on")
     return 0

@@ -1,0 +1,50 @@
+"""The one way our HTTP servers start: uvicorn with the same protocol class and limits everywhere.
+
+`serving serve`, `serving transform`, `serving up`'s router and the in-cluster `serving router` all go
+through `run_http_server`; code that runs the server inside its own event loop (next to a gRPC server,
+or in a test) builds the same settings with `http_config` and awaits `uvicorn.Server(config).serve()`.
+
+What every server gets (see serving/http/header_limit.py): a 431 JSON answer for a request line + headers
+over `max_header_bytes`, JSON 400s for malformed HTTP, one write per response (coalesced head and body),
+uvloop, no access log, and 30 s of graceful shutdown for requests in flight.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp
+
+from serving.settings import Limits
+
+if TYPE_CHECKING:
+    import uvicorn
+
+HTTP_PROTOCOL = "serving.http.header_limit:HeaderLimitedProtocol"  # an import string: worker processes load it
+GRACEFUL_SHUTDOWN_S = 30
+_LIMITS = Limits()
+
+
+def http_options(host: str, port: int, *, max_header_bytes: int = _LIMITS.max_header_bytes,
+                 log_level: str = "warning", lifespan: str = "auto") -> dict[str, Any]:
+    """uvicorn settings shared by every server of ours."""
+    return dict(
+        host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http=HTTP_PROTOCOL,
+        h11_max_incomplete_event_size=max_header_bytes, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        limit_concurrency=None, lifespan=lifespan,
+    )
+
+
+def http_config(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """The same settings as a `uvicorn.Config`, for a server run inside an existing event loop."""
+    import uvicorn  # imported when a server starts: `serving --help` stays fast
+
+    return uvicorn.Config(app, **http_options(host, port, **options))
+
+
+def run_http_server(app: ASGIApp | str, host: str, port: int, *, workers: int = 1, factory: bool = False,
+                    **options: Any) -> None:
+    """Serve `app` until stopped. With `workers` > 1, `app` is an import string (`factory`: of a factory)."""
+    import uvicorn
+
+    uvicorn.run(app, workers=workers, factory=factory, **http_options(host, port, **options))

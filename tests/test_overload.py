@@ -8,9 +8,9 @@ import os
 import time
 from pathlib import Path
 
-import aiohttp
 import psutil
 
+from serving.http_client import HTTPClient
 from tests.runtimes_overload import SERVICE_S
 from tests.support import serving_process
 
@@ -23,13 +23,15 @@ MAX_WAIT_S = 0.5
 async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, float, str | None]]:
     """Fire requests at a fixed rate regardless of answers (open loop), and collect every answer.
 
-    aiohttp, not httpx: the generator must not be the bottleneck on two cores shared with the server."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000)) as session:
+    Our pooled client, not httpx: the generator must not be the bottleneck on two cores shared with the server."""
+    client = HTTPClient(max_per_endpoint=2000)
+    try:
         async def one() -> tuple[int, float, str | None]:
             started = time.monotonic()
-            async with session.post(url + "/v2/models/slow/infer", data=BODY) as r:
-                await r.read()
-                return r.status, time.monotonic() - started, r.headers.get("retry-after")
+            r = await client.request(url, "POST", "/v2/models/slow/infer", [(b"content-type", b"application/json")],
+                                     BODY, timeout_s=60)
+            retry = next((v.decode() for k, v in r.headers if k == b"retry-after"), None)
+            return r.status, time.monotonic() - started, retry
 
         tasks = []
         start = time.monotonic()
@@ -39,6 +41,8 @@ async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, f
                 await asyncio.sleep(delay)  # pacing the generator, not synchronising with the server
             tasks.append(asyncio.create_task(one()))
         return await asyncio.gather(*tasks)
+    finally:
+        client.close()
 
 
 def test_sheds_load_at_four_times_the_sustainable_rate(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The benchmark: every configuration alone, same machine, one sitting, one table of ratios.
 
-    python -m loadtests.bench [--quick] [--only ceiling,direct,router,batching,binary,transformer]
+    python -m loadtests.bench [--quick] [--only ceiling,direct,router,batching,binary,transformer,grpc]
 
 Load comes from wrk (one thread, so it leaves the server a core); each server is started, warmed up,
 measured and stopped before the next. Results go to loadtests/results/bench-TIME.json and a dated
@@ -124,6 +124,12 @@ class Bench:
             self.measure(target, alone, 16, "transformer", "predictor alone V1")
             self.measure(target, paired, 16, "transformer", "transformer + predictor V1")
 
+    def grpc(self) -> None:
+        """gRPC vs REST on one server with one asyncio client design (wrk cannot speak gRPC): loadtests/grpc_bench.py."""
+        from loadtests import grpc_bench
+
+        grpc_bench.run(self)
+
 
 def run(only: list[str], duration_s: float, quick: bool) -> dict:
     load_before = os.getloadavg()
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
-    parser.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated items or numbers 1-6 of {ITEMS}")
+    parser.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated items or numbers 1-{len(ITEMS)} of {ITEMS}")
     parser.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=servers.RESULTS, help="folder for the results JSON")
     args = parser.parse_args(argv)

@@ -67,8 +67,14 @@ def _svg(title: str, t: list[float | None], series: dict[str, list[float | None]
              f'<text x="{PAD}" y="20" font-weight="bold">{html.escape(title)}</text>',
              f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{PAD + plot_w}" y2="{HEIGHT - PAD}" stroke="#888"/>',
              f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#888"/>',
-             f'<text x="4" y="{PAD + 4}" font-size="11">{top:.4g} {unit}</text>',
-             f'<text x="{PAD + plot_w - 30}" y="{HEIGHT - PAD + 16}" font-size="11">{right:.0f} s</text>']
+             f'<text x="{PAD}" y="{PAD - 6}" font-size="11">{html.escape(unit)}</text>',
+             f'<text x="{PAD + plot_w / 2 - 50}" y="{HEIGHT - PAD + 30}" font-size="11">time since start (s)</text>']
+    for fraction in (0.0, 0.5, 1.0):  # tick labels on both axes: zero, half, top
+        y = HEIGHT - PAD - plot_h * fraction
+        parts.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{top * fraction:.3g}</text>')
+        x = PAD + plot_w * fraction
+        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle">'
+                     f'{right * fraction:.3g}</text>')
     for i, (name, ys) in enumerate(series.items()):
         points = " ".join(xy(x, y) for x, y in zip(t, ys, strict=True) if x is not None and y is not None)
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]

@@ -25,6 +25,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     parser.add_argument("--canary-out", default="", help="JSON file for the observed revision split")
     parser.add_argument("--progress-file", default="", help="JSON file rewritten every second with live totals")
+    parser.add_argument("--totals-file", default="", help="JSON file with Locust's own run totals, written at stop")
 
 
 def options(environment: Environment) -> Any:
@@ -63,3 +64,25 @@ def _start_progress(environment: Environment, **_: Any) -> None:
     path = getattr(environment.parsed_options, "progress_file", "")
     if path:
         gevent.spawn(_write_progress, environment, path, time.monotonic())
+
+
+@events.test_stop.add_listener
+def _write_totals(environment: Environment, **_: Any) -> None:
+    """What Locust's own report (locust.html, the Aggregated row) says, plus the one number its JSON file lacks:
+    when its statistics started (`total_rps` divides by the time since then, not since the first request)."""
+    path = getattr(environment.parsed_options, "totals_file", "")
+    if not path:
+        return
+    total = environment.stats.total
+    doc = {
+        "stats_start_time": environment.stats.start_time,
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "total_rps": total.total_rps,
+        "avg_response_time_ms": total.avg_response_time,
+        "median_ms": total.median_response_time,
+        "p95_ms": total.get_response_time_percentile(0.95),
+        "p99_ms": total.get_response_time_percentile(0.99),
+    }
+    with open(path, "w") as f:
+        json.dump(doc, f)

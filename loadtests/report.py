@@ -1,7 +1,16 @@
-"""Summarising a Locust run from its `--json-file` output (the CSV undercounts totals; the JSON doesn't).
+"""Summarising a Locust run from its `--json-file` output, so `summary.json` says what `locust.html` says.
 
-Percentiles come from Locust's merged response-time histograms (milliseconds, rounded by Locust to 2
-significant digits above 100 ms), so they are exact to that rounding over the whole run.
+Which numbers are the truth: Locust's own in-memory statistics, which both its JSON file (raw: counts,
+histograms, timestamps) and its HTML report (the Aggregated row) are written from. The CSV is not: it is
+rewritten every few seconds and its last write can miss the final requests, so it undercounts totals.
+From the JSON we recompute the Aggregated row with Locust's own definitions:
+- requests / failures: sums over the entries (exact);
+- percentiles: Locust's rule over the merged histogram (response times rounded by Locust to 2 significant
+  digits above 100 ms), the median clamped to [min, max] as Locust does;
+- avg: total response time / requests that had one;
+- rps: requests / (last request - the moment Locust's statistics started). That start is not in the JSON, so
+  the run writes it to `locust_totals.json` (`--totals-file`); without it the first request's time is used,
+  which reads a little higher on short runs.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ class Summary:
     failures: int
     duration_s: float
     rps: float
+    avg_ms: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    min_ms: float
     max_ms: float
     by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
     canary: dict[str, Any] | None = None
@@ -34,16 +45,16 @@ class Summary:
 
 
 def percentile(histogram: dict[float, int], fraction: float) -> float:
-    """Smallest response time with at least `fraction` of the samples at or below it."""
+    """Locust's rule: walking down from the slowest, the first time with at most int(N * fraction) requests
+    strictly faster than it (what its report prints for the same histogram)."""
     total = sum(histogram.values())
-    if total == 0:
-        return 0.0
-    needed, seen = fraction * total, 0
-    for value in sorted(histogram):
+    at_or_below = int(total * fraction)
+    seen = 0
+    for value in sorted(histogram, reverse=True):
         seen += histogram[value]
-        if seen >= needed:
+        if total - seen <= at_or_below:
             return float(value)
-    return float(max(histogram))
+    return 0.0
 
 
 def _histogram(entries: list[dict[str, Any]]) -> dict[float, int]:
@@ -54,27 +65,41 @@ def _histogram(entries: list[dict[str, Any]]) -> dict[float, int]:
     return merged
 
 
-def summarise(json_path: Path, canary_path: Path | None = None) -> Summary:
+def _run_start(entries: list[dict[str, Any]], totals_path: Path | None) -> float | None:
+    """When Locust's statistics started (from the totals file), else the first entry's start."""
+    if totals_path is not None and totals_path.exists():
+        started = json.loads(totals_path.read_text()).get("stats_start_time")
+        if started:
+            return float(started)
+    starts = [e["start_time"] for e in entries if e.get("start_time")]
+    return min(starts) if starts else None
+
+
+def summarise(json_path: Path, canary_path: Path | None = None, totals_path: Path | None = None) -> Summary:
     entries: list[dict[str, Any]] = json.loads(json_path.read_text())
     requests = sum(e["num_requests"] for e in entries)
-    failures = sum(e["num_failures"] for e in entries)
-    starts = [e["start_time"] for e in entries if e.get("start_time")]
+    timed = requests - sum(e.get("num_none_requests", 0) for e in entries)
+    start = _run_start(entries, totals_path)
     ends = [e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")]
-    duration_s = max(ends) - min(starts) if starts and ends else 0.0
+    duration_s = max(ends) - start if start is not None and ends else 0.0
     hist = _histogram(entries)
+    lowest = min((e["min_response_time"] for e in entries if e.get("min_response_time") is not None), default=0.0)
+    highest = max((e.get("max_response_time") or 0 for e in entries), default=0.0)
     by_name = {
         f"{e['method']} {e['name']}": {"requests": e["num_requests"], "failures": e["num_failures"]} for e in entries
     }
     canary = json.loads(canary_path.read_text()) if canary_path is not None and canary_path.exists() else None
     return Summary(
         requests=requests,
-        failures=failures,
+        failures=sum(e["num_failures"] for e in entries),
         duration_s=round(duration_s, 2),
         rps=round(requests / duration_s, 1) if duration_s > 0 else 0.0,
-        p50_ms=percentile(hist, 0.50),
+        avg_ms=round(sum(e.get("total_response_time", 0) for e in entries) / timed, 2) if timed else 0.0,
+        p50_ms=min(max(percentile(hist, 0.50), float(lowest)), float(highest)) if hist else 0.0,
         p95_ms=percentile(hist, 0.95),
         p99_ms=percentile(hist, 0.99),
-        max_ms=round(max((e.get("max_response_time") or 0 for e in entries), default=0.0), 1),
+        min_ms=round(lowest, 1),
+        max_ms=round(highest, 1),
         by_name=by_name,
         canary=canary,
     )
@@ -83,8 +108,8 @@ def summarise(json_path: Path, canary_path: Path | None = None) -> Summary:
 def format_table(summary: Summary) -> str:
     """The stdout summary: one line of totals, one per request name, the canary split if any."""
     rows = [
-        ["requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures"],
-        [str(summary.requests), f"{summary.rps:.1f}", f"{summary.p50_ms:g}", f"{summary.p95_ms:g}",
+        ["requests", "req/s", "avg ms", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures"],
+        [str(summary.requests), f"{summary.rps:.1f}", f"{summary.avg_ms:g}", f"{summary.p50_ms:g}", f"{summary.p95_ms:g}",
          f"{summary.p99_ms:g}", f"{summary.max_ms:g}", f"{summary.failures} ({summary.failure_ratio:.2%})"],
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests import chart, report, servers
+from loadtests import chart, chart_png, report, servers
 from loadtests.models import model_dir
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +68,7 @@ def locust_command(plan: Plan) -> list[str]:
         "--host", plan.url, "--users", str(plan.users), "--spawn-rate", str(plan.spawn_rate),
         "--run-time", f"{plan.duration_s}s", "--json-file", prefix, "--html", prefix + ".html",
         "--csv", prefix, "--csv-full-history", "--progress-file", str(plan.out / "progress.json"),
+        "--totals-file", str(plan.out / "locust_totals.json"),
         "--model-name", plan.model, "--rows", str(plan.rows),
     ]
     if plan.payload:
@@ -159,15 +160,29 @@ def finish(plan: Plan, locust_code: int, max_failure_ratio: float) -> int:
         tail = (plan.out / "locust.log").read_text(errors="replace")[-3000:]
         print(f"locust exited with {locust_code} and wrote no report:\n{tail}", file=sys.stderr)
         return 2
-    summary = report.summarise(json_file, plan.out / "canary.json")
+    summary = report.summarise(json_file, plan.out / "canary.json", plan.out / "locust_totals.json")
     (plan.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     history = plan.out / "locust_stats_history.csv"
+    written = ["locust.json", "locust.html", "summary.json"]
     if history.exists():
-        chart.render(history, plan.out / "chart.html", f"serving loadtest {plan.scenario} ({plan.shape}) {plan.url}")
+        title = f"serving loadtest {plan.scenario} ({plan.shape}) {plan.url}"
+        chart.render(history, plan.out / "chart.html", title)
+        written.append("chart.html")
+        written += _png(history, plan.out / "chart.png", title)
     print(report.format_table(summary))
-    print(f"report: {plan.out}/ (locust.json, locust.html, chart.html, summary.json)")
+    print(f"report: {plan.out}/ ({', '.join(written)})")
     if summary.requests == 0 or summary.failure_ratio > max_failure_ratio:
         print(f"FAILED: failure ratio {summary.failure_ratio:.2%} over {summary.requests} requests "
               f"exceeds {max_failure_ratio:.2%}", file=sys.stderr)
         return 1
     return 0
+
+
+def _png(history: Path, out: Path, title: str) -> list[str]:
+    """chart.png when matplotlib is installed (it comes with the `test` extra); a hint otherwise."""
+    try:
+        chart_png.render_png(history, out, title)
+    except ImportError:
+        print("no chart.png: matplotlib is not installed (pip install -e '.[test]')", file=sys.stderr)
+        return []
+    return [out.name]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests import chart, payloads, report, runner
+from loadtests import chart, chart_png, payloads, report, runner
 from serving.commands import loadtest as command
 from serving.protocol import v2_codec
 
@@ -54,7 +54,12 @@ def test_summary_totals_and_percentiles_come_from_the_json(tmp_path: Path) -> No
     canary.write_text(json.dumps({"total": 10, "revisions": {"r1": {"count": 8, "percent": 80.0}}}))
     summary = report.summarise(path, canary)
     assert (summary.requests, summary.failures, summary.duration_s, summary.rps) == (100, 2, 10.0, 10.0)
-    assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (1.0, 3.0, 3.0)
+    # Locust's rule (what locust.html prints): at most int(N * p) requests strictly faster than the answer.
+    assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (2.0, 3.0, 40.0)
+    totals = tmp_path / "locust_totals.json"
+    totals.write_text(json.dumps({"stats_start_time": 98.0}))
+    with_start = report.summarise(path, canary, totals)  # Locust's rps counts from when its statistics started
+    assert (with_start.duration_s, with_start.rps) == (12.0, 8.3)
     assert summary.failure_ratio == pytest.approx(0.02)
     table = report.format_table(summary)
     assert "r1 80.0%" in table and "2 (2.00%)" in table
@@ -73,6 +78,9 @@ def test_chart_derives_per_second_throughput_from_cumulative_totals(tmp_path: Pa
     assert cols["p50"] == [None, None, 3.0]
     html = chart.render(history, tmp_path / "chart.html", "t").read_text()
     assert html.count("<svg") == 3 and "http" not in html.split("</title>")[1].replace("http://www.w3.org", "")
+    assert html.count("time since start (s)") == 3 and ">ms</text>" in html and ">req/s</text>" in html
+    png = chart_png.render_png(history, tmp_path / "chart.png", "t").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
 def test_command_scenarios_match_the_runner_and_the_command_line_is_complete(tmp_path: Path) -> None:

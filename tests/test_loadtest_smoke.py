@@ -7,6 +7,7 @@ JSON report totals and the files written, never on timings.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,24 @@ def test_loadtest_against_a_url_has_no_failures_and_writes_reports(
     for name in ("locust.html", "chart.html", "summary.json", "locust_stats_history.csv"):
         assert (out / name).stat().st_size > 0, name
     assert "<svg" in (out / "chart.html").read_text()
+    assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
     assert "req/s" in run.stdout and "p99 ms" in run.stdout
-    assert json.loads((out / "summary.json").read_text())["failures"] == 0
+    _assert_summary_agrees_with_locusts_report(out)
+
+
+def _assert_summary_agrees_with_locusts_report(out: Path) -> None:
+    """summary.json says what locust.html's Aggregated row says (Locust's page rounds min/max to whole ms)."""
+    args = re.search(r"window\.templateArgs = (\{.*\})\s*$", (out / "locust.html").read_text(), re.MULTILINE)
+    assert args, "locust.html has no templateArgs"
+    row = next(r for r in json.loads(args.group(1))["requests_statistics"] if r["name"] == "Aggregated")
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["requests"], summary["failures"]) == (row["num_requests"], row["num_failures"])
+    assert summary["rps"] == pytest.approx(row["total_rps"], abs=0.06)
+    assert summary["avg_ms"] == pytest.approx(row["avg_response_time"], abs=0.006)
+    assert summary["p50_ms"] == row["median_response_time"]
+    assert (summary["p95_ms"], summary["p99_ms"]) == (row["response_time_percentile_0.95"],
+                                                      row["response_time_percentile_0.99"])
+    assert summary["max_ms"] == pytest.approx(row["max_response_time"], abs=0.51)
 
 
 def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_path: Path) -> None:

@@ -30,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-names", type=_names, default=(), help="comma-separated feature order (records)")
     p.add_argument("--labels", type=_names, default=(), help="comma-separated class names, class 0 first (labels)")
     p.add_argument("--predictor-input-name", default="input-0", help="name of the tensor sent to a V2 predictor")
-    p.add_argument("--predictor-timeout", "--predictor_request_timeout_seconds", dest="predictor_timeout", type=float, default=60.0, help="seconds before a 504")
+    p.add_argument("--predictor-timeout", "--predictor_request_timeout_seconds", dest="predictor_timeout", type=float, default=Limits().request_timeout_s, help="seconds before a 504")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting for a custom transformer (self.config.params); repeatable")
-    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, help="413 above this")
+    p.add_argument("--max-body-bytes", type=int, default=Limits().max_body_bytes, help="413 above this")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", "--http_port", dest="port", type=int, default=8080)
     p.add_argument("--log-level", default="warning")

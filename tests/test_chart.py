@@ -25,7 +25,7 @@ FOREIGN = {"ServiceMonitor"}
 def _binary(name: str) -> str:
     found = shutil.which(name) or (str(ROOT / ".bin" / name) if os.access(ROOT / ".bin" / name, os.X_OK) else None)
     if found is None:
-        pytest.skip(f"{name} not found on PATH or in .bin/ (install: bash ../shared/tools/install-helm .bin)")
+        pytest.skip(f"{name} not found on PATH or in .bin/ (install: scripts/install-test-tools)")
     return found
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import REPO
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (install: scripts/install-test-tools)")
 
 
 def test_bench_ceiling_item_measures_and_writes_results(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_dashboard_queries_only_exported_metrics_and_shows_each_topic() -> None:
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     if shutil.which("promtool") is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        pytest.skip("promtool not installed (install: scripts/install-test-tools)")
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:query{i}", "expr": e.replace("$__rate_interval", "1m").replace("$isvc", ".*").replace("$namespace", ".*")}
         for i, e in enumerate(expressions())

@@ -22,7 +22,7 @@ ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
 def promtool_check(text: str) -> None:
     if shutil.which("promtool") is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        pytest.skip("promtool not installed (install: scripts/install-test-tools)")
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -63,7 +63,7 @@ async def burst(url: str, count: int) -> None:
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (Debian package)")
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
 def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: Path) -> None:
     model = tmp_path / "m"
     train_iris_sklearn(model)

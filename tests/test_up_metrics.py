@@ -29,6 +29,6 @@ def test_router_metrics_federate_model_servers(tmp_path: Path) -> None:
     assert ok and sum(s.value for s in ok) >= 7, ok
     assert all(s.labels.get("component") == "predictor" for s in ok)
     if shutil.which("promtool") is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        pytest.skip("promtool not installed (install: scripts/install-test-tools)")
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr

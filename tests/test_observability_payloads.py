@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from loadtests.event_receiver import receiving
-from serving.observability.hook import observe, observe_router
+from serving.observability.hook import observe_router
 from serving.observability.options import ObservabilityOptions
 from serving.router.app import Router
 from serving.router.table import Arm, RouteTable, ServiceRoute
@@ -34,7 +34,7 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def predictor(model_dir: Path, revision: str, logger_url: str | None, mode: str | None = None):  # noqa: ANN201
     options = ObservabilityOptions(logger_url=logger_url, logger_mode=mode, isvc="iris", namespace="ml",
                                    revision=revision, component="predictor")
-    return observe(create_app(ServerConfig(model_dir=str(model_dir), name="iris")), options)
+    return create_app(ServerConfig(model_dir=str(model_dir), name="iris", observability=options.to_dict()))
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:

@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from serving.observability import tracing
-from serving.observability.hook import observe, observe_router
+from serving.observability.hook import observe_router
 from serving.observability.options import ObservabilityOptions
 from serving.router.app import Router
 from serving.router.table import Arm, RouteTable, ServiceRoute
@@ -49,10 +49,12 @@ def options(component: str, revision: str = "iris-canary1") -> ObservabilityOpti
 async def test_one_request_is_one_trace_across_router_transformer_predictor(
     iris: Path, exporter: InMemorySpanExporter
 ) -> None:
-    model = create_app(ServerConfig(model_dir=str(iris), name="iris", model={"max_batch_size": 8, "max_latency_s": 0.001}))
-    async with served(observe(model, options("predictor")), "/v2/health/ready") as predictor_url:
-        transformer = create_transformer("iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1"))
-        async with served(observe(transformer, options("transformer")), "/v2/health/ready") as transformer_url:
+    model = create_app(ServerConfig(model_dir=str(iris), name="iris", model={"max_batch_size": 8, "max_latency_s": 0.001},
+                                    observability=options("predictor").to_dict()))
+    async with served(model, "/v2/health/ready") as predictor_url:
+        transformer = create_transformer("iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1"),
+                                         observability=options("transformer"))
+        async with served(transformer, "/v2/health/ready") as transformer_url:
             router = Router()
             route = ServiceRoute("iris", "default", (Arm("iris-canary1", 100, "canary", "latest", (transformer_url,)),))
             router.set_table(RouteTable({("default", "iris"): route}))
@@ -92,19 +94,23 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
     assert spans["batch.queue_wait", "predict"].attributes["serving.batch_size"] == 2
 
 
-async def test_tracing_off_records_nothing_and_sends_no_traceparent(iris: Path) -> None:
+async def test_tracing_off_sends_the_request_id_but_no_traceparent_to_the_predictor() -> None:
     assert not tracing.enabled()
     seen: list[list] = []
-    inner = create_app(ServerConfig(model_dir=str(iris), name="iris"))
 
-    async def spy(scope, receive, send):  # noqa: ANN001, ANN202 - what the wrapped server is handed
-        if scope["type"] == "http":
+    async def predictor(scope, receive, send):  # noqa: ANN001, ANN202 - a stand-in that records what it is sent
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "POST":  # not the transformer's readiness probes
             seen.append(scope["headers"])
-        await inner(scope, receive, send)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"predictions": [1]}'})
 
-    async with served(observe(spy, ObservabilityOptions()), "/v2/health/ready") as url, \
-            httpx.AsyncClient(base_url=url) as client:
-        assert (await client.post("/v1/models/iris:predict", content=V1)).status_code == 200
-    assert not tracing.enabled()
-    assert any(k == b"x-request-id" for h in seen for k, _ in h)  # the id is still added
-    assert not any(k == b"traceparent" for h in seen for k, _ in h)
+    async with served(predictor) as predictor_url:
+        transformer = create_transformer("iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1"))
+        async with served(transformer, "/v2/health/ready") as url, httpx.AsyncClient(base_url=url) as client:
+            answer = await client.post("/v1/models/iris:predict", content=V1, headers={"x-request-id": "trace-off-1"})
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "trace-off-1"
+    (headers,) = seen
+    assert (b"x-request-id", b"trace-off-1") in headers
+    assert not any(k == b"traceparent" for k, _ in headers) and not tracing.enabled()

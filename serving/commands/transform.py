@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from serving.errors import BadRequest
+from serving.observability.options import from_args as observability_options
 from serving.settings import Limits
 from serving.transformers.base import TransformerConfig
 from serving.transformers.predictor_client import PROTOCOLS
@@ -74,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
 def main(args: argparse.Namespace) -> int:
     # The data plane's own timeout sits above the predictor's, so a slow predictor is reported as such.
     limits = Limits(max_body_bytes=args.max_body_bytes, request_timeout_s=args.predictor_timeout + 5.0)
-    app = create_app(args.model_name, args.transformer, config_from_args(args), limits)
+    app = create_app(args.model_name, args.transformer, config_from_args(args), limits,
+                     observability_options(args, "transformer"))
     run(app, args.host, args.port, args.log_level)
     return 0

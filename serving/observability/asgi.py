@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessLog, AccessRecord
 from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source, now
 from serving.observability.payload_logger import PayloadLogger
 
-Scope = dict[str, Any]
-ASGIApp = Callable[..., Any]
 # (scope, model name, revision the response names) -> (isvc, namespace, revision, arm): the router's view
 Describe = Callable[[Scope, str, str], tuple[str, str, str, str]]
 _REVISION = b"x-serving-revision"
@@ -52,29 +52,33 @@ class Observed:
         describe: Describe | None = None,
     ) -> None:
         self.app, self.source, self.access, self.payloads, self.describe = app, source, access, payloads, describe
+        self.on_shutdown: list[Callable[[], None]] = []  # run when the server's lifespan ends
         self._uri_known = False
 
     def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (a router's table, upstreams...)
         return getattr(self.app, name)
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(_INFERENCE_PREFIXES):
             await self._observe(scope, receive, send)
-        elif scope["type"] == "lifespan" and self.payloads is not None:
+        elif scope["type"] == "lifespan" and (self.payloads is not None or self.on_shutdown):
             await self.app(scope, self._flush_on_shutdown(receive), send)
         else:
             await self.app(scope, receive, send)
 
-    def _flush_on_shutdown(self, receive: Callable) -> Callable:
-        async def receive_then_flush() -> Any:
+    def _flush_on_shutdown(self, receive: Receive) -> Receive:
+        async def receive_then_flush() -> Message:
             message = await receive()
-            if message["type"] == "lifespan.shutdown" and self.payloads is not None:
-                await self.payloads.aclose()
+            if message["type"] == "lifespan.shutdown":
+                if self.payloads is not None:
+                    await self.payloads.aclose()
+                for callback in self.on_shutdown:
+                    callback()
             return message
 
         return receive_then_flush
 
-    async def _observe(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def _observe(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope, ex = self._begin(scope)
         token = request_id.current.set(ex.request_id)
         try:
@@ -108,10 +112,10 @@ class Observed:
             self._learn_uri(scope)
         return {**scope, "headers": list(headers)}, ex
 
-    async def _run(self, scope: Scope, receive: Callable, send: Callable, ex: _Exchange) -> None:
+    async def _run(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
         rid_header = (request_id.HEADER, ex.request_id.encode("ascii"))
 
-        async def receive_counted() -> Any:
+        async def receive_counted() -> Message:
             message = await receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
@@ -120,7 +124,7 @@ class Observed:
                     ex.request_chunks.append(chunk)
             return message
 
-        async def send_tagged(message: Any) -> None:
+        async def send_tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = _tag_response(message, rid_header, ex)
             elif message["type"] == "http.response.body":
@@ -174,7 +178,7 @@ class Observed:
         self._uri_known = True
 
 
-def _tag_response(message: Any, rid_header: tuple[bytes, bytes], ex: _Exchange) -> Any:
+def _tag_response(message: Message, rid_header: tuple[bytes, bytes], ex: _Exchange) -> Message:
     """Note status, content type and revision; echo the request id unless the next hop already did."""
     ex.status = message["status"]
     headers = list(message.get("headers", ()))

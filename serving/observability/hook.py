@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from starlette.types import Scope
 
 from serving.errors import ServingError
 from serving.observability import tracing
 from serving.observability.access_log import AccessLog
-from serving.observability.asgi import Describe, Observed, Scope
+from serving.observability.asgi import Describe, Observed
 from serving.observability.cloudevent import Source
-from serving.observability.options import ObservabilityOptions
+from serving.observability.options import ObservabilityOptions, export_to_children, from_args
 from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import sink_for
 
@@ -52,3 +54,14 @@ def observe_router(router: Any, options: ObservabilityOptions, registry: Collect
 
 def _as_router(options: ObservabilityOptions) -> ObservabilityOptions:
     return replace(options, component=options.component or "router")
+
+
+def observed_router(router: Any, args: argparse.Namespace, for_children: bool = False) -> Observed:
+    """`serving router` / `serving up`: the router wrapped from its CLI flags; with `for_children`, the
+    processes this one starts inherit the log format, sampling, tracing and default logger sink."""
+    options = from_args(args, "router")
+    metrics = getattr(router, "metrics", None)
+    observed = observe_router(router, options, metrics.registry if metrics is not None else None)
+    if for_children:
+        observed.on_shutdown.append(export_to_children(options))
+    return observed

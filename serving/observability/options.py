@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,15 +84,27 @@ def from_args(args: argparse.Namespace, component: str) -> ObservabilityOptions:
     )
 
 
-def export_to_children(options: ObservabilityOptions) -> None:
-    """`serving up`: the processes it starts inherit these choices through the environment."""
+def export_to_children(options: ObservabilityOptions) -> Callable[[], None]:
+    """`serving up`: the processes it starts inherit these choices through the environment. Returns the
+    function that puts the environment back (called at shutdown, for a `serving up` run inside a test)."""
+    wanted = {ENV_ACCESS_LOG_SAMPLE: repr(options.access_log_sample)}
     if options.log_format:
-        os.environ[ENV_LOG_FORMAT] = options.log_format
-    os.environ[ENV_ACCESS_LOG_SAMPLE] = repr(options.access_log_sample)
+        wanted[ENV_LOG_FORMAT] = options.log_format
     if options.otel:
-        os.environ[ENV_OTEL] = "1"
+        wanted[ENV_OTEL] = "1"
     if options.logger_url:
-        os.environ[ENV_LOGGER_DEFAULT_URL] = options.logger_url
+        wanted[ENV_LOGGER_DEFAULT_URL] = options.logger_url
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    return restore
 
 
 def component_flags(isvc: str, namespace: str, revision: str, component: str, logger: Any) -> list[str]:

@@ -63,7 +63,8 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> contextlib.A
     """A child of the current span, current while the block runs; a no-op when tracing is off."""
     if _tracer is None:
         return _NOOP
-    return _tracer.start_as_current_span(name, attributes=attributes)
+    manager: contextlib.AbstractContextManager[Any] = _tracer.start_as_current_span(name, attributes=attributes)
+    return manager
 
 
 @contextlib.contextmanager

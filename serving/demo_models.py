@@ -1,13 +1,31 @@
 """Tiny example models, trained on first use so their pickles always match the installed sklearn.
 
 Version-stable formats (XGBoost JSON, ONNX) are written too when their libraries are present.
+`prepare_demo` needs nothing outside the installed package: `serving demo` works from a wheel, writing
+its InferenceService and model into a cache folder; `EXAMPLES_DIR` is the repository's (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+DEMO_SERVICE = "sklearn-iris"
+# examples/sklearn-iris.yaml, carried by the package so an installed `serving demo` has it.
+DEMO_YAML = """\
+# Written by `serving demo`: KServe's first example, with storageUri pointing at the model trained next to it.
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: sklearn-iris
+spec:
+  predictor:
+    model:
+      modelFormat:
+        name: sklearn
+      storageUri: models/sklearn-iris
+"""
 MODELS_DIR = EXAMPLES_DIR / "models"
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS_LABELS = ["setosa", "versicolor", "virginica"]
@@ -66,3 +84,17 @@ def ensure_example_models(models_dir: Path = MODELS_DIR) -> Path:
         except ImportError:
             pass  # the committed ONNX file is used; skl2onnx is a test extra
     return models_dir
+
+
+def default_demo_dir() -> Path:
+    """A writable folder of the user's (never the installed package's): $XDG_CACHE_HOME/serving/demo."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "serving" / "demo"
+
+
+def prepare_demo(directory: Path) -> Path:
+    """The demo's InferenceService YAML and its model (trained if missing) in `directory`; the YAML's path."""
+    if not (directory / "models" / DEMO_SERVICE / "model.joblib").exists():
+        train_sklearn_iris(directory / "models" / DEMO_SERVICE)
+    path = directory / f"{DEMO_SERVICE}.yaml"
+    path.write_text(DEMO_YAML)
+    return path

@@ -12,7 +12,7 @@ import httpx
 
 from serving.commands import up
 from serving.control.state import DEFAULT_STATE_DIR
-from serving.demo_models import EXAMPLES_DIR, ensure_example_models
+from serving.demo_models import default_demo_dir, prepare_demo
 
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
 
@@ -50,13 +50,13 @@ def _show_predictions(base: str, stop: threading.Event) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    ensure_example_models()
+    service_yaml = prepare_demo(default_demo_dir())  # a user cache folder: works from an installed wheel
     stop = threading.Event()
     threading.Thread(target=_show_predictions, args=(f"http://{args.host}:{args.port}", stop), daemon=True).start()
     parser = argparse.ArgumentParser()
     up.register(parser.add_subparsers())
     up_args = parser.parse_args([
-        "up", "-f", str(EXAMPLES_DIR / "sklearn-iris.yaml"), "--host", args.host, "--port", str(args.port),
+        "up", "-f", str(service_yaml), "--host", args.host, "--port", str(args.port),
         "--state-dir", str(args.state_dir), "--log-level", "warning",
     ])
     try:

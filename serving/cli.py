@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from serving.errors import ServingError
@@ -48,6 +49,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "SERVING_PARENT_PID" in os.environ:  # started by `serving up`'s supervisor: die with it
+        from serving.control.parent_watch import die_with_parent_if_asked
+
+        die_with_parent_if_asked()
     args = build_parser(argv).parse_args(argv)
     log_format.configure(getattr(args, "log_format", None))
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 
+from serving.control.processes import listening_port
 from tests.support import train_iris_sklearn, wait_until
 from tests.up_support import (
     apply_text,
@@ -43,9 +44,8 @@ def _ready_predictor_pids(server_pid: int) -> list[int]:
     ready = []
     for pid in _predictor_pids(server_pid):
         try:
-            args = psutil.Process(pid).cmdline()
-            port = args[args.index("--port") + 1]
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
+            port = listening_port(pid)  # each child binds port 0 itself
+            if port and httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
                 ready.append(pid)
         except (psutil.Error, ValueError, IndexError, httpx.HTTPError):
             continue

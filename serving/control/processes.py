@@ -1,4 +1,9 @@
-"""Supervised model-server processes on free loopback ports: start, health-check, restart, drain, stop.
+"""Supervised model-server processes on loopback: start, health-check, restart, drain, stop.
+
+Each child binds port 0 itself (no free-port race); the supervisor reads the port the child listens on from
+the kernel (`listening_port`). A restarted child gets a new port, and the replica's `port` is 0 until it
+listens again (never a stale one): the runner re-points what depended on it. The child asks for SIGTERM when
+its parent dies (`parent_watch`, requested through the environment; no `preexec_fn`).
 
 A replica is one OS process. It is `ready` while its `/v2/health/ready` answers 200. A crashed replica is
 restarted with exponential backoff; one that keeps crashing on start is reported `failed` with the tail of
@@ -8,12 +13,9 @@ its log, and so is a predictor whose model failed to load (its own error text).
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
-import socket
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,7 +23,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import orjson
+import psutil
 
+from serving.control.parent_watch import PARENT_PID_ENV
 from serving.http_client import HTTPClient
 
 log = logging.getLogger("serving.processes")
@@ -30,7 +34,6 @@ HEALTH_INTERVAL_S = 0.25
 HEALTH_TIMEOUT_S = 1.0
 UNHEALTHY_AFTER = 3  # consecutive failed health checks of a ready replica before it is replaced
 MAX_BACKOFF_S = 30.0
-PR_SET_PDEATHSIG = 1
 CRASH_LOOP_LIMIT = 4  # crashes before first ready that mark the replica failed
 
 
@@ -41,19 +44,15 @@ class ReplicaState(StrEnum):
     STOPPED = "stopped"
 
 
-def die_with_parent() -> None:
-    """In the child: get SIGTERM if `serving up` dies (even by SIGKILL), so no model server is orphaned."""
+def listening_port(pid: int) -> int:
+    """The TCP port process `pid` listens on (its first listening socket), 0 if none yet or it is gone."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: children outlive a killed parent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        process = psutil.Process(pid)
+        connections = getattr(process, "net_connections", process.connections)(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0
+    listening = sorted((c.fd, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN)
+    return listening[0][1] if listening else 0
 
 
 @dataclass
@@ -79,10 +78,6 @@ class Replica:
     _task: asyncio.Task | None = None
     _stopping: bool = False
     _tail: deque = field(default_factory=lambda: deque(maxlen=20))
-
-    def __post_init__(self) -> None:
-        # One port for the replica's whole life, across restarts: transformers and the router point at it.
-        self.port = self.port or free_port()
 
     @property
     def url(self) -> str:
@@ -131,10 +126,10 @@ class Replica:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "serving.cli", *self.spec.args, "--host", "127.0.0.1", "--port", str(self.port),
+                sys.executable, "-m", "serving.cli", *self.spec.args, "--host", "127.0.0.1", "--port", "0",
                 stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}, start_new_session=True,
-                preexec_fn=die_with_parent,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, PARENT_PID_ENV: str(os.getpid())},
+                start_new_session=True,
             )
 
     async def _watch(self, http: HTTPClient) -> bool:
@@ -143,7 +138,7 @@ class Replica:
         ever_ready = False
         failures = 0
         while self.process.returncode is None and not self._stopping:
-            ok = await self._probe(http)
+            ok = await self._found_port() and await self._probe(http)
             if ok:
                 failures, ever_ready = 0, True
                 self._set(ReplicaState.READY)
@@ -158,7 +153,18 @@ class Replica:
                 await asyncio.wait_for(self.process.wait(), HEALTH_INTERVAL_S)
             except TimeoutError:
                 pass
+        if self.port:  # gone: its next incarnation listens elsewhere
+            self.port = 0
+            self._on_change()
         return ever_ready
+
+    async def _found_port(self) -> bool:
+        """Whether the child listens yet; learning its port is a change the runner hears about."""
+        if not self.port and self.process is not None:
+            self.port = await asyncio.to_thread(listening_port, self.process.pid)
+            if self.port:
+                self._on_change()
+        return bool(self.port)
 
     async def _probe(self, http: HTTPClient) -> bool:
         try:

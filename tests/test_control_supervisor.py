@@ -1,0 +1,49 @@
+"""The supervisor with a real child process: the child binds port 0 itself and the supervisor learns the port
+from the kernel; after a crash the replica reports no port until the new incarnation listens (never a stale
+one); the child is asked to die with its parent through the environment, not a preexec_fn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from serving.control.parent_watch import PARENT_PID_ENV
+from serving.control.processes import ProcessSpec, Replica, listening_port
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _until(check, timeout_s: float = 30.0) -> None:  # noqa: ANN001 - a predicate
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_port_is_learned_from_the_child_and_renewed_after_a_crash(tmp_path: Path) -> None:
+    # A transformer whose predictor is absent: it listens (never ready), which is all this test needs.
+    spec = ProcessSpec(["transform", "--predictor-url", "http://127.0.0.1:9", "--model-name", "x"])
+    replica = Replica("t-0", spec, tmp_path)
+    changes: list[int] = []
+    replica.start(lambda: changes.append(replica.port))
+    try:
+        await _until(lambda: replica.port != 0)
+        first = replica.process
+        assert first is not None and listening_port(first.pid) == replica.port
+        child = psutil.Process(first.pid)
+        assert child.cmdline()[-2:] == ["--port", "0"]
+        assert child.environ()[PARENT_PID_ENV] == str(os.getpid())  # asked through the environment
+        assert replica.port in changes  # learning the port is a change the runner hears about
+        old_port = replica.port
+        os.kill(first.pid, signal.SIGKILL)
+        await _until(lambda: replica.process is not first and replica.port != 0)
+        assert replica.restarts == 1 and listening_port(replica.process.pid) == replica.port
+        assert 0 in changes[changes.index(old_port):]  # no stale port in between
+    finally:
+        await replica.stop()
+    assert replica.process is not None and replica.process.returncode is not None

@@ -60,8 +60,10 @@ def observed_router(router: Any, args: argparse.Namespace, for_children: bool = 
     """`serving router` / `serving up`: the router wrapped from its CLI flags; with `for_children`, the
     processes this one starts inherit the log format, sampling, tracing and default logger sink."""
     options = from_args(args, "router")
+    # `serving up --logger-url` is the default sink of spec logger blocks (the components log), not the router's.
+    own = replace(options, logger_url=None, logger_mode=None) if for_children else options
     metrics = getattr(router, "metrics", None)
-    observed = observe_router(router, options, metrics.registry if metrics is not None else None)
+    observed = observe_router(router, own, metrics.registry if metrics is not None else None)
     if for_children:
         observed.on_shutdown.append(export_to_children(options))
     return observed

@@ -1,31 +1,38 @@
 """`serving demo`: train the example models on first use, run `serving up` with the iris example, and show
 a V1 and a V2 prediction through the router. It keeps serving until Ctrl-C, so the README walk-through
-(apply a canary, promote, roll back) works against it."""
+(apply a canary, promote, roll back) works against it.
+
+Its state lives in a fresh temporary directory, removed at exit: a demo never brings back services from an
+earlier `serving up` nor leaves any behind (`--state-dir DIR` to keep it)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from serving.cli import build_parser
 from serving.commands import up
-from serving.control.state import DEFAULT_STATE_DIR
 from serving.demo_models import default_demo_dir, prepare_demo
 
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("demo", help="serve the iris example through `serving up` and answer a prediction")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help="keep the demo's state here (default: a temporary directory removed at exit)")
     p.set_defaults(func=main)
 
 
-def _show_predictions(base: str, stop: threading.Event) -> None:
+def _show_predictions(base: str, stop: threading.Event, get_hint: str) -> None:
     with httpx.Client(base_url=base, timeout=30) as client:
         while not stop.wait(0.1):
             try:
@@ -43,23 +50,34 @@ def _show_predictions(base: str, stop: threading.Event) -> None:
         f"V2 {v2.status_code}: {v2.text}\n\n"
         f"sklearn-iris is served at {base}. Try:\n"
         f"  curl -s {base}/v1/models/sklearn-iris:predict -d '{{\"instances\": [[6.8, 2.8, 4.8, 1.4]]}}'\n"
-        "  serving get\n"
+        f"{get_hint}\n"
         "Ctrl-C drains and stops it.",
         flush=True,
     )
 
 
+@contextlib.contextmanager
+def _state_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
+    """The state directory and how another terminal's `serving get` reaches it (the CLI reads the control token
+    from the default state directory, which honours XDG_STATE_HOME)."""
+    if given is not None:
+        yield given, f"  serving get --state-dir {given}"
+        return
+    with tempfile.TemporaryDirectory(prefix="serving-demo-", ignore_cleanup_errors=True) as home:
+        yield Path(home) / "serving", (f"  export XDG_STATE_HOME={home}   # in another terminal: this demo's state "
+                                       "(removed at exit)\n  serving get")
+
+
 def main(args: argparse.Namespace) -> int:
     service_yaml = prepare_demo(default_demo_dir())  # a user cache folder: works from an installed wheel
     stop = threading.Event()
-    threading.Thread(target=_show_predictions, args=(f"http://{args.host}:{args.port}", stop), daemon=True).start()
-    parser = argparse.ArgumentParser()
-    up.register(parser.add_subparsers())
-    up_args = parser.parse_args([
-        "up", "-f", str(service_yaml), "--host", args.host, "--port", str(args.port),
-        "--state-dir", str(args.state_dir), "--log-level", "warning",
-    ])
-    try:
-        return up.main(up_args)
-    finally:
-        stop.set()
+    with _state_dir(args.state_dir) as (state_dir, get_hint):
+        base = f"http://{args.host}:{args.port}"
+        threading.Thread(target=_show_predictions, args=(base, stop, get_hint), daemon=True).start()
+        argv = ["up", "-f", str(service_yaml), "--host", args.host, "--port", str(args.port),
+                "--state-dir", str(state_dir), "--log-level", "warning"]
+        up_args = build_parser(argv).parse_args(argv)  # the CLI's own parser: every flag of `up`, with its defaults
+        try:
+            return up.main(up_args)
+        finally:
+            stop.set()

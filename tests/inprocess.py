@@ -16,7 +16,7 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ import httpx
 import uvicorn
 
 from loadtests.servers import wait_until
+from serving.cli import main
 
 _uvicorn_run = uvicorn.run
 _slots = threading.local()
@@ -95,58 +96,81 @@ def _environment(env: dict[str, str] | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _serve(argv: list[str], slot: _Slot) -> None:
-    from serving.cli import main
+class ThreadedCommand:
+    """`serving <argv>` running in a thread of this process; `port` once uvicorn listens, `stop()` ends it."""
 
-    _slots.slot = slot
-    try:
-        code = main(argv)
-        if code and slot.server is None:
-            slot.error = RuntimeError(f"serving {' '.join(argv)} exited with {code}")
-    except BaseException as exc:  # noqa: BLE001 - reported to the waiting test
-        slot.error = exc
+    def __init__(self, argv: list[str], target: Callable[[list[str]], object] | None = None) -> None:
+        self.argv = argv
+        self.slot = _Slot()
+        self.target = target or main  # `serving.cli.main`, or a variant of it (still ending in uvicorn.run)
+        self.thread = threading.Thread(target=self._run, name=f"serving-{argv[0]}", daemon=True)
+
+    def _run(self) -> None:
+        _slots.slot = self.slot
+        try:
+            code = self.target(self.argv)
+            if code and self.slot.server is None:
+                self.slot.error = RuntimeError(f"serving {' '.join(self.argv)} exited with {code}")
+        except BaseException as exc:  # noqa: BLE001 - reported to whoever waits for the server
+            self.slot.error = exc
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def error(self) -> BaseException | None:
+        if self.slot.error is None and not self.thread.is_alive() and self.port is None:
+            return RuntimeError(f"serving {' '.join(self.argv)} ended before listening")
+        return self.slot.error
+
+    @property
+    def port(self) -> int | None:
+        server = self.slot.server
+        if server is None or not server.started:
+            return None
+        return int(server.servers[0].sockets[0].getsockname()[1])
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        if self.slot.server is not None:
+            self.slot.server.should_exit = True
+        self.thread.join(timeout_s)
 
 
 @contextmanager
 def serving_inprocess(
     args: list[str], *, ready_path: str = "/v2/health/ready", ready_status: int = 200, timeout_s: float = 60.0,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, target: Callable[[list[str]], object] | None = None,
 ) -> Iterator[InProcessServer]:
     """Run `serving <args> --host 127.0.0.1 --port 0` in this process; yield once `ready_path` answers."""
-    capture, slot = _Capture(), _Slot()
+    capture = _Capture()
     root = logging.getLogger()
     root.addHandler(capture)
+    command = ThreadedCommand([*args, "--host", "127.0.0.1", "--port", "0"], target)
     with _environment(env):
-        thread = threading.Thread(target=_serve, args=([*args, "--host", "127.0.0.1", "--port", "0"], slot),
-                                  name=f"serving-{args[0]}", daemon=True)
-        thread.start()
+        command.start()
         try:
-            server = _started(slot, thread, capture, timeout_s)
-            wait_until(lambda: _answers(server.url + ready_path, ready_status, slot), timeout_s,
+            server = _started(command, capture, timeout_s)
+            wait_until(lambda: _answers(server.url + ready_path, ready_status, command), timeout_s,
                        what=f"{server.url}{ready_path}")
             yield server
         finally:
-            if slot.server is not None:
-                slot.server.should_exit = True
-            thread.join(60)
+            command.stop()
             root.removeHandler(capture)
 
 
-def _started(slot: _Slot, thread: threading.Thread, capture: _Capture, timeout_s: float) -> InProcessServer:
+def _started(command: ThreadedCommand, capture: _Capture, timeout_s: float) -> InProcessServer:
     def started() -> bool:
-        if slot.error is not None or not thread.is_alive():
-            raise RuntimeError(f"server did not start: {slot.error!r}\n{capture.text.getvalue()}") from slot.error
-        return slot.server is not None and slot.server.started
+        if command.error is not None:
+            raise RuntimeError(f"server did not start: {command.error!r}\n{capture.text.getvalue()}") from command.error
+        return command.port is not None
 
     wait_until(started, timeout_s, what="uvicorn to start", interval_s=0.01)
-    assert slot.server is not None
-    port = slot.server.servers[0].sockets[0].getsockname()[1]
-    return InProcessServer(f"http://127.0.0.1:{port}", capture)
+    return InProcessServer(f"http://127.0.0.1:{command.port}", capture)
 
 
-def _answers(url: str, status: int, slot: _Slot) -> bool:
-    if slot.error is not None:
-        raise RuntimeError(f"server failed: {slot.error!r}") from slot.error
+def _answers(url: str, status: int, command: ThreadedCommand) -> bool:
+    if command.error is not None:
+        raise RuntimeError(f"server failed: {command.error!r}") from command.error
     return httpx.get(url, timeout=2).status_code == status
 
 
@@ -162,8 +186,6 @@ class CliResult:
 
 def run_cli(*args: str) -> CliResult:
     """`serving ARGS` in this process (argv parsed by the real parser), stdout/stderr captured."""
-    from serving.cli import main
-
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:

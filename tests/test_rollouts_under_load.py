@@ -48,6 +48,11 @@ class Load:
         self._stop.set()
         self._thread.join(60)
 
+    def wait_for_more(self, answers: int, what: str) -> None:
+        """Every step of a rollout runs under load: wait until `answers` more requests got a 200."""
+        mark = self.answers[200]
+        wait_until(lambda: self.answers[200] > mark + answers, 60, what=what)
+
     def answered(self) -> int:
         return sum(self.answers.values()) + sum(self.errors.values())
 
@@ -65,16 +70,17 @@ def test_rollouts_under_load_lose_nothing(tmp_path: Path) -> None:
             apply_text(server, state, isvc_yaml("iris", v2, canary=30), tmp_path)
             doc = wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [30, 70])
             (r2,) = [r for r, p in traffic(doc).items() if p == 30]
+            load.wait_for_more(150, "load on the canary split")
             cli(server, state, "rollout", "rollback", "iris")
             wait_for_traffic(server, state, "iris", lambda t: t == {r1: 100, r2: 0})
+            load.wait_for_more(150, "load after the rollback")
             cli(server, state, "rollout", "promote", "iris")
             wait_for_traffic(server, state, "iris", lambda t: t == {r2: 100})  # r1 drained and stopped
+            load.wait_for_more(150, "load after the promotion")
             apply_text(server, state, isvc_yaml("iris", v2, replicas=3), tmp_path)
-            mark = load.answers[200]
-            wait_until(lambda: load.answers[200] > mark + 100, 60, what="load on 3 replicas")
+            load.wait_for_more(150, "load on 3 replicas")
             apply_text(server, state, isvc_yaml("iris", v2, replicas=1), tmp_path)
-            mark = load.answers[200]
-            wait_until(lambda: load.answers[200] > mark + 100, 60, what="load after scaling down")
+            load.wait_for_more(150, "load after scaling down")
         assert not load.errors, load.errors
         assert load.sent == load.answered(), (load.sent, load.answers, load.errors)
         assert set(load.answers) == {200}, f"non-2xx answers during rollouts: {load.answers}"

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from tests.inprocess import CliResult, InProcessServer, run_cli, serving_inprocess
+from tests.inprocess_replicas import in_process_replica
 from tests.support import ServerProcess, serving_process, wait_until
 
 Server = ServerProcess | InProcessServer
@@ -54,8 +55,16 @@ def serving_up(
         with serving_process(args, port=port, ready_path="/v2/health/live", env=env) as server:
             yield server
     else:
-        with serving_inprocess(args, ready_path="/v2/health/live", env=env) as inprocess:
-            yield inprocess
+        with serving_inprocess(args, ready_path="/v2/health/live", env=env, target=_up_with_replicas_in_process) as up:
+            yield up
+
+
+def _up_with_replicas_in_process(argv: list[str]) -> int:
+    """`serving up`'s own main, its model servers and transformers threads of this process."""
+    from serving.cli import build_parser
+    from serving.commands.up import main
+
+    return main(build_parser(argv).parse_args(argv), replica_factory=in_process_replica)
 
 
 def cli(server: Server, state_dir: Path, *args: str, check: bool = True) -> CliResult:

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from serving.control.api import build_control_app
 from serving.control.documents import read_documents
 from serving.control.local import LocalControlPlane
+from serving.control.runner import ReplicaFactory
 from serving.control.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.http.launcher import run_http_server
@@ -61,14 +62,15 @@ def storage_config(args: argparse.Namespace) -> StorageConfig:
     )
 
 
-def build_app(args: argparse.Namespace) -> Router:
+def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> Router:
+    """The router with the local control plane behind it; `replica_factory` (tests) replaces OS processes."""
     store = StateStore(args.state_dir)
     store.prepare()
     token = store.token()
     router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
     control = LocalControlPlane(
         store, router, domain=args.domain, storage=storage_config(args),
-        predictor_flags=("--no-pickle",) if args.no_pickle else (),
+        predictor_flags=("--no-pickle",) if args.no_pickle else (), replica_factory=replica_factory,
     )
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
     grpc_front = None
@@ -115,7 +117,8 @@ def build_app(args: argparse.Namespace) -> Router:
     return router
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> int:
     logging.getLogger().setLevel(args.log_level.upper())
-    run_http_server(observed_router(build_app(args), args, for_children=True), args.host, args.port, lifespan="on")
+    app = build_app(args, replica_factory)
+    run_http_server(observed_router(app, args, for_children=True), args.host, args.port, lifespan="on")
     return 0

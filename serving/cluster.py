@@ -79,7 +79,7 @@ def contains(live: Any, wanted: Any) -> bool:
         return isinstance(live, dict) and all(contains(live.get(k), v) for k, v in wanted.items())
     if isinstance(wanted, list):
         return isinstance(live, list) and len(live) == len(wanted) and all(map(contains, live, wanted))
-    return live == wanted
+    return bool(live == wanted)
 
 
 class Cluster:
@@ -104,11 +104,12 @@ class Cluster:
             result = method(*args, **kwargs)
         except Exception as exc:
             raise classify(exc, f"{verb} {kind_name} {'/'.join(str(a) for a in args[:2])}") from exc
-        return self.client.sanitize_for_serialization(result) if result is not None else None
+        return self.client.sanitize_for_serialization(result) if result is not None else None  # type: ignore[no-untyped-call]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call("read", kind, *(_order(kind, namespace, name)))
+            found: dict[str, Any] | None = self._call("read", kind, *(_order(kind, namespace, name)))
+            return found
         except PermanentClusterError as exc:
             if " 404" in exc.message:
                 return None
@@ -171,10 +172,10 @@ def load_configuration() -> kubernetes.client.Configuration:
     """In-cluster service account, else the current kubeconfig context."""
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         try:
-            kubernetes.config.load_kube_config(client_configuration=configuration)
+            kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except (kubernetes.config.ConfigException, OSError) as exc:
             raise PermanentClusterError(f"no Kubernetes context: not in a cluster and no usable kubeconfig ({exc})") from exc
     return configuration

@@ -34,19 +34,24 @@ class ControlClient:
             error = ServingError(message)
             error.status_code = response.status_code
             raise error
-        return response.json()
+        body: Any = response.json()
+        return body
 
     def apply(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self._call("POST", "/inferenceservices", json=documents)["items"]
+        items: list[dict[str, Any]] = self._call("POST", "/inferenceservices", json=documents)["items"]
+        return items
 
     def list(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/inferenceservices")["items"]
+        items: list[dict[str, Any]] = self._call("GET", "/inferenceservices")["items"]
+        return items
 
     def get(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        return self._call("GET", f"/namespaces/{namespace}/inferenceservices/{name}")
+        item: dict[str, Any] = self._call("GET", f"/namespaces/{namespace}/inferenceservices/{name}")
+        return item
 
     def delete(self, name: str, namespace: str = "default") -> None:
         self._call("DELETE", f"/namespaces/{namespace}/inferenceservices/{name}")
 
     def rollout(self, action: str, name: str, namespace: str = "default") -> dict[str, Any]:
-        return self._call("POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}")
+        item: dict[str, Any] = self._call("POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}")
+        return item

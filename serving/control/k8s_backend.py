@@ -128,7 +128,7 @@ class KubernetesBackend:
             self._write_status(namespace, name, old_status, _compact(status))
             return p
 
-    def _converge(self, isvc: InferenceService, uid: str, p: Plan, live: dict[str, list[dict]]) -> None:
+    def _converge(self, isvc: InferenceService, uid: str, p: Plan, live: dict[str, list[dict[str, Any]]]) -> None:
         owner = owner_reference(isvc, uid) if uid else None
         by_name = {(kind, o["metadata"]["name"]): o for kind, items in live.items() for o in items}
         wanted: set[tuple[str, str]] = set()
@@ -146,7 +146,7 @@ class KubernetesBackend:
             if obj["metadata"]["labels"].get(LABEL_REVISION) in p.run and (kind, obj_name) not in wanted:
                 self.cluster.delete(kind, isvc.metadata.namespace, obj_name)
 
-    def _retire(self, namespace: str, p: Plan, live: dict[str, list[dict]]) -> None:
+    def _retire(self, namespace: str, p: Plan, live: dict[str, list[dict[str, Any]]]) -> None:
         """Revisions out of the plan: out of the route table already; deleted once drained."""
         now = time.time()  # persisted across operator restarts, so wall clock
         for d in live["Deployment"]:
@@ -160,7 +160,7 @@ class KubernetesBackend:
             elif now - float(since) >= self.config.drain_s:
                 self.delete_revision(namespace, live, revision)
 
-    def delete_revision(self, namespace: str, live: dict[str, list[dict]], revision: str | None) -> None:
+    def delete_revision(self, namespace: str, live: dict[str, list[dict[str, Any]]], revision: str | None) -> None:
         doomed = [(kind, namespace, o["metadata"]["name"]) for kind, items in live.items() for o in items
                   if revision is None or o["metadata"]["labels"].get(LABEL_REVISION) == revision]
         if self.cluster.delete_all(doomed):

@@ -103,13 +103,13 @@ _SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "readOnlyRootFil
              "capabilities": {"drop": ["ALL"]}}
 
 
-def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], list[dict], list[dict]]:
+def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """The storage-initializer: `serving storage pull URI /mnt/models` into an emptyDir (pvc:// mounted)."""
     uri = revision.storage_uri
     if not uri:
         return [], [], []
-    volumes: list[dict] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    mounts: list[dict] = [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
     args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
     if uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/", 1)[0]
@@ -119,7 +119,7 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict], 
     init = {"name": "storage-initializer", "image": settings.image, "imagePullPolicy": settings.image_pull_policy,
             "command": ["serving"], "args": args, "volumeMounts": mounts, "securityContext": _SECURITY,
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}}
-    main_mounts: list[dict] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
+    main_mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     return [init], volumes, main_mounts
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import RouteSink, route_table, routes_for
-from serving.control.runner import ReplicaFactory, RevisionRunner
+from serving.control.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
 from serving.control.state import StateStore
 from serving.control.storage_bridge import resolve_model_dir
 from serving.errors import NotFound, ServingError
@@ -71,8 +71,8 @@ class LocalControlPlane:
         self.services: dict[tuple[str, str], Service] = {}
         self.runners: dict[tuple[str, str], RevisionRunner] = {}  # (namespace, revision) -> runner
         self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task | None = None
-        self._background: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -189,9 +189,9 @@ class LocalControlPlane:
 
     async def _converge(
         self, wanted: dict[tuple[str, str], tuple[Revision, int]]
-    ) -> list[tuple[RevisionRunner, list | None]]:
+    ) -> list[tuple[RevisionRunner, list[ReplicaHandle] | None]]:
         """Start and scale runners; return what must stop (after the route table no longer lists it)."""
-        retiring: list[tuple[RevisionRunner, list | None]] = []
+        retiring: list[tuple[RevisionRunner, list[ReplicaHandle] | None]] = []
         for key, (revision, replicas) in wanted.items():
             runner = self.runners.get(key)
             if runner is None:
@@ -214,7 +214,7 @@ class LocalControlPlane:
             return runner
         return RevisionRunner(revision, model_dir, log_dir, self._changed, self.predictor_flags, self.replica_factory)
 
-    async def _drain_and_stop(self, runner: RevisionRunner, replicas: list | None = None) -> None:
+    async def _drain_and_stop(self, runner: RevisionRunner, replicas: list[ReplicaHandle] | None = None) -> None:
         targets = runner.all_replicas() if replicas is None else replicas
         await self.routes.drain([r.url for r in targets if r.port])
         await runner.stop(targets)

@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import sys
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -75,9 +75,9 @@ class Replica:
     port: int = 0
     restarts: int = 0
     process: asyncio.subprocess.Process | None = None
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
     _stopping: bool = False
-    _tail: deque = field(default_factory=lambda: deque(maxlen=20))
+    _on_change: Callable[[], None] = field(default_factory=lambda: lambda: None, repr=False)
 
     @property
     def url(self) -> str:
@@ -87,7 +87,7 @@ class Replica:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
-    def start(self, on_change) -> None:  # noqa: ANN001 - callback()
+    def start(self, on_change: Callable[[], None]) -> None:
         self._on_change = on_change
         self._task = asyncio.create_task(self._supervise(), name=f"replica-{self.name}")
 

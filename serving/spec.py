@@ -233,15 +233,13 @@ class InferenceService(Strict):
         return (self.metadata.namespace, self.metadata.name)
 
     def warnings(self) -> list[str]:
-        """Fields that are safe to ignore on this machine, said out loud."""
-        out = []
+        """Fields that are safe to ignore on this machine, said out loud (see serving/spec_effects.py)."""
+        from serving.spec_effects import no_local_effect  # the table imports this module
+
+        out = no_local_effect(self)
         for component, spec in (("predictor", self.spec.predictor), ("transformer", self.spec.transformer)):
             if spec is None:
                 continue
-            for field in KUBERNETES_ONLY:
-                value = getattr(spec, _snake(field), None)
-                if value:
-                    out.append(f"spec.{component}.{field}: applies on Kubernetes only; ignored locally")
             for env in _env_vars(spec):
                 if env.value_from is not None:
                     out.append(f"spec.{component}: env {env.name} uses valueFrom, which applies on Kubernetes only; "
@@ -257,10 +255,6 @@ def _env_vars(spec: ComponentSpec) -> list[EnvVar]:
     if isinstance(spec, PredictorSpec) and (spec.model or spec.sklearn or spec.xgboost or spec.onnx):
         found += list(spec.normalised_model().env)
     return found
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

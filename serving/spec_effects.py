@@ -1,0 +1,134 @@
+"""Where each accepted InferenceService field takes effect: on the local backend, when rendered for Kubernetes,
+or nowhere yet. Fields that are set but do nothing locally are warned about at apply time.
+
+One row per field path (KServe's camelCase names; `predictor.model.*` also covers the `sklearn:` / `xgboost:` /
+`onnx:` shorthand). An empty `local` means "no local effect" (warned); tests/test_spec_effect.py checks each row
+against the argv/env the backends build and the objects `serving render` prints, and that every field of the
+spec has a row. The README's table is this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from serving.spec import KUBERNETES_ONLY, InferenceService
+
+
+@dataclass(frozen=True, slots=True)
+class FieldEffect:
+    path: str  # e.g. "predictor.batcher.maxLatency"; "[]" marks a list of blocks
+    local: str  # what it does on this machine ("" = nothing: warned)
+    kubernetes: str  # what it does in the rendered objects ("" = nothing)
+    warn_if: Callable[[Any], str] | None = None  # a value-specific local caveat ("" = none)
+
+
+def _scale_to_zero(value: Any) -> str:
+    return "0 (scale to zero) is not done locally; 1 replica runs" if value == 0 else ""
+
+
+def _runtime_name(value: Any) -> str:
+    return "" if ":" in str(value) else "a ServingRuntime name is not used; the runtime follows modelFormat"
+
+
+_POD = tuple(FieldEffect(f"{c}.{f}", "", "pod spec") for c in ("predictor", "transformer") for f in KUBERNETES_ONLY)
+_SAME = "the same flags in the container"
+FIELD_EFFECTS: tuple[FieldEffect, ...] = (
+    FieldEffect("metadata.name", "service name, host NAME.NAMESPACE.DOMAIN, revision names", "object names, labels"),
+    FieldEffect("metadata.namespace", "route and state key", "namespace of every object"),
+    FieldEffect("predictor.minReplicas", "replicas of every component", "Deployment replicas / HPA minimum",
+                _scale_to_zero),
+    FieldEffect("predictor.maxReplicas", "", "HPA maximum (when above minReplicas)"),
+    FieldEffect("predictor.scaleMetric", "", "HPA metric (cpu, memory; concurrency, rps via prometheus-adapter)"),
+    FieldEffect("predictor.scaleTarget", "", "HPA target"),
+    FieldEffect("predictor.canaryTrafficPercent", "traffic split in the router", "traffic split in the route ConfigMap"),
+    FieldEffect("predictor.containerConcurrency", "--max-concurrency: 429 above it", _SAME),
+    FieldEffect("predictor.timeout", "--request-timeout; the router answers 504 after it", _SAME + "; router 504"),
+    FieldEffect("predictor.batcher", "adaptive batching on (`{}`: with the defaults)", _SAME),
+    FieldEffect("predictor.batcher.maxBatchSize", "--max-batch-size", _SAME),
+    FieldEffect("predictor.batcher.maxLatency", "--max-latency-ms", _SAME),
+    FieldEffect("predictor.batcher.timeout", "", ""),
+    FieldEffect("predictor.logger", "payload events (--logger-mode, --logger-url)", _SAME),
+    FieldEffect("predictor.logger.mode", "--logger-mode", _SAME),
+    FieldEffect("predictor.logger.url", "--logger-url", _SAME),
+    FieldEffect("predictor.labels", "", "pod template labels"),
+    FieldEffect("predictor.annotations", "", "pod template annotations"),
+    FieldEffect("predictor.containers", "", ""),  # a custom predictor container is not run: use model
+    FieldEffect("predictor.model.modelFormat.name", "--runtime", _SAME),
+    FieldEffect("predictor.model.modelFormat.version", "", ""),
+    FieldEffect("predictor.model.storageUri", "model files (resolved on this machine)", "storage-initializer pull"),
+    FieldEffect("predictor.model.runtime", "module:Class -> --runtime", _SAME, _runtime_name),
+    FieldEffect("predictor.model.runtimeVersion", "", ""),
+    FieldEffect("predictor.model.protocolVersion", "", ""),  # V1 and V2 are both served whatever it says
+    FieldEffect("predictor.model.args", "appended to `serving serve`", _SAME),
+    FieldEffect("predictor.model.env", "process environment (plain values)", "container env (valueFrom too)"),
+    FieldEffect("predictor.model.resources", "", "container resources"),
+    FieldEffect("predictor.model.name", "", ""),
+    FieldEffect("predictor.model.image", "", "container image"),
+    FieldEffect("transformer.minReplicas", "", "transformer HPA minimum (replicas follow the predictor's)"),
+    FieldEffect("transformer.maxReplicas", "", "transformer HPA maximum"),
+    FieldEffect("transformer.scaleMetric", "", "transformer HPA metric"),
+    FieldEffect("transformer.scaleTarget", "", "transformer HPA target"),
+    FieldEffect("transformer.canaryTrafficPercent", "", ""),  # the predictor's splits the (transformer, predictor) pair
+    FieldEffect("transformer.containerConcurrency", "", ""),
+    FieldEffect("transformer.timeout", "", ""),
+    FieldEffect("transformer.batcher", "", ""),
+    FieldEffect("transformer.logger", "payload events (--logger-mode, --logger-url)", _SAME),
+    FieldEffect("transformer.labels", "", "pod template labels"),
+    FieldEffect("transformer.annotations", "", "pod template annotations"),
+    FieldEffect("transformer.containers[].command", "`serving transform` command line", "container command"),
+    FieldEffect("transformer.containers[].args", "`serving transform` arguments", "container args"),
+    FieldEffect("transformer.containers[].env", "process environment (plain values)", "container env (valueFrom too)"),
+    FieldEffect("transformer.containers[].image", "", "container image (a custom image gets KServe's args)"),
+    FieldEffect("transformer.containers[].name", "", "container name"),
+    FieldEffect("transformer.containers[].resources", "", "container resources"),
+    FieldEffect("transformer.containers[].imagePullPolicy", "", "container imagePullPolicy"),
+    FieldEffect("transformer.containers[].ports", "", ""),  # both serve on the port the backend gives
+    *_POD,
+)
+EFFECTS_BY_PATH = {e.path: e for e in FIELD_EFFECTS}
+
+
+def values_at(isvc: InferenceService, path: str) -> list[Any]:
+    """The values set at `path` (none, one, or one per list element); unset, empty and None are left out."""
+    spec = isvc.spec
+    predictor = spec.predictor
+    if predictor.model is None and not predictor.containers:
+        predictor = predictor.model_copy(update={"model": predictor.normalised_model()})
+    roots: dict[str, Any] = {"metadata": isvc.metadata, "predictor": predictor, "transformer": spec.transformer}
+    head, *rest = path.split(".")
+    return _walk([roots[head]], rest)
+
+
+def _walk(nodes: list[Any], parts: list[str]) -> list[Any]:
+    if not parts:
+        return [n for n in nodes if n is not None and n != () and n != {} and n != ""]
+    name, many = parts[0].removesuffix("[]"), parts[0].endswith("[]")
+    found = []
+    for node in nodes:
+        if isinstance(node, BaseModel):
+            value = getattr(node, _snake(name))
+            found += list(value) if many and value is not None else [value]
+    return _walk(found, parts[1:])
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def no_local_effect(isvc: InferenceService) -> list[str]:
+    """One warning per field that is set but does nothing (or less than it says) on the local backend."""
+    out = []
+    for effect in FIELD_EFFECTS:
+        values = values_at(isvc, effect.path)
+        if not values:
+            continue
+        where = f"; on Kubernetes: {effect.kubernetes}" if effect.kubernetes else ""
+        if not effect.local:
+            out.append(f"spec.{effect.path}: accepted; no effect on the local backend{where}")
+        elif effect.warn_if is not None and (caveat := effect.warn_if(values[0])):
+            out.append(f"spec.{effect.path}: {caveat}")
+    return out

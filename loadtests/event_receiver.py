@@ -27,6 +27,7 @@ class EventReceiver:
         self.delay_s, self.status = delay_s, status
         self.events: list[Any] = []  # cloudevents.http.CloudEvent, in arrival order
         self.arrivals = 0
+        self.spans_posts = 0  # OTLP export requests (POST /v1/traces)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -37,6 +38,11 @@ class EventReceiver:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         self.arrivals += 1
+        if scope["path"] == "/v1/traces":  # an OTLP/HTTP collector stand-in: take the spans, keep nothing
+            self.spans_posts += 1
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from loadtests.event_receiver import receiving
 from loadtests.servers import free_port
-from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source, now
+from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source
 from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import FileSink, HttpSink, sink_for
 
@@ -23,7 +23,7 @@ SOURCE = Source(isvc="iris", namespace="ml", component="predictor", endpoint="ir
 
 def event(rid: str, kind: str = REQUEST_TYPE, body: bytes = b'{"instances": [[1, 2]]}', status: int | None = None,
           content_type: str = "application/json") -> InferenceEvent:
-    return InferenceEvent(rid, kind, body, content_type, SOURCE, "iris", now(), status)
+    return InferenceEvent(rid, kind, body, content_type, SOURCE, "iris", time.time(), status)
 
 
 async def until(predicate, timeout_s: float = 10.0) -> None:  # noqa: ANN001

@@ -51,3 +51,15 @@ def test_block_without_url_uses_the_default_sink_and_says_so(monkeypatch: pytest
 def test_unsupported_sink_scheme_is_refused_with_its_path() -> None:
     with pytest.raises(BadRequest, match=r"spec\.predictor\.logger\.url.*s3://bucket"):
         revision("logger: {url: 's3://bucket/logs'}")
+
+
+def test_choices_of_the_building_process_reach_the_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `serving up` exports (or the chart sets on the operator) lands in every component's flags."""
+    for key, value in ((ENV_LOGGER_DEFAULT_URL, "http://default-broker/"), ("SERVING_OTEL", "1"),
+                       ("SERVING_LOG_FORMAT", "json"), ("SERVING_ACCESS_LOG_SAMPLE", "0.1")):
+        monkeypatch.setenv(key, value)
+    args = predictor_args(revision("logger: {mode: response}"), "/m")
+    assert args[args.index("--logger-url") + 1] == "http://default-broker/" and "--otel" in args
+    assert args[args.index("--log-format") + 1] == "json" and args[args.index("--access-log-sample") + 1] == "0.1"
+    explicit = predictor_args(revision("logger: {url: 'http://mine/'}"), "/m")
+    assert explicit[explicit.index("--logger-url") + 1] == "http://mine/"

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessLog, AccessRecord
-from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source, now
+from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source
 from serving.observability.payload_logger import PayloadLogger
 
 # (scope, model name, revision the response names) -> (isvc, namespace, revision, arm): the router's view
@@ -106,8 +106,10 @@ class Observed:
             headers = [(k, v) for k, v in headers if k != request_id.HEADER]
             headers.append((request_id.HEADER, rid.encode("ascii")))
         payloads = self.payloads
-        ex = _Exchange(rid, time.monotonic(), payloads is not None and payloads.logs_requests,
-                       payloads is not None and payloads.logs_responses, request_type=content_type)
+        keep_request = keep_response = False
+        if payloads is not None and not payloads.full:  # a full queue would drop them: do not copy the bodies
+            keep_request, keep_response = payloads.logs_requests, payloads.logs_responses
+        ex = _Exchange(rid, time.monotonic(), keep_request, keep_response, request_type=content_type)
         if not self._uri_known:
             self._learn_uri(scope)
         return {**scope, "headers": list(headers)}, ex
@@ -159,17 +161,25 @@ class Observed:
                 ex.bytes_out, isvc, revision, arm, self.source.component, tracing.trace_id(),
             ))
         if self.payloads is not None:
-            source = replace(self.source, isvc=isvc, namespace=namespace, endpoint=revision)
+            source = self.source
+            if self.describe is not None:  # the router: who answered is known per request
+                source = replace(source, isvc=isvc, namespace=namespace, endpoint=revision)
             self._offer_payloads(ex, source, model)
 
     def _offer_payloads(self, ex: _Exchange, source: Source, model: str) -> None:
-        assert self.payloads is not None
+        payloads = self.payloads
+        assert payloads is not None
+        wanted = int(payloads.logs_requests) + int(payloads.logs_responses)
+        if not (ex.keep_request or ex.keep_response):
+            payloads.count_dropped(wanted)  # the queue was full when the request came
+            return
+        now = time.time()
         if ex.keep_request:
-            self.payloads.offer(InferenceEvent(ex.request_id, REQUEST_TYPE, b"".join(ex.request_chunks),
-                                               ex.request_type.decode("latin-1"), source, model, now()))
+            payloads.offer(InferenceEvent(ex.request_id, REQUEST_TYPE, b"".join(ex.request_chunks),
+                                          ex.request_type.decode("latin-1"), source, model, now))
         if ex.keep_response:
-            self.payloads.offer(InferenceEvent(ex.request_id, RESPONSE_TYPE, b"".join(ex.response_chunks),
-                                               ex.response_type.decode("latin-1"), source, model, now(), ex.status))
+            payloads.offer(InferenceEvent(ex.request_id, RESPONSE_TYPE, b"".join(ex.response_chunks),
+                                          ex.response_type.decode("latin-1"), source, model, now, ex.status))
 
     def _learn_uri(self, scope: Scope) -> None:
         server = scope.get("server")

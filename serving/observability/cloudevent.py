@@ -41,14 +41,14 @@ class InferenceEvent:
     content_type: str
     source: Source
     model_id: str
-    time: datetime
+    time_s: float  # time.time() when captured; formatted only when sent
     status: int | None = None  # responses only
 
     def attributes(self) -> dict[str, str]:
         """Context attributes and extensions, by their CloudEvents names."""
         attrs = {
             "specversion": SPEC_VERSION, "id": self.request_id, "type": self.type, "source": self.source.uri,
-            "time": self.time.isoformat().replace("+00:00", "Z"), "inferenceservicename": self.source.isvc,
+            "time": _rfc3339(self.time_s), "inferenceservicename": self.source.isvc,
             "namespace": self.source.namespace, "component": self.source.component,
             "endpoint": self.source.endpoint, "modelid": self.model_id,
         }
@@ -77,5 +77,5 @@ class InferenceEvent:
         return orjson.dumps(doc)
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

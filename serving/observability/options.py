@@ -108,10 +108,20 @@ def export_to_children(options: ObservabilityOptions) -> Callable[[], None]:
 
 
 def component_flags(isvc: str, namespace: str, revision: str, component: str, logger: Any) -> list[str]:
-    """Flags naming a revision's component process, plus its spec `logger` block (None: no payload logging)."""
+    """Flags naming a revision's component process and its spec `logger` block (None: no payload logging),
+    plus the choices of the process building the argv (`serving up`, or the operator from the chart's values),
+    so a model server started locally or rendered into a pod logs, samples and traces alike."""
     flags = ["--isvc", isvc, "--isvc-namespace", namespace, "--revision", revision, "--component", component]
+    env = os.environ
+    if env.get(ENV_LOG_FORMAT):
+        flags += ["--log-format", env[ENV_LOG_FORMAT]]
+    if env.get(ENV_ACCESS_LOG_SAMPLE):
+        flags += ["--access-log-sample", env[ENV_ACCESS_LOG_SAMPLE]]
+    if env.get(ENV_OTEL):
+        flags.append("--otel")
     if logger is not None:
         flags += ["--logger-mode", logger.mode]
-        if logger.url:
-            flags += ["--logger-url", logger.url]
+        url = logger.url or env.get(ENV_LOGGER_DEFAULT_URL)
+        if url:
+            flags += ["--logger-url", url]
     return flags

@@ -62,6 +62,14 @@ class PayloadLogger:
         assert self._wakeup is not None
         self._wakeup.set()
 
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.max_events or self._queued_bytes >= self.max_bytes
+
+    def count_dropped(self, events: int) -> None:
+        """Events never captured because the queue was already full."""
+        self.metrics.dropped.inc(events)
+
     def _start(self) -> None:
         self._wakeup = asyncio.Event()
         self._tasks = [asyncio.create_task(self._send_forever(), name=f"payload-sender-{i}") for i in range(self.senders)]

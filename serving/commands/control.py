@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from serving.commands import apply_outcome
+from serving.commands.isvc_table import format_table
+from serving.commands.resource_args import isvc_names
 from serving.control.backend import BACKENDS
 from serving.control.client import ControlClient
 from serving.control.documents import read_documents
+from serving.errors import BadRequest
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -21,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", default="default")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("apply", help="create or update InferenceServices from YAML")
     p.add_argument("-f", "--filename", action="append", required=True)
     p.add_argument("--backend", choices=list(BACKENDS), default="local",
@@ -29,12 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=apply)
     p = subparsers.add_parser("get", help="list InferenceServices, or show one")
-    p.add_argument("name", nargs="?")
-    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    p.add_argument("names", nargs="*", metavar="NAME", help="NAME, isvc NAME, isvc/NAME (kubectl's forms); none: all")
+    p.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table",
+                   help="wide: add MESSAGE (why a service is not ready)")
     _common(p)
     p.set_defaults(func=get)
     p = subparsers.add_parser("delete", help="delete an InferenceService (drains, then stops it)")
-    p.add_argument("name")
+    p.add_argument("names", nargs="*", metavar="NAME", help="NAME, isvc NAME or isvc/NAME")
+    p.add_argument("-f", "--filename", action="append", default=[], help="delete the InferenceServices in FILE")
     _common(p)
     p.set_defaults(func=delete)
     p = subparsers.add_parser("rollout", help="promote or roll back a canary")
@@ -58,28 +63,49 @@ def apply(args: argparse.Namespace) -> int:
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
-    for item in _client(args).apply(documents):
-        print(f"inferenceservice/{item['metadata']['name']} configured")
-        for warning in item.get("warnings", []):
+    client = _client(args)
+    existing = {apply_outcome.key(item): item for item in client.list()}
+    outcomes = [apply_outcome.outcome(doc, existing.get(apply_outcome.key(doc))) for doc in documents]
+    for doc in documents:
+        for path in apply_outcome.missing_local_paths(doc):
+            print(f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist; the service is "
+                  "recorded and stays not ready until it does", file=sys.stderr)
+    changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]
+    applied = {apply_outcome.key(item): item for item in (client.apply(changed) if changed else [])}
+    for doc, said in zip(documents, outcomes, strict=True):
+        print(f"inferenceservice/{doc['metadata'].get('name')} {said}")
+        for warning in applied.get(apply_outcome.key(doc), {}).get("warnings", []):
             print(f"  warning: {warning}")
     return 0
 
 
 def get(args: argparse.Namespace) -> int:
     client = _client(args)
-    items = [client.get(args.name, args.namespace)] if args.name else client.list()
+    names = isvc_names(args.names)
+    items = [client.get(name, args.namespace) for name in names] if names else client.list()
+    one = len(names) == 1
     if args.output == "json":
-        print(json.dumps(items[0] if args.name else {"items": items}, indent=2))
+        print(json.dumps(items[0] if one else {"items": items}, indent=2))
     elif args.output == "yaml":
-        print(yaml.safe_dump(items[0] if args.name else {"items": items}, sort_keys=False), end="")
+        print(yaml.safe_dump(items[0] if one else {"items": items}, sort_keys=False), end="")
+    elif not items:
+        print(f"No InferenceServices found in namespace {args.namespace}.", file=sys.stderr)
     else:
-        print(format_table(items))
+        print(format_table(items, wide=args.output == "wide"))
     return 0
 
 
 def delete(args: argparse.Namespace) -> int:
-    _client(args).delete(args.name, args.namespace)
-    print(f"inferenceservice/{args.name} deleted")
+    targets = [(args.namespace, name) for name in isvc_names(args.names)]
+    for path in args.filename:
+        targets += [(d.get("metadata", {}).get("namespace", args.namespace), d.get("metadata", {}).get("name", ""))
+                    for d in read_documents(Path(path))]
+    if not targets:
+        raise BadRequest("name the InferenceService to delete (NAME, isvc/NAME) or give -f FILE")
+    client = _client(args)
+    for namespace, name in targets:
+        client.delete(name, namespace)
+        print(f"inferenceservice/{name} deleted")
     return 0
 
 
@@ -87,34 +113,6 @@ def rollout(args: argparse.Namespace) -> int:
     item = _client(args).rollout(args.action, args.name, args.namespace)
     traffic = item["status"].get("components", {}).get("predictor", {}).get("traffic", [])
     split = ", ".join(f"{t['revisionName']}={t['percent']}%" for t in traffic) or "no ready revision yet"
-    print(f"inferenceservice/{args.name} {args.action}d: {split}")
+    done = {"promote": "promoted", "rollback": "rolled back"}[args.action]
+    print(f"inferenceservice/{args.name} {done}: {split}")
     return 0
-
-
-def format_table(items: list[dict[str, Any]]) -> str:
-    """Like `kubectl get isvc`: NAME URL READY PREV LATEST PREVROLLEDOUTREVISION LATESTREADYREVISION AGE."""
-    header = ["NAME", "URL", "READY", "PREV", "LATEST", "PREVROLLEDOUTREVISION", "LATESTREADYREVISION", "AGE"]
-    rows = [header]
-    for item in items:
-        status = item.get("status", {})
-        predictor = status.get("components", {}).get("predictor", {})
-        ready = next((c["status"] for c in status.get("conditions", []) if c["type"] == "Ready"), "Unknown")
-        prev = next((t["percent"] for t in predictor.get("traffic", []) if t.get("tag") == "prev"), "")
-        latest = next((t["percent"] for t in predictor.get("traffic", []) if t.get("latestRevision")), "")
-        rows.append([
-            item["metadata"]["name"], status.get("url", ""), ready, str(prev), str(latest),
-            predictor.get("previousRolledoutRevision") or "", predictor.get("latestReadyRevision") or "",
-            _age(item["metadata"].get("creationTimestamp")),
-        ])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return ""
-    seconds = max(0, int(time.time() - time.mktime(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")) + time.timezone))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

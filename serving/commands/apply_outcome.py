@@ -1,0 +1,45 @@
+"""What `serving apply` says about each document, before sending it: created, configured or unchanged (as
+kubectl does), and a warning for a local storageUri that does not exist (the service is still recorded,
+as KServe records it, and fails until the path appears)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from serving.spec import SUPPORTED_FORMATS
+
+SERVER_METADATA = ("generation", "creationTimestamp", "uid", "resourceVersion")
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str]:
+    meta = doc.get("metadata", {})
+    return meta.get("namespace", "default"), meta.get("name", "")
+
+
+def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The parts a user writes: everything but status, warnings and server-set metadata."""
+    meta = {k: v for k, v in doc.get("metadata", {}).items() if k not in SERVER_METADATA}
+    return {**{k: v for k, v in doc.items() if k not in ("status", "warnings", "metadata")}, "metadata": meta}
+
+
+def outcome(doc: dict[str, Any], existing: dict[str, Any] | None) -> str:
+    if existing is None:
+        return "created"
+    return "unchanged" if _comparable(doc) == _comparable(existing) else "configured"
+
+
+def storage_uris(doc: dict[str, Any]) -> list[str]:
+    predictor = doc.get("spec", {}).get("predictor", {})
+    sections = [predictor.get(k) for k in ("model", *SUPPORTED_FORMATS)]
+    return [s["storageUri"] for s in sections if isinstance(s, dict) and isinstance(s.get("storageUri"), str)]
+
+
+def missing_local_paths(doc: dict[str, Any]) -> list[str]:
+    """Local storage URIs (absolute by now: pinned to the YAML's folder) that name nothing on this machine."""
+    missing = []
+    for uri in storage_uris(doc):
+        path = uri.removeprefix("file://") if uri.startswith("file://") else uri
+        if "://" not in path and path.startswith("/") and not Path(path).exists():
+            missing.append(path)
+    return missing

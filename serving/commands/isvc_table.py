@@ -1,0 +1,57 @@
+"""The `serving get` table, shaped like `kubectl get isvc` for KServe, plus why a service is not ready.
+
+Columns: NAME URL READY PREV LATEST PREVROLLEDOUTREVISION LATESTREADYREVISION AGE REASON; `-o wide` adds
+MESSAGE (the Ready condition's message: what failed, in the server's words).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+HEADER = ["NAME", "URL", "READY", "PREV", "LATEST", "PREVROLLEDOUTREVISION", "LATESTREADYREVISION", "AGE", "REASON"]
+
+
+def format_table(items: list[dict[str, Any]], wide: bool = False) -> str:
+    rows = [HEADER + (["MESSAGE"] if wide else [])]
+    rows += [_row(item, wide) for item in items]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _row(item: dict[str, Any], wide: bool) -> list[str]:
+    status = item.get("status", {})
+    predictor = status.get("components", {}).get("predictor", {})
+    traffic = predictor.get("traffic", [])
+    ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    prev: dict[str, Any] = next((t for t in traffic if t.get("tag") == "prev"), {})
+    latest: dict[str, Any] = next((t for t in traffic if t.get("latestRevision")), {})
+    # During a canary the revision taking the rest is the previous rolled-out one (KServe fills it so).
+    previous = predictor.get("previousRolledoutRevision") or prev.get("revisionName") or ""
+    row = [
+        item["metadata"]["name"], status.get("url", ""), ready.get("status", "Unknown"),
+        str(prev.get("percent", "")), str(latest.get("percent", "")), previous,
+        predictor.get("latestReadyRevision") or "", age(item["metadata"].get("creationTimestamp")),
+        _reason(status, ready),
+    ]
+    if wide:
+        row.append(" ".join(str(ready.get("message", "")).split()) if ready.get("status") != "True" else "")
+    return row
+
+
+def _reason(status: dict[str, Any], ready: dict[str, Any]) -> str:
+    """A few words on why a service is not ready: the model's load failure first, else the condition's."""
+    if ready.get("status") == "True":
+        return ""
+    failure = status.get("modelStatus", {}).get("lastFailureInfo", {})
+    return str(failure.get("reason") or ready.get("reason") or "")
+
+
+def age(timestamp: str | None) -> str:
+    if not timestamp:
+        return ""
+    seconds = max(0, int(time.time() - time.mktime(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")) + time.timezone))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

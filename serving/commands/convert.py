@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
+from serving.commands.plain_yaml import dump_all
 from serving.control.k8s_documents import cluster_warnings, read_converted
 
 
@@ -23,5 +22,5 @@ def main(args: argparse.Namespace) -> int:
     for doc in documents:
         for warning in cluster_warnings(doc):
             print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
-    print(yaml.safe_dump_all(documents, sort_keys=False), end="")
+    print(dump_all(documents), end="")
     return 0

@@ -9,12 +9,12 @@ live object's uid, so they are added by the operator, not here.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from serving.control.k8s_documents import read_converted
+from serving.commands.plain_yaml import dump_all
+from serving.control.k8s_documents import cluster_warnings, read_converted
 from serving.control.k8s_render import RenderSettings, revision_objects
 from serving.control.reconcile import Observed, plan
 from serving.crd import crd_yaml
@@ -46,6 +46,10 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
 
 def main(args: argparse.Namespace) -> int:
     settings = RenderSettings(image=args.image, cluster_domain=args.cluster_domain)
-    objects = render(read_converted(args.filename, args.namespace), settings)
-    print(yaml.safe_dump_all(objects, sort_keys=False, width=120), end="")
+    documents = read_converted(args.filename, args.namespace)
+    for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
+        for warning in cluster_warnings(doc):
+            print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
+    objects = render(documents, settings)
+    print(dump_all(objects), end="")
     return 0

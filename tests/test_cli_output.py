@@ -1,0 +1,130 @@
+"""What the CLI prints reads right: each subcommand run in this process (serving.cli.main through the real
+parser) against a real `serving up` (tests.up_support: in-process, model servers as threads), and the output
+checked line by line — kubectl's verbs and forms, why a service is not ready, plain YAML from render."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.cli import COMMANDS, main
+from serving.commands.demo import _state_dir
+from serving.commands.isvc_table import format_table
+from serving.commands.resource_args import isvc_names
+from serving.errors import BadRequest
+from tests.support import REPO, wait_until
+from tests.up_support import Server, cli, isvc_yaml, serving_up
+
+Up = tuple[Server, Path]
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    state = tmp_path_factory.mktemp("cli-state")
+    with serving_up(state) as server:
+        yield server, state
+
+
+def lines(text: str) -> list[str]:
+    return text.strip().splitlines()
+
+
+def test_apply_get_rollout_delete_speak_kubectl(up: Up, model_repo: Path, tmp_path: Path) -> None:
+    server, state = up
+    spec = tmp_path / "words.yaml"
+    spec.write_text(isvc_yaml("words", model_repo / "sklearn-iris"))
+    assert cli(server, state, "apply", "-f", str(spec)).stdout == "inferenceservice/words created\n"
+    assert cli(server, state, "apply", "-f", str(spec)).stdout == "inferenceservice/words unchanged\n"
+    spec.write_text(isvc_yaml("words", model_repo / "sklearn-iris", replicas=1, canary=100))
+    assert cli(server, state, "apply", "-f", str(spec)).stdout == "inferenceservice/words configured\n"
+    for form in (["words"], ["isvc", "words"], ["isvc/words"], ["inferenceservice", "words"],
+                 ["inferenceservices.serving.kserve.io/words"]):
+        table = lines(cli(server, state, "get", *form).stdout)
+        assert table[0].split() == ["NAME", "URL", "READY", "PREV", "LATEST", "PREVROLLEDOUTREVISION",
+                                    "LATESTREADYREVISION", "AGE", "REASON"], form
+        assert [row.split()[0] for row in table[1:]] == ["words"], form
+    assert "words" in [row.split()[0] for row in lines(cli(server, state, "get", "isvc").stdout)[1:]]
+    promoted = cli(server, state, "rollout", "promote", "words").stdout
+    assert promoted.startswith("inferenceservice/words promoted: ") or promoted.endswith("no ready revision yet\n")
+    assert cli(server, state, "rollout", "rollback", "words").stdout.startswith("inferenceservice/words rolled back: ")
+    assert cli(server, state, "delete", "-f", str(spec)).stdout == "inferenceservice/words deleted\n"
+    gone = cli(server, state, "get", "isvc/words", check=False)
+    assert gone.returncode == 2 and "not found" in gone.stderr
+
+
+def test_a_missing_local_path_is_warned_at_apply_and_get_says_why(up: Up, tmp_path: Path) -> None:
+    server, state = up
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(isvc_yaml("broken", "./not-there"))
+    applied = cli(server, state, "apply", "-f", str(spec))
+    assert applied.stdout == "inferenceservice/broken created\n"  # recorded, as KServe records it
+    assert f"storageUri {tmp_path / 'not-there'} does not exist" in applied.stderr
+
+    def failed() -> bool:
+        doc = json.loads(cli(server, state, "get", "broken", "-o", "json").stdout)
+        return bool(doc["status"].get("modelStatus", {}).get("lastFailureInfo"))
+
+    wait_until(failed, 60, what="broken to fail")
+    row = lines(cli(server, state, "get", "broken").stdout)[1].split()
+    assert row[2] == "False" and row[-1] == "ModelLoadFailed", row
+    wide = lines(cli(server, state, "get", "broken", "-o", "wide").stdout)
+    assert wide[0].split()[-1] == "MESSAGE" and "not-there" in wide[1], wide
+    cli(server, state, "delete", "isvc", "broken")
+
+
+def test_an_unknown_resource_type_is_refused_by_name(up: Up) -> None:
+    server, state = up
+    result = cli(server, state, "get", "pods", "x", check=False)
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown resource type 'pods'; serving knows inferenceservices (short name isvc)\n"
+
+
+def test_resource_forms_are_kubectls() -> None:
+    assert isvc_names([]) == [] and isvc_names(["isvc"]) == [] and isvc_names(["inferenceservices"]) == []
+    assert isvc_names(["iris"]) == ["iris"] and isvc_names(["isvc", "a", "b"]) == ["a", "b"]
+    assert isvc_names(["isvc/a", "inferenceservice/b"]) == ["a", "b"]
+    for bad in (["deploy/a"], ["isvc/"], ["isvc", "isvc/a"], ["pods", "a"]):
+        with pytest.raises(BadRequest):
+            isvc_names(bad)
+
+
+def test_the_table_names_the_revision_taking_the_rest_during_a_canary() -> None:
+    """KServe fills PREVROLLEDOUTREVISION while a canary runs; from the `prev` arm if status lacks it."""
+    item = {"metadata": {"name": "iris"}, "status": {
+        "url": "http://iris.default.example.com",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "components": {"predictor": {"latestReadyRevision": "iris-new", "traffic": [
+            {"revisionName": "iris-old", "percent": 80, "tag": "prev", "latestRevision": False},
+            {"revisionName": "iris-new", "percent": 20, "tag": "latest", "latestRevision": True}]}}}}
+    row = lines(format_table([item]))[1].split()
+    assert row[2:7] == ["True", "80", "20", "iris-old", "iris-new"], row
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_subcommand_has_help_that_reads_right(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: serving {name}"), out
+    for typo in ("rollbackd", "promoted d", "  .", " ,"):
+        assert typo not in out, (typo, out)
+
+
+def test_render_is_plain_yaml_and_warns_about_a_local_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(REPO / "examples/sklearn-iris.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "kind: Deployment" in captured.out
+    assert "&id" not in captured.out and "*id" not in captured.out
+    assert "is a local path; the cluster cannot read it" in captured.err and "pvc://" in captured.err
+
+
+def test_demo_state_is_temporary_unless_given(tmp_path: Path) -> None:
+    with _state_dir(None) as (state, hint):
+        assert state.parent.name.startswith("serving-demo-") and f"XDG_STATE_HOME={state.parent}" in hint
+    assert not state.parent.exists()
+    with _state_dir(tmp_path) as (state, hint):
+        assert state == tmp_path and f"--state-dir {tmp_path}" in hint

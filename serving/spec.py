@@ -102,8 +102,8 @@ class Batcher(Strict):
 
 
 class Logger(Strict):
-    """KServe's payload logger: CloudEvents to an http(s) receiver, or JSON Lines to a file:/// path."""
-
+    # KServe's payload logger: CloudEvents to an http(s) receiver, or JSON Lines to a file:/// path.
+    # (A comment, not a docstring: the docstring would become the CRD field's description.)
     mode: Literal["all", "request", "response"] = "all"
     url: str | None = None
 

@@ -28,8 +28,8 @@ def observe(app: Any, options: ObservabilityOptions, registry: CollectorRegistry
 
     `registry`: where the logger's metrics go (the process's own, so `/metrics` shows them)."""
     component = options.component or "predictor"
-    if tracing.wanted(options.otel) and not tracing.enabled():
-        tracing.setup(f"serving-{component}")
+    if tracing.wanted(options.otel or bool(options.otel_endpoint)) and not tracing.enabled():
+        tracing.setup(f"serving-{component}", endpoint=options.otel_endpoint)
     url = options.payload_logger_url()
     if options.logger_mode and not url:
         log.warning("payload logger: a logger block but no url and no default sink; nothing is logged")

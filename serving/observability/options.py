@@ -24,6 +24,7 @@ class ObservabilityOptions:
     log_format: str | None = None  # json | text; None: text on a terminal, JSON otherwise
     access_log_sample: float = 1.0  # share of 2xx requests logged; errors always are
     otel: bool = False
+    otel_endpoint: str | None = None  # OTLP/HTTP collector; default: the OTEL_* environment variables
     logger_url: str | None = None
     logger_mode: str | None = None  # all | request | response; set alone, the default URL is used
     isvc: str = ""
@@ -56,6 +57,8 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
                        help="share of successful requests given an access log line, 0-1 (errors: always)")
     group.add_argument("--otel", action="store_true", default=bool(os.environ.get(ENV_OTEL)),
                        help="OpenTelemetry tracing over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+    group.add_argument("--otel-endpoint", help="OTLP/HTTP collector base URL, e.g. http://collector:4318 "
+                       "(implies --otel; default: OTEL_EXPORTER_OTLP_ENDPOINT)")
     group.add_argument("--logger-url", help="payload logger sink: http(s)://receiver (CloudEvents) or "
                        "file:///path.jsonl; for `serving up`, the default of every spec `logger` block")
     group.add_argument("--logger-mode", choices=("all", "request", "response"),
@@ -78,6 +81,7 @@ def _fraction(text: str) -> float:
 def from_args(args: argparse.Namespace, component: str) -> ObservabilityOptions:
     return ObservabilityOptions(
         log_format=args.log_format, access_log_sample=args.access_log_sample, otel=args.otel,
+        otel_endpoint=args.otel_endpoint,
         logger_url=args.logger_url, logger_mode=args.logger_mode, isvc=getattr(args, "isvc", ""),
         namespace=getattr(args, "isvc_namespace", "default"), revision=getattr(args, "revision", ""),
         component=getattr(args, "component", "") or component,
@@ -119,6 +123,8 @@ def component_flags(isvc: str, namespace: str, revision: str, component: str, lo
         flags += ["--access-log-sample", env[ENV_ACCESS_LOG_SAMPLE]]
     if env.get(ENV_OTEL):
         flags.append("--otel")
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):  # a pod does not inherit the operator's environment
+            flags += ["--otel-endpoint", env["OTEL_EXPORTER_OTLP_ENDPOINT"]]
     if logger is not None:
         flags += ["--logger-mode", logger.mode]
         url = logger.url or env.get(ENV_LOGGER_DEFAULT_URL)

@@ -28,8 +28,9 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def setup(service_name: str, exporter: Any = None) -> Any:
-    """Install a tracer for this process; `exporter` defaults to OTLP over HTTP. Returns the provider."""
+def setup(service_name: str, exporter: Any = None, endpoint: str | None = None) -> Any:
+    """Install a tracer for this process; `exporter` defaults to OTLP over HTTP (to `endpoint` when given,
+    else where the OTEL_* variables say). Returns the provider."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -37,7 +38,8 @@ def setup(service_name: str, exporter: Any = None) -> Any:
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        processor: Any = BatchSpanProcessor(OTLPSpanExporter())
+        traces = endpoint.rstrip("/") + "/v1/traces" if endpoint else None
+        processor: Any = BatchSpanProcessor(OTLPSpanExporter(endpoint=traces))
     else:
         processor = SimpleSpanProcessor(exporter)
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name

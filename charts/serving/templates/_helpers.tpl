@@ -44,3 +44,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "serving.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{/*
+Observability settings as environment variables: the router and the operator read them; the operator also
+passes them on the command line of every model server and transformer pod it creates.
+*/}}
+{{- define "serving.observabilityEnv" -}}
+- name: SERVING_LOG_FORMAT
+  value: {{ .Values.observability.logFormat | quote }}
+- name: SERVING_ACCESS_LOG_SAMPLE
+  value: {{ .Values.observability.accessLogSample | quote }}
+{{- if .Values.observability.logger.defaultUrl }}
+- name: SERVING_LOGGER_DEFAULT_URL
+  value: {{ .Values.observability.logger.defaultUrl | quote }}
+{{- end }}
+{{- if .Values.observability.tracing.enabled }}
+- name: SERVING_OTEL
+  value: "1"
+{{- with .Values.observability.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -127,7 +127,8 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._new_message()  # a fresh parser: after a HEAD answer the old one still expects a body
         self._head_only = head_only
-        self._waiter = waiter = loop.create_future()
+        waiter: asyncio.Future[Response] = loop.create_future()
+        self._waiter = waiter
         self.transport.write(request)
         timer = loop.call_later(timeout_s, self._timeout)
         try:

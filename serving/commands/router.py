@@ -25,11 +25,12 @@ from serving.observability.hook import observed_router
 from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.configmap_source import ConfigMapSource
+from serving.router.table import RouteTable
 
 log = logging.getLogger("serving.router")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("router", help="run the router alone, reading its route table from a ConfigMap")
     p.add_argument("--routes-configmap", required=True, help="NAMESPACE/NAME written by `serving operator`")
     p.add_argument("--host", default="0.0.0.0")
@@ -46,7 +47,7 @@ def build_app(args: argparse.Namespace) -> Router:
     router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys))
     seen = asyncio.Event()
 
-    def on_table(table) -> None:  # noqa: ANN001 - RouteTable
+    def on_table(table: RouteTable) -> None:
         router.set_table(table)
         seen.set()
 

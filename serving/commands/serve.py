@@ -13,7 +13,7 @@ LIMITS = Limits()  # every limit flag defaults to the one value in serving/setti
 MODEL = ModelSettings(name="", model_dir=Path())  # and so does every per-model flag
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("serve", help="serve the model(s) in a directory over V1 and V2 REST")
     p.add_argument("--model-dir", required=True, help="a model folder, or a folder of model folders")
     p.add_argument("--name", help="model name (default: the directory's name)")

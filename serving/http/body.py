@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from serving.errors import PayloadTooLarge, UnsupportedMediaType
 
@@ -19,7 +19,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return await receive_body(request.scope["headers"], request.receive, limit)
 
 
-async def receive_body(headers: list[tuple[bytes, bytes]], receive: Callable, limit: int) -> bytes:
+async def receive_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
     """The whole body from the ASGI channel, refusing (413) as soon as it is known to exceed `limit` bytes."""
     for name, value in headers:
         if name == b"content-type" and value.startswith(_REFUSED_TYPES):

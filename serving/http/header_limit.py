@@ -74,7 +74,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._oversize = False
         self._head_completed = False  # set when a head completes during the current data_received
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:

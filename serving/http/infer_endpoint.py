@@ -13,9 +13,8 @@ odd names (404) — goes to the Starlette app unchanged. Both ways answer errors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from re import Pattern
-from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route
@@ -28,6 +27,7 @@ from serving.protocol.codec import Codec
 from serving.protocol.v2_codec import HEADER_LENGTH
 
 _HEADER_LENGTH = HEADER_LENGTH.encode()
+Headers = list[tuple[bytes, bytes]]
 
 
 class InferEndpoint:
@@ -37,11 +37,11 @@ class InferEndpoint:
         self.dataplane = dataplane
         self.codec = codec
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = scope["path_params"]
         await send_answer(send, *await self.answer(params["name"], params.get("version"), scope, receive))
 
-    async def answer(self, name: str, version: str | None, scope: Any, receive: Callable) -> tuple[bytes, list]:
+    async def answer(self, name: str, version: str | None, scope: Scope, receive: Receive) -> tuple[bytes, Headers]:
         """The response body and raw headers for one inference request (errors raise ServingError)."""
         raw_headers = scope["headers"]
         body = await receive_body(raw_headers, receive, self.dataplane.limits.max_body_bytes)
@@ -55,7 +55,7 @@ class InferEndpoint:
         return content, response_headers
 
 
-async def send_answer(send: Callable, content: bytes, headers: list) -> None:
+async def send_answer(send: Send, content: bytes, headers: Headers) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": content})
 

@@ -7,10 +7,11 @@ API and anything else not on the data path is delegated to `fallback` (a Starlet
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
 from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError
@@ -21,8 +22,6 @@ from serving.router.balancer import Balancer
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, Upstreams
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 REVISION_HEADER = b"x-serving-revision"
 TAG_HEADER = b"x-serving-tag"
 _JSON = [(b"content-type", b"application/json")]
@@ -62,7 +61,7 @@ class Router:
         if self.metrics is not None:
             self.metrics.forget_revision(isvc, namespace, revision)
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if self.fallback is not None:
                 await self.fallback(scope, receive, send)
@@ -80,7 +79,7 @@ class Router:
         except ServingError as exc:
             await send_error(send, exc, scope["method"], path)
 
-    async def _local(self, scope: Scope, send: Callable, path: str) -> None:
+    async def _local(self, scope: Scope, send: Send, path: str) -> None:
         if self.auth is not None and not (self.auth.public_health and path.startswith("/v2/health/")):
             namespace = self._namespace_of(scope) if path == "/v1/models" else None
             self.auth.check(namespace, scope["headers"])
@@ -109,7 +108,7 @@ class Router:
             raise ModelNotFound(f"InferenceService {name!r} not found")
         return route
 
-    async def _proxy(self, scope: Scope, receive: Callable, send: Callable, path: str) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         name = _model_name(path)
         route = self.resolve(scope, name)
         if self.auth is not None:
@@ -166,7 +165,8 @@ def _model_name(path: str) -> str:
 def _host(scope: Scope) -> str:
     for key, value in scope["headers"]:
         if key == b"host":
-            return value.decode("latin-1").rsplit(":", 1)[0] if b"]" not in value else value.decode("latin-1")
+            host: str = value.decode("latin-1")
+            return host if b"]" in value else host.rsplit(":", 1)[0]
     return ""
 
 
@@ -181,6 +181,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-async def _reply(send: Callable, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _reply(send: Send, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status, "headers": _JSON + (headers or [])})
     await send({"type": "http.response.body", "body": orjson.dumps(doc)})

@@ -69,5 +69,5 @@ async def federated_exposition(targets: list[ScrapeTarget], client: HTTPClient |
         if own:
             client.close()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(merge(r for r in results if r is not None)))  # type: ignore[arg-type]
+    registry.register(_Families(merge(r for r in results if r is not None)))
     return generate_latest(registry)

@@ -71,7 +71,7 @@ class Transformer(Runtime):
         """Request parameters forwarded to a V2 predictor; none by default (they were the client's)."""
         return None
 
-    async def apredict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+    async def apredict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
         if self.predictor is None:
             raise ModelFailure(f"transformer {self.settings.name!r} is not started")
         subject = f"transformer {self.settings.name!r}"

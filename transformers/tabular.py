@@ -130,7 +130,8 @@ class ClassLabels(Transformer):
         if array.size and (array.min() < 0 or array.max() >= len(self._labels)):
             bad = int(array.max() if array.max() >= len(self._labels) else array.min())
             raise ModelFailure(f"predictor returned class {bad}, but only {len(self._labels)} labels are set")
-        return self._labels[array]
+        labels: np.ndarray = self._labels[array]
+        return labels
 
 
 class TabularTransformer(FeatureRecords, ClassLabels):

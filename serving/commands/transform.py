@@ -17,7 +17,7 @@ from serving.transformers.predictor_client import PROTOCOLS
 from serving.transformers.server import TRANSFORMERS, create_app, run
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("transform", help="serve a transformer (pre/post-processing) in front of a predictor")
     p.add_argument("--predictor-url", help="the predictor's base URL, e.g. http://127.0.0.1:8081")
     p.add_argument("--predictor_host", help="KServe form: host:port of the predictor")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from serving.errors import BadRequest
+from serving.spec_suggest import did_you_mean
 
 API_VERSIONS = ("serving.kserve.io/v1beta1", "serving.dev/v1beta1")
 OUR_GROUP = "serving.dev"
@@ -279,7 +280,7 @@ def parse(document: dict[str, Any]) -> InferenceService:
         for err in exc.errors():
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                message = "unknown field (not supported)"
+                message = "unknown field (not supported)" + did_you_mean(InferenceService, err["loc"])
             problems.append(f"{_path(err['loc'])}: {message}")
         raise SpecError("; ".join(problems)) from exc
 
@@ -299,23 +300,33 @@ def _reject_unsupported_components(document: dict[str, Any]) -> None:
                 )
 
 
-def load_documents(text: str) -> list[InferenceService]:
-    """Every InferenceService in a (multi-document) YAML string."""
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise SpecError(f"not valid YAML: {exc}") from exc
+def load_documents(text: str, source: str | None = None) -> list[InferenceService]:
+    """Every InferenceService in a (multi-document) YAML string; errors name `source` (the file) if given."""
+    docs = _yaml_documents(text, source)
     if not docs:
-        raise SpecError("no InferenceService document found")
+        raise SpecError(f"{source}: no InferenceService document found" if source else "no InferenceService document found")
     out = []
     for index, doc in enumerate(docs):
         try:
             out.append(parse(doc))
         except SpecError as exc:
-            prefix = f"document {index + 1}: " if len(docs) > 1 else ""
-            raise SpecError(prefix + exc.message) from exc
+            where = [source] if source else []
+            where += [f"document {index + 1}"] if len(docs) > 1 else []
+            raise SpecError("".join(f"{w}: " for w in where) + exc.message) from exc
     return out
 
 
+def _yaml_documents(text: str, source: str | None) -> list[Any]:
+    """The non-empty documents; a syntax error names the file, the document (1-based) and the line."""
+    loaded: list[Any] = []
+    try:
+        for doc in yaml.safe_load_all(text):
+            loaded.append(doc)
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace('"<unicode string>"', repr(source) if source else "the YAML")
+        raise SpecError(f"{source or 'YAML'}: document {len(loaded) + 1} is not valid YAML: {detail}") from exc
+    return [d for d in loaded if d is not None]
+
+
 def load_file(path: Path) -> list[InferenceService]:
-    return load_documents(path.read_text())
+    return load_documents(path.read_text(), str(path))

@@ -1,0 +1,63 @@
+"""Spec errors a user can act on: the closest known field for a typo (at every level of the spec), and YAML
+syntax errors that name the file, the document and the line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from serving.spec import SpecError, load_documents, parse
+
+HEAD = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+
+
+def isvc(predictor: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "x"},
+            "spec": {"predictor": predictor}, **top}
+
+
+SKLEARN = {"sklearn": {"storageUri": "/m"}}
+TYPOS = [
+    (isvc({"model": {"modelFormat": {"name": "sklearn"}, "storageURI": "/m"}}), "spec.predictor.model.storageURI",
+     "storageUri"),
+    (isvc({"sklearn": {"storageUri": "/m", "protocolVersoin": "v2"}}), "spec.predictor.sklearn.protocolVersoin",
+     "protocolVersion"),
+    (isvc({**SKLEARN, "canaryTraficPercent": 10}), "spec.predictor.canaryTraficPercent", "canaryTrafficPercent"),
+    (isvc({**SKLEARN, "batcher": {"maxBatchsize": 3}}), "spec.predictor.batcher.maxBatchsize", "maxBatchSize"),
+    (isvc({"sklearn": {"storageUri": "/m", "env": [{"name": "A", "valu": "b"}]}}), "spec.predictor.sklearn.env[0].valu",
+     "value"),
+    ({**isvc(SKLEARN), "metadata": {"name": "x", "lables": {}}}, "metadata.lables", "labels"),
+    ({**isvc(SKLEARN), "spec": {"predictor": SKLEARN, "transformer": {"containers": [{"name": "t", "imag": "i"}]}}},
+     "spec.transformer.containers[0].imag", "image"),
+]
+
+
+@pytest.mark.parametrize(("doc", "path", "meant"), TYPOS, ids=[t[1] for t in TYPOS])
+def test_an_unknown_field_suggests_the_closest_known_one(doc: dict[str, Any], path: str, meant: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse(doc)
+    assert f"{path}: unknown field (not supported); did you mean {meant!r}?" in caught.value.message
+
+
+def test_no_suggestion_when_nothing_is_close() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse(isvc({**SKLEARN, "zzzz": 1}))
+    assert caught.value.message == "spec.predictor.zzzz: unknown field (not supported)"
+
+
+def test_a_yaml_syntax_error_names_the_file_the_document_and_the_line() -> None:
+    text = HEAD + "metadata: {name: a}\nspec: {predictor: {sklearn: {storageUri: /m}}}\n---\n" + HEAD + "metadata:\n  name: b: c\n"
+    with pytest.raises(SpecError) as caught:
+        load_documents(text, "isvc.yaml")
+    message = caught.value.message
+    assert message.startswith("isvc.yaml: document 2 is not valid YAML: mapping values are not allowed here")
+    assert "'isvc.yaml', line 9, column 10" in message and "<unicode string>" not in message
+
+
+def test_a_field_error_names_the_file_and_document() -> None:
+    text = HEAD + "metadata: {name: a}\nspec: {predictor: {sklearn: {storageUri: /m}}}\n---\n" + HEAD + \
+        "metadata: {name: b}\nspec: {predictor: {sklearn: {storageUri: /m}, minReplica: 1}}\n"
+    with pytest.raises(SpecError) as caught:
+        load_documents(text, "isvc.yaml")
+    assert caught.value.message.startswith("isvc.yaml: document 2: spec.predictor.minReplica: unknown field")

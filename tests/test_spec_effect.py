@@ -1,0 +1,501 @@
+"""Every accepted InferenceService field takes effect, or says that it does not (issue 18).
+
+Table-driven over serving/spec_effects.py: for each field path, a case applies it (non-default value; for
+blocks also empty and at their defaults) and observes the effect where it can be seen without running
+anything — the argv/env the local backend starts its processes with (`process_args`, what `RevisionRunner`
+runs), the route the router gets (`routes_for`), the objects `serving render` prints — and the apply-time
+warning for fields without a local effect. Three effects only show at run time and are checked on a real
+server started in-process with the built argv: batching (batch metrics > 0 under concurrent requests),
+`timeout` (504) and `containerConcurrency` (429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from pydantic import BaseModel
+
+from serving.commands.render import render
+from serving.control.k8s_render import RenderSettings
+from serving.control.process_args import RevisionError, local_env, predictor_args, transformer_args
+from serving.control.reconcile import Observed, plan
+from serving.control.routes import routes_for
+from serving.revision import Revision
+from serving.router.table import ServiceRoute
+from serving.runtimes.base import ModelMetadata, Runtime
+from serving.spec import InferenceService, PredictorSpec, TransformerSpec, parse
+from serving.spec_effects import EFFECTS_BY_PATH, FIELD_EFFECTS, values_at
+from serving.types import TensorDict
+from tests.inprocess import serving_inprocess
+
+SETTINGS = RenderSettings(image="registry.example/serving:test")
+MODEL = {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://store/iris"}
+TRANSFORM = {"containers": [{"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}]}
+SLEEP_S = 1.5
+
+
+class Sleepy(Runtime):
+    """Answers its input after SLEEP_S: long enough to pass a 1 s timeout, or to hold a concurrency slot."""
+
+    platform = "sleepy"
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+        time.sleep(SLEEP_S)
+        return dict(inputs)
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(platform=self.platform)
+
+
+@dataclass
+class Effects:
+    """Everything a spec turns into, without running it."""
+
+    isvc: InferenceService
+    revision: Revision
+    argv: list[str]  # the local predictor process
+    env: dict[str, str]
+    transformer_argv: list[str] | None
+    transformer_env: dict[str, str] | None
+    objects: dict[str, dict[str, Any]]  # "Kind/component" -> rendered object
+    route: ServiceRoute
+    warnings: list[str]
+
+    def container(self, component: str = "predictor") -> dict[str, Any]:
+        return self.pod(component)["spec"]["containers"][0]
+
+    def pod(self, component: str = "predictor") -> dict[str, Any]:
+        return self.objects[f"Deployment/{component}"]["spec"]["template"]
+
+    def warned(self, path: str) -> bool:
+        return any(w.startswith(f"spec.{path}:") for w in self.warnings)
+
+
+def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None, **metadata: Any) -> Effects:
+    doc: dict[str, Any] = {"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService",
+                           "metadata": {"name": "iris", "namespace": "ml", **metadata},
+                           "spec": {"predictor": predictor} | ({"transformer": transformer} if transformer else {})}
+    isvc = parse(copy.deepcopy(doc))
+    revision = Revision.from_spec(isvc)
+    t_argv = t_env = None
+    if revision.transformer is not None:
+        t_env = local_env(revision.transformer)
+        try:
+            t_argv = transformer_args(revision, "http://127.0.0.1:1")
+        except RevisionError:
+            t_argv = None
+    rendered = render([copy.deepcopy(doc)], SETTINGS)[1:]
+    objects = {f"{o['kind']}/{o['metadata']['labels']['serving.dev/component']}": o for o in rendered}
+    ready = plan(isvc, None, Observed(frozenset({revision.name})))
+    route = routes_for(isvc, ready, lambda name: ("http://x",), "example.com")
+    return Effects(isvc, revision, predictor_args(revision, "/models/iris"), local_env(revision.predictor),
+                   t_argv, t_env, objects, route, isvc.warnings())
+
+
+def flag(argv: list[str] | None, name: str) -> str | None:
+    assert argv is not None
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def model(**fields: Any) -> dict[str, Any]:
+    return {"model": {**MODEL, **fields}}
+
+
+def base() -> Effects:
+    return effects(model())
+
+
+def hpa(e: Effects, component: str = "predictor") -> dict[str, Any]:
+    return e.objects[f"HorizontalPodAutoscaler/{component}"]["spec"]
+
+
+def only_warned(path: str, make: Callable[[], Effects]) -> Callable[[], None]:
+    """A field without a local effect: warned, and the local processes start exactly as without it."""
+    def check() -> None:
+        e, plain = make(), effects(model(), TRANSFORM if path.startswith("transformer") else None)
+        assert e.warned(path), e.warnings
+        assert unnamed(e.argv) == unnamed(plain.argv) and unnamed(e.transformer_argv) == unnamed(plain.transformer_argv)
+    return check
+
+
+def unnamed(argv: list[str] | None) -> list[str] | None:
+    """The argv without the revision's name (a changed field makes another revision, named by its digest)."""
+    if argv is None or "--revision" not in argv:
+        return argv
+    i = argv.index("--revision")
+    return argv[:i] + argv[i + 2:]
+
+
+# -- one check per field ---------------------------------------------------------------------------------------
+def _name() -> None:
+    e = effects(model(), name="wine")
+    assert flag(e.argv, "--name") == "wine" and e.revision.name.startswith("wine-")
+    assert e.route.host == "wine.ml.example.com" and e.objects["Deployment/predictor"]["metadata"]["name"].startswith("wine-")
+
+
+def _namespace() -> None:
+    e = effects(model(), namespace="team")
+    assert e.route.namespace == "team" and all(o["metadata"]["namespace"] == "team" for o in e.objects.values())
+
+
+def _min_replicas() -> None:
+    e = effects({"minReplicas": 3, **model()})
+    assert list(plan(e.isvc, None, Observed()).run.values()) == [3]
+    assert e.objects["Deployment/predictor"]["spec"]["replicas"] == 3 and not e.warnings
+    zero = effects({"minReplicas": 0, **model()})
+    assert list(plan(zero.isvc, None, Observed()).run.values()) == [1] and zero.warned("predictor.minReplicas")
+
+
+def _max_replicas() -> None:
+    e = effects({"minReplicas": 1, "maxReplicas": 5, **model()})
+    assert hpa(e)["maxReplicas"] == 5 and e.warned("predictor.maxReplicas")
+    assert list(plan(e.isvc, None, Observed()).run.values()) == [1]
+
+
+def _scale_metric() -> None:
+    e = effects({"maxReplicas": 3, "scaleMetric": "memory", **model()})
+    assert hpa(e)["metrics"][0]["resource"]["name"] == "memory" and e.warned("predictor.scaleMetric")
+
+
+def _scale_target() -> None:
+    e = effects({"maxReplicas": 3, "scaleTarget": 55, **model()})
+    assert hpa(e)["metrics"][0]["resource"]["target"]["averageUtilization"] == 55 and e.warned("predictor.scaleTarget")
+
+
+def _canary() -> None:
+    v1 = parse({"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService", "metadata": {"name": "iris"},
+                "spec": {"predictor": model()}})
+    v2 = parse({"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService", "metadata": {"name": "iris"},
+                "spec": {"predictor": {"canaryTrafficPercent": 30, **model(storageUri="pvc://store/v2")}}})
+    r1, r2 = Revision.from_spec(v1).name, Revision.from_spec(v2).name
+    first = plan(v1, None, Observed(frozenset({r1})))
+    split = plan(v2, first.state, Observed(frozenset({r1, r2})))
+    arms = routes_for(v2, split, lambda name: ("u",), "d").arms  # the same function feeds both backends' tables
+    assert [(a.revision, a.percent) for a in arms] == [(r1, 70), (r2, 30)]
+    assert Revision.from_spec(v2).name == Revision.from_spec(parse({**v2.model_dump(by_alias=True)})).name
+
+
+def _concurrency() -> None:
+    e = effects({"containerConcurrency": 4, **model()})
+    assert flag(e.argv, "--max-concurrency") == "4" and flag(e.container()["args"], "--max-concurrency") == "4"
+    assert "--max-concurrency" not in effects({"containerConcurrency": 0, **model()}).argv  # KServe: unlimited
+
+
+def _timeout() -> None:
+    e = effects({"timeout": 7, **model()})
+    assert flag(e.argv, "--request-timeout") == "7" and flag(e.container()["args"], "--request-timeout") == "7"
+    assert e.route.timeout_s == 7.0
+    plain = base()
+    assert "--request-timeout" not in plain.argv and plain.route.timeout_s == 60.0
+
+
+def _batcher() -> None:
+    for block, expected in (({"maxBatchSize": 8, "maxLatency": 20}, ("8", "20")), ({}, ("32", "500")),
+                            ({"maxBatchSize": 32, "maxLatency": 500}, ("32", "500"))):
+        e = effects({"batcher": block, **model()})
+        for argv in (e.argv, e.container()["args"]):
+            assert (flag(argv, "--max-batch-size"), flag(argv, "--max-latency-ms")) == expected, block
+    assert "--max-batch-size" not in base().argv and "--max-batch-size" not in base().container()["args"]
+
+
+def _batch_size() -> None:
+    e = effects({"batcher": {"maxBatchSize": 4}, **model()})
+    assert flag(e.argv, "--max-batch-size") == "4" == flag(e.container()["args"], "--max-batch-size")
+
+
+def _max_latency() -> None:
+    e = effects({"batcher": {"maxLatency": 9}, **model()})
+    assert flag(e.argv, "--max-latency-ms") == "9" == flag(e.container()["args"], "--max-latency-ms")
+
+
+def _batcher_timeout() -> None:
+    e = effects({"batcher": {"timeout": 3}, **model()})
+    assert e.warned("predictor.batcher.timeout") and unnamed(e.argv) == unnamed(effects({"batcher": {}, **model()}).argv)
+
+
+def _logger(component: str) -> Callable[[], None]:
+    def check() -> None:
+        block = {"logger": {"mode": "request", "url": "http://sink.example/"}}
+        e = effects({**block, **model()}, {**TRANSFORM, **block}) if component == "transformer" else \
+            effects({**block, **model()})
+        argv = e.transformer_argv if component == "transformer" else e.argv
+        assert flag(argv, "--logger-mode") == "request" and flag(argv, "--logger-url") == "http://sink.example/"
+        assert flag(e.container(component)["args"], "--logger-mode") == "request"
+        assert "--logger-mode" not in base().argv
+    return check
+
+
+def _logger_mode() -> None:
+    assert flag(effects({"logger": {"mode": "response", "url": "http://s/"}, **model()}).argv, "--logger-mode") == "response"
+
+
+def _logger_url() -> None:
+    assert flag(effects({"logger": {"url": "http://other/"}, **model()}).argv, "--logger-url") == "http://other/"
+
+
+def _pod_meta(component: str, field: str) -> Callable[[], None]:
+    def check() -> None:
+        block = {field: {"team": "ml"}}
+        e = effects({**block, **model()}, {**TRANSFORM, **block}) if component == "transformer" else \
+            effects({**block, **model()})
+        assert e.pod(component)["metadata"][field]["team"] == "ml" and e.warned(f"{component}.{field}")
+    return check
+
+
+def _pod_field(component: str, field: str) -> Callable[[], None]:
+    value: Any = {"nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "gpu", "operator": "Exists"}],
+                  "affinity": {"nodeAffinity": {}}, "imagePullSecrets": [{"name": "reg"}]}.get(field, "x")
+    def check() -> None:
+        block = {field: value}
+        e = effects({**block, **model()}, {**TRANSFORM, **block}) if component == "transformer" else \
+            effects({**block, **model()})
+        assert e.pod(component)["spec"][field] == value and e.warned(f"{component}.{field}")
+    return check
+
+
+def _containers_predictor() -> None:
+    e = effects({"containers": [{"name": "c", "image": "me/predictor:1"}]})
+    assert e.warned("predictor.containers") and e.container()["image"] == SETTINGS.image
+
+
+def _format_name() -> None:
+    e = effects({"model": {**MODEL, "modelFormat": {"name": "xgboost"}}})
+    assert flag(e.argv, "--runtime") == "xgboost" == flag(e.container()["args"], "--runtime")
+    short = effects({"onnx": {"storageUri": "pvc://store/iris"}})  # the shorthand is the same field
+    assert flag(short.argv, "--runtime") == "onnx"
+
+
+def _storage_uri() -> None:
+    e = effects(model(storageUri="pvc://store/v9"))
+    assert e.revision.storage_uri == "pvc://store/v9"  # what the local storage layer resolves
+    assert e.pod()["spec"]["initContainers"][0]["args"][:3] == ["storage", "pull", "pvc://store/v9"]
+
+
+def _runtime() -> None:
+    e = effects(model(runtime="tests.test_spec_effect:Sleepy"))
+    assert flag(e.argv, "--runtime") == "tests.test_spec_effect:Sleepy" == flag(e.container()["args"], "--runtime")
+    named = effects(model(runtime="kserve-sklearnserver"))
+    assert flag(named.argv, "--runtime") == "sklearn" and named.warned("predictor.model.runtime")
+
+
+def _args() -> None:
+    e = effects(model(args=["--predict-proba"]))
+    assert e.argv[-1] == "--predict-proba" and "--predict-proba" in e.container()["args"]
+
+
+def _env(component: str) -> Callable[[], None]:
+    def check() -> None:
+        env = [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+        if component == "transformer":
+            t = copy.deepcopy(TRANSFORM)
+            t["containers"][0]["env"] = env
+            e = effects(model(), t)
+            local = e.transformer_env
+        else:
+            e = effects(model(env=env))
+            local = e.env
+        assert local == {"A": "1"}  # valueFrom reads a Secret: Kubernetes only (warned by the spec)
+        assert e.container(component)["env"] == [{"name": "A", "value": "1"}, env[1]]
+    return check
+
+
+def _model_resources() -> None:
+    resources = {"limits": {"cpu": "2", "memory": "1Gi"}}
+    e = effects(model(resources=resources))
+    assert e.container()["resources"] == resources and e.warned("predictor.model.resources")
+
+
+def _model_image() -> None:
+    e = effects(model(image="me/sklearn:2"))
+    assert e.container()["image"] == "me/sklearn:2" and e.warned("predictor.model.image")
+
+
+def _transformer_hpa(field: str, value: Any, check: Callable[[dict[str, Any]], bool]) -> Callable[[], None]:
+    def run() -> None:
+        e = effects(model(), {"maxReplicas": 4, field: value, **TRANSFORM} if field != "maxReplicas" else
+                    {"maxReplicas": value, **TRANSFORM})
+        assert check(hpa(e, "transformer")) and e.warned(f"transformer.{field}")
+    return run
+
+
+def _container(field: str, value: Any, rendered: Callable[[dict[str, Any]], bool]) -> Callable[[], None]:
+    def check() -> None:
+        t = copy.deepcopy(TRANSFORM)
+        t["containers"][0][field] = value
+        e = effects(model(), t)
+        assert rendered(e.container("transformer")), e.container("transformer")
+        if not EFFECTS_BY_PATH[f"transformer.containers[].{field}"].local:
+            assert e.warned(f"transformer.containers[].{field}")
+    return check
+
+
+def _command_args() -> None:
+    t = {"containers": [{"command": ["serving"], "args": ["transform", "--transformer", "tabular"]}]}
+    e = effects(model(), t)
+    assert e.transformer_argv is not None and e.transformer_argv[:3] == ["transform", "--transformer", "tabular"]
+    assert e.container("transformer")["command"] == ["serving"] and e.container("transformer")["args"][0] == "transform"
+
+
+CASES: dict[str, Callable[[], None]] = {
+    "metadata.name": _name,
+    "metadata.namespace": _namespace,
+    "predictor.minReplicas": _min_replicas,
+    "predictor.maxReplicas": _max_replicas,
+    "predictor.scaleMetric": _scale_metric,
+    "predictor.scaleTarget": _scale_target,
+    "predictor.canaryTrafficPercent": _canary,
+    "predictor.containerConcurrency": _concurrency,
+    "predictor.timeout": _timeout,
+    "predictor.batcher": _batcher,
+    "predictor.batcher.maxBatchSize": _batch_size,
+    "predictor.batcher.maxLatency": _max_latency,
+    "predictor.batcher.timeout": _batcher_timeout,
+    "predictor.logger": _logger("predictor"),
+    "predictor.logger.mode": _logger_mode,
+    "predictor.logger.url": _logger_url,
+    "predictor.labels": _pod_meta("predictor", "labels"),
+    "predictor.annotations": _pod_meta("predictor", "annotations"),
+    "predictor.containers": _containers_predictor,
+    "predictor.model.modelFormat.name": _format_name,
+    "predictor.model.modelFormat.version": only_warned(
+        "predictor.model.modelFormat.version", lambda: effects({"model": {**MODEL, "modelFormat": {"name": "sklearn", "version": "1"}}})),
+    "predictor.model.storageUri": _storage_uri,
+    "predictor.model.runtime": _runtime,
+    "predictor.model.runtimeVersion": only_warned("predictor.model.runtimeVersion", lambda: effects(model(runtimeVersion="1.3"))),
+    "predictor.model.protocolVersion": only_warned("predictor.model.protocolVersion", lambda: effects(model(protocolVersion="v2"))),
+    "predictor.model.args": _args,
+    "predictor.model.env": _env("predictor"),
+    "predictor.model.resources": _model_resources,
+    "predictor.model.name": only_warned("predictor.model.name", lambda: effects(model(name="kserve-container"))),
+    "predictor.model.image": _model_image,
+    "transformer.minReplicas": _transformer_hpa("minReplicas", 2, lambda h: h["minReplicas"] == 2),
+    "transformer.maxReplicas": _transformer_hpa("maxReplicas", 6, lambda h: h["maxReplicas"] == 6),
+    "transformer.scaleMetric": _transformer_hpa("scaleMetric", "memory", lambda h: h["metrics"][0]["resource"]["name"] == "memory"),
+    "transformer.scaleTarget": _transformer_hpa("scaleTarget", 40, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 40),
+    "transformer.canaryTrafficPercent": only_warned("transformer.canaryTrafficPercent", lambda: effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM})),
+    "transformer.containerConcurrency": only_warned("transformer.containerConcurrency", lambda: effects(model(), {"containerConcurrency": 2, **TRANSFORM})),
+    "transformer.timeout": only_warned("transformer.timeout", lambda: effects(model(), {"timeout": 5, **TRANSFORM})),
+    "transformer.batcher": only_warned("transformer.batcher", lambda: effects(model(), {"batcher": {}, **TRANSFORM})),
+    "transformer.logger": _logger("transformer"),
+    "transformer.labels": _pod_meta("transformer", "labels"),
+    "transformer.annotations": _pod_meta("transformer", "annotations"),
+    "transformer.containers[].command": _command_args,
+    "transformer.containers[].args": _command_args,
+    "transformer.containers[].env": _env("transformer"),
+    "transformer.containers[].image": _container("image", "me/tx:1", lambda c: c["image"] == "me/tx:1"),
+    "transformer.containers[].name": _container("name", "tx", lambda c: c["name"] == "tx"),
+    "transformer.containers[].resources": _container(
+        "resources", {"limits": {"cpu": "1"}}, lambda c: c["resources"] == {"limits": {"cpu": "1"}}),
+    "transformer.containers[].imagePullPolicy": _container("imagePullPolicy", "Always", lambda c: c["imagePullPolicy"] == "Always"),
+    "transformer.containers[].ports": _container(
+        "ports", [{"containerPort": 9000}], lambda c: c["ports"][0]["containerPort"] == 8080),
+    **{f"{c}.{f}": _pod_field(c, f) for c in ("predictor", "transformer") for f in (
+        "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName",
+        "schedulerName", "runtimeClassName")},
+}
+
+
+@pytest.mark.parametrize("path", [e.path for e in FIELD_EFFECTS])
+def test_field_takes_effect(path: str) -> None:
+    CASES[path]()
+
+
+def test_every_row_has_a_case_and_every_case_a_row() -> None:
+    assert set(CASES) == set(EFFECTS_BY_PATH)
+
+
+def _paths(model_type: type[BaseModel], prefix: str) -> set[str]:
+    """Every field path of a spec model, nested blocks and lists of blocks included ("[]")."""
+    out = set()
+    for name, info in model_type.model_fields.items():
+        path = f"{prefix}.{info.alias or name}"
+        out.add(path)
+        for arg in (info.annotation, *typing.get_args(info.annotation)):
+            inner = (*typing.get_args(arg), arg)
+            for candidate in inner:
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    many = typing.get_origin(arg) is tuple
+                    out |= _paths(candidate, path + ("[]" if many else ""))
+    return out
+
+
+def test_every_accepted_field_has_a_row() -> None:
+    """A new spec field without a row fails here: say where it takes effect (or that it does not)."""
+    shorthands = {"predictor.sklearn", "predictor.xgboost", "predictor.onnx"}  # normalised to predictor.model
+    fields = (_paths(PredictorSpec, "predictor") | _paths(TransformerSpec, "transformer")) - shorthands
+    fields = {f for f in fields if not any(f.startswith(s + ".") for s in shorthands)}
+    covered = set(EFFECTS_BY_PATH)
+
+    def has_row(path: str) -> bool:  # a row for the field, for a block around it, or for each field inside it
+        bare = path.replace("[]", "")
+        parts = bare.split(".")
+        prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        return any(row.replace("[]", "") in prefixes or row.replace("[]", "").startswith(bare + ".") for row in covered)
+
+    assert sorted(f for f in fields if not has_row(f)) == []
+    assert not [row for row in covered if not row.startswith("metadata.") and
+                row.replace("[]", "") not in {f.replace("[]", "") for f in fields}]
+
+
+def test_shorthand_fields_are_the_model_fields() -> None:
+    e = effects({"xgboost": {"storageUri": "pvc://s/x", "args": ["--predict-proba"]}})
+    assert values_at(e.isvc, "predictor.model.args") == [("--predict-proba",)]
+    assert flag(e.argv, "--runtime") == "xgboost" and e.argv[-1] == "--predict-proba"
+
+
+# -- effects that only show at run time: a real server started in-process with the argv the backend built ------
+def _served(predictor: dict[str, Any], model_dir: Path) -> list[str]:
+    e = effects(predictor)
+    argv = predictor_args(e.revision, model_dir)
+    assert argv[0] == "serve"
+    return argv
+
+
+async def _post_all(url: str, count: int) -> list[httpx.Response]:
+    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [6.8, 2.8, 4.8, 1.4]}]}
+    async with httpx.AsyncClient(timeout=30) as client:
+        return list(await asyncio.gather(*(client.post(url, json=body) for _ in range(count))))
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_kserve_documented_batcher_batches_on_a_real_server(model_repo: Path) -> None:
+    """KServe's example `batcher: {maxBatchSize: 32, maxLatency: 500}` (the defaults) batches."""
+    argv = _served({"timeout": 60, "batcher": {"maxBatchSize": 32, "maxLatency": 500},
+                    "model": {**MODEL, "storageUri": "unused"}}, model_repo / "sklearn-iris")
+    with serving_inprocess(argv) as server:
+        responses = asyncio.run(_post_all(f"{server.url}/v2/models/iris/infer", 16))
+        assert [r.status_code for r in responses] == [200] * 16
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    batches, rows = _metric(metrics, "serving_batch_size_count"), _metric(metrics, "serving_batch_size_sum")
+    assert batches > 0 and rows == 16 and rows > batches, (batches, rows)  # several requests shared a batch
+
+
+def test_timeout_answers_504_on_a_real_server(tmp_path: Path) -> None:
+    argv = _served({"timeout": 1, **model(runtime="tests.test_spec_effect:Sleepy")}, tmp_path)
+    with serving_inprocess(argv) as server:
+        (response,) = asyncio.run(_post_all(f"{server.url}/v2/models/iris/infer", 1))
+    assert response.status_code == 504 and "error" in response.json()
+
+
+def test_container_concurrency_answers_429_on_a_real_server(tmp_path: Path) -> None:
+    argv = _served({"containerConcurrency": 1, **model(runtime="tests.test_spec_effect:Sleepy")}, tmp_path)
+    with serving_inprocess(argv) as server:
+        codes = sorted(r.status_code for r in asyncio.run(_post_all(f"{server.url}/v2/models/iris/infer", 3)))
+    assert codes[0] == 200 and 429 in codes, codes
+    assert np.count_nonzero(np.array(codes) == 200) == 1

@@ -49,6 +49,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = False
+        self.reused = False  # it has answered before: a failure to answer now may just be a stale keep-alive
         self.idle_since = 0.0
         self._waiter: asyncio.Future[Response] | None = None
         self._head_only = False
@@ -208,15 +209,12 @@ class HTTPClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            conn = self._idle_connection(ep, loop.time())
-            reused = conn is not None
-            if conn is None:
-                conn = await self._new_connection(ep, deadline)
+            conn = self._idle_connection(ep, loop.time()) or await self._new_connection(ep, deadline)
             try:
                 response = await conn.exchange(request, method == "HEAD", max(deadline - loop.time(), 0.0))
             except UpstreamConnectError:
                 self._discard(ep, conn)
-                if reused:
+                if conn.reused:
                     continue  # an idle connection the server had closed: try the next or a fresh one
                 raise
             except BaseException:  # timeout, bad response, or cancelled: the connection's state is unknown
@@ -278,6 +276,7 @@ class HTTPClient:
         if conn.closed or not conn.keep_alive or self._closed:
             self._discard(ep, conn)
             return
+        conn.reused = True
         while ep.waiters:
             waiter = ep.waiters.popleft()
             if not waiter.done():

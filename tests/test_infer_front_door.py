@@ -1,5 +1,5 @@
-"""The inference front door (outside Starlette) and the Starlette app answer every path as one server:
-the two unversioned inference paths go direct, everything else (versioned, odd, wrong method) to the app."""
+"""The inference fast lane (outside Starlette) and the Starlette app answer every path as one server: POSTs
+matching the inference routes go direct (versioned too), everything else (odd names, wrong method) to the app."""
 
 from __future__ import annotations
 

@@ -35,10 +35,13 @@ class AccessLog:
         self.sample_2xx = sample_2xx
 
     def wants(self, status: int) -> bool:
-        return status >= 400 or self.sample_2xx >= 1.0 or random.random() < self.sample_2xx
+        """Whether this request gets a line (decided once per request, before any field is gathered)."""
+        if status >= 400:
+            return True
+        return self.sample_2xx >= 1.0 or (self.sample_2xx > 0.0 and random.random() < self.sample_2xx)
 
     def write(self, r: AccessRecord) -> None:
-        if not self.wants(r.status) or not log.isEnabledFor(logging.INFO):
+        if not log.isEnabledFor(logging.INFO):
             return
         fields = {
             "request_id": r.request_id, "method": r.method, "path": r.path, "status": r.status,

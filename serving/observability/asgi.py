@@ -25,6 +25,7 @@ from serving.observability.payload_logger import PayloadLogger
 Describe = Callable[[Scope, str, str], tuple[str, str, str, str]]
 _REVISION = b"x-serving-revision"
 _CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
 _INFERENCE_PREFIXES = ("/v1/models/", "/v2/models/")
 
 
@@ -42,6 +43,7 @@ class _Exchange:
     request_type: bytes = b"application/json"
     response_type: bytes = b"application/json"
     revision: str = ""
+    count_in: bool = True  # read the body's size from its chunks (no Content-Length, or capturing it)
     request_chunks: list[bytes] = field(default_factory=list)
     response_chunks: list[bytes] = field(default_factory=list)
 
@@ -94,30 +96,35 @@ class Observed:
             request_id.current.reset(token)
 
     def _begin(self, scope: Scope) -> tuple[Scope, _Exchange]:
-        client_id, content_type = None, b"application/json"
-        for key, value in scope["headers"]:
+        """The request's id (put into its headers when new) and what to collect about it."""
+        client_id, content_type, length = None, b"application/json", -1
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        for key, value in headers:
             if key == request_id.HEADER:
                 client_id = value
             elif key == _CONTENT_TYPE:
                 content_type = value
+            elif key == _CONTENT_LENGTH:
+                length = int(value) if value.isdigit() else -1
         rid, own = request_id.choose(client_id)
-        headers = scope["headers"]
-        if not own:
+        if not own:  # a copy of the scope with the new id: the router forwards it, the logs name it
             headers = [(k, v) for k, v in headers if k != request_id.HEADER]
             headers.append((request_id.HEADER, rid.encode("ascii")))
+            scope = {**scope, "headers": headers}
         payloads = self.payloads
         keep_request = keep_response = False
         if payloads is not None and not payloads.full:  # a full queue would drop them: do not copy the bodies
             keep_request, keep_response = payloads.logs_requests, payloads.logs_responses
-        ex = _Exchange(rid, time.monotonic(), keep_request, keep_response, request_type=content_type)
+        ex = _Exchange(rid, time.monotonic(), keep_request, keep_response, request_type=content_type,
+                       bytes_in=max(length, 0), count_in=keep_request or length < 0)
         if not self._uri_known:
             self._learn_uri(scope)
-        return {**scope, "headers": list(headers)}, ex
+        return scope, ex
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
         rid_header = (request_id.HEADER, ex.request_id.encode("ascii"))
 
-        async def receive_counted() -> Message:
+        async def receive_counted() -> Message:  # only when capturing the body or it has no Content-Length
             message = await receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
@@ -136,7 +143,9 @@ class Observed:
                     ex.response_chunks.append(chunk)
             await send(message)
 
-        await self.app(scope, receive_counted, send_tagged)
+        if ex.count_in and ex.bytes_in:
+            ex.bytes_in = 0  # counted from the chunks instead
+        await self.app(scope, receive_counted if ex.count_in else receive, send_tagged)
 
     def _identity(self, scope: Scope, ex: _Exchange) -> tuple[str, str, str, str, str]:
         """(model, isvc, namespace, revision, arm) of this request."""
@@ -152,11 +161,12 @@ class Observed:
                 "serving.arm": arm, "serving.model": model, "http.response.status_code": ex.status}
 
     def _finish(self, scope: Scope, ex: _Exchange) -> None:
-        if self.access is None and self.payloads is None:
+        access = self.access if self.access is not None and self.access.wants(ex.status) else None
+        if access is None and self.payloads is None:
             return
         model, isvc, namespace, revision, arm = self._identity(scope, ex)
-        if self.access is not None:
-            self.access.write(AccessRecord(
+        if access is not None:
+            access.write(AccessRecord(
                 ex.request_id, "POST", scope["path"], ex.status, time.monotonic() - ex.started, ex.bytes_in,
                 ex.bytes_out, isvc, revision, arm, self.source.component, tracing.trace_id(),
             ))

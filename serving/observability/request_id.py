@@ -6,6 +6,8 @@ every access log line and is the CloudEvents `ce-id` of the payload logger (requ
 
 from __future__ import annotations
 
+import itertools
+import re
 import uuid
 from contextvars import ContextVar
 
@@ -15,13 +17,21 @@ MAX_LENGTH = 128
 current: ContextVar[str] = ContextVar("serving_request_id", default="")
 
 
+_VALID = re.compile(rb"[\x21-\x7e]{1,%d}" % MAX_LENGTH)
+
+
 def is_valid(value: bytes) -> bool:
     """At most 128 printable ASCII characters (no spaces or controls): safe in headers, logs and file names."""
-    return 0 < len(value) <= MAX_LENGTH and all(0x21 <= c <= 0x7E for c in value)
+    return _VALID.fullmatch(value) is not None
+
+
+# A UUID-shaped id: random per process, then a counter (uuid4() per request costs ~5 us on the hot path).
+_PREFIX = str(uuid.uuid4())[:24]
+_counter = itertools.count(1)
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return f"{_PREFIX}{next(_counter):012x}"
 
 
 def choose(client_value: bytes | None) -> tuple[str, bool]:

@@ -42,6 +42,14 @@ class ModelNotFound(NotFound):
     pass
 
 
+def existing_names(names: list[str], limit: int = 5) -> str:
+    """`; existing: 'a', 'b' (and 2 more)` for a 404 message: the caller sees what it could have meant."""
+    if not names:
+        return "; there are none"
+    more = f" (and {len(names) - limit} more)" if len(names) > limit else ""
+    return "; existing: " + ", ".join(repr(n) for n in sorted(names)[:limit]) + more
+
+
 class MethodNotAllowed(ServingError):
     status_code = 405
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from serving.errors import ArtifactError, ModelNotFound, ModelNotReady, ServingError
+from serving.errors import ArtifactError, ModelNotFound, ModelNotReady, ServingError, existing_names
 from serving.runtimes import Runtime, find_artifacts, runtime_class
 from serving.runtimes.base import ModelMetadata
 from serving.settings import ModelSettings
@@ -79,7 +79,7 @@ class ModelRepository:
     def get(self, name: str, version: str | None = None) -> Model:
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFound(f"model {name!r} not found")
+            raise ModelNotFound(f"model {name!r} not found" + existing_names(list(self._models)))
         if version is not None and version != model.settings.version:
             raise ModelNotFound(f"model {name!r} has no version {version!r} (it has {model.settings.version!r})")
         return model

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from serving.cli import COMMANDS, main
@@ -73,6 +74,18 @@ def test_a_missing_local_path_is_warned_at_apply_and_get_says_why(up: Up, tmp_pa
     wide = lines(cli(server, state, "get", "broken", "-o", "wide").stdout)
     assert wide[0].split()[-1] == "MESSAGE" and "not-there" in wide[1], wide
     cli(server, state, "delete", "isvc", "broken")
+
+
+def test_an_unknown_service_is_a_404_naming_those_that_exist(up: Up, model_repo: Path, tmp_path: Path) -> None:
+    server, state = up
+    spec = tmp_path / "known.yaml"
+    spec.write_text(isvc_yaml("known", model_repo / "sklearn-iris"))
+    cli(server, state, "apply", "-f", str(spec))
+    response = httpx.post(server.url + "/v1/models/unknown:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    assert response.status_code == 404
+    assert response.json()["error"].startswith("InferenceService 'unknown' not found; existing: ")
+    assert "'known'" in response.json()["error"]
+    cli(server, state, "delete", "known")
 
 
 def test_an_unknown_resource_type_is_refused_by_name(up: Up) -> None:

@@ -73,3 +73,10 @@ def test_native_traces_log_prefixes_and_paths_never_reach_a_client() -> None:
     assert public_text(native) == "XGBoostError: Check failed: n_features (1 vs. 4)"
     assert public_text(OSError("cannot read /srv/models/iris/model.bin")) == "OSError: cannot read model.bin"
     assert public_text(ValueError("see https://example.org/a/b")) == "ValueError: see https://example.org/a/b"
+
+
+def test_an_unknown_model_is_a_404_naming_the_models_there_are(server_url: str) -> None:
+    response = httpx.post(server_url + "/v2/models/iris/infer", json=fp64([1, 4], ROW), timeout=30)
+    assert response.status_code == 404
+    assert response.json()["error"] == ("model 'iris' not found; existing: 'onnx-iris', 'sklearn-iris', "
+                                        "'xgboost-iris'")

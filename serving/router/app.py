@@ -14,7 +14,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
-from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError
+from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError, existing_names
 from serving.http.body import receive_body
 from serving.http.errors import send_error
 from serving.router.auth import KeyRing
@@ -105,7 +105,9 @@ class Router:
         if route is None:
             route = self._table.services.get(("default", name))
         if route is None:
-            raise ModelNotFound(f"InferenceService {name!r} not found")
+            # Name the ones that exist (first few), unless API keys guard the listing: then say no more.
+            hint = "" if self.auth is not None else existing_names([n for (ns, n) in self._table.services if ns == "default"])
+            raise ModelNotFound(f"InferenceService {name!r} not found{hint}")
         return route
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, serving_process
+from tests.inprocess import serving_inprocess
+from tests.support import REPO
+
+pytestmark = pytest.mark.e2e  # Locust processes against real servers
 
 
 def loadtest(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
@@ -24,7 +27,7 @@ def loadtest(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def iris_server(model_repo: Path):
-    with serving_process(["serve", "--model-dir", str(model_repo / "sklearn-iris")]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(model_repo / "sklearn-iris")]) as server:
         yield server
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import UNKNOWN_MODEL, Metrics, RouterMetrics
+from tests.inprocess import serving_inprocess
 from tests.support import serving_process, train_iris_sklearn
 from tests.test_prometheus import promtool_check
 
@@ -69,7 +71,7 @@ def test_router_metrics_per_isvc_revision_and_arm() -> None:
 
 def test_unknown_model_names_do_not_create_label_values(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
-    with serving_process(["serve", "--model-dir", str(tmp_path / "iris")]) as server, server.client() as client:
+    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server, server.client() as client:
         for i in range(20):
             assert client.post(f"/v1/models/attack-{i}:predict", json=ROW).status_code == 404
             assert client.post(f"/v2/models/attack-{i}/infer", json={"inputs": []}).status_code == 404
@@ -83,6 +85,7 @@ def test_unknown_model_names_do_not_create_label_values(tmp_path: Path) -> None:
     assert total(samples, "serving_model_ready", model="iris") == 1
 
 
+@pytest.mark.e2e  # two worker processes
 def test_two_workers_report_every_request(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
     args = ["serve", "--model-dir", str(tmp_path / "iris"), "--workers", "2", "--max-batch-size", "8"]

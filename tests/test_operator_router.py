@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import kubernetes
+import pytest
 import yaml
 
 from serving.control.k8s_apply import Cluster
 from serving.router.table import Arm, RouteTable, ServiceRoute
+from tests.inprocess import serving_inprocess
 from tests.support import serving_process, train_iris_sklearn, wait_until
 from tests.test_operator import Emulator
 
@@ -28,10 +30,11 @@ def _table(version: int, endpoint: str, arms: list[tuple[str, int, str]]) -> dic
     return {"routes.json": json.dumps(RouteTable({("ml", "iris"): route}, version).to_json())}
 
 
+@pytest.mark.e2e  # the in-cluster router as its own process
 def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
     model_dir = tmp_path / "iris"
     train_iris_sklearn(model_dir)
-    with Emulator() as emulator, serving_process(["serve", "--model-dir", str(model_dir), "--name", "iris"]) as model:
+    with Emulator() as emulator, serving_inprocess(["serve", "--model-dir", str(model_dir), "--name", "iris"]) as model:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "emu",
@@ -42,6 +45,7 @@ def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
         cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "ops"},
                        "data": _table(1, model.url, [("iris-aaaa1111", 100, "latest")])})
         args = ["router", "--routes-configmap", "ops/routes", "--poll-seconds", "0.1"]
+        # A process: the Kubernetes client reads KUBECONFIG once, when it is first imported.
         with serving_process(args, env={"KUBECONFIG": str(kubeconfig)}, timeout_s=60) as router:
             headers = {"Host": "iris.ml.example.com"}
             r = httpx.post(f"{router.url}/v1/models/iris:predict", json=BODY, headers=headers, timeout=10)

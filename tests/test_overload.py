@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from serving.http_client import HTTPClient
 from tests.runtimes_overload import SERVICE_S
@@ -45,6 +46,7 @@ async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, f
         client.close()
 
 
+@pytest.mark.e2e  # open-loop load against a server process; its RSS
 def test_sheds_load_at_four_times_the_sustainable_rate(tmp_path: Path) -> None:
     model = tmp_path / "slow"
     model.mkdir()
@@ -75,6 +77,7 @@ def test_sheds_load_at_four_times_the_sustainable_rate(tmp_path: Path) -> None:
                 assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.e2e  # thread pools are per process: each flag needs a fresh one
 def test_native_thread_pools_are_sized_for_serving(tmp_path: Path) -> None:
     model = tmp_path / "threads"
     model.mkdir()

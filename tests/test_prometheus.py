@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, serving_process, stop_process, train_iris_sklearn, wait_until
+from tests.inprocess import serving_inprocess
+from tests.support import free_port, stop_process, train_iris_sklearn, wait_until
 from tests.up_support import apply_text, isvc_yaml, serving_up, wait_for_traffic
 
 BATCHER = "    batcher:\n      maxBatchSize: 16\n      maxLatency: 20\n"
@@ -64,6 +65,7 @@ async def burst(url: str, count: int) -> None:
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
+@pytest.mark.e2e  # a real Prometheus server scraping serving up
 def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: Path) -> None:
     model = tmp_path / "m"
     train_iris_sklearn(model)
@@ -84,7 +86,7 @@ def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: 
 
 def test_promtool_accepts_a_batching_model_server(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
-    with serving_process(["serve", "--model-dir", str(tmp_path / "iris"), "--max-batch-size", "8"]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris"), "--max-batch-size", "8"]) as server:
         asyncio.run(burst(server.url, 30))
         with server.client() as client:
             client.post("/v1/models/nope:predict", json=ROW)

@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.inprocess import InProcessServer, serving_inprocess
 from tests.runtimes_for_tests import RELEASE_FILE
-from tests.support import ServerProcess, serving_process, wait_until
+from tests.support import serving_process, wait_until
 
 ROW = [6.8, 2.8, 4.8, 1.4]
 
@@ -26,28 +27,28 @@ def root(tmp_path_factory: pytest.TempPathFactory, model_repo: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(root: Path) -> Iterator[ServerProcess]:
-    with serving_process(["serve", "--model-dir", str(root)], ready_path="/v2/models/beta/ready") as server:
+def server(root: Path) -> Iterator[InProcessServer]:
+    with serving_inprocess(["serve", "--model-dir", str(root)], ready_path="/v2/models/beta/ready") as server:
         settled = {"alpha": "READY", "beta": "READY", "broken": "UNAVAILABLE"}
         wait_until(lambda: {m["name"]: m["state"] for m in _index(server)} == settled, 30, what="models to settle")
         yield server
 
 
-def _index(server: ServerProcess, body: dict | None = None) -> list[dict]:
+def _index(server: InProcessServer, body: dict | None = None) -> list[dict]:
     response = httpx.post(server.url + "/v2/repository/index", json=body or {})
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def _state(server: ServerProcess, name: str) -> str | None:
+def _state(server: InProcessServer, name: str) -> str | None:
     return next((m["state"] for m in _index(server) if m["name"] == name), None)
 
 
-def _predict(server: ServerProcess, name: str) -> httpx.Response:
+def _predict(server: InProcessServer, name: str) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/models/{name}:predict", json={"instances": [ROW]})
 
 
-def test_a_broken_model_is_not_ready_with_its_reason_and_the_others_serve(server: ServerProcess) -> None:
+def test_a_broken_model_is_not_ready_with_its_reason_and_the_others_serve(server: InProcessServer) -> None:
     ready = httpx.get(server.url + "/v2/health/ready")
     assert (ready.status_code, ready.json()) == (503, {"ready": False})
     broken = httpx.get(server.url + "/v2/models/broken/ready")
@@ -61,7 +62,7 @@ def test_a_broken_model_is_not_ready_with_its_reason_and_the_others_serve(server
     assert _predict(server, "beta").json()["predictions"][0]["label"] == 1
 
 
-def test_repository_index_lists_states_and_filters_ready(server: ServerProcess) -> None:
+def test_repository_index_lists_states_and_filters_ready(server: InProcessServer) -> None:
     index = {m["name"]: m for m in _index(server)}
     assert {n: m["state"] for n, m in index.items()} == {"alpha": "READY", "beta": "READY", "broken": "UNAVAILABLE"}
     assert index["broken"]["reason"] and index["alpha"]["version"] == "1"
@@ -70,7 +71,7 @@ def test_repository_index_lists_states_and_filters_ready(server: ServerProcess) 
     assert empty_body.status_code == 200 and len(empty_body.json()) == 3
 
 
-def test_unload_then_load(server: ServerProcess) -> None:
+def test_unload_then_load(server: InProcessServer) -> None:
     assert httpx.post(server.url + "/v2/repository/models/alpha/unload").json() == {}
     assert _state(server, "alpha") == "UNAVAILABLE"
     assert httpx.get(server.url + "/v2/models/alpha/ready").status_code == 503
@@ -80,7 +81,7 @@ def test_unload_then_load(server: ServerProcess) -> None:
     assert _state(server, "alpha") == "READY" and _predict(server, "alpha").json() == {"predictions": [1]}
 
 
-def test_load_fixes_a_broken_model_and_adopts_a_new_folder(server: ServerProcess, root: Path, model_repo: Path) -> None:
+def test_load_fixes_a_broken_model_and_adopts_a_new_folder(server: InProcessServer, root: Path, model_repo: Path) -> None:
     failed = httpx.post(server.url + "/v2/repository/models/broken/load")
     assert failed.status_code == 500
     assert failed.json()["error"].startswith("failed to load model 'broken'") and "model.joblib" in failed.json()["error"]
@@ -102,7 +103,7 @@ def test_not_ready_while_a_model_is_still_loading(tmp_path: Path) -> None:
     folder = tmp_path / "slow"
     folder.mkdir()
     args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:SlowLoadRuntime"]
-    with serving_process(args, ready_path="/v2/health/live") as server:
+    with serving_inprocess(args, ready_path="/v2/health/live") as server:
         body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [3]}]}
         ready = httpx.get(server.url + "/v2/health/ready")
         assert (ready.status_code, ready.json()) == (503, {"ready": False})
@@ -115,6 +116,7 @@ def test_not_ready_while_a_model_is_still_loading(tmp_path: Path) -> None:
         assert httpx.post(server.url + "/v2/models/slow/infer", json=body).json()["outputs"][0]["data"] == [3]
 
 
+@pytest.mark.e2e  # worker processes
 def test_two_workers_both_answer(tmp_path: Path) -> None:
     folder = tmp_path / "pid"
     folder.mkdir()

@@ -16,6 +16,7 @@ import pytest
 import tritonclient.http as triton
 from sklearn.datasets import load_iris
 
+from tests.inprocess import InProcessServer, serving_inprocess
 from tests.support import REPO, ServerProcess, serving_process, train_iris_sklearn, wait_until
 
 X, Y = load_iris(return_X_y=True)
@@ -23,7 +24,7 @@ ROWS = X[[0, 60, 120]]  # one row of each class
 INTRA_OP_THREADS = 4
 
 
-def _v2(server: ServerProcess, model: str, rows: np.ndarray, **extra: object) -> httpx.Response:
+def _v2(server: InProcessServer, model: str, rows: np.ndarray, **extra: object) -> httpx.Response:
     body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
     return httpx.post(f"{server.url}/v2/models/{model}/infer", json={**body, **extra}, timeout=30)
 
@@ -60,13 +61,13 @@ def xgb_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
 
 @pytest.fixture(scope="module")
-def xgb_server(xgb_models: tuple[Path, dict]) -> Iterator[ServerProcess]:
+def xgb_server(xgb_models: tuple[Path, dict]) -> Iterator[InProcessServer]:
     """`--runtime xgboost` chosen by name for every folder (the pickle would otherwise go to sklearn)."""
-    with serving_process(["serve", "--model-dir", str(xgb_models[0]), "--runtime", "xgboost"]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(xgb_models[0]), "--runtime", "xgboost"]) as server:
         yield server
 
 
-def test_xgboost_serves_every_artifact_format(xgb_server: ServerProcess, xgb_models: tuple[Path, dict]) -> None:
+def test_xgboost_serves_every_artifact_format(xgb_server: InProcessServer, xgb_models: tuple[Path, dict]) -> None:
     _, expected = xgb_models
     for name, local in expected.items():
         meta = httpx.get(f"{xgb_server.url}/v2/models/{name}").json()
@@ -80,7 +81,7 @@ def test_xgboost_serves_every_artifact_format(xgb_server: ServerProcess, xgb_mod
             assert served.tolist() == [0, 1, 2]
 
 
-def test_xgboost_classifier_probabilities(xgb_server: ServerProcess) -> None:
+def test_xgboost_classifier_probabilities(xgb_server: InProcessServer) -> None:
     for name in ("classifier-json", "classifier-ubj", "classifier-bst", "classifier-pickle"):
         probabilities = _outputs(_v2(xgb_server, name, ROWS, parameters={"predict_proba": True}))["probabilities"]
         assert probabilities.shape == (3, 3) and probabilities.argmax(axis=1).tolist() == [0, 1, 2], name
@@ -119,18 +120,21 @@ def _multi_io_onnx(path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-@pytest.fixture(scope="module")
-def mixed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def _mixed_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Runtimes detected from file names; `--predict-proba` and `--intra-op-threads` set for all models."""
     root = tmp_path_factory.mktemp("mixed")
     _multi_io_onnx(root / "multi" / "graph.onnx")
     train_iris_sklearn(root / "sklearn-iris")
-    args = ["serve", "--model-dir", str(root), "--predict-proba", "--intra-op-threads", str(INTRA_OP_THREADS)]
-    with serving_process(args) as server:
+    return ["serve", "--model-dir", str(root), "--predict-proba", "--intra-op-threads", str(INTRA_OP_THREADS)]
+
+
+@pytest.fixture(scope="module")
+def mixed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    with serving_inprocess(_mixed_args(tmp_path_factory)) as server:
         yield server
 
 
-def test_onnx_metadata_comes_from_the_session(mixed_server: ServerProcess) -> None:
+def test_onnx_metadata_comes_from_the_session(mixed_server: InProcessServer) -> None:
     meta = httpx.get(mixed_server.url + "/v2/models/multi").json()
     assert meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [
@@ -145,7 +149,7 @@ def test_onnx_metadata_comes_from_the_session(mixed_server: ServerProcess) -> No
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_onnx_multi_input_multi_output(mixed_server: ServerProcess, binary: bool) -> None:
+def test_onnx_multi_input_multi_output(mixed_server: InProcessServer, binary: bool) -> None:
     client = triton.InferenceServerClient(mixed_server.url.removeprefix("http://"), network_timeout=30)
     a = np.array([[1.5, -2.0, 0.0], [3.0, 4.0, -0.5]], np.float32)
     b = np.array([[1, 2, 3], [-4, 5, 6]], np.int64)
@@ -164,8 +168,14 @@ def test_onnx_multi_input_multi_output(mixed_server: ServerProcess, binary: bool
     assert missing.status_code == 400 and "'b'" in missing.json()["error"]
 
 
-def test_onnx_intra_op_threads_flag_sizes_the_session_pool(mixed_server: ServerProcess) -> None:
+@pytest.mark.e2e  # counts the threads of the server's own process
+def test_onnx_intra_op_threads_flag_sizes_the_session_pool(tmp_path_factory: pytest.TempPathFactory) -> None:
     """onnxruntime starts `intra_op_num_threads - 1` pool threads per session: unloading frees them."""
+    with serving_process(_mixed_args(tmp_path_factory)) as mixed_server:
+        _pool_threads_stop_on_unload(mixed_server)
+
+
+def _pool_threads_stop_on_unload(mixed_server: ServerProcess) -> None:
     tasks = Path(f"/proc/{mixed_server.process.pid}/task")
     loaded = len(os.listdir(tasks))
     assert httpx.post(mixed_server.url + "/v2/repository/models/multi/unload").status_code == 200
@@ -175,7 +185,7 @@ def test_onnx_intra_op_threads_flag_sizes_the_session_pool(mixed_server: ServerP
         assert httpx.post(mixed_server.url + "/v2/repository/models/multi/load").status_code == 200
 
 
-def test_sklearn_predict_proba_flag_and_request_parameter(mixed_server: ServerProcess) -> None:
+def test_sklearn_predict_proba_flag_and_request_parameter(mixed_server: InProcessServer) -> None:
     meta = httpx.get(mixed_server.url + "/v2/models/sklearn-iris").json()
     assert meta["platform"] == "sklearn"
     default = _outputs(_v2(mixed_server, "sklearn-iris", ROWS))
@@ -192,7 +202,7 @@ def test_no_pickle_refuses_pickles_with_a_clear_reason(tmp_path: Path, model_rep
     shutil.copytree(model_repo / "sklearn-iris", tmp_path / "pickled")
     shutil.copytree(model_repo / "onnx-iris", tmp_path / "portable")
     args = ["serve", "--model-dir", str(tmp_path), "--no-pickle"]
-    with serving_process(args, ready_path="/v2/models/portable/ready") as server:
+    with serving_inprocess(args, ready_path="/v2/models/portable/ready") as server:
         wait_until(lambda: httpx.get(server.url + "/v2/models/pickled/ready").json().get("reason"), 30)
         refused = httpx.get(server.url + "/v2/models/pickled/ready")
         assert refused.status_code == 503 and "pickles are disabled" in refused.json()["reason"]
@@ -217,13 +227,13 @@ def test_several_artifacts_or_an_unknown_runtime_leave_the_model_not_ready(tmp_p
     two.mkdir()
     shutil.copy(model_repo / "sklearn-iris" / "model.joblib", two / "a.joblib")
     shutil.copy(model_repo / "onnx-iris" / "model.onnx", two / "b.onnx")
-    with serving_process(["serve", "--model-dir", str(two)], ready_path="/v2/health/live") as server:
+    with serving_inprocess(["serve", "--model-dir", str(two)], ready_path="/v2/health/live") as server:
         wait_until(lambda: httpx.get(server.url + "/v2/models/two/ready").json().get("reason"), 30)
         reason = httpx.get(server.url + "/v2/models/two/ready").json()["reason"]
         assert "several model files (a.joblib, b.onnx)" in reason
     args = ["serve", "--model-dir", str(tmp_path / "empty"), "--runtime", "tests.runtimes_for_tests:Missing"]
     (tmp_path / "empty").mkdir()
-    with serving_process(args, ready_path="/v2/health/live") as server:
+    with serving_inprocess(args, ready_path="/v2/health/live") as server:
         wait_until(lambda: httpx.get(server.url + "/v2/models/empty/ready").json().get("reason"), 30)
         reason = httpx.get(server.url + "/v2/models/empty/ready").json()["reason"]
         assert "cannot import runtime 'tests.runtimes_for_tests:Missing'" in reason

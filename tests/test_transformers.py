@@ -17,7 +17,8 @@ import pytest
 import tritonclient.http as triton
 
 from serving.demo_models import IRIS_FEATURES, IRIS_LABELS, ensure_example_models
-from tests.support import REPO, ServerProcess, serving_process, train_iris_sklearn, wait_until
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.support import REPO, train_iris_sklearn, wait_until
 from tests.up_support import serving_up
 
 FEATURES = ",".join(IRIS_FEATURES)
@@ -27,46 +28,46 @@ RECORDS = [dict(zip(IRIS_FEATURES, row, strict=True)) for row in ROWS]
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("iris") / "iris"
     train_iris_sklearn(folder)
-    with serving_process(["serve", "--model-dir", str(folder), "--name", "iris"]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris"]) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def expected(predictor: ServerProcess) -> list[str]:
+def expected(predictor: InProcessServer) -> list[str]:
     """What the predictor itself says for ROWS, as label names."""
     answer = httpx.post(predictor.url + "/v1/models/iris:predict", json={"instances": ROWS}).json()
     return [IRIS_LABELS[i] for i in answer["predictions"]]
 
 
 @pytest.fixture(scope="module")
-def v1_transformer(predictor: ServerProcess) -> Iterator[ServerProcess]:
+def v1_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
     args = ["transform", "--predictor-url", predictor.url, "--model-name", "iris", "--transformer", "tabular",
             "--feature-names", FEATURES, "--labels", LABELS]
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def v2_transformer(predictor: ServerProcess) -> Iterator[ServerProcess]:
+def v2_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
     """Started with the arguments KServe gives a custom transformer container."""
     host_port = predictor.url.removeprefix("http://")
     args = ["transform", "--model_name", "iris", "--predictor_host", host_port, "--protocol", "v2",
             "--feature-names", FEATURES, "--labels", LABELS]
-    with serving_process(args) as server:
+    with serving_inprocess(args) as server:
         yield server
 
 
-def test_v1_records_in_label_names_out(v1_transformer: ServerProcess, expected: list[str]) -> None:
+def test_v1_records_in_label_names_out(v1_transformer: InProcessServer, expected: list[str]) -> None:
     assert expected == IRIS_LABELS  # the rows really are one of each class
     r = httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"instances": RECORDS})
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": expected}
 
 
-def test_v1_named_columns_and_ordered_matrix(v1_transformer: ServerProcess, expected: list[str]) -> None:
+def test_v1_named_columns_and_ordered_matrix(v1_transformer: InProcessServer, expected: list[str]) -> None:
     columns = {name: [row[i] for row in ROWS] for i, name in enumerate(IRIS_FEATURES)}
     r = httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"inputs": columns})
     assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
@@ -76,7 +77,7 @@ def test_v1_named_columns_and_ordered_matrix(v1_transformer: ServerProcess, expe
 
 @pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
 def test_v2_records_in_v2_labels_out(transformer: str, request: pytest.FixtureRequest, expected: list[str]) -> None:
-    server: ServerProcess = request.getfixturevalue(transformer)
+    server: InProcessServer = request.getfixturevalue(transformer)
     client = triton.InferenceServerClient(server.url.removeprefix("http://"))
     try:
         assert client.is_server_ready() and client.is_model_ready("iris")
@@ -91,7 +92,7 @@ def test_v2_records_in_v2_labels_out(transformer: str, request: pytest.FixtureRe
         client.close()
 
 
-def test_v2_named_columns(v2_transformer: ServerProcess, expected: list[str]) -> None:
+def test_v2_named_columns(v2_transformer: InProcessServer, expected: list[str]) -> None:
     # One tensor per feature, deliberately in the wrong order: names decide, not positions.
     inputs = [{"name": name, "shape": [3], "datatype": "FP64", "data": [row[IRIS_FEATURES.index(name)] for row in ROWS]}
               for name in reversed(IRIS_FEATURES)]
@@ -104,7 +105,7 @@ def test_v2_named_columns(v2_transformer: ServerProcess, expected: list[str]) ->
 
 @pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
 def test_missing_feature_is_a_400_naming_it(transformer: str, request: pytest.FixtureRequest, expected: list[str]) -> None:
-    server: ServerProcess = request.getfixturevalue(transformer)
+    server: InProcessServer = request.getfixturevalue(transformer)
     incomplete = [RECORDS[0], {k: v for k, v in RECORDS[1].items() if k != "petal_width"}]
     r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": incomplete})
     assert r.status_code == 400, r.text
@@ -122,7 +123,7 @@ def test_missing_feature_is_a_400_naming_it(transformer: str, request: pytest.Fi
     assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
 
 
-def test_transformer_is_one_data_plane(v1_transformer: ServerProcess) -> None:
+def test_transformer_is_one_data_plane(v1_transformer: InProcessServer) -> None:
     """Same app as a model server: 404 for an unknown model, V1 status, metrics counting its requests."""
     r = httpx.post(v1_transformer.url + "/v1/models/nope:predict", json={"instances": RECORDS})
     assert r.status_code == 404 and "nope" in r.json()["error"]

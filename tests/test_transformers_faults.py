@@ -18,6 +18,7 @@ import pytest
 
 from serving.runtimes.base import Runtime
 from serving.types import TensorDict
+from tests.inprocess import InProcessServer, serving_inprocess
 from tests.support import ServerProcess, free_port, serving_process, train_iris_sklearn, wait_until
 
 FEATURES = "sepal_length,sepal_width,petal_length,petal_width"
@@ -36,14 +37,15 @@ class SleepyRuntime(Runtime):
         return {"predictions": np.zeros(1, dtype=np.int64)}
 
 
-def _predict(server: ServerProcess) -> httpx.Response:
+def _predict(server: ServerProcess | InProcessServer) -> httpx.Response:
     return httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [RECORD]}, timeout=10)
 
 
-def _ready(server: ServerProcess) -> int:
+def _ready(server: ServerProcess | InProcessServer) -> int:
     return httpx.get(server.url + "/v2/health/ready", timeout=5).status_code
 
 
+@pytest.mark.e2e  # kill -9 of the predictor process
 def test_readiness_follows_the_predictor_and_a_killed_one_is_a_503(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
     port = free_port()
@@ -77,15 +79,15 @@ def test_readiness_follows_the_predictor_and_a_killed_one_is_a_503(tmp_path: Pat
 def slow_predictor(tmp_path: Path):
     folder = tmp_path / "iris"
     folder.mkdir()
-    with serving_process(["serve", "--model-dir", str(folder), "--name", "iris",
-                          "--runtime", "tests.test_transformers_faults:SleepyRuntime"]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris",
+                            "--runtime", "tests.test_transformers_faults:SleepyRuntime"]) as server:
         yield server
 
 
-def test_slow_predictor_is_a_504_after_the_predictor_timeout(slow_predictor: ServerProcess) -> None:
+def test_slow_predictor_is_a_504_after_the_predictor_timeout(slow_predictor: InProcessServer) -> None:
     args = ["transform", "--predictor-url", slow_predictor.url, "--model-name", "iris", "--transformer", "labels",
             "--labels", "setosa,versicolor,virginica", "--predictor-timeout", "0.5"]
-    with serving_process(args) as transformer:
+    with serving_inprocess(args) as transformer:
         started = time.monotonic()
         r = httpx.post(transformer.url + "/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=10)
         elapsed = time.monotonic() - started

@@ -77,6 +77,7 @@ def test_broken_revision_never_gets_traffic(tmp_path: Path) -> None:
         assert {predict(client, "iris").headers["x-serving-revision"] for _ in range(10)} == {r1}
 
 
+@pytest.mark.e2e  # kill -9 of a model-server process under load
 def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> None:
     model = tmp_path / "m"
     train_iris_sklearn(model)
@@ -146,6 +147,7 @@ def test_control_api_needs_the_token(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json() == {"items": []}
 
 
+@pytest.mark.e2e  # SIGSTOP of a model-server process
 def test_hung_predictor_times_out_and_is_replaced(tmp_path: Path) -> None:
     model = tmp_path / "m"
     train_iris_sklearn(model)
@@ -168,6 +170,7 @@ def test_hung_predictor_times_out_and_is_replaced(tmp_path: Path) -> None:
         wait_until(lambda: predict(client, "iris").status_code == 200, 60, what="a fresh replica to answer")
 
 
+@pytest.mark.e2e  # kill -9 of serving up itself
 def test_kill_9_of_serving_up_then_restart_restores_everything(tmp_path: Path) -> None:
     model = tmp_path / "m"
     train_iris_sklearn(model)

@@ -35,11 +35,15 @@ def setup(service_name: str, exporter: Any = None, endpoint: str | None = None) 
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    if exporter is None:
+    if exporter is None and os.environ.get("OTEL_TRACES_EXPORTER") == "console":  # the standard variable
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        processor: Any = BatchSpanProcessor(ConsoleSpanExporter())
+    elif exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         traces = endpoint.rstrip("/") + "/v1/traces" if endpoint else None
-        processor: Any = BatchSpanProcessor(OTLPSpanExporter(endpoint=traces))
+        processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=traces))
     else:
         processor = SimpleSpanProcessor(exporter)
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name

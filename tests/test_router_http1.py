@@ -6,14 +6,15 @@ import asyncio
 from pathlib import Path
 
 from serving.http_client import HTTPClient
-from tests.support import serving_process, train_iris_sklearn
+from tests.inprocess import serving_inprocess
+from tests.support import train_iris_sklearn
 
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 
 
 def test_connections_are_reused_and_stale_ones_replaced(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
-    with serving_process(["serve", "--model-dir", str(tmp_path / "iris")]) as server:
+    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server:
         async def run() -> tuple[int, list[int]]:
             pool = HTTPClient()
             connects = 0

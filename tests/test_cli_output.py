@@ -85,6 +85,10 @@ def test_an_unknown_service_is_a_404_naming_those_that_exist(up: Up, model_repo:
     assert response.status_code == 404
     assert response.json()["error"].startswith("InferenceService 'unknown' not found; existing: ")
     assert "'known'" in response.json()["error"]
+    wait_until(lambda: httpx.post(server.url + "/v1/models/known:predict", json={"instances": [[1, 2, 3, 4]]},
+                                  timeout=30).status_code == 200, 60, what="known to serve")
+    wrong_method = httpx.get(server.url + "/v1/models/known:predict", timeout=30)  # through the router
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST", wrong_method.text
     cli(server, state, "delete", "known")
 
 

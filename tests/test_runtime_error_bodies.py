@@ -80,3 +80,12 @@ def test_an_unknown_model_is_a_404_naming_the_models_there_are(server_url: str) 
     assert response.status_code == 404
     assert response.json()["error"] == ("model 'iris' not found; existing: 'onnx-iris', 'sklearn-iris', "
                                         "'xgboost-iris'")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+def test_a_known_predict_path_with_the_wrong_method_is_405_with_allow(server_url: str, method: str) -> None:
+    response = httpx.request(method, server_url + "/v1/models/sklearn-iris:predict", timeout=30)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    if method != "HEAD":
+        assert f"method {method} not allowed" in response.json()["error"]

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.dataplane import DataPlane
+from serving.errors import MethodNotAllowed
 from serving.http.body import JSONBody
 
 
@@ -18,5 +19,9 @@ class V1Endpoints:
         return JSONBody({"models": self.repository.names()})
 
     async def model_status(self, request: Request) -> Response:
-        model = self.repository.get(request.path_params["name"])
+        name: str = request.path_params["name"]
+        if name.endswith(":predict"):  # `GET .../NAME:predict`: a known path with the wrong method
+            raise MethodNotAllowed(f"method {request.method} not allowed on {request.url.path}; use POST",
+                                   headers={"Allow": "POST"})
+        model = self.repository.get(name)
         return JSONBody({"name": model.name, "ready": model.ready}, status_code=200 if model.ready else 503)

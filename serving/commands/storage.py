@@ -11,7 +11,7 @@ from serving.storage import StorageConfig, default_cache_dir, fingerprint, pull
 from serving.storage.errors import redact
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("storage", help="fetch models from a storageUri (file, http(s), pvc)")
     sub = p.add_subparsers(dest="storage_command", required=True, metavar="SUBCOMMAND")
     pull_p = sub.add_parser("pull", help="resolve URI and copy the model into DEST (like KServe's storage-initializer)")

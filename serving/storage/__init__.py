@@ -2,18 +2,22 @@
 
 Schemes: local paths and `file://` (relative ones against `base_dir`, the YAML's folder), `http(s)://`
 (downloaded into a content-addressed cache, archives unpacked safely, conditional requests so an unchanged
-artifact is not fetched twice) and `pvc://NAME/path` (mapped under `pvc_root`). Anything else (gs://, s3://,
-hdfs://, ...) is a clear `StorageError` naming the scheme. One module per job: `local`, `http`, `archives`.
+artifact is not fetched twice), `pvc://NAME/path` (mapped under `pvc_root`) and the object stores `s3://`,
+`gs://`, `az://`, `https://ACCOUNT.blob.core.windows.net/...` (credentials from `StorageConfig.env`, KServe's
+variable names). Anything else (hdfs://, ...) is a clear `StorageError` naming the scheme. One module per job:
+`local`, `http`, `archives`, `credentials` + `object_store`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from serving.storage.credentials import is_object_uri
 from serving.storage.errors import StorageError, StorageRefused
 
 __all__ = [
@@ -27,7 +31,7 @@ __all__ = [
     "scheme_of",
 ]
 
-SUPPORTED = "local paths, file://, http://, https://, pvc://"
+SUPPORTED = "local paths, file://, http://, https://, pvc://, s3://, gs://, az://"
 
 
 def default_cache_dir() -> Path:
@@ -44,6 +48,10 @@ class StorageConfig:
     base_dir: Path | None = None  # relative local paths and file:// are resolved against it (the YAML's folder)
     timeout_s: float = 60.0  # per network operation (connect, each read), not for the whole download
     max_download_bytes: int = 2 * 1024**3
+    env: Mapping[str, str] | None = None  # where object-store credentials are read (None: this process's env)
+
+    def environment(self) -> Mapping[str, str]:
+        return os.environ if self.env is None else self.env
 
 
 def scheme_of(uri: str) -> str:
@@ -59,7 +67,7 @@ def _check_uri(uri: str) -> str:
     if "\x00" in uri:
         raise StorageError(f"{uri!r}: NUL byte in storageUri")
     scheme = scheme_of(uri.strip())
-    if scheme not in ("", "file", "http", "https", "pvc"):
+    if scheme not in ("", "file", "http", "https", "pvc", "s3", "gs", "az"):
         raise StorageError(f"{uri}: storage scheme '{scheme}://' is not supported here (supported: {SUPPORTED})")
     return scheme
 
@@ -69,6 +77,10 @@ def resolve(uri: str, config: StorageConfig) -> Path:
     into the cache (archives unpacked), pvc:// mapped. Raises `StorageError` (an `ArtifactError`) naming the URI."""
     scheme = _check_uri(uri)
     uri = uri.strip()
+    if is_object_uri(uri):
+        from serving.storage import object_store
+
+        return object_store.resolve_object_uri(uri, config)
     if scheme in ("http", "https"):
         from serving.storage import http
 
@@ -83,6 +95,10 @@ def fingerprint(uri: str, config: StorageConfig) -> str:
     length via HEAD), used to tell whether a model changed. Equal fingerprints mean "no need to reload"."""
     scheme = _check_uri(uri)
     uri = uri.strip()
+    if is_object_uri(uri):
+        from serving.storage import object_store
+
+        return object_store.object_fingerprint(uri, config)
     if scheme in ("http", "https"):
         from serving.storage import http
 

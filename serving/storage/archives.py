@@ -13,6 +13,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from serving.storage.errors import StorageError, StorageRefused
 
@@ -104,7 +105,7 @@ def _unzip(uri: str, archive: Path, dest: Path, limit: int) -> None:
                 _copy_capped(uri, src, out, info.file_size)
 
 
-def _copy_capped(uri: str, src, out, declared: int) -> None:  # noqa: ANN001 - binary file objects
+def _copy_capped(uri: str, src: IO[bytes], out: IO[bytes], declared: int) -> None:
     """Copy at most the declared size: a zip whose header lies about its size is refused, not trusted."""
     written = 0
     while chunk := src.read(1 << 20):

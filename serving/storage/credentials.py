@@ -1,0 +1,153 @@
+"""Object-store URIs and their credentials, resolved in this one place (KServe's environment conventions).
+
+`parse_location` turns `s3://`, `gs://`, `az://` and `https://ACCOUNT.blob.core.windows.net/...` into an
+`ObjectLocation`; `filesystem_options` reads the credentials for it from an environment mapping (the
+`serving up` environment overlaid with the predictor's `env`, or the storage-initializer's env on Kubernetes)
+and returns the fsspec protocol and keyword arguments. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from serving.storage.errors import StorageError
+
+AZURE_HOST_SUFFIX = ".blob.core.windows.net"
+TRUE = ("1", "true", "yes", "on")
+SECRET_NAMES = (
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCESS_KEY", "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN",
+)
+AWS_CHAIN_HINTS = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
+@dataclass(frozen=True)
+class ObjectLocation:
+    provider: str  # "s3", "gs" or "az"
+    bucket: str  # bucket (s3, gs) or container (az)
+    key: str  # object key or prefix inside the bucket, no leading slash ("" = the whole bucket)
+    account: str | None = None  # Azure storage account, when the URI names it
+
+    @property
+    def path(self) -> str:
+        """The fsspec path: bucket/key."""
+        return f"{self.bucket}/{self.key}".rstrip("/")
+
+
+def is_object_uri(uri: str) -> bool:
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("s3", "gs", "az"):
+        return True
+    return scheme == "https" and (urlsplit(uri).hostname or "").endswith(AZURE_HOST_SUFFIX)
+
+
+def parse_location(uri: str) -> ObjectLocation:
+    """`ObjectLocation` for an object-store URI; `StorageError` naming the URI when it is malformed."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "https":  # https://ACCOUNT.blob.core.windows.net/container/prefix (KServe's Azure form)
+        account = (parts.hostname or "").removesuffix(AZURE_HOST_SUFFIX)
+        bucket, _, key = unquote(parts.path).lstrip("/").partition("/")
+        provider = "az"
+    else:
+        account, provider = None, scheme
+        bucket, key = parts.netloc, unquote(parts.path).lstrip("/")
+    if not bucket or "@" in bucket or ":" in bucket:
+        what = "container" if provider == "az" else "bucket"
+        raise StorageError(f"{uri}: no {what} name in the URI (expected {scheme}://{what.upper()}/PATH)")
+    if parts.query or parts.fragment:
+        raise StorageError(f"{uri}: query strings and fragments are not part of an object-store URI")
+    if any(seg in ("..", ".") for seg in key.split("/")):
+        raise StorageError(f"{uri}: '.' and '..' path segments are not allowed in an object key")
+    return ObjectLocation(provider, bucket, key, account or None)
+
+
+def filesystem_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> tuple[str, dict[str, Any]]:
+    """(fsspec protocol, constructor kwargs) for `location` with the credentials found in `env`."""
+    if location.provider == "s3":
+        return "s3", _s3_options(location, env, timeout_s)
+    if location.provider == "gs":
+        return "gcs", _gcs_options(env, timeout_s)
+    return "abfs", _azure_options(location, env)
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The secret values present in `env`, so error messages can be scrubbed of them."""
+    return [env[name] for name in SECRET_NAMES if env.get(name)]
+
+
+def _s3_endpoint(env: Mapping[str, str]) -> str | None:
+    if env.get("AWS_ENDPOINT_URL"):
+        return env["AWS_ENDPOINT_URL"]
+    endpoint = env.get("S3_ENDPOINT")
+    if not endpoint:
+        return None
+    if "://" in endpoint:
+        return endpoint
+    return ("http://" if env.get("S3_USE_HTTPS", "1") == "0" else "https://") + endpoint
+
+
+def _s3_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
+    client: dict[str, Any] = {}
+    region = env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")
+    if region:
+        client["region_name"] = region
+    if env.get("S3_VERIFY_SSL", "1").lower() in ("0", "false"):
+        client["verify"] = False
+    elif env.get("AWS_CA_BUNDLE"):
+        client["verify"] = env["AWS_CA_BUNDLE"]
+    options: dict[str, Any] = {
+        "endpoint_url": _s3_endpoint(env), "client_kwargs": client,
+        "config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s,
+                          "retries": {"max_attempts": 2, "mode": "standard"}},
+    }
+    if env.get("awsAnonymousCredential", "").lower() in TRUE:
+        return {**options, "anon": True}
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return {**options, "key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"],
+                "token": env.get("AWS_SESSION_TOKEN") or None}
+    if any(env.get(name) for name in AWS_CHAIN_HINTS):
+        return options  # botocore's own chain: web identity (IRSA), container credentials, a profile
+    raise StorageError(
+        f"s3://{location.path}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in the "
+        "environment of `serving up`, the predictor's env, or a Secret on the service account), or "
+        "awsAnonymousCredential=true for a public bucket")
+
+
+def _gcs_options(env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
+    options: dict[str, Any] = {"requests_timeout": timeout_s}
+    if env.get("STORAGE_EMULATOR_HOST"):
+        host = env["STORAGE_EMULATOR_HOST"]
+        options["endpoint_url"] = host if "://" in host else f"http://{host}"
+    key_file = env.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if key_file:
+        if not os.path.isfile(key_file):
+            raise StorageError(f"GOOGLE_APPLICATION_CREDENTIALS names {key_file}, which is not a readable file")
+        return {**options, "token": key_file}
+    return {**options, "token": "anon"}  # KServe falls back to an anonymous client: public buckets
+
+
+def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str, Any]:
+    conn = env.get("AZURE_STORAGE_CONNECTION_STRING")
+    if conn:
+        return {"connection_string": conn}
+    account = location.account or env.get("AZURE_STORAGE_ACCOUNT_NAME") or env.get("AZURE_STORAGE_ACCOUNT")
+    if not account:
+        raise StorageError(f"az://{location.path}: no storage account: use https://ACCOUNT.blob.core.windows.net/"
+                           "CONTAINER/PATH or set AZURE_STORAGE_ACCOUNT_NAME")
+    options: dict[str, Any] = {"account_name": account}
+    if env.get("AZURE_STORAGE_BLOB_ENDPOINT"):
+        options["account_host"] = urlsplit(env["AZURE_STORAGE_BLOB_ENDPOINT"]).netloc
+    if env.get("AZURE_STORAGE_ACCESS_KEY"):
+        return {**options, "account_key": env["AZURE_STORAGE_ACCESS_KEY"]}
+    if env.get("AZURE_STORAGE_SAS_TOKEN"):
+        return {**options, "sas_token": env["AZURE_STORAGE_SAS_TOKEN"]}
+    if env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID") and env.get("AZURE_CLIENT_SECRET"):
+        return {**options, "client_id": env["AZURE_CLIENT_ID"], "tenant_id": env["AZURE_TENANT_ID"],
+                "client_secret": env["AZURE_CLIENT_SECRET"]}
+    return {**options, "anon": True}  # a public container

@@ -1,0 +1,232 @@
+"""s3://, gs://, az:// (and Azure's https blob URLs): one provider over fsspec (s3fs, gcsfs, adlfs).
+
+Cache layout: `cache_dir/objects/<sha256(uri)[:16]>/<listing digest>/` is one immutable model folder, named by
+a digest of the listing (every object's name, size and ETag/generation), so a second revision of the same
+model finds it without downloading and a changed object gives a new folder. A download goes to
+`.partial-<digest>` and is renamed into place when complete: a crash never leaves half a model, and the next
+attempt keeps the objects already fetched whole (resumable per object). A file lock serialises pulls of one URI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import ssl
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
+from serving.storage.credentials import ObjectLocation, filesystem_options, parse_location, secret_values
+from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.http import _locked
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+    from serving.storage import StorageConfig
+
+log = logging.getLogger("serving.storage")
+Listing = list[tuple[str, str, int, str]]  # (remote path, relative name, size, version tag)
+VERSION_FIELDS = ("generation", "ETag", "etag", "version_id", "LastModified", "last_modified", "updated")
+
+
+def filesystem(location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> AbstractFileSystem:
+    """A fresh fsspec filesystem (no instance or listing cache: each resolve sees the store as it is now)."""
+    protocol, options = filesystem_options(location, env, timeout_s)
+    if protocol == "s3":
+        from s3fs import S3FileSystem
+
+        return S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
+    if protocol == "gcs":
+        from gcsfs.core import GCSFileSystem  # the plain client: the extended one probes a gRPC API first
+
+        return GCSFileSystem(skip_instance_cache=True, **options)
+    from adlfs import AzureBlobFileSystem
+
+    return AzureBlobFileSystem(skip_instance_cache=True, **options)
+
+
+def list_objects(uri: str, fs: AbstractFileSystem, location: ObjectLocation) -> Listing:
+    """The objects `uri` names: one object, or every object under the prefix. Raises if there are none."""
+    info = fs.info(location.path) if location.key else {"type": "directory"}
+    if info.get("type") == "file":
+        return [(location.path, PurePosixPath(location.key).name, int(info["size"]), _version(info))]
+    found = fs.find(location.path, detail=True)
+    listing = []
+    for path, meta in sorted(found.items()):
+        relative = path[len(location.path):].lstrip("/")
+        if meta.get("type") != "file" or not relative or relative.endswith("/"):
+            continue
+        if any(seg in ("", ".", "..") for seg in relative.split("/")):
+            raise StorageRefused(f"{uri}: object {path!r} would land outside the model folder")
+        listing.append((path, relative, int(meta.get("size") or 0), _version(meta)))
+    if not listing:
+        raise FileNotFoundError(location.path)
+    return listing
+
+
+def _version(meta: Mapping[str, Any]) -> str:
+    return "/".join(str(meta[k]) for k in VERSION_FIELDS if meta.get(k) is not None)
+
+
+def listing_digest(uri: str, listing: Listing) -> str:
+    text = "\n".join([uri] + [f"{rel}\t{size}\t{tag}" for _, rel, size, tag in listing])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def object_fingerprint(uri: str, config: StorageConfig) -> str:
+    location = parse_location(uri)
+    env = config.environment()
+    with translated(uri, env, config):
+        fs = filesystem(location, env, config.timeout_s)
+        return listing_digest(uri, list_objects(uri, fs, location))
+
+
+def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
+    """The local model folder for `uri`, downloaded into the cache unless the same listing is there already."""
+    location = parse_location(uri)
+    env = config.environment()
+    entry = config.cache_dir / "objects" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    try:
+        entry.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot create cache folder {entry}: {exc.strerror or exc}") from exc
+    with _locked(entry):
+        try:
+            with translated(uri, env, config):
+                fs = filesystem(location, env, config.timeout_s)
+                listing = list_objects(uri, fs, location)
+        except StorageError as exc:
+            cached = _current(entry)
+            if cached is None or "unreachable" not in exc.message:
+                raise
+            log.warning("%s; using the cached copy %s", exc.message, cached.name)
+            return _served(cached)
+        digest = listing_digest(uri, listing)
+        folder = entry / digest
+        if folder.is_dir():
+            log.info("%s unchanged (%s); using the cached copy", uri, digest)
+        else:
+            with translated(uri, env, config):
+                _download(uri, fs, listing, entry, digest, config)
+        (entry / "current").write_text(digest)
+        return _served(folder)
+
+
+def _download(uri: str, fs: AbstractFileSystem, listing: Listing, entry: Path, digest: str,
+              config: StorageConfig) -> None:
+    total = sum(size for _, _, size, _ in listing)
+    if total > config.max_download_bytes:
+        raise StorageError(f"{uri}: {total} bytes is larger than the download limit of {config.max_download_bytes}")
+    partial = entry / f".partial-{digest}"
+    todo: list[tuple[str, str]] = []
+    for remote, relative, size, _ in listing:
+        local = partial / relative
+        if local.is_file() and local.stat().st_size == size:
+            continue  # fetched whole by an earlier, interrupted attempt
+        local.parent.mkdir(parents=True, exist_ok=True)
+        todo.append((remote, str(local)))
+    if todo:
+        fs.get([r for r, _ in todo], [loc for _, loc in todo])  # concurrent inside fsspec's event loop
+    _check_sizes(uri, partial, listing)
+    if len(listing) == 1 and (kind := archive_kind(listing[0][1])):
+        archive = partial / listing[0][1]
+        unpacked = entry / f".unpack-{digest}"
+        remove_tree(unpacked)
+        unpack(uri, archive, unpacked, kind, config.max_download_bytes)
+        remove_tree(partial)
+        partial = unpacked
+        (partial / ".archive").write_text(kind)
+    os.rename(partial, entry / digest)
+    _prune(entry, keep=digest)
+    log.info("%s fetched: %d objects, %d bytes", uri, len(listing), total)
+
+
+def _check_sizes(uri: str, folder: Path, listing: Listing) -> None:
+    for _, relative, size, _ in listing:
+        got = (folder / relative).stat().st_size if (folder / relative).is_file() else -1
+        if got != size:
+            raise StorageError(f"{uri}: {relative} arrived with {got} of {size} bytes; try again")
+
+
+def _served(folder: Path) -> Path:
+    return model_root(folder) if (folder / ".archive").exists() else folder
+
+
+def _current(entry: Path) -> Path | None:
+    try:
+        folder = entry / (entry / "current").read_text().strip()
+    except OSError:
+        return None
+    return folder if folder.is_dir() else None
+
+
+def _prune(entry: Path, keep: str) -> None:
+    """Keep the new folder and the one in use before it (a running replica may still read it)."""
+    previous = _current(entry)
+    for child in entry.iterdir():
+        if child.is_dir() and not child.name.startswith(".") and child.name != keep and child != previous:
+            remove_tree(child)
+
+
+@contextlib.contextmanager
+def translated(uri: str, env: Mapping[str, str], config: StorageConfig) -> Iterator[None]:
+    """Turn an SDK failure into a `StorageError` that says what to do, names the URI, never a secret."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        text = f"{uri}: {describe(exc, _endpoint_hint(uri, env))}"
+        for secret in secret_values(env):
+            text = text.replace(secret, "***")
+        raise StorageError(text) from exc
+
+
+def describe(exc: Exception, endpoint: str) -> str:
+    """One sentence per failure kind: denied, missing, unreachable, TLS."""
+    text = _first_line(exc)
+    if _is_tls(exc):
+        return (f"TLS failure talking to {endpoint} ({text}); for a private CA set AWS_CA_BUNDLE "
+                "(or S3_VERIFY_SSL=0 to skip verification)")
+    if isinstance(exc, PermissionError) or _status(exc) in (401, 403):
+        return f"access denied (403): {text}; check the credentials and that they may read this bucket"
+    if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
+        return f"no such bucket, key or prefix ({text})"
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or "connect" in text.lower():
+        return f"endpoint unreachable: {endpoint} ({text})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _status(exc: BaseException) -> int | None:
+    for attr in ("status_code", "status", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _is_tls(exc: BaseException) -> bool:
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(chain) or "SSL" in type(chain).__name__:
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
+
+
+def _endpoint_hint(uri: str, env: Mapping[str, str]) -> str:
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme == "s3":
+        return env.get("AWS_ENDPOINT_URL") or env.get("S3_ENDPOINT") or "the S3 endpoint"
+    if scheme == "gs":
+        return env.get("STORAGE_EMULATOR_HOST") or "storage.googleapis.com"
+    return env.get("AZURE_STORAGE_BLOB_ENDPOINT") or "the Azure blob endpoint"

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from serving import storage
+from serving.control.process_args import local_env
 from serving.errors import ArtifactError
 from serving.revision import Revision
 
@@ -19,7 +20,7 @@ def resolve_model_dir(revision: Revision, config: storage.StorageConfig) -> Path
     uri = revision.storage_uri
     if not uri:
         raise ArtifactError("no storageUri given")
-    own = {e["name"]: str(e.get("value", "")) for e in revision.model.get("env", ()) if not e.get("valueFrom")}
+    own = local_env(revision.predictor)
     if own:
         config = dataclasses.replace(config, env={**(config.env or os.environ), **own})
     return storage.resolve(uri, config)

@@ -1,0 +1,128 @@
+"""The data plane without HTTP: one request in, outcome counted once with its code, limits enforced where
+they live (concurrency 429, timeout 504, overload 503, model errors 500, unknown 404 under a fixed label)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.dataplane import DataPlane
+from serving.errors import (
+    GatewayTimeout,
+    ModelFailure,
+    ModelNotFound,
+    ModelNotReady,
+    ServingError,
+    TooManyRequests,
+)
+from serving.metrics import UNKNOWN_MODEL
+from serving.protocol.codec import V1, V2
+from serving.repository import ModelRepository
+from serving.settings import Limits, ModelSettings
+
+pytestmark = pytest.mark.asyncio
+ECHO = "tests.runtimes_for_tests:EchoRuntime"
+FAILING = "tests.runtimes_for_tests:FailingRuntime"
+BODY = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "INT32", "data": [7, -7]}]})
+
+
+def _count(plane: DataPlane, **labels: str) -> float:
+    text = plane.metrics.exposition().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "serving_requests_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+async def _plane(tmp_path: Path, limits: Limits, **models: str) -> DataPlane:
+    settings = []
+    for name, runtime in models.items():
+        (tmp_path / name).mkdir()
+        settings.append(ModelSettings(name=name, model_dir=tmp_path / name, runtime=runtime))
+    repository = ModelRepository(settings)
+    await repository.load_all()
+    return DataPlane(repository, limits)
+
+
+@pytest_asyncio.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[DataPlane]:
+    plane = await _plane(tmp_path, Limits(), echo=ECHO, failing=FAILING)
+    yield plane
+    plane.close()
+
+
+async def test_a_request_is_decoded_run_encoded_and_counted_once(plane: DataPlane) -> None:
+    body, headers = await plane.infer("echo", None, BODY, {}, V2)
+    assert orjson.loads(body)["outputs"][0]["data"] == [7, -7]
+    assert headers["content-type"] == "application/json"
+    body, _ = await plane.infer("echo", "1", b'{"instances": [[1, 2]]}', {}, V1)
+    assert orjson.loads(body) == {"predictions": [[1, 2]]}
+    assert _count(plane, model="echo", protocol="v2", code="200") == 1
+    assert _count(plane, model="echo", protocol="v1", code="200") == 1
+
+
+async def test_every_failure_is_its_error_and_counted_with_its_code(plane: DataPlane) -> None:
+    cases: list[tuple[str, str | None, bytes, type[ServingError], str]] = [
+        ("nope", None, BODY, ModelNotFound, "404"),
+        ("echo", "9", BODY, ModelNotFound, "404"),
+        ("echo", None, b"{not json", ServingError, "400"),
+        ("failing", None, BODY, ModelFailure, "500"),
+    ]
+    for name, version, body, error, _ in cases:
+        with pytest.raises(error):
+            await plane.infer(name, version, body, {}, V2)
+    assert _count(plane, model=UNKNOWN_MODEL, code="404") == 2  # no label value per unknown name or version
+    assert _count(plane, model="echo", code="400") == 1
+    assert _count(plane, model="failing", code="500") == 1
+
+
+async def test_a_model_not_ready_is_503(plane: DataPlane) -> None:
+    await plane.repository.unload("echo")
+    with pytest.raises(ModelNotReady) as refused:
+        await plane.infer("echo", None, BODY, {}, V2)
+    assert refused.value.status_code == 503
+
+
+async def _gated(plane: DataPlane, name: str, gate: threading.Event) -> None:
+    runtime = plane.repository.get(name).runtime
+    assert runtime is not None
+    original = runtime.predict
+
+    def wait_then_predict(*args: object) -> object:
+        gate.wait(10)
+        return original(*args)  # type: ignore[arg-type]
+
+    runtime.predict = wait_then_predict  # type: ignore[method-assign]
+    runtime.runs_inline = lambda *args: False  # type: ignore[method-assign]
+
+
+async def test_concurrency_limit_is_429_and_frees_its_place(tmp_path: Path) -> None:
+    plane = await _plane(tmp_path, Limits(max_concurrency=1), echo=ECHO)
+    gate = threading.Event()
+    await _gated(plane, "echo", gate)
+    first = asyncio.create_task(plane.infer("echo", None, BODY, {}, V2))
+    while not plane._in_flight.get("echo"):
+        await asyncio.sleep(0.001)
+    with pytest.raises(TooManyRequests):
+        await plane.infer("echo", None, BODY, {}, V2)
+    gate.set()
+    await first
+    await plane.infer("echo", None, BODY, {}, V2)  # the place is free again
+    assert _count(plane, model="echo", code="429") == 1 and _count(plane, model="echo", code="200") == 2
+    plane.close()
+
+
+async def test_a_slow_model_is_504_at_the_request_timeout(tmp_path: Path) -> None:
+    plane = await _plane(tmp_path, Limits(request_timeout_s=0.05), echo=ECHO)
+    gate = threading.Event()
+    await _gated(plane, "echo", gate)
+    with pytest.raises(GatewayTimeout, match="within 0.05s"):
+        await plane.infer("echo", None, BODY, {}, V2)
+    gate.set()
+    assert _count(plane, model="echo", code="504") == 1
+    plane.close()

@@ -23,6 +23,7 @@ from serving.metrics import Metrics
 from serving.observability import log_format
 from serving.observability.hook import observe
 from serving.observability.options import ObservabilityOptions
+from serving.ready_banner import announce_when_ready
 from serving.repository import ModelRepository, discover
 from serving.settings import Limits, ModelSettings
 
@@ -68,6 +69,7 @@ def create_app(config: ServerConfig) -> ASGIApp:
     models = discover(root, config.name, template)
     search_root = root if len(models) > 1 or models[0].model_dir != root else None
     repository = ModelRepository(models, search_root=search_root)
+    repository.on_change.append(announce_when_ready(repository, config.host, config.port))
     dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
     # The one observability hook: request ids, access log, spans, payload logger (metrics on this /metrics).
     app = observe(build_app(dataplane, load_before_serving=config.workers > 1),

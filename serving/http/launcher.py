@@ -44,7 +44,11 @@ def http_config(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.C
 
 def run_http_server(app: ASGIApp | str, host: str, port: int, *, workers: int = 1, factory: bool = False,
                     **options: Any) -> None:
-    """Serve `app` until stopped. With `workers` > 1, `app` is an import string (`factory`: of a factory)."""
+    """Serve `app` until stopped. With `workers` > 1, `app` is an import string (`factory`: of a factory).
+    A port already taken is refused first, in one line, before anything starts (every listening command)."""
     import uvicorn
 
+    from serving.port_check import ensure_port_free
+
+    ensure_port_free(host, port)
     uvicorn.run(app, workers=workers, factory=factory, **http_options(host, port, **options))

@@ -1,0 +1,39 @@
+"""The line `serving serve` prints once its models are ready: `serving NAME (runtime) on http://HOST:PORT`,
+like uvicorn's "running on" line, but only when requests will succeed (models load after the port opens)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from serving.repository import Model, ModelRepository
+from serving.runtimes import RUNTIMES
+
+SHORT_NAMES = {target: name for name, target in RUNTIMES.items()}
+
+
+def runtime_name(model: Model) -> str:
+    runtime = model.runtime
+    if runtime is None:
+        return model.settings.runtime or "?"
+    target = f"{type(runtime).__module__}:{type(runtime).__qualname__}"
+    return SHORT_NAMES.get(target, target)
+
+
+def banner(repository: ModelRepository, host: str, port: int) -> str:
+    served = ", ".join(f"{m.name} ({runtime_name(m)})" for m in repository.models())
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"serving {served} on http://{shown_host}:{port}"
+
+
+def announce_when_ready(repository: ModelRepository, host: str, port: int) -> Callable[[Model], None]:
+    """A repository `on_change` callback printing the banner the first time every model is ready."""
+    said = False
+
+    def on_change(model: Model) -> None:
+        nonlocal said
+        if not said and repository.all_ready():
+            said = True
+            print(banner(repository, host, port), file=sys.stdout, flush=True)
+
+    return on_change

@@ -1,0 +1,47 @@
+"""Where a server listens, said once and plainly: `serving serve` prints `serving NAME (runtime) on URL` once its
+models are ready, and every listening command refuses a taken port with one line and exit code 2."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.cli import main
+from tests.inprocess import serving_inprocess
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def listening_commands(model_repo: Path, state: Path) -> dict[str, list[str]]:
+    return {
+        "serve": ["serve", "--model-dir", str(model_repo / "sklearn-iris")],
+        "up": ["up", "--state-dir", str(state)],
+        "transform": ["transform", "--model-name", "t", "--predictor-url", "http://127.0.0.1:9"],
+    }
+
+
+@pytest.mark.parametrize("command", ["serve", "up", "transform"])
+def test_a_taken_port_is_one_line_and_exit_2(command: str, taken_port: int, model_repo: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    argv = listening_commands(model_repo, tmp_path)[command]
+    assert main([*argv, "--host", "127.0.0.1", "--port", str(taken_port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: port {taken_port} is in use; pick another with --port\n"
+    assert captured.out == ""
+
+
+def test_serve_says_what_it_serves_and_where_once_ready(model_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with serving_inprocess(["serve", "--model-dir", str(model_repo)]):
+        out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("serving ")]
+    assert lines == ["serving onnx-iris (onnx), sklearn-iris (sklearn), xgboost-iris (xgboost) "
+                     "on http://127.0.0.1:0"], out  # the port asked for (the harness asks for 0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +32,13 @@ class Runtime:
     def load(self) -> None:
         raise NotImplementedError
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
         raise NotImplementedError
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(platform=self.platform)
 
-    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> bool:
+    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> bool:
         """True only for a call that is pure bounded numpy work too small to be worth a thread hop (which
         costs the event loop ~100 µs): it cannot hang or block for long. The default: never."""
         return False
@@ -45,7 +47,7 @@ class Runtime:
         """Release resources; the default just drops references."""
 
 
-def select_outputs(available: dict[str, object], wanted: tuple[str, ...] | None, model: str) -> tuple[str, ...]:
+def select_outputs(available: Mapping[str, object], wanted: tuple[str, ...] | None, model: str) -> tuple[str, ...]:
     """Validate a request's `outputs` selection against what the model can produce."""
     if wanted is None:
         return ()

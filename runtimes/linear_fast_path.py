@@ -34,7 +34,8 @@ def linear_predict(model: Any) -> Predict | None:
     def predict(x: np.ndarray) -> np.ndarray:
         if x.ndim == 2 and x.shape[1] == width and x.dtype.kind in "fiub" and np.isfinite(x).all():
             return fast(x)
-        return fallback(x)
+        answer: np.ndarray = fallback(x)
+        return answer
 
     return predict
 
@@ -55,15 +56,16 @@ def _build(model: Any) -> Predict | None:
 
         def multiclass(x: np.ndarray) -> np.ndarray:
             if x.shape[0] < MANY_ROWS:
-                return classes[np.argmax(x @ weights + bias, axis=1)]
+                picked: np.ndarray = classes[np.argmax(x @ weights + bias, axis=1)]
+                return picked
             scores = by_class @ x.T
             scores += bias_column
             return classes.take(_first_argmax(scores))
 
         return multiclass
     if isinstance(model, LinearModel) and coef.ndim == 1:
-        bias = float(np.asarray(intercept).reshape(-1)[0]) if np.ndim(intercept) else float(intercept)
-        return lambda x: x @ coef + bias
+        offset = float(np.asarray(intercept).reshape(-1)[0]) if np.ndim(intercept) else float(intercept)
+        return lambda x: x @ coef + offset
     return None
 
 
@@ -81,10 +83,11 @@ def _first_argmax(scores: np.ndarray) -> np.ndarray:
         np.greater(scores[k], best, out=higher)
         np.subtract(kind(k), index, out=step)
         np.multiply(step, higher, out=step)  # k - index where this class is higher, else 0
-        index += step
+        np.add(index, step, out=index)
         np.maximum(best, scores[k], out=best)
     if np.isnan(best).any():  # overflowed scores: let numpy apply its NaN rule
-        return np.argmax(scores, axis=0)
+        first: np.ndarray = np.argmax(scores, axis=0)
+        return first
     return index
 
 

@@ -49,7 +49,7 @@ class ONNXRuntime(Runtime):
 
         self._invalid_argument = InvalidArgument
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
         names = select_outputs(self._output_names, outputs, self.settings.name) or tuple(self._output_names)
         feed = self._feed(inputs)
         try:

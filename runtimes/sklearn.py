@@ -45,12 +45,12 @@ class SKLearnRuntime(Runtime):
         self._default = (PROBABILITIES,) if self.settings.predict_proba and PROBABILITIES in self._methods else (PREDICT,)
         self._features = int(getattr(self.model, "n_features_in_", -1))
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._requested(parameters)
         matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
 
-    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> bool:
+    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> bool:
         """The linear fast path on a small request is one small matrix product: cheaper than a thread hop."""
         if self._linear is None or outputs not in (None, (PREDICT,)):
             return False
@@ -58,7 +58,7 @@ class SKLearnRuntime(Runtime):
             return False
         return sum(a.size for a in inputs.values()) <= INLINE_MAX_ELEMENTS
 
-    def _requested(self, parameters: dict) -> tuple[str, ...]:
+    def _requested(self, parameters: dict[str, Any]) -> tuple[str, ...]:
         flag = parameters.get("predict_proba") if parameters else None
         if flag is True and PROBABILITIES in self._methods:
             return (PROBABILITIES,)

@@ -99,7 +99,8 @@ class DataPlane:
         try:
             apredict = getattr(model.runtime, "apredict", None)
             if apredict is not None:  # async by nature (a transformer awaiting its predictor): no thread
-                return await apredict(request.inputs, request.output_names, request.parameters)
+                outputs: TensorDict = await apredict(request.inputs, request.output_names, request.parameters)
+                return outputs
             return await self._in_thread(model, request)
         finally:
             self.metrics.model(model.name, model.settings.version).inference(time.monotonic() - started)

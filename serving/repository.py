@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -68,7 +69,7 @@ class ModelRepository:
         self._models: dict[str, Model] = {m.name: Model(m) for m in models}
         self._search_root = search_root
         self._template = models[0] if models else None
-        self.on_change: list = []  # callbacks(model) after a state change (metrics)
+        self.on_change: list[Callable[[Model], None]] = []  # callbacks(model) after a state change (metrics)
 
     def names(self) -> list[str]:
         return list(self._models)

@@ -10,7 +10,7 @@ from serving.commands.plain_yaml import dump_all
 from serving.control.k8s_documents import cluster_warnings, read_converted
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("convert", help="rewrite KServe InferenceService YAML to the serving.dev group")
     p.add_argument("-f", "--filename", action="append", required=True, type=Path)
     p.add_argument("-n", "--namespace", help="set metadata.namespace on every document")

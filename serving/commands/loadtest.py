@@ -17,7 +17,7 @@ SCENARIOS = ("v1", "v2-json", "v2-binary", "transformer", "canary")
 SHAPES = ("constant", "step", "spike")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("loadtest", help="run a Locust load test (headless) and report the results")
     add_arguments(p)
     p.set_defaults(func=main)
@@ -47,4 +47,4 @@ def main(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(REPO))
     from loadtests.runner import run_from_args
 
-    return run_from_args(args)
+    return int(run_from_args(args))

@@ -13,7 +13,7 @@ from serving.control.k8s_backend import OperatorConfig
 from serving.control.k8s_render import RenderSettings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("operator", help="run the Kubernetes operator (reconciles InferenceServices)")
     p.add_argument("-n", "--namespace", action="append", default=[],
                    help="watch only this namespace (repeatable; default: all namespaces)")

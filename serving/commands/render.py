@@ -21,7 +21,7 @@ from serving.crd import crd_yaml
 from serving.spec import parse
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("render", help="print the Kubernetes manifests of InferenceService YAML")
     p.add_argument("-f", "--filename", action="append", required=True, type=Path)
     p.add_argument("-n", "--namespace", help="namespace for every object (default: the file's, else default)")

@@ -32,7 +32,7 @@ from serving.storage import StorageConfig
 log = logging.getLogger("serving.up")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("up", help="run the control plane and router on this machine")
     p.add_argument("-f", "--filename", action="append", default=[], help="InferenceService YAML to apply at start")
     p.add_argument("--host", default="127.0.0.1")

@@ -79,10 +79,12 @@ def _plain(rows: list[Any] | np.ndarray) -> list[Any]:
 def _rows(array: np.ndarray) -> list[Any] | np.ndarray:
     """Numeric rows stay numpy (orjson writes them natively); text becomes nested lists of str."""
     if array.dtype.kind in "OSU":
-        return np.asarray(json_data(array, "BYTES"), dtype=object).reshape(array.shape).tolist()
+        text: list[Any] = np.asarray(json_data(array, "BYTES"), dtype=object).reshape(array.shape).tolist()
+        return text
     if array.ndim == 0:
         return [array.item()]
     if not array.dtype.isnative:
-        return array.tolist()
+        swapped: list[Any] = array.tolist()
+        return swapped
     return np.ascontiguousarray(array)
 

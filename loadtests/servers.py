@@ -75,18 +75,21 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
 
 @contextmanager
 def started(argv: list[str], ready_path: str, log: Path, timeout_s: float = 90.0,
-            ready: Callable[[str], bool] | None = None, state_dir: Path | None = None) -> Iterator[Target]:
-    """Run `argv + --host 127.0.0.1 --port P` and yield once GET `ready_path` answers 200 (and `ready(url)`)."""
-    port = free_port()
+            ready: Callable[[str], bool] | None = None, state_dir: Path | None = None, *, ready_status: int = 200,
+            env: dict[str, str] | None = None, port: int | None = None) -> Iterator[Target]:
+    """Run `argv + --host 127.0.0.1 --port P` (P free unless given) and yield once GET `ready_path` answers
+    `ready_status` (and `ready(url)` holds). Also what tests/support.py starts real processes with."""
+    port = port or free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}),
+                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with log.open("wb") as out:
         process = subprocess.Popen([*argv, "--host", "127.0.0.1", "--port", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+                                   stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True)
     target = Target(f"http://127.0.0.1:{port}", process, log, state_dir)
     try:
-        wait_until(lambda: httpx.get(target.url + ready_path, timeout=2).status_code == 200, timeout_s,
-             f"{target.url}{ready_path}", process, log)
+        wait_until(lambda: httpx.get(target.url + ready_path, timeout=2).status_code == ready_status, timeout_s,
+                   f"{target.url}{ready_path}", process, log)
         if ready is not None:
             wait_until(lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log)
         yield target

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtests.servers import REPO, free_port, stop_process, wait_until
+from loadtests.servers import REPO, free_port, started, stop_process, wait_until
 
 __all__ = ["REPO", "ServerProcess", "free_port", "serving_process", "stop_process", "wait_until"]
 
@@ -49,27 +49,12 @@ def serving_process(
     env: dict[str, str] | None = None,
     log_dir: Path | None = None,
 ) -> Iterator[ServerProcess]:
-    """Run `serving <args> --port P` (P free unless given) and yield once `ready_path` answers."""
+    """Run `serving <args> --port P` as a process (P free unless given) and yield once `ready_path` answers."""
     port = port or free_port()
-    log_dir = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
-    log_path = log_dir / f"serving-{port}.log"
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", *args, "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO, start_new_session=True,
-        )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-            return httpx.get(server.url + ready_path, timeout=2).status_code == ready_status
-
-        wait_until(ready, timeout_s, what=f"{server.url}{ready_path}")
-        yield server
-    finally:
-        stop_process(process)
+    log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"serving-{port}.log"
+    argv = [sys.executable, "-m", "serving.cli", *args]
+    with started(argv, ready_path, log_path, timeout_s, ready_status=ready_status, env=env, port=port) as target:
+        yield ServerProcess(target.process, target.url, log_path)
 
 
 _TRAINED = Path(tempfile.mkdtemp(prefix="serving-trained-"))

@@ -34,6 +34,8 @@ def announce_when_ready(repository: ModelRepository, host: str, port: int) -> Ca
         nonlocal said
         if not said and repository.all_ready():
             said = True
-            print(banner(repository, host, port), file=sys.stdout, flush=True)
+            # The process's own stdout: a caller redirecting sys.stdout for its own output (a CLI call made in a
+            # test while servers run as threads of the same process) must not receive a server's banner.
+            print(banner(repository, host, port), file=sys.__stdout__ or sys.stdout, flush=True)
 
     return on_change

@@ -14,6 +14,7 @@ import pytest
 from serving.cli import COMMANDS, main
 from serving.commands.demo import _state_dir
 from serving.commands.isvc_table import format_table
+from serving.commands.isvc_wait import parse_timeout, verdict
 from serving.commands.resource_args import isvc_names
 from serving.errors import BadRequest
 from tests.support import REPO, wait_until
@@ -90,6 +91,36 @@ def test_an_unknown_service_is_a_404_naming_those_that_exist(up: Up, model_repo:
     wrong_method = httpx.get(server.url + "/v1/models/known:predict", timeout=30)  # through the router
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST", wrong_method.text
     cli(server, state, "delete", "known")
+
+
+def test_apply_wait_and_wait_say_ready_or_why_not(up: Up, model_repo: Path, tmp_path: Path) -> None:
+    server, state = up
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(isvc_yaml("waited", model_repo / "sklearn-iris"))
+    bad.write_text(isvc_yaml("doomed", tmp_path))  # a folder with no model file in it
+    done = cli(server, state, "apply", "-f", str(good), "--wait=60s")
+    created, ready = lines(done.stdout)
+    assert created == "inferenceservice/waited created"
+    assert ready.startswith("inferenceservice/waited ready: waited-") and ready.endswith(" 100%"), ready
+    assert cli(server, state, "wait", "isvc/waited", "--timeout", "10s").stdout.startswith("inferenceservice/waited ready")
+    failed = cli(server, state, "apply", "-f", str(bad), "--wait", check=False)
+    assert failed.returncode == 1 and failed.stdout == "inferenceservice/doomed created\n"
+    assert "error: inferenceservice/doomed: revision doomed-" in failed.stderr
+    assert "failed (ModelLoadFailed): " in failed.stderr and "holds no model file" in failed.stderr, failed.stderr
+    assert cli(server, state, "wait", "doomed", check=False).returncode == 1
+    cli(server, state, "delete", "isvc", "waited", "doomed")
+
+
+def test_wait_reads_the_status_as_kserve_writes_it() -> None:
+    assert parse_timeout("90") == 90 and parse_timeout("1m30s") == 90 and parse_timeout("2m") == 120
+    with pytest.raises(ValueError):
+        parse_timeout("soon")
+    loading = {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "conditions": [
+        {"type": "Ready", "status": "True"}], "components": {"predictor": {
+            "latestCreatedRevision": "r2", "latestReadyRevision": "r1"}}}}
+    assert verdict(loading)[0] == "waiting"  # the old revision serves; the new one is not ready yet
+    stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}
+    assert verdict(stale) == ("waiting", "status not updated yet")
 
 
 def test_an_unknown_resource_type_is_refused_by_name(up: Up) -> None:

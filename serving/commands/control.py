@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.commands import apply_outcome
+from serving.commands import apply_outcome, isvc_wait
 from serving.commands.isvc_table import format_table
 from serving.commands.resource_args import isvc_names
 from serving.control.backend import BACKENDS
@@ -29,8 +29,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-f", "--filename", action="append", required=True)
     p.add_argument("--backend", choices=list(BACKENDS), default="local",
                    help="local: the running `serving up`; kubernetes: the current kubeconfig context")
+    p.add_argument("--wait", nargs="?", const=isvc_wait.DEFAULT_TIMEOUT, metavar="TIMEOUT",
+                   help=f"then wait until each is ready (default timeout {isvc_wait.DEFAULT_TIMEOUT}); exit 1 "
+                   "with the reason if one fails")
     _common(p)
     p.set_defaults(func=apply)
+    p = subparsers.add_parser("wait", help="wait until an InferenceService is ready (exit 1 with the reason if not)")
+    p.add_argument("names", nargs="+", metavar="NAME", help="NAME, isvc NAME or isvc/NAME")
+    p.add_argument("--timeout", default=isvc_wait.DEFAULT_TIMEOUT, help="90s, 2m, 1m30s (default %(default)s)")
+    _common(p)
+    p.set_defaults(func=wait)
     p = subparsers.add_parser("get", help="list InferenceServices, or show one")
     p.add_argument("names", nargs="*", metavar="NAME", help="NAME, isvc NAME, isvc/NAME (kubectl's forms); none: all")
     p.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table",
@@ -76,7 +84,23 @@ def apply(args: argparse.Namespace) -> int:
         print(f"inferenceservice/{doc['metadata'].get('name')} {said}")
         for warning in applied.get(apply_outcome.key(doc), {}).get("warnings", []):
             print(f"  warning: {warning}")
-    return 0
+    if args.wait is None:
+        return 0
+    timeout_s = _timeout(args.wait)
+    return max(isvc_wait.wait_ready(client, name, namespace, timeout_s)
+               for namespace, name in (apply_outcome.key(doc) for doc in documents))
+
+
+def wait(args: argparse.Namespace) -> int:
+    timeout_s, client = _timeout(args.timeout), _client(args)
+    return max(isvc_wait.wait_ready(client, name, args.namespace, timeout_s) for name in isvc_names(args.names))
+
+
+def _timeout(text: str) -> float:
+    try:
+        return isvc_wait.parse_timeout(text)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 def get(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """The `serving get` table, shaped like `kubectl get isvc` for KServe, plus why a service is not ready.
 
 Columns: NAME URL READY PREV LATEST PREVROLLEDOUTREVISION LATESTREADYREVISION AGE REASON; `-o wide` adds
-MESSAGE (the Ready condition's message: what failed, in the server's words).
+MESSAGE (what failed, in the server's words).
 """
 
 from __future__ import annotations
@@ -35,16 +35,19 @@ def _row(item: dict[str, Any], wide: bool) -> list[str]:
         _reason(status, ready),
     ]
     if wide:
-        row.append(" ".join(str(ready.get("message", "")).split()) if ready.get("status") != "True" else "")
+        failure = status.get("modelStatus", {}).get("lastFailureInfo", {})
+        message = failure.get("message") or (ready.get("message", "") if ready.get("status") != "True" else "")
+        row.append(" ".join(str(message).split()))
     return row
 
 
 def _reason(status: dict[str, Any], ready: dict[str, Any]) -> str:
-    """A few words on why a service is not ready: the model's load failure first, else the condition's."""
-    if ready.get("status") == "True":
-        return ""
+    """A few words on what is wrong: the latest revision's load failure (also while an older revision still
+    serves, e.g. a failed canary), else why the service is not ready."""
     failure = status.get("modelStatus", {}).get("lastFailureInfo", {})
-    return str(failure.get("reason") or ready.get("reason") or "")
+    if failure:
+        return str(failure.get("reason") or "Failed")
+    return "" if ready.get("status") == "True" else str(ready.get("reason") or "")
 
 
 def age(timestamp: str | None) -> str:

@@ -113,3 +113,22 @@ async def test_canary_events_name_the_revision_that_answered(iris: Path, caplog:
         assert f["revision"] == revision_of[f["request_id"]]
         assert f["arm"] == ("canary" if f["revision"] == "iris-canary1" else "stable")
         assert f["isvc"] == "iris"
+
+
+async def test_router_with_its_own_sink_logs_as_component_router(iris: Path) -> None:
+    """`serving router --logger-url` (in-cluster, custom predictor images): the router logs, naming the arm's
+    revision in ce-endpoint and the InferenceService it resolved."""
+    with receiving() as (sink, receiver):
+        async with served(predictor(iris, "iris-stable1", None), "/v2/health/ready") as stable:
+            router = Router()
+            arm = Arm("iris-stable1", 100, "stable", "prev", (stable,))
+            router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}))
+            options = ObservabilityOptions(logger_url=sink)
+            async with served(observe_router(router, options)) as front, httpx.AsyncClient(base_url=front) as client:
+                answer = await client.post("/v1/models/iris:predict", content=V1)
+                await until(lambda: len(receiver.events) == 2, what="2 events")
+    assert answer.status_code == 200
+    for event in receiver.events:
+        assert (event["component"], event["endpoint"], event["inferenceservicename"], event["namespace"]) == (
+            "router", "iris-stable1", "iris", "default")
+        assert event["id"] == answer.headers["x-request-id"]

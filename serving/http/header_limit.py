@@ -4,8 +4,9 @@ httptools (unlike h11) has no header size limit: a client could stream megabytes
 would buffer all of it. This subclass answers `431 {"error": ...}` and closes the connection once the head
 of a request passes `config.h11_max_incomplete_event_size` (the setting uvicorn already uses for the same
 purpose with h11) — whether the head is still arriving or came complete in one chunk. uvicorn's plain-text
-400 for unparsable HTTP becomes `{"error": ...}` too. Selected with
-`uvicorn.run(..., http="serving.http.header_limit:HeaderLimitedProtocol")` so worker processes import it.
+400 for unparsable HTTP becomes `{"error": ...}` too. Every server of ours selects it by import string
+(`serving/http/launcher.py`), so worker processes import it. It subclasses uvicorn internals: pyproject pins
+uvicorn to the minor version these tests run against (test_limits, test_coalescing_transport, test_launcher).
 
 It also sends each response in one write: uvicorn writes the status line + headers and then the body as two
 `send()` calls, i.e. two segments and two wake-ups of the peer (the router's upstream connection, or the

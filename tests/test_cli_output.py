@@ -16,6 +16,7 @@ from serving.commands.demo import _state_dir
 from serving.commands.isvc_table import format_table
 from serving.commands.isvc_wait import parse_timeout, verdict
 from serving.commands.resource_args import isvc_names
+from serving.commands.up import restored_summary
 from serving.errors import BadRequest
 from tests.support import REPO, wait_until
 from tests.up_support import Server, cli, isvc_yaml, serving_up
@@ -176,3 +177,15 @@ def test_demo_state_is_temporary_unless_given(tmp_path: Path) -> None:
     assert not state.parent.exists()
     with _state_dir(tmp_path) as (state, hint):
         assert state == tmp_path and f"--state-dir {tmp_path}" in hint
+
+
+def test_up_says_its_state_dir_and_which_services_it_restored(model_repo: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    spec = tmp_path / "kept.yaml"
+    spec.write_text(isvc_yaml("kept", model_repo / "sklearn-iris"))
+    with serving_up(state) as first:
+        assert f"serving up: state in {state}; no InferenceServices to restore" in first.log()
+        cli(first, state, "apply", "-f", str(spec))
+    with serving_up(state) as again:
+        assert f"serving up: state in {state}; restored 1 InferenceService: kept" in again.log()
+    assert restored_summary([("ml", "b"), ("default", "a")]) == "restored 2 InferenceServices: a, ml/b"

@@ -54,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=main)
 
 
+def restored_summary(keys: list[tuple[str, str]]) -> str:
+    """`restored 2 InferenceServices: iris, ml/fraud` (namespace shown when not default): nothing comes back
+    from the state directory without the user reading which."""
+    if not keys:
+        return "no InferenceServices to restore"
+    names = ", ".join(name if namespace == "default" else f"{namespace}/{name}" for namespace, name in sorted(keys))
+    return f"restored {len(keys)} InferenceService{'s' if len(keys) != 1 else ''}: {names}"
+
+
 def storage_config(args: argparse.Namespace) -> StorageConfig:
     return StorageConfig(
         cache_dir=args.cache_dir or args.state_dir / "cache",
@@ -82,11 +91,12 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await control.start()
+        log.info("serving up: state in %s; %s", args.state_dir, restored_summary(list(control.services)))
         for doc in documents:
             await control.apply(parse(doc), doc)
         if grpc_front is not None:
             await grpc_front.start(args.host, args.grpc_port)
-        log.info("serving up: router on http://%s:%s, state in %s", args.host, args.port, args.state_dir)
+        log.info("serving up: router on http://%s:%s", args.host, args.port)
         try:
             yield
         finally:

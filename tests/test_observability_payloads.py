@@ -132,3 +132,25 @@ async def test_router_with_its_own_sink_logs_as_component_router(iris: Path) -> 
         assert (event["component"], event["endpoint"], event["inferenceservicename"], event["namespace"]) == (
             "router", "iris-stable1", "iris", "default")
         assert event["id"] == answer.headers["x-request-id"]
+
+
+async def test_binary_extension_bodies_are_logged_as_sent_with_their_json_length(iris: Path) -> None:
+    import numpy as np
+    import orjson
+
+    header = orjson.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                                       "parameters": {"binary_data_size": 32}}],
+                           "parameters": {"binary_data_output": True}})
+    body = header + np.array([[6.8, 2.8, 4.8, 1.4]]).tobytes()
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
+    with receiving() as (sink, receiver):
+        async with served(predictor(iris, "iris-r1", sink), "/v2/health/ready") as url, \
+                httpx.AsyncClient(base_url=url) as client:
+            answer = await client.post("/v2/models/iris/infer", content=body, headers=headers)
+            await until(lambda: len(receiver.events) == 2)
+    assert answer.status_code == 200
+    request, response = receiver.by_type("request")[0], receiver.by_type("response")[0]
+    assert request.data == body and request["datacontenttype"] == "application/octet-stream"
+    assert request["inferenceheaderlength"] == str(len(header))
+    assert response.data == answer.content
+    assert response["inferenceheaderlength"] == answer.headers["inference-header-content-length"]

@@ -26,6 +26,7 @@ Describe = Callable[[Scope, str, str], tuple[str, str, str, str]]
 _REVISION = b"x-serving-revision"
 _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
+_JSON_LENGTH = b"inference-header-content-length"
 _INFERENCE_PREFIXES = ("/v1/models/", "/v2/models/")
 
 
@@ -42,6 +43,8 @@ class _Exchange:
     bytes_out: int = 0
     request_type: bytes = b"application/json"
     response_type: bytes = b"application/json"
+    request_json_length: bytes = b""  # binary tensor extension: bytes of JSON before the raw tensors
+    response_json_length: bytes = b""
     revision: str = ""
     count_in: bool = True  # read the body's size from its chunks (no Content-Length, or capturing it)
     request_chunks: list[bytes] = field(default_factory=list)
@@ -97,7 +100,7 @@ class Observed:
 
     def _begin(self, scope: Scope) -> tuple[Scope, _Exchange]:
         """The request's id (put into its headers when new) and what to collect about it."""
-        client_id, content_type, length = None, b"application/json", -1
+        client_id, content_type, length, json_length = None, b"application/json", -1, b""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         for key, value in headers:
             if key == request_id.HEADER:
@@ -106,6 +109,8 @@ class Observed:
                 content_type = value
             elif key == _CONTENT_LENGTH:
                 length = int(value) if value.isdigit() else -1
+            elif key == _JSON_LENGTH:
+                json_length = value
         rid, own = request_id.choose(client_id)
         if not own:  # a copy of the scope with the new id: the router forwards it, the logs name it
             headers = [(k, v) for k, v in headers if k != request_id.HEADER]
@@ -116,7 +121,7 @@ class Observed:
         if payloads is not None and not payloads.full:  # a full queue would drop them: do not copy the bodies
             keep_request, keep_response = payloads.logs_requests, payloads.logs_responses
         ex = _Exchange(rid, time.monotonic(), keep_request, keep_response, request_type=content_type,
-                       bytes_in=max(length, 0), count_in=keep_request or length < 0)
+                       bytes_in=max(length, 0), count_in=keep_request or length < 0, request_json_length=json_length)
         if not self._uri_known:
             self._learn_uri(scope)
         return scope, ex
@@ -186,10 +191,12 @@ class Observed:
         now = time.time()
         if ex.keep_request:
             payloads.offer(InferenceEvent(ex.request_id, REQUEST_TYPE, b"".join(ex.request_chunks),
-                                          ex.request_type.decode("latin-1"), source, model, now))
+                                          ex.request_type.decode("latin-1"), source, model, now,
+                                          json_length=ex.request_json_length.decode("latin-1")))
         if ex.keep_response:
             payloads.offer(InferenceEvent(ex.request_id, RESPONSE_TYPE, b"".join(ex.response_chunks),
-                                          ex.response_type.decode("latin-1"), source, model, now, ex.status))
+                                          ex.response_type.decode("latin-1"), source, model, now, ex.status,
+                                          ex.response_json_length.decode("latin-1")))
 
     def _learn_uri(self, scope: Scope) -> None:
         server = scope.get("server")
@@ -208,6 +215,8 @@ def _tag_response(message: Message, rid_header: tuple[bytes, bytes], ex: _Exchan
             echoed = True
         elif key == _CONTENT_TYPE:
             ex.response_type = value
+        elif key == _JSON_LENGTH:
+            ex.response_json_length = value
         elif key == _REVISION:
             ex.revision = value.decode("latin-1")
     if not echoed:

@@ -2,7 +2,7 @@
 
 A request and its response share `ce-id` (the request id). Extensions follow KServe's agent:
 `inferenceservicename`, `namespace`, `component`, `endpoint` (here the revision that answered, so canary
-events name the canary revision), plus `modelid`. A response event also carries `statuscode`, because
+events name the canary revision), plus `modelid`, and `inferenceheaderlength` for a binary-extension body. A response event also carries `statuscode`, because
 failed inferences are logged too (KServe logs only successes).
 """
 
@@ -43,6 +43,7 @@ class InferenceEvent:
     model_id: str
     time_s: float  # time.time() when captured; formatted only when sent
     status: int | None = None  # responses only
+    json_length: str = ""  # binary tensor extension: the body's `inference-header-content-length`
 
     def attributes(self) -> dict[str, str]:
         """Context attributes and extensions, by their CloudEvents names."""
@@ -54,6 +55,8 @@ class InferenceEvent:
         }
         if self.status is not None:
             attrs["statuscode"] = str(self.status)
+        if self.json_length:  # what a receiver needs to split JSON from raw tensor bytes
+            attrs["inferenceheaderlength"] = self.json_length
         return attrs
 
     def binary_headers(self) -> dict[str, str]:

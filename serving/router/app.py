@@ -17,8 +17,10 @@ import serving
 from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError, existing_names
 from serving.http.body import receive_body
 from serving.http.errors import send_error
+from serving.router.activator import Activator
 from serving.router.auth import KeyRing
 from serving.router.balancer import Balancer
+from serving.router.load import RevisionLoad
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, Upstreams
 
@@ -39,6 +41,8 @@ class Router:
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
         self.balancer = Balancer()
+        self.load = RevisionLoad()  # per-revision in-flight/started counts: what the autoscaler observes
+        self.activator = Activator(self.load)  # holds requests for a revision scaled to zero
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
         self._table = RouteTable()
         self._hosts: dict[str, ServiceRoute] = {}
@@ -51,6 +55,7 @@ class Router:
         """Swap the whole table at once; requests in flight keep the arm they already picked."""
         self._table, self._hosts = table, table.by_host()
         self.balancer.retain(table)
+        self.activator.table_changed(table)
 
     async def drain(self, endpoints: Sequence[str]) -> None:
         """Return once no request is in flight to these endpoints (the control plane calls this)."""
@@ -58,6 +63,7 @@ class Router:
 
     def forget(self, isvc: str, namespace: str, revision: str) -> None:
         """Drop the metric series of a retired revision."""
+        self.load.forget(namespace, revision)
         if self.metrics is not None:
             self.metrics.forget_revision(isvc, namespace, revision)
 
@@ -120,6 +126,8 @@ class Router:
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
         arm = self._choose(route, _header(headers, TAG_HEADER))
+        if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503
+            arm = await self.activator.hold(route, arm)
         qs = scope.get("query_string", b"")
         target = path + ("?" + qs.decode("latin-1") if qs else "")
         started = time.monotonic()
@@ -143,6 +151,7 @@ class Router:
                 self.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started)
 
     def _observe_in_flight(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
+        (self.load.begin if delta > 0 else self.load.end)(route.namespace, arm.revision)
         if self.metrics is not None:
             self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, delta)
 

@@ -11,7 +11,8 @@ class Balancer:
         self._current: dict[tuple[str, str], dict[str, int]] = {}
 
     def choose(self, route: ServiceRoute) -> Arm | None:
-        arms = [a for a in route.arms if a.percent > 0 and a.endpoints]
+        # With the activator on (minReplicas 0), an arm scaled to zero still gets its share: the request is held.
+        arms = [a for a in route.arms if a.percent > 0 and (a.endpoints or route.activator)]
         if not arms:
             return None
         if len(arms) == 1:

@@ -1,0 +1,94 @@
+"""Scale from zero without dropping a request: Knative's activator, inside the router.
+
+A request for a revision with no ready replica (its service allows `minReplicas: 0`) is held here: the control
+plane hears about the demand (`on_demand`, wired by whoever assembles the router — the router imports nothing
+of the control plane), starts a replica, publishes a route table with its endpoint, and the held request goes
+on at once. Past `timeout_s`, or when `max_queue` requests already wait for that revision: 503 + Retry-After.
+Held requests count as load (`RevisionLoad.held`), so the autoscaler sees them as concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from serving.autoscale.metrics import ScalingMetrics
+from serving.errors import ServiceUnavailable
+from serving.router.load import RevisionLoad
+from serving.router.table import Arm, RouteTable, ServiceRoute
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_QUEUE = 1000
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+class Activator:
+    def __init__(
+        self, load: RevisionLoad, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_queue: int = DEFAULT_MAX_QUEUE,
+        metrics: ScalingMetrics | None = None,
+    ) -> None:
+        self.load = load
+        self.timeout_s = timeout_s
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self.on_demand: Callable[[str, str], None] | None = None  # (namespace, revision): please start one
+        self._table = RouteTable()
+        self._changed: asyncio.Event | None = None
+
+    def table_changed(self, table: RouteTable) -> None:
+        """The router swapped its table: held requests look again for an endpoint."""
+        self._table = table
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def hold(self, route: ServiceRoute, arm: Arm) -> Arm:
+        """Wait until `arm`'s revision has a ready endpoint; the arm to send to, or 503 with Retry-After."""
+        key = (route.namespace, arm.revision)
+        if self.load.held.get(key, 0) >= self.max_queue:
+            raise ServiceUnavailable(f"revision {arm.revision} is scaling up from zero and {self.max_queue} requests "
+                                     "already wait for it", headers=RETRY_AFTER)
+        started = time.monotonic()
+        self._count(route, arm, +1)
+        try:
+            return await self._wait(route, arm, started + self.timeout_s)
+        finally:
+            self._count(route, arm, -1)
+            if self.metrics is not None:
+                self.metrics.wait.labels(route.name, arm.revision).observe(time.monotonic() - started)
+
+    async def _wait(self, route: ServiceRoute, arm: Arm, deadline: float) -> Arm:
+        if self.on_demand is not None:
+            self.on_demand(route.namespace, arm.revision)
+        while True:
+            fresh = self._ready_arm(route, arm.revision)
+            if fresh is not None:
+                return fresh
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ServiceUnavailable(f"revision {arm.revision} did not become ready within {self.timeout_s:g}s "
+                                         "(scaling up from zero)", headers=RETRY_AFTER)
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def _ready_arm(self, route: ServiceRoute, revision: str) -> Arm | None:
+        """The revision's arm once it has endpoints; if a rollout moved traffic off it, any ready arm."""
+        current = self._table.services.get((route.namespace, route.name))
+        if current is None:
+            return None
+        same = [a for a in current.arms if a.revision == revision]
+        if same:
+            return same[0] if same[0].endpoints else None
+        return next((a for a in current.arms if a.percent > 0 and a.endpoints), None)
+
+    def _count(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
+        key = (route.namespace, arm.revision)
+        depth = self.load.held.get(key, 0) + delta
+        self.load.held[key] = depth
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(route.name, arm.revision).set(depth)

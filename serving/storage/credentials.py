@@ -141,8 +141,12 @@ def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str
         raise StorageError(f"az://{location.path}: no storage account: use https://ACCOUNT.blob.core.windows.net/"
                            "CONTAINER/PATH or set AZURE_STORAGE_ACCOUNT_NAME")
     options: dict[str, Any] = {"account_name": account}
-    if env.get("AZURE_STORAGE_BLOB_ENDPOINT"):
-        options["account_host"] = urlsplit(env["AZURE_STORAGE_BLOB_ENDPOINT"]).netloc
+    endpoint = env.get("AZURE_STORAGE_BLOB_ENDPOINT")  # a private endpoint or an emulator (http allowed)
+    if endpoint and env.get("AZURE_STORAGE_ACCESS_KEY"):
+        return {"connection_string": f"AccountName={account};AccountKey={env['AZURE_STORAGE_ACCESS_KEY']};"
+                                     f"BlobEndpoint={endpoint};"}
+    if endpoint:
+        options["account_host"] = urlsplit(endpoint).netloc
     if env.get("AZURE_STORAGE_ACCESS_KEY"):
         return {**options, "account_key": env["AZURE_STORAGE_ACCESS_KEY"]}
     if env.get("AZURE_STORAGE_SAS_TOKEN"):

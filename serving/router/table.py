@@ -38,10 +38,14 @@ class ServiceRoute:
     arms: tuple[Arm, ...]  # arms with percent > 0 first; 0 % arms stay reachable by tag or revision name
     host: str = ""  # "<name>.<namespace>.<domain>"
     timeout_s: float = 60.0  # the spec's `timeout`: the router answers 504 after it
+    activator: bool = False  # minReplicas 0: requests for an arm without endpoints wait for one (not 503)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "namespace": self.namespace, "host": self.host, "timeoutSeconds": self.timeout_s,
-                "arms": [a.to_json() for a in self.arms]}
+        data: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "host": self.host,
+                                "timeoutSeconds": self.timeout_s, "arms": [a.to_json() for a in self.arms]}
+        if self.activator:
+            data["activator"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServiceRoute:
@@ -49,7 +53,8 @@ class ServiceRoute:
             Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"]),
                 tuple(a.get("grpcEndpoints", ()))) for a in data["arms"]
         )
-        return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)))
+        return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)),
+                   activator=bool(data.get("activator", False)))
 
 
 @dataclass(frozen=True, slots=True)

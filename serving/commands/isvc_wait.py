@@ -38,7 +38,7 @@ def verdict(item: dict[str, Any]) -> tuple[str, str]:
     failure = status.get("modelStatus", {}).get("lastFailureInfo")
     if failure:
         return "failed", f"revision {latest} failed ({failure.get('reason', 'Failed')}): {failure.get('message', '')}"
-    ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
     if ready.get("status") == "True" and predictor.get("latestReadyRevision") == latest:
         split = ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))
         return "ready", f"ready: {split}"

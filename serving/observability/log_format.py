@@ -2,7 +2,7 @@
 
 JSON lines carry time, level, logger and message, plus the fields a record was given under `extra={"fields":
 {...}}` (the access log puts its request id, isvc, revision, status... there), and the request id of the
-request being served when there is one.
+request being served when there is one (text lines end with it).
 """
 
 from __future__ import annotations
@@ -38,6 +38,18 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc).decode("utf-8")
 
 
+class TextFormatter(logging.Formatter):
+    """The classic line, plus the id of the request being served (access lines already name it)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = request_id.current.get()
+        return f"{line} [request_id={rid}]" if rid and record.name != "serving.access" else line
+
+
 def default_format() -> str:
     return "text" if sys.stderr.isatty() else "json"
 
@@ -48,7 +60,7 @@ def configure(log_format: str | None, level: int = logging.INFO) -> None:
     if chosen not in FORMATS:
         raise ValueError(f"log format must be json or text, not {chosen!r}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     root = logging.getLogger()
     root.setLevel(level)
     if any(not _is_console(h) for h in root.handlers):

@@ -1,0 +1,42 @@
+"""Log lines: JSON or text, each naming the request being served; access lines carry their fields."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from serving.observability import request_id
+from serving.observability.access_log import AccessLog, AccessRecord
+from serving.observability.log_format import JsonFormatter, TextFormatter
+
+
+def record(name: str, message: str, **extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord(name, logging.WARNING, __file__, 1, message, None, None)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_json_and_text_lines_name_the_request_being_served() -> None:
+    token = request_id.current.set("rid-7")
+    try:
+        doc = orjson.loads(JsonFormatter().format(record("serving.http", "model failure")))
+        text = TextFormatter().format(record("serving.http", "model failure"))
+    finally:
+        request_id.current.reset(token)
+    assert doc["request_id"] == "rid-7" and doc["level"] == "warning" and doc["message"] == "model failure"
+    assert doc["time"].endswith("Z") and text.endswith("model failure [request_id=rid-7]")
+    assert "request_id" not in orjson.loads(JsonFormatter().format(record("x", "outside a request")))
+
+
+def test_access_lines_sample_successes_and_keep_every_error(caplog) -> None:  # noqa: ANN001
+    caplog.set_level(logging.INFO, logger="serving.access")
+    sampled = AccessLog(0.0)
+    for status in (200, 200, 404, 503):
+        if sampled.wants(status):
+            sampled.write(AccessRecord("r", "POST", "/v1/models/m:predict", status, 0.002, 10, 20, "m", "m-1", "", "predictor"))
+    fields = [r.fields for r in caplog.records]
+    assert [f["status"] for f in fields] == [404, 503]
+    doc = orjson.loads(JsonFormatter().format(caplog.records[0]))
+    assert doc["latency_ms"] == 2.0 and doc["bytes_in"] == 10 and doc["isvc"] == "m" and doc["revision"] == "m-1"
+    assert AccessLog(1.0).wants(200) and not AccessLog(0.0).wants(204)

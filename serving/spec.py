@@ -20,8 +20,8 @@ from serving.spec_suggest import did_you_mean
 API_VERSIONS = ("serving.kserve.io/v1beta1", "serving.dev/v1beta1")
 OUR_GROUP = "serving.dev"
 SUPPORTED_FORMATS = ("sklearn", "xgboost", "onnx")
-KSERVE_ONLY_SCHEMES = frozenset({"gs", "s3", "hdfs", "webhdfs", "azure", "oci", "hf"})  # accepted; not fetched here
-KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc"}) | KSERVE_ONLY_SCHEMES
+KSERVE_ONLY_SCHEMES = frozenset({"hdfs", "webhdfs", "azure", "oci", "hf"})  # accepted; not fetched here
+KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc", "s3", "gs", "az"}) | KSERVE_ONLY_SCHEMES
 UNSUPPORTED_FORMATS = ("tensorflow", "pytorch", "triton", "lightgbm", "paddle", "pmml", "huggingface")
 KUBERNETES_ONLY = (
     "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets",
@@ -79,7 +79,7 @@ class FrameworkSpec(Strict):
             raise ValueError(f"{uri!r} is not a storage URI (empty, or contains control characters)")
         scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
         if scheme and scheme not in KNOWN_SCHEMES:
-            raise ValueError(f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc:// "
+            raise ValueError(f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc://, s3://, gs://, az:// "
                              f"(or KServe's {', '.join(s + '://' for s in sorted(KSERVE_ONLY_SCHEMES))})")
         return uri
     protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None

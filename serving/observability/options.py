@@ -42,7 +42,7 @@ class ObservabilityOptions:
         return asdict(self)
 
 
-SERVER_COMMANDS = ("serve", "transform", "router", "up", "demo")  # processes that answer requests
+SERVER_COMMANDS = ("serve", "transform", "router", "up")  # processes that answer requests
 COMPONENT_COMMANDS = ("serve", "transform")  # processes a revision is made of
 
 

@@ -189,3 +189,10 @@ def test_up_says_its_state_dir_and_which_services_it_restored(model_repo: Path, 
     with serving_up(state) as again:
         assert f"serving up: state in {state}; restored 1 InferenceService: kept" in again.log()
     assert restored_summary([("ml", "b"), ("default", "a")]) == "restored 2 InferenceServices: a, ml/b"
+
+
+def test_storage_pull_counts_in_words(model_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["storage", "pull", str(model_repo / "sklearn-iris"), str(tmp_path / "one")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"pulled {model_repo / 'sklearn-iris'} into {tmp_path / 'one'} (1 file, "), out
+    assert out.endswith(" bytes)\n")

@@ -47,7 +47,7 @@ def config_from_args(args: argparse.Namespace) -> StorageConfig:
 
 def main_pull(args: argparse.Namespace) -> int:
     files, size = pull(args.uri, args.dest, config_from_args(args))
-    print(f"pulled {redact(args.uri)} into {args.dest} ({files} files, {size} bytes)")
+    print(f"pulled {redact(args.uri)} into {args.dest} ({files} file{'' if files == 1 else 's'}, {size} bytes)")
     return 0
 
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from serving.autoscale.knobs import AutoscaleSpecError, knobs_from, unknown_annotations
 from serving.errors import BadRequest
 from serving.spec_suggest import did_you_mean
 
@@ -136,6 +137,7 @@ class ComponentSpec(Strict):
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
     canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
     container_concurrency: int | None = Field(default=None, ge=0)
+    auto_scaling: dict[str, Any] | None = None  # KServe's `autoScaling: {metrics: [...]}`; checked by autoscale.knobs
     timeout: int | None = Field(default=None, ge=1, description="seconds")
     batcher: Batcher | None = None
     logger: Logger | None = None
@@ -237,7 +239,7 @@ class InferenceService(Strict):
         """Fields that are safe to ignore on this machine, said out loud (see serving/spec_effects.py)."""
         from serving.spec_effects import no_local_effect  # the table imports this module
 
-        out = no_local_effect(self)
+        out = no_local_effect(self) + unknown_annotations(self.metadata.annotations)
         for component, spec in (("predictor", self.spec.predictor), ("transformer", self.spec.transformer)):
             if spec is None:
                 continue
@@ -283,6 +285,19 @@ def parse(document: dict[str, Any]) -> InferenceService:
                 message = "unknown field (not supported)" + did_you_mean(InferenceService, err["loc"])
             problems.append(f"{_path(err['loc'])}: {message}")
         raise SpecError("; ".join(problems)) from exc
+    _check_scaling(isvc)
+    return isvc
+
+
+def _check_scaling(isvc: InferenceService) -> None:
+    """Autoscaling knobs (fields and `autoscaling.knative.dev/*` annotations) parse, or the apply is refused."""
+    for component, spec in (("predictor", isvc.spec.predictor), ("transformer", isvc.spec.transformer)):
+        if spec is None:
+            continue
+        try:
+            knobs_from(spec, isvc.metadata.annotations, f"spec.{component}")
+        except AutoscaleSpecError as exc:
+            raise SpecError(exc.message) from exc
 
 
 def _reject_unsupported_components(document: dict[str, Any]) -> None:

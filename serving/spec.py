@@ -276,7 +276,7 @@ def parse(document: dict[str, Any]) -> InferenceService:
         raise SpecError("an InferenceService document must be a mapping")
     _reject_unsupported_components(document)
     try:
-        return InferenceService.model_validate(document)
+        isvc = InferenceService.model_validate(document)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

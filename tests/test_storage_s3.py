@@ -236,3 +236,40 @@ def test_serving_up_serves_an_s3_model_and_reports_a_wrong_key(s3: S3, tmp_path:
 
         wait_until(failure, 30)
         assert "s3://models/iris: access denied (403)" in failure() and "not-the-secret" not in failure()
+
+
+def test_kubernetes_storage_initializer_gets_kserve_secret_env() -> None:
+    """On Kubernetes the service account's Secrets become the initializer's env as KServe renders them
+    (pure rendering, checked against the official Deployment schema; no API server involved)."""
+    import kubernetes_validate
+
+    from serving.control.k8s_render import RenderSettings, deployment
+    from serving.revision import Revision
+    from serving.spec import parse
+
+    secret = {"metadata": {"name": "s3creds", "annotations": {
+        "serving.kserve.io/s3-endpoint": "minio.data:9000", "serving.kserve.io/s3-usehttps": "0",
+        "serving.kserve.io/s3-region": "eu-west-1", "serving.kserve.io/s3-verifyssl": "0",
+        "serving.kserve.io/s3-useanoncredential": "false"}},
+        "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}}
+    gcs_secret = {"metadata": {"name": "gcs"}, "data": {"gcloud-application-credentials.json": "e30="}}
+    isvc = parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                  "metadata": {"name": "iris", "namespace": "ml"},
+                  "spec": {"predictor": {"serviceAccountName": "models-sa",
+                                         "sklearn": {"storageUri": "s3://models/iris"}}}})
+    settings = RenderSettings(service_account_secrets={"models-sa": [secret, gcs_secret]})
+    rendered = deployment(Revision.from_spec(isvc), "predictor", 1, settings)
+    (init,) = rendered["spec"]["template"]["spec"]["initContainers"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in init["env"]}
+    assert env == {
+        "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "s3creds", "key": "AWS_ACCESS_KEY_ID"}},
+        "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY"}},
+        "S3_ENDPOINT": "minio.data:9000", "AWS_ENDPOINT_URL": "http://minio.data:9000", "S3_USE_HTTPS": "0",
+        "S3_VERIFY_SSL": "0", "awsAnonymousCredential": "false", "AWS_DEFAULT_REGION": "eu-west-1",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/var/secrets/gcloud-application-credentials.json",
+    }
+    assert {"name": "gcs-gcs", "mountPath": "/var/secrets", "readOnly": True} in init["volumeMounts"]
+    assert init["args"][:3] == ["storage", "pull", "s3://models/iris"]
+    kubernetes_validate.validate(rendered, "1.30", strict=True)
+    other = deployment(Revision.from_spec(isvc), "predictor", 1, RenderSettings())
+    assert other["spec"]["template"]["spec"]["initContainers"][0]["env"] == []

@@ -14,6 +14,7 @@ from typing import Any
 from serving.control.process_args import component_env, is_our_transformer, predictor_args, transformer_args
 from serving.revision import Revision
 from serving.spec import ComponentSpec, EnvVar, InferenceService, Resources
+from serving.storage.kserve_secrets import credentials_from_secrets
 
 GROUP_PREFIX = "serving.dev"
 MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, too
@@ -34,6 +35,8 @@ class RenderSettings:
     cluster_domain: str = "cluster.local"
     default_resources: dict[str, Any] = field(default_factory=lambda: {
         "requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}})
+    # service account name -> its Secrets (read by the caller): KServe's storage credentials for the initializer
+    service_account_secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def object_name(revision: Revision, component: str) -> str:
@@ -116,8 +119,12 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict[st
         volumes.append({"name": "pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": "pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
         args += ["--pvc-root", PVC_ROOT]
+    account = revision.predictor.service_account_name or "default"
+    credentials = credentials_from_secrets(settings.service_account_secrets.get(account, ()))
+    volumes += credentials.volumes
     init = {"name": "storage-initializer", "image": settings.image, "imagePullPolicy": settings.image_pull_policy,
-            "command": ["serving"], "args": args, "volumeMounts": mounts, "securityContext": _SECURITY,
+            "command": ["serving"], "args": args, "volumeMounts": mounts + credentials.mounts,
+            "env": credentials.env + _env(component_env(revision.predictor)), "securityContext": _SECURITY,
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}}
     main_mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
     return [init], volumes, main_mounts

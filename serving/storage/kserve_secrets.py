@@ -1,0 +1,78 @@
+"""KServe's storage credentials on Kubernetes: the Secrets attached to a predictor's service account become the
+storage-initializer's env (and, for GCS, a mounted key file), exactly as KServe's credential builder does.
+
+S3: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from the Secret (keys of those names, or KServe's older
+`awsAccessKeyID` / `awsSecretAccessKey`) plus the `serving.kserve.io/s3-*` annotations: `s3-endpoint` ->
+`S3_ENDPOINT` and `AWS_ENDPOINT_URL` (https:// unless `s3-usehttps: "0"`), `s3-usehttps` -> `S3_USE_HTTPS`,
+`s3-verifyssl` -> `S3_VERIFY_SSL`, `s3-region` -> `AWS_DEFAULT_REGION`, `s3-useanoncredential` ->
+`awsAnonymousCredential`, `s3-cabundle` -> `AWS_CA_BUNDLE`, `s3-usevirtualbucket` -> `S3_USER_VIRTUAL_BUCKET`.
+GCS: a `gcloud-application-credentials.json` key, mounted read-only; `GOOGLE_APPLICATION_CREDENTIALS` names it.
+Azure: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_SUBSCRIPTION_ID`,
+`AZURE_STORAGE_ACCESS_KEY` (and a connection string) from the Secret. Pure: no API calls here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ANNOTATION = "serving.kserve.io/"
+S3_ANNOTATIONS = (  # annotation suffix -> env name, in KServe's order
+    ("s3-usehttps", "S3_USE_HTTPS"), ("s3-verifyssl", "S3_VERIFY_SSL"),
+    ("s3-useanoncredential", "awsAnonymousCredential"), ("s3-region", "AWS_DEFAULT_REGION"),
+    ("s3-usevirtualbucket", "S3_USER_VIRTUAL_BUCKET"), ("s3-cabundle", "AWS_CA_BUNDLE"),
+)
+S3_KEYS = (("AWS_ACCESS_KEY_ID", ("AWS_ACCESS_KEY_ID", "awsAccessKeyID")),
+           ("AWS_SECRET_ACCESS_KEY", ("AWS_SECRET_ACCESS_KEY", "awsSecretAccessKey")))
+AZURE_KEYS = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID",
+              "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING")
+GCS_KEY_FILE = "gcloud-application-credentials.json"
+GCS_MOUNT = "/var/secrets"
+
+
+@dataclass
+class StorageCredentials:
+    env: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def credentials_from_secrets(secrets: Iterable[Mapping[str, Any]]) -> StorageCredentials:
+    """The storage-initializer's env, volumes and mounts for the Secrets of one service account."""
+    out = StorageCredentials()
+    for secret in secrets:
+        name = secret.get("metadata", {}).get("name", "")
+        keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+        annotations = secret.get("metadata", {}).get("annotations") or {}
+        out.env += _s3_env(name, keys, annotations)
+        out.env += [_from_secret(env, name, env) for env in AZURE_KEYS if env in keys]
+        if GCS_KEY_FILE in keys:
+            volume = f"gcs-{name}"[:63]
+            out.volumes.append({"name": volume, "secret": {"secretName": name}})
+            out.mounts.append({"name": volume, "mountPath": GCS_MOUNT, "readOnly": True})
+            out.env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_MOUNT}/{GCS_KEY_FILE}"})
+    return out
+
+
+def _from_secret(env: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _s3_env(name: str, keys: set[str], annotations: Mapping[str, str]) -> list[dict[str, Any]]:
+    env = []
+    for env_name, candidates in S3_KEYS:
+        key = next((k for k in candidates if k in keys), None)
+        if key is not None:
+            env.append(_from_secret(env_name, name, key))
+    if not env and not any(k.startswith(ANNOTATION + "s3-") for k in annotations):
+        return []
+    endpoint = annotations.get(ANNOTATION + "s3-endpoint")
+    if endpoint:
+        scheme = "http://" if annotations.get(ANNOTATION + "s3-usehttps") == "0" else "https://"
+        env += [{"name": "S3_ENDPOINT", "value": endpoint}, {"name": "AWS_ENDPOINT_URL", "value": scheme + endpoint}]
+    for suffix, env_name in S3_ANNOTATIONS:
+        value = annotations.get(ANNOTATION + suffix)
+        if value is not None and value != "":
+            env.append({"name": env_name, "value": str(value)})
+    return env

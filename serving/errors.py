@@ -129,6 +129,10 @@ _SERVER_PATH = re.compile(r"(?<![\w:/])/(?:[\w.+@~-]+/)+([\w.+@~-]+)")
 def public_text(exc: BaseException) -> str:
     """`Type: message` fit for a client: no native stack trace, no log prefix, no server filesystem path
     (a path keeps only its last part). Library messages are written for the server's operator, not callers."""
-    text = _NATIVE_TRACE.sub("", str(exc))
-    text = _SERVER_PATH.sub(r"\1", _LOG_PREFIX.sub("", text)).strip()
+    text = scrubbed(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def scrubbed(text: str) -> str:
+    """`text` without a native stack trace, a log prefix or the directories of a server path."""
+    return _SERVER_PATH.sub(r"\1", _LOG_PREFIX.sub("", _NATIVE_TRACE.sub("", text))).strip()

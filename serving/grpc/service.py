@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -24,7 +24,9 @@ from serving.grpc.tensor_codec import ProtobufInfer
 from serving.http.v2_routes import EXTENSIONS, model_metadata
 
 log = logging.getLogger("serving.grpc")
-Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Method = Callable[[Any, Context], Awaitable[Any]]
 
 
 class InferenceService:
@@ -33,25 +35,26 @@ class InferenceService:
         self.repository = dataplane.repository
         self.server_name = server_name
 
-    async def server_live(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def server_live(self, request: Any, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
 
-    async def server_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def server_ready(self, request: Any, context: Context) -> Any:
         return pb.ServerReadyResponse(ready=self.repository.all_ready())
 
-    async def model_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def model_ready(self, request: Any, context: Context) -> Any:
         return pb.ModelReadyResponse(ready=self.repository.get(request.name, request.version or None).ready)
 
-    async def server_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def server_metadata(self, request: Any, context: Context) -> Any:
         return pb.ServerMetadataResponse(name=self.server_name, version=serving.__version__, extensions=EXTENSIONS)
 
-    async def model_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def model_metadata(self, request: Any, context: Context) -> Any:
         doc = model_metadata(self.repository.ready_model(request.name, request.version or None))
         return pb.ModelMetadataResponse(**doc)
 
-    async def model_infer(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+    async def model_infer(self, codec: ProtobufInfer, context: Context) -> bytes:
         """The same DataPlane.infer as REST; the client's deadline bounds the work (DEADLINE_EXCEEDED)."""
-        infer = self.dataplane.infer(request.model_name, request.model_version or None, b"", {}, ProtobufInfer(request))
+        request = codec.message
+        infer = self.dataplane.infer(request.model_name, request.model_version or None, b"", {}, codec)
         remaining = context.time_remaining()
         if remaining is None:
             body, _ = await infer
@@ -64,7 +67,7 @@ class InferenceService:
                                 f"model {request.model_name!r} did not answer within the client's deadline")
         return body
 
-    async def repository_index(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def repository_index(self, request: Any, context: Context) -> Any:
         index = pb.RepositoryIndexResponse()
         for model in self.repository.models():
             if model.ready or not request.ready:
@@ -72,17 +75,17 @@ class InferenceService:
                                  reason=model.reason)
         return index
 
-    async def repository_model_load(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def repository_model_load(self, request: Any, context: Context) -> Any:
         model = await self.repository.load(request.model_name)
         if not model.ready:
             raise ModelFailure(model.reason or f"failed to load model {model.name!r}")
         return pb.RepositoryModelLoadResponse()
 
-    async def repository_model_unload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def repository_model_unload(self, request: Any, context: Context) -> Any:
         await self.repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
-    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+    def handlers(self) -> dict[str, Handler]:
         """RPC name -> handler; all take raw bytes (see the module docstring)."""
         return {
             "ServerLive": unary(self.server_live, pb.ServerLiveRequest),
@@ -90,21 +93,23 @@ class InferenceService:
             "ModelReady": unary(self.model_ready, pb.ModelReadyRequest),
             "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest),
             "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest),
-            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, serialize=False),
+            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, ProtobufInfer.parse, serialize=False),
             "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest),
             "RepositoryModelLoad": unary(self.repository_model_load, pb.RepositoryModelLoadRequest),
             "RepositoryModelUnload": unary(self.repository_model_unload, pb.RepositoryModelUnloadRequest),
         }
 
 
-def unary(method: Method, request_class: Any, serialize: bool = True) -> grpc.RpcMethodHandler:
+def unary(method: Method, request_class: Any, parse: Callable[[bytes], Any] | None = None,
+          serialize: bool = True) -> Handler:
     """Parse the bytes, run `method`, and turn every failure into a status code with a clear message."""
     kind = request_class.DESCRIPTOR.name
+    parse = parse or request_class.FromString
 
-    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+    async def call(raw: bytes, context: Context) -> Any:
         try:
-            request = request_class.FromString(raw)
-        except DecodeError:
+            request = parse(raw)
+        except (DecodeError, ValueError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {kind} message")
         try:
             return await method(request, context)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import BadRequest
-from serving.grpc import messages
+from serving.grpc import messages, wire
 from serving.protocol import binary
 from serving.protocol.dtypes import WIRE_DTYPES, numpy_dtype, v2_datatype
 from serving.settings import Limits
@@ -32,24 +32,35 @@ _ALL_FIELDS = sorted(set(CONTENTS_FIELD.values()))
 _WIDE = {"int_contents": np.dtype(np.int64), "uint_contents": np.dtype(np.uint64)}  # range-checked, then narrowed
 
 
+RAW_INPUT_CONTENTS, RAW_OUTPUT_CONTENTS = 7, 6  # field numbers in ModelInferRequest / ModelInferResponse
+
+
 @dataclass(slots=True)
 class ProtobufInfer:
-    """A `Codec` bound to one parsed ModelInferRequest (the transport parsed it to learn the model's name)."""
+    """A `Codec` bound to one parsed ModelInferRequest (the transport parsed it to learn the model's name);
+    `raw_inputs` are views of the received bytes, split off before parsing (see `wire`)."""
 
     message: Any
+    raw_inputs: list[memoryview] | None = None
     protocol: str = "grpc"
 
+    @classmethod
+    def parse(cls, body: bytes) -> ProtobufInfer:
+        """Raises ValueError or protobuf's DecodeError for bytes that are not a ModelInferRequest."""
+        rest, raw = wire.split_bytes_field(body, RAW_INPUT_CONTENTS)
+        return cls(messages.ModelInferRequest.FromString(rest), raw)
+
     def decode(self, body: bytes, headers: object, limits: Limits) -> InferRequest:
-        return decode_request(self.message, limits)
+        return decode_request(self.message, limits, self.raw_inputs)
 
     def encode(self, response: InferResponse, request: InferRequest) -> tuple[bytes, dict[str, str]]:
-        return encode_response(response, request).SerializeToString(), {}
+        return encode_response(response, request), {}
 
 
-def decode_request(message: Any, limits: Limits) -> InferRequest:
+def decode_request(message: Any, limits: Limits, raw_inputs: list[memoryview] | None = None) -> InferRequest:
     if not message.inputs:
         raise BadRequest("ModelInferRequest.inputs must hold at least one tensor")
-    raw = message.raw_input_contents
+    raw: Any = raw_inputs or message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
         raise BadRequest(
             f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; send one per input"
@@ -73,7 +84,7 @@ def decode_request(message: Any, limits: Limits) -> InferRequest:
     )
 
 
-def _decode_input(tensor: Any, raw: bytes | None, index: int, limits: Limits) -> np.ndarray:
+def _decode_input(tensor: Any, raw: bytes | memoryview | None, index: int, limits: Limits) -> np.ndarray:
     name, datatype = tensor.name, tensor.datatype
     numpy_dtype(datatype)  # unknown datatype: 400 naming the known ones
     shape = tuple(tensor.shape)
@@ -91,14 +102,15 @@ def _decode_input(tensor: Any, raw: bytes | None, index: int, limits: Limits) ->
     return _from_contents(tensor.contents, name, datatype, shape, count)
 
 
-def _from_raw(raw: bytes, name: str, datatype: str, shape: tuple[int, ...], count: int, index: int) -> np.ndarray:
+def _from_raw(raw: bytes | memoryview, name: str, datatype: str, shape: tuple[int, ...], count: int, index: int) -> np.ndarray:
     if datatype == "BYTES":
         return binary.decode_bytes(memoryview(raw), name, count).reshape(shape)
+    size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
     dtype = WIRE_DTYPES[datatype]
-    if len(raw) != count * dtype.itemsize:
+    if size != count * dtype.itemsize:
         raise BadRequest(
             f"input {name!r}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
-            f"raw_input_contents[{index}] has {len(raw)}"
+            f"raw_input_contents[{index}] has {size}"
         )
     array = np.frombuffer(raw, dtype=dtype).reshape(shape)
     if datatype == "BOOL" and array.size and array.view(np.uint8).max() > 1:
@@ -158,21 +170,30 @@ def encode_parameters(target: Any, values: dict[str, Any]) -> None:
             param.string_param = str(value)
 
 
-def encode_response(response: InferResponse, request: InferRequest) -> Any:
-    """A ModelInferResponse; raw outputs for raw requests, when asked, or when a datatype has no typed field."""
+def encode_response(response: InferResponse, request: InferRequest) -> bytes:
+    """A serialised ModelInferResponse; raw outputs for raw requests, when asked, or when a datatype has no
+    typed field (appended after the small fields, so the tensors are copied once, into the answer)."""
     message = messages.ModelInferResponse(model_name=response.model_name, id=response.id or "")
     if response.model_version is not None:
         message.model_version = response.model_version
     encode_parameters(message.parameters, response.parameters)
     datatypes = [v2_datatype(array.dtype) for array in response.outputs.values()]
     raw = request.binary_output or "FP16" in datatypes or any(o.binary for o in request.outputs or ())
+    chunks: list[bytes | memoryview] = []
     for (name, array), datatype in zip(response.outputs.items(), datatypes, strict=True):
         tensor = message.outputs.add(name=name, datatype=datatype, shape=array.shape)
         if raw:
-            message.raw_output_contents.append(binary.encode_tensor(array, datatype))
+            chunks.append(_raw_chunk(array, datatype))
         else:
             _fill_contents(tensor.contents, array, datatype)
-    return message
+    return wire.append_bytes_field(message.SerializeToString(), RAW_OUTPUT_CONTENTS, chunks)
+
+
+def _raw_chunk(array: np.ndarray, datatype: str) -> bytes | memoryview:
+    """Little-endian bytes of a tensor: a view of the array when it already is contiguous and little-endian."""
+    if datatype == "BYTES":
+        return binary.encode_tensor(array, datatype)
+    return np.ascontiguousarray(array, dtype=WIRE_DTYPES[datatype]).reshape(-1).view(np.uint8).data
 
 
 def _fill_contents(contents: Any, array: np.ndarray, datatype: str) -> None:

@@ -23,7 +23,9 @@ import grpc
 import serving
 from serving.errors import ModelNotFound, ServingError
 from serving.grpc import messages as pb
+from serving.grpc import wire
 from serving.grpc.server import server_options
+from serving.grpc.service import Context, Handler
 from serving.grpc.status import grpc_code, http_status, trailing_metadata
 from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
@@ -34,40 +36,8 @@ REVISION_KEY = "x-serving-revision"
 
 
 def field_one(message: bytes) -> str:
-    """The last string in field 1 of a protobuf message (protobuf: the last occurrence wins), skipping the rest."""
-    view, offset, end, found = memoryview(message), 0, len(message), b""
-    while offset < end:
-        key, offset = _varint(view, offset)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            _, offset = _varint(view, offset)
-        elif wire == 1:
-            offset += 8
-        elif wire == 5:
-            offset += 4
-        elif wire == 2:
-            length, offset = _varint(view, offset)
-            if field == 1:
-                found = bytes(view[offset:offset + length])
-            offset += length
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if offset != end:
-        raise ValueError("truncated message")
-    return found.decode()
-
-
-def _varint(view: memoryview, offset: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if offset >= len(view) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = view[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, offset
-        shift += 7
+    """`model_name` of a ModelInferRequest, `name` of ModelReady/ModelMetadataRequest: field 1 in all three."""
+    return wire.last_string(message, 1)
 
 
 class GrpcProxy:
@@ -100,19 +70,22 @@ class GrpcProxy:
         self._channels.clear()
         self._calls.clear()
 
-    def _local_handler(self, method: str) -> grpc.RpcMethodHandler:
-        async def answer(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    def _local_handler(self, method: str) -> Handler:
+        async def answer(raw: bytes, context: Context) -> bytes:
             if method == "ServerLive":
-                return pb.ServerLiveResponse(live=True).SerializeToString()
-            if method == "ServerReady":
-                return pb.ServerReadyResponse(ready=self.router.ready_check()).SerializeToString()
-            return pb.ServerMetadataResponse(name="serving-router", version=serving.__version__,
-                                             extensions=["binary_tensor_data"]).SerializeToString()
+                reply = pb.ServerLiveResponse(live=True)
+            elif method == "ServerReady":
+                reply = pb.ServerReadyResponse(ready=self.router.ready_check())
+            else:
+                reply = pb.ServerMetadataResponse(name="serving-router", version=serving.__version__,
+                                                  extensions=["binary_tensor_data"])
+            serialised: bytes = reply.SerializeToString()
+            return serialised
 
         return grpc.unary_unary_rpc_method_handler(answer)
 
-    def _proxy_handler(self, method: str) -> grpc.RpcMethodHandler:
-        async def proxy(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    def _proxy_handler(self, method: str) -> Handler:
+        async def proxy(raw: bytes, context: Context) -> bytes:
             metadata = tuple((k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str))
             try:
                 name = field_one(raw)
@@ -140,7 +113,7 @@ class GrpcProxy:
         return route, self.router._choose(route, metadata.get("x-serving-tag"))
 
     async def _forward(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...], route: ServiceRoute,
-                       arm: Arm, context: grpc.aio.ServicerContext) -> bytes:
+                       arm: Arm, context: Context) -> bytes:
         revision = ((REVISION_KEY, arm.revision),)
         if not arm.grpc_endpoints:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"revision {arm.revision!r} of {route.name!r} serves "

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("serving.commands.control", "create or update InferenceServices from YAML"),
     "get": ("serving.commands.control", "list InferenceServices, or show one"),
     "delete": ("serving.commands.control", "delete an InferenceService (drains, then stops it)"),
-    "rollout": ("serving.commands.control", "promote or roll back a canary"),
+    "rollout": ("serving.commands.rollout", "steer or watch a rollout (canary analysis, promote, undo)"),
     "wait": ("serving.commands.control", "wait until an InferenceService is ready (exit 1 with the reason if not)"),
     "loadtest": ("serving.commands.loadtest", "run a Locust load test (headless) and report the results"),
     "storage": ("serving.commands.storage", "fetch models from a storageUri (file, http(s), pvc)"),

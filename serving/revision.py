@@ -19,7 +19,9 @@ import orjson
 from serving.spec import Batcher, InferenceService, ModelSpec, PredictorSpec, TransformerSpec
 
 # Settings that only move traffic or scale replicas: cleared before hashing, so they never make a revision.
-TRAFFIC_AND_SCALE = ("canary_traffic_percent", "min_replicas", "max_replicas", "scale_target", "scale_metric")
+TRAFFIC_AND_SCALE = (
+    "canary_traffic_percent", "min_replicas", "max_replicas", "scale_target", "scale_metric", "auto_scaling",
+)
 SHORTHANDS = ("sklearn", "xgboost", "onnx")
 
 

@@ -343,5 +343,10 @@ def _yaml_documents(text: str, source: str | None) -> list[Any]:
     return [d for d in loaded if d is not None]
 
 
+def yaml_documents(text: str, source: str | None = None) -> list[Any]:
+    """The non-empty YAML documents of a file, syntax errors named as `load_documents` names them."""
+    return _yaml_documents(text, source)
+
+
 def load_file(path: Path) -> list[InferenceService]:
     return load_documents(path.read_text(), str(path))

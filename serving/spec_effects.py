@@ -26,24 +26,23 @@ class FieldEffect:
     warn_if: Callable[[Any], str] | None = None  # a value-specific local caveat ("" = none)
 
 
-def _scale_to_zero(value: Any) -> str:
-    return "0 (scale to zero) is not done locally; 1 replica runs" if value == 0 else ""
-
-
 def _runtime_name(value: Any) -> str:
     return "" if ":" in str(value) else "a ServingRuntime name is not used; the runtime follows modelFormat"
 
 
 _POD = tuple(FieldEffect(f"{c}.{f}", "", "pod spec") for c in ("predictor", "transformer") for f in KUBERNETES_ONLY)
 _SAME = "the same flags in the container"
+_AUTOSCALER = "autoscaler metric: router in-flight (concurrency), request rate (rps), process CPU/RSS (cpu, memory)"
+_SCALER = "KEDA ScaledObject on the router's metrics (concurrency, rps; keda.enabled) or HPA (cpu, memory)"
 FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("metadata.name", "service name, host NAME.NAMESPACE.DOMAIN, revision names", "object names, labels"),
     FieldEffect("metadata.namespace", "route and state key", "namespace of every object"),
-    FieldEffect("predictor.minReplicas", "replicas of every component", "Deployment replicas / HPA minimum",
-                _scale_to_zero),
-    FieldEffect("predictor.maxReplicas", "", "HPA maximum (when above minReplicas)"),
-    FieldEffect("predictor.scaleMetric", "", "HPA metric (cpu, memory; concurrency, rps via prometheus-adapter)"),
-    FieldEffect("predictor.scaleTarget", "", "HPA target"),
+    FieldEffect("predictor.minReplicas", "autoscaler floor (0: scale to zero; the router holds requests meanwhile)",
+                "Deployment replicas / HPA or KEDA minimum (0 needs keda.enabled)"),
+    FieldEffect("predictor.maxReplicas", "autoscaler ceiling", "HPA / KEDA maximum (when above minReplicas)"),
+    FieldEffect("predictor.scaleMetric", _AUTOSCALER, _SCALER),
+    FieldEffect("predictor.scaleTarget", "autoscaler target per replica", "HPA target / KEDA threshold"),
+    FieldEffect("predictor.autoScaling", _AUTOSCALER + " (metrics[0]: Resource cpu/memory)", "HPA metric"),
     FieldEffect("predictor.canaryTrafficPercent", "traffic split in the router", "traffic split in the route ConfigMap"),
     FieldEffect("predictor.containerConcurrency", "--max-concurrency: 429 above it", _SAME),
     FieldEffect("predictor.timeout", "--request-timeout; the router answers 504 after it", _SAME + "; router 504"),
@@ -72,6 +71,7 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.maxReplicas", "", "transformer HPA maximum"),
     FieldEffect("transformer.scaleMetric", "", "transformer HPA metric"),
     FieldEffect("transformer.scaleTarget", "", "transformer HPA target"),
+    FieldEffect("transformer.autoScaling", "", "transformer HPA metric"),
     FieldEffect("transformer.canaryTrafficPercent", "", ""),  # the predictor's splits the (transformer, predictor) pair
     FieldEffect("transformer.containerConcurrency", "", ""),
     FieldEffect("transformer.timeout", "", ""),

@@ -155,24 +155,35 @@ def _min_replicas() -> None:
     e = effects({"minReplicas": 3, **model()})
     assert list(plan(e.isvc, None, Observed()).run.values()) == [3]
     assert e.objects["Deployment/predictor"]["spec"]["replicas"] == 3 and not e.warnings
-    zero = effects({"minReplicas": 0, **model()})
-    assert list(plan(zero.isvc, None, Observed()).run.values()) == [1] and zero.warned("predictor.minReplicas")
+    zero = effects({"minReplicas": 0, **model()})  # starts at initial-scale 1, then the autoscaler may go to 0
+    assert list(plan(zero.isvc, None, Observed()).run.values()) == [1] and not zero.warnings
+    assert zero.route.activator and not e.route.activator  # the router holds requests while it scales from zero
 
 
 def _max_replicas() -> None:
     e = effects({"minReplicas": 1, "maxReplicas": 5, **model()})
-    assert hpa(e)["maxReplicas"] == 5 and e.warned("predictor.maxReplicas")
+    assert hpa(e)["maxReplicas"] == 5 and not e.warnings
     assert list(plan(e.isvc, None, Observed()).run.values()) == [1]
 
 
 def _scale_metric() -> None:
     e = effects({"maxReplicas": 3, "scaleMetric": "memory", **model()})
-    assert hpa(e)["metrics"][0]["resource"]["name"] == "memory" and e.warned("predictor.scaleMetric")
+    assert hpa(e)["metrics"][0]["resource"]["name"] == "memory" and not e.warnings
 
 
 def _scale_target() -> None:
     e = effects({"maxReplicas": 3, "scaleTarget": 55, **model()})
-    assert hpa(e)["metrics"][0]["resource"]["target"]["averageUtilization"] == 55 and e.warned("predictor.scaleTarget")
+    assert hpa(e)["metrics"][0]["resource"]["target"]["averageUtilization"] == 55 and not e.warnings
+
+
+MEMORY_60 = {"metrics": [{"type": "Resource", "resource": {"name": "memory", "target": {
+    "type": "Utilization", "averageUtilization": 60}}}]}
+
+
+def _auto_scaling() -> None:
+    e = effects({"maxReplicas": 3, "autoScaling": MEMORY_60, **model()})
+    resource = hpa(e)["metrics"][0]["resource"]
+    assert resource["name"] == "memory" and resource["target"]["averageUtilization"] == 60 and not e.warnings
 
 
 def _canary() -> None:
@@ -356,6 +367,7 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.maxReplicas": _max_replicas,
     "predictor.scaleMetric": _scale_metric,
     "predictor.scaleTarget": _scale_target,
+    "predictor.autoScaling": _auto_scaling,
     "predictor.canaryTrafficPercent": _canary,
     "predictor.containerConcurrency": _concurrency,
     "predictor.timeout": _timeout,
@@ -385,6 +397,8 @@ CASES: dict[str, Callable[[], None]] = {
     "transformer.maxReplicas": _transformer_hpa("maxReplicas", 6, lambda h: h["maxReplicas"] == 6),
     "transformer.scaleMetric": _transformer_hpa("scaleMetric", "memory", lambda h: h["metrics"][0]["resource"]["name"] == "memory"),
     "transformer.scaleTarget": _transformer_hpa("scaleTarget", 40, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 40),
+    "transformer.autoScaling": _transformer_hpa(
+        "autoScaling", MEMORY_60, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 60),
     "transformer.canaryTrafficPercent": only_warned("transformer.canaryTrafficPercent", lambda: effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM})),
     "transformer.containerConcurrency": only_warned("transformer.containerConcurrency", lambda: effects(model(), {"containerConcurrency": 2, **TRANSFORM})),
     "transformer.timeout": only_warned("transformer.timeout", lambda: effects(model(), {"timeout": 5, **TRANSFORM})),

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -39,14 +39,14 @@ class RolloutView:
 class CanaryHost(Protocol):
     def rollout_view(self, key: Key) -> RolloutView | None: ...
     def router_expositions(self) -> Sequence[bytes]: ...
-    def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict]) -> None: ...
+    def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None: ...
 
 
 @dataclass
 class Tracked:
     canary: Canary
     status: CanaryStatus = field(default_factory=CanaryStatus)
-    history: list[dict] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     counters: RevisionCounters | None = None
     next_check_s: float = 0.0
 
@@ -69,7 +69,7 @@ class CanaryController:
         self.tracked: dict[Key, Tracked] = {}  # by the target InferenceService
 
     # -- documents ---------------------------------------------------------------------------------
-    def apply(self, canary: Canary, status: CanaryStatus | None = None, history: list[dict] | None = None) -> None:
+    def apply(self, canary: Canary, status: CanaryStatus | None = None, history: list[dict[str, Any]] | None = None) -> None:
         """Track a Canary (a re-apply keeps the running analysis; a restart passes the persisted status)."""
         key = canary.target_key
         old = self.tracked.get(key)
@@ -99,6 +99,14 @@ class CanaryController:
         if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING, Phase.WAITING):
             return tracked.status
         return self._set(key, Phase.PAUSED, tracked.status.canary_weight, f"paused by the user (was {tracked.status.phase})")
+
+    def skip_to(self, key: Key, revision: str, message: str) -> None:
+        """Promote `revision` without analysis (an undo): the controller only watches it become rolled out."""
+        tracked = self.tracked.get(key)
+        if tracked is not None:
+            status = CanaryStatus(Phase.PROMOTING, revision, len(tracked.canary.spec.analysis.weights), 100,
+                                  message=message)
+            self._transition(key, tracked, status)
 
     def resume(self, key: Key) -> CanaryStatus:
         tracked = self._tracked(key)
@@ -163,7 +171,7 @@ class CanaryController:
         old = tracked.status
         tracked.status = status
         if status.phase is not old.phase or status.canary_weight != old.canary_weight or status.revision != old.revision:
-            tracked.history.append({"time": time.time(), "phase": str(status.phase), "revision": status.revision,
+            tracked.history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "phase": str(status.phase), "revision": status.revision,
                                     "canaryWeight": status.canary_weight, "message": status.message})
             del tracked.history[:-HISTORY_LIMIT]
             self.metrics.transitions.labels(key[1], key[0], str(status.phase)).inc()

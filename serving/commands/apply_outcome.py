@@ -12,9 +12,10 @@ from serving.spec import SUPPORTED_FORMATS
 SERVER_METADATA = ("generation", "creationTimestamp", "uid", "resourceVersion")
 
 
-def key(doc: dict[str, Any]) -> tuple[str, str]:
+def key(doc: dict[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name): a Canary may share its InferenceService's name."""
     meta = doc.get("metadata", {})
-    return meta.get("namespace", "default"), meta.get("name", "")
+    return doc.get("kind", "InferenceService"), meta.get("namespace", "default"), meta.get("name", "")
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:

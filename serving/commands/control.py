@@ -50,11 +50,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-f", "--filename", action="append", default=[], help="delete the InferenceServices in FILE")
     _common(p)
     p.set_defaults(func=delete)
-    p = subparsers.add_parser("rollout", help="promote or roll back a canary")
-    p.add_argument("action", choices=["promote", "rollback"])
-    p.add_argument("name")
-    _common(p)
-    p.set_defaults(func=rollout)
 
 
 def _client(args: argparse.Namespace) -> ControlClient:
@@ -72,7 +67,7 @@ def apply(args: argparse.Namespace) -> int:
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
     client = _client(args)
-    existing = {apply_outcome.key(item): item for item in client.list()}
+    existing = {apply_outcome.key(item): item for item in [*client.list(), *client.list_canaries()]}
     outcomes = [apply_outcome.outcome(doc, existing.get(apply_outcome.key(doc))) for doc in documents]
     for doc in documents:
         for path in apply_outcome.missing_local_paths(doc):
@@ -81,14 +76,14 @@ def apply(args: argparse.Namespace) -> int:
     changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]
     applied = {apply_outcome.key(item): item for item in (client.apply(changed) if changed else [])}
     for doc, said in zip(documents, outcomes, strict=True):
-        print(f"inferenceservice/{doc['metadata'].get('name')} {said}")
+        print(f"{doc.get('kind', 'InferenceService').lower()}/{doc['metadata'].get('name')} {said}")
         for warning in applied.get(apply_outcome.key(doc), {}).get("warnings", []):
             print(f"  warning: {warning}")
     if args.wait is None:
         return 0
     timeout_s = _timeout(args.wait)
-    return max(isvc_wait.wait_ready(client, name, namespace, timeout_s)
-               for namespace, name in (apply_outcome.key(doc) for doc in documents))
+    services = [(namespace, name) for kind, namespace, name in map(apply_outcome.key, documents) if kind != "Canary"]
+    return max((isvc_wait.wait_ready(client, name, namespace, timeout_s) for namespace, name in services), default=0)
 
 
 def wait(args: argparse.Namespace) -> int:
@@ -113,7 +108,7 @@ def get(args: argparse.Namespace) -> int:
     elif args.output == "yaml":
         print(yaml.safe_dump(items[0] if one else {"items": items}, sort_keys=False), end="")
     elif not items:
-        print(f"No InferenceServices found in namespace {args.namespace}.", file=sys.stderr)
+        print(f"No resources found in {args.namespace} namespace.", file=sys.stderr)  # kubectl's words
     else:
         print(format_table(items, wide=args.output == "wide"))
     return 0
@@ -133,10 +128,3 @@ def delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def rollout(args: argparse.Namespace) -> int:
-    item = _client(args).rollout(args.action, args.name, args.namespace)
-    traffic = item["status"].get("components", {}).get("predictor", {}).get("traffic", [])
-    split = ", ".join(f"{t['revisionName']}={t['percent']}%" for t in traffic) or "no ready revision yet"
-    done = {"promote": "promoted", "rollback": "rolled back"}[args.action]
-    print(f"inferenceservice/{args.name} {done}: {split}")
-    return 0

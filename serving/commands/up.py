@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from serving.control.api import build_control_app
+from serving.control.canaries import LocalCanaries
 from serving.control.documents import read_documents
 from serving.control.local import LocalControlPlane
 from serving.control.runner import ReplicaFactory
@@ -81,6 +82,8 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         store, router, domain=args.domain, storage=storage_config(args),
         predictor_flags=("--no-pickle",) if args.no_pickle else (), replica_factory=replica_factory,
     )
+    canaries = LocalCanaries(control, lambda: [router.metrics.exposition()] if router.metrics is not None else [],
+                             router.metrics.registry if router.metrics is not None else None)
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
     grpc_front = None
     if getattr(args, "grpc_port", None) is not None:
@@ -91,9 +94,13 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await control.start()
+        canaries.start()
         log.info("serving up: state in %s; %s", args.state_dir, restored_summary(list(control.services)))
         for doc in documents:
-            await control.apply(parse(doc), doc)
+            if doc.get("kind") == "Canary":
+                canaries.apply(doc)
+            else:
+                await control.apply(parse(doc), doc)
         if grpc_front is not None:
             await grpc_front.start(args.host, args.grpc_port)
         log.info("serving up: router on http://%s:%s", args.host, args.port)
@@ -104,7 +111,9 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
             # drain and stop every model process, then close upstream connections.
             if grpc_front is not None:
                 await grpc_front.stop()
+            await canaries.stop()
             await control.shutdown()
+            await router.mirror.close()
             await router.upstreams.close()
 
     async def metrics(request: Request) -> Response:
@@ -118,7 +127,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         routes=[
             Route("/metrics", metrics),
             Route("/openapi.json", openapi_endpoint),  # the data plane the router serves is the model server's
-            Mount("/", build_control_app(control, token)),
+            Mount("/", build_control_app(control, token, canaries)),
         ],
         exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
     )

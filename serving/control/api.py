@@ -1,7 +1,9 @@
 """The control API of `serving up` (loopback only, bearer token from the state directory).
 
 GET/POST /api/v1/inferenceservices, GET/DELETE /api/v1/namespaces/{ns}/inferenceservices/{name},
-POST .../{name}/rollout/{promote|rollback}. Bodies are JSON; POST takes a list of InferenceService documents.
+POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history};
+GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}. Bodies are JSON; POST takes a list
+of documents (InferenceService and Canary, validated all before any is applied).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from serving.canary.spec import parse_canary
+from serving.control.canaries import LocalCanaries
 from serving.control.local import LocalControlPlane, Service
-from serving.errors import BadRequest, Forbidden, Unauthorized
+from serving.control.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
+from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.spec import parse
@@ -39,9 +44,10 @@ def service_document(service: Service) -> dict[str, Any]:
 
 
 class ControlAPI:
-    def __init__(self, control: LocalControlPlane, token: str) -> None:
+    def __init__(self, control: LocalControlPlane, token: str, canaries: LocalCanaries | None = None) -> None:
         self.control = control
         self.token = token
+        self.canaries = canaries
 
     def _authorise(self, request: Request) -> None:
         host = request.client.host if request.client else ""
@@ -68,11 +74,21 @@ class ControlAPI:
             raise BadRequest(f"body is not JSON: {exc}") from exc
         if not isinstance(documents, list) or not documents:
             raise BadRequest("body must be a non-empty JSON list of InferenceService documents")
-        parsed = [parse(doc) for doc in documents]  # validate all before touching anything
+        canaries = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Canary"]
+        services = [d for d in documents if not (isinstance(d, dict) and d.get("kind") == "Canary")]
+        if canaries and self.canaries is None:
+            raise BadRequest("this server does not run Canary policies")
+        for doc in canaries:  # validate all before touching anything
+            parse_canary(doc)
+        parsed = [parse(doc) for doc in services]
         applied = []
-        for isvc, doc in zip(parsed, documents, strict=True):
+        for isvc, doc in zip(parsed, services, strict=True):
             service = await self.control.apply(isvc, doc)
             applied.append({**service_document(service), "warnings": isvc.warnings()})
+        for doc in canaries:
+            assert self.canaries is not None
+            canary = self.canaries.apply(doc)
+            applied.append({**self.canaries.document_with_status(canary.target_key), "warnings": []})
         return JSONBody({"items": applied})
 
     async def get_service(self, request: Request) -> Response:
@@ -87,25 +103,53 @@ class ControlAPI:
         return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
 
     async def rollout(self, request: Request) -> Response:
-        """promote = drop canaryTrafficPercent; rollback = canaryTrafficPercent 0 (KServe's semantics)."""
+        """Steer a rollout (see serving.control.rollout_api); answers the service and its rollout status."""
         self._authorise(request)
         p = request.path_params
         service = self.control.get(p["namespace"], p["name"])
         action = p["action"]
-        if action not in ("promote", "rollback"):
-            raise BadRequest(f"unknown rollout action {action!r}; use promote or rollback")
-        doc = orjson.loads(orjson.dumps(service.document))
-        predictor = doc["spec"]["predictor"]
-        if action == "promote":
-            predictor.pop("canaryTrafficPercent", None)
-        else:
-            predictor["canaryTrafficPercent"] = 0
-        updated = await self.control.apply(parse(doc), doc)
-        return JSONBody(service_document(updated))
+        if action not in ACTIONS:
+            raise BadRequest(f"unknown rollout action {action!r}; use one of {', '.join(ACTIONS)}")
+        body = await read_body(request, 64 * 1024)
+        try:
+            options = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from exc
+        updated = await rollout_action(self.control, service, self.canaries, action,
+                                       options if isinstance(options, dict) else {})
+        return JSONBody({**service_document(updated), "rollout": rollout_status(updated, self.canaries)})
+
+    async def rollout_info(self, request: Request) -> Response:
+        self._authorise(request)
+        p = request.path_params
+        service = self.control.get(p["namespace"], p["name"])
+        if p["what"] == "status":
+            return JSONBody(rollout_status(service, self.canaries))
+        if p["what"] == "history":
+            return JSONBody(rollout_history(self.control, service, self.canaries))
+        raise NotFound(f"no rollout view {p['what']!r}; use status or history")
+
+    async def list_canaries(self, request: Request) -> Response:
+        self._authorise(request)
+        return JSONBody({"items": self.canaries.items() if self.canaries else []})
+
+    async def canary(self, request: Request) -> Response:
+        self._authorise(request)
+        p = request.path_params
+        if self.canaries is None:
+            raise NotFound("this server runs no Canary policies")
+        if request.method == "DELETE":
+            self.canaries.delete(p["namespace"], p["name"])
+            return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
+        match = [c for c in self.canaries.items()
+                 if c["metadata"]["name"] == p["name"] and c["metadata"].get("namespace", "default") == p["namespace"]]
+        if not match:
+            raise NotFound(f"Canary {p['namespace']}/{p['name']} not found")
+        return JSONBody(match[0])
 
 
-def build_control_app(control: LocalControlPlane, token: str) -> Starlette:
-    api = ControlAPI(control, token)
+def build_control_app(control: LocalControlPlane, token: str, canaries: LocalCanaries | None = None) -> Starlette:
+    api = ControlAPI(control, token, canaries)
     item = PREFIX + "/namespaces/{namespace}/inferenceservices/{name}"
     routes = [
         Route(PREFIX + "/inferenceservices", api.list_services, methods=["GET"]),
@@ -113,5 +157,8 @@ def build_control_app(control: LocalControlPlane, token: str) -> Starlette:
         Route(item, api.get_service, methods=["GET"]),
         Route(item, api.delete_service, methods=["DELETE"]),
         Route(item + "/rollout/{action}", api.rollout, methods=["POST"]),
+        Route(item + "/rollout/{what}", api.rollout_info, methods=["GET"]),
+        Route(PREFIX + "/canaries", api.list_canaries, methods=["GET"]),
+        Route(PREFIX + "/namespaces/{namespace}/canaries/{name}", api.canary, methods=["GET", "DELETE"]),
     ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

@@ -52,6 +52,17 @@ class ControlClient:
     def delete(self, name: str, namespace: str = "default") -> None:
         self._call("DELETE", f"/namespaces/{namespace}/inferenceservices/{name}")
 
-    def rollout(self, action: str, name: str, namespace: str = "default") -> dict[str, Any]:
-        item: dict[str, Any] = self._call("POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}")
+    def rollout(self, action: str, name: str, namespace: str = "default",
+                body: dict[str, Any] | None = None) -> dict[str, Any]:
+        item: dict[str, Any] = self._call("POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}",
+                                          json=body or {})
         return item
+
+    def list_canaries(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._call("GET", "/canaries")["items"]
+        return items
+
+    def rollout_view(self, what: str, name: str, namespace: str = "default") -> dict[str, Any]:
+        """`status` or `history` of a rollout."""
+        view: dict[str, Any] = self._call("GET", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{what}")
+        return view

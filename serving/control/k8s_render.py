@@ -1,4 +1,4 @@
-"""Pure render functions: one revision -> its Kubernetes objects (Deployment, Service, HPA per component).
+"""Pure render functions: one revision -> its Kubernetes objects (Deployment, Service, HPA/ScaledObject per component).
 
 No I/O and no clock: the operator and `serving render` call these, tests validate the output against the
 official Kubernetes schemas. Process arguments come from `process_args` (shared with the local backend),
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.control.k8s_scaling import scaler
 from serving.control.process_args import component_env, is_our_transformer, predictor_args, transformer_args
 from serving.revision import Revision
 from serving.spec import ComponentSpec, EnvVar, InferenceService, Resources
@@ -35,6 +36,7 @@ class RenderSettings:
     cluster_domain: str = "cluster.local"
     default_resources: dict[str, Any] = field(default_factory=lambda: {
         "requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}})
+    keda_prometheus_url: str = ""  # set: concurrency/rps scale with a KEDA ScaledObject on the router's metrics
     # service account name -> its Secrets (read by the caller): KServe's storage credentials for the initializer
     service_account_secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -240,40 +242,16 @@ def service(revision: Revision, component: str, owner: dict[str, Any] | None = N
                           "appProtocol": "kubernetes.io/h2c"}] if component == "predictor" else [])}}
 
 
-def hpa(
-    revision: Revision, component: str, isvc: InferenceService, owner: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """An HPA when minReplicas != maxReplicas (KServe's raw mode: cpu/memory; others need a metrics adapter)."""
-    spec = isvc.spec.predictor if component == "predictor" else isvc.spec.transformer
-    if spec is None or not spec.max_replicas or spec.max_replicas == spec.replicas:
-        return None
-    metric = spec.scale_metric or "cpu"
-    target = spec.scale_target or 80
-    if metric in ("cpu", "memory"):
-        measure = {"type": "Resource", "resource": {"name": metric, "target": {"type": "Utilization",
-                                                                               "averageUtilization": target}}}
-    else:  # served by prometheus-adapter from the model server's metrics
-        name = "serving_requests_in_flight" if metric == "concurrency" else "serving_requests_per_second"
-        measure = {"type": "Pods", "pods": {"metric": {"name": name},
-                                            "target": {"type": "AverageValue", "averageValue": str(target)}}}
-    return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(revision, component, owner),
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": object_name(revision, component)},
-                 "minReplicas": spec.replicas, "maxReplicas": spec.max_replicas, "metrics": [measure]},
-    }
-
-
 def revision_objects(
     isvc: InferenceService, revision: Revision, replicas: int, settings: RenderSettings,
     owner: dict[str, Any] | None = None, existing: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every object of one revision; `existing=True` omits replicas where an HPA owns them."""
+    """Every object of one revision; `existing=True` omits replicas where an HPA or KEDA owns them."""
     components = ["predictor"] + (["transformer"] if revision.transformer is not None else [])
     out: list[dict[str, Any]] = []
     for component in components:
-        autoscaler = hpa(revision, component, isvc, owner)
+        autoscaler = scaler(isvc, component, object_name(revision, component), _metadata(revision, component, owner),
+                            revision.name, settings.keda_prometheus_url)
         count = None if (autoscaler is not None and existing) else replicas
         out += [deployment(revision, component, count, settings, owner), service(revision, component, owner)]
         if autoscaler is not None:

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.autoscale.knobs import knobs_from
+from serving.autoscale.metrics import ScalingMetrics
+from serving.control.autoscaler import SAMPLE_INTERVAL_S, Autoscalers, Fleet, LoadSource, stable_floor
+from serving.control.processes import ReplicaState
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import RouteSink, route_table, routes_for
 from serving.control.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
@@ -60,6 +64,8 @@ class LocalControlPlane:
     def __init__(
         self, store: StateStore, routes: RouteSink, *, domain: str = "example.com", storage: StorageConfig | None = None,
         predictor_flags: tuple[str, ...] = (), replica_factory: ReplicaFactory | None = None,
+        load: LoadSource | None = None, scaling_metrics: ScalingMetrics | None = None,
+        autoscale_interval_s: float = SAMPLE_INTERVAL_S,
     ) -> None:
         self.store = store
         self.predictor_flags = predictor_flags
@@ -74,6 +80,11 @@ class LocalControlPlane:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        # One autoscaler loop per revision that scales (maxReplicas above minReplicas, or minReplicas 0);
+        # `load` is the router's per-revision counts (serving.router.load.RevisionLoad).
+        self.autoscalers = Autoscalers(load, self._fleet, self._changed, metrics=scaling_metrics,
+                                       interval_s=autoscale_interval_s)
+        self._desired: dict[tuple[str, str], dict[str, int]] = {}  # service -> revision -> replicas wanted
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,6 +105,7 @@ class LocalControlPlane:
         """Stop routing, then stop every process (each drains its in-flight requests)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
+        await self.autoscalers.close()
         self.routes.set_table(RouteTable())
         runners = list(self.runners.values())
         self.runners.clear()
@@ -165,10 +177,11 @@ class LocalControlPlane:
         async with self._lock:
             plans = {key: self._plan(service) for key, service in self.services.items()}
             wanted: dict[tuple[str, str], tuple[Revision, int]] = {}
-            for (namespace, _), p in plans.items():
-                for name, replicas in p.run.items():
-                    wanted[(namespace, name)] = (p.state.revisions[name], replicas)
+            for key, p in plans.items():
+                for name, replicas in self._scaled(key, p).items():
+                    wanted[(key[0], name)] = (p.state.revisions[name], replicas)
             retiring = await self._converge(wanted)
+            self.autoscalers.retain(set(wanted))
             self.routes.set_table(self._table(plans))
             for runner, leaving in retiring:  # only now: they are out of the table
                 self._spawn(self._drain_and_stop(runner, leaving))
@@ -181,11 +194,42 @@ class LocalControlPlane:
         for (ns, name), runner in self.runners.items():
             if ns != namespace:
                 continue
-            if runner.ready():
-                ready.add(name)
+            if runner.ready() or (self.autoscalers.scaled_to_zero((ns, name)) and runner.failure() is None):
+                ready.add(name)  # scaled to zero on purpose still serves: the router's activator wakes it
             elif (why := runner.failure()) is not None:
                 failed[name] = why
         return plan(service.isvc, service.rollout, Observed(frozenset(ready), failed), self.domain)
+
+    def _scaled(self, key: tuple[str, str], p: Plan) -> dict[str, int]:
+        """Replicas per running revision: the autoscaler's count where the service scales, else the plan's.
+        Each canary arm scales on its own load; the stable arm keeps at least its share of the total."""
+        isvc = self.services[key].isvc
+        knobs = knobs_from(isvc.spec.predictor, isvc.metadata.annotations)
+        if not (knobs.max_replicas > knobs.min_replicas or knobs.min_replicas == 0):
+            self._desired[key] = dict(p.run)
+            return self._desired[key]
+        desired = {name: self.autoscalers.replicas((key[0], name), isvc.metadata.name, knobs) for name in p.run}
+        stable = next((t for t in p.traffic if t.tag == "prev" and 0 < t.percent < 100), None)
+        if stable is not None and stable.revision in desired:
+            floor = stable_floor(stable.percent, desired)
+            desired[stable.revision] = max(desired[stable.revision], min(floor, knobs.max_replicas or floor))
+        self._desired[key] = desired
+        return desired
+
+    def _fleet(self, namespace: str, revision: str) -> Fleet:
+        runner = self.runners.get((namespace, revision))
+        if runner is None:
+            return Fleet(0, 0)
+        ready = sum(1 for r in runner.predictors if r.state is ReplicaState.READY)
+        pids = tuple(proc.pid for r in runner.all_replicas() if (proc := getattr(r, "process", None)) is not None)
+        return Fleet(ready, len(runner.predictors), pids)
+
+    def _replica_status(self, status: dict[str, Any], key: tuple[str, str]) -> None:
+        """`currentReplicas` (ready predictor replicas) and `desiredReplicas`, summed over running revisions."""
+        desired = self._desired.get(key, {})
+        current = sum(self._fleet(key[0], name).ready for name in desired)
+        predictor = status["components"]["predictor"] = dict(status["components"]["predictor"])
+        predictor["currentReplicas"], predictor["desiredReplicas"] = current, sum(desired.values())
 
     async def _converge(
         self, wanted: dict[tuple[str, str], tuple[Revision, int]]
@@ -241,6 +285,7 @@ class LocalControlPlane:
 
     def _record(self, service: Service, p: Plan) -> None:
         status = {**p.status, "observedGeneration": service.generation}
+        self._replica_status(status, service.isvc.key)
         if p.state != service.rollout or status != service.status:
             service.rollout, service.status = p.state, status
             try:

@@ -68,14 +68,18 @@ class Plan:
     status: dict[str, Any]
 
 
-def plan(isvc: InferenceService, state: RolloutState | None, observed: Observed, domain: str = "example.com") -> Plan:
+def plan(
+    isvc: InferenceService, state: RolloutState | None, observed: Observed, domain: str = "example.com",
+    canary_percent: int | None = None,
+) -> Plan:
+    """`canary_percent`, when given, replaces the spec's canaryTrafficPercent: a Canary policy drives the split."""
     state = state or RolloutState()
     revision = Revision.from_spec(isvc)
     revisions = dict(state.revisions)
     revisions.setdefault(revision.name, revision)
     state = replace(state, revisions=revisions, latest_created=revision.name)
     latest = revision.name
-    percent = isvc.spec.predictor.canary_traffic_percent
+    percent = isvc.spec.predictor.canary_traffic_percent if canary_percent is None else canary_percent
     latest_ready = latest in observed.ready
 
     stable = state.rolled_out

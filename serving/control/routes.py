@@ -43,7 +43,8 @@ def routes_for(
     name, namespace = isvc.metadata.name, isvc.metadata.namespace
     timeout = isvc.spec.predictor.timeout
     timeout_s = float(timeout) if timeout is not None else default_timeout_s
-    return ServiceRoute(name, namespace, tuple(arms), f"{name}.{namespace}.{domain}", timeout_s)
+    return ServiceRoute(name, namespace, tuple(arms), f"{name}.{namespace}.{domain}", timeout_s,
+                        activator=isvc.spec.predictor.min_replicas == 0)
 
 
 def route_table(routes: Mapping[tuple[str, str], ServiceRoute], version: int) -> RouteTable:

@@ -20,8 +20,8 @@ def affinity_point(value: str) -> float:
 
 
 def arm_for(value: str, weights: Sequence[int]) -> int:
-    """Index of the arm (weights in percent, summing to 100) that owns `value`."""
-    point = affinity_point(value)
+    """Index of the arm that owns `value`; weights are relative (percents of the arms that can serve)."""
+    point = affinity_point(value) * sum(weights) / 100.0
     edge = 0
     for index, weight in enumerate(weights):
         edge += weight

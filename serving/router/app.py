@@ -21,6 +21,7 @@ from serving.router.activator import Activator
 from serving.router.auth import KeyRing
 from serving.router.balancer import Balancer
 from serving.router.load import RevisionLoad
+from serving.router.mirror import Mirror
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, Upstreams
 
@@ -41,6 +42,7 @@ class Router:
         self.fallback = fallback
         self.max_body_bytes = max_body_bytes
         self.balancer = Balancer()
+        self.mirror = Mirror(self.upstreams, metrics)
         self.load = RevisionLoad()  # per-revision in-flight/started counts: what the autoscaler observes
         self.activator = Activator(self.load)  # holds requests for a revision scaled to zero
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
@@ -125,7 +127,8 @@ class Router:
         body = await receive_body(scope["headers"], receive, self.max_body_bytes)
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
-        arm = self._choose(route, _header(headers, TAG_HEADER))
+        pin = _header(headers, TAG_HEADER)
+        arm = self._choose(route, pin, _header(headers, route.affinity_header.encode()) if route.affinity_header else None)
         if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503
             arm = await self.activator.hold(route, arm)
         qs = scope.get("query_string", b"")
@@ -141,6 +144,8 @@ class Router:
             response.headers.append((REVISION_HEADER, arm.revision.encode()))
             await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
             await send({"type": "http.response.body", "body": response.body})
+            if route.mirror is not None and arm.role == "stable" and pin is None:
+                self.mirror.send(route, scope["method"], target, headers, body)
         except ServingError as exc:
             code = exc.status_code
             exc.headers = {**exc.headers, "x-serving-revision": arm.revision}
@@ -155,13 +160,13 @@ class Router:
         if self.metrics is not None:
             self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, delta)
 
-    def _choose(self, route: ServiceRoute, pin: str | None) -> Arm:
+    def _choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
         if pin:
             for arm in route.arms:
                 if pin in (arm.tag, arm.revision) and arm.endpoints:
                     return arm
             raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision for tag {pin!r}")
-        chosen = self.balancer.choose(route)
+        chosen = self.balancer.choose(route, affinity)
         if chosen is None:
             raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision")
         return chosen

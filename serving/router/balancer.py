@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from serving.router.affinity import arm_for
 from serving.router.table import Arm, RouteTable, ServiceRoute
 
 
@@ -10,13 +11,16 @@ class Balancer:
     def __init__(self) -> None:
         self._current: dict[tuple[str, str], dict[str, int]] = {}
 
-    def choose(self, route: ServiceRoute) -> Arm | None:
+    def choose(self, route: ServiceRoute, affinity: str | None = None) -> Arm | None:
+        """`affinity`: the value of the route's affinity header, if the request has one (same value, same arm)."""
         # With the activator on (minReplicas 0), an arm scaled to zero still gets its share: the request is held.
         arms = [a for a in route.arms if a.percent > 0 and (a.endpoints or route.activator)]
         if not arms:
             return None
         if len(arms) == 1:
             return arms[0]
+        if affinity is not None:
+            return arms[arm_for(affinity, [a.percent for a in arms])]
         current = self._current.setdefault((route.namespace, route.name), {})
         total = 0
         best: Arm | None = None

@@ -38,23 +38,33 @@ class ServiceRoute:
     arms: tuple[Arm, ...]  # arms with percent > 0 first; 0 % arms stay reachable by tag or revision name
     host: str = ""  # "<name>.<namespace>.<domain>"
     timeout_s: float = 60.0  # the spec's `timeout`: the router answers 504 after it
+    affinity_header: str = ""  # lower-case header name: one value sticks to one arm while the split holds
+    mirror: Arm | None = None  # a 0 % canary arm that gets a shadow copy of stable requests
     activator: bool = False  # minReplicas 0: requests for an arm without endpoints wait for one (not 503)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "host": self.host,
                                 "timeoutSeconds": self.timeout_s, "arms": [a.to_json() for a in self.arms]}
+        if self.affinity_header:
+            data["affinityHeader"] = self.affinity_header
+        if self.mirror is not None:
+            data["mirror"] = self.mirror.to_json()
         if self.activator:
             data["activator"] = True
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServiceRoute:
-        arms = tuple(
-            Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"]),
-                tuple(a.get("grpcEndpoints", ()))) for a in data["arms"]
-        )
+        arms = tuple(_arm(a) for a in data["arms"])
+        mirror = _arm(data["mirror"]) if data.get("mirror") else None
         return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)),
+                   affinity_header=str(data.get("affinityHeader", "")).lower(), mirror=mirror,
                    activator=bool(data.get("activator", False)))
+
+
+def _arm(a: dict[str, Any]) -> Arm:
+    return Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"]),
+               tuple(a.get("grpcEndpoints", ())))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,110 @@
+"""`serving rollout ACTION NAME`: steer and watch a rollout on a running `serving up`.
+
+promote | rollback | pause | resume | undo [--to-revision R] change it; status [--watch] [-o json] and history
+show it. With a Canary policy the analysis is steered (manual control wins); without one, promote and rollback
+edit canaryTrafficPercent as KServe does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from serving.control.client import ControlClient
+
+CHANGES = {"promote": "promoted", "rollback": "rolled back", "pause": "paused", "resume": "resumed",
+           "undo": "rolled back to the previous revision"}
+VIEWS = ("status", "history")
+TERMINAL = ("Succeeded", "Failed")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("rollout", help="steer or watch a rollout (canary analysis, promote, undo)")
+    p.add_argument("action", choices=[*CHANGES, *VIEWS])
+    p.add_argument("name")
+    p.add_argument("--to-revision", help="undo: the revision to go back to (default: the previous rolled-out one)")
+    p.add_argument("-w", "--watch", action="store_true", help="status: print a line per change until it ends")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p.add_argument("--server", help="URL of `serving up` (env SERVING_SERVER, default http://127.0.0.1:8080)")
+    p.add_argument("--state-dir", type=Path, help="where `serving up` keeps its token (default: its default)")
+    p.add_argument("-n", "--namespace", default="default")
+    p.set_defaults(func=rollout)
+
+
+def rollout(args: argparse.Namespace) -> int:
+    client = ControlClient(args.server, args.state_dir)
+    if args.action == "status":
+        return _status(client, args)
+    if args.action == "history":
+        history = client.rollout_view("history", args.name, args.namespace)
+        print(json.dumps(history, indent=2) if args.output == "json" else format_history(history))
+        return 0
+    body = {"toRevision": args.to_revision} if args.to_revision else {}
+    item = client.rollout(args.action, args.name, args.namespace, body)
+    traffic = item["status"].get("components", {}).get("predictor", {}).get("traffic", [])
+    split = ", ".join(f"{t['revisionName']}={t['percent']}%" for t in traffic) or "no ready revision yet"
+    print(f"inferenceservice/{args.name} {CHANGES[args.action]}: {split}")
+    return 0
+
+
+def _status(client: ControlClient, args: argparse.Namespace) -> int:
+    last = None
+    while True:
+        status = client.rollout_view("status", args.name, args.namespace)
+        if args.output == "json":
+            print(json.dumps(status, indent=2))
+        elif not args.watch:
+            print(format_status(status))
+        elif (line := status_line(status)) != last:
+            print(line, flush=True)
+            last = line
+        if not args.watch or status.get("phase") in TERMINAL:
+            return 1 if status.get("phase") == "Failed" else 0
+        time.sleep(0.5)  # polling a remote API, not synchronising with our own code
+
+
+def status_line(status: dict[str, Any]) -> str:
+    """One line for `--watch`: phase, step, weight and the last check's values."""
+    steps = status.get("steps") or []
+    step = status.get("step", -1)
+    where = f"step {step + 1}/{len(steps)}" if steps and 0 <= step < len(steps) else ""
+    checks = ", ".join(f"{r['name']}={_value(r.get('value'))}{'' if r['passed'] else ' (failed)'}"
+                       for r in status.get("lastResults", []))
+    parts = [status.get("phase", "?"), where, f"canary {status.get('canaryWeight', 0)}%", checks,
+             status.get("message", "")]
+    return "  ".join(p for p in parts if p)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    rows = [("NAME", status["name"]), ("POLICY", status.get("policy") or "-"), ("PHASE", status.get("phase", "?")),
+            ("STABLE", status.get("stableRevision") or "-"), ("CANARY", status.get("revision") or "-"),
+            ("WEIGHT", f"{status.get('canaryWeight', 0)}%")]
+    if status.get("steps"):
+        rows.append(("STEP", f"{status.get('step', -1) + 1}/{len(status['steps'])} of {status['steps']}"))
+        rows.append(("FAILED CHECKS", f"{status.get('failedChecks', 0)}/{status.get('threshold', '?')}"))
+    rows.append(("MESSAGE", status.get("message", "")))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    results = status.get("lastResults") or []
+    if results:
+        lines += ["", "METRIC                  VALUE       THRESHOLD     PASSED"]
+        lines += [f"{r['name']:<23} {_value(r.get('value')):<11} {r.get('threshold', ''):<13} {r['passed']}"
+                  for r in results]
+    return "\n".join(lines)
+
+
+def format_history(history: dict[str, Any]) -> str:
+    lines = ["TIME                  REVISION                 EVENT         REASON"]
+    events = [*history.get("events", []),
+              *({"time": e["time"], "revision": e.get("revision"), "event": f"canary {e['phase']}".lower(),
+                 "reason": e.get("message", "")} for e in history.get("canary", []))]
+    for event in sorted(events, key=lambda e: e["time"]):
+        lines.append(f"{event['time']:<21} {event.get('revision') or '-':<24} {event['event']:<13} {event['reason']}")
+    return "\n".join(lines)
+
+
+def _value(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.4g}"

@@ -1,0 +1,137 @@
+"""Canary policies inside `serving up`: the controller's host on this machine.
+
+Keeps each Canary document with its status and history in the state directory (atomic writes), so a restarted
+`serving up` resumes an analysis at the step it had reached; reads the canary revision's counters from the
+router's own metrics; and tells the local control plane the weight and routing each policy wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from serving.canary.analysis import CanaryStatus, Phase
+from serving.canary.controller import CanaryController, Key, RolloutView
+from serving.canary.spec import Canary, parse_canary
+from serving.control.local import LocalControlPlane
+from serving.control.routes import CanaryRouting
+from serving.control.state import write_atomic
+from serving.errors import NotFound, ServingError
+
+log = logging.getLogger("serving.canary")
+TICK_S = 0.2
+
+
+class LocalCanaries:
+    def __init__(self, control: LocalControlPlane, expositions: Callable[[], Sequence[bytes]],
+                 registry: CollectorRegistry | None = None) -> None:
+        self.control = control
+        self.expositions = expositions
+        self.dir = control.store.root / "canaries"
+        self.documents: dict[Key, dict[str, Any]] = {}
+        self.controller = CanaryController(self, registry)
+        self._task: asyncio.Task[None] | None = None
+        control.canaries = self
+
+    # -- CanaryPolicy (asked by the control plane) ---------------------------------------------------
+    def percent_for(self, key: Key) -> int | None:
+        return self.controller.percent_for(key)
+
+    def routing_for(self, key: Key) -> CanaryRouting | None:
+        tracked = self.controller.tracked.get(key)
+        if tracked is None:
+            return None
+        analysis = tracked.canary.spec.analysis
+        affinity = analysis.session_affinity.header.lower() if analysis.session_affinity else ""
+        return CanaryRouting(affinity_header=affinity, mirror=tracked.status.phase is Phase.MIRRORING)
+
+    # -- CanaryHost (asked by the controller) -------------------------------------------------------
+    def rollout_view(self, key: Key) -> RolloutView | None:
+        service = self.control.services.get(key)
+        if service is None:
+            return None
+        latest, rolled_out = service.rollout.latest_created, service.rollout.rolled_out
+        ready = latest is not None and self.control.revision_ready(key[0], latest)
+        return RolloutView(latest, rolled_out, ready)
+
+    def router_expositions(self) -> Sequence[bytes]:
+        return self.expositions()
+
+    def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None:
+        document = self.documents.get(key)
+        if document is not None:
+            self._write(key, document, status, history)
+        if status.phase is Phase.FAILED and status.revision:
+            self.control.history.event(*key, status.revision, "rolled back", f"canary analysis: {status.message}")
+        self.control.request_reconcile()
+
+    # -- documents -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load persisted policies (resuming their analyses) and start the tick loop."""
+        for path in sorted(self.dir.glob("*.json")) if self.dir.exists() else ():
+            try:
+                record = orjson.loads(path.read_bytes())
+                canary = parse_canary(record["document"])
+            except (OSError, orjson.JSONDecodeError, KeyError, ServingError) as exc:
+                log.error("skipping a stored Canary %s: %s", path.name, exc)
+                continue
+            self.documents[canary.target_key] = record["document"]
+            self.controller.apply(canary, CanaryStatus.from_json(record.get("status", {})), record.get("history", []))
+        self._task = asyncio.create_task(self._loop(), name="canaries")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def apply(self, document: dict[str, Any]) -> Canary:
+        canary = parse_canary(document)
+        key = canary.target_key
+        self.documents[key] = document
+        self.controller.apply(canary)
+        tracked = self.controller.tracked[key]
+        self._write(key, document, tracked.status, tracked.history)
+        self.control.request_reconcile()
+        return canary
+
+    def delete(self, namespace: str, name: str) -> None:
+        key = next((k for k, d in self.documents.items()
+                    if k[0] == namespace and d.get("metadata", {}).get("name") == name), None)
+        if key is None:
+            raise NotFound(f"Canary {namespace}/{name} not found")
+        del self.documents[key]
+        self.controller.remove(key)
+        self._path(key).unlink(missing_ok=True)
+        self.control.request_reconcile()
+
+    def items(self) -> list[dict[str, Any]]:
+        return [self.document_with_status(key) for key in self.documents]
+
+    def document_with_status(self, key: Key) -> dict[str, Any]:
+        tracked = self.controller.tracked.get(key)
+        if tracked is None or key not in self.documents:
+            raise NotFound(f"no Canary targets InferenceService {key[0]}/{key[1]}")
+        return {**self.documents[key], "status": {**tracked.status.to_json(), "history": tracked.history}}
+
+    def _path(self, key: Key) -> Path:
+        return self.dir / f"{key[0]}__{key[1]}.json"
+
+    def _write(self, key: Key, document: dict[str, Any], status: CanaryStatus, history: list[dict[str, Any]]) -> None:
+        record = {"document": document, "status": status.to_json(), "history": history}
+        try:
+            write_atomic(self._path(key), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        except ServingError as exc:
+            log.error("could not persist the Canary of %s/%s: %s", key[0], key[1], exc.message)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.controller.tick()
+            except Exception:  # keep judging whatever one pass hit
+                log.exception("canary tick failed")

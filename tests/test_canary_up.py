@@ -1,0 +1,195 @@
+"""Metric-gated canaries through `serving up` (its router, control plane and real model servers, in-process):
+a good canary walks every step and is promoted, a failing or slow one is rolled back within `threshold`
+intervals, mirroring never changes a user's answer, affinity keeps a user on one arm, a restart resumes the
+analysis, and `serving rollout` steers and reports it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support import train_iris_sklearn, wait_until
+from tests.up_support import apply_text, cli, isvc_yaml, serving_up, wait_for_traffic
+
+BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
+CANARY = """
+apiVersion: serving.dev/v1alpha1
+kind: Canary
+metadata: {{name: iris}}
+spec:
+  targetRef: {{name: iris}}
+  analysis:
+    interval: {interval}
+    stepWeights: [10, 25, 50]
+    threshold: 2
+    minRequests: {min_requests}
+    metrics:
+      - {{name: request-success-rate, thresholdRange: {{min: 99}}}}
+      - {{name: request-duration, thresholdRange: {{max: 500}}}}
+{extra}"""
+
+
+def canary_yaml(interval: str = "400ms", min_requests: int = 3, extra: str = "") -> str:
+    return CANARY.format(interval=interval, min_requests=min_requests, extra=extra)
+
+
+class Load:
+    """Steady user traffic from a few threads; counts answers by (revision, status)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, workers: int = 4) -> None:
+        self.url, self.headers, self.workers = url, headers or {}, workers
+        self.seen: Counter[tuple[str, int]] = Counter()
+        self.bodies: Counter[bytes] = Counter()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30, headers=self.headers) as client:
+            while not self._stop.is_set():
+                r = client.post("/v1/models/iris:predict", content=BODY)
+                self.seen[(r.headers.get("x-serving-revision", "-"), r.status_code)] += 1
+                if r.status_code == 200:
+                    self.bodies[r.content] += 1
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+@contextmanager
+def iris_with_canary(tmp_path: Path, canary: str) -> Iterator[tuple[object, Path, str]]:
+    v1 = tmp_path / "v1"
+    train_iris_sklearn(v1)
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        apply_text(server, state, isvc_yaml("iris", v1) + "---" + canary, tmp_path)
+        doc = wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
+        (stable,) = [t["revisionName"] for t in doc["status"]["components"]["predictor"]["traffic"]]
+        yield server, state, stable
+
+
+def status(server, state: Path) -> dict:
+    return json.loads(cli(server, state, "rollout", "status", "iris", "-o", "json", check=False).stdout)
+
+
+def wait_phase(server, state: Path, phases: tuple[str, ...], timeout_s: float = 60) -> dict:
+    seen: dict = {}
+
+    def reached() -> bool:
+        seen.update(status(server, state))
+        return seen.get("phase") in phases
+
+    wait_until(reached, timeout_s, what=f"rollout phase in {phases}")
+    return seen
+
+
+def test_good_canary_walks_each_step_and_is_promoted(tmp_path: Path) -> None:
+    with iris_with_canary(tmp_path, canary_yaml()) as (server, state, stable), Load(server.url) as load:
+        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        final = wait_phase(server, state, ("Succeeded", "Failed"))
+        assert final["phase"] == "Succeeded", final
+        history = json.loads(cli(server, state, "rollout", "history", "iris", "-o", "json").stdout)
+        weights = [e["canaryWeight"] for e in history["canary"]]
+        assert weights[-4:] == [10, 25, 50, 100] or weights[-5:-1] == [10, 25, 50, 100], weights
+        canary = final["revision"]
+        doc = wait_for_traffic(server, state, "iris", lambda t: t == {canary: 100})
+        assert doc["status"]["components"]["predictor"]["latestRolledoutRevision"] == canary
+        table = cli(server, state, "rollout", "history", "iris").stdout
+        assert "rolled out" in table and "canary succeeded" in table
+    assert all(code == 200 for (_, code) in load.seen), load.seen
+    assert {rev for rev, _ in load.seen} == {stable, canary}
+
+
+def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_share(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    failing = isvc_yaml("iris", tmp_path / "broken",
+                        extra="").replace("      modelFormat:", "      runtime: tests.runtimes_for_tests:FailingRuntime\n"
+                                                                   "      modelFormat:")
+    with iris_with_canary(tmp_path, canary_yaml(min_requests=2)) as (server, state, stable), Load(server.url) as load:
+        apply_text(server, state, failing, tmp_path, "v2.yaml")
+        final = wait_phase(server, state, ("Succeeded", "Failed"))
+        assert final["phase"] == "Failed" and final["canaryWeight"] == 0, final
+        assert "request-success-rate" in final["message"] and final["failedChecks"] == 2
+        doc = wait_for_traffic(server, state, "iris", lambda t: t.get(stable) == 100)
+        assert final["revision"] in {t["revisionName"] for t in doc["status"]["components"]["predictor"]["traffic"]}
+    errors = sum(n for (rev, code), n in load.seen.items() if code >= 500)
+    total = sum(load.seen.values())
+    assert errors and all(rev == final["revision"] for (rev, code) in load.seen if code >= 500)
+    assert errors / total < 0.2, (errors, total)  # never more than the failed canary's 10 % step, plus noise
+
+
+def test_idle_service_holds_instead_of_promoting_and_manual_control_wins(tmp_path: Path) -> None:
+    with iris_with_canary(tmp_path, canary_yaml(interval="200ms")) as (server, state, stable):
+        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        first = wait_phase(server, state, ("Progressing",))
+        wait_until(lambda: status(server, state)["iterations"] >= 3, 30, what="three idle intervals")
+        held = status(server, state)
+        assert (held["phase"], held["canaryWeight"]) == ("Progressing", 10) and "holding" in held["message"]
+        assert "PHASE" in cli(server, state, "rollout", "status", "iris").stdout
+        assert "paused" in cli(server, state, "rollout", "pause", "iris").stdout
+        assert status(server, state)["phase"] == "Paused"
+        cli(server, state, "rollout", "resume", "iris")
+        out = cli(server, state, "rollout", "promote", "iris").stdout
+        assert "promoted" in out
+        wait_phase(server, state, ("Succeeded",))
+        wait_for_traffic(server, state, "iris", lambda t: t == {first["revision"]: 100})
+        # kubectl rollout undo: back to the previous rolled-out revision, even after the promotion.
+        assert "rolled back to the previous revision" in cli(server, state, "rollout", "undo", "iris").stdout
+        wait_for_traffic(server, state, "iris", lambda t: t == {stable: 100})
+
+
+def test_mirror_shadows_stable_traffic_without_changing_answers(tmp_path: Path) -> None:
+    extra = "    mirror: true\n    mirrorIntervals: 2\n"
+    with iris_with_canary(tmp_path, canary_yaml(extra=extra)) as (server, state, stable):
+        with Load(server.url) as load:
+            apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+            mirroring = wait_phase(server, state, ("Mirroring",))
+            wait_phase(server, state, ("Progressing", "Succeeded"))
+        metrics = httpx.get(server.url + "/metrics").text
+    mirrored = [line for line in metrics.splitlines() if line.startswith("serving_router_requests_total")
+                and 'arm="mirror"' in line and f'revision="{mirroring["revision"]}"' in line]
+    assert mirrored and sum(float(line.rsplit(" ", 1)[1]) for line in mirrored) > 0
+    assert len(load.bodies) == 1 and all(code == 200 for (_, code) in load.seen)
+
+
+def test_session_affinity_keeps_a_user_on_one_arm(tmp_path: Path) -> None:
+    extra = "    sessionAffinity: {header: x-user-id}\n"
+    with iris_with_canary(tmp_path, canary_yaml(interval="1h", extra=extra)) as (server, state, stable):
+        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        wait_phase(server, state, ("Progressing",))
+        wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [10, 90])
+        arms: dict[str, set[str]] = {}
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(3):
+                for user in range(40):
+                    r = client.post("/v1/models/iris:predict", content=BODY, headers={"x-user-id": f"user-{user}"})
+                    arms.setdefault(f"user-{user}", set()).add(r.headers["x-serving-revision"])
+    assert all(len(seen) == 1 for seen in arms.values())
+    assert len({next(iter(seen)) for seen in arms.values()}) == 2  # both arms serve some users
+
+
+def test_restart_resumes_the_analysis_at_its_step(tmp_path: Path) -> None:
+    v1 = tmp_path / "v1"
+    train_iris_sklearn(v1)
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        apply_text(server, state, isvc_yaml("iris", v1) + "---" + canary_yaml(interval="1h"), tmp_path)
+        wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
+        apply_text(server, state, isvc_yaml("iris", v1, extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        before = wait_phase(server, state, ("Progressing",))
+    with serving_up(state) as server:
+        wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [10, 90])
+        after = status(server, state)
+        assert (after["phase"], after["step"], after["revision"]) == ("Progressing", 0, before["revision"])

@@ -21,7 +21,8 @@ from serving.autoscale.metrics import ScalingMetrics
 from serving.control.autoscaler import SAMPLE_INTERVAL_S, Autoscalers, Fleet, LoadSource, stable_floor
 from serving.control.processes import ReplicaState
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
-from serving.control.routes import RouteSink, route_table, routes_for
+from serving.control.rollout_history import RolloutHistory
+from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
 from serving.control.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
 from serving.control.state import StateStore
 from serving.control.storage_bridge import resolve_model_dir
@@ -85,6 +86,10 @@ class LocalControlPlane:
         self.autoscalers = Autoscalers(load, self._fleet, self._changed, metrics=scaling_metrics,
                                        interval_s=autoscale_interval_s)
         self._desired: dict[tuple[str, str], dict[str, int]] = {}  # service -> revision -> replicas wanted
+        self.history = RolloutHistory(store.root)
+        # Canary policies (serving.control.canaries): their weight overrides canaryTrafficPercent, and they may
+        # ask the router for session affinity or mirroring.
+        self.canaries: CanaryPolicy = NO_CANARY
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,6 +124,7 @@ class LocalControlPlane:
                               old.created if old else time.time(), (old.generation + 1) if old else 1)
             self.store.save(*isvc.key, service.record())  # raises StateError: nothing changes in memory then
             self.services[isvc.key] = service
+            self.history.remember(*isvc.key, Revision.from_spec(isvc).name, document)
         await self.reconcile()
         return self.services[isvc.key]
 
@@ -128,6 +134,7 @@ class LocalControlPlane:
                 raise NotFound(f"InferenceService {namespace}/{name} not found")
             self.store.delete(namespace, name)
             del self.services[(namespace, name)]
+            self.history.forget(namespace, name)
         await self.reconcile()
 
     async def observe(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -160,6 +167,14 @@ class LocalControlPlane:
     # -- reconcile ---------------------------------------------------------------------------------
     def _changed(self) -> None:
         self._wake.set()
+
+    def request_reconcile(self) -> None:
+        """Ask for a reconcile pass soon (a Canary moved its weight, a replica changed state)."""
+        self._wake.set()
+
+    def revision_ready(self, namespace: str, revision: str) -> bool:
+        runner = self.runners.get((namespace, revision))
+        return runner is not None and runner.ready()
 
     async def _loop(self) -> None:
         while True:
@@ -198,7 +213,8 @@ class LocalControlPlane:
                 ready.add(name)  # scaled to zero on purpose still serves: the router's activator wakes it
             elif (why := runner.failure()) is not None:
                 failed[name] = why
-        return plan(service.isvc, service.rollout, Observed(frozenset(ready), failed), self.domain)
+        return plan(service.isvc, service.rollout, Observed(frozenset(ready), failed), self.domain,
+                    self.canaries.percent_for(service.isvc.key))
 
     def _scaled(self, key: tuple[str, str], p: Plan) -> dict[str, int]:
         """Replicas per running revision: the autoscaler's count where the service scales, else the plan's.
@@ -272,7 +288,8 @@ class LocalControlPlane:
         task.add_done_callback(self._background.discard)
 
     def _table(self, plans: dict[tuple[str, str], Plan]) -> RouteTable:
-        routes = {key: routes_for(self.services[key].isvc, p, self._endpoints(key[0]), self.domain)
+        routes = {key: routes_for(self.services[key].isvc, p, self._endpoints(key[0]), self.domain,
+                                  canary=self.canaries.routing_for(key))
                   for key, p in plans.items()}
         self._version += 1
         return route_table(routes, self._version)
@@ -286,6 +303,10 @@ class LocalControlPlane:
     def _record(self, service: Service, p: Plan) -> None:
         status = {**p.status, "observedGeneration": service.generation}
         self._replica_status(status, service.isvc.key)
+        if p.state.rolled_out != service.rollout.rolled_out and p.state.rolled_out is not None:
+            self.history.event(*service.isvc.key, p.state.rolled_out, "rolled out",
+                               "first ready revision" if service.rollout.rolled_out is None else
+                               f"promoted over {service.rollout.rolled_out}")
         if p.state != service.rollout or status != service.status:
             service.rollout, service.status = p.state, status
             try:

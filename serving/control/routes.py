@@ -7,6 +7,7 @@ The route table (`serving.router.table`) is the contract between the two: pure d
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from serving.control.reconcile import Plan
@@ -29,9 +30,35 @@ class RouteSink(Protocol):
         """Drop per-revision state (metrics series) of a retired revision."""
 
 
+@dataclass(frozen=True, slots=True)
+class CanaryRouting:
+    """What a Canary policy asks of the router for one service."""
+
+    affinity_header: str = ""  # requests with this header stick to one arm (hash of its value)
+    mirror: bool = False  # shadow stable requests to the 0 % canary arm
+
+
+class CanaryPolicy(Protocol):
+    """What the control plane asks of the Canary controller (none: the spec's canaryTrafficPercent rules)."""
+
+    def percent_for(self, key: tuple[str, str]) -> int | None: ...
+    def routing_for(self, key: tuple[str, str]) -> CanaryRouting | None: ...
+
+
+class _NoCanary:
+    def percent_for(self, key: tuple[str, str]) -> int | None:
+        return None
+
+    def routing_for(self, key: tuple[str, str]) -> CanaryRouting | None:
+        return None
+
+
+NO_CANARY: CanaryPolicy = _NoCanary()
+
+
 def routes_for(
     isvc: InferenceService, p: Plan, endpoints: Callable[[str], tuple[str, ...]], domain: str,
-    default_timeout_s: float = DEFAULT_TIMEOUT_S,
+    default_timeout_s: float = DEFAULT_TIMEOUT_S, canary: CanaryRouting | None = None,
 ) -> ServiceRoute:
     """One InferenceService's route: an arm per traffic target, heaviest first; `endpoints(revision)` gives the
     ready entry URLs of a revision (empty: the arm exists but gets no request)."""
@@ -43,7 +70,12 @@ def routes_for(
     name, namespace = isvc.metadata.name, isvc.metadata.namespace
     timeout = isvc.spec.predictor.timeout
     timeout_s = float(timeout) if timeout is not None else default_timeout_s
+    mirror = None
+    if canary is not None and canary.mirror:
+        shadow = next((a for a in arms if a.tag == "latest" and a.percent == 0 and a.endpoints), None)
+        mirror = Arm(shadow.revision, 0, "mirror", "latest", shadow.endpoints) if shadow else None
     return ServiceRoute(name, namespace, tuple(arms), f"{name}.{namespace}.{domain}", timeout_s,
+                        affinity_header=canary.affinity_header if canary else "", mirror=mirror,
                         activator=isvc.spec.predictor.min_replicas == 0)
 
 

@@ -1,0 +1,141 @@
+"""ServingRuntime / ClusterServingRuntime documents and KServe's runtime selection (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from serving.servingruntime import (
+    BUILTIN_RUNTIMES,
+    NO_RUNTIME,
+    ModelRequest,
+    RuntimeSpecError,
+    SelectionError,
+    ServingRuntime,
+    parse_runtime,
+    runtime_implementation,
+    select_runtime,
+    serve_flags,
+)
+
+
+def runtime(name: str, formats: list[dict[str, Any]], *, cluster: bool = False, **spec: Any) -> ServingRuntime:
+    return parse_runtime({
+        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime" if cluster else "ServingRuntime",
+        "metadata": {"name": name, **({} if cluster else {"namespace": "ml"})},
+        "spec": {"supportedModelFormats": formats, **spec},
+    })
+
+
+def fmt(name: str, version: str | None = None, auto: bool | None = True, priority: int | None = None) -> dict:
+    out: dict[str, Any] = {"name": name, "autoSelect": auto}
+    if version is not None:
+        out["version"] = version
+    if priority is not None:
+        out["priority"] = priority
+    return out
+
+
+CLUSTER = list(BUILTIN_RUNTIMES)
+
+
+@pytest.mark.parametrize(("format_name", "expected"), [
+    ("sklearn", "kserve-sklearnserver"), ("xgboost", "kserve-xgbserver"), ("onnx", "kserve-tritonserver")])
+def test_builtins_are_auto_selected_by_format(format_name: str, expected: str) -> None:
+    chosen = select_runtime(ModelRequest(format_name), [], CLUSTER)
+    assert chosen.name == expected and chosen.cluster_scoped
+    assert runtime_implementation(chosen, format_name) == format_name
+    assert serve_flags(chosen, "iris") == []  # model_name/model_dir/http_port are the backend's business
+
+
+def test_explicit_runtime_wins_even_without_auto_select() -> None:
+    mine = runtime("mine", [fmt("sklearn", auto=False)], protocolVersions=["v1", "v2"])
+    request = ModelRequest("sklearn", runtime="mine")
+    assert select_runtime(request, [mine], CLUSTER).name == "mine"
+    assert select_runtime(ModelRequest("sklearn"), [mine], CLUSTER).name == "kserve-sklearnserver"
+    assert select_runtime(ModelRequest("sklearn", runtime="kserve-sklearnserver"), [mine], CLUSTER).cluster_scoped
+
+
+def test_namespace_runtimes_before_cluster_ones_then_highest_priority() -> None:
+    low = runtime("a-low", [fmt("sklearn", priority=1)])
+    high = runtime("b-high", [fmt("sklearn", priority=5)])
+    unset = runtime("0-unset", [fmt("sklearn")])
+    assert select_runtime(ModelRequest("sklearn"), [low, high, unset], CLUSTER).name == "b-high"
+    cluster_high = runtime("c-cluster", [fmt("sklearn", priority=100)], cluster=True)
+    assert select_runtime(ModelRequest("sklearn"), [low], [cluster_high, *CLUSTER]).name == "a-low"
+    assert select_runtime(ModelRequest("sklearn"), [], [*CLUSTER, cluster_high]).name == "c-cluster"
+
+
+def test_disabled_version_and_protocol_filter() -> None:
+    disabled = runtime("off", [fmt("sklearn", priority=9)], disabled=True)
+    v2_only = runtime("v2only", [fmt("sklearn", priority=8)], protocolVersions=["v2"])
+    versioned = runtime("versioned", [fmt("sklearn", version="1", priority=7)])
+    ns = [disabled, v2_only, versioned]
+    assert select_runtime(ModelRequest("sklearn"), ns, []).name == "versioned"
+    assert select_runtime(ModelRequest("sklearn", protocol="v2"), ns, CLUSTER).name == "v2only"
+    assert select_runtime(ModelRequest("sklearn", format_version="1"), ns, []).name == "versioned"
+    with pytest.raises(SelectionError, match=NO_RUNTIME):
+        select_runtime(ModelRequest("sklearn", format_version="2"), ns, [])
+    with pytest.raises(SelectionError, match=NO_RUNTIME):
+        select_runtime(ModelRequest("sklearn", protocol="grpc-v2"), ns, [])  # no list means v1 only
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("nope", "No ServingRuntimes or ClusterServingRuntimes with the name: nope"),
+    ("off", "Specified runtime off is disabled"),
+    ("xgb-only", "Specified runtime xgb-only does not support specified framework/version"),
+    ("v2only", "Specified runtime v2only does not support specified protocol version"),
+])
+def test_explicit_runtime_errors_use_kserves_messages(name: str, message: str) -> None:
+    ns = [runtime("off", [fmt("sklearn")], disabled=True), runtime("xgb-only", [fmt("xgboost")]),
+          runtime("v2only", [fmt("sklearn")], protocolVersions=["v2"])]
+    with pytest.raises(SelectionError) as failure:
+        select_runtime(ModelRequest("sklearn", runtime=name), ns, CLUSTER)
+    assert failure.value.message == message
+
+
+def test_custom_module_class_runtime_and_templated_args() -> None:
+    shared = runtime("my-ranker", [fmt("sklearn", auto=False)], containers=[{
+        "name": "kserve-container", "image": "registry.example/ranker:1",
+        "args": ["--model_name={{.Name}}", "--model_dir", "/mnt/models", "--runtime", "ranker.model:Ranker",
+                 "--max-batch-size", "16", "--model-version", "{{.Name}}-v1"]}])
+    chosen = select_runtime(ModelRequest("sklearn", runtime="my-ranker"), [shared], CLUSTER)
+    assert runtime_implementation(chosen, "sklearn") == "ranker.model:Ranker"
+    assert serve_flags(chosen, "iris") == ["--max-batch-size", "16", "--model-version", "iris-v1"]
+
+
+@pytest.mark.parametrize(("spec", "path"), [
+    ({"supportedModelFormats": [fmt("sklearn")], "multiModel": True}, "spec.multiModel"),
+    ({"supportedModelFormats": []}, "spec.supportedModelFormats"),
+    ({"supportedModelFormats": [fmt("sklearn", priority=0)]}, "spec.supportedModelFormats.0.priority"),
+    ({"supportedModelFormats": [fmt("sklearn")], "protocolVersions": ["v9"]}, "spec.protocolVersions.0"),
+    ({"supportedModelFormats": [fmt("sklearn")], "replicaz": 1}, "spec.replicaz"),
+])
+def test_bad_documents_name_the_field(spec: dict, path: str) -> None:
+    with pytest.raises(RuntimeSpecError) as failure:
+        parse_runtime({"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
+                       "metadata": {"name": "bad"}, "spec": spec})
+    assert path in failure.value.message, failure.value.message
+    assert failure.value.status_code == 400
+    if path == "spec.multiModel":
+        assert "not supported" in failure.value.message
+
+
+def test_kserve_documented_runtime_parses() -> None:
+    doc = {
+        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime",
+        "metadata": {"name": "kserve-sklearnserver"},
+        "spec": {
+            "annotations": {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"},
+            "supportedModelFormats": [{"name": "sklearn", "version": "1", "autoSelect": True, "priority": 1}],
+            "protocolVersions": ["v1", "v2"],
+            "containers": [{"name": "kserve-container", "image": "kserve/sklearnserver:latest",
+                            "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
+                            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                            "securityContext": {"allowPrivilegeEscalation": False}}],
+        },
+    }
+    parsed = parse_runtime(doc)
+    assert parsed.cluster_scoped and parsed.namespace is None
+    assert runtime_implementation(parsed, "sklearn") == "sklearn" and serve_flags(parsed, "x") == []

@@ -115,3 +115,15 @@ async def test_sink_for_refuses_unknown_schemes() -> None:
         sink_for("s3://bucket/logs")
     with pytest.raises(ValueError, match="mode"):
         PayloadLogger(FileSink(Path("/tmp/unused.jsonl")), "everything")
+
+
+async def test_file_sink_that_cannot_write_counts_failures(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    path = tmp_path / "gone" / "payloads.jsonl"
+    logger = PayloadLogger(FileSink(path), registry=registry, backoff_s=0.01)
+    path.parent.rmdir()
+    path.parent.write_text("a file where the directory was")  # the file cannot be opened
+    logger.offer(event("r-1"))
+    await until(lambda: sample(registry, "failed") == 1)
+    assert sample(registry, "sent") == 0
+    await logger.aclose()

@@ -91,7 +91,7 @@ class FileSink:
     def __init__(self, path: Path, max_bytes: int = FILE_MAX_BYTES, backups: int = FILE_BACKUPS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups)
+        self._handler = _RaisingRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, delay=True)
         self._handler.setFormatter(logging.Formatter("%(message)s"))
         self._lock = asyncio.Lock()
 
@@ -103,6 +103,13 @@ class FileSink:
 
     async def aclose(self) -> None:
         self._handler.close()
+
+
+class _RaisingRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A full disk or a removed directory fails the event (counted), instead of a traceback on stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise  # noqa: PLE0704 - called from emit's except block: re-raises what the write raised
 
 
 def sink_for(url: str, connections: int = 4) -> Sink:

@@ -40,3 +40,35 @@ def test_access_lines_sample_successes_and_keep_every_error(caplog) -> None:  # 
     doc = orjson.loads(JsonFormatter().format(caplog.records[0]))
     assert doc["latency_ms"] == 2.0 and doc["bytes_in"] == 10 and doc["isvc"] == "m" and doc["revision"] == "m-1"
     assert AccessLog(1.0).wants(200) and not AccessLog(0.0).wants(204)
+
+
+def test_a_request_without_an_answer_is_logged_499_or_500(caplog) -> None:  # noqa: ANN001
+    import asyncio
+
+    from serving.observability.asgi import Observed
+    from serving.observability.cloudevent import Source
+
+    async def client_left(scope, receive, send) -> None:  # noqa: ANN001 - the front door returns on disconnect
+        return None
+
+    async def crashed(scope, receive, send) -> None:  # noqa: ANN001
+        raise RuntimeError("boom")
+
+    async def call(app) -> None:  # noqa: ANN001
+        scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer", "headers": [], "server": None}
+
+        async def receive() -> dict:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            raise AssertionError("nothing is sent")
+
+        await Observed(app, Source(isvc="m"), AccessLog(1.0))(scope, receive, send)
+
+    caplog.set_level(logging.INFO, logger="serving.access")
+    asyncio.run(call(client_left))
+    try:
+        asyncio.run(call(crashed))
+    except RuntimeError:
+        pass
+    assert [r.fields["status"] for r in caplog.records] == [499, 500]

@@ -38,7 +38,7 @@ class _Exchange:
     started: float
     keep_request: bool
     keep_response: bool
-    status: int = 500
+    status: int = 0  # 0 until the response starts
     bytes_in: int = 0
     bytes_out: int = 0
     request_type: bytes = b"application/json"
@@ -86,6 +86,7 @@ class Observed:
     async def _observe(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope, ex = self._begin(scope)
         token = request_id.current.set(ex.request_id)
+        failed = True
         try:
             if tracing.enabled():
                 with tracing.server_span(self.source.component, scope["headers"], {"serving.request_id": ex.request_id}):
@@ -94,7 +95,10 @@ class Observed:
                     tracing.set_attributes(self._span_attributes(scope, ex))
             else:
                 await self._run(scope, receive, send, ex)
+            failed = False
         finally:
+            if not ex.status:  # no response: the server answers 500 for an exception; else the client left
+                ex.status = 500 if failed else 499
             self._finish(scope, ex)
             request_id.current.reset(token)
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from serving.autoscale.metrics import ScalingMetrics
 from serving.control.api import build_control_app
 from serving.control.canaries import LocalCanaries
 from serving.control.documents import read_documents
@@ -51,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--api-keys", type=Path, help="require API keys on the router: a file of NAMESPACE:KEY lines "
                    "(also env SERVING_API_KEYS=ns:key,...)")
     p.add_argument("--auth-health", action="store_true", help="with API keys, require one on /v2/health/* too")
+    p.add_argument("--activator-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long the router holds a request while a revision scales up from zero (then 503)")
+    p.add_argument("--activator-queue", type=int, default=1000, metavar="N",
+                   help="requests held per revision while it scales up from zero (more: 503 with Retry-After)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=main)
 
@@ -72,6 +77,16 @@ def storage_config(args: argparse.Namespace) -> StorageConfig:
     )
 
 
+def _activator(router: Router, args: argparse.Namespace) -> ScalingMetrics:
+    """The router's activator settings, its demand signal to the control plane set by the caller; the scaling
+    series go into the router's registry (one /metrics)."""
+    scaling = ScalingMetrics(router.metrics.registry if router.metrics is not None else None)
+    router.activator.timeout_s = getattr(args, "activator_timeout", 60.0)
+    router.activator.max_queue = getattr(args, "activator_queue", 1000)
+    router.activator.metrics = scaling
+    return scaling
+
+
 def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> Router:
     """The router with the local control plane behind it; `replica_factory` (tests) replaces OS processes."""
     store = StateStore(args.state_dir)
@@ -81,7 +96,9 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     control = LocalControlPlane(
         store, router, domain=args.domain, storage=storage_config(args),
         predictor_flags=("--no-pickle",) if args.no_pickle else (), replica_factory=replica_factory,
+        load=router.load, scaling_metrics=_activator(router, args),
     )
+    router.activator.on_demand = control.autoscalers.activate  # a held request asks for a replica
     canaries = LocalCanaries(control, lambda: [router.metrics.exposition()] if router.metrics is not None else [],
                              router.metrics.registry if router.metrics is not None else None)
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]

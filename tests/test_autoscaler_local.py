@@ -1,0 +1,210 @@
+"""The local autoscaler loop end to end in-process: the real LocalControlPlane, reconcile loop, KPA and
+Activator, with fake replicas (the `replica_factory` seam of tests/test_control_local.py) and a load source
+the test sets (what the router's `RevisionLoad` would report). Time is a clock that moves 0.25 s per
+reading, so a 6 s Knative window passes in a few dozen ticks of a 10 ms loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from serving.autoscale.metrics import ScalingMetrics
+from serving.control.api import build_control_app
+from serving.control.autoscaler import stable_floor
+from serving.control.local import LocalControlPlane
+from serving.control.state import StateStore
+from serving.errors import ServiceUnavailable
+from serving.router.activator import Activator
+from serving.router.load import RevisionLoad
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.spec import SpecError, parse
+from tests.test_control_local import FakeReplica, Sink, _until
+
+WINDOW = {"autoscaling.knative.dev/window": "6s"}
+
+
+class SteppingClock:
+    def __init__(self, step_s: float = 0.25) -> None:
+        self.now, self.step_s = 1000.0, step_s
+
+    def __call__(self) -> float:
+        self.now += self.step_s
+        return self.now
+
+
+def _doc(model: Path, annotations: dict[str, str] | None = None, **predictor: object) -> dict:
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "iris", "annotations": {**WINDOW, **(annotations or {})}},
+            "spec": {"predictor": {**predictor, "sklearn": {"storageUri": str(model)}}}}
+
+
+@pytest.fixture()
+def model(tmp_path: Path) -> Path:
+    FakeReplica.instances.clear()
+    FakeReplica.failing.clear()
+    path = tmp_path / "model"
+    path.mkdir()
+    (path / "model.joblib").write_bytes(b"")
+    return path
+
+
+def _plane(tmp_path: Path, sink: Sink, load: RevisionLoad, registry: CollectorRegistry) -> LocalControlPlane:
+    control = LocalControlPlane(StateStore(tmp_path / "state"), sink, replica_factory=FakeReplica, load=load,
+                                scaling_metrics=ScalingMetrics(registry), autoscale_interval_s=0.01)
+    control.autoscalers.clock = SteppingClock()
+    return control
+
+
+def _ready(sink: Sink) -> list[int]:
+    return [n for _, n in sink.arms().values()]
+
+
+def _running() -> int:
+    return sum(1 for r in FakeReplica.instances if not r.stopped)
+
+
+@pytest.mark.asyncio
+async def test_replicas_follow_concurrency_up_and_back_down(tmp_path: Path, model: Path) -> None:
+    sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
+    control = _plane(tmp_path, sink, load, registry)
+    await control.start()
+    try:
+        doc = _doc(model, minReplicas=1, maxReplicas=5, scaleTarget=2)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _ready(sink) == [1])
+        (revision,) = sink.arms()
+        load.in_flight[("default", revision)] = 7  # 7 in flight / (2 x 0.7 per replica) = 5
+        await _until(lambda: _ready(sink) == [5])
+        predictor = control.get("default", "iris").status["components"]["predictor"]
+        assert predictor["desiredReplicas"] == 5
+        await _until(lambda: control.get("default", "iris").status["components"]["predictor"]["currentReplicas"] == 5)
+        assert b'serving_autoscaler_desired_replicas{isvc="iris",revision="%s"} 5.0' % revision.encode() \
+            in generate_latest(registry)
+        load.in_flight[("default", revision)] = 0
+        await _until(lambda: _ready(sink) == [1] and _running() == 1, timeout_s=10)
+        # Replicas taken away were drained (out of the table first, then waited for) before they stopped.
+        drained = {url for kind, urls in sink.events if kind == "drain" for url in urls}
+        assert {r.url for r in FakeReplica.instances if r.stopped} <= drained
+    finally:
+        await control.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_min_zero_goes_to_zero_then_a_held_request_wakes_it(tmp_path: Path, model: Path) -> None:
+    sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
+    control = _plane(tmp_path, sink, load, registry)
+    await control.start()
+    try:
+        doc = _doc(model, minReplicas=0, maxReplicas=3)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _ready(sink) == [1])
+        await _until(lambda: _running() == 0, timeout_s=10)  # idle for the window: no process left
+        route = sink.tables[-1].services[("default", "iris")]
+        assert route.activator and route.arms[0].percent == 100 and route.arms[0].endpoints == ()
+        status = control.get("default", "iris").status
+        assert status["conditions"][-1]["status"] == "True"  # scaled to zero is still a serving service
+        assert status["components"]["predictor"]["desiredReplicas"] == 0
+        # The router's activator holds a request and signals demand; the table with an endpoint releases it.
+        activator = Activator(load, timeout_s=5)
+        activator.on_demand = control.autoscalers.activate
+        original_set = sink.set_table
+        sink.set_table = lambda table: (original_set(table), activator.table_changed(table))[0]  # type: ignore[method-assign]
+        arm = await activator.hold(route, route.arms[0])
+        assert arm.endpoints and _running() == 1
+    finally:
+        await control.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_canary_arms_scale_on_their_own_load_and_stable_keeps_its_share(tmp_path: Path, model: Path) -> None:
+    other = model.parent / "v2"
+    other.mkdir()
+    (other / "model.joblib").write_bytes(b"")
+    sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
+    control = _plane(tmp_path, sink, load, registry)
+    await control.start()
+    try:
+        doc = _doc(model, minReplicas=1, maxReplicas=6, scaleTarget=1)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _ready(sink) == [1])
+        (stable,) = sink.arms()
+        load.in_flight[("default", stable)] = 3  # 3 / 0.7 -> 5 replicas
+        await _until(lambda: _ready(sink) == [5])
+        canary_doc = _doc(other, minReplicas=1, maxReplicas=6, scaleTarget=1, canaryTrafficPercent=20)
+        await control.apply(parse(canary_doc), canary_doc)
+        await _until(lambda: len(sink.arms()) == 2)
+        canary = next(r for r in sink.arms() if r != stable)
+        load.in_flight[("default", stable)] = 0  # the stable arm's own load drops; the canary's grows
+        load.in_flight[("default", canary)] = 2
+        await _until(lambda: sink.arms()[canary][1] == 3)
+        await asyncio.sleep(0.3)  # many ticks: the stable arm would shrink to 1 on its own load
+        assert sink.arms()[stable][1] >= stable_floor(80, {stable: 1, canary: 3}) == 4
+    finally:
+        await control.shutdown()
+
+
+def test_stable_floor_is_its_share_of_all_arms() -> None:
+    assert stable_floor(75, {"a": 2, "b": 2}) == 3
+    assert stable_floor(90, {"a": 1, "b": 0}) == 1
+
+
+@pytest.mark.asyncio
+async def test_activator_times_out_and_bounds_its_queue_with_retry_after() -> None:
+    load = RevisionLoad()
+    activator = Activator(load, timeout_s=0.2, max_queue=1)
+    cold = ServiceRoute("iris", "default", (Arm("iris-1", 100, "stable", "latest", ()),), activator=True)
+    activator.table_changed(RouteTable({("default", "iris"): cold}))
+    demanded: list[tuple[str, str]] = []
+    activator.on_demand = lambda ns, rev: demanded.append((ns, rev))
+    first = asyncio.create_task(activator.hold(cold, cold.arms[0]))
+    await _until(lambda: load.waiting("default", "iris-1") == 1)
+    with pytest.raises(ServiceUnavailable) as full:
+        await activator.hold(cold, cold.arms[0])
+    assert "1 requests already wait" in full.value.message and full.value.headers["Retry-After"]
+    with pytest.raises(ServiceUnavailable) as late:
+        await first
+    assert "did not become ready within 0.2s" in late.value.message and late.value.headers["Retry-After"]
+    assert demanded == [("default", "iris-1")] and load.waiting("default", "iris-1") == 0
+
+
+@pytest.mark.parametrize(("predictor", "annotations", "path"), [
+    ({"minReplicas": 3, "maxReplicas": 2}, {}, "spec.predictor"),
+    ({"scaleTarget": -1}, {}, "spec.predictor.scaleTarget"),
+    ({"scaleMetric": "gpu"}, {}, "spec.predictor.scaleMetric"),
+    ({}, {"autoscaling.knative.dev/window": "soon"}, "metadata.annotations.autoscaling.knative.dev/window"),
+    ({"autoScaling": {"metrics": [{"type": "External"}]}}, {}, "spec.predictor.autoScaling.metrics[0].type"),
+])
+def test_bad_scaling_input_names_the_field(model: Path, predictor: dict, annotations: dict, path: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse(_doc(model, annotations, **predictor))
+    assert err.value.status_code == 400 and path in err.value.message
+
+
+@pytest.mark.asyncio
+async def test_a_rejected_apply_leaves_the_running_service_alone(tmp_path: Path, model: Path) -> None:
+    sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
+    control = _plane(tmp_path, sink, load, registry)
+    await control.start()
+    app = build_control_app(control, "t")
+    try:
+        doc = _doc(model, minReplicas=1, maxReplicas=2)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _ready(sink) == [1])
+        before = sink.tables[-1].services
+        bad = _doc(model, {"autoscaling.knative.dev/scale-down-delay": "5 minutes"}, minReplicas=1, maxReplicas=2)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://control") as client:
+            response = await client.post("/api/v1/inferenceservices", json=[bad], headers={"authorization": "Bearer t"})
+        assert response.status_code == 400
+        assert "metadata.annotations.autoscaling.knative.dev/scale-down-delay" in response.json()["error"]
+        assert control.get("default", "iris").document == doc and sink.tables[-1].services == before
+    finally:
+        await control.shutdown()
+
+
+def test_unknown_knative_annotation_warns(model: Path) -> None:
+    isvc = parse(_doc(model, {"autoscaling.knative.dev/widow": "6s"}))
+    assert any("autoscaling.knative.dev/widow" in w for w in isvc.warnings())

@@ -110,7 +110,7 @@ class RuntimeMetadata(_Strict):
 
 
 class ServingRuntime(_Strict):
-    api_version: Literal["serving.kserve.io/v1alpha1"]
+    api_version: Literal["serving.kserve.io/v1alpha1", "serving.dev/v1alpha1"]
     kind: Literal["ServingRuntime", "ClusterServingRuntime"]
     metadata: RuntimeMetadata
     spec: ServingRuntimeSpec

@@ -55,7 +55,8 @@ def test_helm_lint_and_template_validate(values: Path | None) -> None:
     kinds = {d["kind"] for d in docs}
     assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole",
             "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds
-    assert next(d for d in docs if d["kind"] == "CustomResourceDefinition") == crd()
+    assert next(d for d in docs if d["kind"] == "CustomResourceDefinition"
+                and d["metadata"]["name"] == crd()["metadata"]["name"]) == crd()
     operator = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator"))
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--routes-configmap=serving-system/rel-serving-routes" in args
@@ -94,5 +95,6 @@ def test_kustomize_base_builds_and_validates() -> None:
     kubectl = _binary("kubectl")
     docs = _validate_all(_run(kubectl, "kustomize", str(ROOT / "charts/kustomize")))
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] in ("Deployment", "Service")} == {"serving-system"}
-    built = next(d for d in docs if d["kind"] == "CustomResourceDefinition")
+    built = next(d for d in docs if d["kind"] == "CustomResourceDefinition"
+                 and d["metadata"]["name"] == crd()["metadata"]["name"])
     assert built["spec"] == crd()["spec"]  # kustomize only adds its instance label

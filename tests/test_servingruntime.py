@@ -139,3 +139,28 @@ def test_kserve_documented_runtime_parses() -> None:
     parsed = parse_runtime(doc)
     assert parsed.cluster_scoped and parsed.namespace is None
     assert runtime_implementation(parsed, "sklearn") == "sklearn" and serve_flags(parsed, "x") == []
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("kind", ["ServingRuntime", "ClusterServingRuntime"])
+def test_runtime_crds_are_committed_valid_and_accept_kserve_documents(kind: str) -> None:
+    import jsonschema
+    import kubernetes_validate
+
+    from serving.runtime_crd import FILES, runtime_crd, runtime_crd_yaml
+
+    for folder in ("charts/serving/crds", "charts/kustomize"):
+        path = ROOT / folder / FILES[kind]
+        assert path.read_text() == runtime_crd_yaml(kind), f"{path} drifted: python -m serving.runtime_crd {folder}"
+    document = runtime_crd(kind)
+    kubernetes_validate.validate(document, "1.30", strict=True)
+    assert document["spec"]["scope"] == ("Cluster" if kind == "ClusterServingRuntime" else "Namespaced")
+    schema = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for builtin in BUILTIN_RUNTIMES:
+        jsonschema.validate(builtin.model_dump(mode="json", by_alias=True, exclude_none=True), schema)
+    bad = {"apiVersion": "serving.dev/v1alpha1", "kind": kind, "metadata": {"name": "x"},
+           "spec": {"supportedModelFormats": [{"name": "sklearn", "priority": 0}]}}
+    with pytest.raises(jsonschema.ValidationError, match="minimum"):
+        jsonschema.validate(bad, schema)

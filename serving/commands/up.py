@@ -95,7 +95,9 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
     control = LocalControlPlane(
         store, router, domain=args.domain, storage=storage_config(args),
-        predictor_flags=("--no-pickle",) if args.no_pickle else (), replica_factory=replica_factory,
+        predictor_flags=(("--no-pickle",) if args.no_pickle else ())  # predictors speak gRPC when the router does:
+        + (("--grpc-port", "0") if getattr(args, "grpc_port", None) is not None else ()),  # it asks each its port
+        replica_factory=replica_factory,
         load=router.load, scaling_metrics=_activator(router, args),
     )
     router.activator.on_demand = control.autoscalers.activate  # a held request asks for a replica

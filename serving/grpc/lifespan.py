@@ -2,16 +2,20 @@
 
 A pure-ASGI wrapper: the listener starts after the app's own start-up completed (so the repository's
 loading has begun and the same loop runs both transports) and stops before the app's shutdown (which
-closes the DataPlane). HTTP requests pass straight through.
+closes the DataPlane). HTTP requests pass straight through, except `GET /serving/grpc-port`, which tells a
+router (`serving up` starts its predictors with `--grpc-port 0`) where this replica's gRPC listener is.
 """
 
 from __future__ import annotations
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.dataplane import DataPlane
 from serving.errors import BadRequest
 from serving.grpc.server import GrpcListener
+
+GRPC_PORT_PATH = "/serving/grpc-port"
 
 
 class WithGrpc:
@@ -21,7 +25,10 @@ class WithGrpc:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
+            if scope["type"] == "http" and scope["path"] == GRPC_PORT_PATH:
+                await self._tell_port(send)
+            else:
+                await self.app(scope, receive, send)
             return
 
         async def receive_shutdown_first() -> Message:
@@ -40,6 +47,12 @@ class WithGrpc:
             await send(message)
 
         await self.app(scope, receive_shutdown_first, send_after_start)
+
+    async def _tell_port(self, send: Send) -> None:
+        body = orjson.dumps({"port": self.listener.bound_port})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def with_grpc(app: ASGIApp, dataplane: DataPlane, host: str, port: int, workers: int = 1) -> WithGrpc:

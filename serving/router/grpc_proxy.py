@@ -8,7 +8,9 @@ server's own (UNIMPLEMENTED here, like Triton behind a load balancer).
 
 Choosing: metadata `x-serving-namespace` (else `default`, or the service whose host is the call's
 `:authority`), `x-serving-tag` pins an arm by tag or revision name, `authorization`/`x-api-key` as on HTTP.
-An arm without gRPC endpoints (a transformer in front of its predictor speaks REST only) is UNIMPLEMENTED.
+Where the route table gives an arm no gRPC endpoints, each replica is asked for its gRPC port once
+(`GET /serving/grpc-port`); an arm without any (a transformer in front of its predictor speaks REST only)
+is UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import itertools
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
+import orjson
 
 import serving
 from serving.errors import ModelNotFound, ServingError
 from serving.grpc import messages as pb
 from serving.grpc import wire
+from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
 from serving.grpc.service import Context, Handler
 from serving.grpc.status import grpc_code, http_status, trailing_metadata
@@ -49,6 +54,7 @@ class GrpcProxy:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
         self._turns = itertools.count()
+        self._discovered: dict[str, str] = {}  # replica base URL -> its gRPC 'host:port' ('' = none)
 
     async def start(self, host: str, port: int) -> int:
         self.server = grpc.aio.server(options=server_options(self.max_message_bytes))
@@ -115,7 +121,8 @@ class GrpcProxy:
     async def _forward(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...], route: ServiceRoute,
                        arm: Arm, context: Context) -> bytes:
         revision = ((REVISION_KEY, arm.revision),)
-        if not arm.grpc_endpoints:
+        targets = await self._grpc_targets(arm)
+        if not targets:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"revision {arm.revision!r} of {route.name!r} serves "
                                 "REST only (a transformer in front of its predictor, or no gRPC port)", revision)
         remaining = context.time_remaining()
@@ -124,7 +131,7 @@ class GrpcProxy:
         started, code = time.monotonic(), 500
         self._in_flight(route, arm, 1)
         try:
-            result = await self._call_arm(method, raw, forwarded, arm, timeout)
+            result = await self._call_arm(method, raw, forwarded, targets, timeout)
             if isinstance(result, grpc.aio.AioRpcError):
                 code = http_status(result.code())
                 trailing = tuple(result.trailing_metadata() or ()) + revision
@@ -138,10 +145,37 @@ class GrpcProxy:
                 self.router.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code,
                                                   time.monotonic() - started)
 
-    async def _call_arm(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...], arm: Arm,
-                        timeout: float) -> bytes | grpc.aio.AioRpcError:
+    async def _grpc_targets(self, arm: Arm) -> tuple[str, ...]:
+        """The arm's gRPC targets: from the route table, else asked once of each replica (`GET /serving/grpc-port`,
+        answered by `serving serve --grpc-port`); a replica without gRPC (a transformer) stays REST only."""
+        if arm.grpc_endpoints:
+            return arm.grpc_endpoints
+        found = []
+        for endpoint in arm.endpoints:
+            target = self._discovered.get(endpoint)
+            if target is None:
+                target = await self._ask_grpc_port(endpoint)
+                if target is not None:
+                    self._discovered[endpoint] = target
+            if target:
+                found.append(target)
+        return tuple(found)
+
+    async def _ask_grpc_port(self, endpoint: str) -> str | None:
+        """'host:port', '' for a replica without gRPC, None when it could not be asked (ask again next time)."""
+        try:
+            _, response = await self.router.upstreams.forward((endpoint,), "GET", GRPC_PORT_PATH, [], b"", 5.0)
+        except ServingError:
+            return None
+        if response.status == 404:
+            return ""
+        if response.status != 200:
+            return None
+        return f"{urlsplit(endpoint).hostname}:{int(orjson.loads(response.body)['port'])}"
+
+    async def _call_arm(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...],
+                        endpoints: tuple[str, ...], timeout: float) -> bytes | grpc.aio.AioRpcError:
         """Try the arm's endpoints in turn; move on only when one cannot be reached (no Retry-After)."""
-        endpoints = arm.grpc_endpoints
         first = next(self._turns)
         failure: grpc.aio.AioRpcError | None = None
         for attempt in range(len(endpoints)):
@@ -154,6 +188,7 @@ class GrpcProxy:
                 failure = exc
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or _has_retry_after(exc):
                     break
+                self._discovered = {e: t for e, t in self._discovered.items() if t != endpoint}  # restarted?
         assert failure is not None
         return failure
 

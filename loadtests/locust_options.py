@@ -26,6 +26,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--canary-out", default="", help="JSON file for the observed revision split")
     parser.add_argument("--progress-file", default="", help="JSON file rewritten every second with live totals")
     parser.add_argument("--totals-file", default="", help="JSON file with Locust's own run totals, written at stop")
+    parser.add_argument("--serving-tag", default="", help="send x-serving-tag (pin the router to a revision tag)")
 
 
 def options(environment: Environment) -> Any:

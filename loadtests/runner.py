@@ -46,6 +46,7 @@ class Plan:
     rows: int
     payload: str | None
     out: Path
+    tag: str | None = None  # x-serving-tag on every request (e.g. `latest`: the canary arm only)
 
 
 def parse_duration(text: str) -> int:
@@ -73,6 +74,8 @@ def locust_command(plan: Plan) -> list[str]:
     ]
     if plan.payload:
         cmd += ["--payload", plan.payload]
+    if plan.tag:
+        cmd += ["--serving-tag", plan.tag]
     if plan.scenario == "canary":
         cmd += ["--canary-out", str(plan.out / "canary.json")]
     return cmd
@@ -147,7 +150,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     duration_s = parse_duration(args.duration)
     with target(args, args.scenario, out) as url:
         plan = Plan(args.scenario, url, args.model or args.example or "sklearn-iris", args.users,
-                    args.spawn_rate or float(args.users), duration_s, args.shape, args.rows, args.payload, out)
+                    args.spawn_rate or float(args.users), duration_s, args.shape, args.rows, args.payload, out,
+                    getattr(args, "tag", None))
         print(f"loadtest {plan.scenario} ({plan.shape}, {plan.users} users, {duration_s}s) -> {url}", file=sys.stderr)
         code = run_locust(plan)
     return finish(plan, code, args.max_failure_ratio)

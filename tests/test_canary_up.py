@@ -6,6 +6,7 @@ analysis, and `serving rollout` steers and reports it."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support import train_iris_sklearn, wait_until
+from tests.support import free_port, train_iris_sklearn, wait_until
 from tests.up_support import apply_text, cli, isvc_yaml, serving_up, wait_for_traffic
 
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
@@ -193,3 +195,41 @@ def test_restart_resumes_the_analysis_at_its_step(tmp_path: Path) -> None:
         wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [10, 90])
         after = status(server, state)
         assert (after["phase"], after["step"], after["revision"]) == ("Progressing", 0, before["revision"])
+
+
+@pytest.mark.e2e
+def test_load_test_gates_the_first_step_and_its_report_is_kept(tmp_path: Path) -> None:
+    extra = "    loadTest: {users: 2, duration: 2s}\n"
+    with iris_with_canary(tmp_path, canary_yaml(interval="1h", extra=extra)) as (server, state, stable):
+        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        wait_phase(server, state, ("LoadTesting",))
+        after = wait_phase(server, state, ("Progressing", "Failed"), timeout_s=120)
+        assert after["phase"] == "Progressing" and after["canaryWeight"] == 10, after
+        assert "load test passed" in after["message"]
+        report = Path(after["loadTestReport"])
+        summary = json.loads((report / "summary.json").read_text())
+        assert summary["requests"] > 0 and summary["failures"] == 0
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
+@pytest.mark.e2e  # a real Prometheus scraping serving up, queried by the canary controller
+def test_promql_metric_is_templated_and_read_from_a_real_prometheus(tmp_path: Path) -> None:
+    from tests.test_prometheus import prometheus
+
+    v1 = tmp_path / "v1"
+    train_iris_sklearn(v1)
+    state, port = tmp_path / "state", free_port()
+    query = "    metrics:\n      - name: canary-series-scraped\n        thresholdRange: {min: 1}\n" \
+            "        query: count(serving_router_requests_total{namespace=\"{{ namespace }}\",isvc=\"{{ target }}\"," \
+            "revision=\"{{ revision }}\"})\n"
+    canary = canary_yaml(interval="1s", min_requests=1).split("    metrics:")[0] + query.replace("    metrics:\n", "")
+    canary = canary.replace("stepWeights: [10, 25, 50]", "stepWeights: [50]").replace("threshold: 2", "threshold: 20")
+    canary = canary.replace("    minRequests: 1\n", "    minRequests: 1\n    metrics:\n")
+    with serving_up(state, extra=("--prometheus-url", f"http://127.0.0.1:{port}")) as server:
+        apply_text(server, state, isvc_yaml("iris", v1) + "---" + canary, tmp_path)
+        wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
+        with prometheus(server.url.removeprefix("http://"), tmp_path, port), Load(server.url):
+            apply_text(server, state, isvc_yaml("iris", v1, extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+            final = wait_phase(server, state, ("Succeeded", "Failed"), timeout_s=90)
+    assert final["phase"] == "Succeeded", final
+    assert any(r["name"] == "canary-series-scraped" and r["value"] >= 1 for r in final["lastResults"]), final

@@ -29,9 +29,9 @@ def promtool_check(text: str) -> None:
 
 
 @contextmanager
-def prometheus(target: str, tmp: Path) -> Iterator[str]:
-    """Debian's prometheus on a free loopback port, scraping `target` every second; yields its URL."""
-    port = free_port()
+def prometheus(target: str, tmp: Path, port: int | None = None) -> Iterator[str]:
+    """Debian's prometheus on a free loopback port (or `port`), scraping `target` every second; yields its URL."""
+    port = port or free_port()
     config = tmp / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"

@@ -25,6 +25,7 @@ class Outcome(StrEnum):
 
 class Phase(StrEnum):
     WAITING = "Waiting"  # no canary revision ready yet
+    LOAD_TESTING = "LoadTesting"  # a Locust run against the canary gates the first step
     MIRRORING = "Mirroring"
     PROGRESSING = "Progressing"
     PROMOTING = "Promoting"
@@ -119,12 +120,13 @@ class CanaryStatus:
     mirror_intervals: int = 0
     message: str = ""
     last_results: tuple[MetricResult, ...] = ()
+    load_test_report: str = ""  # the folder of the gating Locust run's report
 
     def to_json(self) -> dict[str, Any]:
         return {"phase": str(self.phase), "revision": self.revision, "step": self.step,
                 "canaryWeight": self.canary_weight, "failedChecks": self.failed_checks,
                 "iterations": self.iterations, "mirrorIntervals": self.mirror_intervals, "message": self.message,
-                "lastResults": [r.to_json() for r in self.last_results]}
+                "lastResults": [r.to_json() for r in self.last_results], "loadTestReport": self.load_test_report}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CanaryStatus:
@@ -132,15 +134,56 @@ class CanaryStatus:
                         for r in data.get("lastResults", ()))
         return cls(Phase(data.get("phase", Phase.WAITING)), data.get("revision"), data.get("step", -1),
                    data.get("canaryWeight", 0), data.get("failedChecks", 0), data.get("iterations", 0),
-                   data.get("mirrorIntervals", 0), data.get("message", ""), results)
+                   data.get("mirrorIntervals", 0), data.get("message", ""), results, data.get("loadTestReport", ""))
 
 
-def start(revision: str, analysis: Analysis) -> CanaryStatus:
-    """A new canary revision is ready: mirror first if asked, else take the first step."""
+def start(revision: str, analysis: Analysis, load_tested: bool = False) -> CanaryStatus:
+    """A new canary revision is ready: load-test it, then mirror if asked, else take the first step."""
+    if analysis.load_test is not None and not load_tested:
+        return CanaryStatus(Phase.LOAD_TESTING, revision, -1, 0, message=(
+            f"load test: {analysis.load_test.users} users for {analysis.load_test.duration} against the canary"))
     if analysis.mirror:
         return CanaryStatus(Phase.MIRRORING, revision, -1, 0, message="mirroring stable traffic to the canary")
     first = analysis.weights[0]
     return CanaryStatus(Phase.PROGRESSING, revision, 0, first, message=f"step 1: {first}% to the canary")
+
+
+def judge_load_test(summary: Mapping[str, Any], analysis: Analysis) -> Verdict:
+    """The gating Locust run judged by the same metrics: success rate from its failures, durations from its
+    percentiles (p50/p95/p99 of Locust's own report; p90 is read as p95, the nearest it reports)."""
+    requests = int(summary.get("requests", 0))
+    if requests == 0:
+        return Verdict(Outcome.FAIL, (), "the load test sent no request")
+    results = []
+    for check in analysis.metrics:
+        value: float | None
+        if check.query is not None:
+            value = None
+        elif check.name == "request-success-rate":
+            value = 100.0 * (requests - int(summary.get("failures", 0))) / requests
+        else:
+            value = float(summary.get({50: "p50_ms", 90: "p95_ms", 99: "p99_ms"}[check.percentile], 0.0))
+        bounds = check.threshold_range
+        passed = check.query is not None or (value is not None and (bounds.min is None or value >= bounds.min)
+                                             and (bounds.max is None or value <= bounds.max))
+        results.append(MetricResult(check.name, value, passed, _bound_text(check)))
+    failed = [r for r in results if not r.passed]
+    if failed:
+        return Verdict(Outcome.FAIL, tuple(results), "load test: " + "; ".join(
+            f"{r.name} {_value_text(r.value)} outside {r.bound}" for r in failed))
+    return Verdict(Outcome.ADVANCE, tuple(results), f"load test passed ({requests} requests)")
+
+
+def after_load_test(status: CanaryStatus, verdict: Verdict, analysis: Analysis, report: str) -> CanaryStatus:
+    """A passed load test starts the analysis proper; a failed one rolls the canary back at once."""
+    if status.phase is not Phase.LOAD_TESTING or status.revision is None:
+        return status
+    if verdict.outcome is not Outcome.ADVANCE:
+        return replace(status, phase=Phase.FAILED, canary_weight=0, last_results=verdict.results,
+                       load_test_report=report, message=f"rolled back: {verdict.reason}")
+    started = start(status.revision, analysis, load_tested=True)
+    return replace(started, last_results=verdict.results, load_test_report=report,
+                   message=f"{verdict.reason}; {started.message}")
 
 
 def advance(status: CanaryStatus, verdict: Verdict, analysis: Analysis) -> CanaryStatus:

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from serving.canary.analysis import CanaryStatus, Phase, advance, judge, start
+from serving.canary.analysis import (
+    CanaryStatus,
+    Phase,
+    advance,
+    after_load_test,
+    judge,
+    judge_load_test,
+    start,
+)
+from serving.canary.promql import render
 from serving.canary.snapshot import RevisionCounters, interval_window, revision_counters
-from serving.canary.spec import Canary
+from serving.canary.spec import Canary, LoadTest
 from serving.errors import NotFound
 
 log = logging.getLogger("serving.canary")
@@ -40,6 +49,8 @@ class CanaryHost(Protocol):
     def rollout_view(self, key: Key) -> RolloutView | None: ...
     def router_expositions(self) -> Sequence[bytes]: ...
     def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None: ...
+    def run_load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
+        """Start a Locust run against the canary; call `load_test_finished` when it ends (never block)."""
 
 
 @dataclass
@@ -49,6 +60,7 @@ class Tracked:
     history: list[dict[str, Any]] = field(default_factory=list)
     counters: RevisionCounters | None = None
     next_check_s: float = 0.0
+    load_test_for: str | None = None  # the revision whose load test was started
 
 
 class CanaryMetrics:
@@ -116,8 +128,23 @@ class CanaryController:
         return self._set(key, phase, tracked.status.canary_weight, "resumed by the user")
 
     # -- the loop body -------------------------------------------------------------------------------
-    def tick(self) -> None:
-        """One pass over every tracked Canary: start analyses, judge those whose interval is due."""
+    def due_queries(self) -> dict[Key, dict[str, str]]:
+        """The PromQL metrics (name -> rendered query) of every analysis whose check is due now."""
+        now, due = self.clock(), {}
+        for key, tracked in self.tracked.items():
+            status, analysis = tracked.status, tracked.canary.spec.analysis
+            if status.phase not in (Phase.PROGRESSING, Phase.MIRRORING) or now < tracked.next_check_s:
+                continue
+            values = {"namespace": key[0], "target": key[1], "revision": status.revision or "",
+                      "interval": analysis.interval}
+            queries = {m.name: render(m.query, values) for m in analysis.metrics if m.query is not None}
+            if queries:
+                due[key] = queries
+        return due
+
+    def tick(self, queried: Mapping[Key, Mapping[str, float]] | None = None) -> None:
+        """One pass over every tracked Canary: start analyses, judge those whose interval is due.
+        `queried`: the values of the due PromQL metrics, evaluated by the host beforehand."""
         now = self.clock()
         expositions: Sequence[bytes] | None = None
         for key, tracked in list(self.tracked.items()):
@@ -125,10 +152,11 @@ class CanaryController:
             if view is None:
                 continue
             self._follow_rollout(key, tracked, view, now)
+            self._load_test(key, tracked)
             if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING) or now < tracked.next_check_s:
                 continue
             expositions = expositions if expositions is not None else self.host.router_expositions()
-            self._check(key, tracked, expositions, now)
+            self._check(key, tracked, expositions, now, (queried or {}).get(key, {}))
 
     def _follow_rollout(self, key: Key, tracked: Tracked, view: RolloutView, now: float) -> None:
         status = tracked.status
@@ -143,12 +171,31 @@ class CanaryController:
         elif candidate and candidate != status.revision and status.phase is not Phase.WAITING:
             self._transition(key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}"))
 
-    def _check(self, key: Key, tracked: Tracked, expositions: Sequence[bytes], now: float) -> None:
+    def _load_test(self, key: Key, tracked: Tracked) -> None:
+        status, load_test = tracked.status, tracked.canary.spec.analysis.load_test
+        if status.phase is Phase.LOAD_TESTING and load_test is not None and tracked.load_test_for != status.revision:
+            assert status.revision is not None
+            tracked.load_test_for = status.revision
+            self.host.run_load_test(key, status.revision, load_test)
+
+    def load_test_finished(self, key: Key, revision: str, summary: dict[str, Any], report: str) -> None:
+        """The host's Locust run ended (`summary`: its summary.json; empty when it could not run)."""
+        tracked = self.tracked.get(key)
+        if tracked is None or tracked.status.revision != revision:
+            return
+        analysis = tracked.canary.spec.analysis
+        tracked.next_check_s = self.clock() + analysis.interval_s
+        tracked.counters = None
+        self._transition(key, tracked, after_load_test(tracked.status, judge_load_test(summary, analysis), analysis,
+                                                       report))
+
+    def _check(self, key: Key, tracked: Tracked, expositions: Sequence[bytes], now: float,
+               queried: Mapping[str, float]) -> None:
         analysis = tracked.canary.spec.analysis
         status = tracked.status
         assert status.revision is not None
         counters = revision_counters(expositions, key[0], key[1], status.revision)
-        window = interval_window(tracked.counters, counters)
+        window = replace(interval_window(tracked.counters, counters), queried=dict(queried))
         tracked.counters = counters
         tracked.next_check_s = now + analysis.interval_s
         verdict = judge(window, analysis)

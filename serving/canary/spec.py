@@ -60,6 +60,7 @@ class SessionAffinity(_Strict):
 class LoadTest(_Strict):
     users: int = Field(default=8, ge=1, le=1000)
     duration: str = "30s"
+    payload: Literal["iris", "iris-fp32", "rf32"] | None = None  # `serving loadtest --payload` (default: by name)
 
     @field_validator("duration")
     @classmethod

@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", type=int, default=1, help="rows per request")
     p.add_argument("--payload", choices=("iris", "iris-fp32", "rf32"), help="payload kind (default: from the model)")
     p.add_argument("--out", type=Path, help="report folder (default loadtests/results/SCENARIO-TIME)")
+    p.add_argument("--tag", help="send x-serving-tag: TAG with every request (latest: only the canary revision)")
     p.add_argument("--max-failure-ratio", type=float, default=0.01, help="exit 1 when failures/requests exceed this")
 
 

@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="how long the router holds a request while a revision scales up from zero (then 503)")
     p.add_argument("--activator-queue", type=int, default=1000, metavar="N",
                    help="requests held per revision while it scales up from zero (more: 503 with Retry-After)")
+    p.add_argument("--prometheus-url", help="Prometheus for Canary metrics given as PromQL (metrics[].query)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=main)
 
@@ -102,7 +103,8 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     )
     router.activator.on_demand = control.autoscalers.activate  # a held request asks for a replica
     canaries = LocalCanaries(control, lambda: [router.metrics.exposition()] if router.metrics is not None else [],
-                             router.metrics.registry if router.metrics is not None else None)
+                             router.metrics.registry if router.metrics is not None else None,
+                             getattr(args, "prometheus_url", None))
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
     grpc_front = None
     if getattr(args, "grpc_port", None) is not None:

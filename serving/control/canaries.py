@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from prometheus_client import CollectorRegistry
 
 from serving.canary.analysis import CanaryStatus, Phase
 from serving.canary.controller import CanaryController, Key, RolloutView
-from serving.canary.spec import Canary, parse_canary
+from serving.canary.promql import evaluate
+from serving.canary.spec import Canary, LoadTest, parse_canary
 from serving.control.local import LocalControlPlane
 from serving.control.routes import CanaryRouting
 from serving.control.state import write_atomic
-from serving.errors import NotFound, ServingError
+from serving.errors import BadRequest, NotFound, ServingError
 
 log = logging.getLogger("serving.canary")
 TICK_S = 0.2
@@ -30,13 +33,15 @@ TICK_S = 0.2
 
 class LocalCanaries:
     def __init__(self, control: LocalControlPlane, expositions: Callable[[], Sequence[bytes]],
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, prometheus_url: str | None = None) -> None:
         self.control = control
+        self.prometheus_url = prometheus_url
         self.expositions = expositions
         self.dir = control.store.root / "canaries"
         self.documents: dict[Key, dict[str, Any]] = {}
         self.controller = CanaryController(self, registry)
         self._task: asyncio.Task[None] | None = None
+        self._load_tests: set[asyncio.Task[None]] = set()
         control.canaries = self
 
     # -- CanaryPolicy (asked by the control plane) ---------------------------------------------------
@@ -63,6 +68,32 @@ class LocalCanaries:
     def router_expositions(self) -> Sequence[bytes]:
         return self.expositions()
 
+    def run_load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
+        task = asyncio.create_task(self._load_test(key, revision, load_test), name=f"loadtest-{revision}")
+        self._load_tests.add(task)
+        task.add_done_callback(self._load_tests.discard)
+
+    async def _load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
+        """`serving loadtest v1` (Locust, its own process) against the canary revision's own endpoint: the
+        split is not involved, so every request tests the canary. Its report folder stays with the rollout."""
+        runner = self.control.runners.get((key[0], revision))
+        endpoints = runner.endpoints() if runner else ()
+        report = self.dir / f"{key[0]}__{key[1]}-loadtest-{revision}"
+        summary: dict[str, Any] = {}
+        if endpoints:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", endpoints[0], "--model", key[1],
+                "--users", str(load_test.users), "--duration", load_test.duration, "--out", str(report),
+                "--max-failure-ratio", "1", *(["--payload", load_test.payload] if load_test.payload else []),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await process.wait()
+            try:
+                summary = orjson.loads((report / "summary.json").read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                log.error("canary %s/%s: the load test of %s wrote no summary (see %s)", *key, revision, report)
+        self.controller.load_test_finished(key, revision, summary, str(report))
+        self.control.request_reconcile()
+
     def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None:
         document = self.documents.get(key)
         if document is not None:
@@ -86,11 +117,16 @@ class LocalCanaries:
         self._task = asyncio.create_task(self._loop(), name="canaries")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in [self._task, *self._load_tests]:
+            if task is not None:
+                task.cancel()
 
     def apply(self, document: dict[str, Any]) -> Canary:
         canary = parse_canary(document)
+        for index, metric in enumerate(canary.spec.analysis.metrics):
+            if metric.query is not None and not self.prometheus_url:
+                raise BadRequest(f"spec.analysis.metrics[{index}].query: PromQL metrics need a Prometheus; "
+                                 "start serving up with --prometheus-url URL")
         key = canary.target_key
         self.documents[key] = document
         self.controller.apply(canary)
@@ -129,9 +165,20 @@ class LocalCanaries:
             log.error("could not persist the Canary of %s/%s: %s", key[0], key[1], exc.message)
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            try:
-                self.controller.tick()
-            except Exception:  # keep judging whatever one pass hit
-                log.exception("canary tick failed")
+        async with httpx.AsyncClient() as client:
+            while True:
+                await asyncio.sleep(TICK_S)
+                try:
+                    self.controller.tick(await self._queried(client))
+                except Exception:  # keep judging whatever one pass hit
+                    log.exception("canary tick failed")
+
+    async def _queried(self, client: httpx.AsyncClient) -> dict[Key, dict[str, float]]:
+        """Evaluate the PromQL metrics of the checks that are due (none without --prometheus-url)."""
+        out: dict[Key, dict[str, float]] = {}
+        if not self.prometheus_url:
+            return out
+        for key, queries in self.controller.due_queries().items():
+            values = {name: await evaluate(client, self.prometheus_url, q) for name, q in queries.items()}
+            out[key] = {name: v for name, v in values.items() if v is not None}
+        return out

@@ -1,0 +1,41 @@
+"""Autoscaling on a real `serving up` (a process, its model servers OS processes): replicas go 1 -> N under a
+step load of closed-loop users and back down when idle; with minReplicas 0 the service ends with no model
+process and the next request is held by the activator and answered (200, not 503), its cold start printed.
+The load is loadtests.autoscale_bench's step load (asyncio + httpx users) on a model that costs 5 ms per call,
+one call at a time per replica, so more replicas is the only way to more throughput."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtests import servers
+from loadtests.autoscale_bench import (
+    cold_start_s,
+    model_processes,
+    predictor_status,
+    serving_up,
+    step_load,
+    write_isvc,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_path: Path) -> None:
+    isvc = write_isvc(tmp_path, "elastic", min_replicas=0, max_replicas=3, target=1, window="6s")
+    with serving_up(tmp_path, isvc, "elastic", tmp_path / "up.log", "--activator-timeout", "60") as target:
+        result = step_load(target, "elastic", step_s=2.0)
+        peak = max(n for _, n in result.replicas)
+        assert result.errors == 0, "a request failed while replicas were being added"
+        assert peak >= 2, f"never scaled above one ready replica: {result.replicas}"
+        print(f"\n1 -> {peak} ready replicas; 2nd ready after {result.first_time_at(2):.1f} s; "
+              f"p99 {result.p(99):.1f} ms over {len(result.latencies_s)} requests")
+        cold = cold_start_s(target, "elastic", idle_timeout_s=60)  # waits for zero processes first
+        print(f"cold start from zero: {cold * 1000:.0f} ms (held by the activator, answered 200)")
+        assert model_processes(target) == 1
+        status = predictor_status(target, "elastic")
+        assert status["desiredReplicas"] >= 1
+        servers.wait_until(lambda: predictor_status(target, "elastic")["currentReplicas"] == 1, 10,
+                           "status to report the woken replica", target.process, target.log)

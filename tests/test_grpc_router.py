@@ -1,8 +1,8 @@
-"""The router's gRPC front (serving.router.grpc_proxy) in this test's loop, in front of two real model servers
+"""The router's gRPC front (serving.router.grpc_proxy) in this test's loop, in front of real model servers
 (`serving serve --grpc-port 0`, in process): exact canary split measured over gRPC from `x-serving-revision`,
 tag pinning, API keys, retry past a dead endpoint, REST-only arms, errors passed through, tritonclient.grpc.aio
-answers equal to the direct ones, router metrics per arm. The route table is built by hand here: the local
-control plane does not yet start predictors with a gRPC port (see README)."""
+answers equal to the direct ones, router metrics per arm. The route table is built by hand here, one arm with
+its gRPC endpoint in it and one whose replica is asked for it; `serving up` itself: tests/test_grpc_up.py."""
 
 from __future__ import annotations
 
@@ -40,25 +40,30 @@ def grpc_target(server: InProcessServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def predictors(model_repo: Path) -> Iterator[tuple[InProcessServer, InProcessServer]]:
+def predictors(model_repo: Path) -> Iterator[tuple[InProcessServer, InProcessServer, InProcessServer]]:
+    """Two gRPC-speaking replicas and one REST-only (no --grpc-port, as a transformer would be)."""
     logging.getLogger("serving.grpc").setLevel(logging.INFO)
-    args = ["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--name", "iris", "--grpc-port", "0"]
-    with serving_inprocess(args) as stable, serving_inprocess(args) as canary:
-        yield stable, canary
+    args = ["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--name", "iris"]
+    with (serving_inprocess([*args, "--grpc-port", "0"]) as stable, serving_inprocess([*args, "--grpc-port", "0"]) as canary,
+          serving_inprocess(args) as rest_only):
+        yield stable, canary, rest_only
 
 
-def table(stable: InProcessServer, canary: InProcessServer, stable_grpc: tuple[str, ...] | None = None) -> RouteTable:
+def table(stable: InProcessServer, canary: InProcessServer, rest: InProcessServer,
+          stable_grpc: tuple[str, ...] | None = None) -> RouteTable:
+    """iris: a canary split with gRPC endpoints in the table (the canary's found by asking the replica);
+    shop: one replica without gRPC."""
     arms = (
         Arm("iris-stable1", 80, "stable", "prev", (stable.url,), stable_grpc or (grpc_target(stable),)),
-        Arm("iris-canary1", 20, "canary", "latest", (canary.url,), (grpc_target(canary),)),
+        Arm("iris-canary1", 20, "canary", "latest", (canary.url,)),
     )
-    rest_only = (Arm("shop-rev1", 100, "stable", "latest", (stable.url,), ()),)
+    rest_only = (Arm("shop-rev1", 100, "stable", "latest", (rest.url,)),)
     return RouteTable({("default", "iris"): ServiceRoute("iris", "default", arms, "iris.default.example.com"),
                        ("default", "shop"): ServiceRoute("shop", "default", rest_only)}, version=1)
 
 
 @pytest_asyncio.fixture
-async def proxied(predictors: tuple[InProcessServer, InProcessServer]) -> AsyncIterator[tuple[Router, str]]:
+async def proxied(predictors: tuple[InProcessServer, InProcessServer, InProcessServer]) -> AsyncIterator[tuple[Router, str]]:
     router = Router(metrics=RouterMetrics())
     router.set_table(table(*predictors))
     proxy = GrpcProxy(router)
@@ -95,7 +100,7 @@ async def test_canary_split_is_exact_over_grpc_and_tags_pin(proxied: tuple[Route
 
 
 async def test_tritonclient_through_the_router_equals_direct(
-    proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer]
+    proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer, InProcessServer]
 ) -> None:
     _, target = proxied
     routed, direct = triton_aio.InferenceServerClient(target), triton_aio.InferenceServerClient(grpc_target(predictors[0]))
@@ -133,7 +138,9 @@ async def test_errors_pass_through_with_the_revision(proxied: tuple[Router, str]
         assert await revision_of(channel, infer_request())  # still serving
 
 
-async def test_a_dead_endpoint_is_skipped(proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer]) -> None:
+async def test_a_dead_endpoint_is_skipped(
+    proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer, InProcessServer]
+) -> None:
     router, target = proxied
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     router.set_table(table(*predictors, stable_grpc=(dead, grpc_target(predictors[0]))))

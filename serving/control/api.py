@@ -2,8 +2,9 @@
 
 GET/POST /api/v1/inferenceservices, GET/DELETE /api/v1/namespaces/{ns}/inferenceservices/{name},
 POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history};
-GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}. Bodies are JSON; POST takes a list
-of documents (InferenceService and Canary, validated all before any is applied).
+GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}, GET /api/v1/servingruntimes. Bodies
+are JSON; POST takes a list of documents (InferenceService, Canary, ServingRuntime, ClusterServingRuntime),
+validated all (explicit `runtime:` names against the runtimes as they will be) before any is applied).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from serving.canary.spec import parse_canary
 from serving.control.canaries import LocalCanaries
 from serving.control.local import LocalControlPlane, Service
 from serving.control.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
+from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
 from serving.http.errors import EXCEPTION_HANDLERS
+from serving.servingruntime import parse_runtime
 from serving.spec import parse
 
 PREFIX = "/api/v1"
@@ -75,13 +78,23 @@ class ControlAPI:
         if not isinstance(documents, list) or not documents:
             raise BadRequest("body must be a non-empty JSON list of InferenceService documents")
         canaries = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Canary"]
-        services = [d for d in documents if not (isinstance(d, dict) and d.get("kind") == "Canary")]
+        runtimes = [d for d in documents if is_runtime_document(d)]
+        services = [d for d in documents if not (isinstance(d, dict) and d.get("kind") == "Canary")
+                    and not is_runtime_document(d)]
         if canaries and self.canaries is None:
             raise BadRequest("this server does not run Canary policies")
         for doc in canaries:  # validate all before touching anything
             parse_canary(doc)
+        for doc in runtimes:
+            parse_runtime(doc)
         parsed = [parse(doc) for doc in services]
-        applied = []
+        catalog = RuntimeCatalog(None)  # what the catalog will hold, to check explicit runtimes against
+        catalog.documents, catalog.runtimes = dict(self.control.runtimes.documents), dict(self.control.runtimes.runtimes)
+        for doc in runtimes:
+            catalog.apply(doc)
+        for isvc in parsed:
+            catalog.check(isvc)
+        applied = [{**self.control.runtimes.apply(doc), "warnings": []} for doc in runtimes]
         for isvc, doc in zip(parsed, services, strict=True):
             service = await self.control.apply(isvc, doc)
             applied.append({**service_document(service), "warnings": isvc.warnings()})
@@ -129,6 +142,10 @@ class ControlAPI:
             return JSONBody(rollout_history(self.control, service, self.canaries))
         raise NotFound(f"no rollout view {p['what']!r}; use status or history")
 
+    async def list_runtimes(self, request: Request) -> Response:
+        self._authorise(request)
+        return JSONBody({"items": self.control.runtimes.items()})
+
     async def list_canaries(self, request: Request) -> Response:
         self._authorise(request)
         return JSONBody({"items": self.canaries.items() if self.canaries else []})
@@ -159,6 +176,7 @@ def build_control_app(control: LocalControlPlane, token: str, canaries: LocalCan
         Route(item + "/rollout/{action}", api.rollout, methods=["POST"]),
         Route(item + "/rollout/{what}", api.rollout_info, methods=["GET"]),
         Route(PREFIX + "/canaries", api.list_canaries, methods=["GET"]),
+        Route(PREFIX + "/servingruntimes", api.list_runtimes, methods=["GET"]),
         Route(PREFIX + "/namespaces/{namespace}/canaries/{name}", api.canary, methods=["GET", "DELETE"]),
     ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

@@ -24,6 +24,7 @@ from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.rollout_history import RolloutHistory
 from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
 from serving.control.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
+from serving.control.runtime_catalog import RuntimeCatalog
 from serving.control.state import StateStore
 from serving.control.storage_bridge import resolve_model_dir
 from serving.errors import NotFound, ServingError
@@ -75,6 +76,7 @@ class LocalControlPlane:
         self._version = 0
         self.domain = domain
         self.storage = storage or StorageConfig(cache_dir=store.root / "cache")
+        self.runtimes = RuntimeCatalog(store.root)  # ServingRuntimes: built-in + applied (persisted)
         self.services: dict[tuple[str, str], Service] = {}
         self.runners: dict[tuple[str, str], RevisionRunner] = {}  # (namespace, revision) -> runner
         self._wake = asyncio.Event()
@@ -272,7 +274,13 @@ class LocalControlPlane:
             runner = RevisionRunner(revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory)
             runner.error = f"spec.predictor.model.storageUri: {exc.message}"
             return runner
-        return RevisionRunner(revision, model_dir, log_dir, self._changed, self.predictor_flags, self.replica_factory)
+        try:  # KServe's runtime selection: which runtime, and the flags its ServingRuntime adds
+            flags = (*self.predictor_flags, *self.runtimes.flags_for(revision))
+        except ServingError as exc:
+            runner = RevisionRunner(revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory)
+            runner.error = f"spec.predictor.model.runtime: {exc.message}"
+            return runner
+        return RevisionRunner(revision, model_dir, log_dir, self._changed, flags, self.replica_factory)
 
     async def _drain_and_stop(self, runner: RevisionRunner, replicas: list[ReplicaHandle] | None = None) -> None:
         targets = runner.all_replicas() if replicas is None else replicas

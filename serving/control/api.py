@@ -24,11 +24,10 @@ from serving.canary.spec import parse_canary
 from serving.control.canaries import LocalCanaries
 from serving.control.local import LocalControlPlane, Service
 from serving.control.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
-from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
+from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
 from serving.http.errors import EXCEPTION_HANDLERS
-from serving.servingruntime import parse_runtime
 from serving.spec import parse
 
 PREFIX = "/api/v1"
@@ -85,13 +84,8 @@ class ControlAPI:
             raise BadRequest("this server does not run Canary policies")
         for doc in canaries:  # validate all before touching anything
             parse_canary(doc)
-        for doc in runtimes:
-            parse_runtime(doc)
+        catalog = self.control.runtimes.preview(runtimes)  # explicit `runtime:` checked against these
         parsed = [parse(doc) for doc in services]
-        catalog = RuntimeCatalog(None)  # what the catalog will hold, to check explicit runtimes against
-        catalog.documents, catalog.runtimes = dict(self.control.runtimes.documents), dict(self.control.runtimes.runtimes)
-        for doc in runtimes:
-            catalog.apply(doc)
         for isvc in parsed:
             catalog.check(isvc)
         applied = [{**self.control.runtimes.apply(doc), "warnings": []} for doc in runtimes]

@@ -1,0 +1,119 @@
+"""The ServingRuntimes and ClusterServingRuntimes `serving up` knows: the built-in ones plus those applied.
+
+Applied documents persist in the state directory (`servingruntimes.json`, written atomically) so a restart
+keeps them. `check` runs at apply time and refuses an InferenceService whose explicit `runtime:` cannot serve it
+(unknown name, disabled, another format or protocol) with the field path, before anything changes; `flags_for`
+runs when a revision starts: the chosen runtime's `serving serve` flags, or KServe's "no runtime" message that
+leaves the revision not ready. A `module:Class` runtime is our custom-runtime hook and bypasses selection.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from serving.revision import Revision
+from serving.servingruntime import (
+    BUILTIN_RUNTIMES,
+    KINDS,
+    ModelRequest,
+    SelectionError,
+    ServingRuntime,
+    parse_runtime,
+    runtime_implementation,
+    select_runtime,
+    serve_flags,
+)
+from serving.spec import InferenceService, SpecError
+
+STATE_FILE = "servingruntimes.json"
+Key = tuple[str, str | None, str]  # (kind, namespace or None for cluster runtimes, name)
+
+
+def is_runtime_document(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") in KINDS
+
+
+class RuntimeCatalog:
+    def __init__(self, state_dir: Path | None) -> None:
+        self.path = state_dir / STATE_FILE if state_dir is not None else None
+        self.documents: dict[Key, dict[str, Any]] = {}
+        self.runtimes: dict[Key, ServingRuntime] = {}
+        for doc in self._load():
+            self._add(doc)
+
+    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Validate and store (replacing one of the same kind, namespace and name); returns the document."""
+        self._add(doc)
+        self._save()
+        return doc
+
+    def preview(self, docs: list[dict[str, Any]]) -> RuntimeCatalog:
+        """A copy holding `docs` as well (validated), to check InferenceServices before anything is applied."""
+        copy = RuntimeCatalog(None)
+        copy.documents, copy.runtimes = dict(self.documents), dict(self.runtimes)
+        for doc in docs:
+            copy._add(doc)
+        return copy
+
+    def items(self) -> list[dict[str, Any]]:
+        """Applied documents, then the built-in cluster runtimes not shadowed by an applied one."""
+        applied = list(self.documents.values())
+        names = {(k[0], k[2]) for k in self.documents}
+        builtins = [{**r.model_dump(mode="json", by_alias=True, exclude_none=True), "builtin": True}
+                    for r in BUILTIN_RUNTIMES if (r.kind, r.name) not in names]
+        return applied + builtins
+
+    def check(self, isvc: InferenceService) -> None:
+        """Refuse an explicit `runtime:` that cannot serve this predictor (KServe's message, our field path)."""
+        request = _request(isvc.spec.predictor.normalised_model())
+        if request is None or request.runtime is None:
+            return
+        try:
+            self.select(request, isvc.metadata.namespace)
+        except SelectionError as exc:
+            raise SpecError(f"spec.predictor.model.runtime: {exc.message}") from exc
+
+    def flags_for(self, revision: Revision) -> list[str]:
+        """`serving serve` flags of the runtime this revision gets; SelectionError if none supports it."""
+        request = _request(revision.model)
+        if request is None:
+            return []
+        runtime = self.select(request, revision.namespace)
+        return ["--runtime", runtime_implementation(runtime, request.format_name),
+                *serve_flags(runtime, revision.isvc)]
+
+    def select(self, request: ModelRequest, namespace: str) -> ServingRuntime:
+        local = [r for (kind, ns, _), r in self.runtimes.items() if kind == "ServingRuntime" and ns == namespace]
+        cluster = [r for (kind, _, _), r in self.runtimes.items() if kind == "ClusterServingRuntime"]
+        applied = {r.name for r in cluster}
+        cluster += [r for r in BUILTIN_RUNTIMES if r.name not in applied]
+        return select_runtime(request, local, cluster)
+
+    def _add(self, doc: dict[str, Any]) -> None:
+        runtime = parse_runtime(doc)
+        key = (runtime.kind, runtime.namespace, runtime.name)
+        self.documents[key], self.runtimes[key] = doc, runtime
+
+    def _load(self) -> list[dict[str, Any]]:
+        if self.path is None or not self.path.exists():
+            return []
+        docs = orjson.loads(self.path.read_bytes())
+        return docs if isinstance(docs, list) else []
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps(list(self.documents.values()), option=orjson.OPT_INDENT_2))
+        os.replace(tmp, self.path)
+
+
+def _request(model: Any) -> ModelRequest | None:
+    """Selection input from a `ModelSpec`; None when there is nothing to select (no format, or `module:Class`)."""
+    if model is None or model.model_format is None or (model.runtime and ":" in model.runtime):
+        return None
+    return ModelRequest(model.model_format.name, model.model_format.version, model.protocol_version, model.runtime)

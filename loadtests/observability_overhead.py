@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="each mode this many times, interleaved")
+    parser.add_argument("--only", default="", help="comma-separated words; run the modes whose name has one")
     args = parser.parse_args(argv)
     from serving.demo_models import train_sklearn_iris
 
@@ -99,12 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     with receiving(delay_s=5.0) as (slow, _), receiving() as (collector, _):
         for round_ in range(args.rounds):
             for name, flags, env in modes(slow, dead, collector.rstrip("/")):
+                if args.only and not any(word in name for word in args.only.split(",")):
+                    continue
                 with _environment(env):
                     rows.append(measure(model_dir, work, f"{name} #{round_ + 1}", flags, args))
     print(f"{'mode':44} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  logger events")
     for name, p50, p99, rps, counts in sorted(rows, key=lambda r: r[0]):
         print(f"{name:44} {p50:8.2f} {p99:8.2f} {rps:8.0f}  {counts}")
     print(f"({args.requests} requests per row, {args.concurrency} concurrent clients, logs in {work})")
+    by_mode: dict[str, list[float]] = {}
+    for name, _, p99, _, _ in rows:
+        by_mode.setdefault(name.rsplit(" #", 1)[0], []).append(p99)
+    for name, values in by_mode.items():
+        print(f"median p99 {name:40} {float(np.median(values)):7.2f} ms over {len(values)} rounds")
     return 0
 
 

@@ -58,6 +58,11 @@ class ControlClient:
                                           json=body or {})
         return item
 
+    def list_runtimes(self) -> list[dict[str, Any]]:
+        """ServingRuntimes and ClusterServingRuntimes (built-in ones carry `builtin: true`)."""
+        items: list[dict[str, Any]] = self._call("GET", "/servingruntimes")["items"]
+        return items
+
     def list_canaries(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self._call("GET", "/canaries")["items"]
         return items

@@ -12,6 +12,8 @@ from typing import Any
 
 from serving.canary.spec import parse_canary
 from serving.errors import ServingError
+from serving.servingruntime import KINDS as RUNTIME_KINDS
+from serving.servingruntime import parse_runtime
 from serving.spec import SUPPORTED_FORMATS, SpecError, parse, yaml_documents
 
 
@@ -38,6 +40,8 @@ def validate_document(doc: Any) -> None:
     """One document of any kind `serving apply` takes."""
     if isinstance(doc, dict) and doc.get("kind") == "Canary":
         parse_canary(doc)
+    elif isinstance(doc, dict) and doc.get("kind") in RUNTIME_KINDS:
+        parse_runtime(doc)
     else:
         parse(doc)
 

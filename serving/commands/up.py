@@ -28,6 +28,7 @@ from serving.observability.hook import observed_router
 from serving.router.app import Router
 from serving.router.auth import KeyRing
 from serving.router.federation import ScrapeTarget, federated_exposition
+from serving.servingruntime import KINDS as RUNTIME_KINDS
 from serving.spec import parse
 from serving.storage import StorageConfig
 
@@ -120,6 +121,8 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         for doc in documents:
             if doc.get("kind") == "Canary":
                 canaries.apply(doc)
+            elif doc.get("kind") in RUNTIME_KINDS:
+                control.runtimes.apply(doc)
             else:
                 await control.apply(parse(doc), doc)
         if grpc_front is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.commands import apply_outcome, isvc_wait
+from serving.commands import apply_outcome, isvc_wait, runtime_table
 from serving.commands.isvc_table import format_table
 from serving.commands.resource_args import isvc_names
 from serving.control.backend import BACKENDS
@@ -67,7 +67,8 @@ def apply(args: argparse.Namespace) -> int:
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
     client = _client(args)
-    existing = {apply_outcome.key(item): item for item in [*client.list(), *client.list_canaries()]}
+    existing = {apply_outcome.key(item): item
+                for item in [*client.list(), *client.list_canaries(), *client.list_runtimes()]}
     outcomes = [apply_outcome.outcome(doc, existing.get(apply_outcome.key(doc))) for doc in documents]
     for doc in documents:
         for path in apply_outcome.missing_local_paths(doc):
@@ -82,7 +83,8 @@ def apply(args: argparse.Namespace) -> int:
     if args.wait is None:
         return 0
     timeout_s = _timeout(args.wait)
-    services = [(namespace, name) for kind, namespace, name in map(apply_outcome.key, documents) if kind != "Canary"]
+    services = [(namespace, name) for kind, namespace, name in map(apply_outcome.key, documents)
+                if kind not in ("Canary", "ServingRuntime", "ClusterServingRuntime")]
     return max((isvc_wait.wait_ready(client, name, namespace, timeout_s) for namespace, name in services), default=0)
 
 
@@ -100,6 +102,10 @@ def _timeout(text: str) -> float:
 
 def get(args: argparse.Namespace) -> int:
     client = _client(args)
+    if args.names and runtime_table.is_runtime_kind(args.names[0]):
+        print(runtime_table.render(runtime_table.select(client.list_runtimes(), args.names[0], args.namespace),
+                                   "table" if args.output == "wide" else args.output))
+        return 0
     names = isvc_names(args.names)
     items = [client.get(name, args.namespace) for name in names] if names else client.list()
     one = len(names) == 1

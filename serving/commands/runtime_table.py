@@ -1,0 +1,45 @@
+"""`serving get servingruntimes` (short `sr`: namespace and cluster runtimes) and `serving get
+clusterservingruntimes` (`csr`: cluster runtimes, built-ins included), as a table, JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from serving.servingruntime import parse_runtime, runtime_implementation
+
+ALL_WORDS = frozenset({"servingruntime", "servingruntimes", "sr"})
+CLUSTER_WORDS = frozenset({"clusterservingruntime", "clusterservingruntimes", "csr"})
+
+
+def is_runtime_kind(word: str) -> bool:
+    return word.lower().split(".", 1)[0] in ALL_WORDS | CLUSTER_WORDS
+
+
+def select(items: list[dict[str, Any]], word: str, namespace: str) -> list[dict[str, Any]]:
+    cluster_only = word.lower().split(".", 1)[0] in CLUSTER_WORDS
+    out = []
+    for item in items:
+        cluster = item.get("kind") == "ClusterServingRuntime"
+        if cluster or (not cluster_only and item.get("metadata", {}).get("namespace", "default") == namespace):
+            out.append(item)
+    return out
+
+
+def render(items: list[dict[str, Any]], output: str) -> str:
+    if output == "json":
+        return json.dumps({"items": items}, indent=2)
+    if output == "yaml":
+        return yaml.safe_dump({"items": items}, sort_keys=False).rstrip("\n")
+    rows = [("NAME", "KIND", "DISABLED", "MODELTYPE", "PROTOCOLS", "RUNTIME", "SOURCE")]
+    for item in items:
+        runtime = parse_runtime({k: v for k, v in item.items() if k != "builtin"})
+        formats = sorted({f.name for f in runtime.spec.supported_model_formats})
+        rows.append((runtime.name, runtime.kind, str(runtime.spec.disabled).lower(), ",".join(formats),
+                     ",".join(runtime.spec.protocol_versions or ("v1",)),
+                     runtime_implementation(runtime, formats[0] if formats else ""),
+                     "built-in" if item.get("builtin") else "applied"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

@@ -164,3 +164,74 @@ def test_runtime_crds_are_committed_valid_and_accept_kserve_documents(kind: str)
            "spec": {"supportedModelFormats": [{"name": "sklearn", "priority": 0}]}}
     with pytest.raises(jsonschema.ValidationError, match="minimum"):
         jsonschema.validate(bad, schema)
+
+
+SHARED_RUNTIME = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata:
+  name: echo-runtime
+spec:
+  supportedModelFormats:
+  - name: sklearn
+    autoSelect: false
+  protocolVersions: [v1, v2]
+  containers:
+  - name: kserve-container
+    image: registry.example/echo:1
+    args: ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--runtime=tests.runtimes_for_tests:EchoRuntime"]
+"""
+
+
+def test_serving_up_selects_runtimes_and_refuses_bad_ones(tmp_path: Any) -> None:
+    """Through a real `serving up`: a shared ServingRuntime pointing at a `module:Class` runtime serves an
+    InferenceService that names it; `runtime: kserve-sklearnserver` works as in KServe; an unknown or
+    conflicting runtime is refused at apply with the field path (the running service undisturbed); a model no
+    runtime supports stays not ready with KServe's message; `serving get servingruntimes` lists them."""
+    import httpx
+
+    from tests.support import train_iris_sklearn, wait_until
+    from tests.up_support import apply_text, cli, get_isvc, isvc_yaml, predict, serving_up, wait_for_traffic
+
+    model = train_iris_sklearn(tmp_path / "models" / "iris").parent
+    state = tmp_path / "state"
+    with serving_up(state) as server, server.client() as client:
+        named = isvc_yaml("echo", model).replace("      modelFormat:", "      runtime: echo-runtime\n      modelFormat:")
+        apply_text(server, state, SHARED_RUNTIME + "---" + named, tmp_path, "echo.yaml")
+        builtin = isvc_yaml("iris", model).replace("      modelFormat:", "      runtime: kserve-sklearnserver\n"
+                                                                             "      modelFormat:")
+        apply_text(server, state, builtin, tmp_path, "iris.yaml")
+        for name in ("echo", "iris"):
+            wait_for_traffic(server, state, name, lambda t: sorted(t.values()) == [100])
+        echoed = client.post("/v2/models/echo/infer", json={"inputs": [
+            {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.5, 2.5]}]})
+        assert echoed.status_code == 200, echoed.text
+        assert echoed.json()["outputs"][0]["data"] == [1.5, 2.5], "the ServingRuntime's module:Class served it"
+        assert predict(client, "iris").json()["predictions"][0] in (0, 1, 2)
+
+        for runtime, message in (("nope", "No ServingRuntimes or ClusterServingRuntimes with the name: nope"),
+                                 ("kserve-xgbserver", "Specified runtime kserve-xgbserver does not support specified framework/version")):
+            bad = isvc_yaml("iris", model).replace("      modelFormat:", f"      runtime: {runtime}\n      modelFormat:")
+            (tmp_path / "bad.yaml").write_text(bad)
+            refused = cli(server, state, "apply", "-f", str(tmp_path / "bad.yaml"), check=False)
+            assert refused.returncode != 0
+            assert f"spec.predictor.model.runtime: {message}" in refused.stderr, refused.stderr
+        assert predict(client, "iris").status_code == 200, "the refused apply left the running service alone"
+
+        unsupported = isvc_yaml("v9", model).replace("        name: sklearn", "        name: sklearn\n        version: '9'")
+        apply_text(server, state, unsupported, tmp_path, "v9.yaml")
+
+        def failure() -> str:
+            status = get_isvc(server, state, "v9").get("status", {})
+            return (status.get("modelStatus", {}).get("lastFailureInfo") or {}).get("message", "")
+
+        wait_until(failure, 30, what="v9 failure")
+        assert "No runtime found to support specified framework/version" in failure()
+
+        table = cli(server, state, "get", "servingruntimes").stdout
+        assert "echo-runtime" in table and "kserve-sklearnserver" in table and "tests.runtimes_for_tests:EchoRuntime" in table
+        listed = httpx.get(f"{server.url}/api/v1/servingruntimes",
+                           headers={"authorization": f"Bearer {(state / 'token').read_text().strip()}"}).json()
+        assert {i["metadata"]["name"] for i in listed["items"]} >= {"echo-runtime", "kserve-tritonserver"}
+        again = cli(server, state, "apply", "-f", str(tmp_path / "echo.yaml")).stdout
+        assert "servingruntime/echo-runtime unchanged" in again, again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,13 @@ class ControlClient:
                                           json=body or {})
         return item
 
-    def list_runtimes(self) -> list[dict[str, Any]]:
+    def list_runtimes(self) -> builtins.list[dict[str, Any]]:
         """ServingRuntimes and ClusterServingRuntimes (built-in ones carry `builtin: true`)."""
-        items: list[dict[str, Any]] = self._call("GET", "/servingruntimes")["items"]
+        items: builtins.list[dict[str, Any]] = self._call("GET", "/servingruntimes")["items"]
         return items
 
-    def list_canaries(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._call("GET", "/canaries")["items"]
+    def list_canaries(self) -> builtins.list[dict[str, Any]]:
+        items: builtins.list[dict[str, Any]] = self._call("GET", "/canaries")["items"]
         return items
 
     def rollout_view(self, what: str, name: str, namespace: str = "default") -> dict[str, Any]:

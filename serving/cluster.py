@@ -55,6 +55,8 @@ KINDS = {
     "ConfigMap": Kind("CoreV1Api", "namespaced_config_map", "namespaced_config_map"),
     "HorizontalPodAutoscaler": Kind("AutoscalingV2Api", "namespaced_horizontal_pod_autoscaler",
                                     "namespaced_horizontal_pod_autoscaler"),
+    "ScaledObject": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
+                         "keda.sh", "v1alpha1", "scaledobjects"),  # listed only when KEDA is enabled
     "InferenceService": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
                              OUR_GROUP, "v1beta1", "inferenceservices"),
 }

@@ -28,13 +28,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--resync-seconds", type=float, default=10.0, help="level-based re-reconcile interval")
     p.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="kopf liveness endpoint ('' for none)")
     p.add_argument("--standalone", action="store_true", help="no peering (single replica, no leader election)")
+    p.add_argument("--keda-prometheus-url", default="", metavar="URL",
+                   help="scale concurrency/rps services with KEDA ScaledObjects reading this Prometheus "
+                        "(the router's metrics; minReplicas 0 through the router's activator); empty: HPA only")
     p.set_defaults(func=main)
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     namespace, _, name = args.routes_configmap.partition("/")
     render = RenderSettings(image=args.image, image_pull_policy=args.image_pull_policy,
-                            cluster_domain=args.cluster_domain)
+                            cluster_domain=args.cluster_domain, keda_prometheus_url=args.keda_prometheus_url)
     return OperatorConfig(render=render, domain=args.domain, routes_namespace=namespace, routes_name=name,
                           drain_s=args.drain_seconds, resync_s=args.resync_seconds)
 

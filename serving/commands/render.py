@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--image", default=RenderSettings.image, help="the serving image (model server, init container)")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.set_defaults(func=main)
+    p.add_argument("--keda-prometheus-url", default="", metavar="URL",
+                   help="scale concurrency/rps services with KEDA ScaledObjects reading this Prometheus "
+                        "(the router's metrics; minReplicas 0 through the router's activator); empty: HPA only")
     c = subparsers.add_parser("crd", help="print the InferenceService CustomResourceDefinition")
     c.set_defaults(func=lambda args: print(crd_yaml(), end="") or 0)
 
@@ -45,7 +48,8 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = RenderSettings(image=args.image, cluster_domain=args.cluster_domain)
+    settings = RenderSettings(image=args.image, cluster_domain=args.cluster_domain,
+                              keda_prometheus_url=args.keda_prometheus_url)
     documents = read_converted(args.filename, args.namespace)
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
         for warning in cluster_warnings(doc):

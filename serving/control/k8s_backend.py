@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from serving.cluster import ROUTES_KEY, Cluster, PermanentClusterError, merge_patch
@@ -41,6 +41,7 @@ log = logging.getLogger("serving.operator")
 RETIRED_AT = "serving.dev/retired-at"
 OWN_STATUS = ("url", "address", "conditions", "components", "modelStatus", "observedGeneration", "rollout")
 CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
+KEDA_KINDS = (*CHILD_KINDS, "ScaledObject")  # with --keda-prometheus-url (the KEDA CRDs are installed then)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,17 @@ class KubernetesBackend:
     def __init__(self, cluster: Cluster, config: OperatorConfig) -> None:
         self.cluster = cluster
         self.config = config
+def with_scaled_to_zero(observed: Observed, deployments: list[dict[str, Any]], isvc: InferenceService) -> Observed:
+    """minReplicas 0: a revision whose predictor Deployment KEDA scaled to 0 still serves — ready for `plan()`
+    (traffic stays), while its route arm has no endpoint, so the router's activator holds its requests."""
+    if isvc.spec.predictor.min_replicas != 0:
+        return observed
+    idle = {d["metadata"].get("labels", {}).get(LABEL_REVISION, "") for d in deployments
+            if d["metadata"].get("labels", {}).get(LABEL_COMPONENT) == "predictor"
+            and (d.get("spec") or {}).get("replicas") == 0}
+    return replace(observed, ready=observed.ready | frozenset(idle - set(observed.failed)))
+
+
         self.routes: dict[tuple[str, str], ServiceRoute] = {}
         self.version = 0
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -103,6 +115,9 @@ class KubernetesBackend:
             return self._locks.setdefault(key, threading.Lock())
 
     # -- reconcile -----------------------------------------------------------------------------
+    def _kinds(self) -> tuple[str, ...]:
+        return KEDA_KINDS if self.config.render.keda_prometheus_url else CHILD_KINDS
+
     def reconcile(self, namespace: str, name: str) -> Plan | None:
         with self._lock((namespace, name)):
             body = self.cluster.get("InferenceService", namespace, name)
@@ -114,7 +129,7 @@ class KubernetesBackend:
             except ServingError as exc:
                 self._write_status(namespace, name, old_status, _invalid(exc.message))
                 raise PermanentClusterError(f"{namespace}/{name}: {exc.message}") from exc
-            live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in CHILD_KINDS}
+            live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in self._kinds()}
             state = _rollout(old_status.get("rollout"))
             latest = Revision.from_spec(isvc)
             known = {**(state.revisions if state else {}), latest.name: latest}
@@ -205,7 +220,7 @@ class KubernetesBackend:
 
     def delete_children(self, namespace: str, name: str) -> None:
         with self._lock((namespace, name)):
-            live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in CHILD_KINDS}
+            live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in self._kinds()}
             self.delete_revision(namespace, live, None)
 
     # -- the Backend protocol (async; blocking calls in threads) ----------------------------------

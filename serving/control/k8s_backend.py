@@ -82,10 +82,6 @@ def observe(deployments: list[dict[str, Any]], transformer: dict[str, bool]) -> 
     return Observed(done, failed)
 
 
-class KubernetesBackend:
-    def __init__(self, cluster: Cluster, config: OperatorConfig) -> None:
-        self.cluster = cluster
-        self.config = config
 def with_scaled_to_zero(observed: Observed, deployments: list[dict[str, Any]], isvc: InferenceService) -> Observed:
     """minReplicas 0: a revision whose predictor Deployment KEDA scaled to 0 still serves — ready for `plan()`
     (traffic stays), while its route arm has no endpoint, so the router's activator holds its requests."""
@@ -97,6 +93,10 @@ def with_scaled_to_zero(observed: Observed, deployments: list[dict[str, Any]], i
     return replace(observed, ready=observed.ready | frozenset(idle - set(observed.failed)))
 
 
+class KubernetesBackend:
+    def __init__(self, cluster: Cluster, config: OperatorConfig) -> None:
+        self.cluster = cluster
+        self.config = config
         self.routes: dict[tuple[str, str], ServiceRoute] = {}
         self.version = 0
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -110,14 +110,14 @@ def with_scaled_to_zero(observed: Observed, deployments: list[dict[str, Any]], i
             table = RouteTable.from_json(json.loads(cm["data"][ROUTES_KEY]))
             self.routes, self.version = dict(table.services), table.version
 
+    def _kinds(self) -> tuple[str, ...]:
+        return KEDA_KINDS if self.config.render.keda_prometheus_url else CHILD_KINDS
+
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
     # -- reconcile -----------------------------------------------------------------------------
-    def _kinds(self) -> tuple[str, ...]:
-        return KEDA_KINDS if self.config.render.keda_prometheus_url else CHILD_KINDS
-
     def reconcile(self, namespace: str, name: str) -> Plan | None:
         with self._lock((namespace, name)):
             body = self.cluster.get("InferenceService", namespace, name)
@@ -134,7 +134,7 @@ def with_scaled_to_zero(observed: Observed, deployments: list[dict[str, Any]], i
             latest = Revision.from_spec(isvc)
             known = {**(state.revisions if state else {}), latest.name: latest}
             observed = observe(live["Deployment"], {n: r.transformer is not None for n, r in known.items()})
-            p = plan(isvc, state, observed, self.config.domain)
+            p = plan(isvc, state, with_scaled_to_zero(observed, live["Deployment"], isvc), self.config.domain)
             self._converge(isvc, body["metadata"].get("uid", ""), p, live)
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)

@@ -17,7 +17,8 @@ from serving.crd import crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = [ROOT / "charts/serving/crds/inferenceservices.serving.dev.yaml", ROOT / "charts/kustomize/crd.yaml"]
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+EXAMPLES = [p for p in sorted((ROOT / "examples").rglob("*.yaml"))  # InferenceService files (not Canary etc.)
+            if all(d.get("kind") == "InferenceService" for d in yaml.safe_load_all(p.read_text()) if d)]
 
 
 def _schema() -> dict[str, Any]:

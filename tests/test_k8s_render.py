@@ -20,7 +20,8 @@ from serving.revision import Revision
 from serving.spec import parse
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+EXAMPLES = [p for p in sorted((ROOT / "examples").rglob("*.yaml"))  # InferenceService files (not Canary etc.)
+            if all(d.get("kind") == "InferenceService" for d in yaml.safe_load_all(p.read_text()) if d)]
 VERSIONS = ("1.29", "1.37")
 SETTINGS = RenderSettings(image="registry.example/serving:test")
 

@@ -81,3 +81,11 @@ class PidRuntime(Runtime):
 
     def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         return {"pid": np.array([self.pid], dtype=np.int64)}
+
+
+class SlowPredictRuntime(EchoRuntime):
+    """An echo model that takes 0.6 s per call (a canary whose p99 breaks a 500 ms limit)."""
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        time.sleep(0.6)
+        return super().predict(inputs, outputs, parameters)

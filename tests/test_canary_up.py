@@ -132,6 +132,19 @@ def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_s
     assert errors / total < 0.2, (errors, total)  # never more than the failed canary's 10 % step, plus noise
 
 
+def test_slow_canary_is_rolled_back_on_its_p99(tmp_path: Path) -> None:
+    (tmp_path / "slow").mkdir()
+    slow = isvc_yaml("iris", tmp_path / "slow").replace(
+        "      modelFormat:", "      runtime: tests.runtimes_for_tests:SlowPredictRuntime\n      modelFormat:")
+    with iris_with_canary(tmp_path, canary_yaml(interval="1s", min_requests=2)) as (server, state, stable), \
+            Load(server.url, workers=6):
+        apply_text(server, state, slow, tmp_path, "v2.yaml")
+        final = wait_phase(server, state, ("Succeeded", "Failed"))
+    assert final["phase"] == "Failed" and "request-duration" in final["message"], final
+    duration = next(r for r in final["lastResults"] if r["name"] == "request-duration")
+    assert duration["value"] > 500 and not duration["passed"]
+
+
 def test_idle_service_holds_instead_of_promoting_and_manual_control_wins(tmp_path: Path) -> None:
     with iris_with_canary(tmp_path, canary_yaml(interval="200ms")) as (server, state, stable):
         apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")

@@ -64,6 +64,11 @@ def test_helm_lint_and_template_validate(values: Path | None) -> None:
     assert "--routes-configmap=serving-system/rel-serving-routes" in router["spec"]["template"]["spec"]["containers"][0]["args"]
     if values and values.name == "namespaced-values.yaml":
         assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
+    if values and values.name == "keda-values.yaml":  # the operator renders ScaledObjects and may manage them
+        assert "--keda-prometheus-url=http://prometheus-operated.monitoring.svc:9090" in args
+        rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+        assert {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"],
+                "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in rules
     if values and values.name == "monitoring-values.yaml":
         assert "ServiceMonitor" in kinds
         dashboards = next(d for d in docs if d["kind"] == "ConfigMap")["data"]

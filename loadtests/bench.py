@@ -1,6 +1,6 @@
 """The benchmark: every configuration alone, same machine, one sitting, one table of ratios.
 
-    python -m loadtests.bench [--quick] [--only ceiling,direct,router,batching,binary,transformer,grpc]
+    python -m loadtests.bench [--quick] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale]
 
 Load comes from wrk (one thread, so it leaves the server a core); each server is started, warmed up,
 measured and stopped before the next. Results go to loadtests/results/bench-TIME.json and a dated
@@ -129,6 +129,12 @@ class Bench:
         from loadtests import grpc_bench
 
         grpc_bench.run(self)
+
+    def autoscale(self) -> None:
+        """Step load 1->16 users on a 5 ms model: autoscaled vs pinned at max, and the cold start from zero."""
+        from loadtests import autoscale_bench
+
+        autoscale_bench.run(self, step_s=max(2.0, self.duration_s / 2))
 
 
 def run(only: list[str], duration_s: float, quick: bool) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ITEMS = ["ceiling", "direct", "router", "batching", "binary", "transformer", "grpc"]
+ITEMS = ["ceiling", "direct", "router", "batching", "binary", "transformer", "grpc", "autoscale"]
 
 
 @dataclass

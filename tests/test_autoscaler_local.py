@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from serving.autoscale.metrics import ScalingMetrics
+from serving.commands.isvc_table import format_table
 from serving.control.api import build_control_app
 from serving.control.autoscaler import stable_floor
 from serving.control.local import LocalControlPlane
@@ -203,6 +204,13 @@ async def test_a_rejected_apply_leaves_the_running_service_alone(tmp_path: Path,
         assert control.get("default", "iris").document == doc and sink.tables[-1].services == before
     finally:
         await control.shutdown()
+
+
+def test_serving_get_shows_ready_over_desired_replicas() -> None:
+    item = {"metadata": {"name": "iris"}, "status": {"url": "http://iris", "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {"predictor": {"currentReplicas": 2, "desiredReplicas": 3}}}}
+    header, row = format_table([item]).splitlines()
+    assert header.split()[3] == "REPLICAS" and row.split()[3] == "2/3"
 
 
 def test_unknown_knative_annotation_warns(model: Path) -> None:

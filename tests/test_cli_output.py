@@ -46,7 +46,7 @@ def test_apply_get_rollout_delete_speak_kubectl(up: Up, model_repo: Path, tmp_pa
     for form in (["words"], ["isvc", "words"], ["isvc/words"], ["inferenceservice", "words"],
                  ["inferenceservices.serving.kserve.io/words"]):
         table = lines(cli(server, state, "get", *form).stdout)
-        assert table[0].split() == ["NAME", "URL", "READY", "PREV", "LATEST", "PREVROLLEDOUTREVISION",
+        assert table[0].split() == ["NAME", "URL", "READY", "REPLICAS", "PREV", "LATEST", "PREVROLLEDOUTREVISION",
                                     "LATESTREADYREVISION", "AGE", "REASON"], form
         assert [row.split()[0] for row in table[1:]] == ["words"], form
     assert "words" in [row.split()[0] for row in lines(cli(server, state, "get", "isvc").stdout)[1:]]

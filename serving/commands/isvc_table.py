@@ -1,7 +1,8 @@
 """The `serving get` table, shaped like `kubectl get isvc` for KServe, plus why a service is not ready.
 
-Columns: NAME URL READY PREV LATEST PREVROLLEDOUTREVISION LATESTREADYREVISION AGE REASON; `-o wide` adds
-MESSAGE (what failed, in the server's words).
+Columns: NAME URL READY REPLICAS PREV LATEST PREVROLLEDOUTREVISION LATESTREADYREVISION AGE REASON (REPLICAS:
+ready/desired predictor replicas, as the autoscaler sees them); `-o wide` adds MESSAGE (what failed, in the
+server's words).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-HEADER = ["NAME", "URL", "READY", "PREV", "LATEST", "PREVROLLEDOUTREVISION", "LATESTREADYREVISION", "AGE", "REASON"]
+HEADER = ["NAME", "URL", "READY", "REPLICAS", "PREV", "LATEST", "PREVROLLEDOUTREVISION", "LATESTREADYREVISION", "AGE", "REASON"]
 
 
 def format_table(items: list[dict[str, Any]], wide: bool = False) -> str:
@@ -29,7 +30,7 @@ def _row(item: dict[str, Any], wide: bool) -> list[str]:
     # During a canary the revision taking the rest is the previous rolled-out one (KServe fills it so).
     previous = predictor.get("previousRolledoutRevision") or prev.get("revisionName") or ""
     row = [
-        item["metadata"]["name"], status.get("url", ""), ready.get("status", "Unknown"),
+        item["metadata"]["name"], status.get("url", ""), ready.get("status", "Unknown"), _replicas(predictor),
         str(prev.get("percent", "")), str(latest.get("percent", "")), previous,
         predictor.get("latestReadyRevision") or "", age(item["metadata"].get("creationTimestamp")),
         _reason(status, ready),
@@ -39,6 +40,13 @@ def _row(item: dict[str, Any], wide: bool) -> list[str]:
         message = failure.get("message") or (ready.get("message", "") if ready.get("status") != "True" else "")
         row.append(" ".join(str(message).split()))
     return row
+
+
+def _replicas(predictor: dict[str, Any]) -> str:
+    """`ready/desired`, e.g. `2/3` while the autoscaler adds one; empty where the backend does not report it."""
+    if "desiredReplicas" not in predictor:
+        return ""
+    return f"{predictor.get('currentReplicas', 0)}/{predictor['desiredReplicas']}"
 
 
 def _reason(status: dict[str, Any], ready: dict[str, Any]) -> str:

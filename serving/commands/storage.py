@@ -1,4 +1,4 @@
-"""`serving storage pull URI DEST`: fetch a model into a folder (what KServe's storage-initializer does into
+"""`serving storage pull URI DEST`: fetch a model (local, http(s), pvc, S3, GCS, Azure Blob) into a folder (what KServe's storage-initializer does into
 /mnt/models; our Kubernetes Deployments run it as their init container). Also `serving storage fingerprint URI`.
 """
 
@@ -12,10 +12,11 @@ from serving.storage.errors import redact
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("storage", help="fetch models from a storageUri (file, http(s), pvc)")
+    p = subparsers.add_parser("storage", help="fetch models from a storageUri (file, http(s), pvc, s3, gs, az)")
     sub = p.add_subparsers(dest="storage_command", required=True, metavar="SUBCOMMAND")
     pull_p = sub.add_parser("pull", help="resolve URI and copy the model into DEST (like KServe's storage-initializer)")
-    pull_p.add_argument("uri", metavar="URI", help="local path, file://, http(s):// (archives unpacked) or pvc://NAME/path")
+    pull_p.add_argument("uri", metavar="URI", help="local path, file://, http(s):// (archives unpacked), pvc://NAME/path, s3://, gs://, az:// or "
+                        "https://ACCOUNT.blob.core.windows.net/... (credentials: KServe's env names, see README)")
     pull_p.add_argument("dest", metavar="DEST", type=Path, help="folder to put the model in (created if missing)")
     _add_common(pull_p)
     pull_p.set_defaults(func=main_pull)

@@ -273,3 +273,47 @@ def test_kubernetes_storage_initializer_gets_kserve_secret_env() -> None:
     kubernetes_validate.validate(rendered, "1.30", strict=True)
     other = deployment(Revision.from_spec(isvc), "predictor", 1, RenderSettings())
     assert other["spec"]["template"]["spec"]["initContainers"][0]["env"] == []
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_failure_says_what_to_do(s3: S3, tmp_path: Path) -> None:
+    """An S3 endpoint behind a certificate nobody trusts (a loopback TLS server with a self-signed cert)."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    cert, key = _self_signed(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(StorageError) as failure:
+            resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=endpoint)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failure.value.message.startswith(f"s3://models/iris: TLS failure talking to {endpoint}"), failure.value.message
+    assert "AWS_CA_BUNDLE" in failure.value.message

@@ -6,8 +6,10 @@ and starts uvicorn with the same options (protocol class, header limit, loop) â€
 server is stopped by the test instead of a signal. Tests that need a process (kill -9, several workers, pids,
 signals) keep `tests.support.serving_process`.
 
-The seam is `uvicorn.run`: inside a harness thread it serves on the bound socket and records the server, so
-the test learns the port and can stop it; everywhere else it is uvicorn's own function.
+Every command starts its server through `serving.http.launcher.run_http_server`, which ends in `uvicorn.run`.
+That call is the seam: inside a harness thread it builds the same `uvicorn.Config` (port 0, logs to the root
+logger the harness captures) and records the server, so the test learns the port and can stop it; in any
+other thread it is uvicorn's own function.
 """
 
 from __future__ import annotations

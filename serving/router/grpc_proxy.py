@@ -99,6 +99,8 @@ class GrpcProxy:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message")
             try:
                 route, arm = self._route(name, dict(metadata))
+                if not arm.endpoints:  # scaled to zero: held by the router's activator, as over HTTP
+                    arm = await self.router.activator.hold(route, arm)
             except ServingError as exc:
                 await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
             return await self._forward(method, raw, metadata, route, arm, context)

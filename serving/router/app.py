@@ -14,7 +14,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
-from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError, existing_names
+from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError, existing_names, scrubbed
 from serving.http.body import receive_body
 from serving.http.errors import send_error
 from serving.router.activator import Activator
@@ -165,11 +165,20 @@ class Router:
             for arm in route.arms:
                 if pin in (arm.tag, arm.revision) and arm.endpoints:
                     return arm
-            raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision for tag {pin!r}")
+            raise _no_ready_revision(route, f" for tag {pin!r}")
         chosen = self.balancer.choose(route, affinity)
         if chosen is None:
-            raise ServiceUnavailable(f"InferenceService {route.name!r} has no ready revision")
+            raise _no_ready_revision(route)
         return chosen
+
+
+def _no_ready_revision(route: ServiceRoute, for_tag: str = "") -> ServiceUnavailable:
+    """503. While a revision loads, `Retry-After: 1`; once it has failed, its reason and no Retry-After (retrying
+    cannot help until the spec changes). The reason is scrubbed: no server path reaches a client."""
+    what = f"InferenceService {route.name!r} has no ready revision{for_tag}"
+    if route.failure:
+        return ServiceUnavailable(f"{what}: {scrubbed(route.failure)}", headers={})
+    return ServiceUnavailable(what)
 
 
 def _model_name(path: str) -> str:

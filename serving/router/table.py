@@ -41,6 +41,7 @@ class ServiceRoute:
     affinity_header: str = ""  # lower-case header name: one value sticks to one arm while the split holds
     mirror: Arm | None = None  # a 0 % canary arm that gets a shadow copy of stable requests
     activator: bool = False  # minReplicas 0: requests for an arm without endpoints wait for one (not 503)
+    failure: str = ""  # why the latest revision cannot serve (its load failed): a 503 says so, without Retry-After
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "host": self.host,
@@ -51,6 +52,8 @@ class ServiceRoute:
             data["mirror"] = self.mirror.to_json()
         if self.activator:
             data["activator"] = True
+        if self.failure:
+            data["failure"] = self.failure
         return data
 
     @classmethod
@@ -59,7 +62,7 @@ class ServiceRoute:
         mirror = _arm(data["mirror"]) if data.get("mirror") else None
         return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)),
                    affinity_header=str(data.get("affinityHeader", "")).lower(), mirror=mirror,
-                   activator=bool(data.get("activator", False)))
+                   activator=bool(data.get("activator", False)), failure=str(data.get("failure", "")))
 
 
 def _arm(a: dict[str, Any]) -> Arm:

@@ -178,6 +178,9 @@ async def test_activator_times_out_and_bounds_its_queue_with_retry_after() -> No
     ({"scaleMetric": "gpu"}, {}, "spec.predictor.scaleMetric"),
     ({}, {"autoscaling.knative.dev/window": "soon"}, "metadata.annotations.autoscaling.knative.dev/window"),
     ({"autoScaling": {"metrics": [{"type": "External"}]}}, {}, "spec.predictor.autoScaling.metrics[0].type"),
+    ({"autoScaling": {"metrics": 5}}, {}, "spec.predictor.autoScaling.metrics"),
+    ({"autoScaling": {"metrics": [{"type": "Resource", "resource": "cpu"}]}}, {},
+     "spec.predictor.autoScaling.metrics[0].resource"),
 ])
 def test_bad_scaling_input_names_the_field(model: Path, predictor: dict, annotations: dict, path: str) -> None:
     with pytest.raises(SpecError) as err:

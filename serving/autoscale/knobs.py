@@ -119,17 +119,21 @@ def _from_autoscaling_metrics(auto_scaling: Any, path: str) -> tuple[str, float]
     metrics = auto_scaling.get("metrics") if isinstance(auto_scaling, Mapping) else None
     if not metrics:
         return None
-    first = metrics[0]
-    where = f"{path}.autoScaling.metrics[0]"
+    where = f"{path}.autoScaling.metrics"
+    if not isinstance(metrics, list) or not isinstance(metrics[0], Mapping):
+        raise AutoscaleSpecError(f"{where}: a list of {{type: Resource, resource: {{...}}}} entries is required")
+    first, where = metrics[0], where + "[0]"
     if first.get("type") != "Resource":
         raise AutoscaleSpecError(f"{where}.type: {first.get('type')!r} is not supported here; use Resource "
                                  "(cpu/memory) or scaleMetric: concurrency|rps")
-    resource = first.get("resource") or {}
-    name, target = resource.get("name"), resource.get("target") or {}
+    resource = first.get("resource")
+    if not isinstance(resource, Mapping):
+        raise AutoscaleSpecError(f"{where}.resource: a mapping with name and target is required")
+    name, target = resource.get("name"), resource.get("target")
     if name not in ("cpu", "memory"):
         raise AutoscaleSpecError(f"{where}.resource.name: {name!r} is unknown; use cpu or memory")
-    value = target.get("averageUtilization")
-    if not isinstance(value, int | float) or value <= 0:
+    value = target.get("averageUtilization") if isinstance(target, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise AutoscaleSpecError(f"{where}.resource.target.averageUtilization: a positive number is required")
     return name, float(value)
 

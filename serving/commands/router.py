@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from serving.autoscale.metrics import ScalingMetrics
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.http.launcher import run_http_server
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
@@ -37,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--poll-seconds", type=float, default=1.0)
     p.add_argument("--api-keys", type=Path, help="a file of NAMESPACE:KEY lines (also env SERVING_API_KEYS)")
+    p.add_argument("--activator-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="hold a request this long for a revision scaled to zero (KEDA wakes it), then 503")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=main)
 
@@ -45,6 +48,9 @@ def build_app(args: argparse.Namespace) -> Router:
     namespace, _, name = args.routes_configmap.partition("/")
     source = ConfigMapSource(namespace, name, interval_s=args.poll_seconds)
     router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys))
+    # The activator's queue depth is in /metrics: KEDA's trigger adds it, so a held request wakes a revision at 0.
+    router.activator.metrics = ScalingMetrics(router.metrics.registry if router.metrics is not None else None)
+    router.activator.timeout_s = getattr(args, "activator_timeout", 60.0)
     seen = asyncio.Event()
 
     def on_table(table: RouteTable) -> None:

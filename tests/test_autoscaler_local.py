@@ -20,9 +20,12 @@ from serving.control.local import LocalControlPlane
 from serving.control.state import StateStore
 from serving.errors import ServiceUnavailable
 from serving.router.activator import Activator
+from serving.router.app import Router
 from serving.router.load import RevisionLoad
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.spec import SpecError, parse
+from tests.inprocess import serving_inprocess
+from tests.support import train_iris_sklearn
 from tests.test_control_local import FakeReplica, Sink, _until
 
 WINDOW = {"autoscaling.knative.dev/window": "6s"}
@@ -146,6 +149,49 @@ async def test_canary_arms_scale_on_their_own_load_and_stable_keeps_its_share(tm
         assert sink.arms()[stable][1] >= stable_floor(80, {stable: 1, canary: 3}) == 4
     finally:
         await control.shutdown()
+
+
+def test_router_load_averages_in_flight_over_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0.25 s request in a 1 s reading is 0.25 requests in flight on average, though none is in flight then."""
+    now = [10.0]
+    monkeypatch.setattr("serving.router.load.time.monotonic", lambda: now[0])
+    load = RevisionLoad()
+    load.concurrency("default", "r")  # the first reading starts the interval
+    load.begin("default", "r")
+    now[0] += 0.25
+    load.end("default", "r")
+    now[0] += 0.75
+    load.held[("default", "r")] = 2
+    assert load.concurrency("default", "r") == pytest.approx(2.25) and load.requests("default", "r") == 1
+
+
+def test_the_router_holds_a_request_for_a_revision_at_zero_then_forwards_it(tmp_path: Path) -> None:
+    """The Router's own path (balancer, activator, table swap) against a real model server in-process: the
+    request waits while the route has no endpoint and is answered once `on_demand` publishes one."""
+    train_iris_sklearn(tmp_path / "iris")
+    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server:
+        async def run() -> tuple[httpx.Response, list[str]]:
+            router = Router()
+            cold = ServiceRoute("iris", "default", (Arm("iris-1", 100, "stable", "latest", ()),), activator=True)
+            router.set_table(RouteTable({("default", "iris"): cold}, 1))
+            asked: list[str] = []
+
+            def start_one(namespace: str, revision: str) -> None:  # what the control plane does, later
+                asked.append(revision)
+                warm = ServiceRoute("iris", "default", (Arm("iris-1", 100, "stable", "latest", (server.url,)),),
+                                    activator=True)
+                asyncio.get_running_loop().call_later(0.2, router.set_table, RouteTable({("default", "iris"): warm}, 2))
+
+            router.activator.on_demand = start_one
+            transport = httpx.ASGITransport(app=router)
+            async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+                response = await client.post("/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
+            await router.upstreams.close()
+            return response, asked
+
+        response, asked = asyncio.run(run())
+    assert response.status_code == 200 and response.headers["x-serving-revision"] == "iris-1", response.text
+    assert asked == ["iris-1"]
 
 
 def test_stable_floor_is_its_share_of_all_arms() -> None:

@@ -30,7 +30,7 @@ Key = tuple[str, str]  # (namespace, revision)
 class LoadSource(Protocol):
     """What the router tells the autoscaler (`serving.router.load.RevisionLoad` is one)."""
 
-    def concurrency(self, namespace: str, revision: str) -> int: ...
+    def concurrency(self, namespace: str, revision: str) -> float: ...
     def requests(self, namespace: str, revision: str) -> int: ...
     def waiting(self, namespace: str, revision: str) -> int: ...
 
@@ -178,7 +178,7 @@ class Autoscalers:
         if self.load is None:
             return 0.0
         if metric == "concurrency":
-            return float(self.load.concurrency(*key))
+            return self.load.concurrency(*key)
         count = self.load.requests(*key)
         last, scaler.last_count = scaler.last_count, (now, count)
         if last is None or now <= last[0]:

@@ -1,33 +1,53 @@
-"""What the router sees of each revision's load, for the autoscaler: requests in flight now, requests started
-so far (a counter: the autoscaler takes rates from it), and requests the activator holds.
+"""What the router sees of each revision's load, for the autoscaler: requests in flight (and their average over
+time, as Knative's activator reports it), requests started so far (a counter: the autoscaler takes rates from
+it), and requests the activator holds.
 
-Plain dicts updated on the event loop (no locks); keyed by (namespace, revision).
+Plain dicts updated on the event loop (no locks); keyed by (namespace, revision). The time-weighted in-flight
+area costs one clock read per request start and end.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+Key = tuple[str, str]
 
 
 @dataclass
 class RevisionLoad:
-    in_flight: dict[tuple[str, str], int] = field(default_factory=dict)
-    started: dict[tuple[str, str], int] = field(default_factory=dict)
-    held: dict[tuple[str, str], int] = field(default_factory=dict)
+    in_flight: dict[Key, int] = field(default_factory=dict)
+    started: dict[Key, int] = field(default_factory=dict)
+    held: dict[Key, int] = field(default_factory=dict)
+    _area: dict[Key, float] = field(default_factory=dict)  # integral of in_flight over time (request-seconds)
+    _since: dict[Key, float] = field(default_factory=dict)  # when the area was last brought up to date
+    _read: dict[Key, tuple[float, float]] = field(default_factory=dict)  # (time, area) at the last average read
 
     def begin(self, namespace: str, revision: str) -> None:
         key = (namespace, revision)
+        self._advance(key, time.monotonic())
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
         self.started[key] = self.started.get(key, 0) + 1
 
     def end(self, namespace: str, revision: str) -> None:
         key = (namespace, revision)
+        self._advance(key, time.monotonic())
         self.in_flight[key] = self.in_flight.get(key, 0) - 1
 
-    def concurrency(self, namespace: str, revision: str) -> int:
-        """In flight plus held: a held request is demand the revision must serve."""
-        key = (namespace, revision)
-        return self.in_flight.get(key, 0) + self.held.get(key, 0)
+    def _advance(self, key: Key, now: float) -> None:
+        self._area[key] = self._area.get(key, 0.0) + self.in_flight.get(key, 0) * (now - self._since.get(key, now))
+        self._since[key] = now
+
+    def concurrency(self, namespace: str, revision: str) -> float:
+        """Requests in flight on average since the previous call (now, on the first), plus those held now:
+        a held request is demand the revision must serve. Short requests between two readings count."""
+        key, now = (namespace, revision), time.monotonic()
+        self._advance(key, now)
+        area = self._area[key]
+        then, area_then = self._read.get(key, (now, area))
+        self._read[key] = (now, area)
+        average = (area - area_then) / (now - then) if now > then else float(self.in_flight.get(key, 0))
+        return average + self.held.get(key, 0)
 
     def requests(self, namespace: str, revision: str) -> int:
         """Requests sent so far (a counter)."""
@@ -37,5 +57,5 @@ class RevisionLoad:
         return self.held.get((namespace, revision), 0)
 
     def forget(self, namespace: str, revision: str) -> None:
-        for counts in (self.in_flight, self.started, self.held):
+        for counts in (self.in_flight, self.started, self.held, self._area, self._since, self._read):
             counts.pop((namespace, revision), None)

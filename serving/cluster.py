@@ -59,6 +59,17 @@ KINDS = {
                          "keda.sh", "v1alpha1", "scaledobjects"),  # listed only when KEDA is enabled
     "InferenceService": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
                              OUR_GROUP, "v1beta1", "inferenceservices"),
+    "Pod": Kind("CoreV1Api", "namespaced_pod", "namespaced_pod"),  # the router replicas whose /metrics canaries read
+    "Canary": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
+                   OUR_GROUP, "v1alpha1", "canaries"),
+    # A predictor's storage credentials, read (get only) as KServe's credential builder reads them.
+    "ServiceAccount": Kind("CoreV1Api", "namespaced_service_account", "namespaced_service_account"),
+    "Secret": Kind("CoreV1Api", "namespaced_secret", "namespaced_secret"),
+    # Runtime selection: listed in every namespace (`list_everywhere`), then kept current by the watch.
+    "ServingRuntime": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
+                           OUR_GROUP, "v1alpha1", "servingruntimes"),
+    "ClusterServingRuntime": Kind("CustomObjectsApi", "cluster_custom_object", "cluster_custom_object",
+                                  OUR_GROUP, "v1alpha1", "clusterservingruntimes"),
 }
 
 
@@ -122,6 +133,17 @@ class Cluster:
         items = self._call("list", kind, namespace, label_selector=selector)["items"]
         # Filtered here too: the test emulator ignores label selectors.
         return [i for i in items if contains(i.get("metadata", {}).get("labels") or {}, labels)]
+
+    def list_everywhere(self, kind: str) -> list[dict[str, Any]]:
+        """Every object of a custom kind: cluster-scoped ones, or a namespaced kind across all namespaces."""
+        spec = KINDS[kind]
+        api = kubernetes.client.CustomObjectsApi(self.client)
+        try:
+            found = api.list_cluster_custom_object(spec.group, spec.version, spec.plural)
+        except Exception as exc:
+            raise classify(exc, f"list {kind}") from exc
+        items: list[dict[str, Any]] = found.get("items") or []
+        return items
 
     def apply(self, obj: dict[str, Any], live: dict[str, Any] | None = None, *, known: bool = False) -> str:
         """Create or merge-patch `obj`; `known=True` means `live` is the current state (None: absent)."""

@@ -36,6 +36,9 @@ RESOURCES = {
     "v1/services": ("Service", True, []),
     "v1/configmaps": ("ConfigMap", True, []),
     "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, []),
+    # Canary policies: the Canary objects and the router pods whose /metrics the operator reads.
+    "serving.dev/v1alpha1/canaries": ("Canary", True, ["status"]),
+    "v1/pods": ("Pod", True, ["status"]),
     # kopf's own needs: CRD and namespace discovery, events.
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, []),
     "v1/namespaces": ("Namespace", False, []),

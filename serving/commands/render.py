@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from serving.canary.crd import canary_crd_yaml
 from serving.commands.plain_yaml import dump_all
 from serving.control.k8s_documents import cluster_warnings, read_converted
 from serving.control.k8s_render import RenderSettings, revision_objects
@@ -27,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-n", "--namespace", help="namespace for every object (default: the file's, else default)")
     p.add_argument("--image", default=RenderSettings.image, help="the serving image (model server, init container)")
     p.add_argument("--cluster-domain", default="cluster.local")
-    p.set_defaults(func=main)
     p.add_argument("--keda-prometheus-url", default="", metavar="URL",
                    help="scale concurrency/rps services with KEDA ScaledObjects reading this Prometheus "
                         "(the router's metrics; minReplicas 0 through the router's activator); empty: HPA only")
-    c = subparsers.add_parser("crd", help="print the InferenceService CustomResourceDefinition")
-    c.set_defaults(func=lambda args: print(crd_yaml(), end="") or 0)
+    p.set_defaults(func=main)
+    c = subparsers.add_parser("crd", help="print the InferenceService and Canary CustomResourceDefinitions")
+    c.set_defaults(func=lambda args: print(crd_yaml() + "---\n" + canary_crd_yaml(), end="") or 0)
 
 
 def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from serving.cluster import ROUTES_KEY, Cluster, PermanentClusterError, merge_patch
+from serving.control.k8s_credentials import secrets_by_account
 from serving.control.k8s_documents import apply_document, convert_document
 from serving.control.k8s_render import (
     LABEL_COMPONENT,
@@ -30,8 +31,9 @@ from serving.control.k8s_render import (
     revision_objects,
     service_url,
 )
+from serving.control.k8s_runtimes import ClusterRuntimes, field_message, with_runtime_failure
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
-from serving.control.routes import route_table, routes_for
+from serving.control.routes import NO_CANARY, CanaryPolicy, route_table, routes_for
 from serving.errors import ServingError
 from serving.revision import Revision
 from serving.router.table import RouteTable, ServiceRoute
@@ -53,6 +55,10 @@ class OperatorConfig:
     drain_s: float = 30.0
     resync_s: float = 10.0
     default_timeout_s: float = 60.0
+    # Canary policies: the router pods (in routes_namespace) whose /metrics are read, and how often to look.
+    router_selector: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "serving"),
+                                                    ("app.kubernetes.io/component", "router"))
+    canary_tick_s: float = 1.0
 
 
 def from_cluster(body: dict[str, Any]) -> InferenceService:
@@ -98,13 +104,17 @@ class KubernetesBackend:
         self.cluster = cluster
         self.config = config
         self.routes: dict[tuple[str, str], ServiceRoute] = {}
+        self.canaries: CanaryPolicy = NO_CANARY  # a KubernetesCanaryHost when the operator runs canaries
         self.version = 0
+        self.runtimes = ClusterRuntimes()  # ServingRuntimes: seeded in start(), kept current by the watch
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
         self._routes_lock = threading.Lock()
 
     def start(self) -> None:
-        """Seed the route table from the ConfigMap so a restart does not drop routes before resuming."""
+        """Seed the route table from the ConfigMap so a restart does not drop routes before resuming,
+        and the runtimes, so the first reconciles select among all of them."""
+        self.runtimes.seed(self.cluster)
         cm = self.cluster.get("ConfigMap", self.config.routes_namespace, self.config.routes_name)
         if cm and (cm.get("data") or {}).get(ROUTES_KEY):
             table = RouteTable.from_json(json.loads(cm["data"][ROUTES_KEY]))
@@ -134,31 +144,42 @@ class KubernetesBackend:
             latest = Revision.from_spec(isvc)
             known = {**(state.revisions if state else {}), latest.name: latest}
             observed = observe(live["Deployment"], {n: r.transformer is not None for n, r in known.items()})
-            p = plan(isvc, state, with_scaled_to_zero(observed, live["Deployment"], isvc), self.config.domain)
-            self._converge(isvc, body["metadata"].get("uid", ""), p, live)
+            flags, no_runtime = self.runtimes.select_all(known.values())
+            observed = replace(observed, failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}})
+            p = plan(isvc, state, with_scaled_to_zero(observed, live["Deployment"], isvc), self.config.domain, canary_percent=self.canaries.percent_for(isvc.key))
+            self._converge(isvc, body["metadata"].get("uid", ""), p, live, self._settings(namespace, p, flags, no_runtime))
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)
-            status = {**p.status, "observedGeneration": body["metadata"].get("generation", 1),
+            status = {**with_runtime_failure(p.status, no_runtime.get(latest.name)), "observedGeneration": body["metadata"].get("generation", 1),
                       "rollout": p.state.to_json()}
             self._write_status(namespace, name, old_status, _compact(status))
             return p
 
-    def _converge(self, isvc: InferenceService, uid: str, p: Plan, live: dict[str, list[dict[str, Any]]]) -> None:
+    def _settings(self, namespace: str, p: Plan, flags: dict[str, tuple[str, ...]], no_runtime: dict[str, str]) -> RenderSettings:
+        """This reconcile's render inputs: runtime flags and the storage credentials of the revisions to render."""
+        rendered = [p.state.revisions[name] for name in p.run if name not in no_runtime]
+        return replace(self.config.render, runtime_flags={n: f for n, f in flags.items() if n not in no_runtime},
+                       service_account_secrets=secrets_by_account(self.cluster, namespace, rendered))
+
+    def _converge(self, isvc: InferenceService, uid: str, p: Plan, live: dict[str, list[dict[str, Any]]],
+                  settings: RenderSettings) -> None:
+        """Render the planned revisions that have a runtime (one without keeps whatever it had)."""
         owner = owner_reference(isvc, uid) if uid else None
         by_name = {(kind, o["metadata"]["name"]): o for kind, items in live.items() for o in items}
         wanted: set[tuple[str, str]] = set()
-        for revision_name, replicas in p.run.items():
+        run = {name: replicas for name, replicas in p.run.items() if name in settings.runtime_flags}
+        for revision_name, replicas in run.items():
             revision = p.state.revisions[revision_name]
             exists = any(k == "Deployment" and o["metadata"]["labels"].get(LABEL_REVISION) == revision_name
                          for (k, _), o in by_name.items())
-            for obj in revision_objects(isvc, revision, replicas, self.config.render, owner, existing=exists):
+            for obj in revision_objects(isvc, revision, replicas, settings, owner, existing=exists):
                 key = (obj["kind"], obj["metadata"]["name"])
                 wanted.add(key)
                 outcome = self.cluster.apply(obj, by_name.get(key), known=True)
                 if outcome != "unchanged":
                     log.info("%s %s/%s %s", obj["kind"], isvc.metadata.namespace, key[1], outcome)
         for (kind, obj_name), obj in by_name.items():  # e.g. an HPA after min == max
-            if obj["metadata"]["labels"].get(LABEL_REVISION) in p.run and (kind, obj_name) not in wanted:
+            if obj["metadata"]["labels"].get(LABEL_REVISION) in run and (kind, obj_name) not in wanted:
                 self.cluster.delete(kind, isvc.metadata.namespace, obj_name)
 
     def _retire(self, namespace: str, p: Plan, live: dict[str, list[dict[str, Any]]]) -> None:
@@ -191,7 +212,8 @@ class KubernetesBackend:
         def service(name: str) -> tuple[str, ...]:
             revision = p.state.revisions[name]
             return (service_url(revision, entry_component(revision), self.config.render),) if name in observed.ready else ()
-        return routes_for(isvc, p, service, self.config.domain, self.config.default_timeout_s)
+        return routes_for(isvc, p, service, self.config.domain, self.config.default_timeout_s,
+                          canary=self.canaries.routing_for(isvc.key))
 
     def _set_route(self, isvc: InferenceService, p: Plan, observed: Observed) -> None:
         route = self.route(isvc, p, observed)

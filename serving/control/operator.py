@@ -5,7 +5,9 @@
 - a Deployment of ours changes (readiness) -> reconcile its InferenceService;
 - a timer every `resync_s` -> reconcile (drains finish, missed events are caught up: level-based);
 - delete -> out of the route table, drain, delete children (ownerReferences would also let the garbage
-  collector do it; doing it here keeps the route table honest).
+  collector do it; doing it here keeps the route table honest);
+- Canary objects (serving.dev/v1alpha1) -> the canary host tracks them (every watch event, no finalizer), and one
+  loop ticks the same CanaryController as `serving up` every `canary_tick_s`.
 Handlers are registered on an explicit registry built at run time, never at import. Every handler is async
 and runs the backend's blocking client calls in a thread (`asyncio.to_thread`), and waits with
 `asyncio.sleep`: nothing blocks kopf's event loop.
@@ -14,14 +16,19 @@ and runs the backend's blocking client calls in a thread (`asyncio.to_thread`), 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from serving.canary.crd import GROUP as CANARY_GROUP
+from serving.canary.crd import PLURAL as CANARY_PLURAL
+from serving.canary.crd import VERSION as CANARY_VERSION
 from serving.cluster import Cluster, PermanentClusterError, TemporaryClusterError
 from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
+from serving.control.k8s_canaries import KubernetesCanaryHost
 from serving.control.k8s_render import LABEL_ISVC
 from serving.crd import PLURAL, VERSION
 from serving.spec import OUR_GROUP
@@ -49,10 +56,12 @@ async def _logged(backend: KubernetesBackend, namespace: str, name: str, why: st
 
 
 def build_registry(
-    backend: KubernetesBackend, connection: kopf.ConnectionInfo | None = None
+    backend: KubernetesBackend, connection: kopf.ConnectionInfo | None = None,
+    canaries: KubernetesCanaryHost | None = None,
 ) -> kopf.OperatorRegistry:
     """Every handler, bound to one backend. `connection` overrides the kubeconfig/in-cluster login (tests)."""
     registry = kopf.OperatorRegistry()
+    _canary_handlers(registry, canaries or KubernetesCanaryHost(backend), backend.config.canary_tick_s)
     config = backend.config
     isvc = (OUR_GROUP, VERSION, PLURAL)
 
@@ -97,6 +106,32 @@ def build_registry(
             raise kopf.TemporaryError(exc.message, delay=5) from exc
 
     return registry
+
+
+def _canary_handlers(registry: kopf.OperatorRegistry, host: KubernetesCanaryHost, tick_s: float) -> None:
+    """Canary documents in, one tick loop (its blocking reads and writes in a thread) started and stopped with kopf."""
+    loop: list[asyncio.Task[None]] = []
+
+    async def ticking() -> None:
+        while True:
+            await asyncio.sleep(tick_s)
+            try:
+                await asyncio.to_thread(host.tick)
+            except Exception:  # one bad pass (a router unreachable) must not end the loop
+                log.exception("canary tick failed")
+
+    @kopf.on.startup(registry=registry)
+    async def start_canaries(**_: Any) -> None:
+        loop.append(asyncio.create_task(ticking(), name="canaries"))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_canaries(**_: Any) -> None:
+        for task in loop:
+            task.cancel()
+
+    @kopf.on.event(CANARY_GROUP, CANARY_VERSION, CANARY_PLURAL, registry=registry)
+    async def canary_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+        await asyncio.to_thread(host.document_event, copy.deepcopy(dict(body)), type)
 
 
 async def run(

@@ -1,0 +1,250 @@
+"""Canary policies in the operator: the `CanaryController`'s host on Kubernetes (the same controller as `serving up`).
+
+- documents: `Canary` objects (serving.dev/v1alpha1) arrive as kopf watch events; a new one resumes from the
+  status it carries, so an operator restart continues the analysis at the step it had reached;
+- rollout view: the InferenceService status the backend wrote (KServe's latestCreated/Ready/Rolledout fields);
+- counters: every ready router pod's /metrics (selected by the chart's labels), summed by the snapshot code; a pod
+  that went away keeps its last counters for a while, so the sum never drops when the router scales down;
+- results: the Canary's status subresource (phase, weight, checks, conditions, bounded history), then a reconcile
+  of the target, whose plan() takes `percent_for` and whose route takes `routing_for` (affinity, mirror).
+Every method here blocks (API calls, scrapes): the operator calls them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes
+from prometheus_client import CollectorRegistry
+
+from serving.canary.analysis import CanaryStatus, Phase
+from serving.canary.controller import CanaryController, Key, RolloutView
+from serving.canary.crd import GROUP, PLURAL, VERSION
+from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
+from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
+from serving.control.k8s_backend import KubernetesBackend, _rollout
+from serving.control.k8s_render import entry_component, service_url
+from serving.control.routes import CanaryRouting
+from serving.durations import parse_duration_s
+
+log = logging.getLogger("serving.operator")
+DEFAULT_ROUTER_PORT = 8080
+GONE_POD_KEPT_S = 3600.0  # a vanished router's last counters still count this long (the sum must not drop)
+STATUS_HISTORY = 20  # transitions kept in the Canary's status
+
+
+class KubernetesCanaryHost:
+    def __init__(self, backend: KubernetesBackend, registry: CollectorRegistry | None = None,
+                 scrape_timeout_s: float = 2.0) -> None:
+        self.backend = backend
+        self.cluster = backend.cluster
+        self.config = backend.config
+        self.controller = CanaryController(self, registry)
+        self.lock = threading.Lock()  # the watch handlers and the tick loop share the controller
+        self._http = httpx.Client(timeout=scrape_timeout_s)
+        self._scraped: dict[str, tuple[float, bytes]] = {}  # router pod uid -> (last seen, exposition)
+        self._written: dict[Key, dict[str, Any]] = {}  # the status last written, per target
+        backend.canaries = self
+
+    # -- CanaryPolicy (asked by KubernetesBackend.reconcile) -------------------------------------------
+    def percent_for(self, key: Key) -> int | None:
+        """The controller's weight; after a promotion 0, not the spec's: a revision that appears next waits at
+        0 % until the controller starts its analysis (else, ready before the next tick, it would be promoted
+        unjudged). With one revision rolled out the percent changes nothing."""
+        percent = self.controller.percent_for(key)
+        return 0 if percent is None and key in self.controller.tracked else percent
+
+    def routing_for(self, key: Key) -> CanaryRouting | None:
+        tracked = self.controller.tracked.get(key)
+        if tracked is None:
+            return None
+        affinity = tracked.canary.spec.analysis.session_affinity
+        return CanaryRouting(affinity_header=affinity.header.lower() if affinity else "",
+                             mirror=tracked.status.phase is Phase.MIRRORING)
+
+    # -- CanaryHost (asked by the controller) ---------------------------------------------------------
+    def rollout_view(self, key: Key) -> RolloutView | None:
+        body = self.cluster.get("InferenceService", *key)
+        status = (body or {}).get("status") or {}
+        predictor = (status.get("components") or {}).get("predictor") or {}
+        latest = predictor.get("latestCreatedRevision")
+        if body is None or latest is None:
+            return None
+        failed = (status.get("modelStatus") or {}).get("transitionStatus") == "BlockedByFailedLoad"
+        return RolloutView(latest, predictor.get("latestRolledoutRevision"),
+                           predictor.get("latestReadyRevision") == latest, failed)
+
+    def router_expositions(self) -> Sequence[bytes]:
+        """Every router replica's /metrics now; one that cannot be read fails the whole read (never judge
+        on part of the traffic), one that is gone keeps its last reading."""
+        now = time.monotonic()
+        pods = self.cluster.list("Pod", self.config.routes_namespace, dict(self.config.router_selector))
+        for pod in pods:
+            url = metrics_url(pod)
+            if url is None:
+                continue
+            try:
+                answer = self._http.get(url)
+                answer.raise_for_status()
+            except httpx.HTTPError as exc:
+                raise TemporaryClusterError(f"router pod {pod['metadata']['name']} ({url}): {exc}") from exc
+            self._scraped[pod["metadata"].get("uid") or pod["metadata"]["name"]] = (now, answer.content)
+        self._scraped = {uid: seen for uid, seen in self._scraped.items() if now - seen[0] < GONE_POD_KEPT_S}
+        return [text for _, text in self._scraped.values()]
+
+    def run_load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
+        threading.Thread(target=self._load_test, args=(key, revision, load_test), daemon=True,
+                         name=f"loadtest-{revision}").start()
+
+    def _load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
+        """`serving loadtest v1` (Locust, its own process) against the canary revision's own Service, so every
+        request tests the canary; the report folder stays in the operator's /tmp, named in the status."""
+        state = _rollout((self.cluster.get("InferenceService", *key) or {}).get("status", {}).get("rollout"))
+        known = state.revisions.get(revision) if state else None
+        report = Path(tempfile.gettempdir()) / f"canary-{key[0]}-{key[1]}-loadtest-{revision}"
+        summary: dict[str, Any] = {}
+        if known is not None:
+            url = service_url(known, entry_component(known), self.config.render)
+            command = [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", url, "--model", key[1],
+                       "--users", str(load_test.users), "--duration", load_test.duration, "--out", str(report),
+                       "--max-failure-ratio", "1", *(["--payload", load_test.payload] if load_test.payload else [])]
+            try:
+                subprocess.run(command, capture_output=True, timeout=parse_duration_s(load_test.duration) + 120)
+                summary = json.loads((report / "summary.json").read_text())
+            except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+                log.error("canary %s/%s: the load test of %s gave no summary: %s", *key, revision, exc)
+        with self.lock:
+            self.controller.load_test_finished(key, revision, summary, str(report))
+
+    def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None:
+        tracked = self.controller.tracked.get(key)
+        if tracked is not None:
+            self._patch_status(tracked.canary.metadata.namespace, tracked.canary.metadata.name, key,
+                               status_body(status, history))
+        self._reconcile(key)
+
+    # -- documents (kopf watch events) ----------------------------------------------------------------
+    def document_event(self, body: dict[str, Any], event_type: str | None) -> None:
+        """Track, re-read or forget one Canary; idempotent, so every event (ours included) may come here."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", meta.get("name", "")
+        with self.lock:
+            current = self._target_of(namespace, name)
+            if event_type == "DELETED":
+                if current is not None:
+                    self.controller.remove(current)
+                    self._reconcile(current)
+                return
+            try:
+                canary = parse_canary(_document(body))
+            except CanarySpecError as exc:
+                self._patch_status(namespace, name, None, invalid_status("InvalidSpec", exc.message))
+                return
+            self._track(canary, body.get("status") or {}, current)
+
+    def _track(self, canary: Canary, stored: dict[str, Any], current: Key | None) -> None:
+        key = canary.target_key
+        other = self.controller.tracked.get(key)
+        if other is not None and other.canary.metadata.name != canary.metadata.name:
+            self._patch_status(*canary.key, None, invalid_status(
+                "TargetTaken", f"Canary {other.canary.metadata.name} already drives {key[0]}/{key[1]}"))
+            return
+        if current is not None and current != key:  # its targetRef changed: the old service is on its own again
+            self.controller.remove(current)
+            self._reconcile(current)
+        if other is None:
+            resumable = current is None and stored.get("phase") in set(Phase)
+            resumed = CanaryStatus.from_json(stored) if resumable else None
+            self.controller.apply(canary, resumed, list(stored.get("history") or []) if resumed else None)
+            self._reconcile(key)
+        elif other.canary.spec != canary.spec:
+            self.controller.apply(canary)
+
+    def _target_of(self, namespace: str, name: str) -> Key | None:
+        return next((key for key, t in self.controller.tracked.items()
+                     if t.canary.key == (namespace, name)), None)
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        with self.lock:
+            self.controller.tick()
+
+    # -- writes -----------------------------------------------------------------------------------------
+    def _reconcile(self, key: Key) -> None:
+        try:
+            self.backend.reconcile(*key)
+        except ClusterError as exc:  # the resync timer tries again; the weight is read on every reconcile
+            log.warning("reconcile of %s/%s after a canary change: %s", key[0], key[1], exc.message)
+
+    def _patch_status(self, namespace: str, name: str, key: Key | None, new: dict[str, Any]) -> None:
+        old = self._written.get(key, {}) if key else {}
+        patch = merge_patch(old, new) if key in self._written else new
+        api = kubernetes.client.CustomObjectsApi(self.cluster.client)
+        try:
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
+                                                      _content_type="application/merge-patch+json")
+        except Exception as exc:
+            error = classify(exc, f"patch status of Canary {namespace}/{name}")
+            log.warning("%s", error.message)
+            return
+        if key is not None:
+            self._written[key] = new
+
+
+def status_body(status: CanaryStatus, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Canary's status: the controller's record plus Kubernetes' conventions (conditions, transition time)."""
+    since = last_transition_time(str(status.phase), history)
+    promoted = {Phase.SUCCEEDED: "True", Phase.FAILED: "False"}.get(status.phase, "Unknown")
+    condition = {"type": "Promoted", "status": promoted, "reason": str(status.phase), "message": status.message}
+    if since:
+        condition["lastTransitionTime"] = since
+    body = {**status.to_json(), "conditions": [condition], "history": history[-STATUS_HISTORY:]}
+    if since:
+        body["lastTransitionTime"] = since
+    return body
+
+
+def last_transition_time(phase: str, history: list[dict[str, Any]]) -> str | None:
+    """When the current phase began: the first entry of the trailing run of entries in that phase."""
+    since = None
+    for entry in reversed(history):
+        if entry.get("phase") != phase:
+            break
+        since = entry.get("time")
+    return since
+
+
+def invalid_status(reason: str, message: str) -> dict[str, Any]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"message": message, "conditions": [
+        {"type": "Promoted", "status": "False", "reason": reason, "message": message, "lastTransitionTime": now}]}
+
+
+def metrics_url(pod: Mapping[str, Any]) -> str | None:
+    """A ready router pod's /metrics URL (its container port named http); None while it is not ready."""
+    status = pod.get("status") or {}
+    ip = status.get("podIP")
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+    if not ip or not ready:
+        return None
+    ports = [p for c in (pod.get("spec") or {}).get("containers") or () for p in c.get("ports") or ()]
+    port = next((p["containerPort"] for p in ports if p.get("name") == "http"), DEFAULT_ROUTER_PORT)
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}/metrics"
+
+
+def _document(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A live object as a Canary document: server-managed metadata and the status are not part of the spec."""
+    meta = body.get("metadata") or {}
+    kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": kept, "spec": body.get("spec")}

@@ -83,5 +83,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    run(config_from_args(args))
+    config = config_from_args(args)
+    if config.grpc_port is not None:
+        from serving.grpc.lifespan import check_port
+
+        check_port(config.grpc_port, config.workers)  # in the workers it would fail again and again
+    run(config)
     return 0

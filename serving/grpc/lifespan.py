@@ -58,6 +58,11 @@ class WithGrpc:
 def with_grpc(app: ASGIApp, dataplane: DataPlane, host: str, port: int, workers: int = 1) -> WithGrpc:
     """The app plus a gRPC listener on `port` (0: a free one, logged). Several workers share a fixed port
     (SO_REUSEPORT, the kernel spreads connections); with port 0 each would pick its own, so that is refused."""
+    check_port(port, workers)
+    return WithGrpc(app, GrpcListener(dataplane, host, port, reuse_port=workers > 1))
+
+
+def check_port(port: int, workers: int) -> None:
+    """Before any worker starts: a port per worker process would leave clients no port to call."""
     if workers > 1 and port == 0:
         raise BadRequest("--grpc-port 0 picks a port per process; give a fixed port with --workers > 1")
-    return WithGrpc(app, GrpcListener(dataplane, host, port, reuse_port=workers > 1))

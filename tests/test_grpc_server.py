@@ -247,3 +247,10 @@ async def test_tritonclient_aio_and_metrics_count_grpc(servers: dict[str, Served
     metrics = httpx.get(servers["iris"].http.url + "/metrics").text
     assert 'serving_requests_total{code="200",model="onnx-iris",protocol="grpc",version="1"}' in metrics
     assert 'serving_requests_total{code="400",model="onnx-iris",protocol="grpc",version="1"}' in metrics
+
+
+def test_port_zero_with_several_workers_is_refused_before_they_start(model_repo: Path) -> None:
+    from tests.inprocess import run_cli
+
+    result = run_cli("serve", "--model-dir", str(model_repo / "sklearn-iris"), "--grpc-port", "0", "--workers", "2")
+    assert result.returncode == 2 and "give a fixed port with --workers > 1" in result.stderr

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kopf
 import kubernetes
 import pytest
@@ -34,7 +35,7 @@ from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
 from serving.control.k8s_documents import apply_kubernetes, read_converted
 from serving.control.operator import build_registry
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 from tests.test_operator import ISVC, Emulator
 
 CANARY = {
@@ -99,8 +100,8 @@ def _router_pod(api: Cluster, name: str, port: int) -> None:
         "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}})
 
 
-def _operator(url: str, api: Cluster) -> KopfRunner:
-    config = OperatorConfig(drain_s=0.0, resync_s=0.5, canary_tick_s=0.1)
+def _operator(url: str, api: Cluster, metrics_port: int = 0) -> KopfRunner:
+    config = OperatorConfig(drain_s=0.0, resync_s=0.5, canary_tick_s=0.1, metrics_port=metrics_port)
     registry = build_registry(KubernetesBackend(api, config), kopf.ConnectionInfo(server=url))
 
     @kopf.on.startup(registry=registry)
@@ -159,7 +160,8 @@ def _walk_one_step(api: Cluster, routers: list[RouterReplica], stable: str, cana
 
 def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back(world, tmp_path: Path) -> None:
     url, api, routers = world
-    with _operator(url, api) as runner:
+    metrics_port = free_port()
+    with _operator(url, api, metrics_port) as runner:
         _apply_isvc(tmp_path, api, "v1")
         stable = _new_ready_revision(api, set())
         wait_until(lambda: _weights(api) == {stable: 100}, timeout_s=10)
@@ -171,6 +173,9 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
         _walk_one_step(api, routers, stable, canary, 10)
         assert _route(api)["affinityHeader"] == "x-user-id"  # the CanaryRouting reached the ConfigMap
         wait_until(lambda: _canary_status(api).get("canaryWeight") == 25, timeout_s=10)
+        exposition = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text  # the operator's own
+        assert 'serving_canary_weight{isvc="iris",namespace="ml"} 25.0' in exposition
+        assert 'serving_canary_transitions_total{isvc="iris",namespace="ml",phase="Progressing"} 2.0' in exposition
     assert runner.exception is None
 
     # A new operator process: it resumes at 25 % from the Canary's status (no return to step 1).

@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--keda-prometheus-url", default="", metavar="URL",
                    help="scale concurrency/rps services with KEDA ScaledObjects reading this Prometheus "
                         "(the router's metrics; minReplicas 0 through the router's activator); empty: HPA only")
+    p.add_argument("--router-selector", default="app.kubernetes.io/name=serving,app.kubernetes.io/component=router",
+                   help="labels of the router pods (in the route ConfigMap's namespace) whose /metrics Canary "
+                        "analyses read and sum")
+    p.add_argument("--canary-tick-seconds", type=float, default=1.0, help="how often Canary analyses are looked at")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve the operator's /metrics (serving_canary_weight, serving_canary_transitions_total)")
     p.set_defaults(func=main)
 
 
@@ -39,7 +45,17 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     render = RenderSettings(image=args.image, image_pull_policy=args.image_pull_policy,
                             cluster_domain=args.cluster_domain, keda_prometheus_url=args.keda_prometheus_url)
     return OperatorConfig(render=render, domain=args.domain, routes_namespace=namespace, routes_name=name,
-                          drain_s=args.drain_seconds, resync_s=args.resync_seconds)
+                          drain_s=args.drain_seconds, resync_s=args.resync_seconds,
+                          router_selector=_labels(args.router_selector), canary_tick_s=args.canary_tick_seconds,
+                          metrics_port=args.metrics_port)
+
+
+def _labels(selector: str) -> tuple[tuple[str, str], ...]:
+    """`a=b,c=d` as label pairs (an equality-based selector, what the chart passes)."""
+    pairs = [part.split("=", 1) for part in selector.split(",") if part.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise SystemExit(f"--router-selector {selector!r}: write key=value[,key=value...]")
+    return tuple((key.strip(), value.strip()) for key, value in pairs)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ class OperatorConfig:
     router_selector: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "serving"),
                                                     ("app.kubernetes.io/component", "router"))
     canary_tick_s: float = 1.0
+    metrics_port: int = 0  # the operator's own /metrics (serving_canary_* series); 0: not served
 
 
 def from_cluster(body: dict[str, Any]) -> InferenceService:

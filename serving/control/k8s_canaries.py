@@ -49,7 +49,8 @@ class KubernetesCanaryHost:
         self.backend = backend
         self.cluster = backend.cluster
         self.config = backend.config
-        self.controller = CanaryController(self, registry)
+        self.registry = registry or CollectorRegistry()  # the operator serves it at --metrics-port
+        self.controller = CanaryController(self, self.registry)
         self.lock = threading.Lock()  # the watch handlers and the tick loop share the controller
         self._http = httpx.Client(timeout=scrape_timeout_s)
         self._scraped: dict[str, tuple[float, bytes]] = {}  # router pod uid -> (last seen, exposition)

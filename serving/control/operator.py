@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
 from serving.canary.crd import GROUP as CANARY_GROUP
 from serving.canary.crd import PLURAL as CANARY_PLURAL
@@ -120,14 +121,20 @@ def _canary_handlers(registry: kopf.OperatorRegistry, host: KubernetesCanaryHost
             except Exception:  # one bad pass (a router unreachable) must not end the loop
                 log.exception("canary tick failed")
 
+    servers: list[Any] = []
+
     @kopf.on.startup(registry=registry)
     async def start_canaries(**_: Any) -> None:
         loop.append(asyncio.create_task(ticking(), name="canaries"))
+        if host.config.metrics_port:  # serving_canary_weight / _transitions_total for Prometheus (a thread)
+            servers.append(start_http_server(host.config.metrics_port, registry=host.registry)[0])
 
     @kopf.on.cleanup(registry=registry)
     async def stop_canaries(**_: Any) -> None:
         for task in loop:
             task.cancel()
+        for server in servers:
+            await asyncio.to_thread(server.shutdown)
 
     @kopf.on.event(CANARY_GROUP, CANARY_VERSION, CANARY_PLURAL, registry=registry)
     async def canary_event(body: kopf.Body, type: str | None, **_: Any) -> None:

@@ -1,6 +1,6 @@
 """The router's gRPC front (serving.router.grpc_proxy) in this test's loop, in front of real model servers
 (`serving serve --grpc-port 0`, in process): exact canary split measured over gRPC from `x-serving-revision`,
-tag pinning, API keys, retry past a dead endpoint, REST-only arms, errors passed through, tritonclient.grpc.aio
+tag pinning, namespace metadata, API keys, retry past a dead endpoint, REST-only arms, errors passed through, tritonclient.grpc.aio
 answers equal to the direct ones, router metrics per arm. The route table is built by hand here, one arm with
 its gRPC endpoint in it and one whose replica is asked for it; `serving up` itself: tests/test_grpc_up.py."""
 
@@ -58,8 +58,10 @@ def table(stable: InProcessServer, canary: InProcessServer, rest: InProcessServe
         Arm("iris-canary1", 20, "canary", "latest", (canary.url,)),
     )
     rest_only = (Arm("shop-rev1", 100, "stable", "latest", (rest.url,)),)
+    other_namespace = (Arm("iris-ml1", 100, "stable", "latest", (canary.url,), (grpc_target(canary),)),)
     return RouteTable({("default", "iris"): ServiceRoute("iris", "default", arms, "iris.default.example.com"),
-                       ("default", "shop"): ServiceRoute("shop", "default", rest_only)}, version=1)
+                       ("default", "shop"): ServiceRoute("shop", "default", rest_only),
+                       ("ml", "iris"): ServiceRoute("iris", "ml", other_namespace)}, version=1)
 
 
 @pytest_asyncio.fixture
@@ -95,6 +97,7 @@ async def test_canary_split_is_exact_over_grpc_and_tags_pin(proxied: tuple[Route
         assert seen == {"iris-stable1": 40, "iris-canary1": 10}
         pinned = {await revision_of(channel, infer_request(), (("x-serving-tag", "latest"),)) for _ in range(5)}
         assert pinned == {"iris-canary1"}
+        assert await revision_of(channel, infer_request(), (("x-serving-namespace", "ml"),)) == "iris-ml1"
     exposition = router.metrics.exposition().decode()
     assert re.search(r'serving_router_requests_total\{[^}]*code="200"[^}]*revision="iris-canary1"[^}]*\} 15\.0', exposition)
 

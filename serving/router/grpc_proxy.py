@@ -6,8 +6,9 @@ never a full parse. The arm's revision goes back in the initial metadata (`x-ser
 trailing metadata of an error. Server-level RPCs are answered here; the repository extension is the model
 server's own (UNIMPLEMENTED here, like Triton behind a load balancer).
 
-Choosing: metadata `x-serving-namespace` (else `default`, or the service whose host is the call's
-`:authority`), `x-serving-tag` pins an arm by tag or revision name, `authorization`/`x-api-key` as on HTTP.
+Choosing: metadata `x-serving-namespace` (else `default`; grpcio's server does not show handlers the
+call's `:authority`, so the HTTP router's Host-based choice has no gRPC twin), `x-serving-tag` pins an arm
+by tag or revision name, `authorization`/`x-api-key` as on HTTP.
 Where the route table gives an arm no gRPC endpoints, each replica is asked for its gRPC port once
 (`GET /serving/grpc-port`); an arm without any (a transformer in front of its predictor speaks REST only)
 is UNIMPLEMENTED.
@@ -109,11 +110,7 @@ class GrpcProxy:
 
     def _route(self, name: str, metadata: dict[str, str]) -> tuple[ServiceRoute, Arm]:
         """Resolve the InferenceService, check the key, pick the arm (no await: the split stays exact)."""
-        table = self.router.table
-        authority = metadata.get(":authority", "").rsplit(":", 1)[0]
-        route = table.by_host().get(authority) if authority and "." in authority else None
-        if route is None:
-            route = table.services.get((metadata.get("x-serving-namespace", "default"), name))
+        route = self.router.table.services.get((metadata.get("x-serving-namespace", "default"), name))
         if route is None:
             raise ModelNotFound(f"InferenceService {name!r} not found")
         if self.router.auth is not None:

@@ -166,10 +166,8 @@ class GrpcProxy:
             _, response = await self.router.upstreams.forward((endpoint,), "GET", GRPC_PORT_PATH, [], b"", 5.0)
         except ServingError:
             return None
-        if response.status == 404:
+        if response.status != 200:  # 404 from a transformer or a predictor started without --grpc-port
             return ""
-        if response.status != 200:
-            return None
         return f"{urlsplit(endpoint).hostname}:{int(orjson.loads(response.body)['port'])}"
 
     async def _call_arm(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...],

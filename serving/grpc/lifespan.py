@@ -49,8 +49,9 @@ class WithGrpc:
         await self.app(scope, receive_shutdown_first, send_after_start)
 
     async def _tell_port(self, send: Send) -> None:
-        body = orjson.dumps({"port": self.listener.bound_port})
-        await send({"type": "http.response.start", "status": 200,
+        port = self.listener.bound_port
+        body = orjson.dumps({"port": port} if port else {"error": "the gRPC listener has not started yet"})
+        await send({"type": "http.response.start", "status": 200 if port else 503,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 

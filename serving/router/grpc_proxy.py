@@ -166,6 +166,8 @@ class GrpcProxy:
             _, response = await self.router.upstreams.forward((endpoint,), "GET", GRPC_PORT_PATH, [], b"", 5.0)
         except ServingError:
             return None
+        if response.status == 503:  # listener not started yet
+            return None
         if response.status != 200:  # 404 from a transformer or a predictor started without --grpc-port
             return ""
         return f"{urlsplit(endpoint).hostname}:{int(orjson.loads(response.body)['port'])}"

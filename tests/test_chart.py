@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from serving.canary.crd import canary_crd
 from serving.crd import crd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,9 @@ def _validate_all(text: str) -> list[dict]:
     docs = [d for d in yaml.safe_load_all(text) if d]
     for doc in docs:
         if doc["kind"] in FOREIGN:
-            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["endpoints"][0]["port"] == "http"
+            # the router's (port http) and the operator's (port metrics: canary weights and transitions)
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["endpoints"][0]["port"] in (
+                "http", "metrics")
             continue
         for version in ("1.29", "1.37"):
             kubernetes_validate.validate(doc, version, strict=True)
@@ -62,6 +65,9 @@ def test_helm_lint_and_template_validate(values: Path | None) -> None:
     assert "--routes-configmap=serving-system/rel-serving-routes" in args
     router = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-router"))
     assert "--routes-configmap=serving-system/rel-serving-routes" in router["spec"]["template"]["spec"]["containers"][0]["args"]
+    # Canary analyses scrape the router pods the operator finds with --router-selector: it must select them.
+    selector = next(a for a in args if a.startswith("--router-selector=")).partition("=")[2]
+    assert dict(p.split("=") for p in selector.split(",")).items() <= router["spec"]["template"]["metadata"]["labels"].items()
     if values and values.name == "namespaced-values.yaml":
         assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
     if values and values.name == "keda-values.yaml":  # the operator renders ScaledObjects and may manage them
@@ -103,3 +109,5 @@ def test_kustomize_base_builds_and_validates() -> None:
     built = next(d for d in docs if d["kind"] == "CustomResourceDefinition"
                  and d["metadata"]["name"] == crd()["metadata"]["name"])
     assert built["spec"] == crd()["spec"]  # kustomize only adds its instance label
+    canary = next(d for d in docs if d["metadata"]["name"] == "canaries.serving.dev")
+    assert canary["spec"] == canary_crd()["spec"]

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from serving.canary.controller import CanaryMetrics
 from serving.metrics import Metrics, RouterMetrics
 from tests.support import REPO
 
@@ -30,6 +31,9 @@ def exported_samples() -> set[str]:
     metrics.model_state_changed(SimpleNamespace(name="m", ready=True, load_seconds=0.5))
     router.observe_route("i", "default", "r", "stable", 500, 0.1)
     router.route_in_flight("i", "default", "r", "stable", 1)
+    canary = CanaryMetrics(router.registry)  # serving up: the router's registry; the operator: its own /metrics
+    canary.transitions.labels("i", "default", "Progressing").inc()
+    canary.weight.labels("i", "default").set(10)
     text = (metrics.exposition() + router.exposition()).decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
@@ -46,7 +50,8 @@ def test_dashboard_queries_only_exported_metrics_and_shows_each_topic() -> None:
     assert not missing, f"dashboard queries metrics nobody exports: {sorted(missing)}"
     joined = "\n".join(exprs)
     for needed in ("serving_router_requests_total", "serving_router_errors_total", "histogram_quantile(0.99",
-                   "histogram_quantile(0.5", "serving_batch_size", "by (arm, revision)"):
+                   "histogram_quantile(0.5", "serving_batch_size", "by (arm, revision)", "serving_canary_weight{",
+                   "by (isvc, phase) (rate(serving_canary_transitions_total{"):
         assert needed in joined, needed
 
 

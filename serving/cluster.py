@@ -10,6 +10,7 @@ state already contains every rendered field is not patched at all. API failures 
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -134,15 +135,15 @@ class Cluster:
         # Filtered here too: the test emulator ignores label selectors.
         return [i for i in items if contains(i.get("metadata", {}).get("labels") or {}, labels)]
 
-    def list_everywhere(self, kind: str) -> list[dict[str, Any]]:
+    def list_everywhere(self, kind: str) -> builtins.list[dict[str, Any]]:
         """Every object of a custom kind: cluster-scoped ones, or a namespaced kind across all namespaces."""
         spec = KINDS[kind]
         api = kubernetes.client.CustomObjectsApi(self.client)
         try:
-            found = api.list_cluster_custom_object(spec.group, spec.version, spec.plural)
+            found: Any = api.list_cluster_custom_object(spec.group, spec.version, spec.plural)
         except Exception as exc:
             raise classify(exc, f"list {kind}") from exc
-        items: list[dict[str, Any]] = found.get("items") or []
+        items: builtins.list[dict[str, Any]] = found.get("items") or []
         return items
 
     def apply(self, obj: dict[str, Any], live: dict[str, Any] | None = None, *, known: bool = False) -> str:

@@ -39,6 +39,11 @@ RESOURCES = {
     # Canary policies: the Canary objects and the router pods whose /metrics the operator reads.
     "serving.dev/v1alpha1/canaries": ("Canary", True, ["status"]),
     "v1/pods": ("Pod", True, ["status"]),
+    # Storage credentials (a predictor's ServiceAccount and its Secrets) and runtime selection.
+    "v1/serviceaccounts": ("ServiceAccount", True, []),
+    "v1/secrets": ("Secret", True, []),
+    "serving.dev/v1alpha1/servingruntimes": ("ServingRuntime", True, ["status"]),
+    "serving.dev/v1alpha1/clusterservingruntimes": ("ClusterServingRuntime", False, ["status"]),
     # kopf's own needs: CRD and namespace discovery, events.
     "apiextensions.k8s.io/v1/customresourcedefinitions": ("CustomResourceDefinition", False, []),
     "v1/namespaces": ("Namespace", False, []),

@@ -146,17 +146,20 @@ class KubernetesBackend:
             known = {**(state.revisions if state else {}), latest.name: latest}
             observed = observe(live["Deployment"], {n: r.transformer is not None for n, r in known.items()})
             flags, no_runtime = self.runtimes.select_all(known.values())
-            observed = replace(observed, failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}})
+            observed = replace(observed, failed={**observed.failed,
+                                                 **{n: field_message(m) for n, m in no_runtime.items()}})
             p = plan(isvc, state, with_scaled_to_zero(observed, live["Deployment"], isvc), self.config.domain, canary_percent=self.canaries.percent_for(isvc.key))
-            self._converge(isvc, body["metadata"].get("uid", ""), p, live, self._settings(namespace, p, flags, no_runtime))
+            settings = self._settings(namespace, p, flags, no_runtime)
+            self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)
-            status = {**with_runtime_failure(p.status, no_runtime.get(latest.name)), "observedGeneration": body["metadata"].get("generation", 1),
-                      "rollout": p.state.to_json()}
+            status = {**with_runtime_failure(p.status, no_runtime.get(latest.name)),
+                      "observedGeneration": body["metadata"].get("generation", 1), "rollout": p.state.to_json()}
             self._write_status(namespace, name, old_status, _compact(status))
             return p
 
-    def _settings(self, namespace: str, p: Plan, flags: dict[str, tuple[str, ...]], no_runtime: dict[str, str]) -> RenderSettings:
+    def _settings(self, namespace: str, p: Plan, flags: dict[str, tuple[str, ...]],
+                  no_runtime: dict[str, str]) -> RenderSettings:
         """This reconcile's render inputs: runtime flags and the storage credentials of the revisions to render."""
         rendered = [p.state.revisions[name] for name in p.run if name not in no_runtime]
         return replace(self.config.render, runtime_flags={n: f for n, f in flags.items() if n not in no_runtime},

@@ -39,6 +39,8 @@ class RenderSettings:
     keda_prometheus_url: str = ""  # set: concurrency/rps scale with a KEDA ScaledObject on the router's metrics
     # service account name -> its Secrets (read by the caller): KServe's storage credentials for the initializer
     service_account_secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # revision name -> the `serving serve` flags of the ServingRuntime selected for it (read by the caller)
+    runtime_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def object_name(revision: Revision, component: str) -> str:
@@ -134,8 +136,8 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict[st
 
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
-    argv = predictor_args(revision, Path(MODEL_DIR)) + ["--host", "0.0.0.0", "--port", str(PORT),
-                                                        "--grpc-port", str(GRPC_PORT)]
+    argv = predictor_args(revision, Path(MODEL_DIR)) + list(settings.runtime_flags.get(revision.name, ())) + [
+        "--host", "0.0.0.0", "--port", str(PORT), "--grpc-port", str(GRPC_PORT)]
     containers = revision.predictor.containers
     resources = model.resources if model is not None else (containers[0].resources if containers else None)
     return {

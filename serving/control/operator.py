@@ -4,6 +4,8 @@
   exponential backoff, permanent -> reported and not retried until the next spec change);
 - a Deployment of ours changes (readiness) -> reconcile its InferenceService;
 - a timer every `resync_s` -> reconcile (drains finish, missed events are caught up: level-based);
+- ServingRuntime / ClusterServingRuntime events -> the runtimes selection reads (listed once at startup too),
+  and a change reconciles the InferenceServices it may affect;
 - delete -> out of the route table, drain, delete children (ownerReferences would also let the garbage
   collector do it; doing it here keeps the route table honest);
 - Canary objects (serving.dev/v1alpha1) -> the canary host tracks them (every watch event, no finalizer), and one
@@ -32,6 +34,8 @@ from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
 from serving.control.k8s_canaries import KubernetesCanaryHost
 from serving.control.k8s_render import LABEL_ISVC
 from serving.crd import PLURAL, VERSION
+from serving.runtime_crd import NAMES as RUNTIME_NAMES
+from serving.runtime_crd import VERSION as RUNTIME_VERSION
 from serving.spec import OUR_GROUP
 
 log = logging.getLogger("serving.operator")
@@ -106,6 +110,7 @@ def build_registry(
         except TemporaryClusterError as exc:
             raise kopf.TemporaryError(exc.message, delay=5) from exc
 
+    _runtime_handlers(registry, backend)
     return registry
 
 
@@ -139,6 +144,20 @@ def _canary_handlers(registry: kopf.OperatorRegistry, host: KubernetesCanaryHost
     @kopf.on.event(CANARY_GROUP, CANARY_VERSION, CANARY_PLURAL, registry=registry)
     async def canary_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         await asyncio.to_thread(host.document_event, copy.deepcopy(dict(body)), type)
+
+
+def _runtime_handlers(registry: kopf.OperatorRegistry, backend: KubernetesBackend) -> None:
+    """ServingRuntime / ClusterServingRuntime events -> the backend's runtimes; a change that may alter selection
+    reconciles the InferenceServices it can affect (its namespace, or all for a cluster runtime) at once."""
+    async def runtime_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+        changed, scope = await asyncio.to_thread(backend.runtimes.event, copy.deepcopy(dict(body)), type)
+        if not changed:
+            return
+        for namespace, name in [key for key in list(backend.routes) if scope is None or key[0] == scope]:
+            await _logged(backend, namespace, name, f"a {body.get('kind', 'runtime')} change")
+
+    for plural, *_ in RUNTIME_NAMES.values():
+        kopf.on.event(OUR_GROUP, RUNTIME_VERSION, plural, id=f"runtime-{plural}", registry=registry)(runtime_event)
 
 
 async def run(

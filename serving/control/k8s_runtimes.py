@@ -1,0 +1,125 @@
+"""The cluster's ServingRuntimes and ClusterServingRuntimes, for the operator's runtime selection.
+
+Listed once when the operator starts (so the first reconciles already see them), then kept current by the
+operator's watch events. Selection and the args mapping are the local backend's own
+(`RuntimeCatalog.flags_for`: KServe's rules, built-in cluster runtimes included), so a revision gets the same
+`serving serve` flags on both backends. A revision no runtime can serve is not rendered; its InferenceService
+reports KServe's failure (`modelStatus.transitionStatus: InvalidSpec`, `lastFailureInfo.reason`
+NoSupportingRuntime / RuntimeNotRecognized / RuntimeDisabled, KServe's message).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from serving.cluster import Cluster, ClusterError
+from serving.control.runtime_catalog import RuntimeCatalog
+from serving.errors import ServingError
+from serving.revision import Revision
+from serving.servingruntime import KINDS, RuntimeSpecError, ServingRuntime, parse_runtime
+
+log = logging.getLogger("serving.operator")
+FIELD = "spec.predictor.model.runtime"
+Key = tuple[str, str | None, str]  # (kind, namespace or None, name)
+
+
+class ClusterRuntimes:
+    def __init__(self) -> None:
+        self._runtimes: dict[Key, tuple[dict[str, Any], ServingRuntime]] = {}
+        self._catalog = RuntimeCatalog(None)
+        self._lock = threading.Lock()
+
+    def seed(self, cluster: Cluster) -> None:
+        """Every runtime in the cluster now; without the CRDs (an older install) only the built-in ones."""
+        for kind in KINDS:
+            try:
+                items = cluster.list_everywhere(kind)
+            except ClusterError as exc:
+                log.warning("cannot list %ss (%s): runtime selection uses the built-in runtimes", kind, exc.message)
+                continue
+            for body in items:
+                self.event({"kind": kind, **body}, None)
+
+    def event(self, body: dict[str, Any], event_type: str | None) -> tuple[bool, str | None]:
+        """A watch event -> (whether selection may change, the namespace it affects: None for all)."""
+        document = _document(body)
+        runtime = _parse(document)
+        meta = document["metadata"]
+        scope = None if document["kind"] == "ClusterServingRuntime" else meta.get("namespace") or "default"
+        key: Key = (document["kind"], scope, meta.get("name", ""))
+        with self._lock:
+            before = self._runtimes.get(key)
+            if event_type == "DELETED" or runtime is None:
+                self._runtimes.pop(key, None)
+            else:
+                self._runtimes[key] = (document, runtime)
+            after = self._runtimes.get(key)
+            changed = (before[1] if before else None) != (after[1] if after else None)
+            if changed:
+                self._catalog = _catalog(doc for doc, _ in self._runtimes.values())
+        return changed, scope
+
+    def flags_for(self, revision: Revision) -> list[str]:
+        """The chosen runtime's `serving serve` flags; `SelectionError` (KServe's message) when none fits."""
+        with self._lock:
+            catalog = self._catalog
+        return catalog.flags_for(revision)
+
+    def select_all(self, revisions: Iterable[Revision]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+        """Revision name -> its flags, and revision name -> why no runtime serves it."""
+        flags: dict[str, tuple[str, ...]] = {}
+        failures: dict[str, str] = {}
+        for revision in revisions:
+            try:
+                flags[revision.name] = tuple(self.flags_for(revision))
+            except ServingError as exc:
+                failures[revision.name] = exc.message
+        return flags, failures
+
+
+def _document(body: dict[str, Any]) -> dict[str, Any]:
+    """What selection reads (server-managed metadata left out)."""
+    meta = body.get("metadata") or {}
+    return {"apiVersion": body.get("apiVersion", "serving.dev/v1alpha1"), "kind": body.get("kind", ""),
+            "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta}, "spec": body.get("spec") or {}}
+
+
+def _parse(document: dict[str, Any]) -> ServingRuntime | None:
+    try:
+        return parse_runtime(document)
+    except RuntimeSpecError as exc:  # the CRD schema let it through; it takes no part in selection
+        log.warning("ignoring %s %s: %s", document["kind"], document["metadata"].get("name"), exc.message)
+        return None
+
+
+def _catalog(documents: Iterable[dict[str, Any]]) -> RuntimeCatalog:
+    catalog = RuntimeCatalog(None)
+    for document in documents:
+        catalog.apply(document)
+    return catalog
+
+
+def failure_reason(message: str) -> str:
+    """KServe's `lastFailureInfo.reason` for a selection message of `serving.servingruntime`."""
+    if message.startswith("No ServingRuntimes or ClusterServingRuntimes with the name"):
+        return "RuntimeNotRecognized"
+    if message.endswith("is disabled"):
+        return "RuntimeDisabled"
+    return "NoSupportingRuntime"
+
+
+def with_runtime_failure(status: dict[str, Any], message: str | None) -> dict[str, Any]:
+    """The latest revision has no runtime: KServe's model status (InvalidSpec) and our field path in conditions."""
+    if message is None:
+        return status
+    model = {**status.get("modelStatus", {}), "transitionStatus": "InvalidSpec",
+             "lastFailureInfo": {"reason": failure_reason(message), "message": message}}
+    return {**status, "modelStatus": model}
+
+
+def field_message(message: str) -> str:
+    """The failure as the conditions say it (the same text the local backend reports)."""
+    return f"{FIELD}: {message}"

@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--canary-tick-seconds", type=float, default=1.0, help="how often Canary analyses are looked at")
     p.add_argument("--metrics-port", type=int, default=0,
                    help="serve the operator's /metrics (serving_canary_weight, serving_canary_transitions_total)")
+    p.add_argument("--prometheus-url", default="", metavar="URL",
+                   help="evaluate Canary `query:` metrics (PromQL) against this Prometheus")
     p.set_defaults(func=main)
 
 
@@ -47,7 +49,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     return OperatorConfig(render=render, domain=args.domain, routes_namespace=namespace, routes_name=name,
                           drain_s=args.drain_seconds, resync_s=args.resync_seconds,
                           router_selector=_labels(args.router_selector), canary_tick_s=args.canary_tick_seconds,
-                          metrics_port=args.metrics_port)
+                          metrics_port=args.metrics_port, prometheus_url=args.prometheus_url)
 
 
 def _labels(selector: str) -> tuple[tuple[str, str], ...]:

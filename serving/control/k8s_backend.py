@@ -60,6 +60,7 @@ class OperatorConfig:
                                                     ("app.kubernetes.io/component", "router"))
     canary_tick_s: float = 1.0
     metrics_port: int = 0  # the operator's own /metrics (serving_canary_* series); 0: not served
+    prometheus_url: str = ""  # where Canary `query:` metrics are evaluated; empty: such checks get no data
 
 
 def from_cluster(body: dict[str, Any]) -> InferenceService:

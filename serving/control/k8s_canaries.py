@@ -7,11 +7,13 @@
   that went away keeps its last counters for a while, so the sum never drops when the router scales down;
 - results: the Canary's status subresource (phase, weight, checks, conditions, bounded history), then a reconcile
   of the target, whose plan() takes `percent_for` and whose route takes `routing_for` (affinity, mirror).
+- `query:` metrics: PromQL evaluated at `--prometheus-url` before each pass (none configured: no data, the check fails).
 Every method here blocks (API calls, scrapes): the operator calls them through `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -30,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from serving.canary.analysis import CanaryStatus, Phase
 from serving.canary.controller import CanaryController, Key, RolloutView
 from serving.canary.crd import GROUP, PLURAL, VERSION
+from serving.canary.promql import evaluate
 from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
 from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
 from serving.control.k8s_backend import KubernetesBackend, _rollout
@@ -177,8 +180,18 @@ class KubernetesCanaryHost:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def tick(self) -> None:
+        """One controller pass; the due PromQL metrics are evaluated first (at --prometheus-url)."""
         with self.lock:
-            self.controller.tick()
+            due = self.controller.due_queries() if self.config.prometheus_url else {}
+            self.controller.tick(asyncio.run(self._queried(due)) if due else None)
+
+    async def _queried(self, due: Mapping[Key, Mapping[str, str]]) -> dict[Key, dict[str, float]]:
+        out: dict[Key, dict[str, float]] = {}
+        async with httpx.AsyncClient() as client:
+            for key, queries in due.items():
+                values = {name: await evaluate(client, self.config.prometheus_url, q) for name, q in queries.items()}
+                out[key] = {name: v for name, v in values.items() if v is not None}  # no data fails the check
+        return out
 
     # -- writes -----------------------------------------------------------------------------------------
     def _reconcile(self, key: Key) -> None:

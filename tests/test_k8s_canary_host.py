@@ -1,0 +1,111 @@
+"""The operator's canary host piece by piece, without kopf: how router replicas are read, what a bad Canary's
+status says, and PromQL metrics against a real Prometheus.
+
+Real: the router replicas' /metrics (uvicorn on 127.0.0.1), the kubernetes client, Debian's prometheus. Mocked,
+because no API server runs here: the API server (kmock's emulator; see tests/test_operator_canary.py for what it
+cannot show). Pods are objects whose status the test patches as the kubelet would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from serving.canary.snapshot import revision_counters
+from serving.cluster import TemporaryClusterError
+from serving.control.k8s_apply import Cluster
+from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
+from serving.control.k8s_canaries import KubernetesCanaryHost, last_transition_time
+from tests.support import free_port, wait_until
+from tests.test_operator import Emulator
+from tests.test_operator_canary import CANARY, RouterReplica, _router_pod
+
+
+@pytest.fixture()
+def api() -> Iterator[Cluster]:
+    with Emulator() as emulator:
+        yield Cluster(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url)))
+
+
+def _host(api: Cluster, **config: Any) -> KubernetesCanaryHost:
+    return KubernetesCanaryHost(KubernetesBackend(api, OperatorConfig(drain_s=0.0, **config)))
+
+
+def _requests(expositions: Any) -> int:
+    return revision_counters(expositions, "ml", "iris", "r2").requests
+
+
+def test_router_replicas_are_summed_a_gone_one_keeps_its_count_and_a_silent_one_stops_the_read(api: Cluster) -> None:
+    host = _host(api)
+    with RouterReplica() as first, RouterReplica() as second:
+        _router_pod(api, "router-a", first.port)
+        _router_pod(api, "router-b", second.port)
+        api.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {  # starting: no IP, not ready -> skipped
+            "name": "router-c", "namespace": "serving-system",
+            "labels": {"app.kubernetes.io/name": "serving", "app.kubernetes.io/component": "router"}}})
+        first.served("r2", 4, 200)
+        second.served("r2", 3, 503)
+        assert _requests(host.router_expositions()) == 7
+        assert revision_counters(host.router_expositions(), "ml", "iris", "r2").server_errors == 3
+
+        api.delete("Pod", "serving-system", "router-b")  # scaled down: its 3 requests still count, no drop
+        first.served("r2", 1, 200)
+        assert _requests(host.router_expositions()) == 8
+
+        _router_pod(api, "router-d", free_port())  # ready, but nothing answers: no judging on part of the traffic
+        with pytest.raises(TemporaryClusterError, match="router-d"):
+            host.router_expositions()
+
+
+def _canary(name: str, analysis: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec = {**CANARY["spec"], "analysis": analysis or CANARY["spec"]["analysis"]}
+    return {**CANARY, "metadata": {**CANARY["metadata"], "name": name}, "spec": spec}
+
+
+def _status(api: Cluster, name: str) -> dict[str, Any]:
+    return (api.get("Canary", "ml", name) or {}).get("status") or {}
+
+
+def test_a_bad_canary_and_a_second_canary_for_one_service_say_why_in_their_status(api: Cluster) -> None:
+    host = _host(api)
+    bad = _canary("bad", {**CANARY["spec"]["analysis"], "stepWeights": [50, 10]})
+    for document in (bad, _canary("first"), _canary("second")):
+        api.apply(document)
+        host.document_event(api.get("Canary", "ml", document["metadata"]["name"]), "ADDED")
+    condition = _status(api, "bad")["conditions"][0]
+    assert condition["reason"] == "InvalidSpec" and "spec.analysis" in condition["message"]
+    assert "step weights must rise" in condition["message"]
+    assert _status(api, "second")["conditions"][0]["reason"] == "TargetTaken"
+    assert host.controller.tracked[("ml", "iris")].canary.metadata.name == "first"
+    assert host.percent_for(("ml", "iris")) == 0  # a tracked service: new revisions wait for the analysis
+
+    host.document_event(api.get("Canary", "ml", "first"), "DELETED")
+    assert host.percent_for(("ml", "iris")) is None  # no policy: the spec's canaryTrafficPercent again
+
+
+def test_last_transition_time_is_when_the_current_phase_began() -> None:
+    history = [{"phase": "Progressing", "time": "t1"}, {"phase": "Progressing", "time": "t2"},
+               {"phase": "Failed", "time": "t3"}]
+    assert last_transition_time("Failed", history) == "t3"
+    assert last_transition_time("Progressing", history[:2]) == "t1"
+    assert last_transition_time("Succeeded", history) is None
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed")
+def test_promql_metrics_are_read_from_a_real_prometheus(api: Cluster, tmp_path: Path) -> None:
+    from tests.test_prometheus import prometheus
+
+    with RouterReplica() as router:
+        router.served("r2", 5, 200)
+        with prometheus(f"127.0.0.1:{router.port}", tmp_path) as url:
+            host = _host(api, prometheus_url=url)
+            due = {("ml", "iris"): {"requests": 'sum(serving_router_requests_total{revision="r2"})',
+                                    "absent": 'sum(serving_router_requests_total{revision="nope"})'}}
+            wait_until(lambda: asyncio.run(host._queried(due))[("ml", "iris")].get("requests") == 5, timeout_s=30)
+            assert "absent" not in asyncio.run(host._queried(due))[("ml", "iris")]  # no data: the check fails

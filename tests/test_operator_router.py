@@ -12,13 +12,15 @@ from pathlib import Path
 
 import httpx
 import kubernetes
+import numpy as np
 import pytest
+import tritonclient.grpc as triton
 import yaml
 
 from serving.control.k8s_apply import Cluster
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from tests.inprocess import serving_inprocess
-from tests.support import serving_process, train_iris_sklearn, wait_until
+from tests.support import free_port, serving_process, train_iris_sklearn, wait_until
 from tests.test_operator import Emulator
 
 BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
@@ -34,7 +36,8 @@ def _table(version: int, endpoint: str, arms: list[tuple[str, int, str]]) -> dic
 def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
     model_dir = tmp_path / "iris"
     train_iris_sklearn(model_dir)
-    with Emulator() as emulator, serving_inprocess(["serve", "--model-dir", str(model_dir), "--name", "iris"]) as model:
+    serve = ["serve", "--model-dir", str(model_dir), "--name", "iris", "--grpc-port", "0"]
+    with Emulator() as emulator, serving_inprocess(serve) as model:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "emu",
@@ -44,7 +47,8 @@ def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
         cluster = Cluster(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url)))
         cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "ops"},
                        "data": _table(1, model.url, [("iris-aaaa1111", 100, "latest")])})
-        args = ["router", "--routes-configmap", "ops/routes", "--poll-seconds", "0.1"]
+        grpc_port = free_port()
+        args = ["router", "--routes-configmap", "ops/routes", "--poll-seconds", "0.1", "--grpc-port", str(grpc_port)]
         # A process: the Kubernetes client reads KUBECONFIG once, when it is first imported.
         with serving_process(args, env={"KUBECONFIG": str(kubeconfig)}, timeout_s=60) as router:
             headers = {"Host": "iris.ml.example.com"}
@@ -52,6 +56,12 @@ def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
             assert len(r.json()["predictions"]) == 1
             assert r.headers["x-serving-revision"] == "iris-aaaa1111"
+            # gRPC through the in-cluster router: by model_name, namespace from metadata, same table.
+            grpc_client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            tensor = triton.InferInput("input-0", [1, 4], "FP64")
+            tensor.set_data_from_numpy(np.array(BODY["instances"]))
+            answer = grpc_client.infer("iris", [tensor], headers={"x-serving-namespace": "ml"})
+            assert list(answer.as_numpy("output-0")) == r.json()["predictions"]
 
             # The operator writes a canary split: the router picks it up without a restart.
             cluster.patch("ConfigMap", "ops", "routes", {"data": _table(

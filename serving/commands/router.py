@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--routes-configmap", required=True, help="NAMESPACE/NAME written by `serving operator`")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also route gRPC (Open Inference Protocol) on this port (0: a free one, logged)")
     p.add_argument("--poll-seconds", type=float, default=1.0)
     p.add_argument("--api-keys", type=Path, help="a file of NAMESPACE:KEY lines (also env SERVING_API_KEYS)")
     p.add_argument("--activator-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -52,6 +54,11 @@ def build_app(args: argparse.Namespace) -> Router:
     router.activator.metrics = ScalingMetrics(router.metrics.registry if router.metrics is not None else None)
     router.activator.timeout_s = getattr(args, "activator_timeout", 60.0)
     seen = asyncio.Event()
+    grpc_front = None
+    if getattr(args, "grpc_port", None) is not None:
+        from serving.router.grpc_proxy import GrpcProxy  # grpcio is imported only when gRPC is asked for
+
+        grpc_front = GrpcProxy(router)
 
     def on_table(table: RouteTable) -> None:
         router.set_table(table)
@@ -60,9 +67,14 @@ def build_app(args: argparse.Namespace) -> Router:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(source.run(on_table), name="routes")
+        if grpc_front is not None:
+            await grpc_front.start(args.host, args.grpc_port)
         try:
             yield
         finally:
+            # Shutdown: uvicorn stopped accepting and finished its requests; finish gRPC calls, stop polling.
+            if grpc_front is not None:
+                await grpc_front.stop()
             task.cancel()
             await router.upstreams.close()
 

@@ -89,7 +89,14 @@ def test_rbac_is_least_privilege() -> None:
     rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert not {"secrets", "pods/exec"} & set(rule["resources"])
+        assert "pods/exec" not in rule["resources"]
+        # Secrets: `get` by name only, never list/watch. KServe's controller reads the same: a predictor's
+        # ServiceAccount and the Secrets it lists, for the storage-initializer's env (a secretKeyRef, not the value).
+        if "secrets" in rule["resources"]:
+            assert rule["verbs"] == ["get"] and rule["apiGroups"] == [""]
+    assert {"apiGroups": [""], "resources": ["serviceaccounts", "secrets"], "verbs": ["get"]} in rules
+    assert {"apiGroups": ["serving.dev"], "resources": ["servingruntimes", "clusterservingruntimes"],
+            "verbs": ["get", "list", "watch"]} in rules
     router_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-router"))
     assert router_role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
                                      "resourceNames": ["rel-serving-routes"], "verbs": ["get"]}]

@@ -14,6 +14,7 @@ Every method here blocks (API calls, scrapes): the operator calls them through `
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import subprocess
@@ -153,6 +154,11 @@ class KubernetesCanaryHost:
                 canary = parse_canary(_document(body))
             except CanarySpecError as exc:
                 self._patch_status(namespace, name, None, invalid_status("InvalidSpec", exc.message))
+                return
+            if canary.spec.analysis.load_test is not None and importlib.util.find_spec("locust") is None:
+                self._patch_status(namespace, name, None, invalid_status(
+                    "LoadTestUnavailable", "spec.analysis.loadTest: Locust is not installed in the operator's image "
+                    "(pip install locust there, or drop loadTest)"))
                 return
             self._track(canary, body.get("status") or {}, current)
 

@@ -1,10 +1,13 @@
 """The benchmark: every configuration alone, same machine, one sitting, one table of ratios.
 
-    python -m loadtests.bench [--quick] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale]
+    python -m loadtests.bench [--quick] [--pin] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale]
 
-Load comes from wrk (one thread, so it leaves the server a core); each server is started, warmed up,
+Load comes from wrk (one thread, so it leaves the server a core; `--pin` puts the server and everything it
+starts on CPU 0 and wrk on CPU 1 with taskset); each server is started, warmed up,
 measured and stopped before the next. Results go to loadtests/results/bench-TIME.json and a dated
 table is appended to BENCHMARKS.md. Absolute numbers depend on the machine; the ratios are the point.
+Every row carries the server's CPU µs per request and the 1-minute load average when it was measured: on a
+shared machine throughput moves with other load, CPU per request much less.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -53,10 +57,11 @@ class Bench:
         cpu_us = 1e6 * (cpu_seconds(target.process.pid) - cpu_before) / max(1, result["requests"])
         row = Row(item=item, config=config, conns=conns, rps=result["rps"], p50_ms=result["p50_us"] / 1000,
                   p99_ms=result["p99_us"] / 1000, mean_ms=result["mean_us"] / 1000, cpu_us=cpu_us,
-                  errors=result["errors"], note=note)
+                  errors=result["errors"], note=note, load1=os.getloadavg()[0])
         self.rows.append(row)
         print(f"  {config:<34} c={conns:<3} {row.rps:9.1f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms"
-              f"  server CPU {cpu_us:7.0f} us/req  errors {row.errors}", file=sys.stderr, flush=True)
+              f"  server CPU {cpu_us:7.0f} us/req  errors {row.errors}  load {row.load1:.1f}", file=sys.stderr,
+              flush=True)
         return row
 
     def warm(self, url: str, request: wrk.Request) -> None:
@@ -137,6 +142,11 @@ class Bench:
         autoscale_bench.run(self, step_s=max(2.0, self.duration_s / 2))
 
 
+def pin(server_cpus: str, load_cpus: str) -> None:
+    """Servers (and their children) on `server_cpus`, wrk on `load_cpus` (taskset CPU lists)."""
+    servers.SERVER_CPUS, wrk.CPUS = server_cpus, load_cpus
+
+
 def run(only: list[str], duration_s: float, quick: bool) -> dict:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -149,7 +159,8 @@ def run(only: list[str], duration_s: float, quick: bool) -> dict:
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                    "pinned": {"server": servers.SERVER_CPUS, "load": wrk.CPUS} if servers.SERVER_CPUS else None},
         "duration_s": duration_s, "quick": quick, "rows": [r.to_dict() for r in bench.rows],
     }
 
@@ -159,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
     parser.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated items or numbers 1-{len(ITEMS)} of {ITEMS}")
+    parser.add_argument("--pin", action="store_true",
+                        help="server (and its children) on CPU 0, wrk on CPU 1 (taskset; needs 2+ CPUs)")
     parser.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=servers.RESULTS, help="folder for the results JSON")
     args = parser.parse_args(argv)
@@ -169,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [x for x in only if x not in ITEMS]
     if unknown:
         parser.error(f"unknown items {unknown}; choose from {ITEMS}")
+    if args.pin:
+        if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+            parser.error("--pin needs taskset and at least 2 CPUs")
+        pin("0", "1")
     duration_s = args.duration or (3.0 if args.quick else 10.0)
     result = run(only, duration_s, args.quick)
     args.results.mkdir(parents=True, exist_ok=True)

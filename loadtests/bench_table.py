@@ -24,6 +24,7 @@ class Row:
     target: str = ""
     met: bool | None = None
     note: str = ""
+    load1: float | None = None  # 1-minute load average when measured (the machine is shared)
 
     @property
     def protocol(self) -> str:
@@ -85,18 +86,20 @@ def _cells(row: Row) -> list[str]:
     note = "; ".join(x for x in (row.note, f"{row.errors} errors" if row.errors else "") if x)
     ratio = f"{row.ratio:.2f}{row.basis}" if row.ratio is not None else ""
     return [row.item, row.config, str(row.conns), num(row.rps, ".1f"), num(row.p50_ms, ".2f"), num(row.p99_ms, ".2f"),
-            num(row.cpu_us, ".0f"), ratio, row.target, met, note]
+            num(row.cpu_us, ".0f"), num(row.load1, ".1f"), ratio, row.target, met, note]
 
 
-HEADER = ["item", "configuration", "conns", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "ratio", "target", "met",
-          "note"]
+HEADER = ["item", "configuration", "conns", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "load", "ratio", "target",
+          "met", "note"]
 
 
 def _machine(result: dict[str, Any]) -> str:
     m = result["machine"]
     load = ", ".join(f"{x:.1f}" for x in m["loadavg_before"])
+    pinned = m.get("pinned")
+    where = (f"server pinned to CPU {pinned['server']}, wrk to CPU {pinned['load']}" if pinned else "not pinned")
     return (f"{m['cores']} cores, {m['platform']}, Python {m['python']}; load average before {load}; "
-            f"{result['duration_s']:g} s per measurement, wrk 1 thread")
+            f"{result['duration_s']:g} s per measurement, wrk 1 thread, {where}")
 
 
 def format_text(result: dict[str, Any]) -> str:

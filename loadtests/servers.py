@@ -22,6 +22,13 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 RESULTS = REPO / "loadtests" / "results"
+# `python -m loadtests.bench --pin`: the CPU list every started server (and its children) is confined to.
+SERVER_CPUS: str | None = None
+
+
+def pinned(argv: list[str]) -> list[str]:
+    """`argv` under `taskset -c SERVER_CPUS` when pinning (taskset execs, so the pid stays the server's)."""
+    return ["taskset", "-c", SERVER_CPUS, *argv] if SERVER_CPUS else argv
 
 
 def free_port() -> int:
@@ -84,7 +91,7 @@ def started(argv: list[str], ready_path: str, log: Path, timeout_s: float = 90.0
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}),
                 "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with log.open("wb") as out:
-        process = subprocess.Popen([*argv, "--host", "127.0.0.1", "--port", str(port)], stdout=out,
+        process = subprocess.Popen([*pinned(argv), "--host", "127.0.0.1", "--port", str(port)], stdout=out,
                                    stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True)
     target = Target(f"http://127.0.0.1:{port}", process, log, state_dir)
     try:

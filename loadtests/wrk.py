@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MARK = "WRKJSON "
+CPUS: str | None = None  # `--pin`: the CPU list wrk runs on (taskset), away from the server's
 _SCRIPT = """\
 local f = assert(io.open("{body}", "rb"))
 wrk.method = "POST"
@@ -56,7 +57,8 @@ def available() -> bool:
 def run(url: str, request: Request, workdir: Path, connections: int, duration_s: float,
         threads: int = 1, timeout_s: int = 30) -> dict:
     """Run wrk against `url + request.path`; return its totals plus req/s and error count."""
-    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
+    pin = ["taskset", "-c", CPUS] if CPUS else []
+    cmd = [*pin, "wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
            f"--timeout={timeout_s}s", "-s", str(request.script(workdir)), url + request.path]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 30)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARK)), None)

@@ -109,3 +109,38 @@ def test_promql_metrics_are_read_from_a_real_prometheus(api: Cluster, tmp_path: 
                                     "absent": 'sum(serving_router_requests_total{revision="nope"})'}}
             wait_until(lambda: asyncio.run(host._queried(due))[("ml", "iris")].get("requests") == 5, timeout_s=30)
             assert "absent" not in asyncio.run(host._queried(due))[("ml", "iris")]  # no data: the check fails
+
+
+def test_manual_control_through_an_annotation_wins_and_is_cleared(api: Cluster) -> None:
+    host = _host(api)
+    api.apply(_canary("first"))
+    host.document_event(api.get("Canary", "ml", "first"), "ADDED")
+
+    def act(action: str) -> dict[str, Any]:
+        api.patch("Canary", "ml", "first", {"metadata": {"annotations": {"serving.dev/action": action}}})
+        host.document_event(api.get("Canary", "ml", "first"), "MODIFIED")  # the watch event kopf would deliver
+        live = api.get("Canary", "ml", "first")
+        assert "serving.dev/action" not in (live["metadata"].get("annotations") or {})  # one-shot
+        return live.get("status") or {}
+
+    assert act("pause")["phase"] == "Paused"
+    assert act("resume")["phase"] == "Waiting"
+    rolled_back = act("rollback")
+    assert (rolled_back["phase"], rolled_back["canaryWeight"], rolled_back["message"]) == (
+        "Failed", 0, "rolled back by the user")
+    assert rolled_back["conditions"][0]["status"] == "False"
+    assert act("ship-it")["phase"] == "Failed"  # not an action: logged, cleared, nothing moves
+
+
+def test_routing_carries_affinity_and_mirrors_only_while_mirroring(api: Cluster) -> None:
+    from serving.canary.analysis import CanaryStatus, Phase
+    from serving.canary.spec import parse_canary
+
+    host = _host(api)
+    canary = parse_canary({**_canary("first"), "metadata": {"name": "first", "namespace": "ml"}})
+    host.controller.apply(canary, CanaryStatus(Phase.MIRRORING, "r2"))
+    routing = host.routing_for(("ml", "iris"))
+    assert routing is not None and (routing.affinity_header, routing.mirror) == ("x-user-id", True)
+    host.controller.apply(canary, CanaryStatus(Phase.PROGRESSING, "r2", 0, 10))
+    assert host.routing_for(("ml", "iris")).mirror is False and host.percent_for(("ml", "iris")) == 10
+    assert host.routing_for(("ml", "other")) is None

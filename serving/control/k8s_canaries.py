@@ -45,6 +45,7 @@ log = logging.getLogger("serving.operator")
 DEFAULT_ROUTER_PORT = 8080
 GONE_POD_KEPT_S = 3600.0  # a vanished router's last counters still count this long (the sum must not drop)
 STATUS_HISTORY = 20  # transitions kept in the Canary's status
+ACTION_ANNOTATION = "serving.dev/action"  # promote | rollback | pause | resume, removed once applied
 
 
 class KubernetesCanaryHost:
@@ -161,6 +162,24 @@ class KubernetesCanaryHost:
                     "(pip install locust there, or drop loadTest)"))
                 return
             self._track(canary, body.get("status") or {}, current)
+            action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+            if action is not None:
+                self._manual(canary, action)
+
+    def _manual(self, canary: Canary, action: str) -> None:
+        """`kubectl annotate canary NAME serving.dev/action=promote|rollback|pause|resume`: manual control wins;
+        the annotation is removed once done, so the same word can be given again later."""
+        actions = {"promote": self.controller.promote, "rollback": self.controller.rollback,
+                   "pause": self.controller.pause, "resume": self.controller.resume}
+        tracked = self.controller.tracked.get(canary.target_key)
+        if action not in actions:
+            log.warning("Canary %s/%s: %s=%r is not one of %s", *canary.key, ACTION_ANNOTATION, action, ", ".join(actions))
+        elif tracked is not None and tracked.canary.metadata.name == canary.metadata.name:
+            actions[action](canary.target_key)
+        try:
+            self.cluster.patch("Canary", *canary.key, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})
+        except ClusterError as exc:
+            log.warning("could not clear %s on Canary %s/%s: %s", ACTION_ANNOTATION, *canary.key, exc.message)
 
     def _track(self, canary: Canary, stored: dict[str, Any], current: Key | None) -> None:
         key = canary.target_key

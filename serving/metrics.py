@@ -6,7 +6,8 @@ request's URL, so unknown names cannot grow the series count.
 
 Several worker processes (`serving serve --workers N`): `serving.server` sets PROMETHEUS_MULTIPROC_DIR
 to a fresh directory before the workers start; prometheus-client then keeps values in per-process files
-and `/metrics` merges them with `MultiProcessCollector`.
+and `/metrics` merges them with `MultiProcessCollector`. One process (the default, and every router): the
+values are plain numbers owned by the event loop (`serving.loop_metrics`), no lock per update.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from serving.loop_metrics import LoopCounter, LoopGauge, LoopHistogram, counter, gauge, histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -73,35 +76,31 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.multiprocess = shared = bool(os.environ.get(MULTIPROC_ENV))
         mv = ["model", "version"]
-        self.requests = Counter("serving_requests", "Inference requests by outcome.", [*mv, "protocol", "code"], registry=r)
-        self.request_seconds = Histogram(
-            "serving_request_duration_seconds", "Inference request latency, decode to encode.",
-            [*mv, "protocol"], buckets=LATENCY_BUCKETS, registry=r,
-        )
-        self.inference_seconds = Histogram(
-            "serving_inference_duration_seconds", "Time of one model call (a whole batch when batching).",
-            mv, buckets=LATENCY_BUCKETS, registry=r,
-        )
-        self.batch_size = Histogram("serving_batch_size", "Rows per batch the batcher formed.", mv,
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_wait_seconds = Histogram(
-            "serving_batch_wait_seconds", "Time a request waited in the batch queue.", mv,
-            buckets=LATENCY_BUCKETS, registry=r,
-        )
-        self.queue_depth = Gauge("serving_batch_queue_depth", "Requests waiting in the batch queue.", mv,
-                                 multiprocess_mode="livesum", registry=r)
-        self.in_flight = Gauge("serving_requests_in_flight", "Requests admitted and not yet answered by the model.",
-                               mv, multiprocess_mode="livesum", registry=r)
-        self.rejections = Counter("serving_rejected", "Requests refused before reaching the model.", ["reason"], registry=r)
-        self.model_ready = Gauge("serving_model_ready", "1 when the model is ready to serve (in every worker).",
-                                 ["model"], multiprocess_mode="livemin", registry=r)
-        self.model_load_seconds = Gauge("serving_model_load_seconds", "How long the model took to load.", ["model"],
-                                        multiprocess_mode="livemax", registry=r)
+        self.requests = counter("serving_requests", "Inference requests by outcome.", [*mv, "protocol", "code"], r, shared)
+        self.request_seconds = histogram("serving_request_duration_seconds", "Inference request latency, decode to encode.",
+                                         [*mv, "protocol"], LATENCY_BUCKETS, r, shared)
+        self.inference_seconds = histogram("serving_inference_duration_seconds",
+                                           "Time of one model call (a whole batch when batching).", mv, LATENCY_BUCKETS,
+                                           r, shared)
+        self.batch_size = histogram("serving_batch_size", "Rows per batch the batcher formed.", mv, BATCH_BUCKETS, r,
+                                    shared)
+        self.batch_wait_seconds = histogram("serving_batch_wait_seconds", "Time a request waited in the batch queue.", mv,
+                                            LATENCY_BUCKETS, r, shared)
+        self.queue_depth = gauge("serving_batch_queue_depth", "Requests waiting in the batch queue.", mv, r, shared,
+                                 "livesum")
+        self.in_flight = gauge("serving_requests_in_flight", "Requests admitted and not yet answered by the model.", mv,
+                               r, shared, "livesum")
+        self.rejections = counter("serving_rejected", "Requests refused before reaching the model.", ["reason"], r, shared)
+        self.model_ready = gauge("serving_model_ready", "1 when the model is ready to serve (in every worker).",
+                                 ["model"], r, shared, "livemin")
+        self.model_load_seconds = gauge("serving_model_load_seconds", "How long the model took to load.", ["model"], r,
+                                        shared, "livemax")
+
         # KServe's names, so dashboards built for KServe model servers keep working.
-        def kserve(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, ["model_name"], buckets=LATENCY_BUCKETS, registry=r)
+        def kserve(name: str, doc: str) -> Any:
+            return histogram(name, doc, ["model_name"], LATENCY_BUCKETS, r, shared)
 
         self.preprocess_seconds = kserve("request_preprocess_seconds", "Decode time.")
         self.predict_seconds = kserve("request_predict_seconds", "Model (and batch queue) time.")
@@ -148,13 +147,16 @@ class RouterMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
         labels = ["isvc", "namespace", "revision", "arm"]
-        self.requests = Counter("serving_router_requests", "Requests proxied, by upstream status code.",
-                                [*labels, "code"], registry=r)
-        self.errors = Counter("serving_router_errors", "Proxied requests answered with status >= 400.",
-                              [*labels, "code"], registry=r)
-        self.duration = Histogram("serving_router_request_duration_seconds", "Latency through the router.",
-                                  labels, buckets=LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("serving_router_requests_in_flight", "Requests being proxied now.", labels, registry=r)
+        # One process, every update on the event loop: plain numbers, exported at scrape time.
+        self.requests = LoopCounter("serving_router_requests", "Requests proxied, by upstream status code.",
+                                    [*labels, "code"])
+        self.errors = LoopCounter("serving_router_errors", "Proxied requests answered with status >= 400.",
+                                  [*labels, "code"])
+        self.duration = LoopHistogram("serving_router_request_duration_seconds", "Latency through the router.",
+                                      labels, LATENCY_BUCKETS)
+        self.in_flight = LoopGauge("serving_router_requests_in_flight", "Requests being proxied now.", labels)
+        for family in (self.requests, self.errors, self.duration, self.in_flight):
+            r.register(family)
         self._bound: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._codes: dict[tuple[str, str, str, str, int], Any] = {}
 
@@ -176,7 +178,7 @@ class RouterMetrics:
     def forget_revision(self, isvc: str, namespace: str, revision: str) -> None:
         """Drop a retired revision's series so label sets do not pile up across rollouts."""
         for metric in (self.requests, self.errors, self.duration, self.in_flight):
-            for labels in list(metric._metrics):  # noqa: SLF001 - prometheus-client has no public iterator
+            for labels in metric.label_sets():
                 if labels[:3] == (isvc, namespace, revision):
                     metric.remove(*labels)
         self._bound = {k: v for k, v in self._bound.items() if k[:3] != (isvc, namespace, revision)}

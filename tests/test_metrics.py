@@ -99,3 +99,31 @@ def test_two_workers_report_every_request(tmp_path: Path) -> None:
             assert total(samples, "serving_batch_size_count", model="iris") == sent
             assert total(samples, "serving_model_ready", model="iris") == 1
         promtool_check(httpx.get(server.url + "/metrics", timeout=30).text)  # multiprocess output is valid too
+
+
+def test_loop_owned_families_expose_what_prometheus_client_would() -> None:
+    """The lock-free families answer /metrics byte for byte like prometheus-client's (bar _created times)."""
+    import re
+
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+    from serving.loop_metrics import counter, gauge, histogram
+
+    def exposed(shared: bool) -> str:
+        registry = CollectorRegistry()
+        c = counter("c", "a counter", ["code"], registry, shared)
+        g = gauge("g", "a gauge", ["m"], registry, shared)
+        h = histogram("h", "a histogram", ["m"], (0.001, 0.01, 1.0), registry, shared)
+        c.labels("200").inc()
+        c.labels(404).inc(2)
+        g.labels("x").inc()
+        g.labels("x").dec(3)
+        for value in (0.001, 0.0011, 0.5, 7.0):  # exactly on a bound counts in that bucket (le)
+            h.labels("x").observe(value)
+        assert isinstance(c, Counter) == shared and isinstance(g, Gauge) == shared and isinstance(h, Histogram) == shared
+        return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", generate_latest(registry).decode())
+
+    loop = exposed(False)
+    assert loop == exposed(True)
+    assert 'h_bucket{le="0.001",m="x"} 1.0' in loop and 'h_bucket{le="+Inf",m="x"} 4.0' in loop
+    assert 'c_total{code="404"} 2.0' in loop and 'g{m="x"} -2.0' in loop

@@ -49,6 +49,10 @@ class Kind:
     version: str = ""
     plural: str = ""
 
+    @property
+    def cluster_scoped(self) -> bool:
+        return self.suffix.startswith("cluster_")
+
 
 KINDS = {
     "Deployment": Kind("AppsV1Api", "namespaced_deployment", "namespaced_deployment"),
@@ -112,7 +116,9 @@ class Cluster:
         suffix = kind.list_suffix if verb == "list" else kind.suffix
         prefix = "get" if kind.group and verb == "read" else verb  # CustomObjectsApi says get, typed APIs read
         method: Callable[..., Any] = getattr(api, f"{prefix}_{suffix}")
-        if kind.group:
+        if kind.cluster_scoped:  # callers pass a namespace for every kind; a cluster-scoped one has none
+            args = (kind.group, kind.version, kind.plural, *args[1:])
+        elif kind.group:
             args = (kind.group, kind.version, *args[:1], kind.plural, *args[1:])
         try:
             result = method(*args, **kwargs)
@@ -149,18 +155,19 @@ class Cluster:
     def apply(self, obj: dict[str, Any], live: dict[str, Any] | None = None, *, known: bool = False) -> str:
         """Create or merge-patch `obj`; `known=True` means `live` is the current state (None: absent)."""
         kind, meta = obj["kind"], obj["metadata"]
+        namespace = meta.get("namespace", "")  # "" for a cluster-scoped kind
         if not known:
-            live = self.get(kind, meta["namespace"], meta["name"])
+            live = self.get(kind, namespace, meta["name"])
         if live is None:
             try:
-                self._call("create", kind, meta["namespace"], obj)
+                self._call("create", kind, namespace, obj)
                 return "created"
             except TemporaryClusterError as exc:
                 if " 409" not in exc.message:
                     raise
         elif contains(live, obj):
             return "unchanged"
-        self.patch(kind, meta["namespace"], meta["name"], obj)
+        self.patch(kind, namespace, meta["name"], obj)
         return "configured"
 
     def patch(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> None:

@@ -161,3 +161,56 @@ def test_watched_serving_runtime_ends_no_runtime(cluster, tmp_path: Path) -> Non
         wait_until(lambda: _status(api, "iris")["modelStatus"]["transitionStatus"] == "InProgress", timeout_s=10)
         assert "lastFailureInfo" not in _status(api, "iris")["modelStatus"]
     assert runner.exception is None
+
+
+KSERVE_RUNTIMES = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata: {name: ranker}
+spec:
+  supportedModelFormats: [{name: sklearn, autoSelect: false}]
+  protocolVersions: [v1, v2]
+  containers: [{name: kserve-container, args: ["--model_name={{.Name}}", "--runtime=sklearn", "--max-batch-size", "16"]}]
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: ClusterServingRuntime
+metadata: {name: boosted}
+spec:
+  supportedModelFormats: [{name: xgboost, version: "1", autoSelect: true, priority: 5}]
+  protocolVersions: [v1, v2]
+  containers: [{name: kserve-container, args: ["--runtime=xgboost", "--native-threads=2"]}]
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: iris}
+spec:
+  predictor:
+    model: {modelFormat: {name: sklearn}, runtime: ranker, storageUri: pvc://models/iris}
+"""
+
+
+def test_kserve_runtime_documents_apply_to_the_cluster_and_render_alike(cluster, tmp_path: Path) -> None:  # noqa: F811
+    from serving.commands.render import render
+    from serving.control.k8s_documents import apply_kubernetes
+
+    _, api = cluster
+    path = tmp_path / "all.yaml"
+    path.write_text(KSERVE_RUNTIMES)
+    assert apply_kubernetes([path], "ml", cluster=api) == [
+        "servingruntime.serving.dev/ranker created", "clusterservingruntime.serving.dev/boosted created",
+        "inferenceservice.serving.dev/iris created"]
+    assert api.get("ServingRuntime", "ml", "ranker")["apiVersion"] == "serving.dev/v1alpha1"
+    assert api.get("ClusterServingRuntime", "", "boosted")["metadata"].get("namespace") is None  # cluster-scoped
+    assert apply_kubernetes([path], "ml", cluster=api)[:2] == [
+        "servingruntime.serving.dev/ranker unchanged", "clusterservingruntime.serving.dev/boosted unchanged"]
+
+    backend = KubernetesBackend(api, OperatorConfig(drain_s=0.0))
+    backend.start()  # seeds both from the cluster
+    backend.reconcile("ml", "iris")
+    operator_args = _args(api)
+    assert operator_args[operator_args.index("--max-batch-size") + 1] == "16"
+    # `serving render` selects among the runtimes in the files (and the built-ins) the same way.
+    rendered = render(read_converted([path], "ml"), backend.config.render)
+    assert [d["kind"] for d in rendered[:3]] == ["ServingRuntime", "ClusterServingRuntime", "InferenceService"]
+    deployment = next(d for d in rendered if d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == operator_args

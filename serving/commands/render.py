@@ -3,13 +3,15 @@
 
 Render shows what the operator creates on first apply: the InferenceService under our API group, then
 each component's Deployment, Service and (when minReplicas != maxReplicas) HPA. Owner references need the
-live object's uid, so they are added by the operator, not here.
+live object's uid, so they are added by the operator, not here. ServingRuntime documents in the files are
+printed too, and selection (theirs and the built-in ones) adds the chosen runtime's flags as the operator does.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,10 @@ from serving.commands.plain_yaml import dump_all
 from serving.control.k8s_documents import cluster_warnings, read_converted
 from serving.control.k8s_render import RenderSettings, revision_objects
 from serving.control.reconcile import Observed, plan
+from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
 from serving.crd import crd_yaml
+from serving.errors import ServingError
+from serving.revision import Revision
 from serving.spec import parse
 
 
@@ -38,14 +43,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    runtimes = RuntimeCatalog(None).preview([d for d in documents if is_runtime_document(d)])
     for doc in documents:
-        doc.setdefault("metadata", {}).setdefault("namespace", "default")
+        if doc.get("kind") != "ClusterServingRuntime":
+            doc.setdefault("metadata", {}).setdefault("namespace", "default")
+        out.append(doc)
+        if is_runtime_document(doc):
+            continue
         isvc = parse(doc)
         first = plan(isvc, None, Observed())
-        out.append(doc)
         for name, replicas in first.run.items():
-            out += revision_objects(isvc, first.state.revisions[name], replicas, settings)
+            revision = first.state.revisions[name]
+            flags = {name: _runtime_flags(runtimes, revision)}
+            out += revision_objects(isvc, revision, replicas, replace(settings, runtime_flags=flags))
     return out
+
+
+def _runtime_flags(runtimes: RuntimeCatalog, revision: Revision) -> tuple[str, ...]:
+    """The operator's selection over these files' runtimes and the built-in ones; none: said on stderr."""
+    try:
+        return tuple(runtimes.flags_for(revision))
+    except ServingError as exc:
+        print(f"warning: {revision.isvc}: spec.predictor.model.runtime: {exc.message} (among the built-in runtimes "
+              "and those in these files; the operator reports it unless the cluster has one)", file=sys.stderr)
+        return ()
 
 
 def main(args: argparse.Namespace) -> int:

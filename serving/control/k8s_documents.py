@@ -1,6 +1,8 @@
 """InferenceService documents for the cluster: KServe group -> ours, validated, applied with create-or-patch.
 
-`serving convert` and `serving apply --backend kubernetes` use these. A local `storageUri` is kept as
+`serving convert` and `serving apply --backend kubernetes` use these. KServe's ServingRuntime and
+ClusterServingRuntime documents in the same files go the same way (to `serving.dev/v1alpha1`, the operator
+watches them). A local `storageUri` is kept as
 written but warned about: the cluster cannot see this machine's files (use pvc:// or http(s)://).
 """
 
@@ -12,18 +14,26 @@ from typing import Any
 import yaml
 
 from serving.cluster import Cluster, merge_patch
+from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
+from serving.runtime_crd import VERSION as RUNTIME_VERSION
+from serving.servingruntime import parse_runtime
 from serving.spec import OUR_GROUP, SpecError, load_documents, parse
 
 OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
+OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
 
 
 def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-    """The same InferenceService under our API group (the spec is identical); validates it."""
-    out = {**doc, "apiVersion": OUR_API_VERSION}
-    if namespace is not None:
+    """The same InferenceService (or ServingRuntime) under our API group (the spec is identical); validates it."""
+    runtime = is_runtime_document(doc)
+    out = {**doc, "apiVersion": OUR_RUNTIME_API_VERSION if runtime else OUR_API_VERSION}
+    if namespace is not None and doc.get("kind") != "ClusterServingRuntime":
         out["metadata"] = {**out.get("metadata", {}), "namespace": namespace}
-    parse(out)
+    if runtime:
+        parse_runtime(out)
+    else:
+        parse(out)
     return out
 
 
@@ -34,12 +44,19 @@ def read_converted(paths: list[Path], namespace: str | None = None) -> list[dict
             text = path.read_text()
         except OSError as exc:
             raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        load_documents(text)  # field-path errors before anything else
-        docs += [convert_document(d, namespace) for d in yaml.safe_load_all(text) if d is not None]
+        try:
+            found = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError:
+            found = []  # load_documents says where
+        if not any(is_runtime_document(d) for d in found):
+            load_documents(text)  # field-path errors (file, document) before anything else
+        docs += [convert_document(d, namespace) for d in found]
     return docs
 
 
 def cluster_warnings(doc: dict[str, Any]) -> list[str]:
+    if is_runtime_document(doc):
+        return []
     isvc = parse(doc)
     uri = isvc.spec.predictor.normalised_model().storage_uri if not isvc.spec.predictor.containers else None
     if uri and ("://" not in uri or uri.startswith("file://")):
@@ -53,9 +70,10 @@ def apply_kubernetes(paths: list[Path], namespace: str | None = None, cluster: C
     cluster = cluster or Cluster.from_environment()
     lines = []
     for doc in read_converted(paths, namespace):
-        doc.setdefault("metadata", {}).setdefault("namespace", "default")
+        if doc["kind"] != "ClusterServingRuntime":
+            doc.setdefault("metadata", {}).setdefault("namespace", "default")
         outcome = apply_document(cluster, doc)
-        lines.append(f"inferenceservice.{OUR_GROUP}/{doc['metadata']['name']} {outcome}")
+        lines.append(f"{doc['kind'].lower()}.{OUR_GROUP}/{doc['metadata']['name']} {outcome}")
         lines += [f"  warning: {w}" for w in cluster_warnings(doc)]
     return lines
 
@@ -63,8 +81,8 @@ def apply_kubernetes(paths: list[Path], namespace: str | None = None, cluster: C
 def apply_document(cluster: Cluster, doc: dict[str, Any]) -> str:
     """Create, or patch so the live spec becomes exactly the document's (removed fields removed too,
     e.g. `canaryTrafficPercent` to promote); labels and annotations are merged, as kubectl does."""
-    meta = doc["metadata"]
-    live = cluster.get("InferenceService", meta["namespace"], meta["name"])
+    meta, kind = doc["metadata"], doc.get("kind", "InferenceService")
+    live = cluster.get(kind, meta.get("namespace", ""), meta["name"])
     if live is None:
         return cluster.apply(doc, None, known=True)
     patch = {k: v for k, v in {
@@ -73,5 +91,5 @@ def apply_document(cluster: Cluster, doc: dict[str, Any]) -> str:
     }.items() if v}
     if not patch:
         return "unchanged"
-    cluster.patch("InferenceService", meta["namespace"], meta["name"], patch)
+    cluster.patch(kind, meta.get("namespace", ""), meta["name"], patch)
     return "configured"

@@ -144,3 +144,21 @@ def test_routing_carries_affinity_and_mirrors_only_while_mirroring(api: Cluster)
     host.controller.apply(canary, CanaryStatus(Phase.PROGRESSING, "r2", 0, 10))
     assert host.routing_for(("ml", "iris")).mirror is False and host.percent_for(("ml", "iris")) == 10
     assert host.routing_for(("ml", "other")) is None
+
+
+def test_a_resumed_analysis_starts_from_the_routers_counters_of_now(api: Cluster) -> None:
+    """The routers kept counting while the operator was down: that history is the baseline, not a window."""
+    host = _host(api)
+    with RouterReplica() as first, RouterReplica() as second:
+        _router_pod(api, "router-a", first.port)
+        _router_pod(api, "router-b", second.port)
+        first.served("r2", 40, 200)
+        second.served("r2", 2, 503)
+        stored = {"phase": "Progressing", "revision": "r2", "step": 1, "canaryWeight": 25,
+                  "history": [{"phase": "Progressing", "canaryWeight": 25, "time": "t"}]}
+        api.apply({**_canary("first"), "status": stored})
+        host.document_event(api.get("Canary", "ml", "first"), None)  # kopf's initial listing after a restart
+    tracked = host.controller.tracked[("ml", "iris")]
+    assert (tracked.status.canary_weight, tracked.status.step, tracked.history) == (25, 1, stored["history"])
+    assert tracked.counters is not None and (tracked.counters.requests, tracked.counters.server_errors) == (42, 2)
+    assert tracked.next_check_s > host.controller.clock()  # the first check judges one fresh interval

@@ -101,14 +101,14 @@ def _router_pod(api: Cluster, name: str, port: int) -> None:
 
 
 def _operator(url: str, api: Cluster, metrics_port: int = 0) -> KopfRunner:
-    config = OperatorConfig(drain_s=0.0, resync_s=0.5, canary_tick_s=0.1, metrics_port=metrics_port)
+    config = OperatorConfig(drain_s=0.0, resync_s=2.0, canary_tick_s=0.1, metrics_port=metrics_port)
     registry = build_registry(KubernetesBackend(api, config), kopf.ConnectionInfo(server=url))
 
     @kopf.on.startup(registry=registry)
     def quick_exit(settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf's patch of its own progress annotations retries on the emulator (no resourceVersion bumps);
         # do not wait the default 2 s for those retries when the runner stops.
-        settings.batching.exit_timeout = 0.1
+        settings.queueing.exit_timeout = 0.1
 
     return KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30)
 
@@ -178,8 +178,12 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
         assert 'serving_canary_transitions_total{isvc="iris",namespace="ml",phase="Progressing"} 2.0' in exposition
     assert runner.exception is None
 
-    # A new operator process: it resumes at 25 % from the Canary's status (no return to step 1).
+    # A new operator process: it resumes at 25 % from the Canary's status (no return to step 1), and the requests
+    # the routers counted before it started are its baseline: with no fresh traffic, the first check holds.
+    checks = _canary_status(api)["iterations"]
     with _operator(url, api) as runner:
+        wait_until(lambda: _canary_status(api)["iterations"] > checks, timeout_s=10)
+        assert _canary_status(api)["message"].startswith("holding at 25%: 0 canary requests")
         _walk_one_step(api, routers, stable, canary, 25)
         _walk_one_step(api, routers, stable, canary, 50)
         wait_until(lambda: _canary_status(api).get("phase") == "Succeeded", timeout_s=10)

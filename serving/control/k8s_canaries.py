@@ -34,6 +34,7 @@ from serving.canary.analysis import CanaryStatus, Phase
 from serving.canary.controller import CanaryController, Key, RolloutView
 from serving.canary.crd import GROUP, PLURAL, VERSION
 from serving.canary.promql import evaluate
+from serving.canary.snapshot import revision_counters
 from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
 from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
 from serving.control.k8s_backend import KubernetesBackend, _rollout
@@ -195,9 +196,22 @@ class KubernetesCanaryHost:
             resumable = current is None and stored.get("phase") in set(Phase)
             resumed = CanaryStatus.from_json(stored) if resumable else None
             self.controller.apply(canary, resumed, list(stored.get("history") or []) if resumed else None)
+            if resumed is not None and resumed.revision and resumed.phase in (Phase.PROGRESSING, Phase.MIRRORING):
+                self._baseline(key, resumed.revision, canary.spec.analysis.interval_s)
             self._reconcile(key)
         elif other.canary.spec != canary.spec:
             self.controller.apply(canary)
+
+    def _baseline(self, key: Key, revision: str, interval_s: float) -> None:
+        """Resumed mid-analysis: the routers kept counting while no operator ran, so today's counters are the
+        baseline and the first check judges one fresh interval (not everything since the routers started)."""
+        tracked = self.controller.tracked[key]
+        try:
+            tracked.counters = revision_counters(self.router_expositions(), key[0], key[1], revision)
+        except ClusterError as exc:
+            log.warning("canary %s/%s resumed without a baseline: %s", key[0], key[1], exc.message)
+            return
+        tracked.next_check_s = self.controller.clock() + interval_s
 
     def _target_of(self, namespace: str, name: str) -> Key | None:
         return next((key for key, t in self.controller.tracked.items()

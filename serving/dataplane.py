@@ -49,7 +49,9 @@ class DataPlane:
                 request = codec.decode(body, headers, self.limits)
             decoded = time.monotonic()
             bound.preprocess.observe(decoded - started)
-            with tracing.span("predict", {"serving.model": model.name, "serving.model_version": model.settings.version}):
+            attributes = {"serving.model": model.name, "serving.model_version": model.settings.version} \
+                if tracing.enabled() else None
+            with tracing.span("predict", attributes):
                 outputs = await self._admit_and_run(model, request, bound)
             predicted = time.monotonic()
             bound.predict.observe(predicted - decoded)
@@ -79,6 +81,8 @@ class DataPlane:
         self._in_flight[name] = self._in_flight.get(name, 0) + 1
         bound.in_flight.inc()
         try:
+            if self._runs_inline(model, request):  # synchronous: a timeout could not interrupt it, so none is armed
+                return self._call_inline(model, request, bound)
             async with asyncio.timeout(self.limits.request_timeout_s):  # no extra task, unlike wait_for on 3.11
                 return await self.run_model(model, request)
         except TimeoutError:
@@ -105,12 +109,23 @@ class DataPlane:
         finally:
             self.metrics.model(model.name, model.settings.version).inference(time.monotonic() - started)
 
-    async def _in_thread(self, model: Model, request: InferRequest) -> TensorDict:
-        """Admitted (or shed with 503) by the expected wait for a model thread, then run in one.
-
-        Calls the runtime vouches for as tiny bounded numpy work run right here: the hop would cost more."""
+    def _runs_inline(self, model: Model, request: InferRequest) -> bool:
+        """Calls the runtime vouches for as tiny bounded numpy work run right on the loop: a thread hop (and
+        the timeout around it) would cost more than the call. Never for a batching or async model."""
         runtime = model.runtime
-        if runtime is not None and runtime.runs_inline(request.inputs, request.output_names, request.parameters):
+        return (runtime is not None and model.name not in self._batchers and getattr(runtime, "apredict", None) is None
+                and runtime.runs_inline(request.inputs, request.output_names, request.parameters))
+
+    def _call_inline(self, model: Model, request: InferRequest, bound: ModelMetrics) -> TensorDict:
+        started = time.monotonic()
+        try:
+            return call_runtime(model, request.inputs, request.output_names, request.parameters)
+        finally:
+            bound.inference(time.monotonic() - started)
+
+    async def _in_thread(self, model: Model, request: InferRequest) -> TensorDict:
+        """Admitted (or shed with 503) by the expected wait for a model thread, then run in one."""
+        if self._runs_inline(model, request):  # run_model called directly (not through _admit_and_run)
             return call_runtime(model, request.inputs, request.output_names, request.parameters)
         try:
             self._admission.enter(model.name)

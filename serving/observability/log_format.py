@@ -8,6 +8,7 @@ request being served when there is one (text lines end with it).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 
@@ -20,9 +21,21 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
+    _second, _second_text = -1, ""  # the last whole second formatted: an access log writes many lines per second
+
+    def utc_time(self, created: float) -> str:
+        """`2026-01-02T03:04:05.678Z` (milliseconds truncated, as isoformat does), date part cached per second."""
+        fraction, whole = math.modf(created)
+        micros = round(fraction * 1e6)  # as datetime.fromtimestamp rounds
+        second = int(whole) + micros // 1_000_000
+        if second != self._second:
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._second_text}.{micros % 1_000_000 // 1000:03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         doc = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": self.utc_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

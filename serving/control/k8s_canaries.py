@@ -37,6 +37,7 @@ from serving.canary.promql import evaluate
 from serving.canary.snapshot import revision_counters
 from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
 from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
+from serving.control.canary_status import invalid_status, status_body
 from serving.control.k8s_backend import KubernetesBackend, _rollout
 from serving.control.k8s_render import entry_component, service_url
 from serving.control.routes import CanaryRouting
@@ -45,7 +46,6 @@ from serving.durations import parse_duration_s
 log = logging.getLogger("serving.operator")
 DEFAULT_ROUTER_PORT = 8080
 GONE_POD_KEPT_S = 3600.0  # a vanished router's last counters still count this long (the sum must not drop)
-STATUS_HISTORY = 20  # transitions kept in the Canary's status
 ACTION_ANNOTATION = "serving.dev/action"  # promote | rollback | pause | resume, removed once applied
 
 
@@ -252,35 +252,6 @@ class KubernetesCanaryHost:
             return
         if key is not None:
             self._written[key] = new
-
-
-def status_body(status: CanaryStatus, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Canary's status: the controller's record plus Kubernetes' conventions (conditions, transition time)."""
-    since = last_transition_time(str(status.phase), history)
-    promoted = {Phase.SUCCEEDED: "True", Phase.FAILED: "False"}.get(status.phase, "Unknown")
-    condition = {"type": "Promoted", "status": promoted, "reason": str(status.phase), "message": status.message}
-    if since:
-        condition["lastTransitionTime"] = since
-    body = {**status.to_json(), "conditions": [condition], "history": history[-STATUS_HISTORY:]}
-    if since:
-        body["lastTransitionTime"] = since
-    return body
-
-
-def last_transition_time(phase: str, history: list[dict[str, Any]]) -> str | None:
-    """When the current phase began: the first entry of the trailing run of entries in that phase."""
-    since = None
-    for entry in reversed(history):
-        if entry.get("phase") != phase:
-            break
-        since = entry.get("time")
-    return since
-
-
-def invalid_status(reason: str, message: str) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"message": message, "conditions": [
-        {"type": "Promoted", "status": "False", "reason": reason, "message": message, "lastTransitionTime": now}]}
 
 
 def metrics_url(pod: Mapping[str, Any]) -> str | None:

@@ -135,6 +135,11 @@ def test_watched_serving_runtime_ends_no_runtime(cluster, tmp_path: Path) -> Non
     emulator, api = cluster
     backend = KubernetesBackend(api, OperatorConfig(drain_s=0.0, resync_s=30.0))  # no resync: the watch must act
     registry = build_registry(backend, kopf.ConnectionInfo(server=emulator.url))
+
+    @kopf.on.startup(registry=registry)
+    def quick_exit(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.batching.exit_timeout = 0.1  # as in test_operator_canary: no 2 s wait for kopf's own retries
+
     with KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30) as runner:
         # sklearn version 2: no built-in runtime supports it -> not ready, KServe's message, nothing rendered
         _isvc(tmp_path, api, "iris", version="2", uri="pvc://models/iris")

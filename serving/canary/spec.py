@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from serving.durations import parse_duration_s
 from serving.errors import BadRequest
+from serving.spec import Metadata
 
 API_VERSION = "serving.dev/v1alpha1"
 BUILT_IN_METRICS = ("request-success-rate", "request-duration")
@@ -123,15 +124,10 @@ class CanarySpec(_Strict):
     analysis: Analysis
 
 
-class CanaryMetadata(_Strict):
+class CanaryMetadata(Metadata):
+    """An InferenceService's metadata, but a name may use the whole DNS label (no objects are named after it)."""
+
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
-    uid: str | None = None
-    generation: int | None = None
-    resource_version: str | None = None
-    creation_timestamp: str | None = None
 
 
 class Canary(_Strict):

@@ -14,7 +14,10 @@ import pytest
 from tests.support import REPO
 
 PIN = ["--pin"] if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else []
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (install: scripts/install-test-tools)")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (install: scripts/install-test-tools)"),
+    pytest.mark.e2e,  # wrk and the benchmark driver as processes
+]
 
 
 def test_bench_ceiling_item_measures_and_writes_results(tmp_path: Path) -> None:

@@ -132,6 +132,13 @@ def test_manual_control_through_an_annotation_wins_and_is_cleared(api: Cluster) 
     assert rolled_back["conditions"][0]["status"] == "False"
     assert act("ship-it")["phase"] == "Failed"  # not an action: logged, cleared, nothing moves
 
+    host.document_event(api.get("Canary", "ml", "first"), "DELETED")  # deleted, then created again:
+    api.delete("Canary", "ml", "first")
+    api.apply(_canary("first"))
+    host.document_event(api.get("Canary", "ml", "first"), "ADDED")
+    fresh = act("pause")  # its first status is whole (not a diff against the deleted object's)
+    assert (fresh["phase"], fresh["canaryWeight"], fresh["failedChecks"]) == ("Paused", 0, 0)
+
 
 def test_routing_carries_affinity_and_mirrors_only_while_mirroring(api: Cluster) -> None:
     from serving.canary.analysis import CanaryStatus, Phase

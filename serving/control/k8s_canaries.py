@@ -150,6 +150,7 @@ class KubernetesCanaryHost:
             if event_type == "DELETED":
                 if current is not None:
                     self.controller.remove(current)
+                    self._written.pop(current, None)
                     self._reconcile(current)
                 return
             try:
@@ -191,8 +192,10 @@ class KubernetesCanaryHost:
             return
         if current is not None and current != key:  # its targetRef changed: the old service is on its own again
             self.controller.remove(current)
+            self._written.pop(current, None)
             self._reconcile(current)
         if other is None:
+            self._written.pop(key, None)  # a new object: its first status write is whole, not a diff
             resumable = current is None and stored.get("phase") in set(Phase)
             resumed = CanaryStatus.from_json(stored) if resumable else None
             self.controller.apply(canary, resumed, list(stored.get("history") or []) if resumed else None)

@@ -59,7 +59,7 @@ def test_good_canary_steps_then_promotes_and_succeeds():
     assert ctl.tracked[KEY].status.phase is Phase.PROMOTING
     host.view = RolloutView("iris-b", "iris-b", True)
     ctl.tick()
-    assert ctl.tracked[KEY].status.phase is Phase.SUCCEEDED and ctl.percent_for(KEY) is None
+    assert ctl.tracked[KEY].status.phase is Phase.SUCCEEDED and ctl.percent_for(KEY) == 0
     assert [h["phase"] for h in ctl.tracked[KEY].history][-1] == "Succeeded"
 
 

@@ -93,11 +93,21 @@ class CanaryController:
         self.tracked.pop(key, None)
 
     def percent_for(self, key: Key) -> int | None:
-        """The canary weight `plan()` must use for this service, or None when no Canary drives it."""
+        """The canary weight `plan()` must use for this service, or None when no Canary drives it. After a
+        promotion 0, not the spec's percent: a revision that appears next waits at 0 % until its analysis starts
+        (ready before the next tick, it would otherwise be promoted unjudged); with one revision it changes nothing."""
         tracked = self.tracked.get(key)
         if tracked is None:
             return None
-        return None if tracked.status.phase is Phase.SUCCEEDED else tracked.status.canary_weight
+        return 0 if tracked.status.phase is Phase.SUCCEEDED else tracked.status.canary_weight
+
+    def routing(self, key: Key) -> tuple[str, bool] | None:
+        """(affinity header, lower-case or ""; mirror stable traffic now) for the router, or None."""
+        tracked = self.tracked.get(key)
+        if tracked is None:
+            return None
+        affinity = tracked.canary.spec.analysis.session_affinity
+        return (affinity.header.lower() if affinity else "", tracked.status.phase is Phase.MIRRORING)
 
     # -- manual control (wins over the analysis) --------------------------------------------------------
     def promote(self, key: Key) -> CanaryStatus:

@@ -49,12 +49,8 @@ class LocalCanaries:
         return self.controller.percent_for(key)
 
     def routing_for(self, key: Key) -> CanaryRouting | None:
-        tracked = self.controller.tracked.get(key)
-        if tracked is None:
-            return None
-        analysis = tracked.canary.spec.analysis
-        affinity = analysis.session_affinity.header.lower() if analysis.session_affinity else ""
-        return CanaryRouting(affinity_header=affinity, mirror=tracked.status.phase is Phase.MIRRORING)
+        routing = self.controller.routing(key)
+        return None if routing is None else CanaryRouting(affinity_header=routing[0], mirror=routing[1])
 
     # -- CanaryHost (asked by the controller) -------------------------------------------------------
     def rollout_view(self, key: Key) -> RolloutView | None:

@@ -65,19 +65,11 @@ class KubernetesCanaryHost:
 
     # -- CanaryPolicy (asked by KubernetesBackend.reconcile) -------------------------------------------
     def percent_for(self, key: Key) -> int | None:
-        """The controller's weight; after a promotion 0, not the spec's: a revision that appears next waits at
-        0 % until the controller starts its analysis (else, ready before the next tick, it would be promoted
-        unjudged). With one revision rolled out the percent changes nothing."""
-        percent = self.controller.percent_for(key)
-        return 0 if percent is None and key in self.controller.tracked else percent
+        return self.controller.percent_for(key)
 
     def routing_for(self, key: Key) -> CanaryRouting | None:
-        tracked = self.controller.tracked.get(key)
-        if tracked is None:
-            return None
-        affinity = tracked.canary.spec.analysis.session_affinity
-        return CanaryRouting(affinity_header=affinity.header.lower() if affinity else "",
-                             mirror=tracked.status.phase is Phase.MIRRORING)
+        routing = self.controller.routing(key)
+        return None if routing is None else CanaryRouting(affinity_header=routing[0], mirror=routing[1])
 
     # -- CanaryHost (asked by the controller) ---------------------------------------------------------
     def rollout_view(self, key: Key) -> RolloutView | None:

@@ -21,7 +21,7 @@ KIND = "InferenceService"
 _KEEP = ("type", "enum", "minimum", "maximum", "pattern", "maxLength", "minLength", "description", "required")
 _SCALARS = {"string", "integer", "number"}
 
-PRINTER_COLUMNS = [  # as KServe's `kubectl get isvc`
+PRINTER_COLUMNS: list[dict[str, Any]] = [  # as KServe's `kubectl get isvc`
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
     {"name": "Prev", "type": "integer", "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].percent"},
@@ -83,24 +83,36 @@ def open_api_schema() -> dict[str, Any]:
     }
 
 
-def crd() -> dict[str, Any]:
+def definition(
+    *, group: str, version: str, kind: str, plural: str, singular: str, schema: dict[str, Any],
+    printer_columns: list[dict[str, Any]], short_names: tuple[str, ...] = (), scope: str = "Namespaced",
+) -> dict[str, Any]:
+    """One CustomResourceDefinition of ours (every kind: one served version with a status subresource)."""
+    names: dict[str, Any] = {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": singular}
+    if short_names:
+        names["shortNames"] = list(short_names)
+    names["categories"] = ["serving"]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{OUR_GROUP}", "labels": {"app.kubernetes.io/part-of": "serving"}},
+        "metadata": {"name": f"{plural}.{group}", "labels": {"app.kubernetes.io/part-of": "serving"}},
         "spec": {
-            "group": OUR_GROUP,
-            "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
-                      "singular": "inferenceservice", "shortNames": ["isvc"], "categories": ["serving"]},
+            "group": group,
+            "scope": scope,
+            "names": names,
             "versions": [{
-                "name": VERSION, "served": True, "storage": True,
+                "name": version, "served": True, "storage": True,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": PRINTER_COLUMNS,
-                "schema": {"openAPIV3Schema": open_api_schema()},
+                "additionalPrinterColumns": printer_columns,
+                "schema": {"openAPIV3Schema": schema},
             }],
         },
     }
+
+
+def crd() -> dict[str, Any]:
+    return definition(group=OUR_GROUP, version=VERSION, kind=KIND, plural=PLURAL, singular="inferenceservice",
+                      short_names=("isvc",), printer_columns=PRINTER_COLUMNS, schema=open_api_schema())
 
 
 def crd_yaml() -> str:

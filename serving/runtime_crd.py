@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from serving.crd import structural
+from serving.crd import definition, structural
 from serving.servingruntime import ServingRuntimeSpec
 from serving.spec import OUR_GROUP
 
@@ -25,7 +25,7 @@ NAMES = {  # kind -> (plural, singular, scope, short names)
 # after inferenceservices.serving.dev.yaml in name order, so the InferenceService CRD stays the chart's first
 FILES = {"ServingRuntime": f"servingruntimes.{OUR_GROUP}.yaml",
          "ClusterServingRuntime": f"servingruntimes.cluster.{OUR_GROUP}.yaml"}
-PRINTER_COLUMNS = [  # as KServe's `kubectl get servingruntimes`
+PRINTER_COLUMNS: list[dict[str, Any]] = [  # as KServe's `kubectl get servingruntimes`
     {"name": "Disabled", "type": "boolean", "jsonPath": ".spec.disabled"},
     {"name": "ModelType", "type": "string", "jsonPath": ".spec.supportedModelFormats[*].name"},
     {"name": "Containers", "type": "string", "jsonPath": ".spec.containers[*].name"},
@@ -51,20 +51,8 @@ def open_api_schema() -> dict[str, Any]:
 
 def runtime_crd(kind: str) -> dict[str, Any]:
     plural, singular, scope, short = NAMES[kind]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{OUR_GROUP}", "labels": {"app.kubernetes.io/part-of": "serving"}},
-        "spec": {
-            "group": OUR_GROUP,
-            "scope": scope,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": singular,
-                      "shortNames": short, "categories": ["serving"]},
-            "versions": [{"name": VERSION, "served": True, "storage": True, "subresources": {"status": {}},
-                          "additionalPrinterColumns": PRINTER_COLUMNS,
-                          "schema": {"openAPIV3Schema": open_api_schema()}}],
-        },
-    }
+    return definition(group=OUR_GROUP, version=VERSION, kind=kind, plural=plural, singular=singular, scope=scope,
+                      short_names=tuple(short), printer_columns=PRINTER_COLUMNS, schema=open_api_schema())
 
 
 def runtime_crd_yaml(kind: str) -> str:

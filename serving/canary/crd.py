@@ -12,15 +12,16 @@ from typing import Any
 
 import yaml
 
+from serving.canary.analysis import Phase
 from serving.canary.spec import API_VERSION, Canary
-from serving.crd import structural
+from serving.crd import definition, structural
 
 GROUP, VERSION = API_VERSION.split("/")
 KIND = "Canary"
 PLURAL = "canaries"
 NAME = f"{PLURAL}.{GROUP}"
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
@@ -35,8 +36,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "description": "Written by the operator: where the analysis is and why (resumed from here after a restart).",
     "x-kubernetes-preserve-unknown-fields": True,
     "properties": {
-        "phase": {"type": "string",
-                  "enum": ["Waiting", "Mirroring", "Progressing", "Promoting", "Succeeded", "Failed", "Paused"]},
+        "phase": {"type": "string", "enum": [str(phase) for phase in Phase]},
         "revision": {"type": "string", "description": "The canary revision under analysis."},
         "canaryWeight": {"type": "integer", "minimum": 0, "maximum": 100},
         "failedChecks": {"type": "integer", "minimum": 0},
@@ -81,23 +81,8 @@ def _const_as_enum(node: Any) -> Any:
 
 
 def canary_crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": NAME, "labels": {"app.kubernetes.io/part-of": "serving"}},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": "canary",
-                      "categories": ["serving"]},
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": PRINTER_COLUMNS,
-                "schema": {"openAPIV3Schema": open_api_schema()},
-            }],
-        },
-    }
+    return definition(group=GROUP, version=VERSION, kind=KIND, plural=PLURAL, singular="canary",
+                      printer_columns=PRINTER_COLUMNS, schema=open_api_schema())
 
 
 def canary_crd_yaml() -> str:

@@ -1,6 +1,6 @@
 """The benchmark: every configuration alone, same machine, one sitting, one table of ratios.
 
-    python -m loadtests.bench [--quick] [--pin] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale]
+    python -m loadtests.bench [--quick] [--pin] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale,coldstart,memory]
 
 Load comes from wrk (one thread, so it leaves the server a core; `--pin` puts the server and everything it
 starts on CPU 0 and wrk on CPU 1 with taskset); each server is started, warmed up,
@@ -140,6 +140,18 @@ class Bench:
         from loadtests import autoscale_bench
 
         autoscale_bench.run(self, step_s=max(2.0, self.duration_s / 2))
+
+    def coldstart(self) -> None:
+        """Spawn -> /v2/health/ready of `serving serve` iris, and `serving up -f` -> first 200 (medians of 3)."""
+        from loadtests import startup_bench
+
+        startup_bench.coldstart(self)
+
+    def memory(self) -> None:
+        """RSS of one idle predictor per runtime (sklearn, xgboost, onnx iris)."""
+        from loadtests import startup_bench
+
+        startup_bench.memory(self)
 
 
 def pin(server_cpus: str, load_cpus: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ITEMS = ["ceiling", "direct", "router", "batching", "binary", "transformer", "grpc", "autoscale"]
+ITEMS = ["ceiling", "direct", "router", "batching", "binary", "transformer", "grpc", "autoscale", "coldstart", "memory"]
 
 
 @dataclass
@@ -25,6 +25,8 @@ class Row:
     met: bool | None = None
     note: str = ""
     load1: float | None = None  # 1-minute load average when measured (the machine is shared)
+    value: float | None = None  # a measurement that is not a throughput (cold start seconds, RSS MB)
+    unit: str = ""
 
     @property
     def protocol(self) -> str:
@@ -85,7 +87,9 @@ def _cells(row: Row) -> list[str]:
     met = "" if row.met is None else ("yes" if row.met else "NO")
     note = "; ".join(x for x in (row.note, f"{row.errors} errors" if row.errors else "") if x)
     ratio = f"{row.ratio:.2f}{row.basis}" if row.ratio is not None else ""
-    return [row.item, row.config, str(row.conns), num(row.rps, ".1f"), num(row.p50_ms, ".2f"), num(row.p99_ms, ".2f"),
+    if row.value is not None:
+        ratio = f"{row.value:.2f} {row.unit}"
+    return [row.item, row.config, str(row.conns) if row.conns else "—", num(row.rps, ".1f"), num(row.p50_ms, ".2f"), num(row.p99_ms, ".2f"),
             num(row.cpu_us, ".0f"), num(row.load1, ".1f"), ratio, row.target, met, note]
 
 

@@ -120,3 +120,14 @@ def test_bench_ratios_and_targets() -> None:
     md = format_markdown({"date": "d", "quick": True, "duration_s": 1, "rows": [r.to_dict() for r in rows],
                           "machine": {"cores": 2, "platform": "p", "python": "3", "loadavg_before": [1, 1, 1]}})
     assert "2 cores" in md and md.count("\n|") == 2 + len(rows)
+
+
+def test_bench_rows_without_throughput_show_their_value_and_target() -> None:
+    from loadtests.bench_table import _cells
+    from loadtests.startup_bench import _row
+
+    row = _row("coldstart", "serve iris, spawn -> /v2/health/ready", [2.0, 0.5, 0.7], "s", 0.8, "median of 3")
+    assert row.value == 0.7 and row.met is True and row.load1 is not None
+    cells = _cells(row)
+    assert "0.70 s" in cells and "≤ 0.8 s" in cells and cells[2] == "—"
+    assert _row("memory", "idle RSS, x", [120.0], "MB", 90, "").met is False

@@ -31,6 +31,7 @@ from serving.http_client import HTTPClient
 log = logging.getLogger("serving.processes")
 
 HEALTH_INTERVAL_S = 0.25
+STARTING_INTERVAL_S = 0.02  # port and readiness checks before the first ready answer
 HEALTH_TIMEOUT_S = 1.0
 UNHEALTHY_AFTER = 3  # consecutive failed health checks of a ready replica before it is replaced
 MAX_BACKOFF_S = 30.0
@@ -150,7 +151,8 @@ class Replica:
                     await self._kill()
                     break
             try:
-                await asyncio.wait_for(self.process.wait(), HEALTH_INTERVAL_S)
+                # Until first ready, look often: readiness seen 250 ms late is cold start added for nothing.
+                await asyncio.wait_for(self.process.wait(), HEALTH_INTERVAL_S if ever_ready else STARTING_INTERVAL_S)
             except TimeoutError:
                 pass
         if self.port:  # gone: its next incarnation listens elsewhere

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from serving.http_client import HTTPClient, split_url
 from serving.observability.cloudevent import InferenceEvent
 
@@ -61,14 +59,17 @@ class HttpsSink:
     """The same over TLS, with httpx (the shared client speaks plain http:// only)."""
 
     def __init__(self, url: str, connections: int = 4, timeout_s: float = 5.0) -> None:
+        import httpx  # only for https:// sinks: every server imports this module, few log over TLS
+
         self.url = url
+        self._http_error = httpx.HTTPError
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._client = httpx.AsyncClient(timeout=timeout_s, limits=limits)
 
     async def send(self, event: InferenceEvent) -> None:
         try:
             response = await self._client.post(self.url, content=event.body, headers=event.binary_headers())
-        except httpx.HTTPError as exc:
+        except self._http_error as exc:
             raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
         _check_status(response.status_code)
 

@@ -1,0 +1,111 @@
+"""Cold start and idle memory (issue 16, targets 4 and 5): what a scale-from-zero and a replica cost.
+
+Cold start: wall time from process spawn to the first answer that counts, polled every 5 ms (never slept
+for): `serving serve` of iris to `/v2/health/ready` 200, and `serving up -f sklearn-iris.yaml` to the first
+200 of an inference through the router. Memory: RSS of one idle `serving serve` process per runtime after
+ready and a few requests. Medians of `runs` starts; each row says the load average when measured.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtests import payloads, servers
+from loadtests.bench_table import Row
+from loadtests.models import model_dir
+
+POLL_S = 0.005
+SERVE_READY_TARGET_S, UP_FIRST_200_TARGET_S, RSS_TARGET_MB = 0.8, 1.5, 90.0
+RUNTIMES = ("sklearn-iris", "xgboost-iris", "onnx-iris")
+ISVC = "sklearn-iris"
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        return subprocess.Popen(servers.pinned(argv), stdout=out, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env,
+                                start_new_session=True)
+
+
+def _seconds_until(answered: Callable[[], bool], process: subprocess.Popen, started: float, log: Path) -> float:
+    servers.wait_until(answered, 90, "first answer", process, log, interval_s=POLL_S)
+    return time.monotonic() - started
+
+
+def serve_to_ready(log: Path) -> float:
+    """Spawn `serving serve` of iris; seconds until /v2/health/ready answers 200."""
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}/v2/health/ready"
+    started = time.monotonic()
+    process = _spawn([sys.executable, "-m", "serving.cli", "serve", "--model-dir", str(model_dir(ISVC)),
+                      "--host", "127.0.0.1", "--port", str(port)], log)
+    try:
+        return _seconds_until(lambda: httpx.get(url, timeout=1).status_code == 200, process, started, log)
+    finally:
+        servers.stop_process(process)
+
+
+def up_to_first_200(log: Path) -> float:
+    """Spawn `serving up -f sklearn-iris.yaml` (fresh state); seconds until an inference through it answers 200."""
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}/v2/models/{ISVC}/infer"
+    body = payloads.v2_json_body("iris")
+    with tempfile.TemporaryDirectory(prefix="bench-state-") as state:
+        started = time.monotonic()
+        process = _spawn([sys.executable, "-m", "serving.cli", "up", "-f", str(servers.EXAMPLES / f"{ISVC}.yaml"),
+                          "--state-dir", state, "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)],
+                         log)
+        try:
+            return _seconds_until(lambda: httpx.post(url, content=body, timeout=2).status_code == 200, process,
+                                  started, log)
+        finally:
+            servers.stop_process(process)
+
+
+def idle_rss_mb(name: str, log: Path) -> float:
+    """RSS of one `serving serve` process holding example `name`, after ready and 20 requests."""
+    import psutil
+
+    with servers.serving_serve(model_dir(name), log) as target:
+        body = payloads.v2_json_body(payloads.kind_for_model(name))
+        with httpx.Client(base_url=target.url) as client:
+            for _ in range(20):
+                client.post(f"/v2/models/{name}/infer", content=body).raise_for_status()
+        return float(psutil.Process(target.process.pid).memory_info().rss) / 2**20
+
+
+def _row(item: str, config: str, values: list[float], unit: str, target: float, note: str) -> Row:
+    value = statistics.median(values)
+    return Row(item=item, config=config, conns=0, value=value, unit=unit,
+               target=f"≤ {target:g} {unit}", met=value <= target, load1=os.getloadavg()[0],
+               note=f"{note}; runs: {', '.join(format(v, '.2f') for v in values)}")
+
+
+def coldstart(bench: Any, runs: int = 3) -> None:
+    logs = bench.logs
+    ready = [serve_to_ready(logs / "coldstart-serve.log") for _ in range(runs)]
+    first = [up_to_first_200(logs / "coldstart-up.log") for _ in range(runs)]
+    for row in (_row("coldstart", "serve iris, spawn -> /v2/health/ready", ready, "s", SERVE_READY_TARGET_S,
+                     f"median of {runs}"),
+                _row("coldstart", "up -f sklearn-iris, spawn -> first 200", first, "s", UP_FIRST_200_TARGET_S,
+                     f"median of {runs}")):
+        bench.rows.append(row)
+        print(f"  {row.config:<52} {row.value:6.2f} s  (load {row.load1:.1f})", file=sys.stderr, flush=True)
+
+
+def memory(bench: Any, runs: int = 1) -> None:
+    for name in RUNTIMES:
+        values = [idle_rss_mb(name, bench.logs / f"memory-{name}.log") for _ in range(runs)]
+        row = _row("memory", f"idle RSS, {name}", values, "MB", RSS_TARGET_MB, "one serve process, after 20 requests")
+        bench.rows.append(row)
+        print(f"  {row.config:<52} {row.value:6.1f} MB  (load {row.load1:.1f})", file=sys.stderr, flush=True)

@@ -274,7 +274,7 @@ def test_cli_pull(server: ArtifactServer, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("uri,message", [
-    ("gs://bucket/model", "error: gs://bucket/model: storage scheme 'gs://' is not supported here"),
+    ("hdfs://namenode/model", "error: hdfs://namenode/model: storage scheme 'hdfs://' is not supported here"),
     ("pvc://claim/../../etc", "error: pvc://claim/../../etc: path escapes persistent volume claim"),
     ("HTTP404", "HTTP 404 Not Found"),
 ])

@@ -87,7 +87,9 @@ def decode_bytes(chunk: memoryview, name: str, count: int) -> np.ndarray:
     return out
 
 
-def encode_tensor(array: np.ndarray, datatype: str) -> bytes:
+def encode_tensor(array: np.ndarray, datatype: str) -> bytes | memoryview:
+    """The tensor's wire bytes; for numbers a view of the (contiguous little-endian) array, no copy: the one
+    copy is the caller's join of the JSON header and the tensors into the body."""
     if datatype == "BYTES":
         parts = []
         for value in array.ravel():
@@ -95,4 +97,4 @@ def encode_tensor(array: np.ndarray, datatype: str) -> bytes:
             parts.append(_U32.pack(len(raw)))
             parts.append(raw)
         return b"".join(parts)
-    return np.ascontiguousarray(array, dtype=WIRE_DTYPES[datatype]).tobytes()
+    return np.ascontiguousarray(array, dtype=WIRE_DTYPES[datatype]).reshape(-1).view(np.uint8).data

@@ -204,7 +204,7 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     """Serialise a response; outputs asked for as binary go after the JSON header."""
     wanted = {o.name: o for o in request.outputs} if request.outputs is not None else {}
     outputs = []
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     for name, array in response.outputs.items():
         requested = wanted.get(name)
         as_binary = request.binary_output if requested is None or requested.binary is None else requested.binary

@@ -1,11 +1,15 @@
 """Autoscaling on a real `serving up` (a process, its model servers OS processes): replicas go 1 -> N under a
 step load of closed-loop users and back down when idle; with minReplicas 0 the service ends with no model
 process and the next request is held by the activator and answered (200, not 503), its cold start printed.
-The load is loadtests.autoscale_bench's step load (asyncio + httpx users) on a model that costs 5 ms per call,
-one call at a time per replica, so more replicas is the only way to more throughput."""
+The load is Locust's step shape (`serving loadtest v1 --shape step`, its own process) on a model that costs 5 ms
+per call, one call at a time per replica, so more replicas is the only way to more throughput."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,6 @@ from loadtests.autoscale_bench import (
     model_processes,
     predictor_status,
     serving_up,
-    step_load,
     write_isvc,
 )
 
@@ -26,12 +29,22 @@ pytestmark = pytest.mark.e2e
 def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_path: Path) -> None:
     isvc = write_isvc(tmp_path, "elastic", min_replicas=0, max_replicas=3, target=1, window="6s")
     with serving_up(tmp_path, isvc, "elastic", tmp_path / "up.log", "--activator-timeout", "60") as target:
-        result = step_load(target, "elastic", step_s=2.0)
-        peak = max(n for _, n in result.replicas)
-        assert result.errors == 0, "a request failed while replicas were being added"
-        assert peak >= 2, f"never scaled above one ready replica: {result.replicas}"
-        print(f"\n1 -> {peak} ready replicas; 2nd ready after {result.first_time_at(2):.1f} s; "
-              f"p99 {result.p(99):.1f} ms over {len(result.latencies_s)} requests")
+        report = tmp_path / "locust"
+        locust = subprocess.Popen(  # 1 -> 8 users in 5 steps over 15 s
+            [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", target.url, "--model", "elastic",
+             "--shape", "step", "--users", "8", "--duration", "15s", "--out", str(report)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        replicas, started = [], time.monotonic()
+        while locust.poll() is None:
+            replicas.append((time.monotonic() - started, predictor_status(target, "elastic").get("currentReplicas", 0)))
+            time.sleep(0.25)  # sampling the replica count while Locust runs (not a synchronisation)
+        summary = json.loads((report / "summary.json").read_text())
+        peak = max(n for _, n in replicas)
+        assert summary["requests"] > 0 and summary["failures"] == 0, "a request failed while replicas were added"
+        assert peak >= 2, f"never scaled above one ready replica: {replicas}"
+        second = next(t for t, n in replicas if n >= 2)
+        print(f"\n1 -> {peak} ready replicas; 2nd ready after {second:.1f} s; Locust p99 {summary['p99_ms']} ms "
+              f"over {summary['requests']} requests")
         cold = cold_start_s(target, "elastic", idle_timeout_s=60)  # waits for zero processes first
         print(f"cold start from zero: {cold * 1000:.0f} ms (held by the activator, answered 200)")
         assert model_processes(target) == 1

@@ -165,9 +165,10 @@ def test_router_load_averages_in_flight_over_time(monkeypatch: pytest.MonkeyPatc
     assert load.concurrency("default", "r") == pytest.approx(2.25) and load.requests("default", "r") == 1
 
 
-def test_the_router_holds_a_request_for_a_revision_at_zero_then_forwards_it(tmp_path: Path) -> None:
-    """The Router's own path (balancer, activator, table swap) against a real model server in-process: the
-    request waits while the route has no endpoint and is answered once `on_demand` publishes one."""
+@pytest.mark.parametrize("headers", [{}, {"x-serving-tag": "latest"}], ids=["split", "pinned-by-tag"])
+def test_the_router_holds_a_request_for_a_revision_at_zero_then_forwards_it(tmp_path: Path, headers: dict) -> None:
+    """The Router's own path (balancer or tag pin, activator, table swap) against a real model server in-process:
+    the request waits while the route has no endpoint and is answered once `on_demand` publishes one."""
     train_iris_sklearn(tmp_path / "iris")
     with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server:
         async def run() -> tuple[httpx.Response, list[str]]:
@@ -185,7 +186,8 @@ def test_the_router_holds_a_request_for_a_revision_at_zero_then_forwards_it(tmp_
             router.activator.on_demand = start_one
             transport = httpx.ASGITransport(app=router)
             async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
-                response = await client.post("/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
+                response = await client.post("/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]},
+                                             headers=headers)
             await router.upstreams.close()
             return response, asked
 

@@ -162,8 +162,8 @@ class Router:
 
     def _choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
         if pin:
-            for arm in route.arms:
-                if pin in (arm.tag, arm.revision) and arm.endpoints:
+            for arm in route.arms:  # at zero with the activator on, a pinned request is held like any other
+                if pin in (arm.tag, arm.revision) and (arm.endpoints or route.activator):
                     return arm
             raise _no_ready_revision(route, f" for tag {pin!r}")
         chosen = self.balancer.choose(route, affinity)

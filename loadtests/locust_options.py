@@ -14,6 +14,7 @@ from typing import Any
 import gevent
 from locust import events
 from locust.env import Environment
+from locust.runners import WorkerRunner
 
 PROGRESS_INTERVAL_S = 1.0
 
@@ -63,7 +64,7 @@ def _write_progress(environment: Environment, path: str, started: float) -> None
 @events.test_start.add_listener
 def _start_progress(environment: Environment, **_: Any) -> None:
     path = getattr(environment.parsed_options, "progress_file", "")
-    if path:
+    if path and not isinstance(environment.runner, WorkerRunner):  # `--processes`: the master has the totals
         gevent.spawn(_write_progress, environment, path, time.monotonic())
 
 
@@ -72,7 +73,7 @@ def _write_totals(environment: Environment, **_: Any) -> None:
     """What Locust's own report (locust.html, the Aggregated row) says, plus the one number its JSON file lacks:
     when its statistics started (`total_rps` divides by the time since then, not since the first request)."""
     path = getattr(environment.parsed_options, "totals_file", "")
-    if not path:
+    if not path or isinstance(environment.runner, WorkerRunner):  # a worker's share is not the total
         return
     total = environment.stats.total
     doc = {

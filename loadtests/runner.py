@@ -47,6 +47,7 @@ class Plan:
     payload: str | None
     out: Path
     tag: str | None = None  # x-serving-tag on every request (e.g. `latest`: the canary arm only)
+    processes: int = 1  # Locust worker processes (`--processes`; -1: one per core)
 
 
 def parse_duration(text: str) -> int:
@@ -78,6 +79,10 @@ def locust_command(plan: Plan) -> list[str]:
         cmd += ["--serving-tag", plan.tag]
     if plan.scenario == "canary":
         cmd += ["--canary-out", str(plan.out / "canary.json")]
+    if plan.processes != 1:
+        if plan.scenario == "canary":  # the observed split lives in each process's users: it would be lost
+            raise ValueError("--processes is not available for the canary scenario (its split is counted in-process)")
+        cmd += ["--processes", str(plan.processes)]
     return cmd
 
 
@@ -99,8 +104,10 @@ def run_locust(plan: Plan) -> int:
         process = subprocess.Popen(locust_command(plan), stdout=log, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env)
     deadline = time.monotonic() + plan.duration_s + 120
     last_print = 0.0
+    usage = GeneratorUsage(process.pid)
     try:
         while process.poll() is None:
+            usage.sample()
             if time.monotonic() > deadline:
                 process.kill()
                 break
@@ -115,7 +122,50 @@ def run_locust(plan: Plan) -> int:
         process.wait()
     if tty:
         print(file=sys.stderr)
+    usage.save(plan.out / "generator.json")
     return process.returncode
+
+
+class GeneratorUsage:
+    """Locust's own CPU, per process, over the run (sampled; its start-up skipped): a process near 100 % of
+    a core is the limit, not the server, and the report says so."""
+
+    BUSY = 0.9
+    SKIP_S = 2.0  # imports and spawning users are not load generation
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.started = pid, time.monotonic()
+        self.first: dict[int, tuple[float, float]] = {}  # pid -> (when, CPU seconds) at its first sample
+        self.last: dict[int, tuple[float, float]] = {}
+
+    def sample(self) -> None:
+        import psutil
+
+        now = time.monotonic()
+        if now - self.started < self.SKIP_S:
+            return
+        try:
+            root = psutil.Process(self.pid)
+            for process in (root, *root.children(recursive=True)):
+                times = process.cpu_times()
+                self.last[process.pid] = (now, times.user + times.system)
+                self.first.setdefault(process.pid, self.last[process.pid])
+        except psutil.Error:
+            pass
+
+    def busiest(self) -> float:
+        """The highest share of one core any Locust process used between its first and last sample."""
+        shares = [(cpu - self.first[pid][1]) / (when - self.first[pid][0])
+                  for pid, (when, cpu) in self.last.items() if when - self.first[pid][0] >= 1.0]
+        return max(shares, default=0.0)
+
+    def save(self, path: Path) -> None:
+        busiest = self.busiest()
+        path.write_text(json.dumps({"processes": len(self.last), "busiest_cpu_share": round(busiest, 3),
+                                    "generator_limited": busiest >= self.BUSY}))
+        if busiest >= self.BUSY:
+            print(f"note: the load generator was the limit (a Locust process used {busiest:.0%} of a core); "
+                  "add --processes to measure the server", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -151,7 +201,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     with target(args, args.scenario, out) as url:
         plan = Plan(args.scenario, url, args.model or args.example or "sklearn-iris", args.users,
                     args.spawn_rate or float(args.users), duration_s, args.shape, args.rows, args.payload, out,
-                    getattr(args, "tag", None))
+                    getattr(args, "tag", None), getattr(args, "processes", 1))
         print(f"loadtest {plan.scenario} ({plan.shape}, {plan.users} users, {duration_s}s) -> {url}", file=sys.stderr)
         code = run_locust(plan)
     return finish(plan, code, args.max_failure_ratio)

@@ -31,14 +31,17 @@ def iris_server(model_repo: Path):
         yield server
 
 
-@pytest.mark.parametrize(("scenario", "shape"), [("v1", "step"), ("v2-binary", "spike"), ("v2-json", "constant")])
+@pytest.mark.parametrize(("scenario", "shape", "processes"),
+                         [("v1", "step", 1), ("v2-binary", "spike", 1), ("v2-json", "constant", 2)])
 def test_loadtest_against_a_url_has_no_failures_and_writes_reports(
-    iris_server, tmp_path: Path, scenario: str, shape: str
+    iris_server, tmp_path: Path, scenario: str, shape: str, processes: int
 ) -> None:
     out = tmp_path / scenario
     run = loadtest(scenario, "--url", iris_server.url, "--model", "sklearn-iris", "--users", "4", "--shape", shape,
-                   "--duration", "3s", "--rows", "3", "--out", str(out))
+                   "--duration", "3s", "--rows", "3", "--out", str(out), "--processes", str(processes))
     assert run.returncode == 0, run.stdout + run.stderr
+    generator = json.loads((out / "generator.json").read_text())  # Locust's own CPU, to tell who was the limit
+    assert generator["processes"] >= processes and 0 <= generator["busiest_cpu_share"] and "generator_limited" in generator
     entries = json.loads((out / "locust.json").read_text())
     assert sum(e["num_requests"] for e in entries) > 0
     assert sum(e["num_failures"] for e in entries) == 0
@@ -63,6 +66,12 @@ def _assert_summary_agrees_with_locusts_report(out: Path) -> None:
     assert (summary["p95_ms"], summary["p99_ms"]) == (row["response_time_percentile_0.95"],
                                                       row["response_time_percentile_0.99"])
     assert summary["max_ms"] == pytest.approx(row["max_response_time"], abs=0.51)
+
+
+def test_processes_are_refused_where_they_would_lose_counts(tmp_path: Path) -> None:
+    for args, says in ((("canary", "--processes", "2"), "canary"), (("v1", "--processes", "0"), "positive")):
+        run = loadtest(args[0], "--url", "http://127.0.0.1:9", *args[1:], "--out", str(tmp_path))
+        assert run.returncode != 0 and says in run.stderr, run.stderr
 
 
 def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--payload", choices=("iris", "iris-fp32", "rf32"), help="payload kind (default: from the model)")
     p.add_argument("--out", type=Path, help="report folder (default loadtests/results/SCENARIO-TIME)")
     p.add_argument("--tag", help="send x-serving-tag: TAG with every request (latest: only the canary revision)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="Locust load-generator processes (-1: one per core); one Python process tops out near one core")
     p.add_argument("--max-failure-ratio", type=float, default=0.01, help="exit 1 when failures/requests exceed this")
 
 
@@ -46,6 +48,10 @@ def main(args: argparse.Namespace) -> int:
         raise ServingError(f"the loadtests/ folder is not next to this install ({REPO}); run from a source checkout")
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
+    if args.processes == 0 or args.processes < -1:
+        raise ServingError(f"--processes must be a positive count or -1 (one per core), not {args.processes}")
+    if args.processes != 1 and args.scenario == "canary":
+        raise ServingError("--processes is not available for the canary scenario (its revision split is counted in-process)")
     from loadtests.runner import run_from_args
 
     return int(run_from_args(args))

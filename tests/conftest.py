@@ -3,6 +3,7 @@ caller), so a test that wants its own folder calls train_iris_*(path) and gets o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,19 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_iris_xgboost(root / "xgboost-iris")
     train_iris_onnx(root / "onnx-iris")
     return root
+
+
+WHOLE_SUITE_WORKERS = 3  # on 2 cores: the e2e tests mostly wait on processes, so a third worker overlaps them
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`python3 -m pytest tests` (the whole suite, what CI runs) spreads over pytest-xdist workers unless `-n`
+    is given; a run of chosen files or tests stays in one process. Every server binds port 0 and every test
+    has its own tmp dir, so workers never collide."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "numprocesses", "absent") is not None:
+        return
+    tests_dir = Path(__file__).resolve().parent
+    paths = [(config.invocation_params.dir / arg).resolve() for arg in config.args]
+    if paths and all(path == tests_dir for path in paths) and not config.option.collectonly:
+        config.option.numprocesses = WHOLE_SUITE_WORKERS

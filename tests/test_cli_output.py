@@ -55,7 +55,7 @@ def test_apply_get_rollout_delete_speak_kubectl(up: Up, model_repo: Path, tmp_pa
     assert cli(server, state, "rollout", "rollback", "words").stdout.startswith("inferenceservice/words rolled back: ")
     assert cli(server, state, "delete", "-f", str(spec)).stdout == "inferenceservice/words deleted\n"
     gone = cli(server, state, "get", "isvc/words", check=False)
-    assert gone.returncode == 2 and "not found" in gone.stderr
+    assert gone.returncode == 2 and "InferenceService default/words not found; " in gone.stderr, gone.stderr
 
 
 def test_a_missing_local_path_is_warned_at_apply_and_get_says_why(up: Up, tmp_path: Path) -> None:
@@ -75,6 +75,11 @@ def test_a_missing_local_path_is_warned_at_apply_and_get_says_why(up: Up, tmp_pa
     assert row[2] == "False" and row[-1] == "ModelLoadFailed", row
     wide = lines(cli(server, state, "get", "broken", "-o", "wide").stdout)
     assert wide[0].split()[-1] == "MESSAGE" and "not-there" in wide[1], wide
+    refused = httpx.post(server.url + "/v1/models/broken:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    assert refused.status_code == 503 and "retry-after" not in refused.headers  # failed: retrying cannot help
+    said = refused.json()["error"]
+    assert said.startswith("InferenceService 'broken' has no ready revision: revision broken-") and "failed" in said
+    assert "not-there" in said and str(tmp_path) not in said, said  # the reason, not the server's paths
     cli(server, state, "delete", "isvc", "broken")
 
 

@@ -4,8 +4,11 @@ the status differ is pure and tested here on KServe-shaped statuses."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from serving.control.events import status_events
+from tests.support import wait_until
+from tests.up_support import cli, isvc_yaml, serving_up
 
 
 def status(created: str | None = None, ready: str | None = None, traffic: dict[str, int] | None = None,
@@ -35,3 +38,26 @@ def test_a_canary_split_and_a_failed_revision_are_said_once() -> None:
     assert status_events(stable, broken) == [
         (logging.INFO, "revision r3 created"), (logging.WARNING, "revision r3 failed: no model file in /m")]
     assert status_events(broken, broken) == []
+
+
+def test_up_logs_each_event_with_service_and_revision_and_quiet_keeps_failures(tmp_path: Path) -> None:
+    from tests.support import train_iris_sklearn
+
+    model = train_iris_sklearn(tmp_path / "model")
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(isvc_yaml("evented", model))
+    bad.write_text(isvc_yaml("evented-bad", tmp_path / "missing"))
+    with serving_up(tmp_path / "state") as up:
+        cli(up, tmp_path / "state", "apply", "-f", str(good), "--wait=60s")
+        cli(up, tmp_path / "state", "apply", "-f", str(bad), "--wait=60s", check=False)
+        cli(up, tmp_path / "state", "delete", "isvc", "evented", "evented-bad")
+        wait_until(lambda: "drained and stopped" in up.log(), 30, what="the drain line")
+        log = up.log()
+    for line in ("inferenceservice/evented created (generation 1)", "inferenceservice/evented: revision evented-",
+                 " ready", "inferenceservice/evented: traffic evented-", "inferenceservice/evented-bad: revision "
+                 "evented-bad-", "failed: ", "inferenceservice/evented deleted", "drained and stopped"):
+        assert line in log, (line, log)
+    with serving_up(tmp_path / "quiet", extra=("--quiet",)) as up:
+        cli(up, tmp_path / "quiet", "apply", "-f", str(bad), "--wait=60s", check=False)
+        log = up.log()
+    assert "created (generation 1)" not in log and "failed: " in log, log

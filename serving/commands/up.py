@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="requests held per revision while it scales up from zero (more: 503 with Retry-After)")
     p.add_argument("--prometheus-url", help="Prometheus for Canary metrics given as PromQL (metrics[].query)")
     p.add_argument("--log-level", default="info")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="only warnings and failures (no per-event lines, no access log)")
     p.set_defaults(func=main)
 
 
@@ -162,6 +164,9 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
 
 def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> int:
     logging.getLogger().setLevel(args.log_level.upper())
+    if args.quiet:  # events (serving.control.events) and the access log keep their warnings only
+        for name in ("serving.events", "serving.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     app = build_app(args, replica_factory)
     run_http_server(observed_router(app, args, for_children=True), args.host, args.port, lifespan="on")
     return 0

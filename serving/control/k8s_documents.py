@@ -49,7 +49,7 @@ def read_converted(paths: list[Path], namespace: str | None = None) -> list[dict
         except yaml.YAMLError:
             found = []  # load_documents says where
         if not any(is_runtime_document(d) for d in found):
-            load_documents(text)  # field-path errors (file, document) before anything else
+            load_documents(text, str(path))  # field-path errors (file, document) before anything else
         docs += [convert_document(d, namespace) for d in found]
     return docs
 
@@ -61,7 +61,7 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     uri = isvc.spec.predictor.normalised_model().storage_uri if not isvc.spec.predictor.containers else None
     if uri and ("://" not in uri or uri.startswith("file://")):
         return [f"spec.predictor.model.storageUri: {uri!r} is a local path; the cluster cannot read it "
-                "(use pvc://CLAIM/path or http(s)://)"]
+                "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"]
     return []
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from serving.autoscale.knobs import knobs_from
 from serving.autoscale.metrics import ScalingMetrics
+from serving.control import events
 from serving.control.autoscaler import SAMPLE_INTERVAL_S, Autoscalers, Fleet, LoadSource, stable_floor
 from serving.control.processes import ReplicaState
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
@@ -27,7 +28,7 @@ from serving.control.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
 from serving.control.runtime_catalog import RuntimeCatalog
 from serving.control.state import StateStore
 from serving.control.storage_bridge import resolve_model_dir
-from serving.errors import NotFound, ServingError
+from serving.errors import NotFound, ServingError, existing_names
 from serving.revision import Revision
 from serving.router.table import RouteTable
 from serving.spec import InferenceService, parse
@@ -122,21 +123,26 @@ class LocalControlPlane:
     async def apply(self, isvc: InferenceService, document: dict[str, Any]) -> Service:
         async with self._lock:
             old = self.services.get(isvc.key)
+            if old is not None and old.document == document:  # kubectl's `unchanged`: no new generation
+                events.applied(isvc.key, "unchanged", old.generation)
+                return old
             service = Service(isvc, document, old.rollout if old else RolloutState(), old.status if old else {},
                               old.created if old else time.time(), (old.generation + 1) if old else 1)
             self.store.save(*isvc.key, service.record())  # raises StateError: nothing changes in memory then
             self.services[isvc.key] = service
             self.history.remember(*isvc.key, Revision.from_spec(isvc).name, document)
+            events.applied(isvc.key, "configured" if old else "created", service.generation)
         await self.reconcile()
         return self.services[isvc.key]
 
     async def delete(self, namespace: str, name: str) -> None:
         async with self._lock:
             if (namespace, name) not in self.services:
-                raise NotFound(f"InferenceService {namespace}/{name} not found")
+                raise NotFound(f"InferenceService {namespace}/{name} not found{self._existing(namespace)}")
             self.store.delete(namespace, name)
             del self.services[(namespace, name)]
             self.history.forget(namespace, name)
+            events.deleted((namespace, name))
         await self.reconcile()
 
     async def observe(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -146,8 +152,11 @@ class LocalControlPlane:
     def get(self, namespace: str, name: str) -> Service:
         service = self.services.get((namespace, name))
         if service is None:
-            raise NotFound(f"InferenceService {namespace}/{name} not found")
+            raise NotFound(f"InferenceService {namespace}/{name} not found{self._existing(namespace)}")
         return service
+
+    def _existing(self, namespace: str) -> str:
+        return existing_names([n for (ns, n) in self.services if ns == namespace])
 
     def scrape_targets(self) -> list[ScrapeTarget]:
         """Every running model-server process, labelled for the federated /metrics."""
@@ -286,6 +295,7 @@ class LocalControlPlane:
         targets = runner.all_replicas() if replicas is None else replicas
         await self.routes.drain([r.url for r in targets if r.port])
         await runner.stop(targets)
+        events.drained(runner.revision.name, None if replicas is None else len(targets))
         if replicas is None:  # the whole revision retired
             revision = runner.revision
             self.routes.forget(revision.isvc, revision.namespace, revision.name)
@@ -310,6 +320,7 @@ class LocalControlPlane:
 
     def _record(self, service: Service, p: Plan) -> None:
         status = {**p.status, "observedGeneration": service.generation}
+        events.status_changed(service.isvc.key, service.status, status)
         self._replica_status(status, service.isvc.key)
         if p.state.rolled_out != service.rollout.rolled_out and p.state.rolled_out is not None:
             self.history.event(*service.isvc.key, p.state.rolled_out, "rolled out",

@@ -25,6 +25,7 @@ from pathlib import Path
 import orjson
 import psutil
 
+from serving.control import events
 from serving.control.parent_watch import PARENT_PID_ENV
 from serving.http_client import HTTPClient
 
@@ -94,6 +95,8 @@ class Replica:
 
     def _set(self, state: ReplicaState, error: str = "") -> None:
         if (state, error) != (self.state, self.error):
+            if state is not self.state and state in (ReplicaState.READY, ReplicaState.FAILED):
+                events.replica(self.name, state.value, error)
             self.state, self.error = state, error
             self._on_change()
 
@@ -116,7 +119,7 @@ class Replica:
                 else:
                     crashes_before_ready, backoff = 0, 0.5
                 self.restarts += 1
-                log.warning("replica %s exited (%s); restarting in %.1fs", self.name, code, backoff)
+                events.replica(self.name, "crashed", f"exited with {code}; restarting in {backoff:.1f}s")
                 self._set(ReplicaState.STARTING)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -132,6 +135,7 @@ class Replica:
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, PARENT_PID_ENV: str(os.getpid())},
                 start_new_session=True,
             )
+        events.replica(self.name, "restarted" if self.restarts else "started", f"pid {self.process.pid}")
 
     async def _watch(self, http: HTTPClient) -> bool:
         """Health-check until the process exits (or is replaced); True if it was ever ready."""
@@ -146,7 +150,7 @@ class Replica:
             elif ever_ready:
                 failures += 1
                 if failures >= UNHEALTHY_AFTER:
-                    log.warning("replica %s unhealthy; replacing it", self.name)
+                    events.replica(self.name, "unhealthy", "health checks failing; replacing it")
                     self._set(ReplicaState.STARTING, "health checks failing")
                     await self._kill()
                     break

@@ -74,9 +74,17 @@ def routes_for(
     if canary is not None and canary.mirror:
         shadow = next((a for a in arms if a.tag == "latest" and a.percent == 0 and a.endpoints), None)
         mirror = Arm(shadow.revision, 0, "mirror", "latest", shadow.endpoints) if shadow else None
+    # No arm can serve and the latest revision failed: the router's 503 says why (and not to retry).
+    failure = "" if any(a.endpoints for a in arms) else _failure(p)
     return ServiceRoute(name, namespace, tuple(arms), f"{name}.{namespace}.{domain}", timeout_s,
                         affinity_header=canary.affinity_header if canary else "", mirror=mirror,
-                        activator=isvc.spec.predictor.min_replicas == 0)
+                        activator=isvc.spec.predictor.min_replicas == 0, failure=failure)
+
+
+def _failure(p: Plan) -> str:
+    info = p.status.get("modelStatus", {}).get("lastFailureInfo") or {}
+    latest = p.status.get("components", {}).get("predictor", {}).get("latestCreatedRevision") or "?"
+    return f"revision {latest} failed ({info.get('reason', 'Failed')}): {info['message']}" if info.get("message") else ""
 
 
 def route_table(routes: Mapping[tuple[str, str], ServiceRoute], version: int) -> RouteTable:

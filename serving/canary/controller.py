@@ -29,6 +29,7 @@ from serving.canary.promql import render
 from serving.canary.snapshot import RevisionCounters, interval_window, revision_counters
 from serving.canary.spec import Canary, LoadTest
 from serving.errors import NotFound
+from serving.router.table import CanaryRouting
 
 log = logging.getLogger("serving.canary")
 Key = tuple[str, str]  # (namespace, InferenceService name)
@@ -101,13 +102,14 @@ class CanaryController:
             return None
         return 0 if tracked.status.phase is Phase.SUCCEEDED else tracked.status.canary_weight
 
-    def routing(self, key: Key) -> tuple[str, bool] | None:
-        """(affinity header, lower-case or ""; mirror stable traffic now) for the router, or None."""
+    def routing_for(self, key: Key) -> CanaryRouting | None:
+        """Session affinity (header, lower-case) and whether to mirror stable traffic now, or None."""
         tracked = self.tracked.get(key)
         if tracked is None:
             return None
         affinity = tracked.canary.spec.analysis.session_affinity
-        return (affinity.header.lower() if affinity else "", tracked.status.phase is Phase.MIRRORING)
+        return CanaryRouting(affinity_header=affinity.header.lower() if affinity else "",
+                             mirror=tracked.status.phase is Phase.MIRRORING)
 
     # -- manual control (wins over the analysis) --------------------------------------------------------
     def promote(self, key: Key) -> CanaryStatus:

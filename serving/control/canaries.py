@@ -23,7 +23,6 @@ from serving.canary.controller import CanaryController, Key, RolloutView
 from serving.canary.promql import evaluate
 from serving.canary.spec import Canary, LoadTest, parse_canary
 from serving.control.local import LocalControlPlane
-from serving.control.routes import CanaryRouting
 from serving.control.state import write_atomic
 from serving.errors import BadRequest, NotFound, ServingError
 
@@ -42,15 +41,7 @@ class LocalCanaries:
         self.controller = CanaryController(self, registry)
         self._task: asyncio.Task[None] | None = None
         self._load_tests: set[asyncio.Task[None]] = set()
-        control.canaries = self
-
-    # -- CanaryPolicy (asked by the control plane) ---------------------------------------------------
-    def percent_for(self, key: Key) -> int | None:
-        return self.controller.percent_for(key)
-
-    def routing_for(self, key: Key) -> CanaryRouting | None:
-        routing = self.controller.routing(key)
-        return None if routing is None else CanaryRouting(affinity_header=routing[0], mirror=routing[1])
+        control.canaries = self.controller  # its percent_for/routing_for steer plan() and the route
 
     # -- CanaryHost (asked by the controller) -------------------------------------------------------
     def rollout_view(self, key: Key) -> RolloutView | None:

@@ -40,7 +40,6 @@ from serving.cluster import ClusterError, TemporaryClusterError, classify, merge
 from serving.control.canary_status import invalid_status, status_body
 from serving.control.k8s_backend import KubernetesBackend, _rollout
 from serving.control.k8s_render import entry_component, service_url
-from serving.control.routes import CanaryRouting
 from serving.durations import parse_duration_s
 
 log = logging.getLogger("serving.operator")
@@ -61,15 +60,7 @@ class KubernetesCanaryHost:
         self._http = httpx.Client(timeout=scrape_timeout_s)
         self._scraped: dict[str, tuple[float, bytes]] = {}  # router pod uid -> (last seen, exposition)
         self._written: dict[Key, dict[str, Any]] = {}  # the status last written, per target
-        backend.canaries = self
-
-    # -- CanaryPolicy (asked by KubernetesBackend.reconcile) -------------------------------------------
-    def percent_for(self, key: Key) -> int | None:
-        return self.controller.percent_for(key)
-
-    def routing_for(self, key: Key) -> CanaryRouting | None:
-        routing = self.controller.routing(key)
-        return None if routing is None else CanaryRouting(affinity_header=routing[0], mirror=routing[1])
+        backend.canaries = self.controller  # its percent_for/routing_for steer plan() and the route
 
     # -- CanaryHost (asked by the controller) ---------------------------------------------------------
     def rollout_view(self, key: Key) -> RolloutView | None:

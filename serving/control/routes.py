@@ -7,11 +7,10 @@ The route table (`serving.router.table`) is the contract between the two: pure d
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from serving.control.reconcile import Plan
-from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.router.table import Arm, CanaryRouting, RouteTable, ServiceRoute
 from serving.spec import InferenceService
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -28,14 +27,6 @@ class RouteSink(Protocol):
 
     def forget(self, isvc: str, namespace: str, revision: str) -> None:
         """Drop per-revision state (metrics series) of a retired revision."""
-
-
-@dataclass(frozen=True, slots=True)
-class CanaryRouting:
-    """What a Canary policy asks of the router for one service."""
-
-    affinity_header: str = ""  # requests with this header stick to one arm (hash of its value)
-    mirror: bool = False  # shadow stable requests to the 0 % canary arm
 
 
 class CanaryPolicy(Protocol):

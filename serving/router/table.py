@@ -32,6 +32,14 @@ class Arm:
 
 
 @dataclass(frozen=True, slots=True)
+class CanaryRouting:
+    """What a Canary policy asks of the router for one service (becomes fields of its ServiceRoute)."""
+
+    affinity_header: str = ""  # requests with this header stick to one arm (hash of its value)
+    mirror: bool = False  # shadow stable requests to the 0 % canary arm
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceRoute:
     name: str
     namespace: str

@@ -72,3 +72,43 @@ def test_a_request_without_an_answer_is_logged_499_or_500(caplog) -> None:  # no
     except RuntimeError:
         pass
     assert [r.fields["status"] for r in caplog.records] == [499, 500]
+
+
+def test_console_handler_writes_one_loop_turn_in_one_write_and_keeps_the_order() -> None:
+    """Access lines of one event-loop turn go out in one write (a write per line cost a system call per
+    request); lines off the loop are written at once, after anything queued."""
+    import asyncio
+    import io
+
+    from serving.observability.log_format import ConsoleHandler
+
+    class CountingStream(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            CountingStream.writes += 1
+            return super().write(text)
+
+    stream = CountingStream()
+    handler = ConsoleHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.console_handler")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("before")
+
+        async def one_turn() -> None:
+            for i in range(5):
+                log.warning("turn %d", i)
+            assert stream.getvalue().count("\n") == 1  # queued until the turn ends
+            await asyncio.sleep(0)
+            assert stream.getvalue().count("\n") == 6
+
+        asyncio.run(one_turn())
+        log.warning("after")
+    finally:
+        log.removeHandler(handler)
+    messages = [line.split('"message":"')[1].split('"')[0] for line in stream.getvalue().splitlines()]
+    assert messages == ["before", *[f"turn {i}" for i in range(5)], "after"]
+    assert CountingStream.writes == 3

@@ -35,3 +35,12 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     paths = [(config.invocation_params.dir / arg).resolve() for arg in config.args]
     if paths and all(path == tests_dir for path in paths) and not config.option.collectonly:
         config.option.numprocesses = WHOLE_SUITE_WORKERS
+        config.option.dist = "loadgroup"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests run one after another on one worker (under `--dist loadgroup`): each drives real
+    processes and load, and timing assertions (shedding p99, drain) need the other e2e tests not beside them."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("e2e"))

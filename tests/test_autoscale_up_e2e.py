@@ -30,9 +30,9 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
     isvc = write_isvc(tmp_path, "elastic", min_replicas=0, max_replicas=3, target=1, window="6s")
     with serving_up(tmp_path, isvc, "elastic", tmp_path / "up.log", "--activator-timeout", "60") as target:
         report = tmp_path / "locust"
-        locust = subprocess.Popen(  # 1 -> 8 users in 5 steps over 15 s
+        locust = subprocess.Popen(  # 1 -> 8 users in 5 steps over 10 s
             [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", target.url, "--model", "elastic",
-             "--shape", "step", "--users", "8", "--duration", "15s", "--out", str(report)],
+             "--shape", "step", "--users", "8", "--duration", "10s", "--out", str(report)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         replicas, started = [], time.monotonic()
         while locust.poll() is None:

@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -39,7 +39,8 @@ def _moto_checks_encoded_queries() -> Any:
         path, _, query = self._path.partition("?")
         if query:
             pairs = (pair.partition("=") for pair in query.split("&"))
-            self._path = path + "?" + "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, _, v in pairs)
+            self._path = path + "?" + "&".join(  # unquote first: newer moto versions hand over the encoded form
+                f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}" for k, _, v in pairs)
         return original(self)
 
     access_control.IAMRequestBase._create_aws_request = encoded

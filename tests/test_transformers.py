@@ -128,6 +128,8 @@ def test_transformer_is_one_data_plane(v1_transformer: InProcessServer) -> None:
     r = httpx.post(v1_transformer.url + "/v1/models/nope:predict", json={"instances": RECORDS})
     assert r.status_code == 404 and "nope" in r.json()["error"]
     assert httpx.get(v1_transformer.url + "/v1/models/iris").json() == {"name": "iris", "ready": True}
+    # Its own request to count (under pytest-xdist the module's other tests may run on another worker).
+    assert httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"instances": RECORDS}).status_code == 200
     metrics = httpx.get(v1_transformer.url + "/metrics").text
     counted = [line for line in metrics.splitlines() if line.startswith("serving_requests_total{")
                and 'model="iris"' in line and 'code="200"' in line and 'protocol="v1"' in line]

@@ -25,6 +25,7 @@ async def _until(check, timeout_s: float = 30.0) -> None:  # noqa: ANN001 - a pr
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.e2e  # a real child process, killed and restarted
 async def test_port_is_learned_from_the_child_and_renewed_after_a_crash(tmp_path: Path) -> None:
     # A transformer whose predictor is absent: it listens (never ready), which is all this test needs.
     spec = ProcessSpec(["transform", "--predictor-url", "http://127.0.0.1:9", "--model-name", "x"])

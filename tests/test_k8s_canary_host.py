@@ -98,7 +98,8 @@ def test_last_transition_time_is_when_the_current_phase_began() -> None:
     assert last_transition_time("Succeeded", history) is None
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed")
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
+@pytest.mark.e2e  # a real Prometheus process
 def test_promql_metrics_are_read_from_a_real_prometheus(api: Cluster, tmp_path: Path) -> None:
     from tests.test_prometheus import prometheus
 

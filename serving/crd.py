@@ -64,11 +64,19 @@ def open_api_schema() -> dict[str, Any]:
     """The openAPIV3Schema of the InferenceService resource."""
     schema = InferenceService.model_json_schema(by_alias=True)
     defs = schema.get("$defs", {})
-    spec = structural(schema["properties"]["spec"], defs)
-    name = defs["Metadata"]["properties"]["name"]
+    status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+              "description": "KServe's status fields (url, conditions, components) plus the rollout record."}
+    return resource_schema(
+        "An InferenceService (KServe v1beta1 fields): predictor, optional transformer, canary traffic.",
+        defs["Metadata"]["properties"]["name"], structural(schema["properties"]["spec"], defs), status)
+
+
+def resource_schema(description: str, name: dict[str, Any], spec: dict[str, Any],
+                    status: dict[str, Any]) -> dict[str, Any]:
+    """The top of a resource's schema: apiVersion, kind, metadata.name's rule, spec and status."""
     return {
         "type": "object",
-        "description": "An InferenceService (KServe v1beta1 fields): predictor, optional transformer, canary traffic.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -77,8 +85,7 @@ def open_api_schema() -> dict[str, Any]:
                 "name": {"type": "string", "pattern": name["pattern"], "maxLength": name["maxLength"]},
             }},
             "spec": spec,
-            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                       "description": "KServe's status fields (url, conditions, components) plus the rollout record."},
+            "status": status,
         },
     }
 

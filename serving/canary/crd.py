@@ -14,7 +14,7 @@ import yaml
 
 from serving.canary.analysis import Phase
 from serving.canary.spec import API_VERSION, Canary
-from serving.crd import definition, structural
+from serving.crd import definition, resource_schema, structural
 
 GROUP, VERSION = API_VERSION.split("/")
 KIND = "Canary"
@@ -51,21 +51,10 @@ def open_api_schema() -> dict[str, Any]:
     """The openAPIV3Schema of the Canary resource."""
     schema = Canary.model_json_schema(by_alias=True)
     defs = schema.get("$defs", {})
-    name = defs["CanaryMetadata"]["properties"]["name"]
-    return {
-        "type": "object",
-        "description": "A metric-gated canary policy for the InferenceService in spec.targetRef (Flagger's analysis).",
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object", "properties": {
-                "name": {"type": "string", "pattern": name["pattern"], "maxLength": name["maxLength"]},
-            }},
-            "spec": structural(_const_as_enum(schema["properties"]["spec"]), _const_as_enum(defs)),
-            "status": STATUS_SCHEMA,
-        },
-    }
+    return resource_schema(
+        "A metric-gated canary policy for the InferenceService in spec.targetRef (Flagger's analysis).",
+        defs["CanaryMetadata"]["properties"]["name"],
+        structural(_const_as_enum(schema["properties"]["spec"]), _const_as_enum(defs)), STATUS_SCHEMA)
 
 
 def _const_as_enum(node: Any) -> Any:

@@ -65,7 +65,7 @@ class RouterReplica:
 
     def __enter__(self) -> RouterReplica:
         self.thread.start()
-        wait_until(lambda: self.server.started, timeout_s=10)
+        wait_until(lambda: self.server.started, timeout_s=30)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         return self
 
@@ -152,7 +152,7 @@ def _canary_status(api: Cluster) -> dict[str, Any]:
 
 def _walk_one_step(api: Cluster, routers: list[RouterReplica], stable: str, canary: str, weight: int) -> None:
     """Wait for `weight` in the route table, then serve a passing interval split over both replicas."""
-    wait_until(lambda: _weights(api) == {canary: weight, stable: 100 - weight}, timeout_s=10)
+    wait_until(lambda: _weights(api) == {canary: weight, stable: 100 - weight}, timeout_s=30)
     assert _canary_status(api)["canaryWeight"] == weight
     routers[0].served(canary, 3, 200)
     routers[1].served(canary, 3, 200)  # 3 + 3 >= minRequests 5 only because the replicas are summed
@@ -164,7 +164,7 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
     with _operator(url, api, metrics_port) as runner:
         _apply_isvc(tmp_path, api, "v1")
         stable = _new_ready_revision(api, set())
-        wait_until(lambda: _weights(api) == {stable: 100}, timeout_s=10)
+        wait_until(lambda: _weights(api) == {stable: 100}, timeout_s=30)
         kubernetes.client.CustomObjectsApi(api.client).create_namespaced_custom_object(
             "serving.dev", "v1alpha1", "ml", "canaries", CANARY)
 
@@ -172,7 +172,7 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
         canary = _new_ready_revision(api, {stable})
         _walk_one_step(api, routers, stable, canary, 10)
         assert _route(api)["affinityHeader"] == "x-user-id"  # the CanaryRouting reached the ConfigMap
-        wait_until(lambda: _canary_status(api).get("canaryWeight") == 25, timeout_s=10)
+        wait_until(lambda: _canary_status(api).get("canaryWeight") == 25, timeout_s=30)
         exposition = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text  # the operator's own
         assert 'serving_canary_weight{isvc="iris",namespace="ml"} 25.0' in exposition
         assert 'serving_canary_transitions_total{isvc="iris",namespace="ml",phase="Progressing"} 2.0' in exposition
@@ -182,11 +182,11 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
     # the routers counted before it started are its baseline: with no fresh traffic, the first check holds.
     checks = _canary_status(api)["iterations"]
     with _operator(url, api) as runner:
-        wait_until(lambda: _canary_status(api)["iterations"] > checks, timeout_s=10)
+        wait_until(lambda: _canary_status(api)["iterations"] > checks, timeout_s=30)
         assert _canary_status(api)["message"].startswith("holding at 25%: 0 canary requests")
         _walk_one_step(api, routers, stable, canary, 25)
         _walk_one_step(api, routers, stable, canary, 50)
-        wait_until(lambda: _canary_status(api).get("phase") == "Succeeded", timeout_s=10)
+        wait_until(lambda: _canary_status(api).get("phase") == "Succeeded", timeout_s=30)
         assert _weights(api) == {canary: 100}
         status = _canary_status(api)
         assert [h["canaryWeight"] for h in status["history"]] == [10, 25, 50, 100, 100]
@@ -198,11 +198,11 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
         # A canary answering 5xx: two failed checks (threshold 2) -> weight 0, the stable one keeps 100 %.
         _apply_isvc(tmp_path, api, "v3")
         bad = _new_ready_revision(api, {stable, canary})
-        wait_until(lambda: _weights(api) == {bad: 10, canary: 90}, timeout_s=10)
+        wait_until(lambda: _weights(api) == {bad: 10, canary: 90}, timeout_s=30)
         for failed in (1, 2):
             routers[failed - 1].served(bad, 6, 503)
-            wait_until(lambda failed=failed: _canary_status(api).get("failedChecks") == failed, timeout_s=10)
-        wait_until(lambda: _weights(api) == {canary: 100, bad: 0}, timeout_s=10)
+            wait_until(lambda failed=failed: _canary_status(api).get("failedChecks") == failed, timeout_s=30)
+        wait_until(lambda: _weights(api) == {canary: 100, bad: 0}, timeout_s=30)
         status = _canary_status(api)
         assert status["phase"] == "Failed" and status["canaryWeight"] == 0 and status["revision"] == bad
         assert "request-success-rate 0 outside >= 99%" in status["message"]

@@ -48,22 +48,43 @@ spec:
 """
 
 
-def write_isvc(folder: Path, name: str, min_replicas: int, max_replicas: int, target: int = 2,
-               window: str = "6s") -> Path:
+def write_isvc(
+    folder: Path, name: str, min_replicas: int, max_replicas: int, target: int = 2, window: str = "6s"
+) -> Path:
     model = folder / "fixed-cost-model"
     model.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
-    path.write_text(YAML.format(name=name, window=window, min=min_replicas, max=max_replicas, target=target,
-                                runtime=RUNTIME, uri=model))
+    path.write_text(
+        YAML.format(
+            name=name,
+            window=window,
+            min=min_replicas,
+            max=max_replicas,
+            target=target,
+            runtime=RUNTIME,
+            uri=model,
+        )
+    )
     return path
 
 
 @contextmanager
 def serving_up(folder: Path, yaml_file: Path, name: str, log: Path, *extra: str) -> Iterator[servers.Target]:
     state = folder / f"state-{name}"
-    argv = [sys.executable, "-m", "serving.cli", "up", "-f", str(yaml_file), "--state-dir", str(state), *extra]
-    with servers.started(argv, "/v2/health/live", log, ready=lambda url: servers.isvc_ready(url, state, name),
-                         state_dir=state) as target:
+    argv = [
+        sys.executable,
+        "-m",
+        "serving.cli",
+        "up",
+        "-f",
+        str(yaml_file),
+        "--state-dir",
+        str(state),
+        *extra,
+    ]
+    with servers.started(
+        argv, "/v2/health/live", log, ready=lambda url: servers.isvc_ready(url, state, name), state_dir=state
+    ) as target:
         yield target
 
 
@@ -137,8 +158,14 @@ def step_load(target: servers.Target, name: str, step_s: float = 6.0) -> StepRes
 
 def cold_start_s(target: servers.Target, name: str, idle_timeout_s: float = 120.0) -> float:
     """Wait until the service has no model process, then time one request (held by the activator)."""
-    servers.wait_until(lambda: model_processes(target) == 0, idle_timeout_s, f"{name} to scale to zero",
-                       target.process, target.log, interval_s=0.25)
+    servers.wait_until(
+        lambda: model_processes(target) == 0,
+        idle_timeout_s,
+        f"{name} to scale to zero",
+        target.process,
+        target.log,
+        interval_s=0.25,
+    )
     started = time.monotonic()
     response = httpx.post(f"{target.url}/v2/models/{name}/infer", json=BODY, timeout=90)
     elapsed = time.monotonic() - started
@@ -153,19 +180,45 @@ def run(bench: Any, step_s: float) -> None:
     folder = bench.workdir / "autoscale"
     for label, low, high in (("autoscaled 1..8", 1, 8), ("pinned at 8", 8, 8)):
         name = "auto" if low != high else "pinned"
-        with serving_up(folder, write_isvc(folder, name, low, high), name, bench.logs / f"autoscale-{name}.log") as t:
+        with serving_up(
+            folder, write_isvc(folder, name, low, high), name, bench.logs / f"autoscale-{name}.log"
+        ) as t:
             result = step_load(t, name, step_s)
         peak = max((n for _, n in result.replicas), default=0)
         up_at = result.first_time_at(2)
-        note = (f"ready replicas peak {peak}; 2nd replica ready at {up_at:.1f} s" if up_at is not None and low != high
-                else f"ready replicas {peak}")
+        note = (
+            f"ready replicas peak {peak}; 2nd replica ready at {up_at:.1f} s"
+            if up_at is not None and low != high
+            else f"ready replicas {peak}"
+        )
         rps = len(result.latencies_s) / (step_s * len(STEPS))
-        bench.rows.append(Row(item="autoscale", config=f"step 1->16 users, {label}", conns=16, rps=rps,
-                              p50_ms=result.p(50), p99_ms=result.p(99), errors=result.errors, note=note))
-        print(f"  {label:<18} {rps:8.1f} req/s  p50 {result.p(50):7.2f} ms  p99 {result.p(99):8.2f} ms  "
-              f"errors {result.errors}  {note}", file=sys.stderr, flush=True)
+        bench.rows.append(
+            Row(
+                item="autoscale",
+                config=f"step 1->16 users, {label}",
+                conns=16,
+                rps=rps,
+                p50_ms=result.p(50),
+                p99_ms=result.p(99),
+                errors=result.errors,
+                note=note,
+            )
+        )
+        print(
+            f"  {label:<18} {rps:8.1f} req/s  p50 {result.p(50):7.2f} ms  p99 {result.p(99):8.2f} ms  "
+            f"errors {result.errors}  {note}",
+            file=sys.stderr,
+            flush=True,
+        )
     with serving_up(folder, write_isvc(folder, "zero", 0, 2), "zero", bench.logs / "autoscale-zero.log") as t:
         cold = cold_start_s(t, "zero")
-    bench.rows.append(Row(item="autoscale", config="cold start from zero (held by the activator)", conns=1,
-                          p50_ms=cold * 1000, note="one request after the service had no process"))
+    bench.rows.append(
+        Row(
+            item="autoscale",
+            config="cold start from zero (held by the activator)",
+            conns=1,
+            p50_ms=cold * 1000,
+            note="one request after the service had no process",
+        )
+    )
     print(f"  cold start from zero: {cold * 1000:.0f} ms", file=sys.stderr, flush=True)

@@ -38,8 +38,12 @@ def batch_sizes(url: str) -> tuple[float, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(url + "/metrics", timeout=10).text
-    found = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
-             if s.name in ("serving_batch_size_count", "serving_batch_size_sum")}
+    found = {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name in ("serving_batch_size_count", "serving_batch_size_sum")
+    }
     return found.get("serving_batch_size_count", 0.0), found.get("serving_batch_size_sum", 0.0)
 
 
@@ -48,7 +52,9 @@ def measure(label: str, extra: list[str], args: argparse.Namespace, workdir: Pat
     log = workdir / f"rf-{label}.log"
     with servers.serving_serve(model_dir(RF_NAME), log, *extra) as target:
         check_answer(target.url, request.body)
-        wrk.run(target.url, request, workdir, args.connections, 2)  # warm-up: threads, caches, branch predictors
+        wrk.run(
+            target.url, request, workdir, args.connections, 2
+        )  # warm-up: threads, caches, branch predictors
         before, cpu_before = batch_sizes(target.url), cpu_seconds(target.process.pid)
         result = wrk.run(target.url, request, workdir, args.connections, args.duration, threads=2)
         after, cpu_after = batch_sizes(target.url), cpu_seconds(target.process.pid)
@@ -73,23 +79,50 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model_dir(RF_NAME)  # train once, outside the measurement
     load = os.getloadavg()[0]
-    on = ["--max-batch-size", str(args.max_batch_size), "--max-latency-ms", str(args.max_latency_ms),
-          "--max-batches-in-flight", str(args.in_flight)]
+    on = [
+        "--max-batch-size",
+        str(args.max_batch_size),
+        "--max-latency-ms",
+        str(args.max_latency_ms),
+        "--max-batches-in-flight",
+        str(args.in_flight),
+    ]
     with tempfile.TemporaryDirectory(prefix="batching-bench-") as tmp:
         off_result = measure("off", ["--max-queue-wait", "60"], args, Path(tmp))  # queue, don't shed
         on_result = measure("on", on, args, Path(tmp))
     ratio = on_result["rps"] / off_result["rps"] if off_result["rps"] else float("inf")
-    print(f"RandomForest 200 trees x 32 features, {args.connections} connections, single-row V2 JSON, "
-          f"{args.duration:g}s each (load average before: {load:.2f} on {os.cpu_count()} cores)")
-    print(f"{'batching':<36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'rows/batch':>12}{'CPU us/req':>12}{'errors':>8}")
-    for r, name in ((off_result, "off"), (on_result, f"on (max {args.max_batch_size}, {args.max_latency_ms:g} ms)")):
-        print(f"{name:<36}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.1f}{r['p99_us'] / 1000:>10.1f}"
-              f"{r['mean_batch_rows']:>12.1f}{r['cpu_us']:>12.0f}{r['errors']:>8}")
-    print(f"throughput ratio on/off: {ratio:.1f}x (target >= 20x); server CPU per request off/on: "
-          f"{off_result['cpu_us'] / max(1.0, on_result['cpu_us']):.1f}x")
+    print(
+        f"RandomForest 200 trees x 32 features, {args.connections} connections, single-row V2 JSON, "
+        f"{args.duration:g}s each (load average before: {load:.2f} on {os.cpu_count()} cores)"
+    )
+    print(
+        f"{'batching':<36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'rows/batch':>12}{'CPU us/req':>12}{'errors':>8}"
+    )
+    for r, name in (
+        (off_result, "off"),
+        (on_result, f"on (max {args.max_batch_size}, {args.max_latency_ms:g} ms)"),
+    ):
+        print(
+            f"{name:<36}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.1f}{r['p99_us'] / 1000:>10.1f}"
+            f"{r['mean_batch_rows']:>12.1f}{r['cpu_us']:>12.0f}{r['errors']:>8}"
+        )
+    print(
+        f"throughput ratio on/off: {ratio:.1f}x (target >= 20x); server CPU per request off/on: "
+        f"{off_result['cpu_us'] / max(1.0, on_result['cpu_us']):.1f}x"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"off": off_result, "on": on_result, "ratio": ratio, "load_average": load,
-                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(args) | {"json": None}}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "off": off_result,
+                    "on": on_result,
+                    "ratio": ratio,
+                    "load_average": load,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "args": vars(args) | {"json": None},
+                }
+            )
+        )
     return 0
 
 

@@ -65,18 +65,32 @@ class Bench:
         self.workdir, self.duration_s, self.logs = workdir, duration_s, logs
         self.rows: list[Row] = []
 
-    def measure(self, target: servers.Target, request: wrk.Request, conns: int, item: str, config: str,
-                note: str = "") -> Row:
+    def measure(
+        self, target: servers.Target, request: wrk.Request, conns: int, item: str, config: str, note: str = ""
+    ) -> Row:
         cpu_before = cpu_seconds(target.process.pid)
         result = wrk.run(target.url, request, self.workdir, conns, self.duration_s)
         cpu_us = 1e6 * (cpu_seconds(target.process.pid) - cpu_before) / max(1, result["requests"])
-        row = Row(item=item, config=config, conns=conns, rps=result["rps"], p50_ms=result["p50_us"] / 1000,
-                  p99_ms=result["p99_us"] / 1000, mean_ms=result["mean_us"] / 1000, cpu_us=cpu_us,
-                  errors=result["errors"], note=note, load1=os.getloadavg()[0])
+        row = Row(
+            item=item,
+            config=config,
+            conns=conns,
+            rps=result["rps"],
+            p50_ms=result["p50_us"] / 1000,
+            p99_ms=result["p99_us"] / 1000,
+            mean_ms=result["mean_us"] / 1000,
+            cpu_us=cpu_us,
+            errors=result["errors"],
+            note=note,
+            load1=os.getloadavg()[0],
+        )
         self.rows.append(row)
-        print(f"  {config:<34} c={conns:<3} {row.rps:9.1f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms"
-              f"  server CPU {cpu_us:7.0f} us/req  errors {row.errors}  load {row.load1:.1f}", file=sys.stderr,
-              flush=True)
+        print(
+            f"  {config:<34} c={conns:<3} {row.rps:9.1f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms"
+            f"  server CPU {cpu_us:7.0f} us/req  errors {row.errors}  load {row.load1:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
         return row
 
     def warm(self, url: str, request: wrk.Request) -> None:
@@ -101,22 +115,33 @@ class Bench:
 
     def router(self) -> None:
         model_dir(ISVC)
-        with tempfile.TemporaryDirectory(prefix="bench-state-") as state, servers.serving_up(
-            [servers.EXAMPLES / f"{ISVC}.yaml"], [ISVC], Path(state), self.logs / "router.log"
-        ) as target:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-state-") as state,
+            servers.serving_up(
+                [servers.EXAMPLES / f"{ISVC}.yaml"], [ISVC], Path(state), self.logs / "router.log"
+            ) as target,
+        ):
             self.iris_matrix(target, "router", "router")
 
     def batching(self) -> None:
-        note = "" if importlib.util.find_spec("serving.batching") else "batcher not landed: flag had no effect"
+        note = (
+            "" if importlib.util.find_spec("serving.batching") else "batcher not landed: flag had no effect"
+        )
         rf = wrk.Request("rf-v2", f"/v2/models/{RF_NAME}/infer", payloads.v2_json_body("rf32"))
         # Unbatched: queue rather than shed (--max-queue-wait), so both columns measure the model, not admission.
-        for label, extra in (("off", ("--max-queue-wait", "60")), ("on", ("--max-batch-size", "64", "--max-latency-ms", "5"))):
+        for label, extra in (
+            ("off", ("--max-queue-wait", "60")),
+            ("on", ("--max-batch-size", "64", "--max-latency-ms", "5")),
+        ):
             with servers.serving_serve(model_dir(RF_NAME), self.logs / f"rf-{label}.log", *extra) as target:
                 self.warm(target.url, rf)
-                self.measure(target, rf, 64, "batching", f"RF-200 batching {label}", note if label == "on" else "")
+                self.measure(
+                    target, rf, 64, "batching", f"RF-200 batching {label}", note if label == "on" else ""
+                )
         iris = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
-        with servers.serving_serve(model_dir(ISVC), self.logs / "iris-batch.log", "--max-batch-size", "64",
-                                   "--max-latency-ms", "2") as target:
+        with servers.serving_serve(
+            model_dir(ISVC), self.logs / "iris-batch.log", "--max-batch-size", "64", "--max-latency-ms", "2"
+        ) as target:
             self.warm(target.url, iris)
             self.measure(target, iris, 64, "batching", "server V2 JSON batching on", note)
 
@@ -128,31 +153,54 @@ class Bench:
         as_binary = wrk.Request("big-binary", V2_PATH, body.body, tuple(body.headers().items()))
         with servers.serving_serve(model_dir(ISVC), self.logs / "big.log") as target:
             self.warm(target.url, as_binary)
-            self.measure(target, as_json, 1, "binary", "1M FP32 V2 JSON", f"{len(as_json.body) / 1e6:.1f} MB body")
+            self.measure(
+                target, as_json, 1, "binary", "1M FP32 V2 JSON", f"{len(as_json.body) / 1e6:.1f} MB body"
+            )
             before = model_seconds(target.url)
-            row = self.measure(target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body")
+            row = self.measure(
+                target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body"
+            )
             after = model_seconds(target.url)
         calls = after[1] - before[1]
         if calls and row.mean_ms and row.p50_ms:
             model_ms = 1000 * (after[0] - before[0]) / calls
             # p50: on a shared machine a few stalls move the mean (the note keeps it)
             ratio, by_mean = row.p50_ms / model_ms, row.mean_ms / model_ms
-            self.rows.append(Row(item="binary", config="1M FP32 V2 binary: end to end vs model call", conns=1,
-                                 ratio=ratio, basis=f"× the model call ({model_ms:.1f} ms mean), p50", value=None,
-                                 target="≤ 1.5× the model call", met=ratio <= 1.5, load1=os.getloadavg()[0],
-                                 note=f"by mean latency {by_mean:.2f}×; model time from serving_inference_duration_seconds"))
-            print(f"  end to end p50 {row.p50_ms:.1f} ms = {ratio:.2f}x (mean: {by_mean:.2f}x) the model call "
-                  f"{model_ms:.1f} ms", file=sys.stderr, flush=True)
+            self.rows.append(
+                Row(
+                    item="binary",
+                    config="1M FP32 V2 binary: end to end vs model call",
+                    conns=1,
+                    ratio=ratio,
+                    basis=f"× the model call ({model_ms:.1f} ms mean), p50",
+                    value=None,
+                    target="≤ 1.5× the model call",
+                    met=ratio <= 1.5,
+                    load1=os.getloadavg()[0],
+                    note=f"by mean latency {by_mean:.2f}×; model time from serving_inference_duration_seconds",
+                )
+            )
+            print(
+                f"  end to end p50 {row.p50_ms:.1f} ms = {ratio:.2f}x (mean: {by_mean:.2f}x) the model call "
+                f"{model_ms:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def transformer(self) -> None:
         """iris-transformer (records in, labels out) vs the sklearn-iris predictor alone, both via `serving up`."""
         model_dir(ISVC)
         alone = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
-        paired = wrk.Request("iris-records", "/v1/models/iris-transformer:predict", payloads.v1_records_body())
+        paired = wrk.Request(
+            "iris-records", "/v1/models/iris-transformer:predict", payloads.v1_records_body()
+        )
         files = [servers.EXAMPLES / f"{ISVC}.yaml", servers.example_yaml("iris-transformer")]
-        with tempfile.TemporaryDirectory(prefix="bench-state-") as state, servers.serving_up(
-            files, [ISVC, "iris-transformer"], Path(state), self.logs / "transformer.log"
-        ) as target:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-state-") as state,
+            servers.serving_up(
+                files, [ISVC, "iris-transformer"], Path(state), self.logs / "transformer.log"
+            ) as target,
+        ):
             self.warm(target.url, paired)
             self.measure(target, alone, 16, "transformer", "predictor alone V1")
             self.measure(target, paired, 16, "transformer", "transformer + predictor V1")
@@ -198,10 +246,17 @@ def run(only: list[str], duration_s: float, quick: bool) -> dict:
     annotate(bench.rows)
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                    "pinned": {"server": servers.SERVER_CPUS, "load": wrk.CPUS} if servers.SERVER_CPUS else None},
-        "duration_s": duration_s, "quick": quick, "rows": [r.to_dict() for r in bench.rows],
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+            "pinned": {"server": servers.SERVER_CPUS, "load": wrk.CPUS} if servers.SERVER_CPUS else None,
+        },
+        "duration_s": duration_s,
+        "quick": quick,
+        "rows": [r.to_dict() for r in bench.rows],
     }
 
 
@@ -209,9 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
-    parser.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated items or numbers 1-{len(ITEMS)} of {ITEMS}")
-    parser.add_argument("--pin", action="store_true",
-                        help="server (and its children) on CPU 0, wrk on CPU 1 (taskset; needs 2+ CPUs)")
+    parser.add_argument(
+        "--only", default=",".join(ITEMS), help=f"comma-separated items or numbers 1-{len(ITEMS)} of {ITEMS}"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server (and its children) on CPU 0, wrk on CPU 1 (taskset; needs 2+ CPUs)",
+    )
     parser.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=servers.RESULTS, help="folder for the results JSON")
     args = parser.parse_args(argv)

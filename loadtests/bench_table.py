@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ITEMS = ["ceiling", "direct", "router", "batching", "binary", "transformer", "grpc", "autoscale", "coldstart", "memory"]
+ITEMS = [
+    "ceiling",
+    "direct",
+    "router",
+    "batching",
+    "binary",
+    "transformer",
+    "grpc",
+    "autoscale",
+    "coldstart",
+    "memory",
+]
 
 
 @dataclass
@@ -37,7 +48,9 @@ class Row:
 
 
 def _find(rows: list[Row], item: str, config: str, conns: int) -> Row | None:
-    return next((r for r in rows if r.item == item and r.config == config and r.conns == conns and r.rps), None)
+    return next(
+        (r for r in rows if r.item == item and r.config == config and r.conns == conns and r.rps), None
+    )
 
 
 def _compare(row: Row, base: Row | None, basis: str) -> None:
@@ -92,21 +105,49 @@ def _cells(row: Row) -> list[str]:
     ratio = f"{row.ratio:.2f}{row.basis}" if row.ratio is not None else ""
     if row.value is not None:
         ratio = f"{row.value:.2f} {row.unit}"
-    return [row.item, row.config, str(row.conns) if row.conns else "—", num(row.rps, ".1f"), num(row.p50_ms, ".2f"), num(row.p99_ms, ".2f"),
-            num(row.cpu_us, ".0f"), num(row.load1, ".1f"), ratio, row.target, met, note]
+    return [
+        row.item,
+        row.config,
+        str(row.conns) if row.conns else "—",
+        num(row.rps, ".1f"),
+        num(row.p50_ms, ".2f"),
+        num(row.p99_ms, ".2f"),
+        num(row.cpu_us, ".0f"),
+        num(row.load1, ".1f"),
+        ratio,
+        row.target,
+        met,
+        note,
+    ]
 
 
-HEADER = ["item", "configuration", "conns", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "load", "ratio", "target",
-          "met", "note"]
+HEADER = [
+    "item",
+    "configuration",
+    "conns",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "server CPU µs/req",
+    "load",
+    "ratio",
+    "target",
+    "met",
+    "note",
+]
 
 
 def _machine(result: dict[str, Any]) -> str:
     m = result["machine"]
     load = ", ".join(f"{x:.1f}" for x in m["loadavg_before"])
     pinned = m.get("pinned")
-    where = (f"server pinned to CPU {pinned['server']}, wrk to CPU {pinned['load']}" if pinned else "not pinned")
-    return (f"{m['cores']} cores, {m['platform']}, Python {m['python']}; load average before {load}; "
-            f"{result['duration_s']:g} s per measurement, wrk 1 thread, {where}")
+    where = (
+        f"server pinned to CPU {pinned['server']}, wrk to CPU {pinned['load']}" if pinned else "not pinned"
+    )
+    return (
+        f"{m['cores']} cores, {m['platform']}, Python {m['python']}; load average before {load}; "
+        f"{result['duration_s']:g} s per measurement, wrk 1 thread, {where}"
+    )
 
 
 def format_text(result: dict[str, Any]) -> str:
@@ -118,7 +159,11 @@ def format_text(result: dict[str, Any]) -> str:
 
 def format_markdown(result: dict[str, Any]) -> str:
     rows = [_cells(Row(**r)) for r in result["rows"]]
-    lines = [f"\n## {result['date']}{' (quick)' if result['quick'] else ''}\n", _machine(result) + ".\n",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = [
+        f"\n## {result['date']}{' (quick)' if result['quick'] else ''}\n",
+        _machine(result) + ".\n",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -16,8 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 V1_REPLY = b'{"predictions":[1]}'
-V2_REPLY = (b'{"model_name":"sklearn-iris","outputs":[{"name":"output-0","datatype":"INT64","shape":[1],'
-            b'"data":[1]}],"model_version":"1"}')
+V2_REPLY = (
+    b'{"model_name":"sklearn-iris","outputs":[{"name":"output-0","datatype":"INT64","shape":[1],'
+    b'"data":[1]}],"model_version":"1"}'
+)
 
 
 async def v1_predict(request: Request) -> Response:
@@ -35,11 +37,13 @@ async def ready(request: Request) -> Response:
 
 
 def build_app() -> Starlette:
-    return Starlette(routes=[
-        Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
-        Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
-        Route("/v2/health/ready", ready),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
+            Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+            Route("/v2/health/ready", ready),
+        ]
+    )
 
 
 def main() -> None:
@@ -49,8 +53,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
-    uvicorn.run(build_app(), host=args.host, port=args.port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", workers=1)
+    uvicorn.run(
+        build_app(),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        workers=1,
+    )
 
 
 if __name__ == "__main__":

@@ -63,23 +63,31 @@ def _svg(title: str, t: list[float | None], series: dict[str, list[float | None]
     def xy(x: float, y: float) -> str:
         return f"{PAD + plot_w * x / right:.1f},{HEIGHT - PAD - plot_h * y / top:.1f}"
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img">',
-             f'<text x="{PAD}" y="20" font-weight="bold">{html.escape(title)}</text>',
-             f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{PAD + plot_w}" y2="{HEIGHT - PAD}" stroke="#888"/>',
-             f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#888"/>',
-             f'<text x="{PAD}" y="{PAD - 6}" font-size="11">{html.escape(unit)}</text>',
-             f'<text x="{PAD + plot_w / 2 - 50}" y="{HEIGHT - PAD + 30}" font-size="11">time since start (s)</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img">',
+        f'<text x="{PAD}" y="20" font-weight="bold">{html.escape(title)}</text>',
+        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{PAD + plot_w}" y2="{HEIGHT - PAD}" stroke="#888"/>',
+        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#888"/>',
+        f'<text x="{PAD}" y="{PAD - 6}" font-size="11">{html.escape(unit)}</text>',
+        f'<text x="{PAD + plot_w / 2 - 50}" y="{HEIGHT - PAD + 30}" font-size="11">time since start (s)</text>',
+    ]
     for fraction in (0.0, 0.5, 1.0):  # tick labels on both axes: zero, half, top
         y = HEIGHT - PAD - plot_h * fraction
-        parts.append(f'<text x="{PAD - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{top * fraction:.3g}</text>')
+        parts.append(
+            f'<text x="{PAD - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{top * fraction:.3g}</text>'
+        )
         x = PAD + plot_w * fraction
-        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle">'
-                     f'{right * fraction:.3g}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle">'
+            f"{right * fraction:.3g}</text>"
+        )
     for i, (name, ys) in enumerate(series.items()):
         points = " ".join(xy(x, y) for x, y in zip(t, ys, strict=True) if x is not None and y is not None)
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
-        parts.append(f'<text x="{PAD + plot_w + 8}" y="{PAD + 14 * i}" font-size="11" fill="{colour}">{html.escape(name)}</text>')
+        parts.append(
+            f'<text x="{PAD + plot_w + 8}" y="{PAD + 14 * i}" font-size="11" fill="{colour}">{html.escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -87,13 +95,21 @@ def _svg(title: str, t: list[float | None], series: dict[str, list[float | None]
 def render(history_csv: Path, out: Path, title: str) -> Path:
     cols = read_history(history_csv)
     t = cols["t"]
-    body = "\n".join([
-        f"<h1>{html.escape(title)}</h1>",
-        _svg("Throughput", t, {"req/s": cols["rps"], "failures/s": cols["fails"]}, "req/s"),
-        _svg("Latency (mean per second; percentiles over Locust's last ~10 s)", t,
-             {"mean": cols["mean"], "p50": cols["p50"], "p95": cols["p95"], "p99": cols["p99"]}, "ms"),
-        _svg("Users", t, {"users": cols["users"]}, "users"),
-    ])
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-                   f"<body style='font-family:sans-serif'>{body}</body></html>\n")
+    body = "\n".join(
+        [
+            f"<h1>{html.escape(title)}</h1>",
+            _svg("Throughput", t, {"req/s": cols["rps"], "failures/s": cols["fails"]}, "req/s"),
+            _svg(
+                "Latency (mean per second; percentiles over Locust's last ~10 s)",
+                t,
+                {"mean": cols["mean"], "p50": cols["p50"], "p95": cols["p95"], "p99": cols["p99"]},
+                "ms",
+            ),
+            _svg("Users", t, {"users": cols["users"]}, "users"),
+        ]
+    )
+    out.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body style='font-family:sans-serif'>{body}</body></html>\n"
+    )
     return out

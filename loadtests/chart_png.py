@@ -13,8 +13,11 @@ from loadtests.chart import read_history
 
 PANELS = (  # (title, y-axis label, {legend: column})
     ("Throughput", "requests per second (req/s)", {"req/s": "rps", "failures/s": "fails"}),
-    ("Latency", "response time (ms)", {"mean (per s)": "mean", "p50 (~10 s)": "p50", "p95 (~10 s)": "p95",
-                                       "p99 (~10 s)": "p99"}),
+    (
+        "Latency",
+        "response time (ms)",
+        {"mean (per s)": "mean", "p50 (~10 s)": "p50", "p95 (~10 s)": "p95", "p99 (~10 s)": "p99"},
+    ),
     ("Users", "concurrent users", {"users": "users"}),
 )
 
@@ -31,7 +34,9 @@ def render_png(history_csv: Path, out: Path, title: str) -> Path:
     figure.suptitle(title)
     for ax, (panel, ylabel, series) in zip(axes, PANELS, strict=True):
         for legend, key in series.items():
-            points = [(t, v) for t, v in zip(cols["t"], cols[key], strict=True) if t is not None and v is not None]
+            points = [
+                (t, v) for t, v in zip(cols["t"], cols[key], strict=True) if t is not None and v is not None
+            ]
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], label=legend, linewidth=1.2)
         ax.set_title(panel, loc="left")

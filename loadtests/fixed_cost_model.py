@@ -19,7 +19,9 @@ class FixedCostRuntime(Runtime):
     def load(self) -> None:
         self._busy = threading.Lock()
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         with self._busy:
             time.sleep(COST_S)
         return dict(inputs)

@@ -22,12 +22,20 @@ PROGRESS_INTERVAL_S = 1.0
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     parser.add_argument("--model-name", default="sklearn-iris", help="model / InferenceService to call")
-    parser.add_argument("--payload", default="", help="payload kind: iris, iris-fp32, rf32 (default: from the model name)")
+    parser.add_argument(
+        "--payload", default="", help="payload kind: iris, iris-fp32, rf32 (default: from the model name)"
+    )
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     parser.add_argument("--canary-out", default="", help="JSON file for the observed revision split")
-    parser.add_argument("--progress-file", default="", help="JSON file rewritten every second with live totals")
-    parser.add_argument("--totals-file", default="", help="JSON file with Locust's own run totals, written at stop")
-    parser.add_argument("--serving-tag", default="", help="send x-serving-tag (pin the router to a revision tag)")
+    parser.add_argument(
+        "--progress-file", default="", help="JSON file rewritten every second with live totals"
+    )
+    parser.add_argument(
+        "--totals-file", default="", help="JSON file with Locust's own run totals, written at stop"
+    )
+    parser.add_argument(
+        "--serving-tag", default="", help="send x-serving-tag (pin the router to a revision tag)"
+    )
 
 
 def options(environment: Environment) -> Any:

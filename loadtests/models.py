@@ -21,7 +21,9 @@ def train_random_forest(target: Path, trees: int = RF_TREES, features: int = RF_
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 
-    x, y = make_classification(n_samples=4000, n_features=features, n_informative=12, n_classes=3, random_state=7)
+    x, y = make_classification(
+        n_samples=4000, n_features=features, n_informative=12, n_classes=3, random_state=7
+    )
     model = RandomForestClassifier(n_estimators=trees, max_depth=10, random_state=7, n_jobs=1).fit(x, y)
     target.mkdir(parents=True, exist_ok=True)
     path = target / "model.joblib"

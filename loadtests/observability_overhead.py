@@ -64,7 +64,9 @@ def logger_counts(url: str) -> str:
 
 
 def measure(model_dir: Path, log_dir: Path, name: str, flags: list[str], args: argparse.Namespace) -> tuple:
-    with serving_serve(model_dir, log_dir / f"{name.replace(' ', '-')}.log", "--log-format", "json", *flags) as target:
+    with serving_serve(
+        model_dir, log_dir / f"{name.replace(' ', '-')}.log", "--log-format", "json", *flags
+    ) as target:
         latencies, wall = asyncio.run(load(target.url, args.requests, args.concurrency))
         counts = logger_counts(target.url)
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
@@ -79,7 +81,11 @@ def modes(slow: str, dead: str, collector: str) -> list[tuple[str, list[str], di
         ("access log every request", [], {}),
         ("logger -> slow sink (5 s/event)", ["--logger-url", slow], {}),
         ("logger -> dead sink", ["--logger-url", dead], {}),
-        ("tracing on (OTLP to a live collector)", ["--otel", *quiet], {"OTEL_EXPORTER_OTLP_ENDPOINT": collector}),
+        (
+            "tracing on (OTLP to a live collector)",
+            ["--otel", *quiet],
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": collector},
+        ),
     ]
 
 

@@ -50,7 +50,11 @@ def v1_records_body(count: int = 1) -> bytes:
 def v2_json_body(kind: str, count: int = 1, input_name: str = "input-0") -> bytes:
     data = rows(kind, count)
     datatype = KINDS[kind][1]
-    doc = {"inputs": [{"name": input_name, "datatype": datatype, "shape": list(data.shape), "data": data.ravel()}]}
+    doc = {
+        "inputs": [
+            {"name": input_name, "datatype": datatype, "shape": list(data.shape), "data": data.ravel()}
+        ]
+    }
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -68,14 +72,20 @@ class BinaryBody:
         }
 
 
-def v2_binary_body(kind: str, count: int = 1, input_name: str = "input-0", binary_output: bool = False) -> BinaryBody:
+def v2_binary_body(
+    kind: str, count: int = 1, input_name: str = "input-0", binary_output: bool = False
+) -> BinaryBody:
     data = rows(kind, count)
     raw = np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
     doc: dict = {
-        "inputs": [{
-            "name": input_name, "datatype": KINDS[kind][1], "shape": list(data.shape),
-            "parameters": {"binary_data_size": len(raw)},
-        }],
+        "inputs": [
+            {
+                "name": input_name,
+                "datatype": KINDS[kind][1],
+                "shape": list(data.shape),
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
     }
     if binary_output:
         doc["parameters"] = {"binary_data_output": True}

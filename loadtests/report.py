@@ -83,10 +83,13 @@ def summarise(json_path: Path, canary_path: Path | None = None, totals_path: Pat
     ends = [e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")]
     duration_s = max(ends) - start if start is not None and ends else 0.0
     hist = _histogram(entries)
-    lowest = min((e["min_response_time"] for e in entries if e.get("min_response_time") is not None), default=0.0)
+    lowest = min(
+        (e["min_response_time"] for e in entries if e.get("min_response_time") is not None), default=0.0
+    )
     highest = max((e.get("max_response_time") or 0 for e in entries), default=0.0)
     by_name = {
-        f"{e['method']} {e['name']}": {"requests": e["num_requests"], "failures": e["num_failures"]} for e in entries
+        f"{e['method']} {e['name']}": {"requests": e["num_requests"], "failures": e["num_failures"]}
+        for e in entries
     }
     canary = json.loads(canary_path.read_text()) if canary_path is not None and canary_path.exists() else None
     return Summary(
@@ -109,14 +112,24 @@ def format_table(summary: Summary) -> str:
     """The stdout summary: one line of totals, one per request name, the canary split if any."""
     rows = [
         ["requests", "req/s", "avg ms", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures"],
-        [str(summary.requests), f"{summary.rps:.1f}", f"{summary.avg_ms:g}", f"{summary.p50_ms:g}", f"{summary.p95_ms:g}",
-         f"{summary.p99_ms:g}", f"{summary.max_ms:g}", f"{summary.failures} ({summary.failure_ratio:.2%})"],
+        [
+            str(summary.requests),
+            f"{summary.rps:.1f}",
+            f"{summary.avg_ms:g}",
+            f"{summary.p50_ms:g}",
+            f"{summary.p95_ms:g}",
+            f"{summary.p99_ms:g}",
+            f"{summary.max_ms:g}",
+            f"{summary.failures} ({summary.failure_ratio:.2%})",
+        ],
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     for name, counts in summary.by_name.items():
         lines.append(f"  {name}: {counts['requests']} requests, {counts['failures']} failures")
     if summary.canary is not None:
-        split = ", ".join(f"{rev} {v['percent']:.1f}% ({v['count']})" for rev, v in summary.canary["revisions"].items())
+        split = ", ".join(
+            f"{rev} {v['percent']:.1f}% ({v['count']})" for rev, v in summary.canary["revisions"].items()
+        )
         lines.append(f"observed canary split: {split or 'no successful responses'}")
     return "\n".join(lines)

@@ -65,13 +65,37 @@ def locust_command(plan: Plan) -> list[str]:
     locustfile, user_class = SCENARIOS[plan.scenario]
     prefix = str(plan.out / "locust")
     cmd = [
-        sys.executable, "-m", "locust", "--config", str(CONFIG),
-        "-f", f"{HERE / locustfile},{HERE / 'shapes' / (plan.shape + '.py')}", user_class,
-        "--host", plan.url, "--users", str(plan.users), "--spawn-rate", str(plan.spawn_rate),
-        "--run-time", f"{plan.duration_s}s", "--json-file", prefix, "--html", prefix + ".html",
-        "--csv", prefix, "--csv-full-history", "--progress-file", str(plan.out / "progress.json"),
-        "--totals-file", str(plan.out / "locust_totals.json"),
-        "--model-name", plan.model, "--rows", str(plan.rows),
+        sys.executable,
+        "-m",
+        "locust",
+        "--config",
+        str(CONFIG),
+        "-f",
+        f"{HERE / locustfile},{HERE / 'shapes' / (plan.shape + '.py')}",
+        user_class,
+        "--host",
+        plan.url,
+        "--users",
+        str(plan.users),
+        "--spawn-rate",
+        str(plan.spawn_rate),
+        "--run-time",
+        f"{plan.duration_s}s",
+        "--json-file",
+        prefix,
+        "--html",
+        prefix + ".html",
+        "--csv",
+        prefix,
+        "--csv-full-history",
+        "--progress-file",
+        str(plan.out / "progress.json"),
+        "--totals-file",
+        str(plan.out / "locust_totals.json"),
+        "--model-name",
+        plan.model,
+        "--rows",
+        str(plan.rows),
     ]
     if plan.payload:
         cmd += ["--payload", plan.payload]
@@ -81,7 +105,9 @@ def locust_command(plan: Plan) -> list[str]:
         cmd += ["--canary-out", str(plan.out / "canary.json")]
     if plan.processes != 1:
         if plan.scenario == "canary":  # the observed split lives in each process's users: it would be lost
-            raise ValueError("--processes is not available for the canary scenario (its split is counted in-process)")
+            raise ValueError(
+                "--processes is not available for the canary scenario (its split is counted in-process)"
+            )
         cmd += ["--processes", str(plan.processes)]
     return cmd
 
@@ -91,8 +117,10 @@ def _progress(plan: Plan) -> str | None:
         p = json.loads((plan.out / "progress.json").read_text())
     except (OSError, ValueError):
         return None
-    return (f"[{p['elapsed_s']:>5.0f}/{plan.duration_s}s] users {p['users']:>4}  req/s {p['rps']:>8.1f}  "
-            f"p50 {p['p50_ms']:>4g} ms  p95 {p['p95_ms']:>4g} ms  requests {p['requests']}  failures {p['failures']}")
+    return (
+        f"[{p['elapsed_s']:>5.0f}/{plan.duration_s}s] users {p['users']:>4}  req/s {p['rps']:>8.1f}  "
+        f"p50 {p['p50_ms']:>4g} ms  p95 {p['p95_ms']:>4g} ms  requests {p['requests']}  failures {p['failures']}"
+    )
 
 
 def run_locust(plan: Plan) -> int:
@@ -101,7 +129,9 @@ def run_locust(plan: Plan) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(servers.REPO), os.environ.get("PYTHONPATH", "")])}
     tty = sys.stderr.isatty()
     with (plan.out / "locust.log").open("wb") as log:
-        process = subprocess.Popen(locust_command(plan), stdout=log, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env)
+        process = subprocess.Popen(
+            locust_command(plan), stdout=log, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env
+        )
     deadline = time.monotonic() + plan.duration_s + 120
     last_print = 0.0
     usage = GeneratorUsage(process.pid)
@@ -155,17 +185,30 @@ class GeneratorUsage:
 
     def busiest(self) -> float:
         """The highest share of one core any Locust process used between its first and last sample."""
-        shares = [(cpu - self.first[pid][1]) / (when - self.first[pid][0])
-                  for pid, (when, cpu) in self.last.items() if when - self.first[pid][0] >= 1.0]
+        shares = [
+            (cpu - self.first[pid][1]) / (when - self.first[pid][0])
+            for pid, (when, cpu) in self.last.items()
+            if when - self.first[pid][0] >= 1.0
+        ]
         return max(shares, default=0.0)
 
     def save(self, path: Path) -> None:
         busiest = self.busiest()
-        path.write_text(json.dumps({"processes": len(self.last), "busiest_cpu_share": round(busiest, 3),
-                                    "generator_limited": busiest >= self.BUSY}))
+        path.write_text(
+            json.dumps(
+                {
+                    "processes": len(self.last),
+                    "busiest_cpu_share": round(busiest, 3),
+                    "generator_limited": busiest >= self.BUSY,
+                }
+            )
+        )
         if busiest >= self.BUSY:
-            print(f"note: the load generator was the limit (a Locust process used {busiest:.0%} of a core); "
-                  "add --processes to measure the server", file=sys.stderr)
+            print(
+                f"note: the load generator was the limit (a Locust process used {busiest:.0%} of a core); "
+                "add --processes to measure the server",
+                file=sys.stderr,
+            )
 
 
 @contextlib.contextmanager
@@ -183,8 +226,10 @@ def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
 
     ensure_example_models()
     yaml_file = servers.example_yaml(name)
-    with tempfile.TemporaryDirectory(prefix="loadtest-state-") as state, \
-            servers.serving_up([yaml_file], [name], Path(state), out / "router.log") as router:
+    with (
+        tempfile.TemporaryDirectory(prefix="loadtest-state-") as state,
+        servers.serving_up([yaml_file], [name], Path(state), out / "router.log") as router,
+    ):
         if scenario == "canary":
             canary = sorted(servers.EXAMPLES.glob(f"{name}-*canary*.yaml"))
             if not canary:
@@ -199,10 +244,24 @@ def run_from_args(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     duration_s = parse_duration(args.duration)
     with target(args, args.scenario, out) as url:
-        plan = Plan(args.scenario, url, args.model or args.example or "sklearn-iris", args.users,
-                    args.spawn_rate or float(args.users), duration_s, args.shape, args.rows, args.payload, out,
-                    getattr(args, "tag", None), getattr(args, "processes", 1))
-        print(f"loadtest {plan.scenario} ({plan.shape}, {plan.users} users, {duration_s}s) -> {url}", file=sys.stderr)
+        plan = Plan(
+            args.scenario,
+            url,
+            args.model or args.example or "sklearn-iris",
+            args.users,
+            args.spawn_rate or float(args.users),
+            duration_s,
+            args.shape,
+            args.rows,
+            args.payload,
+            out,
+            getattr(args, "tag", None),
+            getattr(args, "processes", 1),
+        )
+        print(
+            f"loadtest {plan.scenario} ({plan.shape}, {plan.users} users, {duration_s}s) -> {url}",
+            file=sys.stderr,
+        )
         code = run_locust(plan)
     return finish(plan, code, args.max_failure_ratio)
 
@@ -226,8 +285,11 @@ def finish(plan: Plan, locust_code: int, max_failure_ratio: float) -> int:
     print(report.format_table(summary))
     print(f"report: {plan.out}/ ({', '.join(written)})")
     if summary.requests == 0 or summary.failure_ratio > max_failure_ratio:
-        print(f"FAILED: failure ratio {summary.failure_ratio:.2%} over {summary.requests} requests "
-              f"exceeds {max_failure_ratio:.2%}", file=sys.stderr)
+        print(
+            f"FAILED: failure ratio {summary.failure_ratio:.2%} over {summary.requests} requests "
+            f"exceeds {max_failure_ratio:.2%}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -37,8 +37,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "",
-               process: subprocess.Popen | None = None, log: Path | None = None, interval_s: float = 0.05) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout_s: float = 60.0,
+    what: str = "",
+    process: subprocess.Popen | None = None,
+    log: Path | None = None,
+    interval_s: float = 0.05,
+) -> None:
     """Call `predicate` every `interval_s` until true (connection errors count as not yet); fail early if
     `process` exits, with the tail of its `log`."""
     deadline = time.monotonic() + timeout_s
@@ -81,24 +87,50 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
 
 
 @contextmanager
-def started(argv: list[str], ready_path: str, log: Path, timeout_s: float = 90.0,
-            ready: Callable[[str], bool] | None = None, state_dir: Path | None = None, *, ready_status: int = 200,
-            env: dict[str, str] | None = None, port: int | None = None) -> Iterator[Target]:
+def started(
+    argv: list[str],
+    ready_path: str,
+    log: Path,
+    timeout_s: float = 90.0,
+    ready: Callable[[str], bool] | None = None,
+    state_dir: Path | None = None,
+    *,
+    ready_status: int = 200,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Iterator[Target]:
     """Run `argv + --host 127.0.0.1 --port P` (P free unless given) and yield once GET `ready_path` answers
     `ready_status` (and `ready(url)` holds). Also what tests/support.py starts real processes with."""
     port = port or free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}),
-                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     with log.open("wb") as out:
-        process = subprocess.Popen([*pinned(argv), "--host", "127.0.0.1", "--port", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=REPO, env=full_env, start_new_session=True)
+        process = subprocess.Popen(
+            [*pinned(argv), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=full_env,
+            start_new_session=True,
+        )
     target = Target(f"http://127.0.0.1:{port}", process, log, state_dir)
     try:
-        wait_until(lambda: httpx.get(target.url + ready_path, timeout=2).status_code == ready_status, timeout_s,
-                   f"{target.url}{ready_path}", process, log)
+        wait_until(
+            lambda: httpx.get(target.url + ready_path, timeout=2).status_code == ready_status,
+            timeout_s,
+            f"{target.url}{ready_path}",
+            process,
+            log,
+        )
         if ready is not None:
-            wait_until(lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log)
+            wait_until(
+                lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log
+            )
         yield target
     finally:
         stop_process(process)
@@ -120,7 +152,9 @@ def example_yaml(name: str) -> Path:
     found = [EXAMPLES / f"{name}.yaml", *sorted(EXAMPLES.glob(f"*/{name}.yaml"))]
     existing = [p for p in found if p.exists()]
     if not existing:
-        raise ValueError(f"no InferenceService YAML for example {name!r} (examples/{name}.yaml or examples/*/{name}.yaml)")
+        raise ValueError(
+            f"no InferenceService YAML for example {name!r} (examples/{name}.yaml or examples/*/{name}.yaml)"
+        )
     return existing[0]
 
 
@@ -135,12 +169,28 @@ def isvc_ready(url: str, state_dir: Path, name: str, revisions: int = 1) -> bool
     return ready and len([t for t in traffic if t.get("percent")]) >= revisions
 
 
-def serving_up(yaml_files: list[Path], names: list[str], state_dir: Path, log: Path) -> AbstractContextManager[Target]:
+def serving_up(
+    yaml_files: list[Path], names: list[str], state_dir: Path, log: Path
+) -> AbstractContextManager[Target]:
     """`serving up -f ...`: yields once the router is live and every named InferenceService is Ready."""
-    argv = [sys.executable, "-m", "serving.cli", "up", *[a for f in yaml_files for a in ("-f", str(f))],
-            "--state-dir", str(state_dir), "--log-level", "warning"]
-    return started(argv, "/v2/health/live", log, ready=lambda url: all(isvc_ready(url, state_dir, n) for n in names),
-                   state_dir=state_dir)
+    argv = [
+        sys.executable,
+        "-m",
+        "serving.cli",
+        "up",
+        *[a for f in yaml_files for a in ("-f", str(f))],
+        "--state-dir",
+        str(state_dir),
+        "--log-level",
+        "warning",
+    ]
+    return started(
+        argv,
+        "/v2/health/live",
+        log,
+        ready=lambda url: all(isvc_ready(url, state_dir, n) for n in names),
+        state_dir=state_dir,
+    )
 
 
 def apply_canary(target: Target, yaml_file: Path, name: str, timeout_s: float = 90.0) -> None:
@@ -150,5 +200,10 @@ def apply_canary(target: Target, yaml_file: Path, name: str, timeout_s: float = 
 
     assert target.state_dir is not None
     ControlClient(target.url, target.state_dir).apply(read_documents(yaml_file))
-    wait_until(lambda: isvc_ready(target.url, target.state_dir, name, revisions=2), timeout_s,  # type: ignore[arg-type]
-         f"canary of {name} ready", target.process, target.log)
+    wait_until(
+        lambda: isvc_ready(target.url, target.state_dir, name, revisions=2),
+        timeout_s,  # type: ignore[arg-type]
+        f"canary of {name} ready",
+        target.process,
+        target.log,
+    )

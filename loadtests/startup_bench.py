@@ -33,11 +33,19 @@ ISVC = "sklearn-iris"
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
-        return subprocess.Popen(servers.pinned(argv), stdout=out, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            servers.pinned(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=servers.REPO,
+            env=env,
+            start_new_session=True,
+        )
 
 
-def _seconds_until(answered: Callable[[], bool], process: subprocess.Popen, started: float, log: Path) -> float:
+def _seconds_until(
+    answered: Callable[[], bool], process: subprocess.Popen, started: float, log: Path
+) -> float:
     servers.wait_until(answered, 90, "first answer", process, log, interval_s=POLL_S)
     return time.monotonic() - started
 
@@ -47,8 +55,21 @@ def serve_to_ready(log: Path) -> float:
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}/v2/health/ready"
     started = time.monotonic()
-    process = _spawn([sys.executable, "-m", "serving.cli", "serve", "--model-dir", str(model_dir(ISVC)),
-                      "--host", "127.0.0.1", "--port", str(port)], log)
+    process = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "serve",
+            "--model-dir",
+            str(model_dir(ISVC)),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        log,
+    )
     try:
         return _seconds_until(lambda: httpx.get(url, timeout=1).status_code == 200, process, started, log)
     finally:
@@ -62,12 +83,29 @@ def up_to_first_200(log: Path) -> float:
     body = payloads.v2_json_body("iris")
     with tempfile.TemporaryDirectory(prefix="bench-state-") as state:
         started = time.monotonic()
-        process = _spawn([sys.executable, "-m", "serving.cli", "up", "-f", str(servers.EXAMPLES / f"{ISVC}.yaml"),
-                          "--state-dir", state, "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)],
-                         log)
+        process = _spawn(
+            [
+                sys.executable,
+                "-m",
+                "serving.cli",
+                "up",
+                "-f",
+                str(servers.EXAMPLES / f"{ISVC}.yaml"),
+                "--state-dir",
+                state,
+                "--log-level",
+                "warning",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            log,
+        )
         try:
-            return _seconds_until(lambda: httpx.post(url, content=body, timeout=2).status_code == 200, process,
-                                  started, log)
+            return _seconds_until(
+                lambda: httpx.post(url, content=body, timeout=2).status_code == 200, process, started, log
+            )
         finally:
             servers.stop_process(process)
 
@@ -86,19 +124,41 @@ def idle_rss_mb(name: str, log: Path) -> float:
 
 def _row(item: str, config: str, values: list[float], unit: str, target: float, note: str) -> Row:
     value = statistics.median(values)
-    return Row(item=item, config=config, conns=0, value=value, unit=unit,
-               target=f"≤ {target:g} {unit}", met=value <= target, load1=os.getloadavg()[0],
-               note=f"{note}; runs: {', '.join(format(v, '.2f') for v in values)}")
+    return Row(
+        item=item,
+        config=config,
+        conns=0,
+        value=value,
+        unit=unit,
+        target=f"≤ {target:g} {unit}",
+        met=value <= target,
+        load1=os.getloadavg()[0],
+        note=f"{note}; runs: {', '.join(format(v, '.2f') for v in values)}",
+    )
 
 
 def coldstart(bench: Any, runs: int = 3) -> None:
     logs = bench.logs
     ready = [serve_to_ready(logs / "coldstart-serve.log") for _ in range(runs)]
     first = [up_to_first_200(logs / "coldstart-up.log") for _ in range(runs)]
-    for row in (_row("coldstart", "serve iris, spawn -> /v2/health/ready", ready, "s", SERVE_READY_TARGET_S,
-                     f"median of {runs}"),
-                _row("coldstart", "up -f sklearn-iris, spawn -> first 200", first, "s", UP_FIRST_200_TARGET_S,
-                     f"median of {runs}")):
+    for row in (
+        _row(
+            "coldstart",
+            "serve iris, spawn -> /v2/health/ready",
+            ready,
+            "s",
+            SERVE_READY_TARGET_S,
+            f"median of {runs}",
+        ),
+        _row(
+            "coldstart",
+            "up -f sklearn-iris, spawn -> first 200",
+            first,
+            "s",
+            UP_FIRST_200_TARGET_S,
+            f"median of {runs}",
+        ),
+    ):
         bench.rows.append(row)
         print(f"  {row.config:<52} {row.value:6.2f} s  (load {row.load1:.1f})", file=sys.stderr, flush=True)
 
@@ -106,6 +166,8 @@ def coldstart(bench: Any, runs: int = 3) -> None:
 def memory(bench: Any, runs: int = 1) -> None:
     for name in RUNTIMES:
         values = [idle_rss_mb(name, bench.logs / f"memory-{name}.log") for _ in range(runs)]
-        row = _row("memory", f"idle RSS, {name}", values, "MB", RSS_TARGET_MB, "one serve process, after 20 requests")
+        row = _row(
+            "memory", f"idle RSS, {name}", values, "MB", RSS_TARGET_MB, "one serve process, after 20 requests"
+        )
         bench.rows.append(row)
         print(f"  {row.config:<52} {row.value:6.1f} MB  (load {row.load1:.1f})", file=sys.stderr, flush=True)

@@ -54,18 +54,36 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run(url: str, request: Request, workdir: Path, connections: int, duration_s: float,
-        threads: int = 1, timeout_s: int = 30) -> dict:
+def run(
+    url: str,
+    request: Request,
+    workdir: Path,
+    connections: int,
+    duration_s: float,
+    threads: int = 1,
+    timeout_s: int = 30,
+) -> dict:
     """Run wrk against `url + request.path`; return its totals plus req/s and error count."""
     pin = ["taskset", "-c", CPUS] if CPUS else []
-    cmd = [*pin, "wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
-           f"--timeout={timeout_s}s", "-s", str(request.script(workdir)), url + request.path]
+    cmd = [
+        *pin,
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={timeout_s}s",
+        "-s",
+        str(request.script(workdir)),
+        url + request.path,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + timeout_s + 30)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARK)), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
-    result = json.loads(line[len(MARK):])
-    result["errors"] = sum(result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    result = json.loads(line[len(MARK) :])
+    result["errors"] = sum(
+        result[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
     # Goodput: a server that sheds load answers 503s fast, which must not count as throughput.
     result["rps"] = (result["requests"] - result["status_errors"]) / (result["duration_us"] / 1e6)
     return result

@@ -34,7 +34,8 @@ def find_artifacts(model_dir: Path) -> list[Path]:
     if not model_dir.is_dir():
         return []
     return sorted(
-        p for p in model_dir.iterdir()
+        p
+        for p in model_dir.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in ARTIFACT_SUFFIXES
     )
 
@@ -68,5 +69,6 @@ def runtime_class(name: str | None, model_dir: Path) -> type[Runtime]:
         known = ", ".join(RUNTIMES)
         raise ArtifactError(f"unknown runtime {spec!r}; use one of {known} or 'module:Class'")
     return load_class(target, Runtime, "runtime")
+
 
 __all__ = ["Runtime", "ModelMetadata", "RUNTIMES", "find_artifact", "runtime_class", "ArtifactError"]

@@ -32,13 +32,17 @@ class Runtime:
     def load(self) -> None:
         raise NotImplementedError
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         raise NotImplementedError
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(platform=self.platform)
 
-    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> bool:
+    def runs_inline(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> bool:
         """True only for a call that is pure bounded numpy work too small to be worth a thread hop (which
         costs the event loop ~100 µs): it cannot hang or block for long. The default: never."""
         return False
@@ -47,7 +51,9 @@ class Runtime:
         """Release resources; the default just drops references."""
 
 
-def select_outputs(available: Mapping[str, object], wanted: tuple[str, ...] | None, model: str) -> tuple[str, ...]:
+def select_outputs(
+    available: Mapping[str, object], wanted: tuple[str, ...] | None, model: str
+) -> tuple[str, ...]:
     """Validate a request's `outputs` selection against what the model can produce."""
     if wanted is None:
         return ()
@@ -68,7 +74,9 @@ def feature_matrix(inputs: TensorDict, features: int = -1, model: str = "") -> n
     else:
         rows = {a.shape[0] if a.ndim else 1 for a in arrays}
         if len(rows) != 1:
-            raise BadRequest(f"inputs have different row counts {sorted(rows)}; cannot form one feature matrix")
+            raise BadRequest(
+                f"inputs have different row counts {sorted(rows)}; cannot form one feature matrix"
+            )
         matrix = np.column_stack([a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1) for a in arrays])
     if features > 0 and (matrix.ndim != 2 or matrix.shape[1] != features):
         raise BadRequest(_shape_message(model, matrix.shape, features))

@@ -45,7 +45,11 @@ def _build(model: Any) -> Predict | None:
 
     coef = getattr(model, "coef_", None)
     intercept = getattr(model, "intercept_", 0.0)
-    if not isinstance(coef, np.ndarray) or coef.dtype.kind != "f" or getattr(model, "feature_names_in_", None) is not None:
+    if (
+        not isinstance(coef, np.ndarray)
+        or coef.dtype.kind != "f"
+        or getattr(model, "feature_names_in_", None) is not None
+    ):
         return None
     if isinstance(model, LinearClassifierMixin):
         classes = np.asarray(model.classes_)
@@ -101,7 +105,7 @@ def _agrees(model: Any, fast: Predict) -> bool:
         expected = np.asarray(model.predict(probe))
         # Whole (the many-rows path) and in small slices (the one-row path), so both are checked.
         got = np.asarray(fast(probe))
-        small = np.concatenate([np.asarray(fast(probe[i:i + 8])) for i in range(0, PROBE_ROWS, 8)])
+        small = np.concatenate([np.asarray(fast(probe[i : i + 8])) for i in range(0, PROBE_ROWS, 8)])
     except Exception:  # noqa: BLE001 - any failure means: do not use the fast path
         return False
     return _same(expected, got) and _same(expected, small)

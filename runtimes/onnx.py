@@ -49,7 +49,9 @@ class ONNXRuntime(Runtime):
 
         self._invalid_argument = InvalidArgument
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         names = select_outputs(self._output_names, outputs, self.settings.name) or tuple(self._output_names)
         feed = self._feed(inputs)
         try:
@@ -88,9 +90,13 @@ class ONNXRuntime(Runtime):
 
 def _check_shape(model: str, name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
     """Rank and fixed dimensions against the model's declared input (-1 = any), before onnxruntime sees it."""
-    if expected and (len(shape) != len(expected) or any(e not in (-1, d) for d, e in zip(shape, expected, strict=True))):
-        message = (f"model {model!r} expects input {name!r} of shape {list(expected)} (-1: any size); "
-                   f"got shape {list(shape)}")
+    if expected and (
+        len(shape) != len(expected) or any(e not in (-1, d) for d, e in zip(shape, expected, strict=True))
+    ):
+        message = (
+            f"model {model!r} expects input {name!r} of shape {list(expected)} (-1: any size); "
+            f"got shape {list(shape)}"
+        )
         if len(shape) == 1 and len(expected) == 2 and expected[1] > 0 and shape[0] % expected[1] == 0:
             message += "; send a list of rows (one list per row), not one flat list"
         raise BadRequest(message)

@@ -42,15 +42,21 @@ class SKLearnRuntime(Runtime):
         self._methods: dict[str, Any] = {PREDICT: self._linear or self.model.predict}
         if hasattr(self.model, "predict_proba"):
             self._methods[PROBABILITIES] = self.model.predict_proba
-        self._default = (PROBABILITIES,) if self.settings.predict_proba and PROBABILITIES in self._methods else (PREDICT,)
+        self._default = (
+            (PROBABILITIES,) if self.settings.predict_proba and PROBABILITIES in self._methods else (PREDICT,)
+        )
         self._features = int(getattr(self.model, "n_features_in_", -1))
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._requested(parameters)
         matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
 
-    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> bool:
+    def runs_inline(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> bool:
         """The linear fast path on a small request is one small matrix product: cheaper than a thread hop."""
         if self._linear is None or outputs not in (None, (PREDICT,)):
             return False
@@ -79,4 +85,3 @@ class SKLearnRuntime(Runtime):
             outputs=tuple(outputs),
             default_outputs=self._default,
         )
-

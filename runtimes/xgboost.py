@@ -45,7 +45,9 @@ class XGBoostRuntime(Runtime):
         wants_proba = self.settings.predict_proba and PROBABILITIES in self._methods
         self._default = (PROBABILITIES,) if wants_proba else (PREDICT,)
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._pick(parameters)
         matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}

@@ -42,4 +42,6 @@ class Admission:
         self._active[model] -= 1
         if service_s is not None:
             previous = self._service_s.get(model)
-            self._service_s[model] = service_s if previous is None else previous + EWMA_WEIGHT * (service_s - previous)
+            self._service_s[model] = (
+                service_s if previous is None else previous + EWMA_WEIGHT * (service_s - previous)
+            )

@@ -83,7 +83,9 @@ def split(outputs: TensorDict, rows: Sequence[int]) -> list[TensorDict]:
     for name, array in outputs.items():
         if array.ndim == 0 or array.shape[0] != total:
             found = "a scalar" if array.ndim == 0 else f"{array.shape[0]} rows"
-            raise ModelFailure(f"output {name!r} has {found} for a batch of {total} rows; it cannot be split per request")
+            raise ModelFailure(
+                f"output {name!r} has {found} for a batch of {total} rows; it cannot be split per request"
+            )
     offsets = np.cumsum(rows[:-1])
     pieces = {name: np.split(array, offsets) for name, array in outputs.items()}
     return [{name: parts[i] for name, parts in pieces.items()} for i in range(len(rows))]
@@ -112,8 +114,16 @@ class Batcher:
     """Queue, collector and batch runner for one model."""
 
     def __init__(
-        self, name: str, call: ModelCall, executor: Executor, observer: BatchObserver, *, max_batch_size: int,
-        max_latency_s: float, max_batches_in_flight: int = 1, max_queue_size: int = 1024,
+        self,
+        name: str,
+        call: ModelCall,
+        executor: Executor,
+        observer: BatchObserver,
+        *,
+        max_batch_size: int,
+        max_latency_s: float,
+        max_batches_in_flight: int = 1,
+        max_queue_size: int = 1024,
     ) -> None:
         self.name = name
         self.max_batch_size = max(1, max_batch_size)
@@ -140,7 +150,9 @@ class Batcher:
             raise ModelNotReady(f"model {self.name!r} is being unloaded")
         if self._waiting >= self.max_queue_size:
             self._observer.rejected("queue_full")
-            raise ServiceUnavailable(f"model {self.name!r}: batch queue is full ({self.max_queue_size} requests waiting)")
+            raise ServiceUnavailable(
+                f"model {self.name!r}: batch queue is full ({self.max_queue_size} requests waiting)"
+            )
         rows = rows_of(request.inputs)
         key = batch_key(request) if rows is not None and rows < self.max_batch_size else None
         loop = asyncio.get_running_loop()
@@ -161,8 +173,12 @@ class Batcher:
                 self._observer.queue_depth(self._waiting)
             raise
         if entry.batch_rows:
-            tracing.record("batch.queue_wait", entry.enqueued_s, entry.batch_started_s,
-                           {"serving.batch_size": entry.batch_rows, "serving.rows": entry.rows})
+            tracing.record(
+                "batch.queue_wait",
+                entry.enqueued_s,
+                entry.batch_started_s,
+                {"serving.batch_size": entry.batch_rows, "serving.rows": entry.rows},
+            )
         return outputs
 
     async def _collect(self) -> None:
@@ -303,4 +319,8 @@ class Batcher:
 
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("batch collector %s crashed; it restarts with the next request", task.get_name(), exc_info=task.exception())
+        log.error(
+            "batch collector %s crashed; it restarts with the next request",
+            task.get_name(),
+            exc_info=task.exception(),
+        )

@@ -22,10 +22,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("serving.commands.control", "list InferenceServices, or show one"),
     "delete": ("serving.commands.control", "delete an InferenceService (drains, then stops it)"),
     "rollout": ("serving.commands.rollout", "steer or watch a rollout (canary analysis, promote, undo)"),
-    "wait": ("serving.commands.control", "wait until an InferenceService is ready (exit 1 with the reason if not)"),
+    "wait": (
+        "serving.commands.control",
+        "wait until an InferenceService is ready (exit 1 with the reason if not)",
+    ),
     "loadtest": ("serving.commands.loadtest", "run a Locust load test (headless) and report the results"),
     "storage": ("serving.commands.storage", "fetch models from a storageUri (file, http(s), pvc)"),
-    "transform": ("serving.commands.transform", "serve a transformer (pre/post-processing) in front of a predictor"),
+    "transform": (
+        "serving.commands.transform",
+        "serve a transformer (pre/post-processing) in front of a predictor",
+    ),
     "render": ("serving.commands.render", "print the Kubernetes manifests of InferenceService YAML"),
     "crd": ("serving.commands.render", "print the InferenceService CustomResourceDefinition"),
     "convert": ("serving.commands.convert", "rewrite KServe InferenceService YAML to the serving.dev group"),

@@ -25,7 +25,9 @@ from serving.spec import OUR_GROUP
 
 log = logging.getLogger("serving.k8s")
 MERGE = "application/merge-patch+json"
-ROUTES_KEY = "routes.json"  # the key of the route table in its ConfigMap: the operator writes it, routers read it
+ROUTES_KEY = (
+    "routes.json"  # the key of the route table in its ConfigMap: the operator writes it, routers read it
+)
 
 
 class ClusterError(ServingError):
@@ -58,23 +60,56 @@ KINDS = {
     "Deployment": Kind("AppsV1Api", "namespaced_deployment", "namespaced_deployment"),
     "Service": Kind("CoreV1Api", "namespaced_service", "namespaced_service"),
     "ConfigMap": Kind("CoreV1Api", "namespaced_config_map", "namespaced_config_map"),
-    "HorizontalPodAutoscaler": Kind("AutoscalingV2Api", "namespaced_horizontal_pod_autoscaler",
-                                    "namespaced_horizontal_pod_autoscaler"),
-    "ScaledObject": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
-                         "keda.sh", "v1alpha1", "scaledobjects"),  # listed only when KEDA is enabled
-    "InferenceService": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
-                             OUR_GROUP, "v1beta1", "inferenceservices"),
-    "Pod": Kind("CoreV1Api", "namespaced_pod", "namespaced_pod"),  # the router replicas whose /metrics canaries read
-    "Canary": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
-                   OUR_GROUP, "v1alpha1", "canaries"),
+    "HorizontalPodAutoscaler": Kind(
+        "AutoscalingV2Api", "namespaced_horizontal_pod_autoscaler", "namespaced_horizontal_pod_autoscaler"
+    ),
+    "ScaledObject": Kind(
+        "CustomObjectsApi",
+        "namespaced_custom_object",
+        "namespaced_custom_object",
+        "keda.sh",
+        "v1alpha1",
+        "scaledobjects",
+    ),  # listed only when KEDA is enabled
+    "InferenceService": Kind(
+        "CustomObjectsApi",
+        "namespaced_custom_object",
+        "namespaced_custom_object",
+        OUR_GROUP,
+        "v1beta1",
+        "inferenceservices",
+    ),
+    "Pod": Kind(
+        "CoreV1Api", "namespaced_pod", "namespaced_pod"
+    ),  # the router replicas whose /metrics canaries read
+    "Canary": Kind(
+        "CustomObjectsApi",
+        "namespaced_custom_object",
+        "namespaced_custom_object",
+        OUR_GROUP,
+        "v1alpha1",
+        "canaries",
+    ),
     # A predictor's storage credentials, read (get only) as KServe's credential builder reads them.
     "ServiceAccount": Kind("CoreV1Api", "namespaced_service_account", "namespaced_service_account"),
     "Secret": Kind("CoreV1Api", "namespaced_secret", "namespaced_secret"),
     # Runtime selection: listed in every namespace (`list_everywhere`), then kept current by the watch.
-    "ServingRuntime": Kind("CustomObjectsApi", "namespaced_custom_object", "namespaced_custom_object",
-                           OUR_GROUP, "v1alpha1", "servingruntimes"),
-    "ClusterServingRuntime": Kind("CustomObjectsApi", "cluster_custom_object", "cluster_custom_object",
-                                  OUR_GROUP, "v1alpha1", "clusterservingruntimes"),
+    "ServingRuntime": Kind(
+        "CustomObjectsApi",
+        "namespaced_custom_object",
+        "namespaced_custom_object",
+        OUR_GROUP,
+        "v1alpha1",
+        "servingruntimes",
+    ),
+    "ClusterServingRuntime": Kind(
+        "CustomObjectsApi",
+        "cluster_custom_object",
+        "cluster_custom_object",
+        OUR_GROUP,
+        "v1alpha1",
+        "clusterservingruntimes",
+    ),
 }
 
 
@@ -114,7 +149,9 @@ class Cluster:
         kind = KINDS[kind_name]
         api = getattr(kubernetes.client, kind.api)(self.client)
         suffix = kind.list_suffix if verb == "list" else kind.suffix
-        prefix = "get" if kind.group and verb == "read" else verb  # CustomObjectsApi says get, typed APIs read
+        prefix = (
+            "get" if kind.group and verb == "read" else verb
+        )  # CustomObjectsApi says get, typed APIs read
         method: Callable[..., Any] = getattr(api, f"{prefix}_{suffix}")
         if kind.cluster_scoped:  # callers pass a namespace for every kind; a cluster-scoped one has none
             args = (kind.group, kind.version, kind.plural, *args[1:])
@@ -177,8 +214,9 @@ class Cluster:
         kind = KINDS["InferenceService"]
         api = kubernetes.client.CustomObjectsApi(self.client)
         try:
-            api.patch_namespaced_custom_object_status(kind.group, kind.version, namespace, kind.plural, name, body,
-                                                      _content_type=MERGE)
+            api.patch_namespaced_custom_object_status(
+                kind.group, kind.version, namespace, kind.plural, name, body, _content_type=MERGE
+            )
         except Exception as exc:
             raise classify(exc, f"patch status {namespace}/{name}") from exc
 
@@ -209,7 +247,9 @@ def load_configuration() -> kubernetes.client.Configuration:
         try:
             kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except (kubernetes.config.ConfigException, OSError) as exc:
-            raise PermanentClusterError(f"no Kubernetes context: not in a cluster and no usable kubeconfig ({exc})") from exc
+            raise PermanentClusterError(
+                f"no Kubernetes context: not in a cluster and no usable kubeconfig ({exc})"
+            ) from exc
     return configuration
 
 

@@ -24,13 +24,28 @@ _SCALARS = {"string", "integer", "number"}
 PRINTER_COLUMNS: list[dict[str, Any]] = [  # as KServe's `kubectl get isvc`
     {"name": "URL", "type": "string", "jsonPath": ".status.url"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type=='Ready')].status"},
-    {"name": "Prev", "type": "integer", "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].percent"},
-    {"name": "Latest", "type": "integer",
-     "jsonPath": ".status.components.predictor.traffic[?(@.latestRevision==true)].percent"},
-    {"name": "PrevRolledoutRevision", "type": "string", "priority": 1,
-     "jsonPath": ".status.components.predictor.previousRolledoutRevision"},
-    {"name": "LatestReadyRevision", "type": "string", "priority": 1,
-     "jsonPath": ".status.components.predictor.latestReadyRevision"},
+    {
+        "name": "Prev",
+        "type": "integer",
+        "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].percent",
+    },
+    {
+        "name": "Latest",
+        "type": "integer",
+        "jsonPath": ".status.components.predictor.traffic[?(@.latestRevision==true)].percent",
+    },
+    {
+        "name": "PrevRolledoutRevision",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.components.predictor.previousRolledoutRevision",
+    },
+    {
+        "name": "LatestReadyRevision",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.components.predictor.latestReadyRevision",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -38,7 +53,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [  # as KServe's `kubectl get isvc`
 def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """One pydantic JSON-schema node as a Kubernetes structural-schema node."""
     if "$ref" in node:
-        return structural({**defs[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}, defs)
+        return structural(
+            {**defs[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}, defs
+        )
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}
@@ -64,15 +81,22 @@ def open_api_schema() -> dict[str, Any]:
     """The openAPIV3Schema of the InferenceService resource."""
     schema = InferenceService.model_json_schema(by_alias=True)
     defs = schema.get("$defs", {})
-    status = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-              "description": "KServe's status fields (url, conditions, components) plus the rollout record."}
+    status = {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": "KServe's status fields (url, conditions, components) plus the rollout record.",
+    }
     return resource_schema(
         "An InferenceService (KServe v1beta1 fields): predictor, optional transformer, canary traffic.",
-        defs["Metadata"]["properties"]["name"], structural(schema["properties"]["spec"], defs), status)
+        defs["Metadata"]["properties"]["name"],
+        structural(schema["properties"]["spec"], defs),
+        status,
+    )
 
 
-def resource_schema(description: str, name: dict[str, Any], spec: dict[str, Any],
-                    status: dict[str, Any]) -> dict[str, Any]:
+def resource_schema(
+    description: str, name: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
     """The top of a resource's schema: apiVersion, kind, metadata.name's rule, spec and status."""
     return {
         "type": "object",
@@ -81,9 +105,12 @@ def resource_schema(description: str, name: dict[str, Any], spec: dict[str, Any]
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object", "properties": {
-                "name": {"type": "string", "pattern": name["pattern"], "maxLength": name["maxLength"]},
-            }},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": name["pattern"], "maxLength": name["maxLength"]},
+                },
+            },
             "spec": spec,
             "status": status,
         },
@@ -91,8 +118,16 @@ def resource_schema(description: str, name: dict[str, Any], spec: dict[str, Any]
 
 
 def definition(
-    *, group: str, version: str, kind: str, plural: str, singular: str, schema: dict[str, Any],
-    printer_columns: list[dict[str, Any]], short_names: tuple[str, ...] = (), scope: str = "Namespaced",
+    *,
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    singular: str,
+    schema: dict[str, Any],
+    printer_columns: list[dict[str, Any]],
+    short_names: tuple[str, ...] = (),
+    scope: str = "Namespaced",
 ) -> dict[str, Any]:
     """One CustomResourceDefinition of ours (every kind: one served version with a status subresource)."""
     names: dict[str, Any] = {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": singular}
@@ -107,19 +142,31 @@ def definition(
             "group": group,
             "scope": scope,
             "names": names,
-            "versions": [{
-                "name": version, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": printer_columns,
-                "schema": {"openAPIV3Schema": schema},
-            }],
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
         },
     }
 
 
 def crd() -> dict[str, Any]:
-    return definition(group=OUR_GROUP, version=VERSION, kind=KIND, plural=PLURAL, singular="inferenceservice",
-                      short_names=("isvc",), printer_columns=PRINTER_COLUMNS, schema=open_api_schema())
+    return definition(
+        group=OUR_GROUP,
+        version=VERSION,
+        kind=KIND,
+        plural=PLURAL,
+        singular="inferenceservice",
+        short_names=("isvc",),
+        printer_columns=PRINTER_COLUMNS,
+        schema=open_api_schema(),
+    )
 
 
 def crd_yaml() -> str:

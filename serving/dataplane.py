@@ -22,7 +22,9 @@ from serving.types import InferRequest, InferResponse, TensorDict
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, limits: Limits | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, repository: ModelRepository, limits: Limits | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.repository = repository
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
@@ -49,8 +51,11 @@ class DataPlane:
                 request = codec.decode(body, headers, self.limits)
             decoded = time.monotonic()
             bound.preprocess.observe(decoded - started)
-            attributes = {"serving.model": model.name, "serving.model_version": model.settings.version} \
-                if tracing.enabled() else None
+            attributes = (
+                {"serving.model": model.name, "serving.model_version": model.settings.version}
+                if tracing.enabled()
+                else None
+            )
             with tracing.span("predict", attributes):
                 outputs = await self._admit_and_run(model, request, bound)
             predicted = time.monotonic()
@@ -81,9 +86,13 @@ class DataPlane:
         self._in_flight[name] = self._in_flight.get(name, 0) + 1
         bound.in_flight.inc()
         try:
-            if self._runs_inline(model, request):  # synchronous: a timeout could not interrupt it, so none is armed
+            if self._runs_inline(
+                model, request
+            ):  # synchronous: a timeout could not interrupt it, so none is armed
                 return self._call_inline(model, request, bound)
-            async with asyncio.timeout(self.limits.request_timeout_s):  # no extra task, unlike wait_for on 3.11
+            async with asyncio.timeout(
+                self.limits.request_timeout_s
+            ):  # no extra task, unlike wait_for on 3.11
                 return await self.run_model(model, request)
         except TimeoutError:
             self.metrics.rejected("timeout")
@@ -113,8 +122,12 @@ class DataPlane:
         """Calls the runtime vouches for as tiny bounded numpy work run right on the loop: a thread hop (and
         the timeout around it) would cost more than the call. Never for a batching or async model."""
         runtime = model.runtime
-        return (runtime is not None and model.name not in self._batchers and getattr(runtime, "apredict", None) is None
-                and runtime.runs_inline(request.inputs, request.output_names, request.parameters))
+        return (
+            runtime is not None
+            and model.name not in self._batchers
+            and getattr(runtime, "apredict", None) is None
+            and runtime.runs_inline(request.inputs, request.output_names, request.parameters)
+        )
 
     def _call_inline(self, model: Model, request: InferRequest, bound: ModelMetrics) -> TensorDict:
         started = time.monotonic()
@@ -146,11 +159,20 @@ class DataPlane:
         """Repository callback: a batcher exists exactly while a batching model is ready."""
         settings = model.settings
         batcher = self._batchers.get(model.name)
-        if model.ready and batcher is None and settings.max_batch_size > 0 and not hasattr(model.runtime, "apredict"):
+        if (
+            model.ready
+            and batcher is None
+            and settings.max_batch_size > 0
+            and not hasattr(model.runtime, "apredict")
+        ):
             self._batchers[model.name] = Batcher(
-                model.name, functools.partial(call_runtime, model), self._pool,
-                self.metrics.model(model.name, settings.version), max_batch_size=settings.max_batch_size,
-                max_latency_s=settings.max_latency_s, max_batches_in_flight=settings.max_batches_in_flight,
+                model.name,
+                functools.partial(call_runtime, model),
+                self._pool,
+                self.metrics.model(model.name, settings.version),
+                max_batch_size=settings.max_batch_size,
+                max_latency_s=settings.max_latency_s,
+                max_batches_in_flight=settings.max_batches_in_flight,
                 max_queue_size=settings.max_queue_size,
             )
         elif not model.ready and batcher is not None:
@@ -172,7 +194,9 @@ def timed_call(
     return call_runtime(model, inputs, outputs, parameters), time.monotonic() - started
 
 
-def call_runtime(model: Model, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+def call_runtime(
+    model: Model, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+) -> TensorDict:
     """Map what a model raises onto the error family: bad input is the caller's, the rest the model's."""
     runtime = model.runtime
     if runtime is None:

@@ -160,8 +160,14 @@ class _Endpoint:
 
 
 def encode_request(method: str, target: str, host: bytes, headers: Headers, body: bytes) -> bytes:
-    head = [f"{method} {target} HTTP/1.1\r\n".encode(), b"host: ", host, b"\r\ncontent-length: ",
-            str(len(body)).encode(), b"\r\n"]
+    head = [
+        f"{method} {target} HTTP/1.1\r\n".encode(),
+        b"host: ",
+        host,
+        b"\r\ncontent-length: ",
+        str(len(body)).encode(),
+        b"\r\n",
+    ]
     for name, value in headers:
         head += [name, b": ", value, b"\r\n"]
     head.append(b"\r\n")
@@ -178,8 +184,9 @@ def split_url(url: str) -> tuple[str, str]:
 class HTTPClient:
     """Keep-alive pools per endpoint (`http://host:port`), capped, expiring idle connections."""
 
-    def __init__(self, *, connect_timeout_s: float = 5.0, max_per_endpoint: int = 256,
-                 idle_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, *, connect_timeout_s: float = 5.0, max_per_endpoint: int = 256, idle_timeout_s: float = 30.0
+    ) -> None:
         if max_per_endpoint < 1:
             raise ValueError("max_per_endpoint must be at least 1")
         self.connect_timeout_s = connect_timeout_s
@@ -199,8 +206,15 @@ class HTTPClient:
         endpoint, target = split_url(url)
         return await self.request(endpoint, "GET", target, timeout_s=timeout_s)
 
-    async def request(self, endpoint: str, method: str, target: str, headers: Headers | None = None,
-                      body: bytes = b"", timeout_s: float = 60.0) -> Response:
+    async def request(
+        self,
+        endpoint: str,
+        method: str,
+        target: str,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        timeout_s: float = 60.0,
+    ) -> Response:
         """One request and its whole response; raises UpstreamConnectError, ConnectionError or TimeoutError."""
         if self._closed:
             raise UpstreamConnectError("the HTTP client is closed")
@@ -268,7 +282,9 @@ class HTTPClient:
             async with asyncio.timeout(min(self.connect_timeout_s, max(deadline - loop.time(), 0.0))):
                 _, conn = await loop.create_connection(_Connection, ep.host, ep.port)
         except (OSError, TimeoutError) as exc:
-            raise UpstreamConnectError(f"cannot connect to {ep.host}:{ep.port}: {exc or 'timed out'}") from exc
+            raise UpstreamConnectError(
+                f"cannot connect to {ep.host}:{ep.port}: {exc or 'timed out'}"
+            ) from exc
         return conn
 
     def _release(self, ep: _Endpoint, conn: _Connection) -> None:

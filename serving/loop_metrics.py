@@ -137,7 +137,9 @@ class LoopGauge(_Family):
 
 
 class LoopHistogram(_Family):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
         super().__init__(name, documentation, labelnames)
         self.bounds = tuple(float(b) for b in buckets if b != float("inf"))
         self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
@@ -154,8 +156,9 @@ class LoopHistogram(_Family):
             cumulative += count
             buckets.append((le, cumulative))
         family.add_metric(labels, buckets, child.sum)
-        family.samples.append(Sample(f"{self.name}_created", dict(zip(self.labelnames, labels, strict=True)),
-                                     child.created))
+        family.samples.append(
+            Sample(f"{self.name}_created", dict(zip(self.labelnames, labels, strict=True)), child.created)
+        )
 
 
 def counter(name: str, doc: str, labels: Sequence[str], registry: CollectorRegistry, shared: bool) -> Any:
@@ -167,8 +170,14 @@ def counter(name: str, doc: str, labels: Sequence[str], registry: CollectorRegis
     return family
 
 
-def gauge(name: str, doc: str, labels: Sequence[str], registry: CollectorRegistry, shared: bool,
-          multiprocess_mode: str = "all") -> Any:
+def gauge(
+    name: str,
+    doc: str,
+    labels: Sequence[str],
+    registry: CollectorRegistry,
+    shared: bool,
+    multiprocess_mode: str = "all",
+) -> Any:
     if shared:
         return Gauge(name, doc, labels, registry=registry, multiprocess_mode=multiprocess_mode)  # type: ignore[arg-type]
     family = LoopGauge(name, doc, labels)
@@ -176,8 +185,14 @@ def gauge(name: str, doc: str, labels: Sequence[str], registry: CollectorRegistr
     return family
 
 
-def histogram(name: str, doc: str, labels: Sequence[str], buckets: Sequence[float], registry: CollectorRegistry,
-              shared: bool) -> Any:
+def histogram(
+    name: str,
+    doc: str,
+    labels: Sequence[str],
+    buckets: Sequence[float],
+    registry: CollectorRegistry,
+    shared: bool,
+) -> Any:
     if shared:
         return Histogram(name, doc, labels, buckets=buckets, registry=registry)
     family = LoopHistogram(name, doc, labels, buckets)

@@ -53,7 +53,9 @@ class ModelMetrics:
                 self.model, self.version, protocol, str(code)
             )
         counter.inc()
-        duration = self._durations.get(protocol) or self._metrics.request_seconds.labels(self.model, self.version, protocol)
+        duration = self._durations.get(protocol) or self._metrics.request_seconds.labels(
+            self.model, self.version, protocol
+        )
         duration.observe(seconds)
 
     def inference(self, seconds: float) -> None:
@@ -78,25 +80,61 @@ class Metrics:
         self.registry = r = registry or CollectorRegistry()
         self.multiprocess = shared = bool(os.environ.get(MULTIPROC_ENV))
         mv = ["model", "version"]
-        self.requests = counter("serving_requests", "Inference requests by outcome.", [*mv, "protocol", "code"], r, shared)
-        self.request_seconds = histogram("serving_request_duration_seconds", "Inference request latency, decode to encode.",
-                                         [*mv, "protocol"], LATENCY_BUCKETS, r, shared)
-        self.inference_seconds = histogram("serving_inference_duration_seconds",
-                                           "Time of one model call (a whole batch when batching).", mv, LATENCY_BUCKETS,
-                                           r, shared)
-        self.batch_size = histogram("serving_batch_size", "Rows per batch the batcher formed.", mv, BATCH_BUCKETS, r,
-                                    shared)
-        self.batch_wait_seconds = histogram("serving_batch_wait_seconds", "Time a request waited in the batch queue.", mv,
-                                            LATENCY_BUCKETS, r, shared)
-        self.queue_depth = gauge("serving_batch_queue_depth", "Requests waiting in the batch queue.", mv, r, shared,
-                                 "livesum")
-        self.in_flight = gauge("serving_requests_in_flight", "Requests admitted and not yet answered by the model.", mv,
-                               r, shared, "livesum")
-        self.rejections = counter("serving_rejected", "Requests refused before reaching the model.", ["reason"], r, shared)
-        self.model_ready = gauge("serving_model_ready", "1 when the model is ready to serve (in every worker).",
-                                 ["model"], r, shared, "livemin")
-        self.model_load_seconds = gauge("serving_model_load_seconds", "How long the model took to load.", ["model"], r,
-                                        shared, "livemax")
+        self.requests = counter(
+            "serving_requests", "Inference requests by outcome.", [*mv, "protocol", "code"], r, shared
+        )
+        self.request_seconds = histogram(
+            "serving_request_duration_seconds",
+            "Inference request latency, decode to encode.",
+            [*mv, "protocol"],
+            LATENCY_BUCKETS,
+            r,
+            shared,
+        )
+        self.inference_seconds = histogram(
+            "serving_inference_duration_seconds",
+            "Time of one model call (a whole batch when batching).",
+            mv,
+            LATENCY_BUCKETS,
+            r,
+            shared,
+        )
+        self.batch_size = histogram(
+            "serving_batch_size", "Rows per batch the batcher formed.", mv, BATCH_BUCKETS, r, shared
+        )
+        self.batch_wait_seconds = histogram(
+            "serving_batch_wait_seconds",
+            "Time a request waited in the batch queue.",
+            mv,
+            LATENCY_BUCKETS,
+            r,
+            shared,
+        )
+        self.queue_depth = gauge(
+            "serving_batch_queue_depth", "Requests waiting in the batch queue.", mv, r, shared, "livesum"
+        )
+        self.in_flight = gauge(
+            "serving_requests_in_flight",
+            "Requests admitted and not yet answered by the model.",
+            mv,
+            r,
+            shared,
+            "livesum",
+        )
+        self.rejections = counter(
+            "serving_rejected", "Requests refused before reaching the model.", ["reason"], r, shared
+        )
+        self.model_ready = gauge(
+            "serving_model_ready",
+            "1 when the model is ready to serve (in every worker).",
+            ["model"],
+            r,
+            shared,
+            "livemin",
+        )
+        self.model_load_seconds = gauge(
+            "serving_model_load_seconds", "How long the model took to load.", ["model"], r, shared, "livemax"
+        )
 
         # KServe's names, so dashboards built for KServe model servers keep working.
         def kserve(name: str, doc: str) -> Any:
@@ -148,19 +186,24 @@ class RouterMetrics:
         self.registry = r = registry or CollectorRegistry()
         labels = ["isvc", "namespace", "revision", "arm"]
         # One process, every update on the event loop: plain numbers, exported at scrape time.
-        self.requests = LoopCounter("serving_router_requests", "Requests proxied, by upstream status code.",
-                                    [*labels, "code"])
-        self.errors = LoopCounter("serving_router_errors", "Proxied requests answered with status >= 400.",
-                                  [*labels, "code"])
-        self.duration = LoopHistogram("serving_router_request_duration_seconds", "Latency through the router.",
-                                      labels, LATENCY_BUCKETS)
+        self.requests = LoopCounter(
+            "serving_router_requests", "Requests proxied, by upstream status code.", [*labels, "code"]
+        )
+        self.errors = LoopCounter(
+            "serving_router_errors", "Proxied requests answered with status >= 400.", [*labels, "code"]
+        )
+        self.duration = LoopHistogram(
+            "serving_router_request_duration_seconds", "Latency through the router.", labels, LATENCY_BUCKETS
+        )
         self.in_flight = LoopGauge("serving_router_requests_in_flight", "Requests being proxied now.", labels)
         for family in (self.requests, self.errors, self.duration, self.in_flight):
             r.register(family)
         self._bound: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._codes: dict[tuple[str, str, str, str, int], Any] = {}
 
-    def observe_route(self, isvc: str, namespace: str, revision: str, arm: str, code: int, seconds: float) -> None:
+    def observe_route(
+        self, isvc: str, namespace: str, revision: str, arm: str, code: int, seconds: float
+    ) -> None:
         """One finished request: count it by status code and observe its latency."""
         key = (isvc, namespace, revision, arm)
         counter = self._codes.get((*key, code))

@@ -31,5 +31,7 @@ def ensure_port_free(host: str, port: int, flag: str = "--port") -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise CannotListen(f"port {port} is in use; pick another with {flag}") from exc
             if exc.errno in (errno.EACCES, errno.EPERM):
-                raise CannotListen(f"port {port} needs privileges to listen on; pick another with {flag}") from exc
+                raise CannotListen(
+                    f"port {port} needs privileges to listen on; pick another with {flag}"
+                ) from exc
             raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

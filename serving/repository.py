@@ -43,7 +43,9 @@ class Model:
         return self.state is ModelState.READY
 
 
-def discover(model_dir: Path, name: str | None = None, template: ModelSettings | None = None) -> list[ModelSettings]:
+def discover(
+    model_dir: Path, name: str | None = None, template: ModelSettings | None = None
+) -> list[ModelSettings]:
     """One model if `model_dir` holds an artifact (or a custom runtime is named), else one per sub-folder."""
     model_dir = model_dir.resolve()
     base = template or ModelSettings(name="", model_dir=model_dir)
@@ -82,7 +84,9 @@ class ModelRepository:
         if model is None:
             raise ModelNotFound(f"model {name!r} not found" + existing_names(list(self._models)))
         if version is not None and version != model.settings.version:
-            raise ModelNotFound(f"model {name!r} has no version {version!r} (it has {model.settings.version!r})")
+            raise ModelNotFound(
+                f"model {name!r} has no version {version!r} (it has {model.settings.version!r})"
+            )
         return model
 
     def ready_model(self, name: str, version: str | None = None) -> Model:

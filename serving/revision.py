@@ -20,7 +20,12 @@ from serving.spec import Batcher, InferenceService, ModelSpec, PredictorSpec, Tr
 
 # Settings that only move traffic or scale replicas: cleared before hashing, so they never make a revision.
 TRAFFIC_AND_SCALE = (
-    "canary_traffic_percent", "min_replicas", "max_replicas", "scale_target", "scale_metric", "auto_scaling",
+    "canary_traffic_percent",
+    "min_replicas",
+    "max_replicas",
+    "scale_target",
+    "scale_metric",
+    "auto_scaling",
 )
 SHORTHANDS = ("sklearn", "xgboost", "onnx")
 
@@ -65,9 +70,13 @@ class Revision:
         return cls.build(isvc.metadata.name, isvc.metadata.namespace, predictor, transformer)
 
     @classmethod
-    def build(cls, isvc: str, namespace: str, predictor: PredictorSpec, transformer: TransformerSpec | None) -> Revision:
-        served = {"predictor": served_document(predictor),
-                  "transformer": served_document(transformer) if transformer is not None else None}
+    def build(
+        cls, isvc: str, namespace: str, predictor: PredictorSpec, transformer: TransformerSpec | None
+    ) -> Revision:
+        served = {
+            "predictor": served_document(predictor),
+            "transformer": served_document(transformer) if transformer is not None else None,
+        }
         digest = hashlib.sha256(orjson.dumps(served, option=orjson.OPT_SORT_KEYS)).hexdigest()
         return cls(f"{isvc}-{digest[:8]}", isvc, namespace, digest, predictor, transformer)
 
@@ -90,7 +99,10 @@ class Revision:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "isvc": self.isvc, "namespace": self.namespace, "digest": self.digest,
+            "name": self.name,
+            "isvc": self.isvc,
+            "namespace": self.namespace,
+            "digest": self.digest,
             "predictor": served_document(self.predictor),
             "transformer": served_document(self.transformer) if self.transformer is not None else None,
         }
@@ -100,7 +112,10 @@ class Revision:
         """Reads what `to_json` wrote (and the camelCase records of earlier versions, which are the same JSON)."""
         transformer = data.get("transformer")
         return cls(
-            name=data["name"], isvc=data["isvc"], namespace=data["namespace"], digest=data["digest"],
+            name=data["name"],
+            isvc=data["isvc"],
+            namespace=data["namespace"],
+            digest=data["digest"],
             predictor=PredictorSpec.model_validate(data["predictor"]),
             transformer=TransformerSpec.model_validate(transformer) if transformer is not None else None,
         )

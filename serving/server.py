@@ -72,8 +72,11 @@ def create_app(config: ServerConfig) -> ASGIApp:
     repository.on_change.append(announce_when_ready(repository, config.host, config.port))
     dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
     # The one observability hook: request ids, access log, spans, payload logger (metrics on this /metrics).
-    app = observe(build_app(dataplane, load_before_serving=config.workers > 1),
-                  ObservabilityOptions(**config.observability), dataplane.metrics.registry)
+    app = observe(
+        build_app(dataplane, load_before_serving=config.workers > 1),
+        ObservabilityOptions(**config.observability),
+        dataplane.metrics.registry,
+    )
     if config.grpc_port is None:
         return app
     from serving.grpc.lifespan import with_grpc  # grpcio is imported only when gRPC is asked for
@@ -84,20 +87,29 @@ def create_app(config: ServerConfig) -> ASGIApp:
 def app_from_env() -> ASGIApp:
     """uvicorn factory for worker processes."""
     config = ServerConfig.from_env()
-    log_format.configure(config.observability.get("log_format"))  # a fresh interpreter: the CLI's set-up is gone
+    log_format.configure(
+        config.observability.get("log_format")
+    )  # a fresh interpreter: the CLI's set-up is gone
     return create_app(config)
 
 
 def run(config: ServerConfig) -> None:
-    options: dict[str, Any] = dict(log_level=config.log_level,
-                                   max_header_bytes=Limits(**config.limits).max_header_bytes)
+    options: dict[str, Any] = dict(
+        log_level=config.log_level, max_header_bytes=Limits(**config.limits).max_header_bytes
+    )
     if config.workers > 1:
         os.environ[CONFIG_ENV] = config.to_env()
         # Metrics of every worker in files of a fresh directory, merged on /metrics (never stale counts).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = tempfile.mkdtemp(prefix="serving-metrics-")
         try:
-            run_http_server("serving.server:app_from_env", config.host, config.port, workers=config.workers,
-                            factory=True, **options)
+            run_http_server(
+                "serving.server:app_from_env",
+                config.host,
+                config.port,
+                workers=config.workers,
+                factory=True,
+                **options,
+            )
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     else:

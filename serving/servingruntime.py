@@ -86,7 +86,9 @@ class ServingRuntimeSpec(_Strict):
     @classmethod
     def _single_model(cls, multi: bool) -> bool:
         if multi:
-            raise ValueError("multi-model (ModelMesh) runtimes are not supported: one model per InferenceService")
+            raise ValueError(
+                "multi-model (ModelMesh) runtimes are not supported: one model per InferenceService"
+            )
         return multi
 
     def priority_for(self, format_name: str) -> int | None:
@@ -149,16 +151,22 @@ class ModelRequest:
 
 
 def select_runtime(
-    model: ModelRequest, namespace_runtimes: Sequence[ServingRuntime], cluster_runtimes: Sequence[ServingRuntime],
+    model: ModelRequest,
+    namespace_runtimes: Sequence[ServingRuntime],
+    cluster_runtimes: Sequence[ServingRuntime],
 ) -> ServingRuntime:
     """The runtime KServe would pick for `model`, or `SelectionError` with KServe's message."""
     protocol = model.protocol or "v1"
     if model.runtime is not None:
         return _explicit(model, protocol, namespace_runtimes, cluster_runtimes)
     for group in (namespace_runtimes, cluster_runtimes):
-        candidates = [r for r in sorted(group, key=lambda r: r.name)
-                      if not r.spec.disabled and r.spec.supports_protocol(protocol)
-                      and r.spec.supports_format(model.format_name, model.format_version, explicit=False)]
+        candidates = [
+            r
+            for r in sorted(group, key=lambda r: r.name)
+            if not r.spec.disabled
+            and r.spec.supports_protocol(protocol)
+            and r.spec.supports_format(model.format_name, model.format_version, explicit=False)
+        ]
         if candidates:
             return sorted(candidates, key=lambda r: _priority_key(r, model.format_name))[0]
     raise SelectionError(NO_RUNTIME)
@@ -169,15 +177,21 @@ def _priority_key(runtime: ServingRuntime, format_name: str) -> tuple[int, int]:
     return (1, 0) if priority is None else (0, -priority)
 
 
-def _explicit(model: ModelRequest, protocol: str, namespace_runtimes: Sequence[ServingRuntime],
-              cluster_runtimes: Sequence[ServingRuntime]) -> ServingRuntime:
+def _explicit(
+    model: ModelRequest,
+    protocol: str,
+    namespace_runtimes: Sequence[ServingRuntime],
+    cluster_runtimes: Sequence[ServingRuntime],
+) -> ServingRuntime:
     found = next((r for r in [*namespace_runtimes, *cluster_runtimes] if r.name == model.runtime), None)
     if found is None:
         raise SelectionError(f"No ServingRuntimes or ClusterServingRuntimes with the name: {model.runtime}")
     if found.spec.disabled:
         raise SelectionError(f"Specified runtime {model.runtime} is disabled")
     if not found.spec.supports_format(model.format_name, model.format_version, explicit=True):
-        raise SelectionError(f"Specified runtime {model.runtime} does not support specified framework/version")
+        raise SelectionError(
+            f"Specified runtime {model.runtime} does not support specified framework/version"
+        )
     if not found.spec.supports_protocol(protocol):
         raise SelectionError(f"Specified runtime {model.runtime} does not support specified protocol version")
     return found
@@ -219,21 +233,45 @@ def _container_args(runtime: ServingRuntime) -> tuple[str, ...]:
 
 
 def _builtin(name: str, formats: Iterable[dict[str, Any]], implementation: str) -> ServingRuntime:
-    return ServingRuntime.model_validate({
-        "apiVersion": API_VERSION, "kind": "ClusterServingRuntime",
-        "metadata": {"name": name},
-        "spec": {"supportedModelFormats": list(formats), "protocolVersions": list(OUR_PROTOCOLS),
-                 "containers": [{"name": "kserve-container", "args": [
-                     "--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080",
-                     f"--runtime={implementation}"]}]},
-    })
+    return ServingRuntime.model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ClusterServingRuntime",
+            "metadata": {"name": name},
+            "spec": {
+                "supportedModelFormats": list(formats),
+                "protocolVersions": list(OUR_PROTOCOLS),
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "args": [
+                            "--model_name={{.Name}}",
+                            "--model_dir=/mnt/models",
+                            "--http_port=8080",
+                            f"--runtime={implementation}",
+                        ],
+                    }
+                ],
+            },
+        }
+    )
 
 
 BUILTIN_RUNTIMES: tuple[ServingRuntime, ...] = (
-    _builtin("kserve-sklearnserver", [{"name": "sklearn", "version": "1", "autoSelect": True, "priority": 1}],
-             "sklearn"),
-    _builtin("kserve-xgbserver", [{"name": "xgboost", "version": "1", "autoSelect": True, "priority": 1},
-                                  {"name": "xgboost", "version": "2", "autoSelect": True, "priority": 1}],
-             "xgboost"),
-    _builtin("kserve-tritonserver", [{"name": "onnx", "version": "1", "autoSelect": True, "priority": 1}], "onnx"),
+    _builtin(
+        "kserve-sklearnserver",
+        [{"name": "sklearn", "version": "1", "autoSelect": True, "priority": 1}],
+        "sklearn",
+    ),
+    _builtin(
+        "kserve-xgbserver",
+        [
+            {"name": "xgboost", "version": "1", "autoSelect": True, "priority": 1},
+            {"name": "xgboost", "version": "2", "autoSelect": True, "priority": 1},
+        ],
+        "xgboost",
+    ),
+    _builtin(
+        "kserve-tritonserver", [{"name": "onnx", "version": "1", "autoSelect": True, "priority": 1}], "onnx"
+    ),
 )

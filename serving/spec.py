@@ -25,8 +25,14 @@ KSERVE_ONLY_SCHEMES = frozenset({"hdfs", "webhdfs", "azure", "oci", "hf"})  # ac
 KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc", "s3", "gs", "az"}) | KSERVE_ONLY_SCHEMES
 UNSUPPORTED_FORMATS = ("tensorflow", "pytorch", "triton", "lightgbm", "paddle", "pmml", "huggingface")
 KUBERNETES_ONLY = (
-    "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets",
-    "priorityClassName", "schedulerName", "runtimeClassName",
+    "serviceAccountName",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "imagePullSecrets",
+    "priorityClassName",
+    "schedulerName",
+    "runtimeClassName",
 )
 
 
@@ -60,7 +66,9 @@ class ModelFormat(Strict):
         if name in ("scikit-learn", "sklearn"):
             return "sklearn"
         if name not in SUPPORTED_FORMATS:
-            raise ValueError(f"model format {name!r} is not supported; use one of {', '.join(SUPPORTED_FORMATS)}")
+            raise ValueError(
+                f"model format {name!r} is not supported; use one of {', '.join(SUPPORTED_FORMATS)}"
+            )
         return name
 
 
@@ -80,9 +88,12 @@ class FrameworkSpec(Strict):
             raise ValueError(f"{uri!r} is not a storage URI (empty, or contains control characters)")
         scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
         if scheme and scheme not in KNOWN_SCHEMES:
-            raise ValueError(f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc://, s3://, gs://, az:// "
-                             f"(or KServe's {', '.join(s + '://' for s in sorted(KSERVE_ONLY_SCHEMES))})")
+            raise ValueError(
+                f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc://, s3://, gs://, az:// "
+                f"(or KServe's {', '.join(s + '://' for s in sorted(KSERVE_ONLY_SCHEMES))})"
+            )
         return uri
+
     protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
     runtime_version: str | None = None
     args: tuple[str, ...] = ()
@@ -137,7 +148,9 @@ class ComponentSpec(Strict):
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
     canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
     container_concurrency: int | None = Field(default=None, ge=0)
-    auto_scaling: dict[str, Any] | None = None  # KServe's `autoScaling: {metrics: [...]}`; checked by autoscale.knobs
+    auto_scaling: dict[str, Any] | None = (
+        None  # KServe's `autoScaling: {metrics: [...]}`; checked by autoscale.knobs
+    )
     timeout: int | None = Field(default=None, ge=1, description="seconds")
     batcher: Batcher | None = None
     logger: Logger | None = None
@@ -177,7 +190,9 @@ class PredictorSpec(ComponentSpec):
         if len(given) > 1:
             raise ValueError(f"give exactly one of model, sklearn, xgboost, onnx (found {', '.join(given)})")
         if not given and not self.containers:
-            raise ValueError("needs a model: set model (with modelFormat and storageUri) or sklearn/xgboost/onnx")
+            raise ValueError(
+                "needs a model: set model (with modelFormat and storageUri) or sklearn/xgboost/onnx"
+            )
         return self
 
     def normalised_model(self) -> ModelSpec:
@@ -196,7 +211,9 @@ class TransformerSpec(ComponentSpec):
     @model_validator(mode="after")
     def _has_container(self) -> TransformerSpec:
         if not self.containers:
-            raise ValueError("a transformer needs containers (with args, as KServe writes a custom transformer)")
+            raise ValueError(
+                "a transformer needs containers (with args, as KServe writes a custom transformer)"
+            )
         return self
 
 
@@ -245,11 +262,15 @@ class InferenceService(Strict):
                 continue
             for env in _env_vars(spec):
                 if env.value_from is not None:
-                    out.append(f"spec.{component}: env {env.name} uses valueFrom, which applies on Kubernetes only; "
-                               "it is not set locally")
+                    out.append(
+                        f"spec.{component}: env {env.name} uses valueFrom, which applies on Kubernetes only; "
+                        "it is not set locally"
+                    )
             if spec.logger is not None and not spec.logger.url:
-                out.append(f"spec.{component}.logger: no url; events go to the default sink (`serving up "
-                           "--logger-url`, the chart's logger.defaultUrl), and are not logged without one")
+                out.append(
+                    f"spec.{component}.logger: no url; events go to the default sink (`serving up "
+                    "--logger-url`, the chart's logger.defaultUrl), and are not logged without one"
+                )
         return out
 
 
@@ -319,7 +340,11 @@ def load_documents(text: str, source: str | None = None) -> list[InferenceServic
     """Every InferenceService in a (multi-document) YAML string; errors name `source` (the file) if given."""
     docs = _yaml_documents(text, source)
     if not docs:
-        raise SpecError(f"{source}: no InferenceService document found" if source else "no InferenceService document found")
+        raise SpecError(
+            f"{source}: no InferenceService document found"
+            if source
+            else "no InferenceService document found"
+        )
     out = []
     for index, doc in enumerate(docs):
         try:
@@ -339,7 +364,9 @@ def _yaml_documents(text: str, source: str | None) -> list[Any]:
             loaded.append(doc)
     except yaml.YAMLError as exc:
         detail = str(exc).replace('"<unicode string>"', repr(source) if source else "the YAML")
-        raise SpecError(f"{source or 'YAML'}: document {len(loaded) + 1} is not valid YAML: {detail}") from exc
+        raise SpecError(
+            f"{source or 'YAML'}: document {len(loaded) + 1} is not valid YAML: {detail}"
+        ) from exc
     return [d for d in loaded if d is not None]
 
 

@@ -30,22 +30,37 @@ def _runtime_name(value: Any) -> str:
     return "" if ":" in str(value) else "a ServingRuntime name is not used; the runtime follows modelFormat"
 
 
-_POD = tuple(FieldEffect(f"{c}.{f}", "", "pod spec") for c in ("predictor", "transformer") for f in KUBERNETES_ONLY)
+_POD = tuple(
+    FieldEffect(f"{c}.{f}", "", "pod spec") for c in ("predictor", "transformer") for f in KUBERNETES_ONLY
+)
 _SAME = "the same flags in the container"
-_AUTOSCALER = "autoscaler metric: router in-flight (concurrency), request rate (rps), process CPU/RSS (cpu, memory)"
+_AUTOSCALER = (
+    "autoscaler metric: router in-flight (concurrency), request rate (rps), process CPU/RSS (cpu, memory)"
+)
 _SCALER = "KEDA ScaledObject on the router's metrics (concurrency, rps; keda.enabled) or HPA (cpu, memory)"
 FIELD_EFFECTS: tuple[FieldEffect, ...] = (
-    FieldEffect("metadata.name", "service name, host NAME.NAMESPACE.DOMAIN, revision names", "object names, labels"),
+    FieldEffect(
+        "metadata.name", "service name, host NAME.NAMESPACE.DOMAIN, revision names", "object names, labels"
+    ),
     FieldEffect("metadata.namespace", "route and state key", "namespace of every object"),
-    FieldEffect("predictor.minReplicas", "autoscaler floor (0: scale to zero; the router holds requests meanwhile)",
-                "Deployment replicas / HPA or KEDA minimum (0 needs keda.enabled)"),
+    FieldEffect(
+        "predictor.minReplicas",
+        "autoscaler floor (0: scale to zero; the router holds requests meanwhile)",
+        "Deployment replicas / HPA or KEDA minimum (0 needs keda.enabled)",
+    ),
     FieldEffect("predictor.maxReplicas", "autoscaler ceiling", "HPA / KEDA maximum (when above minReplicas)"),
     FieldEffect("predictor.scaleMetric", _AUTOSCALER, _SCALER),
     FieldEffect("predictor.scaleTarget", "autoscaler target per replica", "HPA target / KEDA threshold"),
     FieldEffect("predictor.autoScaling", _AUTOSCALER + " (metrics[0]: Resource cpu/memory)", "HPA metric"),
-    FieldEffect("predictor.canaryTrafficPercent", "traffic split in the router", "traffic split in the route ConfigMap"),
+    FieldEffect(
+        "predictor.canaryTrafficPercent",
+        "traffic split in the router",
+        "traffic split in the route ConfigMap",
+    ),
     FieldEffect("predictor.containerConcurrency", "--max-concurrency: 429 above it", _SAME),
-    FieldEffect("predictor.timeout", "--request-timeout; the router answers 504 after it", _SAME + "; router 504"),
+    FieldEffect(
+        "predictor.timeout", "--request-timeout; the router answers 504 after it", _SAME + "; router 504"
+    ),
     FieldEffect("predictor.batcher", "adaptive batching on (`{}`: with the defaults)", _SAME),
     FieldEffect("predictor.batcher.maxBatchSize", "--max-batch-size", _SAME),
     FieldEffect("predictor.batcher.maxLatency", "--max-latency-ms", _SAME),
@@ -58,7 +73,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.containers", "", ""),  # a custom predictor container is not run: use model
     FieldEffect("predictor.model.modelFormat.name", "--runtime", _SAME),
     FieldEffect("predictor.model.modelFormat.version", "", ""),
-    FieldEffect("predictor.model.storageUri", "model files (resolved on this machine)", "storage-initializer pull"),
+    FieldEffect(
+        "predictor.model.storageUri", "model files (resolved on this machine)", "storage-initializer pull"
+    ),
     FieldEffect("predictor.model.runtime", "module:Class -> --runtime", _SAME, _runtime_name),
     FieldEffect("predictor.model.runtimeVersion", "", ""),
     FieldEffect("predictor.model.protocolVersion", "", ""),  # V1 and V2 are both served whatever it says
@@ -72,7 +89,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.scaleMetric", "", "transformer HPA metric"),
     FieldEffect("transformer.scaleTarget", "", "transformer HPA target"),
     FieldEffect("transformer.autoScaling", "", "transformer HPA metric"),
-    FieldEffect("transformer.canaryTrafficPercent", "", ""),  # the predictor's splits the (transformer, predictor) pair
+    FieldEffect(
+        "transformer.canaryTrafficPercent", "", ""
+    ),  # the predictor's splits the (transformer, predictor) pair
     FieldEffect("transformer.containerConcurrency", "", ""),
     FieldEffect("transformer.timeout", "", ""),
     FieldEffect("transformer.batcher", "", ""),
@@ -81,7 +100,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.annotations", "", "pod template annotations"),
     FieldEffect("transformer.containers[].command", "`serving transform` command line", "container command"),
     FieldEffect("transformer.containers[].args", "`serving transform` arguments", "container args"),
-    FieldEffect("transformer.containers[].env", "process environment (plain values)", "container env (valueFrom too)"),
+    FieldEffect(
+        "transformer.containers[].env", "process environment (plain values)", "container env (valueFrom too)"
+    ),
     FieldEffect("transformer.containers[].image", "", "container image (a custom image gets KServe's args)"),
     FieldEffect("transformer.containers[].name", "", "container name"),
     FieldEffect("transformer.containers[].resources", "", "container resources"),
@@ -98,7 +119,11 @@ def values_at(isvc: InferenceService, path: str) -> list[Any]:
     predictor = spec.predictor
     if predictor.model is None and not predictor.containers:
         predictor = predictor.model_copy(update={"model": predictor.normalised_model()})
-    roots: dict[str, Any] = {"metadata": isvc.metadata, "predictor": predictor, "transformer": spec.transformer}
+    roots: dict[str, Any] = {
+        "metadata": isvc.metadata,
+        "predictor": predictor,
+        "transformer": spec.transformer,
+    }
     head, *rest = path.split(".")
     return _walk([roots[head]], rest)
 

@@ -140,8 +140,13 @@ class ThreadedCommand:
 
 @contextmanager
 def serving_inprocess(
-    args: list[str], *, ready_path: str = "/v2/health/ready", ready_status: int = 200, timeout_s: float = 60.0,
-    env: dict[str, str] | None = None, target: Callable[[list[str]], object] | None = None,
+    args: list[str],
+    *,
+    ready_path: str = "/v2/health/ready",
+    ready_status: int = 200,
+    timeout_s: float = 60.0,
+    env: dict[str, str] | None = None,
+    target: Callable[[list[str]], object] | None = None,
 ) -> Iterator[InProcessServer]:
     """Run `serving <args> --host 127.0.0.1 --port 0` in this process; yield once `ready_path` answers."""
     capture = _Capture()
@@ -152,8 +157,11 @@ def serving_inprocess(
         command.start()
         try:
             server = _started(command, capture, timeout_s)
-            wait_until(lambda: _answers(server.url + ready_path, ready_status, command), timeout_s,
-                       what=f"{server.url}{ready_path}")
+            wait_until(
+                lambda: _answers(server.url + ready_path, ready_status, command),
+                timeout_s,
+                what=f"{server.url}{ready_path}",
+            )
             yield server
         finally:
             command.stop()
@@ -163,7 +171,9 @@ def serving_inprocess(
 def _started(command: ThreadedCommand, capture: _Capture, timeout_s: float) -> InProcessServer:
     def started() -> bool:
         if command.error is not None:
-            raise RuntimeError(f"server did not start: {command.error!r}\n{capture.text.getvalue()}") from command.error
+            raise RuntimeError(
+                f"server did not start: {command.error!r}\n{capture.text.getvalue()}"
+            ) from command.error
         return command.port is not None
 
     wait_until(started, timeout_s, what="uvicorn to start", interval_s=0.01)

@@ -24,7 +24,9 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 15.0, what: st
 @contextlib.asynccontextmanager
 async def served(app: Any, ready_path: str | None = None) -> AsyncIterator[str]:
     """The base URL of `app` served by uvicorn; with `ready_path`, once that answers 200."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", log_config=None)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", log_config=None
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started or task.done(), what="uvicorn to start")

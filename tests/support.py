@@ -53,7 +53,9 @@ def serving_process(
     port = port or free_port()
     log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"serving-{port}.log"
     argv = [sys.executable, "-m", "serving.cli", *args]
-    with started(argv, ready_path, log_path, timeout_s, ready_status=ready_status, env=env, port=port) as target:
+    with started(
+        argv, ready_path, log_path, timeout_s, ready_status=ready_status, env=env, port=port
+    ) as target:
         yield ServerProcess(target.process, target.url, log_path)
 
 

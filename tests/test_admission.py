@@ -44,7 +44,9 @@ def test_service_time_is_a_moving_average_and_leaving_frees_a_place() -> None:
     admission.enter("m")
     admission.leave("m", 1.0)
     admission.enter("m")
-    admission.leave("m", 0.0)  # estimate 1.0 + EWMA_WEIGHT * (0.0 - 1.0) = 0.8: neither the first nor the last
+    admission.leave(
+        "m", 0.0
+    )  # estimate 1.0 + EWMA_WEIGHT * (0.0 - 1.0) = 0.8: neither the first nor the last
     assert 1.0 + EWMA_WEIGHT * (0.0 - 1.0) == pytest.approx(0.8)
     admission.enter("m")
     admission.enter("m")  # one queued: 0.8 s <= 0.85 s

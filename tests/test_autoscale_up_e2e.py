@@ -31,24 +31,54 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
     with serving_up(tmp_path, isvc, "elastic", tmp_path / "up.log", "--activator-timeout", "60") as target:
         report = tmp_path / "locust"
         locust = subprocess.Popen(  # 1 -> 8 users in 5 steps over 10 s
-            [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", target.url, "--model", "elastic",
-             "--shape", "step", "--users", "8", "--duration", "10s", "--out", str(report)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "serving.cli",
+                "loadtest",
+                "v1",
+                "--url",
+                target.url,
+                "--model",
+                "elastic",
+                "--shape",
+                "step",
+                "--users",
+                "8",
+                "--duration",
+                "10s",
+                "--out",
+                str(report),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         replicas, started = [], time.monotonic()
         while locust.poll() is None:
-            replicas.append((time.monotonic() - started, predictor_status(target, "elastic").get("currentReplicas", 0)))
+            replicas.append(
+                (time.monotonic() - started, predictor_status(target, "elastic").get("currentReplicas", 0))
+            )
             time.sleep(0.25)  # sampling the replica count while Locust runs (not a synchronisation)
         summary = json.loads((report / "summary.json").read_text())
         peak = max(n for _, n in replicas)
-        assert summary["requests"] > 0 and summary["failures"] == 0, "a request failed while replicas were added"
+        assert summary["requests"] > 0 and summary["failures"] == 0, (
+            "a request failed while replicas were added"
+        )
         assert peak >= 2, f"never scaled above one ready replica: {replicas}"
         second = next(t for t, n in replicas if n >= 2)
-        print(f"\n1 -> {peak} ready replicas; 2nd ready after {second:.1f} s; Locust p99 {summary['p99_ms']} ms "
-              f"over {summary['requests']} requests")
+        print(
+            f"\n1 -> {peak} ready replicas; 2nd ready after {second:.1f} s; Locust p99 {summary['p99_ms']} ms "
+            f"over {summary['requests']} requests"
+        )
         cold = cold_start_s(target, "elastic", idle_timeout_s=60)  # waits for zero processes first
         print(f"cold start from zero: {cold * 1000:.0f} ms (held by the activator, answered 200)")
         assert model_processes(target) == 1
         status = predictor_status(target, "elastic")
         assert status["desiredReplicas"] >= 1
-        servers.wait_until(lambda: predictor_status(target, "elastic")["currentReplicas"] == 1, 10,
-                           "status to report the woken replica", target.process, target.log)
+        servers.wait_until(
+            lambda: predictor_status(target, "elastic")["currentReplicas"] == 1,
+            10,
+            "status to report the woken replica",
+            target.process,
+            target.log,
+        )

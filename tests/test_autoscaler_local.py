@@ -41,9 +41,12 @@ class SteppingClock:
 
 
 def _doc(model: Path, annotations: dict[str, str] | None = None, **predictor: object) -> dict:
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": "iris", "annotations": {**WINDOW, **(annotations or {})}},
-            "spec": {"predictor": {**predictor, "sklearn": {"storageUri": str(model)}}}}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "annotations": {**WINDOW, **(annotations or {})}},
+        "spec": {"predictor": {**predictor, "sklearn": {"storageUri": str(model)}}},
+    }
 
 
 @pytest.fixture()
@@ -57,8 +60,14 @@ def model(tmp_path: Path) -> Path:
 
 
 def _plane(tmp_path: Path, sink: Sink, load: RevisionLoad, registry: CollectorRegistry) -> LocalControlPlane:
-    control = LocalControlPlane(StateStore(tmp_path / "state"), sink, replica_factory=FakeReplica, load=load,
-                                scaling_metrics=ScalingMetrics(registry), autoscale_interval_s=0.01)
+    control = LocalControlPlane(
+        StateStore(tmp_path / "state"),
+        sink,
+        replica_factory=FakeReplica,
+        load=load,
+        scaling_metrics=ScalingMetrics(registry),
+        autoscale_interval_s=0.01,
+    )
     control.autoscalers.clock = SteppingClock()
     return control
 
@@ -85,9 +94,13 @@ async def test_replicas_follow_concurrency_up_and_back_down(tmp_path: Path, mode
         await _until(lambda: _ready(sink) == [5])
         predictor = control.get("default", "iris").status["components"]["predictor"]
         assert predictor["desiredReplicas"] == 5
-        await _until(lambda: control.get("default", "iris").status["components"]["predictor"]["currentReplicas"] == 5)
-        assert b'serving_autoscaler_desired_replicas{isvc="iris",revision="%s"} 5.0' % revision.encode() \
+        await _until(
+            lambda: control.get("default", "iris").status["components"]["predictor"]["currentReplicas"] == 5
+        )
+        assert (
+            b'serving_autoscaler_desired_replicas{isvc="iris",revision="%s"} 5.0' % revision.encode()
             in generate_latest(registry)
+        )
         load.in_flight[("default", revision)] = 0
         await _until(lambda: _ready(sink) == [1] and _running() == 1, timeout_s=10)
         # Replicas taken away were drained (out of the table first, then waited for) before they stopped.
@@ -124,7 +137,9 @@ async def test_min_zero_goes_to_zero_then_a_held_request_wakes_it(tmp_path: Path
 
 
 @pytest.mark.asyncio
-async def test_canary_arms_scale_on_their_own_load_and_stable_keeps_its_share(tmp_path: Path, model: Path) -> None:
+async def test_canary_arms_scale_on_their_own_load_and_stable_keeps_its_share(
+    tmp_path: Path, model: Path
+) -> None:
     other = model.parent / "v2"
     other.mkdir()
     (other / "model.joblib").write_bytes(b"")
@@ -166,28 +181,40 @@ def test_router_load_averages_in_flight_over_time(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize("headers", [{}, {"x-serving-tag": "latest"}], ids=["split", "pinned-by-tag"])
-def test_the_router_holds_a_request_for_a_revision_at_zero_then_forwards_it(tmp_path: Path, headers: dict) -> None:
+def test_the_router_holds_a_request_for_a_revision_at_zero_then_forwards_it(
+    tmp_path: Path, headers: dict
+) -> None:
     """The Router's own path (balancer or tag pin, activator, table swap) against a real model server in-process:
     the request waits while the route has no endpoint and is answered once `on_demand` publishes one."""
     train_iris_sklearn(tmp_path / "iris")
     with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server:
+
         async def run() -> tuple[httpx.Response, list[str]]:
             router = Router()
-            cold = ServiceRoute("iris", "default", (Arm("iris-1", 100, "stable", "latest", ()),), activator=True)
+            cold = ServiceRoute(
+                "iris", "default", (Arm("iris-1", 100, "stable", "latest", ()),), activator=True
+            )
             router.set_table(RouteTable({("default", "iris"): cold}, 1))
             asked: list[str] = []
 
             def start_one(namespace: str, revision: str) -> None:  # what the control plane does, later
                 asked.append(revision)
-                warm = ServiceRoute("iris", "default", (Arm("iris-1", 100, "stable", "latest", (server.url,)),),
-                                    activator=True)
-                asyncio.get_running_loop().call_later(0.2, router.set_table, RouteTable({("default", "iris"): warm}, 2))
+                warm = ServiceRoute(
+                    "iris",
+                    "default",
+                    (Arm("iris-1", 100, "stable", "latest", (server.url,)),),
+                    activator=True,
+                )
+                asyncio.get_running_loop().call_later(
+                    0.2, router.set_table, RouteTable({("default", "iris"): warm}, 2)
+                )
 
             router.activator.on_demand = start_one
             transport = httpx.ASGITransport(app=router)
             async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
-                response = await client.post("/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]},
-                                             headers=headers)
+                response = await client.post(
+                    "/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]}, headers=headers
+                )
             await router.upstreams.close()
             return response, asked
 
@@ -220,17 +247,33 @@ async def test_activator_times_out_and_bounds_its_queue_with_retry_after() -> No
     assert demanded == [("default", "iris-1")] and load.waiting("default", "iris-1") == 0
 
 
-@pytest.mark.parametrize(("predictor", "annotations", "path"), [
-    ({"minReplicas": 3, "maxReplicas": 2}, {}, "spec.predictor"),
-    ({"scaleTarget": -1}, {}, "spec.predictor.scaleTarget"),
-    ({"scaleMetric": "gpu"}, {}, "spec.predictor.scaleMetric"),
-    ({}, {"autoscaling.knative.dev/window": "soon"}, "metadata.annotations.autoscaling.knative.dev/window"),
-    ({"autoScaling": {"metrics": [{"type": "External"}]}}, {}, "spec.predictor.autoScaling.metrics[0].type"),
-    ({"autoScaling": {"metrics": 5}}, {}, "spec.predictor.autoScaling.metrics"),
-    ({"autoScaling": {"metrics": [{"type": "Resource", "resource": "cpu"}]}}, {},
-     "spec.predictor.autoScaling.metrics[0].resource"),
-])
-def test_bad_scaling_input_names_the_field(model: Path, predictor: dict, annotations: dict, path: str) -> None:
+@pytest.mark.parametrize(
+    ("predictor", "annotations", "path"),
+    [
+        ({"minReplicas": 3, "maxReplicas": 2}, {}, "spec.predictor"),
+        ({"scaleTarget": -1}, {}, "spec.predictor.scaleTarget"),
+        ({"scaleMetric": "gpu"}, {}, "spec.predictor.scaleMetric"),
+        (
+            {},
+            {"autoscaling.knative.dev/window": "soon"},
+            "metadata.annotations.autoscaling.knative.dev/window",
+        ),
+        (
+            {"autoScaling": {"metrics": [{"type": "External"}]}},
+            {},
+            "spec.predictor.autoScaling.metrics[0].type",
+        ),
+        ({"autoScaling": {"metrics": 5}}, {}, "spec.predictor.autoScaling.metrics"),
+        (
+            {"autoScaling": {"metrics": [{"type": "Resource", "resource": "cpu"}]}},
+            {},
+            "spec.predictor.autoScaling.metrics[0].resource",
+        ),
+    ],
+)
+def test_bad_scaling_input_names_the_field(
+    model: Path, predictor: dict, annotations: dict, path: str
+) -> None:
     with pytest.raises(SpecError) as err:
         parse(_doc(model, annotations, **predictor))
     assert err.value.status_code == 400 and path in err.value.message
@@ -247,9 +290,15 @@ async def test_a_rejected_apply_leaves_the_running_service_alone(tmp_path: Path,
         await control.apply(parse(doc), doc)
         await _until(lambda: _ready(sink) == [1])
         before = sink.tables[-1].services
-        bad = _doc(model, {"autoscaling.knative.dev/scale-down-delay": "5 minutes"}, minReplicas=1, maxReplicas=2)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://control") as client:
-            response = await client.post("/api/v1/inferenceservices", json=[bad], headers={"authorization": "Bearer t"})
+        bad = _doc(
+            model, {"autoscaling.knative.dev/scale-down-delay": "5 minutes"}, minReplicas=1, maxReplicas=2
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://control"
+        ) as client:
+            response = await client.post(
+                "/api/v1/inferenceservices", json=[bad], headers={"authorization": "Bearer t"}
+            )
         assert response.status_code == 400
         assert "metadata.annotations.autoscaling.knative.dev/scale-down-delay" in response.json()["error"]
         assert control.get("default", "iris").document == doc and sink.tables[-1].services == before
@@ -258,8 +307,14 @@ async def test_a_rejected_apply_leaves_the_running_service_alone(tmp_path: Path,
 
 
 def test_serving_get_shows_ready_over_desired_replicas() -> None:
-    item = {"metadata": {"name": "iris"}, "status": {"url": "http://iris", "conditions": [{"type": "Ready", "status": "True"}],
-            "components": {"predictor": {"currentReplicas": 2, "desiredReplicas": 3}}}}
+    item = {
+        "metadata": {"name": "iris"},
+        "status": {
+            "url": "http://iris",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {"predictor": {"currentReplicas": 2, "desiredReplicas": 3}},
+        },
+    }
     header, row = format_table([item]).splitlines()
     assert header.split()[3] == "REPLICAS" and row.split()[3] == "2/3"
 

@@ -21,16 +21,22 @@ from tests.inprocess import InProcessServer, serving_inprocess
 
 ECHO = "tests.runtimes_for_tests:EchoRuntime"
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
-GOOD_V2 = orjson.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]})
+GOOD_V2 = orjson.dumps(
+    {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]}
+)
 DEEP = 100_000
 
 
 @pytest.fixture(scope="module")
-def servers(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, InProcessServer]]:
+def servers(
+    model_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, InProcessServer]]:
     echo_dir = tmp_path_factory.mktemp("echo") / "echo"
     echo_dir.mkdir()
     with (
-        serving_inprocess(["serve", "--model-dir", str(model_repo)]) as iris,  # sklearn-iris, xgboost-iris, onnx-iris
+        serving_inprocess(
+            ["serve", "--model-dir", str(model_repo)]
+        ) as iris,  # sklearn-iris, xgboost-iris, onnx-iris
         serving_inprocess(["serve", "--model-dir", str(echo_dir), "--runtime", ECHO]) as echo,
     ):
         yield {"iris": iris, "echo": echo}
@@ -42,11 +48,18 @@ def v2(*inputs: dict, **extra: object) -> bytes:
 
 
 def tensor(datatype: str = "FP64", shape: object = (1, 4), data: object = IRIS_ROW, **extra: object) -> dict:
-    return {"name": "x", "datatype": datatype, "shape": list(shape) if isinstance(shape, tuple) else shape,
-            "data": data, **extra}
+    return {
+        "name": "x",
+        "datatype": datatype,
+        "shape": list(shape) if isinstance(shape, tuple) else shape,
+        "data": data,
+        **extra,
+    }
 
 
-def binary(header: dict, tail: bytes, length_delta: int | None = 0, length: str | None = None) -> tuple[bytes, dict]:
+def binary(
+    header: dict, tail: bytes, length_delta: int | None = 0, length: str | None = None
+) -> tuple[bytes, dict]:
     """A binary-extension body; `length` overrides Inference-Header-Content-Length as sent."""
     head = orjson.dumps(header)
     sent = length if length is not None else str(len(head) + (length_delta or 0))
@@ -54,7 +67,11 @@ def binary(header: dict, tail: bytes, length_delta: int | None = 0, length: str 
 
 
 def bin_input(datatype: str, shape: list[int], size: object) -> dict:
-    return {"inputs": [{"name": "x", "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": size}}]}
+    return {
+        "inputs": [
+            {"name": "x", "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": size}}
+        ]
+    }
 
 
 @dataclass
@@ -83,7 +100,12 @@ CASES = [
     Case("inputs-not-a-list", b'{"inputs": {"x": 1}}', 400, "'inputs' must be a non-empty list"),
     Case("inputs-empty", b'{"inputs": []}', 400, "'inputs' must be a non-empty list"),
     Case("input-not-an-object", v2([1, 2]), 400, "inputs[0] must be a json object"),  # type: ignore[arg-type]
-    Case("name-missing", b'{"inputs":[{"shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}]}', 400, "name must be"),
+    Case(
+        "name-missing",
+        b'{"inputs":[{"shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}]}',
+        400,
+        "name must be",
+    ),
     Case("name-not-a-string", v2({**tensor(), "name": 7}), 400, "name must be a non-empty string"),
     Case("shape-not-ints", v2(tensor(shape=["1", "4"])), 400, "'shape' must be a list of integers"),
     Case("shape-floats", v2(tensor(shape=[1.0, 4.0])), 400, "'shape' must be a list of integers"),
@@ -93,7 +115,12 @@ CASES = [
     Case("datatype-unknown", v2(tensor(datatype="FP128")), 400, "unknown datatype 'fp128'"),
     Case("data-a-dict", v2(tensor(data={"a": 1})), 400, "'data' must be a list"),
     Case("data-missing", v2({"name": "x", "datatype": "FP64", "shape": [1, 4]}), 400, "has no 'data'"),
-    Case("data-strings-for-fp64", v2(tensor(data=["a", "b", "c", "d"])), 400, "must hold only numbers, not strings"),
+    Case(
+        "data-strings-for-fp64",
+        v2(tensor(data=["a", "b", "c", "d"])),
+        400,
+        "must hold only numbers, not strings",
+    ),
     Case("data-nulls", v2(tensor(data=[None, 1, 2, 3])), 400, "nulls"),
     Case("data-ragged", v2(tensor(data=[[1, 2], [3]])), 400, "not a rectangular array"),
     Case("parameters-not-an-object", v2(tensor(), parameters=[1]), 400, "'parameters' must be a json object"),
@@ -102,52 +129,113 @@ CASES = [
     Case("id-not-a-string", v2(tensor(), id=5), 400, "'id' must be a string"),
     Case("duplicate-input", v2(tensor(), tensor()), 400, "appears more than once"),
     # --- deep nesting: no recursion blow-up, whatever the level
-    Case("nested-100k-in-data", b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":'
-         + b"[" * DEEP + b"]" * DEEP + b"}]}", 400, "depth limit"),
+    Case(
+        "nested-100k-in-data",
+        b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":' + b"[" * DEEP + b"]" * DEEP + b"}]}",
+        400,
+        "depth limit",
+    ),
     Case("nested-100k-unclosed", b"[" * DEEP, 400, "depth limit"),
-    Case("nested-over-max-json-depth", b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":'
-         + b"[" * 40 + b"1" + b"]" * 40 + b"}]}", 400, "nested deeper than 32"),
+    Case(
+        "nested-over-max-json-depth",
+        b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":'
+        + b"[" * 40
+        + b"1"
+        + b"]" * 40
+        + b"}]}",
+        400,
+        "nested deeper than 32",
+    ),
     # --- shape x dtype vs data
     Case("shape-data-mismatch", v2(tensor(shape=[2, 4])), 400, "needs 8 elements of fp64 but 'data' has 4"),
     Case("shape-negative", v2(tensor(shape=[-1, 4])), 400, "negative dimension"),
     Case("shape-overflowing", v2(tensor(shape=[2**63, 2**63])), 400, "over the limit"),
-    Case("shape-10e12-tiny-data", v2(tensor(shape=[10**6, 10**6], data=[1.0])), 400, "1000000000000 elements"),
+    Case(
+        "shape-10e12-tiny-data", v2(tensor(shape=[10**6, 10**6], data=[1.0])), 400, "1000000000000 elements"
+    ),
     # --- values that would be silently coerced
     Case("nan-literal", GOOD_V2.replace(b"6.8", b"NaN"), 400, "not valid json"),
     Case("infinity-literal", GOOD_V2.replace(b"6.8", b"Infinity"), 400, "not valid json"),
     Case("number-overflowing-double", GOOD_V2.replace(b"6.8", b"1e999"), 400, "infinity"),
     Case("fp16-overflow", v2(tensor("FP16", [1], [1e10])), 400, "out of range for fp16", server="echo"),
-    Case("int8-out-of-range", v2(tensor("INT8", [2], [1, 300])), 400, "300 is out of range for int8", server="echo"),
+    Case(
+        "int8-out-of-range",
+        v2(tensor("INT8", [2], [1, 300])),
+        400,
+        "300 is out of range for int8",
+        server="echo",
+    ),
     Case("uint8-negative", v2(tensor("UINT8", [1], [-1])), 400, "out of range for uint8", server="echo"),
-    Case("int64-over-64-bits", v2(tensor("INT64", [1], [10**26])), 400, "out of range for int64", server="echo"),
+    Case(
+        "int64-over-64-bits", v2(tensor("INT64", [1], [10**26])), 400, "out of range for int64", server="echo"
+    ),
     Case("int32-fraction", v2(tensor("INT32", [1], [1.5])), 400, "must hold only integers", server="echo"),
     Case("int32-string", v2(tensor("INT32", [1], ["5"])), 400, "not strings", server="echo"),
     Case("int32-bool", v2(tensor("INT32", [1], [True])), 400, "not booleans", server="echo"),
     Case("bool-from-ints", v2(tensor("BOOL", [2], [1, 0])), 400, "true/false", server="echo"),
-    Case("bytes-not-strings", v2(tensor("BYTES", [2], [1, 2])), 400, "bytes elements must be strings", server="echo"),
-    Case("bytes-objects", v2(tensor("BYTES", [1], [{"a": 1}])), 400, "must be strings, got dict", server="echo"),
+    Case(
+        "bytes-not-strings",
+        v2(tensor("BYTES", [2], [1, 2])),
+        400,
+        "bytes elements must be strings",
+        server="echo",
+    ),
+    Case(
+        "bytes-objects", v2(tensor("BYTES", [1], [{"a": 1}])), 400, "must be strings, got dict", server="echo"
+    ),
     # --- binary tensor extension
-    _bin_case("header-length-over-body", binary(bin_input("INT32", [2], 8), b"\0" * 8, 1000), "outside the body"),
-    _bin_case("header-length-negative", binary(bin_input("INT32", [2], 8), b"\0" * 8, length="-5"), "outside the body"),
-    _bin_case("header-length-not-a-number", binary(bin_input("INT32", [2], 8), b"\0" * 8, length="ten"),
-              "is not an integer"),
-    _bin_case("header-length-cuts-json", binary(bin_input("INT32", [2], 8), b"\0" * 8, -10), "not valid json"),
+    _bin_case(
+        "header-length-over-body", binary(bin_input("INT32", [2], 8), b"\0" * 8, 1000), "outside the body"
+    ),
+    _bin_case(
+        "header-length-negative",
+        binary(bin_input("INT32", [2], 8), b"\0" * 8, length="-5"),
+        "outside the body",
+    ),
+    _bin_case(
+        "header-length-not-a-number",
+        binary(bin_input("INT32", [2], 8), b"\0" * 8, length="ten"),
+        "is not an integer",
+    ),
+    _bin_case(
+        "header-length-cuts-json", binary(bin_input("INT32", [2], 8), b"\0" * 8, -10), "not valid json"
+    ),
     _bin_case("binary-size-overruns", binary(bin_input("INT32", [2], 800), b"\0" * 8), "overruns"),
     _bin_case("binary-size-negative", binary(bin_input("INT32", [2], -8), b"\0" * 8), "non-negative integer"),
     _bin_case("binary-size-not-int", binary(bin_input("INT32", [2], "8"), b"\0" * 8), "non-negative integer"),
     _bin_case("binary-size-vs-shape", binary(bin_input("INT32", [3], 8), b"\0" * 8), "needs 12 bytes"),
-    _bin_case("binary-bytes-unclaimed", binary(bin_input("INT32", [2], 8), b"\0" * 12), "no input claims them"),
-    _bin_case("bytes-length-prefix-overruns", binary(bin_input("BYTES", [1], 8), b"\xff\xff\xff\x7fabcd"),
-              "claims 2147483647 bytes"),
-    _bin_case("bytes-length-prefix-missing", binary(bin_input("BYTES", [2], 6), b"\x01\0\0\0ab"),
-              "no 4-byte length prefix"),
+    _bin_case(
+        "binary-bytes-unclaimed", binary(bin_input("INT32", [2], 8), b"\0" * 12), "no input claims them"
+    ),
+    _bin_case(
+        "bytes-length-prefix-overruns",
+        binary(bin_input("BYTES", [1], 8), b"\xff\xff\xff\x7fabcd"),
+        "claims 2147483647 bytes",
+    ),
+    _bin_case(
+        "bytes-length-prefix-missing",
+        binary(bin_input("BYTES", [2], 6), b"\x01\0\0\0ab"),
+        "no 4-byte length prefix",
+    ),
     _bin_case("bool-bytes-not-0-or-1", binary(bin_input("BOOL", [2], 2), b"\x01\x07"), "must be 0 or 1"),
-    _bin_case("binary-10e12-elements", binary(bin_input("FP64", [10**6, 10**6], 8), b"\0" * 8), "over the limit"),
-    _bin_case("binary-and-data", binary({"inputs": [{**tensor("INT32", [2], [1, 2]),
-                                                      "parameters": {"binary_data_size": 8}}]}, b"\0" * 8),
-              "both 'data' and 'binary_data_size'"),
+    _bin_case(
+        "binary-10e12-elements", binary(bin_input("FP64", [10**6, 10**6], 8), b"\0" * 8), "over the limit"
+    ),
+    _bin_case(
+        "binary-and-data",
+        binary(
+            {"inputs": [{**tensor("INT32", [2], [1, 2]), "parameters": {"binary_data_size": 8}}]}, b"\0" * 8
+        ),
+        "both 'data' and 'binary_data_size'",
+    ),
     # --- transport
-    Case("multipart-form", GOOD_V2, 415, "multipart/form-data", headers={"content-type": "multipart/form-data; b=x"}),
+    Case(
+        "multipart-form",
+        GOOD_V2,
+        415,
+        "multipart/form-data",
+        headers={"content-type": "multipart/form-data; b=x"},
+    ),
     Case("image-body", GOOD_V2, 415, "image/png", headers={"content-type": "image/png"}),
     Case("get-on-infer", None, 405, "method get not allowed", method="GET"),
     Case("delete-on-ready", None, 405, "method delete not allowed", method="DELETE", path="/v2/health/ready"),
@@ -155,28 +243,86 @@ CASES = [
     Case("unknown-model", GOOD_V2, 404, "model 'nope' not found", path="/v2/models/nope/infer"),
     Case("unknown-version", GOOD_V2, 404, "no version '9'", path="/v2/models/{model}/versions/9/infer"),
     # --- V1
-    Case("v1-instances-ragged", b'{"instances": [[1, 2, 3, 4], [1, 2]]}', 400, "not a rectangular array",
-         path="/v1/models/{model}:predict"),
-    Case("v1-instances-strings", b'{"instances": [["a", "b", "c", "d"]]}', 400, "could not convert string",
-         path="/v1/models/{model}:predict"),
-    Case("v1-instances-empty", b'{"instances": []}', 400, "'instances' is empty", path="/v1/models/{model}:predict"),
-    Case("v1-instances-not-a-list", b'{"instances": 5}', 400, "'instances' must be a list",
-         path="/v1/models/{model}:predict"),
-    Case("v1-instances-wrong-width", b'{"instances": [[1, 2, 3]]}', 400, "got shape [1, 3]",
-         path="/v1/models/{model}:predict"),
-    Case("v1-neither-key", b'{"rows": [[1, 2, 3, 4]]}', 400, "'instances' or 'inputs'",
-         path="/v1/models/{model}:predict"),
-    Case("v1-nested-100k", b'{"instances":' + b"[" * DEEP + b"]" * DEEP + b"}", 400, "depth limit",
-         path="/v1/models/{model}:predict"),
-    Case("v1-onnx-wrong-rank", b'{"instances": [1, 2, 3, 4]}', 400, "expects input 'X' of shape [-1, 4]",
-         path="/v1/models/onnx-iris:predict"),
-    Case("v2-onnx-wrong-width", v2(tensor(shape=[1, 3], data=[1, 2, 3])), 400, "of shape [-1, 4] (-1: any size); got shape [1, 3]",
-         path="/v2/models/onnx-iris/infer"),
-    Case("v2-xgboost-wrong-width", v2(tensor(shape=[1, 3], data=[1, 2, 3])), 400, "expects shape [rows, 4] (4 features per row); got shape [1, 3]",
-         path="/v2/models/xgboost-iris/infer"),
-    Case("v1-xgboost-strings", b'{"instances": [["a", "b", "c", "d"]]}', 400, "rejected the input",
-         path="/v1/models/xgboost-iris:predict"),
-    Case("v1-unknown-model", b'{"instances": [[1, 2, 3, 4]]}', 404, "not found", path="/v1/models/nope:predict"),
+    Case(
+        "v1-instances-ragged",
+        b'{"instances": [[1, 2, 3, 4], [1, 2]]}',
+        400,
+        "not a rectangular array",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-instances-strings",
+        b'{"instances": [["a", "b", "c", "d"]]}',
+        400,
+        "could not convert string",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-instances-empty",
+        b'{"instances": []}',
+        400,
+        "'instances' is empty",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-instances-not-a-list",
+        b'{"instances": 5}',
+        400,
+        "'instances' must be a list",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-instances-wrong-width",
+        b'{"instances": [[1, 2, 3]]}',
+        400,
+        "got shape [1, 3]",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-neither-key",
+        b'{"rows": [[1, 2, 3, 4]]}',
+        400,
+        "'instances' or 'inputs'",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-nested-100k",
+        b'{"instances":' + b"[" * DEEP + b"]" * DEEP + b"}",
+        400,
+        "depth limit",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-onnx-wrong-rank",
+        b'{"instances": [1, 2, 3, 4]}',
+        400,
+        "expects input 'X' of shape [-1, 4]",
+        path="/v1/models/onnx-iris:predict",
+    ),
+    Case(
+        "v2-onnx-wrong-width",
+        v2(tensor(shape=[1, 3], data=[1, 2, 3])),
+        400,
+        "of shape [-1, 4] (-1: any size); got shape [1, 3]",
+        path="/v2/models/onnx-iris/infer",
+    ),
+    Case(
+        "v2-xgboost-wrong-width",
+        v2(tensor(shape=[1, 3], data=[1, 2, 3])),
+        400,
+        "expects shape [rows, 4] (4 features per row); got shape [1, 3]",
+        path="/v2/models/xgboost-iris/infer",
+    ),
+    Case(
+        "v1-xgboost-strings",
+        b'{"instances": [["a", "b", "c", "d"]]}',
+        400,
+        "rejected the input",
+        path="/v1/models/xgboost-iris:predict",
+    ),
+    Case(
+        "v1-unknown-model", b'{"instances": [[1, 2, 3, 4]]}', 404, "not found", path="/v1/models/nope:predict"
+    ),
     # --- repository extension
     Case("repo-load-traversal", b"", 404, "no route", path="/v2/repository/models/..%2F..%2Fetc/load"),
     Case("repo-load-dotdot", b"", 404, "not found", path="/v2/repository/models/%2E%2E/load"),
@@ -193,8 +339,13 @@ def test_hostile_request_gets_a_clear_4xx_and_the_server_keeps_serving(
     server = servers[case.server]
     model = "sklearn-iris" if case.server == "iris" else "echo"
     started = time.monotonic()
-    response = httpx.request(case.method, server.url + case.path.format(model=model), content=case.body,
-                             headers=case.headers, timeout=30)
+    response = httpx.request(
+        case.method,
+        server.url + case.path.format(model=model),
+        content=case.body,
+        headers=case.headers,
+        timeout=30,
+    )
     elapsed = time.monotonic() - started
     assert response.status_code == case.status, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -206,7 +357,9 @@ def test_hostile_request_gets_a_clear_4xx_and_the_server_keeps_serving(
 
 def _assert_still_serving(server: InProcessServer, model: str) -> None:
     if model == "sklearn-iris":
-        good = httpx.post(server.url + "/v1/models/sklearn-iris:predict", json={"instances": [IRIS_ROW]}, timeout=30)
+        good = httpx.post(
+            server.url + "/v1/models/sklearn-iris:predict", json={"instances": [IRIS_ROW]}, timeout=30
+        )
         assert good.status_code == 200 and good.json() == {"predictions": [1]}, good.text
     else:
         body = v2(tensor("INT32", [2], [7, -7]))

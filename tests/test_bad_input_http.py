@@ -18,7 +18,9 @@ from tests.inprocess import InProcessServer, serving_inprocess
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("echo-http") / "echo"
     folder.mkdir()
-    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:EchoRuntime"]) as s:
+    with serving_inprocess(
+        ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:EchoRuntime"]
+    ) as s:
         yield s
 
 
@@ -28,7 +30,7 @@ def exchange(server: InProcessServer, payload: bytes, chunk: int = 1 << 20) -> b
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         try:
             for i in range(0, len(payload), chunk):
-                sock.sendall(payload[i:i + chunk])
+                sock.sendall(payload[i : i + chunk])
         except OSError:
             pass  # the server answered and closed while we were still sending
         received = b""
@@ -80,12 +82,16 @@ def test_a_head_that_never_ends_is_cut_off_at_the_limit(server: InProcessServer)
     assert_serving(server)
 
 
-@pytest.mark.parametrize("payload", [
-    b"GARBAGE\r\n\r\n",
-    b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
-    b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n",
-    b"GET /v2/health/live HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
-], ids=["garbage", "content-length-not-a-number", "length-and-chunked", "space-in-header-name"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+        b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n",
+        b"GET /v2/health/live HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+    ],
+    ids=["garbage", "content-length-not-a-number", "length-and-chunked", "space-in-header-name"],
+)
 def test_malformed_http_is_400_json(server: InProcessServer, payload: bytes) -> None:
     status, doc = parse(exchange(server, payload))
     assert status == 400
@@ -94,10 +100,14 @@ def test_malformed_http_is_400_json(server: InProcessServer, payload: bytes) -> 
 
 
 @pytest.mark.parametrize("values", [30_000, 250_000], ids=["120KB-in-one-read", "1MB"])
-def test_a_large_body_arriving_with_the_head_is_not_mistaken_for_a_large_head(server: InProcessServer, values: int) -> None:
+def test_a_large_body_arriving_with_the_head_is_not_mistaken_for_a_large_head(
+    server: InProcessServer, values: int
+) -> None:
     """The head limit counts the head only: a body far over it, in the same reads as a small head (a whole
     120 KB request usually arrives in one read), is served — every time."""
-    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [values], "data": [0.5] * values}]})
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP64", "shape": [values], "data": [0.5] * values}]}
+    )
     head = b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     for _ in range(10):
         raw = exchange(server, head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)

@@ -13,7 +13,13 @@ from serving.router.upstream import Upstreams
 
 def _route(*percents: int, name: str = "iris") -> ServiceRoute:
     arms = tuple(
-        Arm(f"{name}-r{i}", p, "stable" if i == 0 else "canary", "prev" if i == 0 else "latest", (f"http://e{i}",))
+        Arm(
+            f"{name}-r{i}",
+            p,
+            "stable" if i == 0 else "canary",
+            "prev" if i == 0 else "latest",
+            (f"http://e{i}",),
+        )
         for i, p in enumerate(percents)
     )
     return ServiceRoute(name, "default", arms)
@@ -30,13 +36,16 @@ def test_every_window_of_a_hundred_is_exact_and_interleaved() -> None:
     balancer, route = Balancer(), _route(80, 20)
     picks = [balancer.choose(route).revision for _ in range(1_000)]  # type: ignore[union-attr]
     for start in range(0, 1_000, 100):
-        assert picks[start:start + 100].count("iris-r1") == 20
+        assert picks[start : start + 100].count("iris-r1") == 20
     assert max(len(run) for run in "".join("c" if p == "iris-r1" else "s" for p in picks).split("c")) <= 4
 
 
 def test_zero_percent_and_endpointless_arms_are_never_chosen() -> None:
-    arms = (Arm("a", 100, "stable", "prev", ("http://a",)), Arm("b", 0, "canary", "latest", ("http://b",)),
-            Arm("c", 50, "canary", "latest", ()))
+    arms = (
+        Arm("a", 100, "stable", "prev", ("http://a",)),
+        Arm("b", 0, "canary", "latest", ("http://b",)),
+        Arm("c", 50, "canary", "latest", ()),
+    )
     balancer = Balancer()
     assert {balancer.choose(ServiceRoute("s", "default", arms)).revision for _ in range(50)} == {"a"}  # type: ignore[union-attr]
     assert balancer.choose(ServiceRoute("s", "default", (arms[1], arms[2]))) is None

@@ -78,7 +78,10 @@ def request(rows: int, marker: float, cols: int = 3, dtype: str = "<f8", **param
 @st.composite
 def compatible_parts(draw: st.DrawFn) -> list[TensorDict]:
     names = draw(st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=1, max_size=3, unique=True))
-    specs = {n: (draw(DTYPES), draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3))) for n in names}
+    specs = {
+        n: (draw(DTYPES), draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3)))
+        for n in names
+    }
     parts = []
     for rows in draw(st.lists(st.integers(0, 4), min_size=1, max_size=6)):
         parts.append({n: draw(hnp.arrays(np.dtype(d), (rows, *trail))) for n, (d, trail) in specs.items()})
@@ -103,8 +106,13 @@ def test_split_refuses_outputs_without_one_row_per_input_row() -> None:
         split({"y": np.zeros((3, 2))}, [1, 3])
 
 
-@given(st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["<f8", "<f4", "<i8"]), st.sampled_from([2, 3])),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 12), st.sampled_from(["<f8", "<f4", "<i8"]), st.sampled_from([2, 3])),
+        min_size=1,
+        max_size=40,
+    )
+)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_concurrent_callers_get_exactly_their_rows(shapes: list[tuple[int, str, int]]) -> None:
     async def scenario() -> None:
@@ -163,7 +171,9 @@ def test_a_bad_request_fails_alone_and_a_large_one_runs_alone() -> None:
         good = [request(1, i) for i in range(6)]
         bad = InferRequest(inputs={"x": np.full((1, 3), -1.0)})
         large = request(20, 99)
-        results = await asyncio.gather(*(b.submit(r) for r in [*good[:3], bad, *good[3:], large]), return_exceptions=True)
+        results = await asyncio.gather(
+            *(b.submit(r) for r in [*good[:3], bad, *good[3:], large]), return_exceptions=True
+        )
         assert isinstance(results[3], BadRequest) and results[3].status_code == 400
         for r, out in zip(good, results[:3] + results[4:7], strict=True):
             np.testing.assert_array_equal(out["x-out"], r.inputs["x"] * 2)
@@ -271,7 +281,9 @@ def test_fewer_callers_than_a_full_batch_do_not_wait_max_latency_each_time() -> 
         seen = Recorder()
         b = batcher(Model(delay_s=0.01), seen, max_batch_size=64, max_latency_s=1.0)
         started = time.monotonic()
-        await asyncio.gather(*(caller(b, k * 0.004, k) for k in range(8)))  # staggered: some queue behind a batch
+        await asyncio.gather(
+            *(caller(b, k * 0.004, k) for k in range(8))
+        )  # staggered: some queue behind a batch
         assert time.monotonic() - started < 0.9, seen.batches  # 6 rounds: far from a 1 s wait per batch
         assert max(seen.batches) > 1
         b.close()

@@ -37,11 +37,17 @@ def batching_server(iris_dir: Path) -> Iterator[InProcessServer]:
 
 def samples(metrics: str, name: str, model: str = MODEL) -> dict[str, float]:
     """`le` (or '' when absent) -> value for one family's samples named `name`."""
-    return {s.labels.get("le", ""): s.value for f in text_string_to_metric_families(metrics) for s in f.samples
-            if s.name == name and s.labels.get("model") == model}
+    return {
+        s.labels.get("le", ""): s.value
+        for f in text_string_to_metric_families(metrics)
+        for s in f.samples
+        if s.name == name and s.labels.get("model") == model
+    }
 
 
-def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_server: InProcessServer, iris_dir: Path) -> None:
+def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(
+    batching_server: InProcessServer, iris_dir: Path
+) -> None:
     estimator = joblib.load(next(iris_dir.glob("*.joblib")))
     rng = np.random.default_rng(3)
     rows = [rng.uniform(0.1, 7.5, size=(int(rng.integers(1, 5)), 4)).round(3) for _ in range(150)]
@@ -52,8 +58,12 @@ def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_se
         assert r.json()["predictions"] == estimator.predict(x).tolist()
 
     async def v2_json(client: httpx.AsyncClient, x: np.ndarray, datatype: str) -> None:
-        body = {"inputs": [{"name": "input-0", "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}],
-                "outputs": [{"name": "probabilities"}]}
+        body = {
+            "inputs": [
+                {"name": "input-0", "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}
+            ],
+            "outputs": [{"name": "probabilities"}],
+        }
         r = await client.post(f"/v2/models/{MODEL}/infer", json=body)
         assert r.status_code == 200, r.text
         (out,) = r.json()["outputs"]
@@ -64,8 +74,12 @@ def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_se
     async def v2_binary(client: triton_aio.InferenceServerClient, x: np.ndarray) -> None:
         tensor = triton_aio.InferInput("input-0", list(x.shape), "FP64")
         tensor.set_data_from_numpy(x, binary_data=True)
-        result = await client.infer(MODEL, [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities", binary_data=True)])
-        np.testing.assert_allclose(result.as_numpy("probabilities"), estimator.predict_proba(x), rtol=1e-9, atol=1e-12)
+        result = await client.infer(
+            MODEL, [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities", binary_data=True)]
+        )
+        np.testing.assert_allclose(
+            result.as_numpy("probabilities"), estimator.predict_proba(x), rtol=1e-9, atol=1e-12
+        )
 
     async def bad_shape(client: httpx.AsyncClient) -> None:
         body = {"inputs": [{"name": "input-0", "shape": [2, 3], "datatype": "FP64", "data": [1.0] * 6}]}
@@ -75,7 +89,9 @@ def test_concurrent_v1_v2_json_and_binary_callers_get_their_own_rows(batching_se
     async def scenario() -> None:
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=batching_server.url, timeout=30, limits=limits) as client:
-            triton = triton_aio.InferenceServerClient(batching_server.url.removeprefix("http://"), conn_limit=32)
+            triton = triton_aio.InferenceServerClient(
+                batching_server.url.removeprefix("http://"), conn_limit=32
+            )
             try:
                 calls = []
                 for i, x in enumerate(rows):
@@ -119,15 +135,26 @@ def test_echo_model_batches_every_datatype_and_each_caller_gets_its_tensor(tmp_p
     """Echo returns what it was sent: under batching every caller must still get back exactly its tensor."""
     folder = tmp_path / "echo"
     folder.mkdir()
-    args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:EchoRuntime",
-            "--max-batch-size", "16", "--max-latency-ms", "20"]
+    args = [
+        "serve",
+        "--model-dir",
+        str(folder),
+        "--runtime",
+        "tests.runtimes_for_tests:EchoRuntime",
+        "--max-batch-size",
+        "16",
+        "--max-latency-ms",
+        "20",
+    ]
     rng = np.random.default_rng(5)
     cases = []
     for i in range(80):
         datatype = list(DATATYPES)[i // 16]  # runs of one datatype (a mismatch closes a batch: FIFO)
         shape = (int(rng.integers(1, 6)), 2 + (i // 8) % 2)
         if datatype == "BYTES":
-            x = np.array([f"r{i}-{k}".encode() for k in range(int(np.prod(shape)))], dtype=object).reshape(shape)
+            x = np.array([f"r{i}-{k}".encode() for k in range(int(np.prod(shape)))], dtype=object).reshape(
+                shape
+            )
         else:
             x = (rng.integers(0, 100, size=shape) + i).astype(DATATYPES[datatype])
         cases.append((datatype, x))
@@ -135,7 +162,9 @@ def test_echo_model_batches_every_datatype_and_each_caller_gets_its_tensor(tmp_p
     async def echo(client: triton_aio.InferenceServerClient, datatype: str, x: np.ndarray) -> None:
         tensor = triton_aio.InferInput("x", list(x.shape), datatype)
         tensor.set_data_from_numpy(x, binary_data=True)
-        result = await client.infer("echo", [tensor], outputs=[triton_aio.InferRequestedOutput("x", binary_data=True)])
+        result = await client.infer(
+            "echo", [tensor], outputs=[triton_aio.InferRequestedOutput("x", binary_data=True)]
+        )
         back = result.as_numpy("x")
         assert back.shape == x.shape and back.dtype == x.dtype and (back == x).all(), (datatype, x, back)
 
@@ -157,16 +186,27 @@ def test_echo_model_batches_every_datatype_and_each_caller_gets_its_tensor(tmp_p
 def failing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("failing") / "failing"
     folder.mkdir()
-    args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime",
-            "--max-batch-size", "16", "--max-latency-ms", "20"]
+    args = [
+        "serve",
+        "--model-dir",
+        str(folder),
+        "--runtime",
+        "tests.runtimes_for_tests:FailingRuntime",
+        "--max-batch-size",
+        "16",
+        "--max-latency-ms",
+        "20",
+    ]
     with serving_inprocess(args) as server:
         yield server
 
 
 def test_failing_requests_get_500_and_their_neighbours_200(failing_server: InProcessServer) -> None:
     async def one(client: httpx.AsyncClient, i: int) -> tuple[int, int]:
-        body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [i, -i]}],
-                "parameters": {"fail": i % 4 == 0}}
+        body = {
+            "inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [i, -i]}],
+            "parameters": {"fail": i % 4 == 0},
+        }
         r = await client.post("/v2/models/failing/infer", json=body)
         if r.status_code == 200:
             assert r.json()["outputs"][0]["data"] == [i, -i], r.text

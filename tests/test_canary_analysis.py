@@ -24,16 +24,28 @@ BUCKETS_SLOW = ((0.1, 10), (1.0, 50), (2.5, 100), (float("inf"), 100))
 
 
 def canary(**analysis) -> dict:
-    base = {"interval": "5s", "stepWeights": [10, 25, 50], "threshold": 2, "minRequests": 20, "metrics": [
-        {"name": "request-success-rate", "thresholdRange": {"min": 99}},
-        {"name": "request-duration", "thresholdRange": {"max": 500}},
-    ]}
-    return {"apiVersion": "serving.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "iris"},
-            "spec": {"targetRef": {"name": "iris"}, "analysis": base | analysis}}
+    base = {
+        "interval": "5s",
+        "stepWeights": [10, 25, 50],
+        "threshold": 2,
+        "minRequests": 20,
+        "metrics": [
+            {"name": "request-success-rate", "thresholdRange": {"min": 99}},
+            {"name": "request-duration", "thresholdRange": {"max": 500}},
+        ],
+    }
+    return {
+        "apiVersion": "serving.dev/v1alpha1",
+        "kind": "Canary",
+        "metadata": {"name": "iris"},
+        "spec": {"targetRef": {"name": "iris"}, "analysis": base | analysis},
+    }
 
 
 def test_the_issue_example_parses():
-    doc = canary(mirror=False, sessionAffinity={"header": "x-user-id"}, loadTest={"users": 8, "duration": "30s"})
+    doc = canary(
+        mirror=False, sessionAffinity={"header": "x-user-id"}, loadTest={"users": 8, "duration": "30s"}
+    )
     parsed = parse_canary(doc)
     assert parsed.spec.analysis.weights == (10, 25, 50)
     assert parsed.spec.analysis.interval_s == 5.0
@@ -47,13 +59,19 @@ def test_step_weight_and_max_weight_expand():
     assert parse_canary(doc).spec.analysis.weights == (20, 40, 60)
 
 
-@pytest.mark.parametrize("change, path", [
-    ({"stepWeights": [50, 10]}, "spec.analysis"),
-    ({"interval": "soon"}, "spec.analysis.interval"),
-    ({"metrics": [{"name": "cpu", "thresholdRange": {"max": 1}}]}, "spec.analysis.metrics[0]"),
-    ({"metrics": [{"name": "request-duration", "thresholdRange": {}}]}, "spec.analysis.metrics[0].thresholdRange"),
-    ({"stepWeigths": [10]}, "spec.analysis.stepWeigths"),
-])
+@pytest.mark.parametrize(
+    "change, path",
+    [
+        ({"stepWeights": [50, 10]}, "spec.analysis"),
+        ({"interval": "soon"}, "spec.analysis.interval"),
+        ({"metrics": [{"name": "cpu", "thresholdRange": {"max": 1}}]}, "spec.analysis.metrics[0]"),
+        (
+            {"metrics": [{"name": "request-duration", "thresholdRange": {}}]},
+            "spec.analysis.metrics[0].thresholdRange",
+        ),
+        ({"stepWeigths": [10]}, "spec.analysis.stepWeigths"),
+    ],
+)
 def test_bad_canaries_name_the_field(change, path):
     with pytest.raises(CanarySpecError) as err:
         parse_canary(canary(**change))

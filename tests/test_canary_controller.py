@@ -32,11 +32,24 @@ class Host:
 
 
 def controller(host: Host, clock: list[float]) -> CanaryController:
-    doc = {"apiVersion": "serving.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "iris"},
-           "spec": {"targetRef": {"name": "iris"}, "analysis": {
-               "interval": "5s", "stepWeights": [10, 25, 50], "threshold": 2, "minRequests": 20,
-               "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}},
-                           {"name": "request-duration", "thresholdRange": {"max": 500}}]}}}
+    doc = {
+        "apiVersion": "serving.dev/v1alpha1",
+        "kind": "Canary",
+        "metadata": {"name": "iris"},
+        "spec": {
+            "targetRef": {"name": "iris"},
+            "analysis": {
+                "interval": "5s",
+                "stepWeights": [10, 25, 50],
+                "threshold": 2,
+                "minRequests": 20,
+                "metrics": [
+                    {"name": "request-success-rate", "thresholdRange": {"min": 99}},
+                    {"name": "request-duration", "thresholdRange": {"max": 500}},
+                ],
+            },
+        },
+    }
     ctl = CanaryController(host, clock=lambda: clock[0])
     ctl.apply(parse_canary(doc))
     return ctl

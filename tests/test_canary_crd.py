@@ -20,7 +20,10 @@ from serving.crd import crd_yaml
 from tests.test_crd import _closed
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = [ROOT / "charts/serving/crds/canaries.serving.dev.yaml", ROOT / "charts/kustomize/canary-crd.yaml"]
+COMMITTED = [
+    ROOT / "charts/serving/crds/canaries.serving.dev.yaml",
+    ROOT / "charts/kustomize/canary-crd.yaml",
+]
 
 
 def _schema() -> dict[str, Any]:
@@ -29,7 +32,9 @@ def _schema() -> dict[str, Any]:
 
 def _readme_canary() -> dict[str, Any]:
     blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    return next(d for b in blocks for d in yaml.safe_load_all(b) if isinstance(d, dict) and d.get("kind") == "Canary")
+    return next(
+        d for b in blocks for d in yaml.safe_load_all(b) if isinstance(d, dict) and d.get("kind") == "Canary"
+    )
 
 
 def _examples() -> list[dict[str, Any]]:
@@ -41,7 +46,8 @@ def _examples() -> list[dict[str, Any]]:
 def test_committed_canary_crd_matches_the_spec(path: Path) -> None:
     assert path.read_text() == canary_crd_yaml(), (
         f"{path} drifted from serving/canary/spec.py: python -c 'from serving.canary.crd import canary_crd_yaml; "
-        f"print(canary_crd_yaml(), end=\"\")' > {path}")
+        f'print(canary_crd_yaml(), end="")\' > {path}'
+    )
 
 
 def test_canary_crd_is_a_valid_structural_crd_with_status_and_columns() -> None:
@@ -50,8 +56,12 @@ def test_canary_crd_is_a_valid_structural_crd_with_status_and_columns() -> None:
     version = canary_crd()["spec"]["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert {"Phase": ".status.phase", "Weight": ".status.canaryWeight", "Revision": ".status.revision",
-            "Age": ".metadata.creationTimestamp"}.items() <= columns.items()
+    assert {
+        "Phase": ".status.phase",
+        "Weight": ".status.canaryWeight",
+        "Revision": ".status.revision",
+        "Age": ".metadata.creationTimestamp",
+    }.items() <= columns.items()
     assert yaml.safe_load(canary_crd_yaml()) == canary_crd()
 
 
@@ -70,15 +80,18 @@ def test_the_readme_and_example_canaries_validate() -> None:
         jsonschema.validate(document, _closed(_schema()))  # ... the API server accepts too
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("spec", "analysis", "stepWeight"), 0),
-    (("spec", "analysis", "threshold"), 0),
-    (("spec", "analysis", "metrics", 0, "percentile"), 95),
-    (("spec", "analysis", "sessionAffinity", "header"), "x user"),
-    (("spec", "analysis", "intervall"), "5s"),
-    (("spec", "targetRef", "kind"), "Deployment"),
-    (("metadata", "name"), "Not_A_Name"),
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "analysis", "stepWeight"), 0),
+        (("spec", "analysis", "threshold"), 0),
+        (("spec", "analysis", "metrics", 0, "percentile"), 95),
+        (("spec", "analysis", "sessionAffinity", "header"), "x user"),
+        (("spec", "analysis", "intervall"), "5s"),
+        (("spec", "targetRef", "kind"), "Deployment"),
+        (("metadata", "name"), "Not_A_Name"),
+    ],
+)
 def test_schema_rejects_what_the_spec_rejects(path: tuple[str | int, ...], value: Any) -> None:
     document = copy.deepcopy(_readme_canary())
     node: Any = document

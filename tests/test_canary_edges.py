@@ -23,8 +23,13 @@ from serving.router.upstream import Upstreams
 from tests.support import wait_until
 
 ANSWERS = {  # query -> (status, body) as Prometheus' HTTP API gives them
-    "vector": (200, {"status": "success", "data": {"resultType": "vector",
-                                                   "result": [{"metric": {}, "value": [1, "42.5"]}]}}),
+    "vector": (
+        200,
+        {
+            "status": "success",
+            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "42.5"]}]},
+        },
+    ),
     "scalar": (200, {"status": "success", "data": {"resultType": "scalar", "result": [1, "7"]}}),
     "empty": (200, {"status": "success", "data": {"resultType": "vector", "result": []}}),
     "bad": (400, {"status": "error", "errorType": "bad_data", "error": "parse error"}),
@@ -47,22 +52,30 @@ def test_promql_values_of_every_shape_and_no_data_for_the_rest() -> None:
         return values
 
     assert asyncio.run(run()) == [42.5, 7.0, None, None, None]
-    assert render('rate(x{ns="{{ namespace }}",isvc="{{target}}",rev="{{ revision }}"}[{{ interval }}])',
-                  {"namespace": "ml", "target": "iris", "revision": "iris-b", "interval": "30s"}) == \
-        'rate(x{ns="ml",isvc="iris",rev="iris-b"}[30s])'
+    assert (
+        render(
+            'rate(x{ns="{{ namespace }}",isvc="{{target}}",rev="{{ revision }}"}[{{ interval }}])',
+            {"namespace": "ml", "target": "iris", "revision": "iris-b", "interval": "30s"},
+        )
+        == 'rate(x{ns="ml",isvc="iris",rev="iris-b"}[30s])'
+    )
 
 
 def test_mirror_drops_past_its_bound_and_counts_the_copies_it_sends() -> None:
     class Counts:
         seen: list[tuple[str, int]] = []
 
-        def observe_route(self, isvc: str, namespace: str, revision: str, arm: str, code: int, seconds: float) -> None:
+        def observe_route(
+            self, isvc: str, namespace: str, revision: str, arm: str, code: int, seconds: float
+        ) -> None:
             self.seen.append((arm, code))
 
     async def run() -> tuple[int, list[tuple[str, int]]]:
         metrics = Counts()
         mirror = Mirror(Upstreams(), metrics, limit=2)
-        shadow = Arm("iris-b", 0, "mirror", "latest", ("http://127.0.0.1:9",))  # nothing listens: a 5xx, counted
+        shadow = Arm(
+            "iris-b", 0, "mirror", "latest", ("http://127.0.0.1:9",)
+        )  # nothing listens: a 5xx, counted
         route = ServiceRoute("iris", "default", (), mirror=shadow)
         for _ in range(5):
             mirror.send(route, "POST", "/v1/models/iris:predict", [], b"{}")
@@ -75,7 +88,9 @@ def test_mirror_drops_past_its_bound_and_counts_the_copies_it_sends() -> None:
 
 
 def test_process_usage_reads_real_processes_and_forgets_gone_ones() -> None:
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\nwhile time.time() < end: pass"])
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 5\nwhile time.time() < end: pass"]
+    )
     try:
         usage = ProcessUsage()
         assert usage.cpu_percent([busy.pid, os.getpid()]) == 0.0  # the first reading starts the interval

@@ -99,7 +99,9 @@ def wait_phase(server, state: Path, phases: tuple[str, ...], timeout_s: float = 
 
 def test_good_canary_walks_each_step_and_is_promoted(tmp_path: Path) -> None:
     with iris_with_canary(tmp_path, canary_yaml()) as (server, state, stable), Load(server.url) as load:
-        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        apply_text(
+            server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml"
+        )
         final = wait_phase(server, state, ("Succeeded", "Failed"))
         assert final["phase"] == "Succeeded", final
         history = json.loads(cli(server, state, "rollout", "history", "iris", "-o", "json").stdout)
@@ -116,16 +118,21 @@ def test_good_canary_walks_each_step_and_is_promoted(tmp_path: Path) -> None:
 
 def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_share(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
-    failing = isvc_yaml("iris", tmp_path / "broken",
-                        extra="").replace("      modelFormat:", "      runtime: tests.runtimes_for_tests:FailingRuntime\n"
-                                                                   "      modelFormat:")
-    with iris_with_canary(tmp_path, canary_yaml(min_requests=2)) as (server, state, stable), Load(server.url) as load:
+    failing = isvc_yaml("iris", tmp_path / "broken", extra="").replace(
+        "      modelFormat:", "      runtime: tests.runtimes_for_tests:FailingRuntime\n      modelFormat:"
+    )
+    with (
+        iris_with_canary(tmp_path, canary_yaml(min_requests=2)) as (server, state, stable),
+        Load(server.url) as load,
+    ):
         apply_text(server, state, failing, tmp_path, "v2.yaml")
         final = wait_phase(server, state, ("Succeeded", "Failed"))
         assert final["phase"] == "Failed" and final["canaryWeight"] == 0, final
         assert "request-success-rate" in final["message"] and final["failedChecks"] == 2
         doc = wait_for_traffic(server, state, "iris", lambda t: t.get(stable) == 100)
-        assert final["revision"] in {t["revisionName"] for t in doc["status"]["components"]["predictor"]["traffic"]}
+        assert final["revision"] in {
+            t["revisionName"] for t in doc["status"]["components"]["predictor"]["traffic"]
+        }
     errors = sum(n for (rev, code), n in load.seen.items() if code >= 500)
     total = sum(load.seen.values())
     assert errors and all(rev == final["revision"] for (rev, code) in load.seen if code >= 500)
@@ -135,9 +142,12 @@ def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_s
 def test_slow_canary_is_rolled_back_on_its_p99(tmp_path: Path) -> None:
     (tmp_path / "slow").mkdir()
     slow = isvc_yaml("iris", tmp_path / "slow").replace(
-        "      modelFormat:", "      runtime: tests.runtimes_for_tests:SlowPredictRuntime\n      modelFormat:")
-    with iris_with_canary(tmp_path, canary_yaml(interval="1s", min_requests=2)) as (server, state, stable), \
-            Load(server.url, workers=6):
+        "      modelFormat:", "      runtime: tests.runtimes_for_tests:SlowPredictRuntime\n      modelFormat:"
+    )
+    with (
+        iris_with_canary(tmp_path, canary_yaml(interval="1s", min_requests=2)) as (server, state, stable),
+        Load(server.url, workers=6),
+    ):
         apply_text(server, state, slow, tmp_path, "v2.yaml")
         final = wait_phase(server, state, ("Succeeded", "Failed"))
     assert final["phase"] == "Failed" and "request-duration" in final["message"], final
@@ -147,7 +157,9 @@ def test_slow_canary_is_rolled_back_on_its_p99(tmp_path: Path) -> None:
 
 def test_idle_service_holds_instead_of_promoting_and_manual_control_wins(tmp_path: Path) -> None:
     with iris_with_canary(tmp_path, canary_yaml(interval="200ms")) as (server, state, stable):
-        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        apply_text(
+            server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml"
+        )
         first = wait_phase(server, state, ("Progressing",))
         wait_until(lambda: status(server, state)["iterations"] >= 3, 30, what="three idle intervals")
         held = status(server, state)
@@ -169,12 +181,23 @@ def test_mirror_shadows_stable_traffic_without_changing_answers(tmp_path: Path) 
     extra = "    mirror: true\n    mirrorIntervals: 2\n"
     with iris_with_canary(tmp_path, canary_yaml(extra=extra)) as (server, state, stable):
         with Load(server.url) as load:
-            apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+            apply_text(
+                server,
+                state,
+                isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"),
+                tmp_path,
+                "v2.yaml",
+            )
             mirroring = wait_phase(server, state, ("Mirroring",))
             wait_phase(server, state, ("Progressing", "Succeeded"))
         metrics = httpx.get(server.url + "/metrics").text
-    mirrored = [line for line in metrics.splitlines() if line.startswith("serving_router_requests_total")
-                and 'arm="mirror"' in line and f'revision="{mirroring["revision"]}"' in line]
+    mirrored = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("serving_router_requests_total")
+        and 'arm="mirror"' in line
+        and f'revision="{mirroring["revision"]}"' in line
+    ]
     assert mirrored and sum(float(line.rsplit(" ", 1)[1]) for line in mirrored) > 0
     assert len(load.bodies) == 1 and all(code == 200 for (_, code) in load.seen)
 
@@ -182,14 +205,18 @@ def test_mirror_shadows_stable_traffic_without_changing_answers(tmp_path: Path) 
 def test_session_affinity_keeps_a_user_on_one_arm(tmp_path: Path) -> None:
     extra = "    sessionAffinity: {header: x-user-id}\n"
     with iris_with_canary(tmp_path, canary_yaml(interval="1h", extra=extra)) as (server, state, stable):
-        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        apply_text(
+            server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml"
+        )
         wait_phase(server, state, ("Progressing",))
         wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [10, 90])
         arms: dict[str, set[str]] = {}
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for _ in range(3):
                 for user in range(40):
-                    r = client.post("/v1/models/iris:predict", content=BODY, headers={"x-user-id": f"user-{user}"})
+                    r = client.post(
+                        "/v1/models/iris:predict", content=BODY, headers={"x-user-id": f"user-{user}"}
+                    )
                     arms.setdefault(f"user-{user}", set()).add(r.headers["x-serving-revision"])
     assert all(len(seen) == 1 for seen in arms.values())
     assert len({next(iter(seen)) for seen in arms.values()}) == 2  # both arms serve some users
@@ -214,7 +241,9 @@ def test_restart_resumes_the_analysis_at_its_step(tmp_path: Path) -> None:
 def test_load_test_gates_the_first_step_and_its_report_is_kept(tmp_path: Path) -> None:
     extra = "    loadTest: {users: 2, duration: 2s}\n"
     with iris_with_canary(tmp_path, canary_yaml(interval="1h", extra=extra)) as (server, state, stable):
-        apply_text(server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml")
+        apply_text(
+            server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml"
+        )
         wait_phase(server, state, ("LoadTesting",))
         after = wait_phase(server, state, ("Progressing", "Failed"), timeout_s=120)
         assert after["phase"] == "Progressing" and after["canaryWeight"] == 10, after
@@ -224,7 +253,10 @@ def test_load_test_gates_the_first_step_and_its_report_is_kept(tmp_path: Path) -
         assert summary["requests"] > 0 and summary["failures"] == 0
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="prometheus not installed (install: scripts/install-test-tools)",
+)
 @pytest.mark.e2e  # a real Prometheus scraping serving up, queried by the canary controller
 def test_promql_metric_is_templated_and_read_from_a_real_prometheus(tmp_path: Path) -> None:
     from tests.test_prometheus import prometheus
@@ -232,11 +264,17 @@ def test_promql_metric_is_templated_and_read_from_a_real_prometheus(tmp_path: Pa
     v1 = tmp_path / "v1"
     train_iris_sklearn(v1)
     state, port = tmp_path / "state", free_port()
-    query = "    metrics:\n      - name: canary-series-scraped\n        thresholdRange: {min: 1}\n" \
-            "        query: count(serving_router_requests_total{namespace=\"{{ namespace }}\",isvc=\"{{ target }}\"," \
-            "revision=\"{{ revision }}\"})\n"
-    canary = canary_yaml(interval="1s", min_requests=1).split("    metrics:")[0] + query.replace("    metrics:\n", "")
-    canary = canary.replace("stepWeights: [10, 25, 50]", "stepWeights: [50]").replace("threshold: 2", "threshold: 20")
+    query = (
+        "    metrics:\n      - name: canary-series-scraped\n        thresholdRange: {min: 1}\n"
+        '        query: count(serving_router_requests_total{namespace="{{ namespace }}",isvc="{{ target }}",'
+        'revision="{{ revision }}"})\n'
+    )
+    canary = canary_yaml(interval="1s", min_requests=1).split("    metrics:")[0] + query.replace(
+        "    metrics:\n", ""
+    )
+    canary = canary.replace("stepWeights: [10, 25, 50]", "stepWeights: [50]").replace(
+        "threshold: 2", "threshold: 20"
+    )
     canary = canary.replace("    minRequests: 1\n", "    minRequests: 1\n    metrics:\n")
     with serving_up(state, extra=("--prometheus-url", f"http://127.0.0.1:{port}")) as server:
         apply_text(server, state, isvc_yaml("iris", v1) + "---" + canary, tmp_path)

@@ -24,7 +24,9 @@ FOREIGN = {"ServiceMonitor"}
 
 
 def _binary(name: str) -> str:
-    found = shutil.which(name) or (str(ROOT / ".bin" / name) if os.access(ROOT / ".bin" / name, os.X_OK) else None)
+    found = shutil.which(name) or (
+        str(ROOT / ".bin" / name) if os.access(ROOT / ".bin" / name, os.X_OK) else None
+    )
     if found is None:
         pytest.skip(f"{name} not found on PATH or in .bin/ (install: scripts/install-test-tools)")
     return found
@@ -41,8 +43,9 @@ def _validate_all(text: str) -> list[dict]:
     for doc in docs:
         if doc["kind"] in FOREIGN:
             # the router's (port http) and the operator's (port metrics: canary weights and transitions)
-            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["endpoints"][0]["port"] in (
-                "http", "metrics")
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["spec"]["endpoints"][0][
+                "port"
+            ] in ("http", "metrics")
             continue
         for version in ("1.29", "1.37"):
             kubernetes_validate.validate(doc, version, strict=True)
@@ -54,27 +57,54 @@ def test_helm_lint_and_template_validate(values: Path | None) -> None:
     helm = _binary("helm")
     extra = ["-f", str(values)] if values else []
     _run(helm, "lint", "--strict", str(CHART), *extra)
-    docs = _validate_all(_run(helm, "template", "rel", str(CHART), "-n", "serving-system", "--include-crds", *extra))
+    docs = _validate_all(
+        _run(helm, "template", "rel", str(CHART), "-n", "serving-system", "--include-crds", *extra)
+    )
     kinds = {d["kind"] for d in docs}
-    assert {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount", "ClusterRole",
-            "ClusterRoleBinding", "Role", "RoleBinding"} <= kinds
-    assert next(d for d in docs if d["kind"] == "CustomResourceDefinition"
-                and d["metadata"]["name"] == crd()["metadata"]["name"]) == crd()
-    operator = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator"))
+    assert {
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    } <= kinds
+    assert (
+        next(
+            d
+            for d in docs
+            if d["kind"] == "CustomResourceDefinition" and d["metadata"]["name"] == crd()["metadata"]["name"]
+        )
+        == crd()
+    )
+    operator = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+    )
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--routes-configmap=serving-system/rel-serving-routes" in args
     router = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-router"))
-    assert "--routes-configmap=serving-system/rel-serving-routes" in router["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        "--routes-configmap=serving-system/rel-serving-routes"
+        in router["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
     # Canary analyses scrape the router pods the operator finds with --router-selector: it must select them.
     selector = next(a for a in args if a.startswith("--router-selector=")).partition("=")[2]
-    assert dict(p.split("=") for p in selector.split(",")).items() <= router["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        dict(p.split("=") for p in selector.split(",")).items()
+        <= router["spec"]["template"]["metadata"]["labels"].items()
+    )
     if values and values.name == "namespaced-values.yaml":
         assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
     if values and values.name == "keda-values.yaml":  # the operator renders ScaledObjects and may manage them
         assert "--keda-prometheus-url=http://prometheus-operated.monitoring.svc:9090" in args
         rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
-        assert {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"],
-                "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in rules
+        assert {
+            "apiGroups": ["keda.sh"],
+            "resources": ["scaledobjects"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        } in rules
     if values and values.name == "monitoring-values.yaml":
         assert "ServiceMonitor" in kinds
         dashboards = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
@@ -95,26 +125,44 @@ def test_rbac_is_least_privilege() -> None:
         if "secrets" in rule["resources"]:
             assert rule["verbs"] == ["get"] and rule["apiGroups"] == [""]
     assert {"apiGroups": [""], "resources": ["serviceaccounts", "secrets"], "verbs": ["get"]} in rules
-    assert {"apiGroups": ["serving.dev"], "resources": ["servingruntimes", "clusterservingruntimes"],
-            "verbs": ["get", "list", "watch"]} in rules
+    assert {
+        "apiGroups": ["serving.dev"],
+        "resources": ["servingruntimes", "clusterservingruntimes"],
+        "verbs": ["get", "list", "watch"],
+    } in rules
     router_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-router"))
-    assert router_role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
-                                     "resourceNames": ["rel-serving-routes"], "verbs": ["get"]}]
+    assert router_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["rel-serving-routes"],
+            "verbs": ["get"],
+        }
+    ]
 
 
 def test_values_schema_rejects_bad_values() -> None:
     helm = _binary("helm")
-    done = subprocess.run([helm, "template", "rel", str(CHART), "--set", "router.service.type=Ingress"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--set", "router.service.type=Ingress"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "router" in done.stderr
 
 
 def test_kustomize_base_builds_and_validates() -> None:
     kubectl = _binary("kubectl")
     docs = _validate_all(_run(kubectl, "kustomize", str(ROOT / "charts/kustomize")))
-    assert {d["metadata"].get("namespace") for d in docs if d["kind"] in ("Deployment", "Service")} == {"serving-system"}
-    built = next(d for d in docs if d["kind"] == "CustomResourceDefinition"
-                 and d["metadata"]["name"] == crd()["metadata"]["name"])
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] in ("Deployment", "Service")} == {
+        "serving-system"
+    }
+    built = next(
+        d
+        for d in docs
+        if d["kind"] == "CustomResourceDefinition" and d["metadata"]["name"] == crd()["metadata"]["name"]
+    )
     assert built["spec"] == crd()["spec"]  # kustomize only adds its instance label
     canary = next(d for d in docs if d["metadata"]["name"] == "canaries.serving.dev")
     assert canary["spec"] == canary_crd()["spec"]

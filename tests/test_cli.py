@@ -22,12 +22,19 @@ def test_each_command_is_registered_by_its_module(name: str) -> None:
 
 
 def test_help_lists_every_command_without_importing_them() -> None:
-    out = subprocess.run([sys.executable, "-m", "serving.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "--help"], capture_output=True, text=True, cwd=REPO
+    )
     assert out.returncode == 0
     for name in COMMANDS:
         assert name in out.stdout
-    probe = "import sys, serving.cli as c; c.build_parser(['get']); print('serving.commands.up' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO).stdout.strip() == "False"
+    probe = (
+        "import sys, serving.cli as c; c.build_parser(['get']); print('serving.commands.up' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO).stdout.strip()
+        == "False"
+    )
 
 
 def test_unknown_command_is_a_usage_error() -> None:

@@ -43,16 +43,35 @@ def test_apply_get_rollout_delete_speak_kubectl(up: Up, model_repo: Path, tmp_pa
     assert cli(server, state, "apply", "-f", str(spec)).stdout == "inferenceservice/words unchanged\n"
     spec.write_text(isvc_yaml("words", model_repo / "sklearn-iris", replicas=1, canary=100))
     assert cli(server, state, "apply", "-f", str(spec)).stdout == "inferenceservice/words configured\n"
-    for form in (["words"], ["isvc", "words"], ["isvc/words"], ["inferenceservice", "words"],
-                 ["inferenceservices.serving.kserve.io/words"]):
+    for form in (
+        ["words"],
+        ["isvc", "words"],
+        ["isvc/words"],
+        ["inferenceservice", "words"],
+        ["inferenceservices.serving.kserve.io/words"],
+    ):
         table = lines(cli(server, state, "get", *form).stdout)
-        assert table[0].split() == ["NAME", "URL", "READY", "REPLICAS", "PREV", "LATEST", "PREVROLLEDOUTREVISION",
-                                    "LATESTREADYREVISION", "AGE", "REASON"], form
+        assert table[0].split() == [
+            "NAME",
+            "URL",
+            "READY",
+            "REPLICAS",
+            "PREV",
+            "LATEST",
+            "PREVROLLEDOUTREVISION",
+            "LATESTREADYREVISION",
+            "AGE",
+            "REASON",
+        ], form
         assert [row.split()[0] for row in table[1:]] == ["words"], form
     assert "words" in [row.split()[0] for row in lines(cli(server, state, "get", "isvc").stdout)[1:]]
     promoted = cli(server, state, "rollout", "promote", "words").stdout
-    assert promoted.startswith("inferenceservice/words promoted: ") or promoted.endswith("no ready revision yet\n")
-    assert cli(server, state, "rollout", "rollback", "words").stdout.startswith("inferenceservice/words rolled back: ")
+    assert promoted.startswith("inferenceservice/words promoted: ") or promoted.endswith(
+        "no ready revision yet\n"
+    )
+    assert cli(server, state, "rollout", "rollback", "words").stdout.startswith(
+        "inferenceservice/words rolled back: "
+    )
     assert cli(server, state, "delete", "-f", str(spec)).stdout == "inferenceservice/words deleted\n"
     gone = cli(server, state, "get", "isvc/words", check=False)
     assert gone.returncode == 2 and "InferenceService default/words not found; " in gone.stderr, gone.stderr
@@ -75,25 +94,42 @@ def test_a_missing_local_path_is_warned_at_apply_and_get_says_why(up: Up, tmp_pa
     assert row[2] == "False" and row[-1] == "ModelLoadFailed", row
     wide = lines(cli(server, state, "get", "broken", "-o", "wide").stdout)
     assert wide[0].split()[-1] == "MESSAGE" and "not-there" in wide[1], wide
-    refused = httpx.post(server.url + "/v1/models/broken:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    refused = httpx.post(
+        server.url + "/v1/models/broken:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30
+    )
     assert refused.status_code == 503 and "retry-after" not in refused.headers  # failed: retrying cannot help
     said = refused.json()["error"]
-    assert said.startswith("InferenceService 'broken' has no ready revision: revision broken-") and "failed" in said
+    assert (
+        said.startswith("InferenceService 'broken' has no ready revision: revision broken-")
+        and "failed" in said
+    )
     assert "not-there" in said and str(tmp_path) not in said, said  # the reason, not the server's paths
     cli(server, state, "delete", "isvc", "broken")
 
 
-def test_an_unknown_service_is_a_404_naming_those_that_exist(up: Up, model_repo: Path, tmp_path: Path) -> None:
+def test_an_unknown_service_is_a_404_naming_those_that_exist(
+    up: Up, model_repo: Path, tmp_path: Path
+) -> None:
     server, state = up
     spec = tmp_path / "known.yaml"
     spec.write_text(isvc_yaml("known", model_repo / "sklearn-iris"))
     cli(server, state, "apply", "-f", str(spec))
-    response = httpx.post(server.url + "/v1/models/unknown:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    response = httpx.post(
+        server.url + "/v1/models/unknown:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30
+    )
     assert response.status_code == 404
     assert response.json()["error"].startswith("InferenceService 'unknown' not found; existing: ")
     assert "'known'" in response.json()["error"]
-    wait_until(lambda: httpx.post(server.url + "/v1/models/known:predict", json={"instances": [[1, 2, 3, 4]]},
-                                  timeout=30).status_code == 200, 60, what="known to serve")
+    wait_until(
+        lambda: (
+            httpx.post(
+                server.url + "/v1/models/known:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30
+            ).status_code
+            == 200
+        ),
+        60,
+        what="known to serve",
+    )
     wrong_method = httpx.get(server.url + "/v1/models/known:predict", timeout=30)  # through the router
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST", wrong_method.text
     cli(server, state, "delete", "known")
@@ -108,11 +144,15 @@ def test_apply_wait_and_wait_say_ready_or_why_not(up: Up, model_repo: Path, tmp_
     created, ready = lines(done.stdout)
     assert created == "inferenceservice/waited created"
     assert ready.startswith("inferenceservice/waited ready: waited-") and ready.endswith(" 100%"), ready
-    assert cli(server, state, "wait", "isvc/waited", "--timeout", "10s").stdout.startswith("inferenceservice/waited ready")
+    assert cli(server, state, "wait", "isvc/waited", "--timeout", "10s").stdout.startswith(
+        "inferenceservice/waited ready"
+    )
     failed = cli(server, state, "apply", "-f", str(bad), "--wait", check=False)
     assert failed.returncode == 1 and failed.stdout == "inferenceservice/doomed created\n"
     assert "error: inferenceservice/doomed: revision doomed-" in failed.stderr
-    assert "failed (ModelLoadFailed): " in failed.stderr and "holds no model file" in failed.stderr, failed.stderr
+    assert "failed (ModelLoadFailed): " in failed.stderr and "holds no model file" in failed.stderr, (
+        failed.stderr
+    )
     assert cli(server, state, "wait", "doomed", check=False).returncode == 1
     cli(server, state, "delete", "isvc", "waited", "doomed")
 
@@ -121,9 +161,14 @@ def test_wait_reads_the_status_as_kserve_writes_it() -> None:
     assert parse_timeout("90") == 90 and parse_timeout("1m30s") == 90 and parse_timeout("2m") == 120
     with pytest.raises(ValueError):
         parse_timeout("soon")
-    loading = {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "conditions": [
-        {"type": "Ready", "status": "True"}], "components": {"predictor": {
-            "latestCreatedRevision": "r2", "latestReadyRevision": "r1"}}}}
+    loading = {
+        "metadata": {"generation": 2},
+        "status": {
+            "observedGeneration": 2,
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {"predictor": {"latestCreatedRevision": "r2", "latestReadyRevision": "r1"}},
+        },
+    }
     assert verdict(loading)[0] == "waiting"  # the old revision serves; the new one is not ready yet
     stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}
     assert verdict(stale) == ("waiting", "status not updated yet")
@@ -133,7 +178,10 @@ def test_an_unknown_resource_type_is_refused_by_name(up: Up) -> None:
     server, state = up
     result = cli(server, state, "get", "pods", "x", check=False)
     assert result.returncode == 2
-    assert result.stderr == "error: unknown resource type 'pods'; serving knows inferenceservices (short name isvc)\n"
+    assert (
+        result.stderr
+        == "error: unknown resource type 'pods'; serving knows inferenceservices (short name isvc)\n"
+    )
 
 
 def test_resource_forms_are_kubectls() -> None:
@@ -147,12 +195,22 @@ def test_resource_forms_are_kubectls() -> None:
 
 def test_the_table_names_the_revision_taking_the_rest_during_a_canary() -> None:
     """KServe fills PREVROLLEDOUTREVISION while a canary runs; from the `prev` arm if status lacks it."""
-    item = {"metadata": {"name": "iris"}, "status": {
-        "url": "http://iris.default.example.com",
-        "conditions": [{"type": "Ready", "status": "True"}],
-        "components": {"predictor": {"latestReadyRevision": "iris-new", "traffic": [
-            {"revisionName": "iris-old", "percent": 80, "tag": "prev", "latestRevision": False},
-            {"revisionName": "iris-new", "percent": 20, "tag": "latest", "latestRevision": True}]}}}}
+    item = {
+        "metadata": {"name": "iris"},
+        "status": {
+            "url": "http://iris.default.example.com",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {
+                "predictor": {
+                    "latestReadyRevision": "iris-new",
+                    "traffic": [
+                        {"revisionName": "iris-old", "percent": 80, "tag": "prev", "latestRevision": False},
+                        {"revisionName": "iris-new", "percent": 20, "tag": "latest", "latestRevision": True},
+                    ],
+                }
+            },
+        },
+    }
     row = lines(format_table([item]))[1].split()
     assert row[2:7] == ["True", "80", "20", "iris-old", "iris-new"], row
 
@@ -196,7 +254,9 @@ def test_up_says_its_state_dir_and_which_services_it_restored(model_repo: Path, 
     assert restored_summary([("ml", "b"), ("default", "a")]) == "restored 2 InferenceServices: a, ml/b"
 
 
-def test_storage_pull_counts_in_words(model_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_storage_pull_counts_in_words(
+    model_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["storage", "pull", str(model_repo / "sklearn-iris"), str(tmp_path / "one")]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"pulled {model_repo / 'sklearn-iris'} into {tmp_path / 'one'} (1 file, "), out

@@ -76,8 +76,15 @@ async def _streamed(request: Request) -> StreamingResponse:
 def url() -> Iterator[str]:
     port = free_port()
     app = Starlette(routes=[Route("/plain", _plain, methods=["GET", "HEAD"]), Route("/stream", _streamed)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           http="serving.http.header_limit:HeaderLimitedProtocol"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            http="serving.http.header_limit:HeaderLimitedProtocol",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, 30, what="uvicorn to start")

@@ -33,10 +33,17 @@ def arrays(datatype: str, for_json: bool) -> st.SearchStrategy[np.ndarray]:
     """Arrays of `datatype`: finite floats (JSON has no NaN/Infinity), UTF-8 text for BYTES over JSON."""
     if datatype == "BYTES":
         element = st.text(max_size=8).map(str.encode) if for_json else st.binary(max_size=8)
-        return SHAPES.flatmap(lambda shape: st.lists(element, min_size=math.prod(shape), max_size=math.prod(shape))
-                              .map(lambda items: np.array(items + [b""], dtype=object)[:-1].reshape(shape)))
+        return SHAPES.flatmap(
+            lambda shape: st.lists(element, min_size=math.prod(shape), max_size=math.prod(shape)).map(
+                lambda items: np.array(items + [b""], dtype=object)[:-1].reshape(shape)
+            )
+        )
     dtype = V2_TO_NUMPY[datatype]
-    elements = st.floats(width=dtype.itemsize * 8, allow_nan=False, allow_infinity=False) if dtype.kind == "f" else None
+    elements = (
+        st.floats(width=dtype.itemsize * 8, allow_nan=False, allow_infinity=False)
+        if dtype.kind == "f"
+        else None
+    )
     return hnp.arrays(dtype, SHAPES, elements=elements)
 
 
@@ -51,8 +58,10 @@ def assert_same(decoded: np.ndarray, original: np.ndarray, datatype: str) -> Non
 
 def json_request(array: np.ndarray, datatype: str) -> bytes:
     data = v2_codec.json_data(array, datatype)
-    return orjson.dumps({"inputs": [{"name": "t", "datatype": datatype, "shape": list(array.shape), "data": data}]},
-                        option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(
+        {"inputs": [{"name": "t", "datatype": datatype, "shape": list(array.shape), "data": data}]},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
 
 
 @pytest.mark.parametrize("datatype", DATATYPES)
@@ -70,8 +79,18 @@ def test_json_request_round_trip(datatype: str, data: st.DataObject) -> None:
 def test_binary_request_round_trip(datatype: str, data: st.DataObject) -> None:
     array = data.draw(arrays(datatype, for_json=False))
     chunk = binary.encode_tensor(array, datatype)
-    header = orjson.dumps({"inputs": [{"name": "t", "datatype": datatype, "shape": list(array.shape),
-                                       "parameters": {"binary_data_size": len(chunk)}}]})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "t",
+                    "datatype": datatype,
+                    "shape": list(array.shape),
+                    "parameters": {"binary_data_size": len(chunk)},
+                }
+            ]
+        }
+    )
     request = v2_codec.decode_request(header + chunk, str(len(header)))
     assert_same(request.inputs["t"], array, datatype)
 
@@ -79,21 +98,24 @@ def test_binary_request_round_trip(datatype: str, data: st.DataObject) -> None:
 def _decode_response(body: bytes, headers: dict[str, str]) -> dict[str, np.ndarray]:
     """What a client does with our response: JSON data, or binary chunks after the JSON header."""
     length = headers.get("inference-header-content-length")
-    doc = orjson.loads(body[:int(length)] if length else body)
-    tail = memoryview(body)[int(length):] if length else memoryview(b"")
+    doc = orjson.loads(body[: int(length)] if length else body)
+    tail = memoryview(body)[int(length) :] if length else memoryview(b"")
     out, offset = {}, 0
     for entry in doc["outputs"]:
         datatype, shape = entry["datatype"], tuple(entry["shape"])
         if "data" in entry:
             values = entry["data"]
             if datatype == "BYTES":
-                out[entry["name"]] = np.array([v.encode() for v in values] + [b""], dtype=object)[:-1].reshape(shape)
+                out[entry["name"]] = np.array([v.encode() for v in values] + [b""], dtype=object)[
+                    :-1
+                ].reshape(shape)
             else:
                 out[entry["name"]] = np.array(values, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
         else:
             size = entry["parameters"]["binary_data_size"]
-            out[entry["name"]] = binary.Reader(tail[offset:offset + size]).tensor(
-                entry["name"], datatype, shape, math.prod(shape), size)
+            out[entry["name"]] = binary.Reader(tail[offset : offset + size]).tensor(
+                entry["name"], datatype, shape, math.prod(shape), size
+            )
             offset += size
     return out
 
@@ -113,9 +135,15 @@ def test_response_round_trip(datatype: str, as_binary: bool, data: st.DataObject
 # --- Nothing but BadRequest, whatever arrives ----------------------------------------------------------------
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=5) | st.sampled_from(DATATYPES),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5)
+    | st.sampled_from(DATATYPES),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
     max_leaves=12,
 )
 SMALL_LIMITS = Limits(max_tensor_elements=1000, max_json_depth=8)
@@ -132,9 +160,15 @@ def request_like(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         tensor["data"] = draw(JSON_VALUES)
     if draw(st.booleans()):
-        tensor["parameters"] = draw(st.one_of(
-            st.fixed_dictionaries({"binary_data_size": st.one_of(st.integers(-5, 64), JSON_VALUES)}), JSON_VALUES))
-    doc: dict[str, Any] = {"inputs": draw(st.one_of(st.lists(st.just(tensor), min_size=1, max_size=2), JSON_VALUES))}
+        tensor["parameters"] = draw(
+            st.one_of(
+                st.fixed_dictionaries({"binary_data_size": st.one_of(st.integers(-5, 64), JSON_VALUES)}),
+                JSON_VALUES,
+            )
+        )
+    doc: dict[str, Any] = {
+        "inputs": draw(st.one_of(st.lists(st.just(tensor), min_size=1, max_size=2), JSON_VALUES))
+    }
     for key in ("outputs", "parameters", "id"):
         if draw(st.booleans()):
             doc[key] = draw(JSON_VALUES)
@@ -142,11 +176,19 @@ def request_like(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(max_examples=250, deadline=None)
-@given(doc=request_like(), tail=st.binary(max_size=64), header_length=st.one_of(st.none(), st.integers(-3, 600)))
-def test_v2_decoder_raises_only_bad_request(doc: dict[str, Any], tail: bytes, header_length: int | None) -> None:
+@given(
+    doc=request_like(), tail=st.binary(max_size=64), header_length=st.one_of(st.none(), st.integers(-3, 600))
+)
+def test_v2_decoder_raises_only_bad_request(
+    doc: dict[str, Any], tail: bytes, header_length: int | None
+) -> None:
     head = json.dumps(doc).encode()
     body = head + tail if header_length is not None else head
-    length = None if header_length is None else str(min(header_length, len(head)) if header_length > 3 else header_length)
+    length = (
+        None
+        if header_length is None
+        else str(min(header_length, len(head)) if header_length > 3 else header_length)
+    )
     try:
         request = v2_codec.decode_request(body, length, SMALL_LIMITS)
     except BadRequest as exc:
@@ -156,7 +198,9 @@ def test_v2_decoder_raises_only_bad_request(doc: dict[str, Any], tail: bytes, he
 
 
 @settings(max_examples=150, deadline=None)
-@given(doc=st.dictionaries(st.sampled_from(["instances", "inputs", "parameters", "x"]), JSON_VALUES, max_size=3))
+@given(
+    doc=st.dictionaries(st.sampled_from(["instances", "inputs", "parameters", "x"]), JSON_VALUES, max_size=3)
+)
 def test_v1_decoder_raises_only_bad_request(doc: dict[str, Any]) -> None:
     try:
         v1_codec.decode_request(json.dumps(doc).encode(), SMALL_LIMITS)
@@ -165,8 +209,13 @@ def test_v1_decoder_raises_only_bad_request(doc: dict[str, Any]) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(body=st.binary(max_size=200), header_length=st.one_of(st.none(), st.text(max_size=4), st.integers(-5, 300).map(str)))
-def test_v2_decoder_on_arbitrary_bytes_raises_only_bad_request(body: bytes, header_length: str | None) -> None:
+@given(
+    body=st.binary(max_size=200),
+    header_length=st.one_of(st.none(), st.text(max_size=4), st.integers(-5, 300).map(str)),
+)
+def test_v2_decoder_on_arbitrary_bytes_raises_only_bad_request(
+    body: bytes, header_length: str | None
+) -> None:
     try:
         v2_codec.decode_request(body, header_length, SMALL_LIMITS)
     except BadRequest as exc:

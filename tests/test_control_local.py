@@ -43,9 +43,13 @@ class FakeReplica:
         asyncio.get_running_loop().call_soon(self._ready)
 
     def _ready(self) -> None:
-        storage = self.spec.args[self.spec.args.index("--model-dir") + 1] if "--model-dir" in self.spec.args else ""
+        storage = (
+            self.spec.args[self.spec.args.index("--model-dir") + 1] if "--model-dir" in self.spec.args else ""
+        )
         failed = any(marker in storage for marker in FakeReplica.failing)
-        self.state, self.error = (ReplicaState.FAILED, "model failed to load") if failed else (ReplicaState.READY, "")
+        self.state, self.error = (
+            (ReplicaState.FAILED, "model failed to load") if failed else (ReplicaState.READY, "")
+        )
         self._on_change()
 
     def restart_on_new_port(self) -> None:
@@ -82,8 +86,12 @@ def _doc(model: Path, canary: int | None = None, replicas: int = 1, transformer:
     spec: dict = {"predictor": predictor}
     if transformer:
         spec["transformer"] = {"containers": [{"args": ["serving", "transform", "--transformer", "tabular"]}]}
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "iris"},
-            "spec": spec}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris"},
+        "spec": spec,
+    }
 
 
 async def _until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -135,7 +143,9 @@ async def test_rollout_canary_promote_and_drain_order(tmp_path: Path, models: tu
     assert sink.tables[-1].services == {}
 
 
-async def test_a_failed_revision_gets_no_traffic_and_says_why(tmp_path: Path, models: tuple[Path, Path]) -> None:
+async def test_a_failed_revision_gets_no_traffic_and_says_why(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
     v1, v2 = models
     FakeReplica.failing.add(str(v2))
     sink = Sink()
@@ -145,7 +155,9 @@ async def test_a_failed_revision_gets_no_traffic_and_says_why(tmp_path: Path, mo
         await control.apply(parse(_doc(v1)), _doc(v1))
         await _until(lambda: list(sink.arms().values()) == [(100, 1)])
         await control.apply(parse(_doc(v2)), _doc(v2))
-        await _until(lambda: control.get("default", "iris").status["modelStatus"].get("lastFailureInfo") is not None)
+        await _until(
+            lambda: control.get("default", "iris").status["modelStatus"].get("lastFailureInfo") is not None
+        )
         assert list(sink.arms().values()) == [(100, 1)]  # still the first revision
         ready = control.get("default", "iris").status["conditions"][1]
         assert ready["type"] == "LatestDeploymentReady" and ready["message"] == "model failed to load"
@@ -171,7 +183,9 @@ async def test_state_persists_and_a_restart_resumes(tmp_path: Path, models: tupl
         await again.shutdown()
 
 
-async def test_transformer_follows_its_predictor_to_a_new_port(tmp_path: Path, models: tuple[Path, Path]) -> None:
+async def test_transformer_follows_its_predictor_to_a_new_port(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
     v1, _ = models
     sink = Sink()
     control = _plane(tmp_path, sink)
@@ -186,7 +200,12 @@ async def test_transformer_follows_its_predictor_to_a_new_port(tmp_path: Path, m
         predictor.restart_on_new_port()
         await _until(lambda: transformer.stopped)
         fresh = [r for r in FakeReplica.instances if "-transformer-" in r.name and not r.stopped]
-        assert len(fresh) == 1 and fresh[0].spec.args[fresh[0].spec.args.index("--predictor-url") + 1] == predictor.url
-        await _until(lambda: sink.tables[-1].services[("default", "iris")].arms[0].endpoints == (fresh[0].url,))
+        assert (
+            len(fresh) == 1
+            and fresh[0].spec.args[fresh[0].spec.args.index("--predictor-url") + 1] == predictor.url
+        )
+        await _until(
+            lambda: sink.tables[-1].services[("default", "iris")].arms[0].endpoints == (fresh[0].url,)
+        )
     finally:
         await control.shutdown()

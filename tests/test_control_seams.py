@@ -26,8 +26,14 @@ def _isvc(uri: str, canary: int | None = None, timeout: int | None = None):
         predictor["canaryTrafficPercent"] = canary
     if timeout is not None:
         predictor["timeout"] = timeout
-    return parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                  "metadata": {"name": "iris", "namespace": "ml"}, "spec": {"predictor": predictor}})
+    return parse(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": "ml"},
+            "spec": {"predictor": predictor},
+        }
+    )
 
 
 def test_backends_by_name_and_both_satisfy_the_protocol(tmp_path) -> None:
@@ -47,23 +53,32 @@ def test_routes_for_canary_split_roles_and_timeout() -> None:
     second = plan(canary, first.state, Observed(frozenset({r1, r2})))
     route = routes_for(canary, second, lambda name: (f"http://{name}",) if name == r2 else (), "example.org")
     assert [(a.revision, a.percent, a.role, a.tag, a.endpoints) for a in route.arms] == [
-        (r1, 80, "stable", "prev", ()), (r2, 20, "canary", "latest", (f"http://{r2}",))]
+        (r1, 80, "stable", "prev", ()),
+        (r2, 20, "canary", "latest", (f"http://{r2}",)),
+    ]
     assert route.host == "iris.ml.example.org" and route.timeout_s == 7.0
     alone = routes_for(stable, first, lambda name: ("u",), "example.org", default_timeout_s=42.0)
-    assert [(a.percent, a.role, a.tag) for a in alone.arms] == [(100, "stable", "latest")] and alone.timeout_s == 42.0
+    assert [(a.percent, a.role, a.tag) for a in alone.arms] == [
+        (100, "stable", "latest")
+    ] and alone.timeout_s == 42.0
     rolled_back = plan(_isvc("/m/v2", canary=0, timeout=7), second.state, Observed(frozenset({r1, r2})))
     arms = routes_for(canary, rolled_back, lambda name: ("u",), "d").arms
     assert [(a.revision, a.percent, a.role) for a in arms] == [(r1, 100, "stable"), (r2, 0, "canary")]
 
 
-@pytest.mark.parametrize(("module", "forbidden"), [
-    ("serving.router.configmap_source", "serving.control"),
-    ("serving.control.local", "serving.router.app"),
-    ("serving.control.k8s_backend", "serving.router.app"),
-    ("serving.control.k8s_render", "serving.control.processes"),
-])
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("serving.router.configmap_source", "serving.control"),
+        ("serving.control.local", "serving.router.app"),
+        ("serving.control.k8s_backend", "serving.router.app"),
+        ("serving.control.k8s_render", "serving.control.processes"),
+    ],
+)
 def test_no_import_of_the_other_sides_internals(module: str, forbidden: str) -> None:
-    code = (f"import sys, {module}; bad = [m for m in sys.modules if m == {forbidden!r} or m.startswith({forbidden!r} + '.')];"
-            " print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        f"import sys, {module}; bad = [m for m in sys.modules if m == {forbidden!r} or m.startswith({forbidden!r} + '.')];"
+        " print(bad); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"{module} imports {result.stdout.strip()}"

@@ -44,7 +44,7 @@ async def test_port_is_learned_from_the_child_and_renewed_after_a_crash(tmp_path
         os.kill(first.pid, signal.SIGKILL)
         await _until(lambda: replica.process is not first and replica.port != 0)
         assert replica.restarts == 1 and listening_port(replica.process.pid) == replica.port
-        assert 0 in changes[changes.index(old_port):]  # no stale port in between
+        assert 0 in changes[changes.index(old_port) :]  # no stale port in between
     finally:
         await replica.stop()
     assert replica.process is not None and replica.process.returncode is not None

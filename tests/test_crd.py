@@ -16,9 +16,15 @@ from serving.control.k8s_documents import read_converted
 from serving.crd import crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = [ROOT / "charts/serving/crds/inferenceservices.serving.dev.yaml", ROOT / "charts/kustomize/crd.yaml"]
-EXAMPLES = [p for p in sorted((ROOT / "examples").rglob("*.yaml"))  # InferenceService files (not Canary etc.)
-            if all(d.get("kind") == "InferenceService" for d in yaml.safe_load_all(p.read_text()) if d)]
+COMMITTED = [
+    ROOT / "charts/serving/crds/inferenceservices.serving.dev.yaml",
+    ROOT / "charts/kustomize/crd.yaml",
+]
+EXAMPLES = [
+    p
+    for p in sorted((ROOT / "examples").rglob("*.yaml"))  # InferenceService files (not Canary etc.)
+    if all(d.get("kind") == "InferenceService" for d in yaml.safe_load_all(p.read_text()) if d)
+]
 
 
 def _schema() -> dict[str, Any]:
@@ -35,17 +41,26 @@ def test_crd_is_a_valid_structural_crd() -> None:
         kubernetes_validate.validate(crd(), version, strict=True)
     version = crd()["spec"]["versions"][0]
     assert crd()["spec"]["names"]["shortNames"] == ["isvc"] and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]][:5] == ["URL", "Ready", "Prev", "Latest",
-                                                                              "PrevRolledoutRevision"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:5] == [
+        "URL",
+        "Ready",
+        "Prev",
+        "Latest",
+        "PrevRolledoutRevision",
+    ]
 
     def walk(node: dict[str, Any], path: str) -> None:  # structural: no $ref, every node typed or opted out
         assert "$ref" not in node and "$defs" not in node, path
-        assert "type" in node or node.get("x-kubernetes-int-or-string") or node.get(
-            "x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
+        assert (
+            "type" in node
+            or node.get("x-kubernetes-int-or-string")
+            or node.get("x-kubernetes-preserve-unknown-fields")
+        ), f"{path} has no type"
         for name, sub in node.get("properties", {}).items():
             walk(sub, f"{path}.{name}")
         if "items" in node:
             walk(node["items"], f"{path}[]")
+
     walk(_schema(), "")
 
 
@@ -59,13 +74,16 @@ def _base() -> dict[str, Any]:
     return read_converted([ROOT / "examples/sklearn-iris.yaml"])[0]
 
 
-@pytest.mark.parametrize(("path", "value", "why"), [
-    (("spec", "predictor", "canaryTrafficPercent"), 101, "maximum"),
-    (("spec", "predictor", "model", "storageUrl"), "s3://x", "unknown field"),
-    (("spec", "predictor", "scaleMetric"), "gpu", "not one of"),
-    (("spec", "predictor", "minReplicas"), "two", "type"),
-    (("metadata", "name"), "Not_A_Name", "pattern"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "why"),
+    [
+        (("spec", "predictor", "canaryTrafficPercent"), 101, "maximum"),
+        (("spec", "predictor", "model", "storageUrl"), "s3://x", "unknown field"),
+        (("spec", "predictor", "scaleMetric"), "gpu", "not one of"),
+        (("spec", "predictor", "minReplicas"), "two", "type"),
+        (("metadata", "name"), "Not_A_Name", "pattern"),
+    ],
+)
 def test_schema_rejects_what_the_spec_rejects(path: tuple[str, ...], value: Any, why: str) -> None:
     doc = copy.deepcopy(_base())
     node = doc

@@ -35,8 +35,12 @@ BODY = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "INT32",
 
 def _count(plane: DataPlane, **labels: str) -> float:
     text = plane.metrics.exposition().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "serving_requests_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "serving_requests_total" and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def _plane(tmp_path: Path, limits: Limits, **models: str) -> DataPlane:

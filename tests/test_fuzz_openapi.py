@@ -75,12 +75,34 @@ def test_schemathesis_finds_no_server_error(server: InProcessServer, tmp_path: P
     names = httpx.get(server.url + "/v1/models").json()["models"]
     assert len(names) == 3
     schema_file = tmp_path / "openapi.json"
-    schema_file.write_bytes(orjson.dumps(pin_model_names(httpx.get(server.url + "/openapi.json").json(), names)))
+    schema_file.write_bytes(
+        orjson.dumps(pin_model_names(httpx.get(server.url + "/openapi.json").json(), names))
+    )
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", str(schema_file), "--url", server.url,
-        "--checks", "not_a_server_error", "--max-examples", FUZZ_EXAMPLES, "--seed", FUZZ_SEED,
-        "--workers", "1", "--phases", "coverage,fuzzing", "--generation-database", "none",
-        "--exclude-path", "/v2/repository/models/{name}/unload", "--request-timeout", "10", "--no-color",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        str(schema_file),
+        "--url",
+        server.url,
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        FUZZ_EXAMPLES,
+        "--seed",
+        FUZZ_SEED,
+        "--workers",
+        "1",
+        "--phases",
+        "coverage,fuzzing",
+        "--generation-database",
+        "none",
+        "--exclude-path",
+        "/v2/repository/models/{name}/unload",
+        "--request-timeout",
+        "10",
+        "--no-color",
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     output = result.stdout + result.stderr

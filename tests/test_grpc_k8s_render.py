@@ -14,10 +14,19 @@ from serving.spec import parse
 
 
 def _objects() -> tuple[Revision, dict[str, dict]]:
-    ours = {"containers": [{"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}]}
-    isvc = parse({"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService",
-                  "metadata": {"name": "iris", "namespace": "ml"},
-                  "spec": {"predictor": {"sklearn": {"storageUri": "pvc://store/iris"}}, "transformer": ours}})
+    ours = {
+        "containers": [
+            {"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}
+        ]
+    }
+    isvc = parse(
+        {
+            "apiVersion": "serving.dev/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": "ml"},
+            "spec": {"predictor": {"sklearn": {"storageUri": "pvc://store/iris"}}, "transformer": ours},
+        }
+    )
     revision = Revision.from_spec(isvc)
     objects = revision_objects(isvc, revision, 1, RenderSettings(image="registry.example/serving:test"), None)
     return revision, {f"{o['kind']}/{o['metadata']['name']}": o for o in objects}
@@ -33,8 +42,13 @@ def test_predictor_exposes_grpc_and_the_transformer_does_not() -> None:
     args, _ = parser.parse_known_args(container["args"])  # the real `serve` parser reads the flag
     assert args.grpc_port == GRPC_PORT
     ports = {p["name"]: p for p in objects[f"Service/{revision.name}-predictor"]["spec"]["ports"]}
-    assert ports["grpc"] == {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
-                             "appProtocol": "kubernetes.io/h2c"}
+    assert ports["grpc"] == {
+        "name": "grpc",
+        "port": GRPC_PORT,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }
     assert ports["http"]["port"] == 80
     assert [p["name"] for p in objects[f"Service/{revision.name}-transformer"]["spec"]["ports"]] == ["http"]
     for obj in objects.values():

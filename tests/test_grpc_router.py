@@ -44,13 +44,20 @@ def predictors(model_repo: Path) -> Iterator[tuple[InProcessServer, InProcessSer
     """Two gRPC-speaking replicas and one REST-only (no --grpc-port, as a transformer would be)."""
     logging.getLogger("serving.grpc").setLevel(logging.INFO)
     args = ["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--name", "iris"]
-    with (serving_inprocess([*args, "--grpc-port", "0"]) as stable, serving_inprocess([*args, "--grpc-port", "0"]) as canary,
-          serving_inprocess(args) as rest_only):
+    with (
+        serving_inprocess([*args, "--grpc-port", "0"]) as stable,
+        serving_inprocess([*args, "--grpc-port", "0"]) as canary,
+        serving_inprocess(args) as rest_only,
+    ):
         yield stable, canary, rest_only
 
 
-def table(stable: InProcessServer, canary: InProcessServer, rest: InProcessServer,
-          stable_grpc: tuple[str, ...] | None = None) -> RouteTable:
+def table(
+    stable: InProcessServer,
+    canary: InProcessServer,
+    rest: InProcessServer,
+    stable_grpc: tuple[str, ...] | None = None,
+) -> RouteTable:
     """iris: a canary split with gRPC endpoints in the table (the canary's found by asking the replica);
     shop: one replica without gRPC."""
     arms = (
@@ -59,13 +66,20 @@ def table(stable: InProcessServer, canary: InProcessServer, rest: InProcessServe
     )
     rest_only = (Arm("shop-rev1", 100, "stable", "latest", (rest.url,)),)
     other_namespace = (Arm("iris-ml1", 100, "stable", "latest", (canary.url,), (grpc_target(canary),)),)
-    return RouteTable({("default", "iris"): ServiceRoute("iris", "default", arms, "iris.default.example.com"),
-                       ("default", "shop"): ServiceRoute("shop", "default", rest_only),
-                       ("ml", "iris"): ServiceRoute("iris", "ml", other_namespace)}, version=1)
+    return RouteTable(
+        {
+            ("default", "iris"): ServiceRoute("iris", "default", arms, "iris.default.example.com"),
+            ("default", "shop"): ServiceRoute("shop", "default", rest_only),
+            ("ml", "iris"): ServiceRoute("iris", "ml", other_namespace),
+        },
+        version=1,
+    )
 
 
 @pytest_asyncio.fixture
-async def proxied(predictors: tuple[InProcessServer, InProcessServer, InProcessServer]) -> AsyncIterator[tuple[Router, str]]:
+async def proxied(
+    predictors: tuple[InProcessServer, InProcessServer, InProcessServer],
+) -> AsyncIterator[tuple[Router, str]]:
     router = Router(metrics=RouterMetrics())
     router.set_table(table(*predictors))
     proxy = GrpcProxy(router)
@@ -95,26 +109,37 @@ async def test_canary_split_is_exact_over_grpc_and_tags_pin(proxied: tuple[Route
     async with grpc.aio.insecure_channel(target) as channel:
         seen = Counter([await revision_of(channel, infer_request()) for _ in range(50)])
         assert seen == {"iris-stable1": 40, "iris-canary1": 10}
-        pinned = {await revision_of(channel, infer_request(), (("x-serving-tag", "latest"),)) for _ in range(5)}
+        pinned = {
+            await revision_of(channel, infer_request(), (("x-serving-tag", "latest"),)) for _ in range(5)
+        }
         assert pinned == {"iris-canary1"}
         assert await revision_of(channel, infer_request(), (("x-serving-namespace", "ml"),)) == "iris-ml1"
     exposition = router.metrics.exposition().decode()
-    assert re.search(r'serving_router_requests_total\{[^}]*code="200"[^}]*revision="iris-canary1"[^}]*\} 15\.0', exposition)
+    assert re.search(
+        r'serving_router_requests_total\{[^}]*code="200"[^}]*revision="iris-canary1"[^}]*\} 15\.0', exposition
+    )
 
 
 async def test_tritonclient_through_the_router_equals_direct(
     proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer, InProcessServer]
 ) -> None:
     _, target = proxied
-    routed, direct = triton_aio.InferenceServerClient(target), triton_aio.InferenceServerClient(grpc_target(predictors[0]))
+    routed, direct = (
+        triton_aio.InferenceServerClient(target),
+        triton_aio.InferenceServerClient(grpc_target(predictors[0])),
+    )
     try:
         assert await routed.is_server_live() and await routed.is_server_ready()
         assert await routed.is_model_ready("iris")
         assert (await routed.get_model_metadata("iris")).inputs[0].name == "input-0"
         tensor = triton_aio.InferInput("input-0", [2, 4], "FP64")
         tensor.set_data_from_numpy(np.array([ROW, [5.1, 3.5, 1.4, 0.2]]))
-        via_router = (await routed.infer("iris", [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities")]))
-        straight = (await direct.infer("iris", [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities")]))
+        via_router = await routed.infer(
+            "iris", [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities")]
+        )
+        straight = await direct.infer(
+            "iris", [tensor], outputs=[triton_aio.InferRequestedOutput("probabilities")]
+        )
         assert np.array_equal(via_router.as_numpy("probabilities"), straight.as_numpy("probabilities"))
         with pytest.raises(InferenceServerException) as missing:
             await routed.infer("nope", [tensor])
@@ -137,7 +162,9 @@ async def test_errors_pass_through_with_the_revision(proxied: tuple[Router, str]
         assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.aio.AioRpcError) as rest_only:
             await channel.unary_unary(INFER)(infer_request("shop"), timeout=10)
-        assert rest_only.value.code() == grpc.StatusCode.UNIMPLEMENTED and "REST only" in (rest_only.value.details() or "")
+        assert rest_only.value.code() == grpc.StatusCode.UNIMPLEMENTED and "REST only" in (
+            rest_only.value.details() or ""
+        )
         assert await revision_of(channel, infer_request())  # still serving
 
 

@@ -31,11 +31,19 @@ IRIS_ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]
 MAX_BODY = 2_000_000
 SERVICE = "/inference.GRPCInferenceService/"
 VALUES: dict[str, list] = {  # each datatype at the edges of its range
-    "BOOL": [True, False, True, True], "UINT8": [0, 1, 200, 255], "UINT16": [0, 1, 40000, 65535],
-    "UINT32": [0, 1, 3_000_000_000, 4_294_967_295], "UINT64": [0, 1, 2**40, 2**64 - 1],
-    "INT8": [-128, -1, 0, 127], "INT16": [-32768, -1, 0, 32767], "INT32": [-(2**31), -1, 0, 2**31 - 1],
-    "INT64": [-(2**63), -1, 0, 2**63 - 1], "FP16": [0.5, -1.25, 2048.0, 0.0], "FP32": [0.25, -3.5, 1e30, 0.0],
-    "FP64": [0.1, -2.5e300, 3.141592653589793, 0.0], "BYTES": [b"hello", b"", "ünïcödé".encode(), b"4"],
+    "BOOL": [True, False, True, True],
+    "UINT8": [0, 1, 200, 255],
+    "UINT16": [0, 1, 40000, 65535],
+    "UINT32": [0, 1, 3_000_000_000, 4_294_967_295],
+    "UINT64": [0, 1, 2**40, 2**64 - 1],
+    "INT8": [-128, -1, 0, 127],
+    "INT16": [-32768, -1, 0, 32767],
+    "INT32": [-(2**31), -1, 0, 2**31 - 1],
+    "INT64": [-(2**63), -1, 0, 2**63 - 1],
+    "FP16": [0.5, -1.25, 2048.0, 0.0],
+    "FP32": [0.25, -3.5, 1e30, 0.0],
+    "FP64": [0.1, -2.5e300, 3.141592653589793, 0.0],
+    "BYTES": [b"hello", b"", "ünïcödé".encode(), b"4"],
 }
 
 
@@ -66,14 +74,24 @@ class Served:
 def servers(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Served]]:
     import logging
 
-    logging.getLogger("serving.grpc").setLevel(logging.INFO)  # the port line is INFO; the harness root is WARNING
+    logging.getLogger("serving.grpc").setLevel(
+        logging.INFO
+    )  # the port line is INFO; the harness root is WARNING
     echo_dir = tmp_path_factory.mktemp("echo") / "echo"
     echo_dir.mkdir()
     grpc_args = ["--grpc-port", "0", "--max-body-bytes", str(MAX_BODY)]
     with (
         serving_inprocess(["serve", "--model-dir", str(model_repo), *grpc_args]) as iris,
-        serving_inprocess(["serve", "--model-dir", str(echo_dir), "--runtime",
-                           "tests.test_grpc_server:SleepyEcho", *grpc_args]) as echo,
+        serving_inprocess(
+            [
+                "serve",
+                "--model-dir",
+                str(echo_dir),
+                "--runtime",
+                "tests.test_grpc_server:SleepyEcho",
+                *grpc_args,
+            ]
+        ) as echo,
     ):
         yield {"iris": Served(iris), "echo": Served(echo)}
 
@@ -112,7 +130,10 @@ def test_answers_equal_rest_json(servers: dict[str, Served], model: str) -> None
     meta = client.get_model_metadata(model)
     datatype = meta.inputs[0].datatype
     result = client.infer(model, [_iris_input(datatype)], request_id="req-7")
-    body = {"id": "req-7", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": datatype, "data": IRIS_ROWS}]}
+    body = {
+        "id": "req-7",
+        "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": datatype, "data": IRIS_ROWS}],
+    }
     rest = httpx.post(f"{served.http.url}/v2/models/{model}/infer", content=orjson.dumps(body)).json()
     assert result.get_response().id == "req-7" and result.get_response().model_name == model
     assert [o.name for o in result.get_response().outputs] == [o["name"] for o in rest["outputs"]]
@@ -126,7 +147,9 @@ def test_answers_equal_rest_json(servers: dict[str, Served], model: str) -> None
 
 def test_requested_outputs_and_typed_contents(servers: dict[str, Served]) -> None:
     request = pb.ModelInferRequest(model_name="sklearn-iris", id="typed")
-    request.inputs.add(name="input-0", datatype="FP64", shape=[2, 4]).contents.fp64_contents.extend(sum(IRIS_ROWS, []))
+    request.inputs.add(name="input-0", datatype="FP64", shape=[2, 4]).contents.fp64_contents.extend(
+        sum(IRIS_ROWS, [])
+    )
     request.outputs.add(name="probabilities")
     response = servers["iris"].infer(request)
     assert [o.name for o in response.outputs] == ["probabilities"] and not response.raw_output_contents
@@ -149,12 +172,17 @@ def test_every_datatype_round_trips_raw_and_typed(servers: dict[str, Served], da
     if datatype == "FP16":  # no typed field for FP16 (Triton: raw only), said clearly
         with pytest.raises(grpc.RpcError) as refused:
             servers["echo"].infer(request)
-        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "raw_input_contents" in refused.value.details()
+        assert (
+            refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            and "raw_input_contents" in refused.value.details()
+        )
         return
     getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(VALUES[datatype])
     output = servers["echo"].infer(request).outputs[0]
     assert output.datatype == datatype and list(output.shape) == [2, 2]
-    returned = np.array(list(getattr(output.contents, CONTENTS_FIELD[datatype])), dtype=values.dtype).reshape(2, 2)
+    returned = np.array(list(getattr(output.contents, CONTENTS_FIELD[datatype])), dtype=values.dtype).reshape(
+        2, 2
+    )
     assert np.array_equal(returned, values)
 
 
@@ -167,11 +195,21 @@ def test_parameters_reach_the_model_and_id_is_echoed(servers: dict[str, Served])
     request.outputs.add(name="parameters")
     response = servers["echo"].infer(request)
     assert response.id == "abc"
-    assert orjson.loads(response.outputs[0].contents.bytes_contents[0]) == {"flag": True, "count": 7, "label": "hi"}
+    assert orjson.loads(response.outputs[0].contents.bytes_contents[0]) == {
+        "flag": True,
+        "count": 7,
+        "label": "hi",
+    }
 
 
-def _bad(datatype: str = "FP64", shape: tuple = (1, 4), raw: bytes | None = None, model: str = "sklearn-iris",
-         version: str = "", name: str = "input-0") -> bytes:
+def _bad(
+    datatype: str = "FP64",
+    shape: tuple = (1, 4),
+    raw: bytes | None = None,
+    model: str = "sklearn-iris",
+    version: str = "",
+    name: str = "input-0",
+) -> bytes:
     request = pb.ModelInferRequest(model_name=model, model_version=version)
     request.inputs.add(name=name, datatype=datatype, shape=list(shape))
     request.raw_input_contents.append(np.array(IRIS_ROWS[0]).tobytes() if raw is None else raw)
@@ -184,18 +222,34 @@ BATTERY = {
     "negative dimension": (_bad(shape=(-1, 4)), grpc.StatusCode.INVALID_ARGUMENT, "negative dimension"),
     "unknown model": (_bad(model="nope"), grpc.StatusCode.NOT_FOUND, "model 'nope' not found"),
     "unknown version": (_bad(version="9"), grpc.StatusCode.NOT_FOUND, "no version '9'"),
-    "oversized message": (_bad(raw=bytes(MAX_BODY + 10)), grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
-    "missing inputs": (pb.ModelInferRequest(model_name="sklearn-iris").SerializeToString(),
-                       grpc.StatusCode.INVALID_ARGUMENT, "at least one tensor"),
+    "oversized message": (
+        _bad(raw=bytes(MAX_BODY + 10)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "larger than max",
+    ),
+    "missing inputs": (
+        pb.ModelInferRequest(model_name="sklearn-iris").SerializeToString(),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "at least one tensor",
+    ),
     "two inputs of one name": (_bad() + _bad(), grpc.StatusCode.INVALID_ARGUMENT, "appears more than once"),
-    "garbage bytes": (b"\xff\xff\xff\x07garbage", grpc.StatusCode.INVALID_ARGUMENT, "not a valid ModelInferRequest"),
-    "raw entries vs inputs": (_bad() + pb.ModelInferRequest(raw_input_contents=[b"a"]).SerializeToString(),
-                              grpc.StatusCode.INVALID_ARGUMENT, "2 entries for 1 inputs"),
+    "garbage bytes": (
+        b"\xff\xff\xff\x07garbage",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "not a valid ModelInferRequest",
+    ),
+    "raw entries vs inputs": (
+        _bad() + pb.ModelInferRequest(raw_input_contents=[b"a"]).SerializeToString(),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "2 entries for 1 inputs",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BATTERY))
-def test_bad_input_battery_gets_the_right_code_and_the_server_keeps_serving(servers: dict[str, Served], case: str) -> None:
+def test_bad_input_battery_gets_the_right_code_and_the_server_keeps_serving(
+    servers: dict[str, Served], case: str
+) -> None:
     payload, code, words = BATTERY[case]
     with pytest.raises(grpc.RpcError) as failed:
         servers["iris"].call("ModelInfer", payload)
@@ -227,7 +281,9 @@ def test_health_service_and_reflection(servers: dict[str, Served]) -> None:
         assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= set(database.get_services())
         infer = database.FindFileContainingSymbol("inference.GRPCInferenceService")
         assert "ModelInfer" in [m.name for m in infer.service[0].method]
-        assert "raw_input_contents" in [f.name for f in next(m for m in infer.message_type if m.name == "ModelInferRequest").field]
+        assert "raw_input_contents" in [
+            f.name for f in next(m for m in infer.message_type if m.name == "ModelInferRequest").field
+        ]
 
 
 @pytest.mark.asyncio
@@ -252,5 +308,7 @@ async def test_tritonclient_aio_and_metrics_count_grpc(servers: dict[str, Served
 def test_port_zero_with_several_workers_is_refused_before_they_start(model_repo: Path) -> None:
     from tests.inprocess import run_cli
 
-    result = run_cli("serve", "--model-dir", str(model_repo / "sklearn-iris"), "--grpc-port", "0", "--workers", "2")
+    result = run_cli(
+        "serve", "--model-dir", str(model_repo / "sklearn-iris"), "--grpc-port", "0", "--workers", "2"
+    )
     assert result.returncode == 2 and "give a fixed port with --workers > 1" in result.stderr

@@ -44,7 +44,9 @@ def test_grpc_through_serving_up_with_a_canary(tmp_path: Path) -> None:
     train_iris_sklearn(v2, c=0.05)
     state = tmp_path / "state"
     with serving_up(state, extra=("--grpc-port", "0")) as server, server.client() as client:
-        found = re.search(r"router gRPC \(Open Inference Protocol\) listening on (127\.0\.0\.1:\d+)", server.log())
+        found = re.search(
+            r"router gRPC \(Open Inference Protocol\) listening on (127\.0\.0\.1:\d+)", server.log()
+        )
         assert found, server.log()
         target = found.group(1)
         apply_text(server, state, isvc_yaml("iris", v1), tmp_path)
@@ -53,7 +55,10 @@ def test_grpc_through_serving_up_with_a_canary(tmp_path: Path) -> None:
         assert triton_client.is_server_live() and triton_client.is_model_ready("iris")
         tensor = triton.InferInput("input-0", [1, 4], "FP64")
         tensor.set_data_from_numpy(np.array([ROW]))
-        assert list(triton_client.infer("iris", [tensor]).as_numpy("output-0")) == predict(client, "iris").json()["predictions"]
+        assert (
+            list(triton_client.infer("iris", [tensor]).as_numpy("output-0"))
+            == predict(client, "iris").json()["predictions"]
+        )
 
         apply_text(server, state, isvc_yaml("iris", v2, canary=20), tmp_path)
         split = traffic(wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [20, 80]))

@@ -61,7 +61,9 @@ async def raw_server(handler: Handler) -> AsyncIterator[tuple[RawServer, str]]:
 
 async def answer_ok(method: str, target: str, writer: asyncio.StreamWriter) -> None:
     body = target.encode()
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), b"" if method == "HEAD" else body))
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), b"" if method == "HEAD" else body)
+    )
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
@@ -75,7 +77,11 @@ async def test_keep_alive_reuse_and_stale_connection_replaced() -> None:
     async with raw_server(answer_ok) as (server, url):
         client = HTTPClient()
         for i in range(20):
-            assert await client.request(url, "GET", f"/r{i}", timeout_s=5) == (200, [(b"content-length", b"3" if i < 10 else b"4")], f"/r{i}".encode())
+            assert await client.request(url, "GET", f"/r{i}", timeout_s=5) == (
+                200,
+                [(b"content-length", b"3" if i < 10 else b"4")],
+                f"/r{i}".encode(),
+            )
         assert server.connections == 1
         for conn in client._endpoints[url].idle:
             assert conn.transport is not None
@@ -109,7 +115,9 @@ async def test_idle_connections_expire() -> None:
         client = HTTPClient(idle_timeout_s=0.1)
         await client.request(url, "GET", "/", timeout_s=5)
         assert client.connections(url) == (1, 1)
-        await wait_for(lambda: client.connections(url) == (0, 0) and server.open == 0, "the idle connection to close")
+        await wait_for(
+            lambda: client.connections(url) == (0, 0) and server.open == 0, "the idle connection to close"
+        )
         client.close()
 
 
@@ -169,7 +177,9 @@ async def test_close_delimited_and_chunked_bodies() -> None:
             await writer.drain()
             writer.close()
         else:
-            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            )
 
     async with raw_server(answers) as (server, url):
         client = HTTPClient()
@@ -199,7 +209,9 @@ async def test_against_uvicorn() -> None:
         return StreamingResponse(iter([b"a" * 70000, b"b"]))
 
     app = Starlette(routes=[Route("/echo", echo, methods=["GET", "POST", "HEAD"]), Route("/stream", stream)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
     task = asyncio.create_task(server.serve())
     await wait_for(lambda: server.started, "uvicorn to start")
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"

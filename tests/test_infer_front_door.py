@@ -29,7 +29,11 @@ def test_direct_and_routed_paths_answer_alike(server: InProcessServer) -> None:
         direct = c.post("/v2/models/iris/infer", json=V2_BODY).json()
         versioned = c.post("/v2/models/iris/versions/1/infer", json=V2_BODY).json()
         assert direct["outputs"] == versioned["outputs"] and direct["outputs"][0]["data"] == [1]
-        for path, status in (("/v2/models//infer", 404), ("/v2/models/a/b/infer", 404), ("/v2/models/nope/infer", 404)):
+        for path, status in (
+            ("/v2/models//infer", 404),
+            ("/v2/models/a/b/infer", 404),
+            ("/v2/models/nope/infer", 404),
+        ):
             r = c.post(path, json=V2_BODY)
             assert r.status_code == status and "error" in r.json(), (path, r.text)
         r = c.get("/v2/models/iris/infer")
@@ -47,4 +51,3 @@ def test_not_ready_keeps_retry_after_on_the_direct_path(server: InProcessServer)
         finally:
             assert c.post("/v2/repository/models/iris/load").status_code == 200
         assert c.post("/v2/models/iris/infer", json=V2_BODY).status_code == 200
-

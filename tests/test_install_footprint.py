@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _requirement_names() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
     return [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in declared]
 
 

@@ -42,14 +42,24 @@ def _requests(expositions: Any) -> int:
     return revision_counters(expositions, "ml", "iris", "r2").requests
 
 
-def test_router_replicas_are_summed_a_gone_one_keeps_its_count_and_a_silent_one_stops_the_read(api: Cluster) -> None:
+def test_router_replicas_are_summed_a_gone_one_keeps_its_count_and_a_silent_one_stops_the_read(
+    api: Cluster,
+) -> None:
     host = _host(api)
     with RouterReplica() as first, RouterReplica() as second:
         _router_pod(api, "router-a", first.port)
         _router_pod(api, "router-b", second.port)
-        api.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {  # starting: no IP, not ready -> skipped
-            "name": "router-c", "namespace": "serving-system",
-            "labels": {"app.kubernetes.io/name": "serving", "app.kubernetes.io/component": "router"}}})
+        api.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {  # starting: no IP, not ready -> skipped
+                    "name": "router-c",
+                    "namespace": "serving-system",
+                    "labels": {"app.kubernetes.io/name": "serving", "app.kubernetes.io/component": "router"},
+                },
+            }
+        )
         first.served("r2", 4, 200)
         second.served("r2", 3, 503)
         assert _requests(host.router_expositions()) == 7
@@ -59,7 +69,9 @@ def test_router_replicas_are_summed_a_gone_one_keeps_its_count_and_a_silent_one_
         first.served("r2", 1, 200)
         assert _requests(host.router_expositions()) == 8
 
-        _router_pod(api, "router-d", free_port())  # ready, but nothing answers: no judging on part of the traffic
+        _router_pod(
+            api, "router-d", free_port()
+        )  # ready, but nothing answers: no judging on part of the traffic
         with pytest.raises(TemporaryClusterError, match="router-d"):
             host.router_expositions()
 
@@ -84,21 +96,31 @@ def test_a_bad_canary_and_a_second_canary_for_one_service_say_why_in_their_statu
     assert "step weights must rise" in condition["message"]
     assert _status(api, "second")["conditions"][0]["reason"] == "TargetTaken"
     assert host.controller.tracked[("ml", "iris")].canary.metadata.name == "first"
-    assert host.controller.percent_for(("ml", "iris")) == 0  # a tracked service: new revisions wait for the analysis
+    assert (
+        host.controller.percent_for(("ml", "iris")) == 0
+    )  # a tracked service: new revisions wait for the analysis
 
     host.document_event(api.get("Canary", "ml", "first"), "DELETED")
-    assert host.controller.percent_for(("ml", "iris")) is None  # no policy: the spec's canaryTrafficPercent again
+    assert (
+        host.controller.percent_for(("ml", "iris")) is None
+    )  # no policy: the spec's canaryTrafficPercent again
 
 
 def test_last_transition_time_is_when_the_current_phase_began() -> None:
-    history = [{"phase": "Progressing", "time": "t1"}, {"phase": "Progressing", "time": "t2"},
-               {"phase": "Failed", "time": "t3"}]
+    history = [
+        {"phase": "Progressing", "time": "t1"},
+        {"phase": "Progressing", "time": "t2"},
+        {"phase": "Failed", "time": "t3"},
+    ]
     assert last_transition_time("Failed", history) == "t3"
     assert last_transition_time("Progressing", history[:2]) == "t1"
     assert last_transition_time("Succeeded", history) is None
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="prometheus not installed (install: scripts/install-test-tools)",
+)
 @pytest.mark.e2e  # a real Prometheus process
 def test_promql_metrics_are_read_from_a_real_prometheus(api: Cluster, tmp_path: Path) -> None:
     from tests.test_prometheus import prometheus
@@ -107,9 +129,15 @@ def test_promql_metrics_are_read_from_a_real_prometheus(api: Cluster, tmp_path: 
         router.served("r2", 5, 200)
         with prometheus(f"127.0.0.1:{router.port}", tmp_path) as url:
             host = _host(api, prometheus_url=url)
-            due = {("ml", "iris"): {"requests": 'sum(serving_router_requests_total{revision="r2"})',
-                                    "absent": 'sum(serving_router_requests_total{revision="nope"})'}}
-            wait_until(lambda: asyncio.run(host._queried(due))[("ml", "iris")].get("requests") == 5, timeout_s=30)
+            due = {
+                ("ml", "iris"): {
+                    "requests": 'sum(serving_router_requests_total{revision="r2"})',
+                    "absent": 'sum(serving_router_requests_total{revision="nope"})',
+                }
+            }
+            wait_until(
+                lambda: asyncio.run(host._queried(due))[("ml", "iris")].get("requests") == 5, timeout_s=30
+            )
             assert "absent" not in asyncio.run(host._queried(due))[("ml", "iris")]  # no data: the check fails
 
 
@@ -120,7 +148,9 @@ def test_manual_control_through_an_annotation_wins_and_is_cleared(api: Cluster) 
 
     def act(action: str) -> dict[str, Any]:
         api.patch("Canary", "ml", "first", {"metadata": {"annotations": {"serving.dev/action": action}}})
-        host.document_event(api.get("Canary", "ml", "first"), "MODIFIED")  # the watch event kopf would deliver
+        host.document_event(
+            api.get("Canary", "ml", "first"), "MODIFIED"
+        )  # the watch event kopf would deliver
         live = api.get("Canary", "ml", "first")
         assert "serving.dev/action" not in (live["metadata"].get("annotations") or {})  # one-shot
         return live.get("status") or {}
@@ -129,7 +159,10 @@ def test_manual_control_through_an_annotation_wins_and_is_cleared(api: Cluster) 
     assert act("resume")["phase"] == "Waiting"
     rolled_back = act("rollback")
     assert (rolled_back["phase"], rolled_back["canaryWeight"], rolled_back["message"]) == (
-        "Failed", 0, "rolled back by the user")
+        "Failed",
+        0,
+        "rolled back by the user",
+    )
     assert rolled_back["conditions"][0]["status"] == "False"
     assert act("ship-it")["phase"] == "Failed"  # not an action: logged, cleared, nothing moves
 
@@ -151,7 +184,10 @@ def test_routing_carries_affinity_and_mirrors_only_while_mirroring(api: Cluster)
     routing = host.controller.routing_for(("ml", "iris"))
     assert routing is not None and (routing.affinity_header, routing.mirror) == ("x-user-id", True)
     host.controller.apply(canary, CanaryStatus(Phase.PROGRESSING, "r2", 0, 10))
-    assert host.controller.routing_for(("ml", "iris")).mirror is False and host.controller.percent_for(("ml", "iris")) == 10
+    assert (
+        host.controller.routing_for(("ml", "iris")).mirror is False
+        and host.controller.percent_for(("ml", "iris")) == 10
+    )
     assert host.controller.routing_for(("ml", "other")) is None
 
 
@@ -163,12 +199,20 @@ def test_a_resumed_analysis_starts_from_the_routers_counters_of_now(api: Cluster
         _router_pod(api, "router-b", second.port)
         first.served("r2", 40, 200)
         second.served("r2", 2, 503)
-        stored = {"phase": "Progressing", "revision": "r2", "step": 1, "canaryWeight": 25,
-                  "history": [{"phase": "Progressing", "canaryWeight": 25, "time": "t"}]}
+        stored = {
+            "phase": "Progressing",
+            "revision": "r2",
+            "step": 1,
+            "canaryWeight": 25,
+            "history": [{"phase": "Progressing", "canaryWeight": 25, "time": "t"}],
+        }
         api.apply({**_canary("first"), "status": stored})
         resumed_at = host.controller.clock()
         host.document_event(api.get("Canary", "ml", "first"), None)  # kopf's initial listing after a restart
     tracked = host.controller.tracked[("ml", "iris")]
     assert (tracked.status.canary_weight, tracked.status.step, tracked.history) == (25, 1, stored["history"])
-    assert tracked.counters is not None and (tracked.counters.requests, tracked.counters.server_errors) == (42, 2)
+    assert tracked.counters is not None and (tracked.counters.requests, tracked.counters.server_errors) == (
+        42,
+        2,
+    )
     assert tracked.next_check_s >= resumed_at + 0.3  # the first check judges one fresh interval (300ms)

@@ -20,16 +20,23 @@ from serving.revision import Revision
 from serving.spec import parse
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = [p for p in sorted((ROOT / "examples").rglob("*.yaml"))  # InferenceService files (not Canary etc.)
-            if all(d.get("kind") == "InferenceService" for d in yaml.safe_load_all(p.read_text()) if d)]
+EXAMPLES = [
+    p
+    for p in sorted((ROOT / "examples").rglob("*.yaml"))  # InferenceService files (not Canary etc.)
+    if all(d.get("kind") == "InferenceService" for d in yaml.safe_load_all(p.read_text()) if d)
+]
 VERSIONS = ("1.29", "1.37")
 SETTINGS = RenderSettings(image="registry.example/serving:test")
 
 
 def _isvc(predictor: dict, transformer: dict | None = None, name: str = "iris") -> dict:
     spec = {"predictor": predictor} | ({"transformer": transformer} if transformer else {})
-    return {"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": "ml"}, "spec": spec}
+    return {
+        "apiVersion": "serving.dev/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": spec,
+    }
 
 
 def _objects(doc: dict, uid: str | None = "uid-1") -> dict[str, dict]:
@@ -37,7 +44,10 @@ def _objects(doc: dict, uid: str | None = "uid-1") -> dict[str, dict]:
     replicas = isvc.spec.predictor.replicas  # what plan() runs
     revision = Revision.from_spec(isvc)
     owner = owner_reference(isvc, uid) if uid else None
-    return {f"{o['kind']}/{o['metadata']['name']}": o for o in revision_objects(isvc, revision, replicas, SETTINGS, owner)}
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": o
+        for o in revision_objects(isvc, revision, replicas, SETTINGS, owner)
+    }
 
 
 def _validate(obj: dict) -> None:
@@ -59,19 +69,34 @@ def test_every_example_renders_to_valid_objects(example: Path) -> None:
 
 
 def test_predictor_deployment_fields() -> None:
-    doc = _isvc({"minReplicas": 2, "timeout": 30, "containerConcurrency": 8,
-                 "batcher": {"maxBatchSize": 16, "maxLatency": 5},
-                 "serviceAccountName": "models", "nodeSelector": {"gpu": "none"},
-                 "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://store/iris/v1",
-                           "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
-                           "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 1}}}})
+    doc = _isvc(
+        {
+            "minReplicas": 2,
+            "timeout": 30,
+            "containerConcurrency": 8,
+            "batcher": {"maxBatchSize": 16, "maxLatency": 5},
+            "serviceAccountName": "models",
+            "nodeSelector": {"gpu": "none"},
+            "model": {
+                "modelFormat": {"name": "sklearn"},
+                "storageUri": "pvc://store/iris/v1",
+                "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 1}},
+            },
+        }
+    )
     revision = Revision.from_spec(parse(doc))
     objects = _objects(doc)
     deployment = objects[f"Deployment/{revision.name}-predictor"]
     assert deployment["spec"]["replicas"] == 2
     assert deployment["metadata"]["ownerReferences"][0] == {
-        "apiVersion": "serving.dev/v1beta1", "kind": "InferenceService", "name": "iris", "uid": "uid-1",
-        "controller": True, "blockOwnerDeletion": True}
+        "apiVersion": "serving.dev/v1beta1",
+        "kind": "InferenceService",
+        "name": "iris",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     labels = deployment["metadata"]["labels"]
     assert labels["serving.dev/isvc"] == "iris" and labels["serving.dev/revision"] == revision.name
     assert labels["serving.dev/component"] == "predictor" and labels["app.kubernetes.io/part-of"] == "serving"
@@ -81,14 +106,30 @@ def test_predictor_deployment_fields() -> None:
     assert pod["serviceAccountName"] == "models" and pod["nodeSelector"] == {"gpu": "none"}
     init = pod["initContainers"][0]
     assert init["command"] == ["serving"]
-    assert init["args"] == ["storage", "pull", "pvc://store/iris/v1", "/mnt/models", "--cache-dir", "/tmp/cache",
-                            "--pvc-root", "/mnt/pvc"]
-    assert {"name": "pvc", "persistentVolumeClaim": {"claimName": "store", "readOnly": True}} in pod["volumes"]
+    assert init["args"] == [
+        "storage",
+        "pull",
+        "pvc://store/iris/v1",
+        "/mnt/models",
+        "--cache-dir",
+        "/tmp/cache",
+        "--pvc-root",
+        "/mnt/pvc",
+    ]
+    assert {"name": "pvc", "persistentVolumeClaim": {"claimName": "store", "readOnly": True}} in pod[
+        "volumes"
+    ]
     main = pod["containers"][0]
     args = main["args"]
     assert args[:5] == ["serve", "--model-dir", "/mnt/models", "--name", "iris"]
-    for flag, value in (("--max-batch-size", "16"), ("--max-latency-ms", "5"), ("--request-timeout", "30"),
-                        ("--max-concurrency", "8"), ("--host", "0.0.0.0"), ("--port", "8080")):
+    for flag, value in (
+        ("--max-batch-size", "16"),
+        ("--max-latency-ms", "5"),
+        ("--request-timeout", "30"),
+        ("--max-concurrency", "8"),
+        ("--host", "0.0.0.0"),
+        ("--port", "8080"),
+    ):
         assert args[args.index(flag) + 1] == value
     assert main["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert main["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -97,20 +138,53 @@ def test_predictor_deployment_fields() -> None:
     assert {"name": "model", "mountPath": "/mnt/models", "readOnly": True} in main["volumeMounts"]
     assert not any(o["kind"] == "HorizontalPodAutoscaler" for o in objects.values())  # min == max: no HPA
     service = objects[f"Service/{revision.name}-predictor"]
-    assert service["spec"]["selector"] == {"serving.dev/revision": revision.name, "serving.dev/component": "predictor"}
+    assert service["spec"]["selector"] == {
+        "serving.dev/revision": revision.name,
+        "serving.dev/component": "predictor",
+    }
     for obj in objects.values():
         _validate(obj)
 
 
-@pytest.mark.parametrize(("metric", "target", "expected"), [
-    ("cpu", 70, {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}),
-    ("memory", None, {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}}}),
-    ("concurrency", 4, {"type": "Pods", "pods": {"metric": {"name": "serving_requests_in_flight"},
-                                                  "target": {"type": "AverageValue", "averageValue": "4"}}}),
-])
+@pytest.mark.parametrize(
+    ("metric", "target", "expected"),
+    [
+        (
+            "cpu",
+            70,
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+            },
+        ),
+        (
+            "memory",
+            None,
+            {
+                "type": "Resource",
+                "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}},
+            },
+        ),
+        (
+            "concurrency",
+            4,
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": "serving_requests_in_flight"},
+                    "target": {"type": "AverageValue", "averageValue": "4"},
+                },
+            },
+        ),
+    ],
+)
 def test_hpa_when_min_and_max_differ(metric: str, target: int | None, expected: dict) -> None:
-    predictor = {"minReplicas": 1, "maxReplicas": 5, "scaleMetric": metric,
-                 "sklearn": {"storageUri": "https://models.example/iris.tar.gz"}}
+    predictor = {
+        "minReplicas": 1,
+        "maxReplicas": 5,
+        "scaleMetric": metric,
+        "sklearn": {"storageUri": "https://models.example/iris.tar.gz"},
+    }
     if target:
         predictor["scaleTarget"] = target
     objects = _objects(_isvc(predictor))
@@ -126,11 +200,17 @@ def test_hpa_when_min_and_max_differ(metric: str, target: int | None, expected: 
 
 
 def test_transformer_calls_its_own_revisions_predictor() -> None:
-    ours = {"containers": [{"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}]}
+    ours = {
+        "containers": [
+            {"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}
+        ]
+    }
     doc = _isvc({"sklearn": {"storageUri": "pvc://store/iris"}}, ours)
     revision = Revision.from_spec(parse(doc))
     objects = _objects(doc)
-    container = objects[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"]["containers"][0]
+    container = objects[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]
     args = container["args"]
     assert container["command"] == ["serving"] and args[0] == "transform"
     assert args[args.index("--predictor-url") + 1] == f"http://{revision.name}-predictor.ml.svc.cluster.local"
@@ -141,18 +221,31 @@ def test_transformer_calls_its_own_revisions_predictor() -> None:
     custom = {"containers": [{"name": "kserve-container", "image": "me/tx:1", "args": ["--feature", "x"]}]}
     doc = _isvc({"sklearn": {"storageUri": "pvc://store/iris"}}, custom)
     revision = Revision.from_spec(parse(doc))
-    container = _objects(doc)[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"]["containers"][0]
+    container = _objects(doc)[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert container["image"] == "me/tx:1"
-    assert container["args"] == ["--feature", "x", "--model_name", "iris", "--predictor_host",
-                                 f"{revision.name}-predictor.ml.svc.cluster.local", "--http_port", "8080"]
+    assert container["args"] == [
+        "--feature",
+        "x",
+        "--model_name",
+        "iris",
+        "--predictor_host",
+        f"{revision.name}-predictor.ml.svc.cluster.local",
+        "--http_port",
+        "8080",
+    ]
     for obj in _objects(doc).values():
         _validate(obj)
 
 
 def test_long_names_stay_dns_labels() -> None:
     name = "a" * 45
-    doc = _isvc({"sklearn": {"storageUri": "pvc://store/iris"}},
-                {"containers": [{"args": ["serving", "transform"]}]}, name=name)
+    doc = _isvc(
+        {"sklearn": {"storageUri": "pvc://store/iris"}},
+        {"containers": [{"args": ["serving", "transform"]}]},
+        name=name,
+    )
     revision = Revision.from_spec(parse(doc))
     assert len(object_name(revision, "transformer")) <= 63
     assert object_name(revision, "transformer").endswith(f"-{revision.digest[:8]}-transformer")
@@ -162,21 +255,56 @@ def test_long_names_stay_dns_labels() -> None:
 
 def test_observe_and_patch_helpers() -> None:
     def deployment(revision: str, component: str, ready: int, conditions: list | None = None) -> dict:
-        return {"metadata": {"labels": {"serving.dev/revision": revision, "serving.dev/component": component}},
-                "status": {"readyReplicas": ready, "conditions": conditions or []}}
-    stuck = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "image pull"}]
-    observed = observe([deployment("a", "predictor", 1), deployment("b", "predictor", 1), deployment("b", "transformer", 0),
-                        deployment("c", "predictor", 0, stuck)], {"a": False, "b": True, "c": False})
+        return {
+            "metadata": {"labels": {"serving.dev/revision": revision, "serving.dev/component": component}},
+            "status": {"readyReplicas": ready, "conditions": conditions or []},
+        }
+
+    stuck = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "image pull",
+        }
+    ]
+    observed = observe(
+        [
+            deployment("a", "predictor", 1),
+            deployment("b", "predictor", 1),
+            deployment("b", "transformer", 0),
+            deployment("c", "predictor", 0, stuck),
+        ],
+        {"a": False, "b": True, "c": False},
+    )
     assert observed.ready == {"a"}  # b's transformer is not ready yet
     assert observed.failed == {"c": "predictor: image pull"}
-    assert merge_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"b": {"c": 1}, "e": 3}) == {"a": None, "b": {"d": None}, "e": 3}
+    assert merge_patch({"a": 1, "b": {"c": 1, "d": 2}}, {"b": {"c": 1}, "e": 3}) == {
+        "a": None,
+        "b": {"d": None},
+        "e": 3,
+    }
     assert contains({"a": 1, "b": [{"x": 1, "y": 2}]}, {"b": [{"x": 1}]})
     assert not contains({"b": [{"x": 1}]}, {"b": [{"x": 2}]})
 
 
 def test_render_command_prints_one_stream() -> None:
-    out = subprocess.run([sys.executable, "-m", "serving.cli", "render", "-f", str(ROOT / "examples/sklearn-iris.yaml"),
-                          "--namespace", "ml"], capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serving.cli",
+            "render",
+            "-f",
+            str(ROOT / "examples/sklearn-iris.yaml"),
+            "--namespace",
+            "ml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     docs = list(yaml.safe_load_all(out))
     assert [d["kind"] for d in docs] == ["InferenceService", "Deployment", "Service"]
     assert {d["metadata"]["namespace"] for d in docs} == {"ml"}

@@ -38,9 +38,12 @@ def _strict(schema: Any) -> Any:
 
 
 def _doc(annotations: dict[str, str] | None = None, **predictor: Any) -> dict[str, Any]:
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": "iris", "namespace": "ml", "annotations": annotations or {}},
-            "spec": {"predictor": {**predictor, "sklearn": {"storageUri": "pvc://models/iris"}}}}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "namespace": "ml", "annotations": annotations or {}},
+        "spec": {"predictor": {**predictor, "sklearn": {"storageUri": "pvc://models/iris"}}},
+    }
 
 
 def _rendered(doc: dict[str, Any], settings: RenderSettings = KEDA) -> dict[str, dict[str, Any]]:
@@ -48,22 +51,36 @@ def _rendered(doc: dict[str, Any], settings: RenderSettings = KEDA) -> dict[str,
 
 
 def test_concurrency_with_keda_is_a_valid_scaled_object_on_the_router_metrics() -> None:
-    doc = _doc({"autoscaling.knative.dev/window": "30s", "autoscaling.knative.dev/scale-down-delay": "2m"},
-               minReplicas=0, maxReplicas=6, scaleTarget=4)
+    doc = _doc(
+        {"autoscaling.knative.dev/window": "30s", "autoscaling.knative.dev/scale-down-delay": "2m"},
+        minReplicas=0,
+        maxReplicas=6,
+        scaleTarget=4,
+    )
     objects = _rendered(doc)
     scaled = objects["ScaledObject"]
     jsonschema.validate(scaled, _strict(SCHEMA))
     spec = scaled["spec"]
     deployment = objects["Deployment"]
-    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"] and "HorizontalPodAutoscaler" not in objects
+    assert (
+        spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        and "HorizontalPodAutoscaler" not in objects
+    )
     assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 6, 30)
-    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 120
+    assert (
+        spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
+            "stabilizationWindowSeconds"
+        ]
+        == 120
+    )
     trigger = spec["triggers"][0]
     assert trigger["type"] == "prometheus" and trigger["metadata"]["threshold"] == "2.8"  # 4 x 70 %
     revision = deployment["metadata"]["labels"]["serving.dev/revision"]
     query = trigger["metadata"]["query"]
     assert f'serving_router_requests_in_flight{{namespace="ml",revision="{revision}"}}' in query
-    assert f'serving_activator_queue_depth{{isvc="iris",revision="{revision}"}}' in query  # held requests wake zero
+    assert (
+        f'serving_activator_queue_depth{{isvc="iris",revision="{revision}"}}' in query
+    )  # held requests wake zero
     assert trigger["metadata"]["activationThreshold"] == "0"
 
 
@@ -81,15 +98,20 @@ def test_rps_reads_the_request_rate_and_cpu_stays_an_hpa() -> None:
 def test_without_keda_no_scaled_object_is_rendered() -> None:
     objects = _rendered(_doc(minReplicas=1, maxReplicas=4), RenderSettings())
     assert "ScaledObject" not in objects
-    assert objects["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"  # KServe's default
+    assert (
+        objects["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    )  # KServe's default
 
 
 def test_a_revision_scaled_to_zero_keeps_traffic_and_its_arm_waits_for_the_activator() -> None:
     isvc = parse(_doc(minReplicas=0, maxReplicas=3))
     first = plan(isvc, None, observe([], {}))
     revision = next(iter(first.run))
-    deployment = {"metadata": {"labels": {"serving.dev/revision": revision, "serving.dev/component": "predictor"}},
-                  "spec": {"replicas": 0}, "status": {}}
+    deployment = {
+        "metadata": {"labels": {"serving.dev/revision": revision, "serving.dev/component": "predictor"}},
+        "spec": {"replicas": 0},
+        "status": {},
+    }
     observed = observe([deployment], {revision: False})
     assert revision not in observed.ready
     p = plan(isvc, first.state, with_scaled_to_zero(observed, [deployment], isvc))

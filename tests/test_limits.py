@@ -20,8 +20,16 @@ from tests.support import wait_until
 
 GATED = "tests.runtimes_bad_input:GatedRuntime"
 LIMIT_FLAGS = [
-    "--max-body-bytes", "4096", "--max-header-bytes", "8192", "--max-tensor-elements", "100",
-    "--max-json-depth", "3", "--request-timeout", "0.5",
+    "--max-body-bytes",
+    "4096",
+    "--max-header-bytes",
+    "8192",
+    "--max-tensor-elements",
+    "100",
+    "--max-json-depth",
+    "3",
+    "--request-timeout",
+    "0.5",
 ]
 
 
@@ -39,7 +47,10 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServe
 
 
 def infer(server: InProcessServer, data: object, shape: list[int], **parameters: object) -> httpx.Response:
-    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": data}], "parameters": parameters}
+    body = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": data}],
+        "parameters": parameters,
+    }
     return httpx.post(server.url + "/v2/models/gated/infer", content=orjson.dumps(body), timeout=30)
 
 
@@ -55,12 +66,16 @@ def assert_serving(server: InProcessServer) -> None:
 
 
 def test_body_over_max_body_bytes_is_413_declared_or_streamed(limited: InProcessServer) -> None:
-    big = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "pad": "x" * 5000})
-    assert_refused(httpx.post(limited.url + "/v2/models/gated/infer", content=big), 413, "over the limit of 4096 bytes")
+    big = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "pad": "x" * 5000}
+    )
+    assert_refused(
+        httpx.post(limited.url + "/v2/models/gated/infer", content=big), 413, "over the limit of 4096 bytes"
+    )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
         for i in range(0, len(big), 1000):
-            yield big[i:i + 1000]
+            yield big[i : i + 1000]
 
     streamed = httpx.post(limited.url + "/v1/models/gated:predict", content=chunks())
     assert_refused(streamed, 413, "over the limit of 4096 bytes")
@@ -93,22 +108,35 @@ def test_headers_over_max_header_bytes_are_431_json(limited: InProcessServer) ->
 def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: InProcessServer) -> None:
     with limited.client() as client:
         client.get("/v2/health/live")
-        response = client.post("/v2/models/gated/infer", content=orjson.dumps(
-            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": {"sleep_s": 3}}))
+        response = client.post(
+            "/v2/models/gated/infer",
+            content=orjson.dumps(
+                {
+                    "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],
+                    "parameters": {"sleep_s": 3},
+                }
+            ),
+        )
         elapsed = response.elapsed.total_seconds()
     assert_refused(response, 504, "did not answer within 0.5s")
     assert 0.4 < elapsed < 2.5, elapsed
     assert_serving(limited)
 
 
-def test_requests_over_max_concurrency_are_429_with_retry_after(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_requests_over_max_concurrency_are_429_with_retry_after(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     folder = _model_dir(tmp_path_factory, "concurrency")
-    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]) as server:
+    with serving_inprocess(
+        ["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]
+    ) as server:
         first: dict[str, httpx.Response] = {}
         blocked = threading.Thread(target=lambda: first.update(r=infer(server, [1.0], [1], gate=True)))
         blocked.start()
         try:
-            wait_until(lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model")
+            wait_until(
+                lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model"
+            )
             second = infer(server, [2.0], [1])
             assert_refused(second, 429, "concurrency limit of 1")
             assert second.headers["retry-after"] == "1"

@@ -30,8 +30,9 @@ def listening_commands(model_repo: Path, state: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("command", ["serve", "up", "transform"])
-def test_a_taken_port_is_one_line_and_exit_2(command: str, taken_port: int, model_repo: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_taken_port_is_one_line_and_exit_2(
+    command: str, taken_port: int, model_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = listening_commands(model_repo, tmp_path)[command]
     assert main([*argv, "--host", "127.0.0.1", "--port", str(taken_port)]) == 2
     captured = capsys.readouterr()
@@ -39,9 +40,12 @@ def test_a_taken_port_is_one_line_and_exit_2(command: str, taken_port: int, mode
     assert captured.out == ""
 
 
-def test_serve_says_what_it_serves_and_where_once_ready(model_repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_serve_says_what_it_serves_and_where_once_ready(
+    model_repo: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     with serving_inprocess(["serve", "--model-dir", str(model_repo)]):
         out = capfd.readouterr().out  # the process's stdout (file descriptor 1)
     lines = [line for line in out.splitlines() if line.startswith("serving ")]
-    assert lines == ["serving onnx-iris (onnx), sklearn-iris (sklearn), xgboost-iris (xgboost) "
-                     "on http://127.0.0.1:0"], out  # the port asked for (the harness asks for 0)
+    assert lines == [
+        "serving onnx-iris (onnx), sklearn-iris (sklearn), xgboost-iris (xgboost) on http://127.0.0.1:0"
+    ], out  # the port asked for (the harness asks for 0)

@@ -40,16 +40,28 @@ def test_response_checks_name_what_is_wrong() -> None:
 
 
 def _entry(name: str, times: dict[str, int], failures: int, start: float, end: float) -> dict:
-    return {"name": name, "method": "POST", "num_requests": sum(times.values()), "num_failures": failures,
-            "response_times": times, "start_time": start, "last_request_timestamp": end, "max_response_time": 41.5}
+    return {
+        "name": name,
+        "method": "POST",
+        "num_requests": sum(times.values()),
+        "num_failures": failures,
+        "response_times": times,
+        "start_time": start,
+        "last_request_timestamp": end,
+        "max_response_time": 41.5,
+    }
 
 
 def test_summary_totals_and_percentiles_come_from_the_json(tmp_path: Path) -> None:
     path = tmp_path / "locust.json"
-    path.write_text(json.dumps([
-        _entry("/a", {"1": 50, "2": 40}, 0, 100.0, 110.0),
-        _entry("/b", {"3": 9, "40": 1}, 2, 101.0, 110.0),
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                _entry("/a", {"1": 50, "2": 40}, 0, 100.0, 110.0),
+                _entry("/b", {"3": 9, "40": 1}, 2, 101.0, 110.0),
+            ]
+        )
+    )
     canary = tmp_path / "canary.json"
     canary.write_text(json.dumps({"total": 10, "revisions": {"r1": {"count": 8, "percent": 80.0}}}))
     summary = report.summarise(path, canary)
@@ -58,7 +70,9 @@ def test_summary_totals_and_percentiles_come_from_the_json(tmp_path: Path) -> No
     assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (2.0, 3.0, 40.0)
     totals = tmp_path / "locust_totals.json"
     totals.write_text(json.dumps({"stats_start_time": 98.0}))
-    with_start = report.summarise(path, canary, totals)  # Locust's rps counts from when its statistics started
+    with_start = report.summarise(
+        path, canary, totals
+    )  # Locust's rps counts from when its statistics started
     assert (with_start.duration_s, with_start.rps) == (12.0, 8.3)
     assert summary.failure_ratio == pytest.approx(0.02)
     table = report.format_table(summary)
@@ -68,8 +82,12 @@ def test_summary_totals_and_percentiles_come_from_the_json(tmp_path: Path) -> No
 def test_chart_derives_per_second_throughput_from_cumulative_totals(tmp_path: Path) -> None:
     history = tmp_path / "h.csv"
     header = "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,95%,99%,Total Request Count,Total Failure Count,Total Average Response Time"
-    rows = ["10,0,,Aggregated,0,0,N/A,N/A,N/A,0,0,0", "11,4,POST,/a,0,0,0,0,0,100,0,2.0",
-            "11,4,,Aggregated,0,0,0,0,0,100,0,2.0", "12,4,,Aggregated,0,0,3,5,7,300,1,3.0"]
+    rows = [
+        "10,0,,Aggregated,0,0,N/A,N/A,N/A,0,0,0",
+        "11,4,POST,/a,0,0,0,0,0,100,0,2.0",
+        "11,4,,Aggregated,0,0,0,0,0,100,0,2.0",
+        "12,4,,Aggregated,0,0,3,5,7,300,1,3.0",
+    ]
     history.write_text("\n".join([header, *rows]) + "\n")
     cols = chart.read_history(history)
     assert cols["t"] == [0.0, 1.0, 2.0]
@@ -77,7 +95,9 @@ def test_chart_derives_per_second_throughput_from_cumulative_totals(tmp_path: Pa
     assert cols["mean"][2] == pytest.approx((900 - 200) / 200)
     assert cols["p50"] == [None, None, 3.0]
     html = chart.render(history, tmp_path / "chart.html", "t").read_text()
-    assert html.count("<svg") == 3 and "http" not in html.split("</title>")[1].replace("http://www.w3.org", "")
+    assert html.count("<svg") == 3 and "http" not in html.split("</title>")[1].replace(
+        "http://www.w3.org", ""
+    )
     assert html.count("time since start (s)") == 3 and ">ms</text>" in html and ">req/s</text>" in html
     png = chart_png.render_png(history, tmp_path / "chart.png", "t").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
@@ -88,8 +108,18 @@ def test_command_scenarios_match_the_runner_and_the_command_line_is_complete(tmp
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     args = parser.parse_args(["canary", "--url", "http://h:1", "--shape", "step", "--duration", "1m30s"])
-    plan = runner.Plan(args.scenario, args.url, "m", 8, 8.0, runner.parse_duration(args.duration), args.shape, 1,
-                       None, tmp_path)
+    plan = runner.Plan(
+        args.scenario,
+        args.url,
+        "m",
+        8,
+        8.0,
+        runner.parse_duration(args.duration),
+        args.shape,
+        1,
+        None,
+        tmp_path,
+    )
     cmd = runner.locust_command(plan)
     assert plan.duration_s == 90 and "CanaryUser" in cmd and "--canary-out" in cmd
     assert any(part.endswith("shapes/step.py") for part in cmd[cmd.index("-f") + 1].split(","))
@@ -117,8 +147,15 @@ def test_bench_ratios_and_targets() -> None:
     assert rf_on.ratio == pytest.approx(25) and rf_on.met is True
     assert binary.ratio == pytest.approx(12.5) and binary.met is True
     assert pending.ratio is None and pending.met is None
-    md = format_markdown({"date": "d", "quick": True, "duration_s": 1, "rows": [r.to_dict() for r in rows],
-                          "machine": {"cores": 2, "platform": "p", "python": "3", "loadavg_before": [1, 1, 1]}})
+    md = format_markdown(
+        {
+            "date": "d",
+            "quick": True,
+            "duration_s": 1,
+            "rows": [r.to_dict() for r in rows],
+            "machine": {"cores": 2, "platform": "p", "python": "3", "loadavg_before": [1, 1, 1]},
+        }
+    )
     assert "2 cores" in md and md.count("\n|") == 2 + len(rows)
 
 

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.e2e  # Locust processes against real servers
 
 
 def loadtest(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "serving.cli", "loadtest", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "serving.cli", "loadtest", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +36,42 @@ def iris_server(model_repo: Path):
         yield server
 
 
-@pytest.mark.parametrize(("scenario", "shape", "processes"),
-                         [("v1", "step", 1), ("v2-binary", "spike", 1), ("v2-json", "constant", 2)])
+@pytest.mark.parametrize(
+    ("scenario", "shape", "processes"),
+    [("v1", "step", 1), ("v2-binary", "spike", 1), ("v2-json", "constant", 2)],
+)
 def test_loadtest_against_a_url_has_no_failures_and_writes_reports(
     iris_server, tmp_path: Path, scenario: str, shape: str, processes: int
 ) -> None:
     out = tmp_path / scenario
-    run = loadtest(scenario, "--url", iris_server.url, "--model", "sklearn-iris", "--users", "4", "--shape", shape,
-                   "--duration", "3s", "--rows", "3", "--out", str(out), "--processes", str(processes))
+    run = loadtest(
+        scenario,
+        "--url",
+        iris_server.url,
+        "--model",
+        "sklearn-iris",
+        "--users",
+        "4",
+        "--shape",
+        shape,
+        "--duration",
+        "3s",
+        "--rows",
+        "3",
+        "--out",
+        str(out),
+        "--processes",
+        str(processes),
+    )
     assert run.returncode == 0, run.stdout + run.stderr
-    generator = json.loads((out / "generator.json").read_text())  # Locust's own CPU, to tell who was the limit
-    assert generator["processes"] >= processes and 0 <= generator["busiest_cpu_share"] and "generator_limited" in generator
+    generator = json.loads(
+        (out / "generator.json").read_text()
+    )  # Locust's own CPU, to tell who was the limit
+    assert (
+        generator["processes"] >= processes
+        and 0 <= generator["busiest_cpu_share"]
+        and "generator_limited" in generator
+    )
     entries = json.loads((out / "locust.json").read_text())
     assert sum(e["num_requests"] for e in entries) > 0
     assert sum(e["num_failures"] for e in entries) == 0
@@ -63,8 +93,10 @@ def _assert_summary_agrees_with_locusts_report(out: Path) -> None:
     assert summary["rps"] == pytest.approx(row["total_rps"], abs=0.06)
     assert summary["avg_ms"] == pytest.approx(row["avg_response_time"], abs=0.006)
     assert summary["p50_ms"] == row["median_response_time"]
-    assert (summary["p95_ms"], summary["p99_ms"]) == (row["response_time_percentile_0.95"],
-                                                      row["response_time_percentile_0.99"])
+    assert (summary["p95_ms"], summary["p99_ms"]) == (
+        row["response_time_percentile_0.95"],
+        row["response_time_percentile_0.99"],
+    )
     assert summary["max_ms"] == pytest.approx(row["max_response_time"], abs=0.51)
 
 
@@ -75,8 +107,19 @@ def test_processes_are_refused_where_they_would_lose_counts(tmp_path: Path) -> N
 
 
 def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_path: Path) -> None:
-    run = loadtest("v2-json", "--url", iris_server.url, "--model", "no-such-model", "--users", "2",
-                   "--duration", "2s", "--out", str(tmp_path))
+    run = loadtest(
+        "v2-json",
+        "--url",
+        iris_server.url,
+        "--model",
+        "no-such-model",
+        "--users",
+        "2",
+        "--duration",
+        "2s",
+        "--out",
+        str(tmp_path),
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == summary["requests"]
@@ -85,8 +128,18 @@ def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_p
 
 def test_canary_split_through_the_router(tmp_path: Path) -> None:
     """`serving up` with the sklearn-iris example, its 20 % canary applied; both revisions answer."""
-    run = loadtest("canary", "--example", "sklearn-iris", "--users", "4", "--duration", "4s", "--out", str(tmp_path),
-                   timeout_s=150)
+    run = loadtest(
+        "canary",
+        "--example",
+        "sklearn-iris",
+        "--users",
+        "4",
+        "--duration",
+        "4s",
+        "--out",
+        str(tmp_path),
+        timeout_s=150,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     split = json.loads((tmp_path / "canary.json").read_text())
     assert len(split["revisions"]) == 2, split
@@ -98,8 +151,18 @@ def test_canary_split_through_the_router(tmp_path: Path) -> None:
 
 def test_transformer_scenario_through_serving_up(tmp_path: Path) -> None:
     """examples/transformer/iris-transformer.yaml: records in, labels out, checked by the user class."""
-    run = loadtest("transformer", "--example", "iris-transformer", "--users", "2", "--duration", "3s",
-                   "--out", str(tmp_path), timeout_s=150)
+    run = loadtest(
+        "transformer",
+        "--example",
+        "iris-transformer",
+        "--users",
+        "2",
+        "--duration",
+        "3s",
+        "--out",
+        str(tmp_path),
+        timeout_s=150,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     entries = json.loads((tmp_path / "locust.json").read_text())
     assert sum(e["num_requests"] for e in entries) > 0

@@ -22,7 +22,9 @@ def parsed(text: bytes | str) -> list:
 
 
 def total(samples: list, name: str, **labels: str) -> float:
-    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def test_every_documented_family_is_exposed_with_its_labels() -> None:
@@ -71,7 +73,10 @@ def test_router_metrics_per_isvc_revision_and_arm() -> None:
 
 def test_unknown_model_names_do_not_create_label_values(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
-    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server, server.client() as client:
+    with (
+        serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server,
+        server.client() as client,
+    ):
         for i in range(20):
             assert client.post(f"/v1/models/attack-{i}:predict", json=ROW).status_code == 404
             assert client.post(f"/v2/models/attack-{i}/infer", json={"inputs": []}).status_code == 404
@@ -98,7 +103,9 @@ def test_two_workers_report_every_request(tmp_path: Path) -> None:
             assert total(samples, "serving_requests_total", model="iris", code="200") == sent
             assert total(samples, "serving_batch_size_count", model="iris") == sent
             assert total(samples, "serving_model_ready", model="iris") == 1
-        promtool_check(httpx.get(server.url + "/metrics", timeout=30).text)  # multiprocess output is valid too
+        promtool_check(
+            httpx.get(server.url + "/metrics", timeout=30).text
+        )  # multiprocess output is valid too
 
 
 def test_loop_owned_families_expose_what_prometheus_client_would() -> None:
@@ -120,7 +127,11 @@ def test_loop_owned_families_expose_what_prometheus_client_would() -> None:
         g.labels("x").dec(3)
         for value in (0.001, 0.0011, 0.5, 7.0):  # exactly on a bound counts in that bucket (le)
             h.labels("x").observe(value)
-        assert isinstance(c, Counter) == shared and isinstance(g, Gauge) == shared and isinstance(h, Histogram) == shared
+        assert (
+            isinstance(c, Counter) == shared
+            and isinstance(g, Gauge) == shared
+            and isinstance(h, Histogram) == shared
+        )
         return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", generate_latest(registry).decode())
 
     loop = exposed(False)

@@ -31,7 +31,9 @@ def exported_samples() -> set[str]:
     metrics.model_state_changed(SimpleNamespace(name="m", ready=True, load_seconds=0.5))
     router.observe_route("i", "default", "r", "stable", 500, 0.1)
     router.route_in_flight("i", "default", "r", "stable", 1)
-    canary = CanaryMetrics(router.registry)  # serving up: the router's registry; the operator: its own /metrics
+    canary = CanaryMetrics(
+        router.registry
+    )  # serving up: the router's registry; the operator: its own /metrics
     canary.transitions.labels("i", "default", "Progressing").inc()
     canary.weight.labels("i", "default").set(10)
     text = (metrics.exposition() + router.exposition()).decode()
@@ -49,20 +51,41 @@ def test_dashboard_queries_only_exported_metrics_and_shows_each_topic() -> None:
     missing = names - exported_samples()
     assert not missing, f"dashboard queries metrics nobody exports: {sorted(missing)}"
     joined = "\n".join(exprs)
-    for needed in ("serving_router_requests_total", "serving_router_errors_total", "histogram_quantile(0.99",
-                   "histogram_quantile(0.5", "serving_batch_size", "by (arm, revision)", "serving_canary_weight{",
-                   "by (isvc, phase) (rate(serving_canary_transitions_total{"):
+    for needed in (
+        "serving_router_requests_total",
+        "serving_router_errors_total",
+        "histogram_quantile(0.99",
+        "histogram_quantile(0.5",
+        "serving_batch_size",
+        "by (arm, revision)",
+        "serving_canary_weight{",
+        "by (isvc, phase) (rate(serving_canary_transitions_total{",
+    ):
         assert needed in joined, needed
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     if shutil.which("promtool") is None:
         pytest.skip("promtool not installed (install: scripts/install-test-tools)")
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query{i}", "expr": e.replace("$__rate_interval", "1m").replace("$isvc", ".*").replace("$namespace", ".*")}
-        for i, e in enumerate(expressions())
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {
+                        "record": f"dashboard:query{i}",
+                        "expr": e.replace("$__rate_interval", "1m")
+                        .replace("$isvc", ".*")
+                        .replace("$namespace", ".*"),
+                    }
+                    for i, e in enumerate(expressions())
+                ],
+            }
+        ]
+    }
     path = tmp_path / "rules.json"  # YAML is a superset of JSON
     path.write_text(json.dumps(rules))
-    check = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0, check.stdout + check.stderr

@@ -24,20 +24,39 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_serve_flags_reach_the_model_server(iris: Path, tmp_path: Path) -> None:
     sink = tmp_path / "payloads.jsonl"
-    args = ["serve", "--model-dir", str(iris), "--name", "iris", "--logger-url", sink.as_uri(), "--isvc", "iris",
-            "--revision", "iris-0123abcd", "--access-log-sample", "0"]
+    args = [
+        "serve",
+        "--model-dir",
+        str(iris),
+        "--name",
+        "iris",
+        "--logger-url",
+        sink.as_uri(),
+        "--isvc",
+        "iris",
+        "--revision",
+        "iris-0123abcd",
+        "--access-log-sample",
+        "0",
+    ]
     with serving_inprocess(args) as server, server.client() as client:
         ok = client.post("/v1/models/iris:predict", json=V1, headers={"x-request-id": "abc-1"})
         bad = client.post("/v1/models/nope:predict", json=V1, headers={"x-request-id": "abc-2"})
         deadline = time.monotonic() + 10
-        while 'serving_logger_events_total{outcome="sent"} 4.0' not in (metrics := client.get("/metrics").text):
+        while 'serving_logger_events_total{outcome="sent"} 4.0' not in (
+            metrics := client.get("/metrics").text
+        ):
             assert time.monotonic() < deadline, f"payload events never all sent:\n{metrics}"
             time.sleep(0.02)
         log = server.log()
     assert ok.headers["x-request-id"] == "abc-1" and bad.status_code == 404
     events = [orjson.loads(line) for line in sink.read_text().splitlines()]
     assert sorted((e["id"], e["type"].rsplit(".", 1)[1], e.get("statuscode")) for e in events) == [
-        ("abc-1", "request", None), ("abc-1", "response", "200"), ("abc-2", "request", None), ("abc-2", "response", "404")]
+        ("abc-1", "request", None),
+        ("abc-1", "response", "200"),
+        ("abc-2", "request", None),
+        ("abc-2", "response", "404"),
+    ]
     assert all(e["endpoint"] == "iris-0123abcd" and e["inferenceservicename"] == "iris" for e in events)
     assert 'serving_logger_events_total{outcome="dropped"} 0.0' in metrics
     assert "id=abc-2" in log and "id=abc-1" not in log  # 2xx sampled at 0, errors always logged
@@ -45,6 +64,10 @@ def test_serve_flags_reach_the_model_server(iris: Path, tmp_path: Path) -> None:
 
 def test_bad_flag_values_are_refused_by_the_parser() -> None:
     result = run_cli("serve", "--model-dir", ".", "--access-log-sample", "2")
-    assert result.returncode == 2 and "--access-log-sample" in result.stderr and "between 0 and 1" in result.stderr
+    assert (
+        result.returncode == 2
+        and "--access-log-sample" in result.stderr
+        and "between 0 and 1" in result.stderr
+    )
     result = run_cli("serve", "--model-dir", ".", "--log-format", "xml")
     assert result.returncode == 2 and "--log-format" in result.stderr

@@ -18,11 +18,18 @@ from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import FileSink, HttpSink, sink_for
 
 pytestmark = pytest.mark.asyncio
-SOURCE = Source(isvc="iris", namespace="ml", component="predictor", endpoint="iris-abc12345", uri="http://127.0.0.1:1/")
+SOURCE = Source(
+    isvc="iris", namespace="ml", component="predictor", endpoint="iris-abc12345", uri="http://127.0.0.1:1/"
+)
 
 
-def event(rid: str, kind: str = REQUEST_TYPE, body: bytes = b'{"instances": [[1, 2]]}', status: int | None = None,
-          content_type: str = "application/json") -> InferenceEvent:
+def event(
+    rid: str,
+    kind: str = REQUEST_TYPE,
+    body: bytes = b'{"instances": [[1, 2]]}',
+    status: int | None = None,
+    content_type: str = "application/json",
+) -> InferenceEvent:
     return InferenceEvent(rid, kind, body, content_type, SOURCE, "iris", time.time(), status)
 
 
@@ -49,8 +56,13 @@ async def test_events_arrive_in_binary_mode_with_kserve_attributes() -> None:
     assert request["id"] == response["id"] == "r-1"
     assert request["type"] == REQUEST_TYPE and response["type"] == RESPONSE_TYPE
     assert request["specversion"] == "1.0" and request["source"] == SOURCE.uri and request["time"]
-    for attr, value in (("inferenceservicename", "iris"), ("namespace", "ml"), ("component", "predictor"),
-                        ("endpoint", "iris-abc12345"), ("modelid", "iris")):
+    for attr, value in (
+        ("inferenceservicename", "iris"),
+        ("namespace", "ml"),
+        ("component", "predictor"),
+        ("endpoint", "iris-abc12345"),
+        ("modelid", "iris"),
+    ):
         assert request[attr] == value == response[attr], attr
     assert request.data == b'{"instances": [[1, 2]]}' and request["datacontenttype"] == "application/json"
     assert response.data == b"\x00\x01binary" and response["datacontenttype"] == "application/octet-stream"

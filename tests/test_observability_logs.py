@@ -34,11 +34,17 @@ def test_access_lines_sample_successes_and_keep_every_error(caplog) -> None:  # 
     sampled = AccessLog(0.0)
     for status in (200, 200, 404, 503):
         if sampled.wants(status):
-            sampled.write(AccessRecord("r", "POST", "/v1/models/m:predict", status, 0.002, 10, 20, "m", "m-1", "", "predictor"))
+            sampled.write(
+                AccessRecord(
+                    "r", "POST", "/v1/models/m:predict", status, 0.002, 10, 20, "m", "m-1", "", "predictor"
+                )
+            )
     fields = [r.fields for r in caplog.records]
     assert [f["status"] for f in fields] == [404, 503]
     doc = orjson.loads(JsonFormatter().format(caplog.records[0]))
-    assert doc["latency_ms"] == 2.0 and doc["bytes_in"] == 10 and doc["isvc"] == "m" and doc["revision"] == "m-1"
+    assert (
+        doc["latency_ms"] == 2.0 and doc["bytes_in"] == 10 and doc["isvc"] == "m" and doc["revision"] == "m-1"
+    )
     assert AccessLog(1.0).wants(200) and not AccessLog(0.0).wants(204)
 
 
@@ -55,7 +61,13 @@ def test_a_request_without_an_answer_is_logged_499_or_500(caplog) -> None:  # no
         raise RuntimeError("boom")
 
     async def call(app) -> None:  # noqa: ANN001
-        scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer", "headers": [], "server": None}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v2/models/m/infer",
+            "headers": [],
+            "server": None,
+        }
 
         async def receive() -> dict:
             return {"type": "http.disconnect"}

@@ -32,8 +32,14 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def predictor(model_dir: Path, revision: str, logger_url: str | None, mode: str | None = None):  # noqa: ANN201
-    options = ObservabilityOptions(logger_url=logger_url, logger_mode=mode, isvc="iris", namespace="ml",
-                                   revision=revision, component="predictor")
+    options = ObservabilityOptions(
+        logger_url=logger_url,
+        logger_mode=mode,
+        isvc="iris",
+        namespace="ml",
+        revision=revision,
+        component="predictor",
+    )
     return create_app(ServerConfig(model_dir=str(model_dir), name="iris", observability=options.to_dict()))
 
 
@@ -41,16 +47,27 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
     return [r.fields for r in caplog.records if r.name == "serving.access"]
 
 
-async def test_model_server_logs_every_request_and_response_once(iris: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_model_server_logs_every_request_and_response_once(
+    iris: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="serving.access")
     with receiving() as (sink, receiver):
-        async with served(predictor(iris, "iris-r1", sink), "/v2/health/ready") as url, \
-                httpx.AsyncClient(base_url=url) as client:
-            ok = await client.post("/v1/models/iris:predict", content=V1, headers={"x-request-id": "client-1"})
-            fresh = await client.post("/v2/models/iris/infer", json={
-                "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]})
-            bad = await client.post("/v1/models/iris:predict", content=b'{"instances": [[1, 2',
-                                    headers={"x-request-id": "has space"})
+        async with (
+            served(predictor(iris, "iris-r1", sink), "/v2/health/ready") as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            ok = await client.post(
+                "/v1/models/iris:predict", content=V1, headers={"x-request-id": "client-1"}
+            )
+            fresh = await client.post(
+                "/v2/models/iris/infer",
+                json={"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]},
+            )
+            bad = await client.post(
+                "/v1/models/iris:predict",
+                content=b'{"instances": [[1, 2',
+                headers={"x-request-id": "has space"},
+            )
             await client.get("/v2/health/ready")  # not an inference: no id, no event, no access line
             await until(lambda: len(receiver.events) == 6, what="6 events")
     assert ok.status_code == 200 and ok.headers["x-request-id"] == "client-1"
@@ -58,15 +75,24 @@ async def test_model_server_logs_every_request_and_response_once(iris: Path, cap
     assert bad.status_code == 400 and bad.headers["x-request-id"] not in ("has space", "")
     ids = [r.headers["x-request-id"] for r in (ok, fresh, bad)]
     assert Counter((e["id"], e["type"].rsplit(".", 1)[-1]) for e in receiver.events) == Counter(
-        {(i, kind): 1 for i in ids for kind in ("request", "response")})
+        {(i, kind): 1 for i in ids for kind in ("request", "response")}
+    )
     events = {(e["id"], e["type"].rsplit(".", 1)[-1]): e for e in receiver.events}
     assert events["client-1", "request"].data == V1  # the bytes as received
-    assert events["client-1", "response"].data == ok.content and events["client-1", "response"]["statuscode"] == "200"
+    assert (
+        events["client-1", "response"].data == ok.content
+        and events["client-1", "response"]["statuscode"] == "200"
+    )
     failed = events[ids[2], "response"]
     assert failed["statuscode"] == "400" and failed.data == bad.content and b"error" in failed.data
     for e in receiver.events:
         assert (e["inferenceservicename"], e["namespace"], e["component"], e["endpoint"], e["modelid"]) == (
-            "iris", "ml", "predictor", "iris-r1", "iris")
+            "iris",
+            "ml",
+            "predictor",
+            "iris-r1",
+            "iris",
+        )
     lines = access_lines(caplog)
     assert [(f["request_id"], f["status"]) for f in lines] == [(ids[0], 200), (ids[1], 200), (ids[2], 400)]
     assert lines[0]["bytes_in"] == len(V1) and lines[0]["bytes_out"] == len(ok.content)
@@ -75,38 +101,65 @@ async def test_model_server_logs_every_request_and_response_once(iris: Path, cap
 
 async def test_mode_request_sends_only_requests(iris: Path) -> None:
     with receiving() as (sink, receiver):
-        async with served(predictor(iris, "iris-r1", sink, "request"), "/v2/health/ready") as url, \
-                httpx.AsyncClient(base_url=url) as client:
+        async with (
+            served(predictor(iris, "iris-r1", sink, "request"), "/v2/health/ready") as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
             for _ in range(3):
                 assert (await client.post("/v1/models/iris:predict", content=V1)).status_code == 200
             await until(lambda: len(receiver.events) == 3)
     assert {e["type"] for e in receiver.events} == {"org.kubeflow.serving.inference.request"}
 
 
-async def test_canary_events_name_the_revision_that_answered(iris: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_canary_events_name_the_revision_that_answered(
+    iris: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="serving.access")
     with receiving() as (sink, receiver):
-        async with served(predictor(iris, "iris-stable1", sink), "/v2/health/ready") as stable, \
-                served(predictor(iris, "iris-canary1", sink), "/v2/health/ready") as canary:
+        async with (
+            served(predictor(iris, "iris-stable1", sink), "/v2/health/ready") as stable,
+            served(predictor(iris, "iris-canary1", sink), "/v2/health/ready") as canary,
+        ):
             router = Router()
-            router.set_table(RouteTable({("ml", "iris"): ServiceRoute("iris", "ml", (
-                Arm("iris-stable1", 50, "stable", "prev", (stable,)),
-                Arm("iris-canary1", 50, "canary", "latest", (canary,)),
-            ))}))
+            router.set_table(
+                RouteTable(
+                    {
+                        ("ml", "iris"): ServiceRoute(
+                            "iris",
+                            "ml",
+                            (
+                                Arm("iris-stable1", 50, "stable", "prev", (stable,)),
+                                Arm("iris-canary1", 50, "canary", "latest", (canary,)),
+                            ),
+                        )
+                    }
+                )
+            )
             # Unknown hosts resolve in namespace "default": give the route that name too for this test.
-            router.set_table(RouteTable({**router.table.services, ("default", "iris"): router.table.services["ml", "iris"]}))
-            async with served(observe_router(router, ObservabilityOptions()), None) as front, \
-                    httpx.AsyncClient(base_url=front) as client:
+            router.set_table(
+                RouteTable(
+                    {**router.table.services, ("default", "iris"): router.table.services["ml", "iris"]}
+                )
+            )
+            async with (
+                served(observe_router(router, ObservabilityOptions()), None) as front,
+                httpx.AsyncClient(base_url=front) as client,
+            ):
                 answers = []
                 for i in range(12):
                     pin = {"x-serving-tag": "latest" if i % 2 else "prev"}
                     answers.append(await client.post("/v1/models/iris:predict", content=V1, headers=pin))
                 await until(lambda: len(receiver.events) == 24, what="24 events")
     revision_of = {r.headers["x-request-id"]: r.headers["x-serving-revision"] for r in answers}
-    assert all(r.status_code == 200 for r in answers) and set(revision_of.values()) == {"iris-stable1", "iris-canary1"}
+    assert all(r.status_code == 200 for r in answers) and set(revision_of.values()) == {
+        "iris-stable1",
+        "iris-canary1",
+    }
     assert len(revision_of) == 12  # one id per request, echoed once through router and predictor
     for e in receiver.events:
-        assert e["endpoint"] == revision_of[e["id"]]  # the router's id reached the predictor, which names itself
+        assert (
+            e["endpoint"] == revision_of[e["id"]]
+        )  # the router's id reached the predictor, which names itself
     router_lines = [f for f in access_lines(caplog) if f["component"] == "router"]
     assert len(router_lines) == 12
     for f in router_lines:
@@ -124,13 +177,20 @@ async def test_router_with_its_own_sink_logs_as_component_router(iris: Path) -> 
             arm = Arm("iris-stable1", 100, "stable", "prev", (stable,))
             router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}))
             options = ObservabilityOptions(logger_url=sink)
-            async with served(observe_router(router, options)) as front, httpx.AsyncClient(base_url=front) as client:
+            async with (
+                served(observe_router(router, options)) as front,
+                httpx.AsyncClient(base_url=front) as client,
+            ):
                 answer = await client.post("/v1/models/iris:predict", content=V1)
                 await until(lambda: len(receiver.events) == 2, what="2 events")
     assert answer.status_code == 200
     for event in receiver.events:
         assert (event["component"], event["endpoint"], event["inferenceservicename"], event["namespace"]) == (
-            "router", "iris-stable1", "iris", "default")
+            "router",
+            "iris-stable1",
+            "iris",
+            "default",
+        )
         assert event["id"] == answer.headers["x-request-id"]
 
 
@@ -138,14 +198,29 @@ async def test_binary_extension_bodies_are_logged_as_sent_with_their_json_length
     import numpy as np
     import orjson
 
-    header = orjson.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                                       "parameters": {"binary_data_size": 32}}],
-                           "parameters": {"binary_data_output": True}})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, 4],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 32},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
     body = header + np.array([[6.8, 2.8, 4.8, 1.4]]).tobytes()
-    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
     with receiving() as (sink, receiver):
-        async with served(predictor(iris, "iris-r1", sink), "/v2/health/ready") as url, \
-                httpx.AsyncClient(base_url=url) as client:
+        async with (
+            served(predictor(iris, "iris-r1", sink), "/v2/health/ready") as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
             answer = await client.post("/v2/models/iris/infer", content=body, headers=headers)
             await until(lambda: len(receiver.events) == 2)
     assert answer.status_code == 200

@@ -32,11 +32,16 @@ def revision(logger: str) -> Revision:
 def test_logger_block_becomes_flags_of_each_component() -> None:
     r = revision("logger: {mode: all, url: 'http://sink.ml/'}")
     args = predictor_args(r, "/m")
-    assert args[args.index("--logger-url") + 1] == "http://sink.ml/" and args[args.index("--logger-mode") + 1] == "all"
+    assert (
+        args[args.index("--logger-url") + 1] == "http://sink.ml/"
+        and args[args.index("--logger-mode") + 1] == "all"
+    )
     assert args[args.index("--revision") + 1] == r.name and args[args.index("--isvc-namespace") + 1] == "ml"
     t = transformer_args(r, "http://127.0.0.1:1")
     assert t[t.index("--component") + 1] == "transformer" and t[t.index("--logger-mode") + 1] == "request"
-    assert "--logger-mode" not in predictor_args(revision("minReplicas: 1"), "/m")  # no block: no payload logging
+    assert "--logger-mode" not in predictor_args(
+        revision("minReplicas: 1"), "/m"
+    )  # no block: no payload logging
 
 
 def test_block_without_url_uses_the_default_sink_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,11 +60,18 @@ def test_unsupported_sink_scheme_is_refused_with_its_path() -> None:
 
 def test_choices_of_the_building_process_reach_the_argv(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `serving up` exports (or the chart sets on the operator) lands in every component's flags."""
-    for key, value in ((ENV_LOGGER_DEFAULT_URL, "http://default-broker/"), ("SERVING_OTEL", "1"),
-                       ("SERVING_LOG_FORMAT", "json"), ("SERVING_ACCESS_LOG_SAMPLE", "0.1")):
+    for key, value in (
+        (ENV_LOGGER_DEFAULT_URL, "http://default-broker/"),
+        ("SERVING_OTEL", "1"),
+        ("SERVING_LOG_FORMAT", "json"),
+        ("SERVING_ACCESS_LOG_SAMPLE", "0.1"),
+    ):
         monkeypatch.setenv(key, value)
     args = predictor_args(revision("logger: {mode: response}"), "/m")
     assert args[args.index("--logger-url") + 1] == "http://default-broker/" and "--otel" in args
-    assert args[args.index("--log-format") + 1] == "json" and args[args.index("--access-log-sample") + 1] == "0.1"
+    assert (
+        args[args.index("--log-format") + 1] == "json"
+        and args[args.index("--access-log-sample") + 1] == "0.1"
+    )
     explicit = predictor_args(revision("logger: {url: 'http://mine/'}"), "/m")
     assert explicit[explicit.index("--logger-url") + 1] == "http://mine/"

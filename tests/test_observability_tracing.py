@@ -49,14 +49,26 @@ def options(component: str, revision: str = "iris-canary1") -> ObservabilityOpti
 async def test_one_request_is_one_trace_across_router_transformer_predictor(
     iris: Path, exporter: InMemorySpanExporter
 ) -> None:
-    model = create_app(ServerConfig(model_dir=str(iris), name="iris", model={"max_batch_size": 8, "max_latency_s": 0.001},
-                                    observability=options("predictor").to_dict()))
+    model = create_app(
+        ServerConfig(
+            model_dir=str(iris),
+            name="iris",
+            model={"max_batch_size": 8, "max_latency_s": 0.001},
+            observability=options("predictor").to_dict(),
+        )
+    )
     async with served(model, "/v2/health/ready") as predictor_url:
-        transformer = create_transformer("iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1"),
-                                         observability=options("transformer"))
+        transformer = create_transformer(
+            "iris",
+            "identity",
+            TransformerConfig(predictor_url, "iris", protocol="v1"),
+            observability=options("transformer"),
+        )
         async with served(transformer, "/v2/health/ready") as transformer_url:
             router = Router()
-            route = ServiceRoute("iris", "default", (Arm("iris-canary1", 100, "canary", "latest", (transformer_url,)),))
+            route = ServiceRoute(
+                "iris", "default", (Arm("iris-canary1", 100, "canary", "latest", (transformer_url,)),)
+            )
             router.set_table(RouteTable({("default", "iris"): route}))
             async with served(observe_router(router, ObservabilityOptions(otel=True))) as front:
                 exporter.clear()  # readiness probes are not part of the request
@@ -72,23 +84,33 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
         return by_id[span.parent.span_id].name if span.parent is not None else None
 
     pairs = sorted((s.name, parent(s)) for s in finished)
-    assert pairs == sorted([
-        ("router", None),
-        ("transformer", "router"),
-        ("decode", "transformer"), ("predict", "transformer"), ("encode", "transformer"),
-        ("transformer.preprocess", "predict"), ("transformer.predictor_call", "predict"),
-        ("transformer.postprocess", "predict"),
-        ("predictor", "transformer.predictor_call"),
-        ("decode", "predictor"), ("predict", "predictor"), ("encode", "predictor"),
-        ("batch.queue_wait", "predict"),
-    ]), pairs
+    assert pairs == sorted(
+        [
+            ("router", None),
+            ("transformer", "router"),
+            ("decode", "transformer"),
+            ("predict", "transformer"),
+            ("encode", "transformer"),
+            ("transformer.preprocess", "predict"),
+            ("transformer.predictor_call", "predict"),
+            ("transformer.postprocess", "predict"),
+            ("predictor", "transformer.predictor_call"),
+            ("decode", "predictor"),
+            ("predict", "predictor"),
+            ("encode", "predictor"),
+            ("batch.queue_wait", "predict"),
+        ]
+    ), pairs
     spans = {(s.name, parent(s)): s for s in finished}
     router_span = spans["router", None]
     assert router_span.attributes["serving.isvc"] == "iris"
     assert router_span.attributes["serving.revision"] == "iris-canary1"
     assert router_span.attributes["serving.arm"] == "canary"
     assert router_span.attributes["serving.request_id"] == answer.headers["x-request-id"]
-    assert spans["predictor", "transformer.predictor_call"].attributes["serving.request_id"] == answer.headers["x-request-id"]
+    assert (
+        spans["predictor", "transformer.predictor_call"].attributes["serving.request_id"]
+        == answer.headers["x-request-id"]
+    )
     assert spans["predictor", "transformer.predictor_call"].attributes["serving.revision"] == "iris-canary1"
     assert spans["predict", "predictor"].attributes["serving.model"] == "iris"
     assert spans["batch.queue_wait", "predict"].attributes["serving.batch_size"] == 2
@@ -103,13 +125,23 @@ async def test_tracing_off_sends_the_request_id_but_no_traceparent_to_the_predic
             return
         if scope["method"] == "POST":  # not the transformer's readiness probes
             seen.append(scope["headers"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"predictions": [1]}'})
 
     async with served(predictor) as predictor_url:
-        transformer = create_transformer("iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1"))
+        transformer = create_transformer(
+            "iris", "identity", TransformerConfig(predictor_url, "iris", protocol="v1")
+        )
         async with served(transformer, "/v2/health/ready") as url, httpx.AsyncClient(base_url=url) as client:
-            answer = await client.post("/v1/models/iris:predict", content=V1, headers={"x-request-id": "trace-off-1"})
+            answer = await client.post(
+                "/v1/models/iris:predict", content=V1, headers={"x-request-id": "trace-off-1"}
+            )
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "trace-off-1"
     (headers,) = seen
     assert (b"x-request-id", b"trace-off-1") in headers

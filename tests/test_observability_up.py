@@ -19,9 +19,11 @@ def test_logger_block_and_default_sink_through_serving_up(tmp_path: Path) -> Non
     train_iris_sklearn(v1)
     train_iris_sklearn(v2, c=0.05)
     state = tmp_path / "state"
-    with receiving() as (sink, receiver), \
-            serving_up(state, extra=("--logger-url", sink, "--log-format", "json")) as server, \
-            server.client() as client:
+    with (
+        receiving() as (sink, receiver),
+        serving_up(state, extra=("--logger-url", sink, "--log-format", "json")) as server,
+        server.client() as client,
+    ):
         apply_text(server, state, isvc_yaml("iris", v1, extra=LOGGER), tmp_path)
         (stable,) = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
         apply_text(server, state, isvc_yaml("iris", v2, canary=50, extra=LOGGER), tmp_path)
@@ -32,7 +34,11 @@ def test_logger_block_and_default_sink_through_serving_up(tmp_path: Path) -> Non
             r = client.post("/v1/models/iris:predict", json=V1, headers={"x-serving-tag": pin})
             assert r.status_code == 200, r.text
             answers[r.headers["x-request-id"]] = r.headers["x-serving-revision"]
-        wait_until(lambda: len(receiver.events) == 6, 20, what=f"6 payload events ({len(receiver.events)}, {receiver.arrivals})")
+        wait_until(
+            lambda: len(receiver.events) == 6,
+            20,
+            what=f"6 payload events ({len(receiver.events)}, {receiver.arrivals})",
+        )
         log = server.log()
     assert set(answers.values()) == {stable, canary}
     for event in receiver.events:

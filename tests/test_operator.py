@@ -80,7 +80,9 @@ class Emulator:
         self.loop = asyncio.get_running_loop()
         async with KubernetesEmulator() as kmock, Server(kmock) as server:
             for key, (kind, namespaced, sub) in RESOURCES.items():
-                kmock.resources[key] = ResourceInfo(kind=kind, namespaced=namespaced, verbs=VERBS, subresources=sub)
+                kmock.resources[key] = ResourceInfo(
+                    kind=kind, namespaced=namespaced, verbs=VERBS, subresources=sub
+                )
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
@@ -104,7 +106,9 @@ def cluster():
 
 def _write(tmp_path: Path, model: str, canary: int | None) -> Path:
     path = tmp_path / f"{model}-{canary}.yaml"
-    path.write_text(ISVC.format(model=model, canary=f"canaryTrafficPercent: {canary}" if canary is not None else ""))
+    path.write_text(
+        ISVC.format(model=model, canary=f"canaryTrafficPercent: {canary}" if canary is not None else "")
+    )
     return path
 
 
@@ -125,7 +129,9 @@ def _routes(cluster: Cluster) -> dict[str, Any]:
 
 def _arms(cluster: Cluster) -> dict[str, tuple[int, str, bool]]:
     services = _routes(cluster).get("services", [])
-    return {a["revision"]: (a["percent"], a["tag"], bool(a["endpoints"])) for s in services for a in s["arms"]}
+    return {
+        a["revision"]: (a["percent"], a["tag"], bool(a["endpoints"])) for s in services for a in s["arms"]
+    }
 
 
 def _status(cluster: Cluster) -> dict[str, Any]:
@@ -144,15 +150,22 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
     with KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30) as runner:
         # 1. apply (the uid is ours to set: the emulator assigns none) -> Deployment, Service, HPA
         v1 = _write(tmp_path, "v1", None)
-        api.apply({**_converted(v1), "metadata": {"name": "iris", "namespace": "ml", "uid": "uid-1",
-                                                                 "resourceVersion": "1"}})
+        api.apply(
+            {
+                **_converted(v1),
+                "metadata": {"name": "iris", "namespace": "ml", "uid": "uid-1", "resourceVersion": "1"},
+            }
+        )
         wait_until(lambda: len(_deployments(api)) == 1, timeout_s=15)
-        (first, deployment), = _deployments(api).items()
+        ((first, deployment),) = _deployments(api).items()
         assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
         pod = deployment["spec"]["template"]["spec"]
         assert pod["initContainers"][0]["args"][:4] == ["storage", "pull", "pvc://models/v1", "/mnt/models"]
         assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-        assert api.get("Service", "ml", f"{first}-predictor")["spec"]["selector"]["serving.dev/revision"] == first
+        assert (
+            api.get("Service", "ml", f"{first}-predictor")["spec"]["selector"]["serving.dev/revision"]
+            == first
+        )
         hpa = api.get("HorizontalPodAutoscaler", "ml", f"{first}-predictor")
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
         wait_until(lambda: _ready(_status(api)) == "False", timeout_s=5)  # not ready -> no traffic yet
@@ -174,7 +187,9 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
         second = next(name for name in _deployments(api) if name != first)
         wait_until(lambda: _arms(api) == {first: (100, "prev", True)}, timeout_s=5)  # the canary is not ready
         _mark_ready(api, f"{second}-predictor")
-        wait_until(lambda: _arms(api) == {second: (20, "latest", True), first: (80, "prev", True)}, timeout_s=10)
+        wait_until(
+            lambda: _arms(api) == {second: (20, "latest", True), first: (80, "prev", True)}, timeout_s=10
+        )
         predictor = _status(api)["components"]["predictor"]
         assert predictor["latestReadyRevision"] == second and predictor["latestRolledoutRevision"] == first
 
@@ -187,7 +202,8 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
 
         # 5. delete -> route gone, children gone
         kubernetes.client.CustomObjectsApi(api.client).delete_namespaced_custom_object(
-            "serving.dev", "v1beta1", "ml", "inferenceservices", "iris")
+            "serving.dev", "v1beta1", "ml", "inferenceservices", "iris"
+        )
         wait_until(lambda: not _deployments(api) and _routes(api)["services"] == [], timeout_s=10)
         assert api.list("Service", "ml", {"serving.dev/isvc": "iris"}) == []
     assert runner.exception is None
@@ -195,15 +211,26 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
 
 def test_router_configmap_source_sees_each_new_table(cluster) -> None:
     _, api = cluster
-    api.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "ops"},
-               "data": {"routes.json": json.dumps({"version": 7, "services": []})}})
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "routes", "namespace": "ops"},
+            "data": {"routes.json": json.dumps({"version": 7, "services": []})},
+        }
+    )
     source = ConfigMapSource("ops", "routes", api, interval_s=0.05)
     seen: list[int] = []
 
     async def watch() -> None:
         task = asyncio.create_task(source.run(lambda table: seen.append(table.version)))
         await asyncio.to_thread(wait_until, lambda: seen == [7], 5.0)
-        api.patch("ConfigMap", "ops", "routes", {"data": {"routes.json": json.dumps({"version": 8, "services": []})}})
+        api.patch(
+            "ConfigMap",
+            "ops",
+            "routes",
+            {"data": {"routes.json": json.dumps({"version": 8, "services": []})}},
+        )
         await asyncio.to_thread(wait_until, lambda: seen == [7, 8], 5.0)
         task.cancel()
 
@@ -244,9 +271,12 @@ def test_typed_errors_and_an_invalid_spec_in_the_cluster(cluster) -> None:
 
     # A spec the CRD schema lets through but the spec rejects: permanent, and the status says why.
     _, api = cluster
-    bad = {"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService",
-           "metadata": {"name": "tf", "namespace": "ml", "resourceVersion": "1"},
-           "spec": {"predictor": {"model": {"modelFormat": {"name": "tensorflow"}, "storageUri": "pvc://m/tf"}}}}
+    bad = {
+        "apiVersion": "serving.dev/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "tf", "namespace": "ml", "resourceVersion": "1"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "tensorflow"}, "storageUri": "pvc://m/tf"}}},
+    }
     api.apply(bad)
     backend = KubernetesBackend(api, OperatorConfig(drain_s=0.0))
     with pytest.raises(PermanentClusterError):

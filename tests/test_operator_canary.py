@@ -39,13 +39,23 @@ from tests.support import free_port, wait_until
 from tests.test_operator import ISVC, Emulator
 
 CANARY = {
-    "apiVersion": "serving.dev/v1alpha1", "kind": "Canary",
+    "apiVersion": "serving.dev/v1alpha1",
+    "kind": "Canary",
     "metadata": {"name": "iris-canary", "namespace": "ml", "uid": "canary-uid", "resourceVersion": "1"},
-    "spec": {"targetRef": {"name": "iris"}, "analysis": {
-        "interval": "300ms", "stepWeights": [10, 25, 50], "threshold": 2, "minRequests": 5,
-        "sessionAffinity": {"header": "X-User-Id"},
-        "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}},
-                    {"name": "request-duration", "thresholdRange": {"max": 500}}]}},
+    "spec": {
+        "targetRef": {"name": "iris"},
+        "analysis": {
+            "interval": "300ms",
+            "stepWeights": [10, 25, 50],
+            "threshold": 2,
+            "minRequests": 5,
+            "sessionAffinity": {"header": "X-User-Id"},
+            "metrics": [
+                {"name": "request-success-rate", "thresholdRange": {"min": 99}},
+                {"name": "request-duration", "thresholdRange": {"max": 500}},
+            ],
+        },
+    },
 }
 
 
@@ -58,8 +68,13 @@ class RouterReplica:
         async def metrics(_: Request) -> Response:
             return Response(self.metrics.exposition(), media_type=EXPOSITION_CONTENT_TYPE)
 
-        config = uvicorn.Config(Starlette(routes=[Route("/metrics", metrics)]), host="127.0.0.1", port=0,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            Starlette(routes=[Route("/metrics", metrics)]),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -84,20 +99,43 @@ def world(tmp_path: Path) -> Iterator[tuple[str, Cluster, list[RouterReplica]]]:
         api = Cluster(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url)))
         for index, replica in enumerate((first, second)):
             _router_pod(api, f"serving-router-{index}", replica.port)
-        api.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {  # another app's pod: never scraped
-            "name": "other", "namespace": "serving-system", "labels": {"app.kubernetes.io/name": "other"}}})
+        api.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {  # another app's pod: never scraped
+                    "name": "other",
+                    "namespace": "serving-system",
+                    "labels": {"app.kubernetes.io/name": "other"},
+                },
+            }
+        )
         yield emulator.url, api, [first, second]
 
 
 def _router_pod(api: Cluster, name: str, port: int) -> None:
-    labels = {"app.kubernetes.io/name": "serving", "app.kubernetes.io/instance": "serving",
-              "app.kubernetes.io/component": "router"}
-    api.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "serving-system",
-                                                               "labels": labels, "uid": f"uid-{name}"},
-               "spec": {"containers": [{"name": "router", "image": "serving",
-                                        "ports": [{"name": "http", "containerPort": port}]}]}})
-    kubernetes.client.CoreV1Api(api.client).patch_namespaced_pod_status(name, "serving-system", {"status": {
-        "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}})
+    labels = {
+        "app.kubernetes.io/name": "serving",
+        "app.kubernetes.io/instance": "serving",
+        "app.kubernetes.io/component": "router",
+    }
+    api.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "serving-system", "labels": labels, "uid": f"uid-{name}"},
+            "spec": {
+                "containers": [
+                    {"name": "router", "image": "serving", "ports": [{"name": "http", "containerPort": port}]}
+                ]
+            },
+        }
+    )
+    kubernetes.client.CoreV1Api(api.client).patch_namespaced_pod_status(
+        name,
+        "serving-system",
+        {"status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}},
+    )
 
 
 def _operator(url: str, api: Cluster, metrics_port: int = 0) -> KopfRunner:
@@ -132,7 +170,8 @@ def _new_ready_revision(api: Cluster, known: set[str]) -> str:
     wait_until(lambda: set(_revisions(api)) - known, timeout_s=15)
     (name,) = set(_revisions(api)) - known
     kubernetes.client.AppsV1Api(api.client).patch_namespaced_deployment_status(
-        f"{name}-predictor", "ml", {"status": {"replicas": 1, "readyReplicas": 1}})
+        f"{name}-predictor", "ml", {"status": {"replicas": 1, "readyReplicas": 1}}
+    )
     return name
 
 
@@ -158,7 +197,9 @@ def _walk_one_step(api: Cluster, routers: list[RouterReplica], stable: str, cana
     routers[1].served(canary, 3, 200)  # 3 + 3 >= minRequests 5 only because the replicas are summed
 
 
-def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back(world, tmp_path: Path) -> None:
+def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back(
+    world, tmp_path: Path
+) -> None:
     url, api, routers = world
     metrics_port = free_port()
     with _operator(url, api, metrics_port) as runner:
@@ -166,16 +207,22 @@ def test_canary_walks_the_steps_resumes_after_a_restart_and_rolls_a_bad_one_back
         stable = _new_ready_revision(api, set())
         wait_until(lambda: _weights(api) == {stable: 100}, timeout_s=30)
         kubernetes.client.CustomObjectsApi(api.client).create_namespaced_custom_object(
-            "serving.dev", "v1alpha1", "ml", "canaries", CANARY)
+            "serving.dev", "v1alpha1", "ml", "canaries", CANARY
+        )
 
         _apply_isvc(tmp_path, api, "v2")
         canary = _new_ready_revision(api, {stable})
         _walk_one_step(api, routers, stable, canary, 10)
         assert _route(api)["affinityHeader"] == "x-user-id"  # the CanaryRouting reached the ConfigMap
         wait_until(lambda: _canary_status(api).get("canaryWeight") == 25, timeout_s=30)
-        exposition = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text  # the operator's own
+        exposition = httpx.get(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=5
+        ).text  # the operator's own
         assert 'serving_canary_weight{isvc="iris",namespace="ml"} 25.0' in exposition
-        assert 'serving_canary_transitions_total{isvc="iris",namespace="ml",phase="Progressing"} 2.0' in exposition
+        assert (
+            'serving_canary_transitions_total{isvc="iris",namespace="ml",phase="Progressing"} 2.0'
+            in exposition
+        )
     assert runner.exception is None
 
     # A new operator process: it resumes at 25 % from the Canary's status (no return to step 1), and the requests

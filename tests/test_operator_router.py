@@ -27,8 +27,12 @@ BODY = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
 
 
 def _table(version: int, endpoint: str, arms: list[tuple[str, int, str]]) -> dict:
-    route = ServiceRoute("iris", "ml", tuple(Arm(rev, pct, "stable", tag, (endpoint,)) for rev, pct, tag in arms),
-                         "iris.ml.example.com")
+    route = ServiceRoute(
+        "iris",
+        "ml",
+        tuple(Arm(rev, pct, "stable", tag, (endpoint,)) for rev, pct, tag in arms),
+        "iris.ml.example.com",
+    )
     return {"routes.json": json.dumps(RouteTable({("ml", "iris"): route}, version).to_json())}
 
 
@@ -39,16 +43,37 @@ def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
     serve = ["serve", "--model-dir", str(model_dir), "--name", "iris", "--grpc-port", "0"]
     with Emulator() as emulator, serving_inprocess(serve) as model:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-            "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-            "users": [{"name": "emu", "user": {}}],
-            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}]}))
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "emu",
+                    "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+                    "users": [{"name": "emu", "user": {}}],
+                    "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+                }
+            )
+        )
         cluster = Cluster(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url)))
-        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "ops"},
-                       "data": _table(1, model.url, [("iris-aaaa1111", 100, "latest")])})
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "routes", "namespace": "ops"},
+                "data": _table(1, model.url, [("iris-aaaa1111", 100, "latest")]),
+            }
+        )
         grpc_port = free_port()
-        args = ["router", "--routes-configmap", "ops/routes", "--poll-seconds", "0.1", "--grpc-port", str(grpc_port)]
+        args = [
+            "router",
+            "--routes-configmap",
+            "ops/routes",
+            "--poll-seconds",
+            "0.1",
+            "--grpc-port",
+            str(grpc_port),
+        ]
         # A process: the Kubernetes client reads KUBECONFIG once, when it is first imported.
         with serving_process(args, env={"KUBECONFIG": str(kubeconfig)}, timeout_s=60) as router:
             headers = {"Host": "iris.ml.example.com"}
@@ -64,12 +89,24 @@ def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
             assert list(answer.as_numpy("output-0")) == r.json()["predictions"]
 
             # The operator writes a canary split: the router picks it up without a restart.
-            cluster.patch("ConfigMap", "ops", "routes", {"data": _table(
-                2, model.url, [("iris-bbbb2222", 20, "latest"), ("iris-aaaa1111", 80, "prev")])})
+            cluster.patch(
+                "ConfigMap",
+                "ops",
+                "routes",
+                {
+                    "data": _table(
+                        2, model.url, [("iris-bbbb2222", 20, "latest"), ("iris-aaaa1111", 80, "prev")]
+                    )
+                },
+            )
 
             def pinned(tag: str) -> str:
-                response = httpx.post(f"{router.url}/v1/models/iris:predict", json=BODY,
-                                      headers={**headers, "x-serving-tag": tag}, timeout=10)
+                response = httpx.post(
+                    f"{router.url}/v1/models/iris:predict",
+                    json=BODY,
+                    headers={**headers, "x-serving-tag": tag},
+                    timeout=10,
+                )
                 return response.headers.get("x-serving-revision", "")
 
             wait_until(lambda: pinned("latest") == "iris-bbbb2222", timeout_s=10)

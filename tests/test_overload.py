@@ -27,10 +27,17 @@ async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, f
     Our pooled client, not httpx: the generator must not be the bottleneck on two cores shared with the server."""
     client = HTTPClient(max_per_endpoint=2000)
     try:
+
         async def one() -> tuple[int, float, str | None]:
             started = time.monotonic()
-            r = await client.request(url, "POST", "/v2/models/slow/infer", [(b"content-type", b"application/json")],
-                                     BODY, timeout_s=60)
+            r = await client.request(
+                url,
+                "POST",
+                "/v2/models/slow/infer",
+                [(b"content-type", b"application/json")],
+                BODY,
+                timeout_s=60,
+            )
             retry = next((v.decode() for k, v in r.headers if k == b"retry-after"), None)
             return r.status, time.monotonic() - started, retry
 
@@ -50,8 +57,15 @@ async def _open_loop(url: str, rate: float, seconds: float) -> list[tuple[int, f
 def test_sheds_load_at_four_times_the_sustainable_rate(tmp_path: Path) -> None:
     model = tmp_path / "slow"
     model.mkdir()
-    args = ["serve", "--model-dir", str(model), "--runtime", "tests.runtimes_overload:FixedServiceTime",
-            "--max-queue-wait", str(MAX_WAIT_S)]
+    args = [
+        "serve",
+        "--model-dir",
+        str(model),
+        "--runtime",
+        "tests.runtimes_overload:FixedServiceTime",
+        "--max-queue-wait",
+        str(MAX_WAIT_S),
+    ]
     with serving_process(args) as server:
         rss_before = psutil.Process(server.process.pid).memory_info().rss
         answers = asyncio.run(_open_loop(server.url, 4 * SUSTAINABLE, 4.0))
@@ -83,8 +97,15 @@ def test_native_thread_pools_are_sized_for_serving(tmp_path: Path) -> None:
     model.mkdir()
     body = b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}'
     for flag, expected in (("1", [1]), ("0", None)):
-        args = ["serve", "--model-dir", str(model), "--runtime", "tests.runtimes_overload:NativeThreads",
-                "--native-threads", flag]
+        args = [
+            "serve",
+            "--model-dir",
+            str(model),
+            "--runtime",
+            "tests.runtimes_overload:NativeThreads",
+            "--native-threads",
+            flag,
+        ]
         with serving_process(args) as server, server.client() as client:
             threads = client.post("/v2/models/threads/infer", content=body).json()["outputs"][0]["data"]
         if expected is not None:

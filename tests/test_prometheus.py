@@ -24,7 +24,9 @@ ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 def promtool_check(text: str) -> None:
     if shutil.which("promtool") is None:
         pytest.skip("promtool not installed (install: scripts/install-test-tools)")
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -39,13 +41,21 @@ def prometheus(target: str, tmp: Path, port: int | None = None) -> Iterator[str]
     )
     log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200, 60, what="prometheus ready")
+        wait_until(
+            lambda: httpx.get(url + "/-/ready", timeout=2).status_code == 200, 60, what="prometheus ready"
+        )
         yield url
     finally:
         stop_process(process)
@@ -60,11 +70,16 @@ def query(url: str, promql: str) -> float:
 
 async def burst(url: str, count: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        answers = await asyncio.gather(*(client.post("/v1/models/iris:predict", json=ROW) for _ in range(count)))
+        answers = await asyncio.gather(
+            *(client.post("/v1/models/iris:predict", json=ROW) for _ in range(count))
+        )
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed (install: scripts/install-test-tools)")
+@pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="prometheus not installed (install: scripts/install-test-tools)",
+)
 @pytest.mark.e2e  # a real Prometheus server scraping serving up
 def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: Path) -> None:
     model = tmp_path / "m"
@@ -77,16 +92,24 @@ def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: 
         promtool_check(httpx.get(server.url + "/metrics", timeout=10).text)
         with prometheus(server.url.removeprefix("http://"), tmp_path) as prom:
             ok = 'sum(serving_requests_total{isvc="iris",code="200"})'
-            wait_until(lambda: query(prom, ok) >= 120, 60, interval_s=0.5, what="request counts in Prometheus")
+            wait_until(
+                lambda: query(prom, ok) >= 120, 60, interval_s=0.5, what="request counts in Prometheus"
+            )
             assert query(prom, 'sum(serving_batch_size_count{isvc="iris"})') > 0
-            assert query(prom, 'sum(serving_batch_size_sum{isvc="iris"})') >= 120  # every row went through a batch
-            assert query(prom, 'sum(serving_router_requests_total{isvc="iris",arm="stable",code="200"})') >= 120
+            assert (
+                query(prom, 'sum(serving_batch_size_sum{isvc="iris"})') >= 120
+            )  # every row went through a batch
+            assert (
+                query(prom, 'sum(serving_router_requests_total{isvc="iris",arm="stable",code="200"})') >= 120
+            )
             assert query(prom, 'sum(serving_model_ready{isvc="iris"})') >= 1
 
 
 def test_promtool_accepts_a_batching_model_server(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
-    with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris"), "--max-batch-size", "8"]) as server:
+    with serving_inprocess(
+        ["serve", "--model-dir", str(tmp_path / "iris"), "--max-batch-size", "8"]
+    ) as server:
         asyncio.run(burst(server.url, 30))
         with server.client() as client:
             client.post("/v1/models/nope:predict", json=ROW)

@@ -13,8 +13,12 @@ from serving.spec import Batcher, parse
 
 
 def _isvc(predictor: dict, name: str = "iris") -> Revision:
-    doc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": name},
-           "spec": {"predictor": predictor}}
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": predictor},
+    }
     return Revision.from_spec(parse(doc))
 
 
@@ -39,12 +43,19 @@ def test_no_batcher_no_batching_flags() -> None:
 def test_digest_follows_what_is_served() -> None:
     plain = _isvc({"sklearn": {"storageUri": "/m"}})
     empty = _isvc({"batcher": {}, "sklearn": {"storageUri": "/m"}})
-    spelled = _isvc({"batcher": {"maxBatchSize": 32, "maxLatency": 500}, "model": {
-        "modelFormat": {"name": "sklearn"}, "storageUri": "/m"}})
+    spelled = _isvc(
+        {
+            "batcher": {"maxBatchSize": 32, "maxLatency": 500},
+            "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "/m"},
+        }
+    )
     assert empty.name != plain.name  # batching or not: two revisions
     assert empty.name == spelled.name  # the same served spec, however written
     # Traffic and scale never make a revision; the served fields do.
-    assert _isvc({"canaryTrafficPercent": 10, "minReplicas": 2, "sklearn": {"storageUri": "/m"}}).name == plain.name
+    assert (
+        _isvc({"canaryTrafficPercent": 10, "minReplicas": 2, "sklearn": {"storageUri": "/m"}}).name
+        == plain.name
+    )
     assert _isvc({"timeout": 5, "sklearn": {"storageUri": "/m"}}).name != plain.name
 
 
@@ -56,14 +67,23 @@ def test_shorthand_is_normalised_to_model() -> None:
 
 
 def test_state_records_round_trip() -> None:
-    revision = _isvc({"batcher": {}, "timeout": 9, "sklearn": {"storageUri": "/m",
-                                                                 "env": [{"name": "A", "value": "1"}]}})
+    revision = _isvc(
+        {"batcher": {}, "timeout": 9, "sklearn": {"storageUri": "/m", "env": [{"name": "A", "value": "1"}]}}
+    )
     record = orjson.loads(orjson.dumps(revision.to_json()))
     assert record["predictor"]["batcher"] == {}  # present, defaults left out
     assert Revision.from_json(record) == revision
     # A record written before revisions were typed: the same camelCase JSON.
-    old = {"name": "iris-1", "isvc": "iris", "namespace": "default", "digest": "1" * 64, "transformer": None,
-           "predictor": {"batcher": {"maxBatchSize": 4}, "model": {"modelFormat": {"name": "sklearn"},
-                                                                  "storageUri": "/m"}}}
+    old = {
+        "name": "iris-1",
+        "isvc": "iris",
+        "namespace": "default",
+        "digest": "1" * 64,
+        "transformer": None,
+        "predictor": {
+            "batcher": {"maxBatchSize": 4},
+            "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "/m"},
+        },
+    }
     loaded = Revision.from_json(old)
     assert loaded.batcher == Batcher(max_batch_size=4, max_latency=500) and loaded.model_format == "sklearn"

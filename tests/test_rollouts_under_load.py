@@ -30,6 +30,7 @@ class Load:
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+
             async def worker() -> None:
                 while not self._stop.is_set():
                     self.sent += 1
@@ -38,6 +39,7 @@ class Load:
                         self.answers[r.status_code] += 1
                     except httpx.HTTPError as exc:
                         self.errors[type(exc).__name__] += 1
+
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 
     def __enter__(self) -> Load:

@@ -18,7 +18,9 @@ def test_api_keys_per_namespace(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# namespace:key\ndefault:default-key\nteam-a:team-key\n")
     state = tmp_path / "state"
-    with serving_up(state, extra=("--api-keys", str(keys)), env={"SERVING_API_KEYS": "*:admin-key"}) as server:
+    with serving_up(
+        state, extra=("--api-keys", str(keys)), env={"SERVING_API_KEYS": "*:admin-key"}
+    ) as server:
         apply_text(server, state, isvc_yaml("iris", model), tmp_path)
         team = isvc_yaml("iris", model).replace("name: iris", "name: iris\n  namespace: team-a")
         apply_text(server, state, team, tmp_path, "team.yaml")

@@ -15,6 +15,7 @@ BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 def test_connections_are_reused_and_stale_ones_replaced(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
     with serving_inprocess(["serve", "--model-dir", str(tmp_path / "iris")]) as server:
+
         async def run() -> tuple[int, list[int]]:
             pool = HTTPClient()
             connects = 0

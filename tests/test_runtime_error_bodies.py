@@ -32,8 +32,12 @@ CATALOGUE = [
     ("v2-one-dimensional", "v2", fp64([4], ROW), ["4]", "got shape [4]"]),
     ("v2-five-features", "v2", fp64([1, 5], [*ROW, 1.0]), ["got shape [1, 5]"]),
     ("v2-rank-4", "v2", fp64([1, 1, 1, 4], ROW), ["got shape [1, 1, 1, 4]"]),
-    ("v2-bytes", "v2", {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": list("abcd")}]},
-     ["could not convert string"]),
+    (
+        "v2-bytes",
+        "v2",
+        {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, 4], "data": list("abcd")}]},
+        ["could not convert string"],
+    ),
 ]
 
 
@@ -78,8 +82,9 @@ def test_native_traces_log_prefixes_and_paths_never_reach_a_client() -> None:
 def test_an_unknown_model_is_a_404_naming_the_models_there_are(server_url: str) -> None:
     response = httpx.post(server_url + "/v2/models/iris/infer", json=fp64([1, 4], ROW), timeout=30)
     assert response.status_code == 404
-    assert response.json()["error"] == ("model 'iris' not found; existing: 'onnx-iris', 'sklearn-iris', "
-                                        "'xgboost-iris'")
+    assert response.json()["error"] == (
+        "model 'iris' not found; existing: 'onnx-iris', 'sklearn-iris', 'xgboost-iris'"
+    )
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])

@@ -104,7 +104,9 @@ def test_tritonclient_server_and_model_calls(onnx_iris: InProcessServer) -> None
 def test_tritonclient_infers_iris_with_onnx(onnx_iris: InProcessServer, binary: bool) -> None:
     client = _client(onnx_iris)
     x = triton.InferInput("X", [2, 4], "FP32")
-    x.set_data_from_numpy(np.array([[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]], np.float32), binary_data=binary)
+    x.set_data_from_numpy(
+        np.array([[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]], np.float32), binary_data=binary
+    )
     wanted = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")]
     result = client.infer("onnx-iris", [x], outputs=wanted)
     assert result.as_numpy("label").tolist() == [1, 0]
@@ -123,18 +125,32 @@ def test_raw_binary_body_with_header_length(echo: InProcessServer) -> None:
     """A hand-built body: JSON header, then FP16 and BYTES tensors; outputs asked for as binary."""
     half = np.array([1.5, -2.0, 65504.0], np.float16)
     words = [b"a", b"", b"longer \xff"]
-    header = orjson.dumps({
-        "id": "raw",
-        "inputs": [
-            {"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
-            {"name": "w", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": len(_frame_bytes(words))}},
-        ],
-        "outputs": [{"name": "h", "parameters": {"binary_data": True}}, {"name": "w", "parameters": {"binary_data": True}}],
-    })
+    header = orjson.dumps(
+        {
+            "id": "raw",
+            "inputs": [
+                {"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
+                {
+                    "name": "w",
+                    "shape": [3],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(_frame_bytes(words))},
+                },
+            ],
+            "outputs": [
+                {"name": "h", "parameters": {"binary_data": True}},
+                {"name": "w", "parameters": {"binary_data": True}},
+            ],
+        }
+    )
     body = header + half.tobytes() + _frame_bytes(words)
     response = httpx.post(
-        echo.url + "/v2/models/echo/infer", content=body,
-        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        echo.url + "/v2/models/echo/infer",
+        content=body,
+        headers={
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
     )
     assert response.status_code == 200, response.text
     length = int(response.headers["inference-header-content-length"])
@@ -147,35 +163,61 @@ def test_raw_binary_body_with_header_length(echo: InProcessServer) -> None:
     assert tail[6:] == _frame_bytes(words) and w["parameters"]["binary_data_size"] == len(tail) - 6
 
     # binary_data_output at request level turns every output binary; JSON inputs may be mixed with binary ones
-    mixed = orjson.dumps({
-        "inputs": [
-            {"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
-            {"name": "j", "shape": [2], "datatype": "INT32", "data": [1, 2]},
-        ],
-        "parameters": {"binary_data_output": True},
-    })
-    response = httpx.post(echo.url + "/v2/models/echo/infer", content=mixed + half.tobytes(),
-                          headers={"Inference-Header-Content-Length": str(len(mixed))})
+    mixed = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
+                {"name": "j", "shape": [2], "datatype": "INT32", "data": [1, 2]},
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    response = httpx.post(
+        echo.url + "/v2/models/echo/infer",
+        content=mixed + half.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(mixed))},
+    )
     length = int(response.headers["inference-header-content-length"])
     outputs = orjson.loads(response.content[:length])["outputs"]
     assert [o["parameters"]["binary_data_size"] for o in outputs] == [6, 8]
-    assert np.frombuffer(response.content[length + 6:], "<i4").tolist() == [1, 2]
+    assert np.frombuffer(response.content[length + 6 :], "<i4").tolist() == [1, 2]
 
 
 @pytest.mark.parametrize(
     ("header", "tail", "needle"),
     [
-        ({"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 4}}, b"\0" * 4, "needs 6 bytes"),
-        ({"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 6}}, b"\0" * 4, "overruns"),
-        ({"name": "w", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 5}}, _frame_bytes([b"a"]), "BYTES"),
-        ({"name": "h", "shape": [1], "datatype": "FP16", "parameters": {"binary_data_size": 2}}, b"\0" * 5, "no input claims"),
+        (
+            {"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 4}},
+            b"\0" * 4,
+            "needs 6 bytes",
+        ),
+        (
+            {"name": "h", "shape": [3], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
+            b"\0" * 4,
+            "overruns",
+        ),
+        (
+            {"name": "w", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 5}},
+            _frame_bytes([b"a"]),
+            "BYTES",
+        ),
+        (
+            {"name": "h", "shape": [1], "datatype": "FP16", "parameters": {"binary_data_size": 2}},
+            b"\0" * 5,
+            "no input claims",
+        ),
     ],
 )
 def test_bad_binary_bodies_are_400(echo: InProcessServer, header: dict, tail: bytes, needle: str) -> None:
     doc = orjson.dumps({"inputs": [header]})
-    response = httpx.post(echo.url + "/v2/models/echo/infer", content=doc + tail,
-                          headers={"Inference-Header-Content-Length": str(len(doc))})
+    response = httpx.post(
+        echo.url + "/v2/models/echo/infer",
+        content=doc + tail,
+        headers={"Inference-Header-Content-Length": str(len(doc))},
+    )
     assert response.status_code == 400 and needle in response.json()["error"], response.text
-    good = httpx.post(echo.url + "/v2/models/echo/infer",
-                      json={"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}]})
+    good = httpx.post(
+        echo.url + "/v2/models/echo/infer",
+        json={"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}]},
+    )
     assert good.status_code == 200

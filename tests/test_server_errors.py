@@ -27,7 +27,9 @@ def iris(model_repo: Path) -> Iterator[InProcessServer]:
 def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     folder = tmp_path_factory.mktemp("failing") / "boom"
     folder.mkdir()
-    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime"]) as server:
+    with serving_inprocess(
+        ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:FailingRuntime"]
+    ) as server:
         yield server
 
 
@@ -48,7 +50,11 @@ V2_BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("empty body", b"", "empty"),
     ("not an object", b"[1, 2]", "JSON object"),
     ("no inputs", b'{"id": "x"}', "'inputs'"),
-    ("input without name", orjson.dumps({"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}), "name"),
+    (
+        "input without name",
+        orjson.dumps({"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}),
+        "name",
+    ),
     ("input without datatype", orjson.dumps(_input(datatype=None)), "'datatype'"),
     ("input without shape", orjson.dumps(_input(shape=None)), "'shape'"),
     ("input without data", orjson.dumps(_input(data=None)), "no 'data'"),
@@ -57,9 +63,17 @@ V2_BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("shape too small for data", orjson.dumps(_input(shape=[1, 3])), "needs 3 elements"),
     ("billions of elements", orjson.dumps(_input(shape=[100_000, 100_000])), "10000000000 elements"),
     ("negative dimension", orjson.dumps(_input(shape=[-1, 4])), "negative"),
-    ("non-numeric data", orjson.dumps(_input(data=["a", "b", "c", "d"])), "FP64 'data' must hold only numbers"),
+    (
+        "non-numeric data",
+        orjson.dumps(_input(data=["a", "b", "c", "d"])),
+        "FP64 'data' must hold only numbers",
+    ),
     ("null in data", orjson.dumps(_input(data=[1.0, None, 2.0, 3.0])), "must hold only numbers"),
-    ("strings for INT32", orjson.dumps(_input(datatype="INT32", data=["1x", 2, 3, 4])), "INT32 'data' must hold only integers"),
+    (
+        "strings for INT32",
+        orjson.dumps(_input(datatype="INT32", data=["1x", 2, 3, 4])),
+        "INT32 'data' must hold only integers",
+    ),
     ("ragged data", orjson.dumps(_input(data=[[1, 2], [3]])), "input-0"),
     ("wrong feature count", orjson.dumps(_input(shape=[1, 3], data=[1, 2, 3])), "sklearn-iris"),
     ("unknown output", orjson.dumps({**_input(), "outputs": [{"name": "nope"}]}), "'nope'"),
@@ -68,7 +82,9 @@ V2_BAD_REQUESTS: list[tuple[str, bytes, str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "needle"), V2_BAD_REQUESTS, ids=[c[0] for c in V2_BAD_REQUESTS])
-def test_v2_bad_requests_are_400_naming_the_problem(iris: InProcessServer, case: str, body: bytes, needle: str) -> None:
+def test_v2_bad_requests_are_400_naming_the_problem(
+    iris: InProcessServer, case: str, body: bytes, needle: str
+) -> None:
     response = httpx.post(iris.url + "/v2/models/sklearn-iris/infer", content=body)
     assert response.status_code == 400, (case, response.text)
     assert response.headers["content-type"] == "application/json"
@@ -113,7 +129,7 @@ def test_body_over_the_limit_is_413(iris: InProcessServer) -> None:
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
         for i in range(0, len(big), 1000):
-            yield big[i:i + 1000]
+            yield big[i : i + 1000]
 
     streamed = httpx.post(iris.url + "/v2/models/sklearn-iris/infer", content=chunks())
     assert streamed.status_code == 413 and str(MAX_BODY) in streamed.json()["error"]

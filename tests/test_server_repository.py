@@ -30,7 +30,9 @@ def root(tmp_path_factory: pytest.TempPathFactory, model_repo: Path) -> Path:
 def server(root: Path) -> Iterator[InProcessServer]:
     with serving_inprocess(["serve", "--model-dir", str(root)], ready_path="/v2/models/beta/ready") as server:
         settled = {"alpha": "READY", "beta": "READY", "broken": "UNAVAILABLE"}
-        wait_until(lambda: {m["name"]: m["state"] for m in _index(server)} == settled, 30, what="models to settle")
+        wait_until(
+            lambda: {m["name"]: m["state"] for m in _index(server)} == settled, 30, what="models to settle"
+        )
         yield server
 
 
@@ -57,14 +59,22 @@ def test_a_broken_model_is_not_ready_with_its_reason_and_the_others_serve(server
     v1 = httpx.get(server.url + "/v1/models/broken")
     assert (v1.status_code, v1.json()) == (503, {"name": "broken", "ready": False})
     refused = _predict(server, "broken")
-    assert refused.status_code == 503 and refused.headers["retry-after"] and "not ready" in refused.json()["error"]
+    assert (
+        refused.status_code == 503
+        and refused.headers["retry-after"]
+        and "not ready" in refused.json()["error"]
+    )
     assert _predict(server, "alpha").json() == {"predictions": [1]}
     assert _predict(server, "beta").json()["predictions"][0]["label"] == 1
 
 
 def test_repository_index_lists_states_and_filters_ready(server: InProcessServer) -> None:
     index = {m["name"]: m for m in _index(server)}
-    assert {n: m["state"] for n, m in index.items()} == {"alpha": "READY", "beta": "READY", "broken": "UNAVAILABLE"}
+    assert {n: m["state"] for n, m in index.items()} == {
+        "alpha": "READY",
+        "beta": "READY",
+        "broken": "UNAVAILABLE",
+    }
     assert index["broken"]["reason"] and index["alpha"]["version"] == "1"
     assert sorted(m["name"] for m in _index(server, {"ready": True})) == ["alpha", "beta"]
     empty_body = httpx.post(server.url + "/v2/repository/index")
@@ -81,10 +91,15 @@ def test_unload_then_load(server: InProcessServer) -> None:
     assert _state(server, "alpha") == "READY" and _predict(server, "alpha").json() == {"predictions": [1]}
 
 
-def test_load_fixes_a_broken_model_and_adopts_a_new_folder(server: InProcessServer, root: Path, model_repo: Path) -> None:
+def test_load_fixes_a_broken_model_and_adopts_a_new_folder(
+    server: InProcessServer, root: Path, model_repo: Path
+) -> None:
     failed = httpx.post(server.url + "/v2/repository/models/broken/load")
     assert failed.status_code == 500
-    assert failed.json()["error"].startswith("failed to load model 'broken'") and "model.joblib" in failed.json()["error"]
+    assert (
+        failed.json()["error"].startswith("failed to load model 'broken'")
+        and "model.joblib" in failed.json()["error"]
+    )
     shutil.copy(model_repo / "sklearn-iris" / "model.joblib", root / "broken" / "model.joblib")
     assert httpx.post(server.url + "/v2/repository/models/broken/load").status_code == 200
     assert _predict(server, "broken").json() == {"predictions": [1]}
@@ -110,9 +125,13 @@ def test_not_ready_while_a_model_is_still_loading(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/v2/models/slow/ready").status_code == 503
         assert _state(server, "slow") == "LOADING"
         early = httpx.post(server.url + "/v2/models/slow/infer", json=body)
-        assert early.status_code == 503 and early.headers["retry-after"] and "loading" in early.json()["error"]
+        assert (
+            early.status_code == 503 and early.headers["retry-after"] and "loading" in early.json()["error"]
+        )
         (folder / RELEASE_FILE).touch()
-        wait_until(lambda: httpx.get(server.url + "/v2/health/ready").status_code == 200, 30, what="slow to load")
+        wait_until(
+            lambda: httpx.get(server.url + "/v2/health/ready").status_code == 200, 30, what="slow to load"
+        )
         assert httpx.post(server.url + "/v2/models/slow/infer", json=body).json()["outputs"][0]["data"] == [3]
 
 
@@ -120,7 +139,15 @@ def test_not_ready_while_a_model_is_still_loading(tmp_path: Path) -> None:
 def test_two_workers_both_answer(tmp_path: Path) -> None:
     folder = tmp_path / "pid"
     folder.mkdir()
-    args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:PidRuntime", "--workers", "2"]
+    args = [
+        "serve",
+        "--model-dir",
+        str(folder),
+        "--runtime",
+        "tests.runtimes_for_tests:PidRuntime",
+        "--workers",
+        "2",
+    ]
     with serving_process(args) as server:
         seen: set[int] = set()
 

@@ -25,7 +25,11 @@ INTRA_OP_THREADS = 4
 
 
 def _v2(server: InProcessServer, model: str, rows: np.ndarray, **extra: object) -> httpx.Response:
-    body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
+    body = {
+        "inputs": [
+            {"name": "input-0", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}
+        ]
+    }
     return httpx.post(f"{server.url}/v2/models/{model}/infer", json={**body, **extra}, timeout=30)
 
 
@@ -36,6 +40,7 @@ def _outputs(response: httpx.Response) -> dict[str, np.ndarray]:
 
 # --- XGBoost: native Booster files of a plain Booster and of an XGBClassifier, and a pickled classifier ---
 
+
 @pytest.fixture(scope="module")
 def xgb_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
     """Folders of XGBoost artifacts and, per folder, what the model predicts locally."""
@@ -43,7 +48,9 @@ def xgb_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     import xgboost as xgb
 
     root = tmp_path_factory.mktemp("xgb")
-    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 2}, xgb.DMatrix(X, label=Y), num_boost_round=5)
+    booster = xgb.train(
+        {"objective": "reg:squarederror", "max_depth": 2}, xgb.DMatrix(X, label=Y), num_boost_round=5
+    )
     classifier = xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(X, Y)
     expected: dict[str, np.ndarray] = {}
     warnings.filterwarnings("ignore", message=".*Saving model in the UBJSON format", category=UserWarning)
@@ -67,7 +74,9 @@ def xgb_server(xgb_models: tuple[Path, dict]) -> Iterator[InProcessServer]:
         yield server
 
 
-def test_xgboost_serves_every_artifact_format(xgb_server: InProcessServer, xgb_models: tuple[Path, dict]) -> None:
+def test_xgboost_serves_every_artifact_format(
+    xgb_server: InProcessServer, xgb_models: tuple[Path, dict]
+) -> None:
     _, expected = xgb_models
     for name, local in expected.items():
         meta = httpx.get(f"{xgb_server.url}/v2/models/{name}").json()
@@ -75,7 +84,9 @@ def test_xgboost_serves_every_artifact_format(xgb_server: InProcessServer, xgb_m
         response = _v2(xgb_server, name, ROWS)
         served = _outputs(response)["output-0"]
         declared = {o["name"]: o["datatype"] for o in meta["outputs"]}
-        assert declared["output-0"] == response.json()["outputs"][0]["datatype"], name  # metadata tells the truth
+        assert declared["output-0"] == response.json()["outputs"][0]["datatype"], (
+            name
+        )  # metadata tells the truth
         assert np.allclose(served, local, atol=1e-5), (name, served, local)
         if name.startswith("classifier"):
             assert served.tolist() == [0, 1, 2]
@@ -83,7 +94,9 @@ def test_xgboost_serves_every_artifact_format(xgb_server: InProcessServer, xgb_m
 
 def test_xgboost_classifier_probabilities(xgb_server: InProcessServer) -> None:
     for name in ("classifier-json", "classifier-ubj", "classifier-bst", "classifier-pickle"):
-        probabilities = _outputs(_v2(xgb_server, name, ROWS, parameters={"predict_proba": True}))["probabilities"]
+        probabilities = _outputs(_v2(xgb_server, name, ROWS, parameters={"predict_proba": True}))[
+            "probabilities"
+        ]
         assert probabilities.shape == (3, 3) and probabilities.argmax(axis=1).tolist() == [0, 1, 2], name
         meta = httpx.get(f"{xgb_server.url}/v2/models/{name}").json()
         assert meta["outputs"][1] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}
@@ -91,6 +104,7 @@ def test_xgboost_classifier_probabilities(xgb_server: InProcessServer) -> None:
 
 
 # --- ONNX: a multi-input multi-output graph built with the onnx helper API, plus sklearn and --predict-proba ---
+
 
 def _multi_io_onnx(path: Path) -> None:
     from onnx import TensorProto, helper
@@ -156,15 +170,20 @@ def test_onnx_multi_input_multi_output(mixed_server: InProcessServer, binary: bo
     inputs = [triton.InferInput("a", [2, 3], "FP32"), triton.InferInput("b", [2, 3], "INT64")]
     inputs[0].set_data_from_numpy(a, binary_data=binary)
     inputs[1].set_data_from_numpy(b, binary_data=binary)
-    result = client.infer("multi", inputs, outputs=[triton.InferRequestedOutput(n, binary_data=binary)
-                                                    for n in ("total", "positive", "twice")])
+    result = client.infer(
+        "multi",
+        inputs,
+        outputs=[triton.InferRequestedOutput(n, binary_data=binary) for n in ("total", "positive", "twice")],
+    )
     assert np.array_equal(result.as_numpy("total"), a + b.astype(np.float32))
     assert np.array_equal(result.as_numpy("positive"), a > 0)
     assert np.array_equal(result.as_numpy("twice"), b * 2)
     only = client.infer("multi", inputs, outputs=[triton.InferRequestedOutput("twice", binary_data=binary)])
     assert [o["name"] for o in only.get_response()["outputs"]] == ["twice"]
-    missing = httpx.post(mixed_server.url + "/v2/models/multi/infer", json={
-        "inputs": [{"name": "a", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]})
+    missing = httpx.post(
+        mixed_server.url + "/v2/models/multi/infer",
+        json={"inputs": [{"name": "a", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+    )
     assert missing.status_code == 400 and "'b'" in missing.json()["error"]
 
 
@@ -180,7 +199,9 @@ def _pool_threads_stop_on_unload(mixed_server: ServerProcess) -> None:
     loaded = len(os.listdir(tasks))
     assert httpx.post(mixed_server.url + "/v2/repository/models/multi/unload").status_code == 200
     try:
-        wait_until(lambda: loaded - len(os.listdir(tasks)) == INTRA_OP_THREADS - 1, 20, what="pool threads to stop")
+        wait_until(
+            lambda: loaded - len(os.listdir(tasks)) == INTRA_OP_THREADS - 1, 20, what="pool threads to stop"
+        )
     finally:
         assert httpx.post(mixed_server.url + "/v2/repository/models/multi/load").status_code == 200
 
@@ -189,7 +210,11 @@ def test_sklearn_predict_proba_flag_and_request_parameter(mixed_server: InProces
     meta = httpx.get(mixed_server.url + "/v2/models/sklearn-iris").json()
     assert meta["platform"] == "sklearn"
     default = _outputs(_v2(mixed_server, "sklearn-iris", ROWS))
-    assert list(default) == ["probabilities"] and default["probabilities"].argmax(axis=1).tolist() == [0, 1, 2]
+    assert list(default) == ["probabilities"] and default["probabilities"].argmax(axis=1).tolist() == [
+        0,
+        1,
+        2,
+    ]
     labels = _outputs(_v2(mixed_server, "sklearn-iris", ROWS, parameters={"predict_proba": False}))
     assert labels == {"output-0": labels["output-0"]} and labels["output-0"].tolist() == [0, 1, 2]
     v1 = httpx.post(mixed_server.url + "/v1/models/sklearn-iris:predict", json={"instances": ROWS.tolist()})
@@ -197,6 +222,7 @@ def test_sklearn_predict_proba_flag_and_request_parameter(mixed_server: InProces
 
 
 # --- choosing and refusing ---
+
 
 def test_no_pickle_refuses_pickles_with_a_clear_reason(tmp_path: Path, model_repo: Path) -> None:
     shutil.copytree(model_repo / "sklearn-iris", tmp_path / "pickled")
@@ -217,12 +243,17 @@ def test_zero_artifacts_is_a_clear_start_up_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "serving.cli", "serve", "--model-dir", str(tmp_path / "empty"), "--port", "0"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "holds no model file" in done.stderr
 
 
-def test_several_artifacts_or_an_unknown_runtime_leave_the_model_not_ready(tmp_path: Path, model_repo: Path) -> None:
+def test_several_artifacts_or_an_unknown_runtime_leave_the_model_not_ready(
+    tmp_path: Path, model_repo: Path
+) -> None:
     two = tmp_path / "two"
     two.mkdir()
     shutil.copy(model_repo / "sklearn-iris" / "model.joblib", two / "a.joblib")

@@ -54,7 +54,9 @@ def test_inputs_as_a_list_and_as_named_columns(server: InProcessServer) -> None:
 
 
 def test_predict_proba_through_v1_parameters(server: InProcessServer) -> None:
-    response = _predict(server, "sklearn-iris", {"instances": [VERSICOLOR], "parameters": {"predict_proba": True}})
+    response = _predict(
+        server, "sklearn-iris", {"instances": [VERSICOLOR], "parameters": {"predict_proba": True}}
+    )
     (row,) = response.json()["predictions"]
     assert len(row) == 3 and abs(sum(row) - 1) < 1e-9 and row.index(max(row)) == 1
 
@@ -62,7 +64,9 @@ def test_predict_proba_through_v1_parameters(server: InProcessServer) -> None:
 def test_v1_and_v2_agree(server: InProcessServer) -> None:
     v2 = httpx.post(
         server.url + "/v2/models/xgboost-iris/infer",
-        json={"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": VERSICOLOR + SETOSA}]},
+        json={
+            "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": VERSICOLOR + SETOSA}]
+        },
     )
     v1 = _predict(server, "xgboost-iris", {"instances": [VERSICOLOR, SETOSA]})
     assert v2.json()["outputs"][0]["data"] == v1.json()["predictions"] == [1, 0]

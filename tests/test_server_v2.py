@@ -43,7 +43,9 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
 
 @pytest.fixture(scope="module")
 def iris(model_repo: Path) -> Iterator[InProcessServer]:
-    with serving_inprocess(["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--model-version", "3"]) as server:
+    with serving_inprocess(
+        ["serve", "--model-dir", str(model_repo / "sklearn-iris"), "--model-version", "3"]
+    ) as server:
         yield server
 
 
@@ -97,7 +99,9 @@ def test_unknown_model_is_404_json(iris: InProcessServer) -> None:
 def test_id_echoed_outputs_selected_and_parameters_reach_the_runtime(iris: InProcessServer) -> None:
     body = {
         "id": "req-42",
-        "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": [IRIS_ROW, [5.1, 3.5, 1.4, 0.2]]}],
+        "inputs": [
+            {"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": [IRIS_ROW, [5.1, 3.5, 1.4, 0.2]]}
+        ],
         "parameters": {"predict_proba": True},
     }
     doc = _infer(iris, "sklearn-iris", body).json()

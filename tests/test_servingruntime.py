@@ -20,12 +20,17 @@ from serving.servingruntime import (
 )
 
 
-def runtime(name: str, formats: list[dict[str, Any]], *, cluster: bool = False, **spec: Any) -> ServingRuntime:
-    return parse_runtime({
-        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime" if cluster else "ServingRuntime",
-        "metadata": {"name": name, **({} if cluster else {"namespace": "ml"})},
-        "spec": {"supportedModelFormats": formats, **spec},
-    })
+def runtime(
+    name: str, formats: list[dict[str, Any]], *, cluster: bool = False, **spec: Any
+) -> ServingRuntime:
+    return parse_runtime(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ClusterServingRuntime" if cluster else "ServingRuntime",
+            "metadata": {"name": name, **({} if cluster else {"namespace": "ml"})},
+            "spec": {"supportedModelFormats": formats, **spec},
+        }
+    )
 
 
 def fmt(name: str, version: str | None = None, auto: bool | None = True, priority: int | None = None) -> dict:
@@ -40,8 +45,10 @@ def fmt(name: str, version: str | None = None, auto: bool | None = True, priorit
 CLUSTER = list(BUILTIN_RUNTIMES)
 
 
-@pytest.mark.parametrize(("format_name", "expected"), [
-    ("sklearn", "kserve-sklearnserver"), ("xgboost", "kserve-xgbserver"), ("onnx", "kserve-tritonserver")])
+@pytest.mark.parametrize(
+    ("format_name", "expected"),
+    [("sklearn", "kserve-sklearnserver"), ("xgboost", "kserve-xgbserver"), ("onnx", "kserve-tritonserver")],
+)
 def test_builtins_are_auto_selected_by_format(format_name: str, expected: str) -> None:
     chosen = select_runtime(ModelRequest(format_name), [], CLUSTER)
     assert chosen.name == expected and chosen.cluster_scoped
@@ -54,7 +61,9 @@ def test_explicit_runtime_wins_even_without_auto_select() -> None:
     request = ModelRequest("sklearn", runtime="mine")
     assert select_runtime(request, [mine], CLUSTER).name == "mine"
     assert select_runtime(ModelRequest("sklearn"), [mine], CLUSTER).name == "kserve-sklearnserver"
-    assert select_runtime(ModelRequest("sklearn", runtime="kserve-sklearnserver"), [mine], CLUSTER).cluster_scoped
+    assert select_runtime(
+        ModelRequest("sklearn", runtime="kserve-sklearnserver"), [mine], CLUSTER
+    ).cluster_scoped
 
 
 def test_namespace_runtimes_before_cluster_ones_then_highest_priority() -> None:
@@ -81,41 +90,73 @@ def test_disabled_version_and_protocol_filter() -> None:
         select_runtime(ModelRequest("sklearn", protocol="grpc-v2"), ns, [])  # no list means v1 only
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("nope", "No ServingRuntimes or ClusterServingRuntimes with the name: nope"),
-    ("off", "Specified runtime off is disabled"),
-    ("xgb-only", "Specified runtime xgb-only does not support specified framework/version"),
-    ("v2only", "Specified runtime v2only does not support specified protocol version"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nope", "No ServingRuntimes or ClusterServingRuntimes with the name: nope"),
+        ("off", "Specified runtime off is disabled"),
+        ("xgb-only", "Specified runtime xgb-only does not support specified framework/version"),
+        ("v2only", "Specified runtime v2only does not support specified protocol version"),
+    ],
+)
 def test_explicit_runtime_errors_use_kserves_messages(name: str, message: str) -> None:
-    ns = [runtime("off", [fmt("sklearn")], disabled=True), runtime("xgb-only", [fmt("xgboost")]),
-          runtime("v2only", [fmt("sklearn")], protocolVersions=["v2"])]
+    ns = [
+        runtime("off", [fmt("sklearn")], disabled=True),
+        runtime("xgb-only", [fmt("xgboost")]),
+        runtime("v2only", [fmt("sklearn")], protocolVersions=["v2"]),
+    ]
     with pytest.raises(SelectionError) as failure:
         select_runtime(ModelRequest("sklearn", runtime=name), ns, CLUSTER)
     assert failure.value.message == message
 
 
 def test_custom_module_class_runtime_and_templated_args() -> None:
-    shared = runtime("my-ranker", [fmt("sklearn", auto=False)], containers=[{
-        "name": "kserve-container", "image": "registry.example/ranker:1",
-        "args": ["--model_name={{.Name}}", "--model_dir", "/mnt/models", "--runtime", "ranker.model:Ranker",
-                 "--max-batch-size", "16", "--model-version", "{{.Name}}-v1"]}])
+    shared = runtime(
+        "my-ranker",
+        [fmt("sklearn", auto=False)],
+        containers=[
+            {
+                "name": "kserve-container",
+                "image": "registry.example/ranker:1",
+                "args": [
+                    "--model_name={{.Name}}",
+                    "--model_dir",
+                    "/mnt/models",
+                    "--runtime",
+                    "ranker.model:Ranker",
+                    "--max-batch-size",
+                    "16",
+                    "--model-version",
+                    "{{.Name}}-v1",
+                ],
+            }
+        ],
+    )
     chosen = select_runtime(ModelRequest("sklearn", runtime="my-ranker"), [shared], CLUSTER)
     assert runtime_implementation(chosen, "sklearn") == "ranker.model:Ranker"
     assert serve_flags(chosen, "iris") == ["--max-batch-size", "16", "--model-version", "iris-v1"]
 
 
-@pytest.mark.parametrize(("spec", "path"), [
-    ({"supportedModelFormats": [fmt("sklearn")], "multiModel": True}, "spec.multiModel"),
-    ({"supportedModelFormats": []}, "spec.supportedModelFormats"),
-    ({"supportedModelFormats": [fmt("sklearn", priority=0)]}, "spec.supportedModelFormats.0.priority"),
-    ({"supportedModelFormats": [fmt("sklearn")], "protocolVersions": ["v9"]}, "spec.protocolVersions.0"),
-    ({"supportedModelFormats": [fmt("sklearn")], "replicaz": 1}, "spec.replicaz"),
-])
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ({"supportedModelFormats": [fmt("sklearn")], "multiModel": True}, "spec.multiModel"),
+        ({"supportedModelFormats": []}, "spec.supportedModelFormats"),
+        ({"supportedModelFormats": [fmt("sklearn", priority=0)]}, "spec.supportedModelFormats.0.priority"),
+        ({"supportedModelFormats": [fmt("sklearn")], "protocolVersions": ["v9"]}, "spec.protocolVersions.0"),
+        ({"supportedModelFormats": [fmt("sklearn")], "replicaz": 1}, "spec.replicaz"),
+    ],
+)
 def test_bad_documents_name_the_field(spec: dict, path: str) -> None:
     with pytest.raises(RuntimeSpecError) as failure:
-        parse_runtime({"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
-                       "metadata": {"name": "bad"}, "spec": spec})
+        parse_runtime(
+            {
+                "apiVersion": "serving.kserve.io/v1alpha1",
+                "kind": "ServingRuntime",
+                "metadata": {"name": "bad"},
+                "spec": spec,
+            }
+        )
     assert path in failure.value.message, failure.value.message
     assert failure.value.status_code == 400
     if path == "spec.multiModel":
@@ -124,16 +165,22 @@ def test_bad_documents_name_the_field(spec: dict, path: str) -> None:
 
 def test_kserve_documented_runtime_parses() -> None:
     doc = {
-        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime",
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ClusterServingRuntime",
         "metadata": {"name": "kserve-sklearnserver"},
         "spec": {
             "annotations": {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"},
             "supportedModelFormats": [{"name": "sklearn", "version": "1", "autoSelect": True, "priority": 1}],
             "protocolVersions": ["v1", "v2"],
-            "containers": [{"name": "kserve-container", "image": "kserve/sklearnserver:latest",
-                            "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
-                            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
-                            "securityContext": {"allowPrivilegeEscalation": False}}],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "kserve/sklearnserver:latest",
+                    "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
+                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                    "securityContext": {"allowPrivilegeEscalation": False},
+                }
+            ],
         },
     }
     parsed = parse_runtime(doc)
@@ -153,15 +200,21 @@ def test_runtime_crds_are_committed_valid_and_accept_kserve_documents(kind: str)
 
     for folder in ("charts/serving/crds", "charts/kustomize"):
         path = ROOT / folder / FILES[kind]
-        assert path.read_text() == runtime_crd_yaml(kind), f"{path} drifted: python -m serving.runtime_crd {folder}"
+        assert path.read_text() == runtime_crd_yaml(kind), (
+            f"{path} drifted: python -m serving.runtime_crd {folder}"
+        )
     document = runtime_crd(kind)
     kubernetes_validate.validate(document, "1.30", strict=True)
     assert document["spec"]["scope"] == ("Cluster" if kind == "ClusterServingRuntime" else "Namespaced")
     schema = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for builtin in BUILTIN_RUNTIMES:
         jsonschema.validate(builtin.model_dump(mode="json", by_alias=True, exclude_none=True), schema)
-    bad = {"apiVersion": "serving.dev/v1alpha1", "kind": kind, "metadata": {"name": "x"},
-           "spec": {"supportedModelFormats": [{"name": "sklearn", "priority": 0}]}}
+    bad = {
+        "apiVersion": "serving.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "x"},
+        "spec": {"supportedModelFormats": [{"name": "sklearn", "priority": 0}]},
+    }
     with pytest.raises(jsonschema.ValidationError, match="minimum"):
         jsonschema.validate(bad, schema)
 
@@ -196,29 +249,45 @@ def test_serving_up_selects_runtimes_and_refuses_bad_ones(tmp_path: Any) -> None
     model = train_iris_sklearn(tmp_path / "models" / "iris").parent
     state = tmp_path / "state"
     with serving_up(state) as server, server.client() as client:
-        named = isvc_yaml("echo", model).replace("      modelFormat:", "      runtime: echo-runtime\n      modelFormat:")
+        named = isvc_yaml("echo", model).replace(
+            "      modelFormat:", "      runtime: echo-runtime\n      modelFormat:"
+        )
         apply_text(server, state, SHARED_RUNTIME + "---" + named, tmp_path, "echo.yaml")
-        builtin = isvc_yaml("iris", model).replace("      modelFormat:", "      runtime: kserve-sklearnserver\n"
-                                                                             "      modelFormat:")
+        builtin = isvc_yaml("iris", model).replace(
+            "      modelFormat:", "      runtime: kserve-sklearnserver\n      modelFormat:"
+        )
         apply_text(server, state, builtin, tmp_path, "iris.yaml")
         for name in ("echo", "iris"):
             wait_for_traffic(server, state, name, lambda t: sorted(t.values()) == [100])
-        echoed = client.post("/v2/models/echo/infer", json={"inputs": [
-            {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.5, 2.5]}]})
+        echoed = client.post(
+            "/v2/models/echo/infer",
+            json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.5, 2.5]}]},
+        )
         assert echoed.status_code == 200, echoed.text
-        assert echoed.json()["outputs"][0]["data"] == [1.5, 2.5], "the ServingRuntime's module:Class served it"
+        assert echoed.json()["outputs"][0]["data"] == [1.5, 2.5], (
+            "the ServingRuntime's module:Class served it"
+        )
         assert predict(client, "iris").json()["predictions"][0] in (0, 1, 2)
 
-        for runtime, message in (("nope", "No ServingRuntimes or ClusterServingRuntimes with the name: nope"),
-                                 ("kserve-xgbserver", "Specified runtime kserve-xgbserver does not support specified framework/version")):
-            bad = isvc_yaml("iris", model).replace("      modelFormat:", f"      runtime: {runtime}\n      modelFormat:")
+        for runtime, message in (
+            ("nope", "No ServingRuntimes or ClusterServingRuntimes with the name: nope"),
+            (
+                "kserve-xgbserver",
+                "Specified runtime kserve-xgbserver does not support specified framework/version",
+            ),
+        ):
+            bad = isvc_yaml("iris", model).replace(
+                "      modelFormat:", f"      runtime: {runtime}\n      modelFormat:"
+            )
             (tmp_path / "bad.yaml").write_text(bad)
             refused = cli(server, state, "apply", "-f", str(tmp_path / "bad.yaml"), check=False)
             assert refused.returncode != 0
             assert f"spec.predictor.model.runtime: {message}" in refused.stderr, refused.stderr
         assert predict(client, "iris").status_code == 200, "the refused apply left the running service alone"
 
-        unsupported = isvc_yaml("v9", model).replace("        name: sklearn", "        name: sklearn\n        version: '9'")
+        unsupported = isvc_yaml("v9", model).replace(
+            "        name: sklearn", "        name: sklearn\n        version: '9'"
+        )
         apply_text(server, state, unsupported, tmp_path, "v9.yaml")
 
         def failure() -> str:
@@ -229,9 +298,15 @@ def test_serving_up_selects_runtimes_and_refuses_bad_ones(tmp_path: Any) -> None
         assert "No runtime found to support specified framework/version" in failure()
 
         table = cli(server, state, "get", "servingruntimes").stdout
-        assert "echo-runtime" in table and "kserve-sklearnserver" in table and "tests.runtimes_for_tests:EchoRuntime" in table
-        listed = httpx.get(f"{server.url}/api/v1/servingruntimes",
-                           headers={"authorization": f"Bearer {(state / 'token').read_text().strip()}"}).json()
+        assert (
+            "echo-runtime" in table
+            and "kserve-sklearnserver" in table
+            and "tests.runtimes_for_tests:EchoRuntime" in table
+        )
+        listed = httpx.get(
+            f"{server.url}/api/v1/servingruntimes",
+            headers={"authorization": f"Bearer {(state / 'token').read_text().strip()}"},
+        ).json()
         assert {i["metadata"]["name"] for i in listed["items"]} >= {"echo-runtime", "kserve-tritonserver"}
         again = cli(server, state, "apply", "-f", str(tmp_path / "echo.yaml")).stdout
         assert "servingruntime/echo-runtime unchanged" in again, again

@@ -70,7 +70,13 @@ def test_kserve_documented_yaml_is_accepted(name: str) -> None:
 
 
 def test_several_documents_in_one_file() -> None:
-    text = HEAD + KSERVE_DOCS["model-format"] + "---\n" + HEAD.replace("iris", "other") + KSERVE_DOCS["model-format"]
+    text = (
+        HEAD
+        + KSERVE_DOCS["model-format"]
+        + "---\n"
+        + HEAD.replace("iris", "other")
+        + KSERVE_DOCS["model-format"]
+    )
     assert [i.metadata.name for i in load_documents(text)] == ["iris", "other"]
 
 
@@ -80,10 +86,17 @@ MISTAKES = {
         "spec:\n  predictor:\n    sklearn: {storageUri: ./m}\n    xgboost: {storageUri: ./m}\n",
         "spec.predictor: give exactly one of model, sklearn, xgboost, onnx",
     ),
-    "bad storageUri": ("spec:\n  predictor:\n    sklearn: {storageUri: 'ftp://h/m'}\n", "spec.predictor.sklearn.storageUri"),
-    "empty storageUri": ("spec:\n  predictor:\n    sklearn: {storageUri: ''}\n", "spec.predictor.sklearn.storageUri"),
+    "bad storageUri": (
+        "spec:\n  predictor:\n    sklearn: {storageUri: 'ftp://h/m'}\n",
+        "spec.predictor.sklearn.storageUri",
+    ),
+    "empty storageUri": (
+        "spec:\n  predictor:\n    sklearn: {storageUri: ''}\n",
+        "spec.predictor.sklearn.storageUri",
+    ),
     "negative replicas": (
-        "spec:\n  predictor:\n    minReplicas: -1\n    sklearn: {storageUri: ./m}\n", "spec.predictor.minReplicas"
+        "spec:\n  predictor:\n    minReplicas: -1\n    sklearn: {storageUri: ./m}\n",
+        "spec.predictor.minReplicas",
     ),
     "canary over 100": (
         "spec:\n  predictor:\n    canaryTrafficPercent: 150\n    sklearn: {storageUri: ./m}\n",
@@ -93,7 +106,10 @@ MISTAKES = {
         "spec:\n  predictor:\n    sklearn: {storageUri: ./m, colour: red}\n",
         "spec.predictor.sklearn.colour: unknown field",
     ),
-    "unsupported format": ("spec:\n  predictor:\n    tensorflow: {storageUri: ./m}\n", "spec.predictor.tensorflow"),
+    "unsupported format": (
+        "spec:\n  predictor:\n    tensorflow: {storageUri: ./m}\n",
+        "spec.predictor.tensorflow",
+    ),
     "explainer": ("spec:\n  predictor:\n    sklearn: {storageUri: ./m}\n  explainer: {}\n", "spec.explainer"),
     "max below min": (
         "spec:\n  predictor:\n    minReplicas: 3\n    maxReplicas: 2\n    sklearn: {storageUri: ./m}\n",

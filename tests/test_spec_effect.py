@@ -40,7 +40,9 @@ from tests.inprocess import serving_inprocess
 
 SETTINGS = RenderSettings(image="registry.example/serving:test")
 MODEL = {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://store/iris"}
-TRANSFORM = {"containers": [{"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}]}
+TRANSFORM = {
+    "containers": [{"name": "kserve-container", "args": ["serving", "transform", "--transformer", "tabular"]}]
+}
 SLEEP_S = 1.5
 
 
@@ -52,7 +54,9 @@ class Sleepy(Runtime):
     def load(self) -> None:
         pass
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         time.sleep(SLEEP_S)
         return dict(inputs)
 
@@ -85,9 +89,12 @@ class Effects:
 
 
 def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None, **metadata: Any) -> Effects:
-    doc: dict[str, Any] = {"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService",
-                           "metadata": {"name": "iris", "namespace": "ml", **metadata},
-                           "spec": {"predictor": predictor} | ({"transformer": transformer} if transformer else {})}
+    doc: dict[str, Any] = {
+        "apiVersion": "serving.dev/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "namespace": "ml", **metadata},
+        "spec": {"predictor": predictor} | ({"transformer": transformer} if transformer else {}),
+    }
     isvc = parse(copy.deepcopy(doc))
     revision = Revision.from_spec(isvc)
     t_argv = t_env = None
@@ -101,8 +108,17 @@ def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None
     objects = {f"{o['kind']}/{o['metadata']['labels']['serving.dev/component']}": o for o in rendered}
     ready = plan(isvc, None, Observed(frozenset({revision.name})))
     route = routes_for(isvc, ready, lambda name: ("http://x",), "example.com")
-    return Effects(isvc, revision, predictor_args(revision, "/models/iris"), local_env(revision.predictor),
-                   t_argv, t_env, objects, route, isvc.warnings())
+    return Effects(
+        isvc,
+        revision,
+        predictor_args(revision, "/models/iris"),
+        local_env(revision.predictor),
+        t_argv,
+        t_env,
+        objects,
+        route,
+        isvc.warnings(),
+    )
 
 
 def flag(argv: list[str] | None, name: str) -> str | None:
@@ -124,10 +140,14 @@ def hpa(e: Effects, component: str = "predictor") -> dict[str, Any]:
 
 def only_warned(path: str, make: Callable[[], Effects]) -> Callable[[], None]:
     """A field without a local effect: warned, and the local processes start exactly as without it."""
+
     def check() -> None:
         e, plain = make(), effects(model(), TRANSFORM if path.startswith("transformer") else None)
         assert e.warned(path), e.warnings
-        assert unnamed(e.argv) == unnamed(plain.argv) and unnamed(e.transformer_argv) == unnamed(plain.transformer_argv)
+        assert unnamed(e.argv) == unnamed(plain.argv) and unnamed(e.transformer_argv) == unnamed(
+            plain.transformer_argv
+        )
+
     return check
 
 
@@ -136,28 +156,36 @@ def unnamed(argv: list[str] | None) -> list[str] | None:
     if argv is None or "--revision" not in argv:
         return argv
     i = argv.index("--revision")
-    return argv[:i] + argv[i + 2:]
+    return argv[:i] + argv[i + 2 :]
 
 
 # -- one check per field ---------------------------------------------------------------------------------------
 def _name() -> None:
     e = effects(model(), name="wine")
     assert flag(e.argv, "--name") == "wine" and e.revision.name.startswith("wine-")
-    assert e.route.host == "wine.ml.example.com" and e.objects["Deployment/predictor"]["metadata"]["name"].startswith("wine-")
+    assert e.route.host == "wine.ml.example.com" and e.objects["Deployment/predictor"]["metadata"][
+        "name"
+    ].startswith("wine-")
 
 
 def _namespace() -> None:
     e = effects(model(), namespace="team")
-    assert e.route.namespace == "team" and all(o["metadata"]["namespace"] == "team" for o in e.objects.values())
+    assert e.route.namespace == "team" and all(
+        o["metadata"]["namespace"] == "team" for o in e.objects.values()
+    )
 
 
 def _min_replicas() -> None:
     e = effects({"minReplicas": 3, **model()})
     assert list(plan(e.isvc, None, Observed()).run.values()) == [3]
     assert e.objects["Deployment/predictor"]["spec"]["replicas"] == 3 and not e.warnings
-    zero = effects({"minReplicas": 0, **model()})  # starts at initial-scale 1, then the autoscaler may go to 0
+    zero = effects(
+        {"minReplicas": 0, **model()}
+    )  # starts at initial-scale 1, then the autoscaler may go to 0
     assert list(plan(zero.isvc, None, Observed()).run.values()) == [1] and not zero.warnings
-    assert zero.route.activator and not e.route.activator  # the router holds requests while it scales from zero
+    assert (
+        zero.route.activator and not e.route.activator
+    )  # the router holds requests while it scales from zero
 
 
 def _max_replicas() -> None:
@@ -176,8 +204,14 @@ def _scale_target() -> None:
     assert hpa(e)["metrics"][0]["resource"]["target"]["averageUtilization"] == 55 and not e.warnings
 
 
-MEMORY_60 = {"metrics": [{"type": "Resource", "resource": {"name": "memory", "target": {
-    "type": "Utilization", "averageUtilization": 60}}}]}
+MEMORY_60 = {
+    "metrics": [
+        {
+            "type": "Resource",
+            "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 60}},
+        }
+    ]
+}
 
 
 def _auto_scaling() -> None:
@@ -187,35 +221,58 @@ def _auto_scaling() -> None:
 
 
 def _canary() -> None:
-    v1 = parse({"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService", "metadata": {"name": "iris"},
-                "spec": {"predictor": model()}})
-    v2 = parse({"apiVersion": "serving.dev/v1beta1", "kind": "InferenceService", "metadata": {"name": "iris"},
-                "spec": {"predictor": {"canaryTrafficPercent": 30, **model(storageUri="pvc://store/v2")}}})
+    v1 = parse(
+        {
+            "apiVersion": "serving.dev/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "iris"},
+            "spec": {"predictor": model()},
+        }
+    )
+    v2 = parse(
+        {
+            "apiVersion": "serving.dev/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "iris"},
+            "spec": {"predictor": {"canaryTrafficPercent": 30, **model(storageUri="pvc://store/v2")}},
+        }
+    )
     r1, r2 = Revision.from_spec(v1).name, Revision.from_spec(v2).name
     first = plan(v1, None, Observed(frozenset({r1})))
     split = plan(v2, first.state, Observed(frozenset({r1, r2})))
-    arms = routes_for(v2, split, lambda name: ("u",), "d").arms  # the same function feeds both backends' tables
+    arms = routes_for(
+        v2, split, lambda name: ("u",), "d"
+    ).arms  # the same function feeds both backends' tables
     assert [(a.revision, a.percent) for a in arms] == [(r1, 70), (r2, 30)]
     assert Revision.from_spec(v2).name == Revision.from_spec(parse({**v2.model_dump(by_alias=True)})).name
 
 
 def _concurrency() -> None:
     e = effects({"containerConcurrency": 4, **model()})
-    assert flag(e.argv, "--max-concurrency") == "4" and flag(e.container()["args"], "--max-concurrency") == "4"
-    assert "--max-concurrency" not in effects({"containerConcurrency": 0, **model()}).argv  # KServe: unlimited
+    assert (
+        flag(e.argv, "--max-concurrency") == "4" and flag(e.container()["args"], "--max-concurrency") == "4"
+    )
+    assert (
+        "--max-concurrency" not in effects({"containerConcurrency": 0, **model()}).argv
+    )  # KServe: unlimited
 
 
 def _timeout() -> None:
     e = effects({"timeout": 7, **model()})
-    assert flag(e.argv, "--request-timeout") == "7" and flag(e.container()["args"], "--request-timeout") == "7"
+    assert (
+        flag(e.argv, "--request-timeout") == "7" and flag(e.container()["args"], "--request-timeout") == "7"
+    )
     assert e.route.timeout_s == 7.0
     plain = base()
     assert "--request-timeout" not in plain.argv and plain.route.timeout_s == 60.0
 
 
 def _batcher() -> None:
-    for block, expected in (({"maxBatchSize": 8, "maxLatency": 20}, ("8", "20")), ({}, ("32", "500")),
-                            ({"maxBatchSize": 32, "maxLatency": 500}, ("32", "500"))):
+    for block, expected in (
+        ({"maxBatchSize": 8, "maxLatency": 20}, ("8", "20")),
+        ({}, ("32", "500")),
+        ({"maxBatchSize": 32, "maxLatency": 500}, ("32", "500")),
+    ):
         e = effects({"batcher": block, **model()})
         for argv in (e.argv, e.container()["args"]):
             assert (flag(argv, "--max-batch-size"), flag(argv, "--max-latency-ms")) == expected, block
@@ -234,46 +291,72 @@ def _max_latency() -> None:
 
 def _batcher_timeout() -> None:
     e = effects({"batcher": {"timeout": 3}, **model()})
-    assert e.warned("predictor.batcher.timeout") and unnamed(e.argv) == unnamed(effects({"batcher": {}, **model()}).argv)
+    assert e.warned("predictor.batcher.timeout") and unnamed(e.argv) == unnamed(
+        effects({"batcher": {}, **model()}).argv
+    )
 
 
 def _logger(component: str) -> Callable[[], None]:
     def check() -> None:
         block = {"logger": {"mode": "request", "url": "http://sink.example/"}}
-        e = effects({**block, **model()}, {**TRANSFORM, **block}) if component == "transformer" else \
-            effects({**block, **model()})
+        e = (
+            effects({**block, **model()}, {**TRANSFORM, **block})
+            if component == "transformer"
+            else effects({**block, **model()})
+        )
         argv = e.transformer_argv if component == "transformer" else e.argv
-        assert flag(argv, "--logger-mode") == "request" and flag(argv, "--logger-url") == "http://sink.example/"
+        assert (
+            flag(argv, "--logger-mode") == "request" and flag(argv, "--logger-url") == "http://sink.example/"
+        )
         assert flag(e.container(component)["args"], "--logger-mode") == "request"
         assert "--logger-mode" not in base().argv
+
     return check
 
 
 def _logger_mode() -> None:
-    assert flag(effects({"logger": {"mode": "response", "url": "http://s/"}, **model()}).argv, "--logger-mode") == "response"
+    assert (
+        flag(effects({"logger": {"mode": "response", "url": "http://s/"}, **model()}).argv, "--logger-mode")
+        == "response"
+    )
 
 
 def _logger_url() -> None:
-    assert flag(effects({"logger": {"url": "http://other/"}, **model()}).argv, "--logger-url") == "http://other/"
+    assert (
+        flag(effects({"logger": {"url": "http://other/"}, **model()}).argv, "--logger-url") == "http://other/"
+    )
 
 
 def _pod_meta(component: str, field: str) -> Callable[[], None]:
     def check() -> None:
         block = {field: {"team": "ml"}}
-        e = effects({**block, **model()}, {**TRANSFORM, **block}) if component == "transformer" else \
-            effects({**block, **model()})
+        e = (
+            effects({**block, **model()}, {**TRANSFORM, **block})
+            if component == "transformer"
+            else effects({**block, **model()})
+        )
         assert e.pod(component)["metadata"][field]["team"] == "ml" and e.warned(f"{component}.{field}")
+
     return check
 
 
 def _pod_field(component: str, field: str) -> Callable[[], None]:
-    value: Any = {"nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "gpu", "operator": "Exists"}],
-                  "affinity": {"nodeAffinity": {}}, "imagePullSecrets": [{"name": "reg"}]}.get(field, "x")
+    value: Any = {
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {}},
+        "imagePullSecrets": [{"name": "reg"}],
+    }.get(field, "x")
+
     def check() -> None:
         block = {field: value}
-        e = effects({**block, **model()}, {**TRANSFORM, **block}) if component == "transformer" else \
-            effects({**block, **model()})
+        e = (
+            effects({**block, **model()}, {**TRANSFORM, **block})
+            if component == "transformer"
+            else effects({**block, **model()})
+        )
         assert e.pod(component)["spec"][field] == value and e.warned(f"{component}.{field}")
+
     return check
 
 
@@ -297,7 +380,11 @@ def _storage_uri() -> None:
 
 def _runtime() -> None:
     e = effects(model(runtime="tests.test_spec_effect:Sleepy"))
-    assert flag(e.argv, "--runtime") == "tests.test_spec_effect:Sleepy" == flag(e.container()["args"], "--runtime")
+    assert (
+        flag(e.argv, "--runtime")
+        == "tests.test_spec_effect:Sleepy"
+        == flag(e.container()["args"], "--runtime")
+    )
     named = effects(model(runtime="kserve-sklearnserver"))
     assert flag(named.argv, "--runtime") == "sklearn" and named.warned("predictor.model.runtime")
 
@@ -309,7 +396,10 @@ def _args() -> None:
 
 def _env(component: str) -> Callable[[], None]:
     def check() -> None:
-        env = [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+        env = [
+            {"name": "A", "value": "1"},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ]
         if component == "transformer":
             t = copy.deepcopy(TRANSFORM)
             t["containers"][0]["env"] = env
@@ -320,6 +410,7 @@ def _env(component: str) -> Callable[[], None]:
             local = e.env
         assert local == {"A": "1"}  # valueFrom reads a Secret: Kubernetes only (warned by the spec)
         assert e.container(component)["env"] == [{"name": "A", "value": "1"}, env[1]]
+
     return check
 
 
@@ -336,9 +427,14 @@ def _model_image() -> None:
 
 def _transformer_hpa(field: str, value: Any, check: Callable[[dict[str, Any]], bool]) -> Callable[[], None]:
     def run() -> None:
-        e = effects(model(), {"maxReplicas": 4, field: value, **TRANSFORM} if field != "maxReplicas" else
-                    {"maxReplicas": value, **TRANSFORM})
+        e = effects(
+            model(),
+            {"maxReplicas": 4, field: value, **TRANSFORM}
+            if field != "maxReplicas"
+            else {"maxReplicas": value, **TRANSFORM},
+        )
         assert check(hpa(e, "transformer")) and e.warned(f"transformer.{field}")
+
     return run
 
 
@@ -350,14 +446,22 @@ def _container(field: str, value: Any, rendered: Callable[[dict[str, Any]], bool
         assert rendered(e.container("transformer")), e.container("transformer")
         if not EFFECTS_BY_PATH[f"transformer.containers[].{field}"].local:
             assert e.warned(f"transformer.containers[].{field}")
+
     return check
 
 
 def _command_args() -> None:
     t = {"containers": [{"command": ["serving"], "args": ["transform", "--transformer", "tabular"]}]}
     e = effects(model(), t)
-    assert e.transformer_argv is not None and e.transformer_argv[:3] == ["transform", "--transformer", "tabular"]
-    assert e.container("transformer")["command"] == ["serving"] and e.container("transformer")["args"][0] == "transform"
+    assert e.transformer_argv is not None and e.transformer_argv[:3] == [
+        "transform",
+        "--transformer",
+        "tabular",
+    ]
+    assert (
+        e.container("transformer")["command"] == ["serving"]
+        and e.container("transformer")["args"][0] == "transform"
+    )
 
 
 CASES: dict[str, Callable[[], None]] = {
@@ -383,26 +487,48 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.containers": _containers_predictor,
     "predictor.model.modelFormat.name": _format_name,
     "predictor.model.modelFormat.version": only_warned(
-        "predictor.model.modelFormat.version", lambda: effects({"model": {**MODEL, "modelFormat": {"name": "sklearn", "version": "1"}}})),
+        "predictor.model.modelFormat.version",
+        lambda: effects({"model": {**MODEL, "modelFormat": {"name": "sklearn", "version": "1"}}}),
+    ),
     "predictor.model.storageUri": _storage_uri,
     "predictor.model.runtime": _runtime,
-    "predictor.model.runtimeVersion": only_warned("predictor.model.runtimeVersion", lambda: effects(model(runtimeVersion="1.3"))),
-    "predictor.model.protocolVersion": only_warned("predictor.model.protocolVersion", lambda: effects(model(protocolVersion="v2"))),
+    "predictor.model.runtimeVersion": only_warned(
+        "predictor.model.runtimeVersion", lambda: effects(model(runtimeVersion="1.3"))
+    ),
+    "predictor.model.protocolVersion": only_warned(
+        "predictor.model.protocolVersion", lambda: effects(model(protocolVersion="v2"))
+    ),
     "predictor.model.args": _args,
     "predictor.model.env": _env("predictor"),
     "predictor.model.resources": _model_resources,
-    "predictor.model.name": only_warned("predictor.model.name", lambda: effects(model(name="kserve-container"))),
+    "predictor.model.name": only_warned(
+        "predictor.model.name", lambda: effects(model(name="kserve-container"))
+    ),
     "predictor.model.image": _model_image,
     "transformer.minReplicas": _transformer_hpa("minReplicas", 2, lambda h: h["minReplicas"] == 2),
     "transformer.maxReplicas": _transformer_hpa("maxReplicas", 6, lambda h: h["maxReplicas"] == 6),
-    "transformer.scaleMetric": _transformer_hpa("scaleMetric", "memory", lambda h: h["metrics"][0]["resource"]["name"] == "memory"),
-    "transformer.scaleTarget": _transformer_hpa("scaleTarget", 40, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 40),
+    "transformer.scaleMetric": _transformer_hpa(
+        "scaleMetric", "memory", lambda h: h["metrics"][0]["resource"]["name"] == "memory"
+    ),
+    "transformer.scaleTarget": _transformer_hpa(
+        "scaleTarget", 40, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 40
+    ),
     "transformer.autoScaling": _transformer_hpa(
-        "autoScaling", MEMORY_60, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 60),
-    "transformer.canaryTrafficPercent": only_warned("transformer.canaryTrafficPercent", lambda: effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM})),
-    "transformer.containerConcurrency": only_warned("transformer.containerConcurrency", lambda: effects(model(), {"containerConcurrency": 2, **TRANSFORM})),
-    "transformer.timeout": only_warned("transformer.timeout", lambda: effects(model(), {"timeout": 5, **TRANSFORM})),
-    "transformer.batcher": only_warned("transformer.batcher", lambda: effects(model(), {"batcher": {}, **TRANSFORM})),
+        "autoScaling", MEMORY_60, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+    ),
+    "transformer.canaryTrafficPercent": only_warned(
+        "transformer.canaryTrafficPercent",
+        lambda: effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM}),
+    ),
+    "transformer.containerConcurrency": only_warned(
+        "transformer.containerConcurrency", lambda: effects(model(), {"containerConcurrency": 2, **TRANSFORM})
+    ),
+    "transformer.timeout": only_warned(
+        "transformer.timeout", lambda: effects(model(), {"timeout": 5, **TRANSFORM})
+    ),
+    "transformer.batcher": only_warned(
+        "transformer.batcher", lambda: effects(model(), {"batcher": {}, **TRANSFORM})
+    ),
     "transformer.logger": _logger("transformer"),
     "transformer.labels": _pod_meta("transformer", "labels"),
     "transformer.annotations": _pod_meta("transformer", "annotations"),
@@ -412,13 +538,28 @@ CASES: dict[str, Callable[[], None]] = {
     "transformer.containers[].image": _container("image", "me/tx:1", lambda c: c["image"] == "me/tx:1"),
     "transformer.containers[].name": _container("name", "tx", lambda c: c["name"] == "tx"),
     "transformer.containers[].resources": _container(
-        "resources", {"limits": {"cpu": "1"}}, lambda c: c["resources"] == {"limits": {"cpu": "1"}}),
-    "transformer.containers[].imagePullPolicy": _container("imagePullPolicy", "Always", lambda c: c["imagePullPolicy"] == "Always"),
+        "resources", {"limits": {"cpu": "1"}}, lambda c: c["resources"] == {"limits": {"cpu": "1"}}
+    ),
+    "transformer.containers[].imagePullPolicy": _container(
+        "imagePullPolicy", "Always", lambda c: c["imagePullPolicy"] == "Always"
+    ),
     "transformer.containers[].ports": _container(
-        "ports", [{"containerPort": 9000}], lambda c: c["ports"][0]["containerPort"] == 8080),
-    **{f"{c}.{f}": _pod_field(c, f) for c in ("predictor", "transformer") for f in (
-        "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName",
-        "schedulerName", "runtimeClassName")},
+        "ports", [{"containerPort": 9000}], lambda c: c["ports"][0]["containerPort"] == 8080
+    ),
+    **{
+        f"{c}.{f}": _pod_field(c, f)
+        for c in ("predictor", "transformer")
+        for f in (
+            "serviceAccountName",
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+            "imagePullSecrets",
+            "priorityClassName",
+            "schedulerName",
+            "runtimeClassName",
+        )
+    },
 }
 
 
@@ -457,11 +598,18 @@ def test_every_accepted_field_has_a_row() -> None:
         bare = path.replace("[]", "")
         parts = bare.split(".")
         prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-        return any(row.replace("[]", "") in prefixes or row.replace("[]", "").startswith(bare + ".") for row in covered)
+        return any(
+            row.replace("[]", "") in prefixes or row.replace("[]", "").startswith(bare + ".")
+            for row in covered
+        )
 
     assert sorted(f for f in fields if not has_row(f)) == []
-    assert not [row for row in covered if not row.startswith("metadata.") and
-                row.replace("[]", "") not in {f.replace("[]", "") for f in fields}]
+    assert not [
+        row
+        for row in covered
+        if not row.startswith("metadata.")
+        and row.replace("[]", "") not in {f.replace("[]", "") for f in fields}
+    ]
 
 
 def test_shorthand_fields_are_the_model_fields() -> None:
@@ -479,7 +627,9 @@ def _served(predictor: dict[str, Any], model_dir: Path) -> list[str]:
 
 
 async def _post_all(url: str, count: int) -> list[httpx.Response]:
-    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [6.8, 2.8, 4.8, 1.4]}]}
+    body = {
+        "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [6.8, 2.8, 4.8, 1.4]}]
+    }
     async with httpx.AsyncClient(timeout=30) as client:
         return list(await asyncio.gather(*(client.post(url, json=body) for _ in range(count))))
 
@@ -490,8 +640,14 @@ def _metric(text: str, name: str) -> float:
 
 def test_kserve_documented_batcher_batches_on_a_real_server(model_repo: Path) -> None:
     """KServe's example `batcher: {maxBatchSize: 32, maxLatency: 500}` (the defaults) batches."""
-    argv = _served({"timeout": 60, "batcher": {"maxBatchSize": 32, "maxLatency": 500},
-                    "model": {**MODEL, "storageUri": "unused"}}, model_repo / "sklearn-iris")
+    argv = _served(
+        {
+            "timeout": 60,
+            "batcher": {"maxBatchSize": 32, "maxLatency": 500},
+            "model": {**MODEL, "storageUri": "unused"},
+        },
+        model_repo / "sklearn-iris",
+    )
     with serving_inprocess(argv) as server:
         responses = asyncio.run(_post_all(f"{server.url}/v2/models/iris/infer", 16))
         assert [r.status_code for r in responses] == [200] * 16

@@ -13,23 +13,51 @@ HEAD = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
 
 
 def isvc(predictor: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "x"},
-            "spec": {"predictor": predictor}, **top}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "x"},
+        "spec": {"predictor": predictor},
+        **top,
+    }
 
 
 SKLEARN = {"sklearn": {"storageUri": "/m"}}
 TYPOS = [
-    (isvc({"model": {"modelFormat": {"name": "sklearn"}, "storageURI": "/m"}}), "spec.predictor.model.storageURI",
-     "storageUri"),
-    (isvc({"sklearn": {"storageUri": "/m", "protocolVersoin": "v2"}}), "spec.predictor.sklearn.protocolVersoin",
-     "protocolVersion"),
-    (isvc({**SKLEARN, "canaryTraficPercent": 10}), "spec.predictor.canaryTraficPercent", "canaryTrafficPercent"),
-    (isvc({**SKLEARN, "batcher": {"maxBatchsize": 3}}), "spec.predictor.batcher.maxBatchsize", "maxBatchSize"),
-    (isvc({"sklearn": {"storageUri": "/m", "env": [{"name": "A", "valu": "b"}]}}), "spec.predictor.sklearn.env[0].valu",
-     "value"),
+    (
+        isvc({"model": {"modelFormat": {"name": "sklearn"}, "storageURI": "/m"}}),
+        "spec.predictor.model.storageURI",
+        "storageUri",
+    ),
+    (
+        isvc({"sklearn": {"storageUri": "/m", "protocolVersoin": "v2"}}),
+        "spec.predictor.sklearn.protocolVersoin",
+        "protocolVersion",
+    ),
+    (
+        isvc({**SKLEARN, "canaryTraficPercent": 10}),
+        "spec.predictor.canaryTraficPercent",
+        "canaryTrafficPercent",
+    ),
+    (
+        isvc({**SKLEARN, "batcher": {"maxBatchsize": 3}}),
+        "spec.predictor.batcher.maxBatchsize",
+        "maxBatchSize",
+    ),
+    (
+        isvc({"sklearn": {"storageUri": "/m", "env": [{"name": "A", "valu": "b"}]}}),
+        "spec.predictor.sklearn.env[0].valu",
+        "value",
+    ),
     ({**isvc(SKLEARN), "metadata": {"name": "x", "lables": {}}}, "metadata.lables", "labels"),
-    ({**isvc(SKLEARN), "spec": {"predictor": SKLEARN, "transformer": {"containers": [{"name": "t", "imag": "i"}]}}},
-     "spec.transformer.containers[0].imag", "image"),
+    (
+        {
+            **isvc(SKLEARN),
+            "spec": {"predictor": SKLEARN, "transformer": {"containers": [{"name": "t", "imag": "i"}]}},
+        },
+        "spec.transformer.containers[0].imag",
+        "image",
+    ),
 ]
 
 
@@ -47,7 +75,12 @@ def test_no_suggestion_when_nothing_is_close() -> None:
 
 
 def test_a_yaml_syntax_error_names_the_file_the_document_and_the_line() -> None:
-    text = HEAD + "metadata: {name: a}\nspec: {predictor: {sklearn: {storageUri: /m}}}\n---\n" + HEAD + "metadata:\n  name: b: c\n"
+    text = (
+        HEAD
+        + "metadata: {name: a}\nspec: {predictor: {sklearn: {storageUri: /m}}}\n---\n"
+        + HEAD
+        + "metadata:\n  name: b: c\n"
+    )
     with pytest.raises(SpecError) as caught:
         load_documents(text, "isvc.yaml")
     message = caught.value.message
@@ -56,8 +89,12 @@ def test_a_yaml_syntax_error_names_the_file_the_document_and_the_line() -> None:
 
 
 def test_a_field_error_names_the_file_and_document() -> None:
-    text = HEAD + "metadata: {name: a}\nspec: {predictor: {sklearn: {storageUri: /m}}}\n---\n" + HEAD + \
-        "metadata: {name: b}\nspec: {predictor: {sklearn: {storageUri: /m}, minReplica: 1}}\n"
+    text = (
+        HEAD
+        + "metadata: {name: a}\nspec: {predictor: {sklearn: {storageUri: /m}}}\n---\n"
+        + HEAD
+        + "metadata: {name: b}\nspec: {predictor: {sklearn: {storageUri: /m}, minReplica: 1}}\n"
+    )
     with pytest.raises(SpecError) as caught:
         load_documents(text, "isvc.yaml")
     assert caught.value.message.startswith("isvc.yaml: document 2: spec.predictor.minReplica: unknown field")

@@ -40,7 +40,9 @@ class Azure:
     def upload_folder(self, folder: Path, prefix: str) -> None:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             with path.open("rb") as data:
-                self.container.upload_blob(f"{prefix}/{path.relative_to(folder).as_posix()}", data, overwrite=True)
+                self.container.upload_blob(
+                    f"{prefix}/{path.relative_to(folder).as_posix()}", data, overwrite=True
+                )
 
 
 def _listening(port: int) -> bool:
@@ -60,9 +62,21 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
     port = free_port()
     location = tmp_path_factory.mktemp("azurite")
     process = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-         "--skipApiVersionCheck", "--silent", "--loose"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(location),
+            "--skipApiVersionCheck",
+            "--silent",
+            "--loose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until(lambda: _listening(port) or process.poll() is not None, 30, what="azurite")
         assert process.poll() is None, "azurite-blob exited at start"
@@ -79,10 +93,14 @@ def _config(tmp_path: Path, env: dict[str, str]) -> StorageConfig:
 
 
 def test_az_uri_with_a_connection_string_is_fetched_and_served(azure: Azure, tmp_path: Path) -> None:
-    model_dir = resolve("az://models/iris", _config(tmp_path, {"AZURE_STORAGE_CONNECTION_STRING":
-                                                              azure.connection_string(KEY)}))
+    model_dir = resolve(
+        "az://models/iris",
+        _config(tmp_path, {"AZURE_STORAGE_CONNECTION_STRING": azure.connection_string(KEY)}),
+    )
     with serving_inprocess(["serve", "--model-dir", str(model_dir), "--name", "iris"]) as server:
-        response = httpx.post(f"{server.url}/v1/models/iris:predict", json={"instances": IRIS_ROW}, timeout=10)
+        response = httpx.post(
+            f"{server.url}/v1/models/iris:predict", json={"instances": IRIS_ROW}, timeout=10
+        )
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0] in (0, 1, 2)
 
@@ -94,7 +112,9 @@ def test_kserve_https_blob_url_with_an_access_key(azure: Azure, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("form", ["connection-string", "access-key"])
-def test_wrong_key_is_access_denied_naming_the_uri_never_the_secret(azure: Azure, tmp_path: Path, form: str) -> None:
+def test_wrong_key_is_access_denied_naming_the_uri_never_the_secret(
+    azure: Azure, tmp_path: Path, form: str
+) -> None:
     if form == "connection-string":
         uri, env = "az://models/iris", {"AZURE_STORAGE_CONNECTION_STRING": azure.connection_string(WRONG_KEY)}
     else:
@@ -116,7 +136,9 @@ def test_missing_container_and_account(azure: Azure, tmp_path: Path) -> None:
 
 
 def test_second_revision_hits_the_cache_and_a_changed_blob_is_fetched_again(
-    azure: Azure, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    azure: Azure,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     azure.upload_folder(train_iris_sklearn(tmp_path / "seed" / "iris").parent, "changing")
     config = _config(tmp_path, {"AZURE_STORAGE_CONNECTION_STRING": azure.connection_string(KEY)})
@@ -134,7 +156,9 @@ def test_second_revision_hits_the_cache_and_a_changed_blob_is_fetched_again(
 
 def test_storage_pull_from_azure(azure: Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure.connection_string(WRONG_KEY))
-    bad = run_cli("storage", "pull", "az://models/iris", str(tmp_path / "x"), "--cache-dir", str(tmp_path / "c"))
+    bad = run_cli(
+        "storage", "pull", "az://models/iris", str(tmp_path / "x"), "--cache-dir", str(tmp_path / "c")
+    )
     assert bad.returncode != 0
     assert bad.stderr.startswith("error: az://models/iris: access denied (403)"), bad.stderr
     assert WRONG_KEY not in bad.stderr

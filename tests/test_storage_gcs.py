@@ -30,8 +30,9 @@ class GCS:
         from google.auth.credentials import AnonymousCredentials
 
         self.endpoint = endpoint
-        self.client = gcs.Client(project="test", credentials=AnonymousCredentials(),
-                                 client_options={"api_endpoint": endpoint})
+        self.client = gcs.Client(
+            project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+        )
         self.bucket = self.client.bucket("models")
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -39,7 +40,9 @@ class GCS:
 
     def upload_folder(self, folder: Path, prefix: str) -> None:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            self.bucket.blob(f"{prefix}/{path.relative_to(folder).as_posix()}").upload_from_filename(str(path))
+            self.bucket.blob(f"{prefix}/{path.relative_to(folder).as_posix()}").upload_from_filename(
+                str(path)
+            )
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +67,28 @@ def test_gcs_folder_is_fetched_and_served(store: GCS, tmp_path: Path) -> None:
     model_dir = resolve("gs://models/iris", _config(tmp_path, store.env()))
     assert [p.name for p in model_dir.iterdir()] == ["model.joblib"]
     with serving_inprocess(["serve", "--model-dir", str(model_dir), "--name", "iris"]) as server:
-        response = httpx.post(f"{server.url}/v1/models/iris:predict", json={"instances": IRIS_ROW}, timeout=10)
+        response = httpx.post(
+            f"{server.url}/v1/models/iris:predict", json={"instances": IRIS_ROW}, timeout=10
+        )
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0] in (0, 1, 2)
 
 
-@pytest.mark.parametrize(("uri", "key_file", "expected"), [
-    ("gs://models/iris", "missing.json", "GOOGLE_APPLICATION_CREDENTIALS names"),
-    ("gs://models/iris", "malformed.json", "gs://models/iris: "),
-    ("gs://no-such-bucket/iris", None, "no such bucket, key or prefix"),
-    ("gs://models/nothing-here", None, "no such bucket, key or prefix"),
-])
+@pytest.mark.parametrize(
+    ("uri", "key_file", "expected"),
+    [
+        ("gs://models/iris", "missing.json", "GOOGLE_APPLICATION_CREDENTIALS names"),
+        ("gs://models/iris", "malformed.json", "gs://models/iris: "),
+        ("gs://no-such-bucket/iris", None, "no such bucket, key or prefix"),
+        ("gs://models/nothing-here", None, "no such bucket, key or prefix"),
+    ],
+)
 def test_clear_errors(store: GCS, tmp_path: Path, uri: str, key_file: str | None, expected: str) -> None:
     env = store.env()
     if key_file:
-        (tmp_path / "malformed.json").write_text('{"type": "service_account", "private_key": "SECRET-KEY-TEXT"}')
+        (tmp_path / "malformed.json").write_text(
+            '{"type": "service_account", "private_key": "SECRET-KEY-TEXT"}'
+        )
         env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / key_file)
     with pytest.raises(StorageError) as failure:
         resolve(uri, _config(tmp_path, env))
@@ -87,7 +97,9 @@ def test_clear_errors(store: GCS, tmp_path: Path, uri: str, key_file: str | None
 
 
 def test_second_revision_hits_the_cache_and_a_changed_object_is_fetched_again(
-    store: GCS, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    store: GCS,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = train_iris_sklearn(tmp_path / "seed" / "iris").parent
     store.upload_folder(model, "changing")
@@ -108,10 +120,20 @@ def test_second_revision_hits_the_cache_and_a_changed_object_is_fetched_again(
 def test_storage_pull_from_gcs(store: GCS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", store.endpoint)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    ok = run_cli("storage", "pull", "gs://models/iris/model.joblib", str(tmp_path / "out"),
-                 "--cache-dir", str(tmp_path / "c"))
+    ok = run_cli(
+        "storage",
+        "pull",
+        "gs://models/iris/model.joblib",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "out" / "model.joblib").is_file()
-    missing = run_cli("storage", "pull", "gs://models/absent", str(tmp_path / "x"), "--cache-dir", str(tmp_path / "c"))
+    missing = run_cli(
+        "storage", "pull", "gs://models/absent", str(tmp_path / "x"), "--cache-dir", str(tmp_path / "c")
+    )
     assert missing.returncode != 0
-    assert missing.stderr.startswith("error: gs://models/absent: no such bucket, key or prefix"), missing.stderr
+    assert missing.stderr.startswith("error: gs://models/absent: no such bucket, key or prefix"), (
+        missing.stderr
+    )

@@ -148,7 +148,10 @@ def test_changed_content_is_refetched(server: ArtifactServer, config: StorageCon
 def test_tar_gz_unpacked_and_single_top_folder_served(server: ArtifactServer, config: StorageConfig) -> None:
     url = server.put("/archives/iris.tar.gz", tgz({"model.joblib": b"m", "labels.txt": b"a\nb"}, top="iris"))
     folder = resolve(url, config)
-    assert folder.name == "iris" and sorted(p.name for p in folder.iterdir()) == ["labels.txt", "model.joblib"]
+    assert folder.name == "iris" and sorted(p.name for p in folder.iterdir()) == [
+        "labels.txt",
+        "model.joblib",
+    ]
     assert len(discover(folder, name="svc")) == 1  # one model, not a repository of sub-models
     assert resolve(url, config) == folder and server.count("/archives/iris.tar.gz", 200) == 1
 
@@ -159,7 +162,9 @@ def test_zip_unpacked(server: ArtifactServer, config: StorageConfig) -> None:
     assert (folder / "model.onnx").read_bytes() == b"onnx" and (folder / "sub" / "extra.txt").exists()
 
 
-def test_server_without_validators_reuses_identical_bytes(server: ArtifactServer, config: StorageConfig) -> None:
+def test_server_without_validators_reuses_identical_bytes(
+    server: ArtifactServer, config: StorageConfig
+) -> None:
     server.validators = False
     url = server.put("/archives/m.tgz", tgz({"model.joblib": b"m"}))
     first = resolve(url, config)
@@ -167,7 +172,9 @@ def test_server_without_validators_reuses_identical_bytes(server: ArtifactServer
     assert server.count("/archives/m.tgz", 200) == 2
 
 
-def test_malicious_tar_over_http_refused(server: ArtifactServer, config: StorageConfig, tmp_path: Path) -> None:
+def test_malicious_tar_over_http_refused(
+    server: ArtifactServer, config: StorageConfig, tmp_path: Path
+) -> None:
     url = server.put("/evil.tar.gz", tgz({"../evil": b"owned", "model.joblib": b"m"}))
     with pytest.raises(StorageRefused, match=r"'\.\./evil' escapes"):
         resolve(url, config)
@@ -250,9 +257,14 @@ def test_credentials_and_query_not_in_messages(server: ArtifactServer, config: S
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "serving.cli", "storage", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                                                      "HOME": str(cwd)})
+    return subprocess.run(
+        [sys.executable, "-m", "serving.cli", "storage", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )
 
 
 def test_cli_pull(server: ArtifactServer, tmp_path: Path) -> None:
@@ -267,22 +279,44 @@ def test_cli_pull(server: ArtifactServer, tmp_path: Path) -> None:
     claim.mkdir(parents=True)
     (claim / "model.onnx").write_bytes(b"o")
     dest2 = tmp_path / "dest2"
-    done = run_cli("pull", "pvc://claim/iris", str(dest2), "--pvc-root", str(tmp_path / "pvcs"),
-                   "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    done = run_cli(
+        "pull",
+        "pvc://claim/iris",
+        str(dest2),
+        "--pvc-root",
+        str(tmp_path / "pvcs"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert (dest2 / "model.onnx").read_bytes() == b"o"
 
 
-@pytest.mark.parametrize("uri,message", [
-    ("hdfs://namenode/model", "error: hdfs://namenode/model: storage scheme 'hdfs://' is not supported here"),
-    ("pvc://claim/../../etc", "error: pvc://claim/../../etc: path escapes persistent volume claim"),
-    ("HTTP404", "HTTP 404 Not Found"),
-])
+@pytest.mark.parametrize(
+    "uri,message",
+    [
+        (
+            "hdfs://namenode/model",
+            "error: hdfs://namenode/model: storage scheme 'hdfs://' is not supported here",
+        ),
+        ("pvc://claim/../../etc", "error: pvc://claim/../../etc: path escapes persistent volume claim"),
+        ("HTTP404", "HTTP 404 Not Found"),
+    ],
+)
 def test_cli_pull_errors_are_one_line(server: ArtifactServer, tmp_path: Path, uri: str, message: str) -> None:
     uri = f"{server.url}/nope.joblib" if uri == "HTTP404" else uri
     (tmp_path / "pvcs" / "claim").mkdir(parents=True)
-    done = run_cli("pull", uri, str(tmp_path / "dest"), "--pvc-root", str(tmp_path / "pvcs"),
-                   "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    done = run_cli(
+        "pull",
+        uri,
+        str(tmp_path / "dest"),
+        "--pvc-root",
+        str(tmp_path / "pvcs"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        cwd=tmp_path,
+    )
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], done.stderr

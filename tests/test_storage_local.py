@@ -71,13 +71,16 @@ def test_pvc_mapping(tmp_path: Path, config: StorageConfig) -> None:
         resolve("pvc://models-claim/sklearn/iris", StorageConfig(cache_dir=tmp_path / "c"))
 
 
-@pytest.mark.parametrize("uri", [
-    "pvc://models-claim/../other-claim/secret",
-    "pvc://models-claim/sklearn/../../../outside",
-    "pvc://../outside",
-    "pvc://models-claim//etc/passwd",
-    "pvc://models-claim/escape-link",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pvc://models-claim/../other-claim/secret",
+        "pvc://models-claim/sklearn/../../../outside",
+        "pvc://../outside",
+        "pvc://models-claim//etc/passwd",
+        "pvc://models-claim/escape-link",
+    ],
+)
 def test_pvc_traversal_refused(tmp_path: Path, config: StorageConfig, uri: str) -> None:
     write(tmp_path / "pvc" / "models-claim" / "sklearn" / "iris" / "model.joblib")
     write(tmp_path / "pvc" / "other-claim" / "secret" / "model.joblib")
@@ -94,19 +97,26 @@ def test_allowed_roots(tmp_path: Path) -> None:
     (tmp_path / "models" / "sneaky").symlink_to(outside)
     config = StorageConfig(cache_dir=tmp_path / "cache", allowed_roots=(tmp_path / "models",))
     assert resolve(str(inside), config) == inside
-    for uri in (str(outside), f"file://{outside}", str(tmp_path / "models" / ".." / "elsewhere"),
-                str(tmp_path / "models" / "sneaky")):
+    for uri in (
+        str(outside),
+        f"file://{outside}",
+        str(tmp_path / "models" / ".." / "elsewhere"),
+        str(tmp_path / "models" / "sneaky"),
+    ):
         with pytest.raises(ArtifactRefused, match="outside the allowed model roots"):
             resolve(uri, config)
 
 
-@pytest.mark.parametrize("uri,scheme", [
-    # s3://, gs:// and az:// are fetched (tests/test_storage_{s3,gcs,azure}.py, against loopback servers)
-    ("hdfs://namenode/model", "hdfs"),
-    ("webhdfs://namenode/model", "webhdfs"),
-    ("wasbs://container@account.blob.core.windows.net/model", "wasbs"),
-    ("hf://org/model", "hf"),
-])
+@pytest.mark.parametrize(
+    "uri,scheme",
+    [
+        # s3://, gs:// and az:// are fetched (tests/test_storage_{s3,gcs,azure}.py, against loopback servers)
+        ("hdfs://namenode/model", "hdfs"),
+        ("webhdfs://namenode/model", "webhdfs"),
+        ("wasbs://container@account.blob.core.windows.net/model", "wasbs"),
+        ("hf://org/model", "hf"),
+    ],
+)
 def test_unsupported_schemes_are_named(config: StorageConfig, uri: str, scheme: str) -> None:
     with pytest.raises(StorageError, match=rf"'{scheme}://' is not supported here"):
         resolve(uri, config)
@@ -147,18 +157,28 @@ def link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarIn
     return info
 
 
-@pytest.mark.parametrize("members,reason", [
-    ([(tarfile.TarInfo("../evil"), b"x")], r"'\.\.'"),
-    ([(tarfile.TarInfo("ok/../../evil"), b"x")], r"'\.\.'"),
-    ([(tarfile.TarInfo("/tmp/evil"), b"x")], "absolute path"),
-    ([(link("out", "../../"), b"")], "escapes"),
-    ([(link("out", "/etc/passwd"), b"")], "absolute path"),
-    ([(link("hard", "../evil", tarfile.LNKTYPE), b"")], r"'\.\.'|escapes"),
-    # a chain of links that is only outside once resolved: tarfile's data filter catches it
-    ([(tarfile.TarInfo("a/b/f"), b"x"), (link("a/up", ".."), b""), (link("a/b/up2", "../up/.."), b""),
-      (tarfile.TarInfo("a/b/up2/evil"), b"x")], "unsafe|escapes|outside"),
-    ([(link("dev", "", tarfile.CHRTYPE), b"")], "device"),
-])
+@pytest.mark.parametrize(
+    "members,reason",
+    [
+        ([(tarfile.TarInfo("../evil"), b"x")], r"'\.\.'"),
+        ([(tarfile.TarInfo("ok/../../evil"), b"x")], r"'\.\.'"),
+        ([(tarfile.TarInfo("/tmp/evil"), b"x")], "absolute path"),
+        ([(link("out", "../../"), b"")], "escapes"),
+        ([(link("out", "/etc/passwd"), b"")], "absolute path"),
+        ([(link("hard", "../evil", tarfile.LNKTYPE), b"")], r"'\.\.'|escapes"),
+        # a chain of links that is only outside once resolved: tarfile's data filter catches it
+        (
+            [
+                (tarfile.TarInfo("a/b/f"), b"x"),
+                (link("a/up", ".."), b""),
+                (link("a/b/up2", "../up/.."), b""),
+                (tarfile.TarInfo("a/b/up2/evil"), b"x"),
+            ],
+            "unsafe|escapes|outside",
+        ),
+        ([(link("dev", "", tarfile.CHRTYPE), b"")], "device"),
+    ],
+)
 def test_malicious_tar_refused_and_nothing_written_outside(tmp_path: Path, members, reason: str) -> None:
     archive = tmp_path / "bad.tar.gz"
     archive.write_bytes(tar_bytes(members))

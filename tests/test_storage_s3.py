@@ -39,8 +39,13 @@ def _moto_checks_encoded_queries() -> Any:
         path, _, query = self._path.partition("?")
         if query:
             pairs = (pair.partition("=") for pair in query.split("&"))
-            self._path = path + "?" + "&".join(  # unquote first: newer moto versions hand over the encoded form
-                f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}" for k, _, v in pairs)
+            self._path = (
+                path
+                + "?"
+                + "&".join(  # unquote first: newer moto versions hand over the encoded form
+                    f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}" for k, _, v in pairs
+                )
+            )
         return original(self)
 
     access_control.IAMRequestBase._create_aws_request = encoded
@@ -50,14 +55,29 @@ def _moto_checks_encoded_queries() -> Any:
 class S3:
     def __init__(self, endpoint: str, key_id: str, secret: str) -> None:
         self.endpoint, self.key_id, self.secret = endpoint, key_id, secret
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                   aws_access_key_id=key_id, aws_secret_access_key=secret)
-        self.iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                                aws_access_key_id=key_id, aws_secret_access_key=secret)
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        )
+        self.iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        )
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret,
-                "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1", **extra}
+        return {
+            "AWS_ACCESS_KEY_ID": self.key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **extra,
+        }
 
     def upload_folder(self, folder: Path, prefix: str) -> None:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -103,7 +123,9 @@ def _predict_from(model_dir: Path) -> httpx.Response:
 def test_s3_folder_is_fetched_and_served(s3: S3, tmp_path: Path) -> None:
     model_dir = resolve("s3://models/iris", _config(tmp_path, s3.env()))
     assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()) == [
-        "extra/labels.txt", "model.joblib"]
+        "extra/labels.txt",
+        "model.joblib",
+    ]
     response = _predict_from(model_dir)
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0] in (0, 1, 2)
@@ -128,12 +150,15 @@ def test_wrong_key_is_access_denied_naming_the_uri_never_the_secret(s3: S3, tmp_
     assert not any((tmp_path / "cache").rglob("model.joblib")), "nothing half-fetched may look like a model"
 
 
-@pytest.mark.parametrize(("uri", "env", "expected"), [
-    ("s3://models/iris", {}, "no S3 credentials: set AWS_ACCESS_KEY_ID"),
-    ("s3://no-such-bucket/iris", None, "no such bucket, key or prefix"),
-    ("s3://models/no-such-prefix", None, "no such bucket, key or prefix"),
-    ("s3:///iris", None, "no bucket name in the URI"),
-])
+@pytest.mark.parametrize(
+    ("uri", "env", "expected"),
+    [
+        ("s3://models/iris", {}, "no S3 credentials: set AWS_ACCESS_KEY_ID"),
+        ("s3://no-such-bucket/iris", None, "no such bucket, key or prefix"),
+        ("s3://models/no-such-prefix", None, "no such bucket, key or prefix"),
+        ("s3:///iris", None, "no bucket name in the URI"),
+    ],
+)
 def test_clear_errors(s3: S3, tmp_path: Path, uri: str, env: dict | None, expected: str) -> None:
     with pytest.raises(StorageError) as failure:
         resolve(uri, _config(tmp_path, s3.env() if env is None else env))
@@ -148,7 +173,9 @@ def test_unreachable_endpoint_says_so(s3: S3, tmp_path: Path) -> None:
 
 
 def test_second_revision_hits_the_cache_and_a_changed_object_is_fetched_again(
-    s3: S3, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    s3: S3,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     s3.upload_folder(resolve("s3://models/iris", _config(tmp_path / "seed", s3.env())), "changing")
     config = _config(tmp_path, s3.env())
@@ -173,9 +200,16 @@ def test_partial_download_never_becomes_a_model_and_resumes(s3: S3, tmp_path: Pa
     objects the failed attempt had fetched whole."""
     s3.client.put_object(Bucket="models", Key="halfway/a-good.bin", Body=b"a" * 1000)
     s3.client.put_object(Bucket="models", Key="halfway/z-denied.bin", Body=b"z" * 1000)
-    deny = {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::models/halfway/z-denied.bin"}
-    s3.iam.put_user_policy(UserName="models", PolicyName="deny", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [deny]}))
+    deny = {
+        "Effect": "Deny",
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::models/halfway/z-denied.bin",
+    }
+    s3.iam.put_user_policy(
+        UserName="models",
+        PolicyName="deny",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [deny]}),
+    )
     config = _config(tmp_path, s3.env())
     try:
         with pytest.raises(StorageError, match="access denied"):
@@ -192,7 +226,9 @@ def test_partial_download_never_becomes_a_model_and_resumes(s3: S3, tmp_path: Pa
     assert (model_dir / "z-denied.bin").read_bytes() == b"z" * 1000
     assert (model_dir / "a-good.bin").read_bytes() == b"a" * 1000
     for name, inode in kept.items():
-        assert (model_dir / name).stat().st_ino == inode, f"{name}, fetched before the failure, was fetched again"
+        assert (model_dir / name).stat().st_ino == inode, (
+            f"{name}, fetched before the failure, was fetched again"
+        )
 
 
 def test_single_tarball_object_is_unpacked(s3: S3, tmp_path: Path) -> None:
@@ -208,11 +244,15 @@ def test_single_tarball_object_is_unpacked(s3: S3, tmp_path: Path) -> None:
 def test_storage_pull_prints_the_same_errors(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
-    ok = run_cli("storage", "pull", "s3://models/iris", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"))
+    ok = run_cli(
+        "storage", "pull", "s3://models/iris", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "out" / "model.joblib").is_file() and "s3://models/iris" in ok.stdout
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    bad = run_cli("storage", "pull", "s3://models/iris", str(tmp_path / "bad"), "--cache-dir", str(tmp_path / "c2"))
+    bad = run_cli(
+        "storage", "pull", "s3://models/iris", str(tmp_path / "bad"), "--cache-dir", str(tmp_path / "c2")
+    )
     assert bad.returncode != 0
     assert bad.stderr.startswith("error: s3://models/iris: access denied (403)"), bad.stderr
     assert "not-the-secret" not in bad.stderr
@@ -226,8 +266,10 @@ def test_serving_up_serves_an_s3_model_and_reports_a_wrong_key(s3: S3, tmp_path:
 
     state = tmp_path / "state"
     wrong_env = "\n      env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: not-the-secret"
-    with serving_up(state, extra=("--cache-dir", str(tmp_path / "cache")), env=s3.env()) as server, \
-            server.client() as client:
+    with (
+        serving_up(state, extra=("--cache-dir", str(tmp_path / "cache")), env=s3.env()) as server,
+        server.client() as client,
+    ):
         apply_text(server, state, isvc_yaml("from-s3", "s3://models/iris"), tmp_path, "ok.yaml")
         apply_text(server, state, isvc_yaml("bad-key", "s3://models/iris" + wrong_env), tmp_path, "bad.yaml")
         wait_for_traffic(server, state, "from-s3", lambda t: sorted(t.values()) == [100])
@@ -252,16 +294,33 @@ def test_kubernetes_storage_initializer_gets_kserve_secret_env() -> None:
     from serving.revision import Revision
     from serving.spec import parse
 
-    secret = {"metadata": {"name": "s3creds", "annotations": {
-        "serving.kserve.io/s3-endpoint": "minio.data:9000", "serving.kserve.io/s3-usehttps": "0",
-        "serving.kserve.io/s3-region": "eu-west-1", "serving.kserve.io/s3-verifyssl": "0",
-        "serving.kserve.io/s3-useanoncredential": "false"}},
-        "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}}
+    secret = {
+        "metadata": {
+            "name": "s3creds",
+            "annotations": {
+                "serving.kserve.io/s3-endpoint": "minio.data:9000",
+                "serving.kserve.io/s3-usehttps": "0",
+                "serving.kserve.io/s3-region": "eu-west-1",
+                "serving.kserve.io/s3-verifyssl": "0",
+                "serving.kserve.io/s3-useanoncredential": "false",
+            },
+        },
+        "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+    }
     gcs_secret = {"metadata": {"name": "gcs"}, "data": {"gcloud-application-credentials.json": "e30="}}
-    isvc = parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                  "metadata": {"name": "iris", "namespace": "ml"},
-                  "spec": {"predictor": {"serviceAccountName": "models-sa",
-                                         "sklearn": {"storageUri": "s3://models/iris"}}}})
+    isvc = parse(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": "ml"},
+            "spec": {
+                "predictor": {
+                    "serviceAccountName": "models-sa",
+                    "sklearn": {"storageUri": "s3://models/iris"},
+                }
+            },
+        }
+    )
     settings = RenderSettings(service_account_secrets={"models-sa": [secret, gcs_secret]})
     rendered = deployment(Revision.from_spec(isvc), "predictor", 1, settings)
     (init,) = rendered["spec"]["template"]["spec"]["initContainers"]
@@ -269,8 +328,12 @@ def test_kubernetes_storage_initializer_gets_kserve_secret_env() -> None:
     assert env == {
         "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "s3creds", "key": "AWS_ACCESS_KEY_ID"}},
         "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "s3creds", "key": "AWS_SECRET_ACCESS_KEY"}},
-        "S3_ENDPOINT": "minio.data:9000", "AWS_ENDPOINT_URL": "http://minio.data:9000", "S3_USE_HTTPS": "0",
-        "S3_VERIFY_SSL": "0", "awsAnonymousCredential": "false", "AWS_DEFAULT_REGION": "eu-west-1",
+        "S3_ENDPOINT": "minio.data:9000",
+        "AWS_ENDPOINT_URL": "http://minio.data:9000",
+        "S3_USE_HTTPS": "0",
+        "S3_VERIFY_SSL": "0",
+        "awsAnonymousCredential": "false",
+        "AWS_DEFAULT_REGION": "eu-west-1",
         "GOOGLE_APPLICATION_CREDENTIALS": "/var/secrets/gcloud-application-credentials.json",
     }
     assert {"name": "gcs-gcs", "mountPath": "/var/secrets", "readOnly": True} in init["volumeMounts"]
@@ -291,13 +354,23 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -320,5 +393,7 @@ def test_tls_failure_says_what_to_do(s3: S3, tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert failure.value.message.startswith(f"s3://models/iris: TLS failure talking to {endpoint}"), failure.value.message
+    assert failure.value.message.startswith(f"s3://models/iris: TLS failure talking to {endpoint}"), (
+        failure.value.message
+    )
     assert "AWS_CA_BUNDLE" in failure.value.message

@@ -32,7 +32,9 @@ def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
         extra = ("--pvc-root", str(tmp_path / "pvcs"), "--cache-dir", str(tmp_path / "cache"))
         with serving_up(state, extra=extra) as server, server.client() as client:
             apply_text(server, state, isvc_yaml("from-http", url), tmp_path, "http.yaml")
-            apply_text(server, state, isvc_yaml("from-pvc", "pvc://models/iris/model.joblib"), tmp_path, "pvc.yaml")
+            apply_text(
+                server, state, isvc_yaml("from-pvc", "pvc://models/iris/model.joblib"), tmp_path, "pvc.yaml"
+            )
             for name in ("from-http", "from-pvc"):
                 wait_for_traffic(server, state, name, lambda t: sorted(t.values()) == [100])
                 response = predict(client, name)

@@ -44,8 +44,19 @@ def expected(predictor: InProcessServer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def v1_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
-    args = ["transform", "--predictor-url", predictor.url, "--model-name", "iris", "--transformer", "tabular",
-            "--feature-names", FEATURES, "--labels", LABELS]
+    args = [
+        "transform",
+        "--predictor-url",
+        predictor.url,
+        "--model-name",
+        "iris",
+        "--transformer",
+        "tabular",
+        "--feature-names",
+        FEATURES,
+        "--labels",
+        LABELS,
+    ]
     with serving_inprocess(args) as server:
         yield server
 
@@ -54,8 +65,19 @@ def v1_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
 def v2_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
     """Started with the arguments KServe gives a custom transformer container."""
     host_port = predictor.url.removeprefix("http://")
-    args = ["transform", "--model_name", "iris", "--predictor_host", host_port, "--protocol", "v2",
-            "--feature-names", FEATURES, "--labels", LABELS]
+    args = [
+        "transform",
+        "--model_name",
+        "iris",
+        "--predictor_host",
+        host_port,
+        "--protocol",
+        "v2",
+        "--feature-names",
+        FEATURES,
+        "--labels",
+        LABELS,
+    ]
     with serving_inprocess(args) as server:
         yield server
 
@@ -76,7 +98,9 @@ def test_v1_named_columns_and_ordered_matrix(v1_transformer: InProcessServer, ex
 
 
 @pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
-def test_v2_records_in_v2_labels_out(transformer: str, request: pytest.FixtureRequest, expected: list[str]) -> None:
+def test_v2_records_in_v2_labels_out(
+    transformer: str, request: pytest.FixtureRequest, expected: list[str]
+) -> None:
     server: InProcessServer = request.getfixturevalue(transformer)
     client = triton.InferenceServerClient(server.url.removeprefix("http://"))
     try:
@@ -94,8 +118,15 @@ def test_v2_records_in_v2_labels_out(transformer: str, request: pytest.FixtureRe
 
 def test_v2_named_columns(v2_transformer: InProcessServer, expected: list[str]) -> None:
     # One tensor per feature, deliberately in the wrong order: names decide, not positions.
-    inputs = [{"name": name, "shape": [3], "datatype": "FP64", "data": [row[IRIS_FEATURES.index(name)] for row in ROWS]}
-              for name in reversed(IRIS_FEATURES)]
+    inputs = [
+        {
+            "name": name,
+            "shape": [3],
+            "datatype": "FP64",
+            "data": [row[IRIS_FEATURES.index(name)] for row in ROWS],
+        }
+        for name in reversed(IRIS_FEATURES)
+    ]
     r = httpx.post(v2_transformer.url + "/v2/models/iris/infer", json={"inputs": inputs, "id": "abc"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -104,13 +135,19 @@ def test_v2_named_columns(v2_transformer: InProcessServer, expected: list[str]) 
 
 
 @pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
-def test_missing_feature_is_a_400_naming_it(transformer: str, request: pytest.FixtureRequest, expected: list[str]) -> None:
+def test_missing_feature_is_a_400_naming_it(
+    transformer: str, request: pytest.FixtureRequest, expected: list[str]
+) -> None:
     server: InProcessServer = request.getfixturevalue(transformer)
     incomplete = [RECORDS[0], {k: v for k, v in RECORDS[1].items() if k != "petal_width"}]
     r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": incomplete})
     assert r.status_code == 400, r.text
     assert "record 1" in r.json()["error"] and "'petal_width'" in r.json()["error"]
-    columns = [{"name": n, "shape": [1], "datatype": "FP64", "data": [1.0]} for n in IRIS_FEATURES if n != "sepal_width"]
+    columns = [
+        {"name": n, "shape": [1], "datatype": "FP64", "data": [1.0]}
+        for n in IRIS_FEATURES
+        if n != "sepal_width"
+    ]
     r = httpx.post(server.url + "/v2/models/iris/infer", json={"inputs": columns})
     assert r.status_code == 400 and "'sepal_width'" in r.json()["error"], r.text
     wrong_type = [{**RECORDS[0], "sepal_length": "long"}]
@@ -129,10 +166,19 @@ def test_transformer_is_one_data_plane(v1_transformer: InProcessServer) -> None:
     assert r.status_code == 404 and "nope" in r.json()["error"]
     assert httpx.get(v1_transformer.url + "/v1/models/iris").json() == {"name": "iris", "ready": True}
     # Its own request to count (under pytest-xdist the module's other tests may run on another worker).
-    assert httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"instances": RECORDS}).status_code == 200
+    assert (
+        httpx.post(v1_transformer.url + "/v1/models/iris:predict", json={"instances": RECORDS}).status_code
+        == 200
+    )
     metrics = httpx.get(v1_transformer.url + "/metrics").text
-    counted = [line for line in metrics.splitlines() if line.startswith("serving_requests_total{")
-               and 'model="iris"' in line and 'code="200"' in line and 'protocol="v1"' in line]
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("serving_requests_total{")
+        and 'model="iris"' in line
+        and 'code="200"' in line
+        and 'protocol="v1"' in line
+    ]
     assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1, metrics
 
 
@@ -142,8 +188,12 @@ def test_example_yaml_under_serving_up(tmp_path: Path) -> None:
     ensure_example_models()
     example = REPO / "examples" / "transformer" / "iris-transformer.yaml"
     with serving_up(tmp_path / "state", example) as up, up.client() as client:
+
         def answered() -> bool:
-            return client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS}).status_code == 200
+            return (
+                client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS}).status_code
+                == 200
+            )
 
         wait_until(answered, 90, what="the example transformer to answer through the router")
         r = client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS})

@@ -40,8 +40,19 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProces
     folder = tmp_path_factory.mktemp("custom") / "iris"
     train_iris_sklearn(folder)
     with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris"]) as predictor:
-        args = ["transform", "--predictor-url", predictor.url, "--model-name", "iris", "--protocol", "v2",
-                "--transformer", "tests.test_transformers_custom:MillimetreIris", "--param", "scale=0.1"]
+        args = [
+            "transform",
+            "--predictor-url",
+            predictor.url,
+            "--model-name",
+            "iris",
+            "--protocol",
+            "v2",
+            "--transformer",
+            "tests.test_transformers_custom:MillimetreIris",
+            "--param",
+            "scale=0.1",
+        ]
         with serving_inprocess(args) as transformer:
             yield predictor, transformer
 
@@ -55,27 +66,42 @@ def test_users_module_class_transformer(servers: tuple[InProcessServer, InProces
     outputs = {o["name"]: o for o in r.json()["outputs"]}
     assert outputs["species"]["data"] == ["versicolor", "setosa"]
     assert outputs["species"]["datatype"] == "BYTES"
-    direct = httpx.post(predictor.url + "/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]})
+    direct = httpx.post(
+        predictor.url + "/v1/models/iris:predict",
+        json={"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]},
+    )
     assert outputs["class"]["data"] == direct.json()["predictions"]
     # V1 into the same transformer, and the client's `outputs` selection applies to the transformer's outputs.
     r = httpx.post(transformer.url + "/v1/models/iris:predict", json={"inputs": {"mm": mm}})
-    assert r.json() == {"predictions": [{"species": "versicolor", "class": 1}, {"species": "setosa", "class": 0}]}
-    r = httpx.post(transformer.url + "/v2/models/iris/infer", json={"inputs": [tensor], "outputs": [{"name": "species"}]})
+    assert r.json() == {
+        "predictions": [{"species": "versicolor", "class": 1}, {"species": "setosa", "class": 0}]
+    }
+    r = httpx.post(
+        transformer.url + "/v2/models/iris/infer", json={"inputs": [tensor], "outputs": [{"name": "species"}]}
+    )
     assert [o["name"] for o in r.json()["outputs"]] == ["species"]
 
 
-def test_predictor_errors_come_back_with_its_status_and_message(servers: tuple[InProcessServer, InProcessServer]) -> None:
+def test_predictor_errors_come_back_with_its_status_and_message(
+    servers: tuple[InProcessServer, InProcessServer],
+) -> None:
     predictor, transformer = servers
-    three_features = {"inputs": [{"name": "mm", "shape": [1, 3], "datatype": "FP64", "data": [68.0, 28.0, 48.0]}]}
+    three_features = {
+        "inputs": [{"name": "mm", "shape": [1, 3], "datatype": "FP64", "data": [68.0, 28.0, 48.0]}]
+    }
     via_transformer = httpx.post(transformer.url + "/v2/models/iris/infer", json=three_features)
-    direct = httpx.post(predictor.url + "/v2/models/iris/infer", json={
-        "inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [6.8, 2.8, 4.8]}]})
+    direct = httpx.post(
+        predictor.url + "/v2/models/iris/infer",
+        json={"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [6.8, 2.8, 4.8]}]},
+    )
     assert direct.status_code == 400
     assert via_transformer.status_code == 400
     assert via_transformer.json() == direct.json()
     # A user's preprocess failing on input it did not expect is the client's 400, naming the problem.
-    r = httpx.post(transformer.url + "/v2/models/iris/infer", json={
-        "inputs": [{"name": "cm", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
+    r = httpx.post(
+        transformer.url + "/v2/models/iris/infer",
+        json={"inputs": [{"name": "cm", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+    )
     assert r.status_code == 400 and "'mm'" in r.json()["error"], r.text
 
 

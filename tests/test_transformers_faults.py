@@ -49,8 +49,17 @@ def _ready(server: ServerProcess | InProcessServer) -> int:
 def test_readiness_follows_the_predictor_and_a_killed_one_is_a_503(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
     port = free_port()
-    args = ["transform", "--predictor-url", f"http://127.0.0.1:{port}", "--model-name", "iris",
-            "--feature-names", FEATURES, "--labels", "setosa,versicolor,virginica"]
+    args = [
+        "transform",
+        "--predictor-url",
+        f"http://127.0.0.1:{port}",
+        "--model-name",
+        "iris",
+        "--feature-names",
+        FEATURES,
+        "--labels",
+        "setosa,versicolor,virginica",
+    ]
     with serving_process(args, ready_path="/v2/health/live") as transformer:
         # No predictor yet: live, not ready, and a request is refused at once with a reason.
         assert _ready(transformer) == 503
@@ -59,7 +68,9 @@ def test_readiness_follows_the_predictor_and_a_killed_one_is_a_503(tmp_path: Pat
         assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
         assert "predictor" in r.json()["error"] and time.monotonic() - started < 2
 
-        with serving_process(["serve", "--model-dir", str(tmp_path / "iris"), "--name", "iris"], port=port) as predictor:
+        with serving_process(
+            ["serve", "--model-dir", str(tmp_path / "iris"), "--name", "iris"], port=port
+        ) as predictor:
             wait_until(lambda: _ready(transformer) == 200, 30, what="transformer ready once its predictor is")
             assert _predict(transformer).json() == {"predictions": ["versicolor"]}
 
@@ -70,7 +81,9 @@ def test_readiness_follows_the_predictor_and_a_killed_one_is_a_503(tmp_path: Pat
             assert r.status_code == 503, r.text
             assert r.headers["retry-after"] == "1" and "unreachable" in r.json()["error"]
             assert time.monotonic() - started < 2
-            wait_until(lambda: _ready(transformer) == 503, 10, what="transformer not ready after its predictor died")
+            wait_until(
+                lambda: _ready(transformer) == 503, 10, what="transformer not ready after its predictor died"
+            )
             status = httpx.get(transformer.url + "/v2/models/iris/ready").json()
             assert status["ready"] is False and "unreachable" in status["reason"]
 
@@ -79,17 +92,39 @@ def test_readiness_follows_the_predictor_and_a_killed_one_is_a_503(tmp_path: Pat
 def slow_predictor(tmp_path: Path):
     folder = tmp_path / "iris"
     folder.mkdir()
-    with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris",
-                            "--runtime", "tests.test_transformers_faults:SleepyRuntime"]) as server:
+    with serving_inprocess(
+        [
+            "serve",
+            "--model-dir",
+            str(folder),
+            "--name",
+            "iris",
+            "--runtime",
+            "tests.test_transformers_faults:SleepyRuntime",
+        ]
+    ) as server:
         yield server
 
 
 def test_slow_predictor_is_a_504_after_the_predictor_timeout(slow_predictor: InProcessServer) -> None:
-    args = ["transform", "--predictor-url", slow_predictor.url, "--model-name", "iris", "--transformer", "labels",
-            "--labels", "setosa,versicolor,virginica", "--predictor-timeout", "0.5"]
+    args = [
+        "transform",
+        "--predictor-url",
+        slow_predictor.url,
+        "--model-name",
+        "iris",
+        "--transformer",
+        "labels",
+        "--labels",
+        "setosa,versicolor,virginica",
+        "--predictor-timeout",
+        "0.5",
+    ]
     with serving_inprocess(args) as transformer:
         started = time.monotonic()
-        r = httpx.post(transformer.url + "/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=10)
+        r = httpx.post(
+            transformer.url + "/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=10
+        )
         elapsed = time.monotonic() - started
         assert r.status_code == 504, r.text
         assert "within 0.5s" in r.json()["error"]

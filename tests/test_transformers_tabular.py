@@ -42,18 +42,21 @@ def test_records_columns_and_matrices_give_the_same_ordered_fp64_matrix() -> Non
         assert out.dtype == np.float64 and np.array_equal(out, want), inputs
 
 
-@pytest.mark.parametrize(("inputs", "message"), [
-    ({"instances": _objects({"a": 1, "b": 2})}, "record 0 is missing feature 'c'"),
-    ({"a": np.array([1.0]), "c": np.array([1.0])}, "missing feature 'b'"),
-    ({"instances": _objects({"a": 1, "b": "2", "c": 3})}, "must be numbers, found str"),
-    ({"instances": _objects({"a": 1, "b": True, "c": 3})}, "found bool"),
-    ({"instances": _objects({"a": 1, "b": None, "c": 3})}, "found NoneType"),
-    ({"records": _objects(b"{not json")}, "record 0 is not a JSON object"),
-    ({"instances": _objects([1, 2, 3])}, "record 0 must be an object"),
-    ({"x": np.ones((2, 4))}, "shape [rows, 3]"),
-    ({"x": np.ones(3), "y": np.ones(3)}, "got tensors x, y"),
-    ({"a": np.ones(2), "b": np.ones(2), "c": np.ones(3)}, "same row count"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"instances": _objects({"a": 1, "b": 2})}, "record 0 is missing feature 'c'"),
+        ({"a": np.array([1.0]), "c": np.array([1.0])}, "missing feature 'b'"),
+        ({"instances": _objects({"a": 1, "b": "2", "c": 3})}, "must be numbers, found str"),
+        ({"instances": _objects({"a": 1, "b": True, "c": 3})}, "found bool"),
+        ({"instances": _objects({"a": 1, "b": None, "c": 3})}, "found NoneType"),
+        ({"records": _objects(b"{not json")}, "record 0 is not a JSON object"),
+        ({"instances": _objects([1, 2, 3])}, "record 0 must be an object"),
+        ({"x": np.ones((2, 4))}, "shape [rows, 3]"),
+        ({"x": np.ones(3), "y": np.ones(3)}, "got tensors x, y"),
+        ({"a": np.ones(2), "b": np.ones(2), "c": np.ones(3)}, "same row count"),
+    ],
+)
 def test_bad_features_are_400s_naming_the_problem(inputs: dict, message: str) -> None:
     with pytest.raises(BadRequest) as caught:
         _make(FeatureRecords).preprocess(inputs, {})

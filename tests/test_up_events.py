@@ -11,11 +11,21 @@ from tests.support import wait_until
 from tests.up_support import cli, isvc_yaml, serving_up
 
 
-def status(created: str | None = None, ready: str | None = None, traffic: dict[str, int] | None = None,
-           failure: str | None = None) -> dict:
-    out: dict = {"components": {"predictor": {
-        "latestCreatedRevision": created, "latestReadyRevision": ready,
-        "traffic": [{"revisionName": r, "percent": p} for r, p in (traffic or {}).items()]}}}
+def status(
+    created: str | None = None,
+    ready: str | None = None,
+    traffic: dict[str, int] | None = None,
+    failure: str | None = None,
+) -> dict:
+    out: dict = {
+        "components": {
+            "predictor": {
+                "latestCreatedRevision": created,
+                "latestReadyRevision": ready,
+                "traffic": [{"revisionName": r, "percent": p} for r, p in (traffic or {}).items()],
+            }
+        }
+    }
     if failure:
         out["modelStatus"] = {"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}}
     return out
@@ -24,7 +34,9 @@ def status(created: str | None = None, ready: str | None = None, traffic: dict[s
 def test_a_first_revision_is_created_then_ready_then_takes_traffic() -> None:
     assert status_events({}, status("r1")) == [(logging.INFO, "revision r1 created")]
     assert status_events(status("r1"), status("r1", "r1", {"r1": 100})) == [
-        (logging.INFO, "revision r1 ready"), (logging.INFO, "traffic r1 100%")]
+        (logging.INFO, "revision r1 ready"),
+        (logging.INFO, "traffic r1 100%"),
+    ]
     assert status_events(status("r1", "r1", {"r1": 100}), status("r1", "r1", {"r1": 100})) == []
 
 
@@ -32,11 +44,15 @@ def test_a_canary_split_and_a_failed_revision_are_said_once() -> None:
     stable = status("r1", "r1", {"r1": 100})
     canary = status("r2", "r2", {"r1": 80, "r2": 20})
     assert status_events(stable, canary) == [
-        (logging.INFO, "revision r2 created"), (logging.INFO, "revision r2 ready"),
-        (logging.INFO, "traffic r1 80%, r2 20%")]
+        (logging.INFO, "revision r2 created"),
+        (logging.INFO, "revision r2 ready"),
+        (logging.INFO, "traffic r1 80%, r2 20%"),
+    ]
     broken = status("r3", "r1", {"r1": 100}, failure="no model file in /m")
     assert status_events(stable, broken) == [
-        (logging.INFO, "revision r3 created"), (logging.WARNING, "revision r3 failed: no model file in /m")]
+        (logging.INFO, "revision r3 created"),
+        (logging.WARNING, "revision r3 failed: no model file in /m"),
+    ]
     assert status_events(broken, broken) == []
 
 
@@ -53,9 +69,16 @@ def test_up_logs_each_event_with_service_and_revision_and_quiet_keeps_failures(t
         cli(up, tmp_path / "state", "delete", "isvc", "evented", "evented-bad")
         wait_until(lambda: "drained and stopped" in up.log(), 30, what="the drain line")
         log = up.log()
-    for line in ("inferenceservice/evented created (generation 1)", "inferenceservice/evented: revision evented-",
-                 " ready", "inferenceservice/evented: traffic evented-", "inferenceservice/evented-bad: revision "
-                 "evented-bad-", "failed: ", "inferenceservice/evented deleted", "drained and stopped"):
+    for line in (
+        "inferenceservice/evented created (generation 1)",
+        "inferenceservice/evented: revision evented-",
+        " ready",
+        "inferenceservice/evented: traffic evented-",
+        "inferenceservice/evented-bad: revision evented-bad-",
+        "failed: ",
+        "inferenceservice/evented deleted",
+        "drained and stopped",
+    ):
         assert line in log, (line, log)
     with serving_up(tmp_path / "quiet", extra=("--quiet",)) as up:
         cli(up, tmp_path / "quiet", "apply", "-f", str(bad), "--wait=60s", check=False)
@@ -73,8 +96,14 @@ def test_a_canary_names_the_previous_rolled_out_revision_in_status() -> None:
         predictor: dict = {"sklearn": {"storageUri": uri}}
         if canary is not None:
             predictor["canaryTrafficPercent"] = canary
-        return parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                      "metadata": {"name": "iris"}, "spec": {"predictor": predictor}})
+        return parse(
+            {
+                "apiVersion": "serving.kserve.io/v1beta1",
+                "kind": "InferenceService",
+                "metadata": {"name": "iris"},
+                "spec": {"predictor": predictor},
+            }
+        )
 
     first, second = isvc("/m/1"), isvc("/m/2", canary=20)
     r1, r2 = Revision.from_spec(first).name, Revision.from_spec(second).name

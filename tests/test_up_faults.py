@@ -71,7 +71,9 @@ def test_broken_revision_never_gets_traffic(tmp_path: Path) -> None:
         doc = get_isvc(server, state, "iris")
         assert traffic(doc) == {r1: 100}
         message = doc["status"]["modelStatus"]["lastFailureInfo"]["message"]
-        assert "pickle" in message.lower() or "load" in message.lower() or "unpickl" in message.lower(), message
+        assert "pickle" in message.lower() or "load" in message.lower() or "unpickl" in message.lower(), (
+            message
+        )
         latest = next(c for c in doc["status"]["conditions"] if c["type"] == "LatestDeploymentReady")
         assert latest["status"] == "False"
         assert {predict(client, "iris").headers["x-serving-revision"] for _ in range(10)} == {r1}
@@ -86,7 +88,9 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> N
         apply_text(server, state, isvc_yaml("iris", model, replicas=2), tmp_path)
         wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
         # Both replicas must be ready before one is killed, or killing the only ready one is a real outage.
-        wait_until(lambda: len(_ready_predictor_pids(server.process.pid)) == 2, 60, what="two ready predictors")
+        wait_until(
+            lambda: len(_ready_predictor_pids(server.process.pid)) == 2, 60, what="two ready predictors"
+        )
         counts: Counter = Counter()
         errors: Counter = Counter()
         stop = threading.Event()
@@ -106,8 +110,14 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> N
             wait_until(lambda: counts[200] > 50, 30, what="steady load")
             victim = _ready_predictor_pids(server.process.pid)[0]
             os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: victim not in _predictor_pids(server.process.pid)
-                       and len(_ready_predictor_pids(server.process.pid)) == 2, 60, what="the replica to be restarted")
+            wait_until(
+                lambda: (
+                    victim not in _predictor_pids(server.process.pid)
+                    and len(_ready_predictor_pids(server.process.pid)) == 2
+                ),
+                60,
+                what="the replica to be restarted",
+            )
             before = counts[200]
             wait_until(lambda: counts[200] > before + 50, 30, what="traffic after the restart")
         finally:
@@ -161,7 +171,11 @@ def test_hung_predictor_times_out_and_is_replaced(tmp_path: Path) -> None:
             r = predict(client, "iris")
             assert r.status_code == 504, r.text
             assert "2s" in r.json()["error"]
-            wait_until(lambda: pid not in _predictor_pids(server.process.pid), 60, what="the hung replica to be replaced")
+            wait_until(
+                lambda: pid not in _predictor_pids(server.process.pid),
+                60,
+                what="the hung replica to be replaced",
+            )
         finally:
             try:
                 os.kill(pid, signal.SIGCONT)
@@ -182,8 +196,16 @@ def test_kill_9_of_serving_up_then_restart_restores_everything(tmp_path: Path) -
         children = _predictor_pids(server.process.pid)
         server.process.kill()
         server.process.wait(10)
-        wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                                   for p in children), 30, what="orphaned model servers to exit")
+        wait_until(
+            lambda: (
+                not any(
+                    psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                    for p in children
+                )
+            ),
+            30,
+            what="orphaned model servers to exit",
+        )
     with serving_up(state) as server, server.client() as client:
         after = traffic(wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100]))
         assert after == before
@@ -205,8 +227,12 @@ def test_unwritable_state_dir_is_a_clear_error_and_keeps_last_good_state(tmp_pat
             if os.access(services, os.W_OK):  # root ignores permission bits: use a read-only bind instead
                 (services / "default__iris.json").chmod(0o400)
                 services.chmod(0o700)
-                if subprocess.run(["mount", "--bind", "-o", "ro", str(services), str(services)],
-                                  capture_output=True).returncode != 0:
+                if (
+                    subprocess.run(
+                        ["mount", "--bind", "-o", "ro", str(services), str(services)], capture_output=True
+                    ).returncode
+                    != 0
+                ):
                     pytest.skip("cannot make the state directory unwritable here (root without mount)")
             (tmp_path / "v2.yaml").write_text(isvc_yaml("iris", v2))
             result = cli(server, state, "apply", "-f", str(tmp_path / "v2.yaml"), check=False)

@@ -24,8 +24,14 @@ def test_router_metrics_federate_model_servers(tmp_path: Path) -> None:
             assert predict(client, "iris").status_code == 200
         text = client.get("/metrics").text
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-    ok = [s for s in samples if s.name == "serving_requests_total" and s.labels.get("code") == "200"
-          and s.labels.get("isvc") == "iris" and s.labels.get("revision") == revision]
+    ok = [
+        s
+        for s in samples
+        if s.name == "serving_requests_total"
+        and s.labels.get("code") == "200"
+        and s.labels.get("isvc") == "iris"
+        and s.labels.get("revision") == revision
+    ]
     assert ok and sum(s.value for s in ok) >= 7, ok
     assert all(s.labels.get("component") == "predictor" for s in ok)
     if shutil.which("promtool") is None:

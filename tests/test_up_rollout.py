@@ -27,11 +27,13 @@ def _split(url: str, name: str, total: int, concurrency: int = 32) -> Counter:
         body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
         queue = iter(range(total))
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
             async def worker() -> None:
                 for _ in queue:
                     r = await client.post(f"/v1/models/{name}:predict", content=body)
                     assert r.status_code == 200, r.text
                     counts[r.headers["x-serving-revision"]] += 1
+
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         return counts
 
@@ -69,7 +71,9 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
 
         # Tag pinning: latest -> canary, prev -> stable, or a revision name.
         for pin, expected in (("latest", r2), ("prev", r1), (r1, r1)):
-            r = client.post("/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}, headers={"x-serving-tag": pin})
+            r = client.post(
+                "/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]}, headers={"x-serving-tag": pin}
+            )
             assert r.headers["x-serving-revision"] == expected, pin
 
         cli(server, state, "rollout", "rollback", "iris")
@@ -101,8 +105,13 @@ def test_host_routing_and_unknown_service(tmp_path: Path) -> None:
         apply_text(server, state, isvc_yaml("flowers", model), tmp_path)
         doc = wait_for_traffic(server, state, "flowers", lambda t: list(t.values()) == [100])
         assert doc["status"]["url"] == "http://flowers.default.example.com"
-        r = client.post("/v2/models/flowers/infer", headers={"host": "flowers.default.example.com"}, json={
-            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]})
+        r = client.post(
+            "/v2/models/flowers/infer",
+            headers={"host": "flowers.default.example.com"},
+            json={
+                "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]
+            },
+        )
         assert r.status_code == 200, r.text
         assert r.json()["outputs"][0]["data"] == [1]
         missing = predict(client, "nope")

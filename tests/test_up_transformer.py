@@ -17,7 +17,9 @@ TEMPLATE = (REPO / "examples" / "transformer" / "iris-transformer.yaml").read_te
 
 
 def _isvc(model: Path, labels: str, canary: int | None = None) -> str:
-    text = TEMPLATE.replace("../models/sklearn-iris", str(model)).replace("setosa,versicolor,virginica", labels)
+    text = TEMPLATE.replace("../models/sklearn-iris", str(model)).replace(
+        "setosa,versicolor,virginica", labels
+    )
     if canary is not None:
         text = text.replace("  predictor:\n", f"  predictor:\n    canaryTrafficPercent: {canary}\n")
     return text
@@ -27,12 +29,16 @@ def test_transformer_pair_routing(tmp_path: Path) -> None:
     iris, constant = tmp_path / "iris", tmp_path / "constant"
     train_iris_sklearn(iris)
     constant.mkdir()
-    joblib.dump(DummyClassifier(strategy="constant", constant=0).fit(np.zeros((3, 4)), [0, 1, 2]),
-                constant / "model.joblib")
+    joblib.dump(
+        DummyClassifier(strategy="constant", constant=0).fit(np.zeros((3, 4)), [0, 1, 2]),
+        constant / "model.joblib",
+    )
     state = tmp_path / "state"
     with serving_up(state) as server, server.client() as client:
         apply_text(server, state, _isvc(iris, "setosa,versicolor,virginica"), tmp_path)
-        (r1,) = traffic(wait_for_traffic(server, state, "iris-transformer", lambda t: list(t.values()) == [100]))
+        (r1,) = traffic(
+            wait_for_traffic(server, state, "iris-transformer", lambda t: list(t.values()) == [100])
+        )
         r = client.post("/v1/models/iris-transformer:predict", json={"instances": [RECORD]})
         assert r.status_code == 200, r.text
         assert r.json() == {"predictions": ["versicolor"]}

@@ -34,7 +34,9 @@ spec:
 """
 
 
-def isvc_yaml(name: str, uri: Path | str, *, canary: int | None = None, replicas: int | None = None, extra: str = "") -> str:
+def isvc_yaml(
+    name: str, uri: Path | str, *, canary: int | None = None, replicas: int | None = None, extra: str = ""
+) -> str:
     lines = ""
     if canary is not None:
         lines += f"    canaryTrafficPercent: {canary}\n"
@@ -45,7 +47,11 @@ def isvc_yaml(name: str, uri: Path | str, *, canary: int | None = None, replicas
 
 @contextmanager
 def serving_up(
-    state_dir: Path, *files: Path, port: int | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+    state_dir: Path,
+    *files: Path,
+    port: int | None = None,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
     process: bool = False,
 ) -> Iterator[Server]:
     args = ["up", "--state-dir", str(state_dir), *extra]
@@ -55,7 +61,9 @@ def serving_up(
         with serving_process(args, port=port, ready_path="/v2/health/live", env=env) as server:
             yield server
     else:
-        with serving_inprocess(args, ready_path="/v2/health/live", env=env, target=_up_with_replicas_in_process) as up:
+        with serving_inprocess(
+            args, ready_path="/v2/health/live", env=env, target=_up_with_replicas_in_process
+        ) as up:
             yield up
 
 
@@ -94,8 +102,11 @@ def wait_for_traffic(server: Server, state_dir: Path, name: str, predicate, time
     seen: dict[str, Any] = {}
 
     def check() -> bool:
-        r = httpx.get(f"{server.url}/api/v1/namespaces/default/inferenceservices/{name}",
-                      headers={"authorization": f"Bearer {token}"}, timeout=5)
+        r = httpx.get(
+            f"{server.url}/api/v1/namespaces/default/inferenceservices/{name}",
+            headers={"authorization": f"Bearer {token}"},
+            timeout=5,
+        )
         seen["doc"] = r.json()
         if r.status_code == 200 and predicate(traffic(seen["doc"])):
             return True

@@ -49,7 +49,9 @@ class Transformer(Runtime):
         super().__init__(settings)
         config = settings.extra.get(CONFIG_KEY)
         if not isinstance(config, TransformerConfig):
-            raise ValueError(f"{type(self).__name__} needs settings.extra[{CONFIG_KEY!r}] (a TransformerConfig)")
+            raise ValueError(
+                f"{type(self).__name__} needs settings.extra[{CONFIG_KEY!r}] (a TransformerConfig)"
+            )
         self.config = config
         self.predictor: PredictorClient | None = None
 
@@ -71,7 +73,9 @@ class Transformer(Runtime):
         """Request parameters forwarded to a V2 predictor; none by default (they were the client's)."""
         return None
 
-    async def apredict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    async def apredict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         if self.predictor is None:
             raise ModelFailure(f"transformer {self.settings.name!r} is not started")
         subject = f"transformer {self.settings.name!r}"
@@ -79,7 +83,10 @@ class Transformer(Runtime):
             request = await _call(self.preprocess, inputs, parameters)
         with tracing.span("transformer.predictor_call", {"serving.predictor": self.predictor.url}):
             response = await self.predictor.infer(request, self.predictor_parameters(parameters))
-        with tracing.span("transformer.postprocess"), blame_user_code(subject, "postprocess", input_errors=False):
+        with (
+            tracing.span("transformer.postprocess"),
+            blame_user_code(subject, "postprocess", input_errors=False),
+        ):
             result = await _call(self.postprocess, response, parameters)
         wanted = select_outputs(result, outputs, self.settings.name)
         return {name: result[name] for name in wanted} if wanted else result

@@ -46,7 +46,9 @@ class PredictorClient:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
         if not url.startswith("http://"):
-            raise ValueError(f"predictor URL {url!r}: only plain http:// is supported (loopback or in-cluster)")
+            raise ValueError(
+                f"predictor URL {url!r}: only plain http:// is supported (loopback or in-cluster)"
+            )
         self.url = url.rstrip("/")
         self.model = model
         self.protocol = protocol
@@ -64,9 +66,13 @@ class PredictorClient:
             doc = orjson.loads(content)
             return decode_v1(doc) if self.protocol == "v1" else decode_v2(doc)
         except (orjson.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
-            raise ModelFailure(f"predictor {self.model!r} at {self.url} sent an unreadable answer: {exc}") from exc
+            raise ModelFailure(
+                f"predictor {self.model!r} at {self.url} sent an unreadable answer: {exc}"
+            ) from exc
 
-    async def _request(self, method: str, path: str, body: bytes, timeout_s: float) -> tuple[int, Headers, bytes]:
+    async def _request(
+        self, method: str, path: str, body: bytes, timeout_s: float
+    ) -> tuple[int, Headers, bytes]:
         try:
             return await self._pool.request(self.url, method, path, outgoing(_JSON), body, timeout_s)
         except UpstreamConnectError as exc:
@@ -74,7 +80,9 @@ class PredictorClient:
         except TimeoutError as exc:
             raise GatewayTimeout(f"predictor {self.model!r} did not answer within {timeout_s:g}s") from exc
         except ConnectionError as exc:
-            raise ServiceUnavailable(f"predictor {self.model!r} at {self.url} failed mid-answer: {exc}") from exc
+            raise ServiceUnavailable(
+                f"predictor {self.model!r} at {self.url} failed mid-answer: {exc}"
+            ) from exc
 
     async def ready(self, timeout_s: float = 1.0) -> tuple[bool, str]:
         """(ready, why not) from the predictor's model readiness endpoint."""
@@ -121,7 +129,14 @@ def encode_v2(inputs: TensorDict, parameters: dict[str, Any] | None = None) -> b
     tensors = []
     for name, array in inputs.items():
         datatype = v2_datatype(array.dtype)
-        tensors.append({"name": name, "datatype": datatype, "shape": list(array.shape), "data": json_data(array, datatype)})
+        tensors.append(
+            {
+                "name": name,
+                "datatype": datatype,
+                "shape": list(array.shape),
+                "data": json_data(array, datatype),
+            }
+        )
     doc: dict[str, Any] = {"inputs": tensors}
     if parameters:
         doc["parameters"] = parameters

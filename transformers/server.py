@@ -40,7 +40,9 @@ def transformer_path(name: str) -> str:
     """A short name or `module:Class` -> `module:Class`, checked to be a Transformer subclass."""
     target = TRANSFORMERS.get(name, name)
     if ":" not in target:
-        raise ArtifactError(f"unknown transformer {name!r}; use one of {', '.join(TRANSFORMERS)} or 'module:Class'")
+        raise ArtifactError(
+            f"unknown transformer {name!r}; use one of {', '.join(TRANSFORMERS)} or 'module:Class'"
+        )
     load_class(target, Transformer, "transformer")
     return target
 
@@ -97,7 +99,10 @@ class TransformerRepository(ModelRepository):
 
 
 def create_app(
-    name: str, transformer: str, config: TransformerConfig, limits: Limits | None = None,
+    name: str,
+    transformer: str,
+    config: TransformerConfig,
+    limits: Limits | None = None,
     observability: ObservabilityOptions | None = None,
 ) -> ASGIApp:
     settings = ModelSettings(
@@ -108,6 +113,9 @@ def create_app(
     return observe(build_app(dataplane), options, dataplane.metrics.registry)  # the one observability hook
 
 
-def run(app: ASGIApp, host: str, port: int, log_level: str = "warning", max_header_bytes: int | None = None) -> None:
-    run_http_server(app, host, port, log_level=log_level,
-                    max_header_bytes=max_header_bytes or Limits().max_header_bytes)
+def run(
+    app: ASGIApp, host: str, port: int, log_level: str = "warning", max_header_bytes: int | None = None
+) -> None:
+    run_http_server(
+        app, host, port, log_level=log_level, max_header_bytes=max_header_bytes or Limits().max_header_bytes
+    )

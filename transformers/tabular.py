@@ -42,8 +42,10 @@ class FeatureRecords(Transformer):
         if any(name in inputs for name in names):
             return self._columns(inputs)
         if len(inputs) != 1:
-            raise BadRequest(f"expected records, one ordered matrix, or the columns {', '.join(names)}; "
-                             f"got tensors {', '.join(inputs)}")
+            raise BadRequest(
+                f"expected records, one ordered matrix, or the columns {', '.join(names)}; "
+                f"got tensors {', '.join(inputs)}"
+            )
         (array,) = inputs.values()
         if array.dtype.kind == "O":
             return self._records(array)
@@ -51,16 +53,22 @@ class FeatureRecords(Transformer):
             raise BadRequest(f"features must be numbers or named records, not {array.dtype}")
         matrix = array.reshape(1, -1) if array.ndim == 1 else array
         if matrix.ndim != 2 or matrix.shape[1] != len(names):
-            raise BadRequest(f"a feature matrix needs shape [rows, {len(names)}] ({', '.join(names)}), "
-                             f"got {list(array.shape)}")
+            raise BadRequest(
+                f"a feature matrix needs shape [rows, {len(names)}] ({', '.join(names)}), "
+                f"got {list(array.shape)}"
+            )
         return matrix.astype(np.float64, copy=False)
 
     def _columns(self, inputs: TensorDict) -> np.ndarray:
         missing = [name for name in self.config.feature_names if name not in inputs]
         if missing:
-            raise BadRequest(f"missing feature {missing[0]!r} (expected {', '.join(self.config.feature_names)})")
-        columns = [inputs[name].reshape(inputs[name].shape[0] if inputs[name].ndim else 1, -1)
-                   for name in self.config.feature_names]
+            raise BadRequest(
+                f"missing feature {missing[0]!r} (expected {', '.join(self.config.feature_names)})"
+            )
+        columns = [
+            inputs[name].reshape(inputs[name].shape[0] if inputs[name].ndim else 1, -1)
+            for name in self.config.feature_names
+        ]
         rows = {c.shape[0] for c in columns}
         if len(rows) != 1 or any(c.shape[1] != 1 for c in columns):
             raise BadRequest("feature columns must each hold one value per row, with the same row count")
@@ -78,8 +86,10 @@ class FeatureRecords(Transformer):
         for i, record in enumerate(records):
             for name in self.config.feature_names:
                 if name not in record:
-                    return BadRequest(f"record {i} is missing feature {name!r} "
-                                      f"(expected {', '.join(self.config.feature_names)})")
+                    return BadRequest(
+                        f"record {i} is missing feature {name!r} "
+                        f"(expected {', '.join(self.config.feature_names)})"
+                    )
         return BadRequest("a record is missing a feature")
 
 
@@ -100,7 +110,9 @@ def _float_matrix(values: np.ndarray, what: str) -> np.ndarray:
         kinds = {type(v) for v in values.ravel()}
         bad = kinds - {int, float}
         if bad:
-            raise BadRequest(f"{what}: features must be numbers, found {', '.join(sorted(t.__name__ for t in bad))}")
+            raise BadRequest(
+                f"{what}: features must be numbers, found {', '.join(sorted(t.__name__ for t in bad))}"
+            )
     elif values.dtype.kind not in "iuf":
         raise BadRequest(f"{what}: features must be numbers, not {values.dtype}")
     return values.astype(np.float64)

@@ -22,10 +22,14 @@ class FaultyRuntime(SKLearnRuntime):
         self.fault_rate = float(os.environ.get("FAULT_RATE", "1"))
         self.delay_s = float(os.environ.get("FAULT_DELAY_MS", "0")) / 1000
 
-    def runs_inline(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> bool:
+    def runs_inline(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> bool:
         return False  # it sleeps: never on the event loop
 
-    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]) -> TensorDict:
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
         if self.delay_s:
             time.sleep(self.delay_s)
         if random.random() < self.fault_rate:

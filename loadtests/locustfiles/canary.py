@@ -33,7 +33,12 @@ class CanaryUser(FastHttpUser):
 
     @task
     def predict(self) -> None:
-        with self.rest("POST", f"/v1/models/{self.model}:predict", data=self.body, name="/v1/models/[model]:predict canary") as resp:
+        with self.rest(
+            "POST",
+            f"/v1/models/{self.model}:predict",
+            data=self.body,
+            name="/v1/models/[model]:predict canary",
+        ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"
             revision = resp.headers.get(REVISION_HEADER)
             assert revision, f"no {REVISION_HEADER} header: is this URL the router?"

@@ -49,8 +49,13 @@ class V1PredictUser(_ModelUser):
     @task
     def predict(self) -> None:
         body = _v1(self.kind, self.count)
-        with self.rest("POST", f"/v1/models/{self.model}:predict", data=body, headers=self.headers,
-                       name="/v1/models/[model]:predict") as resp:
+        with self.rest(
+            "POST",
+            f"/v1/models/{self.model}:predict",
+            data=body,
+            headers=self.headers,
+            name="/v1/models/[model]:predict",
+        ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"
             problem = payloads.check_v1(resp.js, self.count)
             assert problem is None, problem
@@ -62,8 +67,13 @@ class V2JsonUser(_ModelUser):
     @task
     def infer(self) -> None:
         body = _v2_json(self.kind, self.count)
-        with self.rest("POST", f"/v2/models/{self.model}/infer", data=body, headers=self.headers,
-                       name="/v2/models/[model]/infer json") as resp:
+        with self.rest(
+            "POST",
+            f"/v2/models/{self.model}/infer",
+            data=body,
+            headers=self.headers,
+            name="/v2/models/[model]/infer json",
+        ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"
             problem = payloads.check_v2(resp.js, self.count)
             assert problem is None, problem
@@ -76,7 +86,10 @@ class V2BinaryUser(_ModelUser):
     def infer(self) -> None:
         request = _v2_binary(self.kind, self.count)
         with self.rest(
-            "POST", f"/v2/models/{self.model}/infer", data=request.body, headers={**request.headers(), **self.headers},
+            "POST",
+            f"/v2/models/{self.model}/infer",
+            data=request.body,
+            headers={**request.headers(), **self.headers},
             name="/v2/models/[model]/infer binary",
         ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"

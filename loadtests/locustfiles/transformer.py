@@ -25,7 +25,12 @@ class TransformerUser(FastHttpUser):
 
     @task
     def predict(self) -> None:
-        with self.rest("POST", f"/v1/models/{self.model}:predict", data=self.body, name="/v1/models/[model]:predict transformer") as resp:
+        with self.rest(
+            "POST",
+            f"/v1/models/{self.model}:predict",
+            data=self.body,
+            name="/v1/models/[model]:predict transformer",
+        ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"
             problem = payloads.check_v1(resp.js, self.count)
             assert problem is None, problem

@@ -16,12 +16,31 @@ from serving.errors import BadRequest
 
 PREFIX = "autoscaling.knative.dev/"
 METRICS = ("concurrency", "rps", "cpu", "memory")
-DEFAULT_TARGET = {"concurrency": 100.0, "rps": 200.0, "cpu": 80.0, "memory": 80.0}  # Knative's and HPA's defaults
-KNOWN_ANNOTATIONS = frozenset({
-    "window", "panic-window-percentage", "panic-threshold-percentage", "scale-down-delay",
-    "scale-to-zero-pod-retention-period", "initial-scale", "max-scale-up-rate", "max-scale-down-rate",
-    "target-utilization-percentage", "target", "metric", "min-scale", "max-scale", "class", "activation-scale",
-})
+DEFAULT_TARGET = {
+    "concurrency": 100.0,
+    "rps": 200.0,
+    "cpu": 80.0,
+    "memory": 80.0,
+}  # Knative's and HPA's defaults
+KNOWN_ANNOTATIONS = frozenset(
+    {
+        "window",
+        "panic-window-percentage",
+        "panic-threshold-percentage",
+        "scale-down-delay",
+        "scale-to-zero-pod-retention-period",
+        "initial-scale",
+        "max-scale-up-rate",
+        "max-scale-down-rate",
+        "target-utilization-percentage",
+        "target",
+        "metric",
+        "min-scale",
+        "max-scale",
+        "class",
+        "activation-scale",
+    }
+)
 
 
 class AutoscaleSpecError(BadRequest):
@@ -75,7 +94,10 @@ def knobs_from(component: Any, annotations: Mapping[str, str], path: str = "spec
     if max_replicas and max_replicas < min_replicas:
         raise AutoscaleSpecError(f"{path}.maxReplicas: {max_replicas} is below minReplicas {min_replicas}")
     knobs = Knobs(
-        metric=metric, target=target, min_replicas=min_replicas, max_replicas=max_replicas,
+        metric=metric,
+        target=target,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
         utilization=_number(ann, "target-utilization-percentage", 70.0, 1, 100) / 100.0,
         initial_scale=int(_number(ann, "initial-scale", 1, 0, 1000)),
         stable_window_s=_duration(ann, "window", 60.0, 6.0, 3600.0),
@@ -91,14 +113,19 @@ def knobs_from(component: Any, annotations: Mapping[str, str], path: str = "spec
 
 def unknown_annotations(annotations: Mapping[str, str]) -> list[str]:
     """Warnings for `autoscaling.knative.dev/*` keys we do not know (typos stay visible)."""
-    return [f"metadata.annotations.{key}: unknown Knative autoscaling annotation; ignored"
-            for key in annotations if key.startswith(PREFIX) and key.removeprefix(PREFIX) not in KNOWN_ANNOTATIONS]
+    return [
+        f"metadata.annotations.{key}: unknown Knative autoscaling annotation; ignored"
+        for key in annotations
+        if key.startswith(PREFIX) and key.removeprefix(PREFIX) not in KNOWN_ANNOTATIONS
+    ]
 
 
 def _metric_and_target(component: Any, annotations: Mapping[str, str], path: str) -> tuple[str, float]:
     metric = component.scale_metric or annotations.get(PREFIX + "metric") or "concurrency"
     if metric not in METRICS:
-        raise AutoscaleSpecError(f"{path}.scaleMetric: {metric!r} is unknown; use one of {', '.join(METRICS)}")
+        raise AutoscaleSpecError(
+            f"{path}.scaleMetric: {metric!r} is unknown; use one of {', '.join(METRICS)}"
+        )
     target: float | None = component.scale_target
     from_metrics = _from_autoscaling_metrics(getattr(component, "auto_scaling", None), path)
     if from_metrics is not None:
@@ -121,11 +148,15 @@ def _from_autoscaling_metrics(auto_scaling: Any, path: str) -> tuple[str, float]
         return None
     where = f"{path}.autoScaling.metrics"
     if not isinstance(metrics, list) or not isinstance(metrics[0], Mapping):
-        raise AutoscaleSpecError(f"{where}: a list of {{type: Resource, resource: {{...}}}} entries is required")
+        raise AutoscaleSpecError(
+            f"{where}: a list of {{type: Resource, resource: {{...}}}} entries is required"
+        )
     first, where = metrics[0], where + "[0]"
     if first.get("type") != "Resource":
-        raise AutoscaleSpecError(f"{where}.type: {first.get('type')!r} is not supported here; use Resource "
-                                 "(cpu/memory) or scaleMetric: concurrency|rps")
+        raise AutoscaleSpecError(
+            f"{where}.type: {first.get('type')!r} is not supported here; use Resource "
+            "(cpu/memory) or scaleMetric: concurrency|rps"
+        )
     resource = first.get("resource")
     if not isinstance(resource, Mapping):
         raise AutoscaleSpecError(f"{where}.resource: a mapping with name and target is required")

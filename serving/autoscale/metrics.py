@@ -15,14 +15,28 @@ LABELS = ("isvc", "revision")
 class ScalingMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.desired = Gauge("serving_autoscaler_desired_replicas", "Replicas the autoscaler wants.", LABELS, registry=r)
-        self.actual = Gauge("serving_autoscaler_actual_replicas", "Replicas running (ready or starting).",
-                            LABELS, registry=r)
-        self.panic = Gauge("serving_autoscaler_panic", "1 while the autoscaler is in panic mode.", LABELS, registry=r)
-        self.queue_depth = Gauge("serving_activator_queue_depth",
-                                 "Requests held while a revision scales up from zero.", LABELS, registry=r)
-        self.wait = Histogram("serving_activator_wait_seconds", "How long held requests waited for a replica.",
-                              LABELS, buckets=WAIT_BUCKETS, registry=r)
+        self.desired = Gauge(
+            "serving_autoscaler_desired_replicas", "Replicas the autoscaler wants.", LABELS, registry=r
+        )
+        self.actual = Gauge(
+            "serving_autoscaler_actual_replicas", "Replicas running (ready or starting).", LABELS, registry=r
+        )
+        self.panic = Gauge(
+            "serving_autoscaler_panic", "1 while the autoscaler is in panic mode.", LABELS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "serving_activator_queue_depth",
+            "Requests held while a revision scales up from zero.",
+            LABELS,
+            registry=r,
+        )
+        self.wait = Histogram(
+            "serving_activator_wait_seconds",
+            "How long held requests waited for a replica.",
+            LABELS,
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
 
     def decided(self, isvc: str, revision: str, desired: int, actual: int, panic: bool) -> None:
         self.desired.labels(isvc, revision).set(desired)

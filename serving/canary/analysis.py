@@ -91,14 +91,21 @@ def measure(check: MetricCheck, window: ArmWindow) -> float | None:
 def judge(window: ArmWindow, analysis: Analysis) -> Verdict:
     """Advance when every metric is inside its range; hold when there is too little traffic to say."""
     if window.requests < max(analysis.min_requests, 1) and any(m.query is None for m in analysis.metrics):
-        return Verdict(Outcome.HOLD, (), f"{window.requests} canary requests in the interval; "
-                                          f"{max(analysis.min_requests, 1)} needed to judge")
+        return Verdict(
+            Outcome.HOLD,
+            (),
+            f"{window.requests} canary requests in the interval; "
+            f"{max(analysis.min_requests, 1)} needed to judge",
+        )
     results = []
     for check in analysis.metrics:
         value = measure(check, window)
         bounds = check.threshold_range
-        passed = value is not None and (bounds.min is None or value >= bounds.min) and (
-            bounds.max is None or value <= bounds.max)
+        passed = (
+            value is not None
+            and (bounds.min is None or value >= bounds.min)
+            and (bounds.max is None or value <= bounds.max)
+        )
         results.append(MetricResult(check.name, value, passed, _bound_text(check)))
     failed = [r for r in results if not r.passed]
     if failed:
@@ -123,27 +130,55 @@ class CanaryStatus:
     load_test_report: str = ""  # the folder of the gating Locust run's report
 
     def to_json(self) -> dict[str, Any]:
-        return {"phase": str(self.phase), "revision": self.revision, "step": self.step,
-                "canaryWeight": self.canary_weight, "failedChecks": self.failed_checks,
-                "iterations": self.iterations, "mirrorIntervals": self.mirror_intervals, "message": self.message,
-                "lastResults": [r.to_json() for r in self.last_results], "loadTestReport": self.load_test_report}
+        return {
+            "phase": str(self.phase),
+            "revision": self.revision,
+            "step": self.step,
+            "canaryWeight": self.canary_weight,
+            "failedChecks": self.failed_checks,
+            "iterations": self.iterations,
+            "mirrorIntervals": self.mirror_intervals,
+            "message": self.message,
+            "lastResults": [r.to_json() for r in self.last_results],
+            "loadTestReport": self.load_test_report,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CanaryStatus:
-        results = tuple(MetricResult(r["name"], r.get("value"), r["passed"], r.get("threshold", ""))
-                        for r in data.get("lastResults", ()))
-        return cls(Phase(data.get("phase", Phase.WAITING)), data.get("revision"), data.get("step", -1),
-                   data.get("canaryWeight", 0), data.get("failedChecks", 0), data.get("iterations", 0),
-                   data.get("mirrorIntervals", 0), data.get("message", ""), results, data.get("loadTestReport", ""))
+        results = tuple(
+            MetricResult(r["name"], r.get("value"), r["passed"], r.get("threshold", ""))
+            for r in data.get("lastResults", ())
+        )
+        return cls(
+            Phase(data.get("phase", Phase.WAITING)),
+            data.get("revision"),
+            data.get("step", -1),
+            data.get("canaryWeight", 0),
+            data.get("failedChecks", 0),
+            data.get("iterations", 0),
+            data.get("mirrorIntervals", 0),
+            data.get("message", ""),
+            results,
+            data.get("loadTestReport", ""),
+        )
 
 
 def start(revision: str, analysis: Analysis, load_tested: bool = False) -> CanaryStatus:
     """A new canary revision is ready: load-test it, then mirror if asked, else take the first step."""
     if analysis.load_test is not None and not load_tested:
-        return CanaryStatus(Phase.LOAD_TESTING, revision, -1, 0, message=(
-            f"load test: {analysis.load_test.users} users for {analysis.load_test.duration} against the canary"))
+        return CanaryStatus(
+            Phase.LOAD_TESTING,
+            revision,
+            -1,
+            0,
+            message=(
+                f"load test: {analysis.load_test.users} users for {analysis.load_test.duration} against the canary"
+            ),
+        )
     if analysis.mirror:
-        return CanaryStatus(Phase.MIRRORING, revision, -1, 0, message="mirroring stable traffic to the canary")
+        return CanaryStatus(
+            Phase.MIRRORING, revision, -1, 0, message="mirroring stable traffic to the canary"
+        )
     first = analysis.weights[0]
     return CanaryStatus(Phase.PROGRESSING, revision, 0, first, message=f"step 1: {first}% to the canary")
 
@@ -164,13 +199,19 @@ def judge_load_test(summary: Mapping[str, Any], analysis: Analysis) -> Verdict:
         else:
             value = float(summary.get({50: "p50_ms", 90: "p95_ms", 99: "p99_ms"}[check.percentile], 0.0))
         bounds = check.threshold_range
-        passed = check.query is not None or (value is not None and (bounds.min is None or value >= bounds.min)
-                                             and (bounds.max is None or value <= bounds.max))
+        passed = check.query is not None or (
+            value is not None
+            and (bounds.min is None or value >= bounds.min)
+            and (bounds.max is None or value <= bounds.max)
+        )
         results.append(MetricResult(check.name, value, passed, _bound_text(check)))
     failed = [r for r in results if not r.passed]
     if failed:
-        return Verdict(Outcome.FAIL, tuple(results), "load test: " + "; ".join(
-            f"{r.name} {_value_text(r.value)} outside {r.bound}" for r in failed))
+        return Verdict(
+            Outcome.FAIL,
+            tuple(results),
+            "load test: " + "; ".join(f"{r.name} {_value_text(r.value)} outside {r.bound}" for r in failed),
+        )
     return Verdict(Outcome.ADVANCE, tuple(results), f"load test passed ({requests} requests)")
 
 
@@ -179,11 +220,21 @@ def after_load_test(status: CanaryStatus, verdict: Verdict, analysis: Analysis, 
     if status.phase is not Phase.LOAD_TESTING or status.revision is None:
         return status
     if verdict.outcome is not Outcome.ADVANCE:
-        return replace(status, phase=Phase.FAILED, canary_weight=0, last_results=verdict.results,
-                       load_test_report=report, message=f"rolled back: {verdict.reason}")
+        return replace(
+            status,
+            phase=Phase.FAILED,
+            canary_weight=0,
+            last_results=verdict.results,
+            load_test_report=report,
+            message=f"rolled back: {verdict.reason}",
+        )
     started = start(status.revision, analysis, load_tested=True)
-    return replace(started, last_results=verdict.results, load_test_report=report,
-                   message=f"{verdict.reason}; {started.message}")
+    return replace(
+        started,
+        last_results=verdict.results,
+        load_test_report=report,
+        message=f"{verdict.reason}; {started.message}",
+    )
 
 
 def advance(status: CanaryStatus, verdict: Verdict, analysis: Analysis) -> CanaryStatus:
@@ -196,10 +247,18 @@ def advance(status: CanaryStatus, verdict: Verdict, analysis: Analysis) -> Canar
     if verdict.outcome is Outcome.FAIL:
         failed = status.failed_checks + 1
         if failed >= analysis.threshold:
-            return replace(status, phase=Phase.FAILED, canary_weight=0, failed_checks=failed,
-                           message=f"rolled back after {failed} failed checks: {verdict.reason}")
-        return replace(status, failed_checks=failed,
-                       message=f"check failed ({failed}/{analysis.threshold}): {verdict.reason}")
+            return replace(
+                status,
+                phase=Phase.FAILED,
+                canary_weight=0,
+                failed_checks=failed,
+                message=f"rolled back after {failed} failed checks: {verdict.reason}",
+            )
+        return replace(
+            status,
+            failed_checks=failed,
+            message=f"check failed ({failed}/{analysis.threshold}): {verdict.reason}",
+        )
     return _next_step(status, analysis)
 
 
@@ -209,20 +268,37 @@ def _next_step(status: CanaryStatus, analysis: Analysis) -> CanaryStatus:
         mirrored = status.mirror_intervals + 1
         if mirrored < analysis.mirror_intervals:
             return replace(status, mirror_intervals=mirrored, message=f"mirrored interval {mirrored} passed")
-        return replace(status, phase=Phase.PROGRESSING, mirror_intervals=mirrored, step=0,
-                       canary_weight=weights[0], message=f"mirror passed; step 1: {weights[0]}% to the canary")
+        return replace(
+            status,
+            phase=Phase.PROGRESSING,
+            mirror_intervals=mirrored,
+            step=0,
+            canary_weight=weights[0],
+            message=f"mirror passed; step 1: {weights[0]}% to the canary",
+        )
     step = status.step + 1
     if step >= len(weights):
-        return replace(status, phase=Phase.PROMOTING, canary_weight=100,
-                       message=f"all {len(weights)} steps passed; promoting")
-    return replace(status, step=step, canary_weight=weights[step],
-                   message=f"step {step + 1}: {weights[step]}% to the canary")
+        return replace(
+            status,
+            phase=Phase.PROMOTING,
+            canary_weight=100,
+            message=f"all {len(weights)} steps passed; promoting",
+        )
+    return replace(
+        status,
+        step=step,
+        canary_weight=weights[step],
+        message=f"step {step + 1}: {weights[step]}% to the canary",
+    )
 
 
 def _bound_text(check: MetricCheck) -> str:
     low, high = check.threshold_range.min, check.threshold_range.max
-    unit = "%" if check.name == "request-success-rate" and check.query is None else (
-        "ms" if check.name == "request-duration" and check.query is None else "")
+    unit = (
+        "%"
+        if check.name == "request-success-rate" and check.query is None
+        else ("ms" if check.name == "request-duration" and check.query is None else "")
+    )
     if low is not None and high is not None:
         return f"[{low:g}{unit}, {high:g}{unit}]"
     return f">= {low:g}{unit}" if low is not None else f"<= {high:g}{unit}"

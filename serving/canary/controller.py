@@ -67,28 +67,46 @@ class Tracked:
 class CanaryMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         registry = registry or CollectorRegistry()
-        self.transitions = Counter("serving_canary_transitions", "Canary phase transitions.",
-                                   ["isvc", "namespace", "phase"], registry=registry)
-        self.weight = Gauge("serving_canary_weight", "Traffic percent the canary controller gives the canary.",
-                            ["isvc", "namespace"], registry=registry)
+        self.transitions = Counter(
+            "serving_canary_transitions",
+            "Canary phase transitions.",
+            ["isvc", "namespace", "phase"],
+            registry=registry,
+        )
+        self.weight = Gauge(
+            "serving_canary_weight",
+            "Traffic percent the canary controller gives the canary.",
+            ["isvc", "namespace"],
+            registry=registry,
+        )
 
 
 class CanaryController:
-    def __init__(self, host: CanaryHost, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        host: CanaryHost,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.host = host
         self.metrics = CanaryMetrics(registry)
         self.clock = clock or time.monotonic
         self.tracked: dict[Key, Tracked] = {}  # by the target InferenceService
 
     # -- documents ---------------------------------------------------------------------------------
-    def apply(self, canary: Canary, status: CanaryStatus | None = None, history: list[dict[str, Any]] | None = None) -> None:
+    def apply(
+        self, canary: Canary, status: CanaryStatus | None = None, history: list[dict[str, Any]] | None = None
+    ) -> None:
         """Track a Canary (a re-apply keeps the running analysis; a restart passes the persisted status)."""
         key = canary.target_key
         old = self.tracked.get(key)
         kept = status or (old.status if old else CanaryStatus())
-        self.tracked[key] = Tracked(canary, kept, history if history is not None else (old.history if old else []),
-                                    old.counters if old else None)
+        self.tracked[key] = Tracked(
+            canary,
+            kept,
+            history if history is not None else (old.history if old else []),
+            old.counters if old else None,
+        )
 
     def remove(self, key: Key) -> None:
         self.tracked.pop(key, None)
@@ -108,8 +126,10 @@ class CanaryController:
         if tracked is None:
             return None
         affinity = tracked.canary.spec.analysis.session_affinity
-        return CanaryRouting(affinity_header=affinity.header.lower() if affinity else "",
-                             mirror=tracked.status.phase is Phase.MIRRORING)
+        return CanaryRouting(
+            affinity_header=affinity.header.lower() if affinity else "",
+            mirror=tracked.status.phase is Phase.MIRRORING,
+        )
 
     # -- manual control (wins over the analysis) --------------------------------------------------------
     def promote(self, key: Key) -> CanaryStatus:
@@ -122,14 +142,20 @@ class CanaryController:
         tracked = self._tracked(key)
         if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING, Phase.WAITING):
             return tracked.status
-        return self._set(key, Phase.PAUSED, tracked.status.canary_weight, f"paused by the user (was {tracked.status.phase})")
+        return self._set(
+            key,
+            Phase.PAUSED,
+            tracked.status.canary_weight,
+            f"paused by the user (was {tracked.status.phase})",
+        )
 
     def skip_to(self, key: Key, revision: str, message: str) -> None:
         """Promote `revision` without analysis (an undo): the controller only watches it become rolled out."""
         tracked = self.tracked.get(key)
         if tracked is not None:
-            status = CanaryStatus(Phase.PROMOTING, revision, len(tracked.canary.spec.analysis.weights), 100,
-                                  message=message)
+            status = CanaryStatus(
+                Phase.PROMOTING, revision, len(tracked.canary.spec.analysis.weights), 100, message=message
+            )
             self._transition(key, tracked, status)
 
     def resume(self, key: Key) -> CanaryStatus:
@@ -147,8 +173,12 @@ class CanaryController:
             status, analysis = tracked.status, tracked.canary.spec.analysis
             if status.phase not in (Phase.PROGRESSING, Phase.MIRRORING) or now < tracked.next_check_s:
                 continue
-            values = {"namespace": key[0], "target": key[1], "revision": status.revision or "",
-                      "interval": analysis.interval}
+            values = {
+                "namespace": key[0],
+                "target": key[1],
+                "revision": status.revision or "",
+                "interval": analysis.interval,
+            }
             queries = {m.name: render(m.query, values) for m in analysis.metrics if m.query is not None}
             if queries:
                 due[key] = queries
@@ -181,11 +211,17 @@ class CanaryController:
             tracked.next_check_s = now + analysis.interval_s
             self._transition(key, tracked, start(candidate, analysis))
         elif candidate and candidate != status.revision and status.phase is not Phase.WAITING:
-            self._transition(key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}"))
+            self._transition(
+                key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}")
+            )
 
     def _load_test(self, key: Key, tracked: Tracked) -> None:
         status, load_test = tracked.status, tracked.canary.spec.analysis.load_test
-        if status.phase is Phase.LOAD_TESTING and load_test is not None and tracked.load_test_for != status.revision:
+        if (
+            status.phase is Phase.LOAD_TESTING
+            and load_test is not None
+            and tracked.load_test_for != status.revision
+        ):
             assert status.revision is not None
             tracked.load_test_for = status.revision
             self.host.run_load_test(key, status.revision, load_test)
@@ -198,11 +234,20 @@ class CanaryController:
         analysis = tracked.canary.spec.analysis
         tracked.next_check_s = self.clock() + analysis.interval_s
         tracked.counters = None
-        self._transition(key, tracked, after_load_test(tracked.status, judge_load_test(summary, analysis), analysis,
-                                                       report))
+        self._transition(
+            key,
+            tracked,
+            after_load_test(tracked.status, judge_load_test(summary, analysis), analysis, report),
+        )
 
-    def _check(self, key: Key, tracked: Tracked, expositions: Sequence[bytes], now: float,
-               queried: Mapping[str, float]) -> None:
+    def _check(
+        self,
+        key: Key,
+        tracked: Tracked,
+        expositions: Sequence[bytes],
+        now: float,
+        queried: Mapping[str, float],
+    ) -> None:
         analysis = tracked.canary.spec.analysis
         status = tracked.status
         assert status.revision is not None
@@ -211,13 +256,22 @@ class CanaryController:
         tracked.counters = counters
         tracked.next_check_s = now + analysis.interval_s
         verdict = judge(window, analysis)
-        log.info("canary %s/%s %s at %d%%: %s (%s)", key[0], key[1], status.revision, status.canary_weight,
-                 verdict.outcome, verdict.reason)
+        log.info(
+            "canary %s/%s %s at %d%%: %s (%s)",
+            key[0],
+            key[1],
+            status.revision,
+            status.canary_weight,
+            verdict.outcome,
+            verdict.reason,
+        )
         self._transition(key, tracked, advance(status, verdict, analysis))
 
     def _set(self, key: Key, phase: Phase, weight: int, message: str) -> CanaryStatus:
         tracked = self._tracked(key)
-        self._transition(key, tracked, replace(tracked.status, phase=phase, canary_weight=weight, message=message))
+        self._transition(
+            key, tracked, replace(tracked.status, phase=phase, canary_weight=weight, message=message)
+        )
         return tracked.status
 
     def _tracked(self, key: Key) -> Tracked:
@@ -229,13 +283,31 @@ class CanaryController:
     def _transition(self, key: Key, tracked: Tracked, status: CanaryStatus) -> None:
         old = tracked.status
         tracked.status = status
-        if status.phase is not old.phase or status.canary_weight != old.canary_weight or status.revision != old.revision:
-            tracked.history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "phase": str(status.phase), "revision": status.revision,
-                                    "canaryWeight": status.canary_weight, "message": status.message})
+        if (
+            status.phase is not old.phase
+            or status.canary_weight != old.canary_weight
+            or status.revision != old.revision
+        ):
+            tracked.history.append(
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "phase": str(status.phase),
+                    "revision": status.revision,
+                    "canaryWeight": status.canary_weight,
+                    "message": status.message,
+                }
+            )
             del tracked.history[:-HISTORY_LIMIT]
             self.metrics.transitions.labels(key[1], key[0], str(status.phase)).inc()
-            log.info("canary %s/%s: %s -> %s, weight %d%%: %s", key[0], key[1], old.phase, status.phase,
-                     status.canary_weight, status.message)
+            log.info(
+                "canary %s/%s: %s -> %s, weight %d%%: %s",
+                key[0],
+                key[1],
+                old.phase,
+                status.phase,
+                status.canary_weight,
+                status.message,
+            )
         self.metrics.weight.labels(key[1], key[0]).set(status.canary_weight)
         if status != old:
             self.host.canary_changed(key, status, tracked.history)

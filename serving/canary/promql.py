@@ -25,7 +25,9 @@ def render(query: str, values: Mapping[str, str]) -> str:
 async def evaluate(client: httpx.AsyncClient, base_url: str, promql: str) -> float | None:
     """The value of an instant query's first sample, or None (logged) when there is none."""
     try:
-        response = await client.get(base_url.rstrip("/") + "/api/v1/query", params={"query": promql}, timeout=10)
+        response = await client.get(
+            base_url.rstrip("/") + "/api/v1/query", params={"query": promql}, timeout=10
+        )
         body = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("PromQL %r at %s: %s", promql, base_url, exc)

@@ -28,7 +28,9 @@ class RevisionCounters:
     buckets: tuple[tuple[float, int], ...] = ()  # cumulative (le seconds, count), sorted, +Inf last
 
 
-def revision_counters(expositions: Iterable[str | bytes], namespace: str, isvc: str, revision: str) -> RevisionCounters:
+def revision_counters(
+    expositions: Iterable[str | bytes], namespace: str, isvc: str, revision: str
+) -> RevisionCounters:
     """Cumulative counters of one revision, summed over arms and over every exposition given."""
     requests = errors = 0
     buckets: dict[float, float] = defaultdict(float)

@@ -44,13 +44,17 @@ class MetricCheck(_Strict):
     name: str
     threshold_range: ThresholdRange
     percentile: Literal[50, 90, 99] = 99  # request-duration only
-    query: str | None = None  # PromQL, evaluated against --prometheus-url; its value is checked against the range
+    query: str | None = (
+        None  # PromQL, evaluated against --prometheus-url; its value is checked against the range
+    )
 
     @model_validator(mode="after")
     def _known(self) -> MetricCheck:
         if self.query is None and self.name not in BUILT_IN_METRICS:
-            raise ValueError(f"metric {self.name!r} is not built in ({', '.join(BUILT_IN_METRICS)}); "
-                             "give a PromQL `query` for any other")
+            raise ValueError(
+                f"metric {self.name!r} is not built in ({', '.join(BUILT_IN_METRICS)}); "
+                "give a PromQL `query` for any other"
+            )
         return self
 
 
@@ -61,7 +65,9 @@ class SessionAffinity(_Strict):
 class LoadTest(_Strict):
     users: int = Field(default=8, ge=1, le=1000)
     duration: str = "30s"
-    payload: Literal["iris", "iris-fp32", "rf32"] | None = None  # `serving loadtest --payload` (default: by name)
+    payload: Literal["iris", "iris-fp32", "rf32"] | None = (
+        None  # `serving loadtest --payload` (default: by name)
+    )
 
     @field_validator("duration")
     @classmethod

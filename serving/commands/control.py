@@ -27,27 +27,49 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("apply", help="create or update InferenceServices from YAML")
     p.add_argument("-f", "--filename", action="append", required=True)
-    p.add_argument("--backend", choices=list(BACKENDS), default="local",
-                   help="local: the running `serving up`; kubernetes: the current kubeconfig context")
-    p.add_argument("--wait", nargs="?", const=isvc_wait.DEFAULT_TIMEOUT, metavar="TIMEOUT",
-                   help=f"then wait until each is ready (default timeout {isvc_wait.DEFAULT_TIMEOUT}); exit 1 "
-                   "with the reason if one fails")
+    p.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        default="local",
+        help="local: the running `serving up`; kubernetes: the current kubeconfig context",
+    )
+    p.add_argument(
+        "--wait",
+        nargs="?",
+        const=isvc_wait.DEFAULT_TIMEOUT,
+        metavar="TIMEOUT",
+        help=f"then wait until each is ready (default timeout {isvc_wait.DEFAULT_TIMEOUT}); exit 1 "
+        "with the reason if one fails",
+    )
     _common(p)
     p.set_defaults(func=apply)
-    p = subparsers.add_parser("wait", help="wait until an InferenceService is ready (exit 1 with the reason if not)")
+    p = subparsers.add_parser(
+        "wait", help="wait until an InferenceService is ready (exit 1 with the reason if not)"
+    )
     p.add_argument("names", nargs="+", metavar="NAME", help="NAME, isvc NAME or isvc/NAME")
-    p.add_argument("--timeout", default=isvc_wait.DEFAULT_TIMEOUT, help="90s, 2m, 1m30s (default %(default)s)")
+    p.add_argument(
+        "--timeout", default=isvc_wait.DEFAULT_TIMEOUT, help="90s, 2m, 1m30s (default %(default)s)"
+    )
     _common(p)
     p.set_defaults(func=wait)
     p = subparsers.add_parser("get", help="list InferenceServices, or show one")
-    p.add_argument("names", nargs="*", metavar="NAME", help="NAME, isvc NAME, isvc/NAME (kubectl's forms); none: all")
-    p.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table",
-                   help="wide: add MESSAGE (why a service is not ready)")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="NAME, isvc NAME, isvc/NAME (kubectl's forms); none: all"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "json", "yaml"],
+        default="table",
+        help="wide: add MESSAGE (why a service is not ready)",
+    )
     _common(p)
     p.set_defaults(func=get)
     p = subparsers.add_parser("delete", help="delete an InferenceService (drains, then stops it)")
     p.add_argument("names", nargs="*", metavar="NAME", help="NAME, isvc NAME or isvc/NAME")
-    p.add_argument("-f", "--filename", action="append", default=[], help="delete the InferenceServices in FILE")
+    p.add_argument(
+        "-f", "--filename", action="append", default=[], help="delete the InferenceServices in FILE"
+    )
     _common(p)
     p.set_defaults(func=delete)
 
@@ -67,13 +89,18 @@ def apply(args: argparse.Namespace) -> int:
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
     client = _client(args)
-    existing = {apply_outcome.key(item): item
-                for item in [*client.list(), *client.list_canaries(), *client.list_runtimes()]}
+    existing = {
+        apply_outcome.key(item): item
+        for item in [*client.list(), *client.list_canaries(), *client.list_runtimes()]
+    }
     outcomes = [apply_outcome.outcome(doc, existing.get(apply_outcome.key(doc))) for doc in documents]
     for doc in documents:
         for path in apply_outcome.missing_local_paths(doc):
-            print(f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist; the service is "
-                  "recorded (as KServe records it) but its revision will fail to load", file=sys.stderr)
+            print(
+                f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist; the service is "
+                "recorded (as KServe records it) but its revision will fail to load",
+                file=sys.stderr,
+            )
     changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]
     applied = {apply_outcome.key(item): item for item in (client.apply(changed) if changed else [])}
     for doc, said in zip(documents, outcomes, strict=True):
@@ -83,14 +110,21 @@ def apply(args: argparse.Namespace) -> int:
     if args.wait is None:
         return 0
     timeout_s = _timeout(args.wait)
-    services = [(namespace, name) for kind, namespace, name in map(apply_outcome.key, documents)
-                if kind not in ("Canary", "ServingRuntime", "ClusterServingRuntime")]
-    return max((isvc_wait.wait_ready(client, name, namespace, timeout_s) for namespace, name in services), default=0)
+    services = [
+        (namespace, name)
+        for kind, namespace, name in map(apply_outcome.key, documents)
+        if kind not in ("Canary", "ServingRuntime", "ClusterServingRuntime")
+    ]
+    return max(
+        (isvc_wait.wait_ready(client, name, namespace, timeout_s) for namespace, name in services), default=0
+    )
 
 
 def wait(args: argparse.Namespace) -> int:
     timeout_s, client = _timeout(args.timeout), _client(args)
-    return max(isvc_wait.wait_ready(client, name, args.namespace, timeout_s) for name in isvc_names(args.names))
+    return max(
+        isvc_wait.wait_ready(client, name, args.namespace, timeout_s) for name in isvc_names(args.names)
+    )
 
 
 def _timeout(text: str) -> float:
@@ -103,8 +137,12 @@ def _timeout(text: str) -> float:
 def get(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.names and runtime_table.is_runtime_kind(args.names[0]):
-        print(runtime_table.render(runtime_table.select(client.list_runtimes(), args.names[0], args.namespace),
-                                   "table" if args.output == "wide" else args.output))
+        print(
+            runtime_table.render(
+                runtime_table.select(client.list_runtimes(), args.names[0], args.namespace),
+                "table" if args.output == "wide" else args.output,
+            )
+        )
         return 0
     names = isvc_names(args.names)
     items = [client.get(name, args.namespace) for name in names] if names else client.list()
@@ -123,8 +161,10 @@ def get(args: argparse.Namespace) -> int:
 def delete(args: argparse.Namespace) -> int:
     targets = [(args.namespace, name) for name in isvc_names(args.names)]
     for path in args.filename:
-        targets += [(d.get("metadata", {}).get("namespace", args.namespace), d.get("metadata", {}).get("name", ""))
-                    for d in read_documents(Path(path))]
+        targets += [
+            (d.get("metadata", {}).get("namespace", args.namespace), d.get("metadata", {}).get("name", ""))
+            for d in read_documents(Path(path))
+        ]
     if not targets:
         raise BadRequest("name the InferenceService to delete (NAME, isvc/NAME) or give -f FILE")
     client = _client(args)
@@ -132,5 +172,3 @@ def delete(args: argparse.Namespace) -> int:
         client.delete(name, namespace)
         print(f"inferenceservice/{name} deleted")
     return 0
-
-

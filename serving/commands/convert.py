@@ -12,7 +12,9 @@ from serving.control.k8s_documents import cluster_warnings, read_converted
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("convert", help="rewrite KServe InferenceService (and ServingRuntime) YAML to the serving.dev group")
+    p = subparsers.add_parser(
+        "convert", help="rewrite KServe InferenceService (and ServingRuntime) YAML to the serving.dev group"
+    )
     p.add_argument("-f", "--filename", action="append", required=True, type=Path)
     p.add_argument("-n", "--namespace", help="set metadata.namespace on every document")
     p.set_defaults(func=main)

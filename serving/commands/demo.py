@@ -24,11 +24,17 @@ IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("demo", help="serve the iris example through `serving up` and answer a prediction")
+    p = subparsers.add_parser(
+        "demo", help="serve the iris example through `serving up` and answer a prediction"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--state-dir", type=Path, default=None,
-                   help="keep the demo's state here (default: a temporary directory removed at exit)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="keep the demo's state here (default: a temporary directory removed at exit)",
+    )
     p.set_defaults(func=main)
 
 
@@ -36,15 +42,20 @@ def _show_predictions(base: str, stop: threading.Event, get_hint: str) -> None:
     with httpx.Client(base_url=base, timeout=30) as client:
         while not stop.wait(0.1):
             try:
-                if client.get("/v2/health/ready").status_code == 200 and client.get("/v1/models").json()["models"]:
+                if (
+                    client.get("/v2/health/ready").status_code == 200
+                    and client.get("/v1/models").json()["models"]
+                ):
                     break
             except (httpx.TransportError, ValueError, KeyError):
                 continue
         else:
             return
         v1 = client.post("/v1/models/sklearn-iris:predict", json={"instances": [IRIS_ROW]})
-        v2 = client.post("/v2/models/sklearn-iris/infer", json={
-            "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]})
+        v2 = client.post(
+            "/v2/models/sklearn-iris/infer",
+            json={"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]},
+        )
     print(
         f"\nV1 {v1.status_code} (revision {v1.headers.get('x-serving-revision')}): {v1.text}\n"
         f"V2 {v2.status_code}: {v2.text}\n\n"
@@ -64,8 +75,13 @@ def _state_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
         yield given, f"  serving get --state-dir {given}"
         return
     with tempfile.TemporaryDirectory(prefix="serving-demo-", ignore_cleanup_errors=True) as home:
-        yield Path(home) / "serving", (f"  export XDG_STATE_HOME={home}   # in another terminal: this demo's state "
-                                       "(removed at exit)\n  serving get")
+        yield (
+            Path(home) / "serving",
+            (
+                f"  export XDG_STATE_HOME={home}   # in another terminal: this demo's state "
+                "(removed at exit)\n  serving get"
+            ),
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,9 +90,22 @@ def main(args: argparse.Namespace) -> int:
     with _state_dir(args.state_dir) as (state_dir, get_hint):
         base = f"http://{args.host}:{args.port}"
         threading.Thread(target=_show_predictions, args=(base, stop, get_hint), daemon=True).start()
-        argv = ["up", "-f", str(service_yaml), "--host", args.host, "--port", str(args.port),
-                "--state-dir", str(state_dir), "--log-level", "warning"]
-        up_args = build_parser(argv).parse_args(argv)  # the CLI's own parser: every flag of `up`, with its defaults
+        argv = [
+            "up",
+            "-f",
+            str(service_yaml),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--state-dir",
+            str(state_dir),
+            "--log-level",
+            "warning",
+        ]
+        up_args = build_parser(argv).parse_args(
+            argv
+        )  # the CLI's own parser: every flag of `up`, with its defaults
         try:
             return up.main(up_args)
         finally:

@@ -10,14 +10,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
-HEADER = ["NAME", "URL", "READY", "REPLICAS", "PREV", "LATEST", "PREVROLLEDOUTREVISION", "LATESTREADYREVISION", "AGE", "REASON"]
+HEADER = [
+    "NAME",
+    "URL",
+    "READY",
+    "REPLICAS",
+    "PREV",
+    "LATEST",
+    "PREVROLLEDOUTREVISION",
+    "LATESTREADYREVISION",
+    "AGE",
+    "REASON",
+]
 
 
 def format_table(items: list[dict[str, Any]], wide: bool = False) -> str:
     rows = [HEADER + (["MESSAGE"] if wide else [])]
     rows += [_row(item, wide) for item in items]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def _row(item: dict[str, Any], wide: bool) -> list[str]:
@@ -30,14 +43,22 @@ def _row(item: dict[str, Any], wide: bool) -> list[str]:
     # During a canary the revision taking the rest is the previous rolled-out one (KServe fills it so).
     previous = predictor.get("previousRolledoutRevision") or prev.get("revisionName") or ""
     row = [
-        item["metadata"]["name"], status.get("url", ""), ready.get("status", "Unknown"), _replicas(predictor),
-        str(prev.get("percent", "")), str(latest.get("percent", "")), previous,
-        predictor.get("latestReadyRevision") or "", age(item["metadata"].get("creationTimestamp")),
+        item["metadata"]["name"],
+        status.get("url", ""),
+        ready.get("status", "Unknown"),
+        _replicas(predictor),
+        str(prev.get("percent", "")),
+        str(latest.get("percent", "")),
+        previous,
+        predictor.get("latestReadyRevision") or "",
+        age(item["metadata"].get("creationTimestamp")),
         _reason(status, ready),
     ]
     if wide:
         failure = status.get("modelStatus", {}).get("lastFailureInfo", {})
-        message = failure.get("message") or (ready.get("message", "") if ready.get("status") != "True" else "")
+        message = failure.get("message") or (
+            ready.get("message", "") if ready.get("status") != "True" else ""
+        )
         row.append(" ".join(str(message).split()))
     return row
 
@@ -61,7 +82,9 @@ def _reason(status: dict[str, Any], ready: dict[str, Any]) -> str:
 def age(timestamp: str | None) -> str:
     if not timestamp:
         return ""
-    seconds = max(0, int(time.time() - time.mktime(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")) + time.timezone))
+    seconds = max(
+        0, int(time.time() - time.mktime(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")) + time.timezone)
+    )
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"

@@ -37,7 +37,10 @@ def verdict(item: dict[str, Any]) -> tuple[str, str]:
     latest = predictor.get("latestCreatedRevision") or "?"
     failure = status.get("modelStatus", {}).get("lastFailureInfo")
     if failure:
-        return "failed", f"revision {latest} failed ({failure.get('reason', 'Failed')}): {failure.get('message', '')}"
+        return (
+            "failed",
+            f"revision {latest} failed ({failure.get('reason', 'Failed')}): {failure.get('message', '')}",
+        )
     ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
     if ready.get("status") == "True" and predictor.get("latestReadyRevision") == latest:
         split = ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))
@@ -45,8 +48,13 @@ def verdict(item: dict[str, Any]) -> tuple[str, str]:
     return "waiting", f"revision {latest} {ready.get('reason') or 'not ready'}".rstrip()
 
 
-def wait_ready(client: ControlClient, name: str, namespace: str, timeout_s: float,
-               clock: Callable[[], float] = time.monotonic) -> int:
+def wait_ready(
+    client: ControlClient,
+    name: str,
+    namespace: str,
+    timeout_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
     """0 once ready; 1 (reason on stderr) on failure or timeout."""
     deadline, said = clock() + timeout_s, ""
     while True:
@@ -61,7 +69,9 @@ def wait_ready(client: ControlClient, name: str, namespace: str, timeout_s: floa
             print(f"waiting for inferenceservice/{name}: {message}", file=sys.stderr, flush=True)
             said = message
         if clock() >= deadline:
-            print(f"error: timed out after {timeout_s:g}s waiting for inferenceservice/{name} ({message})",
-                  file=sys.stderr)
+            print(
+                f"error: timed out after {timeout_s:g}s waiting for inferenceservice/{name} ({message})",
+                file=sys.stderr,
+            )
             return 1
         time.sleep(POLL_S)

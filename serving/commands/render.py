@@ -31,11 +31,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("render", help="print the Kubernetes manifests of InferenceService YAML")
     p.add_argument("-f", "--filename", action="append", required=True, type=Path)
     p.add_argument("-n", "--namespace", help="namespace for every object (default: the file's, else default)")
-    p.add_argument("--image", default=RenderSettings.image, help="the serving image (model server, init container)")
+    p.add_argument(
+        "--image", default=RenderSettings.image, help="the serving image (model server, init container)"
+    )
     p.add_argument("--cluster-domain", default="cluster.local")
-    p.add_argument("--keda-prometheus-url", default="", metavar="URL",
-                   help="scale concurrency/rps services with KEDA ScaledObjects reading this Prometheus "
-                        "(the router's metrics; minReplicas 0 through the router's activator); empty: HPA only")
+    p.add_argument(
+        "--keda-prometheus-url",
+        default="",
+        metavar="URL",
+        help="scale concurrency/rps services with KEDA ScaledObjects reading this Prometheus "
+        "(the router's metrics; minReplicas 0 through the router's activator); empty: HPA only",
+    )
     p.set_defaults(func=main)
     c = subparsers.add_parser("crd", help="print the InferenceService and Canary CustomResourceDefinitions")
     c.set_defaults(func=lambda args: print(crd_yaml() + "---\n" + canary_crd_yaml(), end="") or 0)
@@ -64,14 +70,18 @@ def _runtime_flags(runtimes: RuntimeCatalog, revision: Revision) -> tuple[str, .
     try:
         return tuple(runtimes.flags_for(revision))
     except ServingError as exc:
-        print(f"warning: {revision.isvc}: spec.predictor.model.runtime: {exc.message} (among the built-in runtimes "
-              "and those in these files; the operator reports it unless the cluster has one)", file=sys.stderr)
+        print(
+            f"warning: {revision.isvc}: spec.predictor.model.runtime: {exc.message} (among the built-in runtimes "
+            "and those in these files; the operator reports it unless the cluster has one)",
+            file=sys.stderr,
+        )
         return ()
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = RenderSettings(image=args.image, cluster_domain=args.cluster_domain,
-                              keda_prometheus_url=args.keda_prometheus_url)
+    settings = RenderSettings(
+        image=args.image, cluster_domain=args.cluster_domain, keda_prometheus_url=args.keda_prometheus_url
+    )
     documents = read_converted(args.filename, args.namespace)
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
         for warning in cluster_warnings(doc):

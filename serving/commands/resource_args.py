@@ -26,8 +26,10 @@ def isvc_names(words: list[str]) -> list[str]:
         return [_slashed(word) for word in words]
     if _is_kind(first):
         if any("/" in word for word in rest):
-            raise BadRequest("there is no need to specify a resource type as a separate argument when "
-                             "passing arguments in resource/name form")
+            raise BadRequest(
+                "there is no need to specify a resource type as a separate argument when "
+                "passing arguments in resource/name form"
+            )
         return rest
     if len(words) == 1:
         return [first]  # `serving get NAME`: the only kind there is

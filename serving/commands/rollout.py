@@ -15,8 +15,13 @@ from typing import Any
 
 from serving.control.client import ControlClient
 
-CHANGES = {"promote": "promoted", "rollback": "rolled back", "pause": "paused", "resume": "resumed",
-           "undo": "rolled back to the previous revision"}
+CHANGES = {
+    "promote": "promoted",
+    "rollback": "rolled back",
+    "pause": "paused",
+    "resume": "resumed",
+    "undo": "rolled back to the previous revision",
+}
 VIEWS = ("status", "history")
 TERMINAL = ("Succeeded", "Failed")
 
@@ -25,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("rollout", help="steer or watch a rollout (canary analysis, promote, undo)")
     p.add_argument("action", choices=[*CHANGES, *VIEWS])
     p.add_argument("name")
-    p.add_argument("--to-revision", help="undo: the revision to go back to (default: the previous rolled-out one)")
+    p.add_argument(
+        "--to-revision", help="undo: the revision to go back to (default: the previous rolled-out one)"
+    )
     p.add_argument("-w", "--watch", action="store_true", help="status: print a line per change until it ends")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.add_argument("--server", help="URL of `serving up` (env SERVING_SERVER, default http://127.0.0.1:8080)")
@@ -71,17 +78,29 @@ def status_line(status: dict[str, Any]) -> str:
     steps = status.get("steps") or []
     step = status.get("step", -1)
     where = f"step {step + 1}/{len(steps)}" if steps and 0 <= step < len(steps) else ""
-    checks = ", ".join(f"{r['name']}={_value(r.get('value'))}{'' if r['passed'] else ' (failed)'}"
-                       for r in status.get("lastResults", []))
-    parts = [status.get("phase", "?"), where, f"canary {status.get('canaryWeight', 0)}%", checks,
-             status.get("message", "")]
+    checks = ", ".join(
+        f"{r['name']}={_value(r.get('value'))}{'' if r['passed'] else ' (failed)'}"
+        for r in status.get("lastResults", [])
+    )
+    parts = [
+        status.get("phase", "?"),
+        where,
+        f"canary {status.get('canaryWeight', 0)}%",
+        checks,
+        status.get("message", ""),
+    ]
     return "  ".join(p for p in parts if p)
 
 
 def format_status(status: dict[str, Any]) -> str:
-    rows = [("NAME", status["name"]), ("POLICY", status.get("policy") or "-"), ("PHASE", status.get("phase", "?")),
-            ("STABLE", status.get("stableRevision") or "-"), ("CANARY", status.get("revision") or "-"),
-            ("WEIGHT", f"{status.get('canaryWeight', 0)}%")]
+    rows = [
+        ("NAME", status["name"]),
+        ("POLICY", status.get("policy") or "-"),
+        ("PHASE", status.get("phase", "?")),
+        ("STABLE", status.get("stableRevision") or "-"),
+        ("CANARY", status.get("revision") or "-"),
+        ("WEIGHT", f"{status.get('canaryWeight', 0)}%"),
+    ]
     if status.get("steps"):
         rows.append(("STEP", f"{status.get('step', -1) + 1}/{len(status['steps'])} of {status['steps']}"))
         rows.append(("FAILED CHECKS", f"{status.get('failedChecks', 0)}/{status.get('threshold', '?')}"))
@@ -91,18 +110,31 @@ def format_status(status: dict[str, Any]) -> str:
     results = status.get("lastResults") or []
     if results:
         lines += ["", "METRIC                  VALUE       THRESHOLD     PASSED"]
-        lines += [f"{r['name']:<23} {_value(r.get('value')):<11} {r.get('threshold', ''):<13} {r['passed']}"
-                  for r in results]
+        lines += [
+            f"{r['name']:<23} {_value(r.get('value')):<11} {r.get('threshold', ''):<13} {r['passed']}"
+            for r in results
+        ]
     return "\n".join(lines)
 
 
 def format_history(history: dict[str, Any]) -> str:
     lines = ["TIME                  REVISION                 EVENT         REASON"]
-    events = [*history.get("events", []),
-              *({"time": e["time"], "revision": e.get("revision"), "event": f"canary {e['phase']}".lower(),
-                 "reason": e.get("message", "")} for e in history.get("canary", []))]
+    events = [
+        *history.get("events", []),
+        *(
+            {
+                "time": e["time"],
+                "revision": e.get("revision"),
+                "event": f"canary {e['phase']}".lower(),
+                "reason": e.get("message", ""),
+            }
+            for e in history.get("canary", [])
+        ),
+    ]
     for event in sorted(events, key=lambda e: e["time"]):
-        lines.append(f"{event['time']:<21} {event.get('revision') or '-':<24} {event['event']:<13} {event['reason']}")
+        lines.append(
+            f"{event['time']:<21} {event.get('revision') or '-':<24} {event['event']:<13} {event['reason']}"
+        )
     return "\n".join(lines)
 
 

@@ -36,12 +36,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--routes-configmap", required=True, help="NAMESPACE/NAME written by `serving operator`")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--grpc-port", type=int, default=None,
-                   help="also route gRPC (Open Inference Protocol) on this port (0: a free one, logged)")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also route gRPC (Open Inference Protocol) on this port (0: a free one, logged)",
+    )
     p.add_argument("--poll-seconds", type=float, default=1.0)
     p.add_argument("--api-keys", type=Path, help="a file of NAMESPACE:KEY lines (also env SERVING_API_KEYS)")
-    p.add_argument("--activator-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="hold a request this long for a revision scaled to zero (KEDA wakes it), then 503")
+    p.add_argument(
+        "--activator-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="hold a request this long for a revision scaled to zero (KEDA wakes it), then 503",
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=main)
 
@@ -82,8 +91,9 @@ def build_app(args: argparse.Namespace) -> Router:
         return Response(router.metrics.exposition(), media_type=EXPOSITION_CONTENT_TYPE)
 
     router.ready_check = seen.is_set  # ready once the first table is in
-    router.fallback = Starlette(routes=[Route("/metrics", metrics)], exception_handlers=EXCEPTION_HANDLERS,
-                                lifespan=lifespan)
+    router.fallback = Starlette(
+        routes=[Route("/metrics", metrics)], exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan
+    )
     return router
 
 

@@ -23,7 +23,9 @@ def select(items: list[dict[str, Any]], word: str, namespace: str) -> list[dict[
     out = []
     for item in items:
         cluster = item.get("kind") == "ClusterServingRuntime"
-        if cluster or (not cluster_only and item.get("metadata", {}).get("namespace", "default") == namespace):
+        if cluster or (
+            not cluster_only and item.get("metadata", {}).get("namespace", "default") == namespace
+        ):
             out.append(item)
     return out
 
@@ -37,9 +39,18 @@ def render(items: list[dict[str, Any]], output: str) -> str:
     for item in items:
         runtime = parse_runtime({k: v for k, v in item.items() if k != "builtin"})
         formats = sorted({f.name for f in runtime.spec.supported_model_formats})
-        rows.append((runtime.name, runtime.kind, str(runtime.spec.disabled).lower(), ",".join(formats),
-                     ",".join(runtime.spec.protocol_versions or ("v1",)),
-                     runtime_implementation(runtime, formats[0] if formats else ""),
-                     "built-in" if item.get("builtin") else "applied"))
+        rows.append(
+            (
+                runtime.name,
+                runtime.kind,
+                str(runtime.spec.disabled).lower(),
+                ",".join(formats),
+                ",".join(runtime.spec.protocol_versions or ("v1",)),
+                runtime_implementation(runtime, formats[0] if formats else ""),
+                "built-in" if item.get("builtin") else "applied",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -21,28 +21,90 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=1, help="worker processes")
-    p.add_argument("--grpc-port", type=int, default=None,
-                   help="also serve the Open Inference Protocol over gRPC on this port (0: a free one, logged)")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve the Open Inference Protocol over gRPC on this port (0: a free one, logged)",
+    )
     p.add_argument("--model-version", default=MODEL.version, help="version reported in V2 metadata")
     p.add_argument("--predict-proba", action="store_true", help="return probabilities by default")
-    p.add_argument("--intra-op-threads", type=int, default=MODEL.intra_op_threads, help="onnxruntime intra-op threads (0: its default)")
-    p.add_argument("--native-threads", type=int, default=1,
-                   help="BLAS/OpenMP threads per process (numpy, sklearn, xgboost); 0: the libraries' default")
-    p.add_argument("--no-pickle", action="store_true", help="refuse joblib/pickle artifacts (they run code on load)")
-    p.add_argument("--max-batch-size", type=int, default=MODEL.max_batch_size, help="adaptive batching: rows per batch (0: off)")
-    p.add_argument("--max-latency-ms", type=float, default=MODEL.max_latency_s * 1000, help="adaptive batching: longest wait for a batch")
-    p.add_argument("--max-batches-in-flight", type=int, default=MODEL.max_batches_in_flight, help="adaptive batching: batches run at once")
-    p.add_argument("--max-queue-size", type=int, default=MODEL.max_queue_size, help="adaptive batching: waiting requests; 503 above")
+    p.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=MODEL.intra_op_threads,
+        help="onnxruntime intra-op threads (0: its default)",
+    )
+    p.add_argument(
+        "--native-threads",
+        type=int,
+        default=1,
+        help="BLAS/OpenMP threads per process (numpy, sklearn, xgboost); 0: the libraries' default",
+    )
+    p.add_argument(
+        "--no-pickle", action="store_true", help="refuse joblib/pickle artifacts (they run code on load)"
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=MODEL.max_batch_size,
+        help="adaptive batching: rows per batch (0: off)",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=MODEL.max_latency_s * 1000,
+        help="adaptive batching: longest wait for a batch",
+    )
+    p.add_argument(
+        "--max-batches-in-flight",
+        type=int,
+        default=MODEL.max_batches_in_flight,
+        help="adaptive batching: batches run at once",
+    )
+    p.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=MODEL.max_queue_size,
+        help="adaptive batching: waiting requests; 503 above",
+    )
     p.add_argument("--max-body-bytes", type=int, default=LIMITS.max_body_bytes, help="413 above this")
-    p.add_argument("--max-header-bytes", type=int, default=LIMITS.max_header_bytes, help="431 for a request line + headers above this")
-    p.add_argument("--max-tensor-elements", type=int, default=LIMITS.max_tensor_elements, help="400 above this per tensor")
-    p.add_argument("--max-json-depth", type=int, default=LIMITS.max_json_depth, help="400 for data nested deeper")
-    p.add_argument("--request-timeout", type=float, default=LIMITS.request_timeout_s, help="seconds before a 504")
-    p.add_argument("--max-queue-wait", type=float, default=LIMITS.max_queue_wait_s,
-                   help="seconds of expected queueing before an unbatched model sheds load with 503")
-    p.add_argument("--max-queue", type=int, default=LIMITS.max_queue,
-                   help="requests waiting for an unbatched model before 503")
-    p.add_argument("--max-concurrency", type=int, default=LIMITS.max_concurrency, help="per-model requests in flight (0: unlimited); 429 above")
+    p.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=LIMITS.max_header_bytes,
+        help="431 for a request line + headers above this",
+    )
+    p.add_argument(
+        "--max-tensor-elements",
+        type=int,
+        default=LIMITS.max_tensor_elements,
+        help="400 above this per tensor",
+    )
+    p.add_argument(
+        "--max-json-depth", type=int, default=LIMITS.max_json_depth, help="400 for data nested deeper"
+    )
+    p.add_argument(
+        "--request-timeout", type=float, default=LIMITS.request_timeout_s, help="seconds before a 504"
+    )
+    p.add_argument(
+        "--max-queue-wait",
+        type=float,
+        default=LIMITS.max_queue_wait_s,
+        help="seconds of expected queueing before an unbatched model sheds load with 503",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=LIMITS.max_queue,
+        help="requests waiting for an unbatched model before 503",
+    )
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=LIMITS.max_concurrency,
+        help="per-model requests in flight (0: unlimited); 429 above",
+    )
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=main)
 

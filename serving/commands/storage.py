@@ -12,25 +12,46 @@ from serving.storage.errors import redact
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("storage", help="fetch models from a storageUri (file, http(s), pvc, s3, gs, az)")
+    p = subparsers.add_parser(
+        "storage", help="fetch models from a storageUri (file, http(s), pvc, s3, gs, az)"
+    )
     sub = p.add_subparsers(dest="storage_command", required=True, metavar="SUBCOMMAND")
-    pull_p = sub.add_parser("pull", help="resolve URI and copy the model into DEST (like KServe's storage-initializer)")
-    pull_p.add_argument("uri", metavar="URI", help="local path, file://, http(s):// (archives unpacked), pvc://NAME/path, s3://, gs://, az:// or "
-                        "https://ACCOUNT.blob.core.windows.net/... (credentials: KServe's env names, see README)")
-    pull_p.add_argument("dest", metavar="DEST", type=Path, help="folder to put the model in (created if missing)")
+    pull_p = sub.add_parser(
+        "pull", help="resolve URI and copy the model into DEST (like KServe's storage-initializer)"
+    )
+    pull_p.add_argument(
+        "uri",
+        metavar="URI",
+        help="local path, file://, http(s):// (archives unpacked), pvc://NAME/path, s3://, gs://, az:// or "
+        "https://ACCOUNT.blob.core.windows.net/... (credentials: KServe's env names, see README)",
+    )
+    pull_p.add_argument(
+        "dest", metavar="DEST", type=Path, help="folder to put the model in (created if missing)"
+    )
     _add_common(pull_p)
     pull_p.set_defaults(func=main_pull)
-    fp = sub.add_parser("fingerprint", help="print a cheap content identity of URI (changes when the model does)")
+    fp = sub.add_parser(
+        "fingerprint", help="print a cheap content identity of URI (changes when the model does)"
+    )
     fp.add_argument("uri", metavar="URI")
     _add_common(fp)
     fp.set_defaults(func=main_fingerprint)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", type=Path, help="download cache (default $SERVING_CACHE_DIR or ~/.cache/serving/models)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="download cache (default $SERVING_CACHE_DIR or ~/.cache/serving/models)",
+    )
     p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
-    p.add_argument("--allowed-root", type=Path, action="append", default=[],
-                   help="local paths must lie inside one of these (repeatable; default: anywhere)")
+    p.add_argument(
+        "--allowed-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="local paths must lie inside one of these (repeatable; default: anywhere)",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per connect/read (default 60)")
     p.add_argument("--max-bytes", type=int, default=2 * 1024**3, help="download size limit (default 2 GiB)")
 
@@ -48,7 +69,9 @@ def config_from_args(args: argparse.Namespace) -> StorageConfig:
 
 def main_pull(args: argparse.Namespace) -> int:
     files, size = pull(args.uri, args.dest, config_from_args(args))
-    print(f"pulled {redact(args.uri)} into {args.dest} ({files} file{'' if files == 1 else 's'}, {size} bytes)")
+    print(
+        f"pulled {redact(args.uri)} into {args.dest} ({files} file{'' if files == 1 else 's'}, {size} bytes)"
+    )
     return 0
 
 

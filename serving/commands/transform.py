@@ -18,22 +18,57 @@ from serving.transformers.server import TRANSFORMERS, create_app, run
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("transform", help="serve a transformer (pre/post-processing) in front of a predictor")
+    p = subparsers.add_parser(
+        "transform", help="serve a transformer (pre/post-processing) in front of a predictor"
+    )
     p.add_argument("--predictor-url", help="the predictor's base URL, e.g. http://127.0.0.1:8081")
     p.add_argument("--predictor_host", help="KServe form: host:port of the predictor")
-    p.add_argument("--predictor_use_ssl", action="store_true", help="KServe form: https (refused: plain http only)")
-    p.add_argument("--model-name", "--model_name", dest="model_name", required=True,
-                   help="the model name served here and called on the predictor")
+    p.add_argument(
+        "--predictor_use_ssl", action="store_true", help="KServe form: https (refused: plain http only)"
+    )
+    p.add_argument(
+        "--model-name",
+        "--model_name",
+        dest="model_name",
+        required=True,
+        help="the model name served here and called on the predictor",
+    )
     p.add_argument("--predictor-model", help="model name on the predictor (default: --model-name)")
-    p.add_argument("--transformer", default="tabular",
-                   help=f"{', '.join(TRANSFORMERS)} or module:Class (a serving.transformers.base.Transformer)")
-    p.add_argument("--protocol", "--predictor_protocol", dest="protocol", choices=PROTOCOLS, default="v1", help="protocol spoken to the predictor")
+    p.add_argument(
+        "--transformer",
+        default="tabular",
+        help=f"{', '.join(TRANSFORMERS)} or module:Class (a serving.transformers.base.Transformer)",
+    )
+    p.add_argument(
+        "--protocol",
+        "--predictor_protocol",
+        dest="protocol",
+        choices=PROTOCOLS,
+        default="v1",
+        help="protocol spoken to the predictor",
+    )
     p.add_argument("--feature-names", type=_names, default=(), help="comma-separated feature order (records)")
-    p.add_argument("--labels", type=_names, default=(), help="comma-separated class names, class 0 first (labels)")
-    p.add_argument("--predictor-input-name", default="input-0", help="name of the tensor sent to a V2 predictor")
-    p.add_argument("--predictor-timeout", "--predictor_request_timeout_seconds", dest="predictor_timeout", type=float, default=Limits().request_timeout_s, help="seconds before a 504")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting for a custom transformer (self.config.params); repeatable")
+    p.add_argument(
+        "--labels", type=_names, default=(), help="comma-separated class names, class 0 first (labels)"
+    )
+    p.add_argument(
+        "--predictor-input-name", default="input-0", help="name of the tensor sent to a V2 predictor"
+    )
+    p.add_argument(
+        "--predictor-timeout",
+        "--predictor_request_timeout_seconds",
+        dest="predictor_timeout",
+        type=float,
+        default=Limits().request_timeout_s,
+        help="seconds before a 504",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for a custom transformer (self.config.params); repeatable",
+    )
     p.add_argument("--max-body-bytes", type=int, default=Limits().max_body_bytes, help="413 above this")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", "--http_port", dest="port", type=int, default=8080)
@@ -51,9 +86,13 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
     elif args.predictor_host:
         url = args.predictor_host if "://" in args.predictor_host else f"http://{args.predictor_host}"
     else:
-        raise BadRequest("serving transform needs --predictor-url URL (or KServe's --predictor_host HOST:PORT)")
+        raise BadRequest(
+            "serving transform needs --predictor-url URL (or KServe's --predictor_host HOST:PORT)"
+        )
     if args.predictor_use_ssl or not url.startswith("http://"):
-        raise BadRequest(f"predictor {url!r}: only plain http:// is supported (loopback or in-cluster, no TLS)")
+        raise BadRequest(
+            f"predictor {url!r}: only plain http:// is supported (loopback or in-cluster, no TLS)"
+        )
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
@@ -75,7 +114,12 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
 def main(args: argparse.Namespace) -> int:
     # The data plane's own timeout sits above the predictor's, so a slow predictor is reported as such.
     limits = Limits(max_body_bytes=args.max_body_bytes, request_timeout_s=args.predictor_timeout + 5.0)
-    app = create_app(args.model_name, args.transformer, config_from_args(args), limits,
-                     observability_options(args, "transformer"))
+    app = create_app(
+        args.model_name,
+        args.transformer,
+        config_from_args(args),
+        limits,
+        observability_options(args, "transformer"),
+    )
     run(app, args.host, args.port, args.log_level)
     return 0

@@ -37,30 +37,66 @@ log = logging.getLogger("serving.up")
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("up", help="run the control plane and router on this machine")
-    p.add_argument("-f", "--filename", action="append", default=[], help="InferenceService YAML to apply at start")
+    p.add_argument(
+        "-f", "--filename", action="append", default=[], help="InferenceService YAML to apply at start"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--grpc-port", type=int, default=None,
-                   help="also route the Open Inference Protocol over gRPC on this port (0: a free one, logged)")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also route the Open Inference Protocol over gRPC on this port (0: a free one, logged)",
+    )
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=f"default {DEFAULT_STATE_DIR}")
     p.add_argument("--domain", default="example.com", help="URLs are http://NAME.NAMESPACE.DOMAIN")
     p.add_argument("--pvc-root", type=Path, help="pvc://NAME/path maps to PVC_ROOT/NAME/path")
-    p.add_argument("--cache-dir", type=Path, help="download cache for http(s) storage URIs (default STATE_DIR/cache)")
-    p.add_argument("--model-root", type=Path, action="append", default=[],
-                   help="only serve local models inside this folder (repeatable; default: anywhere)")
-    p.add_argument("--no-pickle", action="store_true",
-                   help="refuse joblib/pickle artifacts: loading a pickle runs code from the file")
-    p.add_argument("--api-keys", type=Path, help="require API keys on the router: a file of NAMESPACE:KEY lines "
-                   "(also env SERVING_API_KEYS=ns:key,...)")
-    p.add_argument("--auth-health", action="store_true", help="with API keys, require one on /v2/health/* too")
-    p.add_argument("--activator-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="how long the router holds a request while a revision scales up from zero (then 503)")
-    p.add_argument("--activator-queue", type=int, default=1000, metavar="N",
-                   help="requests held per revision while it scales up from zero (more: 503 with Retry-After)")
+    p.add_argument(
+        "--cache-dir", type=Path, help="download cache for http(s) storage URIs (default STATE_DIR/cache)"
+    )
+    p.add_argument(
+        "--model-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="only serve local models inside this folder (repeatable; default: anywhere)",
+    )
+    p.add_argument(
+        "--no-pickle",
+        action="store_true",
+        help="refuse joblib/pickle artifacts: loading a pickle runs code from the file",
+    )
+    p.add_argument(
+        "--api-keys",
+        type=Path,
+        help="require API keys on the router: a file of NAMESPACE:KEY lines "
+        "(also env SERVING_API_KEYS=ns:key,...)",
+    )
+    p.add_argument(
+        "--auth-health", action="store_true", help="with API keys, require one on /v2/health/* too"
+    )
+    p.add_argument(
+        "--activator-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the router holds a request while a revision scales up from zero (then 503)",
+    )
+    p.add_argument(
+        "--activator-queue",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="requests held per revision while it scales up from zero (more: 503 with Retry-After)",
+    )
     p.add_argument("--prometheus-url", help="Prometheus for Canary metrics given as PromQL (metrics[].query)")
     p.add_argument("--log-level", default="info")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="only warnings and failures (no per-event lines, no access log)")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only warnings and failures (no per-event lines, no access log)",
+    )
     p.set_defaults(func=main)
 
 
@@ -69,7 +105,9 @@ def restored_summary(keys: list[tuple[str, str]]) -> str:
     from the state directory without the user reading which."""
     if not keys:
         return "no InferenceServices to restore"
-    names = ", ".join(name if namespace == "default" else f"{namespace}/{name}" for namespace, name in sorted(keys))
+    names = ", ".join(
+        name if namespace == "default" else f"{namespace}/{name}" for namespace, name in sorted(keys)
+    )
     return f"restored {len(keys)} InferenceService{'s' if len(keys) != 1 else ''}: {names}"
 
 
@@ -96,18 +134,32 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     store = StateStore(args.state_dir)
     store.prepare()
     token = store.token()
-    router = Router(metrics=RouterMetrics(), auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health))
+    router = Router(
+        metrics=RouterMetrics(),
+        auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health),
+    )
     control = LocalControlPlane(
-        store, router, domain=args.domain, storage=storage_config(args),
-        predictor_flags=(("--no-pickle",) if args.no_pickle else ())  # predictors speak gRPC when the router does:
-        + (("--grpc-port", "0") if getattr(args, "grpc_port", None) is not None else ()),  # it asks each its port
+        store,
+        router,
+        domain=args.domain,
+        storage=storage_config(args),
+        predictor_flags=(
+            ("--no-pickle",) if args.no_pickle else ()
+        )  # predictors speak gRPC when the router does:
+        + (
+            ("--grpc-port", "0") if getattr(args, "grpc_port", None) is not None else ()
+        ),  # it asks each its port
         replica_factory=replica_factory,
-        load=router.load, scaling_metrics=_activator(router, args),
+        load=router.load,
+        scaling_metrics=_activator(router, args),
     )
     router.activator.on_demand = control.autoscalers.activate  # a held request asks for a replica
-    canaries = LocalCanaries(control, lambda: [router.metrics.exposition()] if router.metrics is not None else [],
-                             router.metrics.registry if router.metrics is not None else None,
-                             getattr(args, "prometheus_url", None))
+    canaries = LocalCanaries(
+        control,
+        lambda: [router.metrics.exposition()] if router.metrics is not None else [],
+        router.metrics.registry if router.metrics is not None else None,
+        getattr(args, "prometheus_url", None),
+    )
     documents = [doc for path in args.filename for doc in read_documents(Path(path))]
     grpc_front = None
     if getattr(args, "grpc_port", None) is not None:
@@ -146,16 +198,20 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         """The router's own metrics, then every model server's, labelled by isvc/revision/component."""
         own = router.metrics.exposition() if router.metrics is not None else b""
         federated = await federated_exposition(
-            [ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()], router.upstreams.pool)
+            [ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()], router.upstreams.pool
+        )
         return Response(own + federated, media_type=EXPOSITION_CONTENT_TYPE)
 
     fallback = Starlette(
         routes=[
             Route("/metrics", metrics),
-            Route("/openapi.json", openapi_endpoint),  # the data plane the router serves is the model server's
+            Route(
+                "/openapi.json", openapi_endpoint
+            ),  # the data plane the router serves is the model server's
             Mount("/", build_control_app(control, token, canaries)),
         ],
-        exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
     )
     router.fallback = fallback
     router.ready_check = control.ready

@@ -61,7 +61,9 @@ class ControlAPI:
             raise Forbidden("the control API answers loopback clients only")
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise Unauthorized("missing or wrong control API token (it is in the state directory's 'token' file)")
+            raise Unauthorized(
+                "missing or wrong control API token (it is in the state directory's 'token' file)"
+            )
 
     async def list_services(self, request: Request) -> Response:
         self._authorise(request)
@@ -78,8 +80,11 @@ class ControlAPI:
             raise BadRequest("body must be a non-empty JSON list of InferenceService documents")
         canaries = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Canary"]
         runtimes = [d for d in documents if is_runtime_document(d)]
-        services = [d for d in documents if not (isinstance(d, dict) and d.get("kind") == "Canary")
-                    and not is_runtime_document(d)]
+        services = [
+            d
+            for d in documents
+            if not (isinstance(d, dict) and d.get("kind") == "Canary") and not is_runtime_document(d)
+        ]
         if canaries and self.canaries is None:
             raise BadRequest("this server does not run Canary policies")
         for doc in canaries:  # validate all before touching anything
@@ -122,8 +127,9 @@ class ControlAPI:
             options = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"body is not JSON: {exc}") from exc
-        updated = await rollout_action(self.control, service, self.canaries, action,
-                                       options if isinstance(options, dict) else {})
+        updated = await rollout_action(
+            self.control, service, self.canaries, action, options if isinstance(options, dict) else {}
+        )
         return JSONBody({**service_document(updated), "rollout": rollout_status(updated, self.canaries)})
 
     async def rollout_info(self, request: Request) -> Response:
@@ -152,14 +158,20 @@ class ControlAPI:
         if request.method == "DELETE":
             self.canaries.delete(p["namespace"], p["name"])
             return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
-        match = [c for c in self.canaries.items()
-                 if c["metadata"]["name"] == p["name"] and c["metadata"].get("namespace", "default") == p["namespace"]]
+        match = [
+            c
+            for c in self.canaries.items()
+            if c["metadata"]["name"] == p["name"]
+            and c["metadata"].get("namespace", "default") == p["namespace"]
+        ]
         if not match:
             raise NotFound(f"Canary {p['namespace']}/{p['name']} not found")
         return JSONBody(match[0])
 
 
-def build_control_app(control: LocalControlPlane, token: str, canaries: LocalCanaries | None = None) -> Starlette:
+def build_control_app(
+    control: LocalControlPlane, token: str, canaries: LocalCanaries | None = None
+) -> Starlette:
     api = ControlAPI(control, token, canaries)
     item = PREFIX + "/namespaces/{namespace}/inferenceservices/{name}"
     routes = [

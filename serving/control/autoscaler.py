@@ -91,8 +91,13 @@ class Autoscalers:
     """Scalers by (namespace, revision), each with its sampling task."""
 
     def __init__(
-        self, load: LoadSource | None, fleet: Callable[[str, str], Fleet], on_change: Callable[[], None], *,
-        metrics: ScalingMetrics | None = None, clock: Callable[[], float] = time.monotonic,
+        self,
+        load: LoadSource | None,
+        fleet: Callable[[str, str], Fleet],
+        on_change: Callable[[], None],
+        *,
+        metrics: ScalingMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
         interval_s: float = SAMPLE_INTERVAL_S,
     ) -> None:
         self.load, self.fleet, self.on_change = load, fleet, on_change
@@ -159,11 +164,15 @@ class Autoscalers:
         decision = scaler.decide(now, fleet, waiting)
         if self.metrics is not None:
             self.metrics.decided(scaler.isvc, key[1], decision.desired, fleet.running, decision.panic)
-        inputs = (f"metric={scaler.knobs.metric} stable={decision.stable_value:.2f} panic={decision.panic_value:.2f} "
-                  f"target={scaler.knobs.target:g}x{scaler.knobs.utilization:g} ready={fleet.ready} "
-                  f"running={fleet.running} held={waiting}")
+        inputs = (
+            f"metric={scaler.knobs.metric} stable={decision.stable_value:.2f} panic={decision.panic_value:.2f} "
+            f"target={scaler.knobs.target:g}x{scaler.knobs.utilization:g} ready={fleet.ready} "
+            f"running={fleet.running} held={waiting}"
+        )
         if decision.desired != before or decision.panic != was_panic:
-            log.info("autoscaler %s: %d -> %d (%s; %s)", key[1], before, decision.desired, decision.reason, inputs)
+            log.info(
+                "autoscaler %s: %d -> %d (%s; %s)", key[1], before, decision.desired, decision.reason, inputs
+            )
             self.on_change()
         else:
             log.debug("autoscaler %s: keep %d (%s; %s)", key[1], decision.desired, decision.reason, inputs)

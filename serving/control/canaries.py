@@ -31,8 +31,13 @@ TICK_S = 0.2
 
 
 class LocalCanaries:
-    def __init__(self, control: LocalControlPlane, expositions: Callable[[], Sequence[bytes]],
-                 registry: CollectorRegistry | None = None, prometheus_url: str | None = None) -> None:
+    def __init__(
+        self,
+        control: LocalControlPlane,
+        expositions: Callable[[], Sequence[bytes]],
+        registry: CollectorRegistry | None = None,
+        prometheus_url: str | None = None,
+    ) -> None:
         self.control = control
         self.prometheus_url = prometheus_url
         self.expositions = expositions
@@ -69,15 +74,34 @@ class LocalCanaries:
         summary: dict[str, Any] = {}
         if endpoints:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", endpoints[0], "--model", key[1],
-                "--users", str(load_test.users), "--duration", load_test.duration, "--out", str(report),
-                "--max-failure-ratio", "1", *(["--payload", load_test.payload] if load_test.payload else []),
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                sys.executable,
+                "-m",
+                "serving.cli",
+                "loadtest",
+                "v1",
+                "--url",
+                endpoints[0],
+                "--model",
+                key[1],
+                "--users",
+                str(load_test.users),
+                "--duration",
+                load_test.duration,
+                "--out",
+                str(report),
+                "--max-failure-ratio",
+                "1",
+                *(["--payload", load_test.payload] if load_test.payload else []),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             await process.wait()
             try:
                 summary = orjson.loads((report / "summary.json").read_bytes())
             except (OSError, orjson.JSONDecodeError):
-                log.error("canary %s/%s: the load test of %s wrote no summary (see %s)", *key, revision, report)
+                log.error(
+                    "canary %s/%s: the load test of %s wrote no summary (see %s)", *key, revision, report
+                )
         self.controller.load_test_finished(key, revision, summary, str(report))
         self.control.request_reconcile()
 
@@ -86,7 +110,9 @@ class LocalCanaries:
         if document is not None:
             self._write(key, document, status, history)
         if status.phase is Phase.FAILED and status.revision:
-            self.control.history.event(*key, status.revision, "rolled back", f"canary analysis: {status.message}")
+            self.control.history.event(
+                *key, status.revision, "rolled back", f"canary analysis: {status.message}"
+            )
         self.control.request_reconcile()
 
     # -- documents -------------------------------------------------------------------------------------
@@ -100,7 +126,9 @@ class LocalCanaries:
                 log.error("skipping a stored Canary %s: %s", path.name, exc)
                 continue
             self.documents[canary.target_key] = record["document"]
-            self.controller.apply(canary, CanaryStatus.from_json(record.get("status", {})), record.get("history", []))
+            self.controller.apply(
+                canary, CanaryStatus.from_json(record.get("status", {})), record.get("history", [])
+            )
         self._task = asyncio.create_task(self._loop(), name="canaries")
 
     async def stop(self) -> None:
@@ -112,8 +140,10 @@ class LocalCanaries:
         canary = parse_canary(document)
         for index, metric in enumerate(canary.spec.analysis.metrics):
             if metric.query is not None and not self.prometheus_url:
-                raise BadRequest(f"spec.analysis.metrics[{index}].query: PromQL metrics need a Prometheus; "
-                                 "start serving up with --prometheus-url URL")
+                raise BadRequest(
+                    f"spec.analysis.metrics[{index}].query: PromQL metrics need a Prometheus; "
+                    "start serving up with --prometheus-url URL"
+                )
         key = canary.target_key
         self.documents[key] = document
         self.controller.apply(canary)
@@ -123,8 +153,14 @@ class LocalCanaries:
         return canary
 
     def delete(self, namespace: str, name: str) -> None:
-        key = next((k for k, d in self.documents.items()
-                    if k[0] == namespace and d.get("metadata", {}).get("name") == name), None)
+        key = next(
+            (
+                k
+                for k, d in self.documents.items()
+                if k[0] == namespace and d.get("metadata", {}).get("name") == name
+            ),
+            None,
+        )
         if key is None:
             raise NotFound(f"Canary {namespace}/{name} not found")
         del self.documents[key]
@@ -144,7 +180,9 @@ class LocalCanaries:
     def _path(self, key: Key) -> Path:
         return self.dir / f"{key[0]}__{key[1]}.json"
 
-    def _write(self, key: Key, document: dict[str, Any], status: CanaryStatus, history: list[dict[str, Any]]) -> None:
+    def _write(
+        self, key: Key, document: dict[str, Any], status: CanaryStatus, history: list[dict[str, Any]]
+    ) -> None:
         record = {"document": document, "status": status.to_json(), "history": history}
         try:
             write_atomic(self._path(key), orjson.dumps(record, option=orjson.OPT_INDENT_2))

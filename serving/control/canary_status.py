@@ -17,7 +17,12 @@ def status_body(status: CanaryStatus, history: list[dict[str, Any]]) -> dict[str
     """The Canary's status: the controller's record plus Kubernetes' conventions (conditions, transition time)."""
     since = last_transition_time(str(status.phase), history)
     promoted = {Phase.SUCCEEDED: "True", Phase.FAILED: "False"}.get(status.phase, "Unknown")
-    condition = {"type": "Promoted", "status": promoted, "reason": str(status.phase), "message": status.message}
+    condition = {
+        "type": "Promoted",
+        "status": promoted,
+        "reason": str(status.phase),
+        "message": status.message,
+    }
     if since:
         condition["lastTransitionTime"] = since
     body = {**status.to_json(), "conditions": [condition], "history": history[-STATUS_HISTORY:]}
@@ -38,5 +43,15 @@ def last_transition_time(phase: str, history: list[dict[str, Any]]) -> str | Non
 
 def invalid_status(reason: str, message: str) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"message": message, "conditions": [
-        {"type": "Promoted", "status": "False", "reason": reason, "message": message, "lastTransitionTime": now}]}
+    return {
+        "message": message,
+        "conditions": [
+            {
+                "type": "Promoted",
+                "status": "False",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now,
+            }
+        ],
+    }

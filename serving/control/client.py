@@ -16,7 +16,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 class ControlClient:
-    def __init__(self, server: str | None = None, state_dir: Path | None = None, token: str | None = None) -> None:
+    def __init__(
+        self, server: str | None = None, state_dir: Path | None = None, token: str | None = None
+    ) -> None:
         self.server = (server or os.environ.get("SERVING_SERVER") or DEFAULT_SERVER).rstrip("/")
         token = token or os.environ.get("SERVING_TOKEN") or read_token(state_dir or DEFAULT_STATE_DIR)
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -26,7 +28,9 @@ class ControlClient:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServingError(f"cannot reach serving at {self.server} ({exc}); is `serving up` running?") from exc
+            raise ServingError(
+                f"cannot reach serving at {self.server} ({exc}); is `serving up` running?"
+            ) from exc
         if response.status_code >= 400:
             try:
                 message = response.json().get("error", response.text)
@@ -53,10 +57,12 @@ class ControlClient:
     def delete(self, name: str, namespace: str = "default") -> None:
         self._call("DELETE", f"/namespaces/{namespace}/inferenceservices/{name}")
 
-    def rollout(self, action: str, name: str, namespace: str = "default",
-                body: dict[str, Any] | None = None) -> dict[str, Any]:
-        item: dict[str, Any] = self._call("POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}",
-                                          json=body or {})
+    def rollout(
+        self, action: str, name: str, namespace: str = "default", body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        item: dict[str, Any] = self._call(
+            "POST", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{action}", json=body or {}
+        )
         return item
 
     def list_runtimes(self) -> builtins.list[dict[str, Any]]:
@@ -70,5 +76,7 @@ class ControlClient:
 
     def rollout_view(self, what: str, name: str, namespace: str = "default") -> dict[str, Any]:
         """`status` or `history` of a rollout."""
-        view: dict[str, Any] = self._call("GET", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{what}")
+        view: dict[str, Any] = self._call(
+            "GET", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{what}"
+        )
         return view

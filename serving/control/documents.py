@@ -56,7 +56,7 @@ def pin_storage_uris(doc: dict[str, Any], base: Path) -> None:
 
 def absolute_uri(uri: str, base: Path) -> str:
     if uri.startswith("file://"):
-        path = uri[len("file://"):]
+        path = uri[len("file://") :]
         return uri if path.startswith("/") else "file://" + str((base / path).resolve())
     if "://" in uri or uri.startswith("/"):
         return uri

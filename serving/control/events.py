@@ -42,7 +42,9 @@ def drained(revision: str, replicas: int | None = None) -> None:
     if replicas is None:
         log.info("revision %s drained and stopped", revision)
     else:
-        log.info("revision %s: %d replica%s drained and stopped", revision, replicas, "" if replicas == 1 else "s")
+        log.info(
+            "revision %s: %d replica%s drained and stopped", revision, replicas, "" if replicas == 1 else "s"
+        )
 
 
 def replica(name: str, what: str, detail: str = "") -> None:

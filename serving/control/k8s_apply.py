@@ -14,6 +14,13 @@ from serving.cluster import (
 )
 
 __all__ = [
-    "KINDS", "Cluster", "ClusterError", "PermanentClusterError", "TemporaryClusterError", "classify", "contains",
-    "load_configuration", "merge_patch",
+    "KINDS",
+    "Cluster",
+    "ClusterError",
+    "PermanentClusterError",
+    "TemporaryClusterError",
+    "classify",
+    "contains",
+    "load_configuration",
+    "merge_patch",
 ]

@@ -56,8 +56,10 @@ class OperatorConfig:
     resync_s: float = 10.0
     default_timeout_s: float = 60.0
     # Canary policies: the router pods (in routes_namespace) whose /metrics are read, and how often to look.
-    router_selector: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "serving"),
-                                                    ("app.kubernetes.io/component", "router"))
+    router_selector: tuple[tuple[str, str], ...] = (
+        ("app.kubernetes.io/name", "serving"),
+        ("app.kubernetes.io/component", "router"),
+    )
     canary_tick_s: float = 1.0
     metrics_port: int = 0  # the operator's own /metrics (serving_canary_* series); 0: not served
     prometheus_url: str = ""  # where Canary `query:` metrics are evaluated; empty: such checks get no data
@@ -66,8 +68,11 @@ class OperatorConfig:
 def from_cluster(body: dict[str, Any]) -> InferenceService:
     """Parse a live object: server-managed metadata (managedFields, finalizers...) is not part of the spec."""
     meta = body.get("metadata", {})
-    document = {**body, "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
-                "status": None}
+    document = {
+        **body,
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+        "status": None,
+    }
     return parse(document)
 
 
@@ -85,19 +90,27 @@ def observe(deployments: list[dict[str, Any]], transformer: dict[str, bool]) -> 
             gave_up = cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded"
             if gave_up or (cond.get("type") == "ReplicaFailure" and cond.get("status") == "True"):
                 failed[revision] = f"{component}: {cond.get('message') or cond.get('reason')}"
-    wanted = {name: ({"predictor", "transformer"} if has_t else {"predictor"}) for name, has_t in transformer.items()}
+    wanted = {
+        name: ({"predictor", "transformer"} if has_t else {"predictor"})
+        for name, has_t in transformer.items()
+    }
     done = frozenset(name for name, parts in ready.items() if wanted.get(name, {"predictor"}) <= parts)
     return Observed(done, failed)
 
 
-def with_scaled_to_zero(observed: Observed, deployments: list[dict[str, Any]], isvc: InferenceService) -> Observed:
+def with_scaled_to_zero(
+    observed: Observed, deployments: list[dict[str, Any]], isvc: InferenceService
+) -> Observed:
     """minReplicas 0: a revision whose predictor Deployment KEDA scaled to 0 still serves — ready for `plan()`
     (traffic stays), while its route arm has no endpoint, so the router's activator holds its requests."""
     if isvc.spec.predictor.min_replicas != 0:
         return observed
-    idle = {d["metadata"].get("labels", {}).get(LABEL_REVISION, "") for d in deployments
-            if d["metadata"].get("labels", {}).get(LABEL_COMPONENT) == "predictor"
-            and (d.get("spec") or {}).get("replicas") == 0}
+    idle = {
+        d["metadata"].get("labels", {}).get(LABEL_REVISION, "")
+        for d in deployments
+        if d["metadata"].get("labels", {}).get(LABEL_COMPONENT) == "predictor"
+        and (d.get("spec") or {}).get("replicas") == 0
+    }
     return replace(observed, ready=observed.ready | frozenset(idle - set(observed.failed)))
 
 
@@ -147,27 +160,47 @@ class KubernetesBackend:
             known = {**(state.revisions if state else {}), latest.name: latest}
             observed = observe(live["Deployment"], {n: r.transformer is not None for n, r in known.items()})
             flags, no_runtime = self.runtimes.select_all(known.values())
-            observed = replace(observed, failed={**observed.failed,
-                                                 **{n: field_message(m) for n, m in no_runtime.items()}})
-            p = plan(isvc, state, with_scaled_to_zero(observed, live["Deployment"], isvc), self.config.domain, canary_percent=self.canaries.percent_for(isvc.key))
+            observed = replace(
+                observed, failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}}
+            )
+            p = plan(
+                isvc,
+                state,
+                with_scaled_to_zero(observed, live["Deployment"], isvc),
+                self.config.domain,
+                canary_percent=self.canaries.percent_for(isvc.key),
+            )
             settings = self._settings(namespace, p, flags, no_runtime)
             self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)
-            status = {**with_runtime_failure(p.status, no_runtime.get(latest.name)),
-                      "observedGeneration": body["metadata"].get("generation", 1), "rollout": p.state.to_json()}
+            status = {
+                **with_runtime_failure(p.status, no_runtime.get(latest.name)),
+                "observedGeneration": body["metadata"].get("generation", 1),
+                "rollout": p.state.to_json(),
+            }
             self._write_status(namespace, name, old_status, _compact(status))
             return p
 
-    def _settings(self, namespace: str, p: Plan, flags: dict[str, tuple[str, ...]],
-                  no_runtime: dict[str, str]) -> RenderSettings:
+    def _settings(
+        self, namespace: str, p: Plan, flags: dict[str, tuple[str, ...]], no_runtime: dict[str, str]
+    ) -> RenderSettings:
         """This reconcile's render inputs: runtime flags and the storage credentials of the revisions to render."""
         rendered = [p.state.revisions[name] for name in p.run if name not in no_runtime]
-        return replace(self.config.render, runtime_flags={n: f for n, f in flags.items() if n not in no_runtime},
-                       service_account_secrets=secrets_by_account(self.cluster, namespace, rendered))
+        return replace(
+            self.config.render,
+            runtime_flags={n: f for n, f in flags.items() if n not in no_runtime},
+            service_account_secrets=secrets_by_account(self.cluster, namespace, rendered),
+        )
 
-    def _converge(self, isvc: InferenceService, uid: str, p: Plan, live: dict[str, list[dict[str, Any]]],
-                  settings: RenderSettings) -> None:
+    def _converge(
+        self,
+        isvc: InferenceService,
+        uid: str,
+        p: Plan,
+        live: dict[str, list[dict[str, Any]]],
+        settings: RenderSettings,
+    ) -> None:
         """Render the planned revisions that have a runtime (one without keeps whatever it had)."""
         owner = owner_reference(isvc, uid) if uid else None
         by_name = {(kind, o["metadata"]["name"]): o for kind, items in live.items() for o in items}
@@ -175,8 +208,10 @@ class KubernetesBackend:
         run = {name: replicas for name, replicas in p.run.items() if name in settings.runtime_flags}
         for revision_name, replicas in run.items():
             revision = p.state.revisions[revision_name]
-            exists = any(k == "Deployment" and o["metadata"]["labels"].get(LABEL_REVISION) == revision_name
-                         for (k, _), o in by_name.items())
+            exists = any(
+                k == "Deployment" and o["metadata"]["labels"].get(LABEL_REVISION) == revision_name
+                for (k, _), o in by_name.items()
+            )
             for obj in revision_objects(isvc, revision, replicas, settings, owner, existing=exists):
                 key = (obj["kind"], obj["metadata"]["name"])
                 wanted.add(key)
@@ -196,14 +231,24 @@ class KubernetesBackend:
                 continue
             since = (d["metadata"].get("annotations") or {}).get(RETIRED_AT)
             if since is None:
-                self.cluster.patch("Deployment", namespace, d["metadata"]["name"],
-                                   {"metadata": {"annotations": {RETIRED_AT: f"{now:.3f}"}}})
+                self.cluster.patch(
+                    "Deployment",
+                    namespace,
+                    d["metadata"]["name"],
+                    {"metadata": {"annotations": {RETIRED_AT: f"{now:.3f}"}}},
+                )
             elif now - float(since) >= self.config.drain_s:
                 self.delete_revision(namespace, live, revision)
 
-    def delete_revision(self, namespace: str, live: dict[str, list[dict[str, Any]]], revision: str | None) -> None:
-        doomed = [(kind, namespace, o["metadata"]["name"]) for kind, items in live.items() for o in items
-                  if revision is None or o["metadata"]["labels"].get(LABEL_REVISION) == revision]
+    def delete_revision(
+        self, namespace: str, live: dict[str, list[dict[str, Any]]], revision: str | None
+    ) -> None:
+        doomed = [
+            (kind, namespace, o["metadata"]["name"])
+            for kind, items in live.items()
+            for o in items
+            if revision is None or o["metadata"]["labels"].get(LABEL_REVISION) == revision
+        ]
         if self.cluster.delete_all(doomed):
             log.info("deleted %d objects of %s/%s", len(doomed), namespace, revision or "all revisions")
 
@@ -216,9 +261,20 @@ class KubernetesBackend:
     def route(self, isvc: InferenceService, p: Plan, observed: Observed) -> ServiceRoute:
         def service(name: str) -> tuple[str, ...]:
             revision = p.state.revisions[name]
-            return (service_url(revision, entry_component(revision), self.config.render),) if name in observed.ready else ()
-        return routes_for(isvc, p, service, self.config.domain, self.config.default_timeout_s,
-                          canary=self.canaries.routing_for(isvc.key))
+            return (
+                (service_url(revision, entry_component(revision), self.config.render),)
+                if name in observed.ready
+                else ()
+            )
+
+        return routes_for(
+            isvc,
+            p,
+            service,
+            self.config.domain,
+            self.config.default_timeout_s,
+            canary=self.canaries.routing_for(isvc.key),
+        )
 
     def _set_route(self, isvc: InferenceService, p: Plan, observed: Observed) -> None:
         route = self.route(isvc, p, observed)
@@ -230,13 +286,21 @@ class KubernetesBackend:
     def _write_routes(self) -> None:
         self.version += 1
         table = route_table(self.routes, self.version)
-        self.cluster.apply({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": self.config.routes_name, "namespace": self.config.routes_namespace,
-                         "labels": {"app.kubernetes.io/part-of": "serving",
-                                    "app.kubernetes.io/managed-by": "serving-operator"}},
-            "data": {ROUTES_KEY: json.dumps(table.to_json(), sort_keys=True)},
-        })
+        self.cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": self.config.routes_name,
+                    "namespace": self.config.routes_namespace,
+                    "labels": {
+                        "app.kubernetes.io/part-of": "serving",
+                        "app.kubernetes.io/managed-by": "serving-operator",
+                    },
+                },
+                "data": {ROUTES_KEY: json.dumps(table.to_json(), sort_keys=True)},
+            }
+        )
 
     # -- delete --------------------------------------------------------------------------------
     def unroute(self, namespace: str, name: str) -> None:
@@ -253,7 +317,9 @@ class KubernetesBackend:
     # -- the Backend protocol (async; blocking calls in threads) ----------------------------------
     async def apply(self, isvc: InferenceService, document: dict[str, Any]) -> str:
         """Create or patch the InferenceService in the cluster; the operator reconciles it from there."""
-        return await asyncio.to_thread(apply_document, self.cluster, convert_document(document, isvc.metadata.namespace))
+        return await asyncio.to_thread(
+            apply_document, self.cluster, convert_document(document, isvc.metadata.namespace)
+        )
 
     async def delete(self, namespace: str, name: str) -> None:
         """Stop routing first, wait for in-flight requests, then delete every child object."""

@@ -49,8 +49,12 @@ ACTION_ANNOTATION = "serving.dev/action"  # promote | rollback | pause | resume,
 
 
 class KubernetesCanaryHost:
-    def __init__(self, backend: KubernetesBackend, registry: CollectorRegistry | None = None,
-                 scrape_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        backend: KubernetesBackend,
+        registry: CollectorRegistry | None = None,
+        scrape_timeout_s: float = 2.0,
+    ) -> None:
         self.backend = backend
         self.cluster = backend.cluster
         self.config = backend.config
@@ -71,8 +75,12 @@ class KubernetesCanaryHost:
         if body is None or latest is None:
             return None
         failed = (status.get("modelStatus") or {}).get("transitionStatus") == "BlockedByFailedLoad"
-        return RolloutView(latest, predictor.get("latestRolledoutRevision"),
-                           predictor.get("latestReadyRevision") == latest, failed)
+        return RolloutView(
+            latest,
+            predictor.get("latestRolledoutRevision"),
+            predictor.get("latestReadyRevision") == latest,
+            failed,
+        )
 
     def router_expositions(self) -> Sequence[bytes]:
         """Every router replica's /metrics now; one that cannot be read fails the whole read (never judge
@@ -93,8 +101,9 @@ class KubernetesCanaryHost:
         return [text for _, text in self._scraped.values()]
 
     def run_load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
-        threading.Thread(target=self._load_test, args=(key, revision, load_test), daemon=True,
-                         name=f"loadtest-{revision}").start()
+        threading.Thread(
+            target=self._load_test, args=(key, revision, load_test), daemon=True, name=f"loadtest-{revision}"
+        ).start()
 
     def _load_test(self, key: Key, revision: str, load_test: LoadTest) -> None:
         """`serving loadtest v1` (Locust, its own process) against the canary revision's own Service, so every
@@ -105,11 +114,30 @@ class KubernetesCanaryHost:
         summary: dict[str, Any] = {}
         if known is not None:
             url = service_url(known, entry_component(known), self.config.render)
-            command = [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", url, "--model", key[1],
-                       "--users", str(load_test.users), "--duration", load_test.duration, "--out", str(report),
-                       "--max-failure-ratio", "1", *(["--payload", load_test.payload] if load_test.payload else [])]
+            command = [
+                sys.executable,
+                "-m",
+                "serving.cli",
+                "loadtest",
+                "v1",
+                "--url",
+                url,
+                "--model",
+                key[1],
+                "--users",
+                str(load_test.users),
+                "--duration",
+                load_test.duration,
+                "--out",
+                str(report),
+                "--max-failure-ratio",
+                "1",
+                *(["--payload", load_test.payload] if load_test.payload else []),
+            ]
             try:
-                subprocess.run(command, capture_output=True, timeout=parse_duration_s(load_test.duration) + 120)
+                subprocess.run(
+                    command, capture_output=True, timeout=parse_duration_s(load_test.duration) + 120
+                )
                 summary = json.loads((report / "summary.json").read_text())
             except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
                 log.error("canary %s/%s: the load test of %s gave no summary: %s", *key, revision, exc)
@@ -119,8 +147,12 @@ class KubernetesCanaryHost:
     def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None:
         tracked = self.controller.tracked.get(key)
         if tracked is not None:
-            self._patch_status(tracked.canary.metadata.namespace, tracked.canary.metadata.name, key,
-                               status_body(status, history))
+            self._patch_status(
+                tracked.canary.metadata.namespace,
+                tracked.canary.metadata.name,
+                key,
+                status_body(status, history),
+            )
         self._reconcile(key)
 
     # -- documents (kopf watch events) ----------------------------------------------------------------
@@ -142,9 +174,16 @@ class KubernetesCanaryHost:
                 self._patch_status(namespace, name, None, invalid_status("InvalidSpec", exc.message))
                 return
             if canary.spec.analysis.load_test is not None and importlib.util.find_spec("locust") is None:
-                self._patch_status(namespace, name, None, invalid_status(
-                    "LoadTestUnavailable", "spec.analysis.loadTest: Locust is not installed in the operator's image "
-                    "(pip install locust there, or drop loadTest)"))
+                self._patch_status(
+                    namespace,
+                    name,
+                    None,
+                    invalid_status(
+                        "LoadTestUnavailable",
+                        "spec.analysis.loadTest: Locust is not installed in the operator's image "
+                        "(pip install locust there, or drop loadTest)",
+                    ),
+                )
                 return
             self._track(canary, body.get("status") or {}, current)
             action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
@@ -154,15 +193,27 @@ class KubernetesCanaryHost:
     def _manual(self, canary: Canary, action: str) -> None:
         """`kubectl annotate canary NAME serving.dev/action=promote|rollback|pause|resume`: manual control wins;
         the annotation is removed once done, so the same word can be given again later."""
-        actions = {"promote": self.controller.promote, "rollback": self.controller.rollback,
-                   "pause": self.controller.pause, "resume": self.controller.resume}
+        actions = {
+            "promote": self.controller.promote,
+            "rollback": self.controller.rollback,
+            "pause": self.controller.pause,
+            "resume": self.controller.resume,
+        }
         tracked = self.controller.tracked.get(canary.target_key)
         if action not in actions:
-            log.warning("Canary %s/%s: %s=%r is not one of %s", *canary.key, ACTION_ANNOTATION, action, ", ".join(actions))
+            log.warning(
+                "Canary %s/%s: %s=%r is not one of %s",
+                *canary.key,
+                ACTION_ANNOTATION,
+                action,
+                ", ".join(actions),
+            )
         elif tracked is not None and tracked.canary.metadata.name == canary.metadata.name:
             actions[action](canary.target_key)
         try:
-            self.cluster.patch("Canary", *canary.key, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})
+            self.cluster.patch(
+                "Canary", *canary.key, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}}
+            )
         except ClusterError as exc:
             log.warning("could not clear %s on Canary %s/%s: %s", ACTION_ANNOTATION, *canary.key, exc.message)
 
@@ -170,10 +221,17 @@ class KubernetesCanaryHost:
         key = canary.target_key
         other = self.controller.tracked.get(key)
         if other is not None and other.canary.metadata.name != canary.metadata.name:
-            self._patch_status(*canary.key, None, invalid_status(
-                "TargetTaken", f"Canary {other.canary.metadata.name} already drives {key[0]}/{key[1]}"))
+            self._patch_status(
+                *canary.key,
+                None,
+                invalid_status(
+                    "TargetTaken", f"Canary {other.canary.metadata.name} already drives {key[0]}/{key[1]}"
+                ),
+            )
             return
-        if current is not None and current != key:  # its targetRef changed: the old service is on its own again
+        if (
+            current is not None and current != key
+        ):  # its targetRef changed: the old service is on its own again
             self.controller.remove(current)
             self._written.pop(current, None)
             self._reconcile(current)
@@ -182,7 +240,11 @@ class KubernetesCanaryHost:
             resumable = current is None and stored.get("phase") in set(Phase)
             resumed = CanaryStatus.from_json(stored) if resumable else None
             self.controller.apply(canary, resumed, list(stored.get("history") or []) if resumed else None)
-            if resumed is not None and resumed.revision and resumed.phase in (Phase.PROGRESSING, Phase.MIRRORING):
+            if (
+                resumed is not None
+                and resumed.revision
+                and resumed.phase in (Phase.PROGRESSING, Phase.MIRRORING)
+            ):
                 self._baseline(key, resumed.revision, canary.spec.analysis.interval_s)
             self._reconcile(key)
         elif other.canary.spec != canary.spec:
@@ -200,8 +262,9 @@ class KubernetesCanaryHost:
         tracked.next_check_s = self.controller.clock() + interval_s
 
     def _target_of(self, namespace: str, name: str) -> Key | None:
-        return next((key for key, t in self.controller.tracked.items()
-                     if t.canary.key == (namespace, name)), None)
+        return next(
+            (key for key, t in self.controller.tracked.items() if t.canary.key == (namespace, name)), None
+        )
 
     # -- the loop ---------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -214,7 +277,9 @@ class KubernetesCanaryHost:
         out: dict[Key, dict[str, float]] = {}
         async with httpx.AsyncClient() as client:
             for key, queries in due.items():
-                values = {name: await evaluate(client, self.config.prometheus_url, q) for name, q in queries.items()}
+                values = {
+                    name: await evaluate(client, self.config.prometheus_url, q) for name, q in queries.items()
+                }
                 out[key] = {name: v for name, v in values.items() if v is not None}  # no data fails the check
         return out
 
@@ -230,8 +295,15 @@ class KubernetesCanaryHost:
         patch = merge_patch(old, new) if key in self._written else new
         api = kubernetes.client.CustomObjectsApi(self.cluster.client)
         try:
-            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
-                                                      _content_type="application/merge-patch+json")
+            api.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": patch},
+                _content_type="application/merge-patch+json",
+            )
         except Exception as exc:
             error = classify(exc, f"patch status of Canary {namespace}/{name}")
             log.warning("%s", error.message)
@@ -244,7 +316,9 @@ def metrics_url(pod: Mapping[str, Any]) -> str | None:
     """A ready router pod's /metrics URL (its container port named http); None while it is not ready."""
     status = pod.get("status") or {}
     ip = status.get("podIP")
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ()
+    )
     if not ip or not ready:
         return None
     ports = [p for c in (pod.get("spec") or {}).get("containers") or () for p in c.get("ports") or ()]
@@ -257,4 +331,9 @@ def _document(body: Mapping[str, Any]) -> dict[str, Any]:
     """A live object as a Canary document: server-managed metadata and the status are not part of the spec."""
     meta = body.get("metadata") or {}
     kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
-    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": kept, "spec": body.get("spec")}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": kept,
+        "spec": body.get("spec"),
+    }

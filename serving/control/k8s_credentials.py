@@ -31,7 +31,9 @@ def needs_credentials(revision: Revision) -> bool:
     return bool(uri) and not uri.startswith("pvc://")
 
 
-def secrets_by_account(cluster: Cluster, namespace: str, revisions: Iterable[Revision]) -> dict[str, list[dict[str, Any]]]:
+def secrets_by_account(
+    cluster: Cluster, namespace: str, revisions: Iterable[Revision]
+) -> dict[str, list[dict[str, Any]]]:
     """Service account name -> its Secrets (values dropped), for every revision that downloads its model."""
     accounts = sorted({account_of(r) for r in revisions if needs_credentials(r)})
     return {account: account_secrets(cluster, namespace, account) for account in accounts}
@@ -55,8 +57,10 @@ def without_values(secret: dict[str, Any]) -> dict[str, Any]:
     """Name, annotations and key names only: what the renderer needs, nothing a log or a dump could leak."""
     meta = secret.get("metadata") or {}
     keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
-    return {"metadata": {"name": meta.get("name", ""), "annotations": dict(meta.get("annotations") or {})},
-            "data": {key: "" for key in sorted(keys)}}
+    return {
+        "metadata": {"name": meta.get("name", ""), "annotations": dict(meta.get("annotations") or {})},
+        "data": {key: "" for key in sorted(keys)},
+    }
 
 
 def _read(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -60,12 +60,16 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     isvc = parse(doc)
     uri = isvc.spec.predictor.normalised_model().storage_uri if not isvc.spec.predictor.containers else None
     if uri and ("://" not in uri or uri.startswith("file://")):
-        return [f"spec.predictor.model.storageUri: {uri!r} is a local path; the cluster cannot read it "
-                "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"]
+        return [
+            f"spec.predictor.model.storageUri: {uri!r} is a local path; the cluster cannot read it "
+            "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
+        ]
     return []
 
 
-def apply_kubernetes(paths: list[Path], namespace: str | None = None, cluster: Cluster | None = None) -> list[str]:
+def apply_kubernetes(
+    paths: list[Path], namespace: str | None = None, cluster: Cluster | None = None
+) -> list[str]:
     """Create or patch each InferenceService in the current kubeconfig context; one line per object."""
     cluster = cluster or Cluster.from_environment()
     lines = []
@@ -85,10 +89,14 @@ def apply_document(cluster: Cluster, doc: dict[str, Any]) -> str:
     live = cluster.get(kind, meta.get("namespace", ""), meta["name"])
     if live is None:
         return cluster.apply(doc, None, known=True)
-    patch = {k: v for k, v in {
-        "spec": merge_patch(live.get("spec") or {}, doc.get("spec") or {}),
-        "metadata": {k: meta[k] for k in ("labels", "annotations") if meta.get(k)},
-    }.items() if v}
+    patch = {
+        k: v
+        for k, v in {
+            "spec": merge_patch(live.get("spec") or {}, doc.get("spec") or {}),
+            "metadata": {k: meta[k] for k in ("labels", "annotations") if meta.get(k)},
+        }.items()
+        if v
+    }
     if not patch:
         return "unchanged"
     cluster.patch(kind, meta.get("namespace", ""), meta["name"], patch)

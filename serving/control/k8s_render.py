@@ -23,10 +23,18 @@ PVC_ROOT = "/mnt/pvc"
 PORT = 8080
 GRPC_PORT = 8081  # predictors also speak the Open Inference Protocol over gRPC (KServe's gRPC port); transformers REST only
 POD_FIELDS = (
-    "serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName",
-    "schedulerName", "runtimeClassName",
+    "serviceAccountName",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "imagePullSecrets",
+    "priorityClassName",
+    "schedulerName",
+    "runtimeClassName",
 )
-LABEL_ISVC, LABEL_REVISION, LABEL_COMPONENT = (f"{GROUP_PREFIX}/{k}" for k in ("isvc", "revision", "component"))
+LABEL_ISVC, LABEL_REVISION, LABEL_COMPONENT = (
+    f"{GROUP_PREFIX}/{k}" for k in ("isvc", "revision", "component")
+)
 
 
 @dataclass(frozen=True)
@@ -34,9 +42,12 @@ class RenderSettings:
     image: str = "ghcr.io/serving-dev/serving:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     cluster_domain: str = "cluster.local"
-    default_resources: dict[str, Any] = field(default_factory=lambda: {
-        "requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}})
-    keda_prometheus_url: str = ""  # set: concurrency/rps scale with a KEDA ScaledObject on the router's metrics
+    default_resources: dict[str, Any] = field(
+        default_factory=lambda: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
+    )
+    keda_prometheus_url: str = (
+        ""  # set: concurrency/rps scale with a KEDA ScaledObject on the router's metrics
+    )
     # service account name -> its Secrets (read by the caller): KServe's storage credentials for the initializer
     service_account_secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # revision name -> the `serving serve` flags of the ServingRuntime selected for it (read by the caller)
@@ -78,45 +89,75 @@ def selector(revision: Revision, component: str) -> dict[str, str]:
 
 
 def owner_reference(isvc: InferenceService, uid: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP_PREFIX}/v1beta1", "kind": "InferenceService", "name": isvc.metadata.name,
-            "uid": uid, "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": f"{GROUP_PREFIX}/v1beta1",
+        "kind": "InferenceService",
+        "name": isvc.metadata.name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _metadata(revision: Revision, component: str, owner: dict[str, Any] | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": object_name(revision, component), "namespace": revision.namespace,
-                            "labels": labels(revision, component)}
+    meta: dict[str, Any] = {
+        "name": object_name(revision, component),
+        "namespace": revision.namespace,
+        "labels": labels(revision, component),
+    }
     if owner is not None:
         meta["ownerReferences"] = [owner]
     return meta
 
 
 def _env(items: tuple[EnvVar, ...]) -> list[dict[str, Any]]:
-    return [{"name": e.name, "valueFrom": e.value_from} if e.value_from is not None else {"name": e.name, "value": e.value}
-            for e in items]
+    return [
+        {"name": e.name, "valueFrom": e.value_from}
+        if e.value_from is not None
+        else {"name": e.name, "value": e.value}
+        for e in items
+    ]
 
 
 def _resources(spec: Resources | None, settings: RenderSettings) -> dict[str, Any]:
     if spec is None or not (spec.limits or spec.requests):
         return settings.default_resources
-    return {k: {n: str(v) for n, v in getattr(spec, k).items()} for k in ("limits", "requests") if getattr(spec, k)}
+    return {
+        k: {n: str(v) for n, v in getattr(spec, k).items()}
+        for k in ("limits", "requests")
+        if getattr(spec, k)
+    }
 
 
 def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "failureThreshold": failures,
-            "timeoutSeconds": 2}
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period_s,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
 
 
-_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-             "capabilities": {"drop": ["ALL"]}}
+_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
-def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def _storage(
+    revision: Revision, settings: RenderSettings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """The storage-initializer: `serving storage pull URI /mnt/models` into an emptyDir (pvc:// mounted)."""
     uri = revision.storage_uri
     if not uri:
         return [], [], []
     volumes: list[dict[str, Any]] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "model", "mountPath": MODEL_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
     if uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/", 1)[0]
@@ -126,18 +167,31 @@ def _storage(revision: Revision, settings: RenderSettings) -> tuple[list[dict[st
     account = revision.predictor.service_account_name or "default"
     credentials = credentials_from_secrets(settings.service_account_secrets.get(account, ()))
     volumes += credentials.volumes
-    init = {"name": "storage-initializer", "image": settings.image, "imagePullPolicy": settings.image_pull_policy,
-            "command": ["serving"], "args": args, "volumeMounts": mounts + credentials.mounts,
-            "env": credentials.env + _env(component_env(revision.predictor)), "securityContext": _SECURITY,
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}}
-    main_mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODEL_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}]
+    init = {
+        "name": "storage-initializer",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["serving"],
+        "args": args,
+        "volumeMounts": mounts + credentials.mounts,
+        "env": credentials.env + _env(component_env(revision.predictor)),
+        "securityContext": _SECURITY,
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+    }
+    main_mounts: list[dict[str, Any]] = [
+        {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     return [init], volumes, main_mounts
 
 
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
-    argv = predictor_args(revision, Path(MODEL_DIR)) + list(settings.runtime_flags.get(revision.name, ())) + [
-        "--host", "0.0.0.0", "--port", str(PORT), "--grpc-port", str(GRPC_PORT)]
+    argv = (
+        predictor_args(revision, Path(MODEL_DIR))
+        + list(settings.runtime_flags.get(revision.name, ()))
+        + ["--host", "0.0.0.0", "--port", str(PORT), "--grpc-port", str(GRPC_PORT)]
+    )
     containers = revision.predictor.containers
     resources = model.resources if model is not None else (containers[0].resources if containers else None)
     return {
@@ -147,8 +201,10 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         "command": ["serving"],
         "args": argv,
         "env": _env(component_env(revision.predictor)),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"},
-                  {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": _probe("/v2/health/ready", 2, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 6),
         "startupProbe": _probe("/v2/health/live", 2, 150),
@@ -180,15 +236,22 @@ def transformer_container(revision: Revision, settings: RenderSettings) -> dict[
         if spec.command:
             container["command"] = list(spec.command)
         container["args"] = list(spec.args) + [
-            "--model_name", revision.isvc, "--predictor_host", predictor.removeprefix("http://"),
-            "--http_port", str(PORT)]
+            "--model_name",
+            revision.isvc,
+            "--predictor_host",
+            predictor.removeprefix("http://"),
+            "--http_port",
+            str(PORT),
+        ]
         container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
     return container
 
 
 def _pod_fields(source: ComponentSpec) -> dict[str, Any]:
     """The pod-level fields the user set (camelCase, as the pod spec spells them)."""
-    dumped = source.model_dump(mode="json", by_alias=True, include={_snake(k) for k in POD_FIELDS}, exclude_none=True)
+    dumped = source.model_dump(
+        mode="json", by_alias=True, include={_snake(k) for k in POD_FIELDS}, exclude_none=True
+    )
     return {k: v for k, v in dumped.items() if v}
 
 
@@ -197,7 +260,10 @@ def _snake(name: str) -> str:
 
 
 def deployment(
-    revision: Revision, component: str, replicas: int | None, settings: RenderSettings,
+    revision: Revision,
+    component: str,
+    replicas: int | None,
+    settings: RenderSettings,
     owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`replicas=None` leaves the count to the HPA (so a patch never fights it)."""
@@ -210,50 +276,98 @@ def deployment(
             container["volumeMounts"] = mounts
     else:
         init, volumes = [], [{"name": "tmp", "emptyDir": {}}]
-        container = {**transformer_container(revision, settings), "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+        container = {
+            **transformer_container(revision, settings),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        }
     pod: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "terminationGracePeriodSeconds": 45,
         "enableServiceLinks": False,
     }
     if init:
         pod["initContainers"] = init
     pod.update(_pod_fields(source))
-    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics",
-                   **source.annotations}
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": "/metrics",
+        **source.annotations,
+    }
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(revision, component)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "template": {"metadata": {"labels": {**source.labels, **labels(revision, component)},
-                                  "annotations": annotations}, "spec": pod},
+        "template": {
+            "metadata": {
+                "labels": {**source.labels, **labels(revision, component)},
+                "annotations": annotations,
+            },
+            "spec": pod,
+        },
     }
     if replicas is not None:
         spec["replicas"] = replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(revision, component, owner),
-            "spec": spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(revision, component, owner),
+        "spec": spec,
+    }
 
 
 def service(revision: Revision, component: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(revision, component, owner),
-            "spec": {"type": "ClusterIP", "selector": selector(revision, component),
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
-                     + ([{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
-                          "appProtocol": "kubernetes.io/h2c"}] if component == "predictor" else [])}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(revision, component, owner),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(revision, component),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+            + (
+                [
+                    {
+                        "name": "grpc",
+                        "port": GRPC_PORT,
+                        "targetPort": "grpc",
+                        "protocol": "TCP",
+                        "appProtocol": "kubernetes.io/h2c",
+                    }
+                ]
+                if component == "predictor"
+                else []
+            ),
+        },
+    }
 
 
 def revision_objects(
-    isvc: InferenceService, revision: Revision, replicas: int, settings: RenderSettings,
-    owner: dict[str, Any] | None = None, existing: bool = False,
+    isvc: InferenceService,
+    revision: Revision,
+    replicas: int,
+    settings: RenderSettings,
+    owner: dict[str, Any] | None = None,
+    existing: bool = False,
 ) -> list[dict[str, Any]]:
     """Every object of one revision; `existing=True` omits replicas where an HPA or KEDA owns them."""
     components = ["predictor"] + (["transformer"] if revision.transformer is not None else [])
     out: list[dict[str, Any]] = []
     for component in components:
-        autoscaler = scaler(isvc, component, object_name(revision, component), _metadata(revision, component, owner),
-                            revision.name, settings.keda_prometheus_url)
+        autoscaler = scaler(
+            isvc,
+            component,
+            object_name(revision, component),
+            _metadata(revision, component, owner),
+            revision.name,
+            settings.keda_prometheus_url,
+        )
         count = None if (autoscaler is not None and existing) else replicas
         out += [deployment(revision, component, count, settings, owner), service(revision, component, owner)]
         if autoscaler is not None:

@@ -38,7 +38,9 @@ class ClusterRuntimes:
             try:
                 items = cluster.list_everywhere(kind)
             except ClusterError as exc:
-                log.warning("cannot list %ss (%s): runtime selection uses the built-in runtimes", kind, exc.message)
+                log.warning(
+                    "cannot list %ss (%s): runtime selection uses the built-in runtimes", kind, exc.message
+                )
                 continue
             for body in items:
                 self.event({"kind": kind, **body}, None)
@@ -83,8 +85,12 @@ class ClusterRuntimes:
 def _document(body: dict[str, Any]) -> dict[str, Any]:
     """What selection reads (server-managed metadata left out)."""
     meta = body.get("metadata") or {}
-    return {"apiVersion": body.get("apiVersion", "serving.dev/v1alpha1"), "kind": body.get("kind", ""),
-            "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta}, "spec": body.get("spec") or {}}
+    return {
+        "apiVersion": body.get("apiVersion", "serving.dev/v1alpha1"),
+        "kind": body.get("kind", ""),
+        "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
+        "spec": body.get("spec") or {},
+    }
 
 
 def _parse(document: dict[str, Any]) -> ServingRuntime | None:
@@ -115,8 +121,11 @@ def with_runtime_failure(status: dict[str, Any], message: str | None) -> dict[st
     """The latest revision has no runtime: KServe's model status (InvalidSpec) and our field path in conditions."""
     if message is None:
         return status
-    model = {**status.get("modelStatus", {}), "transitionStatus": "InvalidSpec",
-             "lastFailureInfo": {"reason": failure_reason(message), "message": message}}
+    model = {
+        **status.get("modelStatus", {}),
+        "transitionStatus": "InvalidSpec",
+        "lastFailureInfo": {"reason": failure_reason(message), "message": message},
+    }
     return {**status, "modelStatus": model}
 
 

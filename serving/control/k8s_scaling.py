@@ -23,7 +23,11 @@ KEDA_POLLING_S = 5  # how often KEDA asks Prometheus: a held request waits about
 
 
 def scaler(
-    isvc: InferenceService, component: str, target_name: str, metadata: dict[str, Any], revision: str,
+    isvc: InferenceService,
+    component: str,
+    target_name: str,
+    metadata: dict[str, Any],
+    revision: str,
     keda_prometheus_url: str = "",
 ) -> dict[str, Any] | None:
     """The ScaledObject or HPA for `component` (its Deployment is `target_name`), or None for a fixed count."""
@@ -62,34 +66,70 @@ def scaled_object(
     stabilization window; the threshold is the per-replica target x utilization (as the KPA divides by)."""
     per_replica = knobs.target * knobs.utilization
     return {
-        "apiVersion": KEDA_API_VERSION, "kind": "ScaledObject", "metadata": metadata,
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": metadata,
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target_name},
             "minReplicaCount": knobs.min_replicas,
             "maxReplicaCount": knobs.max_replicas or KEDA_DEFAULT_MAX,
             "pollingInterval": KEDA_POLLING_S,
             "cooldownPeriod": round(knobs.stable_window_s + knobs.scale_to_zero_retention_s),
-            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {
-                "stabilizationWindowSeconds": round(knobs.scale_down_delay_s or knobs.stable_window_s)}}}},
-            "triggers": [{
-                "type": "prometheus", "metricType": "AverageValue",
-                "metadata": {"serverAddress": prometheus_url, "query": query, "threshold": f"{per_replica:g}",
-                             "activationThreshold": "0"},
-            }],
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": round(
+                                knobs.scale_down_delay_s or knobs.stable_window_s
+                            )
+                        }
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": prometheus_url,
+                        "query": query,
+                        "threshold": f"{per_replica:g}",
+                        "activationThreshold": "0",
+                    },
+                }
+            ],
         },
     }
 
 
 def hpa(knobs: Knobs, min_replicas: int, target_name: str, metadata: dict[str, Any]) -> dict[str, Any]:
     if knobs.metric in ("cpu", "memory"):
-        measure = {"type": "Resource", "resource": {"name": knobs.metric, "target": {
-            "type": "Utilization", "averageUtilization": round(knobs.target)}}}
+        measure = {
+            "type": "Resource",
+            "resource": {
+                "name": knobs.metric,
+                "target": {"type": "Utilization", "averageUtilization": round(knobs.target)},
+            },
+        }
     else:  # served by prometheus-adapter from the model server's metrics
-        name = "serving_requests_in_flight" if knobs.metric == "concurrency" else "serving_requests_per_second"
-        measure = {"type": "Pods", "pods": {"metric": {"name": name},
-                                            "target": {"type": "AverageValue", "averageValue": f"{knobs.target:g}"}}}
+        name = (
+            "serving_requests_in_flight" if knobs.metric == "concurrency" else "serving_requests_per_second"
+        )
+        measure = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": name},
+                "target": {"type": "AverageValue", "averageValue": f"{knobs.target:g}"},
+            },
+        }
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": metadata,
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target_name},
-                 "minReplicas": min_replicas, "maxReplicas": knobs.max_replicas, "metrics": [measure]},
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target_name},
+            "minReplicas": min_replicas,
+            "maxReplicas": knobs.max_replicas,
+            "metrics": [measure],
+        },
     }

@@ -48,8 +48,13 @@ class Service:
     generation: int = 1
 
     def record(self) -> dict[str, Any]:
-        return {"document": self.document, "rollout": self.rollout.to_json(), "status": self.status,
-                "created": self.created, "generation": self.generation}
+        return {
+            "document": self.document,
+            "rollout": self.rollout.to_json(),
+            "status": self.status,
+            "created": self.created,
+            "generation": self.generation,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +70,16 @@ class LocalControlPlane:
     replica (default: a supervised OS process; tests pass in-process fakes with the same small interface)."""
 
     def __init__(
-        self, store: StateStore, routes: RouteSink, *, domain: str = "example.com", storage: StorageConfig | None = None,
-        predictor_flags: tuple[str, ...] = (), replica_factory: ReplicaFactory | None = None,
-        load: LoadSource | None = None, scaling_metrics: ScalingMetrics | None = None,
+        self,
+        store: StateStore,
+        routes: RouteSink,
+        *,
+        domain: str = "example.com",
+        storage: StorageConfig | None = None,
+        predictor_flags: tuple[str, ...] = (),
+        replica_factory: ReplicaFactory | None = None,
+        load: LoadSource | None = None,
+        scaling_metrics: ScalingMetrics | None = None,
         autoscale_interval_s: float = SAMPLE_INTERVAL_S,
     ) -> None:
         self.store = store
@@ -86,8 +98,9 @@ class LocalControlPlane:
         self._lock = asyncio.Lock()
         # One autoscaler loop per revision that scales (maxReplicas above minReplicas, or minReplicas 0);
         # `load` is the router's per-revision counts (serving.router.load.RevisionLoad).
-        self.autoscalers = Autoscalers(load, self._fleet, self._changed, metrics=scaling_metrics,
-                                       interval_s=autoscale_interval_s)
+        self.autoscalers = Autoscalers(
+            load, self._fleet, self._changed, metrics=scaling_metrics, interval_s=autoscale_interval_s
+        )
         self._desired: dict[tuple[str, str], dict[str, int]] = {}  # service -> revision -> replicas wanted
         self.history = RolloutHistory(store.root)
         # Canary policies (serving.control.canaries): their weight overrides canaryTrafficPercent, and they may
@@ -103,8 +116,14 @@ class LocalControlPlane:
             except (ServingError, KeyError) as exc:
                 log.error("skipping a stored InferenceService that no longer validates: %s", exc)
                 continue
-            service = Service(isvc, record["document"], RolloutState.from_json(record.get("rollout", {})),
-                              record.get("status", {}), record.get("created", time.time()), record.get("generation", 1))
+            service = Service(
+                isvc,
+                record["document"],
+                RolloutState.from_json(record.get("rollout", {})),
+                record.get("status", {}),
+                record.get("created", time.time()),
+                record.get("generation", 1),
+            )
             self.services[isvc.key] = service
         await self.reconcile()
         self._loop_task = asyncio.create_task(self._loop(), name="reconcile")
@@ -117,7 +136,9 @@ class LocalControlPlane:
         self.routes.set_table(RouteTable())
         runners = list(self.runners.values())
         self.runners.clear()
-        await asyncio.gather(*(self._drain_and_stop(r) for r in runners), *self._background, return_exceptions=True)
+        await asyncio.gather(
+            *(self._drain_and_stop(r) for r in runners), *self._background, return_exceptions=True
+        )
 
     # -- API ---------------------------------------------------------------------------------------
     async def apply(self, isvc: InferenceService, document: dict[str, Any]) -> Service:
@@ -126,8 +147,14 @@ class LocalControlPlane:
             if old is not None and old.document == document:  # kubectl's `unchanged`: no new generation
                 events.applied(isvc.key, "unchanged", old.generation)
                 return old
-            service = Service(isvc, document, old.rollout if old else RolloutState(), old.status if old else {},
-                              old.created if old else time.time(), (old.generation + 1) if old else 1)
+            service = Service(
+                isvc,
+                document,
+                old.rollout if old else RolloutState(),
+                old.status if old else {},
+                old.created if old else time.time(),
+                (old.generation + 1) if old else 1,
+            )
             self.store.save(*isvc.key, service.record())  # raises StateError: nothing changes in memory then
             self.services[isvc.key] = service
             self.history.remember(*isvc.key, Revision.from_spec(isvc).name, document)
@@ -163,17 +190,27 @@ class LocalControlPlane:
         targets = []
         for (namespace, _), runner in self.runners.items():
             revision = runner.revision
-            for component, replicas in (("predictor", runner.predictors), ("transformer", runner.transformers)):
+            for component, replicas in (
+                ("predictor", runner.predictors),
+                ("transformer", runner.transformers),
+            ):
                 for index, replica in enumerate(replicas):
                     if not replica.port:
                         continue  # not listening yet
-                    labels = {"isvc": revision.isvc, "namespace": namespace, "revision": revision.name,
-                              "component": component, "replica": str(index)}
+                    labels = {
+                        "isvc": revision.isvc,
+                        "namespace": namespace,
+                        "revision": revision.name,
+                        "component": component,
+                        "replica": str(index),
+                    }
                     targets.append(ScrapeTarget(replica.url, labels))
         return targets
 
     def ready(self) -> bool:
-        return all(s.status.get("conditions", [{}])[-1].get("status") == "True" for s in self.services.values())
+        return all(
+            s.status.get("conditions", [{}])[-1].get("status") == "True" for s in self.services.values()
+        )
 
     # -- reconcile ---------------------------------------------------------------------------------
     def _changed(self) -> None:
@@ -224,8 +261,13 @@ class LocalControlPlane:
                 ready.add(name)  # scaled to zero on purpose still serves: the router's activator wakes it
             elif (why := runner.failure()) is not None:
                 failed[name] = why
-        return plan(service.isvc, service.rollout, Observed(frozenset(ready), failed), self.domain,
-                    self.canaries.percent_for(service.isvc.key))
+        return plan(
+            service.isvc,
+            service.rollout,
+            Observed(frozenset(ready), failed),
+            self.domain,
+            self.canaries.percent_for(service.isvc.key),
+        )
 
     def _scaled(self, key: tuple[str, str], p: Plan) -> dict[str, int]:
         """Replicas per running revision: the autoscaler's count where the service scales, else the plan's.
@@ -235,7 +277,9 @@ class LocalControlPlane:
         if not (knobs.max_replicas > knobs.min_replicas or knobs.min_replicas == 0):
             self._desired[key] = dict(p.run)
             return self._desired[key]
-        desired = {name: self.autoscalers.replicas((key[0], name), isvc.metadata.name, knobs) for name in p.run}
+        desired = {
+            name: self.autoscalers.replicas((key[0], name), isvc.metadata.name, knobs) for name in p.run
+        }
         stable = next((t for t in p.traffic if t.tag == "prev" and 0 < t.percent < 100), None)
         if stable is not None and stable.revision in desired:
             floor = stable_floor(stable.percent, desired)
@@ -248,7 +292,9 @@ class LocalControlPlane:
         if runner is None:
             return Fleet(0, 0)
         ready = sum(1 for r in runner.predictors if r.state is ReplicaState.READY)
-        pids = tuple(proc.pid for r in runner.all_replicas() if (proc := getattr(r, "process", None)) is not None)
+        pids = tuple(
+            proc.pid for r in runner.all_replicas() if (proc := getattr(r, "process", None)) is not None
+        )
         return Fleet(ready, len(runner.predictors), pids)
 
     def _replica_status(self, status: dict[str, Any], key: tuple[str, str]) -> None:
@@ -280,18 +326,24 @@ class LocalControlPlane:
         try:
             model_dir = await asyncio.to_thread(resolve_model_dir, revision, self.storage)
         except ServingError as exc:
-            runner = RevisionRunner(revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory)
+            runner = RevisionRunner(
+                revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory
+            )
             runner.error = f"spec.predictor.model.storageUri: {exc.message}"
             return runner
         try:  # KServe's runtime selection: which runtime, and the flags its ServingRuntime adds
             flags = (*self.predictor_flags, *self.runtimes.flags_for(revision))
         except ServingError as exc:
-            runner = RevisionRunner(revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory)
+            runner = RevisionRunner(
+                revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory
+            )
             runner.error = f"spec.predictor.model.runtime: {exc.message}"
             return runner
         return RevisionRunner(revision, model_dir, log_dir, self._changed, flags, self.replica_factory)
 
-    async def _drain_and_stop(self, runner: RevisionRunner, replicas: list[ReplicaHandle] | None = None) -> None:
+    async def _drain_and_stop(
+        self, runner: RevisionRunner, replicas: list[ReplicaHandle] | None = None
+    ) -> None:
         targets = runner.all_replicas() if replicas is None else replicas
         await self.routes.drain([r.url for r in targets if r.port])
         await runner.stop(targets)
@@ -306,9 +358,16 @@ class LocalControlPlane:
         task.add_done_callback(self._background.discard)
 
     def _table(self, plans: dict[tuple[str, str], Plan]) -> RouteTable:
-        routes = {key: routes_for(self.services[key].isvc, p, self._endpoints(key[0]), self.domain,
-                                  canary=self.canaries.routing_for(key))
-                  for key, p in plans.items()}
+        routes = {
+            key: routes_for(
+                self.services[key].isvc,
+                p,
+                self._endpoints(key[0]),
+                self.domain,
+                canary=self.canaries.routing_for(key),
+            )
+            for key, p in plans.items()
+        }
         self._version += 1
         return route_table(routes, self._version)
 
@@ -316,6 +375,7 @@ class LocalControlPlane:
         def ready_urls(revision: str) -> tuple[str, ...]:
             runner = self.runners.get((namespace, revision))
             return runner.endpoints() if runner else ()
+
         return ready_urls
 
     def _record(self, service: Service, p: Plan) -> None:
@@ -323,9 +383,14 @@ class LocalControlPlane:
         events.status_changed(service.isvc.key, service.status, status)
         self._replica_status(status, service.isvc.key)
         if p.state.rolled_out != service.rollout.rolled_out and p.state.rolled_out is not None:
-            self.history.event(*service.isvc.key, p.state.rolled_out, "rolled out",
-                               "first ready revision" if service.rollout.rolled_out is None else
-                               f"promoted over {service.rollout.rolled_out}")
+            self.history.event(
+                *service.isvc.key,
+                p.state.rolled_out,
+                "rolled out",
+                "first ready revision"
+                if service.rollout.rolled_out is None
+                else f"promoted over {service.rollout.rolled_out}",
+            )
         if p.state != service.rollout or status != service.status:
             service.rollout, service.status = p.state, status
             try:

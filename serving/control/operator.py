@@ -61,7 +61,8 @@ async def _logged(backend: KubernetesBackend, namespace: str, name: str, why: st
 
 
 def build_registry(
-    backend: KubernetesBackend, connection: kopf.ConnectionInfo | None = None,
+    backend: KubernetesBackend,
+    connection: kopf.ConnectionInfo | None = None,
     canaries: KubernetesCanaryHost | None = None,
 ) -> kopf.OperatorRegistry:
     """Every handler, bound to one backend. `connection` overrides the kubeconfig/in-cluster login (tests)."""
@@ -71,6 +72,7 @@ def build_registry(
     isvc = (OUR_GROUP, VERSION, PLURAL)
 
     if connection is not None:
+
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
             return connection
@@ -149,6 +151,7 @@ def _canary_handlers(registry: kopf.OperatorRegistry, host: KubernetesCanaryHost
 def _runtime_handlers(registry: kopf.OperatorRegistry, backend: KubernetesBackend) -> None:
     """ServingRuntime / ClusterServingRuntime events -> the backend's runtimes; a change that may alter selection
     reconciles the InferenceServices it can affect (its namespace, or all for a cluster runtime) at once."""
+
     async def runtime_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         changed, scope = await asyncio.to_thread(backend.runtimes.event, copy.deepcopy(dict(body)), type)
         if not changed:
@@ -157,16 +160,28 @@ def _runtime_handlers(registry: kopf.OperatorRegistry, backend: KubernetesBacken
             await _logged(backend, namespace, name, f"a {body.get('kind', 'runtime')} change")
 
     for plural, *_ in RUNTIME_NAMES.values():
-        kopf.on.event(OUR_GROUP, RUNTIME_VERSION, plural, id=f"runtime-{plural}", registry=registry)(runtime_event)
+        kopf.on.event(OUR_GROUP, RUNTIME_VERSION, plural, id=f"runtime-{plural}", registry=registry)(
+            runtime_event
+        )
 
 
 async def run(
-    config: OperatorConfig, *, namespaces: list[str], standalone: bool = False, liveness: str | None = None,
-    cluster: Cluster | None = None, connection: kopf.ConnectionInfo | None = None, stop_flag: Any = None,
+    config: OperatorConfig,
+    *,
+    namespaces: list[str],
+    standalone: bool = False,
+    liveness: str | None = None,
+    cluster: Cluster | None = None,
+    connection: kopf.ConnectionInfo | None = None,
+    stop_flag: Any = None,
 ) -> None:
     """Run until stopped; cluster-wide when `namespaces` is empty."""
     backend = KubernetesBackend(cluster or Cluster.from_environment(), config)
     await kopf.operator(
-        registry=build_registry(backend, connection), clusterwide=not namespaces, namespaces=namespaces,
-        standalone=standalone, liveness_endpoint=liveness, stop_flag=stop_flag,
+        registry=build_registry(backend, connection),
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=standalone,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,
     )

@@ -29,8 +29,12 @@ def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
     elif revision.model_format:
         args += ["--runtime", revision.model_format]
     if predictor.batcher is not None:  # presence is meaning: `batcher: {}` batches with the defaults
-        args += ["--max-batch-size", str(predictor.batcher.max_batch_size),
-                 "--max-latency-ms", str(predictor.batcher.max_latency)]
+        args += [
+            "--max-batch-size",
+            str(predictor.batcher.max_batch_size),
+            "--max-latency-ms",
+            str(predictor.batcher.max_latency),
+        ]
     if predictor.timeout is not None:
         args += ["--request-timeout", str(predictor.timeout)]
     if predictor.container_concurrency:  # KServe: 0 means unlimited
@@ -53,7 +57,9 @@ def transformer_args(revision: Revision, predictor_url: str) -> list[str]:
 def _observability(revision: Revision, component: str) -> list[str]:
     """Who this process is (for logs, spans and payload events) and its spec `logger` block, if any."""
     spec = revision.predictor if component == "predictor" else revision.transformer
-    return component_flags(revision.isvc, revision.namespace, revision.name, component, getattr(spec, "logger", None))
+    return component_flags(
+        revision.isvc, revision.namespace, revision.name, component, getattr(spec, "logger", None)
+    )
 
 
 def check_local_transformer(revision: Revision) -> None:
@@ -61,7 +67,7 @@ def check_local_transformer(revision: Revision) -> None:
     if not is_our_transformer(revision):
         raise RevisionError(
             "spec.transformer.containers[0]: the local backend runs `serving transform ...` as the transformer; "
-            "set args to [\"serving\", \"transform\", ...] (a custom image runs on the Kubernetes backend only)"
+            'set args to ["serving", "transform", ...] (a custom image runs on the Kubernetes backend only)'
         )
 
 

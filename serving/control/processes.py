@@ -114,7 +114,10 @@ class Replica:
                 if not was_ready:
                     crashes_before_ready += 1
                     if crashes_before_ready >= CRASH_LOOP_LIMIT:
-                        self._set(ReplicaState.FAILED, f"exited with {code} before becoming ready: {self._log_tail()}")
+                        self._set(
+                            ReplicaState.FAILED,
+                            f"exited with {code} before becoming ready: {self._log_tail()}",
+                        )
                         return
                 else:
                     crashes_before_ready, backoff = 0, 0.5
@@ -130,9 +133,23 @@ class Replica:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "serving.cli", *self.spec.args, "--host", "127.0.0.1", "--port", "0",
-                stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, PARENT_PID_ENV: str(os.getpid())},
+                sys.executable,
+                "-m",
+                "serving.cli",
+                *self.spec.args,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    **self.spec.env,
+                    PARENT_PID_ENV: str(os.getpid()),
+                },
                 start_new_session=True,
             )
         events.replica(self.name, "restarted" if self.restarts else "started", f"pid {self.process.pid}")
@@ -156,7 +173,9 @@ class Replica:
                     break
             try:
                 # Until first ready, look often: readiness seen 250 ms late is cold start added for nothing.
-                await asyncio.wait_for(self.process.wait(), HEALTH_INTERVAL_S if ever_ready else STARTING_INTERVAL_S)
+                await asyncio.wait_for(
+                    self.process.wait(), HEALTH_INTERVAL_S if ever_ready else STARTING_INTERVAL_S
+                )
             except TimeoutError:
                 pass
         if self.port:  # gone: its next incarnation listens elsewhere
@@ -178,7 +197,9 @@ class Replica:
             if response.status == 200:
                 return True
             if self.spec.model_name and self.state is not ReplicaState.FAILED:
-                response = await http.get(f"{self.url}/v2/models/{self.spec.model_name}/ready", HEALTH_TIMEOUT_S)
+                response = await http.get(
+                    f"{self.url}/v2/models/{self.spec.model_name}/ready", HEALTH_TIMEOUT_S
+                )
                 body = orjson.loads(response.body)
                 if isinstance(body, dict) and body.get("reason") and body.get("reason") != "unloaded":
                     self._set(ReplicaState.FAILED, str(body["reason"]))

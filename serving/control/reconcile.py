@@ -57,7 +57,12 @@ class TrafficTarget:
     latest: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"revisionName": self.revision, "percent": self.percent, "tag": self.tag, "latestRevision": self.latest}
+        return {
+            "revisionName": self.revision,
+            "percent": self.percent,
+            "tag": self.tag,
+            "latestRevision": self.latest,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,10 @@ class Plan:
 
 
 def plan(
-    isvc: InferenceService, state: RolloutState | None, observed: Observed, domain: str = "example.com",
+    isvc: InferenceService,
+    state: RolloutState | None,
+    observed: Observed,
+    domain: str = "example.com",
     canary_percent: int | None = None,
 ) -> Plan:
     """`canary_percent`, when given, replaces the spec's canaryTrafficPercent: a Canary policy drives the split."""
@@ -131,13 +139,19 @@ def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> dict
 
 
 def _status(
-    isvc: InferenceService, state: RolloutState, observed: Observed, traffic: tuple[TrafficTarget, ...], domain: str
+    isvc: InferenceService,
+    state: RolloutState,
+    observed: Observed,
+    traffic: tuple[TrafficTarget, ...],
+    domain: str,
 ) -> dict[str, Any]:
     latest = state.latest_created
     serving_ok = bool(traffic) and all(t.revision in observed.ready for t in traffic if t.percent > 0)
     latest_ok = latest in observed.ready
     failure = observed.failed.get(latest or "")
-    latest_ready_revision = latest if latest_ok else state.rolled_out if state.rolled_out in observed.ready else None
+    latest_ready_revision = (
+        latest if latest_ok else state.rolled_out if state.rolled_out in observed.ready else None
+    )
     url = service_url(isvc, domain)
     component = {
         "url": url,
@@ -145,14 +159,26 @@ def _status(
         "latestReadyRevision": latest_ready_revision,
         "latestRolledoutRevision": state.rolled_out,
         # While a canary runs, the revision taking the rest (tagged prev) is the previous rolled-out one, as KServe shows.
-        "previousRolledoutRevision": next((t.revision for t in traffic if t.tag == "prev"), state.previous_rolled_out),
+        "previousRolledoutRevision": next(
+            (t.revision for t in traffic if t.tag == "prev"), state.previous_rolled_out
+        ),
         "traffic": [t.to_json() for t in traffic],
     }
     reason = "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
     conditions = [
-        _condition("PredictorReady", serving_ok, "" if serving_ok else reason or "NoTraffic", "" if serving_ok else failure or ""),
+        _condition(
+            "PredictorReady",
+            serving_ok,
+            "" if serving_ok else reason or "NoTraffic",
+            "" if serving_ok else failure or "",
+        ),
         _condition("LatestDeploymentReady", latest_ok, reason, failure or ""),
-        _condition("Ready", serving_ok, "" if serving_ok else reason or "NoTraffic", "" if serving_ok else failure or ""),
+        _condition(
+            "Ready",
+            serving_ok,
+            "" if serving_ok else reason or "NoTraffic",
+            "" if serving_ok else failure or "",
+        ),
     ]
     if isvc.spec.transformer is not None:
         conditions.insert(1, _condition("TransformerReady", serving_ok, "" if serving_ok else reason))
@@ -162,8 +188,13 @@ def _status(
         "conditions": conditions,
         "components": {"predictor": component},
         "modelStatus": {
-            "transitionStatus": "UpToDate" if latest_ok else ("BlockedByFailedLoad" if failure else "InProgress"),
-            "states": {"activeModelState": "Loaded" if serving_ok else "Pending", "targetModelState": "Loaded"},
+            "transitionStatus": "UpToDate"
+            if latest_ok
+            else ("BlockedByFailedLoad" if failure else "InProgress"),
+            "states": {
+                "activeModelState": "Loaded" if serving_ok else "Pending",
+                "targetModelState": "Loaded",
+            },
         },
     }
     if isvc.spec.transformer is not None:

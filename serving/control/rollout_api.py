@@ -26,38 +26,68 @@ def rollout_status(service: Service, canaries: LocalCanaries | None) -> dict[str
     traffic = predictor.get("traffic", [])
     tracked = canaries.controller.tracked.get(key) if canaries else None
     out: dict[str, Any] = {
-        "name": key[1], "namespace": key[0], "traffic": traffic,
-        "stableRevision": service.rollout.rolled_out, "latestRevision": service.rollout.latest_created,
+        "name": key[1],
+        "namespace": key[0],
+        "traffic": traffic,
+        "stableRevision": service.rollout.rolled_out,
+        "latestRevision": service.rollout.latest_created,
     }
     if tracked is None:
         split = [t for t in traffic if t.get("percent", 0) > 0]
         manual = next((t["percent"] for t in traffic if t.get("latestRevision") and len(traffic) > 1), None)
         phase = "Progressing" if len(split) > 1 else ("Succeeded" if traffic else "Waiting")
-        return {**out, "policy": None, "phase": phase, "canaryWeight": manual or 0,
-                "message": "no Canary policy: canaryTrafficPercent sets the split"}
+        return {
+            **out,
+            "policy": None,
+            "phase": phase,
+            "canaryWeight": manual or 0,
+            "message": "no Canary policy: canaryTrafficPercent sets the split",
+        }
     status, analysis = tracked.status, tracked.canary.spec.analysis
-    return {**out, "policy": tracked.canary.metadata.name, **status.to_json(),
-            "steps": list(analysis.weights), "threshold": analysis.threshold, "interval": analysis.interval}
+    return {
+        **out,
+        "policy": tracked.canary.metadata.name,
+        **status.to_json(),
+        "steps": list(analysis.weights),
+        "threshold": analysis.threshold,
+        "interval": analysis.interval,
+    }
 
 
-def rollout_history(control: LocalControlPlane, service: Service, canaries: LocalCanaries | None) -> dict[str, Any]:
+def rollout_history(
+    control: LocalControlPlane, service: Service, canaries: LocalCanaries | None
+) -> dict[str, Any]:
     key = service.isvc.key
     record = control.history.load(*key)
     tracked = canaries.controller.tracked.get(key) if canaries else None
-    return {"name": key[1], "namespace": key[0], "events": record["events"],
-            "revisions": list(record["documents"]), "canary": tracked.history if tracked else []}
+    return {
+        "name": key[1],
+        "namespace": key[0],
+        "events": record["events"],
+        "revisions": list(record["documents"]),
+        "canary": tracked.history if tracked else [],
+    }
 
 
-async def rollout_action(control: LocalControlPlane, service: Service, canaries: LocalCanaries | None,
-                         action: str, body: dict[str, Any]) -> Service:
+async def rollout_action(
+    control: LocalControlPlane,
+    service: Service,
+    canaries: LocalCanaries | None,
+    action: str,
+    body: dict[str, Any],
+) -> Service:
     key = service.isvc.key
     tracked = canaries.controller.tracked.get(key) if canaries else None
     if action == "undo":
         return await _undo(control, service, canaries, body.get("toRevision"))
     if tracked is not None and canaries is not None:
         controller = canaries.controller
-        steer = {"promote": controller.promote, "rollback": controller.rollback,
-                 "pause": controller.pause, "resume": controller.resume}[action]
+        steer = {
+            "promote": controller.promote,
+            "rollback": controller.rollback,
+            "pause": controller.pause,
+            "resume": controller.resume,
+        }[action]
         steer(key)
         if action == "rollback" and tracked.status.revision:
             control.history.event(*key, tracked.status.revision, "rolled back", "by the user")
@@ -65,8 +95,10 @@ async def rollout_action(control: LocalControlPlane, service: Service, canaries:
         await control.reconcile()
         return service
     if action in ("pause", "resume"):
-        raise BadRequest(f"{action}: no Canary policy targets InferenceService {key[0]}/{key[1]} "
-                         "(apply a Canary to have its analysis paused or resumed)")
+        raise BadRequest(
+            f"{action}: no Canary policy targets InferenceService {key[0]}/{key[1]} "
+            "(apply a Canary to have its analysis paused or resumed)"
+        )
     doc = orjson.loads(orjson.dumps(service.document))
     predictor = doc["spec"]["predictor"]
     if action == "promote":
@@ -77,8 +109,9 @@ async def rollout_action(control: LocalControlPlane, service: Service, canaries:
     return await control.apply(parse(doc), doc)
 
 
-async def _undo(control: LocalControlPlane, service: Service, canaries: LocalCanaries | None,
-                to_revision: str | None) -> Service:
+async def _undo(
+    control: LocalControlPlane, service: Service, canaries: LocalCanaries | None, to_revision: str | None
+) -> Service:
     key = service.isvc.key
     target = to_revision or service.rollout.previous_rolled_out
     if service.rollout.rolled_out != service.rollout.latest_created and not to_revision:
@@ -95,4 +128,3 @@ async def _undo(control: LocalControlPlane, service: Service, canaries: LocalCan
         canaries.controller.skip_to(key, target, f"undo to {target} by the user")
     control.history.event(*key, target, "undo", f"back from {service.rollout.rolled_out} by the user")
     return await control.apply(parse(doc), doc)
-

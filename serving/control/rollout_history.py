@@ -41,7 +41,10 @@ class RolloutHistory:
     def _save(self, namespace: str, name: str) -> None:
         """Best effort: a history that cannot be written never blocks a rollout (it is logged)."""
         try:
-            write_atomic(self._path(namespace, name), orjson.dumps(self.load(namespace, name), option=orjson.OPT_INDENT_2))
+            write_atomic(
+                self._path(namespace, name),
+                orjson.dumps(self.load(namespace, name), option=orjson.OPT_INDENT_2),
+            )
         except ServingError as exc:
             log.error("could not write the rollout history of %s/%s: %s", namespace, name, exc.message)
 
@@ -58,8 +61,14 @@ class RolloutHistory:
 
     def event(self, namespace: str, name: str, revision: str | None, event: str, reason: str) -> None:
         record = self.load(namespace, name)
-        record["events"].append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                 "revision": revision, "event": event, "reason": reason})
+        record["events"].append(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "revision": revision,
+                "event": event,
+                "reason": reason,
+            }
+        )
         del record["events"][:-EVENT_LIMIT]
         self._save(namespace, name)
 

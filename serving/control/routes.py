@@ -48,8 +48,12 @@ NO_CANARY: CanaryPolicy = _NoCanary()
 
 
 def routes_for(
-    isvc: InferenceService, p: Plan, endpoints: Callable[[str], tuple[str, ...]], domain: str,
-    default_timeout_s: float = DEFAULT_TIMEOUT_S, canary: CanaryRouting | None = None,
+    isvc: InferenceService,
+    p: Plan,
+    endpoints: Callable[[str], tuple[str, ...]],
+    domain: str,
+    default_timeout_s: float = DEFAULT_TIMEOUT_S,
+    canary: CanaryRouting | None = None,
 ) -> ServiceRoute:
     """One InferenceService's route: an arm per traffic target, heaviest first; `endpoints(revision)` gives the
     ready entry URLs of a revision (empty: the arm exists but gets no request)."""
@@ -67,15 +71,27 @@ def routes_for(
         mirror = Arm(shadow.revision, 0, "mirror", "latest", shadow.endpoints) if shadow else None
     # No arm can serve and the latest revision failed: the router's 503 says why (and not to retry).
     failure = "" if any(a.endpoints for a in arms) else _failure(p)
-    return ServiceRoute(name, namespace, tuple(arms), f"{name}.{namespace}.{domain}", timeout_s,
-                        affinity_header=canary.affinity_header if canary else "", mirror=mirror,
-                        activator=isvc.spec.predictor.min_replicas == 0, failure=failure)
+    return ServiceRoute(
+        name,
+        namespace,
+        tuple(arms),
+        f"{name}.{namespace}.{domain}",
+        timeout_s,
+        affinity_header=canary.affinity_header if canary else "",
+        mirror=mirror,
+        activator=isvc.spec.predictor.min_replicas == 0,
+        failure=failure,
+    )
 
 
 def _failure(p: Plan) -> str:
     info = p.status.get("modelStatus", {}).get("lastFailureInfo") or {}
     latest = p.status.get("components", {}).get("predictor", {}).get("latestCreatedRevision") or "?"
-    return f"revision {latest} failed ({info.get('reason', 'Failed')}): {info['message']}" if info.get("message") else ""
+    return (
+        f"revision {latest} failed ({info.get('reason', 'Failed')}): {info['message']}"
+        if info.get("message")
+        else ""
+    )
 
 
 def route_table(routes: Mapping[tuple[str, str], ServiceRoute], version: int) -> RouteTable:

@@ -48,8 +48,13 @@ class RevisionRunner:
     """
 
     def __init__(
-        self, revision: Revision, model_dir: Path, log_dir: Path, on_change: Callable[[], None],
-        predictor_flags: tuple[str, ...] = (), replica_factory: ReplicaFactory | None = None,
+        self,
+        revision: Revision,
+        model_dir: Path,
+        log_dir: Path,
+        on_change: Callable[[], None],
+        predictor_flags: tuple[str, ...] = (),
+        replica_factory: ReplicaFactory | None = None,
     ) -> None:
         self.revision = revision
         self.predictor_flags = predictor_flags
@@ -70,7 +75,11 @@ class RevisionRunner:
         return removed
 
     def _scale(
-        self, replicas: list[ReplicaHandle], wanted: int, make: Callable[[int], ProcessSpec | None], component: str,
+        self,
+        replicas: list[ReplicaHandle],
+        wanted: int,
+        make: Callable[[int], ProcessSpec | None],
+        component: str,
     ) -> list[ReplicaHandle]:
         while len(replicas) < wanted:
             index = len(replicas)
@@ -111,7 +120,10 @@ class RevisionRunner:
         """Transformers whose predictor now listens elsewhere: removed here, started again by `_scale`."""
         for index, transformer in enumerate(self.transformers):
             url = self._predictor_url(index)
-            if url is not None and transformer.spec.args[transformer.spec.args.index("--predictor-url") + 1] != url:
+            if (
+                url is not None
+                and transformer.spec.args[transformer.spec.args.index("--predictor-url") + 1] != url
+            ):
                 stale = self.transformers[index:]
                 del self.transformers[index:]
                 return stale

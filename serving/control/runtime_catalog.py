@@ -63,8 +63,11 @@ class RuntimeCatalog:
         """Applied documents, then the built-in cluster runtimes not shadowed by an applied one."""
         applied = list(self.documents.values())
         names = {(k[0], k[2]) for k in self.documents}
-        builtins = [{**r.model_dump(mode="json", by_alias=True, exclude_none=True), "builtin": True}
-                    for r in BUILTIN_RUNTIMES if (r.kind, r.name) not in names]
+        builtins = [
+            {**r.model_dump(mode="json", by_alias=True, exclude_none=True), "builtin": True}
+            for r in BUILTIN_RUNTIMES
+            if (r.kind, r.name) not in names
+        ]
         return applied + builtins
 
     def check(self, isvc: InferenceService) -> None:
@@ -83,11 +86,16 @@ class RuntimeCatalog:
         if request is None:
             return []
         runtime = self.select(request, revision.namespace)
-        return ["--runtime", runtime_implementation(runtime, request.format_name),
-                *serve_flags(runtime, revision.isvc)]
+        return [
+            "--runtime",
+            runtime_implementation(runtime, request.format_name),
+            *serve_flags(runtime, revision.isvc),
+        ]
 
     def select(self, request: ModelRequest, namespace: str) -> ServingRuntime:
-        local = [r for (kind, ns, _), r in self.runtimes.items() if kind == "ServingRuntime" and ns == namespace]
+        local = [
+            r for (kind, ns, _), r in self.runtimes.items() if kind == "ServingRuntime" and ns == namespace
+        ]
         cluster = [r for (kind, _, _), r in self.runtimes.items() if kind == "ClusterServingRuntime"]
         applied = {r.name for r in cluster}
         cluster += [r for r in BUILTIN_RUNTIMES if r.name not in applied]
@@ -116,4 +124,6 @@ def _request(model: Any) -> ModelRequest | None:
     """Selection input from a `ModelSpec`; None when there is nothing to select (no format, or `module:Class`)."""
     if model is None or model.model_format is None or (model.runtime and ":" in model.runtime):
         return None
-    return ModelRequest(model.model_format.name, model.model_format.version, model.protocol_version, model.runtime)
+    return ModelRequest(
+        model.model_format.name, model.model_format.version, model.protocol_version, model.runtime
+    )

@@ -41,7 +41,9 @@ class WithGrpc:
             if message["type"] == "lifespan.startup.complete":
                 try:
                     await self.listener.start()
-                except Exception as exc:  # a taken port: fail start-up with the reason, as uvicorn does for HTTP
+                except (
+                    Exception
+                ) as exc:  # a taken port: fail start-up with the reason, as uvicorn does for HTTP
                     await send({"type": "lifespan.startup.failed", "message": f"gRPC listener: {exc}"})
                     return
             await send(message)
@@ -51,8 +53,16 @@ class WithGrpc:
     async def _tell_port(self, send: Send) -> None:
         port = self.listener.bound_port
         body = orjson.dumps({"port": port} if port else {"error": "the gRPC listener has not started yet"})
-        await send({"type": "http.response.start", "status": 200 if port else 503,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if port else 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

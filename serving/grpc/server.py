@@ -43,7 +43,10 @@ def server_options(max_message_bytes: int, reuse_port: bool = False) -> list[tup
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", int(reuse_port)),  # several workers on one fixed port share it; else refuse a taken one
+        (
+            "grpc.so_reuseport",
+            int(reuse_port),
+        ),  # several workers on one fixed port share it; else refuse a taken one
     ]
 
 
@@ -70,7 +73,9 @@ class GrpcListener:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         _describe_in_pool(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
-        reflection.enable_server_reflection([SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME], self.server, pool=POOL)
+        reflection.enable_server_reflection(
+            [SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME], self.server, pool=POOL
+        )
         address = f"[{self.host}]" if ":" in self.host else self.host
         self.bound_port = self.server.add_insecure_port(f"{address}:{self.port}")
         await self.server.start()

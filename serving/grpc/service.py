@@ -45,7 +45,9 @@ class InferenceService:
         return pb.ModelReadyResponse(ready=self.repository.get(request.name, request.version or None).ready)
 
     async def server_metadata(self, request: Any, context: Context) -> Any:
-        return pb.ServerMetadataResponse(name=self.server_name, version=serving.__version__, extensions=EXTENSIONS)
+        return pb.ServerMetadataResponse(
+            name=self.server_name, version=serving.__version__, extensions=EXTENSIONS
+        )
 
     async def model_metadata(self, request: Any, context: Context) -> Any:
         doc = model_metadata(self.repository.ready_model(request.name, request.version or None))
@@ -63,16 +65,22 @@ class InferenceService:
             async with asyncio.timeout(remaining):
                 body, _ = await infer
         except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"model {request.model_name!r} did not answer within the client's deadline")
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"model {request.model_name!r} did not answer within the client's deadline",
+            )
         return body
 
     async def repository_index(self, request: Any, context: Context) -> Any:
         index = pb.RepositoryIndexResponse()
         for model in self.repository.models():
             if model.ready or not request.ready:
-                index.models.add(name=model.name, version=model.settings.version, state=model.state.value,
-                                 reason=model.reason)
+                index.models.add(
+                    name=model.name,
+                    version=model.settings.version,
+                    state=model.state.value,
+                    reason=model.reason,
+                )
         return index
 
     async def repository_model_load(self, request: Any, context: Context) -> Any:
@@ -100,8 +108,9 @@ class InferenceService:
         }
 
 
-def unary(method: Method, request_class: Any, parse: Callable[[bytes], Any] | None = None,
-          serialize: bool = True) -> Handler:
+def unary(
+    method: Method, request_class: Any, parse: Callable[[bytes], Any] | None = None, serialize: bool = True
+) -> Handler:
     """Parse the bytes, run `method`, and turn every failure into a status code with a clear message."""
     kind = request_class.DESCRIPTOR.name
     parse = parse or request_class.FromString
@@ -110,7 +119,9 @@ def unary(method: Method, request_class: Any, parse: Callable[[bytes], Any] | No
         try:
             request = parse(raw)
         except (DecodeError, ValueError):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {kind} message")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {kind} message"
+            )
         try:
             return await method(request, context)
         except ServingError as exc:

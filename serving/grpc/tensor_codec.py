@@ -24,12 +24,24 @@ from serving.types import InferRequest, InferResponse, RequestedOutput
 
 # The typed `contents` field of each datatype (FP16 has none: raw only, as Triton documents).
 CONTENTS_FIELD = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 _ALL_FIELDS = sorted(set(CONTENTS_FIELD.values()))
-_WIDE = {"int_contents": np.dtype(np.int64), "uint_contents": np.dtype(np.uint64)}  # range-checked, then narrowed
+_WIDE = {
+    "int_contents": np.dtype(np.int64),
+    "uint_contents": np.dtype(np.uint64),
+}  # range-checked, then narrowed
 
 
 RAW_INPUT_CONTENTS, RAW_OUTPUT_CONTENTS = 7, 6  # field numbers in ModelInferRequest / ModelInferResponse
@@ -78,8 +90,11 @@ def decode_request(message: Any, limits: Limits, raw_inputs: list[memoryview] | 
         inputs=inputs,
         id=message.id or None,
         parameters=parameters,
-        outputs=[RequestedOutput(o.name, _binary_flag(o.parameters), decode_parameters(o.parameters))
-                 for o in message.outputs] or None,
+        outputs=[
+            RequestedOutput(o.name, _binary_flag(o.parameters), decode_parameters(o.parameters))
+            for o in message.outputs
+        ]
+        or None,
         binary_output=bool(raw) or parameters.get("binary_data_output") is True,
     )
 
@@ -102,7 +117,9 @@ def _decode_input(tensor: Any, raw: bytes | memoryview | None, index: int, limit
     return _from_contents(tensor.contents, name, datatype, shape, count)
 
 
-def _from_raw(raw: bytes | memoryview, name: str, datatype: str, shape: tuple[int, ...], count: int, index: int) -> np.ndarray:
+def _from_raw(
+    raw: bytes | memoryview, name: str, datatype: str, shape: tuple[int, ...], count: int, index: int
+) -> np.ndarray:
     if datatype == "BYTES":
         return binary.decode_bytes(memoryview(raw), name, count).reshape(shape)
     size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
@@ -121,7 +138,9 @@ def _from_raw(raw: bytes | memoryview, name: str, datatype: str, shape: tuple[in
 def _from_contents(contents: Any, name: str, datatype: str, shape: tuple[int, ...], count: int) -> np.ndarray:
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
-        raise BadRequest(f"input {name!r}: {datatype} has no typed contents field; send it in raw_input_contents")
+        raise BadRequest(
+            f"input {name!r}: {datatype} has no typed contents field; send it in raw_input_contents"
+        )
     values = getattr(contents, field)
     if len(values) != count:
         used = [f for f in _ALL_FIELDS if f != field and len(getattr(contents, f))]
@@ -139,7 +158,9 @@ def _from_contents(contents: Any, name: str, datatype: str, shape: tuple[int, ..
         info = np.iinfo(dtype)
         low, high = int(wide.min()), int(wide.max())
         if low < info.min or high > info.max:
-            raise BadRequest(f"input {name!r}: value {low if low < info.min else high} is out of range for {datatype}")
+            raise BadRequest(
+                f"input {name!r}: value {low if low < info.min else high} is out of range for {datatype}"
+            )
     return wide.astype(dtype, copy=False).reshape(shape)
 
 
@@ -150,8 +171,10 @@ def _binary_flag(parameters: Any) -> bool | None:
 
 def decode_parameters(parameters: Any) -> dict[str, Any]:
     """map<string, InferParameter> -> plain values (bool, int, float or str)."""
-    return {key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
-            for key, value in parameters.items()}
+    return {
+        key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+        for key, value in parameters.items()
+    }
 
 
 def encode_parameters(target: Any, values: dict[str, Any]) -> None:

@@ -54,7 +54,9 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
     return routes
 
 
-def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serving: bool = False) -> InferenceFastLane:
+def build_app(
+    dataplane: DataPlane, load_on_start: bool = True, load_before_serving: bool = False
+) -> InferenceFastLane:
     """The model server app; models load in the background so `/v2/health/live` answers at once.
 
     With several worker processes sharing one socket, each worker loads before it accepts a connection
@@ -64,7 +66,11 @@ def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serv
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if load_before_serving:
             await dataplane.repository.load_all()
-        task = asyncio.create_task(dataplane.repository.load_all()) if load_on_start and not load_before_serving else None
+        task = (
+            asyncio.create_task(dataplane.repository.load_all())
+            if load_on_start and not load_before_serving
+            else None
+        )
         try:
             yield
         finally:
@@ -76,5 +82,7 @@ def build_app(dataplane: DataPlane, load_on_start: bool = True, load_before_serv
 
     middleware = [Middleware(InternalErrors)]  # innermost of Starlette's own: catches what no handler claimed
     routes = build_routes(dataplane)
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware, lifespan=lifespan
+    )
     return InferenceFastLane(app, routes)

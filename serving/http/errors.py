@@ -28,7 +28,8 @@ def error_answer(exc: BaseException, method: str, path: str) -> tuple[int, list[
     elif isinstance(exc, HTTPException):  # Starlette's routing: no route, wrong method
         status, extra = exc.status_code, exc.headers or {}
         message = {404: f"no route for {path}", 405: f"method {method} not allowed on {path}"}.get(
-            status, str(exc.detail))
+            status, str(exc.detail)
+        )
     else:
         log_unexpected(method, path, exc)
         status, message, extra = 500, f"internal error: {type(exc).__name__}", {}
@@ -39,7 +40,9 @@ def error_answer(exc: BaseException, method: str, path: str) -> tuple[int, list[
 
 
 def _log_model_failure(exc: ServingError, method: str, path: str) -> None:
-    if exc.status_code == 500:  # a model failure: operators need to know, but its message may quote the payload
+    if (
+        exc.status_code == 500
+    ):  # a model failure: operators need to know, but its message may quote the payload
         cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
         log.error("model failure on %s %s: %s (message withheld from logs)", method, path, cause)
 
@@ -62,7 +65,9 @@ async def error_response(request: Request, exc: Exception) -> Response:
 def log_unexpected(method: str, path: str, exc: BaseException) -> None:
     # The traceback's frames, not the exception's message: messages can quote request data (no payloads in logs).
     frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("unhandled %s on %s %s (message withheld from logs)\n%s", type(exc).__name__, method, path, frames)
+    log.error(
+        "unhandled %s on %s %s (message withheld from logs)\n%s", type(exc).__name__, method, path, frames
+    )
 
 
 class InternalErrors:

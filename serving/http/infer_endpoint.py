@@ -41,7 +41,9 @@ class InferEndpoint:
         params = scope["path_params"]
         await send_answer(send, *await self.answer(params["name"], params.get("version"), scope, receive))
 
-    async def answer(self, name: str, version: str | None, scope: Scope, receive: Receive) -> tuple[bytes, Headers]:
+    async def answer(
+        self, name: str, version: str | None, scope: Scope, receive: Receive
+    ) -> tuple[bytes, Headers]:
         """The response body and raw headers for one inference request (errors raise ServingError)."""
         raw_headers = scope["headers"]
         body = await receive_body(raw_headers, receive, self.dataplane.limits.max_body_bytes)
@@ -66,7 +68,8 @@ class InferenceFastLane:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.lanes: list[tuple[Pattern[str], InferEndpoint]] = [
-            (route.path_regex, route.endpoint) for route in routes
+            (route.path_regex, route.endpoint)
+            for route in routes
             if isinstance(route, Route) and isinstance(route.endpoint, InferEndpoint)
         ]
 
@@ -76,12 +79,21 @@ class InferenceFastLane:
             for pattern, endpoint in self.lanes:
                 match = pattern.match(path)
                 if match is not None:
-                    await self._infer(endpoint, match["name"], match.groupdict().get("version"), scope, receive, send)
+                    await self._infer(
+                        endpoint, match["name"], match.groupdict().get("version"), scope, receive, send
+                    )
                     return
         await self.app(scope, receive, send)
 
-    async def _infer(self, endpoint: InferEndpoint, name: str, version: str | None, scope: Scope, receive: Receive,
-                     send: Send) -> None:
+    async def _infer(
+        self,
+        endpoint: InferEndpoint,
+        name: str,
+        version: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         try:
             content, headers = await endpoint.answer(name, version, scope, receive)
         except ClientDisconnect:

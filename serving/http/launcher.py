@@ -20,18 +20,33 @@ from serving.settings import Limits
 if TYPE_CHECKING:
     import uvicorn
 
-HTTP_PROTOCOL = "serving.http.header_limit:HeaderLimitedProtocol"  # an import string: worker processes load it
+HTTP_PROTOCOL = (
+    "serving.http.header_limit:HeaderLimitedProtocol"  # an import string: worker processes load it
+)
 GRACEFUL_SHUTDOWN_S = 30
 _LIMITS = Limits()
 
 
-def http_options(host: str, port: int, *, max_header_bytes: int = _LIMITS.max_header_bytes,
-                 log_level: str = "warning", lifespan: str = "auto") -> dict[str, Any]:
+def http_options(
+    host: str,
+    port: int,
+    *,
+    max_header_bytes: int = _LIMITS.max_header_bytes,
+    log_level: str = "warning",
+    lifespan: str = "auto",
+) -> dict[str, Any]:
     """uvicorn settings shared by every server of ours."""
     return dict(
-        host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http=HTTP_PROTOCOL,
-        h11_max_incomplete_event_size=max_header_bytes, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        limit_concurrency=None, lifespan=lifespan,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop",
+        http=HTTP_PROTOCOL,
+        h11_max_incomplete_event_size=max_header_bytes,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        limit_concurrency=None,
+        lifespan=lifespan,
     )
 
 
@@ -42,8 +57,9 @@ def http_config(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.C
     return uvicorn.Config(app, **http_options(host, port, **options))
 
 
-def run_http_server(app: ASGIApp | str, host: str, port: int, *, workers: int = 1, factory: bool = False,
-                    **options: Any) -> None:
+def run_http_server(
+    app: ASGIApp | str, host: str, port: int, *, workers: int = 1, factory: bool = False, **options: Any
+) -> None:
     """Serve `app` until stopped. With `workers` > 1, `app` is an import string (`factory`: of a factory).
     A port already taken is refused first, in one line, before anything starts (every listening command)."""
     import uvicorn

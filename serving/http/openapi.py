@@ -15,8 +15,21 @@ from starlette.responses import Response
 
 import serving
 
-DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-             "FP16", "FP32", "FP64", "BYTES"]
+DATATYPES = [
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
 _ERRORS = {
     "400": "Bad input: malformed JSON, wrong types, shape/data mismatch, a limit exceeded (names the problem)",
     "404": "Unknown model or version",
@@ -55,58 +68,108 @@ SCHEMAS: dict[str, Any] = {
     "Live": _obj({"live": _BOOL}, ["live"]),
     "Ready": _obj({"ready": _BOOL}, ["ready"]),
     "ModelReady": _obj({"name": _STR, "ready": _BOOL, "reason": _STR}, ["name", "ready"]),
-    "ServerMetadata": _obj({"name": _STR, "version": _STR, "extensions": {"type": "array", "items": _STR}},
-                           ["name", "version", "extensions"]),
-    "TensorMetadata": _obj({"name": _STR, "datatype": {"type": "string", "enum": DATATYPES},
-                            "shape": {"type": "array", "items": {"type": "integer"}}}, ["name", "datatype", "shape"]),
-    "ModelMetadata": _obj({
-        "name": _STR, "versions": {"type": "array", "items": _STR}, "platform": _STR,
-        "inputs": {"type": "array", "items": _ref("TensorMetadata")},
-        "outputs": {"type": "array", "items": _ref("TensorMetadata")},
-    }, ["name", "platform"]),
+    "ServerMetadata": _obj(
+        {"name": _STR, "version": _STR, "extensions": {"type": "array", "items": _STR}},
+        ["name", "version", "extensions"],
+    ),
+    "TensorMetadata": _obj(
+        {
+            "name": _STR,
+            "datatype": {"type": "string", "enum": DATATYPES},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+        },
+        ["name", "datatype", "shape"],
+    ),
+    "ModelMetadata": _obj(
+        {
+            "name": _STR,
+            "versions": {"type": "array", "items": _STR},
+            "platform": _STR,
+            "inputs": {"type": "array", "items": _ref("TensorMetadata")},
+            "outputs": {"type": "array", "items": _ref("TensorMetadata")},
+        },
+        ["name", "platform"],
+    ),
     "ModelConfig": {"type": "object", "description": "Triton-style model configuration (read-only)"},
-    "RequestInput": _obj({
-        "name": _STR,
-        "shape": _SHAPE,
-        "datatype": {"type": "string", "enum": DATATYPES},
-        "parameters": _obj({"binary_data_size": {"type": "integer", "minimum": 0}}),
-        "data": {"description": "row-major values, flat or nested; strings for BYTES", **_ANY_JSON},
-    }, ["name", "shape", "datatype"]),
+    "RequestInput": _obj(
+        {
+            "name": _STR,
+            "shape": _SHAPE,
+            "datatype": {"type": "string", "enum": DATATYPES},
+            "parameters": _obj({"binary_data_size": {"type": "integer", "minimum": 0}}),
+            "data": {"description": "row-major values, flat or nested; strings for BYTES", **_ANY_JSON},
+        },
+        ["name", "shape", "datatype"],
+    ),
     "RequestOutput": _obj({"name": _STR, "parameters": _obj({"binary_data": _BOOL})}, ["name"]),
-    "InferenceRequest": _obj({
-        "id": _STR,
-        "parameters": _obj({"binary_data_output": _BOOL}),
-        "inputs": {"type": "array", "minItems": 1, "items": _ref("RequestInput")},
-        "outputs": {"type": "array", "items": _ref("RequestOutput")},
-    }, ["inputs"]),
-    "ResponseOutput": _obj({
-        "name": _STR, "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {"type": "string", "enum": DATATYPES},
-        "parameters": _PARAMETERS, "data": {"type": "array", "items": _ANY_JSON},
-    }, ["name", "shape", "datatype"]),
-    "InferenceResponse": _obj({
-        "model_name": _STR, "model_version": _STR, "id": _STR, "parameters": _PARAMETERS,
-        "outputs": {"type": "array", "items": _ref("ResponseOutput")},
-    }, ["model_name", "outputs"]),
+    "InferenceRequest": _obj(
+        {
+            "id": _STR,
+            "parameters": _obj({"binary_data_output": _BOOL}),
+            "inputs": {"type": "array", "minItems": 1, "items": _ref("RequestInput")},
+            "outputs": {"type": "array", "items": _ref("RequestOutput")},
+        },
+        ["inputs"],
+    ),
+    "ResponseOutput": _obj(
+        {
+            "name": _STR,
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string", "enum": DATATYPES},
+            "parameters": _PARAMETERS,
+            "data": {"type": "array", "items": _ANY_JSON},
+        },
+        ["name", "shape", "datatype"],
+    ),
+    "InferenceResponse": _obj(
+        {
+            "model_name": _STR,
+            "model_version": _STR,
+            "id": _STR,
+            "parameters": _PARAMETERS,
+            "outputs": {"type": "array", "items": _ref("ResponseOutput")},
+        },
+        ["model_name", "outputs"],
+    ),
     "RepositoryIndexRequest": _obj({"ready": _BOOL}),
-    "RepositoryIndex": {"type": "array", "items": _obj(
-        {"name": _STR, "version": _STR, "state": {"type": "string", "enum": ["LOADING", "READY", "UNAVAILABLE"]},
-         "reason": _STR}, ["name", "state"])},
+    "RepositoryIndex": {
+        "type": "array",
+        "items": _obj(
+            {
+                "name": _STR,
+                "version": _STR,
+                "state": {"type": "string", "enum": ["LOADING", "READY", "UNAVAILABLE"]},
+                "reason": _STR,
+            },
+            ["name", "state"],
+        ),
+    },
     "V1Request": {
         "type": "object",
         "description": "`instances` (rows) or `inputs` (a list, or an object of named columns)",
-        "properties": {"instances": {"type": "array", "minItems": 1, "items": _ANY_JSON},
-                       "inputs": _ANY_JSON, "parameters": _PARAMETERS},
+        "properties": {
+            "instances": {"type": "array", "minItems": 1, "items": _ANY_JSON},
+            "inputs": _ANY_JSON,
+            "parameters": _PARAMETERS,
+        },
     },
     "V1Response": _obj({"predictions": {"type": "array", "items": _ANY_JSON}}, ["predictions"]),
     "V1Models": _obj({"models": {"type": "array", "items": _STR}}, ["models"]),
     "V1ModelStatus": _obj({"name": _STR, "ready": _BOOL}, ["name", "ready"]),
 }
 
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "model name"}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "model name",
+}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 _HEADER_LENGTH = {
-    "name": "Inference-Header-Content-Length", "in": "header", "required": False,
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
     "schema": {"type": "integer", "minimum": 0},
     "description": "binary tensor extension: bytes of JSON before the binary tensor data",
 }
@@ -131,17 +194,29 @@ _INFER_ERRORS = ("400", "404", "413", "415", "429", "500", "503", "504")
 
 def _model_paths(prefix: str, params: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        prefix: {"get": _op("Model metadata", _json(_ref("ModelMetadata")), ("404", "503"), parameters=params)},
-        prefix + "/ready": {"get": _op("Model readiness (503 when not ready)", _json(_ref("ModelReady")),
-                                       ("404",), parameters=params)},
-        prefix + "/config": {"get": _op("Model configuration", _json(_ref("ModelConfig")), ("404", "503"),
-                                        parameters=params)},
-        prefix + "/infer": {"post": _op(
-            "Inference (JSON, or the binary tensor extension)",
-            {**_json(_ref("InferenceResponse")), "application/octet-stream": {"schema": {"type": "string",
-                                                                                           "format": "binary"}}},
-            _INFER_ERRORS, parameters=[*params, _HEADER_LENGTH], requestBody=_body("InferenceRequest", binary=True),
-        )},
+        prefix: {
+            "get": _op("Model metadata", _json(_ref("ModelMetadata")), ("404", "503"), parameters=params)
+        },
+        prefix + "/ready": {
+            "get": _op(
+                "Model readiness (503 when not ready)", _json(_ref("ModelReady")), ("404",), parameters=params
+            )
+        },
+        prefix + "/config": {
+            "get": _op("Model configuration", _json(_ref("ModelConfig")), ("404", "503"), parameters=params)
+        },
+        prefix + "/infer": {
+            "post": _op(
+                "Inference (JSON, or the binary tensor extension)",
+                {
+                    **_json(_ref("InferenceResponse")),
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+                _INFER_ERRORS,
+                parameters=[*params, _HEADER_LENGTH],
+                requestBody=_body("InferenceRequest", binary=True),
+            )
+        },
     }
 
 
@@ -149,27 +224,53 @@ def build_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v2": {"get": _op("Server metadata", _json(_ref("ServerMetadata")))},
         "/v2/health/live": {"get": _op("Liveness", _json(_ref("Live")))},
-        "/v2/health/ready": {"get": _op("Readiness: every model ready (503 otherwise)", _json(_ref("Ready")))},
-        "/v2/repository/index": {"post": _op("Repository index", _json(_ref("RepositoryIndex")), ("400", "413"),
-                                             requestBody=_body("RepositoryIndexRequest", required=False))},
-        "/v2/repository/models/{name}/load": {"post": _op("Load a model", _json({"type": "object"}), ("404", "500"),
-                                                          parameters=[_NAME])},
-        "/v2/repository/models/{name}/unload": {"post": _op("Unload a model", _json({"type": "object"}), ("404",),
-                                                            parameters=[_NAME])},
+        "/v2/health/ready": {
+            "get": _op("Readiness: every model ready (503 otherwise)", _json(_ref("Ready")))
+        },
+        "/v2/repository/index": {
+            "post": _op(
+                "Repository index",
+                _json(_ref("RepositoryIndex")),
+                ("400", "413"),
+                requestBody=_body("RepositoryIndexRequest", required=False),
+            )
+        },
+        "/v2/repository/models/{name}/load": {
+            "post": _op("Load a model", _json({"type": "object"}), ("404", "500"), parameters=[_NAME])
+        },
+        "/v2/repository/models/{name}/unload": {
+            "post": _op("Unload a model", _json({"type": "object"}), ("404",), parameters=[_NAME])
+        },
         **_model_paths("/v2/models/{name}", [_NAME]),
         **_model_paths("/v2/models/{name}/versions/{version}", [_NAME, _VERSION]),
         "/v1/models": {"get": _op("V1: model names", _json(_ref("V1Models")))},
-        "/v1/models/{name}": {"get": _op("V1: model status (503 when not ready)", _json(_ref("V1ModelStatus")),
-                                         ("404",), parameters=[_NAME])},
-        "/v1/models/{name}:predict": {"post": _op("V1: predict", _json(_ref("V1Response")), _INFER_ERRORS,
-                                                  parameters=[_NAME], requestBody=_body("V1Request"))},
+        "/v1/models/{name}": {
+            "get": _op(
+                "V1: model status (503 when not ready)",
+                _json(_ref("V1ModelStatus")),
+                ("404",),
+                parameters=[_NAME],
+            )
+        },
+        "/v1/models/{name}:predict": {
+            "post": _op(
+                "V1: predict",
+                _json(_ref("V1Response")),
+                _INFER_ERRORS,
+                parameters=[_NAME],
+                requestBody=_body("V1Request"),
+            )
+        },
         "/metrics": {"get": _op("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}})},
         "/openapi.json": {"get": _op("This document", _json({"type": "object"}))},
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "serving model server", "version": serving.__version__,
-                 "description": "KServe V1 and Open Inference Protocol (V2) REST; every error is {\"error\": ...}."},
+        "info": {
+            "title": "serving model server",
+            "version": serving.__version__,
+            "description": 'KServe V1 and Open Inference Protocol (V2) REST; every error is {"error": ...}.',
+        },
         "paths": paths,
         "components": {"schemas": SCHEMAS},
     }

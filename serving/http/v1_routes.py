@@ -21,7 +21,9 @@ class V1Endpoints:
     async def model_status(self, request: Request) -> Response:
         name: str = request.path_params["name"]
         if name.endswith(":predict"):  # `GET .../NAME:predict`: a known path with the wrong method
-            raise MethodNotAllowed(f"method {request.method} not allowed on {request.url.path}; use POST",
-                                   headers={"Allow": "POST"})
+            raise MethodNotAllowed(
+                f"method {request.method} not allowed on {request.url.path}; use POST",
+                headers={"Allow": "POST"},
+            )
         model = self.repository.get(name)
         return JSONBody({"name": model.name, "ready": model.ready}, status_code=200 if model.ready else 503)

@@ -63,7 +63,9 @@ class V2Endpoints:
     async def repository_load(self, request: Request) -> Response:
         model = await self.repository.load(request.path_params["name"])
         if not model.ready:
-            raise ModelFailure(model.reason or f"failed to load model {model.name!r}")  # the reason names model and cause
+            raise ModelFailure(
+                model.reason or f"failed to load model {model.name!r}"
+            )  # the reason names model and cause
         return JSONBody({})
 
     async def repository_unload(self, request: Request) -> Response:
@@ -97,7 +99,11 @@ def model_config(model: Model) -> dict[str, Any]:
     assert meta is not None
 
     def entry(t: TensorSpec) -> dict[str, Any]:
-        return {"name": t.name, "data_type": "TYPE_" + v2_datatype(t.dtype).replace("BYTES", "STRING"), "dims": list(t.shape)}
+        return {
+            "name": t.name,
+            "data_type": "TYPE_" + v2_datatype(t.dtype).replace("BYTES", "STRING"),
+            "dims": list(t.shape),
+        }
 
     return {
         "name": model.name,

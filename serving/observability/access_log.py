@@ -45,13 +45,35 @@ class AccessLog:
         if not log.isEnabledFor(logging.INFO):
             return
         fields = {
-            "request_id": r.request_id, "method": r.method, "path": r.path, "status": r.status,
-            "latency_ms": round(r.latency_s * 1000, 3), "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
-            "isvc": r.isvc, "revision": r.revision, "arm": r.arm, "component": r.component,
+            "request_id": r.request_id,
+            "method": r.method,
+            "path": r.path,
+            "status": r.status,
+            "latency_ms": round(r.latency_s * 1000, 3),
+            "bytes_in": r.bytes_in,
+            "bytes_out": r.bytes_out,
+            "isvc": r.isvc,
+            "revision": r.revision,
+            "arm": r.arm,
+            "component": r.component,
         }
         if r.trace_id:
             fields["trace_id"] = r.trace_id
-        args = (r.method, r.path, r.status, r.latency_s * 1000, r.request_id, r.isvc or "-", r.revision or "-",
-                r.arm or "-", r.bytes_in, r.bytes_out)
+        args = (
+            r.method,
+            r.path,
+            r.status,
+            r.latency_s * 1000,
+            r.request_id,
+            r.isvc or "-",
+            r.revision or "-",
+            r.arm or "-",
+            r.bytes_in,
+            r.bytes_out,
+        )
         # log.info() would walk the stack for the caller's file and line, which this line never shows
-        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, _MESSAGE, args, None, extra={"fields": fields}))
+        log.handle(
+            log.makeRecord(
+                log.name, logging.INFO, __file__, 0, _MESSAGE, args, None, extra={"fields": fields}
+            )
+        )

@@ -53,10 +53,20 @@ class _Exchange:
 
 class Observed:
     def __init__(
-        self, app: ASGIApp, source: Source, access: AccessLog | None = None, payloads: PayloadLogger | None = None,
+        self,
+        app: ASGIApp,
+        source: Source,
+        access: AccessLog | None = None,
+        payloads: PayloadLogger | None = None,
         describe: Describe | None = None,
     ) -> None:
-        self.app, self.source, self.access, self.payloads, self.describe = app, source, access, payloads, describe
+        self.app, self.source, self.access, self.payloads, self.describe = (
+            app,
+            source,
+            access,
+            payloads,
+            describe,
+        )
         self.on_shutdown: list[Callable[[], None]] = []  # run when the server's lifespan ends
         self._uri_known = False
 
@@ -64,7 +74,11 @@ class Observed:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(_INFERENCE_PREFIXES):
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].startswith(_INFERENCE_PREFIXES)
+        ):
             await self._observe(scope, receive, send)
         elif scope["type"] == "lifespan" and (self.payloads is not None or self.on_shutdown):
             await self.app(scope, self._flush_on_shutdown(receive), send)
@@ -89,7 +103,9 @@ class Observed:
         failed = True
         try:
             if tracing.enabled():
-                with tracing.server_span(self.source.component, scope["headers"], {"serving.request_id": ex.request_id}):
+                with tracing.server_span(
+                    self.source.component, scope["headers"], {"serving.request_id": ex.request_id}
+                ):
                     scope["headers"] = _replace_trace_headers(scope["headers"])
                     await self._run(scope, receive, send, ex)
                     tracing.set_attributes(self._span_attributes(scope, ex))
@@ -124,8 +140,16 @@ class Observed:
         keep_request = keep_response = False
         if payloads is not None and not payloads.full:  # a full queue would drop them: do not copy the bodies
             keep_request, keep_response = payloads.logs_requests, payloads.logs_responses
-        ex = _Exchange(rid, time.monotonic(), keep_request, keep_response, request_type=content_type,
-                       bytes_in=max(length, 0), count_in=keep_request or length < 0, request_json_length=json_length)
+        ex = _Exchange(
+            rid,
+            time.monotonic(),
+            keep_request,
+            keep_response,
+            request_type=content_type,
+            bytes_in=max(length, 0),
+            count_in=keep_request or length < 0,
+            request_json_length=json_length,
+        )
         if not self._uri_known:
             self._learn_uri(scope)
         return scope, ex
@@ -166,8 +190,14 @@ class Observed:
 
     def _span_attributes(self, scope: Scope, ex: _Exchange) -> dict[str, Any]:
         model, isvc, namespace, revision, arm = self._identity(scope, ex)
-        return {"serving.isvc": isvc, "serving.namespace": namespace, "serving.revision": revision,
-                "serving.arm": arm, "serving.model": model, "http.response.status_code": ex.status}
+        return {
+            "serving.isvc": isvc,
+            "serving.namespace": namespace,
+            "serving.revision": revision,
+            "serving.arm": arm,
+            "serving.model": model,
+            "http.response.status_code": ex.status,
+        }
 
     def _finish(self, scope: Scope, ex: _Exchange) -> None:
         access = self.access if self.access is not None and self.access.wants(ex.status) else None
@@ -175,10 +205,22 @@ class Observed:
             return
         model, isvc, namespace, revision, arm = self._identity(scope, ex)
         if access is not None:
-            access.write(AccessRecord(
-                ex.request_id, "POST", scope["path"], ex.status, time.monotonic() - ex.started, ex.bytes_in,
-                ex.bytes_out, isvc, revision, arm, self.source.component, tracing.trace_id(),
-            ))
+            access.write(
+                AccessRecord(
+                    ex.request_id,
+                    "POST",
+                    scope["path"],
+                    ex.status,
+                    time.monotonic() - ex.started,
+                    ex.bytes_in,
+                    ex.bytes_out,
+                    isvc,
+                    revision,
+                    arm,
+                    self.source.component,
+                    tracing.trace_id(),
+                )
+            )
         if self.payloads is not None:
             source = self.source
             if self.describe is not None:  # the router: who answered is known per request
@@ -194,13 +236,32 @@ class Observed:
             return
         now = time.time()
         if ex.keep_request:
-            payloads.offer(InferenceEvent(ex.request_id, REQUEST_TYPE, b"".join(ex.request_chunks),
-                                          ex.request_type.decode("latin-1"), source, model, now,
-                                          json_length=ex.request_json_length.decode("latin-1")))
+            payloads.offer(
+                InferenceEvent(
+                    ex.request_id,
+                    REQUEST_TYPE,
+                    b"".join(ex.request_chunks),
+                    ex.request_type.decode("latin-1"),
+                    source,
+                    model,
+                    now,
+                    json_length=ex.request_json_length.decode("latin-1"),
+                )
+            )
         if ex.keep_response:
-            payloads.offer(InferenceEvent(ex.request_id, RESPONSE_TYPE, b"".join(ex.response_chunks),
-                                          ex.response_type.decode("latin-1"), source, model, now, ex.status,
-                                          ex.response_json_length.decode("latin-1")))
+            payloads.offer(
+                InferenceEvent(
+                    ex.request_id,
+                    RESPONSE_TYPE,
+                    b"".join(ex.response_chunks),
+                    ex.response_type.decode("latin-1"),
+                    source,
+                    model,
+                    now,
+                    ex.status,
+                    ex.response_json_length.decode("latin-1"),
+                )
+            )
 
     def _learn_uri(self, scope: Scope) -> None:
         server = scope.get("server")
@@ -235,5 +296,5 @@ def _replace_trace_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
 
 
 def _model_name(path: str) -> str:
-    rest = path[len("/v1/models/"):]  # the same length as "/v2/models/"
+    rest = path[len("/v1/models/") :]  # the same length as "/v2/models/"
     return rest.split("/", 1)[0].split(":", 1)[0]

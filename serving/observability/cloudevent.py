@@ -48,10 +48,16 @@ class InferenceEvent:
     def attributes(self) -> dict[str, str]:
         """Context attributes and extensions, by their CloudEvents names."""
         attrs = {
-            "specversion": SPEC_VERSION, "id": self.request_id, "type": self.type, "source": self.source.uri,
-            "time": _rfc3339(self.time_s), "inferenceservicename": self.source.isvc,
-            "namespace": self.source.namespace, "component": self.source.component,
-            "endpoint": self.source.endpoint, "modelid": self.model_id,
+            "specversion": SPEC_VERSION,
+            "id": self.request_id,
+            "type": self.type,
+            "source": self.source.uri,
+            "time": _rfc3339(self.time_s),
+            "inferenceservicename": self.source.isvc,
+            "namespace": self.source.namespace,
+            "component": self.source.component,
+            "endpoint": self.source.endpoint,
+            "modelid": self.model_id,
         }
         if self.status is not None:
             attrs["statuscode"] = str(self.status)

@@ -22,8 +22,12 @@ from serving.observability.sinks import sink_for
 log = logging.getLogger("serving.observability")
 
 
-def observe(app: Any, options: ObservabilityOptions, registry: CollectorRegistry | None = None,
-            describe: Describe | None = None) -> Observed:
+def observe(
+    app: Any,
+    options: ObservabilityOptions,
+    registry: CollectorRegistry | None = None,
+    describe: Describe | None = None,
+) -> Observed:
     """`app` with request ids, access log, tracing (when wanted) and payload logging (when configured).
 
     `registry`: where the logger's metrics go (the process's own, so `/metrics` shows them)."""
@@ -34,11 +38,15 @@ def observe(app: Any, options: ObservabilityOptions, registry: CollectorRegistry
     if options.logger_mode and not url:
         log.warning("payload logger: a logger block but no url and no default sink; nothing is logged")
     payloads = PayloadLogger(sink_for(url), options.logger_mode or "all", registry=registry) if url else None
-    source = Source(isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision)
+    source = Source(
+        isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision
+    )
     return Observed(app, source, AccessLog(options.access_log_sample), payloads, describe)
 
 
-def observe_router(router: Any, options: ObservabilityOptions, registry: CollectorRegistry | None = None) -> Observed:
+def observe_router(
+    router: Any, options: ObservabilityOptions, registry: CollectorRegistry | None = None
+) -> Observed:
     """The router's hook: isvc, namespace and arm come from its route table, the revision from its answer."""
 
     def describe(scope: Scope, model: str, revision: str) -> tuple[str, str, str, str]:

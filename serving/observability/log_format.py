@@ -23,7 +23,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    _second, _second_text = -1, ""  # the last whole second formatted: an access log writes many lines per second
+    _second, _second_text = (
+        -1,
+        "",
+    )  # the last whole second formatted: an access log writes many lines per second
 
     def utc_time(self, created: float) -> str:
         """`2026-01-02T03:04:05.678Z` (milliseconds truncated, as isoformat does), date part cached per second."""
@@ -140,10 +143,15 @@ def configure(log_format: str | None, level: int = logging.INFO) -> None:
     root.setLevel(level)
     if any(not _is_console(h) for h in root.handlers):
         return  # someone else owns the output (a test harness, an embedding app): as logging.basicConfig does
-    for old in [h for h in root.handlers if _is_console(h)]:  # basicConfig's or ours; others (files, tests) stay
+    for old in [
+        h for h in root.handlers if _is_console(h)
+    ]:  # basicConfig's or ours; others (files, tests) stay
         root.removeHandler(old)
     root.addHandler(handler)
 
 
 def _is_console(handler: logging.Handler) -> bool:
-    return type(handler) in (logging.StreamHandler, ConsoleHandler) and getattr(handler, "stream", None) in (sys.stderr, sys.stdout)
+    return type(handler) in (logging.StreamHandler, ConsoleHandler) and getattr(handler, "stream", None) in (
+        sys.stderr,
+        sys.stdout,
+    )

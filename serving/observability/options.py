@@ -16,7 +16,9 @@ from typing import Any
 ENV_LOG_FORMAT = "SERVING_LOG_FORMAT"
 ENV_ACCESS_LOG_SAMPLE = "SERVING_ACCESS_LOG_SAMPLE"
 ENV_OTEL = "SERVING_OTEL"
-ENV_LOGGER_DEFAULT_URL = "SERVING_LOGGER_DEFAULT_URL"  # KServe's `logger.defaultUrl`: for blocks without a url
+ENV_LOGGER_DEFAULT_URL = (
+    "SERVING_LOGGER_DEFAULT_URL"  # KServe's `logger.defaultUrl`: for blocks without a url
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +51,46 @@ COMPONENT_COMMANDS = ("serve", "transform")  # processes a revision is made of
 def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
     """`--log-format` for every command; tracing, access log and payload logger flags for the servers."""
     group = parser.add_argument_group("observability")
-    group.add_argument("--log-format", choices=("json", "text"), default=os.environ.get(ENV_LOG_FORMAT),
-                       help="log lines as JSON or text (default: text on a terminal, JSON otherwise)")
+    group.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=os.environ.get(ENV_LOG_FORMAT),
+        help="log lines as JSON or text (default: text on a terminal, JSON otherwise)",
+    )
     if command not in SERVER_COMMANDS:
         return
-    group.add_argument("--access-log-sample", type=_fraction, default=float(os.environ.get(ENV_ACCESS_LOG_SAMPLE, "1")),
-                       help="share of successful requests given an access log line, 0-1 (errors: always)")
-    group.add_argument("--otel", action="store_true", default=bool(os.environ.get(ENV_OTEL)),
-                       help="OpenTelemetry tracing over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
-    group.add_argument("--otel-endpoint", help="OTLP/HTTP collector base URL, e.g. http://collector:4318 "
-                       "(implies --otel; default: OTEL_EXPORTER_OTLP_ENDPOINT)")
-    group.add_argument("--logger-url", help="payload logger sink: http(s)://receiver (CloudEvents) or "
-                       "file:///path.jsonl; for `serving up`, the default of every spec `logger` block")
-    group.add_argument("--logger-mode", choices=("all", "request", "response"),
-                       help="what the payload logger sends (default all)")
+    group.add_argument(
+        "--access-log-sample",
+        type=_fraction,
+        default=float(os.environ.get(ENV_ACCESS_LOG_SAMPLE, "1")),
+        help="share of successful requests given an access log line, 0-1 (errors: always)",
+    )
+    group.add_argument(
+        "--otel",
+        action="store_true",
+        default=bool(os.environ.get(ENV_OTEL)),
+        help="OpenTelemetry tracing over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)",
+    )
+    group.add_argument(
+        "--otel-endpoint",
+        help="OTLP/HTTP collector base URL, e.g. http://collector:4318 "
+        "(implies --otel; default: OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    group.add_argument(
+        "--logger-url",
+        help="payload logger sink: http(s)://receiver (CloudEvents) or "
+        "file:///path.jsonl; for `serving up`, the default of every spec `logger` block",
+    )
+    group.add_argument(
+        "--logger-mode",
+        choices=("all", "request", "response"),
+        help="what the payload logger sends (default all)",
+    )
     if command not in COMPONENT_COMMANDS:
         return
-    group.add_argument("--isvc", default="", help="InferenceService name in logs, events and spans (set by serving up)")
+    group.add_argument(
+        "--isvc", default="", help="InferenceService name in logs, events and spans (set by serving up)"
+    )
     group.add_argument("--isvc-namespace", default="default", help="its namespace")
     group.add_argument("--revision", default="", help="revision name (the ce-endpoint of payload events)")
     group.add_argument("--component", default="", help="predictor or transformer")
@@ -80,10 +105,15 @@ def _fraction(text: str) -> float:
 
 def from_args(args: argparse.Namespace, component: str) -> ObservabilityOptions:
     return ObservabilityOptions(
-        log_format=args.log_format, access_log_sample=args.access_log_sample, otel=args.otel,
+        log_format=args.log_format,
+        access_log_sample=args.access_log_sample,
+        otel=args.otel,
         otel_endpoint=args.otel_endpoint,
-        logger_url=args.logger_url, logger_mode=args.logger_mode, isvc=getattr(args, "isvc", ""),
-        namespace=getattr(args, "isvc_namespace", "default"), revision=getattr(args, "revision", ""),
+        logger_url=args.logger_url,
+        logger_mode=args.logger_mode,
+        isvc=getattr(args, "isvc", ""),
+        namespace=getattr(args, "isvc_namespace", "default"),
+        revision=getattr(args, "revision", ""),
         component=getattr(args, "component", "") or component,
     )
 

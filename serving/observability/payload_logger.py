@@ -25,16 +25,30 @@ MODES = ("all", "request", "response")
 class LoggerMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         r = registry or CollectorRegistry()
-        events = Counter("serving_logger_events", "Payload logger events by outcome.", ["outcome"], registry=r)
+        events = Counter(
+            "serving_logger_events", "Payload logger events by outcome.", ["outcome"], registry=r
+        )
         self.sent, self.dropped, self.failed = (events.labels(o) for o in ("sent", "dropped", "failed"))
-        self.depth = Gauge("serving_logger_queue_depth", "Payload events waiting to be sent.",
-                           multiprocess_mode="livesum", registry=r)
+        self.depth = Gauge(
+            "serving_logger_queue_depth",
+            "Payload events waiting to be sent.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
 
 
 class PayloadLogger:
     def __init__(
-        self, sink: Sink, mode: str = "all", *, registry: CollectorRegistry | None = None, max_events: int = 1000,
-        max_bytes: int = 64 * 1024 * 1024, senders: int = 4, attempts: int = 3, backoff_s: float = 0.2,
+        self,
+        sink: Sink,
+        mode: str = "all",
+        *,
+        registry: CollectorRegistry | None = None,
+        max_events: int = 1000,
+        max_bytes: int = 64 * 1024 * 1024,
+        senders: int = 4,
+        attempts: int = 3,
+        backoff_s: float = 0.2,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"logger mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -72,7 +86,9 @@ class PayloadLogger:
 
     def _start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._send_forever(), name=f"payload-sender-{i}") for i in range(self.senders)]
+        self._tasks = [
+            asyncio.create_task(self._send_forever(), name=f"payload-sender-{i}") for i in range(self.senders)
+        ]
 
     async def _send_forever(self) -> None:
         assert self._wakeup is not None
@@ -109,7 +125,9 @@ class PayloadLogger:
 
     def _failed(self, event: InferenceEvent, exc: BaseException) -> None:
         self.metrics.failed.inc()
-        log.warning("payload event %s (%s) not delivered: %s", event.request_id, event.type.rsplit(".", 1)[-1], exc)
+        log.warning(
+            "payload event %s (%s) not delivered: %s", event.request_id, event.type.rsplit(".", 1)[-1], exc
+        )
 
     @property
     def pending(self) -> int:

@@ -45,8 +45,9 @@ class HttpSink:
     async def send(self, event: InferenceEvent) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in event.binary_headers().items()]
         try:
-            response = await self._client.request(self._endpoint, "POST", self._target, headers, event.body,
-                                                  self.timeout_s)
+            response = await self._client.request(
+                self._endpoint, "POST", self._target, headers, event.body, self.timeout_s
+            )
         except (ConnectionError, TimeoutError) as exc:  # refused, dropped, slow: the sink may come back
             raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
         _check_status(response.status)

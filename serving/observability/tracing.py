@@ -21,7 +21,9 @@ _EPOCH_OFFSET_NS = time.time_ns() - time.monotonic_ns()
 
 def wanted(flag: bool) -> bool:
     """Tracing is on with `--otel` or when an OTLP endpoint is configured the standard way."""
-    return flag or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    return flag or bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
 
 
 def enabled() -> bool:
@@ -69,18 +71,26 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> contextlib.A
     """A child of the current span, current while the block runs; a no-op when tracing is off."""
     if _tracer is None:
         return _NOOP
-    manager: contextlib.AbstractContextManager[Any] = _tracer.start_as_current_span(name, attributes=attributes)
+    manager: contextlib.AbstractContextManager[Any] = _tracer.start_as_current_span(
+        name, attributes=attributes
+    )
     return manager
 
 
 @contextlib.contextmanager
-def server_span(name: str, headers: list[tuple[bytes, bytes]], attributes: Mapping[str, Any]) -> Iterator[Any]:
+def server_span(
+    name: str, headers: list[tuple[bytes, bytes]], attributes: Mapping[str, Any]
+) -> Iterator[Any]:
     """The span of one incoming request, continuing the caller's trace from its `traceparent`."""
-    carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in (b"traceparent", b"tracestate")}
+    carrier = {
+        k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in (b"traceparent", b"tracestate")
+    }
     parent = _propagator.extract(carrier) if carrier else None
     from opentelemetry.trace import SpanKind
 
-    with _tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes) as current:
+    with _tracer.start_as_current_span(
+        name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+    ) as current:
         yield current
 
 
@@ -93,7 +103,9 @@ def outgoing_headers() -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
 
 
-def record(name: str, start_monotonic: float, end_monotonic: float, attributes: Mapping[str, Any] | None = None) -> None:
+def record(
+    name: str, start_monotonic: float, end_monotonic: float, attributes: Mapping[str, Any] | None = None
+) -> None:
     """A finished child span from two `time.monotonic()` readings (e.g. time spent in the batch queue)."""
     if _tracer is None:
         return

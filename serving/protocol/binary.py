@@ -20,15 +20,13 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview | byt
     """Return (JSON header, binary tail) using `Inference-Header-Content-Length` when present."""
     view = memoryview(body)
     if header_length is None:
-        return body, view[len(body):]
+        return body, view[len(body) :]
     try:
         length = int(header_length)
     except ValueError:
         raise BadRequest(f"Inference-Header-Content-Length {header_length!r} is not an integer") from None
     if length < 0 or length > len(body):
-        raise BadRequest(
-            f"Inference-Header-Content-Length {length} is outside the body of {len(body)} bytes"
-        )
+        raise BadRequest(f"Inference-Header-Content-Length {length} is outside the body of {len(body)} bytes")
     return view[:length], view[length:]
 
 
@@ -48,7 +46,7 @@ class Reader:
                 f"input {name!r}: binary_data_size {size} overruns the {len(self._tail) - self._offset} "
                 "binary bytes left in the body"
             )
-        chunk = self._tail[self._offset:end]
+        chunk = self._tail[self._offset : end]
         self._offset = end
         if datatype == "BYTES":
             return decode_bytes(chunk, name, count).reshape(shape)
@@ -80,7 +78,7 @@ def decode_bytes(chunk: memoryview, name: str, count: int) -> np.ndarray:
         offset += 4
         if offset + length > end:
             raise BadRequest(f"input {name!r}: BYTES element {i} claims {length} bytes, overrunning its data")
-        out[i] = bytes(chunk[offset:offset + length])
+        out[i] = bytes(chunk[offset : offset + length])
         offset += length
     if offset != end:
         raise BadRequest(f"input {name!r}: {end - offset} bytes left after {count} BYTES elements")

@@ -22,7 +22,9 @@ V2_TO_NUMPY: dict[str, np.dtype] = {
     "BYTES": np.dtype(object),
 }
 
-_NUMPY_TO_V2: dict[str, str] = {dt.str.lstrip("<>|="): name for name, dt in V2_TO_NUMPY.items() if name != "BYTES"}
+_NUMPY_TO_V2: dict[str, str] = {
+    dt.str.lstrip("<>|="): name for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
+}
 
 # Little-endian wire dtypes for the binary extension (BYTES has its own framing).
 WIRE_DTYPES: dict[str, np.dtype] = {

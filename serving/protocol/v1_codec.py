@@ -52,7 +52,9 @@ def _array(raw: Any, where: str, limits: Limits) -> np.ndarray:
     except ValueError as exc:
         raise BadRequest(f"'{where}' is not a rectangular array: {exc}") from exc
     if array.size > limits.max_tensor_elements:
-        raise BadRequest(f"'{where}' has {array.size} elements, over the limit of {limits.max_tensor_elements}")
+        raise BadRequest(
+            f"'{where}' has {array.size} elements, over the limit of {limits.max_tensor_elements}"
+        )
     if array.dtype.kind == "U":
         array = np.char.encode(array, "utf-8").astype(object)
     return array
@@ -87,4 +89,3 @@ def _rows(array: np.ndarray) -> list[Any] | np.ndarray:
         swapped: list[Any] = array.tolist()
         return swapped
     return np.ascontiguousarray(array)
-

@@ -23,7 +23,9 @@ HEADER_LENGTH = "inference-header-content-length"
 _DEFAULT_LIMITS = Limits()
 
 
-def decode_request(body: bytes, header_length: str | None = None, limits: Limits = _DEFAULT_LIMITS) -> InferRequest:
+def decode_request(
+    body: bytes, header_length: str | None = None, limits: Limits = _DEFAULT_LIMITS
+) -> InferRequest:
     json_part, tail = binary.split_body(body, header_length)
     doc = loads_object(json_part)
     raw_inputs = doc.get("inputs")
@@ -101,7 +103,9 @@ def decode_json_data(
     if not isinstance(data, list):
         data = [data]
     check_depth(data, limits.max_json_depth, name)
-    if data and not isinstance(data[0], list) and len(data) != count:  # flat data: refuse before converting it
+    if (
+        data and not isinstance(data[0], list) and len(data) != count
+    ):  # flat data: refuse before converting it
         _mismatch(name, shape, count, datatype, len(data))
     if datatype == "BYTES":
         array = _bytes_array(data, name, shape, count)
@@ -113,7 +117,9 @@ def decode_json_data(
 
 
 def _mismatch(name: str, shape: tuple[int, ...], count: int, datatype: str, found: int) -> None:
-    raise BadRequest(f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but 'data' has {found}")
+    raise BadRequest(
+        f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but 'data' has {found}"
+    )
 
 
 # Which kinds of array numpy infers from the JSON values are acceptable for each target kind.
@@ -166,7 +172,9 @@ def _integral(data: list[Any], inferred: np.ndarray, name: str, datatype: str, d
     except (OverflowError, ValueError, TypeError) as exc:
         raise BadRequest(f"input {name!r}: 'data' is out of range for {datatype}") from exc
     if not np.array_equal(exact, inferred):
-        raise BadRequest(f"input {name!r}: {datatype} 'data' must hold only integers, not non-integer numbers")
+        raise BadRequest(
+            f"input {name!r}: {datatype} 'data' must hold only integers, not non-integer numbers"
+        )
     return exact
 
 
@@ -207,7 +215,9 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     chunks: list[bytes | memoryview] = []
     for name, array in response.outputs.items():
         requested = wanted.get(name)
-        as_binary = request.binary_output if requested is None or requested.binary is None else requested.binary
+        as_binary = (
+            request.binary_output if requested is None or requested.binary is None else requested.binary
+        )
         datatype = v2_datatype(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:

@@ -25,7 +25,11 @@ RETRY_AFTER = {"Retry-After": "1"}
 
 class Activator:
     def __init__(
-        self, load: RevisionLoad, *, timeout_s: float = DEFAULT_TIMEOUT_S, max_queue: int = DEFAULT_MAX_QUEUE,
+        self,
+        load: RevisionLoad,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_queue: int = DEFAULT_MAX_QUEUE,
         metrics: ScalingMetrics | None = None,
     ) -> None:
         self.load = load
@@ -47,8 +51,11 @@ class Activator:
         """Wait until `arm`'s revision has a ready endpoint; the arm to send to, or 503 with Retry-After."""
         key = (route.namespace, arm.revision)
         if self.load.held.get(key, 0) >= self.max_queue:
-            raise ServiceUnavailable(f"revision {arm.revision} is scaling up from zero and {self.max_queue} requests "
-                                     "already wait for it", headers=RETRY_AFTER)
+            raise ServiceUnavailable(
+                f"revision {arm.revision} is scaling up from zero and {self.max_queue} requests "
+                "already wait for it",
+                headers=RETRY_AFTER,
+            )
         started = time.monotonic()
         self._count(route, arm, +1)
         try:
@@ -67,8 +74,11 @@ class Activator:
                 return fresh
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ServiceUnavailable(f"revision {arm.revision} did not become ready within {self.timeout_s:g}s "
-                                         "(scaling up from zero)", headers=RETRY_AFTER)
+                raise ServiceUnavailable(
+                    f"revision {arm.revision} did not become ready within {self.timeout_s:g}s "
+                    "(scaling up from zero)",
+                    headers=RETRY_AFTER,
+                )
             if self._changed is None:
                 self._changed = asyncio.Event()
             try:

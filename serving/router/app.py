@@ -32,8 +32,13 @@ _JSON = [(b"content-type", b"application/json")]
 
 class Router:
     def __init__(
-        self, upstreams: Upstreams | None = None, *, metrics: Any = None, fallback: ASGIApp | None = None,
-        max_body_bytes: int = 64 * 1024 * 1024, ready: Callable[[], bool] | None = None,
+        self,
+        upstreams: Upstreams | None = None,
+        *,
+        metrics: Any = None,
+        fallback: ASGIApp | None = None,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        ready: Callable[[], bool] | None = None,
         auth: KeyRing | None = None,
     ) -> None:
         self.auth = auth
@@ -97,8 +102,15 @@ class Router:
             ready = self.ready_check()
             await _reply(send, 200 if ready else 503, {"ready": ready})
         elif path == "/v2":
-            await _reply(send, 200, {"name": "serving-router", "version": serving.__version__,
-                                     "extensions": ["binary_tensor_data", "model_repository"]})
+            await _reply(
+                send,
+                200,
+                {
+                    "name": "serving-router",
+                    "version": serving.__version__,
+                    "extensions": ["binary_tensor_data", "model_repository"],
+                },
+            )
         else:
             namespace = self._namespace_of(scope)
             names = sorted(n for (ns, n) in self._table.services if ns == namespace)
@@ -114,7 +126,11 @@ class Router:
             route = self._table.services.get(("default", name))
         if route is None:
             # Name the ones that exist (first few), unless API keys guard the listing: then say no more.
-            hint = "" if self.auth is not None else existing_names([n for (ns, n) in self._table.services if ns == "default"])
+            hint = (
+                ""
+                if self.auth is not None
+                else existing_names([n for (ns, n) in self._table.services if ns == "default"])
+            )
             raise ModelNotFound(f"InferenceService {name!r} not found{hint}")
         return route
 
@@ -128,7 +144,9 @@ class Router:
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
         pin = _header(headers, TAG_HEADER)
-        arm = self._choose(route, pin, _header(headers, route.affinity_header.encode()) if route.affinity_header else None)
+        arm = self._choose(
+            route, pin, _header(headers, route.affinity_header.encode()) if route.affinity_header else None
+        )
         if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503
             arm = await self.activator.hold(route, arm)
         qs = scope.get("query_string", b"")
@@ -142,7 +160,9 @@ class Router:
             )
             code = response.status
             response.headers.append((REVISION_HEADER, arm.revision.encode()))
-            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": response.headers}
+            )
             await send({"type": "http.response.body", "body": response.body})
             if route.mirror is not None and arm.role == "stable" and pin is None:
                 self.mirror.send(route, scope["method"], target, headers, body)
@@ -153,7 +173,9 @@ class Router:
         finally:
             self._observe_in_flight(route, arm, -1)
             if self.metrics is not None:
-                self.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started)
+                self.metrics.observe_route(
+                    route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started
+                )
 
     def _observe_in_flight(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
         (self.load.begin if delta > 0 else self.load.end)(route.namespace, arm.revision)
@@ -182,7 +204,7 @@ def _no_ready_revision(route: ServiceRoute, for_tag: str = "") -> ServiceUnavail
 
 
 def _model_name(path: str) -> str:
-    rest = path[len("/v1/models/"):]  # same length for /v2/models/
+    rest = path[len("/v1/models/") :]  # same length for /v2/models/
     name = rest.split("/", 1)[0]
     return name.split(":", 1)[0]
 

@@ -25,7 +25,9 @@ class KeyRing:
     public_health: bool = True
 
     @classmethod
-    def load(cls, path: Path | None, env_value: str | None = None, public_health: bool = True) -> KeyRing | None:
+    def load(
+        cls, path: Path | None, env_value: str | None = None, public_health: bool = True
+    ) -> KeyRing | None:
         entries: list[str] = []
         if path is not None:
             try:

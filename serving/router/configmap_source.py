@@ -19,7 +19,9 @@ log = logging.getLogger("serving.router")
 
 
 class ConfigMapSource:
-    def __init__(self, namespace: str, name: str, cluster: Cluster | None = None, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, namespace: str, name: str, cluster: Cluster | None = None, interval_s: float = 1.0
+    ) -> None:
         self.namespace = namespace
         self.name = name
         self.cluster = cluster

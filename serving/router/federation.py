@@ -54,7 +54,9 @@ async def _fetch(client: HTTPClient, target: ScrapeTarget) -> tuple[str, dict[st
         response = await client.get(target.url + "/metrics", SCRAPE_TIMEOUT_S)
     except (ConnectionError, TimeoutError, ValueError):
         return None  # a replica that is starting or gone simply contributes nothing to this scrape
-    return (response.body.decode("utf-8", errors="replace"), target.labels) if response.status == 200 else None
+    return (
+        (response.body.decode("utf-8", errors="replace"), target.labels) if response.status == 200 else None
+    )
 
 
 async def federated_exposition(targets: list[ScrapeTarget], client: HTTPClient | None = None) -> bytes:

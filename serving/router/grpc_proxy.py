@@ -59,7 +59,9 @@ class GrpcProxy:
 
     async def start(self, host: str, port: int) -> int:
         self.server = grpc.aio.server(options=server_options(self.max_message_bytes))
-        handlers = {name: self._local_handler(name) for name in ("ServerLive", "ServerReady", "ServerMetadata")}
+        handlers = {
+            name: self._local_handler(name) for name in ("ServerLive", "ServerReady", "ServerMetadata")
+        }
         handlers.update({name: self._proxy_handler(name) for name in PROXIED})
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
         address = f"[{host}]" if ":" in host else host
@@ -84,8 +86,9 @@ class GrpcProxy:
             elif method == "ServerReady":
                 reply = pb.ServerReadyResponse(ready=self.router.ready_check())
             else:
-                reply = pb.ServerMetadataResponse(name="serving-router", version=serving.__version__,
-                                                  extensions=["binary_tensor_data"])
+                reply = pb.ServerMetadataResponse(
+                    name="serving-router", version=serving.__version__, extensions=["binary_tensor_data"]
+                )
             serialised: bytes = reply.SerializeToString()
             return serialised
 
@@ -97,7 +100,9 @@ class GrpcProxy:
             try:
                 name = field_one(raw)
             except (ValueError, UnicodeDecodeError):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message"
+                )
             try:
                 route, arm = self._route(name, dict(metadata))
                 if not arm.endpoints:  # scaled to zero: held by the router's activator, as over HTTP
@@ -117,16 +122,29 @@ class GrpcProxy:
             self.router.auth.check(route.namespace, [(k.encode(), v.encode()) for k, v in metadata.items()])
         return route, self.router._choose(route, metadata.get("x-serving-tag"))
 
-    async def _forward(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...], route: ServiceRoute,
-                       arm: Arm, context: Context) -> bytes:
+    async def _forward(
+        self,
+        method: str,
+        raw: bytes,
+        metadata: tuple[tuple[str, str], ...],
+        route: ServiceRoute,
+        arm: Arm,
+        context: Context,
+    ) -> bytes:
         revision = ((REVISION_KEY, arm.revision),)
         targets = await self._grpc_targets(arm)
         if not targets:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"revision {arm.revision!r} of {route.name!r} serves "
-                                "REST only (a transformer in front of its predictor, or no gRPC port)", revision)
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"revision {arm.revision!r} of {route.name!r} serves "
+                "REST only (a transformer in front of its predictor, or no gRPC port)",
+                revision,
+            )
         remaining = context.time_remaining()
         timeout = route.timeout_s if remaining is None else min(remaining, route.timeout_s)
-        forwarded = tuple((k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key"))
+        forwarded = tuple(
+            (k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key")
+        )
         started, code = time.monotonic(), 500
         self._in_flight(route, arm, 1)
         try:
@@ -141,8 +159,9 @@ class GrpcProxy:
         finally:
             self._in_flight(route, arm, -1)
             if self.router.metrics is not None:
-                self.router.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code,
-                                                  time.monotonic() - started)
+                self.router.metrics.observe_route(
+                    route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started
+                )
 
     async def _grpc_targets(self, arm: Arm) -> tuple[str, ...]:
         """The arm's gRPC targets: from the route table, else asked once of each replica (`GET /serving/grpc-port`,
@@ -163,7 +182,9 @@ class GrpcProxy:
     async def _ask_grpc_port(self, endpoint: str) -> str | None:
         """'host:port', '' for a replica without gRPC, None when it could not be asked (ask again next time)."""
         try:
-            _, response = await self.router.upstreams.forward((endpoint,), "GET", GRPC_PORT_PATH, [], b"", 5.0)
+            _, response = await self.router.upstreams.forward(
+                (endpoint,), "GET", GRPC_PORT_PATH, [], b"", 5.0
+            )
         except ServingError:
             return None
         if response.status == 503:  # listener not started yet
@@ -172,8 +193,14 @@ class GrpcProxy:
             return ""
         return f"{urlsplit(endpoint).hostname}:{int(orjson.loads(response.body)['port'])}"
 
-    async def _call_arm(self, method: str, raw: bytes, metadata: tuple[tuple[str, str], ...],
-                        endpoints: tuple[str, ...], timeout: float) -> bytes | grpc.aio.AioRpcError:
+    async def _call_arm(
+        self,
+        method: str,
+        raw: bytes,
+        metadata: tuple[tuple[str, str], ...],
+        endpoints: tuple[str, ...],
+        timeout: float,
+    ) -> bytes | grpc.aio.AioRpcError:
         """Try the arm's endpoints in turn; move on only when one cannot be reached (no Retry-After)."""
         first = next(self._turns)
         failure: grpc.aio.AioRpcError | None = None

@@ -21,7 +21,9 @@ class RevisionLoad:
     held: dict[Key, int] = field(default_factory=dict)
     _area: dict[Key, float] = field(default_factory=dict)  # integral of in_flight over time (request-seconds)
     _since: dict[Key, float] = field(default_factory=dict)  # when the area was last brought up to date
-    _read: dict[Key, tuple[float, float]] = field(default_factory=dict)  # (time, area) at the last average read
+    _read: dict[Key, tuple[float, float]] = field(
+        default_factory=dict
+    )  # (time, area) at the last average read
 
     def begin(self, namespace: str, revision: str) -> None:
         key = (namespace, revision)
@@ -35,7 +37,9 @@ class RevisionLoad:
         self.in_flight[key] = self.in_flight.get(key, 0) - 1
 
     def _advance(self, key: Key, now: float) -> None:
-        self._area[key] = self._area.get(key, 0.0) + self.in_flight.get(key, 0) * (now - self._since.get(key, now))
+        self._area[key] = self._area.get(key, 0.0) + self.in_flight.get(key, 0) * (
+            now - self._since.get(key, now)
+        )
         self._since[key] = now
 
     def concurrency(self, namespace: str, revision: str) -> float:

@@ -26,8 +26,9 @@ class Mirror:
         self.dropped = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def send(self, route: ServiceRoute, method: str, target: str, headers: list[tuple[bytes, bytes]],
-             body: bytes) -> None:
+    def send(
+        self, route: ServiceRoute, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
         arm = route.mirror
         if arm is None or not arm.endpoints:
             return
@@ -38,11 +39,20 @@ class Mirror:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, route: ServiceRoute, arm: Arm, method: str, target: str,
-                    headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    async def _send(
+        self,
+        route: ServiceRoute,
+        arm: Arm,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
         started, code = time.monotonic(), 500
         try:
-            _, response = await self.upstreams.forward(arm.endpoints, method, target, headers, body, route.timeout_s)
+            _, response = await self.upstreams.forward(
+                arm.endpoints, method, target, headers, body, route.timeout_s
+            )
             code = response.status
         except ServingError as exc:
             code = exc.status_code
@@ -50,8 +60,9 @@ class Mirror:
             code = 500
         finally:
             if self.metrics is not None:
-                self.metrics.observe_route(route.name, route.namespace, arm.revision, "mirror", code,
-                                           time.monotonic() - started)
+                self.metrics.observe_route(
+                    route.name, route.namespace, arm.revision, "mirror", code, time.monotonic() - started
+                )
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -23,8 +23,11 @@ class Arm:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "revision": self.revision, "percent": self.percent, "role": self.role,
-            "tag": self.tag, "endpoints": list(self.endpoints),
+            "revision": self.revision,
+            "percent": self.percent,
+            "role": self.role,
+            "tag": self.tag,
+            "endpoints": list(self.endpoints),
         }
         if self.grpc_endpoints:
             data["grpcEndpoints"] = list(self.grpc_endpoints)
@@ -49,11 +52,18 @@ class ServiceRoute:
     affinity_header: str = ""  # lower-case header name: one value sticks to one arm while the split holds
     mirror: Arm | None = None  # a 0 % canary arm that gets a shadow copy of stable requests
     activator: bool = False  # minReplicas 0: requests for an arm without endpoints wait for one (not 503)
-    failure: str = ""  # why the latest revision cannot serve (its load failed): a 503 says so, without Retry-After
+    failure: str = (
+        ""  # why the latest revision cannot serve (its load failed): a 503 says so, without Retry-After
+    )
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "host": self.host,
-                                "timeoutSeconds": self.timeout_s, "arms": [a.to_json() for a in self.arms]}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "host": self.host,
+            "timeoutSeconds": self.timeout_s,
+            "arms": [a.to_json() for a in self.arms],
+        }
         if self.affinity_header:
             data["affinityHeader"] = self.affinity_header
         if self.mirror is not None:
@@ -68,14 +78,28 @@ class ServiceRoute:
     def from_json(cls, data: dict[str, Any]) -> ServiceRoute:
         arms = tuple(_arm(a) for a in data["arms"])
         mirror = _arm(data["mirror"]) if data.get("mirror") else None
-        return cls(data["name"], data["namespace"], arms, data.get("host", ""), float(data.get("timeoutSeconds", 60.0)),
-                   affinity_header=str(data.get("affinityHeader", "")).lower(), mirror=mirror,
-                   activator=bool(data.get("activator", False)), failure=str(data.get("failure", "")))
+        return cls(
+            data["name"],
+            data["namespace"],
+            arms,
+            data.get("host", ""),
+            float(data.get("timeoutSeconds", 60.0)),
+            affinity_header=str(data.get("affinityHeader", "")).lower(),
+            mirror=mirror,
+            activator=bool(data.get("activator", False)),
+            failure=str(data.get("failure", "")),
+        )
 
 
 def _arm(a: dict[str, Any]) -> Arm:
-    return Arm(a["revision"], int(a["percent"]), a["role"], a["tag"], tuple(a["endpoints"]),
-               tuple(a.get("grpcEndpoints", ())))
+    return Arm(
+        a["revision"],
+        int(a["percent"]),
+        a["role"],
+        a["tag"],
+        tuple(a["endpoints"]),
+        tuple(a.get("grpcEndpoints", ())),
+    )
 
 
 @dataclass(frozen=True, slots=True)

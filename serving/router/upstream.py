@@ -15,8 +15,18 @@ from serving.errors import GatewayTimeout, ServiceUnavailable
 from serving.http_client import HTTPClient, UpstreamConnectError
 
 HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
-     b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
 )
 DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
 
@@ -49,7 +59,12 @@ class Upstreams:
         return best
 
     async def forward(
-        self, endpoints: tuple[str, ...], method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes,
+        self,
+        endpoints: tuple[str, ...],
+        method: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
         timeout_s: float | None = None,
     ) -> tuple[str, UpstreamResponse]:
         """Send to the least-loaded endpoint; on a connection failure try the next one."""
@@ -62,7 +77,9 @@ class Upstreams:
             tried.add(endpoint)
             self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
             try:
-                return endpoint, await self._send(endpoint, method, path, headers, body, timeout_s or self.timeout_s)
+                return endpoint, await self._send(
+                    endpoint, method, path, headers, body, timeout_s or self.timeout_s
+                )
             except UpstreamConnectError as exc:
                 # A refused connect, or a peer that dropped the connection before answering.
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
@@ -74,10 +91,18 @@ class Upstreams:
                 self.outstanding[endpoint] -= 1
 
     async def _send(
-        self, endpoint: str, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, timeout_s: float
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
     ) -> UpstreamResponse:
         try:
-            status, raw_headers, content = await self.pool.request(endpoint, method, path, headers, body, timeout_s)
+            status, raw_headers, content = await self.pool.request(
+                endpoint, method, path, headers, body, timeout_s
+            )
         except TimeoutError:
             raise GatewayTimeout(f"model server did not answer within {timeout_s:g}s") from None
         out = [(k, v) for k, v in raw_headers if k not in HOP_BY_HOP]

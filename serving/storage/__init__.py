@@ -45,7 +45,9 @@ class StorageConfig:
     cache_dir: Path  # where downloads are cached (default_cache_dir() for the usual place)
     pvc_root: Path | None = None  # pvc://NAME/path -> pvc_root/NAME/path
     allowed_roots: tuple[Path, ...] = ()  # if non-empty, local paths must resolve inside one of them
-    base_dir: Path | None = None  # relative local paths and file:// are resolved against it (the YAML's folder)
+    base_dir: Path | None = (
+        None  # relative local paths and file:// are resolved against it (the YAML's folder)
+    )
     timeout_s: float = 60.0  # per network operation (connect, each read), not for the whole download
     max_download_bytes: int = 2 * 1024**3
     env: Mapping[str, str] | None = None  # where object-store credentials are read (None: this process's env)
@@ -68,7 +70,9 @@ def _check_uri(uri: str) -> str:
         raise StorageError(f"{uri!r}: NUL byte in storageUri")
     scheme = scheme_of(uri.strip())
     if scheme not in ("", "file", "http", "https", "pvc", "s3", "gs", "az"):
-        raise StorageError(f"{uri}: storage scheme '{scheme}://' is not supported here (supported: {SUPPORTED})")
+        raise StorageError(
+            f"{uri}: storage scheme '{scheme}://' is not supported here (supported: {SUPPORTED})"
+        )
     return scheme
 
 

@@ -19,11 +19,20 @@ from serving.storage.errors import StorageError
 AZURE_HOST_SUFFIX = ".blob.core.windows.net"
 TRUE = ("1", "true", "yes", "on")
 SECRET_NAMES = (
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCESS_KEY", "AZURE_CLIENT_SECRET",
-    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_SAS_TOKEN",
 )
-AWS_CHAIN_HINTS = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE")
+AWS_CHAIN_HINTS = (
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,9 @@ def parse_location(uri: str) -> ObjectLocation:
     return ObjectLocation(provider, bucket, key, account or None)
 
 
-def filesystem_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> tuple[str, dict[str, Any]]:
+def filesystem_options(
+    location: ObjectLocation, env: Mapping[str, str], timeout_s: float
+) -> tuple[str, dict[str, Any]]:
     """(fsspec protocol, constructor kwargs) for `location` with the credentials found in `env`."""
     if location.provider == "s3":
         return "s3", _s3_options(location, env, timeout_s)
@@ -102,21 +113,30 @@ def _s3_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: flo
     elif env.get("AWS_CA_BUNDLE"):
         client["verify"] = env["AWS_CA_BUNDLE"]
     options: dict[str, Any] = {
-        "endpoint_url": _s3_endpoint(env), "client_kwargs": client,
-        "config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s,
-                          "retries": {"max_attempts": 2, "mode": "standard"}},
+        "endpoint_url": _s3_endpoint(env),
+        "client_kwargs": client,
+        "config_kwargs": {
+            "connect_timeout": timeout_s,
+            "read_timeout": timeout_s,
+            "retries": {"max_attempts": 2, "mode": "standard"},
+        },
     }
     if env.get("awsAnonymousCredential", "").lower() in TRUE:
         return {**options, "anon": True}
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        return {**options, "key": env["AWS_ACCESS_KEY_ID"], "secret": env["AWS_SECRET_ACCESS_KEY"],
-                "token": env.get("AWS_SESSION_TOKEN") or None}
+        return {
+            **options,
+            "key": env["AWS_ACCESS_KEY_ID"],
+            "secret": env["AWS_SECRET_ACCESS_KEY"],
+            "token": env.get("AWS_SESSION_TOKEN") or None,
+        }
     if any(env.get(name) for name in AWS_CHAIN_HINTS):
         return options  # botocore's own chain: web identity (IRSA), container credentials, a profile
     raise StorageError(
         f"s3://{location.path}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in the "
         "environment of `serving up`, the predictor's env, or a Secret on the service account), or "
-        "awsAnonymousCredential=true for a public bucket")
+        "awsAnonymousCredential=true for a public bucket"
+    )
 
 
 def _gcs_options(env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
@@ -127,7 +147,9 @@ def _gcs_options(env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
     key_file = env.get("GOOGLE_APPLICATION_CREDENTIALS")
     if key_file:
         if not os.path.isfile(key_file):
-            raise StorageError(f"GOOGLE_APPLICATION_CREDENTIALS names {key_file}, which is not a readable file")
+            raise StorageError(
+                f"GOOGLE_APPLICATION_CREDENTIALS names {key_file}, which is not a readable file"
+            )
         return {**options, "token": key_file}
     return {**options, "token": "anon"}  # KServe falls back to an anonymous client: public buckets
 
@@ -138,13 +160,17 @@ def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str
         return {"connection_string": conn}
     account = location.account or env.get("AZURE_STORAGE_ACCOUNT_NAME") or env.get("AZURE_STORAGE_ACCOUNT")
     if not account:
-        raise StorageError(f"az://{location.path}: no storage account: use https://ACCOUNT.blob.core.windows.net/"
-                           "CONTAINER/PATH or set AZURE_STORAGE_ACCOUNT_NAME")
+        raise StorageError(
+            f"az://{location.path}: no storage account: use https://ACCOUNT.blob.core.windows.net/"
+            "CONTAINER/PATH or set AZURE_STORAGE_ACCOUNT_NAME"
+        )
     options: dict[str, Any] = {"account_name": account}
     endpoint = env.get("AZURE_STORAGE_BLOB_ENDPOINT")  # a private endpoint or an emulator (http allowed)
     if endpoint and env.get("AZURE_STORAGE_ACCESS_KEY"):
-        return {"connection_string": f"AccountName={account};AccountKey={env['AZURE_STORAGE_ACCESS_KEY']};"
-                                     f"BlobEndpoint={endpoint};"}
+        return {
+            "connection_string": f"AccountName={account};AccountKey={env['AZURE_STORAGE_ACCESS_KEY']};"
+            f"BlobEndpoint={endpoint};"
+        }
     if endpoint:
         options["account_host"] = urlsplit(endpoint).netloc
     if env.get("AZURE_STORAGE_ACCESS_KEY"):
@@ -152,6 +178,10 @@ def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str
     if env.get("AZURE_STORAGE_SAS_TOKEN"):
         return {**options, "sas_token": env["AZURE_STORAGE_SAS_TOKEN"]}
     if env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID") and env.get("AZURE_CLIENT_SECRET"):
-        return {**options, "client_id": env["AZURE_CLIENT_ID"], "tenant_id": env["AZURE_TENANT_ID"],
-                "client_secret": env["AZURE_CLIENT_SECRET"]}
+        return {
+            **options,
+            "client_id": env["AZURE_CLIENT_ID"],
+            "tenant_id": env["AZURE_TENANT_ID"],
+            "client_secret": env["AZURE_CLIENT_SECRET"],
+        }
     return {**options, "anon": True}  # a public container

@@ -43,7 +43,9 @@ def resolve_url(url: str, config: StorageConfig) -> Path:
     try:
         entry.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StorageError(f"{redact(url)}: cannot create cache folder {entry}: {exc.strerror or exc}") from exc
+        raise StorageError(
+            f"{redact(url)}: cannot create cache folder {entry}: {exc.strerror or exc}"
+        ) from exc
     with _locked(entry):
         meta = _read_meta(entry)
         for stale in entry.glob(".tmp-*"):  # left by a crash; we hold the lock, so nobody is using them
@@ -57,7 +59,9 @@ def resolve_url(url: str, config: StorageConfig) -> Path:
         except httpx.HTTPError as exc:  # e.g. an invalid URL
             raise StorageError(f"{redact(url)}: {exc}") from exc
         except OSError as exc:
-            raise StorageError(f"{redact(url)}: cannot write the cache in {entry}: {exc.strerror or exc}") from exc
+            raise StorageError(
+                f"{redact(url)}: cannot write the cache in {entry}: {exc.strerror or exc}"
+            ) from exc
         return _served(entry, meta)
 
 
@@ -83,8 +87,14 @@ def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config: StorageCo
 
 
 def _install(
-    url: str, entry: Path, tmp: Path, download: Path, checksum: tuple[str, int], resp: httpx.Response,
-    meta: dict[str, Any] | None, config: StorageConfig,
+    url: str,
+    entry: Path,
+    tmp: Path,
+    download: Path,
+    checksum: tuple[str, int],
+    resp: httpx.Response,
+    meta: dict[str, Any] | None,
+    config: StorageConfig,
 ) -> dict[str, Any]:
     """Move the downloaded bytes (unpacked if an archive) into their content folder; record the metadata."""
     sha256, size = checksum
@@ -119,7 +129,9 @@ def _install(
 def _stream_to(url: str, resp: httpx.Response, path: Path, max_bytes: int) -> tuple[str, int]:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise StorageError(f"{redact(url)}: {declared} bytes is larger than the download limit of {max_bytes} bytes")
+        raise StorageError(
+            f"{redact(url)}: {declared} bytes is larger than the download limit of {max_bytes} bytes"
+        )
     digest = hashlib.sha256()
     size = 0
     with open(path, "wb") as out:

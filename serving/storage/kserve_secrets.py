@@ -19,14 +19,25 @@ from typing import Any
 
 ANNOTATION = "serving.kserve.io/"
 S3_ANNOTATIONS = (  # annotation suffix -> env name, in KServe's order
-    ("s3-usehttps", "S3_USE_HTTPS"), ("s3-verifyssl", "S3_VERIFY_SSL"),
-    ("s3-useanoncredential", "awsAnonymousCredential"), ("s3-region", "AWS_DEFAULT_REGION"),
-    ("s3-usevirtualbucket", "S3_USER_VIRTUAL_BUCKET"), ("s3-cabundle", "AWS_CA_BUNDLE"),
+    ("s3-usehttps", "S3_USE_HTTPS"),
+    ("s3-verifyssl", "S3_VERIFY_SSL"),
+    ("s3-useanoncredential", "awsAnonymousCredential"),
+    ("s3-region", "AWS_DEFAULT_REGION"),
+    ("s3-usevirtualbucket", "S3_USER_VIRTUAL_BUCKET"),
+    ("s3-cabundle", "AWS_CA_BUNDLE"),
 )
-S3_KEYS = (("AWS_ACCESS_KEY_ID", ("AWS_ACCESS_KEY_ID", "awsAccessKeyID")),
-           ("AWS_SECRET_ACCESS_KEY", ("AWS_SECRET_ACCESS_KEY", "awsSecretAccessKey")))
-AZURE_KEYS = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID",
-              "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING")
+S3_KEYS = (
+    ("AWS_ACCESS_KEY_ID", ("AWS_ACCESS_KEY_ID", "awsAccessKeyID")),
+    ("AWS_SECRET_ACCESS_KEY", ("AWS_SECRET_ACCESS_KEY", "awsSecretAccessKey")),
+)
+AZURE_KEYS = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_SUBSCRIPTION_ID",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+)
 GCS_KEY_FILE = "gcloud-application-credentials.json"
 GCS_MOUNT = "/var/secrets"
 
@@ -70,7 +81,10 @@ def _s3_env(name: str, keys: set[str], annotations: Mapping[str, str]) -> list[d
     endpoint = annotations.get(ANNOTATION + "s3-endpoint")
     if endpoint:
         scheme = "http://" if annotations.get(ANNOTATION + "s3-usehttps") == "0" else "https://"
-        env += [{"name": "S3_ENDPOINT", "value": endpoint}, {"name": "AWS_ENDPOINT_URL", "value": scheme + endpoint}]
+        env += [
+            {"name": "S3_ENDPOINT", "value": endpoint},
+            {"name": "AWS_ENDPOINT_URL", "value": scheme + endpoint},
+        ]
     for suffix, env_name in S3_ANNOTATIONS:
         value = annotations.get(ANNOTATION + suffix)
         if value is not None and value != "":

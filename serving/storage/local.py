@@ -28,9 +28,9 @@ def local_path(uri: str, config: StorageConfig) -> Path:
         return _pvc_path(uri, config)
     raw = uri
     if uri.lower().startswith("file://"):
-        raw = unquote(uri[len("file://"):])
+        raw = unquote(uri[len("file://") :])
         if raw.startswith("localhost/"):
-            raw = raw[len("localhost"):]
+            raw = raw[len("localhost") :]
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = (config.base_dir or Path.cwd()) / path
@@ -47,7 +47,7 @@ def local_path(uri: str, config: StorageConfig) -> Path:
 def _pvc_path(uri: str, config: StorageConfig) -> Path:
     if config.pvc_root is None:
         raise StorageError(f"{uri}: pvc:// needs a PVC root on this machine (serving up --pvc-root DIR)")
-    rest = unquote(uri[len("pvc://"):])
+    rest = unquote(uri[len("pvc://") :])
     claim, _, inner = rest.partition("/")
     if not claim or claim in (".", "..") or "\\" in claim:
         raise StorageRefused(f"{uri}: invalid persistent volume claim name {claim!r}")
@@ -94,7 +94,8 @@ def model_dir_for(uri: str, path: Path, config: StorageConfig) -> Path:
     if path.is_dir():
         return path
     others = [
-        p for p in path.parent.iterdir()
+        p
+        for p in path.parent.iterdir()
         if p != path and p.is_file() and not p.name.startswith(".") and p.suffix.lower() in ARTIFACT_SUFFIXES
     ]
     if not others:

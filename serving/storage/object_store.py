@@ -57,7 +57,7 @@ def list_objects(uri: str, fs: AbstractFileSystem, location: ObjectLocation) -> 
     found = fs.find(location.path, detail=True)
     listing = []
     for path, meta in sorted(found.items()):
-        relative = path[len(location.path):].lstrip("/")
+        relative = path[len(location.path) :].lstrip("/")
         if meta.get("type") != "file" or not relative or relative.endswith("/"):
             continue
         if any(seg in ("", ".", "..") for seg in relative.split("/")):
@@ -116,11 +116,14 @@ def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
         return _served(folder)
 
 
-def _download(uri: str, fs: AbstractFileSystem, listing: Listing, entry: Path, digest: str,
-              config: StorageConfig) -> None:
+def _download(
+    uri: str, fs: AbstractFileSystem, listing: Listing, entry: Path, digest: str, config: StorageConfig
+) -> None:
     total = sum(size for _, _, size, _ in listing)
     if total > config.max_download_bytes:
-        raise StorageError(f"{uri}: {total} bytes is larger than the download limit of {config.max_download_bytes}")
+        raise StorageError(
+            f"{uri}: {total} bytes is larger than the download limit of {config.max_download_bytes}"
+        )
     partial = entry / f".partial-{digest}"
     todo: list[tuple[str, str]] = []
     for remote, relative, size, _ in listing:
@@ -190,8 +193,10 @@ def describe(exc: Exception, endpoint: str) -> str:
     """One sentence per failure kind: denied, missing, unreachable, TLS."""
     text = _first_line(exc)
     if _is_tls(exc):
-        return (f"TLS failure talking to {endpoint} ({text}); for a private CA set AWS_CA_BUNDLE "
-                "(or S3_VERIFY_SSL=0 to skip verification)")
+        return (
+            f"TLS failure talking to {endpoint} ({text}); for a private CA set AWS_CA_BUNDLE "
+            "(or S3_VERIFY_SSL=0 to skip verification)"
+        )
     if isinstance(exc, PermissionError) or _status(exc) in (401, 403):
         return f"access denied (403): {text}; check the credentials and that they may read this bucket"
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
@@ -217,7 +222,11 @@ def _status(exc: BaseException) -> int | None:
 def _is_tls(exc: BaseException) -> bool:
     chain: BaseException | None = exc
     while chain is not None:
-        if isinstance(chain, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(chain) or "SSL" in type(chain).__name__:
+        if (
+            isinstance(chain, ssl.SSLError)
+            or "CERTIFICATE_VERIFY_FAILED" in str(chain)
+            or "SSL" in type(chain).__name__
+        ):
             return True
         chain = chain.__cause__ or chain.__context__
     return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from serving.canary.analysis import CanaryStatus, Phase
 from serving.canary.controller import CanaryController, Key, RolloutView
+from serving.canary.load_test import load_test_command, read_summary, time_limit_s
 from serving.canary.promql import evaluate
 from serving.canary.spec import Canary, LoadTest, parse_canary
 from serving.control.local import LocalControlPlane
@@ -73,32 +73,17 @@ class LocalCanaries:
         report = self.dir / f"{key[0]}__{key[1]}-loadtest-{revision}"
         summary: dict[str, Any] = {}
         if endpoints:
+            command = load_test_command(load_test, endpoints[0], key[1], report)
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "serving.cli",
-                "loadtest",
-                "v1",
-                "--url",
-                endpoints[0],
-                "--model",
-                key[1],
-                "--users",
-                str(load_test.users),
-                "--duration",
-                load_test.duration,
-                "--out",
-                str(report),
-                "--max-failure-ratio",
-                "1",
-                *(["--payload", load_test.payload] if load_test.payload else []),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+                *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
             )
-            await process.wait()
             try:
-                summary = orjson.loads((report / "summary.json").read_bytes())
-            except (OSError, orjson.JSONDecodeError):
+                await asyncio.wait_for(process.wait(), time_limit_s(load_test))
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+            summary = read_summary(report)
+            if not summary:
                 log.error(
                     "canary %s/%s: the load test of %s wrote no summary (see %s)", *key, revision, report
                 )

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import logging
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from serving.canary.analysis import CanaryStatus, Phase
 from serving.canary.controller import CanaryController, Key, RolloutView
 from serving.canary.crd import GROUP, PLURAL, VERSION
+from serving.canary.load_test import load_test_command, read_summary, time_limit_s
 from serving.canary.promql import evaluate
 from serving.canary.snapshot import revision_counters
 from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
@@ -40,7 +39,6 @@ from serving.cluster import ClusterError, TemporaryClusterError, classify, merge
 from serving.control.canary_status import invalid_status, status_body
 from serving.control.k8s_backend import KubernetesBackend, _rollout
 from serving.control.k8s_render import entry_component, service_url
-from serving.durations import parse_duration_s
 
 log = logging.getLogger("serving.operator")
 DEFAULT_ROUTER_PORT = 8080
@@ -114,33 +112,12 @@ class KubernetesCanaryHost:
         summary: dict[str, Any] = {}
         if known is not None:
             url = service_url(known, entry_component(known), self.config.render)
-            command = [
-                sys.executable,
-                "-m",
-                "serving.cli",
-                "loadtest",
-                "v1",
-                "--url",
-                url,
-                "--model",
-                key[1],
-                "--users",
-                str(load_test.users),
-                "--duration",
-                load_test.duration,
-                "--out",
-                str(report),
-                "--max-failure-ratio",
-                "1",
-                *(["--payload", load_test.payload] if load_test.payload else []),
-            ]
+            command = load_test_command(load_test, url, key[1], report)
             try:
-                subprocess.run(
-                    command, capture_output=True, timeout=parse_duration_s(load_test.duration) + 120
-                )
-                summary = json.loads((report / "summary.json").read_text())
-            except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-                log.error("canary %s/%s: the load test of %s gave no summary: %s", *key, revision, exc)
+                subprocess.run(command, capture_output=True, timeout=time_limit_s(load_test))
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.error("canary %s/%s: the load test of %s did not finish: %s", *key, revision, exc)
+            summary = read_summary(report)
         with self.lock:
             self.controller.load_test_finished(key, revision, summary, str(report))
 

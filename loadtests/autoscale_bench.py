@@ -89,7 +89,7 @@ def serving_up(folder: Path, yaml_file: Path, name: str, log: Path, *extra: str)
 
 
 def predictor_status(target: servers.Target, name: str) -> dict[str, Any]:
-    from serving.control.client import ControlClient
+    from serving.control.local.client import ControlClient
 
     document = ControlClient(target.url, target.state_dir).get(name)
     status: dict[str, Any] = document.get("status", {}).get("components", {}).get("predictor", {})

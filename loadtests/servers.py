@@ -160,7 +160,7 @@ def example_yaml(name: str) -> Path:
 
 def isvc_ready(url: str, state_dir: Path, name: str, revisions: int = 1) -> bool:
     """True once InferenceService `name` is Ready with `revisions` revisions taking traffic."""
-    from serving.control.client import ControlClient
+    from serving.control.local.client import ControlClient
 
     item = ControlClient(url, state_dir).get(name)
     status = item.get("status", {})
@@ -195,8 +195,8 @@ def serving_up(
 
 def apply_canary(target: Target, yaml_file: Path, name: str, timeout_s: float = 90.0) -> None:
     """Apply a canary YAML to a running `serving up` and wait until two revisions take traffic."""
-    from serving.control.client import ControlClient
     from serving.control.documents import read_documents
+    from serving.control.local.client import ControlClient
 
     assert target.state_dir is not None
     ControlClient(target.url, target.state_dir).apply(read_documents(yaml_file))

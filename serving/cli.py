@@ -57,7 +57,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     if "SERVING_PARENT_PID" in os.environ:  # started by `serving up`'s supervisor: die with it
-        from serving.control.parent_watch import die_with_parent_if_asked
+        from serving.control.local.parent_watch import die_with_parent_if_asked
 
         die_with_parent_if_asked()
     args = build_parser(argv).parse_args(argv)

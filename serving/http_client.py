@@ -16,7 +16,7 @@ What it guarantees:
   elsewhere); any other `ConnectionError` means it failed after sending.
 
 httpx stays where its features are needed: TLS and redirects for `serving storage` downloads
-(serving/storage/http.py), the control-plane CLI client (serving/control/client.py, talks to a user-given
+(serving/storage/http.py), the control-plane CLI client (serving/control/local/client.py, talks to a user-given
 URL that may be https), and `serving demo` (a user-facing one-shot call).
 """
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from serving.control.processes import ProcessSpec, Replica, ReplicaState
-from serving.control.runner import ReplicaHandle
+from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
+from serving.control.local.runner import ReplicaHandle
 from tests.inprocess import LOG_FORMAT, ThreadedCommand
 
 PROBE_INTERVAL_S = 0.05

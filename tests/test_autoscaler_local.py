@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from serving.autoscale.metrics import ScalingMetrics
 from serving.commands.isvc_table import format_table
-from serving.control.api import build_control_app
-from serving.control.autoscaler import stable_floor
-from serving.control.local import LocalControlPlane
-from serving.control.state import StateStore
+from serving.control.local.api import build_control_app
+from serving.control.local.autoscaler import stable_floor
+from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.state import StateStore
 from serving.errors import ServiceUnavailable
 from serving.router.activator import Activator
 from serving.router.app import Router

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.canary.promql import evaluate, render
-from serving.control.process_usage import ProcessUsage
+from serving.control.local.process_usage import ProcessUsage
 from serving.router.mirror import Mirror
 from serving.router.table import Arm, ServiceRoute
 from serving.router.upstream import Upstreams

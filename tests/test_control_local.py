@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from serving.control.local import LocalControlPlane
-from serving.control.processes import ProcessSpec, ReplicaState
-from serving.control.state import StateStore
+from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.processes import ProcessSpec, ReplicaState
+from serving.control.local.state import StateStore
 from serving.router.table import RouteTable
 from serving.spec import parse
 

@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from serving.control.backend import BACKENDS, Backend, backend_class
-from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
-from serving.control.local import LocalControlPlane
+from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.state import StateStore
 from serving.control.reconcile import Observed, plan
 from serving.control.routes import routes_for
-from serving.control.state import StateStore
 from serving.errors import BadRequest
 from serving.revision import Revision
 from serving.router.app import Router
@@ -39,7 +39,7 @@ def _isvc(uri: str, canary: int | None = None, timeout: int | None = None):
 def test_backends_by_name_and_both_satisfy_the_protocol(tmp_path) -> None:
     assert set(BACKENDS) == {"local", "kubernetes"}
     assert backend_class("local") is LocalControlPlane and backend_class("kubernetes") is KubernetesBackend
-    assert backend_class("serving.control.local:LocalControlPlane") is LocalControlPlane
+    assert backend_class("serving.control.local.control_plane:LocalControlPlane") is LocalControlPlane
     with pytest.raises(BadRequest, match="unknown backend 'nomad'"):
         backend_class("nomad")
     assert isinstance(LocalControlPlane(StateStore(tmp_path), Router()), Backend)
@@ -70,9 +70,9 @@ def test_routes_for_canary_split_roles_and_timeout() -> None:
     ("module", "forbidden"),
     [
         ("serving.router.configmap_source", "serving.control"),
-        ("serving.control.local", "serving.router.app"),
-        ("serving.control.k8s_backend", "serving.router.app"),
-        ("serving.control.k8s_render", "serving.control.processes"),
+        ("serving.control.local.control_plane", "serving.router.app"),
+        ("serving.control.kubernetes.backend", "serving.router.app"),
+        ("serving.control.kubernetes.render", "serving.control.local.processes"),
     ],
 )
 def test_no_import_of_the_other_sides_internals(module: str, forbidden: str) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from serving.control.parent_watch import PARENT_PID_ENV
-from serving.control.processes import ProcessSpec, Replica, listening_port
+from serving.control.local.parent_watch import PARENT_PID_ENV
+from serving.control.local.processes import ProcessSpec, Replica, listening_port
 
 pytestmark = pytest.mark.asyncio
 

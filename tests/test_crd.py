@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from serving.control.k8s_documents import read_converted
+from serving.control.kubernetes.documents import read_converted
 from serving.crd import crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[1]

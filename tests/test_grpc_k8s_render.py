@@ -8,7 +8,7 @@ import argparse
 import kubernetes_validate
 
 from serving.commands.serve import register
-from serving.control.k8s_render import GRPC_PORT, RenderSettings, revision_objects
+from serving.control.kubernetes.render import GRPC_PORT, RenderSettings, revision_objects
 from serving.revision import Revision
 from serving.spec import parse
 

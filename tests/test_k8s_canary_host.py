@@ -20,9 +20,9 @@ import pytest
 from serving.canary.snapshot import revision_counters
 from serving.cluster import TemporaryClusterError
 from serving.control.canary_status import last_transition_time
-from serving.control.k8s_apply import Cluster
-from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
-from serving.control.k8s_canaries import KubernetesCanaryHost
+from serving.control.kubernetes.apply import Cluster
+from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.canaries import KubernetesCanaryHost
 from tests.support import free_port, wait_until
 from tests.test_operator import Emulator
 from tests.test_operator_canary import CANARY, RouterReplica, _router_pod

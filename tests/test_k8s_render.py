@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from serving.commands.render import render
-from serving.control.k8s_apply import contains, merge_patch
-from serving.control.k8s_backend import observe
-from serving.control.k8s_documents import read_converted
-from serving.control.k8s_render import RenderSettings, object_name, owner_reference, revision_objects
+from serving.control.kubernetes.apply import contains, merge_patch
+from serving.control.kubernetes.backend import observe
+from serving.control.kubernetes.documents import read_converted
+from serving.control.kubernetes.render import RenderSettings, object_name, owner_reference, revision_objects
 from serving.revision import Revision
 from serving.spec import parse
 

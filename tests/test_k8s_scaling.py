@@ -15,8 +15,8 @@ import kubernetes_validate
 import yaml
 
 from serving.commands.render import render
-from serving.control.k8s_backend import observe, with_scaled_to_zero
-from serving.control.k8s_render import RenderSettings
+from serving.control.kubernetes.backend import observe, with_scaled_to_zero
+from serving.control.kubernetes.render import RenderSettings
 from serving.control.reconcile import plan
 from serving.control.routes import routes_for
 from serving.spec import parse

@@ -22,10 +22,10 @@ import pytest
 from kmock import KubernetesEmulator, ResourceInfo, Server
 from kopf.testing import KopfRunner
 
-from serving.control.k8s_apply import Cluster
-from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
-from serving.control.k8s_documents import apply_kubernetes
-from serving.control.operator import build_registry
+from serving.control.kubernetes.apply import Cluster
+from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.documents import apply_kubernetes
+from serving.control.kubernetes.operator import build_registry
 from serving.router.configmap_source import ConfigMapSource
 from tests.support import wait_until
 
@@ -239,7 +239,7 @@ def test_router_configmap_source_sees_each_new_table(cluster) -> None:
 
 
 def _converted(path: Path) -> dict[str, Any]:
-    from serving.control.k8s_documents import read_converted
+    from serving.control.kubernetes.documents import read_converted
 
     return read_converted([path])[0]
 
@@ -248,8 +248,8 @@ def test_typed_errors_and_an_invalid_spec_in_the_cluster(cluster) -> None:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import NewConnectionError
 
-    from serving.control.k8s_apply import PermanentClusterError, TemporaryClusterError, classify
-    from serving.control.operator import _guarded
+    from serving.control.kubernetes.apply import PermanentClusterError, TemporaryClusterError, classify
+    from serving.control.kubernetes.operator import _guarded
 
     assert isinstance(classify(ApiException(status=503), "x"), TemporaryClusterError)
     assert isinstance(classify(ApiException(status=429), "x"), TemporaryClusterError)

@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serving.control.k8s_apply import Cluster
-from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
-from serving.control.k8s_documents import apply_kubernetes, read_converted
-from serving.control.operator import build_registry
+from serving.control.kubernetes.apply import Cluster
+from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.documents import apply_kubernetes, read_converted
+from serving.control.kubernetes.operator import build_registry
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
 from tests.support import free_port, wait_until
 from tests.test_operator import ISVC, Emulator

@@ -17,10 +17,10 @@ import kopf
 import kubernetes
 from kopf.testing import KopfRunner
 
-from serving.control.k8s_apply import Cluster
-from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
-from serving.control.k8s_documents import read_converted
-from serving.control.operator import build_registry
+from serving.control.kubernetes.apply import Cluster
+from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.documents import read_converted
+from serving.control.kubernetes.operator import build_registry
 from serving.servingruntime import NO_RUNTIME
 from tests.support import wait_until
 from tests.test_operator import cluster  # noqa: F401  (the emulator fixture)
@@ -288,7 +288,7 @@ spec:
 
 def test_kserve_runtime_documents_apply_to_the_cluster_and_render_alike(cluster, tmp_path: Path) -> None:  # noqa: F811
     from serving.commands.render import render
-    from serving.control.k8s_documents import apply_kubernetes
+    from serving.control.kubernetes.documents import apply_kubernetes
 
     _, api = cluster
     path = tmp_path / "all.yaml"

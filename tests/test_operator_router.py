@@ -17,7 +17,7 @@ import pytest
 import tritonclient.grpc as triton
 import yaml
 
-from serving.control.k8s_apply import Cluster
+from serving.control.kubernetes.apply import Cluster
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from tests.inprocess import serving_inprocess
 from tests.support import free_port, serving_process, train_iris_sklearn, wait_until

@@ -26,7 +26,7 @@ import pytest
 from pydantic import BaseModel
 
 from serving.commands.render import render
-from serving.control.k8s_render import RenderSettings
+from serving.control.kubernetes.render import RenderSettings
 from serving.control.process_args import RevisionError, local_env, predictor_args, transformer_args
 from serving.control.reconcile import Observed, plan
 from serving.control.routes import routes_for

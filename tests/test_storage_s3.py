@@ -290,7 +290,7 @@ def test_kubernetes_storage_initializer_gets_kserve_secret_env() -> None:
     (pure rendering, checked against the official Deployment schema; no API server involved)."""
     import kubernetes_validate
 
-    from serving.control.k8s_render import RenderSettings, deployment
+    from serving.control.kubernetes.render import RenderSettings, deployment
     from serving.revision import Revision
     from serving.spec import parse
 

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from serving.control.processes import listening_port
+from serving.control.local.processes import listening_port
 from tests.support import train_iris_sklearn, wait_until
 from tests.up_support import (
     apply_text,

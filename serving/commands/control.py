@@ -13,8 +13,8 @@ from serving.commands import apply_outcome, isvc_wait, runtime_table
 from serving.commands.isvc_table import format_table
 from serving.commands.resource_args import isvc_names
 from serving.control.backend import BACKENDS
-from serving.control.client import ControlClient
 from serving.control.documents import read_documents
+from serving.control.local.client import ControlClient
 from serving.errors import BadRequest
 
 
@@ -80,7 +80,7 @@ def _client(args: argparse.Namespace) -> ControlClient:
 
 def apply(args: argparse.Namespace) -> int:
     if args.backend == "kubernetes":
-        from serving.control.k8s_documents import apply_kubernetes
+        from serving.control.kubernetes.documents import apply_kubernetes
 
         namespace = args.namespace if args.namespace != "default" else None
         print("\n".join(apply_kubernetes([Path(f) for f in args.filename], namespace)))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from serving.commands.plain_yaml import dump_all
-from serving.control.k8s_documents import cluster_warnings, read_converted
+from serving.control.kubernetes.documents import cluster_warnings, read_converted
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from serving.control.client import ControlClient
+from serving.control.local.client import ControlClient
 
 POLL_S = 0.25
 DEFAULT_TIMEOUT = "300s"

@@ -9,8 +9,8 @@ import argparse
 import asyncio
 import os
 
-from serving.control.k8s_backend import OperatorConfig
-from serving.control.k8s_render import RenderSettings
+from serving.control.kubernetes.backend import OperatorConfig
+from serving.control.kubernetes.render import RenderSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,7 +107,7 @@ def _labels(selector: str) -> tuple[tuple[str, str], ...]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from serving.control.operator import run
+    from serving.control.kubernetes.operator import run
 
     asyncio.run(
         run(

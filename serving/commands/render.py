@@ -17,8 +17,8 @@ from typing import Any
 
 from serving.canary.crd import canary_crd_yaml
 from serving.commands.plain_yaml import dump_all
-from serving.control.k8s_documents import cluster_warnings, read_converted
-from serving.control.k8s_render import RenderSettings, revision_objects
+from serving.control.kubernetes.documents import cluster_warnings, read_converted
+from serving.control.kubernetes.render import RenderSettings, revision_objects
 from serving.control.reconcile import Observed, plan
 from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
 from serving.crd import crd_yaml

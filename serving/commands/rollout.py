@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving.control.client import ControlClient
+from serving.control.local.client import ControlClient
 
 CHANGES = {
     "promote": "promoted",

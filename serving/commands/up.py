@@ -14,12 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from serving.autoscale.metrics import ScalingMetrics
-from serving.control.api import build_control_app
-from serving.control.canaries import LocalCanaries
 from serving.control.documents import read_documents
-from serving.control.local import LocalControlPlane
-from serving.control.runner import ReplicaFactory
-from serving.control.state import DEFAULT_STATE_DIR, StateStore
+from serving.control.local.api import build_control_app
+from serving.control.local.canaries import LocalCanaries
+from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.runner import ReplicaFactory
+from serving.control.local.state import DEFAULT_STATE_DIR, StateStore
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.http.launcher import run_http_server
 from serving.http.openapi import openapi_endpoint

@@ -16,8 +16,8 @@ from serving.errors import BadRequest
 from serving.spec import InferenceService
 
 BACKENDS = {
-    "local": "serving.control.local:LocalControlPlane",
-    "kubernetes": "serving.control.k8s_backend:KubernetesBackend",
+    "local": "serving.control.local.control_plane:LocalControlPlane",
+    "kubernetes": "serving.control.kubernetes.backend:KubernetesBackend",
 }
 
 

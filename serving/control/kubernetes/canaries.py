@@ -37,8 +37,8 @@ from serving.canary.snapshot import revision_counters
 from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
 from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
 from serving.control.canary_status import invalid_status, status_body
-from serving.control.k8s_backend import KubernetesBackend, _rollout
-from serving.control.k8s_render import entry_component, service_url
+from serving.control.kubernetes.backend import KubernetesBackend, _rollout
+from serving.control.kubernetes.render import entry_component, service_url
 
 log = logging.getLogger("serving.operator")
 DEFAULT_ROUTER_PORT = 8080

@@ -22,8 +22,8 @@ from serving.canary.controller import CanaryController, Key, RolloutView
 from serving.canary.load_test import load_test_command, read_summary, time_limit_s
 from serving.canary.promql import evaluate
 from serving.canary.spec import Canary, LoadTest, parse_canary
-from serving.control.local import LocalControlPlane
-from serving.control.state import write_atomic
+from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.state import write_atomic
 from serving.errors import BadRequest, NotFound, ServingError
 
 log = logging.getLogger("serving.canary")

@@ -19,15 +19,15 @@ from typing import Any
 from serving.autoscale.knobs import knobs_from
 from serving.autoscale.metrics import ScalingMetrics
 from serving.control import events
-from serving.control.autoscaler import SAMPLE_INTERVAL_S, Autoscalers, Fleet, LoadSource, stable_floor
-from serving.control.processes import ReplicaState
+from serving.control.local.autoscaler import SAMPLE_INTERVAL_S, Autoscalers, Fleet, LoadSource, stable_floor
+from serving.control.local.processes import ReplicaState
+from serving.control.local.rollout_history import RolloutHistory
+from serving.control.local.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
+from serving.control.local.state import StateStore
+from serving.control.local.storage_bridge import resolve_model_dir
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
-from serving.control.rollout_history import RolloutHistory
 from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
-from serving.control.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
 from serving.control.runtime_catalog import RuntimeCatalog
-from serving.control.state import StateStore
-from serving.control.storage_bridge import resolve_model_dir
 from serving.errors import NotFound, ServingError, existing_names
 from serving.revision import Revision
 from serving.router.table import RouteTable
@@ -103,7 +103,7 @@ class LocalControlPlane:
         )
         self._desired: dict[tuple[str, str], dict[str, int]] = {}  # service -> revision -> replicas wanted
         self.history = RolloutHistory(store.root)
-        # Canary policies (serving.control.canaries): their weight overrides canaryTrafficPercent, and they may
+        # Canary policies (serving.control.local.canaries): their weight overrides canaryTrafficPercent, and they may
         # ask the router for session affinity or mirroring.
         self.canaries: CanaryPolicy = NO_CANARY
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from serving.control.state import write_atomic
+from serving.control.local.state import write_atomic
 from serving.errors import ServingError
 
 log = logging.getLogger("serving.local")

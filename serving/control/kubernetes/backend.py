@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from serving.cluster import ROUTES_KEY, Cluster, PermanentClusterError, merge_patch
-from serving.control.k8s_credentials import secrets_by_account
-from serving.control.k8s_documents import apply_document, convert_document
-from serving.control.k8s_render import (
+from serving.control.kubernetes.credentials import secrets_by_account
+from serving.control.kubernetes.documents import apply_document, convert_document
+from serving.control.kubernetes.render import (
     LABEL_COMPONENT,
     LABEL_ISVC,
     LABEL_REVISION,
@@ -31,7 +31,7 @@ from serving.control.k8s_render import (
     revision_objects,
     service_url,
 )
-from serving.control.k8s_runtimes import ClusterRuntimes, field_message, with_runtime_failure
+from serving.control.kubernetes.runtimes import ClusterRuntimes, field_message, with_runtime_failure
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import NO_CANARY, CanaryPolicy, route_table, routes_for
 from serving.errors import ServingError

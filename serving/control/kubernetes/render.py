@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.control.k8s_scaling import scaler
+from serving.control.kubernetes.scaling import scaler
 from serving.control.process_args import component_env, is_our_transformer, predictor_args, transformer_args
 from serving.revision import Revision
 from serving.spec import ComponentSpec, EnvVar, InferenceService, Resources

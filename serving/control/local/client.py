@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from serving.control.state import DEFAULT_STATE_DIR, read_token
+from serving.control.local.state import DEFAULT_STATE_DIR, read_token
 from serving.errors import ServingError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"

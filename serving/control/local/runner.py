@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
 from serving.control.process_args import check_local_transformer, local_env, predictor_args, transformer_args
-from serving.control.processes import ProcessSpec, Replica, ReplicaState
 from serving.errors import ServingError
 from serving.revision import Revision
 

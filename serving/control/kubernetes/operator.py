@@ -30,9 +30,9 @@ from serving.canary.crd import GROUP as CANARY_GROUP
 from serving.canary.crd import PLURAL as CANARY_PLURAL
 from serving.canary.crd import VERSION as CANARY_VERSION
 from serving.cluster import Cluster, PermanentClusterError, TemporaryClusterError
-from serving.control.k8s_backend import KubernetesBackend, OperatorConfig
-from serving.control.k8s_canaries import KubernetesCanaryHost
-from serving.control.k8s_render import LABEL_ISVC
+from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.canaries import KubernetesCanaryHost
+from serving.control.kubernetes.render import LABEL_ISVC
 from serving.crd import PLURAL, VERSION
 from serving.runtime_crd import NAMES as RUNTIME_NAMES
 from serving.runtime_crd import VERSION as RUNTIME_VERSION

@@ -20,7 +20,7 @@ from typing import Protocol
 from serving.autoscale.knobs import Knobs
 from serving.autoscale.kpa import KPA, Decision, Sample
 from serving.autoscale.metrics import ScalingMetrics
-from serving.control.process_usage import ProcessUsage
+from serving.control.local.process_usage import ProcessUsage
 
 log = logging.getLogger("serving.autoscaler")
 SAMPLE_INTERVAL_S = 0.5

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from serving.control.canaries import LocalCanaries
-from serving.control.local import LocalControlPlane, Service
+from serving.control.local.canaries import LocalCanaries
+from serving.control.local.control_plane import LocalControlPlane, Service
 from serving.errors import BadRequest, NotFound
 from serving.spec import parse
 

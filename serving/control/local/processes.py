@@ -26,7 +26,7 @@ import orjson
 import psutil
 
 from serving.control import events
-from serving.control.parent_watch import PARENT_PID_ENV
+from serving.control.local.parent_watch import PARENT_PID_ENV
 from serving.http_client import HTTPClient
 
 log = logging.getLogger("serving.processes")

@@ -21,9 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.canary.spec import parse_canary
-from serving.control.canaries import LocalCanaries
-from serving.control.local import LocalControlPlane, Service
-from serving.control.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
+from serving.control.local.canaries import LocalCanaries
+from serving.control.local.control_plane import LocalControlPlane, Service
+from serving.control.local.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
 from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
@@ -115,7 +115,7 @@ class ControlAPI:
         return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
 
     async def rollout(self, request: Request) -> Response:
-        """Steer a rollout (see serving.control.rollout_api); answers the service and its rollout status."""
+        """Steer a rollout (see serving.control.local.rollout_api); answers the service and its rollout status."""
         self._authorise(request)
         p = request.path_params
         service = self.control.get(p["namespace"], p["name"])

@@ -1,6 +1,6 @@
 """The benchmark: every configuration alone, same machine, one sitting, one table of ratios.
 
-    python -m loadtests.bench [--quick] [--pin] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale,coldstart,memory]
+    python -m loadtests.bench [--quick] [--pin] [--only ceiling,direct,router,batching,binary,transformer,grpc,autoscale,coldstart,memory,soak]
 
 Load comes from wrk (one thread, so it leaves the server a core; `--pin` puts the server and everything it
 starts on CPU 0 and wrk on CPU 1 with taskset); each server is started, warmed up,
@@ -229,6 +229,12 @@ class Bench:
 
         startup_bench.memory(self)
 
+    def soak(self) -> None:
+        """RSS of one iris predictor over a soak at a fixed 1,000 req/s (open loop): start, end, slope."""
+        from loadtests import soak_bench
+
+        soak_bench.run(self)
+
 
 def pin(server_cpus: str, load_cpus: str) -> None:
     """Servers (and their children) on `server_cpus`, wrk on `load_cpus` (taskset CPU lists)."""
@@ -273,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         help="server (and its children) on CPU 0, wrk on CPU 1 (taskset; needs 2+ CPUs)",
     )
     parser.add_argument("--no-append", action="store_true", help="do not append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--soak-minutes", type=float, help="length of the soak item (default 10; 1 with --quick)"
+    )
     parser.add_argument("--results", type=Path, default=servers.RESULTS, help="folder for the results JSON")
     args = parser.parse_args(argv)
     if not wrk.available():
@@ -287,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--pin needs taskset and at least 2 CPUs")
         pin("0", "1")
     duration_s = args.duration or (3.0 if args.quick else 10.0)
+    from loadtests import soak_bench
+
+    soak_bench.MINUTES = args.soak_minutes or (1.0 if args.quick else 10.0)
     result = run(only, duration_s, args.quick)
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"bench-{result['date'].replace(':', '')}.json"

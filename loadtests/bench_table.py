@@ -16,6 +16,7 @@ ITEMS = [
     "autoscale",
     "coldstart",
     "memory",
+    "soak",
 ]
 
 

@@ -20,13 +20,13 @@ import kopf
 import kubernetes
 import pytest
 from kmock import KubernetesEmulator, ResourceInfo, Server
-from kopf.testing import KopfRunner
 
 from serving.control.kubernetes.apply import Cluster
 from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
 from serving.control.kubernetes.documents import apply_kubernetes
 from serving.control.kubernetes.operator import build_registry
 from serving.router.configmap_source import ConfigMapSource
+from tests.kopf_runner import operator_runner
 from tests.support import wait_until
 
 VERBS = ["list", "watch", "get", "patch", "create", "delete"]
@@ -147,7 +147,7 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
     config = OperatorConfig(drain_s=0.0, resync_s=0.5)
     backend = KubernetesBackend(api, config)
     registry = build_registry(backend, kopf.ConnectionInfo(server=emulator.url))
-    with KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30) as runner:
+    with operator_runner(registry) as runner:
         # 1. apply (the uid is ours to set: the emulator assigns none) -> Deployment, Service, HPA
         v1 = _write(tmp_path, "v1", None)
         api.apply(

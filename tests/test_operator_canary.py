@@ -35,6 +35,7 @@ from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
 from serving.control.kubernetes.documents import apply_kubernetes, read_converted
 from serving.control.kubernetes.operator import build_registry
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
+from tests.kopf_runner import operator_runner
 from tests.support import free_port, wait_until
 from tests.test_operator import ISVC, Emulator
 
@@ -140,15 +141,7 @@ def _router_pod(api: Cluster, name: str, port: int) -> None:
 
 def _operator(url: str, api: Cluster, metrics_port: int = 0) -> KopfRunner:
     config = OperatorConfig(drain_s=0.0, resync_s=2.0, canary_tick_s=0.1, metrics_port=metrics_port)
-    registry = build_registry(KubernetesBackend(api, config), kopf.ConnectionInfo(server=url))
-
-    @kopf.on.startup(registry=registry)
-    def quick_exit(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # kopf's patch of its own progress annotations retries on the emulator (no resourceVersion bumps);
-        # do not wait the default 2 s for those retries when the runner stops.
-        settings.queueing.exit_timeout = 0.1
-
-    return KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30)
+    return operator_runner(build_registry(KubernetesBackend(api, config), kopf.ConnectionInfo(server=url)))
 
 
 def _apply_isvc(tmp_path: Path, api: Cluster, model: str) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 
 import kopf
 import kubernetes
-from kopf.testing import KopfRunner
 
 from serving.control.kubernetes.apply import Cluster
 from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
 from serving.control.kubernetes.documents import read_converted
 from serving.control.kubernetes.operator import build_registry
 from serving.servingruntime import NO_RUNTIME
+from tests.kopf_runner import operator_runner
 from tests.support import wait_until
 from tests.test_operator import cluster  # noqa: F401  (the emulator fixture)
 
@@ -204,11 +204,7 @@ def test_watched_serving_runtime_ends_no_runtime(cluster, tmp_path: Path) -> Non
     )  # no resync: the watch must act
     registry = build_registry(backend, kopf.ConnectionInfo(server=emulator.url))
 
-    @kopf.on.startup(registry=registry)
-    def quick_exit(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.batching.exit_timeout = 0.1  # as in test_operator_canary: no 2 s wait for kopf's own retries
-
-    with KopfRunner(["run", "-A", "--standalone"], registry=registry, timeout=30) as runner:
+    with operator_runner(registry) as runner:
         # sklearn version 2: no built-in runtime supports it -> not ready, KServe's message, nothing rendered
         _isvc(tmp_path, api, "iris", version="2", uri="pvc://models/iris")
         wait_until(lambda: "lastFailureInfo" in _status(api, "iris").get("modelStatus", {}), timeout_s=15)

@@ -39,20 +39,34 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second_text}.{micros % 1_000_000 // 1000:03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "time": self.utc_time(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        exception = self.formatException(record.exc_info) if record.exc_info else ""
+        return self.line(
+            record.created,
+            record.levelname.lower(),
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+            exception,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+        exception: str = "",
+    ) -> str:
+        """One JSON line: what `format` writes for a record, callable without one (the access log's path)."""
+        doc = {"time": self.utc_time(created), "level": level, "logger": logger, "message": message}
         rid = request_id.current.get()
         if rid:
             doc["request_id"] = rid
-        fields = getattr(record, "fields", None)
         if fields:
             doc.update(fields)
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+        if exception:
+            doc["exception"] = exception
         return orjson.dumps(doc).decode("utf-8")
 
 
@@ -83,19 +97,29 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
+            line = self.format(record)
         except Exception:  # noqa: BLE001 - logging's contract: report and carry on
             self.handleError(record)
             return
+        self.queue(line)
+
+    def json_line(self, created: float, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
+        formatter = self.formatter
+        assert isinstance(formatter, JsonFormatter)  # direct_json_handler checked it
+        return formatter.line(created, level, logger, message, fields)
+
+    def queue(self, line: str) -> None:
+        """A line formatted by the caller (see direct_json_handler), written as `emit` writes one."""
         loop = asyncio_loop()
         if loop is None:
-            self._pending.append(line)
-            self._write_pending()
+            with self.lock:  # type: ignore[union-attr]
+                self._pending.append(line + self.terminator)
+                self._write_pending()
             return
-        if self._flush_loop is not loop:  # the first line of this turn: one write at its end
+        if self._flush_loop is not loop:
             self._flush_loop = loop
             loop.call_soon(self._end_of_turn)
-        self._pending.append(line)
+        self._pending.append(line + self.terminator)
 
     def _end_of_turn(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -120,12 +144,29 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 pass
 
 
-def asyncio_loop() -> Any:
-    """The event loop running in this thread, or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
+def direct_json_handler(logger: logging.Logger) -> ConsoleHandler | None:
+    """The console handler `logger`'s INFO lines end in, when nothing else sees them on the way: no handler
+    or filter on the loggers up to the root, the root's one handler ours with the JSON format. Then a hot
+    caller may format a line itself and queue it there; otherwise it must go through logging (None)."""
+    if not logger.isEnabledFor(logging.INFO):
         return None
+    root = logging.root
+    node: Any = logger
+    while node is not root:
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    if len(root.handlers) != 1 or root.filters:
+        return None
+    handler = root.handlers[0]
+    if type(handler) is not ConsoleHandler or handler.filters or logging.INFO < handler.level:
+        return None
+    return handler if type(handler.formatter) is JsonFormatter else None
+
+
+def asyncio_loop() -> Any:
+    """The event loop running in this thread, or None (asyncio's own check, without raising)."""
+    return asyncio._get_running_loop()
 
 
 def default_format() -> str:

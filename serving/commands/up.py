@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,8 +19,10 @@ from serving.control.documents import read_documents
 from serving.control.local.api import build_control_app
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.processes import Replica
 from serving.control.local.runner import ReplicaFactory
 from serving.control.local.state import DEFAULT_STATE_DIR, StateStore
+from serving.control.local.warm_spawn import WarmSpawner, warm_start_enabled
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.http.launcher import run_http_server
 from serving.http.openapi import openapi_endpoint
@@ -90,6 +93,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="requests held per revision while it scales up from zero (more: 503 with Retry-After)",
     )
     p.add_argument("--prometheus-url", help="Prometheus for Canary metrics given as PromQL (metrics[].query)")
+    p.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="start each model server as a fresh process instead of forking it from a process that has "
+        "already imported the model server and scikit-learn (also env SERVING_WARM_START=0)",
+    )
     p.add_argument("--log-level", default="info")
     p.add_argument(
         "-q",
@@ -223,6 +232,15 @@ def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None
     if args.quiet:  # events (serving.control.events) and the access log keep their warnings only
         for name in ("serving.events", "serving.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    app = build_app(args, replica_factory)
-    run_http_server(observed_router(app, args, for_children=True), args.host, args.port, lifespan="on")
+    spawner = None
+    if replica_factory is None and warm_start_enabled(getattr(args, "no_warm_start", False)):
+        spawner = WarmSpawner.launch(args.state_dir / "logs")  # imports while this process boots
+        if spawner is not None:
+            replica_factory = functools.partial(Replica, spawner=spawner)
+    try:
+        app = build_app(args, replica_factory)
+        run_http_server(observed_router(app, args, for_children=True), args.host, args.port, lifespan="on")
+    finally:
+        if spawner is not None:
+            spawner.close()
     return 0

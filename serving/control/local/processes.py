@@ -3,7 +3,9 @@
 Each child binds port 0 itself (no free-port race); the supervisor reads the port the child listens on from
 the kernel (`listening_port`). A restarted child gets a new port, and the replica's `port` is 0 until it
 listens again (never a stale one): the runner re-points what depended on it. The child asks for SIGTERM when
-its parent dies (`parent_watch`, requested through the environment; no `preexec_fn`).
+its parent dies (`parent_watch`, requested through the environment; no `preexec_fn`). With a `spawner`
+(`serving up`'s default), a replica is forked from a process that already imported the model server
+(`warm_spawn`), else exec'd as `python -m serving.cli`; either way it is supervised the same.
 
 A replica is one OS process. It is `ready` while its `/v2/health/ready` answers 200. A crashed replica is
 restarted with exponential backoff; one that keeps crashing on start is reported `failed` with the tail of
@@ -27,6 +29,7 @@ import psutil
 
 from serving.control import events
 from serving.control.local.parent_watch import PARENT_PID_ENV
+from serving.control.local.warm_spawn import WarmChild, WarmSpawner, forkable
 from serving.http_client import HTTPClient
 
 log = logging.getLogger("serving.processes")
@@ -76,7 +79,8 @@ class Replica:
     error: str = ""
     port: int = 0
     restarts: int = 0
-    process: asyncio.subprocess.Process | None = None
+    process: asyncio.subprocess.Process | WarmChild | None = None
+    spawner: WarmSpawner | None = field(default=None, repr=False)  # forks it warm when it can
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
     _on_change: Callable[[], None] = field(default_factory=lambda: lambda: None, repr=False)
@@ -131,28 +135,28 @@ class Replica:
 
     async def _spawn(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = [*self.spec.args, "--host", "127.0.0.1", "--port", "0"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, PARENT_PID_ENV: str(os.getpid())}
+        warm = None
+        if self.spawner is not None and forkable(self.spec.env):
+            warm = await self.spawner.spawn(argv, env, self.log_path)
+        self.process = warm or await self._exec(argv, env)
+        how = ", forked warm" if warm else ""
+        events.replica(self.name, "restarted" if self.restarts else "started", f"pid {self.process.pid}{how}")
+
+    async def _exec(self, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
         with open(self.log_path, "ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
+            return await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "serving.cli",
-                *self.spec.args,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
+                *argv,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
-                env={
-                    **os.environ,
-                    "PYTHONUNBUFFERED": "1",
-                    **self.spec.env,
-                    PARENT_PID_ENV: str(os.getpid()),
-                },
+                env=env,
                 start_new_session=True,
             )
-        events.replica(self.name, "restarted" if self.restarts else "started", f"pid {self.process.pid}")
 
     async def _watch(self, http: HTTPClient) -> bool:
         """Health-check until the process exits (or is replaced); True if it was ever ready."""

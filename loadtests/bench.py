@@ -122,6 +122,24 @@ class Bench:
             ) as target,
         ):
             self.iris_matrix(target, "router", "router")
+            if servers.SERVER_CPUS and wrk.CPUS:
+                self.router_own_core(target)
+
+    def router_own_core(self, target: servers.Target) -> None:
+        """The same `serving up`, its router process moved to wrk's CPU, its predictors left on the server's:
+        whether the router can keep one predictor busy (on 2 cores the router shares its core with wrk)."""
+        import psutil
+
+        router = psutil.Process(target.process.pid)
+        predictors = router.children(recursive=True)
+        router.cpu_affinity([int(c) for c in str(wrk.CPUS).split(",")])
+        for child in predictors:
+            child.cpu_affinity([int(c) for c in str(servers.SERVER_CPUS).split(",")])
+        v1 = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
+        v2 = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
+        self.warm(target.url, v2)
+        for request, protocol in ((v1, "V1"), (v2, "V2 JSON")):
+            self.measure(target, request, 16, "router-own-core", f"router {protocol}")
 
     def batching(self) -> None:
         note = (

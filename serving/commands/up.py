@@ -8,32 +8,20 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
-
-from serving.autoscale.metrics import ScalingMetrics
-from serving.control.documents import read_documents
-from serving.control.local.api import build_control_app
-from serving.control.local.canaries import LocalCanaries
-from serving.control.local.control_plane import LocalControlPlane
-from serving.control.local.processes import Replica
-from serving.control.local.runner import ReplicaFactory
-from serving.control.local.state import DEFAULT_STATE_DIR, StateStore
+from serving.control.local.state import DEFAULT_STATE_DIR
 from serving.control.local.warm_spawn import WarmSpawner, warm_start_enabled
-from serving.http.errors import EXCEPTION_HANDLERS
-from serving.http.launcher import run_http_server
-from serving.http.openapi import openapi_endpoint
-from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
-from serving.observability.hook import observed_router
-from serving.router.app import Router
-from serving.router.auth import KeyRing
-from serving.router.federation import ScrapeTarget, federated_exposition
-from serving.servingruntime import KINDS as RUNTIME_KINDS
-from serving.spec import parse
-from serving.storage import StorageConfig
+
+if TYPE_CHECKING:  # the rest is imported in build_app, after main started the warm spawner (see main)
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from serving.autoscale.metrics import ScalingMetrics
+    from serving.control.local.runner import ReplicaFactory
+    from serving.router.app import Router
+    from serving.storage import StorageConfig
 
 log = logging.getLogger("serving.up")
 
@@ -121,6 +109,8 @@ def restored_summary(keys: list[tuple[str, str]]) -> str:
 
 
 def storage_config(args: argparse.Namespace) -> StorageConfig:
+    from serving.storage import StorageConfig
+
     return StorageConfig(
         cache_dir=args.cache_dir or args.state_dir / "cache",
         pvc_root=args.pvc_root,
@@ -131,6 +121,8 @@ def storage_config(args: argparse.Namespace) -> StorageConfig:
 def _activator(router: Router, args: argparse.Namespace) -> ScalingMetrics:
     """The router's activator settings, its demand signal to the control plane set by the caller; the scaling
     series go into the router's registry (one /metrics)."""
+    from serving.autoscale.metrics import ScalingMetrics
+
     scaling = ScalingMetrics(router.metrics.registry if router.metrics is not None else None)
     router.activator.timeout_s = getattr(args, "activator_timeout", 60.0)
     router.activator.max_queue = getattr(args, "activator_queue", 1000)
@@ -140,6 +132,24 @@ def _activator(router: Router, args: argparse.Namespace) -> ScalingMetrics:
 
 def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> Router:
     """The router with the local control plane behind it; `replica_factory` (tests) replaces OS processes."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    from serving.control.documents import read_documents
+    from serving.control.local.api import build_control_app
+    from serving.control.local.canaries import LocalCanaries
+    from serving.control.local.control_plane import LocalControlPlane
+    from serving.control.local.state import StateStore
+    from serving.http.errors import EXCEPTION_HANDLERS
+    from serving.http.openapi import openapi_endpoint
+    from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
+    from serving.router.app import Router
+    from serving.router.auth import KeyRing
+    from serving.router.federation import ScrapeTarget, federated_exposition
+    from serving.servingruntime import KINDS as RUNTIME_KINDS
+    from serving.spec import parse
+
     store = StateStore(args.state_dir)
     store.prepare()
     token = store.token()
@@ -234,10 +244,15 @@ def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None
             logging.getLogger(name).setLevel(logging.WARNING)
     spawner = None
     if replica_factory is None and warm_start_enabled(getattr(args, "no_warm_start", False)):
-        spawner = WarmSpawner.launch(args.state_dir / "logs")  # imports while this process boots
+        # First thing: it imports the model server on the other core while this process imports the rest.
+        spawner = WarmSpawner.launch(args.state_dir / "logs")
+    try:
+        from serving.control.local.processes import Replica
+        from serving.http.launcher import run_http_server
+        from serving.observability.hook import observed_router
+
         if spawner is not None:
             replica_factory = functools.partial(Replica, spawner=spawner)
-    try:
         app = build_app(args, replica_factory)
         run_http_server(observed_router(app, args, for_children=True), args.host, args.port, lifespan="on")
     finally:

@@ -7,8 +7,9 @@ request `{"id", "argv", "env", "log"}` -> `{"id", "pid"}` or `{"id", "error"}`; 
 `{"exited": pid, "code": returncode}` (negative: killed by that signal, as `asyncio.subprocess` reports it).
 
 Single-threaded by design (fork copies only the calling thread): a `select` loop over the socket and a SIGCHLD
-wake-up pipe. It preloads everything before it forks the first replica: a request that arrives earlier waits,
+wake-up pipe. It preloads `PRELOAD` before it forks the first replica: a request that arrives earlier waits,
 since a child forked mid-preload would import scikit-learn again, competing with the spawner for the CPU.
+`PRELOAD_LATER` is imported one module at a time when no request is waiting.
 It leaves when the socket closes or `serving up` dies (parent-death signal); its children then get SIGTERM.
 """
 
@@ -21,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -41,6 +43,8 @@ PRELOAD = (
     "serving.runtimes.sklearn",
     "joblib",
     "sklearn.linear_model",
+)
+PRELOAD_LATER = (
     "sklearn.ensemble",
     "sklearn.pipeline",
     "sklearn.preprocessing",
@@ -56,6 +60,7 @@ class Zygote:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        self.later = deque(PRELOAD_LATER)
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_write, False)
         signal.set_wakeup_fd(self.wake_write)
@@ -68,13 +73,17 @@ class Zygote:
             self.warm(module)
         print(f"warm spawner: preloaded in {time.monotonic() - started:.2f}s", file=sys.stderr, flush=True)
         while True:
-            readable, _, _ = select.select([self.sock.fileno(), self.wake_read], [], [])
+            timeout = 0 if self.later else None
+            readable, _, _ = select.select([self.sock.fileno(), self.wake_read], [], [], timeout)
             if self.wake_read in readable:
                 os.read(self.wake_read, 4096)
             if not self.reap():
                 return None
             if self.sock.fileno() in readable:
-                data = self.sock.recv(1 << 16)
+                try:
+                    data = self.sock.recv(1 << 16)
+                except OSError:
+                    data = b""
                 if not data:
                     return None
                 self.buffer += data
@@ -83,6 +92,8 @@ class Zygote:
                     argv = self.handle(line)
                     if argv is not None:
                         return argv
+            elif self.later:
+                self.warm(self.later.popleft())
 
     def warm(self, module: str) -> None:
         try:

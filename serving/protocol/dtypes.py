@@ -26,6 +26,8 @@ _NUMPY_TO_V2: dict[str, str] = {
     dt.str.lstrip("<>|="): name for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
 }
 
+_BY_DTYPE: dict[np.dtype, str] = {dt: name for name, dt in V2_TO_NUMPY.items() if name != "BYTES"}
+
 # Little-endian wire dtypes for the binary extension (BYTES has its own framing).
 WIRE_DTYPES: dict[str, np.dtype] = {
     name: dt.newbyteorder("<") for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
@@ -42,6 +44,9 @@ def numpy_dtype(datatype: str) -> np.dtype:
 
 def v2_datatype(dtype: np.dtype) -> str:
     """V2 name of a numpy dtype; strings and objects are BYTES."""
+    name = _BY_DTYPE.get(dtype)  # native-order dtypes: one hash lookup per output on the hot path
+    if name is not None:
+        return name
     if dtype.kind in "OSU":
         return "BYTES"
     try:

@@ -35,6 +35,7 @@ def test_api_keys_per_namespace(tmp_path: Path) -> None:
         assert r.status_code == 403 and "default" in r.json()["error"]
         r = httpx.post(url, json=ROW, headers={"authorization": "Bearer default-key"})
         assert r.status_code == 200, r.text
+        assert len(r.headers.get_list("date")) == len(r.headers.get_list("server")) == 1, r.headers
         r = httpx.post(url, json=ROW, headers={"x-api-key": "admin-key"})
         assert r.status_code == 200, r.text
 

@@ -28,6 +28,8 @@ HOP_BY_HOP = frozenset(
         b"content-length",
     }
 )
+# The router's own server adds `date` and `server` to what it sends: the model server's would be duplicates.
+NOT_FORWARDED_BACK = HOP_BY_HOP | {b"date", b"server"}
 DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
 
 
@@ -105,7 +107,7 @@ class Upstreams:
             )
         except TimeoutError:
             raise GatewayTimeout(f"model server did not answer within {timeout_s:g}s") from None
-        out = [(k, v) for k, v in raw_headers if k not in HOP_BY_HOP]
+        out = [(k, v) for k, v in raw_headers if k not in NOT_FORWARDED_BACK]
         out.append((b"content-length", str(len(content)).encode()))
         return UpstreamResponse(status, out, content)
 

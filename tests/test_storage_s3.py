@@ -168,7 +168,7 @@ def test_clear_errors(s3: S3, tmp_path: Path, uri: str, env: dict | None, expect
 def test_unreachable_endpoint_says_so(s3: S3, tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StorageError) as failure:
-        resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=closed)))
+        resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=closed, AWS_MAX_ATTEMPTS="1")))
     assert f"endpoint unreachable: {closed}" in failure.value.message, failure.value.message
 
 
@@ -389,7 +389,9 @@ def test_tls_failure_says_what_to_do(s3: S3, tmp_path: Path) -> None:
     try:
         endpoint = f"https://127.0.0.1:{server.server_address[1]}"
         with pytest.raises(StorageError) as failure:
-            resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=endpoint)))
+            resolve(
+                "s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1"))
+            )
     finally:
         server.shutdown()
         server.server_close()

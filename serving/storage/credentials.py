@@ -118,7 +118,9 @@ def _s3_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: flo
         "config_kwargs": {
             "connect_timeout": timeout_s,
             "read_timeout": timeout_s,
-            "retries": {"max_attempts": 2, "mode": "standard"},
+            # 3 attempts in all unless AWS_MAX_ATTEMPTS (the AWS SDKs' own variable: attempts including the
+            # first) says otherwise; tests set 1, so a refused or TLS-failing endpoint fails without backoff.
+            "retries": {"total_max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 3), "mode": "standard"},
         },
     }
     if env.get("awsAnonymousCredential", "").lower() in TRUE:

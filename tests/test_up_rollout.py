@@ -62,9 +62,9 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         doc = wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [20, 80])
         split = traffic(doc)
         (r2,) = [r for r, p in split.items() if p == 20]
-        # The balancer's split is exact (tests/test_balancer.py: 10,000 picks); 1,000 requests through the
-        # real router show it holds end to end.
-        counts = _split(server.url, "iris", 1_000)
+        # The balancer's split is exact in every window of 100 picks (tests/test_balancer.py); 200 requests
+        # through the real router show it holds end to end (a random 20 % pick would miss +-2 % half the time).
+        counts = _split(server.url, "iris", 200)
         share = counts[r2] / sum(counts.values())
         assert abs(share - 0.20) <= 0.02, counts
         assert set(counts) == {r1, r2}

@@ -9,7 +9,8 @@ request `{"id", "argv", "env", "log"}` -> `{"id", "pid"}` or `{"id", "error"}`; 
 Single-threaded by design (fork copies only the calling thread): a `select` loop over the socket and a SIGCHLD
 wake-up pipe. It preloads `PRELOAD` before it forks the first replica: a request that arrives earlier waits,
 since a child forked mid-preload would import scikit-learn again, competing with the spawner for the CPU.
-`PRELOAD_LATER` is imported one module at a time when no request is waiting.
+`PRELOAD_LATER` is imported one module at a time once no request came for a second (not beside a replica
+that is starting, on a machine with few cores).
 It leaves when the socket closes or `serving up` dies (parent-death signal); its children then get SIGTERM.
 """
 
@@ -40,10 +41,15 @@ PRELOAD = (
     "uvicorn.loops.auto",
     "uvicorn.protocols.http.auto",
     "uvicorn.lifespan.on",
+    "uvicorn.protocols.websockets.auto",
+    "uvloop",
+    "encodings.idna",
+    "serving.port_check",
     "serving.runtimes.sklearn",
     "joblib",
     "sklearn.linear_model",
 )
+LATER_AFTER_IDLE_S = 1.0
 PRELOAD_LATER = (
     "sklearn.ensemble",
     "sklearn.pipeline",
@@ -73,7 +79,7 @@ class Zygote:
             self.warm(module)
         print(f"warm spawner: preloaded in {time.monotonic() - started:.2f}s", file=sys.stderr, flush=True)
         while True:
-            timeout = 0 if self.later else None
+            timeout = LATER_AFTER_IDLE_S if self.later else None
             readable, _, _ = select.select([self.sock.fileno(), self.wake_read], [], [], timeout)
             if self.wake_read in readable:
                 os.read(self.wake_read, 4096)
@@ -92,7 +98,7 @@ class Zygote:
                     argv = self.handle(line)
                     if argv is not None:
                         return argv
-            elif self.later:
+            elif self.later and not readable:
                 self.warm(self.later.popleft())
 
     def warm(self, module: str) -> None:

@@ -33,7 +33,10 @@ ZYGOTE_MODULE = "serving.control.local.warm_spawn_zygote"
 TITLE_ROOM = 2048  # bytes of argv padding: room for a forked replica's command line in `ps`
 SPAWN_TIMEOUT_S = 30.0  # the spawner may still be importing scikit-learn on a loaded machine
 # Read by the interpreter or a native library when the process starts: a fork would not honour them.
-START_ONLY_ENV = re.compile(r"^(PYTHON|LD_|MALLOC_|OMP_|KMP_|MKL_|OPENBLAS_|GOTOBLAS|BLIS_|VECLIB_|NUMEXPR_)")
+START_ONLY_ENV = re.compile(
+    r"^(PYTHON|LD_|MALLOC_|OMP_|KMP_|MKL_|OPENBLAS_|GOTOBLAS|BLIS_|VECLIB_|NUMEXPR_|PROMETHEUS_MULTIPROC_DIR$)",
+    re.IGNORECASE,  # prometheus-client also reads prometheus_multiproc_dir
+)
 
 
 def warm_start_enabled(flag_off: bool) -> bool:

@@ -108,6 +108,8 @@ class WarmSpawner:
             return None
         try:
             writer = await self._connect()
+            if not self.usable:  # it ended while this spawn waited for the connection
+                return None
             ident = next(self._ids)
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._pending[ident] = future

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
-from serving.control.local.warm_spawn import WarmChild, WarmSpawner, forkable
+from serving.control.local.warm_spawn import WarmChild, WarmSpawner, forkable, warm_start_enabled
 from tests.support import train_iris_sklearn, wait_until
 
 IRIS_ROW = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}
@@ -39,9 +39,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_environment_read_at_interpreter_start_is_never_forked() -> None:
+def test_environment_read_at_interpreter_start_is_never_forked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert forkable({}) and forkable({"STORAGE_URI": "x", "SERVING_ACCESS_LOG_SAMPLE": "0.5"})
     assert not forkable({"PYTHONPATH": "/opt/code"}) and not forkable({"OMP_NUM_THREADS": "1"})
+    assert not forkable({"prometheus_multiproc_dir": "/tmp/m"})
+    monkeypatch.delenv("SERVING_WARM_START", raising=False)
+    assert warm_start_enabled(flag_off=False) and not warm_start_enabled(flag_off=True)  # --no-warm-start
+    monkeypatch.setenv("SERVING_WARM_START", "0")
+    assert not warm_start_enabled(flag_off=False)
 
 
 @pytest.mark.e2e  # real processes: the spawner, forked replicas, kill -9

@@ -10,6 +10,14 @@ import pytest
 
 from tests.support import train_iris_onnx, train_iris_sklearn, train_iris_xgboost
 
+# Every httpx.Client (each httpx.get/post, each CLI call of the control client) builds an SSL context; loading a
+# CA bundle file (SSL_CERT_FILE or certifi's) into it costs ~35 ms CPU, thousands of times per run (polls).
+# The suite talks only to 127.0.0.1 (no test trusts a public CA), so the system's hashed CA directory, which
+# OpenSSL reads lazily (~0.1 ms), serves as well: in-process canary/rollout tests use half the CPU.
+if Path("/etc/ssl/certs").is_dir():
+    os.environ.pop("SSL_CERT_FILE", None)
+    os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
+
 
 @pytest.fixture(scope="session")
 def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:

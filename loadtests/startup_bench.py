@@ -226,3 +226,35 @@ def memory(bench: Any, runs: int = 1) -> None:
         )
         bench.rows.append(row)
         print(f"  {row.config:<52} {row.value:6.1f} MB  (load {row.load1:.1f})", file=sys.stderr, flush=True)
+    rss, pss, uss = forked_replica_memory_mb(bench.logs / "memory-forked.log")
+    row = _row(
+        "memory",
+        "idle replica under serving up (forked), sklearn-iris",
+        [rss],
+        "MB",
+        RSS_TARGET_MB,
+        f"RSS counts the pages it shares with the warm spawner: PSS {pss:.1f} MB, USS (its own) {uss:.1f} MB",
+    )
+    bench.rows.append(row)
+    print(f"  {row.config:<52} {row.value:6.1f} MB  {row.note}", file=sys.stderr, flush=True)
+
+
+def forked_replica_memory_mb(log: Path) -> tuple[float, float, float]:
+    """(RSS, PSS, USS) of the one iris replica of a `serving up -f sklearn-iris.yaml`, after 20 requests."""
+    import psutil
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-state-") as state,
+        servers.serving_up([servers.EXAMPLES / f"{ISVC}.yaml"], [ISVC], Path(state), log) as target,
+    ):
+        body = payloads.v2_json_body("iris")
+        with httpx.Client(base_url=target.url) as client:
+            for _ in range(20):
+                client.post(f"/v2/models/{ISVC}/infer", content=body).raise_for_status()
+        replicas = [
+            p
+            for p in psutil.Process(target.process.pid).children(recursive=True)
+            if "--model-dir" in p.cmdline()
+        ]
+        info = replicas[0].memory_full_info()
+        return info.rss / 2**20, info.pss / 2**20, info.uss / 2**20

@@ -3,9 +3,11 @@ caller), so a test that wants its own folder calls train_iris_*(path) and gets o
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
+import kubernetes_validate.utils
 import pytest
 
 from tests.support import train_iris_onnx, train_iris_sklearn, train_iris_xgboost
@@ -17,6 +19,10 @@ from tests.support import train_iris_onnx, train_iris_sklearn, train_iris_xgboos
 if Path("/etc/ssl/certs").is_dir():
     os.environ.pop("SSL_CERT_FILE", None)
     os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
+
+# kubernetes_validate re-reads and re-parses its JSON schema files (the definitions file too) on every
+# validate(): ~9 ms a call, hundreds of calls a run. The files do not change during a run: parse each once.
+kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """`serving up`'s warm spawner with real processes: a replica forked from it loads a real iris model and answers;
 kill -9 of that replica is seen (exit code -9) and a new one is forked; once the spawner is gone the replicas it
-forked go with it and the next one is exec'd the ordinary way; and the spawner and its replicas leave when the
+forked keep serving and the next one is exec'd the ordinary way; and the spawner and its replicas leave when the
 process that started it dies."""
 
 from __future__ import annotations
@@ -78,7 +78,12 @@ async def test_forked_replica_answers_is_replaced_after_kill_9_and_exec_takes_ov
         second = replica.process
         assert isinstance(second, WarmChild)
 
-        spawner.process.kill()  # its replicas die with it; the next one is exec'd
+        spawner.process.kill()  # its replica keeps serving; once that one dies, the next is exec'd
+        await _until(lambda: not spawner.usable, replica)
+        async with httpx.AsyncClient(base_url=replica.url) as client:
+            answer = await client.post("/v2/models/iris/infer", json=IRIS_ROW)
+        assert answer.status_code == 200 and replica.process is second and _alive(second.pid)
+        os.kill(second.pid, signal.SIGKILL)
         await _until(lambda: replica.process is not second and replica.state is ReplicaState.READY, replica)
         assert not spawner.usable and not isinstance(replica.process, WarmChild)
         assert psutil.Process(replica.process.pid).ppid() == os.getpid()  # exec'd by this process

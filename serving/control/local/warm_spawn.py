@@ -159,8 +159,8 @@ class WarmSpawner:
             future.set_exception(RuntimeError(str(message.get("error"))))
 
     async def _lost(self) -> None:
-        """The spawner ended: no more forks; its children die with it (parent-death signal), and each is
-        reported exited once its pid is gone (the exit status went to whoever reaped it)."""
+        """The spawner ended: no more forks. Its replicas keep serving (they watch `serving up`, not it);
+        each is reported exited once its pid is gone (the exit status went to whoever reaped it)."""
         if self.usable:
             log.warning("warm spawner exited: new replicas start as fresh processes")
         self.usable = False

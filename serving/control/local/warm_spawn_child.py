@@ -1,7 +1,7 @@
 """What a replica forked by the warm spawner does first: become the process `serving up` would have exec'd.
 
 Own session (the supervisor signals the process group, as for an exec'd child), stdout and stderr into its log
-file, stdin from /dev/null, the environment the supervisor sent (with the spawner as the parent to die with),
+file, stdin from /dev/null, the environment the supervisor sent (with `serving up` as the process to die with),
 default SIGCHLD, coverage restarted when the spawner was measured, and a command line `ps` and psutil read as
 `python -m serving.cli ARGS` (written over the spawner's own argv area, which was padded for it).
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from serving.control.local.parent_watch import PARENT_PID_ENV
 
 
-def become_replica(argv: Sequence[str], env: dict[str, str], log_fd: int) -> None:
+def become_replica(argv: Sequence[str], env: dict[str, str], log_fd: int, supervisor_pid: int) -> None:
     """Called in the child right after fork, before anything else runs in it."""
     os.setsid()
     signal.set_wakeup_fd(-1)
@@ -32,7 +32,7 @@ def become_replica(argv: Sequence[str], env: dict[str, str], log_fd: int) -> Non
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
     os.environ.clear()
-    os.environ.update({**env, PARENT_PID_ENV: str(os.getppid())})  # dies with the spawner, which dies with us
+    os.environ.update({**env, PARENT_PID_ENV: str(supervisor_pid)})  # dies with `serving up`, not the spawner
     sys.argv = ["serving", *argv]
     set_command_line([sys.executable, "-m", "serving.cli", *argv])
     restart_coverage()

@@ -11,7 +11,8 @@ wake-up pipe. It preloads `PRELOAD` before it forks the first replica: a request
 since a child forked mid-preload would import scikit-learn again, competing with the spawner for the CPU.
 `PRELOAD_LATER` is imported one module at a time once no request came for a second (not beside a replica
 that is starting, on a machine with few cores).
-It leaves when the socket closes or `serving up` dies (parent-death signal); its children then get SIGTERM.
+It leaves when the socket closes or `serving up` dies (parent-death signal). Its replicas outlive it: each
+watches `serving up` itself (`parent_watch`), so a spawner killed takes no replica with it.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def _noop(signum: int, frame: Any) -> None:
 
 
 class Zygote:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, supervisor_pid: int) -> None:
         self.sock = sock
+        self.supervisor_pid = supervisor_pid  # `serving up`: what the replicas die with
         self.buffer = b""
         self.later = deque(PRELOAD_LATER)
         self.wake_read, self.wake_write = os.pipe()
@@ -132,7 +134,7 @@ class Zygote:
             self.sock.close()
             os.close(self.wake_read)
             os.close(self.wake_write)
-            become_replica(argv, env, log_fd)
+            become_replica(argv, env, log_fd, self.supervisor_pid)
             return argv
         os.close(log_fd)
         self.send({"id": ident, "pid": pid})
@@ -159,9 +161,10 @@ class Zygote:
 
 
 def main(argv: list[str]) -> int:
+    supervisor_pid = os.getppid()
     die_with_parent_if_asked()
     sock = socket.socket(fileno=int(argv[0]))
-    child_argv = Zygote(sock).serve()
+    child_argv = Zygote(sock, supervisor_pid).serve()
     if child_argv is None:
         return 0
     from serving.cli import main as cli_main

@@ -7,6 +7,7 @@ In-process (no server): these are the codec's own laws; the HTTP tests show the 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -29,6 +30,7 @@ SHAPES = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5)
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@functools.cache  # one strategy per (datatype, for_json): hypothesis validates a new strategy on each draw
 def arrays(datatype: str, for_json: bool) -> st.SearchStrategy[np.ndarray]:
     """Arrays of `datatype`: finite floats (JSON has no NaN/Infinity), UTF-8 text for BYTES over JSON."""
     if datatype == "BYTES":
@@ -147,25 +149,23 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 SMALL_LIMITS = Limits(max_tensor_elements=1000, max_json_depth=8)
+# The parts of request_like, built once (a strategy built inside a composite is validated again on every draw).
+NAMES = st.one_of(st.just("t"), JSON_VALUES)
+TYPES = st.one_of(st.sampled_from(DATATYPES), JSON_VALUES)
+SHAPE_LIKE = st.one_of(st.lists(st.integers(-2, 2**64), max_size=3), JSON_VALUES)
+PARAMETERS = st.one_of(
+    st.fixed_dictionaries({"binary_data_size": st.one_of(st.integers(-5, 64), JSON_VALUES)}), JSON_VALUES
+)
 
 
 @st.composite
 def request_like(draw: st.DrawFn) -> dict[str, Any]:
     """Documents shaped like V2 requests with any field wrong, missing or of the wrong type."""
-    tensor = {
-        "name": draw(st.one_of(st.just("t"), JSON_VALUES)),
-        "datatype": draw(st.one_of(st.sampled_from(DATATYPES), JSON_VALUES)),
-        "shape": draw(st.one_of(st.lists(st.integers(-2, 2**64), max_size=3), JSON_VALUES)),
-    }
+    tensor = {"name": draw(NAMES), "datatype": draw(TYPES), "shape": draw(SHAPE_LIKE)}
     if draw(st.booleans()):
         tensor["data"] = draw(JSON_VALUES)
     if draw(st.booleans()):
-        tensor["parameters"] = draw(
-            st.one_of(
-                st.fixed_dictionaries({"binary_data_size": st.one_of(st.integers(-5, 64), JSON_VALUES)}),
-                JSON_VALUES,
-            )
-        )
+        tensor["parameters"] = draw(PARAMETERS)
     doc: dict[str, Any] = {
         "inputs": draw(st.one_of(st.lists(st.just(tensor), min_size=1, max_size=2), JSON_VALUES))
     }

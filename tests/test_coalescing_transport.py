@@ -72,10 +72,22 @@ async def _streamed(request: Request) -> StreamingResponse:
     return StreamingResponse(_stream(), media_type="text/plain")
 
 
+async def _pieces(request: Request) -> JSONResponse:
+    """How the body came through the ASGI channel: the number of non-empty pieces and the bytes in all."""
+    sizes = [len(piece) async for piece in request.stream() if piece]
+    return JSONResponse({"pieces": len(sizes), "bytes": sum(sizes)})
+
+
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     port = free_port()
-    app = Starlette(routes=[Route("/plain", _plain, methods=["GET", "HEAD"]), Route("/stream", _streamed)])
+    app = Starlette(
+        routes=[
+            Route("/plain", _plain, methods=["GET", "HEAD"]),
+            Route("/stream", _streamed),
+            Route("/pieces", _pieces, methods=["POST"]),
+        ]
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -112,3 +124,19 @@ def test_pipelined_requests_get_whole_responses_in_order(url: str) -> None:
             received += chunk
     assert received.count(b"HTTP/1.1 200 OK") == 4
     assert received.count(b'{"ok":true}') == 4
+
+
+def test_a_declared_body_arrives_in_one_piece_and_a_chunked_one_still_streams(url: str) -> None:
+    """4 MB with a Content-Length: one message once complete (uvicorn alone hands over every 64 KiB, pausing the
+    socket in between). Without a length (chunked), the body streams as before."""
+    body = bytes(range(256)) * (4 * 4096)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/pieces", content=body).json() == {"pieces": 1, "bytes": len(body)}
+
+        def chunked() -> Iterator[bytes]:
+            for start in range(0, len(body), 1 << 20):
+                yield body[start : start + (1 << 20)]
+
+        streamed = client.post("/pieces", content=chunked()).json()
+        assert streamed["bytes"] == len(body) and streamed["pieces"] > 1
+        assert client.get("/plain").json() == {"ok": True}  # the connection is still in step

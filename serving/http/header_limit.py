@@ -80,6 +80,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._oversize = False
         self._head_completed = False  # set when a head completes during the current data_received
         self._whole_body = False  # this request's body is delivered once complete (see WHOLE_BODY_MAX_BYTES)
+        self._pieces: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -105,16 +106,22 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self._oversize = True
             raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
         self._whole_body = _declared_length(self.headers) <= WHOLE_BODY_MAX_BYTES
+        self._pieces = []
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
         if self._whole_body and not cycle.response_complete and not self.parser.should_upgrade():
-            cycle.body += body  # no wake-up: on_message_complete sets the event once the body is all here
+            self._pieces.append(body)  # no wake-up: on_message_complete sets the event once all is here
         else:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        pieces, self._pieces = self._pieces, []
+        if pieces and not self.cycle.response_complete:
+            # bytes, not uvicorn's bytearray: its receive() hands `bytes(body)` over, which copies a bytearray
+            # but returns a bytes object as it is. One piece (the usual case) is not copied at all.
+            self.cycle.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)  # type: ignore[assignment]
         super().on_message_complete()
         self._head_pending = True
         self._whole_body = False

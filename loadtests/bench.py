@@ -179,6 +179,16 @@ class Bench:
                 target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body"
             )
             after = model_seconds(target.url)
+        with servers.ceiling_app(self.logs / "big-ceiling.log") as target:  # the HTTP floor for those bytes
+            self.warm(target.url, as_binary)
+            self.measure(
+                target,
+                as_binary,
+                1,
+                "binary",
+                "bare Starlette: the same binary request read, a fixed small reply",
+                "the framework's cost of the bytes alone (no decode, no model, no 2 MB answer)",
+            )
         calls = after[1] - before[1]
         if calls and row.mean_ms and row.p50_ms:
             model_ms = 1000 * (after[0] - before[0]) / calls

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate.utils
 import pytest
@@ -36,6 +37,29 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 WHOLE_SUITE_WORKERS = 3  # on 2 cores: the e2e tests mostly wait on processes, so a third worker overlaps them
+# The longest modules (seconds, in-process) start first, so that none of them is what the last worker is still
+# running when the others are done; the rest follow in file order. From `--durations=0`; keep it roughly current.
+LONGEST_FIRST = (
+    "test_canary_up.py",
+    "test_storage_s3.py",
+    "test_codec_properties.py",
+    "test_operator_canary.py",
+    "test_fuzz_openapi.py",
+    "test_bad_input.py",
+    "test_operator.py",
+    "test_k8s_canary_host.py",
+    "test_spec_effect.py",
+    "test_cli_output.py",
+)
+# End-to-end tests that generate load and measure throughput or latency (shedding p99, autoscaling, Locust
+# reports): one after another in their own lane. The other e2e tests form a second lane; both lanes start first.
+LOAD_E2E = (
+    "test_autoscale_up_e2e.py",
+    "test_loadtest_smoke.py",
+    "test_loadtest_bench.py",
+    "test_soak_bench.py",
+    "test_overload.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,11 +74,39 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if paths and all(path == tests_dir for path in paths) and not config.option.collectonly:
         config.option.numprocesses = WHOLE_SUITE_WORKERS
         config.option.dist = "loadgroup"
+        config.option.loadscopereorder = False  # our order (below), not xdist's by number of tests
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end tests run one after another on one worker (under `--dist loadgroup`): each drives real
-    processes and load, and timing assertions (shedding p99, drain) need the other e2e tests not beside them."""
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist controller) Tell each worker the distribution chosen above: workers parse the command line
+    again, which has no `--dist`, so xdist's worker side would not know to honour the groups below."""
+    node.workerinput["distribution"] = node.config.option.dist
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns xdist_group marks into work units
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`) the work units are: the two e2e lanes (each drives real processes;
+    within a lane they run one after another, so a load test never shares the CPU with another load test),
+    then every other test module whole on one worker (its module fixtures: servers, moto, azurite start once,
+    not once per worker), the longest modules first so that none of them is the last one still running."""
+    if not hasattr(config, "workerinput"):
+        return
+    if config.workerinput.get("distribution") == "loadgroup":
+        config.option.loadgroup = True  # what xdist's worker sets itself when `--dist loadgroup` is typed
     for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+
+    def rank(item: pytest.Item) -> int:
+        unit = _work_unit(item)
+        if unit.startswith("e2e"):
+            return 0 if unit == "e2e-load" else 1
+        return 2 + (LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: file order within each rank
+
+
+def _work_unit(item: pytest.Item) -> str:
+    if item.get_closest_marker("e2e") is not None:
+        return "e2e-load" if item.path.name in LOAD_E2E else "e2e"
+    return item.path.name

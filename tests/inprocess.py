@@ -152,6 +152,7 @@ def serving_inprocess(
     capture = _Capture()
     root = logging.getLogger()
     root.addHandler(capture)
+    levels = _logger_levels()
     command = ThreadedCommand([*args, "--host", "127.0.0.1", "--port", "0"], target)
     with _environment(env):
         command.start()
@@ -166,6 +167,16 @@ def serving_inprocess(
         finally:
             command.stop()
             root.removeHandler(capture)
+            for logger, level in levels.items():
+                logger.setLevel(level)
+
+
+def _logger_levels() -> dict[logging.Logger, int]:
+    """The level of the root logger and of the loggers a command sets (`serving up --quiet` quiets
+    serving.events and serving.access for the process): restored when the command ends, as its process would
+    end, so the next test's server logs as its own flags say."""
+    loggers = [logging.getLogger(), logging.getLogger("serving.events"), logging.getLogger("serving.access")]
+    return {logger: logger.level for logger in loggers}
 
 
 def _started(command: ThreadedCommand, capture: _Capture, timeout_s: float) -> InProcessServer:

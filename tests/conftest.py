@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,11 @@ import kubernetes_validate.utils
 import pytest
 
 from tests.support import train_iris_onnx, train_iris_sklearn, train_iris_xgboost
+
+# With PYTHONDONTWRITEBYTECODE=1 in the environment (as on some machines and images) each pytest process (3
+# xdist workers) compiles serving/ and rewrites every test module again on every run: ~2 s CPU per process.
+# The suite writes its bytecode caches (__pycache__/, gitignored) anyway, so the next run starts from them.
+sys.dont_write_bytecode = False
 
 # Every httpx.Client (each httpx.get/post, each CLI call of the control client) builds an SSL context; loading a
 # CA bundle file (SSL_CERT_FILE or certifi's) into it costs ~35 ms CPU, thousands of times per run (polls).

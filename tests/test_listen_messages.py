@@ -24,7 +24,9 @@ def taken_port() -> Iterator[int]:
 def listening_commands(model_repo: Path, state: Path) -> dict[str, list[str]]:
     return {
         "serve": ["serve", "--model-dir", str(model_repo / "sklearn-iris")],
-        "up": ["up", "--state-dir", str(state)],
+        # --no-warm-start: the warm spawner (a process preloading the model server, ~3 s here) is not what the
+        # listen messages are about; tests/test_warm_spawn.py covers it.
+        "up": ["up", "--state-dir", str(state), "--no-warm-start"],
         "transform": ["transform", "--model-name", "t", "--predictor-url", "http://127.0.0.1:9"],
     }
 

@@ -48,15 +48,15 @@ WHOLE_SUITE_WORKERS = 3  # on 2 cores: the e2e tests mostly wait on processes, s
 # running when the others are done; the rest follow in file order. From `--durations=0`; keep it roughly current.
 LONGEST_FIRST = (
     "test_canary_up.py",
-    "test_storage_s3.py",
-    "test_codec_properties.py",
-    "test_operator_canary.py",
     "test_fuzz_openapi.py",
-    "test_bad_input.py",
-    "test_operator.py",
-    "test_k8s_canary_host.py",
+    "test_operator_canary.py",
+    "test_codec_properties.py",
+    "test_storage_s3.py",
+    "test_chart.py",
     "test_spec_effect.py",
     "test_cli_output.py",
+    "test_batching.py",
+    "test_observability_payloads.py",
 )
 # End-to-end tests that generate load and measure throughput or latency (shedding p99, autoscaling, Locust
 # reports): one after another in their own lane. The other e2e tests form a second lane; both lanes start first.

@@ -116,10 +116,11 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self._pending.append(line + self.terminator)
                 self._write_pending()
             return
-        if self._flush_loop is not loop:
-            self._flush_loop = loop
-            loop.call_soon(self._end_of_turn)
-        self._pending.append(line + self.terminator)
+        with self.lock:  # type: ignore[union-attr]  # a worker thread may be writing the pending lines out
+            if self._flush_loop is not loop:
+                self._flush_loop = loop
+                loop.call_soon(self._end_of_turn)
+            self._pending.append(line + self.terminator)
 
     def _end_of_turn(self) -> None:
         with self.lock:  # type: ignore[union-attr]

@@ -1,0 +1,30 @@
+"""`serving demo`: trains the iris example into the user's cache, serves it through `serving up` (a real model
+server process) and prints a V1 and a V2 prediction with the commands to try next."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from serving.commands import demo
+from tests.inprocess import serving_inprocess
+
+
+@pytest.mark.e2e  # `serving up` starts a real model-server process (forked from the warm spawner)
+def test_demo_serves_iris_and_prints_both_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "XDG_CACHE_HOME", str(tmp_path / "cache")
+    )  # the model is trained here, not in ~/.cache
+    # The harness listens on port 0; the demo's own printer (aimed at --port) finds nothing there and is
+    # stopped at exit, so the printer is called once more with the port the harness chose.
+    args = ["demo", "--port", "9", "--state-dir", str(tmp_path / "state")]
+    with serving_inprocess(args, ready_path="/v1/models", timeout_s=120) as server:
+        assert (tmp_path / "cache" / "serving" / "demo" / "sklearn-iris.yaml").exists()
+        demo._show_predictions(server.url, threading.Event(), "  serving get --state-dir X")
+    out = capsys.readouterr().out
+    assert "V1 200 (revision sklearn-iris-" in out and '{"predictions":[1]}' in out
+    assert 'V2 200: {"model_name":"sklearn-iris"' in out and f"curl -s {server.url}/v1/models/" in out

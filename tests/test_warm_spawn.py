@@ -1,7 +1,7 @@
 """`serving up`'s warm spawner with real processes: a replica forked from it loads a real iris model and answers;
-kill -9 of that replica is seen (exit code -9) and a new one is forked; once the spawner is gone the replicas it
-forked keep serving and the next one is exec'd the ordinary way; and the spawner and its replicas leave when the
-process that started it dies."""
+kill -9 of that replica is seen (exit code -9) and a new one is forked; a killed spawner takes no replica with it
+and is started again, and the next replica is forked by the new one; with no spawner the next one is exec'd the
+ordinary way; and the spawner and its replicas leave when the process that started it dies."""
 
 from __future__ import annotations
 
@@ -78,19 +78,29 @@ async def test_forked_replica_answers_is_replaced_after_kill_9_and_exec_takes_ov
         second = replica.process
         assert isinstance(second, WarmChild)
 
-        spawner.process.kill()  # its replica keeps serving; once that one dies, the next is exec'd
+        ended = spawner.process
+        ended.kill()  # its replica keeps serving; the spawner is started again after a pause
         await _until(lambda: not spawner.usable, replica)
         async with httpx.AsyncClient(base_url=replica.url) as client:
             answer = await client.post("/v2/models/iris/infer", json=IRIS_ROW)
         assert answer.status_code == 200 and replica.process is second and _alive(second.pid)
+        await _until(lambda: spawner.usable and spawner.process is not ended, replica)
         os.kill(second.pid, signal.SIGKILL)
         await _until(lambda: replica.process is not second and replica.state is ReplicaState.READY, replica)
-        assert not spawner.usable and not isinstance(replica.process, WarmChild)
+        third = replica.process
+        assert isinstance(third, WarmChild) and psutil.Process(third.pid).ppid() == spawner.process.pid
+
+        spawner.log_dir = None  # from here on an ended spawner stays ended...
+        spawner.process.kill()
+        await _until(lambda: not spawner.usable, replica)
+        os.kill(third.pid, signal.SIGKILL)  # ... so the next replica is exec'd the ordinary way
+        await _until(lambda: replica.process is not third and replica.state is ReplicaState.READY, replica)
+        assert not isinstance(replica.process, WarmChild)
         assert psutil.Process(replica.process.pid).ppid() == os.getpid()  # exec'd by this process
     finally:
         await replica.stop()
         spawner.close()
-    assert replica.process.returncode is not None and not _alive(second.pid)
+    assert replica.process.returncode is not None and not _alive(third.pid)
 
 
 SUPERVISOR = textwrap.dedent(

@@ -31,6 +31,7 @@ log = logging.getLogger("serving.processes")
 WARM_START_ENV = "SERVING_WARM_START"
 ZYGOTE_MODULE = "serving.control.local.warm_spawn_zygote"
 TITLE_ROOM = 2048  # bytes of argv padding: room for a forked replica's command line in `ps`
+RELAUNCH_FIRST_S, RELAUNCH_MAX_S = 1.0, 60.0  # pause before starting an ended spawner again (doubling)
 SPAWN_TIMEOUT_S = 30.0  # the spawner may still be importing scikit-learn on a loaded machine
 # Read by the interpreter or a native library when the process starts: a fork would not honour them.
 START_ONLY_ENV = re.compile(
@@ -68,10 +69,16 @@ class WarmChild:
 
 
 class WarmSpawner:
-    def __init__(self, process: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], sock: socket.socket, log_dir: Path | None = None
+    ) -> None:
         self.process = process
         self.sock = sock
+        self.log_dir = log_dir  # where a relaunched spawner logs; None: never relaunched
         self.usable = True
+        self._closed = False
+        self._relaunch_after_s = RELAUNCH_FIRST_S
+        self._relaunch_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[int]] = {}
         self._children: dict[int, WarmChild] = {}
@@ -81,26 +88,25 @@ class WarmSpawner:
     @classmethod
     def launch(cls, log_dir: Path) -> WarmSpawner | None:
         """Start the spawner process now (it imports while `serving up` boots); None if it cannot start."""
-        ours, theirs = socket.socketpair()
-        try:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            with open(log_dir / "warm-spawner.log", "ab") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", ZYGOTE_MODULE, str(theirs.fileno()), " " * TITLE_ROOM],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=[theirs.fileno()],
-                    env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            log.warning("warm spawner not started (%s): replicas start as fresh processes", exc)
-            ours.close()
-            return None
-        finally:
-            theirs.close()
-        return cls(process, ours)
+        started = _start(log_dir)
+        return None if started is None else cls(*started, log_dir)
+
+    async def _relaunch(self) -> None:
+        """A spawner that ended while `serving up` runs is started again after a pause (doubling up to a
+        minute: one that keeps dying costs little); until then, and if it cannot start, replicas are exec'd."""
+        await asyncio.sleep(self._relaunch_after_s)
+        self._relaunch_after_s = min(self._relaunch_after_s * 2, RELAUNCH_MAX_S)
+        if self._closed or self.log_dir is None:
+            return
+        started = _start(self.log_dir)
+        if started is None:
+            return
+        with contextlib.suppress(OSError):
+            self.sock.close()  # the ended one's
+        self.process, self.sock = started
+        self._connected, self._reader_task = None, None
+        self.usable = True
+        log.warning("warm spawner restarted (pid %d)", self.process.pid)
 
     async def spawn(self, argv: list[str], env: dict[str, str], log_path: Path) -> WarmChild | None:
         """A replica forked from the spawner, or None: the caller then starts it the ordinary way."""
@@ -162,8 +168,10 @@ class WarmSpawner:
         """The spawner ended: no more forks. Its replicas keep serving (they watch `serving up`, not it);
         each is reported exited once its pid is gone (the exit status went to whoever reaped it)."""
         if self.usable:
-            log.warning("warm spawner exited: new replicas start as fresh processes")
+            log.warning("warm spawner exited: new replicas start as fresh processes until it is back")
         self.usable = False
+        if not self._closed and self.log_dir is not None:
+            self._relaunch_task = asyncio.create_task(self._relaunch(), name="warm-spawner-relaunch")
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RuntimeError("the warm spawner exited"))
@@ -173,7 +181,9 @@ class WarmSpawner:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """At `serving up` exit (its replicas already stopped): hang up, the spawner leaves."""
-        self.usable = False
+        self.usable, self._closed = False, True
+        if self._relaunch_task is not None:
+            self._relaunch_task.cancel()
         if self._reader_task is not None:
             self._reader_task.cancel()
         self.sock.close()
@@ -182,6 +192,30 @@ class WarmSpawner:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _start(log_dir: Path) -> tuple[subprocess.Popen[bytes], socket.socket] | None:
+    """The spawner process and our end of its socket; None (logged) if it cannot start."""
+    ours, theirs = socket.socketpair()
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "warm-spawner.log", "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", ZYGOTE_MODULE, str(theirs.fileno()), " " * TITLE_ROOM],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=[theirs.fileno()],
+                env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
+                start_new_session=True,
+            )
+    except OSError as exc:
+        log.warning("warm spawner not started (%s): replicas start as fresh processes", exc)
+        ours.close()
+        return None
+    finally:
+        theirs.close()
+    return process, ours
 
 
 async def _until_gone(child: WarmChild) -> None:

@@ -110,8 +110,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        cycle = self.cycle
-        if self._whole_body and not cycle.response_complete and not self.parser.should_upgrade():
+        # (an upgrade request has no cycle of its own: uvicorn's checks, in uvicorn's order)
+        if self._whole_body and not self.parser.should_upgrade() and not self.cycle.response_complete:
             self._pieces.append(body)  # no wake-up: on_message_complete sets the event once all is here
         else:
             super().on_body(body)

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import UNKNOWN_MODEL, Metrics, RouterMetrics
 from tests.inprocess import serving_inprocess
-from tests.support import serving_process, train_iris_sklearn
+from tests.support import serving_process, train_iris_sklearn, wait_until
 from tests.test_prometheus import promtool_check
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
@@ -95,6 +95,19 @@ def test_two_workers_report_every_request(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
     args = ["serve", "--model-dir", str(tmp_path / "iris"), "--workers", "2", "--max-batch-size", "8"]
     with serving_process(args) as server:
+        # /v2/health/ready answers from the first worker up; the gauge is 1 once every worker is ready
+        wait_until(
+            lambda: (
+                total(
+                    parsed(httpx.get(server.url + "/metrics", timeout=30).text),
+                    "serving_model_ready",
+                    model="iris",
+                )
+                == 1
+            ),
+            60,
+            what="both workers ready",
+        )
         sent = 60
         for _ in range(sent):  # a new connection each: the kernel spreads them over both workers
             assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW, timeout=30).status_code == 200

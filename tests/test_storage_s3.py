@@ -165,6 +165,15 @@ def test_clear_errors(s3: S3, tmp_path: Path, uri: str, env: dict | None, expect
     assert uri in failure.value.message and expected in failure.value.message, failure.value.message
 
 
+@pytest.mark.parametrize("value", ["many", "0"])
+def test_a_bad_max_attempts_is_named(s3: S3, tmp_path: Path, value: str) -> None:
+    with pytest.raises(StorageError) as failure:
+        resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_MAX_ATTEMPTS=value)))
+    message = failure.value.message
+    assert "s3://models/iris" in message, message
+    assert f"AWS_MAX_ATTEMPTS must be a whole number of attempts >= 1, not {value!r}" in message
+
+
 def test_unreachable_endpoint_says_so(s3: S3, tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StorageError) as failure:

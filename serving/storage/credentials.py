@@ -103,6 +103,19 @@ def _s3_endpoint(env: Mapping[str, str]) -> str | None:
     return ("http://" if env.get("S3_USE_HTTPS", "1") == "0" else "https://") + endpoint
 
 
+def _max_attempts(location: ObjectLocation, env: Mapping[str, str]) -> int:
+    """3 attempts in all unless AWS_MAX_ATTEMPTS (the AWS SDKs' own variable: attempts including the first)
+    says otherwise; tests set 1, so a refused or TLS-failing endpoint fails without backoff."""
+    value = env.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not value:
+        return 3
+    if not value.isdigit() or int(value) < 1:
+        raise StorageError(
+            f"s3://{location.path}: AWS_MAX_ATTEMPTS must be a whole number of attempts >= 1, not {value!r}"
+        )
+    return int(value)
+
+
 def _s3_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
     client: dict[str, Any] = {}
     region = env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION")
@@ -118,9 +131,7 @@ def _s3_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: flo
         "config_kwargs": {
             "connect_timeout": timeout_s,
             "read_timeout": timeout_s,
-            # 3 attempts in all unless AWS_MAX_ATTEMPTS (the AWS SDKs' own variable: attempts including the
-            # first) says otherwise; tests set 1, so a refused or TLS-failing endpoint fails without backoff.
-            "retries": {"total_max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 3), "mode": "standard"},
+            "retries": {"total_max_attempts": _max_attempts(location, env), "mode": "standard"},
         },
     }
     if env.get("awsAnonymousCredential", "").lower() in TRUE:

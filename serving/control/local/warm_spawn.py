@@ -103,6 +103,7 @@ class WarmSpawner:
             return
         with contextlib.suppress(OSError):
             self.sock.close()  # the ended one's
+        self.process.poll()  # reaped now, not left a zombie until the next Popen
         self.process, self.sock = started
         self._connected, self._reader_task = None, None
         self.usable = True

@@ -4,6 +4,10 @@ Cold start: wall time from process spawn to the first answer that counts, polled
 for): `serving serve` of iris to `/v2/health/ready` 200, and `serving up -f sklearn-iris.yaml` to the first
 200 of an inference through the router. Memory: RSS of one idle `serving serve` process per runtime after
 ready and a few requests. Medians of `runs` starts; each row says the load average when measured.
+
+A linear scikit-learn model starts from its compiled form once its artifact has been loaded before
+(runtimes/linear_cache.py): rows say which case they measure, each with a cache directory of its own —
+"first start" empty every time, "restart" filled by one start that is not counted.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,22 +177,53 @@ def _row(item: str, config: str, values: list[float], unit: str, target: float, 
     )
 
 
+@contextmanager
+def compiled_cache(filled: bool) -> Iterator[None]:
+    """`SERVING_CACHE_DIR` of this bench's own for the processes started inside: empty, or holding the
+    compiled form of the iris model (one `serving serve` start, not counted)."""
+    previous = os.environ.get("SERVING_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as directory:
+        os.environ["SERVING_CACHE_DIR"] = directory
+        try:
+            if filled:
+                serve_to_ready(Path(directory) / "fill.log")
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("SERVING_CACHE_DIR", None)
+            else:
+                os.environ["SERVING_CACHE_DIR"] = previous
+
+
 def coldstart(bench: Any, runs: int = 3) -> None:
     logs = bench.logs
-    ready = [serve_to_ready(logs / "coldstart-serve.log") for _ in range(runs)]
-    first, cold = [], []
-    for _ in range(runs):  # interleaved: both see the same machine
-        first.append(up_to_first_200(logs / "coldstart-up.log"))
-        cold.append(up_to_first_200(logs / "coldstart-up-cold.log", "--no-warm-start"))
-    applied = [apply_to_first_200(logs / "coldstart-apply.log") for _ in range(runs)]
+    first_start = []
+    for _ in range(runs):
+        with compiled_cache(filled=False):
+            first_start.append(serve_to_ready(logs / "coldstart-serve-first.log"))
+    with compiled_cache(filled=True):
+        ready = [serve_to_ready(logs / "coldstart-serve.log") for _ in range(runs)]
+        first, cold = [], []
+        for _ in range(runs):  # interleaved: both see the same machine
+            first.append(up_to_first_200(logs / "coldstart-up.log"))
+            cold.append(up_to_first_200(logs / "coldstart-up-cold.log", "--no-warm-start"))
+        applied = [apply_to_first_200(logs / "coldstart-apply.log") for _ in range(runs)]
     for row in (
         _row(
             "coldstart",
-            "serve iris, spawn -> /v2/health/ready",
+            "serve iris, restart, spawn -> /v2/health/ready",
             ready,
             "s",
             SERVE_READY_TARGET_S,
-            f"median of {runs}",
+            f"median of {runs}; the artifact loaded before: served from its compiled form, no scikit-learn",
+        ),
+        _row(
+            "coldstart",
+            "serve iris, first start, spawn -> /v2/health/ready",
+            first_start,
+            "s",
+            SERVE_READY_TARGET_S,
+            f"median of {runs}; empty compiled cache: unpickled with scikit-learn (import floor ~1.05 s)",
         ),
         _row(
             "coldstart",
@@ -195,7 +231,7 @@ def coldstart(bench: Any, runs: int = 3) -> None:
             first,
             "s",
             UP_FIRST_200_TARGET_S,
-            f"median of {runs}; replica forked from the warm spawner",
+            f"median of {runs}; replica forked from the warm spawner; compiled cache filled",
         ),
         _row(
             "coldstart",
@@ -219,11 +255,15 @@ def coldstart(bench: Any, runs: int = 3) -> None:
 
 
 def memory(bench: Any, runs: int = 1) -> None:
-    for name in RUNTIMES:
-        values = [idle_rss_mb(name, bench.logs / f"memory-{name}.log") for _ in range(runs)]
-        row = _row(
-            "memory", f"idle RSS, {name}", values, "MB", RSS_TARGET_MB, "one serve process, after 20 requests"
-        )
+    cases = [(name, name == "sklearn-iris") for name in RUNTIMES] + [("sklearn-iris", False)]
+    for name, filled in cases:
+        with compiled_cache(filled):
+            values = [idle_rss_mb(name, bench.logs / f"memory-{name}.log") for _ in range(runs)]
+        case = "" if name != "sklearn-iris" else (", restart" if filled else ", first start")
+        note = "one serve process, after 20 requests"
+        if name == "sklearn-iris":
+            note += "; from the compiled form" if filled else "; empty compiled cache: scikit-learn imported"
+        row = _row("memory", f"idle RSS, {name}{case}", values, "MB", RSS_TARGET_MB, note)
         bench.rows.append(row)
         print(f"  {row.config:<52} {row.value:6.1f} MB  (load {row.load1:.1f})", file=sys.stderr, flush=True)
     rss, pss, uss = forked_replica_memory_mb(bench.logs / "memory-forked.log")

@@ -14,6 +14,7 @@ few long class rows is then a few vector passes instead of a strided `argmax(axi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,54 +24,88 @@ PROBE_ROWS = 256
 MANY_ROWS = 64  # from this many rows a multi-class batch is scored classes × rows
 
 
+@dataclass(frozen=True, slots=True)
+class LinearParams:
+    """All a linear model's `predict` needs, as plain arrays (stored without pickle: linear_cache.py)."""
+
+    coef: np.ndarray  # as fitted: (classes or 1, features) for a classifier, (features,) for a regressor
+    intercept: np.ndarray
+    classes: np.ndarray | None  # a classifier's labels; None for a regressor
+    width: int  # features per row
+
+
 def linear_predict(model: Any) -> Predict | None:
     """A numpy `predict` equal to `model.predict`, or None when that cannot be guaranteed."""
-    fast = _build(model)
-    if fast is None or not _agrees(model, fast):
+    verified = verified_linear(model)
+    return verified[0] if verified is not None else None
+
+
+def verified_linear(model: Any) -> tuple[Predict, LinearParams] | None:
+    """`linear_predict` and the parameters it was built from (checked against `model.predict`)."""
+    params = linear_params(model)
+    fast = from_params(params) if params is not None else None
+    if params is None or fast is None or not _agrees(model, fast):
         return None
-    width = int(model.n_features_in_)
-    fallback = model.predict
+    return guarded(fast, params.width, lambda: model.predict), params
+
+
+def guarded(fast: Predict, width: int, fallback: Callable[[], Predict]) -> Predict:
+    """`fast` for the inputs it is sure about; anything else goes to `fallback()` (scikit-learn's predict,
+    with its own validation and messages)."""
 
     def predict(x: np.ndarray) -> np.ndarray:
         if x.ndim == 2 and x.shape[1] == width and x.dtype.kind in "fiub" and np.isfinite(x).all():
             return fast(x)
-        answer: np.ndarray = fallback(x)
+        answer: np.ndarray = fallback()(x)
         return answer
 
     return predict
 
 
-def _build(model: Any) -> Predict | None:
+def linear_params(model: Any) -> LinearParams | None:
     from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
 
     coef = getattr(model, "coef_", None)
-    intercept = getattr(model, "intercept_", 0.0)
+    intercept = np.asarray(getattr(model, "intercept_", 0.0))
+    width = getattr(model, "n_features_in_", None)
     if (
         not isinstance(coef, np.ndarray)
         or coef.dtype.kind != "f"
         or getattr(model, "feature_names_in_", None) is not None
+        or not isinstance(width, int | np.integer)
     ):
         return None
     if isinstance(model, LinearClassifierMixin):
-        classes = np.asarray(model.classes_)
-        weights, bias = coef.T.copy(), np.asarray(intercept, dtype=coef.dtype)
-        if weights.shape[1] == 1:
-            return lambda x: classes[((x @ weights + bias)[:, 0] > 0).astype(np.intp)]
-        by_class, bias_column = np.ascontiguousarray(coef), bias.reshape(-1, 1)
-
-        def multiclass(x: np.ndarray) -> np.ndarray:
-            if x.shape[0] < MANY_ROWS:
-                picked: np.ndarray = classes[np.argmax(x @ weights + bias, axis=1)]
-                return picked
-            scores = by_class @ x.T
-            scores += bias_column
-            return classes.take(_first_argmax(scores))
-
-        return multiclass
+        return LinearParams(coef, intercept, np.asarray(model.classes_), int(width))
     if isinstance(model, LinearModel) and coef.ndim == 1:
-        offset = float(np.asarray(intercept).reshape(-1)[0]) if np.ndim(intercept) else float(intercept)
-        return lambda x: x @ coef + offset
+        return LinearParams(coef, intercept, None, int(width))
     return None
+
+
+def from_params(params: LinearParams) -> Predict | None:
+    """The prediction as numpy alone (no scikit-learn import: a cached model starts without it)."""
+    coef, intercept, classes = params.coef, params.intercept, params.classes
+    if classes is None:
+        if coef.ndim != 1:
+            return None
+        offset = float(intercept.reshape(-1)[0]) if intercept.ndim else float(intercept)
+        return lambda x: x @ coef + offset
+    if coef.ndim != 2:
+        return None
+    weights, bias = coef.T.copy(), np.asarray(intercept, dtype=coef.dtype)
+    if weights.shape[1] == 1:
+        return lambda x: classes[((x @ weights + bias)[:, 0] > 0).astype(np.intp)]
+    by_class, bias_column = np.ascontiguousarray(coef), bias.reshape(-1, 1)
+
+    def multiclass(x: np.ndarray) -> np.ndarray:
+        if x.shape[0] < MANY_ROWS:
+            picked: np.ndarray = classes[np.argmax(x @ weights + bias, axis=1)]
+            return picked
+        scores = by_class @ x.T
+        scores += bias_column
+        return classes.take(_first_argmax(scores))
+
+    return multiclass
 
 
 def _first_argmax(scores: np.ndarray) -> np.ndarray:

@@ -5,16 +5,21 @@ Pickles execute code when loaded: `allow_pickle=False` (`--no-pickle`) refuses t
 
 from __future__ import annotations
 
+import io
+import logging
+import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serving.errors import ArtifactError, ArtifactRefused
-from serving.runtimes import find_artifact
+from serving.runtimes import find_artifact, linear_cache
 from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
-from serving.runtimes.linear_fast_path import linear_predict
+from serving.runtimes.linear_fast_path import Predict, from_params, guarded, verified_linear
 from serving.types import TensorDict, TensorSpec
 
+log = logging.getLogger("serving.runtimes")
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 PREDICT = "output-0"
 PROBABILITIES = "probabilities"
@@ -22,30 +27,91 @@ INLINE_MAX_ELEMENTS = 4096  # a (1024 x 4) product is a few microseconds
 
 
 def load_pickle(settings: Any) -> Any:
+    return unpickle(pickle_path(settings))
+
+
+def pickle_path(settings: Any) -> Path:
+    """The model's pickle, refused when pickles are disabled (they run code when loaded)."""
     path = find_artifact(settings.model_dir, PICKLE_SUFFIXES)
     if not settings.allow_pickle:
         raise ArtifactRefused(f"{path.name} is a pickle (code execution on load) and pickles are disabled")
+    return path
+
+
+def unpickle(path: Path, data: bytes | None = None) -> Any:
+    """The estimator in `path` (from `data`, its bytes, when already read)."""
     import joblib
 
     try:
-        return joblib.load(path)
+        return joblib.load(io.BytesIO(data) if data is not None else path)
     except Exception as exc:  # joblib's own messages ("pop from empty list") do not say which file
         raise ArtifactError(f"cannot load {path.name}: {type(exc).__name__}: {exc}") from exc
+
+
+class LazyEstimator:
+    """The estimator, unpickled (and scikit-learn imported) the first time a request needs it."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self._path, self._data = path, data
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    log.info("unpickling %s: a request needs the full estimator", self._path.name)
+                    self._model = unpickle(self._path, self._data)
+        return self._model
 
 
 class SKLearnRuntime(Runtime):
     platform = "sklearn"
 
     def load(self) -> None:
-        self.model = load_pickle(self.settings)
-        self._linear = linear_predict(self.model)
-        self._methods: dict[str, Any] = {PREDICT: self._linear or self.model.predict}
-        if hasattr(self.model, "predict_proba"):
-            self._methods[PROBABILITIES] = self.model.predict_proba
+        path = pickle_path(self.settings)
+        data = path.read_bytes() if path.stat().st_size <= linear_cache.MAX_ARTIFACT_BYTES else None
+        cached = linear_cache.load(data) if data is not None else None
+        fast = from_params(cached.params) if cached is not None else None
+        if cached is not None and fast is not None and data is not None:
+            self._load_cached(path, data, cached, fast)
+            return
+        model = self._eager = unpickle(path, data)
+        self._lazy: LazyEstimator | None = None
+        verified = verified_linear(model)
+        self._linear = verified[0] if verified is not None else None
+        self._methods: dict[str, Any] = {PREDICT: self._linear or model.predict}
+        if hasattr(model, "predict_proba"):
+            self._methods[PROBABILITIES] = model.predict_proba
+        self._finish_load(int(getattr(model, "n_features_in_", -1)), getattr(model, "classes_", None))
+        if verified is not None and data is not None:
+            linear_cache.store(data, linear_cache.CachedLinear(verified[1], PROBABILITIES in self._methods))
+
+    def _load_cached(self, path: Path, data: bytes, cached: linear_cache.CachedLinear, fast: Predict) -> None:
+        """`predict` from the stored product; the estimator itself waits until a request needs it."""
+        lazy = self._lazy = LazyEstimator(path, data)
+        params = cached.params
+        self._linear = guarded(fast, params.width, lambda: lazy.get().predict)
+        self._methods = {PREDICT: self._linear}
+        if cached.has_proba:
+            self._methods[PROBABILITIES] = lambda x: lazy.get().predict_proba(x)
+        self._finish_load(params.width, params.classes)
+
+    def _finish_load(self, features: int, classes: Any) -> None:
+        self._classes = classes
         self._default = (
             (PROBABILITIES,) if self.settings.predict_proba and PROBABILITIES in self._methods else (PREDICT,)
         )
-        self._features = int(getattr(self.model, "n_features_in_", -1))
+        self._features = features
+
+    @property
+    def model(self) -> Any:
+        """The scikit-learn estimator (unpickled now if the model was served from the cache so far)."""
+        return self._lazy.get() if self._lazy is not None else self._eager
 
     def predict(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
@@ -62,7 +128,10 @@ class SKLearnRuntime(Runtime):
             return False
         if (outputs is None and self._requested(parameters) != (PREDICT,)) or len(inputs) != 1:
             return False
-        return sum(a.size for a in inputs.values()) <= INLINE_MAX_ELEMENTS
+        if sum(a.size for a in inputs.values()) > INLINE_MAX_ELEMENTS:
+            return False
+        # Not yet unpickled: an input the product does not take would unpickle it here, on the event loop.
+        return self._lazy is None or self._lazy.loaded or _product_takes(inputs)
 
     def _requested(self, parameters: dict[str, Any]) -> tuple[str, ...]:
         flag = parameters.get("predict_proba") if parameters else None
@@ -73,7 +142,7 @@ class SKLearnRuntime(Runtime):
         return self._default
 
     def metadata(self) -> ModelMetadata:
-        classes = getattr(self.model, "classes_", None)
+        classes = self._classes
         label_type = np.dtype(np.float64) if classes is None else np.asarray(classes).dtype
         outputs = [TensorSpec(PREDICT, label_type, (-1,))]
         if PROBABILITIES in self._methods:
@@ -85,3 +154,9 @@ class SKLearnRuntime(Runtime):
             outputs=tuple(outputs),
             default_outputs=self._default,
         )
+
+
+def _product_takes(inputs: TensorDict) -> bool:
+    """Whether the linear product answers these inputs itself (numeric and finite; the width is checked
+    before any call)."""
+    return all(a.dtype.kind in "fiub" and bool(np.isfinite(a).all()) for a in inputs.values())

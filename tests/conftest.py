@@ -7,6 +7,7 @@ import functools
 import gc
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ sys.dont_write_bytecode = False
 if Path("/etc/ssl/certs").is_dir():
     os.environ.pop("SSL_CERT_FILE", None)
     os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
+
+# Downloaded models and compiled linear models (runtimes/linear_cache.py) go to a cache of this run's own, never
+# the user's ~/.cache/serving: a test sees a first load as a first load. Servers the tests start inherit it.
+if "SERVING_CACHE_DIR" not in os.environ:
+    os.environ["SERVING_CACHE_DIR"] = tempfile.mkdtemp(prefix="serving-test-cache-")
 
 # kubernetes_validate re-reads and re-parses its JSON schema files (the definitions file too) on every
 # validate(): ~9 ms a call, hundreds of calls a run. The files do not change during a run: parse each once.

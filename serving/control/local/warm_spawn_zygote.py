@@ -7,10 +7,10 @@ request `{"id", "argv", "env", "log"}` -> `{"id", "pid"}` or `{"id", "error"}`; 
 `{"exited": pid, "code": returncode}` (negative: killed by that signal, as `asyncio.subprocess` reports it).
 
 Single-threaded by design (fork copies only the calling thread): a `select` loop over the socket and a SIGCHLD
-wake-up pipe. It preloads `PRELOAD` before it forks the first replica: a request that arrives earlier waits,
-since a child forked mid-preload would import scikit-learn again, competing with the spawner for the CPU.
-`PRELOAD_LATER` is imported one module at a time once no request came for a second (not beside a replica
-that is starting, on a machine with few cores).
+wake-up pipe. It preloads `PRELOAD` (the server, ~0.3 s) before it forks the first replica: a request that arrives
+earlier waits, since a child forked mid-preload would import the same modules again, competing with the
+spawner for the CPU. `PRELOAD_LATER` (scikit-learn first) is imported one module at a time once no request
+came for a second (not beside a replica that is starting, on a machine with few cores).
 It leaves when the socket closes or `serving up` dies (parent-death signal). Its replicas outlive it: each
 watches `serving up` itself (`parent_watch`), so a spawner killed takes no replica with it.
 """
@@ -47,11 +47,13 @@ PRELOAD = (
     "encodings.idna",
     "serving.port_check",
     "serving.runtimes.sklearn",
-    "joblib",
-    "sklearn.linear_model",
 )
 LATER_AFTER_IDLE_S = 1.0
+# scikit-learn itself comes later: a linear model served from its compiled form (runtimes/linear_cache.py)
+# never imports it, and its ~1 s import must not delay the first replica of a fresh `serving up`.
 PRELOAD_LATER = (
+    "joblib",
+    "sklearn.linear_model",
     "sklearn.ensemble",
     "sklearn.pipeline",
     "sklearn.preprocessing",

@@ -1,5 +1,6 @@
-"""Each response leaves in one write (head + body together), and nothing is held back: a streaming
-response that waits between chunks, a HEAD, and pipelined keep-alive requests all arrive whole."""
+"""Responses of one loop turn leave together, each in one write (head + body), and nothing is held back for
+long: the last open request's answer sends everything at once, a streaming response that waits between chunks,
+a HEAD, and pipelined keep-alive requests all arrive whole."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from serving.http.header_limit import COALESCE_MAX_BYTES, CoalescingTransport
+from serving.http.turn_writes import COALESCE_MAX_BYTES, TurnBatchedTransport, turn_writes
 from tests.support import free_port, wait_until
 
 
@@ -25,35 +26,59 @@ class RecordingTransport(asyncio.Transport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.writes: list[bytes] = []
+        self.writes: list[bytes | list[bytes]] = []
         self.closed = False
 
     def write(self, data) -> None:  # noqa: ANN001
         self.writes.append(bytes(data))
 
+    def writelines(self, pieces) -> None:  # noqa: ANN001
+        self.writes.append([bytes(p) for p in pieces])
+
+    def is_closing(self) -> bool:
+        return self.closed
+
     def close(self) -> None:
         self.closed = True
 
 
-def test_head_and_body_go_out_in_one_write() -> None:
-    async def scenario() -> RecordingTransport:
-        raw = RecordingTransport()
-        transport = CoalescingTransport(raw, asyncio.get_running_loop())
-        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        transport.write(b"body")
+def test_a_turns_responses_leave_together_when_the_last_open_request_finishes() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        turn = turn_writes(loop)
+        first_raw, second_raw = RecordingTransport(), RecordingTransport()
+        first, second = TurnBatchedTransport(first_raw, loop), TurnBatchedTransport(second_raw, loop)
+        turn.opened(2)
+        first.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        first.write(bytearray(b"one"))  # a buffer the caller may reuse: copied
+        turn.finished()
+        assert first_raw.writes == []  # another request is still open: held
+        second.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        second.write(b"two")
+        turn.finished()
+        assert first_raw.writes == [b"HTTP/1.1 200 OK\r\n\r\none"]  # both now, each in one write
+        assert second_raw.writes == [b"HTTP/1.1 200 OK\r\n\r\ntwo"]
+
+        first.write(b"chunk")  # no request open (a streaming body between chunks): the next turn sends it
+        assert first_raw.writes[-1] != b"chunk"
         await asyncio.sleep(0)
-        assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
-        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")  # nothing follows: flushed on the next loop iteration
-        await asyncio.sleep(0)
-        assert raw.writes[-1] == b"HTTP/1.1 200 OK\r\n\r\n"
+        assert first_raw.writes[-1] == b"chunk"
+
         big = b"x" * (COALESCE_MAX_BYTES + 1)
-        transport.write(b"head")
-        transport.write(big)  # not copied into the head
-        assert raw.writes[-2:] == [b"head", big]
-        transport.write(b"last words")
-        transport.close()
-        assert raw.writes[-1] == b"last words" and raw.closed
-        return raw
+        first.write(b"head")
+        first.write(big)
+        await asyncio.sleep(0)
+        assert first_raw.writes[-1] == [b"head", big]  # not copied into one piece
+
+        first.write(b"last words")
+        first.close()
+        assert first_raw.writes[-1] == b"last words" and first_raw.closed
+        second_raw.closed = True  # the peer went away: what is held is dropped, not written to a dead socket
+        second.write(b"late")
+        await asyncio.sleep(0)
+        assert second_raw.writes[-1] == b"HTTP/1.1 200 OK\r\n\r\ntwo"
+        turn.finished(5)  # never below zero
+        assert turn.open_requests == 0
 
     asyncio.run(scenario())
 
@@ -103,6 +128,16 @@ def url() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+def test_concurrent_keep_alive_clients_get_every_answer_whole(url: str) -> None:
+    async def clients() -> list[dict[str, bool]]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            return [r.json() for r in await asyncio.gather(*(client.get("/plain") for _ in range(64)))]
+
+    assert asyncio.run(clients()) == [{"ok": True}] * 64
+    single = httpx.get(url + "/plain", timeout=10)  # one request alone: answered at once, not after a turn
+    assert single.json() == {"ok": True}
 
 
 def test_real_server_answers_plain_head_and_streamed(url: str) -> None:

@@ -8,9 +8,8 @@ purpose with h11) — whether the head is still arriving or came complete in one
 (`serving/http/launcher.py`), so worker processes import it. It subclasses uvicorn internals: pyproject pins
 uvicorn to the minor version these tests run against (test_limits, test_coalescing_transport, test_launcher).
 
-It also sends each response in one write: uvicorn writes the status line + headers and then the body as two
-`send()` calls, i.e. two segments and two wake-ups of the peer (the router's upstream connection, or the
-client). `CoalescingTransport` holds the head until the body follows (same tick) and writes them together.
+Its transport holds writes until the end of the event loop's turn and then sends every response of the turn
+back to back, head and body in one write (serving/http/turn_writes.py): one wake-up of each peer per turn.
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serving.http.turn_writes import TurnBatchedTransport, turn_writes
+
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
-COALESCE_MAX_BYTES = 64 * 1024
 # A body of a declared length up to this is handed to the app in one piece, when it is complete. uvicorn
 # hands over every 64 KiB (pausing the socket until the app asks again): for a 4 MB tensor that is ~60 task
 # wake-ups, pause/resume pairs and copies, and a join at the end. The app holds the whole body anyway (and
@@ -32,43 +32,6 @@ WHOLE_BODY_MAX_BYTES = 256 * 1024 * 1024
 
 class HeadersTooLarge(Exception):
     pass
-
-
-class CoalescingTransport:
-    """A transport whose writes alternate hold/flush: a held write goes out with the next one, or at the
-    next loop iteration if none follows (a streaming response that awaits between head and first chunk)."""
-
-    __slots__ = ("_transport", "_loop", "_held")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is None:
-            self._held = bytes(data)
-            self._loop.call_soon(self.flush)
-        else:
-            self._held = None
-            if len(data) > COALESCE_MAX_BYTES:  # a large body: copying it costs more than a second segment
-                self._transport.write(held)
-                self._transport.write(data)
-            else:
-                self._transport.write(held + data)
-
-    def flush(self) -> None:
-        held, self._held = self._held, None
-        if held:
-            self._transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class HeaderLimitedProtocol(HttpToolsProtocol):
@@ -83,7 +46,21 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._pieces: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._turn = turn_writes(self.loop)
+        self._open_requests = 0  # this connection's share of self._turn.open_requests
+        super().connection_made(TurnBatchedTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._open_requests:
+            self._turn.finished(self._open_requests)
+            self._open_requests = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._open_requests:
+            self._open_requests -= 1
+            self._turn.finished()
 
     def data_received(self, data: bytes) -> None:
         counting = self._head_pending
@@ -108,6 +85,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._whole_body = _declared_length(self.headers) <= WHOLE_BODY_MAX_BYTES
         self._pieces = []
         super().on_headers_complete()
+        self._open_requests += 1
+        self._turn.opened()
 
     def on_body(self, body: bytes) -> None:
         # (an upgrade request has no cycle of its own: uvicorn's checks, in uvicorn's order)

@@ -10,7 +10,8 @@ Single-threaded by design (fork copies only the calling thread): a `select` loop
 wake-up pipe. It preloads `PRELOAD` (the server, ~0.3 s) before it forks the first replica: a request that arrives
 earlier waits, since a child forked mid-preload would import the same modules again, competing with the
 spawner for the CPU. `PRELOAD_LATER` (scikit-learn first) is imported one module at a time once no request
-came for a second (not beside a replica that is starting, on a machine with few cores).
+came for a second and the machine's CPUs were mostly idle over it (not beside a replica that is starting or
+serving, on a machine with few cores).
 It leaves when the socket closes or `serving up` dies (parent-death signal). Its replicas outlive it: each
 watches `serving up` itself (`parent_watch`), so a spawner killed takes no replica with it.
 """
@@ -49,6 +50,7 @@ PRELOAD = (
     "serving.runtimes.sklearn",
 )
 LATER_AFTER_IDLE_S = 1.0
+LATER_WHEN_CPU_IDLE = 0.5  # ...and only while the machine's CPUs were at least this idle over that second
 # scikit-learn itself comes later: a linear model served from its compiled form (runtimes/linear_cache.py)
 # never imports it, and its ~1 s import must not delay the first replica of a fresh `serving up`.
 PRELOAD_LATER = (
@@ -102,8 +104,15 @@ class Zygote:
                     argv = self.handle(line)
                     if argv is not None:
                         return argv
-            elif self.later and not readable:
+            elif self.later and not readable and self.machine_idle():
                 self.warm(self.later.popleft())
+
+    def machine_idle(self) -> bool:
+        """Whether the CPUs were mostly idle since the last look: the later imports (~1 s of CPU) must not
+        take a core from replicas that are serving."""
+        import psutil  # after the fork-critical preload; cheap
+
+        return bool(psutil.cpu_times_percent(interval=None).idle >= 100 * LATER_WHEN_CPU_IDLE)
 
     def warm(self, module: str) -> None:
         try:

@@ -52,9 +52,19 @@ PRELOAD = (
 LATER_AFTER_IDLE_S = 1.0
 LATER_WHEN_CPU_IDLE = 0.5  # ...and only while the machine's CPUs were at least this idle over that second
 # scikit-learn itself comes later: a linear model served from its compiled form (runtimes/linear_cache.py)
-# never imports it, and its ~1 s import must not delay the first replica of a fresh `serving up`.
+# never imports it, and its ~1 s import must not delay the first replica of a fresh `serving up`. In steps of
+# at most ~0.2 s (scipy's parts first, then scikit-learn's): a fork request that arrives during an import
+# waits for that step only.
 PRELOAD_LATER = (
     "joblib",
+    "scipy.sparse",
+    "scipy.optimize",
+    "scipy.interpolate",
+    "scipy.special",
+    "scipy.stats._continuous_distns",
+    "scipy.stats",
+    "sklearn.base",
+    "sklearn.metrics",
     "sklearn.linear_model",
     "sklearn.ensemble",
     "sklearn.pipeline",

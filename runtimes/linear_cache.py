@@ -3,7 +3,7 @@
 Importing scikit-learn is most of a predictor's start (~0.9 of 1.1 s here) and of its memory (~85 of
 137 MB). For a linear model the prediction is one matrix product (linear_fast_path.py), checked against
 scikit-learn's own answers the first time the artifact is loaded. That check's result is stored here, named
-by the sha256 of the artifact's bytes, so the next start of the same bytes (a restart, a new replica, a
+by the sha256 of the artifact's bytes (and the scikit-learn version), so the next start of the same bytes (a restart, a new replica, a
 scale from zero) serves `predict` from the stored arrays and unpickles the estimator — importing
 scikit-learn — only when a request needs it (probabilities, inputs the product does not cover).
 
@@ -50,7 +50,20 @@ def cache_dir() -> Path:
 
 
 def entry(artifact: bytes) -> Path:
-    return cache_dir() / f"{FORMAT}-{hashlib.sha256(artifact).hexdigest()}.npz"
+    """Named by the bytes and by the scikit-learn that checked them: after an upgrade the artifact is loaded
+    (and checked) again, so an estimator the new version cannot unpickle fails at start, not at a request."""
+    digest = hashlib.sha256(artifact)
+    digest.update(_sklearn_version().encode())
+    return cache_dir() / f"{FORMAT}-{digest.hexdigest()}.npz"
+
+
+def _sklearn_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # the installed metadata: no import
+
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError:
+        return "none"
 
 
 def load(artifact: bytes) -> CachedLinear | None:

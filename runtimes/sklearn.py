@@ -54,6 +54,7 @@ class LazyEstimator:
     def __init__(self, path: Path, data: bytes) -> None:
         self._path, self._data = path, data
         self._model: Any = None
+        self._error: ArtifactError | None = None  # the same bytes fail the same way: not unpickled again
         self._lock = threading.Lock()
 
     @property
@@ -63,9 +64,15 @@ class LazyEstimator:
     def get(self) -> Any:
         if self._model is None:
             with self._lock:
+                if self._error is not None:
+                    raise self._error
                 if self._model is None:
                     log.info("unpickling %s: a request needs the full estimator", self._path.name)
-                    self._model = unpickle(self._path, self._data)
+                    try:
+                        self._model = unpickle(self._path, self._data)
+                    except ArtifactError as exc:
+                        self._error = exc
+                        raise
         return self._model
 
 

@@ -14,7 +14,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 from serving.demo_models import train_sklearn_iris
-from serving.errors import ArtifactRefused
+from serving.errors import ArtifactError, ArtifactRefused
 from serving.runtimes import linear_cache
 from serving.runtimes.sklearn import SKLearnRuntime
 from serving.settings import ModelSettings
@@ -139,3 +139,30 @@ def test_models_without_a_linear_form_are_not_cached(tmp_path: Path, cache: Path
     assert _loaded(model_dir)._lazy is None
     assert not cache.exists() or not list(cache.glob("*.npz"))
     assert linear_cache.load(b"bytes never seen") is None
+
+
+def test_a_scikit_learn_upgrade_reloads_and_a_failed_unpickle_is_not_retried(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = _iris(tmp_path)
+    _loaded(model_dir)
+    installed = linear_cache._sklearn_version
+    monkeypatch.setattr(linear_cache, "_sklearn_version", lambda: "99.0")
+    assert _loaded(model_dir)._lazy is None  # another scikit-learn: loaded and checked again
+    monkeypatch.setattr(linear_cache, "_sklearn_version", installed)
+
+    import serving.runtimes.sklearn as sklearn_runtime
+
+    calls = []
+
+    def failing(path: Path, data: bytes | None = None) -> None:
+        calls.append(path)
+        raise ArtifactError(f"cannot load {path.name}: ValueError: incompatible")
+
+    runtime = _loaded(model_dir)
+    assert runtime._lazy is not None
+    monkeypatch.setattr(sklearn_runtime, "unpickle", failing)
+    for _ in range(2):
+        with pytest.raises(ArtifactError, match="incompatible"):
+            runtime.predict({"input-0": ROWS}, ("probabilities",), {})
+    assert len(calls) == 1

@@ -13,6 +13,7 @@ few long class rows is then a few vector passes instead of a strided `argmax(axi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 Predict = Callable[[np.ndarray], np.ndarray]
 PROBE_ROWS = 256
 MANY_ROWS = 64  # from this many rows a multi-class batch is scored classes × rows
+SMALL_CHECK = 64  # up to this many values, `all_finite` loops in Python
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +56,22 @@ def guarded(fast: Predict, width: int, fallback: Callable[[], Predict]) -> Predi
     with its own validation and messages)."""
 
     def predict(x: np.ndarray) -> np.ndarray:
-        if x.ndim == 2 and x.shape[1] == width and x.dtype.kind in "fiub" and np.isfinite(x).all():
+        if x.ndim == 2 and x.shape[1] == width and x.dtype.kind in "fiub" and all_finite(x):
             return fast(x)
         answer: np.ndarray = fallback()(x)
         return answer
 
     return predict
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """`np.isfinite(x).all()` for a numeric array; for the few values of a small request checked as Python
+    floats (0.3 µs against numpy's 1.3 µs of call overhead, twice per one-row prediction)."""
+    if x.dtype.kind != "f":
+        return True
+    if x.size <= SMALL_CHECK and x.dtype.itemsize <= 8:
+        return all(map(math.isfinite, x.ravel().tolist()))
+    return bool(np.isfinite(x).all())
 
 
 def linear_params(model: Any) -> LinearParams | None:

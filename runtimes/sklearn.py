@@ -16,7 +16,7 @@ import numpy as np
 from serving.errors import ArtifactError, ArtifactRefused
 from serving.runtimes import find_artifact, linear_cache
 from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
-from serving.runtimes.linear_fast_path import Predict, from_params, guarded, verified_linear
+from serving.runtimes.linear_fast_path import Predict, all_finite, from_params, guarded, verified_linear
 from serving.types import TensorDict, TensorSpec
 
 log = logging.getLogger("serving.runtimes")
@@ -166,4 +166,4 @@ class SKLearnRuntime(Runtime):
 def _product_takes(inputs: TensorDict) -> bool:
     """Whether the linear product answers these inputs itself (numeric and finite; the width is checked
     before any call)."""
-    return all(a.dtype.kind in "fiub" and bool(np.isfinite(a).all()) for a in inputs.values())
+    return all(a.dtype.kind in "fiub" and all_finite(a) for a in inputs.values())

@@ -88,3 +88,24 @@ def test_first_argmax_breaks_ties_and_nans_like_numpy() -> None:
     assert np.array_equal(_first_argmax(scores), np.argmax(scores, axis=0))
     many = np.random.default_rng(4).normal(size=(300, 500))  # more classes than an int8 index holds
     assert np.array_equal(_first_argmax(many), np.argmax(many, axis=0))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[5.1, 3.5, 1.4, 0.2]]),
+        np.array([[np.nan, 1.0]]),
+        np.array([[1.0, -np.inf]]),
+        np.array([[1e308, 1e308]]) * 10,
+        np.ones((100, 4)),
+        np.concatenate([np.ones((100, 4)), [[0.0, 0.0, 0.0, np.nan]]]),
+        np.array([1.0, np.inf], dtype=np.float16),
+        np.array([np.inf], dtype=np.longdouble),
+        np.array([[1, 2]]),
+    ],
+    ids=["row", "nan", "neg-inf", "overflowed", "many", "many-nan", "float16", "longdouble", "int"],
+)
+def test_the_finiteness_check_agrees_with_numpy(array: np.ndarray) -> None:
+    from serving.runtimes.linear_fast_path import all_finite
+
+    assert all_finite(array) == bool(np.isfinite(array).all())

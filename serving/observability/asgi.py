@@ -59,6 +59,7 @@ class Observed:
         access: AccessLog | None = None,
         payloads: PayloadLogger | None = None,
         describe: Describe | None = None,
+        forwards_headers: bool = False,
     ) -> None:
         self.app, self.source, self.access, self.payloads, self.describe = (
             app,
@@ -67,6 +68,9 @@ class Observed:
             payloads,
             describe,
         )
+        # The app sends the request's own headers on (the router): a new id must be among them. Other apps
+        # reach the next hop through `propagation.outgoing`, which reads the id from `request_id.current`.
+        self.forwards_headers = forwards_headers
         self.on_shutdown: list[Callable[[], None]] = []  # run when the server's lifespan ends
         self._uri_known = False
 
@@ -119,7 +123,7 @@ class Observed:
             request_id.current.reset(token)
 
     def _begin(self, scope: Scope) -> tuple[Scope, _Exchange]:
-        """The request's id (put into its headers when new) and what to collect about it."""
+        """The request's id (put into its headers when new and the app forwards them) and what to collect."""
         client_id, content_type, length, json_length = None, b"application/json", -1, b""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         for key, value in headers:
@@ -132,7 +136,7 @@ class Observed:
             elif key == _JSON_LENGTH:
                 json_length = value
         rid, own = request_id.choose(client_id)
-        if not own:  # a copy of the scope with the new id: the router forwards it, the logs name it
+        if not own and self.forwards_headers:  # a copy of the scope with the new id, for the next hop
             headers = [(k, v) for k, v in headers if k != request_id.HEADER]
             headers.append((request_id.HEADER, rid.encode("ascii")))
             scope = {**scope, "headers": headers}

@@ -27,6 +27,7 @@ def observe(
     options: ObservabilityOptions,
     registry: CollectorRegistry | None = None,
     describe: Describe | None = None,
+    forwards_headers: bool = False,
 ) -> Observed:
     """`app` with request ids, access log, tracing (when wanted) and payload logging (when configured).
 
@@ -41,7 +42,7 @@ def observe(
     source = Source(
         isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision
     )
-    return Observed(app, source, AccessLog(options.access_log_sample), payloads, describe)
+    return Observed(app, source, AccessLog(options.access_log_sample), payloads, describe, forwards_headers)
 
 
 def observe_router(
@@ -57,7 +58,7 @@ def observe_router(
         arm = next((a.role for a in route.arms if a.revision == revision), "")
         return route.name, route.namespace, revision, arm
 
-    return observe(router, _as_router(options), registry, describe)
+    return observe(router, _as_router(options), registry, describe, forwards_headers=True)
 
 
 def _as_router(options: ObservabilityOptions) -> ObservabilityOptions:

@@ -10,16 +10,21 @@ uvicorn to the minor version these tests run against (test_limits, test_coalesci
 
 Its transport holds writes until the end of the event loop's turn and then sends every response of the turn
 back to back, head and body in one write (serving/http/turn_writes.py): one wake-up of each peer per turn.
+A POST with a declared body, on a connection with nothing pending, gets a `LeanCycle` instead of uvicorn's
+cycle (serving/http/lean_cycle.py): same app, same scope, less machinery per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from typing import Any
 
+import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serving.http.lean_cycle import LeanCycle, lean_runner
 from serving.http.turn_writes import TurnBatchedTransport, turn_writes
 
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
@@ -47,6 +52,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._turn = turn_writes(self.loop)
+        self._lean = lean_runner(self.loop)
         self._open_requests = 0  # this connection's share of self._turn.open_requests
         super().connection_made(TurnBatchedTransport(transport, self.loop))  # type: ignore[arg-type]
 
@@ -84,9 +90,40 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
         self._whole_body = _declared_length(self.headers) <= WHOLE_BODY_MAX_BYTES
         self._pieces = []
-        super().on_headers_complete()
+        if self._whole_body and self._lean_fits():
+            self._start_lean()
+        else:
+            super().on_headers_complete()
         self._open_requests += 1
         self._turn.opened()
+
+    def _lean_fits(self) -> bool:
+        """A POST with a declared body, nothing unusual, on a connection with no response pending."""
+        return (
+            self.parser.get_method() == b"POST"
+            and not self.expect_100_continue
+            and not self.parser.should_upgrade()
+            and (self.cycle is None or self.cycle.response_complete)
+            and self.limit_concurrency is None
+        )
+
+    def _start_lean(self) -> None:
+        """The scope exactly as uvicorn completes it (on_headers_complete), and a `LeanCycle` for it."""
+        http_version = self.parser.get_http_version()
+        scope: Any = self.scope
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        parsed = httptools.parse_url(self.url)
+        raw_path = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed.query or b""
+        keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
+        self.cycle = LeanCycle(self, scope, keep_alive)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         # (an upgrade request has no cycle of its own: uvicorn's checks, in uvicorn's order)
@@ -104,6 +141,9 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._head_pending = True
         self._whole_body = False
+        cycle: Any = self.cycle
+        if type(cycle) is LeanCycle and not cycle.response_complete:
+            self._lean.add(cycle)
 
     def send_400_response(self, msg: str) -> None:
         """The one way out for a request that never reaches the app: a JSON error, then close."""

@@ -1,0 +1,185 @@
+"""POSTs with a declared body take the lean cycle (serving/http/lean_cycle.py): the same answers and the same
+HTTP behaviour as uvicorn's cycle — keep-alive, pipelining, HTTP/1.0, errors, streaming, timeouts, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+import serving.http.lean_cycle as lean
+from serving.http.launcher import http_config
+from tests.support import free_port, wait_until
+
+seen: dict[str, Any] = {}
+
+
+async def app(scope: dict, receive: Any, send: Any) -> None:  # noqa: C901 - one small route per behaviour
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/raise":
+        await receive()
+        raise ValueError("boom")
+    if path == "/silent":
+        return
+    if path == "/stream":
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        for part in (b"one,", b"two,", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/timeout":
+        await receive()
+        seen["task"] = asyncio.current_task()
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(5)
+            status = 200
+        except TimeoutError:
+            status = 504
+        await _reply(send, status, b"timed out" if status == 504 else b"late")
+        return
+    if path == "/wait-for-disconnect":
+        await receive()
+        seen["waiting"] = True
+        seen["after"] = await receive()
+        return
+    message = await receive()
+    body = message["body"]
+    if path == "/later":  # waits on the loop: carried on in a task
+        await asyncio.sleep(0.01)
+    await _reply(send, 200, scope["method"].encode() + b" " + path.encode() + b" " + body)
+
+
+async def _reply(send: Any, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(http_config(app, "127.0.0.1", port, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, what="uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _exchange(url: str, raw: bytes) -> bytes:
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_posts_are_answered_by_the_lean_cycle_on_a_kept_alive_connection(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = []
+    original = lean.run_eagerly
+    monkeypatch.setattr(lean, "run_eagerly", lambda cycle, loop: (ran.append(cycle), original(cycle, loop)))
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for i in range(3):
+            answer = client.post("/echo", content=b"x" * i)
+            assert answer.status_code == 200 and answer.text == "POST /echo " + "x" * i
+            assert (
+                answer.headers["server"] == "uvicorn" and "date" in answer.headers
+            )  # the server's own headers
+        assert client.post("/later", content=b"slow").text == "POST /later slow"  # waited: a task carried on
+        assert client.get("/echo").text == "GET /echo "  # not a POST: uvicorn's cycle
+    assert len(ran) == 4
+
+
+def test_pipelined_and_http_1_0_requests_keep_their_order_and_framing(url: str) -> None:
+    post = b"POST /later HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\na"
+    quick = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nb"
+    last = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nconnection: close\r\n\r\nc"
+    received = _exchange(url, post + quick + b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n" + last)
+    bodies = [part.split(b"\r\n\r\n", 1)[1][:20] for part in received.split(b"HTTP/1.1 200 OK")[1:]]
+    assert [b.split(b"HTTP")[0] for b in bodies] == [
+        b"POST /later a",
+        b"POST /echo b",
+        b"GET /echo ",
+        b"POST /echo c",
+    ]
+    old = _exchange(url, b"POST /echo HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi")  # no keep-alive: closed after
+    assert (
+        old.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in old and old.endswith(b"POST /echo hi")
+    )
+
+
+def test_failures_are_answered_as_uvicorn_answers_them(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    errors = logging.getLogger("uvicorn.error")  # uvicorn's logger does not propagate: listen on it directly
+    errors.addHandler(caplog.handler)
+    try:
+        _fail_in_every_way(url)
+    finally:
+        errors.removeHandler(caplog.handler)
+    assert "Exception in ASGI application" in caplog.text
+    assert "ASGI callable returned without starting response." in caplog.text
+
+
+def _fail_in_every_way(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as client:
+        raised = client.post("/raise", content=b"{}")
+        assert raised.status_code == 500 and raised.text == "Internal Server Error"
+        assert raised.headers["connection"] == "close"
+        silent = client.post("/silent", content=b"{}")
+        assert silent.status_code == 500
+        streamed = client.post("/stream", content=b"{}")
+        assert streamed.text == "one,two,three" and streamed.headers["transfer-encoding"] == "chunked"
+
+
+def test_a_timeout_in_the_first_step_cancels_the_task_it_carries_on_in(url: str) -> None:
+    answer = httpx.post(url + "/timeout", content=b"{}", timeout=10)
+    assert answer.status_code == 504 and answer.text == "timed out"
+    assert isinstance(seen["task"], lean.FirstStep)  # current_task() while no task existed yet
+
+
+def test_receive_after_the_body_waits_for_the_client_to_leave(url: str) -> None:
+    port = int(url.rsplit(":", 1)[1])
+    seen.pop("after", None)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /wait-for-disconnect HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        wait_until(lambda: seen.get("waiting"), 10, what="the app to wait")
+        assert "after" not in seen
+    wait_until(lambda: "after" in seen, 10, what="the disconnect to reach the app")
+    assert seen["after"] == {"type": "http.disconnect"}
+
+
+def test_the_first_step_stands_in_for_a_task_until_one_exists() -> None:
+    async def scenario() -> None:
+        async def idle() -> None:
+            await asyncio.sleep(10)
+
+        coro = idle()
+        step = lean.FirstStep(coro)
+        assert step.cancel() and step.cancelling() == 1 and step.uncancel() == 0
+        assert step.get_coro() is coro and not step.done() and not step.cancelled()
+        with pytest.raises(RuntimeError):
+            step.add_done_callback(lambda _: None)
+        step.cancel()  # counted, then handed to the task once attached
+        task = asyncio.get_running_loop().create_task(coro)
+        step.attach(task)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert step.done() and step.cancelled()
+
+    asyncio.run(scenario())

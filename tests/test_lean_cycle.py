@@ -49,6 +49,17 @@ async def app(scope: dict, receive: Any, send: Any) -> None:  # noqa: C901 - one
             status = 504
         await _reply(send, status, b"timed out" if status == 504 else b"late")
         return
+    if path == "/answer-then-listen":  # a response that watches for the client while it answers (Starlette's)
+        await receive()
+
+        async def listen() -> None:
+            seen["listened"] = await receive()  # wakes when the response is complete, as uvicorn's does
+
+        listener = asyncio.ensure_future(listen())
+        await asyncio.sleep(0)
+        await _reply(send, 200, b"done")
+        await listener
+        return
     if path == "/wait-for-disconnect":
         await receive()
         seen["waiting"] = True
@@ -162,6 +173,15 @@ def test_receive_after_the_body_waits_for_the_client_to_leave(url: str) -> None:
         assert "after" not in seen
     wait_until(lambda: "after" in seen, 10, what="the disconnect to reach the app")
     assert seen["after"] == {"type": "http.disconnect"}
+
+
+def test_a_receive_waiting_past_the_body_ends_with_the_response(url: str) -> None:
+    seen.pop("listened", None)
+    with httpx.Client(base_url=url, timeout=10) as client:  # the connection stays open meanwhile
+        assert client.post("/answer-then-listen", content=b"{}").text == "done"
+        wait_until(lambda: "listened" in seen, 10, what="the app to hear the end")
+        assert seen["listened"] == {"type": "http.disconnect"}
+        assert client.post("/echo", content=b"z").text == "POST /echo z"
 
 
 def test_the_first_step_stands_in_for_a_task_until_one_exists() -> None:

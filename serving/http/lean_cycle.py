@@ -83,8 +83,9 @@ class LeanCycle:
         return self
 
     def set(self) -> None:
-        """uvicorn sets the cycle's event when the body is complete and when the connection is lost."""
-        if self.disconnected and self._gone is not None and not self._gone.done():
+        """uvicorn sets the cycle's event when the body is complete and when the connection is lost; we set it
+        when the response is complete. A `receive` waiting past the body then returns `http.disconnect`."""
+        if (self.disconnected or self.response_complete) and self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
 
     # ASGI

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,3 +204,34 @@ def test_the_first_step_stands_in_for_a_task_until_one_exists() -> None:
         assert step.done() and step.cancelled()
 
     asyncio.run(scenario())
+
+
+def test_keep_alive_closes_an_idle_connection_and_only_an_idle_one() -> None:
+    """The keep-alive timer is armed once per idle stretch (not per response): a connection in use past the
+    first deadline stays open; once idle for the timeout it is closed."""
+    from serving.http.launcher import HTTP_PROTOCOL
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, lifespan="off", timeout_keep_alive=0.3
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, what="uvicorn to start")
+    request = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nk"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            started = time.monotonic()
+            while time.monotonic() - started < 0.9:  # three timeouts' worth of use, a request every 0.1 s
+                sock.sendall(request)
+                assert sock.recv(65536).endswith(b"POST /echo k")
+                answered = time.monotonic()
+                time.sleep(0.1)  # the time between uses is the scenario, not a wait for something
+            assert sock.recv(65536) == b""  # closed by the server once idle...
+            assert (
+                0.25 <= time.monotonic() - answered < 3
+            )  # ...about the keep-alive timeout after the last answer
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -49,6 +49,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._head_completed = False  # set when a head completes during the current data_received
         self._whole_body = False  # this request's body is delivered once complete (see WHOLE_BODY_MAX_BYTES)
         self._pieces: list[bytes] = []
+        self._idle_since: float | None = None  # loop time of the last response with nothing after it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._turn = turn_writes(self.loop)
@@ -58,15 +59,46 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         if self._open_requests:
             self._turn.finished(self._open_requests)
             self._open_requests = 0
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        """uvicorn's, with the keep-alive timer armed once per idle stretch instead of once per response (a
+        timer armed and cancelled per request cost ~1.3 us): it checks when it fires, and waits on if the
+        connection was used meanwhile."""
+        self.server_state.total_requests += 1
+        if not self.transport.is_closing():
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._idle_since = self.loop.time()
+                if self.timeout_keep_alive_task is None:
+                    self.timeout_keep_alive_task = self.loop.call_later(
+                        self.timeout_keep_alive, self.timeout_keep_alive_handler
+                    )
         if self._open_requests:
             self._open_requests -= 1
             self._turn.finished()
+
+    def _unset_keepalive_if_required(self) -> None:
+        """Data arrived: the connection is busy until its next response completes (the timer stays armed)."""
+        self._idle_since = None
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self.transport.is_closing() or self._idle_since is None:
+            return  # gone, or busy: armed again when its response completes
+        remaining = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(remaining, self.timeout_keep_alive_handler)
+        else:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         counting = self._head_pending

@@ -12,7 +12,7 @@ from typing import Any
 
 from serving.admission import Admission
 from serving.batching import Batcher
-from serving.errors import GatewayTimeout, ModelFailure, ServingError, TooManyRequests, blame_user_code
+from serving.errors import GatewayTimeout, ModelFailure, ServingError, TooManyRequests, user_code_error
 from serving.metrics import Metrics, ModelMetrics
 from serving.observability import tracing
 from serving.protocol.codec import Codec
@@ -201,5 +201,10 @@ def call_runtime(
     runtime = model.runtime
     if runtime is None:
         raise ModelFailure(f"model {model.name!r} was unloaded")
-    with blame_user_code(f"model {model.name!r}"):
+    try:
         return runtime.predict(inputs, outputs, parameters)
+    except Exception as exc:
+        blamed = user_code_error(exc, f"model {model.name!r}")
+        if blamed is exc:
+            raise
+        raise blamed from exc

@@ -108,17 +108,26 @@ def blame_user_code(subject: str, stage: str = "", *, input_errors: bool = True)
     """Map what model or transformer code raises onto the family: input-shaped errors are the caller's (400)
     when the code consumed the caller's input (`input_errors`), anything else the code's own (500).
     `subject` names it ("model 'iris'"), `stage` the step ("preprocess")."""
-    failed = f"{subject} {stage} failed" if stage else f"{subject} failed"
     try:
         yield
-    except ServingError:
-        raise
-    except INPUT_ERRORS as exc:
-        if not input_errors:
-            raise ModelFailure(f"{failed}: {public_text(exc)}") from exc
-        raise BadRequest(f"{subject} rejected the input: {public_text(exc)}") from exc
     except Exception as exc:
-        raise ModelFailure(f"{failed}: {public_text(exc)}") from exc
+        blamed = user_code_error(exc, subject, stage, input_errors=input_errors)
+        if blamed is exc:
+            raise
+        raise blamed from exc
+
+
+def user_code_error(exc: Exception, subject: str, stage: str = "", *, input_errors: bool = True) -> Exception:
+    """What `blame_user_code` raises for `exc` (the same exception when it is already one of ours); for a hot
+    call that builds no context manager and no subject text unless it fails (dataplane.call_runtime)."""
+    if isinstance(exc, ServingError):
+        return exc
+    failed = f"{subject} {stage} failed" if stage else f"{subject} failed"
+    if isinstance(exc, INPUT_ERRORS):
+        if not input_errors:
+            return ModelFailure(f"{failed}: {public_text(exc)}")
+        return BadRequest(f"{subject} rejected the input: {public_text(exc)}")
+    return ModelFailure(f"{failed}: {public_text(exc)}")
 
 
 _NATIVE_TRACE = re.compile(r"\s*(Stack trace|Traceback \(most recent call last\)):.*", re.DOTALL)

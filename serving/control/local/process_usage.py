@@ -16,7 +16,8 @@ class ProcessUsage:
     def __init__(self) -> None:
         self._processes: dict[int, psutil.Process] = {}
 
-    def _alive(self, pids: Iterable[int]) -> list[psutil.Process]:
+    def _alive(self, pids: Iterable[int], started: list[int] | None = None) -> list[psutil.Process]:
+        """The processes of `pids` still running; those seen for the first time are added to `started`."""
         out = []
         for pid in pids:
             process = self._processes.get(pid)
@@ -26,12 +27,19 @@ class ProcessUsage:
                     process.cpu_percent(None)  # the first reading only starts the interval
                 except psutil.Error:
                     continue
+                if started is not None:
+                    started.append(pid)
             out.append(process)
         return out
 
     def cpu_percent(self, pids: Iterable[int]) -> float:
+        """A process seen for the first time counts 0 in this reading: read again microseconds after its
+        interval started, one clock tick of CPU would read as thousands of percent."""
         total = 0.0
-        for process in self._alive(pids):
+        started: list[int] = []
+        for process in self._alive(pids, started):
+            if process.pid in started:
+                continue
             try:
                 total += process.cpu_percent(None)
             except psutil.Error:

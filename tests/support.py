@@ -17,10 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from loadtests.servers import REPO, free_port, started, stop_process, wait_until
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["REPO", "ServerProcess", "free_port", "serving_process", "stop_process", "wait_until"]
 
@@ -90,3 +94,22 @@ def train_iris_onnx(target: Path) -> Path:
     from serving.demo_models import train_onnx_iris
 
     return _trained_copy("onnx", target, train_onnx_iris)
+
+
+@contextmanager
+def uvicorn_in_thread(config: uvicorn.Config) -> Iterator[uvicorn.Server]:
+    """`config` served by uvicorn in a thread of this process until the block ends (for tests of our protocol
+    class itself, which `tests/observability_support.served` does not select)."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 30, what="uvicorn to start")
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)

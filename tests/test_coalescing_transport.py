@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -18,7 +17,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from serving.http.turn_writes import COALESCE_MAX_BYTES, TurnBatchedTransport, turn_writes
-from tests.support import free_port, wait_until
+from tests.support import free_port, uvicorn_in_thread
 
 
 class RecordingTransport(asyncio.Transport):
@@ -113,21 +112,15 @@ def url() -> Iterator[str]:
             Route("/pieces", _pieces, methods=["POST"]),
         ]
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            http="serving.http.header_limit:HeaderLimitedProtocol",
-        )
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http="serving.http.header_limit:HeaderLimitedProtocol",
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, what="uvicorn to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_in_thread(config):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_concurrent_keep_alive_clients_get_every_answer_whole(url: str) -> None:

@@ -24,12 +24,13 @@ import asyncio
 import contextvars
 import logging
 import re
-import weakref
 from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from serving.http.turn_writes import per_loop
 
 if TYPE_CHECKING:
     from serving.http.header_limit import HeaderLimitedProtocol
@@ -222,14 +223,7 @@ class LeanRunner:
                 run_eagerly(cycle, self._loop)
 
 
-_runners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeanRunner] = weakref.WeakKeyDictionary()
-
-
-def lean_runner(loop: asyncio.AbstractEventLoop) -> LeanRunner:
-    runner = _runners.get(loop)
-    if runner is None:
-        runner = _runners[loop] = LeanRunner(loop)
-    return runner
+lean_runner = per_loop(LeanRunner)
 
 
 class FirstStep:

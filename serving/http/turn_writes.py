@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 COALESCE_MAX_BYTES = 64 * 1024  # held pieces up to this are joined into one write; beyond, written as a list
 
@@ -60,14 +63,20 @@ class TurnWrites:
             transport.flush()
 
 
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnWrites] = weakref.WeakKeyDictionary()
+def per_loop(make: Callable[[asyncio.AbstractEventLoop], T]) -> Callable[[asyncio.AbstractEventLoop], T]:
+    """`make(loop)` once per event loop (gone with the loop): the one `TurnWrites` or `LeanRunner` of a loop."""
+    made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def of(loop: asyncio.AbstractEventLoop) -> T:
+        found = made.get(loop)
+        if found is None:
+            found = made[loop] = make(loop)
+        return found
+
+    return of
 
 
-def turn_writes(loop: asyncio.AbstractEventLoop) -> TurnWrites:
-    writes = _per_loop.get(loop)
-    if writes is None:
-        writes = _per_loop[loop] = TurnWrites(loop)
-    return writes
+turn_writes = per_loop(TurnWrites)
 
 
 class TurnBatchedTransport:

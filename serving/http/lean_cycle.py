@@ -39,7 +39,6 @@ log = logging.getLogger("uvicorn.error")
 # uvicorn's own checks on response headers: no response splitting through a header an app passes on.
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:[\\]={} \t\\\\"]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-_DISCONNECT = {"type": "http.disconnect"}
 
 
 class LeanCycle:
@@ -74,9 +73,8 @@ class LeanCycle:
         self._expected = 0  # body bytes still owed under Content-Length
         self._head = b""  # held until the first body part, so head and body leave in one write
         self._body_given = False
-        self._gone: asyncio.Future[None] | None = (
-            None  # resolved when the client leaves (receive waits on it)
-        )
+        # Resolved when the client leaves or the response is complete (a `receive` past the body waits on it).
+        self._gone: asyncio.Future[None] | None = None
 
     # What uvicorn's protocol calls on its cycle
     @property
@@ -98,7 +96,7 @@ class LeanCycle:
             if self._gone is None:
                 self._gone = asyncio.get_running_loop().create_future()
             await self._gone
-        return _DISCONNECT
+        return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
         protocol = self.protocol

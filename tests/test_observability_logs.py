@@ -124,3 +124,33 @@ def test_console_handler_writes_one_loop_turn_in_one_write_and_keeps_the_order()
     messages = [line.split('"message":"')[1].split('"')[0] for line in stream.getvalue().splitlines()]
     assert messages == ["before", *[f"turn {i}" for i in range(5)], "after"]
     assert CountingStream.writes == 3
+
+
+def test_a_write_scheduled_on_a_loop_that_no_longer_runs_is_not_joined() -> None:
+    """Lines join the turn's scheduled write only while that loop runs in this thread: a loop that stopped
+    before its write ran must not swallow the lines of the next one."""
+    import asyncio
+    import io
+    import threading
+
+    from serving.observability.log_format import ConsoleHandler
+
+    stream = io.StringIO()
+    handler = ConsoleHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    stopped = asyncio.new_event_loop()
+    handler._flush_loop, handler._flush_thread = stopped, threading.get_ident()  # its write never ran
+    log = logging.getLogger("test.console_handler_stale")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+
+        async def next_loop() -> None:
+            log.warning("on the next loop")
+            await asyncio.sleep(0)
+            assert "on the next loop" in stream.getvalue()
+
+        asyncio.run(next_loop())
+    finally:
+        log.removeHandler(handler)
+        stopped.close()

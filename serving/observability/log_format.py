@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +95,7 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._pending: list[str] = []
         self._flush_loop: Any = None  # the loop a write is scheduled on (a stopped loop's never runs)
+        self._flush_thread = 0  # the thread that scheduled it
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -110,6 +112,14 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def queue(self, line: str) -> None:
         """A line formatted by the caller (see direct_json_handler), written as `emit` writes one."""
+        scheduled = self._flush_loop
+        if scheduled is not None and self._flush_thread == threading.get_ident() and scheduled.is_running():
+            # This turn's write is already scheduled on this thread's loop: join it. (Looking the running loop
+            # up costs a getpid() system call per line on Python 3.11.)
+            with self.lock:  # type: ignore[union-attr]
+                if self._flush_loop is scheduled:
+                    self._pending.append(line + self.terminator)
+                    return
         loop = asyncio_loop()
         if loop is None:
             with self.lock:  # type: ignore[union-attr]
@@ -119,6 +129,7 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]  # a worker thread may be writing the pending lines out
             if self._flush_loop is not loop:
                 self._flush_loop = loop
+                self._flush_thread = threading.get_ident()
                 loop.call_soon(self._end_of_turn)
             self._pending.append(line + self.terminator)
 

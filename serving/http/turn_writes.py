@@ -5,7 +5,7 @@ as each one completes, every response lands while its client sleeps, and each su
 measured on the loopback, that wake-up (the peer's receive path and an inter-processor interrupt) was ~15 of the
 ~140 us of server CPU per request. Held until the turn's other work is done and then written back to back, the
 responses reach clients that are still awake from the first one. Measured, server pinned to one core and wrk
-to the other, iris, 16 connections: V2 JSON 142 -> 111 us of server CPU per request, V1 134 -> 99.
+to the other, iris, 16 connections: V2 JSON 142 -> 106 us of server CPU per request.
 
 What a response waits: nothing when it was the only request open (the server's protocol reports requests
 opening and finishing, and the last one to finish writes everything held at once: the same turn, so one

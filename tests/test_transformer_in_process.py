@@ -1,0 +1,147 @@
+"""A transformer run inside its predictor's process (`serving.dev/placement: in-process`).
+
+The answers themselves are checked against the separate placement in tests/test_transformers.py (every test
+there runs on both). Here: what only the in-process placement has — one data plane exported with both stages,
+readiness and errors of the local predictor — and how the spec turns into one process (local argv, Kubernetes
+objects: the Kubernetes API server is the one part not run here, the objects are only rendered).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.control.kubernetes.render import entry_component, revision_objects
+from serving.control.process_args import WITH_TRANSFORMER, predictor_args
+from serving.demo_models import IRIS_FEATURES, IRIS_LABELS
+from serving.revision import Revision
+from serving.spec import SpecError, parse
+from tests.inprocess import serving_inprocess
+from tests.support import train_iris_sklearn, wait_until
+from tests.test_k8s_render import SETTINGS
+
+FEATURES = ",".join(IRIS_FEATURES)
+TABULAR = f"transform --transformer tabular --feature-names {FEATURES} --labels {','.join(IRIS_LABELS)}"
+RECORD = dict(zip(IRIS_FEATURES, [6.8, 2.8, 4.8, 1.4], strict=True))
+
+
+def _serve(folder: Path, transformer: str) -> list[str]:
+    return ["serve", "--model-dir", str(folder), "--name", "iris", "--with-transformer", transformer]
+
+
+def test_both_stages_on_one_metrics_page_and_only_the_transformer_listed(tmp_path: Path) -> None:
+    train_iris_sklearn(tmp_path / "iris")
+    with serving_inprocess(_serve(tmp_path / "iris", TABULAR)) as server:
+        r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [RECORD]})
+        assert r.status_code == 200 and r.json() == {"predictions": ["versicolor"]}, r.text
+        assert httpx.get(server.url + "/v1/models").json() == {"models": ["iris"]}
+        assert httpx.get(server.url + "/v2/models/iris").json()["platform"] == "transformer"
+        metrics = httpx.get(server.url + "/metrics").text
+        counted = {
+            line.split("{", 1)[1].split("}", 1)[0]
+            for line in metrics.splitlines()
+            if line.startswith("serving_requests_total{") and line.endswith(" 1.0")
+        }
+        assert 'code="200",model="iris",protocol="v1",version="1"' in counted, metrics
+        assert 'code="200",model="iris-predictor",protocol="in-process",version="1"' in counted, metrics
+
+
+def test_readiness_follows_the_local_predictor(tmp_path: Path) -> None:
+    """A model that fails to load keeps the transformer unready, with the predictor's reason, and live."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.joblib").write_bytes(b"not a pickle")
+    with serving_inprocess(_serve(broken, TABULAR), ready_path="/v2/health/live") as server:
+
+        def said_why() -> bool:
+            body = httpx.get(server.url + "/v2/models/iris/ready")
+            return body.status_code == 503 and "failed to load" in body.text
+
+        wait_until(said_why, 30, what="the transformer to report its predictor's load failure")
+        assert httpx.get(server.url + "/v2/health/live").status_code == 200
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 503
+        r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [RECORD]})
+        assert r.status_code == 503 and "error" in r.json(), r.text
+
+
+def test_the_predictors_errors_keep_their_status(tmp_path: Path) -> None:
+    """The identity transformer passes two features on: the model's 400 reaches the client, and it serves on."""
+    train_iris_sklearn(tmp_path / "iris")
+    with serving_inprocess(_serve(tmp_path / "iris", "transform --transformer identity")) as server:
+        r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]})
+        assert r.status_code == 400, r.text
+        assert "iris-predictor" in r.json()["error"] and "4" in r.json()["error"]
+        r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
+        assert r.status_code == 200 and r.json() == {"predictions": [1]}, r.text
+
+
+def test_a_predictor_url_or_a_bad_flag_is_refused_before_serving(tmp_path: Path) -> None:
+    from serving.errors import BadRequest
+    from serving.transformers.in_process import transformer_dataplane
+
+    for argv, says in (
+        ("transform --predictor-url http://127.0.0.1:1", "drop --predictor-url"),
+        ("transform --protocol v9", "v9"),
+    ):
+        with pytest.raises(BadRequest, match=says):
+            transformer_dataplane(None, shlex.split(argv), None, "iris")  # type: ignore[arg-type]
+
+
+def _isvc(annotations: dict[str, str], args: list[str] | None = None, image: str | None = None) -> dict:
+    container: dict = {"name": "kserve-container", "args": args or shlex.split("serving " + TABULAR)}
+    if image:
+        container["image"] = image
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "namespace": "ml"},
+        "spec": {
+            "predictor": {"sklearn": {"storageUri": "pvc://store/iris"}},
+            "transformer": {"annotations": annotations, "containers": [container]},
+        },
+    }
+
+
+IN_PROCESS = {"serving.dev/placement": "in-process"}
+
+
+def test_the_spec_makes_one_process_with_the_transformer_inside() -> None:
+    revision = Revision.from_spec(parse(_isvc(IN_PROCESS)))
+    separate = Revision.from_spec(parse(_isvc({})))
+    assert revision.digest != separate.digest  # changing the placement rolls out a new revision
+    assert revision.transformer_process is None and separate.transformer_process is not None
+    args = predictor_args(revision, "/models")
+    transformer = shlex.split(args[args.index(WITH_TRANSFORMER) + 1])
+    assert transformer[0] == "transform" and "--predictor-url" not in transformer
+    assert transformer[transformer.index("--model-name") + 1] == "iris"
+    assert WITH_TRANSFORMER not in predictor_args(separate, "/models")
+    # Kubernetes: one Deployment (the predictor's, running both), and the route enters there.
+    isvc = parse(_isvc(IN_PROCESS))
+    objects = revision_objects(isvc, revision, 1, SETTINGS)
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == [f"{revision.name}-predictor"]
+    assert WITH_TRANSFORMER in deployments[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert entry_component(revision) == "predictor"
+
+
+@pytest.mark.parametrize(
+    ("doc", "says"),
+    [
+        (_isvc({"serving.dev/placement": "inproc"}), "'inproc' is unknown; use one of separate, in-process"),
+        (
+            _isvc(IN_PROCESS, ["--feature", "x"], image="me/tx:1"),
+            "a custom transformer image runs as its own",
+        ),
+        (
+            {**_isvc({}), "metadata": {"name": "iris", "annotations": IN_PROCESS}},
+            "set it on spec.transformer.annotations",
+        ),
+    ],
+)
+def test_a_wrong_placement_is_refused_naming_the_field(doc: dict, says: str) -> None:
+    with pytest.raises(SpecError, match="serving.dev/placement") as raised:
+        parse(doc)
+    assert says in raised.value.message

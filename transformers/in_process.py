@@ -1,0 +1,69 @@
+"""A transformer and its predictor in one process: the tensors are handed over, no HTTP hop and no JSON between.
+
+Opt-in, per InferenceService: `serving.dev/placement: in-process` on `spec.transformer.annotations` (or
+`serving serve --with-transformer "transform ..."` by hand). The predictor keeps its own data plane (readiness,
+limits, batching, metrics under the model name `<name>-predictor`); the transformer calls it as it would call
+a remote predictor, and sees what the remote call would have given it: with V1, one output comes back as
+`predictions`, several as one tensor each; with V2, the outputs under their own names. The tensors keep the
+dtypes the predictor produced (a JSON round trip would have widened them to float64 / int64).
+
+The price: pre/post-processing shares the predictor's process and cores, and both scale as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serving.dataplane import DataPlane
+from serving.repository import ModelState
+from serving.settings import Limits
+from serving.types import InferRequest, TensorDict
+
+PREDICTOR_SUFFIX = "-predictor"
+
+
+class InProcessPredictor:
+    """The transformer's predictor, in this process: the `PredictorClient` interface over a local data plane."""
+
+    url = "in-process"
+
+    def __init__(self, dataplane: DataPlane, model: str, protocol: str = "v1") -> None:
+        self.dataplane = dataplane
+        self.model = model
+        self.protocol = protocol
+
+    async def start(self) -> None:
+        """Load the predictor's model (a failure leaves it unavailable with its reason, as `ready` reports)."""
+        await self.dataplane.repository.load_all()
+
+    async def infer(self, inputs: TensorDict, parameters: dict[str, Any] | None = None) -> TensorDict:
+        request = InferRequest(inputs=inputs, parameters=parameters or {})
+        outputs = await self.dataplane.infer_tensors(self.model, request)
+        if self.protocol == "v1" and len(outputs) == 1:
+            (array,) = outputs.values()
+            return {"predictions": array if array.ndim else array.reshape(1)}
+        return outputs
+
+    async def ready(self) -> tuple[bool, str]:
+        model = self.dataplane.repository.get(self.model)
+        if model.state is ModelState.READY:
+            return True, ""
+        return False, model.reason or f"predictor {self.model!r} is {model.state.value.lower()}"
+
+    def close(self) -> None:
+        self.dataplane.close()
+
+
+def transformer_dataplane(predictor: DataPlane, argv: list[str], limits: Limits, name: str) -> DataPlane:
+    """The public data plane of `serve --with-transformer "transform ..."`: the transformer, calling `predictor`
+    (whose one model is `<name>-predictor`) in this process; metrics on the predictor's registry."""
+    from serving.commands.transform import config_from_args, parse_in_process
+    from serving.transformers.server import transformer_repository
+
+    if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
+        argv = [*argv, "--model-name", name]
+    args = parse_in_process(argv)
+    (model,) = predictor.repository.names()
+    local = InProcessPredictor(predictor, model, args.protocol)
+    repository = transformer_repository(args.model_name, args.transformer, config_from_args(args, local))
+    return DataPlane(repository, limits, predictor.metrics)

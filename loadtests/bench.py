@@ -222,16 +222,20 @@ class Bench:
         paired = wrk.Request(
             "iris-records", "/v1/models/iris-transformer:predict", payloads.v1_records_body()
         )
-        files = [servers.EXAMPLES / f"{ISVC}.yaml", servers.example_yaml("iris-transformer")]
+        in_process = wrk.Request(
+            "iris-records", "/v1/models/iris-transformer-in-process:predict", payloads.v1_records_body()
+        )
+        names = ["iris-transformer", "iris-transformer-in-process"]
+        files = [servers.EXAMPLES / f"{ISVC}.yaml", *map(servers.example_yaml, names)]
         with (
             tempfile.TemporaryDirectory(prefix="bench-state-") as state,
-            servers.serving_up(
-                files, [ISVC, "iris-transformer"], Path(state), self.logs / "transformer.log"
-            ) as target,
+            servers.serving_up(files, [ISVC, *names], Path(state), self.logs / "transformer.log") as target,
         ):
             self.warm(target.url, paired)
+            self.warm(target.url, in_process)
             self.measure(target, alone, 16, "transformer", "predictor alone V1")
             self.measure(target, paired, 16, "transformer", "transformer + predictor V1")
+            self.measure(target, in_process, 16, "transformer", "transformer in-process + predictor V1")
 
     def grpc(self) -> None:
         """gRPC vs REST on one server with one asyncio client design (wrk cannot speak gRPC): loadtests/grpc_bench.py."""

@@ -86,7 +86,7 @@ def annotate(rows: list[Row]) -> None:
         elif row.config == "server V2 JSON batching on":
             _compare(row, _find(rows, "ceiling", "bare Starlette V2 JSON", row.conns), "× ceiling")
             row.target, row.met = "≥ 0.60× ceiling", row.ratio is not None and row.ratio >= 0.60
-        elif row.config == "transformer + predictor V1":
+        elif row.config in ("transformer + predictor V1", "transformer in-process + predictor V1"):
             base = _find(rows, "transformer", "predictor alone V1", row.conns)
             _compare(row, base, "× predictor alone")
             if base is not None and row.p50_ms is not None and base.p50_ms is not None:

@@ -77,6 +77,31 @@ class DataPlane:
             else:
                 bound.request(codec.protocol, code, time.monotonic() - started)
 
+    async def infer_tensors(
+        self, name: str, request: InferRequest, protocol: str = "in-process"
+    ) -> TensorDict:
+        """Run one already-decoded request (a transformer in this process calling its predictor): the same
+        readiness, limits, batching and metrics as `infer`, without a codec."""
+        started = time.monotonic()
+        code = 500
+        bound: ModelMetrics | None = None
+        try:
+            model = self.repository.get(name)
+            bound = self.metrics.model(model.name, model.settings.version)
+            model = self.repository.ready_model(name)
+            outputs = await self._admit_and_run(model, request, bound)
+            bound.predict.observe(time.monotonic() - started)
+            code = 200
+            return outputs
+        except ServingError as exc:
+            code = exc.status_code
+            raise
+        finally:
+            if bound is None:
+                self.metrics.unknown_model(protocol, code, time.monotonic() - started)
+            else:
+                bound.request(protocol, code, time.monotonic() - started)
+
     async def _admit_and_run(self, model: Model, request: InferRequest, bound: ModelMetrics) -> TensorDict:
         limit = self.limits.max_concurrency
         name = model.name

@@ -97,6 +97,16 @@ class Revision:
     def batcher(self) -> Batcher | None:
         return self.predictor.batcher
 
+    @property
+    def transformer_process(self) -> TransformerSpec | None:
+        """The transformer when it runs as its own process (replicas, Deployment): the router's entry."""
+        return self.transformer if self.transformer is not None and not self.transformer.in_process else None
+
+    @property
+    def in_process_transformer(self) -> TransformerSpec | None:
+        """The transformer when it runs inside the predictor's process (`serving.dev/placement: in-process`)."""
+        return self.transformer if self.transformer is not None and self.transformer.in_process else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

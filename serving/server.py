@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class ServerConfig:
     log_level: str = "warning"
     grpc_port: int | None = None  # gRPC Open Inference Protocol beside HTTP (None: off, 0: a free port)
     observability: dict[str, Any] = field(default_factory=dict)  # ObservabilityOptions fields
+    transformer: list[str] | None = None  # `transform ...` argv of a transformer run in this process
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -68,12 +69,17 @@ def create_app(config: ServerConfig) -> ASGIApp:
     template = ModelSettings(name="", model_dir=root, **config.model)
     models = discover(root, config.name, template)
     search_root = root if len(models) > 1 or models[0].model_dir != root else None
-    repository = ModelRepository(models, search_root=search_root)
-    repository.on_change.append(announce_when_ready(repository, config.host, config.port))
-    dataplane = DataPlane(repository, Limits(**config.limits), Metrics())
+    limits = Limits(**config.limits)
+    if config.transformer is None:
+        repository = ModelRepository(models, search_root=search_root)
+        dataplane = DataPlane(repository, limits, Metrics())
+    else:
+        dataplane = _with_transformer(models, config.transformer, limits)
+    dataplane.repository.on_change.append(announce_when_ready(dataplane.repository, config.host, config.port))
     # The one observability hook: request ids, access log, spans, payload logger (metrics on this /metrics).
     app = observe(
-        build_app(dataplane, load_before_serving=config.workers > 1),
+        # A transformer's readiness follows its predictor for as long as it serves: nothing to wait for.
+        build_app(dataplane, load_before_serving=config.workers > 1 and config.transformer is None),
         ObservabilityOptions(**config.observability),
         dataplane.metrics.registry,
     )
@@ -82,6 +88,20 @@ def create_app(config: ServerConfig) -> ASGIApp:
     from serving.grpc.lifespan import with_grpc  # grpcio is imported only when gRPC is asked for
 
     return with_grpc(app, dataplane, config.host, config.grpc_port, config.workers)
+
+
+def _with_transformer(models: list[ModelSettings], argv: list[str], limits: Limits) -> DataPlane:
+    """The transformer's data plane, its predictor (the one model here, as `<name>-predictor`) in-process."""
+    from serving.errors import ArtifactError
+    from serving.transformers.in_process import PREDICTOR_SUFFIX, transformer_dataplane
+
+    if len(models) != 1:
+        raise ArtifactError(f"--with-transformer serves one model; the model directory holds {len(models)}")
+    (model,) = models
+    predictor = DataPlane(
+        ModelRepository([replace(model, name=model.name + PREDICTOR_SUFFIX)]), limits, Metrics()
+    )
+    return transformer_dataplane(predictor, argv, limits, model.name)
 
 
 def app_from_env() -> ASGIApp:

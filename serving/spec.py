@@ -36,6 +36,12 @@ KUBERNETES_ONLY = (
 )
 
 
+# Where a transformer runs, set on `spec.transformer.annotations` (part of the revision: changing it rolls out).
+PLACEMENT_ANNOTATION = f"{OUR_GROUP}/placement"
+SEPARATE, IN_PROCESS = "separate", "in-process"
+PLACEMENTS = (SEPARATE, IN_PROCESS)
+
+
 class SpecError(BadRequest):
     """An InferenceService the user must fix; the message starts with the field path."""
 
@@ -214,7 +220,32 @@ class TransformerSpec(ComponentSpec):
             raise ValueError(
                 "a transformer needs containers (with args, as KServe writes a custom transformer)"
             )
+        placement = self.annotations.get(PLACEMENT_ANNOTATION, SEPARATE)
+        if placement not in PLACEMENTS:
+            raise ValueError(
+                f"annotations.{PLACEMENT_ANNOTATION}: {placement!r} is unknown; use one of {', '.join(PLACEMENTS)}"
+            )
+        if placement == IN_PROCESS and not is_serving_transform(self.argv):
+            raise ValueError(
+                f"annotations.{PLACEMENT_ANNOTATION}: {IN_PROCESS} runs our `serving transform ...` inside the "
+                "predictor's process; a custom transformer image runs as its own process (remove the annotation)"
+            )
         return self
+
+    @property
+    def argv(self) -> list[str]:
+        """The first container's command + args as written."""
+        container = self.containers[0]
+        return list(container.command) + list(container.args)
+
+    @property
+    def in_process(self) -> bool:
+        """Run inside the predictor's process (opt-in): tensors handed over, no HTTP hop between them."""
+        return self.annotations.get(PLACEMENT_ANNOTATION) == IN_PROCESS
+
+
+def is_serving_transform(argv: list[str]) -> bool:
+    return argv[:2] == ["serving", "transform"] or argv[:1] == ["transform"]
 
 
 class InferenceServiceSpec(Strict):
@@ -307,6 +338,11 @@ def parse(document: dict[str, Any]) -> InferenceService:
             problems.append(f"{_path(err['loc'])}: {message}")
         raise SpecError("; ".join(problems)) from exc
     _check_scaling(isvc)
+    if PLACEMENT_ANNOTATION in isvc.metadata.annotations:
+        raise SpecError(
+            f"metadata.annotations.{PLACEMENT_ANNOTATION}: set it on spec.transformer.annotations (it belongs "
+            "to the revision, so changing it rolls out like any spec change)"
+        )
     return isvc
 
 

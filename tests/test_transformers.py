@@ -7,7 +7,9 @@ under `serving up` with transformer and predictor routed as a pair.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,10 +30,15 @@ RECORDS = [dict(zip(IRIS_FEATURES, row, strict=True)) for row in ROWS]
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+def iris_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("iris") / "iris"
     train_iris_sklearn(folder)
-    with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris"]) as server:
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predictor(iris_folder: Path) -> Iterator[InProcessServer]:
+    with serving_inprocess(["serve", "--model-dir", str(iris_folder), "--name", "iris"]) as server:
         yield server
 
 
@@ -42,12 +49,9 @@ def expected(predictor: InProcessServer) -> list[str]:
     return [IRIS_LABELS[i] for i in answer["predictions"]]
 
 
-@pytest.fixture(scope="module")
-def v1_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
-    args = [
-        "transform",
-        "--predictor-url",
-        predictor.url,
+PLACEMENTS = ["separate", "in-process"]
+ARGS = {
+    "v1": [
         "--model-name",
         "iris",
         "--transformer",
@@ -56,29 +60,51 @@ def v1_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
         FEATURES,
         "--labels",
         LABELS,
-    ]
-    with serving_inprocess(args) as server:
+    ],
+    # v2: started with the arguments KServe gives a custom transformer container
+    "v2": ["--model_name", "iris", "--protocol", "v2", "--feature-names", FEATURES, "--labels", LABELS],
+}
+
+
+@contextmanager
+def _transformer(
+    protocol: str, placement: str, predictor: InProcessServer, folder: Path
+) -> Iterator[InProcessServer]:
+    """`transform ARGS` in front of the predictor server, or the same ARGS run inside the model's own process
+    (`serve --with-transformer`): the tests below run against both placements."""
+    args = ARGS[protocol]
+    if placement == "in-process":
+        argv = ["serve", "--model-dir", str(folder), "--name", "iris"]
+        argv += ["--with-transformer", shlex.join(["transform", *args])]
+    elif protocol == "v1":
+        argv = ["transform", *args, "--predictor-url", predictor.url]
+    else:
+        argv = ["transform", *args, "--predictor_host", predictor.url.removeprefix("http://")]
+    with serving_inprocess(argv) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
-def v2_transformer(predictor: InProcessServer) -> Iterator[InProcessServer]:
-    """Started with the arguments KServe gives a custom transformer container."""
-    host_port = predictor.url.removeprefix("http://")
-    args = [
-        "transform",
-        "--model_name",
-        "iris",
-        "--predictor_host",
-        host_port,
-        "--protocol",
-        "v2",
-        "--feature-names",
-        FEATURES,
-        "--labels",
-        LABELS,
-    ]
-    with serving_inprocess(args) as server:
+@pytest.fixture(scope="module", params=PLACEMENTS)
+def v1_transformer(
+    request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
+) -> Iterator[InProcessServer]:
+    with _transformer("v1", request.param, predictor, iris_folder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=PLACEMENTS)
+def v2_transformer(
+    request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
+) -> Iterator[InProcessServer]:
+    with _transformer("v2", request.param, predictor, iris_folder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=[(p, pl) for p in ARGS for pl in PLACEMENTS], ids="-".join)
+def any_transformer(
+    request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
+) -> Iterator[InProcessServer]:
+    with _transformer(*request.param, predictor, iris_folder) as server:
         yield server
 
 
@@ -97,11 +123,8 @@ def test_v1_named_columns_and_ordered_matrix(v1_transformer: InProcessServer, ex
     assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
 
 
-@pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
-def test_v2_records_in_v2_labels_out(
-    transformer: str, request: pytest.FixtureRequest, expected: list[str]
-) -> None:
-    server: InProcessServer = request.getfixturevalue(transformer)
+def test_v2_records_in_v2_labels_out(any_transformer: InProcessServer, expected: list[str]) -> None:
+    server = any_transformer
     client = triton.InferenceServerClient(server.url.removeprefix("http://"))
     try:
         assert client.is_server_ready() and client.is_model_ready("iris")
@@ -134,11 +157,8 @@ def test_v2_named_columns(v2_transformer: InProcessServer, expected: list[str]) 
     assert body["outputs"][0]["data"] == expected
 
 
-@pytest.mark.parametrize("transformer", ["v1_transformer", "v2_transformer"])
-def test_missing_feature_is_a_400_naming_it(
-    transformer: str, request: pytest.FixtureRequest, expected: list[str]
-) -> None:
-    server: InProcessServer = request.getfixturevalue(transformer)
+def test_missing_feature_is_a_400_naming_it(any_transformer: InProcessServer, expected: list[str]) -> None:
+    server = any_transformer
     incomplete = [RECORDS[0], {k: v for k, v in RECORDS[1].items() if k != "petal_width"}]
     r = httpx.post(server.url + "/v1/models/iris:predict", json={"instances": incomplete})
     assert r.status_code == 400, r.text
@@ -182,22 +202,30 @@ def test_transformer_is_one_data_plane(v1_transformer: InProcessServer) -> None:
     assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1, metrics
 
 
-def test_example_yaml_under_serving_up(tmp_path: Path) -> None:
-    """examples/transformer/iris-transformer.yaml as written: the router reaches the transformer, which
-    calls the predictor of the same revision."""
+@pytest.mark.parametrize("name", ["iris-transformer", "iris-transformer-in-process"])
+def test_example_yaml_under_serving_up(tmp_path: Path, name: str) -> None:
+    """examples/transformer/NAME.yaml as written: the router reaches the transformer, which calls the
+    predictor of the same revision (over HTTP, or inside the predictor's process)."""
     ensure_example_models()
-    example = REPO / "examples" / "transformer" / "iris-transformer.yaml"
+    example = REPO / "examples" / "transformer" / f"{name}.yaml"
+    path = f"/v1/models/{name}:predict"
     with serving_up(tmp_path / "state", example) as up, up.client() as client:
 
         def answered() -> bool:
-            return (
-                client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS}).status_code
-                == 200
-            )
+            return client.post(path, json={"instances": RECORDS}).status_code == 200
 
         wait_until(answered, 90, what="the example transformer to answer through the router")
-        r = client.post("/v1/models/iris-transformer:predict", json={"instances": RECORDS})
+        r = client.post(path, json={"instances": RECORDS})
         assert r.json() == {"predictions": IRIS_LABELS}
-        assert r.headers["x-serving-revision"].startswith("iris-transformer-")
-        r = client.post("/v1/models/iris-transformer:predict", json={"instances": [{"sepal_length": 1}]})
+        assert r.headers["x-serving-revision"].startswith(f"{name}-")
+        r = client.post(path, json={"instances": [{"sepal_length": 1}]})
         assert r.status_code == 400 and "'sepal_width'" in r.json()["error"], r.text
+        metrics = client.get("/metrics").text
+        # In-process, the predictor stage is counted as `<name>-predictor` by the same process.
+        stages = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("serving_requests_total{") and f'model="{name}-predictor"' in line
+        ]
+        assert bool(stages) == name.endswith("in-process"), metrics
+        assert all('protocol="in-process"' in line and 'component="predictor"' in line for line in stages)

@@ -20,6 +20,7 @@ from serving.errors import ModelFailure, blame_user_code
 from serving.observability import tracing
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.settings import ModelSettings
+from serving.transformers.in_process import InProcessPredictor
 from serving.transformers.predictor_client import PredictorClient
 from serving.types import TensorDict
 
@@ -38,6 +39,7 @@ class TransformerConfig:
     feature_names: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     params: dict[str, str] = field(default_factory=dict)
+    in_process: InProcessPredictor | None = None  # the predictor in this process, called without HTTP
 
 
 class Transformer(Runtime):
@@ -53,14 +55,19 @@ class Transformer(Runtime):
                 f"{type(self).__name__} needs settings.extra[{CONFIG_KEY!r}] (a TransformerConfig)"
             )
         self.config = config
-        self.predictor: PredictorClient | None = None
+        self.predictor: PredictorClient | InProcessPredictor | None = None
 
     def load(self) -> None:
         """Validate settings; the client itself is made on the event loop (`start`)."""
 
     async def start(self) -> None:
-        """Called on the server's event loop once loaded: makes the pooled client (connections bind to it)."""
+        """Called on the server's event loop once loaded: makes the pooled client (connections bind to it),
+        or loads the predictor of this process."""
         c = self.config
+        if c.in_process is not None:
+            self.predictor = c.in_process
+            await c.in_process.start()
+            return
         self.predictor = PredictorClient(c.predictor_url, c.predictor_model, c.protocol, c.timeout_s)
 
     def preprocess(self, inputs: TensorDict, parameters: dict[str, Any]) -> TensorDict:

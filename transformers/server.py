@@ -98,6 +98,13 @@ class TransformerRepository(ModelRepository):
         self._changed(model)
 
 
+def transformer_repository(name: str, transformer: str, config: TransformerConfig) -> TransformerRepository:
+    settings = ModelSettings(
+        name=name, model_dir=Path.cwd(), runtime=transformer_path(transformer), extra={CONFIG_KEY: config}
+    )
+    return TransformerRepository(settings)
+
+
 def create_app(
     name: str,
     transformer: str,
@@ -105,10 +112,7 @@ def create_app(
     limits: Limits | None = None,
     observability: ObservabilityOptions | None = None,
 ) -> ASGIApp:
-    settings = ModelSettings(
-        name=name, model_dir=Path.cwd(), runtime=transformer_path(transformer), extra={CONFIG_KEY: config}
-    )
-    dataplane = DataPlane(TransformerRepository(settings), limits or Limits(), Metrics())
+    dataplane = DataPlane(transformer_repository(name, transformer, config), limits or Limits(), Metrics())
     options = observability or ObservabilityOptions(component="transformer")
     return observe(build_app(dataplane), options, dataplane.metrics.registry)  # the one observability hook
 

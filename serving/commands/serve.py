@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from serving.observability.options import from_args as observability_options
@@ -105,6 +106,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=LIMITS.max_concurrency,
         help="per-model requests in flight (0: unlimited); 429 above",
     )
+    p.add_argument(
+        "--with-transformer",
+        metavar='"transform ARGS"',
+        help="also run this transformer in this process, in front of the model (no HTTP hop between them); "
+        "the quoted `serving transform` flags without --predictor-url",
+    )
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=main)
 
@@ -120,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         log_level=args.log_level,
         observability=observability_options(args, "predictor").to_dict(),
         grpc_port=args.grpc_port,
+        transformer=shlex.split(args.with_transformer) if args.with_transformer else None,
         model={
             "runtime": args.runtime,
             "version": args.model_version,

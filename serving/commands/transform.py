@@ -13,6 +13,7 @@ from serving.errors import BadRequest
 from serving.observability.options import from_args as observability_options
 from serving.settings import Limits
 from serving.transformers.base import TransformerConfig
+from serving.transformers.in_process import InProcessPredictor
 from serving.transformers.predictor_client import PROTOCOLS
 from serving.transformers.server import TRANSFORMERS, create_app, run
 
@@ -80,8 +81,12 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def config_from_args(args: argparse.Namespace) -> TransformerConfig:
-    if args.predictor_url:
+def config_from_args(
+    args: argparse.Namespace, in_process: InProcessPredictor | None = None
+) -> TransformerConfig:
+    if in_process is not None:
+        url = in_process.url
+    elif args.predictor_url:
         url = args.predictor_url
     elif args.predictor_host:
         url = args.predictor_host if "://" in args.predictor_host else f"http://{args.predictor_host}"
@@ -89,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
         raise BadRequest(
             "serving transform needs --predictor-url URL (or KServe's --predictor_host HOST:PORT)"
         )
-    if args.predictor_use_ssl or not url.startswith("http://"):
+    if in_process is None and (args.predictor_use_ssl or not url.startswith("http://")):
         raise BadRequest(
             f"predictor {url!r}: only plain http:// is supported (loopback or in-cluster, no TLS)"
         )
@@ -108,7 +113,23 @@ def config_from_args(args: argparse.Namespace) -> TransformerConfig:
         feature_names=args.feature_names,
         labels=args.labels,
         params=params,
+        in_process=in_process,
     )
+
+
+def parse_in_process(argv: list[str]) -> argparse.Namespace:
+    """`serve --with-transformer "transform ..."`: the same flags as `serving transform`, no predictor URL."""
+    parser = argparse.ArgumentParser(prog="serving serve --with-transformer", exit_on_error=False)
+    register(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parser.parse_args(argv)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise BadRequest(f"--with-transformer {' '.join(argv)!r}: {exc}") from None
+    if args.predictor_url or args.predictor_host:
+        raise BadRequest(
+            "--with-transformer: the predictor is this process; drop --predictor-url/--predictor_host"
+        )
+    return args
 
 
 def main(args: argparse.Namespace) -> int:

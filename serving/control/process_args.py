@@ -7,12 +7,17 @@ is translated here, once (the spec-effect tests check each one).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from serving.errors import ServingError
 from serving.observability.options import component_flags
 from serving.revision import Revision
-from serving.spec import ComponentSpec, EnvVar, PredictorSpec
+from serving.spec import ComponentSpec, EnvVar, PredictorSpec, is_serving_transform
+
+WITH_TRANSFORMER = (
+    "--with-transformer"  # `serve ... --with-transformer "transform ARGS"` (one shell-quoted string)
+)
 
 
 class RevisionError(ServingError):
@@ -40,26 +45,37 @@ def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
     if predictor.container_concurrency:  # KServe: 0 means unlimited
         args += ["--max-concurrency", str(predictor.container_concurrency)]
     args += _observability(revision, "predictor")
+    if revision.in_process_transformer is not None:
+        args += [WITH_TRANSFORMER, shlex.join(_our_transformer_argv(revision))]
     return args + list(model.args if model is not None else ())
 
 
 def transformer_args(revision: Revision, predictor_url: str) -> list[str]:
     """`transform ...` of our transformer, pointed at this revision's predictor."""
     check_local_transformer(revision)
-    argv = transformer_argv(revision)
-    argv = argv[1:] if argv[:1] == ["serving"] else argv
-    argv += ["--predictor-url", predictor_url]
-    if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
-        argv += ["--model-name", revision.isvc]
+    argv = _our_transformer_argv(revision) + ["--predictor-url", predictor_url]
     return argv + _observability(revision, "transformer")
 
 
+def _our_transformer_argv(revision: Revision) -> list[str]:
+    """`transform ...` as written, without a leading `serving`, naming the model after the service."""
+    argv = transformer_argv(revision)
+    argv = argv[1:] if argv[:1] == ["serving"] else argv
+    if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
+        argv += ["--model-name", revision.isvc]
+    return argv
+
+
 def _observability(revision: Revision, component: str) -> list[str]:
-    """Who this process is (for logs, spans and payload events) and its spec `logger` block, if any."""
+    """Who this process is (for logs, spans and payload events) and its spec `logger` block, if any.
+
+    A transformer in the predictor's process answers the clients, so its `logger` block (if set) is the one
+    that logs their payloads."""
     spec = revision.predictor if component == "predictor" else revision.transformer
-    return component_flags(
-        revision.isvc, revision.namespace, revision.name, component, getattr(spec, "logger", None)
-    )
+    logger = getattr(spec, "logger", None)
+    if component == "predictor" and revision.in_process_transformer is not None:
+        logger = revision.in_process_transformer.logger or logger
+    return component_flags(revision.isvc, revision.namespace, revision.name, component, logger)
 
 
 def check_local_transformer(revision: Revision) -> None:
@@ -74,13 +90,11 @@ def check_local_transformer(revision: Revision) -> None:
 def transformer_argv(revision: Revision) -> list[str]:
     """The transformer container's command + args as written."""
     assert revision.transformer is not None
-    container = revision.transformer.containers[0]
-    return list(container.command) + list(container.args)
+    return revision.transformer.argv
 
 
 def is_our_transformer(revision: Revision) -> bool:
-    argv = transformer_argv(revision)
-    return argv[:2] == ["serving", "transform"] or argv[:1] == ["transform"]
+    return is_serving_transform(transformer_argv(revision))
 
 
 def component_env(component: ComponentSpec) -> tuple[EnvVar, ...]:

@@ -158,7 +158,9 @@ class KubernetesBackend:
             state = _rollout(old_status.get("rollout"))
             latest = Revision.from_spec(isvc)
             known = {**(state.revisions if state else {}), latest.name: latest}
-            observed = observe(live["Deployment"], {n: r.transformer is not None for n, r in known.items()})
+            observed = observe(
+                live["Deployment"], {n: r.transformer_process is not None for n, r in known.items()}
+            )
             flags, no_runtime = self.runtimes.select_all(known.values())
             observed = replace(
                 observed, failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}}

@@ -68,7 +68,7 @@ def service_url(revision: Revision, component: str, settings: RenderSettings) ->
 
 
 def entry_component(revision: Revision) -> str:
-    return "transformer" if revision.transformer is not None else "predictor"
+    return "transformer" if revision.transformer_process is not None else "predictor"
 
 
 def labels(revision: Revision, component: str) -> dict[str, str]:
@@ -357,7 +357,7 @@ def revision_objects(
     existing: bool = False,
 ) -> list[dict[str, Any]]:
     """Every object of one revision; `existing=True` omits replicas where an HPA or KEDA owns them."""
-    components = ["predictor"] + (["transformer"] if revision.transformer is not None else [])
+    components = ["predictor"] + (["transformer"] if revision.transformer_process is not None else [])
     out: list[dict[str, Any]] = []
     for component in components:
         autoscaler = scaler(

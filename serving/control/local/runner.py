@@ -69,7 +69,7 @@ class RevisionRunner:
     def scale(self, replicas: int) -> list[ReplicaHandle]:
         """Start or remove replicas; returns the removed ones (the caller drains then stops them)."""
         removed = self._scale(self.predictors, replicas, self._predictor_spec, "predictor")
-        if self.revision.transformer is not None and not self.error:
+        if self.revision.transformer_process is not None and not self.error:
             removed += self._repoint_transformers()
             removed += self._scale(self.transformers, replicas, self._transformer_spec, "transformer")
         return removed
@@ -131,7 +131,8 @@ class RevisionRunner:
 
     def ready(self) -> bool:
         return any(r.state is ReplicaState.READY for r in self.predictors) and (
-            self.revision.transformer is None or any(r.state is ReplicaState.READY for r in self.transformers)
+            self.revision.transformer_process is None
+            or any(r.state is ReplicaState.READY for r in self.transformers)
         )
 
     def failure(self) -> str | None:
@@ -143,7 +144,7 @@ class RevisionRunner:
         return None
 
     def endpoints(self) -> tuple[str, ...]:
-        entry = self.transformers if self.revision.transformer is not None else self.predictors
+        entry = self.transformers if self.revision.transformer_process is not None else self.predictors
         ready_predictors = any(r.state is ReplicaState.READY for r in self.predictors)
         if not ready_predictors:
             return ()

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from serving.spec import KUBERNETES_ONLY, InferenceService
+from serving.spec import IN_PROCESS, KUBERNETES_ONLY, PLACEMENT_ANNOTATION, InferenceService
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,15 @@ class FieldEffect:
     local: str  # what it does on this machine ("" = nothing: warned)
     kubernetes: str  # what it does in the rendered objects ("" = nothing)
     warn_if: Callable[[Any], str] | None = None  # a value-specific local caveat ("" = none)
+
+
+def _other_annotations(value: Any) -> str:
+    other = sorted(k for k in value if k != PLACEMENT_ANNOTATION)
+    return (
+        f"{', '.join(other)}: no effect on the local backend (pod template annotations on Kubernetes)"
+        if other
+        else ""
+    )
 
 
 def _runtime_name(value: Any) -> str:
@@ -97,7 +106,12 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.batcher", "", ""),
     FieldEffect("transformer.logger", "payload events (--logger-mode, --logger-url)", _SAME),
     FieldEffect("transformer.labels", "", "pod template labels"),
-    FieldEffect("transformer.annotations", "", "pod template annotations"),
+    FieldEffect(
+        "transformer.annotations",
+        f"{PLACEMENT_ANNOTATION}: {IN_PROCESS} runs the transformer inside the predictor's process",
+        f"pod template annotations; {PLACEMENT_ANNOTATION}: {IN_PROCESS}: one Deployment (the predictor's) runs both",
+        _other_annotations,
+    ),
     FieldEffect("transformer.containers[].command", "`serving transform` command line", "container command"),
     FieldEffect("transformer.containers[].args", "`serving transform` arguments", "container args"),
     FieldEffect(

@@ -27,7 +27,14 @@ from pydantic import BaseModel
 
 from serving.commands.render import render
 from serving.control.kubernetes.render import RenderSettings
-from serving.control.process_args import RevisionError, local_env, predictor_args, transformer_args
+from serving.control.process_args import (
+    RevisionError,
+    component_env,
+    local_env,
+    predictor_args,
+    predictor_env,
+    transformer_args,
+)
 from serving.control.reconcile import Observed, plan
 from serving.control.routes import routes_for
 from serving.revision import Revision
@@ -99,7 +106,7 @@ def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None
     revision = Revision.from_spec(isvc)
     t_argv = t_env = None
     if revision.transformer is not None:
-        t_env = local_env(revision.transformer)
+        t_env = local_env(component_env(revision.transformer))
         try:
             t_argv = transformer_args(revision, "http://127.0.0.1:1")
         except RevisionError:
@@ -112,7 +119,7 @@ def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None
         isvc,
         revision,
         predictor_args(revision, "/models/iris"),
-        local_env(revision.predictor),
+        local_env(predictor_env(revision)),
         t_argv,
         t_env,
         objects,
@@ -340,6 +347,16 @@ def _pod_meta(component: str, field: str) -> Callable[[], None]:
     return check
 
 
+def _transformer_annotations() -> None:
+    """Other keys go on the pod (warned locally); `serving.dev/placement: in-process` moves the transformer into
+    the predictor's process, locally and in the rendered objects (not warned)."""
+    _pod_meta("transformer", "annotations")()
+    e = effects(model(), {**TRANSFORM, "annotations": {"serving.dev/placement": "in-process"}})
+    assert "--with-transformer" in e.argv
+    assert "Deployment/transformer" not in e.objects and not e.warned("transformer.annotations")
+    assert "--with-transformer" in e.pod("predictor")["spec"]["containers"][0]["args"]
+
+
 def _pod_field(component: str, field: str) -> Callable[[], None]:
     value: Any = {
         "nodeSelector": {"disk": "ssd"},
@@ -531,7 +548,7 @@ CASES: dict[str, Callable[[], None]] = {
     ),
     "transformer.logger": _logger("transformer"),
     "transformer.labels": _pod_meta("transformer", "labels"),
-    "transformer.annotations": _pod_meta("transformer", "annotations"),
+    "transformer.annotations": _transformer_annotations,
     "transformer.containers[].command": _command_args,
     "transformer.containers[].args": _command_args,
     "transformer.containers[].env": _env("transformer"),

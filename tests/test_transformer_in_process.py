@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from serving.control.kubernetes.render import entry_component, revision_objects
-from serving.control.process_args import WITH_TRANSFORMER, predictor_args
+from serving.control.process_args import WITH_TRANSFORMER, local_env, predictor_args, predictor_env
 from serving.demo_models import IRIS_FEATURES, IRIS_LABELS
 from serving.revision import Revision
 from serving.spec import SpecError, parse
@@ -91,7 +91,11 @@ def test_a_predictor_url_or_a_bad_flag_is_refused_before_serving(tmp_path: Path)
 
 
 def _isvc(annotations: dict[str, str], args: list[str] | None = None, image: str | None = None) -> dict:
-    container: dict = {"name": "kserve-container", "args": args or shlex.split("serving " + TABULAR)}
+    container: dict = {
+        "name": "kserve-container",
+        "args": args or shlex.split("serving " + TABULAR),
+        "env": [{"name": "TRANSFORMER_SETTING", "value": "on"}],
+    }
     if image:
         container["image"] = image
     return {
@@ -118,12 +122,17 @@ def test_the_spec_makes_one_process_with_the_transformer_inside() -> None:
     assert transformer[0] == "transform" and "--predictor-url" not in transformer
     assert transformer[transformer.index("--model-name") + 1] == "iris"
     assert WITH_TRANSFORMER not in predictor_args(separate, "/models")
+    # The transformer's environment comes along into the one process (locally and in the pod).
+    assert local_env(predictor_env(revision)) == {"TRANSFORMER_SETTING": "on"}
+    assert local_env(predictor_env(separate)) == {}
     # Kubernetes: one Deployment (the predictor's, running both), and the route enters there.
     isvc = parse(_isvc(IN_PROCESS))
     objects = revision_objects(isvc, revision, 1, SETTINGS)
     deployments = [o for o in objects if o["kind"] == "Deployment"]
     assert [d["metadata"]["name"] for d in deployments] == [f"{revision.name}-predictor"]
-    assert WITH_TRANSFORMER in deployments[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    (container,) = deployments[0]["spec"]["template"]["spec"]["containers"]
+    assert WITH_TRANSFORMER in container["args"]
+    assert {"name": "TRANSFORMER_SETTING", "value": "on"} in container["env"]
     assert entry_component(revision) == "predictor"
 
 

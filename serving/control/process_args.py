@@ -104,6 +104,12 @@ def component_env(component: ComponentSpec) -> tuple[EnvVar, ...]:
     return tuple(e for c in component.containers for e in c.env)
 
 
-def local_env(component: ComponentSpec) -> dict[str, str]:
+def predictor_env(revision: Revision) -> tuple[EnvVar, ...]:
+    """The predictor process's environment: a transformer run inside it brings its own (and wins a clash)."""
+    inside = revision.in_process_transformer
+    return component_env(revision.predictor) + (component_env(inside) if inside is not None else ())
+
+
+def local_env(env: tuple[EnvVar, ...]) -> dict[str, str]:
     """For a local process: plain values only (`valueFrom` reads Secrets/ConfigMaps, which exist on Kubernetes)."""
-    return {e.name: e.value for e in component_env(component) if e.value_from is None}
+    return {e.name: e.value for e in env if e.value_from is None}

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from serving.control.kubernetes.scaling import scaler
-from serving.control.process_args import component_env, is_our_transformer, predictor_args, transformer_args
+from serving.control.process_args import (
+    component_env,
+    is_our_transformer,
+    predictor_args,
+    predictor_env,
+    transformer_args,
+)
 from serving.revision import Revision
 from serving.spec import ComponentSpec, EnvVar, InferenceService, Resources
 from serving.storage.kserve_secrets import credentials_from_secrets
@@ -200,7 +206,7 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["serving"],
         "args": argv,
-        "env": _env(component_env(revision.predictor)),
+        "env": _env(predictor_env(revision)),
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},

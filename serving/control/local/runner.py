@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Protocol
 
 from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
-from serving.control.process_args import check_local_transformer, local_env, predictor_args, transformer_args
+from serving.control.process_args import (
+    check_local_transformer,
+    component_env,
+    local_env,
+    predictor_args,
+    predictor_env,
+    transformer_args,
+)
 from serving.errors import ServingError
 from serving.revision import Revision
 
@@ -100,7 +107,7 @@ class RevisionRunner:
 
     def _predictor_spec(self, index: int) -> ProcessSpec:
         args = predictor_args(self.revision, self.model_dir) + list(self.predictor_flags)
-        return ProcessSpec(args, local_env(self.revision.predictor), model_name=self.revision.isvc)
+        return ProcessSpec(args, local_env(predictor_env(self.revision)), model_name=self.revision.isvc)
 
     def _predictor_url(self, index: int) -> str | None:
         if not self.predictors:
@@ -114,7 +121,9 @@ class RevisionRunner:
         url = self._predictor_url(index)
         if url is None:
             return None
-        return ProcessSpec(transformer_args(self.revision, url), local_env(self.revision.transformer))
+        return ProcessSpec(
+            transformer_args(self.revision, url), local_env(component_env(self.revision.transformer))
+        )
 
     def _repoint_transformers(self) -> list[ReplicaHandle]:
         """Transformers whose predictor now listens elsewhere: removed here, started again by `_scale`."""

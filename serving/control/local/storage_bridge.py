@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from serving import storage
-from serving.control.process_args import local_env
+from serving.control.process_args import local_env, predictor_env
 from serving.errors import ArtifactError
 from serving.revision import Revision
 
@@ -20,7 +20,7 @@ def resolve_model_dir(revision: Revision, config: storage.StorageConfig) -> Path
     uri = revision.storage_uri
     if not uri:
         raise ArtifactError("no storageUri given")
-    own = local_env(revision.predictor)
+    own = local_env(predictor_env(revision))
     if own:
         config = dataclasses.replace(config, env={**(config.env or os.environ), **own})
     return storage.resolve(uri, config)

@@ -90,7 +90,9 @@ def _assert_summary_agrees_with_locusts_report(out: Path) -> None:
     row = next(r for r in json.loads(args.group(1))["requests_statistics"] if r["name"] == "Aggregated")
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["requests"], summary["failures"]) == (row["num_requests"], row["num_failures"])
-    assert summary["rps"] == pytest.approx(row["total_rps"], abs=0.06)
+    # Within 0.2 %: with `--processes`, the master's report and its totals are merged from the workers' last
+    # reports, which can land a few ms apart (seen once in CI: 780.6 against 781.44 req/s).
+    assert summary["rps"] == pytest.approx(row["total_rps"], rel=0.002, abs=0.06)
     assert summary["avg_ms"] == pytest.approx(row["avg_response_time"], abs=0.006)
     assert summary["p50_ms"] == row["median_response_time"]
     assert (summary["p95_ms"], summary["p99_ms"]) == (

@@ -124,6 +124,21 @@ class Bench:
             self.iris_matrix(target, "router", "router")
             if servers.SERVER_CPUS and wrk.CPUS:
                 self.router_own_core(target)
+        self.router_floor()
+
+    def router_floor(self) -> None:
+        """loadtests/raw_router.py (no features: the least a Python router process does) in front of one
+        `serving serve`, both on the server's CPUs: the bound for any Python router on this machine."""
+        v1 = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
+        with servers.serving_serve(model_dir(ISVC), self.logs / "floor-predictor.log") as predictor:
+            self.warm(predictor.url, v1)
+            self.measure(predictor, v1, 16, "router-floor", "direct V1 (this sitting)")
+            argv = [sys.executable, "-m", "loadtests.raw_router", "--upstream", predictor.url]
+            with servers.started(argv, "/v2/health/ready", self.logs / "floor-router.log") as router:
+                self.warm(router.url, v1)
+                self.measure(
+                    router, v1, 16, "router-floor", "featureless Python router V1", "router CPU only"
+                )
 
     def router_own_core(self, target: servers.Target) -> None:
         """The same `serving up`, its router process moved to wrk's CPU, its predictors left on the server's:

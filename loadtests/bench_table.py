@@ -76,6 +76,8 @@ def annotate(rows: list[Row]) -> None:
                 # issue 16: same core as the predictor (--pin) ≥ 0.70× direct; the hop adds ≤ 0.3 ms p50 at 1 connection
                 row.target = "≥ 0.70× direct" + (", ≤ +0.3 ms p50" if row.conns == 1 else "")
                 row.met = row.ratio is not None and row.ratio >= 0.70 and (row.conns != 1 or added <= 0.3)
+        elif row.config == "featureless Python router V1":  # the bound for target 2, not a target itself
+            _compare(row, _find(rows, "router-floor", "direct V1 (this sitting)", row.conns), "× direct")
         elif row.item == "router-own-core":  # the router on wrk's CPU, the predictor alone on the server's
             _compare(row, _find(rows, "direct", f"server {row.protocol}", row.conns), "× direct")
             row.target, row.met = "≥ 0.95× direct", row.ratio is not None and row.ratio >= 0.95

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -47,11 +48,13 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop  # set once connected
         self.closed = False
         self.keep_alive = False
         self.reused = False  # it has answered before: a failure to answer now may just be a stale keep-alive
         self.idle_since = 0.0
-        self._waiter: asyncio.Future[Response] | None = None
+        self._done: Callable[[Response | BaseException], None] | None = None  # the exchange in progress
+        self._timer: asyncio.TimerHandle | None = None
         self._head_only = False
         self._new_message()
 
@@ -66,6 +69,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Its loop, looked up once: `asyncio.get_running_loop()` costs a getpid() per call on 3.11.
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -107,38 +112,69 @@ class _Connection(asyncio.Protocol):
         self._complete(keep_alive=self.parser.should_keep_alive())
 
     def _complete(self, keep_alive: bool) -> None:
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        if self._done is None:
             return
         self.keep_alive = keep_alive and not self.closed
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        waiter.set_result(Response(self.parser.get_status_code(), self.headers, body))
+        self._end(Response(self.parser.get_status_code(), self.headers, body))
 
     def _fail(self, exc: Exception) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
+        if self._done is not None:
+            self._end(exc)
+
+    def _end(self, outcome: Response | BaseException) -> None:
+        done, self._done = self._done, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        assert done is not None
+        done(outcome)
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
-    async def exchange(self, request: bytes, head_only: bool, timeout_s: float) -> Response:
+    def send(
+        self,
+        request: bytes,
+        head_only: bool,
+        timeout_s: float,
+        done: Callable[[Response | BaseException], None],
+    ) -> None:
+        """Send one request; `done` gets its whole response, or the exception that ended it, exactly once
+        (from a protocol callback: no task, no future). A TimeoutError closes the connection."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
         self._new_message()  # a fresh parser: after a HEAD answer the old one still expects a body
         self._head_only = head_only
-        waiter: asyncio.Future[Response] = loop.create_future()
-        self._waiter = waiter
+        self._done = done
         self.transport.write(request)
-        timer = loop.call_later(timeout_s, self._timeout)
+        self._timer = self.loop.call_later(timeout_s, self._timeout)
+
+    async def exchange(self, request: bytes, head_only: bool, timeout_s: float) -> Response:
+        """`send`, awaited. Cancelled, it closes the connection (the response may still be on its way)."""
+        waiter: asyncio.Future[Response] = self.loop.create_future()
+
+        def done(outcome: Response | BaseException) -> None:
+            if waiter.done():
+                return
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+
+        self.send(request, head_only, timeout_s, done)
         try:
             return await waiter
         finally:
-            timer.cancel()
-            self._waiter = None
+            if self._done is done:  # cancelled: nobody waits for this exchange any more
+                self._done = None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
 
     def _timeout(self) -> None:
+        self._timer = None
         self._fail(TimeoutError())
         self.close()
 
@@ -223,7 +259,7 @@ class HTTPClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            conn = self._idle_connection(ep, loop.time()) or await self._new_connection(ep, deadline)
+            conn = self._idle_connection(ep) or await self._new_connection(ep, deadline)
             try:
                 response = await conn.exchange(request, method == "HEAD", max(deadline - loop.time(), 0.0))
             except UpstreamConnectError:
@@ -237,10 +273,45 @@ class HTTPClient:
             self._release(ep, conn)
             return response
 
-    def _idle_connection(self, ep: _Endpoint, now: float) -> _Connection | None:
+    def try_send(
+        self,
+        endpoint: str,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes,
+        timeout_s: float,
+        done: Callable[[Response | BaseException], None],
+    ) -> bool:
+        """`request` without waiting, when an idle keep-alive connection is at hand (else False, nothing sent):
+        `done` gets the response or the exception, from the connection's callbacks. Used by the router's direct
+        lane (serving/router/lane.py), which hands anything else to the awaited path."""
+        ep = self._endpoints.get(endpoint)
+        if ep is None or self._closed:
+            return False
+        conn = self._idle_connection(ep)
+        if conn is None:
+            return False
+
+        def finished(outcome: Response | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                self._discard(ep, conn)
+            else:
+                self._release(ep, conn)
+            done(outcome)
+
+        conn.send(
+            encode_request(method, target, ep.host_header, headers, body),
+            method == "HEAD",
+            timeout_s,
+            finished,
+        )
+        return True
+
+    def _idle_connection(self, ep: _Endpoint) -> _Connection | None:
         while ep.idle:
             conn = ep.idle.pop()
-            if not conn.closed and now - conn.idle_since < self.idle_timeout_s:
+            if not conn.closed and conn.loop.time() - conn.idle_since < self.idle_timeout_s:
                 return conn
             self._discard(ep, conn)
         return None
@@ -298,11 +369,10 @@ class HTTPClient:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = conn.loop.time()
         ep.idle.append(conn)
         if self._sweeper is None:
-            self._sweeper = loop.call_later(self.idle_timeout_s, self._sweep)
+            self._sweeper = conn.loop.call_later(self.idle_timeout_s, self._sweep)
 
     def _discard(self, ep: _Endpoint, conn: _Connection) -> None:
         conn.close()

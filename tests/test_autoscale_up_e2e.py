@@ -72,7 +72,7 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
         )
         cold = cold_start_s(target, "elastic", idle_timeout_s=60)  # waits for zero processes first
         print(f"cold start from zero: {cold * 1000:.0f} ms (held by the activator, answered 200)")
-        assert model_processes(target) == 1
+        assert model_processes(target) == 1, target.log.read_text()[-6000:]
         status = predictor_status(target, "elastic")
         assert status["desiredReplicas"] >= 1
         servers.wait_until(

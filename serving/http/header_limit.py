@@ -54,6 +54,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._turn = turn_writes(self.loop)
         self._lean = lean_runner(self.loop)
+        # An app may answer lean requests itself, from callbacks (the router: serving/router/lane.py).
+        self._direct_lane = getattr(self.app, "direct_lane", None)
         self._open_requests = 0  # this connection's share of self._turn.open_requests
         super().connection_made(TurnBatchedTransport(transport, self.loop))  # type: ignore[arg-type]
 
@@ -175,7 +177,12 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._whole_body = False
         cycle: Any = self.cycle
         if type(cycle) is LeanCycle and not cycle.response_complete:
-            self._lean.add(cycle)
+            if self._direct_lane is None or not self._direct_lane.take(cycle):
+                self._lean.add(cycle)
+
+    def run_lean(self, cycle: LeanCycle) -> None:
+        """Run the app for a lean request (one the direct lane gave back before answering it)."""
+        self._lean.add(cycle)
 
     def send_400_response(self, msg: str) -> None:
         """The one way out for a request that never reaches the app: a JSON error, then close."""

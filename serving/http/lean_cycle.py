@@ -116,6 +116,11 @@ class LeanCycle:
         else:
             raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
 
+    def answer(self, status: int, headers: Any, body: bytes) -> None:
+        """The whole response at once, from a callback (the router's direct lane): as `send` would write it."""
+        self._start(status, headers)
+        self._body(body, False)
+
     def _start(self, status: int, headers: Any) -> None:
         self.response_started = True
         parts = [STATUS_LINE[status]]

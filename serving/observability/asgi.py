@@ -72,6 +72,7 @@ class Observed:
         # reach the next hop through `propagation.outgoing`, which reads the id from `request_id.current`.
         self.forwards_headers = forwards_headers
         self.on_shutdown: list[Callable[[], None]] = []  # run when the server's lifespan ends
+        self.direct_lane: Any = None  # what answers requests without calling the app (the router's: lane.py)
         self._uri_known = False
 
     def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (a router's table, upstreams...)

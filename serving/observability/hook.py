@@ -18,6 +18,7 @@ from serving.observability.cloudevent import Source
 from serving.observability.options import ObservabilityOptions, export_to_children, from_args
 from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import sink_for
+from serving.router.lane import RouterLane
 
 log = logging.getLogger("serving.observability")
 
@@ -58,7 +59,9 @@ def observe_router(
         arm = next((a.role for a in route.arms if a.revision == revision), "")
         return route.name, route.namespace, revision, arm
 
-    return observe(router, _as_router(options), registry, describe, forwards_headers=True)
+    observed = observe(router, _as_router(options), registry, describe, forwards_headers=True)
+    observed.direct_lane = RouterLane(observed)  # the common routed request, answered without the ASGI call
+    return observed
 
 
 def _as_router(options: ObservabilityOptions) -> ObservabilityOptions:

@@ -27,6 +27,7 @@ from serving.router.upstream import HOP_BY_HOP, Upstreams
 
 REVISION_HEADER = b"x-serving-revision"
 TAG_HEADER = b"x-serving-tag"
+CHOSEN_ARM = "serving.router.arm"  # scope key: an arm the direct lane chose (serving/router/lane.py) before handing over
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -117,13 +118,16 @@ class Router:
             await _reply(send, 200, {"models": names})
 
     def _namespace_of(self, scope: Scope) -> str:
-        route = self._hosts.get(_host(scope))
+        route = self._hosts.get(host_of(scope))
         return route.namespace if route is not None else "default"
 
+    def route_for(self, host: str, name: str) -> ServiceRoute | None:
+        """The service a request names: by its Host (NAME.NAMESPACE.DOMAIN), else by model name in `default`."""
+        route = self._hosts.get(host)
+        return route if route is not None else self._table.services.get(("default", name))
+
     def resolve(self, scope: Scope, name: str) -> ServiceRoute:
-        route = self._hosts.get(_host(scope))
-        if route is None:
-            route = self._table.services.get(("default", name))
+        route = self.route_for(host_of(scope), name)
         if route is None:
             # Name the ones that exist (first few), unless API keys guard the listing: then say no more.
             hint = (
@@ -144,7 +148,7 @@ class Router:
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
         pin = _header(headers, TAG_HEADER)
-        arm = self._choose(
+        arm = scope.get(CHOSEN_ARM) or self.choose(
             route, pin, _header(headers, route.affinity_header.encode()) if route.affinity_header else None
         )
         if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503
@@ -153,7 +157,7 @@ class Router:
         target = path + ("?" + qs.decode("latin-1") if qs else "")
         started = time.monotonic()
         code = 500
-        self._observe_in_flight(route, arm, 1)
+        self.request_started(route, arm)
         try:
             _, response = await self.upstreams.forward(
                 arm.endpoints, scope["method"], target, headers, body, route.timeout_s
@@ -171,18 +175,27 @@ class Router:
             exc.headers = {**exc.headers, "x-serving-revision": arm.revision}
             raise
         finally:
-            self._observe_in_flight(route, arm, -1)
-            if self.metrics is not None:
-                self.metrics.observe_route(
-                    route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started
-                )
+            self.request_finished(route, arm, code, time.monotonic() - started)
 
-    def _observe_in_flight(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
-        (self.load.begin if delta > 0 else self.load.end)(route.namespace, arm.revision)
+    def request_started(self, route: ServiceRoute, arm: Arm) -> None:
+        """A request forwarded to `arm`: in flight for the autoscaler and the route metrics."""
+        self.load.begin(route.namespace, arm.revision)
         if self.metrics is not None:
-            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, delta)
+            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, 1)
 
-    def _choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
+    def request_finished(self, route: ServiceRoute, arm: Arm, code: int, seconds: float) -> None:
+        self.load.end(route.namespace, arm.revision)
+        if self.metrics is not None:
+            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, -1)
+            self.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code, seconds)
+
+    def request_withdrawn(self, route: ServiceRoute, arm: Arm) -> None:
+        """A started request taken back before it reached a model (it is forwarded again, and counted then)."""
+        self.load.withdraw(route.namespace, arm.revision)
+        if self.metrics is not None:
+            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, -1)
+
+    def choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
         if pin:
             for arm in route.arms:  # at zero with the activator on, a pinned request is held like any other
                 if pin in (arm.tag, arm.revision) and (arm.endpoints or route.activator):
@@ -209,7 +222,7 @@ def _model_name(path: str) -> str:
     return name.split(":", 1)[0]
 
 
-def _host(scope: Scope) -> str:
+def host_of(scope: Scope) -> str:
     for key, value in scope["headers"]:
         if key == b"host":
             host: str = value.decode("latin-1")

@@ -120,7 +120,7 @@ class GrpcProxy:
             raise ModelNotFound(f"InferenceService {name!r} not found")
         if self.router.auth is not None:
             self.router.auth.check(route.namespace, [(k.encode(), v.encode()) for k, v in metadata.items()])
-        return route, self.router._choose(route, metadata.get("x-serving-tag"))
+        return route, self.router.choose(route, metadata.get("x-serving-tag"))
 
     async def _forward(
         self,
@@ -146,7 +146,7 @@ class GrpcProxy:
             (k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key")
         )
         started, code = time.monotonic(), 500
-        self._in_flight(route, arm, 1)
+        self.router.request_started(route, arm)
         try:
             result = await self._call_arm(method, raw, forwarded, targets, timeout)
             if isinstance(result, grpc.aio.AioRpcError):
@@ -157,11 +157,7 @@ class GrpcProxy:
             await context.send_initial_metadata(revision)
             return result
         finally:
-            self._in_flight(route, arm, -1)
-            if self.router.metrics is not None:
-                self.router.metrics.observe_route(
-                    route.name, route.namespace, arm.revision, arm.role, code, time.monotonic() - started
-                )
+            self.router.request_finished(route, arm, code, time.monotonic() - started)
 
     async def _grpc_targets(self, arm: Arm) -> tuple[str, ...]:
         """The arm's gRPC targets: from the route table, else asked once of each replica (`GET /serving/grpc-port`,
@@ -228,10 +224,6 @@ class GrpcProxy:
                 channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=options)
             call = self._calls[(endpoint, method)] = channel.unary_unary(f"/{pb.SERVICE}/{method}")
         return call
-
-    def _in_flight(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
-        if self.router.metrics is not None:
-            self.router.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, delta)
 
 
 def _has_retry_after(error: Any) -> bool:

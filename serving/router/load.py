@@ -36,6 +36,12 @@ class RevisionLoad:
         self._advance(key, time.monotonic())
         self.in_flight[key] = self.in_flight.get(key, 0) - 1
 
+    def withdraw(self, namespace: str, revision: str) -> None:
+        """`end` for a request that never reached a model: it is begun again when it is forwarded again."""
+        self.end(namespace, revision)
+        key = (namespace, revision)
+        self.started[key] = self.started.get(key, 0) - 1
+
     def _advance(self, key: Key, now: float) -> None:
         self._area[key] = self._area.get(key, 0.0) + self.in_flight.get(key, 0) * (
             now - self._since.get(key, now)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from serving.errors import GatewayTimeout, ServiceUnavailable
-from serving.http_client import HTTPClient, UpstreamConnectError
+from serving.errors import GatewayTimeout, ServiceUnavailable, ServingError
+from serving.http_client import HTTPClient, Response, UpstreamConnectError
 
 HOP_BY_HOP = frozenset(
     {
@@ -88,9 +88,47 @@ class Upstreams:
                 last_error = f"{endpoint}: {exc}"
             except ConnectionError as exc:
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
-                raise ServiceUnavailable(f"model server failed mid-response: {exc}") from exc
+                raise _failed_mid_response(exc) from exc
             finally:
                 self.outstanding[endpoint] -= 1
+
+    def try_forward(
+        self,
+        endpoints: tuple[str, ...],
+        method: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+        done: Callable[[UpstreamResponse | ServingError | UpstreamConnectError], None],
+    ) -> bool:
+        """`forward` from callbacks, when the least-loaded endpoint has an idle connection (else False, nothing
+        sent). `done` gets the response, the error to answer (504, or 503 for a failure mid-response), or an
+        `UpstreamConnectError`: the request reached no server that answered, and the caller retries it through
+        `forward` (which marks the endpoint down if a fresh connection fails too)."""
+        endpoint = self.pick(endpoints, set())
+        if endpoint is None:
+            return False
+
+        def finished(outcome: Response | BaseException) -> None:
+            self.outstanding[endpoint] -= 1
+            if isinstance(outcome, Response):
+                done(_answer(outcome))
+            elif isinstance(outcome, TimeoutError):
+                done(_timed_out(timeout_s))
+            elif isinstance(outcome, UpstreamConnectError):
+                done(
+                    outcome
+                )  # an idle connection the server had closed, or a server gone: `forward` finds out
+            else:
+                self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
+                done(_failed_mid_response(outcome))
+
+        self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
+        if self.pool.try_send(endpoint, method, path, headers, body, timeout_s, finished):
+            return True
+        self.outstanding[endpoint] -= 1
+        return False
 
     async def _send(
         self,
@@ -102,14 +140,10 @@ class Upstreams:
         timeout_s: float,
     ) -> UpstreamResponse:
         try:
-            status, raw_headers, content = await self.pool.request(
-                endpoint, method, path, headers, body, timeout_s
-            )
+            response = await self.pool.request(endpoint, method, path, headers, body, timeout_s)
         except TimeoutError:
-            raise GatewayTimeout(f"model server did not answer within {timeout_s:g}s") from None
-        out = [(k, v) for k, v in raw_headers if k not in NOT_FORWARDED_BACK]
-        out.append((b"content-length", str(len(content)).encode()))
-        return UpstreamResponse(status, out, content)
+            raise _timed_out(timeout_s) from None
+        return _answer(response)
 
     def idle(self, endpoints: Iterable[str]) -> bool:
         return all(self.outstanding.get(e, 0) == 0 for e in endpoints)
@@ -124,3 +158,18 @@ class Upstreams:
 
     async def close(self) -> None:
         await self.pool.aclose()
+
+
+def _answer(response: Response) -> UpstreamResponse:
+    """What goes back to the client: the model server's answer without hop-by-hop or duplicate headers."""
+    out = [(k, v) for k, v in response.headers if k not in NOT_FORWARDED_BACK]
+    out.append((b"content-length", str(len(response.body)).encode()))
+    return UpstreamResponse(response.status, out, response.body)
+
+
+def _timed_out(timeout_s: float) -> GatewayTimeout:
+    return GatewayTimeout(f"model server did not answer within {timeout_s:g}s")
+
+
+def _failed_mid_response(exc: BaseException) -> ServiceUnavailable:
+    return ServiceUnavailable(f"model server failed mid-response: {exc}")

@@ -1,0 +1,220 @@
+"""The router's direct lane (serving/router/lane.py) against the ASGI path it short-cuts.
+
+A real model server (iris), the router app as `serving up` builds it (`observe_router`) served with our own
+protocol class, and scripted upstreams on loopback for the failures: one that drops a connection without
+answering, one that stops answering. Each test runs the router with the lane and without it (the ASGI path
+alone): same answers, same metrics, same counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from serving.http.launcher import http_config
+from serving.metrics import RouterMetrics
+from serving.observability.hook import observe_router
+from serving.observability.options import ObservabilityOptions
+from serving.router.app import Router
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.observability_support import until
+from tests.support import train_iris_sklearn
+
+pytestmark = pytest.mark.asyncio
+REVISION = "iris-00000001"
+ROW = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("lane") / "iris"
+    train_iris_sklearn(folder)
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--name", "iris"]) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def routed(endpoints: tuple[str, ...], lane: bool, timeout_s: float = 60.0) -> AsyncIterator[Any]:
+    """A router in front of `endpoints` (one arm), served by our protocol on this loop; yields (url, router, spy)
+    where spy counts the requests the lane sent on its way."""
+    router = Router(metrics=RouterMetrics())
+    arm = Arm(REVISION, 100, "stable", "latest", endpoints)
+    router.set_table(
+        RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,), timeout_s=timeout_s)})
+    )
+    app = observe_router(router, ObservabilityOptions())
+    spy = {"sent": 0}
+    if lane:
+        try_forward = router.upstreams.try_forward
+
+        def counted(*args: Any) -> bool:
+            sent = try_forward(*args)
+            spy["sent"] += sent
+            return sent
+
+        router.upstreams.try_forward = counted  # type: ignore[method-assign]
+    else:
+        app.direct_lane = None
+    server = uvicorn.Server(http_config(app, "127.0.0.1", 0, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started or task.done(), what="the router to start")
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        yield url, router, spy
+    finally:
+        server.should_exit = True
+        await task
+        await router.upstreams.close()
+
+
+def _routed_counts(router: Router) -> dict[str, float]:
+    text = router.metrics.exposition().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith(("serving_router_requests_total{", "serving_router_requests_in_flight{")):
+            code = re.search(r'code="(\d+)"', line)
+            key = line.split("{", 1)[0] + (f"[{code.group(1)}]" if code else "")
+            counts[key] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_answers_headers_and_counts_match_the_asgi_path(
+    predictor: InProcessServer, lane: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="serving.access")
+    async with (
+        routed((predictor.url,), lane) as (url, router, spy),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        answers = [await client.post("/v1/models/iris:predict", json=ROW) for _ in range(5)]
+        mine = await client.post(
+            "/v2/models/iris/infer?x=1",
+            headers={"x-request-id": "mine-1"},
+            json={
+                "inputs": [
+                    {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}
+                ]
+            },
+        )
+        bad = await client.post("/v1/models/iris:predict", json={"instances": [[1.0]]})
+        counts = _routed_counts(router)
+    # The first request opens the connection through the ASGI path; with the lane, the others take it.
+    assert spy["sent"] == (6 if lane else 0)
+    for r in answers:
+        assert r.status_code == 200 and r.json() == {"predictions": [1]}
+        assert r.headers["x-serving-revision"] == REVISION and r.headers["content-type"] == "application/json"
+        assert {"date", "server", "content-length", "x-request-id"} <= set(r.headers)
+    assert len({r.headers["x-request-id"] for r in answers}) == 5  # a fresh id each, echoed once
+    assert all(r.headers.get_list("x-request-id") == [r.headers["x-request-id"]] for r in answers)
+    assert mine.status_code == 200 and mine.headers["x-request-id"] == "mine-1"
+    assert bad.status_code == 400 and "error" in bad.json() and bad.headers["x-serving-revision"] == REVISION
+    assert counts == {
+        "serving_router_requests_total[200]": 6.0,
+        "serving_router_requests_total[400]": 1.0,
+        "serving_router_requests_in_flight": 0.0,
+    }
+    assert (
+        router.load.started[("default", REVISION)] == 7 and router.load.in_flight[("default", REVISION)] == 0
+    )
+    assert all(n == 0 for n in router.upstreams.outstanding.values())
+    # The router's lines (the model server in this process writes its own, without a revision).
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "serving.access" and REVISION in r.getMessage()
+    ]
+    assert len(lines) == 7 and any(
+        " 400 " in line and f"revision={REVISION} arm=stable" in line for line in lines
+    )
+    assert any("id=mine-1" in line and "/v2/models/iris/infer" in line for line in lines)
+
+
+class Scripted(asyncio.Protocol):
+    """An upstream that answers the first request it ever gets, then does what `then` says: drop or hold."""
+
+    seen = 0
+
+    def __init__(self, then: str) -> None:
+        self.then = then
+        self.buffer = b""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1)) if sep else -1
+        if not sep or len(rest) < length:
+            return
+        self.buffer = b""
+        Scripted.seen += 1
+        if Scripted.seen == 1:
+            body = b'{"predictions":["scripted"]}'
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+        elif self.then == "drop":
+            self.transport.close()
+        # "hold": never answers
+
+
+@contextlib.asynccontextmanager
+async def scripted(then: str) -> AsyncIterator[str]:
+    Scripted.seen = 0
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Scripted(then), "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_connection_dropped_before_any_answer_is_retried_on_another_replica(
+    predictor: InProcessServer, lane: bool
+) -> None:
+    async with scripted("drop") as dropper, routed((dropper, predictor.url), lane) as (url, router, spy):
+        async with httpx.AsyncClient(base_url=url) as client:
+            first = await client.post("/v1/models/iris:predict", json=ROW)  # the dropper answers its first
+            second = await client.post("/v1/models/iris:predict", json=ROW)
+        counts = _routed_counts(router)
+    assert first.json() == {"predictions": ["scripted"]}
+    assert second.status_code == 200 and second.json() == {"predictions": [1]}, second.text
+    assert spy["sent"] == (1 if lane else 0)  # the lane sent it to the dropper, then handed it over
+    assert dropper in router.upstreams.down_until  # marked down by the retry's fresh connection, not before
+    # Counted once each, though the second was sent twice.
+    assert counts == {"serving_router_requests_total[200]": 2.0, "serving_router_requests_in_flight": 0.0}
+    assert (
+        router.load.started[("default", REVISION)] == 2 and router.load.in_flight[("default", REVISION)] == 0
+    )
+    assert all(n == 0 for n in router.upstreams.outstanding.values())
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_model_server_that_stops_answering_is_a_504_naming_the_revision(lane: bool) -> None:
+    async with scripted("hold") as holder, routed((holder,), lane, timeout_s=0.3) as (url, router, spy):
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.post("/v1/models/iris:predict", json=ROW)
+            late = await client.post("/v1/models/iris:predict", json=ROW, headers={"x-request-id": "late-1"})
+            after = await client.post("/v1/models/iris:predict", json=ROW)
+        counts = _routed_counts(router)
+    assert late.status_code == 504, late.text
+    assert late.json() == {"error": "model server did not answer within 0.3s"}
+    assert late.headers["x-serving-revision"] == REVISION and late.headers["x-request-id"] == "late-1"
+    assert after.status_code == 504  # a fresh connection, not the one that timed out
+    assert spy["sent"] == (1 if lane else 0)
+    assert counts == {
+        "serving_router_requests_total[200]": 1.0,
+        "serving_router_requests_total[504]": 2.0,
+        "serving_router_requests_in_flight": 0.0,
+    }
+    assert all(n == 0 for n in router.upstreams.outstanding.values())

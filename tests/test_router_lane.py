@@ -218,3 +218,32 @@ async def test_a_model_server_that_stops_answering_is_a_504_naming_the_revision(
         "serving_router_requests_in_flight": 0.0,
     }
     assert all(n == 0 for n in router.upstreams.outstanding.values())
+
+
+async def test_pipelined_requests_are_answered_in_order(predictor: InProcessServer) -> None:
+    """Two requests in one write: the first goes through the lane, the second waits behind it (uvicorn's
+    pipeline) and is answered after it, on the same connection."""
+    async with routed((predictor.url,), True) as (url, router, spy):
+        async with httpx.AsyncClient(base_url=url) as client:  # a pooled connection for the lane
+            assert (await client.post("/v1/models/iris:predict", json=ROW)).status_code == 200
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        one = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
+        two = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+        writer.write(
+            b"".join(
+                b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\nx-request-id: r%d\r\n"
+                b"content-length: %d\r\n\r\n%s" % (i, len(body), body)
+                for i, body in ((1, one), (2, two))
+            )
+        )
+        received = b""
+        while received.count(b'{"predictions"') < 2:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, received
+            received += chunk
+        writer.close()
+    first, second = received.split(b"HTTP/1.1 ")[1:]
+    assert b"x-request-id: r1" in first and first.endswith(b'{"predictions":[1]}')
+    assert b"x-request-id: r2" in second and second.endswith(b'{"predictions":[0]}')
+    assert spy["sent"] == 1  # the first pipelined one; the warm-up opened the connection, the second waited

@@ -115,6 +115,13 @@ class _Exchange:
         self.started = time.monotonic()
 
     def answered(self, outcome: UpstreamResponse | ServingError | UpstreamConnectError) -> None:
+        try:
+            self._answer(outcome)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not leave the client waiting: 500, logged
+            if not self.cycle.response_started:
+                self.cycle.finished(exc)
+
+    def _answer(self, outcome: UpstreamResponse | ServingError | UpstreamConnectError) -> None:
         router, route, arm, cycle = self.lane.router, self.route, self.arm, self.cycle
         if isinstance(outcome, UpstreamConnectError):
             # It reached no server that answered: the ASGI path retries it, on a fresh connection or another

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -84,20 +85,21 @@ def _transformer(
         yield server
 
 
-@pytest.fixture(scope="module", params=PLACEMENTS)
-def v1_transformer(
-    request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
-) -> Iterator[InProcessServer]:
-    with _transformer("v1", request.param, predictor, iris_folder) as server:
-        yield server
+def _placed(protocol: str) -> Any:
+    """A module fixture: the `protocol` transformer, once per placement."""
+
+    @pytest.fixture(scope="module", params=PLACEMENTS)
+    def fixture(
+        request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
+    ) -> Iterator[InProcessServer]:
+        with _transformer(protocol, request.param, predictor, iris_folder) as server:
+            yield server
+
+    return fixture
 
 
-@pytest.fixture(scope="module", params=PLACEMENTS)
-def v2_transformer(
-    request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
-) -> Iterator[InProcessServer]:
-    with _transformer("v2", request.param, predictor, iris_folder) as server:
-        yield server
+v1_transformer = _placed("v1")
+v2_transformer = _placed("v2")
 
 
 @pytest.fixture(scope="module", params=[(p, pl) for p in ARGS for pl in PLACEMENTS], ids="-".join)

@@ -21,7 +21,7 @@ for the upstream) were most of the difference.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from serving.errors import ServingError
 from serving.http.errors import error_answer
@@ -45,7 +45,7 @@ class RouterLane:
 
     def __init__(self, observed: Observed) -> None:
         self.observed = observed
-        self.router: Router = observed.app
+        self.router = cast(Router, observed.app)
 
     def take(self, cycle: LeanCycle) -> bool:
         """Send the request on its way and answer it later from a callback; False: run the ASGI app instead."""

@@ -56,10 +56,11 @@ class _Connection(asyncio.Protocol):
         self._done: Callable[[Response | BaseException], None] | None = None  # the exchange in progress
         self._timer: asyncio.TimerHandle | None = None
         self._head_only = False
+        self.parser = httptools.HttpResponseParser(self)
         self._new_message()
 
     def _new_message(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        """State for the next response; the parser is kept (it resets itself after each whole message)."""
         self.headers: Headers = []
         self.body: list[bytes] = []
         self.received = False
@@ -145,7 +146,9 @@ class _Connection(asyncio.Protocol):
         """Send one request; `done` gets its whole response, or the exception that ended it, exactly once
         (from a protocol callback: no task, no future). A TimeoutError closes the connection."""
         assert self.transport is not None
-        self._new_message()  # a fresh parser: after a HEAD answer the old one still expects a body
+        if self._head_only:  # after a HEAD answer the old parser still expects a body: a fresh one
+            self.parser = httptools.HttpResponseParser(self)
+        self._new_message()
         self._head_only = head_only
         self._done = done
         self.transport.write(request)

@@ -7,6 +7,7 @@ estimator: `predict` gives labels and `predict_proba` probabilities, as the user
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from serving.runtimes import find_artifact
 from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
 from serving.runtimes.sklearn import PICKLE_SUFFIXES, PREDICT, PROBABILITIES, load_pickle
+from serving.runtimes.xgboost_native import native_estimator, xgboost_module
 from serving.types import TensorDict, TensorSpec
 
 NATIVE_SUFFIXES = (".json", ".ubj", ".bst")
@@ -23,15 +25,15 @@ class XGBoostRuntime(Runtime):
     platform = "xgboost"
 
     def load(self) -> None:
-        import xgboost as xgb
-
         path = find_artifact(self.settings.model_dir, NATIVE_SUFFIXES + PICKLE_SUFFIXES)
         if path.suffix.lower() in PICKLE_SUFFIXES:
+            xgb = xgboost_module(with_sklearn=True)  # the pickle holds an sklearn-API estimator
             self.model: Any = load_pickle(self.settings)
         else:
+            xgb = xgboost_module(with_sklearn=False)
             booster = xgb.Booster()
             booster.load_model(str(path))
-            self.model = _as_estimator(booster, xgb)
+            self.model = _as_estimator(booster, path)
         self._methods: dict[str, Any] = {}
         if isinstance(self.model, xgb.Booster):
             booster = self.model
@@ -74,8 +76,9 @@ class XGBoostRuntime(Runtime):
         )
 
 
-def _as_estimator(booster: Any, xgb: Any) -> Any:
-    """Rewrap a Booster in the sklearn estimator it was saved from, if it says so."""
+def _as_estimator(booster: Any, path: Path) -> Any:
+    """Rewrap a Booster in the sklearn estimator it was saved from, if it says so: computed from the Booster
+    where that is plain arithmetic (no scikit-learn import), else xgboost's own wrapper class."""
     attr = booster.attr("scikit_learn")
     if not attr:
         return booster
@@ -83,10 +86,15 @@ def _as_estimator(booster: Any, xgb: Any) -> Any:
         kind = json.loads(attr).get("_estimator_type")
     except (ValueError, AttributeError):
         return booster
-    cls = {"classifier": xgb.XGBClassifier, "regressor": xgb.XGBRegressor}.get(kind)
-    if cls is None:
+    if kind not in ("classifier", "regressor"):
         return booster
-    estimator = cls()
+    native = native_estimator(booster, kind)
+    if native is not None:
+        return native
+    xgb = xgboost_module(with_sklearn=True)
+    booster = xgb.Booster()
+    booster.load_model(str(path))
+    estimator = {"classifier": xgb.XGBClassifier, "regressor": xgb.XGBRegressor}[kind]()
     estimator._Booster = booster
     config = json.loads(booster.save_config())
     estimator.n_classes_ = int(config["learner"]["learner_model_param"].get("num_class", "0")) or 2

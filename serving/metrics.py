@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from serving.loop_metrics import LoopCounter, LoopGauge, LoopHistogram, counter, gauge, histogram
 
@@ -169,10 +169,36 @@ class Metrics:
 
     def exposition(self) -> bytes:
         if self.multiprocess:
+            forget_dead_workers(os.environ[MULTIPROC_ENV])
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live-gauge files of worker processes that are gone.
+
+    uvicorn replaces a worker that dies or stops answering its health check; prometheus-client keeps each
+    process's `live*` gauge values in a file until told the process is dead, and nothing tells it. A replaced
+    worker's file would go on counting: its last `serving_model_ready` 0 (`livemin`) pinning the whole server at
+    not ready, its requests in flight (`livesum`) never finishing. Counters and histograms keep their files:
+    what a dead worker served stays counted."""
+    for name in os.listdir(directory):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid = name[:-3].rsplit("_", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RouterMetrics:

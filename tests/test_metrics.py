@@ -123,6 +123,38 @@ def test_two_workers_report_every_request(tmp_path: Path) -> None:
         )  # multiprocess output is valid too
 
 
+def test_a_replaced_workers_live_gauges_are_forgotten(tmp_path: Path) -> None:
+    """Workers share a PROMETHEUS_MULTIPROC_DIR; one that died not ready (and in the middle of a request) must not
+    pin `serving_model_ready` at 0 or leave a request in flight forever. Real processes: prometheus-client picks
+    its multiprocess mode when it is imported."""
+    import subprocess
+    import sys
+
+    worker = (
+        "import sys, types\n"
+        "from serving.metrics import Metrics\n"
+        "m = Metrics()\n"
+        "m.model_state_changed(types.SimpleNamespace(name='iris', ready=sys.argv[1] == '1', load_seconds=0.1))\n"
+        "m.model('iris', '1').in_flight.inc(int(sys.argv[2]))\n"
+        "m.model('iris', '1').request('v1', 200, 0.01)\n"
+        "if len(sys.argv) > 3: print(m.exposition().decode())\n"
+    )
+    env = {**__import__("os").environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", worker, *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("0", "1")  # the replaced worker: not ready, one request in flight, then gone
+    samples = parsed(run("1", "0", "scrape"))  # its replacement: ready, idle, and answering /metrics
+    assert total(samples, "serving_model_ready", model="iris") == 1
+    assert total(samples, "serving_requests_in_flight", model="iris") == 0
+    assert (
+        total(samples, "serving_requests_total", model="iris") == 2
+    )  # what the dead one served still counts
+
+
 def test_loop_owned_families_expose_what_prometheus_client_would() -> None:
     """The lock-free families answer /metrics byte for byte like prometheus-client's (bar _created times)."""
     import re

@@ -24,6 +24,10 @@ HTTP_PROTOCOL = (
     "serving.http.header_limit:HeaderLimitedProtocol"  # an import string: worker processes load it
 )
 GRACEFUL_SHUTDOWN_S = 30
+# With --workers, uvicorn kills and replaces a worker that does not answer its ping within this (its default
+# is 5 s): a worker unpickling a large model holds the GIL for longer than that, and on a loaded machine even an
+# iris worker's start can; killing it means starting the same load again.
+WORKER_HEALTHCHECK_S = 30
 _LIMITS = Limits()
 
 
@@ -45,6 +49,7 @@ def http_options(
         http=HTTP_PROTOCOL,
         h11_max_incomplete_event_size=max_header_bytes,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         limit_concurrency=None,
         lifespan=lifespan,
         # No X-Forwarded-For rewriting of the client address: nothing of ours reads it (the access log names

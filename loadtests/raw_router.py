@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import deque
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -22,13 +23,11 @@ import uvloop
 DROPPED = frozenset({b"host", b"content-length", b"connection", b"date", b"server", b"transfer-encoding"})
 
 
-class Upstream(asyncio.Protocol):
-    """One keep-alive connection to the model server; answers go back in request order."""
+class _Messages(asyncio.Protocol):
+    """One HTTP/1.1 connection read with httptools: the headers to pass on and the body, per message."""
 
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self.waiting: deque[Downstream] = deque()
-        self.parser = httptools.HttpResponseParser(self)
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
         self.transport: asyncio.Transport | None = None
         self.headers: list[bytes] = []
         self.body: list[bytes] = []
@@ -48,6 +47,15 @@ class Upstream(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
+
+
+class Upstream(_Messages):
+    """One keep-alive connection to the model server; answers go back in request order."""
+
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(httptools.HttpResponseParser(self))
+        self.pool = pool
+        self.waiting: deque[Downstream] = deque()
 
     def on_message_complete(self) -> None:
         body = b"".join(self.body)
@@ -84,35 +92,16 @@ class Pool:
         up.transport.write(request)
 
 
-class Downstream(asyncio.Protocol):
+class Downstream(_Messages):
     """One client connection: each whole request is forwarded as soon as it has been read."""
 
     def __init__(self, pool: Pool) -> None:
+        super().__init__(httptools.HttpRequestParser(self))
         self.pool = pool
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self.url = b"/"
-        self.headers: list[bytes] = []
-        self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_message_begin(self) -> None:
-        self.headers, self.body = [], []
 
     def on_url(self, url: bytes) -> None:
         self.url = url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() not in DROPPED:
-            self.headers.append(b"%s: %s\r\n" % (name, value))
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
 
     def on_message_complete(self) -> None:
         body = b"".join(self.body)

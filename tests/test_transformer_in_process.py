@@ -84,7 +84,12 @@ def test_a_predictor_url_or_a_bad_flag_is_refused_before_serving(tmp_path: Path)
 
     for argv, says in (
         ("transform --predictor-url http://127.0.0.1:1", "drop --predictor-url"),
-        ("transform --protocol v9", "v9"),
+        (
+            "transform --protocol v9",
+            "--with-transformer: argument --protocol/--predictor_protocol: invalid choice: 'v9'",
+        ),
+        ("transform --no-such-flag", "unrecognized arguments: --no-such-flag"),
+        ("predict --labels a", "invalid choice: 'predict'"),
     ):
         with pytest.raises(BadRequest, match=says):
             transformer_dataplane(None, shlex.split(argv), None, "iris")  # type: ignore[arg-type]
@@ -116,6 +121,8 @@ def test_the_spec_makes_one_process_with_the_transformer_inside() -> None:
     revision = Revision.from_spec(parse(_isvc(IN_PROCESS)))
     separate = Revision.from_spec(parse(_isvc({})))
     assert revision.digest != separate.digest  # changing the placement rolls out a new revision
+    written = Revision.from_spec(parse(_isvc({"serving.dev/placement": "separate"})))
+    assert written.transformer_process is not None and written.in_process_transformer is None
     assert revision.transformer_process is None and separate.transformer_process is not None
     args = predictor_args(revision, "/models")
     transformer = shlex.split(args[args.index(WITH_TRANSFORMER) + 1])
@@ -140,6 +147,7 @@ def test_the_spec_makes_one_process_with_the_transformer_inside() -> None:
     ("doc", "says"),
     [
         (_isvc({"serving.dev/placement": "inproc"}), "'inproc' is unknown; use one of separate, in-process"),
+        (_isvc({"serving.dev/placement": ""}), "'' is unknown; use one of separate, in-process"),
         (
             _isvc(IN_PROCESS, ["--feature", "x"], image="me/tx:1"),
             "a custom transformer image runs as its own",

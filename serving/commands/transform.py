@@ -8,6 +8,7 @@ as host:port, `--predictor_use_ssl`, `--protocol` / `--predictor_protocol`, `--p
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from serving.errors import BadRequest
 from serving.observability.options import from_args as observability_options
@@ -117,14 +118,18 @@ def config_from_args(
     )
 
 
+class _Refusing(argparse.ArgumentParser):
+    """argparse that raises its complaint (a 400 / exit 2 with one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadRequest(f"--with-transformer: {message}")
+
+
 def parse_in_process(argv: list[str]) -> argparse.Namespace:
     """`serve --with-transformer "transform ..."`: the same flags as `serving transform`, no predictor URL."""
-    parser = argparse.ArgumentParser(prog="serving serve --with-transformer", exit_on_error=False)
+    parser = _Refusing(prog="serving serve --with-transformer")
     register(parser.add_subparsers(dest="command", required=True))
-    try:
-        args = parser.parse_args(argv)
-    except (argparse.ArgumentError, SystemExit) as exc:
-        raise BadRequest(f"--with-transformer {' '.join(argv)!r}: {exc}") from None
+    args = parser.parse_args(argv)
     if args.predictor_url or args.predictor_host:
         raise BadRequest(
             "--with-transformer: the predictor is this process; drop --predictor-url/--predictor_host"

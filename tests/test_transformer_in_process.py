@@ -21,7 +21,7 @@ from serving.revision import Revision
 from serving.spec import SpecError, parse
 from tests.inprocess import serving_inprocess
 from tests.support import train_iris_sklearn, wait_until
-from tests.test_k8s_render import SETTINGS
+from tests.test_k8s_render import SETTINGS, _validate
 
 FEATURES = ",".join(IRIS_FEATURES)
 TABULAR = f"transform --transformer tabular --feature-names {FEATURES} --labels {','.join(IRIS_LABELS)}"
@@ -141,6 +141,8 @@ def test_the_spec_makes_one_process_with_the_transformer_inside() -> None:
     assert WITH_TRANSFORMER in container["args"]
     assert {"name": "TRANSFORMER_SETTING", "value": "on"} in container["env"]
     assert entry_component(revision) == "predictor"
+    for obj in objects:
+        _validate(obj)  # against the Kubernetes API schemas, as every rendered object
 
 
 @pytest.mark.parametrize(

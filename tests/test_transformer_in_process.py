@@ -164,3 +164,28 @@ def test_a_wrong_placement_is_refused_naming_the_field(doc: dict, says: str) -> 
     with pytest.raises(SpecError, match="serving.dev/placement") as raised:
         parse(doc)
     assert says in raised.value.message
+
+
+def test_grpc_reaches_the_transformer_too(tmp_path: Path) -> None:
+    """`--grpc-port` serves the same data plane: a gRPC client sends records and gets label names."""
+    import logging
+    import re
+
+    import numpy as np
+    import orjson
+    import tritonclient.grpc as triton_grpc
+
+    logging.getLogger("serving.grpc").setLevel(logging.INFO)  # the port line is INFO
+    train_iris_sklearn(tmp_path / "iris")
+    with serving_inprocess([*_serve(tmp_path / "iris", TABULAR), "--grpc-port", "0"]) as server:
+        port = re.search(r"gRPC \(Open Inference Protocol\) listening on 127\.0\.0\.1:(\d+)", server.log())
+        assert port, server.log()
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port.group(1)}")
+        try:
+            records = triton_grpc.InferInput("records", [1], "BYTES")
+            records.set_data_from_numpy(np.array([orjson.dumps(RECORD)], dtype=object))
+            answer = client.infer("iris", [records])
+            (output,) = answer.get_response().outputs
+            assert answer.as_numpy(output.name).tolist() == [b"versicolor"]
+        finally:
+            client.close()

@@ -8,7 +8,7 @@ as host:port, `--predictor_use_ssl`, `--protocol` / `--predictor_protocol`, `--p
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from serving.errors import BadRequest
 from serving.observability.options import from_args as observability_options
@@ -128,7 +128,8 @@ class _Refusing(argparse.ArgumentParser):
 def parse_in_process(argv: list[str]) -> argparse.Namespace:
     """`serve --with-transformer "transform ..."`: the same flags as `serving transform`, no predictor URL."""
     parser = _Refusing(prog="serving serve --with-transformer")
-    register(parser.add_subparsers(dest="command", required=True))
+    # Its sub-parsers are of the same class, so `transform`'s own complaints are raised too.
+    register(cast(Any, parser.add_subparsers(dest="command", required=True)))
     args = parser.parse_args(argv)
     if args.predictor_url or args.predictor_host:
         raise BadRequest(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from serving.autoscale.knobs import AutoscaleSpecError, knobs_from, unknown_annotations
 from serving.errors import BadRequest
@@ -40,6 +40,8 @@ KUBERNETES_ONLY = (
 PLACEMENT_ANNOTATION = f"{OUR_GROUP}/placement"
 SEPARATE, IN_PROCESS = "separate", "in-process"
 PLACEMENTS = (SEPARATE, IN_PROCESS)
+# A transformer's own process settings, which an in-process one (it runs in the predictor's replicas) has not.
+IN_PROCESS_IGNORED = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
 
 
 class SpecError(BadRequest):
@@ -288,6 +290,19 @@ class InferenceService(Strict):
         from serving.spec_effects import no_local_effect  # the table imports this module
 
         out = no_local_effect(self) + unknown_annotations(self.metadata.annotations)
+        transformer = self.spec.transformer
+        if transformer is not None and transformer.in_process:
+            out += [
+                f"spec.transformer.{name}: no effect with {PLACEMENT_ANNOTATION}: {IN_PROCESS} (the transformer "
+                "runs in every predictor replica and scales with it; set it on spec.predictor)"
+                for name in IN_PROCESS_IGNORED
+                if getattr(transformer, to_snake(name)) not in (None, {}, ())
+            ]
+            if any(c.resources is not None for c in transformer.containers):
+                out.append(
+                    f"spec.transformer.containers[].resources: no effect with {PLACEMENT_ANNOTATION}: {IN_PROCESS} "
+                    "(no container of its own: the predictor's resources cover both)"
+                )
         for component, spec in (("predictor", self.spec.predictor), ("transformer", self.spec.transformer)):
             if spec is None:
                 continue

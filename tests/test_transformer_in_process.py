@@ -189,3 +189,18 @@ def test_grpc_reaches_the_transformer_too(tmp_path: Path) -> None:
             assert answer.as_numpy(output.name).tolist() == [b"versicolor"]
         finally:
             client.close()
+
+
+def test_the_transformers_own_scaling_and_resources_are_warned_about() -> None:
+    """In the predictor's process, the transformer has no replicas or container of its own: `apply` says so."""
+    doc = _isvc(IN_PROCESS)
+    doc["spec"]["transformer"]["minReplicas"] = 2
+    doc["spec"]["transformer"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
+    warnings = [w for w in parse(doc).warnings() if "serving.dev/placement" in w]
+    assert [w.split(":", 1)[0] for w in warnings] == [
+        "spec.transformer.minReplicas",
+        "spec.transformer.containers[].resources",
+    ]
+    separate = _isvc({})
+    separate["spec"]["transformer"]["minReplicas"] = 2
+    assert not [w for w in parse(separate).warnings() if "serving.dev/placement" in w]

@@ -70,12 +70,9 @@ def native_estimator(booster: Any, kind: str) -> NativeEstimator | None:
     if kind == "regressor":
         return NativeEstimator(booster, 0)
     classes = int(config["learner"]["learner_model_param"].get("num_class", "0")) or 2
-    # (softprob over 2 classes is a multi-label case in the wrapper: left to it)
-    if (
-        kind == "classifier"
-        and objective in CLASSIFIER_OBJECTIVES
-        and (objective[0] == "b") == (classes == 2)
-    ):
+    # binary:logistic has 2 classes; softprob over exactly 2 is a multi-label case in the wrapper: left to it.
+    binary = objective == "binary:logistic"
+    if kind == "classifier" and objective in CLASSIFIER_OBJECTIVES and binary == (classes == 2):
         return NativeEstimator(booster, classes)
     return None
 

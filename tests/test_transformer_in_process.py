@@ -89,7 +89,8 @@ def test_a_predictor_url_or_a_bad_flag_is_refused_before_serving(tmp_path: Path)
             "--with-transformer: argument --protocol/--predictor_protocol: invalid choice: 'v9'",
         ),
         ("transform --no-such-flag", "unrecognized arguments: --no-such-flag"),
-        ("predict --labels a", "invalid choice: 'predict'"),
+        ("predict --labels a", "expected `transform` and its flags"),
+        ("", "takes them\), got ''"),  # `--with-transformer ""` is not "no transformer"
     ):
         with pytest.raises(BadRequest, match=says):
             transformer_dataplane(None, shlex.split(argv), None, "iris")  # type: ignore[arg-type]

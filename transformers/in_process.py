@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from serving.dataplane import DataPlane
+from serving.errors import BadRequest
 from serving.repository import ModelState
 from serving.settings import Limits
 from serving.types import InferRequest, TensorDict
@@ -60,6 +61,12 @@ def transformer_dataplane(predictor: DataPlane, argv: list[str], limits: Limits,
     from serving.commands.transform import config_from_args, parse_in_process
     from serving.transformers.server import transformer_repository
 
+    argv = argv[1:] if argv[:1] == ["serving"] else argv
+    if argv[:1] != ["transform"]:
+        raise BadRequest(
+            f"--with-transformer: expected `transform` and its flags (as `serving transform` takes them), "
+            f"got {' '.join(argv)!r}"
+        )
     if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
         argv = [*argv, "--model-name", name]
     args = parse_in_process(argv)

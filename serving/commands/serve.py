@@ -127,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         log_level=args.log_level,
         observability=observability_options(args, "predictor").to_dict(),
         grpc_port=args.grpc_port,
-        transformer=shlex.split(args.with_transformer) if args.with_transformer else None,
+        transformer=None if args.with_transformer is None else shlex.split(args.with_transformer),
         model={
             "runtime": args.runtime,
             "version": args.model_version,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 from serving.errors import GatewayTimeout, ServiceUnavailable, ServingError
@@ -49,7 +49,7 @@ class Upstreams:
         self.down_until: dict[str, float] = {}  # endpoint -> monotonic time it may be tried again
         self.pool = HTTPClient()
 
-    def pick(self, endpoints: Iterable[str], exclude: set[str]) -> str | None:
+    def pick(self, endpoints: Iterable[str], exclude: Container[str] = ()) -> str | None:
         best, best_load = None, None
         now = time.monotonic()
         for endpoint in endpoints:
@@ -106,7 +106,7 @@ class Upstreams:
         sent). `done` gets the response, the error to answer (504, or 503 for a failure mid-response), or an
         `UpstreamConnectError`: the request reached no server that answered, and the caller retries it through
         `forward` (which marks the endpoint down if a fresh connection fails too)."""
-        endpoint = self.pick(endpoints, set())
+        endpoint = self.pick(endpoints)
         if endpoint is None:
             return False
 
@@ -117,9 +117,8 @@ class Upstreams:
             elif isinstance(outcome, TimeoutError):
                 done(_timed_out(timeout_s))
             elif isinstance(outcome, UpstreamConnectError):
-                done(
-                    outcome
-                )  # an idle connection the server had closed, or a server gone: `forward` finds out
+                # An idle connection the server had closed, or a server gone: `forward` finds out which.
+                done(outcome)
             else:
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
                 done(_failed_mid_response(outcome))

@@ -90,7 +90,7 @@ def test_a_predictor_url_or_a_bad_flag_is_refused_before_serving(tmp_path: Path)
         ),
         ("transform --no-such-flag", "unrecognized arguments: --no-such-flag"),
         ("predict --labels a", "expected `transform` and its flags"),
-        ("", "takes them\), got ''"),  # `--with-transformer ""` is not "no transformer"
+        ("", r"takes them\), got ''"),  # `--with-transformer ""` is not "no transformer"
     ):
         with pytest.raises(BadRequest, match=says):
             transformer_dataplane(None, shlex.split(argv), None, "iris")  # type: ignore[arg-type]

@@ -17,8 +17,9 @@ _U32 = struct.Struct("<I")
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[memoryview | bytes, memoryview]:
-    """Return (JSON header, binary tail) using `Inference-Header-Content-Length` when present."""
-    view = memoryview(body)
+    """Return (JSON header, binary tail) using `Inference-Header-Content-Length` when present. Read-only views
+    whatever holds the body (a large one arrives in a bytearray): tensors decoded from them are read-only."""
+    view = memoryview(body).toreadonly()
     if header_length is None:
         return body, view[len(body) :]
     try:

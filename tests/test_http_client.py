@@ -154,6 +154,26 @@ async def test_timeouts_free_the_slot_and_waiters_time_out() -> None:
         client.close()
 
 
+async def test_each_exchange_on_a_kept_connection_is_timed_by_its_own_deadline() -> None:
+    """A connection keeps one timer across exchanges: a timer left from a short deadline must not end a later
+    exchange with a longer one, and a later short deadline must not wait for an earlier long one."""
+
+    async def answer_after(method: str, target: str, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(int(target.rsplit("/", 1)[1]) / 1000)  # the server's answer time, in ms
+        await answer_ok(method, target, writer)
+
+    async with raw_server(answer_after) as (server, url):
+        client = HTTPClient(max_per_endpoint=1)
+        assert (await client.request(url, "GET", "/0", timeout_s=0.2)).body == b"/0"
+        # the timer armed for 0.2 s fires while this one (2 s allowed) is still being answered
+        assert (await client.request(url, "GET", "/400", timeout_s=2)).body == b"/400"
+        assert server.connections == 1  # one kept connection for both
+        with pytest.raises(TimeoutError):  # due long before the timer armed for the 2 s deadline
+            await client.request(url, "GET", "/1500", timeout_s=0.2)
+        assert (await client.request(url, "GET", "/1", timeout_s=2)).body == b"/1"  # on a new connection
+        client.close()
+
+
 async def test_head_answer_ends_at_its_head_and_the_connection_is_reused() -> None:
     async def head_with_length(method: str, target: str, writer: asyncio.StreamWriter) -> None:
         if method == "HEAD":

@@ -6,6 +6,7 @@ per-model concurrency 429 + Retry-After; after each refusal the server still ans
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,22 @@ def test_body_over_max_body_bytes_is_413_declared_or_streamed(limited: InProcess
 
     streamed = httpx.post(limited.url + "/v1/models/gated:predict", content=chunks())
     assert_refused(streamed, 413, "over the limit of 4096 bytes")
+    assert_serving(limited)
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(limited: InProcessServer) -> None:
+    """413 from the Content-Length alone: the server neither waits for nor keeps the 10 MB announced."""
+    port = int(limited.url.rsplit(":", 1)[1])
+    for path in ("/v2/models/gated/infer", "/v1/models/gated:predict"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\n\r\n{{".encode())
+            answer = b""
+            while b"over the limit" not in answer:
+                chunk = sock.recv(65536)
+                assert chunk, f"closed without an answer: {answer!r}"
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+        assert b"request body of 10000000 bytes is over the limit of 4096 bytes" in answer
     assert_serving(limited)
 
 

@@ -42,10 +42,12 @@ def predictor(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def routed(endpoints: tuple[str, ...], lane: bool, timeout_s: float = 60.0) -> AsyncIterator[Any]:
+async def routed(
+    endpoints: tuple[str, ...], lane: bool, timeout_s: float = 60.0, max_body_bytes: int = 64 * 1024 * 1024
+) -> AsyncIterator[Any]:
     """A router in front of `endpoints` (one arm), served by our protocol on this loop; yields (url, router, spy)
     where spy counts the requests the lane sent on its way."""
-    router = Router(metrics=RouterMetrics())
+    router = Router(metrics=RouterMetrics(), max_body_bytes=max_body_bytes)
     arm = Arm(REVISION, 100, "stable", "latest", endpoints)
     router.set_table(
         RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,), timeout_s=timeout_s)})
@@ -247,3 +249,23 @@ async def test_pipelined_requests_are_answered_in_order(predictor: InProcessServ
     assert b"x-request-id: r1" in first and first.endswith(b'{"predictions":[1]}')
     assert b"x-request-id: r2" in second and second.endswith(b'{"predictions":[0]}')
     assert spy["sent"] == 1  # the first pipelined one; the warm-up opened the connection, the second waited
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_a_declared_body_over_the_routers_limit_is_413_before_it_is_sent(
+    predictor: InProcessServer, lane: bool
+) -> None:
+    """The router answers from the Content-Length alone: it neither waits for nor gathers the announced bytes."""
+    async with routed((predictor.url,), lane, max_body_bytes=4096) as (url, router, spy):
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\n\r\n{")
+        received = b""
+        while b"over the limit" not in received:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, received
+            received += chunk
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 413 ")
+    assert b"request body of 10000000 bytes is over the limit of 4096 bytes" in received
+    assert spy["sent"] == 0

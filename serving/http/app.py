@@ -85,4 +85,4 @@ def build_app(
     app = Starlette(
         routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware, lifespan=lifespan
     )
-    return InferenceFastLane(app, routes)
+    return InferenceFastLane(app, routes, dataplane.limits.max_body_bytes)

@@ -64,6 +64,12 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._lean = lean_runner(self.loop)
         # An app may answer lean requests itself, from callbacks (the router: serving/router/lane.py).
         self._direct_lane = getattr(self.app, "direct_lane", None)
+        # A body declared over the app's own limit is not gathered first: the app answers 413 from the
+        # Content-Length and uvicorn drops what follows (the model server and the router say theirs).
+        limit = getattr(self.app, "max_body_bytes", None)
+        self._whole_body_max = (
+            min(limit, WHOLE_BODY_MAX_BYTES) if isinstance(limit, int) else WHOLE_BODY_MAX_BYTES
+        )
         self._open_requests = 0  # this connection's share of self._turn.open_requests
         super().connection_made(TurnBatchedTransport(transport, self.loop))  # type: ignore[arg-type]
 
@@ -135,7 +141,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self._oversize = True
             raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
         length = _declared_length(self.headers)
-        self._whole_body = length <= WHOLE_BODY_MAX_BYTES
+        self._whole_body = length <= self._whole_body_max
         self._pieces = []
         if self._whole_body and length >= DIRECT_BODY_MIN_BYTES and not self.parser.should_upgrade():
             self._direct, self._direct_filled = _unfilled_bytearray(length), 0

@@ -65,8 +65,11 @@ async def send_answer(send: Send, content: bytes, headers: Headers) -> None:
 class InferenceFastLane:
     """ASGI: a POST matching an inference route's pattern goes straight to that route's endpoint."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], max_body_bytes: int | None = None) -> None:
         self.app = app
+        # Read by our protocol (serving/http/header_limit.py): a body declared over it is not gathered first,
+        # so the 413 goes out on its Content-Length alone.
+        self.max_body_bytes = max_body_bytes
         self.lanes: list[tuple[Pattern[str], InferEndpoint]] = [
             (route.path_regex, route.endpoint)
             for route in routes

@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from serving.http.direct_body import DIRECT_BODY_MIN_BYTES, BodyReader, unfilled_bytearray
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -70,6 +72,12 @@ class _Connection(asyncio.Protocol):
         self.received = False
         self.head_done = False
         self.framed = False  # Content-Length or chunked: the parser knows where the body ends
+        self.status = 0
+        self.length = -1  # the declared Content-Length
+        # A large declared body's buffer (serving/http/direct_body.py), filled up to `filled`
+        self.direct: bytearray | None = None
+        self.filled = 0
+        self.direct_keep_alive = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,6 +92,23 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ConnectionError(f"bad HTTP response: {exc}"))
             self.close()
+            return
+        if self.direct is not None and not self.closed and self.transport is not None:
+            # The rest of a large body: read into its buffer by a protocol of its own, past the parser.
+            self.transport.set_protocol(BodyReader(self, self.direct, self.filled))
+            self.direct = None
+
+    # BodyReader's owner
+    def body_wanted(self) -> bool:
+        return True  # an abandoned exchange closes its connection: the reader goes with it
+
+    def body_read(self, body: bytearray) -> None:
+        """The connection is ours again, with a fresh parser (this one saw the head and the start of the body)."""
+        assert self.transport is not None
+        self.transport.set_protocol(self)
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = [body]  # type: ignore[list-item]
+        self._complete(keep_alive=self.direct_keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -98,20 +123,37 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in (b"content-length", b"transfer-encoding"):
+        if name == b"content-length":
             self.framed = True
+            self.length = int(value) if value.isdigit() else -1
+        elif name == b"transfer-encoding":
+            self.framed = True
+            self.length = -1  # chunked: the parser frames it
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.head_done = True
-        status = self.parser.get_status_code()
+        self.status = status = self.parser.get_status_code()
         if status in (204, 304) or 100 <= status < 200:
             self.framed = True  # no body by definition; the parser knows it
         elif self._head_only:
             self._complete(keep_alive=self.parser.should_keep_alive())
+        elif self.length >= DIRECT_BODY_MIN_BYTES and not any(
+            k == b"transfer-encoding" for k, _ in self.headers
+        ):
+            self.direct, self.filled = unfilled_bytearray(self.length), 0
+            self.direct_keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        direct = self.direct
+        if direct is None:
+            self.body.append(body)
+            return
+        filled = self.filled
+        direct[filled : filled + len(body)] = body
+        self.filled = filled + len(body)
+        if self.filled == len(direct):  # all of it came with the head: the parser completes it
+            self.body, self.direct = [direct], None  # type: ignore[list-item]
 
     def on_message_complete(self) -> None:
         # Read it now: once the message is complete the parser resets and would always say False.
@@ -122,7 +164,7 @@ class _Connection(asyncio.Protocol):
             return
         self.keep_alive = keep_alive and not self.closed
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self._end(Response(self.parser.get_status_code(), self.headers, body))
+        self._end(Response(self.status, self.headers, body))
 
     def _fail(self, exc: Exception) -> None:
         if self._done is not None:

@@ -1,5 +1,5 @@
-"""Large bodies are read from the socket straight into the buffer the app gets (serving/http/header_limit.py,
-`_BodyReader`): whole and in order however they arrive, the connection carrying on after them (keep-alive,
+"""Large bodies are read from the socket straight into the buffer the app gets (serving/http/direct_body.py,
+used by serving/http/header_limit.py): whole and in order however they arrive, the connection carrying on after them (keep-alive,
 pipelining), a body the app refused early dropped without being kept, a client leaving mid-body harmless,
 and tensors decoded from such a buffer read-only like any other."""
 
@@ -18,12 +18,13 @@ import psutil
 import pytest
 
 import serving.http.header_limit as header_limit
+from serving.http import direct_body
 from serving.http.launcher import http_config
 from serving.protocol import v2_codec
 from tests.inprocess import serving_inprocess
 from tests.support import free_port, train_iris_sklearn, uvicorn_in_thread, wait_until
 
-BIG = header_limit.DIRECT_BODY_MIN_BYTES * 3 + 12345  # several reads' worth, not a multiple of anything
+BIG = direct_body.DIRECT_BODY_MIN_BYTES * 3 + 12345  # several reads' worth, not a multiple of anything
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -53,14 +54,14 @@ class Readers:
 @pytest.fixture
 def readers(monkeypatch: pytest.MonkeyPatch) -> Readers:
     seen = Readers()
-    original = header_limit._BodyReader
+    original = header_limit.BodyReader
 
     class Counted(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             seen.started.append(self)
 
-    monkeypatch.setattr(header_limit, "_BodyReader", Counted)
+    monkeypatch.setattr(header_limit, "BodyReader", Counted)
     return seen
 
 
@@ -193,7 +194,7 @@ def test_a_declared_body_costs_memory_only_as_it_arrives() -> None:
     """The body's buffer is taken untouched from the system: a head declaring a huge body commits nothing."""
     process = psutil.Process()
     before = process.memory_info().rss
-    buffer = header_limit._unfilled_bytearray(512 * 1024 * 1024)
+    buffer = direct_body.unfilled_bytearray(512 * 1024 * 1024)
     grown = process.memory_info().rss - before
     assert len(buffer) == 512 * 1024 * 1024 and isinstance(buffer, bytearray)
     assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 1e6:.0f} MB for an untouched buffer"

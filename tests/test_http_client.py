@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import uvicorn
@@ -15,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
+from serving import http_client
+from serving.http.direct_body import DIRECT_BODY_MIN_BYTES
 from serving.http_client import HTTPClient, UpstreamConnectError
 
 pytestmark = pytest.mark.asyncio
@@ -171,6 +174,53 @@ async def test_each_exchange_on_a_kept_connection_is_timed_by_its_own_deadline()
         with pytest.raises(TimeoutError):  # due long before the timer armed for the 2 s deadline
             await client.request(url, "GET", "/1500", timeout_s=0.2)
         assert (await client.request(url, "GET", "/1", timeout_s=2)).body == b"/1"  # on a new connection
+        client.close()
+
+
+async def test_a_large_body_is_read_into_its_buffer_and_the_connection_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A body of a declared length from DIRECT_BODY_MIN_BYTES up is read past the parser (serving/http/
+    direct_body.py): whole however it arrives, and the connection stays in step for the next exchange."""
+    readers: list[object] = []
+    original = http_client.BodyReader
+
+    class Counted(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            readers.append(self)
+
+    monkeypatch.setattr(http_client, "BodyReader", Counted)
+    big = bytes(range(256)) * (3 * DIRECT_BODY_MIN_BYTES // 256) + b"tail"
+
+    async def answer_in_pieces(method: str, target: str, writer: asyncio.StreamWriter) -> None:
+        if target == "/small":
+            return await answer_ok(method, target, writer)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big[:100])
+        await writer.drain()
+        if target == "/cut":
+            await wait_for(lambda: len(readers) > 0, "the client to read the rest into the body's buffer")
+            writer.write(big[100:5000])
+            await writer.drain()
+            writer.close()
+            return
+        await wait_for(lambda: len(readers) > 0, "the client to read the rest into the body's buffer")
+        for start in range(100, len(big), 300_001):
+            writer.write(big[start : start + 300_001])
+            await writer.drain()
+
+    async with raw_server(answer_in_pieces) as (server, url):
+        client = HTTPClient(max_per_endpoint=1)
+        first = await client.request(url, "GET", "/big", timeout_s=5)
+        assert first.status == 200 and first.body == big and len(readers) == 1
+        assert (await client.request(url, "GET", "/small", timeout_s=5)).body == b"/small"  # a fresh parser
+        readers.clear()
+        assert (await client.request(url, "GET", "/big", timeout_s=5)).body == big
+        assert server.connections == 1
+        readers.clear()
+        with pytest.raises(ConnectionError, match="mid-response"):
+            await client.request(url, "GET", "/cut", timeout_s=5)
+        assert client.connections(url) == (0, 0)  # the broken connection is not kept
         client.close()
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
@@ -269,3 +270,28 @@ async def test_a_declared_body_over_the_routers_limit_is_413_before_it_is_sent(
     assert received.startswith(b"HTTP/1.1 413 ")
     assert b"request body of 10000000 bytes is over the limit of 4096 bytes" in received
     assert spy["sent"] == 0
+
+
+async def test_a_large_binary_tensor_through_the_router_is_answered_as_the_model_server_answers_it(
+    predictor: InProcessServer,
+) -> None:
+    """Both large bodies read past the parser (serving/http/direct_body.py): the request by the router's
+    protocol, the binary answer (320 kB of INT64) by its upstream connection; bytes end to end as direct."""
+    rows = np.random.default_rng(3).uniform(0.1, 7.9, (40_000, 4))
+    header = (
+        b'{"inputs":[{"name":"x","datatype":"FP64","shape":[40000,4],"parameters":{"binary_data_size":%d}}],'
+        b'"parameters":{"binary_data_output":true}}' % rows.nbytes
+    )
+    request = {
+        "content": header + rows.tobytes(),
+        "headers": {"inference-header-content-length": str(len(header))},
+    }
+    async with httpx.AsyncClient(timeout=30) as client:
+        direct = await client.post(f"{predictor.url}/v2/models/iris/infer", **request)
+        async with routed((predictor.url,), True) as (url, router, spy):
+            routed_answers = [await client.post(f"{url}/v2/models/iris/infer", **request) for _ in range(2)]
+    assert direct.status_code == 200 and len(direct.content) > 320_000
+    for answer in routed_answers:
+        assert answer.status_code == 200 and answer.headers["x-serving-revision"] == REVISION
+        assert answer.content == direct.content
+    assert spy["sent"] == 1  # the second one took the lane

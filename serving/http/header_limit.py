@@ -12,20 +12,21 @@ Its transport holds writes until the end of the event loop's turn and then sends
 back to back, head and body in one write (serving/http/turn_writes.py): one wake-up of each peer per turn.
 A POST with a declared body, on a connection with nothing pending, gets a `LeanCycle` instead of uvicorn's
 cycle (serving/http/lean_cycle.py): same app, same scope, less machinery per request. A body from
-DIRECT_BODY_MIN_BYTES up is read from the socket straight into the one buffer the app gets (`_BodyReader`).
+DIRECT_BODY_MIN_BYTES up is read from the socket straight into the one buffer the app gets
+(serving/http/direct_body.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import urllib.parse
-from typing import Any, cast
+from typing import Any
 
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serving.http.direct_body import DIRECT_BODY_MIN_BYTES, BodyReader, unfilled_bytearray
 from serving.http.lean_cycle import LeanCycle, lean_runner
 from serving.http.turn_writes import TurnBatchedTransport, turn_writes
 
@@ -35,10 +36,6 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 # wake-ups, pause/resume pairs and copies, and a join at the end. The app holds the whole body anyway (and
 # answers 413 over its own, smaller limit before reading: what arrives after the answer is dropped).
 WHOLE_BODY_MAX_BYTES = 256 * 1024 * 1024
-# A whole body from this size up is read from the socket straight into the one buffer the app gets (a
-# bytearray of its declared length): no bytes object per read, none per parser callback, no join at the end.
-# For a 4 MB binary tensor that is three copies of it fewer (see _BodyReader).
-DIRECT_BODY_MIN_BYTES = 256 * 1024
 
 
 class HeadersTooLarge(Exception):
@@ -122,7 +119,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._direct is not None and not self.transport.is_closing():
             # The rest of a large body: read into its buffer by a protocol of its own, past the parser.
-            self.transport.set_protocol(_BodyReader(self, self._direct, self._direct_filled))
+            self.transport.set_protocol(BodyReader(self, self._direct, self._direct_filled))
             self._direct = None
         # A chunk that completed a head was measured exactly in on_headers_complete (it may also hold the whole
         # body and end the message, which makes a head pending again): count only chunks that left it incomplete.
@@ -144,7 +141,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._whole_body = length <= self._whole_body_max
         self._pieces = []
         if self._whole_body and length >= DIRECT_BODY_MIN_BYTES and not self.parser.should_upgrade():
-            self._direct, self._direct_filled = _unfilled_bytearray(length), 0
+            self._direct, self._direct_filled = unfilled_bytearray(length), 0
         if self._whole_body and self._lean_fits():
             self._start_lean()
         else:
@@ -209,8 +206,12 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             if self._direct_lane is None or not self._direct_lane.take(cycle):
                 self._lean.add(cycle)
 
+    def body_wanted(self) -> bool:
+        """Whether the body `BodyReader` is reading will be read (not when the app answered before it)."""
+        return not self.cycle.response_complete
+
     def body_read(self, body: bytearray) -> None:
-        """`_BodyReader` filled the body: the connection is ours again, with a parser for the next request
+        """`BodyReader` filled the body: the connection is ours again, with a parser for the next request
         (this one saw the head and the start of the body only)."""
         self.transport.set_protocol(self)
         self.parser = httptools.HttpRequestParser(self)
@@ -237,63 +238,9 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-# CPython's own constructor, without the zero-fill `bytearray(n)` does: the memory is taken from the system
-# untouched, so a body's pages are committed as its bytes arrive, as a list of received pieces grows (a head
-# declaring 256 MB and then stalling costs nothing), and the 4 MB memset is saved. Nothing reads the buffer
-# before the socket has filled all of it: an incomplete body is dropped, never handed over.
-_new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
-_new_bytearray.restype = ctypes.py_object
-_new_bytearray.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-
-
-def _unfilled_bytearray(size: int) -> bytearray:
-    return cast(bytearray, _new_bytearray(None, size))
-
-
 def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
     """The request's Content-Length, or a size over any limit when it has none (chunked: streamed as uvicorn does)."""
     for name, value in headers:
         if name == b"content-length" and value.isdigit():
             return int(value)
     return WHOLE_BODY_MAX_BYTES + 1
-
-
-class _BodyReader(asyncio.BufferedProtocol):
-    """The connection's protocol while the rest of a large declared body arrives: the transport reads into the
-    body's own buffer (asyncio's and uvloop's buffered reads), then `HeaderLimitedProtocol.body_read` takes
-    over again. A body the app has already answered (413 before reading) is read into a small scratch buffer
-    and dropped, as uvicorn drops it, so a refused upload never grows the process."""
-
-    def __init__(self, owner: HeaderLimitedProtocol, body: bytearray, filled: int) -> None:
-        self.owner = owner
-        self.body: bytearray | None = body
-        self.view = memoryview(body)
-        self.filled = filled
-        self.size = len(body)
-        self._scratch: bytearray | None = None
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self.body is not None and self.owner.cycle.response_complete:
-            self.body = None  # answered already: nothing will read it
-        if self.body is not None:
-            return self.view[self.filled :]
-        if self._scratch is None:
-            self._scratch = bytearray(64 * 1024)
-        return memoryview(self._scratch)[: self.size - self.filled]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.filled += nbytes
-        if self.filled == self.size:
-            self.owner.body_read(self.body if self.body is not None else bytearray())
-
-    def eof_received(self) -> None:
-        self.owner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.owner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.owner.resume_writing()

@@ -111,6 +111,13 @@ CASES = [
     Case("shape-floats", v2(tensor(shape=[1.0, 4.0])), 400, "'shape' must be a list of integers"),
     Case("shape-bools", v2(tensor(shape=[True, True])), 400, "'shape' must be a list of integers"),
     Case("shape-not-a-list", v2(tensor(shape=4)), 400, "'shape' must be a list of integers"),
+    Case("shape-negative", v2(tensor(shape=[-1, 4])), 400, "has a negative dimension"),
+    Case(
+        "input-parameters-not-an-object",
+        v2({**tensor(), "parameters": [1]}),
+        400,
+        "parameters' must be a json object",
+    ),
     Case("datatype-not-a-string", v2(tensor(datatype=12)), 400, "'datatype' must be a string"),  # type: ignore[arg-type]
     Case("datatype-unknown", v2(tensor(datatype="FP128")), 400, "unknown datatype 'fp128'"),
     Case("data-a-dict", v2(tensor(data={"a": 1})), 400, "'data' must be a list"),

@@ -20,13 +20,18 @@ from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
 
 HEADER_LENGTH = "inference-header-content-length"
+_NO_TAIL = memoryview(b"")  # the binary part of a request without Inference-Header-Content-Length
 _DEFAULT_LIMITS = Limits()
 
 
 def decode_request(
     body: bytes, header_length: str | None = None, limits: Limits = _DEFAULT_LIMITS
 ) -> InferRequest:
-    json_part, tail = binary.split_body(body, header_length)
+    if header_length is None:  # all JSON (the usual request): nothing to split
+        json_part: bytes | memoryview = body
+        tail = _NO_TAIL
+    else:
+        json_part, tail = binary.split_body(body, header_length)
     doc = loads_object(json_part)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -76,8 +81,13 @@ def _decode_input(raw: Any, index: int, reader: binary.Reader, limits: Limits) -
         raise BadRequest(
             f"input {name!r}: shape {list(shape)} has {count} elements, over the limit of {limits.max_tensor_elements}"
         )
-    params = _object(raw.get("parameters"), f"input {name!r} parameters")
-    size = params.get("binary_data_size")
+    params = raw.get("parameters")
+    if params is None:
+        size = None
+    elif isinstance(params, dict):
+        size = params.get("binary_data_size")
+    else:
+        raise BadRequest(f"'input {name!r} parameters' must be a JSON object")
     if size is not None:
         if "data" in raw:
             raise BadRequest(f"input {name!r} has both 'data' and 'binary_data_size'")
@@ -88,9 +98,12 @@ def _decode_input(raw: Any, index: int, reader: binary.Reader, limits: Limits) -
 
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not all(type(d) is int for d in raw):
+    if not isinstance(raw, list):
         raise BadRequest(f"input {name!r}: 'shape' must be a list of integers")
-    if any(d < 0 for d in raw):
+    for d in raw:
+        if type(d) is not int:
+            raise BadRequest(f"input {name!r}: 'shape' must be a list of integers")
+    if raw and min(raw) < 0:
         raise BadRequest(f"input {name!r}: 'shape' {raw} has a negative dimension")
     return tuple(raw)
 

@@ -91,6 +91,11 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> N
         wait_until(
             lambda: len(_ready_predictor_pids(server.process.pid)) == 2, 60, what="two ready predictors"
         )
+        # `serving up`'s CPU policy (serving/sched.py) is the router's and every replica's
+        assert os.sched_getscheduler(server.process.pid) == os.SCHED_BATCH
+        assert {os.sched_getscheduler(p) for p in _ready_predictor_pids(server.process.pid)} == {
+            os.SCHED_BATCH
+        }
         counts: Counter = Counter()
         errors: Counter = Counter()
         stop = threading.Event()
@@ -120,6 +125,8 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> N
             )
             before = counts[200]
             wait_until(lambda: counts[200] > before + 50, 30, what="traffic after the restart")
+            replacement = [p for p in _ready_predictor_pids(server.process.pid) if p != victim]
+            assert {os.sched_getscheduler(p) for p in replacement} == {os.SCHED_BATCH}
         finally:
             stop.set()
             for t in threads:

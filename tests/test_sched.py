@@ -39,7 +39,8 @@ def test_normal_restores_the_kernels_default() -> None:
     assert out == ["True", str(os.SCHED_OTHER), str(os.SCHED_OTHER)]
 
 
-def test_up_defaults_to_batch_and_the_environment_or_flag_chooses() -> None:
+def test_up_defaults_to_batch_and_the_environment_or_flag_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(sched.ENV, raising=False)
     assert build_parser(["up"]).parse_args(["up"]).sched == "batch"
     assert build_parser(["up"]).parse_args(["up", "--sched", "normal"]).sched == "normal"
     assert _run("print(sched.default_policy())", {"SERVING_SCHED": "normal"}) == ["normal"]

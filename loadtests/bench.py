@@ -13,6 +13,7 @@ shared machine throughput moves with other load, CPU per request much less.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -21,11 +22,13 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from loadtests import payloads, servers, wrk
 from loadtests.bench_table import ITEMS, Row, annotate, format_markdown, format_text
 from loadtests.models import RF_NAME, model_dir
+from serving import sched
 
 CONNECTIONS = (1, 16, 64)
 ISVC = "sklearn-iris"
@@ -58,6 +61,18 @@ def model_seconds(url: str) -> tuple[float, float]:
             elif sample.name == "serving_inference_duration_seconds_count":
                 count += sample.value
     return total, count
+
+
+@contextlib.contextmanager
+def _children_scheduled(policy: str) -> Iterator[None]:
+    """Processes started inside get `policy` (they inherit this thread's); the thread's own is restored after."""
+    before = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    sched.apply(policy)
+    try:
+        yield
+    finally:
+        if before is not None:
+            os.sched_setscheduler(0, before, os.sched_param(0))
 
 
 class Bench:
@@ -128,16 +143,25 @@ class Bench:
 
     def router_floor(self) -> None:
         """loadtests/raw_router.py (no features: the least a Python router process does) in front of one
-        `serving serve`, both on the server's CPUs: the bound for any Python router on this machine."""
+        `serving serve`, both on the server's CPUs and under the CPU policy `serving up` gives its router and
+        replicas (serving/sched.py): the bound for any Python router on this machine."""
         v1 = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
-        with servers.serving_serve(model_dir(ISVC), self.logs / "floor-predictor.log") as predictor:
+        with (
+            _children_scheduled(sched.default_policy()),
+            servers.serving_serve(model_dir(ISVC), self.logs / "floor-predictor.log") as predictor,
+        ):
             self.warm(predictor.url, v1)
             self.measure(predictor, v1, 16, "router-floor", "direct V1 (this sitting)")
             argv = [sys.executable, "-m", "loadtests.raw_router", "--upstream", predictor.url]
             with servers.started(argv, "/v2/health/ready", self.logs / "floor-router.log") as router:
                 self.warm(router.url, v1)
                 self.measure(
-                    router, v1, 16, "router-floor", "featureless Python router V1", "router CPU only"
+                    router,
+                    v1,
+                    16,
+                    "router-floor",
+                    "featureless Python router V1",
+                    f"router CPU only; CPU policy {sched.default_policy()}, as serving up's",
                 )
 
     def router_own_core(self, target: servers.Target) -> None:

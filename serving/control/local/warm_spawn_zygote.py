@@ -50,7 +50,11 @@ PRELOAD = (
     "serving.runtimes.sklearn",
 )
 LATER_AFTER_IDLE_S = 1.0
-LATER_WHEN_CPU_IDLE = 0.5  # ...and only while the machine's CPUs were at least this idle over that second
+# ...and only while the machine's CPUs were at least this idle over that second: not while replicas serve.
+# Under `serving up`'s SCHED_BATCH (serving/sched.py) a replica or the router woken on this core waits for the
+# running import's time slice (a few ms) instead of preempting it; at 0.5, one connection of load left the
+# machine idle enough to import, and its p99 went from 0.5 to 2.5-3.5 ms while the imports ran.
+LATER_WHEN_CPU_IDLE = 0.9
 # scikit-learn itself comes later: a linear model served from its compiled form (runtimes/linear_cache.py)
 # never imports it, and its ~1 s import must not delay the first replica of a fresh `serving up`. In steps of
 # at most ~0.2 s (scipy's parts first, then scikit-learn's): a fork request that arrives during an import

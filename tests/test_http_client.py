@@ -167,12 +167,12 @@ async def test_each_exchange_on_a_kept_connection_is_timed_by_its_own_deadline()
 
     async with raw_server(answer_after) as (server, url):
         client = HTTPClient(max_per_endpoint=1)
-        assert (await client.request(url, "GET", "/0", timeout_s=0.2)).body == b"/0"
-        # the timer armed for 0.2 s fires while this one (2 s allowed) is still being answered
-        assert (await client.request(url, "GET", "/400", timeout_s=2)).body == b"/400"
+        assert (await client.request(url, "GET", "/0", timeout_s=0.5)).body == b"/0"
+        # the timer armed for 0.5 s fires while this one (3 s allowed) is still being answered
+        assert (await client.request(url, "GET", "/800", timeout_s=3)).body == b"/800"
         assert server.connections == 1  # one kept connection for both
-        with pytest.raises(TimeoutError):  # due long before the timer armed for the 2 s deadline
-            await client.request(url, "GET", "/1500", timeout_s=0.2)
+        with pytest.raises(TimeoutError):  # due long before the timer armed for the 3 s deadline
+            await client.request(url, "GET", "/2000", timeout_s=0.3)
         assert (await client.request(url, "GET", "/1", timeout_s=2)).body == b"/1"  # on a new connection
         client.close()
 

@@ -44,5 +44,9 @@ def test_up_defaults_to_batch_and_the_environment_or_flag_chooses(monkeypatch: p
     assert build_parser(["up"]).parse_args(["up"]).sched == "batch"
     assert build_parser(["up"]).parse_args(["up", "--sched", "normal"]).sched == "normal"
     assert _run("print(sched.default_policy())", {"SERVING_SCHED": "normal"}) == ["normal"]
+    for unknown in ("", "fifo"):  # an empty or unknown value keeps the default
+        assert _run("print(sched.default_policy())", {"SERVING_SCHED": unknown}) == ["batch"]
+    with pytest.raises(SystemExit):  # the flag takes only the two names
+        build_parser(["up"]).parse_args(["up", "--sched", ""])
     with pytest.raises(ValueError, match="batch, normal"):
         sched.apply("fifo")

@@ -29,8 +29,13 @@ ENV = "SERVING_SCHED"
 
 
 def default_policy() -> str:
-    chosen = os.environ.get(ENV, "batch")
-    return chosen if chosen in POLICIES else "batch"
+    """`SERVING_SCHED`, or batch (an unknown value is named in a warning and ignored)."""
+    chosen = os.environ.get(ENV, "")
+    if chosen in POLICIES:
+        return chosen
+    if chosen:
+        log.warning("%s=%r is not one of %s: using batch", ENV, chosen, ", ".join(POLICIES))
+    return "batch"
 
 
 def apply(policy: str) -> bool:

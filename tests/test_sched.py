@@ -44,8 +44,15 @@ def test_up_defaults_to_batch_and_the_environment_or_flag_chooses(monkeypatch: p
     assert build_parser(["up"]).parse_args(["up"]).sched == "batch"
     assert build_parser(["up"]).parse_args(["up", "--sched", "normal"]).sched == "normal"
     assert _run("print(sched.default_policy())", {"SERVING_SCHED": "normal"}) == ["normal"]
-    for unknown in ("", "fifo"):  # an empty or unknown value keeps the default
-        assert _run("print(sched.default_policy())", {"SERVING_SCHED": unknown}) == ["batch"]
+    assert _run("print(sched.default_policy())", {"SERVING_SCHED": ""}) == ["batch"]
+    warned = subprocess.run(
+        [sys.executable, "-c", "from serving import sched; print(sched.default_policy())"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SERVING_SCHED": "fifo"},
+    )
+    assert warned.stdout.split() == ["batch"]  # an unknown value is named, and the default kept
+    assert "SERVING_SCHED='fifo' is not one of batch, normal: using batch" in warned.stderr
     with pytest.raises(SystemExit):  # the flag takes only the two names
         build_parser(["up"]).parse_args(["up", "--sched", ""])
     with pytest.raises(ValueError, match="batch, normal"):

@@ -14,14 +14,15 @@ from serving.errors import BadRequest
 from serving.protocol.dtypes import WIRE_DTYPES
 
 _U32 = struct.Struct("<I")
+_NO_TAIL = memoryview(b"")  # the binary part of a request without Inference-Header-Content-Length
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[memoryview | bytes, memoryview]:
     """Return (JSON header, binary tail) using `Inference-Header-Content-Length` when present. Read-only views
     whatever holds the body (a large one arrives in a bytearray): tensors decoded from them are read-only."""
+    if header_length is None:  # all JSON (the usual request): nothing to split
+        return body, _NO_TAIL
     view = memoryview(body).toreadonly()
-    if header_length is None:
-        return body, view[len(body) :]
     try:
         length = int(header_length)
     except ValueError:

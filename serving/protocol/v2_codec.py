@@ -20,18 +20,13 @@ from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
 
 HEADER_LENGTH = "inference-header-content-length"
-_NO_TAIL = memoryview(b"")  # the binary part of a request without Inference-Header-Content-Length
 _DEFAULT_LIMITS = Limits()
 
 
 def decode_request(
     body: bytes, header_length: str | None = None, limits: Limits = _DEFAULT_LIMITS
 ) -> InferRequest:
-    if header_length is None:  # all JSON (the usual request): nothing to split
-        json_part: bytes | memoryview = body
-        tail = _NO_TAIL
-    else:
-        json_part, tail = binary.split_body(body, header_length)
+    json_part, tail = binary.split_body(body, header_length)
     doc = loads_object(json_part)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:

@@ -23,6 +23,7 @@ URL that may be https), and `serving demo` (a user-facing one-shot call).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from serving.http import local_sockets
 from serving.http.direct_body import DIRECT_BODY_MIN_BYTES, BodyReader, unfilled_bytearray
 
 Headers = list[tuple[bytes, bytes]]
@@ -243,14 +245,15 @@ class _Connection(asyncio.Protocol):
 class _Endpoint:
     """The connections of one endpoint: idle ones (most recent last), how many are open, who waits."""
 
-    __slots__ = ("host", "port", "host_header", "idle", "open", "waiters")
+    __slots__ = ("host", "port", "host_header", "unix_path", "idle", "open", "waiters")
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, unix_socket_dir: str | None) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme != "http":
             raise ValueError(f"{endpoint!r}: only plain http:// endpoints are supported")
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.host_header = f"{self.host}:{self.port}".encode()
+        self.unix_path = local_sockets.client_path(unix_socket_dir, self.host, self.port)
         self.idle: deque[_Connection] = deque()
         self.open = 0  # connections counted against the cap: idle + in use + being opened
         self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -279,13 +282,23 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 class HTTPClient:
-    """Keep-alive pools per endpoint (`http://host:port`), capped, expiring idle connections."""
+    """Keep-alive pools per endpoint (`http://host:port`), capped, expiring idle connections.
+
+    With `unix_socket_dir` (by default `SERVING_UNIX_SOCKET_DIR`, set by `serving up` for its processes), a
+    loopback endpoint is reached through its Unix socket there when one accepts (serving/http/local_sockets.py).
+    """
 
     def __init__(
-        self, *, connect_timeout_s: float = 5.0, max_per_endpoint: int = 256, idle_timeout_s: float = 30.0
+        self,
+        *,
+        connect_timeout_s: float = 5.0,
+        max_per_endpoint: int = 256,
+        idle_timeout_s: float = 30.0,
+        unix_socket_dir: str | None = None,
     ) -> None:
         if max_per_endpoint < 1:
             raise ValueError("max_per_endpoint must be at least 1")
+        self.unix_socket_dir = unix_socket_dir or os.environ.get(local_sockets.ENV) or None
         self.connect_timeout_s = connect_timeout_s
         self.max_per_endpoint = max_per_endpoint
         self.idle_timeout_s = idle_timeout_s
@@ -296,7 +309,7 @@ class HTTPClient:
     def _endpoint(self, endpoint: str) -> _Endpoint:
         ep = self._endpoints.get(endpoint)
         if ep is None:
-            ep = self._endpoints[endpoint] = _Endpoint(endpoint)
+            ep = self._endpoints[endpoint] = _Endpoint(endpoint, self.unix_socket_dir)
         return ep
 
     async def get(self, url: str, timeout_s: float) -> Response:
@@ -412,6 +425,12 @@ class HTTPClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(min(self.connect_timeout_s, max(deadline - loop.time(), 0.0))):
+                if ep.unix_path is not None:
+                    try:
+                        _, conn = await loop.create_unix_connection(_Connection, ep.unix_path)
+                        return conn
+                    except OSError:  # no socket there (yet, or any more): the TCP port is the endpoint
+                        pass
                 _, conn = await loop.create_connection(_Connection, ep.host, ep.port)
         except (OSError, TimeoutError) as exc:
             raise UpstreamConnectError(

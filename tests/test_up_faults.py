@@ -53,6 +53,14 @@ def _ready_predictor_pids(server_pid: int) -> list[int]:
     return ready
 
 
+def _unix_socket(pid: int) -> tuple[str, int]:
+    """The replica's Unix socket (serving/http/local_sockets.py) and the connections accepted on it: the
+    router's."""
+    name = f"/{listening_port(pid)}.sock"
+    paths = [c.laddr for c in psutil.Process(pid).net_connections(kind="unix") if str(c.laddr).endswith(name)]
+    return (paths[0] if paths else ""), len(paths) - 1  # less the listening socket
+
+
 def test_broken_revision_never_gets_traffic(tmp_path: Path) -> None:
     good, broken = tmp_path / "good", tmp_path / "broken"
     train_iris_sklearn(good)
@@ -127,12 +135,17 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path) -> N
             wait_until(lambda: counts[200] > before + 50, 30, what="traffic after the restart")
             replacement = [p for p in _ready_predictor_pids(server.process.pid) if p != victim]
             assert {os.sched_getscheduler(p) for p in replacement} == {policy}
+            # The router reaches every replica through its Unix socket, the replacement too.
+            sockets = [_unix_socket(p) for p in _ready_predictor_pids(server.process.pid)]
+            assert all(accepted >= 1 for _, accepted in sockets), sockets
+            sockets_dir = os.path.dirname(sockets[0][0])
         finally:
             stop.set()
             for t in threads:
                 t.join(30)
         assert set(counts) <= {200, 503}, counts
         assert counts[503] <= 4, f"at most the in-flight requests may see 503: {counts} {errors}"
+    assert not os.path.exists(sockets_dir), "stopped, `serving up` removes its sockets' directory"
 
 
 def test_rejected_apply_leaves_running_service_alone(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -157,13 +158,16 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     from serving.router.app import Router
     from serving.router.auth import KeyRing
     from serving.router.federation import ScrapeTarget, federated_exposition
+    from serving.router.upstream import Upstreams
     from serving.servingruntime import KINDS as RUNTIME_KINDS
     from serving.spec import parse
 
+    sockets_dir: str | None = getattr(args, "unix_socket_dir", None)
     store = StateStore(args.state_dir)
     store.prepare()
     token = store.token()
     router = Router(
+        upstreams=Upstreams(unix_socket_dir=sockets_dir),
         metrics=RouterMetrics(),
         auth=KeyRing.from_environment(args.api_keys, public_health=not args.auth_health),
     )
@@ -222,6 +226,8 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
             await control.shutdown()
             await router.mirror.close()
             await router.upstreams.close()
+            if sockets_dir is not None:  # here: on SIGTERM nothing after uvicorn's run is reached
+                shutil.rmtree(sockets_dir, ignore_errors=True)
 
     async def metrics(request: Request) -> Response:
         """The router's own metrics, then every model server's, labelled by isvc/revision/component."""
@@ -260,13 +266,18 @@ def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None
         spawner = WarmSpawner.launch(args.state_dir / "logs")
     try:
         from serving.control.local.processes import Replica
+        from serving.http import local_sockets
         from serving.http.launcher import run_http_server
         from serving.observability.hook import observed_router
 
-        if spawner is not None:
-            replica_factory = functools.partial(Replica, spawner=spawner)
-        app = build_app(args, replica_factory)
-        run_http_server(observed_router(app, args, for_children=True), args.host, args.port, lifespan="on")
+        with local_sockets.private_directory() as sockets:
+            if replica_factory is None:  # OS processes: the router reaches them through Unix sockets
+                args.unix_socket_dir = sockets
+                replica_factory = functools.partial(Replica, spawner=spawner, unix_socket_dir=sockets)
+            app = build_app(args, replica_factory)
+            run_http_server(
+                observed_router(app, args, for_children=True), args.host, args.port, lifespan="on"
+            )
     finally:
         if spawner is not None:
             spawner.close()

@@ -7,14 +7,20 @@ or in a test) builds the same settings with `http_config` and awaits `uvicorn.Se
 What every server gets (see serving/http/header_limit.py): a 431 JSON answer for a request line + headers
 over `max_header_bytes`, JSON 400s for malformed HTTP, one write per response (coalesced head and body),
 uvloop, no access log, no proxy-headers rewriting, and 30 s of graceful shutdown for requests in flight.
+Started by `serving up` (one worker), a server also listens on a Unix socket for its siblings
+(serving/http/local_sockets.py).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp
 
+from serving.http import local_sockets
 from serving.settings import Limits
 
 if TYPE_CHECKING:
@@ -75,4 +81,40 @@ def run_http_server(
     from serving.port_check import ensure_port_free
 
     ensure_port_free(host, port)
+    directory = os.environ.get(local_sockets.ENV)
+    if workers == 1 and directory and not factory:
+        _run_with_unix_socket(app, directory, http_options(host, port, **options))
+        return
     uvicorn.run(app, workers=workers, factory=factory, **http_options(host, port, **options))
+
+
+def _run_with_unix_socket(app: ASGIApp | str, directory: str, options: dict[str, Any]) -> None:
+    """`uvicorn.run` for one worker, listening on its TCP port and on `<directory>/<port>.sock`."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            """Remove the socket's file once the server stopped: here, because on SIGTERM uvicorn ends the
+            process with the signal itself once `run` is over, and nothing after it runs."""
+            try:
+                await super().shutdown(sockets)
+            finally:
+                local_sockets.remove(path)
+
+    config = uvicorn.Config(app, **options)
+    config.load_app()
+    server = Server(config)
+    tcp = config.bind_socket()
+    path = local_sockets.path_for(directory, tcp.getsockname()[1])
+    sockets = [tcp]
+    try:
+        sockets.append(local_sockets.listen(path, config.backlog))
+    except OSError as exc:  # the directory is gone or unusable: TCP only, as without it
+        logging.getLogger("uvicorn.error").warning("no Unix socket at %s: %s", path, exc)
+    try:
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

@@ -43,11 +43,11 @@ class UpstreamResponse:
 class Upstreams:
     """Keep-alive pools to every model server; counts requests in flight per endpoint."""
 
-    def __init__(self, timeout_s: float = 60.0) -> None:
+    def __init__(self, timeout_s: float = 60.0, unix_socket_dir: str | None = None) -> None:
         self.timeout_s = timeout_s
         self.outstanding: dict[str, int] = {}
         self.down_until: dict[str, float] = {}  # endpoint -> monotonic time it may be tried again
-        self.pool = HTTPClient()
+        self.pool = HTTPClient(unix_socket_dir=unix_socket_dir)  # `serving up`'s replicas: their Unix sockets
 
     def pick(self, endpoints: Iterable[str], exclude: Container[str] = ()) -> str | None:
         best, best_load = None, None

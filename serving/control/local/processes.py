@@ -30,6 +30,7 @@ import psutil
 from serving.control import events
 from serving.control.local.parent_watch import PARENT_PID_ENV
 from serving.control.local.warm_spawn import WarmChild, WarmSpawner, forkable
+from serving.http import local_sockets
 from serving.http_client import HTTPClient
 
 log = logging.getLogger("serving.processes")
@@ -81,6 +82,8 @@ class Replica:
     restarts: int = 0
     process: asyncio.subprocess.Process | WarmChild | None = None
     spawner: WarmSpawner | None = field(default=None, repr=False)  # forks it warm when it can
+    # Where it listens on a Unix socket too, for the router and its siblings (serving/http/local_sockets.py)
+    unix_socket_dir: str | None = None
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
     _on_change: Callable[[], None] = field(default_factory=lambda: lambda: None, repr=False)
@@ -137,6 +140,8 @@ class Replica:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         argv = [*self.spec.args, "--host", "127.0.0.1", "--port", "0"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, PARENT_PID_ENV: str(os.getpid())}
+        if self.unix_socket_dir is not None:
+            env[local_sockets.ENV] = self.unix_socket_dir
         warm = None
         if self.spawner is not None and forkable(self.spec.env):
             warm = await self.spawner.spawn(argv, env, self.log_path)

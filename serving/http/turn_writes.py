@@ -113,6 +113,9 @@ class TurnBatchedTransport:
         else:  # large pieces are not copied into one
             self._transport.writelines(held)
 
+    def is_closing(self) -> bool:  # asked once per response: not through __getattr__'s failed lookup first
+        return self._transport.is_closing()
+
     def close(self) -> None:
         self.flush()
         self._transport.close()

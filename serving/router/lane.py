@@ -28,7 +28,7 @@ from serving.http.errors import error_answer
 from serving.http_client import UpstreamConnectError
 from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessRecord
-from serving.router.app import CHOSEN_ARM, REVISION_HEADER, TAG_HEADER, Router, host_of
+from serving.router.app import CHOSEN_ARM, REVISION_HEADER, TAG_HEADER, Router, host_name
 from serving.router.table import Arm, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, UpstreamResponse
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 _PREFIXES = ("/v1/models/", "/v2/models/")
 _CONTENT_LENGTH = b"content-length"
+_HOST = b"host"
 
 
 class RouterLane:
@@ -59,28 +60,33 @@ class RouterLane:
             or tracing.enabled()
         ):
             return False
-        name = path[11:].split("/", 1)[0].split(":", 1)[0]  # len("/v1/models/") == len("/v2/models/")
-        route = router.route_for(host_of(scope), name)
-        if route is None or route.mirror is not None:
-            return False
-        client_id = pin = affinity = None
+        client_id = pin = None
+        host = b""
         length = 0
-        affinity_header = route.affinity_header.encode() if route.affinity_header else None
         forwarded = []
-        for key, value in scope["headers"]:
+        headers = scope["headers"]
+        for key, value in headers:  # one pass for everything the lane reads and forwards
             if key == request_id.HEADER:
                 client_id = value
                 continue
             if key == _CONTENT_LENGTH:
                 length = int(value)
+            elif key == _HOST:
+                host = value
             elif key == TAG_HEADER:
                 pin = value.decode("latin-1")
-            elif key == affinity_header:
-                affinity = value.decode("latin-1")
             if key not in HOP_BY_HOP:
                 forwarded.append((key, value))
         if length > router.max_body_bytes:
             return False  # the ASGI path answers 413
+        name = path[11:].split("/", 1)[0].split(":", 1)[0]  # len("/v1/models/") == len("/v2/models/")
+        route = router.route_for(host_name(host) if host else "", name)
+        if route is None or route.mirror is not None:
+            return False
+        affinity = None
+        if route.affinity_header:
+            wanted = route.affinity_header.encode()
+            affinity = next((v.decode("latin-1") for k, v in headers if k == wanted), None)
         try:
             arm = router.choose(route, pin, affinity)
         except ServingError:

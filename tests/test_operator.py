@@ -171,6 +171,14 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
         )
         wait_until(lambda: len(_deployments(api)) == 1, timeout_s=15)
         ((first, deployment),) = _deployments(api).items()
+        # The operator applies the Deployment, then its Service and HPA: wait for all three to exist.
+        wait_until(
+            lambda: all(
+                api.get(kind, "ml", f"{first}-predictor") is not None
+                for kind in ("Service", "HorizontalPodAutoscaler")
+            ),
+            timeout_s=15,
+        )
         assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
         pod = deployment["spec"]["template"]["spec"]
         assert pod["initContainers"][0]["args"][:4] == ["storage", "pull", "pvc://models/v1", "/mnt/models"]
@@ -187,7 +195,7 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
         # 2. ready -> status Ready, route table with the Service URL
         _mark_ready(api, f"{first}-predictor")
         wait_until(lambda: _ready(_status(api)) == "True", timeout_s=10)
-        assert _arms(api) == {first: (100, "latest", True)}
+        wait_until(lambda: _arms(api) == {first: (100, "latest", True)}, timeout_s=10)  # written after status
         route = _routes(api)["services"][0]
         assert route["host"] == "iris.ml.example.com"
         assert route["arms"][0]["endpoints"] == [f"http://{first}-predictor.ml.svc.cluster.local"]
@@ -203,22 +211,30 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
         wait_until(
             lambda: _arms(api) == {second: (20, "latest", True), first: (80, "prev", True)}, timeout_s=10
         )
-        predictor = _status(api)["components"]["predictor"]
-        assert predictor["latestReadyRevision"] == second and predictor["latestRolledoutRevision"] == first
+        wait_until(  # the status is written apart from the route table
+            lambda: (
+                _status(api)["components"]["predictor"].get("latestReadyRevision") == second
+                and _status(api)["components"]["predictor"].get("latestRolledoutRevision") == first
+            ),
+            timeout_s=10,
+        )
 
         # 4. promote (field removed) -> 100 % latest; the old revision leaves the table, then is deleted
         apply_kubernetes([_write(tmp_path, "v2", None)], cluster=api)
         wait_until(lambda: _arms(api) == {second: (100, "latest", True)}, timeout_s=10)
         wait_until(lambda: set(_deployments(api)) == {second}, timeout_s=10)
-        assert api.get("Service", "ml", f"{first}-predictor") is None
-        assert _status(api)["components"]["predictor"]["previousRolledoutRevision"] == first
+        wait_until(lambda: api.get("Service", "ml", f"{first}-predictor") is None, timeout_s=10)
+        wait_until(
+            lambda: _status(api)["components"]["predictor"].get("previousRolledoutRevision") == first,
+            timeout_s=10,
+        )
 
         # 5. delete -> route gone, children gone
         kubernetes.client.CustomObjectsApi(api.client).delete_namespaced_custom_object(
             "serving.dev", "v1beta1", "ml", "inferenceservices", "iris"
         )
         wait_until(lambda: not _deployments(api) and _routes(api)["services"] == [], timeout_s=10)
-        assert api.list("Service", "ml", {"serving.dev/isvc": "iris"}) == []
+        wait_until(lambda: api.list("Service", "ml", {"serving.dev/isvc": "iris"}) == [], timeout_s=10)
     assert runner.exception is None
 
 

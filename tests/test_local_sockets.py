@@ -48,6 +48,33 @@ def test_private_directory_is_the_users_alone_and_goes_away() -> None:
     assert not os.path.exists(directory)
 
 
+def test_a_directory_left_by_a_killed_serving_up_is_removed_by_the_next(tmp_path: Path) -> None:
+    record = tmp_path / "state" / local_sockets.RECORD
+    killed = local_sockets.private_directory(record)
+    left = killed.__enter__()  # never exited: as if `serving up` had been killed with -9
+    assert left is not None and record.read_text() == left
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(local_sockets.path_for(left, 9000))  # its replica's socket, nobody listening any more
+    dead.close()
+    with local_sockets.private_directory(record) as fresh:
+        assert fresh != left and not os.path.exists(left)
+        assert record.read_text() == fresh
+    assert not record.exists()
+
+
+def test_a_directory_still_listened_in_is_left_alone(tmp_path: Path) -> None:
+    record = tmp_path / local_sockets.RECORD
+    with local_sockets.private_directory(record) as first:
+        assert first is not None
+        live = local_sockets.listen(local_sockets.path_for(first, 9001), 8)  # another `serving up`'s replica
+        try:
+            with local_sockets.private_directory(record) as second:
+                assert second != first and os.path.exists(first)
+        finally:
+            live.close()
+    assert not os.path.exists(first)
+
+
 def test_only_loopback_endpoints_have_a_socket() -> None:
     assert local_sockets.client_path("/d", "127.0.0.1", 81) == "/d/81.sock"
     assert local_sockets.client_path("/d", "localhost", 81) == "/d/81.sock"

@@ -270,8 +270,13 @@ def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None
         from serving.http.launcher import run_http_server
         from serving.observability.hook import observed_router
 
-        with local_sockets.private_directory() as sockets:
-            if replica_factory is None:  # OS processes: the router reaches them through Unix sockets
+        processes = replica_factory is None  # OS processes: the router reaches them through Unix sockets
+        with (
+            local_sockets.private_directory(args.state_dir / local_sockets.RECORD)
+            if processes
+            else contextlib.nullcontext()
+        ) as sockets:
+            if processes:
                 args.unix_socket_dir = sockets
                 replica_factory = functools.partial(Replica, spawner=spawner, unix_socket_dir=sockets)
             app = build_app(args, replica_factory)

@@ -20,11 +20,13 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 ENV = "SERVING_UNIX_SOCKET_DIR"
 # sun_path holds 108 bytes on Linux (104 on macOS): a longer temporary directory means TCP only.
 _MAX_PATH = 100
 _PORT_NAME = "65535.sock"
+RECORD = "sockets-dir"  # the file in `serving up`'s state directory naming its sockets' directory
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -40,21 +42,53 @@ def client_path(directory: str | None, host: str, port: int) -> str | None:
 
 
 @contextlib.contextmanager
-def private_directory() -> Iterator[str | None]:
+def private_directory(record: Path | None = None) -> Iterator[str | None]:
     """A fresh directory for the sockets of one `serving up` (None where Unix sockets cannot be used), removed
-    when done."""
+    when done. `record`, a file in the state directory, names it: the next `serving up` on that state removes
+    a directory a killed predecessor left behind."""
     if not hasattr(socket, "AF_UNIX"):
         yield None
         return
+    if record is not None:
+        _remove_left_behind(record)
     directory = tempfile.mkdtemp(prefix="serving-")  # mode 0700
     if len(path_for(directory, 0)) - 1 + len(_PORT_NAME) > _MAX_PATH:
         os.rmdir(directory)
         yield None
         return
+    if record is not None:
+        with contextlib.suppress(OSError):  # an unusable state directory is reported by its own checks
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(directory)
     try:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        if record is not None:
+            with contextlib.suppress(OSError):
+                record.unlink()
+
+
+def _remove_left_behind(record: Path) -> None:
+    """Remove the directory `record` names if it is one of ours that nothing listens in any more."""
+    try:
+        previous = Path(record.read_text().strip())
+        if not (previous.name.startswith("serving-") and previous.is_dir()):
+            return
+        if previous.stat().st_uid != os.getuid() or any(_accepts(p) for p in previous.glob("*.sock")):
+            return  # not ours, or still in use (another `serving up` on the same state)
+    except OSError:
+        return
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def listen(path: str, backlog: int) -> socket.socket:

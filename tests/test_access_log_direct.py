@@ -87,3 +87,14 @@ def test_text_format_or_extra_handlers_take_the_logging_path(console: io.StringI
     handler.setFormatter(log_format.JsonFormatter())
     logging.getLogger().handlers.append(logging.NullHandler())
     assert log_format.direct_json_handler(access) is None
+
+
+def test_time_text_is_cached_per_millisecond_and_still_right() -> None:
+    from datetime import UTC, datetime
+
+    formatter = log_format.JsonFormatter()
+    start = 1_795_000_000.1234
+    # the same millisecond twice, the next one, the next second, and back (a line from another thread)
+    for created in (start, start + 0.0003, start + 0.0011, start + 1.5, start):
+        expected = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert formatter.utc_time(created) == expected

@@ -15,9 +15,12 @@ import random
 import time
 from dataclasses import dataclass
 
+import orjson
+
 from serving.observability import log_format
 
-log = logging.getLogger("serving.access")
+_LOGGER = "serving.access"
+log = logging.getLogger(_LOGGER)
 _MESSAGE = "%s %s %d %.1fms id=%s isvc=%s revision=%s arm=%s in=%dB out=%dB"
 
 
@@ -52,6 +55,31 @@ class AccessLog:
     def write(self, r: AccessRecord) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
+        handler = log_format.direct_json_handler(log)
+        if handler is not None:
+            # The line `JsonFormatter.line` would write (same keys, same order: the record's request id is the
+            # one being served), as one dict.
+            doc = {
+                "time": handler.utc_time(time.time()),
+                "level": "info",
+                "logger": _LOGGER,
+                "message": _MESSAGE % _args(r),
+                "request_id": r.request_id,
+                "method": r.method,
+                "path": r.path,
+                "status": r.status,
+                "latency_ms": round(r.latency_s * 1000, 3),
+                "bytes_in": r.bytes_in,
+                "bytes_out": r.bytes_out,
+                "isvc": r.isvc,
+                "revision": r.revision,
+                "arm": r.arm,
+                "component": r.component,
+            }
+            if r.trace_id:
+                doc["trace_id"] = r.trace_id
+            handler.queue(orjson.dumps(doc).decode("utf-8"))
+            return
         fields = {
             "request_id": r.request_id,
             "method": r.method,
@@ -67,10 +95,6 @@ class AccessLog:
         }
         if r.trace_id:
             fields["trace_id"] = r.trace_id
-        handler = log_format.direct_json_handler(log)
-        if handler is not None:
-            handler.queue(handler.json_line(time.time(), "info", log.name, _MESSAGE % _args(r), fields))
-            return
         # log.info() would walk the stack for the caller's file and line, which this line never shows
         log.handle(
             log.makeRecord(

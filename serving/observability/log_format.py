@@ -24,13 +24,20 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    _second, _second_text = (
-        -1,
-        "",
-    )  # the last whole second formatted: an access log writes many lines per second
+    # The last whole second formatted, and the last millisecond: an access log writes many lines per millisecond.
+    _second, _second_text = -1, ""
+    _milli, _milli_text = -1, ""
 
     def utc_time(self, created: float) -> str:
-        """`2026-01-02T03:04:05.678Z` (milliseconds truncated, as isoformat does), date part cached per second."""
+        """`2026-01-02T03:04:05.678Z` (milliseconds truncated, as isoformat does), date part cached per second,
+        the whole text per millisecond."""
+        milli = int(created * 1000)
+        if milli == self._milli:
+            return self._milli_text
+        self._milli, self._milli_text = milli, self._format_time(created)
+        return self._milli_text
+
+    def _format_time(self, created: float) -> str:
         fraction, whole = math.modf(created)
         micros = round(fraction * 1e6)  # as datetime.fromtimestamp rounds
         second = int(whole) + micros // 1_000_000
@@ -105,10 +112,11 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self.queue(line)
 
-    def json_line(self, created: float, level: str, logger: str, message: str, fields: dict[str, Any]) -> str:
+    def utc_time(self, created: float) -> str:
+        """The JSON formatter's time text, for a caller building its own line (the access log)."""
         formatter = self.formatter
         assert isinstance(formatter, JsonFormatter)  # direct_json_handler checked it
-        return formatter.line(created, level, logger, message, fields)
+        return formatter.utc_time(created)
 
     def queue(self, line: str) -> None:
         """A line formatted by the caller (see direct_json_handler), written as `emit` writes one."""

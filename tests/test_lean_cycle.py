@@ -65,6 +65,11 @@ async def app(scope: dict, receive: Any, send: Any) -> None:  # noqa: C901 - one
         seen["waiting"] = True
         seen["after"] = await receive()
         return
+    if path.startswith("/scope"):  # what the request's target became
+        await receive()
+        parts = [scope["path"], scope["raw_path"].decode("latin-1"), scope["query_string"].decode("latin-1")]
+        await _reply(send, 200, "|".join(parts).encode())
+        return
     message = await receive()
     body = message["body"]
     if path == "/later":  # waits on the loop: carried on in a task
@@ -222,3 +227,27 @@ def test_keep_alive_closes_an_idle_connection_and_only_an_idle_one() -> None:
                 sock.recv(65536) == b""
             )  # closed by the server once idle, the timeout after the last answer:
             assert 0.25 <= time.monotonic() - answered < 3
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/scope/a?x=1&y=2",
+        "/scope/a%20b/%C3%A9?q=%2F",
+        "/scope/a?",
+        "/scope/a?b?c",
+        "/scope/;p=1",
+        "/scope//double",
+        "http://127.0.0.1/scope/absolute?z=1",
+    ],
+)
+def test_the_lean_scope_has_the_path_and_query_uvicorn_gives(url: str, target: str) -> None:
+    """A POST (the lean cycle) and a GET (uvicorn's) of the same target see the same path, raw path, query."""
+
+    def seen_by(method: str) -> bytes:
+        head = f"{method} {target} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        answer = _exchange(url, head.encode())
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        return answer.split(b"\r\n\r\n", 1)[1]
+
+    assert seen_by("POST") == seen_by("GET")

@@ -133,11 +133,18 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._head_pending = False
         self._head_completed = True
         self._head_bytes = 0
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        # One pass: the head's size, and the declared body length (none: over any limit, streamed as uvicorn
+        # does, e.g. chunked)
+        size, length = len(self.url), -1
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+            if length < 0 and name == b"content-length" and value.isdigit():
+                length = int(value)
         if size > self.max_header_bytes:
             self._oversize = True
             raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
-        length = _declared_length(self.headers)
+        if length < 0:
+            length = WHOLE_BODY_MAX_BYTES + 1
         self._whole_body = length <= self._whole_body_max
         self._pieces = []
         if self._whole_body and length >= DIRECT_BODY_MIN_BYTES and not self.parser.should_upgrade():
@@ -166,14 +173,21 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         scope["method"] = "POST"
         if http_version != "1.1":
             scope["http_version"] = http_version
-        parsed = httptools.parse_url(self.url)
-        raw_path = parsed.path
+        url = self.url
+        if (
+            url[:1] == b"/" and b"#" not in url
+        ):  # origin form, the usual: what parse_url would split, for less
+            raw_path, _, query = url.partition(b"?")
+        else:
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path, parsed.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
-        scope["query_string"] = parsed.query or b""
+        root_path = self.root_path
+        scope["path"] = root_path + path if root_path else path
+        scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+        scope["query_string"] = query
         keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
         self.cycle = LeanCycle(self, scope, keep_alive)  # type: ignore[assignment]
 
@@ -236,11 +250,3 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
             )
         self.transport.close()
-
-
-def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The request's Content-Length, or a size over any limit when it has none (chunked: streamed as uvicorn does)."""
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return WHOLE_BODY_MAX_BYTES + 1

@@ -46,6 +46,8 @@ def test_access_lines_sample_successes_and_keep_every_error(caplog) -> None:  # 
         doc["latency_ms"] == 2.0 and doc["bytes_in"] == 10 and doc["isvc"] == "m" and doc["revision"] == "m-1"
     )
     assert AccessLog(1.0).wants(200) and not AccessLog(0.0).wants(204)
+    caplog.set_level(logging.WARNING, logger="serving.access")  # `--log-level warning`
+    assert not AccessLog(1.0).wants(500)  # no line at this level: nothing is gathered for one
 
 
 def test_a_request_without_an_answer_is_logged_499_or_500(caplog) -> None:  # noqa: ANN001

@@ -48,6 +48,8 @@ class AccessLog:
 
     def wants(self, status: int) -> bool:
         """Whether this request gets a line (decided once per request, before any field is gathered)."""
+        if not log.isEnabledFor(logging.INFO):  # `--log-level warning`: no line at all, nothing to gather
+            return False
         if status >= 400:
             return True
         return self.sample_2xx >= 1.0 or (self.sample_2xx > 0.0 and random.random() < self.sample_2xx)

@@ -10,6 +10,7 @@ second). Any other set-up (text format, extra handlers or filters, a test's capt
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -59,50 +60,44 @@ class AccessLog:
             return
         handler = log_format.direct_json_handler(log)
         if handler is not None:
-            # The line `JsonFormatter.line` would write (same keys, same order: the record's request id is the
-            # one being served), as one dict.
-            doc = {
-                "time": handler.utc_time(time.time()),
-                "level": "info",
-                "logger": _LOGGER,
-                "message": _MESSAGE % _args(r),
-                "request_id": r.request_id,
-                "method": r.method,
-                "path": r.path,
-                "status": r.status,
-                "latency_ms": round(r.latency_s * 1000, 3),
-                "bytes_in": r.bytes_in,
-                "bytes_out": r.bytes_out,
-                "isvc": r.isvc,
-                "revision": r.revision,
-                "arm": r.arm,
-                "component": r.component,
-            }
-            if r.trace_id:
-                doc["trace_id"] = r.trace_id
-            handler.queue(orjson.dumps(doc).decode("utf-8"))
+            handler.queue(orjson.dumps(_document(r, handler.utc_time(time.time()))).decode("utf-8"))
             return
-        fields = {
-            "request_id": r.request_id,
-            "method": r.method,
-            "path": r.path,
-            "status": r.status,
-            "latency_ms": round(r.latency_s * 1000, 3),
-            "bytes_in": r.bytes_in,
-            "bytes_out": r.bytes_out,
-            "isvc": r.isvc,
-            "revision": r.revision,
-            "arm": r.arm,
-            "component": r.component,
-        }
-        if r.trace_id:
-            fields["trace_id"] = r.trace_id
+        # Through logging: the formatter writes time, level, logger and message itself; the rest are the fields.
+        fields = dict(itertools.islice(_document(r, "").items(), _HEAD_KEYS, None))
         # log.info() would walk the stack for the caller's file and line, which this line never shows
         log.handle(
             log.makeRecord(
                 log.name, logging.INFO, __file__, 0, _MESSAGE, _args(r), None, extra={"fields": fields}
             )
         )
+
+
+_HEAD_KEYS = 4  # time, level, logger, message
+
+
+def _document(r: AccessRecord, when: str) -> dict[str, object]:
+    """The JSON line `JsonFormatter.line` writes for this record, as one dict (same keys, same order: the
+    record's request id is the one being served)."""
+    doc: dict[str, object] = {
+        "time": when,
+        "level": "info",
+        "logger": _LOGGER,
+        "message": _MESSAGE % _args(r),
+        "request_id": r.request_id,
+        "method": r.method,
+        "path": r.path,
+        "status": r.status,
+        "latency_ms": round(r.latency_s * 1000, 3),
+        "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
+        "isvc": r.isvc,
+        "revision": r.revision,
+        "arm": r.arm,
+        "component": r.component,
+    }
+    if r.trace_id:
+        doc["trace_id"] = r.trace_id
+    return doc
 
 
 def _args(r: AccessRecord) -> tuple[object, ...]:

@@ -138,3 +138,18 @@ def test_server_listens_on_its_port_and_its_socket(tmp_path: Path) -> None:
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(30)
         wait_until(lambda: not os.path.exists(path), 10, what="the socket to be removed")
+
+
+@pytest.mark.e2e  # the launcher of a real process: no usable directory, TCP only, said once in its log
+def test_server_without_a_usable_directory_serves_over_tcp_and_says_why(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    train_iris_sklearn(model)
+    gone = tmp_path / "gone"  # never made: as if `serving up` had removed it
+    args = ["serve", "--model-dir", str(model), "--name", "iris"]
+    with serving_process(args, env={local_sockets.ENV: str(gone)}, log_dir=tmp_path) as server:
+        answer = httpx.post(
+            f"{server.url}/v1/models/iris:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}
+        )
+        assert answer.status_code == 200
+        assert not gone.exists()
+        wait_until(lambda: "no Unix socket at" in server.log(), 10, what="the warning")

@@ -174,9 +174,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         if http_version != "1.1":
             scope["http_version"] = http_version
         url = self.url
-        if (
-            url[:1] == b"/" and b"#" not in url
-        ):  # origin form, the usual: what parse_url would split, for less
+        # The usual origin form (`/path?query`) is split here, as parse_url would split it, for less
+        if url[:1] == b"/" and b"#" not in url:
             raw_path, _, query = url.partition(b"?")
         else:
             parsed = httptools.parse_url(url)

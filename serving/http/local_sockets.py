@@ -25,7 +25,6 @@ from pathlib import Path
 ENV = "SERVING_UNIX_SOCKET_DIR"
 # sun_path holds 108 bytes on Linux (104 on macOS): a longer temporary directory means TCP only.
 _MAX_PATH = 100
-_PORT_NAME = "65535.sock"
 RECORD = "sockets-dir"  # the file in `serving up`'s state directory naming its sockets' directory
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -52,7 +51,7 @@ def private_directory(record: Path | None = None) -> Iterator[str | None]:
     if record is not None:
         _remove_left_behind(record)
     directory = tempfile.mkdtemp(prefix="serving-")  # mode 0700
-    if len(path_for(directory, 0)) - 1 + len(_PORT_NAME) > _MAX_PATH:
+    if len(path_for(directory, 65535)) > _MAX_PATH:  # the longest name a port can give
         os.rmdir(directory)
         yield None
         return

@@ -148,9 +148,11 @@ class Router:
         body = await receive_body(scope["headers"], receive, self.max_body_bytes)
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
-        pin = _header(headers, TAG_HEADER)
+        pin = header_value(headers, TAG_HEADER)
         arm = scope.get(CHOSEN_ARM) or self.choose(
-            route, pin, _header(headers, route.affinity_header.encode()) if route.affinity_header else None
+            route,
+            pin,
+            header_value(headers, route.affinity_header.encode()) if route.affinity_header else None,
         )
         if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503
             arm = await self.activator.hold(route, arm)
@@ -241,7 +243,7 @@ def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")

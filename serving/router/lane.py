@@ -28,7 +28,7 @@ from serving.http.errors import error_answer
 from serving.http_client import UpstreamConnectError
 from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessRecord
-from serving.router.app import CHOSEN_ARM, REVISION_HEADER, TAG_HEADER, Router, host_name
+from serving.router.app import CHOSEN_ARM, REVISION_HEADER, TAG_HEADER, Router, header_value, host_name
 from serving.router.table import Arm, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, UpstreamResponse
 
@@ -83,10 +83,7 @@ class RouterLane:
         route = router.route_for(host_name(host) if host else "", name)
         if route is None or route.mirror is not None:
             return False
-        affinity = None
-        if route.affinity_header:
-            wanted = route.affinity_header.encode()
-            affinity = next((v.decode("latin-1") for k, v in headers if k == wanted), None)
+        affinity = header_value(headers, route.affinity_header.encode()) if route.affinity_header else None
         try:
             arm = router.choose(route, pin, affinity)
         except ServingError:

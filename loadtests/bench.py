@@ -77,6 +77,11 @@ def _children_scheduled(policy: str) -> Iterator[None]:
             os.sched_setscheduler(0, before, os.sched_param(0))
 
 
+# Every server of ours the bench starts, as `serving up --log-level warning` (servers.serving_up) runs its
+# replicas: no access lines, like the ceiling app and the featureless router, so direct and routed compare alike.
+QUIET = ("--log-level", "warning")
+
+
 class Bench:
     def __init__(self, workdir: Path, duration_s: float, logs: Path) -> None:
         self.workdir, self.duration_s, self.logs = workdir, duration_s, logs
@@ -127,7 +132,7 @@ class Bench:
             self.iris_matrix(target, "ceiling", "bare Starlette")
 
     def direct(self) -> None:
-        with servers.serving_serve(model_dir(ISVC), self.logs / "direct.log") as target:
+        with servers.serving_serve(model_dir(ISVC), self.logs / "direct.log", *QUIET) as target:
             self.iris_matrix(target, "direct", "server")
 
     def router(self) -> None:
@@ -150,7 +155,7 @@ class Bench:
         v1 = wrk.Request("iris-v1", V1_PATH, payloads.v1_body("iris"))
         with (
             _children_scheduled(sched.default_policy()),
-            servers.serving_serve(model_dir(ISVC), self.logs / "floor-predictor.log") as predictor,
+            servers.serving_serve(model_dir(ISVC), self.logs / "floor-predictor.log", *QUIET) as predictor,
         ):
             self.warm(predictor.url, v1)
             self.measure(predictor, v1, 16, "router-floor", "direct V1 (this sitting)")
@@ -199,7 +204,13 @@ class Bench:
                 )
         iris = wrk.Request("iris-v2", V2_PATH, payloads.v2_json_body("iris"))
         with servers.serving_serve(
-            model_dir(ISVC), self.logs / "iris-batch.log", "--max-batch-size", "64", "--max-latency-ms", "2"
+            model_dir(ISVC),
+            self.logs / "iris-batch.log",
+            "--max-batch-size",
+            "64",
+            "--max-latency-ms",
+            "2",
+            *QUIET,
         ) as target:
             self.warm(target.url, iris)
             self.measure(target, iris, 64, "batching", "server V2 JSON batching on", note)
@@ -210,7 +221,7 @@ class Bench:
         as_json = wrk.Request("big-json", V2_PATH, payloads.v2_json_body("iris-fp32", count))
         body = payloads.v2_binary_body("iris-fp32", count, binary_output=True)
         as_binary = wrk.Request("big-binary", V2_PATH, body.body, tuple(body.headers().items()))
-        with servers.serving_serve(model_dir(ISVC), self.logs / "big.log") as target:
+        with servers.serving_serve(model_dir(ISVC), self.logs / "big.log", *QUIET) as target:
             self.warm(target.url, as_binary)
             self.measure(
                 target, as_json, 1, "binary", "1M FP32 V2 JSON", f"{len(as_json.body) / 1e6:.1f} MB body"

@@ -40,7 +40,7 @@ class ServerConfig:
     native_threads: int = 1  # BLAS/OpenMP threads per process; 0 = the libraries' default
     model: dict[str, Any] = field(default_factory=dict)  # ModelSettings fields shared by every model
     limits: dict[str, Any] = field(default_factory=dict)
-    log_level: str = "warning"
+    log_level: str | None = None  # None: access lines on, uvicorn at warning (log_format.apply_server_level)
     grpc_port: int | None = None  # gRPC Open Inference Protocol beside HTTP (None: off, 0: a free port)
     observability: dict[str, Any] = field(default_factory=dict)  # ObservabilityOptions fields
     transformer: list[str] | None = None  # `transform ...` argv of a transformer run in this process
@@ -110,12 +110,14 @@ def app_from_env() -> ASGIApp:
     log_format.configure(
         config.observability.get("log_format")
     )  # a fresh interpreter: the CLI's set-up is gone
+    log_format.apply_server_level(config.log_level)
     return create_app(config)
 
 
 def run(config: ServerConfig) -> None:
     options: dict[str, Any] = dict(
-        log_level=config.log_level, max_header_bytes=Limits(**config.limits).max_header_bytes
+        log_level=log_format.apply_server_level(config.log_level),
+        max_header_bytes=Limits(**config.limits).max_header_bytes,
     )
     if config.workers > 1:
         os.environ[CONFIG_ENV] = config.to_env()

@@ -22,6 +22,7 @@ from serving.autoscale.metrics import ScalingMetrics
 from serving.http.errors import EXCEPTION_HANDLERS
 from serving.http.launcher import run_http_server
 from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
+from serving.observability import log_format
 from serving.observability.hook import observed_router
 from serving.router.app import Router
 from serving.router.auth import KeyRing
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="hold a request this long for a revision scaled to zero (KEDA wakes it), then 503",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", choices=log_format.LEVELS)
     p.set_defaults(func=main)
 
 
@@ -98,6 +99,6 @@ def build_app(args: argparse.Namespace) -> Router:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.getLogger().setLevel(args.log_level.upper())
+    logging.getLogger().setLevel(log_format.numeric_level(args.log_level))
     run_http_server(observed_router(build_app(args), args), args.host, args.port, lifespan="on")
     return 0

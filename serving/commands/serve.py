@@ -6,6 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from serving.observability import log_format
 from serving.observability.options import from_args as observability_options
 from serving.server import ServerConfig, run
 from serving.settings import Limits, ModelSettings
@@ -112,7 +113,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also run this transformer in this process, in front of the model (no HTTP hop between them); "
         "the quoted `serving transform` flags without --predictor-url",
     )
-    p.add_argument("--log-level", default="warning")
+    p.add_argument(
+        "--log-level",
+        choices=log_format.LEVELS,
+        help="our lines (access log, events) and uvicorn's; default: access lines on, uvicorn at warning, or the level `serving up --log-level` passed down",
+    )
     p.set_defaults(func=main)
 
 

@@ -11,6 +11,7 @@ import argparse
 from typing import Any, NoReturn, cast
 
 from serving.errors import BadRequest
+from serving.observability import log_format
 from serving.observability.options import from_args as observability_options
 from serving.settings import Limits
 from serving.transformers.base import TransformerConfig
@@ -74,7 +75,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--max-body-bytes", type=int, default=Limits().max_body_bytes, help="413 above this")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", "--http_port", dest="port", type=int, default=8080)
-    p.add_argument("--log-level", default="warning")
+    p.add_argument(
+        "--log-level",
+        choices=log_format.LEVELS,
+        help="our lines (access log, events) and uvicorn's; default: access lines on, uvicorn at warning, or the level `serving up --log-level` passed down",
+    )
     p.set_defaults(func=main)
 
 
@@ -148,5 +153,5 @@ def main(args: argparse.Namespace) -> int:
         limits,
         observability_options(args, "transformer"),
     )
-    run(app, args.host, args.port, args.log_level)
+    run(app, args.host, args.port, log_format.apply_server_level(args.log_level))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from serving import sched
 from serving.control.local.state import DEFAULT_STATE_DIR
 from serving.control.local.warm_spawn import WarmSpawner, warm_start_enabled
+from serving.observability import log_format
 
 if TYPE_CHECKING:  # the rest is imported in build_app, after main started the warm spawner (see main)
     from starlette.applications import Starlette
@@ -98,7 +100,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "+10-16%% throughput on one core, one-connection latency unchanged) or normal (the kernel's "
         "default). Default batch (env SERVING_SCHED)",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-level",
+        choices=log_format.LEVELS,
+        help="this process's lines (default info); when given, also every model server's and transformer's it "
+        "starts (access lines below info: none)",
+    )
     p.add_argument(
         "-q",
         "--quiet",
@@ -254,7 +261,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
 
 
 def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> int:
-    logging.getLogger().setLevel(args.log_level.upper())
+    logging.getLogger().setLevel(log_format.numeric_level(args.log_level or "info"))
     if args.quiet:  # events (serving.control.events) and the access log keep their warnings only
         for name in ("serving.events", "serving.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -278,6 +285,8 @@ def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None
         ) as sockets:
             if processes:
                 args.unix_socket_dir = sockets
+                if args.log_level:  # to the model servers and transformers it starts (forked ones too)
+                    os.environ[log_format.LEVEL_ENV] = args.log_level
                 replica_factory = functools.partial(Replica, spawner=spawner, unix_socket_dir=sockets)
             app = build_app(args, replica_factory)
             run_http_server(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sys
 import threading
 from datetime import UTC, datetime
@@ -20,6 +21,31 @@ import orjson
 from serving.observability import request_id
 
 FORMATS = ("json", "text")
+LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# `serving up --log-level` passed down to the model servers and transformers it starts.
+LEVEL_ENV = "SERVING_LOG_LEVEL"
+_NUMERIC = {"trace": 5}  # uvicorn's TRACE; the others are logging's own names
+
+
+def apply_server_level(level: str | None) -> str:
+    """A server's `--log-level`: our lines' (access log, events) and uvicorn's. Not given: the level `serving
+    up` passed down, else INFO for ours and WARNING for uvicorn's start-up chatter (so access lines are on by
+    default). Returns the level for uvicorn."""
+    chosen = level or os.environ.get(LEVEL_ENV)
+    if not chosen:
+        return "warning"
+    chosen = chosen.lower()
+    logging.getLogger().setLevel(numeric_level(chosen))
+    return chosen
+
+
+def numeric_level(name: str) -> int:
+    chosen = name.lower()
+    if chosen not in LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {name!r}")
+    return _NUMERIC.get(chosen) or logging.getLevelNamesMapping()[chosen.upper()]
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

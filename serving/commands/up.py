@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -260,6 +260,24 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     return router
 
 
+@contextlib.contextmanager
+def _passed_down(name: str, value: str | None) -> Iterator[None]:
+    """`value` in the environment the processes started meanwhile inherit (forked ones get it in their
+    spawn message); the variable as it was afterwards (`serving demo` runs this in its own process)."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> int:
     logging.getLogger().setLevel(log_format.numeric_level(args.log_level or "info"))
     if args.quiet:  # events (serving.control.events) and the access log keep their warnings only
@@ -285,13 +303,12 @@ def main(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None
         ) as sockets:
             if processes:
                 args.unix_socket_dir = sockets
-                if args.log_level:  # to the model servers and transformers it starts (forked ones too)
-                    os.environ[log_format.LEVEL_ENV] = args.log_level
                 replica_factory = functools.partial(Replica, spawner=spawner, unix_socket_dir=sockets)
             app = build_app(args, replica_factory)
-            run_http_server(
-                observed_router(app, args, for_children=True), args.host, args.port, lifespan="on"
-            )
+            with _passed_down(log_format.LEVEL_ENV, args.log_level if processes else None):
+                run_http_server(
+                    observed_router(app, args, for_children=True), args.host, args.port, lifespan="on"
+                )
     finally:
         if spawner is not None:
             spawner.close()

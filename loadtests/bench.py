@@ -25,8 +25,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from loadtests import payloads, servers, wrk
 from loadtests.bench_table import ITEMS, Row, annotate, format_markdown, format_text
 from loadtests.models import RF_NAME, model_dir
@@ -231,9 +229,6 @@ class Bench:
                 target, as_binary, 1, "binary", "1M FP32 V2 binary", f"{len(body.body) / 1e6:.1f} MB body"
             )
             after = model_seconds(target.url)
-            answer_bytes = len(
-                httpx.post(target.url + V2_PATH, content=body.body, headers=body.headers()).content
-            )
         with servers.ceiling_app(self.logs / "big-ceiling.log") as target:  # the HTTP floor for those bytes
             self.warm(target.url, as_binary)
             self.measure(
@@ -249,64 +244,26 @@ class Bench:
             model_ms = 1000 * (after[0] - before[0]) / calls
             # p50: on a shared machine a few stalls move the mean (the note keeps it)
             ratio, by_mean = row.p50_ms / model_ms, row.mean_ms / model_ms
-            end_to_end = Row(
-                item="binary",
-                config="1M FP32 V2 binary: end to end vs model call",
-                conns=1,
-                ratio=ratio,
-                basis=f"× the model call ({model_ms:.1f} ms mean), p50",
-                value=None,
-                target="≤ 1.5× the model call",
-                met=ratio <= 1.5,
-                load1=os.getloadavg()[0],
-                note=f"by mean latency {by_mean:.2f}×; model time from serving_inference_duration_seconds",
+            self.rows.append(
+                Row(
+                    item="binary",
+                    config="1M FP32 V2 binary: end to end vs model call",
+                    conns=1,
+                    ratio=ratio,
+                    basis=f"× the model call ({model_ms:.1f} ms mean), p50",
+                    value=None,
+                    target="≤ 1.5× the model call",
+                    met=ratio <= 1.5,
+                    load1=os.getloadavg()[0],
+                    note=f"by mean latency {by_mean:.2f}×; model time from serving_inference_duration_seconds",
+                )
             )
-            self.rows.append(end_to_end)
             print(
                 f"  end to end p50 {row.p50_ms:.1f} ms = {ratio:.2f}x (mean: {by_mean:.2f}x) the model call "
                 f"{model_ms:.1f} ms",
                 file=sys.stderr,
                 flush=True,
             )
-            floor = self.transfer_floor(as_binary, model_ms, answer_bytes)
-            end_to_end.note += f"; this machine's floor for the same bytes: {floor:.2f}× (next row)"
-
-    def transfer_floor(self, request: wrk.Request, model_ms: float, answer_bytes: int) -> float:
-        """Target 6's floor: loadtests/raw_transfer.py moves the same bytes (request in, an answer of our
-        answer's size out) around a spin as long as the model call, with nothing else. For a raw server, loopback
-        TCP here runs in one of two modes from one connection to the next (the slow one ~6 ms slower per request;
-        a blocking socket server shows the same), so the floor is the best of eight short connections."""
-        argv = [
-            sys.executable,
-            "-m",
-            "loadtests.raw_transfer",
-            "--spin-ms",
-            f"{model_ms:.3f}",
-            "--answer-bytes",
-            str(answer_bytes),
-        ]
-        runs = []
-        with servers.started(argv, "/v2/health/ready", self.logs / "raw-transfer.log") as floor:
-            for _ in range(8):
-                result = wrk.run(floor.url, request, self.workdir, 1, max(2.0, self.duration_s / 4))
-                runs.append(result["p50_us"] / 1000)
-        best = min(runs)
-        self.rows.append(
-            Row(
-                item="binary",
-                config="floor: the same bytes over a raw socket, a model-long spin, nothing else",
-                conns=1,
-                p50_ms=best,
-                ratio=best / model_ms,
-                basis=f"× the model call ({model_ms:.1f} ms), p50",
-                value=None,
-                load1=os.getloadavg()[0],
-                note="loadtests/raw_transfer.py, best of 8 connections; p50 ms: "
-                + ", ".join(f"{r:.2f}" for r in runs),
-            )
-        )
-        print(f"  transfer floor p50 {best:.2f} ms = {best / model_ms:.2f}x the model call", file=sys.stderr)
-        return best / model_ms
 
     def transformer(self) -> None:
         """iris-transformer (records in, labels out) vs the sklearn-iris predictor alone, both via `serving up`."""

@@ -116,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--log-level",
         choices=log_format.LEVELS,
-        help="our lines (access log, events) and uvicorn's; default: access lines on, uvicorn at warning, or the level `serving up --log-level` passed down",
+        help=log_format.SERVER_LEVEL_HELP,
     )
     p.set_defaults(func=main)
 

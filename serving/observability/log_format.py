@@ -25,6 +25,10 @@ LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 # `serving up --log-level` passed down to the model servers and transformers it starts.
 LEVEL_ENV = "SERVING_LOG_LEVEL"
 _NUMERIC = {"trace": 5}  # uvicorn's TRACE; the others are logging's own names
+SERVER_LEVEL_HELP = (
+    "our lines (access log, events) and uvicorn's; default: access lines on and uvicorn at warning, or the "
+    "level `serving up --log-level` passed down"
+)
 
 
 def apply_server_level(level: str | None) -> str:

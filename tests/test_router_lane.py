@@ -140,7 +140,8 @@ async def test_answers_headers_and_counts_match_the_asgi_path(
 
 
 class Scripted(asyncio.Protocol):
-    """An upstream that answers the first request it ever gets, then does what `then` says: drop or hold."""
+    """An upstream that answers the first request it ever gets, then does what `then` says: drop or hold; or
+    that answers every request with a response-splitting header ("split")."""
 
     seen = 0
 
@@ -159,7 +160,12 @@ class Scripted(asyncio.Protocol):
             return
         self.buffer = b""
         Scripted.seen += 1
-        if Scripted.seen == 1:
+        if self.then == "split":  # a header that would split the response, were it passed on
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-note: a\nset-cookie: pwned=1\r\n"
+                b"content-length: 2\r\n\r\n{}"
+            )
+        elif Scripted.seen == 1:
             body = b'{"predictions":["scripted"]}'
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
@@ -199,6 +205,19 @@ async def test_a_connection_dropped_before_any_answer_is_retried_on_another_repl
     assert (
         router.load.started[("default", REVISION)] == 2 and router.load.in_flight[("default", REVISION)] == 0
     )
+    assert all(n == 0 for n in router.upstreams.outstanding.values())
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_response_splitting_header_from_a_model_server_never_reaches_the_client(lane: bool) -> None:
+    # The lane writes upstream headers without uvicorn's response-splitting checks (lean_cycle `headers_checked`):
+    # httptools refuses such a response while parsing it, so what the checks look for never gets that far.
+    async with scripted("split") as splitter, routed((splitter,), lane) as (url, router, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            answers = [await client.post("/v1/models/iris:predict", json=ROW) for _ in range(2)]
+    assert "failed mid-response" in answers[0].json()["error"]  # then the replica is marked down for a while
+    for answer in answers:
+        assert answer.status_code == 503 and "set-cookie" not in answer.headers, answer.text
     assert all(n == 0 for n in router.upstreams.outstanding.values())
 
 

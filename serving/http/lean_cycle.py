@@ -116,12 +116,14 @@ class LeanCycle:
         else:
             raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
 
-    def answer(self, status: int, headers: Any, body: bytes) -> None:
-        """The whole response at once, from a callback (the router's direct lane): as `send` would write it."""
-        self._start(status, headers)
+    def answer(self, status: int, headers: Any, body: bytes, *, headers_checked: bool = False) -> None:
+        """The whole response at once, from a callback (the router's direct lane): as `send` would write it.
+        `headers_checked`: every header was parsed from a response by httptools, which refuses what the
+        response-splitting checks look for, or built by us; they are not searched again."""
+        self._start(status, headers, headers_checked)
         self._body(body, False)
 
-    def _start(self, status: int, headers: Any) -> None:
+    def _start(self, status: int, headers: Any, headers_checked: bool = False) -> None:
         self.response_started = True
         parts = [STATUS_LINE[status]]
         length: int | None = None
@@ -129,10 +131,11 @@ class LeanCycle:
         for name, value in self.protocol.server_state.default_headers:  # the server's own: date, server
             parts += [name, b": ", value, b"\r\n"]
         for name, value in headers:
-            if _BAD_NAME.search(name):
-                raise RuntimeError("Invalid HTTP header name.")
-            if _BAD_VALUE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
+            if not headers_checked:
+                if _BAD_NAME.search(name):
+                    raise RuntimeError("Invalid HTTP header name.")
+                if _BAD_VALUE.search(value):
+                    raise RuntimeError("Invalid HTTP header value.")
             name = name.lower()
             if name == b"content-length" and length is None:
                 length = int(value.decode())

@@ -144,7 +144,7 @@ class _Exchange:
             if not any(key == request_id.HEADER for key, _ in headers):
                 headers.append((request_id.HEADER, self.request_id.encode("ascii")))
             try:
-                cycle.answer(status, headers, body)
+                cycle.answer(status, headers, body, headers_checked=True)
             except RuntimeError as exc:  # a header the checks refuse: answered 500, as the ASGI path would
                 cycle.finished(exc)
         self._log(status, len(body))

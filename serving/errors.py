@@ -7,8 +7,6 @@ so no layer below HTTP needs to know about responses.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class ServingError(Exception):
@@ -103,23 +101,12 @@ class ArtifactRefused(ArtifactError):
 INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
 
-@contextmanager
-def blame_user_code(subject: str, stage: str = "", *, input_errors: bool = True) -> Iterator[None]:
-    """Map what model or transformer code raises onto the family: input-shaped errors are the caller's (400)
-    when the code consumed the caller's input (`input_errors`), anything else the code's own (500).
-    `subject` names it ("model 'iris'"), `stage` the step ("preprocess")."""
-    try:
-        yield
-    except Exception as exc:
-        blamed = user_code_error(exc, subject, stage, input_errors=input_errors)
-        if blamed is exc:
-            raise
-        raise blamed from exc
-
-
 def user_code_error(exc: Exception, subject: str, stage: str = "", *, input_errors: bool = True) -> Exception:
-    """What `blame_user_code` raises for `exc` (the same exception when it is already one of ours); for a hot
-    call that builds no context manager and no subject text unless it fails (dataplane.call_runtime)."""
+    """Map what model or transformer code raised onto the family: input-shaped errors are the caller's (400)
+    when the code consumed the caller's input (`input_errors`), anything else the code's own (500); ours come
+    back unchanged. `subject` names the code ("model 'iris'"), `stage` the step ("preprocess"). A function, not
+    a context manager: the hot callers (dataplane.call_runtime, Transformer.apredict) build nothing per call
+    unless it fails."""
     if isinstance(exc, ServingError):
         return exc
     failed = f"{subject} {stage} failed" if stage else f"{subject} failed"

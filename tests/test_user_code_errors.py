@@ -3,12 +3,17 @@ code read the caller's input, everything else the code's own (500); ours pass th
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 
-from serving.errors import BadRequest, ModelFailure, NotFound, blame_user_code, user_code_error
+from serving.errors import BadRequest, ModelFailure, NotFound, user_code_error
+from serving.settings import ModelSettings
+from serving.transformers.base import CONFIG_KEY, Transformer, TransformerConfig
 
 
-def test_each_kind_of_failure_maps_once_whether_raised_in_a_block_or_mapped_directly() -> None:
+def test_each_kind_of_failure_maps_once() -> None:
     ours = NotFound("gone")
     assert user_code_error(ours, "model 'm'") is ours
     rejected = user_code_error(ValueError("3 features, expected 4"), "model 'm'")
@@ -21,11 +26,53 @@ def test_each_kind_of_failure_maps_once_whether_raised_in_a_block_or_mapped_dire
     crashed = user_code_error(ZeroDivisionError("x"), "model 'm'")
     assert isinstance(crashed, ModelFailure) and crashed.message.startswith("model 'm' failed")
 
-    with pytest.raises(BadRequest) as raised:
-        with blame_user_code("model 'm'"):
-            raise ValueError("3 features, expected 4")
-    assert raised.value.message == rejected.message and isinstance(raised.value.__cause__, ValueError)
+
+class _Failing(Transformer):
+    """Raises what `fail` names in preprocess or postprocess; the predictor answers at once."""
+
+    fail: dict[str, Exception] = {}
+
+    def preprocess(self, inputs: Any, parameters: dict[str, Any]) -> Any:
+        if "preprocess" in self.fail:
+            raise self.fail["preprocess"]
+        return inputs
+
+    async def postprocess(self, outputs: Any, parameters: dict[str, Any]) -> Any:  # async: awaited the same
+        if "postprocess" in self.fail:
+            raise self.fail["postprocess"]
+        return outputs
+
+
+class _Predictor:
+    url = "http://127.0.0.1:9"
+
+    async def infer(self, request: Any, parameters: Any = None) -> dict[str, np.ndarray]:
+        return {"predict": np.array([1])}
+
+
+@pytest.mark.asyncio
+async def test_a_transformers_code_is_blamed_by_stage_and_ours_pass_through() -> None:
+    settings = ModelSettings(name="t", model_dir="/nowhere", extra={CONFIG_KEY: TransformerConfig("u", "m")})
+    transformer = _Failing(settings)
+    transformer.predictor = _Predictor()  # type: ignore[assignment]
+    inputs = {"input-0": np.array([[1.0]])}
+    assert (await transformer.apredict(inputs, None, {}))["predict"].tolist() == [1]
+
+    transformer.fail = {"preprocess": ValueError("3 features, expected 4")}
+    with pytest.raises(BadRequest) as rejected:
+        await transformer.apredict(inputs, None, {})
+    assert rejected.value.message == "transformer 't' rejected the input: ValueError: 3 features, expected 4"
+    assert isinstance(rejected.value.__cause__, ValueError)
+
+    ours = NotFound("gone")
+    transformer.fail = {"preprocess": ours}
     with pytest.raises(NotFound) as passed:
-        with blame_user_code("model 'm'"):
-            raise ours
-    assert passed.value is ours
+        await transformer.apredict(inputs, None, {})
+    assert passed.value is ours and passed.value.__cause__ is None
+
+    transformer.fail = {
+        "postprocess": KeyError("label")
+    }  # its own output: the transformer's fault, not input
+    with pytest.raises(ModelFailure) as failed:
+        await transformer.apredict(inputs, None, {})
+    assert failed.value.message.startswith("transformer 't' postprocess failed")

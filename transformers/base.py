@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.errors import ModelFailure, blame_user_code
+from serving.errors import ModelFailure, user_code_error
 from serving.observability import tracing
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.settings import ModelSettings
@@ -83,20 +83,35 @@ class Transformer(Runtime):
     async def apredict(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
-        if self.predictor is None:
+        predictor = self.predictor
+        if predictor is None:
             raise ModelFailure(f"transformer {self.settings.name!r} is not started")
-        subject = f"transformer {self.settings.name!r}"
-        with tracing.span("transformer.preprocess"), blame_user_code(subject, "preprocess"):
-            request = await _call(self.preprocess, inputs, parameters)
-        with tracing.span("transformer.predictor_call", {"serving.predictor": self.predictor.url}):
-            response = await self.predictor.infer(request, self.predictor_parameters(parameters))
-        with (
-            tracing.span("transformer.postprocess"),
-            blame_user_code(subject, "postprocess", input_errors=False),
-        ):
-            result = await _call(self.postprocess, response, parameters)
+        # Errors are mapped as `blame_user_code` maps them, without its context manager and subject text per
+        # request (as dataplane.call_runtime does for models).
+        with tracing.span("transformer.preprocess"):
+            try:
+                request = await _call(self.preprocess, inputs, parameters)
+            except Exception as exc:
+                blamed = self._blamed(exc, "preprocess")
+                if blamed is exc:
+                    raise
+                raise blamed from exc
+        attributes = {"serving.predictor": predictor.url} if tracing.enabled() else None
+        with tracing.span("transformer.predictor_call", attributes):
+            response = await predictor.infer(request, self.predictor_parameters(parameters))
+        with tracing.span("transformer.postprocess"):
+            try:
+                result = await _call(self.postprocess, response, parameters)
+            except Exception as exc:
+                blamed = self._blamed(exc, "postprocess", input_errors=False)
+                if blamed is exc:
+                    raise
+                raise blamed from exc
         wanted = select_outputs(result, outputs, self.settings.name)
         return {name: result[name] for name in wanted} if wanted else result
+
+    def _blamed(self, exc: Exception, stage: str, *, input_errors: bool = True) -> Exception:
+        return user_code_error(exc, f"transformer {self.settings.name!r}", stage, input_errors=input_errors)
 
     async def ready(self) -> tuple[bool, str]:
         """Ready exactly when the predictor's model answers ready."""

@@ -82,6 +82,16 @@ def test_labels_from_indices_whole_floats_and_scores() -> None:
     assert t.postprocess({"p": scores}, {})["p"].tolist() == [b"no", b"yes"]
     with pytest.raises(ModelFailure, match="class 2, but only 2 labels"):
         t.postprocess({"p": np.array([0, 2])}, {})
+    with pytest.raises(ModelFailure, match="class -1, but only 2 labels"):  # not wrapped round to "yes"
+        t.postprocess({"p": np.array([0, -1])}, {})
+    many = np.zeros(1000, dtype=np.int64)  # a batch's rows are checked with numpy, a request's in Python
+    assert t.postprocess({"p": many}, {})["p"].tolist() == [b"no"] * 1000
+    many[500] = 7
+    with pytest.raises(ModelFailure, match="class 7, but only 2 labels"):
+        t.postprocess({"p": many}, {})
+    many[500] = -3
+    with pytest.raises(ModelFailure, match="class -3, but only 2 labels"):
+        t.postprocess({"p": many}, {})
     with pytest.raises(ModelFailure, match="non-integer"):
         t.postprocess({"p": np.array([0.5])}, {})
 

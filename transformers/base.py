@@ -129,6 +129,8 @@ class Transformer(Runtime):
 
 async def _call(method: Any, tensors: TensorDict, parameters: dict[str, Any]) -> TensorDict:
     result = method(tensors, parameters)
+    if type(result) is dict:  # a plain method's answer: nothing to await or check (the usual case)
+        return result
     if inspect.isawaitable(result):
         result = await result
     if not isinstance(result, dict):

@@ -118,6 +118,9 @@ def _float_matrix(values: np.ndarray, what: str) -> np.ndarray:
     return values.astype(np.float64)
 
 
+_FEW = 64  # class indices checked in Python below this many (see ClassLabels.label)
+
+
 class ClassLabels(Transformer):
     """Class indices (or per-class scores) from the predictor -> label names."""
 
@@ -139,9 +142,16 @@ class ClassLabels(Transformer):
             array = array.astype(np.int64)
         if array.dtype.kind not in "iu":
             raise ModelFailure(f"predictor returned {array.dtype} classes; ClassLabels needs class indices")
-        if array.size and (array.min() < 0 or array.max() >= len(self._labels)):
-            bad = int(array.max() if array.max() >= len(self._labels) else array.min())
-            raise ModelFailure(f"predictor returned class {bad}, but only {len(self._labels)} labels are set")
+        if array.size:
+            # numpy's reductions cost more than the work on a few rows (one request's)
+            values = array.ravel().tolist() if array.size <= _FEW else None
+            low = min(values) if values is not None else int(array.min())
+            high = max(values) if values is not None else int(array.max())
+            if low < 0 or high >= len(self._labels):
+                bad = high if high >= len(self._labels) else low
+                raise ModelFailure(
+                    f"predictor returned class {bad}, but only {len(self._labels)} labels are set"
+                )
         labels: np.ndarray = self._labels[array]
         return labels
 

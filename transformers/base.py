@@ -86,8 +86,8 @@ class Transformer(Runtime):
         predictor = self.predictor
         if predictor is None:
             raise ModelFailure(f"transformer {self.settings.name!r} is not started")
-        # Errors are mapped as `blame_user_code` maps them, without its context manager and subject text per
-        # request (as dataplane.call_runtime does for models).
+        # What the user's code raises is mapped by `user_code_error` (input-shaped: the caller's 400, else 500),
+        # with no context manager or subject text per request (as dataplane.call_runtime does for models).
         with tracing.span("transformer.preprocess"):
             try:
                 request = await _call(self.preprocess, inputs, parameters)

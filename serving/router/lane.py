@@ -145,7 +145,7 @@ class _Exchange:
                 headers.append((request_id.HEADER, self.request_id.encode("ascii")))
             try:
                 cycle.answer(status, headers, body, headers_checked=True)
-            except RuntimeError as exc:  # a response the cycle refuses (its length): 500, as the ASGI path would
+            except RuntimeError as exc:  # a response the cycle refuses (its length): 500, as ASGI would
                 cycle.finished(exc)
         self._log(status, len(body))
 

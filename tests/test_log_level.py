@@ -35,6 +35,29 @@ def test_a_servers_level_is_its_flag_else_the_one_passed_down_else_access_lines_
         root.setLevel(before)
 
 
+@pytest.mark.parametrize("value", ["", "loud"])
+def test_an_empty_or_unknown_level_passed_down_keeps_the_defaults(
+    value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = logging.getLogger()
+    before = root.level
+    monkeypatch.setenv(LEVEL_ENV, value)
+    try:
+        root.setLevel(logging.INFO)
+        assert apply_server_level(None) == "warning" and root.level == logging.INFO
+    finally:
+        root.setLevel(before)
+    named = [r.getMessage() for r in caplog.records if LEVEL_ENV in r.getMessage()]
+    assert named == (
+        [
+            f"{LEVEL_ENV}='loud' is not one of critical, error, warning, info, debug, trace: "
+            "using the default levels"
+        ]
+        if value
+        else []
+    )
+
+
 @pytest.mark.parametrize("command", [["serve", "--model-dir", "m"], ["up"], ["router"], ["transform"]])
 def test_an_unknown_level_is_refused_by_the_cli(command: list[str], capsys: pytest.CaptureFixture) -> None:
     argv = [*command, "--log-level", "loud"]

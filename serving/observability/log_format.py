@@ -34,11 +34,17 @@ SERVER_LEVEL_HELP = (
 def apply_server_level(level: str | None) -> str:
     """A server's `--log-level`: our lines' (access log, events) and uvicorn's. Not given: the level `serving
     up` passed down, else INFO for ours and WARNING for uvicorn's start-up chatter (so access lines are on by
-    default). Returns the level for uvicorn."""
+    default). Returns the level for uvicorn. An unknown level in the environment is named in a warning and
+    ignored (the flag's own values are checked by the CLI)."""
     chosen = level or os.environ.get(LEVEL_ENV)
     if not chosen:
         return "warning"
     chosen = chosen.lower()
+    if level is None and chosen not in LEVELS:
+        logging.getLogger(__name__).warning(
+            "%s=%r is not one of %s: using the default levels", LEVEL_ENV, chosen, ", ".join(LEVELS)
+        )
+        return "warning"
     logging.getLogger().setLevel(numeric_level(chosen))
     return chosen
 

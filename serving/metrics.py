@@ -204,8 +204,8 @@ def _alive(pid: int) -> bool:
 class RouterMetrics:
     """The router's metrics per `{isvc, namespace, revision, arm}` (arm: stable or canary).
 
-    Called by `serving.router.app.Router` for every proxied request:
-    `route_in_flight(..., +1)` before forwarding, `route_in_flight(..., -1)` and `observe_route(...)` after.
+    `serving.router.app.Router` updates them per proxied request through each arm's `series(...)` (started
+    before forwarding, finished after); `route_in_flight` and `observe_route` do the same by labels.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -240,6 +240,10 @@ class RouterMetrics:
             self.errors.labels(*key, str(code)).inc()
         self._children(key)[0].observe(seconds)
 
+    def series(self, isvc: str, namespace: str, revision: str, arm: str) -> RouteSeries:
+        """One arm's children, bound: what the router updates per request (it keeps one per arm it routes to)."""
+        return RouteSeries(self, (isvc, namespace, revision, arm))
+
     def route_in_flight(self, isvc: str, namespace: str, revision: str, arm: str, delta: int) -> None:
         """+1 when a request is forwarded, -1 when it finished."""
         self._children((isvc, namespace, revision, arm))[1].inc(delta)
@@ -261,3 +265,33 @@ class RouterMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RouteSeries:
+    """`RouterMetrics` for one arm, its children bound once: a routed request updates them without building
+    label tuples or looking them up (~0.5 us of the router's per-request work). `forget_revision` detaches
+    them: the router drops its series of a revision it forgets."""
+
+    __slots__ = ("_metrics", "_key", "_codes", "_duration", "_in_flight")
+
+    def __init__(self, metrics: RouterMetrics, key: tuple[str, str, str, str]) -> None:
+        self._metrics, self._key = metrics, key
+        self._codes: dict[int, Any] = {}
+        self._duration, self._in_flight = metrics._children(key)
+
+    def started(self) -> None:
+        self._in_flight.inc()
+
+    def withdrawn(self) -> None:
+        """A started request taken back before it reached a model."""
+        self._in_flight.dec()
+
+    def finished(self, code: int, seconds: float) -> None:
+        self._in_flight.dec()
+        counter = self._codes.get(code)
+        if counter is None:
+            counter = self._codes[code] = self._metrics.requests.labels(*self._key, str(code))
+        counter.inc()
+        if code >= 400:
+            self._metrics.errors.labels(*self._key, str(code)).inc()
+        self._duration.observe(seconds)

@@ -9,6 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import UNKNOWN_MODEL, Metrics, RouterMetrics
+from serving.router.app import Router
+from serving.router.table import Arm, RouteTable, ServiceRoute
 from tests.inprocess import serving_inprocess
 from tests.support import serving_process, train_iris_sklearn, wait_until
 from tests.test_prometheus import promtool_check
@@ -69,6 +71,39 @@ def test_router_metrics_per_isvc_revision_and_arm() -> None:
     assert total(samples, "serving_router_request_duration_seconds_count", **canary) == 1
     router.forget_revision("iris", "default", "iris-aaaa")
     assert not [s for s in parsed(router.exposition()) if s.labels.get("revision") == "iris-aaaa"]
+
+
+def test_router_counts_through_bound_series_across_table_swaps_and_forget() -> None:
+    """The router binds each arm's children once (`RouteSeries`): what it counts must still reach /metrics after
+    the table is swapped (new arm objects) and after a retired revision's series are forgotten."""
+    metrics = RouterMetrics()
+    router = Router(metrics=metrics)
+
+    def table(revision: str) -> tuple[ServiceRoute, Arm]:
+        arm = Arm(revision, 100, "stable", "latest", ("http://127.0.0.1:9",))
+        route = ServiceRoute("iris", "default", (arm,))
+        router.set_table(RouteTable({("default", "iris"): route}))
+        return route, arm
+
+    def requests(revision: str) -> float:
+        return total(parsed(metrics.exposition()), "serving_router_requests_total", revision=revision)
+
+    for _ in range(50):  # the same revision, a new table each time (as endpoint changes make them)
+        route, arm = table("iris-a")
+        router.request_started(route, arm)
+        router.request_finished(route, arm, 200, 0.001)
+    assert requests("iris-a") == 50
+    assert len(router._series) == 1  # one arm in the table: the swapped-out arms' entries are gone
+    router.forget("iris", "default", "iris-a")
+    assert requests("iris-a") == 0
+    router.request_started(route, arm)  # the same arm object again, after its series were forgotten
+    samples = parsed(metrics.exposition())
+    assert [s.value for s in samples if s.name == "serving_router_requests_in_flight"] == [1]
+    router.request_finished(route, arm, 200, 0.001)
+    samples = parsed(metrics.exposition())
+    assert total(samples, "serving_router_requests_total", revision="iris-a", code="200") == 1
+    assert total(samples, "serving_router_request_duration_seconds_count", revision="iris-a") == 1
+    assert [s.value for s in samples if s.name == "serving_router_requests_in_flight"] == [0]
 
 
 def test_unknown_model_names_do_not_create_label_values(tmp_path: Path) -> None:

@@ -145,23 +145,27 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
         if length < 0:
             length = WHOLE_BODY_MAX_BYTES + 1
-        self._whole_body = length <= self._whole_body_max
+        self._whole_body = whole = length <= self._whole_body_max
         self._pieces = []
-        if self._whole_body and length >= DIRECT_BODY_MIN_BYTES and not self.parser.should_upgrade():
-            self._direct, self._direct_filled = unfilled_bytearray(length), 0
-        if self._whole_body and self._lean_fits():
-            self._start_lean()
+        if whole:
+            upgrade = self.parser.should_upgrade()
+            if length >= DIRECT_BODY_MIN_BYTES and not upgrade:
+                self._direct, self._direct_filled = unfilled_bytearray(length), 0
+            if not upgrade and self._lean_fits():
+                self._start_lean()
+            else:
+                super().on_headers_complete()
         else:
             super().on_headers_complete()
         self._open_requests += 1
         self._turn.opened()
 
     def _lean_fits(self) -> bool:
-        """A POST with a declared body, nothing unusual, on a connection with no response pending."""
+        """A POST with a declared body, nothing unusual, on a connection with no response pending (and no
+        upgrade: the caller asked the parser)."""
         return (
             self.parser.get_method() == b"POST"
             and not self.expect_100_continue
-            and not self.parser.should_upgrade()
             and (self.cycle is None or self.cycle.response_complete)
             and self.limit_concurrency is None
         )

@@ -119,7 +119,8 @@ class LeanCycle:
     def answer(self, status: int, headers: Any, body: bytes, *, headers_checked: bool = False) -> None:
         """The whole response at once, from a callback (the router's direct lane): as `send` would write it.
         `headers_checked`: every header was parsed from a response by httptools, which refuses what the
-        response-splitting checks look for, or built by us; they are not searched again."""
+        response-splitting checks look for (our client lower-cases their names), or built by us in lower case;
+        they are not searched or lowered again."""
         self._start(status, headers, headers_checked)
         self._body(body, False)
 
@@ -136,7 +137,7 @@ class LeanCycle:
                     raise RuntimeError("Invalid HTTP header name.")
                 if _BAD_VALUE.search(value):
                     raise RuntimeError("Invalid HTTP header value.")
-            name = name.lower()
+                name = name.lower()
             if name == b"content-length" and length is None:
                 length = int(value.decode())
             elif name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:

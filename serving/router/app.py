@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,6 +25,9 @@ from serving.router.load import RevisionLoad
 from serving.router.mirror import Mirror
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, Upstreams
+
+if TYPE_CHECKING:
+    from serving.metrics import RouteSeries
 
 REVISION_HEADER = b"x-serving-revision"
 TAG_HEADER = b"x-serving-tag"
@@ -55,6 +58,9 @@ class Router:
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
         self._table = RouteTable()
         self._hosts: dict[str, ServiceRoute] = {}
+        # Each arm's bound metric children, by the arm object's id (the arm is kept with them, so the id stays
+        # its own): found once per arm of a table instead of by labels per request
+        self._series: dict[int, tuple[Arm, RouteSeries | None]] = {}
 
     @property
     def table(self) -> RouteTable:
@@ -64,6 +70,9 @@ class Router:
         """Swap the whole table at once; requests in flight keep the arm they already picked."""
         self._table, self._hosts = table, table.by_host()
         self.balancer.retain(table)
+        # (a request in flight on a dropped arm finishes through a fresh lookup: the same children)
+        live = {id(arm) for route in table.services.values() for arm in route.arms}
+        self._series = {key: entry for key, entry in self._series.items() if key in live}
         self.activator.table_changed(table)
 
     async def drain(self, endpoints: Sequence[str]) -> None:
@@ -75,6 +84,7 @@ class Router:
         self.load.forget(namespace, revision)
         if self.metrics is not None:
             self.metrics.forget_revision(isvc, namespace, revision)
+        self._series = {k: e for k, e in self._series.items() if e[0].revision != revision}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,7 +176,7 @@ class Router:
                 arm.endpoints, scope["method"], target, headers, body, route.timeout_s
             )
             code = response.status
-            response.headers.append((REVISION_HEADER, arm.revision.encode()))
+            response.headers.append((REVISION_HEADER, arm.revision_header))
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": response.headers}
             )
@@ -183,20 +193,32 @@ class Router:
     def request_started(self, route: ServiceRoute, arm: Arm) -> None:
         """A request forwarded to `arm`: in flight for the autoscaler and the route metrics."""
         self.load.begin(route.namespace, arm.revision)
-        if self.metrics is not None:
-            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, 1)
+        series = self._series_of(route, arm)
+        if series is not None:
+            series.started()
 
     def request_finished(self, route: ServiceRoute, arm: Arm, code: int, seconds: float) -> None:
         self.load.end(route.namespace, arm.revision)
-        if self.metrics is not None:
-            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, -1)
-            self.metrics.observe_route(route.name, route.namespace, arm.revision, arm.role, code, seconds)
+        series = self._series_of(route, arm)
+        if series is not None:
+            series.finished(code, seconds)
 
     def request_withdrawn(self, route: ServiceRoute, arm: Arm) -> None:
         """A started request taken back before it reached a model (it is forwarded again, and counted then)."""
         self.load.withdraw(route.namespace, arm.revision)
+        series = self._series_of(route, arm)
+        if series is not None:
+            series.withdrawn()
+
+    def _series_of(self, route: ServiceRoute, arm: Arm) -> RouteSeries | None:
+        entry = self._series.get(id(arm))
+        if entry is not None and entry[0] is arm:
+            return entry[1]
+        series = None
         if self.metrics is not None:
-            self.metrics.route_in_flight(route.name, route.namespace, arm.revision, arm.role, -1)
+            series = self.metrics.series(route.name, route.namespace, arm.revision, arm.role)
+        self._series[id(arm)] = (arm, series)
+        return series
 
     def choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
         if pin:

@@ -14,7 +14,7 @@ class Balancer:
     def choose(self, route: ServiceRoute, affinity: str | None = None) -> Arm | None:
         """`affinity`: the value of the route's affinity header, if the request has one (same value, same arm)."""
         # With the activator on (minReplicas 0), an arm scaled to zero still gets its share: the request is held.
-        arms = [a for a in route.arms if a.percent > 0 and (a.endpoints or route.activator)]
+        arms = route.weighted
         if not arms:
             return None
         if len(arms) == 1:

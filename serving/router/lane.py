@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 _PREFIXES = ("/v1/models/", "/v2/models/")
 _CONTENT_LENGTH = b"content-length"
 _HOST = b"host"
+_REQUEST_ID = request_id.HEADER
 
 
 class RouterLane:
@@ -66,16 +67,16 @@ class RouterLane:
         forwarded = []
         headers = scope["headers"]
         for key, value in headers:  # one pass for everything the lane reads and forwards
-            if key == request_id.HEADER:
+            if key in HOP_BY_HOP:
+                if key == _CONTENT_LENGTH:
+                    length = int(value)
+                elif key == _HOST:
+                    host = value
+            elif key == _REQUEST_ID:
                 client_id = value
-                continue
-            if key == _CONTENT_LENGTH:
-                length = int(value)
-            elif key == _HOST:
-                host = value
-            elif key == TAG_HEADER:
-                pin = value.decode("latin-1")
-            if key not in HOP_BY_HOP:
+            else:
+                if key == TAG_HEADER:
+                    pin = value.decode("latin-1")
                 forwarded.append((key, value))
         if length > router.max_body_bytes:
             return False  # the ASGI path answers 413
@@ -135,14 +136,17 @@ class _Exchange:
             return
         if isinstance(outcome, UpstreamResponse):
             status, headers, body = outcome.status, outcome.headers, outcome.body
-            headers.append((REVISION_HEADER, arm.revision.encode()))
+            headers.append((REVISION_HEADER, arm.revision_header))
         else:
             outcome.headers = {**outcome.headers, "x-serving-revision": arm.revision}
             status, headers, body = error_answer(outcome, "POST", cycle.scope["path"])
         router.request_finished(route, arm, status, time.monotonic() - self.started)
         if not cycle.disconnected:
-            if not any(key == request_id.HEADER for key, _ in headers):
-                headers.append((request_id.HEADER, self.request_id.encode("ascii")))
+            for key, _ in headers:  # the model server echoes the id it was sent: else it is added here
+                if key == _REQUEST_ID:
+                    break
+            else:
+                headers.append((_REQUEST_ID, self.request_id.encode("ascii")))
             try:
                 cycle.answer(status, headers, body, headers_checked=True)
             except RuntimeError as exc:  # a response the cycle refuses (its length): 500, as ASGI would

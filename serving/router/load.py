@@ -19,22 +19,22 @@ class RevisionLoad:
     in_flight: dict[Key, int] = field(default_factory=dict)
     started: dict[Key, int] = field(default_factory=dict)
     held: dict[Key, int] = field(default_factory=dict)
-    _area: dict[Key, float] = field(default_factory=dict)  # integral of in_flight over time (request-seconds)
-    _since: dict[Key, float] = field(default_factory=dict)  # when the area was last brought up to date
+    # [integral of in_flight over time (request-seconds), when it was last brought up to date]: one entry, so a
+    # request's start and end each read and write one dict for it, not two
+    _area: dict[Key, list[float]] = field(default_factory=dict)
     _read: dict[Key, tuple[float, float]] = field(
         default_factory=dict
     )  # (time, area) at the last average read
 
     def begin(self, namespace: str, revision: str) -> None:
         key = (namespace, revision)
-        self._advance(key, time.monotonic())
-        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        count = self._advance(key, time.monotonic())
+        self.in_flight[key] = count + 1
         self.started[key] = self.started.get(key, 0) + 1
 
     def end(self, namespace: str, revision: str) -> None:
         key = (namespace, revision)
-        self._advance(key, time.monotonic())
-        self.in_flight[key] = self.in_flight.get(key, 0) - 1
+        self.in_flight[key] = self._advance(key, time.monotonic()) - 1
 
     def withdraw(self, namespace: str, revision: str) -> None:
         """`end` for a request that never reached a model: it is begun again when it is forwarded again."""
@@ -42,18 +42,23 @@ class RevisionLoad:
         key = (namespace, revision)
         self.started[key] = self.started.get(key, 0) - 1
 
-    def _advance(self, key: Key, now: float) -> None:
-        self._area[key] = self._area.get(key, 0.0) + self.in_flight.get(key, 0) * (
-            now - self._since.get(key, now)
-        )
-        self._since[key] = now
+    def _advance(self, key: Key, now: float) -> int:
+        """Bring the area up to `now`; the requests in flight until now."""
+        count = self.in_flight.get(key, 0)
+        area = self._area.get(key)
+        if area is None:
+            self._area[key] = [0.0, now]
+        else:
+            area[0] += count * (now - area[1])
+            area[1] = now
+        return count
 
     def concurrency(self, namespace: str, revision: str) -> float:
         """Requests in flight on average since the previous call (now, on the first), plus those held now:
         a held request is demand the revision must serve. Short requests between two readings count."""
         key, now = (namespace, revision), time.monotonic()
         self._advance(key, now)
-        area = self._area[key]
+        area = self._area[key][0]
         then, area_then = self._read.get(key, (now, area))
         self._read[key] = (now, area)
         average = (area - area_then) / (now - then) if now > then else float(self.in_flight.get(key, 0))
@@ -67,5 +72,5 @@ class RevisionLoad:
         return self.held.get((namespace, revision), 0)
 
     def forget(self, namespace: str, revision: str) -> None:
-        for counts in (self.in_flight, self.started, self.held, self._area, self._since, self._read):
+        for counts in (self.in_flight, self.started, self.held, self._area, self._read):
             counts.pop((namespace, revision), None)

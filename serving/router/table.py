@@ -20,6 +20,11 @@ class Arm:
     tag: str  # "latest" or "prev"
     endpoints: tuple[str, ...]  # base URLs of the entry component (transformer if any, else predictor)
     grpc_endpoints: tuple[str, ...] = ()  # host:port of the predictor's gRPC listeners; () = REST only
+    # `x-serving-revision`'s value, encoded once (every routed answer carries it)
+    revision_header: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "revision_header", self.revision.encode())
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -55,6 +60,13 @@ class ServiceRoute:
     failure: str = (
         ""  # why the latest revision cannot serve (its load failed): a 503 says so, without Retry-After
     )
+    # The arms the split chooses from, found once per table rather than per request: a share above 0 %, and a
+    # replica (or, with the activator, none needed: the request is held)
+    weighted: tuple[Arm, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        weighted = tuple(a for a in self.arms if a.percent > 0 and (a.endpoints or self.activator))
+        object.__setattr__(self, "weighted", weighted)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -7,6 +7,7 @@ its children too), logging to a file; readiness is polled, never slept for.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,7 +32,25 @@ def pinned(argv: list[str]) -> list[str]:
     return ["taskset", "-c", SERVER_CPUS, *argv] if SERVER_CPUS else argv
 
 
+_PORTS = random.SystemRandom()  # its own source: a test that seeds `random` must not make workers pick alike
+
+
 def free_port() -> int:
+    """A loopback port free now, for a process that binds it later. Drawn below the kernel's ephemeral range:
+    a port from `bind(0)` could be handed to another server binding port 0 (an in-process server, another
+    xdist worker) before the process binds it, and its readiness probe would be answered by that server."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = _PORTS.randrange(max(1024, low - 16384), max(1025, low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -12,6 +12,7 @@ from typing import Any
 
 from serving.admission import Admission
 from serving.batching import Batcher
+from serving.deadlines import Deadlines
 from serving.errors import GatewayTimeout, ModelFailure, ServingError, TooManyRequests, user_code_error
 from serving.metrics import Metrics, ModelMetrics
 from serving.observability import tracing
@@ -33,6 +34,7 @@ class DataPlane:
         self._admission = Admission(self.limits.max_queue, self.limits.max_queue_wait_s, threads)
         self._in_flight: dict[str, int] = {}
         self._batchers: dict[str, Batcher] = {}
+        self._deadlines = Deadlines(self.limits.request_timeout_s)
         repository.on_change.append(self.metrics.model_state_changed)
         repository.on_change.append(self._model_changed)
 
@@ -115,10 +117,14 @@ class DataPlane:
                 model, request
             ):  # synchronous: a timeout could not interrupt it, so none is armed
                 return self._call_inline(model, request, bound)
-            async with asyncio.timeout(
-                self.limits.request_timeout_s
-            ):  # no extra task, unlike wait_for on 3.11
-                return await self.run_model(model, request)
+            deadline = self._deadlines.start()  # asyncio.timeout's behaviour, one timer for all requests
+            try:
+                outputs = await self.run_model(model, request)
+            except BaseException as exc:
+                self._deadlines.end(deadline, exc)
+                raise
+            self._deadlines.end(deadline)
+            return outputs
         except TimeoutError:
             self.metrics.rejected("timeout")
             raise GatewayTimeout(

@@ -13,6 +13,8 @@ import asyncio
 from collections import deque
 from typing import Any
 
+_COMPACT_MIN = 1024
+
 
 class Deadline:
     __slots__ = ("when", "task", "cancelling", "expired", "done")
@@ -34,6 +36,7 @@ class Deadlines:
         self._queue: deque[Deadline] = deque()  # oldest first; finished ones leave from the front
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._compact_at = _COMPACT_MIN  # a queue this long sweeps out the finished (amortised O(1))
 
     def start(self) -> Deadline:
         loop = asyncio.get_running_loop()
@@ -51,6 +54,9 @@ class Deadlines:
         queue = self._queue
         while queue and queue[0].done:
             queue.popleft()
+        if len(queue) > self._compact_at:  # a slow request at the front holds finished ones behind it
+            self._queue = queue = deque(d for d in queue if not d.done)
+            self._compact_at = max(_COMPACT_MIN, 2 * len(queue))
         if deadline.expired and deadline.task.uncancel() <= deadline.cancelling:
             if isinstance(exc, asyncio.CancelledError):
                 raise TimeoutError from exc

@@ -73,3 +73,16 @@ async def test_a_request_that_finished_in_time_is_never_cancelled_later() -> Non
         return "done"
 
     assert await answered_then_busy() == "done"
+
+
+async def test_finished_requests_behind_a_slow_one_do_not_pile_up() -> None:
+    deadlines = Deadlines(5.0)
+    slow = asyncio.create_task(_within(deadlines, asyncio.sleep(5)))
+    await asyncio.sleep(0.01)
+    for _ in range(10_000):  # each finishes at once, while the slow one holds the front of the queue
+        await _within(deadlines, asyncio.sleep(0))
+    assert len(deadlines._queue) < 2_100
+    assert deadlines.pending() == 1
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow

@@ -29,7 +29,8 @@ class Deadline:
 
 class Deadlines:
     """`start` before awaiting, `end` after (with the exception, if one ended it), as `asyncio.timeout`'s
-    enter and exit. One instance per `timeout_s`; a loop of its own is found on first use."""
+    enter and exit. One instance per `timeout_s`, used from one event loop at a time (the data plane's, which
+    its gRPC listener shares): a request on another loop starts the queue afresh."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s

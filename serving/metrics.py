@@ -205,7 +205,7 @@ class RouterMetrics:
     """The router's metrics per `{isvc, namespace, revision, arm}` (arm: stable or canary).
 
     `serving.router.app.Router` updates them per proxied request through each arm's `series(...)` (started
-    before forwarding, finished after); `route_in_flight` and `observe_route` do the same by labels.
+    before forwarding, finished after); `route_in_flight` and `observe_route` are the same updates by labels.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -224,29 +224,25 @@ class RouterMetrics:
         self.in_flight = LoopGauge("serving_router_requests_in_flight", "Requests being proxied now.", labels)
         for family in (self.requests, self.errors, self.duration, self.in_flight):
             r.register(family)
-        self._bound: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-        self._codes: dict[tuple[str, str, str, str, int], Any] = {}
+        self._series: dict[tuple[str, str, str, str], RouteSeries] = {}
+
+    def series(self, isvc: str, namespace: str, revision: str, arm: str) -> RouteSeries:
+        """One arm's children, bound once: what the router updates per request."""
+        key = (isvc, namespace, revision, arm)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = RouteSeries(self, key)
+        return found
 
     def observe_route(
         self, isvc: str, namespace: str, revision: str, arm: str, code: int, seconds: float
     ) -> None:
         """One finished request: count it by status code and observe its latency."""
-        key = (isvc, namespace, revision, arm)
-        counter = self._codes.get((*key, code))
-        if counter is None:
-            counter = self._codes[(*key, code)] = self.requests.labels(*key, str(code))
-        counter.inc()
-        if code >= 400:
-            self.errors.labels(*key, str(code)).inc()
-        self._children(key)[0].observe(seconds)
-
-    def series(self, isvc: str, namespace: str, revision: str, arm: str) -> RouteSeries:
-        """One arm's children, bound: what the router updates per request (it keeps one per arm it routes to)."""
-        return RouteSeries(self, (isvc, namespace, revision, arm))
+        self.series(isvc, namespace, revision, arm).observe(code, seconds)
 
     def route_in_flight(self, isvc: str, namespace: str, revision: str, arm: str, delta: int) -> None:
         """+1 when a request is forwarded, -1 when it finished."""
-        self._children((isvc, namespace, revision, arm))[1].inc(delta)
+        self.series(isvc, namespace, revision, arm).in_flight.inc(delta)
 
     def forget_revision(self, isvc: str, namespace: str, revision: str) -> None:
         """Drop a retired revision's series so label sets do not pile up across rollouts."""
@@ -254,40 +250,35 @@ class RouterMetrics:
             for labels in metric.label_sets():
                 if labels[:3] == (isvc, namespace, revision):
                     metric.remove(*labels)
-        self._bound = {k: v for k, v in self._bound.items() if k[:3] != (isvc, namespace, revision)}
-        self._codes = {k: v for k, v in self._codes.items() if k[:3] != (isvc, namespace, revision)}
-
-    def _children(self, key: tuple[str, str, str, str]) -> tuple[Any, Any]:
-        bound = self._bound.get(key)
-        if bound is None:
-            bound = self._bound[key] = (self.duration.labels(*key), self.in_flight.labels(*key))
-        return bound
+        self._series = {k: v for k, v in self._series.items() if k[:3] != (isvc, namespace, revision)}
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class RouteSeries:
-    """`RouterMetrics` for one arm, its children bound once: a routed request updates them without building
-    label tuples or looking them up (~0.5 us of the router's per-request work). `forget_revision` detaches
-    them: the router drops its series of a revision it forgets."""
+    """`RouterMetrics` for one arm, its children bound once: a routed request updates them without label lookups."""
 
-    __slots__ = ("_metrics", "_key", "_codes", "_duration", "_in_flight")
+    __slots__ = ("_metrics", "_key", "_codes", "_duration", "in_flight")
 
     def __init__(self, metrics: RouterMetrics, key: tuple[str, str, str, str]) -> None:
         self._metrics, self._key = metrics, key
         self._codes: dict[int, Any] = {}
-        self._duration, self._in_flight = metrics._children(key)
+        self._duration = metrics.duration.labels(*key)
+        self.in_flight = metrics.in_flight.labels(*key)
 
     def started(self) -> None:
-        self._in_flight.inc()
+        self.in_flight.inc()
 
     def withdrawn(self) -> None:
         """A started request taken back before it reached a model."""
-        self._in_flight.dec()
+        self.in_flight.dec()
 
     def finished(self, code: int, seconds: float) -> None:
-        self._in_flight.dec()
+        self.in_flight.dec()
+        self.observe(code, seconds)
+
+    def observe(self, code: int, seconds: float) -> None:
         counter = self._codes.get(code)
         if counter is None:
             counter = self._codes[code] = self._metrics.requests.labels(*self._key, str(code))

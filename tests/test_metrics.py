@@ -74,8 +74,8 @@ def test_router_metrics_per_isvc_revision_and_arm() -> None:
 
 
 def test_router_counts_through_bound_series_across_table_swaps_and_forget() -> None:
-    """The router binds each arm's children once (`RouteSeries`): what it counts must still reach /metrics after
-    the table is swapped (new arm objects) and after a retired revision's series are forgotten."""
+    """The router's metrics bind each arm's children once (`RouteSeries`): what it counts must still reach
+    /metrics after the table is swapped (new arm objects) and after a retired revision's series are forgotten."""
     metrics = RouterMetrics()
     router = Router(metrics=metrics)
 
@@ -93,7 +93,7 @@ def test_router_counts_through_bound_series_across_table_swaps_and_forget() -> N
         router.request_started(route, arm)
         router.request_finished(route, arm, 200, 0.001)
     assert requests("iris-a") == 50
-    assert len(router._series) == 1  # one arm in the table: the swapped-out arms' entries are gone
+    assert len(metrics._series) == 1  # one series per arm's labels, however many tables held it
     router.forget("iris", "default", "iris-a")
     assert requests("iris-a") == 0
     router.request_started(route, arm)  # the same arm object again, after its series were forgotten

@@ -58,9 +58,6 @@ class Router:
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
         self._table = RouteTable()
         self._hosts: dict[str, ServiceRoute] = {}
-        # Each arm's bound metric children, by the arm object's id (the arm is kept with them, so the id stays
-        # its own): found once per arm of a table instead of by labels per request
-        self._series: dict[int, tuple[Arm, RouteSeries | None]] = {}
 
     @property
     def table(self) -> RouteTable:
@@ -70,9 +67,6 @@ class Router:
         """Swap the whole table at once; requests in flight keep the arm they already picked."""
         self._table, self._hosts = table, table.by_host()
         self.balancer.retain(table)
-        # (a request in flight on a dropped arm finishes through a fresh lookup: the same children)
-        live = {id(arm) for route in table.services.values() for arm in route.arms}
-        self._series = {key: entry for key, entry in self._series.items() if key in live}
         self.activator.table_changed(table)
 
     async def drain(self, endpoints: Sequence[str]) -> None:
@@ -84,7 +78,6 @@ class Router:
         self.load.forget(namespace, revision)
         if self.metrics is not None:
             self.metrics.forget_revision(isvc, namespace, revision)
-        self._series = {k: e for k, e in self._series.items() if e[0].revision != revision}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -211,14 +204,10 @@ class Router:
             series.withdrawn()
 
     def _series_of(self, route: ServiceRoute, arm: Arm) -> RouteSeries | None:
-        entry = self._series.get(id(arm))
-        if entry is not None and entry[0] is arm:
-            return entry[1]
-        series = None
-        if self.metrics is not None:
-            series = self.metrics.series(route.name, route.namespace, arm.revision, arm.role)
-        self._series[id(arm)] = (arm, series)
-        return series
+        metrics = self.metrics
+        return (
+            None if metrics is None else metrics.series(route.name, route.namespace, arm.revision, arm.role)
+        )
 
     def choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
         if pin:

@@ -13,7 +13,14 @@ from typing import Any
 from serving.admission import Admission
 from serving.batching import Batcher
 from serving.deadlines import Deadlines
-from serving.errors import GatewayTimeout, ModelFailure, ServingError, TooManyRequests, user_code_error
+from serving.errors import (
+    BadRequest,
+    GatewayTimeout,
+    ModelNotReady,
+    ServingError,
+    TooManyRequests,
+    user_code_error,
+)
 from serving.metrics import Metrics, ModelMetrics
 from serving.observability import tracing
 from serving.protocol.codec import Codec
@@ -59,7 +66,7 @@ class DataPlane:
                 else None
             )
             with tracing.span("predict", attributes):
-                outputs = await self._admit_and_run(model, request, bound)
+                outputs = requested(await self._admit_and_run(model, request, bound), request, model.name)
             predicted = time.monotonic()
             bound.predict.observe(predicted - decoded)
             response = InferResponse(
@@ -91,7 +98,7 @@ class DataPlane:
             model = self.repository.get(name)
             bound = self.metrics.model(model.name, model.settings.version)
             model = self.repository.ready_model(name)
-            outputs = await self._admit_and_run(model, request, bound)
+            outputs = requested(await self._admit_and_run(model, request, bound), request, model.name)
             bound.predict.observe(time.monotonic() - started)
             code = 200
             return outputs
@@ -217,6 +224,20 @@ class DataPlane:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def requested(outputs: TensorDict, request: InferRequest, model: str) -> TensorDict:
+    """Only the outputs the request named, in its order: a runtime that returns more (a custom one may ignore
+    `outputs`) must not widen the answer, and a named output it did not produce is the caller's 400."""
+    if request.outputs is None:
+        return outputs
+    wanted = request.output_names
+    if tuple(outputs) == wanted:
+        return outputs
+    missing = [name for name in wanted if name not in outputs]
+    if missing:
+        raise BadRequest(f"model {model!r} has no output {missing[0]!r}; it produced {', '.join(outputs)}")
+    return {name: outputs[name] for name in wanted}
+
+
 def timed_call(
     model: Model, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
 ) -> tuple[TensorDict, float]:
@@ -231,7 +252,7 @@ def call_runtime(
     """Map what a model raises onto the error family: bad input is the caller's, the rest the model's."""
     runtime = model.runtime
     if runtime is None:
-        raise ModelFailure(f"model {model.name!r} was unloaded")
+        raise ModelNotReady(f"model {model.name!r} was unloaded; retry")
     try:
         return runtime.predict(inputs, outputs, parameters)
     except Exception as exc:

@@ -137,7 +137,10 @@ class ModelRepository:
             raise ModelNotFound(f"model {name!r} not found")
         folder = self._search_root / name
         if not find_artifacts(folder):
-            raise ModelNotFound(f"model {name!r} not found in the repository {self._search_root}")
+            known = ", ".join(sorted(self._models)) or "none"
+            raise ModelNotFound(  # no server path in an answer; the log line of the start names the folder
+                f"model {name!r} not found: no folder {name!r} with a model in the repository (known: {known})"
+            )
         template = self._template or ModelSettings(name=name, model_dir=folder)
         model = Model(replace(template, name=name, model_dir=folder))
         self._models[name] = model

@@ -89,3 +89,16 @@ class SlowPredictRuntime(EchoRuntime):
     def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         time.sleep(0.6)
         return super().predict(inputs, outputs, parameters)
+
+
+class WideRuntime(Runtime):
+    """A custom runtime that ignores `outputs` (as a user's often does): returns `y` and `z` always."""
+
+    platform = "wide"
+
+    def load(self) -> None:
+        self.loaded = True
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        x = next(iter(inputs.values()))
+        return {"y": x + 1, "z": x * 2}

@@ -156,6 +156,32 @@ CASES = [
     # --- shape x dtype vs data
     Case("shape-data-mismatch", v2(tensor(shape=[2, 4])), 400, "needs 8 elements of fp64 but 'data' has 4"),
     Case("shape-negative", v2(tensor(shape=[-1, 4])), 400, "negative dimension"),
+    Case(
+        "nesting-disagrees-with-shape",
+        v2(tensor("INT32", [2, 2], [[1, 2, 3, 4]])),
+        400,
+        "nested as [1, 4] but 'shape' is [2, 2]",
+        server="echo",
+    ),
+    Case(
+        "nesting-deeper-than-shape",
+        v2(tensor("BYTES", [4], [["a", "b"], ["c", "d"]])),
+        400,
+        "nested as [2, 2] but 'shape' is [4]",
+        server="echo",
+    ),
+    Case(
+        "binary-output-flag-a-string",
+        v2(tensor(), parameters={"binary_data_output": "true"}),
+        400,
+        "'parameters.binary_data_output' must be true or false",
+    ),
+    Case(
+        "binary-data-flag-a-string",
+        v2(tensor(), outputs=[{"name": "output-0", "parameters": {"binary_data": "yes"}}]),
+        400,
+        "'outputs[0].parameters.binary_data' must be true or false",
+    ),
     Case("shape-overflowing", v2(tensor(shape=[2**63, 2**63])), 400, "over the limit"),
     Case(
         "shape-10e12-tiny-data", v2(tensor(shape=[10**6, 10**6], data=[1.0])), 400, "1000000000000 elements"

@@ -130,3 +130,35 @@ async def test_a_slow_model_is_504_at_the_request_timeout(tmp_path: Path) -> Non
     gate.set()
     assert _count(plane, model="echo", code="504") == 1
     plane.close()
+
+
+async def test_only_the_requested_outputs_leave_a_runtime_that_ignores_them(tmp_path: Path) -> None:
+    plane = await _plane(tmp_path, Limits(), wide="tests.runtimes_for_tests:WideRuntime")
+    try:
+
+        def asking(*names: str) -> bytes:
+            outputs = [{"name": n} for n in names]
+            return orjson.dumps({**orjson.loads(BODY), "outputs": outputs})
+
+        body, _ = await plane.infer("wide", None, BODY, {}, V2)  # no selection: everything it produced
+        assert [o["name"] for o in orjson.loads(body)["outputs"]] == ["y", "z"]
+        body, _ = await plane.infer("wide", None, asking("z"), {}, V2)
+        assert [(o["name"], o["data"]) for o in orjson.loads(body)["outputs"]] == [("z", [14, -14])]
+        body, _ = await plane.infer("wide", None, asking("z", "y"), {}, V2)
+        assert [o["name"] for o in orjson.loads(body)["outputs"]] == ["z", "y"]
+        with pytest.raises(ServingError, match="has no output 'nope'; it produced y, z") as unknown:
+            await plane.infer("wide", None, asking("y", "nope"), {}, V2)
+        assert unknown.value.status_code == 400
+        assert _count(plane, model="wide", protocol="v2", code="400") == 1
+    finally:
+        plane.close()
+
+
+async def test_a_call_that_races_an_unload_is_retryable_not_a_model_failure(plane: DataPlane) -> None:
+    from serving.dataplane import call_runtime
+
+    model = plane.repository.ready_model("echo", None)
+    model.runtime = None  # what an unload does to a model a request already holds
+    with pytest.raises(ModelNotReady, match="was unloaded; retry") as raced:
+        call_runtime(model, {}, None, {})
+    assert raced.value.status_code == 503

@@ -20,6 +20,7 @@ import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from serving.grpc import messages as pb
@@ -103,6 +104,13 @@ def test_health_metadata_and_repository_through_tritonclient(servers: dict[str, 
     assert {"binary_tensor_data", "model_repository"} <= set(client.get_server_metadata().extensions)
     meta = client.get_model_metadata("onnx-iris")
     assert meta.name == "onnx-iris" and meta.versions == ["1"] and meta.inputs[0].shape[-1] == 4
+    config = client.get_model_config("onnx-iris").config  # the model_configuration extension it advertises
+    rest = httpx.get(f"{servers['iris'].http.url}/v2/models/onnx-iris/config").json()
+    assert config.name == "onnx-iris" and config.platform == rest["platform"]
+    assert [(i.name, model_config_pb2.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [
+        (i["name"], i["data_type"], i["dims"]) for i in rest["input"]
+    ]
+    assert [o.name for o in config.output] == [o["name"] for o in rest["output"]] and config.output
     index = {m.name: m.state for m in client.get_model_repository_index().models}
     assert index == {"sklearn-iris": "READY", "xgboost-iris": "READY", "onnx-iris": "READY"}
     client.unload_model("xgboost-iris")

@@ -221,3 +221,36 @@ def test_bad_binary_bodies_are_400(echo: InProcessServer, header: dict, tail: by
         json={"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}]},
     )
     assert good.status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_as_tritonclient_sends_them(onnx_iris: InProcessServer, algorithm: str) -> None:
+    client = _client(onnx_iris)
+    x = triton.InferInput("X", [2, 4], "FP32")
+    x.set_data_from_numpy(
+        np.array([[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]], np.float32), binary_data=True
+    )
+    for binary in (True, False):  # the header length counts the inflated JSON, binary part or not
+        wanted = [triton.InferRequestedOutput("label", binary_data=binary)]
+        result = client.infer("onnx-iris", [x], outputs=wanted, request_compression_algorithm=algorithm)
+        assert result.as_numpy("label").tolist() == [1, 0]
+
+
+def test_compressed_bodies_that_cannot_be_read_are_refused(echo: InProcessServer) -> None:
+    import gzip
+    import zlib
+
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [3]}]})
+    url = echo.url + "/v2/models/echo/infer"
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    sent = {
+        "raw deflate": (b"deflate", raw_deflate.compress(body) + raw_deflate.flush(), 200, '"data":[3]'),
+        "brotli": (b"br", body, 415, "Content-Encoding 'br' is not supported"),
+        "plain bytes said to be gzip": (b"gzip", body, 400, "not valid gzip"),
+        "cut short": (b"gzip", gzip.compress(body)[:-12], 400, "cut short"),
+        "a bomb": (b"gzip", gzip.compress(b" " * 70_000_000, 1), 413, "inflates to over the limit"),
+    }
+    for what, (coding, payload, status, needle) in sent.items():
+        answer = httpx.post(url, content=payload, headers={"content-encoding": coding.decode()})
+        assert answer.status_code == status and needle in answer.text, (what, answer.text)
+    assert httpx.post(url, content=body).json()["outputs"][0]["data"] == [3]

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 import serving
@@ -21,7 +22,7 @@ from serving.errors import ModelFailure, ServingError
 from serving.grpc import messages as pb
 from serving.grpc.status import grpc_code, trailing_metadata
 from serving.grpc.tensor_codec import ProtobufInfer
-from serving.http.v2_routes import EXTENSIONS, model_metadata
+from serving.http.v2_routes import EXTENSIONS, model_config, model_metadata
 
 log = logging.getLogger("serving.grpc")
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -52,6 +53,11 @@ class InferenceService:
     async def model_metadata(self, request: Any, context: Context) -> Any:
         doc = model_metadata(self.repository.ready_model(request.name, request.version or None))
         return pb.ModelMetadataResponse(**doc)
+
+    async def model_config(self, request: Any, context: Context) -> Any:
+        """The same document as REST's `/config`, in Triton's ModelConfig message."""
+        doc = model_config(self.repository.ready_model(request.name, request.version or None))
+        return json_format.ParseDict({"config": doc}, pb.ModelConfigResponse())
 
     async def model_infer(self, codec: ProtobufInfer, context: Context) -> bytes:
         """The same DataPlane.infer as REST; the client's deadline bounds the work (DEADLINE_EXCEEDED)."""
@@ -101,6 +107,7 @@ class InferenceService:
             "ModelReady": unary(self.model_ready, pb.ModelReadyRequest),
             "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest),
             "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest),
+            "ModelConfig": unary(self.model_config, pb.ModelConfigRequest),
             "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, ProtobufInfer.parse, serialize=False),
             "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest),
             "RepositoryModelLoad": unary(self.repository_model_load, pb.RepositoryModelLoadRequest),

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from serving.errors import PayloadTooLarge, UnsupportedMediaType
+from serving.http.content_encoding import inflate
 
 _REFUSED_TYPES = (b"multipart/", b"image/", b"audio/", b"video/")
 
@@ -20,8 +21,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def receive_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
-    """The whole body from the ASGI channel, refusing (413) as soon as it is known to exceed `limit` bytes."""
+    """The whole body from the ASGI channel, refusing (413) as soon as it is known to exceed `limit` bytes;
+    a compressed one inflated (within the same limit)."""
+    encoding = b""
     for name, value in headers:
+        if name == b"content-encoding":
+            encoding = value
         if name == b"content-type" and value.startswith(_REFUSED_TYPES):
             kind = value.decode("latin-1").split(";")[0]
             raise UnsupportedMediaType(
@@ -43,7 +48,8 @@ async def receive_body(headers: list[tuple[bytes, bytes]], receive: Receive, lim
                 raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
             chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return inflate(body, encoding, limit) if encoding else body
 
 
 class JSONBody(Response):

@@ -48,8 +48,17 @@ def decode_request(
         id=request_id,
         parameters=parameters,
         outputs=_decode_outputs(doc.get("outputs")),
-        binary_output=parameters.get("binary_data_output") is True,
+        binary_output=_flag(parameters, "binary_data_output", "parameters") is True,
     )
+
+
+def _flag(params: dict[str, Any], key: str, where: str) -> bool | None:
+    """A binary-extension switch: true, false or absent; anything else (\"true\", 1) would silently mean
+    false, so it is the caller's 400."""
+    flag = params.get(key)
+    if flag is None or isinstance(flag, bool):
+        return flag
+    raise BadRequest(f"'{where}.{key}' must be true or false, not {flag!r}")
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -121,6 +130,10 @@ def decode_json_data(
         array = _numeric_array(data, name, datatype, dtype)
     if array.size != count:
         _mismatch(name, shape, count, datatype, array.size)
+    if array.ndim > 1 and array.shape != shape:  # nested data is row-major by its nesting: it must agree
+        raise BadRequest(
+            f"input {name!r}: 'data' is nested as {list(array.shape)} but 'shape' is {list(shape)}"
+        )
     return array.reshape(shape)
 
 
@@ -193,6 +206,10 @@ def _bytes_array(data: list[Any], name: str, shape: tuple[int, ...], count: int)
         raise BadRequest(f"input {name!r}: BYTES 'data' is ragged: {exc}") from exc
     if flat.size != count:  # before the per-element loop below
         _mismatch(name, shape, count, "BYTES", flat.size)
+    if flat.ndim > 1 and flat.shape != shape:
+        raise BadRequest(
+            f"input {name!r}: 'data' is nested as {list(flat.shape)} but 'shape' is {list(shape)}"
+        )
     out = np.empty(flat.size, dtype=object)
     for i, value in enumerate(flat.ravel()):
         if not isinstance(value, str):
@@ -211,8 +228,8 @@ def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadRequest(f"outputs[{index}] must be an object with a string 'name'")
         params = _object(item.get("parameters"), f"outputs[{index}].parameters")
-        flag = params.get("binary_data")
-        outputs.append(RequestedOutput(item["name"], flag if isinstance(flag, bool) else None, params))
+        flag = _flag(params, "binary_data", f"outputs[{index}].parameters")
+        outputs.append(RequestedOutput(item["name"], flag, params))
     return outputs
 
 

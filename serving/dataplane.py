@@ -229,7 +229,7 @@ def requested(outputs: TensorDict, request: InferRequest, model: str) -> TensorD
     `outputs`) must not widen the answer, and a named output it did not produce is the caller's 400."""
     if request.outputs is None:
         return outputs
-    wanted = request.output_names
+    wanted = tuple(o.name for o in request.outputs)
     if tuple(outputs) == wanted:
         return outputs
     missing = [name for name in wanted if name not in outputs]

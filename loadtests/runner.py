@@ -129,8 +129,13 @@ def run_locust(plan: Plan) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(servers.REPO), os.environ.get("PYTHONPATH", "")])}
     tty = sys.stderr.isatty()
     with (plan.out / "locust.log").open("wb") as log:
-        process = subprocess.Popen(
-            locust_command(plan), stdout=log, stderr=subprocess.STDOUT, cwd=servers.REPO, env=env
+        process = subprocess.Popen(  # its own group: with --processes its workers are stopped with it
+            locust_command(plan),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=servers.REPO,
+            env=env,
+            start_new_session=True,
         )
     deadline = time.monotonic() + plan.duration_s + 120
     last_print = 0.0
@@ -139,7 +144,6 @@ def run_locust(plan: Plan) -> int:
         while process.poll() is None:
             usage.sample()
             if time.monotonic() > deadline:
-                process.kill()
                 break
             line = _progress(plan)
             if line and (tty or time.monotonic() - last_print >= 5):
@@ -147,9 +151,7 @@ def run_locust(plan: Plan) -> int:
                 last_print = time.monotonic()
             time.sleep(0.5)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        servers.stop_process(process, timeout_s=5)
     if tty:
         print(file=sys.stderr)
     usage.save(plan.out / "generator.json")

@@ -28,3 +28,22 @@ def test_demo_serves_iris_and_prints_both_predictions(
     out = capsys.readouterr().out
     assert "V1 200 (revision sklearn-iris-" in out and '{"predictions":[1]}' in out
     assert 'V2 200: {"model_name":"sklearn-iris"' in out and f"curl -s {server.url}/v1/models/" in out
+
+
+def test_a_taken_port_is_refused_before_anything_is_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another server on the port would answer the demo's predictions: the demo must stop first."""
+    import socket
+
+    from serving.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["demo", "--port", str(port), "--state-dir", str(tmp_path / "state")]) == 2
+    captured = capsys.readouterr()
+    assert f"port {port} is in use" in captured.err and "predictions" not in captured.out
+    assert not (tmp_path / "cache" / "serving").exists()  # nothing trained or written either

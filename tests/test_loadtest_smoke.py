@@ -6,6 +6,7 @@ JSON report totals and the files written, never on timings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -169,3 +170,34 @@ def test_transformer_scenario_through_serving_up(tmp_path: Path) -> None:
     entries = json.loads((tmp_path / "locust.json").read_text())
     assert sum(e["num_requests"] for e in entries) > 0
     assert sum(e["num_failures"] for e in entries) == 0
+
+
+def test_sigterm_stops_locust_with_the_run(iris_server, tmp_path: Path) -> None:
+    """`kill %1` on a backgrounded `serving loadtest ... &` must not leave Locust loading the server."""
+    import signal
+
+    import psutil
+
+    from loadtests.servers import wait_until
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", iris_server.url]
+        + ["--model", "sklearn-iris", "--users", "2", "--processes", "2", "--duration", "5m"]
+        + ["--out", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    generators: list[psutil.Process] = []
+    try:
+        parent = psutil.Process(run.pid)
+        wait_until(lambda: len(parent.children(recursive=True)) >= 3, 60, what="locust master and workers")
+        generators = parent.children(recursive=True)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) != 0
+        gone, alive = psutil.wait_procs(generators, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for process in [*generators, psutil.Process(run.pid)] if run.poll() is None else generators:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()

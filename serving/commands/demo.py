@@ -19,6 +19,7 @@ import httpx
 from serving.cli import build_parser
 from serving.commands import up
 from serving.demo_models import default_demo_dir, prepare_demo
+from serving.port_check import ensure_port_free
 
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
 
@@ -85,6 +86,8 @@ def _state_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
 
 
 def main(args: argparse.Namespace) -> int:
+    # before anything answers: predictions shown from another server on a taken port would look like ours
+    ensure_port_free(args.host, args.port)
     service_yaml = prepare_demo(default_demo_dir())  # a user cache folder: works from an installed wheel
     stop = threading.Event()
     with _state_dir(args.state_dir) as (state_dir, get_hint):

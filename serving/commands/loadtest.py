@@ -7,6 +7,7 @@ declares the command line, so `serving --help` never imports Locust.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -72,4 +73,14 @@ def main(args: argparse.Namespace) -> int:
         )
     from loadtests.runner import run_from_args
 
-    return int(run_from_args(args))
+    # `kill` (SIGTERM, what `kill %1` sends to a backgrounded run) unwinds like Ctrl-C: Locust and the servers
+    # started for the run are stopped by their `finally`, not left loading the target.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return int(run_from_args(args))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

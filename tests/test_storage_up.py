@@ -44,3 +44,35 @@ def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
     finally:
         artifacts.httpd.shutdown()
         artifacts.httpd.server_close()
+
+
+def test_a_store_that_never_answers_holds_up_nothing_else(tmp_path: Path) -> None:
+    """A model behind a URL that accepts and never answers: the other service serves meanwhile, its own status
+    says it is still coming, and `serving up` stops and starts again at once with it in its state."""
+    import socket
+    import time
+
+    from tests.up_support import get_isvc
+
+    model = train_iris_sklearn(tmp_path / "trained" / "iris")
+    state = tmp_path / "state"
+    with socket.socket() as silent:  # a store that takes the connection and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        stuck = f"http://127.0.0.1:{silent.getsockname()[1]}/models/iris.joblib"
+        extra = ("--cache-dir", str(tmp_path / "cache"))
+        for round_ in ("applied", "restored"):
+            started = time.monotonic()
+            with serving_up(state, extra=extra) as server, server.client() as client:
+                if round_ == "applied":
+                    apply_text(server, state, isvc_yaml("stuck", stuck), tmp_path, "stuck.yaml")
+                    apply_text(server, state, isvc_yaml("local", model), tmp_path, "local.yaml")
+                wait_for_traffic(server, state, "local", lambda t: sorted(t.values()) == [100], timeout_s=30)
+                assert predict(client, "local").status_code == 200
+                status = get_isvc(server, state, "stuck")["status"]
+                assert status["modelStatus"]["transitionStatus"] == "InProgress", status  # not failed
+                assert predict(client, "stuck").status_code == 503
+                stopping = time.monotonic()
+            # far below the store's timeout (60 s): nothing waited for it
+            assert time.monotonic() - stopping < 10, round_
+            assert stopping - started < 30, round_

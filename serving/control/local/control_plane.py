@@ -9,7 +9,9 @@ Revisions leave the route table before their processes stop, and stop only once 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from serving.errors import NotFound, ServingError, existing_names
 from serving.revision import Revision
 from serving.router.table import RouteTable
 from serving.spec import InferenceService, parse
-from serving.storage import StorageConfig
+from serving.storage import StorageConfig, scheme_of
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
@@ -95,6 +97,7 @@ class LocalControlPlane:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._fetches: set[asyncio.Task[None]] = set()  # model downloads: cancelled, not awaited, at shutdown
         self._lock = asyncio.Lock()
         # One autoscaler loop per revision that scales (maxReplicas above minReplicas, or minReplicas 0);
         # `load` is the router's per-revision counts (serving.router.load.RevisionLoad).
@@ -132,6 +135,8 @@ class LocalControlPlane:
         """Stop routing, then stop every process (each drains its in-flight requests)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
+        for fetch in self._fetches:
+            fetch.cancel()
         await self.autoscalers.close()
         self.routes.set_table(RouteTable())
         runners = list(self.runners.values())
@@ -322,15 +327,10 @@ class LocalControlPlane:
         return retiring
 
     async def _new_runner(self, revision: Revision) -> RevisionRunner:
+        """A runner for `revision`. A model on this machine is found now; one in an object store or behind a
+        URL is fetched in the background (the runner starts nothing until it is here), so a slow or
+        unreachable store holds up neither the router's start nor any other service's reconcile."""
         log_dir = self.store.root / "logs"
-        try:
-            model_dir = await asyncio.to_thread(resolve_model_dir, revision, self.storage)
-        except ServingError as exc:
-            runner = RevisionRunner(
-                revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory
-            )
-            runner.error = f"spec.predictor.model.storageUri: {exc.message}"
-            return runner
         try:  # KServe's runtime selection: which runtime, and the flags its ServingRuntime adds
             flags = (*self.predictor_flags, *self.runtimes.flags_for(revision))
         except ServingError as exc:
@@ -339,7 +339,41 @@ class LocalControlPlane:
             )
             runner.error = f"spec.predictor.model.runtime: {exc.message}"
             return runner
-        return RevisionRunner(revision, model_dir, log_dir, self._changed, flags, self.replica_factory)
+        runner = RevisionRunner(revision, Path("."), log_dir, self._changed, flags, self.replica_factory)
+        if scheme_of(revision.storage_uri or "") in REMOTE_SCHEMES:
+            runner.fetching = True
+            task = asyncio.create_task(self._fetch(runner), name=f"fetch {revision.name}")
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+        else:
+            self._found(runner, *await asyncio.to_thread(_resolve, revision, self.storage))
+        return runner
+
+    async def _fetch(self, runner: RevisionRunner) -> None:
+        """Download in a daemon thread: a stop (Ctrl-C, SIGTERM) never waits for a store that does not answer."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[Path | None, str]] = loop.create_future()
+
+        def settle(outcome: tuple[Path | None, str]) -> None:
+            if not done.done():  # not cancelled by a shutdown meanwhile
+                done.set_result(outcome)
+
+        def fetch() -> None:
+            outcome = _resolve(runner.revision, self.storage)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                loop.call_soon_threadsafe(settle, outcome)
+
+        threading.Thread(target=fetch, name=f"fetch {runner.revision.name}", daemon=True).start()
+        self._found(runner, *await done)
+        runner.fetching = False
+        self._changed()
+
+    @staticmethod
+    def _found(runner: RevisionRunner, model_dir: Path | None, error: str) -> None:
+        if model_dir is None:
+            runner.error = f"spec.predictor.model.storageUri: {error}"
+        else:
+            runner.model_dir = model_dir
 
     async def _drain_and_stop(
         self, runner: RevisionRunner, replicas: list[ReplicaHandle] | None = None
@@ -397,3 +431,14 @@ class LocalControlPlane:
                 self.store.save(*service.isvc.key, service.record())
             except ServingError as exc:
                 log.error("could not persist state: %s", exc.message)
+
+
+REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})
+
+
+def _resolve(revision: Revision, config: StorageConfig) -> tuple[Path | None, str]:
+    """(the model folder, "") or (None, why not)."""
+    try:
+        return resolve_model_dir(revision, config), ""
+    except ServingError as exc:
+        return None, exc.message

@@ -72,9 +72,12 @@ class RevisionRunner:
         self.predictors: list[ReplicaHandle] = []
         self.transformers: list[ReplicaHandle] = []
         self.error = ""
+        self.fetching = False  # its model is still being downloaded: nothing starts until it is here
 
     def scale(self, replicas: int) -> list[ReplicaHandle]:
         """Start or remove replicas; returns the removed ones (the caller drains then stops them)."""
+        if self.fetching:
+            return []
         removed = self._scale(self.predictors, replicas, self._predictor_spec, "predictor")
         if self.revision.transformer_process is not None and not self.error:
             removed += self._repoint_transformers()

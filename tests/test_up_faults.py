@@ -175,6 +175,10 @@ def test_control_api_needs_the_token(tmp_path: Path) -> None:
         assert oct((state / "token").stat().st_mode & 0o777) == "0o600"
         r = httpx.get(server.url + "/api/v1/inferenceservices", headers={"authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json() == {"items": []}
+        other = tmp_path / "another-state"  # the CLI pointed at another serving up's state: says so, and how
+        result = cli(server, other, "get", check=False)
+        assert result.returncode == 2
+        assert f"no token (no file {other / 'token'})" in result.stderr and "--state-dir" in result.stderr
 
 
 @pytest.mark.e2e  # SIGSTOP of a model-server process

@@ -20,7 +20,14 @@ class ControlClient:
         self, server: str | None = None, state_dir: Path | None = None, token: str | None = None
     ) -> None:
         self.server = (server or os.environ.get("SERVING_SERVER") or DEFAULT_SERVER).rstrip("/")
-        token = token or os.environ.get("SERVING_TOKEN") or read_token(state_dir or DEFAULT_STATE_DIR)
+        folder = state_dir or DEFAULT_STATE_DIR
+        if token:
+            self._token_from = "the token given"
+        elif os.environ.get("SERVING_TOKEN"):
+            token, self._token_from = os.environ["SERVING_TOKEN"], "SERVING_TOKEN"
+        else:
+            token = read_token(folder)
+            self._token_from = f"{folder / 'token'}" if token else f"no token (no file {folder / 'token'})"
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.server + "/api/v1", headers=headers, timeout=60)
 
@@ -36,6 +43,11 @@ class ControlClient:
                 message = response.json().get("error", response.text)
             except ValueError:
                 message = response.text
+            if response.status_code == 401:  # which token was sent, and how to send the right one
+                message += (
+                    f"; this command used {self._token_from}, but the `serving up` at {self.server} keeps "
+                    "its own: pass its --state-dir (or the XDG_STATE_HOME it ran with), or SERVING_TOKEN"
+                )
             error = ServingError(message)
             error.status_code = response.status_code
             raise error

@@ -12,13 +12,13 @@ from typing import Any
 
 from serving.admission import Admission
 from serving.batching import Batcher
+from serving.concurrency import ModelSlots
 from serving.deadlines import Deadlines
 from serving.errors import (
     BadRequest,
     GatewayTimeout,
     ModelNotReady,
     ServingError,
-    TooManyRequests,
     user_code_error,
 )
 from serving.metrics import Metrics, ModelMetrics
@@ -39,7 +39,7 @@ class DataPlane:
         threads = max(4, (os.cpu_count() or 1) * 2)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._admission = Admission(self.limits.max_queue, self.limits.max_queue_wait_s, threads)
-        self._in_flight: dict[str, int] = {}
+        self._slots = ModelSlots(self.limits.max_concurrency)
         self._batchers: dict[str, Batcher] = {}
         self._deadlines = Deadlines(self.limits.request_timeout_s)
         repository.on_change.append(self.metrics.model_state_changed)
@@ -112,19 +112,36 @@ class DataPlane:
                 bound.request(protocol, code, time.monotonic() - started)
 
     async def _admit_and_run(self, model: Model, request: InferRequest, bound: ModelMetrics) -> TensorDict:
-        limit = self.limits.max_concurrency
         name = model.name
-        if limit and self._in_flight.get(name, 0) >= limit:
-            self.metrics.rejected("concurrency")
-            raise TooManyRequests(f"model {name!r} is at its concurrency limit of {limit}")
-        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        slots = self._slots
+        deadline = None
+        if not slots.try_take(name):  # over --max-concurrency: queued, within the request's deadline
+            deadline = self._deadlines.start()
+            bound.waiting.inc()
+            try:
+                try:
+                    await slots.wait(name)
+                except BaseException as exc:
+                    self._deadlines.end(deadline, exc)  # a TimeoutError if the deadline cancelled the wait
+                    raise
+                finally:
+                    bound.waiting.dec()
+            except (TimeoutError, ServingError) as exc:
+                self.metrics.rejected("timeout" if isinstance(exc, TimeoutError) else "concurrency")
+                if isinstance(exc, ServingError):
+                    raise
+                raise GatewayTimeout(
+                    f"model {name!r} did not get one of its {slots.limit} slots within "
+                    f"{self.limits.request_timeout_s:g}s"
+                ) from None
         bound.in_flight.inc()
         try:
-            if self._runs_inline(
+            if deadline is None and self._runs_inline(
                 model, request
             ):  # synchronous: a timeout could not interrupt it, so none is armed
                 return self._call_inline(model, request, bound)
-            deadline = self._deadlines.start()  # asyncio.timeout's behaviour, one timer for all requests
+            if deadline is None:
+                deadline = self._deadlines.start()  # asyncio.timeout's behaviour, one timer for all requests
             try:
                 outputs = await self.run_model(model, request)
             except BaseException as exc:
@@ -138,7 +155,7 @@ class DataPlane:
                 f"model {name!r} did not answer within {self.limits.request_timeout_s:g}s"
             ) from None
         finally:
-            self._in_flight[name] -= 1
+            slots.release(name)
             bound.in_flight.dec()
 
     async def run_model(self, model: Model, request: InferRequest) -> TensorDict:

@@ -42,6 +42,7 @@ class ModelMetrics:
         self._batch_wait = m.batch_wait_seconds.labels(model, version)
         self._queue_depth = m.queue_depth.labels(model, version)
         self.in_flight = m.in_flight.labels(model, version)
+        self.waiting = m.concurrency_queue_depth.labels(model, version)
         self.preprocess = m.preprocess_seconds.labels(model)
         self.predict = m.predict_seconds.labels(model)
         self.postprocess = m.postprocess_seconds.labels(model)
@@ -112,6 +113,14 @@ class Metrics:
         )
         self.queue_depth = gauge(
             "serving_batch_queue_depth", "Requests waiting in the batch queue.", mv, r, shared, "livesum"
+        )
+        self.concurrency_queue_depth = gauge(
+            "serving_concurrency_queue_depth",
+            "Requests waiting for a slot under --max-concurrency (containerConcurrency).",
+            mv,
+            r,
+            shared,
+            "livesum",
         )
         self.in_flight = gauge(
             "serving_requests_in_flight",

@@ -66,7 +66,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "traffic split in the router",
         "traffic split in the route ConfigMap",
     ),
-    FieldEffect("predictor.containerConcurrency", "--max-concurrency: 429 above it", _SAME),
+    FieldEffect(
+        "predictor.containerConcurrency", "--max-concurrency: a hard limit, the surplus queued", _SAME
+    ),
     FieldEffect(
         "predictor.timeout", "--request-timeout; the router answers 504 after it", _SAME + "; router 504"
     ),

@@ -1,5 +1,5 @@
 """The data plane without HTTP: one request in, outcome counted once with its code, limits enforced where
-they live (concurrency 429, timeout 504, overload 503, model errors 500, unknown 404 under a fixed label)."""
+they live (concurrency queued, its queue full 503, timeout 504, overload 503, model errors 500, unknown 404 under a fixed label)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from serving.errors import (
     ModelNotFound,
     ModelNotReady,
     ServingError,
-    TooManyRequests,
 )
 from serving.metrics import UNKNOWN_MODEL
 from serving.protocol.codec import V1, V2
@@ -105,19 +104,48 @@ async def _gated(plane: DataPlane, name: str, gate: threading.Event) -> None:
     runtime.runs_inline = lambda *args: False  # type: ignore[method-assign]
 
 
-async def test_concurrency_limit_is_429_and_frees_its_place(tmp_path: Path) -> None:
+async def test_over_the_concurrency_limit_requests_queue_in_order(tmp_path: Path) -> None:
+    """KServe's containerConcurrency: a hard limit, the surplus buffered (Knative's queue-proxy), not refused."""
     plane = await _plane(tmp_path, Limits(max_concurrency=1), echo=ECHO)
     gate = threading.Event()
     await _gated(plane, "echo", gate)
     first = asyncio.create_task(plane.infer("echo", None, BODY, {}, V2))
-    while not plane._in_flight.get("echo"):
+    while not plane._slots.in_flight.get("echo"):
         await asyncio.sleep(0.001)
-    with pytest.raises(TooManyRequests):
-        await plane.infer("echo", None, BODY, {}, V2)
+    queued = [asyncio.create_task(plane.infer("echo", None, BODY, {}, V2)) for _ in range(3)]
+    for _ in range(5):  # let each reach its place in the queue
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in queued) and plane._slots.in_flight["echo"] == 1
     gate.set()
-    await first
-    await plane.infer("echo", None, BODY, {}, V2)  # the place is free again
-    assert _count(plane, model="echo", code="429") == 1 and _count(plane, model="echo", code="200") == 2
+    for task in [first, *queued]:
+        assert orjson.loads((await task)[0])["outputs"][0]["data"] == [7, -7]
+    assert plane._slots.in_flight["echo"] == 0
+    assert _count(plane, model="echo", code="200") == 4
+    plane.close()
+
+
+async def test_the_concurrency_queue_is_bounded_and_waits_within_the_timeout(tmp_path: Path) -> None:
+    from serving.concurrency import QUEUE_PER_SLOT
+
+    plane = await _plane(tmp_path, Limits(max_concurrency=1, request_timeout_s=0.3), echo=ECHO)
+    gate = threading.Event()
+    await _gated(plane, "echo", gate)
+    first = asyncio.create_task(plane.infer("echo", None, BODY, {}, V2))
+    while not plane._slots.in_flight.get("echo"):
+        await asyncio.sleep(0.001)
+    queued = [asyncio.create_task(plane.infer("echo", None, BODY, {}, V2)) for _ in range(QUEUE_PER_SLOT)]
+    await asyncio.sleep(0)
+    with pytest.raises(ServingError, match="with 10 requests queued") as full:  # shed at once
+        await plane.infer("echo", None, BODY, {}, V2)
+    assert full.value.status_code == 503 and full.value.headers.get("Retry-After")
+    outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
+    assert all(isinstance(o, GatewayTimeout) for o in outcomes), outcomes  # the gate never opened in time
+    assert "slots within 0.3s" in str(outcomes[-1])
+    gate.set()
+    assert plane._slots.in_flight["echo"] == 0  # every slot given back, none leaked by the timeouts
+    body, _ = await plane.infer("echo", None, BODY, {}, V2)
+    assert orjson.loads(body)["outputs"][0]["data"] == [7, -7]
+    assert _count(plane, model="echo", code="503") == 1 and _count(plane, model="echo", code="504") == 11
     plane.close()
 
 

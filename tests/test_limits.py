@@ -1,7 +1,7 @@
 """Every request limit of `serving serve`, set small by its CLI flag, enforced with the documented status.
 
 Body size 413, request line + headers 431, tensor elements 400, JSON nesting depth 400, request timeout 504,
-per-model concurrency 429 + Retry-After; after each refusal the server still answers a good request.
+per-model concurrency (the surplus waits for a slot); after each refusal the server still answers a good request.
 """
 
 from __future__ import annotations
@@ -140,25 +140,37 @@ def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: InPr
     assert_serving(limited)
 
 
-def test_requests_over_max_concurrency_are_429_with_retry_after(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def test_requests_over_max_concurrency_wait_for_a_slot(tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = _model_dir(tmp_path_factory, "concurrency")
     with serving_inprocess(
         ["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]
     ) as server:
-        first: dict[str, httpx.Response] = {}
-        blocked = threading.Thread(target=lambda: first.update(r=infer(server, [1.0], [1], gate=True)))
+        answers: dict[str, httpx.Response] = {}
+        blocked = threading.Thread(target=lambda: answers.update(first=infer(server, [1.0], [1], gate=True)))
         blocked.start()
+        queued = threading.Thread(target=lambda: answers.update(second=infer(server, [2.0], [1])))
         try:
             wait_until(
                 lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model"
             )
-            second = infer(server, [2.0], [1])
-            assert_refused(second, 429, "concurrency limit of 1")
-            assert second.headers["retry-after"] == "1"
+            queued.start()
+            wait_until(lambda: _waiting(server) == 1, 30, what="the second request queued")
+            assert "second" not in answers  # held while the first holds the only slot
         finally:
             (folder / RELEASE_FILE).touch()
             blocked.join(30)
-        assert first["r"].status_code == 200, first["r"].text
+            queued.join(30)
+        assert answers["first"].status_code == 200, answers["first"].text
+        assert answers["second"].status_code == 200, answers["second"].text
         assert_serving(server)
+
+
+def _waiting(server: InProcessServer) -> int:
+    text = httpx.get(server.url + "/metrics").text
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("serving_concurrency_queue_depth{")
+        )
+    )

@@ -6,7 +6,7 @@ anything — the argv/env the local backend starts its processes with (`process_
 runs), the route the router gets (`routes_for`), the objects `serving render` prints — and the apply-time
 warning for fields without a local effect. Three effects only show at run time and are checked on a real
 server started in-process with the built argv: batching (batch metrics > 0 under concurrent requests),
-`timeout` (504) and `containerConcurrency` (429).
+`timeout` (504) and `containerConcurrency` (the surplus queued).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from pydantic import BaseModel
 
@@ -680,9 +679,13 @@ def test_timeout_answers_504_on_a_real_server(tmp_path: Path) -> None:
     assert response.status_code == 504 and "error" in response.json()
 
 
-def test_container_concurrency_answers_429_on_a_real_server(tmp_path: Path) -> None:
+def test_container_concurrency_queues_the_surplus_on_a_real_server(tmp_path: Path) -> None:
+    """KServe: a hard limit whose surplus is buffered. Two at once on one slot: both 200, one after the other
+    (the second waits for the first: both are answered no sooner than two model calls)."""
     argv = _served({"containerConcurrency": 1, **model(runtime="tests.test_spec_effect:Sleepy")}, tmp_path)
     with serving_inprocess(argv) as server:
-        codes = sorted(r.status_code for r in asyncio.run(_post_all(f"{server.url}/v2/models/iris/infer", 3)))
-    assert codes[0] == 200 and 429 in codes, codes
-    assert np.count_nonzero(np.array(codes) == 200) == 1
+        started = time.monotonic()
+        responses = asyncio.run(_post_all(f"{server.url}/v2/models/iris/infer", 2))
+        elapsed = time.monotonic() - started
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    assert elapsed >= 2 * SLEEP_S, elapsed  # never two in the model at once

@@ -105,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-concurrency",
         type=int,
         default=LIMITS.max_concurrency,
-        help="per-model requests in flight (0: unlimited); 429 above",
+        help="per-model requests in the model at once (0: unlimited); the surplus waits for a slot within "
+        "--request-timeout (10 per slot, then 503)",
     )
     p.add_argument(
         "--with-transformer",

@@ -35,7 +35,6 @@ _ERRORS = {
     "404": "Unknown model or version",
     "413": "Body over --max-body-bytes",
     "415": "Content-Type not accepted (multipart, image, audio, video)",
-    "429": "Model at its --max-concurrency limit; retry after Retry-After seconds",
     "503": "Model not ready (loading, unloaded or failed); retry after Retry-After seconds",
     "504": "Model did not answer within --request-timeout",
     "500": "The model failed",
@@ -189,7 +188,7 @@ def _body(schema_name: str, binary: bool = False, required: bool = True) -> dict
     return {"required": required, "content": content}
 
 
-_INFER_ERRORS = ("400", "404", "413", "415", "429", "500", "503", "504")
+_INFER_ERRORS = ("400", "404", "413", "415", "500", "503", "504")
 
 
 def _model_paths(prefix: str, params: list[dict[str, Any]]) -> dict[str, Any]:

@@ -227,7 +227,9 @@ def _no_ready_revision(route: ServiceRoute, for_tag: str = "") -> ServiceUnavail
     what = f"InferenceService {route.name!r} has no ready revision{for_tag}"
     if route.failure:
         return ServiceUnavailable(f"{what}: {scrubbed(route.failure)}", headers={})
-    return ServiceUnavailable(f"{what} yet (starting); retry, or `serving wait {route.name}` until it is ready")
+    return ServiceUnavailable(
+        f"{what} yet (starting); retry, or `serving wait {route.name}` until it is ready"
+    )
 
 
 def _model_name(path: str) -> str:

@@ -232,7 +232,13 @@ def _container_args(runtime: ServingRuntime) -> tuple[str, ...]:
     return runtime.spec.containers[0].args if runtime.spec.containers else ()
 
 
-def _builtin(name: str, formats: Iterable[dict[str, Any]], implementation: str) -> ServingRuntime:
+def _builtin(
+    name: str,
+    formats: Iterable[dict[str, Any]],
+    implementation: str | None,
+    protocols: Iterable[str] = OUR_PROTOCOLS,
+) -> ServingRuntime:
+    """`implementation` None: the model's format names our runtime (one built-in for several formats)."""
     return ServingRuntime.model_validate(
         {
             "apiVersion": API_VERSION,
@@ -240,7 +246,7 @@ def _builtin(name: str, formats: Iterable[dict[str, Any]], implementation: str) 
             "metadata": {"name": name},
             "spec": {
                 "supportedModelFormats": list(formats),
-                "protocolVersions": list(OUR_PROTOCOLS),
+                "protocolVersions": list(protocols),
                 "containers": [
                     {
                         "name": "kserve-container",
@@ -248,7 +254,7 @@ def _builtin(name: str, formats: Iterable[dict[str, Any]], implementation: str) 
                             "--model_name={{.Name}}",
                             "--model_dir=/mnt/models",
                             "--http_port=8080",
-                            f"--runtime={implementation}",
+                            *([f"--runtime={implementation}"] if implementation else []),
                         ],
                     }
                 ],
@@ -273,5 +279,18 @@ BUILTIN_RUNTIMES: tuple[ServingRuntime, ...] = (
     ),
     _builtin(
         "kserve-tritonserver", [{"name": "onnx", "version": "1", "autoSelect": True, "priority": 1}], "onnx"
+    ),
+    # KServe's MLServer runtime, for the formats we serve (its lightgbm and mlflow we do not): chosen by name
+    # only (`runtime: kserve-mlserver`), so a v2 service does not change runtime name under our users' feet.
+    _builtin(
+        "kserve-mlserver",
+        [
+            {"name": "sklearn", "version": "0", "autoSelect": False, "priority": 2},
+            {"name": "sklearn", "version": "1", "autoSelect": False, "priority": 2},
+            {"name": "xgboost", "version": "1", "autoSelect": False, "priority": 2},
+            {"name": "xgboost", "version": "2", "autoSelect": False, "priority": 2},
+        ],
+        None,
+        ("v2", "grpc-v2"),
     ),
 )

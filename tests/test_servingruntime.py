@@ -310,3 +310,15 @@ def test_serving_up_selects_runtimes_and_refuses_bad_ones(tmp_path: Any) -> None
         assert {i["metadata"]["name"] for i in listed["items"]} >= {"echo-runtime", "kserve-tritonserver"}
         again = cli(server, state, "apply", "-f", str(tmp_path / "echo.yaml")).stdout
         assert "servingruntime/echo-runtime unchanged" in again, again
+
+
+@pytest.mark.parametrize("format_name", ["sklearn", "xgboost"])
+def test_kserve_mlserver_by_name_serves_sklearn_and_xgboost_over_v2(format_name: str) -> None:
+    """KServe's documented `runtime: kserve-mlserver` (with protocolVersion v2): our runtime for the format."""
+    request = ModelRequest(format_name, runtime="kserve-mlserver", protocol="v2")
+    chosen = select_runtime(request, [], CLUSTER)
+    assert chosen.name == "kserve-mlserver" and chosen.cluster_scoped
+    assert runtime_implementation(chosen, format_name) == format_name and serve_flags(chosen, "iris") == []
+    assert select_runtime(ModelRequest(format_name, protocol="v2"), [], CLUSTER).name != "kserve-mlserver"
+    with pytest.raises(SelectionError):  # MLServer speaks v2 only, as KServe's runtime declares
+        select_runtime(ModelRequest(format_name, runtime="kserve-mlserver", protocol="v1"), [], CLUSTER)

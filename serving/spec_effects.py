@@ -35,10 +35,6 @@ def _other_annotations(value: Any) -> str:
     )
 
 
-def _runtime_name(value: Any) -> str:
-    return "" if ":" in str(value) else "a ServingRuntime name is not used; the runtime follows modelFormat"
-
-
 _POD = tuple(
     FieldEffect(f"{c}.{f}", "", "pod spec") for c in ("predictor", "transformer") for f in KUBERNETES_ONLY
 )
@@ -83,13 +79,25 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.annotations", "", "pod template annotations"),
     FieldEffect("predictor.containers", "", ""),  # a custom predictor container is not run: use model
     FieldEffect("predictor.model.modelFormat.name", "--runtime", _SAME),
-    FieldEffect("predictor.model.modelFormat.version", "", ""),
+    FieldEffect(
+        "predictor.model.modelFormat.version",
+        "ServingRuntime selection: the runtime must list this version",
+        "the same selection",
+    ),
     FieldEffect(
         "predictor.model.storageUri", "model files (resolved on this machine)", "storage-initializer pull"
     ),
-    FieldEffect("predictor.model.runtime", "module:Class -> --runtime", _SAME, _runtime_name),
+    FieldEffect(
+        "predictor.model.runtime",
+        "the ServingRuntime by name (its runtime and args), or module:Class -> --runtime",
+        _SAME,
+    ),
     FieldEffect("predictor.model.runtimeVersion", "", ""),
-    FieldEffect("predictor.model.protocolVersion", "", ""),  # V1 and V2 are both served whatever it says
+    FieldEffect(  # V1 and V2 are both served whatever it says
+        "predictor.model.protocolVersion",
+        "ServingRuntime selection: the runtime must speak it",
+        "the same selection",
+    ),
     FieldEffect("predictor.model.args", "appended to `serving serve`", _SAME),
     FieldEffect("predictor.model.env", "process environment (plain values)", "container env (valueFrom too)"),
     FieldEffect("predictor.model.resources", "", "container resources"),

@@ -36,10 +36,12 @@ from serving.control.process_args import (
 )
 from serving.control.reconcile import Observed, plan
 from serving.control.routes import routes_for
+from serving.control.runtime_catalog import RuntimeCatalog
 from serving.revision import Revision
 from serving.router.table import ServiceRoute
 from serving.runtimes.base import ModelMetadata, Runtime
-from serving.spec import InferenceService, PredictorSpec, TransformerSpec, parse
+from serving.servingruntime import SelectionError
+from serving.spec import InferenceService, PredictorSpec, SpecError, TransformerSpec, parse
 from serving.spec_effects import EFFECTS_BY_PATH, FIELD_EFFECTS, values_at
 from serving.types import TensorDict
 from tests.inprocess import serving_inprocess
@@ -402,7 +404,53 @@ def _runtime() -> None:
         == flag(e.container()["args"], "--runtime")
     )
     named = effects(model(runtime="kserve-sklearnserver"))
-    assert flag(named.argv, "--runtime") == "sklearn" and named.warned("predictor.model.runtime")
+    assert flag(named.argv, "--runtime") == "sklearn" and not named.warned("predictor.model.runtime")
+    # a ServingRuntime by name: its args reach the server
+    catalog = RuntimeCatalog(None)
+    catalog.apply(_runtime_doc("proba", [{"name": "sklearn", "version": "1"}], args=["--predict-proba"]))
+    chosen = effects({"model": {**MODEL, "runtime": "proba"}})
+    assert "--predict-proba" in catalog.flags_for(chosen.revision)
+
+
+def _runtime_doc(name: str, formats: list[dict[str, Any]], args: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ClusterServingRuntime",
+        "metadata": {"name": name},
+        "spec": {
+            "supportedModelFormats": formats,
+            "protocolVersions": ["v1", "v2"],
+            "containers": [{"name": "kserve-container", "args": args or []}],
+        },
+    }
+
+
+def _selected(e: Effects) -> str:
+    """The runtime KServe's selection gives this revision, or its refusal."""
+    try:
+        return " ".join(RuntimeCatalog(None).flags_for(e.revision))
+    except SelectionError as exc:
+        return exc.message
+
+
+def _format_version() -> None:
+    def versioned(version: str) -> Effects:
+        return effects({"model": {**MODEL, "modelFormat": {"name": "sklearn", "version": version}}})
+
+    assert _selected(versioned("1")) == "--runtime sklearn"
+    assert "No runtime found" in _selected(versioned("7"))  # no built-in lists sklearn 7
+    assert not versioned("7").warned("predictor.model.modelFormat.version")
+
+
+def _protocol_version() -> None:
+    catalog = RuntimeCatalog(None)
+    v1_only = _runtime_doc("v1-only", [{"name": "sklearn"}])
+    v1_only["spec"]["protocolVersions"] = ["v1"]
+    catalog.apply(v1_only)
+    catalog.check(effects(model(runtime="v1-only", protocolVersion="v1")).isvc)
+    with pytest.raises(SpecError, match="spec.predictor.model.runtime"):
+        catalog.check(effects(model(runtime="v1-only", protocolVersion="v2")).isvc)
+    assert not effects(model(protocolVersion="v2")).warned("predictor.model.protocolVersion")
 
 
 def _args() -> None:
@@ -502,18 +550,13 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.annotations": _pod_meta("predictor", "annotations"),
     "predictor.containers": _containers_predictor,
     "predictor.model.modelFormat.name": _format_name,
-    "predictor.model.modelFormat.version": only_warned(
-        "predictor.model.modelFormat.version",
-        lambda: effects({"model": {**MODEL, "modelFormat": {"name": "sklearn", "version": "1"}}}),
-    ),
+    "predictor.model.modelFormat.version": _format_version,
     "predictor.model.storageUri": _storage_uri,
     "predictor.model.runtime": _runtime,
     "predictor.model.runtimeVersion": only_warned(
         "predictor.model.runtimeVersion", lambda: effects(model(runtimeVersion="1.3"))
     ),
-    "predictor.model.protocolVersion": only_warned(
-        "predictor.model.protocolVersion", lambda: effects(model(protocolVersion="v2"))
-    ),
+    "predictor.model.protocolVersion": _protocol_version,
     "predictor.model.args": _args,
     "predictor.model.env": _env("predictor"),
     "predictor.model.resources": _model_resources,

@@ -65,6 +65,12 @@ def test_apply_get_rollout_delete_speak_kubectl(up: Up, model_repo: Path, tmp_pa
         ], form
         assert [row.split()[0] for row in table[1:]] == ["words"], form
     assert "words" in [row.split()[0] for row in lines(cli(server, state, "get", "isvc").stdout)[1:]]
+    elsewhere = cli(server, state, "get", "-n", "kserve-test")  # kubectl: only that namespace
+    assert elsewhere.stdout == "" and "No resources found in kserve-test namespace." in elsewhere.stderr
+    every = lines(cli(server, state, "get", "-A").stdout)
+    assert every[0].split()[:2] == ["NAMESPACE", "NAME"] and ["default", "words"] in [
+        row.split()[:2] for row in every[1:]
+    ]
     promoted = cli(server, state, "rollout", "promote", "words").stdout
     assert promoted.startswith("inferenceservice/words promoted: ") or promoted.endswith(
         "no ready revision yet\n"

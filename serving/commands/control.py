@@ -63,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="table",
         help="wide: add MESSAGE (why a service is not ready)",
     )
+    p.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace, with a NAMESPACE column (default: only -n's, as kubectl)",
+    )
     _common(p)
     p.set_defaults(func=get)
     p = subparsers.add_parser("delete", help="delete an InferenceService (drains, then stops it)")
@@ -145,7 +151,14 @@ def get(args: argparse.Namespace) -> int:
         )
         return 0
     names = isvc_names(args.names)
-    items = [client.get(name, args.namespace) for name in names] if names else client.list()
+    if names:
+        items = [client.get(name, args.namespace) for name in names]
+    else:
+        items = [
+            item
+            for item in client.list()
+            if args.all_namespaces or item.get("metadata", {}).get("namespace", "default") == args.namespace
+        ]
     one = len(names) == 1
     if args.output == "json":
         print(json.dumps(items[0] if one else {"items": items}, indent=2))
@@ -154,7 +167,7 @@ def get(args: argparse.Namespace) -> int:
     elif not items:
         print(f"No resources found in {args.namespace} namespace.", file=sys.stderr)  # kubectl's words
     else:
-        print(format_table(items, wide=args.output == "wide"))
+        print(format_table(items, wide=args.output == "wide", namespaces=args.all_namespaces))
     return 0
 
 

@@ -24,9 +24,13 @@ HEADER = [
 ]
 
 
-def format_table(items: list[dict[str, Any]], wide: bool = False) -> str:
-    rows = [HEADER + (["MESSAGE"] if wide else [])]
-    rows += [_row(item, wide) for item in items]
+def format_table(items: list[dict[str, Any]], wide: bool = False, namespaces: bool = False) -> str:
+    """`namespaces`: a leading NAMESPACE column (kubectl's `-A`)."""
+    rows = [(["NAMESPACE"] if namespaces else []) + HEADER + (["MESSAGE"] if wide else [])]
+    rows += [
+        ([item.get("metadata", {}).get("namespace", "default")] if namespaces else []) + _row(item, wide)
+        for item in items
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -158,6 +158,9 @@ class _Connection(asyncio.Protocol):
             self.body, self.direct = [direct], None  # type: ignore[list-item]
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200 and self.status != 101:  # interim (100 Continue, 103): the answer follows
+            self._new_message()
+            return
         # Read it now: once the message is complete the parser resets and would always say False.
         self._complete(keep_alive=self.parser.should_keep_alive())
 

@@ -314,3 +314,27 @@ async def test_a_large_binary_tensor_through_the_router_is_answered_as_the_model
         assert answer.status_code == 200 and answer.headers["x-serving-revision"] == REVISION
         assert answer.content == direct.content
     assert spy["sent"] == 1  # the second one took the lane
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_expect_100_continue_is_answered_by_the_router_and_not_forwarded(
+    predictor: InProcessServer, lane: bool
+) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 MiB: the router says 100 Continue, reads the body and
+    answers the prediction (the header is hop-by-hop between client and router, not sent upstream)."""
+    async with routed((predictor.url,), lane) as (url, _, _):
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
+        writer.write(
+            b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+            b"content-length: %d\r\n\r\n" % len(body)
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+        writer.write(body)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+        assert await asyncio.wait_for(reader.readexactly(length), 10) == b'{"predictions":[1]}'
+        writer.close()

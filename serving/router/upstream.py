@@ -24,6 +24,7 @@ HOP_BY_HOP = frozenset(
         b"trailers",
         b"transfer-encoding",
         b"upgrade",
+        b"expect",  # `100-continue` is between the client and the router's own server, which answers it
         b"host",
         b"content-length",
     }

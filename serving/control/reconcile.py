@@ -3,7 +3,8 @@
 - first revision: gets 100 % once ready;
 - a new revision with `canaryTrafficPercent: P`: P % once ready, the last rolled-out one keeps 100 - P;
 - without the field (or 100): promoted to 100 % once ready; 0: rolled back (latest deployed at 0 %);
-- a revision that is not ready never gets traffic; traffic stays where it was.
+- a revision that is not ready never gets traffic; traffic stays where it was (a rolled-out revision whose
+  replicas restart keeps its traffic: the router holds those requests until one is back).
 Both backends call this; it touches no process, socket or clock.
 """
 
@@ -94,7 +95,8 @@ def plan(
     if stable is None or stable == latest:
         if latest_ready:
             state = replace(state, rolled_out=latest)
-        traffic = _single(state.rolled_out, latest) if latest_ready else ()
+        # Once rolled out it keeps its traffic while its replicas restart: the router holds its requests
+        traffic = _single(state.rolled_out, latest)
     elif latest_ready and (percent is None or percent == 100):
         state = replace(state, previous_rolled_out=state.rolled_out, rolled_out=latest)
         traffic = _single(latest, latest)

@@ -79,7 +79,9 @@ def routes_for(
         timeout_s,
         affinity_header=canary.affinity_header if canary else "",
         mirror=mirror,
-        activator=isvc.spec.predictor.min_replicas == 0,
+        # Requests for an arm without a ready replica wait for one (Knative's activator) rather than fail:
+        # scaled to zero, or a replica restarting after a crash. Not once the service has failed: that 503 says why.
+        activator=isvc.spec.predictor.min_replicas == 0 or not failure,
         failure=failure,
     )
 

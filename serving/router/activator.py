@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 
 from serving.autoscale.metrics import ScalingMetrics
-from serving.errors import ServiceUnavailable
+from serving.errors import ServiceUnavailable, scrubbed
 from serving.router.load import RevisionLoad
 from serving.router.table import Arm, RouteTable, ServiceRoute
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_QUEUE = 1000
 RETRY_AFTER = {"Retry-After": "1"}
+RECHECK_S = 0.25
 
 
 class Activator:
@@ -37,6 +38,9 @@ class Activator:
         self.max_queue = max_queue
         self.metrics = metrics
         self.on_demand: Callable[[str, str], None] | None = None  # (namespace, revision): please start one
+        # Whether any of these endpoints may be tried now (the router's: not marked down after a refused
+        # connect); a held request goes on only to one that is.
+        self.usable: Callable[[tuple[str, ...]], bool] = bool
         self._table = RouteTable()
         self._changed: asyncio.Event | None = None
 
@@ -72,17 +76,23 @@ class Activator:
             fresh = self._ready_arm(route, arm.revision)
             if fresh is not None:
                 return fresh
+            current = self._table.services.get((route.namespace, route.name))
+            if current is not None and current.failure:  # it failed meanwhile: waiting cannot help
+                raise ServiceUnavailable(
+                    f"InferenceService {route.name!r} has no ready revision: {scrubbed(current.failure)}",
+                    headers={},
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ServiceUnavailable(
                     f"revision {arm.revision} did not become ready within {self.timeout_s:g}s "
-                    "(scaling up from zero)",
+                    "(scaling up from zero, or its replicas restarting)",
                     headers=RETRY_AFTER,
                 )
             if self._changed is None:
                 self._changed = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            try:  # a new table, or a look again soon: an endpoint marked down comes back without one
+                await asyncio.wait_for(self._changed.wait(), min(remaining, RECHECK_S))
             except TimeoutError:
                 pass
 
@@ -93,8 +103,8 @@ class Activator:
             return None
         same = [a for a in current.arms if a.revision == revision]
         if same:
-            return same[0] if same[0].endpoints else None
-        return next((a for a in current.arms if a.percent > 0 and a.endpoints), None)
+            return same[0] if self.usable(same[0].endpoints) else None
+        return next((a for a in current.arms if a.percent > 0 and self.usable(a.endpoints)), None)
 
     def _count(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
         key = (route.namespace, arm.revision)

@@ -15,7 +15,15 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
-from serving.errors import ModelNotFound, NotFound, ServiceUnavailable, ServingError, existing_names, scrubbed
+from serving.errors import (
+    GatewayTimeout,
+    ModelNotFound,
+    NotFound,
+    ServiceUnavailable,
+    ServingError,
+    existing_names,
+    scrubbed,
+)
 from serving.http.body import receive_body
 from serving.http.errors import send_error
 from serving.router.activator import Activator
@@ -24,7 +32,7 @@ from serving.router.balancer import Balancer
 from serving.router.load import RevisionLoad
 from serving.router.mirror import Mirror
 from serving.router.table import Arm, RouteTable, ServiceRoute
-from serving.router.upstream import HOP_BY_HOP, Upstreams
+from serving.router.upstream import HOP_BY_HOP, NoReplicaReached, Upstreams
 
 if TYPE_CHECKING:
     from serving.metrics import RouteSeries
@@ -54,7 +62,8 @@ class Router:
         self.balancer = Balancer()
         self.mirror = Mirror(self.upstreams, metrics)
         self.load = RevisionLoad()  # per-revision in-flight/started counts: what the autoscaler observes
-        self.activator = Activator(self.load)  # holds requests for a revision scaled to zero
+        self.activator = Activator(self.load)  # holds requests for a revision scaled to zero or restarting
+        self.activator.usable = lambda endpoints: self.upstreams.pick(endpoints) is not None
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
         self._table = RouteTable()
         self._hosts: dict[str, ServiceRoute] = {}
@@ -165,9 +174,28 @@ class Router:
         code = 500
         self.request_started(route, arm)
         try:
-            _, response = await self.upstreams.forward(
-                arm.endpoints, scope["method"], target, headers, body, route.timeout_s
-            )
+            try:
+                _, response = await self.upstreams.forward(
+                    arm.endpoints, scope["method"], target, headers, body, route.timeout_s
+                )
+            except NoReplicaReached:
+                if not route.activator:
+                    raise
+                # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
+                # and goes again, within what is left of its timeout.
+                fresh = await self.activator.hold(route, arm)
+                if fresh is not arm:  # counted on the arm it goes to
+                    self.request_withdrawn(route, arm)
+                    arm = fresh
+                    self.request_started(route, arm)
+                left = route.timeout_s - (time.monotonic() - started)
+                if left <= 0:
+                    raise GatewayTimeout(
+                        f"revision {arm.revision} did not answer within {route.timeout_s:g}s"
+                    ) from None
+                _, response = await self.upstreams.forward(
+                    arm.endpoints, scope["method"], target, headers, body, left
+                )
             code = response.status
             response.headers.append((REVISION_HEADER, arm.revision_header))
             await send(

@@ -34,6 +34,11 @@ NOT_FORWARDED_BACK = HOP_BY_HOP | {b"date", b"server"}
 DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
 
 
+class NoReplicaReached(ServiceUnavailable):
+    """No replica took the request: every one refused the connection or is marked down. Nothing reached a
+    model, so the request may wait for a replica and go again (the router's activator)."""
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -76,7 +81,7 @@ class Upstreams:
         while True:
             endpoint = self.pick(endpoints, tried)
             if endpoint is None:
-                raise ServiceUnavailable(f"no replica could take the request ({last_error})")
+                raise NoReplicaReached(f"no replica could take the request ({last_error})")
             tried.add(endpoint)
             self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
             try:

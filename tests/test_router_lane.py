@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -173,6 +174,8 @@ class Scripted(asyncio.Protocol):
             )
         elif self.then == "drop":
             self.transport.close()
+        elif self.then == "slowdrop":  # works on it a while, then dies without answering
+            asyncio.get_running_loop().call_later(0.2, self.transport.close)
         # "hold": never answers
 
 
@@ -338,3 +341,22 @@ async def test_expect_100_continue_is_answered_by_the_router_and_not_forwarded(
         length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
         assert await asyncio.wait_for(reader.readexactly(length), 10) == b'{"predictions":[1]}'
         writer.close()
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_retry_on_another_replica_keeps_the_first_try_s_timeout(lane: bool) -> None:
+    """A replica that dies mid-request (0.2 s in) twice, then one that never answers: 504 at the route's 0.3 s
+    from the first send, not a fresh timeout per try."""
+    async with (
+        scripted("slowdrop") as dying,
+        scripted("hold") as holder,
+        routed((dying, holder), lane, timeout_s=0.3) as (url, router, _),
+    ):
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.post("/v1/models/iris:predict", json=ROW)).status_code == 200  # warm-up
+            started = time.monotonic()
+            late = await client.post("/v1/models/iris:predict", json=ROW)
+            elapsed = time.monotonic() - started
+    assert late.status_code == 504, late.text
+    assert elapsed < 0.5, elapsed  # 0.2 + 0.2 + 0.3 with a timeout per try
+    assert all(n == 0 for n in router.upstreams.outstanding.values())

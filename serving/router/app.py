@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 REVISION_HEADER = b"x-serving-revision"
 TAG_HEADER = b"x-serving-tag"
+LANE_STARTED = "serving.router.started"  # scope key: when the lane first sent a request it hands over
 CHOSEN_ARM = "serving.router.arm"  # scope key: an arm the direct lane chose (serving/router/lane.py) before handing over
 _JSON = [(b"content-type", b"application/json")]
 
@@ -171,12 +172,18 @@ class Router:
         qs = scope.get("query_string", b"")
         target = path + ("?" + qs.decode("latin-1") if qs else "")
         started = time.monotonic()
+        # handed over by the lane after a try that reached no model: its clock started there
+        timeout_s = route.timeout_s - (started - scope.get(LANE_STARTED, started))
         code = 500
         self.request_started(route, arm)
         try:
             try:
+                if timeout_s <= 0:
+                    raise GatewayTimeout(
+                        f"revision {arm.revision} did not answer within {route.timeout_s:g}s"
+                    )
                 _, response = await self.upstreams.forward(
-                    arm.endpoints, scope["method"], target, headers, body, route.timeout_s
+                    arm.endpoints, scope["method"], target, headers, body, timeout_s, route.timeout_s
                 )
             except NoReplicaReached:
                 if not route.activator:
@@ -188,13 +195,13 @@ class Router:
                     self.request_withdrawn(route, arm)
                     arm = fresh
                     self.request_started(route, arm)
-                left = route.timeout_s - (time.monotonic() - started)
+                left = timeout_s - (time.monotonic() - started)
                 if left <= 0:
                     raise GatewayTimeout(
                         f"revision {arm.revision} did not answer within {route.timeout_s:g}s"
                     ) from None
                 _, response = await self.upstreams.forward(
-                    arm.endpoints, scope["method"], target, headers, body, left
+                    arm.endpoints, scope["method"], target, headers, body, left, route.timeout_s
                 )
             code = response.status
             response.headers.append((REVISION_HEADER, arm.revision_header))

@@ -28,7 +28,15 @@ from serving.http.errors import error_answer
 from serving.http_client import UpstreamConnectError
 from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessRecord
-from serving.router.app import CHOSEN_ARM, REVISION_HEADER, TAG_HEADER, Router, header_value, host_name
+from serving.router.app import (
+    CHOSEN_ARM,
+    LANE_STARTED,
+    REVISION_HEADER,
+    TAG_HEADER,
+    Router,
+    header_value,
+    host_name,
+)
 from serving.router.table import Arm, ServiceRoute
 from serving.router.upstream import HOP_BY_HOP, UpstreamResponse
 
@@ -132,6 +140,7 @@ class _Exchange:
             # replica, counting it again (so the counts are taken back here).
             router.request_withdrawn(route, arm)
             cycle.scope[CHOSEN_ARM] = arm
+            cycle.scope[LANE_STARTED] = self.started  # the retry has what is left of the timeout
             cycle.protocol.run_lean(cycle)
             return
         if isinstance(outcome, UpstreamResponse):

@@ -74,20 +74,27 @@ class Upstreams:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeout_s: float | None = None,
+        stated_s: float | None = None,
     ) -> tuple[str, UpstreamResponse]:
-        """Send to the least-loaded endpoint; on a connection failure try the next one."""
+        """Send to the least-loaded endpoint; on a connection failure try the next one, within the one timeout
+        (a retry does not start it over). `stated_s`: the timeout a 504 names, when `timeout_s` is what is left
+        of it."""
         tried: set[str] = set()
         last_error = "no ready replica"
+        timeout_s = timeout_s or self.timeout_s
+        stated_s = stated_s or timeout_s
+        deadline = time.monotonic() + timeout_s
         while True:
             endpoint = self.pick(endpoints, tried)
             if endpoint is None:
                 raise NoReplicaReached(f"no replica could take the request ({last_error})")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _timed_out(stated_s)
             tried.add(endpoint)
             self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
             try:
-                return endpoint, await self._send(
-                    endpoint, method, path, headers, body, timeout_s or self.timeout_s
-                )
+                return endpoint, await self._send(endpoint, method, path, headers, body, left, stated_s)
             except UpstreamConnectError as exc:
                 # A refused connect, or a peer that dropped the connection before answering.
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
@@ -143,11 +150,12 @@ class Upstreams:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeout_s: float,
+        stated_s: float,
     ) -> UpstreamResponse:
         try:
             response = await self.pool.request(endpoint, method, path, headers, body, timeout_s)
         except TimeoutError:
-            raise _timed_out(timeout_s) from None
+            raise _timed_out(stated_s) from None
         return _answer(response)
 
     def idle(self, endpoints: Iterable[str]) -> bool:

@@ -91,7 +91,8 @@ class Revision:
 
     @property
     def storage_uri(self) -> str | None:
-        return self.model.storage_uri if self.model is not None else None
+        """The model's `storageUri`; a custom predictor container's is its `STORAGE_URI` env (as in KServe)."""
+        return self.model.storage_uri if self.model is not None else self.predictor.custom_storage_uri
 
     @property
     def batcher(self) -> Batcher | None:

@@ -36,6 +36,11 @@ KUBERNETES_ONLY = (
 )
 
 
+PREDICTOR_CONTAINER = "kserve-container"  # KServe's name for the container that serves (custom predictor)
+STORAGE_URI_ENV = (
+    "STORAGE_URI"  # a custom predictor's storageUri, as KServe reads it from that container's env
+)
+
 # Where a transformer runs, set on `spec.transformer.annotations` (part of the revision: changing it rolls out).
 PLACEMENT_ANNOTATION = f"{OUR_GROUP}/placement"
 SEPARATE, IN_PROCESS = "separate", "in-process"
@@ -105,6 +110,17 @@ class FrameworkSpec(Strict):
     protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
     runtime_version: str | None = None
     args: tuple[str, ...] = ()
+
+    @field_validator("args")
+    @classmethod
+    def _serve_flags(cls, args: tuple[str, ...]) -> tuple[str, ...]:
+        """Appended to `serving serve`: KServe's flags are translated, anything it would refuse is refused now."""
+        if args:  # the check imports the model server's parser: only when args are given
+            from serving.model_args import check
+
+            check(args)
+        return args
+
     env: tuple[EnvVar, ...] = ()
     resources: Resources | None = None
     name: str | None = None
@@ -199,9 +215,25 @@ class PredictorSpec(ComponentSpec):
             raise ValueError(f"give exactly one of model, sklearn, xgboost, onnx (found {', '.join(given)})")
         if not given and not self.containers:
             raise ValueError(
-                "needs a model: set model (with modelFormat and storageUri) or sklearn/xgboost/onnx"
+                "needs a model: set model (with modelFormat and storageUri) or sklearn/xgboost/onnx, "
+                f"or containers with a {PREDICTOR_CONTAINER} (a custom predictor image, Kubernetes only)"
             )
         return self
+
+    @property
+    def custom_container(self) -> Container | None:
+        """KServe's custom predictor: with no model, the container named kserve-container (else the first)."""
+        if self.model or self.sklearn or self.xgboost or self.onnx or not self.containers:
+            return None
+        named = [c for c in self.containers if c.name == PREDICTOR_CONTAINER]
+        return named[0] if named else self.containers[0]
+
+    @property
+    def custom_storage_uri(self) -> str | None:
+        """A custom predictor's model location: KServe reads `STORAGE_URI` from its container's env."""
+        main = self.custom_container
+        found = [e.value for e in main.env if e.name == STORAGE_URI_ENV and e.value] if main else []
+        return found[0] if found else None
 
     def normalised_model(self) -> ModelSpec:
         """The `model:` form, whichever way it was written."""
@@ -212,6 +244,10 @@ class PredictorSpec(ComponentSpec):
             if short is not None:
                 fields = short.model_dump(exclude_none=True)
                 return ModelSpec(model_format=ModelFormat(name=fmt), **fields)
+        if self.custom_container is not None:
+            raise SpecError(
+                "spec.predictor.containers: a custom predictor container has no model for our model server"
+            )
         raise SpecError("spec.predictor: no model")
 
 
@@ -241,6 +277,18 @@ class TransformerSpec(ComponentSpec):
         return list(container.command) + list(container.args)
 
     @property
+    def model_name(self) -> str | None:
+        """The model name its args give (`--model_name` / `--model-name`): served here, as KServe's are."""
+        return flag_value(self.argv, "--model_name", "--model-name")
+
+    @property
+    def called_model(self) -> str | None:
+        """The model it calls on its predictor, if its args name one: ours may say `--predictor-model`,
+        else (ours and KServe's alike) a transformer calls the predictor's model by its own name."""
+        ours = is_serving_transform(self.argv)
+        return (flag_value(self.argv, "--predictor-model") if ours else None) or self.model_name
+
+    @property
     def in_process(self) -> bool:
         """Run inside the predictor's process (opt-in): tensors handed over, no HTTP hop between them."""
         return self.annotations.get(PLACEMENT_ANNOTATION) == IN_PROCESS
@@ -248,6 +296,16 @@ class TransformerSpec(ComponentSpec):
 
 def is_serving_transform(argv: list[str]) -> bool:
     return argv[:2] == ["serving", "transform"] or argv[:1] == ["transform"]
+
+
+def flag_value(argv: list[str] | tuple[str, ...], *names: str) -> str | None:
+    """The value of the last of `names` in argv, written `--flag value` or `--flag=value` (as argparse reads it)."""
+    found = None
+    for i, arg in enumerate(argv):
+        flag, sep, value = arg.partition("=")
+        if flag in names:
+            found = value if sep else (argv[i + 1] if i + 1 < len(argv) else found)
+    return found
 
 
 class InferenceServiceSpec(Strict):
@@ -303,6 +361,7 @@ class InferenceService(Strict):
                     f"spec.transformer.containers[].resources: no effect with {PLACEMENT_ANNOTATION}: {IN_PROCESS} "
                     "(no container of its own: the predictor's resources cover both)"
                 )
+        out += model_args_warnings(self.spec.predictor)
         for component, spec in (("predictor", self.spec.predictor), ("transformer", self.spec.transformer)):
             if spec is None:
                 continue
@@ -318,6 +377,16 @@ class InferenceService(Strict):
                     "--logger-url`, the chart's logger.defaultUrl), and are not logged without one"
                 )
         return out
+
+
+def model_args_warnings(predictor: PredictorSpec) -> list[str]:
+    """KServe's port and model-folder flags in `model.args`: dropped (the backend sets them), said out loud."""
+    field = next((f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None), None)
+    if field is None:
+        return []
+    from serving.model_args import dropped
+
+    return dropped(predictor.normalised_model().args, f"spec.predictor.{field}.args")
 
 
 def _env_vars(spec: ComponentSpec) -> list[EnvVar]:
@@ -353,12 +422,62 @@ def parse(document: dict[str, Any]) -> InferenceService:
             problems.append(f"{_path(err['loc'])}: {message}")
         raise SpecError("; ".join(problems)) from exc
     _check_scaling(isvc)
+    _check_predictor_containers(isvc.spec.predictor)
+    _check_predictor_model(isvc)
     if PLACEMENT_ANNOTATION in isvc.metadata.annotations:
         raise SpecError(
             f"metadata.annotations.{PLACEMENT_ANNOTATION}: set it on spec.transformer.annotations (it belongs "
             "to the revision, so changing it rolls out like any spec change)"
         )
     return isvc
+
+
+def _check_predictor_containers(predictor: PredictorSpec) -> None:
+    """KServe's rules for `spec.predictor.containers`: a kserve-container is the predictor (so not with a model),
+    every other container is named, and a custom predictor's container has an image to run."""
+    given = next((f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None), None)
+    for i, container in enumerate(predictor.containers):
+        where = f"spec.predictor.containers[{i}]"
+        if given and container.name == PREDICTOR_CONTAINER:  # KServe: exactly one predictor implementation
+            raise SpecError(
+                f"{where}: a container named {PREDICTOR_CONTAINER} is a custom predictor; give either it or "
+                f"spec.predictor.{given}, not both (other containers run beside the model server on Kubernetes)"
+            )
+        if (i or given) and not container.name:  # only a custom predictor's own may go unnamed
+            raise SpecError(f"{where}.name: required (each container of a pod has a name)")
+    main = predictor.custom_container
+    if main is not None and not main.image:
+        raise SpecError(
+            f"spec.predictor.containers[{predictor.containers.index(main)}].image: a custom predictor container "
+            "needs the image to run (or serve a model with our server: spec.predictor.model)"
+        )
+
+
+def _check_predictor_model(isvc: InferenceService) -> None:
+    """What a transformer needs of its predictor, refused now rather than found out by a revision that never
+    gets ready: an in-process one needs our model server, and the model it calls must be the one served."""
+    predictor, transformer = isvc.spec.predictor, isvc.spec.transformer
+    if transformer is None:
+        return
+    if transformer.in_process and predictor.custom_container is not None:
+        raise SpecError(
+            f"spec.transformer.annotations.{PLACEMENT_ANNOTATION}: {IN_PROCESS} runs the transformer inside our "
+            "model server, and spec.predictor.containers is a custom predictor image (remove the annotation)"
+        )
+    called = transformer.called_model
+    if transformer.in_process or predictor.custom_container is not None or called is None:
+        return
+    from serving.model_args import model_name
+
+    model = predictor.normalised_model()
+    named = model_name(model.args)
+    if named is not None and named != called:
+        field = next(f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None)
+        raise SpecError(
+            f"spec.predictor.{field}.args: names the predictor's model {named!r}, but the transformer calls "
+            f"{called!r} (spec.transformer.containers[0].args); give one name (or drop the predictor's: it "
+            "then serves the name the transformer calls)"
+        )
 
 
 def _check_scaling(isvc: InferenceService) -> None:

@@ -53,7 +53,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "autoscaler floor (0: scale to zero; the router holds requests meanwhile)",
         "Deployment replicas / HPA or KEDA minimum (0 needs keda.enabled)",
     ),
-    FieldEffect("predictor.maxReplicas", "autoscaler ceiling", "HPA / KEDA maximum (when above minReplicas)"),
+    FieldEffect(
+        "predictor.maxReplicas",
+        "autoscaler ceiling (unset: `serving up --default-max-replicas`, default the CPU count)",
+        "HPA / KEDA maximum (when above minReplicas; unset: KEDA's 100, no HPA)",
+    ),
     FieldEffect("predictor.scaleMetric", _AUTOSCALER, _SCALER),
     FieldEffect("predictor.scaleTarget", "autoscaler target per replica", "HPA target / KEDA threshold"),
     FieldEffect("predictor.autoScaling", _AUTOSCALER + " (metrics[0]: Resource cpu/memory)", "HPA metric"),
@@ -77,7 +81,13 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.logger.url", "--logger-url", _SAME),
     FieldEffect("predictor.labels", "", "pod template labels"),
     FieldEffect("predictor.annotations", "", "pod template annotations"),
-    FieldEffect("predictor.containers", "", ""),  # a custom predictor container is not run: use model
+    # A custom predictor (no model) is refused by `serving up` with what to use instead; beside a model: warned.
+    FieldEffect(
+        "predictor.containers",
+        "",
+        "custom predictor (no model): the kserve-container as written, STORAGE_URI env -> storage-initializer; "
+        "beside a model: sidecar containers",
+    ),
     FieldEffect("predictor.model.modelFormat.name", "--runtime", _SAME),
     FieldEffect(
         "predictor.model.modelFormat.version",
@@ -98,7 +108,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "ServingRuntime selection: the runtime must speak it",
         "the same selection",
     ),
-    FieldEffect("predictor.model.args", "appended to `serving serve`", _SAME),
+    FieldEffect(
+        "predictor.model.args",
+        "appended to `serving serve` (KServe's --model_name -> --name; port/dir flags dropped, warned)",
+        _SAME,
+    ),
     FieldEffect("predictor.model.env", "process environment (plain values)", "container env (valueFrom too)"),
     FieldEffect("predictor.model.resources", "", "container resources"),
     FieldEffect("predictor.model.name", "", ""),

@@ -3,7 +3,7 @@
 
 Each replica runs the same `serving serve` / `serving transform` arguments the local backend would give a
 process, through the CLI's own code path (tests.inprocess.ThreadedCommand), on port 0. Readiness and load
-failures are read the way `processes.Replica` reads them: `ready_path`, then the model's own ready reason.
+failures are read the way `processes.Replica` reads them: `ready_path`, then `load_failure` of the index.
 What a thread cannot show — crashes, kill -9, restarts, hung processes — stays with the e2e tests that run
 real processes. A spec with its own environment runs as a real process (the environment is per process).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
+from serving.control.local.processes import INDEX_PATH, ProcessSpec, Replica, ReplicaState, load_failure
 from serving.control.local.runner import ReplicaHandle
 from tests.inprocess import LOG_FORMAT, ThreadedCommand
 
@@ -70,9 +70,9 @@ class InProcessReplica:
             if (await client.get(self.spec.ready_path)).status_code == 200:
                 self._set(ReplicaState.READY)
             elif self.spec.model_name and self.state is not ReplicaState.FAILED:
-                body = (await client.get(f"/v2/models/{self.spec.model_name}/ready")).json()
-                if isinstance(body, dict) and body.get("reason") and body.get("reason") != "unloaded":
-                    self._set(ReplicaState.FAILED, str(body["reason"]))
+                index = (await client.post(INDEX_PATH)).json()
+                if why := load_failure(index, self.spec.model_name):
+                    self._set(ReplicaState.FAILED, why)
         except (httpx.HTTPError, ValueError):
             pass
 

@@ -116,10 +116,12 @@ def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None
     objects = {f"{o['kind']}/{o['metadata']['labels']['serving.dev/component']}": o for o in rendered}
     ready = plan(isvc, None, Observed(frozenset({revision.name})))
     route = routes_for(isvc, ready, lambda name: ("http://x",), "example.com")
+    # `serving up` refuses a custom predictor container (see _containers_predictor): no local argv
+    custom = revision.predictor.custom_container is not None
     return Effects(
         isvc,
         revision,
-        predictor_args(revision, "/models/iris"),
+        [] if custom else predictor_args(revision, "/models/iris"),
         local_env(predictor_env(revision)),
         t_argv,
         t_env,
@@ -377,8 +379,28 @@ def _pod_field(component: str, field: str) -> Callable[[], None]:
 
 
 def _containers_predictor() -> None:
-    e = effects({"containers": [{"name": "c", "image": "me/predictor:1"}]})
-    assert e.warned("predictor.containers") and e.container()["image"] == SETTINGS.image
+    """KServe's custom predictor: rendered as written (not our image), refused locally naming the field and
+    what works instead; beside a model, its containers run next to the model server (warned locally)."""
+    custom = {
+        "name": "kserve-container",
+        "image": "me/predictor:1",
+        "args": ["--model_name", "iris"],
+        "env": [{"name": "STORAGE_URI", "value": "s3://models/iris"}],
+    }
+    e = effects({"containers": [custom]})
+    container = e.container()
+    assert (container["image"], container["args"]) == ("me/predictor:1", ["--model_name", "iris"])
+    assert "command" not in container and container["env"] == custom["env"]
+    assert e.pod()["spec"]["initContainers"][0]["args"][:3] == ["storage", "pull", "s3://models/iris"]
+    with pytest.raises(
+        RevisionError, match=r"^spec\.predictor\.containers: .*Kubernetes only.*model\.runtime"
+    ):
+        predictor_args(e.revision, "/models/iris")
+    sidecar = effects({**model(), "containers": [{"name": "proxy", "image": "me/proxy:1"}]})
+    containers = sidecar.pod()["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["kserve-container", "proxy"]
+    assert containers[0]["image"] == SETTINGS.image and containers[1]["image"] == "me/proxy:1"
+    assert sidecar.warned("predictor.containers")
 
 
 def _format_name() -> None:

@@ -18,6 +18,7 @@ from serving.dataplane import DataPlane
 from serving.errors import BadRequest
 from serving.repository import ModelState
 from serving.settings import Limits
+from serving.transformers.predictor_client import PredictorRefused
 from serving.types import InferRequest, TensorDict
 
 PREDICTOR_SUFFIX = "-predictor"
@@ -46,9 +47,12 @@ class InProcessPredictor:
         return outputs
 
     async def ready(self) -> tuple[bool, str]:
+        """(ready, why not); PredictorRefused once the model's load has failed (waiting will not help)."""
         model = self.dataplane.repository.get(self.model)
         if model.state is ModelState.READY:
             return True, ""
+        if model.state is ModelState.UNAVAILABLE and model.reason and model.reason != "unloaded":
+            raise PredictorRefused(model.reason)
         return False, model.reason or f"predictor {self.model!r} is {model.state.value.lower()}"
 
     def close(self) -> None:

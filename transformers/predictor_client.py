@@ -39,6 +39,13 @@ class PredictorError(ServingError):
         self.status_code = status_code
 
 
+class PredictorRefused(ServingError):
+    """The predictor answers, and will not serve the model whatever the wait: it has no such model, or its load
+    failed. The transformer is then unavailable with this reason (not waiting), which `serving up` reports."""
+
+    status_code = 503
+
+
 class PredictorClient:
     """Calls one model on one predictor server over V1 or V2; connections are kept alive and reused."""
 
@@ -85,13 +92,23 @@ class PredictorClient:
             ) from exc
 
     async def ready(self, timeout_s: float = 1.0) -> tuple[bool, str]:
-        """(ready, why not) from the predictor's model readiness endpoint."""
+        """(ready, why not) from the predictor's model readiness endpoint; PredictorRefused if it answers that
+        it has no such model (404: the transformer calls a name its predictor does not serve)."""
         try:
-            status, _, _ = await self._request("GET", self._ready_path, b"", min(timeout_s, self.timeout_s))
+            status, headers, content = await self._request(
+                "GET", self._ready_path, b"", min(timeout_s, self.timeout_s)
+            )
         except ServingError as exc:
             return False, exc.message
         if status == 200:
             return True, ""
+        if status == 404:
+            said = _predictor_error(status, headers, content).message
+            raise PredictorRefused(
+                f"the predictor at {self.url} has no model {self.model!r}, which this transformer calls (it answered "
+                f"404: {said}); "
+                "the transformer's --model_name (or --predictor-model) must name the model its predictor serves"
+            )
         return False, f"predictor {self.model!r} at {self.url} is not ready ({status})"
 
     def close(self) -> None:

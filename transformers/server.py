@@ -3,6 +3,9 @@
 The only difference from `serving serve` is readiness: the transformer's model is ready exactly while
 its predictor's model answers ready, re-checked every `PROBE_INTERVAL_S`, so `/v2/health/ready`, V1
 status and V2 model readiness all follow the predictor, and requests fail fast with 503 while it is down.
+Meanwhile its state says which kind of wait it is (repository index): LOADING while the predictor may yet
+come (starting, loading, restarting), UNAVAILABLE with the reason once it answers that it will not serve the
+model (`PredictorRefused`: no such model, or its load failed) -- the reason `serving up` puts in the status.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from serving.plugins import load_class
 from serving.repository import Model, ModelRepository, ModelState
 from serving.settings import Limits, ModelSettings
 from serving.transformers.base import CONFIG_KEY, Transformer, TransformerConfig
+from serving.transformers.predictor_client import PredictorRefused
 
 log = logging.getLogger("serving.transformers")
 
@@ -54,12 +58,12 @@ class TransformerRepository(ModelRepository):
         super().__init__([settings])
         self.model = self.get(settings.name)
         self.predictor_ready = False
-        self.waiting_reason = "waiting for the predictor"
+        self.waiting_state, self.waiting_reason = ModelState.LOADING, "waiting for the predictor"
 
     def _changed(self, model: Model) -> None:
         # Loading the transformer class is not enough: it is READY only once the predictor is.
         if model.state is ModelState.READY and not self.predictor_ready:
-            model.state, model.reason = ModelState.UNAVAILABLE, self.waiting_reason
+            model.state, model.reason = self.waiting_state, self.waiting_reason
         super()._changed(model)
 
     async def load(self, name: str) -> Model:
@@ -76,16 +80,24 @@ class TransformerRepository(ModelRepository):
         await runtime.start()
         try:
             while True:
-                ready, why = await runtime.ready()
-                self._follow(runtime, ready, why)
+                try:
+                    ready, why = await runtime.ready()
+                    waiting = ModelState.LOADING
+                except PredictorRefused as exc:
+                    ready, why, waiting = False, exc.message, ModelState.UNAVAILABLE
+                self._follow(runtime, ready, why, waiting)
                 await asyncio.sleep(PROBE_INTERVAL_S)
         finally:
             await runtime.aclose()
 
-    def _follow(self, runtime: Transformer, ready: bool, why: str) -> None:
-        if ready == self.predictor_ready and (ready or why == self.model.reason):
+    def _follow(
+        self, runtime: Transformer, ready: bool, why: str, waiting: ModelState = ModelState.LOADING
+    ) -> None:
+        if ready == self.predictor_ready and (
+            ready or (why, waiting) == (self.model.reason, self.model.state)
+        ):
             return
-        self.predictor_ready, self.waiting_reason = ready, why
+        self.predictor_ready, self.waiting_state, self.waiting_reason = ready, waiting, why
         model = self.model
         if model.runtime is not runtime:
             return  # unloaded through the repository API meanwhile
@@ -93,7 +105,7 @@ class TransformerRepository(ModelRepository):
             model.state, model.reason = ModelState.READY, ""
             log.info("predictor of %s is ready", model.name)
         else:
-            model.state, model.reason = ModelState.UNAVAILABLE, why
+            model.state, model.reason = waiting, why
             log.warning("transformer %s not ready: %s", model.name, why)
         self._changed(model)
 

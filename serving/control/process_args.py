@@ -8,9 +8,11 @@ is translated here, once (the spec-effect tests check each one).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from serving.errors import ServingError
+from serving.model_args import model_name, translate
 from serving.observability.options import component_flags
 from serving.revision import Revision
 from serving.spec import ComponentSpec, EnvVar, PredictorSpec, is_serving_transform
@@ -24,10 +26,12 @@ class RevisionError(ServingError):
     status_code = 400
 
 
-def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
-    """`serve ...` without host and port (each backend adds its own)."""
+def predictor_args(revision: Revision, model_dir: Path | str, runtime_flags: Sequence[str] = ()) -> list[str]:
+    """`serve ...` without host and port (each backend adds its own). The selected ServingRuntime's flags come
+    before the user's `model.args` (KServe's flags translated), so the user's own `--runtime` etc. win."""
+    check_local_predictor(revision.predictor)
     predictor, model = revision.predictor, revision.model
-    args = ["serve", "--model-dir", str(model_dir), "--name", revision.isvc]
+    args = ["serve", "--model-dir", str(model_dir), "--name", predictor_model_name(revision)]
     runtime = model.runtime if model is not None else None
     if runtime and ":" in runtime:
         args += ["--runtime", runtime]
@@ -47,7 +51,32 @@ def predictor_args(revision: Revision, model_dir: Path | str) -> list[str]:
     args += _observability(revision, "predictor")
     if revision.in_process_transformer is not None:
         args += [WITH_TRANSFORMER, shlex.join(_our_transformer_argv(revision))]
-    return args + list(model.args if model is not None else ())
+    return args + list(runtime_flags) + translate(model.args if model is not None else ())
+
+
+def predictor_model_name(revision: Revision) -> str:
+    """The name the predictor serves its model under. The user's (`--model_name` in `model.args`) first; else,
+    behind a transformer of its own process, the model that transformer calls (KServe's transformer calls
+    `/v1/models/<its --model_name>:predict` on its predictor, so `--model_name mnist` there means a predictor
+    serving `mnist`); else the InferenceService's name. spec.parse refuses the first two disagreeing."""
+    model = revision.model
+    named = model_name(model.args) if model is not None else None
+    transformer = revision.transformer_process
+    called = transformer.called_model if transformer is not None else None
+    return named or called or revision.isvc
+
+
+def check_local_predictor(predictor: PredictorSpec) -> None:
+    """A custom predictor image is run by Kubernetes only: say so, and what works here instead."""
+    container = predictor.custom_container
+    if container is not None:
+        raise RevisionError(
+            f"spec.predictor.containers: a custom predictor container (image {container.image}) runs on "
+            "Kubernetes only (`serving render -f FILE`, `serving apply --backend kubernetes -f FILE`): `serving "
+            "up` starts processes, not images. On this machine, serve the model with spec.predictor.model "
+            "(modelFormat + storageUri), or your own Python class with spec.predictor.model.runtime: "
+            "module:Class (a serving.runtimes.base.Runtime; README: Custom runtime)"
+        )
 
 
 def transformer_args(revision: Revision, predictor_url: str) -> list[str]:

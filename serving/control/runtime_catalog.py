@@ -72,7 +72,8 @@ class RuntimeCatalog:
 
     def check(self, isvc: InferenceService) -> None:
         """Refuse an explicit `runtime:` that cannot serve this predictor (KServe's message, our field path)."""
-        request = _request(isvc.spec.predictor.normalised_model())
+        predictor = isvc.spec.predictor
+        request = _request(predictor.normalised_model()) if predictor.custom_container is None else None
         if request is None or request.runtime is None:
             return
         try:

@@ -18,7 +18,7 @@ from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
 from serving.runtime_crd import VERSION as RUNTIME_VERSION
 from serving.servingruntime import parse_runtime
-from serving.spec import OUR_GROUP, SpecError, load_documents, parse
+from serving.spec import OUR_GROUP, SpecError, load_documents, model_args_warnings, parse
 
 OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
 OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
@@ -58,13 +58,28 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     if is_runtime_document(doc):
         return []
     isvc = parse(doc)
-    uri = isvc.spec.predictor.normalised_model().storage_uri if not isvc.spec.predictor.containers else None
+    predictor = isvc.spec.predictor
+    custom = predictor.custom_container is not None
+    out = [] if custom else model_args_warnings(predictor)
+    uri = predictor.custom_storage_uri if custom else predictor.normalised_model().storage_uri
+    field = "containers[].env STORAGE_URI" if custom else "model.storageUri"
     if uri and ("://" not in uri or uri.startswith("file://")):
-        return [
-            f"spec.predictor.model.storageUri: {uri!r} is a local path; the cluster cannot read it "
+        out.append(
+            f"spec.predictor.{field}: {uri!r} is a local path; the cluster cannot read it "
             "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
+        )
+    if custom:
+        out += [
+            f"spec.predictor.{name}: no effect on a custom predictor container (it is a setting of our model "
+            "server; your image runs as written)"
+            for name, value in (
+                ("batcher", predictor.batcher),
+                ("logger", predictor.logger),
+                ("containerConcurrency", predictor.container_concurrency),
+            )
+            if value not in (None, 0)  # containerConcurrency 0: unlimited, as without it
         ]
-    return []
+    return out
 
 
 def apply_kubernetes(

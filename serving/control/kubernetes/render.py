@@ -20,7 +20,15 @@ from serving.control.process_args import (
     transformer_args,
 )
 from serving.revision import Revision
-from serving.spec import ComponentSpec, EnvVar, InferenceService, Resources
+from serving.spec import (
+    PREDICTOR_CONTAINER,
+    ComponentSpec,
+    Container,
+    EnvVar,
+    InferenceService,
+    Resources,
+    flag_value,
+)
 from serving.storage.kserve_secrets import credentials_from_secrets
 
 GROUP_PREFIX = "serving.dev"
@@ -193,11 +201,14 @@ def _storage(
 
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
-    argv = (
-        predictor_args(revision, Path(MODEL_DIR))
-        + list(settings.runtime_flags.get(revision.name, ()))
-        + ["--host", "0.0.0.0", "--port", str(PORT), "--grpc-port", str(GRPC_PORT)]
-    )
+    argv = predictor_args(revision, Path(MODEL_DIR), settings.runtime_flags.get(revision.name, ())) + [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--grpc-port",
+        str(GRPC_PORT),
+    ]
     containers = revision.predictor.containers
     resources = model.resources if model is not None else (containers[0].resources if containers else None)
     return {
@@ -219,17 +230,54 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
     }
 
 
+def custom_predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
+    """KServe's custom predictor: the user's container as written (image, command, args, env, ports, resources),
+    its first port named `http` (the Service and the readiness probe use it; 8080 when it gives none)."""
+    spec = revision.predictor.custom_container
+    assert spec is not None
+    container = user_container(spec, settings)
+    ports = [dict(p) for p in spec.ports] or [{"containerPort": PORT, "protocol": "TCP"}]
+    ports[0]["name"] = "http"
+    container["ports"] = ports
+    container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
+    return container
+
+
+def user_container(spec: Container, settings: RenderSettings) -> dict[str, Any]:
+    """A container the user wrote, as written (resources defaulted, as KServe defaults them)."""
+    container: dict[str, Any] = {"name": spec.name or PREDICTOR_CONTAINER, "image": spec.image}
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    if spec.env:
+        container["env"] = _env(spec.env)
+    if spec.ports:
+        container["ports"] = [dict(p) for p in spec.ports]
+    container["resources"] = _resources(spec.resources, settings)
+    return container
+
+
+def _custom_predictor_port(revision: Revision) -> int:
+    spec = revision.predictor.custom_container
+    port = spec.ports[0].get("containerPort") if spec is not None and spec.ports else None
+    return port if isinstance(port, int) else PORT
+
+
 def transformer_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     """Our `serving transform` with this revision's predictor Service; a custom image gets KServe's args."""
     assert revision.transformer is not None
     spec = revision.transformer.containers[0]
     predictor = service_url(revision, "predictor", settings)
+    port = _custom_transformer_port(revision)
     container: dict[str, Any] = {
         "name": spec.name or "kserve-container",
         "image": spec.image or settings.image,
         "imagePullPolicy": spec.image_pull_policy or settings.image_pull_policy,
         "env": _env(component_env(revision.transformer)),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "resources": _resources(spec.resources, settings),
         "securityContext": _SECURITY,
     }
@@ -241,16 +289,35 @@ def transformer_container(revision: Revision, settings: RenderSettings) -> dict[
     else:  # a custom transformer image, called as KServe calls one
         if spec.command:
             container["command"] = list(spec.command)
-        container["args"] = list(spec.args) + [
-            "--model_name",
-            revision.isvc,
-            "--predictor_host",
-            predictor.removeprefix("http://"),
-            "--http_port",
-            str(PORT),
-        ]
+        container["args"] = list(spec.args) + kserve_transformer_args(
+            list(spec.args), revision.isvc, predictor.removeprefix("http://")
+        )
         container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
     return container
+
+
+def kserve_transformer_args(args: list[str], isvc: str, predictor_host: str) -> list[str]:
+    """What KServe appends to a custom transformer's args: each of --model_name (the InferenceService's name),
+    --predictor_host and --http_port only when the args do not already give it (KServe's `IncludesArg`: the
+    flag itself or any arg starting with it, e.g. `--model_name=mnist`)."""
+    out: list[str] = []
+    for flag, value in (
+        ("--model_name", isvc),
+        ("--predictor_host", predictor_host),
+        ("--http_port", str(PORT)),
+    ):
+        if not any(a == flag or a.startswith(flag) for a in args):
+            out += [flag, value]
+    return out
+
+
+def _custom_transformer_port(revision: Revision) -> int:
+    """The port a custom transformer listens on: its own `--http_port` if its args give one, else ours."""
+    assert revision.transformer is not None
+    if is_our_transformer(revision):
+        return PORT
+    given = flag_value(revision.transformer.containers[0].args, "--http_port")
+    return int(given) if given is not None and given.isdigit() else PORT
 
 
 def _pod_fields(source: ComponentSpec) -> dict[str, Any]:
@@ -275,9 +342,14 @@ def deployment(
     """`replicas=None` leaves the count to the HPA (so a patch never fights it)."""
     source: ComponentSpec | None = revision.predictor if component == "predictor" else revision.transformer
     assert source is not None
+    custom = component == "predictor" and revision.predictor.custom_container is not None
     if component == "predictor":
         init, volumes, mounts = _storage(revision, settings)
-        container = predictor_container(revision, settings)
+        if custom:
+            container = custom_predictor_container(revision, settings)
+            mounts = [m for m in mounts if m["name"] == "model"]  # its image's own /tmp, not ours
+        else:
+            container = predictor_container(revision, settings)
         if mounts:
             container["volumeMounts"] = mounts
     else:
@@ -286,15 +358,25 @@ def deployment(
             **transformer_container(revision, settings),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
+    main = revision.predictor.custom_container if component == "predictor" else None
+    sidecars = [  # KServe runs a predictor's other containers beside its server, as written
+        user_container(c, settings)
+        for c in (revision.predictor.containers if component == "predictor" else ())
+        if c is not main
+    ]
     pod: dict[str, Any] = {
-        "containers": [container],
+        "containers": [container, *sidecars],
         "volumes": volumes,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "fsGroup": 1000,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": (
+            {"fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}}  # the user ID is its image's
+            if custom
+            else {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }
+        ),
         "terminationGracePeriodSeconds": 45,
         "enableServiceLinks": False,
     }
@@ -303,7 +385,7 @@ def deployment(
     pod.update(_pod_fields(source))
     annotations = {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(PORT),
+        "prometheus.io/port": str(_custom_predictor_port(revision) if custom else PORT),
         "prometheus.io/path": "/metrics",
         **source.annotations,
     }
@@ -329,6 +411,8 @@ def deployment(
 
 
 def service(revision: Revision, component: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Port 80 -> the entry container's `http` port; our predictor also serves gRPC (a custom image: REST)."""
+    grpc = component == "predictor" and revision.predictor.custom_container is None
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -347,7 +431,7 @@ def service(revision: Revision, component: str, owner: dict[str, Any] | None = N
                         "appProtocol": "kubernetes.io/h2c",
                     }
                 ]
-                if component == "predictor"
+                if grpc
                 else []
             ),
         },

@@ -24,6 +24,7 @@ from serving.canary.spec import parse_canary
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane, Service
 from serving.control.local.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
+from serving.control.process_args import check_local_predictor
 from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
@@ -93,6 +94,7 @@ class ControlAPI:
         parsed = [parse(doc) for doc in services]
         for isvc in parsed:
             catalog.check(isvc)
+            check_local_predictor(isvc.spec.predictor)  # every document checked before any is applied
         applied = [{**self.control.runtimes.apply(doc), "warnings": []} for doc in runtimes]
         for isvc, doc in zip(parsed, services, strict=True):
             service = await self.control.apply(isvc, doc)

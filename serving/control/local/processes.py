@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -68,7 +69,28 @@ class ProcessSpec:
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/v2/health/ready"
-    model_name: str | None = None  # to read a load failure from /v2/models/NAME/ready
+    model_name: str | None = None  # set: a failure of its models (repository index) marks the replica failed
+
+
+INDEX_PATH = "/v2/repository/index"
+
+
+def load_failure(index: Any, model: str | None) -> str:
+    """Why a replica will not serve however long it is given, from its `POST /v2/repository/index`: a model
+    UNAVAILABLE with a reason (its load failed; a transformer's predictor has no such model), `model`'s first.
+    "" while its models load or wait for something that may yet come (LOADING), are ready, or were unloaded."""
+    if not isinstance(index, list):
+        return ""
+    failed = [
+        m
+        for m in index
+        if isinstance(m, dict)
+        and m.get("state") == "UNAVAILABLE"
+        and m.get("reason")
+        and m.get("reason") != "unloaded"
+    ]
+    named = [m for m in failed if m.get("name") == model]
+    return str((named or failed)[0]["reason"]) if failed else ""
 
 
 @dataclass
@@ -206,12 +228,9 @@ class Replica:
             if response.status == 200:
                 return True
             if self.spec.model_name and self.state is not ReplicaState.FAILED:
-                response = await http.get(
-                    f"{self.url}/v2/models/{self.spec.model_name}/ready", HEALTH_TIMEOUT_S
-                )
-                body = orjson.loads(response.body)
-                if isinstance(body, dict) and body.get("reason") and body.get("reason") != "unloaded":
-                    self._set(ReplicaState.FAILED, str(body["reason"]))
+                response = await http.request(self.url, "POST", INDEX_PATH, timeout_s=HEALTH_TIMEOUT_S)
+                if why := load_failure(orjson.loads(response.body), self.spec.model_name):
+                    self._set(ReplicaState.FAILED, why)
         except (ConnectionError, TimeoutError, ValueError):
             pass
         return False

@@ -17,6 +17,7 @@ from serving.control.process_args import (
     local_env,
     predictor_args,
     predictor_env,
+    predictor_model_name,
     transformer_args,
 )
 from serving.errors import ServingError
@@ -64,6 +65,8 @@ class RevisionRunner:
         replica_factory: ReplicaFactory | None = None,
     ) -> None:
         self.revision = revision
+        # `serving up`'s (--no-pickle, --grpc-port) and the selected ServingRuntime's flags; the user's
+        # `model.args` come after them (and cannot undo --no-pickle or move a port: those are dropped)
         self.predictor_flags = predictor_flags
         self.model_dir = model_dir
         self.log_dir = log_dir
@@ -109,8 +112,9 @@ class RevisionRunner:
         return removed
 
     def _predictor_spec(self, index: int) -> ProcessSpec:
-        args = predictor_args(self.revision, self.model_dir) + list(self.predictor_flags)
-        return ProcessSpec(args, local_env(predictor_env(self.revision)), model_name=self.revision.isvc)
+        args = predictor_args(self.revision, self.model_dir, self.predictor_flags)
+        name = predictor_model_name(self.revision)
+        return ProcessSpec(args, local_env(predictor_env(self.revision)), model_name=name)
 
     def _predictor_url(self, index: int) -> str | None:
         if not self.predictors:
@@ -125,7 +129,9 @@ class RevisionRunner:
         if url is None:
             return None
         return ProcessSpec(
-            transformer_args(self.revision, url), local_env(component_env(self.revision.transformer))
+            transformer_args(self.revision, url),
+            local_env(component_env(self.revision.transformer)),
+            model_name=self.revision.transformer.model_name or self.revision.isvc,
         )
 
     def _repoint_transformers(self) -> list[ReplicaHandle]:

@@ -278,8 +278,10 @@ class TransformerSpec(ComponentSpec):
 
     @property
     def model_name(self) -> str | None:
-        """The model name its args give (`--model_name` / `--model-name`): served here, as KServe's are."""
-        return flag_value(self.argv, "--model_name", "--model-name")
+        """The model name its args give (`--model_name` / `--model-name`): served here. For a custom image,
+        KServe looks in `args` only (a name in `command` is followed by the one KServe appends)."""
+        ours = is_serving_transform(self.argv)
+        return flag_value(self.argv if ours else self.containers[0].args, "--model_name", "--model-name")
 
     @property
     def called_model(self) -> str | None:

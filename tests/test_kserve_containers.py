@@ -154,6 +154,16 @@ def test_custom_transformer_keeps_its_model_name_and_the_predictor_serves_it(giv
     assert served[served.index("--name") + 1] == "mnist"  # what the transformer calls on its predictor
 
 
+def test_a_model_name_in_a_custom_transformers_command_is_followed_by_kserves() -> None:
+    """KServe's IncludesArg looks at `args` only: it appends `--model_name <isvc>`, which the process reads last."""
+    command = ["python", "-m", "tx", "--model_name", "mnist"]
+    transformer = {"containers": [{"name": "kserve-container", "image": "me/tx:1", "command": command}]}
+    objects = _by_kind(render([_doc({"sklearn": {"storageUri": "pvc://s/i"}}, transformer)], SETTINGS))
+    assert _pod(objects, "transformer")["containers"][0]["args"][:2] == ["--model_name", "iris"]
+    served = _pod(objects)["containers"][0]["args"]
+    assert served[served.index("--name") + 1] == "iris"
+
+
 def test_custom_transformer_own_host_and_port_are_kept() -> None:
     args = ["--predictor_host", "elsewhere:80", "--http_port", "9000"]
     transformer = {"containers": [{"name": "kserve-container", "image": "me/tx:1", "args": args}]}

@@ -63,6 +63,19 @@ def select_outputs(
     return wanted
 
 
+def refuse_text(inputs: TensorDict, model: str) -> None:
+    """A numeric model given strings or booleans (V1 has no datatypes: `["6.8"]` arrives as text, `[true]` as
+    BOOL): numpy would make numbers of them without a word, so the caller hears it instead."""
+    for name, array in inputs.items():
+        kind = array.dtype.kind
+        if kind in "OSU":
+            raise BadRequest(
+                f'model {model!r} takes numbers; input {name!r} holds strings (send 6.8, not "6.8")'
+            )
+        if kind == "b":
+            raise BadRequest(f"model {model!r} takes numbers; input {name!r} holds booleans (send 1 or 0)")
+
+
 def feature_matrix(inputs: TensorDict, features: int = -1, model: str = "") -> np.ndarray:
     """One 2-D matrix from the request: a single tensor as is, several as feature columns in order.
 

@@ -73,6 +73,10 @@ class ONNXRuntime(Runtime):
             _check_shape(self.settings.name, name, array.shape, self._input_shapes[name])
             if dtype.kind == "O":
                 feed[name] = np.vectorize(_text, otypes=[object])(array) if array.size else array
+            elif array.dtype.kind in "OSU":
+                raise BadRequest(
+                    f"model {self.settings.name!r} input {name!r} takes numbers ({dtype}); it got strings"
+                )
             elif array.dtype != dtype:
                 feed[name] = array.astype(dtype)
             else:

@@ -15,7 +15,7 @@ import numpy as np
 
 from serving.errors import ArtifactError, ArtifactRefused
 from serving.runtimes import find_artifact, linear_cache
-from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
+from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, refuse_text, select_outputs
 from serving.runtimes.linear_fast_path import Predict, all_finite, from_params, guarded, verified_linear
 from serving.types import TensorDict, TensorSpec
 
@@ -124,6 +124,8 @@ class SKLearnRuntime(Runtime):
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._requested(parameters)
+        if self._linear is not None:  # a linear model is numbers only (a pipeline may take text: not refused)
+            refuse_text(inputs, self.settings.name)
         matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from serving.runtimes import find_artifact
-from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, select_outputs
+from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, refuse_text, select_outputs
 from serving.runtimes.sklearn import PICKLE_SUFFIXES, PREDICT, PROBABILITIES, load_pickle
 from serving.runtimes.xgboost_native import native_estimator, xgboost_module
 from serving.types import TensorDict, TensorSpec
@@ -51,6 +51,7 @@ class XGBoostRuntime(Runtime):
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._pick(parameters)
+        refuse_text(inputs, self.settings.name)
         matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
 

@@ -287,8 +287,43 @@ CASES = [
         "v1-instances-strings",
         b'{"instances": [["a", "b", "c", "d"]]}',
         400,
-        "could not convert string",
+        "takes numbers; input 'instances' holds strings",
         path="/v1/models/{model}:predict",
+    ),
+    Case(  # numpy would parse them: a silent coercion
+        "v1-instances-numbers-as-strings",
+        b'{"instances": [["6.8", "2.8", "4.8", "1.4"]]}',
+        400,
+        "holds strings",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-instances-a-boolean-among-numbers",
+        b'{"instances": [[true, 2.8, 4.8, 1.4]]}',
+        400,
+        "'instances' mixes booleans with numbers",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v1-named-columns-of-booleans",
+        b'{"inputs": {"a": [true], "b": [2.8], "c": [4.8], "d": [1.4]}}',
+        400,
+        "input 'a' holds booleans",
+        path="/v1/models/{model}:predict",
+    ),
+    Case(
+        "v2-a-boolean-among-integers",
+        v2(tensor("INT32", [2], [1, True])),
+        400,
+        "must hold only integers, not booleans",
+        server="echo",
+    ),
+    Case(
+        "v2-a-boolean-among-floats",
+        v2(tensor("FP32", [2, 1], [[2.5], [True]])),
+        400,
+        "must hold only numbers, not booleans",
+        server="echo",
     ),
     Case(
         "v1-instances-empty",
@@ -350,7 +385,7 @@ CASES = [
         "v1-xgboost-strings",
         b'{"instances": [["a", "b", "c", "d"]]}',
         400,
-        "rejected the input",
+        "takes numbers; input 'instances' holds strings",
         path="/v1/models/xgboost-iris:predict",
     ),
     Case(
@@ -424,3 +459,17 @@ def test_lenient_but_exact_values_are_accepted(servers: dict[str, InProcessServe
         response = httpx.post(servers["echo"].url + "/v2/models/echo/infer", content=v2(sent), timeout=30)
         assert response.status_code == 200, response.text
         assert response.json()["outputs"][0]["data"] == expected
+
+
+def test_booleans_are_found_in_large_bodies_too() -> None:
+    """The large-body search (letters, not substrings) finds what the small one finds."""
+    from serving.protocol.json_body import mentions_booleans
+
+    numbers = b",".join([b"6.8123e-05"] * 2000)
+    for tail, holds in ((b"", False), (b",true", True), (b",false", True), (b',"trueish"', True)):
+        body = b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[' + numbers + tail + b"]}]}"
+        assert (
+            len(body) > 4096
+            and mentions_booleans(body) is holds
+            and mentions_booleans(memoryview(body)) is holds
+        )

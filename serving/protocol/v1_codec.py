@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 from serving.errors import BadRequest
-from serving.protocol.json_body import check_depth, loads_object
+from serving.protocol.json_body import check_depth, holds_booleans, loads_object, mentions_booleans
 from serving.protocol.v2_codec import json_data
 from serving.settings import Limits
 from serving.types import InferRequest, InferResponse
@@ -20,19 +20,20 @@ _DEFAULT_LIMITS = Limits()
 def decode_request(body: bytes, limits: Limits = _DEFAULT_LIMITS) -> InferRequest:
     """`instances` (row format) or `inputs` (a list, or a dict of named columns) -> tensors."""
     doc = loads_object(body)
+    bools = mentions_booleans(body)
     if "instances" in doc:
         raw: Any = doc["instances"]
         if not isinstance(raw, list):
             raise BadRequest("'instances' must be a list")
-        inputs = {V1_INPUT: _array(raw, "instances", limits)}
+        inputs = {V1_INPUT: _array(raw, "instances", limits, bools)}
     elif "inputs" in doc:
         raw = doc["inputs"]
         if isinstance(raw, dict):
             if not raw:
                 raise BadRequest("'inputs' must name at least one tensor")
-            inputs = {str(k): _array(v, f"inputs.{k}", limits) for k, v in raw.items()}
+            inputs = {str(k): _array(v, f"inputs.{k}", limits, bools) for k, v in raw.items()}
         elif isinstance(raw, list):
-            inputs = {V1_INPUT: _array(raw, "inputs", limits)}
+            inputs = {V1_INPUT: _array(raw, "inputs", limits, bools)}
         else:
             raise BadRequest("'inputs' must be a list or an object of named tensors")
     else:
@@ -41,7 +42,7 @@ def decode_request(body: bytes, limits: Limits = _DEFAULT_LIMITS) -> InferReques
     return InferRequest(inputs=inputs, parameters=params if isinstance(params, dict) else {})
 
 
-def _array(raw: Any, where: str, limits: Limits) -> np.ndarray:
+def _array(raw: Any, where: str, limits: Limits, bools: bool = True) -> np.ndarray:
     if not isinstance(raw, list):
         raw = [raw]
     if not raw:
@@ -55,8 +56,11 @@ def _array(raw: Any, where: str, limits: Limits) -> np.ndarray:
         raise BadRequest(
             f"'{where}' has {array.size} elements, over the limit of {limits.max_tensor_elements}"
         )
-    if array.dtype.kind == "U":
+    kind = array.dtype.kind
+    if kind == "U":
         array = np.char.encode(array, "utf-8").astype(object)
+    elif bools and kind in "iuf" and holds_booleans(raw):  # numpy made true 1: the caller mixed the two
+        raise BadRequest(f"'{where}' mixes booleans with numbers; send one or the other")
     return array
 
 

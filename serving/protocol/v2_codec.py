@@ -15,7 +15,7 @@ import orjson
 from serving.errors import BadRequest
 from serving.protocol import binary
 from serving.protocol.dtypes import numpy_dtype, v2_datatype
-from serving.protocol.json_body import check_depth, loads_object
+from serving.protocol.json_body import check_depth, holds_booleans, loads_object, mentions_booleans
 from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
 
@@ -37,8 +37,9 @@ def decode_request(
         raise BadRequest("'id' must be a string")
     reader = binary.Reader(tail)
     inputs: dict[str, np.ndarray] = {}
+    bools = mentions_booleans(json_part)
     for index, raw in enumerate(raw_inputs):
-        name, array = _decode_input(raw, index, reader, limits)
+        name, array = _decode_input(raw, index, reader, limits, bools)
         if name in inputs:
             raise BadRequest(f"input {name!r} appears more than once")
         inputs[name] = array
@@ -69,7 +70,9 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _decode_input(raw: Any, index: int, reader: binary.Reader, limits: Limits) -> tuple[str, np.ndarray]:
+def _decode_input(
+    raw: Any, index: int, reader: binary.Reader, limits: Limits, bools: bool = True
+) -> tuple[str, np.ndarray]:
     if not isinstance(raw, dict):
         raise BadRequest(f"inputs[{index}] must be a JSON object")
     name = raw.get("name")
@@ -98,7 +101,7 @@ def _decode_input(raw: Any, index: int, reader: binary.Reader, limits: Limits) -
         return name, reader.tensor(name, datatype, shape, count, size)
     if "data" not in raw:
         raise BadRequest(f"input {name!r} has no 'data' (and no 'binary_data_size')")
-    return name, decode_json_data(raw["data"], name, datatype, dtype, shape, count, limits)
+    return name, decode_json_data(raw["data"], name, datatype, dtype, shape, count, limits, bools)
 
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
@@ -113,8 +116,16 @@ def _shape(raw: Any, name: str) -> tuple[int, ...]:
 
 
 def decode_json_data(
-    data: Any, name: str, datatype: str, dtype: np.dtype, shape: tuple[int, ...], count: int, limits: Limits
+    data: Any,
+    name: str,
+    datatype: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    count: int,
+    limits: Limits,
+    bools: bool = False,
 ) -> np.ndarray:
+    """`bools`: the text may hold JSON booleans, so numbers are checked for any (numpy would count them)."""
     if isinstance(data, dict):
         raise BadRequest(f"input {name!r}: 'data' must be a list (flat or nested), not an object")
     if not isinstance(data, list):
@@ -127,7 +138,7 @@ def decode_json_data(
     if datatype == "BYTES":
         array = _bytes_array(data, name, shape, count)
     else:
-        array = _numeric_array(data, name, datatype, dtype)
+        array = _numeric_array(data, name, datatype, dtype, bools)
     if array.size != count:
         _mismatch(name, shape, count, datatype, array.size)
     if array.ndim > 1 and array.shape != shape:  # nested data is row-major by its nesting: it must agree
@@ -148,13 +159,18 @@ _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _KIND_NAMES = {"b": "booleans", "i": "numbers", "u": "numbers", "f": "non-integer numbers", "U": "strings"}
 
 
-def _numeric_array(data: list[Any], name: str, datatype: str, dtype: np.dtype) -> np.ndarray:
-    """JSON values -> `dtype`, refusing what a cast would silently change (1.5 -> 1, "5" -> 5, 1e10 -> inf)."""
+def _numeric_array(
+    data: list[Any], name: str, datatype: str, dtype: np.dtype, bools: bool = False
+) -> np.ndarray:
+    """JSON values -> `dtype`, refusing what a cast would silently change (1.5 -> 1, "5" -> 5, 1e10 -> inf,
+    true -> 1)."""
     try:
         inferred = np.asarray(data)
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"input {name!r}: 'data' is not a rectangular array of {datatype}") from exc
     kind = inferred.dtype.kind
+    if bools and kind in "iuf" and holds_booleans(data):
+        raise BadRequest(f"input {name!r}: {datatype} 'data' must hold only {_expected(dtype)}, not booleans")
     if inferred.size == 0:
         return inferred.astype(dtype)
     if kind in _ACCEPTED_KINDS[dtype.kind]:

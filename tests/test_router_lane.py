@@ -360,3 +360,40 @@ async def test_a_retry_on_another_replica_keeps_the_first_try_s_timeout(lane: bo
     assert late.status_code == 504, late.text
     assert elapsed < 0.5, elapsed  # 0.2 + 0.2 + 0.3 with a timeout per try
     assert all(n == 0 for n in router.upstreams.outstanding.values())
+
+
+async def test_the_routers_own_answers_for_odd_methods_tags_hosts_and_dead_replicas(
+    predictor: InProcessServer,
+) -> None:
+    """405 on its own routes for other methods; 404 for a tag or a NAME.NAMESPACE.DOMAIN Host that is not
+    there (retrying cannot help, so not a 503); a replica's address never in an answer."""
+    router = Router(metrics=RouterMetrics())
+    arm = Arm(REVISION, 100, "stable", "latest", (predictor.url,))
+    route = ServiceRoute("iris", "default", (arm,), "iris.default.example.com")
+    router.set_table(RouteTable({("default", "iris"): route}))
+    transport = httpx.ASGITransport(app=router)
+    async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        for method, path in (("PATCH", "/v2"), ("TRACE", "/v2"), ("POST", "/v2/health/ready")):
+            answer = await client.request(method, path)
+            assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD", (method, path)
+            assert f"method {method} not allowed" in answer.json()["error"]
+        tagged = await client.post("/v1/models/iris:predict", json=ROW, headers={"x-serving-tag": "prev"})
+        assert tagged.status_code == 404 and "no tag or revision 'prev'" in tagged.json()["error"]
+        assert "latest" in tagged.json()["error"]
+        pinned = await client.post("/v1/models/iris:predict", json=ROW, headers={"x-serving-tag": "latest"})
+        assert pinned.status_code == 200
+        elsewhere = await client.post(
+            "/v1/models/iris:predict", json=ROW, headers={"host": "iris.prod.example.com"}
+        )
+        assert elsewhere.status_code == 404, elsewhere.text
+        by_host = await client.post(
+            "/v1/models/iris:predict", json=ROW, headers={"host": "iris.default.example.com:8080"}
+        )
+        assert by_host.status_code == 200
+    dead = Arm(REVISION, 100, "stable", "latest", ("http://127.0.0.1:9",))  # nothing listens there
+    router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (dead,), timeout_s=1)}))
+    router.activator.timeout_s = 0.3
+    async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+        refused = await client.post("/v1/models/iris:predict", json=ROW)
+    assert refused.status_code == 503 and "127.0.0.1" not in refused.text, refused.text
+    await router.upstreams.close()

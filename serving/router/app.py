@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import serving
 from serving.errors import (
     GatewayTimeout,
+    MethodNotAllowed,
     ModelNotFound,
     NotFound,
     ServiceUnavailable,
@@ -68,6 +69,7 @@ class Router:
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
         self._table = RouteTable()
         self._hosts: dict[str, ServiceRoute] = {}
+        self._domains: tuple[str, ...] = ()
 
     @property
     def table(self) -> RouteTable:
@@ -76,6 +78,9 @@ class Router:
     def set_table(self, table: RouteTable) -> None:
         """Swap the whole table at once; requests in flight keep the arm they already picked."""
         self._table, self._hosts = table, table.by_host()
+        # ".DOMAIN" of every route's NAME.NAMESPACE.DOMAIN: a Host of that shape names a service (KServe routes
+        # by Host), so one that is not there is a 404, not the same-named service of `default`
+        self._domains = tuple({"." + h.split(".", 2)[2] for h in self._hosts if h.count(".") >= 2})
         self.balancer.retain(table)
         self.activator.table_changed(table)
 
@@ -108,6 +113,10 @@ class Router:
             await send_error(send, exc, scope["method"], path)
 
     async def _local(self, scope: Scope, send: Send, path: str) -> None:
+        if scope["method"] not in ("GET", "HEAD"):  # as the model server's own routes answer
+            raise MethodNotAllowed(
+                f"method {scope['method']} not allowed on {path}", headers={"Allow": "GET, HEAD"}
+            )
         if self.auth is not None and not (self.auth.public_health and path.startswith("/v2/health/")):
             namespace = self._namespace_of(scope) if path == "/v1/models" else None
             self.auth.check(namespace, scope["headers"])
@@ -138,7 +147,11 @@ class Router:
     def route_for(self, host: str, name: str) -> ServiceRoute | None:
         """The service a request names: by its Host (NAME.NAMESPACE.DOMAIN), else by model name in `default`."""
         route = self._hosts.get(host)
-        return route if route is not None else self._table.services.get(("default", name))
+        if route is not None:
+            return route
+        if host.endswith(self._domains) and _names_a_service(host, self._domains):
+            return None  # NAME.NAMESPACE.DOMAIN that is not a service here
+        return self._table.services.get(("default", name))
 
     def resolve(self, scope: Scope, name: str) -> ServiceRoute:
         route = self.route_for(host_of(scope), name)
@@ -246,14 +259,26 @@ class Router:
 
     def choose(self, route: ServiceRoute, pin: str | None, affinity: str | None = None) -> Arm:
         if pin:
-            for arm in route.arms:  # at zero with the activator on, a pinned request is held like any other
-                if pin in (arm.tag, arm.revision) and (arm.endpoints or route.activator):
+            named = [arm for arm in route.arms if pin in (arm.tag, arm.revision)]
+            if not named:  # no such tag or revision: retrying cannot help
+                known = sorted({a.tag for a in route.arms} | {a.revision for a in route.arms})
+                raise NotFound(
+                    f"InferenceService {route.name!r} has no tag or revision {pin!r} "
+                    f"(x-serving-tag takes: {', '.join(known) or 'none yet'})"
+                )
+            for arm in named:  # at zero with the activator on, a pinned request is held like any other
+                if arm.endpoints or route.activator:
                     return arm
             raise _no_ready_revision(route, f" for tag {pin!r}")
         chosen = self.balancer.choose(route, affinity)
         if chosen is None:
             raise _no_ready_revision(route)
         return chosen
+
+
+def _names_a_service(host: str, domains: tuple[str, ...]) -> bool:
+    """NAME.NAMESPACE before one of the domains (not a bare sub-domain such as serving.example.com)."""
+    return any(host.endswith(d) and host[: -len(d)].count(".") == 1 for d in domains)
 
 
 def _no_ready_revision(route: ServiceRoute, for_tag: str = "") -> ServiceUnavailable:

@@ -7,6 +7,7 @@ endpoint of the same arm (inference is a pure function of its input, so a retry 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from serving.errors import GatewayTimeout, ServiceUnavailable, ServingError
 from serving.http_client import HTTPClient, Response, UpstreamConnectError
 
+log = logging.getLogger("serving.router")
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -98,7 +100,9 @@ class Upstreams:
             except UpstreamConnectError as exc:
                 # A refused connect, or a peer that dropped the connection before answering.
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
-                last_error = f"{endpoint}: {exc}"
+                # what happened, not where: a replica's address is no business of the client's
+                last_error = "a replica refused the connection or closed it before answering"
+                log.info("replica %s not reached: %s", endpoint, exc)
             except ConnectionError as exc:
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
                 raise _failed_mid_response(exc) from exc

@@ -209,3 +209,24 @@ async def test_transformer_follows_its_predictor_to_a_new_port(
         )
     finally:
         await control.shutdown()
+
+
+async def test_one_revision_name_in_two_namespaces_keeps_two_log_files(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    v1, _ = models
+    sink = Sink()
+    control = _plane(tmp_path, sink)
+    await control.start()
+    try:
+        for namespace in ("default", "ml"):
+            doc = _doc(v1)
+            doc["metadata"]["namespace"] = namespace
+            await control.apply(parse(doc), doc)
+        await _until(lambda: len(FakeReplica.instances) == 2)
+        first, second = FakeReplica.instances
+        assert first.name == second.name  # same spec, same revision name
+        logs = tmp_path / "state" / "logs"
+        assert {first.log_dir, second.log_dir} == {logs, logs / "ml"}
+    finally:
+        await control.shutdown()

@@ -331,6 +331,8 @@ class LocalControlPlane:
         URL is fetched in the background (the runner starts nothing until it is here), so a slow or
         unreachable store holds up neither the router's start nor any other service's reconcile."""
         log_dir = self.store.root / "logs"
+        if revision.namespace != "default":  # one revision name can live in two namespaces: two log files
+            log_dir = log_dir / revision.namespace
         try:  # KServe's runtime selection: which runtime, and the flags its ServingRuntime adds
             flags = (*self.predictor_flags, *self.runtimes.flags_for(revision))
         except ServingError as exc:

@@ -14,7 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
-from serving.autoscale.knobs import AutoscaleSpecError, knobs_from, unknown_annotations
+from serving.autoscale.knobs import (
+    AutoscaleSpecError,
+    knobs_from,
+    scaling_warnings,
+    unknown_annotations,
+    with_bounds,
+)
 from serving.errors import BadRequest
 from serving.spec_suggest import did_you_mean
 
@@ -350,6 +356,7 @@ class InferenceService(Strict):
         from serving.spec_effects import no_local_effect  # the table imports this module
 
         out = no_local_effect(self) + unknown_annotations(self.metadata.annotations)
+        out += scaling_warnings(self.spec.predictor, self.metadata.annotations)
         transformer = self.spec.transformer
         if transformer is not None and transformer.in_process:
             out += [
@@ -423,7 +430,7 @@ def parse(document: dict[str, Any]) -> InferenceService:
                 message = "unknown field (not supported)" + did_you_mean(InferenceService, err["loc"])
             problems.append(f"{_path(err['loc'])}: {message}")
         raise SpecError("; ".join(problems)) from exc
-    _check_scaling(isvc)
+    isvc = _check_scaling(isvc)
     _check_predictor_containers(isvc.spec.predictor)
     _check_predictor_model(isvc)
     if PLACEMENT_ANNOTATION in isvc.metadata.annotations:
@@ -482,15 +489,19 @@ def _check_predictor_model(isvc: InferenceService) -> None:
         )
 
 
-def _check_scaling(isvc: InferenceService) -> None:
-    """Autoscaling knobs (fields and `autoscaling.knative.dev/*` annotations) parse, or the apply is refused."""
-    for component, spec in (("predictor", isvc.spec.predictor), ("transformer", isvc.spec.transformer)):
-        if spec is None:
-            continue
-        try:
-            knobs_from(spec, isvc.metadata.annotations, f"spec.{component}")
-        except AutoscaleSpecError as exc:
-            raise SpecError(exc.message) from exc
+def _check_scaling(isvc: InferenceService) -> InferenceService:
+    """Autoscaling knobs (fields, `autoscaling.knative.dev/*` and KServe's scaling annotations) parse, or the
+    apply is refused; Knative's min-scale/max-scale become the predictor's minReplicas/maxReplicas when unset."""
+    try:
+        predictor = with_bounds(isvc.spec.predictor, isvc.metadata.annotations)
+        for component, spec in (("predictor", predictor), ("transformer", isvc.spec.transformer)):
+            if spec is not None:
+                knobs_from(spec, isvc.metadata.annotations, f"spec.{component}")
+    except AutoscaleSpecError as exc:
+        raise SpecError(exc.message) from exc
+    if predictor is isvc.spec.predictor:
+        return isvc
+    return isvc.model_copy(update={"spec": isvc.spec.model_copy(update={"predictor": predictor})})
 
 
 def _reject_unsupported_components(document: dict[str, Any]) -> None:

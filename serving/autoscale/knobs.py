@@ -1,18 +1,29 @@
 """Autoscaling knobs from what KServe users already write: component fields and Knative's annotations.
 
 `minReplicas`/`maxReplicas`/`scaleMetric`/`scaleTarget`/`containerConcurrency` on the component, KServe's
-`autoScaling.metrics[]` form where it maps, and `autoscaling.knative.dev/*` annotations on the
-InferenceService. Parsed once into `Knobs`; every mistake is a SpecError naming the field path.
+`autoScaling.metrics[]` form where it maps, `autoscaling.knative.dev/*` annotations on the InferenceService and
+KServe's class/metric annotations (`serving.autoscale.annotations`). Parsed once into `Knobs`; every mistake is a
+SpecError naming the field path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 from serving import durations
-from serving.errors import BadRequest
+from serving.autoscale import annotations as scaling_annotations
+from serving.autoscale.annotations import FIXED_CLASSES, UTILIZATION_KEY, AutoscaleSpecError
+
+__all__ = [
+    "AutoscaleSpecError",
+    "Knobs",
+    "knobs_from",
+    "scaling_warnings",
+    "unknown_annotations",
+    "with_bounds",
+]
 
 PREFIX = "autoscaling.knative.dev/"
 METRICS = ("concurrency", "rps", "cpu", "memory")
@@ -43,18 +54,16 @@ KNOWN_ANNOTATIONS = frozenset(
 )
 
 
-class AutoscaleSpecError(BadRequest):
-    """A scaling field or annotation the user must fix; the message starts with its path."""
-
-
 @dataclass(frozen=True, slots=True)
 class Knobs:
     metric: str = "concurrency"
+    autoscaler: str = "kpa"  # kpa | hpa | keda | none | external (serving.autoscale.annotations)
     target: float = 100.0  # per replica: in-flight requests, req/s, or % of a CPU / of the memory request
     utilization: float = 0.7
     min_replicas: int = 1
-    max_replicas: int = 0  # 0: no upper bound
+    max_replicas: int = 0  # 0: no upper bound (`serving up` caps it: --default-max-replicas)
     initial_scale: int = 1
+    activation_scale: int = 1  # the fewest replicas while not at zero (Knative's activation-scale)
     stable_window_s: float = 60.0
     panic_window_pct: float = 10.0
     panic_threshold_pct: float = 200.0
@@ -73,8 +82,8 @@ class Knobs:
 
     @property
     def scales(self) -> bool:
-        """Whether an autoscaler has anything to do (a fixed count needs none)."""
-        return self.max_replicas != self.min_replicas or self.min_replicas == 0
+        """Whether an autoscaler has anything to do (a fixed count needs none); no upper bound scales."""
+        return self.min_replicas == 0 or self.max_replicas == 0 or self.max_replicas > self.min_replicas
 
 
 def parse_duration_s(text: str, path: str) -> float:
@@ -87,19 +96,31 @@ def parse_duration_s(text: str, path: str) -> float:
 
 def knobs_from(component: Any, annotations: Mapping[str, str], path: str = "spec.predictor") -> Knobs:
     """The knobs of one component (`component` has the ComponentSpec attributes, snake_case)."""
-    metric, target = _metric_and_target(component, annotations, path)
+    autoscaler = scaling_annotations.autoscaler_class(annotations)
+    metric, target = _metric_and_target(component, annotations, path, autoscaler)
     ann = _annotations(annotations)
     min_replicas = 1 if component.min_replicas is None else component.min_replicas
     max_replicas = component.max_replicas or 0
     if max_replicas and max_replicas < min_replicas:
         raise AutoscaleSpecError(f"{path}.maxReplicas: {max_replicas} is below minReplicas {min_replicas}")
+    if autoscaler in FIXED_CLASSES or autoscaler == "hpa":
+        min_replicas = max(min_replicas, 1)  # an HPA, or a count nothing of ours changes, never reaches zero
+    if autoscaler in FIXED_CLASSES or (autoscaler == "hpa" and not max_replicas):
+        max_replicas = min_replicas  # KServe's HPA: maxReplicas unset is minReplicas
+    activation = int(_number(ann, "activation-scale", 1, 1, 1000))
+    if max_replicas and activation > max_replicas:
+        raise AutoscaleSpecError(
+            f"metadata.annotations.{PREFIX}activation-scale: {activation} is above maxReplicas {max_replicas}"
+        )
     knobs = Knobs(
         metric=metric,
+        autoscaler=autoscaler,
         target=target,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         utilization=_number(ann, "target-utilization-percentage", 70.0, 1, 100) / 100.0,
         initial_scale=int(_number(ann, "initial-scale", 1, 0, 1000)),
+        activation_scale=activation,
         stable_window_s=_duration(ann, "window", 60.0, 6.0, 3600.0),
         panic_window_pct=_number(ann, "panic-window-percentage", 10.0, 1, 100),
         panic_threshold_pct=_number(ann, "panic-threshold-percentage", 200.0, 110, 1000),
@@ -111,6 +132,35 @@ def knobs_from(component: Any, annotations: Mapping[str, str], path: str = "spec
     return knobs
 
 
+class Bounded(Protocol):
+    """A component spec (pydantic, frozen): its replica bounds, and a copy with others."""
+
+    @property
+    def min_replicas(self) -> int | None: ...
+    @property
+    def max_replicas(self) -> int | None: ...
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
+B = TypeVar("B", bound=Bounded)
+
+
+def with_bounds(component: B, annotations: Mapping[str, str], path: str = "spec.predictor") -> B:
+    """`component` with Knative's min-scale/max-scale as its minReplicas/maxReplicas where those are unset."""
+    low, high = scaling_annotations.bounds(annotations, component.min_replicas, component.max_replicas, path)
+    if (low, high) == (component.min_replicas, component.max_replicas):
+        return component
+    return component.model_copy(update={"min_replicas": low, "max_replicas": high})
+
+
+def scaling_warnings(
+    component: Any, annotations: Mapping[str, str], path: str = "spec.predictor"
+) -> list[str]:
+    """Scaling settings that do nothing here, or less than they say (the component's knobs must parse)."""
+    knobs = knobs_from(component, annotations, path)
+    return scaling_annotations.warnings(annotations, component, knobs, path)
+
+
 def unknown_annotations(annotations: Mapping[str, str]) -> list[str]:
     """Warnings for `autoscaling.knative.dev/*` keys we do not know (typos stay visible)."""
     return [
@@ -120,16 +170,35 @@ def unknown_annotations(annotations: Mapping[str, str]) -> list[str]:
     ]
 
 
-def _metric_and_target(component: Any, annotations: Mapping[str, str], path: str) -> tuple[str, float]:
-    metric = component.scale_metric or annotations.get(PREFIX + "metric") or "concurrency"
+def _metric_and_target(
+    component: Any, annotations: Mapping[str, str], path: str, autoscaler: str
+) -> tuple[str, float]:
+    """scaleMetric > KServe's metric annotation > Knative's > the class's default (cpu for an HPA);
+    scaleTarget > KServe's targetUtilizationPercentage (cpu/memory) > Knative's target > containerConcurrency."""
+    kserve_metric = scaling_annotations.annotated_metric(annotations)
+    metric = (
+        component.scale_metric
+        or kserve_metric
+        or annotations.get(PREFIX + "metric")
+        or ("cpu" if autoscaler == "hpa" else "concurrency")
+    )
     if metric not in METRICS:
-        raise AutoscaleSpecError(
-            f"{path}.scaleMetric: {metric!r} is unknown; use one of {', '.join(METRICS)}"
+        where = (
+            f"{path}.scaleMetric"
+            if component.scale_metric or not kserve_metric
+            else f"metadata.annotations.{scaling_annotations.metric_key(annotations)}"
         )
+        raise AutoscaleSpecError(f"{where}: {metric!r} is unknown; use one of {', '.join(METRICS)}")
     target: float | None = component.scale_target
     from_metrics = _from_autoscaling_metrics(getattr(component, "auto_scaling", None), path)
     if from_metrics is not None:
         metric, target = from_metrics
+    if (
+        UTILIZATION_KEY in annotations
+    ):  # checked whatever the metric, so a typo never waits for a metric change
+        utilization = _number({"u": annotations[UTILIZATION_KEY]}, "u", 0.0, 1, 100, UTILIZATION_KEY)
+        if target is None and metric in ("cpu", "memory"):
+            target = utilization
     if target is None and PREFIX + "target" in annotations:
         target = _number({"target": annotations[PREFIX + "target"]}, "target", 0.0, 0.01, 1e9)
     if target is None and metric == "concurrency" and component.container_concurrency:
@@ -173,10 +242,12 @@ def _annotations(annotations: Mapping[str, str]) -> dict[str, str]:
     return {k.removeprefix(PREFIX): v for k, v in annotations.items() if k.startswith(PREFIX)}
 
 
-def _number(ann: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+def _number(
+    ann: Mapping[str, str], key: str, default: float, low: float, high: float, full_key: str = ""
+) -> float:
     if key not in ann:
         return default
-    path = f"metadata.annotations.{PREFIX}{key}"
+    path = f"metadata.annotations.{full_key or PREFIX + key}"
     try:
         value = float(str(ann[key]).strip().removesuffix("%"))
     except ValueError as exc:

@@ -60,8 +60,9 @@ class KPA:
         base = max(ready, 1)
         up_bound = math.ceil(knobs.max_scale_up_rate * base)
         down_bound = math.floor(base / knobs.max_scale_down_rate) if ready else 0
-        want_stable = _clamp(math.ceil(stable / per_replica), down_bound, up_bound)
-        want_panic = _clamp(math.ceil(panic / per_replica), down_bound, up_bound)
+        raw_stable, raw_panic = math.ceil(stable / per_replica), math.ceil(panic / per_replica)
+        want_stable = self._activated(raw_stable, _clamp(raw_stable, down_bound, up_bound))
+        want_panic = self._activated(raw_panic, _clamp(raw_panic, down_bound, up_bound))
         over_threshold = (panic / per_replica) / base >= knobs.panic_threshold
         self._update_panic(over_threshold, now_s)
         desired, reason = want_stable, f"stable average {stable:.2f} / target {per_replica:.2f}"
@@ -72,6 +73,13 @@ class KPA:
         desired = self._delay_scale_down(desired, now_s)
         desired = self._bounded(desired, now_s)
         return Decision(desired, self.panic_since_s is not None, stable, panic, reason)
+
+    def _activated(self, raw: int, wanted: int) -> int:
+        """Knative's activation-scale: with any demand (raw > 0), at least that many; none still goes to zero."""
+        scale = self.knobs.activation_scale
+        if scale > 1 and raw > 0:
+            wanted = max(wanted, min(scale, self.knobs.max_replicas or scale))
+        return wanted
 
     def _update_panic(self, over_threshold: bool, now_s: float) -> None:
         if over_threshold:

@@ -19,6 +19,7 @@ from serving.canary.crd import canary_crd_yaml
 from serving.commands.plain_yaml import dump_all
 from serving.control.kubernetes.documents import cluster_warnings, read_converted
 from serving.control.kubernetes.render import RenderSettings, revision_objects
+from serving.control.kubernetes.scaling import render_warnings
 from serving.control.reconcile import Observed, plan
 from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
 from serving.crd import crd_yaml
@@ -86,6 +87,9 @@ def main(args: argparse.Namespace) -> int:
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
         for warning in cluster_warnings(doc):
             print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
+        if not is_runtime_document(doc):  # scaling the objects cannot carry (minReplicas 0 without KEDA, ...)
+            for warning in render_warnings(parse(doc), settings.keda_prometheus_url):
+                print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
     objects = render(documents, settings)
     print(dump_all(objects), end="")
     return 0

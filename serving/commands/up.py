@@ -84,6 +84,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="requests held per revision while it scales up from zero (more: 503 with Retry-After)",
     )
+    p.add_argument(
+        "--default-max-replicas",
+        type=_replica_count,
+        default=None,
+        metavar="N",
+        help="the most replicas a revision whose spec sets no maxReplicas scales to (KServe: no upper bound; "
+        "on one machine that would be unsafe); default the CPU count. An explicit maxReplicas is not capped",
+    )
     p.add_argument("--prometheus-url", help="Prometheus for Canary metrics given as PromQL (metrics[].query)")
     p.add_argument(
         "--no-warm-start",
@@ -113,6 +121,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="only warnings and failures (no per-event lines, no access log)",
     )
     p.set_defaults(func=main)
+
+
+def _replica_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of replicas from 1 to 1000")
+    return value
 
 
 def restored_summary(keys: list[tuple[str, str]]) -> str:
@@ -192,6 +210,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         replica_factory=replica_factory,
         load=router.load,
         scaling_metrics=_activator(router, args),
+        default_max_replicas=getattr(args, "default_max_replicas", None),
     )
     router.activator.on_demand = control.autoscalers.activate  # a held request asks for a replica
     canaries = LocalCanaries(

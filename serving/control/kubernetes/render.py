@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.control.kubernetes.scaling import scaler
+from serving.control.kubernetes.scaling import replicas_left_alone, scaler
 from serving.control.process_args import (
     component_env,
     is_our_transformer,
@@ -446,7 +446,8 @@ def revision_objects(
     owner: dict[str, Any] | None = None,
     existing: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every object of one revision; `existing=True` omits replicas where an HPA or KEDA owns them."""
+    """Every object of one revision; `existing=True` omits replicas where an HPA, KEDA or an external
+    autoscaler (`serving.kserve.io/autoscalerClass: external`) owns them."""
     components = ["predictor"] + (["transformer"] if revision.transformer_process is not None else [])
     out: list[dict[str, Any]] = []
     for component in components:
@@ -458,7 +459,8 @@ def revision_objects(
             revision.name,
             settings.keda_prometheus_url,
         )
-        count = None if (autoscaler is not None and existing) else replicas
+        owned = autoscaler is not None or replicas_left_alone(isvc)  # external: someone else's autoscaler
+        count = None if (owned and existing) else replicas
         out += [deployment(revision, component, count, settings, owner), service(revision, component, owner)]
         if autoscaler is not None:
             out.append(autoscaler)

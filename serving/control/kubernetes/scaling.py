@@ -4,8 +4,11 @@
   whose Prometheus trigger reads the router's own per-revision series — requests in flight (or their rate)
   plus the requests its activator holds — so `minReplicas: 0` works: KEDA wakes the Deployment when a request
   waits in the router, the router sends it once the operator publishes the ready endpoint.
-- otherwise: an HPA when minReplicas != maxReplicas — cpu/memory as Resource metrics (KServe's raw mode),
+- otherwise: an HPA when maxReplicas is above minReplicas — cpu/memory as Resource metrics (KServe's raw mode),
   concurrency/rps as Pods metrics for a prometheus-adapter. An HPA cannot go below 1.
+- `serving.kserve.io/autoscalerClass`: hpa never gets a ScaledObject; keda gets one as above (else an HPA,
+  warned); none and external get neither (external: the Deployment's replicas are left alone once it exists).
+`render_warnings` says what does not make it into these objects (e.g. minReplicas 0 without KEDA).
 Pure functions: no I/O, no clock.
 """
 
@@ -14,6 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from serving.autoscale import annotations as scaling_annotations
+from serving.autoscale.annotations import FIXED_CLASSES
 from serving.autoscale.knobs import PREFIX, Knobs, knobs_from
 from serving.spec import ComponentSpec, InferenceService
 
@@ -35,19 +40,87 @@ def scaler(
     if spec is None:
         return None
     knobs = knobs_from(spec, isvc.metadata.annotations, f"spec.{component}")
-    scales = knobs.max_replicas > knobs.min_replicas or knobs.min_replicas == 0
-    if keda_prometheus_url and knobs.metric in ("concurrency", "rps") and scales:
+    if _keda(knobs, keda_prometheus_url):
         query = router_query(knobs.metric, isvc.metadata.name, isvc.metadata.namespace, revision)
         return scaled_object(knobs, target_name, metadata, query, keda_prometheus_url)
-    if knobs.max_replicas and knobs.max_replicas != spec.replicas:
+    if knobs.autoscaler not in FIXED_CLASSES and knobs.max_replicas > max(knobs.min_replicas, 1):
         if not _metric_given(spec, isvc.metadata.annotations):  # KServe's raw-mode HPA default: cpu at 80 %
-            knobs = replace(knobs, metric="cpu", target=float(spec.scale_target or 80))
-        return hpa(knobs, spec.replicas, target_name, metadata)
+            knobs = replace(knobs, metric="cpu", target=float(spec.scale_target or _utilization(isvc)))
+        return hpa(knobs, max(knobs.min_replicas, 1), target_name, metadata)
     return None
 
 
+def _keda(knobs: Knobs, keda_prometheus_url: str) -> bool:
+    """A KEDA ScaledObject on the router's series: concurrency/rps of a Knative-class (or keda) service."""
+    return (
+        bool(keda_prometheus_url)
+        and knobs.autoscaler in ("kpa", "keda")
+        and knobs.metric in ("concurrency", "rps")
+        and knobs.scales
+    )
+
+
+def replicas_left_alone(isvc: InferenceService) -> bool:
+    """`serving.kserve.io/autoscalerClass: external`: after creation the Deployment's replicas are not ours."""
+    return knobs_from(isvc.spec.predictor, isvc.metadata.annotations).autoscaler == "external"
+
+
 def _metric_given(spec: ComponentSpec, annotations: dict[str, str]) -> bool:
-    return spec.scale_metric is not None or bool(spec.auto_scaling) or PREFIX + "metric" in annotations
+    return (
+        spec.scale_metric is not None
+        or bool(spec.auto_scaling)
+        or PREFIX + "metric" in annotations
+        or scaling_annotations.annotated_metric(annotations) is not None
+        or scaling_annotations.autoscaler_class(annotations) == "hpa"
+    )
+
+
+def _utilization(isvc: InferenceService) -> float:
+    value = isvc.metadata.annotations.get(scaling_annotations.UTILIZATION_KEY)
+    return float(value.strip().removesuffix("%")) if value else 80.0
+
+
+def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> list[str]:
+    """What the predictor's scaling settings do not become in the rendered objects, said on stderr by
+    `serving render` (nothing silently dropped)."""
+    predictor, annotations = isvc.spec.predictor, isvc.metadata.annotations
+    knobs = knobs_from(predictor, annotations)
+    keda, out = _keda(knobs, keda_prometheus_url), []
+    fixed = max(knobs.min_replicas, 1)
+    if knobs.min_replicas == 0 and not keda:
+        how = (
+            "pass --keda-prometheus-url (chart keda.enabled) for scale to zero through the router's activator"
+            if knobs.metric in ("concurrency", "rps")
+            else f"only concurrency/rps scale to zero (KEDA on the router's series); {knobs.metric} cannot"
+        )
+        out.append(
+            "spec.predictor.minReplicas: 0 is rendered as replicas: 1 (a Deployment or an HPA does not "
+            f"scale to zero); {how}"
+        )
+    if knobs.autoscaler == "keda" and not keda:
+        why = (
+            "needs --keda-prometheus-url (chart keda.enabled)"
+            if not keda_prometheus_url
+            else f"reads the router's concurrency/rps here, not {knobs.metric}"
+        )
+        out.append(
+            f"metadata.annotations.{scaling_annotations.CLASS_KEY}: keda {why}; rendered "
+            + ("an HPA instead" if knobs.max_replicas > fixed else f"a fixed {fixed} replica(s) instead")
+        )
+    asked = scaling_annotations.scale_asked(predictor, annotations)
+    if knobs.autoscaler in ("kpa", "keda") and not keda and not knobs.max_replicas and asked:
+        out.append(
+            f"spec.predictor.maxReplicas: unset, so {', '.join(asked)} renders no autoscaler (an HPA needs a "
+            f"maximum; KServe's raw mode pins it to minReplicas): the Deployment runs {fixed}; set maxReplicas, "
+            "or pass --keda-prometheus-url for a KEDA ScaledObject (at most "
+            f"{KEDA_DEFAULT_MAX} replicas)"
+        )
+    if PREFIX + "activation-scale" in annotations:
+        out.append(
+            f"metadata.annotations.{PREFIX}activation-scale: serving up only; on Kubernetes a revision wakes "
+            "from zero with 1 replica (KEDA), then scales on load"
+        )
+    return out
 
 
 def router_query(metric: str, isvc: str, namespace: str, revision: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -77,9 +78,24 @@ class RevisionScaler:
 
 
 def initial_replicas(knobs: Knobs) -> int:
-    """Knative's initial-scale, inside min/max."""
+    """Knative's initial-scale, inside min/max (and at least activation-scale unless it is zero)."""
     count = max(knobs.initial_scale, knobs.min_replicas)
+    count = max(count, knobs.activation_scale) if count else 0
     return min(count, knobs.max_replicas) if knobs.max_replicas else count
+
+
+def local_bounds(knobs: Knobs, default_max_replicas: int) -> Knobs:
+    """No upper bound (KServe's maxReplicas unset) is `default_max_replicas` on this machine (`serving up
+    --default-max-replicas`, default the CPU count), never below minReplicas; activation-scale stays inside."""
+    if knobs.max_replicas:
+        return knobs
+    ceiling = max(default_max_replicas, knobs.min_replicas, 1)
+    return replace(knobs, max_replicas=ceiling, activation_scale=min(knobs.activation_scale, ceiling))
+
+
+def machine_max_replicas() -> int:
+    """`serving up --default-max-replicas`'s default: one replica per CPU."""
+    return os.cpu_count() or 1
 
 
 def stable_floor(stable_percent: int, desired: Mapping[str, int]) -> int:
@@ -127,9 +143,9 @@ class Autoscalers:
         scaler = self.scalers.get((namespace, revision))
         if scaler is None or scaler.desired >= 1:
             return
-        scaler.desired = 1
+        scaler.desired = max(scaler.knobs.activation_scale, 1)  # Knative's activation-scale (default 1)
         scaler.kpa.last_traffic_s = self.clock() + scaler.knobs.stable_window_s
-        log.info("autoscaler %s: 0 -> 1 (a request is waiting in the activator)", revision)
+        log.info("autoscaler %s: 0 -> %d (a request is waiting in the activator)", revision, scaler.desired)
         self.on_change()
 
     def retain(self, keys: set[Key]) -> None:

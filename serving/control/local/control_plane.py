@@ -21,7 +21,15 @@ from typing import Any
 from serving.autoscale.knobs import knobs_from
 from serving.autoscale.metrics import ScalingMetrics
 from serving.control import events
-from serving.control.local.autoscaler import SAMPLE_INTERVAL_S, Autoscalers, Fleet, LoadSource, stable_floor
+from serving.control.local.autoscaler import (
+    SAMPLE_INTERVAL_S,
+    Autoscalers,
+    Fleet,
+    LoadSource,
+    local_bounds,
+    machine_max_replicas,
+    stable_floor,
+)
 from serving.control.local.processes import ReplicaState
 from serving.control.local.rollout_history import RolloutHistory
 from serving.control.local.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
@@ -83,8 +91,12 @@ class LocalControlPlane:
         load: LoadSource | None = None,
         scaling_metrics: ScalingMetrics | None = None,
         autoscale_interval_s: float = SAMPLE_INTERVAL_S,
+        default_max_replicas: int | None = None,
     ) -> None:
         self.store = store
+        # The ceiling of a revision whose spec sets no maxReplicas (KServe: no upper bound): `serving up
+        # --default-max-replicas`, default the CPU count.
+        self.default_max_replicas = default_max_replicas or machine_max_replicas()
         self.predictor_flags = predictor_flags
         self.routes = routes
         self.replica_factory = replica_factory
@@ -278,8 +290,10 @@ class LocalControlPlane:
         """Replicas per running revision: the autoscaler's count where the service scales, else the plan's.
         Each canary arm scales on its own load; the stable arm keeps at least its share of the total."""
         isvc = self.services[key].isvc
-        knobs = knobs_from(isvc.spec.predictor, isvc.metadata.annotations)
-        if not (knobs.max_replicas > knobs.min_replicas or knobs.min_replicas == 0):
+        knobs = local_bounds(
+            knobs_from(isvc.spec.predictor, isvc.metadata.annotations), self.default_max_replicas
+        )
+        if not knobs.scales:
             self._desired[key] = dict(p.run)
             return self._desired[key]
         desired = {
@@ -288,7 +302,7 @@ class LocalControlPlane:
         stable = next((t for t in p.traffic if t.tag == "prev" and 0 < t.percent < 100), None)
         if stable is not None and stable.revision in desired:
             floor = stable_floor(stable.percent, desired)
-            desired[stable.revision] = max(desired[stable.revision], min(floor, knobs.max_replicas or floor))
+            desired[stable.revision] = max(desired[stable.revision], min(floor, knobs.max_replicas))
         self._desired[key] = desired
         return desired
 

@@ -15,7 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from serving.spec import IN_PROCESS, KUBERNETES_ONLY, PLACEMENT_ANNOTATION, InferenceService
+from serving.spec import (
+    IN_PROCESS,
+    KSERVE_ONLY_SCHEMES,
+    KUBERNETES_ONLY,
+    PLACEMENT_ANNOTATION,
+    InferenceService,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,16 @@ def _other_annotations(value: Any) -> str:
     return (
         f"{', '.join(other)}: no effect on the local backend (pod template annotations on Kubernetes)"
         if other
+        else ""
+    )
+
+
+def _unfetched_scheme(value: Any) -> str:
+    scheme = str(value).split("://", 1)[0].lower() if "://" in str(value) else ""
+    return (
+        f"'{scheme}://' is KServe's but not fetched here: the revision will fail to load; download the model "
+        "and use a path, http(s)://, s3://, gs:// or az://"
+        if scheme in KSERVE_ONLY_SCHEMES
         else ""
     )
 
@@ -95,7 +111,10 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "the same selection",
     ),
     FieldEffect(
-        "predictor.model.storageUri", "model files (resolved on this machine)", "storage-initializer pull"
+        "predictor.model.storageUri",
+        "model files (resolved on this machine)",
+        "storage-initializer pull",
+        _unfetched_scheme,
     ),
     FieldEffect(
         "predictor.model.runtime",

@@ -414,6 +414,9 @@ def _storage_uri() -> None:
     e = effects(model(storageUri="pvc://store/v9"))
     assert e.revision.storage_uri == "pvc://store/v9"  # what the local storage layer resolves
     assert e.pod()["spec"]["initContainers"][0]["args"][:3] == ["storage", "pull", "pvc://store/v9"]
+    assert not e.warned("predictor.model.storageUri")
+    hdfs = effects(model(storageUri="hdfs://namenode/models/iris"))  # KServe's, accepted, not fetched here
+    assert hdfs.warned("predictor.model.storageUri")
 
 
 def _runtime() -> None:

@@ -166,6 +166,30 @@ async def test_canary_arms_scale_on_their_own_load_and_stable_keeps_its_share(
         await control.shutdown()
 
 
+@pytest.mark.asyncio
+async def test_an_idle_canary_runs_one_replica_per_arm(tmp_path: Path, model: Path) -> None:
+    """Every service autoscales (KServe's Knative mode); idle, a 20 % canary and its stable arm run one each: the
+    stable floor (its share of the total) only counts once an arm has scaled past one."""
+    other = model.parent / "v2"
+    other.mkdir()
+    (other / "model.joblib").write_bytes(b"")
+    sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
+    control = _plane(tmp_path, sink, load, registry)
+    await control.start()
+    try:
+        doc = _doc(model)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _ready(sink) == [1])
+        canary_doc = _doc(other, canaryTrafficPercent=20)
+        await control.apply(parse(canary_doc), canary_doc)
+        await _until(lambda: len(sink.arms()) == 2)
+        for _ in range(20):  # many autoscaler ticks
+            await asyncio.sleep(0.02)
+        assert sorted(n for _, n in sink.arms().values()) == [1, 1], sink.arms()
+    finally:
+        await control.shutdown()
+
+
 def test_router_load_averages_in_flight_over_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 0.25 s request in a 1 s reading is 0.25 requests in flight on average, though none is in flight then."""
     now = [10.0]

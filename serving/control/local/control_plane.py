@@ -300,7 +300,8 @@ class LocalControlPlane:
             name: self.autoscalers.replicas((key[0], name), isvc.metadata.name, knobs) for name in p.run
         }
         stable = next((t for t in p.traffic if t.tag == "prev" and 0 < t.percent < 100), None)
-        if stable is not None and stable.revision in desired:
+        # once an arm has scaled past one replica (idle, one each: a stable floor would start a second for nothing)
+        if stable is not None and stable.revision in desired and sum(desired.values()) > len(desired):
             floor = stable_floor(stable.percent, desired)
             desired[stable.revision] = max(desired[stable.revision], min(floor, knobs.max_replicas))
         self._desired[key] = desired

@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wait until an InferenceService is ready (exit 1 with the reason if not)",
     ),
     "loadtest": ("serving.commands.loadtest", "run a Locust load test (headless) and report the results"),
-    "storage": ("serving.commands.storage", "fetch models from a storageUri (file, http(s), pvc)"),
+    "storage": (
+        "serving.commands.storage",
+        "fetch models from a storageUri (path, file, http(s), pvc, s3, gs, az / Azure Blob)",
+    ),
     "transform": (
         "serving.commands.transform",
         "serve a transformer (pre/post-processing) in front of a predictor",
@@ -40,15 +43,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class DefaultsShown(argparse.HelpFormatter):
+    """`--help` says each option's default (what `serving serve --help` is read for), unless its help already
+    does or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default in (None, False, argparse.SUPPRESS)
+            or "default" in text
+            or "%(default)" in text
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Full parsers for the chosen command's module; one-line entries for the others (`--help` lists all)."""
+    from serving import __version__
+
     parser = argparse.ArgumentParser(prog="serving", description="Model-serving gateway (KServe-compatible).")
+    parser.add_argument("--version", action="version", version=f"serving {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     if chosen in COMMANDS:
         importlib.import_module(COMMANDS[chosen][0]).register(subparsers)
         for name, command in subparsers.choices.items():
             observability_flags(command, name)  # --log-format everywhere; tracing/logger flags on servers
+            command.formatter_class = DefaultsShown
+            for action in command._actions:  # argparse shows no default for an option without help
+                if action.help is None and action.option_strings and action.default not in (None, False):
+                    action.help = "(default: %(default)s)"
     for name, (_, help_text) in COMMANDS.items():
         if name not in subparsers.choices:
             subparsers.add_parser(name, help=help_text)

@@ -41,3 +41,14 @@ def test_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as caught:
         build_parser(["nope"]).parse_args(["nope"])
     assert caught.value.code == 2
+
+
+def test_version_and_every_options_default_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser(["--version"]).parse_args(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("serving ")
+    serve = build_parser(["serve"])._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    text = " ".join(serve.format_help().split())
+    for shown in ("--port PORT (default: 8080)", "--workers WORKERS worker processes (default: 1)"):
+        assert shown in text, text
+    assert "(default: 67108864)" in text and "(default: None)" not in text and "(default: False)" not in text

@@ -20,7 +20,11 @@ from serving.errors import BadRequest
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", help="URL of `serving up` (env SERVING_SERVER, default http://127.0.0.1:8080)")
-    p.add_argument("--state-dir", type=Path, help="where `serving up` keeps its token (default: its default)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where `serving up` keeps its token (default: $XDG_STATE_HOME/serving, else ~/.local/state/serving)",
+    )
     p.add_argument("-n", "--namespace", default="default")
 
 

@@ -36,7 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("-w", "--watch", action="store_true", help="status: print a line per change until it ends")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.add_argument("--server", help="URL of `serving up` (env SERVING_SERVER, default http://127.0.0.1:8080)")
-    p.add_argument("--state-dir", type=Path, help="where `serving up` keeps its token (default: its default)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where `serving up` keeps its token (default: $XDG_STATE_HOME/serving, else ~/.local/state/serving)",
+    )
     p.add_argument("-n", "--namespace", default="default")
     p.set_defaults(func=rollout)
 

@@ -326,6 +326,13 @@ CASES = [
         server="echo",
     ),
     Case(
+        "v1-explain",  # KServe's explainer verb: said so, not a bare 405
+        b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}',
+        404,
+        "explainers (spec.explainer, :explain) are not supported",
+        path="/v1/models/{model}:explain",
+    ),
+    Case(
         "v1-instances-empty",
         b'{"instances": []}',
         400,

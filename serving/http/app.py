@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.dataplane import DataPlane
+from serving.errors import NotFound
 from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
 from serving.http.infer_endpoint import InferenceFastLane, InferEndpoint
 from serving.http.openapi import openapi_endpoint
@@ -39,6 +40,7 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
         Route("/v2/repository/index", v2.repository_index, methods=["POST"]),
         Route("/v2/repository/models/{name}/load", v2.repository_load, methods=["POST"]),
         Route("/v2/repository/models/{name}/unload", v2.repository_unload, methods=["POST"]),
+        Route("/v1/models/{name}:explain", _no_explainer, methods=["POST"]),
         Route("/v1/models", v1.list_models, methods=["GET"]),
         Route("/v1/models/{name}", v1.model_status, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -52,6 +54,13 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
         ]
     routes.append(Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]))
     return routes
+
+
+async def _no_explainer(request: Request) -> Response:
+    raise NotFound(  # a 4xx: the route is KServe's, the thing it names is not here
+        f"model {request.path_params['name']!r} has no explainer: KServe's explainers (spec.explainer, "
+        ":explain) are not supported here; use :predict"
+    )
 
 
 def build_app(

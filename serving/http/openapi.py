@@ -260,6 +260,13 @@ def build_document() -> dict[str, Any]:
                 requestBody=_body("V1Request"),
             )
         },
+        "/v1/models/{name}:explain": {
+            "post": {
+                "summary": "V1: explain (KServe's explainer verb): not supported here, always 404 saying so",
+                "parameters": [_NAME],
+                "responses": {"404": {"description": "No explainer here", "content": _json(_ref("Error"))}},
+            }
+        },
         "/metrics": {"get": _op("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}})},
         "/openapi.json": {"get": _op("This document", _json({"type": "object"}))},
     }

@@ -3,4 +3,6 @@
 from serving.demo_models import ensure_example_models
 
 if __name__ == "__main__":
-    print(ensure_example_models())
+    folder = ensure_example_models()
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    print(f"example models in {folder}: {', '.join(names)} (trained where missing, kept where present)")

@@ -24,9 +24,12 @@ PANELS = (  # (title, y-axis label, {legend: column})
 
 def render_png(history_csv: Path, out: Path, title: str) -> Path:
     """Write `out` (PNG, 100 dpi, ~10x9 in) and return it."""
+    import logging
+
     import matplotlib
 
     matplotlib.use("Agg")  # no display: never open a window, never need one
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notice is no part of a report
     from matplotlib import pyplot as plt
 
     cols = read_history(history_csv)

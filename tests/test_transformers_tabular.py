@@ -47,9 +47,12 @@ def test_records_columns_and_matrices_give_the_same_ordered_fp64_matrix() -> Non
     [
         ({"instances": _objects({"a": 1, "b": 2})}, "record 0 is missing feature 'c'"),
         ({"a": np.array([1.0]), "c": np.array([1.0])}, "missing feature 'b'"),
-        ({"instances": _objects({"a": 1, "b": "2", "c": 3})}, "must be numbers, found str"),
-        ({"instances": _objects({"a": 1, "b": True, "c": 3})}, "found bool"),
-        ({"instances": _objects({"a": 1, "b": None, "c": 3})}, "found NoneType"),
+        (
+            {"instances": _objects({"a": 1, "b": "2", "c": 3})},
+            "must be numbers, but record 0 has b = '2' (str)",
+        ),
+        ({"instances": _objects({"a": 1, "b": True, "c": 3})}, "record 0 has b = True (bool)"),
+        ({"instances": _objects({"a": 1, "b": None, "c": 3})}, "record 0 has b = None (NoneType)"),
         ({"records": _objects(b"{not json")}, "record 0 is not a JSON object"),
         ({"instances": _objects([1, 2, 3])}, "record 0 must be an object"),
         ({"x": np.ones((2, 4))}, "shape [rows, 3]"),

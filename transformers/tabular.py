@@ -72,7 +72,7 @@ class FeatureRecords(Transformer):
         rows = {c.shape[0] for c in columns}
         if len(rows) != 1 or any(c.shape[1] != 1 for c in columns):
             raise BadRequest("feature columns must each hold one value per row, with the same row count")
-        return _float_matrix(np.hstack(columns), "feature columns")
+        return _float_matrix(np.hstack(columns), "feature columns", self.config.feature_names)
 
     def _records(self, array: np.ndarray) -> np.ndarray:
         records = [_record(value, i) for i, value in enumerate(array.ravel())]
@@ -80,7 +80,7 @@ class FeatureRecords(Transformer):
             rows = list(map(self._get, records))
         except KeyError:
             raise self._missing(records) from None
-        return _float_matrix(np.array(rows, dtype=object), "records")
+        return _float_matrix(np.array(rows, dtype=object), "records", self.config.feature_names)
 
     def _missing(self, records: list[dict[str, Any]]) -> BadRequest:
         for i, record in enumerate(records):
@@ -104,15 +104,22 @@ def _record(value: Any, index: int) -> dict[str, Any]:
     return value
 
 
-def _float_matrix(values: np.ndarray, what: str) -> np.ndarray:
-    """Object or numeric values -> FP64, refusing strings, booleans and nulls with a 400."""
+def _first_bad(values: np.ndarray, names: tuple[str, ...]) -> str:
+    """Where the first value that is not a number is: row and feature name, and what it is."""
+    for (row, column), value in np.ndenumerate(values.reshape(values.shape[0], -1)):
+        if type(value) not in (int, float):
+            feature = names[column] if column < len(names) else f"#{column}"
+            return f"but record {row} has {feature} = {value!r} ({type(value).__name__})"
+    return "found other values"
+
+
+def _float_matrix(values: np.ndarray, what: str, names: tuple[str, ...] = ()) -> np.ndarray:
+    """Object or numeric values -> FP64, refusing strings, booleans and nulls with a 400 naming the first."""
     if values.dtype.kind == "O":
         kinds = {type(v) for v in values.ravel()}
         bad = kinds - {int, float}
         if bad:
-            raise BadRequest(
-                f"{what}: features must be numbers, found {', '.join(sorted(t.__name__ for t in bad))}"
-            )
+            raise BadRequest(f"{what}: features must be numbers, {_first_bad(values, names)}")
     elif values.dtype.kind not in "iuf":
         raise BadRequest(f"{what}: features must be numbers, not {values.dtype}")
     return values.astype(np.float64)

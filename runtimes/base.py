@@ -68,6 +68,11 @@ def refuse_text(inputs: TensorDict, model: str) -> None:
     BOOL): numpy would make numbers of them without a word, so the caller hears it instead."""
     for name, array in inputs.items():
         kind = array.dtype.kind
+        if kind == "O" and array.size and isinstance(array.flat[0], dict):
+            raise BadRequest(
+                f"model {model!r} takes rows of numbers; input {name!r} holds named records (JSON objects): "
+                "send [[6.8, 2.8, 4.8, 1.4]], or put the records transformer in front (see README: Transformers)"
+            )
         if kind in "OSU":
             raise BadRequest(
                 f'model {model!r} takes numbers; input {name!r} holds strings (send 6.8, not "6.8")'

@@ -297,6 +297,13 @@ CASES = [
         "holds strings",
         path="/v1/models/{model}:predict",
     ),
+    Case(  # KServe's named-record rows, sent to a predictor without a transformer
+        "v1-instances-named-records",
+        b'{"instances": [{"sepal_length": 6.8, "sepal_width": 2.8, "petal_length": 4.8, "petal_width": 1.4}]}',
+        400,
+        "holds named records (JSON objects)",
+        path="/v1/models/{model}:predict",
+    ),
     Case(
         "v1-instances-a-boolean-among-numbers",
         b'{"instances": [[true, 2.8, 4.8, 1.4]]}',

@@ -115,9 +115,12 @@ def app_from_env() -> ASGIApp:
 
 
 def run(config: ServerConfig) -> None:
+    limits = Limits(**config.limits)
     options: dict[str, Any] = dict(
         log_level=log_format.apply_server_level(config.log_level),
-        max_header_bytes=Limits(**config.limits).max_header_bytes,
+        max_header_bytes=limits.max_header_bytes,
+        header_timeout_s=limits.header_timeout_s,
+        body_timeout_s=limits.body_timeout_s,
     )
     if config.workers > 1:
         os.environ[CONFIG_ENV] = config.to_env()

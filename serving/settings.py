@@ -13,6 +13,11 @@ class Limits:
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_header_bytes: int = 64 * 1024  # request line + headers; 431 above (enforced by the HTTP protocol)
+    # Slow or stalled clients (enforced by the HTTP protocol, one timer per connection): a request line +
+    # headers must arrive within this of the connection opening or of the previous response (408), a body
+    # must not go this long without a byte (408)
+    header_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
     max_tensor_elements: int = 16 * 1024 * 1024
     max_json_depth: int = 32
     request_timeout_s: float = 60.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 
 import orjson
 import pytest
@@ -30,7 +31,10 @@ async def _raw(port: int, request: bytes) -> bytes:
 async def test_http_config_brings_the_header_limit_and_json_errors() -> None:
     app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))])
     config = http_config(app, "127.0.0.1", 0, max_header_bytes=1024, lifespan="off")
-    assert config.http == HTTP_PROTOCOL
+    protocol = config.http  # our class with its timeouts, a partial that pickles for worker processes
+    assert f"{protocol.func.__module__}:{protocol.func.__name__}" == HTTP_PROTOCOL
+    assert protocol.keywords == {"header_timeout_s": 30.0, "body_timeout_s": 30.0}
+    assert pickle.loads(pickle.dumps(protocol)).func is protocol.func
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -78,6 +78,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="431 for a request line + headers above this",
     )
     p.add_argument(
+        "--header-timeout",
+        type=positive_seconds,
+        default=LIMITS.header_timeout_s,
+        metavar="SECONDS",
+        help="408 (or a silent close if nothing came) for a request line + headers not complete this long "
+        "after the connection opened or the previous response",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=LIMITS.body_timeout_s,
+        metavar="SECONDS",
+        help="408 for a request body that goes this long without a byte",
+    )
+    p.add_argument(
         "--max-tensor-elements",
         type=int,
         default=LIMITS.max_tensor_elements,
@@ -122,6 +137,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=main)
 
 
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         model_dir=args.model_dir,
@@ -148,6 +170,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         limits={
             "max_body_bytes": args.max_body_bytes,
             "max_header_bytes": args.max_header_bytes,
+            "header_timeout_s": args.header_timeout,
+            "body_timeout_s": args.body_timeout,
             "max_tensor_elements": args.max_tensor_elements,
             "max_json_depth": args.max_json_depth,
             "request_timeout_s": args.request_timeout,

@@ -1,12 +1,24 @@
-"""uvicorn's httptools protocol with a bound on the request line + headers, and JSON for malformed HTTP.
+"""uvicorn's httptools protocol with bounds on what a client can hold, and JSON for every refusal below the app.
 
-httptools (unlike h11) has no header size limit: a client could stream megabytes of header and the server
-would buffer all of it. This subclass answers `431 {"error": ...}` and closes the connection once the head
-of a request passes `config.h11_max_incomplete_event_size` (the setting uvicorn already uses for the same
-purpose with h11) — whether the head is still arriving or came complete in one chunk. uvicorn's plain-text
-400 for unparsable HTTP becomes `{"error": ...}` too. Every server of ours selects it by import string
-(`serving/http/launcher.py`), so worker processes import it. It subclasses uvicorn internals: pyproject pins
-uvicorn to the minor version these tests run against (test_limits, test_coalescing_transport, test_launcher).
+- Head size: httptools (unlike h11) has no header size limit: a client could stream megabytes of header and
+  the server would buffer all of it. A head past `config.h11_max_incomplete_event_size` (the setting uvicorn
+  already uses for the same purpose with h11) is answered `431 {"error": ...}` — whether it is still
+  arriving or came complete in one chunk.
+- Time: one timer per connection (never one per request), armed lazily and checked when it fires: a request
+  line and headers must arrive within `header_timeout_s` of the connection opening or of the previous
+  response (408 if some of it came, else a silent close), a body must not go `body_timeout_s` without a byte
+  (408), and an idle kept-alive connection closes after uvicorn's `timeout_keep_alive`. A request being
+  answered runs on no clock of ours (the app has its own request timeout).
+- Refusals (malformed HTTP, including body framing; the 431; the 408s): `{"error": ...}` naming what was
+  wrong, written after the answers to every complete request before it on the connection, in order (RFC 9112
+  §9.3.2: pipelined requests are not dropped), then the connection closes; nothing more is read or parsed.
+- A response that starts before its request's body was all read (a 413 from the Content-Length, any early
+  answer) says `connection: close` and closes the connection after it: the rest of the body is never read.
+- An `Upgrade` (h2c, websocket) is ignored, as RFC 9110 §7.8 allows: the request is read and answered as
+  HTTP/1.1, body included (llhttp stops at the end of such a head, so the head is parsed again without it).
+Every server of ours selects this class (`serving/http/launcher.py`), so worker processes import it. It
+subclasses uvicorn internals: pyproject pins uvicorn to the minor version these tests run against
+(test_limits, test_coalescing_transport, test_launcher, test_http_edge).
 
 Its transport holds writes until the end of the event loop's turn and then sends every response of the turn
 back to back, head and body in one write (serving/http/turn_writes.py): one wake-up of each peer per turn.
@@ -19,6 +31,7 @@ DIRECT_BODY_MIN_BYTES up is read from the socket straight into the one buffer th
 from __future__ import annotations
 
 import asyncio
+import math
 import urllib.parse
 from typing import Any
 
@@ -31,30 +44,76 @@ from serving.http.lean_cycle import LeanCycle, lean_runner
 from serving.http.turn_writes import TurnBatchedTransport, turn_writes
 
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_HEADER_TIMEOUT_S = 30.0  # nginx's client_header_timeout is 60 s
+DEFAULT_BODY_TIMEOUT_S = 30.0  # nginx's client_body_timeout is 60 s
 # A body of a declared length up to this is handed to the app in one piece, when it is complete. uvicorn
 # hands over every 64 KiB (pausing the socket until the app asks again): for a 4 MB tensor that is ~60 task
 # wake-ups, pause/resume pairs and copies, and a join at the end. The app holds the whole body anyway (and
-# answers 413 over its own, smaller limit before reading: what arrives after the answer is dropped).
+# answers 413 over its own, smaller limit before reading: the connection then closes, the rest unread).
 WHOLE_BODY_MAX_BYTES = 256 * 1024 * 1024
+_BAD_REQUEST = b"400 Bad Request"
+_TIMEOUT = b"408 Request Timeout"
+_TOO_LARGE = b"431 Request Header Fields Too Large"
+_MALFORMED = "malformed HTTP request (request line, headers or framing)"
+_NEVER = math.inf
 
 
-class HeadersTooLarge(Exception):
-    pass
+class Refused(Exception):
+    """Raised from a parser callback: the request is refused with `status` and `{"error": message}`."""
+
+    def __init__(self, status: bytes, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class _NotParsed:
+    """The parser of a refused connection: nothing after the refused request is parsed."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+_NOT_PARSED: Any = _NotParsed()
+
+
+def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
+    parser = httptools.HttpRequestParser(protocol)
+    # As uvicorn's: a request after one that closes the connection is not an error (it is not answered).
+    parser.set_dangerous_leniencies(lenient_data_after_close=True)
+    return parser
 
 
 class HeaderLimitedProtocol(HttpToolsProtocol):
-    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *args: Any,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(config, *args, **kwargs)
         self.max_header_bytes: int = config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
         self._head_pending = True  # between requests, or inside a request line / headers
+        self._head_started = False  # some bytes of the pending head arrived
         self._head_bytes = 0
-        self._oversize = False
         self._head_completed = False  # set when a head completes during the current data_received
         self._whole_body = False  # this request's body is delivered once complete (see WHOLE_BODY_MAX_BYTES)
         self._pieces: list[bytes] = []
         self._direct: bytearray | None = None  # a large whole body's buffer, filled up to self._direct_filled
         self._direct_filled = 0
-        self._idle_since: float | None = None  # loop time of the last response with nothing after it
+        self._keep_alive_after_body = True  # uvicorn's cycle: its keep-alive once its body is all read
+        self._upgrade_ignored = False  # the head just parsed asked for an Upgrade: parsed again without it
+        self._refusal: bytes | None = None  # once refused: the answer still to write (b"": close only)
+        # The one timer (see the module docstring) and what it checks
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _NEVER
+        self._idle_since: float | None = None  # when the wait for a head began; None while one is answered
+        self._body_at = 0.0  # when body bytes last arrived
+        # After a response: the first deadline that can come (keep-alive, or a head begun and not finished)
+        self._idle_check_s = min(self.timeout_keep_alive, header_timeout_s)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._turn = turn_writes(self.loop)
@@ -62,77 +121,135 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         # An app may answer lean requests itself, from callbacks (the router: serving/router/lane.py).
         self._direct_lane = getattr(self.app, "direct_lane", None)
         # A body declared over the app's own limit is not gathered first: the app answers 413 from the
-        # Content-Length and uvicorn drops what follows (the model server and the router say theirs).
+        # Content-Length and the connection closes (the model server and the router say theirs).
         limit = getattr(self.app, "max_body_bytes", None)
         self._whole_body_max = (
             min(limit, WHOLE_BODY_MAX_BYTES) if isinstance(limit, int) else WHOLE_BODY_MAX_BYTES
         )
         self._open_requests = 0  # this connection's share of self._turn.open_requests
         super().connection_made(TurnBatchedTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._idle_since = now = self.loop.time()
+        self._arm(now + self.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, _NEVER
         if self._open_requests:
             self._turn.finished(self._open_requests)
             self._open_requests = 0
 
-    def on_response_complete(self) -> None:
-        """uvicorn's, with the keep-alive timer armed once per idle stretch instead of once per response (a
-        timer armed and cancelled per request cost ~1.3 us): it checks when it fires, and waits on if the
-        connection was used meanwhile."""
-        self.server_state.total_requests += 1
-        if not self.transport.is_closing():
-            self.flow.resume_reading()
-            if self.pipeline:
-                cycle, app = self.pipeline.pop()
-                self._start_asgi_task(cycle, app)
-            else:
-                self._idle_since = self.loop.time()
-                if self.timeout_keep_alive_task is None:
-                    self.timeout_keep_alive_task = self.loop.call_later(
-                        self.timeout_keep_alive, self.timeout_keep_alive_handler
-                    )
-        if self._open_requests:
-            self._open_requests -= 1
-            self._turn.finished()
+    def shutdown(self) -> None:
+        self._keep_alive_after_body = (
+            False  # a request still arriving is answered, then the connection closes
+        )
+        super().shutdown()
 
-    def _unset_keepalive_if_required(self) -> None:
-        """Data arrived: the connection is busy until its next response completes (the timer stays armed)."""
-        self._idle_since = None
+    # The timer
+    def _arm(self, at: float) -> None:
+        """The connection's timer fires at `at` (loop time), unless it is armed to fire sooner."""
+        if at >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_at(at, self._check_timeouts)
 
-    def timeout_keep_alive_handler(self) -> None:
-        self.timeout_keep_alive_task = None
-        if self.transport.is_closing() or self._idle_since is None:
-            return  # gone, or busy: armed again when its response completes
-        remaining = self._idle_since + self.timeout_keep_alive - self.loop.time()
-        if remaining > 0:
-            self.timeout_keep_alive_task = self.loop.call_later(remaining, self.timeout_keep_alive_handler)
-        else:
-            self.transport.close()
+    def _check_timeouts(self) -> None:
+        """What the connection is waiting for, and whether it waited too long; armed again for what is left."""
+        self._timer, self._timer_at = None, _NEVER
+        if self._refusal is not None or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if not self._head_pending:  # inside a request's body
+            if self.flow.read_paused:
+                self._body_at = (
+                    now  # the app is not reading (or a response is pending): no stall of the client
+                )
+            deadline = self._body_at + self.body_timeout_s
+            if now >= deadline:
+                self._refuse(_TIMEOUT, f"no bytes of the request body arrived for {self.body_timeout_s:g} s")
+                return
+        elif self._idle_since is None:
+            return  # a request is being answered: its response arms the timer again
+        elif self._head_started:
+            deadline = self._idle_since + self.header_timeout_s
+            if now >= deadline:
+                self._refuse(
+                    _TIMEOUT,
+                    f"the request line and headers did not arrive within {self.header_timeout_s:g} s",
+                )
+                return
+        else:  # nothing of a next request: a new connection waits for its first, a used one is kept alive
+            deadline = self._idle_since + (
+                self.header_timeout_s if self.cycle is None else self.timeout_keep_alive
+            )
+            if now >= deadline:
+                self.transport.close()
+                return
+        self._arm(deadline)
 
+    # Reading
     def data_received(self, data: bytes) -> None:
         counting = self._head_pending
         self._head_completed = False
-        super().data_received(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._parse_without_upgrade(data[upgrade.args[0] :])
+            return
+        except httptools.HttpParserError as exc:
+            self._refuse_malformed(exc)
+            return
         if self._direct is not None and not self.transport.is_closing():
             # The rest of a large body: read into its buffer by a protocol of its own, past the parser.
             self.transport.set_protocol(BodyReader(self, self._direct, self._direct_filled))
             self._direct = None
-        # A chunk that completed a head was measured exactly in on_headers_complete (it may also hold the whole
-        # body and end the message, which makes a head pending again): count only chunks that left it incomplete.
-        if counting and not self._head_completed and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_header_bytes:
-                self._oversize = True
-                self.send_400_response("")
+        if self._head_pending:
+            # A chunk that completed a head was measured exactly in on_headers_complete (it may also hold the
+            # whole body and end the message, which makes a head pending again): count only chunks that left
+            # it incomplete.
+            if counting and not self._head_completed and not self.transport.is_closing():
+                self._head_bytes += len(data)
+                if self._head_bytes > self.max_header_bytes:
+                    self._refuse(_TOO_LARGE, self._too_large())
+        else:  # a body is still arriving (never the case for a request that came in one read)
+            self._body_at = now = self.loop.time()
+            self._arm(now + self.body_timeout_s)
+
+    def _parse_without_upgrade(self, rest: bytes) -> None:
+        """llhttp stops at the end of a head that asks for an Upgrade (what follows would be the other
+        protocol): the head is parsed again by a fresh parser without its `upgrade` header, then the rest."""
+        self._upgrade_ignored = False
+        parser = self.parser
+        head = [parser.get_method(), b" ", self.url, b" HTTP/", parser.get_http_version().encode(), b"\r\n"]
+        for name, value in self.headers:
+            if name != b"upgrade":
+                head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        self.parser = _new_parser(self)
+        self.data_received(b"".join(head) + rest)
+
+    def on_message_begin(self) -> None:
+        """uvicorn's, and the head's clock knows some of it arrived."""
+        self._head_started = True
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
 
     def on_headers_complete(self) -> None:
-        self._head_pending = False
-        self._head_completed = True
-        self._head_bytes = 0
         # One pass: the head's size, and the declared body length (none: over any limit, streamed as uvicorn
         # does, e.g. chunked)
         size, length = len(self.url), -1
@@ -141,28 +258,43 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             if length < 0 and name == b"content-length" and value.isdigit():
                 length = int(value)
         if size > self.max_header_bytes:
-            self._oversize = True
-            raise HeadersTooLarge  # httptools re-raises it from feed_data; uvicorn then calls send_400_response
+            raise Refused(_TOO_LARGE, self._too_large())  # httptools re-raises it from feed_data
+        self._head_completed = True
+        if self.parser.should_upgrade():
+            if self.parser.get_method() == b"CONNECT":
+                raise Refused(_BAD_REQUEST, "CONNECT is not supported: this server is not a proxy")
+            self._upgrade_ignored = True  # no cycle: the head is parsed again without it (data_received)
+            return
+        self._head_pending = self._head_started = False
+        self._idle_since = None
+        self._head_bytes = 0
         if length < 0:
             length = WHOLE_BODY_MAX_BYTES + 1
         self._whole_body = whole = length <= self._whole_body_max
         self._pieces = []
         if whole:
-            upgrade = self.parser.should_upgrade()
-            if length >= DIRECT_BODY_MIN_BYTES and not upgrade:
+            if length >= DIRECT_BODY_MIN_BYTES:
                 self._direct, self._direct_filled = unfilled_bytearray(length), 0
-            if not upgrade and self._lean_fits():
+            if self._lean_fits():
                 self._start_lean()
             else:
-                super().on_headers_complete()
+                self._start_uvicorn_cycle()
         else:
-            super().on_headers_complete()
+            self._start_uvicorn_cycle()
         self._open_requests += 1
         self._turn.opened()
 
+    def _start_uvicorn_cycle(self) -> None:
+        """uvicorn's cycle, closing its connection if it answers before its body is all read (a 413 from the
+        Content-Length, a 404 that never read it): until then it says `connection: close`, and closes after
+        its response, so the rest of the body is never read. The body complete, it keeps what it had."""
+        super().on_headers_complete()
+        cycle = self.cycle
+        self._keep_alive_after_body = cycle.keep_alive
+        cycle.keep_alive = False
+
     def _lean_fits(self) -> bool:
-        """A POST with a declared body, nothing unusual, on a connection with no response pending (and no
-        upgrade: the caller asked the parser)."""
+        """A POST with a declared body, nothing unusual, on a connection with no response pending."""
         return (
             self.parser.get_method() == b"POST"
             and not self.expect_100_continue
@@ -203,35 +335,44 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             if self._direct_filled == len(direct):
                 self._pieces, self._direct = [direct], None  # type: ignore[list-item]
             return
-        # (an upgrade request has no cycle of its own: uvicorn's checks, in uvicorn's order)
-        if self._whole_body and not self.parser.should_upgrade() and not self.cycle.response_complete:
+        if self._whole_body and not self.cycle.response_complete:
             self._pieces.append(body)  # no wake-up: on_message_complete sets the event once all is here
         else:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        pieces, self._pieces = self._pieces, []
-        if pieces and not self.cycle.response_complete:
-            # bytes, not uvicorn's bytearray: its receive() hands `bytes(body)` over, which copies a bytearray
-            # but returns a bytes object as it is. One piece (the usual case) is not copied at all.
-            self.cycle.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)  # type: ignore[assignment]
-        super().on_message_complete()
+        """uvicorn's (without its upgrade check: an upgrade never has a cycle here), with the whole body."""
+        if self._upgrade_ignored:
+            return
         self._head_pending = True
         self._whole_body = False
+        pieces, self._pieces = self._pieces, []
         cycle: Any = self.cycle
-        if type(cycle) is LeanCycle and not cycle.response_complete:
+        if cycle.response_complete:
+            return
+        if pieces:
+            # bytes, not uvicorn's bytearray: its receive() hands `bytes(body)` over, which copies a bytearray
+            # but returns a bytes object as it is. One piece (the usual case) is not copied at all.
+            cycle.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        cycle.more_body = False
+        if type(cycle) is LeanCycle:
             if self._direct_lane is None or not self._direct_lane.take(cycle):
                 self._lean.add(cycle)
+        else:
+            if not cycle.response_started:
+                cycle.keep_alive = self._keep_alive_after_body
+            cycle.message_event.set()
 
     def body_wanted(self) -> bool:
-        """Whether the body `BodyReader` is reading will be read (not when the app answered before it)."""
+        """Whether the body `BodyReader` is reading will be read (asked before each read: the body's clock)."""
+        self._body_at = self.loop.time()
         return not self.cycle.response_complete
 
     def body_read(self, body: bytearray) -> None:
         """`BodyReader` filled the body: the connection is ours again, with a parser for the next request
         (this one saw the head and the start of the body only)."""
         self.transport.set_protocol(self)
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _new_parser(self)
         self._pieces = [body]  # type: ignore[list-item]
         self.on_message_complete()
 
@@ -239,17 +380,80 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         """Run the app for a lean request (one the direct lane gave back before answering it)."""
         self._lean.add(cycle)
 
+    # Answers
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the timer armed once per idle stretch instead of once per response (a timer armed
+        and cancelled per request cost ~1.3 us): it checks when it fires, and waits on if the connection was
+        used meanwhile. A refusal waiting for the answers before it is written after the last of them."""
+        self.server_state.total_requests += 1
+        if self._open_requests:
+            self._open_requests -= 1
+            self._turn.finished()
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self._refusal is not None:
+            if not self._open_requests:
+                self._close_refused()
+        elif self._head_pending:
+            self._idle_since = now = self.loop.time()
+            self._arm(now + self._idle_check_s)
+
     def send_400_response(self, msg: str) -> None:
-        """The one way out for a request that never reaches the app: a JSON error, then close."""
-        if self._oversize:
-            status = b"431 Request Header Fields Too Large"
-            message = f"request line and headers are over the limit of {self.max_header_bytes} bytes"
-        else:
-            status, message = b"400 Bad Request", "malformed HTTP request (request line, headers or framing)"
-        if self.cycle is None or self.cycle.response_complete:  # never interleave with a pipelined response
-            body = orjson.dumps({"error": message})
-            self.transport.write(
-                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
-            )
+        """uvicorn's name for refusing unparsable HTTP (only our data_received refuses, by `_refuse`)."""
+        self._refuse(_BAD_REQUEST, _MALFORMED)
+
+    def _too_large(self) -> str:
+        return f"request line and headers are over the limit of {self.max_header_bytes} bytes"
+
+    def _refuse_malformed(self, exc: httptools.HttpParserError) -> None:
+        cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
+        if isinstance(cause, Refused):
+            self._refuse(cause.status, cause.message)
+            return
+        self.logger.warning("Invalid HTTP request received.")  # as uvicorn logs it
+        # llhttp's reason ("Invalid character in chunk size"): a constant, never bytes of the request
+        self._refuse(_BAD_REQUEST, _MALFORMED if cause is not None else f"{_MALFORMED}: {exc}")
+
+    def _refuse(self, status: bytes, message: str) -> None:
+        """A request the app will not see (malformed, over the head limit, too slow): nothing more is read or
+        parsed; `{"error": message}` is written once every request before it on the connection is answered,
+        in order, and the connection closes."""
+        if self._refusal is not None or self.transport.is_closing():
+            return
+        self.parser = _NOT_PARSED
+        self._upgrade_ignored = False
+        self.flow.read_paused = False  # so that nothing resumes reading: the connection is done
+        self.transport.pause_reading()
+        body = orjson.dumps({"error": message})
+        answer = (
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        if not self._head_pending:  # the refused request's head was parsed: its cycle never gets the rest
+            self._head_pending = True
+            self._direct = None
+            cycle: Any = self.cycle
+            if cycle.response_started:  # answered early: it closes the connection once that answer is out
+                answer = b""
+            else:
+                cycle.disconnected = True  # its app (if it runs) hears a disconnect; what it sends is dropped
+                cycle.message_event.set()
+                for entry in self.pipeline:
+                    if entry[0] is cycle:
+                        self.pipeline.remove(entry)
+                        break
+                if self._open_requests:
+                    self._open_requests -= 1
+                    self._turn.finished()
+        self._refusal = answer
+        if not self._open_requests:
+            self._close_refused()
+
+    def _close_refused(self) -> None:
+        if self._refusal:
+            self.transport.write(self._refusal)
         self.transport.close()

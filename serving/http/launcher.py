@@ -5,14 +5,17 @@ through `run_http_server`; code that runs the server inside its own event loop (
 or in a test) builds the same settings with `http_config` and awaits `uvicorn.Server(config).serve()`.
 
 What every server gets (see serving/http/header_limit.py): a 431 JSON answer for a request line + headers
-over `max_header_bytes`, JSON 400s for malformed HTTP, one write per response (coalesced head and body),
-uvloop, no access log, no proxy-headers rewriting, and 30 s of graceful shutdown for requests in flight.
+over `max_header_bytes`, JSON 400s for malformed HTTP, 408s for a head slower than `header_timeout_s` or a
+body stalled for `body_timeout_s`, idle keep-alive connections closed after KEEP_ALIVE_S, one write per
+response (coalesced head and body), uvloop, no access log, no proxy-headers rewriting, and 30 s of graceful
+shutdown for requests in flight.
 Started by `serving up` (one worker), a server also listens on a Unix socket for its siblings
 (serving/http/local_sockets.py).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -26,10 +29,9 @@ from serving.settings import Limits
 if TYPE_CHECKING:
     import uvicorn
 
-HTTP_PROTOCOL = (
-    "serving.http.header_limit:HeaderLimitedProtocol"  # an import string: worker processes load it
-)
+HTTP_PROTOCOL = "serving.http.header_limit:HeaderLimitedProtocol"  # with its default timeouts
 GRACEFUL_SHUTDOWN_S = 30
+KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this (uvicorn's default)
 # With --workers, uvicorn kills and replaces a worker that does not answer its ping within this (its default
 # is 5 s): a worker unpickling a large model holds the GIL for longer than that, and on a loaded machine even an
 # iris worker's start can; killing it means starting the same load again.
@@ -42,18 +44,27 @@ def http_options(
     port: int,
     *,
     max_header_bytes: int = _LIMITS.max_header_bytes,
+    header_timeout_s: float = _LIMITS.header_timeout_s,
+    body_timeout_s: float = _LIMITS.body_timeout_s,
     log_level: str = "warning",
     lifespan: str = "auto",
 ) -> dict[str, Any]:
     """uvicorn settings shared by every server of ours."""
+    from serving.http.header_limit import HeaderLimitedProtocol  # imported when a server starts
+
     return dict(
         host=host,
         port=port,
         log_level=log_level,
         access_log=False,
         loop="uvloop",
-        http=HTTP_PROTOCOL,
+        # The class and its timeouts: a partial of a module-level class pickles by reference, so worker
+        # processes (spawned, the config pickled) import it themselves.
+        http=functools.partial(
+            HeaderLimitedProtocol, header_timeout_s=header_timeout_s, body_timeout_s=body_timeout_s
+        ),
         h11_max_incomplete_event_size=max_header_bytes,
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         limit_concurrency=None,

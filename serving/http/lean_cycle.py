@@ -14,8 +14,8 @@ a request (our protocol in header_limit.py decides, per request):
   that keeps its task (`asyncio.timeout`) cancels the right one later;
 - `receive` hands over the whole body, then waits for the client to leave; `send` writes the head and body
   (or chunks) with uvicorn's default headers and checks, and ends the response as uvicorn does.
-Anything else (GET, chunked or `Expect: 100-continue` bodies, upgrades, pipelined requests behind one not yet
-answered) keeps uvicorn's cycle.
+Anything else (GET, chunked or `Expect: 100-continue` bodies, pipelined requests behind one not yet answered)
+keeps uvicorn's cycle (an `Upgrade` is ignored: the request is read again without it, header_limit.py).
 """
 
 from __future__ import annotations

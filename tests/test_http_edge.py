@@ -469,3 +469,25 @@ def test_a_pipelined_refusal_waits_for_a_slow_answer_before_it(clock_port: int) 
         answers = responses(read_to_close(sock))
     assert [status for status, _, _ in answers] == [200, 400]
     assert answers[0][2] == b"1" and "Invalid method" in error_of(answers[1])
+
+
+def test_a_body_cut_off_mid_way_is_no_error_in_the_routers_log(router_port: int) -> None:
+    """The router reading a body the HTTP layer refuses (a bad chunk) hears a disconnect: nothing to answer, and
+    no 'Exception in ASGI application' traceback for it."""
+    import logging
+
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    uvicorn_log = logging.getLogger("uvicorn.error")  # where an app's exception is reported (not propagated)
+    uvicorn_log.addHandler(handler)
+    try:
+        with connect(router_port) as sock:
+            sock.sendall(chunked_head() + b'4\r\n{"in\r\n')
+            sock.sendall(b"qq\r\n")
+            (answer,) = responses(read_to_close(sock))
+        assert answer[0] == 400
+        assert_serving(router_port)  # a request after it: the router's task for the bad one has ended by then
+    finally:
+        uvicorn_log.removeHandler(handler)
+    assert not errors, [r.getMessage() for r in errors]

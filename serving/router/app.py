@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
@@ -111,6 +112,10 @@ class Router:
                 raise NotFound(f"no route for {path}")
         except ServingError as exc:
             await send_error(send, exc, scope["method"], path)
+        except (
+            ClientDisconnect
+        ):  # gone mid-body (or cut off by the HTTP layer): nobody to answer, nothing broke
+            return
 
     async def _local(self, scope: Scope, send: Send, path: str) -> None:
         if scope["method"] not in ("GET", "HEAD"):  # as the model server's own routes answer

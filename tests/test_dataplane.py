@@ -140,7 +140,9 @@ async def test_the_concurrency_queue_is_bounded_and_waits_within_the_timeout(tmp
     assert full.value.status_code == 503 and full.value.headers.get("Retry-After")
     outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
     assert all(isinstance(o, GatewayTimeout) for o in outcomes), outcomes  # the gate never opened in time
-    assert "slots within 0.3s" in str(outcomes[-1])
+    # those still queued at their deadline say so; one handed a slot just before it says the model did not answer
+    assert all(str(o).endswith("within 0.3s") for o in outcomes), outcomes
+    assert any("slots within 0.3s" in str(o) for o in outcomes), outcomes
     gate.set()
     assert plane._slots.in_flight["echo"] == 0  # every slot given back, none leaked by the timeouts
     body, _ = await plane.infer("echo", None, BODY, {}, V2)

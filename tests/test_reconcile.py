@@ -81,3 +81,23 @@ def test_state_round_trips_through_json() -> None:
     v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
     state = plan(v1, None, Observed(ready=frozenset({r1}))).state
     assert RolloutState.from_json(state.to_json()) == state
+
+
+def test_a_canary_keeps_its_share_while_a_newer_revision_loads_or_fails() -> None:
+    """KServe (Knative's latestRevision target is the latest *ready* revision): with v2 a 30 % canary, applying v3
+    leaves 70/30 on v1/v2 until v3 is ready (then v3 takes the 30 %); if v3 fails, 70/30 stays."""
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    state = plan(v1, None, Observed(ready=frozenset({r1}))).state
+    v2, v3 = isvc("/m/v2", canary=30), isvc("/m/v3", canary=30)
+    r2, r3 = Revision.from_spec(v2).name, Revision.from_spec(v3).name
+    state = plan(v2, state, Observed(ready=frozenset({r1, r2}))).state
+    loading = plan(v3, state, Observed(ready=frozenset({r1, r2})))
+    assert split(loading) == {r1: 70, r2: 30} and set(loading.run) == {r1, r2, r3}
+    assert {t.tag: t.revision for t in loading.traffic} == {"latest": r2, "prev": r1}
+    failed = plan(v3, loading.state, Observed(ready=frozenset({r1, r2}), failed={r3: "no model file"}))
+    assert split(failed) == {r1: 70, r2: 30}
+    ready = plan(v3, loading.state, Observed(ready=frozenset({r1, r2, r3})))
+    assert split(ready) == {r1: 70, r3: 30} and set(ready.run) == {r1, r3}  # the earlier canary stops
+    promoted = plan(isvc("/m/v3"), ready.state, Observed(ready=frozenset({r1, r3})))
+    assert split(promoted) == {r3: 100} and promoted.state.canary is None
+    assert RolloutState.from_json(loading.state.to_json()) == loading.state

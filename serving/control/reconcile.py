@@ -25,6 +25,9 @@ class RolloutState:
     latest_created: str | None = None
     rolled_out: str | None = None
     previous_rolled_out: str | None = None
+    # The revision serving the canary share (ready, not rolled out): it keeps that share while a newer one loads
+    # or fails, as Knative's latestRevision target stays on the latest *ready* revision
+    canary: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +35,7 @@ class RolloutState:
             "latestCreated": self.latest_created,
             "rolledOut": self.rolled_out,
             "previousRolledOut": self.previous_rolled_out,
+            "canary": self.canary,
         }
 
     @classmethod
@@ -41,6 +45,7 @@ class RolloutState:
             latest_created=data.get("latestCreated"),
             rolled_out=data.get("rolledOut"),
             previous_rolled_out=data.get("previousRolledOut"),
+            canary=data.get("canary"),
         )
 
 
@@ -92,17 +97,30 @@ def plan(
     latest_ready = latest in observed.ready
 
     stable = state.rolled_out
+    earlier_canary = state.canary
     if stable is None or stable == latest:
         if latest_ready:
-            state = replace(state, rolled_out=latest)
+            state = replace(state, rolled_out=latest, canary=None)
         # Once rolled out it keeps its traffic while its replicas restart: the router holds its requests
         traffic = _single(state.rolled_out, latest)
     elif latest_ready and (percent is None or percent == 100):
-        state = replace(state, previous_rolled_out=state.rolled_out, rolled_out=latest)
+        state = replace(state, previous_rolled_out=state.rolled_out, rolled_out=latest, canary=None)
         traffic = _single(latest, latest)
     elif latest_ready and percent:
+        state = replace(state, canary=latest)
         traffic = (
             TrafficTarget(latest, percent, "latest", True),
+            TrafficTarget(stable, 100 - percent, "prev", False),
+        )
+    elif (
+        percent
+        and percent < 100
+        and earlier_canary not in (None, stable, latest)
+        and earlier_canary not in observed.failed
+    ):  # a newer revision loads (or failed): the earlier canary keeps its share until one is ready
+        assert earlier_canary is not None
+        traffic = (
+            TrafficTarget(earlier_canary, percent, "latest", True),
             TrafficTarget(stable, 100 - percent, "prev", False),
         )
     else:  # not ready yet, failed, or rolled back with 0 %
@@ -114,6 +132,8 @@ def plan(
     run = {latest: replicas}
     if state.rolled_out is not None:
         run[state.rolled_out] = replicas
+    for target in traffic:  # every revision with a share keeps running (the earlier canary)
+        run.setdefault(target.revision, replicas)
     live = {t.revision for t in traffic}
     # Drop revisions that are neither running nor one of the rollout pointers (their records can go).
     keep = set(run) | {state.previous_rolled_out} | live

@@ -88,6 +88,40 @@ def test_broken_revision_never_gets_traffic(tmp_path: Path) -> None:
         assert {predict(client, "iris").headers["x-serving-revision"] for _ in range(10)} == {r1}
 
 
+@pytest.mark.e2e  # real model-server processes
+def test_a_revision_whose_model_cannot_load_leaves_no_process_behind(tmp_path: Path) -> None:
+    """Its replicas report the load error, then exit: idle processes (~70 MB each) would serve nothing."""
+    good, broken = tmp_path / "good", tmp_path / "broken"
+    train_iris_sklearn(good)
+    broken.mkdir()
+    (broken / "model.joblib").write_bytes(b"this is not a pickle")
+    state = tmp_path / "state"
+    with serving_up(state, process=True) as server, server.client() as client:
+        apply_text(server, state, isvc_yaml("iris", good), tmp_path)
+        wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
+        apply_text(server, state, isvc_yaml("broken", broken, replicas=2), tmp_path, "broken.yaml")
+        wait_until(
+            lambda: "lastFailureInfo" in get_isvc(server, state, "broken")["status"].get("modelStatus", {}),
+            60,
+            what="the broken service reported failed",
+        )
+        wait_until(
+            lambda: not [p for p in _predictor_pids(server.process.pid) if "broken" in " ".join(_cmd(p))],
+            30,
+            what="the broken replicas to exit",
+        )
+        doc = get_isvc(server, state, "broken")
+        assert "cannot load model.joblib" in doc["status"]["modelStatus"]["lastFailureInfo"]["message"]
+        assert predict(client, "iris").status_code == 200
+
+
+def _cmd(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
 @pytest.mark.e2e  # kill -9 of a model-server process under load
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path, replicas: int) -> None:

@@ -137,7 +137,7 @@ class Replica:
             while not self._stopping:
                 await self._spawn()
                 was_ready = await self._watch(http)
-                if self._stopping:
+                if self._stopping or self.state is ReplicaState.FAILED:  # its model cannot load: not again
                     break
                 code = self.process.returncode if self.process else None
                 if not was_ready:
@@ -192,6 +192,11 @@ class Replica:
         failures = 0
         while self.process.returncode is None and not self._stopping:
             ok = await self._found_port() and await self._probe(http)
+            if (
+                self.state is ReplicaState.FAILED
+            ):  # its model failed to load: free the process, keep the reason
+                await self._end_failed()
+                break
             if ok:
                 failures, ever_ready = 0, True
                 self._set(ReplicaState.READY)
@@ -213,6 +218,16 @@ class Replica:
             self.port = 0
             self._on_change()
         return ever_ready
+
+    async def _end_failed(self) -> None:
+        """A process whose model failed to load would idle on (~70 MB) for nothing: stopped, its FAILED state
+        and reason kept for the revision's status."""
+        assert self.process is not None
+        self._signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            await self._kill()
 
     async def _found_port(self) -> bool:
         """Whether the child listens yet; learning its port is a change the runner hears about."""

@@ -67,6 +67,11 @@ class ONNXRuntime(Runtime):
         missing = [name for name in self._input_dtypes if name not in inputs]
         if missing:
             raise BadRequest(f"model {self.settings.name!r} needs input {missing[0]!r}")
+        extra = [name for name in inputs if name not in self._input_dtypes]
+        if extra:  # it would be dropped without a word
+            raise BadRequest(
+                f"model {self.settings.name!r} has no input {extra[0]!r}; its inputs: {', '.join(self._input_dtypes)}"
+            )
         feed = {}
         for name, dtype in self._input_dtypes.items():
             array = inputs[name]

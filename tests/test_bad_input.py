@@ -388,6 +388,13 @@ CASES = [
         "of shape [-1, 4] (-1: any size); got shape [1, 3]",
         path="/v2/models/onnx-iris/infer",
     ),
+    Case(  # an input the model does not have would be dropped without a word
+        "v2-onnx-an-extra-input",
+        v2({**tensor("FP32"), "name": "X"}, {**tensor("FP32"), "name": "Z"}),
+        400,
+        "has no input 'Z'; its inputs: X",
+        path="/v2/models/onnx-iris/infer",
+    ),
     Case(
         "v2-xgboost-wrong-width",
         v2(tensor(shape=[1, 3], data=[1, 2, 3])),

@@ -43,6 +43,8 @@ def filesystem(location: ObjectLocation, env: Mapping[str, str], timeout_s: floa
     if protocol == "gcs":
         from gcsfs.core import GCSFileSystem  # the plain client: the extended one probes a gRPC API first
 
+        # each retry of an unreachable store is a traceback at ERROR there; the StorageError we raise says it once
+        logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
         return GCSFileSystem(skip_instance_cache=True, **options)
     from adlfs import AzureBlobFileSystem
 

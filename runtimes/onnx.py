@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import BadRequest
+from serving.protocol.dtypes import cast_exactly
 from serving.runtimes import find_artifact
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.types import TensorDict, TensorSpec
@@ -82,10 +83,8 @@ class ONNXRuntime(Runtime):
                 raise BadRequest(
                     f"model {self.settings.name!r} input {name!r} takes numbers ({dtype}); it got strings"
                 )
-            elif array.dtype != dtype:
-                feed[name] = array.astype(dtype)
             else:
-                feed[name] = array
+                feed[name] = cast_exactly(array, dtype, f"model {self.settings.name!r} input {name!r}")
         return feed
 
     def metadata(self) -> ModelMetadata:

@@ -94,6 +94,7 @@ class SKLearnRuntime(Runtime):
         self._methods: dict[str, Any] = {PREDICT: self._linear or model.predict}
         if hasattr(model, "predict_proba"):
             self._methods[PROBABILITIES] = model.predict_proba
+        self._numeric = self._linear is not None or _takes_numbers_only(model)
         self._finish_load(int(getattr(model, "n_features_in_", -1)), getattr(model, "classes_", None))
         if verified is not None and data is not None:
             linear_cache.store(data, linear_cache.CachedLinear(verified[1], PROBABILITIES in self._methods))
@@ -103,6 +104,7 @@ class SKLearnRuntime(Runtime):
         lazy = self._lazy = LazyEstimator(path, data)
         params = cached.params
         self._linear = guarded(fast, params.width, lambda: lazy.get().predict)
+        self._numeric = True  # a linear product
         self._methods = {PREDICT: self._linear}
         if cached.has_proba:
             self._methods[PROBABILITIES] = lambda x: lazy.get().predict_proba(x)
@@ -124,7 +126,7 @@ class SKLearnRuntime(Runtime):
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
         names = select_outputs(self._methods, outputs, self.settings.name) or self._requested(parameters)
-        if self._linear is not None:  # a linear model is numbers only (a pipeline may take text: not refused)
+        if self._numeric:  # an estimator itself is numbers only (a pipeline may take text: not refused)
             refuse_text(inputs, self.settings.name)
         matrix = feature_matrix(inputs, self._features, self.settings.name)
         return {name: np.asarray(self._methods[name](matrix)) for name in names}
@@ -169,3 +171,12 @@ def _product_takes(inputs: TensorDict) -> bool:
     """Whether the linear product answers these inputs itself (numeric and finite; the width is checked
     before any call)."""
     return all(a.dtype.kind in "fiub" and all_finite(a) for a in inputs.values())
+
+
+def _takes_numbers_only(model: Any) -> bool:
+    """A bare estimator (forest, SVM, ...) computes on numbers; strings reach it only through a pipeline's
+    encoders or a column transformer, which may take text, so those are not refused here."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    return not isinstance(model, Pipeline | ColumnTransformer | FeatureUnion)

@@ -388,6 +388,20 @@ CASES = [
         "of shape [-1, 4] (-1: any size); got shape [1, 3]",
         path="/v2/models/onnx-iris/infer",
     ),
+    Case(  # ONNX's input is FP32: a value the cast would change is refused, not changed
+        "v2-onnx-fp64-out-of-fp32-range",
+        v2(tensor("FP64", [1, 4], [1e39, 2.8, 4.8, 1.4])),
+        400,
+        "input 'X' takes FP32; a value is out of its range",
+        path="/v2/models/onnx-iris/infer",
+    ),
+    Case(
+        "v1-onnx-booleans",
+        b'{"instances": [[true, false, true, false]]}',
+        400,
+        "input 'X' takes FP32; it got BOOL",
+        path="/v1/models/onnx-iris:predict",
+    ),
     Case(  # an input the model does not have would be dropped without a word
         "v2-onnx-an-extra-input",
         v2({**tensor("FP32"), "name": "X"}, {**tensor("FP32"), "name": "Z"}),

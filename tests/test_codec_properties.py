@@ -220,3 +220,28 @@ def test_v2_decoder_on_arbitrary_bytes_raises_only_bad_request(
         v2_codec.decode_request(body, header_length, SMALL_LIMITS)
     except BadRequest as exc:
         assert exc.message
+
+
+def test_v1_outputs_of_different_row_counts_are_answered_whole_by_name() -> None:
+    """No row-by-row pairing exists: nothing may be cut off (it was, or an IndexError 500)."""
+    import numpy as np
+    import orjson
+
+    from serving.protocol.v1_codec import encode_response
+    from serving.types import InferResponse
+
+    for order in (("first", "all"), ("all", "first")):
+        arrays = {"first": np.array([[1.0, 2.0]]), "all": np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])}
+        outputs = {name: arrays[name] for name in order}
+        answer = orjson.loads(encode_response(InferResponse("m", "1", outputs)))
+        assert answer == {"predictions": {"first": [[1.0, 2.0]], "all": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]}}
+
+
+def test_v2_an_empty_outputs_list_means_the_default_outputs() -> None:
+    """As gRPC's empty repeated field: REST answered no outputs at all."""
+    import orjson
+
+    from serving.protocol.v2_codec import decode_request
+
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}], "outputs": []}
+    assert decode_request(orjson.dumps(body)).outputs is None

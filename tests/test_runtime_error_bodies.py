@@ -94,3 +94,33 @@ def test_a_known_predict_path_with_the_wrong_method_is_405_with_allow(server_url
     assert response.headers["allow"] == "POST"
     if method != "HEAD":
         assert f"method {method} not allowed" in response.json()["error"]
+
+
+def test_a_bare_non_linear_estimator_refuses_strings_and_booleans_a_pipeline_does_not(tmp_path: Path) -> None:
+    """A forest computes on numbers: `"6.8"` or `true` would be parsed into them without a word. A pipeline may
+    encode text itself, so it is handed what came."""
+    import joblib
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from serving.errors import BadRequest
+    from serving.runtimes.sklearn import SKLearnRuntime
+    from serving.settings import ModelSettings
+
+    x, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)
+    for name, model in (("forest", forest), ("pipeline", make_pipeline(FunctionTransformer(), forest))):
+        (tmp_path / name).mkdir()
+        joblib.dump(model, tmp_path / name / "model.joblib")
+    runtimes = {}
+    for name in ("forest", "pipeline"):
+        runtimes[name] = SKLearnRuntime(ModelSettings(name=name, model_dir=tmp_path / name))
+        runtimes[name].load()
+    text = np.array([[b"6.8", b"2.8", b"4.8", b"1.4"]], dtype=object)
+    for sent, says in ((text, "holds strings"), (np.array([[True, False, True, False]]), "holds booleans")):
+        with pytest.raises(BadRequest, match=says):
+            runtimes["forest"].predict({"x": sent}, None, {})
+    assert runtimes["pipeline"].predict({"x": text.astype(str)}, None, {})["output-0"].shape == (1,)

@@ -249,6 +249,8 @@ def test_compressed_bodies_that_cannot_be_read_are_refused(echo: InProcessServer
         "plain bytes said to be gzip": (b"gzip", body, 400, "not valid gzip"),
         "cut short": (b"gzip", gzip.compress(body)[:-12], 400, "cut short"),
         "a bomb": (b"gzip", gzip.compress(b" " * 70_000_000, 1), 413, "inflates to over the limit"),
+        "gzip then other bytes": (b"gzip", gzip.compress(body) + b"GARBAGE", 400, "7 bytes after its gzip"),
+        "two gzip members": (b"gzip", gzip.compress(body[:9]) + gzip.compress(body[9:]), 200, '"data":[3]'),
     }
     for what, (coding, payload, status, needle) in sent.items():
         answer = httpx.post(url, content=payload, headers={"content-encoding": coding.decode()})

@@ -24,16 +24,33 @@ def inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
         raise UnsupportedMediaType(
             f"Content-Encoding {coding.decode('latin-1')!r} is not supported; send gzip, deflate or identity"
         )
+    name = coding.decode("latin-1")
     for wbits in tries:
-        inflater = zlib.decompressobj(wbits)
         try:
-            plain = inflater.decompress(body, limit + 1)
+            return _inflate_all(body, wbits, limit, name)
         except zlib.error as exc:
             failure = exc
-            continue
-        if len(plain) > limit or inflater.unconsumed_tail:
+    raise BadRequest(f"request body is not valid {name}: {failure}")
+
+
+def _inflate_all(body: bytes, wbits: int, limit: int, name: str) -> bytes:
+    """Every member (RFC 1952 allows several gzip members one after another), within `limit`; bytes after the
+    stream that are not another member are refused, as unclaimed bytes of a binary body are."""
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        plain = inflater.decompress(rest, limit + 1 - size)
+        size += len(plain)
+        if size > limit or inflater.unconsumed_tail:
             raise PayloadTooLarge(f"request body inflates to over the limit of {limit} bytes")
         if not inflater.eof:
-            raise BadRequest(f"request body is cut short: not a whole {coding.decode('latin-1')} stream")
-        return plain
-    raise BadRequest(f"request body is not valid {coding.decode('latin-1')}: {failure}")
+            raise BadRequest(f"request body is cut short: not a whole {name} stream")
+        parts.append(plain)
+        rest = inflater.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if wbits != _GZIP:
+            raise BadRequest(f"request body has {len(rest)} bytes after its {name} stream")
+        if not rest.startswith(b"\x1f\x8b"):
+            raise BadRequest(f"request body has {len(rest)} bytes after its {name} stream that are not gzip")

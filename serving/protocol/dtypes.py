@@ -58,3 +58,33 @@ def v2_datatype(dtype: np.dtype) -> str:
 def itemsize(datatype: str) -> int:
     """Bytes per element on the wire; 0 for BYTES (variable length)."""
     return 0 if datatype == "BYTES" else numpy_dtype(datatype).itemsize
+
+
+def cast_exactly(array: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """`array` as `dtype` when no value changes on the way (a model's input type differs from what was sent):
+    booleans only as booleans, whole floats or in-range integers for an integer type, floats that stay finite
+    for a narrower float. Anything else is the caller's 400, naming what would have changed."""
+    if array.dtype == dtype:
+        return array
+    source, target = array.dtype.kind, dtype.kind
+    sent, wanted = v2_datatype(array.dtype), v2_datatype(dtype)
+    if (source == "b") != (target == "b"):
+        raise BadRequest(f"{what} takes {wanted}; it got {sent}")
+    if target in "iu":
+        if source == "f" and not (np.isfinite(array).all() and (array == np.trunc(array)).all()):
+            raise BadRequest(f"{what} takes {wanted}; {sent} values that are not whole numbers would change")
+        if array.size:
+            info = np.iinfo(dtype)
+            low, high = array.min(), array.max()
+            if low < info.min or high > info.max:
+                raise BadRequest(
+                    f"{what} takes {wanted}; {low if low < info.min else high} is out of its range"
+                )
+        return array.astype(dtype)
+    with np.errstate(over="ignore"):  # an overflow is found below and answered, not warned about
+        out = array.astype(dtype)
+    if target == "f" and (source != "f" or dtype.itemsize < array.dtype.itemsize):
+        finite = np.isfinite(out)
+        if not finite.all() and (source != "f" or np.isfinite(array)[~finite].any()):
+            raise BadRequest(f"{what} takes {wanted}; a value is out of its range")
+    return out

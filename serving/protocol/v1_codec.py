@@ -65,7 +65,8 @@ def _array(raw: Any, where: str, limits: Limits, bools: bool = True) -> np.ndarr
 
 
 def encode_response(response: InferResponse) -> bytes:
-    """One output -> its rows; several -> one object per row keyed by output name."""
+    """One output -> its rows; several -> one object per row keyed by output name (outputs with different
+    row counts: one object of whole outputs by name)."""
     outputs = response.outputs
     if len(outputs) == 1:
         (array,) = outputs.values()
@@ -73,8 +74,11 @@ def encode_response(response: InferResponse) -> bytes:
     else:
         # Python lists here: rows of a column are numpy scalars, which orjson does not all accept.
         columns = {name: _plain(_rows(array)) for name, array in outputs.items()}
-        rows = len(next(iter(columns.values())))
-        predictions = [{name: col[i] for name, col in columns.items()} for i in range(rows)]
+        counts = {len(col) for col in columns.values()}
+        if len(counts) == 1:
+            predictions = [{name: col[i] for name, col in columns.items()} for i in range(counts.pop())]
+        else:  # no row-by-row pairing exists: each output whole, by name, rather than rows cut off
+            predictions = columns
     return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

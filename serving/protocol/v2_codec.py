@@ -235,7 +235,7 @@ def _bytes_array(data: list[Any], name: str, shape: tuple[int, ...], count: int)
 
 
 def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
-    if raw is None:
+    if raw is None or raw == []:  # none named: all the model's default outputs, as gRPC's empty list means
         return None
     if not isinstance(raw, list):
         raise BadRequest("'outputs' must be a list")

@@ -143,10 +143,11 @@ class Batcher:
         self._collector: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._retired = False  # takes no new requests; the collector ends once the queue is empty
 
     async def submit(self, request: InferRequest) -> TensorDict:
         """Queue one decoded request and wait for its own outputs (503 at once when the queue is full)."""
-        if self._closed:
+        if self._closed or self._retired:
             raise ModelNotReady(f"model {self.name!r} is being unloaded")
         if self._waiting >= self.max_queue_size:
             self._observer.rejected("queue_full")
@@ -184,6 +185,8 @@ class Batcher:
     async def _collect(self) -> None:
         while True:
             while not self._queue:
+                if self._retired:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
             await self._slots.acquire()
@@ -300,6 +303,11 @@ class Batcher:
             except Exception as exc:
                 results.append(exc)
         return results
+
+    def retire(self) -> None:
+        """Replaced (the model was reloaded): take no new requests, run those queued, then stop collecting."""
+        self._retired = True
+        self._wake.set()
 
     def close(self) -> None:
         """Stop collecting; queued requests get 503, batches already running finish."""

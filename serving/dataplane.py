@@ -40,7 +40,7 @@ class DataPlane:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._admission = Admission(self.limits.max_queue, self.limits.max_queue_wait_s, threads)
         self._slots = ModelSlots(self.limits.max_concurrency)
-        self._batchers: dict[str, Batcher] = {}
+        self._batchers: dict[str, tuple[Model, Batcher]] = {}  # by name: the model it runs, its batcher
         self._deadlines = Deadlines(self.limits.request_timeout_s)
         repository.on_change.append(self.metrics.model_state_changed)
         repository.on_change.append(self._model_changed)
@@ -52,10 +52,12 @@ class DataPlane:
         started = time.monotonic()
         code = 500
         bound: ModelMetrics | None = None
+        held: Model | None = None  # a reload releases a model's runtime only once no request holds it
         try:
             model = self.repository.get(name, version)  # ModelNotFound: counted under a fixed label
             bound = self.metrics.model(model.name, model.settings.version)
-            model = self.repository.ready_model(name, version)
+            held = model = self.repository.ready_model(name, version)
+            model.enter()
             with tracing.span("decode"):
                 request = codec.decode(body, headers, self.limits)
             decoded = time.monotonic()
@@ -81,6 +83,8 @@ class DataPlane:
             code = exc.status_code
             raise
         finally:
+            if held is not None:
+                held.leave()
             if bound is None:
                 self.metrics.unknown_model(codec.protocol, code, time.monotonic() - started)
             else:
@@ -94,10 +98,12 @@ class DataPlane:
         started = time.monotonic()
         code = 500
         bound: ModelMetrics | None = None
+        held: Model | None = None
         try:
             model = self.repository.get(name)
             bound = self.metrics.model(model.name, model.settings.version)
-            model = self.repository.ready_model(name)
+            held = model = self.repository.ready_model(name)
+            model.enter()
             outputs = requested(await self._admit_and_run(model, request, bound), request, model.name)
             bound.predict.observe(time.monotonic() - started)
             code = 200
@@ -106,6 +112,8 @@ class DataPlane:
             code = exc.status_code
             raise
         finally:
+            if held is not None:
+                held.leave()
             if bound is None:
                 self.metrics.unknown_model(protocol, code, time.monotonic() - started)
             else:
@@ -160,9 +168,9 @@ class DataPlane:
 
     async def run_model(self, model: Model, request: InferRequest) -> TensorDict:
         """The model call, off the event loop; through the model's batcher when it has one."""
-        batcher = self._batchers.get(model.name)
-        if batcher is not None:
-            return await batcher.submit(request)
+        batched = self._batchers.get(model.name)
+        if batched is not None and batched[0] is model:  # else a copy replaced by a reload: runs unbatched
+            return await batched[1].submit(request)
         started = time.monotonic()
         try:
             apredict = getattr(model.runtime, "apredict", None)
@@ -211,16 +219,24 @@ class DataPlane:
             self._admission.leave(model.name, service_s)
 
     def _model_changed(self, model: Model) -> None:
-        """Repository callback: a batcher exists exactly while a batching model is ready."""
+        """Repository callback: a batcher exists exactly while a batching model is ready. A reload (a new
+        `Model` of the same name) gets a new batcher; the old one runs what it queued, on the old model."""
         settings = model.settings
-        batcher = self._batchers.get(model.name)
+        batched = self._batchers.get(model.name)
+        if batched is not None and (batched[0] is not model or not model.ready):
+            del self._batchers[model.name]
+            if batched[0] is not model:
+                batched[1].retire()
+            else:
+                batched[1].close()
+            batched = None
         if (
             model.ready
-            and batcher is None
+            and batched is None
             and settings.max_batch_size > 0
             and not hasattr(model.runtime, "apredict")
         ):
-            self._batchers[model.name] = Batcher(
+            batcher = Batcher(
                 model.name,
                 functools.partial(call_runtime, model),
                 self._pool,
@@ -230,12 +246,10 @@ class DataPlane:
                 max_batches_in_flight=settings.max_batches_in_flight,
                 max_queue_size=settings.max_queue_size,
             )
-        elif not model.ready and batcher is not None:
-            del self._batchers[model.name]
-            batcher.close()
+            self._batchers[model.name] = (model, batcher)
 
     def close(self) -> None:
-        for batcher in self._batchers.values():
+        for _, batcher in self._batchers.values():
             batcher.close()
         self._batchers.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)

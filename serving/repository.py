@@ -7,11 +7,18 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from serving.errors import ArtifactError, ModelNotFound, ModelNotReady, ServingError, existing_names
+from serving.errors import (
+    ArtifactError,
+    ModelFailure,
+    ModelNotFound,
+    ModelNotReady,
+    ServingError,
+    existing_names,
+)
 from serving.runtimes import Runtime, find_artifacts, runtime_class
 from serving.runtimes.base import ModelMetadata
 from serving.settings import ModelSettings
@@ -27,12 +34,17 @@ class ModelState(StrEnum):
 
 @dataclass(slots=True)
 class Model:
+    """One loaded (or loading, or failed) model. A reload puts a new `Model` in the repository; requests that
+    already hold the old one finish on it, counted in `calls` (the data plane's `enter`/`leave`)."""
+
     settings: ModelSettings
     state: ModelState = ModelState.UNAVAILABLE
     reason: str = ""
     runtime: Runtime | None = None
     meta: ModelMetadata | None = None
     load_seconds: float = 0.0
+    calls: int = field(default=0, repr=False, compare=False)
+    _idle: asyncio.Event | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -41,6 +53,21 @@ class Model:
     @property
     def ready(self) -> bool:
         return self.state is ModelState.READY
+
+    def enter(self) -> None:
+        """A request holds this model from admission until its answer (or failure)."""
+        self.calls += 1
+
+    def leave(self) -> None:
+        self.calls -= 1
+        if not self.calls and self._idle is not None:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Once no request holds this model (on the event loop that serves it)."""
+        while self.calls:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
 
 def discover(
@@ -72,6 +99,8 @@ class ModelRepository:
         self._search_root = search_root
         self._template = models[0] if models else None
         self.on_change: list[Callable[[Model], None]] = []  # callbacks(model) after a state change (metrics)
+        self._locks: dict[str, asyncio.Lock] = {}  # one load/unload of a name at a time
+        self._retiring: set[asyncio.Task[None]] = set()  # old runtimes of reloaded models, released when idle
 
     def names(self) -> list[str]:
         return list(self._models)
@@ -103,33 +132,66 @@ class ModelRepository:
         await asyncio.gather(*(self.load(name) for name in list(self._models)))
 
     async def load(self, name: str) -> Model:
-        model = self._models.get(name) or self._adopt(name)
-        if model.state is ModelState.READY:
+        """Load a model, or reload it if it is ready (Triton's repository `load`): the new one is swapped in
+        once loaded, so requests never see it not ready; if its load fails the loaded one keeps serving and
+        the failure is raised (ModelFailure), as the caller of `load` must hear of it."""
+        if name not in self._models:
+            self._adopt(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            model = self._models[name]  # a reload while this call waited replaced it
+            if model.state is ModelState.READY:
+                return await self._reload(model)
+            model.state, model.reason = ModelState.LOADING, ""
+            self._changed(model)
+            started = time.monotonic()
+            try:
+                runtime, meta = await asyncio.to_thread(_load_runtime, model.settings)
+            except Exception as exc:  # a broken model must not take the server down
+                model.state = ModelState.UNAVAILABLE
+                model.reason = (
+                    f"failed to load model {name!r} from {model.settings.model_dir}: {_describe(exc)}"
+                )
+                log.error("model %s failed to load: %s", name, model.reason)
+            else:
+                model.runtime, model.meta = runtime, meta
+                model.state, model.reason = ModelState.READY, ""
+                model.load_seconds = time.monotonic() - started
+                log.info("model %s ready in %.2fs", name, model.load_seconds)
+            self._changed(model)
             return model
-        model.state, model.reason = ModelState.LOADING, ""
-        self._changed(model)
+
+    async def _reload(self, old: Model) -> Model:
+        """Load a second copy from the model's folder, then swap it in at once: requests admitted before
+        finish on `old`, whose runtime is released when the last of them is done."""
+        name = old.name
+        log.info("reloading model %s", name)
         started = time.monotonic()
         try:
-            runtime, meta = await asyncio.to_thread(_load_runtime, model.settings)
-        except Exception as exc:  # a broken model must not take the server down
-            model.state = ModelState.UNAVAILABLE
-            model.reason = f"failed to load model {name!r} from {model.settings.model_dir}: {_describe(exc)}"
-            log.error("model %s failed to load: %s", name, model.reason)
-        else:
-            model.runtime, model.meta = runtime, meta
-            model.state, model.reason = ModelState.READY, ""
-            model.load_seconds = time.monotonic() - started
-            log.info("model %s ready in %.2fs", name, model.load_seconds)
-        self._changed(model)
-        return model
+            runtime, meta = await asyncio.to_thread(_load_runtime, old.settings)
+        except Exception as exc:
+            message = (
+                f"failed to reload model {name!r}: {_describe(exc)}; the model loaded before still serves"
+            )
+            log.error("%s", message)
+            raise ModelFailure(message) from None
+        new = Model(old.settings, ModelState.READY, "", runtime, meta, time.monotonic() - started)
+        self._models[name] = new
+        log.info("model %s reloaded in %.2fs", name, new.load_seconds)
+        self._changed(new)
+        task = asyncio.get_running_loop().create_task(_retire(old), name=f"retire-{name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return new
 
     async def unload(self, name: str) -> None:
-        model = self.get(name)
-        runtime, model.runtime, model.meta = model.runtime, None, None
-        model.state, model.reason = ModelState.UNAVAILABLE, "unloaded"
-        self._changed(model)
-        if runtime is not None:
-            await asyncio.to_thread(_release, runtime)
+        self.get(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            model = self.get(name)
+            runtime, model.runtime, model.meta = model.runtime, None, None
+            model.state, model.reason = ModelState.UNAVAILABLE, "unloaded"
+            self._changed(model)
+            if runtime is not None:
+                await asyncio.to_thread(_release, runtime)
 
     def _adopt(self, name: str) -> Model:
         """Repository `load` of a model not yet known: a sub-folder of the search root."""
@@ -149,6 +211,16 @@ class ModelRepository:
     def _changed(self, model: Model) -> None:
         for callback in self.on_change:
             callback(model)
+
+
+async def _retire(model: Model) -> None:
+    """A reloaded model's old copy: released once no request holds it any more."""
+    await model.idle()
+    runtime, model.runtime, model.meta = model.runtime, None, None
+    model.state, model.reason = ModelState.UNAVAILABLE, "replaced by a reload"
+    if runtime is not None:
+        await asyncio.to_thread(_release, runtime)
+        log.info("previous copy of model %s released", model.name)
 
 
 def _release(runtime: Runtime) -> None:

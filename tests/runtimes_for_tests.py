@@ -102,3 +102,27 @@ class WideRuntime(Runtime):
     def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         x = next(iter(inputs.values()))
         return {"y": x + 1, "z": x * 2}
+
+
+class VersionedRuntime(Runtime):
+    """Answers `version`: for each row of its one input, the integer its folder's `version` file held when it
+    loaded (anything else there fails the load). The request parameter `hold` keeps a call in flight: it
+    touches `held-<version>`, then waits for the file `go`. `unload()` touches `released-<version>`."""
+
+    platform = "versioned"
+
+    def load(self) -> None:
+        self.version = int((self.settings.model_dir / "version").read_text())
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        folder = self.settings.model_dir
+        if parameters.get("hold"):
+            (folder / f"held-{self.version}").touch()
+            deadline = time.monotonic() + 60
+            while not (folder / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        rows = next(iter(inputs.values())).shape[0]
+        return {"version": np.full(rows, self.version, dtype=np.int64)}
+
+    def unload(self) -> None:
+        (self.settings.model_dir / f"released-{self.version}").touch()

@@ -307,3 +307,37 @@ def test_close_fails_waiting_requests_with_503() -> None:
             await b.submit(request(1, 2))
 
     asyncio.run(scenario())
+
+
+def test_retire_runs_what_is_queued_refuses_new_requests_and_ends_the_collector() -> None:
+    """A reloaded model's old batcher: its callers are answered by the old model, nobody else joins it."""
+    gate = threading.Event()
+
+    class Gated(Model):
+        def __call__(
+            self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict
+        ) -> TensorDict:
+            gate.wait(30)
+            return super().__call__(inputs, outputs, parameters)
+
+    async def scenario() -> None:
+        model = Gated()
+        b = batcher(model, max_batch_size=1)
+        running = asyncio.ensure_future(b.submit(request(1, 0)))
+        while not b._running:  # noqa: SLF001
+            await asyncio.sleep(0.001)
+        queued = asyncio.ensure_future(b.submit(request(1, 1)))
+        await asyncio.sleep(0)  # queued behind the running batch
+        b.retire()
+        with pytest.raises(ServiceUnavailable):
+            await b.submit(request(1, 2))
+        gate.set()
+        answers = await asyncio.gather(running, queued)
+        for marker, answer in enumerate(answers):
+            np.testing.assert_array_equal(answer["x-out"], request(1, marker).inputs["x"] * 2)
+        assert model.calls == [1, 1]
+        collector = b._collector  # noqa: SLF001
+        assert collector is not None
+        await asyncio.wait_for(collector, 5)  # ended by itself: nothing holds the old model any more
+
+    asyncio.run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,90 @@ def test_two_workers_both_answer(tmp_path: Path) -> None:
 
         wait_until(both_seen, 60, interval_s=0.01, what="two worker pids")
         assert server.process.pid not in seen  # the workers are children of the supervising process
+
+
+def test_load_of_a_loaded_model_reloads_it_from_its_replaced_file(
+    server: InProcessServer, root: Path, model_repo: Path
+) -> None:
+    """Triton: `load` loads a model, "or reloads it if the model is already loaded" (tritonclient.http)."""
+    import joblib
+    import numpy as np
+    import tritonclient.http as triton
+    from sklearn.dummy import DummyClassifier
+
+    shutil.copytree(model_repo / "sklearn-iris", root / "delta")
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    client.load_model("delta")
+    assert _predict(server, "delta").json() == {"predictions": [1]}
+    always_two = DummyClassifier(strategy="constant", constant=2).fit(np.zeros((3, 4)), [0, 1, 2])
+    joblib.dump(always_two, root / "delta" / "model.joblib")
+    client.load_model("delta")  # already loaded: reloaded from the new file
+    assert _predict(server, "delta").json() == {"predictions": [2]}
+    assert _state(server, "delta") == "READY"
+
+
+def _versioned(folder: Path, version: str) -> None:
+    (folder / "version").write_text(version)
+
+
+@pytest.mark.parametrize("batching", [[], ["--max-batch-size", "8"]], ids=["unbatched", "batched"])
+def test_reload_swaps_atomically_and_a_failed_reload_keeps_the_old_model(
+    tmp_path: Path, batching: list[str]
+) -> None:
+    """A request in flight finishes on the old copy, the next one gets the new; the old copy is released once
+    it is idle; a reload that fails is the load's 500 (gRPC INTERNAL) while the loaded model serves on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    folder = tmp_path / "versioned"
+    folder.mkdir()
+    _versioned(folder, "1")
+    args = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_for_tests:VersionedRuntime"]
+    with serving_inprocess([*args, *batching, "--grpc-port", "0"]) as server:
+        url = f"{server.url}/v2/models/versioned/infer"
+        load = f"{server.url}/v2/repository/models/versioned/load"
+
+        def version(parameters: dict | None = None) -> int:
+            body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [0]}]}
+            response = httpx.post(url, json={**body, "parameters": parameters or {}}, timeout=60)
+            assert response.status_code == 200, response.text
+            return int(response.json()["outputs"][0]["data"][0])
+
+        assert version() == 1
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(version, {"hold": True})
+            wait_until(lambda: (folder / "held-1").exists(), 30, what="a request in flight on version 1")
+            _versioned(folder, "2")
+            assert httpx.post(load, timeout=60).json() == {}  # answered while the old copy is still busy
+            assert version() == 2 and httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+            assert not (folder / "released-1").exists()  # still held by the request in flight
+            (folder / "go").touch()
+            assert held.result(timeout=60) == 1
+        wait_until(lambda: (folder / "released-1").exists(), 30, what="the old copy to be released")
+
+        _versioned(folder, "not a number")
+        failed = httpx.post(load, timeout=60)
+        assert failed.status_code == 500, failed.text
+        error = failed.json()["error"]
+        assert error.startswith("failed to reload model 'versioned'") and "not a number" in error
+        assert "still serves" in error
+        assert version() == 2 and not (folder / "released-2").exists()
+        index = httpx.post(f"{server.url}/v2/repository/index").json()
+        assert [(m["name"], m["state"]) for m in index] == [("versioned", "READY")]
+
+        port = re.search(r"listening on 127\.0\.0\.1:(\d+)", server.log())
+        assert port, server.log()
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port.group(1)}")
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model("versioned")
+        assert (
+            refused.value.status() == str(grpc.StatusCode.INTERNAL)
+            and "still serves" in refused.value.message()
+        )
+        _versioned(folder, "3")
+        client.load_model("versioned")
+        assert version() == 3 and client.is_model_ready("versioned")
+        wait_until(lambda: (folder / "released-2").exists(), 30, what="version 2 to be released")

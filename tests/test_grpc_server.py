@@ -125,6 +125,27 @@ def test_health_metadata_and_repository_through_tritonclient(servers: dict[str, 
     assert missing.value.status() == "StatusCode.NOT_FOUND"
 
 
+def test_load_parameters_are_invalid_argument_naming_the_parameter(servers: dict[str, Served]) -> None:
+    client = triton.InferenceServerClient(servers["echo"].target)
+    with pytest.raises(InferenceServerException) as refused:
+        client.load_model("echo", config='{"max_batch_size": 4}')
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "load parameter 'config' is not supported" in refused.value.message()
+    request = pb.RepositoryModelLoadRequest(model_name="echo")
+    request.parameters["file:1/model.onnx"].bytes_param = b"onnx"
+    with pytest.raises(grpc.RpcError) as files:
+        servers["echo"].call("RepositoryModelLoad", request.SerializeToString())
+    assert files.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'file:1/model.onnx' is not supported" in (files.value.details() or "")
+    request = pb.RepositoryModelLoadRequest(model_name="echo")
+    request.parameters["priority"].int64_param = 1
+    with pytest.raises(grpc.RpcError) as unknown:
+        servers["echo"].call("RepositoryModelLoad", request.SerializeToString())
+    assert "unknown load parameter 'priority'" in (unknown.value.details() or "")
+    client.load_model("echo")  # no parameters: loads (here: reloads)
+    assert client.is_model_ready("echo")
+
+
 def _iris_input(datatype: str) -> triton.InferInput:
     tensor = triton.InferInput("input-0", [2, 4], datatype)
     tensor.set_data_from_numpy(np.array(IRIS_ROWS, dtype=np.float32 if datatype == "FP32" else np.float64))

@@ -247,3 +247,33 @@ def test_reload_swaps_atomically_and_a_failed_reload_keeps_the_old_model(
         client.load_model("versioned")
         assert version() == 3 and client.is_model_ready("versioned")
         wait_until(lambda: (folder / "released-2").exists(), 30, what="version 2 to be released")
+
+
+def test_load_parameters_are_refused_by_name_and_nothing_loads(server: InProcessServer) -> None:
+    """Triton's `config` (a model configuration override) and `file:` parameters are not supported: a 400
+    naming the parameter, not a 200 that loaded something else than what was sent."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    assert httpx.post(server.url + "/v2/repository/models/beta/unload").status_code == 200
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    with pytest.raises(InferenceServerException) as refused:
+        client.load_model("beta", config='{"max_batch_size": 4}')
+    assert refused.value.status() == "400" and "load parameter 'config' is not supported" in str(
+        refused.value
+    )
+    load = server.url + "/v2/repository/models/beta/load"
+    cases = {
+        '{"parameters": {"file:1/model.onnx": "AAAA", "config": "{}"}}': "load parameter 'config'",
+        '{"parameters": {"file:1/model.onnx": "AAAA"}}': "load parameter 'file:1/model.onnx' is not supported",
+        '{"parameters": {"priority": 1}}': "unknown load parameter 'priority'",
+        '{"parameters": ["config"]}': "'parameters' must be an object",
+        "[1]": "must be a JSON object",
+    }
+    for body, words in cases.items():
+        answer = httpx.post(load, content=body)
+        assert answer.status_code == 400 and words in answer.json()["error"], (body, answer.text)
+    assert _state(server, "beta") == "UNAVAILABLE"  # none of them loaded it
+    for body in ("", "{}", '{"parameters": {}}'):
+        assert httpx.post(load, content=body).status_code == 200, body
+    assert _state(server, "beta") == "READY"

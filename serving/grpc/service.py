@@ -22,7 +22,7 @@ from serving.errors import ModelFailure, ServingError
 from serving.grpc import messages as pb
 from serving.grpc.status import grpc_code, trailing_metadata
 from serving.grpc.tensor_codec import ProtobufInfer
-from serving.http.v2_routes import EXTENSIONS, model_config, model_metadata
+from serving.http.v2_routes import EXTENSIONS, check_load_parameters, model_config, model_metadata
 
 log = logging.getLogger("serving.grpc")
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -90,6 +90,7 @@ class InferenceService:
         return index
 
     async def repository_model_load(self, request: Any, context: Context) -> Any:
+        check_load_parameters(request.parameters)
         model = await self.repository.load(request.model_name)
         if not model.ready:
             raise ModelFailure(model.reason or f"failed to load model {model.name!r}")

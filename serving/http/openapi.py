@@ -131,6 +131,15 @@ SCHEMAS: dict[str, Any] = {
         ["model_name", "outputs"],
     ),
     "RepositoryIndexRequest": _obj({"ready": _BOOL}),
+    "RepositoryLoadRequest": _obj(
+        {
+            "parameters": {
+                "type": "object",
+                "maxProperties": 0,
+                "description": "none taken: Triton's `config` and `file:...` overrides are a 400",
+            }
+        }
+    ),
     "RepositoryIndex": {
         "type": "array",
         "items": _obj(
@@ -235,7 +244,13 @@ def build_document() -> dict[str, Any]:
             )
         },
         "/v2/repository/models/{name}/load": {
-            "post": _op("Load a model", _json({"type": "object"}), ("404", "500"), parameters=[_NAME])
+            "post": _op(
+                "Load a model, or reload it if loaded",
+                _json({"type": "object"}),
+                ("400", "404", "413", "500"),
+                parameters=[_NAME],
+                requestBody=_body("RepositoryLoadRequest", required=False),
+            )
         },
         "/v2/repository/models/{name}/unload": {
             "post": _op("Unload a model", _json({"type": "object"}), ("404",), parameters=[_NAME])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -61,6 +62,12 @@ class V2Endpoints:
         return JSONBody(index)
 
     async def repository_load(self, request: Request) -> Response:
+        body = await read_body(request, 65536)
+        if body.strip():
+            parameters = loads_object(body).get("parameters")
+            if parameters is not None and not isinstance(parameters, dict):
+                raise BadRequest(f"'parameters' must be an object, not {type(parameters).__name__}")
+            check_load_parameters(parameters or {})
         model = await self.repository.load(request.path_params["name"])
         if not model.ready:
             raise ModelFailure(
@@ -74,6 +81,23 @@ class V2Endpoints:
 
     def _model(self, request: Request) -> Model:
         return self.repository.get(request.path_params["name"], request.path_params.get("version"))
+
+
+def check_load_parameters(names: Iterable[str]) -> None:
+    """Repository `load` takes none of Triton's parameters: a model configuration override (`config`) or model
+    files (`file:<version>/<name>`) that were ignored would load something other than what the caller sent."""
+    for name in sorted(names, key=lambda name: name != "config"):
+        if name == "config":
+            raise BadRequest(
+                "load parameter 'config' is not supported: this server takes no model configuration "
+                "overrides; the model loads (or reloads) from its folder as it is"
+            )
+        if name.startswith("file:"):
+            raise BadRequest(
+                f"load parameter {name!r} is not supported: this server takes no model files in a load "
+                "request; put them in the model's folder, then load"
+            )
+        raise BadRequest(f"unknown load parameter {name!r}; load takes no parameters")
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:

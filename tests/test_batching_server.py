@@ -220,3 +220,33 @@ def test_failing_requests_get_500_and_their_neighbours_200(failing_server: InPro
 
     for i, status in asyncio.run(scenario()):
         assert status == (500 if i % 4 == 0 else 200), (i, status)
+
+
+def test_model_config_dims_leave_out_the_batch_dimension_when_batching(iris_dir: Path) -> None:
+    """Triton: with max_batch_size > 0 the full shape is [-1] + dims (REST /config and gRPC ModelConfig
+    alike); metadata keeps the full shape."""
+    import logging
+    import re
+
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.grpc import model_config_pb2
+
+    logging.getLogger("serving.grpc").setLevel(logging.INFO)  # the port line
+    args = ["serve", "--model-dir", str(iris_dir), "--max-batch-size", "8", "--grpc-port", "0"]
+    with serving_inprocess(args) as server:
+        meta = httpx.get(f"{server.url}/v2/models/{MODEL}").json()
+        assert meta["inputs"][0]["shape"] == [-1, 4] and meta["outputs"][0]["shape"] == [-1]
+        config = httpx.get(f"{server.url}/v2/models/{MODEL}/config").json()
+        assert config["max_batch_size"] == 8
+        assert [(t["name"], t["dims"]) for t in config["input"]] == [(meta["inputs"][0]["name"], [4])]
+        full = {t["name"]: t["shape"] for t in meta["outputs"]}
+        assert {t["name"]: [-1, *t["dims"]] for t in config["output"]} == full  # output-0: [-1] + []
+        port = re.search(r"gRPC \(Open Inference Protocol\) listening on 127\.0\.0\.1:(\d+)", server.log())
+        assert port, server.log()
+        grpc_config = triton_grpc.InferenceServerClient(f"127.0.0.1:{port.group(1)}").get_model_config(MODEL)
+        assert grpc_config.config.max_batch_size == 8
+        assert [list(t.dims) for t in grpc_config.config.input] == [[4]]
+        assert (
+            model_config_pb2.DataType.Name(grpc_config.config.input[0].data_type)
+            == config["input"][0]["data_type"]
+        )

@@ -110,6 +110,7 @@ def test_health_metadata_and_repository_through_tritonclient(servers: dict[str, 
     assert [(i.name, model_config_pb2.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [
         (i["name"], i["data_type"], i["dims"]) for i in rest["input"]
     ]
+    assert rest["max_batch_size"] == 0 and rest["input"][0]["dims"] == [-1, 4]  # unbatched: the full shape
     assert [o.name for o in config.output] == [o["name"] for o in rest["output"]] and config.output
     index = {m.name: m.state for m in client.get_model_repository_index().models}
     assert index == {"sklearn-iris": "READY", "xgboost-iris": "READY", "onnx-iris": "READY"}

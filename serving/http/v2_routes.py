@@ -118,15 +118,18 @@ def model_metadata(model: Model) -> dict[str, Any]:
 
 
 def model_config(model: Model) -> dict[str, Any]:
-    """Triton-style model configuration (the `model_configuration` extension, read-only)."""
+    """Triton-style model configuration (the `model_configuration` extension, read-only). Triton's rule:
+    with max_batch_size > 0 a tensor's full shape is [-1] + dims, so `dims` leave out the leading batch
+    dimension the batcher stacks requests along; metadata keeps the full shapes."""
     meta = model.meta
     assert meta is not None
+    batched = model.settings.max_batch_size > 0
 
     def entry(t: TensorSpec) -> dict[str, Any]:
         return {
             "name": t.name,
             "data_type": "TYPE_" + v2_datatype(t.dtype).replace("BYTES", "STRING"),
-            "dims": list(t.shape),
+            "dims": list(t.shape[1:] if batched else t.shape),
         }
 
     return {

@@ -246,7 +246,39 @@ def _bad(
     return request.SerializeToString()
 
 
+def _switch(kind: str, value: object, on_output: bool) -> bytes:
+    """A good raw request whose `binary_data_output` (or an output's `binary_data`) is not a bool_param."""
+    request = pb.ModelInferRequest.FromString(_bad())
+    params = request.outputs.add(name="output-0").parameters if on_output else request.parameters
+    setattr(params["binary_data" if on_output else "binary_data_output"], kind, value)
+    return request.SerializeToString()
+
+
+def _two_contents() -> bytes:
+    """FP64 data in fp64_contents, plus an fp32_contents beside it."""
+    request = pb.ModelInferRequest(model_name="sklearn-iris")
+    contents = request.inputs.add(name="input-0", datatype="FP64", shape=[1, 4]).contents
+    contents.fp64_contents.extend(IRIS_ROWS[0])
+    contents.fp32_contents.extend([9.0])
+    return request.SerializeToString()
+
+
 BATTERY = {
+    "binary_data_output a string": (
+        _switch("string_param", "true", on_output=False),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "'parameters.binary_data_output' must be a bool_param (true or false), not string_param 'true'",
+    ),
+    "binary_data an int": (
+        _switch("int64_param", 1, on_output=True),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "'outputs[0].parameters.binary_data' must be a bool_param (true or false), not int64_param 1",
+    ),
+    "two contents fields": (
+        _two_contents(),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'input-0': FP64 data goes in fp64_contents only, but fp32_contents is set too",
+    ),
     "wrong datatype": (_bad(datatype="FP99"), grpc.StatusCode.INVALID_ARGUMENT, "unknown datatype 'FP99'"),
     "shape vs data length": (_bad(shape=(1, 5)), grpc.StatusCode.INVALID_ARGUMENT, "needs 40 bytes"),
     "negative dimension": (_bad(shape=(-1, 4)), grpc.StatusCode.INVALID_ARGUMENT, "negative dimension"),

@@ -37,7 +37,6 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-_ALL_FIELDS = sorted(set(CONTENTS_FIELD.values()))
 _WIDE = {
     "int_contents": np.dtype(np.int64),
     "uint_contents": np.dtype(np.uint64),
@@ -85,17 +84,21 @@ def decode_request(message: Any, limits: Limits, raw_inputs: list[memoryview] | 
         if name in inputs:
             raise BadRequest(f"input {name!r} appears more than once")
         inputs[name] = _decode_input(tensor, raw[index] if raw else None, index, limits)
-    parameters = decode_parameters(message.parameters)
+    binary_output = _binary_switch(message.parameters, "binary_data_output", "parameters")
     return InferRequest(
         inputs=inputs,
         id=message.id or None,
-        parameters=parameters,
+        parameters=decode_parameters(message.parameters),
         outputs=[
-            RequestedOutput(o.name, _binary_flag(o.parameters), decode_parameters(o.parameters))
-            for o in message.outputs
+            RequestedOutput(
+                o.name,
+                _binary_switch(o.parameters, "binary_data", f"outputs[{index}].parameters"),
+                decode_parameters(o.parameters),
+            )
+            for index, o in enumerate(message.outputs)
         ]
         or None,
-        binary_output=bool(raw) or parameters.get("binary_data_output") is True,
+        binary_output=bool(raw) or binary_output is True,
     )
 
 
@@ -142,11 +145,16 @@ def _from_contents(contents: Any, name: str, datatype: str, shape: tuple[int, ..
             f"input {name!r}: {datatype} has no typed contents field; send it in raw_input_contents"
         )
     values = getattr(contents, field)
+    used = [f.name for f, _ in contents.ListFields() if f.name != field]  # the set (non-empty) fields
     if len(values) != count:
-        used = [f for f in _ALL_FIELDS if f != field and len(getattr(contents, f))]
         where = f" (its data is in {used[0]}, not {field})" if used and not len(values) else ""
         raise BadRequest(
             f"input {name!r}: shape {list(shape)} needs {count} elements of {datatype} but {field} has {len(values)}{where}"
+        )
+    if used:  # which of the two was meant? Not ours to guess
+        raise BadRequest(
+            f"input {name!r}: {datatype} data goes in {field} only, but {', '.join(used)} is set too; "
+            "send one contents field"
         )
     if datatype == "BYTES":
         array = np.empty(count, dtype=object)
@@ -164,9 +172,18 @@ def _from_contents(contents: Any, name: str, datatype: str, shape: tuple[int, ..
     return wide.astype(dtype, copy=False).reshape(shape)
 
 
-def _binary_flag(parameters: Any) -> bool | None:
-    flag = decode_parameters(parameters).get("binary_data")
-    return flag if isinstance(flag, bool) else None
+def _binary_switch(parameters: Any, key: str, where: str) -> bool | None:
+    """`binary_data_output` / `binary_data`: a bool_param or absent. Any other kind (the string "true", the
+    int 1) is the caller's INVALID_ARGUMENT, as REST's 400: ignoring it would answer in another encoding
+    than the one asked for, without a word."""
+    if key not in parameters:
+        return None
+    param = parameters[key]
+    kind = param.WhichOneof("parameter_choice")
+    if kind == "bool_param":
+        return bool(param.bool_param)
+    shown = f"{kind} {getattr(param, kind)!r}" if kind else "a parameter with no value"
+    raise BadRequest(f"'{where}.{key}' must be a bool_param (true or false), not {shown}")
 
 
 def decode_parameters(parameters: Any) -> dict[str, Any]:

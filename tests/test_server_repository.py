@@ -82,6 +82,15 @@ def test_repository_index_lists_states_and_filters_ready(server: InProcessServer
     assert empty_body.status_code == 200 and len(empty_body.json()) == 3
 
 
+def test_repository_index_ready_must_be_a_boolean(server: InProcessServer) -> None:
+    for ready in ("false", "true", 0, 1, [True], {}):
+        answer = httpx.post(server.url + "/v2/repository/index", json={"ready": ready})
+        assert answer.status_code == 400, (ready, answer.text)
+        assert answer.json()["error"] == f"'ready' must be true or false, not {ready!r}"
+    assert len(_index(server, {"ready": False})) == len(_index(server)) > len(_index(server, {"ready": True}))
+    assert httpx.post(server.url + "/v2/repository/index", content='{"ready": null}').status_code == 200
+
+
 def test_unload_then_load(server: InProcessServer) -> None:
     assert httpx.post(server.url + "/v2/repository/models/alpha/unload").json() == {}
     assert _state(server, "alpha") == "UNAVAILABLE"

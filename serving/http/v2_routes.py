@@ -53,7 +53,9 @@ class V2Endpoints:
 
     async def repository_index(self, request: Request) -> Response:
         body = await read_body(request, 65536)
-        ready_only = bool(loads_object(body).get("ready")) if body.strip() else False
+        ready_only = loads_object(body).get("ready") if body.strip() else None
+        if ready_only is not None and not isinstance(ready_only, bool):  # "false" would filter as if true
+            raise BadRequest(f"'ready' must be true or false, not {ready_only!r}")
         index = [
             {"name": m.name, "version": m.settings.version, "state": m.state.value, "reason": m.reason}
             for m in self.repository.models()

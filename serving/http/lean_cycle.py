@@ -178,12 +178,16 @@ class LeanCycle:
 
     def _end(self) -> None:
         self.response_complete = True
+        # The request body goes now: protocol and cycle refer to each other, so a closed connection's last
+        # cycle waits for the garbage collector, and with it a body of up to --max-body-bytes
+        self.body = b""
         self.set()
         if not self.keep_alive:
             self.protocol.transport.close()
         self.protocol.on_response_complete()
 
     def finished(self, outcome: BaseException | None) -> None:
+        self.body = b""  # the app is done with it (see `_end`)
         if outcome is not None:
             log.error("Exception in ASGI application\n", exc_info=outcome)
         elif not self.response_started and not self.disconnected:

@@ -397,3 +397,21 @@ async def test_the_routers_own_answers_for_odd_methods_tags_hosts_and_dead_repli
         refused = await client.post("/v1/models/iris:predict", json=ROW)
     assert refused.status_code == 503 and "127.0.0.1" not in refused.text, refused.text
     await router.upstreams.close()
+
+
+@pytest.mark.parametrize("lane", [True, False])
+async def test_repeated_host_and_tag_headers_route_as_the_first_says_either_way(
+    predictor: InProcessServer, lane: bool
+) -> None:
+    """The lane and the ASGI path read the same (first) header: a request's route never depends on its framing."""
+    async with routed((predictor.url,), lane) as (url, _, _):
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
+        writer.write(
+            b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\nx-serving-tag: latest\r\nx-serving-tag: nope\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200"), head

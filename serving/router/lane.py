@@ -78,12 +78,12 @@ class RouterLane:
             if key in HOP_BY_HOP:
                 if key == _CONTENT_LENGTH:
                     length = int(value)
-                elif key == _HOST:
+                elif key == _HOST and not host:  # the first, as the ASGI path reads it: one request, one route
                     host = value
             elif key == _REQUEST_ID:
                 client_id = value
             else:
-                if key == TAG_HEADER:
+                if key == TAG_HEADER and pin is None:  # the first, as `header_value` reads it
                     pin = value.decode("latin-1")
                 forwarded.append((key, value))
         if length > router.max_body_bytes:

@@ -404,7 +404,9 @@ async def test_repeated_host_and_tag_headers_route_as_the_first_says_either_way(
     predictor: InProcessServer, lane: bool
 ) -> None:
     """The lane and the ASGI path read the same (first) header: a request's route never depends on its framing."""
-    async with routed((predictor.url,), lane) as (url, _, _):
+    async with routed((predictor.url,), lane) as (url, _, spy):
+        async with httpx.AsyncClient(base_url=url) as client:  # a pooled upstream connection: the lane's
+            assert (await client.post("/v1/models/iris:predict", json=ROW)).status_code == 200
         host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
@@ -415,3 +417,4 @@ async def test_repeated_host_and_tag_headers_route_as_the_first_says_either_way(
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         writer.close()
     assert head.startswith(b"HTTP/1.1 200"), head
+    assert spy["sent"] == (1 if lane else 0)  # the lane took it (or, without it, the ASGI path did)

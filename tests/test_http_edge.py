@@ -491,3 +491,16 @@ def test_a_body_cut_off_mid_way_is_no_error_in_the_routers_log(router_port: int)
     finally:
         uvicorn_log.removeHandler(handler)
     assert not errors, [r.getMessage() for r in errors]
+
+
+def test_a_pipelined_body_paused_behind_a_slow_answer_gets_its_full_body_timeout(clock_port: int) -> None:
+    """Request 2 arrives with request 1 but for its last bytes; reading is paused while /slow is answered
+    (0.9 s, three body timeouts). Its clock starts when reading resumes: the rest, sent 0.2 s after the first
+    answer (under the 0.3 s timeout), is served, not a 408 timed from a look taken while it was paused."""
+    second = b"POST /fast HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n0123456789"
+    with connect(clock_port) as sock:
+        sock.sendall(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi" + second[:-5])
+        assert _read_one(sock).endswith(b"\r\n\r\n2")
+        time.sleep(0.2)  # the client's pace is the scenario, not a wait for the server
+        sock.sendall(second[-5:])
+        assert _read_one(sock).endswith(b"\r\n\r\n10")

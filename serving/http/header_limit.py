@@ -392,6 +392,11 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self.flow.resume_reading()
+        if (
+            not self._head_pending
+        ):  # a pipelined request's body, unread while this one was answered: its clock
+            self._body_at = now = self.loop.time()  # starts again now, not at the last look while paused
+            self._arm(now + self.body_timeout_s)
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)

@@ -386,6 +386,13 @@ async def test_the_routers_own_answers_for_odd_methods_tags_hosts_and_dead_repli
             "/v1/models/iris:predict", json=ROW, headers={"host": "iris.prod.example.com"}
         )
         assert elsewhere.status_code == 404, elsewhere.text
+        assert elsewhere.json()["error"].startswith(  # what the Host named, not the path's model
+            "InferenceService 'iris' not found (Host 'iris.prod.example.com': namespace 'prod')"
+        )
+        unknown = await client.post(
+            "/v1/models/iris:predict", json=ROW, headers={"host": "nope.default.example.com"}
+        )
+        assert unknown.status_code == 404 and "InferenceService 'nope' not found" in unknown.json()["error"]
         by_host = await client.post(
             "/v1/models/iris:predict", json=ROW, headers={"host": "iris.default.example.com:8080"}
         )

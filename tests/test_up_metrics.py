@@ -23,6 +23,10 @@ def test_router_metrics_federate_model_servers(tmp_path: Path) -> None:
         for _ in range(7):
             assert predict(client, "iris").status_code == 200
         text = client.get("/metrics").text
+        for method in ("POST", "PUT", "DELETE"):  # a 405 naming what is allowed, not the control API's 404
+            refused = client.request(method, "/metrics")
+            assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD", refused.text
+        assert client.request("PATCH", "/openapi.json").status_code == 405
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     ok = [
         s

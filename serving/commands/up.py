@@ -8,13 +8,14 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serving import sched
 from serving.control.local.state import DEFAULT_STATE_DIR
 from serving.control.local.warm_spawn import WarmSpawner, warm_start_enabled
+from serving.errors import MethodNotAllowed
 from serving.observability import log_format
 
 if TYPE_CHECKING:  # the rest is imported in build_app, after main started the warm spawner (see main)
@@ -265,10 +266,10 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
 
     fallback = Starlette(
         routes=[
-            Route("/metrics", metrics),
-            Route(
-                "/openapi.json", openapi_endpoint
-            ),  # the data plane the router serves is the model server's
+            # every method routed here, so the control API's Mount("/") below does not answer them 404
+            Route("/metrics", _read_only(metrics), methods=_ANY_METHOD),
+            # the data plane the router serves is the model server's
+            Route("/openapi.json", _read_only(openapi_endpoint), methods=_ANY_METHOD),
             Mount("/", build_control_app(control, token, canaries)),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -277,6 +278,24 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     router.fallback = fallback
     router.ready_check = control.ready
     return router
+
+
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _read_only(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """GET/HEAD only, other methods 405 with Allow, as the model server's own routes answer."""
+
+    async def guarded(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(
+                f"method {request.method} not allowed on {request.url.path}", headers={"Allow": "GET, HEAD"}
+            )
+        return await endpoint(request)
+
+    return guarded
 
 
 @contextlib.contextmanager

@@ -159,15 +159,19 @@ class Router:
         return self._table.services.get(("default", name))
 
     def resolve(self, scope: Scope, name: str) -> ServiceRoute:
-        route = self.route_for(host_of(scope), name)
+        host = host_of(scope)
+        route = self.route_for(host, name)
         if route is None:
+            by_host = _names_a_service(host, self._domains)
+            wanted, namespace = host.split(".", 2)[:2] if by_host else (name, "default")
             # Name the ones that exist (first few), unless API keys guard the listing: then say no more.
             hint = (
                 ""
                 if self.auth is not None
-                else existing_names([n for (ns, n) in self._table.services if ns == "default"])
+                else existing_names([n for (ns, n) in self._table.services if ns == namespace])
             )
-            raise ModelNotFound(f"InferenceService {name!r} not found{hint}")
+            where = f" (Host {host!r}: namespace {namespace!r})" if by_host else ""
+            raise ModelNotFound(f"InferenceService {wanted!r} not found{where}{hint}")
         return route
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:

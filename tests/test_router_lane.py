@@ -393,10 +393,13 @@ async def test_the_routers_own_answers_for_odd_methods_tags_hosts_and_dead_repli
             "/v1/models/iris:predict", json=ROW, headers={"host": "nope.default.example.com"}
         )
         assert unknown.status_code == 404 and "InferenceService 'nope' not found" in unknown.json()["error"]
-        by_host = await client.post(
-            "/v1/models/iris:predict", json=ROW, headers={"host": "iris.default.example.com:8080"}
-        )
-        assert by_host.status_code == 200
+        for spelled in (
+            "iris.default.example.com:8080",
+            "IRIS.Default.EXAMPLE.com",
+            "iris.default.example.com.",
+        ):
+            by_host = await client.post("/v1/models/iris:predict", json=ROW, headers={"host": spelled})
+            assert by_host.status_code == 200, spelled
     dead = Arm(REVISION, 100, "stable", "latest", ("http://127.0.0.1:9",))  # nothing listens there
     router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (dead,), timeout_s=1)}))
     router.activator.timeout_s = 0.3

@@ -78,7 +78,7 @@ class Router:
 
     def set_table(self, table: RouteTable) -> None:
         """Swap the whole table at once; requests in flight keep the arm they already picked."""
-        self._table, self._hosts = table, table.by_host()
+        self._table, self._hosts = table, {h.lower(): r for h, r in table.by_host().items()}  # as host_name
         # ".DOMAIN" of every route's NAME.NAMESPACE.DOMAIN: a Host of that shape names a service (KServe routes
         # by Host), so one that is not there is a 404, not the same-named service of `default`
         self._domains = tuple({"." + h.split(".", 2)[2] for h in self._hosts if h.count(".") >= 2})
@@ -316,9 +316,12 @@ def host_of(scope: Scope) -> str:
 
 @functools.lru_cache(maxsize=256)  # a router sees few Host values; decoding one per request cost ~1 µs
 def host_name(value: bytes) -> str:
-    """A Host header's host, without its port."""
-    host = value.decode("latin-1")
-    return host if b"]" in value else host.rsplit(":", 1)[0]
+    """A Host header's host, without its port, lower-cased and without a trailing dot (RFC 9110 4.2.3: the
+    same host either way)."""
+    host = value.decode("latin-1").lower()
+    if b"]" not in value:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
 
 
 def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:

@@ -78,7 +78,7 @@ class RouterLane:
             if key in HOP_BY_HOP:
                 if key == _CONTENT_LENGTH:
                     length = int(value)
-                elif key == _HOST and not host:  # the first, as the ASGI path reads it: one request, one route
+                elif key == _HOST and not host:  # the first, as the ASGI path reads it
                     host = value
             elif key == _REQUEST_ID:
                 client_id = value

@@ -49,7 +49,9 @@ def decode_request(
         id=request_id,
         parameters=parameters,
         outputs=_decode_outputs(doc.get("outputs")),
-        binary_output=_flag(parameters, "binary_data_output", "parameters") is True,
+        binary_output=(_flag(parameters, "binary_data_output", "parameters") is True)
+        if parameters
+        else False,
     )
 
 

@@ -26,21 +26,11 @@ from serving.control.reconcile import Observed, plan
 from serving.router.load import RevisionLoad
 from serving.spec import SpecError, parse
 from tests.inprocess import run_cli
-from tests.test_autoscaler_local import SteppingClock
+from tests.test_autoscaler_local import SteppingClock, _doc
 from tests.test_control_local import FakeReplica, Sink, _until
 
-WINDOW = {"autoscaling.knative.dev/window": "6s"}
 KEDA = RenderSettings(keda_prometheus_url="http://prometheus.monitoring:9090")
 CLASS = "serving.kserve.io/autoscalerClass"
-
-
-def _doc(model: Path | str, annotations: dict[str, str] | None = None, **predictor: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "iris", "annotations": {**WINDOW, **(annotations or {})}},
-        "spec": {"predictor": {**predictor, "sklearn": {"storageUri": str(model)}}},
-    }
 
 
 @pytest.fixture()

@@ -60,13 +60,6 @@ class UnsupportedMediaType(ServingError):
     status_code = 415
 
 
-class TooManyRequests(ServingError):
-    """Admission refused (queue or concurrency full): retry soon."""
-
-    status_code = 429
-    headers = {"Retry-After": "1"}
-
-
 class ModelFailure(ServingError):
     status_code = 500
 

@@ -62,6 +62,16 @@ def prometheus(target: str, tmp: Path, port: int | None = None) -> Iterator[str]
         log.close()
 
 
+def scrape_health(url: str) -> str:
+    """What Prometheus says about its targets: the message a failing wait shows."""
+    targets = httpx.get(url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    return "; ".join(
+        f"{t['scrapeUrl']} {t['health']} last={t['lastScrape']} took={t['lastScrapeDuration']}s"
+        f" error={t['lastError']!r}"
+        for t in targets
+    )
+
+
 def query(url: str, promql: str) -> float:
     r = httpx.get(url + "/api/v1/query", params={"query": promql}, timeout=5)
     result = r.json()["data"]["result"]
@@ -92,9 +102,13 @@ def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: 
         promtool_check(httpx.get(server.url + "/metrics", timeout=10).text)
         with prometheus(server.url.removeprefix("http://"), tmp_path) as prom:
             ok = 'sum(serving_requests_total{isvc="iris",code="200"})'
-            wait_until(
-                lambda: query(prom, ok) >= 120, 60, interval_s=0.5, what="request counts in Prometheus"
-            )
+            try:
+                wait_until(lambda: query(prom, ok) >= 120, 60, interval_s=0.5, what="request counts")
+            except TimeoutError as e:
+                raise AssertionError(
+                    f"{e}: Prometheus has {query(prom, ok)}; {scrape_health(prom)}; "
+                    f"/metrics now: {httpx.get(server.url + '/metrics', timeout=10).text[-2000:]}"
+                ) from e
             assert query(prom, 'sum(serving_batch_size_count{isvc="iris"})') > 0
             assert (
                 query(prom, 'sum(serving_batch_size_sum{isvc="iris"})') >= 120

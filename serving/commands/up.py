@@ -183,7 +183,12 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
     from serving.router.app import Router
     from serving.router.auth import KeyRing
-    from serving.router.federation import ScrapeTarget, federated_exposition
+    from serving.router.federation import (
+        SCRAPE_TIMEOUT_HEADER,
+        ScrapeTarget,
+        federated_exposition,
+        scrape_budget,
+    )
     from serving.router.upstream import Upstreams
     from serving.servingruntime import KINDS as RUNTIME_KINDS
     from serving.spec import parse
@@ -260,7 +265,9 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         """The router's own metrics, then every model server's, labelled by isvc/revision/component."""
         own = router.metrics.exposition() if router.metrics is not None else b""
         federated = await federated_exposition(
-            [ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()], router.upstreams.pool
+            [ScrapeTarget(t.url, t.labels) for t in control.scrape_targets()],
+            router.upstreams.pool,
+            scrape_budget(request.headers.get(SCRAPE_TIMEOUT_HEADER)),
         )
         return Response(own + federated, media_type=EXPOSITION_CONTENT_TYPE)
 

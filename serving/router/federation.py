@@ -8,6 +8,7 @@ every metric keeps a single HELP/TYPE (valid for `promtool check metrics`).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from serving.http_client import HTTPClient
 
 SCRAPE_TIMEOUT_S = 2.0
+SCRAPE_TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds"
+ANSWER_MARGIN_S = 0.25  # left for merging and writing, inside the scraper's own timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,23 @@ def merge(expositions: Iterable[tuple[str, dict[str, str]]]) -> list[Metric]:
     return list(merged.values())
 
 
-async def _fetch(client: HTTPClient, target: ScrapeTarget) -> tuple[str, dict[str, str]] | None:
+def scrape_budget(scraper_timeout: str | None) -> float:
+    """How long to wait for each model server: under Prometheus's own scrape timeout (it sends it in a header),
+    so one slow replica costs its own samples, never the whole scrape."""
     try:
-        response = await client.get(target.url + "/metrics", SCRAPE_TIMEOUT_S)
+        offered = float(scraper_timeout or "nan")
+    except ValueError:
+        offered = math.nan
+    if not math.isfinite(offered):
+        return SCRAPE_TIMEOUT_S
+    return max(0.05, min(SCRAPE_TIMEOUT_S, offered - ANSWER_MARGIN_S))
+
+
+async def _fetch(
+    client: HTTPClient, target: ScrapeTarget, timeout_s: float
+) -> tuple[str, dict[str, str]] | None:
+    try:
+        response = await client.get(target.url + "/metrics", timeout_s)
     except (ConnectionError, TimeoutError, ValueError):
         return None  # a replica that is starting or gone simply contributes nothing to this scrape
     return (
@@ -59,14 +76,16 @@ async def _fetch(client: HTTPClient, target: ScrapeTarget) -> tuple[str, dict[st
     )
 
 
-async def federated_exposition(targets: list[ScrapeTarget], client: HTTPClient | None = None) -> bytes:
+async def federated_exposition(
+    targets: list[ScrapeTarget], client: HTTPClient | None = None, timeout_s: float = SCRAPE_TIMEOUT_S
+) -> bytes:
     """Every target's metrics merged; `client` keeps connections to them between scrapes."""
     if not targets:
         return b""
     own = client is None
     client = client or HTTPClient(connect_timeout_s=SCRAPE_TIMEOUT_S)
     try:
-        results = await asyncio.gather(*(_fetch(client, t) for t in targets))
+        results = await asyncio.gather(*(_fetch(client, t, timeout_s) for t in targets))
     finally:
         if own:
             client.close()

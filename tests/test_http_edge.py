@@ -383,6 +383,27 @@ def test_a_websocket_upgrade_is_answered_as_plain_http(port: int) -> None:
     assert orjson.loads(answers[0][2]) == {"live": True}
 
 
+@pytest.mark.parametrize(
+    "head, status, says",
+    [
+        (b"GET /v2/health/live HTTP/1.1\r\n\r\n", 400, "needs exactly one Host header"),
+        (b"GET /v2/health/live HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", 400, "2 Host headers"),
+        (b"GET /v2/health/live HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n", 400, "2 Host headers"),
+        (b"GET /v2/health/live HTTP/2.0\r\nhost: a\r\n\r\n", 505, "HTTP/2.0 is not supported"),
+    ],
+    ids=["1.1-no-host", "two-hosts", "1.0-two-hosts", "http-2.0-line"],
+)
+def test_rfc_9112_musts_on_the_head(port: int, head: bytes, status: int, says: str) -> None:
+    (answer,) = responses(exchange(port, head))
+    assert answer[0] == status and says in error_of(answer), answer
+    assert_serving(port)
+
+
+def test_http_1_0_without_host_is_answered(port: int) -> None:
+    (answer,) = responses(exchange(port, b"GET /v2/health/live HTTP/1.0\r\n\r\n"))
+    assert answer[0] == 200 and orjson.loads(answer[2]) == {"live": True}
+
+
 def test_connect_is_refused_with_json(port: int) -> None:
     (answer,) = responses(
         exchange(port, b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")

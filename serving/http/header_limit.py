@@ -12,6 +12,8 @@
 - Refusals (malformed HTTP, including body framing; the 431; the 408s): `{"error": ...}` naming what was
   wrong, written after the answers to every complete request before it on the connection, in order (RFC 9112
   §9.3.2: pipelined requests are not dropped), then the connection closes; nothing more is read or parsed.
+- RFC 9112's musts on the head: an HTTP/1.1 request without a Host header, or any with two, is a 400; a
+  version other than 1.0 and 1.1 (an `HTTP/2.0` request line) is a 505.
 - A response that starts before its request's body was all read (a 413 from the Content-Length, any early
   answer) says `connection: close` and closes the connection after it: the rest of the body is never read.
 - An `Upgrade` (h2c, websocket) is ignored, as RFC 9110 §7.8 allows: the request is read and answered as
@@ -54,6 +56,7 @@ WHOLE_BODY_MAX_BYTES = 256 * 1024 * 1024
 _BAD_REQUEST = b"400 Bad Request"
 _TIMEOUT = b"408 Request Timeout"
 _TOO_LARGE = b"431 Request Header Fields Too Large"
+_VERSION = b"505 HTTP Version Not Supported"
 _MALFORMED = "malformed HTTP request (request line, headers or framing)"
 _NEVER = math.inf
 
@@ -250,15 +253,28 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         }
 
     def on_headers_complete(self) -> None:
-        # One pass: the head's size, and the declared body length (none: over any limit, streamed as uvicorn
-        # does, e.g. chunked)
-        size, length = len(self.url), -1
+        # One pass: the head's size, the declared body length (none: over any limit, streamed as uvicorn
+        # does, e.g. chunked) and the Host headers
+        size, length, hosts = len(self.url), -1, 0
         for name, value in self.headers:
             size += len(name) + len(value) + 4
-            if length < 0 and name == b"content-length" and value.isdigit():
-                length = int(value)
+            if name == b"content-length":
+                if length < 0 and value.isdigit():
+                    length = int(value)
+            elif name == b"host":
+                hosts += 1
         if size > self.max_header_bytes:
             raise Refused(_TOO_LARGE, self._too_large())  # httptools re-raises it from feed_data
+        version = self.parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise Refused(_VERSION, f"HTTP/{version} is not supported here: send HTTP/1.1 (or use gRPC)")
+        if hosts != 1 and (hosts or version == "1.1"):  # RFC 9112 §3.2: a MUST, and the router routes on it
+            raise Refused(
+                _BAD_REQUEST,
+                "an HTTP/1.1 request needs exactly one Host header"
+                if hosts == 0
+                else f"{hosts} Host headers: a request has exactly one",
+            )
         self._head_completed = True
         if self.parser.should_upgrade():
             if self.parser.get_method() == b"CONNECT":

@@ -7,6 +7,7 @@ shorthands are normalised to `predictor.model.modelFormat` here, once.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,11 +145,24 @@ class Batcher(Strict):
     timeout: int | None = Field(default=None, ge=1)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
 class Logger(Strict):
     # KServe's payload logger: CloudEvents to an http(s) receiver, or JSON Lines to a file:/// path.
     # (A comment, not a docstring: the docstring would become the CRD field's description.)
     mode: Literal["all", "request", "response"] = "all"
     url: str | None = None
+    # request headers copied into each event's `metadata` extension (JSON: name -> values), as KServe's
+    metadata_headers: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("metadata_headers")
+    @classmethod
+    def _header_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+        return names
 
     @field_validator("url")
     @classmethod

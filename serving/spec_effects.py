@@ -95,6 +95,7 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.logger", "payload events (--logger-mode, --logger-url)", _SAME),
     FieldEffect("predictor.logger.mode", "--logger-mode", _SAME),
     FieldEffect("predictor.logger.url", "--logger-url", _SAME),
+    FieldEffect("predictor.logger.metadataHeaders", "--logger-metadata-headers: events' `metadata`", _SAME),
     FieldEffect("predictor.labels", "", "pod template labels"),
     FieldEffect("predictor.annotations", "", "pod template annotations"),
     # A custom predictor (no model) is refused by `serving up` with what to use instead; beside a model: warned.

@@ -4,6 +4,7 @@ dead and slow sinks only cost events (counted); the file sink writes rotated JSO
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from loadtests.event_receiver import receiving
 from loadtests.servers import free_port
+from serving.observability import request_id
 from serving.observability.cloudevent import REQUEST_TYPE, RESPONSE_TYPE, InferenceEvent, Source
 from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import FileSink, HttpSink, sink_for
@@ -91,6 +93,33 @@ async def test_dead_sink_fails_events_after_retries_and_counts_them() -> None:
     await until(lambda: sample(registry, "failed") == 4)
     assert sample(registry, "sent") == 0
     await logger.aclose()
+
+
+async def test_a_senders_warnings_do_not_carry_the_id_of_the_request_that_started_it() -> None:
+    """The senders start lazily inside the first request's context: its request id (which our log formats
+    read when a line is written) must not follow them."""
+    seen: list[tuple[str, str | None]] = []
+
+    class IdAtEmit(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage().split()[2], request_id.current.get()))
+
+    handler = IdAtEmit()
+    logging.getLogger("serving.payload_logger").addHandler(handler)
+    registry = CollectorRegistry()
+    logger = PayloadLogger(HttpSink(f"http://127.0.0.1:{free_port()}/"), registry=registry, attempts=1)
+    try:
+        token = request_id.current.set("first-request")
+        try:
+            logger.offer(event("r-1"))
+        finally:
+            request_id.current.reset(token)
+        logger.offer(event("r-2"))
+        await until(lambda: sample(registry, "failed") == 2)
+        await logger.aclose()
+    finally:
+        logging.getLogger("serving.payload_logger").removeHandler(handler)
+    assert sorted(seen) == [("r-1", ""), ("r-2", "")]
 
 
 async def test_sink_answering_500_is_retried_then_failed() -> None:

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from loadtests.event_receiver import receiving
@@ -31,10 +32,17 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model_dir
 
 
-def predictor(model_dir: Path, revision: str, logger_url: str | None, mode: str | None = None):  # noqa: ANN201
+def predictor(  # noqa: ANN201
+    model_dir: Path,
+    revision: str,
+    logger_url: str | None,
+    mode: str | None = None,
+    metadata_headers: tuple[str, ...] = (),
+):
     options = ObservabilityOptions(
         logger_url=logger_url,
         logger_mode=mode,
+        logger_metadata_headers=metadata_headers,
         isvc="iris",
         namespace="ml",
         revision=revision,
@@ -109,6 +117,23 @@ async def test_mode_request_sends_only_requests(iris: Path) -> None:
                 assert (await client.post("/v1/models/iris:predict", content=V1)).status_code == 200
             await until(lambda: len(receiver.events) == 3)
     assert {e["type"] for e in receiver.events} == {"org.kubeflow.serving.inference.request"}
+
+
+async def test_metadata_headers_reach_every_event_as_kserve_writes_them(iris: Path) -> None:
+    """KServe's `logger.metadataHeaders`: the listed request headers, matched in any case, as the JSON
+    extension `metadata` ({name as listed: [values]}); headers not listed stay out."""
+    with receiving() as (sink, receiver):
+        app = predictor(iris, "iris-r1", sink, metadata_headers=("X-User-Id", "x-b3-traceid", "x-absent"))
+        async with served(app, "/v2/health/ready") as url, httpx.AsyncClient(base_url=url) as client:
+            answer = await client.post(
+                "/v1/models/iris:predict",
+                content=V1,
+                headers=[("x-user-id", "alice"), ("X-B3-TraceId", "abc"), ("authorization", "secret")],
+            )
+            await until(lambda: len(receiver.events) == 2, what="2 events")
+    assert answer.status_code == 200
+    for e in receiver.events:
+        assert orjson.loads(e["metadata"]) == {"X-User-Id": ["alice"], "x-b3-traceid": ["abc"]}
 
 
 async def test_canary_events_name_the_revision_that_answered(

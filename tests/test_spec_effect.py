@@ -335,6 +335,12 @@ def _logger_url() -> None:
     )
 
 
+def _logger_metadata_headers() -> None:
+    e = effects({"logger": {"url": "http://s/", "metadataHeaders": ["x-user", "X-B3-TraceId"]}, **model()})
+    assert flag(e.argv, "--logger-metadata-headers") == "x-user,X-B3-TraceId"
+    assert flag(e.container("predictor")["args"], "--logger-metadata-headers") == "x-user,X-B3-TraceId"
+
+
 def _pod_meta(component: str, field: str) -> Callable[[], None]:
     def check() -> None:
         block = {field: {"team": "ml"}}
@@ -569,6 +575,7 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.logger": _logger("predictor"),
     "predictor.logger.mode": _logger_mode,
     "predictor.logger.url": _logger_url,
+    "predictor.logger.metadataHeaders": _logger_metadata_headers,
     "predictor.labels": _pod_meta("predictor", "labels"),
     "predictor.annotations": _pod_meta("predictor", "annotations"),
     "predictor.containers": _containers_predictor,

@@ -46,6 +46,7 @@ class _Exchange:
     request_json_length: bytes = b""  # binary tensor extension: bytes of JSON before the raw tensors
     response_json_length: bytes = b""
     revision: str = ""
+    metadata: str = ""  # the payload logger's `metadata` extension, from the request's headers
     count_in: bool = True  # read the body's size from its chunks (no Content-Length, or capturing it)
     request_chunks: list[bytes] = field(default_factory=list)
     response_chunks: list[bytes] = field(default_factory=list)
@@ -155,6 +156,8 @@ class Observed:
             count_in=keep_request or length < 0,
             request_json_length=json_length,
         )
+        if (keep_request or keep_response) and payloads is not None and payloads.metadata_headers:
+            ex.metadata = payloads.metadata(headers)
         if not self._uri_known:
             self._learn_uri(scope)
         return scope, ex
@@ -251,6 +254,7 @@ class Observed:
                     model,
                     now,
                     json_length=ex.request_json_length.decode("latin-1"),
+                    metadata=ex.metadata,
                 )
             )
         if ex.keep_response:
@@ -265,6 +269,7 @@ class Observed:
                     now,
                     ex.status,
                     ex.response_json_length.decode("latin-1"),
+                    ex.metadata,
                 )
             )
 

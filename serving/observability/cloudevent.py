@@ -2,7 +2,8 @@
 
 A request and its response share `ce-id` (the request id). Extensions follow KServe's agent:
 `inferenceservicename`, `namespace`, `component`, `endpoint` (here the revision that answered, so canary
-events name the canary revision), plus `modelid`, and `inferenceheaderlength` for a binary-extension body. A response event also carries `statuscode`, because
+events name the canary revision), `metadata` (the request headers `logger.metadataHeaders` lists, as JSON
+`{name: [values]}`), plus `modelid`, and `inferenceheaderlength` for a binary-extension body. A response event also carries `statuscode`, because
 failed inferences are logged too (KServe logs only successes).
 """
 
@@ -44,6 +45,7 @@ class InferenceEvent:
     time_s: float  # time.time() when captured; formatted only when sent
     status: int | None = None  # responses only
     json_length: str = ""  # binary tensor extension: the body's `inference-header-content-length`
+    metadata: str = ""  # JSON of the request headers `logger.metadataHeaders` names (when it names any)
 
     def attributes(self) -> dict[str, str]:
         """Context attributes and extensions, by their CloudEvents names."""
@@ -63,6 +65,8 @@ class InferenceEvent:
             attrs["statuscode"] = str(self.status)
         if self.json_length:  # what a receiver needs to split JSON from raw tensor bytes
             attrs["inferenceheaderlength"] = self.json_length
+        if self.metadata:
+            attrs["metadata"] = self.metadata
         return attrs
 
     def binary_headers(self) -> dict[str, str]:

@@ -39,7 +39,16 @@ def observe(
     url = options.payload_logger_url()
     if options.logger_mode and not url:
         log.warning("payload logger: a logger block but no url and no default sink; nothing is logged")
-    payloads = PayloadLogger(sink_for(url), options.logger_mode or "all", registry=registry) if url else None
+    payloads = (
+        PayloadLogger(
+            sink_for(url),
+            options.logger_mode or "all",
+            registry=registry,
+            metadata_headers=options.logger_metadata_headers,
+        )
+        if url
+        else None
+    )
     source = Source(
         isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision
     )

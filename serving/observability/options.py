@@ -29,6 +29,7 @@ class ObservabilityOptions:
     otel_endpoint: str | None = None  # OTLP/HTTP collector; default: the OTEL_* environment variables
     logger_url: str | None = None
     logger_mode: str | None = None  # all | request | response; set alone, the default URL is used
+    logger_metadata_headers: tuple[str, ...] = ()  # request headers copied into events' `metadata`
     isvc: str = ""
     namespace: str = "default"
     revision: str = ""
@@ -86,6 +87,14 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
         choices=("all", "request", "response"),
         help="what the payload logger sends (default all)",
     )
+    group.add_argument(
+        "--logger-metadata-headers",
+        type=_header_names,
+        default=(),
+        metavar="NAME,NAME",
+        help="request headers copied into each payload event's `metadata` extension (KServe's "
+        "logger.metadataHeaders)",
+    )
     if command not in COMPONENT_COMMANDS:
         return
     group.add_argument(
@@ -94,6 +103,10 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument("--isvc-namespace", default="default", help="its namespace")
     group.add_argument("--revision", default="", help="revision name (the ce-endpoint of payload events)")
     group.add_argument("--component", default="", help="predictor or transformer")
+
+
+def _header_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _fraction(text: str) -> float:
@@ -111,6 +124,7 @@ def from_args(args: argparse.Namespace, component: str) -> ObservabilityOptions:
         otel_endpoint=args.otel_endpoint,
         logger_url=args.logger_url,
         logger_mode=args.logger_mode,
+        logger_metadata_headers=args.logger_metadata_headers,
         isvc=getattr(args, "isvc", ""),
         namespace=getattr(args, "isvc_namespace", "default"),
         revision=getattr(args, "revision", ""),
@@ -160,4 +174,6 @@ def component_flags(isvc: str, namespace: str, revision: str, component: str, lo
         url = logger.url or env.get(ENV_LOGGER_DEFAULT_URL)
         if url:
             flags += ["--logger-url", url]
+        if logger.metadata_headers:
+            flags += ["--logger-metadata-headers", ",".join(logger.metadata_headers)]
     return flags

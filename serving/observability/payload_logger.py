@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import deque
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from serving.observability.cloudevent import InferenceEvent
@@ -49,12 +51,15 @@ class PayloadLogger:
         senders: int = 4,
         attempts: int = 3,
         backoff_s: float = 0.2,
+        metadata_headers: tuple[str, ...] = (),
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"logger mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.sink, self.mode = sink, mode
         self.logs_requests, self.logs_responses = mode in ("all", "request"), mode in ("all", "response")
         self.metrics = LoggerMetrics(registry)
+        # ASGI header name (lower case) -> the name as the spec lists it, the key in `metadata`
+        self.metadata_headers = {n.lower().encode("latin-1"): n for n in metadata_headers}
         self.max_events, self.max_bytes = max_events, max_bytes
         self.senders, self.attempts, self.backoff_s = senders, attempts, backoff_s
         self._queue: deque[InferenceEvent] = deque()
@@ -84,10 +89,22 @@ class PayloadLogger:
         """Events never captured because the queue was already full."""
         self.metrics.dropped.inc(events)
 
+    def metadata(self, headers: list[tuple[bytes, bytes]]) -> str:
+        """KServe's `metadata` extension: the listed request headers, as JSON `{name: [values]}`."""
+        found: dict[str, list[str]] = {}
+        for key, value in headers:
+            name = self.metadata_headers.get(key)
+            if name is not None:
+                found.setdefault(name, []).append(value.decode("latin-1"))
+        return orjson.dumps(found).decode()
+
     def _start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._send_forever(), name=f"payload-sender-{i}") for i in range(self.senders)
+        self._tasks = [  # in a context of their own: not the request's that happened to start them (its id)
+            asyncio.create_task(
+                self._send_forever(), name=f"payload-sender-{i}", context=contextvars.Context()
+            )
+            for i in range(self.senders)
         ]
 
     async def _send_forever(self) -> None:

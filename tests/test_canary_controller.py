@@ -31,13 +31,13 @@ class Host:
             self.metrics.observe_route("iris", "default", revision, "canary", code, seconds)
 
 
-def controller(host: Host, clock: list[float]) -> CanaryController:
-    doc = {
+def canary_doc(target: str = "iris", **analysis) -> dict:
+    return {
         "apiVersion": "serving.dev/v1alpha1",
         "kind": "Canary",
-        "metadata": {"name": "iris"},
+        "metadata": {"name": target},
         "spec": {
-            "targetRef": {"name": "iris"},
+            "targetRef": {"name": target},
             "analysis": {
                 "interval": "5s",
                 "stepWeights": [10, 25, 50],
@@ -47,11 +47,15 @@ def controller(host: Host, clock: list[float]) -> CanaryController:
                     {"name": "request-success-rate", "thresholdRange": {"min": 99}},
                     {"name": "request-duration", "thresholdRange": {"max": 500}},
                 ],
-            },
+            }
+            | analysis,
         },
     }
+
+
+def controller(host: Host, clock: list[float], **analysis) -> CanaryController:
     ctl = CanaryController(host, clock=lambda: clock[0])
-    ctl.apply(parse_canary(doc))
+    ctl.apply(parse_canary(canary_doc(**analysis)))
     return ctl
 
 
@@ -114,3 +118,34 @@ def test_manual_control_wins_and_restart_resumes_at_the_same_step():
     again.apply(again.tracked[KEY].canary, persisted)
     assert again.percent_for(KEY) == 25 and again.tracked[KEY].status.step == 1
     assert again.promote(KEY).canary_weight == 100
+
+
+def test_a_promql_check_is_judged_only_with_its_own_queries_evaluated():
+    """The host evaluates the due PromQL checks (each query up to 10 s), then ticks: a Canary whose check
+    fell due while those queries ran was not queried, and must wait for the next pass, not fail on no data."""
+    host, clock = Host(), [0.0]
+    query = [{"name": "error-budget", "thresholdRange": {"max": 1}, "query": 'x{revision="{{ revision }}"}'}]
+    ctl = CanaryController(host, clock=lambda: clock[0])
+    a, b = ("default", "a"), ("default", "b")
+    ctl.apply(parse_canary(canary_doc("a", metrics=query, minRequests=0)))
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()  # a starts: due at 5
+    clock[0] = 1.0
+    ctl.apply(parse_canary(canary_doc("b", metrics=query, minRequests=0)))
+    ctl.tick()  # b starts: due at 6
+    clock[0] = 5.5
+    due = ctl.due_queries()
+    assert set(due) == {a} and due[a] == {"error-budget": 'x{revision="iris-b"}'}
+    clock[0] = 7.0  # the queries took 1.5 s: b is due now, its query never ran
+    ctl.tick({a: {"error-budget": 0.5}})
+    assert ctl.tracked[a].status.canary_weight == 25
+    held = ctl.tracked[b].status
+    assert (held.canary_weight, held.failed_checks, held.iterations) == (10, 0, 0), held.message
+    due = ctl.due_queries()
+    assert set(due) == {b}
+    ctl.tick({b: {"error-budget": 0.5}})
+    assert ctl.tracked[b].status.canary_weight == 25
+    clock[0] = 20.0
+    ctl.due_queries()
+    ctl.tick({})  # asked, but Prometheus had nothing: no data still fails
+    assert all(ctl.tracked[k].status.failed_checks == 1 for k in (a, b))

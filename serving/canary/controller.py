@@ -92,6 +92,10 @@ class CanaryController:
         self.metrics = CanaryMetrics(registry)
         self.clock = clock or time.monotonic
         self.tracked: dict[Key, Tracked] = {}  # by the target InferenceService
+        # The analyses whose PromQL the host was last asked to evaluate (`due_queries`), until the next `tick`:
+        # a check that fell due while those queries ran waits for the next pass instead of being judged
+        # without its values. None: the host evaluates no PromQL (each due check is judged as it is).
+        self._asked: set[Key] | None = None
 
     # -- documents ---------------------------------------------------------------------------------
     def apply(
@@ -167,7 +171,8 @@ class CanaryController:
 
     # -- the loop body -------------------------------------------------------------------------------
     def due_queries(self) -> dict[Key, dict[str, str]]:
-        """The PromQL metrics (name -> rendered query) of every analysis whose check is due now."""
+        """The PromQL metrics (name -> rendered query) of every analysis whose check is due now. The next
+        `tick` judges a check with PromQL metrics only if it was named here (its queries evaluated)."""
         now, due = self.clock(), {}
         for key, tracked in self.tracked.items():
             status, analysis = tracked.status, tracked.canary.spec.analysis
@@ -182,12 +187,15 @@ class CanaryController:
             queries = {m.name: render(m.query, values) for m in analysis.metrics if m.query is not None}
             if queries:
                 due[key] = queries
+        self._asked = set(due)
         return due
 
     def tick(self, queried: Mapping[Key, Mapping[str, float]] | None = None) -> None:
         """One pass over every tracked Canary: start analyses, judge those whose interval is due.
-        `queried`: the values of the due PromQL metrics, evaluated by the host beforehand."""
+        `queried`: the values of the due PromQL metrics, evaluated by the host beforehand (`due_queries`); a
+        check with PromQL metrics that became due since then is judged on a later pass, with its values."""
         now = self.clock()
+        asked, self._asked = self._asked, None
         expositions: Sequence[bytes] | None = None
         for key, tracked in list(self.tracked.items()):
             view = self.host.rollout_view(key)
@@ -197,6 +205,12 @@ class CanaryController:
             self._load_test(key, tracked)
             if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING) or now < tracked.next_check_s:
                 continue
+            if (
+                asked is not None
+                and key not in asked
+                and any(m.query is not None for m in tracked.canary.spec.analysis.metrics)
+            ):
+                continue  # due only since the host queried: judging it now would be judging "no data"
             expositions = expositions if expositions is not None else self.host.router_expositions()
             self._check(key, tracked, expositions, now, (queried or {}).get(key, {}))
 

@@ -184,7 +184,8 @@ class LocalCanaries:
                     log.exception("canary tick failed")
 
     async def _queried(self, client: httpx.AsyncClient) -> dict[Key, dict[str, float]]:
-        """Evaluate the PromQL metrics of the checks that are due (none without --prometheus-url)."""
+        """Evaluate the PromQL metrics of the checks that are due (none without --prometheus-url). The tick
+        that follows judges only these checks' PromQL: one that falls due while they run waits a pass."""
         out: dict[Key, dict[str, float]] = {}
         if not self.prometheus_url:
             return out

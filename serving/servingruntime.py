@@ -4,8 +4,11 @@ Selection follows KServe's `GetSupportingRuntimes` exactly, as a pure function: 
 namespace runtime before a cluster one of the same name) if it is enabled and supports the model's format and
 protocol; otherwise the candidates are the enabled runtimes whose `supportedModelFormats` list the format with
 `autoSelect: true` (and the model's `version`, exact match, when it gives one) and whose `protocolVersions`
-include the model's (`v1` when unset). Namespace runtimes come first, each group ordered by the priority of the
-matching format (highest first, unset last; ties keep name order). `multiModel: true` (ModelMesh) is refused.
+include the model's (`v1` when unset); a runtime that lists no `protocolVersions` supports every protocol
+(KServe's `IsProtocolVersionSupported`). Namespace runtimes come first, each group ordered by the priority of
+the matching format (highest first, unset last); ties go to the runtime whose lowest listed protocol comes first
+in v1, v2, grpc-v1, grpc-v2 (no list: last, as KServe's list sort), then by name. `multiModel: true`
+(ModelMesh) is refused.
 
 What a runtime changes here: which of our runtimes serves the model (`--runtime` in the container args, or the
 format name) and extra `serving serve` flags from `containers[0].args`, with `{{.Name}}` templating and KServe's
@@ -27,6 +30,8 @@ API_VERSION = "serving.kserve.io/v1alpha1"
 KINDS = ("ServingRuntime", "ClusterServingRuntime")
 Protocol = Literal["v1", "v2", "grpc-v1", "grpc-v2"]
 OUR_PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2", "grpc-v2")  # what every `serving serve` process speaks
+# KServe's ProtocolVersion enum order (selection's tie-break)
+PROTOCOL_ORDER: tuple[Protocol, ...] = ("v1", "v2", "grpc-v1", "grpc-v2")
 KSERVE_DROPPED_FLAGS = ("--model_dir", "--http_port", "--grpc_port", "--workers")  # the backend decides these
 NO_RUNTIME = "No runtime found to support specified framework/version"
 
@@ -95,7 +100,12 @@ class ServingRuntimeSpec(_Strict):
         return next((f.priority for f in self.supported_model_formats if f.name == format_name), None)
 
     def supports_protocol(self, protocol: str) -> bool:
-        return protocol in (self.protocol_versions or ("v1",))  # KServe: no list means v1 only
+        """KServe's `IsProtocolVersionSupported`: a runtime that lists no protocolVersions supports them all."""
+        return not self.protocol_versions or protocol in self.protocol_versions
+
+    def protocol_rank(self) -> int:
+        """KServe's `GetProtocolVersionPriority`: the lowest of v1 < v2 < grpc-v1 < grpc-v2; no list: last."""
+        return min((PROTOCOL_ORDER.index(p) for p in self.protocol_versions), default=len(PROTOCOL_ORDER))
 
     def supports_format(self, name: str, version: str | None, explicit: bool) -> bool:
         """KServe's label match: an explicit runtime counts every format, auto-selection only autoSelect ones."""
@@ -172,9 +182,10 @@ def select_runtime(
     raise SelectionError(NO_RUNTIME)
 
 
-def _priority_key(runtime: ServingRuntime, format_name: str) -> tuple[int, int]:
+def _priority_key(runtime: ServingRuntime, format_name: str) -> tuple[int, int, int]:
     priority = runtime.spec.priority_for(format_name)
-    return (1, 0) if priority is None else (0, -priority)
+    rank = runtime.spec.protocol_rank()
+    return (1, 0, rank) if priority is None else (0, -priority, rank)
 
 
 def _explicit(

@@ -87,7 +87,42 @@ def test_disabled_version_and_protocol_filter() -> None:
     with pytest.raises(SelectionError, match=NO_RUNTIME):
         select_runtime(ModelRequest("sklearn", format_version="2"), ns, [])
     with pytest.raises(SelectionError, match=NO_RUNTIME):
-        select_runtime(ModelRequest("sklearn", protocol="grpc-v2"), ns, [])  # no list means v1 only
+        select_runtime(ModelRequest("sklearn", protocol="grpc-v2"), [disabled, v2_only], [])
+
+
+def test_a_runtime_without_protocol_versions_supports_every_protocol() -> None:
+    """KServe's IsProtocolVersionSupported: an empty protocolVersions list supports any protocol (the auditor's
+    proba-noproto runtime, auto-selected and named, for v1 and v2); an InferenceService without
+    protocolVersion still asks for v1, so a v2-only runtime is not chosen for it."""
+    noproto = runtime("proba-noproto", [fmt("sklearn", version="1", priority=5)])
+    v2_only = runtime("v2only", [fmt("sklearn", priority=9)], protocolVersions=["v2"])
+    for protocol in (None, "v1", "v2", "grpc-v1", "grpc-v2"):
+        chosen = select_runtime(ModelRequest("sklearn", protocol=protocol), [noproto], CLUSTER)
+        assert chosen.name == "proba-noproto", protocol
+        named = ModelRequest("sklearn", protocol=protocol, runtime="proba-noproto")
+        assert select_runtime(named, [noproto], CLUSTER).name == "proba-noproto", protocol
+    assert select_runtime(ModelRequest("sklearn"), [noproto, v2_only], []).name == "proba-noproto"
+    assert select_runtime(ModelRequest("sklearn", protocol="v2"), [noproto, v2_only], []).name == "v2only"
+
+
+def test_priority_ties_prefer_the_lowest_listed_protocol_then_name() -> None:
+    """KServe sorts the runtime lists by GetProtocolVersionPriority (v1 < v2 < grpc-v1 < grpc-v2, no list
+    last) before the priority sort, so an equal priority goes to the runtime listing the lower protocol."""
+    a_none = runtime("a-none", [fmt("sklearn", priority=3)])
+    b_v2 = runtime("b-v2", [fmt("sklearn", priority=3)], protocolVersions=["grpc-v2", "v2"])
+    c_v1 = runtime("c-v1", [fmt("sklearn", priority=3)], protocolVersions=["v2", "v1"])
+    d_v1 = runtime("d-v1", [fmt("sklearn", priority=3)], protocolVersions=["v1"])
+    assert select_runtime(ModelRequest("sklearn"), [a_none, b_v2, d_v1, c_v1], []).name == "c-v1"
+    assert select_runtime(ModelRequest("sklearn", protocol="v2"), [a_none, b_v2], []).name == "b-v2"
+    assert select_runtime(ModelRequest("sklearn", protocol="grpc-v1"), [a_none, b_v2], []).name == "a-none"
+
+
+def test_runtime_table_says_all_protocols_for_a_runtime_listing_none() -> None:
+    from serving.commands.runtime_table import render
+
+    noproto = runtime("proba-noproto", [fmt("sklearn", version="1", priority=5)])
+    rows = render([noproto.model_dump(mode="json", by_alias=True, exclude_none=True)], "table").splitlines()
+    assert rows[0].split()[4] == "PROTOCOLS" and rows[1].split()[4] == "all", rows
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def render(items: list[dict[str, Any]], output: str) -> str:
                 runtime.kind,
                 str(runtime.spec.disabled).lower(),
                 ",".join(formats),
-                ",".join(runtime.spec.protocol_versions or ("v1",)),
+                ",".join(runtime.spec.protocol_versions) or "all",  # KServe: no list supports every one
                 runtime_implementation(runtime, formats[0] if formats else ""),
                 "built-in" if item.get("builtin") else "applied",
             )

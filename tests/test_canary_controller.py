@@ -16,6 +16,7 @@ class Host:
         self.view = RolloutView("iris-a", "iris-a", True)
         self.metrics = RouterMetrics()
         self.saved: list[CanaryStatus] = []
+        self.load_tests: list[str] = []
 
     def rollout_view(self, key):
         return self.view
@@ -25,6 +26,9 @@ class Host:
 
     def canary_changed(self, key, status, history):
         self.saved.append(status)
+
+    def run_load_test(self, key, revision, load_test):
+        self.load_tests.append(revision)
 
     def traffic(self, revision: str, n: int, code: int = 200, seconds: float = 0.003) -> None:
         for _ in range(n):
@@ -149,3 +153,37 @@ def test_a_promql_check_is_judged_only_with_its_own_queries_evaluated():
     ctl.due_queries()
     ctl.tick({})  # asked, but Prometheus had nothing: no data still fails
     assert all(ctl.tracked[k].status.failed_checks == 1 for k in (a, b))
+
+
+def test_resume_returns_to_the_phase_it_was_paused_in_and_the_analysis_goes_on():
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock, mirror=True)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.MIRRORING
+    ctl.pause(KEY)
+    clock[0] += 5
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.PAUSED and not ctl.routing_for(KEY).mirror
+    # `serving up` restarted while paused: the persisted status says where to go back to
+    again = controller(host, clock, mirror=True)
+    again.apply(again.tracked[KEY].canary, CanaryStatus.from_json(ctl.tracked[KEY].status.to_json()))
+    for c in (ctl, again):
+        resumed = c.resume(KEY)
+        assert (resumed.phase, c.percent_for(KEY), c.routing_for(KEY).mirror) == (Phase.MIRRORING, 0, True)
+    host.traffic("iris-b", 30)
+    clock[0] += 5
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
+    # paused during the gating load test: a run that ends meanwhile is not judged; resume runs it again
+    ctl = controller(host, clock, loadTest={"users": 2, "duration": "2s"})
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.LOAD_TESTING and host.load_tests == ["iris-b"]
+    ctl.pause(KEY)
+    ctl.load_test_finished(KEY, "iris-b", {"requests": 10, "failures": 0, "p99_ms": 5}, "report")
+    assert ctl.tracked[KEY].status.phase is Phase.PAUSED
+    assert ctl.resume(KEY).phase is Phase.LOAD_TESTING
+    ctl.tick()
+    assert host.load_tests == ["iris-b", "iris-b"]
+    ctl.load_test_finished(KEY, "iris-b", {"requests": 10, "failures": 0, "p99_ms": 5}, "report")
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)

@@ -128,6 +128,7 @@ class CanaryStatus:
     message: str = ""
     last_results: tuple[MetricResult, ...] = ()
     load_test_report: str = ""  # the folder of the gating Locust run's report
+    paused_from: Phase | None = None  # while Paused: the phase `resume` goes back to
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +142,7 @@ class CanaryStatus:
             "message": self.message,
             "lastResults": [r.to_json() for r in self.last_results],
             "loadTestReport": self.load_test_report,
+            "pausedFrom": None if self.paused_from is None else str(self.paused_from),
         }
 
     @classmethod
@@ -160,6 +162,7 @@ class CanaryStatus:
             data.get("message", ""),
             results,
             data.get("loadTestReport", ""),
+            Phase(data["pausedFrom"]) if data.get("pausedFrom") else None,
         )
 
 

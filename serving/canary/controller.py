@@ -144,14 +144,20 @@ class CanaryController:
 
     def pause(self, key: Key) -> CanaryStatus:
         tracked = self._tracked(key)
-        if tracked.status.phase not in (Phase.PROGRESSING, Phase.MIRRORING, Phase.WAITING):
-            return tracked.status
-        return self._set(
+        status = tracked.status
+        if status.phase not in (Phase.PROGRESSING, Phase.MIRRORING, Phase.LOAD_TESTING, Phase.WAITING):
+            return status
+        self._transition(
             key,
-            Phase.PAUSED,
-            tracked.status.canary_weight,
-            f"paused by the user (was {tracked.status.phase})",
+            tracked,
+            replace(
+                status,
+                phase=Phase.PAUSED,
+                paused_from=status.phase,
+                message=f"paused by the user (was {status.phase})",
+            ),
         )
+        return tracked.status
 
     def skip_to(self, key: Key, revision: str, message: str) -> None:
         """Promote `revision` without analysis (an undo): the controller only watches it become rolled out."""
@@ -163,11 +169,18 @@ class CanaryController:
             self._transition(key, tracked, status)
 
     def resume(self, key: Key) -> CanaryStatus:
+        """Back to the phase it was paused in (Mirroring, LoadTesting, Progressing or Waiting), at the same
+        weight; the next check judges a whole interval from now."""
         tracked = self._tracked(key)
-        if tracked.status.phase is not Phase.PAUSED:
-            return tracked.status
-        phase = Phase.PROGRESSING if tracked.status.step >= 0 else Phase.WAITING
-        return self._set(key, phase, tracked.status.canary_weight, "resumed by the user")
+        status = tracked.status
+        if status.phase is not Phase.PAUSED:
+            return status
+        phase = status.paused_from or _paused_from(status)
+        tracked.next_check_s = self.clock() + tracked.canary.spec.analysis.interval_s
+        self._transition(
+            key, tracked, replace(status, phase=phase, paused_from=None, message="resumed by the user")
+        )
+        return tracked.status
 
     # -- the loop body -------------------------------------------------------------------------------
     def due_queries(self) -> dict[Key, dict[str, str]]:
@@ -245,6 +258,9 @@ class CanaryController:
         tracked = self.tracked.get(key)
         if tracked is None or tracked.status.revision != revision:
             return
+        if tracked.status.phase is Phase.PAUSED:  # not judged while paused: resume runs it again
+            tracked.load_test_for = None
+            return
         analysis = tracked.canary.spec.analysis
         tracked.next_check_s = self.clock() + analysis.interval_s
         tracked.counters = None
@@ -284,7 +300,9 @@ class CanaryController:
     def _set(self, key: Key, phase: Phase, weight: int, message: str) -> CanaryStatus:
         tracked = self._tracked(key)
         self._transition(
-            key, tracked, replace(tracked.status, phase=phase, canary_weight=weight, message=message)
+            key,
+            tracked,
+            replace(tracked.status, phase=phase, canary_weight=weight, message=message, paused_from=None),
         )
         return tracked.status
 
@@ -325,3 +343,11 @@ class CanaryController:
         self.metrics.weight.labels(key[1], key[0]).set(status.canary_weight)
         if status != old:
             self.host.canary_changed(key, status, tracked.history)
+
+
+def _paused_from(status: CanaryStatus) -> Phase:
+    """The phase a Paused status without `pausedFrom` (persisted by an older version) was paused in: those
+    could pause only while Waiting (no revision), Mirroring (no step yet) or Progressing."""
+    if status.revision is None:
+        return Phase.WAITING
+    return Phase.PROGRESSING if status.step >= 0 else Phase.MIRRORING

@@ -3,6 +3,10 @@ expositions, status sink); the counters are a real RouterMetrics registry and th
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from serving.canary.analysis import CanaryStatus, Phase
 from serving.canary.controller import CanaryController, RolloutView
 from serving.canary.spec import parse_canary
@@ -187,3 +191,64 @@ def test_resume_returns_to_the_phase_it_was_paused_in_and_the_analysis_goes_on()
     assert host.load_tests == ["iris-b", "iris-b"]
     ctl.load_test_finished(KEY, "iris-b", {"requests": 10, "failures": 0, "p99_ms": 5}, "report")
     assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
+
+
+def test_a_candidate_that_fails_to_load_fails_the_canary_at_once():
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", False)
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING  # still loading: wait for it
+    host.view = RolloutView("iris-b", "iris-a", False, True, latest_error="storageUri: no such folder")
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert (status.phase, status.revision, ctl.percent_for(KEY)) == (Phase.FAILED, "iris-b", 0)
+    assert status.message == "rolled back: revision iris-b failed to load: storageUri: no such folder"
+    assert ctl.tracked[KEY].history[-1]["phase"] == "Failed"
+    ctl.tick()
+    assert host.saved[-1] is status  # failed once, not again on every pass
+    host.view = RolloutView("iris-c", "iris-a", True)  # the next revision gets its own analysis
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
+
+
+@pytest.mark.asyncio
+async def test_local_host_reports_a_canary_revision_whose_model_failed_to_load(tmp_path: Path):
+    """`serving up`'s host over the real local control plane (in-process fake replicas): the failed load
+    reaches the controller, which fails the Canary, records it in the rollout history and keeps the stable
+    revision at 100 %."""
+    from serving.control.local.canaries import LocalCanaries
+    from serving.spec import parse
+    from tests.test_control_local import FakeReplica, Sink, _doc, _plane, _until
+
+    good, broken = tmp_path / "good", tmp_path / "broken-model"
+    for path in (good, broken):
+        path.mkdir()
+        (path / "model.joblib").write_bytes(b"")
+    FakeReplica.failing.add("broken-model")
+    control = _plane(tmp_path, Sink())
+    canaries = LocalCanaries(control, lambda: [])
+    await control.start()
+    try:
+        canaries.apply(canary_doc())
+        await control.apply(parse(_doc(good)), _doc(good))
+        await _until(lambda: control.get("default", "iris").rollout.rolled_out is not None)
+        stable = control.get("default", "iris").rollout.rolled_out
+        await control.apply(parse(_doc(broken)), _doc(broken))
+        service = control.get("default", "iris")
+        await _until(
+            lambda: control.runners[("default", service.rollout.latest_created)].failure() is not None
+        )
+        canaries.controller.tick()
+        status = canaries.controller.tracked[KEY].status
+        latest = service.rollout.latest_created
+        assert (status.phase, status.revision) == (Phase.FAILED, latest), status
+        assert status.message == f"rolled back: revision {latest} failed to load: model failed to load"
+        events = control.history.load("default", "iris")["events"]
+        assert (events[-1]["revision"], events[-1]["event"]) == (latest, "rolled back")
+        await control.reconcile()
+        traffic = service.status["components"]["predictor"]["traffic"]
+        assert [(t["revisionName"], t["percent"]) for t in traffic if t["percent"]] == [(stable, 100)]
+    finally:
+        FakeReplica.failing.discard("broken-model")
+        await control.shutdown()

@@ -43,7 +43,8 @@ class RolloutView:
     latest: str | None
     rolled_out: str | None
     latest_ready: bool
-    latest_failed: bool = False
+    latest_failed: bool = False  # it will not become ready (its model failed to load): the canary fails
+    latest_error: str = ""  # why, when the host knows
 
 
 class CanaryHost(Protocol):
@@ -237,6 +238,20 @@ class CanaryController:
             tracked.counters = None
             tracked.next_check_s = now + analysis.interval_s
             self._transition(key, tracked, start(candidate, analysis))
+        elif (
+            candidate
+            and view.latest_failed
+            and (status.phase is not Phase.FAILED or status.revision != candidate)
+        ):
+            message = f"rolled back: revision {candidate} failed to load" + (
+                f": {view.latest_error}" if view.latest_error else ""
+            )
+            failed = (
+                replace(status, phase=Phase.FAILED, canary_weight=0, paused_from=None, message=message)
+                if status.revision == candidate
+                else CanaryStatus(Phase.FAILED, candidate, message=message)
+            )
+            self._transition(key, tracked, failed)
         elif candidate and candidate != status.revision and status.phase is not Phase.WAITING:
             self._transition(
                 key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}")

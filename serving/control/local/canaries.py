@@ -55,7 +55,9 @@ class LocalCanaries:
             return None
         latest, rolled_out = service.rollout.latest_created, service.rollout.rolled_out
         ready = latest is not None and self.control.revision_ready(key[0], latest)
-        return RolloutView(latest, rolled_out, ready)
+        runner = self.control.runners.get((key[0], latest)) if latest is not None else None
+        failure = runner.failure() if runner is not None else None  # its model failed to load: for good
+        return RolloutView(latest, rolled_out, ready, failure is not None, failure or "")
 
     def router_expositions(self) -> Sequence[bytes]:
         return self.expositions()

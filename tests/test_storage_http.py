@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from serving.repository import discover
-from serving.storage import StorageConfig, StorageError, StorageRefused, fingerprint, resolve
+from serving.storage import StorageConfig, StorageError, StorageRefused, fingerprint, release, resolve
 from tests.support import REPO, free_port
 
 
@@ -143,6 +143,60 @@ def test_changed_content_is_refetched(server: ArtifactServer, config: StorageCon
     assert second != first and (second / "model.onnx").read_bytes() == b"version two"
     assert first.is_dir()  # the previous content stays for replicas still using it
     assert server.count("/m/model.onnx", 200) == 2
+
+
+def test_a_content_a_revision_still_uses_is_never_pruned(
+    server: ArtifactServer, config: StorageConfig
+) -> None:
+    """Three revisions resolve one URL, the artifact changed between them: the first one's folder stays (its
+    replicas may restart or scale up from it) until it is released; then the next change prunes it, and only it."""
+    url = server.put("/shared/model.joblib", b"v1")
+    first = resolve(url, config)
+    server.put("/shared/model.joblib", b"v2")
+    second = resolve(url, config)
+    server.put("/shared/model.joblib", b"v3")
+    third = resolve(url, config)
+    assert (first / "model.joblib").read_bytes() == b"v1", "a folder in use was pruned"
+    release(first)
+    server.put("/shared/model.joblib", b"v4")
+    fourth = resolve(url, config)
+    assert not first.exists()
+    assert [(f / "model.joblib").read_bytes() for f in (second, third, fourth)] == [b"v2", b"v3", b"v4"]
+    for folder in (second, third, fourth):
+        release(folder)
+
+
+def test_a_lease_held_by_another_process_keeps_its_folder_until_that_process_exits(
+    server: ArtifactServer, config: StorageConfig, tmp_path: Path
+) -> None:
+    """Two processes sharing a cache: a folder another one resolved (and holds) survives our newer downloads;
+    once that process exits, however it exits, its lease is gone and the next change prunes the folder."""
+    url = server.put("/other/model.joblib", b"v1")
+    holder = (
+        "import sys; from pathlib import Path; from serving.storage import StorageConfig, resolve\n"
+        "print(resolve(sys.argv[1], StorageConfig(cache_dir=Path(sys.argv[2]))), flush=True)\n"
+        "sys.stdin.read()\n"  # holds its lease until we close its stdin
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, url, str(config.cache_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as child:
+        assert child.stdout is not None and child.stdin is not None
+        theirs = Path(child.stdout.readline().strip())
+        server.put("/other/model.joblib", b"v2")
+        release(resolve(url, config))
+        server.put("/other/model.joblib", b"v3")
+        release(resolve(url, config))
+        assert (theirs / "model.joblib").read_bytes() == b"v1", "pruned while another process held it"
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    server.put("/other/model.joblib", b"v4")
+    newest = resolve(url, config)
+    assert not theirs.exists() and [p.name for p in newest.parent.iterdir() if p.is_dir()] == [newest.name]
+    release(newest)
 
 
 def test_tar_gz_unpacked_and_single_top_folder_served(server: ArtifactServer, config: StorageConfig) -> None:

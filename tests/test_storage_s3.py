@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from serving.storage import StorageConfig, StorageError, fingerprint, resolve
+from serving.storage import StorageConfig, StorageError, fingerprint, leases, pull, release, resolve
+from serving.storage.object_store import translated
 from tests.inprocess import run_cli, serving_inprocess
 from tests.support import free_port, train_iris_sklearn
 
@@ -202,6 +205,74 @@ def test_second_revision_hits_the_cache_and_a_changed_object_is_fetched_again(
     assert (changed / "model.joblib").read_bytes() == other.read_bytes()
     assert fingerprint("s3://models/changing", config) != before
     assert first.is_dir(), "the previous folder stays for replicas still reading it"
+
+
+def test_a_folder_a_revision_still_uses_is_never_pruned(s3: S3, tmp_path: Path) -> None:
+    """The auditor's share-a/b/c: three services resolve one URI, the object overwritten between them. share-a
+    must still be able to scale up or restart from its folder after two newer ones arrived; once it retires
+    (release), the next change prunes its folder, never the ones share-b and share-c still hold."""
+    config = _config(tmp_path, s3.env())
+    uri = "s3://models/shared"
+    folders = []
+    for version in (b"v1", b"v2", b"v3"):  # share-a, share-b, share-c
+        s3.client.put_object(Bucket="models", Key="shared/model.joblib", Body=version)
+        folders.append(resolve(uri, config))
+    share_a, share_b, share_c = folders
+    assert len(set(folders)) == 3
+    assert (share_a / "model.joblib").read_bytes() == b"v1", "share-a's folder was pruned while in use"
+    assert [leases.held(f) for f in folders] == [1, 1, 1]
+    assert release(share_a) and not release(share_a)  # share-a retired; a second release is a no-op
+    s3.client.put_object(Bucket="models", Key="shared/model.joblib", Body=b"v4")
+    share_d = resolve(uri, config)
+    entry = share_d.parent
+    assert not share_a.exists() and not (entry / f".lease-{share_a.name}").exists()
+    assert [(f / "model.joblib").read_bytes() for f in (share_b, share_c, share_d)] == [b"v2", b"v3", b"v4"]
+    for folder in (share_b, share_c, share_d):
+        release(folder)
+
+
+def test_an_unpacked_archive_folder_holds_only_the_archive_contents(s3: S3, tmp_path: Path) -> None:
+    """`serving storage pull s3://.../model.zip out` leaves what the zip holds, as KServe's storage-initializer
+    does in /mnt/models: no marker of ours in the model folder or in `out`; and a pull keeps no lease."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("model.joblib", b"m")
+        zf.writestr("labels/classes.txt", b"a\nb")
+    s3.client.put_object(Bucket="models", Key="archzip/model.zip", Body=buffer.getvalue())
+    uri, config = "s3://models/archzip/model.zip", _config(tmp_path, s3.env())
+    model_dir = resolve(uri, config)
+    assert sorted(os.listdir(model_dir)) == ["labels", "model.joblib"]
+    release(model_dir)
+    out = tmp_path / "out"
+    assert pull(uri, out, config) == (2, 4)
+    assert sorted(os.listdir(out)) == ["labels", "model.joblib"]
+    assert leases.held(model_dir) == 0
+    # a cache written before the marker moved out of the folder: served as an archive, marker moved out
+    (model_dir.parent / f".archive-{model_dir.name}").rename(model_dir / ".archive")
+    assert resolve(uri, config) == model_dir and sorted(os.listdir(model_dir)) == ["labels", "model.joblib"]
+    release(model_dir)
+
+
+def test_secrets_are_scrubbed_as_whole_tokens_never_inside_words(tmp_path: Path) -> None:
+    """A one-letter "secret" (AWS_SECRET_ACCESS_KEY=b) must not turn "unreachable" into "unreacha***le"; a real
+    one is scrubbed wherever it stands as a token, percent-encoded too, never where it is part of a longer word."""
+    config = _config(tmp_path, {})
+    env = {"AWS_SECRET_ACCESS_KEY": "b", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    with pytest.raises(StorageError) as failure, translated("s3://models/b", env, config):
+        raise ConnectionError("Could not connect to the endpoint URL: bucket b")
+    assert failure.value.message == (
+        "s3://models/b: endpoint unreachable: http://127.0.0.1:9 "
+        "(Could not connect to the endpoint URL: bucket b)"
+    )
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    env = {"AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": "s3cretvalue"}
+    with pytest.raises(StorageError) as failure, translated("s3://models/iris", env, config):
+        raise RuntimeError(
+            f"key={secret}; as a URL: /{quote(secret, safe='')}/; token s3cretvalue, not s3cretvalues"
+        )
+    assert failure.value.message == (
+        "s3://models/iris: RuntimeError: key=***; as a URL: /***/; token ***, not s3cretvalues"
+    )
 
 
 def test_partial_download_never_becomes_a_model_and_resumes(s3: S3, tmp_path: Path) -> None:

@@ -5,7 +5,10 @@ Schemes: local paths and `file://` (relative ones against `base_dir`, the YAML's
 artifact is not fetched twice), `pvc://NAME/path` (mapped under `pvc_root`) and the object stores `s3://`,
 `gs://`, `az://`, `https://ACCOUNT.blob.core.windows.net/...` (credentials from `StorageConfig.env`, KServe's
 variable names). Anything else (hdfs://, ...) is a clear `StorageError` naming the scheme. One module per job:
-`local`, `http`, `archives`, `credentials` + `object_store`.
+`local`, `http`, `archives`, `credentials` + `object_store`, `leases`.
+
+A downloaded folder that `resolve()` returns is leased to the caller (`leases`): it stays on disk, whatever is
+downloaded for the same URI later, until the caller passes it to `release()` (or the process exits).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 
 from serving.storage.credentials import is_object_uri
 from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.leases import release
 
 __all__ = [
     "StorageConfig",
@@ -27,6 +31,7 @@ __all__ = [
     "default_cache_dir",
     "fingerprint",
     "pull",
+    "release",
     "resolve",
     "scheme_of",
 ]
@@ -78,7 +83,11 @@ def _check_uri(uri: str) -> str:
 
 def resolve(uri: str, config: StorageConfig) -> Path:
     """A local directory holding the model for `uri`: local paths/file:// as is (checked), http(s) downloaded
-    into the cache (archives unpacked), pvc:// mapped. Raises `StorageError` (an `ArtifactError`) naming the URI."""
+    into the cache (archives unpacked), pvc:// mapped. Raises `StorageError` (an `ArtifactError`) naming the URI.
+
+    A folder from the download cache comes with a lease: no later download of the same URI prunes it until
+    `release(path)` is called with the returned path (once per `resolve`), or this process exits. Call it when
+    nothing will start from the folder any more (a revision retired); for a local path it is a no-op."""
     scheme = _check_uri(uri)
     uri = uri.strip()
     if is_object_uri(uri):
@@ -118,6 +127,13 @@ def pull(uri: str, dest: Path, config: StorageConfig) -> tuple[int, int]:
     Files from our own download cache are hard-linked when possible (they are immutable); a user's local files
     are copied so later edits to them never change a pulled model. Returns (files, bytes)."""
     source = resolve(uri, config)
+    try:
+        return _copy_tree(uri, source, dest, config)
+    finally:
+        release(source)  # copied (hard links stay valid even if the cache folder is pruned later)
+
+
+def _copy_tree(uri: str, source: Path, dest: Path, config: StorageConfig) -> tuple[int, int]:
     cache = config.cache_dir.resolve()
     link = source.resolve().is_relative_to(cache)
     files = size = 0

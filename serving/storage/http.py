@@ -1,10 +1,12 @@
 """http(s) artifacts: streamed, size-capped downloads into a content-addressed cache.
 
 Layout: `cache_dir/<sha256(url)[:16]>/` holds `meta.json` (URL, ETag, Last-Modified, sha256 of the bytes,
-current and previous content folder) and one immutable folder per content, named by its checksum. A download
+current content folder) and one immutable folder per content, named by its checksum. A download
 goes to a `.tmp-*` folder and is renamed into place, then `meta.json` is replaced atomically: a crash leaves
 the old model or the new one, never half of one. A file lock serialises pulls of one URL across processes.
 The next resolve sends If-None-Match / If-Modified-Since; a 304 (or identical bytes) reuses the folder.
+Every caller `resolve()` hands a folder to holds a lease on it (`serving.storage.leases`, `.lease-<content>`
+beside the folder) until it releases it; an older content folder is pruned only when nobody holds it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from serving.storage import leases
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.errors import StorageError, redact
 
@@ -118,10 +121,9 @@ def _install(
         "filename": filename,
         "archive": kind,
         "content": content,
-        "previous": meta["content"] if meta and meta["content"] != content else (meta or {}).get("previous"),
     }
     _write_meta(entry, new)
-    _prune(entry, keep={new["content"], new["previous"]})
+    _prune(entry, keep=content)
     log.info("%s fetched (%s, sha256 %s)", redact(url), filename, sha256[:12])
     return new
 
@@ -188,8 +190,10 @@ def _transport_message(url: str, exc: Exception, timeout_s: float) -> str:
 
 
 def _served(entry: Path, meta: dict[str, Any]) -> Path:
+    """The folder to serve (inside an archive's single top folder), leased to the caller: no later prune
+    removes it until the caller calls `serving.storage.release()` with it (or exits)."""
     folder = entry / meta["content"]
-    return model_root(folder) if meta.get("archive") else folder
+    return leases.hold(entry, meta["content"], model_root(folder) if meta.get("archive") else folder)
 
 
 def _read_meta(entry: Path) -> dict[str, Any] | None:
@@ -209,11 +213,12 @@ def _write_meta(entry: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, entry / "meta.json")
 
 
-def _prune(entry: Path, keep: set[str | None]) -> None:
-    """Drop content folders other than the current and previous one (a replica may still use the previous)."""
+def _prune(entry: Path, keep: str) -> None:
+    """Drop the content folders other than the current one that nobody holds a lease on (a revision still
+    running, or able to restart or scale up, from an older content holds one, in this process or another)."""
     for child in entry.iterdir():
-        if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
-            remove_tree(child)
+        if child.is_dir() and not child.name.startswith(".") and child.name != keep:
+            leases.remove_unless_held(entry, child.name)
 
 
 @contextlib.contextmanager

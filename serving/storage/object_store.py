@@ -5,6 +5,10 @@ a digest of the listing (every object's name, size and ETag/generation), so a se
 model finds it without downloading and a changed object gives a new folder. A download goes to
 `.partial-<digest>` and is renamed into place when complete: a crash never leaves half a model, and the next
 attempt keeps the objects already fetched whole (resumable per object). A file lock serialises pulls of one URI.
+Bookkeeping lives beside the folders, never in them (the folder holds exactly the model's files): `current`
+(the digest last resolved), `.archive-<digest>` (the folder is an unpacked archive) and `.lease-<digest>`
+(`serving.storage.leases`: every caller `resolve()` handed the folder to holds a lease until it releases it;
+a folder is pruned only when nobody does).
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import ssl
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+from serving.storage import leases
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.credentials import ObjectLocation, filesystem_options, parse_location, secret_values
 from serving.storage.errors import StorageError, StorageRefused
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("serving.storage")
 Listing = list[tuple[str, str, int, str]]  # (remote path, relative name, size, version tag)
 VERSION_FIELDS = ("generation", "ETag", "etag", "version_id", "LastModified", "last_modified", "updated")
+ARCHIVE_MARK = ".archive-"  # + digest: a file beside the folder saying it holds an unpacked archive
+MIN_SECRET_CHARS = 8  # shorter values are no real secret: scrubbing them would only corrupt ordinary words
 
 
 def filesystem(location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> AbstractFileSystem:
@@ -106,7 +115,7 @@ def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
             if cached is None or "unreachable" not in exc.message:
                 raise
             log.warning("%s; using the cached copy %s", exc.message, cached.name)
-            return _served(cached)
+            return _handed_out(entry, cached.name)
         digest = listing_digest(uri, listing)
         folder = entry / digest
         if folder.is_dir():
@@ -115,7 +124,7 @@ def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
             with translated(uri, env, config):
                 _download(uri, fs, listing, entry, digest, config)
         (entry / "current").write_text(digest)
-        return _served(folder)
+        return _handed_out(entry, digest)
 
 
 def _download(
@@ -144,7 +153,7 @@ def _download(
         unpack(uri, archive, unpacked, kind, config.max_download_bytes)
         remove_tree(partial)
         partial = unpacked
-        (partial / ".archive").write_text(kind)
+        (entry / f"{ARCHIVE_MARK}{digest}").write_text(kind)  # before the rename: the folder never lacks it
     os.rename(partial, entry / digest)
     _prune(entry, keep=digest)
     log.info("%s fetched: %d objects, %d bytes", uri, len(listing), total)
@@ -157,8 +166,17 @@ def _check_sizes(uri: str, folder: Path, listing: Listing) -> None:
             raise StorageError(f"{uri}: {relative} arrived with {got} of {size} bytes; try again")
 
 
-def _served(folder: Path) -> Path:
-    return model_root(folder) if (folder / ".archive").exists() else folder
+def _handed_out(entry: Path, digest: str) -> Path:
+    """The folder to serve for `entry/digest` (inside an archive's single top folder), leased to the caller:
+    no later prune removes it until the caller calls `serving.storage.release()` with it (or exits)."""
+    folder = entry / digest
+    mark = entry / f"{ARCHIVE_MARK}{digest}"
+    legacy = folder / ".archive"  # where caches written before the mark moved out of the folder kept it
+    if not mark.exists() and legacy.is_file() and legacy.read_text() in ("tar", "zip"):
+        mark.write_text(legacy.read_text())  # (with the mark there, a `.archive` inside is the model's own)
+        legacy.unlink()
+    served = model_root(folder) if mark.is_file() else folder
+    return leases.hold(entry, digest, served)
 
 
 def _current(entry: Path) -> Path | None:
@@ -170,11 +188,11 @@ def _current(entry: Path) -> Path | None:
 
 
 def _prune(entry: Path, keep: str) -> None:
-    """Keep the new folder and the one in use before it (a running replica may still read it)."""
-    previous = _current(entry)
+    """Remove the folders other than the new one that nobody holds a lease on: a revision still running (or
+    able to restart or scale up) from an older folder holds one, in this process or another."""
     for child in entry.iterdir():
-        if child.is_dir() and not child.name.startswith(".") and child.name != keep and child != previous:
-            remove_tree(child)
+        if child.is_dir() and not child.name.startswith(".") and child.name != keep:
+            leases.remove_unless_held(entry, child.name, sidecars=(f"{ARCHIVE_MARK}{child.name}",))
 
 
 @contextlib.contextmanager
@@ -185,10 +203,20 @@ def translated(uri: str, env: Mapping[str, str], config: StorageConfig) -> Itera
     except StorageError:
         raise
     except Exception as exc:
-        text = f"{uri}: {describe(exc, _endpoint_hint(uri, env))}"
-        for secret in secret_values(env):
-            text = text.replace(secret, "***")
-        raise StorageError(text) from exc
+        raise StorageError(scrub(f"{uri}: {describe(exc, _endpoint_hint(uri, env))}", env)) from exc
+
+
+def scrub(text: str, env: Mapping[str, str]) -> str:
+    """`text` with every credential from `env` that appears in it as a whole token (not glued to letters or
+    digits on either side; as is or percent-encoded) replaced by `***`. Values shorter than MIN_SECRET_CHARS
+    are no real secret and left alone: replacing every "b" would corrupt the message, not protect anything."""
+    tokens: set[str] = set()
+    for secret in secret_values(env):
+        if len(secret) >= MIN_SECRET_CHARS:
+            tokens.update((secret, quote(secret, safe="")))
+    for token in sorted(tokens, key=len, reverse=True):  # a secret holding another is scrubbed whole
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])", "***", text)
+    return text
 
 
 def describe(exc: Exception, endpoint: str) -> str:

@@ -108,7 +108,7 @@ def apply(args: argparse.Namespace) -> int:
         for path in apply_outcome.missing_local_paths(doc):
             print(
                 f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist; the service is "
-                "recorded (as KServe records it) but its revision will fail to load",
+                "recorded (as KServe records it); its revision fails and is retried with backoff until it does",
                 file=sys.stderr,
             )
     changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]

@@ -241,7 +241,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
             if doc.get("kind") == "Canary":
                 canaries.apply(doc)
             elif doc.get("kind") in RUNTIME_KINDS:
-                control.runtimes.apply(doc)
+                await control.apply_runtimes([doc])
             else:
                 await control.apply(parse(doc), doc)
         if grpc_front is not None:

@@ -83,15 +83,21 @@ class RuntimeCatalog:
 
     def flags_for(self, revision: Revision) -> list[str]:
         """`serving serve` flags of the runtime this revision gets; SelectionError if none supports it."""
+        return self.resolve(revision)[1]
+
+    def resolve(self, revision: Revision) -> tuple[ServingRuntime | None, list[str]]:
+        """The runtime this revision gets (None: nothing to select, e.g. `module:Class`) and its `serving
+        serve` flags; SelectionError if none supports it."""
         request = _request(revision.model)
         if request is None:
-            return []
+            return None, []
         runtime = self.select(request, revision.namespace)
-        return [
+        flags = [
             "--runtime",
             runtime_implementation(runtime, request.format_name),
             *serve_flags(runtime, revision.isvc),
         ]
+        return runtime, flags
 
     def select(self, request: ModelRequest, namespace: str) -> ServingRuntime:
         local = [

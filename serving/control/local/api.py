@@ -95,7 +95,7 @@ class ControlAPI:
         for isvc in parsed:
             catalog.check(isvc)
             check_local_predictor(isvc.spec.predictor)  # every document checked before any is applied
-        applied = [{**self.control.runtimes.apply(doc), "warnings": []} for doc in runtimes]
+        applied = [{**doc, "warnings": []} for doc in await self.control.apply_runtimes(runtimes)]
         for isvc, doc in zip(parsed, services, strict=True):
             service = await self.control.apply(isvc, doc)
             applied.append({**service_document(service), "warnings": isvc.warnings()})

@@ -4,6 +4,12 @@ One reconcile loop (level-based, serialised): on every apply/delete, replica sta
 recomputes each InferenceService's plan from the persisted rollout state and what the replicas report,
 starts/scales/stops runners, swaps the route table, and persists rollout state and status.
 Revisions leave the route table before their processes stop, and stop only once drained.
+
+Failures are retried as KServe's controller and kubelet do: a revision no ServingRuntime serves is selected
+again when runtimes are applied or deleted (KServe requeues on runtime events); one whose storageUri could not
+be fetched (KServe's storage-initializer in CrashLoopBackOff), or whose downloaded model failed to load, starts
+again from scratch after an exponential backoff (1 s doubling to 5 min, reset once it is ready), its status
+message saying when.
 """
 
 from __future__ import annotations
@@ -43,9 +49,12 @@ from serving.revision import Revision
 from serving.router.table import RouteTable
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, scheme_of
+from serving.storage.errors import StorageError, StorageRefused
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 300.0  # a failed fetch / load is retried after 1 s, doubling to 5 min
+DUE_SLACK_S = 0.01  # asyncio may run a timer this much early (its clock resolution): still due
 
 
 @dataclass
@@ -65,6 +74,17 @@ class Service:
             "created": self.created,
             "generation": self.generation,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A revision's failed attempt and when the next one starts."""
+
+    runner: RevisionRunner  # the attempt that failed
+    attempts: int  # failed attempts in a row
+    delay_s: float
+    due: float  # time.monotonic() of the next attempt
+    message: str  # the failure, then when it is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +112,12 @@ class LocalControlPlane:
         scaling_metrics: ScalingMetrics | None = None,
         autoscale_interval_s: float = SAMPLE_INTERVAL_S,
         default_max_replicas: int | None = None,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.store = store
+        self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
+        self._retries: dict[tuple[str, str], Retry] = {}  # (namespace, revision) -> its backoff
         # The ceiling of a revision whose spec sets no maxReplicas (KServe: no upper bound): `serving up
         # --default-max-replicas`, default the CPU count.
         self.default_max_replicas = default_max_replicas or machine_max_replicas()
@@ -179,6 +203,23 @@ class LocalControlPlane:
         await self.reconcile()
         return self.services[isvc.key]
 
+    async def apply_runtimes(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store ServingRuntimes / ClusterServingRuntimes. Revisions that found no runtime are selected again
+        (KServe's controller requeues on runtime events); running ones keep the runtime they started with."""
+        if not documents:
+            return []
+        async with self._lock:
+            applied = [self.runtimes.apply(doc) for doc in documents]
+            self._reselect()
+        await self.reconcile()
+        return applied
+
+    def _reselect(self) -> None:
+        """Forget the runners no runtime served: the next reconcile makes them again, selecting anew."""
+        for key, runner in list(self.runners.items()):
+            if runner.failed_step == "runtime":
+                del self.runners[key]
+
     async def delete(self, namespace: str, name: str) -> None:
         async with self._lock:
             if (namespace, name) not in self.services:
@@ -255,12 +296,15 @@ class LocalControlPlane:
 
     async def reconcile(self) -> None:
         async with self._lock:
+            self._retry_failed()
             plans = {key: self._plan(service) for key, service in self.services.items()}
             wanted: dict[tuple[str, str], tuple[Revision, int]] = {}
             for key, p in plans.items():
                 for name, replicas in self._scaled(key, p).items():
                     wanted[(key[0], name)] = (p.state.revisions[name], replicas)
             retiring = await self._converge(wanted)
+            for key in [k for k in self._retries if k not in self.runners]:  # retired meanwhile
+                del self._retries[key]
             self.autoscalers.retain(set(wanted))
             self.routes.set_table(self._table(plans))
             for runner, leaving in retiring:  # only now: they are out of the table
@@ -268,15 +312,60 @@ class LocalControlPlane:
             for key, p in plans.items():
                 self._record(self.services[key], p)
 
+    def _retry_failed(self) -> None:
+        """Schedule the next attempt of each retryable failure (`_backoff`), and start the ones that are due:
+        the failed runner goes (its processes have exited) and `_converge` makes a new one, which selects its
+        runtime, fetches its model and starts its processes again. A ready revision's backoff resets."""
+        now = time.monotonic()
+        for key, runner in list(self.runners.items()):
+            retry = self._retries.get(key)
+            if runner.ready():
+                self._retries.pop(key, None)
+                continue
+            why = runner.failure()
+            if why is None:
+                continue
+            if not self._retryable(runner):  # e.g. its runtime was deleted meanwhile: that failure shows
+                self._retries.pop(key, None)
+                continue
+            if retry is None or retry.runner is not runner:
+                retry = self._retries[key] = self._backoff(retry, runner, why)
+                asyncio.get_running_loop().call_later(retry.delay_s, self._changed)
+            elif now >= retry.due - DUE_SLACK_S:
+                del self.runners[key]
+                self._spawn(runner.stop())
+
+    def _backoff(self, previous: Retry | None, runner: RevisionRunner, why: str) -> Retry:
+        delay = self.retry_first_s if previous is None else min(previous.delay_s * 2, self.retry_max_s)
+        attempts = 1 if previous is None else previous.attempts + 1
+        at = time.strftime("%H:%M:%S", time.gmtime(time.time() + delay))
+        message = f"{why} (attempt {attempts} failed; retrying in {delay:g} s, at {at} UTC)"
+        return Retry(runner, attempts, delay, time.monotonic() + delay, message)
+
+    @staticmethod
+    def _retryable(runner: RevisionRunner) -> bool:
+        """A storage failure, or a model that failed to load from a download (the store may be fixed)."""
+        if runner.failed_step == "storage":
+            return True
+        loaded_and_failed = bool(runner.predictors) and all(
+            r.state is ReplicaState.FAILED for r in runner.predictors
+        )
+        remote = scheme_of(runner.revision.storage_uri or "") in REMOTE_SCHEMES
+        return not runner.error and loaded_and_failed and remote
+
     def _plan(self, service: Service) -> Plan:
         namespace = service.isvc.metadata.namespace
         ready, failed = set(), {}
+        for (ns, name), retry in self._retries.items():  # the last failure and when it is retried, shown
+            if ns == namespace:  # while the next attempt runs too (and before its runner is made)
+                failed[name] = retry.message
         for (ns, name), runner in self.runners.items():
             if ns != namespace:
                 continue
             if runner.ready() or (self.autoscalers.scaled_to_zero((ns, name)) and runner.failure() is None):
                 ready.add(name)  # scaled to zero on purpose still serves: the router's activator wakes it
-            elif (why := runner.failure()) is not None:
+                failed.pop(name, None)
+            elif name not in failed and (why := runner.failure()) is not None:
                 failed[name] = why
         return plan(
             service.isvc,
@@ -334,6 +423,8 @@ class LocalControlPlane:
             if runner is None:
                 runner = await self._new_runner(revision)
                 self.runners[key] = runner
+                if runner.error:  # no runtime, or no model here: the status says so on the next pass
+                    self._changed()
             removed = runner.scale(replicas) if not runner.error else []
             if removed:
                 retiring.append((runner, removed))
@@ -349,14 +440,17 @@ class LocalControlPlane:
         if revision.namespace != "default":  # one revision name can live in two namespaces: two log files
             log_dir = log_dir / revision.namespace
         try:  # KServe's runtime selection: which runtime, and the flags its ServingRuntime adds
-            flags = (*self.predictor_flags, *self.runtimes.flags_for(revision))
+            selected, runtime_flags = self.runtimes.resolve(revision)
         except ServingError as exc:
             runner = RevisionRunner(
                 revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory
             )
             runner.error = f"spec.predictor.model.runtime: {exc.message}"
+            runner.failed_step = "runtime"
             return runner
+        flags = (*self.predictor_flags, *runtime_flags)
         runner = RevisionRunner(revision, Path("."), log_dir, self._changed, flags, self.replica_factory)
+        runner.runtime_name = selected.name if selected is not None else None
         if scheme_of(revision.storage_uri or "") in REMOTE_SCHEMES:
             runner.fetching = True
             task = asyncio.create_task(self._fetch(runner), name=f"fetch {revision.name}")
@@ -369,9 +463,9 @@ class LocalControlPlane:
     async def _fetch(self, runner: RevisionRunner) -> None:
         """Download in a daemon thread: a stop (Ctrl-C, SIGTERM) never waits for a store that does not answer."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[tuple[Path | None, str]] = loop.create_future()
+        done: asyncio.Future[tuple[Path | None, str, bool]] = loop.create_future()
 
-        def settle(outcome: tuple[Path | None, str]) -> None:
+        def settle(outcome: tuple[Path | None, str, bool]) -> None:
             if not done.done():  # not cancelled by a shutdown meanwhile
                 done.set_result(outcome)
 
@@ -386,9 +480,10 @@ class LocalControlPlane:
         self._changed()
 
     @staticmethod
-    def _found(runner: RevisionRunner, model_dir: Path | None, error: str) -> None:
+    def _found(runner: RevisionRunner, model_dir: Path | None, error: str, retryable: bool) -> None:
         if model_dir is None:
             runner.error = f"spec.predictor.model.storageUri: {error}"
+            runner.failed_step = "storage" if retryable else ""
         else:
             runner.model_dir = model_dir
 
@@ -451,11 +546,15 @@ class LocalControlPlane:
 
 
 REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})
+FETCHED_SCHEMES = REMOTE_SCHEMES | {"", "file", "pvc"}
 
 
-def _resolve(revision: Revision, config: StorageConfig) -> tuple[Path | None, str]:
-    """(the model folder, "") or (None, why not)."""
+def _resolve(revision: Revision, config: StorageConfig) -> tuple[Path | None, str, bool]:
+    """(the model folder, "", False) or (None, why not, whether trying again may help: not for a refusal by
+    policy or a scheme this machine does not fetch)."""
     try:
-        return resolve_model_dir(revision, config), ""
+        return resolve_model_dir(revision, config), "", False
     except ServingError as exc:
-        return None, exc.message
+        fetchable = scheme_of(revision.storage_uri or "") in FETCHED_SCHEMES
+        retryable = isinstance(exc, StorageError) and not isinstance(exc, StorageRefused) and fetchable
+        return None, exc.message, retryable

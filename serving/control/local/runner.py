@@ -75,7 +75,12 @@ class RevisionRunner:
         self.predictors: list[ReplicaHandle] = []
         self.transformers: list[ReplicaHandle] = []
         self.error = ""
+        # which step set `error`, for the control plane's retries: "runtime" (no ServingRuntime serves it:
+        # selected again when runtimes change), "storage" (the storageUri could not be fetched: retried with
+        # backoff), "" (neither: a spec the user must change)
+        self.failed_step = ""
         self.fetching = False  # its model is still being downloaded: nothing starts until it is here
+        self.runtime_name: str | None = None  # the ServingRuntime selected for it (None: no selection)
 
     def scale(self, replicas: int) -> list[ReplicaHandle]:
         """Start or remove replicas; returns the removed ones (the caller drains then stops them)."""

@@ -1,0 +1,166 @@
+"""The local control plane retries what KServe's controller and kubelet retry: a revision no ServingRuntime
+served is selected again when runtimes change; a storage fetch that failed (KServe's storage-initializer in
+CrashLoopBackOff) and a downloaded model that failed to load start again after an exponential backoff, the
+status saying when. In-process: fake replicas (tests.test_control_local) and short backoffs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.control.local.control_plane import RETRY_FIRST_S, RETRY_MAX_S, LocalControlPlane
+from serving.control.local.state import StateStore
+from serving.spec import parse
+from tests.test_control_local import FakeReplica, Sink, _until
+from tests.test_storage_http import ArtifactServer
+
+
+def _isvc(name: str, uri: str, version: str | None = None) -> dict[str, Any]:
+    model_format: dict[str, Any] = {"name": "sklearn"}
+    if version is not None:
+        model_format["version"] = version
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"model": {"modelFormat": model_format, "storageUri": uri}}},
+    }
+
+
+def _runtime(name: str, version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "supportedModelFormats": [{"name": "sklearn", "version": version, "autoSelect": True}],
+            "containers": [{"name": "kserve-container", "args": ["--predict-proba"]}],
+        },
+    }
+
+
+def _plane(tmp_path: Path, **options: Any) -> LocalControlPlane:
+    FakeReplica.instances.clear()
+    FakeReplica.failing.clear()
+    return LocalControlPlane(StateStore(tmp_path / "state"), Sink(), replica_factory=FakeReplica, **options)
+
+
+def _message(plane: LocalControlPlane, name: str) -> str:
+    status = plane.services[("default", name)].status
+    return (status.get("modelStatus", {}).get("lastFailureInfo") or {}).get("message", "")
+
+
+def _ready(plane: LocalControlPlane, name: str) -> bool:
+    status = plane.services[("default", name)].status
+    return status.get("conditions", [{}])[-1].get("status") == "True"
+
+
+def _model(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.joblib").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.asyncio
+async def test_a_service_no_runtime_served_is_selected_again_when_a_runtime_is_applied(
+    tmp_path: Path,
+) -> None:
+    model = _model(tmp_path / "iris")
+    plane = _plane(tmp_path)
+    await plane.start()
+    try:
+        await plane.apply(parse(_isvc("v9", str(model), "9")), _isvc("v9", str(model), "9"))
+        await _until(lambda: "No runtime found" in _message(plane, "v9"))
+        assert "retrying" not in _message(plane, "v9"), "selection waits for a runtime, not for a clock"
+        await plane.apply_runtimes([_runtime("sk9", "9")])
+        await _until(lambda: _ready(plane, "v9"))
+        runner = next(iter(plane.runners.values()))
+        assert runner.runtime_name == "sk9" and "--predict-proba" in FakeReplica.instances[-1].spec.args
+    finally:
+        await plane.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_missing_object_is_fetched_again_with_backoff_until_it_appears(tmp_path: Path) -> None:
+    artifacts = ArtifactServer()
+    artifacts.thread.start()
+    plane = _plane(tmp_path, retry_first_s=0.05, retry_max_s=0.2)
+    await plane.start()
+    try:
+        url = f"{artifacts.url}/models/iris.joblib"
+        await plane.apply(parse(_isvc("late", url)), _isvc("late", url))
+        await _until(lambda: "retrying in 0.05 s" in _message(plane, "late"))
+        message = _message(plane, "late")
+        assert message.startswith("spec.predictor.model.storageUri: ") and "attempt 1 failed" in message
+        assert re.search(r"at \d\d:\d\d:\d\d UTC\)$", message), message
+        await _until(lambda: "attempt 4 failed; retrying in 0.2 s" in _message(plane, "late"))  # capped
+        assert plane.services[("default", "late")].status["modelStatus"]["transitionStatus"] != "UpToDate"
+        artifacts.put("/models/iris.joblib", b"model bytes")
+        await _until(lambda: _ready(plane, "late"))
+        assert _message(plane, "late") == "" and not plane._retries, "ready: the backoff is reset"
+        assert artifacts.count("/models/iris.joblib", 404) >= 4
+    finally:
+        await plane.shutdown()
+        artifacts.httpd.shutdown()
+        artifacts.httpd.server_close()
+
+
+@pytest.mark.asyncio
+async def test_a_local_path_that_appears_later_is_served(tmp_path: Path) -> None:
+    plane = _plane(tmp_path, retry_first_s=0.05)
+    await plane.start()
+    try:
+        path = tmp_path / "later"
+        await plane.apply(parse(_isvc("later", str(path))), _isvc("later", str(path)))
+        await _until(lambda: "retrying" in _message(plane, "later"))
+        _model(path)
+        await _until(lambda: _ready(plane, "later"))
+    finally:
+        await plane.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_downloaded_model_that_fails_to_load_is_retried_with_backoff_not_in_a_hot_loop(
+    tmp_path: Path,
+) -> None:
+    artifacts = ArtifactServer()
+    artifacts.thread.start()
+    plane = _plane(tmp_path, retry_first_s=0.1, retry_max_s=0.4)
+    await plane.start()
+    try:
+        url = artifacts.put("/models/bad.joblib", b"not a model")
+        FakeReplica.failing.add(str(tmp_path / "state" / "cache"))  # a model from the download cache fails
+        await plane.apply(parse(_isvc("bad", url)), _isvc("bad", url))
+        await _until(lambda: "attempt 3 failed; retrying in 0.4 s" in _message(plane, "bad"))
+        assert "model failed to load" in _message(plane, "bad")
+        assert len(FakeReplica.instances) == 3, "one replica per attempt: backoff, not a hot loop"
+        FakeReplica.failing.clear()  # fixed in the store
+        await _until(lambda: _ready(plane, "bad"))
+        local = _model(tmp_path / "local")
+        FakeReplica.failing.add(str(local))
+        await plane.apply(parse(_isvc("local", str(local))), _isvc("local", str(local)))
+        await _until(lambda: _message(plane, "local") == "model failed to load")
+        started = len(FakeReplica.instances)
+        for _ in range(3):  # each pass would schedule a retry of a retryable failure
+            await plane.reconcile()
+        assert not plane._retries and len(FakeReplica.instances) == started, "a local model is not retried"
+        assert _message(plane, "local") == "model failed to load"
+    finally:
+        await plane.shutdown()
+        artifacts.httpd.shutdown()
+        artifacts.httpd.server_close()
+
+
+def test_the_default_backoff_is_one_second_doubling_to_five_minutes(tmp_path: Path) -> None:
+    assert (RETRY_FIRST_S, RETRY_MAX_S) == (1.0, 300.0)
+    plane = LocalControlPlane(StateStore(tmp_path / "state"), Sink())
+    retry = None
+    delays = []
+    for _ in range(11):
+        retry = plane._backoff(retry, object(), "gone")  # type: ignore[arg-type]
+        delays.append(retry.delay_s)
+    assert delays == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+    assert retry is not None and retry.message.startswith("gone (attempt 11 failed; retrying in 300 s, at ")

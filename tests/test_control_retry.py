@@ -78,7 +78,35 @@ async def test_a_service_no_runtime_served_is_selected_again_when_a_runtime_is_a
         await plane.apply_runtimes([_runtime("sk9", "9")])
         await _until(lambda: _ready(plane, "v9"))
         runner = next(iter(plane.runners.values()))
-        assert runner.runtime_name == "sk9" and "--predict-proba" in FakeReplica.instances[-1].spec.args
+        assert (
+            runner.runtime is not None
+            and runner.runtime.name == "sk9"
+            and "--predict-proba" in FakeReplica.instances[-1].spec.args
+        )
+    finally:
+        await plane.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_service_no_runtime_served_is_selected_again_when_a_runtime_is_deleted(
+    tmp_path: Path,
+) -> None:
+    """A namespace runtime named like the built-in one shadows it; deleted, the built-in one serves."""
+    model = _model(tmp_path / "iris")
+    plane = _plane(tmp_path)
+    await plane.start()
+    try:
+        shadow = _runtime("kserve-sklearnserver", "1")
+        shadow["spec"]["supportedModelFormats"][0]["name"] = "xgboost"
+        await plane.apply_runtimes([shadow])
+        doc = _isvc("named", str(model))
+        doc["spec"]["predictor"]["model"]["runtime"] = "kserve-sklearnserver"
+        await plane.apply(parse(doc), doc)
+        await _until(lambda: "does not support specified framework" in _message(plane, "named"))
+        assert await plane.delete_runtime("ServingRuntime", "default", "kserve-sklearnserver") == []
+        await _until(lambda: _ready(plane, "named"))
+        runner = next(iter(plane.runners.values()))
+        assert runner.runtime is not None and runner.runtime.cluster_scoped
     finally:
         await plane.shutdown()
 

@@ -11,11 +11,11 @@ import yaml
 
 from serving.commands import apply_outcome, isvc_wait, runtime_table
 from serving.commands.isvc_table import format_table
-from serving.commands.resource_args import isvc_names
+from serving.commands.resource_args import delete_targets, isvc_names
 from serving.control.backend import BACKENDS
 from serving.control.documents import read_documents
 from serving.control.local.client import ControlClient
-from serving.errors import BadRequest
+from serving.errors import BadRequest, ServingError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -75,10 +75,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _common(p)
     p.set_defaults(func=get)
-    p = subparsers.add_parser("delete", help="delete an InferenceService (drains, then stops it)")
-    p.add_argument("names", nargs="*", metavar="NAME", help="NAME, isvc NAME or isvc/NAME")
+    p = subparsers.add_parser(
+        "delete", help="delete InferenceServices (drained, then stopped), ServingRuntimes, Canaries"
+    )
     p.add_argument(
-        "-f", "--filename", action="append", default=[], help="delete the InferenceServices in FILE"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="NAME, isvc NAME or isvc/NAME; sr NAME or sr/NAME (ServingRuntime); csr NAME or csr/NAME "
+        "(ClusterServingRuntime)",
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        default=[],
+        help="delete every object in FILE (InferenceServices and Canaries first, then runtimes); one not "
+        "found is reported and the rest deleted (exit 1)",
     )
     _common(p)
     p.set_defaults(func=delete)
@@ -175,17 +188,48 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
+DELETE_ORDER = {"Canary": 0, "InferenceService": 1, "ServingRuntime": 2, "ClusterServingRuntime": 2}
+
+
 def delete(args: argparse.Namespace) -> int:
-    targets = [(args.namespace, name) for name in isvc_names(args.names)]
+    """kubectl's delete: every object named is tried; one not found is said on stderr (`Error from server
+    (NotFound): ...`) and the exit status is 1; the services a file holds go before its runtimes, so a runtime
+    is not reported in use by a service deleted next."""
+    targets = [
+        (kind, None if kind == "ClusterServingRuntime" else args.namespace, name)
+        for kind, name in delete_targets(args.names)
+    ]
+    from_files: list[tuple[str, str | None, str]] = []
     for path in args.filename:
-        targets += [
-            (d.get("metadata", {}).get("namespace", args.namespace), d.get("metadata", {}).get("name", ""))
-            for d in read_documents(Path(path))
-        ]
+        for doc in read_documents(Path(path)):
+            kind, meta = doc.get("kind", "InferenceService"), doc.get("metadata", {})
+            namespace = None if kind == "ClusterServingRuntime" else meta.get("namespace", args.namespace)
+            from_files.append((kind, namespace, meta.get("name", "")))
+    targets += sorted(from_files, key=lambda t: DELETE_ORDER.get(t[0], 1))
     if not targets:
-        raise BadRequest("name the InferenceService to delete (NAME, isvc/NAME) or give -f FILE")
+        raise BadRequest("name what to delete (NAME, isvc/NAME, sr NAME, csr NAME) or give -f FILE")
     client = _client(args)
-    for namespace, name in targets:
-        client.delete(name, namespace)
-        print(f"inferenceservice/{name} deleted")
-    return 0
+    missing = 0
+    for kind, namespace, name in targets:
+        try:
+            warnings = _delete_one(client, kind, namespace, name)
+        except ServingError as exc:
+            if exc.status_code != 404:
+                raise
+            print(f"Error from server (NotFound): {exc.message}", file=sys.stderr)
+            missing += 1
+            continue
+        print(f"{kind.lower()}/{name} deleted")
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def _delete_one(client: ControlClient, kind: str, namespace: str | None, name: str) -> list[str]:
+    if kind in ("ServingRuntime", "ClusterServingRuntime"):
+        return client.delete_runtime(kind, name, namespace)
+    if kind == "Canary":
+        client.delete_canary(name, namespace or "default")
+    else:
+        client.delete(name, namespace or "default")
+    return []

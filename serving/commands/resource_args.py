@@ -1,7 +1,9 @@
 """kubectl's ways of naming an InferenceService on the command line, for `get` and `delete`.
 
 `NAME`, `isvc NAME`, `inferenceservices NAME`, `isvc/NAME` (and the same without NAME for a list); the kind
-names kubectl accepts for KServe's CRD, with or without the API group.
+names kubectl accepts for KServe's CRD, with or without the API group. `delete` also takes ServingRuntimes
+(`servingruntime|servingruntimes|sr NAME...`, `sr/NAME`) and ClusterServingRuntimes (`clusterservingruntime|
+clusterservingruntimes|csr NAME...`, `csr/NAME`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,12 @@ from __future__ import annotations
 from serving.errors import BadRequest
 
 KIND_NAMES = frozenset({"isvc", "inferenceservice", "inferenceservices"})
+RUNTIME_NAMES = frozenset({"servingruntime", "servingruntimes", "sr"})
+CLUSTER_RUNTIME_NAMES = frozenset({"clusterservingruntime", "clusterservingruntimes", "csr"})
 GROUPS = ("serving.kserve.io", "serving.dev")
+KNOWN = (
+    "serving knows inferenceservices (short name isvc), servingruntimes (sr) and clusterservingruntimes (csr)"
+)
 
 
 def _is_kind(word: str) -> bool:
@@ -43,3 +50,48 @@ def _slashed(word: str) -> str:
     if not name:
         raise BadRequest(f"{word!r} names no InferenceService; write {kind}/NAME")
     return name
+
+
+def _kind_of(word: str) -> str | None:
+    """The kind a kubectl resource word names (InferenceService, ServingRuntime, ClusterServingRuntime)."""
+    kind, _, group = word.lower().partition(".")
+    if group and group not in GROUPS:
+        return None
+    if kind in KIND_NAMES:
+        return "InferenceService"
+    if kind in RUNTIME_NAMES:
+        return "ServingRuntime"
+    if kind in CLUSTER_RUNTIME_NAMES:
+        return "ClusterServingRuntime"
+    return None
+
+
+def delete_targets(words: list[str]) -> list[tuple[str, str]]:
+    """(kind, name) for each object `serving delete WORDS` names: `NAME`, `KIND NAME...`, `KIND/NAME...`."""
+    if not words:
+        return []
+    first, rest = words[0], words[1:]
+    if "/" in first:
+        targets = []
+        for word in words:
+            word_kind, _, name = word.partition("/")
+            kind = _kind_of(word_kind)
+            if kind is None:
+                raise BadRequest(f"unknown resource type {word_kind!r}; {KNOWN}")
+            if not name:
+                raise BadRequest(f"{word!r} names nothing; write {word_kind}/NAME")
+            targets.append((kind, name))
+        return targets
+    kind = _kind_of(first)
+    if kind is not None:
+        if any("/" in word for word in rest):
+            raise BadRequest(
+                "there is no need to specify a resource type as a separate argument when "
+                "passing arguments in resource/name form"
+            )
+        if not rest:
+            raise BadRequest(f"name the {first} to delete: serving delete {first} NAME")
+        return [(kind, name) for name in rest]
+    if len(words) == 1:
+        return [("InferenceService", first)]
+    raise BadRequest(f"unknown resource type {first!r}; {KNOWN}")

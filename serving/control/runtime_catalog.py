@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from serving.errors import NotFound, existing_names
 from serving.revision import Revision
 from serving.servingruntime import (
     BUILTIN_RUNTIMES,
@@ -48,6 +49,20 @@ class RuntimeCatalog:
     def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Validate and store (replacing one of the same kind, namespace and name); returns the document."""
         self._add(doc)
+        self._save()
+        return doc
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """Forget an applied runtime (a built-in one of the same name serves again); returns its document."""
+        key = (kind, namespace if kind == "ServingRuntime" else None, name)
+        if key not in self.documents:
+            where = f"{namespace}/{name}" if kind == "ServingRuntime" else name
+            builtin = kind == "ClusterServingRuntime" and any(r.name == name for r in BUILTIN_RUNTIMES)
+            hint = " (it is built in: apply one of the same name to replace it)" if builtin else ""
+            applied = sorted(k[2] for k in self.documents if k[0] == kind and k[1] == key[1])
+            raise NotFound(f"{kind} {where} not found{hint}{existing_names(applied) if applied else ''}")
+        doc = self.documents.pop(key)
+        del self.runtimes[key]
         self._save()
         return doc
 

@@ -2,7 +2,8 @@
 
 GET/POST /api/v1/inferenceservices, GET/DELETE /api/v1/namespaces/{ns}/inferenceservices/{name},
 POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history};
-GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}, GET /api/v1/servingruntimes. Bodies
+GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}, GET /api/v1/servingruntimes,
+DELETE /api/v1/namespaces/{ns}/servingruntimes/{name} and /api/v1/clusterservingruntimes/{name}. Bodies
 are JSON; POST takes a list of documents (InferenceService, Canary, ServingRuntime, ClusterServingRuntime),
 validated all (explicit `runtime:` names against the runtimes as they will be) before any is applied).
 """
@@ -148,6 +149,16 @@ class ControlAPI:
         self._authorise(request)
         return JSONBody({"items": self.control.runtimes.items()})
 
+    async def delete_runtime(self, request: Request) -> Response:
+        """Answers `{"deleted": ..., "warnings": [...]}`: a runtime in use is deleted, with a warning."""
+        self._authorise(request)
+        p = request.path_params
+        namespace = p.get("namespace")
+        kind = "ServingRuntime" if namespace is not None else "ClusterServingRuntime"
+        warnings = await self.control.delete_runtime(kind, namespace, p["name"])
+        deleted = f"{namespace}/{p['name']}" if namespace is not None else p["name"]
+        return JSONBody({"deleted": deleted, "kind": kind, "warnings": warnings})
+
     async def list_canaries(self, request: Request) -> Response:
         self._authorise(request)
         return JSONBody({"items": self.canaries.items() if self.canaries else []})
@@ -185,6 +196,10 @@ def build_control_app(
         Route(item + "/rollout/{what}", api.rollout_info, methods=["GET"]),
         Route(PREFIX + "/canaries", api.list_canaries, methods=["GET"]),
         Route(PREFIX + "/servingruntimes", api.list_runtimes, methods=["GET"]),
+        Route(
+            PREFIX + "/namespaces/{namespace}/servingruntimes/{name}", api.delete_runtime, methods=["DELETE"]
+        ),
+        Route(PREFIX + "/clusterservingruntimes/{name}", api.delete_runtime, methods=["DELETE"]),
         Route(PREFIX + "/namespaces/{namespace}/canaries/{name}", api.canary, methods=["GET", "DELETE"]),
     ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

@@ -69,6 +69,18 @@ class ControlClient:
     def delete(self, name: str, namespace: str = "default") -> None:
         self._call("DELETE", f"/namespaces/{namespace}/inferenceservices/{name}")
 
+    def delete_runtime(self, kind: str, name: str, namespace: str | None = "default") -> builtins.list[str]:
+        """Delete a ServingRuntime (in `namespace`) or a ClusterServingRuntime; returns the server's warnings."""
+        if kind == "ClusterServingRuntime":
+            path = f"/clusterservingruntimes/{name}"
+        else:
+            path = f"/namespaces/{namespace or 'default'}/servingruntimes/{name}"
+        warnings: builtins.list[str] = self._call("DELETE", path).get("warnings", [])
+        return warnings
+
+    def delete_canary(self, name: str, namespace: str = "default") -> None:
+        self._call("DELETE", f"/namespaces/{namespace}/canaries/{name}")
+
     def rollout(
         self, action: str, name: str, namespace: str = "default", body: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from serving.control.runtime_catalog import RuntimeCatalog
 from serving.errors import NotFound, ServingError, existing_names
 from serving.revision import Revision
 from serving.router.table import RouteTable
+from serving.servingruntime import parse_runtime
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, scheme_of
 from serving.storage.errors import StorageError, StorageRefused
@@ -213,6 +214,31 @@ class LocalControlPlane:
             self._reselect()
         await self.reconcile()
         return applied
+
+    async def delete_runtime(self, kind: str, namespace: str | None, name: str) -> list[str]:
+        """Forget an applied runtime, as KServe lets you: revisions running with it keep running (KServe's
+        Deployments stay); revisions that found no runtime are selected again. Returns the warnings."""
+        async with self._lock:
+            removed = parse_runtime(self.runtimes.delete(kind, namespace, name))
+            users = sorted(
+                {
+                    _service_name(runner.revision.namespace, runner.revision.isvc)
+                    for runner in self.runners.values()
+                    if runner.runtime is not None
+                    and not runner.error
+                    and (runner.runtime.kind, runner.runtime.namespace, runner.runtime.name)
+                    == (removed.kind, removed.namespace, removed.name)
+                }
+            )
+            self._reselect()
+        await self.reconcile()
+        if not users:
+            return []
+        return [
+            f"{kind.lower()}/{name} was in use by {', '.join(users)}: their running revisions keep serving with "
+            "it (as KServe's Deployments do); a new revision of theirs, or a restart of serving up, selects a "
+            "runtime again"
+        ]
 
     def _reselect(self) -> None:
         """Forget the runners no runtime served: the next reconcile makes them again, selecting anew."""
@@ -450,7 +476,7 @@ class LocalControlPlane:
             return runner
         flags = (*self.predictor_flags, *runtime_flags)
         runner = RevisionRunner(revision, Path("."), log_dir, self._changed, flags, self.replica_factory)
-        runner.runtime_name = selected.name if selected is not None else None
+        runner.runtime = selected
         if scheme_of(revision.storage_uri or "") in REMOTE_SCHEMES:
             runner.fetching = True
             task = asyncio.create_task(self._fetch(runner), name=f"fetch {revision.name}")
@@ -543,6 +569,10 @@ class LocalControlPlane:
                 self.store.save(*service.isvc.key, service.record())
             except ServingError as exc:
                 log.error("could not persist state: %s", exc.message)
+
+
+def _service_name(namespace: str, name: str) -> str:
+    return f"inferenceservice/{name}" if namespace == "default" else f"inferenceservice/{namespace}/{name}"
 
 
 REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})

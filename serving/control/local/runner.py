@@ -22,6 +22,7 @@ from serving.control.process_args import (
 )
 from serving.errors import ServingError
 from serving.revision import Revision
+from serving.servingruntime import ServingRuntime
 
 
 class ReplicaHandle(Protocol):
@@ -80,7 +81,7 @@ class RevisionRunner:
         # backoff), "" (neither: a spec the user must change)
         self.failed_step = ""
         self.fetching = False  # its model is still being downloaded: nothing starts until it is here
-        self.runtime_name: str | None = None  # the ServingRuntime selected for it (None: no selection)
+        self.runtime: ServingRuntime | None = None  # the ServingRuntime selected for it (None: no selection)
 
     def scale(self, replicas: int) -> list[ReplicaHandle]:
         """Start or remove replicas; returns the removed ones (the caller drains then stops them)."""

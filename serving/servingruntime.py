@@ -11,8 +11,10 @@ in v1, v2, grpc-v1, grpc-v2 (no list: last, as KServe's list sort), then by name
 (ModelMesh) is refused.
 
 What a runtime changes here: which of our runtimes serves the model (`--runtime` in the container args, or the
-format name) and extra `serving serve` flags from `containers[0].args`, with `{{.Name}}` templating and KServe's
-own flags (`--model_name`, `--model_dir`, `--http_port`, `--grpc_port`) mapped or dropped.
+format name), extra `serving serve` flags from `containers[0].args`, with `{{.Name}}` templating and KServe's
+own flags (`--model_name`, `--model_dir`, `--http_port`, `--grpc_port`) mapped or dropped, and the environment
+from `containers[0].env` (under the predictor's own `env`, which wins a name both set: KServe merges the runtime's
+container with the predictor's as Kubernetes merges containers).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from serving.errors import BadRequest
+from serving.spec import EnvVar
 
 API_VERSION = "serving.kserve.io/v1alpha1"
 KINDS = ("ServingRuntime", "ClusterServingRuntime")
@@ -56,13 +59,14 @@ class SupportedModelFormat(_Strict):
 
 
 class RuntimeContainer(BaseModel):
-    """A pod container: `args` and `command` are read here; every other field is kept for Kubernetes."""
+    """A pod container: `args`, `command` and `env` are read here; every other field is kept for Kubernetes."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = "kserve-container"
     image: str | None = None
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
 
 
 class ServingRuntimeSpec(_Strict):
@@ -237,6 +241,17 @@ def serve_flags(runtime: ServingRuntime, isvc_name: str) -> list[str]:
             continue
         out.append(arg)
     return out
+
+
+def runtime_env(runtime: ServingRuntime | None, isvc_name: str) -> tuple[EnvVar, ...]:
+    """`containers[0].env`, `{{.Name}}` filled in as in the args; the predictor's own `env` goes over it
+    (`serving.control.process_args.merge_env`)."""
+    if runtime is None or not runtime.spec.containers:
+        return ()
+    return tuple(
+        e.model_copy(update={"value": e.value.replace("{{.Name}}", isvc_name)})
+        for e in runtime.spec.containers[0].env
+    )
 
 
 def _container_args(runtime: ServingRuntime) -> tuple[str, ...]:

@@ -25,7 +25,8 @@ from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
 from serving.crd import crd_yaml
 from serving.errors import ServingError
 from serving.revision import Revision
-from serving.spec import parse
+from serving.servingruntime import runtime_env
+from serving.spec import EnvVar, parse
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,22 +62,27 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
         first = plan(isvc, None, Observed())
         for name, replicas in first.run.items():
             revision = first.state.revisions[name]
-            flags = {name: _runtime_flags(runtimes, revision)}
-            out += revision_objects(isvc, revision, replicas, replace(settings, runtime_flags=flags))
+            flags, env = _runtime_flags(runtimes, revision)
+            selected = replace(settings, runtime_flags={name: flags}, runtime_env={name: env})
+            out += revision_objects(isvc, revision, replicas, selected)
     return out
 
 
-def _runtime_flags(runtimes: RuntimeCatalog, revision: Revision) -> tuple[str, ...]:
-    """The operator's selection over these files' runtimes and the built-in ones; none: said on stderr."""
+def _runtime_flags(
+    runtimes: RuntimeCatalog, revision: Revision
+) -> tuple[tuple[str, ...], tuple[EnvVar, ...]]:
+    """The operator's selection over these files' runtimes and the built-in ones: the chosen runtime's flags
+    and container env; none: said on stderr."""
     try:
-        return tuple(runtimes.flags_for(revision))
+        runtime, flags = runtimes.resolve(revision)
     except ServingError as exc:
         print(
             f"warning: {revision.isvc}: spec.predictor.model.runtime: {exc.message} (among the built-in runtimes "
             "and those in these files; the operator reports it unless the cluster has one)",
             file=sys.stderr,
         )
-        return ()
+        return (), ()
+    return tuple(flags), runtime_env(runtime, revision.isvc)
 
 
 def main(args: argparse.Namespace) -> int:

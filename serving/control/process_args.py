@@ -133,10 +133,19 @@ def component_env(component: ComponentSpec) -> tuple[EnvVar, ...]:
     return tuple(e for c in component.containers for e in c.env)
 
 
-def predictor_env(revision: Revision) -> tuple[EnvVar, ...]:
-    """The predictor process's environment: a transformer run inside it brings its own (and wins a clash)."""
+def predictor_env(revision: Revision, runtime_env: tuple[EnvVar, ...] = ()) -> tuple[EnvVar, ...]:
+    """The predictor process's environment: the selected ServingRuntime's container `env` (`runtime_env`), under
+    the predictor's own `env`; a transformer run inside it brings its own (and wins a clash)."""
     inside = revision.in_process_transformer
-    return component_env(revision.predictor) + (component_env(inside) if inside is not None else ())
+    own = component_env(revision.predictor) + (component_env(inside) if inside is not None else ())
+    return merge_env(runtime_env, own)
+
+
+def merge_env(base: tuple[EnvVar, ...], over: tuple[EnvVar, ...]) -> tuple[EnvVar, ...]:
+    """Kubernetes' merge of two containers' `env` by name, as KServe merges a ServingRuntime's container with
+    the predictor's: `over` wins a name both set; `base`'s other entries come first."""
+    names = {e.name for e in over}
+    return tuple(e for e in base if e.name not in names) + over
 
 
 def local_env(env: tuple[EnvVar, ...]) -> dict[str, str]:

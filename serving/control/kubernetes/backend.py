@@ -37,7 +37,7 @@ from serving.control.routes import NO_CANARY, CanaryPolicy, route_table, routes_
 from serving.errors import ServingError
 from serving.revision import Revision
 from serving.router.table import RouteTable, ServiceRoute
-from serving.spec import InferenceService, parse
+from serving.spec import EnvVar, InferenceService, parse
 
 log = logging.getLogger("serving.operator")
 RETIRED_AT = "serving.dev/retired-at"
@@ -161,7 +161,7 @@ class KubernetesBackend:
             observed = observe(
                 live["Deployment"], {n: r.transformer_process is not None for n, r in known.items()}
             )
-            flags, no_runtime = self.runtimes.select_all(known.values())
+            flags, no_runtime, envs = self.runtimes.select_all(known.values())
             observed = replace(
                 observed, failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}}
             )
@@ -172,7 +172,7 @@ class KubernetesBackend:
                 self.config.domain,
                 canary_percent=self.canaries.percent_for(isvc.key),
             )
-            settings = self._settings(namespace, p, flags, no_runtime)
+            settings = self._settings(namespace, p, flags, no_runtime, envs)
             self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)
@@ -185,13 +185,19 @@ class KubernetesBackend:
             return p
 
     def _settings(
-        self, namespace: str, p: Plan, flags: dict[str, tuple[str, ...]], no_runtime: dict[str, str]
+        self,
+        namespace: str,
+        p: Plan,
+        flags: dict[str, tuple[str, ...]],
+        no_runtime: dict[str, str],
+        envs: dict[str, tuple[EnvVar, ...]],
     ) -> RenderSettings:
         """This reconcile's render inputs: runtime flags and the storage credentials of the revisions to render."""
         rendered = [p.state.revisions[name] for name in p.run if name not in no_runtime]
         return replace(
             self.config.render,
             runtime_flags={n: f for n, f in flags.items() if n not in no_runtime},
+            runtime_env=envs,
             service_account_secrets=secrets_by_account(self.cluster, namespace, rendered),
         )
 

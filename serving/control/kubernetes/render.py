@@ -66,6 +66,8 @@ class RenderSettings:
     service_account_secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # revision name -> the `serving serve` flags of the ServingRuntime selected for it (read by the caller)
     runtime_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # revision name -> that runtime's container `env` (the predictor's own `env` goes over it)
+    runtime_env: dict[str, tuple[EnvVar, ...]] = field(default_factory=dict)
 
 
 def object_name(revision: Revision, component: str) -> str:
@@ -217,7 +219,7 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["serving"],
         "args": argv,
-        "env": _env(predictor_env(revision)),
+        "env": _env(predictor_env(revision, settings.runtime_env.get(revision.name, ()))),
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},

@@ -19,7 +19,8 @@ from serving.cluster import Cluster, ClusterError
 from serving.control.runtime_catalog import RuntimeCatalog
 from serving.errors import ServingError
 from serving.revision import Revision
-from serving.servingruntime import KINDS, RuntimeSpecError, ServingRuntime, parse_runtime
+from serving.servingruntime import KINDS, RuntimeSpecError, ServingRuntime, parse_runtime, runtime_env
+from serving.spec import EnvVar
 
 log = logging.getLogger("serving.operator")
 FIELD = "spec.predictor.model.runtime"
@@ -70,16 +71,25 @@ class ClusterRuntimes:
             catalog = self._catalog
         return catalog.flags_for(revision)
 
-    def select_all(self, revisions: Iterable[Revision]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-        """Revision name -> its flags, and revision name -> why no runtime serves it."""
+    def select_all(
+        self, revisions: Iterable[Revision]
+    ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, tuple[EnvVar, ...]]]:
+        """Revision name -> its flags, revision name -> why no runtime serves it, and revision name -> the
+        chosen runtime's container env."""
+        with self._lock:
+            catalog = self._catalog
         flags: dict[str, tuple[str, ...]] = {}
         failures: dict[str, str] = {}
+        envs: dict[str, tuple[EnvVar, ...]] = {}
         for revision in revisions:
             try:
-                flags[revision.name] = tuple(self.flags_for(revision))
+                runtime, revision_flags = catalog.resolve(revision)
             except ServingError as exc:
                 failures[revision.name] = exc.message
-        return flags, failures
+                continue
+            flags[revision.name] = tuple(revision_flags)
+            envs[revision.name] = runtime_env(runtime, revision.isvc)
+        return flags, failures, envs
 
 
 def _document(body: dict[str, Any]) -> dict[str, Any]:

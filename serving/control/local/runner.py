@@ -22,7 +22,7 @@ from serving.control.process_args import (
 )
 from serving.errors import ServingError
 from serving.revision import Revision
-from serving.servingruntime import ServingRuntime
+from serving.servingruntime import ServingRuntime, runtime_env
 
 
 class ReplicaHandle(Protocol):
@@ -120,7 +120,8 @@ class RevisionRunner:
     def _predictor_spec(self, index: int) -> ProcessSpec:
         args = predictor_args(self.revision, self.model_dir, self.predictor_flags)
         name = predictor_model_name(self.revision)
-        return ProcessSpec(args, local_env(predictor_env(self.revision)), model_name=name)
+        env = predictor_env(self.revision, runtime_env(self.runtime, self.revision.isvc))
+        return ProcessSpec(args, local_env(env), model_name=name)
 
     def _predictor_url(self, index: int) -> str | None:
         if not self.predictors:

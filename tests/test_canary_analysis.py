@@ -154,3 +154,25 @@ def test_counters_come_from_real_router_metrics_and_windows_are_deltas():
     assert second.requests == 8  # two routers' expositions are summed
     window = interval_window(first, revision_counters([metrics.exposition()], "default", "iris", "iris-b"))
     assert (window.requests, window.server_errors, window.latency_buckets[-1][1]) == (1, 0, 1)
+
+
+def test_a_canary_that_took_no_part_fails_but_idle_or_low_traffic_holds():
+    analysis = parse_canary(canary()).spec.analysis
+    hold = [
+        ArmWindow(0, 0, share=10, stable_requests=0),  # no traffic at all
+        ArmWindow(0, 0, share=10, stable_requests=170),  # its 10 % would be 18.9 requests: fewer than 20
+        ArmWindow(5, 0, BUCKETS_FAST, share=10, stable_requests=1000),  # it answered some: too few to judge
+    ]
+    assert [judge(w, analysis).outcome for w in hold] == [Outcome.HOLD] * 3
+    skipped = judge(ArmWindow(0, 0, share=10, stable_requests=180), analysis)
+    assert skipped.outcome is Outcome.FAIL and skipped.results == ()
+    assert skipped.reason == "no request reached the canary at 10% while the stable revision served 180"
+    mirrored = judge(ArmWindow(0, 0, share=100, stable_requests=20), analysis)
+    assert mirrored.reason == "no request reached the canary (mirrored) while the stable revision served 20"
+    pinned = parse_canary(canary(sessionAffinity={"header": "x-user-id"})).spec.analysis
+    assert judge(ArmWindow(0, 0, share=10, stable_requests=1000), pinned).outcome is Outcome.HOLD
+    down = judge(ArmWindow(0, 0, ready=False, restarts=2), analysis)
+    assert (
+        down.reason
+        == "the canary restarted 2 times in the interval (crash-looping); the canary revision is not ready"
+    )

@@ -34,9 +34,11 @@ class Host:
     def run_load_test(self, key, revision, load_test):
         self.load_tests.append(revision)
 
-    def traffic(self, revision: str, n: int, code: int = 200, seconds: float = 0.003) -> None:
+    def traffic(
+        self, revision: str, n: int, code: int = 200, seconds: float = 0.003, arm: str = "canary"
+    ) -> None:
         for _ in range(n):
-            self.metrics.observe_route("iris", "default", revision, "canary", code, seconds)
+            self.metrics.observe_route("iris", "default", revision, arm, code, seconds)
 
 
 def canary_doc(target: str = "iris", **analysis) -> dict:
@@ -251,4 +253,90 @@ async def test_local_host_reports_a_canary_revision_whose_model_failed_to_load(t
         assert [(t["revisionName"], t["percent"]) for t in traffic if t["percent"]] == [(stable, 100)]
     finally:
         FakeReplica.failing.discard("broken-model")
+        await control.shutdown()
+
+
+def test_a_canary_that_answers_nothing_crashes_or_is_down_fails_its_checks_and_idle_still_holds():
+    """The router retries on the stable arm what never reached a crashing canary, so the canary's own counters
+    stay at 0: that is not "too little traffic" when the stable arm served its share, nor when the canary
+    restarted or was not ready in the interval."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    host.traffic("iris-a", 500, arm="stable")  # no stable reading before it: not judged on that
+    clock[0] += 5
+    ctl.tick()  # the first interval: nothing at all (the stable arm's earlier traffic is not in it)
+    assert "0 canary requests in the interval" in ctl.tracked[KEY].status.message
+    host.traffic("iris-a", 100, arm="stable")  # at 10 %, the canary's share would be 11: fewer than 20
+    clock[0] += 5
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.failed_checks, ctl.percent_for(KEY)) == (0, 10)  # low traffic: hold
+    host.traffic("iris-a", 200, arm="stable")
+    clock[0] += 5
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert status.failed_checks == 1 and ctl.percent_for(KEY) == 10
+    assert status.message == (
+        "check failed (1/2): no request reached the canary at 10% while the stable revision served 200"
+    )
+    host.view = RolloutView("iris-b", "iris-a", False, latest_restarts=3)  # crash-looping, down right now
+    clock[0] += 5
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert (status.phase, ctl.percent_for(KEY)) == (Phase.FAILED, 0)
+    assert status.message == (
+        "rolled back after 2 failed checks: the canary restarted 3 times in the interval (crash-looping); "
+        "the canary revision is not ready"
+    )
+    # A crash that still left enough answers to judge fails too, with the metrics' verdicts beside it.
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True, latest_restarts=1)
+    ctl.tick()
+    host.view = RolloutView("iris-b", "iris-a", True, latest_restarts=2)
+    host.traffic("iris-b", 50)
+    clock[0] += 5
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert status.failed_checks == 1 and len(status.last_results) == 2
+    assert status.message.endswith("the canary restarted 1 time in the interval (crash-looping)")
+
+
+@pytest.mark.asyncio
+async def test_local_host_reports_the_canary_revisions_restarts_and_readiness(tmp_path: Path):
+    from serving.control.local.canaries import LocalCanaries
+    from serving.control.local.processes import ReplicaState
+    from serving.spec import parse
+    from tests.test_control_local import Sink, _doc, _plane, _until
+
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for path in (v1, v2):
+        path.mkdir()
+        (path / "model.joblib").write_bytes(b"")
+    clock = [0.0]
+    control = _plane(tmp_path, Sink())
+    canaries = LocalCanaries(control, lambda: [])
+    canaries.controller.clock = lambda: clock[0]
+    await control.start()
+    try:
+        canaries.apply(canary_doc())
+        await control.apply(parse(_doc(v1)), _doc(v1))
+        await _until(lambda: control.get("default", "iris").rollout.rolled_out is not None)
+        await control.apply(parse(_doc(v2)), _doc(v2))
+        latest = control.get("default", "iris").rollout.latest_created
+        await _until(lambda: control.revision_ready("default", latest))
+        canaries.controller.tick()
+        assert canaries.controller.tracked[KEY].status.phase is Phase.PROGRESSING
+        (replica,) = control.runners[("default", latest)].predictors
+        replica.restarts, replica.state = 2, ReplicaState.STARTING  # as processes.Replica after crashes
+        clock[0] += 5
+        canaries.controller.tick()
+        status = canaries.controller.tracked[KEY].status
+        assert status.failed_checks == 1, status
+        assert status.message == (
+            "check failed (1/2): the canary restarted 2 times in the interval (crash-looping); "
+            "the canary revision is not ready"
+        )
+    finally:
         await control.shutdown()

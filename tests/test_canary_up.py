@@ -1,11 +1,12 @@
 """Metric-gated canaries through `serving up` (its router, control plane and real model servers, in-process):
-a good canary walks every step and is promoted, a failing or slow one is rolled back within `threshold`
-intervals, mirroring never changes a user's answer, affinity keeps a user on one arm, a restart resumes the
-analysis, and `serving rollout` steers and reports it."""
+a good canary walks every step and is promoted, a failing, slow or crashing one is rolled back within
+`threshold` intervals, mirroring never changes a user's answer, affinity keeps a user on one arm, a restart
+resumes the analysis, and `serving rollout` steers and reports it."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections import Counter
@@ -16,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.runtimes.sklearn import SKLearnRuntime
+from serving.types import TensorDict
 from tests.support import free_port, train_iris_sklearn, wait_until
 from tests.up_support import apply_text, cli, isvc_yaml, serving_up, wait_for_traffic
 
@@ -137,6 +140,31 @@ def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_s
     total = sum(load.seen.values())
     assert errors and all(rev == final["revision"] for (rev, code) in load.seen if code >= 500)
     assert errors / total < 0.2, (errors, total)  # never more than the failed canary's 10 % step, plus noise
+
+
+class CrashRuntime(SKLearnRuntime):
+    """Loads and turns ready, then its process dies on every predict (a real process: `env` is set)."""
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        os._exit(3)
+
+
+def test_crashing_canary_is_rolled_back_though_its_requests_were_retried_on_stable(tmp_path: Path) -> None:
+    crashing = isvc_yaml("iris", tmp_path / "v1").replace(
+        "      modelFormat:",
+        "      runtime: tests.test_canary_up:CrashRuntime\n      env: [{name: CRASH, value: '1'}]\n"
+        "      modelFormat:",
+    )
+    with (
+        iris_with_canary(tmp_path, canary_yaml(min_requests=2)) as (server, state, stable),
+        Load(server.url),
+    ):
+        apply_text(server, state, crashing, tmp_path, "v2.yaml")
+        final = wait_phase(server, state, ("Succeeded", "Failed"))
+        wait_for_traffic(server, state, "iris", lambda t: t.get(stable) == 100)
+    assert final["phase"] == "Failed" and final["failedChecks"] == 2, final
+    health = ("restarted", "(crash-looping)", "is not ready", "no request reached the canary")
+    assert any(why in final["message"] for why in health) and "request-" not in final["message"], final
 
 
 def test_slow_canary_is_rolled_back_on_its_p99(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """One analysis interval of a canary, judged: a pure verdict, then a pure step of the rollout's phase machine.
 
 `judge(window, analysis)` reads the canary arm's own counters for the interval (requests, 5xx answers, latency
-histogram) and says advance / hold (inconclusive: too few requests) / fail. `advance(status, verdict, analysis)`
+histogram) and says advance / hold (inconclusive: too few requests) / fail; a canary that crashed, was not ready,
+or got none of the requests its share of the stable arm's traffic promised fails whatever its counters say.
+`advance(status, verdict, analysis)`
 moves the phase: Progressing through the step weights, Promoting after the last one passes, Failed (weight 0)
 after `threshold` failed checks. No clock, socket or process here: the controller feeds both.
 """
@@ -42,6 +44,12 @@ class ArmWindow:
     server_errors: int  # answers with status >= 500
     latency_buckets: tuple[tuple[float, int], ...] = ()  # cumulative (upper bound seconds, count), +Inf last
     queried: Mapping[str, float] = field(default_factory=dict)  # metric name -> value of its PromQL query
+    # Whether the canary took part at all (the router retries on the stable arm what never reached a crashing
+    # canary, so its own counters stay at 0 as if there were no traffic):
+    share: int = 0  # its percent of user traffic in the interval; 100 while mirrored (a copy of each)
+    stable_requests: int = 0  # requests the stable revision served in the interval
+    restarts: int = 0  # its replicas' restarts (crashes) in the interval
+    ready: bool = True  # it was ready at the end of the interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +96,21 @@ def measure(check: MetricCheck, window: ArmWindow) -> float | None:
     return None if seconds is None else seconds * 1000.0
 
 
+NO_ANSWER_MIN_SHARE = 10  # canary requests its share must have promised before "none reached it" fails
+
+
 def judge(window: ArmWindow, analysis: Analysis) -> Verdict:
-    """Advance when every metric is inside its range; hold when there is too little traffic to say."""
-    if window.requests < max(analysis.min_requests, 1) and any(m.query is None for m in analysis.metrics):
+    """Advance when every metric is inside its range; hold when there is too little traffic to say; fail an
+    unhealthy canary (`unhealthy`) even with too few requests of its own to judge its metrics."""
+    unhealthy = _unhealthy(window, analysis)
+    needed = max(analysis.min_requests, 1)
+    too_few = window.requests < needed and any(m.query is None for m in analysis.metrics)
+    if too_few and not unhealthy:
         return Verdict(
-            Outcome.HOLD,
-            (),
-            f"{window.requests} canary requests in the interval; "
-            f"{max(analysis.min_requests, 1)} needed to judge",
+            Outcome.HOLD, (), f"{window.requests} canary requests in the interval; {needed} needed to judge"
         )
     results = []
-    for check in analysis.metrics:
+    for check in () if too_few else analysis.metrics:
         value = measure(check, window)
         bounds = check.threshold_range
         passed = (
@@ -107,11 +119,30 @@ def judge(window: ArmWindow, analysis: Analysis) -> Verdict:
             and (bounds.max is None or value <= bounds.max)
         )
         results.append(MetricResult(check.name, value, passed, _bound_text(check)))
-    failed = [r for r in results if not r.passed]
-    if failed:
-        reason = "; ".join(f"{r.name} {_value_text(r.value)} outside {r.bound}" for r in failed)
-        return Verdict(Outcome.FAIL, tuple(results), reason)
+    failed = [f"{r.name} {_value_text(r.value)} outside {r.bound}" for r in results if not r.passed]
+    if failed or unhealthy:
+        return Verdict(Outcome.FAIL, tuple(results), "; ".join(failed + unhealthy))
     return Verdict(Outcome.ADVANCE, tuple(results), "every metric within its range")
+
+
+def _unhealthy(window: ArmWindow, analysis: Analysis) -> list[str]:
+    """Why the canary failed the interval whatever its metrics (Flagger: a canary that is not healthy fails its
+    checks): it restarted (crash-looping), it is not ready, or none of the requests its share of the stable
+    revision's traffic promised (at least max(minRequests, 10)) reached it. No traffic at all says nothing;
+    with session affinity a weighted share is per header value, not per request: that test is not made."""
+    why = []
+    if window.restarts:
+        times = "time" if window.restarts == 1 else "times"
+        why.append(f"the canary restarted {window.restarts} {times} in the interval (crash-looping)")
+    if not window.ready:
+        why.append("the canary revision is not ready")
+    share, served = window.share, window.stable_requests
+    if window.requests == 0 and 0 < share and (share >= 100 or analysis.session_affinity is None):
+        promised = served if share >= 100 else served * share / (100 - share)
+        if promised >= max(analysis.min_requests, NO_ANSWER_MIN_SHARE):
+            where = "(mirrored)" if share >= 100 else f"at {share}%"
+            why.append(f"no request reached the canary {where} while the stable revision served {served}")
+    return why
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ class RolloutView:
     latest_ready: bool
     latest_failed: bool = False  # it will not become ready (its model failed to load): the canary fails
     latest_error: str = ""  # why, when the host knows
+    latest_restarts: int = 0  # restarts (crashes) of its replicas so far, when the host knows
 
 
 class CanaryHost(Protocol):
@@ -63,6 +64,8 @@ class Tracked:
     counters: RevisionCounters | None = None
     next_check_s: float = 0.0
     load_test_for: str | None = None  # the revision whose load test was started
+    stable_counters: RevisionCounters | None = None  # the stable revision's, at the last check (None: unread)
+    restarts: int | None = None  # the canary's replica restarts at the last check (None: unread)
 
 
 class CanaryMetrics:
@@ -178,6 +181,7 @@ class CanaryController:
             return status
         phase = status.paused_from or _paused_from(status)
         tracked.next_check_s = self.clock() + tracked.canary.spec.analysis.interval_s
+        tracked.stable_counters = tracked.restarts = None  # what happened while paused is not judged
         self._transition(
             key, tracked, replace(status, phase=phase, paused_from=None, message="resumed by the user")
         )
@@ -226,7 +230,7 @@ class CanaryController:
             ):
                 continue  # due only since the host queried: judging it now would be judging "no data"
             expositions = expositions if expositions is not None else self.host.router_expositions()
-            self._check(key, tracked, expositions, now, (queried or {}).get(key, {}))
+            self._check(key, tracked, view, expositions, now, (queried or {}).get(key, {}))
 
     def _follow_rollout(self, key: Key, tracked: Tracked, view: RolloutView, now: float) -> None:
         status = tracked.status
@@ -235,7 +239,8 @@ class CanaryController:
             self._transition(key, tracked, replace(status, phase=Phase.SUCCEEDED, message="promoted"))
         elif candidate and candidate != status.revision and view.latest_ready:
             analysis = tracked.canary.spec.analysis
-            tracked.counters = None
+            tracked.counters = tracked.stable_counters = None
+            tracked.restarts = view.latest_restarts
             tracked.next_check_s = now + analysis.interval_s
             self._transition(key, tracked, start(candidate, analysis))
         elif (
@@ -278,7 +283,7 @@ class CanaryController:
             return
         analysis = tracked.canary.spec.analysis
         tracked.next_check_s = self.clock() + analysis.interval_s
-        tracked.counters = None
+        tracked.counters = tracked.stable_counters = None
         self._transition(
             key,
             tracked,
@@ -289,6 +294,7 @@ class CanaryController:
         self,
         key: Key,
         tracked: Tracked,
+        view: RolloutView,
         expositions: Sequence[bytes],
         now: float,
         queried: Mapping[str, float],
@@ -297,7 +303,16 @@ class CanaryController:
         status = tracked.status
         assert status.revision is not None
         counters = revision_counters(expositions, key[0], key[1], status.revision)
-        window = replace(interval_window(tracked.counters, counters), queried=dict(queried))
+        window = replace(
+            interval_window(tracked.counters, counters),
+            queried=dict(queried),
+            share=100 if status.phase is Phase.MIRRORING else status.canary_weight,
+            stable_requests=self._stable_requests(key, tracked, view, expositions),
+        )
+        if view.latest == status.revision:  # what the host says of the canary revision's replicas
+            before, tracked.restarts = tracked.restarts, view.latest_restarts
+            restarts = 0 if before is None else max(view.latest_restarts - before, 0)
+            window = replace(window, restarts=restarts, ready=view.latest_ready)
         tracked.counters = counters
         tracked.next_check_s = now + analysis.interval_s
         verdict = judge(window, analysis)
@@ -311,6 +326,15 @@ class CanaryController:
             verdict.reason,
         )
         self._transition(key, tracked, advance(status, verdict, analysis))
+
+    @staticmethod
+    def _stable_requests(key: Key, tracked: Tracked, view: RolloutView, expositions: Sequence[bytes]) -> int:
+        """Requests the stable revision served since the last check (0 at the first: no reading before it)."""
+        if view.rolled_out is None or view.rolled_out == tracked.status.revision:
+            return 0
+        before, now = tracked.stable_counters, revision_counters(expositions, key[0], key[1], view.rolled_out)
+        tracked.stable_counters = now
+        return 0 if before is None or now.requests < before.requests else now.requests - before.requests
 
     def _set(self, key: Key, phase: Phase, weight: int, message: str) -> CanaryStatus:
         tracked = self._tracked(key)

@@ -54,10 +54,17 @@ class LocalCanaries:
         if service is None:
             return None
         latest, rolled_out = service.rollout.latest_created, service.rollout.rolled_out
-        ready = latest is not None and self.control.revision_ready(key[0], latest)
         runner = self.control.runners.get((key[0], latest)) if latest is not None else None
-        failure = runner.failure() if runner is not None else None  # its model failed to load: for good
-        return RolloutView(latest, rolled_out, ready, failure is not None, failure or "")
+        if runner is None:
+            return RolloutView(latest, rolled_out, False)
+        failure = runner.failure()  # its model failed to load (or it crashed before ever ready): for good
+        # ready as plan() sees it: scaled to zero on purpose still serves (the activator wakes it)
+        ready = runner.ready() or (
+            failure is None and self.control.autoscalers.scaled_to_zero((key[0], runner.revision.name))
+        )
+        # the supervisor's count of crashes of each replica (processes.Replica.restarts)
+        restarts = sum(getattr(replica, "restarts", 0) for replica in runner.all_replicas())
+        return RolloutView(latest, rolled_out, ready, failure is not None, failure or "", restarts)
 
     def router_expositions(self) -> Sequence[bytes]:
         return self.expositions()

@@ -212,6 +212,15 @@ def _explicit(
     return found
 
 
+def failure_reason(message: str) -> str:
+    """KServe's `modelStatus.lastFailureInfo.reason` for a selection message of `select_runtime`."""
+    if message.startswith("No ServingRuntimes or ClusterServingRuntimes with the name"):
+        return "RuntimeNotRecognized"
+    if message.endswith("is disabled"):
+        return "RuntimeDisabled"
+    return "NoSupportingRuntime"
+
+
 def runtime_implementation(runtime: ServingRuntime, format_name: str) -> str:
     """Which of our runtimes serves it: `--runtime X` in the container args (a name or `module:Class`),
     else the model's format name."""

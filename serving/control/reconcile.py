@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from serving.revision import Revision
+from serving.servingruntime import failure_reason
 from serving.spec import InferenceService
 
 
@@ -53,6 +54,9 @@ class RolloutState:
 class Observed:
     ready: frozenset[str] = frozenset()
     failed: dict[str, str] = field(default_factory=dict)  # revision -> why it cannot become ready
+    # revision -> KServe's selection message when no ServingRuntime serves it (also in `failed`, with its field
+    # path): the model status is then KServe's InvalidSpec, not a failed load
+    no_runtime: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,18 +213,34 @@ def _status(
         "address": {"url": url},
         "conditions": conditions,
         "components": {"predictor": component},
-        "modelStatus": {
-            "transitionStatus": "UpToDate"
-            if latest_ok
-            else ("BlockedByFailedLoad" if failure else "InProgress"),
-            "states": {
-                "activeModelState": "Loaded" if serving_ok else "Pending",
-                "targetModelState": "Loaded",
-            },
-        },
+        "modelStatus": _model_status(latest_ok, serving_ok, failure, observed.no_runtime.get(latest or "")),
     }
     if isvc.spec.transformer is not None:
         status["components"]["transformer"] = dict(component)
-    if failure:
-        status["modelStatus"]["lastFailureInfo"] = {"reason": "ModelLoadFailed", "message": failure}
     return status
+
+
+def _model_status(
+    latest_ok: bool, serving_ok: bool, failure: str | None, no_runtime: str | None
+) -> dict[str, Any]:
+    """KServe's `modelStatus` of the latest revision (`UpdateModelRevisionStates` / `UpdateModelTransitionStatus`):
+    ready: UpToDate / Loaded; no runtime serves it: InvalidSpec / FailedToLoad with reason NoSupportingRuntime,
+    RuntimeNotRecognized or RuntimeDisabled; its storage or model failed: BlockedByFailedLoad / FailedToLoad with
+    reason ModelLoadFailed; else InProgress / Pending."""
+    if latest_ok:
+        transition, target = "UpToDate", "Loaded"
+    elif no_runtime is not None:
+        transition, target = "InvalidSpec", "FailedToLoad"
+    elif failure:
+        transition, target = "BlockedByFailedLoad", "FailedToLoad"
+    else:
+        transition, target = "InProgress", "Pending"
+    model: dict[str, Any] = {
+        "transitionStatus": transition,
+        "states": {"activeModelState": "Loaded" if serving_ok else "Pending", "targetModelState": target},
+    }
+    if no_runtime is not None and not latest_ok:
+        model["lastFailureInfo"] = {"reason": failure_reason(no_runtime), "message": no_runtime}
+    elif failure:
+        model["lastFailureInfo"] = {"reason": "ModelLoadFailed", "message": failure}
+    return model

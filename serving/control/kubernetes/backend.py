@@ -31,7 +31,7 @@ from serving.control.kubernetes.render import (
     revision_objects,
     service_url,
 )
-from serving.control.kubernetes.runtimes import ClusterRuntimes, field_message, with_runtime_failure
+from serving.control.kubernetes.runtimes import ClusterRuntimes, field_message
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import NO_CANARY, CanaryPolicy, route_table, routes_for
 from serving.errors import ServingError
@@ -163,7 +163,9 @@ class KubernetesBackend:
             )
             flags, no_runtime, envs = self.runtimes.select_all(known.values())
             observed = replace(
-                observed, failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}}
+                observed,
+                failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}},
+                no_runtime=no_runtime,
             )
             p = plan(
                 isvc,
@@ -177,7 +179,7 @@ class KubernetesBackend:
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)
             status = {
-                **with_runtime_failure(p.status, no_runtime.get(latest.name)),
+                **p.status,
                 "observedGeneration": body["metadata"].get("generation", 1),
                 "rollout": p.state.to_json(),
             }

@@ -4,8 +4,9 @@ Listed once when the operator starts (so the first reconciles already see them),
 operator's watch events. Selection and the args mapping are the local backend's own
 (`RuntimeCatalog.flags_for`: KServe's rules, built-in cluster runtimes included), so a revision gets the same
 `serving serve` flags on both backends. A revision no runtime can serve is not rendered; its InferenceService
-reports KServe's failure (`modelStatus.transitionStatus: InvalidSpec`, `lastFailureInfo.reason`
-NoSupportingRuntime / RuntimeNotRecognized / RuntimeDisabled, KServe's message).
+reports KServe's failure (`Observed.no_runtime` -> `modelStatus.transitionStatus: InvalidSpec`,
+`targetModelState: FailedToLoad`, `lastFailureInfo.reason` NoSupportingRuntime / RuntimeNotRecognized /
+RuntimeDisabled, KServe's message; `serving.control.reconcile`).
 """
 
 from __future__ import annotations
@@ -116,27 +117,6 @@ def _catalog(documents: Iterable[dict[str, Any]]) -> RuntimeCatalog:
     for document in documents:
         catalog.apply(document)
     return catalog
-
-
-def failure_reason(message: str) -> str:
-    """KServe's `lastFailureInfo.reason` for a selection message of `serving.servingruntime`."""
-    if message.startswith("No ServingRuntimes or ClusterServingRuntimes with the name"):
-        return "RuntimeNotRecognized"
-    if message.endswith("is disabled"):
-        return "RuntimeDisabled"
-    return "NoSupportingRuntime"
-
-
-def with_runtime_failure(status: dict[str, Any], message: str | None) -> dict[str, Any]:
-    """The latest revision has no runtime: KServe's model status (InvalidSpec) and our field path in conditions."""
-    if message is None:
-        return status
-    model = {
-        **status.get("modelStatus", {}),
-        "transitionStatus": "InvalidSpec",
-        "lastFailureInfo": {"reason": failure_reason(message), "message": message},
-    }
-    return {**status, "modelStatus": model}
 
 
 def field_message(message: str) -> str:

@@ -54,6 +54,7 @@ from serving.storage.errors import StorageError, StorageRefused
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
+RUNTIME_FIELD = "spec.predictor.model.runtime"
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 300.0  # a failed fetch / load is retried after 1 s, doubling to 5 min
 DUE_SLACK_S = 0.01  # asyncio may run a timer this much early (its clock resolution): still due
 
@@ -381,7 +382,7 @@ class LocalControlPlane:
 
     def _plan(self, service: Service) -> Plan:
         namespace = service.isvc.metadata.namespace
-        ready, failed = set(), {}
+        ready, failed, no_runtime = set(), {}, {}
         for (ns, name), retry in self._retries.items():  # the last failure and when it is retried, shown
             if ns == namespace:  # while the next attempt runs too (and before its runner is made)
                 failed[name] = retry.message
@@ -393,10 +394,12 @@ class LocalControlPlane:
                 failed.pop(name, None)
             elif name not in failed and (why := runner.failure()) is not None:
                 failed[name] = why
+                if runner.failed_step == "runtime":  # KServe's InvalidSpec, with its own message
+                    no_runtime[name] = why.removeprefix(RUNTIME_FIELD + ": ")
         return plan(
             service.isvc,
             service.rollout,
-            Observed(frozenset(ready), failed),
+            Observed(frozenset(ready), failed, no_runtime),
             self.domain,
             self.canaries.percent_for(service.isvc.key),
         )
@@ -471,7 +474,7 @@ class LocalControlPlane:
             runner = RevisionRunner(
                 revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory
             )
-            runner.error = f"spec.predictor.model.runtime: {exc.message}"
+            runner.error = f"{RUNTIME_FIELD}: {exc.message}"
             runner.failed_step = "runtime"
             return runner
         flags = (*self.predictor_flags, *runtime_flags)

@@ -357,3 +357,27 @@ def test_kserve_mlserver_by_name_serves_sklearn_and_xgboost_over_v2(format_name:
     assert select_runtime(ModelRequest(format_name, protocol="v2"), [], CLUSTER).name != "kserve-mlserver"
     with pytest.raises(SelectionError):  # MLServer speaks v2 only, as KServe's runtime declares
         select_runtime(ModelRequest(format_name, runtime="kserve-mlserver", protocol="v1"), [], CLUSTER)
+
+
+def test_runtime_table_shows_what_runs_here_for_a_multi_format_runtime() -> None:
+    """KServe's own kserve-mlserver lists lightgbm first; here it runs our sklearn and xgboost runtimes (the
+    model's format picks one), a runtime listing only formats we do not serve runs nothing, and an explicit
+    `--runtime` is shown as written."""
+    from serving.commands.runtime_table import render
+
+    mlserver = runtime(
+        "kserve-mlserver",
+        [fmt("lightgbm", "3"), fmt("sklearn", "1"), fmt("xgboost", "2"), fmt("mlflow", "2")],
+        cluster=True,
+        protocolVersions=["v2"],
+    )
+    lightgbm = runtime("lgb", [fmt("lightgbm")])
+    custom = runtime("ranker", [fmt("sklearn")], containers=[{"args": ["--runtime", "ranker.model:Ranker"]}])
+    docs = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in (mlserver, lightgbm, custom)]
+    rows = [line.split() for line in render(docs, "table").splitlines()]
+    assert rows[0][5] == "RUNTIME"
+    assert {row[0]: row[5] for row in rows[1:]} == {
+        "kserve-mlserver": "sklearn,xgboost",
+        "lgb": "<none>",
+        "ranker": "ranker.model:Ranker",
+    }

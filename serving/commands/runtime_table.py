@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from serving.servingruntime import parse_runtime, runtime_implementation
+from serving.servingruntime import ServingRuntime, parse_runtime, runtime_implementation
+from serving.spec import SUPPORTED_FORMATS
 
 ALL_WORDS = frozenset({"servingruntime", "servingruntimes", "sr"})
 CLUSTER_WORDS = frozenset({"clusterservingruntime", "clusterservingruntimes", "csr"})
@@ -30,6 +31,16 @@ def select(items: list[dict[str, Any]], word: str, namespace: str) -> list[dict[
     return out
 
 
+def runs_here(runtime: ServingRuntime) -> str:
+    """What `serving up` runs for it: the `--runtime` of its args (a name or module:Class), else our runtime of
+    each format it lists that we serve (the model's format picks one); `<none>` when we serve none of them."""
+    explicit = runtime_implementation(runtime, "")
+    if explicit:
+        return explicit
+    listed = {f.name.lower() for f in runtime.spec.supported_model_formats}
+    return ",".join(f for f in SUPPORTED_FORMATS if f in listed) or "<none>"
+
+
 def render(items: list[dict[str, Any]], output: str) -> str:
     if output == "json":
         return json.dumps({"items": items}, indent=2)
@@ -46,7 +57,7 @@ def render(items: list[dict[str, Any]], output: str) -> str:
                 str(runtime.spec.disabled).lower(),
                 ",".join(formats),
                 ",".join(runtime.spec.protocol_versions) or "all",  # KServe: no list supports every one
-                runtime_implementation(runtime, formats[0] if formats else ""),
+                runs_here(runtime),
                 "built-in" if item.get("builtin") else "applied",
             )
         )

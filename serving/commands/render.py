@@ -17,6 +17,8 @@ from typing import Any
 
 from serving.canary.crd import canary_crd_yaml
 from serving.commands.plain_yaml import dump_all
+from serving.control.documents import is_foreign
+from serving.control.kubernetes.credentials import without_values
 from serving.control.kubernetes.documents import cluster_warnings, read_converted
 from serving.control.kubernetes.render import RenderSettings, revision_objects
 from serving.control.kubernetes.scaling import render_warnings
@@ -50,9 +52,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[dict[str, Any]]:
+    """Kubernetes objects of other kinds (Secret, ServiceAccount, ConfigMap...) are printed as written; the
+    Secrets of a ServiceAccount in these files give the storage-initializer its credentials, as the operator
+    reads them from the cluster."""
     out: list[dict[str, Any]] = []
     runtimes = RuntimeCatalog(None).preview([d for d in documents if is_runtime_document(d)])
+    foreign = [d for d in documents if is_foreign(d)]
     for doc in documents:
+        if is_foreign(doc):
+            out.append(doc)
+            continue
         if doc.get("kind") != "ClusterServingRuntime":
             doc.setdefault("metadata", {}).setdefault("namespace", "default")
         out.append(doc)
@@ -60,12 +69,37 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
             continue
         isvc = parse(doc)
         first = plan(isvc, None, Observed())
+        accounts = file_secrets_by_account(foreign, isvc.metadata.namespace)
         for name, replicas in first.run.items():
             revision = first.state.revisions[name]
             flags, env = _runtime_flags(runtimes, revision)
-            selected = replace(settings, runtime_flags={name: flags}, runtime_env={name: env})
+            selected = replace(
+                settings,
+                runtime_flags={name: flags},
+                runtime_env={name: env},
+                service_account_secrets={**settings.service_account_secrets, **accounts},
+            )
             out += revision_objects(isvc, revision, replicas, selected)
     return out
+
+
+def file_secrets_by_account(
+    documents: list[dict[str, Any]], namespace: str
+) -> dict[str, list[dict[str, Any]]]:
+    """ServiceAccount name -> the Secrets it lists that these files hold (values dropped), in `namespace`."""
+
+    def where(doc: dict[str, Any]) -> str:
+        return str((doc.get("metadata") or {}).get("namespace") or "default")
+
+    def name(doc: dict[str, Any]) -> str:
+        return str((doc.get("metadata") or {}).get("name") or "")
+
+    secrets = {name(d): d for d in documents if d.get("kind") == "Secret" and where(d) == namespace}
+    accounts: dict[str, list[dict[str, Any]]] = {}
+    for account in (d for d in documents if d.get("kind") == "ServiceAccount" and where(d) == namespace):
+        refs = [(ref or {}).get("name") for ref in account.get("secrets") or []]
+        accounts[name(account)] = [without_values(secrets[r]) for r in refs if r in secrets]
+    return accounts
 
 
 def _runtime_flags(
@@ -93,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
         for warning in cluster_warnings(doc):
             print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
-        if not is_runtime_document(doc):  # scaling the objects cannot carry (minReplicas 0 without KEDA, ...)
+        if not is_runtime_document(doc) and not is_foreign(doc):  # scaling the objects cannot carry
             for warning in render_warnings(parse(doc), settings.keda_prometheus_url):
                 print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
     objects = render(documents, settings)

@@ -225,7 +225,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         router.metrics.registry if router.metrics is not None else None,
         getattr(args, "prometheus_url", None),
     )
-    documents = [doc for path in args.filename for doc in read_documents(Path(path))]
+    documents = [doc for path in args.filename for doc in read_documents(Path(path), log.warning)]
     grpc_front = None
     if getattr(args, "grpc_port", None) is not None:
         from serving.router.grpc_proxy import GrpcProxy  # grpcio is imported only when gRPC is asked for

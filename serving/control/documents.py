@@ -1,12 +1,21 @@
-"""Reading files for apply: validate each document by its kind (InferenceService, Canary) with the file and
-document named in errors, and pin relative storage URIs to the file's folder.
+"""Reading files for apply: validate each document by its kind (InferenceService, Canary, ServingRuntime,
+ClusterServingRuntime) with the file and document named in errors, and pin relative storage URIs to the file's
+folder.
 
 A relative `storageUri` (or `file://` relative path) means "next to this YAML", as a user expects; it is
 made absolute on the client side so the served model never depends on the server's working directory.
+
+Kubernetes objects of other API groups in the same files (a `v1` Secret or ServiceAccount holding storage
+credentials, a ConfigMap: KServe's YAML often carries them) are not ours to run on this machine: they are
+skipped with one warning line per file naming them (`serving render` / `convert` pass them through, see
+`serving.control.kubernetes.documents`). Locally, storage credentials come from the environment and the
+predictor's `env`.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +25,16 @@ from serving.servingruntime import KINDS as RUNTIME_KINDS
 from serving.servingruntime import parse_runtime
 from serving.spec import SUPPORTED_FORMATS, SpecError, parse, yaml_documents
 
+OUR_GROUPS = ("serving.kserve.io", "serving.dev")
+OUR_KINDS = ("InferenceService", "Canary", *RUNTIME_KINDS)
 
-def read_documents(path: Path) -> list[dict[str, Any]]:
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_documents(path: Path, warn: Callable[[str], None] = _warn) -> list[dict[str, Any]]:
+    """The documents of a file that `serving up` runs, validated; other Kubernetes objects skipped (`warn`)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -25,15 +42,47 @@ def read_documents(path: Path) -> list[dict[str, Any]]:
     docs = yaml_documents(text, str(path))
     if not docs:
         raise SpecError(f"{path}: no InferenceService document found")
+    foreign = [doc for doc in docs if is_foreign(doc)]
+    if foreign:
+        warn(skipped_message(path, foreign))
     for index, doc in enumerate(docs):  # validate with field paths before anything is sent
+        if is_foreign(doc):
+            continue
         try:
             validate_document(doc)
         except ServingError as exc:
             where = f"{path}: " + (f"document {index + 1}: " if len(docs) > 1 else "")
             raise SpecError(where + exc.message) from exc
-    for doc in docs:
+    ours = [doc for doc in docs if not is_foreign(doc)]
+    for doc in ours:
         pin_storage_uris(doc, path.resolve().parent)
-    return docs
+    return ours
+
+
+def is_foreign(doc: Any) -> bool:
+    """A Kubernetes object of another API group (`v1` Secret, ServiceAccount, ConfigMap; `apps/v1` ...): one
+    whose kind is none of ours and whose apiVersion is not KServe's group or ours. (A misspelt kind of our
+    groups is not foreign: it is refused, naming the field.)"""
+    if not isinstance(doc, dict):
+        return False
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str) or kind in OUR_KINDS:
+        return False
+    return api_version.rpartition("/")[0] not in OUR_GROUPS  # "v1": the core group ""
+
+
+def describe(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{doc.get('kind')}/{name or '?'}"
+
+
+def skipped_message(path: Path, foreign: list[dict[str, Any]]) -> str:
+    return (
+        f"{path}: skipped {', '.join(describe(d) for d in foreign)}: Kubernetes objects serving up does not "
+        "manage (locally, storage credentials come from the environment and the predictor's env; on "
+        "Kubernetes, kubectl apply them, or use serving render, which passes them through)"
+    )
 
 
 def validate_document(doc: Any) -> None:

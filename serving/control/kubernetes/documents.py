@@ -4,6 +4,9 @@
 ClusterServingRuntime documents in the same files go the same way (to `serving.dev/v1alpha1`, the operator
 watches them). A local `storageUri` is kept as
 written but warned about: the cluster cannot see this machine's files (use pvc:// or http(s)://).
+Kubernetes objects of other API groups in the files (a `v1` Secret or ServiceAccount with storage
+credentials, a ConfigMap) pass through as written (`serving convert` / `render` print them for `kubectl apply`,
+with `-n` set); `serving apply --backend kubernetes` leaves them to kubectl, with a warning.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from serving.cluster import Cluster, merge_patch
+from serving.control.documents import describe, is_foreign
 from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
+from serving.errors import ServingError
 from serving.runtime_crd import VERSION as RUNTIME_VERSION
 from serving.servingruntime import parse_runtime
-from serving.spec import OUR_GROUP, SpecError, load_documents, model_args_warnings, parse
+from serving.spec import OUR_GROUP, SpecError, load_documents, model_args_warnings, parse, yaml_documents
 
 OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
 OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
@@ -38,24 +41,37 @@ def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[
 
 
 def read_converted(paths: list[Path], namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every document of the files, ours converted and validated (errors name the file and document), other
+    Kubernetes objects as written (`-n` set on them too)."""
     docs: list[dict[str, Any]] = []
     for path in paths:
         try:
             text = path.read_text()
         except OSError as exc:
             raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        try:
-            found = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError:
-            found = []  # load_documents says where
-        if not any(is_runtime_document(d) for d in found):
-            load_documents(text, str(path))  # field-path errors (file, document) before anything else
-        docs += [convert_document(d, namespace) for d in found]
+        found = yaml_documents(text, str(path))
+        if not found:
+            load_documents(text, str(path))  # "no InferenceService document found", named
+        for index, doc in enumerate(found):
+            if is_foreign(doc):
+                docs.append(_passed_through(doc, namespace))
+                continue
+            try:
+                docs.append(convert_document(doc, namespace))
+            except ServingError as exc:
+                where = f"{path}: " + (f"document {index + 1}: " if len(found) > 1 else "")
+                raise SpecError(where + exc.message) from exc
     return docs
 
 
+def _passed_through(doc: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    if namespace is None:
+        return doc
+    return {**doc, "metadata": {**(doc.get("metadata") or {}), "namespace": namespace}}
+
+
 def cluster_warnings(doc: dict[str, Any]) -> list[str]:
-    if is_runtime_document(doc):
+    if is_runtime_document(doc) or is_foreign(doc):
         return []
     isvc = parse(doc)
     predictor = isvc.spec.predictor
@@ -89,6 +105,9 @@ def apply_kubernetes(
     cluster = cluster or Cluster.from_environment()
     lines = []
     for doc in read_converted(paths, namespace):
+        if is_foreign(doc):
+            lines.append(f"  warning: skipped {describe(doc)}: apply Kubernetes objects with kubectl")
+            continue
         if doc["kind"] != "ClusterServingRuntime":
             doc.setdefault("metadata", {}).setdefault("namespace", "default")
         outcome = apply_document(cluster, doc)

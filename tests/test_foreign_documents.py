@@ -1,0 +1,116 @@
+"""Kubernetes objects beside InferenceServices (README's credentials example: an InferenceService, then a `v1`
+Secret; a ServiceAccount; a ConfigMap) are skipped by `serving apply` / `up` / `delete` with one warning line
+naming them, and passed through by `serving render` / `convert`, whose storage-initializer then takes its
+credentials from the Secrets of the predictor's ServiceAccount in the same files, as the operator does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serving.commands.render import render
+from serving.control.documents import read_documents
+from serving.control.kubernetes.documents import read_converted
+from serving.control.kubernetes.render import RenderSettings
+from serving.errors import ServingError
+from tests.support import train_iris_sklearn
+from tests.up_support import cli, get_isvc, serving_up
+
+ISVC = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: readme-sa}
+spec:
+  predictor:
+    serviceAccountName: models-sa
+    model:
+      modelFormat: {name: sklearn}
+      storageUri: STORAGE
+      env:
+      - {name: AWS_ENDPOINT_URL, value: "http://minio.local:9000"}
+"""
+K8S = """
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: s3creds
+  annotations:
+    serving.kserve.io/s3-endpoint: minio.local:9000
+    serving.kserve.io/s3-usehttps: "0"
+stringData: {AWS_ACCESS_KEY_ID: "...", AWS_SECRET_ACCESS_KEY: "..."}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: models-sa}
+secrets: [{name: s3creds}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a: b}
+"""
+
+
+def _file(tmp_path: Path, storage: str = "s3://models/iris") -> Path:
+    path = tmp_path / "readme-sa.yaml"
+    path.write_text(ISVC.replace("STORAGE", storage) + K8S)
+    return path
+
+
+def test_apply_reads_only_what_serving_up_runs_and_names_the_rest(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    docs = read_documents(_file(tmp_path), warnings.append)
+    assert [d["kind"] for d in docs] == ["InferenceService"]
+    assert len(warnings) == 1, warnings
+    assert "skipped Secret/s3creds, ServiceAccount/models-sa, ConfigMap/settings" in warnings[0]
+
+
+def test_a_misspelt_kind_of_our_groups_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(ISVC.replace("kind: InferenceService", "kind: InferenceServce").replace("STORAGE", "/m"))
+    with pytest.raises(ServingError):
+        read_documents(path, lambda _: None)
+
+
+def test_render_and_convert_pass_them_through_and_use_the_accounts_secrets(tmp_path: Path) -> None:
+    documents = read_converted([_file(tmp_path)])
+    assert [d["kind"] for d in documents] == ["InferenceService", "Secret", "ServiceAccount", "ConfigMap"]
+    assert documents[1]["apiVersion"] == "v1", "passed through as written"
+    objects = render(documents, RenderSettings())
+    assert {"Secret", "ServiceAccount", "ConfigMap"} <= {o["kind"] for o in objects}
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    init = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "valueFrom" in e}
+    assert refs["AWS_ACCESS_KEY_ID"] == {"name": "s3creds", "key": "AWS_ACCESS_KEY_ID"}
+    assert {"name": "S3_ENDPOINT", "value": "minio.local:9000"} in init["env"]
+    namespaced = read_converted([_file(tmp_path)], "ml")
+    assert all(d["metadata"]["namespace"] == "ml" for d in namespaced)
+
+
+def test_serving_apply_and_delete_take_readmes_example(tmp_path: Path) -> None:
+    model = train_iris_sklearn(tmp_path / "models" / "iris").parent
+    path = _file(tmp_path, str(model))
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        applied = cli(server, state, "apply", "-f", str(path))
+        assert applied.stdout.splitlines()[0] == "inferenceservice/readme-sa created", applied.stdout
+        assert "Secret/s3creds" not in applied.stdout
+        assert applied.stderr.count("warning:") == 1 and "Secret/s3creds" in applied.stderr, applied.stderr
+        assert get_isvc(server, state, "readme-sa")["metadata"]["name"] == "readme-sa"
+        deleted = cli(server, state, "delete", "-f", str(path))
+        assert deleted.stdout.strip() == "inferenceservice/readme-sa deleted", deleted.stdout
+        assert "ServiceAccount/models-sa" in deleted.stderr
+
+
+def test_readmes_own_credentials_example_is_read_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("# ... or per predictor")
+    block = readme[start : readme.index("```", start)]
+    path = tmp_path / "example.yaml"
+    path.write_text(block)
+    warnings: list[str] = []
+    assert [d["kind"] for d in read_documents(path, warnings.append)] == ["InferenceService"]
+    assert len(warnings) == 1 and "skipped Secret/s3creds" in warnings[0]
+    assert {d["kind"] for d in read_converted([path])} == {"InferenceService", "Secret"}

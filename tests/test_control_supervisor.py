@@ -48,3 +48,33 @@ async def test_port_is_learned_from_the_child_and_renewed_after_a_crash(tmp_path
     finally:
         await replica.stop()
     assert replica.process is not None and replica.process.returncode is not None
+
+
+async def test_the_http_port_is_the_one_answering_http_whichever_listener_opened_first() -> None:
+    """A model server with `--grpc-port 0` listens twice, and may open its gRPC listener first: the port the
+    supervisor hands the router and the transformer must be the HTTP one, never gRPC's."""
+    import grpc
+
+    from serving.control.local.processes import _answering_http
+    from serving.http_client import HTTPClient
+
+    async def http_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    grpc_server = grpc.aio.server()
+    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    await grpc_server.start()
+    http_server = await asyncio.start_server(http_answer, "127.0.0.1", 0)
+    http_port = http_server.sockets[0].getsockname()[1]
+    client = HTTPClient()
+    try:
+        assert await _answering_http(client, [grpc_port, http_port]) == http_port
+        assert await _answering_http(client, [http_port, grpc_port]) == http_port
+        assert await _answering_http(client, [grpc_port]) == 0  # HTTP not listening yet: no port yet
+    finally:
+        client.close()
+        http_server.close()
+        await grpc_server.stop(None)

@@ -51,15 +51,23 @@ class ReplicaState(StrEnum):
     STOPPED = "stopped"
 
 
-def listening_port(pid: int) -> int:
-    """The TCP port process `pid` listens on (its first listening socket), 0 if none yet or it is gone."""
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports process `pid` listens on, in the order it opened them; [] if none yet or it is gone."""
     try:
         process = psutil.Process(pid)
         connections = getattr(process, "net_connections", process.connections)(kind="tcp")
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return 0
-    listening = sorted((c.fd, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN)
-    return listening[0][1] if listening else 0
+        return []
+    return [
+        port
+        for _, port in sorted((c.fd, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN)
+    ]
+
+
+def listening_port(pid: int) -> int:
+    """The TCP port process `pid` listens on (its first listening socket), 0 if none yet or it is gone."""
+    ports = listening_ports(pid)
+    return ports[0] if ports else 0
 
 
 @dataclass
@@ -73,6 +81,19 @@ class ProcessSpec:
 
 
 INDEX_PATH = "/v2/repository/index"
+
+
+async def _answering_http(http: HTTPClient, ports: list[int]) -> int:
+    """The first of `ports` that answers HTTP/1.1 (any status), 0 if none does yet: a model server with a gRPC
+    listener has two, and which one it opens first is not fixed. gRPC answers an HTTP/1.1 request with
+    HTTP/2 frames, which the client refuses at once."""
+    for port in ports:
+        try:
+            await http.get(f"http://127.0.0.1:{port}/v2/health/live", HEALTH_TIMEOUT_S)
+            return port
+        except (ConnectionError, TimeoutError, ValueError):
+            continue
+    return 0
 
 
 def load_failure(index: Any, model: str | None) -> str:
@@ -113,6 +134,10 @@ class Replica:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def _speaks_grpc(self) -> bool:
+        return "--grpc-port" in self.spec.args
 
     @property
     def log_path(self) -> Path:
@@ -191,7 +216,7 @@ class Replica:
         ever_ready = False
         failures = 0
         while self.process.returncode is None and not self._stopping:
-            ok = await self._found_port() and await self._probe(http)
+            ok = await self._found_port(http) and await self._probe(http)
             if (
                 self.state is ReplicaState.FAILED
             ):  # its model failed to load: free the process, keep the reason
@@ -229,10 +254,14 @@ class Replica:
         except TimeoutError:
             await self._kill()
 
-    async def _found_port(self) -> bool:
+    async def _found_port(self, http: HTTPClient) -> bool:
         """Whether the child listens yet; learning its port is a change the runner hears about."""
         if not self.port and self.process is not None:
-            self.port = await asyncio.to_thread(listening_port, self.process.pid)
+            ports = await asyncio.to_thread(listening_ports, self.process.pid)
+            if self._speaks_grpc:  # two listeners, opened in either order: HTTP is the one answering HTTP
+                self.port = await _answering_http(http, ports)
+            else:
+                self.port = ports[0] if ports else 0
             if self.port:
                 self._on_change()
         return bool(self.port)

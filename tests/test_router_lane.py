@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import uvicorn
 
@@ -25,6 +28,7 @@ from serving.metrics import RouterMetrics
 from serving.observability.hook import observe_router
 from serving.observability.options import ObservabilityOptions
 from serving.router.app import Router
+from serving.router.auth import KeyRing
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from tests.inprocess import InProcessServer, serving_inprocess
 from tests.observability_support import until
@@ -428,3 +432,57 @@ async def test_repeated_host_and_tag_headers_route_as_the_first_says_either_way(
         writer.close()
     assert head.startswith(b"HTTP/1.1 200"), head
     assert spy["sent"] == (1 if lane else 0)  # the lane took it (or, without it, the ASGI path did)
+
+
+@pytest.mark.parametrize("way", ["lane", "asgi", "api-keys", "mirror"])
+async def test_compressed_requests_reach_the_model_server_as_they_were_sent(
+    predictor: InProcessServer, way: str
+) -> None:
+    """gzip and deflate bodies are forwarded compressed, with their Content-Encoding: the router never inflates
+    them (the model server does, under its own limit), whichever way it takes: the lane, the ASGI path (API keys
+    and a mirror send every request there), or a mirror's copy. Concurrent ones too (no idle connection for
+    all of them: the ASGI path even with the lane)."""
+    body = orjson.dumps(ROW)
+    v2 = orjson.dumps(
+        {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [6.8, 2.8, 4.8, 1.4]}]}
+    )
+    sent = [
+        ("/v1/models/iris:predict", "gzip", gzip.compress(body)),
+        ("/v1/models/iris:predict", "deflate", zlib.compress(body)),
+        ("/v2/models/iris/infer", "gzip", gzip.compress(v2)),
+        ("/v2/models/iris/infer", "deflate", zlib.compress(v2)),
+    ]
+    async with routed((predictor.url,), way == "lane") as (url, router, spy):
+        key = {}
+        if way == "api-keys":
+            router.auth = KeyRing.load(None, "default:k")
+            key = {"x-api-key": "k"}
+        elif way == "mirror":
+            stable = router.table.services[("default", "iris")].arms[0]
+            shadow = Arm("iris-00000002", 0, "canary", "latest", (predictor.url,))
+            route = ServiceRoute("iris", "default", (stable, shadow), mirror=shadow)
+            router.set_table(RouteTable({("default", "iris"): route}))
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.post("/v1/models/iris:predict", json=ROW, headers=key)).status_code == 200
+
+            async def post(path: str, coding: str, payload: bytes) -> httpx.Response:
+                headers = {**key, "content-encoding": coding, "content-type": "application/json"}
+                return await client.post(path, content=payload, headers=headers)
+
+            one_by_one = [await post(*request) for request in sent]
+            together = await asyncio.gather(*(post(*request) for request in sent * 8))
+        await asyncio.gather(*router.mirror._tasks)  # the shadow copies' answers, counted
+        counts = router.metrics.exposition().decode()
+    for answer, (path, coding, _) in zip(one_by_one + together, sent * 9, strict=True):
+        assert answer.status_code == 200, (path, coding, answer.text)
+        assert answer.headers["x-serving-revision"] == REVISION
+        if path.startswith("/v1/"):
+            assert answer.json() == {"predictions": [1]}
+        else:
+            assert answer.json()["outputs"][0]["data"] == [1]
+    if way == "lane":
+        assert spy["sent"] >= len(sent)  # one by one, each took the lane
+    if way == "mirror":  # every copy (the warm-up's too) answered 200 by the canary
+        assert re.search(
+            r'serving_router_requests_total\{[^}]*arm="mirror"[^}]*code="200"[^}]*\} 37\.0', counts
+        )

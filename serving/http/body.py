@@ -20,9 +20,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return await receive_body(request.scope["headers"], request.receive, limit)
 
 
-async def receive_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
+async def receive_body(
+    headers: list[tuple[bytes, bytes]], receive: Receive, limit: int, inflated: bool = True
+) -> bytes:
     """The whole body from the ASGI channel, refusing (413) as soon as it is known to exceed `limit` bytes;
-    a compressed one inflated (within the same limit)."""
+    a compressed one inflated (within the same limit), unless `inflated` is False: then the bytes as they came
+    (a proxy forwards them with their Content-Encoding)."""
     encoding = b""
     for name, value in headers:
         if name == b"content-encoding":
@@ -49,7 +52,7 @@ async def receive_body(headers: list[tuple[bytes, bytes]], receive: Receive, lim
             chunks.append(chunk)
         if not message.get("more_body", False):
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            return inflate(body, encoding, limit) if encoding else body
+            return inflate(body, encoding, limit) if encoding and inflated else body
 
 
 class JSONBody(Response):

@@ -180,7 +180,9 @@ class Router:
         if self.auth is not None:
             self.auth.check(route.namespace, scope["headers"])
         headers = _headers(scope)
-        body = await receive_body(scope["headers"], receive, self.max_body_bytes)
+        # As sent: a compressed body goes on compressed, with its Content-Encoding (the model server inflates it,
+        # within its own limit; the router's applies to the bytes it receives), and so does a mirror's copy.
+        body = await receive_body(scope["headers"], receive, self.max_body_bytes, inflated=False)
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
         pin = header_value(headers, TAG_HEADER)

@@ -14,6 +14,7 @@ import pytest
 from serving.control.local.control_plane import RETRY_FIRST_S, RETRY_MAX_S, LocalControlPlane
 from serving.control.local.state import StateStore
 from serving.spec import parse
+from serving.storage.leases import held
 from tests.test_control_local import FakeReplica, Sink, _until
 from tests.test_storage_http import ArtifactServer
 
@@ -165,6 +166,8 @@ async def test_a_downloaded_model_that_fails_to_load_is_retried_with_backoff_not
         await _until(lambda: "attempt 3 failed; retrying in 0.4 s" in _message(plane, "bad"))
         assert "model failed to load" in _message(plane, "bad")
         assert len(FakeReplica.instances) == 3, "one replica per attempt: backoff, not a hot loop"
+        cached = next(iter(plane.runners.values())).model_dir
+        assert held(cached) == 1, "each attempt gives back the cache lease of the one before"
         FakeReplica.failing.clear()  # fixed in the store
         await _until(lambda: _ready(plane, "bad"))
         local = _model(tmp_path / "local")

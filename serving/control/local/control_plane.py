@@ -49,7 +49,7 @@ from serving.revision import Revision
 from serving.router.table import RouteTable
 from serving.servingruntime import parse_runtime
 from serving.spec import InferenceService, parse
-from serving.storage import StorageConfig, scheme_of
+from serving.storage import StorageConfig, release, scheme_of
 from serving.storage.errors import StorageError, StorageRefused
 
 log = logging.getLogger("serving.local")
@@ -360,6 +360,7 @@ class LocalControlPlane:
                 asyncio.get_running_loop().call_later(retry.delay_s, self._changed)
             elif now >= retry.due - DUE_SLACK_S:
                 del self.runners[key]
+                release(runner.model_dir)  # its lease on a downloaded folder: the next attempt takes its own
                 self._spawn(runner.stop())
 
     def _backoff(self, previous: Retry | None, runner: RevisionRunner, why: str) -> Retry:

@@ -182,6 +182,45 @@ def test_missing_feature_is_a_400_naming_it(any_transformer: InProcessServer, ex
     assert r.status_code == 200 and r.json() == {"predictions": expected}, r.text
 
 
+@pytest.fixture(scope="module", params=PLACEMENTS)
+def identity_v2(
+    request: pytest.FixtureRequest, predictor: InProcessServer, iris_folder: Path
+) -> Iterator[InProcessServer]:
+    args = ["--model-name", "iris", "--transformer", "identity", "--protocol", "v2"]
+    if request.param == "in-process":
+        argv = ["serve", "--model-dir", str(iris_folder), "--name", "iris"]
+        argv += ["--with-transformer", shlex.join(["transform", *args])]
+    else:
+        argv = ["transform", *args, "--predictor-url", predictor.url]
+    with serving_inprocess(argv) as server:
+        yield server
+
+
+def test_identity_forwards_the_requests_outputs_and_parameters(
+    identity_v2: InProcessServer, predictor: InProcessServer
+) -> None:
+    """As KServe's transformer forwards its request whole: the outputs asked for and the request's parameters
+    reach the predictor (the binary-extension flags stay with this hop: the answer is binary as asked)."""
+    tensor = {"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": sum(ROWS, [])}
+    for body in (
+        {"inputs": [tensor], "outputs": [{"name": "probabilities"}]},
+        {"inputs": [tensor], "parameters": {"predict_proba": True}},
+    ):
+        through = httpx.post(identity_v2.url + "/v2/models/iris/infer", json=body)
+        direct = httpx.post(predictor.url + "/v2/models/iris/infer", json=body)
+        assert through.status_code == 200, through.text
+        assert [(o["name"], o["data"]) for o in through.json()["outputs"]] == [
+            (o["name"], o["data"]) for o in direct.json()["outputs"]
+        ] and through.json()["outputs"][0]["name"] == "probabilities"
+    client = triton.InferenceServerClient(identity_v2.url.removeprefix("http://"))
+    row = triton.InferInput("input-0", [3, 4], "FP64")
+    row.set_data_from_numpy(np.array(ROWS))
+    result = client.infer(
+        "iris", [row], outputs=[triton.InferRequestedOutput("probabilities", binary_data=True)]
+    )
+    assert result.as_numpy("probabilities").shape == (3, 3)
+
+
 def test_transformer_is_one_data_plane(v1_transformer: InProcessServer) -> None:
     """Same app as a model server: 404 for an unknown model, V1 status, metrics counting its requests."""
     r = httpx.post(v1_transformer.url + "/v1/models/nope:predict", json={"instances": RECORDS})

@@ -25,6 +25,7 @@ from serving.transformers.predictor_client import PredictorClient
 from serving.types import TensorDict
 
 CONFIG_KEY = "transformer"  # ModelSettings.extra[CONFIG_KEY] holds a TransformerConfig
+_ENCODING_PARAMETERS = frozenset({"binary_data_output", "binary_data", "binary_data_size"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,15 @@ class Transformer(Runtime):
         return outputs
 
     def predictor_parameters(self, parameters: dict[str, Any]) -> dict[str, Any] | None:
-        """Request parameters forwarded to a V2 predictor; none by default (they were the client's)."""
-        return None
+        """Request parameters forwarded to a V2 predictor: the client's, as KServe's transformer forwards its
+        request, less the binary-extension flags (this hop's encoding is the transformer's own choice)."""
+        forwarded = {k: v for k, v in parameters.items() if k not in _ENCODING_PARAMETERS}
+        return forwarded or None
+
+    def predictor_outputs(self, outputs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Outputs asked of a V2 predictor: the client's when `postprocess` is the identity (the predictor's
+        outputs are then the answer, so its own defaults and names apply); else its defaults."""
+        return outputs if type(self).postprocess is Transformer.postprocess else None
 
     async def apredict(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
@@ -98,7 +106,9 @@ class Transformer(Runtime):
                 raise blamed from exc
         attributes = {"serving.predictor": predictor.url} if tracing.enabled() else None
         with tracing.span("transformer.predictor_call", attributes):
-            response = await predictor.infer(request, self.predictor_parameters(parameters))
+            response = await predictor.infer(
+                request, self.predictor_parameters(parameters), self.predictor_outputs(outputs)
+            )
         with tracing.span("transformer.postprocess"):
             try:
                 result = await _call(self.postprocess, response, parameters)

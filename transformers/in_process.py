@@ -19,7 +19,7 @@ from serving.errors import BadRequest
 from serving.repository import ModelState
 from serving.settings import Limits
 from serving.transformers.predictor_client import PredictorRefused
-from serving.types import InferRequest, TensorDict
+from serving.types import InferRequest, RequestedOutput, TensorDict
 
 PREDICTOR_SUFFIX = "-predictor"
 
@@ -38,13 +38,24 @@ class InProcessPredictor:
         """Load the predictor's model (a failure leaves it unavailable with its reason, as `ready` reports)."""
         await self.dataplane.repository.load_all()
 
-    async def infer(self, inputs: TensorDict, parameters: dict[str, Any] | None = None) -> TensorDict:
-        request = InferRequest(inputs=inputs, parameters=parameters or {})
-        outputs = await self.dataplane.infer_tensors(self.model, request)
-        if self.protocol == "v1" and len(outputs) == 1:
-            (array,) = outputs.values()
+    async def infer(
+        self,
+        inputs: TensorDict,
+        parameters: dict[str, Any] | None = None,
+        outputs: tuple[str, ...] | None = None,
+    ) -> TensorDict:
+        """As PredictorClient.infer: parameters and outputs reach a V2 predictor only (V1 carries neither)."""
+        v2 = self.protocol != "v1"
+        request = InferRequest(
+            inputs=inputs,
+            parameters=(parameters or {}) if v2 else {},
+            outputs=[RequestedOutput(name) for name in outputs] if v2 and outputs else None,
+        )
+        answer = await self.dataplane.infer_tensors(self.model, request)
+        if self.protocol == "v1" and len(answer) == 1:
+            (array,) = answer.values()
             return {"predictions": array if array.ndim else array.reshape(1)}
-        return outputs
+        return answer
 
     async def ready(self) -> tuple[bool, str]:
         """(ready, why not); PredictorRefused once the model's load has failed (waiting will not help)."""

@@ -64,8 +64,13 @@ class PredictorClient:
         self._ready_path = f"/v1/models/{model}" if protocol == "v1" else f"/v2/models/{model}/ready"
         self._pool = HTTPClient(connect_timeout_s=min(timeout_s, 5.0))
 
-    async def infer(self, inputs: TensorDict, parameters: dict[str, Any] | None = None) -> TensorDict:
-        body = encode_v1(inputs) if self.protocol == "v1" else encode_v2(inputs, parameters)
+    async def infer(
+        self,
+        inputs: TensorDict,
+        parameters: dict[str, Any] | None = None,
+        outputs: tuple[str, ...] | None = None,
+    ) -> TensorDict:
+        body = encode_v1(inputs) if self.protocol == "v1" else encode_v2(inputs, parameters, outputs)
         status, headers, content = await self._request("POST", self._infer_path, body, self.timeout_s)
         if status != 200:
             raise _predictor_error(status, headers, content)
@@ -142,7 +147,9 @@ def _jsonable(array: np.ndarray) -> Any:
     return np.ascontiguousarray(array) if array.dtype.isnative else array.tolist()
 
 
-def encode_v2(inputs: TensorDict, parameters: dict[str, Any] | None = None) -> bytes:
+def encode_v2(
+    inputs: TensorDict, parameters: dict[str, Any] | None = None, outputs: tuple[str, ...] | None = None
+) -> bytes:
     tensors = []
     for name, array in inputs.items():
         datatype = v2_datatype(array.dtype)
@@ -155,6 +162,8 @@ def encode_v2(inputs: TensorDict, parameters: dict[str, Any] | None = None) -> b
             }
         )
     doc: dict[str, Any] = {"inputs": tensors}
+    if outputs:
+        doc["outputs"] = [{"name": name} for name in outputs]
     if parameters:
         doc["parameters"] = parameters
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -486,3 +486,19 @@ async def test_compressed_requests_reach_the_model_server_as_they_were_sent(
         assert re.search(
             r'serving_router_requests_total\{[^}]*arm="mirror"[^}]*code="200"[^}]*\} 37\.0', counts
         )
+
+
+async def test_a_head_answer_through_the_router_has_the_get_s_content_length(
+    predictor: InProcessServer,
+) -> None:
+    """RFC 9110 §8.6: a HEAD answer's Content-Length, if sent, is what the GET's would be; the router passes the
+    model server's on, not the length of the (empty) body it got."""
+    async with routed((predictor.url,), True) as (url, _, _), httpx.AsyncClient() as client:
+        for path in ("/v2/models/iris", "/v2/models/iris/ready", "/v1/models/iris", "/v2/models/iris/config"):
+            got = await client.get(url + path)
+            direct, head = await client.head(predictor.url + path), await client.head(url + path)
+            assert got.status_code == head.status_code == 200 and head.content == b"", path
+            assert head.headers["content-length"] == direct.headers["content-length"] == str(len(got.content))
+            assert head.headers.get_list("content-length") == [str(len(got.content))], path
+            assert head.headers["x-serving-revision"] == REVISION
+        assert (await client.get(url + "/v2/models/iris")).status_code == 200  # the connection still in step

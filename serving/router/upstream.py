@@ -130,7 +130,7 @@ class Upstreams:
         def finished(outcome: Response | BaseException) -> None:
             self.outstanding[endpoint] -= 1
             if isinstance(outcome, Response):
-                done(_answer(outcome))
+                done(_answer(outcome, method))
             elif isinstance(outcome, TimeoutError):
                 done(_timed_out(timeout_s))
             elif isinstance(outcome, UpstreamConnectError):
@@ -160,7 +160,7 @@ class Upstreams:
             response = await self.pool.request(endpoint, method, path, headers, body, timeout_s)
         except TimeoutError:
             raise _timed_out(stated_s) from None
-        return _answer(response)
+        return _answer(response, method)
 
     def idle(self, endpoints: Iterable[str]) -> bool:
         return all(self.outstanding.get(e, 0) == 0 for e in endpoints)
@@ -177,10 +177,15 @@ class Upstreams:
         await self.pool.aclose()
 
 
-def _answer(response: Response) -> UpstreamResponse:
-    """What goes back to the client: the model server's answer without hop-by-hop or duplicate headers."""
+def _answer(response: Response, method: str) -> UpstreamResponse:
+    """What goes back to the client: the model server's answer without hop-by-hop or duplicate headers. Its
+    Content-Length is the body's; for HEAD, the model server's (RFC 9110 §8.6: what GET would send; the body
+    is empty)."""
     out = [(k, v) for k, v in response.headers if k not in NOT_FORWARDED_BACK]
-    out.append((b"content-length", str(len(response.body)).encode()))
+    if method == "HEAD":
+        out += [(k, v) for k, v in response.headers if k == b"content-length"]
+    else:
+        out.append((b"content-length", str(len(response.body)).encode()))
     return UpstreamResponse(response.status, out, response.body)
 
 

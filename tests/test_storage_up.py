@@ -7,9 +7,10 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from tests.support import train_iris_sklearn
+from serving.storage import leases
+from tests.support import train_iris_sklearn, wait_until
 from tests.test_storage_http import ArtifactServer
-from tests.up_support import apply_text, isvc_yaml, predict, serving_up, wait_for_traffic
+from tests.up_support import apply_text, cli, isvc_yaml, predict, serving_up, wait_for_traffic
 
 
 def tarball_of(folder: Path) -> bytes:
@@ -17,6 +18,11 @@ def tarball_of(folder: Path) -> bytes:
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(folder, arcname="iris")
     return buf.getvalue()
+
+
+def held_under(cache: Path) -> list[str]:
+    """Cached folders this process (serving up, in-process here) holds a lease on."""
+    return [path for path in leases._held if path.startswith(str(cache))]
 
 
 def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
@@ -40,6 +46,10 @@ def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
                 response = predict(client, name)
                 assert response.status_code == 200, response.text
                 assert response.json()["predictions"][0] in (0, 1, 2)
+            (downloaded,) = held_under(tmp_path / "cache")  # the revision holds its folder while it lives
+            cli(server, state, "delete", "from-http")
+            wait_until(lambda: not held_under(tmp_path / "cache"), 30, what="the lease given back")
+            assert Path(downloaded).is_dir()  # released, not removed: a newer download of the URI prunes it
         assert artifacts.count("/models/iris.tar.gz", 200) == 1
     finally:
         artifacts.httpd.shutdown()

@@ -507,6 +507,9 @@ class LocalControlPlane:
         threading.Thread(target=fetch, name=f"fetch {runner.revision.name}", daemon=True).start()
         self._found(runner, *await done)
         runner.fetching = False
+        if self.runners.get((runner.revision.namespace, runner.revision.name)) is not runner:
+            release(runner.model_dir)  # retired while it downloaded: nobody will read that folder
+            return
         self._changed()
 
     @staticmethod
@@ -527,6 +530,7 @@ class LocalControlPlane:
         if replicas is None:  # the whole revision retired
             revision = runner.revision
             self.routes.forget(revision.isvc, revision.namespace, revision.name)
+            release(runner.model_dir)  # its downloaded folder may be pruned once a newer copy comes
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -6,6 +6,7 @@ body timeouts (408), a 413 that closes the connection instead of reading on, and
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -525,3 +526,34 @@ def test_a_pipelined_body_paused_behind_a_slow_answer_gets_its_full_body_timeout
         time.sleep(0.2)  # the client's pace is the scenario, not a wait for the server
         sock.sendall(second[-5:])
         assert _read_one(sock).endswith(b"\r\n\r\n10")
+
+
+@pytest.mark.parametrize(
+    "line, location",
+    [
+        (b"POST /v2/models/echo/infer/?x=1&y=%2F", b"/v2/models/echo/infer?x=1&y=%2F"),
+        (b"GET /v2/models/echo/", b"/v2/models/echo"),
+        (b"GET /v2/models/echo/ready//", b"/v2/models/echo/ready"),
+        (b"HEAD /v1/models/echo/", b"/v1/models/echo"),
+    ],
+)
+def test_a_trailing_slash_is_redirected_to_a_relative_location(
+    port: int, line: bytes, location: bytes
+) -> None:
+    """307 to the path without its slash as a relative reference (RFC 9110 §10.2.2), the query kept: no address
+    in it, so through the router it cannot name the replica (the router sends the replica's own Host), and a
+    client following it comes back the way it came."""
+    method = line.split(b" ")[0]
+    body = BODY if method == b"POST" else b""
+    head = b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n"
+    raw = exchange(port, line + head + b"content-length: %d\r\n\r\n" % len(body) + body)
+    (answer,) = responses(raw)
+    sent = re.search(rb"\r\nlocation: ([^\r]*)\r\n", raw, re.IGNORECASE)
+    assert answer[0] == 307 and sent is not None and sent.group(1) == location, raw
+    assert b"127.0.0.1" not in raw
+    (followed,) = responses(
+        exchange(port, method + b" " + location + head + b"content-length: %d\r\n\r\n" % len(body) + body)
+    )
+    assert followed[0] == 200, followed
+    if method == b"POST":
+        assert_predicted(followed)

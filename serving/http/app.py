@@ -7,10 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.datastructures import URL
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.dataplane import DataPlane
 from serving.errors import NotFound
@@ -56,6 +58,29 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
     return routes
 
 
+def relative_slash_redirect(router: Router) -> ASGIApp:
+    """What `router` answers when no route matches: Starlette's `redirect_slashes` (307 to the path with its
+    trailing slash toggled, when that one has a route; the query kept), but with a relative Location (RFC 9110
+    §10.2.2). Starlette's names the Host of the request, which behind `serving up`'s router is the replica's
+    own address: a client following it would bypass the router. Else the 404. Set as `router.default`, with
+    `router.redirect_slashes` off; nothing on a matched request's way changes."""
+    not_found = router.not_found
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path != "/":
+                toggled = {**scope, "path": path.rstrip("/") if path.endswith("/") else path + "/"}
+                if any(route.matches(toggled)[0] is not Match.NONE for route in router.routes):
+                    # no host and no server: Starlette's URL is then the path and query alone ("//x" escaped)
+                    relative = URL(scope={**toggled, "headers": [], "server": None})
+                    await RedirectResponse(str(relative))(scope, receive, send)
+                    return
+        await not_found(scope, receive, send)
+
+    return default
+
+
 async def _no_explainer(request: Request) -> Response:
     raise NotFound(  # a 4xx: the route is KServe's, the thing it names is not here
         f"model {request.path_params['name']!r} has no explainer: KServe's explainers (spec.explainer, "
@@ -94,4 +119,6 @@ def build_app(
     app = Starlette(
         routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware, lifespan=lifespan
     )
+    app.router.redirect_slashes = False
+    app.router.default = relative_slash_redirect(app.router)
     return InferenceFastLane(app, routes, dataplane.limits.max_body_bytes)

@@ -214,6 +214,40 @@ def test_a_candidate_that_fails_to_load_fails_the_canary_at_once():
     assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
 
 
+def test_a_candidate_failing_while_retried_waits_until_the_progress_deadline():
+    """A failure the host retries (a store that may come back) is Flagger's progressDeadlineSeconds case: the
+    Canary waits, saying so, and fails only once the deadline passes without the candidate ready; one that
+    recovers in time gets its analysis."""
+    host, clock = Host(), [0.0]
+    ctl = CanaryController(host, clock=lambda: clock[0])
+    doc = canary_doc()
+    doc["spec"]["progressDeadlineSeconds"] = 60
+    ctl.apply(parse_canary(doc))
+    retried = RolloutView("iris-b", "iris-a", False, True, "HTTP 503", latest_retrying=True)
+    host.view = retried
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert status.phase is Phase.WAITING and "is retried: HTTP 503" in status.message, status.message
+    assert "within 60 s" in status.message and ctl.percent_for(KEY) == 0
+    saved = len(host.saved)
+    clock[0] += 59
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING
+    assert len(host.saved) == saved  # the countdown is not a new status on every pass
+    clock[0] += 2
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert (status.phase, status.revision) == (Phase.FAILED, "iris-b")
+    assert "progressDeadlineSeconds 60" in status.message
+    host.view = RolloutView("iris-c", "iris-a", False, True, "HTTP 503", latest_retrying=True)
+    ctl.tick()  # a new candidate gets its own deadline
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING
+    clock[0] += 30
+    host.view = RolloutView("iris-c", "iris-a", True)  # the store came back in time
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
+
+
 @pytest.mark.asyncio
 async def test_local_host_reports_a_canary_revision_whose_model_failed_to_load(tmp_path: Path):
     """`serving up`'s host over the real local control plane (in-process fake replicas): the failed load

@@ -46,6 +46,7 @@ class RolloutView:
     latest_failed: bool = False  # it will not become ready (its model failed to load): the canary fails
     latest_error: str = ""  # why, when the host knows
     latest_restarts: int = 0  # restarts (crashes) of its replicas so far, when the host knows
+    latest_retrying: bool = False  # failed, and the host tries it again (a store that may come back)
 
 
 class CanaryHost(Protocol):
@@ -66,6 +67,7 @@ class Tracked:
     load_test_for: str | None = None  # the revision whose load test was started
     stable_counters: RevisionCounters | None = None  # the stable revision's, at the last check (None: unread)
     restarts: int | None = None  # the canary's replica restarts at the last check (None: unread)
+    failing: tuple[str, float] | None = None  # (candidate, since when) failing while its host retries it
 
 
 class CanaryMetrics:
@@ -248,9 +250,25 @@ class CanaryController:
             and view.latest_failed
             and (status.phase is not Phase.FAILED or status.revision != candidate)
         ):
-            message = f"rolled back: revision {candidate} failed to load" + (
-                f": {view.latest_error}" if view.latest_error else ""
-            )
+            why = f": {view.latest_error}" if view.latest_error else ""
+            deadline_s = tracked.canary.spec.progress_deadline_seconds
+            if view.latest_retrying:  # as Flagger's progressDeadlineSeconds: a store may come back
+                if tracked.failing is None or tracked.failing[0] != candidate:
+                    tracked.failing = (candidate, now)
+                left_s = deadline_s - (now - tracked.failing[1])
+                if left_s > 0:
+                    waiting = (
+                        f"waiting for {candidate}, which failed and is retried{why}; the Canary fails if it"
+                    )
+                    waiting += f" is not ready within {left_s:.0f} s (progressDeadlineSeconds {deadline_s})"
+                    if (
+                        status.phase is not Phase.WAITING
+                        or status.message.split(";")[0] != waiting.split(";")[0]
+                    ):
+                        self._transition(key, tracked, CanaryStatus(Phase.WAITING, None, message=waiting))
+                    return
+                why += f" (not ready within progressDeadlineSeconds {deadline_s})"
+            message = f"rolled back: revision {candidate} failed to load{why}"
             failed = (
                 replace(status, phase=Phase.FAILED, canary_weight=0, paused_from=None, message=message)
                 if status.revision == candidate

@@ -128,6 +128,8 @@ class TargetRef(_Strict):
 class CanarySpec(_Strict):
     target_ref: TargetRef
     analysis: Analysis
+    # Flagger's: how long a candidate that failed may keep being retried before the Canary fails
+    progress_deadline_seconds: int = Field(default=600, ge=1)
 
 
 class CanaryMetadata(Metadata):

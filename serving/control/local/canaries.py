@@ -55,8 +55,9 @@ class LocalCanaries:
             return None
         latest, rolled_out = service.rollout.latest_created, service.rollout.rolled_out
         runner = self.control.runners.get((key[0], latest)) if latest is not None else None
-        if runner is None:
-            return RolloutView(latest, rolled_out, False)
+        retrying = self.control.retrying(key[0], latest) if latest is not None else False
+        if runner is None:  # being made again (a retry) or not yet
+            return RolloutView(latest, rolled_out, False, retrying, latest_retrying=retrying)
         failure = runner.failure()  # its model failed to load (or it crashed before ever ready): for good
         # ready as plan() sees it: scaled to zero on purpose still serves (the activator wakes it)
         ready = runner.ready() or (
@@ -64,7 +65,15 @@ class LocalCanaries:
         )
         # the supervisor's count of crashes of each replica (processes.Replica.restarts)
         restarts = sum(getattr(replica, "restarts", 0) for replica in runner.all_replicas())
-        return RolloutView(latest, rolled_out, ready, failure is not None, failure or "", restarts)
+        return RolloutView(
+            latest,
+            rolled_out,
+            ready,
+            failure is not None,
+            failure or "",
+            restarts,
+            retrying and failure is not None,
+        )
 
     def router_expositions(self) -> Sequence[bytes]:
         return self.expositions()

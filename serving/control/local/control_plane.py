@@ -363,6 +363,10 @@ class LocalControlPlane:
                 release(runner.model_dir)  # its lease on a downloaded folder: the next attempt takes its own
                 self._spawn(runner.stop())
 
+    def retrying(self, namespace: str, revision: str) -> bool:
+        """Whether a failed revision will be tried again (its storage fetch or load may yet succeed)."""
+        return (namespace, revision) in self._retries
+
     def _backoff(self, previous: Retry | None, runner: RevisionRunner, why: str) -> Retry:
         delay = self.retry_first_s if previous is None else min(previous.delay_s * 2, self.retry_max_s)
         attempts = 1 if previous is None else previous.attempts + 1

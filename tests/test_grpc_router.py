@@ -195,5 +195,35 @@ async def test_api_keys_are_checked_over_grpc(proxied: tuple[Router, str]) -> No
 async def test_field_one_reads_only_the_name() -> None:
     assert field_one(infer_request("iris")) == "iris"
     assert field_one(pb.ModelReadyRequest(name="m", version="2").SerializeToString()) == "m"
+    assert field_one(pb.ModelConfigRequest(name="c", version="1").SerializeToString()) == "c"
     with pytest.raises(ValueError):
         field_one(b"\x0a\x05ab")  # a length past the end
+
+
+async def test_model_config_is_routed_like_rest_s_config(
+    proxied: tuple[Router, str], predictors: tuple[InProcessServer, InProcessServer, InProcessServer]
+) -> None:
+    """ModelConfig (Triton's `model_configuration` extension) goes to the arm like ModelMetadata: the replica's
+    answer, with the revision; the router's ServerMetadata lists the extension (not the repository's, which
+    is not routed)."""
+    _, target = proxied
+    routed = triton_aio.InferenceServerClient(target)
+    direct = triton_aio.InferenceServerClient(grpc_target(predictors[0]))
+    try:
+        config = await routed.get_model_config("iris", headers={"x-serving-tag": "prev"}, as_json=True)
+        assert config == await direct.get_model_config("iris", as_json=True)
+        assert config["config"]["name"] == "iris" and config["config"]["input"][0]["name"] == "input-0"
+        with pytest.raises(InferenceServerException) as missing:
+            await routed.get_model_config("nope")
+        assert missing.value.status() == "StatusCode.NOT_FOUND"
+        extensions = (await routed.get_server_metadata()).extensions
+        assert set(extensions) == {"binary_tensor_data", "model_configuration"}
+    finally:
+        await routed.close()
+        await direct.close()
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")(
+            pb.ModelConfigRequest(name="iris").SerializeToString(), timeout=10
+        )
+        assert pb.ModelConfigResponse.FromString(await call).config.name == "iris"
+        assert dict(await call.initial_metadata())["x-serving-revision"] in ("iris-stable1", "iris-canary1")

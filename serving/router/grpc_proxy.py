@@ -37,12 +37,15 @@ from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
 
 log = logging.getLogger("serving.router.grpc")
-PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata")
+PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig")
+# What the router serves over gRPC (ModelConfig is Triton's `model_configuration`; the repository is not routed)
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 REVISION_KEY = "x-serving-revision"
 
 
 def field_one(message: bytes) -> str:
-    """`model_name` of a ModelInferRequest, `name` of ModelReady/ModelMetadataRequest: field 1 in all three."""
+    """`model_name` of a ModelInferRequest, `name` of ModelReady/ModelMetadata/ModelConfigRequest: field 1 in
+    all four."""
     return wire.last_string(message, 1)
 
 
@@ -87,7 +90,7 @@ class GrpcProxy:
                 reply = pb.ServerReadyResponse(ready=self.router.ready_check())
             else:
                 reply = pb.ServerMetadataResponse(
-                    name="serving-router", version=serving.__version__, extensions=["binary_tensor_data"]
+                    name="serving-router", version=serving.__version__, extensions=EXTENSIONS
                 )
             serialised: bytes = reply.SerializeToString()
             return serialised

@@ -502,3 +502,14 @@ async def test_a_head_answer_through_the_router_has_the_get_s_content_length(
             assert head.headers.get_list("content-length") == [str(len(got.content))], path
             assert head.headers["x-serving-revision"] == REVISION
         assert (await client.get(url + "/v2/models/iris")).status_code == 200  # the connection still in step
+
+
+async def test_the_routers_server_metadata_lists_what_it_routes(predictor: InProcessServer) -> None:
+    """`GET /v2` names the extensions a client can use through the router: the binary tensors and a model's
+    config (routed), not the repository (not routed: tritonclient's get_model_repository_index would fail)."""
+    async with routed((predictor.url,), True) as (url, _, _), httpx.AsyncClient(base_url=url) as client:
+        metadata = (await client.get("/v2")).json()
+        assert metadata["name"] == "serving-router"
+        assert metadata["extensions"] == ["binary_tensor_data", "model_configuration"]
+        assert (await client.get("/v2/models/iris/config")).json()["name"] == "iris"
+        assert (await client.post("/v2/repository/index", json={})).status_code == 404

@@ -137,7 +137,8 @@ class Router:
                 {
                     "name": "serving-router",
                     "version": serving.__version__,
-                    "extensions": ["binary_tensor_data", "model_repository"],
+                    # what works through the router: /v2/models/NAME/config is routed, /v2/repository/* is not
+                    "extensions": ["binary_tensor_data", "model_configuration"],
                 },
             )
         else:

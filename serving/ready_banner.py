@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from serving.http.launcher import bound_port
 from serving.repository import Model, ModelRepository
 from serving.runtimes import RUNTIMES
 
@@ -23,7 +24,9 @@ def runtime_name(model: Model) -> str:
 def banner(repository: ModelRepository, host: str, port: int) -> str:
     served = ", ".join(f"{m.name} ({runtime_name(m)})" for m in repository.models())
     shown_host = f"[{host}]" if ":" in host else host
-    return f"serving {served} on http://{shown_host}:{port}"
+    return (
+        f"serving {served} on http://{shown_host}:{port or bound_port() or 0}"  # serving up's: the port bound
+    )
 
 
 def announce_when_ready(repository: ModelRepository, host: str, port: int) -> Callable[[Model], None]:

@@ -51,3 +51,33 @@ def test_serve_says_what_it_serves_and_where_once_ready(
     assert lines == [
         "serving onnx-iris (onnx), sklearn-iris (sklearn), xgboost-iris (xgboost) on http://127.0.0.1:0"
     ], out  # the port asked for (the harness asks for 0)
+
+
+@pytest.mark.e2e  # the port a process binds is what it says: a real `serving serve` process
+def test_port_0_is_announced_as_the_port_bound(model_repo: Path, tmp_path: Path) -> None:
+    """As `serving up` starts its replicas (port 0, a Unix socket beside it): their log says the real port."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from serving.http import local_sockets
+
+    command = [sys.executable, "-m", "serving.cli", "serve", "--model-dir", str(model_repo / "sklearn-iris")]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, local_sockets.ENV: str(tmp_path)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until the banner (or EOF if it died)
+        assert line.startswith("serving sklearn-iris (sklearn) on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].strip()
+        assert not url.endswith(":0")
+        assert httpx.get(url + "/v2/health/ready", timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -99,6 +99,14 @@ def run_http_server(
     uvicorn.run(app, workers=workers, factory=factory, **http_options(host, port, **options))
 
 
+_bound_port: list[int] = []  # this process's TCP port once bound here: serving up's replicas ask for port 0
+
+
+def bound_port() -> int | None:
+    """The TCP port this process listens on, when bound here (`_run_with_unix_socket`); else None."""
+    return _bound_port[0] if _bound_port else None
+
+
 def _run_with_unix_socket(app: ASGIApp | str, directory: str, options: dict[str, Any]) -> None:
     """`uvicorn.run` for one worker, listening on its TCP port and on `<directory>/<port>.sock`."""
     import uvicorn
@@ -117,7 +125,10 @@ def _run_with_unix_socket(app: ASGIApp | str, directory: str, options: dict[str,
     config.load_app()
     server = Server(config)
     tcp = config.bind_socket()
-    path = local_sockets.path_for(directory, tcp.getsockname()[1])
+    # uvicorn binds it inheritable (for its workers); a process of ours must not pass it on to its children
+    tcp.set_inheritable(False)
+    _bound_port[:] = [tcp.getsockname()[1]]
+    path = local_sockets.path_for(directory, _bound_port[0])
     sockets = [tcp]
     try:
         sockets.append(local_sockets.listen(path, config.backlog))

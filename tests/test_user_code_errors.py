@@ -46,7 +46,7 @@ class _Failing(Transformer):
 class _Predictor:
     url = "http://127.0.0.1:9"
 
-    async def infer(self, request: Any, parameters: Any = None) -> dict[str, np.ndarray]:
+    async def infer(self, request: Any, parameters: Any = None, outputs: Any = None) -> dict[str, np.ndarray]:
         return {"predict": np.array([1])}
 
 

@@ -199,6 +199,11 @@ def test_knative_min_and_max_scale_are_the_replica_bounds_locally_and_rendered(m
         ({"serving.kserve.io/deploymentMode": "ModelMesh"}, {}, "ModelMesh is not supported"),
         ({"serving.kserve.io/deploymentMode": "Raw"}, {}, "RawDeployment"),
         ({"serving.kserve.io/metrics": "gpu"}, {}, "'gpu' is unknown"),
+        (
+            {"autoscaling.knative.dev/metric": "latency"},
+            {},
+            "autoscaling.knative.dev/metric: 'latency' is unknown",
+        ),
         ({"serving.kserve.io/targetUtilizationPercentage": "150"}, {}, "outside 1..100"),
         ({"autoscaling.knative.dev/activation-scale": "5"}, {"maxReplicas": 3}, "above maxReplicas 3"),
         ({"autoscaling.knative.dev/activation-scale": "0"}, {}, "outside 1..1000"),

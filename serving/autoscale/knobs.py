@@ -182,12 +182,13 @@ def _metric_and_target(
         or annotations.get(PREFIX + "metric")
         or ("cpu" if autoscaler == "hpa" else "concurrency")
     )
-    if metric not in METRICS:
-        where = (
-            f"{path}.scaleMetric"
-            if component.scale_metric or not kserve_metric
-            else f"metadata.annotations.{scaling_annotations.metric_key(annotations)}"
-        )
+    if metric not in METRICS:  # named where it was written: the field, KServe's annotation, or Knative's
+        if component.scale_metric:
+            where = f"{path}.scaleMetric"
+        elif kserve_metric:
+            where = f"metadata.annotations.{scaling_annotations.metric_key(annotations)}"
+        else:
+            where = f"metadata.annotations.{PREFIX}metric"
         raise AutoscaleSpecError(f"{where}: {metric!r} is unknown; use one of {', '.join(METRICS)}")
     target: float | None = component.scale_target
     from_metrics = _from_autoscaling_metrics(getattr(component, "auto_scaling", None), path)

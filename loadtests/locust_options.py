@@ -42,6 +42,12 @@ def options(environment: Environment) -> Any:
     return environment.parsed_options
 
 
+def tag_headers(environment: Environment) -> dict[str, str]:
+    """`--serving-tag` as the header every scenario sends with every request (empty: no header)."""
+    tag = options(environment).serving_tag
+    return {"x-serving-tag": tag} if tag else {}
+
+
 def _percentile(entry: Any, fraction: float) -> float:
     """The last ~10 s percentile when Locust keeps that window (it does with --csv), else the overall one."""
     try:

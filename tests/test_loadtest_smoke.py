@@ -11,6 +11,10 @@ import json
 import re
 import subprocess
 import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -170,6 +174,67 @@ def test_transformer_scenario_through_serving_up(tmp_path: Path) -> None:
     entries = json.loads((tmp_path / "locust.json").read_text())
     assert sum(e["num_requests"] for e in entries) > 0
     assert sum(e["num_failures"] for e in entries) == 0
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A stand-in router: answers every scenario's request (one row) and counts the x-serving-tag it got."""
+
+    tags: Counter[str] = Counter()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        _Recorder.tags[self.headers.get("x-serving-tag", "(none)")] += 1
+        if self.path.startswith("/v2/"):
+            doc: dict = {"outputs": [{"name": "o", "datatype": "INT64", "shape": [1], "data": [0]}]}
+        else:
+            doc = {"predictions": ["setosa"]}  # labels: what the transformer scenario checks for
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-serving-revision", "iris-00001")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def recorder() -> Iterator[str]:
+    _Recorder.tags.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("scenario", ["canary", "transformer", "v2-binary"])
+def test_every_scenario_sends_the_tag_with_every_request(
+    recorder: str, tmp_path: Path, scenario: str
+) -> None:
+    """`--tag latest` pins the router to the canary arm: a request without the header is split 70/30 instead."""
+    run = loadtest(
+        scenario,
+        "--url",
+        recorder,
+        "--model",
+        "sklearn-iris",
+        "--users",
+        "1",
+        "--duration",
+        "1s",
+        "--tag",
+        "latest",
+        "--out",
+        str(tmp_path),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert set(_Recorder.tags) == {"latest"} and _Recorder.tags["latest"] > 0, _Recorder.tags
 
 
 def test_sigterm_stops_locust_with_the_run(iris_server, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 
 from loadtests import payloads
-from loadtests.locust_options import options
+from loadtests.locust_options import options, tag_headers
 
 REVISION_HEADER = "x-serving-revision"
 
@@ -30,6 +30,7 @@ class CanaryUser(FastHttpUser):
         self.model = opts.model_name
         self.body = payloads.v1_body(opts.payload or payloads.kind_for_model(self.model), opts.rows)
         self.count = opts.rows
+        self.headers = tag_headers(self.environment)  # `serving loadtest --tag`
 
     @task
     def predict(self) -> None:
@@ -37,6 +38,7 @@ class CanaryUser(FastHttpUser):
             "POST",
             f"/v1/models/{self.model}:predict",
             data=self.body,
+            headers=self.headers,
             name="/v1/models/[model]:predict canary",
         ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"

@@ -13,7 +13,7 @@ from functools import cache
 from locust import FastHttpUser, constant, task
 
 from loadtests import payloads
-from loadtests.locust_options import options
+from loadtests.locust_options import options, tag_headers
 
 
 @cache
@@ -40,7 +40,7 @@ class _ModelUser(FastHttpUser):
         self.model = opts.model_name
         self.kind = opts.payload or payloads.kind_for_model(self.model)
         self.count = opts.rows
-        self.headers = {"x-serving-tag": opts.serving_tag} if opts.serving_tag else {}
+        self.headers = tag_headers(self.environment)
 
 
 class V1PredictUser(_ModelUser):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from locust import FastHttpUser, constant, task
 
 from loadtests import payloads
-from loadtests.locust_options import options
+from loadtests.locust_options import options, tag_headers
 
 
 class TransformerUser(FastHttpUser):
@@ -21,6 +21,7 @@ class TransformerUser(FastHttpUser):
         opts = options(self.environment)
         self.model = opts.model_name
         self.count = opts.rows
+        self.headers = tag_headers(self.environment)  # `serving loadtest --tag`
         self.body = payloads.v1_records_body(self.count)
 
     @task
@@ -29,6 +30,7 @@ class TransformerUser(FastHttpUser):
             "POST",
             f"/v1/models/{self.model}:predict",
             data=self.body,
+            headers=self.headers,
             name="/v1/models/[model]:predict transformer",
         ) as resp:
             assert resp.status_code == 200, f"HTTP {resp.status_code},"

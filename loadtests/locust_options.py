@@ -31,7 +31,7 @@ def _options(parser: Any) -> None:
         "--progress-file", default="", help="JSON file rewritten every second with live totals"
     )
     parser.add_argument(
-        "--totals-file", default="", help="JSON file with Locust's own run totals, written at stop"
+        "--totals-file", default="", help="JSON file with Locust's own run totals, written at exit"
     )
     parser.add_argument(
         "--serving-tag", default="", help="send x-serving-tag (pin the router to a revision tag)"
@@ -82,13 +82,19 @@ def _start_progress(environment: Environment, **_: Any) -> None:
         gevent.spawn(_write_progress, environment, path, time.monotonic())
 
 
-@events.test_stop.add_listener
-def _write_totals(environment: Environment, **_: Any) -> None:
+@events.init.add_listener
+def _totals_at_exit(environment: Environment, **_: Any) -> None:
+    """Write `--totals-file` on Locust's `quit` event: it fires once the runner has quit (every worker's final
+    report in) and locust.json is written. At `test_stop` a master (`--processes`) has not had the workers'
+    final reports yet, so its totals were short of what locust.json and locust.html say."""
+    path = getattr(environment.parsed_options, "totals_file", "")
+    if path and not isinstance(environment.runner, WorkerRunner):  # a worker's share is not the total
+        environment.events.quit.add_listener(lambda **_: _write_totals(environment, path))
+
+
+def _write_totals(environment: Environment, path: str) -> None:
     """What Locust's own report (locust.html, the Aggregated row) says, plus the one number its JSON file lacks:
     when its statistics started (`total_rps` divides by the time since then, not since the first request)."""
-    path = getattr(environment.parsed_options, "totals_file", "")
-    if not path or isinstance(environment.runner, WorkerRunner):  # a worker's share is not the total
-        return
     total = environment.stats.total
     doc = {
         "stats_start_time": environment.stats.start_time,

@@ -95,6 +95,10 @@ def _assert_summary_agrees_with_locusts_report(out: Path) -> None:
     row = next(r for r in json.loads(args.group(1))["requests_statistics"] if r["name"] == "Aggregated")
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["requests"], summary["failures"]) == (row["num_requests"], row["num_failures"])
+    # ... and so does locust_totals.json, written by the master with `--processes` once the workers' final
+    # reports are in (at test_stop they were not: it undercounted)
+    totals = json.loads((out / "locust_totals.json").read_text())
+    assert (totals["requests"], totals["failures"]) == (row["num_requests"], row["num_failures"])
     # Within 0.2 %: with `--processes`, the master's report and its totals are merged from the workers' last
     # reports, which can land a few ms apart (seen once in CI: 780.6 against 781.44 req/s).
     assert summary["rps"] == pytest.approx(row["total_rps"], rel=0.002, abs=0.06)

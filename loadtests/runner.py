@@ -32,6 +32,27 @@ SCENARIOS = {  # scenario -> (locustfile, user class)
     "canary": ("locustfiles/canary.py", "CanaryUser"),
 }
 ROUTED = {"canary", "transformer"}  # need `serving up` (the router) when started with --example
+# Every file a run writes to `--out` (Locust's, ours, the servers' logs): removed when a run starts, so a
+# reused folder never shows the previous run's progress, report or CSVs as this run's.
+RUN_FILES = (
+    "locust.json",
+    "locust.html",
+    "locust.log",
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "locust_exceptions.csv",
+    "locust_totals.json",
+    "progress.json",
+    "progress.json.tmp",
+    "canary.json",
+    "generator.json",
+    "summary.json",
+    "chart.html",
+    "chart.png",
+    "server.log",
+    "router.log",
+)
 
 
 @dataclass
@@ -240,10 +261,17 @@ def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
         yield router.url
 
 
+def clear_previous_run(out: Path) -> None:
+    """Remove what an earlier run left in `out` (only the files a run writes; anything else stays)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = (args.out or servers.RESULTS / f"{args.scenario}-{stamp}").resolve()
     out.mkdir(parents=True, exist_ok=True)
+    clear_previous_run(out)
     duration_s = parse_duration(args.duration)
     with target(args, args.scenario, out) as url:
         plan = Plan(

@@ -168,3 +168,38 @@ def test_bench_rows_without_throughput_show_their_value_and_target() -> None:
     cells = _cells(row)
     assert "0.70 s" in cells and "≤ 0.8 s" in cells and cells[2] == "—"
     assert _row("memory", "idle RSS, x", [120.0], "MB", 90, "").met is False
+
+
+def test_a_run_into_a_used_out_folder_never_reports_the_previous_runs_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first progress line came from the old progress.json, and a run that died left the old locust.json
+    to be summarised as its own: what an earlier run wrote is gone when Locust starts; other files stay."""
+    previous = {
+        "locust.json": [_entry("/a", {"1": 5}, 0, 100.0, 110.0)],
+        "locust_totals.json": {"stats_start_time": 99.0},
+        "progress.json": {"elapsed_s": 30, "users": 4, "requests": 5, "failures": 0, "rps": 1, "p50_ms": 1},
+        "summary.json": {},
+        "generator.json": {},
+    }
+    for name, doc in previous.items():
+        (tmp_path / name).write_text(json.dumps(doc))
+    for name in ("locust.html", "locust_stats_history.csv", "chart.html", "server.log"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    seen: list[list[str]] = []
+
+    def locust_that_dies_at_start(plan: runner.Plan) -> int:
+        seen.append(sorted(p.name for p in plan.out.iterdir()))
+        (plan.out / "locust.log").write_text("ImportError: no module named locust\n")
+        return 1
+
+    monkeypatch.setattr(runner, "run_locust", locust_that_dies_at_start)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(
+        ["v1", "--url", "http://127.0.0.1:9", "--duration", "1s", "--out", str(tmp_path)]
+    )
+    assert runner.run_from_args(args) == 2  # no report of its own: not the previous run's, summarised again
+    assert seen == [["notes.txt"]]
+    assert "wrote no report" in capsys.readouterr().err

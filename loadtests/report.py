@@ -108,17 +108,34 @@ def summarise(json_path: Path, canary_path: Path | None = None, totals_path: Pat
     )
 
 
+def _at_histogram_resolution(ms: float) -> float:
+    """Locust's histogram keys (its `bucket_response_time`): whole ms below 100 ms, then ~2 significant digits."""
+    for below, digits in ((100, 0), (1000, -1), (10000, -2)):
+        if ms < below:
+            return float(round(ms, digits))
+    return float(round(ms, -3))
+
+
+def printed_percentiles(summary: Summary) -> tuple[float, float, float]:
+    """p50/p95/p99 as the table prints them: all at the histogram's resolution, never decreasing. (summary.json
+    keeps Locust's own median, clamped to the exact min: under 1 ms that is 0.28 beside a p95 of 0.)"""
+    p50, p95, p99 = (_at_histogram_resolution(v) for v in (summary.p50_ms, summary.p95_ms, summary.p99_ms))
+    p95 = max(p95, p50)
+    return p50, p95, max(p99, p95)
+
+
 def format_table(summary: Summary) -> str:
     """The stdout summary: one line of totals, one per request name, the canary split if any."""
+    p50, p95, p99 = printed_percentiles(summary)
     rows = [
         ["requests", "req/s", "avg ms", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures"],
         [
             str(summary.requests),
             f"{summary.rps:.1f}",
             f"{summary.avg_ms:g}",
-            f"{summary.p50_ms:g}",
-            f"{summary.p95_ms:g}",
-            f"{summary.p99_ms:g}",
+            f"{p50:g}",
+            f"{p95:g}",
+            f"{p99:g}",
             f"{summary.max_ms:g}",
             f"{summary.failures} ({summary.failure_ratio:.2%})",
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,27 @@ def test_a_run_into_a_used_out_folder_never_reports_the_previous_runs_files(
     assert runner.run_from_args(args) == 2  # no report of its own: not the previous run's, summarised again
     assert seen == [["notes.txt"]]
     assert "wrote no report" in capsys.readouterr().err
+
+
+def test_printed_percentiles_share_one_rounding_and_never_decrease(tmp_path: Path) -> None:
+    """Under 1 ms Locust's median is clamped to the exact min (0.28) while p95 is a histogram key (0): the table
+    printed `p50 0.280556  p95 0  p99 1`. It prints all three at the histogram's resolution, in order."""
+    path = tmp_path / "locust.json"
+    fast = {**_entry("/a", {"0": 96, "1": 4}, 0, 100.0, 110.0), "min_response_time": 0.280556}
+    slow = {
+        **_entry("/b", {"150": 100}, 0, 100.0, 110.0),
+        "min_response_time": 145.5,
+        "max_response_time": 147.0,
+    }
+    path.write_text(json.dumps([fast]))
+    summary = report.summarise(path)
+    assert (summary.p50_ms, summary.p95_ms, summary.p99_ms) == (0.280556, 0.0, 1.0)  # = locust.html
+    header, values = (
+        re.split(r"\s{2,}", line.strip()) for line in report.format_table(summary).splitlines()[:2]
+    )
+    printed = dict(zip(header, values, strict=True))
+    assert (printed["p50 ms"], printed["p95 ms"], printed["p99 ms"]) == ("0", "0", "1")
+    # Above 100 ms Locust's keys have 2 significant digits: a median clamped to max 147 prints as its key, 150.
+    path.write_text(json.dumps([slow]))
+    assert report.summarise(path).p50_ms == 147.0
+    assert report.printed_percentiles(report.summarise(path)) == (150.0, 150.0, 150.0)

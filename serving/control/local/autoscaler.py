@@ -54,7 +54,10 @@ class RevisionScaler:
     desired: int
     kpa: KPA
     samples: deque[Sample] = field(default_factory=deque)
-    ever_ready: bool = False
+    # Knative's initial-scale (inside the bounds): the ready replicas a revision reaches before it is Ready
+    initial: int = 1
+    ever_ready: bool = False  # reached its initial scale once (Knative: the revision became Ready)
+    hold_until_s: float = 0.0  # ... and keeps that scale until then: one stable window
     last_count: tuple[float, int] | None = None  # (time, started requests) for rps
     decision: Decision | None = None
 
@@ -64,15 +67,24 @@ class RevisionScaler:
         while self.samples and self.samples[0].time_s <= horizon:
             self.samples.popleft()
 
+    def reached_initial_scale(self, fleet: Fleet) -> bool:
+        return self.ever_ready or fleet.ready >= max(self.initial, 1)
+
     def decide(self, now_s: float, fleet: Fleet, waiting: int) -> Decision:
-        if fleet.ready and not self.ever_ready:  # a fresh revision keeps its initial scale for one window
-            self.ever_ready = True
-            self.kpa.last_traffic_s = now_s + self.knobs.stable_window_s
+        if not self.ever_ready and self.reached_initial_scale(fleet):
+            self.ever_ready = True  # a fresh revision keeps its initial scale for one window
+            self.hold_until_s = now_s + self.knobs.stable_window_s
+            self.kpa.last_traffic_s = self.hold_until_s
         decision = self.kpa.decide(self.samples, fleet.ready, now_s)
         if waiting and decision.desired < 1:  # the activator holds requests: never zero under them
             decision = replace(decision, desired=1, reason=f"{waiting} request(s) held by the activator")
         if not self.ever_ready:  # nothing to measure yet: keep starting what was asked
-            decision = replace(decision, desired=max(decision.desired, self.desired), reason="not ready yet")
+            reason = f"initial scale not reached yet ({fleet.ready}/{self.initial} ready)"
+            decision = replace(decision, desired=max(decision.desired, self.desired), reason=reason)
+        elif now_s < self.hold_until_s and decision.desired < self.initial:
+            keep = min(self.initial, self.knobs.max_replicas or self.initial)  # a re-apply may lower max
+            reason = f"initial scale {self.initial} kept for one window ({self.knobs.stable_window_s:g}s)"
+            decision = replace(decision, desired=max(decision.desired, keep), reason=reason)
         self.decision, self.desired = decision, decision.desired
         return decision
 
@@ -127,11 +139,18 @@ class Autoscalers:
         scaler = self.scalers.get(key)
         if scaler is None:
             kpa = KPA(_kpa_knobs(knobs), last_traffic_s=self.clock())
-            scaler = self.scalers[key] = RevisionScaler(isvc, knobs, initial_replicas(knobs), kpa)
+            initial = initial_replicas(knobs)
+            scaler = self.scalers[key] = RevisionScaler(isvc, knobs, initial, kpa, initial=initial)
             self._tasks[key] = asyncio.create_task(self._run(key, scaler), name=f"autoscaler-{key[1]}")
         elif scaler.knobs != knobs:  # a re-apply changed min/max/target: same revision, new knobs
             scaler.knobs, scaler.kpa.knobs = knobs, _kpa_knobs(knobs)
         return scaler.desired
+
+    def reached_initial_scale(self, key: Key) -> bool:
+        """Whether the revision may be Ready (Knative: once its initial-scale replicas were ready, not before);
+        a revision without an autoscaler has no initial scale to wait for."""
+        scaler = self.scalers.get(key)
+        return scaler is None or scaler.reached_initial_scale(self.fleet(*key))
 
     def scaled_to_zero(self, key: Key) -> bool:
         """Idle at zero on purpose: still serving (the activator wakes it), not failed or starting."""

@@ -3,8 +3,9 @@
 A request for a revision with no ready replica (its service allows `minReplicas: 0`) is held here: the control
 plane hears about the demand (`on_demand`, wired by whoever assembles the router — the router imports nothing
 of the control plane), starts a replica, publishes a route table with its endpoint, and the held request goes
-on at once. Past `timeout_s`, or when `max_queue` requests already wait for that revision: 503 + Retry-After.
-Held requests count as load (`RevisionLoad.held`), so the autoscaler sees them as concurrency.
+on at once. Past `timeout_s`, or when `max_queue` requests already wait for that revision: 503 + Retry-After;
+past the request's own deadline (its route's `timeout_s`, counted from its arrival) first: 504, as when a model
+answers too late. A service deleted while its requests wait: 404 at once. Held requests count as load (`RevisionLoad.held`), so the autoscaler sees them as concurrency.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from serving.autoscale.metrics import ScalingMetrics
-from serving.errors import ServiceUnavailable, scrubbed
+from serving.errors import GatewayTimeout, ModelNotFound, ServiceUnavailable, scrubbed
 from serving.router.load import RevisionLoad
 from serving.router.table import Arm, RouteTable, ServiceRoute
 
@@ -51,8 +52,11 @@ class Activator:
             self._changed.set()
             self._changed = None
 
-    async def hold(self, route: ServiceRoute, arm: Arm) -> Arm:
-        """Wait until `arm`'s revision has a ready endpoint; the arm to send to, or 503 with Retry-After."""
+    async def hold(self, route: ServiceRoute, arm: Arm, deadline: float | None = None) -> Arm:
+        """Wait until `arm`'s revision has a ready endpoint; the arm to send to, or 503 with Retry-After.
+
+        `deadline` (time.monotonic()) is the request's own, its route's timeout from its arrival: it waits until
+        that or `timeout_s` from now, whichever comes first, and past the request's own deadline gets 504."""
         key = (route.namespace, arm.revision)
         if self.load.held.get(key, 0) >= self.max_queue:
             raise ServiceUnavailable(
@@ -63,27 +67,37 @@ class Activator:
         started = time.monotonic()
         self._count(route, arm, +1)
         try:
-            return await self._wait(route, arm, started + self.timeout_s)
+            return await self._wait(route, arm, started + self.timeout_s, deadline)
         finally:
             self._count(route, arm, -1)
             if self.metrics is not None:
                 self.metrics.wait.labels(route.name, arm.revision).observe(time.monotonic() - started)
 
-    async def _wait(self, route: ServiceRoute, arm: Arm, deadline: float) -> Arm:
+    async def _wait(self, route: ServiceRoute, arm: Arm, held_until: float, deadline: float | None) -> Arm:
+        own = deadline is not None and deadline <= held_until  # the request's own timeout ends the wait first
+        until = deadline if own and deadline is not None else held_until
         if self.on_demand is not None:
             self.on_demand(route.namespace, arm.revision)
+        known = False  # the service was in a table seen here (a router's always is: it resolved the request there)
         while True:
             fresh = self._ready_arm(route, arm.revision)
             if fresh is not None:
                 return fresh
             current = self._table.services.get((route.namespace, route.name))
-            if current is not None and current.failure:  # it failed meanwhile: waiting cannot help
+            if current is None:
+                if known:  # deleted meanwhile: what a request arriving now gets, not a wait for nothing
+                    raise ModelNotFound(f"InferenceService {route.name!r} not found")
+            elif current.failure:  # it failed meanwhile: waiting cannot help
                 raise ServiceUnavailable(
                     f"InferenceService {route.name!r} has no ready revision: {scrubbed(current.failure)}",
                     headers={},
                 )
-            remaining = deadline - time.monotonic()
+            else:
+                known = True
+            remaining = until - time.monotonic()
             if remaining <= 0:
+                if own:
+                    raise timed_out(route, arm)
                 raise ServiceUnavailable(
                     f"revision {arm.revision} did not become ready within {self.timeout_s:g}s "
                     "(scaling up from zero, or its replicas restarting)",
@@ -112,3 +126,8 @@ class Activator:
         self.load.held[key] = depth
         if self.metrics is not None:
             self.metrics.queue_depth.labels(route.name, arm.revision).set(depth)
+
+
+def timed_out(route: ServiceRoute, arm: Arm) -> GatewayTimeout:
+    """504: the request's own timeout (its InferenceService's) passed, waiting for a replica or for the answer."""
+    return GatewayTimeout(f"revision {arm.revision} did not answer within {route.timeout_s:g}s")

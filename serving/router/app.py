@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
 from serving.errors import (
-    GatewayTimeout,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
@@ -28,7 +27,7 @@ from serving.errors import (
 )
 from serving.http.body import receive_body
 from serving.http.errors import send_error
-from serving.router.activator import Activator
+from serving.router.activator import Activator, timed_out
 from serving.router.auth import KeyRing
 from serving.router.balancer import Balancer
 from serving.router.load import RevisionLoad
@@ -192,21 +191,23 @@ class Router:
             pin,
             header_value(headers, route.affinity_header.encode()) if route.affinity_header else None,
         )
-        if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503
-            arm = await self.activator.hold(route, arm)
-        qs = scope.get("query_string", b"")
-        target = path + ("?" + qs.decode("latin-1") if qs else "")
         started = time.monotonic()
         # handed over by the lane after a try that reached no model: its clock started there
-        timeout_s = route.timeout_s - (started - scope.get(LANE_STARTED, started))
+        arrived = scope.get(LANE_STARTED, started)
+        timeout_s = route.timeout_s - (started - arrived)
+        if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503/504
+            arm = await self._hold(scope, name, route, arm, arrived + route.timeout_s)
+            # the request's own timeout counts from its arrival: what the hold took is not given again
+            started = time.monotonic()
+            timeout_s = route.timeout_s - (started - arrived)
+        qs = scope.get("query_string", b"")
+        target = path + ("?" + qs.decode("latin-1") if qs else "")
         code = 500
         self.request_started(route, arm)
         try:
             try:
                 if timeout_s <= 0:
-                    raise GatewayTimeout(
-                        f"revision {arm.revision} did not answer within {route.timeout_s:g}s"
-                    )
+                    raise timed_out(route, arm)
                 _, response = await self.upstreams.forward(
                     arm.endpoints, scope["method"], target, headers, body, timeout_s, route.timeout_s
                 )
@@ -215,16 +216,14 @@ class Router:
                     raise
                 # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
                 # and goes again, within what is left of its timeout.
-                fresh = await self.activator.hold(route, arm)
+                fresh = await self._hold(scope, name, route, arm, arrived + route.timeout_s)
                 if fresh is not arm:  # counted on the arm it goes to
                     self.request_withdrawn(route, arm)
                     arm = fresh
                     self.request_started(route, arm)
-                left = timeout_s - (time.monotonic() - started)
+                left = route.timeout_s - (time.monotonic() - arrived)
                 if left <= 0:
-                    raise GatewayTimeout(
-                        f"revision {arm.revision} did not answer within {route.timeout_s:g}s"
-                    ) from None
+                    raise timed_out(route, arm) from None
                 _, response = await self.upstreams.forward(
                     arm.endpoints, scope["method"], target, headers, body, left, route.timeout_s
                 )
@@ -242,6 +241,19 @@ class Router:
             raise
         finally:
             self.request_finished(route, arm, code, time.monotonic() - started)
+
+    async def _hold(self, scope: Scope, name: str, route: ServiceRoute, arm: Arm, deadline: float) -> Arm:
+        """The activator's hold, its errors answered as the router's own: the revision header on a 503/504, and
+        for a service deleted meanwhile the 404 a request arriving now gets."""
+        try:
+            return await self.activator.hold(route, arm, deadline)
+        except ModelNotFound:
+            # the 404 a request arriving now gets (by Host, naming the services that exist)
+            self.resolve(scope, name)
+            raise
+        except ServingError as exc:
+            exc.headers = {**exc.headers, "x-serving-revision": arm.revision}
+            raise
 
     def request_started(self, route: ServiceRoute, arm: Arm) -> None:
         """A request forwarded to `arm`: in flight for the autoscaler and the route metrics."""

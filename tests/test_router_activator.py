@@ -1,0 +1,119 @@
+"""The router's activator (scale from zero) as a client sees it: the request's own timeout counts the time it is
+held, a service deleted while its requests wait answers them 404 at once, and every activator answer names the
+revision. In-process: the upstream call is a spy (no model server needed), tables are swapped by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from serving.router.app import Router
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.router.upstream import UpstreamResponse
+
+ENDPOINT = "http://127.0.0.1:9"  # never dialled: the spy answers
+ROW = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+
+
+def _route(endpoints: tuple[str, ...] = (), timeout_s: float = 60.0) -> ServiceRoute:
+    arm = Arm("iris-1", 100, "stable", "latest", endpoints)
+    return ServiceRoute("iris", "default", (arm,), activator=True, timeout_s=timeout_s)
+
+
+@asynccontextmanager
+async def _router(
+    route: ServiceRoute, activator_timeout_s: float = 30.0
+) -> AsyncIterator[tuple[Router, httpx.AsyncClient, list[float]]]:
+    router = Router()
+    router.activator.timeout_s = activator_timeout_s
+    router.set_table(RouteTable({("default", "iris"): route}, 1))
+    given: list[float] = []  # the timeout each upstream call got
+
+    async def forward(
+        endpoints: tuple[str, ...],
+        method: str,
+        path: str,
+        headers: object,
+        body: bytes,
+        timeout_s: float,
+        *_: object,
+    ) -> tuple[str, UpstreamResponse]:
+        given.append(timeout_s)
+        return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
+
+    router.upstreams.forward = forward  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=router)
+    async with httpx.AsyncClient(transport=transport, base_url="http://router", timeout=30) as client:
+        yield router, client, given
+
+
+async def _until_held(router: Router) -> None:
+    deadline = time.monotonic() + 10
+    while router.load.held.get(("default", "iris-1"), 0) == 0:
+        assert time.monotonic() < deadline, "the request was never held"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_held_request_gets_504_at_its_own_timeout_not_the_activators_503() -> None:
+    async with _router(_route(timeout_s=0.5), activator_timeout_s=3) as (_, client, given):
+        started = time.monotonic()
+        answer = await client.post("/v1/models/iris:predict", json=ROW)
+        took = time.monotonic() - started
+    assert answer.status_code == 504, answer.text
+    assert "revision iris-1 did not answer within 0.5s" in answer.json()["error"]
+    assert answer.headers["x-serving-revision"] == "iris-1"
+    assert took < 2.5 and given == []  # at its timeout (0.5 s), before the activator's 3 s
+
+
+@pytest.mark.asyncio
+async def test_the_upstream_call_gets_only_what_the_hold_left_of_the_timeout() -> None:
+    async with _router(_route(timeout_s=10)) as (router, client, given):
+        asked = asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW))
+        await _until_held(router)
+        await asyncio.sleep(
+            0.3
+        )  # the load takes a while: this is the time being measured, not a synchronisation
+        router.set_table(RouteTable({("default", "iris"): _route((ENDPOINT,), timeout_s=10)}, 2))
+        answer = await asked
+    assert answer.status_code == 200 and answer.headers["x-serving-revision"] == "iris-1", answer.text
+    (left,) = given
+    assert left <= 10 - 0.3, left  # what the request waited in the activator is not given again
+
+
+@pytest.mark.asyncio
+async def test_past_a_shorter_activator_timeout_the_503_names_its_revision() -> None:
+    async with _router(_route(timeout_s=30), activator_timeout_s=0.2) as (_, client, _given):
+        answer = await client.post("/v1/models/iris:predict", json=ROW)
+    assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+    assert "did not become ready within 0.2s" in answer.json()["error"]
+    assert answer.headers["x-serving-revision"] == "iris-1"
+
+
+@pytest.mark.asyncio
+async def test_a_full_activator_queue_503_names_its_revision() -> None:
+    async with _router(_route()) as (router, client, _given):
+        router.activator.max_queue = 0
+        answer = await client.post("/v1/models/iris:predict", json=ROW)
+    assert answer.status_code == 503 and "0 requests already wait" in answer.json()["error"], answer.text
+    assert answer.headers["x-serving-revision"] == "iris-1" and answer.headers["retry-after"]
+
+
+@pytest.mark.asyncio
+async def test_a_request_held_for_a_service_deleted_meanwhile_gets_404_at_once() -> None:
+    async with _router(_route(), activator_timeout_s=3) as (router, client, _given):
+        asked = asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW))
+        await _until_held(router)
+        started = time.monotonic()
+        router.set_table(RouteTable({}, 2))  # `serving delete iris`
+        held = await asked
+        took = time.monotonic() - started
+        late = await client.post("/v1/models/iris:predict", json=ROW)  # arriving after the delete
+    assert held.status_code == 404 and took < 2.5, (held.text, took)  # not at the activator's 3 s
+    assert held.json() == late.json() and "InferenceService 'iris' not found" in held.json()["error"]
+    assert router.load.held.get(("default", "iris-1"), 0) == 0

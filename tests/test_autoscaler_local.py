@@ -409,10 +409,6 @@ async def test_a_fresh_revision_keeps_its_initial_scale_for_one_window(tmp_path:
         await control.shutdown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LocalControlPlane._plan must also ask autoscalers.reached_initial_scale (control_plane.py, not ours)",
-)
 @pytest.mark.asyncio
 async def test_a_revision_is_ready_only_once_its_initial_scale_is(tmp_path: Path, model: Path) -> None:
     """Knative: initial-scale is what a revision reaches before it is marked Ready (`apply --wait` returned with

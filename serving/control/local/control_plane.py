@@ -394,7 +394,9 @@ class LocalControlPlane:
         for (ns, name), runner in self.runners.items():
             if ns != namespace:
                 continue
-            if runner.ready() or (self.autoscalers.scaled_to_zero((ns, name)) and runner.failure() is None):
+            if (runner.ready() and self.autoscalers.reached_initial_scale((ns, name))) or (
+                self.autoscalers.scaled_to_zero((ns, name)) and runner.failure() is None
+            ):
                 ready.add(name)  # scaled to zero on purpose still serves: the router's activator wakes it
                 failed.pop(name, None)
             elif name not in failed and (why := runner.failure()) is not None:

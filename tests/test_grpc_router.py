@@ -227,3 +227,28 @@ async def test_model_config_is_routed_like_rest_s_config(
         )
         assert pb.ModelConfigResponse.FromString(await call).config.name == "iris"
         assert dict(await call.initial_metadata())["x-serving-revision"] in ("iris-stable1", "iris-canary1")
+
+
+async def test_a_request_held_at_zero_gets_deadline_exceeded_at_its_own_timeout() -> None:
+    """As over HTTP: the route's timeout counts the time held in the activator (a revision scaled to zero whose
+    replica does not come), so the answer is DEADLINE_EXCEEDED at it, not UNAVAILABLE at the activator's."""
+    import time
+
+    router = Router(metrics=RouterMetrics())
+    router.activator.timeout_s = 5.0
+    cold = Arm("iris-cold1", 100, "stable", "latest", ())
+    route = ServiceRoute("iris", "default", (cold,), activator=True, timeout_s=0.4)
+    router.set_table(RouteTable({("default", "iris"): route}, version=1))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await channel.unary_unary(INFER)(infer_request(), timeout=10)
+            took = time.monotonic() - started
+    finally:
+        await proxy.stop(1)
+    assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, refused.value.details()
+    assert "within 0.4s" in (refused.value.details() or "")
+    assert took < 3  # at the route's 0.4 s, not the activator's 5 s

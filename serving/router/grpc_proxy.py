@@ -106,13 +106,14 @@ class GrpcProxy:
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message"
                 )
+            arrived = time.monotonic()
             try:
                 route, arm = self._route(name, dict(metadata))
                 if not arm.endpoints:  # scaled to zero: held by the router's activator, as over HTTP
-                    arm = await self.router.activator.hold(route, arm)
+                    arm = await self.router.activator.hold(route, arm, arrived + route.timeout_s)
             except ServingError as exc:
                 await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
-            return await self._forward(method, raw, metadata, route, arm, context)
+            return await self._forward(method, raw, metadata, route, arm, context, arrived)
 
         return grpc.unary_unary_rpc_method_handler(proxy)
 
@@ -133,6 +134,7 @@ class GrpcProxy:
         route: ServiceRoute,
         arm: Arm,
         context: Context,
+        arrived: float,
     ) -> bytes:
         revision = ((REVISION_KEY, arm.revision),)
         targets = await self._grpc_targets(arm)
@@ -144,7 +146,8 @@ class GrpcProxy:
                 revision,
             )
         remaining = context.time_remaining()
-        timeout = route.timeout_s if remaining is None else min(remaining, route.timeout_s)
+        left = route.timeout_s - (time.monotonic() - arrived)  # a hold in the activator counted
+        timeout = max(left, 0.001) if remaining is None else max(min(remaining, left), 0.001)
         forwarded = tuple(
             (k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key")
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -159,8 +160,9 @@ async def test_a_failed_revision_gets_no_traffic_and_says_why(
             lambda: control.get("default", "iris").status["modelStatus"].get("lastFailureInfo") is not None
         )
         assert list(sink.arms().values()) == [(100, 1)]  # still the first revision
-        ready = control.get("default", "iris").status["conditions"][1]
-        assert ready["type"] == "LatestDeploymentReady" and ready["message"] == "model failed to load"
+        conditions = control.get("default", "iris").status["conditions"]
+        latest = next(c for c in conditions if c["type"] == "LatestDeploymentReady")
+        assert latest["status"] == "False" and latest["message"] == "model failed to load"
     finally:
         await control.shutdown()
 
@@ -179,6 +181,36 @@ async def test_state_persists_and_a_restart_resumes(tmp_path: Path, models: tupl
     await again.start()
     try:
         await _until(lambda: sink2.arms() == {revision: (100, 1)})
+    finally:
+        await again.shutdown()
+
+
+async def test_condition_transition_times_survive_a_restart(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    """The status is persisted with the rollout record: after a restart a condition whose status did not flip
+    (a revision that fails again) keeps the lastTransitionTime it had."""
+    v1, _ = models
+    FakeReplica.failing.add(str(v1))
+    control = _plane(tmp_path, Sink())
+    await control.start()
+    await control.apply(parse(_doc(v1)), _doc(v1))
+    failed = lambda plane: "lastFailureInfo" in plane.get("default", "iris").status["modelStatus"]  # noqa: E731
+    await _until(lambda: failed(control))
+    await control.shutdown()
+    path = tmp_path / "state" / "services" / "default__iris.json"
+    record = json.loads(path.read_text())
+    assert {c["type"] for c in record["status"]["conditions"]} >= {"IngressReady", "Ready"}
+    for cond in record["status"]["conditions"]:
+        cond["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    path.write_text(json.dumps(record))
+    again = _plane(tmp_path, Sink())
+    await again.start()
+    try:
+        await _until(lambda: failed(again))
+        conditions = again.get("default", "iris").status["conditions"]
+        assert {c["status"] for c in conditions} == {"False"}
+        assert {c["lastTransitionTime"] for c in conditions} == {"2020-01-01T00:00:00Z"}
     finally:
         await again.shutdown()
 

@@ -238,6 +238,44 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
     assert runner.exception is None
 
 
+def test_operator_status_has_kserves_conditions_transition_times_and_addresses(
+    cluster, tmp_path: Path
+) -> None:
+    """IngressReady (what `kubectl wait --for=condition=IngressReady` waits for), lastTransitionTime kept in the
+    cluster's status while a condition holds and moved when it flips, in-cluster addresses (reconciled directly:
+    no kopf needed for the status shape)."""
+    _, api = cluster
+    document = _converted(_write(tmp_path, "v1", None))
+    api.apply(
+        {**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u", "resourceVersion": "1"}}
+    )
+    backend = KubernetesBackend(api, OperatorConfig(drain_s=0.0))
+    backend.reconcile("ml", "iris")
+    status = _status(api)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["IngressReady"]["status"] == "False" and conditions["Ready"]["status"] == "False"
+    assert status["url"] == "http://iris.ml.example.com"
+    assert status["address"] == {"url": "http://iris.ml.svc.cluster.local"}
+    predictor = status["components"]["predictor"]
+    assert predictor["url"] == "http://iris-predictor.ml.example.com"
+    assert predictor["address"] == {"url": "http://iris-predictor.ml.svc.cluster.local"}
+    old = [{**c, "lastTransitionTime": "2020-01-01T00:00:00Z"} for c in status["conditions"]]
+    api.patch_status("ml", "iris", {"status": {"conditions": old}})
+    backend.reconcile("ml", "iris")  # nothing flipped: the times stay
+    assert {c["lastTransitionTime"] for c in _status(api)["conditions"]} == {"2020-01-01T00:00:00Z"}
+    ((revision, _),) = _deployments(api).items()
+    _mark_ready(api, f"{revision}-predictor")
+    backend.reconcile("ml", "iris")
+    flipped = _status(api)["conditions"]
+    assert {c["type"]: c["status"] for c in flipped} == {
+        "PredictorReady": "True",
+        "IngressReady": "True",
+        "LatestDeploymentReady": "True",
+        "Ready": "True",
+    }
+    assert all(c["lastTransitionTime"] > "2020-01-01T00:00:00Z" for c in flipped)
+
+
 def test_router_configmap_source_sees_each_new_table(cluster) -> None:
     _, api = cluster
     api.apply(
@@ -313,5 +351,7 @@ def test_typed_errors_and_an_invalid_spec_in_the_cluster(cluster) -> None:
     status = api.get("InferenceService", "ml", "tf")["status"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert [c["type"] for c in status["conditions"]] == ["PredictorReady", "IngressReady", "Ready"]
+    assert all(c["lastTransitionTime"].endswith("Z") for c in status["conditions"])
     assert "spec.predictor.model.modelFormat.name" in ready["message"] and "tensorflow" in ready["message"]
     assert api.list("Deployment", "ml", {"serving.dev/isvc": "tf"}) == []

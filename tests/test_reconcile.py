@@ -29,9 +29,14 @@ def split(p) -> dict[str, int]:
 
 def test_first_revision_gets_traffic_only_when_ready() -> None:
     v1 = isvc("/m/v1")
-    p = plan(v1, None, Observed())
+    p = plan(v1, None, Observed(), now=0)
     assert p.traffic == () and p.run == {Revision.from_spec(v1).name: 2}
-    assert p.status["conditions"][-1] == {"type": "Ready", "status": "False", "reason": "RevisionNotReady"}
+    assert p.status["conditions"][-1] == {
+        "type": "Ready",
+        "status": "False",
+        "reason": "RevisionNotReady",
+        "lastTransitionTime": "1970-01-01T00:00:00Z",
+    }
     p = plan(v1, p.state, Observed(ready=frozenset(p.run)))
     name = Revision.from_spec(v1).name
     assert split(p) == {name: 100}
@@ -101,3 +106,99 @@ def test_a_canary_keeps_its_share_while_a_newer_revision_loads_or_fails() -> Non
     promoted = plan(isvc("/m/v3"), ready.state, Observed(ready=frozenset({r1, r3})))
     assert split(promoted) == {r3: 100} and promoted.state.canary is None
     assert RolloutState.from_json(loading.state.to_json()) == loading.state
+
+
+TRANSFORMER = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: tx, namespace: ml}
+spec:
+  predictor:
+    sklearn: {storageUri: "/m/v1"}
+  transformer:
+    containers: [{args: ["serving", "transform", "--transformer", "tabular"]}]
+"""
+
+
+def conditions(p) -> dict[str, dict]:
+    return {c["type"]: c for c in p.status["conditions"]}
+
+
+def test_conditions_are_kserves_knative_conditions() -> None:
+    """KServe's Ready is NewLivingConditionSet(PredictorReady, IngressReady) (+ TransformerReady with a
+    transformer); Knative conditions carry lastTransitionTime (RFC 3339), reason/message when not True, and
+    severity Info on the non-terminal ones."""
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    waiting = plan(v1, None, Observed(), now=1_700_000_000)
+    got = conditions(waiting)
+    assert [c["type"] for c in waiting.status["conditions"]] == [
+        "PredictorReady",
+        "IngressReady",
+        "LatestDeploymentReady",
+        "Ready",
+    ]
+    assert {c["lastTransitionTime"] for c in got.values()} == {"2023-11-14T22:13:20Z"}
+    assert got["IngressReady"] == {
+        "type": "IngressReady",
+        "status": "False",
+        "reason": "Predictor ingress not created",
+        "lastTransitionTime": "2023-11-14T22:13:20Z",
+    }
+    assert got["LatestDeploymentReady"]["severity"] == "Info"
+    assert not any("severity" in got[t] for t in ("PredictorReady", "IngressReady", "Ready"))
+    ready = conditions(plan(v1, waiting.state, Observed(ready=frozenset({r1})), previous=waiting.status))
+    assert {t: c["status"] for t, c in ready.items()} == dict.fromkeys(got, "True")
+    assert not any("reason" in c or "message" in c for c in ready.values())
+
+    tx = load_documents(TRANSFORMER)[0]
+    with_transformer = plan(tx, None, Observed(), now=0)
+    assert [c["type"] for c in with_transformer.status["conditions"]] == [
+        "PredictorReady",
+        "TransformerReady",
+        "IngressReady",
+        "LatestDeploymentReady",
+        "Ready",
+    ]
+    assert conditions(with_transformer)["TransformerReady"]["severity"] == "Info"
+
+
+def test_last_transition_time_holds_while_the_status_holds_and_moves_on_a_flip() -> None:
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    first = plan(v1, None, Observed(), now=100)
+    again = plan(v1, first.state, Observed(), previous=first.status, now=200)
+    assert again.status["conditions"] == first.status["conditions"]  # nothing changed: nothing to write
+    # A new reason or message without a flip keeps the time (the status did not transition).
+    failed = plan(v1, again.state, Observed(failed={r1: "no model file"}), previous=again.status, now=300)
+    assert conditions(failed)["Ready"]["message"] == "no model file"
+    assert {c["lastTransitionTime"] for c in failed.status["conditions"]} == {"1970-01-01T00:01:40Z"}
+    ready = plan(v1, failed.state, Observed(ready=frozenset({r1})), previous=failed.status, now=400)
+    assert {c["lastTransitionTime"] for c in ready.status["conditions"]} == {"1970-01-01T00:06:40Z"}
+    # One that flips moves; one that holds keeps its own time.
+    v2, r2 = isvc("/m/v2"), Revision.from_spec(isvc("/m/v2")).name
+    rolling = plan(v2, ready.state, Observed(ready=frozenset({r1})), previous=ready.status, now=500)
+    times = {t: c["lastTransitionTime"] for t, c in conditions(rolling).items()}
+    assert times == {
+        "PredictorReady": "1970-01-01T00:06:40Z",
+        "IngressReady": "1970-01-01T00:06:40Z",
+        "LatestDeploymentReady": "1970-01-01T00:08:20Z",
+        "Ready": "1970-01-01T00:06:40Z",
+    }
+    assert r2 not in split(rolling)
+
+
+def test_status_urls_are_kserves() -> None:
+    """status.url external, status.address.url in-cluster (KServe's top-level NAME.NS.svc host) where there is
+    a cluster, the router's Host on one machine; each component with KServe's NAME-COMPONENT url and address."""
+    tx = load_documents(TRANSFORMER)[0]
+    local = plan(tx, None, Observed()).status
+    assert local["url"] == "http://tx.ml.example.com"
+    assert local["address"] == {"url": "http://tx.ml.example.com"}
+    cluster = plan(tx, None, Observed(), "models.io", cluster_domain="cluster.local").status
+    assert cluster["url"] == "http://tx.ml.models.io"
+    assert cluster["address"] == {"url": "http://tx.ml.svc.cluster.local"}
+    for status, domain in ((local, "example.com"), (cluster, "models.io")):
+        for component in ("predictor", "transformer"):
+            got = status["components"][component]
+            assert got["url"] == f"http://tx-{component}.ml.{domain}"
+            assert got["address"] == {"url": f"http://tx-{component}.ml.svc.cluster.local"}
+            assert "latestCreatedRevision" in got and "traffic" in got

@@ -5,11 +5,14 @@
 - without the field (or 100): promoted to 100 % once ready; 0: rolled back (latest deployed at 0 %);
 - a revision that is not ready never gets traffic; traffic stays where it was (a rolled-out revision whose
   replicas restart keeps its traffic: the router holds those requests until one is back).
-Both backends call this; it touches no process, socket or clock.
+Both backends call this; it touches no process or socket, and the clock only to stamp a condition whose status
+flipped (`now` overrides it).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -89,8 +92,16 @@ def plan(
     observed: Observed,
     domain: str = "example.com",
     canary_percent: int | None = None,
+    *,
+    previous: Mapping[str, Any] | None = None,
+    now: float | None = None,
+    cluster_domain: str | None = None,
 ) -> Plan:
-    """`canary_percent`, when given, replaces the spec's canaryTrafficPercent: a Canary policy drives the split."""
+    """`canary_percent`, when given, replaces the spec's canaryTrafficPercent: a Canary policy drives the split.
+    `previous`: the status last written (its conditions keep their `lastTransitionTime` while their status holds);
+    `now`: the time a flipped condition gets (default the wall clock); `cluster_domain`: where the service has
+    in-cluster DNS names (Kubernetes: `status.address.url` is `NAME.NAMESPACE.svc.CLUSTER_DOMAIN`), None on one
+    machine (the address is `status.url`, the Host the router routes)."""
     state = state or RolloutState()
     revision = Revision.from_spec(isvc)
     revisions = dict(state.revisions)
@@ -142,7 +153,9 @@ def plan(
     # Drop revisions that are neither running nor one of the rollout pointers (their records can go).
     keep = set(run) | {state.previous_rolled_out} | live
     state = replace(state, revisions={k: v for k, v in state.revisions.items() if k in keep})
-    return Plan(state, run, traffic, _status(isvc, state, observed, traffic, domain))
+    status = _status(isvc, state, observed, traffic, domain, cluster_domain)
+    stamp_conditions(status["conditions"], previous, now)
+    return Plan(state, run, traffic, status)
 
 
 def _single(revision: str | None, latest: str) -> tuple[TrafficTarget, ...]:
@@ -155,13 +168,52 @@ def service_url(isvc: InferenceService, domain: str) -> str:
     return f"http://{isvc.metadata.name}.{isvc.metadata.namespace}.{domain}"
 
 
-def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> dict[str, Any]:
+# Knative's condition severities: KServe's Ready is NewLivingConditionSet(PredictorReady, IngressReady); those
+# and Ready are terminal (severity Error, written as no severity), any other condition is Info.
+TERMINAL = frozenset({"Ready", "PredictorReady", "IngressReady"})
+INGRESS_NOT_CREATED = "Predictor ingress not created"  # KServe's IngressReady reason while nothing serves
+
+
+def condition(kind: str, ok: bool, reason: str = "", message: str = "") -> dict[str, Any]:
+    """A Knative condition (`lastTransitionTime` comes from `stamp_conditions`); reason and message only when
+    not True, as KServe's MarkTrue writes none."""
     cond: dict[str, Any] = {"type": kind, "status": "True" if ok else "False"}
-    if reason:
+    if kind not in TERMINAL:
+        cond["severity"] = "Info"
+    if reason and not ok:
         cond["reason"] = reason
-    if message:
+    if message and not ok:
         cond["message"] = message
     return cond
+
+
+def rfc3339(seconds: float) -> str:
+    """A Kubernetes `metav1.Time` as it is serialised: UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def stamp_conditions(
+    conditions: list[dict[str, Any]], previous: Mapping[str, Any] | None, now: float | None = None
+) -> None:
+    """Give each condition its `lastTransitionTime`: the previous one while its status is the same (the time
+    it last flipped, as the Kubernetes conventions and Knative's Condition define it), else `now`."""
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or () if isinstance(c, dict)}
+    stamp = rfc3339(time.time() if now is None else now)
+    for cond in conditions:
+        old = before.get(cond["type"]) or {}
+        held = old.get("status") == cond["status"] and old.get("lastTransitionTime")
+        cond["lastTransitionTime"] = held or stamp
+
+
+def _component(
+    isvc: InferenceService, component: str, domain: str, cluster_domain: str | None
+) -> dict[str, Any]:
+    """KServe's per-component URLs (the Knative Service `NAME-COMPONENT`): external and in-cluster."""
+    host = f"{isvc.metadata.name}-{component}.{isvc.metadata.namespace}"
+    return {
+        "url": f"http://{host}.{domain}",
+        "address": {"url": f"http://{host}.svc.{cluster_domain or 'cluster.local'}"},
+    }
 
 
 def _status(
@@ -170,6 +222,7 @@ def _status(
     observed: Observed,
     traffic: tuple[TrafficTarget, ...],
     domain: str,
+    cluster_domain: str | None = None,
 ) -> dict[str, Any]:
     latest = state.latest_created
     serving_ok = bool(traffic) and all(t.revision in observed.ready for t in traffic if t.percent > 0)
@@ -179,8 +232,7 @@ def _status(
         latest if latest_ok else state.rolled_out if state.rolled_out in observed.ready else None
     )
     url = service_url(isvc, domain)
-    component = {
-        "url": url,
+    rollout = {
         "latestCreatedRevision": latest,
         "latestReadyRevision": latest_ready_revision,
         "latestRolledoutRevision": state.rolled_out,
@@ -191,33 +243,32 @@ def _status(
         "traffic": [t.to_json() for t in traffic],
     }
     reason = "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
-    conditions = [
-        _condition(
-            "PredictorReady",
-            serving_ok,
-            "" if serving_ok else reason or "NoTraffic",
-            "" if serving_ok else failure or "",
-        ),
-        _condition("LatestDeploymentReady", latest_ok, reason, failure or ""),
-        _condition(
-            "Ready",
-            serving_ok,
-            "" if serving_ok else reason or "NoTraffic",
-            "" if serving_ok else failure or "",
-        ),
-    ]
+    why, message = reason or "NoTraffic", failure or ""
+    conditions = [condition("PredictorReady", serving_ok, why, message)]
     if isvc.spec.transformer is not None:
-        conditions.insert(1, _condition("TransformerReady", serving_ok, "" if serving_ok else reason))
-    status: dict[str, Any] = {
+        conditions.append(condition("TransformerReady", serving_ok, why, message))
+    conditions += [
+        # KServe writes the ingress once the predictor (and transformer) is ready: here, the router routes the
+        # service to ready replicas (both backends write the route table in the same pass, before the status).
+        condition("IngressReady", serving_ok, INGRESS_NOT_CREATED),
+        condition("LatestDeploymentReady", latest_ok, reason, message),
+        condition("Ready", serving_ok, why, message),  # last: `serving up` and its tests read it there
+    ]
+    address = (
+        f"http://{isvc.metadata.name}.{isvc.metadata.namespace}.svc.{cluster_domain}"
+        if cluster_domain
+        else url
+    )
+    components = {"predictor": {**_component(isvc, "predictor", domain, cluster_domain), **rollout}}
+    if isvc.spec.transformer is not None:
+        components["transformer"] = {**_component(isvc, "transformer", domain, cluster_domain), **rollout}
+    return {
         "url": url,
-        "address": {"url": url},
+        "address": {"url": address},
         "conditions": conditions,
-        "components": {"predictor": component},
+        "components": components,
         "modelStatus": _model_status(latest_ok, serving_ok, failure, observed.no_runtime.get(latest or "")),
     }
-    if isvc.spec.transformer is not None:
-        status["components"]["transformer"] = dict(component)
-    return status
 
 
 def _model_status(

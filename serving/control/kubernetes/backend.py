@@ -32,7 +32,15 @@ from serving.control.kubernetes.render import (
     service_url,
 )
 from serving.control.kubernetes.runtimes import ClusterRuntimes, field_message
-from serving.control.reconcile import Observed, Plan, RolloutState, plan
+from serving.control.reconcile import (
+    INGRESS_NOT_CREATED,
+    Observed,
+    Plan,
+    RolloutState,
+    condition,
+    plan,
+    stamp_conditions,
+)
 from serving.control.routes import NO_CANARY, CanaryPolicy, route_table, routes_for
 from serving.errors import ServingError
 from serving.revision import Revision
@@ -152,7 +160,7 @@ class KubernetesBackend:
             try:
                 isvc = from_cluster(body)
             except ServingError as exc:
-                self._write_status(namespace, name, old_status, _invalid(exc.message))
+                self._write_status(namespace, name, old_status, _invalid(exc.message, old_status))
                 raise PermanentClusterError(f"{namespace}/{name}: {exc.message}") from exc
             live = {kind: self.cluster.list(kind, namespace, {LABEL_ISVC: name}) for kind in self._kinds()}
             state = _rollout(old_status.get("rollout"))
@@ -173,6 +181,8 @@ class KubernetesBackend:
                 with_scaled_to_zero(observed, live["Deployment"], isvc),
                 self.config.domain,
                 canary_percent=self.canaries.percent_for(isvc.key),
+                previous=old_status,
+                cluster_domain=self.config.render.cluster_domain,
             )
             settings = self._settings(namespace, p, flags, no_runtime, envs)
             self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
@@ -362,6 +372,11 @@ def _compact(value: Any) -> Any:
     return value
 
 
-def _invalid(message: str) -> dict[str, Any]:
-    cond = {"status": "False", "reason": "InvalidSpec", "message": message}
-    return {"conditions": [{"type": "PredictorReady", **cond}, {"type": "Ready", **cond}]}
+def _invalid(message: str, old_status: dict[str, Any]) -> dict[str, Any]:
+    conditions = [
+        condition("PredictorReady", False, "InvalidSpec", message),
+        condition("IngressReady", False, INGRESS_NOT_CREATED),
+        condition("Ready", False, "InvalidSpec", message),
+    ]
+    stamp_conditions(conditions, old_status)
+    return {"conditions": conditions}

@@ -409,6 +409,7 @@ class LocalControlPlane:
             Observed(frozenset(ready), failed, no_runtime),
             self.domain,
             self.canaries.percent_for(service.isvc.key),
+            previous=service.status,  # persisted: conditions keep their lastTransitionTime across restarts
         )
 
     def _scaled(self, key: tuple[str, str], p: Plan) -> dict[str, int]:

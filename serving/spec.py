@@ -31,6 +31,8 @@ SUPPORTED_FORMATS = ("sklearn", "xgboost", "onnx")
 KSERVE_ONLY_SCHEMES = frozenset({"hdfs", "webhdfs", "azure", "oci", "hf"})  # accepted; not fetched here
 KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc", "s3", "gs", "az"}) | KSERVE_ONLY_SCHEMES
 UNSUPPORTED_FORMATS = ("tensorflow", "pytorch", "triton", "lightgbm", "paddle", "pmml", "huggingface")
+# Pod fields KServe's PodSpec takes (inlined in the predictor and the transformer) that only Kubernetes acts on:
+# kept as written, rendered into the pod spec (see serving/control/kubernetes/render.py), warned locally.
 KUBERNETES_ONLY = (
     "serviceAccountName",
     "nodeSelector",
@@ -40,7 +42,44 @@ KUBERNETES_ONLY = (
     "priorityClassName",
     "schedulerName",
     "runtimeClassName",
+    "volumes",
+    "securityContext",
+    "initContainers",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "shareProcessNamespace",
+    "dnsPolicy",
+    "dnsConfig",
+    "hostAliases",
+    "topologySpreadConstraints",
+    "terminationGracePeriodSeconds",
+    "enableServiceLinks",
+    "automountServiceAccountToken",
+    "readinessGates",
+    "preemptionPolicy",
+    "os",
 )
+# Container fields (corev1.Container, inlined in `model:` and in each of `containers:`) that only Kubernetes acts
+# on: rendered into the container (see render.py for how they meet ours), warned locally.
+KUBERNETES_CONTAINER_ONLY = (
+    "ports",
+    "readinessProbe",
+    "livenessProbe",
+    "startupProbe",
+    "volumeMounts",
+    "securityContext",
+    "lifecycle",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "envFrom",
+    "workingDir",
+)
+# Volumes the rendered pod has already (the model, /tmp, a pvc:// claim): a user's volume may not reuse the names.
+RESERVED_VOLUMES = ("model", "tmp", "pvc")
+GRPC_PORT_NAMES = ("h2c", "grpc")  # KServe's gRPC example names its port h2c (HTTP/2 cleartext)
+HTTP_PORT_NAMES = ("http", "http1")
 
 
 PREDICTOR_CONTAINER = "kserve-container"  # KServe's name for the container that serves (custom predictor)
@@ -92,7 +131,24 @@ class ModelFormat(Strict):
         return name
 
 
-class FrameworkSpec(Strict):
+class KubernetesContainer(Strict):
+    """corev1.Container fields KServe accepts that only Kubernetes acts on (KUBERNETES_CONTAINER_ONLY)."""
+
+    ports: tuple[dict[str, Any], ...] = ()
+    readiness_probe: dict[str, Any] | None = None
+    liveness_probe: dict[str, Any] | None = None
+    startup_probe: dict[str, Any] | None = None
+    volume_mounts: tuple[dict[str, Any], ...] = ()
+    security_context: dict[str, Any] | None = None
+    lifecycle: dict[str, Any] | None = None
+    termination_message_path: str | None = None
+    termination_message_policy: Literal["File", "FallbackToLogsOnError"] | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    env_from: tuple[dict[str, Any], ...] = ()
+    working_dir: str | None = None
+
+
+class FrameworkSpec(KubernetesContainer):
     """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand (and the fields `model:` shares with it)."""
 
     storage_uri: str | None = None
@@ -133,6 +189,48 @@ class FrameworkSpec(Strict):
     name: str | None = None
     image: str | None = None
 
+    @model_validator(mode="after")
+    def _listener_ports(self) -> FrameworkSpec:
+        listener_ports(self.ports, self.protocol_version)  # refused now, not when rendered
+        return self
+
+
+def listener_ports(
+    ports: tuple[dict[str, Any], ...], protocol_version: str | None
+) -> tuple[int | None, int | None, list[dict[str, Any]]]:
+    """Our model server's (HTTP port, gRPC port) as `model.ports` gives them, and the other ports as written.
+
+    A port named h2c or grpc is the gRPC listener (KServe's gRPC example); http or http1 the REST one; an
+    unnamed one is gRPC under `protocolVersion: grpc-v2`, else REST; any other name is declared as written."""
+    http = grpc = None
+    others: list[dict[str, Any]] = []
+    for i, port in enumerate(ports):
+        number = port.get("containerPort")
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+            raise ValueError(f"ports[{i}].containerPort: required, a port number (1-65535)")
+        name = port.get("name")
+        role = (
+            "grpc"
+            if name in GRPC_PORT_NAMES or (name is None and protocol_version == "grpc-v2")
+            else "http"
+            if name in HTTP_PORT_NAMES or name is None
+            else None
+        )
+        if role is None:
+            others.append(dict(port))
+        elif (grpc if role == "grpc" else http) is not None:
+            raise ValueError(
+                f"ports[{i}]: a second {'gRPC' if role == 'grpc' else 'HTTP'} port; the model server listens on one "
+                "of each (name a port h2c/grpc for gRPC, http/http1 for REST)"
+            )
+        elif role == "grpc":
+            grpc = number
+        else:
+            http = number
+    if http is not None and http == grpc:
+        raise ValueError(f"ports: HTTP and gRPC cannot share port {http}")
+    return http, grpc, others
+
 
 class ModelSpec(FrameworkSpec):
     model_format: ModelFormat | None = None
@@ -172,15 +270,13 @@ class Logger(Strict):
         return url
 
 
-class Container(Strict):
+class Container(KubernetesContainer):
     name: str | None = None
     image: str | None = None
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
     resources: Resources | None = None
-    ports: tuple[dict[str, Any], ...] = ()
-    image_pull_policy: str | None = None
 
 
 class ComponentSpec(Strict):
@@ -209,6 +305,51 @@ class ComponentSpec(Strict):
     priority_class_name: str | None = None
     scheduler_name: str | None = None
     runtime_class_name: str | None = None
+    volumes: tuple[dict[str, Any], ...] = ()
+    security_context: dict[str, Any] | None = None
+    init_containers: tuple[dict[str, Any], ...] = ()
+    host_network: bool | None = None
+    host_pid: bool | None = Field(default=None, alias="hostPID")
+    host_ipc: bool | None = Field(default=None, alias="hostIPC")
+    share_process_namespace: bool | None = None
+    dns_policy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] | None = None
+    dns_config: dict[str, Any] | None = None
+    host_aliases: tuple[dict[str, Any], ...] = ()
+    topology_spread_constraints: tuple[dict[str, Any], ...] = ()
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    enable_service_links: bool | None = None
+    automount_service_account_token: bool | None = None
+    readiness_gates: tuple[dict[str, Any], ...] = ()
+    preemption_policy: Literal["Never", "PreemptLowerPriority"] | None = None
+    os: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_account_alias(cls, data: Any) -> Any:
+        """`serviceAccount` (the pod spec's deprecated alias, in KServe's older docs) is `serviceAccountName`."""
+        if not isinstance(data, dict) or "serviceAccount" not in data:
+            return data
+        data = dict(data)
+        alias = data.pop("serviceAccount")
+        name = data.get("serviceAccountName", data.get("service_account_name"))
+        if name is not None and name != alias:
+            raise ValueError(
+                f"serviceAccount {alias!r} and serviceAccountName {name!r} disagree (serviceAccount is the "
+                "deprecated name of serviceAccountName: give one)"
+            )
+        data.setdefault("serviceAccountName", alias)
+        return data
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_names(cls, volumes: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        for i, volume in enumerate(volumes):
+            if volume.get("name") in RESERVED_VOLUMES:
+                raise ValueError(
+                    f"volume {volume['name']!r} (item {i}): the pod has a volume of that name already (model: the "
+                    "model, tmp: /tmp, pvc: a pvc:// claim); give yours another name"
+                )
+        return volumes
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> ComponentSpec:
@@ -345,6 +486,9 @@ class Metadata(Strict):
     generation: int | None = None
     resource_version: str | None = None
     creation_timestamp: str | None = None
+    finalizers: tuple[str, ...] = ()  # KServe's controller adds one
+    managed_fields: tuple[dict[str, Any], ...] = ()
+    self_link: str | None = None
 
 
 class InferenceService(Strict):
@@ -365,11 +509,14 @@ class InferenceService(Strict):
     def key(self) -> tuple[str, str]:
         return (self.metadata.namespace, self.metadata.name)
 
-    def warnings(self) -> list[str]:
-        """Fields that are safe to ignore on this machine, said out loud (see serving/spec_effects.py)."""
-        from serving.spec_effects import no_local_effect  # the table imports this module
+    def warnings(self, *, grpc_routed: bool | None = None) -> list[str]:
+        """Fields that are safe to ignore on this machine, said out loud (see serving/spec_effects.py).
+        `grpc_routed`: whether this `serving up` routes gRPC (`--grpc-port`); False warns a grpc-v2 service."""
+        from serving.spec_effects import grpc_warnings, no_local_effect  # the table imports this module
 
         out = no_local_effect(self) + unknown_annotations(self.metadata.annotations)
+        if grpc_routed is not None:
+            out += grpc_warnings(self, grpc_routed)
         out += scaling_warnings(self.spec.predictor, self.metadata.annotations)
         transformer = self.spec.transformer
         if transformer is not None and transformer.in_process:
@@ -525,6 +672,11 @@ def _reject_unsupported_components(document: dict[str, Any]) -> None:
     if "explainer" in spec:
         raise SpecError("spec.explainer: explainers are not supported")
     predictor = spec.get("predictor")
+    if isinstance(predictor, dict) and "workerSpec" in predictor:
+        raise SpecError(
+            "spec.predictor.workerSpec: not supported: multi-node serving (a model split across pods by "
+            "pipeline/tensor parallelism) has no equivalent here; serve the model from one pod (remove workerSpec)"
+        )
     if isinstance(predictor, dict):
         for fmt in UNSUPPORTED_FORMATS:
             if fmt in predictor:
@@ -535,26 +687,31 @@ def _reject_unsupported_components(document: dict[str, Any]) -> None:
 
 def load_documents(text: str, source: str | None = None) -> list[InferenceService]:
     """Every InferenceService in a (multi-document) YAML string; errors name `source` (the file) if given."""
-    docs = _yaml_documents(text, source)
-    if not docs:
+    placed = placed_documents(text, source)
+    if not placed:
         raise SpecError(
             f"{source}: no InferenceService document found"
             if source
             else "no InferenceService document found"
         )
     out = []
-    for index, doc in enumerate(docs):
+    for where, doc in placed:
         try:
             out.append(parse(doc))
         except SpecError as exc:
-            where = [source] if source else []
-            where += [f"document {index + 1}"] if len(docs) > 1 else []
-            raise SpecError("".join(f"{w}: " for w in where) + exc.message) from exc
+            raise SpecError(located(source, where) + exc.message) from exc
     return out
 
 
-def _yaml_documents(text: str, source: str | None) -> list[Any]:
-    """The non-empty documents; a syntax error names the file, the document (1-based) and the line."""
+def located(source: str | None, where: str) -> str:
+    """`FILE: document 2: ` (each part only when there is one) before a message about one document."""
+    return "".join(f"{w}: " for w in (source, where) if w)
+
+
+def placed_documents(text: str, source: str | None = None) -> list[tuple[str, Any]]:
+    """(where, document) for each non-empty YAML document, the items of a `kind: List` (what `kubectl get -o
+    yaml` writes and `kubectl apply` takes) each in its own place; `where` is `document 2` or `document 1,
+    items[3]`, empty for a file of one document. A syntax error names the file, the document and the line."""
     loaded: list[Any] = []
     try:
         for doc in yaml.safe_load_all(text):
@@ -564,12 +721,38 @@ def _yaml_documents(text: str, source: str | None) -> list[Any]:
         raise SpecError(
             f"{source or 'YAML'}: document {len(loaded) + 1} is not valid YAML: {detail}"
         ) from exc
-    return [d for d in loaded if d is not None]
+    placed: list[tuple[str, Any]] = []
+    for index, doc in enumerate(loaded):
+        if doc is not None:
+            placed += _expanded(f"document {index + 1}", doc)
+    if len(placed) == 1 and placed[0][0].count(",") == 0:
+        return [("", placed[0][1])]
+    return placed
+
+
+def is_list(doc: Any) -> bool:
+    """Kubernetes' `kind: List` (or a typed `InferenceServiceList`...), and `serving get -o yaml`'s `{items:}`."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        return False
+    kind = doc.get("kind")
+    if kind is None:
+        return "apiVersion" not in doc and set(doc) <= {"items", "metadata"}
+    return isinstance(kind, str) and kind.endswith("List")
+
+
+def _expanded(where: str, doc: Any) -> list[tuple[str, Any]]:
+    if not is_list(doc):
+        return [(where, doc)]
+    out: list[tuple[str, Any]] = []
+    for i, item in enumerate(doc["items"]):
+        if item is not None:
+            out += _expanded(f"{where}, items[{i}]", item)
+    return out
 
 
 def yaml_documents(text: str, source: str | None = None) -> list[Any]:
-    """The non-empty YAML documents of a file, syntax errors named as `load_documents` names them."""
-    return _yaml_documents(text, source)
+    """The non-empty YAML documents of a file (List items expanded), syntax errors named as in `load_documents`."""
+    return [doc for _, doc in placed_documents(text, source)]
 
 
 def load_file(path: Path) -> list[InferenceService]:

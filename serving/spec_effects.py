@@ -18,10 +18,37 @@ from pydantic import BaseModel
 from serving.spec import (
     IN_PROCESS,
     KSERVE_ONLY_SCHEMES,
+    KUBERNETES_CONTAINER_ONLY,
     KUBERNETES_ONLY,
     PLACEMENT_ANNOTATION,
     InferenceService,
 )
+
+VISIBILITY_LABELS = ("networking.kserve.io/visibility", "serving.knative.dev/visibility")
+# Service annotations KServe propagates to the pods, except its own controls (and Knative's, ours, kubectl's);
+# prometheus.kserve.io/port|path become the pod's prometheus.io/port|path.
+CONTROL_ANNOTATION_DOMAINS = ("kserve.io", "knative.dev", "serving.dev", "kubectl.kubernetes.io")
+PROMETHEUS_KSERVE = "prometheus.kserve.io/"
+
+
+def is_control_annotation(key: str) -> bool:
+    """A KServe/Knative/our/kubectl annotation: read by a controller, not copied to the pods."""
+    domain = key.partition("/")[0] if "/" in key else ""
+    return any(domain == d or domain.endswith("." + d) for d in CONTROL_ANNOTATION_DOMAINS)
+
+
+def pod_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    """The service's `metadata.annotations` that go on its pod template (KServe's propagation)."""
+    return {k: v for k, v in annotations.items() if not is_control_annotation(k)}
+
+
+def scrape_overrides(annotations: dict[str, str]) -> dict[str, str]:
+    """KServe's prometheus.kserve.io/port and /path, as the prometheus.io/* scrape annotations they set."""
+    return {
+        f"prometheus.io/{what}": annotations[PROMETHEUS_KSERVE + what]
+        for what in ("port", "path")
+        if PROMETHEUS_KSERVE + what in annotations
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +68,28 @@ def _other_annotations(value: Any) -> str:
     )
 
 
+def _service_annotations(value: Any) -> str:
+    copied = sorted(pod_annotations(value)) + sorted(k for k in value if k.startswith(PROMETHEUS_KSERVE))
+    return (
+        f"{', '.join(copied)}: no effect on the local backend (serving up's /metrics federates every model "
+        "server; there is no pod to annotate); on Kubernetes: copied to the pod template (prometheus.kserve.io/"
+        "port|path set its prometheus.io/port|path)"
+        if copied
+        else ""
+    )
+
+
+def _visibility(value: Any) -> str:
+    found = [k for k in VISIBILITY_LABELS if k in value]
+    return (
+        f"{found[0]}: {value[found[0]]}: no effect on the local backend: serving up's router answers every service "
+        "on its --host (127.0.0.1 by default: this machine only); on Kubernetes every service is reached through "
+        "the router, as cluster-local as its Service (the chart's default ClusterIP)"
+        if found
+        else ""
+    )
+
+
 def _unfetched_scheme(value: Any) -> str:
     scheme = str(value).split("://", 1)[0].lower() if "://" in str(value) else ""
     return (
@@ -51,8 +100,38 @@ def _unfetched_scheme(value: Any) -> str:
     )
 
 
+_POD_MERGED = {
+    "volumes": "pod volumes, beside ours (the model, /tmp)",
+    "securityContext": "pod securityContext, its keys over ours",
+    "initContainers": "init containers, before the storage-initializer",
+    "terminationGracePeriodSeconds": "pod spec (ours: 45)",
+    "enableServiceLinks": "pod spec (ours: false)",
+}
 _POD = tuple(
-    FieldEffect(f"{c}.{f}", "", "pod spec") for c in ("predictor", "transformer") for f in KUBERNETES_ONLY
+    FieldEffect(f"{c}.{f}", "", _POD_MERGED.get(f, "pod spec"))
+    for c in ("predictor", "transformer")
+    for f in KUBERNETES_ONLY
+)
+_CONTAINER_MERGED = {
+    "ports": "container ports: h2c/grpc -> the model server's gRPC port (--grpc-port), http/http1 -> its HTTP "
+    "port (unnamed: gRPC under protocolVersion grpc-v2), others declared as written",
+    "readinessProbe": "container readinessProbe, replacing ours (a probe without a port: the http port)",
+    "livenessProbe": "container livenessProbe, replacing ours (a probe without a port: the http port)",
+    "startupProbe": "container startupProbe, replacing ours (a probe without a port: the http port)",
+    "volumeMounts": "container volumeMounts, beside the model's",
+    "securityContext": "container securityContext, its keys over ours",
+}
+_MODEL_CONTAINER = tuple(
+    FieldEffect(f"predictor.model.{f}", "", _CONTAINER_MERGED.get(f, f"container {f}"))
+    for f in KUBERNETES_CONTAINER_ONLY
+)
+_TRANSFORMER_CONTAINER = tuple(
+    FieldEffect(  # our transformer and a custom image both listen where the backend says (see render.py)
+        f"transformer.containers[].{f}",
+        "",
+        "" if f == "ports" else _CONTAINER_MERGED.get(f, f"container {f}"),
+    )
+    for f in KUBERNETES_CONTAINER_ONLY
 )
 _SAME = "the same flags in the container"
 _AUTOSCALER = (
@@ -64,6 +143,19 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "metadata.name", "service name, host NAME.NAMESPACE.DOMAIN, revision names", "object names, labels"
     ),
     FieldEffect("metadata.namespace", "route and state key", "namespace of every object"),
+    FieldEffect(
+        "metadata.annotations",
+        "scaling annotations (autoscaling.knative.dev/*, serving.kserve.io/*; see Autoscaling)",
+        "scaling the same; the others copied to the pod template (not KServe's or Knative's controls); "
+        "prometheus.kserve.io/port|path -> the pod's prometheus.io/port|path",
+        _service_annotations,
+    ),
+    FieldEffect(
+        "metadata.labels",
+        "labels of the InferenceService",
+        "labels of the InferenceService (networking.kserve.io/visibility: no ingress of its own to skip: warned)",
+        _visibility,
+    ),
     FieldEffect(
         "predictor.minReplicas",
         "autoscaler floor (0: scale to zero; the router holds requests meanwhile)",
@@ -137,6 +229,7 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.model.resources", "", "container resources"),
     FieldEffect("predictor.model.name", "", ""),
     FieldEffect("predictor.model.image", "", "container image"),
+    *_MODEL_CONTAINER,
     FieldEffect("transformer.minReplicas", "", "transformer HPA minimum (replicas follow the predictor's)"),
     FieldEffect("transformer.maxReplicas", "", "transformer HPA maximum"),
     FieldEffect("transformer.scaleMetric", "", "transformer HPA metric"),
@@ -164,8 +257,7 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.containers[].image", "", "container image (a custom image gets KServe's args)"),
     FieldEffect("transformer.containers[].name", "", "container name"),
     FieldEffect("transformer.containers[].resources", "", "container resources"),
-    FieldEffect("transformer.containers[].imagePullPolicy", "", "container imagePullPolicy"),
-    FieldEffect("transformer.containers[].ports", "", ""),  # both serve on the port the backend gives
+    *_TRANSFORMER_CONTAINER,
     *_POD,
 )
 EFFECTS_BY_PATH = {e.path: e for e in FIELD_EFFECTS}
@@ -193,13 +285,14 @@ def _walk(nodes: list[Any], parts: list[str]) -> list[Any]:
     found = []
     for node in nodes:
         if isinstance(node, BaseModel):
-            value = getattr(node, _snake(name))
+            value = getattr(node, field_name(type(node), name))
             found += list(value) if many and value is not None else [value]
     return _walk(found, parts[1:])
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+def field_name(model: type[BaseModel], alias: str) -> str:
+    """The attribute of `model` that YAML spells `alias` (`hostPID` -> host_pid)."""
+    return next(n for n, info in model.model_fields.items() if alias in (n, info.alias))
 
 
 def no_local_effect(isvc: InferenceService) -> list[str]:
@@ -210,8 +303,23 @@ def no_local_effect(isvc: InferenceService) -> list[str]:
         if not values:
             continue
         where = f"; on Kubernetes: {effect.kubernetes}" if effect.kubernetes else ""
+        path = effect.path if effect.path.startswith("metadata.") else f"spec.{effect.path}"
         if not effect.local:
-            out.append(f"spec.{effect.path}: accepted; no effect on the local backend{where}")
+            out.append(f"{path}: accepted; no effect on the local backend{where}")
         elif effect.warn_if is not None and (caveat := effect.warn_if(values[0])):
-            out.append(f"spec.{effect.path}: {caveat}")
+            out.append(f"{path}: {caveat}")
     return out
+
+
+def grpc_warnings(isvc: InferenceService, grpc_routed: bool) -> list[str]:
+    """A grpc-v2 predictor on a `serving up` that does not route gRPC: its REST still answers, its gRPC not."""
+    predictor = isvc.spec.predictor
+    field = next(
+        (f for f in ("model", "sklearn", "xgboost", "onnx") if getattr(predictor, f) is not None), None
+    )
+    if grpc_routed or field is None or predictor.normalised_model().protocol_version != "grpc-v2":
+        return []
+    return [
+        f"spec.predictor.{field}.protocolVersion: grpc-v2: gRPC is served by the router only with serving up "
+        "--grpc-port (this one has none); REST (v1, v2) answers meanwhile"
+    ]

@@ -114,3 +114,87 @@ def test_readmes_own_credentials_example_is_read_as_written(tmp_path: Path) -> N
     assert [d["kind"] for d in read_documents(path, warnings.append)] == ["InferenceService"]
     assert len(warnings) == 1 and "skipped Secret/s3creds" in warnings[0]
     assert {d["kind"] for d in read_converted([path])} == {"InferenceService", "Secret"}
+
+
+LIST = """
+apiVersion: v1
+kind: List
+items:
+- apiVersion: serving.kserve.io/v1beta1
+  kind: InferenceService
+  metadata: {name: list-iris}
+  spec:
+    predictor:
+      model: {modelFormat: {name: sklearn}, storageUri: s3://models/iris}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings}
+  data: {a: b}
+"""
+
+
+def test_a_list_is_read_item_by_item_by_apply_up_delete_and_render(tmp_path: Path) -> None:
+    """`kind: List` (what `kubectl get -o yaml` writes, and `kubectl apply` takes): its InferenceService was
+    skipped by apply as `List/?` and passed through by render unrendered."""
+    path = tmp_path / "list.yaml"
+    path.write_text(LIST)
+    warnings: list[str] = []
+    docs = read_documents(path, warnings.append)  # serving apply, up -f and delete -f read files so
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("InferenceService", "list-iris")]
+    assert len(warnings) == 1 and "skipped ConfigMap/settings" in warnings[0] and "List" not in warnings[0]
+    objects = render(read_converted([path]), RenderSettings())
+    kinds = [o["kind"] for o in objects]
+    assert kinds == ["InferenceService", "Deployment", "Service", "ConfigMap"], kinds
+    path.write_text(LIST.replace("name: list-iris", "name: List_Iris"))
+    with pytest.raises(ServingError, match=r"list\.yaml: document 1, items\[0\]: metadata\.name"):
+        read_documents(path, lambda _: None)
+
+
+GRAPH = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: g-sklearn-iris}
+spec: {predictor: {sklearn: {storageUri: s3://models/iris}}}
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata: {name: model-chainer}
+spec:
+  nodes:
+    root:
+      routerType: Sequence
+      routes: [{serviceName: g-sklearn-iris}]
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: TrainedModel
+metadata: {name: model1}
+spec: {inferenceService: g-sklearn-iris, model: {storageUri: s3://m, framework: sklearn, memory: 256Mi}}
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: ClusterStorageContainer
+metadata: {name: default}
+spec: {container: {name: storage-initializer, image: kserve/storage-initializer:latest}}
+"""
+
+
+def test_kserve_kinds_not_run_here_are_skipped_one_line_each(tmp_path: Path) -> None:
+    """InferenceGraph, TrainedModel, ClusterStorageContainer: each skipped with one line naming its kind (it was
+    refused as `apiVersion ... not supported; ...kind: Input should be 'InferenceService'`, and the file's
+    InferenceServices not applied); the rest of the file goes on, as with other Kubernetes kinds."""
+    path = tmp_path / "graph.yaml"
+    path.write_text(GRAPH)
+    warnings: list[str] = []
+    docs = read_documents(path, warnings.append)
+    assert [d["metadata"]["name"] for d in docs] == ["g-sklearn-iris"]
+    assert [w.split(" is not supported here")[0] for w in warnings] == [
+        f"{path}: kind InferenceGraph (serving.kserve.io/v1alpha1)",
+        f"{path}: kind TrainedModel (serving.kserve.io/v1alpha1)",
+        f"{path}: kind ClusterStorageContainer (serving.kserve.io/v1alpha1)",
+    ]
+    assert "skipped InferenceGraph/model-chainer" in warnings[0]
+    said: list[str] = []
+    converted = read_converted([path], warn=said.append)  # render, convert, apply --backend kubernetes
+    assert [d["kind"] for d in converted] == ["InferenceService"] and said == warnings
+    path.write_text(GRAPH.replace("kind: InferenceGraph", "kind: InferenceGrph"))
+    with pytest.raises(ServingError):  # a misspelt kind of KServe's group is still refused
+        read_documents(path, lambda _: None)

@@ -308,3 +308,73 @@ def test_render_command_prints_one_stream() -> None:
     docs = list(yaml.safe_load_all(out))
     assert [d["kind"] for d in docs] == ["InferenceService", "Deployment", "Service"]
     assert {d["metadata"]["namespace"] for d in docs} == {"ml"}
+
+
+def test_kserve_pod_and_container_fields_render_to_valid_objects() -> None:
+    """KServe's pod and container overrides (its PodSpec and corev1.Container are inlined) land in the pod as
+    Kubernetes spells them, meeting ours where both set one: valid objects, nothing dropped."""
+    doc = _isvc(
+        {
+            "serviceAccount": "models",  # the pod spec's deprecated name
+            "securityContext": {"runAsGroup": 3000},
+            "volumes": [{"name": "extra", "emptyDir": {}}],
+            "initContainers": [{"name": "warm", "image": "busybox", "command": ["true"]}],
+            "dnsPolicy": "ClusterFirst",
+            "terminationGracePeriodSeconds": 60,
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+            ],
+            "containers": [
+                {
+                    "name": "proxy",
+                    "image": "me/proxy:1",
+                    "ports": [{"containerPort": 15000}],
+                    "readinessProbe": {"tcpSocket": {}},  # no port: the container's (its first)
+                }
+            ],
+            "model": {
+                "modelFormat": {"name": "sklearn"},
+                "protocolVersion": "grpc-v2",
+                "storageUri": "s3://models/iris",
+                "ports": [{"name": "h2c", "protocol": "TCP", "containerPort": 9000}],
+                "readinessProbe": {"httpGet": {"path": "/v1/models/iris"}},
+                "volumeMounts": [{"name": "extra", "mountPath": "/extra"}],
+                "securityContext": {"allowPrivilegeEscalation": False},
+                "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
+                "imagePullPolicy": "Always",
+                "envFrom": [{"configMapRef": {"name": "settings"}}],
+            },
+        },
+        {
+            **{"containers": [{"args": ["serving", "transform", "--transformer", "tabular"]}]},
+            "volumes": [{"name": "cache", "emptyDir": {}}],
+        },
+    )
+    doc["metadata"]["annotations"] = {"sidecar.istio.io/inject": "true", "prometheus.kserve.io/port": "9000"}
+    objects = _objects(doc)
+    for obj in objects.values():
+        _validate(obj)
+    revision = Revision.from_spec(parse(doc))
+    template = objects[f"Deployment/{revision.name}-predictor"]["spec"]["template"]
+    pod = template["spec"]
+    assert pod["serviceAccountName"] == "models" and "serviceAccount" not in pod
+    assert pod["securityContext"]["runAsGroup"] == 3000 and pod["securityContext"]["runAsNonRoot"] is True
+    assert [v["name"] for v in pod["volumes"]] == ["model", "tmp", "extra"]
+    assert [c["name"] for c in pod["initContainers"]] == ["warm", "storage-initializer"]
+    assert pod["terminationGracePeriodSeconds"] == 60 and pod["dnsPolicy"] == "ClusterFirst"
+    main, proxy = pod["containers"]
+    assert main["args"][main["args"].index("--grpc-port") + 1] == "9000"
+    assert {"name": "grpc", "containerPort": 9000, "protocol": "TCP"} in main["ports"]
+    assert main["readinessProbe"] == {"httpGet": {"path": "/v1/models/iris", "port": "http"}}
+    assert main["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"  # not given: ours
+    assert [m["name"] for m in main["volumeMounts"]] == ["model", "tmp", "extra"]
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["imagePullPolicy"] == "Always" and main["envFrom"] == [{"configMapRef": {"name": "settings"}}]
+    assert main["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert proxy["readinessProbe"] == {"tcpSocket": {"port": 15000}}
+    assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "true"
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9000"
+    service = objects[f"Service/{revision.name}-predictor"]["spec"]["ports"]
+    assert [(p["name"], p["targetPort"]) for p in service] == [("http", "http"), ("grpc", "grpc")]
+    transformer = objects[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in transformer["volumes"]] == ["tmp", "cache"]

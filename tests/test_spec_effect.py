@@ -41,7 +41,15 @@ from serving.revision import Revision
 from serving.router.table import ServiceRoute
 from serving.runtimes.base import ModelMetadata, Runtime
 from serving.servingruntime import SelectionError
-from serving.spec import InferenceService, PredictorSpec, SpecError, TransformerSpec, parse
+from serving.spec import (
+    KUBERNETES_CONTAINER_ONLY,
+    KUBERNETES_ONLY,
+    InferenceService,
+    PredictorSpec,
+    SpecError,
+    TransformerSpec,
+    parse,
+)
 from serving.spec_effects import EFFECTS_BY_PATH, FIELD_EFFECTS, values_at
 from serving.types import TensorDict
 from tests.inprocess import serving_inprocess
@@ -364,13 +372,48 @@ def _transformer_annotations() -> None:
     assert "--with-transformer" in e.pod("predictor")["spec"]["containers"][0]["args"]
 
 
+POD_VALUES: dict[str, Any] = {
+    "nodeSelector": {"disk": "ssd"},
+    "tolerations": [{"key": "gpu", "operator": "Exists"}],
+    "affinity": {"nodeAffinity": {}},
+    "imagePullSecrets": [{"name": "reg"}],
+    "volumes": [{"name": "extra", "emptyDir": {}}],
+    "securityContext": {"runAsGroup": 3000},
+    "initContainers": [{"name": "warm", "image": "busybox", "command": ["true"]}],
+    "hostNetwork": True,
+    "hostPID": True,
+    "hostIPC": True,
+    "shareProcessNamespace": True,
+    "dnsPolicy": "ClusterFirstWithHostNet",
+    "dnsConfig": {"nameservers": ["10.0.0.10"]},
+    "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["store"]}],
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    ],
+    "terminationGracePeriodSeconds": 0,  # 0 (stop at once) is a value, not "unset"
+    "enableServiceLinks": True,
+    "automountServiceAccountToken": False,
+    "readinessGates": [{"conditionType": "example.com/ready"}],
+    "preemptionPolicy": "Never",
+    "os": {"name": "linux"},
+}
+
+
+def _pod_rendered(field: str, pod: dict[str, Any], value: Any) -> bool:
+    """The user's pod field in the rendered pod spec: as written, or merged with ours (volumes beside ours, init
+    containers before the storage-initializer, securityContext keys over ours)."""
+    got = pod.get(field)
+    if field == "volumes":
+        return got[-1] == value[0] and got[0]["name"] in ("model", "tmp")  # ours first
+    if field == "initContainers":
+        return got[0] == value[0]
+    if field == "securityContext":
+        return got["runAsGroup"] == 3000 and got["fsGroup"] == 1000  # ours kept
+    return bool(got == value)
+
+
 def _pod_field(component: str, field: str) -> Callable[[], None]:
-    value: Any = {
-        "nodeSelector": {"disk": "ssd"},
-        "tolerations": [{"key": "gpu", "operator": "Exists"}],
-        "affinity": {"nodeAffinity": {}},
-        "imagePullSecrets": [{"name": "reg"}],
-    }.get(field, "x")
+    value: Any = POD_VALUES.get(field, "x")
 
     def check() -> None:
         block = {field: value}
@@ -379,9 +422,127 @@ def _pod_field(component: str, field: str) -> Callable[[], None]:
             if component == "transformer"
             else effects({**block, **model()})
         )
-        assert e.pod(component)["spec"][field] == value and e.warned(f"{component}.{field}")
+        pod = e.pod(component)["spec"]
+        assert _pod_rendered(field, pod, value), pod.get(field)
+        assert e.warned(f"{component}.{field}")
+        if field == "initContainers" and component == "predictor":
+            assert [c["name"] for c in pod["initContainers"]] == ["warm", "storage-initializer"]
 
     return check
+
+
+CONTAINER_VALUES: dict[str, tuple[Any, Any]] = {  # field -> (as written, as rendered)
+    "readinessProbe": (
+        {"httpGet": {"path": "/v1/models/iris"}},
+        {"httpGet": {"path": "/v1/models/iris", "port": "http"}},
+    ),
+    "livenessProbe": ({"tcpSocket": {}}, {"tcpSocket": {"port": "http"}}),
+    "startupProbe": ({"exec": {"command": ["true"]}}, {"exec": {"command": ["true"]}}),
+    "lifecycle": ({"preStop": {"exec": {"command": ["sleep", "5"]}}},) * 2,
+    "terminationMessagePath": ("/dev/termination-log2",) * 2,
+    "terminationMessagePolicy": ("FallbackToLogsOnError",) * 2,
+    "imagePullPolicy": ("Always",) * 2,
+    "envFrom": ([{"secretRef": {"name": "s"}}],) * 2,
+    "workingDir": ("/work",) * 2,
+}
+
+
+def _container_rendered(field: str, container: dict[str, Any], value: Any) -> bool:
+    if field == "volumeMounts":  # beside the model's (or the transformer's /tmp)
+        return container[field][-1] == value[0] and len(container[field]) > 1
+    if field == "securityContext":  # runAsUser 0 drops our runAsNonRoot (it would refuse to start)
+        sc = container[field]
+        return sc["runAsUser"] == 0 and "runAsNonRoot" not in sc and sc["readOnlyRootFilesystem"] is True
+    return bool(container.get(field) == CONTAINER_VALUES[field][1])
+
+
+def _model_container_field(field: str) -> Callable[[], None]:
+    """KServe's corev1.Container fields on `model:`: rendered into the model server's container, warned."""
+
+    def check() -> None:
+        value = CONTAINER_SAMPLES[field]
+        e = effects(model(**{field: value}))
+        assert _container_rendered(field, e.container(), value), e.container()
+        assert e.warned(f"predictor.model.{field}")
+        assert unnamed(e.argv) == unnamed(base().argv)
+
+    return check
+
+
+CONTAINER_SAMPLES: dict[str, Any] = {
+    **{k: v[0] for k, v in CONTAINER_VALUES.items()},
+    "volumeMounts": [{"name": "extra", "mountPath": "/extra"}],
+    "securityContext": {"runAsUser": 0},
+}
+
+
+def _model_ports() -> None:
+    """KServe's gRPC example (`ports: [{name: h2c, containerPort: 8081}]`), and other ports: h2c/grpc is where our
+    server's gRPC listens, http/http1 its REST; warned locally (serving up gives each replica its ports)."""
+    e = effects(
+        model(protocolVersion="grpc-v2", ports=[{"name": "h2c", "protocol": "TCP", "containerPort": 9000}])
+    )
+    container = e.container()
+    assert flag(container["args"], "--grpc-port") == "9000" and flag(container["args"], "--port") == "8080"
+    assert {"name": "grpc", "containerPort": 9000, "protocol": "TCP"} in container["ports"]
+    assert e.warned("predictor.model.ports")
+    rest = effects(model(ports=[{"containerPort": 8085}, {"name": "metrics", "containerPort": 9100}]))
+    container = rest.container()
+    assert flag(container["args"], "--port") == "8085" and flag(container["args"], "--grpc-port") == "8081"
+    assert container["ports"][0] == {"name": "http", "containerPort": 8085, "protocol": "TCP"}
+    assert container["ports"][-1] == {"name": "metrics", "containerPort": 9100}
+    assert rest.pod()["metadata"]["annotations"]["prometheus.io/port"] == "8085"
+    assert rest.objects["Service/predictor"]["spec"]["ports"][0]["targetPort"] == "http"
+    for ports, message in (
+        (
+            [{"name": "http", "containerPort": 8080}, {"name": "h2c", "containerPort": 8080}],
+            "share port 8080",
+        ),
+        ([{"name": "http", "containerPort": 1}, {"name": "http1", "containerPort": 2}], "a second HTTP port"),
+        ([{"name": "h2c"}], r"ports\[0\]\.containerPort: required"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            effects(model(ports=ports))
+
+
+def _service_annotations() -> None:
+    """KServe copies the service's annotations to its pods, except its own (and Knative's) controls; its
+    prometheus.kserve.io/port|path set the pod's scrape port and path. Locally: warned by name."""
+    annotations = {
+        "sidecar.istio.io/inject": "true",
+        "prometheus.io/scrape": "true",
+        "prometheus.kserve.io/port": "8082",
+        "prometheus.kserve.io/path": "/othermetrics",
+        "serving.kserve.io/enable-prometheus-scraping": "true",
+        "autoscaling.knative.dev/target": "5",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    }
+    e = effects(model(), annotations=annotations)
+    pod = e.pod()["metadata"]["annotations"]
+    assert pod["sidecar.istio.io/inject"] == "true"
+    assert (pod["prometheus.io/port"], pod["prometheus.io/path"]) == ("8082", "/othermetrics")
+    assert not [k for k in pod if "kserve.io" in k or "knative.dev" in k or "kubectl" in k], pod
+    (warning,) = [w for w in e.warnings if w.startswith("metadata.annotations:")]
+    assert "sidecar.istio.io/inject" in warning and "prometheus.kserve.io/port" in warning
+    assert "autoscaling.knative.dev/target" not in warning  # a scaling knob: it takes effect here
+    scaling = effects(model(), annotations={"autoscaling.knative.dev/target": "5"})
+    assert not [w for w in scaling.warnings if w.startswith("metadata.annotations:")]
+    assert "autoscaling.knative.dev/target" not in scaling.pod()["metadata"]["annotations"]
+
+
+def _service_labels() -> None:
+    """`networking.kserve.io/visibility: cluster-local` (and Knative's older label): no ingress of a service's
+    own exists to leave out, here or rendered: warned by name, locally and by `serving render`."""
+    from serving.control.kubernetes.documents import cluster_warnings
+
+    for key in ("networking.kserve.io/visibility", "serving.knative.dev/visibility"):
+        e = effects(model(), labels={key: "cluster-local"})
+        assert any(w.startswith(f"metadata.labels: {key}: cluster-local: no effect") for w in e.warnings)
+        assert not [o for o in e.objects if o.startswith(("Ingress", "HTTPRoute"))]
+        doc = {**e.isvc.model_dump(by_alias=True, exclude_none=True)}
+        assert any(w.startswith(f"metadata.labels.{key}: cluster-local") for w in cluster_warnings(doc))
+    plain = effects(model(), labels={"team": "ml"})
+    assert not [w for w in plain.warnings if w.startswith("metadata.labels")]
 
 
 def _containers_predictor() -> None:
@@ -560,6 +721,8 @@ def _command_args() -> None:
 CASES: dict[str, Callable[[], None]] = {
     "metadata.name": _name,
     "metadata.namespace": _namespace,
+    "metadata.annotations": _service_annotations,
+    "metadata.labels": _service_labels,
     "predictor.minReplicas": _min_replicas,
     "predictor.maxReplicas": _max_replicas,
     "predictor.scaleMetric": _scale_metric,
@@ -594,6 +757,8 @@ CASES: dict[str, Callable[[], None]] = {
         "predictor.model.name", lambda: effects(model(name="kserve-container"))
     ),
     "predictor.model.image": _model_image,
+    "predictor.model.ports": _model_ports,
+    **{f"predictor.model.{f}": _model_container_field(f) for f in KUBERNETES_CONTAINER_ONLY if f != "ports"},
     "transformer.minReplicas": _transformer_hpa("minReplicas", 2, lambda h: h["minReplicas"] == 2),
     "transformer.maxReplicas": _transformer_hpa("maxReplicas", 6, lambda h: h["maxReplicas"] == 6),
     "transformer.scaleMetric": _transformer_hpa(
@@ -629,26 +794,17 @@ CASES: dict[str, Callable[[], None]] = {
     "transformer.containers[].resources": _container(
         "resources", {"limits": {"cpu": "1"}}, lambda c: c["resources"] == {"limits": {"cpu": "1"}}
     ),
-    "transformer.containers[].imagePullPolicy": _container(
-        "imagePullPolicy", "Always", lambda c: c["imagePullPolicy"] == "Always"
-    ),
     "transformer.containers[].ports": _container(
         "ports", [{"containerPort": 9000}], lambda c: c["ports"][0]["containerPort"] == 8080
     ),
     **{
-        f"{c}.{f}": _pod_field(c, f)
-        for c in ("predictor", "transformer")
-        for f in (
-            "serviceAccountName",
-            "nodeSelector",
-            "tolerations",
-            "affinity",
-            "imagePullSecrets",
-            "priorityClassName",
-            "schedulerName",
-            "runtimeClassName",
+        f"transformer.containers[].{f}": _container(
+            f, CONTAINER_SAMPLES[f], lambda c, f=f: _container_rendered(f, c, CONTAINER_SAMPLES[f])
         )
+        for f in KUBERNETES_CONTAINER_ONLY
+        if f != "ports"
     },
+    **{f"{c}.{f}": _pod_field(c, f) for c in ("predictor", "transformer") for f in KUBERNETES_ONLY},
 }
 
 

@@ -9,7 +9,9 @@ Kubernetes objects of other API groups in the same files (a `v1` Secret or Servi
 credentials, a ConfigMap: KServe's YAML often carries them) are not ours to run on this machine: they are
 skipped with one warning line per file naming them (`serving render` / `convert` pass them through, see
 `serving.control.kubernetes.documents`). Locally, storage credentials come from the environment and the
-predictor's `env`.
+predictor's `env`. KServe kinds we do not run (InferenceGraph, TrainedModel, ClusterStorageContainer...) are
+skipped the same way, one warning line each, everywhere (render and convert too: no operator of ours acts on
+them); the rest of the file is applied. A `kind: List` (what `kubectl get -o yaml` writes) is read item by item.
 """
 
 from __future__ import annotations
@@ -23,10 +25,21 @@ from serving.canary.spec import parse_canary
 from serving.errors import ServingError
 from serving.servingruntime import KINDS as RUNTIME_KINDS
 from serving.servingruntime import parse_runtime
-from serving.spec import SUPPORTED_FORMATS, SpecError, parse, yaml_documents
+from serving.spec import SUPPORTED_FORMATS, SpecError, located, parse, placed_documents
 
 OUR_GROUPS = ("serving.kserve.io", "serving.dev")
 OUR_KINDS = ("InferenceService", "Canary", *RUNTIME_KINDS)
+# KServe's other kinds (serving.kserve.io/v1alpha1): known, so not "misspelt", and not run here; what to do instead.
+KSERVE_ONLY_KINDS = {
+    "InferenceGraph": "call the services in turn from the client, or put the steps in a transformer",
+    "TrainedModel": "multi-model serving: give each model its own InferenceService",
+    "ClusterStorageContainer": "serving's own storage-initializer fetches every storageUri",
+    "LocalModelCache": "models are cached by `serving up --cache-dir` (and each pod's storage-initializer)",
+    "LocalModelNodeGroup": "models are cached by `serving up --cache-dir` (and each pod's storage-initializer)",
+    "LocalModelNode": "models are cached by `serving up --cache-dir` (and each pod's storage-initializer)",
+    "LLMInferenceService": "large language models are not served here",
+    "LLMInferenceServiceConfig": "large language models are not served here",
+}
 
 
 def _warn(message: str) -> None:
@@ -39,24 +52,24 @@ def read_documents(path: Path, warn: Callable[[str], None] = _warn) -> list[dict
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    docs = yaml_documents(text, str(path))
-    if not docs:
+    placed = placed_documents(text, str(path))
+    if not placed:
         raise SpecError(f"{path}: no InferenceService document found")
-    foreign = [doc for doc in docs if is_foreign(doc)]
+    foreign = [doc for _, doc in placed if is_foreign(doc)]
     if foreign:
         warn(skipped_message(path, foreign))
-    for index, doc in enumerate(docs):  # validate with field paths before anything is sent
-        if is_foreign(doc):
-            continue
+    for _, doc in placed:
+        if is_unsupported_kserve(doc):
+            warn(unsupported_message(path, doc))
+    ours = [(where, doc) for where, doc in placed if not is_foreign(doc) and not is_unsupported_kserve(doc)]
+    for where, doc in ours:  # validate with field paths before anything is sent
         try:
             validate_document(doc)
         except ServingError as exc:
-            where = f"{path}: " + (f"document {index + 1}: " if len(docs) > 1 else "")
-            raise SpecError(where + exc.message) from exc
-    ours = [doc for doc in docs if not is_foreign(doc)]
-    for doc in ours:
+            raise SpecError(located(str(path), where) + exc.message) from exc
+    for _, doc in ours:
         pin_storage_uris(doc, path.resolve().parent)
-    return ours
+    return [doc for _, doc in ours]
 
 
 def is_foreign(doc: Any) -> bool:
@@ -69,6 +82,23 @@ def is_foreign(doc: Any) -> bool:
     if not isinstance(kind, str) or not isinstance(api_version, str) or kind in OUR_KINDS:
         return False
     return api_version.rpartition("/")[0] not in OUR_GROUPS  # "v1": the core group ""
+
+
+def is_unsupported_kserve(doc: Any) -> bool:
+    """One of KServe's kinds that is not run here (InferenceGraph, TrainedModel, ClusterStorageContainer...)."""
+    if not isinstance(doc, dict) or doc.get("kind") not in KSERVE_ONLY_KINDS:
+        return False
+    api_version = doc.get("apiVersion")
+    return isinstance(api_version, str) and api_version.rpartition("/")[0] in OUR_GROUPS
+
+
+def unsupported_message(path: Path | str, doc: dict[str, Any]) -> str:
+    """One line for one skipped KServe object: its kind, what it is, and what to do instead."""
+    kind = doc["kind"]
+    return (
+        f"{path}: kind {kind} ({doc.get('apiVersion')}) is not supported here; skipped {describe(doc)} "
+        f"({KSERVE_ONLY_KINDS[kind]}); the rest of the file is applied"
+    )
 
 
 def describe(doc: dict[str, Any]) -> str:

@@ -11,24 +11,36 @@ with `-n` set); `serving apply --backend kubernetes` leaves them to kubectl, wit
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from serving.cluster import Cluster, merge_patch
-from serving.control.documents import describe, is_foreign
+from serving.control.documents import describe, is_foreign, is_unsupported_kserve, unsupported_message
 from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
 from serving.errors import ServingError
 from serving.runtime_crd import VERSION as RUNTIME_VERSION
 from serving.servingruntime import parse_runtime
-from serving.spec import OUR_GROUP, SpecError, load_documents, model_args_warnings, parse, yaml_documents
+from serving.spec import (
+    OUR_GROUP,
+    SpecError,
+    load_documents,
+    located,
+    model_args_warnings,
+    parse,
+    placed_documents,
+)
+from serving.spec_effects import VISIBILITY_LABELS
 
 OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
 OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
 
 
 def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-    """The same InferenceService (or ServingRuntime) under our API group (the spec is identical); validates it."""
+    """The same InferenceService (or ServingRuntime) under our API group (the spec is identical); validates it.
+    The pod spec's deprecated `serviceAccount` is written `serviceAccountName` (our CRD knows only that one)."""
     runtime = is_runtime_document(doc)
     out = {**doc, "apiVersion": OUR_RUNTIME_API_VERSION if runtime else OUR_API_VERSION}
     if namespace is not None and doc.get("kind") != "ClusterServingRuntime":
@@ -37,30 +49,56 @@ def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[
         parse_runtime(out)
     else:
         parse(out)
+        out = _service_account_named(out)
     return out
 
 
-def read_converted(paths: list[Path], namespace: str | None = None) -> list[dict[str, Any]]:
-    """Every document of the files, ours converted and validated (errors name the file and document), other
-    Kubernetes objects as written (`-n` set on them too)."""
+def _service_account_named(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        return doc
+    components = {}
+    for name in ("predictor", "transformer"):
+        component = spec.get(name)
+        if isinstance(component, dict) and "serviceAccount" in component:
+            component = {k: v for k, v in component.items() if k != "serviceAccount"}
+            component["serviceAccountName"] = spec[name].get(
+                "serviceAccountName", spec[name]["serviceAccount"]
+            )
+            components[name] = component
+    return {**doc, "spec": {**spec, **components}} if components else doc
+
+
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_converted(
+    paths: list[Path], namespace: str | None = None, warn: Callable[[str], None] = _stderr
+) -> list[dict[str, Any]]:
+    """Every document of the files (a `kind: List` item by item), ours converted and validated (errors name the
+    file and document), other Kubernetes objects as written (`-n` set on them too); KServe kinds no operator of
+    ours runs (InferenceGraph...) are left out, one `warn` line each."""
     docs: list[dict[str, Any]] = []
     for path in paths:
         try:
             text = path.read_text()
         except OSError as exc:
             raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        found = yaml_documents(text, str(path))
+        found = placed_documents(text, str(path))
         if not found:
             load_documents(text, str(path))  # "no InferenceService document found", named
-        for index, doc in enumerate(found):
+        for where, doc in found:
             if is_foreign(doc):
                 docs.append(_passed_through(doc, namespace))
+                continue
+            if is_unsupported_kserve(doc):
+                warn(unsupported_message(path, doc))
                 continue
             try:
                 docs.append(convert_document(doc, namespace))
             except ServingError as exc:
-                where = f"{path}: " + (f"document {index + 1}: " if len(found) > 1 else "")
-                raise SpecError(where + exc.message) from exc
+                raise SpecError(located(str(path), where) + exc.message) from exc
     return docs
 
 
@@ -84,6 +122,13 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
             f"spec.predictor.{field}: {uri!r} is a local path; the cluster cannot read it "
             "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
         )
+    out += [
+        f"metadata.labels.{key}: {isvc.metadata.labels[key]}: not enforced per service: every InferenceService "
+        "is reached through the serving router (no Ingress of its own to leave out), so it is as cluster-local as "
+        "the router's Service (the chart's default ClusterIP; not if you expose the router)"
+        for key in VISIBILITY_LABELS
+        if key in isvc.metadata.labels
+    ]
     if custom:
         out += [
             f"spec.predictor.{name}: no effect on a custom predictor container (it is a setting of our model "

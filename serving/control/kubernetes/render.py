@@ -21,14 +21,19 @@ from serving.control.process_args import (
 )
 from serving.revision import Revision
 from serving.spec import (
+    KUBERNETES_CONTAINER_ONLY,
+    KUBERNETES_ONLY,
     PREDICTOR_CONTAINER,
     ComponentSpec,
     Container,
     EnvVar,
     InferenceService,
+    KubernetesContainer,
     Resources,
     flag_value,
+    listener_ports,
 )
+from serving.spec_effects import field_name, pod_annotations, scrape_overrides
 from serving.storage.kserve_secrets import credentials_from_secrets
 
 GROUP_PREFIX = "serving.dev"
@@ -36,16 +41,7 @@ MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, 
 PVC_ROOT = "/mnt/pvc"
 PORT = 8080
 GRPC_PORT = 8081  # predictors also speak the Open Inference Protocol over gRPC (KServe's gRPC port); transformers REST only
-POD_FIELDS = (
-    "serviceAccountName",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-    "imagePullSecrets",
-    "priorityClassName",
-    "schedulerName",
-    "runtimeClassName",
-)
+POD_FIELDS = KUBERNETES_ONLY  # the user's pod fields, rendered as written (volumes... merged with ours)
 LABEL_ISVC, LABEL_REVISION, LABEL_COMPONENT = (
     f"{GROUP_PREFIX}/{k}" for k in ("isvc", "revision", "component")
 )
@@ -201,15 +197,26 @@ def _storage(
     return [init], volumes, main_mounts
 
 
+def model_ports(revision: Revision) -> tuple[int, int, list[dict[str, Any]]]:
+    """Where our model server listens in its container (HTTP, gRPC), `model.ports` mapped (KServe's gRPC
+    example names its port h2c), and the other ports the model declares."""
+    model = revision.model
+    if model is None:
+        return PORT, GRPC_PORT, []
+    http, grpc, others = listener_ports(model.ports, model.protocol_version)
+    return http or PORT, grpc or GRPC_PORT, others
+
+
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
+    http, grpc, other_ports = model_ports(revision)
     argv = predictor_args(revision, Path(MODEL_DIR), settings.runtime_flags.get(revision.name, ())) + [
         "--host",
         "0.0.0.0",
         "--port",
-        str(PORT),
+        str(http),
         "--grpc-port",
-        str(GRPC_PORT),
+        str(grpc),
     ]
     containers = revision.predictor.containers
     resources = model.resources if model is not None else (containers[0].resources if containers else None)
@@ -221,8 +228,9 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         "args": argv,
         "env": _env(predictor_env(revision, settings.runtime_env.get(revision.name, ()))),
         "ports": [
-            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
-            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": http, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": grpc, "protocol": "TCP"},
+            *other_ports,
         ],
         "readinessProbe": _probe("/v2/health/ready", 2, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 6),
@@ -230,6 +238,51 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         "resources": _resources(resources, settings),
         "securityContext": _SECURITY,
     }
+
+
+_PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
+
+
+def with_container_fields(container: dict[str, Any], spec: KubernetesContainer | None) -> dict[str, Any]:
+    """The user's Kubernetes-only container fields over the container we built: probes replace ours (one
+    without a port probes the `http` port), volumeMounts are added to ours, securityContext keys go over
+    ours, the rest as written. `ports` are not touched here (each kind of container places them itself)."""
+    if spec is None:
+        return container
+    out = dict(container)
+    for name in KUBERNETES_CONTAINER_ONLY:
+        value = getattr(spec, field_name(type(spec), name))
+        if name == "ports" or value in (None, (), {}):
+            continue
+        if name in _PROBES:
+            out[name] = _probe_port(value, container.get("ports", []))
+        elif name == "volumeMounts":
+            out[name] = [*container.get(name, []), *(dict(m) for m in value)]
+        elif name == "securityContext":
+            out[name] = _security_over(container.get(name, {}), value)
+        else:
+            out[name] = [dict(v) for v in value] if isinstance(value, tuple) else value
+    return out
+
+
+def _probe_port(probe: dict[str, Any], ports: list[dict[str, Any]]) -> dict[str, Any]:
+    """KServe's documented probes give httpGet a path and no port (Knative fills in the container's): the
+    container's `http` port, else its first; a container that declares none keeps the probe as written."""
+    named = [p["name"] for p in ports if p.get("name") == "http"]
+    port = named[0] if named else (ports[0].get("containerPort") if ports else None)
+    out = dict(probe)
+    for handler in ("httpGet", "tcpSocket"):
+        if port is not None and isinstance(out.get(handler), dict) and "port" not in out[handler]:
+            out[handler] = {**out[handler], "port": port}
+    return out
+
+
+def _security_over(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Their keys over ours; running as root (runAsUser 0) drops our runAsNonRoot, which would refuse it."""
+    merged = {**ours, **theirs}
+    if theirs.get("runAsUser") == 0 and "runAsNonRoot" not in theirs:
+        merged.pop("runAsNonRoot", None)
+    return merged
 
 
 def custom_predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
@@ -241,7 +294,8 @@ def custom_predictor_container(revision: Revision, settings: RenderSettings) -> 
     ports = [dict(p) for p in spec.ports] or [{"containerPort": PORT, "protocol": "TCP"}]
     ports[0]["name"] = "http"
     container["ports"] = ports
-    container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
+    if spec.readiness_probe is None:
+        container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
     return container
 
 
@@ -259,7 +313,7 @@ def user_container(spec: Container, settings: RenderSettings) -> dict[str, Any]:
     if spec.ports:
         container["ports"] = [dict(p) for p in spec.ports]
     container["resources"] = _resources(spec.resources, settings)
-    return container
+    return with_container_fields(container, spec)
 
 
 def _custom_predictor_port(revision: Revision) -> int:
@@ -325,13 +379,28 @@ def _custom_transformer_port(revision: Revision) -> int:
 def _pod_fields(source: ComponentSpec) -> dict[str, Any]:
     """The pod-level fields the user set (camelCase, as the pod spec spells them)."""
     dumped = source.model_dump(
-        mode="json", by_alias=True, include={_snake(k) for k in POD_FIELDS}, exclude_none=True
+        mode="json",
+        by_alias=True,
+        include={field_name(type(source), k) for k in POD_FIELDS},
+        exclude_none=True,
     )
-    return {k: v for k, v in dumped.items() if v}
+    return {k: v for k, v in dumped.items() if v not in ([], {})}
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+def _with_pod_fields(pod: dict[str, Any], source: ComponentSpec) -> dict[str, Any]:
+    """The user's pod fields over the pod we built: volumes beside ours, init containers before ours (KServe
+    appends its storage-initializer to yours), securityContext keys over ours, the rest as written."""
+    out = dict(pod)
+    for name, value in _pod_fields(source).items():
+        if name == "volumes":
+            out[name] = [*pod.get(name, []), *value]
+        elif name == "initContainers":
+            out[name] = [*value, *pod.get(name, [])]
+        elif name == "securityContext":
+            out[name] = _security_over(pod.get(name, {}), value)
+        else:
+            out[name] = value
+    return out
 
 
 def deployment(
@@ -340,8 +409,10 @@ def deployment(
     replicas: int | None,
     settings: RenderSettings,
     owner: dict[str, Any] | None = None,
+    service_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`replicas=None` leaves the count to the HPA (so a patch never fights it)."""
+    """`replicas=None` leaves the count to the HPA (so a patch never fights it). `service_annotations`: the
+    InferenceService's `metadata.annotations`, copied to the pod template as KServe does (not its controls)."""
     source: ComponentSpec | None = revision.predictor if component == "predictor" else revision.transformer
     assert source is not None
     custom = component == "predictor" and revision.predictor.custom_container is not None
@@ -349,17 +420,25 @@ def deployment(
         init, volumes, mounts = _storage(revision, settings)
         if custom:
             container = custom_predictor_container(revision, settings)
-            mounts = [m for m in mounts if m["name"] == "model"]  # its image's own /tmp, not ours
+            user_mounts = container.pop("volumeMounts", [])  # rendered as written: after the model's
+            mounts = [
+                m for m in mounts if m["name"] == "model"
+            ] + user_mounts  # its image's own /tmp, not ours
         else:
-            container = predictor_container(revision, settings)
+            container = with_container_fields(predictor_container(revision, settings), revision.model)
+            mounts = mounts + container.pop("volumeMounts", [])
         if mounts:
             container["volumeMounts"] = mounts
     else:
         init, volumes = [], [{"name": "tmp", "emptyDir": {}}]
-        container = {
-            **transformer_container(revision, settings),
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        }
+        assert revision.transformer is not None
+        container = with_container_fields(
+            {
+                **transformer_container(revision, settings),
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            },
+            revision.transformer.containers[0],
+        )
     main = revision.predictor.custom_container if component == "predictor" else None
     sidecars = [  # KServe runs a predictor's other containers beside its server, as written
         user_container(c, settings)
@@ -384,11 +463,18 @@ def deployment(
     }
     if init:
         pod["initContainers"] = init
-    pod.update(_pod_fields(source))
+    pod = _with_pod_fields(pod, source)
+    if custom:
+        metrics_port = _custom_predictor_port(revision)
+    else:
+        metrics_port = model_ports(revision)[0] if component == "predictor" else PORT
+    given = service_annotations or {}
     annotations = {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(_custom_predictor_port(revision) if custom else PORT),
+        "prometheus.io/port": str(metrics_port),
         "prometheus.io/path": "/metrics",
+        **pod_annotations(given),
+        **scrape_overrides(given),
         **source.annotations,
     }
     spec: dict[str, Any] = {
@@ -463,7 +549,10 @@ def revision_objects(
         )
         owned = autoscaler is not None or replicas_left_alone(isvc)  # external: someone else's autoscaler
         count = None if (owned and existing) else replicas
-        out += [deployment(revision, component, count, settings, owner), service(revision, component, owner)]
+        out += [
+            deployment(revision, component, count, settings, owner, isvc.metadata.annotations),
+            service(revision, component, owner),
+        ]
         if autoscaler is not None:
             out.append(autoscaler)
     return out

@@ -67,3 +67,19 @@ def test_grpc_through_serving_up_with_a_canary(tmp_path: Path) -> None:
         # The split is exact per window of 5 (smooth weighted round-robin); REST requests share the balancer.
         assert _revisions(target, 50) == {stable: 40, canary: 10}
         assert _revisions(target, 5, (("x-serving-tag", "latest"),)) == {canary: 5}
+
+
+def test_a_grpc_v2_service_on_a_serving_up_without_grpc_port_is_warned_at_apply(tmp_path: Path) -> None:
+    from tests.up_support import cli
+
+    model = tmp_path / "m"
+    train_iris_sklearn(model)
+    state = tmp_path / "state"
+    doc = isvc_yaml("iris", model).replace(
+        "        name: sklearn\n", "        name: sklearn\n      protocolVersion: grpc-v2\n"
+    )
+    (tmp_path / "grpc.yaml").write_text(doc)
+    with serving_up(state) as server:
+        applied = cli(server, state, "apply", "-f", str(tmp_path / "grpc.yaml"))
+    said = applied.stdout + applied.stderr
+    assert "gRPC is served by the router only with serving up --grpc-port" in said, said

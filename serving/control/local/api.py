@@ -99,7 +99,12 @@ class ControlAPI:
         applied = [{**doc, "warnings": []} for doc in await self.control.apply_runtimes(runtimes)]
         for isvc, doc in zip(parsed, services, strict=True):
             service = await self.control.apply(isvc, doc)
-            applied.append({**service_document(service), "warnings": isvc.warnings()})
+            applied.append(
+                {
+                    **service_document(service),
+                    "warnings": isvc.warnings(grpc_routed="--grpc-port" in self.control.predictor_flags),
+                }
+            )
         for doc in canaries:
             assert self.canaries is not None
             canary = self.canaries.apply(doc)

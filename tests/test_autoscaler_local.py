@@ -413,6 +413,8 @@ async def test_a_fresh_revision_keeps_its_initial_scale_for_one_window(tmp_path:
 async def test_a_revision_is_ready_only_once_its_initial_scale_is(tmp_path: Path, model: Path) -> None:
     """Knative: initial-scale is what a revision reaches before it is marked Ready (`apply --wait` returned with
     1 of 2 replicas ready)."""
+    from serving.control.local.canaries import LocalCanaries
+
     control, clock, ticks = _gated_plane(tmp_path)
     await control.start()
     try:
@@ -425,8 +427,12 @@ async def test_a_revision_is_ready_only_once_its_initial_scale_is(tmp_path: Path
         await _until(lambda: predictor()["currentReplicas"] == 1)  # a reconcile saw it
         assert _condition(control) != "True" and not control.ready()
         assert predictor()["desiredReplicas"] == 2
+        view = LocalCanaries(control, lambda: []).rollout_view(("default", "iris"))
+        assert view is not None and not view.latest_ready  # a canary's analysis waits for it too
         second.release()
         await _until(lambda: _condition(control) == "True")
         assert predictor()["currentReplicas"] == 2
+        view = LocalCanaries(control, lambda: []).rollout_view(("default", "iris"))
+        assert view is not None and view.latest_ready
     finally:
         await control.shutdown()

@@ -246,6 +246,10 @@ def test_a_candidate_failing_while_retried_waits_until_the_progress_deadline():
     host.view = RolloutView("iris-c", "iris-a", True)  # the store came back in time
     ctl.tick()
     assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)
+    clock[0] += 100  # long after: it fails again and is retried, with a whole deadline of its own
+    host.view = RolloutView("iris-c", "iris-a", False, True, "HTTP 503", latest_retrying=True)
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING, ctl.tracked[KEY].status.message
 
 
 @pytest.mark.asyncio

@@ -252,3 +252,23 @@ async def test_a_request_held_at_zero_gets_deadline_exceeded_at_its_own_timeout(
     assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, refused.value.details()
     assert "within 0.4s" in (refused.value.details() or "")
     assert took < 3  # at the route's 0.4 s, not the activator's 5 s
+
+
+async def test_a_request_whose_timeout_is_spent_is_not_sent_on() -> None:
+    """Nothing left of the route's timeout (spent in the activator): DEADLINE_EXCEEDED without calling the
+    replica, as the HTTP path answers 504 (here the timeout is spent before anything: the replica is never
+    dialled, so an UNAVAILABLE would mean it was)."""
+    router = Router(metrics=RouterMetrics())
+    arm = Arm("iris-spent1", 100, "stable", "latest", ("http://127.0.0.1:9",), (f"127.0.0.1:{free_port()}",))
+    route = ServiceRoute("iris", "default", (arm,), timeout_s=1e-9)
+    router.set_table(RouteTable({("default", "iris"): route}, version=1))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await channel.unary_unary(INFER)(infer_request(), timeout=10)
+    finally:
+        await proxy.stop(1)
+    assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, refused.value.details()
+    assert dict(refused.value.trailing_metadata() or ())["x-serving-revision"] == "iris-spent1"

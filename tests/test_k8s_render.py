@@ -378,3 +378,27 @@ def test_kserve_pod_and_container_fields_render_to_valid_objects() -> None:
     assert [(p["name"], p["targetPort"]) for p in service] == [("http", "http"), ("grpc", "grpc")]
     transformer = objects[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"]
     assert [v["name"] for v in transformer["volumes"]] == ["tmp", "cache"]
+
+
+def test_a_custom_containers_probe_without_a_port_probes_its_http_port() -> None:
+    """A custom predictor that declares no ports gets 8080 named `http`; its probes written without a port
+    (as KServe's docs write them) probe it, or the API server refuses the Deployment."""
+    doc = _isvc(
+        {
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "me/model:1",
+                    "readinessProbe": {"httpGet": {"path": "/v1/models/m"}},
+                    "livenessProbe": {"tcpSocket": {}},
+                }
+            ]
+        }
+    )
+    objects = _objects(doc)
+    revision = Revision.from_spec(parse(doc))
+    deployment = objects[f"Deployment/{revision.name}-predictor"]
+    _validate(deployment)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"] == {"httpGet": {"path": "/v1/models/m", "port": "http"}}
+    assert container["livenessProbe"] == {"tcpSocket": {"port": "http"}}

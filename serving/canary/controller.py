@@ -240,6 +240,7 @@ class CanaryController:
         if status.phase is Phase.PROMOTING and view.rolled_out == status.revision:
             self._transition(key, tracked, replace(status, phase=Phase.SUCCEEDED, message="promoted"))
         elif candidate and candidate != status.revision and view.latest_ready:
+            tracked.failing = None  # ready: a later failure of it gets a whole deadline again
             analysis = tracked.canary.spec.analysis
             tracked.counters = tracked.stable_counters = None
             tracked.restarts = view.latest_restarts

@@ -109,6 +109,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._direct_filled = 0
         self._keep_alive_after_body = True  # uvicorn's cycle: its keep-alive once its body is all read
         self._upgrade_ignored = False  # the head just parsed asked for an Upgrade: parsed again without it
+        self._version = "1.1"  # the HTTP version of the head being answered (read once per head)
         self._refusal: bytes | None = None  # once refused: the answer still to write (b"": close only)
         # The one timer (see the module docstring) and what it checks
         self._timer: asyncio.TimerHandle | None = None
@@ -265,7 +266,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 hosts += 1
         if size > self.max_header_bytes:
             raise Refused(_TOO_LARGE, self._too_large())  # httptools re-raises it from feed_data
-        version = self.parser.get_http_version()
+        self._version = version = self.parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise Refused(_VERSION, f"HTTP/{version} is not supported here: send HTTP/1.1 (or use gRPC)")
         if hosts != 1 and (hosts or version == "1.1"):  # RFC 9112 §3.2: a MUST, and the router routes on it
@@ -320,7 +321,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
 
     def _start_lean(self) -> None:
         """The scope exactly as uvicorn completes it (on_headers_complete), and a `LeanCycle` for it."""
-        http_version = self.parser.get_http_version()
+        http_version = self._version  # read once, by on_headers_complete
         scope: Any = self.scope
         scope["method"] = "POST"
         if http_version != "1.1":

@@ -33,6 +33,7 @@ from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
 from serving.grpc.service import Context, Handler
 from serving.grpc.status import grpc_code, http_status, trailing_metadata
+from serving.router.activator import timed_out
 from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
 
@@ -147,7 +148,9 @@ class GrpcProxy:
             )
         remaining = context.time_remaining()
         left = route.timeout_s - (time.monotonic() - arrived)  # a hold in the activator counted
-        timeout = max(left, 0.001) if remaining is None else max(min(remaining, left), 0.001)
+        if left <= 0:  # the hold used it all: as over HTTP, a 504 without calling the replica
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timed_out(route, arm).message, revision)
+        timeout = left if remaining is None else min(remaining, left)
         forwarded = tuple(
             (k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key")
         )

@@ -294,6 +294,9 @@ def custom_predictor_container(revision: Revision, settings: RenderSettings) -> 
     ports = [dict(p) for p in spec.ports] or [{"containerPort": PORT, "protocol": "TCP"}]
     ports[0]["name"] = "http"
     container["ports"] = ports
+    for probe in _PROBES:  # a probe written without a port: the `http` port, now that it is named
+        if probe in container:
+            container[probe] = _probe_port(container[probe], ports)
     if spec.readiness_probe is None:
         container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
     return container

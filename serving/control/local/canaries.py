@@ -59,10 +59,7 @@ class LocalCanaries:
         if runner is None:  # being made again (a retry) or not yet
             return RolloutView(latest, rolled_out, False, retrying, latest_retrying=retrying)
         failure = runner.failure()  # its model failed to load (or it crashed before ever ready): for good
-        # ready as plan() sees it: scaled to zero on purpose still serves (the activator wakes it)
-        ready = runner.ready() or (
-            failure is None and self.control.autoscalers.scaled_to_zero((key[0], runner.revision.name))
-        )
+        ready = self.control.serves(key[0], runner)  # as plan() sees it: only then does it get its share
         # the supervisor's count of crashes of each replica (processes.Replica.restarts)
         restarts = sum(getattr(replica, "restarts", 0) for replica in runner.all_replicas())
         return RolloutView(

@@ -385,6 +385,14 @@ class LocalControlPlane:
         remote = scheme_of(runner.revision.storage_uri or "") in REMOTE_SCHEMES
         return not runner.error and loaded_and_failed and remote
 
+    def serves(self, namespace: str, runner: RevisionRunner) -> bool:
+        """Whether a revision counts as ready (for traffic, status and a canary's analysis alike): its replicas
+        ready up to its initial scale, or scaled to zero on purpose (the router's activator wakes it)."""
+        key = (namespace, runner.revision.name)
+        if runner.ready():
+            return self.autoscalers.reached_initial_scale(key)
+        return self.autoscalers.scaled_to_zero(key) and runner.failure() is None
+
     def _plan(self, service: Service) -> Plan:
         namespace = service.isvc.metadata.namespace
         ready, failed, no_runtime = set(), {}, {}
@@ -394,10 +402,8 @@ class LocalControlPlane:
         for (ns, name), runner in self.runners.items():
             if ns != namespace:
                 continue
-            if (runner.ready() and self.autoscalers.reached_initial_scale((ns, name))) or (
-                self.autoscalers.scaled_to_zero((ns, name)) and runner.failure() is None
-            ):
-                ready.add(name)  # scaled to zero on purpose still serves: the router's activator wakes it
+            if self.serves(ns, runner):
+                ready.add(name)
                 failed.pop(name, None)
             elif name not in failed and (why := runner.failure()) is not None:
                 failed[name] = why

@@ -50,6 +50,22 @@ def test_unknown_or_incomplete_forms_are_refused(words: list[str]) -> None:
         delete_targets(words)
 
 
+def test_get_and_delete_read_the_kind_words_alike() -> None:
+    """`serving get` and `serving delete` name runtime kinds the same way: a group not ours is not a runtime."""
+    from serving.commands.runtime_table import is_runtime_kind, select
+
+    assert is_runtime_kind("sr") and is_runtime_kind("csr.serving.kserve.io")
+    assert not is_runtime_kind("sr.example.com") and not is_runtime_kind("isvc")
+    items = [
+        {"kind": "ClusterServingRuntime", "metadata": {"name": "c"}},
+        {"kind": "ServingRuntime", "metadata": {"name": "n", "namespace": "default"}},
+    ]
+    assert [
+        i["metadata"]["name"] for i in select(items, "clusterservingruntimes.serving.kserve.io", "default")
+    ] == ["c"]
+    assert [i["metadata"]["name"] for i in select(items, "SR", "default")] == ["c", "n"]
+
+
 def test_delete_servingruntimes_by_name_and_from_a_file(tmp_path: Path) -> None:
     model = train_iris_sklearn(tmp_path / "models" / "iris").parent
     state = tmp_path / "state"

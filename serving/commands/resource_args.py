@@ -52,7 +52,7 @@ def _slashed(word: str) -> str:
     return name
 
 
-def _kind_of(word: str) -> str | None:
+def kind_of(word: str) -> str | None:
     """The kind a kubectl resource word names (InferenceService, ServingRuntime, ClusterServingRuntime)."""
     kind, _, group = word.lower().partition(".")
     if group and group not in GROUPS:
@@ -75,14 +75,14 @@ def delete_targets(words: list[str]) -> list[tuple[str, str]]:
         targets = []
         for word in words:
             word_kind, _, name = word.partition("/")
-            kind = _kind_of(word_kind)
+            kind = kind_of(word_kind)
             if kind is None:
                 raise BadRequest(f"unknown resource type {word_kind!r}; {KNOWN}")
             if not name:
                 raise BadRequest(f"{word!r} names nothing; write {word_kind}/NAME")
             targets.append((kind, name))
         return targets
-    kind = _kind_of(first)
+    kind = kind_of(first)
     if kind is not None:
         if any("/" in word for word in rest):
             raise BadRequest(

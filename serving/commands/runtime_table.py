@@ -8,19 +8,17 @@ from typing import Any
 
 import yaml
 
+from serving.commands.resource_args import kind_of
 from serving.servingruntime import ServingRuntime, parse_runtime, runtime_implementation
 from serving.spec import SUPPORTED_FORMATS
 
-ALL_WORDS = frozenset({"servingruntime", "servingruntimes", "sr"})
-CLUSTER_WORDS = frozenset({"clusterservingruntime", "clusterservingruntimes", "csr"})
-
 
 def is_runtime_kind(word: str) -> bool:
-    return word.lower().split(".", 1)[0] in ALL_WORDS | CLUSTER_WORDS
+    return kind_of(word) in ("ServingRuntime", "ClusterServingRuntime")
 
 
 def select(items: list[dict[str, Any]], word: str, namespace: str) -> list[dict[str, Any]]:
-    cluster_only = word.lower().split(".", 1)[0] in CLUSTER_WORDS
+    cluster_only = kind_of(word) == "ClusterServingRuntime"
     out = []
     for item in items:
         cluster = item.get("kind") == "ClusterServingRuntime"

@@ -42,11 +42,11 @@ KSERVE_ONLY_KINDS = {
 }
 
 
-def _warn(message: str) -> None:
+def warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def read_documents(path: Path, warn: Callable[[str], None] = _warn) -> list[dict[str, Any]]:
+def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> list[dict[str, Any]]:
     """The documents of a file that `serving up` runs, validated; other Kubernetes objects skipped (`warn`)."""
     try:
         text = path.read_text()

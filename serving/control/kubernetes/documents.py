@@ -11,13 +11,18 @@ with `-n` set); `serving apply --backend kubernetes` leaves them to kubectl, wit
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from serving.cluster import Cluster, merge_patch
-from serving.control.documents import describe, is_foreign, is_unsupported_kserve, unsupported_message
+from serving.control.documents import (
+    describe,
+    is_foreign,
+    is_unsupported_kserve,
+    unsupported_message,
+    warn_stderr,
+)
 from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
 from serving.errors import ServingError
@@ -69,12 +74,8 @@ def _service_account_named(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "spec": {**spec, **components}} if components else doc
 
 
-def _stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def read_converted(
-    paths: list[Path], namespace: str | None = None, warn: Callable[[str], None] = _stderr
+    paths: list[Path], namespace: str | None = None, warn: Callable[[str], None] = warn_stderr
 ) -> list[dict[str, Any]]:
     """Every document of the files (a `kind: List` item by item), ours converted and validated (errors name the
     file and document), other Kubernetes objects as written (`-n` set on them too); KServe kinds no operator of

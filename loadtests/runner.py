@@ -148,6 +148,10 @@ def run_locust(plan: Plan) -> int:
     """Run Locust to completion, printing a progress line (in place on a terminal, every 5 s otherwise)."""
     plan.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(servers.REPO), os.environ.get("PYTHONPATH", "")])}
+    # A coverage tracer inherited from a measured parent (the test suite under `coverage run`) would make
+    # Locust, not the server, the limit: the load generator runs untraced.
+    env.pop("COVERAGE_PROCESS_CONFIG", None)
+    env.pop("COVERAGE_PROCESS_START", None)
     tty = sys.stderr.isatty()
     with (plan.out / "locust.log").open("wb") as log:
         process = subprocess.Popen(  # its own group: with --processes its workers are stopped with it

@@ -30,7 +30,7 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
     isvc = write_isvc(tmp_path, "elastic", min_replicas=0, max_replicas=3, target=1, window="6s")
     with serving_up(tmp_path, isvc, "elastic", tmp_path / "up.log", "--activator-timeout", "60") as target:
         report = tmp_path / "locust"
-        locust = subprocess.Popen(  # 1 -> 8 users in 5 steps over 10 s
+        locust = subprocess.Popen(  # 1 -> 8 users in 5 steps over 5 s
             [
                 sys.executable,
                 "-m",
@@ -46,7 +46,7 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
                 "--users",
                 "8",
                 "--duration",
-                "10s",
+                "5s",
                 "--out",
                 str(report),
             ],

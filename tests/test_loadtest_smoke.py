@@ -60,7 +60,7 @@ def test_loadtest_against_a_url_has_no_failures_and_writes_reports(
         "--shape",
         shape,
         "--duration",
-        "3s",
+        "2s",
         "--rows",
         "3",
         "--out",
@@ -146,7 +146,7 @@ def test_canary_split_through_the_router(tmp_path: Path) -> None:
         "--users",
         "4",
         "--duration",
-        "4s",
+        "3s",
         "--out",
         str(tmp_path),
         timeout_s=150,
@@ -169,7 +169,7 @@ def test_transformer_scenario_through_serving_up(tmp_path: Path) -> None:
         "--users",
         "2",
         "--duration",
-        "3s",
+        "2s",
         "--out",
         str(tmp_path),
         timeout_s=150,
@@ -217,28 +217,27 @@ def recorder() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.parametrize("scenario", ["canary", "transformer", "v2-binary"])
-def test_every_scenario_sends_the_tag_with_every_request(
-    recorder: str, tmp_path: Path, scenario: str
-) -> None:
-    """`--tag latest` pins the router to the canary arm: a request without the header is split 70/30 instead."""
-    run = loadtest(
-        scenario,
-        "--url",
-        recorder,
-        "--model",
-        "sklearn-iris",
-        "--users",
-        "1",
-        "--duration",
-        "1s",
-        "--tag",
-        "latest",
-        "--out",
-        str(tmp_path),
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert set(_Recorder.tags) == {"latest"} and _Recorder.tags["latest"] > 0, _Recorder.tags
+def test_every_scenario_sends_the_tag_with_every_request(recorder: str, tmp_path: Path) -> None:
+    """`--tag NAME` pins the router to that arm: every request of every scenario carries it (one tag per
+    scenario here, so that one run of the three at once shows which scenario sent what)."""
+    scenarios = ("canary", "transformer", "v2-binary")
+    runs = {
+        scenario: subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "loadtest", scenario, "--url", recorder]
+            + ["--model", "sklearn-iris", "--users", "1", "--duration", "1s", "--tag", f"tag-{scenario}"]
+            + ["--out", str(tmp_path / scenario)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for scenario in scenarios
+    }
+    for scenario, run in runs.items():
+        output, _ = run.communicate(timeout=90)
+        assert run.returncode == 0, f"{scenario}: {output}"
+    assert set(_Recorder.tags) == {f"tag-{s}" for s in scenarios}, _Recorder.tags
+    assert all(_Recorder.tags[f"tag-{s}"] > 0 for s in scenarios), _Recorder.tags
 
 
 def test_sigterm_stops_locust_with_the_run(iris_server, tmp_path: Path) -> None:

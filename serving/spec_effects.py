@@ -153,7 +153,8 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect(
         "metadata.labels",
         "labels of the InferenceService",
-        "labels of the InferenceService (networking.kserve.io/visibility: no ingress of its own to skip: warned)",
+        "labels of the InferenceService, its Deployments and their pods (a component's own labels win; "
+        "networking.kserve.io/visibility: no ingress of its own to skip: warned)",
         _visibility,
     ),
     FieldEffect(

@@ -402,3 +402,30 @@ def test_a_custom_containers_probe_without_a_port_probes_its_http_port() -> None
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"] == {"httpGet": {"path": "/v1/models/m", "port": "http"}}
     assert container["livenessProbe"] == {"tcpSocket": {"port": "http"}}
+
+
+def test_service_labels_reach_the_deployments_and_pods_under_the_components_own() -> None:
+    """KServe puts an InferenceService's `metadata.labels` on its components' objects and pods (team, cost
+    centre, a NetworkPolicy's selector); a component's `labels` win over them, and ours over both."""
+    doc = _isvc(
+        {
+            "labels": {"tier": "predictor-tier"},
+            "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://m/x"},
+        },
+        transformer={"containers": [{"name": "kserve-container", "image": "me/t:1"}]},
+    )
+    doc["metadata"]["labels"] = {"team": "fraud", "tier": "service-tier", "serving.dev/isvc": "spoofed"}
+    objects = _objects(doc)
+    deployments = {
+        o["metadata"]["labels"]["serving.dev/component"]: o
+        for o in objects.values()
+        if o["kind"] == "Deployment"
+    }
+    predictor, transformer = deployments["predictor"], deployments["transformer"]
+    for deployment, tier in ((predictor, "predictor-tier"), (transformer, "service-tier")):
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert pod_labels["team"] == "fraud" and pod_labels["tier"] == tier
+        assert pod_labels["serving.dev/isvc"] == "iris"  # ours: the selector and the operator's lists
+        assert deployment["metadata"]["labels"]["team"] == "fraud"
+        assert deployment["metadata"]["labels"]["serving.dev/isvc"] == "iris"
+        _validate(deployment)

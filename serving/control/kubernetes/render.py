@@ -413,9 +413,12 @@ def deployment(
     settings: RenderSettings,
     owner: dict[str, Any] | None = None,
     service_annotations: dict[str, str] | None = None,
+    service_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`replicas=None` leaves the count to the HPA (so a patch never fights it). `service_annotations`: the
-    InferenceService's `metadata.annotations`, copied to the pod template as KServe does (not its controls)."""
+    InferenceService's `metadata.annotations`, copied to the pod template as KServe does (not its controls).
+    `service_labels`: its `metadata.labels`, on the Deployment and its pods as KServe puts them (under the
+    component's own labels, and ours over both)."""
     source: ComponentSpec | None = revision.predictor if component == "predictor" else revision.transformer
     assert source is not None
     custom = component == "predictor" and revision.predictor.custom_container is not None
@@ -485,7 +488,7 @@ def deployment(
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
             "metadata": {
-                "labels": {**source.labels, **labels(revision, component)},
+                "labels": {**(service_labels or {}), **source.labels, **labels(revision, component)},
                 "annotations": annotations,
             },
             "spec": pod,
@@ -493,12 +496,9 @@ def deployment(
     }
     if replicas is not None:
         spec["replicas"] = replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(revision, component, owner),
-        "spec": spec,
-    }
+    meta = _metadata(revision, component, owner)
+    meta["labels"] = {**(service_labels or {}), **meta["labels"]}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
 def service(revision: Revision, component: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -553,7 +553,9 @@ def revision_objects(
         owned = autoscaler is not None or replicas_left_alone(isvc)  # external: someone else's autoscaler
         count = None if (owned and existing) else replicas
         out += [
-            deployment(revision, component, count, settings, owner, isvc.metadata.annotations),
+            deployment(
+                revision, component, count, settings, owner, isvc.metadata.annotations, isvc.metadata.labels
+            ),
             service(revision, component, owner),
         ]
         if autoscaler is not None:

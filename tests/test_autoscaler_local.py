@@ -436,3 +436,24 @@ async def test_a_revision_is_ready_only_once_its_initial_scale_is(tmp_path: Path
         assert view is not None and view.latest_ready
     finally:
         await control.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_initial_scale_zero_is_ready_with_no_replica_and_the_first_request_wakes_one(
+    tmp_path: Path, model: Path
+) -> None:
+    """Knative: initial-scale 0 with min-scale 0 creates the revision scaled to zero and marks it Ready (it used
+    to wait for a replica nothing would start); the activator's first held request starts one."""
+    control, clock, ticks = _gated_plane(tmp_path)
+    await control.start()
+    try:
+        annotations = {"autoscaling.knative.dev/initial-scale": "0", "autoscaling.knative.dev/min-scale": "0"}
+        doc = _doc(model, annotations, maxReplicas=2)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _condition(control) == "True")
+        assert FakeReplica.instances == [] and control.ready()
+        ((namespace, revision),) = control.runners
+        control.autoscalers.activate(namespace, revision)
+        await _until(lambda: len(FakeReplica.instances) == 1)
+    finally:
+        await control.shutdown()

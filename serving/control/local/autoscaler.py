@@ -68,13 +68,15 @@ class RevisionScaler:
             self.samples.popleft()
 
     def reached_initial_scale(self, fleet: Fleet) -> bool:
-        return self.ever_ready or fleet.ready >= max(self.initial, 1)
+        """Knative: initial-scale 0 (min-scale 0) is Ready at once with no replica; the activator wakes it."""
+        return self.ever_ready or fleet.ready >= self.initial
 
     def decide(self, now_s: float, fleet: Fleet, waiting: int) -> Decision:
         if not self.ever_ready and self.reached_initial_scale(fleet):
-            self.ever_ready = True  # a fresh revision keeps its initial scale for one window
-            self.hold_until_s = now_s + self.knobs.stable_window_s
-            self.kpa.last_traffic_s = self.hold_until_s
+            self.ever_ready = True  # a fresh revision keeps its initial scale for one window (0: nothing to keep)
+            if self.initial:
+                self.hold_until_s = now_s + self.knobs.stable_window_s
+                self.kpa.last_traffic_s = self.hold_until_s
         decision = self.kpa.decide(self.samples, fleet.ready, now_s)
         if waiting and decision.desired < 1:  # the activator holds requests: never zero under them
             decision = replace(decision, desired=1, reason=f"{waiting} request(s) held by the activator")
@@ -155,7 +157,11 @@ class Autoscalers:
     def scaled_to_zero(self, key: Key) -> bool:
         """Idle at zero on purpose: still serving (the activator wakes it), not failed or starting."""
         scaler = self.scalers.get(key)
-        return scaler is not None and scaler.ever_ready and scaler.knobs.min_replicas == 0
+        return (
+            scaler is not None
+            and (scaler.ever_ready or scaler.initial == 0)
+            and scaler.knobs.min_replicas == 0
+        )
 
     def activate(self, namespace: str, revision: str) -> None:
         """The activator holds a request for this revision: one replica now, whatever the window says."""

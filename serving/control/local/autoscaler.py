@@ -73,7 +73,7 @@ class RevisionScaler:
 
     def decide(self, now_s: float, fleet: Fleet, waiting: int) -> Decision:
         if not self.ever_ready and self.reached_initial_scale(fleet):
-            self.ever_ready = True  # a fresh revision keeps its initial scale for one window (0: nothing to keep)
+            self.ever_ready = True  # a fresh revision keeps its initial scale for one window (0: none)
             if self.initial:
                 self.hold_until_s = now_s + self.knobs.stable_window_s
                 self.kpa.last_traffic_s = self.hold_until_s

@@ -96,7 +96,10 @@ def test_prometheus_scrapes_serving_up_request_counts_and_batch_sizes(tmp_path: 
     train_iris_sklearn(model)
     state = tmp_path / "state"
     with serving_up(state) as server:
-        apply_text(server, state, isvc_yaml("iris", model, extra=BATCHER), tmp_path)
+        # One replica, pinned: 120 requests at once can make the autoscaler add a second, and the counts of a
+        # replica leave /metrics with it (a CI run saw 119: the second served one request, then scaled away).
+        pinned = isvc_yaml("iris", model, replicas=1, extra=BATCHER + "    maxReplicas: 1\n")
+        apply_text(server, state, pinned, tmp_path)
         wait_for_traffic(server, state, "iris", lambda t: list(t.values()) == [100])
         asyncio.run(burst(server.url, 120))
         promtool_check(httpx.get(server.url + "/metrics", timeout=10).text)

@@ -429,3 +429,13 @@ def test_service_labels_reach_the_deployments_and_pods_under_the_components_own(
         assert deployment["metadata"]["labels"]["team"] == "fraud"
         assert deployment["metadata"]["labels"]["serving.dev/isvc"] == "iris"
         _validate(deployment)
+
+
+def test_entry_services_are_valid_external_names() -> None:
+    from serving.control.kubernetes.render import entry_services
+
+    isvc = parse(_isvc({"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://m/x"}}))
+    services = entry_services(isvc, "serving-router.serving-system.svc.cluster.local", None)
+    assert [s["metadata"]["name"] for s in services] == ["iris", "iris-predictor"]
+    for service in services:
+        _validate(service)

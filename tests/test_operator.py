@@ -287,6 +287,53 @@ def test_operator_status_has_kserves_conditions_transition_times_and_addresses(
     assert all(c["lastTransitionTime"] > "2020-01-01T00:00:00Z" for c in flipped)
 
 
+def test_in_cluster_names_are_external_names_to_the_router_and_never_take_over_a_users_service(
+    cluster, tmp_path: Path
+) -> None:
+    """status.address.url (http://iris.ml.svc.cluster.local) and the predictor's answer in the cluster: the
+    operator makes ExternalName Services iris and iris-predictor pointing at the router's Service, and the route
+    table knows those Host values. A Service of the user's by one of those names is left alone."""
+    _, api = cluster
+    api.apply(  # the user's own Service named iris-predictor, there first
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "iris-predictor", "namespace": "ml"},
+            "spec": {"selector": {"app": "mine"}, "ports": [{"port": 9000}]},
+        }
+    )
+    document = _converted(_write(tmp_path, "v1", None))
+    api.apply({**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u"}})
+    backend = KubernetesBackend(
+        api, OperatorConfig(drain_s=0.0, router_service="serving-system/serving-router")
+    )
+    backend.reconcile("ml", "iris")
+    entry = api.get("Service", "ml", "iris")
+    assert entry["spec"]["type"] == "ExternalName"
+    assert entry["spec"]["externalName"] == "serving-router.serving-system.svc.cluster.local"
+    assert entry["metadata"]["ownerReferences"][0]["uid"] == "u"  # deleted with the InferenceService
+    theirs = api.get("Service", "ml", "iris-predictor")
+    assert theirs["spec"]["selector"] == {"app": "mine"} and "type" not in theirs["spec"]
+    (route,) = _routes(api)["services"]
+    assert {
+        "iris.ml",
+        "iris.ml.svc",
+        "iris.ml.svc.cluster.local",
+        "iris-predictor.ml.svc.cluster.local",
+    } <= set(route["aliases"])
+    # Their Service gone, ours comes; a transformer added later: iris-predictor would skip it, so it goes.
+    api.delete("Service", "ml", "iris-predictor")
+    backend.reconcile("ml", "iris")
+    assert api.get("Service", "ml", "iris-predictor")["spec"]["type"] == "ExternalName"
+    document["spec"]["transformer"] = {"containers": [{"name": "kserve-container", "image": "me/t:1"}]}
+    api.apply({**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u"}})
+    backend.reconcile("ml", "iris")
+    assert api.get("Service", "ml", "iris-predictor") is None
+    assert api.get("Service", "ml", "iris")["spec"]["type"] == "ExternalName"
+    (route,) = _routes(api)["services"]
+    assert not any(alias.startswith("iris-predictor") for alias in route["aliases"])
+
+
 def test_router_configmap_source_sees_each_new_table(cluster) -> None:
     _, api = cluster
     api.apply(

@@ -32,6 +32,7 @@ def _table(version: int, endpoint: str, arms: list[tuple[str, int, str]]) -> dic
         "ml",
         tuple(Arm(rev, pct, "stable", tag, (endpoint,)) for rev, pct, tag in arms),
         "iris.ml.example.com",
+        aliases=("iris.ml", "iris.ml.svc", "iris.ml.svc.cluster.local"),  # what the operator writes
     )
     return {"routes.json": json.dumps(RouteTable({("ml", "iris"): route}, version).to_json())}
 
@@ -81,6 +82,10 @@ def test_router_follows_the_route_configmap(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
             assert len(r.json()["predictions"]) == 1
             assert r.headers["x-serving-revision"] == "iris-aaaa1111"
+            # Its in-cluster name (status.address.url; an ExternalName Service sends it here) routes alike.
+            for host in ("iris.ml.svc.cluster.local", "iris.ml"):
+                inside = httpx.post(f"{router.url}/v1/models/iris:predict", json=BODY, headers={"Host": host})
+                assert inside.status_code == 200 and inside.json() == r.json(), (host, inside.text)
             # gRPC through the in-cluster router: by model_name, namespace from metadata, same table.
             grpc_client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
             tensor = triton.InferInput("input-0", [1, 4], "FP64")

@@ -36,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="NAMESPACE/NAME of the route table ConfigMap the router reads",
     )
     p.add_argument(
+        "--router-service",
+        default="",
+        metavar="NAMESPACE/NAME",
+        help="the router's Service: each InferenceService gets ExternalName Services NAME (and NAME-predictor "
+        "without a transformer) pointing at it, so its in-cluster URL answers; empty: none",
+    )
+    p.add_argument(
         "--drain-seconds", type=float, default=30.0, help="wait before deleting a revision out of the table"
     )
     p.add_argument("--resync-seconds", type=float, default=10.0, help="level-based re-reconcile interval")
@@ -95,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         canary_tick_s=args.canary_tick_seconds,
         metrics_port=args.metrics_port,
         prometheus_url=args.prometheus_url,
+        router_service=args.router_service,
     )
 
 

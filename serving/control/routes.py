@@ -54,9 +54,11 @@ def routes_for(
     domain: str,
     default_timeout_s: float = DEFAULT_TIMEOUT_S,
     canary: CanaryRouting | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> ServiceRoute:
     """One InferenceService's route: an arm per traffic target, heaviest first; `endpoints(revision)` gives the
-    ready entry URLs of a revision (empty: the arm exists but gets no request)."""
+    ready entry URLs of a revision (empty: the arm exists but gets no request); `aliases`: other Host values
+    that name it (Kubernetes: its in-cluster names)."""
     split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
     arms = []
     for target in sorted(p.traffic, key=lambda t: -t.percent):
@@ -83,6 +85,7 @@ def routes_for(
         # scaled to zero, or a replica restarting after a crash. Not once the service has failed: that 503 says why.
         activator=isvc.spec.predictor.min_replicas == 0 or not failure,
         failure=failure,
+        aliases=aliases,
     )
 
 

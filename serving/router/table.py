@@ -60,6 +60,9 @@ class ServiceRoute:
     failure: str = (
         ""  # why the latest revision cannot serve (its load failed): a 503 says so, without Retry-After
     )
+    # Other Host values that name this service: on Kubernetes its in-cluster DNS names (NAME.NAMESPACE.svc.
+    # CLUSTER_DOMAIN and shorter), which the operator points at the router with ExternalName Services
+    aliases: tuple[str, ...] = ()
     # The arms the split chooses from, found once per table rather than per request: a share above 0 %, and a
     # replica (or, with the activator, none needed: the request is held)
     weighted: tuple[Arm, ...] = field(init=False, repr=False, compare=False)
@@ -84,6 +87,8 @@ class ServiceRoute:
             data["activator"] = True
         if self.failure:
             data["failure"] = self.failure
+        if self.aliases:
+            data["aliases"] = list(self.aliases)
         return data
 
     @classmethod
@@ -100,6 +105,7 @@ class ServiceRoute:
             mirror=mirror,
             activator=bool(data.get("activator", False)),
             failure=str(data.get("failure", "")),
+            aliases=tuple(str(a) for a in data.get("aliases", ())),
         )
 
 
@@ -120,7 +126,9 @@ class RouteTable:
     version: int = 0
 
     def by_host(self) -> dict[str, ServiceRoute]:
-        return {s.host: s for s in self.services.values() if s.host}
+        """Each service by its Host, and by its aliases (a service's own host wins over another's alias)."""
+        hosts = {alias: s for s in self.services.values() for alias in s.aliases}
+        return hosts | {s.host: s for s in self.services.values() if s.host}
 
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "services": [s.to_json() for s in self.services.values()]}

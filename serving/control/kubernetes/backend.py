@@ -22,11 +22,14 @@ from serving.cluster import ROUTES_KEY, Cluster, PermanentClusterError, merge_pa
 from serving.control.kubernetes.credentials import secrets_by_account
 from serving.control.kubernetes.documents import apply_document, convert_document
 from serving.control.kubernetes.render import (
+    ENTRY_COMPONENT,
     LABEL_COMPONENT,
     LABEL_ISVC,
     LABEL_REVISION,
     RenderSettings,
     entry_component,
+    entry_services,
+    in_cluster_hosts,
     owner_reference,
     revision_objects,
     service_url,
@@ -71,6 +74,9 @@ class OperatorConfig:
     canary_tick_s: float = 1.0
     metrics_port: int = 0  # the operator's own /metrics (serving_canary_* series); 0: not served
     prometheus_url: str = ""  # where Canary `query:` metrics are evaluated; empty: such checks get no data
+    # NAMESPACE/NAME of the router's Service: each InferenceService's in-cluster names (ExternalName Services)
+    # point at it; empty: none are made
+    router_service: str = ""
 
 
 def from_cluster(body: dict[str, Any]) -> InferenceService:
@@ -238,8 +244,27 @@ class KubernetesBackend:
                 outcome = self.cluster.apply(obj, by_name.get(key), known=True)
                 if outcome != "unchanged":
                     log.info("%s %s/%s %s", obj["kind"], isvc.metadata.namespace, key[1], outcome)
-        for (kind, obj_name), obj in by_name.items():  # e.g. an HPA after min == max
-            if obj["metadata"]["labels"].get(LABEL_REVISION) in run and (kind, obj_name) not in wanted:
+        if self.config.router_service:
+            router_namespace, _, router_name = self.config.router_service.partition("/")
+            router_host = f"{router_name}.{router_namespace}.svc.{settings.cluster_domain}"
+            for obj in entry_services(isvc, router_host, owner):
+                key = (obj["kind"], obj["metadata"]["name"])
+                if key not in by_name and self.cluster.get("Service", isvc.metadata.namespace, key[1]):
+                    log.warning(  # someone's own Service by that name: never taken over
+                        "Service %s/%s exists and is not ours: left as it is (%s's in-cluster name is not "
+                        "routed through it)",
+                        isvc.metadata.namespace,
+                        key[1],
+                        isvc.metadata.name,
+                    )
+                    continue
+                wanted.add(key)
+                if self.cluster.apply(obj, by_name.get(key), known=True) == "created":
+                    log.info("Service %s/%s created (-> %s)", isvc.metadata.namespace, key[1], router_host)
+        for (kind, obj_name), obj in by_name.items():  # e.g. an HPA after min == max, NAME-predictor after
+            labels = obj["metadata"]["labels"]  # a transformer came
+            ours = labels.get(LABEL_REVISION) in run or labels.get(LABEL_COMPONENT) == ENTRY_COMPONENT
+            if ours and (kind, obj_name) not in wanted:
                 self.cluster.delete(kind, isvc.metadata.namespace, obj_name)
 
     def _retire(self, namespace: str, p: Plan, live: dict[str, list[dict[str, Any]]]) -> None:
@@ -294,6 +319,7 @@ class KubernetesBackend:
             self.config.domain,
             self.config.default_timeout_s,
             canary=self.canaries.routing_for(isvc.key),
+            aliases=in_cluster_hosts(isvc, self.config.render.cluster_domain),
         )
 
     def _set_route(self, isvc: InferenceService, p: Plan, observed: Observed) -> None:

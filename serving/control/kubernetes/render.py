@@ -529,6 +529,67 @@ def service(revision: Revision, component: str, owner: dict[str, Any] | None = N
     }
 
 
+ENTRY_COMPONENT = "entry"  # LABEL_COMPONENT of a service's in-cluster name (an ExternalName to the router)
+
+
+def in_cluster_names(isvc: InferenceService) -> tuple[str, ...]:
+    """The Service names KServe gives a service in its namespace: NAME, and NAME-predictor where no transformer
+    sits in front (with one, a predictor-only address would skip it: not offered)."""
+    name = isvc.metadata.name
+    return (name,) if isvc.spec.transformer is not None else (name, f"{name}-predictor")
+
+
+def in_cluster_hosts(isvc: InferenceService, cluster_domain: str) -> tuple[str, ...]:
+    """Every Host a pod may send for those names: NAME.NAMESPACE, NAME.NAMESPACE.svc and the full name."""
+    namespace = isvc.metadata.namespace
+    return tuple(
+        host
+        for service in in_cluster_names(isvc)
+        for host in (
+            f"{service}.{namespace}",
+            f"{service}.{namespace}.svc",
+            f"{service}.{namespace}.svc.{cluster_domain}",
+        )
+    )
+
+
+def entry_services(
+    isvc: InferenceService, router_host: str, owner: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """ExternalName Services for `in_cluster_names`, pointing at the router (`router_host`: its Service's DNS
+    name), so that `status.address.url` (http://NAME.NAMESPACE.svc.CLUSTER_DOMAIN) answers in the cluster as
+    KServe's does; the router knows those Host values as the service's aliases."""
+    out = []
+    for service_name in in_cluster_names(isvc):
+        meta: dict[str, Any] = {
+            "name": service_name,
+            "namespace": isvc.metadata.namespace,
+            "labels": {
+                "app.kubernetes.io/name": isvc.metadata.name,
+                "app.kubernetes.io/component": ENTRY_COMPONENT,
+                "app.kubernetes.io/part-of": "serving",
+                "app.kubernetes.io/managed-by": "serving-operator",
+                LABEL_ISVC: isvc.metadata.name,
+                LABEL_COMPONENT: ENTRY_COMPONENT,
+            },
+        }
+        if owner is not None:
+            meta["ownerReferences"] = [owner]
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": meta,
+                "spec": {
+                    "type": "ExternalName",
+                    "externalName": router_host,
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+                },
+            }
+        )
+    return out
+
+
 def revision_objects(
     isvc: InferenceService,
     revision: Revision,

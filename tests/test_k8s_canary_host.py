@@ -216,3 +216,39 @@ def test_a_resumed_analysis_starts_from_the_routers_counters_of_now(api: Cluster
         2,
     )
     assert tracked.next_check_s >= resumed_at + 0.3  # the first check judges one fresh interval (300ms)
+
+
+STATUS = {"name": "kserve-container", "image": "x", "imageID": "", "ready": False}
+
+
+def test_the_candidates_pod_restarts_and_load_error_reach_the_analysis(api: Cluster) -> None:
+    """A crash-looping candidate fails its checks on Kubernetes too: the view counts its pods' container
+    restarts (another revision's do not count); a failed load says why."""
+    host = _host(api)
+    api.apply(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": "ml"},
+            "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/iris"}}},
+        }
+    )
+    predictor = {"latestCreatedRevision": "iris-r2", "latestRolledoutRevision": "iris-r1"}
+    api.patch_status("ml", "iris", {"status": {"components": {"predictor": predictor}}})
+    for name, revision, restarts in (("a", "iris-r2", 2), ("b", "iris-r2", 1), ("c", "iris-r1", 7)):
+        api.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ml", "labels": {"serving.dev/revision": revision}},
+                "spec": {"containers": [{"name": "kserve-container", "image": "x"}]},
+                "status": {"containerStatuses": [{**STATUS, "restartCount": restarts}]},
+            }
+        )
+    view = host.rollout_view(("ml", "iris"))
+    assert view is not None and view.latest_restarts == 3 and not view.latest_failed
+    failure = {"reason": "ModelLoadFailed", "message": "no model.joblib"}
+    model_status = {"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": failure}
+    api.patch_status("ml", "iris", {"status": {"modelStatus": model_status}})
+    view = host.rollout_view(("ml", "iris"))
+    assert view is not None and view.latest_failed and view.latest_error == "no model.joblib"

@@ -38,7 +38,7 @@ from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
 from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
 from serving.control.canary_status import invalid_status, status_body
 from serving.control.kubernetes.backend import KubernetesBackend, _rollout
-from serving.control.kubernetes.render import entry_component, service_url
+from serving.control.kubernetes.render import LABEL_REVISION, entry_component, service_url
 
 log = logging.getLogger("serving.operator")
 DEFAULT_ROUTER_PORT = 8080
@@ -72,12 +72,27 @@ class KubernetesCanaryHost:
         latest = predictor.get("latestCreatedRevision")
         if body is None or latest is None:
             return None
-        failed = (status.get("modelStatus") or {}).get("transitionStatus") == "BlockedByFailedLoad"
+        model_status = status.get("modelStatus") or {}
+        failed = model_status.get("transitionStatus") == "BlockedByFailedLoad"
         return RolloutView(
             latest,
             predictor.get("latestRolledoutRevision"),
             predictor.get("latestReadyRevision") == latest,
             failed,
+            latest_error=str((model_status.get("lastFailureInfo") or {}).get("message", ""))
+            if failed
+            else "",
+            latest_restarts=self._restarts(key[0], latest),
+        )
+
+    def _restarts(self, namespace: str, revision: str) -> int:
+        """The revision's container restarts so far, from its pods (a crash-looping canary fails its checks
+        even when the router retried its requests on stable and it counted none)."""
+        pods = self.cluster.list("Pod", namespace, {LABEL_REVISION: revision})
+        return sum(
+            int(container.get("restartCount") or 0)
+            for pod in pods
+            for container in (pod.get("status") or {}).get("containerStatuses") or ()
         )
 
     def router_expositions(self) -> Sequence[bytes]:

@@ -304,6 +304,8 @@ def test_in_cluster_names_are_external_names_to_the_router_and_never_take_over_a
     )
     document = _converted(_write(tmp_path, "v1", None))
     api.apply({**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u"}})
+    KubernetesBackend(api, OperatorConfig(drain_s=0.0)).reconcile("ml", "iris")
+    assert api.get("Service", "ml", "iris") is None  # no --router-service (the default): no in-cluster names
     backend = KubernetesBackend(
         api, OperatorConfig(drain_s=0.0, router_service="serving-system/serving-router")
     )

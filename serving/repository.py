@@ -18,6 +18,8 @@ from serving.errors import (
     ModelNotReady,
     ServingError,
     existing_names,
+    public_text,
+    scrubbed,
 )
 from serving.runtimes import Runtime, find_artifacts, runtime_class
 from serving.runtimes.base import ModelMetadata
@@ -101,6 +103,9 @@ class ModelRepository:
         self.on_change: list[Callable[[Model], None]] = []  # callbacks(model) after a state change (metrics)
         self._locks: dict[str, asyncio.Lock] = {}  # one load/unload of a name at a time
         self._retiring: set[asyncio.Task[None]] = set()  # old runtimes of reloaded models, released when idle
+        # Names the repository API unloaded, or asked to load and saw fail: not part of server readiness (as
+        # Triton's and KServe's: an operator's unload must not take every other model out of service)
+        self._set_aside: set[str] = set()
 
     def names(self) -> list[str]:
         return list(self._models)
@@ -126,17 +131,21 @@ class ModelRepository:
         return model
 
     def all_ready(self) -> bool:
-        return bool(self._models) and all(m.ready for m in self._models.values())
+        """Server readiness: every model found at start is ready, bar those the repository API set aside."""
+        return bool(self._models) and all(m.ready or m.name in self._set_aside for m in self._models.values())
 
     async def load_all(self) -> None:
         await asyncio.gather(*(self.load(name) for name in list(self._models)))
 
-    async def load(self, name: str) -> Model:
+    async def load(self, name: str, requested: bool = False) -> Model:
         """Load a model, or reload it if it is ready (Triton's repository `load`): the new one is swapped in
         once loaded, so requests never see it not ready; if its load fails the loaded one keeps serving and
-        the failure is raised (ModelFailure), as the caller of `load` must hear of it."""
+        the failure is raised (ModelFailure), as the caller of `load` must hear of it. `requested`: the
+        repository API asked: a new folder that fails is the caller's answer, not the server's readiness."""
         if name not in self._models:
             self._adopt(name)
+            if requested:  # new here: until it loads, not part of readiness (an unloaded one stays aside)
+                self._set_aside.add(name)
         async with self._locks.setdefault(name, asyncio.Lock()):
             model = self._models[name]  # a reload while this call waited replaced it
             if model.state is ModelState.READY:
@@ -148,14 +157,14 @@ class ModelRepository:
                 runtime, meta = await asyncio.to_thread(_load_runtime, model.settings)
             except Exception as exc:  # a broken model must not take the server down
                 model.state = ModelState.UNAVAILABLE
-                model.reason = (
-                    f"failed to load model {name!r} from {model.settings.model_dir}: {_describe(exc)}"
-                )
-                log.error("model %s failed to load: %s", name, model.reason)
+                # The reason reaches clients (503s, the repository index): no server path; the log has it.
+                model.reason = f"failed to load model {name!r}: {_describe(exc)}"
+                log.error("model %s failed to load from %s: %s", name, model.settings.model_dir, exc)
             else:
                 model.runtime, model.meta = runtime, meta
                 model.state, model.reason = ModelState.READY, ""
                 model.load_seconds = time.monotonic() - started
+                self._set_aside.discard(name)
                 log.info("model %s ready in %.2fs", name, model.load_seconds)
             self._changed(model)
             return model
@@ -189,6 +198,7 @@ class ModelRepository:
             model = self.get(name)
             runtime, model.runtime, model.meta = model.runtime, None, None
             model.state, model.reason = ModelState.UNAVAILABLE, "unloaded"
+            self._set_aside.add(name)
             self._changed(model)
             if runtime is not None:
                 await asyncio.to_thread(_release, runtime)
@@ -238,6 +248,7 @@ def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelMetadata]:
 
 
 def _describe(exc: BaseException) -> str:
+    """What a client may read of a load failure (`errors.public_text`: no server path, no native trace)."""
     if isinstance(exc, ServingError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"
+        return scrubbed(exc.message)
+    return public_text(exc)

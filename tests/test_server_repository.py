@@ -110,6 +110,10 @@ def test_load_fixes_a_broken_model_and_adopts_a_new_folder(
         failed.json()["error"].startswith("failed to load model 'broken'")
         and "model.joblib" in failed.json()["error"]
     )
+    assert str(root) not in failed.text  # no server path in an answer (README); the log names the folder
+    assert str(root) not in httpx.get(server.url + "/v2/models/broken").text
+    # A model found at start that failed still keeps the server not ready, whoever retries it.
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 503
     shutil.copy(model_repo / "sklearn-iris" / "model.joblib", root / "broken" / "model.joblib")
     assert httpx.post(server.url + "/v2/repository/models/broken/load").status_code == 200
     assert _predict(server, "broken").json() == {"predictions": [1]}
@@ -286,3 +290,23 @@ def test_load_parameters_are_refused_by_name_and_nothing_loads(server: InProcess
     for body in ("", "{}", '{"parameters": {}}'):
         assert httpx.post(load, content=body).status_code == 200, body
     assert _state(server, "beta") == "READY"
+
+
+def test_the_repository_api_never_takes_the_server_out_of_service(tmp_path: Path, model_repo: Path) -> None:
+    """Triton's and KServe's rule: unloading one model, or a new folder that fails to load, leaves the server
+    ready (its Kubernetes readiness probe) while the other models serve."""
+    shutil.copytree(model_repo / "sklearn-iris", tmp_path / "alpha")
+    shutil.copytree(model_repo / "sklearn-iris", tmp_path / "beta")
+    with serving_inprocess(["serve", "--model-dir", str(tmp_path)], ready_path="/v2/health/ready") as server:
+        assert httpx.post(server.url + "/v2/repository/models/alpha/unload").status_code == 200
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+        (tmp_path / "gamma").mkdir()
+        (tmp_path / "gamma" / "model.joblib").write_bytes(b"not a model")
+        assert httpx.post(server.url + "/v2/repository/models/gamma/load").status_code == 500
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+        assert _predict(server, "beta").status_code == 200
+        assert _state(server, "gamma") == "UNAVAILABLE" and _state(server, "alpha") == "UNAVAILABLE"
+        # A failed load of the unloaded one keeps it aside too; loaded again, it counts again.
+        shutil.copy(tmp_path / "gamma" / "model.joblib", tmp_path / "alpha" / "model.joblib")
+        assert httpx.post(server.url + "/v2/repository/models/alpha/load").status_code == 500
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200

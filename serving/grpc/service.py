@@ -91,7 +91,7 @@ class InferenceService:
 
     async def repository_model_load(self, request: Any, context: Context) -> Any:
         check_load_parameters(request.parameters)
-        model = await self.repository.load(request.model_name)
+        model = await self.repository.load(request.model_name, requested=True)
         if not model.ready:
             raise ModelFailure(model.reason or f"failed to load model {model.name!r}")
         return pb.RepositoryModelLoadResponse()

@@ -70,7 +70,7 @@ class V2Endpoints:
             if parameters is not None and not isinstance(parameters, dict):
                 raise BadRequest(f"'parameters' must be an object, not {type(parameters).__name__}")
             check_load_parameters(parameters or {})
-        model = await self.repository.load(request.path_params["name"])
+        model = await self.repository.load(request.path_params["name"], requested=True)
         if not model.ready:
             raise ModelFailure(
                 model.reason or f"failed to load model {model.name!r}"

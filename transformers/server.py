@@ -66,10 +66,10 @@ class TransformerRepository(ModelRepository):
             model.state, model.reason = self.waiting_state, self.waiting_reason
         super()._changed(model)
 
-    async def load(self, name: str) -> Model:
+    async def load(self, name: str, requested: bool = False) -> Model:
         """Loaded once: a repository `load` call while the predictor is down must not replace the runtime."""
         model = self.get(name)
-        return model if model.runtime is not None else await super().load(name)
+        return model if model.runtime is not None else await super().load(name, requested)
 
     async def load_all(self) -> None:
         """Load, then follow the predictor's readiness until the server shuts down (cancelled)."""

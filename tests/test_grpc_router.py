@@ -272,3 +272,21 @@ async def test_a_request_whose_timeout_is_spent_is_not_sent_on() -> None:
         await proxy.stop(1)
     assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, refused.value.details()
     assert dict(refused.value.trailing_metadata() or ())["x-serving-revision"] == "iris-spent1"
+
+
+async def test_grpc_health_follows_the_routers_readiness(proxied: tuple[Router, str]) -> None:
+    """Kubernetes' gRPC probe (grpc.health.v1 Check) on the router's gRPC port, as on the model server's."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    router, target = proxied
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "inference.GRPCInferenceService"):
+            answer = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        router.ready_check = lambda: False  # e.g. no route table read yet
+        answer = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND

@@ -4,7 +4,8 @@ Same decisions as the HTTP router (one `Router` object: its table, balancer, API
 forwarded untouched: only field 1 of the request (`model_name` / `name`) is read, with a wire-format scan,
 never a full parse. The arm's revision goes back in the initial metadata (`x-serving-revision`), or in the
 trailing metadata of an error. Server-level RPCs are answered here; the repository extension is the model
-server's own (UNIMPLEMENTED here, like Triton behind a load balancer).
+server's own (UNIMPLEMENTED here, like Triton behind a load balancer). `grpc.health.v1` Check follows the
+router's readiness.
 
 Choosing: metadata `x-serving-namespace` (else `default`; grpcio's server does not show handlers the
 call's `:authority`, so the HTTP router's Host-based choice has no gRPC twin), `x-serving-tag` pins an arm
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 
 import grpc
 import orjson
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import serving
 from serving.errors import ModelNotFound, ServingError
@@ -42,6 +44,25 @@ PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig")
 # What the router serves over gRPC (ModelConfig is Triton's `model_configuration`; the repository is not routed)
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 REVISION_KEY = "x-serving-revision"
+
+
+class RouterHealth(health_pb2_grpc.HealthServicer):
+    """`grpc.health.v1` (Kubernetes' gRPC probes): SERVING when the router is ready (`ServerReady`), for the
+    server ("") and the inference service alike; Watch is not offered."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def Check(self, request: Any, context: Context) -> Any:  # noqa: N802 - the RPC's name
+        if request.service not in (health.OVERALL_HEALTH, pb.SERVICE):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        serving_now = self.router.ready_check()
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving_now
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return health_pb2.HealthCheckResponse(status=status)
 
 
 def field_one(message: bytes) -> str:
@@ -68,6 +89,7 @@ class GrpcProxy:
         }
         handlers.update({name: self._proxy_handler(name) for name in PROXIED})
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
+        health_pb2_grpc.add_HealthServicer_to_server(RouterHealth(self.router), self.server)
         address = f"[{host}]" if ":" in host else host
         self.bound_port = self.server.add_insecure_port(f"{address}:{port}")
         await self.server.start()

@@ -378,3 +378,29 @@ async def test_local_host_reports_the_canary_revisions_restarts_and_readiness(tm
         )
     finally:
         await control.shutdown()
+
+
+def test_the_stable_spec_applied_again_mid_analysis_ends_it_without_failing():
+    """A user re-applies the stable revision's spec while a canary is analysed: the candidate is drained, and
+    the analysis ends (Waiting, naming why) instead of failing the gone revision for "no request reached it"."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    host.traffic("iris-b", 50)
+    host.traffic("iris-a", 450, arm="stable")
+    clock[0] += 5
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 25)
+    host.view = RolloutView("iris-a", "iris-a", True)  # the stable spec again: latest is the stable one
+    for _ in range(4):  # stable keeps serving, the gone candidate none: was a failed check each interval
+        host.traffic("iris-a", 500, arm="stable")
+        clock[0] += 5
+        ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert status.phase is Phase.WAITING and ctl.percent_for(KEY) == 0, status
+    assert "iris-b ended: iris-a was applied again" in status.message
+    assert all(h["phase"] != "Failed" for h in ctl.tracked[KEY].history)
+    host.view = RolloutView("iris-c", "iris-a", True)  # the next revision is analysed as usual
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.tracked[KEY].status.revision) == (Phase.PROGRESSING, "iris-c")

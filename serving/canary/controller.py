@@ -33,6 +33,8 @@ from serving.router.table import CanaryRouting
 
 log = logging.getLogger("serving.canary")
 Key = tuple[str, str]  # (namespace, InferenceService name)
+# Phases in which an analysis of `status.revision` is under way (a re-apply of the stable spec ends it)
+ANALYSING = (Phase.LOAD_TESTING, Phase.MIRRORING, Phase.PROGRESSING, Phase.PAUSED)
 HISTORY_LIMIT = 50
 
 
@@ -280,6 +282,20 @@ class CanaryController:
             self._transition(
                 key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}")
             )
+        elif (
+            candidate is None
+            and status.revision is not None
+            and status.revision != view.rolled_out
+            and status.phase in ANALYSING
+        ):
+            # The stable spec was applied again mid-analysis: the candidate is gone (drained), there is
+            # nothing left to judge, promote or roll back. Judging it on would fail it for "no request".
+            message = (
+                f"analysis of {status.revision} ended: {view.rolled_out} was applied again and serves 100 %; "
+                "waiting for the next revision"
+            )
+            tracked.counters = tracked.stable_counters = tracked.restarts = None
+            self._transition(key, tracked, CanaryStatus(Phase.WAITING, None, message=message))
 
     def _load_test(self, key: Key, tracked: Tracked) -> None:
         status, load_test = tracked.status, tracked.canary.spec.analysis.load_test

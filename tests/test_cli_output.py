@@ -89,7 +89,13 @@ def test_a_missing_local_path_is_warned_at_apply_and_get_says_why(up: Up, tmp_pa
     spec.write_text(isvc_yaml("broken", "./not-there"))
     applied = cli(server, state, "apply", "-f", str(spec))
     assert applied.stdout == "inferenceservice/broken created\n"  # recorded, as KServe records it
-    assert f"storageUri {tmp_path / 'not-there'} does not exist" in applied.stderr
+    assert f"storageUri {tmp_path / 'not-there'} does not exist;" in applied.stderr
+    # An untrained example model: the warning says how to make it
+    (tmp_path / "examples").mkdir()
+    example = tmp_path / "examples" / "missing.yaml"
+    example.write_text(isvc_yaml("missing", "models/sklearn-iris-v9"))
+    hinted = cli(server, state, "apply", "-f", str(example))
+    assert f"(train the example models: python {tmp_path / 'examples' / 'train_models.py'})" in hinted.stderr
 
     def failed() -> bool:
         doc = json.loads(cli(server, state, "get", "broken", "-o", "json").stdout)

@@ -119,9 +119,12 @@ def apply(args: argparse.Namespace) -> int:
     outcomes = [apply_outcome.outcome(doc, existing.get(apply_outcome.key(doc))) for doc in documents]
     for doc in documents:
         for path in apply_outcome.missing_local_paths(doc):
+            example = Path(path).parent.name == "models" and Path(path).parent.parent.name == "examples"
+            hint = f" (train the example models: python {Path(path).parent.parent / 'train_models.py'})"
             print(
-                f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist; the service is "
-                "recorded (as KServe records it); its revision fails and is retried with backoff until it does",
+                f"warning: {doc['metadata'].get('name')}: storageUri {path} does not exist"
+                f"{hint if example else ''}; the service is recorded (as KServe records it); its revision fails "
+                "and is retried with backoff until it does",
                 file=sys.stderr,
             )
     changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]

@@ -47,3 +47,11 @@ def test_a_taken_port_is_refused_before_anything_is_shown(
     captured = capsys.readouterr()
     assert f"port {port} is in use" in captured.err and "predictions" not in captured.out
     assert not (tmp_path / "cache" / "serving").exists()  # nothing trained or written either
+
+
+def test_the_serving_get_hint_names_a_server_off_the_default_address(tmp_path: Path) -> None:
+    """`serving demo --port 28080`: the printed `serving get` must reach it (the CLI's default is :8080)."""
+    with demo._state_dir(None, "http://127.0.0.1:28080") as (_, hint):
+        assert hint.endswith("serving get --server http://127.0.0.1:28080") and "XDG_STATE_HOME=" in hint
+    with demo._state_dir(tmp_path, "http://127.0.0.1:8080") as (_, hint):
+        assert hint == f"  serving get --state-dir {tmp_path}"

@@ -18,6 +18,7 @@ import httpx
 
 from serving.cli import build_parser
 from serving.commands import up
+from serving.control.local.client import DEFAULT_SERVER
 from serving.demo_models import default_demo_dir, prepare_demo
 from serving.port_check import ensure_port_free
 
@@ -69,18 +70,20 @@ def _show_predictions(base: str, stop: threading.Event, get_hint: str) -> None:
 
 
 @contextlib.contextmanager
-def _state_dir(given: Path | None) -> Iterator[tuple[Path, str]]:
+def _state_dir(given: Path | None, base: str) -> Iterator[tuple[Path, str]]:
     """The state directory and how another terminal's `serving get` reaches it (the CLI reads the control token
-    from the default state directory, which honours XDG_STATE_HOME)."""
+    from the default state directory, which honours XDG_STATE_HOME; a server off the CLI's default address is
+    named with --server)."""
+    server = "" if base == DEFAULT_SERVER else f" --server {base}"
     if given is not None:
-        yield given, f"  serving get --state-dir {given}"
+        yield given, f"  serving get --state-dir {given}{server}"
         return
     with tempfile.TemporaryDirectory(prefix="serving-demo-", ignore_cleanup_errors=True) as home:
         yield (
             Path(home) / "serving",
             (
                 f"  export XDG_STATE_HOME={home}   # in another terminal: this demo's state "
-                "(removed at exit)\n  serving get"
+                f"(removed at exit)\n  serving get{server}"
             ),
         )
 
@@ -90,8 +93,8 @@ def main(args: argparse.Namespace) -> int:
     ensure_port_free(args.host, args.port)
     service_yaml = prepare_demo(default_demo_dir())  # a user cache folder: works from an installed wheel
     stop = threading.Event()
-    with _state_dir(args.state_dir) as (state_dir, get_hint):
-        base = f"http://{args.host}:{args.port}"
+    base = f"http://{args.host}:{args.port}"
+    with _state_dir(args.state_dir, base) as (state_dir, get_hint):
         threading.Thread(target=_show_predictions, args=(base, stop, get_hint), daemon=True).start()
         argv = [
             "up",

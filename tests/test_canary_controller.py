@@ -404,3 +404,18 @@ def test_the_stable_spec_applied_again_mid_analysis_ends_it_without_failing():
     host.view = RolloutView("iris-c", "iris-a", True)  # the next revision is analysed as usual
     ctl.tick()
     assert (ctl.tracked[KEY].status.phase, ctl.tracked[KEY].status.revision) == (Phase.PROGRESSING, "iris-c")
+
+
+def test_an_undo_ends_as_the_users_undo_not_as_a_promotion():
+    from serving.commands.rollout import format_status
+
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-b", True)
+    ctl.skip_to(KEY, "iris-a", "by the user")
+    host.view = RolloutView("iris-a", "iris-a", True)
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert status.phase is Phase.SUCCEEDED and status.message == "undo to iris-a by the user: done"
+    shown = format_status({"name": "iris", **status.to_json(), "steps": [10, 25, 50], "threshold": 2})
+    assert "3/3 of [10, 25, 50]" in shown  # past the last step, never "4/3"

@@ -96,6 +96,19 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         assert doc["status"]["components"]["predictor"]["previousRolledoutRevision"] == r1
         assert predict(client, "iris").headers["x-serving-revision"] == r2
 
+        # A canary rolled back by hand is abandoned: undo then goes back past the stable revision (kubectl's
+        # "previous revision"), not to the revision already serving.
+        v3 = tmp_path / "v3"
+        train_iris_sklearn(v3, c=0.5)
+        apply_text(server, state, isvc_yaml("iris", v3, canary=20), tmp_path)
+        wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [20, 80])
+        cli(server, state, "rollout", "rollback", "iris")
+        wait_for_traffic(server, state, "iris", lambda t: t.get(r2) == 100)
+        cli(server, state, "rollout", "undo", "iris")
+        wait_for_traffic(server, state, "iris", lambda t: t == {r1: 100})
+        events = cli(server, state, "rollout", "history", "iris").stdout
+        assert f"back from {r2} by the user" in events, events
+
 
 def test_host_routing_and_unknown_service(tmp_path: Path) -> None:
     model = tmp_path / "m"

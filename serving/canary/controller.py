@@ -35,6 +35,7 @@ log = logging.getLogger("serving.canary")
 Key = tuple[str, str]  # (namespace, InferenceService name)
 # Phases in which an analysis of `status.revision` is under way (a re-apply of the stable spec ends it)
 ANALYSING = (Phase.LOAD_TESTING, Phase.MIRRORING, Phase.PROGRESSING, Phase.PAUSED)
+UNDO = "undo to"  # how `skip_to`'s message starts: its Succeeded says the user went back, not "promoted"
 HISTORY_LIMIT = 50
 
 
@@ -167,12 +168,16 @@ class CanaryController:
         )
         return tracked.status
 
-    def skip_to(self, key: Key, revision: str, message: str) -> None:
-        """Promote `revision` without analysis (an undo): the controller only watches it become rolled out."""
+    def skip_to(self, key: Key, revision: str, why: str) -> None:
+        """Go to `revision` without analysis (an undo): the controller only watches it become rolled out."""
         tracked = self.tracked.get(key)
         if tracked is not None:
             status = CanaryStatus(
-                Phase.PROMOTING, revision, len(tracked.canary.spec.analysis.weights), 100, message=message
+                Phase.PROMOTING,
+                revision,
+                len(tracked.canary.spec.analysis.weights),
+                100,
+                message=f"{UNDO} {revision} {why}",
             )
             self._transition(key, tracked, status)
 
@@ -240,7 +245,9 @@ class CanaryController:
         status = tracked.status
         candidate = view.latest if view.latest and view.latest != view.rolled_out else None
         if status.phase is Phase.PROMOTING and view.rolled_out == status.revision:
-            self._transition(key, tracked, replace(status, phase=Phase.SUCCEEDED, message="promoted"))
+            undone = status.message.startswith(UNDO)  # skip_to: nothing was promoted, the user went back
+            message = f"{status.message}: done" if undone else "promoted"
+            self._transition(key, tracked, replace(status, phase=Phase.SUCCEEDED, message=message))
         elif candidate and candidate != status.revision and view.latest_ready:
             tracked.failing = None  # ready: a later failure of it gets a whole deadline again
             analysis = tracked.canary.spec.analysis

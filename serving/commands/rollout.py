@@ -106,7 +106,8 @@ def format_status(status: dict[str, Any]) -> str:
         ("WEIGHT", f"{status.get('canaryWeight', 0)}%"),
     ]
     if status.get("steps"):
-        rows.append(("STEP", f"{status.get('step', -1) + 1}/{len(status['steps'])} of {status['steps']}"))
+        shown = min(status.get("step", -1) + 1, len(status["steps"]))  # past the last step: promoting or done
+        rows.append(("STEP", f"{shown}/{len(status['steps'])} of {status['steps']}"))
         rows.append(("FAILED CHECKS", f"{status.get('failedChecks', 0)}/{status.get('threshold', '?')}"))
     rows.append(("MESSAGE", status.get("message", "")))
     width = max(len(k) for k, _ in rows)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from serving.canary.analysis import Phase
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane, Service
 from serving.errors import BadRequest, NotFound
@@ -113,9 +114,12 @@ async def _undo(
     control: LocalControlPlane, service: Service, canaries: LocalCanaries | None, to_revision: str | None
 ) -> Service:
     key = service.isvc.key
-    target = to_revision or service.rollout.previous_rolled_out
-    if service.rollout.rolled_out != service.rollout.latest_created and not to_revision:
-        target = service.rollout.rolled_out  # a canary in progress: undo abandons it
+    rollout = service.rollout
+    target = to_revision or rollout.previous_rolled_out
+    came_from = rollout.rolled_out
+    if rollout.rolled_out != rollout.latest_created and not _abandoned(service, canaries) and not to_revision:
+        target = rollout.rolled_out  # a canary in progress: undo abandons it
+        came_from = rollout.latest_created
     if not target:
         raise BadRequest(f"InferenceService {key[1]} has no previous rolled-out revision to go back to")
     document = control.history.document(*key, target)
@@ -125,6 +129,16 @@ async def _undo(
     doc = orjson.loads(orjson.dumps(document))
     doc["spec"]["predictor"].pop("canaryTrafficPercent", None)
     if canaries is not None:
-        canaries.controller.skip_to(key, target, f"undo to {target} by the user")
-    control.history.event(*key, target, "undo", f"back from {service.rollout.rolled_out} by the user")
+        canaries.controller.skip_to(key, target, "by the user")
+    control.history.event(*key, target, "undo", f"back from {came_from} by the user")
     return await control.apply(parse(doc), doc)
+
+
+def _abandoned(service: Service, canaries: LocalCanaries | None) -> bool:
+    """The latest revision no longer stands to be rolled out: its Canary failed (rolled back), it was rolled
+    back by hand (canaryTrafficPercent 0) or it failed to load. Undo then goes back past the stable revision."""
+    tracked = canaries.controller.tracked.get(service.isvc.key) if canaries else None
+    if tracked is not None:
+        return tracked.status.phase is Phase.FAILED
+    rolled_back = service.isvc.spec.predictor.canary_traffic_percent == 0
+    return rolled_back or bool(service.status.get("modelStatus", {}).get("lastFailureInfo"))

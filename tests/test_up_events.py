@@ -54,6 +54,11 @@ def test_a_canary_split_and_a_failed_revision_are_said_once() -> None:
         (logging.WARNING, "revision r3 failed: no model file in /m"),
     ]
     assert status_events(broken, broken) == []
+    # The stable spec applied again (a revert, an undo): its revision is not created anew
+    assert status_events(canary, status("r1", "r1", {"r1": 100, "r2": 0}))[0] == (
+        logging.INFO,
+        "revision r1 is the latest again",
+    )
 
 
 def test_up_logs_each_event_with_service_and_revision_and_quiet_keeps_failures(tmp_path: Path) -> None:

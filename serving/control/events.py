@@ -59,7 +59,12 @@ def status_events(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[int, s
     events: list[tuple[int, str]] = []
     created = after.get("latestCreatedRevision")
     if created and created != before.get("latestCreatedRevision"):
-        events.append((logging.INFO, f"revision {created} created"))
+        known = {t.get("revisionName") for t in before.get("traffic", [])} | {
+            before.get(k)
+            for k in ("latestReadyRevision", "latestRolledoutRevision", "previousRolledoutRevision")
+        }  # a spec applied again (a revert, an undo): its revision exists already
+        said = "is the latest again" if created in known else "created"
+        events.append((logging.INFO, f"revision {created} {said}"))
     ready = after.get("latestReadyRevision")
     if ready and ready != before.get("latestReadyRevision"):
         events.append((logging.INFO, f"revision {ready} ready"))

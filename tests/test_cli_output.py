@@ -247,10 +247,10 @@ def test_render_is_plain_yaml_and_warns_about_a_local_path(capsys: pytest.Captur
 
 
 def test_demo_state_is_temporary_unless_given(tmp_path: Path) -> None:
-    with _state_dir(None) as (state, hint):
+    with _state_dir(None, "http://127.0.0.1:8080") as (state, hint):
         assert state.parent.name.startswith("serving-demo-") and f"XDG_STATE_HOME={state.parent}" in hint
     assert not state.parent.exists()
-    with _state_dir(tmp_path) as (state, hint):
+    with _state_dir(tmp_path, "http://127.0.0.1:8080") as (state, hint):
         assert state == tmp_path and f"--state-dir {tmp_path}" in hint
 
 

@@ -43,6 +43,9 @@ def test_environment_read_at_interpreter_start_is_never_forked(monkeypatch: pyte
     assert forkable({}) and forkable({"STORAGE_URI": "x", "SERVING_ACCESS_LOG_SAMPLE": "0.5"})
     assert not forkable({"PYTHONPATH": "/opt/code"}) and not forkable({"OMP_NUM_THREADS": "1"})
     assert not forkable({"prometheus_multiproc_dir": "/tmp/m"})
+    # read by a library at import (the spawner may have imported it) or by the C library: exec, not fork
+    assert not forkable({"SKLEARN_ASSUME_FINITE": "1"}) and not forkable({"TZ": "UTC"})
+    assert forkable({"TZ_NAME": "x"})
     monkeypatch.delenv("SERVING_WARM_START", raising=False)
     assert warm_start_enabled(flag_off=False) and not warm_start_enabled(flag_off=True)  # --no-warm-start
     monkeypatch.setenv("SERVING_WARM_START", "0")

@@ -33,9 +33,12 @@ ZYGOTE_MODULE = "serving.control.local.warm_spawn_zygote"
 TITLE_ROOM = 2048  # bytes of argv padding: room for a forked replica's command line in `ps`
 RELAUNCH_FIRST_S, RELAUNCH_MAX_S = 1.0, 60.0  # pause before starting an ended spawner again (doubling)
 SPAWN_TIMEOUT_S = 30.0  # the spawner may still be importing scikit-learn on a loaded machine
-# Read by the interpreter or a native library when the process starts: a fork would not honour them.
+# Read by the interpreter, a native library or a Python library at import when the process starts (the
+# spawner may have imported scikit-learn, SciPy or joblib already; the C library read TZ): a fork would not
+# honour them.
 START_ONLY_ENV = re.compile(
-    r"^(PYTHON|LD_|MALLOC_|OMP_|KMP_|MKL_|OPENBLAS_|GOTOBLAS|BLIS_|VECLIB_|NUMEXPR_|PROMETHEUS_MULTIPROC_DIR$)",
+    r"^(PYTHON|LD_|MALLOC_|OMP_|KMP_|MKL_|OPENBLAS_|GOTOBLAS|BLIS_|VECLIB_|NUMEXPR_|SKLEARN_|SCIPY_|JOBLIB_"
+    r"|LOKY_|XGBOOST_|ORT_|TZ$|PROMETHEUS_MULTIPROC_DIR$)",
     re.IGNORECASE,  # prometheus-client also reads prometheus_multiproc_dir
 )
 

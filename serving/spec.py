@@ -490,6 +490,32 @@ class Metadata(Strict):
     managed_fields: tuple[dict[str, Any], ...] = ()
     self_link: str | None = None
 
+    @field_validator("annotations", mode="before")
+    @classmethod
+    def _knative_legacy_keys(cls, value: Any) -> Any:
+        """Knative still reads its older camelCase scaling keys (minScale...), the new name first."""
+        if not isinstance(value, dict) or not any(k in value for k in KNATIVE_LEGACY):
+            return value
+        out = dict(value)
+        for old, new in KNATIVE_LEGACY.items():
+            if old in out:
+                out.setdefault(new, out.pop(old))
+        return out
+
+
+KNATIVE_LEGACY = {
+    f"autoscaling.knative.dev/{old}": f"autoscaling.knative.dev/{new}"
+    for old, new in (
+        ("minScale", "min-scale"),
+        ("maxScale", "max-scale"),
+        ("initialScale", "initial-scale"),
+        ("panicWindowPercentage", "panic-window-percentage"),
+        ("panicThresholdPercentage", "panic-threshold-percentage"),
+        ("targetUtilizationPercentage", "target-utilization-percentage"),
+        ("scaleToZeroPodRetentionPeriod", "scale-to-zero-pod-retention-period"),
+    )
+}
+
 
 class InferenceService(Strict):
     api_version: str
@@ -512,9 +538,15 @@ class InferenceService(Strict):
     def warnings(self, *, grpc_routed: bool | None = None) -> list[str]:
         """Fields that are safe to ignore on this machine, said out loud (see serving/spec_effects.py).
         `grpc_routed`: whether this `serving up` routes gRPC (`--grpc-port`); False warns a grpc-v2 service."""
-        from serving.spec_effects import grpc_warnings, no_local_effect  # the table imports this module
+        from serving.spec_effects import (  # the table imports this module
+            grpc_warnings,
+            no_local_effect,
+            unsupported_annotations,
+        )
 
-        out = no_local_effect(self) + unknown_annotations(self.metadata.annotations)
+        annotations = self.metadata.annotations
+        out = no_local_effect(self) + unknown_annotations(annotations) + unsupported_annotations(annotations)
+        out += concurrency_per_worker(self.spec.predictor) + dropped_logger(self)
         if grpc_routed is not None:
             out += grpc_warnings(self, grpc_routed)
         out += scaling_warnings(self.spec.predictor, self.metadata.annotations)
@@ -547,6 +579,40 @@ class InferenceService(Strict):
                     "--logger-url`, the chart's logger.defaultUrl), and are not logged without one"
                 )
         return out
+
+
+def dropped_logger(isvc: InferenceService) -> list[str]:
+    """Both components' `logger` with an in-process transformer: one process answers the clients, and it
+    logs with the transformer's block."""
+    transformer = isvc.spec.transformer
+    if (
+        transformer is None
+        or not transformer.in_process
+        or not transformer.logger
+        or not isvc.spec.predictor.logger
+    ):
+        return []
+    return [
+        f"spec.predictor.logger: no effect with {PLACEMENT_ANNOTATION}: {IN_PROCESS} when spec.transformer.logger "
+        "is set (one process answers the clients and logs their payloads with the transformer's block); place "
+        "the transformer separately to log both"
+    ]
+
+
+def concurrency_per_worker(predictor: PredictorSpec) -> list[str]:
+    """containerConcurrency with `--workers N` in model.args: each worker process keeps its own limit."""
+    field = next((f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None), None)
+    limit = predictor.container_concurrency
+    if field is None or not limit:
+        return []
+    workers = flag_value(predictor.normalised_model().args, "--workers")
+    if workers is None or not workers.isdigit() or int(workers) < 2:
+        return []
+    return [
+        f"spec.predictor.containerConcurrency: {limit} holds per worker process with {field}.args --workers "
+        f"{workers}: up to {limit * int(workers)} requests in flight per replica (drop --workers for an exact "
+        "limit; replicas scale instead)"
+    ]
 
 
 def model_args_warnings(predictor: PredictorSpec) -> list[str]:

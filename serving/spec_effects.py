@@ -37,6 +37,41 @@ def is_control_annotation(key: str) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in CONTROL_ANNOTATION_DOMAINS)
 
 
+# Control annotations of a service that something here reads (autoscaling.knative.dev/* are checked on their own)
+READ_ANNOTATIONS = frozenset(
+    {
+        "serving.kserve.io/autoscalerClass",
+        "serving.kserve.io/deploymentMode",
+        "serving.kserve.io/metrics",
+        "serving.kserve.io/metric",
+        "serving.kserve.io/targetUtilizationPercentage",
+        "serving.kserve.io/enable-tag-routing",
+        PLACEMENT_ANNOTATION,
+    }
+)
+# Written by kubectl or by KServe's and Knative's own controllers (in `kubectl get -o yaml` output): not the user's
+WRITTEN_BY_CONTROLLERS = (
+    "kubectl.kubernetes.io/",
+    "internal.serving.kserve.io/",
+    "serving.knative.dev/creator",
+    "serving.knative.dev/lastModifier",
+    "autoscaling.knative.dev/",  # knobs.unknown_annotations names the unknown ones
+    PROMETHEUS_KSERVE,  # copied to the pods (port, path)
+)
+
+
+def unsupported_annotations(annotations: dict[str, str]) -> list[str]:
+    """A KServe or Knative control annotation nothing here reads (serving.kserve.io/stop, Knative's rollout
+    and networking keys, a typo in a key's case): accepted would mean in effect, so each is said by name."""
+    return [
+        f"metadata.annotations.{key}: not supported here; no effect (locally or on Kubernetes)"
+        for key in annotations
+        if is_control_annotation(key)
+        and key not in READ_ANNOTATIONS
+        and not key.startswith(WRITTEN_BY_CONTROLLERS)
+    ]
+
+
 def pod_annotations(annotations: dict[str, str]) -> dict[str, str]:
     """The service's `metadata.annotations` that go on its pod template (KServe's propagation)."""
     return {k: v for k, v in annotations.items() if not is_control_annotation(k)}

@@ -446,3 +446,55 @@ def test_render_warns_what_the_objects_cannot_carry(tmp_path: Path) -> None:
         _doc("pvc://m/iris", {"autoscaling.knative.dev/activation-scale": "2"}, minReplicas=0)
     )
     assert "autoscaling.knative.dev/activation-scale: serving up only" in activation
+
+
+def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_are_named(model: Path) -> None:
+    """Knative still reads minScale/maxScale (the new names first); a KServe/Knative control annotation nothing
+    here reads (serving.kserve.io/stop, a key with a typo in its case) is warned by name, locally and by render,
+    where it used to be accepted in silence."""
+    doc = _doc(
+        model,
+        {
+            "autoscaling.knative.dev/minScale": "2",
+            "autoscaling.knative.dev/maxScale": "4",
+            "serving.kserve.io/stop": "true",
+            "serving.kserve.io/autoscalerclass": "hpa",
+            "kubectl.kubernetes.io/last-applied-configuration": "{}",  # kubectl's: not the user's
+        },
+    )
+    isvc = parse(doc)
+    assert isvc.metadata.annotations["autoscaling.knative.dev/min-scale"] == "2"
+    warnings = isvc.warnings()
+    assert not any("minScale" in w or "maxScale" in w or "kubectl" in w for w in warnings), warnings
+    for key in ("serving.kserve.io/stop", "serving.kserve.io/autoscalerclass"):
+        assert (
+            f"metadata.annotations.{key}: not supported here; no effect (locally or on Kubernetes)"
+            in warnings
+        )
+    hpa = _kinds(doc)["HorizontalPodAutoscaler"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    rendered = run_cli("render", "-f", str(_write(model.parent, doc)))
+    assert "serving.kserve.io/stop: not supported here" in rendered.stderr
+
+
+def _write(folder: Path, doc: dict[str, Any]) -> Path:
+    path = folder / "isvc.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_autoscaling_metrics_beyond_the_first_are_warned(model: Path) -> None:
+    def resource(name: str, value: int) -> dict[str, Any]:
+        return {"type": "Resource", "resource": {"name": name, "target": {"averageUtilization": value}}}
+
+    doc = _doc(
+        model,
+        minReplicas=1,
+        maxReplicas=3,
+        autoScaling={"metrics": [resource("cpu", 50), resource("memory", 60)]},
+    )
+    said = "spec.predictor.autoScaling.metrics[1:]: only the first metric (cpu) scales this service"
+    assert any(w.startswith(said) for w in parse(doc).warnings())
+    assert said in run_cli("render", "-f", str(_write(model.parent, doc))).stderr
+    doc["spec"]["predictor"]["autoScaling"]["metrics"].pop()
+    assert not any("autoScaling" in w for w in parse(doc).warnings())

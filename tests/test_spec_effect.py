@@ -918,3 +918,48 @@ def test_container_concurrency_queues_the_surplus_on_a_real_server(tmp_path: Pat
         elapsed = time.monotonic() - started
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     assert elapsed >= 2 * SLEEP_S, elapsed  # never two in the model at once
+
+
+def test_container_concurrency_with_workers_is_said_to_hold_per_worker(tmp_path: Path) -> None:
+    """Each `--workers` process keeps its own containerConcurrency slots: a limit of 1 lets 2 in at once."""
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "cc"},
+        "spec": {
+            "predictor": {
+                "containerConcurrency": 1,
+                "sklearn": {"storageUri": str(tmp_path), "args": ["--workers", "2"]},
+            }
+        },
+    }
+    said = "spec.predictor.containerConcurrency: 1 holds per worker process with sklearn.args --workers 2"
+    assert any(w.startswith(said) for w in parse(doc).warnings())
+    doc["spec"]["predictor"]["sklearn"]["args"] = ["--workers", "1"]
+    assert not any("containerConcurrency" in w for w in parse(doc).warnings())
+
+
+def test_an_in_process_transformers_logger_is_said_to_replace_the_predictors() -> None:
+    import yaml as _yaml
+
+    doc = _yaml.safe_load(
+        """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: inp}
+spec:
+  predictor:
+    logger: {mode: response, url: "http://127.0.0.1:1/predictor-sink"}
+    sklearn: {storageUri: /tmp/m}
+  transformer:
+    annotations: {serving.dev/placement: in-process}
+    logger: {mode: all, url: "http://127.0.0.1:1/transformer-sink"}
+    containers:
+    - name: kserve-container
+      image: serving
+      args: [serving, transform, --transformer, identity]
+"""
+    )
+    assert any(w.startswith("spec.predictor.logger: no effect with") for w in parse(doc).warnings())
+    del doc["spec"]["transformer"]["logger"]
+    assert not any(w.startswith("spec.predictor.logger") for w in parse(doc).warnings())

@@ -150,6 +150,7 @@ def warnings(
             "(latest-NAME-predictor...) are not served"
         )
     out += _overridden(annotations, component, knobs, path)
+    out += extra_metrics(component, knobs, path)
     cls, asked = knobs.autoscaler, scale_asked(component, annotations, path)
     if cls == "none" and (asked or component.max_replicas):
         names = asked + ([f"{path}.maxReplicas"] if component.max_replicas else [])
@@ -171,6 +172,17 @@ def warnings(
             f"({knobs.min_replicas}) as KServe's does, and {', '.join(asked)} has no effect: set maxReplicas"
         )
     return out
+
+
+def extra_metrics(component: Any, knobs: Any, path: str = "spec.predictor") -> list[str]:
+    """KServe's `autoScaling.metrics` beyond the first: one metric scales a service here and in the HPA."""
+    metrics = (getattr(component, "auto_scaling", None) or {}).get("metrics")
+    if not isinstance(metrics, list) or len(metrics) < 2:
+        return []
+    return [
+        f"{path}.autoScaling.metrics[1:]: only the first metric ({knobs.metric}) scales this service, here and "
+        "in the rendered HPA; the others have no effect"
+    ]
 
 
 def _overridden(annotations: Mapping[str, str], component: Any, knobs: Any, path: str) -> list[str]:

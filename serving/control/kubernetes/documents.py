@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from serving.autoscale.knobs import unknown_annotations
 from serving.cluster import Cluster, merge_patch
 from serving.control.documents import (
     describe,
@@ -31,13 +32,15 @@ from serving.servingruntime import parse_runtime
 from serving.spec import (
     OUR_GROUP,
     SpecError,
+    concurrency_per_worker,
+    dropped_logger,
     load_documents,
     located,
     model_args_warnings,
     parse,
     placed_documents,
 )
-from serving.spec_effects import VISIBILITY_LABELS
+from serving.spec_effects import VISIBILITY_LABELS, unsupported_annotations
 
 OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
 OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
@@ -115,7 +118,8 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     isvc = parse(doc)
     predictor = isvc.spec.predictor
     custom = predictor.custom_container is not None
-    out = [] if custom else model_args_warnings(predictor)
+    out = [] if custom else model_args_warnings(predictor) + concurrency_per_worker(predictor)
+    out += dropped_logger(isvc)
     uri = predictor.custom_storage_uri if custom else predictor.normalised_model().storage_uri
     field = "containers[].env STORAGE_URI" if custom else "model.storageUri"
     if uri and ("://" not in uri or uri.startswith("file://")):
@@ -123,6 +127,7 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
             f"spec.predictor.{field}: {uri!r} is a local path; the cluster cannot read it "
             "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
         )
+    out += unknown_annotations(isvc.metadata.annotations) + unsupported_annotations(isvc.metadata.annotations)
     out += [
         f"metadata.labels.{key}: {isvc.metadata.labels[key]}: not enforced per service: every InferenceService "
         "is reached through the serving router (no Ingress of its own to leave out), so it is as cluster-local as "

@@ -85,7 +85,7 @@ def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> li
     `serving render` (nothing silently dropped)."""
     predictor, annotations = isvc.spec.predictor, isvc.metadata.annotations
     knobs = knobs_from(predictor, annotations)
-    keda, out = _keda(knobs, keda_prometheus_url), []
+    keda, out = _keda(knobs, keda_prometheus_url), scaling_annotations.extra_metrics(predictor, knobs)
     fixed = max(knobs.min_replicas, 1)
     if knobs.min_replicas == 0 and not keda:
         how = (

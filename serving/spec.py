@@ -89,6 +89,9 @@ STORAGE_URI_ENV = (
 
 # Where a transformer runs, set on `spec.transformer.annotations` (part of the revision: changing it rolls out).
 PLACEMENT_ANNOTATION = f"{OUR_GROUP}/placement"
+STOP_ANNOTATION = (
+    "serving.kserve.io/stop"  # KServe's: "true" stops the service, keeping its spec and revisions
+)
 SEPARATE, IN_PROCESS = "separate", "in-process"
 PLACEMENTS = (SEPARATE, IN_PROCESS)
 # A transformer's own process settings, which an in-process one (it runs in the predictor's replicas) has not.
@@ -530,6 +533,11 @@ class InferenceService(Strict):
         if value not in API_VERSIONS:
             raise ValueError(f"apiVersion {value!r} is not supported; use {' or '.join(API_VERSIONS)}")
         return value
+
+    @property
+    def stopped(self) -> bool:
+        """KServe's stop annotation: nothing runs or is routed (503 naming it) until it is "false" again."""
+        return self.metadata.annotations.get(STOP_ANNOTATION, "").strip().lower() == "true"
 
     @property
     def key(self) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from serving.spec import (
     KUBERNETES_CONTAINER_ONLY,
     KUBERNETES_ONLY,
     PLACEMENT_ANNOTATION,
+    STOP_ANNOTATION,
     InferenceService,
 )
 
@@ -47,6 +48,7 @@ READ_ANNOTATIONS = frozenset(
         "serving.kserve.io/targetUtilizationPercentage",
         "serving.kserve.io/enable-tag-routing",
         PLACEMENT_ANNOTATION,
+        STOP_ANNOTATION,
     }
 )
 # Written by kubectl or by KServe's and Knative's own controllers (in `kubectl get -o yaml` output): not the user's

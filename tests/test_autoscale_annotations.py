@@ -450,14 +450,14 @@ def test_render_warns_what_the_objects_cannot_carry(tmp_path: Path) -> None:
 
 def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_are_named(model: Path) -> None:
     """Knative still reads minScale/maxScale (the new names first); a KServe/Knative control annotation nothing
-    here reads (serving.kserve.io/stop, a key with a typo in its case) is warned by name, locally and by render,
+    here reads (Knative's rollout-duration, a key with a typo in its case) is warned by name, locally and by render,
     where it used to be accepted in silence."""
     doc = _doc(
         model,
         {
             "autoscaling.knative.dev/minScale": "2",
             "autoscaling.knative.dev/maxScale": "4",
-            "serving.kserve.io/stop": "true",
+            "serving.knative.dev/rollout-duration": "60s",
             "serving.kserve.io/autoscalerclass": "hpa",
             "kubectl.kubernetes.io/last-applied-configuration": "{}",  # kubectl's: not the user's
         },
@@ -466,7 +466,7 @@ def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_a
     assert isvc.metadata.annotations["autoscaling.knative.dev/min-scale"] == "2"
     warnings = isvc.warnings()
     assert not any("minScale" in w or "maxScale" in w or "kubectl" in w for w in warnings), warnings
-    for key in ("serving.kserve.io/stop", "serving.kserve.io/autoscalerclass"):
+    for key in ("serving.knative.dev/rollout-duration", "serving.kserve.io/autoscalerclass"):
         assert (
             f"metadata.annotations.{key}: not supported here; no effect (locally or on Kubernetes)"
             in warnings
@@ -474,7 +474,7 @@ def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_a
     hpa = _kinds(doc)["HorizontalPodAutoscaler"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
     rendered = run_cli("render", "-f", str(_write(model.parent, doc)))
-    assert "serving.kserve.io/stop: not supported here" in rendered.stderr
+    assert "serving.knative.dev/rollout-duration: not supported here" in rendered.stderr
 
 
 def _write(folder: Path, doc: dict[str, Any]) -> Path:

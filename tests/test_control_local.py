@@ -262,3 +262,34 @@ async def test_one_revision_name_in_two_namespaces_keeps_two_log_files(
         assert {first.log_dir, second.log_dir} == {logs, logs / "ml"}
     finally:
         await control.shutdown()
+
+
+async def test_kserves_stop_annotation_stops_and_resumes_the_same_revision(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    """`serving.kserve.io/stop: "true"`: no replica runs, the router answers 503 saying why (no activator hold),
+    the status says Stopped; "false" brings the same revision back."""
+    v1, _ = models
+    sink = Sink()
+    control = _plane(tmp_path, sink)
+    await control.start()
+    try:
+        doc = _doc(v1)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: list(sink.arms().values()) == [(100, 1)])
+        (revision,) = sink.arms()
+        stopped = {**doc, "metadata": {"name": "iris", "annotations": {"serving.kserve.io/stop": "true"}}}
+        await control.apply(parse(stopped), stopped)
+        await _until(lambda: all(r.stopped for r in FakeReplica.instances))
+        route = sink.tables[-1].services[("default", "iris")]
+        assert not route.activator and route.weighted == () and "serving.kserve.io/stop" in route.failure
+        conditions = {c["type"]: c for c in control.get("default", "iris").status["conditions"]}
+        assert conditions["Stopped"]["status"] == "True"
+        assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "Stopped")
+        resumed = {**doc, "metadata": {"name": "iris", "annotations": {"serving.kserve.io/stop": "false"}}}
+        await control.apply(parse(resumed), resumed)
+        await _until(lambda: sink.arms() == {revision: (100, 1)})
+        conditions = {c["type"]: c for c in control.get("default", "iris").status["conditions"]}
+        assert conditions["Ready"]["status"] == "True" and "Stopped" not in conditions
+    finally:
+        await control.shutdown()

@@ -153,6 +153,8 @@ def plan(
     # Drop revisions that are neither running nor one of the rollout pointers (their records can go).
     keep = set(run) | {state.previous_rolled_out} | live
     state = replace(state, revisions={k: v for k, v in state.revisions.items() if k in keep})
+    if isvc.stopped:  # KServe's stop: nothing runs; the revisions and the split are kept for the resume
+        run = {}
     status = _status(isvc, state, observed, traffic, domain, cluster_domain)
     stamp_conditions(status["conditions"], previous, now)
     return Plan(state, run, traffic, status)
@@ -171,6 +173,9 @@ def service_url(isvc: InferenceService, domain: str) -> str:
 # Knative's condition severities: KServe's Ready is NewLivingConditionSet(PredictorReady, IngressReady); those
 # and Ready are terminal (severity Error, written as no severity), any other condition is Info.
 TERMINAL = frozenset({"Ready", "PredictorReady", "IngressReady"})
+STOPPED_MESSAGE = (
+    'stopped: metadata.annotations.serving.kserve.io/stop is "true" (set it to "false" to resume)'
+)
 INGRESS_NOT_CREATED = "Predictor ingress not created"  # KServe's IngressReady reason while nothing serves
 
 
@@ -225,9 +230,12 @@ def _status(
     cluster_domain: str | None = None,
 ) -> dict[str, Any]:
     latest = state.latest_created
-    serving_ok = bool(traffic) and all(t.revision in observed.ready for t in traffic if t.percent > 0)
-    latest_ok = latest in observed.ready
-    failure = observed.failed.get(latest or "")
+    stopped = isvc.stopped
+    serving_ok = (
+        not stopped and bool(traffic) and all(t.revision in observed.ready for t in traffic if t.percent > 0)
+    )
+    latest_ok = latest in observed.ready and not stopped
+    failure = STOPPED_MESSAGE if stopped else observed.failed.get(latest or "")
     latest_ready_revision = (
         latest if latest_ok else state.rolled_out if state.rolled_out in observed.ready else None
     )
@@ -242,7 +250,9 @@ def _status(
         ),
         "traffic": [t.to_json() for t in traffic],
     }
-    reason = "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
+    reason = (
+        "Stopped" if stopped else "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
+    )
     why, message = reason or "NoTraffic", failure or ""
     conditions = [condition("PredictorReady", serving_ok, why, message)]
     if isvc.spec.transformer is not None:
@@ -252,8 +262,13 @@ def _status(
         # service to ready replicas (both backends write the route table in the same pass, before the status).
         condition("IngressReady", serving_ok, INGRESS_NOT_CREATED),
         condition("LatestDeploymentReady", latest_ok, reason, message),
-        condition("Ready", serving_ok, why, message),  # last: `serving up` and its tests read it there
     ]
+    if stopped:  # KServe's Stopped condition (True while the stop annotation is)
+        conditions.append({"type": "Stopped", "status": "True", "severity": "Info"})
+    conditions.append(
+        condition("Ready", serving_ok, why, message)
+    )  # last: `serving up` and its tests read it
+
     address = (
         f"http://{isvc.metadata.name}.{isvc.metadata.namespace}.svc.{cluster_domain}"
         if cluster_domain
@@ -267,7 +282,9 @@ def _status(
         "address": {"url": address},
         "conditions": conditions,
         "components": components,
-        "modelStatus": _model_status(latest_ok, serving_ok, failure, observed.no_runtime.get(latest or "")),
+        "modelStatus": _model_status(
+            latest_ok, serving_ok, None if stopped else failure, observed.no_runtime.get(latest or "")
+        ),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from serving.control.reconcile import Plan
+from serving.control.reconcile import STOPPED_MESSAGE, Plan
 from serving.router.table import Arm, CanaryRouting, RouteTable, ServiceRoute
 from serving.spec import InferenceService
 
@@ -60,10 +60,12 @@ def routes_for(
     ready entry URLs of a revision (empty: the arm exists but gets no request); `aliases`: other Host values
     that name it (Kubernetes: its in-cluster names)."""
     split = len([t for t in p.traffic if t.percent > 0]) > 1 or any(t.percent == 0 for t in p.traffic)
+    stopped = isvc.stopped  # KServe's stop annotation: the split is kept, nothing is sent (503 saying so)
     arms = []
     for target in sorted(p.traffic, key=lambda t: -t.percent):
         role = "canary" if split and target.tag == "latest" else "stable"
-        arms.append(Arm(target.revision, target.percent, role, target.tag, endpoints(target.revision)))
+        ready = () if stopped else endpoints(target.revision)
+        arms.append(Arm(target.revision, target.percent, role, target.tag, ready))
     name, namespace = isvc.metadata.name, isvc.metadata.namespace
     timeout = isvc.spec.predictor.timeout
     timeout_s = float(timeout) if timeout is not None else default_timeout_s
@@ -71,8 +73,9 @@ def routes_for(
     if canary is not None and canary.mirror:
         shadow = next((a for a in arms if a.tag == "latest" and a.percent == 0 and a.endpoints), None)
         mirror = Arm(shadow.revision, 0, "mirror", "latest", shadow.endpoints) if shadow else None
-    # No arm can serve and the latest revision failed: the router's 503 says why (and not to retry).
-    failure = "" if any(a.endpoints for a in arms) else _failure(p)
+    # No arm can serve and the latest revision failed (or the service is stopped): the router's 503 says why
+    # (and not to retry).
+    failure = STOPPED_MESSAGE if stopped else "" if any(a.endpoints for a in arms) else _failure(p)
     return ServiceRoute(
         name,
         namespace,
@@ -83,7 +86,7 @@ def routes_for(
         mirror=mirror,
         # Requests for an arm without a ready replica wait for one (Knative's activator) rather than fail:
         # scaled to zero, or a replica restarting after a crash. Not once the service has failed: that 503 says why.
-        activator=isvc.spec.predictor.min_replicas == 0 or not failure,
+        activator=not stopped and (isvc.spec.predictor.min_replicas == 0 or not failure),
         failure=failure,
         aliases=aliases,
     )

@@ -415,3 +415,20 @@ def test_typed_errors_and_an_invalid_spec_in_the_cluster(cluster) -> None:
     assert all(c["lastTransitionTime"].endswith("Z") for c in status["conditions"])
     assert "spec.predictor.model.modelFormat.name" in ready["message"] and "tensorflow" in ready["message"]
     assert api.list("Deployment", "ml", {"serving.dev/isvc": "tf"}) == []
+
+
+def test_the_stop_annotation_deletes_the_deployments_and_the_route_says_why(cluster, tmp_path: Path) -> None:
+    _, api = cluster
+    document = _converted(_write(tmp_path, "v1", None))
+    api.apply({**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u"}})
+    backend = KubernetesBackend(api, OperatorConfig(drain_s=0.0))
+    backend.reconcile("ml", "iris")
+    assert len(_deployments(api)) == 1
+    stop = {"serving.kserve.io/stop": "true"}
+    api.apply({**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u", "annotations": stop}})
+    backend.reconcile("ml", "iris")  # out of the route table, marked retired
+    backend.reconcile("ml", "iris")  # drained (drain_s 0): deleted
+    assert _deployments(api) == {}
+    (route,) = _routes(api)["services"]
+    assert "serving.kserve.io/stop" in route["failure"] and not route.get("activator")
+    assert {c["type"]: c["status"] for c in _status(api)["conditions"]}["Stopped"] == "True"

@@ -22,6 +22,7 @@ from serving.spec import (
     KUBERNETES_ONLY,
     PLACEMENT_ANNOTATION,
     STOP_ANNOTATION,
+    SUPPORTED_FORMATS,
     InferenceService,
 )
 
@@ -336,12 +337,16 @@ def field_name(model: type[BaseModel], alias: str) -> str:
 def no_local_effect(isvc: InferenceService) -> list[str]:
     """One warning per field that is set but does nothing (or less than it says) on the local backend."""
     out = []
+    predictor = isvc.spec.predictor
+    # KServe's shorthand (`sklearn:` ...) is the table's `model`: warnings name the field as written
+    written = next((f for f in SUPPORTED_FORMATS if getattr(predictor, f, None) is not None), "model")
     for effect in FIELD_EFFECTS:
         values = values_at(isvc, effect.path)
         if not values:
             continue
         where = f"; on Kubernetes: {effect.kubernetes}" if effect.kubernetes else ""
         path = effect.path if effect.path.startswith("metadata.") else f"spec.{effect.path}"
+        path = path.replace("spec.predictor.model.", f"spec.predictor.{written}.", 1)
         if not effect.local:
             out.append(f"{path}: accepted; no effect on the local backend{where}")
         elif effect.warn_if is not None and (caveat := effect.warn_if(values[0])):

@@ -963,3 +963,16 @@ spec:
     assert any(w.startswith("spec.predictor.logger: no effect with") for w in parse(doc).warnings())
     del doc["spec"]["transformer"]["logger"]
     assert not any(w.startswith("spec.predictor.logger") for w in parse(doc).warnings())
+
+
+def test_warnings_name_a_shorthand_predictors_field_as_written(tmp_path: Path) -> None:
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "short"},
+        "spec": {"predictor": {"sklearn": {"storageUri": str(tmp_path), "runtimeVersion": "1.2"}}},
+    }
+    assert (
+        "spec.predictor.sklearn.runtimeVersion: accepted; no effect on the local backend"
+        in parse(doc).warnings()
+    )

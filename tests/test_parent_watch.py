@@ -55,3 +55,33 @@ def test_a_child_whose_supervisor_is_already_gone_leaves_at_once() -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_child_that_does_not_leave_on_sigterm_is_killed_after_the_grace() -> None:
+    """A model call that never ends (here: SIGTERM ignored) must not keep an orphan alive: SIGKILL follows."""
+    script = (
+        "from serving.control.local import parent_watch\n"
+        "parent_watch.ORPHAN_GRACE_S = 0.3\n"
+        "parent_watch.die_with_parent_if_asked()\n"
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('watching', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    supervisor = subprocess.Popen(["sleep", "60"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, PARENT_PID_ENV: str(supervisor.pid)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "watching\n"
+        supervisor.kill()
+        supervisor.wait()
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for process in (supervisor, child):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

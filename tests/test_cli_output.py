@@ -273,3 +273,25 @@ def test_storage_pull_counts_in_words(
     out = capsys.readouterr().out
     assert out.startswith(f"pulled {model_repo / 'sklearn-iris'} into {tmp_path / 'one'} (1 file, "), out
     assert out.endswith(" bytes)\n")
+
+
+def test_a_bug_in_the_control_api_is_a_json_500_and_applies_nothing(
+    up: Up, model_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception (a bug of ours, here made on purpose) is answered as README promises: JSON 500
+    naming its type, logged without its message, and the apply it interrupted changed nothing."""
+    from serving.spec import InferenceService
+
+    def broken(self: InferenceService, **_: object) -> list[str]:
+        raise RuntimeError("-".join(("SECRET", "MARKER")))  # as if built from request data
+
+    server, state = up
+    monkeypatch.setattr(InferenceService, "warnings", broken)
+    spec = tmp_path / "bug.yaml"
+    spec.write_text(isvc_yaml("bug", model_repo / "sklearn-iris"))
+    failed = cli(server, state, "apply", "-f", str(spec), check=False)
+    assert failed.returncode != 0 and "internal error: RuntimeError" in failed.stderr, failed.stderr
+    assert "SECRET-MARKER" not in server.log()
+    monkeypatch.undo()
+    gone = cli(server, state, "get", "bug", check=False)
+    assert gone.returncode == 2 and "not found" in gone.stderr

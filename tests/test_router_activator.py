@@ -117,3 +117,20 @@ async def test_a_request_held_for_a_service_deleted_meanwhile_gets_404_at_once()
     assert held.status_code == 404 and took < 2.5, (held.text, took)  # not at the activator's 3 s
     assert held.json() == late.json() and "InferenceService 'iris' not found" in held.json()["error"]
     assert router.load.held.get(("default", "iris-1"), 0) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_bug_in_the_router_is_a_json_500_naming_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a plain-text 500 from the HTTP server: the README's `internal error: TypeName`, message withheld."""
+    import httpx as _httpx
+
+    from serving.router.app import Router as _Router
+
+    async def broken(*_: object) -> None:
+        raise KeyError("-".join(("SECRET", "MARKER")))
+
+    router = _Router()
+    monkeypatch.setattr(router, "_proxy", broken)
+    async with _httpx.AsyncClient(transport=_httpx.ASGITransport(app=router), base_url="http://r") as client:
+        answer = await client.post("/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]})
+    assert answer.status_code == 500 and answer.json() == {"error": "internal error: KeyError"}

@@ -170,6 +170,7 @@ def _activator(router: Router, args: argparse.Namespace) -> ScalingMetrics:
 def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None = None) -> Router:
     """The router with the local control plane behind it; `replica_factory` (tests) replaces OS processes."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.responses import Response
     from starlette.routing import Mount, Route
 
@@ -178,7 +179,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     from serving.control.local.canaries import LocalCanaries
     from serving.control.local.control_plane import LocalControlPlane
     from serving.control.local.state import StateStore
-    from serving.http.errors import EXCEPTION_HANDLERS
+    from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
     from serving.http.openapi import openapi_endpoint
     from serving.metrics import EXPOSITION_CONTENT_TYPE, RouterMetrics
     from serving.router.app import Router
@@ -280,6 +281,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
             Mount("/", build_control_app(control, token, canaries)),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(InternalErrors)],  # a JSON 500 naming the type, logged without its message
         lifespan=lifespan,
     )
     router.fallback = fallback

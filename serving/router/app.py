@@ -6,6 +6,7 @@ API and anything else not on the data path is delegated to `fallback` (a Starlet
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -115,6 +116,9 @@ class Router:
             ClientDisconnect
         ):  # gone mid-body (or cut off by the HTTP layer): nobody to answer, nothing broke
             return
+        except Exception as exc:  # a bug of ours: a JSON 500 naming its type, logged without its message
+            with contextlib.suppress(Exception):  # (an answer already started: the log line is all)
+                await send_error(send, exc, scope["method"], path)
 
     async def _local(self, scope: Scope, send: Send, path: str) -> None:
         if scope["method"] not in ("GET", "HEAD"):  # as the model server's own routes answer

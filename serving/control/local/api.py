@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -29,7 +30,7 @@ from serving.control.process_args import check_local_predictor
 from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
-from serving.http.errors import EXCEPTION_HANDLERS
+from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
 from serving.spec import parse
 
 PREFIX = "/api/v1"
@@ -93,18 +94,16 @@ class ControlAPI:
             parse_canary(doc)
         catalog = self.control.runtimes.preview(runtimes)  # explicit `runtime:` checked against these
         parsed = [parse(doc) for doc in services]
+        grpc_routed = "--grpc-port" in self.control.predictor_flags
+        warned = []
         for isvc in parsed:
             catalog.check(isvc)
             check_local_predictor(isvc.spec.predictor)  # every document checked before any is applied
+            warned.append(isvc.warnings(grpc_routed=grpc_routed))  # (and its warnings made: nothing after)
         applied = [{**doc, "warnings": []} for doc in await self.control.apply_runtimes(runtimes)]
-        for isvc, doc in zip(parsed, services, strict=True):
+        for isvc, doc, warnings in zip(parsed, services, warned, strict=True):
             service = await self.control.apply(isvc, doc)
-            applied.append(
-                {
-                    **service_document(service),
-                    "warnings": isvc.warnings(grpc_routed="--grpc-port" in self.control.predictor_flags),
-                }
-            )
+            applied.append({**service_document(service), "warnings": warnings})
         for doc in canaries:
             assert self.canaries is not None
             canary = self.canaries.apply(doc)
@@ -207,4 +206,7 @@ def build_control_app(
         Route(PREFIX + "/clusterservingruntimes/{name}", api.delete_runtime, methods=["DELETE"]),
         Route(PREFIX + "/namespaces/{namespace}/canaries/{name}", api.canary, methods=["GET", "DELETE"]),
     ]
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    # InternalErrors: an unexpected exception is a JSON 500 naming its type, logged without its message
+    return Starlette(
+        routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(InternalErrors)]
+    )

@@ -32,6 +32,9 @@ async def app(scope: dict, receive: Any, send: Any) -> None:  # noqa: C901 - one
         raise ValueError("boom")
     if path == "/silent":
         return
+    if path == "/cut-off":  # as the graceful shutdown's bound cancels a request still running
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError
     if path == "/stream":
         await send(
             {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
@@ -152,10 +155,13 @@ def test_failures_are_answered_as_uvicorn_answers_them(url: str, caplog: pytest.
 def _fail_in_every_way(url: str) -> None:
     with httpx.Client(base_url=url, timeout=10) as client:
         raised = client.post("/raise", content=b"{}")
-        assert raised.status_code == 500 and raised.text == "Internal Server Error"
+        # uvicorn's status and close, in our JSON shape (the type only: a message can quote request data)
+        assert raised.status_code == 500 and raised.json() == {"error": "internal error: ValueError"}
         assert raised.headers["connection"] == "close"
         silent = client.post("/silent", content=b"{}")
-        assert silent.status_code == 500
+        assert silent.status_code == 500 and silent.json() == {"error": "internal error: no answer"}
+        cut = client.post("/cut-off", content=b"{}")  # a request the shutdown cut off: ask again (elsewhere)
+        assert cut.status_code == 503 and "shutting down" in cut.json()["error"]
         streamed = client.post("/stream", content=b"{}")
         assert streamed.text == "one,two,three" and streamed.headers["transfer-encoding"] == "chunked"
 

@@ -188,7 +188,9 @@ class LeanCycle:
 
     def finished(self, outcome: BaseException | None) -> None:
         self.body = b""  # the app is done with it (see `_end`)
-        if outcome is not None:
+        if isinstance(outcome, asyncio.CancelledError):  # the graceful shutdown's bound passed: cut off
+            log.warning("request cancelled: the server stopped before it was answered")
+        elif outcome is not None:
             log.error("Exception in ASGI application\n", exc_info=outcome)
         elif not self.response_started and not self.disconnected:
             log.error("ASGI callable returned without starting response.")
@@ -198,19 +200,23 @@ class LeanCycle:
             if self.response_started:
                 self.protocol.transport.close()
             else:
-                self._internal_error()
+                self._internal_error(outcome)
 
-    def _internal_error(self) -> None:
+    def _internal_error(self, outcome: BaseException | None) -> None:
+        """A JSON error as every other answer of ours: 503 for a request the shutdown cut off (ask again,
+        elsewhere), else 500 naming the exception's type only."""
         self.keep_alive = False
-        self._start(
-            500,
-            [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"21"),
-                (b"connection", b"close"),
-            ],
-        )
-        self._body(b"Internal Server Error", False)
+        if isinstance(outcome, asyncio.CancelledError):
+            status, message = (
+                503,
+                "the server is shutting down and could not finish this request; send it again",
+            )
+        else:
+            status, message = 500, f"internal error: {type(outcome).__name__ if outcome else 'no answer'}"
+        body = b'{"error":"' + message.encode() + b'"}'
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        self._start(status, [*headers, (b"connection", b"close")])
+        self._body(body, False)
 
 
 class LeanRunner:

@@ -293,3 +293,26 @@ async def test_kserves_stop_annotation_stops_and_resumes_the_same_revision(
         assert conditions["Ready"]["status"] == "True" and "Stopped" not in conditions
     finally:
         await control.shutdown()
+
+
+async def test_the_restored_services_are_said_before_any_of_them_starts(
+    tmp_path: Path, models: tuple[Path, Path]
+) -> None:
+    """`serving up`'s first line names what it restored (README): said before their replicas start."""
+    v1, _ = models
+    first = _plane(tmp_path, Sink())
+    await first.start()
+    try:
+        await first.apply(parse(_doc(v1)), _doc(v1))
+        await _until(lambda: len(FakeReplica.instances) == 1)
+    finally:
+        await first.shutdown()
+    FakeReplica.instances.clear()
+    said: list[tuple[list[tuple[str, str]], int]] = []
+    again = _plane(tmp_path, Sink())
+    await again.start(lambda keys: said.append((keys, len(FakeReplica.instances))))
+    try:
+        assert said == [([("default", "iris")], 0)]  # no replica had started yet
+        await _until(lambda: len(FakeReplica.instances) == 1)
+    finally:
+        await again.shutdown()

@@ -235,9 +235,10 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await control.start()
+        await control.start(
+            lambda keys: log.info("serving up: state in %s; %s", args.state_dir, restored_summary(keys))
+        )
         canaries.start()
-        log.info("serving up: state in %s; %s", args.state_dir, restored_summary(list(control.services)))
         for doc in documents:
             if doc.get("kind") == "Canary":
                 canaries.apply(doc)

@@ -149,7 +149,9 @@ class LocalControlPlane:
         self.canaries: CanaryPolicy = NO_CANARY
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, restored: Callable[[list[tuple[str, str]]], None] | None = None) -> None:
+        """Load the stored services and start them; `restored` hears which, before any of them starts (its
+        line comes first in the log)."""
         self.store.prepare()
         for record in self.store.load_all():
             try:
@@ -166,6 +168,8 @@ class LocalControlPlane:
                 record.get("generation", 1),
             )
             self.services[isvc.key] = service
+        if restored is not None:
+            restored(list(self.services))
         await self.reconcile()
         self._loop_task = asyncio.create_task(self._loop(), name="reconcile")
 

@@ -46,10 +46,15 @@ def xgboost_module(with_sklearn: bool) -> Any:
 
 
 class _HideSklearn:
-    """A meta path entry that makes `import sklearn` fail, for the length of one import."""
+    """A meta path entry that makes `import sklearn` fail, for the length of one import, in the thread doing
+    it only: the other models of a folder load in threads at the same time, and a pickled scikit-learn model
+    among them must import it meanwhile."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "sklearn" or name.startswith("sklearn."):
+        if (name == "sklearn" or name.startswith("sklearn.")) and threading.get_ident() == self.thread:
             raise ImportError(f"{name} is not imported while xgboost loads without it")
 
 

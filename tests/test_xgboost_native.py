@@ -126,3 +126,31 @@ def test_binary_json_formats_load_the_same(tmp_path: Path, suffix: str) -> None:
     runtime = _runtime(folder)
     assert isinstance(runtime.model, NativeEstimator)
     np.testing.assert_array_equal(runtime.predict({"input-0": x}, None, {})[PREDICT], model.predict(x))
+
+
+def test_sklearn_stays_importable_in_other_threads_while_xgboost_loads_without_it() -> None:
+    """A folder's models load in threads at once: while one thread imports xgboost with scikit-learn hidden,
+    a pickled scikit-learn model loading in another must still import it (the audit's examples/models folder
+    left sklearn-iris-v2 unready with 'sklearn is not imported while xgboost loads without it'). The hiding is
+    held open here while another thread imports, in a fresh interpreter, so the race is not left to timing."""
+    script = (
+        "import threading\n"
+        "from serving.runtimes.xgboost_native import _sklearn_hidden\n"
+        "errors = []\n"
+        "def other():\n"
+        "    try:\n"
+        "        import sklearn.linear_model  # noqa\n"
+        "    except ImportError as exc:\n"
+        "        errors.append(str(exc))\n"
+        "with _sklearn_hidden():\n"
+        "    try:\n"
+        "        import sklearn  # noqa\n"
+        "        hidden_here = False\n"
+        "    except ImportError:\n"
+        "        hidden_here = True\n"
+        "    t = threading.Thread(target=other); t.start(); t.join()\n"
+        "print(errors, hidden_here)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[] True"

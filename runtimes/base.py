@@ -12,6 +12,11 @@ from serving.errors import BadRequest
 from serving.settings import ModelSettings
 from serving.types import TensorDict, TensorSpec
 
+PREDICT = "output-0"  # the label (or value) output of a classifier or regressor
+PROBABILITIES = "probabilities"
+# MLServer's names for them (its sklearn and XGBoost runtimes): requested by those names, answered so
+MLSERVER_OUTPUTS = {"predict": PREDICT, "predict_proba": PROBABILITIES}
+
 
 @dataclass(frozen=True, slots=True)
 class ModelMetadata:
@@ -52,14 +57,21 @@ class Runtime:
 
 
 def select_outputs(
-    available: Mapping[str, object], wanted: tuple[str, ...] | None, model: str
+    available: Mapping[str, object],
+    wanted: tuple[str, ...] | None,
+    model: str,
+    aliases: Mapping[str, str] | None = None,
 ) -> tuple[str, ...]:
-    """Validate a request's `outputs` selection against what the model can produce."""
+    """Validate a request's `outputs` selection against what the model can produce (or other names for it,
+    `aliases`: answered under the name asked for)."""
     if wanted is None:
         return ()
-    unknown = [n for n in wanted if n not in available]
+    known = aliases or {}
+    unknown = [n for n in wanted if known.get(n, n) not in available]
     if unknown:
-        raise BadRequest(f"model {model!r} has no output {unknown[0]!r}; it has {', '.join(available)}")
+        also = [alias for alias, name in known.items() if name in available]
+        said = f" (or {', '.join(also)})" if also else ""
+        raise BadRequest(f"model {model!r} has no output {unknown[0]!r}; it has {', '.join(available)}{said}")
     return wanted
 
 
@@ -81,15 +93,22 @@ def refuse_text(inputs: TensorDict, model: str) -> None:
             raise BadRequest(f"model {model!r} takes numbers; input {name!r} holds booleans (send 1 or 0)")
 
 
-def feature_matrix(inputs: TensorDict, features: int = -1, model: str = "") -> np.ndarray:
-    """One 2-D matrix from the request: a single tensor as is, several as feature columns in order.
+def feature_matrix(
+    inputs: TensorDict, features: int = -1, model: str = "", names: tuple[str, ...] = ()
+) -> np.ndarray:
+    """One 2-D matrix from the request: a single tensor as is, several as feature columns.
 
     With the model's trained width (`features` > 0) the shape is checked here, so the caller reads what was
-    expected and what came instead of a library's message (XGBoost's carries a native trace and paths)."""
+    expected and what came instead of a library's message (XGBoost's carries a native trace and paths). A
+    model trained on named columns (`names`: a DataFrame's, as scikit-learn and XGBoost keep them) takes
+    several inputs by name, in its own order whatever the request's: columns matched by position would
+    answer 200 with another row's prediction."""
     arrays = list(inputs.values())
     if len(arrays) == 1:
         matrix = arrays[0]
     else:
+        if names:
+            arrays = _named_columns(inputs, names, model)
         rows = {a.shape[0] if a.ndim else 1 for a in arrays}
         if len(rows) != 1:
             raise BadRequest(
@@ -99,6 +118,47 @@ def feature_matrix(inputs: TensorDict, features: int = -1, model: str = "") -> n
     if features > 0 and (matrix.ndim != 2 or matrix.shape[1] != features):
         raise BadRequest(_shape_message(model, matrix.shape, features))
     return matrix
+
+
+def _named_columns(inputs: TensorDict, names: tuple[str, ...], model: str) -> list[np.ndarray]:
+    """The inputs in the model's column order; a 400 naming the columns missing or unknown."""
+    missing = [n for n in names if n not in inputs]
+    unknown = [n for n in inputs if n not in names]
+    if missing or unknown:
+        said = [f"missing {', '.join(map(repr, missing))}" if missing else ""]
+        said.append(f"unknown {', '.join(repr(n[:64]) for n in unknown[:8])}" if unknown else "")
+        raise BadRequest(
+            f"model {model!r} was trained on the named columns {', '.join(names)}: send one input per "
+            f"column, by name (any order), or one matrix in that order; {'; '.join(s for s in said if s)}"
+        )
+    wide = [n for n in names if inputs[n].ndim > 1 and inputs[n].size != inputs[n].shape[0]]
+    if wide:
+        raise BadRequest(f"input {wide[0]!r} is a column of model {model!r}: one value per row, not several")
+    return [inputs[n] for n in names]
+
+
+def column_names(model: Any) -> tuple[str, ...]:
+    """The named columns a scikit-learn estimator or XGBoost model was trained on (a DataFrame's), else ()."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        names = getattr(model, "feature_names", None)  # an XGBoost Booster's
+    return tuple(str(n) for n in names) if names is not None and len(names) else ()
+
+
+def requested_outputs(
+    parameters: dict[str, Any] | None, methods: Mapping[str, object], default: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The outputs of a request that names none: its `predict_proba` parameter (true/false) or the model's
+    default. Another value is a 400, as the binary extension's flags are: it would silently mean the
+    default."""
+    flag = parameters.get("predict_proba") if parameters else None
+    if flag is None:
+        return default
+    if flag is True:
+        return (PROBABILITIES,) if PROBABILITIES in methods else default
+    if flag is False:
+        return (PREDICT,)
+    raise BadRequest(f"parameter 'predict_proba' must be true or false; got {str(flag)[:64]!r}")
 
 
 def _shape_message(model: str, shape: tuple[int, ...], features: int) -> str:

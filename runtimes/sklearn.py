@@ -15,14 +15,23 @@ import numpy as np
 
 from serving.errors import ArtifactError, ArtifactRefused
 from serving.runtimes import find_artifact, linear_cache
-from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, refuse_text, select_outputs
+from serving.runtimes.base import (
+    MLSERVER_OUTPUTS,
+    PREDICT,
+    PROBABILITIES,
+    ModelMetadata,
+    Runtime,
+    column_names,
+    feature_matrix,
+    refuse_text,
+    requested_outputs,
+    select_outputs,
+)
 from serving.runtimes.linear_fast_path import Predict, all_finite, from_params, guarded, verified_linear
 from serving.types import TensorDict, TensorSpec
 
 log = logging.getLogger("serving.runtimes")
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-PREDICT = "output-0"
-PROBABILITIES = "probabilities"
 INLINE_MAX_ELEMENTS = 4096  # a (1024 x 4) product is a few microseconds
 
 
@@ -96,6 +105,7 @@ class SKLearnRuntime(Runtime):
             self._methods[PROBABILITIES] = model.predict_proba
         self._numeric = self._linear is not None or _takes_numbers_only(model)
         self._finish_load(int(getattr(model, "n_features_in_", -1)), getattr(model, "classes_", None))
+        self._columns: tuple[str, ...] = column_names(model)
         if verified is not None and data is not None:
             linear_cache.store(data, linear_cache.CachedLinear(verified[1], PROBABILITIES in self._methods))
 
@@ -109,6 +119,7 @@ class SKLearnRuntime(Runtime):
         if cached.has_proba:
             self._methods[PROBABILITIES] = lambda x: lazy.get().predict_proba(x)
         self._finish_load(params.width, params.classes)
+        self._columns = ()  # a linear product is never one of named columns
 
     def _finish_load(self, features: int, classes: Any) -> None:
         self._classes = classes
@@ -125,11 +136,14 @@ class SKLearnRuntime(Runtime):
     def predict(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
-        names = select_outputs(self._methods, outputs, self.settings.name) or self._requested(parameters)
+        methods = self._methods
+        names = select_outputs(methods, outputs, self.settings.name, MLSERVER_OUTPUTS) or self._requested(
+            parameters
+        )
         if self._numeric:  # an estimator itself is numbers only (a pipeline may take text: not refused)
             refuse_text(inputs, self.settings.name)
-        matrix = feature_matrix(inputs, self._features, self.settings.name)
-        return {name: np.asarray(self._methods[name](matrix)) for name in names}
+        matrix = feature_matrix(inputs, self._features, self.settings.name, self._columns)
+        return {name: np.asarray(methods[MLSERVER_OUTPUTS.get(name, name)](matrix)) for name in names}
 
     def runs_inline(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
@@ -145,12 +159,7 @@ class SKLearnRuntime(Runtime):
         return self._lazy is None or self._lazy.loaded or _product_takes(inputs)
 
     def _requested(self, parameters: dict[str, Any]) -> tuple[str, ...]:
-        flag = parameters.get("predict_proba") if parameters else None
-        if flag is True and PROBABILITIES in self._methods:
-            return (PROBABILITIES,)
-        if flag is False:
-            return (PREDICT,)
-        return self._default
+        return requested_outputs(parameters, self._methods, self._default)
 
     def metadata(self) -> ModelMetadata:
         classes = self._classes

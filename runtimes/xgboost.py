@@ -13,9 +13,20 @@ from typing import Any
 import numpy as np
 
 from serving.runtimes import find_artifact
-from serving.runtimes.base import ModelMetadata, Runtime, feature_matrix, refuse_text, select_outputs
-from serving.runtimes.sklearn import PICKLE_SUFFIXES, PREDICT, PROBABILITIES, load_pickle
-from serving.runtimes.xgboost_native import native_estimator, xgboost_module
+from serving.runtimes.base import (
+    MLSERVER_OUTPUTS,
+    PREDICT,
+    PROBABILITIES,
+    ModelMetadata,
+    Runtime,
+    column_names,
+    feature_matrix,
+    refuse_text,
+    requested_outputs,
+    select_outputs,
+)
+from serving.runtimes.sklearn import PICKLE_SUFFIXES, load_pickle
+from serving.runtimes.xgboost_native import aligned, native_estimator, xgboost_module
 from serving.types import TensorDict, TensorSpec
 
 NATIVE_SUFFIXES = (".json", ".ubj", ".bst")
@@ -26,6 +37,7 @@ class XGBoostRuntime(Runtime):
 
     def load(self) -> None:
         path = find_artifact(self.settings.model_dir, NATIVE_SUFFIXES + PICKLE_SUFFIXES)
+        booster: Any = None
         if path.suffix.lower() in PICKLE_SUFFIXES:
             xgb = xgboost_module(with_sklearn=True)  # the pickle holds an sklearn-API estimator
             self.model: Any = load_pickle(self.settings)
@@ -37,29 +49,27 @@ class XGBoostRuntime(Runtime):
         self._methods: dict[str, Any] = {}
         if isinstance(self.model, xgb.Booster):
             booster = self.model
-            self._methods[PREDICT] = lambda m: booster.inplace_predict(m)
+            self._methods[PREDICT] = lambda m: booster.inplace_predict(aligned(m))
             self._features = booster.num_features()
         else:
             self._methods[PREDICT] = self.model.predict
             if hasattr(self.model, "predict_proba"):
                 self._methods[PROBABILITIES] = self.model.predict_proba
             self._features = int(getattr(self.model, "n_features_in_", -1))
+        self._columns = column_names(self.model) or (column_names(booster) if booster is not None else ())
         wants_proba = self.settings.predict_proba and PROBABILITIES in self._methods
         self._default = (PROBABILITIES,) if wants_proba else (PREDICT,)
 
     def predict(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
-        names = select_outputs(self._methods, outputs, self.settings.name) or self._pick(parameters)
+        methods = self._methods
+        names = select_outputs(methods, outputs, self.settings.name, MLSERVER_OUTPUTS) or requested_outputs(
+            parameters, methods, self._default
+        )
         refuse_text(inputs, self.settings.name)
-        matrix = feature_matrix(inputs, self._features, self.settings.name)
-        return {name: np.asarray(self._methods[name](matrix)) for name in names}
-
-    def _pick(self, parameters: dict[str, Any]) -> tuple[str, ...]:
-        flag = parameters.get("predict_proba") if parameters else None
-        if flag is True and PROBABILITIES in self._methods:
-            return (PROBABILITIES,)
-        return (PREDICT,) if flag is False else self._default
+        matrix = feature_matrix(inputs, self._features, self.settings.name, self._columns)
+        return {name: np.asarray(methods[MLSERVER_OUTPUTS.get(name, name)](matrix)) for name in names}
 
     def metadata(self) -> ModelMetadata:
         f32 = np.dtype(np.float32)

@@ -82,6 +82,15 @@ def native_estimator(booster: Any, kind: str) -> NativeEstimator | None:
     return None
 
 
+def aligned(matrix: np.ndarray) -> np.ndarray:
+    """`matrix`, copied where XGBoost would refuse its pointer: a tensor is a view of the request's bytes,
+    at whatever offset the body put it, and `inplace_predict` checks the alignment of even an empty one
+    (a zero-row request failed or not depending on the length of its id)."""
+    if matrix.size == 0 or not matrix.flags.aligned:
+        return np.array(matrix)
+    return matrix
+
+
 class NativeEstimator:
     """What the runtime reads of an sklearn-API estimator: `predict`, `predict_proba` (classifiers),
     `n_features_in_`, `classes_`."""
@@ -97,7 +106,7 @@ class NativeEstimator:
             self.predict_proba = self._probabilities
 
     def _values(self, matrix: np.ndarray) -> np.ndarray:
-        values: np.ndarray = self.booster.inplace_predict(matrix, iteration_range=self._range)
+        values: np.ndarray = self.booster.inplace_predict(aligned(matrix), iteration_range=self._range)
         return values
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:

@@ -154,3 +154,15 @@ def test_sklearn_stays_importable_in_other_threads_while_xgboost_loads_without_i
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[] True"
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2, 3])
+def test_a_zero_row_view_at_any_offset_of_the_body_answers_no_rows(tmp_path: Path, offset: int) -> None:
+    """A tensor is a view of the request's bytes wherever the body put it: XGBoost checks the pointer's
+    alignment even for no rows (the audit's zero-row request failed or not by the length of its id)."""
+    x, y = load_iris(return_X_y=True)
+    runtime = _runtime(_saved(tmp_path, "m", xgb.XGBClassifier(n_estimators=4, max_depth=2).fit(x, y)))
+    body = bytes(16 + offset)
+    rows = np.frombuffer(body, dtype=np.float32, offset=offset, count=0).reshape(0, 4)
+    answer = runtime.predict({"input-0": rows}, (PREDICT, PROBABILITIES), {})
+    assert answer[PREDICT].shape == (0,) and answer[PROBABILITIES].shape[0] == 0

@@ -290,3 +290,43 @@ async def test_grpc_health_follows_the_routers_readiness(proxied: tuple[Router, 
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
         assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_readiness_of_a_service_with_no_ready_revision_is_false_not_an_error() -> None:
+    """ModelReady is an answer (ready=false), through the router as from a model server; HTTP readiness the
+    model server's 503 {"name", "ready": false, "reason"}; an unknown service's NOT_FOUND names those that
+    exist, over gRPC as over HTTP."""
+    import httpx
+
+    router = Router(metrics=RouterMetrics())
+    broken = ServiceRoute(
+        "broken",
+        "default",
+        (Arm("broken-1", 100, "stable", "latest", ()),),
+        failure="ModelLoadFailed: bad pickle",
+    )
+    router.set_table(RouteTable({("default", "broken"): broken}, version=1))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        client = triton_aio.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            assert await client.is_model_ready("broken") is False
+            with pytest.raises(InferenceServerException) as unknown:
+                await client.is_model_ready("nope")
+            assert "StatusCode.NOT_FOUND" in str(unknown.value) and "existing: 'broken'" in str(unknown.value)
+            with pytest.raises(InferenceServerException) as infer:  # other calls still say why
+                await client.get_model_metadata("broken")
+            assert "StatusCode.UNAVAILABLE" in str(infer.value) and "bad pickle" in str(infer.value)
+        finally:
+            await client.close()
+    finally:
+        await proxy.stop(1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=router), base_url="http://r") as http:
+        for path in ("/v2/models/broken/ready", "/v2/models/broken/versions/1/ready", "/v1/models/broken"):
+            answer = await http.get(path)
+            assert answer.status_code == 503, path
+            doc = answer.json()
+            assert doc["name"] == "broken" and doc["ready"] is False and "bad pickle" in doc["reason"], doc
+        metadata = await http.get("/v2/models/broken")
+        assert metadata.status_code == 503 and "bad pickle" in metadata.json()["error"]

@@ -168,15 +168,18 @@ class Router:
         if route is None:
             by_host = _names_a_service(host, self._domains)
             wanted, namespace = host.split(".", 2)[:2] if by_host else (name, "default")
-            # Name the ones that exist (first few), unless API keys guard the listing: then say no more.
-            hint = (
-                ""
-                if self.auth is not None
-                else existing_names([n for (ns, n) in self._table.services if ns == namespace])
-            )
             where = f" (Host {host!r}: namespace {namespace!r})" if by_host else ""
-            raise ModelNotFound(f"InferenceService {wanted!r} not found{where}{hint}")
+            raise self.unknown_service(wanted, namespace, where)
         return route
+
+    def unknown_service(self, name: str, namespace: str, where: str = "") -> ModelNotFound:
+        """404 naming the services that exist (the first few), unless API keys guard the listing."""
+        hint = (
+            ""
+            if self.auth is not None
+            else existing_names([n for (ns, n) in self._table.services if ns == namespace])
+        )
+        return ModelNotFound(f"InferenceService {name!r} not found{where}{hint}")
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         name = _model_name(path)
@@ -190,11 +193,19 @@ class Router:
         # No await between choosing the arm and counting the request in flight on its endpoint:
         # a revision being drained either is not chosen or is waited for.
         pin = header_value(headers, TAG_HEADER)
-        arm = scope.get(CHOSEN_ARM) or self.choose(
-            route,
-            pin,
-            header_value(headers, route.affinity_header.encode()) if route.affinity_header else None,
-        )
+        try:
+            arm = scope.get(CHOSEN_ARM) or self.choose(
+                route,
+                pin,
+                header_value(headers, route.affinity_header.encode()) if route.affinity_header else None,
+            )
+        except ServiceUnavailable as exc:
+            if not _asks_readiness(scope["method"], path):
+                raise
+            # A readiness probe is answered as a model server answers it: not ready, and why
+            headers_out = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+            await _reply(send, 503, {"name": name, "ready": False, "reason": exc.message}, headers_out)
+            return
         started = time.monotonic()
         # handed over by the lane after a try that reached no model: its clock started there
         arrived = scope.get(LANE_STARTED, started)
@@ -318,6 +329,15 @@ def _no_ready_revision(route: ServiceRoute, for_tag: str = "") -> ServiceUnavail
     return ServiceUnavailable(
         f"{what} yet (starting); retry, or `serving wait {route.name}` until it is ready"
     )
+
+
+def _asks_readiness(method: str, path: str) -> bool:
+    """GET/HEAD of `/v2/models/NAME[/versions/V]/ready` or `/v1/models/NAME` (V1's model status)."""
+    if method not in ("GET", "HEAD"):
+        return False
+    if path.startswith("/v2/"):
+        return path.endswith("/ready")
+    return path.count("/") == 3 and ":" not in path
 
 
 def _model_name(path: str) -> str:

@@ -28,7 +28,7 @@ import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import serving
-from serving.errors import ModelNotFound, ServingError
+from serving.errors import ServiceUnavailable, ServingError
 from serving.grpc import messages as pb
 from serving.grpc import wire
 from serving.grpc.lifespan import GRPC_PORT_PATH
@@ -134,6 +134,11 @@ class GrpcProxy:
                 route, arm = self._route(name, dict(metadata))
                 if not arm.endpoints:  # scaled to zero: held by the router's activator, as over HTTP
                     arm = await self.router.activator.hold(route, arm, arrived + route.timeout_s)
+            except ServiceUnavailable as exc:
+                if method == "ModelReady":  # readiness is an answer, as the model server's own: false
+                    not_ready: bytes = pb.ModelReadyResponse(ready=False).SerializeToString()
+                    return not_ready
+                await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
             except ServingError as exc:
                 await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
             return await self._forward(method, raw, metadata, route, arm, context, arrived)
@@ -142,9 +147,10 @@ class GrpcProxy:
 
     def _route(self, name: str, metadata: dict[str, str]) -> tuple[ServiceRoute, Arm]:
         """Resolve the InferenceService, check the key, pick the arm (no await: the split stays exact)."""
-        route = self.router.table.services.get((metadata.get("x-serving-namespace", "default"), name))
+        namespace = metadata.get("x-serving-namespace", "default")
+        route = self.router.table.services.get((namespace, name))
         if route is None:
-            raise ModelNotFound(f"InferenceService {name!r} not found")
+            raise self.router.unknown_service(name, namespace)
         if self.router.auth is not None:
             self.router.auth.check(route.namespace, [(k.encode(), v.encode()) for k, v in metadata.items()])
         return route, self.router.choose(route, metadata.get("x-serving-tag"))

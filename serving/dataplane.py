@@ -23,6 +23,7 @@ from serving.errors import (
 )
 from serving.metrics import Metrics, ModelMetrics
 from serving.observability import tracing
+from serving.protocol.classification import class_count, top_classes
 from serving.protocol.codec import Codec
 from serving.repository import Model, ModelRepository
 from serving.settings import Limits
@@ -261,12 +262,19 @@ def requested(outputs: TensorDict, request: InferRequest, model: str) -> TensorD
     if request.outputs is None:
         return outputs
     wanted = tuple(o.name for o in request.outputs)
-    if tuple(outputs) == wanted:
-        return outputs
-    missing = [name for name in wanted if name not in outputs]
-    if missing:
-        raise BadRequest(f"model {model!r} has no output {missing[0]!r}; it produced {', '.join(outputs)}")
-    return {name: outputs[name] for name in wanted}
+    if tuple(outputs) != wanted:
+        missing = [name for name in wanted if name not in outputs]
+        if missing:
+            raise BadRequest(
+                f"model {model!r} has no output {missing[0]!r}; it produced {', '.join(outputs)}"
+            )
+        outputs = {name: outputs[name] for name in wanted}
+    for output in request.outputs:
+        if output.parameters:  # Triton's classification extension: the top K as "value:index"
+            count = class_count(output)
+            if count:
+                outputs[output.name] = top_classes(outputs[output.name], count, output.name)
+    return outputs
 
 
 def timed_call(

@@ -48,6 +48,16 @@ def existing_names(names: list[str], limit: int = 5) -> str:
     return "; existing: " + ", ".join(repr(n) for n in sorted(names)[:limit]) + more
 
 
+def statistics_hint(name: str) -> str:
+    """For a 404 of the name `stats`: Triton's statistics extension (GET /v2/models/stats) reads as the
+    metadata of a model of that name; say that it is not served, rather than only that no model is named so."""
+    return (
+        " (Triton's statistics extension, GET /v2/models/stats, is not served here)"
+        if name == "stats"
+        else ""
+    )
+
+
 class MethodNotAllowed(ServingError):
     status_code = 405
 

@@ -20,6 +20,7 @@ from serving.errors import (
     existing_names,
     public_text,
     scrubbed,
+    statistics_hint,
 )
 from serving.runtimes import Runtime, find_artifacts, runtime_class
 from serving.runtimes.base import ModelMetadata
@@ -116,7 +117,9 @@ class ModelRepository:
     def get(self, name: str, version: str | None = None) -> Model:
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFound(f"model {name!r} not found" + existing_names(list(self._models)))
+            raise ModelNotFound(
+                f"model {name!r} not found{statistics_hint(name)}" + existing_names(list(self._models))
+            )
         if version is not None and version != model.settings.version:
             raise ModelNotFound(
                 f"model {name!r} has no version {version!r} (it has {model.settings.version!r})"

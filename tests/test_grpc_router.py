@@ -217,7 +217,7 @@ async def test_model_config_is_routed_like_rest_s_config(
             await routed.get_model_config("nope")
         assert missing.value.status() == "StatusCode.NOT_FOUND"
         extensions = (await routed.get_server_metadata()).extensions
-        assert set(extensions) == {"binary_tensor_data", "model_configuration"}
+        assert set(extensions) == {"binary_tensor_data", "classification", "model_configuration"}
     finally:
         await routed.close()
         await direct.close()

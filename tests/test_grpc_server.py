@@ -374,3 +374,37 @@ def test_port_zero_with_several_workers_is_refused_before_they_start(model_repo:
         "serve", "--model-dir", str(model_repo / "sklearn-iris"), "--grpc-port", "0", "--workers", "2"
     )
     assert result.returncode == 2 and "give a fixed port with --workers > 1" in result.stderr
+
+
+def test_class_count_answers_the_top_classes_over_grpc_and_http(servers: dict[str, Served]) -> None:
+    """Triton's classification extension through tritonclient (`class_count`), gRPC and HTTP: the top K
+    probabilities as "value:index" BYTES, best first, as Triton answers; a bad count is refused by name."""
+    import tritonclient.http as triton_http
+
+    rows = np.array(IRIS_ROWS, dtype=np.float64)
+    http_url = servers["iris"].http.url.removeprefix("http://")
+    for module, client in (
+        (triton, triton.InferenceServerClient(servers["iris"].target)),
+        (triton_http, triton_http.InferenceServerClient(http_url)),
+    ):
+        tensor = module.InferInput("input-0", list(rows.shape), "FP64")
+        tensor.set_data_from_numpy(rows)
+        plain = client.infer("sklearn-iris", [tensor], outputs=[module.InferRequestedOutput("probabilities")])
+        probabilities = plain.as_numpy("probabilities")
+        top = client.infer(
+            "sklearn-iris", [tensor], outputs=[module.InferRequestedOutput("probabilities", class_count=2)]
+        ).as_numpy("probabilities")
+        assert top.shape == (2, 2)
+        for row, answer in zip(probabilities, top, strict=True):
+            best = np.argsort(-row, kind="stable")[:2]
+            assert [a.decode() for a in answer] == [f"{row[i]:f}:{i}" for i in best]
+    bad = httpx.post(
+        f"{servers['iris'].http.url}/v2/models/sklearn-iris/infer",
+        json={
+            "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROWS[0]}],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": "two"}}],
+        },
+    )
+    assert bad.status_code == 400 and "parameter 'classification' must be a positive integer" in bad.text
+    extensions = triton.InferenceServerClient(servers["iris"].target).get_server_metadata().extensions
+    assert "classification" in extensions

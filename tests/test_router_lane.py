@@ -510,6 +510,6 @@ async def test_the_routers_server_metadata_lists_what_it_routes(predictor: InPro
     async with routed((predictor.url,), True) as (url, _, _), httpx.AsyncClient(base_url=url) as client:
         metadata = (await client.get("/v2")).json()
         assert metadata["name"] == "serving-router"
-        assert metadata["extensions"] == ["binary_tensor_data", "model_configuration"]
+        assert metadata["extensions"] == ["binary_tensor_data", "classification", "model_configuration"]
         assert (await client.get("/v2/models/iris/config")).json()["name"] == "iris"
         assert (await client.post("/v2/repository/index", json={})).status_code == 404

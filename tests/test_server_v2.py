@@ -56,7 +56,7 @@ def _infer(server: InProcessServer, model: str, body: dict, path_suffix: str = "
 def test_server_metadata_lists_the_extensions(iris: InProcessServer) -> None:
     doc = httpx.get(iris.url + "/v2").json()
     assert doc["name"] == "serving" and doc["version"]
-    assert {"binary_tensor_data", "model_repository"} <= set(doc["extensions"])
+    assert {"binary_tensor_data", "classification", "model_repository"} <= set(doc["extensions"])
 
 
 def test_health_endpoints_answer_json(iris: InProcessServer) -> None:
@@ -94,6 +94,9 @@ def test_infer_under_a_version_and_unknown_version_is_404(iris: InProcessServer)
 def test_unknown_model_is_404_json(iris: InProcessServer) -> None:
     for response in (httpx.get(iris.url + "/v2/models/nope"), httpx.get(iris.url + "/v2/models/nope/ready")):
         assert response.status_code == 404 and "'nope'" in response.json()["error"]
+    # tritonclient's get_inference_statistics (GET /v2/models/stats): not served, and said so
+    stats = httpx.get(iris.url + "/v2/models/stats")
+    assert stats.status_code == 404 and "statistics extension" in stats.json()["error"]
 
 
 def test_id_echoed_outputs_selected_and_parameters_reach_the_runtime(iris: InProcessServer) -> None:

@@ -17,7 +17,7 @@ from serving.protocol.json_body import loads_object
 from serving.repository import Model
 from serving.types import TensorSpec
 
-EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "model_configuration"]
 
 
 class V2Endpoints:

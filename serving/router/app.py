@@ -25,6 +25,7 @@ from serving.errors import (
     ServingError,
     existing_names,
     scrubbed,
+    statistics_hint,
 )
 from serving.http.body import receive_body
 from serving.http.errors import send_error
@@ -141,7 +142,7 @@ class Router:
                     "name": "serving-router",
                     "version": serving.__version__,
                     # what works through the router: /v2/models/NAME/config is routed, /v2/repository/* is not
-                    "extensions": ["binary_tensor_data", "model_configuration"],
+                    "extensions": ["binary_tensor_data", "classification", "model_configuration"],
                 },
             )
         else:
@@ -179,7 +180,7 @@ class Router:
             if self.auth is not None
             else existing_names([n for (ns, n) in self._table.services if ns == namespace])
         )
-        return ModelNotFound(f"InferenceService {name!r} not found{where}{hint}")
+        return ModelNotFound(f"InferenceService {name!r} not found{where}{statistics_hint(name)}{hint}")
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         name = _model_name(path)

@@ -42,7 +42,7 @@ from serving.router.table import Arm, ServiceRoute
 log = logging.getLogger("serving.router.grpc")
 PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig")
 # What the router serves over gRPC (ModelConfig is Triton's `model_configuration`; the repository is not routed)
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
 REVISION_KEY = "x-serving-revision"
 
 

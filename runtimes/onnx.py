@@ -35,7 +35,7 @@ class ONNXRuntime(Runtime):
     def load(self) -> None:
         import onnxruntime as ort
 
-        path = find_artifact(self.settings.model_dir, (".onnx",))
+        path = find_artifact(self.settings.model_dir, (".onnx",), self.settings.artifact)
         options = ort.SessionOptions()
         if self.settings.intra_op_threads:
             options.intra_op_num_threads = self.settings.intra_op_threads

@@ -41,7 +41,7 @@ def load_pickle(settings: Any) -> Any:
 
 def pickle_path(settings: Any) -> Path:
     """The model's pickle, refused when pickles are disabled (they run code when loaded)."""
-    path = find_artifact(settings.model_dir, PICKLE_SUFFIXES)
+    path = find_artifact(settings.model_dir, PICKLE_SUFFIXES, settings.artifact)
     if not settings.allow_pickle:
         raise ArtifactRefused(f"{path.name} is a pickle (code execution on load) and pickles are disabled")
     return path

@@ -36,7 +36,9 @@ class XGBoostRuntime(Runtime):
     platform = "xgboost"
 
     def load(self) -> None:
-        path = find_artifact(self.settings.model_dir, NATIVE_SUFFIXES + PICKLE_SUFFIXES)
+        path = find_artifact(
+            self.settings.model_dir, NATIVE_SUFFIXES + PICKLE_SUFFIXES, self.settings.artifact
+        )
         booster: Any = None
         if path.suffix.lower() in PICKLE_SUFFIXES:
             xgb = xgboost_module(with_sklearn=True)  # the pickle holds an sklearn-API estimator

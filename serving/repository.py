@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
+from serving import mlserver_settings
 from serving.errors import (
     ArtifactError,
     ModelFailure,
@@ -80,18 +81,23 @@ def discover(
     model_dir = model_dir.resolve()
     base = template or ModelSettings(name="", model_dir=model_dir)
     custom = base.runtime is not None and ":" in base.runtime
-    if find_artifacts(model_dir) or custom:
-        return [replace(base, name=name or model_dir.name, model_dir=model_dir)]
+    if find_artifacts(model_dir) or custom or mlserver_settings.has_settings(model_dir):
+        one = replace(base, name=name or model_dir.name, model_dir=model_dir)
+        return [mlserver_settings.applied(one, named=name is not None)]
     if not model_dir.is_dir():
         raise ArtifactError(f"model directory {model_dir} does not exist")
     found = [
-        replace(base, name=sub.name, model_dir=sub)
+        mlserver_settings.applied(replace(base, name=sub.name, model_dir=sub), named=False)
         for sub in sorted(model_dir.iterdir())
-        if sub.is_dir() and not sub.name.startswith(".") and find_artifacts(sub)
+        if sub.is_dir() and not sub.name.startswith(".") and _holds_model(sub)
     ]
     if not found:
         raise ArtifactError(f"{model_dir} holds no model file and no sub-folder with one")
     return found
+
+
+def _holds_model(folder: Path) -> bool:
+    return bool(find_artifacts(folder)) or mlserver_settings.has_settings(folder)
 
 
 class ModelRepository:
@@ -211,13 +217,13 @@ class ModelRepository:
         if self._search_root is None or "/" in name or name in {"", ".", ".."}:
             raise ModelNotFound(f"model {name!r} not found")
         folder = self._search_root / name
-        if not find_artifacts(folder):
+        if not _holds_model(folder):
             known = ", ".join(sorted(self._models)) or "none"
             raise ModelNotFound(  # no server path in an answer; the log line of the start names the folder
                 f"model {name!r} not found: no folder {name!r} with a model in the repository (known: {known})"
             )
         template = self._template or ModelSettings(name=name, model_dir=folder)
-        model = Model(replace(template, name=name, model_dir=folder))
+        model = Model(mlserver_settings.applied(replace(template, name=name, model_dir=folder), named=True))
         self._models[name] = model
         return model
 
@@ -245,7 +251,10 @@ def _release(runtime: Runtime) -> None:
 
 
 def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelMetadata]:
-    runtime = runtime_class(settings.runtime, settings.model_dir)(settings)
+    refused = settings.extra.get(mlserver_settings.ERROR_KEY)
+    if refused:
+        raise ArtifactError(refused)
+    runtime = runtime_class(settings.runtime, settings.model_dir, settings.artifact)(settings)
     runtime.load()
     return runtime, runtime.metadata()
 

@@ -33,6 +33,9 @@ class ModelSettings:
     name: str
     model_dir: Path
     runtime: str | None = None  # short name or "module:Class"; None = detect from the artifact
+    artifact: Path | None = (
+        None  # the model file, when named (MLServer's parameters.uri); else found in model_dir
+    )
     version: str = "1"
     predict_proba: bool = False
     intra_op_threads: int = 0  # onnxruntime; 0 = its default

@@ -1,0 +1,92 @@
+"""A model repository made for MLServer serves as it is: `model-settings.json` gives the name, the version
+(`/versions/V/`), the artifact (`parameters.uri`) and the runtime (`implementation`); MLServer's server
+`settings.json` and the settings files are never taken for XGBoost models; an implementation not served here
+leaves that model alone not ready, saying so. Real servers (in-process), models trained here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import pytest
+import xgboost as xgb
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from loadtests.servers import wait_until
+from tests.inprocess import InProcessServer, serving_inprocess
+
+ROW = [6.8, 2.8, 4.8, 1.4]
+
+
+def _settings(folder: Path, **doc: object) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model-settings.json").write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mlserver")
+    (root / "settings.json").write_text(json.dumps({"debug": False, "http_port": 8080}))
+    x, y = load_iris(return_X_y=True)
+    _settings(
+        root / "iris-sk",
+        name="iris-classifier",
+        implementation="mlserver_sklearn.SKLearnModel",
+        parameters={"uri": "./iris.joblib", "version": "v0.1.0"},
+    )
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, y), root / "iris-sk" / "iris.joblib")
+    _settings(
+        root / "iris-xgb",
+        name="iris-xgb",
+        implementation="mlserver_xgboost.XGBoostModel",
+        parameters={"uri": "./model.bst", "version": "v1"},
+    )
+    xgb.XGBClassifier(n_estimators=4, max_depth=2).fit(x, y).save_model(root / "iris-xgb" / "model.bst")
+    _settings(root / "gbm", name="gbm", implementation="mlserver_lightgbm.LightGBMModel")
+    return root
+
+
+@pytest.fixture(scope="module")
+def served(repo: Path) -> Iterator[InProcessServer]:
+    # the server is not ready (gbm cannot load): wait for a model that can
+    with serving_inprocess(
+        ["serve", "--model-dir", str(repo)], ready_path="/v2/models/iris-xgb/versions/v1/ready"
+    ) as server:
+        url = f"{server.url}/v2/models/iris-classifier/ready"
+        wait_until(lambda: httpx.get(url).status_code == 200, what="iris-classifier ready")
+        yield server
+
+
+def _infer(server: InProcessServer, path: str) -> httpx.Response:
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
+    return httpx.post(f"{server.url}{path}", json=body, timeout=30)
+
+
+def test_models_serve_under_their_settings_name_version_and_uri(served: InProcessServer) -> None:
+    index = {m["name"]: m for m in httpx.post(f"{served.url}/v2/repository/index").json()}
+    assert set(index) == {"iris-classifier", "iris-xgb", "gbm"}  # settings.json is no model
+    assert index["iris-classifier"]["version"] == "v0.1.0" and index["iris-classifier"]["state"] == "READY"
+    assert index["iris-xgb"]["state"] == "READY"
+    answer = _infer(served, "/v2/models/iris-classifier/versions/v0.1.0/infer")
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [1]
+    assert answer.json()["model_version"] == "v0.1.0"
+    assert httpx.get(f"{served.url}/v2/models/iris-xgb").json()["platform"] == "xgboost"
+    assert _infer(served, "/v2/models/iris-xgb/versions/v1/infer").json()["outputs"][0]["data"] == [1]
+
+
+def test_an_implementation_not_served_here_is_that_models_reason(served: InProcessServer) -> None:
+    ready = httpx.get(f"{served.url}/v2/models/gbm/ready")
+    assert ready.status_code == 503
+    assert "implementation 'mlserver_lightgbm.LightGBMModel' is MLServer's" in ready.json()["reason"]
+    assert _infer(served, "/v2/models/iris-xgb/infer").status_code == 200  # the others serve
+
+
+def test_a_name_given_on_the_command_line_wins(repo: Path) -> None:
+    with serving_inprocess(["serve", "--model-dir", str(repo / "iris-sk"), "--name", "iris"]) as server:
+        assert _infer(server, "/v2/models/iris/versions/v0.1.0/infer").status_code == 200
+    with serving_inprocess(["serve", "--model-dir", str(repo / "iris-sk")]) as server:
+        assert _infer(server, "/v2/models/iris-classifier/infer").status_code == 200

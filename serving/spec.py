@@ -27,6 +27,7 @@ from serving.spec_suggest import did_you_mean
 
 API_VERSIONS = ("serving.kserve.io/v1beta1", "serving.dev/v1beta1")
 OUR_GROUP = "serving.dev"
+KFSERVING_GROUP = "serving.kubeflow.org"  # KFServing's, renamed serving.kserve.io when it became KServe
 SUPPORTED_FORMATS = ("sklearn", "xgboost", "onnx")
 KSERVE_ONLY_SCHEMES = frozenset({"hdfs", "webhdfs", "azure", "oci", "hf"})  # accepted; not fetched here
 KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc", "s3", "gs", "az"}) | KSERVE_ONLY_SCHEMES
@@ -530,8 +531,9 @@ class InferenceService(Strict):
     @field_validator("api_version")
     @classmethod
     def _api(cls, value: str) -> str:
-        if value not in API_VERSIONS:
-            raise ValueError(f"apiVersion {value!r} is not supported; use {' or '.join(API_VERSIONS)}")
+        problem = api_version_problem(value, "InferenceService")
+        if problem:
+            raise ValueError(problem)
         return value
 
     @property
@@ -587,6 +589,41 @@ class InferenceService(Strict):
                     "--logger-url`, the chart's logger.defaultUrl), and are not logged without one"
                 )
         return out
+
+
+def api_version_problem(api_version: Any, kind: Any) -> str | None:
+    """What is wrong with an InferenceService's apiVersion (None: nothing). KFServing's older APIs are named as
+    such, with what to write instead: a user with an old file learns what changed, not just "not supported"."""
+    if api_version in API_VERSIONS and kind != "KFService":
+        return None
+    use = f"use {' or '.join(API_VERSIONS)}"
+    if not isinstance(api_version, str) or not api_version:
+        return f"required; {use}"
+    group, _, version = api_version.rpartition("/")
+    old = (group == KFSERVING_GROUP and version.startswith("v1alpha")) or version == "v1alpha2"
+    if kind == "KFService" or old:
+        return (
+            f"{api_version} (kind {kind}) is the old KFServing API, not served here; write it as apiVersion: "
+            "serving.kserve.io/v1beta1, kind: InferenceService, with the model under spec.predictor (KFServing's "
+            "spec.default.sklearn.modelUri or spec.default.predictor.sklearn.storageUri becomes "
+            "spec.predictor.sklearn.storageUri)"
+        )
+    if group == KFSERVING_GROUP:
+        return (
+            f"{api_version} is KFServing's API group, renamed serving.kserve.io when KFServing became KServe (the "
+            "v1beta1 spec is the same): write apiVersion: serving.kserve.io/v1beta1"
+        )
+    return f"{api_version!r} is not supported; {use}"
+
+
+def check_api_version(document: dict[str, Any]) -> None:
+    """The apiVersion first, alone: under another API the rest of the spec means something else, so its errors
+    would only mislead. (A kind that is not an InferenceService's is left to the full validation, which names
+    both.) Shared by `serving apply`, `up`, `render` and `convert` through `parse`."""
+    kind = document.get("kind")
+    problem = api_version_problem(document.get("apiVersion"), kind)
+    if problem is not None and kind in ("InferenceService", "KFService", None):
+        raise SpecError(f"apiVersion: {problem}")
 
 
 def dropped_logger(isvc: InferenceService) -> list[str]:
@@ -654,6 +691,7 @@ def parse(document: dict[str, Any]) -> InferenceService:
     """Validate one document; a SpecError names every wrong field by its path."""
     if not isinstance(document, dict):
         raise SpecError("an InferenceService document must be a mapping")
+    check_api_version(document)
     _reject_unsupported_components(document)
     try:
         isvc = InferenceService.model_validate(document)

@@ -25,9 +25,12 @@ from serving.canary.spec import parse_canary
 from serving.errors import ServingError
 from serving.servingruntime import KINDS as RUNTIME_KINDS
 from serving.servingruntime import parse_runtime
-from serving.spec import SUPPORTED_FORMATS, SpecError, located, parse, placed_documents
+from serving.spec import KFSERVING_GROUP, SUPPORTED_FORMATS, SpecError, located, parse, placed_documents
 
 OUR_GROUPS = ("serving.kserve.io", "serving.dev")
+# Groups whose objects are ours to read or refuse, never Kubernetes objects to pass by: KFServing's old one too
+# (its KFService and v1alpha2 InferenceService are refused naming what to write instead).
+KNOWN_GROUPS = (*OUR_GROUPS, KFSERVING_GROUP)
 OUR_KINDS = ("InferenceService", "Canary", *RUNTIME_KINDS)
 # KServe's other kinds (serving.kserve.io/v1alpha1): known, so not "misspelt", and not run here; what to do instead.
 KSERVE_ONLY_KINDS = {
@@ -74,14 +77,14 @@ def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> lis
 
 def is_foreign(doc: Any) -> bool:
     """A Kubernetes object of another API group (`v1` Secret, ServiceAccount, ConfigMap; `apps/v1` ...): one
-    whose kind is none of ours and whose apiVersion is not KServe's group or ours. (A misspelt kind of our
-    groups is not foreign: it is refused, naming the field.)"""
+    whose kind is none of ours and whose apiVersion is not KServe's group, KFServing's or ours. (A misspelt kind
+    of those groups is not foreign: it is refused, naming the field.)"""
     if not isinstance(doc, dict):
         return False
     kind, api_version = doc.get("kind"), doc.get("apiVersion")
     if not isinstance(kind, str) or not isinstance(api_version, str) or kind in OUR_KINDS:
         return False
-    return api_version.rpartition("/")[0] not in OUR_GROUPS  # "v1": the core group ""
+    return api_version.rpartition("/")[0] not in KNOWN_GROUPS  # "v1": the core group ""
 
 
 def is_unsupported_kserve(doc: Any) -> bool:

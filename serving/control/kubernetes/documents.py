@@ -22,6 +22,7 @@ from serving.control.documents import (
     is_foreign,
     is_unsupported_kserve,
     unsupported_message,
+    validate_document,
     warn_stderr,
 )
 from serving.control.runtime_catalog import is_runtime_document
@@ -47,8 +48,11 @@ OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
 
 
 def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-    """The same InferenceService (or ServingRuntime) under our API group (the spec is identical); validates it.
-    The pod spec's deprecated `serviceAccount` is written `serviceAccountName` (our CRD knows only that one)."""
+    """The same InferenceService (or ServingRuntime) under our API group (the spec is identical); validates it,
+    as written first, with `serving apply`'s own check (an apiVersion apply refuses is refused here too, not
+    replaced by ours). The pod spec's deprecated `serviceAccount` is written `serviceAccountName` (our CRD knows
+    only that one)."""
+    validate_document(doc)
     runtime = is_runtime_document(doc)
     out = {**doc, "apiVersion": OUR_RUNTIME_API_VERSION if runtime else OUR_API_VERSION}
     if namespace is not None and doc.get("kind") != "ClusterServingRuntime":

@@ -549,6 +549,7 @@ class InferenceService(Strict):
         """Fields that are safe to ignore on this machine, said out loud (see serving/spec_effects.py).
         `grpc_routed`: whether this `serving up` routes gRPC (`--grpc-port`); False warns a grpc-v2 service."""
         from serving.spec_effects import (  # the table imports this module
+            component_annotations,
             grpc_warnings,
             no_local_effect,
             unsupported_annotations,
@@ -556,6 +557,7 @@ class InferenceService(Strict):
 
         annotations = self.metadata.annotations
         out = no_local_effect(self) + unknown_annotations(annotations) + unsupported_annotations(annotations)
+        out += component_annotations(self)
         out += concurrency_per_worker(self.spec.predictor) + dropped_logger(self)
         if grpc_routed is not None:
             out += grpc_warnings(self, grpc_routed)

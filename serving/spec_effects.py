@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from serving.autoscale.annotations import CLASS_KEY, METRIC_KEYS, UTILIZATION_KEY
 from serving.spec import (
     IN_PROCESS,
     KSERVE_ONLY_SCHEMES,
@@ -26,7 +27,12 @@ from serving.spec import (
     InferenceService,
 )
 
-VISIBILITY_LABELS = ("networking.kserve.io/visibility", "serving.knative.dev/visibility")
+# KServe's label, and Knative's (serving.knative.dev/ on a Service, networking.knative.dev/ on a Route): each warned
+VISIBILITY_LABELS = (
+    "networking.kserve.io/visibility",
+    "serving.knative.dev/visibility",
+    "networking.knative.dev/visibility",
+)
 # Service annotations KServe propagates to the pods, except its own controls (and Knative's, ours, kubectl's);
 # prometheus.kserve.io/port|path become the pod's prometheus.io/port|path.
 CONTROL_ANNOTATION_DOMAINS = ("kserve.io", "knative.dev", "serving.dev", "kubectl.kubernetes.io")
@@ -75,6 +81,49 @@ def unsupported_annotations(annotations: dict[str, str]) -> list[str]:
     ]
 
 
+# Component annotations kubectl or a controller writes (kept quietly, as on metadata.annotations)
+_COMPONENT_QUIET = (
+    "kubectl.kubernetes.io/",
+    "internal.serving.kserve.io/",
+    "serving.knative.dev/creator",
+    "serving.knative.dev/lastModifier",
+)
+# Scaling controls KServe reads per component (the component's over the InferenceService's), ours on metadata only
+_SCALING_CONTROLS = ("autoscaling.knative.dev/", CLASS_KEY, *METRIC_KEYS, UTILIZATION_KEY)
+
+
+def component_annotations(isvc: InferenceService) -> list[str]:
+    """KServe's and Knative's control annotations on `spec.predictor|transformer.annotations`. KServe merges a
+    component's annotations over the InferenceService's for that component; here the controls are read on
+    `metadata.annotations` only, so one on a component would only be copied to its pods: each is said by name
+    (the transformer's own `serving.dev/placement` is read there, and is not)."""
+    out = []
+    for name in ("predictor", "transformer"):
+        component = getattr(isvc.spec, name)
+        for key in component.annotations if component is not None else ():
+            if not is_control_annotation(key) or key.startswith(_COMPONENT_QUIET):
+                continue
+            where = f"spec.{name}.annotations.{key}"
+            if key == PLACEMENT_ANNOTATION:
+                if name == "predictor":
+                    out.append(f"{where}: no effect on the predictor; set it on spec.transformer.annotations")
+            elif key.startswith(_SCALING_CONTROLS):
+                out.append(
+                    f"{where}: not read on a component here, where KServe reads it for this component over "
+                    "metadata.annotations; no effect, locally or on Kubernetes, beyond a copy on the pod template: "
+                    "set it in metadata.annotations, for every component, or use this component's minReplicas, "
+                    "maxReplicas, scaleMetric, scaleTarget"
+                )
+            elif key in READ_ANNOTATIONS or key.startswith(PROMETHEUS_KSERVE):
+                out.append(
+                    f"{where}: read on metadata.annotations only, as KServe reads it; no effect here, locally or "
+                    "on Kubernetes, beyond a copy on the pod template: move it to metadata.annotations"
+                )
+            else:
+                out.append(f"{where}: not supported here; no effect (locally or on Kubernetes)")
+    return out
+
+
 def pod_annotations(annotations: dict[str, str]) -> dict[str, str]:
     """The service's `metadata.annotations` that go on its pod template (KServe's propagation)."""
     return {k: v for k, v in annotations.items() if not is_control_annotation(k)}
@@ -98,7 +147,7 @@ class FieldEffect:
 
 
 def _other_annotations(value: Any) -> str:
-    other = sorted(k for k in value if k != PLACEMENT_ANNOTATION)
+    other = sorted(k for k in value if not is_control_annotation(k))  # controls: component_annotations
     return (
         f"{', '.join(other)}: no effect on the local backend (pod template annotations on Kubernetes)"
         if other
@@ -228,7 +277,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.logger.url", "--logger-url", _SAME),
     FieldEffect("predictor.logger.metadataHeaders", "--logger-metadata-headers: events' `metadata`", _SAME),
     FieldEffect("predictor.labels", "", "pod template labels"),
-    FieldEffect("predictor.annotations", "", "pod template annotations"),
+    FieldEffect(
+        "predictor.annotations",
+        "",
+        "pod template annotations (KServe's and Knative's controls are read on metadata.annotations: warned)",
+    ),
     # A custom predictor (no model) is refused by `serving up` with what to use instead; beside a model: warned.
     FieldEffect(
         "predictor.containers",
@@ -285,7 +338,8 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect(
         "transformer.annotations",
         f"{PLACEMENT_ANNOTATION}: {IN_PROCESS} runs the transformer inside the predictor's process",
-        f"pod template annotations; {PLACEMENT_ANNOTATION}: {IN_PROCESS}: one Deployment (the predictor's) runs both",
+        f"pod template annotations (other controls are read on metadata.annotations: warned); "
+        f"{PLACEMENT_ANNOTATION}: {IN_PROCESS}: one Deployment (the predictor's) runs both",
         _other_annotations,
     ),
     FieldEffect("transformer.containers[].command", "`serving transform` command line", "container command"),
@@ -300,6 +354,27 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     *_POD,
 )
 EFFECTS_BY_PATH = {e.path: e for e in FIELD_EFFECTS}
+# Why each field the table gives no Kubernetes effect does nothing there, and what KServe does with it: said by
+# `serving render`, `convert` and `apply --backend kubernetes` (`no_kubernetes_effect`), as the local backend
+# says its own. tests/test_spec_render_warnings.py checks every such row has a reason here.
+NOT_ON_KUBERNETES = {
+    "predictor.batcher.timeout": "KServe's batcher agent times its calls to the model with it; here the model "
+    "server batches in its own process, and spec.predictor.timeout bounds each request",
+    "predictor.model.runtimeVersion": "KServe's tag for the runtime's image; the model server here is the "
+    "serving image, `serving render --image` or the chart's; set model.image for another",
+    "predictor.model.name": "the model server's container is named kserve-container",
+    "transformer.canaryTrafficPercent": "a transformer's revision goes with its predictor's, so "
+    "spec.predictor.canaryTrafficPercent splits the transformer and predictor pair",
+    "transformer.containerConcurrency": "KServe makes it the transformer's Knative hard limit, and --workers N "
+    "of a custom image; the transformer's Deployment here has no limit, spec.predictor.containerConcurrency "
+    "limits the model server",
+    "transformer.timeout": "the router times each request, transformer included, by spec.predictor.timeout "
+    "and answers 504 after it",
+    "transformer.batcher": "KServe batches in front of the transformer; here only the predictor batches, "
+    "by spec.predictor.batcher",
+    "transformer.containers[].ports": "the transformer listens on 8080, or a custom image on the --http_port "
+    "its args give, and that port is declared",
+}
 
 
 def values_at(isvc: InferenceService, path: str) -> list[Any]:
@@ -334,23 +409,49 @@ def field_name(model: type[BaseModel], alias: str) -> str:
     return next(n for n, info in model.model_fields.items() if alias in (n, info.alias))
 
 
+def written_path(isvc: InferenceService, path: str) -> str:
+    """A table row's field as the user wrote it: `spec.` before it, KServe's shorthand (`sklearn:` ...) for the
+    table's `model`."""
+    predictor = isvc.spec.predictor
+    written = next((f for f in SUPPORTED_FORMATS if getattr(predictor, f, None) is not None), "model")
+    path = path if path.startswith("metadata.") else f"spec.{path}"
+    return path.replace("spec.predictor.model.", f"spec.predictor.{written}.", 1)
+
+
 def no_local_effect(isvc: InferenceService) -> list[str]:
     """One warning per field that is set but does nothing (or less than it says) on the local backend."""
     out = []
-    predictor = isvc.spec.predictor
-    # KServe's shorthand (`sklearn:` ...) is the table's `model`: warnings name the field as written
-    written = next((f for f in SUPPORTED_FORMATS if getattr(predictor, f, None) is not None), "model")
     for effect in FIELD_EFFECTS:
         values = values_at(isvc, effect.path)
         if not values:
             continue
         where = f"; on Kubernetes: {effect.kubernetes}" if effect.kubernetes else ""
-        path = effect.path if effect.path.startswith("metadata.") else f"spec.{effect.path}"
-        path = path.replace("spec.predictor.model.", f"spec.predictor.{written}.", 1)
+        path = written_path(isvc, effect.path)
         if not effect.local:
             out.append(f"{path}: accepted; no effect on the local backend{where}")
         elif effect.warn_if is not None and (caveat := effect.warn_if(values[0])):
             out.append(f"{path}: {caveat}")
+    return out
+
+
+def no_kubernetes_effect(isvc: InferenceService) -> list[str]:
+    """One warning per field that is set but does nothing in the rendered objects (the table's empty
+    `kubernetes`), with why and what KServe does; and a `logger` without a url, which logs only where the chart
+    gives a default sink."""
+    out = [
+        f"{written_path(isvc, e.path)}: accepted; no effect on Kubernetes: {NOT_ON_KUBERNETES.get(e.path, '')}"
+        for e in FIELD_EFFECTS
+        if not e.kubernetes and values_at(isvc, e.path)
+    ]
+    for name in ("predictor", "transformer"):
+        component = getattr(isvc.spec, name)
+        custom = name == "predictor" and isvc.spec.predictor.custom_container is not None  # warned as such
+        if component is not None and component.logger is not None and not component.logger.url and not custom:
+            out.append(
+                f"spec.{name}.logger: no url: on Kubernetes events go to the chart's observability.logger.defaultUrl, "
+                "KServe's logger.defaultUrl, which the operator gives the pods; `serving render` alone sets none, "
+                "and without one nothing is logged"
+            )
     return out
 
 

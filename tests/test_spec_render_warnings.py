@@ -4,6 +4,11 @@ they refuse it as `serving apply` does: accepted means in effect on Kubernetes, 
 - an apiVersion `serving apply` refuses is refused by render and convert with the same message (one check,
   shared); KFServing's old KFService / v1alpha2 / serving.kubeflow.org documents are named as such, with what to
   write instead (not passed through as Kubernetes objects of another group).
+- every field the table (serving/spec_effects.py) gives no Kubernetes effect is named by render and convert,
+  with why and what KServe does; a `logger` without a url is said to depend on the chart's default sink.
+- KServe's and Knative's control annotations on a component (`spec.predictor.annotations`...) are named, locally
+  and by render: here they are read on `metadata.annotations` only (KServe merges them per component).
+- Knative's `networking.knative.dev/visibility` label is warned as KServe's and `serving.knative.dev/`'s are.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import pytest
 from serving.control.documents import read_documents
 from serving.control.kubernetes.documents import read_converted
 from serving.errors import ServingError
+from serving.spec import parse
+from serving.spec_effects import FIELD_EFFECTS, NOT_ON_KUBERNETES
 from tests.inprocess import run_cli
 
 PREDICTOR = "spec:\n  predictor:\n    sklearn:\n      storageUri: s3://m/iris\n"
@@ -72,3 +79,118 @@ def test_a_supported_api_version_still_renders(tmp_path: Path) -> None:
     path.write_text(_isvc("serving.kserve.io/v1beta1"))
     result = run_cli("render", "-f", str(path))
     assert result.returncode == 0 and "kind: Deployment" in result.stdout, result
+
+
+NOTHING_ON_KUBERNETES = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: k8s-none}
+spec:
+  predictor:
+    batcher: {maxBatchSize: 8, timeout: 20}
+    logger: {mode: request}
+    model:
+      modelFormat: {name: sklearn}
+      storageUri: s3://models/iris
+      runtimeVersion: "1.5.0"
+      name: my-model-container
+  transformer:
+    canaryTrafficPercent: 10
+    containerConcurrency: 4
+    timeout: 30
+    batcher: {maxBatchSize: 4}
+    containers:
+    - name: kserve-container
+      image: kserve/image-transformer:latest
+      args: [--model_name, mnist]
+      ports: [{containerPort: 9000, name: http1}]
+"""
+
+
+def test_every_field_without_a_kubernetes_effect_has_a_reason() -> None:
+    assert {e.path for e in FIELD_EFFECTS if not e.kubernetes} == set(NOT_ON_KUBERNETES)
+
+
+def test_render_and_convert_name_each_field_that_does_nothing_on_kubernetes(tmp_path: Path) -> None:
+    """transformer.containerConcurrency, timeout, canaryTrafficPercent, batcher, predictor.batcher.timeout,
+    model.runtimeVersion, model.name... rendered silently before; now each is one line on stderr."""
+    path = tmp_path / "none.yaml"
+    path.write_text(NOTHING_ON_KUBERNETES)
+    for command in ("render", "convert"):
+        result = run_cli(command, "-f", str(path))
+        assert result.returncode == 0, result
+        for field, reason in NOT_ON_KUBERNETES.items():
+            line = f"warning: k8s-none: spec.{field}: accepted; no effect on Kubernetes: {reason}"
+            assert line in result.stderr.splitlines(), (field, result.stderr)
+        assert "spec.predictor.logger: no url: on Kubernetes events go to the chart's" in result.stderr
+        assert "spec.transformer.logger" not in result.stderr
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(_isvc("serving.kserve.io/v1beta1"))
+    result = run_cli("render", "-f", str(plain))
+    assert result.returncode == 0 and "no effect on Kubernetes" not in result.stderr, result
+
+
+COMPONENT_CONTROLS = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: compann}
+spec:
+  predictor:
+    annotations:
+      autoscaling.knative.dev/min-scale: "2"
+      autoscaling.knative.dev/target: "1"
+      serving.kserve.io/autoscalerClass: none
+      serving.kserve.io/stop: "true"
+      networking.knative.dev/ingress.class: x
+      team: ml
+    model: {modelFormat: {name: sklearn}, storageUri: s3://b/iris}
+  transformer:
+    annotations: {serving.dev/placement: separate, serving.kserve.io/metrics: rps}
+    containers: [{name: kserve-container, args: [serving, transform]}]
+"""
+
+
+def test_control_annotations_on_a_component_are_named_locally_and_by_render(tmp_path: Path) -> None:
+    """They were only copied to the pods, and the local warning said "on Kubernetes: pod template annotations",
+    as if they worked; KServe reads the scaling ones per component, here they are read on metadata only."""
+    path = tmp_path / "comp.yaml"
+    path.write_text(COMPONENT_CONTROLS)
+    scaling = (
+        ": not read on a component here, where KServe reads it for this component over metadata.annotations"
+    )
+    expected = {
+        "spec.predictor.annotations.autoscaling.knative.dev/min-scale": scaling,
+        "spec.predictor.annotations.autoscaling.knative.dev/target": scaling,
+        "spec.predictor.annotations.serving.kserve.io/autoscalerClass": scaling,
+        "spec.transformer.annotations.serving.kserve.io/metrics": scaling,
+        "spec.predictor.annotations.serving.kserve.io/stop": ": read on metadata.annotations only, as KServe",
+        "spec.predictor.annotations.networking.knative.dev/ingress.class": ": not supported here; no effect",
+    }
+    local = parse(read_documents(path)[0]).warnings()
+    result = run_cli("render", "-f", str(path))
+    assert result.returncode == 0, result
+    for key, said in expected.items():
+        assert any(w.startswith(key + said) for w in local), (key, local)
+        assert f"warning: compann: {key}{said}" in result.stderr, (key, result.stderr)
+    for quiet in ("annotations.team", "annotations.serving.dev/placement"):  # a pod annotation; ours, read
+        assert quiet not in result.stderr and not [w for w in local if quiet in w], quiet
+    row = next(w for w in local if w.startswith("spec.predictor.annotations: accepted"))
+    assert "controls are read on metadata.annotations" in row, row
+
+
+def test_knatives_networking_visibility_label_is_warned(tmp_path: Path) -> None:
+    path = tmp_path / "vis.yaml"
+    path.write_text(
+        _isvc("serving.kserve.io/v1beta1").replace(
+            "metadata: {name: api}",
+            "metadata: {name: api, labels: {networking.knative.dev/visibility: cluster-local}}",
+        )
+    )
+    local = parse(read_documents(path)[0]).warnings()
+    assert any(
+        w.startswith("metadata.labels: networking.knative.dev/visibility: cluster-local") for w in local
+    )
+    result = run_cli("render", "-f", str(path))
+    assert (
+        "api: metadata.labels.networking.knative.dev/visibility: cluster-local: not enforced" in result.stderr
+    )

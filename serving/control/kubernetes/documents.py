@@ -41,7 +41,12 @@ from serving.spec import (
     parse,
     placed_documents,
 )
-from serving.spec_effects import VISIBILITY_LABELS, unsupported_annotations
+from serving.spec_effects import (
+    VISIBILITY_LABELS,
+    component_annotations,
+    no_kubernetes_effect,
+    unsupported_annotations,
+)
 
 OUR_API_VERSION = f"{OUR_GROUP}/{VERSION}"
 OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
@@ -117,6 +122,8 @@ def _passed_through(doc: dict[str, Any], namespace: str | None) -> dict[str, Any
 
 
 def cluster_warnings(doc: dict[str, Any]) -> list[str]:
+    """What of an InferenceService does nothing (or less than it says) on Kubernetes, by field: printed by
+    `serving render`, `convert` and `apply --backend kubernetes` (accepted means in effect, or said)."""
     if is_runtime_document(doc) or is_foreign(doc):
         return []
     isvc = parse(doc)
@@ -132,6 +139,7 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
             "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
         )
     out += unknown_annotations(isvc.metadata.annotations) + unsupported_annotations(isvc.metadata.annotations)
+    out += component_annotations(isvc) + no_kubernetes_effect(isvc)
     out += [
         f"metadata.labels.{key}: {isvc.metadata.labels[key]}: not enforced per service: every InferenceService "
         "is reached through the serving router (no Ingress of its own to leave out), so it is as cluster-local as "

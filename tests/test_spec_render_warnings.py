@@ -9,6 +9,8 @@ they refuse it as `serving apply` does: accepted means in effect on Kubernetes, 
 - KServe's and Knative's control annotations on a component (`spec.predictor.annotations`...) are named, locally
   and by render: here they are read on `metadata.annotations` only (KServe merges them per component).
 - Knative's `networking.knative.dev/visibility` label is warned as KServe's and `serving.knative.dev/`'s are.
+- and the one refusal of `serving apply` here: a custom transformer image, which `serving up` cannot run (as a
+  custom predictor image is refused), instead of a revision that fails later.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from serving.errors import ServingError
 from serving.spec import parse
 from serving.spec_effects import FIELD_EFFECTS, NOT_ON_KUBERNETES
 from tests.inprocess import run_cli
+from tests.support import train_iris_sklearn
+from tests.up_support import cli, serving_up
 
 PREDICTOR = "spec:\n  predictor:\n    sklearn:\n      storageUri: s3://m/iris\n"
 OLD_KFSERVICE = """
@@ -194,3 +198,38 @@ def test_knatives_networking_visibility_label_is_warned(tmp_path: Path) -> None:
     assert (
         "api: metadata.labels.networking.knative.dev/visibility: cluster-local: not enforced" in result.stderr
     )
+
+
+CUSTOM_TRANSFORMER = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: trport2}
+spec:
+  transformer:
+    containers:
+      - name: kserve-container
+        image: myrepo/my-transformer:1
+        ports: [{containerPort: 9000, name: http1, protocol: TCP}]
+  predictor:
+    sklearn: {storageUri: MODEL}
+"""
+
+
+def test_serving_apply_refuses_a_custom_transformer_image_as_a_custom_predictor(tmp_path: Path) -> None:
+    """It was accepted with only `containers[].image: no effect` warned, and its revision failed afterwards."""
+    model = train_iris_sklearn(tmp_path / "model")
+    path = tmp_path / "custom-transformer.yaml"
+    path.write_text(CUSTOM_TRANSFORMER.replace("MODEL", str(model)))
+    state = tmp_path / "state"
+    with serving_up(state) as server:
+        refused = cli(server, state, "apply", "-f", str(path), check=False)
+        said = refused.stderr + refused.stdout
+        assert refused.returncode != 0, said
+        assert "spec.transformer.containers[0]: the local backend runs `serving transform ...`" in said, said
+        assert "Kubernetes backend only" in said
+        assert "trport2" not in cli(server, state, "get").stdout  # nothing recorded
+        ours = CUSTOM_TRANSFORMER.replace("MODEL", str(model)).replace(
+            "image: myrepo/my-transformer:1", "args: [serving, transform, --transformer, identity]"
+        )
+        path.write_text(ours)
+        assert cli(server, state, "apply", "-f", str(path)).returncode == 0  # ours is run

@@ -26,11 +26,12 @@ from serving.canary.spec import parse_canary
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane, Service
 from serving.control.local.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
-from serving.control.process_args import check_local_predictor
+from serving.control.process_args import check_local_predictor, check_local_transformer
 from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
 from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
+from serving.revision import Revision
 from serving.spec import parse
 
 PREFIX = "/api/v1"
@@ -99,6 +100,8 @@ class ControlAPI:
         for isvc in parsed:
             catalog.check(isvc)
             check_local_predictor(isvc.spec.predictor)  # every document checked before any is applied
+            if isvc.spec.transformer is not None:  # a custom transformer image: refused now, not later
+                check_local_transformer(Revision.from_spec(isvc))
             warned.append(isvc.warnings(grpc_routed=grpc_routed))  # (and its warnings made: nothing after)
         applied = [{**doc, "warnings": []} for doc in await self.control.apply_runtimes(runtimes)]
         for isvc, doc, warnings in zip(parsed, services, warned, strict=True):

@@ -9,12 +9,15 @@ they refuse it as `serving apply` does: accepted means in effect on Kubernetes, 
 - KServe's and Knative's control annotations on a component (`spec.predictor.annotations`...) are named, locally
   and by render: here they are read on `metadata.annotations` only (KServe merges them per component).
 - Knative's `networking.knative.dev/visibility` label is warned as KServe's and `serving.knative.dev/`'s are.
+- `autoScaling` with a Resource target of type AverageValue is refused naming target.type (not
+  "averageUtilization: a positive number is required"), by apply and render alike.
 - and the one refusal of `serving apply` here: a custom transformer image, which `serving up` cannot run (as a
   custom predictor image is refused), instead of a revision that fails later.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -233,3 +236,37 @@ def test_serving_apply_refuses_a_custom_transformer_image_as_a_custom_predictor(
         )
         path.write_text(ours)
         assert cli(server, state, "apply", "-f", str(path)).returncode == 0  # ours is run
+
+
+AVERAGE_VALUE = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: as-res, annotations: {serving.kserve.io/autoscalerClass: keda}}
+spec:
+  predictor:
+    minReplicas: 1
+    maxReplicas: 3
+    autoScaling:
+      metrics: [{type: Resource, resource: {name: memory, target: {type: AverageValue, averageValue: 200Mi}}}]
+    model: {modelFormat: {name: sklearn}, storageUri: s3://b/iris}
+"""
+
+
+def test_an_average_value_target_is_said_to_be_unsupported(tmp_path: Path) -> None:
+    path = tmp_path / "as-res.yaml"
+    path.write_text(AVERAGE_VALUE)
+    said = (
+        "spec.predictor.autoScaling.metrics[0].resource.target.type: 'AverageValue' is not supported here (KServe's "
+        "HPA takes AverageValue, an amount of memory per pod such as 200Mi); this autoscaler and the rendered HPA "
+        "scale on Utilization"
+    )
+    with pytest.raises(ServingError, match=re.escape(said)):
+        read_documents(path, lambda _: None)
+    result = run_cli("render", "-f", str(path))
+    assert result.returncode != 0 and said in result.stderr, result
+    path.write_text(
+        AVERAGE_VALUE.replace(
+            "type: AverageValue, averageValue: 200Mi", "type: Utilization, averageUtilization: 60"
+        )
+    )
+    assert run_cli("render", "-f", str(path)).returncode == 0

@@ -233,6 +233,13 @@ def _from_autoscaling_metrics(auto_scaling: Any, path: str) -> tuple[str, float]
     name, target = resource.get("name"), resource.get("target")
     if name not in ("cpu", "memory"):
         raise AutoscaleSpecError(f"{where}.resource.name: {name!r} is unknown; use cpu or memory")
+    kind = target.get("type") if isinstance(target, Mapping) else None
+    if kind not in (None, "Utilization"):  # KServe's AverageValue / Value: an absolute amount per pod
+        raise AutoscaleSpecError(
+            f"{where}.resource.target.type: {kind!r} is not supported here (KServe's HPA takes AverageValue, an "
+            f"amount of {name} per pod such as {'200Mi' if name == 'memory' else '500m'}); this autoscaler and the rendered HPA scale on Utilization, "
+            "a percentage of the container's resources.requests: use {type: Utilization, averageUtilization: N}"
+        )
     value = target.get("averageUtilization") if isinstance(target, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise AutoscaleSpecError(f"{where}.resource.target.averageUtilization: a positive number is required")

@@ -10,24 +10,43 @@ the matching format (highest first, unset last); ties go to the runtime whose lo
 in v1, v2, grpc-v1, grpc-v2 (no list: last, as KServe's list sort), then by name. `multiModel: true`
 (ModelMesh) is refused.
 
-What a runtime changes here: which of our runtimes serves the model (`--runtime` in the container args, or the
-format name), extra `serving serve` flags from `containers[0].args`, with `{{.Name}}` templating and KServe's
-own flags (`--model_name`, `--model_dir`, `--http_port`, `--grpc_port`) mapped or dropped, and the environment
-from `containers[0].env` (under the predictor's own `env`, which wins a name both set: KServe merges the runtime's
-container with the predictor's as Kubernetes merges containers).
+What a runtime changes here: which of our runtimes serves the model (`--runtime` in its main container's args,
+or the format name), extra `serving serve` flags from those args, and the environment from its `env` (under the
+predictor's own `env`, which wins a name both set: KServe merges the runtime's container with the predictor's as
+Kubernetes merges containers). The main container is the one named kserve-container (KServe's), else the first.
+The args go through `serving.model_args`, the one translation `model.args` get: KServe's `--model_name` and
+our `--runtime` are read here, the backend's own flags (ports, model folder, either spelling) dropped with a
+warning, anything `serving serve` would refuse refused when the runtime is applied (so a runtime of another
+model server, e.g. KServe's Triton one, is refused then, never crashing its services later). KServe's
+placeholders (`{{.Name}}`, `{{.Namespace}}`, `{{.Labels.KEY}}`, `{{.Annotations.KEY}}`, `{{index .Labels
+"KEY"}}`) are filled in from the InferenceService (`bind`); any other template is refused at apply. Its pod
+fields and the main container's Kubernetes fields are merged into the predictor's pod on Kubernetes
+(`serving.control.kubernetes.render`), its other containers run there as sidecars; what has no effect where
+is said by `serving.runtime_effects`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from serving.errors import BadRequest
-from serving.spec import EnvVar
+from serving.model_args import BACKEND_FLAGS, ArgsError, _pairs, check, dropped, translate
+from serving.spec import PREDICTOR_CONTAINER, RESERVED_VOLUMES, Container, EnvVar, listener_ports
+from serving.spec_suggest import did_you_mean
 
 API_VERSION = "serving.kserve.io/v1alpha1"
 KINDS = ("ServingRuntime", "ClusterServingRuntime")
@@ -35,7 +54,11 @@ Protocol = Literal["v1", "v2", "grpc-v1", "grpc-v2"]
 OUR_PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2", "grpc-v2")  # what every `serving serve` process speaks
 # KServe's ProtocolVersion enum order (selection's tie-break)
 PROTOCOL_ORDER: tuple[Protocol, ...] = ("v1", "v2", "grpc-v1", "grpc-v2")
-KSERVE_DROPPED_FLAGS = ("--model_dir", "--http_port", "--grpc_port", "--workers")  # the backend decides these
+# Read here, not passed on: which of our runtimes serves (`runtime_implementation`); the name is the backend's
+OWN_FLAGS = ("--runtime", "--model_name")
+# KServe's standard runtimes carry these: dropped like any backend flag, but said only with another value
+STANDARD_FLAGS = {"--model_dir": "/mnt/models", "--http_port": "8080", "--grpc_port": "8081"}
+OUR_COMMANDS = ((), ("serving",), ("serving", "serve"))  # what runs in the main container (`serving serve`)
 NO_RUNTIME = "No runtime found to support specified framework/version"
 
 
@@ -58,15 +81,10 @@ class SupportedModelFormat(_Strict):
     priority: int | None = Field(default=None, ge=1)
 
 
-class RuntimeContainer(BaseModel):
-    """A pod container: `args`, `command` and `env` are read here; every other field is kept for Kubernetes."""
+class RuntimeContainer(Container):
+    """A pod container (corev1.Container's fields, as an InferenceService's containers take them)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    name: str = "kserve-container"
-    image: str | None = None
-    command: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    env: tuple[EnvVar, ...] = ()
+    name: str | None = PREDICTOR_CONTAINER
 
 
 class ServingRuntimeSpec(_Strict):
@@ -75,7 +93,7 @@ class ServingRuntimeSpec(_Strict):
     multi_model: bool = False
     disabled: bool = False
     containers: tuple[RuntimeContainer, ...] = ()
-    # KServe pod-level fields: accepted and kept for Kubernetes, unused by the local backend
+    # KServe's ServingRuntimePodSpec: merged into the predictor's pod on Kubernetes, warned locally
     annotations: dict[str, str] | None = None
     labels: dict[str, str] | None = None
     node_selector: dict[str, str] | None = None
@@ -89,7 +107,7 @@ class ServingRuntimeSpec(_Strict):
     grpc_data_endpoint: str | None = None
     http_data_endpoint: str | None = None
     replicas: int | None = None
-    host_ipc: bool | None = None
+    host_ipc: bool | None = Field(default=None, alias="hostIPC")
 
     @field_validator("multi_model")
     @classmethod
@@ -99,6 +117,64 @@ class ServingRuntimeSpec(_Strict):
                 "multi-model (ModelMesh) runtimes are not supported: one model per InferenceService"
             )
         return multi
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_names(cls, volumes: tuple[dict[str, Any], ...] | None) -> tuple[dict[str, Any], ...] | None:
+        for i, volume in enumerate(volumes or ()):
+            if volume.get("name") in RESERVED_VOLUMES:
+                raise ValueError(
+                    f"volume {volume['name']!r} (item {i}): the predictor's pod has a volume of that name already "
+                    "(model: the model, tmp: /tmp, pvc: a pvc:// claim); give yours another name"
+                )
+        return volumes
+
+    @model_validator(mode="after")
+    def _our_server(self) -> ServingRuntimeSpec:
+        """The main container runs `serving serve`: another command, args it would refuse, a port it cannot
+        listen on or a placeholder KServe does not fill are refused now (not when a service selects it)."""
+        if not self.containers:
+            return self
+        index, main = main_container_index(self.containers), self.main_container
+        assert main is not None
+        where = f"containers[{index}]"
+        if main.command not in OUR_COMMANDS:
+            raise ValueError(
+                f"{where}.command: {list(main.command)} is not our model server: every revision runs `serving "
+                "serve` (a runtime picks which of our runtimes serves, --runtime in its args, and adds serve "
+                "flags); drop command"
+            )
+        for i, text in enumerate(main.args):
+            _check_templates(text, f"{where}.args[{i}]")
+        for i, env in enumerate(main.env):
+            _check_templates(env.value, f"{where}.env[{i}].value")
+        args = _without_own([_TEMPLATE.sub("0", a) for a in main.args])
+        if args and not args[0].startswith("-"):
+            raise ValueError(
+                f"{where}.args: {args[0]!r} is another model server's command: a runtime here extends our "
+                "model server (`serving serve`: --runtime NAME|module:Class and its flags), it cannot run another"
+            )
+        if translate(args):  # the serve parser is imported only when there is something to check
+            try:
+                check(args)
+            except ArgsError as exc:
+                raise ValueError(f"{where}.args: {exc}") from exc
+        try:
+            listener_ports(main.ports, None)
+        except ValueError as exc:
+            raise ValueError(f"{where}.{exc}") from exc
+        return self
+
+    @property
+    def main_container(self) -> RuntimeContainer | None:
+        """KServe's: the container named kserve-container (else, as here before, the first)."""
+        return self.containers[main_container_index(self.containers)] if self.containers else None
+
+    @property
+    def sidecars(self) -> tuple[RuntimeContainer, ...]:
+        """The other containers: beside the model server in the predictor's pod on Kubernetes."""
+        main = self.main_container
+        return tuple(c for c in self.containers if c is not main)
 
     def priority_for(self, format_name: str) -> int | None:
         return next((f.priority for f in self.supported_model_formats if f.name == format_name), None)
@@ -131,6 +207,7 @@ class ServingRuntime(_Strict):
     metadata: RuntimeMetadata
     spec: ServingRuntimeSpec
     status: dict[str, Any] | None = None
+    _bound: bool = PrivateAttr(default=False)  # set by `bind`: its placeholders are filled in
 
     @property
     def cluster_scoped(self) -> bool:
@@ -146,12 +223,37 @@ class ServingRuntime(_Strict):
 
 
 def parse_runtime(document: dict[str, Any]) -> ServingRuntime:
-    """A ServingRuntime / ClusterServingRuntime, or `RuntimeSpecError` with every problem's field path."""
+    """A ServingRuntime / ClusterServingRuntime, or `RuntimeSpecError` with every problem's field path (an
+    unknown field with the closest known name)."""
     try:
         return ServingRuntime.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise RuntimeSpecError(f"{document.get('kind', 'ServingRuntime')}: {problems}") from exc
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        meta = document.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        builtin = next(
+            (r for r in BUILTIN_RUNTIMES if (r.kind, r.name) == (document.get("kind"), name)), None
+        )
+        formats = (
+            sorted({f.name for f in builtin.spec.supported_model_formats}) if builtin is not None else []
+        )
+        hint = (
+            f" ({name} is built in here, serving {', '.join(formats)} with our model server: leave this document "
+            "out to use it)"
+            if builtin is not None
+            else ""
+        )
+        kind = document.get("kind", "ServingRuntime")
+        raise RuntimeSpecError(f"{kind}{f' {name}' if name else ''}: {problems}{hint}") from exc
+
+
+def _problem(error: Any) -> str:
+    path = ".".join(str(p) for p in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if message.startswith("containers["):  # a check of the whole spec, naming its own field
+        return f"{path}.{message}"
+    suggestion = did_you_mean(ServingRuntime, error["loc"]) if error["type"] == "extra_forbidden" else ""
+    return f"{path}: {message}{suggestion}"
 
 
 @dataclass(frozen=True)
@@ -222,7 +324,7 @@ def failure_reason(message: str) -> str:
 
 
 def runtime_implementation(runtime: ServingRuntime, format_name: str) -> str:
-    """Which of our runtimes serves it: `--runtime X` in the container args (a name or `module:Class`),
+    """Which of our runtimes serves it: `--runtime X` in the main container's args (a name or `module:Class`),
     else the model's format name."""
     args = _container_args(runtime)
     for i, arg in enumerate(args):
@@ -233,38 +335,126 @@ def runtime_implementation(runtime: ServingRuntime, format_name: str) -> str:
     return format_name
 
 
-def serve_flags(runtime: ServingRuntime, isvc_name: str) -> list[str]:
-    """Extra `serving serve` flags from `containers[0].args`: `{{.Name}}` filled in, KServe's model-server
-    flags mapped (`--model_name` -> `--name`) or dropped (dir, ports: the backend sets them), `--runtime` read
-    by `runtime_implementation`."""
-    out: list[str] = []
-    args = [a.replace("{{.Name}}", isvc_name) for a in _container_args(runtime)]
-    skip = False
-    for i, arg in enumerate(args):
-        if skip:
-            skip = False
-            continue
-        flag, has_value, _ = arg.partition("=")
-        if flag in (*KSERVE_DROPPED_FLAGS, "--model_name", "--runtime"):
-            skip = not has_value and i + 1 < len(args) and not args[i + 1].startswith("--")
-            continue
-        out.append(arg)
-    return out
+@dataclass(frozen=True)
+class ServiceMeta:
+    """What KServe's placeholders read: the InferenceService's metadata."""
+
+    name: str
+    namespace: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, metadata: Any) -> ServiceMeta:
+        """From an InferenceService's `metadata` (our spec model)."""
+        return cls(metadata.name, metadata.namespace, dict(metadata.labels), dict(metadata.annotations))
 
 
-def runtime_env(runtime: ServingRuntime | None, isvc_name: str) -> tuple[EnvVar, ...]:
-    """`containers[0].env`, `{{.Name}}` filled in as in the args; the predictor's own `env` goes over it
-    (`serving.control.process_args.merge_env`)."""
-    if runtime is None or not runtime.spec.containers:
-        return ()
-    return tuple(
-        e.model_copy(update={"value": e.value.replace("{{.Name}}", isvc_name)})
-        for e in runtime.spec.containers[0].env
+_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+_FIELD = re.compile(r"\.(Name|Namespace)")
+_KEY = re.compile(r"\.(Labels|Annotations)\.([A-Za-z_][A-Za-z0-9_]*)")  # Go's field syntax on a map
+_INDEX = re.compile(r'index\s+\.(Labels|Annotations)\s+"([^"\\]*)"')
+NO_VALUE = "<no value>"  # what Go's text/template prints for a missing map key reached as a field
+
+
+def _check_templates(text: str, where: str) -> None:
+    for found in _TEMPLATE.finditer(text):
+        expression = found.group(1).strip()
+        if not any(p.fullmatch(expression) for p in (_FIELD, _KEY, _INDEX)):
+            raise ValueError(
+                f"{where}: {found.group(0)} is not a placeholder KServe fills in here: use {{{{.Name}}}}, "
+                '{{.Namespace}}, {{.Labels.KEY}}, {{.Annotations.KEY}} or {{index .Annotations "KEY"}}'
+            )
+
+
+def fill(text: str, meta: ServiceMeta) -> str:
+    """KServe's `ReplacePlaceholders` (Go text/template over the InferenceService's metadata), for the
+    expressions it is used with: `.Labels.KEY` of a missing key prints `<no value>` as Go does, `index` of one
+    nothing. The expressions were checked when the runtime was parsed."""
+
+    def one(found: re.Match[str]) -> str:
+        expression = found.group(1).strip()
+        if field_match := _FIELD.fullmatch(expression):
+            return meta.name if field_match.group(1) == "Name" else meta.namespace
+        if key := _KEY.fullmatch(expression):
+            return _map(meta, key.group(1)).get(key.group(2), NO_VALUE)
+        if index := _INDEX.fullmatch(expression):
+            return _map(meta, index.group(1)).get(index.group(2), "")
+        return found.group(0)
+
+    return _TEMPLATE.sub(one, text)
+
+
+def _map(meta: ServiceMeta, which: str) -> Mapping[str, str]:
+    return meta.labels if which == "Labels" else meta.annotations
+
+
+def bind(runtime: ServingRuntime, meta: ServiceMeta) -> ServingRuntime:
+    """The runtime for one InferenceService: its main container's args, command and env with the placeholders
+    filled in (as KServe fills the merged container). `serve_flags` and `runtime_env` use it as it is."""
+    spec, main = runtime.spec, runtime.spec.main_container
+    if main is None or runtime._bound:
+        return runtime
+    filled = main.model_copy(
+        update={
+            "args": tuple(fill(a, meta) for a in main.args),
+            "command": tuple(fill(c, meta) for c in main.command),
+            "env": tuple(e.model_copy(update={"value": fill(e.value, meta)}) for e in main.env),
+        }
     )
+    containers = tuple(filled if c is main else c for c in spec.containers)
+    bound = runtime.model_copy(update={"spec": spec.model_copy(update={"containers": containers})})
+    bound._bound = True
+    return bound
+
+
+def _meta(meta: ServiceMeta | str) -> ServiceMeta:
+    return ServiceMeta(meta) if isinstance(meta, str) else meta
+
+
+def serve_flags(runtime: ServingRuntime, meta: ServiceMeta | str) -> list[str]:
+    """Extra `serving serve` flags from the main container's args (`meta`: the InferenceService, or its name):
+    placeholders filled in, `--runtime` (read by `runtime_implementation`) and `--model_name` (the backend names
+    the model) left out, the rest as `model.args` are translated (the backend's own flags dropped)."""
+    return translate(_without_own(_container_args(bind(runtime, _meta(meta)))))
+
+
+def _without_own(args: Sequence[str]) -> list[str]:
+    return [written for flag, _, said in _pairs(args) if flag not in OWN_FLAGS for written in said]
+
+
+def dropped_flags(runtime: ServingRuntime) -> list[str]:
+    """One warning per flag of the main container's args the backend drops, unless it says what the backend
+    does anyway (KServe's standard `--model_dir=/mnt/models`, `--http_port=8080`)."""
+    main = runtime.spec.main_container
+    if main is None:
+        return []
+    said = [
+        written
+        for flag, values, written_args in _pairs(_without_own(main.args))
+        if flag in BACKEND_FLAGS and STANDARD_FLAGS.get(flag) != (values[0] if len(values) == 1 else None)
+        for written in written_args
+    ]
+    return dropped(said, f"spec.containers[{main_container_index(runtime.spec.containers)}].args")
+
+
+def runtime_env(runtime: ServingRuntime | None, meta: ServiceMeta | str) -> tuple[EnvVar, ...]:
+    """The main container's `env`, placeholders filled in as in the args; the predictor's own `env` goes over
+    it (`serving.control.process_args.merge_env`)."""
+    if runtime is None or runtime.spec.main_container is None:
+        return ()
+    main = bind(runtime, _meta(meta)).spec.main_container
+    assert main is not None
+    return main.env
+
+
+def main_container_index(containers: Sequence[RuntimeContainer]) -> int:
+    return next((i for i, c in enumerate(containers) if c.name == PREDICTOR_CONTAINER), 0)
 
 
 def _container_args(runtime: ServingRuntime) -> tuple[str, ...]:
-    return runtime.spec.containers[0].args if runtime.spec.containers else ()
+    main = runtime.spec.main_container
+    return main.args if main is not None else ()
 
 
 def _builtin(

@@ -213,10 +213,13 @@ _MODEL_CONTAINER = tuple(
     for f in KUBERNETES_CONTAINER_ONLY
 )
 _TRANSFORMER_CONTAINER = tuple(
-    FieldEffect(  # our transformer and a custom image both listen where the backend says (see render.py)
+    FieldEffect(
         f"transformer.containers[].{f}",
         "",
-        "" if f == "ports" else _CONTAINER_MERGED.get(f, f"container {f}"),
+        "container ports: the first is where the transformer listens (--port; a custom image's --http_port), "
+        "named http for its Service and probes"
+        if f == "ports"
+        else _CONTAINER_MERGED.get(f, f"container {f}"),
     )
     for f in KUBERNETES_CONTAINER_ONLY
 )
@@ -372,8 +375,6 @@ NOT_ON_KUBERNETES = {
     "and answers 504 after it",
     "transformer.batcher": "KServe batches in front of the transformer; here only the predictor batches, "
     "by spec.predictor.batcher",
-    "transformer.containers[].ports": "the transformer listens on 8080, or a custom image on the --http_port "
-    "its args give, and that port is declared",
 }
 
 

@@ -404,6 +404,53 @@ def test_a_custom_containers_probe_without_a_port_probes_its_http_port() -> None
     assert container["livenessProbe"] == {"tcpSocket": {"port": "http"}}
 
 
+def test_a_transformers_other_containers_run_beside_it_as_sidecars() -> None:
+    """As a predictor's: KServe renders every container of the transformer's pod spec, not only the first."""
+    doc = _isvc(
+        {"sklearn": {"storageUri": "pvc://store/iris"}},
+        {
+            "containers": [
+                {"name": "kserve-container", "args": ["serving", "transform", "--transformer", "identity"]},
+                {"name": "sidecar", "image": "busybox", "args": ["sleep", "100000"]},
+            ]
+        },
+    )
+    revision = Revision.from_spec(parse(doc))
+    deployment = _objects(doc)[f"Deployment/{revision.name}-transformer"]
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["kserve-container", "sidecar"]
+    assert (containers[1]["image"], containers[1]["args"]) == ("busybox", ["sleep", "100000"])
+    _validate(deployment)
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_a_transformers_declared_port_is_where_it_listens(ours: bool) -> None:
+    """`containerPort: 9000` on the transformer's container: its `http` port (the Service and the probes use
+    the name), the port our transformer is told (`--port`) or a custom image (`--http_port`), and the scrape
+    port, as a custom predictor's declared port is."""
+    container = (
+        {"name": "kserve-container", "args": ["serving", "transform", "--transformer", "identity"]}
+        if ours
+        else {"name": "kserve-container", "image": "myrepo/my-transformer:1"}
+    )
+    container["ports"] = [{"containerPort": 9000, "name": "http1", "protocol": "TCP"}]
+    doc = _isvc({"sklearn": {"storageUri": "pvc://store/iris"}}, {"containers": [container]})
+    revision = Revision.from_spec(parse(doc))
+    objects = _objects(doc)
+    deployment = objects[f"Deployment/{revision.name}-transformer"]
+    rendered = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert rendered["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    args = rendered["args"]
+    assert args[args.index("--port" if ours else "--http_port") + 1] == "9000"
+    probe = rendered["readinessProbe"]
+    assert (probe.get("httpGet") or probe.get("tcpSocket"))["port"] == "http"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
+    service = objects[f"Service/{revision.name}-transformer"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    for obj in (deployment, service):
+        _validate(obj)
+
+
 def test_service_labels_reach_the_deployments_and_pods_under_the_components_own() -> None:
     """KServe puts an InferenceService's `metadata.labels` on its components' objects and pods (team, cost
     centre, a NetworkPolicy's selector); a component's `labels` win over them, and ours over both."""

@@ -794,8 +794,12 @@ CASES: dict[str, Callable[[], None]] = {
     "transformer.containers[].resources": _container(
         "resources", {"limits": {"cpu": "1"}}, lambda c: c["resources"] == {"limits": {"cpu": "1"}}
     ),
-    "transformer.containers[].ports": _container(
-        "ports", [{"containerPort": 9000}], lambda c: c["ports"][0]["containerPort"] == 8080
+    "transformer.containers[].ports": _container(  # where it listens: --port, the Service's http port
+        "ports",
+        [{"containerPort": 9000}],
+        lambda c: (
+            c["ports"][0] == {"name": "http", "containerPort": 9000} and flag(c["args"], "--port") == "9000"
+        ),
     ),
     **{
         f"transformer.containers[].{f}": _container(

@@ -4,7 +4,8 @@
 Render shows what the operator creates on first apply: the InferenceService under our API group, then
 each component's Deployment, Service and (when minReplicas != maxReplicas) HPA. Owner references need the
 live object's uid, so they are added by the operator, not here. ServingRuntime documents in the files are
-printed too, and selection (theirs and the built-in ones) adds the chosen runtime's flags as the operator does.
+printed too, and selection (theirs and the built-in ones) adds the chosen runtime as the operator does: its flags,
+env, pod and container fields and sidecars; what a runtime sets that does nothing on Kubernetes is said on stderr.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
 from serving.crd import crd_yaml
 from serving.errors import ServingError
 from serving.revision import Revision
-from serving.servingruntime import runtime_env
-from serving.spec import EnvVar, parse
+from serving.servingruntime import ServiceMeta, ServingRuntime, runtime_env
+from serving.spec import EnvVar, InferenceService, parse
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,11 +73,12 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
         accounts = file_secrets_by_account(foreign, isvc.metadata.namespace)
         for name, replicas in first.run.items():
             revision = first.state.revisions[name]
-            flags, env = _runtime_flags(runtimes, revision)
+            runtime, flags, env = _runtime_flags(runtimes, revision, isvc)
             selected = replace(
                 settings,
                 runtime_flags={name: flags},
                 runtime_env={name: env},
+                runtimes={name: runtime} if runtime is not None else {},
                 service_account_secrets={**settings.service_account_secrets, **accounts},
             )
             out += revision_objects(isvc, revision, replicas, selected)
@@ -103,20 +105,20 @@ def file_secrets_by_account(
 
 
 def _runtime_flags(
-    runtimes: RuntimeCatalog, revision: Revision
-) -> tuple[tuple[str, ...], tuple[EnvVar, ...]]:
-    """The operator's selection over these files' runtimes and the built-in ones: the chosen runtime's flags
-    and container env; none: said on stderr."""
+    runtimes: RuntimeCatalog, revision: Revision, isvc: InferenceService
+) -> tuple[ServingRuntime | None, tuple[str, ...], tuple[EnvVar, ...]]:
+    """The operator's selection over these files' runtimes and the built-in ones: the chosen runtime (its
+    placeholders filled in from the InferenceService), its flags and container env; none: said on stderr."""
     try:
-        runtime, flags = runtimes.resolve(revision)
+        runtime, flags = runtimes.resolve(revision, ServiceMeta.of(isvc.metadata))
     except ServingError as exc:
         print(
             f"warning: {revision.isvc}: spec.predictor.model.runtime: {exc.message} (among the built-in runtimes "
             "and those in these files; the operator reports it unless the cluster has one)",
             file=sys.stderr,
         )
-        return (), ()
-    return tuple(flags), runtime_env(runtime, revision.isvc)
+        return None, (), ()
+    return runtime, tuple(flags), runtime_env(runtime, revision.isvc)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ leaves the revision not ready. A `module:Class` runtime is our custom-runtime ho
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,11 @@ from serving.servingruntime import (
     BUILTIN_RUNTIMES,
     KINDS,
     ModelRequest,
+    RuntimeSpecError,
     SelectionError,
+    ServiceMeta,
     ServingRuntime,
+    bind,
     parse_runtime,
     runtime_implementation,
     select_runtime,
@@ -32,6 +36,7 @@ from serving.spec import InferenceService, SpecError
 
 STATE_FILE = "servingruntimes.json"
 Key = tuple[str, str | None, str]  # (kind, namespace or None for cluster runtimes, name)
+log = logging.getLogger("serving.control")
 
 
 def is_runtime_document(doc: Any) -> bool:
@@ -44,7 +49,10 @@ class RuntimeCatalog:
         self.documents: dict[Key, dict[str, Any]] = {}
         self.runtimes: dict[Key, ServingRuntime] = {}
         for doc in self._load():
-            self._add(doc)
+            try:
+                self._add(doc)
+            except RuntimeSpecError as exc:  # stored by a version that accepted it: skipped, said, not fatal
+                log.warning("ignoring a stored runtime this version refuses: %s", exc.message)
 
     def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Validate and store (replacing one of the same kind, namespace and name); returns the document."""
@@ -100,17 +108,21 @@ class RuntimeCatalog:
         """`serving serve` flags of the runtime this revision gets; SelectionError if none supports it."""
         return self.resolve(revision)[1]
 
-    def resolve(self, revision: Revision) -> tuple[ServingRuntime | None, list[str]]:
-        """The runtime this revision gets (None: nothing to select, e.g. `module:Class`) and its `serving
+    def resolve(
+        self, revision: Revision, meta: ServiceMeta | None = None
+    ) -> tuple[ServingRuntime | None, list[str]]:
+        """The runtime this revision gets (None: nothing to select, e.g. `module:Class`), its placeholders filled
+        in from `meta` (the InferenceService's metadata; its name and namespace when not given), and its `serving
         serve` flags; SelectionError if none supports it."""
         request = _request(revision.model)
         if request is None:
             return None, []
-        runtime = self.select(request, revision.namespace)
+        meta = meta or ServiceMeta(revision.isvc, revision.namespace)
+        runtime = bind(self.select(request, revision.namespace), meta)
         flags = [
             "--runtime",
             runtime_implementation(runtime, request.format_name),
-            *serve_flags(runtime, revision.isvc),
+            *serve_flags(runtime, meta),
         ]
         return runtime, flags
 

@@ -48,6 +48,7 @@ from serving.control.routes import NO_CANARY, CanaryPolicy, route_table, routes_
 from serving.errors import ServingError
 from serving.revision import Revision
 from serving.router.table import RouteTable, ServiceRoute
+from serving.servingruntime import ServiceMeta
 from serving.spec import EnvVar, InferenceService, parse
 
 log = logging.getLogger("serving.operator")
@@ -175,7 +176,8 @@ class KubernetesBackend:
             observed = observe(
                 live["Deployment"], {n: r.transformer_process is not None for n, r in known.items()}
             )
-            flags, no_runtime, envs = self.runtimes.select_all(known.values())
+            chosen = self.runtimes.select(known.values(), ServiceMeta.of(isvc.metadata))
+            flags, no_runtime, envs = chosen.flags, chosen.failures, chosen.envs
             observed = replace(
                 observed,
                 failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}},
@@ -190,7 +192,9 @@ class KubernetesBackend:
                 previous=old_status,
                 cluster_domain=self.config.render.cluster_domain,
             )
-            settings = self._settings(namespace, p, flags, no_runtime, envs)
+            settings = replace(
+                self._settings(namespace, p, flags, no_runtime, envs), runtimes=chosen.runtimes
+            )
             self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)

@@ -29,6 +29,7 @@ from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
 from serving.errors import ServingError
 from serving.runtime_crd import VERSION as RUNTIME_VERSION
+from serving.runtime_effects import runtime_warnings
 from serving.servingruntime import parse_runtime
 from serving.spec import (
     OUR_GROUP,
@@ -124,7 +125,9 @@ def _passed_through(doc: dict[str, Any], namespace: str | None) -> dict[str, Any
 def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     """What of an InferenceService does nothing (or less than it says) on Kubernetes, by field: printed by
     `serving render`, `convert` and `apply --backend kubernetes` (accepted means in effect, or said)."""
-    if is_runtime_document(doc) or is_foreign(doc):
+    if is_runtime_document(doc):  # what a ServingRuntime sets that the cluster ignores too
+        return runtime_warnings(parse_runtime(doc), local=False)
+    if is_foreign(doc):
         return []
     isvc = parse(doc)
     predictor = isvc.spec.predictor

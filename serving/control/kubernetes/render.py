@@ -20,6 +20,7 @@ from serving.control.process_args import (
     transformer_args,
 )
 from serving.revision import Revision
+from serving.servingruntime import RuntimeContainer, ServingRuntime
 from serving.spec import (
     KUBERNETES_CONTAINER_ONLY,
     KUBERNETES_ONLY,
@@ -64,6 +65,8 @@ class RenderSettings:
     runtime_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # revision name -> that runtime's container `env` (the predictor's own `env` goes over it)
     runtime_env: dict[str, tuple[EnvVar, ...]] = field(default_factory=dict)
+    # revision name -> that runtime (placeholders filled in): its pod fields, container fields and sidecars
+    runtimes: dict[str, ServingRuntime] = field(default_factory=dict)
 
 
 def object_name(revision: Revision, component: str) -> str:
@@ -197,19 +200,38 @@ def _storage(
     return [init], volumes, main_mounts
 
 
-def model_ports(revision: Revision) -> tuple[int, int, list[dict[str, Any]]]:
+def model_ports(
+    revision: Revision, runtime: RuntimeContainer | None = None
+) -> tuple[int, int, list[dict[str, Any]]]:
     """Where our model server listens in its container (HTTP, gRPC), `model.ports` mapped (KServe's gRPC
-    example names its port h2c), and the other ports the model declares."""
+    example names its port h2c), else those of the ServingRuntime's container, and the other ports declared."""
     model = revision.model
     if model is None:
         return PORT, GRPC_PORT, []
-    http, grpc, others = listener_ports(model.ports, model.protocol_version)
+    http, grpc, others = listener_ports(
+        model.ports or (runtime.ports if runtime is not None else ()), model.protocol_version
+    )
     return http or PORT, grpc or GRPC_PORT, others
+
+
+def runtime_container(revision: Revision, settings: RenderSettings) -> RuntimeContainer | None:
+    """The main container of the ServingRuntime selected for this revision, if any."""
+    runtime = settings.runtimes.get(revision.name)
+    return runtime.spec.main_container if runtime is not None else None
+
+
+def _merged_resources(base: Resources | None, over: Resources | None) -> Resources | None:
+    """KServe's merge of the runtime's container with the model's: the model's limits and requests over the
+    runtime's, key by key."""
+    if base is None or over is None:
+        return over or base
+    return Resources(limits={**base.limits, **over.limits}, requests={**base.requests, **over.requests})
 
 
 def predictor_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
     model = revision.model
-    http, grpc, other_ports = model_ports(revision)
+    from_runtime = runtime_container(revision, settings)
+    http, grpc, other_ports = model_ports(revision, from_runtime)
     argv = predictor_args(revision, Path(MODEL_DIR), settings.runtime_flags.get(revision.name, ())) + [
         "--host",
         "0.0.0.0",
@@ -219,7 +241,11 @@ def predictor_container(revision: Revision, settings: RenderSettings) -> dict[st
         str(grpc),
     ]
     containers = revision.predictor.containers
-    resources = model.resources if model is not None else (containers[0].resources if containers else None)
+    resources = (
+        _merged_resources(from_runtime.resources if from_runtime else None, model.resources)
+        if model is not None
+        else (containers[0].resources if containers else None)
+    )
     return {
         "name": "kserve-container",
         "image": (model.image if model is not None else None) or settings.image,
@@ -256,8 +282,10 @@ def with_container_fields(container: dict[str, Any], spec: KubernetesContainer |
             continue
         if name in _PROBES:
             out[name] = _probe_port(value, container.get("ports", []))
-        elif name == "volumeMounts":
-            out[name] = [*container.get(name, []), *(dict(m) for m in value)]
+        elif name == "volumeMounts":  # merged by mountPath, as Kubernetes merges containers: the later wins
+            paths = {m.get("mountPath") for m in value}
+            kept = [m for m in container.get(name, []) if m.get("mountPath") not in paths]
+            out[name] = [*kept, *(dict(m) for m in value)]
         elif name == "securityContext":
             out[name] = _security_over(container.get(name, {}), value)
         else:
@@ -326,56 +354,63 @@ def _custom_predictor_port(revision: Revision) -> int:
 
 
 def transformer_container(revision: Revision, settings: RenderSettings) -> dict[str, Any]:
-    """Our `serving transform` with this revision's predictor Service; a custom image gets KServe's args."""
+    """Our `serving transform` with this revision's predictor Service; a custom image gets KServe's args. It
+    listens on `transformer_port`, its first declared port named `http` (the Service and the probes use it)."""
     assert revision.transformer is not None
     spec = revision.transformer.containers[0]
     predictor = service_url(revision, "predictor", settings)
-    port = _custom_transformer_port(revision)
+    port = transformer_port(revision)
+    ports = [dict(p) for p in spec.ports] or [{"containerPort": port, "protocol": "TCP"}]
+    ports[0] = {"name": "http", **{k: v for k, v in ports[0].items() if k != "name"}}
     container: dict[str, Any] = {
         "name": spec.name or "kserve-container",
         "image": spec.image or settings.image,
         "imagePullPolicy": spec.image_pull_policy or settings.image_pull_policy,
         "env": _env(component_env(revision.transformer)),
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "ports": ports,
         "resources": _resources(spec.resources, settings),
         "securityContext": _SECURITY,
     }
     if is_our_transformer(revision):
         container["command"] = ["serving"]
-        container["args"] = transformer_args(revision, predictor) + ["--host", "0.0.0.0", "--port", str(PORT)]
+        container["args"] = transformer_args(revision, predictor) + ["--host", "0.0.0.0", "--port", str(port)]
         container["readinessProbe"] = _probe("/v2/health/ready", 2, 3)
         container["livenessProbe"] = _probe("/v2/health/live", 10, 6)
     else:  # a custom transformer image, called as KServe calls one
         if spec.command:
             container["command"] = list(spec.command)
         container["args"] = list(spec.args) + kserve_transformer_args(
-            list(spec.args), revision.isvc, predictor.removeprefix("http://")
+            list(spec.args), revision.isvc, predictor.removeprefix("http://"), port
         )
         container["readinessProbe"] = {"tcpSocket": {"port": "http"}, "periodSeconds": 2}
     return container
 
 
-def kserve_transformer_args(args: list[str], isvc: str, predictor_host: str) -> list[str]:
+def kserve_transformer_args(args: list[str], isvc: str, predictor_host: str, port: int = PORT) -> list[str]:
     """What KServe appends to a custom transformer's args: each of --model_name (the InferenceService's name),
-    --predictor_host and --http_port only when the args do not already give it (KServe's `IncludesArg`: the
-    flag itself or any arg starting with it, e.g. `--model_name=mnist`)."""
+    --predictor_host and --http_port (the port it is declared to listen on, 8080 by default) only when the args
+    do not already give it (KServe's `IncludesArg`: the flag itself or any arg starting with it, e.g.
+    `--model_name=mnist`)."""
     out: list[str] = []
     for flag, value in (
         ("--model_name", isvc),
         ("--predictor_host", predictor_host),
-        ("--http_port", str(PORT)),
+        ("--http_port", str(port)),
     ):
         if not any(a == flag or a.startswith(flag) for a in args):
             out += [flag, value]
     return out
 
 
-def _custom_transformer_port(revision: Revision) -> int:
-    """The port a custom transformer listens on: its own `--http_port` if its args give one, else ours."""
+def transformer_port(revision: Revision) -> int:
+    """The port the transformer listens on: the first its container declares (as KServe's Service targets
+    it, and as a custom predictor's), else a custom image's own `--http_port` if its args give one, else 8080."""
     assert revision.transformer is not None
-    if is_our_transformer(revision):
-        return PORT
-    given = flag_value(revision.transformer.containers[0].args, "--http_port")
+    spec = revision.transformer.containers[0]
+    declared = spec.ports[0].get("containerPort") if spec.ports else None
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return declared
+    given = None if is_our_transformer(revision) else flag_value(spec.args, "--http_port")
     return int(given) if given is not None and given.isdigit() else PORT
 
 
@@ -390,17 +425,40 @@ def _pod_fields(source: ComponentSpec) -> dict[str, Any]:
     return {k: v for k, v in dumped.items() if v not in ([], {})}
 
 
-def _with_pod_fields(pod: dict[str, Any], source: ComponentSpec) -> dict[str, Any]:
-    """The user's pod fields over the pod we built: volumes beside ours, init containers before ours (KServe
-    appends its storage-initializer to yours), securityContext keys over ours, the rest as written."""
+def _runtime_pod_fields(runtime: ServingRuntime | None) -> dict[str, Any]:
+    """A ServingRuntime's pod fields (KServe's ServingRuntimePodSpec, containers and metadata aside)."""
+    if runtime is None:
+        return {}
+    dumped = runtime.spec.model_dump(
+        mode="json",
+        by_alias=True,
+        include={"node_selector", "affinity", "tolerations", "image_pull_secrets", "volumes", "host_ipc"},
+        exclude_none=True,
+    )
+    return {k: v for k, v in dumped.items() if v not in ([], {}, False)}
+
+
+def _by_name(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kubernetes' merge of a list keyed by name: theirs replace ours of the same name, the others follow."""
+    names = {item.get("name") for item in theirs}
+    return [item for item in ours if item.get("name") not in names] + list(theirs)
+
+
+def _with_pod_fields(pod: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """Pod fields over the pod we built (a ServingRuntime's, then the predictor's: KServe's order, the
+    predictor wins), merged as Kubernetes merges KServe's runtime and predictor pod specs: volumes and
+    imagePullSecrets by name, nodeSelector by key, affinity by kind, init containers before ours (KServe
+    appends its storage-initializer to yours), securityContext keys over ours, the rest replaced."""
     out = dict(pod)
-    for name, value in _pod_fields(source).items():
-        if name == "volumes":
-            out[name] = [*pod.get(name, []), *value]
+    for name, value in fields.items():
+        if name in ("volumes", "imagePullSecrets"):
+            out[name] = _by_name(out.get(name, []), value)
+        elif name in ("nodeSelector", "affinity"):
+            out[name] = {**out.get(name, {}), **value}
         elif name == "initContainers":
-            out[name] = [*value, *pod.get(name, [])]
+            out[name] = [*value, *out.get(name, [])]
         elif name == "securityContext":
-            out[name] = _security_over(pod.get(name, {}), value)
+            out[name] = _security_over(out.get(name, {}), value)
         else:
             out[name] = value
     return out
@@ -422,6 +480,7 @@ def deployment(
     source: ComponentSpec | None = revision.predictor if component == "predictor" else revision.transformer
     assert source is not None
     custom = component == "predictor" and revision.predictor.custom_container is not None
+    runtime = settings.runtimes.get(revision.name) if component == "predictor" and not custom else None
     if component == "predictor":
         init, volumes, mounts = _storage(revision, settings)
         if custom:
@@ -430,8 +489,10 @@ def deployment(
             mounts = [
                 m for m in mounts if m["name"] == "model"
             ] + user_mounts  # its image's own /tmp, not ours
-        else:
-            container = with_container_fields(predictor_container(revision, settings), revision.model)
+        else:  # ours, then the runtime's container fields, then the model's (KServe's merge: the model wins)
+            container = predictor_container(revision, settings)
+            container = with_container_fields(container, runtime_container(revision, settings))
+            container = with_container_fields(container, revision.model)
             mounts = mounts + container.pop("volumeMounts", [])
         if mounts:
             container["volumeMounts"] = mounts
@@ -445,10 +506,10 @@ def deployment(
             },
             revision.transformer.containers[0],
         )
-    main = revision.predictor.custom_container if component == "predictor" else None
-    sidecars = [  # KServe runs a predictor's other containers beside its server, as written
+    main = revision.predictor.custom_container if component == "predictor" else source.containers[0]
+    sidecars = [  # KServe runs a component's other containers beside its server (the runtime's first), as written
         user_container(c, settings)
-        for c in (revision.predictor.containers if component == "predictor" else ())
+        for c in (*(runtime.spec.sidecars if runtime is not None else ()), *source.containers)
         if c is not main
     ]
     pod: dict[str, Any] = {
@@ -469,26 +530,37 @@ def deployment(
     }
     if init:
         pod["initContainers"] = init
-    pod = _with_pod_fields(pod, source)
+    pod = _with_pod_fields(_with_pod_fields(pod, _runtime_pod_fields(runtime)), _pod_fields(source))
     if custom:
         metrics_port = _custom_predictor_port(revision)
+    elif component == "predictor":
+        metrics_port = model_ports(revision, runtime_container(revision, settings))[0]
     else:
-        metrics_port = model_ports(revision)[0] if component == "predictor" else PORT
+        metrics_port = transformer_port(revision)
     given = service_annotations or {}
-    annotations = {
+    from_runtime = (runtime.spec.annotations or {}) if runtime is not None else {}
+    annotations = {  # KServe's priority: the predictor's over the InferenceService's over the runtime's
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(metrics_port),
         "prometheus.io/path": "/metrics",
+        **pod_annotations(from_runtime),
+        **scrape_overrides(from_runtime),
         **pod_annotations(given),
         **scrape_overrides(given),
         **source.annotations,
     }
+    runtime_labels = (runtime.spec.labels or {}) if runtime is not None else {}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(revision, component)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
             "metadata": {
-                "labels": {**(service_labels or {}), **source.labels, **labels(revision, component)},
+                "labels": {
+                    **runtime_labels,
+                    **(service_labels or {}),
+                    **source.labels,
+                    **labels(revision, component),
+                },
                 "annotations": annotations,
             },
             "spec": pod,
@@ -497,7 +569,7 @@ def deployment(
     if replicas is not None:
         spec["replicas"] = replicas
     meta = _metadata(revision, component, owner)
-    meta["labels"] = {**(service_labels or {}), **meta["labels"]}
+    meta["labels"] = {**runtime_labels, **(service_labels or {}), **meta["labels"]}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 

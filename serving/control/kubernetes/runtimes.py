@@ -14,18 +14,36 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from serving.cluster import Cluster, ClusterError
 from serving.control.runtime_catalog import RuntimeCatalog
 from serving.errors import ServingError
 from serving.revision import Revision
-from serving.servingruntime import KINDS, RuntimeSpecError, ServingRuntime, parse_runtime, runtime_env
+from serving.servingruntime import (
+    KINDS,
+    RuntimeSpecError,
+    ServiceMeta,
+    ServingRuntime,
+    parse_runtime,
+    runtime_env,
+)
 from serving.spec import EnvVar
 
 log = logging.getLogger("serving.operator")
 FIELD = "spec.predictor.model.runtime"
 Key = tuple[str, str | None, str]  # (kind, namespace or None, name)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Each revision's chosen runtime (its placeholders filled in), its flags and env, or why none serves it."""
+
+    flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    envs: dict[str, tuple[EnvVar, ...]] = field(default_factory=dict)
+    runtimes: dict[str, ServingRuntime] = field(default_factory=dict)
 
 
 class ClusterRuntimes:
@@ -72,25 +90,30 @@ class ClusterRuntimes:
             catalog = self._catalog
         return catalog.flags_for(revision)
 
+    def select(self, revisions: Iterable[Revision], meta: ServiceMeta | None = None) -> Selection:
+        """The runtime of each revision (`meta`: the InferenceService's metadata, for the placeholders)."""
+        with self._lock:
+            catalog = self._catalog
+        out = Selection()
+        for revision in revisions:
+            try:
+                runtime, revision_flags = catalog.resolve(revision, meta)
+            except ServingError as exc:
+                out.failures[revision.name] = exc.message
+                continue
+            out.flags[revision.name] = tuple(revision_flags)
+            out.envs[revision.name] = runtime_env(runtime, revision.isvc)
+            if runtime is not None:
+                out.runtimes[revision.name] = runtime
+        return out
+
     def select_all(
         self, revisions: Iterable[Revision]
     ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, tuple[EnvVar, ...]]]:
         """Revision name -> its flags, revision name -> why no runtime serves it, and revision name -> the
         chosen runtime's container env."""
-        with self._lock:
-            catalog = self._catalog
-        flags: dict[str, tuple[str, ...]] = {}
-        failures: dict[str, str] = {}
-        envs: dict[str, tuple[EnvVar, ...]] = {}
-        for revision in revisions:
-            try:
-                runtime, revision_flags = catalog.resolve(revision)
-            except ServingError as exc:
-                failures[revision.name] = exc.message
-                continue
-            flags[revision.name] = tuple(revision_flags)
-            envs[revision.name] = runtime_env(runtime, revision.isvc)
-        return flags, failures, envs
+        chosen = self.select(revisions)
+        return chosen.flags, chosen.failures, chosen.envs
 
 
 def _document(body: dict[str, Any]) -> dict[str, Any]:

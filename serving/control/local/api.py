@@ -32,6 +32,8 @@ from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serving.http.body import JSONBody, read_body
 from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
 from serving.revision import Revision
+from serving.runtime_effects import runtime_warnings
+from serving.servingruntime import parse_runtime
 from serving.spec import parse
 
 PREFIX = "/api/v1"
@@ -103,7 +105,11 @@ class ControlAPI:
             if isvc.spec.transformer is not None:  # a custom transformer image: refused now, not later
                 check_local_transformer(Revision.from_spec(isvc))
             warned.append(isvc.warnings(grpc_routed=grpc_routed))  # (and its warnings made: nothing after)
-        applied = [{**doc, "warnings": []} for doc in await self.control.apply_runtimes(runtimes)]
+        runtime_warned = [runtime_warnings(parse_runtime(d), local=True) for d in runtimes]
+        applied = [
+            {**doc, "warnings": warnings}
+            for doc, warnings in zip(await self.control.apply_runtimes(runtimes), runtime_warned, strict=True)
+        ]
         for isvc, doc, warnings in zip(parsed, services, warned, strict=True):
             service = await self.control.apply(isvc, doc)
             applied.append({**service_document(service), "warnings": warnings})

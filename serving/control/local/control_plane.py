@@ -47,7 +47,7 @@ from serving.control.runtime_catalog import RuntimeCatalog
 from serving.errors import NotFound, ServingError, existing_names
 from serving.revision import Revision
 from serving.router.table import RouteTable
-from serving.servingruntime import parse_runtime
+from serving.servingruntime import ServiceMeta, parse_runtime
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, release, scheme_of
 from serving.storage.errors import StorageError, StorageRefused
@@ -486,8 +486,10 @@ class LocalControlPlane:
         log_dir = self.store.root / "logs"
         if revision.namespace != "default":  # one revision name can live in two namespaces: two log files
             log_dir = log_dir / revision.namespace
+        service = self.services.get((revision.namespace, revision.isvc))
+        meta = ServiceMeta.of(service.isvc.metadata) if service is not None else None  # for its placeholders
         try:  # KServe's runtime selection: which runtime, and the flags its ServingRuntime adds
-            selected, runtime_flags = self.runtimes.resolve(revision)
+            selected, runtime_flags = self.runtimes.resolve(revision, meta)
         except ServingError as exc:
             runner = RevisionRunner(
                 revision, Path("."), log_dir, self._changed, replica_factory=self.replica_factory

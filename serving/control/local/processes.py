@@ -137,7 +137,8 @@ class Replica:
 
     @property
     def _speaks_grpc(self) -> bool:
-        return "--grpc-port" in self.spec.args
+        """It opens a gRPC listener beside HTTP: `--grpc-port N` or `--grpc-port=N` in its args."""
+        return any(a == "--grpc-port" or a.startswith("--grpc-port=") for a in self.spec.args)
 
     @property
     def log_path(self) -> Path:

@@ -33,25 +33,26 @@ class ModelSlots:
         self.in_flight[name] = count + 1
         return True
 
-    async def wait(self, name: str) -> None:
-        """Queue for a slot. Cancelled (the deadline, a client gone): leaves the queue, and gives back a slot
-        handed over at that very moment."""
+    def join(self, name: str) -> asyncio.Future[None]:
+        """A place in the queue now, not when a task gets round to it (a slot freed from here on reaches it):
+        the future resolves when the slot is handed over. A waiter that gives up (the deadline, a client gone)
+        calls `leave`."""
         queue = self._waiters.setdefault(name, deque())
         live = sum(1 for w in queue if not w.done()) if len(queue) >= self.limit * QUEUE_PER_SLOT else 0
         if live >= self.limit * QUEUE_PER_SLOT:
             raise ServiceUnavailable(
                 f"model {name!r} is at its concurrency limit of {self.limit} with {live} requests queued"
             )
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release(name)  # the slot arrived with the cancellation: pass it on
-            else:
-                waiter.cancel()
-            raise
+        return waiter
+
+    def leave(self, name: str, waiter: asyncio.Future[None]) -> None:
+        """Stop waiting on `waiter`: out of the queue, or the slot it was handed at that moment passed on."""
+        if waiter.done() and not waiter.cancelled():
+            self.release(name)
+        else:
+            waiter.cancel()
 
     def release(self, name: str) -> None:
         queue = self._waiters.get(name)

@@ -6,16 +6,18 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from serving.admission import Admission
 from serving.batching import Batcher
+from serving.client_gone import unless_client_leaves
 from serving.concurrency import ModelSlots
 from serving.deadlines import Deadlines
 from serving.errors import (
     BadRequest,
+    ClientGone,
     GatewayTimeout,
     ModelNotReady,
     ServingError,
@@ -47,9 +49,16 @@ class DataPlane:
         repository.on_change.append(self._model_changed)
 
     async def infer(
-        self, name: str, version: str | None, body: bytes, headers: Mapping[str, str], codec: Codec
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        headers: Mapping[str, str],
+        codec: Codec,
+        client_gone: Callable[[], Awaitable[object]] | None = None,
     ) -> tuple[bytes, dict[str, str]]:
-        """Decode, run and encode one request; every outcome is counted once with its status code."""
+        """Decode, run and encode one request; every outcome is counted once with its status code.
+        `client_gone` resolves when the client hangs up: a request still queued for a slot then leaves."""
         started = time.monotonic()
         code = 500
         bound: ModelMetrics | None = None
@@ -61,6 +70,7 @@ class DataPlane:
             model.enter()
             with tracing.span("decode"):
                 request = codec.decode(body, headers, self.limits)
+            request.client_gone = client_gone
             decoded = time.monotonic()
             bound.preprocess.observe(decoded - started)
             attributes = (
@@ -128,13 +138,25 @@ class DataPlane:
             deadline = self._deadlines.start()
             bound.waiting.inc()
             try:
+                waiter = None
                 try:
-                    await slots.wait(name)
+                    # queued now (a slot freed from here on reaches it); a client that hangs up meanwhile
+                    # leaves the queue, its request never runs
+                    waiter = slots.join(name)
+                    await unless_client_leaves(
+                        waiter,
+                        request.client_gone,
+                        f"the client left while its request waited for model {name!r}",
+                    )
                 except BaseException as exc:
+                    if waiter is not None:
+                        slots.leave(name, waiter)
                     self._deadlines.end(deadline, exc)  # a TimeoutError if the deadline cancelled the wait
                     raise
                 finally:
                     bound.waiting.dec()
+            except ClientGone:
+                raise
             except (TimeoutError, ServingError) as exc:
                 self.metrics.rejected("timeout" if isinstance(exc, TimeoutError) else "concurrency")
                 if isinstance(exc, ServingError):

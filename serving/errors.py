@@ -74,6 +74,12 @@ class ModelFailure(ServingError):
     status_code = 500
 
 
+class ClientGone(ServingError):
+    """The client hung up while its request waited: nobody to answer (nginx's 499, in metrics and logs)."""
+
+    status_code = 499
+
+
 class ServiceUnavailable(ServingError):
     """Not ready or overloaded; `Retry-After` tells clients when to come back."""
 

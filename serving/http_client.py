@@ -47,6 +47,10 @@ class Response(NamedTuple):
     body: bytes
 
 
+class Abandoned(ConnectionError):
+    """An exchange given up by its caller (`_Connection.abandon`): not the server's failure."""
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; `exchange` sends a request and waits for its whole response."""
 
@@ -185,6 +189,14 @@ class _Connection(asyncio.Protocol):
         self._disarm()
         if self.transport is not None:
             self.transport.close()
+
+    def abandon(self) -> None:
+        """Give up the exchange in progress (its client is gone): the connection closes, so the server sees
+        its client leave (a request still queued there leaves the queue), and `done` gets `Abandoned`."""
+        if self._done is None:
+            return
+        self.close()
+        self._fail(Abandoned("the client left before the answer"))
 
     def send(
         self,
@@ -359,16 +371,17 @@ class HTTPClient:
         body: bytes,
         timeout_s: float,
         done: Callable[[Response | BaseException], None],
-    ) -> bool:
-        """`request` without waiting, when an idle keep-alive connection is at hand (else False, nothing sent):
-        `done` gets the response or the exception, from the connection's callbacks. Used by the router's direct
-        lane (serving/router/lane.py), which hands anything else to the awaited path."""
+    ) -> Callable[[], None] | None:
+        """`request` without waiting, when an idle keep-alive connection is at hand (else None, nothing sent):
+        `done` gets the response or the exception, from the connection's callbacks; the returned callable
+        abandons the exchange (until `done` is called). Used by the router's direct lane
+        (serving/router/lane.py), which hands anything else to the awaited path."""
         ep = self._endpoints.get(endpoint)
         if ep is None or self._closed:
-            return False
+            return None
         conn = self._idle_connection(ep)
         if conn is None:
-            return False
+            return None
 
         def finished(outcome: Response | BaseException) -> None:
             if isinstance(outcome, BaseException):
@@ -383,7 +396,7 @@ class HTTPClient:
             timeout_s,
             finished,
         )
-        return True
+        return conn.abandon
 
     def _idle_connection(self, ep: _Endpoint) -> _Connection | None:
         while ep.idle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,9 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     outputs: list[RequestedOutput] | None = None  # None: the model's default outputs
     binary_output: bool = False  # request-level `binary_data_output`
+    # Resolves once the client has hung up (an HTTP request's `receive` past its body), so a request queued
+    # for a model slot leaves the queue instead of running for nobody; None: not watched
+    client_gone: Callable[[], Awaitable[object]] | None = None
 
     @property
     def output_names(self) -> tuple[str, ...] | None:

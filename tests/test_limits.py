@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,47 @@ def _waiting(server: InProcessServer) -> int:
             if line.startswith("serving_concurrency_queue_depth{")
         )
     )
+
+
+def test_a_queued_request_whose_client_hung_up_leaves_the_queue(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Knative's queue-proxy drops a waiting request whose client is gone: here too, so requests nobody waits
+    for never take a slot from the next client (the audit's ghosts made a real request wait 5.8 s, and 504
+    through the router). Each ghost would sleep 5 s in the model if it ran."""
+    folder = _model_dir(tmp_path_factory, "ghosts")
+    with serving_inprocess(
+        ["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]
+    ) as server:
+        answers: dict[str, httpx.Response] = {}
+        blocked = threading.Thread(target=lambda: answers.update(first=infer(server, [1.0], [1], gate=True)))
+        blocked.start()
+        ghosts = []
+        try:
+            wait_until(
+                lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model"
+            )
+            body = orjson.dumps(
+                {
+                    "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [2.0]}],
+                    "parameters": {"sleep_s": 5},
+                }
+            )
+            head = f"POST /v2/models/gated/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
+            for _ in range(3):
+                ghost = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+                ghost.sendall(head.encode() + body)
+                ghosts.append(ghost)
+            wait_until(lambda: _waiting(server) == 3, 30, what="three ghosts queued")
+            for ghost in ghosts:
+                ghost.close()
+            wait_until(lambda: _waiting(server) == 0, 30, what="the ghosts gone from the queue")
+        finally:
+            (folder / RELEASE_FILE).touch()
+            blocked.join(30)
+        assert answers["first"].status_code == 200, answers["first"].text
+        started = time.monotonic()
+        assert infer(server, [3.0], [1]).status_code == 200
+        assert time.monotonic() - started < 4  # no ghost ran ahead of it (each would take 5 s)
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'code="499"' in metrics  # counted as the client's leaving, not as a server error

@@ -63,9 +63,9 @@ async def routed(
     if lane:
         try_forward = router.upstreams.try_forward
 
-        def counted(*args: Any) -> bool:
+        def counted(*args: Any) -> Any:
             sent = try_forward(*args)
-            spy["sent"] += sent
+            spy["sent"] += sent is not None
             return sent
 
         router.upstreams.try_forward = counted  # type: ignore[method-assign]
@@ -513,3 +513,55 @@ async def test_the_routers_server_metadata_lists_what_it_routes(predictor: InPro
         assert metadata["extensions"] == ["binary_tensor_data", "classification", "model_configuration"]
         assert (await client.get("/v2/models/iris/config")).json()["name"] == "iris"
         assert (await client.post("/v2/repository/index", json={})).status_code == 404
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_client_gone_before_its_answer_is_gone_at_the_replica_too(
+    tmp_path_factory: pytest.TempPathFactory, lane: bool
+) -> None:
+    """A client that hangs up while its request waits upstream (here: queued for the replica's one slot):
+    the router closes its upstream exchange, so the replica drops the request from its queue instead of
+    running it for nobody (the audit's ghosts made the next real client 504 through `serving up`)."""
+    from tests.runtimes_bad_input import RELEASE_FILE, STARTED_FILE
+
+    folder = tmp_path_factory.mktemp("ghost-route") / "gated"
+    folder.mkdir()
+    gated = ["serve", "--model-dir", str(folder), "--runtime", "tests.runtimes_bad_input:GatedRuntime"]
+    with serving_inprocess([*gated, "--name", "iris", "--max-concurrency", "1"]) as replica:
+
+        def waiting() -> float:
+            text = httpx.get(replica.url + "/metrics").text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("serving_concurrency_queue_depth{")
+            )
+
+        def body(**parameters: object) -> bytes:
+            tensor = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}
+            return orjson.dumps({"inputs": [tensor], "parameters": parameters})
+
+        async with routed((replica.url,), lane=lane) as (url, router, _):
+            path = url + "/v2/models/iris/infer"
+            async with httpx.AsyncClient(timeout=30) as client:
+                # idle upstream connections for the lane to use
+                await asyncio.gather(*(client.post(path, content=body()) for _ in range(4)))
+                first = asyncio.create_task(client.post(path, content=body(gate=True)))
+                await until(lambda: (folder / STARTED_FILE).exists(), what="the first request in the model")
+                port = int(url.rsplit(":", 1)[1])
+                ghosts = []
+                payload = body(sleep_s=5)
+                for _ in range(3):
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    head = f"POST /v2/models/iris/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {len(payload)}\r\n\r\n"
+                    writer.write(head.encode() + payload)
+                    ghosts.append(writer)
+                await until(lambda: waiting() == 3, what="three ghosts queued at the replica")
+                for writer in ghosts:
+                    writer.close()
+                try:
+                    await until(lambda: waiting() == 0, what="the ghosts gone from the replica's queue")
+                finally:
+                    (folder / RELEASE_FILE).touch()
+                assert (await first).status_code == 200
+            assert _routed_counts(router)["serving_router_requests_total[499]"] == 3

@@ -51,7 +51,8 @@ class InferEndpoint:
         for key, value in raw_headers:
             if key == _HEADER_LENGTH:
                 headers[HEADER_LENGTH] = value.decode("latin-1")
-        content, out = await self.dataplane.infer(name, version, body, headers, self.codec)
+        # past its body, `receive` resolves only when the client hangs up: a queued request then leaves
+        content, out = await self.dataplane.infer(name, version, body, headers, self.codec, receive)
         response_headers = [(k.encode(), v.encode()) for k, v in out.items()]
         response_headers.append((b"content-length", str(len(content)).encode()))
         return content, response_headers

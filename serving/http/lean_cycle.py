@@ -25,7 +25,7 @@ import contextvars
 import logging
 import re
 from asyncio.tasks import _enter_task, _leave_task
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -58,6 +58,7 @@ class LeanCycle:
         "_head",
         "_body_given",
         "_gone",
+        "on_gone",
     )
 
     def __init__(self, protocol: HeaderLimitedProtocol, scope: dict[str, Any], keep_alive: bool) -> None:
@@ -75,6 +76,8 @@ class LeanCycle:
         self._body_given = False
         # Resolved when the client leaves or the response is complete (a `receive` past the body waits on it).
         self._gone: asyncio.Future[None] | None = None
+        # Called once if the client leaves before the answer (the router's lane abandons its upstream exchange)
+        self.on_gone: Callable[[], None] | None = None
 
     # What uvicorn's protocol calls on its cycle
     @property
@@ -86,6 +89,9 @@ class LeanCycle:
         when the response is complete. A `receive` waiting past the body then returns `http.disconnect`."""
         if (self.disconnected or self.response_complete) and self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
+        if self.disconnected and self.on_gone is not None:
+            gone, self.on_gone = self.on_gone, None
+            gone()
 
     # ASGI
     async def receive(self) -> dict[str, Any]:
@@ -93,7 +99,7 @@ class LeanCycle:
             self._body_given = True
             return {"type": "http.request", "body": self.body, "more_body": False}
         if not self.disconnected and not self.response_complete:
-            if self._gone is None:
+            if self._gone is None or self._gone.cancelled():  # (a watch of it that was cancelled)
                 self._gone = asyncio.get_running_loop().create_future()
             await self._gone
         return {"type": "http.disconnect"}

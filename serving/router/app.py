@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import serving
+from serving.client_gone import unless_client_leaves
 from serving.errors import (
     MethodNotAllowed,
     ModelNotFound,
@@ -224,8 +225,14 @@ class Router:
             try:
                 if timeout_s <= 0:
                     raise timed_out(route, arm)
-                _, response = await self.upstreams.forward(
-                    arm.endpoints, scope["method"], target, headers, body, timeout_s, route.timeout_s
+                # the client gone first: the exchange is cancelled and closes its upstream connection, so the
+                # replica sees it go too (a request queued there for a slot leaves)
+                _, response = await unless_client_leaves(
+                    self.upstreams.forward(
+                        arm.endpoints, scope["method"], target, headers, body, timeout_s, route.timeout_s
+                    ),
+                    receive,
+                    "the client left before the answer",
                 )
             except NoReplicaReached:
                 if not route.activator:

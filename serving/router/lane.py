@@ -105,11 +105,13 @@ class RouterLane:
         query = scope["query_string"]
         target = path + "?" + query.decode("latin-1") if query else path
         exchange = _Exchange(self, cycle, route, arm, rid, length)
-        if not router.upstreams.try_forward(
+        abandon = router.upstreams.try_forward(
             arm.endpoints, "POST", target, forwarded, cycle.body, route.timeout_s, exchange.answered
-        ):
+        )
+        if abandon is None:
             scope[CHOSEN_ARM] = arm
             return False
+        cycle.on_gone = abandon  # the client gone: the replica sees it go too (a queued request leaves)
         router.request_started(route, arm)
         return True
 
@@ -135,6 +137,7 @@ class _Exchange:
 
     def _answer(self, outcome: UpstreamResponse | ServingError | UpstreamConnectError) -> None:
         router, route, arm, cycle = self.lane.router, self.route, self.arm, self.cycle
+        cycle.on_gone = None  # the exchange is over: its connection may already carry another
         if isinstance(outcome, UpstreamConnectError):
             # It reached no server that answered: the ASGI path retries it, on a fresh connection or another
             # replica, counting it again (so the counts are taken back here).

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
-from serving.errors import GatewayTimeout, ServiceUnavailable, ServingError
-from serving.http_client import HTTPClient, Response, UpstreamConnectError
+from serving.errors import ClientGone, GatewayTimeout, ServiceUnavailable, ServingError
+from serving.http_client import Abandoned, HTTPClient, Response, UpstreamConnectError
 
 log = logging.getLogger("serving.router")
 HOP_BY_HOP = frozenset(
@@ -118,14 +118,15 @@ class Upstreams:
         body: bytes,
         timeout_s: float,
         done: Callable[[UpstreamResponse | ServingError | UpstreamConnectError], None],
-    ) -> bool:
+    ) -> Callable[[], None] | None:
         """`forward` from callbacks, when the least-loaded endpoint has an idle connection (else False, nothing
         sent). `done` gets the response, the error to answer (504, or 503 for a failure mid-response), or an
         `UpstreamConnectError`: the request reached no server that answered, and the caller retries it through
-        `forward` (which marks the endpoint down if a fresh connection fails too)."""
+        `forward` (which marks the endpoint down if a fresh connection fails too). The returned callable
+        abandons the request (its client left): `done` then gets `ClientGone`."""
         endpoint = self.pick(endpoints)
         if endpoint is None:
-            return False
+            return None
 
         def finished(outcome: Response | BaseException) -> None:
             self.outstanding[endpoint] -= 1
@@ -136,15 +137,17 @@ class Upstreams:
             elif isinstance(outcome, UpstreamConnectError):
                 # An idle connection the server had closed, or a server gone: `forward` finds out which.
                 done(outcome)
+            elif isinstance(outcome, Abandoned):  # its client left: no fault of the endpoint's
+                done(ClientGone(str(outcome)))
             else:
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
                 done(_failed_mid_response(outcome))
 
         self.outstanding[endpoint] = self.outstanding.get(endpoint, 0) + 1
-        if self.pool.try_send(endpoint, method, path, headers, body, timeout_s, finished):
-            return True
-        self.outstanding[endpoint] -= 1
-        return False
+        abandon = self.pool.try_send(endpoint, method, path, headers, body, timeout_s, finished)
+        if abandon is None:
+            self.outstanding[endpoint] -= 1
+        return abandon
 
     async def _send(
         self,

@@ -16,6 +16,7 @@ from serving.control.kubernetes.apply import contains, merge_patch
 from serving.control.kubernetes.backend import observe
 from serving.control.kubernetes.documents import read_converted
 from serving.control.kubernetes.render import RenderSettings, object_name, owner_reference, revision_objects
+from serving.errors import ServingError
 from serving.revision import Revision
 from serving.spec import parse
 
@@ -486,3 +487,29 @@ def test_entry_services_are_valid_external_names() -> None:
     assert [s["metadata"]["name"] for s in services] == ["iris", "iris-predictor"]
     for service in services:
         _validate(service)
+
+
+def test_a_canary_beside_its_inferenceservice_renders_and_converts_as_written(tmp_path: Path) -> None:
+    """`serving apply -f` takes both kinds in one file; render and convert take the same file (the Canary is
+    ours already: the operator's controller reads it as written, in the namespace given), and a bad Canary is
+    refused naming its field, as apply refuses it."""
+    canary = ROOT / "examples/canary/sklearn-iris-canary.yaml"
+    both = tmp_path / "both.yaml"
+    both.write_text((ROOT / "examples/sklearn-iris.yaml").read_text() + "\n---\n" + canary.read_text())
+    documents = read_converted([both], "ml")
+    objects = render(documents, SETTINGS)
+    assert [o["kind"] for o in objects] == ["InferenceService", "Deployment", "Service", "Canary"]
+    written = yaml.safe_load(canary.read_text())
+    assert objects[-1] == {**written, "metadata": {**written["metadata"], "namespace": "ml"}}
+    converted = subprocess.run(
+        [sys.executable, "-m", "serving.cli", "convert", "-f", str(both)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert [d["kind"] for d in yaml.safe_load_all(converted)] == ["InferenceService", "Canary"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(canary.read_text().replace("stepWeights: [10, 25, 50]", "stepWeights: [10, 250]"))
+    with pytest.raises(ServingError, match=r"bad.yaml: spec.analysis: step weights must rise"):
+        read_converted([bad])

@@ -18,7 +18,7 @@ from typing import Any
 
 from serving.canary.crd import canary_crd_yaml
 from serving.commands.plain_yaml import dump_all
-from serving.control.documents import is_foreign
+from serving.control.documents import is_canary_document, is_foreign
 from serving.control.kubernetes.credentials import without_values
 from serving.control.kubernetes.documents import cluster_warnings, read_converted
 from serving.control.kubernetes.render import RenderSettings, revision_objects
@@ -66,7 +66,7 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
         if doc.get("kind") != "ClusterServingRuntime":
             doc.setdefault("metadata", {}).setdefault("namespace", "default")
         out.append(doc)
-        if is_runtime_document(doc):
+        if is_runtime_document(doc) or is_canary_document(doc):
             continue
         isvc = parse(doc)
         first = plan(isvc, None, Observed())
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
         for warning in cluster_warnings(doc):
             print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
-        if not is_runtime_document(doc) and not is_foreign(doc):  # scaling the objects cannot carry
+        if not (is_runtime_document(doc) or is_foreign(doc) or is_canary_document(doc)):  # scaling the objects cannot carry
             for warning in render_warnings(parse(doc), settings.keda_prometheus_url):
                 print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
     objects = render(documents, settings)

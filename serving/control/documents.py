@@ -118,9 +118,13 @@ def skipped_message(path: Path, foreign: list[dict[str, Any]]) -> str:
     )
 
 
+def is_canary_document(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == "Canary"
+
+
 def validate_document(doc: Any) -> None:
     """One document of any kind `serving apply` takes."""
-    if isinstance(doc, dict) and doc.get("kind") == "Canary":
+    if is_canary_document(doc):
         parse_canary(doc)
     elif isinstance(doc, dict) and doc.get("kind") in RUNTIME_KINDS:
         parse_runtime(doc)

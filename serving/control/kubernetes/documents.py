@@ -19,6 +19,7 @@ from serving.autoscale.knobs import unknown_annotations
 from serving.cluster import Cluster, merge_patch
 from serving.control.documents import (
     describe,
+    is_canary_document,
     is_foreign,
     is_unsupported_kserve,
     unsupported_message,
@@ -54,11 +55,13 @@ OUR_RUNTIME_API_VERSION = f"{OUR_GROUP}/{RUNTIME_VERSION}"
 
 
 def convert_document(doc: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-    """The same InferenceService (or ServingRuntime) under our API group (the spec is identical); validates it,
+    """The same InferenceService (or ServingRuntime) under our API group (a Canary is ours already) (the spec is identical); validates it,
     as written first, with `serving apply`'s own check (an apiVersion apply refuses is refused here too, not
     replaced by ours). The pod spec's deprecated `serviceAccount` is written `serviceAccountName` (our CRD knows
     only that one)."""
     validate_document(doc)
+    if is_canary_document(doc):  # already ours: the operator's controller reads it as written
+        return _passed_through(doc, namespace)
     runtime = is_runtime_document(doc)
     out = {**doc, "apiVersion": OUR_RUNTIME_API_VERSION if runtime else OUR_API_VERSION}
     if namespace is not None and doc.get("kind") != "ClusterServingRuntime":
@@ -127,7 +130,7 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     `serving render`, `convert` and `apply --backend kubernetes` (accepted means in effect, or said)."""
     if is_runtime_document(doc):  # what a ServingRuntime sets that the cluster ignores too
         return runtime_warnings(parse_runtime(doc), local=False)
-    if is_foreign(doc):
+    if is_foreign(doc) or is_canary_document(doc):
         return []
     isvc = parse(doc)
     predictor = isvc.spec.predictor

@@ -129,7 +129,8 @@ def main(args: argparse.Namespace) -> int:
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout
         for warning in cluster_warnings(doc):
             print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
-        if not (is_runtime_document(doc) or is_foreign(doc) or is_canary_document(doc)):  # scaling the objects cannot carry
+        # scaling the objects cannot carry
+        if not (is_runtime_document(doc) or is_foreign(doc) or is_canary_document(doc)):
             for warning in render_warnings(parse(doc), settings.keda_prometheus_url):
                 print(f"warning: {doc['metadata']['name']}: {warning}", file=sys.stderr)
     objects = render(documents, settings)

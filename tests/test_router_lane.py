@@ -565,3 +565,32 @@ async def test_a_client_gone_before_its_answer_is_gone_at_the_replica_too(
                     (folder / RELEASE_FILE).touch()
                 assert (await first).status_code == 200
             assert _routed_counts(router)["serving_router_requests_total[499]"] == 3
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_an_http_1_0_client_gets_sized_answers_not_chunks(
+    predictor: InProcessServer, lane: bool
+) -> None:
+    """HTTP/1.0 has no chunked encoding: the router's own answers (health, model list, readiness) and the
+    proxied ones carry Content-Length, and the connection closes after each (1.0's default)."""
+    payload = orjson.dumps(ROW)
+    requests = {
+        "GET /v2/health/live": b"",
+        "GET /v1/models": b"",
+        "GET /v2": b"",
+        "GET /v2/models/iris/ready": b"",
+        "POST /v1/models/iris:predict": payload,
+    }
+    async with routed((predictor.url,), lane=lane) as (url, _, _):
+        port = int(url.rsplit(":", 1)[1])
+        for line, body in requests.items():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"{line} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            raw = await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closes a 1.0 connection
+            writer.close()
+            head, _, answer = raw.partition(b"\r\n\r\n")
+            headers = dict(h.split(b": ", 1) for h in head.lower().split(b"\r\n")[1:])
+            assert head.startswith(b"HTTP/1.1 200"), (line, head)
+            assert b"transfer-encoding" not in headers, (line, head)
+            assert int(headers[b"content-length"]) == len(answer), (line, head)
+            orjson.loads(answer)

@@ -383,5 +383,7 @@ def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 async def _reply(send: Send, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON + (headers or [])})
-    await send({"type": "http.response.body", "body": orjson.dumps(doc)})
+    body = orjson.dumps(doc)  # sized, not chunked: an HTTP/1.0 client cannot read chunks
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": _JSON + length + (headers or [])})
+    await send({"type": "http.response.body", "body": body})

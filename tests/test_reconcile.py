@@ -63,6 +63,20 @@ def test_canary_promote_and_rollback() -> None:
     assert set(promoted.run) == {r2}, "the old revision stops after promotion"
 
 
+def test_a_canary_that_stops_being_ready_hands_its_share_to_stable_until_it_is_back() -> None:
+    """Its last replica crashed (README, Faults): none of its requests waits for it; the split returns."""
+    v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
+    state = plan(v1, None, Observed(ready=frozenset({r1}))).state
+    v2 = isvc("/m/v2", canary=20)
+    r2 = Revision.from_spec(v2).name
+    canary = plan(v2, state, Observed(ready=frozenset({r1, r2})))
+    down = plan(v2, canary.state, Observed(ready=frozenset({r1})))
+    assert split(down) == {r1: 100}
+    assert set(down.run) == {r1, r2}, "the canary keeps running (its replica is restarted)"
+    back = plan(v2, down.state, Observed(ready=frozenset({r1, r2})))
+    assert split(back) == {r2: 20, r1: 80}
+
+
 def test_failed_revision_never_gets_traffic() -> None:
     v1, r1 = isvc("/m/v1"), Revision.from_spec(isvc("/m/v1")).name
     state = plan(v1, None, Observed(ready=frozenset({r1}))).state

@@ -112,6 +112,13 @@ CASES = [
     Case("shape-bools", v2(tensor(shape=[True, True])), 400, "'shape' must be a list of integers"),
     Case("shape-not-a-list", v2(tensor(shape=4)), 400, "'shape' must be a list of integers"),
     Case("shape-negative", v2(tensor(shape=[-1, 4])), 400, "has a negative dimension"),
+    # no elements, but dimensions numpy cannot represent (their product past int64): refused, not a 500
+    Case("shape-empty-but-huge", v2(tensor(shape=[0, 2**40, 2**40], data=[])), 400, "too large to represent"),
+    _bin_case(
+        "shape-empty-but-huge-binary",
+        binary(bin_input("BOOL", [0, 27017090, 341390284330], 0), b""),
+        "too large to represent",
+    ),
     Case(
         "input-parameters-not-an-object",
         v2({**tensor(), "parameters": [1]}),

@@ -282,6 +282,11 @@ BATTERY = {
     "wrong datatype": (_bad(datatype="FP99"), grpc.StatusCode.INVALID_ARGUMENT, "unknown datatype 'FP99'"),
     "shape vs data length": (_bad(shape=(1, 5)), grpc.StatusCode.INVALID_ARGUMENT, "needs 40 bytes"),
     "negative dimension": (_bad(shape=(-1, 4)), grpc.StatusCode.INVALID_ARGUMENT, "negative dimension"),
+    "no elements, dimensions past int64": (
+        _bad(shape=(0, 2**40, 2**40), raw=b""),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "too large to represent",
+    ),
     "unknown model": (_bad(model="nope"), grpc.StatusCode.NOT_FOUND, "model 'nope' not found"),
     "unknown version": (_bad(version="9"), grpc.StatusCode.NOT_FOUND, "no version '9'"),
     "oversized message": (

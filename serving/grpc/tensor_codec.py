@@ -9,7 +9,6 @@ Outputs go back in `raw_output_contents` when the request sent raw inputs or ask
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from serving.errors import BadRequest
 from serving.grpc import messages, wire
 from serving.protocol import binary
 from serving.protocol.dtypes import WIRE_DTYPES, numpy_dtype, v2_datatype
+from serving.protocol.v2_codec import element_count
 from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
 
@@ -108,11 +108,7 @@ def _decode_input(tensor: Any, raw: bytes | memoryview | None, index: int, limit
     shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape {list(shape)} has a negative dimension")
-    count = math.prod(shape)
-    if count > limits.max_tensor_elements:
-        raise BadRequest(
-            f"input {name!r}: shape {list(shape)} has {count} elements, over the limit of {limits.max_tensor_elements}"
-        )
+    count = element_count(name, shape, limits)
     if raw is not None:
         if tensor.HasField("contents"):
             raise BadRequest(f"input {name!r} has both contents and raw_input_contents[{index}]")

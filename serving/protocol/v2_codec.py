@@ -23,6 +23,9 @@ HEADER_LENGTH = "inference-header-content-length"
 _DEFAULT_LIMITS = Limits()
 
 
+_MAX_DIMENSIONS_PRODUCT = int(np.iinfo(np.intp).max)  # numpy refuses a shape past it, sized 0 or not
+
+
 def decode_request(
     body: bytes, header_length: str | None = None, limits: Limits = _DEFAULT_LIMITS
 ) -> InferRequest:
@@ -85,11 +88,7 @@ def _decode_input(
         raise BadRequest(f"input {name!r}: 'datatype' must be a string")
     dtype = numpy_dtype(datatype)
     shape = _shape(raw.get("shape"), name)
-    count = math.prod(shape)
-    if count > limits.max_tensor_elements:
-        raise BadRequest(
-            f"input {name!r}: shape {list(shape)} has {count} elements, over the limit of {limits.max_tensor_elements}"
-        )
+    count = element_count(name, shape, limits)
     params = raw.get("parameters")
     if params is None:
         size = None
@@ -104,6 +103,21 @@ def _decode_input(
     if "data" not in raw:
         raise BadRequest(f"input {name!r} has no 'data' (and no 'binary_data_size')")
     return name, decode_json_data(raw["data"], name, datatype, dtype, shape, count, limits, bools)
+
+
+def element_count(name: str, shape: tuple[int, ...], limits: Limits) -> int:
+    """The elements of `shape` (non-negative dimensions), refused past `--max-tensor-elements`; a shape with
+    no elements is refused too if numpy could not represent it (its other dimensions' product past int64)."""
+    count = math.prod(shape)
+    if count > limits.max_tensor_elements:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} has {count} elements, over the limit of {limits.max_tensor_elements}"
+        )
+    if count == 0 and math.prod(d for d in shape if d) > _MAX_DIMENSIONS_PRODUCT:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} is too large to represent, even with no elements"
+        )
+    return count
 
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:

@@ -7,6 +7,8 @@ implementation, an unreadable file) leaves that model not ready, saying why; the
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ IMPLEMENTATIONS = {
     "mlserver_xgboost.XGBoostModel": "xgboost",
 }
 DEFAULT_VERSION = "1"  # ModelSettings' (and `--model-version`'s) default: a version given otherwise wins
+log = logging.getLogger("serving.repository")
 ERROR_KEY = "mlserver_settings_error"  # in ModelSettings.extra: why the file cannot be served (load fails)
 
 
@@ -37,12 +40,14 @@ def folder_name(folder: Path) -> str:
 
 
 def applied(settings: ModelSettings, named: bool) -> ModelSettings:
-    """`settings` with what the folder's model-settings.json says (none: unchanged). A name given on the
+    """`settings` with what the folder's model-settings.json says (and MLServer's batching env). A name given on the
     command line (`named`: `--name`, or `serving up`'s InferenceService name, as KServe sets MLServer's
     model name) and a `--runtime` or `--model-version` other than the default win over the file."""
     folder = settings.model_dir
+    # without the file, MLServer's batching env still holds (KServe's kserve-mlserver users set it)
     if not has_settings(folder):
-        return settings
+        batching = _batching({}, settings)
+        return _refused(settings, batching) if isinstance(batching, str) else replace(settings, **batching)
     doc = _read(folder)
     if not isinstance(doc, dict):
         return _refused(settings, f"{MODEL_FILE} is not a JSON object: {doc}")
@@ -58,6 +63,10 @@ def applied(settings: ModelSettings, named: bool) -> ModelSettings:
     uri = params.get("uri")
     if isinstance(uri, str) and uri:
         changes["artifact"] = (folder / uri).resolve()  # relative to the folder, or absolute (as MLServer)
+    batching = _batching(doc, settings)
+    if isinstance(batching, str):
+        return _refused(settings, batching)
+    changes.update(batching)
     implementation = doc.get("implementation")
     if settings.runtime is None and isinstance(implementation, str) and implementation:
         runtime = IMPLEMENTATIONS.get(implementation)
@@ -70,6 +79,58 @@ def applied(settings: ModelSettings, named: bool) -> ModelSettings:
             )
         changes["runtime"] = runtime
     return replace(settings, **changes)
+
+
+def _batching(doc: dict[str, Any], settings: ModelSettings) -> dict[str, Any] | str:
+    """MLServer's adaptive batching (`max_batch_size` N > 1 and `max_batch_time` T > 0 seconds, from the file,
+    else from `MLSERVER_MODEL_MAX_BATCH_SIZE` / `_TIME`; either 0 or absent: off) as our batcher's settings;
+    batching turned on by flags (`--max-batch-size`, KServe's `batcher:`) wins. A value of the wrong type: why
+    (the model is not ready, as MLServer refuses the file)."""
+    if settings.max_batch_size > 0:
+        return {}
+    values: dict[str, float] = {}
+    sources = set()
+    for key, kind, env in (
+        ("max_batch_size", int, "MLSERVER_MODEL_MAX_BATCH_SIZE"),
+        ("max_batch_time", float, "MLSERVER_MODEL_MAX_BATCH_TIME"),
+    ):
+        where, raw = (MODEL_FILE, doc[key]) if key in doc else (env, os.environ.get(env))
+        if raw is None:
+            values[key] = 0
+            continue
+        sources.add(where)
+        value = _number(raw, kind)
+        if value is None or value < 0:
+            expected = "a non-negative integer" if kind is int else "a non-negative number of seconds"
+            return f"{where}: {key} must be {expected}, not {raw!r}"
+        values[key] = value
+    size, wait_s = int(values["max_batch_size"]), values["max_batch_time"]
+    if size > 1 and wait_s > 0:
+        return {"max_batch_size": size, "max_latency_s": wait_s}
+    if size > 1 or wait_s > 0:
+        log.warning(
+            "model %s (%s): max_batch_size %d with max_batch_time %g s: adaptive batching needs both "
+            "(size > 1, time > 0); off, as in MLServer",
+            settings.name,
+            ", ".join(sorted(sources)),
+            size,
+            wait_s,
+        )
+    return {}
+
+
+def _number(raw: Any, kind: type) -> float | None:
+    """`raw` (JSON, or an env string) as an int or float; None if it is not one (a bool is not)."""
+    if isinstance(raw, str):
+        try:
+            return kind(raw.strip())  # type: ignore[no-any-return]
+        except ValueError:
+            return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None
+    if kind is int and isinstance(raw, float):
+        return int(raw) if raw.is_integer() else None
+    return raw
 
 
 def _refused(settings: ModelSettings, why: str) -> ModelSettings:

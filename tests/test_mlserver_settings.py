@@ -5,6 +5,7 @@ leaves that model alone not ready, saying so. Real servers (in-process), models 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,56 @@ def test_a_name_given_on_the_command_line_wins(repo: Path) -> None:
         assert _infer(server, "/v2/models/iris/versions/v0.1.0/infer").status_code == 200
     with serving_inprocess(["serve", "--model-dir", str(repo / "iris-sk")]) as server:
         assert _infer(server, "/v2/models/iris-classifier/infer").status_code == 200
+
+
+def _batches(server: InProcessServer, model: str) -> tuple[float, float]:
+    """(batches formed, rows in them) for `model`, from the server's serving_batch_size histogram."""
+    text = httpx.get(f"{server.url}/metrics").text
+    found = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        for part in found:
+            if line.startswith(f"serving_batch_size_{part}{{") and f'model="{model}"' in line:
+                found[part] += float(line.rsplit(" ", 1)[1])
+    return found["count"], found["sum"]
+
+
+def _concurrent_infers(server: InProcessServer, path: str, n: int) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
+
+    async def send() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = await asyncio.gather(*(client.post(f"{server.url}{path}", json=body) for _ in range(n)))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(send()) == [200] * n
+
+
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_mlservers_adaptive_batching_settings_batch(tmp_path: Path, where: str) -> None:
+    """`max_batch_size` / `max_batch_time` (seconds) in model-settings.json, or MLServer's
+    MLSERVER_MODEL_MAX_BATCH_SIZE / _TIME env (KServe's kserve-mlserver users set it): the model's requests are
+    batched (rows > batches in serving_batch_size), not accepted and ignored."""
+    folder = tmp_path / "iris"
+    x, y = load_iris(return_X_y=True)
+    doc: dict[str, object] = {"name": "iris", "implementation": "mlserver_sklearn.SKLearnModel"}
+    env = {}
+    if where == "file":
+        doc |= {"max_batch_size": 16, "max_batch_time": 0.2}
+    else:
+        env = {"MLSERVER_MODEL_MAX_BATCH_SIZE": "16", "MLSERVER_MODEL_MAX_BATCH_TIME": "0.2"}
+    _settings(folder, **doc)
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, y), folder / "model.joblib")
+    with serving_inprocess(["serve", "--model-dir", str(folder)], env=env) as server:
+        _concurrent_infers(server, "/v2/models/iris/infer", 12)
+        batches, rows = _batches(server, "iris")
+        assert rows == 12 and batches < 12, (batches, rows)
+
+
+def test_a_batching_setting_of_the_wrong_type_is_that_models_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "iris"
+    _settings(folder, name="iris", implementation="mlserver_sklearn.SKLearnModel", max_batch_size="lots")
+    x, y = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, y), folder / "model.joblib")
+    with serving_inprocess(["serve", "--model-dir", str(folder)], ready_status=503) as server:
+        reason = httpx.get(f"{server.url}/v2/models/iris/ready").json()["reason"]
+        assert "model-settings.json: max_batch_size must be a non-negative integer, not 'lots'" in reason

@@ -254,3 +254,42 @@ async def test_binary_extension_bodies_are_logged_as_sent_with_their_json_length
     assert request["inferenceheaderlength"] == str(len(header))
     assert response.data == answer.content
     assert response["inferenceheaderlength"] == answer.headers["inference-header-content-length"]
+
+
+async def test_a_compressed_request_is_logged_as_the_body_it_stands_for(iris: Path) -> None:
+    """A gzip or deflate request body (tritonclient's `request_compression_algorithm`): the receiver gets the
+    JSON it inflates to, at the model server and at a router that forwards it compressed; one that does not
+    inflate (refused 400) is logged as it came, typed as opaque bytes rather than JSON."""
+    import gzip
+    import zlib
+
+    with receiving() as (sink, receiver):
+        async with served(predictor(iris, "iris-stable1", sink), "/v2/health/ready") as stable:
+            router = Router()
+            arm = Arm("iris-stable1", 100, "stable", "prev", (stable,))
+            router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}))
+            async with (
+                served(observe_router(router, ObservabilityOptions(logger_url=sink))) as front,
+                httpx.AsyncClient() as client,
+            ):
+                path = "/v1/models/iris:predict"
+                direct = await client.post(
+                    stable + path, content=gzip.compress(V1), headers={"content-encoding": "gzip"}
+                )
+                routed = await client.post(
+                    front + path, content=zlib.compress(V1), headers={"content-encoding": "deflate"}
+                )
+                broken = await client.post(
+                    stable + path, content=b"not gzip at all", headers={"content-encoding": "gzip"}
+                )
+                # direct: 2, routed: 2 at the router and 2 at the predictor, broken: 2
+                await until(lambda: len(receiver.events) == 8, what="8 events")
+    assert (direct.status_code, routed.status_code, broken.status_code) == (200, 200, 400)
+    requests = {(e["id"], e["component"]): e for e in receiver.by_type("request")}
+    for answer in (direct, routed):
+        event = requests[answer.headers["x-request-id"], "predictor"]
+        assert event.data == V1 and event["datacontenttype"] == "application/json"
+    at_router = requests[routed.headers["x-request-id"], "router"]
+    assert at_router.data == V1 and at_router["datacontenttype"] == "application/json"
+    opaque = requests[broken.headers["x-request-id"], "predictor"]
+    assert opaque.data == b"not gzip at all" and opaque["datacontenttype"] == "application/octet-stream"

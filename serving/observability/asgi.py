@@ -27,6 +27,7 @@ _REVISION = b"x-serving-revision"
 _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
 _JSON_LENGTH = b"inference-header-content-length"
+_CONTENT_ENCODING = b"content-encoding"
 _INFERENCE_PREFIXES = ("/v1/models/", "/v2/models/")
 
 
@@ -44,6 +45,7 @@ class _Exchange:
     request_type: bytes = b"application/json"
     response_type: bytes = b"application/json"
     request_json_length: bytes = b""  # binary tensor extension: bytes of JSON before the raw tensors
+    request_encoding: bytes = b""  # Content-Encoding as sent: the event carries the body inflated
     response_json_length: bytes = b""
     revision: str = ""
     metadata: str = ""  # the payload logger's `metadata` extension, from the request's headers
@@ -126,7 +128,7 @@ class Observed:
 
     def _begin(self, scope: Scope) -> tuple[Scope, _Exchange]:
         """The request's id (put into its headers when new and the app forwards them) and what to collect."""
-        client_id, content_type, length, json_length = None, b"application/json", -1, b""
+        client_id, content_type, length, json_length, encoding = None, b"application/json", -1, b"", b""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         for key, value in headers:
             if key == request_id.HEADER:
@@ -137,6 +139,8 @@ class Observed:
                 length = int(value) if value.isdigit() else -1
             elif key == _JSON_LENGTH:
                 json_length = value
+            elif key == _CONTENT_ENCODING:
+                encoding = value
         rid, own = request_id.choose(client_id)
         if not own and self.forwards_headers:  # a copy of the scope with the new id, for the next hop
             headers = [(k, v) for k, v in headers if k != request_id.HEADER]
@@ -155,6 +159,7 @@ class Observed:
             bytes_in=max(length, 0),
             count_in=keep_request or length < 0,
             request_json_length=json_length,
+            request_encoding=encoding,
         )
         if (keep_request or keep_response) and payloads is not None and payloads.metadata_headers:
             ex.metadata = payloads.metadata(headers)
@@ -255,6 +260,7 @@ class Observed:
                     now,
                     json_length=ex.request_json_length.decode("latin-1"),
                     metadata=ex.metadata,
+                    encoding=ex.request_encoding.decode("latin-1"),
                 )
             )
         if ex.keep_response:

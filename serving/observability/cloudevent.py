@@ -46,6 +46,7 @@ class InferenceEvent:
     status: int | None = None  # responses only
     json_length: str = ""  # binary tensor extension: the body's `inference-header-content-length`
     metadata: str = ""  # JSON of the request headers `logger.metadataHeaders` names (when it names any)
+    encoding: str = ""  # the request's Content-Encoding as sent (gzip, deflate): inflated before delivery
 
     def attributes(self) -> dict[str, str]:
         """Context attributes and extensions, by their CloudEvents names."""

@@ -12,10 +12,13 @@ import contextlib
 import contextvars
 import logging
 from collections import deque
+from dataclasses import replace
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from serving.errors import ServingError
+from serving.http.content_encoding import inflate
 from serving.observability.cloudevent import InferenceEvent
 from serving.observability.sinks import RetryableSinkError, Sink, SinkError
 
@@ -37,6 +40,16 @@ class LoggerMetrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+
+
+def inflated(event: InferenceEvent, limit: int) -> InferenceEvent:
+    """`event` with its body as sent before compression (at most `limit` bytes, the queue's own budget); a body
+    that does not inflate (its request was refused for it) goes as it came, typed as opaque bytes."""
+    try:
+        body = inflate(event.body, event.encoding.encode("latin-1"), limit)
+    except ServingError:
+        return replace(event, encoding="", content_type="application/octet-stream")
+    return replace(event, body=body, encoding="")
 
 
 class PayloadLogger:
@@ -124,6 +137,8 @@ class PayloadLogger:
                 self._busy -= 1
 
     async def _deliver(self, event: InferenceEvent) -> None:
+        if event.encoding:  # a compressed request: its receiver gets the JSON (or tensors) it stands for
+            event = await asyncio.to_thread(inflated, event, self.max_bytes)
         delay = self.backoff_s
         for attempt in range(1, self.attempts + 1):
             try:

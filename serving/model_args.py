@@ -3,7 +3,8 @@
 KServe appends `model.args` to its model server's command line, whose flags are snake_case (`--model_name iris`,
 `--workers 2`, `--http_port 8080`). Ours are `serving serve`'s. So, once, for both backends:
 
-- renamed: `--model_name X` -> `--name X` (the model's name, which clients put in the URL);
+- renamed: `--model_name X` -> `--name X` (the model's name, which clients put in the URL), `--nthread N` ->
+  `--native-threads N` (XGBoost's threads per prediction: its OpenMP pool);
 - dropped, with a warning: `--http_port`, `--grpc_port`, `--model_dir` (and ours, `--host`, `--port`,
   `--grpc-port`, `--model-dir`): the backend chooses the ports, and the model folder comes from `storageUri`;
 - everything else must be a `serving serve` flag (`--workers` is one, as in KServe), else the apply is refused
@@ -18,7 +19,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-RENAMED = {"--model_name": "--name"}
+# KServe's flags that mean one of ours: its xgbserver's (and lgbserver's) `--nthread N`, the threads a prediction
+# uses, is our OpenMP/BLAS pool size (its stock kserve-xgbserver runtime passes --nthread=1)
+RENAMED = {"--model_name": "--name", "--nthread": "--native-threads"}
 # The backend sets these: a value here would be overridden (ports) or point at a folder the model is not in.
 BACKEND_FLAGS = (
     "--http_port",
@@ -118,5 +121,6 @@ def check(args: Sequence[str]) -> None:
     except ArgsError as exc:
         raise ArgsError(
             f"{exc} (these are appended to `serving serve`: use its flags, see `serving serve --help`; "
-            f"KServe's --model_name and --workers are understood, --http_port/--grpc_port/--model_dir dropped)"
+            f"KServe's --model_name, --nthread and --workers are understood, --http_port/--grpc_port/--model_dir "
+            "dropped)"
         ) from exc

@@ -200,7 +200,10 @@ def test_runtime_fields_with_no_local_effect_are_named_and_kubernetes_says_only_
             {"args": ["tritonserver", "--model-store=/mnt/models"]},
             "spec.containers[0].args: 'tritonserver' is another model server's command",
         ),
-        ({"args": ["--nthread=1"]}, "spec.containers[0].args: unrecognized arguments: --nthread=1"),
+        (
+            {"args": ["--enable_docs_url=true"]},
+            "spec.containers[0].args: unrecognized arguments: --enable_docs_url",
+        ),
         (
             {"env": [{"name": "X", "value": "{{.Spec.Foo}}"}]},
             "spec.containers[0].env[0].value: {{.Spec.Foo}} is not a placeholder KServe fills in here",
@@ -417,3 +420,36 @@ def test_the_operator_renders_the_runtime_into_the_predictor_pod(cluster, tmp_pa
     assert {"name": "RTENV", "value": "ns=ml team=blue"} in main["env"]
     assert main["resources"]["limits"] == {"cpu": "3", "memory": "4Gi"}
     assert deployment["spec"]["template"]["metadata"]["labels"]["only-runtime"] == "rt"
+
+
+def test_kserves_stock_xgbserver_runtime_is_taken_as_written() -> None:
+    """KServe's own kserve-xgbserver ClusterServingRuntime (config/runtimes): its `--nthread=1` is XGBoost's
+    threads per prediction, our --native-threads; the backend's flags are dropped quietly."""
+    doc = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ClusterServingRuntime",
+        "metadata": {"name": "kserve-xgbserver"},
+        "spec": {
+            "annotations": {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"},
+            "supportedModelFormats": [{"name": "xgboost", "version": "1", "autoSelect": True, "priority": 1}],
+            "protocolVersions": ["v1", "v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "kserve-xgbserver:replace",
+                    "args": [
+                        "--model_name={{.Name}}",
+                        "--model_dir=/mnt/models",
+                        "--http_port=8080",
+                        "--nthread=1",
+                    ],
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "2Gi"},
+                        "limits": {"cpu": "1", "memory": "2Gi"},
+                    },
+                }
+            ],
+        },
+    }
+    runtime = parse_runtime(doc)
+    assert serve_flags(runtime, ServiceMeta("iris")) == ["--native-threads", "1"]

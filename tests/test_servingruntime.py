@@ -198,20 +198,37 @@ def test_bad_documents_name_the_field(spec: dict, path: str) -> None:
         assert "not supported" in failure.value.message
 
 
-def test_kserve_documented_runtime_parses() -> None:
+@pytest.mark.parametrize(
+    ("format_name", "extra_args", "flags"),
+    [
+        ("sklearn", [], []),
+        # xgbserver's --nthread (threads per prediction) is our OpenMP pool size
+        ("xgboost", ["--nthread=1"], ["--native-threads", "1"]),
+    ],
+)
+def test_kserve_documented_runtime_parses(format_name: str, extra_args: list[str], flags: list[str]) -> None:
+    """KServe's own stock ClusterServingRuntimes (config/runtimes), taken as written."""
+    server = {"sklearn": "sklearnserver", "xgboost": "xgbserver"}[format_name]
     doc = {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ClusterServingRuntime",
-        "metadata": {"name": "kserve-sklearnserver"},
+        "metadata": {"name": f"kserve-{server}"},
         "spec": {
             "annotations": {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"},
-            "supportedModelFormats": [{"name": "sklearn", "version": "1", "autoSelect": True, "priority": 1}],
+            "supportedModelFormats": [
+                {"name": format_name, "version": "1", "autoSelect": True, "priority": 1}
+            ],
             "protocolVersions": ["v1", "v2"],
             "containers": [
                 {
                     "name": "kserve-container",
-                    "image": "kserve/sklearnserver:latest",
-                    "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models", "--http_port=8080"],
+                    "image": f"kserve/{server}:latest",
+                    "args": [
+                        "--model_name={{.Name}}",
+                        "--model_dir=/mnt/models",
+                        "--http_port=8080",
+                        *extra_args,
+                    ],
                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
                     "securityContext": {"allowPrivilegeEscalation": False},
                 }
@@ -220,7 +237,7 @@ def test_kserve_documented_runtime_parses() -> None:
     }
     parsed = parse_runtime(doc)
     assert parsed.cluster_scoped and parsed.namespace is None
-    assert runtime_implementation(parsed, "sklearn") == "sklearn" and serve_flags(parsed, "x") == []
+    assert runtime_implementation(parsed, format_name) == format_name and serve_flags(parsed, "x") == flags
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

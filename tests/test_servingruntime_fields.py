@@ -420,36 +420,3 @@ def test_the_operator_renders_the_runtime_into_the_predictor_pod(cluster, tmp_pa
     assert {"name": "RTENV", "value": "ns=ml team=blue"} in main["env"]
     assert main["resources"]["limits"] == {"cpu": "3", "memory": "4Gi"}
     assert deployment["spec"]["template"]["metadata"]["labels"]["only-runtime"] == "rt"
-
-
-def test_kserves_stock_xgbserver_runtime_is_taken_as_written() -> None:
-    """KServe's own kserve-xgbserver ClusterServingRuntime (config/runtimes): its `--nthread=1` is XGBoost's
-    threads per prediction, our --native-threads; the backend's flags are dropped quietly."""
-    doc = {
-        "apiVersion": "serving.kserve.io/v1alpha1",
-        "kind": "ClusterServingRuntime",
-        "metadata": {"name": "kserve-xgbserver"},
-        "spec": {
-            "annotations": {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"},
-            "supportedModelFormats": [{"name": "xgboost", "version": "1", "autoSelect": True, "priority": 1}],
-            "protocolVersions": ["v1", "v2"],
-            "containers": [
-                {
-                    "name": "kserve-container",
-                    "image": "kserve-xgbserver:replace",
-                    "args": [
-                        "--model_name={{.Name}}",
-                        "--model_dir=/mnt/models",
-                        "--http_port=8080",
-                        "--nthread=1",
-                    ],
-                    "resources": {
-                        "requests": {"cpu": "1", "memory": "2Gi"},
-                        "limits": {"cpu": "1", "memory": "2Gi"},
-                    },
-                }
-            ],
-        },
-    }
-    runtime = parse_runtime(doc)
-    assert serve_flags(runtime, ServiceMeta("iris")) == ["--native-threads", "1"]

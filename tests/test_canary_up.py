@@ -45,10 +45,14 @@ def canary_yaml(interval: str = "400ms", min_requests: int = 3, extra: str = "")
 
 
 class Load:
-    """Steady user traffic from a few threads; counts answers by (revision, status)."""
+    """Steady user traffic from a few threads, each paced to at most one request per `pace_s` (~100 req/s each:
+    every canary step still sees dozens of requests, and the suite's two cores are left for the servers);
+    counts answers by (revision, status)."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, workers: int = 4) -> None:
-        self.url, self.headers, self.workers = url, headers or {}, workers
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, workers: int = 4, pace_s: float = 0.01
+    ) -> None:
+        self.url, self.headers, self.workers, self.pace_s = url, headers or {}, workers, pace_s
         self.seen: Counter[tuple[str, int]] = Counter()
         self.bodies: Counter[bytes] = Counter()
         self._stop = threading.Event()
@@ -56,7 +60,7 @@ class Load:
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30, headers=self.headers) as client:
-            while not self._stop.is_set():
+            while not self._stop.wait(self.pace_s):
                 r = client.post("/v1/models/iris:predict", content=BODY)
                 self.seen[(r.headers.get("x-serving-revision", "-"), r.status_code)] += 1
                 if r.status_code == 200:

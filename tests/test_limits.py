@@ -6,10 +6,11 @@ per-model concurrency (the surplus waits for a slot); after each refusal the ser
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -141,25 +142,42 @@ def test_a_model_slower_than_request_timeout_is_504_at_the_timeout(limited: InPr
     assert_serving(limited)
 
 
-def test_requests_over_max_concurrency_wait_for_a_slot(tmp_path_factory: pytest.TempPathFactory) -> None:
-    folder = _model_dir(tmp_path_factory, "concurrency")
+@contextlib.contextmanager
+def _one_slot_held(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[tuple[InProcessServer, dict[str, httpx.Response], Callable[[], None]]]:
+    """A gated model under --max-concurrency 1 whose only slot a first request holds, inside the model, until
+    `release()` (or the block's end); its answer is then in `answers["first"]`."""
+    folder = _model_dir(tmp_path_factory, name)
     with serving_inprocess(
         ["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]
     ) as server:
         answers: dict[str, httpx.Response] = {}
         blocked = threading.Thread(target=lambda: answers.update(first=infer(server, [1.0], [1], gate=True)))
         blocked.start()
-        queued = threading.Thread(target=lambda: answers.update(second=infer(server, [2.0], [1])))
+
+        def release() -> None:
+            (folder / RELEASE_FILE).touch()
+            blocked.join(30)
+
         try:
             wait_until(
                 lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model"
             )
-            queued.start()
+            yield server, answers, release
+        finally:
+            release()
+
+
+def test_requests_over_max_concurrency_wait_for_a_slot(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with _one_slot_held(tmp_path_factory, "concurrency") as (server, answers, release):
+        queued = threading.Thread(target=lambda: answers.update(second=infer(server, [2.0], [1])))
+        queued.start()
+        try:
             wait_until(lambda: _waiting(server) == 1, 30, what="the second request queued")
             assert "second" not in answers  # held while the first holds the only slot
         finally:
-            (folder / RELEASE_FILE).touch()
-            blocked.join(30)
+            release()
             queued.join(30)
         assert answers["first"].status_code == 200, answers["first"].text
         assert answers["second"].status_code == 200, answers["second"].text
@@ -183,18 +201,8 @@ def test_a_queued_request_whose_client_hung_up_leaves_the_queue(
     """Knative's queue-proxy drops a waiting request whose client is gone: here too, so requests nobody waits
     for never take a slot from the next client (the audit's ghosts made a real request wait 5.8 s, and 504
     through the router). Each ghost would sleep 5 s in the model if it ran."""
-    folder = _model_dir(tmp_path_factory, "ghosts")
-    with serving_inprocess(
-        ["serve", "--model-dir", str(folder), "--runtime", GATED, "--max-concurrency", "1"]
-    ) as server:
-        answers: dict[str, httpx.Response] = {}
-        blocked = threading.Thread(target=lambda: answers.update(first=infer(server, [1.0], [1], gate=True)))
-        blocked.start()
-        ghosts = []
+    with _one_slot_held(tmp_path_factory, "ghosts") as (server, answers, release):
         try:
-            wait_until(
-                lambda: (folder / STARTED_FILE).exists(), 30, what="the first request inside the model"
-            )
             body = orjson.dumps(
                 {
                     "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [2.0]}],
@@ -202,17 +210,17 @@ def test_a_queued_request_whose_client_hung_up_leaves_the_queue(
                 }
             )
             head = f"POST /v2/models/gated/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
-            for _ in range(3):
-                ghost = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+            ghosts = [
+                socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) for _ in range(3)
+            ]
+            for ghost in ghosts:
                 ghost.sendall(head.encode() + body)
-                ghosts.append(ghost)
             wait_until(lambda: _waiting(server) == 3, 30, what="three ghosts queued")
             for ghost in ghosts:
                 ghost.close()
             wait_until(lambda: _waiting(server) == 0, 30, what="the ghosts gone from the queue")
         finally:
-            (folder / RELEASE_FILE).touch()
-            blocked.join(30)
+            release()
         assert answers["first"].status_code == 200, answers["first"].text
         started = time.monotonic()
         assert infer(server, [3.0], [1]).status_code == 200

@@ -192,6 +192,7 @@ class GeneratorUsage:
 
     def __init__(self, pid: int) -> None:
         self.pid, self.started = pid, time.monotonic()
+        self.seen: set[int] = set()  # every Locust process, start-up included
         self.first: dict[int, tuple[float, float]] = {}  # pid -> (when, CPU seconds) at its first sample
         self.last: dict[int, tuple[float, float]] = {}
 
@@ -199,40 +200,45 @@ class GeneratorUsage:
         import psutil
 
         now = time.monotonic()
-        if now - self.started < self.SKIP_S:
-            return
         try:
             root = psutil.Process(self.pid)
-            for process in (root, *root.children(recursive=True)):
+            processes = (root, *root.children(recursive=True))
+            self.seen.update(p.pid for p in processes)
+            if now - self.started < self.SKIP_S:
+                return
+            for process in processes:
                 times = process.cpu_times()
                 self.last[process.pid] = (now, times.user + times.system)
                 self.first.setdefault(process.pid, self.last[process.pid])
         except psutil.Error:
             pass
 
-    def busiest(self) -> float:
-        """The highest share of one core any Locust process used between its first and last sample."""
+    def busiest(self) -> float | None:
+        """The highest share of one core any Locust process used between its first and last sample; None when
+        no process was sampled for a second past its start-up (a run of a few seconds)."""
         shares = [
             (cpu - self.first[pid][1]) / (when - self.first[pid][0])
             for pid, (when, cpu) in self.last.items()
             if when - self.first[pid][0] >= 1.0
         ]
-        return max(shares, default=0.0)
+        return max(shares, default=None)
 
     def save(self, path: Path) -> None:
         busiest = self.busiest()
+        limited = busiest is not None and busiest >= self.BUSY
         path.write_text(
             json.dumps(
                 {
-                    "processes": len(self.last),
-                    "busiest_cpu_share": round(busiest, 3),
-                    "generator_limited": busiest >= self.BUSY,
+                    "processes": len(self.seen),
+                    "measured": busiest is not None,
+                    "busiest_cpu_share": round(busiest or 0.0, 3),
+                    "generator_limited": limited,
                 }
             )
         )
-        if busiest >= self.BUSY:
+        if limited:
             print(
-                f"note: the load generator was the limit (a Locust process used {busiest:.0%} of a core); "
+                f"note: the load generator was the limit (a Locust process used {busiest or 0:.0%} of a core); "
                 "add --processes to measure the server",
                 file=sys.stderr,
             )

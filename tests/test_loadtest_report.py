@@ -228,3 +228,37 @@ def test_printed_percentiles_share_one_rounding_and_never_decrease(tmp_path: Pat
     path.write_text(json.dumps([slow]))
     assert report.summarise(path).p50_ms == 147.0
     assert report.printed_percentiles(report.summarise(path)) == (150.0, 150.0, 150.0)
+
+
+def test_generator_usage_measures_a_busy_process_and_says_when_a_run_was_too_short(tmp_path: Path) -> None:
+    """generator.json: a Locust process near a whole core is measured as such; a run too short to sample past
+    start-up says `measured: false` (not a busiest share of 0 that reads as idle), its process still counted."""
+    import contextlib
+    import subprocess
+    import sys
+
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.5: pass"]
+    )
+    usage = runner.GeneratorUsage(busy.pid)
+    usage.SKIP_S = 0.0  # the child has no start-up to skip
+    while busy.poll() is None:
+        usage.sample()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            busy.wait(0.05)  # the sampling period, not a synchronisation
+    usage.save(tmp_path / "generator.json")
+    measured = json.loads((tmp_path / "generator.json").read_text())
+    assert measured["processes"] == 1 and measured["measured"] is True, measured
+    assert measured["busiest_cpu_share"] > 0.5 and measured["generator_limited"] == (
+        measured["busiest_cpu_share"] >= runner.GeneratorUsage.BUSY
+    )
+
+    short = runner.GeneratorUsage(busy.pid)
+    short.seen.add(busy.pid)  # seen during its start-up only
+    short.save(tmp_path / "short.json")
+    assert json.loads((tmp_path / "short.json").read_text()) == {
+        "processes": 1,
+        "measured": False,
+        "busiest_cpu_share": 0.0,
+        "generator_limited": False,
+    }

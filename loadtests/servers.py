@@ -119,8 +119,8 @@ def started(
     port: int | None = None,
 ) -> Iterator[Target]:
     """Run `argv + --host 127.0.0.1 --port P` (P free unless given) and yield once GET `ready_path` answers
-    `ready_status` (and `ready(url)` holds). Also what tests/support.py starts real processes with."""
-    port = port or free_port()
+    `ready_status` (and `ready(url)` holds). Also what tests/support.py starts real processes with. A free port
+    another process took before ours bound it (parallel test workers) is drawn again."""
     log.parent.mkdir(parents=True, exist_ok=True)
     full_env = {
         **os.environ,
@@ -128,24 +128,36 @@ def started(
         **(env or {}),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*pinned(argv), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=full_env,
-            start_new_session=True,
-        )
-    target = Target(f"http://127.0.0.1:{port}", process, log, state_dir)
+    for attempt in range(3):
+        chosen = port or free_port()
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*pinned(argv), "--host", "127.0.0.1", "--port", str(chosen)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=full_env,
+                start_new_session=True,
+            )
+        target = Target(f"http://127.0.0.1:{chosen}", process, log, state_dir)
+        try:
+            wait_until(
+                lambda url=target.url: httpx.get(url + ready_path, timeout=2).status_code == ready_status,
+                timeout_s,
+                f"{target.url}{ready_path}",
+                process,
+                log,
+            )
+        except RuntimeError as exc:
+            stop_process(process)
+            if port is None and attempt < 2 and "is in use" in str(exc):
+                continue  # another process bound the free port between its draw and our bind: draw again
+            raise
+        except BaseException:
+            stop_process(process)
+            raise
+        break
     try:
-        wait_until(
-            lambda: httpx.get(target.url + ready_path, timeout=2).status_code == ready_status,
-            timeout_s,
-            f"{target.url}{ready_path}",
-            process,
-            log,
-        )
         if ready is not None:
             wait_until(
                 lambda: ready(target.url), timeout_s, "the InferenceServices to be Ready", process, log

@@ -54,8 +54,9 @@ def serving_process(
     log_dir: Path | None = None,
 ) -> Iterator[ServerProcess]:
     """Run `serving <args> --port P` as a process (P free unless given) and yield once `ready_path` answers."""
-    port = port or free_port()
-    log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"serving-{port}.log"
+    folder = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = Path(tempfile.mkstemp(prefix="serving-", suffix=".log", dir=folder)[1])
     argv = [sys.executable, "-m", "serving.cli", *args]
     with started(
         argv, ready_path, log_path, timeout_s, ready_status=ready_status, env=env, port=port

@@ -8,6 +8,7 @@ implementation, an unreadable file) leaves that model not ready, saying why; the
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -94,13 +95,13 @@ def _batching(doc: dict[str, Any], settings: ModelSettings) -> dict[str, Any] | 
         ("max_batch_size", int, "MLSERVER_MODEL_MAX_BATCH_SIZE"),
         ("max_batch_time", float, "MLSERVER_MODEL_MAX_BATCH_TIME"),
     ):
-        where, raw = (MODEL_FILE, doc[key]) if key in doc else (env, os.environ.get(env))
-        if raw is None:
+        where, raw = (MODEL_FILE, doc[key]) if key in doc else (env, os.environ.get(env) or None)
+        if raw is None:  # absent (an env variable set empty counts as unset)
             values[key] = 0
             continue
         sources.add(where)
         value = _number(raw, kind)
-        if value is None or value < 0:
+        if value is None or not math.isfinite(value) or value < 0:
             expected = "a non-negative integer" if kind is int else "a non-negative number of seconds"
             return f"{where}: {key} must be {expected}, not {raw!r}"
         values[key] = value

@@ -144,3 +144,34 @@ def test_a_batching_setting_of_the_wrong_type_is_that_models_reason(tmp_path: Pa
     with serving_inprocess(["serve", "--model-dir", str(folder)], ready_status=503) as server:
         reason = httpx.get(f"{server.url}/v2/models/iris/ready").json()["reason"]
         assert "model-settings.json: max_batch_size must be a non-negative integer, not 'lots'" in reason
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        (
+            {"MLSERVER_MODEL_MAX_BATCH_SIZE": "", "MLSERVER_MODEL_MAX_BATCH_TIME": ""},
+            None,
+        ),  # set empty: unset
+        (
+            {"MLSERVER_MODEL_MAX_BATCH_SIZE": "8", "MLSERVER_MODEL_MAX_BATCH_TIME": "inf"},
+            "MLSERVER_MODEL_MAX_BATCH_TIME: max_batch_time must be a non-negative number of seconds, not 'inf'",
+        ),
+    ],
+)
+def test_mlservers_batching_env_empty_is_unset_and_a_non_finite_time_is_refused(
+    tmp_path: Path, env: dict[str, str], reason: str | None
+) -> None:
+    folder = tmp_path / "iris"
+    folder.mkdir()
+    x, y = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, y), folder / "model.joblib")
+    args = ["serve", "--model-dir", str(folder), "--name", "iris"]
+    with serving_inprocess(args, env=env, ready_status=200 if reason is None else 503) as server:
+        ready = httpx.get(f"{server.url}/v2/models/iris/ready")
+        if reason is None:
+            assert ready.status_code == 200
+            _concurrent_infers(server, "/v2/models/iris/infer", 4)
+            assert _batches(server, "iris") == (0.0, 0.0)  # batching stays off
+        else:
+            assert reason in ready.json()["reason"]

@@ -90,6 +90,22 @@ def test_good_canary_steps_then_promotes_and_succeeds():
     assert [h["phase"] for h in ctl.tracked[KEY].history][-1] == "Succeeded"
 
 
+def test_a_first_revision_is_not_analysed_and_the_next_one_is():
+    """A service's first revision is ready a moment before it is marked rolled out: nothing stable to
+    compare it against then, so it is no candidate (its Progressing status used to outlive it)."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-a", None, True)
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.tracked[KEY].status.revision) == (Phase.WAITING, None)
+    host.view = RolloutView("iris-a", None, False, True, latest_error="storageUri: no such folder")
+    ctl.tick()  # a first revision that fails has nothing to roll back to: the InferenceService says why
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING and host.saved == []
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.tracked[KEY].status.revision) == (Phase.PROGRESSING, "iris-b")
+
+
 def test_failing_canary_rolls_back_within_threshold_intervals_and_idle_holds():
     host, clock = Host(), [0.0]
     ctl = controller(host, clock)

@@ -243,7 +243,12 @@ class CanaryController:
 
     def _follow_rollout(self, key: Key, tracked: Tracked, view: RolloutView, now: float) -> None:
         status = tracked.status
-        candidate = view.latest if view.latest and view.latest != view.rolled_out else None
+        # No candidate before a first revision is rolled out: with nothing stable to compare it against or
+        # fall back to, a service's first revision is not analysed (it was, in the moment between it becoming
+        # ready and being marked rolled out, and its stale Progressing status then described the next canary).
+        candidate = (
+            view.latest if view.latest and view.rolled_out and view.latest != view.rolled_out else None
+        )
         if status.phase is Phase.PROMOTING and view.rolled_out == status.revision:
             undone = status.message.startswith(UNDO)  # skip_to: nothing was promoted, the user went back
             message = f"{status.message}: done" if undone else "promoted"

@@ -134,7 +134,7 @@ def _work_unit(item: pytest.Item) -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Under `coverage run` (.ci/run), a pytest-xdist worker saves its coverage here, not at interpreter exit.
+    """Under `coverage run` (.ci/coverage), a pytest-xdist worker saves its coverage here, not at interpreter exit.
     At exit, Python first joins the threads some test left busy in an executor; a worker that takes too long
     is killed by xdist, and its coverage went with it (one CI run in several reported ~88 % instead of ~92 %,
     a whole worker's files short)."""

@@ -25,14 +25,23 @@ from tests.support import REPO
 pytestmark = pytest.mark.e2e  # Locust processes against real servers
 
 
-def loadtest(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(
+def start_loadtest(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "serving.cli", "loadtest", *args],
         cwd=REPO,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
     )
+
+
+def finished(run: subprocess.Popen, timeout_s: float = 90) -> subprocess.CompletedProcess:
+    stdout, stderr = run.communicate(timeout=timeout_s)
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+
+
+def loadtest(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess:
+    return finished(start_loadtest(*args), timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -41,51 +50,56 @@ def iris_server(model_repo: Path):
         yield server
 
 
-@pytest.mark.parametrize(
-    ("scenario", "shape", "processes"),
-    [("v1", "step", 1), ("v2-binary", "spike", 1), ("v2-json", "constant", 2)],
-)
-def test_loadtest_against_a_url_has_no_failures_and_writes_reports(
-    iris_server, tmp_path: Path, scenario: str, shape: str, processes: int
-) -> None:
-    out = tmp_path / scenario
-    run = loadtest(
-        scenario,
-        "--url",
-        iris_server.url,
-        "--model",
-        "sklearn-iris",
-        "--users",
-        "4",
-        "--shape",
-        shape,
-        "--duration",
-        "2s",  # generator.json samples Locust's CPU once a second
-        "--rows",
-        "3",
-        "--out",
-        str(out),
-        "--processes",
-        str(processes),
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    generator = json.loads(
-        (out / "generator.json").read_text()
-    )  # Locust's own CPU, to tell who was the limit
-    assert (
-        generator["processes"] >= processes
-        and 0 <= generator["busiest_cpu_share"]
-        and "generator_limited" in generator
-    ), generator
-    entries = json.loads((out / "locust.json").read_text())
-    assert sum(e["num_requests"] for e in entries) > 0
-    assert sum(e["num_failures"] for e in entries) == 0
-    for name in ("locust.html", "chart.html", "summary.json", "locust_stats_history.csv"):
-        assert (out / name).stat().st_size > 0, name
-    assert "<svg" in (out / "chart.html").read_text()
-    assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
-    assert "req/s" in run.stdout and "p99 ms" in run.stdout
-    _assert_summary_agrees_with_locusts_report(out)
+RUNS = (
+    ("v1", "step", 1),
+    ("v2-binary", "spike", 1),
+    ("v2-json", "constant", 2),
+)  # scenario, shape, --processes
+
+
+def test_loadtest_against_a_url_has_no_failures_and_writes_reports(iris_server, tmp_path: Path) -> None:
+    """Each scenario, shape and process count once; the runs go side by side (each its own Locust and
+    report folder), which checks that concurrent runs keep their reports apart, and takes a third of the time."""
+    runs = {
+        scenario: start_loadtest(
+            scenario,
+            "--url",
+            iris_server.url,
+            "--model",
+            "sklearn-iris",
+            "--users",
+            "4",
+            "--shape",
+            shape,
+            "--duration",
+            "2s",  # generator.json samples Locust's CPU once a second
+            "--rows",
+            "3",
+            "--out",
+            str(tmp_path / scenario),
+            "--processes",
+            str(processes),
+        )
+        for scenario, shape, processes in RUNS
+    }
+    for scenario, _, processes in RUNS:
+        run, out = finished(runs[scenario]), tmp_path / scenario
+        assert run.returncode == 0, f"{scenario}: {run.stdout}{run.stderr}"
+        generator = json.loads((out / "generator.json").read_text())  # Locust's own CPU: who was the limit
+        assert (
+            generator["processes"] >= processes
+            and 0 <= generator["busiest_cpu_share"]
+            and "generator_limited" in generator
+        ), (scenario, generator)
+        entries = json.loads((out / "locust.json").read_text())
+        assert sum(e["num_requests"] for e in entries) > 0, scenario
+        assert sum(e["num_failures"] for e in entries) == 0, scenario
+        for name in ("locust.html", "chart.html", "summary.json", "locust_stats_history.csv"):
+            assert (out / name).stat().st_size > 0, (scenario, name)
+        assert "<svg" in (out / "chart.html").read_text()
+        assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
+        assert "req/s" in run.stdout and "p99 ms" in run.stdout
+        _assert_summary_agrees_with_locusts_report(out)
 
 
 def _assert_summary_agrees_with_locusts_report(out: Path) -> None:
@@ -225,20 +239,15 @@ def test_every_scenario_sends_the_tag_with_every_request(recorder: str, tmp_path
     scenario here, so that one run of the three at once shows which scenario sent what)."""
     scenarios = ("canary", "transformer", "v2-binary")
     runs = {
-        scenario: subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "loadtest", scenario, "--url", recorder]
-            + ["--model", "sklearn-iris", "--users", "1", "--duration", "1s", "--tag", f"tag-{scenario}"]
-            + ["--out", str(tmp_path / scenario)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        scenario: start_loadtest(
+            *(scenario, "--url", recorder, "--model", "sklearn-iris", "--users", "1", "--duration", "1s"),
+            *("--tag", f"tag-{scenario}", "--out", str(tmp_path / scenario)),
         )
         for scenario in scenarios
     }
     for scenario, run in runs.items():
-        output, _ = run.communicate(timeout=90)
-        assert run.returncode == 0, f"{scenario}: {output}"
+        done = finished(run)
+        assert done.returncode == 0, f"{scenario}: {done.stdout}{done.stderr}"
     assert set(_Recorder.tags) == {f"tag-{s}" for s in scenarios}, _Recorder.tags
     assert all(_Recorder.tags[f"tag-{s}"] > 0 for s in scenarios), _Recorder.tags
 

@@ -149,9 +149,12 @@ def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_p
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == summary["requests"]
     assert "exceeds" in run.stderr
-    # too short a run to measure Locust's CPU past its start-up: said so, its process still counted
+    # its process counted; whether 1 s was sampled past Locust's start-up depends on the machine's load (a
+    # short run's `measured: false` is checked with a controlled process in test_loadtest_report.py)
     generator = json.loads((tmp_path / "generator.json").read_text())
-    assert generator["processes"] >= 1 and generator["measured"] is False, generator
+    assert generator["processes"] >= 1 and (generator["measured"] or generator["busiest_cpu_share"] == 0), (
+        generator
+    )
 
 
 def test_canary_split_through_the_router(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ async def test_full_queue_drops_and_counts_without_blocking() -> None:
         started = time.monotonic()
         for i in range(10):
             logger.offer(event(f"r-{i}"))
-        assert time.monotonic() - started < 0.05  # offering never waits for the sink
+        assert time.monotonic() - started < 1.0  # offering never waits for the sink (5 s a send)
         assert sample(registry, "dropped") == 7
         assert registry.get_sample_value("serving_logger_queue_depth") == 3
         await logger.aclose(flush_s=0.0)

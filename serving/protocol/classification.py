@@ -37,9 +37,15 @@ def top_classes(array: np.ndarray, count: int, name: str) -> np.ndarray:
             "(classification takes numbers of shape [classes] or [batch, classes])"
         )
     count = min(count, array.shape[-1])
-    order = np.argsort(-array.astype(np.float64, copy=False), axis=-1, kind="stable")[..., :count]
+    if array.dtype.kind == "f":  # negated: NaN ranks last
+        order = np.argsort(-array, axis=-1, kind="stable")[..., :count]
+        shown = "{:f}:{}".format  # as Triton's std::to_string writes a float: 0.801548
+    else:  # in their own type (no float64: 2**53 + 1 stays itself), largest first, ties by lower index
+        last = array.shape[-1] - 1
+        order = (last - np.argsort(array[..., ::-1], axis=-1, kind="stable")[..., ::-1])[..., :count]
+        shown = "{:d}:{}".format  # an integer as itself: "10:2"
     values = np.take_along_axis(array, order, axis=-1)
-    text = [f"{float(v):f}:{int(i)}".encode() for v, i in zip(values.ravel(), order.ravel(), strict=True)]
+    text = [shown(v, i).encode() for v, i in zip(values.ravel().tolist(), order.ravel().tolist(), strict=True)]
     result = np.empty(len(text), dtype=object)
     result[:] = text
     return result.reshape(order.shape)

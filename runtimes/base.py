@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,11 @@ PREDICT = "output-0"  # the label (or value) output of a classifier or regressor
 PROBABILITIES = "probabilities"
 # MLServer's names for them (its sklearn and XGBoost runtimes): requested by those names, answered so
 MLSERVER_OUTPUTS = {"predict": PREDICT, "predict_proba": PROBABILITIES}
+# Models load in threads, all at once; scikit-learn's submodules import each other, and two threads importing
+# them in different orders get CPython's `_DeadlockError` or a "partially initialized module" ImportError (a
+# folder of several estimator kinds failed to load at random). So a model library is imported, and a pickle
+# (which imports what it names) is loaded, by one thread at a time; the rest of a load runs side by side.
+IMPORT_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True, slots=True)

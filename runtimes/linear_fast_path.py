@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.runtimes.base import IMPORT_LOCK
+
 Predict = Callable[[np.ndarray], np.ndarray]
 PROBE_ROWS = 256
 MANY_ROWS = 64  # from this many rows a multi-class batch is scored classes × rows
@@ -75,7 +77,8 @@ def all_finite(x: np.ndarray) -> bool:
 
 
 def linear_params(model: Any) -> LinearParams | None:
-    from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
+    with IMPORT_LOCK:  # other models may be unpickling in other threads
+        from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
 
     coef = getattr(model, "coef_", None)
     intercept = np.asarray(getattr(model, "intercept_", 0.0))

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import ArtifactError, ArtifactRefused
+from serving.errors import ArtifactError, ArtifactRefused, ModelFailure
 from serving.runtimes import find_artifact, linear_cache
 from serving.runtimes.base import (
+    IMPORT_LOCK,
     MLSERVER_OUTPUTS,
     PREDICT,
     PROBABILITIES,
@@ -52,7 +53,8 @@ def unpickle(path: Path, data: bytes | None = None) -> Any:
     import joblib
 
     try:
-        return joblib.load(io.BytesIO(data) if data is not None else path)
+        with IMPORT_LOCK:  # unpickling imports the estimator's modules
+            return joblib.load(io.BytesIO(data) if data is not None else path)
     except Exception as exc:  # joblib's own messages ("pop from empty list") do not say which file
         raise ArtifactError(f"cannot load {path.name}: {type(exc).__name__}: {exc}") from exc
 
@@ -63,7 +65,6 @@ class LazyEstimator:
     def __init__(self, path: Path, data: bytes) -> None:
         self._path, self._data = path, data
         self._model: Any = None
-        self._error: ArtifactError | None = None  # the same bytes fail the same way: not unpickled again
         self._lock = threading.Lock()
 
     @property
@@ -71,17 +72,16 @@ class LazyEstimator:
         return self._model is not None
 
     def get(self) -> Any:
+        """A failure is the server's (these bytes were unpickled once, when the cache entry was made): a 500 for
+        this request, and the next one tries again rather than failing for good."""
         if self._model is None:
             with self._lock:
-                if self._error is not None:
-                    raise self._error
                 if self._model is None:
                     log.info("unpickling %s: a request needs the full estimator", self._path.name)
                     try:
                         self._model = unpickle(self._path, self._data)
                     except ArtifactError as exc:
-                        self._error = exc
-                        raise
+                        raise ModelFailure(exc.message) from exc
         return self._model
 
 
@@ -185,7 +185,8 @@ def _product_takes(inputs: TensorDict) -> bool:
 def _takes_numbers_only(model: Any) -> bool:
     """A bare estimator (forest, SVM, ...) computes on numbers; strings reach it only through a pipeline's
     encoders or a column transformer, which may take text, so those are not refused here."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import FeatureUnion, Pipeline
+    with IMPORT_LOCK:  # other models may be unpickling in other threads
+        from sklearn.compose import ColumnTransformer
+        from sklearn.pipeline import FeatureUnion, Pipeline
 
     return not isinstance(model, Pipeline | ColumnTransformer | FeatureUnion)

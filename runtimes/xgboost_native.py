@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from serving.runtimes.base import IMPORT_LOCK
+
 CLASSIFIER_OBJECTIVES = ("binary:logistic", "multi:softprob")
-_lock = threading.Lock()  # models load in threads: one import (and one re-import) at a time
 
 
 def xgboost_module(with_sklearn: bool) -> Any:
     """The `xgboost` module; without scikit-learn behind it unless `with_sklearn` (or it is already loaded)."""
-    with _lock:
+    with IMPORT_LOCK:  # one import (and one re-import) at a time, and none beside an unpickling
         xgb = sys.modules.get("xgboost")
         if xgb is None:
             if with_sklearn or "sklearn" in sys.modules:

@@ -45,7 +45,9 @@ def top_classes(array: np.ndarray, count: int, name: str) -> np.ndarray:
         order = (last - np.argsort(array[..., ::-1], axis=-1, kind="stable")[..., ::-1])[..., :count]
         shown = "{:d}:{}".format  # an integer as itself: "10:2"
     values = np.take_along_axis(array, order, axis=-1)
-    text = [shown(v, i).encode() for v, i in zip(values.ravel().tolist(), order.ravel().tolist(), strict=True)]
+    text = [
+        shown(v, i).encode() for v, i in zip(values.ravel().tolist(), order.ravel().tolist(), strict=True)
+    ]
     result = np.empty(len(text), dtype=object)
     result[:] = text
     return result.reshape(order.shape)

@@ -42,7 +42,7 @@ def served_document(component: PredictorSpec | TransformerSpec) -> dict[str, Any
 def normalised_predictor(spec: PredictorSpec) -> PredictorSpec:
     """The predictor as served: `model:` form, traffic and scale cleared."""
     update: dict[str, Any] = {name: None for name in (*TRAFFIC_AND_SCALE, *SHORTHANDS)}
-    if spec.model is not None or not spec.containers:
+    if spec.custom_container is None:  # a model, in either form (a shorthand beside sidecars included)
         update["model"] = spec.normalised_model()
     return PredictorSpec.model_validate(served_document(spec.model_copy(update=update)))
 

@@ -424,6 +424,57 @@ def test_a_transformers_other_containers_run_beside_it_as_sidecars() -> None:
     _validate(deployment)
 
 
+def test_a_sidecars_env_stays_in_the_sidecar() -> None:
+    """Kubernetes scopes `env` to the container declaring it: a sidecar's variables reach neither the model
+    server, nor the storage initializer, nor the transformer; the shorthand's own `env` reaches the server."""
+    sidecar = {"name": "proxy", "image": "envoyproxy/envoy:v1.28", "env": [{"name": "SIDE", "value": "car"}]}
+    doc = _isvc(
+        {
+            "sklearn": {"storageUri": "pvc://store/iris", "env": [{"name": "OWN", "value": "1"}]},
+            "containers": [sidecar],
+        },
+        {
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "args": ["serving", "transform", "--transformer", "identity"],
+                    "env": [{"name": "TR", "value": "1"}],
+                },
+                {**sidecar, "env": [{"name": "TR_SIDE", "value": "car"}]},
+            ]
+        },
+    )
+    revision = Revision.from_spec(parse(doc))
+    objects = _objects(doc)
+
+    def env(deployment: str) -> dict[str, set[str]]:
+        pod = objects[deployment]["spec"]["template"]["spec"]
+        return {
+            c["name"]: {e["name"] for e in c.get("env", ())}
+            for c in pod["containers"] + pod.get("initContainers", [])
+        }
+
+    predictor, transformer = (
+        env(f"Deployment/{revision.name}-predictor"),
+        env(f"Deployment/{revision.name}-transformer"),
+    )
+    assert "OWN" in predictor["kserve-container"] and "SIDE" not in predictor["kserve-container"], predictor
+    assert "SIDE" not in predictor["storage-initializer"] and predictor["proxy"] == {"SIDE"}, predictor
+    assert "TR" in transformer["kserve-container"] and "TR_SIDE" not in transformer["kserve-container"], (
+        transformer
+    )
+    assert transformer["proxy"] == {"TR_SIDE"}
+    # a model with no env of its own does not take the sidecar's either
+    bare = _isvc(
+        {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://s/i"}, "containers": [sidecar]}
+    )
+    pod = next(
+        o for k, o in _objects(bare).items() if k.endswith("-predictor") and k.startswith("Deployment")
+    )
+    (server,) = [c for c in pod["spec"]["template"]["spec"]["containers"] if c["name"] == "kserve-container"]
+    assert "SIDE" not in {e["name"] for e in server.get("env", ())}, server
+
+
 @pytest.mark.parametrize("ours", [True, False])
 def test_a_transformers_declared_port_is_where_it_listens(ours: bool) -> None:
     """`containerPort: 9000` on the transformer's container: its `http` port (the Service and the probes use

@@ -127,10 +127,15 @@ def is_our_transformer(revision: Revision) -> bool:
 
 
 def component_env(component: ComponentSpec) -> tuple[EnvVar, ...]:
-    """The environment a component's process gets: the model's `env`, else its containers' `env`."""
-    if isinstance(component, PredictorSpec) and component.model is not None and component.model.env:
-        return component.model.env
-    return tuple(e for c in component.containers for e in c.env)
+    """The environment a component's own process gets: its model's `env` (`model:` or a `sklearn:`-style
+    shorthand), else its main container's (a custom predictor's kserve-container, a transformer's first). Other
+    containers are sidecars: their `env` is theirs, as Kubernetes scopes it to the container declaring it."""
+    if isinstance(component, PredictorSpec):
+        main = component.custom_container
+        if main is not None:
+            return main.env
+        return component.normalised_model().env
+    return component.containers[0].env if component.containers else ()
 
 
 def predictor_env(revision: Revision, runtime_env: tuple[EnvVar, ...] = ()) -> tuple[EnvVar, ...]:

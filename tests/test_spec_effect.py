@@ -281,6 +281,14 @@ def _timeout() -> None:
     assert e.route.timeout_s == 7.0
     plain = base()
     assert "--request-timeout" not in plain.argv and plain.route.timeout_s == 60.0
+    # a transformer in front waits for its predictor as long as the predictor's own limit (not its default)
+    fronted = effects({"timeout": 90, **model()}, TRANSFORM)
+    assert (
+        fronted.transformer_argv is not None and flag(fronted.transformer_argv, "--predictor-timeout") == "90"
+    )
+    transformer = fronted.pod("transformer")["spec"]["containers"][0]
+    assert flag(transformer["args"], "--predictor-timeout") == "90"
+    assert "--predictor-timeout" not in (effects(model(), TRANSFORM).transformer_argv or [])
 
 
 def _batcher() -> None:

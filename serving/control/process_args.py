@@ -92,6 +92,11 @@ def _our_transformer_argv(revision: Revision) -> list[str]:
     argv = argv[1:] if argv[:1] == ["serving"] else argv
     if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
         argv += ["--model-name", revision.isvc]
+    timeout = revision.predictor.timeout  # the predictor's own limit bounds the transformer's wait for it
+    if timeout is not None and not any(
+        a.startswith(("--predictor-timeout", "--predictor_request_timeout_seconds")) for a in argv
+    ):
+        argv += ["--predictor-timeout", str(timeout)]
     return argv
 
 

@@ -65,6 +65,7 @@ class LazyEstimator:
     def __init__(self, path: Path, data: bytes) -> None:
         self._path, self._data = path, data
         self._model: Any = None
+        self._error: ModelFailure | None = None  # the same bytes fail the same way: not unpickled again
         self._lock = threading.Lock()
 
     @property
@@ -72,16 +73,19 @@ class LazyEstimator:
         return self._model is not None
 
     def get(self) -> Any:
-        """A failure is the server's (these bytes were unpickled once, when the cache entry was made): a 500 for
-        this request, and the next one tries again rather than failing for good."""
+        """A failure is the server's, not the request's (these bytes unpickled once, when the cache entry was
+        made, with this scikit-learn): a 500."""
         if self._model is None:
             with self._lock:
+                if self._error is not None:
+                    raise self._error
                 if self._model is None:
                     log.info("unpickling %s: a request needs the full estimator", self._path.name)
                     try:
                         self._model = unpickle(self._path, self._data)
                     except ArtifactError as exc:
-                        raise ModelFailure(exc.message) from exc
+                        self._error = ModelFailure(exc.message)
+                        raise self._error from exc
         return self._model
 
 

@@ -14,7 +14,7 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 from serving.demo_models import train_sklearn_iris
-from serving.errors import ArtifactError, ArtifactRefused
+from serving.errors import ArtifactError, ArtifactRefused, ModelFailure
 from serving.runtimes import linear_cache
 from serving.runtimes.sklearn import SKLearnRuntime
 from serving.settings import ModelSettings
@@ -162,7 +162,7 @@ def test_a_scikit_learn_upgrade_reloads_and_a_failed_unpickle_is_not_retried(
     runtime = _loaded(model_dir)
     assert runtime._lazy is not None
     monkeypatch.setattr(sklearn_runtime, "unpickle", failing)
-    for _ in range(2):
-        with pytest.raises(ArtifactError, match="incompatible"):
+    for _ in range(2):  # the server's failure, not the request's: a 500
+        with pytest.raises(ModelFailure, match="incompatible"):
             runtime.predict({"input-0": ROWS}, ("probabilities",), {})
     assert len(calls) == 1

@@ -83,6 +83,9 @@ GRPC_PORT_NAMES = ("h2c", "grpc")  # KServe's gRPC example names its port h2c (H
 HTTP_PORT_NAMES = ("http", "http1")
 
 
+# What a component without `timeout` gets: Knative's revision-timeout-seconds default, the limit a KServe
+# InferenceService without `timeout` runs under (its model server sets none of its own).
+DEFAULT_TIMEOUT_S = 300
 PREDICTOR_CONTAINER = "kserve-container"  # KServe's name for the container that serves (custom predictor)
 STORAGE_URI_ENV = (
     "STORAGE_URI"  # a custom predictor's storageUri, as KServe reads it from that container's env

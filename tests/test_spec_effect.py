@@ -279,8 +279,8 @@ def _timeout() -> None:
         flag(e.argv, "--request-timeout") == "7" and flag(e.container()["args"], "--request-timeout") == "7"
     )
     assert e.route.timeout_s == 7.0
-    plain = base()
-    assert "--request-timeout" not in plain.argv and plain.route.timeout_s == 60.0
+    plain = base()  # no `timeout`: Knative's default, as a KServe InferenceService gets it
+    assert flag(plain.argv, "--request-timeout") == "300" and plain.route.timeout_s == 300.0
     # a transformer in front waits for its predictor as long as the predictor's own limit (not its default)
     fronted = effects({"timeout": 90, **model()}, TRANSFORM)
     assert (
@@ -288,7 +288,7 @@ def _timeout() -> None:
     )
     transformer = fronted.pod("transformer")["spec"]["containers"][0]
     assert flag(transformer["args"], "--predictor-timeout") == "90"
-    assert "--predictor-timeout" not in (effects(model(), TRANSFORM).transformer_argv or [])
+    assert flag(effects(model(), TRANSFORM).transformer_argv or [], "--predictor-timeout") == "300"
 
 
 def _batcher() -> None:

@@ -15,7 +15,7 @@ from serving.errors import ServingError
 from serving.model_args import model_name, translate
 from serving.observability.options import component_flags
 from serving.revision import Revision
-from serving.spec import ComponentSpec, EnvVar, PredictorSpec, is_serving_transform
+from serving.spec import DEFAULT_TIMEOUT_S, ComponentSpec, EnvVar, PredictorSpec, is_serving_transform
 
 WITH_TRANSFORMER = (
     "--with-transformer"  # `serve ... --with-transformer "transform ARGS"` (one shell-quoted string)
@@ -44,8 +44,8 @@ def predictor_args(revision: Revision, model_dir: Path | str, runtime_flags: Seq
             "--max-latency-ms",
             str(predictor.batcher.max_latency),
         ]
-    if predictor.timeout is not None:
-        args += ["--request-timeout", str(predictor.timeout)]
+    timeout = predictor.timeout if predictor.timeout is not None else DEFAULT_TIMEOUT_S
+    args += ["--request-timeout", str(timeout)]
     if predictor.container_concurrency:  # KServe: 0 means unlimited
         args += ["--max-concurrency", str(predictor.container_concurrency)]
     args += _observability(revision, "predictor")
@@ -92,11 +92,9 @@ def _our_transformer_argv(revision: Revision) -> list[str]:
     argv = argv[1:] if argv[:1] == ["serving"] else argv
     if not any(a.startswith(("--model-name", "--model_name")) for a in argv):
         argv += ["--model-name", revision.isvc]
-    timeout = revision.predictor.timeout  # the predictor's own limit bounds the transformer's wait for it
-    if timeout is not None and not any(
-        a.startswith(("--predictor-timeout", "--predictor_request_timeout_seconds")) for a in argv
-    ):
-        argv += ["--predictor-timeout", str(timeout)]
+    if not any(a.startswith(("--predictor-timeout", "--predictor_request_timeout_seconds")) for a in argv):
+        timeout = revision.predictor.timeout  # the predictor's own limit bounds the transformer's wait for it
+        argv += ["--predictor-timeout", str(timeout if timeout is not None else DEFAULT_TIMEOUT_S)]
     return argv
 
 

@@ -11,9 +11,7 @@ from typing import Protocol
 
 from serving.control.reconcile import STOPPED_MESSAGE, Plan
 from serving.router.table import Arm, CanaryRouting, RouteTable, ServiceRoute
-from serving.spec import InferenceService
-
-DEFAULT_TIMEOUT_S = 60.0
+from serving.spec import DEFAULT_TIMEOUT_S, InferenceService
 
 
 class RouteSink(Protocol):
@@ -52,7 +50,7 @@ def routes_for(
     p: Plan,
     endpoints: Callable[[str], tuple[str, ...]],
     domain: str,
-    default_timeout_s: float = DEFAULT_TIMEOUT_S,
+    default_timeout_s: float = float(DEFAULT_TIMEOUT_S),
     canary: CanaryRouting | None = None,
     aliases: tuple[str, ...] = (),
 ) -> ServiceRoute:

@@ -49,7 +49,7 @@ from serving.errors import ServingError
 from serving.revision import Revision
 from serving.router.table import RouteTable, ServiceRoute
 from serving.servingruntime import ServiceMeta
-from serving.spec import EnvVar, InferenceService, parse
+from serving.spec import DEFAULT_TIMEOUT_S, EnvVar, InferenceService, parse
 
 log = logging.getLogger("serving.operator")
 RETIRED_AT = "serving.dev/retired-at"
@@ -66,7 +66,7 @@ class OperatorConfig:
     routes_name: str = "serving-routes"
     drain_s: float = 30.0
     resync_s: float = 10.0
-    default_timeout_s: float = 60.0
+    default_timeout_s: float = float(DEFAULT_TIMEOUT_S)  # a service without `timeout`
     # Canary policies: the router pods (in routes_namespace) whose /metrics are read, and how often to look.
     router_selector: tuple[tuple[str, str], ...] = (
         ("app.kubernetes.io/name", "serving"),

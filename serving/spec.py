@@ -286,6 +286,42 @@ class Container(KubernetesContainer):
     resources: Resources | None = None
 
 
+class RollingUpdate(Strict):
+    """Kubernetes' RollingUpdateDeployment: a count or a percentage ("25%"); a count written as a string ("0",
+    as KServe's example writes it) is taken as the count."""
+
+    max_unavailable: int | str | None = None
+    max_surge: int | str | None = None
+
+    @field_validator("max_unavailable", "max_surge")
+    @classmethod
+    def _count_or_percent(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str):
+            if value.isdigit():
+                return int(value)
+            if not (value.endswith("%") and value[:-1].isdigit()):
+                raise ValueError(f"{value!r} is neither a count nor a percentage like '25%'")
+        elif isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 or more")
+        return value
+
+
+class DeploymentStrategy(Strict):
+    """KServe's `deploymentStrategy` (Kubernetes' DeploymentStrategy), for its Standard (raw) deployment mode:
+    how the component's Deployment replaces its pods."""
+
+    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    rolling_update: RollingUpdate | None = None
+
+    @model_validator(mode="after")
+    def _recreate_has_no_rolling_update(self) -> DeploymentStrategy:
+        if self.type == "Recreate" and self.rolling_update is not None:
+            raise ValueError(
+                "rollingUpdate: only with type RollingUpdate (Kubernetes refuses it with Recreate)"
+            )
+        return self
+
+
 class ComponentSpec(Strict):
     """Fields KServe's predictor and transformer share (ComponentExtensionSpec + a few pod fields)."""
 
@@ -299,6 +335,7 @@ class ComponentSpec(Strict):
         None  # KServe's `autoScaling: {metrics: [...]}`; checked by autoscale.knobs
     )
     timeout: int | None = Field(default=None, ge=1, description="seconds")
+    deployment_strategy: DeploymentStrategy | None = None
     batcher: Batcher | None = None
     logger: Logger | None = None
     labels: dict[str, str] = Field(default_factory=dict)

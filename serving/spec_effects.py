@@ -228,6 +228,10 @@ _AUTOSCALER = (
     "autoscaler metric: router in-flight (concurrency), request rate (rps), process CPU/RSS (cpu, memory)"
 )
 _SCALER = "KEDA ScaledObject on the router's metrics (concurrency, rps; keda.enabled) or HPA (cpu, memory)"
+_STRATEGY = (
+    "the Deployment's strategy, as written (ours without it: RollingUpdate, maxUnavailable 0, maxSurge 1); "
+    "locally a new revision is ready before the old one drains"
+)
 FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect(
         "metadata.name", "service name, host NAME.NAMESPACE.DOMAIN, revision names", "object names, labels"
@@ -269,8 +273,12 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "predictor.containerConcurrency", "--max-concurrency: a hard limit, the surplus queued", _SAME
     ),
     FieldEffect(
-        "predictor.timeout", "--request-timeout; the router answers 504 after it", _SAME + "; router 504"
+        "predictor.timeout",
+        "--request-timeout; the router answers 504 after it; a transformer waits for the predictor as long "
+        "(--predictor-timeout); unset: 300 s, Knative's default",
+        _SAME + "; router 504",
     ),
+    FieldEffect("predictor.deploymentStrategy", "", _STRATEGY),
     FieldEffect("predictor.batcher", "adaptive batching on (`{}`: with the defaults)", _SAME),
     FieldEffect("predictor.batcher.maxBatchSize", "--max-batch-size", _SAME),
     FieldEffect("predictor.batcher.maxLatency", "--max-latency-ms", _SAME),
@@ -335,6 +343,7 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     ),  # the predictor's splits the (transformer, predictor) pair
     FieldEffect("transformer.containerConcurrency", "", ""),
     FieldEffect("transformer.timeout", "", ""),
+    FieldEffect("transformer.deploymentStrategy", "", _STRATEGY),
     FieldEffect("transformer.batcher", "", ""),
     FieldEffect("transformer.logger", "payload events (--logger-mode, --logger-url)", _SAME),
     FieldEffect("transformer.labels", "", "pod template labels"),

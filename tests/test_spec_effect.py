@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes_validate
 import pytest
 from pydantic import BaseModel
 
@@ -289,6 +290,37 @@ def _timeout() -> None:
     transformer = fronted.pod("transformer")["spec"]["containers"][0]
     assert flag(transformer["args"], "--predictor-timeout") == "90"
     assert flag(effects(model(), TRANSFORM).transformer_argv or [], "--predictor-timeout") == "300"
+
+
+def _deployment_strategy(component: str) -> Callable[[], None]:
+    """KServe's example (counts written as strings) and Recreate: the component's Deployment gets it as written,
+    valid for Kubernetes; warned locally; without it ours; a Recreate with a rollingUpdate is refused."""
+
+    def case() -> None:
+        kserve = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "0", "maxSurge": "25%"}}
+        for given, rendered in (
+            (kserve, {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}),
+            ({"type": "Recreate"}, {"type": "Recreate"}),
+        ):
+            block = {"deploymentStrategy": given}
+            e = (
+                effects({**block, **model()})
+                if component == "predictor"
+                else effects(model(), {**block, **TRANSFORM})
+            )
+            deployment = e.objects[f"Deployment/{component}"]
+            assert deployment["spec"]["strategy"] == rendered and e.warned(f"{component}.deploymentStrategy")
+            kubernetes_validate.validate(deployment, "1.29", strict=True)
+        ours = base().objects["Deployment/predictor"]["spec"]["strategy"]
+        assert ours == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+        for bad in (
+            {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
+            {"rollingUpdate": {"maxSurge": "x"}},
+        ):
+            with pytest.raises(SpecError, match="deploymentStrategy"):
+                effects({"deploymentStrategy": bad, **model()})
+
+    return case
 
 
 def _batcher() -> None:
@@ -739,6 +771,8 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.canaryTrafficPercent": _canary,
     "predictor.containerConcurrency": _concurrency,
     "predictor.timeout": _timeout,
+    "predictor.deploymentStrategy": _deployment_strategy("predictor"),
+    "transformer.deploymentStrategy": _deployment_strategy("transformer"),
     "predictor.batcher": _batcher,
     "predictor.batcher.maxBatchSize": _batch_size,
     "predictor.batcher.maxLatency": _max_latency,

@@ -464,6 +464,15 @@ def _with_pod_fields(pod: dict[str, Any], fields: dict[str, Any]) -> dict[str, A
     return out
 
 
+def _strategy(component: ComponentSpec) -> dict[str, Any]:
+    """The component's `deploymentStrategy` as written; ours without one: a new pod is ready before an old one
+    goes (maxUnavailable 0, maxSurge 1)."""
+    given = component.deployment_strategy
+    if given is None:
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    return given.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def deployment(
     revision: Revision,
     component: str,
@@ -552,7 +561,7 @@ def deployment(
     runtime_labels = (runtime.spec.labels or {}) if runtime is not None else {}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(revision, component)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "strategy": _strategy(source),
         "template": {
             "metadata": {
                 "labels": {

@@ -37,6 +37,7 @@ ISVC = "sklearn-iris"
 
 def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results folder yet
     with log.open("wb") as out:
         return subprocess.Popen(
             servers.pinned(argv),

@@ -248,7 +248,9 @@ class GeneratorUsage:
 def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
     """The URL to load: `--url` as given, or an example started here (and stopped afterwards)."""
     if args.url:
-        yield args.url.rstrip("/")
+        url = args.url.rstrip("/")
+        _check_answers(url)
+        yield url
         return
     name = args.example
     if not (args.router or scenario in ROUTED):
@@ -269,6 +271,22 @@ def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
                 raise ValueError(f"no canary YAML examples/{name}-*canary*.yaml for example {name!r}")
             servers.apply_canary(router, canary[0], name)
         yield router.url
+
+
+def _check_answers(url: str) -> None:
+    """Something must listen at `--url`: otherwise every request fails to connect for the whole run, and the
+    report blames the server for what was a typo or a server never started."""
+    import httpx
+
+    from serving.errors import ServingError
+
+    try:
+        httpx.get(url + "/v2/health/live", timeout=10)
+    except httpx.TransportError as exc:
+        raise ServingError(
+            f"nothing answers at {url} ({type(exc).__name__}: {exc}); start it first "
+            "(`serving up`, `serving serve`), or let the load test start an example: --example sklearn-iris"
+        ) from None
 
 
 def clear_previous_run(out: Path) -> None:

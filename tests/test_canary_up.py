@@ -205,7 +205,8 @@ def test_idle_service_holds_instead_of_promoting_and_manual_control_wins(tmp_pat
         wait_phase(server, state, ("Succeeded",))
         wait_for_traffic(server, state, "iris", lambda t: t == {first["revision"]: 100})
         # kubectl rollout undo: back to the previous rolled-out revision, even after the promotion.
-        assert "rolled back to the previous revision" in cli(server, state, "rollout", "undo", "iris").stdout
+        undone = cli(server, state, "rollout", "undo", "iris").stdout
+        assert f"rolled back to revision {stable} (from {first['revision']})" in undone, undone
         wait_for_traffic(server, state, "iris", lambda t: t == {stable: 100})
 
 

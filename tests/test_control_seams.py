@@ -17,6 +17,7 @@ from serving.control.routes import routes_for
 from serving.errors import BadRequest
 from serving.revision import Revision
 from serving.router.app import Router
+from serving.router.table import ServiceRoute
 from serving.spec import parse
 
 
@@ -64,6 +65,24 @@ def test_routes_for_canary_split_roles_and_timeout() -> None:
     rolled_back = plan(_isvc("/m/v2", canary=0, timeout=7), second.state, Observed(frozenset({r1, r2})))
     arms = routes_for(canary, rolled_back, lambda name: ("u",), "d").arms
     assert [(a.revision, a.percent, a.role) for a in arms] == [(r1, 100, "stable"), (r2, 0, "canary")]
+
+
+def test_a_first_revision_still_loading_gets_a_held_arm_until_it_fails() -> None:
+    """No revision rolled out yet: requests wait for the loading one (not a 503 telling them to retry); once it
+    failed, the route carries why and no arm."""
+    isvc = _isvc("/m/v1")
+    r1 = Revision.from_spec(isvc).name
+    loading = plan(isvc, None, Observed())
+    assert loading.traffic == ()  # the status shows no traffic yet: only the router holds
+    route = routes_for(isvc, loading, lambda name: (), "d")
+    assert route.starting and route.activator and not route.failure
+    assert [(a.revision, a.percent, a.endpoints) for a in route.weighted] == [(r1, 100, ())]
+    assert ServiceRoute.from_json(route.to_json()) == route  # as the in-cluster router reads it
+    failed = plan(isvc, loading.state, Observed(failed={r1: "ArtifactError: no model file"}))
+    route = routes_for(isvc, failed, lambda name: (), "d")
+    assert not route.starting and route.arms == () and "no model file" in route.failure
+    ready = plan(isvc, loading.state, Observed(frozenset({r1})))
+    assert not routes_for(isvc, ready, lambda name: ("u",), "d").starting
 
 
 @pytest.mark.parametrize(

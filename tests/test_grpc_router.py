@@ -305,13 +305,18 @@ async def test_readiness_of_a_service_with_no_ready_revision_is_false_not_an_err
         (Arm("broken-1", 100, "stable", "latest", ()),),
         failure="ModelLoadFailed: bad pickle",
     )
-    router.set_table(RouteTable({("default", "broken"): broken}, version=1))
+    # applied a moment ago: its first revision loads; a prediction would be held, a probe is answered now
+    loading = ServiceRoute(
+        "loading", "default", (Arm("loading-1", 100, "stable", "latest", ()),), activator=True, starting=True
+    )
+    router.set_table(RouteTable({("default", "broken"): broken, ("default", "loading"): loading}, version=1))
     proxy = GrpcProxy(router)
     port = await proxy.start("127.0.0.1", 0)
     try:
         client = triton_aio.InferenceServerClient(f"127.0.0.1:{port}")
         try:
             assert await client.is_model_ready("broken") is False
+            assert await client.is_model_ready("loading", client_timeout=5) is False
             with pytest.raises(InferenceServerException) as unknown:
                 await client.is_model_ready("nope")
             assert "StatusCode.NOT_FOUND" in str(unknown.value) and "existing: 'broken'" in str(unknown.value)

@@ -129,6 +129,14 @@ def test_processes_are_refused_where_they_would_lose_counts(tmp_path: Path) -> N
     for args, says in ((("canary", "--processes", "2"), "canary"), (("v1", "--processes", "0"), "positive")):
         run = loadtest(args[0], "--url", "http://127.0.0.1:9", *args[1:], "--out", str(tmp_path))
         assert run.returncode != 0 and says in run.stderr, run.stderr
+    # nothing listening: said at once, not a full run of connection failures blamed on a server
+    run = loadtest(
+        "v1", "--url", "http://127.0.0.1:9", "--duration", "60s", "--out", str(tmp_path), timeout_s=30
+    )
+    assert run.returncode == 2 and "nothing answers at http://127.0.0.1:9 (ConnectError" in run.stderr, (
+        run.stderr
+    )
+    assert not (tmp_path / "locust.json").exists()
 
 
 def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_path: Path) -> None:

@@ -134,3 +134,23 @@ async def test_a_bug_in_the_router_is_a_json_500_naming_its_type(monkeypatch: py
     async with _httpx.AsyncClient(transport=_httpx.ASGITransport(app=router), base_url="http://r") as client:
         answer = await client.post("/v1/models/iris:predict", json={"instances": [[1, 2, 3, 4]]})
     assert answer.status_code == 500 and answer.json() == {"error": "internal error: KeyError"}
+
+
+@pytest.mark.asyncio
+async def test_a_service_whose_first_revision_loads_holds_requests_and_answers_probes_at_once() -> None:
+    """Applied a moment ago: a prediction waits for the revision, a readiness probe says "not ready" now."""
+    starting = ServiceRoute(
+        "iris", "default", (Arm("iris-1", 100, "stable", "latest", ()),), activator=True, starting=True
+    )
+    async with _router(starting, activator_timeout_s=10) as (router, client, given):
+        asked = asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW))
+        await _until_held(router)
+        for probe in ("/v2/models/iris/ready", "/v1/models/iris"):
+            answer = await client.get(probe)
+            assert answer.status_code == 503 and answer.json()["ready"] is False, answer.text
+            assert "no ready revision yet (starting)" in answer.json()["reason"]
+        assert not asked.done()
+        router.set_table(RouteTable({("default", "iris"): _route((ENDPOINT,))}, 2))  # it became ready
+        answer = await asked
+    assert answer.status_code == 200 and answer.headers["x-serving-revision"] == "iris-1", answer.text
+    assert len(given) == 1

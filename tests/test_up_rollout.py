@@ -104,7 +104,10 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [20, 80])
         cli(server, state, "rollout", "rollback", "iris")
         wait_for_traffic(server, state, "iris", lambda t: t.get(r2) == 100)
-        cli(server, state, "rollout", "undo", "iris")
+        undone = cli(server, state, "rollout", "undo", "iris").stdout
+        assert f"rolled back to revision {r1} (from {r2})" in undone, (
+            undone
+        )  # where it goes, not the old split
         wait_for_traffic(server, state, "iris", lambda t: t == {r1: 100})
         events = cli(server, state, "rollout", "history", "iris").stdout
         assert f"back from {r2} by the user" in events, events

@@ -20,7 +20,7 @@ CHANGES = {
     "rollback": "rolled back",
     "pause": "paused",
     "resume": "resumed",
-    "undo": "rolled back to the previous revision",
+    "undo": "rolled back",
 }
 VIEWS = ("status", "history")
 TERMINAL = ("Succeeded", "Failed")
@@ -55,6 +55,14 @@ def rollout(args: argparse.Namespace) -> int:
         return 0
     body = {"toRevision": args.to_revision} if args.to_revision else {}
     item = client.rollout(args.action, args.name, args.namespace, body)
+    if args.action == "undo":  # the status still shows the split being left: say where it goes
+        undo = item["undo"]
+        left = f" (from {undo['from']})" if undo.get("from") else ""
+        print(
+            f"inferenceservice/{args.name} rolled back to revision {undo['to']}{left}; "
+            f"traffic moves to it once it is ready (`serving get {args.name}`)"
+        )
+        return 0
     traffic = item["status"].get("components", {}).get("predictor", {}).get("traffic", [])
     split = ", ".join(f"{t['revisionName']}={t['percent']}%" for t in traffic) or "no ready revision yet"
     print(f"inferenceservice/{args.name} {CHANGES[args.action]}: {split}")

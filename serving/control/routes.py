@@ -64,6 +64,12 @@ def routes_for(
         role = "canary" if split and target.tag == "latest" else "stable"
         ready = () if stopped else endpoints(target.revision)
         arms.append(Arm(target.revision, target.percent, role, target.tag, ready))
+    # No revision rolled out yet: the first one is loading. Its requests are held until it is ready (Knative's
+    # activator buffers them too), rather than refused; if it fails, they get the 503 that says why.
+    starting = not arms and not stopped and p.state.latest_created is not None and not _failure(p)
+    if starting:
+        assert p.state.latest_created is not None
+        arms.append(Arm(p.state.latest_created, 100, "stable", "latest", ()))
     name, namespace = isvc.metadata.name, isvc.metadata.namespace
     timeout = isvc.spec.predictor.timeout
     timeout_s = float(timeout) if timeout is not None else default_timeout_s
@@ -86,6 +92,7 @@ def routes_for(
         # scaled to zero, or a replica restarting after a crash. Not once the service has failed: that 503 says why.
         activator=not stopped and (isvc.spec.predictor.min_replicas == 0 or not failure),
         failure=failure,
+        starting=starting,
         aliases=aliases,
     )
 

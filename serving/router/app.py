@@ -201,6 +201,8 @@ class Router:
                 pin,
                 header_value(headers, route.affinity_header.encode()) if route.affinity_header else None,
             )
+            if route.starting and not arm.endpoints and _asks_readiness(scope["method"], path):
+                raise _no_ready_revision(route)  # a probe of a loading service is answered, not held
         except ServiceUnavailable as exc:
             if not _asks_readiness(scope["method"], path):
                 raise

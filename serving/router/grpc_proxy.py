@@ -132,6 +132,8 @@ class GrpcProxy:
             arrived = time.monotonic()
             try:
                 route, arm = self._route(name, dict(metadata))
+                if method == "ModelReady" and route.starting and not arm.endpoints:
+                    raise ServiceUnavailable("its first revision is loading")  # answered, not held
                 if not arm.endpoints:  # scaled to zero: held by the router's activator, as over HTTP
                     arm = await self.router.activator.hold(route, arm, arrived + route.timeout_s)
             except ServiceUnavailable as exc:

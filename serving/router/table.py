@@ -60,6 +60,9 @@ class ServiceRoute:
     failure: str = (
         ""  # why the latest revision cannot serve (its load failed): a 503 says so, without Retry-After
     )
+    # Its first revision is loading (no revision rolled out yet): requests wait for it in the activator, while
+    # readiness asks answer "not ready" at once
+    starting: bool = False
     # Other Host values that name this service: on Kubernetes its in-cluster DNS names (NAME.NAMESPACE.svc.
     # CLUSTER_DOMAIN and shorter), which the operator points at the router with ExternalName Services
     aliases: tuple[str, ...] = ()
@@ -87,6 +90,8 @@ class ServiceRoute:
             data["activator"] = True
         if self.failure:
             data["failure"] = self.failure
+        if self.starting:
+            data["starting"] = True
         if self.aliases:
             data["aliases"] = list(self.aliases)
         return data
@@ -105,6 +110,7 @@ class ServiceRoute:
             mirror=mirror,
             activator=bool(data.get("activator", False)),
             failure=str(data.get("failure", "")),
+            starting=bool(data.get("starting", False)),
             aliases=tuple(str(a) for a in data.get("aliases", ())),
         )
 

@@ -143,10 +143,12 @@ class ControlAPI:
             options = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"body is not JSON: {exc}") from exc
-        updated = await rollout_action(
+        updated, outcome = await rollout_action(
             self.control, service, self.canaries, action, options if isinstance(options, dict) else {}
         )
-        return JSONBody({**service_document(updated), "rollout": rollout_status(updated, self.canaries)})
+        return JSONBody(
+            {**service_document(updated), "rollout": rollout_status(updated, self.canaries), **outcome}
+        )
 
     async def rollout_info(self, request: Request) -> Response:
         self._authorise(request)

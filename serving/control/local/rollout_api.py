@@ -76,7 +76,9 @@ async def rollout_action(
     canaries: LocalCanaries | None,
     action: str,
     body: dict[str, Any],
-) -> Service:
+) -> tuple[Service, dict[str, Any]]:
+    """The service after the change, and what the answer adds: for undo, `{"undo": {"from", "to"}}` (the split in
+    the status moves only once the revision gone back to is ready)."""
     key = service.isvc.key
     tracked = canaries.controller.tracked.get(key) if canaries else None
     if action == "undo":
@@ -94,7 +96,7 @@ async def rollout_action(
             control.history.event(*key, tracked.status.revision, "rolled back", "by the user")
         control.request_reconcile()
         await control.reconcile()
-        return service
+        return service, {}
     if action in ("pause", "resume"):
         raise BadRequest(
             f"{action}: no Canary policy targets InferenceService {key[0]}/{key[1]} "
@@ -107,12 +109,12 @@ async def rollout_action(
     else:
         predictor["canaryTrafficPercent"] = 0
         control.history.event(*key, service.rollout.latest_created, "rolled back", "by the user")
-    return await control.apply(parse(doc), doc)
+    return await control.apply(parse(doc), doc), {}
 
 
 async def _undo(
     control: LocalControlPlane, service: Service, canaries: LocalCanaries | None, to_revision: str | None
-) -> Service:
+) -> tuple[Service, dict[str, Any]]:
     key = service.isvc.key
     rollout = service.rollout
     target = to_revision or rollout.previous_rolled_out
@@ -131,7 +133,7 @@ async def _undo(
     if canaries is not None:
         canaries.controller.skip_to(key, target, "by the user")
     control.history.event(*key, target, "undo", f"back from {came_from} by the user")
-    return await control.apply(parse(doc), doc)
+    return await control.apply(parse(doc), doc), {"undo": {"from": came_from, "to": target}}
 
 
 def _abandoned(service: Service, canaries: LocalCanaries | None) -> bool:

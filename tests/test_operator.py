@@ -201,7 +201,9 @@ def test_operator_rollout_lifecycle(cluster, tmp_path: Path) -> None:
         hpa = api.get("HorizontalPodAutoscaler", "ml", f"{first}-predictor")
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
         wait_until(lambda: _ready(_status(api)) == "False", timeout_s=5)  # not ready -> no traffic yet
-        assert _arms(api) == {}
+        # its requests wait in the router's activator for the loading revision (no endpoint yet)
+        wait_until(lambda: _arms(api) == {first: (100, "latest", False)}, timeout_s=10)
+        assert _routes(api)["services"][0]["starting"] is True
 
         # 2. ready -> status Ready, route table with the Service URL
         _mark_ready(api, f"{first}-predictor")

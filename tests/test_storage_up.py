@@ -70,7 +70,7 @@ def test_a_store_that_never_answers_holds_up_nothing_else(tmp_path: Path) -> Non
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         stuck = f"http://127.0.0.1:{silent.getsockname()[1]}/models/iris.joblib"
-        extra = ("--cache-dir", str(tmp_path / "cache"))
+        extra = ("--cache-dir", str(tmp_path / "cache"), "--activator-timeout", "1")
         for round_ in ("applied", "restored"):
             started = time.monotonic()
             with serving_up(state, extra=extra) as server, server.client() as client:
@@ -81,7 +81,9 @@ def test_a_store_that_never_answers_holds_up_nothing_else(tmp_path: Path) -> Non
                 assert predict(client, "local").status_code == 200
                 status = get_isvc(server, state, "stuck")["status"]
                 assert status["modelStatus"]["transitionStatus"] == "InProgress", status  # not failed
-                assert predict(client, "stuck").status_code == 503
+                assert client.get("/v2/models/stuck/ready").status_code == 503  # a probe: answered at once
+                held = predict(client, "stuck")  # a prediction waits for it, up to --activator-timeout
+                assert held.status_code == 503 and "did not become ready within 1s" in held.text, held.text
                 stopping = time.monotonic()
             # far below the store's timeout (60 s): nothing waited for it
             assert time.monotonic() - stopping < 10, round_

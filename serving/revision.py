@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from serving.spec import Batcher, InferenceService, ModelSpec, PredictorSpec, TransformerSpec
+from serving.spec import (
+    Batcher,
+    InferenceService,
+    ModelSpec,
+    PredictorSpec,
+    StorageSpec,
+    TransformerSpec,
+)
 
 # Settings that only move traffic or scale replicas: cleared before hashing, so they never make a revision.
 TRAFFIC_AND_SCALE = (
@@ -93,6 +100,12 @@ class Revision:
     def storage_uri(self) -> str | None:
         """The model's `storageUri`; a custom predictor container's is its `STORAGE_URI` env (as in KServe)."""
         return self.model.storage_uri if self.model is not None else self.predictor.custom_storage_uri
+
+    @property
+    def storage(self) -> StorageSpec | None:
+        """KServe's `storage:` (a path in the bucket a Secret's entry names), resolved where the Secret is read:
+        by the local control plane when it fetches, by render and the operator for the storage-initializer."""
+        return self.model.storage if self.model is not None else None
 
     @property
     def batcher(self) -> Batcher | None:

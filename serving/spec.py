@@ -155,10 +155,37 @@ class KubernetesContainer(Strict):
     working_dir: str | None = None
 
 
+class StorageSpec(Strict):
+    """KServe's `storage:`: a path in the bucket an entry (`key`) of the `storage-config` Secret describes
+    (`serving.kserve.io/storageSecretName` names another Secret); `parameters` override that entry's values."""
+
+    key: str | None = None
+    path: str = Field(min_length=1)
+    parameters: dict[str, str] = Field(default_factory=dict)
+    schema_path: str | None = None  # ModelMesh's model schema: no effect here (warned)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        if not path.strip() or any(ord(c) < 32 for c in path):
+            raise ValueError(f"{path!r} is not a path in a bucket (empty, or contains control characters)")
+        return path
+
+
 class FrameworkSpec(KubernetesContainer):
     """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand (and the fields `model:` shares with it)."""
 
     storage_uri: str | None = None
+    storage: StorageSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> FrameworkSpec:
+        if self.storage is not None and self.storage_uri is not None:
+            raise ValueError(
+                "storage and storageUri are both set: give one (storage: {key, path} reads the bucket from the "
+                "storage-config Secret; storageUri names the model directly)"
+            )
+        return self
 
     @field_validator("storage_uri")
     @classmethod
@@ -735,6 +762,7 @@ def parse(document: dict[str, Any]) -> InferenceService:
         raise SpecError("an InferenceService document must be a mapping")
     check_api_version(document)
     _reject_unsupported_components(document)
+    _reject_two_locations(document)
     try:
         isvc = InferenceService.model_validate(document)
     except ValidationError as exc:
@@ -754,6 +782,22 @@ def parse(document: dict[str, Any]) -> InferenceService:
             "to the revision, so changing it rolls out like any spec change)"
         )
     return isvc
+
+
+def _reject_two_locations(document: dict[str, Any]) -> None:
+    """`storage` and `storageUri` in one model: refused naming both fields (KServe refuses it too)."""
+    spec = document.get("spec")
+    predictor = spec.get("predictor") if isinstance(spec, dict) else None
+    if not isinstance(predictor, dict):
+        return
+    for name in ("model", *SUPPORTED_FORMATS):
+        section = predictor.get(name)
+        if isinstance(section, dict) and section.get("storage") is not None and "storageUri" in section:
+            raise SpecError(
+                f"spec.predictor.{name}.storage and spec.predictor.{name}.storageUri are both set: give one "
+                "(storage: {key, path} reads the bucket from the storage-config Secret; storageUri names the "
+                "model directly)"
+            )
 
 
 def _check_predictor_containers(predictor: PredictorSpec) -> None:

@@ -54,6 +54,7 @@ READ_ANNOTATIONS = frozenset(
         "serving.kserve.io/metric",
         "serving.kserve.io/targetUtilizationPercentage",
         "serving.kserve.io/enable-tag-routing",
+        "serving.kserve.io/storageSecretName",  # the Secret a model's `storage:` reads
         PLACEMENT_ANNOTATION,
         STOP_ANNOTATION,
     }
@@ -187,6 +188,17 @@ def _unfetched_scheme(value: Any) -> str:
     )
 
 
+def _storage_caveats(value: Any) -> str:
+    """KServe's `storage:` of types we do not fetch, and ModelMesh's schemaPath."""
+    caveats = []
+    kind = value.parameters.get("type", "")
+    if kind in KSERVE_ONLY_SCHEMES:
+        caveats.append(_unfetched_scheme(f"{kind}://"))
+    if value.schema_path is not None:
+        caveats.append(f"schemaPath {value.schema_path!r}: ModelMesh's model schema; no effect here")
+    return "; ".join(caveats)
+
+
 _POD_MERGED = {
     "volumes": "pod volumes, beside ours (the model, /tmp)",
     "securityContext": "pod securityContext, its keys over ours",
@@ -311,6 +323,13 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "model files (resolved on this machine)",
         "storage-initializer pull",
         _unfetched_scheme,
+    ),
+    FieldEffect(
+        "predictor.model.storage",
+        "model files from s3://BUCKET/PATH, the bucket and credentials from the storage-config Secret's entry "
+        "(Secrets applied with serving apply -f)",
+        "storage-initializer pull of s3://BUCKET/PATH, STORAGE_CONFIG from the Secret (secretKeyRef)",
+        _storage_caveats,
     ),
     FieldEffect(
         "predictor.model.runtime",

@@ -23,11 +23,9 @@ def did_you_mean(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     if model is None:
         return ""
     known = [info.alias or name for name, info in model.model_fields.items()]
-    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
-    if not close:
-        lowered = {k.lower(): k for k in known}  # `storageuri`, `STORAGE_URI`: same letters, other case
-        match = lowered.get(loc[-1].lower().replace("_", "").replace("-", ""))
-        close = [match] if match else []
+    lowered = {k.lower(): k for k in known}  # `storageURI`, `STORAGE_URI`: same letters, other case (first:
+    match = lowered.get(loc[-1].lower().replace("_", "").replace("-", ""))  # `storage` is closer to difflib)
+    close = [match] if match else difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

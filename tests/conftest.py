@@ -40,6 +40,15 @@ kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.
 
 
 @pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A moto S3 server on loopback with the iris model under s3://models/iris (tests/test_storage_s3.py);
+    session-wide, since moto keeps its backends and its auth switch per process."""
+    from tests.test_storage_s3 import moto_s3
+
+    yield from moto_s3(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of model folders (sklearn, xgboost, onnx iris), trained at test time, once per session."""
     root = tmp_path_factory.mktemp("models")

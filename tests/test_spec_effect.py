@@ -626,6 +626,30 @@ def _storage_uri() -> None:
     assert hdfs.warned("predictor.model.storageUri")
 
 
+def _storage_spec() -> None:
+    from serving.control.local.storage_bridge import location
+
+    e = effects(
+        {"model": {"modelFormat": {"name": "sklearn"}, "storage": {"key": "k", "path": "models/iris"}}}
+    )
+    secret = {"k": '{"type": "s3", "bucket": "b", "region": "r"}'}  # what serving up resolves it with
+    assert location(e.revision, lambda r: ("storage-config", secret)) == (
+        "s3://b/models/iris",
+        {"AWS_DEFAULT_REGION": "r"},
+    )
+    init = e.pod()["spec"]["initContainers"][0]  # no Secret in these files: the path, and the entry as a ref
+    assert init["args"][:4] == ["storage", "pull", "--storage-path", "models/iris"]
+    assert {
+        "name": "STORAGE_CONFIG",
+        "valueFrom": {"secretKeyRef": {"name": "storage-config", "key": "k"}},
+    } in (init["env"])
+    assert not e.warned("predictor.model.storage")
+    mesh = effects(
+        {"model": {"modelFormat": {"name": "sklearn"}, "storage": {"path": "m", "schemaPath": "s"}}}
+    )
+    assert mesh.warned("predictor.model.storage")
+
+
 def _runtime() -> None:
     e = effects(model(runtime="tests.test_spec_effect:Sleepy"))
     assert (
@@ -787,6 +811,7 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.model.modelFormat.name": _format_name,
     "predictor.model.modelFormat.version": _format_version,
     "predictor.model.storageUri": _storage_uri,
+    "predictor.model.storage": _storage_spec,
     "predictor.model.runtime": _runtime,
     "predictor.model.runtimeVersion": only_warned(
         "predictor.model.runtimeVersion", lambda: effects(model(runtimeVersion="1.3"))

@@ -87,8 +87,8 @@ class S3:
             self.client.upload_file(str(path), "models", f"{prefix}/{path.relative_to(folder).as_posix()}")
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    """The `s3` fixture (tests/conftest.py): one per process, as moto's backends and auth switch are."""
     from moto.iam import access_control
 
     original = _moto_checks_encoded_queries()

@@ -15,6 +15,7 @@ from serving.commands.resource_args import delete_targets, isvc_names
 from serving.control.backend import BACKENDS
 from serving.control.documents import read_documents
 from serving.control.local.client import ControlClient
+from serving.control.local.secrets import is_secret_document
 from serving.errors import BadRequest, ServingError
 
 
@@ -112,6 +113,14 @@ def apply(args: argparse.Namespace) -> int:
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
     client = _client(args)
+    # Secrets first, so the models whose `storage:` reads them find them at their first fetch
+    secrets = {
+        id(doc): client.put_secret(doc, doc["metadata"]["namespace"])
+        for doc in documents
+        if is_secret_document(doc)
+    }
+    documents_shown = documents
+    documents = [doc for doc in documents if not is_secret_document(doc)]
     existing = {
         apply_outcome.key(item): item
         for item in [*client.list(), *client.list_canaries(), *client.list_runtimes()]
@@ -129,8 +138,11 @@ def apply(args: argparse.Namespace) -> int:
             )
     changed = [doc for doc, said in zip(documents, outcomes, strict=True) if said != "unchanged"]
     applied = {apply_outcome.key(item): item for item in (client.apply(changed) if changed else [])}
-    for doc, said in zip(documents, outcomes, strict=True):
-        print(f"{doc.get('kind', 'InferenceService').lower()}/{doc['metadata'].get('name')} {said}")
+    said_of = {id(doc): said for doc, said in zip(documents, outcomes, strict=True)} | secrets
+    for doc in documents_shown:
+        print(
+            f"{doc.get('kind', 'InferenceService').lower()}/{doc['metadata'].get('name')} {said_of[id(doc)]}"
+        )
         for warning in applied.get(apply_outcome.key(doc), {}).get("warnings", []):
             print(f"  warning: {warning}")
     if args.wait is None:
@@ -191,7 +203,13 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
-DELETE_ORDER = {"Canary": 0, "InferenceService": 1, "ServingRuntime": 2, "ClusterServingRuntime": 2}
+DELETE_ORDER = {
+    "Canary": 0,
+    "InferenceService": 1,
+    "ServingRuntime": 2,
+    "ClusterServingRuntime": 2,
+    "Secret": 3,
+}
 
 
 def delete(args: argparse.Namespace) -> int:
@@ -231,7 +249,9 @@ def delete(args: argparse.Namespace) -> int:
 def _delete_one(client: ControlClient, kind: str, namespace: str | None, name: str) -> list[str]:
     if kind in ("ServingRuntime", "ClusterServingRuntime"):
         return client.delete_runtime(kind, name, namespace)
-    if kind == "Canary":
+    if kind == "Secret":
+        client.delete_secret(name, namespace or "default")
+    elif kind == "Canary":
         client.delete_canary(name, namespace or "default")
     else:
         client.delete(name, namespace or "default")

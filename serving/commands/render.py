@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from serving.canary.crd import canary_crd_yaml
 from serving.commands.plain_yaml import dump_all
 from serving.control.documents import is_canary_document, is_foreign
-from serving.control.kubernetes.credentials import without_values
+from serving.control.kubernetes.credentials import decoded_data, storage_locations, without_values
 from serving.control.kubernetes.documents import cluster_warnings, read_converted
 from serving.control.kubernetes.render import RenderSettings, revision_objects
 from serving.control.kubernetes.scaling import render_warnings
@@ -71,6 +72,14 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
         isvc = parse(doc)
         first = plan(isvc, None, Observed())
         accounts = file_secrets_by_account(foreign, isvc.metadata.namespace)
+        locations, problems = storage_locations(
+            [first.state.revisions[name] for name in first.run],
+            isvc.metadata.annotations,
+            partial(file_secret, foreign, isvc.metadata.namespace),
+            "is not in these files",
+        )
+        for problem in problems:  # the initializer completes it from the cluster's Secret: said, off stdout
+            print(f"warning: {isvc.metadata.name}: {problem}", file=sys.stderr)
         for name, replicas in first.run.items():
             revision = first.state.revisions[name]
             runtime, flags, env = _runtime_flags(runtimes, revision, isvc)
@@ -80,6 +89,7 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
                 runtime_env={name: env},
                 runtimes={name: runtime} if runtime is not None else {},
                 service_account_secrets={**settings.service_account_secrets, **accounts},
+                storage_locations={**settings.storage_locations, **locations},
             )
             out += revision_objects(isvc, revision, replicas, selected)
     return out
@@ -102,6 +112,16 @@ def file_secrets_by_account(
         refs = [(ref or {}).get("name") for ref in account.get("secrets") or []]
         accounts[name(account)] = [without_values(secrets[r]) for r in refs if r in secrets]
     return accounts
+
+
+def file_secret(documents: list[dict[str, Any]], namespace: str, name: str) -> dict[str, str] | None:
+    """The data of the Secret `name` in `namespace` among these files (None: not there)."""
+    for doc in documents:
+        meta = doc.get("metadata") or {}
+        if doc.get("kind") == "Secret" and meta.get("name") == name:
+            if str(meta.get("namespace") or "default") == namespace:
+                return decoded_data(doc)
+    return None
 
 
 def _runtime_flags(

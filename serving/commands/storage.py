@@ -1,14 +1,23 @@
 """`serving storage pull URI DEST`: fetch a model (local, http(s), pvc, S3, GCS, Azure Blob) into a folder (what KServe's storage-initializer does into
 /mnt/models; our Kubernetes Deployments run it as their init container). Also `serving storage fingerprint URI`.
+
+As KServe's storage initializer, a pull reads STORAGE_CONFIG (a storage Secret's JSON entry, given as a
+secretKeyRef) and STORAGE_OVERRIDE_CONFIG (a model's `storage.parameters`): for type s3 their endpoint_url,
+access_key_id, secret_access_key, region, ca_bundle, verify_ssl and anonymous become the S3 env of this pull.
+`--storage-path PATH` instead of URI: the URI is built from them (`s3://BUCKET/PATH`), as the operator renders
+it when it could not read the Secret.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
+from serving.errors import BadRequest
 from serving.storage import StorageConfig, default_cache_dir, fingerprint, pull
 from serving.storage.errors import redact
+from serving.storage.storage_spec import config_from_env, env_from_config, storage_uri
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,11 +31,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pull_p.add_argument(
         "uri",
         metavar="URI",
+        nargs="?",
         help="local path, file://, http(s):// (archives unpacked), pvc://NAME/path, s3://, gs://, az:// or "
         "https://ACCOUNT.blob.core.windows.net/... (credentials: KServe's env names, see README)",
     )
     pull_p.add_argument(
         "dest", metavar="DEST", type=Path, help="folder to put the model in (created if missing)"
+    )
+    pull_p.add_argument(
+        "--storage-path",
+        metavar="PATH",
+        help="instead of URI: a KServe storage.path, the bucket and type from STORAGE_CONFIG / "
+        "STORAGE_OVERRIDE_CONFIG (s3://BUCKET/PATH)",
     )
     _add_common(pull_p)
     pull_p.set_defaults(func=main_pull)
@@ -57,7 +73,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> StorageConfig:
+    storage_env = env_from_config(config_from_env(os.environ))  # KServe's STORAGE_CONFIG, if given
     return StorageConfig(
+        env={**os.environ, **storage_env} if storage_env else None,
         cache_dir=args.cache_dir or default_cache_dir(),
         pvc_root=args.pvc_root,
         allowed_roots=tuple(args.allowed_root),
@@ -68,6 +86,10 @@ def config_from_args(args: argparse.Namespace) -> StorageConfig:
 
 
 def main_pull(args: argparse.Namespace) -> int:
+    if (args.uri is None) == (args.storage_path is None):
+        raise BadRequest("give URI or --storage-path (not both)")
+    if args.uri is None:
+        args.uri = storage_uri(config_from_env(os.environ), args.storage_path)
     files, size = pull(args.uri, args.dest, config_from_args(args))
     print(
         f"pulled {redact(args.uri)} into {args.dest} ({files} file{'' if files == 1 else 's'}, {size} bytes)"

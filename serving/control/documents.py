@@ -5,10 +5,11 @@ folder.
 A relative `storageUri` (or `file://` relative path) means "next to this YAML", as a user expects; it is
 made absolute on the client side so the served model never depends on the server's working directory.
 
-Kubernetes objects of other API groups in the same files (a `v1` Secret or ServiceAccount holding storage
-credentials, a ConfigMap: KServe's YAML often carries them) are not ours to run on this machine: they are
-skipped with one warning line per file naming them (`serving render` / `convert` pass them through, see
-`serving.control.kubernetes.documents`). Locally, storage credentials come from the environment and the
+A `v1` Secret in the same files is kept: `serving up` stores it (see `serving.control.local.secrets`) for the
+models whose KServe `storage:` reads it. Other Kubernetes objects of other API groups (a ServiceAccount, a
+ConfigMap: KServe's YAML often carries them) are not ours to run on this machine: they are skipped with one
+warning line per file naming them (`serving render` / `convert` pass them through, see
+`serving.control.kubernetes.documents`). Locally, `storageUri` credentials come from the environment and the
 predictor's `env`. KServe kinds we do not run (InferenceGraph, TrainedModel, ClusterStorageContainer...) are
 skipped the same way, one warning line each, everywhere (render and convert too: no operator of ours acts on
 them); the rest of the file is applied. A `kind: List` (what `kubectl get -o yaml` writes) is read item by item.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.canary.spec import parse_canary
+from serving.control.local.secrets import is_secret_document, secret_data
 from serving.errors import ServingError
 from serving.servingruntime import KINDS as RUNTIME_KINDS
 from serving.servingruntime import parse_runtime
@@ -50,7 +52,8 @@ def warn_stderr(message: str) -> None:
 
 
 def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> list[dict[str, Any]]:
-    """The documents of a file that `serving up` runs, validated; other Kubernetes objects skipped (`warn`)."""
+    """The documents of a file that `serving up` runs or keeps (v1 Secrets), validated; other Kubernetes
+    objects skipped (`warn`)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -58,20 +61,28 @@ def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> lis
     placed = placed_documents(text, str(path))
     if not placed:
         raise SpecError(f"{path}: no InferenceService document found")
-    foreign = [doc for _, doc in placed if is_foreign(doc)]
+    foreign = [doc for _, doc in placed if is_foreign(doc) and not is_secret_document(doc)]
     if foreign:
         warn(skipped_message(path, foreign))
     for _, doc in placed:
         if is_unsupported_kserve(doc):
             warn(unsupported_message(path, doc))
-    ours = [(where, doc) for where, doc in placed if not is_foreign(doc) and not is_unsupported_kserve(doc)]
+    ours = [
+        (where, doc)
+        for where, doc in placed
+        if (not is_foreign(doc) or is_secret_document(doc)) and not is_unsupported_kserve(doc)
+    ]
     for where, doc in ours:  # validate with field paths before anything is sent
         try:
-            validate_document(doc)
+            if is_secret_document(doc):
+                secret_data(doc)
+            else:
+                validate_document(doc)
         except ServingError as exc:
             raise SpecError(located(str(path), where) + exc.message) from exc
     for _, doc in ours:
-        pin_storage_uris(doc, path.resolve().parent)
+        if not is_secret_document(doc):
+            pin_storage_uris(doc, path.resolve().parent)
     return [doc for _, doc in ours]
 
 
@@ -113,8 +124,9 @@ def describe(doc: dict[str, Any]) -> str:
 def skipped_message(path: Path, foreign: list[dict[str, Any]]) -> str:
     return (
         f"{path}: skipped {', '.join(describe(d) for d in foreign)}: Kubernetes objects serving up does not "
-        "manage (locally, storage credentials come from the environment and the predictor's env; on "
-        "Kubernetes, kubectl apply them, or use serving render, which passes them through)"
+        "manage (locally, storageUri credentials come from the environment and the predictor's env, and a "
+        "model's storage: from the v1 Secrets applied with it; on Kubernetes, kubectl apply them, or use "
+        "serving render, which passes them through)"
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from serving.cluster import ROUTES_KEY, Cluster, PermanentClusterError, merge_patch
-from serving.control.kubernetes.credentials import secrets_by_account
+from serving.control.kubernetes.credentials import secrets_by_account, storage_locations, storage_secret
 from serving.control.kubernetes.documents import apply_document, convert_document
 from serving.control.kubernetes.render import (
     ENTRY_COMPONENT,
@@ -192,9 +192,7 @@ class KubernetesBackend:
                 previous=old_status,
                 cluster_domain=self.config.render.cluster_domain,
             )
-            settings = replace(
-                self._settings(namespace, p, flags, no_runtime, envs), runtimes=chosen.runtimes
-            )
+            settings = replace(self._settings(isvc, p, flags, no_runtime, envs), runtimes=chosen.runtimes)
             self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
             self._set_route(isvc, p, observed)
             self._retire(namespace, p, live)
@@ -208,19 +206,29 @@ class KubernetesBackend:
 
     def _settings(
         self,
-        namespace: str,
+        isvc: InferenceService,
         p: Plan,
         flags: dict[str, tuple[str, ...]],
         no_runtime: dict[str, str],
         envs: dict[str, tuple[EnvVar, ...]],
     ) -> RenderSettings:
         """This reconcile's render inputs: runtime flags and the storage credentials of the revisions to render."""
+        namespace = isvc.metadata.namespace
         rendered = [p.state.revisions[name] for name in p.run if name not in no_runtime]
+        locations, problems = storage_locations(  # KServe's `storage:`: the URI from the storage Secret
+            rendered,
+            isvc.metadata.annotations,
+            lambda secret: storage_secret(self.cluster, namespace, secret),
+            f"was not found in namespace {namespace} (or is not readable)",
+        )
+        for problem in problems:
+            log.warning("%s/%s: %s", namespace, isvc.metadata.name, problem)
         return replace(
             self.config.render,
             runtime_flags={n: f for n, f in flags.items() if n not in no_runtime},
             runtime_env=envs,
             service_account_secrets=secrets_by_account(self.cluster, namespace, rendered),
+            storage_locations=locations,
         )
 
     def _converge(

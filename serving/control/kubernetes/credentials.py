@@ -10,12 +10,22 @@ annotations and key names leave this module: the values are dropped as soon as t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from serving.cluster import Cluster, PermanentClusterError
 from serving.revision import Revision
+from serving.storage.storage_spec import (
+    ResolvedStorage,
+    StorageSpecError,
+    fallback,
+    resolve_storage,
+    secret_name,
+)
 
 log = logging.getLogger("serving.operator")
 DEFAULT_ACCOUNT = "default"  # the pod's service account when the predictor names none, as in KServe
@@ -26,7 +36,10 @@ def account_of(revision: Revision) -> str:
 
 
 def needs_credentials(revision: Revision) -> bool:
-    """A storage-initializer that downloads: a pvc:// model is mounted, so no credentials are read for it."""
+    """A storage-initializer that downloads: a pvc:// model is mounted, so no credentials are read for it; a
+    `storage:` reads its storage Secret instead (`storage_locations`), as in KServe."""
+    if revision.storage is not None:
+        return False
     uri = revision.storage_uri or ""
     return bool(uri) and not uri.startswith("pvc://")
 
@@ -72,3 +85,59 @@ def _read(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, A
     if found is None:
         log.warning("storage credentials: %s %s/%s not found; no credentials from it", kind, namespace, name)
     return found
+
+
+def decoded_data(secret: dict[str, Any]) -> dict[str, str]:
+    """A Secret object's values as text: `data` base64-decoded, `stringData` over it (as the API server merges
+    them); an undecodable value is left out (the storage-initializer's secretKeyRef still reads it)."""
+    out: dict[str, str] = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            out[str(key)] = base64.b64decode(str(value), validate=True).decode()
+        except (binascii.Error, ValueError):
+            continue
+    out.update({str(k): str(v) for k, v in (secret.get("stringData") or {}).items()})
+    return out
+
+
+def storage_locations(
+    revisions: Iterable[Revision],
+    annotations: Mapping[str, str],
+    read: Callable[[str], Mapping[str, str] | None],
+    unseen: str,
+) -> tuple[dict[str, ResolvedStorage], list[str]]:
+    """Revision name -> where its `storage:` points (the URI from the storage Secret's entry; values dropped),
+    and what could not be resolved. `read(name)` gives the Secret's data, None when it cannot be seen (`unseen`
+    says where it was looked for): then, and on a resolution error, the revision renders its path and entry,
+    and the storage-initializer builds the URI from its STORAGE_CONFIG when it starts (or says why not)."""
+    with_storage = [r for r in revisions if r.storage is not None]
+    if not with_storage:
+        return {}, []
+    name = secret_name(annotations)
+    data = read(name)
+    out: dict[str, ResolvedStorage] = {}
+    problems: list[str] = []
+    for revision in with_storage:
+        spec = revision.storage
+        assert spec is not None
+        try:
+            out[revision.name] = replace(
+                resolve_storage(spec.key, spec.path, spec.parameters, data, name), env={}
+            )
+            continue
+        except StorageSpecError as exc:
+            out[revision.name] = fallback(spec.key, spec.parameters, name)
+            why = f"Secret {name} {unseen}" if data is None else exc.message
+        problems.append(
+            f"spec.predictor.model.storage: {why}; rendered with storage.path {spec.path!r}: the "
+            f"storage-initializer builds the URI from entry {out[revision.name].key} of Secret {name} "
+            "(STORAGE_CONFIG) when it starts"
+        )
+    return out, problems
+
+
+def storage_secret(cluster: Cluster, namespace: str, name: str) -> dict[str, str] | None:
+    """The data of a `storage:` Secret, decoded (None: missing or not readable, logged): read for its type and
+    bucket; `storage_locations` keeps neither the object nor its values."""
+    secret = _read(cluster, "Secret", namespace, name)
+    return decoded_data(secret) if secret is not None else None

@@ -144,6 +144,12 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
             f"spec.predictor.{field}: {uri!r} is a local path; the cluster cannot read it "
             "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
         )
+    storage = None if custom else predictor.normalised_model().storage
+    if storage is not None and storage.schema_path is not None:
+        out.append(
+            f"spec.predictor.model.storage.schemaPath: {storage.schema_path!r}: ModelMesh's model schema; no "
+            "effect here (KServe's own predictors do not read it either)"
+        )
     out += unknown_annotations(isvc.metadata.annotations) + unsupported_annotations(isvc.metadata.annotations)
     out += component_annotations(isvc) + no_kubernetes_effect(isvc)
     out += [

@@ -35,7 +35,8 @@ from serving.spec import (
     listener_ports,
 )
 from serving.spec_effects import field_name, pod_annotations, scrape_overrides
-from serving.storage.kserve_secrets import credentials_from_secrets
+from serving.storage.kserve_secrets import StorageCredentials, credentials_from_secrets
+from serving.storage.storage_spec import ResolvedStorage, fallback, initializer_env
 
 GROUP_PREFIX = "serving.dev"
 MODEL_DIR = "/mnt/models"  # where KServe's storage-initializer puts the model, too
@@ -61,6 +62,9 @@ class RenderSettings:
     )
     # service account name -> its Secrets (read by the caller): KServe's storage credentials for the initializer
     service_account_secrets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # revision name -> where its `storage:` points (read from its storage Secret by the caller; values dropped);
+    # a revision missing here renders its path, for the initializer to complete from its STORAGE_CONFIG
+    storage_locations: dict[str, ResolvedStorage] = field(default_factory=dict)
     # revision name -> the `serving serve` flags of the ServingRuntime selected for it (read by the caller)
     runtime_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # revision name -> that runtime's container `env` (the predictor's own `env` goes over it)
@@ -165,8 +169,13 @@ def _storage(
     revision: Revision, settings: RenderSettings
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """The storage-initializer: `serving storage pull URI /mnt/models` into an emptyDir (pvc:// mounted)."""
-    uri = revision.storage_uri
-    if not uri:
+    uri = revision.storage_uri or ""
+    location = None
+    if revision.storage is not None:  # KServe's `storage:` (the Secret's entry, never the service account's)
+        spec = revision.storage
+        location = settings.storage_locations.get(revision.name) or fallback(spec.key, spec.parameters)
+        uri = location.uri
+    elif not uri:
         return [], [], []
     volumes: list[dict[str, Any]] = [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [
@@ -174,6 +183,8 @@ def _storage(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
+    if location is not None and not uri:  # the initializer builds s3://BUCKET/PATH from its STORAGE_CONFIG
+        args[2:3] = ["--storage-path", revision.storage.path if revision.storage else ""]
     if uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/", 1)[0]
         volumes.append({"name": "pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
@@ -181,6 +192,9 @@ def _storage(
         args += ["--pvc-root", PVC_ROOT]
     account = revision.predictor.service_account_name or "default"
     credentials = credentials_from_secrets(settings.service_account_secrets.get(account, ()))
+    if location is not None:  # as KServe: a storage spec's Secret instead of the service account's
+        key = revision.storage.key if revision.storage else None
+        credentials = StorageCredentials(env=initializer_env(location, key))
     volumes += credentials.volumes
     init = {
         "name": "storage-initializer",

@@ -3,7 +3,9 @@
 GET/POST /api/v1/inferenceservices, GET/DELETE /api/v1/namespaces/{ns}/inferenceservices/{name},
 POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history};
 GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}, GET /api/v1/servingruntimes,
-DELETE /api/v1/namespaces/{ns}/servingruntimes/{name} and /api/v1/clusterservingruntimes/{name}. Bodies
+DELETE /api/v1/namespaces/{ns}/servingruntimes/{name} and /api/v1/clusterservingruntimes/{name};
+PUT/DELETE /api/v1/namespaces/{ns}/secrets/{name} (a `v1` Secret document; answers its name and created /
+configured / unchanged, never a value) and GET /api/v1/secrets (names only). Bodies
 are JSON; POST takes a list of documents (InferenceService, Canary, ServingRuntime, ClusterServingRuntime),
 validated all (explicit `runtime:` names against the runtimes as they will be) before any is applied).
 """
@@ -26,6 +28,7 @@ from serving.canary.spec import parse_canary
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane, Service
 from serving.control.local.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
+from serving.control.local.secrets import is_secret_document, secret_data
 from serving.control.process_args import check_local_predictor, check_local_transformer
 from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -104,7 +107,8 @@ class ControlAPI:
             check_local_predictor(isvc.spec.predictor)  # every document checked before any is applied
             if isvc.spec.transformer is not None:  # a custom transformer image: refused now, not later
                 check_local_transformer(Revision.from_spec(isvc))
-            warned.append(isvc.warnings(grpc_routed=grpc_routed))  # (and its warnings made: nothing after)
+            # (and its warnings made: nothing after)
+            warned.append(isvc.warnings(grpc_routed=grpc_routed) + self.control.storage_warnings(isvc))
         runtime_warned = [runtime_warnings(parse_runtime(d), local=True) for d in runtimes]
         applied = [
             {**doc, "warnings": warnings}
@@ -174,6 +178,32 @@ class ControlAPI:
         deleted = f"{namespace}/{p['name']}" if namespace is not None else p["name"]
         return JSONBody({"deleted": deleted, "kind": kind, "warnings": warnings})
 
+    async def put_secret(self, request: Request) -> Response:
+        """Store a `v1` Secret (what a model's `storage:` reads); the answer never holds a value."""
+        self._authorise(request)
+        p = request.path_params
+        body = await read_body(request, 2 * 1024 * 1024)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest("body is not JSON") from exc  # never the parser's excerpt of the body
+        if not is_secret_document(doc):
+            raise BadRequest("body must be a v1 Secret document")
+        if (doc.get("metadata") or {}).get("name") != p["name"]:
+            raise BadRequest(f"the Secret's metadata.name must be {p['name']!r}, as in the path")
+        outcome = await self.control.apply_secret(p["namespace"], p["name"], secret_data(doc))
+        return JSONBody({"namespace": p["namespace"], "name": p["name"], "outcome": outcome})
+
+    async def delete_secret(self, request: Request) -> Response:
+        self._authorise(request)
+        p = request.path_params
+        await self.control.delete_secret(p["namespace"], p["name"])
+        return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
+
+    async def list_secrets(self, request: Request) -> Response:
+        self._authorise(request)
+        return JSONBody({"items": self.control.secrets.names()})
+
     async def list_canaries(self, request: Request) -> Response:
         self._authorise(request)
         return JSONBody({"items": self.canaries.items() if self.canaries else []})
@@ -210,6 +240,9 @@ def build_control_app(
         Route(item + "/rollout/{action}", api.rollout, methods=["POST"]),
         Route(item + "/rollout/{what}", api.rollout_info, methods=["GET"]),
         Route(PREFIX + "/canaries", api.list_canaries, methods=["GET"]),
+        Route(PREFIX + "/secrets", api.list_secrets, methods=["GET"]),
+        Route(PREFIX + "/namespaces/{namespace}/secrets/{name}", api.put_secret, methods=["PUT"]),
+        Route(PREFIX + "/namespaces/{namespace}/secrets/{name}", api.delete_secret, methods=["DELETE"]),
         Route(PREFIX + "/servingruntimes", api.list_runtimes, methods=["GET"]),
         Route(
             PREFIX + "/namespaces/{namespace}/servingruntimes/{name}", api.delete_runtime, methods=["DELETE"]

@@ -78,6 +78,20 @@ class ControlClient:
         warnings: builtins.list[str] = self._call("DELETE", path).get("warnings", [])
         return warnings
 
+    def put_secret(self, document: dict[str, Any], namespace: str = "default") -> str:
+        """Store a `v1` Secret in `serving up`; returns created, configured or unchanged."""
+        name = document.get("metadata", {}).get("name", "")
+        outcome: str = self._call("PUT", f"/namespaces/{namespace}/secrets/{name}", json=document)["outcome"]
+        return outcome
+
+    def delete_secret(self, name: str, namespace: str = "default") -> None:
+        self._call("DELETE", f"/namespaces/{namespace}/secrets/{name}")
+
+    def list_secrets(self) -> builtins.list[dict[str, str]]:
+        """{namespace, name} of each stored Secret (values are never sent back)."""
+        items: builtins.list[dict[str, str]] = self._call("GET", "/secrets")["items"]
+        return items
+
     def delete_canary(self, name: str, namespace: str = "default") -> None:
         self._call("DELETE", f"/namespaces/{namespace}/canaries/{name}")
 

@@ -9,7 +9,8 @@ Failures are retried as KServe's controller and kubelet do: a revision no Servin
 again when runtimes are applied or deleted (KServe requeues on runtime events); one whose storageUri could not
 be fetched (KServe's storage-initializer in CrashLoopBackOff), or whose downloaded model failed to load, starts
 again from scratch after an exponential backoff (1 s doubling to 5 min, reset once it is ready), its status
-message saying when.
+message saying when. A model's KServe `storage:` is resolved from the applied Secrets (`secrets.py`) when it is
+fetched: a missing Secret or entry fails the same way, and a Secret applied starts those fetches again at once.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from serving.control.local.autoscaler import (
 from serving.control.local.processes import ReplicaState
 from serving.control.local.rollout_history import RolloutHistory
 from serving.control.local.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
+from serving.control.local.secrets import SecretStore
 from serving.control.local.state import StateStore
-from serving.control.local.storage_bridge import resolve_model_dir
+from serving.control.local.storage_bridge import SecretSource, location, resolve_at
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
 from serving.control.runtime_catalog import RuntimeCatalog
@@ -51,6 +53,7 @@ from serving.servingruntime import ServiceMeta, parse_runtime
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, release, scheme_of
 from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.storage_spec import StorageSpecError, optional_entry, secret_name
 
 log = logging.getLogger("serving.local")
 TICK_S = 1.0
@@ -130,6 +133,7 @@ class LocalControlPlane:
         self.domain = domain
         self.storage = storage or StorageConfig(cache_dir=store.root / "cache")
         self.runtimes = RuntimeCatalog(store.root)  # ServingRuntimes: built-in + applied (persisted)
+        self.secrets = SecretStore(store.root)  # v1 Secrets applied: what a model's `storage:` reads
         self.services: dict[tuple[str, str], Service] = {}
         self.runners: dict[tuple[str, str], RevisionRunner] = {}  # (namespace, revision) -> runner
         self._wake = asyncio.Event()
@@ -244,6 +248,53 @@ class LocalControlPlane:
             "it (as KServe's Deployments do); a new revision of theirs, or a restart of serving up, selects a "
             "runtime again"
         ]
+
+    async def apply_secret(self, namespace: str, name: str, data: dict[str, str]) -> str:
+        """Store a Secret (created / configured / unchanged). A revision whose `storage:` could not be resolved
+        or fetched tries again at once, as after its backoff (KServe's initializer would in its next restart)."""
+        async with self._lock:
+            outcome = self.secrets.put(namespace, name, data)
+            if outcome != "unchanged":
+                self._refetch(namespace)
+        if outcome != "unchanged":
+            await self.reconcile()
+        return outcome
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        """Forget a Secret; running revisions keep the model they fetched (a Pod keeps its /mnt/models)."""
+        async with self._lock:
+            self.secrets.delete(namespace, name)
+
+    def _refetch(self, namespace: str) -> None:
+        """Forget the runners of `namespace` whose `storage:` failed: the next reconcile makes them again."""
+        for key, runner in list(self.runners.items()):
+            if (
+                key[0] == namespace
+                and runner.failed_step == "storage"
+                and runner.revision.storage is not None
+            ):
+                del self.runners[key]
+                self._spawn(runner.stop())
+
+    def storage_warnings(self, isvc: InferenceService) -> list[str]:
+        """A model's `storage:` whose Secret is not here (yet): said at apply, the revision fails until it is."""
+        predictor = isvc.spec.predictor
+        storage = predictor.normalised_model().storage if predictor.custom_container is None else None
+        name = secret_name(isvc.metadata.annotations)
+        if storage is None or optional_entry(storage.key, storage.parameters):
+            return []
+        if self.secrets.data(isvc.metadata.namespace, name) is not None:
+            return []
+        return [
+            f"spec.predictor.model.storage: no Secret {name} in namespace {isvc.metadata.namespace} yet: its "
+            "revision fails (and is retried) until it is applied (serving apply -f with the v1 Secret)"
+        ]
+
+    def _storage_secret(self, revision: Revision) -> tuple[str, dict[str, str] | None]:
+        """The Secret a revision's `storage:` reads (its service's annotation names it) and its data."""
+        service = self.services.get((revision.namespace, revision.isvc))
+        name = secret_name(service.isvc.metadata.annotations if service is not None else {})
+        return name, self.secrets.data(revision.namespace, name)
 
     def _reselect(self) -> None:
         """Forget the runners no runtime served: the next reconcile makes them again, selecting anew."""
@@ -386,7 +437,7 @@ class LocalControlPlane:
         loaded_and_failed = bool(runner.predictors) and all(
             r.state is ReplicaState.FAILED for r in runner.predictors
         )
-        remote = scheme_of(runner.revision.storage_uri or "") in REMOTE_SCHEMES
+        remote = _remote(runner.revision)
         return not runner.error and loaded_and_failed and remote
 
     def serves(self, namespace: str, runner: RevisionRunner) -> bool:
@@ -500,13 +551,14 @@ class LocalControlPlane:
         flags = (*self.predictor_flags, *runtime_flags)
         runner = RevisionRunner(revision, Path("."), log_dir, self._changed, flags, self.replica_factory)
         runner.runtime = selected
-        if scheme_of(revision.storage_uri or "") in REMOTE_SCHEMES:
+        if _remote(revision):
             runner.fetching = True
             task = asyncio.create_task(self._fetch(runner), name=f"fetch {revision.name}")
             self._fetches.add(task)
             task.add_done_callback(self._fetches.discard)
         else:
-            self._found(runner, *await asyncio.to_thread(_resolve, revision, self.storage))
+            outcome = await asyncio.to_thread(_resolve, revision, self.storage, self._storage_secret)
+            self._found(runner, *outcome)
         return runner
 
     async def _fetch(self, runner: RevisionRunner) -> None:
@@ -519,7 +571,7 @@ class LocalControlPlane:
                 done.set_result(outcome)
 
         def fetch() -> None:
-            outcome = _resolve(runner.revision, self.storage)
+            outcome = _resolve(runner.revision, self.storage, self._storage_secret)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
                 loop.call_soon_threadsafe(settle, outcome)
 
@@ -534,7 +586,8 @@ class LocalControlPlane:
     @staticmethod
     def _found(runner: RevisionRunner, model_dir: Path | None, error: str, retryable: bool) -> None:
         if model_dir is None:
-            runner.error = f"spec.predictor.model.storageUri: {error}"
+            field = "storage" if runner.revision.storage is not None else "storageUri"
+            runner.error = f"spec.predictor.model.{field}: {error}"
             runner.failed_step = "storage" if retryable else ""
         else:
             runner.model_dir = model_dir
@@ -606,12 +659,25 @@ REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})
 FETCHED_SCHEMES = REMOTE_SCHEMES | {"", "file", "pvc"}
 
 
-def _resolve(revision: Revision, config: StorageConfig) -> tuple[Path | None, str, bool]:
+def _remote(revision: Revision) -> bool:
+    """Fetched in the background: an object store or URL (a `storage:` is an s3:// bucket, once resolved)."""
+    return revision.storage is not None or scheme_of(revision.storage_uri or "") in REMOTE_SCHEMES
+
+
+def _resolve(
+    revision: Revision, config: StorageConfig, secrets: SecretSource
+) -> tuple[Path | None, str, bool]:
     """(the model folder, "", False) or (None, why not, whether trying again may help: not for a refusal by
-    policy or a scheme this machine does not fetch)."""
+    policy or a scheme this machine does not fetch; yes for a `storage:` its Secret cannot complete yet)."""
     try:
-        return resolve_model_dir(revision, config), "", False
+        uri, secret_env = location(revision, secrets)
+    except StorageSpecError as exc:
+        return None, exc.message, True
     except ServingError as exc:
-        fetchable = scheme_of(revision.storage_uri or "") in FETCHED_SCHEMES
+        return None, exc.message, False
+    try:
+        return resolve_at(revision, uri, secret_env, config), "", False
+    except ServingError as exc:
+        fetchable = scheme_of(uri) in FETCHED_SCHEMES
         retryable = isinstance(exc, StorageError) and not isinstance(exc, StorageRefused) and fetchable
         return None, exc.message, retryable

@@ -160,14 +160,16 @@ class StorageSpec(Strict):
     (`serving.kserve.io/storageSecretName` names another Secret); `parameters` override that entry's values."""
 
     key: str | None = None
-    path: str = Field(min_length=1)
+    # the model's path in the bucket; none beside a storageUri (s3://, hdfs://, webhdfs://), which the entry
+    # then only gives credentials for, as in KServe
+    path: str | None = None
     parameters: dict[str, str] = Field(default_factory=dict)
     schema_path: str | None = None  # ModelMesh's model schema: no effect here (warned)
 
     @field_validator("path")
     @classmethod
-    def _path(cls, path: str) -> str:
-        if not path.strip() or any(ord(c) < 32 for c in path):
+    def _path(cls, path: str | None) -> str | None:
+        if path is not None and (not path.strip() or any(ord(c) < 32 for c in path)):
             raise ValueError(f"{path!r} is not a path in a bucket (empty, or contains control characters)")
         return path
 
@@ -180,11 +182,10 @@ class FrameworkSpec(KubernetesContainer):
 
     @model_validator(mode="after")
     def _one_location(self) -> FrameworkSpec:
-        if self.storage is not None and self.storage_uri is not None:
-            raise ValueError(
-                "storage and storageUri are both set: give one (storage: {key, path} reads the bucket from the "
-                "storage-config Secret; storageUri names the model directly)"
-            )
+        if self.storage is not None:
+            problem = storage_location_problem(self.storage.path is not None, self.storage_uri)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @field_validator("storage_uri")
@@ -784,20 +785,46 @@ def parse(document: dict[str, Any]) -> InferenceService:
     return isvc
 
 
+STORAGE_SPEC_SCHEMES = ("s3", "hdfs", "webhdfs")  # what a storage Secret's entry can describe (KServe's)
+
+
+def storage_location_problem(has_path: bool, storage_uri: str | None) -> str:
+    """Why a model's `storage:` and `storageUri` do not go together ("" when they do). As in KServe: a
+    storage.path, or a storageUri (s3://, hdfs://, webhdfs://) whose credentials the entry gives, not both."""
+    if storage_uri is None:
+        return (
+            "" if has_path else "storage.path: required (the model's path in the bucket), or give storageUri"
+        )
+    if has_path:
+        return (
+            "storage.path and storageUri are both set: give one (storage: {key, path} reads the bucket from the "
+            "storage-config Secret; storageUri names the model directly, and storage.key then gives its "
+            "credentials)"
+        )
+    scheme = storage_uri.split("://", 1)[0].lower() if "://" in storage_uri else ""
+    if scheme not in STORAGE_SPEC_SCHEMES:
+        return (
+            f"storage beside storageUri {storage_uri!r}: a storage Secret's entry gives credentials only for "
+            f"{', '.join(s + '://' for s in STORAGE_SPEC_SCHEMES)} URIs"
+        )
+    return ""
+
+
 def _reject_two_locations(document: dict[str, Any]) -> None:
-    """`storage` and `storageUri` in one model: refused naming both fields (KServe refuses it too)."""
+    """`storage` and `storageUri` that do not go together in one model: refused naming the model's fields."""
     spec = document.get("spec")
     predictor = spec.get("predictor") if isinstance(spec, dict) else None
     if not isinstance(predictor, dict):
         return
     for name in ("model", *SUPPORTED_FORMATS):
         section = predictor.get(name)
-        if isinstance(section, dict) and section.get("storage") is not None and "storageUri" in section:
-            raise SpecError(
-                f"spec.predictor.{name}.storage and spec.predictor.{name}.storageUri are both set: give one "
-                "(storage: {key, path} reads the bucket from the storage-config Secret; storageUri names the "
-                "model directly)"
-            )
+        storage = section.get("storage") if isinstance(section, dict) else None
+        if not isinstance(storage, dict) or not isinstance(section, dict):
+            continue
+        uri = section.get("storageUri")
+        problem = storage_location_problem("path" in storage, uri if isinstance(uri, str) else None)
+        if problem:
+            raise SpecError(f"spec.predictor.{name}.{problem}")
 
 
 def _check_predictor_containers(predictor: PredictorSpec) -> None:

@@ -89,7 +89,7 @@ def test_the_storage_field_is_accepted_in_model_and_shorthand_and_is_part_of_the
     [
         (
             {"sklearn": {"storageUri": "s3://a/b", "storage": {"path": "b"}}},
-            "spec.predictor.sklearn.storage and spec.predictor.sklearn.storageUri are both set",
+            "spec.predictor.sklearn.storage.path and storageUri are both set",
         ),
         (
             {
@@ -99,10 +99,15 @@ def test_the_storage_field_is_accepted_in_model_and_shorthand_and_is_part_of_the
                     "storage": {"path": "b"},
                 }
             },
-            "spec.predictor.model.storage and spec.predictor.model.storageUri are both set",
+            "spec.predictor.model.storage.path and storageUri are both set",
+        ),
+        (
+            {"sklearn": {"storageUri": "/models/iris", "storage": {"key": "k"}}},
+            "spec.predictor.sklearn.storage beside storageUri '/models/iris': a storage Secret's entry gives "
+            "credentials only for s3://, hdfs://, webhdfs:// URIs",
         ),
         (_model(path="m", colour="red"), "spec.predictor.model.storage.colour: unknown field"),
-        (_model(key="k"), "spec.predictor.model.storage.path: Field required"),
+        (_model(key="k"), "spec.predictor.model.storage.path: required (the model's path in the bucket)"),
         (_model(path=""), "spec.predictor.model.storage.path"),
         (
             _model(path="m", parameters={"bucket": ["not", "a", "string"]}),
@@ -172,6 +177,20 @@ def test_default_entry_default_type_entry_and_parameters_over_the_entry() -> Non
     assert resolve_storage("w", "m", {}, {"w": '{"type": "webhdfs"}'}, "s").uri == "webhdfs://m"
 
 
+def test_beside_a_storage_uri_the_entry_gives_only_its_credentials() -> None:
+    """KServe: `storageUri: s3://...` with `storage: {key}` fetches that URI with the entry's credentials."""
+    isvc = parse(_isvc({"sklearn": {"storageUri": "s3://other/iris", "storage": {"key": "localMinIO"}}}))
+    model = isvc.spec.predictor.normalised_model()
+    assert model.storage_uri == "s3://other/iris" and model.storage is not None and model.storage.key
+    found = resolve_storage("localMinIO", None, {}, DATA, "s", uri="s3://other/iris")
+    assert (found.uri, found.key) == ("s3://other/iris", "localMinIO")  # not the entry's bucket
+    assert found.env["AWS_SECRET_ACCESS_KEY"] == SECRET_KEY
+    typed = resolve_storage(None, None, {"type": "s3"}, None, "s", uri="s3://b/m")  # no bucket needed
+    assert (typed.uri, typed.key, typed.env) == ("s3://b/m", None, {})
+    with pytest.raises(StorageSpecError, match="unable to determine storage type"):
+        resolve_storage("k", None, {}, {"k": '{"access_key_id": "x"}'}, "s", uri="s3://b/m")
+
+
 @pytest.mark.parametrize(
     ("key", "parameters", "data", "expected"),
     [
@@ -186,7 +205,7 @@ def test_default_entry_default_type_entry_and_parameters_over_the_entry() -> Non
             {"k": '{"type": "gcs", "bucket": "b"}'},
             "storage type must be one of [s3, hdfs, webhdfs]. storage type [gcs] is not supported",
         ),
-        ("k", {}, {"k": '{"bucket": "b"}'}, "storage type [] is not supported"),
+        ("k", {}, {"k": '{"bucket": "b"}'}, "unable to determine storage type"),
         (
             "k",
             {},
@@ -299,6 +318,24 @@ def test_render_gives_the_initializer_the_uri_and_the_entry_as_a_secret_key_ref(
     assert env["STORAGE_OVERRIDE_CONFIG"] == "{}"
     deployment = json.dumps(next(o for o in objects if o["kind"] == "Deployment"))
     assert SECRET_KEY not in deployment and 'mybucket", "secret' not in deployment
+    assert capsys.readouterr().err == ""
+
+
+def test_render_beside_a_storage_uri_pulls_that_uri_with_the_entrys_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _file(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "storage: {key: localMinIO, path: models/iris}",
+            "storageUri: s3://elsewhere/iris\n      storage: {key: localMinIO}",
+        )
+    )
+    assert "s3://elsewhere/iris" in path.read_text()
+    init = _init(render(read_converted([path]), RenderSettings()))
+    assert init["args"][:4] == ["storage", "pull", "s3://elsewhere/iris", "/mnt/models"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in init["env"]}
+    assert env["STORAGE_CONFIG"] == {"secretKeyRef": {"name": "storage-config", "key": "localMinIO"}}
     assert capsys.readouterr().err == ""
 
 

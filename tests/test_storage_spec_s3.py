@@ -31,6 +31,19 @@ spec:
 """
 
 
+# KServe's other form: the storageUri names the model, storage.key only gives its credentials
+BESIDE_URI = """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: beside-uri}
+spec:
+  predictor:
+    sklearn:
+      storageUri: s3://models/iris
+      storage: {key: moto}
+"""
+
+
 def _secret(store: S3) -> str:
     entry = {
         "type": "s3",
@@ -65,7 +78,7 @@ def test_a_storage_secret_applied_with_the_service_serves_its_model(
     _no_aws_env(monkeypatch)
     state = tmp_path / "state"
     path = tmp_path / "iris.yaml"
-    path.write_text(_secret(s3) + "---\n" + ISVC.replace("NAME", "from-secret"))
+    path.write_text(_secret(s3) + "---\n" + ISVC.replace("NAME", "from-secret") + "---\n" + BESIDE_URI)
     with (
         serving_up(state, extra=("--cache-dir", str(tmp_path / "cache"))) as server,
         server.client() as client,
@@ -74,12 +87,14 @@ def test_a_storage_secret_applied_with_the_service_serves_its_model(
         assert applied.stdout.splitlines() == [
             "secret/storage-config created",
             "inferenceservice/from-secret created",
+            "inferenceservice/beside-uri created",
         ], applied.stdout
         assert "warning" not in applied.stderr, applied.stderr
-        wait_for_traffic(server, state, "from-secret", lambda t: sorted(t.values()) == [100])
-        response = predict(client, "from-secret")
-        assert response.status_code == 200, response.text
-        assert response.json()["predictions"][0] in (0, 1, 2)
+        for name in ("from-secret", "beside-uri"):
+            wait_for_traffic(server, state, name, lambda t: sorted(t.values()) == [100])
+            response = predict(client, name)
+            assert response.status_code == 200, response.text
+            assert response.json()["predictions"][0] in (0, 1, 2)
         again = cli(server, state, "apply", "-f", str(path))
         assert "secret/storage-config unchanged" in again.stdout, again.stdout
 
@@ -96,6 +111,7 @@ def test_a_storage_secret_applied_with_the_service_serves_its_model(
         deleted = cli(server, state, "delete", "-f", str(path))
         assert deleted.stdout.splitlines() == [
             "inferenceservice/from-secret deleted",
+            "inferenceservice/beside-uri deleted",
             "secret/storage-config deleted",
         ], deleted.stdout
         assert list((state / "secrets").iterdir()) == []

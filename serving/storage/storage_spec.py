@@ -57,15 +57,18 @@ def secret_name(annotations: Mapping[str, str]) -> str:
 
 def resolve_storage(
     key: str | None,
-    path: str,
+    path: str | None,
     parameters: Mapping[str, str],
     secret_data: Mapping[str, str] | None,
     secret: str = DEFAULT_SECRET,
+    uri: str | None = None,
 ) -> ResolvedStorage:
-    """KServe's rules. `secret_data` is the Secret's data as {key: JSON text} (None: no such Secret).
+    """KServe's rules. `secret_data` is the Secret's data as {key: JSON text} (None: no such Secret); `uri`:
+    the model's storageUri, when the entry only gives its credentials (then no path).
 
     A `key` must exist in the Secret; without one the entry `default` is read (`default_<type>` when the
-    parameters give a type), and may be missing only when the parameters give the type and the bucket."""
+    parameters give a type), and may be missing only when the parameters give the type and the bucket (the
+    type alone beside a storageUri)."""
     data = secret_data or {}
     where = f"storage secret {secret}" + ("" if secret_data is not None else " (no such Secret)")
     if key:
@@ -75,17 +78,21 @@ def resolve_storage(
     else:
         chosen = f"{DEFAULT_KEY}_{parameters['type']}" if parameters.get("type") else DEFAULT_KEY
         if chosen not in data:
-            if not (parameters.get("type") and parameters.get("bucket")):
+            if not optional_entry(key, parameters, uri):
+                needs = "type" if uri else "type and bucket"
                 raise StorageSpecError(
                     f"no storage key given and {where} has no entry {chosen!r}; add it, name an entry with "
-                    "storage.key, or give storage.parameters type and bucket"
+                    f"storage.key, or give storage.parameters {needs}"
                 )
             chosen = None
     config = _entry(data[chosen], chosen, secret) if chosen is not None else {}
     config.update(parameters)
-    return ResolvedStorage(
-        storage_uri(config, path), secret, chosen, dict(parameters), env_from_config(config)
-    )
+    if uri is None:
+        where_to = storage_uri(config, path or "")
+    else:
+        storage_type(config)  # KServe: "unable to determine storage type" without one
+        where_to = uri
+    return ResolvedStorage(where_to, secret, chosen, dict(parameters), env_from_config(config))
 
 
 def _entry(text: str, key: str, secret: str) -> dict[str, str]:
@@ -103,13 +110,21 @@ def _strings(value: dict[Any, Any]) -> dict[str, str]:
     return {str(k): json.dumps(v) if isinstance(v, bool) else str(v) for k, v in value.items()}
 
 
-def storage_uri(config: Mapping[str, str], path: str) -> str:
-    """`s3://BUCKET/PATH`, or `hdfs://PATH` / `webhdfs://PATH`; KServe's errors otherwise."""
+def storage_type(config: Mapping[str, str]) -> str:
+    """The entry's `type` (parameters over it); KServe's errors when there is none or one it cannot read."""
     kind = config.get("type", "")
+    if not kind:
+        raise StorageSpecError("unable to determine storage type: the entry and storage.parameters give none")
     if kind not in TYPES:
         raise StorageSpecError(
             f"storage type must be one of [{', '.join(TYPES)}]. storage type [{kind}] is not supported"
         )
+    return kind
+
+
+def storage_uri(config: Mapping[str, str], path: str) -> str:
+    """`s3://BUCKET/PATH`, or `hdfs://PATH` / `webhdfs://PATH`; KServe's errors otherwise."""
+    kind = storage_type(config)
     path = path.lstrip("/")
     if kind == "s3":
         bucket = config.get("bucket", "")
@@ -146,25 +161,31 @@ def config_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return config
 
 
-def fallback(key: str | None, parameters: Mapping[str, str], secret: str = DEFAULT_SECRET) -> ResolvedStorage:
-    """What is rendered when the Secret cannot be read here: no URI (the initializer builds it from its
-    STORAGE_CONFIG), the entry KServe would read (`key`, else `default` / `default_<type>`)."""
+def fallback(
+    key: str | None, parameters: Mapping[str, str], secret: str = DEFAULT_SECRET, uri: str | None = None
+) -> ResolvedStorage:
+    """What is rendered when the Secret cannot be read here: the storageUri if there is one, else no URI (the
+    initializer builds it from its STORAGE_CONFIG), and the entry KServe would read (`key`, else `default` /
+    `default_<type>`)."""
     chosen = key or (f"{DEFAULT_KEY}_{parameters['type']}" if parameters.get("type") else DEFAULT_KEY)
-    return ResolvedStorage("", secret, chosen, dict(parameters))
+    return ResolvedStorage(uri or "", secret, chosen, dict(parameters))
 
 
-def optional_entry(key: str | None, parameters: Mapping[str, str]) -> bool:
-    """Whether the entry may be missing (no key given, and the parameters give the type and the bucket)."""
-    return not key and bool(parameters.get("type")) and bool(parameters.get("bucket"))
+def optional_entry(key: str | None, parameters: Mapping[str, str], uri: str | None = None) -> bool:
+    """Whether the entry may be missing: no key given, and the parameters give the type and the bucket (beside
+    a storageUri, the type alone)."""
+    return not key and bool(parameters.get("type")) and (uri is not None or bool(parameters.get("bucket")))
 
 
-def initializer_env(location: ResolvedStorage, key_given: str | None) -> list[dict[str, Any]]:
+def initializer_env(
+    location: ResolvedStorage, key_given: str | None, storage_uri: str | None = None
+) -> list[dict[str, Any]]:
     """KServe's env for the storage-initializer: STORAGE_CONFIG from the Secret's entry (a secretKeyRef: the
     value never lands in a manifest) and STORAGE_OVERRIDE_CONFIG, the parameters as JSON."""
     env: list[dict[str, Any]] = []
     if location.key is not None:
         ref: dict[str, Any] = {"name": location.secret, "key": location.key}
-        if optional_entry(key_given, location.overrides):
+        if optional_entry(key_given, location.overrides, storage_uri):
             ref["optional"] = True
         env.append({"name": CONFIG_ENV, "valueFrom": {"secretKeyRef": ref}})
     env.append({"name": OVERRIDE_ENV, "value": json.dumps(location.overrides, sort_keys=True)})

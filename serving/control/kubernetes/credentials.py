@@ -122,16 +122,21 @@ def storage_locations(
         assert spec is not None
         try:
             out[revision.name] = replace(
-                resolve_storage(spec.key, spec.path, spec.parameters, data, name), env={}
+                resolve_storage(spec.key, spec.path, spec.parameters, data, name, revision.storage_uri),
+                env={},
             )
             continue
         except StorageSpecError as exc:
-            out[revision.name] = fallback(spec.key, spec.parameters, name)
+            out[revision.name] = fallback(spec.key, spec.parameters, name, revision.storage_uri)
             why = f"Secret {name} {unseen}" if data is None else exc.message
+        rendered = (
+            f"rendered with storageUri {revision.storage_uri}: the storage-initializer reads its credentials"
+            if revision.storage_uri
+            else f"rendered with storage.path {spec.path!r}: the storage-initializer builds the URI"
+        )
         problems.append(
-            f"spec.predictor.model.storage: {why}; rendered with storage.path {spec.path!r}: the "
-            f"storage-initializer builds the URI from entry {out[revision.name].key} of Secret {name} "
-            "(STORAGE_CONFIG) when it starts"
+            f"spec.predictor.model.storage: {why}; {rendered} from entry {out[revision.name].key} of Secret "
+            f"{name} (STORAGE_CONFIG) when it starts"
         )
     return out, problems
 

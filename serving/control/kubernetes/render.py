@@ -173,7 +173,9 @@ def _storage(
     location = None
     if revision.storage is not None:  # KServe's `storage:` (the Secret's entry, never the service account's)
         spec = revision.storage
-        location = settings.storage_locations.get(revision.name) or fallback(spec.key, spec.parameters)
+        location = settings.storage_locations.get(revision.name) or fallback(
+            spec.key, spec.parameters, uri=revision.storage_uri
+        )
         uri = location.uri
     elif not uri:
         return [], [], []
@@ -184,7 +186,7 @@ def _storage(
     ]
     args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
     if location is not None and not uri:  # the initializer builds s3://BUCKET/PATH from its STORAGE_CONFIG
-        args[2:3] = ["--storage-path", revision.storage.path if revision.storage else ""]
+        args[2:3] = ["--storage-path", (revision.storage.path if revision.storage else None) or ""]
     if uri.startswith("pvc://"):
         claim = uri.removeprefix("pvc://").split("/", 1)[0]
         volumes.append({"name": "pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
@@ -194,7 +196,7 @@ def _storage(
     credentials = credentials_from_secrets(settings.service_account_secrets.get(account, ()))
     if location is not None:  # as KServe: a storage spec's Secret instead of the service account's
         key = revision.storage.key if revision.storage else None
-        credentials = StorageCredentials(env=initializer_env(location, key))
+        credentials = StorageCredentials(env=initializer_env(location, key, revision.storage_uri))
     volumes += credentials.volumes
     init = {
         "name": "storage-initializer",

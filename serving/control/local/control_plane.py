@@ -279,9 +279,11 @@ class LocalControlPlane:
     def storage_warnings(self, isvc: InferenceService) -> list[str]:
         """A model's `storage:` whose Secret is not here (yet): said at apply, the revision fails until it is."""
         predictor = isvc.spec.predictor
-        storage = predictor.normalised_model().storage if predictor.custom_container is None else None
+        model = predictor.normalised_model() if predictor.custom_container is None else None
+        storage = model.storage if model is not None else None
         name = secret_name(isvc.metadata.annotations)
-        if storage is None or optional_entry(storage.key, storage.parameters):
+        uri = model.storage_uri if model is not None else None
+        if storage is None or optional_entry(storage.key, storage.parameters, uri):
             return []
         if self.secrets.data(isvc.metadata.namespace, name) is not None:
             return []

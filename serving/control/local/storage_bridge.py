@@ -33,7 +33,7 @@ def location(revision: Revision, secrets: SecretSource | None = None) -> tuple[s
             raise ArtifactError("no storageUri given")
         return revision.storage_uri, {}
     name, data = secrets(revision) if secrets is not None else ("storage-config", None)
-    resolved = resolve_storage(spec.key, spec.path, spec.parameters, data, name)
+    resolved = resolve_storage(spec.key, spec.path, spec.parameters, data, name, revision.storage_uri)
     return resolved.uri, resolved.env
 
 

@@ -113,7 +113,9 @@ class Strict(BaseModel):
 class EnvVar(Strict):
     name: str
     value: str = ""
-    value_from: dict[str, Any] | None = None  # secretKeyRef / configMapKeyRef: rendered on Kubernetes only
+    value_from: dict[str, Any] | None = (
+        None  # Kubernetes: all rendered; locally a secretKeyRef only (applied Secrets)
+    )
 
 
 class Resources(Strict):
@@ -648,10 +650,11 @@ class InferenceService(Strict):
             if spec is None:
                 continue
             for env in _env_vars(spec):
-                if env.value_from is not None:
+                if env.value_from is not None and "secretKeyRef" not in env.value_from:
                     out.append(
-                        f"spec.{component}: env {env.name} uses valueFrom, which applies on Kubernetes only; "
-                        "it is not set locally"
+                        f"spec.{component}: env {env.name} uses valueFrom "
+                        f"({', '.join(env.value_from)}), which applies on Kubernetes only; it is not set locally "
+                        "(a secretKeyRef is: from the Secrets applied with serving apply -f)"
                     )
             if spec.logger is not None and not spec.logger.url:
                 out.append(

@@ -347,7 +347,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "appended to `serving serve` (KServe's --model_name -> --name; port/dir flags dropped, warned)",
         _SAME,
     ),
-    FieldEffect("predictor.model.env", "process environment (plain values)", "container env (valueFrom too)"),
+    FieldEffect(
+        "predictor.model.env",
+        "process environment (plain values; a secretKeyRef from the Secrets applied with serving apply -f)",
+        "container env (valueFrom too)",
+    ),
     FieldEffect("predictor.model.resources", "", "container resources"),
     FieldEffect("predictor.model.name", "", ""),
     FieldEffect("predictor.model.image", "", "container image"),
@@ -376,7 +380,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.containers[].command", "`serving transform` command line", "container command"),
     FieldEffect("transformer.containers[].args", "`serving transform` arguments", "container args"),
     FieldEffect(
-        "transformer.containers[].env", "process environment (plain values)", "container env (valueFrom too)"
+        "transformer.containers[].env",
+        "process environment (plain values; a secretKeyRef from the Secrets applied with serving apply -f)",
+        "container env (valueFrom too)",
     ),
     FieldEffect("transformer.containers[].image", "", "container image (a custom image gets KServe's args)"),
     FieldEffect("transformer.containers[].name", "", "container name"),

@@ -105,6 +105,11 @@ class Effects:
         return any(w.startswith(f"spec.{path}:") for w in self.warnings)
 
 
+def _applied_secret(name: str, key: str) -> str | None:
+    """The Secrets `serving apply -f` kept (here one, `s`), as the local control plane looks a key up."""
+    return {"s": {"k": "from-secret"}}.get(name, {}).get(key)
+
+
 def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None, **metadata: Any) -> Effects:
     doc: dict[str, Any] = {
         "apiVersion": "serving.dev/v1beta1",
@@ -116,7 +121,7 @@ def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None
     revision = Revision.from_spec(isvc)
     t_argv = t_env = None
     if revision.transformer is not None:
-        t_env = local_env(component_env(revision.transformer))
+        t_env = local_env(component_env(revision.transformer), _applied_secret)
         try:
             t_argv = transformer_args(revision, "http://127.0.0.1:1")
         except RevisionError:
@@ -131,7 +136,7 @@ def effects(predictor: dict[str, Any], transformer: dict[str, Any] | None = None
         isvc,
         revision,
         [] if custom else predictor_args(revision, "/models/iris"),
-        local_env(predictor_env(revision)),
+        local_env(predictor_env(revision), _applied_secret),
         t_argv,
         t_env,
         objects,
@@ -726,7 +731,7 @@ def _env(component: str) -> Callable[[], None]:
         else:
             e = effects(model(env=env))
             local = e.env
-        assert local == {"A": "1"}  # valueFrom reads a Secret: Kubernetes only (warned by the spec)
+        assert local == {"A": "1", "B": "from-secret"}  # locally: from the Secrets applied with the service
         assert e.container(component)["env"] == [{"name": "A", "value": "1"}, env[1]]
 
     return check

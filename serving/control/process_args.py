@@ -8,10 +8,10 @@ is translated here, once (the spec-effect tests check each one).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from serving.errors import ServingError
+from serving.errors import BadRequest, ServingError
 from serving.model_args import model_name, translate
 from serving.observability.options import component_flags
 from serving.revision import Revision
@@ -156,6 +156,33 @@ def merge_env(base: tuple[EnvVar, ...], over: tuple[EnvVar, ...]) -> tuple[EnvVa
     return tuple(e for e in base if e.name not in names) + over
 
 
-def local_env(env: tuple[EnvVar, ...]) -> dict[str, str]:
-    """For a local process: plain values only (`valueFrom` reads Secrets/ConfigMaps, which exist on Kubernetes)."""
-    return {e.name: e.value for e in env if e.value_from is None}
+# (Secret name, key) -> its value, None when there is no such Secret or key: the Secrets `serving apply` kept
+SecretLookup = Callable[[str, str], str | None]
+
+
+class MissingSecretKey(BadRequest):
+    """An env `valueFrom.secretKeyRef` that no applied Secret answers (Kubernetes: CreateContainerConfigError)."""
+
+
+def local_env(env: tuple[EnvVar, ...], secret: SecretLookup | None = None) -> dict[str, str]:
+    """For a local process: plain values, and `valueFrom.secretKeyRef` read from the Secrets applied with
+    `serving apply -f` (`secret`; a missing one fails the replica unless the ref is `optional`, as the kubelet
+    does). Other `valueFrom` sources (ConfigMaps, fieldRef) exist on Kubernetes only (warned at apply)."""
+    out: dict[str, str] = {}
+    for e in env:
+        if e.value_from is None:
+            out[e.name] = e.value
+            continue
+        ref = e.value_from.get("secretKeyRef")
+        if secret is None or not isinstance(ref, dict):
+            continue
+        name, key = str(ref.get("name", "")), str(ref.get("key", ""))
+        value = secret(name, key)
+        if value is not None:
+            out[e.name] = value
+        elif not ref.get("optional"):
+            raise MissingSecretKey(
+                f"env {e.name}: valueFrom.secretKeyRef: no key {key!r} in Secret {name!r}; apply the v1 Secret "
+                "with `serving apply -f` (or mark the ref optional: true)"
+            )
+    return out

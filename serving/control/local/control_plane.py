@@ -43,6 +43,7 @@ from serving.control.local.runner import ReplicaFactory, ReplicaHandle, Revision
 from serving.control.local.secrets import SecretStore
 from serving.control.local.state import StateStore
 from serving.control.local.storage_bridge import SecretSource, location, resolve_at
+from serving.control.process_args import SecretLookup
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
 from serving.control.runtime_catalog import RuntimeCatalog
@@ -266,15 +267,24 @@ class LocalControlPlane:
             self.secrets.delete(namespace, name)
 
     def _refetch(self, namespace: str) -> None:
-        """Forget the runners of `namespace` whose `storage:` failed: the next reconcile makes them again."""
+        """Forget the runners of `namespace` that a Secret may heal (their `storage:` failed, or an env
+        secretKeyRef found nothing): the next reconcile makes them again."""
         for key, runner in list(self.runners.items()):
-            if (
-                key[0] == namespace
-                and runner.failed_step == "storage"
-                and runner.revision.storage is not None
+            if key[0] == namespace and (
+                runner.failed_step == "secret"
+                or (runner.failed_step == "storage" and runner.revision.storage is not None)
             ):
                 del self.runners[key]
                 self._spawn(runner.stop())
+
+    def _secret_lookup(self, namespace: str) -> SecretLookup:
+        """A key of an applied Secret of `namespace` (what an env `valueFrom.secretKeyRef` reads locally)."""
+
+        def value(name: str, key: str) -> str | None:
+            data = self.secrets.data(namespace, name)
+            return None if data is None else data.get(key)
+
+        return value
 
     def storage_warnings(self, isvc: InferenceService) -> list[str]:
         """A model's `storage:` whose Secret is not here (yet): said at apply, the revision fails until it is."""
@@ -553,6 +563,7 @@ class LocalControlPlane:
         flags = (*self.predictor_flags, *runtime_flags)
         runner = RevisionRunner(revision, Path("."), log_dir, self._changed, flags, self.replica_factory)
         runner.runtime = selected
+        runner.secret = self._secret_lookup(revision.namespace)
         if _remote(revision):
             runner.fetching = True
             task = asyncio.create_task(self._fetch(runner), name=f"fetch {revision.name}")

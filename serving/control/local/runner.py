@@ -12,6 +12,8 @@ from typing import Protocol
 
 from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
 from serving.control.process_args import (
+    MissingSecretKey,
+    SecretLookup,
     check_local_transformer,
     component_env,
     local_env,
@@ -78,8 +80,10 @@ class RevisionRunner:
         self.error = ""
         # which step set `error`, for the control plane's retries: "runtime" (no ServingRuntime serves it:
         # selected again when runtimes change), "storage" (the storageUri could not be fetched: retried with
-        # backoff), "" (neither: a spec the user must change)
+        # backoff), "secret" (an env secretKeyRef no applied Secret answers: started again when one is applied),
+        # "" (none of these: a spec the user must change)
         self.failed_step = ""
+        self.secret: SecretLookup | None = None  # the applied Secrets of its namespace, for env secretKeyRefs
         self.fetching = False  # its model is still being downloaded: nothing starts until it is here
         self.runtime: ServingRuntime | None = None  # the ServingRuntime selected for it (None: no selection)
 
@@ -106,6 +110,8 @@ class RevisionRunner:
                 spec = make(index)
             except ServingError as exc:
                 self.error = exc.message
+                if isinstance(exc, MissingSecretKey):
+                    self.failed_step = "secret"
                 self.on_change()
                 return []
             if spec is None:  # its predictor does not listen yet: the next reconcile starts it
@@ -121,7 +127,7 @@ class RevisionRunner:
         args = predictor_args(self.revision, self.model_dir, self.predictor_flags)
         name = predictor_model_name(self.revision)
         env = predictor_env(self.revision, runtime_env(self.runtime, self.revision.isvc))
-        return ProcessSpec(args, local_env(env), model_name=name)
+        return ProcessSpec(args, local_env(env, self.secret), model_name=name)
 
     def _predictor_url(self, index: int) -> str | None:
         if not self.predictors:
@@ -137,7 +143,7 @@ class RevisionRunner:
             return None
         return ProcessSpec(
             transformer_args(self.revision, url),
-            local_env(component_env(self.revision.transformer)),
+            local_env(component_env(self.revision.transformer), self.secret),
             model_name=self.revision.transformer.model_name or self.revision.isvc,
         )
 

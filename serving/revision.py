@@ -69,23 +69,40 @@ class Revision:
     digest: str
     predictor: PredictorSpec  # normalised (see module docstring)
     transformer: TransformerSpec | None
+    # the InferenceService annotations its `logger.metadataAnnotations` name (a pod's annotations, in KServe:
+    # another value makes another revision), carried by its payload events
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_spec(cls, isvc: InferenceService) -> Revision:
         predictor = normalised_predictor(isvc.spec.predictor)
         transformer = normalised_transformer(isvc.spec.transformer)
-        return cls.build(isvc.metadata.name, isvc.metadata.namespace, predictor, transformer)
+        wanted = {
+            key
+            for spec in (predictor, transformer)
+            if spec is not None and spec.logger is not None
+            for key in spec.logger.metadata_annotations
+        }
+        picked = tuple(sorted((k, v) for k, v in isvc.metadata.annotations.items() if k in wanted))
+        return cls.build(isvc.metadata.name, isvc.metadata.namespace, predictor, transformer, picked)
 
     @classmethod
     def build(
-        cls, isvc: str, namespace: str, predictor: PredictorSpec, transformer: TransformerSpec | None
+        cls,
+        isvc: str,
+        namespace: str,
+        predictor: PredictorSpec,
+        transformer: TransformerSpec | None,
+        annotations: tuple[tuple[str, str], ...] = (),
     ) -> Revision:
-        served = {
+        served: dict[str, Any] = {
             "predictor": served_document(predictor),
             "transformer": served_document(transformer) if transformer is not None else None,
         }
+        if annotations:  # only then: the digest of every other revision stays what it was
+            served["annotations"] = dict(annotations)
         digest = hashlib.sha256(orjson.dumps(served, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        return cls(f"{isvc}-{digest[:8]}", isvc, namespace, digest, predictor, transformer)
+        return cls(f"{isvc}-{digest[:8]}", isvc, namespace, digest, predictor, transformer, annotations)
 
     @property
     def model(self) -> ModelSpec | None:
@@ -129,7 +146,7 @@ class Revision:
             "digest": self.digest,
             "predictor": served_document(self.predictor),
             "transformer": served_document(self.transformer) if self.transformer is not None else None,
-        }
+        } | ({"annotations": dict(self.annotations)} if self.annotations else {})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Revision:
@@ -142,4 +159,5 @@ class Revision:
             digest=data["digest"],
             predictor=PredictorSpec.model_validate(data["predictor"]),
             transformer=TransformerSpec.model_validate(transformer) if transformer is not None else None,
+            annotations=tuple(sorted((data.get("annotations") or {}).items())),
         )

@@ -281,6 +281,10 @@ class Batcher(Strict):
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+# Kubernetes' annotation key: an optional DNS-subdomain prefix and "/", then a name of up to 63 characters
+_ANNOTATION_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
 
 
 class Logger(Strict):
@@ -290,6 +294,17 @@ class Logger(Strict):
     url: str | None = None
     # request headers copied into each event's `metadata` extension (JSON: name -> values), as KServe's
     metadata_headers: list[str] = Field(default_factory=list, max_length=64)
+    # InferenceService annotations copied into each event's `annotations` extension (JSON: key -> value), as
+    # KServe's agent does; keys the InferenceService does not have are left out
+    metadata_annotations: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("metadata_annotations")
+    @classmethod
+    def _annotation_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not _ANNOTATION_KEY.fullmatch(key):
+                raise ValueError(f"{key!r} is not an annotation key ([prefix/]name)")
+        return keys
 
     @field_validator("metadata_headers")
     @classmethod

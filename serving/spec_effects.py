@@ -299,6 +299,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("predictor.logger.mode", "--logger-mode", _SAME),
     FieldEffect("predictor.logger.url", "--logger-url", _SAME),
     FieldEffect("predictor.logger.metadataHeaders", "--logger-metadata-headers: events' `metadata`", _SAME),
+    FieldEffect(
+        "predictor.logger.metadataAnnotations",
+        "--logger-annotations: the named InferenceService annotations, events' `annotations`",
+        _SAME,
+    ),
     FieldEffect("predictor.labels", "", "pod template labels"),
     FieldEffect(
         "predictor.annotations",

@@ -38,11 +38,13 @@ def predictor(  # noqa: ANN201
     logger_url: str | None,
     mode: str | None = None,
     metadata_headers: tuple[str, ...] = (),
+    annotations: str = "",
 ):
     options = ObservabilityOptions(
         logger_url=logger_url,
         logger_mode=mode,
         logger_metadata_headers=metadata_headers,
+        logger_annotations=annotations,
         isvc="iris",
         namespace="ml",
         revision=revision,
@@ -134,6 +136,18 @@ async def test_metadata_headers_reach_every_event_as_kserve_writes_them(iris: Pa
     assert answer.status_code == 200
     for e in receiver.events:
         assert orjson.loads(e["metadata"]) == {"X-User-Id": ["alice"], "x-b3-traceid": ["abc"]}
+        assert "annotations" not in e  # no logger.metadataAnnotations: no extension
+
+
+async def test_metadata_annotations_reach_every_event_as_kserves_agent_writes_them(iris: Path) -> None:
+    """KServe's `logger.metadataAnnotations`: the named InferenceService annotations as the JSON extension
+    `annotations` of every event (the flag `--logger-annotations` carries them, as serving up sets it)."""
+    with receiving() as (sink, receiver):
+        app = predictor(iris, "iris-r1", sink, annotations='{"team":"ml"}')
+        async with served(app, "/v2/health/ready") as url, httpx.AsyncClient(base_url=url) as client:
+            assert (await client.post("/v1/models/iris:predict", content=V1)).status_code == 200
+            await until(lambda: len(receiver.events) == 2, what="2 events")
+    assert [orjson.loads(e["annotations"]) for e in receiver.events] == [{"team": "ml"}] * 2
 
 
 async def test_canary_events_name_the_revision_that_answered(

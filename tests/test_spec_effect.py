@@ -394,6 +394,20 @@ def _logger_metadata_headers() -> None:
     assert flag(e.container("predictor")["args"], "--logger-metadata-headers") == "x-user,X-B3-TraceId"
 
 
+def _logger_metadata_annotations() -> None:
+    logger = {"logger": {"url": "http://s/", "metadataAnnotations": ["team", "example.com/cost", "absent"]}}
+    annotations = {"team": "ml", "example.com/cost": "42", "other": "x"}
+    e = effects({**logger, **model()}, annotations=annotations)
+    expected = '{"example.com/cost":"42","team":"ml"}'  # only those named, and that the service has
+    assert flag(e.argv, "--logger-annotations") == expected
+    assert flag(e.container("predictor")["args"], "--logger-annotations") == expected
+    assert "--logger-annotations" not in effects({**logger, **model()}).argv  # none of them set: no flag
+    other = effects({**logger, **model()}, annotations={**annotations, "team": "search"})
+    assert other.revision.name != e.revision.name  # another value: another revision (KServe: the pod's)
+    with pytest.raises(SpecError, match="'not a key!' is not an annotation key"):
+        effects({"logger": {"url": "http://s/", "metadataAnnotations": ["not a key!"]}, **model()})
+
+
 def _pod_meta(component: str, field: str) -> Callable[[], None]:
     def check() -> None:
         block = {field: {"team": "ml"}}
@@ -810,6 +824,7 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.logger.mode": _logger_mode,
     "predictor.logger.url": _logger_url,
     "predictor.logger.metadataHeaders": _logger_metadata_headers,
+    "predictor.logger.metadataAnnotations": _logger_metadata_annotations,
     "predictor.labels": _pod_meta("predictor", "labels"),
     "predictor.annotations": _pod_meta("predictor", "annotations"),
     "predictor.containers": _containers_predictor,

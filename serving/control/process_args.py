@@ -107,7 +107,9 @@ def _observability(revision: Revision, component: str) -> list[str]:
     logger = getattr(spec, "logger", None)
     if component == "predictor" and revision.in_process_transformer is not None:
         logger = revision.in_process_transformer.logger or logger
-    return component_flags(revision.isvc, revision.namespace, revision.name, component, logger)
+    return component_flags(
+        revision.isvc, revision.namespace, revision.name, component, logger, dict(revision.annotations)
+    )
 
 
 def check_local_transformer(revision: Revision) -> None:

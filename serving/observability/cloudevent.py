@@ -30,6 +30,7 @@ class Source:
     component: str = "predictor"
     endpoint: str = ""  # the revision
     uri: str = "http://localhost/"
+    annotations: str = ""  # JSON of the InferenceService annotations `logger.metadataAnnotations` names
 
 
 @dataclass(slots=True)
@@ -68,6 +69,8 @@ class InferenceEvent:
             attrs["inferenceheaderlength"] = self.json_length
         if self.metadata:
             attrs["metadata"] = self.metadata
+        if self.source.annotations:  # KServe's agent: the matched annotations, JSON, when any matched
+            attrs["annotations"] = self.source.annotations
         return attrs
 
     def binary_headers(self) -> dict[str, str]:

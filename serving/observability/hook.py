@@ -50,7 +50,11 @@ def observe(
         else None
     )
     source = Source(
-        isvc=options.isvc, namespace=options.namespace, component=component, endpoint=options.revision
+        isvc=options.isvc,
+        namespace=options.namespace,
+        component=component,
+        endpoint=options.revision,
+        annotations=options.logger_annotations,
     )
     return Observed(app, source, AccessLog(options.access_log_sample), payloads, describe, forwards_headers)
 

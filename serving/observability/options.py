@@ -8,8 +8,9 @@ its spec's `logger` block come as flags from the revision's argv builder (`compo
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ class ObservabilityOptions:
     logger_url: str | None = None
     logger_mode: str | None = None  # all | request | response; set alone, the default URL is used
     logger_metadata_headers: tuple[str, ...] = ()  # request headers copied into events' `metadata`
+    logger_annotations: str = (
+        ""  # JSON of the InferenceService annotations `logger.metadataAnnotations` names
+    )
     isvc: str = ""
     namespace: str = "default"
     revision: str = ""
@@ -98,6 +102,14 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
     if command not in COMPONENT_COMMANDS:
         return
     group.add_argument(
+        "--logger-annotations",
+        type=_json_object,
+        default="",
+        metavar="JSON",
+        help="each payload event's `annotations` extension: the InferenceService annotations KServe's "
+        "logger.metadataAnnotations names, as a JSON object (set by serving up and the operator)",
+    )
+    group.add_argument(
         "--isvc", default="", help="InferenceService name in logs, events and spans (set by serving up)"
     )
     group.add_argument("--isvc-namespace", default="default", help="its namespace")
@@ -107,6 +119,19 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
 
 def _header_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _json_object(text: str) -> str:
+    """A JSON object of strings, kept as its compact text (what the events carry); "" for none."""
+    if not text.strip():
+        return ""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise argparse.ArgumentTypeError('a JSON object of strings, e.g. {"team": "ml"}')
+    return json.dumps(value, separators=(",", ":"), sort_keys=True) if value else ""
 
 
 def _fraction(text: str) -> float:
@@ -125,6 +150,7 @@ def from_args(args: argparse.Namespace, component: str) -> ObservabilityOptions:
         logger_url=args.logger_url,
         logger_mode=args.logger_mode,
         logger_metadata_headers=args.logger_metadata_headers,
+        logger_annotations=getattr(args, "logger_annotations", ""),
         isvc=getattr(args, "isvc", ""),
         namespace=getattr(args, "isvc_namespace", "default"),
         revision=getattr(args, "revision", ""),
@@ -155,10 +181,18 @@ def export_to_children(options: ObservabilityOptions) -> Callable[[], None]:
     return restore
 
 
-def component_flags(isvc: str, namespace: str, revision: str, component: str, logger: Any) -> list[str]:
+def component_flags(
+    isvc: str,
+    namespace: str,
+    revision: str,
+    component: str,
+    logger: Any,
+    annotations: Mapping[str, str] | None = None,
+) -> list[str]:
     """Flags naming a revision's component process and its spec `logger` block (None: no payload logging),
     plus the choices of the process building the argv (`serving up`, or the operator from the chart's values),
-    so a model server started locally or rendered into a pod logs, samples and traces alike."""
+    so a model server started locally or rendered into a pod logs, samples and traces alike. `annotations`:
+    the InferenceService's, of which `logger.metadataAnnotations` picks those its events carry."""
     flags = ["--isvc", isvc, "--isvc-namespace", namespace, "--revision", revision, "--component", component]
     env = os.environ
     if env.get(ENV_LOG_FORMAT):
@@ -176,4 +210,7 @@ def component_flags(isvc: str, namespace: str, revision: str, component: str, lo
             flags += ["--logger-url", url]
         if logger.metadata_headers:
             flags += ["--logger-metadata-headers", ",".join(logger.metadata_headers)]
+        picked = {k: annotations[k] for k in logger.metadata_annotations if annotations and k in annotations}
+        if picked:
+            flags += ["--logger-annotations", json.dumps(picked, separators=(",", ":"), sort_keys=True)]
     return flags

@@ -119,6 +119,19 @@ class Revision:
         return self.model.storage_uri if self.model is not None else self.predictor.custom_storage_uri
 
     @property
+    def service_account(self) -> str:
+        """The pod's service account: the predictor's `serviceAccountName`, "default" when unset (as in KServe)."""
+        return self.predictor.service_account_name or "default"
+
+    @property
+    def reads_account_credentials(self) -> bool:
+        """Whether the storage-initializer takes its credentials from the service account's Secrets, as KServe's
+        does: a download, so not a local path, a file:// or a pvc:// (mounted), nor a `storage:` (its storage Secret
+        gives them)."""
+        scheme = (self.storage_uri or "").partition("://")[0] if "://" in (self.storage_uri or "") else ""
+        return self.storage is None and scheme not in ("", "file", "pvc")
+
+    @property
     def storage(self) -> StorageSpec | None:
         """KServe's `storage:` (a path in the bucket a Secret's entry names), resolved where the Secret is read:
         by the local control plane when it fetches, by render and the operator for the storage-initializer."""

@@ -206,8 +206,12 @@ _POD_MERGED = {
     "terminationGracePeriodSeconds": "pod spec (ours: 45)",
     "enableServiceLinks": "pod spec (ours: false)",
 }
+_POD_LOCAL = {  # pod fields that also act on this machine
+    "predictor.serviceAccountName": "the Secrets its ServiceAccount lists (both applied with serving apply -f) give "
+    "the model's fetch its credentials, as KServe's storage-initializer gets them (tests/test_account_credentials.py)",
+}
 _POD = tuple(
-    FieldEffect(f"{c}.{f}", "", _POD_MERGED.get(f, "pod spec"))
+    FieldEffect(f"{c}.{f}", _POD_LOCAL.get(f"{c}.{f}", ""), _POD_MERGED.get(f, "pod spec"))
     for c in ("predictor", "transformer")
     for f in KUBERNETES_ONLY
 )

@@ -1,6 +1,7 @@
 """Kubernetes objects beside InferenceServices (README's credentials example: an InferenceService, then a `v1`
-Secret; a ServiceAccount; a ConfigMap): a `v1` Secret is kept by `serving apply` / `up` / `delete` (stored for
-a model's KServe `storage:`, see tests/test_storage_spec*.py), the others are skipped with one warning line
+Secret; a ServiceAccount; a ConfigMap): a `v1` Secret or ServiceAccount is kept by `serving apply` / `up` /
+`delete` (stored for a model's KServe `storage:` and its service account's credentials, see
+tests/test_storage_spec*.py and tests/test_account_credentials.py), the others are skipped with one warning line
 naming them, and passed through by `serving render` / `convert`, whose storage-initializer then takes its
 credentials from the Secrets of the predictor's ServiceAccount in the same files, as the operator does."""
 
@@ -63,9 +64,9 @@ def _file(tmp_path: Path, storage: str = "s3://models/iris") -> Path:
 def test_apply_reads_only_what_serving_up_runs_and_names_the_rest(tmp_path: Path) -> None:
     warnings: list[str] = []
     docs = read_documents(_file(tmp_path), warnings.append)
-    assert [d["kind"] for d in docs] == ["InferenceService", "Secret"]
+    assert [d["kind"] for d in docs] == ["InferenceService", "Secret", "ServiceAccount"]
     assert len(warnings) == 1, warnings
-    assert "skipped ServiceAccount/models-sa, ConfigMap/settings:" in warnings[0]
+    assert "skipped ConfigMap/settings:" in warnings[0]
 
 
 def test_a_misspelt_kind_of_our_groups_is_still_refused(tmp_path: Path) -> None:
@@ -97,16 +98,21 @@ def test_serving_apply_and_delete_take_readmes_example(tmp_path: Path) -> None:
     with serving_up(state) as server:
         applied = cli(server, state, "apply", "-f", str(path))
         said = [line for line in applied.stdout.splitlines() if not line.startswith("  warning:")]
-        assert said == ["inferenceservice/readme-sa created", "secret/s3creds created"], applied.stdout
-        assert applied.stderr.count("warning:") == 1 and "ServiceAccount/models-sa" in applied.stderr
-        assert "Secret/s3creds" not in applied.stderr, applied.stderr
+        assert said == [
+            "inferenceservice/readme-sa created",
+            "secret/s3creds created",
+            "serviceaccount/models-sa created",
+        ], applied.stdout
+        assert applied.stderr.count("warning:") == 1 and "ConfigMap/settings" in applied.stderr
+        assert "Secret/s3creds" not in applied.stderr and "ServiceAccount/" not in applied.stderr
         assert get_isvc(server, state, "readme-sa")["metadata"]["name"] == "readme-sa"
         deleted = cli(server, state, "delete", "-f", str(path))
         assert deleted.stdout.splitlines() == [
             "inferenceservice/readme-sa deleted",
             "secret/s3creds deleted",
+            "serviceaccount/models-sa deleted",
         ], deleted.stdout
-        assert "ServiceAccount/models-sa" in deleted.stderr
+        assert "ConfigMap/settings" in deleted.stderr
 
 
 def test_readmes_own_credentials_example_is_read_as_written(tmp_path: Path) -> None:
@@ -116,9 +122,10 @@ def test_readmes_own_credentials_example_is_read_as_written(tmp_path: Path) -> N
     path = tmp_path / "example.yaml"
     path.write_text(block)
     warnings: list[str] = []
-    assert [d["kind"] for d in read_documents(path, warnings.append)] == ["InferenceService", "Secret"]
+    kinds = ["InferenceService", "ServiceAccount", "Secret", "Secret"]
+    assert [d["kind"] for d in read_documents(path, warnings.append)] == kinds
     assert warnings == []
-    assert {d["kind"] for d in read_converted([path])} == {"InferenceService", "Secret"}
+    assert [d["kind"] for d in read_converted([path])] == kinds
 
 
 LIST = """

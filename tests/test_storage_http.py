@@ -36,6 +36,7 @@ class ArtifactServer:
         self.hits: Counter[tuple[str, str, int]] = Counter()
         self.validators = True
         self.send_length = True  # False: body delimited by closing the connection (HTTP/1.0)
+        self.required: dict[str, str] = {}  # request headers without which the answer is 401
         self._version = 1_700_000_000
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -65,6 +66,8 @@ class ArtifactServer:
 
             def answer(self, body: bool) -> None:
                 path = self.path.split("?", 1)[0]
+                if any(self.headers.get(k) != v for k, v in server.required.items()):
+                    return self.reply(401, b"unauthorized", {}, body)
                 if path not in server.files:
                     return self.reply(404, b"not found", {}, body)
                 data, modified = server.files[path]

@@ -22,7 +22,7 @@ from serving.control.documents import read_documents
 from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
 from serving.control.kubernetes.documents import cluster_warnings, read_converted
 from serving.control.kubernetes.render import RenderSettings
-from serving.control.local.secrets import SecretStore, secret_data
+from serving.control.local.secrets import KeptStore, secret_data
 from serving.errors import ServingError
 from serving.revision import Revision
 from serving.spec import SpecError, parse
@@ -248,6 +248,10 @@ apiVersion: v1
 kind: ServiceAccount
 metadata: {name: models}
 ---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+---
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata: {name: iris}
@@ -266,12 +270,12 @@ def _file(tmp_path: Path) -> Path:
     return path
 
 
-def test_apply_keeps_v1_secrets_and_skips_the_rest_naming_them(tmp_path: Path) -> None:
+def test_apply_keeps_v1_secrets_and_service_accounts_and_skips_the_rest_naming_them(tmp_path: Path) -> None:
     warnings: list[str] = []
     docs = read_documents(_file(tmp_path), warnings.append)
-    assert [d["kind"] for d in docs] == ["Secret", "InferenceService"]
-    assert len(warnings) == 1 and "skipped ServiceAccount/models:" in warnings[0], warnings
-    assert "Secret/" not in warnings[0]
+    assert [d["kind"] for d in docs] == ["Secret", "ServiceAccount", "InferenceService"]
+    assert len(warnings) == 1 and "skipped ConfigMap/settings:" in warnings[0], warnings
+    assert "Secret/" not in warnings[0] and "ServiceAccount/" not in warnings[0]
     assert secret_data(docs[0]) == {
         "localMinIO": f'{{"type": "s3", "bucket": "mybucket", "secret_access_key": "{SECRET_KEY}"}}',
         "other": '{"type": "hdfs"}',
@@ -284,10 +288,10 @@ def test_apply_keeps_v1_secrets_and_skips_the_rest_naming_them(tmp_path: Path) -
 
 
 def test_the_secret_store_is_private_and_lists_names_only(tmp_path: Path) -> None:
-    store = SecretStore(tmp_path / "state")
-    assert store.put("ml", "storage-config", {"k": SECRET_KEY}) == "created"
-    assert store.put("ml", "storage-config", {"k": SECRET_KEY}) == "unchanged"
-    assert store.put("ml", "storage-config", {"k": "another-value"}) == "configured"
+    store = KeptStore(tmp_path / "state")
+    assert store.put("ml", "storage-config", {"data": {"k": SECRET_KEY}}) == "created"
+    assert store.put("ml", "storage-config", {"data": {"k": SECRET_KEY}}) == "unchanged"
+    assert store.put("ml", "storage-config", {"data": {"k": "another-value"}}) == "configured"
     (path,) = store.folder.iterdir()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.folder.stat().st_mode) == 0o700

@@ -15,7 +15,7 @@ from serving.commands.resource_args import delete_targets, isvc_names
 from serving.control.backend import BACKENDS
 from serving.control.documents import read_documents
 from serving.control.local.client import ControlClient
-from serving.control.local.secrets import is_secret_document
+from serving.control.local.secrets import KEPT_KINDS, is_kept_document
 from serving.errors import BadRequest, ServingError
 
 
@@ -113,14 +113,14 @@ def apply(args: argparse.Namespace) -> int:
     for doc in documents:
         doc.setdefault("metadata", {}).setdefault("namespace", args.namespace)
     client = _client(args)
-    # Secrets first, so the models whose `storage:` reads them find them at their first fetch
+    # Secrets and ServiceAccounts first, so the models whose fetch reads them find them at their first fetch
     secrets = {
-        id(doc): client.put_secret(doc, doc["metadata"]["namespace"])
-        for doc in documents
-        if is_secret_document(doc)
+        id(doc): client.put_object(doc, doc["metadata"]["namespace"])
+        for doc in sorted(documents, key=lambda d: d.get("kind") != "Secret")
+        if is_kept_document(doc)
     }
     documents_shown = documents
-    documents = [doc for doc in documents if not is_secret_document(doc)]
+    documents = [doc for doc in documents if not is_kept_document(doc)]
     existing = {
         apply_outcome.key(item): item
         for item in [*client.list(), *client.list_canaries(), *client.list_runtimes()]
@@ -208,6 +208,7 @@ DELETE_ORDER = {
     "InferenceService": 1,
     "ServingRuntime": 2,
     "ClusterServingRuntime": 2,
+    "ServiceAccount": 3,
     "Secret": 3,
 }
 
@@ -249,8 +250,8 @@ def delete(args: argparse.Namespace) -> int:
 def _delete_one(client: ControlClient, kind: str, namespace: str | None, name: str) -> list[str]:
     if kind in ("ServingRuntime", "ClusterServingRuntime"):
         return client.delete_runtime(kind, name, namespace)
-    if kind == "Secret":
-        client.delete_secret(name, namespace or "default")
+    if kind in KEPT_KINDS:
+        client.delete_object(kind, name, namespace or "default")
     elif kind == "Canary":
         client.delete_canary(name, namespace or "default")
     else:

@@ -178,7 +178,7 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
     from serving.control.local.api import build_control_app
     from serving.control.local.canaries import LocalCanaries
     from serving.control.local.control_plane import LocalControlPlane
-    from serving.control.local.secrets import is_secret_document, secret_data
+    from serving.control.local.secrets import is_kept_document
     from serving.control.local.state import StateStore
     from serving.http.errors import EXCEPTION_HANDLERS, InternalErrors
     from serving.http.openapi import openapi_endpoint
@@ -240,10 +240,10 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
             lambda keys: log.info("serving up: state in %s; %s", args.state_dir, restored_summary(keys))
         )
         canaries.start()
-        for doc in sorted(documents, key=lambda d: not is_secret_document(d)):  # Secrets first (storage:)
-            if is_secret_document(doc):
-                meta = doc["metadata"]
-                await control.apply_secret(meta.get("namespace") or "default", meta["name"], secret_data(doc))
+        # Secrets and ServiceAccounts first: the models' fetches read them
+        for doc in sorted(documents, key=lambda d: (not is_kept_document(d), d.get("kind") != "Secret")):
+            if is_kept_document(doc):
+                await control.apply_object(doc["metadata"].get("namespace") or "default", doc)
             elif doc.get("kind") == "Canary":
                 canaries.apply(doc)
             elif doc.get("kind") in RUNTIME_KINDS:

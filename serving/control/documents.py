@@ -5,12 +5,12 @@ folder.
 A relative `storageUri` (or `file://` relative path) means "next to this YAML", as a user expects; it is
 made absolute on the client side so the served model never depends on the server's working directory.
 
-A `v1` Secret in the same files is kept: `serving up` stores it (see `serving.control.local.secrets`) for the
-models whose KServe `storage:` reads it. Other Kubernetes objects of other API groups (a ServiceAccount, a
-ConfigMap: KServe's YAML often carries them) are not ours to run on this machine: they are skipped with one
-warning line per file naming them (`serving render` / `convert` pass them through, see
-`serving.control.kubernetes.documents`). Locally, `storageUri` credentials come from the environment and the
-predictor's `env`. KServe kinds we do not run (InferenceGraph, TrainedModel, ClusterStorageContainer...) are
+A `v1` Secret or ServiceAccount in the same files is kept: `serving up` stores it (see
+`serving.control.local.secrets`) for the models whose KServe `storage:` reads the Secret, or whose service
+account lists Secrets of storage credentials (KServe's S3, GCS, Azure and http(s) headers Secrets). Other
+Kubernetes objects of other API groups (a ConfigMap, a Role: KServe's YAML sometimes carries them) are not ours
+to run on this machine: they are skipped with one warning line per file naming them (`serving render` /
+`convert` pass them through, see `serving.control.kubernetes.documents`). KServe kinds we do not run (InferenceGraph, TrainedModel, ClusterStorageContainer...) are
 skipped the same way, one warning line each, everywhere (render and convert too: no operator of ours acts on
 them); the rest of the file is applied. A `kind: List` (what `kubectl get -o yaml` writes) is read item by item.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.canary.spec import parse_canary
-from serving.control.local.secrets import is_secret_document, secret_data
+from serving.control.local.secrets import is_kept_document, kept_record
 from serving.errors import ServingError
 from serving.servingruntime import KINDS as RUNTIME_KINDS
 from serving.servingruntime import parse_runtime
@@ -52,8 +52,8 @@ def warn_stderr(message: str) -> None:
 
 
 def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> list[dict[str, Any]]:
-    """The documents of a file that `serving up` runs or keeps (v1 Secrets), validated; other Kubernetes
-    objects skipped (`warn`)."""
+    """The documents of a file that `serving up` runs or keeps (v1 Secrets and ServiceAccounts), validated;
+    other Kubernetes objects skipped (`warn`)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -61,7 +61,7 @@ def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> lis
     placed = placed_documents(text, str(path))
     if not placed:
         raise SpecError(f"{path}: no InferenceService document found")
-    foreign = [doc for _, doc in placed if is_foreign(doc) and not is_secret_document(doc)]
+    foreign = [doc for _, doc in placed if is_foreign(doc) and not is_kept_document(doc)]
     if foreign:
         warn(skipped_message(path, foreign))
     for _, doc in placed:
@@ -70,18 +70,18 @@ def read_documents(path: Path, warn: Callable[[str], None] = warn_stderr) -> lis
     ours = [
         (where, doc)
         for where, doc in placed
-        if (not is_foreign(doc) or is_secret_document(doc)) and not is_unsupported_kserve(doc)
+        if (not is_foreign(doc) or is_kept_document(doc)) and not is_unsupported_kserve(doc)
     ]
     for where, doc in ours:  # validate with field paths before anything is sent
         try:
-            if is_secret_document(doc):
-                secret_data(doc)
+            if is_kept_document(doc):
+                kept_record(doc)
             else:
                 validate_document(doc)
         except ServingError as exc:
             raise SpecError(located(str(path), where) + exc.message) from exc
     for _, doc in ours:
-        if not is_secret_document(doc):
+        if not is_kept_document(doc):
             pin_storage_uris(doc, path.resolve().parent)
     return [doc for _, doc in ours]
 
@@ -124,9 +124,9 @@ def describe(doc: dict[str, Any]) -> str:
 def skipped_message(path: Path, foreign: list[dict[str, Any]]) -> str:
     return (
         f"{path}: skipped {', '.join(describe(d) for d in foreign)}: Kubernetes objects serving up does not "
-        "manage (locally, storageUri credentials come from the environment and the predictor's env, and a "
-        "model's storage: from the v1 Secrets applied with it; on Kubernetes, kubectl apply them, or use "
-        "serving render, which passes them through)"
+        "manage (locally, storage credentials come from the environment, the predictor's env and the v1 "
+        "Secrets and ServiceAccounts applied with it; on Kubernetes, kubectl apply them, or use serving render, "
+        "which passes them through)"
     )
 
 

@@ -5,6 +5,8 @@ current content folder) and one immutable folder per content, named by its check
 goes to a `.tmp-*` folder and is renamed into place, then `meta.json` is replaced atomically: a crash leaves
 the old model or the new one, never half of one. A file lock serialises pulls of one URL across processes.
 The next resolve sends If-None-Match / If-Modified-Since; a 304 (or identical bytes) reuses the folder.
+A URL's host may have request headers of its own: KServe's env `<host>-headers` (a JSON object), which a
+service account's Secret with `https-host` and `headers` sets (`serving.storage.kserve_secrets`).
 Every caller `resolve()` hands a folder to holds a lease on it (`serving.storage.leases`, `.lease-<content>`
 beside the folder) until it releases it; an older content folder is pruned only when nobody holds it.
 """
@@ -18,7 +20,7 @@ import logging
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -29,6 +31,7 @@ import orjson
 from serving.storage import leases
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.errors import StorageError, redact
+from serving.storage.kserve_secrets import headers_env
 
 if TYPE_CHECKING:
     from serving.storage import StorageConfig
@@ -68,6 +71,22 @@ def resolve_url(url: str, config: StorageConfig) -> Path:
         return _served(entry, meta)
 
 
+def host_headers(url: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The request headers KServe's env `<host>-headers` gives this URL's host ({} when unset). Errors name the
+    env, never its value."""
+    name = headers_env(urlsplit(url).hostname or "")
+    raw = env.get(name)
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise StorageError(f"{redact(url)}: env {name} must be a JSON object of header names to values")
+    return {str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in value.items()}
+
+
 def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config: StorageConfig) -> dict[str, Any]:
     headers = {}
     if meta is not None:
@@ -75,7 +94,7 @@ def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config: StorageCo
             headers["If-None-Match"] = meta["etag"]
         if meta.get("last_modified"):
             headers["If-Modified-Since"] = meta["last_modified"]
-    with _client(config) as client, client.stream("GET", url, headers=headers) as resp:
+    with _client(config, url) as client, client.stream("GET", url, headers=headers) as resp:
         if resp.status_code == 304 and meta is not None:
             log.info("%s not modified; reusing %s", redact(url), meta["content"])
             return meta
@@ -160,7 +179,7 @@ def url_fingerprint(url: str, config: StorageConfig) -> str:
     """URL + ETag + Last-Modified + Content-Length from a HEAD (a GET whose body is not read, if HEAD is
     refused). Without validators, a same-sized change can't be seen; servers of model files send them."""
     try:
-        with _client(config) as client:
+        with _client(config, url) as client:
             resp = client.head(url)
             if resp.status_code in (405, 501):
                 with client.stream("GET", url) as resp:
@@ -174,8 +193,12 @@ def url_fingerprint(url: str, config: StorageConfig) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _client(config: StorageConfig) -> httpx.Client:
-    return httpx.Client(timeout=httpx.Timeout(config.timeout_s), follow_redirects=True)
+def _client(config: StorageConfig, url: str) -> httpx.Client:
+    return httpx.Client(
+        timeout=httpx.Timeout(config.timeout_s),
+        follow_redirects=True,
+        headers=host_headers(url, config.environment()),
+    )
 
 
 def _check_status(url: str, resp: httpx.Response) -> None:

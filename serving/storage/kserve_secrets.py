@@ -8,11 +8,15 @@ S3: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from the Secret (keys of those
 `awsAnonymousCredential`, `s3-cabundle` -> `AWS_CA_BUNDLE`, `s3-usevirtualbucket` -> `S3_USER_VIRTUAL_BUCKET`.
 GCS: a `gcloud-application-credentials.json` key, mounted read-only; `GOOGLE_APPLICATION_CREDENTIALS` names it.
 Azure: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_SUBSCRIPTION_ID`,
-`AZURE_STORAGE_ACCESS_KEY` (and a connection string) from the Secret. Pure: no API calls here.
+`AZURE_STORAGE_ACCESS_KEY` (and a connection string) from the Secret. http(s): a Secret with `https-host` and
+`headers` (a JSON object) gives env `<host>-headers`, which the fetch of a URL on that host sends as request
+headers (`serving.storage.http`). Pure: no API calls here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +43,8 @@ AZURE_KEYS = (
     "AZURE_STORAGE_CONNECTION_STRING",
 )
 GCS_KEY_FILE = "gcloud-application-credentials.json"
+HTTPS_HOST = "https-host"  # the host name (not a secret: the operator keeps it to name the env)
+HTTPS_HEADERS = "headers"
 GCS_MOUNT = "/var/secrets"
 
 
@@ -63,7 +69,27 @@ def credentials_from_secrets(secrets: Iterable[Mapping[str, Any]]) -> StorageCre
             out.volumes.append({"name": volume, "secret": {"secretName": name}})
             out.mounts.append({"name": volume, "mountPath": GCS_MOUNT, "readOnly": True})
             out.env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_MOUNT}/{GCS_KEY_FILE}"})
+        host = https_host(secret)
+        if host and HTTPS_HEADERS in keys:
+            out.env.append(_from_secret(headers_env(host), name, HTTPS_HEADERS))
     return out
+
+
+def headers_env(host: str) -> str:
+    """The env naming the request headers for one host, as KServe's storage-initializer reads it."""
+    return f"{host.strip().lower()}-headers"
+
+
+def https_host(secret: Mapping[str, Any]) -> str:
+    """A Secret's `https-host` value (`stringData`, else `data` base64-decoded), "" when it has none."""
+    value = (secret.get("stringData") or {}).get(HTTPS_HOST)
+    if isinstance(value, str):
+        return value.strip()
+    encoded = (secret.get("data") or {}).get(HTTPS_HOST)
+    try:
+        return base64.b64decode(str(encoded), validate=True).decode().strip() if encoded else ""
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def _from_secret(env: str, secret: str, key: str) -> dict[str, Any]:

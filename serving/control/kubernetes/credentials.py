@@ -19,6 +19,7 @@ from typing import Any
 
 from serving.cluster import Cluster, PermanentClusterError
 from serving.revision import Revision
+from serving.storage.kserve_secrets import HTTPS_HOST, https_host
 from serving.storage.storage_spec import (
     ResolvedStorage,
     StorageSpecError,
@@ -28,27 +29,13 @@ from serving.storage.storage_spec import (
 )
 
 log = logging.getLogger("serving.operator")
-DEFAULT_ACCOUNT = "default"  # the pod's service account when the predictor names none, as in KServe
-
-
-def account_of(revision: Revision) -> str:
-    return revision.predictor.service_account_name or DEFAULT_ACCOUNT
-
-
-def needs_credentials(revision: Revision) -> bool:
-    """A storage-initializer that downloads: a pvc:// model is mounted, so no credentials are read for it; a
-    `storage:` reads its storage Secret instead (`storage_locations`), as in KServe."""
-    if revision.storage is not None:
-        return False
-    uri = revision.storage_uri or ""
-    return bool(uri) and not uri.startswith("pvc://")
 
 
 def secrets_by_account(
     cluster: Cluster, namespace: str, revisions: Iterable[Revision]
 ) -> dict[str, list[dict[str, Any]]]:
     """Service account name -> its Secrets (values dropped), for every revision that downloads its model."""
-    accounts = sorted({account_of(r) for r in revisions if needs_credentials(r)})
+    accounts = sorted({r.service_account for r in revisions if r.reads_account_credentials})
     return {account: account_secrets(cluster, namespace, account) for account in accounts}
 
 
@@ -67,12 +54,15 @@ def account_secrets(cluster: Cluster, namespace: str, account: str) -> list[dict
 
 
 def without_values(secret: dict[str, Any]) -> dict[str, Any]:
-    """Name, annotations and key names only: what the renderer needs, nothing a log or a dump could leak."""
+    """Name, annotations and key names only: what the renderer needs, nothing a log or a dump could leak;
+    but for `https-host`, a host name that names the headers' env (as KServe's builder writes it)."""
     meta = secret.get("metadata") or {}
     keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+    host = https_host(secret)
     return {
         "metadata": {"name": meta.get("name", ""), "annotations": dict(meta.get("annotations") or {})},
         "data": {key: "" for key in sorted(keys)},
+        **({"stringData": {HTTPS_HOST: host}} if host else {}),
     }
 
 

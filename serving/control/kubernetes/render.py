@@ -192,8 +192,7 @@ def _storage(
         volumes.append({"name": "pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": "pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
         args += ["--pvc-root", PVC_ROOT]
-    account = revision.predictor.service_account_name or "default"
-    credentials = credentials_from_secrets(settings.service_account_secrets.get(account, ()))
+    credentials = credentials_from_secrets(settings.service_account_secrets.get(revision.service_account, ()))
     if location is not None:  # as KServe: a storage spec's Secret instead of the service account's
         key = revision.storage.key if revision.storage else None
         credentials = StorageCredentials(env=initializer_env(location, key, revision.storage_uri))

@@ -4,8 +4,9 @@ GET/POST /api/v1/inferenceservices, GET/DELETE /api/v1/namespaces/{ns}/inference
 POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history};
 GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}, GET /api/v1/servingruntimes,
 DELETE /api/v1/namespaces/{ns}/servingruntimes/{name} and /api/v1/clusterservingruntimes/{name};
-PUT/DELETE /api/v1/namespaces/{ns}/secrets/{name} (a `v1` Secret document; answers its name and created /
-configured / unchanged, never a value) and GET /api/v1/secrets (names only). Bodies
+PUT/DELETE /api/v1/namespaces/{ns}/secrets/{name} and .../serviceaccounts/{name} (a `v1` Secret or
+ServiceAccount document; answers its name and created / configured / unchanged, never a value) and GET
+/api/v1/secrets, /api/v1/serviceaccounts (names only). Bodies
 are JSON; POST takes a list of documents (InferenceService, Canary, ServingRuntime, ClusterServingRuntime),
 validated all (explicit `runtime:` names against the runtimes as they will be) before any is applied).
 """
@@ -28,7 +29,7 @@ from serving.canary.spec import parse_canary
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane, Service
 from serving.control.local.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
-from serving.control.local.secrets import is_secret_document, secret_data
+from serving.control.local.secrets import KEPT_KINDS, is_kept_document
 from serving.control.process_args import check_local_predictor, check_local_transformer
 from serving.control.runtime_catalog import is_runtime_document
 from serving.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -40,6 +41,12 @@ from serving.servingruntime import parse_runtime
 from serving.spec import parse
 
 PREFIX = "/api/v1"
+_KEPT_BY_PLURAL = {plural: kind for kind, plural in KEPT_KINDS.items()}
+
+
+def _kept_kind(request: Request, segment: int) -> str:
+    """Secret or ServiceAccount, from the path's plural (the routes are only those two)."""
+    return _KEPT_BY_PLURAL[request.url.path.rstrip("/").split("/")[segment]]
 
 
 def service_document(service: Service) -> dict[str, Any]:
@@ -178,31 +185,35 @@ class ControlAPI:
         deleted = f"{namespace}/{p['name']}" if namespace is not None else p["name"]
         return JSONBody({"deleted": deleted, "kind": kind, "warnings": warnings})
 
-    async def put_secret(self, request: Request) -> Response:
-        """Store a `v1` Secret (what a model's `storage:` reads); the answer never holds a value."""
+    async def put_object(self, request: Request) -> Response:
+        """Keep a `v1` Secret or ServiceAccount (what a model's `storage:` or its service account's credentials
+        read); the answer never holds a value."""
         self._authorise(request)
         p = request.path_params
+        kind = _kept_kind(request, -2)
         body = await read_body(request, 2 * 1024 * 1024)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadRequest("body is not JSON") from exc  # never the parser's excerpt of the body
-        if not is_secret_document(doc):
-            raise BadRequest("body must be a v1 Secret document")
+        if not is_kept_document(doc) or doc.get("kind") != kind:
+            raise BadRequest(f"body must be a v1 {kind} document")
         if (doc.get("metadata") or {}).get("name") != p["name"]:
-            raise BadRequest(f"the Secret's metadata.name must be {p['name']!r}, as in the path")
-        outcome = await self.control.apply_secret(p["namespace"], p["name"], secret_data(doc))
+            raise BadRequest(f"the {kind}'s metadata.name must be {p['name']!r}, as in the path")
+        outcome = await self.control.apply_object(p["namespace"], doc)
         return JSONBody({"namespace": p["namespace"], "name": p["name"], "outcome": outcome})
 
-    async def delete_secret(self, request: Request) -> Response:
+    async def delete_object(self, request: Request) -> Response:
         self._authorise(request)
         p = request.path_params
-        await self.control.delete_secret(p["namespace"], p["name"])
+        await self.control.delete_object(_kept_kind(request, -2), p["namespace"], p["name"])
         return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
 
-    async def list_secrets(self, request: Request) -> Response:
+    async def list_objects(self, request: Request) -> Response:
         self._authorise(request)
-        return JSONBody({"items": self.control.secrets.names()})
+        kind = _kept_kind(request, -1)
+        store = self.control.accounts if kind == "ServiceAccount" else self.control.secrets
+        return JSONBody({"items": store.names()})
 
     async def list_canaries(self, request: Request) -> Response:
         self._authorise(request)
@@ -240,9 +251,21 @@ def build_control_app(
         Route(item + "/rollout/{action}", api.rollout, methods=["POST"]),
         Route(item + "/rollout/{what}", api.rollout_info, methods=["GET"]),
         Route(PREFIX + "/canaries", api.list_canaries, methods=["GET"]),
-        Route(PREFIX + "/secrets", api.list_secrets, methods=["GET"]),
-        Route(PREFIX + "/namespaces/{namespace}/secrets/{name}", api.put_secret, methods=["PUT"]),
-        Route(PREFIX + "/namespaces/{namespace}/secrets/{name}", api.delete_secret, methods=["DELETE"]),
+        *[
+            route
+            for plural in KEPT_KINDS.values()
+            for route in (
+                Route(f"{PREFIX}/{plural}", api.list_objects, methods=["GET"]),
+                Route(
+                    f"{PREFIX}/namespaces/{{namespace}}/{plural}/{{name}}", api.put_object, methods=["PUT"]
+                ),
+                Route(
+                    f"{PREFIX}/namespaces/{{namespace}}/{plural}/{{name}}",
+                    api.delete_object,
+                    methods=["DELETE"],
+                ),
+            )
+        ],
         Route(PREFIX + "/servingruntimes", api.list_runtimes, methods=["GET"]),
         Route(
             PREFIX + "/namespaces/{namespace}/servingruntimes/{name}", api.delete_runtime, methods=["DELETE"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from serving.control.local.secrets import KEPT_KINDS
 from serving.control.local.state import DEFAULT_STATE_DIR, read_token
 from serving.errors import ServingError
 
@@ -78,18 +79,19 @@ class ControlClient:
         warnings: builtins.list[str] = self._call("DELETE", path).get("warnings", [])
         return warnings
 
-    def put_secret(self, document: dict[str, Any], namespace: str = "default") -> str:
-        """Store a `v1` Secret in `serving up`; returns created, configured or unchanged."""
+    def put_object(self, document: dict[str, Any], namespace: str = "default") -> str:
+        """Keep a `v1` Secret or ServiceAccount in `serving up`; returns created, configured or unchanged."""
         name = document.get("metadata", {}).get("name", "")
-        outcome: str = self._call("PUT", f"/namespaces/{namespace}/secrets/{name}", json=document)["outcome"]
+        plural = KEPT_KINDS[document["kind"]]
+        outcome: str = self._call("PUT", f"/namespaces/{namespace}/{plural}/{name}", json=document)["outcome"]
         return outcome
 
-    def delete_secret(self, name: str, namespace: str = "default") -> None:
-        self._call("DELETE", f"/namespaces/{namespace}/secrets/{name}")
+    def delete_object(self, kind: str, name: str, namespace: str = "default") -> None:
+        self._call("DELETE", f"/namespaces/{namespace}/{KEPT_KINDS[kind]}/{name}")
 
-    def list_secrets(self) -> builtins.list[dict[str, str]]:
-        """{namespace, name} of each stored Secret (values are never sent back)."""
-        items: builtins.list[dict[str, str]] = self._call("GET", "/secrets")["items"]
+    def list_objects(self, kind: str = "Secret") -> builtins.list[dict[str, str]]:
+        """{namespace, name} of each kept Secret or ServiceAccount (values are never sent back)."""
+        items: builtins.list[dict[str, str]] = self._call("GET", f"/{KEPT_KINDS[kind]}")["items"]
         return items
 
     def delete_canary(self, name: str, namespace: str = "default") -> None:

@@ -40,9 +40,15 @@ from serving.control.local.autoscaler import (
 from serving.control.local.processes import ReplicaState
 from serving.control.local.rollout_history import RolloutHistory
 from serving.control.local.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
-from serving.control.local.secrets import SecretStore
+from serving.control.local.secrets import KeptStore, kept_record
 from serving.control.local.state import StateStore
-from serving.control.local.storage_bridge import SecretSource, location, resolve_at
+from serving.control.local.storage_bridge import (
+    AccountSource,
+    SecretSource,
+    account_env,
+    location,
+    resolve_at,
+)
 from serving.control.process_args import SecretLookup
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
@@ -134,7 +140,8 @@ class LocalControlPlane:
         self.domain = domain
         self.storage = storage or StorageConfig(cache_dir=store.root / "cache")
         self.runtimes = RuntimeCatalog(store.root)  # ServingRuntimes: built-in + applied (persisted)
-        self.secrets = SecretStore(store.root)  # v1 Secrets applied: what a model's `storage:` reads
+        self.secrets = KeptStore(store.root)  # v1 Secrets applied: what a model's `storage:` reads
+        self.accounts = KeptStore(store.root, "ServiceAccount")  # whose Secrets give storageUri credentials
         self.services: dict[tuple[str, str], Service] = {}
         self.runners: dict[tuple[str, str], RevisionRunner] = {}  # (namespace, revision) -> runner
         self._wake = asyncio.Event()
@@ -250,30 +257,33 @@ class LocalControlPlane:
             "runtime again"
         ]
 
-    async def apply_secret(self, namespace: str, name: str, data: dict[str, str]) -> str:
-        """Store a Secret (created / configured / unchanged). A revision whose `storage:` could not be resolved
-        or fetched tries again at once, as after its backoff (KServe's initializer would in its next restart)."""
+    async def apply_object(self, namespace: str, doc: dict[str, Any]) -> str:
+        """Keep a `v1` Secret or ServiceAccount (created / configured / unchanged). A revision whose model could
+        not be resolved or fetched tries again at once, as after its backoff (KServe's initializer would in its
+        next restart): the object may be what it lacked."""
+        record = kept_record(doc)  # validated before the lock: a bad one changes nothing
         async with self._lock:
-            outcome = self.secrets.put(namespace, name, data)
+            outcome = self._kept(doc["kind"]).put(namespace, doc["metadata"]["name"], record)
             if outcome != "unchanged":
                 self._refetch(namespace)
         if outcome != "unchanged":
             await self.reconcile()
         return outcome
 
-    async def delete_secret(self, namespace: str, name: str) -> None:
-        """Forget a Secret; running revisions keep the model they fetched (a Pod keeps its /mnt/models)."""
+    async def delete_object(self, kind: str, namespace: str, name: str) -> None:
+        """Forget a Secret or ServiceAccount; running revisions keep the model they fetched (a Pod keeps its
+        /mnt/models)."""
         async with self._lock:
-            self.secrets.delete(namespace, name)
+            self._kept(kind).delete(namespace, name)
+
+    def _kept(self, kind: str) -> KeptStore:
+        return self.accounts if kind == "ServiceAccount" else self.secrets
 
     def _refetch(self, namespace: str) -> None:
-        """Forget the runners of `namespace` that a Secret may heal (their `storage:` failed, or an env
-        secretKeyRef found nothing): the next reconcile makes them again."""
+        """Forget the runners of `namespace` that a Secret or ServiceAccount may heal (their fetch failed, or an
+        env secretKeyRef found nothing): the next reconcile makes them again."""
         for key, runner in list(self.runners.items()):
-            if key[0] == namespace and (
-                runner.failed_step == "secret"
-                or (runner.failed_step == "storage" and runner.revision.storage is not None)
-            ):
+            if key[0] == namespace and runner.failed_step in ("secret", "storage"):
                 del self.runners[key]
                 self._spawn(runner.stop())
 
@@ -287,12 +297,23 @@ class LocalControlPlane:
         return value
 
     def storage_warnings(self, isvc: InferenceService) -> list[str]:
-        """A model's `storage:` whose Secret is not here (yet): said at apply, the revision fails until it is."""
+        """A model's `storage:` whose Secret is not here (yet): said at apply, the revision fails until it is. A
+        `serviceAccountName` not applied here: said, the fetch uses the environment's credentials."""
         predictor = isvc.spec.predictor
         model = predictor.normalised_model() if predictor.custom_container is None else None
         storage = model.storage if model is not None else None
         name = secret_name(isvc.metadata.annotations)
         uri = model.storage_uri if model is not None else None
+        account = predictor.service_account_name
+        if storage is None and account and uri and scheme_of(uri) in REMOTE_SCHEMES:
+            if self.accounts.record(isvc.metadata.namespace, account) is not None:
+                return []
+            return [
+                f"spec.predictor.serviceAccountName: no ServiceAccount {account} in namespace "
+                f"{isvc.metadata.namespace} here: the model is fetched with the credentials of serving up's "
+                "environment and the predictor's env (serving apply -f the ServiceAccount and its Secrets to use "
+                "theirs)"
+            ]
         if storage is None or optional_entry(storage.key, storage.parameters, uri):
             return []
         if self.secrets.data(isvc.metadata.namespace, name) is not None:
@@ -301,6 +322,18 @@ class LocalControlPlane:
             f"spec.predictor.model.storage: no Secret {name} in namespace {isvc.metadata.namespace} yet: its "
             "revision fails (and is retried) until it is applied (serving apply -f with the v1 Secret)"
         ]
+
+    def _account_env(self, revision: Revision) -> dict[str, str]:
+        """The storage credentials the Secrets of the revision's service account give (KServe's credential
+        builder): none when that ServiceAccount, or a Secret it lists, is not applied here (as KServe skips it)."""
+        account = self.accounts.record(revision.namespace, revision.service_account) or {}
+        secrets = []
+        for name in account.get("secrets", []):
+            kept = self.secrets.record(revision.namespace, name)
+            if kept is not None:
+                meta = {"name": name, "annotations": kept.get("annotations") or {}}
+                secrets.append({"metadata": meta, "stringData": kept["data"]})
+        return account_env(secrets, self.secrets.folder / "keys" / revision.namespace) if secrets else {}
 
     def _storage_secret(self, revision: Revision) -> tuple[str, dict[str, str] | None]:
         """The Secret a revision's `storage:` reads (its service's annotation names it) and its data."""
@@ -570,7 +603,9 @@ class LocalControlPlane:
             self._fetches.add(task)
             task.add_done_callback(self._fetches.discard)
         else:
-            outcome = await asyncio.to_thread(_resolve, revision, self.storage, self._storage_secret)
+            outcome = await asyncio.to_thread(
+                _resolve, revision, self.storage, self._storage_secret, self._account_env
+            )
             self._found(runner, *outcome)
         return runner
 
@@ -584,7 +619,7 @@ class LocalControlPlane:
                 done.set_result(outcome)
 
         def fetch() -> None:
-            outcome = _resolve(runner.revision, self.storage, self._storage_secret)
+            outcome = _resolve(runner.revision, self.storage, self._storage_secret, self._account_env)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
                 loop.call_soon_threadsafe(settle, outcome)
 
@@ -678,12 +713,12 @@ def _remote(revision: Revision) -> bool:
 
 
 def _resolve(
-    revision: Revision, config: StorageConfig, secrets: SecretSource
+    revision: Revision, config: StorageConfig, secrets: SecretSource, accounts: AccountSource
 ) -> tuple[Path | None, str, bool]:
     """(the model folder, "", False) or (None, why not, whether trying again may help: not for a refusal by
     policy or a scheme this machine does not fetch; yes for a `storage:` its Secret cannot complete yet)."""
     try:
-        uri, secret_env = location(revision, secrets)
+        uri, secret_env = location(revision, secrets, accounts)
     except StorageSpecError as exc:
         return None, exc.message, True
     except ServingError as exc:

@@ -3,8 +3,10 @@
 
 Object-store credentials come from the environment of `serving up` overlaid with the predictor's literal
 `env` values (KServe's names: AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCESS_KEY...),
-and for a `storage:` with the env its Secret's entry gives (as KServe's storage initializer sets it, over the
-rest). That env reaches the fetch only, never a model server process.
+then, as KServe's storage-initializer gets them, with the env of the Secrets its service account lists (applied
+with `serving apply -f`: S3 keys and `serving.kserve.io/s3-*` annotations, a GCS key file, Azure keys, http(s)
+headers for a host), or for a `storage:` with the env its Secret's entry gives. That env reaches the fetch only,
+never a model server process.
 """
 
 from __future__ import annotations
@@ -13,25 +15,33 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from serving import storage
+from serving.control.local.state import write_atomic
 from serving.control.process_args import local_env, predictor_env
 from serving.errors import ArtifactError
 from serving.revision import Revision
+from serving.storage.kserve_secrets import GCS_KEY_FILE, credentials_from_secrets
 from serving.storage.storage_spec import resolve_storage
 
 # revision -> (the Secret its `storage:` reads, that Secret's data or None when there is none)
 SecretSource = Callable[[Revision], tuple[str, Mapping[str, str] | None]]
+# revision -> the storage credentials' env its service account's Secrets give ({} without any)
+AccountSource = Callable[[Revision], dict[str, str]]
 
 
-def location(revision: Revision, secrets: SecretSource | None = None) -> tuple[str, dict[str, str]]:
-    """(the URI to fetch, the env its Secret gives). Raises `StorageSpecError` when a `storage:` cannot be
-    completed (no Secret, no such entry, no bucket...)."""
+def location(
+    revision: Revision, secrets: SecretSource | None = None, accounts: AccountSource | None = None
+) -> tuple[str, dict[str, str]]:
+    """(the URI to fetch, the env its Secret or its service account gives). Raises `StorageSpecError` when a
+    `storage:` cannot be completed (no Secret, no such entry, no bucket...)."""
     spec = revision.storage
     if spec is None:
         if not revision.storage_uri:
             raise ArtifactError("no storageUri given")
-        return revision.storage_uri, {}
+        env = accounts(revision) if accounts is not None and revision.reads_account_credentials else {}
+        return revision.storage_uri, env
     name, data = secrets(revision) if secrets is not None else ("storage-config", None)
     resolved = resolve_storage(spec.key, spec.path, spec.parameters, data, name, revision.storage_uri)
     return resolved.uri, resolved.env
@@ -47,7 +57,31 @@ def resolve_at(
 
 
 def resolve_model_dir(
-    revision: Revision, config: storage.StorageConfig, secrets: SecretSource | None = None
+    revision: Revision,
+    config: storage.StorageConfig,
+    secrets: SecretSource | None = None,
+    accounts: AccountSource | None = None,
 ) -> Path:
-    uri, secret_env = location(revision, secrets)
+    uri, secret_env = location(revision, secrets, accounts)
     return resolve_at(revision, uri, secret_env, config)
+
+
+def account_env(secrets: list[dict[str, Any]], key_dir: Path) -> dict[str, str]:
+    """The env KServe's credential builder gives a storage-initializer for these Secrets (each as
+    {metadata: {name, annotations}, stringData: its values}), with every secretKeyRef read and a GCS key written
+    to a private file under `key_dir` (what the pod mounts)."""
+    credentials = credentials_from_secrets(secrets)
+    values = {s["metadata"]["name"]: s["stringData"] for s in secrets}
+    env: dict[str, str] = {}
+    for entry in credentials.env:
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        value = values.get(ref["name"], {}).get(ref["key"]) if ref else entry.get("value")
+        if value is not None:
+            env[entry["name"]] = value
+    for volume in credentials.volumes:  # a GCS key: the file the pod would see at /var/secrets
+        secret = volume["secret"]["secretName"]
+        folder = key_dir / secret
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(folder / GCS_KEY_FILE, values[secret][GCS_KEY_FILE].encode(), mode=0o600)
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(folder / GCS_KEY_FILE)
+    return env

@@ -290,8 +290,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     ),
     FieldEffect(
         "predictor.timeout",
-        "--request-timeout; the router answers 504 after it; a transformer waits for the predictor as long "
-        "(--predictor-timeout); unset: 300 s, Knative's default",
+        "--request-timeout; the router answers 504 after it (with a transformer in front, after "
+        "spec.transformer.timeout); a transformer waits for the predictor as long (--predictor-timeout); unset: "
+        "300 s, Knative's default",
         _SAME + "; router 504",
     ),
     FieldEffect("predictor.deploymentStrategy", "", _STRATEGY),
@@ -373,8 +374,17 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect(
         "transformer.canaryTrafficPercent", "", ""
     ),  # the predictor's splits the (transformer, predictor) pair
-    FieldEffect("transformer.containerConcurrency", "", ""),
-    FieldEffect("transformer.timeout", "", ""),
+    FieldEffect(
+        "transformer.containerConcurrency",
+        "transform --max-concurrency: a hard limit, the surplus queued (10 per slot, then 503)",
+        _SAME,
+    ),
+    FieldEffect(
+        "transformer.timeout",
+        "the router answers 504 after it (the transformer answers the client, as its Knative timeout in KServe); "
+        "the transformer's wait for the predictor is bounded by spec.predictor.timeout",
+        "router 504",
+    ),
     FieldEffect("transformer.deploymentStrategy", "", _STRATEGY),
     FieldEffect("transformer.batcher", "", ""),
     FieldEffect("transformer.logger", "payload events (--logger-mode, --logger-url)", _SAME),
@@ -411,11 +421,6 @@ NOT_ON_KUBERNETES = {
     "predictor.model.name": "the model server's container is named kserve-container",
     "transformer.canaryTrafficPercent": "a transformer's revision goes with its predictor's, so "
     "spec.predictor.canaryTrafficPercent splits the transformer and predictor pair",
-    "transformer.containerConcurrency": "KServe makes it the transformer's Knative hard limit, and --workers N "
-    "of a custom image; the transformer's Deployment here has no limit, spec.predictor.containerConcurrency "
-    "limits the model server",
-    "transformer.timeout": "the router times each request, transformer included, by spec.predictor.timeout "
-    "and answers 504 after it",
     "transformer.batcher": "KServe batches in front of the transformer; here only the predictor batches, "
     "by spec.predictor.batcher",
 }

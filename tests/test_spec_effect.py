@@ -297,6 +297,23 @@ def _timeout() -> None:
     assert flag(effects(model(), TRANSFORM).transformer_argv or [], "--predictor-timeout") == "300"
 
 
+def _transformer_concurrency() -> None:
+    e = effects(model(), {"containerConcurrency": 2, **TRANSFORM})
+    assert flag(e.transformer_argv, "--max-concurrency") == "2"
+    assert flag(e.container("transformer")["args"], "--max-concurrency") == "2"
+    assert not e.warned("transformer.containerConcurrency")
+    assert "--max-concurrency" not in (effects(model(), TRANSFORM).transformer_argv or [])
+
+
+def _transformer_timeout() -> None:
+    """KServe: the transformer answers the client, so its timeout bounds the request; the predictor's bounds
+    the transformer's wait for it."""
+    e = effects({"timeout": 90, **model()}, {"timeout": 5, **TRANSFORM})
+    assert e.route.timeout_s == 5.0 and flag(e.transformer_argv, "--predictor-timeout") == "90"
+    assert not e.warned("transformer.timeout")
+    assert effects({"timeout": 90, **model()}, TRANSFORM).route.timeout_s == 300.0, "unset: Knative's default"
+
+
 def _deployment_strategy(component: str) -> Callable[[], None]:
     """KServe's example (counts written as strings) and Recreate: the component's Deployment gets it as written,
     valid for Kubernetes; warned locally; without it ours; a Recreate with a rollingUpdate is refused."""
@@ -864,12 +881,8 @@ CASES: dict[str, Callable[[], None]] = {
         "transformer.canaryTrafficPercent",
         lambda: effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM}),
     ),
-    "transformer.containerConcurrency": only_warned(
-        "transformer.containerConcurrency", lambda: effects(model(), {"containerConcurrency": 2, **TRANSFORM})
-    ),
-    "transformer.timeout": only_warned(
-        "transformer.timeout", lambda: effects(model(), {"timeout": 5, **TRANSFORM})
-    ),
+    "transformer.containerConcurrency": _transformer_concurrency,
+    "transformer.timeout": _transformer_timeout,
     "transformer.batcher": only_warned(
         "transformer.batcher", lambda: effects(model(), {"batcher": {}, **TRANSFORM})
     ),

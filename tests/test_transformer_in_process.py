@@ -205,3 +205,31 @@ def test_the_transformers_own_scaling_and_resources_are_warned_about() -> None:
     separate = _isvc({})
     separate["spec"]["transformer"]["minReplicas"] = 2
     assert not [w for w in parse(separate).warnings() if "serving.dev/placement" in w]
+
+
+def test_the_transformers_concurrency_limit_reaches_its_data_plane(tmp_path: Path) -> None:
+    """spec.transformer.containerConcurrency -> `transform --max-concurrency N`: the transformer's own slots,
+    in its process or inside the predictor's (over the predictor's limit there)."""
+    from serving.commands.transform import limits_from_args, parse_in_process
+    from serving.dataplane import DataPlane
+    from serving.metrics import Metrics
+    from serving.repository import ModelRepository
+    from serving.settings import Limits, ModelSettings
+    from serving.transformers.in_process import transformer_dataplane
+
+    flags = ["transform", "--model-name", "iris"]
+    assert limits_from_args(parse_in_process([*flags, "--max-concurrency", "3"])).max_concurrency == 3
+    assert limits_from_args(parse_in_process(flags)).max_concurrency == 0, "unset: no limit"
+    model_dir = train_iris_sklearn(tmp_path / "iris").parent
+    predictor = DataPlane(
+        ModelRepository([ModelSettings(name="iris-predictor", model_dir=model_dir)]),
+        Limits(max_concurrency=8),
+        Metrics(),
+    )
+    inside = transformer_dataplane(
+        predictor, ["transform", "--max-concurrency", "2"], predictor.limits, "iris"
+    )
+    assert inside.limits.max_concurrency == 2 and predictor.limits.max_concurrency == 8
+    assert (
+        transformer_dataplane(predictor, ["transform"], predictor.limits, "iris").limits.max_concurrency == 8
+    )

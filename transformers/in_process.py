@@ -12,6 +12,7 @@ The price: pre/post-processing shares the predictor's process and cores, and bot
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from serving.dataplane import DataPlane
@@ -88,4 +89,6 @@ def transformer_dataplane(predictor: DataPlane, argv: list[str], limits: Limits,
     (model,) = predictor.repository.names()
     local = InProcessPredictor(predictor, model, args.protocol)
     repository = transformer_repository(args.model_name, args.transformer, config_from_args(args, local))
+    if args.max_concurrency > 0:  # the transformer's own limit, over the predictor's
+        limits = dataclasses.replace(limits, max_concurrency=args.max_concurrency)
     return DataPlane(repository, limits, predictor.metrics)

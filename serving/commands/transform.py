@@ -72,6 +72,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="KEY=VALUE",
         help="a setting for a custom transformer (self.config.params); repeatable",
     )
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=0,
+        help="requests transformed at once (the rest wait their turn; 0 = no limit): KServe's containerConcurrency",
+    )
     p.add_argument("--max-body-bytes", type=int, default=Limits().max_body_bytes, help="413 above this")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", "--http_port", dest="port", type=int, default=8080)
@@ -143,14 +149,21 @@ def parse_in_process(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(args: argparse.Namespace) -> int:
+def limits_from_args(args: argparse.Namespace) -> Limits:
     # The data plane's own timeout sits above the predictor's, so a slow predictor is reported as such.
-    limits = Limits(max_body_bytes=args.max_body_bytes, request_timeout_s=args.predictor_timeout + 5.0)
+    return Limits(
+        max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.predictor_timeout + 5.0,
+        max_concurrency=max(args.max_concurrency, 0),
+    )
+
+
+def main(args: argparse.Namespace) -> int:
     app = create_app(
         args.model_name,
         args.transformer,
         config_from_args(args),
-        limits,
+        limits_from_args(args),
         observability_options(args, "transformer"),
     )
     run(app, args.host, args.port, log_format.apply_server_level(args.log_level))

@@ -95,6 +95,9 @@ def _our_transformer_argv(revision: Revision) -> list[str]:
     if not any(a.startswith(("--predictor-timeout", "--predictor_request_timeout_seconds")) for a in argv):
         timeout = revision.predictor.timeout  # the predictor's own limit bounds the transformer's wait for it
         argv += ["--predictor-timeout", str(timeout if timeout is not None else DEFAULT_TIMEOUT_S)]
+    concurrency = revision.transformer.container_concurrency if revision.transformer is not None else None
+    if concurrency and not any(a.startswith("--max-concurrency") for a in argv):
+        argv += ["--max-concurrency", str(concurrency)]  # KServe's hard limit of the transformer's container
     return argv
 
 

@@ -71,8 +71,10 @@ def routes_for(
         assert p.state.latest_created is not None
         arms.append(Arm(p.state.latest_created, 100, "stable", "latest", ()))
     name, namespace = isvc.metadata.name, isvc.metadata.namespace
-    timeout = isvc.spec.predictor.timeout
-    timeout_s = float(timeout) if timeout is not None else default_timeout_s
+    # What answers the client bounds its request, as the first component's Knative timeout does in KServe: the
+    # transformer's when there is one (its own wait for the predictor is bounded by the predictor's).
+    front = isvc.spec.transformer if isvc.spec.transformer is not None else isvc.spec.predictor
+    timeout_s = float(front.timeout) if front.timeout is not None else default_timeout_s
     mirror = None
     if canary is not None and canary.mirror:
         shadow = next((a for a in arms if a.tag == "latest" and a.percent == 0 and a.endpoints), None)

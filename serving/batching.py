@@ -13,6 +13,9 @@ answers a lone request at once. Up to `max_batches_in_flight` batches run at the
 Failures: when a batch of several requests fails, each request is retried alone, so only the request
 that breaks the model gets an error (with its own status); a model whose outputs do not have one row per
 input row is caught the same way and keeps answering, unbatched.
+
+A model that is async by nature (a transformer awaiting its predictor: `acall`) is batched the same way, its
+batch awaited on the loop instead of run in a thread: KServe's batcher in front of a transformer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +38,7 @@ from serving.types import InferRequest, TensorDict
 
 log = logging.getLogger("serving.batching")
 ModelCall = Callable[[TensorDict, "tuple[str, ...] | None", dict[str, Any]], TensorDict]
+AsyncModelCall = Callable[[TensorDict, "tuple[str, ...] | None", dict[str, Any]], Awaitable[TensorDict]]
 ENCODING_PARAMETERS = frozenset({"binary_data_output"})  # change how the answer is written, not computed
 QUIET_S = 0.001  # an idle model stops lingering once no request arrived for this long
 PATIENT_QUIET_S = 0.005  # under load, the same pause is longer (callers are coming back) but still bounded
@@ -124,8 +128,10 @@ class Batcher:
         max_latency_s: float,
         max_batches_in_flight: int = 1,
         max_queue_size: int = 1024,
+        acall: AsyncModelCall | None = None,
     ) -> None:
         self.name = name
+        self._acall = acall  # set: the model is awaited on the loop (`call` is then not used)
         self.max_batch_size = max(1, max_batch_size)
         self.max_latency_s = max(0.0, max_latency_s)
         self.max_queue_size = max(1, max_queue_size)
@@ -261,18 +267,10 @@ class Batcher:
         if tracing.enabled():
             for e in entries:
                 e.batch_started_s, e.batch_rows = started, batch.rows
-        loop = asyncio.get_running_loop()
         requests = [e.request for e in entries]
         try:
             try:
-                results: list[Any] = await loop.run_in_executor(
-                    self._executor, self._predict_batch, requests, [e.rows for e in entries]
-                )
-            except Exception as exc:
-                if len(entries) == 1:
-                    results = [exc]
-                else:  # one bad request must not fail its neighbours: each runs alone
-                    results = await loop.run_in_executor(self._executor, self._predict_each, requests)
+                results = await self._results(requests, [e.rows for e in entries])
             finally:
                 self._observer.inference(time.monotonic() - started)
             for entry, result in zip(entries, results, strict=True):
@@ -287,6 +285,34 @@ class Batcher:
             self._free_since = time.monotonic()
             self._slots.release()
             self._wake.set()
+
+    async def _results(self, requests: list[InferRequest], rows: list[int]) -> list[Any]:
+        """Each request's outputs (or its exception): one call for the batch, or one each if that fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self._acall is not None:
+                return await self._apredict_batch(self._acall, requests, rows)
+            return await loop.run_in_executor(self._executor, self._predict_batch, requests, rows)
+        except Exception as exc:
+            if len(requests) == 1:
+                return [exc]
+            # one bad request must not fail its neighbours: each runs alone
+            if self._acall is not None:
+                call = self._acall
+                return await asyncio.gather(
+                    *(call(r.inputs, r.output_names, r.parameters) for r in requests), return_exceptions=True
+                )
+            return await loop.run_in_executor(self._executor, self._predict_each, requests)
+
+    @staticmethod
+    async def _apredict_batch(
+        call: AsyncModelCall, requests: list[InferRequest], rows: list[int]
+    ) -> list[TensorDict]:
+        first = requests[0]
+        if len(requests) == 1:
+            return [await call(first.inputs, first.output_names, first.parameters)]
+        outputs = await call(merge([r.inputs for r in requests]), first.output_names, first.parameters)
+        return split(outputs, rows)
 
     def _predict_batch(self, requests: list[InferRequest], rows: list[int]) -> list[TensorDict]:
         first = requests[0]

@@ -253,12 +253,7 @@ class DataPlane:
             else:
                 batched[1].close()
             batched = None
-        if (
-            model.ready
-            and batched is None
-            and settings.max_batch_size > 0
-            and not hasattr(model.runtime, "apredict")
-        ):
+        if model.ready and batched is None and settings.max_batch_size > 0:
             batcher = Batcher(
                 model.name,
                 functools.partial(call_runtime, model),
@@ -268,6 +263,7 @@ class DataPlane:
                 max_latency_s=settings.max_latency_s,
                 max_batches_in_flight=settings.max_batches_in_flight,
                 max_queue_size=settings.max_queue_size,
+                acall=getattr(model.runtime, "apredict", None),  # a transformer: awaited on the loop
             )
             self._batchers[model.name] = (model, batcher)
 

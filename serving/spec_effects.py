@@ -386,7 +386,17 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "router 504",
     ),
     FieldEffect("transformer.deploymentStrategy", "", _STRATEGY),
-    FieldEffect("transformer.batcher", "", ""),
+    FieldEffect(
+        "transformer.batcher",
+        "transform --max-batch-size, --max-latency-ms: the requests batched before they are transformed (KServe's "
+        "batcher in front of the transformer)",
+        _SAME,
+        lambda batcher: (
+            "timeout: no effect (spec.transformer.timeout bounds each request)"
+            if batcher.timeout is not None
+            else ""
+        ),
+    ),
     FieldEffect("transformer.logger", "payload events (--logger-mode, --logger-url)", _SAME),
     FieldEffect("transformer.labels", "", "pod template labels"),
     FieldEffect(
@@ -421,8 +431,6 @@ NOT_ON_KUBERNETES = {
     "predictor.model.name": "the model server's container is named kserve-container",
     "transformer.canaryTrafficPercent": "a transformer's revision goes with its predictor's, so "
     "spec.predictor.canaryTrafficPercent splits the transformer and predictor pair",
-    "transformer.batcher": "KServe batches in front of the transformer; here only the predictor batches, "
-    "by spec.predictor.batcher",
 }
 
 

@@ -184,6 +184,32 @@ def test_a_bad_request_fails_alone_and_a_large_one_runs_alone() -> None:
     asyncio.run(scenario())
 
 
+def test_an_async_model_is_batched_on_the_loop_and_a_bad_request_fails_alone() -> None:
+    """A transformer awaiting its predictor (`acall`): KServe's batcher in front of it. No thread is used."""
+    model = Model()
+
+    async def transform(inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        await asyncio.sleep(0.01)  # the predictor's answer
+        return model(inputs, outputs, parameters)
+
+    def no_thread(*_: object) -> TensorDict:
+        raise AssertionError("an async model never runs in a thread")
+
+    async def scenario() -> None:
+        seen = Recorder()
+        b = Batcher("t", no_thread, POOL, seen, max_batch_size=16, max_latency_s=0.02, acall=transform)
+        good = [request(1, i) for i in range(12)]
+        bad = InferRequest(inputs={"x": np.full((1, 3), -1.0)})
+        results = await asyncio.gather(*(b.submit(r) for r in [*good, bad]), return_exceptions=True)
+        assert isinstance(results[-1], BadRequest), results[-1]
+        for r, out in zip(good, results[:-1], strict=True):
+            np.testing.assert_array_equal(out["x-out"], r.inputs["x"] * 2)
+        assert max(seen.batches) > 2 and len(seen.batches) < len(good), seen.batches
+        b.close()
+
+    asyncio.run(scenario())
+
+
 def test_outputs_that_cannot_be_split_fall_back_to_one_call_per_request() -> None:
     def summary(inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
         time.sleep(0.005)

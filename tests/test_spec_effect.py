@@ -367,6 +367,16 @@ def _max_latency() -> None:
     assert flag(e.argv, "--max-latency-ms") == "9" == flag(e.container()["args"], "--max-latency-ms")
 
 
+def _transformer_batcher() -> None:
+    e = effects(model(), {"batcher": {"maxBatchSize": 8, "maxLatency": 20}, **TRANSFORM})
+    for argv in (e.transformer_argv, e.container("transformer")["args"]):
+        assert (flag(argv, "--max-batch-size"), flag(argv, "--max-latency-ms")) == ("8", "20")
+    assert "--max-batch-size" not in e.argv, "the predictor does not batch unless its own batcher says so"
+    assert not e.warned("transformer.batcher")
+    timed = effects(model(), {"batcher": {"timeout": 3}, **TRANSFORM})
+    assert flag(timed.transformer_argv, "--max-batch-size") == "32" and timed.warned("transformer.batcher")
+
+
 def _batcher_timeout() -> None:
     e = effects({"batcher": {"timeout": 3}, **model()})
     assert e.warned("predictor.batcher.timeout") and unnamed(e.argv) == unnamed(
@@ -883,9 +893,7 @@ CASES: dict[str, Callable[[], None]] = {
     ),
     "transformer.containerConcurrency": _transformer_concurrency,
     "transformer.timeout": _transformer_timeout,
-    "transformer.batcher": only_warned(
-        "transformer.batcher", lambda: effects(model(), {"batcher": {}, **TRANSFORM})
-    ),
+    "transformer.batcher": _transformer_batcher,
     "transformer.logger": _logger("transformer"),
     "transformer.labels": _pod_meta("transformer", "labels"),
     "transformer.annotations": _transformer_annotations,

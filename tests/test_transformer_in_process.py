@@ -8,6 +8,7 @@ objects: the Kubernetes API server is the one part not run here, the objects are
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from pathlib import Path
 
@@ -233,3 +234,30 @@ def test_the_transformers_concurrency_limit_reaches_its_data_plane(tmp_path: Pat
     assert (
         transformer_dataplane(predictor, ["transform"], predictor.limits, "iris").limits.max_concurrency == 8
     )
+
+
+def test_the_transformers_batcher_batches_what_reaches_its_predictor(tmp_path: Path) -> None:
+    """spec.transformer.batcher -> `transform --max-batch-size N --max-latency-ms M`: concurrent clients'
+    records are transformed as one batch and reach the predictor as one call, each client getting its own."""
+    train_iris_sklearn(tmp_path / "iris")
+    batched = TABULAR + " --max-batch-size 16 --max-latency-ms 200"
+    records = [dict(RECORD, sepal_length=4.0 + i / 10) for i in range(12)]
+    with serving_inprocess(_serve(tmp_path / "iris", batched)) as server:
+
+        async def clients() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                return await asyncio.gather(
+                    *(client.post("/v1/models/iris:predict", json={"instances": [r]}) for r in records)
+                )
+
+        answers = asyncio.run(clients())
+        alone = [httpx.post(server.url + "/v1/models/iris:predict", json={"instances": [r]}) for r in records]
+        assert [a.json() for a in answers] == [a.json() for a in alone], "each client its own answer"
+        metrics = httpx.get(server.url + "/metrics").text
+    batches = _sample(metrics, 'serving_batch_size_count{model="iris",version="1"}')
+    rows = _sample(metrics, 'serving_batch_size_sum{model="iris",version="1"}')
+    assert rows == 24 and batches < 24, (batches, rows)  # 12 together, then 12 one by one
+
+
+def _sample(metrics: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith(name + " ")))

@@ -74,7 +74,7 @@ class InProcessPredictor:
 def transformer_dataplane(predictor: DataPlane, argv: list[str], limits: Limits, name: str) -> DataPlane:
     """The public data plane of `serve --with-transformer "transform ..."`: the transformer, calling `predictor`
     (whose one model is `<name>-predictor`) in this process; metrics on the predictor's registry."""
-    from serving.commands.transform import config_from_args, parse_in_process
+    from serving.commands.transform import batching_from_args, config_from_args, parse_in_process
     from serving.transformers.server import transformer_repository
 
     argv = argv[1:] if argv[:1] == ["serving"] else argv
@@ -88,7 +88,8 @@ def transformer_dataplane(predictor: DataPlane, argv: list[str], limits: Limits,
     args = parse_in_process(argv)
     (model,) = predictor.repository.names()
     local = InProcessPredictor(predictor, model, args.protocol)
-    repository = transformer_repository(args.model_name, args.transformer, config_from_args(args, local))
+    config = config_from_args(args, local)
+    repository = transformer_repository(args.model_name, args.transformer, config, batching_from_args(args))
     if args.max_concurrency > 0:  # the transformer's own limit, over the predictor's
         limits = dataclasses.replace(limits, max_concurrency=args.max_concurrency)
     return DataPlane(repository, limits, predictor.metrics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from starlette.types import ASGIApp
@@ -32,6 +33,7 @@ from serving.transformers.predictor_client import PredictorRefused
 log = logging.getLogger("serving.transformers")
 
 PROBE_INTERVAL_S = 0.5
+Batching = tuple[int, float]  # rows per batch (0: off), longest wait for a batch in seconds
 TRANSFORMERS: dict[str, str] = {
     "identity": "serving.transformers.base:Transformer",
     "records": "serving.transformers.tabular:FeatureRecords",
@@ -110,10 +112,15 @@ class TransformerRepository(ModelRepository):
         self._changed(model)
 
 
-def transformer_repository(name: str, transformer: str, config: TransformerConfig) -> TransformerRepository:
+def transformer_repository(
+    name: str, transformer: str, config: TransformerConfig, batching: Batching | None = None
+) -> TransformerRepository:
+    """`batching`: (rows per batch, longest wait in seconds) of KServe's batcher in front of the transformer."""
     settings = ModelSettings(
         name=name, model_dir=Path.cwd(), runtime=transformer_path(transformer), extra={CONFIG_KEY: config}
     )
+    if batching is not None:
+        settings = replace(settings, max_batch_size=batching[0], max_latency_s=batching[1])
     return TransformerRepository(settings)
 
 
@@ -123,8 +130,10 @@ def create_app(
     config: TransformerConfig,
     limits: Limits | None = None,
     observability: ObservabilityOptions | None = None,
+    batching: Batching | None = None,
 ) -> ASGIApp:
-    dataplane = DataPlane(transformer_repository(name, transformer, config), limits or Limits(), Metrics())
+    repository = transformer_repository(name, transformer, config, batching)
+    dataplane = DataPlane(repository, limits or Limits(), Metrics())
     options = observability or ObservabilityOptions(component="transformer")
     return observe(build_app(dataplane), options, dataplane.metrics.registry)  # the one observability hook
 

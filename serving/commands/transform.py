@@ -8,16 +8,20 @@ as host:port, `--predictor_use_ssl`, `--protocol` / `--predictor_protocol`, `--p
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from serving.errors import BadRequest
 from serving.observability import log_format
 from serving.observability.options import from_args as observability_options
-from serving.settings import Limits
+from serving.settings import Limits, ModelSettings
 from serving.transformers.base import TransformerConfig
 from serving.transformers.in_process import InProcessPredictor
 from serving.transformers.predictor_client import PROTOCOLS
 from serving.transformers.server import TRANSFORMERS, create_app, run
+
+# the batching flags' defaults are the model server's
+MODEL_DEFAULTS = ModelSettings(name="", model_dir=Path())
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,6 +81,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=0,
         help="requests transformed at once (the rest wait their turn; 0 = no limit): KServe's containerConcurrency",
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=0,
+        help="adaptive batching of the requests before they are transformed: rows per batch (0: off); "
+        "KServe's batcher in front of the transformer",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=MODEL_DEFAULTS.max_latency_s * 1000,
+        help="adaptive batching: longest wait for a batch",
     )
     p.add_argument("--max-body-bytes", type=int, default=Limits().max_body_bytes, help="413 above this")
     p.add_argument("--host", default="127.0.0.1")
@@ -158,6 +175,10 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
     )
 
 
+def batching_from_args(args: argparse.Namespace) -> tuple[int, float]:
+    return max(args.max_batch_size, 0), max(args.max_latency_ms, 0.0) / 1000
+
+
 def main(args: argparse.Namespace) -> int:
     app = create_app(
         args.model_name,
@@ -165,6 +186,7 @@ def main(args: argparse.Namespace) -> int:
         config_from_args(args),
         limits_from_args(args),
         observability_options(args, "transformer"),
+        batching=batching_from_args(args),
     )
     run(app, args.host, args.port, log_format.apply_server_level(args.log_level))
     return 0

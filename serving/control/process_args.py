@@ -95,6 +95,14 @@ def _our_transformer_argv(revision: Revision) -> list[str]:
     if not any(a.startswith(("--predictor-timeout", "--predictor_request_timeout_seconds")) for a in argv):
         timeout = revision.predictor.timeout  # the predictor's own limit bounds the transformer's wait for it
         argv += ["--predictor-timeout", str(timeout if timeout is not None else DEFAULT_TIMEOUT_S)]
+    batcher = revision.transformer.batcher if revision.transformer is not None else None
+    if batcher is not None and not any(a.startswith("--max-batch-size") for a in argv):
+        argv += [
+            "--max-batch-size",
+            str(batcher.max_batch_size),
+            "--max-latency-ms",
+            str(batcher.max_latency),
+        ]
     concurrency = revision.transformer.container_concurrency if revision.transformer is not None else None
     if concurrency and not any(a.startswith("--max-concurrency") for a in argv):
         argv += ["--max-concurrency", str(concurrency)]  # KServe's hard limit of the transformer's container

@@ -372,8 +372,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.scaleTarget", "", "transformer HPA target"),
     FieldEffect("transformer.autoScaling", "", "transformer HPA metric"),
     FieldEffect(
-        "transformer.canaryTrafficPercent", "", ""
-    ),  # the predictor's splits the (transformer, predictor) pair
+        "transformer.canaryTrafficPercent",
+        "traffic split in the router when only the transformer changed (a revision is the transformer and "
+        "predictor pair; a predictor change is split by the predictor's)",
+        "traffic split in the route ConfigMap, the same way",
+    ),
     FieldEffect(
         "transformer.containerConcurrency",
         "transform --max-concurrency: a hard limit, the surplus queued (10 per slot, then 503)",
@@ -429,8 +432,6 @@ NOT_ON_KUBERNETES = {
     "predictor.model.runtimeVersion": "KServe's tag for the runtime's image; the model server here is the "
     "serving image, `serving render --image` or the chart's; set model.image for another",
     "predictor.model.name": "the model server's container is named kserve-container",
-    "transformer.canaryTrafficPercent": "a transformer's revision goes with its predictor's, so "
-    "spec.predictor.canaryTrafficPercent splits the transformer and predictor pair",
 }
 
 

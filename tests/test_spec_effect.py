@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from serving.commands.render import render
 from serving.control.kubernetes.render import RenderSettings
+from serving.control.local.rollout_api import set_canary_percent
 from serving.control.process_args import (
     RevisionError,
     component_env,
@@ -295,6 +296,59 @@ def _timeout() -> None:
     transformer = fronted.pod("transformer")["spec"]["containers"][0]
     assert flag(transformer["args"], "--predictor-timeout") == "90"
     assert flag(effects(model(), TRANSFORM).transformer_argv or [], "--predictor-timeout") == "300"
+
+
+def _transformer_canary() -> None:
+    """KServe splits the component that has a new revision: a transformer-only change by the transformer's
+    percent, a predictor change by the predictor's (the pair is one revision here)."""
+
+    def isvc(predictor: dict[str, Any], transformer: dict[str, Any]) -> InferenceService:
+        spec = {"predictor": predictor, "transformer": transformer}
+        return parse(
+            {
+                "apiVersion": "serving.dev/v1beta1",
+                "kind": "InferenceService",
+                "metadata": {"name": "t"},
+                "spec": spec,
+            }
+        )
+
+    def split(v2: InferenceService) -> list[tuple[str, int]]:
+        v1 = isvc(model(), TRANSFORM)
+        r1, r2 = Revision.from_spec(v1).name, Revision.from_spec(v2).name
+        first = plan(v1, None, Observed(frozenset({r1})))
+        arms = routes_for(
+            v2, plan(v2, first.state, Observed(frozenset({r1, r2}))), lambda n: ("u",), "d"
+        ).arms
+        return sorted((("v1" if a.revision == r1 else "v2"), a.percent) for a in arms)
+
+    labelled = [*TRANSFORM["containers"][0]["args"], "--labels", "a,b,c"]
+    other_args = {"containers": [{**TRANSFORM["containers"][0], "args": labelled}]}
+    assert split(
+        isvc({**model(), "canaryTrafficPercent": 50}, {**other_args, "canaryTrafficPercent": 20})
+    ) == [
+        ("v1", 80),
+        ("v2", 20),
+    ], "only the transformer changed: its own percent"
+    new_model = {**model(storageUri="pvc://store/v2"), "canaryTrafficPercent": 50}
+    assert split(isvc(new_model, {**TRANSFORM, "canaryTrafficPercent": 20})) == [("v1", 50), ("v2", 50)]
+    assert split(isvc(model(), {**other_args, "canaryTrafficPercent": 20})) == [("v1", 80), ("v2", 20)]
+    assert split(isvc(model(storageUri="pvc://store/v2"), {**TRANSFORM, "canaryTrafficPercent": 20})) == [
+        ("v2", 100)
+    ], "the predictor changed, without a percent of its own: all at once, as KServe's predictor"
+    assert not effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM}).warned(
+        "transformer.canaryTrafficPercent"
+    )
+    # `serving rollout rollback` / `promote` write every component's percent, so a transformer canary obeys them
+    predictor, transformer = (
+        {**model(), "canaryTrafficPercent": 50},
+        {**other_args, "canaryTrafficPercent": 20},
+    )
+    doc = {"spec": {"predictor": predictor, "transformer": transformer}}
+    set_canary_percent(doc, 0)
+    assert split(isvc(predictor, transformer)) == [("v1", 100), ("v2", 0)]
+    set_canary_percent(doc, None)
+    assert split(isvc(predictor, transformer)) == [("v2", 100)]
 
 
 def _transformer_concurrency() -> None:
@@ -887,10 +941,7 @@ CASES: dict[str, Callable[[], None]] = {
     "transformer.autoScaling": _transformer_hpa(
         "autoScaling", MEMORY_60, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
     ),
-    "transformer.canaryTrafficPercent": only_warned(
-        "transformer.canaryTrafficPercent",
-        lambda: effects(model(), {"canaryTrafficPercent": 10, **TRANSFORM}),
-    ),
+    "transformer.canaryTrafficPercent": _transformer_canary,
     "transformer.containerConcurrency": _transformer_concurrency,
     "transformer.timeout": _transformer_timeout,
     "transformer.batcher": _transformer_batcher,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from serving.revision import Revision
+from serving.revision import Revision, served_document
 from serving.servingruntime import failure_reason
 from serving.spec import InferenceService
 
@@ -108,10 +108,13 @@ def plan(
     revisions.setdefault(revision.name, revision)
     state = replace(state, revisions=revisions, latest_created=revision.name)
     latest = revision.name
-    percent = isvc.spec.predictor.canary_traffic_percent if canary_percent is None else canary_percent
+    stable = state.rolled_out
+    if canary_percent is not None:
+        percent: int | None = canary_percent
+    else:
+        percent = spec_canary_percent(isvc, state.revisions.get(stable) if stable else None, revision)
     latest_ready = latest in observed.ready
 
-    stable = state.rolled_out
     earlier_canary = state.canary
     if stable is None or stable == latest:
         if latest_ready:
@@ -158,6 +161,20 @@ def plan(
     status = _status(isvc, state, observed, traffic, domain, cluster_domain)
     stamp_conditions(status["conditions"], previous, now)
     return Plan(state, run, traffic, status)
+
+
+def spec_canary_percent(isvc: InferenceService, stable: Revision | None, latest: Revision) -> int | None:
+    """The new revision's share from the spec. A revision is the (predictor, transformer) pair, so KServe's two
+    splits become one: the predictor's `canaryTrafficPercent` when the predictor changed (KServe splits only
+    the component that has a new revision); when only the transformer did, the transformer's, if written (else
+    the predictor's, which has always split the pair here)."""
+    predictor = isvc.spec.predictor.canary_traffic_percent
+    transformer = isvc.spec.transformer.canary_traffic_percent if isvc.spec.transformer is not None else None
+    if transformer is None or stable is None:
+        return predictor
+    if served_document(stable.predictor) != served_document(latest.predictor):
+        return predictor
+    return transformer
 
 
 def _single(revision: str | None, latest: str) -> tuple[TrafficTarget, ...]:

@@ -103,11 +103,10 @@ async def rollout_action(
             "(apply a Canary to have its analysis paused or resumed)"
         )
     doc = orjson.loads(orjson.dumps(service.document))
-    predictor = doc["spec"]["predictor"]
     if action == "promote":
-        predictor.pop("canaryTrafficPercent", None)
+        set_canary_percent(doc, None)
     else:
-        predictor["canaryTrafficPercent"] = 0
+        set_canary_percent(doc, 0)
         control.history.event(*key, service.rollout.latest_created, "rolled back", "by the user")
     return await control.apply(parse(doc), doc), {}
 
@@ -129,7 +128,7 @@ async def _undo(
         known = ", ".join(control.history.load(*key)["documents"]) or "none"
         raise NotFound(f"no document recorded for revision {target!r} of {key[1]} (known: {known})")
     doc = orjson.loads(orjson.dumps(document))
-    doc["spec"]["predictor"].pop("canaryTrafficPercent", None)
+    set_canary_percent(doc, None)
     if canaries is not None:
         canaries.controller.skip_to(key, target, "by the user")
     control.history.event(*key, target, "undo", f"back from {came_from} by the user")
@@ -142,5 +141,21 @@ def _abandoned(service: Service, canaries: LocalCanaries | None) -> bool:
     tracked = canaries.controller.tracked.get(service.isvc.key) if canaries else None
     if tracked is not None:
         return tracked.status.phase is Phase.FAILED
-    rolled_back = service.isvc.spec.predictor.canary_traffic_percent == 0
+    transformer = service.isvc.spec.transformer
+    rolled_back = service.isvc.spec.predictor.canary_traffic_percent == 0 or (
+        transformer is not None and transformer.canary_traffic_percent == 0
+    )
     return rolled_back or bool(service.status.get("modelStatus", {}).get("lastFailureInfo"))
+
+
+def set_canary_percent(doc: dict[str, Any], percent: int | None) -> None:
+    """canaryTrafficPercent of every component written (the transformer's splits a transformer-only change):
+    None removes it (promote: all traffic to the latest), 0 rolls back."""
+    for name in ("predictor", "transformer"):
+        component = doc["spec"].get(name)
+        if not isinstance(component, dict):
+            continue
+        if percent is None:
+            component.pop("canaryTrafficPercent", None)
+        elif name == "predictor" or "canaryTrafficPercent" in component:
+            component["canaryTrafficPercent"] = percent

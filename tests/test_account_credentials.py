@@ -158,6 +158,12 @@ def test_a_service_accounts_secrets_give_the_fetch_its_credentials_and_heal_it_w
         assert s3.secret not in listed and TOKEN not in listed
         kept = sorted(p.name for p in (state / "serviceaccounts").iterdir())
         assert kept == ["default__default.json", "default__models-sa.json"]
+        assert cli(server, state, "get", "secrets").stdout.split() == ["NAME", "model-host", "s3creds"]
+        accounts = json.loads(cli(server, state, "get", "sa", "-o", "json").stdout)
+        assert [a["metadata"]["name"] for a in accounts["items"]] == ["default", "models-sa"]
+        assert cli(server, state, "delete", "secret", "s3creds").stdout.strip() == "secret/s3creds deleted"
+        missing = cli(server, state, "get", "secret", "s3creds", check=False)
+        assert missing.returncode == 1 and 'secrets "s3creds" not found' in missing.stderr
 
         deleted = cli(server, state, "delete", "-f", str(first))
         assert "serviceaccount/models-sa deleted" in deleted.stdout, deleted.stdout

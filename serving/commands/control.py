@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from serving.commands import apply_outcome, isvc_wait, runtime_table
-from serving.commands.isvc_table import format_table
-from serving.commands.resource_args import delete_targets, isvc_names
+from serving.commands.isvc_table import aligned, format_table
+from serving.commands.resource_args import KEPT_NAMES, delete_targets, isvc_names
 from serving.control.backend import BACKENDS
 from serving.control.documents import read_documents
 from serving.control.local.client import ControlClient
@@ -182,6 +182,8 @@ def get(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if args.names and args.names[0].lower() in KEPT_NAMES:
+        return _get_kept(client, args)
     names = isvc_names(args.names)
     if names:
         items = [client.get(name, args.namespace) for name in names]
@@ -201,6 +203,32 @@ def get(args: argparse.Namespace) -> int:
     else:
         print(format_table(items, wide=args.output == "wide", namespaces=args.all_namespaces))
     return 0
+
+
+def _get_kept(client: ControlClient, args: argparse.Namespace) -> int:
+    """`get secrets` / `get sa [NAME...]`: the names `serving up` keeps (never a value), as kubectl lists them."""
+    kind = KEPT_NAMES[args.names[0].lower()]
+    wanted = set(args.names[1:])
+    items = [
+        item
+        for item in client.list_objects(kind)
+        if (args.all_namespaces or item["namespace"] == args.namespace)
+        and (not wanted or item["name"] in wanted)
+    ]
+    missing = sorted(wanted - {item["name"] for item in items})
+    for name in missing:
+        print(f'Error from server (NotFound): {kind.lower()}s "{name}" not found', file=sys.stderr)
+    if args.output in ("json", "yaml"):
+        listed = {"items": [{"kind": kind, "metadata": item} for item in items]}
+        print(
+            json.dumps(listed, indent=2) if args.output == "json" else yaml.safe_dump(listed, sort_keys=False)
+        )
+    elif not items and not missing:
+        print(f"No resources found in {args.namespace} namespace.", file=sys.stderr)
+    elif items:
+        rows = [((item["namespace"],) if args.all_namespaces else ()) + (item["name"],) for item in items]
+        print(aligned([(("NAMESPACE",) if args.all_namespaces else ()) + ("NAME",), *rows]))
+    return 1 if missing else 0
 
 
 DELETE_ORDER = {

@@ -8,6 +8,7 @@ server's words).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 HEADER = [
@@ -31,6 +32,11 @@ def format_table(items: list[dict[str, Any]], wide: bool = False, namespaces: bo
         ([item.get("metadata", {}).get("namespace", "default")] if namespaces else []) + _row(item, wide)
         for item in items
     ]
+    return aligned(rows)
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as kubectl prints a table: columns padded to their widest cell, three spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows

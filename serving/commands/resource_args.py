@@ -2,8 +2,9 @@
 
 `NAME`, `isvc NAME`, `inferenceservices NAME`, `isvc/NAME` (and the same without NAME for a list); the kind
 names kubectl accepts for KServe's CRD, with or without the API group. `delete` also takes ServingRuntimes
-(`servingruntime|servingruntimes|sr NAME...`, `sr/NAME`) and ClusterServingRuntimes (`clusterservingruntime|
-clusterservingruntimes|csr NAME...`, `csr/NAME`).
+(`servingruntime|servingruntimes|sr NAME...`, `sr/NAME`), ClusterServingRuntimes (`clusterservingruntime|
+clusterservingruntimes|csr NAME...`, `csr/NAME`) and the Secrets and ServiceAccounts `apply -f` kept
+(`secret NAME`, `sa/NAME`); `get secrets` / `get sa` list their names.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ from serving.errors import BadRequest
 KIND_NAMES = frozenset({"isvc", "inferenceservice", "inferenceservices"})
 RUNTIME_NAMES = frozenset({"servingruntime", "servingruntimes", "sr"})
 CLUSTER_RUNTIME_NAMES = frozenset({"clusterservingruntime", "clusterservingruntimes", "csr"})
+# core v1 kinds `serving apply -f` keeps (their names only are ever shown)
+KEPT_NAMES = {
+    "secret": "Secret",
+    "secrets": "Secret",
+    "serviceaccount": "ServiceAccount",
+    "serviceaccounts": "ServiceAccount",
+    "sa": "ServiceAccount",
+}
 GROUPS = ("serving.kserve.io", "serving.dev")
 KNOWN = (
-    "serving knows inferenceservices (short name isvc), servingruntimes (sr) and clusterservingruntimes (csr)"
+    "serving knows inferenceservices (short name isvc), servingruntimes (sr), clusterservingruntimes (csr), "
+    "secrets and serviceaccounts (sa)"
 )
 
 
@@ -53,7 +63,10 @@ def _slashed(word: str) -> str:
 
 
 def kind_of(word: str) -> str | None:
-    """The kind a kubectl resource word names (InferenceService, ServingRuntime, ClusterServingRuntime)."""
+    """The kind a kubectl resource word names (InferenceService, ServingRuntime, ClusterServingRuntime, and
+    the core Secret and ServiceAccount)."""
+    if word.lower() in KEPT_NAMES:
+        return KEPT_NAMES[word.lower()]
     kind, _, group = word.lower().partition(".")
     if group and group not in GROUPS:
         return None

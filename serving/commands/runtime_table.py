@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from serving.commands.isvc_table import aligned
 from serving.commands.resource_args import kind_of
 from serving.servingruntime import ServingRuntime, parse_runtime, runtime_implementation
 from serving.spec import SUPPORTED_FORMATS
@@ -59,7 +60,4 @@ def render(items: list[dict[str, Any]], output: str) -> str:
                 "built-in" if item.get("builtin") else "applied",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    return aligned(rows)

@@ -81,6 +81,21 @@ def select_outputs(
     return wanted
 
 
+def text_as_str(inputs: TensorDict) -> TensorDict:
+    """BYTES tensors as Python `str` (UTF-8), what a pipeline's encoders were fit on: the protocol's BYTES
+    arrive as `bytes`, and `b"green"` is not the category `"green"` (OneHotEncoder would call it unknown).
+    Text that is not UTF-8 stays bytes."""
+    out = dict(inputs)
+    for name, array in inputs.items():
+        kind = array.dtype.kind
+        if kind == "S" or (kind == "O" and array.size and isinstance(array.flat[0], bytes)):
+            try:
+                out[name] = np.char.decode(array.astype(np.bytes_), "utf-8").astype(object)
+            except (UnicodeDecodeError, TypeError, ValueError):
+                continue
+    return out
+
+
 def refuse_text(inputs: TensorDict, model: str) -> None:
     """A numeric model given strings or booleans (V1 has no datatypes: `["6.8"]` arrives as text, `[true]` as
     BOOL): numpy would make numbers of them without a word, so the caller hears it instead."""
@@ -124,6 +139,24 @@ def feature_matrix(
     if features > 0 and (matrix.ndim != 2 or matrix.shape[1] != features):
         raise BadRequest(_shape_message(model, matrix.shape, features))
     return matrix
+
+
+def data_frame(inputs: TensorDict, names: tuple[str, ...], model: str) -> Any:
+    """A pandas DataFrame of the model's named columns (what a ColumnTransformer that selects columns by name
+    needs, and what MLServer's `pd` content type builds): one input per column, by name, each keeping its own
+    type; or one matrix in the model's column order."""
+    import pandas as pd
+
+    if len(inputs) == 1 and next(iter(inputs)) not in names:
+        (matrix,) = inputs.values()
+        if matrix.ndim != 2 or matrix.shape[1] != len(names):
+            raise BadRequest(_shape_message(model, matrix.shape, len(names)))
+        return pd.DataFrame(matrix, columns=list(names))
+    columns = _named_columns(inputs, names, model)
+    rows = {c.shape[0] if c.ndim else 1 for c in columns}
+    if len(rows) != 1:
+        raise BadRequest(f"inputs have different row counts {sorted(rows)}; cannot form one table")
+    return pd.DataFrame({n: c.reshape(-1) for n, c in zip(names, columns, strict=True)})
 
 
 def _named_columns(inputs: TensorDict, names: tuple[str, ...], model: str) -> list[np.ndarray]:

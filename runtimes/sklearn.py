@@ -23,10 +23,12 @@ from serving.runtimes.base import (
     ModelMetadata,
     Runtime,
     column_names,
+    data_frame,
     feature_matrix,
     refuse_text,
     requested_outputs,
     select_outputs,
+    text_as_str,
 )
 from serving.runtimes.linear_fast_path import Predict, all_finite, from_params, guarded, verified_linear
 from serving.types import TensorDict, TensorSpec
@@ -110,6 +112,9 @@ class SKLearnRuntime(Runtime):
         self._numeric = self._linear is not None or _takes_numbers_only(model)
         self._finish_load(int(getattr(model, "n_features_in_", -1)), getattr(model, "classes_", None))
         self._columns: tuple[str, ...] = column_names(model)
+        self._frame = bool(self._columns) and _selects_columns_by_name(model)
+        if self._frame:
+            _import_pandas(self.settings.name)
         if verified is not None and data is not None:
             linear_cache.store(data, linear_cache.CachedLinear(verified[1], PROBABILITIES in self._methods))
 
@@ -124,6 +129,7 @@ class SKLearnRuntime(Runtime):
             self._methods[PROBABILITIES] = lambda x: lazy.get().predict_proba(x)
         self._finish_load(params.width, params.classes)
         self._columns = ()  # a linear product is never one of named columns
+        self._frame = False
 
     def _finish_load(self, features: int, classes: Any) -> None:
         self._classes = classes
@@ -146,7 +152,12 @@ class SKLearnRuntime(Runtime):
         )
         if self._numeric:  # an estimator itself is numbers only (a pipeline may take text: not refused)
             refuse_text(inputs, self.settings.name)
-        matrix = feature_matrix(inputs, self._features, self.settings.name, self._columns)
+        else:  # a pipeline's encoders were fit on str, as it is given by scikit-learn users and KServe
+            inputs = text_as_str(inputs)
+        if self._frame:
+            matrix = data_frame(inputs, self._columns, self.settings.name)
+        else:
+            matrix = feature_matrix(inputs, self._features, self.settings.name, self._columns)
         return {name: np.asarray(methods[MLSERVER_OUTPUTS.get(name, name)](matrix)) for name in names}
 
     def runs_inline(
@@ -184,6 +195,40 @@ def _product_takes(inputs: TensorDict) -> bool:
     """Whether the linear product answers these inputs itself (numeric and finite; the width is checked
     before any call)."""
     return all(a.dtype.kind in "fiub" and all_finite(a) for a in inputs.values())
+
+
+def _selects_columns_by_name(model: Any) -> bool:
+    """A ColumnTransformer (anywhere in the pipeline) that picks columns by name or by a selector: it takes a
+    pandas DataFrame only ("Specifying the columns using strings is only supported for dataframes")."""
+    with IMPORT_LOCK:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if isinstance(model, ColumnTransformer):
+        for _, inner, columns in model.transformers:
+            if callable(columns) or isinstance(columns, str):
+                return True
+            if isinstance(columns, list | tuple | np.ndarray) and any(isinstance(c, str) for c in columns):
+                return True
+            if _selects_columns_by_name(inner):
+                return True
+        return False
+    if isinstance(model, Pipeline):
+        return any(_selects_columns_by_name(step) for _, step in model.steps)
+    if isinstance(model, FeatureUnion):
+        return any(_selects_columns_by_name(inner) for _, inner in model.transformer_list)
+    return False
+
+
+def _import_pandas(model: str) -> None:
+    try:
+        with IMPORT_LOCK:
+            import pandas  # noqa: F401
+    except ImportError as exc:
+        raise ArtifactError(
+            f"model {model!r} selects its columns by name (a ColumnTransformer fit on a DataFrame): it needs "
+            "pandas, which is not installed (pip install pandas)"
+        ) from exc
 
 
 def _takes_numbers_only(model: Any) -> bool:

@@ -111,6 +111,7 @@ class SKLearnRuntime(Runtime):
             self._methods[PROBABILITIES] = model.predict_proba
         self._numeric = self._linear is not None or _takes_numbers_only(model)
         self._finish_load(int(getattr(model, "n_features_in_", -1)), getattr(model, "classes_", None))
+        self._shape: tuple[int, ...] = prediction_shape(model)
         self._columns: tuple[str, ...] = column_names(model)
         self._frame = bool(self._columns) and _selects_columns_by_name(model)
         if self._frame:
@@ -130,6 +131,7 @@ class SKLearnRuntime(Runtime):
         self._finish_load(params.width, params.classes)
         self._columns = ()  # a linear product is never one of named columns
         self._frame = False
+        self._shape = (-1,)  # the product is verified against a single-output model
 
     def _finish_load(self, features: int, classes: Any) -> None:
         self._classes = classes
@@ -179,7 +181,7 @@ class SKLearnRuntime(Runtime):
     def metadata(self) -> ModelMetadata:
         classes = self._classes
         label_type = np.dtype(np.float64) if classes is None else np.asarray(classes).dtype
-        outputs = [TensorSpec(PREDICT, label_type, (-1,))]
+        outputs = [TensorSpec(PREDICT, label_type, self._shape)]
         if PROBABILITIES in self._methods:
             width = len(classes) if classes is not None else -1
             outputs.append(TensorSpec(PROBABILITIES, np.dtype(np.float64), (-1, width)))
@@ -195,6 +197,23 @@ def _product_takes(inputs: TensorDict) -> bool:
     """Whether the linear product answers these inputs itself (numeric and finite; the width is checked
     before any call)."""
     return all(a.dtype.kind in "fiub" and all_finite(a) for a in inputs.values())
+
+
+def prediction_shape(model: Any) -> tuple[int, ...]:
+    """The shape of `predict`'s answer: (-1, k) for a multi-output estimator (`n_outputs_`, a multi-target
+    linear model's 2-D `coef_`, a MultiOutputRegressor's estimators), the last step's for a pipeline."""
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else model
+    outputs = getattr(final, "n_outputs_", None)
+    if isinstance(outputs, int) and outputs > 1:
+        return (-1, outputs)
+    estimators = getattr(final, "estimators_", None)
+    if type(final).__name__.startswith("MultiOutput") and isinstance(estimators, list):
+        return (-1, len(estimators))
+    coef: Any = getattr(final, "coef_", None)
+    if coef is not None and getattr(final, "classes_", None) is None and np.ndim(coef) == 2:
+        return (-1, int(np.shape(coef)[0]))
+    return (-1,)
 
 
 def _selects_columns_by_name(model: Any) -> bool:

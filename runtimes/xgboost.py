@@ -59,6 +59,7 @@ class XGBoostRuntime(Runtime):
                 self._methods[PROBABILITIES] = self.model.predict_proba
             self._features = int(getattr(self.model, "n_features_in_", -1))
         self._columns = column_names(self.model) or (column_names(booster) if booster is not None else ())
+        self._shape = _prediction_shape(self.model if booster is None else booster, xgb)
         wants_proba = self.settings.predict_proba and PROBABILITIES in self._methods
         self._default = (PROBABILITIES,) if wants_proba else (PREDICT,)
 
@@ -78,7 +79,7 @@ class XGBoostRuntime(Runtime):
         classes = getattr(self.model, "classes_", None) if PROBABILITIES in self._methods else None
         # A classifier's `predict` gives its class labels (int64 for 0..n-1), a Booster or regressor float32.
         label_type = f32 if classes is None else np.asarray(classes).dtype
-        outputs = [TensorSpec(PREDICT, label_type, (-1,))]
+        outputs = [TensorSpec(PREDICT, label_type, self._shape)]
         if PROBABILITIES in self._methods:
             outputs.append(TensorSpec(PROBABILITIES, f32, (-1, -1 if classes is None else len(classes))))
         return ModelMetadata(
@@ -87,6 +88,23 @@ class XGBoostRuntime(Runtime):
             outputs=tuple(outputs),
             default_outputs=self._default,
         )
+
+
+def _prediction_shape(model: Any, xgb: Any) -> tuple[int, ...]:
+    """The shape of `predict`'s answer: a softprob Booster's classes, a multi-target model's targets, else one
+    value per row (a classifier's `predict` is its labels)."""
+    if hasattr(model, "predict_proba"):
+        return (-1,)
+    booster = model if isinstance(model, xgb.Booster) else model.get_booster()
+    try:
+        learner = json.loads(booster.save_config())["learner"]
+        params = learner["learner_model_param"]
+        if learner["objective"]["name"] == "multi:softprob":
+            return (-1, int(params.get("num_class", 1)))
+        targets = int(params.get("num_target", 1))
+    except (KeyError, TypeError, ValueError):
+        return (-1,)
+    return (-1, targets) if targets > 1 else (-1,)
 
 
 def _as_estimator(booster: Any, path: Path) -> Any:

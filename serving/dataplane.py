@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from serving.admission import Admission
 from serving.batching import Batcher
 from serving.client_gone import unless_client_leaves
@@ -19,6 +21,7 @@ from serving.errors import (
     BadRequest,
     ClientGone,
     GatewayTimeout,
+    ModelFailure,
     ModelNotReady,
     ServingError,
     user_code_error,
@@ -311,9 +314,34 @@ def call_runtime(
     if runtime is None:
         raise ModelNotReady(f"model {model.name!r} was unloaded; retry")
     try:
-        return runtime.predict(inputs, outputs, parameters)
+        answer = runtime.predict(inputs, outputs, parameters)
     except Exception as exc:
         blamed = user_code_error(exc, f"model {model.name!r}")
         if blamed is exc:
             raise
         raise blamed from exc
+    if type(answer) is dict and all(type(v) is np.ndarray for v in answer.values()):
+        return answer  # every built-in runtime: nothing to check further
+    return checked_outputs(model.name, answer)
+
+
+def checked_outputs(model: str, answer: Any) -> TensorDict:
+    """A custom runtime's answer as the codecs take it (array-likes made arrays), or a 500 saying what it returned
+    instead of an AttributeError deep in an encoder."""
+    if not isinstance(answer, Mapping):
+        raise ModelFailure(
+            f"model {model!r} returned {type(answer).__name__}; a runtime's predict returns a dict of output "
+            "name -> numpy array"
+        )
+    out: TensorDict = {}
+    for name, value in answer.items():
+        if not isinstance(name, str) or value is None:
+            raise ModelFailure(
+                f"model {model!r} returned {name!r}: {type(value).__name__}; a runtime's predict returns a dict "
+                "of output name (str) -> numpy array"
+            )
+        try:
+            out[name] = value if isinstance(value, np.ndarray) else np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise ModelFailure(f"model {model!r}: output {name!r} is not an array: {exc}") from exc
+    return out

@@ -58,6 +58,34 @@ def statistics_hint(name: str) -> str:
     )
 
 
+# Triton's extensions that are not served here: (path pattern, gRPC methods, what it is), so a client hears that
+# rather than "no route" / "Method not found!"
+UNSERVED_EXTENSIONS = (
+    (r"/v2(/models/[^/]+(/versions/[^/]+)?)?/stats", ("ModelStatistics",), "statistics"),
+    (r"/v2(/models/[^/]+)?/trace/setting", ("TraceSetting",), "trace"),
+    (r"/v2/logging", ("LogSettings",), "logging"),
+    (
+        r"/v2/systemsharedmemory(/.*)?",
+        ("SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister"),
+        "system shared memory",
+    ),
+    (
+        r"/v2/cudasharedmemory(/.*)?",
+        ("CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister"),
+        "CUDA shared memory",
+    ),
+)
+_UNSERVED_PATHS = [(re.compile(pattern), name) for pattern, _, name in UNSERVED_EXTENSIONS]
+
+
+def unserved_extension(path: str) -> str:
+    """` (Triton's X extension is not served here)` for a path of one of Triton's extensions, else ""."""
+    for pattern, name in _UNSERVED_PATHS:
+        if pattern.fullmatch(path):
+            return f" (Triton's {name} extension is not served here)"
+    return ""
+
+
 class MethodNotAllowed(ServingError):
     status_code = 405
 

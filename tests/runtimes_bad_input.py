@@ -64,3 +64,27 @@ class LeakyRuntime(Runtime):
         if parameters.get("where") == "encode":
             return _Unserialisable(inputs)
         raise RuntimeError(f"model failed on {[a.tolist() for a in inputs.values()]!r}")
+
+
+class WrongAnswerRuntime(Runtime):
+    """Returns what the request's parameter `answer` names instead of a dict of arrays (MLServer users port
+    `predict` methods that return lists or nothing)."""
+
+    platform = "wrong-answer"
+
+    def load(self) -> None:
+        pass
+
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
+        answers: dict[str, Any] = {
+            "list": {"y": [1, 2, 3]},
+            "none": None,
+            "none-output": {"y": None},
+            "list-of-arrays": [next(iter(inputs.values()))],
+        }
+        return answers[str(parameters.get("answer"))]  # type: ignore[no-any-return]
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(platform=self.platform, inputs=(), outputs=())

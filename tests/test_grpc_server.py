@@ -413,3 +413,38 @@ def test_class_count_answers_the_top_classes_over_grpc_and_http(servers: dict[st
     assert bad.status_code == 400 and "parameter 'classification' must be a positive integer" in bad.text
     extensions = triton.InferenceServerClient(servers["iris"].target).get_server_metadata().extensions
     assert "classification" in extensions
+
+
+def test_triton_extensions_not_served_say_so_over_grpc_and_http(servers: dict[str, Served]) -> None:
+    """tritonclient's statistics, shared-memory, trace and log calls and ModelStreamInfer: UNIMPLEMENTED / 404
+    naming the extension (they said "Method not found!" / "no route")."""
+    client = triton.InferenceServerClient(servers["iris"].target)
+    for call, says in (
+        (lambda: client.get_inference_statistics("sklearn-iris"), "statistics extension"),
+        (lambda: client.get_system_shared_memory_status(), "system shared memory extension"),
+        (lambda: client.get_trace_settings(), "trace extension"),
+    ):
+        with pytest.raises(InferenceServerException) as refused:
+            call()
+        assert refused.value.status() == "StatusCode.UNIMPLEMENTED" and says in refused.value.message()
+    with grpc.insecure_channel(servers["iris"].target) as channel:
+        stream = channel.stream_stream(SERVICE + "ModelStreamInfer")(iter([b""]), timeout=10)
+        with pytest.raises(grpc.RpcError) as streamed:
+            list(stream)
+    assert (
+        streamed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        and "call ModelInfer" in streamed.value.details()
+    )
+    url = servers["iris"].http.url
+    for path, says in (
+        ("/v2/models/sklearn-iris/stats", "statistics"),
+        ("/v2/systemsharedmemory/status", "system shared memory"),
+        ("/v2/cudasharedmemory/region/r/register", "CUDA shared memory"),
+        ("/v2/trace/setting", "trace"),
+        ("/v2/logging", "logging"),
+    ):
+        answer = httpx.get(url + path)
+        assert (
+            answer.status_code == 404
+            and f"Triton's {says} extension is not served here" in answer.json()["error"]
+        )

@@ -76,3 +76,33 @@ async def test_a_transformers_code_is_blamed_by_stage_and_ours_pass_through() ->
     with pytest.raises(ModelFailure) as failed:
         await transformer.apredict(inputs, None, {})
     assert failed.value.message.startswith("transformer 't' postprocess failed")
+
+
+def test_a_runtime_that_answers_no_dict_of_arrays_gets_a_500_saying_what_it_returned(tmp_path: Any) -> None:
+    """A list where an array belongs is taken as an array; None, a list of arrays, a None output are the model's
+    fault, said so (it was `internal error: AttributeError`, naming neither)."""
+    import httpx
+
+    from tests.inprocess import serving_inprocess
+
+    runtime = "tests.runtimes_bad_input:WrongAnswerRuntime"
+    with serving_inprocess(
+        ["serve", "--model-dir", str(tmp_path), "--name", "bad", "--runtime", runtime]
+    ) as server:
+
+        def infer(answer: str) -> httpx.Response:
+            body = {
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],
+                "parameters": {"answer": answer},
+            }
+            return httpx.post(server.url + "/v2/models/bad/infer", json=body)
+
+        listed = infer("list")
+        assert listed.status_code == 200 and listed.json()["outputs"][0]["data"] == [1, 2, 3], listed.text
+        for answer, says in (
+            ("none", "model 'bad' returned NoneType; a runtime's predict returns a dict"),
+            ("list-of-arrays", "model 'bad' returned list; a runtime's predict returns a dict"),
+            ("none-output", "model 'bad' returned 'y': NoneType"),
+        ):
+            response = infer(answer)
+            assert response.status_code == 500 and says in response.json()["error"], (answer, response.text)

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 import serving
 from serving.dataplane import DataPlane
-from serving.errors import ModelFailure, ServingError
+from serving.errors import UNSERVED_EXTENSIONS, ModelFailure, ServingError
 from serving.grpc import messages as pb
 from serving.grpc.status import grpc_code, trailing_metadata
 from serving.grpc.tensor_codec import ProtobufInfer
@@ -113,7 +113,35 @@ class InferenceService:
             "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest),
             "RepositoryModelLoad": unary(self.repository_model_load, pb.RepositoryModelLoadRequest),
             "RepositoryModelUnload": unary(self.repository_model_unload, pb.RepositoryModelUnloadRequest),
+            **{
+                method: unserved(f"Triton's {name} extension ({method}) is not served here")
+                for _, methods, name in UNSERVED_EXTENSIONS
+                for method in methods
+            },
+            "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
+                _refuse_stream(
+                    "ModelStreamInfer (Triton's streaming inference) is not served here: call ModelInfer"
+                )
+            ),
         }
+
+
+def unserved(message: str) -> Handler:
+    """A method of Triton's service that is not served: UNIMPLEMENTED saying so (grpc's own says only
+    "Method not found!")."""
+
+    async def call(raw: bytes, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    return grpc.unary_unary_rpc_method_handler(call)
+
+
+def _refuse_stream(message: str) -> Callable[[Any, Context], Any]:
+    async def call(requests: Any, context: Context) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+        yield b""  # pragma: no cover - abort raises: this only makes the function a stream
+
+    return call
 
 
 def unary(

@@ -61,7 +61,7 @@ def build_routes(dataplane: DataPlane) -> list[Route]:
 def relative_slash_redirect(router: Router) -> ASGIApp:
     """What `router` answers when no route matches: Starlette's `redirect_slashes` (307 to the path with its
     trailing slash toggled, when that one has a route; the query kept), but with a relative Location (RFC 9110
-    §10.2.2). Starlette's names the Host of the request, which behind `serving up`'s router is the replica's
+    §10.2.2); a POST (an inference) is served at the toggled path instead, since clients do not follow. Starlette's names the Host of the request, which behind `serving up`'s router is the replica's
     own address: a client following it would bypass the router. Else the 404. Set as `router.default`, with
     `router.redirect_slashes` off; nothing on a matched request's way changes."""
     not_found = router.not_found
@@ -72,6 +72,10 @@ def relative_slash_redirect(router: Router) -> ASGIApp:
             if path != "/":
                 toggled = {**scope, "path": path.rstrip("/") if path.endswith("/") else path + "/"}
                 if any(route.matches(toggled)[0] is not Match.NONE for route in router.routes):
+                    if scope.get("method") not in ("GET", "HEAD"):
+                        # a POST is served where it meant to go: clients (tritonclient's) follow no redirect
+                        await router(toggled, receive, send)
+                        return
                     # no host and no server: Starlette's URL is then the path and query alone ("//x" escaped)
                     relative = URL(scope={**toggled, "headers": [], "server": None})
                     await RedirectResponse(str(relative))(scope, receive, send)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import ServingError
+from serving.errors import ServingError, unserved_extension
 
 log = logging.getLogger("serving.http")
 
@@ -27,9 +27,10 @@ def error_answer(exc: BaseException, method: str, path: str) -> tuple[int, list[
         extra: Mapping[str, str] = exc.headers or {}
     elif isinstance(exc, HTTPException):  # Starlette's routing: no route, wrong method
         status, extra = exc.status_code, exc.headers or {}
-        message = {404: f"no route for {path}", 405: f"method {method} not allowed on {path}"}.get(
-            status, str(exc.detail)
-        )
+        message = {
+            404: f"no route for {path}{unserved_extension(path)}",
+            405: f"method {method} not allowed on {path}",
+        }.get(status, str(exc.detail))
     else:
         log_unexpected(method, path, exc)
         status, message, extra = 500, f"internal error: {type(exc).__name__}", {}

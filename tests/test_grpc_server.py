@@ -448,3 +448,35 @@ def test_triton_extensions_not_served_say_so_over_grpc_and_http(servers: dict[st
             answer.status_code == 404
             and f"Triton's {says} extension is not served here" in answer.json()["error"]
         )
+
+
+def test_shared_memory_and_repeated_outputs_are_refused_naming_them(servers: dict[str, Served]) -> None:
+    """A tensor in a shared-memory region would travel in the body instead (an output region stale after a 200);
+    an output asked for twice would be answered once: 400 / INVALID_ARGUMENT, as Triton answers a repeat."""
+    client = triton.InferenceServerClient(servers["iris"].target)
+    in_region = triton.InferInput("input-0", [1, 4], "FP32")
+    in_region.set_shared_memory("in0", 16)
+    out_region = triton.InferRequestedOutput("output-0")
+    out_region.set_shared_memory("out0", 8)
+    twice = [triton.InferRequestedOutput("output-0"), triton.InferRequestedOutput("output-0")]
+    for inputs, outputs, says in (
+        ([in_region], None, "input 'input-0': shared memory"),
+        ([_iris_input("FP32")], [out_region], "output 'output-0': shared memory"),
+        ([_iris_input("FP32")], twice, "output 'output-0' is requested more than once"),
+    ):
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("sklearn-iris", inputs, outputs=outputs)
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT" and says in refused.value.message()
+    url = servers["iris"].http.url + "/v2/models/sklearn-iris/infer"
+    row = {"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [6.8, 2.8, 4.8, 1.4]}
+    region = {"shared_memory_region": "r", "shared_memory_byte_size": 16}
+    for body, says in (
+        ({"inputs": [{**row, "parameters": region}]}, "input 'input-0': shared memory"),
+        (
+            {"inputs": [row], "outputs": [{"name": "output-0", "parameters": region}]},
+            "output 'output-0': shared memory",
+        ),
+        ({"inputs": [row], "outputs": [{"name": "output-0"}] * 2}, "requested more than once"),
+    ):
+        answer = httpx.post(url, json=body)
+        assert answer.status_code == 400 and says in answer.json()["error"], answer.text

@@ -18,7 +18,7 @@ from serving.errors import BadRequest
 from serving.grpc import messages, wire
 from serving.protocol import binary
 from serving.protocol.dtypes import WIRE_DTYPES, numpy_dtype, v2_datatype
-from serving.protocol.v2_codec import element_count
+from serving.protocol.v2_codec import element_count, refuse_repeated_outputs, refuse_shared_memory
 from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
 
@@ -85,19 +85,22 @@ def decode_request(message: Any, limits: Limits, raw_inputs: list[memoryview] | 
             raise BadRequest(f"input {name!r} appears more than once")
         inputs[name] = _decode_input(tensor, raw[index] if raw else None, index, limits)
     binary_output = _binary_switch(message.parameters, "binary_data_output", "parameters")
+    outputs = [
+        RequestedOutput(
+            o.name,
+            _binary_switch(o.parameters, "binary_data", f"outputs[{index}].parameters"),
+            decode_parameters(o.parameters),
+        )
+        for index, o in enumerate(message.outputs)
+    ]
+    for output in outputs:
+        refuse_shared_memory(output.parameters, f"output {output.name!r}")
+    refuse_repeated_outputs(outputs)
     return InferRequest(
         inputs=inputs,
         id=message.id or None,
         parameters=decode_parameters(message.parameters),
-        outputs=[
-            RequestedOutput(
-                o.name,
-                _binary_switch(o.parameters, "binary_data", f"outputs[{index}].parameters"),
-                decode_parameters(o.parameters),
-            )
-            for index, o in enumerate(message.outputs)
-        ]
-        or None,
+        outputs=outputs or None,
         binary_output=bool(raw) or binary_output is True,
     )
 
@@ -105,6 +108,7 @@ def decode_request(message: Any, limits: Limits, raw_inputs: list[memoryview] | 
 def _decode_input(tensor: Any, raw: bytes | memoryview | None, index: int, limits: Limits) -> np.ndarray:
     name, datatype = tensor.name, tensor.datatype
     numpy_dtype(datatype)  # unknown datatype: 400 naming the known ones
+    refuse_shared_memory(tensor.parameters, f"input {name!r}")
     shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape {list(shape)} has a negative dimension")

@@ -7,6 +7,7 @@ client-supplied size; conversions are numpy calls, never per-element Python loop
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,7 @@ def _decode_input(
         size = None
     elif isinstance(params, dict):
         size = params.get("binary_data_size")
+        refuse_shared_memory(params, f"input {name!r}")
     else:
         raise BadRequest(f"'input {name!r} parameters' must be a JSON object")
     if size is not None:
@@ -261,8 +263,29 @@ def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
             raise BadRequest(f"outputs[{index}] must be an object with a string 'name'")
         params = _object(item.get("parameters"), f"outputs[{index}].parameters")
         flag = _flag(params, "binary_data", f"outputs[{index}].parameters")
+        if params:
+            refuse_shared_memory(params, f"output {item['name']!r}")
         outputs.append(RequestedOutput(item["name"], flag, params))
+    refuse_repeated_outputs(outputs)
     return outputs
+
+
+def refuse_shared_memory(params: Mapping[str, Any], where: str) -> None:
+    """Triton's shared-memory parameters: a 400, since the tensor would silently travel in the body instead (an
+    output's region left stale after a 200)."""
+    if "shared_memory_region" in params:
+        raise BadRequest(
+            f"{where}: shared memory (shared_memory_region) is not supported here; send and receive tensors in "
+            "the request and response (JSON data, the binary extension, gRPC contents or raw contents)"
+        )
+
+
+def refuse_repeated_outputs(outputs: list[RequestedOutput]) -> None:
+    """An output asked for twice: a 400, as Triton answers (one would be dropped without a word)."""
+    names = [o.name for o in outputs]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise BadRequest(f"output {twice!r} is requested more than once")
 
 
 def encode_response(response: InferResponse, request: InferRequest) -> tuple[bytes, dict[str, str]]:

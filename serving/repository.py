@@ -47,6 +47,7 @@ class Model:
     runtime: Runtime | None = None
     meta: ModelMetadata | None = None
     load_seconds: float = 0.0
+    load_failed: bool = False  # its last load failed: it stays unavailable until someone acts (no Retry-After)
     calls: int = field(default=0, repr=False, compare=False)
     _idle: asyncio.Event | None = field(default=None, repr=False, compare=False)
 
@@ -136,7 +137,10 @@ class ModelRepository:
         model = self.get(name, version)
         if model.state is not ModelState.READY:
             detail = f": {model.reason}" if model.reason else ""
-            raise ModelNotReady(f"model {name!r} is not ready ({model.state.value.lower()}){detail}")
+            message = f"model {name!r} is not ready ({model.state.value.lower()}){detail}"
+            if model.load_failed:  # no use coming back in a second: it stays so until someone acts
+                raise ModelNotReady(message, headers={})
+            raise ModelNotReady(message)
         return model
 
     def all_ready(self) -> bool:
@@ -159,13 +163,13 @@ class ModelRepository:
             model = self._models[name]  # a reload while this call waited replaced it
             if model.state is ModelState.READY:
                 return await self._reload(model)
-            model.state, model.reason = ModelState.LOADING, ""
+            model.state, model.reason, model.load_failed = ModelState.LOADING, "", False
             self._changed(model)
             started = time.monotonic()
             try:
                 runtime, meta = await asyncio.to_thread(_load_runtime, model.settings)
             except Exception as exc:  # a broken model must not take the server down
-                model.state = ModelState.UNAVAILABLE
+                model.state, model.load_failed = ModelState.UNAVAILABLE, True
                 # The reason reaches clients (503s, the repository index): no server path; the log has it.
                 model.reason = f"failed to load model {name!r}: {_describe(exc)}"
                 log.error("model %s failed to load from %s: %s", name, model.settings.model_dir, exc)

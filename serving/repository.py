@@ -47,7 +47,9 @@ class Model:
     runtime: Runtime | None = None
     meta: ModelMetadata | None = None
     load_seconds: float = 0.0
-    load_failed: bool = False  # its last load failed: it stays unavailable until someone acts (no Retry-After)
+    load_failed: bool = (
+        False  # its last load failed: it stays unavailable until someone acts (no Retry-After)
+    )
     calls: int = field(default=0, repr=False, compare=False)
     _idle: asyncio.Event | None = field(default=None, repr=False, compare=False)
 

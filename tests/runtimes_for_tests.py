@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 import orjson
@@ -126,3 +127,22 @@ class VersionedRuntime(Runtime):
 
     def unload(self) -> None:
         (self.settings.model_dir / f"released-{self.version}").touch()
+
+
+class ContentTypes(Runtime):
+    """Answers, per input, the Python type of its first value and that value as text (what MLServer's per-input
+    content types decode BYTES into)."""
+
+    platform = "content-types"
+
+    def load(self) -> None:
+        pass
+
+    def predict(
+        self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
+    ) -> TensorDict:
+        answer = {}
+        for name, array in inputs.items():
+            first = array.ravel()[0]
+            answer[name] = np.array([type(first).__name__, str(first)], dtype=object)
+        return answer

@@ -17,6 +17,7 @@ import numpy as np
 from serving.errors import BadRequest
 from serving.grpc import messages, wire
 from serving.protocol import binary
+from serving.protocol.content_types import content_typed
 from serving.protocol.dtypes import WIRE_DTYPES, numpy_dtype, v2_datatype
 from serving.protocol.v2_codec import element_count, refuse_repeated_outputs, refuse_shared_memory
 from serving.settings import Limits
@@ -116,8 +117,12 @@ def _decode_input(tensor: Any, raw: bytes | memoryview | None, index: int, limit
     if raw is not None:
         if tensor.HasField("contents"):
             raise BadRequest(f"input {name!r} has both contents and raw_input_contents[{index}]")
-        return _from_raw(raw, name, datatype, shape, count, index)
-    return _from_contents(tensor.contents, name, datatype, shape, count)
+        array = _from_raw(raw, name, datatype, shape, count, index)
+    else:
+        array = _from_contents(tensor.contents, name, datatype, shape, count)
+    if "content_type" in tensor.parameters:  # MLServer's per-input codecs (str, base64, datetime)
+        return content_typed(array, decode_parameters(tensor.parameters), name)
+    return array
 
 
 def _from_raw(

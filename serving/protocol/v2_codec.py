@@ -15,6 +15,7 @@ import orjson
 
 from serving.errors import BadRequest
 from serving.protocol import binary
+from serving.protocol.content_types import content_typed
 from serving.protocol.dtypes import numpy_dtype, v2_datatype
 from serving.protocol.json_body import check_depth, holds_booleans, loads_object, mentions_booleans
 from serving.settings import Limits
@@ -101,10 +102,11 @@ def _decode_input(
     if size is not None:
         if "data" in raw:
             raise BadRequest(f"input {name!r} has both 'data' and 'binary_data_size'")
-        return name, reader.tensor(name, datatype, shape, count, size)
+        return name, content_typed(reader.tensor(name, datatype, shape, count, size), params, name)
     if "data" not in raw:
         raise BadRequest(f"input {name!r} has no 'data' (and no 'binary_data_size')")
-    return name, decode_json_data(raw["data"], name, datatype, dtype, shape, count, limits, bools)
+    array = decode_json_data(raw["data"], name, datatype, dtype, shape, count, limits, bools)
+    return name, content_typed(array, params, name) if params else array
 
 
 def element_count(name: str, shape: tuple[int, ...], limits: Limits) -> int:

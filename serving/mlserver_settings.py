@@ -12,11 +12,17 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from serving.errors import ServingError
+from serving.protocol.dtypes import numpy_dtype
 from serving.settings import ModelSettings
+from serving.types import TensorSpec
+
+if TYPE_CHECKING:  # runtimes/ imports this module
+    from serving.runtimes.base import ModelMetadata
 
 MODEL_FILE = "model-settings.json"
 SETTINGS_FILES = frozenset({MODEL_FILE, "settings.json"})  # MLServer's own files: never model artifacts
@@ -27,6 +33,7 @@ IMPLEMENTATIONS = {
 DEFAULT_VERSION = "1"  # ModelSettings' (and `--model-version`'s) default: a version given otherwise wins
 log = logging.getLogger("serving.repository")
 ERROR_KEY = "mlserver_settings_error"  # in ModelSettings.extra: why the file cannot be served (load fails)
+DECLARED_KEY = "mlserver_declared"  # in ModelSettings.extra: the `inputs` / `outputs` the file declares
 
 
 def has_settings(folder: Path) -> bool:
@@ -68,6 +75,11 @@ def applied(settings: ModelSettings, named: bool) -> ModelSettings:
     if isinstance(batching, str):
         return _refused(settings, batching)
     changes.update(batching)
+    declared = _declared(doc)
+    if isinstance(declared, str):
+        return _refused(settings, declared)
+    if declared:
+        changes["extra"] = {**settings.extra, DECLARED_KEY: declared}
     implementation = doc.get("implementation")
     if settings.runtime is None and isinstance(implementation, str) and implementation:
         runtime = IMPLEMENTATIONS.get(implementation)
@@ -80,6 +92,45 @@ def applied(settings: ModelSettings, named: bool) -> ModelSettings:
             )
         changes["runtime"] = runtime
     return replace(settings, **changes)
+
+
+def _declared(doc: dict[str, Any]) -> dict[str, tuple[TensorSpec, ...]] | str:
+    """The `inputs` / `outputs` the file declares (MLServer answers them as the model's metadata), or why one
+    is not a tensor (MLServer refuses the file)."""
+    out: dict[str, tuple[TensorSpec, ...]] = {}
+    for key in ("inputs", "outputs"):
+        items = doc.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            return f"{MODEL_FILE}: {key} must be a list of {{name, datatype, shape}}"
+        specs = []
+        for index, item in enumerate(items):
+            where = f"{MODEL_FILE}: {key}[{index}]"
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                return f"{where} must be an object with a string name"
+            shape = item.get("shape", [-1])
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in shape
+            ):
+                return f"{where}.shape must be a list of integers (-1: any)"
+            try:
+                dtype = numpy_dtype(str(item.get("datatype", "BYTES")))
+            except ServingError as exc:
+                return f"{where}.datatype: {exc.message}"
+            specs.append(TensorSpec(item["name"], dtype, tuple(shape)))
+        out[key] = tuple(specs)
+    return out
+
+
+def declared_metadata(settings: ModelSettings, meta: ModelMetadata) -> ModelMetadata:
+    """The runtime's metadata with the inputs and outputs model-settings.json declares, as MLServer answers."""
+    declared = settings.extra.get(DECLARED_KEY)
+    if not declared:
+        return meta
+    return replace(
+        meta, inputs=declared.get("inputs", meta.inputs), outputs=declared.get("outputs", meta.outputs)
+    )
 
 
 def _batching(doc: dict[str, Any], settings: ModelSettings) -> dict[str, Any] | str:

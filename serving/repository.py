@@ -262,7 +262,7 @@ def _load_runtime(settings: ModelSettings) -> tuple[Runtime, ModelMetadata]:
         raise ArtifactError(refused)
     runtime = runtime_class(settings.runtime, settings.model_dir, settings.artifact)(settings)
     runtime.load()
-    return runtime, runtime.metadata()
+    return runtime, mlserver_settings.declared_metadata(settings, runtime.metadata())
 
 
 def _describe(exc: BaseException) -> str:

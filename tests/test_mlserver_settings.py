@@ -175,3 +175,37 @@ def test_mlservers_batching_env_empty_is_unset_and_a_non_finite_time_is_refused(
             assert _batches(server, "iris") == (0.0, 0.0)  # batching stays off
         else:
             assert reason in ready.json()["reason"]
+
+
+def test_declared_inputs_and_outputs_are_the_models_metadata(tmp_path: Path) -> None:
+    """MLServer answers a model's metadata from model-settings.json's `inputs` / `outputs` (they were ignored:
+    the runtime's own `input-0` was answered); one that is no tensor leaves the model not ready, saying why."""
+    x, y = load_iris(return_X_y=True)
+    columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    declared = [{"name": c, "datatype": "FP64", "shape": [-1]} for c in columns]
+    _settings(
+        tmp_path / "declared",
+        name="declared",
+        implementation="mlserver_sklearn.SKLearnModel",
+        inputs=declared,
+        outputs=[{"name": "predict", "datatype": "INT64", "shape": [-1]}],
+        parameters={"uri": "./model.joblib", "content_type": "pd"},
+    )
+    joblib.dump(LogisticRegression(max_iter=500).fit(x, y), tmp_path / "declared" / "model.joblib")
+    _settings(tmp_path / "typo", name="typo", inputs=[{"name": "a", "datatype": "FLOAT64", "shape": [-1]}])
+    with serving_inprocess(
+        ["serve", "--model-dir", str(tmp_path)], ready_path="/v2/models/declared/ready"
+    ) as server:
+        meta = httpx.get(f"{server.url}/v2/models/declared").json()
+        assert meta["inputs"] == declared
+        assert meta["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
+        body = {
+            "inputs": [
+                {"name": c, "shape": [1], "datatype": "FP64", "data": [v]}
+                for c, v in zip(columns, ROW, strict=True)
+            ]
+        }
+        answer = httpx.post(f"{server.url}/v2/models/declared/infer", json=body)
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [1], answer.text
+        typo = httpx.get(f"{server.url}/v2/models/typo/ready").json()
+        assert "model-settings.json: inputs[0].datatype" in typo["reason"] and "FLOAT64" in typo["reason"]

@@ -294,8 +294,22 @@ def requested(outputs: TensorDict, request: InferRequest, model: str) -> TensorD
         if output.parameters:  # Triton's classification extension: the top K as "value:index"
             count = class_count(output)
             if count:
-                outputs[output.name] = top_classes(outputs[output.name], count, output.name)
+                array = outputs[output.name]
+                rows = batch_rows(request.inputs)
+                if array.ndim == 1 and rows > 1 and array.shape[0] == rows:
+                    raise BadRequest(
+                        f"output {output.name!r} holds one value per row ({rows} rows), not a row's classes: "
+                        "classification ranks the classes of an output of shape [batch, classes] (e.g. "
+                        "'probabilities')"
+                    )
+                outputs[output.name] = top_classes(array, count, output.name)
     return outputs
+
+
+def batch_rows(inputs: TensorDict) -> int:
+    """Rows on axis 0 of the request's first input (1 for a scalar)."""
+    first = next(iter(inputs.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
 def timed_call(

@@ -411,6 +411,14 @@ def test_class_count_answers_the_top_classes_over_grpc_and_http(servers: dict[st
         },
     )
     assert bad.status_code == 400 and "parameter 'classification' must be a positive integer" in bad.text
+    labels = httpx.post(  # one label per row: ranking the rows as classes would mean nothing
+        f"{servers['iris'].http.url}/v2/models/sklearn-iris/infer",
+        json={
+            "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": IRIS_ROWS}],
+            "outputs": [{"name": "output-0", "parameters": {"classification": 2}}],
+        },
+    )
+    assert labels.status_code == 400 and "holds one value per row (2 rows)" in labels.json()["error"]
     extensions = triton.InferenceServerClient(servers["iris"].target).get_server_metadata().extensions
     assert "classification" in extensions
 

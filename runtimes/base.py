@@ -137,7 +137,11 @@ def feature_matrix(
             )
         matrix = np.column_stack([a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1) for a in arrays])
     if features > 0 and (matrix.ndim != 2 or matrix.shape[1] != features):
-        raise BadRequest(_shape_message(model, matrix.shape, features))
+        message = _shape_message(model, matrix.shape, features)
+        if len(arrays) > 1:  # the shape said is of the inputs side by side, which the client never sent
+            sent = ", ".join(f"{n} {list(a.shape)}" for n, a in inputs.items())
+            message += f", the {len(arrays)} inputs ({sent}) side by side as columns; send one matrix, or one input per column"
+        raise BadRequest(message)
     return matrix
 
 

@@ -423,6 +423,13 @@ CASES = [
         "expects shape [rows, 4] (4 features per row); got shape [1, 3]",
         path="/v2/models/xgboost-iris/infer",
     ),
+    Case(  # the shape said is of the inputs side by side: say so, and what each was
+        "v2-xgboost-two-matrices",
+        v2(tensor(), {**tensor(), "name": "y"}),
+        400,
+        "got shape [1, 8], the 2 inputs (x [1, 4], y [1, 4]) side by side as columns",
+        path="/v2/models/xgboost-iris/infer",
+    ),
     Case(
         "v1-xgboost-strings",
         b'{"instances": [["a", "b", "c", "d"]]}',

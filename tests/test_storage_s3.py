@@ -8,6 +8,7 @@ any ListObjects with a '/' in its prefix fails for every client (boto3 included)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -23,7 +24,8 @@ import httpx
 import pytest
 
 from serving.storage import StorageConfig, StorageError, fingerprint, leases, pull, release, resolve
-from serving.storage.object_store import translated
+from serving.storage.credentials import parse_location
+from serving.storage.object_store import cache_key, translated
 from tests.inprocess import run_cli, serving_inprocess
 from tests.support import free_port, train_iris_sklearn
 
@@ -182,6 +184,56 @@ def test_unreachable_endpoint_says_so(s3: S3, tmp_path: Path) -> None:
     with pytest.raises(StorageError) as failure:
         resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=closed, AWS_MAX_ATTEMPTS="1")))
     assert f"endpoint unreachable: {closed}" in failure.value.message, failure.value.message
+
+
+def test_a_copy_fetched_from_another_endpoint_is_never_handed_out(s3: S3, tmp_path: Path) -> None:
+    """The cache is of a URI as fetched from one endpoint with one set of keys: a service whose own endpoint
+    cannot be reached gets that error, not the copy another service fetched elsewhere (it was served, Ready)."""
+    config = _config(tmp_path, s3.env())
+    assert (resolve("s3://models/iris", config) / "model.joblib").is_file()
+    closed = f"http://127.0.0.1:{free_port()}"
+    elsewhere = _config(tmp_path, s3.env(AWS_ENDPOINT_URL=closed, AWS_MAX_ATTEMPTS="1"))
+    with pytest.raises(StorageError, match="endpoint unreachable"):
+        resolve("s3://models/iris", elsewhere)
+    other_keys = _config(
+        tmp_path, {**s3.env(), "AWS_ACCESS_KEY_ID": "AKIAOTHERTEAM", "AWS_SECRET_ACCESS_KEY": "x"}
+    )
+    assert cache_key("s3://models/iris", parse_location("s3://models/iris"), other_keys.environment(), 5) != (
+        cache_key("s3://models/iris", parse_location("s3://models/iris"), config.environment(), 5)
+    )
+    assert len(list((tmp_path / "cache" / "objects").iterdir())) == 2, "one entry per source, none shared"
+
+
+def test_an_endpoint_that_never_answers_is_tried_once_per_attempt(tmp_path: Path) -> None:
+    """botocore's attempts (AWS_MAX_ATTEMPTS) are the retries: s3fs's own 5 rounds on top of them made a
+    store that accepts connections but never answers take 15 minutes to be reported (5 x 3 x 60 s)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])  # kept open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    hole = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_ENDPOINT_URL": hole,
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    try:
+        with pytest.raises(StorageError, match="endpoint unreachable"):
+            resolve("s3://models/iris", StorageConfig(cache_dir=tmp_path / "cache", env=env, timeout_s=0.5))
+        assert 1 <= len(accepted) <= 3, f"{len(accepted)} connections: retried on top of AWS_MAX_ATTEMPTS"
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
 
 
 def test_second_revision_hits_the_cache_and_a_changed_object_is_fetched_again(

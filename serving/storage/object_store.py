@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import orjson
+
 from serving.storage import leases
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.credentials import ObjectLocation, filesystem_options, parse_location, secret_values
@@ -48,7 +50,11 @@ def filesystem(location: ObjectLocation, env: Mapping[str, str], timeout_s: floa
     if protocol == "s3":
         from s3fs import S3FileSystem
 
-        return S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
+        fs = S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
+        # botocore already retries each call (AWS_MAX_ATTEMPTS, default 3): s3fs's own 5 rounds on top of those
+        # made an endpoint that never answers take 5 x 3 x the read timeout (15 minutes) to be reported
+        fs.retries = 1
+        return fs
     if protocol == "gcs":
         from gcsfs.core import GCSFileSystem  # the plain client: the extended one probes a gRPC API first
 
@@ -100,7 +106,7 @@ def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
     """The local model folder for `uri`, downloaded into the cache unless the same listing is there already."""
     location = parse_location(uri)
     env = config.environment()
-    entry = config.cache_dir / "objects" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    entry = config.cache_dir / "objects" / cache_key(uri, location, env, config.timeout_s)
     try:
         entry.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -125,6 +131,16 @@ def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
                 _download(uri, fs, listing, entry, digest, config)
         (entry / "current").write_text(digest)
         return _handed_out(entry, digest)
+
+
+def cache_key(uri: str, location: ObjectLocation, env: Mapping[str, str], timeout_s: float) -> str:
+    """The cache entry of `uri` as fetched from one endpoint with one set of credentials: a copy is handed out
+    (when the store cannot be reached) only to whoever could have fetched it, never to a service whose own
+    endpoint or keys differ (hashed: no value is kept). No credentials at all: the error is raised here."""
+    _, options = filesystem_options(location, env, timeout_s)
+    source = {k: v for k, v in options.items() if k not in ("config_kwargs", "requests_timeout")}
+    identity = orjson.dumps(source, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(uri.encode() + b"\0" + identity).hexdigest()[:16]
 
 
 def _download(

@@ -81,9 +81,12 @@ def test_a_store_that_never_answers_holds_up_nothing_else(tmp_path: Path) -> Non
                 assert predict(client, "local").status_code == 200
                 status = get_isvc(server, state, "stuck")["status"]
                 assert status["modelStatus"]["transitionStatus"] == "InProgress", status  # not failed
+                ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+                assert ready["message"] == f"fetching its model from {stuck}", ready  # not an empty reason
                 assert client.get("/v2/models/stuck/ready").status_code == 503  # a probe: answered at once
                 held = predict(client, "stuck")  # a prediction waits for it, up to --activator-timeout
                 assert held.status_code == 503 and "did not become ready within 1s" in held.text, held.text
+                assert "still starting: fetching or loading its model" in held.text, held.text
                 stopping = time.monotonic()
             # far below the store's timeout (60 s): nothing waited for it
             assert time.monotonic() - stopping < 10, round_

@@ -60,6 +60,8 @@ class Observed:
     # revision -> KServe's selection message when no ServingRuntime serves it (also in `failed`, with its field
     # path): the model status is then KServe's InvalidSpec, not a failed load
     no_runtime: dict[str, str] = field(default_factory=dict)
+    # revision -> what it is doing while not ready yet (fetching its model): the status message meanwhile
+    progress: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +272,10 @@ def _status(
     reason = (
         "Stopped" if stopped else "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
     )
-    why, message = reason or "NoTraffic", failure or ""
+    why, message = (
+        reason or "NoTraffic",
+        failure or (observed.progress.get(latest or "", "") if reason else ""),
+    )
     conditions = [condition("PredictorReady", serving_ok, why, message)]
     if isvc.spec.transformer is not None:
         conditions.append(condition("TransformerReady", serving_ok, why, message))

@@ -98,9 +98,13 @@ class Activator:
             if remaining <= 0:
                 if own:
                     raise timed_out(route, arm)
+                why = (
+                    "its first revision is still starting: fetching or loading its model"
+                    if current is not None and current.starting
+                    else "scaling up from zero, or its replicas restarting"
+                )
                 raise ServiceUnavailable(
-                    f"revision {arm.revision} did not become ready within {self.timeout_s:g}s "
-                    "(scaling up from zero, or its replicas restarting)",
+                    f"revision {arm.revision} did not become ready within {self.timeout_s:g}s ({why})",
                     headers=RETRY_AFTER,
                 )
             if self._changed is None:

@@ -59,7 +59,7 @@ from serving.router.table import RouteTable
 from serving.servingruntime import ServiceMeta, parse_runtime
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, release, scheme_of
-from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.errors import StorageError, StorageRefused, redact
 from serving.storage.storage_spec import StorageSpecError, optional_entry, secret_name
 
 log = logging.getLogger("serving.local")
@@ -495,13 +495,16 @@ class LocalControlPlane:
 
     def _plan(self, service: Service) -> Plan:
         namespace = service.isvc.metadata.namespace
-        ready, failed, no_runtime = set(), {}, {}
+        ready, failed, no_runtime, progress = set(), {}, {}, {}
         for (ns, name), retry in self._retries.items():  # the last failure and when it is retried, shown
             if ns == namespace:  # while the next attempt runs too (and before its runner is made)
                 failed[name] = retry.message
         for (ns, name), runner in self.runners.items():
             if ns != namespace:
                 continue
+            if runner.fetching:
+                where = runner.revision.storage_uri or "the bucket of its storage: entry"
+                progress[name] = f"fetching its model from {redact(where)}"
             if self.serves(ns, runner):
                 ready.add(name)
                 failed.pop(name, None)
@@ -512,7 +515,7 @@ class LocalControlPlane:
         return plan(
             service.isvc,
             service.rollout,
-            Observed(frozenset(ready), failed, no_runtime),
+            Observed(frozenset(ready), failed, no_runtime, progress),
             self.domain,
             self.canaries.percent_for(service.isvc.key),
             previous=service.status,  # persisted: conditions keep their lastTransitionTime across restarts

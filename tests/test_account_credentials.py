@@ -21,10 +21,11 @@ from serving.control.kubernetes.credentials import without_values
 from serving.control.kubernetes.documents import read_converted
 from serving.control.kubernetes.render import RenderSettings
 from serving.control.local.secrets import KeptStore, kept_record
+from serving.control.local.storage_bridge import account_env
 from serving.errors import ServingError
 from serving.storage import StorageConfig, StorageError
 from serving.storage.http import host_headers, resolve_url
-from serving.storage.kserve_secrets import credentials_from_secrets
+from serving.storage.kserve_secrets import account_entry, credentials_from_secrets
 from tests.support import train_iris_sklearn, wait_until
 from tests.test_storage_http import ArtifactServer
 from tests.test_storage_s3 import S3  # the `s3` fixture: tests/conftest.py
@@ -251,12 +252,12 @@ def test_kept_service_accounts_are_validated_and_stored_privately(tmp_path: Path
         "metadata": {"name": "sa"},
         "secrets": [{"name": "a"}],
     }
-    assert kept_record(doc) == {"secrets": ["a"]}
+    assert kept_record(doc) == {"secrets": ["a"], "annotations": {}}
     with pytest.raises(ServingError, match=r"ServiceAccount sa: secrets\[0\]\.name"):
         kept_record({**doc, "secrets": [{"nom": "a"}]})
     store = KeptStore(tmp_path, "ServiceAccount")
     assert store.put("ml", "sa", kept_record(doc)) == "created"
-    assert store.record("ml", "sa") == {"secrets": ["a"]} and store.names() == [
+    assert store.record("ml", "sa") == {"secrets": ["a"], "annotations": {}} and store.names() == [
         {"namespace": "ml", "name": "sa"}
     ]
     secrets = KeptStore(tmp_path)
@@ -264,3 +265,47 @@ def test_kept_service_accounts_are_validated_and_stored_privately(tmp_path: Path
     legacy.parent.mkdir(mode=0o700)
     legacy.write_text('{"k": "v"}')  # kept before annotations were
     assert secrets.record("ml", "old") == {"data": {"k": "v"}, "annotations": {}}
+
+
+IRSA = """
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: sa-irsa
+  annotations:
+    eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/s3access
+    serving.kserve.io/s3-endpoint: s3.example.com
+    serving.kserve.io/s3-usehttps: "1"
+    serving.kserve.io/s3-region: us-east-2
+    serving.kserve.io/s3-useanoncredential: "true"
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: irsa}
+spec:
+  predictor:
+    serviceAccountName: sa-irsa
+    sklearn: {storageUri: s3://models/iris}
+"""
+
+
+def test_an_iam_role_service_accounts_own_s3_annotations_count(tmp_path: Path) -> None:
+    """KServe's IRSA ServiceAccount (eks.amazonaws.com/role-arn): its s3-* annotations give the endpoint and
+    options, locally and rendered (they were ignored: the fetch went to AWS's endpoint); without the role
+    annotation they do not, as in KServe."""
+    path = tmp_path / "irsa.yaml"
+    path.write_text(IRSA)
+    objects = render(read_converted([path]), RenderSettings())
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    rendered = {e["name"]: e.get("value") for e in init["env"]}
+    assert (
+        rendered["S3_ENDPOINT"] == "s3.example.com"
+        and rendered["AWS_ENDPOINT_URL"] == "https://s3.example.com"
+    )
+    assert rendered["awsAnonymousCredential"] == "true" and rendered["AWS_DEFAULT_REGION"] == "us-east-2"
+    (account_doc,) = [d for d in read_converted([path]) if d["kind"] == "ServiceAccount"]
+    local = account_env([account_entry(account_doc)], tmp_path / "keys")
+    assert local["AWS_ENDPOINT_URL"] == "https://s3.example.com" and local["awsAnonymousCredential"] == "true"
+    plain = {"metadata": {"name": "sa", "annotations": {"serving.kserve.io/s3-endpoint": "s3.example.com"}}}
+    assert credentials_from_secrets([account_entry(plain)]).env == [], "no role: a Secret gives them"

@@ -31,6 +31,7 @@ from serving.errors import ServingError
 from serving.revision import Revision
 from serving.servingruntime import ServiceMeta, ServingRuntime, runtime_env
 from serving.spec import EnvVar, InferenceService, parse
+from serving.storage.kserve_secrets import account_entry
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,7 +111,9 @@ def file_secrets_by_account(
     accounts: dict[str, list[dict[str, Any]]] = {}
     for account in (d for d in documents if d.get("kind") == "ServiceAccount" and where(d) == namespace):
         refs = [(ref or {}).get("name") for ref in account.get("secrets") or []]
-        accounts[name(account)] = [without_values(secrets[r]) for r in refs if r in secrets]
+        accounts[name(account)] = [account_entry(account)] + [
+            without_values(secrets[r]) for r in refs if r in secrets
+        ]
     return accounts
 
 

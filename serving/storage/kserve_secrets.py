@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ANNOTATION = "serving.kserve.io/"
+IAM_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"  # an IRSA ServiceAccount: its own s3-* annotations count
 S3_ANNOTATIONS = (  # annotation suffix -> env name, in KServe's order
     ("s3-usehttps", "S3_USE_HTTPS"),
     ("s3-verifyssl", "S3_VERIFY_SSL"),
@@ -55,10 +56,28 @@ class StorageCredentials:
     mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
+def account_entry(account: Mapping[str, Any]) -> dict[str, Any]:
+    """The ServiceAccount itself, as the first entry of its Secrets' list: its annotations count when it is an
+    IAM-role (IRSA) account (`credentials_from_secrets`)."""
+    meta = account.get("metadata") or {}
+    return {
+        "kind": "ServiceAccount",
+        "metadata": {"name": meta.get("name", ""), "annotations": dict(meta.get("annotations") or {})},
+    }
+
+
 def credentials_from_secrets(secrets: Iterable[Mapping[str, Any]]) -> StorageCredentials:
-    """The storage-initializer's env, volumes and mounts for the Secrets of one service account."""
+    """The storage-initializer's env, volumes and mounts for the Secrets of one service account. An entry of
+    kind ServiceAccount (`account_entry`) is the account: with KServe's IAM-role annotation
+    (`eks.amazonaws.com/role-arn`) its own `serving.kserve.io/s3-*` annotations give the S3 endpoint and
+    options, as KServe's credential builder reads them (the keys come from the role, not a Secret)."""
     out = StorageCredentials()
     for secret in secrets:
+        if secret.get("kind") == "ServiceAccount":
+            annotations = secret.get("metadata", {}).get("annotations") or {}
+            if IAM_ROLE_ANNOTATION in annotations:
+                out.env += _s3_annotation_env(annotations)
+            continue
         name = secret.get("metadata", {}).get("name", "")
         keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
         annotations = secret.get("metadata", {}).get("annotations") or {}
@@ -104,6 +123,12 @@ def _s3_env(name: str, keys: set[str], annotations: Mapping[str, str]) -> list[d
             env.append(_from_secret(env_name, name, key))
     if not env and not any(k.startswith(ANNOTATION + "s3-") for k in annotations):
         return []
+    return env + _s3_annotation_env(annotations)
+
+
+def _s3_annotation_env(annotations: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The `serving.kserve.io/s3-*` annotations as the storage-initializer's env (KServe's BuildS3EnvVars)."""
+    env: list[dict[str, Any]] = []
     endpoint = annotations.get(ANNOTATION + "s3-endpoint")
     if endpoint:
         scheme = "http://" if annotations.get(ANNOTATION + "s3-usehttps") == "0" else "https://"

@@ -19,7 +19,7 @@ from typing import Any
 
 from serving.cluster import Cluster, PermanentClusterError
 from serving.revision import Revision
-from serving.storage.kserve_secrets import HTTPS_HOST, https_host
+from serving.storage.kserve_secrets import HTTPS_HOST, account_entry, https_host
 from serving.storage.storage_spec import (
     ResolvedStorage,
     StorageSpecError,
@@ -44,7 +44,7 @@ def account_secrets(cluster: Cluster, namespace: str, account: str) -> list[dict
     service_account = _read(cluster, "ServiceAccount", namespace, account)
     if service_account is None:
         return []
-    out = []
+    out = [account_entry(service_account)]  # an IAM-role account's own s3-* annotations count
     for ref in service_account.get("secrets") or []:
         name = (ref or {}).get("name")
         secret = _read(cluster, "Secret", namespace, name) if name else None

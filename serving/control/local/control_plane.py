@@ -60,6 +60,7 @@ from serving.servingruntime import ServiceMeta, parse_runtime
 from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, release, scheme_of
 from serving.storage.errors import StorageError, StorageRefused, redact
+from serving.storage.kserve_secrets import account_entry
 from serving.storage.storage_spec import StorageSpecError, optional_entry, secret_name
 
 log = logging.getLogger("serving.local")
@@ -327,13 +328,14 @@ class LocalControlPlane:
         """The storage credentials the Secrets of the revision's service account give (KServe's credential
         builder): none when that ServiceAccount, or a Secret it lists, is not applied here (as KServe skips it)."""
         account = self.accounts.record(revision.namespace, revision.service_account) or {}
-        secrets = []
+        meta = {"name": revision.service_account, "annotations": account.get("annotations") or {}}
+        secrets = [account_entry({"metadata": meta})]  # an IAM-role account's own s3-* annotations count
         for name in account.get("secrets", []):
             kept = self.secrets.record(revision.namespace, name)
             if kept is not None:
                 meta = {"name": name, "annotations": kept.get("annotations") or {}}
                 secrets.append({"metadata": meta, "stringData": kept["data"]})
-        return account_env(secrets, self.secrets.folder / "keys" / revision.namespace) if secrets else {}
+        return account_env(secrets, self.secrets.folder / "keys" / revision.namespace)
 
     def _storage_secret(self, revision: Revision) -> tuple[str, dict[str, str] | None]:
         """The Secret a revision's `storage:` reads (its service's annotation names it) and its data."""

@@ -56,7 +56,10 @@ def kept_record(doc: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(ref_name, str) or not _NAME.fullmatch(ref_name):
             raise BadRequest(f"ServiceAccount {name}: secrets[{i}].name must be a Secret's name")
         names.append(ref_name)
-    return {"secrets": names}
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise BadRequest(f"ServiceAccount {name}: metadata.annotations must be a mapping")
+    return {"secrets": names, "annotations": {str(k): str(v) for k, v in annotations.items()}}
 
 
 def _name(doc: dict[str, Any], kind: str) -> str:

@@ -71,7 +71,7 @@ def account_env(secrets: list[dict[str, Any]], key_dir: Path) -> dict[str, str]:
     {metadata: {name, annotations}, stringData: its values}), with every secretKeyRef read and a GCS key written
     to a private file under `key_dir` (what the pod mounts)."""
     credentials = credentials_from_secrets(secrets)
-    values = {s["metadata"]["name"]: s["stringData"] for s in secrets}
+    values = {s["metadata"]["name"]: s["stringData"] for s in secrets if "stringData" in s}
     env: dict[str, str] = {}
     for entry in credentials.env:
         ref = (entry.get("valueFrom") or {}).get("secretKeyRef")

@@ -166,9 +166,13 @@ def test_a_service_accounts_secrets_give_the_fetch_its_credentials_and_heal_it_w
         missing = cli(server, state, "get", "secret", "s3creds", check=False)
         assert missing.returncode == 1 and 'secrets "s3creds" not found' in missing.stderr
 
+        key = state / "secrets" / "keys" / "default" / "model-host" / "gcloud-application-credentials.json"
+        key.parent.mkdir(parents=True)  # what a GCS fetch writes for the pod's mount
+        key.write_text("{}")
         deleted = cli(server, state, "delete", "-f", str(first))
         assert "serviceaccount/models-sa deleted" in deleted.stdout, deleted.stdout
         assert list((state / "serviceaccounts").iterdir()) == []
+        assert not key.parent.exists(), "a key file written from a Secret goes with it"
 
 
 def test_a_service_account_not_applied_is_warned_at_apply(tmp_path: Path) -> None:
@@ -309,3 +313,42 @@ def test_an_iam_role_service_accounts_own_s3_annotations_count(tmp_path: Path) -
     assert local["AWS_ENDPOINT_URL"] == "https://s3.example.com" and local["awsAnonymousCredential"] == "true"
     plain = {"metadata": {"name": "sa", "annotations": {"serving.kserve.io/s3-endpoint": "s3.example.com"}}}
     assert credentials_from_secrets([account_entry(plain)]).env == [], "no role: a Secret gives them"
+
+
+def test_a_hosts_headers_never_follow_a_redirect_to_another_host(tmp_path: Path) -> None:
+    """KServe: "applied to any http/https requests that have the same host". A redirect from 127.0.0.1 to
+    localhost carried X-Api-Key along (only Authorization was dropped, by httpx)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    model = train_iris_sklearn(tmp_path / "m").read_bytes()
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append((self.headers["Host"].split(":")[0], self.headers.get("X-Api-Key")))
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{port}/model.joblib")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(model)))
+            self.end_headers()
+            self.wfile.write(model)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        env = {"127.0.0.1-headers": json.dumps({"X-Api-Key": "k3y-for-127"})}
+        config = StorageConfig(cache_dir=tmp_path / "cache", timeout_s=5, env=env)
+        assert (resolve_url(f"http://127.0.0.1:{port}/redirect", config) / "redirect").read_bytes() == model
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen == [("127.0.0.1", "k3y-for-127"), ("localhost", None)], seen

@@ -531,3 +531,15 @@ def test_tls_failure_says_what_to_do(s3: S3, tmp_path: Path) -> None:
         failure.value.message
     )
     assert "AWS_CA_BUNDLE" in failure.value.message
+
+
+def test_kserves_virtual_bucket_switch_selects_virtual_hosted_addressing() -> None:
+    """`serving.kserve.io/s3-usevirtualbucket` renders S3_USER_VIRTUAL_BUCKET, which nothing read."""
+    from serving.storage.credentials import filesystem_options
+
+    location = parse_location("s3://models/iris")
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    _, virtual = filesystem_options(location, {**env, "S3_USER_VIRTUAL_BUCKET": "true"}, 5)
+    _, path_style = filesystem_options(location, env, 5)
+    assert virtual["config_kwargs"]["s3"] == {"addressing_style": "virtual"}
+    assert "s3" not in path_style["config_kwargs"]

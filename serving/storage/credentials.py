@@ -134,6 +134,8 @@ def _s3_options(location: ObjectLocation, env: Mapping[str, str], timeout_s: flo
             "retries": {"total_max_attempts": _max_attempts(location, env), "mode": "standard"},
         },
     }
+    if env.get("S3_USER_VIRTUAL_BUCKET", "").lower() in TRUE:  # KServe's s3-usevirtualbucket annotation
+        options["config_kwargs"]["s3"] = {"addressing_style": "virtual"}
     if env.get("awsAnonymousCredential", "").lower() in TRUE:
         return {**options, "anon": True}
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):

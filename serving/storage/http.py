@@ -194,11 +194,20 @@ def url_fingerprint(url: str, config: StorageConfig) -> str:
 
 
 def _client(config: StorageConfig, url: str) -> httpx.Client:
-    return httpx.Client(
-        timeout=httpx.Timeout(config.timeout_s),
-        follow_redirects=True,
-        headers=host_headers(url, config.environment()),
-    )
+    """A client for one download; the host's own headers go to that host only, never to where a redirect
+    leads (they are credentials)."""
+    headers = host_headers(url, config.environment())
+    host = (urlsplit(url).hostname or "").lower()
+
+    def to_its_host(request: httpx.Request) -> None:
+        if request.url.host.lower() == host:
+            request.headers.update(headers)
+        else:  # a redirect's request starts as a copy of the one before
+            for name in headers:
+                request.headers.pop(name, None)
+
+    hooks = {"request": [to_its_host]} if headers else {}
+    return httpx.Client(timeout=httpx.Timeout(config.timeout_s), follow_redirects=True, event_hooks=hooks)
 
 
 def _check_status(url: str, resp: httpx.Response) -> None:

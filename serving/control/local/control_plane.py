@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -276,6 +277,8 @@ class LocalControlPlane:
         /mnt/models)."""
         async with self._lock:
             self._kept(kind).delete(namespace, name)
+            if kind == "Secret":  # a key file written for a fetch (GCS) goes with its Secret
+                shutil.rmtree(self.secrets.folder / "keys" / namespace / name, ignore_errors=True)
 
     def _kept(self, kind: str) -> KeptStore:
         return self.accounts if kind == "ServiceAccount" else self.secrets

@@ -485,11 +485,27 @@ def no_local_effect(isvc: InferenceService) -> list[str]:
             continue
         where = f"; on Kubernetes: {effect.kubernetes}" if effect.kubernetes else ""
         path = written_path(isvc, effect.path)
+        value = values[0]
+        if (
+            effect.path == "metadata.annotations"
+        ):  # those a logger's metadataAnnotations names ride its events
+            value = {k: v for k, v in value.items() if k not in logged_annotations(isvc)}
         if not effect.local:
             out.append(f"{path}: accepted; no effect on the local backend{where}")
-        elif effect.warn_if is not None and (caveat := effect.warn_if(values[0])):
+        elif effect.warn_if is not None and (caveat := effect.warn_if(value)):
             out.append(f"{path}: {caveat}")
     return out
+
+
+def logged_annotations(isvc: InferenceService) -> set[str]:
+    """The annotation keys a component's `logger.metadataAnnotations` names."""
+    components = (isvc.spec.predictor, isvc.spec.transformer)
+    return {
+        key
+        for c in components
+        if c is not None and c.logger is not None
+        for key in c.logger.metadata_annotations
+    }
 
 
 def no_kubernetes_effect(isvc: InferenceService) -> list[str]:

@@ -483,6 +483,8 @@ def _logger_metadata_annotations() -> None:
     assert flag(e.argv, "--logger-annotations") == expected
     assert flag(e.container("predictor")["args"], "--logger-annotations") == expected
     assert "--logger-annotations" not in effects({**logger, **model()}).argv  # none of them set: no flag
+    (said,) = [w for w in e.warnings if w.startswith("metadata.annotations:")]  # the others: no local effect
+    assert "other" in said and "team" not in said and "example.com/cost" not in said, said
     other = effects({**logger, **model()}, annotations={**annotations, "team": "search"})
     assert other.revision.name != e.revision.name  # another value: another revision (KServe: the pod's)
     with pytest.raises(SpecError, match="'not a key!' is not an annotation key"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serving import sched
-from serving.control.local.state import DEFAULT_STATE_DIR
+from serving.control.local.state import DEFAULT_STATE_DIR, clear_server, write_server
 from serving.control.local.warm_spawn import WarmSpawner, warm_start_enabled
 from serving.errors import MethodNotAllowed
 from serving.observability import log_format
@@ -253,9 +253,14 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
         if grpc_front is not None:
             await grpc_front.start(args.host, args.grpc_port)
         log.info("serving up: router on http://%s:%s", args.host, args.port)
+        own_url = control_url(args.host, args.port)
+        if own_url is not None:
+            write_server(Path(args.state_dir), own_url)
         try:
             yield
         finally:
+            if own_url is not None:
+                clear_server(Path(args.state_dir), own_url)
             # Shutdown checklist: uvicorn stopped accepting and finished open requests; now stop routing,
             # drain and stop every model process, then close upstream connections.
             if grpc_front is not None:
@@ -295,6 +300,14 @@ def build_app(args: argparse.Namespace, replica_factory: ReplicaFactory | None =
 
 
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def control_url(host: str, port: int) -> str | None:
+    """The URL a client on this machine reaches the control API at (None for port 0: not known yet here)."""
+    if not port:
+        return None
+    local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
 
 
 def _read_only(

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from serving.control.local.secrets import KEPT_KINDS
-from serving.control.local.state import DEFAULT_STATE_DIR, read_token
+from serving.control.local.state import DEFAULT_STATE_DIR, read_server, read_token
 from serving.errors import ServingError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -20,8 +20,10 @@ class ControlClient:
     def __init__(
         self, server: str | None = None, state_dir: Path | None = None, token: str | None = None
     ) -> None:
-        self.server = (server or os.environ.get("SERVING_SERVER") or DEFAULT_SERVER).rstrip("/")
         folder = state_dir or DEFAULT_STATE_DIR
+        # the URL given, else the one the state directory's running `serving up` wrote, else the default port
+        chosen = server or os.environ.get("SERVING_SERVER") or read_server(folder) or DEFAULT_SERVER
+        self.server = chosen.rstrip("/")
         if token:
             self._token_from = "the token given"
         elif os.environ.get("SERVING_TOKEN"):

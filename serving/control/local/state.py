@@ -6,6 +6,7 @@ so the applied configuration and what is on disk never disagree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -63,6 +64,29 @@ class StateStore:
         token = secrets.token_urlsafe(32)
         write_atomic(path, token.encode(), mode=0o600)
         return token
+
+
+SERVER_FILE = "server"  # the control API's URL of the `serving up` using this state directory, while it runs
+
+
+def write_server(state_dir: Path, url: str) -> None:
+    """Where this state directory's `serving up` listens: `serving apply --state-dir DIR` goes there (it went to
+    the default port, sending DIR's token to whatever listened on it)."""
+    write_atomic(state_dir / SERVER_FILE, url.encode(), mode=0o600)
+
+
+def clear_server(state_dir: Path, url: str) -> None:
+    """Forget the URL on shutdown, unless another `serving up` wrote its own meanwhile."""
+    if read_server(state_dir) == url:
+        with contextlib.suppress(OSError):
+            (state_dir / SERVER_FILE).unlink()
+
+
+def read_server(state_dir: Path) -> str | None:
+    try:
+        return (state_dir / SERVER_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def read_token(state_dir: Path) -> str | None:

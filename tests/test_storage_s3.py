@@ -533,6 +533,15 @@ def test_tls_failure_says_what_to_do(s3: S3, tmp_path: Path) -> None:
     assert "AWS_CA_BUNDLE" in failure.value.message
 
 
+def test_https_to_a_plain_http_store_says_to_turn_https_off(s3: S3, tmp_path: Path) -> None:
+    """KServe defaults to https; a MinIO on plain http answers TLS with WRONG_VERSION_NUMBER: the hint is
+    s3-usehttps "0", not a CA bundle."""
+    endpoint = s3.endpoint.replace("http://", "https://")
+    with pytest.raises(StorageError) as failure:
+        resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")))
+    assert "speaks plain http; set S3_USE_HTTPS=0" in failure.value.message, failure.value.message
+
+
 def test_kserves_virtual_bucket_switch_selects_virtual_hosted_addressing() -> None:
     """`serving.kserve.io/s3-usevirtualbucket` renders S3_USER_VIRTUAL_BUCKET, which nothing read."""
     from serving.storage.credentials import filesystem_options

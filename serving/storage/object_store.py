@@ -239,6 +239,11 @@ def describe(exc: Exception, endpoint: str) -> str:
     """One sentence per failure kind: denied, missing, unreachable, TLS."""
     text = _first_line(exc)
     if _is_tls(exc):
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:  # an http-only server
+            return (
+                f"TLS failure talking to {endpoint} ({text}): the endpoint speaks plain http; set S3_USE_HTTPS=0 "
+                '(KServe: the annotation serving.kserve.io/s3-usehttps: "0") or an http:// AWS_ENDPOINT_URL'
+            )
         return (
             f"TLS failure talking to {endpoint} ({text}); for a private CA set AWS_CA_BUNDLE "
             "(or S3_VERIFY_SSL=0 to skip verification)"

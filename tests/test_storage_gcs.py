@@ -78,7 +78,16 @@ def test_gcs_folder_is_fetched_and_served(store: GCS, tmp_path: Path) -> None:
     ("uri", "key_file", "expected"),
     [
         ("gs://models/iris", "missing.json", "GOOGLE_APPLICATION_CREDENTIALS names"),
-        ("gs://models/iris", "malformed.json", "gs://models/iris: "),
+        (
+            "gs://models/iris",
+            "malformed.json",
+            "malformed.json: a service_account key without client_email, token_uri",
+        ),
+        (
+            "gs://models/iris",
+            "other.json",
+            "other.json: not a Google credentials file (its type must be one of",
+        ),
         ("gs://no-such-bucket/iris", None, "no such bucket, key or prefix"),
         ("gs://models/nothing-here", None, "no such bucket, key or prefix"),
     ],
@@ -89,6 +98,7 @@ def test_clear_errors(store: GCS, tmp_path: Path, uri: str, key_file: str | None
         (tmp_path / "malformed.json").write_text(
             '{"type": "service_account", "private_key": "SECRET-KEY-TEXT"}'
         )
+        (tmp_path / "other.json").write_text('{"token": "SECRET-KEY-TEXT"}')
         env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / key_file)
     with pytest.raises(StorageError) as failure:
         resolve(uri, _config(tmp_path, env))

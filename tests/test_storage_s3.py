@@ -538,7 +538,9 @@ def test_https_to_a_plain_http_store_says_to_turn_https_off(s3: S3, tmp_path: Pa
     s3-usehttps "0", not a CA bundle."""
     endpoint = s3.endpoint.replace("http://", "https://")
     with pytest.raises(StorageError) as failure:
-        resolve("s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1")))
+        resolve(
+            "s3://models/iris", _config(tmp_path, s3.env(AWS_ENDPOINT_URL=endpoint, AWS_MAX_ATTEMPTS="1"))
+        )
     assert "speaks plain http; set S3_USE_HTTPS=0" in failure.value.message, failure.value.message
 
 

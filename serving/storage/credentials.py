@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
+
 from serving.storage.errors import StorageError
 
 AZURE_HOST_SUFFIX = ".blob.core.windows.net"
@@ -165,8 +167,40 @@ def _gcs_options(env: Mapping[str, str], timeout_s: float) -> dict[str, Any]:
             raise StorageError(
                 f"GOOGLE_APPLICATION_CREDENTIALS names {key_file}, which is not a readable file"
             )
+        _check_key_file(key_file)
         return {**options, "token": key_file}
     return {**options, "token": "anon"}  # KServe falls back to an anonymous client: public buckets
+
+
+# What google-auth needs of each kind of key file (a file without them failed as "KeyError: 'refresh_token'")
+GCS_KEY_FIELDS = {
+    "service_account": ("client_email", "private_key", "token_uri"),
+    "authorized_user": ("client_id", "client_secret", "refresh_token"),
+    "external_account": ("audience", "subject_token_type", "credential_source"),
+}
+
+
+def _check_key_file(path: str) -> None:
+    """A Google credentials file that google-auth can use; else what is wrong with it (never a value)."""
+    try:
+        with open(path, "rb") as handle:
+            doc = orjson.loads(handle.read())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise StorageError(
+            f"GOOGLE_APPLICATION_CREDENTIALS {path}: not a JSON key file ({type(exc).__name__})"
+        ) from exc
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    needed = GCS_KEY_FIELDS.get(kind) if isinstance(kind, str) else None
+    if needed is None:
+        raise StorageError(
+            f"GOOGLE_APPLICATION_CREDENTIALS {path}: not a Google credentials file (its type must be one of "
+            f"{', '.join(GCS_KEY_FIELDS)}; a service-account key from the console has type service_account)"
+        )
+    missing = [f for f in needed if not doc.get(f)]
+    if missing:
+        raise StorageError(
+            f"GOOGLE_APPLICATION_CREDENTIALS {path}: a {kind} key without {', '.join(missing)}"
+        )
 
 
 def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str, Any]:

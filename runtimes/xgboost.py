@@ -59,7 +59,7 @@ class XGBoostRuntime(Runtime):
                 self._methods[PROBABILITIES] = self.model.predict_proba
             self._features = int(getattr(self.model, "n_features_in_", -1))
         self._columns = column_names(self.model) or (column_names(booster) if booster is not None else ())
-        self._shape = _prediction_shape(self.model if booster is None else booster, xgb)
+        self._shape = _prediction_shape(self.model, booster, xgb)
         wants_proba = self.settings.predict_proba and PROBABILITIES in self._methods
         self._default = (PROBABILITIES,) if wants_proba else (PREDICT,)
 
@@ -90,12 +90,17 @@ class XGBoostRuntime(Runtime):
         )
 
 
-def _prediction_shape(model: Any, xgb: Any) -> tuple[int, ...]:
+def _prediction_shape(model: Any, booster: Any, xgb: Any) -> tuple[int, ...]:
     """The shape of `predict`'s answer: a softprob Booster's classes, a multi-target model's targets, else one
-    value per row (a classifier's `predict` is its labels)."""
+    value per row (a classifier's `predict` is its labels, whatever its Booster's objective)."""
     if hasattr(model, "predict_proba"):
         return (-1,)
-    booster = model if isinstance(model, xgb.Booster) else model.get_booster()
+    if isinstance(model, xgb.Booster):
+        booster = model
+    elif hasattr(model, "get_booster"):
+        booster = model.get_booster()
+    if booster is None:
+        return (-1,)
     try:
         learner = json.loads(booster.save_config())["learner"]
         params = learner["learner_model_param"]

@@ -25,10 +25,16 @@ def test_metadata_and_config_give_the_shape_of_the_answer(tmp_path: Path) -> Non
         {"objective": "multi:softprob", "num_class": 3}, xgb.DMatrix(X, label=np.arange(40) % 3), 3
     )
     softprob.save_model(str(tmp_path / "softprob" / "model.json"))
+    (
+        tmp_path / "classifier"
+    ).mkdir()  # a native file of a classifier: its labels, though its Booster is softprob
+    xgb.XGBClassifier(n_estimators=3).fit(X, np.arange(40) % 3).save_model(
+        str(tmp_path / "classifier" / "model.json")
+    )
     (tmp_path / "one-target").mkdir()
     joblib.dump(LinearRegression().fit(X, X[:, 0]), tmp_path / "one-target" / "model.joblib")
     with serving_inprocess(["serve", "--model-dir", str(tmp_path), "--max-batch-size", "8"]) as server:
-        for name, width in (("two-targets", 2), ("softprob", 3), ("one-target", None)):
+        for name, width in (("two-targets", 2), ("softprob", 3), ("one-target", None), ("classifier", None)):
             meta = httpx.get(f"{server.url}/v2/models/{name}").json()
             request = {
                 "inputs": [

@@ -4,13 +4,15 @@ token to whatever listened there). `--server` and SERVING_SERVER still win."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from serving.commands.up import control_url
-from serving.control.local.client import DEFAULT_SERVER, ControlClient
+from serving.control.local.client import ControlClient
 from serving.control.local.state import read_server, write_server
+from serving.errors import ServingError
 from tests.support import free_port
 from tests.up_support import serving_up
 
@@ -19,9 +21,14 @@ def test_the_client_goes_where_the_state_directorys_serving_up_listens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SERVING_SERVER", raising=False)
-    assert ControlClient(state_dir=tmp_path).server == DEFAULT_SERVER, "no serving up wrote one"
+    with pytest.raises(ServingError, match=f"no `serving up` is running with the state directory {tmp_path}"):
+        ControlClient(state_dir=tmp_path)  # no guess at a port: the token would go to whatever listens there
     write_server(tmp_path, "http://127.0.0.1:35515")
     assert ControlClient(state_dir=tmp_path).server == "http://127.0.0.1:35515"
+    (tmp_path / "server").write_text(json.dumps({"url": "http://127.0.0.1:35515", "pid": _dead_pid()}))
+    with pytest.raises(ServingError, match="no `serving up` is running"):
+        ControlClient(state_dir=tmp_path)  # a kill -9 left the file: its process is gone
+    write_server(tmp_path, "http://127.0.0.1:35515")
     assert ControlClient("http://127.0.0.1:1", tmp_path).server == "http://127.0.0.1:1", "--server wins"
     monkeypatch.setenv("SERVING_SERVER", "http://127.0.0.1:2")
     assert ControlClient(state_dir=tmp_path).server == "http://127.0.0.1:2", "SERVING_SERVER wins"
@@ -39,3 +46,12 @@ def test_serving_up_writes_its_url_while_it_runs_and_removes_it(tmp_path: Path) 
         assert read_server(tmp_path / "state") == f"http://127.0.0.1:{port}"
         assert ControlClient(state_dir=tmp_path / "state").list() == []  # reached, with that token
     assert read_server(tmp_path / "state") is None
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

@@ -21,8 +21,14 @@ class ControlClient:
         self, server: str | None = None, state_dir: Path | None = None, token: str | None = None
     ) -> None:
         folder = state_dir or DEFAULT_STATE_DIR
-        # the URL given, else the one the state directory's running `serving up` wrote, else the default port
-        chosen = server or os.environ.get("SERVING_SERVER") or read_server(folder) or DEFAULT_SERVER
+        # the URL given, else the one the state directory's running `serving up` wrote; never a guess: the
+        # token of this state directory goes with every call
+        chosen = server or os.environ.get("SERVING_SERVER") or read_server(folder)
+        if chosen is None:
+            raise ServingError(
+                f"no `serving up` is running with the state directory {folder} (it writes {folder / 'server'} "
+                "while it runs): start it, give its --state-dir, or --server URL"
+            )
         self.server = chosen.rstrip("/")
         if token:
             self._token_from = "the token given"

@@ -70,9 +70,10 @@ SERVER_FILE = "server"  # the control API's URL of the `serving up` using this s
 
 
 def write_server(state_dir: Path, url: str) -> None:
-    """Where this state directory's `serving up` listens: `serving apply --state-dir DIR` goes there (it went to
-    the default port, sending DIR's token to whatever listened on it)."""
-    write_atomic(state_dir / SERVER_FILE, url.encode(), mode=0o600)
+    """Where this state directory's `serving up` listens, and its pid: `serving apply --state-dir DIR` goes
+    there, and only while that process lives (it went to the default port, sending DIR's token to whatever
+    listened on it)."""
+    write_atomic(state_dir / SERVER_FILE, orjson.dumps({"url": url, "pid": os.getpid()}), mode=0o600)
 
 
 def clear_server(state_dir: Path, url: str) -> None:
@@ -83,10 +84,20 @@ def clear_server(state_dir: Path, url: str) -> None:
 
 
 def read_server(state_dir: Path) -> str | None:
+    """The URL of the `serving up` running with this state directory; None when none is (no file, or its
+    process is gone: a kill -9 leaves the file)."""
     try:
-        return (state_dir / SERVER_FILE).read_text().strip() or None
-    except OSError:
+        record = orjson.loads((state_dir / SERVER_FILE).read_bytes())
+        url, pid = record["url"], int(record["pid"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return str(url)
 
 
 def read_token(state_dir: Path) -> str | None:

@@ -146,6 +146,47 @@ def test_manual_control_wins_and_restart_resumes_at_the_same_step():
     assert again.promote(KEY).canary_weight == 100
 
 
+def test_a_restart_mid_analysis_holds_while_the_canary_starts_again_and_fails_past_the_deadline():
+    """A restarted `serving up` restores the canary's replicas: "not ready" then is no verdict (a good canary was
+    rolled back 2.6 s before its replica was ready again), until it is ready once more or progressDeadlineSeconds
+    passes; the first check after the restore is a whole interval away."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    host.traffic("iris-b", 50)
+    clock[0] += 5
+    ctl.tick()
+    assert ctl.percent_for(KEY) == 25
+    persisted = CanaryStatus.from_json(ctl.tracked[KEY].status.to_json())
+    again = CanaryController(host, clock=lambda: clock[0])  # the restart
+    again.apply(ctl.tracked[KEY].canary, persisted)
+    host.view = RolloutView("iris-b", "iris-a", False)  # its replica is being restored
+    again.tick()
+    assert again.tracked[KEY].next_check_s == clock[0] + 5, "a whole interval first"
+    for _ in range(3):  # threshold 2: this failed it before
+        clock[0] += 5
+        again.tick()
+    status = again.tracked[KEY].status
+    assert (status.phase, status.canary_weight, status.failed_checks) == (Phase.PROGRESSING, 25, 0), (
+        status.message
+    )
+    host.view = RolloutView("iris-b", "iris-a", True)
+    host.traffic("iris-b", 50)
+    clock[0] += 5
+    again.tick()
+    assert again.percent_for(KEY) == 50, again.tracked[KEY].status.message
+    stuck = CanaryController(host, clock=lambda: clock[0])  # a canary that never comes back: the deadline
+    stuck.apply(ctl.tracked[KEY].canary, CanaryStatus.from_json(again.tracked[KEY].status.to_json()))
+    host.view = RolloutView("iris-b", "iris-a", False)
+    deadline = stuck.tracked[KEY].canary.spec.progress_deadline_seconds
+    clock[0] += deadline + 5
+    for _ in range(2):
+        stuck.tick()
+        clock[0] += 5
+    assert stuck.tracked[KEY].status.phase is Phase.FAILED
+
+
 def test_a_promql_check_is_judged_only_with_its_own_queries_evaluated():
     """The host evaluates the due PromQL checks (each query up to 10 s), then ticks: a Canary whose check
     fell due while those queries ran was not queried, and must wait for the next pass, not fail on no data."""

@@ -71,6 +71,9 @@ class Tracked:
     stable_counters: RevisionCounters | None = None  # the stable revision's, at the last check (None: unread)
     restarts: int | None = None  # the canary's replica restarts at the last check (None: unread)
     failing: tuple[str, float] | None = None  # (candidate, since when) failing while its host retries it
+    # restored by a restart mid-analysis, when: the canary's replicas are starting again, so "not ready" is no
+    # verdict until it is ready once more (or progressDeadlineSeconds passes)
+    restored_s: float | None = None
 
 
 class CanaryMetrics:
@@ -114,12 +117,17 @@ class CanaryController:
         key = canary.target_key
         old = self.tracked.get(key)
         kept = status or (old.status if old else CanaryStatus())
-        self.tracked[key] = Tracked(
+        tracked = self.tracked[key] = Tracked(
             canary,
             kept,
             history if history is not None else (old.history if old else []),
             old.counters if old else None,
         )
+        if (
+            status is not None and kept.phase in ANALYSING
+        ):  # a restart: a whole interval before the next check
+            now = self.clock()
+            tracked.next_check_s, tracked.restored_s = now + canary.spec.analysis.interval_s, now
 
     def remove(self, key: Key) -> None:
         self.tracked.pop(key, None)
@@ -356,6 +364,21 @@ class CanaryController:
             share=100 if status.phase is Phase.MIRRORING else status.canary_weight,
             stable_requests=self._stable_requests(key, tracked, view, expositions),
         )
+        if view.latest == status.revision and tracked.restored_s is not None:
+            deadline_s = tracked.canary.spec.progress_deadline_seconds
+            if view.latest_ready:
+                tracked.restored_s = None
+            elif now - tracked.restored_s < deadline_s:
+                log.info(
+                    "canary %s/%s %s at %d%%: hold (restored: its replicas are starting again)",
+                    key[0],
+                    key[1],
+                    status.revision,
+                    status.canary_weight,
+                )
+                tracked.counters = counters
+                tracked.next_check_s = now + analysis.interval_s
+                return
         if view.latest == status.revision:  # what the host says of the canary revision's replicas
             before, tracked.restarts = tracked.restarts, view.latest_restarts
             restarts = 0 if before is None else max(view.latest_restarts - before, 0)

@@ -9,8 +9,8 @@ import joblib
 import numpy as np
 from sklearn.dummy import DummyClassifier
 
-from tests.support import REPO, train_iris_sklearn
-from tests.up_support import apply_text, serving_up, traffic, wait_for_traffic
+from tests.support import REPO, train_iris_sklearn, wait_until
+from tests.up_support import apply_text, get_isvc, serving_up, traffic, wait_for_traffic
 
 RECORD = {"sepal_length": 6.8, "sepal_width": 2.8, "petal_length": 4.8, "petal_width": 1.4}
 TEMPLATE = (REPO / "examples" / "transformer" / "iris-transformer.yaml").read_text()
@@ -61,3 +61,39 @@ def test_transformer_pair_routing(tmp_path: Path) -> None:
         assert "transformer" in component
         ready = {c["type"]: c["status"] for c in doc["status"]["conditions"]}
         assert ready["TransformerReady"] == "True" and ready["Ready"] == "True"
+
+
+def test_a_failed_transformer_canary_stops_its_predictor_too(tmp_path: Path) -> None:
+    """A pair whose transformer cannot start failed for good: its predictor stops as well and is not counted
+    (it idled on for minutes, REPLICAS 2/2 as if a second replica served), while the stable pair serves on."""
+    iris = tmp_path / "iris"
+    train_iris_sklearn(iris)
+    state = tmp_path / "state"
+    with serving_up(state) as server, server.client() as client:
+        apply_text(server, state, _isvc(iris, "setosa,versicolor,virginica"), tmp_path)
+        (stable,) = traffic(
+            wait_for_traffic(server, state, "iris-transformer", lambda t: list(t.values()) == [100])
+        )
+        broken = _isvc(iris, "setosa,versicolor,virginica", canary=50).replace(
+            "- --transformer\n", "- --transformer\n          - nosuchmodule:Nope\n          - --labels\n"
+        )
+        assert broken.count("nosuchmodule") == 1
+        apply_text(server, state, broken, tmp_path, "broken.yaml")
+
+        def settled() -> dict | None:
+            doc = get_isvc(server, state, "iris-transformer")
+            predictor = doc["status"]["components"]["predictor"]
+            failed = "lastFailureInfo" in doc["status"].get("modelStatus", {})
+            return doc if failed and predictor.get("desiredReplicas") == 1 else None
+
+        wait_until(lambda: settled() is not None, 60, what="the broken pair to fail and leave the count")
+        predictor = get_isvc(server, state, "iris-transformer")["status"]["components"]["predictor"]
+        assert (predictor["currentReplicas"], predictor["desiredReplicas"]) == (1, 1), predictor
+        failed = predictor["latestCreatedRevision"]
+        wait_until(
+            lambda: f"revision {failed} failed for good: its other 1 replica stopped" in server.log(),
+            30,
+            what="its predictor to stop",
+        )
+        r = client.post("/v1/models/iris-transformer:predict", json={"instances": [RECORD]})
+        assert r.status_code == 200 and r.headers["x-serving-revision"] == stable, r.text

@@ -47,6 +47,15 @@ def drained(revision: str, replicas: int | None = None) -> None:
         )
 
 
+def gave_up(revision: str, replicas: int) -> None:
+    log.info(
+        "revision %s failed for good: its other %d replica%s stopped",
+        revision,
+        replicas,
+        "" if replicas == 1 else "s",
+    )
+
+
 def replica(name: str, what: str, detail: str = "") -> None:
     """`started`, `ready`, `restarted` (info); `crashed`, `failed` (warning, with the detail)."""
     level = logging.WARNING if what in ("crashed", "failed", "unhealthy") else logging.INFO

@@ -459,6 +459,7 @@ class LocalControlPlane:
                 continue
             if not self._retryable(runner):  # e.g. its runtime was deleted meanwhile: that failure shows
                 self._retries.pop(key, None)
+                self._give_up(runner, why)
                 continue
             if retry is None or retry.runner is not runner:
                 retry = self._retries[key] = self._backoff(retry, runner, why)
@@ -467,6 +468,18 @@ class LocalControlPlane:
                 del self.runners[key]
                 release(runner.model_dir)  # its lease on a downloaded folder: the next attempt takes its own
                 self._spawn(runner.stop())
+
+    def _give_up(self, runner: RevisionRunner, why: str) -> None:
+        """A revision failed for good (one component will not start): its other processes stop too, and it is
+        not scaled again (its predictor idled on behind a failed transformer, counted as a replica)."""
+        if not runner.error:
+            runner.error = why
+        live = [
+            r for r in runner.all_replicas() if r.state not in (ReplicaState.FAILED, ReplicaState.STOPPED)
+        ]
+        if live:
+            events.gave_up(runner.revision.name, len(live))
+            self._spawn(runner.stop(live))
 
     def retrying(self, namespace: str, revision: str) -> bool:
         """Whether a failed revision will be tried again (its storage fetch or load may yet succeed)."""
@@ -558,8 +571,13 @@ class LocalControlPlane:
         return Fleet(ready, len(runner.predictors), pids)
 
     def _replica_status(self, status: dict[str, Any], key: tuple[str, str]) -> None:
-        """`currentReplicas` (ready predictor replicas) and `desiredReplicas`, summed over running revisions."""
-        desired = self._desired.get(key, {})
+        """`currentReplicas` (ready predictor replicas) and `desiredReplicas`, summed over running revisions
+        (not one that failed: none of its replicas is coming)."""
+        desired = {
+            name: count
+            for name, count in self._desired.get(key, {}).items()
+            if (runner := self.runners.get((key[0], name))) is None or runner.failure() is None
+        }
         current = sum(self._fleet(key[0], name).ready for name in desired)
         predictor = status["components"]["predictor"] = dict(status["components"]["predictor"])
         predictor["currentReplicas"], predictor["desiredReplicas"] = current, sum(desired.values())

@@ -80,6 +80,12 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         doc = wait_for_traffic(server, state, "iris", lambda t: t.get(r1) == 100)
         assert traffic(doc) == {r1: 100, r2: 0}
         assert {predict(client, "iris").headers["x-serving-revision"] for _ in range(20)} == {r1}
+        rolled_back = [
+            line
+            for line in cli(server, state, "rollout", "history", "iris").stdout.splitlines()
+            if "rolled back" in line
+        ]
+        assert len(rolled_back) == 1 and r2 in rolled_back[0] and "by the user" in rolled_back[0], rolled_back
 
         cli(server, state, "rollout", "promote", "iris")
         doc = wait_for_traffic(server, state, "iris", lambda t: t == {r2: 100})
@@ -89,6 +95,11 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         assert {predict(client, "iris").headers["x-serving-revision"] for _ in range(20)} == {r2}
         table = cli(server, state, "get").stdout
         assert "iris" in table and "LATESTREADYREVISION" in table and r2 in table
+        nothing = cli(server, state, "rollout", "rollback", "iris", check=False)  # no canary in progress
+        assert nothing.returncode != 0 and f"has no canary to roll back: {r2} serves" in nothing.stderr
+        assert "canaryTrafficPercent" not in str(get_isvc(server, state, "iris")["spec"]), (
+            "the spec untouched"
+        )
 
     # Restart: every InferenceService comes back with the same revisions and traffic.
     with serving_up(state) as server, server.client() as client:
@@ -102,8 +113,10 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         train_iris_sklearn(v3, c=0.5)
         apply_text(server, state, isvc_yaml("iris", v3, canary=20), tmp_path)
         wait_for_traffic(server, state, "iris", lambda t: sorted(t.values()) == [20, 80])
-        cli(server, state, "rollout", "rollback", "iris")
+        apply_text(server, state, isvc_yaml("iris", v3, canary=0), tmp_path)  # KServe's own rollback
         wait_for_traffic(server, state, "iris", lambda t: t.get(r2) == 100)
+        history = cli(server, state, "rollout", "history", "iris").stdout
+        assert "rolled back" in history and "canaryTrafficPercent: 0" in history, history
         undone = cli(server, state, "rollout", "undo", "iris").stdout
         assert f"rolled back to revision {r1} (from {r2})" in undone, (
             undone

@@ -202,12 +202,21 @@ class LocalControlPlane:
         )
 
     # -- API ---------------------------------------------------------------------------------------
-    async def apply(self, isvc: InferenceService, document: dict[str, Any]) -> Service:
+    async def apply(
+        self,
+        isvc: InferenceService,
+        document: dict[str, Any],
+        rolled_back_by: str = "canaryTrafficPercent: 0",
+    ) -> Service:
+        """Store and reconcile a service. A canary rolled back by this apply (its percent written 0, KServe's
+        way, or `serving rollout rollback`: `rolled_back_by`) is in the rollout history."""
         async with self._lock:
             old = self.services.get(isvc.key)
             if old is not None and old.document == document:  # kubectl's `unchanged`: no new generation
                 events.applied(isvc.key, "unchanged", old.generation)
                 return old
+            if old is not None and _rolls_back(old, isvc):
+                self.history.event(*isvc.key, old.rollout.latest_created, "rolled back", rolled_back_by)
             service = Service(
                 isvc,
                 document,
@@ -731,6 +740,18 @@ def _service_name(namespace: str, name: str) -> str:
 
 REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})
 FETCHED_SCHEMES = REMOTE_SCHEMES | {"", "file", "pvc"}
+
+
+def _rolls_back(old: Service, new: InferenceService) -> bool:
+    """The new spec sends a canary in progress back to 0 % (its percent written 0, the revision unchanged)."""
+    rollout = old.rollout
+    if rollout.latest_created in (None, rollout.rolled_out):
+        return False
+    if Revision.from_spec(new).name != rollout.latest_created:
+        return False
+    percents = [c.canary_traffic_percent for c in (old.isvc.spec.predictor, old.isvc.spec.transformer) if c]
+    now = [c.canary_traffic_percent for c in (new.spec.predictor, new.spec.transformer) if c]
+    return 0 in now and 0 not in percents
 
 
 def _remote(revision: Revision) -> bool:

@@ -102,13 +102,18 @@ async def rollout_action(
             f"{action}: no Canary policy targets InferenceService {key[0]}/{key[1]} "
             "(apply a Canary to have its analysis paused or resumed)"
         )
+    rollout = service.rollout
+    if action == "rollback" and (rollout.latest_created in (None, rollout.rolled_out)):
+        raise BadRequest(
+            f"InferenceService {key[1]} has no canary to roll back: {rollout.rolled_out or 'its revision'} "
+            "serves all its traffic"
+        )
     doc = orjson.loads(orjson.dumps(service.document))
     if action == "promote":
         set_canary_percent(doc, None)
-    else:
-        set_canary_percent(doc, 0)
-        control.history.event(*key, service.rollout.latest_created, "rolled back", "by the user")
-    return await control.apply(parse(doc), doc), {}
+        return await control.apply(parse(doc), doc), {}
+    set_canary_percent(doc, 0)
+    return await control.apply(parse(doc), doc, rolled_back_by="by the user"), {}
 
 
 async def _undo(

@@ -446,6 +446,19 @@ def test_render_warns_what_the_objects_cannot_carry(tmp_path: Path) -> None:
         _doc("pvc://m/iris", {"autoscaling.knative.dev/activation-scale": "2"}, minReplicas=0)
     )
     assert "autoscaling.knative.dev/activation-scale: serving up only" in activation
+    rps = warnings(
+        _doc(
+            "pvc://m/iris",
+            {"autoscaling.knative.dev/metric": "rps", "autoscaling.knative.dev/target": "50"},
+            maxReplicas=3,
+        )
+    )
+    assert "the HPA reads the Pods metric serving_requests_per_second, which only a Prometheus adapter" in rps
+    annotated_zero = warnings(_doc("pvc://m/iris", {"autoscaling.knative.dev/min-scale": "0"}, maxReplicas=3))
+    assert (
+        "metadata.annotations.autoscaling.knative.dev/min-scale: 0 is rendered as replicas: 1"
+        in annotated_zero
+    )
 
 
 def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_are_named(model: Path) -> None:

@@ -87,15 +87,26 @@ def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> li
     knobs = knobs_from(predictor, annotations)
     keda, out = _keda(knobs, keda_prometheus_url), scaling_annotations.extra_metrics(predictor, knobs)
     fixed = max(knobs.min_replicas, 1)
+    if knobs.metric in ("concurrency", "rps") and not keda and knobs.max_replicas > fixed:
+        metric = ADAPTER_METRICS[knobs.metric]
+        written = predictor.scale_metric is not None or PREFIX + "metric" in annotations
+        said = "spec.predictor.scaleMetric" if predictor.scale_metric is not None else f"{PREFIX}metric"
+        out.append(
+            f"{said if written else 'the default metric'} {knobs.metric}: the HPA reads the Pods metric {metric}, "
+            "which only a Prometheus "
+            "adapter rule makes (README: Kubernetes); without one it never scales: add the rule, or pass "
+            "--keda-prometheus-url (chart keda.enabled) for KEDA on the router's series"
+        )
     if knobs.min_replicas == 0 and not keda:
         how = (
             "pass --keda-prometheus-url (chart keda.enabled) for scale to zero through the router's activator"
             if knobs.metric in ("concurrency", "rps")
             else f"only concurrency/rps scale to zero (KEDA on the router's series); {knobs.metric} cannot"
         )
+        annotated = next((k for k in (PREFIX + "min-scale", PREFIX + "minScale") if k in annotations), None)
+        written = f"metadata.annotations.{annotated}: 0" if annotated else "spec.predictor.minReplicas: 0"
         out.append(
-            "spec.predictor.minReplicas: 0 is rendered as replicas: 1 (a Deployment or an HPA does not "
-            f"scale to zero); {how}"
+            f"{written} is rendered as replicas: 1 (a Deployment or an HPA does not scale to zero); {how}"
         )
     if knobs.autoscaler == "keda" and not keda:
         why = (
@@ -175,6 +186,11 @@ def scaled_object(
     }
 
 
+# The Pods metrics an HPA on concurrency / rps reads: a Prometheus adapter makes them from the model server's
+# serving_requests_in_flight gauge and the rate of its serving_requests_total (README: Kubernetes)
+ADAPTER_METRICS = {"concurrency": "serving_requests_in_flight", "rps": "serving_requests_per_second"}
+
+
 def hpa(knobs: Knobs, min_replicas: int, target_name: str, metadata: dict[str, Any]) -> dict[str, Any]:
     if knobs.metric in ("cpu", "memory"):
         measure = {
@@ -185,9 +201,7 @@ def hpa(knobs: Knobs, min_replicas: int, target_name: str, metadata: dict[str, A
             },
         }
     else:  # served by prometheus-adapter from the model server's metrics
-        name = (
-            "serving_requests_in_flight" if knobs.metric == "concurrency" else "serving_requests_per_second"
-        )
+        name = ADAPTER_METRICS[knobs.metric]
         measure = {
             "type": "Pods",
             "pods": {

@@ -58,7 +58,10 @@ def unpickle(path: Path, data: bytes | None = None) -> Any:
         with IMPORT_LOCK:  # unpickling imports the estimator's modules
             return joblib.load(io.BytesIO(data) if data is not None else path)
     except Exception as exc:  # joblib's own messages ("pop from empty list") do not say which file
-        raise ArtifactError(f"cannot load {path.name}: {type(exc).__name__}: {exc}") from exc
+        # a missing module or class is another environment's pickle; the rest, bytes that are no pickle
+        corrupt = not isinstance(exc, ImportError | AttributeError | TypeError)
+        why = " (not a joblib/pickle file, or a damaged one)" if corrupt else ""
+        raise ArtifactError(f"cannot load {path.name}{why}: {type(exc).__name__}: {exc}") from exc
 
 
 class LazyEstimator:

@@ -57,6 +57,7 @@ def test_a_broken_model_is_not_ready_with_its_reason_and_the_others_serve(server
     broken = httpx.get(server.url + "/v2/models/broken/ready")
     assert broken.status_code == 503 and broken.json()["ready"] is False
     assert "'broken'" in broken.json()["reason"] and "cannot load model.joblib" in broken.json()["reason"]
+    assert "(not a joblib/pickle file, or a damaged one)" in broken.json()["reason"]
     v1 = httpx.get(server.url + "/v1/models/broken")
     assert (v1.status_code, v1.json()) == (503, {"name": "broken", "ready": False})
     refused = _predict(server, "broken")

@@ -104,9 +104,9 @@ def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> li
             else f"only concurrency/rps scale to zero (KEDA on the router's series); {knobs.metric} cannot"
         )
         annotated = next((k for k in (PREFIX + "min-scale", PREFIX + "minScale") if k in annotations), None)
-        written = f"metadata.annotations.{annotated}: 0" if annotated else "spec.predictor.minReplicas: 0"
+        named = f"metadata.annotations.{annotated}: 0" if annotated else "spec.predictor.minReplicas: 0"
         out.append(
-            f"{written} is rendered as replicas: 1 (a Deployment or an HPA does not scale to zero); {how}"
+            f"{named} is rendered as replicas: 1 (a Deployment or an HPA does not scale to zero); {how}"
         )
     if knobs.autoscaler == "keda" and not keda:
         why = (

@@ -75,8 +75,10 @@ def test_apply_get_rollout_delete_speak_kubectl(up: Up, model_repo: Path, tmp_pa
     assert promoted.startswith("inferenceservice/words promoted: ") or promoted.endswith(
         "no ready revision yet\n"
     )
-    assert cli(server, state, "rollout", "rollback", "words").stdout.startswith(
-        "inferenceservice/words rolled back: "
+    nothing = cli(server, state, "rollout", "rollback", "words", check=False)  # one revision: no canary
+    assert (
+        nothing.returncode == 2
+        and "error: InferenceService words has no canary to roll back" in nothing.stderr
     )
     assert cli(server, state, "delete", "-f", str(spec)).stdout == "inferenceservice/words deleted\n"
     gone = cli(server, state, "get", "isvc/words", check=False)

@@ -103,10 +103,13 @@ async def rollout_action(
             "(apply a Canary to have its analysis paused or resumed)"
         )
     rollout = service.rollout
-    if action == "rollback" and (rollout.latest_created in (None, rollout.rolled_out)):
+    if action == "rollback" and rollout.rolled_out is None:
         raise BadRequest(
-            f"InferenceService {key[1]} has no canary to roll back: {rollout.rolled_out or 'its revision'} "
-            "serves all its traffic"
+            f"InferenceService {key[1]} has no canary to roll back: no revision has rolled out yet"
+        )
+    if action == "rollback" and rollout.latest_created in (None, rollout.rolled_out):
+        raise BadRequest(
+            f"InferenceService {key[1]} has no canary to roll back: {rollout.rolled_out} serves all its traffic"
         )
     doc = orjson.loads(orjson.dumps(service.document))
     if action == "promote":

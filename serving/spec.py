@@ -287,6 +287,13 @@ _ANNOTATION_KEY = re.compile(
 )
 
 
+def _all_match(items: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    for item in items:
+        if not pattern.fullmatch(item):
+            raise ValueError(f"{item!r} is not {what}")
+    return items
+
+
 class Logger(Strict):
     # KServe's payload logger: CloudEvents to an http(s) receiver, or JSON Lines to a file:/// path.
     # (A comment, not a docstring: the docstring would become the CRD field's description.)
@@ -301,18 +308,12 @@ class Logger(Strict):
     @field_validator("metadata_annotations")
     @classmethod
     def _annotation_keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            if not _ANNOTATION_KEY.fullmatch(key):
-                raise ValueError(f"{key!r} is not an annotation key ([prefix/]name)")
-        return keys
+        return _all_match(keys, _ANNOTATION_KEY, "an annotation key ([prefix/]name)")
 
     @field_validator("metadata_headers")
     @classmethod
     def _header_names(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not an HTTP header name")
-        return names
+        return _all_match(names, _HEADER_NAME, "an HTTP header name")
 
     @field_validator("url")
     @classmethod

@@ -124,8 +124,8 @@ def test_failing_canary_rolls_back_within_threshold_intervals_and_idle_holds():
     assert host.saved[-1] == status  # every change reaches the host (persisted there)
 
 
-def test_manual_control_wins_and_restart_resumes_at_the_same_step():
-    host, clock = Host(), [0.0]
+def _at_the_second_step(host: Host, clock: list[float]) -> CanaryController:
+    """A canary iris-b over iris-a that passed its first check: at 25 %."""
     ctl = controller(host, clock)
     host.view = RolloutView("iris-b", "iris-a", True)
     ctl.tick()
@@ -133,6 +133,12 @@ def test_manual_control_wins_and_restart_resumes_at_the_same_step():
     clock[0] += 5
     ctl.tick()
     assert ctl.percent_for(KEY) == 25
+    return ctl
+
+
+def test_manual_control_wins_and_restart_resumes_at_the_same_step():
+    host, clock = Host(), [0.0]
+    ctl = _at_the_second_step(host, clock)
     ctl.pause(KEY)
     host.traffic("iris-b", 50)
     clock[0] += 5
@@ -151,13 +157,7 @@ def test_a_restart_mid_analysis_holds_while_the_canary_starts_again_and_fails_pa
     rolled back 2.6 s before its replica was ready again), until it is ready once more or progressDeadlineSeconds
     passes; the first check after the restore is a whole interval away."""
     host, clock = Host(), [0.0]
-    ctl = controller(host, clock)
-    host.view = RolloutView("iris-b", "iris-a", True)
-    ctl.tick()
-    host.traffic("iris-b", 50)
-    clock[0] += 5
-    ctl.tick()
-    assert ctl.percent_for(KEY) == 25
+    ctl = _at_the_second_step(host, clock)
     persisted = CanaryStatus.from_json(ctl.tracked[KEY].status.to_json())
     again = CanaryController(host, clock=lambda: clock[0])  # the restart
     again.apply(ctl.tracked[KEY].canary, persisted)

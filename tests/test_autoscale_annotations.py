@@ -459,6 +459,8 @@ def test_render_warns_what_the_objects_cannot_carry(tmp_path: Path) -> None:
         "metadata.annotations.autoscaling.knative.dev/min-scale: 0 is rendered as replicas: 1"
         in annotated_zero
     )
+    first = warnings(_doc("pvc://m/iris", {"autoscaling.knative.dev/initial-scale": "2"}, maxReplicas=3))
+    assert "autoscaling.knative.dev/initial-scale: serving up and KEDA only" in first
 
 
 def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_are_named(model: Path) -> None:

@@ -126,6 +126,13 @@ def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> li
             "or pass --keda-prometheus-url for a KEDA ScaledObject (at most "
             f"{KEDA_DEFAULT_MAX} replicas)"
         )
+    if not keda:  # an HPA (or a fixed count) has neither a first size nor a zero to linger before
+        for key in ("initial-scale", "scale-to-zero-pod-retention-period"):
+            if PREFIX + key in annotations:
+                out.append(
+                    f"metadata.annotations.{PREFIX}{key}: serving up and KEDA only; the rendered Deployment "
+                    "starts at minReplicas and an HPA never goes to zero"
+                )
     if PREFIX + "activation-scale" in annotations:
         out.append(
             f"metadata.annotations.{PREFIX}activation-scale: serving up only; on Kubernetes a revision wakes "

@@ -211,9 +211,7 @@ class ControlAPI:
 
     async def list_objects(self, request: Request) -> Response:
         self._authorise(request)
-        kind = _kept_kind(request, -1)
-        store = self.control.accounts if kind == "ServiceAccount" else self.control.secrets
-        return JSONBody({"items": store.names()})
+        return JSONBody({"items": self.control.kept(_kept_kind(request, -1)).names()})
 
     async def list_canaries(self, request: Request) -> Response:
         self._authorise(request)

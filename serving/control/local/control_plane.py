@@ -274,7 +274,7 @@ class LocalControlPlane:
         next restart): the object may be what it lacked."""
         record = kept_record(doc)  # validated before the lock: a bad one changes nothing
         async with self._lock:
-            outcome = self._kept(doc["kind"]).put(namespace, doc["metadata"]["name"], record)
+            outcome = self.kept(doc["kind"]).put(namespace, doc["metadata"]["name"], record)
             if outcome != "unchanged":
                 self._refetch(namespace)
         if outcome != "unchanged":
@@ -285,11 +285,12 @@ class LocalControlPlane:
         """Forget a Secret or ServiceAccount; running revisions keep the model they fetched (a Pod keeps its
         /mnt/models)."""
         async with self._lock:
-            self._kept(kind).delete(namespace, name)
+            self.kept(kind).delete(namespace, name)
             if kind == "Secret":  # a key file written for a fetch (GCS) goes with its Secret
                 shutil.rmtree(self.secrets.folder / "keys" / namespace / name, ignore_errors=True)
 
-    def _kept(self, kind: str) -> KeptStore:
+    def kept(self, kind: str) -> KeptStore:
+        """The store of the Secrets or the ServiceAccounts."""
         return self.accounts if kind == "ServiceAccount" else self.secrets
 
     def _refetch(self, namespace: str) -> None:

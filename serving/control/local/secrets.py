@@ -5,7 +5,7 @@ predictor's service account (`serviceAccountName`, "default" when unset).
 One file per object in `STATE_DIR/secrets/` and `STATE_DIR/serviceaccounts/` (the folders 0700, each file
 0600, written atomically). A Secret keeps its decoded data (`data` base64-decoded, `stringData` over it, as the
 API server merges them) and its annotations (KServe's `serving.kserve.io/s3-endpoint`...); a ServiceAccount
-the names of its `secrets`. Values leave this module only towards a model fetch (`data()`); the API lists
+the names of its `secrets` and its annotations (an IAM-role account's `s3-*` ones count). Values leave this module only towards a model fetch (`data()`); the API lists
 names, `serving get` never shows them, and nothing here logs them.
 """
 
@@ -45,7 +45,7 @@ def kept_record(doc: dict[str, Any]) -> dict[str, Any]:
     """What is stored of a kept object, validated: a Secret's values and annotations, a ServiceAccount's
     Secret names. Errors name the object and the field, never a value."""
     if doc.get("kind") == "Secret":
-        return {"data": secret_data(doc), "annotations": _annotations(doc)}
+        return {"data": secret_data(doc), "annotations": _annotations(doc, "Secret")}
     name = _name(doc, "ServiceAccount")
     refs = doc.get("secrets") or []
     if not isinstance(refs, list):
@@ -56,10 +56,7 @@ def kept_record(doc: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(ref_name, str) or not _NAME.fullmatch(ref_name):
             raise BadRequest(f"ServiceAccount {name}: secrets[{i}].name must be a Secret's name")
         names.append(ref_name)
-    annotations = (doc.get("metadata") or {}).get("annotations") or {}
-    if not isinstance(annotations, dict):
-        raise BadRequest(f"ServiceAccount {name}: metadata.annotations must be a mapping")
-    return {"secrets": names, "annotations": {str(k): str(v) for k, v in annotations.items()}}
+    return {"secrets": names, "annotations": _annotations(doc, "ServiceAccount")}
 
 
 def _name(doc: dict[str, Any], kind: str) -> str:
@@ -69,10 +66,10 @@ def _name(doc: dict[str, Any], kind: str) -> str:
     return name
 
 
-def _annotations(doc: dict[str, Any]) -> dict[str, str]:
+def _annotations(doc: dict[str, Any], kind: str) -> dict[str, str]:
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
     if not isinstance(annotations, dict):
-        raise BadRequest(f"Secret {_name(doc, 'Secret')}: metadata.annotations must be a mapping")
+        raise BadRequest(f"{kind} {_name(doc, kind)}: metadata.annotations must be a mapping")
     return {str(k): str(v) for k, v in annotations.items()}
 
 

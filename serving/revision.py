@@ -22,6 +22,7 @@ from serving.spec import (
     ModelSpec,
     PredictorSpec,
     StorageSpec,
+    StorageUri,
     TransformerSpec,
 )
 
@@ -48,7 +49,7 @@ def served_document(component: PredictorSpec | TransformerSpec) -> dict[str, Any
 
 def normalised_predictor(spec: PredictorSpec) -> PredictorSpec:
     """The predictor as served: `model:` form, traffic and scale cleared."""
-    update: dict[str, Any] = {name: None for name in (*TRAFFIC_AND_SCALE, *SHORTHANDS)}
+    update: dict[str, Any] = {name: None for name in (*TRAFFIC_AND_SCALE, *SHORTHANDS, "storage_uris")}
     if spec.custom_container is None:  # a model, in either form (a shorthand beside sidecars included)
         update["model"] = spec.normalised_model()
     return PredictorSpec.model_validate(served_document(spec.model_copy(update=update)))
@@ -117,6 +118,13 @@ class Revision:
     def storage_uri(self) -> str | None:
         """The model's `storageUri`; a custom predictor container's is its `STORAGE_URI` env (as in KServe)."""
         return self.model.storage_uri if self.model is not None else self.predictor.custom_storage_uri
+
+    @property
+    def storage_uris(self) -> tuple[StorageUri, ...]:
+        """KServe's `storageUris` when they are more than one `storageUri` (each into its folder under
+        /mnt/models); empty otherwise."""
+        model = self.model
+        return model.storage_uris or () if model is not None else ()
 
     @property
     def service_account(self) -> str:

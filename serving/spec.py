@@ -7,6 +7,7 @@ shorthands are normalised to `predictor.model.modelFormat` here, once.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +77,9 @@ KUBERNETES_CONTAINER_ONLY = (
     "imagePullPolicy",
     "envFrom",
     "workingDir",
+)
+MODEL_MOUNT = (
+    "/mnt/models"  # where a model server finds its model (KServe's storage-initializer puts it there)
 )
 # Volumes the rendered pod has already (the model, /tmp, a pvc:// claim): a user's volume may not reuse the names.
 RESERVED_VOLUMES = ("model", "tmp", "pvc")
@@ -176,11 +180,79 @@ class StorageSpec(Strict):
         return path
 
 
+def checked_storage_uri(uri: str) -> str:
+    """Malformed URIs are refused here; a well-formed one we cannot fetch fails its revision, with the reason in
+    the status (so KServe's documented YAML with gs:// or s3:// is still accepted)."""
+    if not uri.strip() or any(ord(c) < 32 for c in uri):
+        raise ValueError(f"{uri!r} is not a storage URI (empty, or contains control characters)")
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme and scheme not in KNOWN_SCHEMES:
+        raise ValueError(
+            f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc://, s3://, gs://, az:// "
+            f"(or KServe's {', '.join(s + '://' for s in sorted(KSERVE_ONLY_SCHEMES))})"
+        )
+    return uri
+
+
+class StorageUri(Strict):
+    """One item of KServe's `storageUris`: `uri` fetched into `mountPath` (default /mnt/models, where the model
+    server reads its model). `path`, the name KServe's docs first gave that field, is read as `mountPath`."""
+
+    uri: str
+    mount_path: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_alias(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "path" not in data:
+            return data
+        data = dict(data)
+        path = data.pop("path")
+        given = data.get("mountPath", data.get("mount_path"))
+        if given is not None and given != path:
+            raise ValueError(
+                f"path {path!r} and mountPath {given!r} disagree (path is mountPath's older name)"
+            )
+        data.setdefault("mountPath", path)
+        return data
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str) -> str:
+        return checked_storage_uri(uri)
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount_path(cls, path: str | None) -> str | None:
+        """Absolute, no `..`, and under /mnt/models: the one folder our model server (like KServe's runtimes,
+        whose args say --model_dir=/mnt/models) reads; KServe's rule that all paths share a root other than `/`
+        follows."""
+        if path is None:
+            return None
+        if not path.startswith("/") or any(ord(c) < 32 for c in path):
+            raise ValueError(f"mountPath {path!r}: must be an absolute path (under {MODEL_MOUNT})")
+        if ".." in path.split("/"):
+            raise ValueError(f"mountPath {path!r}: must not contain '..'")
+        normal = posixpath.normpath(path)
+        if normal != MODEL_MOUNT and not normal.startswith(MODEL_MOUNT + "/"):
+            raise ValueError(
+                f"mountPath {path!r}: outside {MODEL_MOUNT}, the folder the model server reads its model from; "
+                f"give a path under {MODEL_MOUNT} (e.g. {MODEL_MOUNT}/preprocessing)"
+            )
+        return normal
+
+    @property
+    def subpath(self) -> str:
+        """Where it goes inside the model folder ("" for the folder itself)."""
+        return (self.mount_path or MODEL_MOUNT)[len(MODEL_MOUNT) :].lstrip("/")
+
+
 class FrameworkSpec(KubernetesContainer):
     """KServe's `sklearn:` / `xgboost:` / `onnx:` shorthand (and the fields `model:` shares with it)."""
 
     storage_uri: str | None = None
     storage: StorageSpec | None = None
+    storage_uris: tuple[StorageUri, ...] | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> FrameworkSpec:
@@ -188,24 +260,23 @@ class FrameworkSpec(KubernetesContainer):
             problem = storage_location_problem(self.storage.path is not None, self.storage_uri)
             if problem:
                 raise ValueError(problem)
+        if self.storage_uris is not None:
+            problem = many_locations_problem(self.storage_uris, self.storage_uri, self.storage)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @field_validator("storage_uri")
     @classmethod
     def _storage_uri(cls, uri: str | None) -> str | None:
-        """Malformed URIs are refused here; a well-formed one we cannot fetch fails its revision, with the
-        reason in the status (so KServe's documented YAML with gs:// or s3:// is still accepted)."""
-        if uri is None:
-            return None
-        if not uri.strip() or any(ord(c) < 32 for c in uri):
-            raise ValueError(f"{uri!r} is not a storage URI (empty, or contains control characters)")
-        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-        if scheme and scheme not in KNOWN_SCHEMES:
-            raise ValueError(
-                f"storage scheme '{scheme}://' is unknown; use a path, file://, http(s)://, pvc://, s3://, gs://, az:// "
-                f"(or KServe's {', '.join(s + '://' for s in sorted(KSERVE_ONLY_SCHEMES))})"
-            )
-        return uri
+        return None if uri is None else checked_storage_uri(uri)
+
+    def with_storage_uris(self, items: tuple[StorageUri, ...] | None) -> Any:
+        """This model fetching `items` (KServe's `storageUris`); one item into /mnt/models itself is written
+        `storageUri`, which KServe's docs call the same (so it is the same revision, fetched the same way)."""
+        if items and len(items) == 1 and not items[0].subpath:
+            return self.model_copy(update={"storage_uri": items[0].uri, "storage_uris": None})
+        return self.model_copy(update={"storage_uris": items})
 
     protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
     runtime_version: str | None = None
@@ -434,10 +505,11 @@ class ComponentSpec(Strict):
     @classmethod
     def _volume_names(cls, volumes: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
         for i, volume in enumerate(volumes):
-            if volume.get("name") in RESERVED_VOLUMES:
+            name = volume.get("name")
+            if name in RESERVED_VOLUMES or (isinstance(name, str) and re.fullmatch(r"pvc-\d+", name)):
                 raise ValueError(
                     f"volume {volume['name']!r} (item {i}): the pod has a volume of that name already (model: the "
-                    "model, tmp: /tmp, pvc: a pvc:// claim); give yours another name"
+                    "model, tmp: /tmp, pvc and pvc-N: the pvc:// claims); give yours another name"
                 )
         return volumes
 
@@ -458,6 +530,8 @@ class PredictorSpec(ComponentSpec):
     sklearn: FrameworkSpec | None = None
     xgboost: FrameworkSpec | None = None
     onnx: FrameworkSpec | None = None
+    # KServe's `storageUris` on the component (its docs also show it under `model:`): normalised into the model
+    storage_uris: tuple[StorageUri, ...] | None = None
 
     @model_validator(mode="after")
     def _one_model(self) -> PredictorSpec:
@@ -469,6 +543,20 @@ class PredictorSpec(ComponentSpec):
                 "needs a model: set model (with modelFormat and storageUri) or sklearn/xgboost/onnx, "
                 f"or containers with a {PREDICTOR_CONTAINER} (a custom predictor image, Kubernetes only)"
             )
+        if self.storage_uris is not None:
+            if not given:
+                raise ValueError(
+                    "storageUris beside a custom predictor container: not served here (give the container its "
+                    f"model with the {STORAGE_URI_ENV} env, or serve a model: with storageUris)"
+                )
+            if not self.storage_uris:
+                raise ValueError(many_locations_problem((), None, None))
+            section: FrameworkSpec = getattr(self, given[0])
+            if section.storage_uris is not None:
+                raise ValueError(f"storageUris is given twice (here and in {given[0]}): give it once")
+            problem = many_locations_problem(self.storage_uris, section.storage_uri, section.storage)
+            if problem:
+                raise ValueError(f"{problem} (storageUris here, the rest in {given[0]})")
         return self
 
     @property
@@ -487,14 +575,16 @@ class PredictorSpec(ComponentSpec):
         return found[0] if found else None
 
     def normalised_model(self) -> ModelSpec:
-        """The `model:` form, whichever way it was written."""
-        if self.model is not None:
-            return self.model
+        """The `model:` form, whichever way it was written (a component's `storageUris` moved into it)."""
+        model = self.model
         for fmt in SUPPORTED_FORMATS:
             short: FrameworkSpec | None = getattr(self, fmt)
             if short is not None:
                 fields = short.model_dump(exclude_none=True)
-                return ModelSpec(model_format=ModelFormat(name=fmt), **fields)
+                model = ModelSpec(model_format=ModelFormat(name=fmt), **fields)
+        if model is not None:
+            items = self.storage_uris if self.storage_uris is not None else model.storage_uris
+            return model if items is None else model.with_storage_uris(items)
         if self.custom_container is not None:
             raise SpecError(
                 "spec.predictor.containers: a custom predictor container has no model for our model server"
@@ -805,6 +895,23 @@ def parse(document: dict[str, Any]) -> InferenceService:
 
 
 STORAGE_SPEC_SCHEMES = ("s3", "hdfs", "webhdfs")  # what a storage Secret's entry can describe (KServe's)
+
+
+def many_locations_problem(
+    items: tuple[StorageUri, ...], storage_uri: str | None, storage: StorageSpec | None
+) -> str:
+    """Why KServe's `storageUris` cannot be served as written ("" when it can): as in KServe, it and
+    `storageUri` are mutually exclusive; a `storage:` entry names a single model too."""
+    if not items:
+        return "storageUris: empty; give at least one {uri, mountPath} (or use storageUri)"
+    if storage_uri is not None:
+        return (
+            "storageUri and storageUris are both set: give one (an item of storageUris without mountPath is "
+            "storageUri)"
+        )
+    if storage is not None:
+        return "storage and storageUris are both set: give one (storage: names one model in a bucket)"
+    return ""
 
 
 def storage_location_problem(has_path: bool, storage_uri: str | None) -> str:

@@ -188,6 +188,11 @@ def _unfetched_scheme(value: Any) -> str:
     )
 
 
+def _unfetched_items(items: Any) -> str:
+    """KServe's `storageUris`: the first item whose scheme is not fetched here."""
+    return next((f"{item.uri}: {c}" for item in items if (c := _unfetched_scheme(item.uri))), "")
+
+
 def _storage_caveats(value: Any) -> str:
     """KServe's `storage:` of types we do not fetch, and ModelMesh's schemaPath."""
     caveats = []
@@ -333,6 +338,16 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
         "model files (resolved on this machine)",
         "storage-initializer pull",
         _unfetched_scheme,
+    ),
+    *(
+        FieldEffect(
+            path,
+            "model files of every URI in one folder, each at its mountPath under /mnt/models (one item into "
+            "/mnt/models is storageUri)",
+            "storage-initializer pull URI /mnt/models --also URI PATH ...",
+            _unfetched_items,
+        )
+        for path in ("predictor.storageUris", "predictor.model.storageUris")
     ),
     FieldEffect(
         "predictor.model.storage",

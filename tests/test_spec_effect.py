@@ -731,6 +731,32 @@ def _storage_uri() -> None:
     assert hdfs.warned("predictor.model.storageUri")
 
 
+def _storage_uris(where: str) -> Callable[[], None]:
+    def check() -> None:
+        items = [{"uri": "s3://models/iris"}, {"uri": "pvc://store/pre", "mountPath": "/mnt/models/pre"}]
+        written = {"model": {**MODEL, "storageUri": None, "storageUris": items}}
+        if where == "predictor":
+            written = {"model": {"modelFormat": MODEL["modelFormat"]}, "storageUris": items}
+        e = effects(written)
+        assert [(i.uri, i.subpath) for i in e.revision.storage_uris] == [  # what serving up composes
+            ("s3://models/iris", ""),
+            ("pvc://store/pre", "pre"),
+        ]
+        args = e.pod()["spec"]["initContainers"][0]["args"]
+        assert args[:4] == ["storage", "pull", "s3://models/iris", "/mnt/models"]
+        assert args[args.index("--also") :][:3] == ["--also", "pvc://store/pre", "/mnt/models/pre"]
+        assert not e.warned(f"{where}.storageUris")
+        hf = [{"uri": "hf://org/model"}, {"uri": "s3://b/x", "mountPath": "/mnt/models/x"}]
+        unfetched = (
+            effects({"model": {"modelFormat": MODEL["modelFormat"]}, "storageUris": hf})
+            if where == "predictor"
+            else effects({"model": {"modelFormat": MODEL["modelFormat"], "storageUris": hf}})
+        )
+        assert unfetched.warned(f"{where}.storageUris")
+
+    return check
+
+
 def _storage_spec() -> None:
     from serving.control.local.storage_bridge import location
 
@@ -917,6 +943,8 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.model.modelFormat.name": _format_name,
     "predictor.model.modelFormat.version": _format_version,
     "predictor.model.storageUri": _storage_uri,
+    "predictor.storageUris": _storage_uris("predictor"),
+    "predictor.model.storageUris": _storage_uris("predictor.model"),
     "predictor.model.storage": _storage_spec,
     "predictor.model.runtime": _runtime,
     "predictor.model.runtimeVersion": only_warned(

@@ -5,7 +5,8 @@ As KServe's storage initializer, a pull reads STORAGE_CONFIG (a storage Secret's
 secretKeyRef) and STORAGE_OVERRIDE_CONFIG (a model's `storage.parameters`): for type s3 their endpoint_url,
 access_key_id, secret_access_key, region, ca_bundle, verify_ssl and anonymous become the S3 env of this pull.
 `--storage-path PATH` instead of URI: the URI is built from them (`s3://BUCKET/PATH`), as the operator renders
-it when it could not read the Secret.
+it when it could not read the Secret. `--also URI DEST` (repeatable) pulls more, in order: KServe's
+`storageUris`, each URI into its mountPath.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     pull_p.add_argument(
         "dest", metavar="DEST", type=Path, help="folder to put the model in (created if missing)"
+    )
+    pull_p.add_argument(
+        "--also",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("URI", "DEST"),
+        help="then URI into DEST as well (repeatable; KServe's storageUris: each URI into its mountPath)",
     )
     pull_p.add_argument(
         "--storage-path",
@@ -90,10 +99,10 @@ def main_pull(args: argparse.Namespace) -> int:
         raise BadRequest("give URI or --storage-path (not both)")
     if args.uri is None:
         args.uri = storage_uri(config_from_env(os.environ), args.storage_path)
-    files, size = pull(args.uri, args.dest, config_from_args(args))
-    print(
-        f"pulled {redact(args.uri)} into {args.dest} ({files} file{'' if files == 1 else 's'}, {size} bytes)"
-    )
+    config = config_from_args(args)
+    for uri, dest in [(args.uri, args.dest), *((u, Path(d)) for u, d in args.also)]:
+        files, size = pull(uri, dest, config)
+        print(f"pulled {redact(uri)} into {dest} ({files} file{'' if files == 1 else 's'}, {size} bytes)")
     return 0
 
 

@@ -128,12 +128,12 @@ def pull(uri: str, dest: Path, config: StorageConfig) -> tuple[int, int]:
     are copied so later edits to them never change a pulled model. Returns (files, bytes)."""
     source = resolve(uri, config)
     try:
-        return _copy_tree(uri, source, dest, config)
+        return copy_tree(uri, source, dest, config)
     finally:
         release(source)  # copied (hard links stay valid even if the cache folder is pruned later)
 
 
-def _copy_tree(uri: str, source: Path, dest: Path, config: StorageConfig) -> tuple[int, int]:
+def copy_tree(uri: str, source: Path, dest: Path, config: StorageConfig) -> tuple[int, int]:
     cache = config.cache_dir.resolve()
     link = source.resolve().is_relative_to(cache)
     files = size = 0

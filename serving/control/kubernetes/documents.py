@@ -137,13 +137,18 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     custom = predictor.custom_container is not None
     out = [] if custom else model_args_warnings(predictor) + concurrency_per_worker(predictor)
     out += dropped_logger(isvc)
-    uri = predictor.custom_storage_uri if custom else predictor.normalised_model().storage_uri
+    model = None if custom else predictor.normalised_model()
+    uri = predictor.custom_storage_uri if model is None else model.storage_uri
     field = "containers[].env STORAGE_URI" if custom else "model.storageUri"
-    if uri and ("://" not in uri or uri.startswith("file://")):
-        out.append(
-            f"spec.predictor.{field}: {uri!r} is a local path; the cluster cannot read it "
-            "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
-        )
+    located = [(field, uri)] + [
+        (f"model.storageUris[{i}].uri", item.uri) for i, item in enumerate(model.storage_uris or ()) if model
+    ]
+    out += [
+        f"spec.predictor.{where}: {given!r} is a local path; the cluster cannot read it "
+        "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"
+        for where, given in located
+        if given and ("://" not in given or given.startswith("file://"))
+    ]
     storage = None if custom else predictor.normalised_model().storage
     if storage is not None and storage.schema_path is not None:
         out.append(

@@ -7,6 +7,7 @@ so a revision runs the same `serving serve` / `serving transform` command everyw
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,15 @@ _SECURITY: dict[str, Any] = {
 def _storage(
     revision: Revision, settings: RenderSettings
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The storage-initializer: `serving storage pull URI /mnt/models` into an emptyDir (pvc:// mounted)."""
+    """The storage-initializer: `serving storage pull URI /mnt/models` into an emptyDir (pvc:// mounted); for
+    KServe's `storageUris`, each further URI `--also URI /mnt/models/PATH`, as KServe's takes (uri, path) pairs."""
     uri = revision.storage_uri or ""
+    pulls = [
+        (item.uri, posixpath.join(MODEL_DIR, item.subpath) if item.subpath else MODEL_DIR)
+        for item in revision.storage_uris
+    ]
+    if pulls:
+        uri = pulls[0][0]
     location = None
     if revision.storage is not None:  # KServe's `storage:` (the Secret's entry, never the service account's)
         spec = revision.storage
@@ -184,13 +192,23 @@ def _storage(
         {"name": "model", "mountPath": MODEL_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    args = ["storage", "pull", uri, MODEL_DIR, "--cache-dir", "/tmp/cache"]
+    args = ["storage", "pull", uri, pulls[0][1] if pulls else MODEL_DIR, "--cache-dir", "/tmp/cache"]
+    for also, path in pulls[1:]:
+        args += ["--also", also, path]
     if location is not None and not uri:  # the initializer builds s3://BUCKET/PATH from its STORAGE_CONFIG
         args[2:3] = ["--storage-path", (revision.storage.path if revision.storage else None) or ""]
-    if uri.startswith("pvc://"):
-        claim = uri.removeprefix("pvc://").split("/", 1)[0]
-        volumes.append({"name": "pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
-        mounts.append({"name": "pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    claims = sorted(
+        {
+            u.removeprefix("pvc://").split("/", 1)[0]
+            for u in [uri, *(p[0] for p in pulls)]
+            if u.startswith("pvc://")
+        }
+    )
+    for i, claim in enumerate(claims):
+        name = "pvc" if i == 0 else f"pvc-{i}"
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": name, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    if claims:
         args += ["--pvc-root", PVC_ROOT]
     credentials = credentials_from_secrets(settings.service_account_secrets.get(revision.service_account, ()))
     if location is not None:  # as KServe: a storage spec's Secret instead of the service account's

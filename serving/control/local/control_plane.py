@@ -47,8 +47,10 @@ from serving.control.local.storage_bridge import (
     AccountSource,
     SecretSource,
     account_env,
+    let_go,
     location,
     resolve_at,
+    resolve_composed,
 )
 from serving.control.process_args import SecretLookup
 from serving.control.reconcile import Observed, Plan, RolloutState, plan
@@ -59,7 +61,7 @@ from serving.revision import Revision
 from serving.router.table import RouteTable
 from serving.servingruntime import ServiceMeta, parse_runtime
 from serving.spec import InferenceService, parse
-from serving.storage import StorageConfig, release, scheme_of
+from serving.storage import StorageConfig, scheme_of
 from serving.storage.errors import StorageError, StorageRefused, redact
 from serving.storage.kserve_secrets import account_entry
 from serving.storage.storage_spec import StorageSpecError, optional_entry, secret_name
@@ -318,8 +320,10 @@ class LocalControlPlane:
         storage = model.storage if model is not None else None
         name = secret_name(isvc.metadata.annotations)
         uri = model.storage_uri if model is not None else None
+        uris = [item.uri for item in model.storage_uris or ()] if model is not None else []
         account = predictor.service_account_name
-        if storage is None and account and uri and scheme_of(uri) in REMOTE_SCHEMES:
+        downloads = any(scheme_of(u) in REMOTE_SCHEMES for u in [*uris, uri or ""] if u)
+        if storage is None and account and downloads:
             if self.accounts.record(isvc.metadata.namespace, account) is not None:
                 return []
             return [
@@ -476,7 +480,7 @@ class LocalControlPlane:
                 asyncio.get_running_loop().call_later(retry.delay_s, self._changed)
             elif now >= retry.due - DUE_SLACK_S:
                 del self.runners[key]
-                release(runner.model_dir)  # its lease on a downloaded folder: the next attempt takes its own
+                let_go(runner.model_dir, self.storage)  # its download lease: the next attempt takes its own
                 self._spawn(runner.stop())
 
     def _give_up(self, runner: RevisionRunner, why: str) -> None:
@@ -531,7 +535,8 @@ class LocalControlPlane:
             if ns != namespace:
                 continue
             if runner.fetching:
-                where = runner.revision.storage_uri or "the bucket of its storage: entry"
+                uris = [item.uri for item in runner.revision.storage_uris]
+                where = runner.revision.storage_uri or ", ".join(uris) or "the bucket of its storage: entry"
                 progress[name] = f"fetching its model from {redact(where)}"
             if self.serves(ns, runner):
                 ready.add(name)
@@ -663,14 +668,23 @@ class LocalControlPlane:
         self._found(runner, *await done)
         runner.fetching = False
         if self.runners.get((runner.revision.namespace, runner.revision.name)) is not runner:
-            release(runner.model_dir)  # retired while it downloaded: nobody will read that folder
+            let_go(
+                runner.model_dir, self.storage
+            )  # retired while it downloaded: nobody will read that folder
             return
         self._changed()
 
     @staticmethod
     def _found(runner: RevisionRunner, model_dir: Path | None, error: str, retryable: bool) -> None:
         if model_dir is None:
-            field = "storage" if runner.revision.storage is not None else "storageUri"
+            revision = runner.revision
+            field = (
+                "storage"
+                if revision.storage is not None
+                else "storageUris"
+                if revision.storage_uris
+                else "storageUri"
+            )
             runner.error = f"spec.predictor.model.{field}: {error}"
             runner.failed_step = "storage" if retryable else ""
         else:
@@ -686,7 +700,9 @@ class LocalControlPlane:
         if replicas is None:  # the whole revision retired
             revision = runner.revision
             self.routes.forget(revision.isvc, revision.namespace, revision.name)
-            release(runner.model_dir)  # its downloaded folder may be pruned once a newer copy comes
+            let_go(
+                runner.model_dir, self.storage
+            )  # its downloaded folder may be pruned once a newer copy comes
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -757,7 +773,8 @@ def _rolls_back(old: Service, new: InferenceService) -> bool:
 
 def _remote(revision: Revision) -> bool:
     """Fetched in the background: an object store or URL (a `storage:` is an s3:// bucket, once resolved)."""
-    return revision.storage is not None or scheme_of(revision.storage_uri or "") in REMOTE_SCHEMES
+    uris = [item.uri for item in revision.storage_uris] or [revision.storage_uri or ""]
+    return revision.storage is not None or any(scheme_of(uri) in REMOTE_SCHEMES for uri in uris)
 
 
 def _resolve(
@@ -765,6 +782,12 @@ def _resolve(
 ) -> tuple[Path | None, str, bool]:
     """(the model folder, "", False) or (None, why not, whether trying again may help: not for a refusal by
     policy or a scheme this machine does not fetch; yes for a `storage:` its Secret cannot complete yet)."""
+    if revision.storage_uris:
+        try:
+            return resolve_composed(revision, config, accounts), "", False
+        except ServingError as exc:
+            fetchable = all(scheme_of(item.uri) in FETCHED_SCHEMES for item in revision.storage_uris)
+            return None, exc.message, _retryable_fetch(exc) and fetchable
     try:
         uri, secret_env = location(revision, secrets, accounts)
     except StorageSpecError as exc:
@@ -774,6 +797,9 @@ def _resolve(
     try:
         return resolve_at(revision, uri, secret_env, config), "", False
     except ServingError as exc:
-        fetchable = scheme_of(uri) in FETCHED_SCHEMES
-        retryable = isinstance(exc, StorageError) and not isinstance(exc, StorageRefused) and fetchable
-        return None, exc.message, retryable
+        return None, exc.message, _retryable_fetch(exc) and scheme_of(uri) in FETCHED_SCHEMES
+
+
+def _retryable_fetch(exc: ServingError) -> bool:
+    """A store that failed may answer later; a refusal by policy will not."""
+    return isinstance(exc, StorageError) and not isinstance(exc, StorageRefused)

@@ -22,6 +22,7 @@ from serving.control.local.state import write_atomic
 from serving.control.process_args import local_env, predictor_env
 from serving.errors import ArtifactError
 from serving.revision import Revision
+from serving.storage.compose import compose, composed_dir, discard
 from serving.storage.kserve_secrets import GCS_KEY_FILE, credentials_from_secrets
 from serving.storage.storage_spec import resolve_storage
 
@@ -64,6 +65,29 @@ def resolve_model_dir(
 ) -> Path:
     uri, secret_env = location(revision, secrets, accounts)
     return resolve_at(revision, uri, secret_env, config)
+
+
+def resolve_composed(
+    revision: Revision, config: storage.StorageConfig, accounts: AccountSource | None = None
+) -> Path:
+    """KServe's `storageUris`: every item fetched (with the service account's credentials, as its
+    storage-initializer fetches them) into one folder of the revision's, each at its place under /mnt/models."""
+    downloads = accounts(revision) if accounts is not None else {}
+
+    def fetch(uri: str) -> Path:
+        remote = storage.scheme_of(uri) not in ("", "file", "pvc")
+        return resolve_at(revision, uri, downloads if remote else {}, config)
+
+    items = [(item.uri, item.subpath) for item in revision.storage_uris]
+    owner = f"{revision.namespace}.{revision.name}"
+    return compose(items, composed_dir(config, owner), config, fetch)
+
+
+def let_go(model_dir: Path | None, config: storage.StorageConfig) -> None:
+    """A retired revision's folder: its download lease given back, a folder built for its storageUris removed."""
+    if model_dir is not None:
+        storage.release(model_dir)
+    discard(model_dir, config)
 
 
 def account_env(secrets: list[dict[str, Any]], key_dir: Path) -> dict[str, str]:

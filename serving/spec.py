@@ -106,6 +106,13 @@ PLACEMENTS = (SEPARATE, IN_PROCESS)
 IN_PROCESS_IGNORED = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
 
 
+# KServe fields refused here, with why and what to write instead (else "unknown field").
+KSERVE_UNSERVED = {
+    "spec.transformer.storageUris": "KServe's, not served here: storageUris fetch the predictor's model files "
+    "(spec.predictor.storageUris); a transformer gets its files from its image or its args",
+}
+
+
 class SpecError(BadRequest):
     """An InferenceService the user must fix; the message starts with the field path."""
 
@@ -880,7 +887,9 @@ def parse(document: dict[str, Any]) -> InferenceService:
         for err in exc.errors():
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                message = "unknown field (not supported)" + did_you_mean(InferenceService, err["loc"])
+                message = KSERVE_UNSERVED.get(_path(err["loc"])) or (
+                    "unknown field (not supported)" + did_you_mean(InferenceService, err["loc"])
+                )
             problems.append(f"{_path(err['loc'])}: {message}")
         raise SpecError("; ".join(problems)) from exc
     isvc = _check_scaling(isvc)

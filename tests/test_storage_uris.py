@@ -117,6 +117,16 @@ def test_refusals_name_the_field(predictor: dict, message: str) -> None:
     assert message in str(caught.value)
 
 
+def test_a_transformers_storage_uris_are_refused_saying_why() -> None:
+    document = _isvc({"model": {**SKLEARN, "storageUri": "s3://b/iris"}})
+    document["spec"]["transformer"] = {
+        "containers": [{"name": "kserve-container", "image": "me/t"}],
+        "storageUris": [{"uri": "s3://b/t"}],
+    }
+    with pytest.raises(SpecError, match=r"^spec\.transformer\.storageUris: KServe's, not served here"):
+        parse(document)
+
+
 def test_storage_pull_also(tmp_path: Path) -> None:
     model = train_iris_sklearn(tmp_path / "trained" / "iris").parent
     extra = tmp_path / "pre"

@@ -237,3 +237,20 @@ def test_an_item_that_cannot_be_fetched_fails_the_revision_naming_it(tmp_path: P
         assert failure().startswith("spec.predictor.model.storageUris: "), failure()
         assert str(missing) in failure()
         assert not any((cache / "composed").glob("*")), "nothing of a failed build is left"
+
+
+def test_relative_item_uris_are_next_to_the_yaml_and_missing_ones_warned(tmp_path: Path) -> None:
+    from serving.commands.apply_outcome import missing_local_paths
+    from serving.control.documents import read_documents
+
+    (tmp_path / "iris").mkdir()
+    path = tmp_path / "multi.yaml"
+    predictor = {
+        "model": SKLEARN,
+        "storageUris": [{"uri": "iris"}, {"uri": "file://pre", "mountPath": "/mnt/models/pre"}],
+    }
+    path.write_text(yaml.safe_dump(_isvc(predictor)))
+    (doc,) = read_documents(path)
+    items = doc["spec"]["predictor"]["storageUris"]
+    assert [i["uri"] for i in items] == [str(tmp_path / "iris"), f"file://{tmp_path / 'pre'}"]
+    assert missing_local_paths(doc) == [str(tmp_path / "pre")]

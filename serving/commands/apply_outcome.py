@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from serving.spec import SUPPORTED_FORMATS
+from serving.control.documents import storage_sections
 
 SERVER_METADATA = ("generation", "creationTimestamp", "uid", "resourceVersion")
 
@@ -31,9 +31,14 @@ def outcome(doc: dict[str, Any], existing: dict[str, Any] | None) -> str:
 
 
 def storage_uris(doc: dict[str, Any]) -> list[str]:
-    predictor = doc.get("spec", {}).get("predictor", {})
-    sections = [predictor.get(k) for k in ("model", *SUPPORTED_FORMATS)]
-    return [s["storageUri"] for s in sections if isinstance(s, dict) and isinstance(s.get("storageUri"), str)]
+    """Every storage URI a written InferenceService names (storageUri, and each storageUris item's uri)."""
+    found = []
+    for section in storage_sections(doc.get("spec", {}).get("predictor", {})):
+        items = [section.get("storageUri")] + [
+            item.get("uri") for item in section.get("storageUris") or () if isinstance(item, dict)
+        ]
+        found += [uri for uri in items if isinstance(uri, str)]
+    return found
 
 
 def missing_local_paths(doc: dict[str, Any]) -> list[str]:

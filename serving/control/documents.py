@@ -145,11 +145,23 @@ def validate_document(doc: Any) -> None:
 
 
 def pin_storage_uris(doc: dict[str, Any], base: Path) -> None:
+    """Relative local storage URIs made absolute: `storageUri`, and each `storageUris` item's `uri`."""
     predictor = doc.get("spec", {}).get("predictor", {})
-    for key in ("model", *SUPPORTED_FORMATS):
-        section = predictor.get(key)
-        if isinstance(section, dict) and isinstance(section.get("storageUri"), str):
+    for section in storage_sections(predictor):
+        if isinstance(section.get("storageUri"), str):
             section["storageUri"] = absolute_uri(section["storageUri"], base)
+        for item in section.get("storageUris") or ():
+            if isinstance(item, dict) and isinstance(item.get("uri"), str):
+                item["uri"] = absolute_uri(item["uri"], base)
+
+
+def storage_sections(predictor: Any) -> list[dict[str, Any]]:
+    """The mappings of a written predictor that may hold storageUri / storageUris: the model (in either form)
+    and the predictor itself (KServe's component-level storageUris)."""
+    if not isinstance(predictor, dict):
+        return []
+    sections = [predictor.get(key) for key in ("model", *SUPPORTED_FORMATS)]
+    return [s for s in [*sections, predictor] if isinstance(s, dict)]
 
 
 def absolute_uri(uri: str, base: Path) -> str:

@@ -254,3 +254,18 @@ def test_relative_item_uris_are_next_to_the_yaml_and_missing_ones_warned(tmp_pat
     items = doc["spec"]["predictor"]["storageUris"]
     assert [i["uri"] for i in items] == [str(tmp_path / "iris"), f"file://{tmp_path / 'pre'}"]
     assert missing_local_paths(doc) == [str(tmp_path / "pre")]
+
+
+def test_render_warns_of_a_local_item(tmp_path: Path) -> None:
+    path = tmp_path / "multi.yaml"
+    predictor = {
+        "model": SKLEARN,
+        "storageUris": [{"uri": "s3://b/iris"}, {"uri": "/data/pre", "path": "/mnt/models/p"}],
+    }
+    path.write_text(yaml.safe_dump(_isvc(predictor)))
+    rendered = run_cli("render", "-f", str(path))
+    assert rendered.returncode == 0, rendered.stderr
+    assert (
+        "spec.predictor.model.storageUris[1].uri: '/data/pre' is a local path; the cluster cannot read it"
+        in (rendered.stderr)
+    )

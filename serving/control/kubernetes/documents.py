@@ -140,9 +140,8 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
     model = None if custom else predictor.normalised_model()
     uri = predictor.custom_storage_uri if model is None else model.storage_uri
     field = "containers[].env STORAGE_URI" if custom else "model.storageUri"
-    located = [(field, uri)] + [
-        (f"model.storageUris[{i}].uri", item.uri) for i, item in enumerate(model.storage_uris or ()) if model
-    ]
+    items = model.storage_uris or () if model is not None else ()
+    located = [(field, uri)] + [(f"model.storageUris[{i}].uri", item.uri) for i, item in enumerate(items)]
     out += [
         f"spec.predictor.{where}: {given!r} is a local path; the cluster cannot read it "
         "(use pvc://CLAIM/path, an object store such as s3:// or gs://, or http(s)://)"

@@ -229,14 +229,22 @@ _CONTAINER_MERGED = {
     "volumeMounts": "container volumeMounts, beside the model's",
     "securityContext": "container securityContext, its keys over ours",
 }
+# What of a container's fields the local supervisor acts on too.
+_CONTAINER_LOCAL = {
+    "livenessProbe": "its timeoutSeconds, periodSeconds and failureThreshold (Kubernetes' defaults for the rest): "
+    "when a replica that stops answering is replaced (one that burns CPU meanwhile is given 30 s); its "
+    "handler is ours (/v2/health/live)",
+}
 _MODEL_CONTAINER = tuple(
-    FieldEffect(f"predictor.model.{f}", "", _CONTAINER_MERGED.get(f, f"container {f}"))
+    FieldEffect(
+        f"predictor.model.{f}", _CONTAINER_LOCAL.get(f, ""), _CONTAINER_MERGED.get(f, f"container {f}")
+    )
     for f in KUBERNETES_CONTAINER_ONLY
 )
 _TRANSFORMER_CONTAINER = tuple(
     FieldEffect(
         f"transformer.containers[].{f}",
-        "",
+        _CONTAINER_LOCAL.get(f, ""),
         "container ports: the first is where the transformer listens (--port; a custom image's --http_port), "
         "named http for its Service and probes"
         if f == "ports"

@@ -7,6 +7,7 @@ protocol tests a model that returns exactly what it was sent (every datatype, ev
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -146,3 +147,35 @@ class ContentTypes(Runtime):
             first = array.ravel()[0]
             answer[name] = np.array([type(first).__name__, str(first)], dtype=object)
         return answer
+
+
+HOG_FILE = "hog"  # LoopHogRuntime holds its event loop (burning CPU) on the next call while this file exists
+
+
+class LoopHogRuntime(Runtime):
+    """While HOG_FILE is in its model folder, removes it and burns CPU for the seconds the input gives, keeping
+    the GIL (the event loop of its process cannot run meanwhile): a replica whose health checks go unanswered
+    because it works, as one decoding a very large body does. Answers its process id."""
+
+    platform = "loop-hog"
+
+    def load(self) -> None:
+        self.folder = self.settings.model_dir
+
+    def predict(self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict) -> TensorDict:
+        hog = os.path.join(str(self.folder), HOG_FILE)
+        if os.path.exists(hog):
+            os.remove(hog)
+            seconds = float(next(iter(inputs.values())).ravel()[0])
+            before = sys.getswitchinterval()
+            sys.setswitchinterval(seconds + 1)  # this thread keeps the GIL: the event loop cannot run
+            try:
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    pass
+            finally:
+                sys.setswitchinterval(before)
+        return {"output-0": np.array([[os.getpid()]])}
+
+    def metadata(self) -> ModelMetadata:
+        return ModelMetadata(platform=self.platform)

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from serving.commands.render import render
 from serving.control.kubernetes.render import RenderSettings
+from serving.control.local.processes import Liveness
 from serving.control.local.rollout_api import set_canary_percent
 from serving.control.process_args import (
     RevisionError,
@@ -608,7 +609,15 @@ def _model_container_field(field: str) -> Callable[[], None]:
         value = CONTAINER_SAMPLES[field]
         e = effects(model(**{field: value}))
         assert _container_rendered(field, e.container(), value), e.container()
-        assert e.warned(f"predictor.model.{field}")
+        if (
+            field == "livenessProbe"
+        ):  # its timings are the local supervisor's too (tests/test_up_busy_replica.py)
+            assert not e.warned(f"predictor.model.{field}")
+            timed = effects(model(livenessProbe={"timeoutSeconds": 3, "failureThreshold": 5}))
+            assert timed.revision.model is not None
+            assert Liveness.of_probe(timed.revision.model.liveness_probe) == Liveness(3, 10, 5)
+        else:
+            assert e.warned(f"predictor.model.{field}")
         assert unnamed(e.argv) == unnamed(base().argv)
 
     return check
@@ -895,6 +904,8 @@ def _container(field: str, value: Any, rendered: Callable[[dict[str, Any]], bool
         assert rendered(e.container("transformer")), e.container("transformer")
         if not EFFECTS_BY_PATH[f"transformer.containers[].{field}"].local:
             assert e.warned(f"transformer.containers[].{field}")
+        else:
+            assert not e.warned(f"transformer.containers[].{field}")
 
     return check
 

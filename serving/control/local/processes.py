@@ -19,7 +19,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -39,9 +40,83 @@ log = logging.getLogger("serving.processes")
 HEALTH_INTERVAL_S = 0.25
 STARTING_INTERVAL_S = 0.02  # port and readiness checks before the first ready answer
 HEALTH_TIMEOUT_S = 1.0
-UNHEALTHY_AFTER = 3  # consecutive failed health checks of a ready replica before it is replaced
+UNHEALTHY_AFTER = 3  # consecutive failed health checks of an idle ready replica before it is replaced
+# A replica that misses checks while it burns CPU is working (a long decode of a large body holds the GIL),
+# not hung: it is given this long before it is replaced (Kubernetes' default liveness probe: 3 x 10 s).
+BUSY_GRACE_S = 30.0
+BUSY_CPU_SHARE = 0.25  # of a core, since the previous check: working, not stopped or deadlocked
 MAX_BACKOFF_S = 30.0
 CRASH_LOOP_LIMIT = 4  # crashes before first ready that mark the replica failed
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """When a ready replica that stops answering is replaced: after `failures` missed checks in a row (each
+    `timeout_s`, every `period_s`) while it is idle (stopped, deadlocked), or after `busy_grace_s` of missed
+    checks while it burns CPU (a long call holds its event loop: it is working, not hung). A container's
+    `livenessProbe` gives the first three (Kubernetes' defaults for what it leaves out)."""
+
+    timeout_s: float = HEALTH_TIMEOUT_S
+    period_s: float = HEALTH_INTERVAL_S
+    failures: int = UNHEALTHY_AFTER
+    busy_grace_s: float = BUSY_GRACE_S
+
+    @classmethod
+    def of_probe(cls, probe: Mapping[str, Any] | None) -> Liveness:
+        if not probe:
+            return cls()
+
+        def number(key: str, default: float) -> float:
+            value = probe.get(key)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            return float(value) if ok else default
+
+        return cls(
+            timeout_s=number("timeoutSeconds", 1),
+            period_s=number("periodSeconds", 10),
+            failures=int(number("failureThreshold", 3)),
+        )
+
+
+class Silence:
+    """A ready replica's run of missed health checks, judged by its `Liveness`."""
+
+    def __init__(self, liveness: Liveness) -> None:
+        self.liveness = liveness
+        self.missed = 0
+        self.since: float | None = None
+
+    def answered(self) -> None:
+        self.missed, self.since = 0, None
+
+    def replace(self, working: bool, now: float) -> bool:
+        """One more missed check (`working`: it used CPU meanwhile): whether to replace the replica now."""
+        self.since = now if self.since is None else self.since
+        self.missed += 0 if working else 1
+        return self.missed >= self.liveness.failures or now - self.since >= self.liveness.busy_grace_s
+
+
+class CpuWatch:
+    """Whether a process used CPU since the previous look: a replica that misses health checks while it does
+    is busy (its event loop held by a long call), one that does not is stopped or deadlocked."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._last = self._sample()
+
+    def _sample(self) -> tuple[float, float] | None:
+        try:
+            times = psutil.Process(self._pid).cpu_times()
+        except psutil.Error:
+            return None
+        return time.monotonic(), times.user + times.system
+
+    def working(self) -> bool:
+        now, before = self._sample(), self._last
+        self._last = now
+        if now is None or before is None or now[0] <= before[0]:
+            return False
+        return (now[1] - before[1]) / (now[0] - before[0]) >= BUSY_CPU_SHARE
 
 
 class ReplicaState(StrEnum):
@@ -78,6 +153,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/v2/health/ready"
     model_name: str | None = None  # set: a failure of its models (repository index) marks the replica failed
+    liveness: Liveness = field(default_factory=Liveness)
 
 
 INDEX_PATH = "/v2/repository/index"
@@ -215,20 +291,23 @@ class Replica:
         """Health-check until the process exits (or is replaced); True if it was ever ready."""
         assert self.process is not None
         ever_ready = False
-        failures = 0
+        silence = Silence(self.spec.liveness)
+        clock = asyncio.get_running_loop().time
+        cpu = CpuWatch(self.process.pid)
         while self.process.returncode is None and not self._stopping:
             ok = await self._found_port(http) and await self._probe(http)
+            working = cpu.working()
             if (
                 self.state is ReplicaState.FAILED
             ):  # its model failed to load: free the process, keep the reason
                 await self._end_failed()
                 break
             if ok:
-                failures, ever_ready = 0, True
+                ever_ready = True
+                silence.answered()
                 self._set(ReplicaState.READY)
             elif ever_ready:
-                failures += 1
-                if failures >= UNHEALTHY_AFTER:
+                if silence.replace(working, clock()):
                     events.replica(self.name, "unhealthy", "health checks failing; replacing it")
                     self._set(ReplicaState.STARTING, "health checks failing")
                     await self._kill()
@@ -236,7 +315,7 @@ class Replica:
             try:
                 # Until first ready, look often: readiness seen 250 ms late is cold start added for nothing.
                 await asyncio.wait_for(
-                    self.process.wait(), HEALTH_INTERVAL_S if ever_ready else STARTING_INTERVAL_S
+                    self.process.wait(), self.spec.liveness.period_s if ever_ready else STARTING_INTERVAL_S
                 )
             except TimeoutError:
                 pass
@@ -269,7 +348,8 @@ class Replica:
 
     async def _probe(self, http: HTTPClient) -> bool:
         try:
-            response = await http.get(self.url + self.spec.ready_path, HEALTH_TIMEOUT_S)
+            timeout_s = self.spec.liveness.timeout_s if self.state is ReplicaState.READY else HEALTH_TIMEOUT_S
+            response = await http.get(self.url + self.spec.ready_path, timeout_s)
             if response.status == 200:
                 return True
             if self.spec.model_name and self.state is not ReplicaState.FAILED:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from serving.control.local.processes import ProcessSpec, Replica, ReplicaState
+from serving.control.local.processes import Liveness, ProcessSpec, Replica, ReplicaState
 from serving.control.process_args import (
     MissingSecretKey,
     SecretLookup,
@@ -127,7 +127,9 @@ class RevisionRunner:
         args = predictor_args(self.revision, self.model_dir, self.predictor_flags)
         name = predictor_model_name(self.revision)
         env = predictor_env(self.revision, runtime_env(self.runtime, self.revision.isvc))
-        return ProcessSpec(args, local_env(env, self.secret), model_name=name)
+        model = self.revision.model
+        liveness = Liveness.of_probe(model.liveness_probe if model is not None else None)
+        return ProcessSpec(args, local_env(env, self.secret), model_name=name, liveness=liveness)
 
     def _predictor_url(self, index: int) -> str | None:
         if not self.predictors:
@@ -145,6 +147,7 @@ class RevisionRunner:
             transformer_args(self.revision, url),
             local_env(component_env(self.revision.transformer), self.secret),
             model_name=self.revision.transformer.model_name or self.revision.isvc,
+            liveness=Liveness.of_probe(self.revision.transformer.containers[0].liveness_probe),
         )
 
     def _repoint_transformers(self) -> list[ReplicaHandle]:

@@ -154,3 +154,46 @@ async def test_a_service_whose_first_revision_loads_holds_requests_and_answers_p
         answer = await asked
     assert answer.status_code == 200 and answer.headers["x-serving-revision"] == "iris-1", answer.text
     assert len(given) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("replicas", [1, 2])
+async def test_a_burst_woken_from_zero_goes_on_within_container_concurrency(replicas: int) -> None:
+    """Knative's activator: with `containerConcurrency: 1`, the requests held while the revision woke go on one
+    per ready replica at a time (the rest wait for room), instead of all at the first replica, which would
+    refuse what its own queue cannot take."""
+    arm = Arm("iris-1", 100, "stable", "latest", ())
+    route = ServiceRoute("iris", "default", (arm,), activator=True, replica_concurrency=1)
+    async with _router(route) as (router, client, _given):
+        running, most = [0], [0]
+
+        async def forward(endpoints: tuple[str, ...], *_: object) -> tuple[str, UpstreamResponse]:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await asyncio.sleep(0.02)
+            running[0] -= 1
+            return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
+
+        router.upstreams.forward = forward  # type: ignore[method-assign]
+        burst = [asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW)) for _ in range(8)]
+        deadline = time.monotonic() + 10
+        while router.load.held.get(("default", "iris-1"), 0) < 8:
+            assert time.monotonic() < deadline, "the burst was never held"
+            await asyncio.sleep(0.01)
+        ready = tuple(f"http://127.0.0.1:{9 + i}" for i in range(replicas))
+        woken = ServiceRoute(
+            "iris",
+            "default",
+            (Arm("iris-1", 100, "stable", "latest", ready),),
+            activator=True,
+            replica_concurrency=1,
+        )
+        started = time.monotonic()
+        router.set_table(RouteTable({("default", "iris"): woken}, 2))
+        answers = await asyncio.gather(*burst)
+        took = time.monotonic() - started
+    assert [a.status_code for a in answers] == [200] * 8
+    assert most[0] == replicas, (
+        f"{most[0]} requests in flight at once on {replicas} replica(s) of concurrency 1"
+    )
+    assert took < 8 * 0.02 / replicas + 1.0, "each one went on as room freed, not at the next recheck"

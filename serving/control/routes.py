@@ -96,6 +96,7 @@ def routes_for(
         failure=failure,
         starting=starting,
         aliases=aliases,
+        replica_concurrency=front.container_concurrency or 0,
     )
 
 

@@ -52,11 +52,22 @@ class Activator:
             self._changed.set()
             self._changed = None
 
-    async def hold(self, route: ServiceRoute, arm: Arm, deadline: float | None = None) -> Arm:
-        """Wait until `arm`'s revision has a ready endpoint; the arm to send to, or 503 with Retry-After.
+    def capacity_freed(self) -> None:
+        """A request of a held-for revision finished: held requests look again for room."""
+        self.table_changed(self._table)
+
+    async def hold(
+        self, route: ServiceRoute, arm: Arm, deadline: float | None = None, counted: bool = False
+    ) -> Arm:
+        """Wait until `arm`'s revision has a ready endpoint with room; the arm to send to, or 503 with
+        Retry-After.
 
         `deadline` (time.monotonic()) is the request's own, its route's timeout from its arrival: it waits until
-        that or `timeout_s` from now, whichever comes first, and past the request's own deadline gets 504."""
+        that or `timeout_s` from now, whichever comes first, and past the request's own deadline gets 504.
+        Under a `containerConcurrency` (`route.replica_concurrency`) a request goes on only while the revision
+        has fewer requests in flight than that per ready replica (`counted`: this one is among them already),
+        so a burst that woke a revision from zero waits for room, or for more replicas, instead of overflowing
+        the first one."""
         key = (route.namespace, arm.revision)
         if self.load.held.get(key, 0) >= self.max_queue:
             raise ServiceUnavailable(
@@ -67,13 +78,15 @@ class Activator:
         started = time.monotonic()
         self._count(route, arm, +1)
         try:
-            return await self._wait(route, arm, started + self.timeout_s, deadline)
+            return await self._wait(route, arm, started + self.timeout_s, deadline, counted)
         finally:
             self._count(route, arm, -1)
             if self.metrics is not None:
                 self.metrics.wait.labels(route.name, arm.revision).observe(time.monotonic() - started)
 
-    async def _wait(self, route: ServiceRoute, arm: Arm, held_until: float, deadline: float | None) -> Arm:
+    async def _wait(
+        self, route: ServiceRoute, arm: Arm, held_until: float, deadline: float | None, counted: bool
+    ) -> Arm:
         own = deadline is not None and deadline <= held_until  # the request's own timeout ends the wait first
         until = deadline if own and deadline is not None else held_until
         if self.on_demand is not None:
@@ -81,7 +94,7 @@ class Activator:
         known = False  # the service was in a table seen here (a router's always is: it resolved the request there)
         while True:
             fresh = self._ready_arm(route, arm.revision)
-            if fresh is not None:
+            if fresh is not None and self._has_room(route, fresh, counted):
                 return fresh
             current = self._table.services.get((route.namespace, route.name))
             if current is None:
@@ -123,6 +136,13 @@ class Activator:
         if same:
             return same[0] if self.usable(same[0].endpoints) else None
         return next((a for a in current.arms if a.percent > 0 and self.usable(a.endpoints)), None)
+
+    def _has_room(self, route: ServiceRoute, arm: Arm, counted: bool) -> bool:
+        per_replica = route.replica_concurrency
+        if not per_replica:
+            return True
+        busy = self.load.in_flight.get((route.namespace, arm.revision), 0) - (1 if counted else 0)
+        return busy < per_replica * len(arm.endpoints)
 
     def _count(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
         key = (route.namespace, arm.revision)

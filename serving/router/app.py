@@ -241,7 +241,7 @@ class Router:
                     raise
                 # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
                 # and goes again, within what is left of its timeout.
-                fresh = await self._hold(scope, name, route, arm, arrived + route.timeout_s)
+                fresh = await self._hold(scope, name, route, arm, arrived + route.timeout_s, counted=True)
                 if fresh is not arm:  # counted on the arm it goes to
                     self.request_withdrawn(route, arm)
                     arm = fresh
@@ -267,11 +267,13 @@ class Router:
         finally:
             self.request_finished(route, arm, code, time.monotonic() - started)
 
-    async def _hold(self, scope: Scope, name: str, route: ServiceRoute, arm: Arm, deadline: float) -> Arm:
+    async def _hold(
+        self, scope: Scope, name: str, route: ServiceRoute, arm: Arm, deadline: float, counted: bool = False
+    ) -> Arm:
         """The activator's hold, its errors answered as the router's own: the revision header on a 503/504, and
         for a service deleted meanwhile the 404 a request arriving now gets."""
         try:
-            return await self.activator.hold(route, arm, deadline)
+            return await self.activator.hold(route, arm, deadline, counted)
         except ModelNotFound:
             # the 404 a request arriving now gets (by Host, naming the services that exist)
             self.resolve(scope, name)
@@ -289,6 +291,8 @@ class Router:
 
     def request_finished(self, route: ServiceRoute, arm: Arm, code: int, seconds: float) -> None:
         self.load.end(route.namespace, arm.revision)
+        if route.replica_concurrency and self.load.held.get((route.namespace, arm.revision)):
+            self.activator.capacity_freed()  # a held request may go on in its place
         series = self._series_of(route, arm)
         if series is not None:
             series.finished(code, seconds)

@@ -66,6 +66,9 @@ class ServiceRoute:
     # Other Host values that name this service: on Kubernetes its in-cluster DNS names (NAME.NAMESPACE.svc.
     # CLUSTER_DOMAIN and shorter), which the operator points at the router with ExternalName Services
     aliases: tuple[str, ...] = ()
+    # The front component's containerConcurrency (0: no limit): the activator lets at most this many requests
+    # per ready replica go on at once, as Knative's does, holding the rest
+    replica_concurrency: int = 0
     # The arms the split chooses from, found once per table rather than per request: a share above 0 %, and a
     # replica (or, with the activator, none needed: the request is held)
     weighted: tuple[Arm, ...] = field(init=False, repr=False, compare=False)
@@ -94,6 +97,8 @@ class ServiceRoute:
             data["starting"] = True
         if self.aliases:
             data["aliases"] = list(self.aliases)
+        if self.replica_concurrency:
+            data["replicaConcurrency"] = self.replica_concurrency
         return data
 
     @classmethod
@@ -112,6 +117,7 @@ class ServiceRoute:
             failure=str(data.get("failure", "")),
             starting=bool(data.get("starting", False)),
             aliases=tuple(str(a) for a in data.get("aliases", ())),
+            replica_concurrency=int(data.get("replicaConcurrency", 0)),
         )
 
 

@@ -80,7 +80,9 @@ class Model:
 def discover(
     model_dir: Path, name: str | None = None, template: ModelSettings | None = None
 ) -> list[ModelSettings]:
-    """One model if `model_dir` holds an artifact (or a custom runtime is named), else one per sub-folder."""
+    """One model if `model_dir` holds an artifact (or a custom runtime is named), else one per sub-folder. A
+    `name` given for a folder whose only model is in one sub-folder (KServe's storageUris example: the model at
+    /mnt/models/model, a preprocessor beside it) is that model's: the service's name is the one served."""
     model_dir = model_dir.resolve()
     base = template or ModelSettings(name="", model_dir=model_dir)
     custom = base.runtime is not None and ":" in base.runtime
@@ -96,6 +98,10 @@ def discover(
     ]
     if not found:
         raise ArtifactError(f"{model_dir} holds no model file and no sub-folder with one")
+    if name is not None and len(found) == 1:
+        (only,) = found
+        named = replace(base, name=name, model_dir=only.model_dir)
+        return [mlserver_settings.applied(named, named=True)]
     return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -269,3 +270,26 @@ def test_render_warns_of_a_local_item(tmp_path: Path) -> None:
         "spec.predictor.model.storageUris[1].uri: '/data/pre' is a local path; the cluster cannot read it"
         in (rendered.stderr)
     )
+
+
+def test_the_only_model_below_mnt_models_is_served_under_the_service_name(tmp_path: Path) -> None:
+    """KServe's storageUris page puts the model at /mnt/models/model beside /mnt/models/preprocessing: the
+    service's name (serving up's --name) is the model's, not the folder's; several sub-folder models stay a
+    repository of their folders' names."""
+    from serving.repository import discover
+    from tests.inprocess import serving_inprocess
+
+    root = tmp_path / "mnt-models"
+    train_iris_sklearn(root / "model")
+    (root / "preprocessing").mkdir()
+    (root / "preprocessing" / "vocab.txt").write_text("setosa\n")
+    (only,) = discover(root, name="preprocessing-pipeline")
+    assert (only.name, only.model_dir) == ("preprocessing-pipeline", (root / "model").resolve())
+    with serving_inprocess(["serve", "--model-dir", str(root), "--name", "preprocessing-pipeline"]) as server:
+        answer = httpx.post(
+            f"{server.url}/v1/models/preprocessing-pipeline:predict",
+            json={"instances": [[6.8, 2.8, 4.8, 1.4]]},
+        )
+    assert answer.status_code == 200, answer.text
+    train_iris_sklearn(root / "other")
+    assert sorted(m.name for m in discover(root, name="svc")) == ["model", "other"]

@@ -611,6 +611,14 @@ class TransformerSpec(ComponentSpec):
             raise ValueError(
                 f"annotations.{PLACEMENT_ANNOTATION}: {placement!r} is unknown; use one of {', '.join(PLACEMENTS)}"
             )
+        if is_serving_transform(self.argv):  # refused now, not by the process when it starts
+            from serving.commands.transform import check_args
+
+            argv = self.argv[1:] if self.argv[:1] == ["serving"] else self.argv
+            try:
+                check_args(argv, "containers[0].args")
+            except BadRequest as exc:
+                raise SpecError(f"spec.transformer.{exc.message}") from None
         if placement == IN_PROCESS and not is_serving_transform(self.argv):
             raise ValueError(
                 f"annotations.{PLACEMENT_ANNOTATION}: {IN_PROCESS} runs our `serving transform ...` inside the "

@@ -270,3 +270,30 @@ def test_example_yaml_under_serving_up(tmp_path: Path, name: str) -> None:
         ]
         assert bool(stages) == name.endswith("in-process"), metrics
         assert all('protocol="in-process"' in line and 'component="predictor"' in line for line in stages)
+
+
+def test_transformer_args_are_checked_at_apply_naming_the_field() -> None:
+    """What `serving transform` would refuse when its process starts is refused with the spec (KServe's own
+    transformer flags are taken: --predictor_request_retries, --enable_predictor_health_check, --protocol
+    grpc-v2)."""
+    from serving.spec import SpecError, parse
+
+    def spec(args: list[str]) -> dict:
+        return {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "t"},
+            "spec": {
+                "predictor": {"sklearn": {"storageUri": "/tmp"}},
+                "transformer": {"containers": [{"name": "kserve-container", "image": "x", "args": args}]},
+            },
+        }
+
+    kserve = ["--predictor_request_retries", "2", "--enable_predictor_health_check", "--protocol", "grpc-v2"]
+    assert parse(spec(["serving", "transform", *kserve])).spec.transformer is not None
+    with pytest.raises(
+        SpecError, match=r"^spec\.transformer\.containers\[0\]\.args: unrecognized arguments: --bogus"
+    ):
+        parse(spec(["serving", "transform", "--bogus"]))
+    with pytest.raises(SpecError, match=r"^spec\.transformer\.containers\[0\]\.args: argument --labels"):
+        parse(spec(["transform", "--labels"]))

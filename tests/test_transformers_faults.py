@@ -131,3 +131,63 @@ def test_slow_predictor_is_a_504_after_the_predictor_timeout(slow_predictor: InP
         assert 0.4 < elapsed < SLEEP_S, elapsed
         # The timeout does not poison the pool: the transformer is still ready and serving.
         assert _ready(transformer) == 200
+
+
+def _flaky_predictor(dropped: int) -> tuple[str, list[int]]:
+    """A predictor that drops its first `dropped` predict calls unanswered (closing their connection), then
+    answers them; its readiness always answers: what KServe's `--predictor_request_retries` is for (a
+    connection failure, before any answer). Returns its URL and the predict calls it saw."""
+    import asyncio
+    import threading
+
+    seen = [0]
+    started = threading.Event()
+    where: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                sized = [line for line in lines if line.lower().startswith(b"content-length")]
+                await reader.readexactly(int(sized[0].split(b":")[1]) if sized else 0)
+                if lines[0].startswith(b"POST"):
+                    seen[0] += 1
+                    if seen[0] <= dropped:
+                        writer.close()
+                        return
+                    body = b'{"predictions": [1]}'
+                else:
+                    body = b'{"name": "iris", "ready": true}'
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+                writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    def run() -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            where.append(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            started.set()
+            await asyncio.Event().wait()
+
+        asyncio.run(main())
+
+    threading.Thread(target=run, daemon=True).start()
+    started.wait(10)
+    return where[0], seen
+
+
+@pytest.mark.parametrize(("retries", "status"), [(0, 503), (2, 200)])
+def test_predictor_request_retries_send_again_what_reached_no_predictor(retries: int, status: int) -> None:
+    url, seen = _flaky_predictor(dropped=2)
+    args = ["transform", "--model_name", "iris", "--predictor_host", url.removeprefix("http://")]
+    args += ["--predictor_request_retries", str(retries), "--enable_predictor_health_check"]
+    with serving_inprocess(args) as server:
+        answer = httpx.post(
+            f"{server.url}/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]}, timeout=10
+        )
+    assert answer.status_code == status, answer.text
+    if retries:
+        assert seen[0] == 3  # two dropped, the third answered

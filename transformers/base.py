@@ -36,6 +36,7 @@ class TransformerConfig:
     predictor_model: str
     protocol: str = "v1"
     timeout_s: float = 60.0
+    retries: int = 0  # a predictor call that could not connect is tried again this many times (KServe's)
     input_name: str = "input-0"  # name of the tensor sent to the predictor (V2)
     feature_names: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
@@ -69,7 +70,9 @@ class Transformer(Runtime):
             self.predictor = c.in_process
             await c.in_process.start()
             return
-        self.predictor = PredictorClient(c.predictor_url, c.predictor_model, c.protocol, c.timeout_s)
+        self.predictor = PredictorClient(
+            c.predictor_url, c.predictor_model, c.protocol, c.timeout_s, retries=c.retries
+        )
 
     def preprocess(self, inputs: TensorDict, parameters: dict[str, Any]) -> TensorDict:
         return inputs

@@ -49,7 +49,9 @@ class PredictorRefused(ServingError):
 class PredictorClient:
     """Calls one model on one predictor server over V1 or V2; connections are kept alive and reused."""
 
-    def __init__(self, url: str, model: str, protocol: str = "v1", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, url: str, model: str, protocol: str = "v1", timeout_s: float = 60.0, retries: int = 0
+    ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
         if not url.startswith("http://"):
@@ -60,6 +62,7 @@ class PredictorClient:
         self.model = model
         self.protocol = protocol
         self.timeout_s = timeout_s
+        self.retries = retries  # KServe's predictor_request_retries: connection failures only
         self._infer_path = f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
         self._ready_path = f"/v1/models/{model}" if protocol == "v1" else f"/v2/models/{model}/ready"
         self._pool = HTTPClient(connect_timeout_s=min(timeout_s, 5.0))
@@ -86,6 +89,11 @@ class PredictorClient:
         self, method: str, path: str, body: bytes, timeout_s: float
     ) -> tuple[int, Headers, bytes]:
         try:
+            for _ in range(self.retries):  # nothing reached the predictor: safe to send again
+                try:
+                    return await self._pool.request(self.url, method, path, outgoing(_JSON), body, timeout_s)
+                except UpstreamConnectError:
+                    continue
             return await self._pool.request(self.url, method, path, outgoing(_JSON), body, timeout_s)
         except UpstreamConnectError as exc:
             raise ServiceUnavailable(f"predictor {self.model!r} at {self.url} is unreachable: {exc}") from exc

@@ -50,9 +50,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--protocol",
         "--predictor_protocol",
         dest="protocol",
-        choices=PROTOCOLS,
+        choices=(*PROTOCOLS, GRPC_V2),
         default="v1",
-        help="protocol spoken to the predictor",
+        help="protocol spoken to the predictor (KServe's grpc-v2: its V2 over REST, the same tensors and answers)",
+    )
+    p.add_argument(
+        "--predictor-request-retries",
+        "--predictor_request_retries",
+        dest="predictor_retries",
+        type=int,
+        default=0,
+        help="KServe's: times a predictor call that could not connect is tried again (default 0)",
+    )
+    p.add_argument(
+        "--enable_predictor_health_check",
+        "--enable-predictor-health-check",
+        action="store_true",
+        help="KServe's: readiness follows the predictor's model (always so here)",
     )
     p.add_argument("--feature-names", type=_names, default=(), help="comma-separated feature order (records)")
     p.add_argument(
@@ -106,6 +120,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=main)
 
 
+GRPC_V2 = "grpc-v2"  # KServe's gRPC transformer: our predictor serves V2 over REST as well, which is used
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -136,8 +153,9 @@ def config_from_args(
     return TransformerConfig(
         predictor_url=url,
         predictor_model=args.predictor_model or args.model_name,
-        protocol=args.protocol,
+        protocol="v2" if args.protocol == GRPC_V2 else args.protocol,
         timeout_s=args.predictor_timeout,
+        retries=max(args.predictor_retries, 0),
         input_name=args.predictor_input_name,
         feature_names=args.feature_names,
         labels=args.labels,
@@ -149,16 +167,30 @@ def config_from_args(
 class _Refusing(argparse.ArgumentParser):
     """argparse that raises its complaint (a 400 / exit 2 with one line) instead of printing usage and exiting."""
 
+    where = "--with-transformer"
+
     def error(self, message: str) -> NoReturn:
-        raise BadRequest(f"--with-transformer: {message}")
+        raise BadRequest(f"{self.where}: {message}")
+
+
+def _parse(argv: list[str], where: str) -> argparse.Namespace:
+    parser = _Refusing(prog="serving")
+    # Its sub-parsers are of the same class, so `transform`'s own complaints are raised too.
+    register(cast(Any, parser.add_subparsers(dest="command", required=True)))
+    _Refusing.where = where
+    return parser.parse_args(argv)
+
+
+def check_args(argv: list[str], where: str) -> None:
+    """`transform ...` as a spec writes it, refused now (naming `where`) for what the process would refuse when
+    it starts: an unknown flag, a bad value. The model name and predictor are the backend's to add."""
+    named = any(a.startswith(("--model-name", "--model_name")) for a in argv)
+    _parse(argv + ([] if named else ["--model-name", "checked"]), where)
 
 
 def parse_in_process(argv: list[str]) -> argparse.Namespace:
     """`serve --with-transformer "transform ..."`: the same flags as `serving transform`, no predictor URL."""
-    parser = _Refusing(prog="serving serve --with-transformer")
-    # Its sub-parsers are of the same class, so `transform`'s own complaints are raised too.
-    register(cast(Any, parser.add_subparsers(dest="command", required=True)))
-    args = parser.parse_args(argv)
+    args = _parse(argv, "--with-transformer")
     if args.predictor_url or args.predictor_host:
         raise BadRequest(
             "--with-transformer: the predictor is this process; drop --predictor-url/--predictor_host"

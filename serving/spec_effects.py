@@ -70,15 +70,39 @@ WRITTEN_BY_CONTROLLERS = (
 )
 
 
+ENABLE_SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
+
+
 def unsupported_annotations(annotations: dict[str, str]) -> list[str]:
     """A KServe or Knative control annotation nothing here reads (serving.kserve.io/stop, Knative's rollout
     and networking keys, a typo in a key's case): accepted would mean in effect, so each is said by name."""
-    return [
+    out = [
         f"metadata.annotations.{key}: not supported here; no effect (locally or on Kubernetes)"
         for key in annotations
         if is_control_annotation(key)
         and key not in READ_ANNOTATIONS
+        and key != ENABLE_SCRAPING
         and not key.startswith(WRITTEN_BY_CONTROLLERS)
+    ]
+    if annotations.get(ENABLE_SCRAPING, "true").lower() != "true":  # "true" is what every pod here has
+        out.append(
+            f"metadata.annotations.{ENABLE_SCRAPING}: {annotations[ENABLE_SCRAPING]!r}: every server here serves "
+            "/metrics and every pod is annotated for scraping; not turned off"
+        )
+    return out
+
+
+def scrape_warnings(annotations: dict[str, str], ours: str, sidecars: set[str]) -> list[str]:
+    """prometheus.kserve.io/port|path that would send the scrape where our server (on port `ours`) answers
+    nothing: kept at our /metrics, and said. A port one of your containers declares (`sidecars`) is kept."""
+    port, path = annotations.get(PROMETHEUS_KSERVE + "port"), annotations.get(PROMETHEUS_KSERVE + "path")
+    if port is not None and port != ours and port in sidecars:
+        return []
+    return [
+        f"metadata.annotations.{PROMETHEUS_KSERVE}{what}: {value!r}: the model server serves /metrics on its "
+        f"http port ({ours}), where the pod is scraped (a port one of your containers declares would be kept)"
+        for what, value, own in (("port", port, ours), ("path", path, "/metrics"))
+        if value is not None and value != own
     ]
 
 

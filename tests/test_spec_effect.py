@@ -674,7 +674,21 @@ def _service_annotations() -> None:
     e = effects(model(), annotations=annotations)
     pod = e.pod()["metadata"]["annotations"]
     assert pod["sidecar.istio.io/inject"] == "true"
-    assert (pod["prometheus.io/port"], pod["prometheus.io/path"]) == ("8082", "/othermetrics")
+    # nothing of ours listens on 8082 or answers /othermetrics: the scrape stays on our /metrics, and is said
+    assert (pod["prometheus.io/port"], pod["prometheus.io/path"]) == ("8080", "/metrics")
+    from serving.control.kubernetes.documents import cluster_warnings
+
+    said = cluster_warnings(e.isvc.model_dump(mode="json", by_alias=True, exclude_none=True))
+    assert any(w.startswith("metadata.annotations.prometheus.kserve.io/port: '8082'") for w in said), said
+    exporter = {"name": "exporter", "image": "me/exporter", "ports": [{"containerPort": 8082}]}
+    beside = effects({**model(), "containers": [exporter]}, annotations=annotations)
+    scraped = beside.pod()["metadata"]["annotations"]
+    assert (scraped["prometheus.io/port"], scraped["prometheus.io/path"]) == ("8082", "/othermetrics")
+    from serving.spec_effects import unsupported_annotations
+
+    scraping = "serving.kserve.io/enable-prometheus-scraping"
+    assert unsupported_annotations({scraping: "true"}) == []  # every pod here is: nothing to say
+    assert "not turned off" in unsupported_annotations({scraping: "false"})[0]
     assert not [k for k in pod if "kserve.io" in k or "knative.dev" in k or "kubectl" in k], pod
     (warning,) = [w for w in e.warnings if w.startswith("metadata.annotations:")]
     assert "sidecar.istio.io/inject" in warning and "prometheus.kserve.io/port" in warning

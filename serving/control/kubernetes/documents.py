@@ -26,9 +26,11 @@ from serving.control.documents import (
     validate_document,
     warn_stderr,
 )
+from serving.control.kubernetes.render import model_ports
 from serving.control.runtime_catalog import is_runtime_document
 from serving.crd import VERSION
 from serving.errors import ServingError
+from serving.revision import Revision
 from serving.runtime_crd import VERSION as RUNTIME_VERSION
 from serving.runtime_effects import runtime_warnings
 from serving.servingruntime import parse_runtime
@@ -47,6 +49,7 @@ from serving.spec_effects import (
     VISIBILITY_LABELS,
     component_annotations,
     no_kubernetes_effect,
+    scrape_warnings,
     unsupported_annotations,
 )
 
@@ -155,6 +158,10 @@ def cluster_warnings(doc: dict[str, Any]) -> list[str]:
             "effect here (KServe's own predictors do not read it either)"
         )
     out += unknown_annotations(isvc.metadata.annotations) + unsupported_annotations(isvc.metadata.annotations)
+    if not custom:
+        sidecars = {str(p.get("containerPort")) for c in predictor.containers for p in c.ports}
+        http = model_ports(Revision.from_spec(isvc))[0]
+        out += scrape_warnings(isvc.metadata.annotations, str(http), sidecars)
     out += component_annotations(isvc) + no_kubernetes_effect(isvc)
     out += [
         f"metadata.labels.{key}: {isvc.metadata.labels[key]}: not enforced per service: every InferenceService "

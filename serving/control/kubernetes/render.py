@@ -233,6 +233,16 @@ def _storage(
     return [init], volumes, main_mounts
 
 
+def _declared_ports(pod: dict[str, Any]) -> set[str]:
+    """Every containerPort a container of the pod declares, as the scrape annotation writes it."""
+    return {
+        str(port.get("containerPort"))
+        for container in pod.get("containers", ())
+        for port in container.get("ports", ())
+        if isinstance(port, dict)
+    }
+
+
 def model_ports(
     revision: Revision, runtime: RuntimeContainer | None = None
 ) -> tuple[int, int, list[dict[str, Any]]]:
@@ -591,6 +601,11 @@ def deployment(
         **scrape_overrides(given),
         **source.annotations,
     }
+    if not custom and (
+        annotations["prometheus.io/port"] == str(metrics_port)
+        or annotations["prometheus.io/port"] not in _declared_ports(pod)
+    ):  # our server's own /metrics (nothing of ours listens on another port, or answers another path there)
+        annotations["prometheus.io/port"], annotations["prometheus.io/path"] = str(metrics_port), "/metrics"
     runtime_labels = (runtime.spec.labels or {}) if runtime is not None else {}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(revision, component)},

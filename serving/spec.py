@@ -108,6 +108,11 @@ IN_PROCESS_IGNORED = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"
 
 # KServe fields refused here, with why and what to write instead (else "unknown field").
 KSERVE_UNSERVED = {
+    **{
+        f"spec.{block}": f"belongs on a component: spec.predictor.{block} (or spec.transformer.{block}), where "
+        f"KServe reads it"
+        for block in ("logger", "batcher")
+    },
     "spec.transformer.storageUris": "KServe's, not served here: storageUris fetch the predictor's model files "
     "(spec.predictor.storageUris); a transformer gets its files from its image or its args",
 }

@@ -162,13 +162,16 @@ class Router:
             return route
         if host.endswith(self._domains) and _names_a_service(host, self._domains):
             return None  # NAME.NAMESPACE.DOMAIN that is not a service here
+        named = _in_cluster(host)
+        if named is not None:
+            return self._table.services.get((named[1], named[0]))
         return self._table.services.get(("default", name))
 
     def resolve(self, scope: Scope, name: str) -> ServiceRoute:
         host = host_of(scope)
         route = self.route_for(host, name)
         if route is None:
-            by_host = _names_a_service(host, self._domains)
+            by_host = _names_a_service(host, self._domains) or _in_cluster(host) is not None
             wanted, namespace = host.split(".", 2)[:2] if by_host else (name, "default")
             where = f" (Host {host!r}: namespace {namespace!r})" if by_host else ""
             raise self.unknown_service(wanted, namespace, where)
@@ -176,11 +179,16 @@ class Router:
 
     def unknown_service(self, name: str, namespace: str, where: str = "") -> ModelNotFound:
         """404 naming the services that exist (the first few), unless API keys guard the listing."""
-        hint = (
-            ""
-            if self.auth is not None
-            else existing_names([n for (ns, n) in self._table.services if ns == namespace])
-        )
+        hint = ""
+        if self.auth is None:  # API keys guard the listing
+            here = [n for (ns, n) in self._table.services if ns == namespace]
+            elsewhere = sorted(ns for (ns, n) in self._table.services if n == name and ns != namespace)
+            hint = f" in namespace {namespace!r}" if elsewhere and not where else ""
+            hint += existing_names(here)
+            if elsewhere:
+                route = self._table.services[(elsewhere[0], name)]
+                host = route.host or f"{name}.{elsewhere[0]}"
+                hint += f"; {name!r} is in namespace {elsewhere[0]!r}: send Host {host}"
         return ModelNotFound(f"InferenceService {name!r} not found{where}{statistics_hint(name)}{hint}")
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
@@ -327,6 +335,14 @@ class Router:
         if chosen is None:
             raise _no_ready_revision(route)
         return chosen
+
+
+def _in_cluster(host: str) -> tuple[str, str] | None:
+    """(NAME, NAMESPACE) of KServe's in-cluster Host forms: NAME.NAMESPACE, NAME.NAMESPACE.svc[.CLUSTER_DOMAIN]."""
+    if not host[:1].isalpha() or "." not in host:  # not an IP address, nor a bare name
+        return None
+    parts = host.split(".")
+    return (parts[0], parts[1]) if len(parts) == 2 or parts[2] == "svc" else None
 
 
 def _names_a_service(host: str, domains: tuple[str, ...]) -> bool:

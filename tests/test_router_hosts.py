@@ -1,0 +1,56 @@
+"""Which InferenceService a request names, and the 404 when none: KServe's in-cluster Host forms
+(NAME.NAMESPACE, NAME.NAMESPACE.svc[.CLUSTER_DOMAIN]) reach it as its external host does, and a name sent
+without a Host (the `default` namespace) that lives in another namespace is answered with where it is.
+In-process: the router's ASGI app; the upstream call is a spy."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from serving.router.app import Router
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from serving.router.upstream import UpstreamResponse
+
+ROW = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("host", "status", "said"),
+    [
+        ("sklearn-iris.kserve-test.example.com", 200, ""),
+        ("sklearn-iris.kserve-test", 200, ""),
+        ("sklearn-iris.kserve-test.svc", 200, ""),
+        ("sklearn-iris.kserve-test.svc.cluster.local", 200, ""),
+        (
+            "127.0.0.1",
+            404,
+            "InferenceService 'sklearn-iris' not found in namespace 'default'; there are none; 'sklearn-iris' is "
+            "in namespace 'kserve-test': send Host sklearn-iris.kserve-test.example.com",
+        ),
+        (
+            "other.kserve-test",
+            404,
+            "InferenceService 'other' not found (Host 'other.kserve-test': namespace 'kserve-test'); existing: "
+            "'sklearn-iris'",
+        ),
+    ],
+)
+async def test_hosts(host: str, status: int, said: str) -> None:
+    arm = Arm("sklearn-iris-1", 100, "stable", "latest", ("http://127.0.0.1:9",))
+    route = ServiceRoute("sklearn-iris", "kserve-test", (arm,), host="sklearn-iris.kserve-test.example.com")
+    router = Router()
+    router.set_table(RouteTable({("kserve-test", "sklearn-iris"): route}, 1))
+
+    async def forward(endpoints: tuple[str, ...], *_: object) -> tuple[str, UpstreamResponse]:
+        return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
+
+    router.upstreams.forward = forward  # type: ignore[method-assign]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=router), base_url="http://router"
+    ) as client:
+        answer = await client.post("/v1/models/sklearn-iris:predict", json=ROW, headers={"host": host})
+    assert answer.status_code == status, answer.text
+    if said:
+        assert answer.json()["error"] == said

@@ -98,3 +98,15 @@ def test_a_field_error_names_the_file_and_document() -> None:
     with pytest.raises(SpecError) as caught:
         load_documents(text, "isvc.yaml")
     assert caught.value.message.startswith("isvc.yaml: document 2: spec.predictor.minReplica: unknown field")
+
+
+@pytest.mark.parametrize("block", ["logger", "batcher"])
+def test_a_component_block_written_on_spec_says_where_it_belongs(block: str) -> None:
+    doc = isvc(SKLEARN)
+    doc["spec"][block] = {}
+    with pytest.raises(SpecError) as caught:
+        parse(doc)
+    assert caught.value.message == (
+        f"spec.{block}: belongs on a component: spec.predictor.{block} (or spec.transformer.{block}), where KServe "
+        "reads it"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -355,6 +356,12 @@ def test_serving_up_selects_runtimes_and_refuses_bad_ones(tmp_path: Any) -> None
             and "kserve-sklearnserver" in table
             and "tests.runtimes_for_tests:EchoRuntime" in table
         )
+        one = json.loads(cli(server, state, "get", "sr/echo-runtime", "-o", "json").stdout)
+        assert one["metadata"]["name"] == "echo-runtime"  # the object itself, as kubectl prints one
+        named = cli(server, state, "get", "csr", "kserve-sklearnserver").stdout.splitlines()
+        assert len(named) == 2 and named[1].startswith("kserve-sklearnserver ")
+        missing = cli(server, state, "get", "sr", "nosuch", check=False)
+        assert missing.returncode != 0 and "servingruntime 'nosuch' not found" in missing.stderr, missing
         listed = httpx.get(
             f"{server.url}/api/v1/servingruntimes",
             headers={"authorization": f"Bearer {(state / 'token').read_text().strip()}"},

@@ -174,13 +174,13 @@ def _timeout(text: str) -> float:
 
 def get(args: argparse.Namespace) -> int:
     client = _client(args)
-    if args.names and runtime_table.is_runtime_kind(args.names[0]):
-        print(
-            runtime_table.render(
-                runtime_table.select(client.list_runtimes(), args.names[0], args.namespace),
-                "table" if args.output == "wide" else args.output,
-            )
-        )
+    word, _, first = args.names[0].partition("/") if args.names else ("", "", "")
+    if args.names and runtime_table.is_runtime_kind(word):  # sr, sr NAME..., sr/NAME
+        wanted = ([first] if first else []) + list(args.names[1:])
+        listed = runtime_table.select(client.list_runtimes(), word, args.namespace)
+        items = runtime_table.named(listed, wanted, word)
+        output = "table" if args.output == "wide" else args.output
+        print(runtime_table.render(items, output, one=len(wanted) == 1))
         return 0
     if args.names and args.names[0].lower() in KEPT_NAMES:
         return _get_kept(client, args)

@@ -10,6 +10,7 @@ import yaml
 
 from serving.commands.isvc_table import aligned
 from serving.commands.resource_args import kind_of
+from serving.errors import NotFound, existing_names
 from serving.servingruntime import ServingRuntime, parse_runtime, runtime_implementation
 from serving.spec import SUPPORTED_FORMATS
 
@@ -40,11 +41,27 @@ def runs_here(runtime: ServingRuntime) -> str:
     return ",".join(f for f in SUPPORTED_FORMATS if f in listed) or "<none>"
 
 
-def render(items: list[dict[str, Any]], output: str) -> str:
+def named(items: list[dict[str, Any]], names: list[str], word: str) -> list[dict[str, Any]]:
+    """The runtimes of these names, in that order (every one listed when none is named); a name not there is
+    kubectl's NotFound, naming those there are."""
+    if not names:
+        return items
+    found = {item.get("metadata", {}).get("name"): item for item in items}
+    missing = [name for name in names if name not in found]
+    if missing:
+        kind = (kind_of(word) or "ServingRuntime").lower()
+        there = [n for n in found if isinstance(n, str)]
+        raise NotFound(f"{kind} {missing[0]!r} not found{existing_names(there)}")
+    return [found[name] for name in names]
+
+
+def render(items: list[dict[str, Any]], output: str, one: bool = False) -> str:
+    """A table, or JSON/YAML: the object itself for one named runtime (as kubectl prints it), else a list."""
+    doc: Any = items[0] if one and items else {"items": items}
     if output == "json":
-        return json.dumps({"items": items}, indent=2)
+        return json.dumps(doc, indent=2)
     if output == "yaml":
-        return yaml.safe_dump({"items": items}, sort_keys=False).rstrip("\n")
+        return yaml.safe_dump(doc, sort_keys=False).rstrip("\n")
     rows = [("NAME", "KIND", "DISABLED", "MODELTYPE", "PROTOCOLS", "RUNTIME", "SOURCE")]
     for item in items:
         runtime = parse_runtime({k: v for k, v in item.items() if k != "builtin"})

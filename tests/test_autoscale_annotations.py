@@ -461,6 +461,10 @@ def test_render_warns_what_the_objects_cannot_carry(tmp_path: Path) -> None:
     )
     first = warnings(_doc("pvc://m/iris", {"autoscaling.knative.dev/initial-scale": "2"}, maxReplicas=3))
     assert "autoscaling.knative.dev/initial-scale: serving up and KEDA only" in first
+    hpa_no_max = warnings(_doc("pvc://m/iris", {CLASS: "hpa"}, scaleTarget=80, scaleMetric="cpu"))
+    assert "spec.predictor.maxReplicas: unset, so an HPA" in hpa_no_max  # KServe's HPA example, as written
+    none = warnings(_doc("pvc://m/iris", {CLASS: "none"}, minReplicas=2, maxReplicas=4, scaleTarget=5))
+    assert "spec.predictor.scaleTarget, spec.predictor.maxReplicas: no effect with" in none
 
 
 def test_knatives_camel_case_keys_are_read_and_unsupported_control_annotations_are_named(model: Path) -> None:

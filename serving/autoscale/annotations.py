@@ -151,10 +151,8 @@ def warnings(
         )
     out += _overridden(annotations, component, knobs, path)
     out += extra_metrics(component, knobs, path)
-    cls, asked = knobs.autoscaler, scale_asked(component, annotations, path)
-    if cls == "none" and (asked or component.max_replicas):
-        names = asked + ([f"{path}.maxReplicas"] if component.max_replicas else [])
-        out.append(f"{', '.join(names)}: no effect with {CLASS_KEY}: none (exactly minReplicas run)")
+    cls = knobs.autoscaler
+    out += class_warnings(annotations, component, knobs, path)
     if cls == "external":
         out.append(
             f"metadata.annotations.{CLASS_KEY}: external: nothing scales it on this machine, so serving up runs "
@@ -166,6 +164,19 @@ def warnings(
             f"{path}.minReplicas: 0 needs scale to zero, which an HPA cannot do ({_class_source(annotations)}); "
             "runs at least 1"
         )
+    return out
+
+
+def class_warnings(
+    annotations: Mapping[str, str], component: Any, knobs: Any, path: str = "spec.predictor"
+) -> list[str]:
+    """Scaling fields the autoscaler class leaves without effect, locally and in the rendered objects alike:
+    `none` runs exactly minReplicas; an HPA without maxReplicas keeps minReplicas, as KServe's does."""
+    out: list[str] = []
+    cls, asked = knobs.autoscaler, scale_asked(component, annotations, path)
+    if cls == "none" and (asked or component.max_replicas):
+        names = asked + ([f"{path}.maxReplicas"] if component.max_replicas else [])
+        out.append(f"{', '.join(names)}: no effect with {CLASS_KEY}: none (exactly minReplicas run)")
     if cls == "hpa" and not component.max_replicas and asked:
         out.append(
             f"{path}.maxReplicas: unset, so an HPA ({_class_source(annotations)}) keeps minReplicas "

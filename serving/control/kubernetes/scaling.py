@@ -86,6 +86,7 @@ def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> li
     predictor, annotations = isvc.spec.predictor, isvc.metadata.annotations
     knobs = knobs_from(predictor, annotations)
     keda, out = _keda(knobs, keda_prometheus_url), scaling_annotations.extra_metrics(predictor, knobs)
+    out += scaling_annotations.class_warnings(annotations, predictor, knobs)
     fixed = max(knobs.min_replicas, 1)
     if knobs.metric in ("concurrency", "rps") and not keda and knobs.max_replicas > fixed:
         metric = ADAPTER_METRICS[knobs.metric]

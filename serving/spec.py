@@ -90,6 +90,7 @@ HTTP_PORT_NAMES = ("http", "http1")
 # What a component without `timeout` gets: Knative's revision-timeout-seconds default, the limit a KServe
 # InferenceService without `timeout` runs under (its model server sets none of its own).
 DEFAULT_TIMEOUT_S = 300
+COLLOCATED_TRANSFORMER = "transformer-container"  # KServe's transformer in the predictor's pod
 PREDICTOR_CONTAINER = "kserve-container"  # KServe's name for the container that serves (custom predictor)
 STORAGE_URI_ENV = (
     "STORAGE_URI"  # a custom predictor's storageUri, as KServe reads it from that container's env
@@ -981,6 +982,14 @@ def _check_predictor_containers(predictor: PredictorSpec) -> None:
     given = next((f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None), None)
     for i, container in enumerate(predictor.containers):
         where = f"spec.predictor.containers[{i}]"
+        if given and container.name == COLLOCATED_TRANSFORMER:
+            raise SpecError(
+                f"{where}: KServe's collocated transformer ({COLLOCATED_TRANSFORMER} beside a model, one pod) "
+                "is not served here; write it as spec.transformer (its containers, args as written) and add "
+                f"the annotation {PLACEMENT_ANNOTATION}: {IN_PROCESS} on spec.transformer to run our `serving "
+                "transform` inside the predictor's process, as collocation does (a custom image runs as its own "
+                "process on Kubernetes)"
+            )
         if given and container.name == PREDICTOR_CONTAINER:  # KServe: exactly one predictor implementation
             raise SpecError(
                 f"{where}: a container named {PREDICTOR_CONTAINER} is a custom predictor; give either it or "

@@ -110,3 +110,18 @@ def test_a_component_block_written_on_spec_says_where_it_belongs(block: str) -> 
         f"spec.{block}: belongs on a component: spec.predictor.{block} (or spec.transformer.{block}), where KServe "
         "reads it"
     )
+
+
+def test_kserves_collocated_transformer_is_refused_saying_what_to_write() -> None:
+    doc = isvc(
+        {
+            "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "/m"},
+            "containers": [{"name": "transformer-container", "image": "kserve/image-transformer:latest"}],
+        }
+    )
+    with pytest.raises(SpecError) as caught:
+        parse(doc)
+    assert caught.value.message.startswith(
+        "spec.predictor.containers[0]: KServe's collocated transformer (transformer-container beside a model"
+    )
+    assert "serving.dev/placement: in-process" in caught.value.message

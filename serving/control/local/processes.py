@@ -68,8 +68,9 @@ class Liveness:
 
         def number(key: str, default: float) -> float:
             value = probe.get(key)
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-            return float(value) if ok else default
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                return default
+            return float(value)
 
         return cls(
             timeout_s=number("timeoutSeconds", 1),

@@ -119,6 +119,19 @@ KSERVE_UNSERVED = {
 }
 
 
+def older_name(data: Any, old: str, new: str, why: str) -> Any:
+    """A mapping with a field's older name (`old`) read as `new`; both given and different is an error."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    data = dict(data)
+    value = data.pop(old)
+    given = data.get(new, data.get(to_snake(new)))
+    if given is not None and given != value:
+        raise ValueError(f"{old} {value!r} and {new} {given!r} disagree ({why})")
+    data.setdefault(new, value)
+    return data
+
+
 class SpecError(BadRequest):
     """An InferenceService the user must fix; the message starts with the field path."""
 
@@ -217,17 +230,7 @@ class StorageUri(Strict):
     @model_validator(mode="before")
     @classmethod
     def _path_alias(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or "path" not in data:
-            return data
-        data = dict(data)
-        path = data.pop("path")
-        given = data.get("mountPath", data.get("mount_path"))
-        if given is not None and given != path:
-            raise ValueError(
-                f"path {path!r} and mountPath {given!r} disagree (path is mountPath's older name)"
-            )
-        data.setdefault("mountPath", path)
-        return data
+        return older_name(data, "path", "mountPath", "path is mountPath's older name")
 
     @field_validator("uri")
     @classmethod
@@ -501,18 +504,12 @@ class ComponentSpec(Strict):
     @classmethod
     def _service_account_alias(cls, data: Any) -> Any:
         """`serviceAccount` (the pod spec's deprecated alias, in KServe's older docs) is `serviceAccountName`."""
-        if not isinstance(data, dict) or "serviceAccount" not in data:
-            return data
-        data = dict(data)
-        alias = data.pop("serviceAccount")
-        name = data.get("serviceAccountName", data.get("service_account_name"))
-        if name is not None and name != alias:
-            raise ValueError(
-                f"serviceAccount {alias!r} and serviceAccountName {name!r} disagree (serviceAccount is the "
-                "deprecated name of serviceAccountName: give one)"
-            )
-        data.setdefault("serviceAccountName", alias)
-        return data
+        return older_name(
+            data,
+            "serviceAccount",
+            "serviceAccountName",
+            "serviceAccount is the deprecated name of serviceAccountName: give one",
+        )
 
     @field_validator("volumes")
     @classmethod

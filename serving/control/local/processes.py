@@ -297,7 +297,7 @@ class Replica:
         cpu = CpuWatch(self.process.pid)
         while self.process.returncode is None and not self._stopping:
             ok = await self._found_port(http) and await self._probe(http)
-            working = ever_ready and cpu.working()  # sampled every check once ready: the last interval's
+            working = ever_ready and cpu.working()  # once ready, sampled at each check: CPU since the last
             if (
                 self.state is ReplicaState.FAILED
             ):  # its model failed to load: free the process, keep the reason

@@ -30,6 +30,12 @@ ROW = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
             "in namespace 'kserve-test': send Host sklearn-iris.kserve-test.example.com",
         ),
         (
+            "example.com",
+            404,
+            "InferenceService 'sklearn-iris' not found in namespace 'default'; there are none; "
+            "'sklearn-iris' is in namespace 'kserve-test': send Host sklearn-iris.kserve-test.example.com",
+        ),
+        (
             "other.kserve-test",
             404,
             "InferenceService 'other' not found (Host 'other.kserve-test': namespace 'kserve-test'); existing: "
@@ -54,3 +60,20 @@ async def test_hosts(host: str, status: int, said: str) -> None:
     assert answer.status_code == status, answer.text
     if said:
         assert answer.json()["error"] == said
+
+
+@pytest.mark.asyncio
+async def test_a_two_label_host_that_is_no_service_still_reaches_the_paths_model_in_default() -> None:
+    arm = Arm("iris-1", 100, "stable", "latest", ("http://127.0.0.1:9",))
+    router = Router()
+    router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}, 1))
+
+    async def forward(endpoints: tuple[str, ...], *_: object) -> tuple[str, UpstreamResponse]:
+        return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
+
+    router.upstreams.forward = forward  # type: ignore[method-assign]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=router), base_url="http://router"
+    ) as client:
+        answer = await client.post("/v1/models/iris:predict", json=ROW, headers={"host": "example.com"})
+    assert answer.status_code == 200, answer.text

@@ -163,15 +163,19 @@ class Router:
         if host.endswith(self._domains) and _names_a_service(host, self._domains):
             return None  # NAME.NAMESPACE.DOMAIN that is not a service here
         named = _in_cluster(host)
-        if named is not None:
-            return self._table.services.get((named[1], named[0]))
+        if named is not None:  # else a Host such as example.com: the path's name, in default
+            found = self._table.services.get((named[1], named[0]))
+            if found is not None:
+                return found
         return self._table.services.get(("default", name))
 
     def resolve(self, scope: Scope, name: str) -> ServiceRoute:
         host = host_of(scope)
         route = self.route_for(host, name)
         if route is None:
-            by_host = _names_a_service(host, self._domains) or _in_cluster(host) is not None
+            named = _in_cluster(host)
+            in_cluster = named is not None and any(ns == named[1] for ns, _ in self._table.services)
+            by_host = _names_a_service(host, self._domains) or in_cluster
             wanted, namespace = host.split(".", 2)[:2] if by_host else (name, "default")
             where = f" (Host {host!r}: namespace {namespace!r})" if by_host else ""
             raise self.unknown_service(wanted, namespace, where)

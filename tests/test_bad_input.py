@@ -209,6 +209,20 @@ CASES = [
     Case(
         "int64-over-64-bits", v2(tensor("INT64", [1], [10**26])), 400, "out of range for int64", server="echo"
     ),
+    Case(  # the JSON parser rounds a literal past the range to its end, a float: not taken as the end
+        "int64-below-64-bits",
+        v2(tensor("INT64", [2], [-(2**63) - 1, 1])),
+        400,
+        "out of range for int64",
+        server="echo",
+    ),
+    Case(
+        "uint64-past-64-bits",
+        v2(tensor("UINT64", [1], [2**64])),
+        400,
+        "out of range for uint64",
+        server="echo",
+    ),
     Case("int32-fraction", v2(tensor("INT32", [1], [1.5])), 400, "must hold only integers", server="echo"),
     Case("int32-string", v2(tensor("INT32", [1], ["5"])), 400, "not strings", server="echo"),
     Case("int32-bool", v2(tensor("INT32", [1], [True])), 400, "not booleans", server="echo"),

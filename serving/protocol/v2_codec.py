@@ -224,6 +224,14 @@ def _cast(array: np.ndarray, name: str, datatype: str, dtype: np.dtype) -> np.nd
 def _integral(data: list[Any], inferred: np.ndarray, name: str, datatype: str, dtype: np.dtype) -> np.ndarray:
     """Floats for an integer type: fine only if every value is a whole number in range (2.0, or 2**64-1
     which numpy infers as float64 next to a smaller integer); the exact conversion re-reads `data`."""
+    if dtype.itemsize == 8:
+        # A float at either end of a 64-bit range was rounded there: the JSON parser gives an integer literal
+        # past the range (-2**63 - 1) as the nearest float, the end itself (a literal in range stays an int)
+        info = np.iinfo(dtype)
+        low = info.min if info.min < 0 else -1  # 0.0 is a whole UINT64
+        values = np.asarray(data, dtype=object).ravel()
+        if any(type(v) is float and not low < v < info.max for v in values):
+            raise BadRequest(f"input {name!r}: 'data' is out of range for {datatype}")
     try:
         exact = np.asarray(data, dtype=dtype)
     except (OverflowError, ValueError, TypeError) as exc:

@@ -109,6 +109,11 @@ def _holds_model(folder: Path) -> bool:
     return bool(find_artifacts(folder)) or mlserver_settings.has_settings(folder)
 
 
+NOT_LOADED = (
+    "not loaded"  # an index entry's reason: a model in the repository that `load` has not been asked for
+)
+
+
 class ModelRepository:
     """Holds models by name; loading runs in a thread so the server stays live meanwhile."""
 
@@ -223,6 +228,28 @@ class ModelRepository:
             self._changed(model)
             if runtime is not None:
                 await asyncio.to_thread(_release, runtime)
+
+    def index(self, ready_only: bool | None = None) -> list[dict[str, str]]:
+        """The repository extension's index: every model known, and every sub-folder of the search root with a
+        model not loaded yet (which `load` would adopt: clients find what they can load), as Triton lists them."""
+        entries = [
+            {"name": m.name, "version": m.settings.version, "state": m.state.value, "reason": m.reason}
+            for m in self._models.values()
+            if m.ready or not ready_only
+        ]
+        if ready_only or self._search_root is None or not self._search_root.is_dir():
+            return entries
+        served = {
+            m.settings.model_dir.resolve() for m in self._models.values()
+        }  # one may be served by another name
+        for folder in sorted(self._search_root.iterdir()):
+            name = folder.name
+            fresh = name not in self._models and not name.startswith(".") and folder.resolve() not in served
+            if fresh and folder.is_dir() and _holds_model(folder):
+                entries.append(
+                    {"name": name, "version": "", "state": ModelState.UNAVAILABLE.value, "reason": NOT_LOADED}
+                )
+        return entries
 
     def _adopt(self, name: str) -> Model:
         """Repository `load` of a model not yet known: a sub-folder of the search root."""

@@ -120,6 +120,10 @@ def test_load_fixes_a_broken_model_and_adopts_a_new_folder(
     missing = httpx.post(server.url + "/v2/repository/models/gamma/load")
     assert missing.status_code == 404 and "'gamma'" in missing.json()["error"]
     shutil.copytree(model_repo / "xgboost-iris", root / "gamma")
+    # listed before it is loaded (the spec's index: every model of the repository, so clients find it)
+    listed = {m["name"]: m for m in _index(server)}["gamma"]
+    assert (listed["state"], listed["reason"]) == ("UNAVAILABLE", "not loaded")
+    assert "gamma" not in [m["name"] for m in _index(server, {"ready": True})]
     assert httpx.post(server.url + "/v2/repository/models/gamma/load").status_code == 200
     assert _predict(server, "gamma").json() == {"predictions": [1]}
     assert "gamma" in httpx.get(server.url + "/v1/models").json()["models"]

@@ -79,14 +79,8 @@ class InferenceService:
 
     async def repository_index(self, request: Any, context: Context) -> Any:
         index = pb.RepositoryIndexResponse()
-        for model in self.repository.models():
-            if model.ready or not request.ready:
-                index.models.add(
-                    name=model.name,
-                    version=model.settings.version,
-                    state=model.state.value,
-                    reason=model.reason,
-                )
+        for entry in self.repository.index(request.ready):
+            index.models.add(**entry)
         return index
 
     async def repository_model_load(self, request: Any, context: Context) -> Any:

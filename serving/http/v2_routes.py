@@ -56,12 +56,7 @@ class V2Endpoints:
         ready_only = loads_object(body).get("ready") if body.strip() else None
         if ready_only is not None and not isinstance(ready_only, bool):  # "false" would filter as if true
             raise BadRequest(f"'ready' must be true or false, not {ready_only!r}")
-        index = [
-            {"name": m.name, "version": m.settings.version, "state": m.state.value, "reason": m.reason}
-            for m in self.repository.models()
-            if m.ready or not ready_only
-        ]
-        return JSONBody(index)
+        return JSONBody(self.repository.index(ready_only))
 
     async def repository_load(self, request: Request) -> Response:
         body = await read_body(request, 65536)

@@ -34,6 +34,7 @@ from serving.control.local.parent_watch import PARENT_PID_ENV
 from serving.control.local.warm_spawn import WarmChild, WarmSpawner, forkable
 from serving.http import local_sockets
 from serving.http_client import HTTPClient
+from serving.repository import NOT_LOADED
 
 log = logging.getLogger("serving.processes")
 
@@ -185,7 +186,7 @@ def load_failure(index: Any, model: str | None) -> str:
         if isinstance(m, dict)
         and m.get("state") == "UNAVAILABLE"
         and m.get("reason")
-        and m.get("reason") != "unloaded"
+        and m.get("reason") not in ("unloaded", NOT_LOADED)
     ]
     named = [m for m in failed if m.get("name") == model]
     return str((named or failed)[0]["reason"]) if failed else ""

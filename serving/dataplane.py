@@ -296,7 +296,9 @@ def requested(outputs: TensorDict, request: InferRequest, model: str) -> TensorD
             if count:
                 array = outputs[output.name]
                 rows = batch_rows(request.inputs)
-                if array.ndim == 1 and rows > 1 and array.shape[0] == rows:
+                # one value per row of a batch (rows: a 2-D input) is labels; a 1-D input is one sample, and
+                # its 1-D output the scores the extension's own example ranks
+                if array.ndim == 1 and rows > 1 and array.shape[0] == rows and _batched(request.inputs):
                     raise BadRequest(
                         f"output {output.name!r} holds one value per row ({rows} rows), not a row's classes: "
                         "classification ranks the classes of an output of shape [batch, classes] (e.g. "
@@ -304,6 +306,11 @@ def requested(outputs: TensorDict, request: InferRequest, model: str) -> TensorD
                     )
                 outputs[output.name] = top_classes(array, count, output.name)
     return outputs
+
+
+def _batched(inputs: TensorDict) -> bool:
+    first = next(iter(inputs.values()), None)
+    return first is not None and first.ndim >= 2
 
 
 def batch_rows(inputs: TensorDict) -> int:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -197,3 +198,82 @@ async def test_a_burst_woken_from_zero_goes_on_within_container_concurrency(repl
         f"{most[0]} requests in flight at once on {replicas} replica(s) of concurrency 1"
     )
     assert took < 8 * 0.02 / replicas + 1.0, "each one went on as room freed, not at the next recheck"
+
+
+@pytest.mark.asyncio
+async def test_requests_cut_off_by_a_dead_replica_go_on_at_once_under_container_concurrency() -> None:
+    """Three requests in flight on the one replica (containerConcurrency 1) when it dies: each had its room, so
+    each goes on as soon as the replacement is ready (they used to count one another as busy and wait for the
+    activator's timeout)."""
+    from serving.router.upstream import NoReplicaReached
+
+    dead, fresh = "http://127.0.0.1:9", "http://127.0.0.1:10"
+
+    def route(*endpoints: str) -> ServiceRoute:
+        arm = Arm("iris-1", 100, "stable", "latest", endpoints)
+        return ServiceRoute("iris", "default", (arm,), activator=True, replica_concurrency=1)
+
+    async with _router(route(dead), activator_timeout_s=20) as (router, client, _given):
+        cut = asyncio.Event()
+
+        async def forward(endpoints: tuple[str, ...], *_: object) -> tuple[str, UpstreamResponse]:
+            if endpoints[0] == dead:
+                await cut.wait()
+                raise NoReplicaReached("the replica died before answering")
+            return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
+
+        router.upstreams.forward = forward  # type: ignore[method-assign]
+        calls = [asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW)) for _ in range(3)]
+        while router.load.in_flight.get(("default", "iris-1"), 0) < 3:
+            await asyncio.sleep(0.01)
+        router.set_table(RouteTable({("default", "iris"): route()}, 2))  # it is restarting
+        cut.set()
+        await _until_held(router)
+        started = time.monotonic()
+        router.set_table(RouteTable({("default", "iris"): route(fresh)}, 3))
+        answers = await asyncio.gather(*calls)
+        took = time.monotonic() - started
+    assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+    assert took < 2, f"the replacement was ready, yet they waited {took:.1f} s"
+
+
+@pytest.mark.asyncio
+async def test_requests_arriving_while_others_wait_for_room_wait_behind_them() -> None:
+    """First come, first served: once a woken revision has a replica, a request arriving while held ones wait for
+    room queues behind them instead of taking the room as it frees (the held ones waited until the load
+    stopped)."""
+    arm = Arm("iris-1", 100, "stable", "latest", ())
+    route = ServiceRoute("iris", "default", (arm,), activator=True, replica_concurrency=1)
+    async with _router(route) as (router, client, _given):
+        order: list[str] = []
+
+        async def forward(
+            endpoints: tuple[str, ...], method: str, path: str, headers: Any, *_: object
+        ) -> Any:
+            order.append(dict(headers)[b"x-n"].decode())
+            await asyncio.sleep(0.01)
+            return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
+
+        router.upstreams.forward = forward  # type: ignore[method-assign]
+
+        def call(n: str) -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW, headers={"x-n": n}))
+
+        early = [call(f"early-{i}") for i in range(4)]
+        while router.load.held.get(("default", "iris-1"), 0) < 4:
+            await asyncio.sleep(0.01)
+        woken = Arm("iris-1", 100, "stable", "latest", ("http://127.0.0.1:9",))
+        router.set_table(
+            RouteTable(
+                {
+                    ("default", "iris"): ServiceRoute(
+                        "iris", "default", (woken,), activator=True, replica_concurrency=1
+                    )
+                },
+                2,
+            )
+        )
+        late = [call(f"late-{i}") for i in range(4)]
+        answers = await asyncio.gather(*early, *late)
+    assert [a.status_code for a in answers] == [200] * 8
+    assert sorted(order[:4]) == [f"early-{i}" for i in range(4)], order

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 
 from serving.autoscale.metrics import ScalingMetrics
@@ -44,6 +45,8 @@ class Activator:
         self.usable: Callable[[tuple[str, ...]], bool] = bool
         self._table = RouteTable()
         self._changed: asyncio.Event | None = None
+        # (namespace, revision) -> the requests waiting for room under its containerConcurrency, in arrival order
+        self._lines: dict[tuple[str, str], deque[object]] = {}
 
     def table_changed(self, table: RouteTable) -> None:
         """The router swapped its table: held requests look again for an endpoint."""
@@ -65,9 +68,10 @@ class Activator:
         `deadline` (time.monotonic()) is the request's own, its route's timeout from its arrival: it waits until
         that or `timeout_s` from now, whichever comes first, and past the request's own deadline gets 504.
         Under a `containerConcurrency` (`route.replica_concurrency`) a request goes on only while the revision
-        has fewer requests in flight than that per ready replica (`counted`: this one is among them already),
-        so a burst that woke a revision from zero waits for room, or for more replicas, instead of overflowing
-        the first one."""
+        has fewer requests in flight than that per ready replica, so a burst that woke a revision from zero
+        waits for room, or for more replicas, instead of overflowing the first one; while any waits, requests
+        arriving later wait behind it (`queued`). `counted`: a request already in flight, sent again after its
+        replica died: it had its room, and goes as soon as a replica is ready."""
         key = (route.namespace, arm.revision)
         if self.load.held.get(key, 0) >= self.max_queue:
             raise ServiceUnavailable(
@@ -77,15 +81,30 @@ class Activator:
             )
         started = time.monotonic()
         self._count(route, arm, +1)
+        line = None if counted or not route.replica_concurrency else self._lines.setdefault(key, deque())
+        ticket = object()
+        if line is not None:
+            line.append(ticket)
         try:
-            return await self._wait(route, arm, started + self.timeout_s, deadline, counted)
+            return await self._wait(route, arm, started + self.timeout_s, deadline, line, ticket)
         finally:
             self._count(route, arm, -1)
+            if line is not None:
+                line.remove(ticket)
+                if not line:
+                    del self._lines[key]
+                self.capacity_freed()  # the next in line may go
             if self.metrics is not None:
                 self.metrics.wait.labels(route.name, arm.revision).observe(time.monotonic() - started)
 
     async def _wait(
-        self, route: ServiceRoute, arm: Arm, held_until: float, deadline: float | None, counted: bool
+        self,
+        route: ServiceRoute,
+        arm: Arm,
+        held_until: float,
+        deadline: float | None,
+        line: deque[object] | None,
+        ticket: object,
     ) -> Arm:
         own = deadline is not None and deadline <= held_until  # the request's own timeout ends the wait first
         until = deadline if own and deadline is not None else held_until
@@ -94,7 +113,7 @@ class Activator:
         known = False  # the service was in a table seen here (a router's always is: it resolved the request there)
         while True:
             fresh = self._ready_arm(route, arm.revision)
-            if fresh is not None and self._has_room(route, fresh, counted):
+            if fresh is not None and (line is None or self._turn(route, fresh, line, ticket)):
                 return fresh
             current = self._table.services.get((route.namespace, route.name))
             if current is None:
@@ -137,12 +156,17 @@ class Activator:
             return same[0] if self.usable(same[0].endpoints) else None
         return next((a for a in current.arms if a.percent > 0 and self.usable(a.endpoints)), None)
 
-    def _has_room(self, route: ServiceRoute, arm: Arm, counted: bool) -> bool:
-        per_replica = route.replica_concurrency
-        if not per_replica:
-            return True
-        busy = self.load.in_flight.get((route.namespace, arm.revision), 0) - (1 if counted else 0)
-        return busy < per_replica * len(arm.endpoints)
+    def _turn(self, route: ServiceRoute, arm: Arm, line: deque[object], ticket: object) -> bool:
+        """Whether this request may go: the revision has room (fewer in flight than containerConcurrency per
+        ready replica) for it and for everyone ahead of it in line (first come, first served)."""
+        room = route.replica_concurrency * len(arm.endpoints)
+        room -= self.load.in_flight.get((route.namespace, arm.revision), 0)
+        return room > 0 and line.index(ticket) < room
+
+    def queued(self, route: ServiceRoute, arm: Arm) -> bool:
+        """Requests wait here for room on this revision: one arriving now waits behind them (first come, first
+        served), not past them straight to a replica."""
+        return (route.namespace, arm.revision) in self._lines
 
     def _count(self, route: ServiceRoute, arm: Arm, delta: int) -> None:
         key = (route.namespace, arm.revision)

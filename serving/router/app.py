@@ -226,7 +226,8 @@ class Router:
         # handed over by the lane after a try that reached no model: its clock started there
         arrived = scope.get(LANE_STARTED, started)
         timeout_s = route.timeout_s - (started - arrived)
-        if not arm.endpoints:  # scaled to zero (route.activator): held until a replica is ready, or 503/504
+        # scaled to zero (route.activator), or others wait for room: held until a replica has it, or 503/504
+        if not arm.endpoints or self.activator.queued(route, arm):
             arm = await self._hold(scope, name, route, arm, arrived + route.timeout_s)
             # the request's own timeout counts from its arrival: what the hold took is not given again
             started = time.monotonic()

@@ -134,7 +134,8 @@ class GrpcProxy:
                 route, arm = self._route(name, dict(metadata))
                 if method == "ModelReady" and route.starting and not arm.endpoints:
                     raise ServiceUnavailable("its first revision is loading")  # answered, not held
-                if not arm.endpoints:  # scaled to zero: held by the router's activator, as over HTTP
+                # scaled to zero, or others wait for room: held by the router's activator, as over HTTP
+                if not arm.endpoints or self.router.activator.queued(route, arm):
                     arm = await self.router.activator.hold(route, arm, arrived + route.timeout_s)
             except ServiceUnavailable as exc:
                 if method == "ModelReady":  # readiness is an answer, as the model server's own: false

@@ -97,7 +97,7 @@ class RouterLane:
             arm = router.choose(route, pin, affinity)
         except ServingError:
             return False  # no ready revision: the ASGI path says so (choosing failed: nothing was counted)
-        if not arm.endpoints:
+        if not arm.endpoints or (route.replica_concurrency and router.activator.queued(route, arm)):  # held
             scope[CHOSEN_ARM] = arm
             return False
         rid, _ = request_id.choose(client_id)

@@ -297,6 +297,7 @@ class Replica:
         clock = asyncio.get_running_loop().time
         cpu = CpuWatch(self.process.pid)
         while self.process.returncode is None and not self._stopping:
+            probed = clock()
             ok = await self._found_port(http) and await self._probe(http)
             working = ever_ready and cpu.working()  # once ready, sampled at each check: CPU since the last
             if (
@@ -317,7 +318,11 @@ class Replica:
             try:
                 # Until first ready, look often: readiness seen 250 ms late is cold start added for nothing.
                 await asyncio.wait_for(
-                    self.process.wait(), self.spec.liveness.period_s if ever_ready else STARTING_INTERVAL_S
+                    self.process.wait(),
+                    # a check every period_s, its own time included (Kubernetes' periodSeconds)
+                    max(self.spec.liveness.period_s - (clock() - probed), 0.0)
+                    if ever_ready
+                    else STARTING_INTERVAL_S,
                 )
             except TimeoutError:
                 pass

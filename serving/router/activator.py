@@ -45,8 +45,9 @@ class Activator:
         self.usable: Callable[[tuple[str, ...]], bool] = bool
         self._table = RouteTable()
         self._changed: asyncio.Event | None = None
-        # (namespace, revision) -> the requests waiting for room under its containerConcurrency, in arrival order
-        self._lines: dict[tuple[str, str], deque[object]] = {}
+        # (namespace, revision) -> the requests waiting for room under its containerConcurrency, in arrival order,
+        # each woken by its own event: room that frees wakes the first in line, not all of them
+        self._lines: dict[tuple[str, str], deque[asyncio.Event]] = {}
 
     def table_changed(self, table: RouteTable) -> None:
         """The router swapped its table: held requests look again for an endpoint."""
@@ -54,10 +55,16 @@ class Activator:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+        for line in self._lines.values():
+            for ticket in line:
+                ticket.set()
 
-    def capacity_freed(self) -> None:
-        """A request of a held-for revision finished: held requests look again for room."""
-        self.table_changed(self._table)
+    def capacity_freed(self, namespace: str, revision: str) -> None:
+        """A request of this revision finished, or one left its line: the first in line looks again for room
+        (if it goes, its leaving wakes the next)."""
+        line = self._lines.get((namespace, revision))
+        if line:
+            line[0].set()
 
     async def hold(
         self, route: ServiceRoute, arm: Arm, deadline: float | None = None, counted: bool = False
@@ -82,7 +89,7 @@ class Activator:
         started = time.monotonic()
         self._count(route, arm, +1)
         line = None if counted or not route.replica_concurrency else self._lines.setdefault(key, deque())
-        ticket = object()
+        ticket = asyncio.Event()
         if line is not None:
             line.append(ticket)
         try:
@@ -93,7 +100,7 @@ class Activator:
                 line.remove(ticket)
                 if not line:
                     del self._lines[key]
-                self.capacity_freed()  # the next in line may go
+                self.capacity_freed(*key)  # the next in line may go
             if self.metrics is not None:
                 self.metrics.wait.labels(route.name, arm.revision).observe(time.monotonic() - started)
 
@@ -103,8 +110,8 @@ class Activator:
         arm: Arm,
         held_until: float,
         deadline: float | None,
-        line: deque[object] | None,
-        ticket: object,
+        line: deque[asyncio.Event] | None,
+        ticket: asyncio.Event,
     ) -> Arm:
         own = deadline is not None and deadline <= held_until  # the request's own timeout ends the wait first
         until = deadline if own and deadline is not None else held_until
@@ -139,10 +146,15 @@ class Activator:
                     f"revision {arm.revision} did not become ready within {self.timeout_s:g}s ({why})",
                     headers=RETRY_AFTER,
                 )
-            if self._changed is None:
-                self._changed = asyncio.Event()
+            if line is not None:  # in line: woken by room, a new table, or a look again soon
+                ticket.clear()
+                event = ticket
+            else:
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                event = self._changed
             try:  # a new table, or a look again soon: an endpoint marked down comes back without one
-                await asyncio.wait_for(self._changed.wait(), min(remaining, RECHECK_S))
+                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_S))
             except TimeoutError:
                 pass
 
@@ -156,7 +168,7 @@ class Activator:
             return same[0] if self.usable(same[0].endpoints) else None
         return next((a for a in current.arms if a.percent > 0 and self.usable(a.endpoints)), None)
 
-    def _turn(self, route: ServiceRoute, arm: Arm, line: deque[object], ticket: object) -> bool:
+    def _turn(self, route: ServiceRoute, arm: Arm, line: deque[asyncio.Event], ticket: asyncio.Event) -> bool:
         """Whether this request may go: the revision has room (fewer in flight than containerConcurrency per
         ready replica) for it and for everyone ahead of it in line (first come, first served)."""
         room = route.replica_concurrency * len(arm.endpoints)

@@ -304,8 +304,10 @@ class Router:
 
     def request_finished(self, route: ServiceRoute, arm: Arm, code: int, seconds: float) -> None:
         self.load.end(route.namespace, arm.revision)
-        if route.replica_concurrency and self.load.held.get((route.namespace, arm.revision)):
-            self.activator.capacity_freed()  # a held request may go on in its place
+        if route.replica_concurrency:
+            self.activator.capacity_freed(
+                route.namespace, arm.revision
+            )  # the first in line may go in its place
         series = self._series_of(route, arm)
         if series is not None:
             series.finished(code, seconds)

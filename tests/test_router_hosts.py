@@ -44,19 +44,10 @@ ROW = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
     ],
 )
 async def test_hosts(host: str, status: int, said: str) -> None:
-    arm = Arm("sklearn-iris-1", 100, "stable", "latest", ("http://127.0.0.1:9",))
-    route = ServiceRoute("sklearn-iris", "kserve-test", (arm,), host="sklearn-iris.kserve-test.example.com")
-    router = Router()
-    router.set_table(RouteTable({("kserve-test", "sklearn-iris"): route}, 1))
-
-    async def forward(endpoints: tuple[str, ...], *_: object) -> tuple[str, UpstreamResponse]:
-        return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
-
-    router.upstreams.forward = forward  # type: ignore[method-assign]
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=router), base_url="http://router"
-    ) as client:
-        answer = await client.post("/v1/models/sklearn-iris:predict", json=ROW, headers={"host": host})
+    route = ServiceRoute(
+        "sklearn-iris", "kserve-test", (_arm("sklearn-iris-1"),), host="sklearn-iris.kserve-test.example.com"
+    )
+    answer = await _ask(route, "sklearn-iris", host)
     assert answer.status_code == status, answer.text
     if said:
         assert answer.json()["error"] == said
@@ -64,9 +55,18 @@ async def test_hosts(host: str, status: int, said: str) -> None:
 
 @pytest.mark.asyncio
 async def test_a_two_label_host_that_is_no_service_still_reaches_the_paths_model_in_default() -> None:
-    arm = Arm("iris-1", 100, "stable", "latest", ("http://127.0.0.1:9",))
+    answer = await _ask(ServiceRoute("iris", "default", (_arm("iris-1"),)), "iris", "example.com")
+    assert answer.status_code == 200, answer.text
+
+
+def _arm(revision: str) -> Arm:
+    return Arm(revision, 100, "stable", "latest", ("http://127.0.0.1:9",))
+
+
+async def _ask(route: ServiceRoute, model: str, host: str) -> httpx.Response:
+    """A V1 predict of `model` with this Host, through a router whose table holds `route` (the upstream: a spy)."""
     router = Router()
-    router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}, 1))
+    router.set_table(RouteTable({(route.namespace, route.name): route}, 1))
 
     async def forward(endpoints: tuple[str, ...], *_: object) -> tuple[str, UpstreamResponse]:
         return endpoints[0], UpstreamResponse(200, [(b"content-type", b"application/json")], b"{}")
@@ -75,5 +75,4 @@ async def test_a_two_label_host_that_is_no_service_still_reaches_the_paths_model
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=router), base_url="http://router"
     ) as client:
-        answer = await client.post("/v1/models/iris:predict", json=ROW, headers={"host": "example.com"})
-    assert answer.status_code == 200, answer.text
+        return await client.post(f"/v1/models/{model}:predict", json=ROW, headers={"host": host})

@@ -174,10 +174,10 @@ class _Refusing(argparse.ArgumentParser):
 
 
 def _parse(argv: list[str], where: str) -> argparse.Namespace:
-    parser = _Refusing(prog="serving")
+    refusing: type[_Refusing] = type("Refusing", (_Refusing,), {"where": where})  # complaints name `where`
+    parser = refusing(prog="serving")
     # Its sub-parsers are of the same class, so `transform`'s own complaints are raised too.
     register(cast(Any, parser.add_subparsers(dest="command", required=True)))
-    _Refusing.where = where
     return parser.parse_args(argv)
 
 

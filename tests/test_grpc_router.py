@@ -166,6 +166,15 @@ async def test_errors_pass_through_with_the_revision(proxied: tuple[Router, str]
             rest_only.value.details() or ""
         )
         assert await revision_of(channel, infer_request())  # still serving
+        for method, says in (
+            ("RepositoryIndex", "the repository extension) is not routed"),
+            ("ModelStatistics", "Triton's statistics extension (ModelStatistics) is not served here"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as unrouted:
+                await channel.unary_unary(f"/{pb.SERVICE}/{method}")(b"", timeout=10)
+            assert unrouted.value.code() == grpc.StatusCode.UNIMPLEMENTED and says in (
+                unrouted.value.details() or ""
+            ), unrouted.value.details()
 
 
 async def test_a_dead_endpoint_is_skipped(

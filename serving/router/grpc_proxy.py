@@ -28,12 +28,12 @@ import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import serving
-from serving.errors import ServiceUnavailable, ServingError
+from serving.errors import UNSERVED_EXTENSIONS, ServiceUnavailable, ServingError
 from serving.grpc import messages as pb
 from serving.grpc import wire
 from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
-from serving.grpc.service import Context, Handler
+from serving.grpc.service import Context, Handler, unserved
 from serving.grpc.status import grpc_code, http_status, trailing_metadata
 from serving.router.activator import timed_out
 from serving.router.app import Router
@@ -44,6 +44,22 @@ PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig")
 # What the router serves over gRPC (ModelConfig is Triton's `model_configuration`; the repository is not routed)
 EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
 REVISION_KEY = "x-serving-revision"
+# RPCs the router does not answer, each said by name (grpcio alone would say "Method not found!"): the repository
+# is each model server's own, and Triton's other extensions are served nowhere here
+NOT_ROUTED = (
+    *(
+        (
+            method,
+            f"{method} (the repository extension) is not routed: call it on a model server's own gRPC port",
+        )
+        for method in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
+    ),
+    *(
+        (method, f"Triton's {name} extension ({method}) is not served here")
+        for _, methods, name in UNSERVED_EXTENSIONS
+        for method in methods
+    ),
+)
 
 
 class RouterHealth(health_pb2_grpc.HealthServicer):
@@ -88,6 +104,8 @@ class GrpcProxy:
             name: self._local_handler(name) for name in ("ServerLive", "ServerReady", "ServerMetadata")
         }
         handlers.update({name: self._proxy_handler(name) for name in PROXIED})
+        # grpcio alone would say "Method not found!"
+        handlers.update({method: unserved(message) for method, message in NOT_ROUTED})
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(RouterHealth(self.router), self.server)
         address = f"[{host}]" if ":" in host else host

@@ -68,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0  # loop time the exchange in progress must be answered by
         self._head_only = False
+        self._answered_in_read = False  # an answer completed by the read being parsed: no other may follow
         self.parser = httptools.HttpResponseParser(self)
         self._new_message()
 
@@ -93,10 +94,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        self._answered_in_read = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"bad HTTP response: {exc}"))
+            why = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+            self._fail(ConnectionError(f"bad HTTP response: {why}"))
             self.close()
             return
         if self.direct is not None and not self.closed and self.transport is not None:
@@ -127,6 +130,13 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamConnectError("server closed the connection before answering"))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        """One request, one response: a response with no request waiting for it, or a second one after the
+        answer (in the same read), means the server and this connection disagree on where messages end. It is
+        never read as the next request's answer: the connection is closed (h11 refuses it the same way)."""
+        if self._done is None or self._answered_in_read:
+            raise ConnectionError("the server sent a response no request asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"content-length":
@@ -171,6 +181,7 @@ class _Connection(asyncio.Protocol):
     def _complete(self, keep_alive: bool) -> None:
         if self._done is None:
             return
+        self._answered_in_read = True
         self.keep_alive = keep_alive and not self.closed
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self._end(Response(self.status, self.headers, body))
@@ -275,8 +286,12 @@ class _Endpoint:
 
 
 def encode_request(method: str, target: str, host: bytes, headers: Headers, body: bytes) -> bytes:
+    """The request's bytes. A target holding a space or a control character is refused (ValueError): on the
+    wire it would end the request line early or start another request (RFC 9112 §3.2, §11.2)."""
+    if " " in target or not target.isprintable():
+        raise ValueError(f"request target {target!r} holds a space or a control character")
     head = [
-        f"{method} {target} HTTP/1.1\r\n".encode(),
+        f"{method} {target} HTTP/1.1\r\n".encode("latin-1"),
         b"host: ",
         host,
         b"\r\ncontent-length: ",
@@ -382,6 +397,11 @@ class HTTPClient:
         conn = self._idle_connection(ep)
         if conn is None:
             return None
+        try:
+            request = encode_request(method, target, ep.host_header, headers, body)
+        except ValueError:
+            self._release(ep, conn)  # unused: back to the pool
+            raise
 
         def finished(outcome: Response | BaseException) -> None:
             if isinstance(outcome, BaseException):
@@ -391,7 +411,7 @@ class HTTPClient:
             done(outcome)
 
         conn.send(
-            encode_request(method, target, ep.host_header, headers, body),
+            request,
             method == "HEAD",
             timeout_s,
             finished,

@@ -259,6 +259,61 @@ async def test_close_delimited_and_chunked_bodies() -> None:
         client.close()
 
 
+async def test_one_request_gets_one_response_and_a_connection_that_says_more_is_closed() -> None:
+    """A second response after the answer (in the same read), or one while no request waits, is never read as
+    an answer: not merged into the first, not handed to the next request. Interim 100s still are fine."""
+
+    async def answers(method: str, target: str, writer: asyncio.StreamWriter) -> None:
+        if target == "/twice":
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nx-first: 1\r\ncontent-length: 3\r\n\r\none"
+                b"HTTP/1.1 404 Not Found\r\nx-second: 1\r\ncontent-length: 3\r\n\r\ntwo"
+            )
+        elif target == "/late":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 7\r\n\r\nnobody!")
+        elif target == "/continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        else:
+            await answer_ok(method, target, writer)
+
+    async with raw_server(answers) as (server, url):
+        client = HTTPClient()
+        first = await client.request(url, "GET", "/twice", timeout_s=2)
+        assert first == (200, [(b"x-first", b"1"), (b"content-length", b"3")], b"one")
+        assert (await client.request(url, "GET", "/next", timeout_s=2)).body == b"/next"
+        assert server.connections == 2  # the one that answered twice was not used again
+
+        assert (await client.request(url, "GET", "/late", timeout_s=2)).body == b"late"
+        idle = client._endpoints[url].idle[-1]
+        await wait_for(lambda: idle.closed, "the connection that answered unasked to close")
+        assert (await client.request(url, "GET", "/after", timeout_s=2)).body == b"/after"
+        assert server.connections == 3
+
+        assert (await client.request(url, "GET", "/continue", timeout_s=2)).body == b"ok"
+        assert (await client.request(url, "GET", "/kept", timeout_s=2)).body == b"/kept"
+        assert server.connections == 3
+        client.close()
+
+
+async def test_a_target_with_a_line_break_or_space_is_refused_before_anything_is_sent() -> None:
+    async with raw_server(answer_ok) as (server, url):
+        client = HTTPClient()
+        assert (await client.request(url, "GET", "/first", timeout_s=2)).status == 200
+        for target in ("/a\r\nGET /b", "/a b", "/a\x00"):
+            with pytest.raises(ValueError, match="space or a control character"):
+                await client.request(url, "GET", target, timeout_s=2)
+            done: list[Any] = []
+            with pytest.raises(ValueError):
+                client.try_send(url, "GET", target, [], b"", 2, done.append)
+        assert client.connections(url) == (1, 1)  # the idle connection stayed in the pool
+        assert (await client.request(url, "GET", "/%0D%0A", timeout_s=2)).body == b"/%0D%0A"
+        assert server.connections == 1
+        client.close()
+
+
 async def test_refused_connection_is_a_connect_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -149,6 +149,7 @@ class Scripted(asyncio.Protocol):
     that answers every request with a response-splitting header ("split")."""
 
     seen = 0
+    heads: list[bytes] = []  # every request head answered ("record": each one, answered as the first)
 
     def __init__(self, then: str) -> None:
         self.then = then
@@ -170,7 +171,8 @@ class Scripted(asyncio.Protocol):
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-note: a\nset-cookie: pwned=1\r\n"
                 b"content-length: 2\r\n\r\n{}"
             )
-        elif Scripted.seen == 1:
+        elif Scripted.seen == 1 or self.then == "record":
+            Scripted.heads.append(head)
             body = b'{"predictions":["scripted"]}'
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
@@ -186,6 +188,7 @@ class Scripted(asyncio.Protocol):
 @contextlib.asynccontextmanager
 async def scripted(then: str) -> AsyncIterator[str]:
     Scripted.seen = 0
+    Scripted.heads = []
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Scripted(then), "127.0.0.1", 0)
     try:
@@ -226,6 +229,44 @@ async def test_a_response_splitting_header_from_a_model_server_never_reaches_the
     for answer in answers:
         assert answer.status_code == 503 and "set-cookie" not in answer.headers, answer.text
     assert all(n == 0 for n in router.upstreams.outstanding.values())
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_an_encoded_line_break_in_the_path_is_forwarded_encoded_and_splits_nothing(lane: bool) -> None:
+    """The path goes upstream as the client sent it: decoded, `%0D%0A` would end the request line on the wire
+    to the model server, and the rest would be read there as a second request (request splitting)."""
+    injected = (
+        b"/v1/models/iris:predict%20HTTP/1.1%0D%0AHost:%20a%0D%0AContent-Length:%200%0D%0A%0D%0A"
+        b"POST%20/v2/repository/models/iris/unload?x=%0D%0A"
+    )
+    hops = (
+        b"connection: keep-alive, x-hop\r\nx-hop: secret\r\nproxy-connection: keep-alive\r\n"
+        b"trailer: x-t\r\nte: trailers\r\nx-kept: yes\r\n"
+    )
+    async with scripted("record") as recorder, routed((recorder,), lane) as (url, _, spy):
+        async with httpx.AsyncClient(base_url=url) as client:  # a pooled connection for the lane
+            assert (await client.post("/v1/models/iris:predict", json=ROW)).status_code == 200
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = orjson.dumps(ROW)
+        writer.write(
+            b"POST %s HTTP/1.1\r\nhost: x\r\n%scontent-length: %d\r\n\r\n%s"
+            % (injected, hops, len(body), body)
+        )
+        received = b""
+        while b"scripted" not in received:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, received
+            received += chunk
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 200 "), received
+    assert len(Scripted.heads) == 2, Scripted.heads  # the warm-up and this one: nothing split off
+    request_line, *header_lines = Scripted.heads[1].split(b"\r\n")
+    assert request_line == b"POST " + injected + b" HTTP/1.1"
+    names = {line.split(b":", 1)[0].lower() for line in header_lines}
+    assert b"x-kept" in names
+    assert not names & {b"x-hop", b"proxy-connection", b"trailer", b"te", b"connection"}, names
+    assert spy["sent"] == (1 if lane else 0)
 
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])

@@ -36,7 +36,7 @@ from serving.router.balancer import Balancer
 from serving.router.load import RevisionLoad
 from serving.router.mirror import Mirror
 from serving.router.table import Arm, RouteTable, ServiceRoute
-from serving.router.upstream import HOP_BY_HOP, NoReplicaReached, Upstreams
+from serving.router.upstream import NoReplicaReached, Upstreams, forwarded_headers, upstream_target
 
 if TYPE_CHECKING:
     from serving.metrics import RouteSeries
@@ -232,8 +232,7 @@ class Router:
             # the request's own timeout counts from its arrival: what the hold took is not given again
             started = time.monotonic()
             timeout_s = route.timeout_s - (started - arrived)
-        qs = scope.get("query_string", b"")
-        target = path + ("?" + qs.decode("latin-1") if qs else "")
+        target = upstream_target(scope)
         code = 500
         self.request_started(route, arm)
         try:
@@ -401,7 +400,7 @@ def host_name(value: bytes) -> str:
 
 
 def _headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+    return forwarded_headers(scope["headers"])
 
 
 def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

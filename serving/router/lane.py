@@ -38,7 +38,7 @@ from serving.router.app import (
     host_name,
 )
 from serving.router.table import Arm, ServiceRoute
-from serving.router.upstream import HOP_BY_HOP, UpstreamResponse
+from serving.router.upstream import HOP_BY_HOP, UpstreamResponse, connection_named, upstream_target
 
 if TYPE_CHECKING:
     from serving.http.lean_cycle import LeanCycle
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 _PREFIXES = ("/v1/models/", "/v2/models/")
 _CONTENT_LENGTH = b"content-length"
 _HOST = b"host"
+_CONNECTION = b"connection"
+_CONNECTION_USUAL = (b"keep-alive", b"close")
 _REQUEST_ID = request_id.HEADER
 
 
@@ -70,6 +72,7 @@ class RouterLane:
         ):
             return False
         client_id = pin = None
+        named: frozenset[bytes] = frozenset()
         host = b""
         length = 0
         forwarded = []
@@ -80,6 +83,8 @@ class RouterLane:
                     length = int(value)
                 elif key == _HOST and not host:  # the first, as the ASGI path reads it
                     host = value
+                elif key == _CONNECTION and value not in _CONNECTION_USUAL:
+                    named |= connection_named(value)
             elif key == _REQUEST_ID:
                 client_id = value
             else:
@@ -88,6 +93,9 @@ class RouterLane:
                 forwarded.append((key, value))
         if length > router.max_body_bytes:
             return False  # the ASGI path answers 413
+        if named:  # headers the client's Connection names are hop-by-hop too
+            forwarded = [(k, v) for k, v in forwarded if k not in named]
+            pin = header_value(forwarded, TAG_HEADER)
         name = path[11:].split("/", 1)[0].split(":", 1)[0]  # len("/v1/models/") == len("/v2/models/")
         route = router.route_for(host_name(host) if host else "", name)
         if route is None or route.mirror is not None:
@@ -102,8 +110,7 @@ class RouterLane:
             return False
         rid, _ = request_id.choose(client_id)
         forwarded.append((request_id.HEADER, rid.encode("ascii")))
-        query = scope["query_string"]
-        target = path + "?" + query.decode("latin-1") if query else path
+        target = upstream_target(scope)
         exchange = _Exchange(self, cycle, route, arm, rid, length)
         abandon = router.upstreams.try_forward(
             arm.endpoints, "POST", target, forwarded, cycle.body, route.timeout_s, exchange.answered

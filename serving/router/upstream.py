@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 from serving.errors import ClientGone, GatewayTimeout, ServiceUnavailable, ServingError
 from serving.http_client import Abandoned, HTTPClient, Response, UpstreamConnectError
@@ -23,14 +25,51 @@ HOP_BY_HOP = frozenset(
         b"proxy-authenticate",
         b"proxy-authorization",
         b"te",
-        b"trailers",
+        b"trailer",
+        b"trailers",  # RFC 2616's spelling (an erratum), still sent by some clients
         b"transfer-encoding",
+        b"proxy-connection",  # the pre-standard Connection some clients still send
         b"upgrade",
         b"expect",  # `100-continue` is between the client and the router's own server, which answers it
         b"host",
         b"content-length",
     }
 )
+_CONNECTION_TOKENS_KNOWN = HOP_BY_HOP | {b"close", b""}
+
+
+def connection_named(value: bytes) -> frozenset[bytes]:
+    """The headers a Connection header names beyond the usual hop-by-hop ones: an intermediary removes them too
+    (RFC 9110 §7.6.1). Empty for the common `keep-alive` and `close`."""
+    if value in (b"keep-alive", b"close"):
+        return frozenset()
+    return frozenset(token.strip().lower() for token in value.split(b",")) - _CONNECTION_TOKENS_KNOWN
+
+
+def forwarded_headers(
+    headers: Iterable[tuple[bytes, bytes]], dropped: Container[bytes] = HOP_BY_HOP
+) -> list[tuple[bytes, bytes]]:
+    """A message's headers without the `dropped` ones (hop-by-hop) and those its Connection header names."""
+    out = []
+    named: frozenset[bytes] = frozenset()
+    for key, value in headers:
+        if key not in dropped:
+            out.append((key, value))
+        elif key == b"connection" and value not in (b"keep-alive", b"close"):
+            named |= connection_named(value)
+    return [(k, v) for k, v in out if k not in named] if named else out
+
+
+def upstream_target(scope: Mapping[str, Any]) -> str:
+    """The request-target to forward: the path as the client sent it, still percent-encoded, and its query.
+    Never the decoded path: a `%0d%0a` in it would be a line break on the wire to the model server, one
+    request split into two (RFC 9112 §11.2), and `%20` a space ending the request line."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/:@!$&'()*+,;=-._~")
+    query = scope.get("query_string")
+    return path + "?" + query.decode("latin-1") if query else path
+
+
 # The router's own server adds `date` and `server` to what it sends: the model server's would be duplicates.
 NOT_FORWARDED_BACK = HOP_BY_HOP | {b"date", b"server"}
 DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
@@ -184,7 +223,7 @@ def _answer(response: Response, method: str) -> UpstreamResponse:
     """What goes back to the client: the model server's answer without hop-by-hop or duplicate headers. Its
     Content-Length is the body's; for HEAD, the model server's (RFC 9110 §8.6: what GET would send; the body
     is empty)."""
-    out = [(k, v) for k, v in response.headers if k not in NOT_FORWARDED_BACK]
+    out = forwarded_headers(response.headers, NOT_FORWARDED_BACK)
     if method == "HEAD":
         out += [(k, v) for k, v in response.headers if k == b"content-length"]
     else:

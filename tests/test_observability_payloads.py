@@ -307,3 +307,47 @@ async def test_a_compressed_request_is_logged_as_the_body_it_stands_for(iris: Pa
     assert at_router.data == V1 and at_router["datacontenttype"] == "application/json"
     opaque = requests[broken.headers["x-request-id"], "predictor"]
     assert opaque.data == b"not gzip at all" and opaque["datacontenttype"] == "application/octet-stream"
+
+
+async def test_the_request_event_goes_as_the_request_comes_not_after_its_answer() -> None:
+    """As KServe's agent logs it: a request still being answered is already logged, stamped with its arrival
+    (a replica that dies mid-call would otherwise lose it). The response event follows with its own time."""
+    import asyncio
+    from datetime import datetime
+
+    from serving.observability.asgi import Observed
+    from serving.observability.cloudevent import Source
+    from serving.observability.payload_logger import PayloadLogger
+    from serving.observability.sinks import sink_for
+
+    release = asyncio.Event()
+
+    async def held(scope, receive, send) -> None:  # noqa: ANN001 - reads the body, answers when released
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body", False):
+            pass
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"predictions":[1]}'})
+
+    with receiving() as (sink, receiver):
+        # a `serving serve` of its own: no InferenceService name given, the model's is used
+        app = Observed(held, Source(component="predictor"), payloads=PayloadLogger(sink_for(sink), "all"))
+        async with served(app) as url, httpx.AsyncClient(base_url=url) as client:
+            answer = asyncio.create_task(
+                client.post("/v1/models/iris:predict", content=V1, headers={"x-request-id": "held-1"})
+            )
+            await until(lambda: len(receiver.events) == 1, what="the request event, before any answer")
+            assert receiver.events[0]["type"] == "org.kubeflow.serving.inference.request"
+            assert receiver.events[0].data == V1 and not answer.done()
+            await asyncio.sleep(0.05)  # the answer comes measurably later than the request
+            release.set()
+            assert (await answer).status_code == 200
+            await until(lambda: len(receiver.events) == 2, what="the response event")
+    request, response = receiver.events
+    assert response["type"] == "org.kubeflow.serving.inference.response" and response["id"] == "held-1"
+    for event in (request, response):  # `source` names who sent it (KServe: the pod), not a constant
+        assert event["inferenceservicename"] == "iris" and event["source"] == "iris-predictor"
+    stamped = [datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in (request, response)]
+    assert (stamped[1] - stamped[0]).total_seconds() >= 0.05, stamped

@@ -146,3 +146,48 @@ async def test_tracing_off_sends_the_request_id_but_no_traceparent_to_the_predic
     (headers,) = seen
     assert (b"x-request-id", b"trace-off-1") in headers
     assert not any(k == b"traceparent" for k, _ in headers) and not tracing.enabled()
+
+
+async def test_access_lines_carry_the_trace_and_a_5xx_span_is_an_error(
+    exporter: InMemorySpanExporter,
+    caplog,  # noqa: ANN001
+) -> None:
+    """The access line is written after the span ends, with the trace id taken while it was current; the span's
+    status follows OpenTelemetry's HTTP server convention (5xx: Error, with error.type; 4xx: unset)."""
+    import logging
+
+    from opentelemetry.trace import StatusCode
+
+    from serving.observability.access_log import AccessLog
+    from serving.observability.asgi import Observed
+    from serving.observability.cloudevent import Source
+
+    async def answers(scope, receive, send) -> None:  # noqa: ANN001 - status from the path's model name
+        status = {"ok": 200, "missing": 404, "down": 503}[scope["path"].split("/")[3]]
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def call(model: str) -> None:
+        scope = {"type": "http", "method": "POST", "path": f"/v2/models/{model}/infer", "headers": []}
+        scope["server"] = None
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict) -> None:
+            return None
+
+        await Observed(answers, Source(isvc=model, component="predictor"), AccessLog(1.0))(scope, receive, send)
+
+    caplog.set_level(logging.INFO, logger="serving.access")
+    for model in ("ok", "missing", "down"):
+        await call(model)
+    spans = {s.attributes["serving.model"]: s for s in exporter.get_finished_spans()}
+    lines = {r.fields["isvc"]: r.fields for r in caplog.records if r.name == "serving.access"}
+    for model in ("ok", "missing", "down"):
+        assert lines[model]["trace_id"] == format(spans[model].context.trace_id, "032x"), model
+    assert spans["down"].status.status_code == StatusCode.ERROR
+    assert spans["down"].attributes["error.type"] == "503"
+    assert spans["missing"].status.status_code == StatusCode.UNSET
+    assert spans["ok"].status.status_code == StatusCode.UNSET
+    assert [spans[m].attributes["http.response.status_code"] for m in ("ok", "missing", "down")] == [200, 404, 503]

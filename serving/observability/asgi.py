@@ -49,6 +49,8 @@ class _Exchange:
     response_json_length: bytes = b""
     revision: str = ""
     metadata: str = ""  # the payload logger's `metadata` extension, from the request's headers
+    trace_id: str = ""  # its span's trace, when tracing (taken while the span is current)
+    request_offered: bool = False  # its request event is with the payload logger
     count_in: bool = True  # read the body's size from its chunks (no Content-Length, or capturing it)
     request_chunks: list[bytes] = field(default_factory=list)
     response_chunks: list[bytes] = field(default_factory=list)
@@ -76,7 +78,6 @@ class Observed:
         self.forwards_headers = forwards_headers
         self.on_shutdown: list[Callable[[], None]] = []  # run when the server's lifespan ends
         self.direct_lane: Any = None  # what answers requests without calling the app (the router's: lane.py)
-        self._uri_known = False
 
     def __getattr__(self, name: str) -> Any:  # the wrapped app's attributes (a router's table, upstreams...)
         return getattr(self.app, name)
@@ -115,14 +116,19 @@ class Observed:
                     self.source.component, scope["headers"], {"serving.request_id": ex.request_id}
                 ):
                     scope["headers"] = _replace_trace_headers(scope["headers"])
-                    await self._run(scope, receive, send, ex)
-                    tracing.set_attributes(self._span_attributes(scope, ex))
+                    try:
+                        await self._run(scope, receive, send, ex)
+                        failed = False
+                    finally:  # within the span: its attributes, its status, and the trace id for the log
+                        _settle(ex, failed)
+                        tracing.set_attributes(self._span_attributes(scope, ex))
+                        tracing.set_http_status(ex.status)
+                        ex.trace_id = tracing.trace_id()
             else:
                 await self._run(scope, receive, send, ex)
-            failed = False
+                failed = False
         finally:
-            if not ex.status:  # no response: the server answers 500 for an exception; else the client left
-                ex.status = 500 if failed else 499
+            _settle(ex, failed)
             self._finish(scope, ex)
             request_id.current.reset(token)
 
@@ -163,12 +169,12 @@ class Observed:
         )
         if (keep_request or keep_response) and payloads is not None and payloads.metadata_headers:
             ex.metadata = payloads.metadata(headers)
-        if not self._uri_known:
-            self._learn_uri(scope)
         return scope, ex
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
         rid_header = (request_id.HEADER, ex.request_id.encode("ascii"))
+
+        early = self.describe is None  # who answers is known before the answer: log the request as it comes
 
         async def receive_counted() -> Message:  # only when capturing the body or it has no Content-Length
             message = await receive()
@@ -177,6 +183,12 @@ class Observed:
                 ex.bytes_in += len(chunk)
                 if ex.keep_request:
                     ex.request_chunks.append(chunk)
+                    if early and not message.get("more_body", False) and not ex.request_offered:
+                        # As KServe's agent does: the request event goes when the request has come, so one
+                        # still running (or whose replica dies) is logged, and its time is its arrival's.
+                        model = _model_name(scope["path"])
+                        source = self.source if self.source.isvc else replace(self.source, isvc=model)
+                        self._offer_request(ex, source, model)
             return message
 
         async def send_tagged(message: Message) -> None:
@@ -209,7 +221,6 @@ class Observed:
             "serving.revision": revision,
             "serving.arm": arm,
             "serving.model": model,
-            "http.response.status_code": ex.status,
         }
 
     def _finish(self, scope: Scope, ex: _Exchange) -> None:
@@ -231,38 +242,26 @@ class Observed:
                     revision,
                     arm,
                     self.source.component,
-                    tracing.trace_id(),
+                    ex.trace_id,
                 )
             )
         if self.payloads is not None:
             source = self.source
             if self.describe is not None:  # the router: who answered is known per request
                 source = replace(source, isvc=isvc, namespace=namespace, endpoint=revision)
+            elif not source.isvc:  # a server of its own (`serving serve`): the model's name, as its access line
+                source = replace(source, isvc=isvc)
             self._offer_payloads(ex, source, model)
 
     def _offer_payloads(self, ex: _Exchange, source: Source, model: str) -> None:
         payloads = self.payloads
         assert payloads is not None
-        wanted = int(payloads.logs_requests) + int(payloads.logs_responses)
         if not (ex.keep_request or ex.keep_response):
+            wanted = int(payloads.logs_requests) + int(payloads.logs_responses)
             payloads.count_dropped(wanted)  # the queue was full when the request came
             return
-        now = time.time()
-        if ex.keep_request:
-            payloads.offer(
-                InferenceEvent(
-                    ex.request_id,
-                    REQUEST_TYPE,
-                    b"".join(ex.request_chunks),
-                    ex.request_type.decode("latin-1"),
-                    source,
-                    model,
-                    now,
-                    json_length=ex.request_json_length.decode("latin-1"),
-                    metadata=ex.metadata,
-                    encoding=ex.request_encoding.decode("latin-1"),
-                )
-            )
+        if ex.keep_request and not ex.request_offered:  # not as it came (the router's, or a body never read)
+            self._offer_request(ex, source, model)
         if ex.keep_response:
             payloads.offer(
                 InferenceEvent(
@@ -272,18 +271,40 @@ class Observed:
                     ex.response_type.decode("latin-1"),
                     source,
                     model,
-                    now,
+                    time.time(),
                     ex.status,
                     ex.response_json_length.decode("latin-1"),
                     ex.metadata,
                 )
             )
 
-    def _learn_uri(self, scope: Scope) -> None:
-        server = scope.get("server")
-        if server and server[1] is not None:
-            self.source = replace(self.source, uri=f"http://{server[0]}:{server[1]}/")
-        self._uri_known = True
+    def _offer_request(self, ex: _Exchange, source: Source, model: str) -> None:
+        """The request's event, stamped now (once: `request_offered`)."""
+        payloads = self.payloads
+        assert payloads is not None
+        ex.request_offered = True
+        payloads.offer(
+            InferenceEvent(
+                ex.request_id,
+                REQUEST_TYPE,
+                b"".join(ex.request_chunks),
+                ex.request_type.decode("latin-1"),
+                source,
+                model,
+                time.time(),
+                json_length=ex.request_json_length.decode("latin-1"),
+                metadata=ex.metadata,
+                encoding=ex.request_encoding.decode("latin-1"),
+            )
+        )
+        ex.request_chunks = []
+
+
+
+def _settle(ex: _Exchange, failed: bool) -> None:
+    """No response: the server answers 500 for an exception; else the client left (499)."""
+    if not ex.status:
+        ex.status = 500 if failed else 499
 
 
 def _tag_response(message: Message, rid_header: tuple[bytes, bytes], ex: _Exchange) -> Message:

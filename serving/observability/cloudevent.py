@@ -10,6 +10,8 @@ failed inferences are logged too (KServe logs only successes).
 from __future__ import annotations
 
 import base64
+import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,8 @@ import orjson
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 SPEC_VERSION = "1.0"
+# In a Kubernetes pod the hostname is the pod's name (what KServe's agent sends as `source`)
+_POD_NAME = socket.gethostname() if os.environ.get("KUBERNETES_SERVICE_HOST") else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +33,18 @@ class Source:
     namespace: str = "default"
     component: str = "predictor"
     endpoint: str = ""  # the revision
-    uri: str = "http://localhost/"
+    uri: str = ""  # CloudEvents `source`; empty: `emitter()` names this process
     annotations: str = ""  # JSON of the InferenceService annotations `logger.metadataAnnotations` names
+
+    def emitter(self) -> str:
+        """CloudEvents `source`, which with `id` (the request id) must name one event: KServe's agent sends its
+        pod's name, and so does a pod of ours (its hostname); elsewhere, the revision and component (a
+        transformer and its predictor see the same request id)."""
+        if self.uri:
+            return self.uri
+        if _POD_NAME:
+            return _POD_NAME
+        return f"{self.endpoint or self.isvc or 'serving'}-{self.component}"
 
 
 @dataclass(slots=True)
@@ -55,7 +69,7 @@ class InferenceEvent:
             "specversion": SPEC_VERSION,
             "id": self.request_id,
             "type": self.type,
-            "source": self.source.uri,
+            "source": self.source.emitter(),
             "time": _rfc3339(self.time_s),
             "inferenceservicename": self.source.isvc,
             "namespace": self.source.namespace,

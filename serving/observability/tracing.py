@@ -123,6 +123,21 @@ def set_attributes(attributes: Mapping[str, Any]) -> None:
     trace.get_current_span().set_attributes(attributes)
 
 
+def set_http_status(status: int) -> None:
+    """The current server span's answer: `http.response.status_code`, and for a 5xx the span's status Error with
+    `error.type` (OpenTelemetry's HTTP server convention: a 4xx is the client's, and stays unset)."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    current = trace.get_current_span()
+    current.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        current.set_attribute("error.type", str(status))
+        current.set_status(Status(StatusCode.ERROR))
+
+
 def trace_id() -> str:
     """The current trace id in hex, for log lines; '' when off."""
     if _tracer is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from loadtests.servers import RESULTS
+from serving.errors import ServingError
 
 MODELS = RESULTS / "models"
 RF_NAME = "rf-200"
@@ -45,5 +46,5 @@ def model_dir(name: str) -> Path:
         ensure_example_models()
     if not folder.is_dir():
         known = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir())
-        raise ValueError(f"unknown example {name!r}: expected {RF_NAME} or one of {known}")
+        raise ServingError(f"unknown example {name!r}: expected {RF_NAME} or one of {known}")
     return folder

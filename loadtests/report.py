@@ -15,6 +15,7 @@ From the JSON we recompute the Aggregated row with Locust's own definitions:
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,3 +151,20 @@ def format_table(summary: Summary) -> str:
         )
         lines.append(f"observed canary split: {split or 'no successful responses'}")
     return "\n".join(lines)
+
+
+def top_failures(failures_csv: Path, count: int = 3) -> list[str]:
+    """The most frequent failures, most first (Locust's `locust_failures.csv`, written when the run ends), so a
+    failed run says why on its own: `123 x POST /v1/models/m:predict: HTTPError('404 ...')`."""
+    if not failures_csv.exists():
+        return []
+    with failures_csv.open(newline="") as handle:
+        rows = [
+            (
+                int(row.get("Occurrences") or 0),
+                f"{row.get('Method', '')} {row.get('Name', '')}: {row.get('Error', '')}",
+            )
+            for row in csv.DictReader(handle)
+        ]
+    rows.sort(key=lambda row: -row[0])
+    return [f"{n} x {text}" for n, text in rows[:count]]

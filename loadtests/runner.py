@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from loadtests import chart, chart_png, report, servers
 from loadtests.models import model_dir
+from serving.durations import parse_duration_s
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "locust.conf"
@@ -72,14 +72,8 @@ class Plan:
 
 
 def parse_duration(text: str) -> int:
-    """'30s', '2m', '1h', '1m30s' or plain seconds -> seconds."""
-    if text.isdigit():
-        return int(text)
-    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip())
-    if not parts or not any(parts.groups()):
-        raise ValueError(f"duration {text!r} is not like 30s, 2m or 90")
-    h, m, s = (int(g or 0) for g in parts.groups())
-    return h * 3600 + m * 60 + s
+    """'30s', '2m', '1h', '1m30s' or plain seconds -> whole seconds (ValueError otherwise)."""
+    return round(parse_duration_s(text))
 
 
 def locust_command(plan: Plan) -> list[str]:
@@ -341,6 +335,10 @@ def finish(plan: Plan, locust_code: int, max_failure_ratio: float) -> int:
         written.append("chart.html")
         written += _png(history, plan.out / "chart.png", title)
     print(report.format_table(summary))
+    if summary.failures:
+        print(
+            "most frequent failures:\n  " + "\n  ".join(report.top_failures(plan.out / "locust_failures.csv"))
+        )
     print(f"report: {plan.out}/ ({', '.join(written)})")
     if summary.requests == 0 or summary.failure_ratio > max_failure_ratio:
         print(

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from serving.errors import ServingError
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 RESULTS = REPO / "loadtests" / "results"
@@ -183,7 +185,7 @@ def example_yaml(name: str) -> Path:
     found = [EXAMPLES / f"{name}.yaml", *sorted(EXAMPLES.glob(f"*/{name}.yaml"))]
     existing = [p for p in found if p.exists()]
     if not existing:
-        raise ValueError(
+        raise ServingError(
             f"no InferenceService YAML for example {name!r} (examples/{name}.yaml or examples/*/{name}.yaml)"
         )
     return existing[0]

@@ -128,6 +128,52 @@ def test_command_scenarios_match_the_runner_and_the_command_line_is_complete(tmp
         runner.parse_duration("soon")
 
 
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--duration", "abc"], "argument --duration: 'abc' is not a duration"),
+        (["--duration", "0"], "argument --duration: '0': a load test runs for at least 1s"),
+        (["--users", "0"], "argument --users: '0': must be more than 0"),
+        (["--users", "two"], "argument --users: 'two' is not an integer"),
+        (["--rows", "0"], "argument --rows: '0': must be more than 0"),
+        (["--spawn-rate", "0"], "argument --spawn-rate: '0': must be more than 0"),
+        (["--max-failure-ratio", "2"], "argument --max-failure-ratio: '2': a share of requests, from 0 to 1"),
+    ],
+)
+def test_flags_that_ask_for_no_load_are_refused_naming_the_flag(
+    flags: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused by argparse (exit 2) before any server starts: 0 users or 0 rows is no load test, and a 0 s
+    duration used to run the 30 s default."""
+    parser = argparse.ArgumentParser(prog="serving loadtest")
+    command.add_arguments(parser)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["v1", "--url", "http://h:1", *flags])
+    assert exited.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_an_unknown_example_is_an_error_not_a_traceback() -> None:
+    from loadtests.models import model_dir
+    from serving.errors import ServingError
+
+    with pytest.raises(ServingError, match="unknown example 'nosuch': expected rf-200 or one of"):
+        model_dir("nosuch")
+
+
+def test_a_failed_run_names_its_most_frequent_failures(tmp_path: Path) -> None:
+    failures = tmp_path / "locust_failures.csv"
+    failures.write_text(
+        "Method,Name,Error,Occurrences\n"
+        "POST,/v1/models/[model]:predict,\"HTTPError('503, busy')\",4\n"
+        "POST,/v1/models/[model]:predict,\"CatchResponseError('HTTP 404, model nosuch')\",120\n"
+    )
+    assert report.top_failures(failures) == [
+        "120 x POST /v1/models/[model]:predict: CatchResponseError('HTTP 404, model nosuch')",
+        "4 x POST /v1/models/[model]:predict: HTTPError('503, busy')",
+    ]
+    assert report.top_failures(tmp_path / "absent.csv") == []
+
+
 def test_bench_ratios_and_targets() -> None:
     from loadtests.bench_table import Row, annotate, format_markdown
 

@@ -14,13 +14,13 @@ from serving.commands.isvc_table import aligned, format_table
 from serving.commands.resource_args import KEPT_NAMES, delete_targets, isvc_names
 from serving.control.backend import BACKENDS
 from serving.control.documents import read_documents
-from serving.control.local.client import ControlClient
+from serving.control.local.client import SERVER_HELP, ControlClient
 from serving.control.local.secrets import KEPT_KINDS, is_kept_document
 from serving.errors import BadRequest, ServingError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", help="URL of `serving up` (env SERVING_SERVER, default http://127.0.0.1:8080)")
+    p.add_argument("--server", help=SERVER_HELP)
     p.add_argument(
         "--state-dir",
         type=Path,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from serving.durations import parse_duration_s
 from serving.errors import ServingError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,11 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", help="model / InferenceService name (default: the example's name, else sklearn-iris)"
     )
-    p.add_argument("--users", type=int, default=16, help="peak concurrent users")
-    p.add_argument("--spawn-rate", type=float, help="users started per second (default: all at once)")
-    p.add_argument("--duration", default="30s", help="run time: 30s, 2m, 90 (seconds)")
+    p.add_argument("--users", type=_positive(int), default=16, help="peak concurrent users")
+    p.add_argument(
+        "--spawn-rate", type=_positive(float), help="users started per second (default: all at once)"
+    )
+    p.add_argument("--duration", type=_run_time, default="30s", help="run time: 30s, 2m, 1m30s, 90 (seconds)")
     p.add_argument("--shape", choices=SHAPES, default="constant", help="load shape (see loadtests/shapes/)")
-    p.add_argument("--rows", type=int, default=1, help="rows per request")
+    p.add_argument("--rows", type=_positive(int), default=1, help="rows per request")
     p.add_argument(
         "--payload", choices=("iris", "iris-fp32", "rf32"), help="payload kind (default: from the model)"
     )
@@ -54,8 +58,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Locust load-generator processes (-1: one per core); one Python process tops out near one core",
     )
     p.add_argument(
-        "--max-failure-ratio", type=float, default=0.01, help="exit 1 when failures/requests exceed this"
+        "--max-failure-ratio",
+        type=_ratio,
+        default=0.01,
+        help="exit 1 when failures/requests exceed this (0-1)",
     )
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (0 users, rows or spawn rate is no load test)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a{'n integer' if kind is int else ' number'}"
+            ) from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
+def _run_time(text: str) -> str:
+    """`--duration`, checked here (the runner reads it with the same parser): at least one second."""
+    try:
+        seconds = parse_duration_s(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a load test runs for at least 1s")
+    return text
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a share of requests, from 0 to 1")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving.control.local.client import ControlClient
+from serving.control.local.client import SERVER_HELP, ControlClient
 
 CHANGES = {
     "promote": "promoted",
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("-w", "--watch", action="store_true", help="status: print a line per change until it ends")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    p.add_argument("--server", help="URL of `serving up` (env SERVING_SERVER, default http://127.0.0.1:8080)")
+    p.add_argument("--server", help=SERVER_HELP)
     p.add_argument(
         "--state-dir",
         type=Path,

@@ -249,7 +249,9 @@ class Observed:
             source = self.source
             if self.describe is not None:  # the router: who answered is known per request
                 source = replace(source, isvc=isvc, namespace=namespace, endpoint=revision)
-            elif not source.isvc:  # a server of its own (`serving serve`): the model's name, as its access line
+            elif (
+                not source.isvc
+            ):  # a server of its own (`serving serve`): the model's name, as its access line
                 source = replace(source, isvc=isvc)
             self._offer_payloads(ex, source, model)
 
@@ -298,7 +300,6 @@ class Observed:
             )
         )
         ex.request_chunks = []
-
 
 
 def _settle(ex: _Exchange, failed: bool) -> None:

@@ -14,6 +14,10 @@ from serving.control.local.state import DEFAULT_STATE_DIR, read_server, read_tok
 from serving.errors import ServingError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+SERVER_HELP = (
+    f"URL of `serving up` (env SERVING_SERVER; default: where the `serving up` of --state-dir listens, "
+    f"else {DEFAULT_SERVER})"
+)
 
 
 class ControlClient:

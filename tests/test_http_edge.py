@@ -391,13 +391,56 @@ def test_a_websocket_upgrade_is_answered_as_plain_http(port: int) -> None:
         (b"GET /v2/health/live HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", 400, "2 Host headers"),
         (b"GET /v2/health/live HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n", 400, "2 Host headers"),
         (b"GET /v2/health/live HTTP/2.0\r\nhost: a\r\n\r\n", 505, "HTTP/2.0 is not supported"),
+        (b"GET /v2/health/live HTTP/1.1\r\nhost: bad host\r\n\r\n", 400, "Host 'bad host' is not a host"),
+        (b"GET /v2/health/live HTTP/1.1\r\nhost: a@b\r\n\r\n", 400, "Host 'a@b' is not a host[:port]"),
+        (
+            chunked_head(b"content-encoding: identity\r\n").replace(
+                b"transfer-encoding: chunked", b"transfer-encoding: gzip, chunked"
+            )
+            + b"0\r\n\r\n",
+            501,
+            "Transfer-Encoding 'gzip, chunked' is not supported",
+        ),
     ],
-    ids=["1.1-no-host", "two-hosts", "1.0-two-hosts", "http-2.0-line"],
+    ids=[
+        "1.1-no-host",
+        "two-hosts",
+        "1.0-two-hosts",
+        "http-2.0-line",
+        "host-space",
+        "host-userinfo",
+        "te-gzip",
+    ],
 )
 def test_rfc_9112_musts_on_the_head(port: int, head: bytes, status: int, says: str) -> None:
     (answer,) = responses(exchange(port, head))
     assert answer[0] == status and says in error_of(answer), answer
+    # Our own refusals carry Date and Server as every other answer does (RFC 9110 §6.6.1)
+    assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d gmt", answer[1]["date"]), (
+        answer
+    )  # lower-cased
+    assert "server" in answer[1]
     assert_serving(port)
+
+
+def test_valid_host_forms_are_answered(port: int) -> None:
+    for host in (b"127.0.0.1:8080", b"[::1]:8080", b"iris.default.example.com", b"xn--bcher-kva.example"):
+        (answer,) = responses(
+            exchange(
+                port, b"GET /v2/health/live HTTP/1.1\r\nconnection: close\r\nhost: " + host + b"\r\n\r\n"
+            )
+        )
+        assert answer[0] == 200, (host, answer)
+
+
+def test_an_http_1_0_expectation_of_100_continue_is_ignored(port: int) -> None:
+    """RFC 9110 §10.1.1: a 1.0 client cannot read a 100; the answer is the request's own."""
+    with connect(port) as sock:
+        sock.sendall(post(extra=b"expect: 100-continue\r\n", version=b"1.0"))
+        raw = read_to_close(sock)
+    assert not raw.startswith(b"HTTP/1.1 100"), raw
+    (answer,) = responses(raw)
+    assert_predicted(answer)
 
 
 def test_http_1_0_without_host_is_answered(port: int) -> None:
@@ -566,3 +609,25 @@ def test_an_inference_with_a_trailing_slash_is_served_where_it_meant_to_go(port:
     (answer,) = responses(raw)
     assert answer[0] == 200, raw
     assert_predicted(answer)
+
+
+def test_an_absolute_form_request_is_routed_by_its_target_not_its_host_header(
+    model_server: InProcessServer,
+) -> None:
+    """RFC 9112 §3.2.2: the target's authority replaces the Host header. The service lives in namespace
+    `team` only, so the Host header alone (`x`) reaches nothing."""
+    router = Router(metrics=RouterMetrics(), max_body_bytes=MAX_BODY)
+    arm = Arm("echo-00000001", 100, "stable", "latest", (model_server.url,))
+    route = ServiceRoute("echo", "team", (arm,), timeout_s=30, host="echo.team.example.com")
+    router.set_table(RouteTable({("team", "echo"): route}))
+    config = http_config(observe_router(router, ObservabilityOptions()), "127.0.0.1", 0, lifespan="off")
+    with uvicorn_in_thread(config) as server:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        head = (
+            b"POST http://echo.team.example.com" + PATH + b" HTTP/1.1\r\nhost: x\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(BODY)
+        )
+        (answer,) = responses(exchange(port, head + BODY))
+        (missed,) = responses(exchange(port, head.replace(b"http://echo.team.example.com", b"") + BODY))
+    assert_predicted(answer)
+    assert missed[0] == 404, missed  # by the Host header alone

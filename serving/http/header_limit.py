@@ -57,8 +57,17 @@ _BAD_REQUEST = b"400 Bad Request"
 _TIMEOUT = b"408 Request Timeout"
 _TOO_LARGE = b"431 Request Header Fields Too Large"
 _VERSION = b"505 HTTP Version Not Supported"
+_NOT_IMPLEMENTED = b"501 Not Implemented"
+# What a Host value may hold (RFC 3986 reg-name, IPv4, [IPv6], :port); anything left after deleting these is not
+_HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
 _MALFORMED = "malformed HTTP request (request line, headers or framing)"
 _NEVER = math.inf
+
+
+def _codings_then_chunked(value: bytes) -> bool:
+    """`gzip, chunked`: codings we do not undo, before the framing we do."""
+    codings = [token.strip() for token in value.lower().split(b",")]
+    return len(codings) > 1 and codings[-1] == b"chunked"
 
 
 class Refused(Exception):
@@ -264,6 +273,20 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                     length = int(value)
             elif name == b"host":
                 hosts += 1
+                if value.translate(
+                    None, _HOST_BYTES
+                ):  # RFC 9112 §3.2: a Host that is no host[:port] is a 400
+                    raise Refused(_BAD_REQUEST, f"Host {value.decode('latin-1')!r} is not a host[:port]")
+            elif (
+                name == b"transfer-encoding" and value.lower() != b"chunked" and _codings_then_chunked(value)
+            ):
+                # llhttp frames by the final `chunked` and would hand the app still-coded bytes (RFC 9112 §6.1;
+                # `chunked` not last is llhttp's 400, as §6.3 asks)
+                raise Refused(
+                    _NOT_IMPLEMENTED,
+                    f"Transfer-Encoding {value.decode('latin-1')!r} is not supported: send chunked alone "
+                    "(compress with Content-Encoding: gzip)",
+                )
         if size > self.max_header_bytes:
             raise Refused(_TOO_LARGE, self._too_large())  # httptools re-raises it from feed_data
         self._version = version = self.parser.get_http_version()
@@ -276,6 +299,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 if hosts == 0
                 else f"{hosts} Host headers: a request has exactly one",
             )
+        if version == "1.0":
+            self.expect_100_continue = False  # RFC 9110 §10.1.1: ignored from an HTTP/1.0 client
+        if self.url[:1] != b"/":
+            self._host_from_target()
         self._head_completed = True
         if self.parser.should_upgrade():
             if self.parser.get_method() == b"CONNECT":
@@ -300,6 +327,19 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self._start_uvicorn_cycle()
         self._open_requests += 1
         self._turn.opened()
+
+    def _host_from_target(self) -> None:
+        """An absolute-form request (`POST http://host/v1/...`): its authority is the Host, whatever the Host
+        header says (RFC 9112 §3.2.2), and the router routes on it."""
+        try:
+            parsed = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            return  # the request's own parsing refuses it
+        if not parsed.host:
+            return
+        host = b"[" + parsed.host + b"]" if b":" in parsed.host else parsed.host  # an IPv6 literal
+        authority = host + (b":%d" % parsed.port if parsed.port else b"")
+        self.headers[:] = [(k, authority if k == b"host" else v) for k, v in self.headers]
 
     def _start_uvicorn_cycle(self) -> None:
         """uvicorn's cycle, closing its connection if it answers before its body is all read (a 413 from the
@@ -451,9 +491,14 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self.flow.read_paused = False  # so that nothing resumes reading: the connection is done
         self.transport.pause_reading()
         body = orjson.dumps({"error": message})
-        answer = (
-            b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        answer = b"".join(
+            [
+                b"HTTP/1.1 " + status + b"\r\n",
+                # date and server, as on every other answer (RFC 9110 §6.6.1: a 4xx carries a Date)
+                *(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers),
+                b"content-type: application/json\r\ncontent-length: " + str(len(body)).encode(),
+                b"\r\nconnection: close\r\n\r\n" + body,
+            ]
         )
         if not self._head_pending:  # the refused request's head was parsed: its cycle never gets the rest
             self._head_pending = True

@@ -55,12 +55,15 @@ def test_serve_says_what_it_serves_and_where_once_ready(
 
 @pytest.mark.e2e  # the port a process binds is what it says: a real `serving serve` process
 def test_port_0_is_announced_as_the_port_bound(model_repo: Path, tmp_path: Path) -> None:
-    """As `serving up` starts its replicas (port 0, a Unix socket beside it): their log says the real port."""
+    """As `serving up` starts its replicas (port 0, a Unix socket beside it): their log says the real port.
+    And uvicorn's own lines (here a malformed request's warning) are in the process's JSON log format."""
     import os
+    import socket
     import subprocess
     import sys
 
     import httpx
+    import orjson
 
     from serving.http import local_sockets
 
@@ -68,16 +71,25 @@ def test_port_0_is_announced_as_the_port_bound(model_repo: Path, tmp_path: Path)
     process = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, local_sockets.ENV: str(tmp_path)},
     )
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         line = process.stdout.readline()  # blocks until the banner (or EOF if it died)
         assert line.startswith("serving sklearn-iris (sklearn) on http://127.0.0.1:"), line
         url = line.split(" on ", 1)[1].strip()
         assert not url.endswith(":0")
         assert httpx.get(url + "/v2/health/ready", timeout=10).status_code == 200
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as sock:
+            sock.sendall(b"GARBAGE\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+        for line in process.stderr:  # the JSON lines before it (model ready), then uvicorn's warning
+            doc = orjson.loads(line)
+            if doc["logger"] == "uvicorn.error":
+                assert doc["message"] == "Invalid HTTP request received." and doc["level"] == "warning"
+                break
     finally:
         process.terminate()
         process.wait(timeout=30)

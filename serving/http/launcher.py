@@ -69,6 +69,9 @@ def http_options(
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         limit_concurrency=None,
         lifespan=lifespan,
+        # uvicorn's own lines (a malformed request's warning, start-up errors) go to the process's handler,
+        # in its --log-format (JSON by default), not to uvicorn's plain-text handlers beside it
+        log_config=None,
         # No X-Forwarded-For rewriting of the client address: nothing of ours reads it (the access log names
         # the request id, not the peer), and the wrapper cost every request a layer.
         proxy_headers=False,

@@ -177,7 +177,9 @@ async def test_access_lines_carry_the_trace_and_a_5xx_span_is_an_error(
         async def send(message: dict) -> None:
             return None
 
-        await Observed(answers, Source(isvc=model, component="predictor"), AccessLog(1.0))(scope, receive, send)
+        await Observed(answers, Source(isvc=model, component="predictor"), AccessLog(1.0))(
+            scope, receive, send
+        )
 
     caplog.set_level(logging.INFO, logger="serving.access")
     for model in ("ok", "missing", "down"):
@@ -190,4 +192,8 @@ async def test_access_lines_carry_the_trace_and_a_5xx_span_is_an_error(
     assert spans["down"].attributes["error.type"] == "503"
     assert spans["missing"].status.status_code == StatusCode.UNSET
     assert spans["ok"].status.status_code == StatusCode.UNSET
-    assert [spans[m].attributes["http.response.status_code"] for m in ("ok", "missing", "down")] == [200, 404, 503]
+    assert [spans[m].attributes["http.response.status_code"] for m in ("ok", "missing", "down")] == [
+        200,
+        404,
+        503,
+    ]

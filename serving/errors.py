@@ -119,6 +119,12 @@ class ModelNotReady(ServiceUnavailable):
     pass
 
 
+class BadGateway(ServingError):
+    """A model server's answer no client could read (malformed, an invalid status): RFC 9110 §15.6.3."""
+
+    status_code = 502
+
+
 class GatewayTimeout(ServingError):
     status_code = 504
 

@@ -47,6 +47,11 @@ class Response(NamedTuple):
     body: bytes
 
 
+class BadResponse(ConnectionError):
+    """The server answered something that is not an HTTP/1.1 response we may pass on (malformed framing, a
+    status outside 100-599, a 101 nobody asked for): a broken answer, not a broken connection."""
+
+
 class Abandoned(ConnectionError):
     """An exchange given up by its caller (`_Connection.abandon`): not the server's failure."""
 
@@ -97,9 +102,9 @@ class _Connection(asyncio.Protocol):
         self._answered_in_read = False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             why = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
-            self._fail(ConnectionError(f"bad HTTP response: {why}"))
+            self._fail(BadResponse(f"bad HTTP response: {why}"))
             self.close()
             return
         if self.direct is not None and not self.closed and self.transport is not None:
@@ -138,6 +143,8 @@ class _Connection(asyncio.Protocol):
             raise ConnectionError("the server sent a response no request asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:  # a chunked body's trailer field: never one of the head's (RFC 9112 §7.1.2)
+            return
         name = name.lower()
         if name == b"content-length":
             self.framed = True
@@ -150,6 +157,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.head_done = True
         self.status = status = self.parser.get_status_code()
+        if not 100 <= status <= 599 or status == 101:  # RFC 9110 §15 (and no upgrade was asked for)
+            raise BadResponse(f"status {status}")
         if status in (204, 304) or 100 <= status < 200:
             self.framed = True  # no body by definition; the parser knows it
         elif self._head_only:

@@ -631,3 +631,13 @@ def test_an_absolute_form_request_is_routed_by_its_target_not_its_host_header(
         (missed,) = responses(exchange(port, head.replace(b"http://echo.team.example.com", b"") + BODY))
     assert_predicted(answer)
     assert missed[0] == 404, missed  # by the Host header alone
+
+
+def test_a_trailer_field_never_joins_the_head(port: int) -> None:
+    """RFC 9112 §7.1.2: a chunked body's trailer (here an `x-request-id`) is not merged into the headers."""
+    body = b"%x\r\n%s\r\n0\r\nx-request-id: from-trailer\r\n\r\n" % (len(BODY), BODY)
+    (answer,) = responses(
+        exchange(port, chunked_head(b"connection: close\r\nx-request-id: head-1\r\n") + body)
+    )
+    assert_predicted(answer)
+    assert answer[1]["x-request-id"] == "head-1", answer

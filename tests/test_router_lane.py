@@ -150,6 +150,7 @@ class Scripted(asyncio.Protocol):
 
     seen = 0
     heads: list[bytes] = []  # every request head answered ("record": each one, answered as the first)
+    raw = b""  # "raw": the answer to every request
 
     def __init__(self, then: str) -> None:
         self.then = then
@@ -166,7 +167,9 @@ class Scripted(asyncio.Protocol):
             return
         self.buffer = b""
         Scripted.seen += 1
-        if self.then == "split":  # a header that would split the response, were it passed on
+        if self.then == "raw":  # each request answered with these bytes
+            self.transport.write(Scripted.raw)
+        elif self.then == "split":  # a header that would split the response, were it passed on
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-note: a\nset-cookie: pwned=1\r\n"
                 b"content-length: 2\r\n\r\n{}"
@@ -225,9 +228,12 @@ async def test_a_response_splitting_header_from_a_model_server_never_reaches_the
     async with scripted("split") as splitter, routed((splitter,), lane) as (url, router, _):
         async with httpx.AsyncClient(base_url=url) as client:
             answers = [await client.post("/v1/models/iris:predict", json=ROW) for _ in range(2)]
-    assert "failed mid-response" in answers[0].json()["error"]  # then the replica is marked down for a while
-    for answer in answers:
-        assert answer.status_code == 503 and "set-cookie" not in answer.headers, answer.text
+    for (
+        answer
+    ) in answers:  # an answer no client could read: 502 (RFC 9110 §15.6.3), each time, no Retry-After
+        assert answer.status_code == 502 and "set-cookie" not in answer.headers, answer.text
+        assert "sent an invalid answer: bad HTTP response" in answer.json()["error"]
+        assert "retry-after" not in answer.headers
     assert all(n == 0 for n in router.upstreams.outstanding.values())
 
 
@@ -267,6 +273,47 @@ async def test_an_encoded_line_break_in_the_path_is_forwarded_encoded_and_splits
     assert b"x-kept" in names
     assert not names & {b"x-hop", b"proxy-connection", b"trailer", b"te", b"connection"}, names
     assert spy["sent"] == (1 if lane else 0)
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+@pytest.mark.parametrize(
+    ("raw", "status", "said"),
+    [
+        (b"HTTP/1.1 600 X\r\ncontent-length: 2\r\n\r\n{}", 502, "status 600"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+            502,
+            "101",
+        ),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}", 502, "bad HTTP response"),
+        (b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n", 204, ""),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nset-cookie: t=1\r\n\r\n",
+            200,
+            "",
+        ),
+    ],
+    ids=["status-600", "unasked-101", "two-lengths", "204", "trailer"],
+)
+async def test_a_model_servers_odd_answers_are_a_502_or_passed_on_as_http_allows(
+    lane: bool, raw: bytes, status: int, said: str
+) -> None:
+    """Never a hang or a closed connection: what no client could read is a 502 (RFC 9110 §15: a status past 599
+    is a 5xx; §15.6.3), and the replica is not marked down for it. A 204 carries no Content-Length (§8.6); a
+    trailer field is not a header (RFC 9112 §7.1.2)."""
+    async with scripted("raw") as upstream, routed((upstream,), lane, timeout_s=5) as (url, router, _):
+        Scripted.raw = raw
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            for _ in range(2):  # the second on a fresh connection: nothing was marked down
+                answer = await client.post("/v1/models/iris:predict", json=ROW)
+                assert answer.status_code == status, answer.text
+                if said:
+                    assert said in answer.json()["error"] and "retry-after" not in answer.headers
+        assert not router.upstreams.down_until
+    if status == 204:
+        assert "content-length" not in answer.headers and answer.headers["x-a"] == "1"
+    if status == 200:
+        assert answer.content == b"{}" and "set-cookie" not in answer.headers
 
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
@@ -635,3 +682,19 @@ async def test_an_http_1_0_client_gets_sized_answers_not_chunks(
             assert b"transfer-encoding" not in headers, (line, head)
             assert int(headers[b"content-length"]) == len(answer), (line, head)
             orjson.loads(answer)
+
+
+async def test_the_routers_api_key_is_not_passed_on_to_the_replica() -> None:
+    """The key is for the router (as on its gRPC side): a replica, and its payload log, never see it."""
+    async with scripted("record") as recorder, routed((recorder,), True) as (url, router, spy):
+        router.auth = KeyRing.load(None, "*:the-key")
+        async with httpx.AsyncClient(base_url=url) as client:
+            for header in ({"authorization": "Bearer the-key"}, {"x-api-key": "the-key"}):
+                answer = await client.post(
+                    "/v1/models/iris:predict", json=ROW, headers={**header, "x-kept": "1"}
+                )
+                assert answer.status_code == 200, answer.text
+    assert len(Scripted.heads) == 2 and spy["sent"] == 0  # API keys take the ASGI path
+    for head in Scripted.heads:
+        names = {line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:]}
+        assert b"x-kept" in names and not names & {b"authorization", b"x-api-key"}, head

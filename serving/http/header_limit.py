@@ -119,6 +119,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self._keep_alive_after_body = True  # uvicorn's cycle: its keep-alive once its body is all read
         self._upgrade_ignored = False  # the head just parsed asked for an Upgrade: parsed again without it
         self._version = "1.1"  # the HTTP version of the head being answered (read once per head)
+        self._trailing = False  # the head is parsed: a header now is a chunked body's trailer field
         self._refusal: bytes | None = None  # once refused: the answer still to write (b"": close only)
         # The one timer (see the module docstring) and what it checks
         self._timer: asyncio.TimerHandle | None = None
@@ -247,6 +248,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """uvicorn's, and the head's clock knows some of it arrived."""
         self._head_started = True
+        self._trailing = False
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
@@ -262,7 +264,19 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             "state": self.app_state.copy(),
         }
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """uvicorn's, except for a trailer field (after a chunked body): llhttp reports those as headers, and
+        they would join the head the app already has (auth, routing, the request id). RFC 9112 §7.1.2: not
+        merged; dropped here."""
+        if self._trailing:
+            return
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
     def on_headers_complete(self) -> None:
+        self._trailing = True  # what comes after the head is body, then trailers
         # One pass: the head's size, the declared body length (none: over any limit, streamed as uvicorn
         # does, e.g. chunked) and the Host headers
         size, length, hosts = len(self.url), -1, 0

@@ -31,7 +31,7 @@ from serving.errors import (
 from serving.http.body import receive_body
 from serving.http.errors import send_error
 from serving.router.activator import Activator, timed_out
-from serving.router.auth import KeyRing
+from serving.router.auth import KEY_HEADERS, KeyRing
 from serving.router.balancer import Balancer
 from serving.router.load import RevisionLoad
 from serving.router.mirror import Mirror
@@ -201,6 +201,8 @@ class Router:
         if self.auth is not None:
             self.auth.check(route.namespace, scope["headers"])
         headers = _headers(scope)
+        if self.auth is not None:  # the key was for the router: a replica (and its payload log) never sees it
+            headers = [(k, v) for k, v in headers if k not in KEY_HEADERS]
         # As sent: a compressed body goes on compressed, with its Content-Encoding (the model server inflates it,
         # within its own limit; the router's applies to the bytes it receives), and so does a mirror's copy.
         body = await receive_body(scope["headers"], receive, self.max_body_bytes, inflated=False)

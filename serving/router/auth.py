@@ -69,6 +69,9 @@ class KeyRing:
             raise Forbidden(f"the API key is not valid for namespace {namespace!r}")
 
 
+KEY_HEADERS = frozenset({b"authorization", b"x-api-key"})  # the router's to read; not passed on to replicas
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 

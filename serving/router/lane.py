@@ -141,6 +141,8 @@ class _Exchange:
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave the client waiting: 500, logged
             if not self.cycle.response_started:
                 self.cycle.finished(exc)
+            else:  # half an answer out: only closing the connection tells the client it is over
+                self.cycle.protocol.transport.close()
 
     def _answer(self, outcome: UpstreamResponse | ServingError | UpstreamConnectError) -> None:
         router, route, arm, cycle = self.lane.router, self.route, self.arm, self.cycle

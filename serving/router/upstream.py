@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from serving.errors import ClientGone, GatewayTimeout, ServiceUnavailable, ServingError
-from serving.http_client import Abandoned, HTTPClient, Response, UpstreamConnectError
+from serving.errors import BadGateway, ClientGone, GatewayTimeout, ServiceUnavailable, ServingError
+from serving.http_client import Abandoned, BadResponse, HTTPClient, Response, UpstreamConnectError
 
 log = logging.getLogger("serving.router")
 HOP_BY_HOP = frozenset(
@@ -142,6 +142,8 @@ class Upstreams:
                 # what happened, not where: a replica's address is no business of the client's
                 last_error = "a replica refused the connection or closed it before answering"
                 log.info("replica %s not reached: %s", endpoint, exc)
+            except BadResponse as exc:  # it answered, badly: the connection is closed, the replica serves on
+                raise _bad_answer(exc) from exc
             except ConnectionError as exc:
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
                 raise _failed_mid_response(exc) from exc
@@ -178,6 +180,8 @@ class Upstreams:
                 done(outcome)
             elif isinstance(outcome, Abandoned):  # its client left: no fault of the endpoint's
                 done(ClientGone(str(outcome)))
+            elif isinstance(outcome, BadResponse):
+                done(_bad_answer(outcome))
             else:
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
                 done(_failed_mid_response(outcome))
@@ -226,6 +230,8 @@ def _answer(response: Response, method: str) -> UpstreamResponse:
     out = forwarded_headers(response.headers, NOT_FORWARDED_BACK)
     if method == "HEAD":
         out += [(k, v) for k, v in response.headers if k == b"content-length"]
+    elif response.status in (204, 304):
+        pass  # no Content-Length on these (RFC 9110 §8.6)
     else:
         out.append((b"content-length", str(len(response.body)).encode()))
     return UpstreamResponse(response.status, out, response.body)
@@ -233,6 +239,10 @@ def _answer(response: Response, method: str) -> UpstreamResponse:
 
 def _timed_out(timeout_s: float) -> GatewayTimeout:
     return GatewayTimeout(f"model server did not answer within {timeout_s:g}s")
+
+
+def _bad_answer(exc: BaseException) -> BadGateway:
+    return BadGateway(f"model server sent an invalid answer: {exc}")
 
 
 def _failed_mid_response(exc: BaseException) -> ServiceUnavailable:

@@ -38,7 +38,15 @@ Headers = list[tuple[bytes, bytes]]
 
 
 class UpstreamConnectError(ConnectionError):
-    """The request never reached a server that answered: retrying it elsewhere is safe."""
+    """The request never reached a server that answered: retrying it elsewhere is safe. `sent`: it was written
+    to a connection the server then closed without a byte of answer (a crash mid-request, or a kept-alive
+    connection it had just closed); not sent: the connection was refused."""
+
+    sent = False
+
+
+class ClosedBeforeAnswer(UpstreamConnectError):
+    sent = True
 
 
 class Response(NamedTuple):
@@ -132,7 +140,7 @@ class _Connection(asyncio.Protocol):
         elif self.received:
             self._fail(ConnectionError("server closed the connection mid-response"))
         else:
-            self._fail(UpstreamConnectError("server closed the connection before answering"))
+            self._fail(ClosedBeforeAnswer("server closed the connection before answering"))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -150,6 +158,8 @@ class _Connection(asyncio.Protocol):
             self.framed = True
             self.length = int(value) if value.isdigit() else -1
         elif name == b"transfer-encoding":
+            if value.lower() != b"chunked":  # a coding we would pass on undone, as if it were the body
+                raise BadResponse(f"Transfer-Encoding {value.decode('latin-1')!r}")
             self.framed = True
             self.length = -1  # chunked: the parser frames it
         self.headers.append((name, value))

@@ -167,7 +167,9 @@ class Scripted(asyncio.Protocol):
             return
         self.buffer = b""
         Scripted.seen += 1
-        if self.then == "raw":  # each request answered with these bytes
+        if self.then == "dropall":  # dies on every request, as a model a request crashes
+            self.transport.close()
+        elif self.then == "raw":  # each request answered with these bytes
             self.transport.write(Scripted.raw)
         elif self.then == "split":  # a header that would split the response, were it passed on
             self.transport.write(
@@ -292,8 +294,13 @@ async def test_an_encoded_line_break_in_the_path_is_forwarded_encoded_and_splits
             200,
             "",
         ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            502,
+            "Transfer-Encoding 'gzip, chunked'",
+        ),
     ],
-    ids=["status-600", "unasked-101", "two-lengths", "204", "trailer"],
+    ids=["status-600", "unasked-101", "two-lengths", "204", "trailer", "te-gzip"],
 )
 async def test_a_model_servers_odd_answers_are_a_502_or_passed_on_as_http_allows(
     lane: bool, raw: bytes, status: int, said: str
@@ -698,3 +705,19 @@ async def test_the_routers_api_key_is_not_passed_on_to_the_replica() -> None:
     for head in Scripted.heads:
         names = {line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:]}
         assert b"x-kept" in names and not names & {b"authorization", b"x-api-key"}, head
+
+
+async def test_a_request_whose_replicas_all_close_on_it_is_not_sent_to_every_one() -> None:
+    """A replica killed mid-request loses nothing (the request goes to another), but a request that itself
+    kills replicas reaches two of them, then is answered 503 (RFC 9110 §9.2.2: no endless automatic retry)."""
+    async with (
+        scripted("dropall") as one,
+        scripted("dropall") as two,
+        scripted("dropall") as three,
+        routed((one, two, three), False) as (url, router, _),
+    ):
+        Scripted.seen = 0  # the three scripted servers share the count
+        async with httpx.AsyncClient(base_url=url) as client:
+            answer = await client.post("/v1/models/iris:predict", json=ROW)
+    assert answer.status_code == 503 and "not sent again" in answer.json()["error"], answer.text
+    assert Scripted.seen == 2

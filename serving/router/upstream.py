@@ -72,6 +72,10 @@ def upstream_target(scope: Mapping[str, Any]) -> str:
 
 # The router's own server adds `date` and `server` to what it sends: the model server's would be duplicates.
 NOT_FORWARDED_BACK = HOP_BY_HOP | {b"date", b"server"}
+# A request delivered this many times to connections that closed without an answer is not sent again: one
+# replica killed mid-request (kill -9, a crash) loses nothing, while a request that itself crashes replicas
+# reaches two, not every one (RFC 9110 §9.2.2 on automatic retries).
+MAX_CLOSED_DELIVERIES = 2
 DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the supervisor replaces it)
 
 
@@ -122,6 +126,9 @@ class Upstreams:
         of it."""
         tried: set[str] = set()
         last_error = "no ready replica"
+        # Fresh connections closed without an answer (a kept-alive one closed so is tried again by the pool, or
+        # handed over by the lane: it may just have been closed idle by the server)
+        closed_on = 0
         timeout_s = timeout_s or self.timeout_s
         stated_s = stated_s or timeout_s
         deadline = time.monotonic() + timeout_s
@@ -139,6 +146,12 @@ class Upstreams:
             except UpstreamConnectError as exc:
                 # A refused connect, or a peer that dropped the connection before answering.
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
+                closed_on += exc.sent
+                if closed_on >= MAX_CLOSED_DELIVERIES:  # a request that kills its replica does not go to all
+                    raise ServiceUnavailable(
+                        f"the model server closed the connection without an answer, {closed_on} times: "
+                        "the request is not sent again (it may be what makes replicas fail)"
+                    ) from exc
                 # what happened, not where: a replica's address is no business of the client's
                 last_error = "a replica refused the connection or closed it before answering"
                 log.info("replica %s not reached: %s", endpoint, exc)

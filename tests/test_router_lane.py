@@ -721,3 +721,20 @@ async def test_a_request_whose_replicas_all_close_on_it_is_not_sent_to_every_one
             answer = await client.post("/v1/models/iris:predict", json=ROW)
     assert answer.status_code == 503 and "not sent again" in answer.json()["error"], answer.text
     assert Scripted.seen == 2
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_two_request_ids_reach_the_replica_as_one_either_way(lane: bool) -> None:
+    async with scripted("record") as recorder, routed((recorder,), lane) as (url, _, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.post("/v1/models/iris:predict", json=ROW)  # a pooled connection for the lane
+            answer = await client.post(
+                "/v1/models/iris:predict",
+                json=ROW,
+                headers=[("x-request-id", "bad id"), ("x-request-id", "good-2")],
+            )
+    ids = [line for line in Scripted.heads[-1].split(b"\r\n") if line.lower().startswith(b"x-request-id:")]
+    assert ids == [b"x-request-id: good-2"] and answer.headers["x-request-id"] == "good-2", (
+        ids,
+        answer.headers,
+    )

@@ -136,9 +136,11 @@ class Observed:
         """The request's id (put into its headers when new and the app forwards them) and what to collect."""
         client_id, content_type, length, json_length, encoding = None, b"application/json", -1, b"", b""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        ids = 0
         for key, value in headers:
             if key == request_id.HEADER:
-                client_id = value
+                ids += 1
+                client_id = value  # the last, as the router's lane reads it
             elif key == _CONTENT_TYPE:
                 content_type = value
             elif key == _CONTENT_LENGTH:
@@ -148,7 +150,9 @@ class Observed:
             elif key == _CONTENT_ENCODING:
                 encoding = value
         rid, own = request_id.choose(client_id)
-        if not own and self.forwards_headers:  # a copy of the scope with the new id, for the next hop
+        if (
+            not own or ids > 1
+        ) and self.forwards_headers:  # a copy of the scope with the one id, for the next hop
             headers = [(k, v) for k, v in headers if k != request_id.HEADER]
             headers.append((request_id.HEADER, rid.encode("ascii")))
             scope = {**scope, "headers": headers}

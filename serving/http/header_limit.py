@@ -66,6 +66,8 @@ _NEVER = math.inf
 
 def _codings_then_chunked(value: bytes) -> bool:
     """`gzip, chunked`: codings we do not undo, before the framing we do."""
+    if b"," not in value:  # `chunked` alone, the usual one
+        return False
     codings = [token.strip() for token in value.lower().split(b",")]
     return len(codings) > 1 and codings[-1] == b"chunked"
 
@@ -287,13 +289,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                     length = int(value)
             elif name == b"host":
                 hosts += 1
-                if value.translate(
-                    None, _HOST_BYTES
-                ):  # RFC 9112 §3.2: a Host that is no host[:port] is a 400
+                # RFC 9112 §3.2: a Host that is no host[:port] is a 400 (nothing may be left once they are gone)
+                if value.translate(None, _HOST_BYTES):
                     raise Refused(_BAD_REQUEST, f"Host {value.decode('latin-1')!r} is not a host[:port]")
-            elif (
-                name == b"transfer-encoding" and value.lower() != b"chunked" and _codings_then_chunked(value)
-            ):
+            elif name == b"transfer-encoding" and _codings_then_chunked(value):
                 # llhttp frames by the final `chunked` and would hand the app still-coded bytes (RFC 9112 §6.1;
                 # `chunked` not last is llhttp's 400, as §6.3 asks)
                 raise Refused(

@@ -166,6 +166,9 @@ async def test_errors_pass_through_with_the_revision(proxied: tuple[Router, str]
             rest_only.value.details() or ""
         )
         assert await revision_of(channel, infer_request())  # still serving
+        with pytest.raises(grpc.aio.AioRpcError) as huge:  # its message cut to fit the trailers
+            await channel.unary_unary(INFER)(infer_request("m" * 100_000), timeout=10)
+        assert huge.value.code() == grpc.StatusCode.NOT_FOUND, huge.value.details()
         for method, says in (
             ("RepositoryIndex", "the repository extension) is not routed"),
             ("ModelStatistics", "Triton's statistics extension (ModelStatistics) is not served here"),

@@ -488,3 +488,13 @@ def test_shared_memory_and_repeated_outputs_are_refused_naming_them(servers: dic
     ):
         answer = httpx.post(url, json=body)
         assert answer.status_code == 400 and says in answer.json()["error"], answer.text
+
+
+def test_an_unknown_model_with_a_huge_name_is_still_not_found(servers: dict[str, Served]) -> None:
+    """grpc-message rides in the trailers (8 KiB by default): a message quoting a 100 kB name is cut, so the
+    client reads NOT_FOUND, not RESOURCE_EXHAUSTED."""
+    client = triton.InferenceServerClient(servers["iris"].target)
+    with pytest.raises(InferenceServerException) as missing:
+        client.infer("m" * 100_000, [_iris_input("FP32")])
+    assert missing.value.status() == "StatusCode.NOT_FOUND", missing.value
+    assert "more characters" in missing.value.message() and len(missing.value.message()) < 2200

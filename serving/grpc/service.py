@@ -20,7 +20,7 @@ import serving
 from serving.dataplane import DataPlane
 from serving.errors import UNSERVED_EXTENSIONS, ModelFailure, ServingError
 from serving.grpc import messages as pb
-from serving.grpc.status import grpc_code, trailing_metadata
+from serving.grpc.status import bounded, grpc_code, trailing_metadata
 from serving.grpc.tensor_codec import ProtobufInfer
 from serving.http.v2_routes import EXTENSIONS, check_load_parameters, model_config, model_metadata
 
@@ -155,7 +155,7 @@ def unary(
         try:
             return await method(request, context)
         except ServingError as exc:
-            await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
+            await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing_metadata(exc))
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise

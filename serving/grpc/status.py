@@ -30,6 +30,17 @@ def grpc_code(http_status: int) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT if 400 <= http_status < 500 else grpc.StatusCode.INTERNAL
 
 
+MAX_MESSAGE_CHARS = 2048  # grpc-message travels in trailers, whose size is capped (8 KiB by default)
+
+
+def bounded(message: str) -> str:
+    """A status message that fits the trailers: one that quotes a huge name from the request (an unknown model
+    of 100 kB) would otherwise turn NOT_FOUND into RESOURCE_EXHAUSTED at the client."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+
+
 def trailing_metadata(error: ServingError) -> tuple[tuple[str, str], ...]:
     """`Retry-After` and friends as lower-case trailing metadata (gRPC keys must be lower case)."""
     return tuple((key.lower(), value) for key, value in error.headers.items())

@@ -34,7 +34,7 @@ from serving.grpc import wire
 from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
 from serving.grpc.service import Context, Handler, unserved
-from serving.grpc.status import grpc_code, http_status, trailing_metadata
+from serving.grpc.status import bounded, grpc_code, http_status, trailing_metadata
 from serving.router.activator import timed_out
 from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
@@ -71,7 +71,7 @@ class RouterHealth(health_pb2_grpc.HealthServicer):
 
     async def Check(self, request: Any, context: Context) -> Any:  # noqa: N802 - the RPC's name
         if request.service not in (health.OVERALL_HEALTH, pb.SERVICE):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, bounded(f"unknown service {request.service!r}"))
         serving_now = self.router.ready_check()
         status = (
             health_pb2.HealthCheckResponse.SERVING
@@ -159,9 +159,9 @@ class GrpcProxy:
                 if method == "ModelReady":  # readiness is an answer, as the model server's own: false
                     not_ready: bytes = pb.ModelReadyResponse(ready=False).SerializeToString()
                     return not_ready
-                await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
+                await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing_metadata(exc))
             except ServingError as exc:
-                await context.abort(grpc_code(exc.status_code), exc.message, trailing_metadata(exc))
+                await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing_metadata(exc))
             return await self._forward(method, raw, metadata, route, arm, context, arrived)
 
         return grpc.unary_unary_rpc_method_handler(proxy)

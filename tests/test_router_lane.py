@@ -738,3 +738,22 @@ async def test_two_request_ids_reach_the_replica_as_one_either_way(lane: bool) -
         ids,
         answer.headers,
     )
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_dot_segments_are_refused_not_forwarded(predictor: InProcessServer, lane: bool) -> None:
+    """A server behind that resolved `..` would see a path the router does not route (/v2/repository/...)."""
+    async with routed((predictor.url,), lane) as (url, _, spy):
+        host, port = url.removeprefix("http://").split(":")
+        for path in (b"/v2/models/iris/../../v2/repository/index", b"/v2/models/iris/%2e%2e/x/infer"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                b"POST %s HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}" % path
+            )
+            received = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert received.startswith(b"HTTP/1.1 400 "), received
+            assert b"segment: not routed" in received
+        async with httpx.AsyncClient(base_url=url) as client:  # a name starting with a dot is a name
+            assert (await client.post("/v1/models/.iris:predict", json=ROW)).status_code == 404
+    assert spy["sent"] == 0

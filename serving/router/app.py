@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import serving
 from serving.client_gone import unless_client_leaves
 from serving.errors import (
+    BadRequest,
     MethodNotAllowed,
     ModelNotFound,
     NotFound,
@@ -196,6 +197,10 @@ class Router:
         return ModelNotFound(f"InferenceService {name!r} not found{where}{statistics_hint(name)}{hint}")
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        if "/." in path and any(part in (".", "..") for part in path.split("/")):
+            # A server behind that resolves them would see another path than the one routed here (e.g. one
+            # under /v2/repository/, which the router does not route)
+            raise BadRequest(f"path {path!r} holds a '.' or '..' segment: not routed")
         name = _model_name(path)
         route = self.resolve(scope, name)
         if self.auth is not None:

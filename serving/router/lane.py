@@ -66,6 +66,7 @@ class RouterLane:
         router = self.router
         if (
             not path.startswith(_PREFIXES)
+            or "/." in path  # dot segments: the ASGI path says why they are refused
             or router.auth is not None
             or self.observed.payloads is not None
             or tracing.enabled()

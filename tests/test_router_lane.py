@@ -757,3 +757,18 @@ async def test_dot_segments_are_refused_not_forwarded(predictor: InProcessServer
         async with httpx.AsyncClient(base_url=url) as client:  # a name starting with a dot is a name
             assert (await client.post("/v1/models/.iris:predict", json=ROW)).status_code == 404
     assert spy["sent"] == 0
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_connection_header_naming_the_request_id_does_not_lose_it(lane: bool) -> None:
+    """The id is the router's to send on (as when it makes one): the replica logs the id the router logged."""
+    async with scripted("record") as recorder, routed((recorder,), lane) as (url, _, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.post("/v1/models/iris:predict", json=ROW)  # a pooled connection for the lane
+            answer = await client.post(
+                "/v1/models/iris:predict",
+                json=ROW,
+                headers={"connection": "keep-alive, x-request-id", "x-request-id": "mine-1"},
+            )
+    assert b"x-request-id: mine-1" in Scripted.heads[-1].split(b"\r\n"), Scripted.heads[-1]
+    assert answer.headers["x-request-id"] == "mine-1"

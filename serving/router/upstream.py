@@ -35,7 +35,9 @@ HOP_BY_HOP = frozenset(
         b"content-length",
     }
 )
-_CONNECTION_TOKENS_KNOWN = HOP_BY_HOP | {b"close", b""}
+# Tokens a Connection header may carry that name nothing to drop: hop-by-hop anyway, `close`, and the request
+# id, which the router sends on itself (its own id, as it does when it makes one), so hops' logs correlate
+_CONNECTION_TOKENS_KNOWN = HOP_BY_HOP | {b"close", b"", b"x-request-id"}
 
 
 def connection_named(value: bytes) -> frozenset[bytes]:

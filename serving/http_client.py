@@ -43,6 +43,7 @@ class UpstreamConnectError(ConnectionError):
     connection it had just closed); not sent: the connection was refused."""
 
     sent = False
+    endpoint = ""  # where it was sent (the router's lane says so to the retry)
 
 
 class ClosedBeforeAnswer(UpstreamConnectError):
@@ -373,8 +374,11 @@ class HTTPClient:
         headers: Headers | None = None,
         body: bytes = b"",
         timeout_s: float = 60.0,
+        retry_closed: bool = True,
     ) -> Response:
-        """One request and its whole response; raises UpstreamConnectError, ConnectionError or TimeoutError."""
+        """One request and its whole response; raises UpstreamConnectError, ConnectionError or TimeoutError.
+        `retry_closed`: a kept-alive connection closed without an answer is tried again on another (else the
+        caller hears of it: the router counts each such delivery, serving/router/upstream.py)."""
         if self._closed:
             raise UpstreamConnectError("the HTTP client is closed")
         ep = self._endpoint(endpoint)
@@ -387,7 +391,7 @@ class HTTPClient:
                 response = await conn.exchange(request, method == "HEAD", max(deadline - loop.time(), 0.0))
             except UpstreamConnectError:
                 self._discard(ep, conn)
-                if conn.reused:
+                if conn.reused and retry_closed:
                     continue  # an idle connection the server had closed: try the next or a fresh one
                 raise
             except BaseException:  # timeout, bad response, or cancelled: the connection's state is unknown

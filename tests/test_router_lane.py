@@ -151,6 +151,7 @@ class Scripted(asyncio.Protocol):
     seen = 0
     heads: list[bytes] = []  # every request head answered ("record": each one, answered as the first)
     raw = b""  # "raw": the answer to every request
+    poisoned = 0  # "poison": requests it died on
 
     def __init__(self, then: str) -> None:
         self.then = then
@@ -167,7 +168,14 @@ class Scripted(asyncio.Protocol):
             return
         self.buffer = b""
         Scripted.seen += 1
-        if self.then == "dropall":  # dies on every request, as a model a request crashes
+        if self.then == "poison" and b"poison" in rest:  # dies on this request only
+            Scripted.poisoned += 1
+            self.transport.close()
+        elif self.then == "poison":
+            Scripted.heads.append(head)
+            body = b'{"predictions":["scripted"]}'
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        elif self.then == "dropall":  # dies on every request, as a model a request crashes
             self.transport.close()
         elif self.then == "raw":  # each request answered with these bytes
             self.transport.write(Scripted.raw)
@@ -214,7 +222,8 @@ async def test_a_connection_dropped_before_any_answer_is_retried_on_another_repl
     assert first.json() == {"predictions": ["scripted"]}
     assert second.status_code == 200 and second.json() == {"predictions": [1]}, second.text
     assert spy["sent"] == (1 if lane else 0)  # the lane sent it to the dropper, then handed it over
-    assert dropper in router.upstreams.down_until  # marked down by the retry's fresh connection, not before
+    # The retry loop marks an endpoint down when it fails there; the lane's try only sends the retry elsewhere
+    assert (dropper in router.upstreams.down_until) == (not lane)
     # Counted once each, though the second was sent twice.
     assert counts == {"serving_router_requests_total[200]": 2.0, "serving_router_requests_in_flight": 0.0}
     assert (
@@ -772,3 +781,25 @@ async def test_a_connection_header_naming_the_request_id_does_not_lose_it(lane: 
             )
     assert b"x-request-id: mine-1" in Scripted.heads[-1].split(b"\r\n"), Scripted.heads[-1]
     assert answer.headers["x-request-id"] == "mine-1"
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_request_that_kills_replicas_reaches_two_even_over_kept_alive_connections(lane: bool) -> None:
+    """Each delivery whose connection closes without an answer counts, on a pooled connection too (the pool
+    does not try it again there, and the lane's try counts): the third replica never sees it."""
+    async with (
+        scripted("poison") as one,
+        scripted("poison") as two,
+        scripted("poison") as three,
+        routed((one, two, three), lane) as (url, _, _),
+    ):
+        Scripted.poisoned = 0
+        async with httpx.AsyncClient(base_url=url) as client:
+            # warm: kept-alive connections to every replica
+            warm = await asyncio.gather(
+                *(client.post("/v1/models/iris:predict", json=ROW) for _ in range(12))
+            )
+            assert all(w.status_code == 200 for w in warm)
+            answer = await client.post("/v1/models/iris:predict", json={"instances": [["poison"]]})
+    assert answer.status_code == 503 and "not sent again" in answer.json()["error"], answer.text
+    assert Scripted.poisoned == 2

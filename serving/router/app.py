@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 REVISION_HEADER = b"x-serving-revision"
 TAG_HEADER = b"x-serving-tag"
 LANE_STARTED = "serving.router.started"  # scope key: when the lane first sent a request it hands over
+LANE_CLOSED = "serving.router.closed"  # scope key: the endpoint that closed the lane's try without an answer
 CHOSEN_ARM = "serving.router.arm"  # scope key: an arm the direct lane chose (serving/router/lane.py) before handing over
 _JSON = [(b"content-type", b"application/json")]
 
@@ -250,12 +251,19 @@ class Router:
                 # replica sees it go too (a request queued there for a slot leaves)
                 _, response = await unless_client_leaves(
                     self.upstreams.forward(
-                        arm.endpoints, scope["method"], target, headers, body, timeout_s, route.timeout_s
+                        arm.endpoints,
+                        scope["method"],
+                        target,
+                        headers,
+                        body,
+                        timeout_s,
+                        route.timeout_s,
+                        scope.get(LANE_CLOSED, ""),
                     ),
                     receive,
                     "the client left before the answer",
                 )
-            except NoReplicaReached:
+            except NoReplicaReached as unreached:
                 if not route.activator:
                     raise
                 # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
@@ -269,7 +277,15 @@ class Router:
                 if left <= 0:
                     raise timed_out(route, arm) from None
                 _, response = await self.upstreams.forward(
-                    arm.endpoints, scope["method"], target, headers, body, left, route.timeout_s
+                    arm.endpoints,
+                    scope["method"],
+                    target,
+                    headers,
+                    body,
+                    left,
+                    route.timeout_s,
+                    "",  # no endpoint to avoid: the hold waited for one that takes requests
+                    unreached.closed_on,
                 )
             code = response.status
             response.headers.append((REVISION_HEADER, arm.revision_header))

@@ -30,6 +30,7 @@ from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessRecord
 from serving.router.app import (
     CHOSEN_ARM,
+    LANE_CLOSED,
     LANE_STARTED,
     REVISION_HEADER,
     TAG_HEADER,
@@ -154,6 +155,8 @@ class _Exchange:
             router.request_withdrawn(route, arm)
             cycle.scope[CHOSEN_ARM] = arm
             cycle.scope[LANE_STARTED] = self.started  # the retry has what is left of the timeout
+            if outcome.sent:  # counts against the request's retries, and the retry goes elsewhere first
+                cycle.scope[LANE_CLOSED] = outcome.endpoint
             cycle.protocol.run_lean(cycle)
             return
         if isinstance(outcome, UpstreamResponse):

@@ -82,8 +82,11 @@ DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the
 
 
 class NoReplicaReached(ServiceUnavailable):
-    """No replica took the request: every one refused the connection or is marked down. Nothing reached a
-    model, so the request may wait for a replica and go again (the router's activator)."""
+    """No replica took the request: every one refused the connection, closed it without an answer, or is marked
+    down. The request may wait for a replica and go again (the router's activator); `closed_on` carries how
+    many deliveries closed without an answer into that next try."""
+
+    closed_on = 0
 
 
 @dataclass(slots=True)
@@ -122,22 +125,28 @@ class Upstreams:
         body: bytes,
         timeout_s: float | None = None,
         stated_s: float | None = None,
+        closed_before: str = "",
+        closed_count: int = 0,
     ) -> tuple[str, UpstreamResponse]:
         """Send to the least-loaded endpoint; on a connection failure try the next one, within the one timeout
         (a retry does not start it over). `stated_s`: the timeout a 504 names, when `timeout_s` is what is left
-        of it."""
-        tried: set[str] = set()
+        of it. `closed_before`: the endpoint that closed this request's connection without an answer just before
+        (the lane's try): it counts, and the request goes elsewhere first. `closed_count`: such deliveries of
+        an earlier call (before the activator's hold)."""
+        tried: set[str] = {closed_before} if closed_before else set()
         last_error = "no ready replica"
-        # Fresh connections closed without an answer (a kept-alive one closed so is tried again by the pool, or
-        # handed over by the lane: it may just have been closed idle by the server)
-        closed_on = 0
+        # Deliveries closed without an answer, kept-alive connections' included: the server closing one idle
+        # just as it was written to is rare (its FIN closes it in the pool first), a crash is not
+        closed_on = closed_count + (1 if closed_before else 0)
         timeout_s = timeout_s or self.timeout_s
         stated_s = stated_s or timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
             endpoint = self.pick(endpoints, tried)
             if endpoint is None:
-                raise NoReplicaReached(f"no replica could take the request ({last_error})")
+                unreached = NoReplicaReached(f"no replica could take the request ({last_error})")
+                unreached.closed_on = closed_on
+                raise unreached
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _timed_out(stated_s)
@@ -192,6 +201,7 @@ class Upstreams:
                 done(_timed_out(timeout_s))
             elif isinstance(outcome, UpstreamConnectError):
                 # An idle connection the server had closed, or a server gone: `forward` finds out which.
+                outcome.endpoint = endpoint
                 done(outcome)
             elif isinstance(outcome, Abandoned):  # its client left: no fault of the endpoint's
                 done(ClientGone(str(outcome)))
@@ -218,7 +228,9 @@ class Upstreams:
         stated_s: float,
     ) -> UpstreamResponse:
         try:
-            response = await self.pool.request(endpoint, method, path, headers, body, timeout_s)
+            response = await self.pool.request(
+                endpoint, method, path, headers, body, timeout_s, retry_closed=False
+            )
         except TimeoutError:
             raise _timed_out(stated_s) from None
         return _answer(response, method)

@@ -732,17 +732,20 @@ async def test_a_request_whose_replicas_all_close_on_it_is_not_sent_to_every_one
     assert Scripted.seen == 2
 
 
-@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
-async def test_two_request_ids_reach_the_replica_as_one_either_way(lane: bool) -> None:
+async def _second_request_head(lane: bool, headers: Any) -> tuple[list[bytes], httpx.Response]:
+    """The head lines a replica received for a request with `headers` (after one that pools a connection for
+    the lane), and the client's answer."""
     async with scripted("record") as recorder, routed((recorder,), lane) as (url, _, _):
         async with httpx.AsyncClient(base_url=url) as client:
             await client.post("/v1/models/iris:predict", json=ROW)  # a pooled connection for the lane
-            answer = await client.post(
-                "/v1/models/iris:predict",
-                json=ROW,
-                headers=[("x-request-id", "bad id"), ("x-request-id", "good-2")],
-            )
-    ids = [line for line in Scripted.heads[-1].split(b"\r\n") if line.lower().startswith(b"x-request-id:")]
+            answer = await client.post("/v1/models/iris:predict", json=ROW, headers=headers)
+    return Scripted.heads[-1].split(b"\r\n"), answer
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_two_request_ids_reach_the_replica_as_one_either_way(lane: bool) -> None:
+    head, answer = await _second_request_head(lane, [("x-request-id", "bad id"), ("x-request-id", "good-2")])
+    ids = [line for line in head if line.lower().startswith(b"x-request-id:")]
     assert ids == [b"x-request-id: good-2"] and answer.headers["x-request-id"] == "good-2", (
         ids,
         answer.headers,
@@ -771,15 +774,10 @@ async def test_dot_segments_are_refused_not_forwarded(predictor: InProcessServer
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
 async def test_a_connection_header_naming_the_request_id_does_not_lose_it(lane: bool) -> None:
     """The id is the router's to send on (as when it makes one): the replica logs the id the router logged."""
-    async with scripted("record") as recorder, routed((recorder,), lane) as (url, _, _):
-        async with httpx.AsyncClient(base_url=url) as client:
-            await client.post("/v1/models/iris:predict", json=ROW)  # a pooled connection for the lane
-            answer = await client.post(
-                "/v1/models/iris:predict",
-                json=ROW,
-                headers={"connection": "keep-alive, x-request-id", "x-request-id": "mine-1"},
-            )
-    assert b"x-request-id: mine-1" in Scripted.heads[-1].split(b"\r\n"), Scripted.heads[-1]
+    head, answer = await _second_request_head(
+        lane, {"connection": "keep-alive, x-request-id", "x-request-id": "mine-1"}
+    )
+    assert b"x-request-id: mine-1" in head, head
     assert answer.headers["x-request-id"] == "mine-1"
 
 

@@ -79,7 +79,6 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in its message
     return parse
 
 

@@ -39,7 +39,13 @@ from serving.router.app import (
     host_name,
 )
 from serving.router.table import Arm, ServiceRoute
-from serving.router.upstream import HOP_BY_HOP, UpstreamResponse, connection_named, upstream_target
+from serving.router.upstream import (
+    HOP_BY_HOP,
+    USUAL_CONNECTION,
+    UpstreamResponse,
+    connection_named,
+    upstream_target,
+)
 
 if TYPE_CHECKING:
     from serving.http.lean_cycle import LeanCycle
@@ -49,7 +55,6 @@ _PREFIXES = ("/v1/models/", "/v2/models/")
 _CONTENT_LENGTH = b"content-length"
 _HOST = b"host"
 _CONNECTION = b"connection"
-_CONNECTION_USUAL = (b"keep-alive", b"close")
 _REQUEST_ID = request_id.HEADER
 
 
@@ -85,7 +90,7 @@ class RouterLane:
                     length = int(value)
                 elif key == _HOST and not host:  # the first, as the ASGI path reads it
                     host = value
-                elif key == _CONNECTION and value not in _CONNECTION_USUAL:
+                elif key == _CONNECTION and value not in USUAL_CONNECTION:
                     named |= connection_named(value)
             elif key == _REQUEST_ID:
                 client_id = value

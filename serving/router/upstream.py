@@ -38,12 +38,13 @@ HOP_BY_HOP = frozenset(
 # Tokens a Connection header may carry that name nothing to drop: hop-by-hop anyway, `close`, and the request
 # id, which the router sends on itself (its own id, as it does when it makes one), so hops' logs correlate
 _CONNECTION_TOKENS_KNOWN = HOP_BY_HOP | {b"close", b"", b"x-request-id"}
+USUAL_CONNECTION = (b"keep-alive", b"close")  # Connection values that name no other header (most requests')
 
 
 def connection_named(value: bytes) -> frozenset[bytes]:
     """The headers a Connection header names beyond the usual hop-by-hop ones: an intermediary removes them too
     (RFC 9110 §7.6.1). Empty for the common `keep-alive` and `close`."""
-    if value in (b"keep-alive", b"close"):
+    if value in USUAL_CONNECTION:
         return frozenset()
     return frozenset(token.strip().lower() for token in value.split(b",")) - _CONNECTION_TOKENS_KNOWN
 
@@ -57,7 +58,7 @@ def forwarded_headers(
     for key, value in headers:
         if key not in dropped:
             out.append((key, value))
-        elif key == b"connection" and value not in (b"keep-alive", b"close"):
+        elif key == b"connection" and value not in USUAL_CONNECTION:
             named |= connection_named(value)
     return [(k, v) for k, v in out if k not in named] if named else out
 

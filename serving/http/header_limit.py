@@ -490,8 +490,12 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self._refuse(cause.status, cause.message)
             return
         self.logger.warning("Invalid HTTP request received.")  # as uvicorn logs it
-        # llhttp's reason ("Invalid character in chunk size"): a constant, never bytes of the request
-        self._refuse(_BAD_REQUEST, _MALFORMED if cause is not None else f"{_MALFORMED}: {exc}")
+        if isinstance(exc, httptools.HttpParserInvalidMethodError):  # RFC 9110 §9.1: an unknown method
+            self._refuse(_NOT_IMPLEMENTED, "request method not implemented: send GET, HEAD or POST")
+        elif str(exc) == "Invalid HTTP version":  # `HTTP/1.2`, `HTTP/3.0`: llhttp parses 0.9-1.1 and 2.0 only
+            self._refuse(_VERSION, "this HTTP version is not supported here: send HTTP/1.1 (or use gRPC)")
+        else:  # llhttp's reason ("Invalid character in chunk size"): a constant, never bytes of the request
+            self._refuse(_BAD_REQUEST, _MALFORMED if cause is not None else f"{_MALFORMED}: {exc}")
 
     def _refuse(self, status: bytes, message: str) -> None:
         """A request the app will not see (malformed, over the head limit, too slow): nothing more is read or

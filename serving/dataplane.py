@@ -104,6 +104,16 @@ class DataPlane:
             else:
                 bound.request(codec.protocol, code, time.monotonic() - started)
 
+    def refuse_unknown(self, name: str, version: str | None, codec: Codec) -> None:
+        """Raise ModelNotFound, counted as `infer` counts it, for a model no request could reach: asked
+        before a body that waits for `100 Continue` is read, so that a wrong name never uploads it."""
+        started = time.monotonic()
+        try:
+            self.repository.get(name, version)
+        except ServingError as exc:
+            self.metrics.unknown_model(codec.protocol, exc.status_code, time.monotonic() - started)
+            raise
+
     async def infer_tensors(
         self, name: str, request: InferRequest, protocol: str = "in-process"
     ) -> TensorDict:

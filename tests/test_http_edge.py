@@ -449,6 +449,19 @@ def test_an_http_1_0_expectation_of_100_continue_is_ignored(port: int) -> None:
     assert_predicted(answer)
 
 
+def test_a_wrong_model_name_is_refused_before_100_continue(port: int) -> None:
+    """RFC 9110 §10.1.1: a server that will refuse the request answers instead of asking for its body, so a
+    wrong name never uploads it; the connection closes, as the body is not read."""
+    head = b"POST /v2/models/no-such-model/infer HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+    with connect(port) as sock:
+        sock.sendall(head + b"content-type: application/json\r\ncontent-length: 1000000\r\n\r\n")
+        raw = read_to_close(sock)  # the body never sent: a server waiting for it would time the test out
+    assert not raw.startswith(b"HTTP/1.1 100"), raw
+    (answer,) = responses(raw)
+    assert answer[0] == 404 and "no-such-model" in error_of(answer), answer
+    assert_serving(port)
+
+
 def test_http_1_0_without_host_is_answered(port: int) -> None:
     (answer,) = responses(exchange(port, b"GET /v2/health/live HTTP/1.0\r\n\r\n"))
     assert answer[0] == 200 and orjson.loads(answer[2]) == {"live": True}

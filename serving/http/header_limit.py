@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import urllib.parse
 from typing import Any
 
@@ -70,6 +71,26 @@ def _codings_then_chunked(value: bytes) -> bool:
         return False
     codings = [token.strip() for token in value.lower().split(b",")]
     return len(codings) > 1 and codings[-1] == b"chunked"
+
+
+_REQUEST_LINE = re.compile(rb"(?:^|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/\d\.\d)\r?\n")
+
+
+def _names_unknown_method(data: bytes) -> bool:
+    """A well-formed request line in `data` whose method llhttp refuses (the chunk's earlier requests, if
+    pipelined, were parsed: their methods are known)."""
+    for line in _REQUEST_LINE.findall(data):
+        try:
+            httptools.HttpRequestParser(_NoCallbacks()).feed_data(line + b"\r\n")
+        except httptools.HttpParserInvalidMethodError:
+            return True
+        except httptools.HttpParserError:
+            continue
+    return False
+
+
+class _NoCallbacks:
+    pass
 
 
 class Refused(Exception):
@@ -216,7 +237,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
             self._parse_without_upgrade(data[upgrade.args[0] :])
             return
         except httptools.HttpParserError as exc:
-            self._refuse_malformed(exc)
+            self._refuse_malformed(exc, data)
             return
         if self._direct is not None and not self.transport.is_closing():
             # The rest of a large body: read into its buffer by a protocol of its own, past the parser.
@@ -484,13 +505,14 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def _too_large(self) -> str:
         return f"request line and headers are over the limit of {self.max_header_bytes} bytes"
 
-    def _refuse_malformed(self, exc: httptools.HttpParserError) -> None:
+    def _refuse_malformed(self, exc: httptools.HttpParserError, data: bytes = b"") -> None:
         cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
         if isinstance(cause, Refused):
             self._refuse(cause.status, cause.message)
             return
         self.logger.warning("Invalid HTTP request received.")  # as uvicorn logs it
-        if isinstance(exc, httptools.HttpParserInvalidMethodError):  # RFC 9110 §9.1: an unknown method
+        if isinstance(exc, httptools.HttpParserInvalidMethodError) and _names_unknown_method(data):
+            # RFC 9110 §9.1: a well-formed request line with a method we do not know (not `GARBAGE`)
             self._refuse(_NOT_IMPLEMENTED, "request method not implemented: send GET, HEAD or POST")
         elif str(exc) == "Invalid HTTP version":  # `HTTP/1.2`, `HTTP/3.0`: llhttp parses 0.9-1.1 and 2.0 only
             self._refuse(_VERSION, "this HTTP version is not supported here: send HTTP/1.1 (or use gRPC)")

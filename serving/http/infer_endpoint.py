@@ -27,6 +27,7 @@ from serving.protocol.codec import Codec
 from serving.protocol.v2_codec import HEADER_LENGTH
 
 _HEADER_LENGTH = HEADER_LENGTH.encode()
+_EXPECT = b"expect"
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -46,11 +47,13 @@ class InferEndpoint:
     ) -> tuple[bytes, Headers]:
         """The response body and raw headers for one inference request (errors raise ServingError)."""
         raw_headers = scope["headers"]
-        body = await receive_body(raw_headers, receive, self.dataplane.limits.max_body_bytes)
         headers = {}
         for key, value in raw_headers:
             if key == _HEADER_LENGTH:
                 headers[HEADER_LENGTH] = value.decode("latin-1")
+            elif key == _EXPECT:  # its `100 Continue` goes out on the first receive: not for a wrong name
+                self.dataplane.refuse_unknown(name, version, self.codec)
+        body = await receive_body(raw_headers, receive, self.dataplane.limits.max_body_bytes)
         # past its body, `receive` resolves only when the client hangs up: a queued request then leaves
         content, out = await self.dataplane.infer(name, version, body, headers, self.codec, receive)
         response_headers = [(k.encode(), v.encode()) for k, v in out.items()]

@@ -347,3 +347,66 @@ async def test_readiness_of_a_service_with_no_ready_revision_is_false_not_an_err
             assert doc["name"] == "broken" and doc["ready"] is False and "bad pickle" in doc["reason"], doc
         metadata = await http.get("/v2/models/broken")
         assert metadata.status_code == 503 and "bad pickle" in metadata.json()["error"]
+
+
+_CRASHING_REPLICA = """
+import asyncio, os, sys
+import grpc
+
+async def main() -> None:
+    async def infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        with open(sys.argv[1], "a") as deliveries:
+            deliveries.write(f"{os.getpid()}\\n")
+        os._exit(1)  # the request kills its replica, mid-call, as a segfault in a model would
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_request_that_kills_replicas_reaches_two_not_every_one(tmp_path: Path) -> None:
+    """As over HTTP (MAX_CLOSED_DELIVERIES): a call whose stream is cut after it was sent goes to one more
+    replica, not to every one, and the client gets UNAVAILABLE saying so. Three real replica processes that
+    exit on the call they receive."""
+    import subprocess
+    import sys
+
+    deliveries = tmp_path / "deliveries"
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CRASHING_REPLICA, str(deliveries)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    try:
+        targets = tuple(f"127.0.0.1:{int(replica.stdout.readline())}" for replica in replicas)  # type: ignore[union-attr]
+        router = Router(metrics=RouterMetrics())
+        arm = Arm("poison-rev1", 100, "stable", "latest", ("http://127.0.0.1:9",), targets)
+        router.set_table(
+            RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}, version=1)
+        )
+        proxy = GrpcProxy(router)
+        port = await proxy.start("127.0.0.1", 0)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await channel.unary_unary(INFER)(infer_request(), timeout=30)
+        finally:
+            await proxy.stop(1)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, refused.value.details()
+        assert "not sent again" in (refused.value.details() or "")
+        assert len(deliveries.read_text().split()) == 2
+        assert sum(replica.poll() is None for replica in replicas) == 1  # one replica never saw it
+    finally:
+        for replica in replicas:
+            replica.kill()
+            replica.wait()

@@ -38,6 +38,7 @@ from serving.grpc.status import bounded, grpc_code, http_status, trailing_metada
 from serving.router.activator import timed_out
 from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
+from serving.router.upstream import MAX_CLOSED_DELIVERIES
 
 log = logging.getLogger("serving.router.grpc")
 PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig")
@@ -206,7 +207,12 @@ class GrpcProxy:
         started, code = time.monotonic(), 500
         self.router.request_started(route, arm)
         try:
-            result = await self._call_arm(method, raw, forwarded, targets, timeout)
+            try:
+                result = await self._call_arm(method, raw, forwarded, targets, timeout)
+            except ServingError as exc:
+                code = exc.status_code
+                trailing = tuple(trailing_metadata(exc)) + revision
+                await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing)
             if isinstance(result, grpc.aio.AioRpcError):
                 code = http_status(result.code())
                 trailing = tuple(result.trailing_metadata() or ()) + revision
@@ -255,9 +261,13 @@ class GrpcProxy:
         endpoints: tuple[str, ...],
         timeout: float,
     ) -> bytes | grpc.aio.AioRpcError:
-        """Try the arm's endpoints in turn; move on only when one cannot be reached (no Retry-After)."""
+        """Try the arm's endpoints in turn; move on only when one cannot be reached (no Retry-After). A call
+        whose stream was cut after it was sent counts as HTTP's closed deliveries do: after
+        MAX_CLOSED_DELIVERIES it is not sent again (ServiceUnavailable), so a request that crashes replicas
+        reaches two, not every one."""
         first = next(self._turns)
         failure: grpc.aio.AioRpcError | None = None
+        closed = 0
         for attempt in range(len(endpoints)):
             endpoint = endpoints[(first + attempt) % len(endpoints)]
             call = self._callable(endpoint, method)
@@ -269,6 +279,13 @@ class GrpcProxy:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or _has_retry_after(exc):
                     break
                 self._discovered = {e: t for e, t in self._discovered.items() if t != endpoint}  # restarted?
+                if not _never_sent(exc):
+                    closed += 1
+                    if closed >= MAX_CLOSED_DELIVERIES:
+                        raise ServiceUnavailable(
+                            f"the model server closed the stream without an answer, {closed} times: the "
+                            "request is not sent again (it may be what makes replicas fail)"
+                        ) from exc
         assert failure is not None
         return failure
 
@@ -282,6 +299,20 @@ class GrpcProxy:
                 channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=options)
             call = self._calls[(endpoint, method)] = channel.unary_unary(f"/{pb.SERVICE}/{method}")
         return call
+
+
+# What grpc-core says of a call that never left for its endpoint (no connection could be made): safe to send on.
+_NOT_SENT = (
+    "failed to connect",
+    "connection refused",
+    "connections to all backends failing",
+    "dns resolution",
+)
+
+
+def _never_sent(error: grpc.aio.AioRpcError) -> bool:
+    details = (error.details() or "").lower()
+    return any(marker in details for marker in _NOT_SENT)
 
 
 def _has_retry_after(error: Any) -> bool:

@@ -96,6 +96,9 @@ class DataPlane:
         except ServingError as exc:
             code = exc.status_code
             raise
+        except asyncio.CancelledError:  # a gRPC client that cancelled, or whose deadline passed: it left
+            code = 499
+            raise
         finally:
             if held is not None:
                 held.leave()

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.dataplane import DataPlane
 from serving.errors import BadRequest
 from serving.grpc.server import GrpcListener
+from serving.observability.asgi import Observed
+from serving.observability.grpc_calls import GrpcCalls
 
 GRPC_PORT_PATH = "/serving/grpc-port"
 
@@ -70,7 +72,9 @@ def with_grpc(app: ASGIApp, dataplane: DataPlane, host: str, port: int, workers:
     """The app plus a gRPC listener on `port` (0: a free one, logged). Several workers share a fixed port
     (SO_REUSEPORT, the kernel spreads connections); with port 0 each would pick its own, so that is refused."""
     check_port(port, workers)
-    return WithGrpc(app, GrpcListener(dataplane, host, port, reuse_port=workers > 1))
+    # the HTTP side's access log and identity (`Observed`), so gRPC calls get the same lines and ids
+    calls = GrpcCalls.like(app) if isinstance(app, Observed) else None
+    return WithGrpc(app, GrpcListener(dataplane, host, port, reuse_port=workers > 1, calls=calls))
 
 
 def check_port(port: int, workers: int) -> None:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from serving.dataplane import DataPlane
 from serving.grpc.messages import POOL, SERVICE
 from serving.grpc.service import InferenceService
+from serving.observability.grpc_calls import GrpcCalls
 from serving.repository import Model
 
 log = logging.getLogger("serving.grpc")
@@ -59,6 +60,7 @@ class GrpcListener:
     port: int = 0
     reuse_port: bool = False
     bound_port: int = 0
+    calls: GrpcCalls | None = None  # request ids and access lines of ModelInfer calls
     server: grpc.aio.Server | None = field(default=None, repr=False)
     _health: health.aio.HealthServicer | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -68,7 +70,11 @@ class GrpcListener:
         limits = self.dataplane.limits
         self.server = grpc.aio.server(options=server_options(limits.max_body_bytes, self.reuse_port))
         self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE, InferenceService(self.dataplane).handlers()),)
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, InferenceService(self.dataplane, calls=self.calls).handlers()
+                ),
+            )
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)

@@ -8,6 +8,7 @@ ModelInfer answers the bytes the codec serialised (no second copy through a resp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
@@ -20,9 +21,11 @@ import serving
 from serving.dataplane import DataPlane
 from serving.errors import UNSERVED_EXTENSIONS, ModelFailure, ServingError
 from serving.grpc import messages as pb
-from serving.grpc.status import bounded, grpc_code, trailing_metadata
+from serving.grpc.status import bounded, grpc_code, http_status, trailing_metadata
 from serving.grpc.tensor_codec import ProtobufInfer
+from serving.grpc.wire import last_string
 from serving.http.v2_routes import EXTENSIONS, check_load_parameters, model_config, model_metadata
+from serving.observability.grpc_calls import CLIENT_GONE, REQUEST_ID_KEY, GrpcCalls, status_of
 
 log = logging.getLogger("serving.grpc")
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
@@ -31,10 +34,13 @@ Method = Callable[[Any, Context], Awaitable[Any]]
 
 
 class InferenceService:
-    def __init__(self, dataplane: DataPlane, server_name: str = "serving") -> None:
+    def __init__(
+        self, dataplane: DataPlane, server_name: str = "serving", calls: GrpcCalls | None = None
+    ) -> None:
         self.dataplane = dataplane
         self.repository = dataplane.repository
         self.server_name = server_name
+        self.calls = calls  # request ids and access lines of ModelInfer calls
 
     async def server_live(self, request: Any, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -71,10 +77,10 @@ class InferenceService:
             async with asyncio.timeout(remaining):
                 body, _ = await infer
         except TimeoutError:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"model {request.model_name!r} did not answer within the client's deadline",
-            )
+            # The client's deadline: the call is over on its side (the abort may find it ended already)
+            raise ClientLeft(
+                f"model {request.model_name!r} did not answer within the client's deadline"
+            ) from None
         return body
 
     async def repository_index(self, request: Any, context: Context) -> Any:
@@ -103,7 +109,9 @@ class InferenceService:
             "ServerMetadata": unary(self.server_metadata, pb.ServerMetadataRequest),
             "ModelMetadata": unary(self.model_metadata, pb.ModelMetadataRequest),
             "ModelConfig": unary(self.model_config, pb.ModelConfigRequest),
-            "ModelInfer": unary(self.model_infer, pb.ModelInferRequest, ProtobufInfer.parse, serialize=False),
+            "ModelInfer": unary(
+                self.model_infer, pb.ModelInferRequest, ProtobufInfer.parse, serialize=False, calls=self.calls
+            ),
             "RepositoryIndex": unary(self.repository_index, pb.RepositoryIndexRequest),
             "RepositoryModelLoad": unary(self.repository_model_load, pb.RepositoryModelLoadRequest),
             "RepositoryModelUnload": unary(self.repository_model_unload, pb.RepositoryModelUnloadRequest),
@@ -138,14 +146,24 @@ def _refuse_stream(message: str) -> Callable[[Any, Context], Any]:
     return call
 
 
+class ClientLeft(Exception):
+    """The client's deadline passed while its call ran: DEADLINE_EXCEEDED to it, 499 in our counts."""
+
+
 def unary(
-    method: Method, request_class: Any, parse: Callable[[bytes], Any] | None = None, serialize: bool = True
+    method: Method,
+    request_class: Any,
+    parse: Callable[[bytes], Any] | None = None,
+    serialize: bool = True,
+    calls: GrpcCalls | None = None,
 ) -> Handler:
-    """Parse the bytes, run `method`, and turn every failure into a status code with a clear message."""
+    """Parse the bytes, run `method`, and turn every failure into a status code with a clear message; with
+    `calls`, each call gets a request id (echoed in the initial metadata) and an access line."""
     kind = request_class.DESCRIPTOR.name
     parse = parse or request_class.FromString
 
-    async def call(raw: bytes, context: Context) -> Any:
+    async def run(raw: bytes, context: Context) -> tuple[Any, int]:
+        """(the answer, its HTTP-equivalent status); aborts raise."""
         try:
             request = parse(raw)
         except (DecodeError, ValueError):
@@ -153,15 +171,61 @@ def unary(
                 grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {kind} message"
             )
         try:
-            return await method(request, context)
+            return await method(request, context), 200
         except ServingError as exc:
             await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing_metadata(exc))
+        except ClientLeft:
+            raise
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             log.exception("gRPC %s failed", kind)
             await context.abort(grpc.StatusCode.INTERNAL, f"{kind} failed: {type(exc).__name__}")
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    async def call(raw: bytes, context: Context) -> Any:
+        try:
+            answer, _ = await run(raw, context)
+            return answer
+        except ClientLeft as exc:
+            await _deadline_passed(context, exc)
+
+    async def observed(raw: bytes, context: Context) -> Any:
+        assert calls is not None
+        started = calls.begin(context.invocation_metadata() or (), len(raw))
+        await context.send_initial_metadata(((REQUEST_ID_KEY, started.request_id),))
+        status, answer, model = 500, b"", ""
+        try:
+            answer, status = await run(raw, context)
+            return answer
+        except ClientLeft as exc:
+            status = CLIENT_GONE
+            await _deadline_passed(context, exc)
+        except BaseException as exc:
+            status = _status_of_abort(context, exc)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                model = last_string(raw, 1)  # ModelInferRequest.model_name
+            calls.finish(started, status, len(answer) if isinstance(answer, bytes) else 0, model)
 
     return grpc.unary_unary_rpc_method_handler(
-        call, response_serializer=(lambda message: message.SerializeToString()) if serialize else None
+        call if calls is None else observed,
+        response_serializer=(lambda message: message.SerializeToString()) if serialize else None,
     )
+
+
+async def _deadline_passed(context: Context, exc: ClientLeft) -> None:
+    """DEADLINE_EXCEEDED, unless the call is already over on the client's side (then nothing is sent: an
+    abort would fail, and grpc would log it as an error)."""
+    if context.done():
+        raise asyncio.CancelledError
+    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+
+
+def _status_of_abort(context: Context, exc: BaseException) -> int:
+    """The HTTP-equivalent status of a call that ended by `exc`: an abort's own code, a client's leaving."""
+    if isinstance(exc, grpc.aio.AbortError):
+        code = context.code()
+        return http_status(code) if code is not None else 500
+    return status_of(exc)

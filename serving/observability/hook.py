@@ -15,6 +15,7 @@ from serving.observability import tracing
 from serving.observability.access_log import AccessLog
 from serving.observability.asgi import Describe, Observed
 from serving.observability.cloudevent import Source
+from serving.observability.grpc_calls import GrpcCalls
 from serving.observability.options import ObservabilityOptions, export_to_children, from_args
 from serving.observability.payload_logger import PayloadLogger
 from serving.observability.sinks import sink_for
@@ -74,6 +75,7 @@ def observe_router(
 
     observed = observe(router, _as_router(options), registry, describe, forwards_headers=True)
     observed.direct_lane = RouterLane(observed)  # the common routed request, answered without the ASGI call
+    router.grpc_calls = GrpcCalls.like(observed)  # its gRPC front's calls: the same ids and access lines
     return observed
 
 

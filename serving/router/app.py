@@ -72,6 +72,7 @@ class Router:
         self.activator = Activator(self.load)  # holds requests for a revision scaled to zero or restarting
         self.activator.usable = lambda endpoints: self.upstreams.pick(endpoints) is not None
         self.ready_check: Callable[[], bool] = ready or (lambda: True)
+        self.grpc_calls: Any = None  # request ids and access lines of gRPC calls (observability's GrpcCalls)
         self._table = RouteTable()
         self._hosts: dict[str, ServiceRoute] = {}
         self._domains: tuple[str, ...] = ()

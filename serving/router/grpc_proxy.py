@@ -17,9 +17,11 @@ is UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +37,7 @@ from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
 from serving.grpc.service import Context, Handler, unserved
 from serving.grpc.status import bounded, grpc_code, http_status, trailing_metadata
+from serving.observability.grpc_calls import CLIENT_GONE, REQUEST_ID_KEY
 from serving.router.activator import timed_out
 from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
@@ -141,31 +144,62 @@ class GrpcProxy:
 
     def _proxy_handler(self, method: str) -> Handler:
         async def proxy(raw: bytes, context: Context) -> bytes:
-            metadata = tuple((k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str))
+            calls = self.router.grpc_calls if method == "ModelInfer" else None
+            if calls is None:
+                return await self._proxy(method, raw, context, _Outcome())
+            call = calls.begin(context.invocation_metadata() or (), len(raw))
+            outcome, answer = _Outcome(request_id=call.request_id), b""
             try:
-                name = field_one(raw)
-            except (ValueError, UnicodeDecodeError):
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message"
+                answer = await self._proxy(method, raw, context, outcome)
+                return answer
+            except asyncio.CancelledError:
+                outcome.status = CLIENT_GONE
+                raise
+            finally:
+                calls.finish(
+                    call,
+                    outcome.status,
+                    len(answer),
+                    outcome.model,
+                    outcome.revision,
+                    outcome.arm,
+                    outcome.isvc,
                 )
-            arrived = time.monotonic()
-            try:
-                route, arm = self._route(name, dict(metadata))
-                if method == "ModelReady" and route.starting and not arm.endpoints:
-                    raise ServiceUnavailable("its first revision is loading")  # answered, not held
-                # scaled to zero, or others wait for room: held by the router's activator, as over HTTP
-                if not arm.endpoints or self.router.activator.queued(route, arm):
-                    arm = await self.router.activator.hold(route, arm, arrived + route.timeout_s)
-            except ServiceUnavailable as exc:
-                if method == "ModelReady":  # readiness is an answer, as the model server's own: false
-                    not_ready: bytes = pb.ModelReadyResponse(ready=False).SerializeToString()
-                    return not_ready
-                await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing_metadata(exc))
-            except ServingError as exc:
-                await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing_metadata(exc))
-            return await self._forward(method, raw, metadata, route, arm, context, arrived)
 
         return grpc.unary_unary_rpc_method_handler(proxy)
+
+    async def _proxy(self, method: str, raw: bytes, context: Context, outcome: _Outcome) -> bytes:
+        """Route, hold and forward one call; `outcome` says how it ended (for its access line)."""
+        metadata = tuple((k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str))
+        try:
+            name = outcome.model = field_one(raw)
+        except (ValueError, UnicodeDecodeError):
+            outcome.status = 400
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}Request message"
+            )
+        arrived = time.monotonic()
+        try:
+            route, arm = self._route(name, dict(metadata))
+            outcome.isvc = route.name
+            if method == "ModelReady" and route.starting and not arm.endpoints:
+                raise ServiceUnavailable("its first revision is loading")  # answered, not held
+            # scaled to zero, or others wait for room: held by the router's activator, as over HTTP
+            if not arm.endpoints or self.router.activator.queued(route, arm):
+                arm = await self.router.activator.hold(route, arm, arrived + route.timeout_s)
+        except ServingError as exc:
+            if method == "ModelReady" and isinstance(exc, ServiceUnavailable):
+                # readiness is an answer, as the model server's own: false
+                not_ready: bytes = pb.ModelReadyResponse(ready=False).SerializeToString()
+                return not_ready
+            outcome.status = exc.status_code
+            await context.abort(
+                grpc_code(exc.status_code),
+                bounded(exc.message),
+                trailing_metadata(exc) + outcome.id_metadata(),
+            )
+        outcome.revision, outcome.arm = arm.revision, arm.role
+        return await self._forward(method, raw, metadata, route, arm, context, arrived, outcome)
 
     def _route(self, name: str, metadata: dict[str, str]) -> tuple[ServiceRoute, Arm]:
         """Resolve the InferenceService, check the key, pick the arm (no await: the split stays exact)."""
@@ -186,27 +220,37 @@ class GrpcProxy:
         arm: Arm,
         context: Context,
         arrived: float,
+        outcome: _Outcome,
     ) -> bytes:
-        revision = ((REVISION_KEY, arm.revision),)
-        targets = await self._grpc_targets(arm)
-        if not targets:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"revision {arm.revision!r} of {route.name!r} serves "
-                "REST only (a transformer in front of its predictor, or no gRPC port)",
-                revision,
-            )
-        remaining = context.time_remaining()
-        left = route.timeout_s - (time.monotonic() - arrived)  # a hold in the activator counted
-        if left <= 0:  # the hold used it all: as over HTTP, a 504 without calling the replica
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timed_out(route, arm).message, revision)
-        timeout = left if remaining is None else min(remaining, left)
-        forwarded = tuple(
-            (k, v) for k, v in metadata if not k.startswith(":") and k not in ("authorization", "x-api-key")
-        )
+        revision = ((REVISION_KEY, arm.revision), *outcome.id_metadata())
+        # In flight from here, before any await: a request let go by the activator counts against the arm's
+        # containerConcurrency at once, so the next in line does not see room that is already taken.
         started, code = time.monotonic(), 500
         self.router.request_started(route, arm)
         try:
+            targets = await self._grpc_targets(arm)
+            if not targets:
+                code = 501
+                await context.abort(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"revision {arm.revision!r} of {route.name!r} serves "
+                    "REST only (a transformer in front of its predictor, or no gRPC port)",
+                    revision,
+                )
+            remaining = context.time_remaining()
+            left = route.timeout_s - (time.monotonic() - arrived)  # a hold in the activator counted
+            if left <= 0:  # the hold used it all: as over HTTP, a 504 without calling the replica
+                code = 504
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, timed_out(route, arm).message, revision
+                )
+            timeout = left if remaining is None else min(remaining, left)
+            dropped = _KEYS_AND_ID if outcome.request_id else _KEYS
+            # the id the router chose goes on: the replica logs the same one
+            forwarded = (
+                tuple((k, v) for k, v in metadata if not k.startswith(":") and k not in dropped)
+                + outcome.id_metadata()
+            )
             try:
                 result = await self._call_arm(method, raw, forwarded, targets, timeout)
             except ServingError as exc:
@@ -220,7 +264,11 @@ class GrpcProxy:
             code = 200
             await context.send_initial_metadata(revision)
             return result
+        except asyncio.CancelledError:  # the client cancelled, or its deadline passed: it left
+            code = CLIENT_GONE
+            raise
         finally:
+            outcome.status = code
             self.router.request_finished(route, arm, code, time.monotonic() - started)
 
     async def _grpc_targets(self, arm: Arm) -> tuple[str, ...]:
@@ -299,6 +347,25 @@ class GrpcProxy:
                 channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=options)
             call = self._calls[(endpoint, method)] = channel.unary_unary(f"/{pb.SERVICE}/{method}")
         return call
+
+
+_KEYS = ("authorization", "x-api-key")  # the router's API key: not the replica's business
+_KEYS_AND_ID = (*_KEYS, REQUEST_ID_KEY)  # and the client's id, when the router sends the one it chose
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How one proxied call ended, for its access line: the HTTP-equivalent status and who answered."""
+
+    status: int = 500
+    model: str = ""
+    isvc: str = ""
+    revision: str = ""
+    arm: str = ""
+    request_id: str = ""  # ModelInfer's (observed) calls only
+
+    def id_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((REQUEST_ID_KEY, self.request_id),) if self.request_id else ()
 
 
 # What grpc-core says of a call that never left for its endpoint (no connection could be made): safe to send on.

@@ -1,0 +1,172 @@
+"""gRPC calls are observed as HTTP requests are: a request id (the client's `x-request-id`, else a new one)
+echoed in the initial metadata and sent on by the router, one access line per ModelInfer in the model server
+and in the router (same id in both), and a client that cancels or lets its deadline pass counted as 499, not as
+a server error. Real servers: `serving serve --grpc-port 0` in process, the router's gRPC front in this loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+
+from serving.grpc import messages as pb
+from serving.metrics import RouterMetrics
+from serving.observability.hook import observe_router
+from serving.observability.options import ObservabilityOptions
+from serving.router.app import Router
+from serving.router.grpc_proxy import GrpcProxy
+from serving.router.table import Arm, RouteTable, ServiceRoute
+from tests.inprocess import InProcessServer, serving_inprocess
+from tests.test_grpc_router import INFER, grpc_target, infer_request
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    logging.getLogger("serving.grpc").setLevel(logging.INFO)  # the port line
+    folder = tmp_path_factory.mktemp("sleepy") / "iris"
+    folder.mkdir()
+    with serving_inprocess(
+        ["serve", "--model-dir", str(folder), "--runtime", "tests.test_grpc_server:SleepyEcho"]
+        + ["--grpc-port", "0", "--max-concurrency", "1"]  # over 1 + 10 waiting: refused
+    ) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def router_front(replica: InProcessServer) -> AsyncIterator[tuple[Router, str]]:
+    router = Router(metrics=RouterMetrics())
+    observe_router(router, ObservabilityOptions())  # what `serving up` / `serving router` wrap it in
+    arm = Arm("iris-rev1", 100, "stable", "latest", (replica.url,), (grpc_target(replica),))
+    router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}, version=1))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        yield router, f"127.0.0.1:{port}"
+    finally:
+        await proxy.stop(1)
+
+
+def echo_request(sleep_s: float = 0.0) -> bytes:
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="x", datatype="INT32", shape=[1]).contents.int_contents.append(1)
+    request.parameters["sleep_s"].double_param = sleep_s
+    return request.SerializeToString()
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [r.fields for r in caplog.records if r.name == "serving.access"]
+
+
+async def test_ids_are_echoed_sent_on_and_every_infer_gets_an_access_line(
+    router_front: tuple[Router, str], replica: InProcessServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, target = router_front
+    caplog.set_level(logging.INFO, logger="serving.access")
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(INFER)(
+            echo_request(), metadata=(("x-request-id", "grpc-id-1"),), timeout=10
+        )
+        await call
+        assert dict(await call.initial_metadata())["x-request-id"] == "grpc-id-1"
+        # no id of the client's: a new one, the same in the router's and the replica's lines
+        call = channel.unary_unary(INFER)(echo_request(), timeout=10)
+        await call
+        chosen = dict(await call.initial_metadata())["x-request-id"]
+        # an unknown service: refused by the router, the id in the trailing metadata and in its line
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await channel.unary_unary(INFER)(infer_request("nosuch"), timeout=10)
+    assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    refused_id = dict(unknown.value.trailing_metadata() or ())["x-request-id"]
+    lines = access_lines(caplog)
+    by_component = {(line["component"], line["request_id"]): line for line in lines}
+    for request_id in ("grpc-id-1", chosen):
+        router_line = by_component[("router", request_id)]
+        replica_line = by_component[("predictor", request_id)]
+        assert router_line["path"] == replica_line["path"] == "/inference.GRPCInferenceService/ModelInfer"
+        assert (router_line["status"], router_line["isvc"], router_line["revision"], router_line["arm"]) == (
+            200,
+            "iris",
+            "iris-rev1",
+            "stable",
+        )
+        assert (
+            replica_line["status"] == 200 and replica_line["bytes_in"] > 0 and replica_line["bytes_out"] > 0
+        )
+    assert by_component[("router", refused_id)]["status"] == 404
+    assert ("predictor", refused_id) not in by_component
+
+
+async def test_a_client_deadline_is_499_not_a_server_error(
+    router_front: tuple[Router, str], replica: InProcessServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a client hanging up over HTTP: counted and logged as 499, never 500 (a `kind: Canary` policy reads
+    5xx as the canary failing), and no traceback in the replica's log."""
+    router, target = router_front
+    caplog.set_level(logging.INFO, logger="serving.access")
+    async with grpc.aio.insecure_channel(target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await channel.unary_unary(INFER)(echo_request(sleep_s=1.0), timeout=0.2)
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    statuses: dict[str, int] = {}
+
+    def both_lines() -> bool:
+        statuses.update({line["component"]: line["status"] for line in access_lines(caplog)})
+        return len(statuses) == 2
+
+    await _until(both_lines)
+    assert statuses == {"router": 499, "predictor": 499}, statuses
+    metrics = httpx.get(replica.url + "/metrics").text
+    assert 'serving_requests_total{code="499",model="iris",protocol="grpc",version="1"}' in metrics
+    assert 'code="500"' not in metrics
+    assert router.metrics is not None
+    assert 'code="499"' in router.metrics.exposition().decode()
+    assert "Traceback" not in replica.log() and "failed" not in replica.log()
+
+
+async def test_a_burst_woken_from_zero_waits_for_room_over_grpc(replica: InProcessServer) -> None:
+    """containerConcurrency 1, scaled to zero: the activator lets held calls go one at a time as room frees
+    (each counts as in flight before any await: the first asks the woken replica for its gRPC port), so none
+    overflows the replica (`--max-concurrency 1` refuses past 10 waiting) and none is refused."""
+    router = Router(metrics=RouterMetrics())
+    cold = Arm("iris-cold1", 100, "stable", "latest", ())
+    route = ServiceRoute("iris", "default", (cold,), activator=True, replica_concurrency=1)
+    router.set_table(RouteTable({("default", "iris"): route}, version=1))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            calls = [
+                asyncio.ensure_future(channel.unary_unary(INFER)(echo_request(0.02), timeout=30))
+                for _ in range(15)
+            ]
+            await _until(lambda: router.activator.queued(route, cold))
+            woken = Arm("iris-cold1", 100, "stable", "latest", (replica.url,))  # its gRPC port asked of it
+            router.set_table(
+                RouteTable(
+                    {
+                        ("default", "iris"): ServiceRoute(
+                            "iris", "default", (woken,), activator=True, replica_concurrency=1
+                        )
+                    },
+                    version=2,
+                )
+            )
+            done = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await proxy.stop(1)
+    assert [type(d).__name__ for d in done if not isinstance(d, bytes)] == []
+
+
+async def _until(check: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -29,7 +29,7 @@ async def unless_client_leaves(work: Awaitable[T], client_gone: Watch | None, wh
         while not task.done():
             await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
             if watch.done() and not task.done():
-                if _hung_up(watch):
+                if hung_up(watch):
                     raise ClientGone(what)
                 watch = asyncio.ensure_future(asyncio.Event().wait())  # not a hang-up: the work alone
     finally:
@@ -39,7 +39,7 @@ async def unless_client_leaves(work: Awaitable[T], client_gone: Watch | None, wh
     return task.result()
 
 
-def _hung_up(watch: asyncio.Future[object]) -> bool:
+def hung_up(watch: asyncio.Future[object]) -> bool:
     """Whether the watch ended with the client gone (ASGI `http.disconnect`), not with an error of its own."""
     if watch.cancelled() or watch.exception() is not None:
         return False

@@ -277,3 +277,51 @@ async def test_requests_arriving_while_others_wait_for_room_wait_behind_them() -
         answers = await asyncio.gather(*early, *late)
     assert [a.status_code for a in answers] == [200] * 8
     assert sorted(order[:4]) == [f"early-{i}" for i in range(4)], order
+
+
+@pytest.mark.asyncio
+async def test_a_held_request_whose_client_leaves_leaves_the_line_and_is_never_sent() -> None:
+    """Knative's activator drops a request whose client is gone: it is not sent to the woken replica for
+    nobody, ahead of the clients still waiting (the ASGI call is made directly, so the hang-up is real:
+    `receive` answers `http.disconnect`, as uvicorn's does)."""
+    async with _router(_route()) as (router, _client, given):
+        gone = asyncio.Event()
+        body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/models/iris:predict",
+            "raw_path": b"/v1/models/iris:predict",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"router"), (b"content-type", b"application/json")]
+            + [(b"content-length", str(len(body)).encode())],
+            "server": ("127.0.0.1", 80),
+            "client": ("127.0.0.1", 5000),
+        }
+        call = asyncio.create_task(router(scope, receive, send))
+        await _until_held(router)
+        gone.set()
+        await asyncio.wait_for(call, 5)
+        assert router.load.held.get(("default", "iris-1"), 0) == 0
+        router.set_table(RouteTable({("default", "iris"): _route((ENDPOINT,))}, 2))
+        answered = await _client.post("/v1/models/iris:predict", json=ROW)  # a client still there
+    assert answered.status_code == 200
+    assert len(given) == 1  # only the second request reached a replica
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] in ([], [499])

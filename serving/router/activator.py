@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Callable
 
 from serving.autoscale.metrics import ScalingMetrics
-from serving.errors import GatewayTimeout, ModelNotFound, ServiceUnavailable, scrubbed
+from serving.client_gone import Watch, hung_up
+from serving.errors import ClientGone, GatewayTimeout, ModelNotFound, ServiceUnavailable, scrubbed
 from serving.router.load import RevisionLoad
 from serving.router.table import Arm, RouteTable, ServiceRoute
 
@@ -67,7 +68,12 @@ class Activator:
             line[0].set()
 
     async def hold(
-        self, route: ServiceRoute, arm: Arm, deadline: float | None = None, counted: bool = False
+        self,
+        route: ServiceRoute,
+        arm: Arm,
+        deadline: float | None = None,
+        counted: bool = False,
+        client_gone: Watch | None = None,
     ) -> Arm:
         """Wait until `arm`'s revision has a ready endpoint with room; the arm to send to, or 503 with
         Retry-After.
@@ -78,7 +84,9 @@ class Activator:
         has fewer requests in flight than that per ready replica, so a burst that woke a revision from zero
         waits for room, or for more replicas, instead of overflowing the first one; while any waits, requests
         arriving later wait behind it (`queued`). `counted`: a request already in flight, sent again after its
-        replica died: it had its room, and goes as soon as a replica is ready."""
+        replica died: it had its room, and goes as soon as a replica is ready. `client_gone` (an HTTP request's
+        ASGI `receive`, past its body): a client that hangs up while held leaves the line (ClientGone, 499)
+        instead of being sent on for nobody, ahead of the clients still waiting."""
         key = (route.namespace, arm.revision)
         if self.load.held.get(key, 0) >= self.max_queue:
             raise ServiceUnavailable(
@@ -92,9 +100,12 @@ class Activator:
         ticket = asyncio.Event()
         if line is not None:
             line.append(ticket)
+        watch = asyncio.ensure_future(client_gone()) if client_gone is not None else None
         try:
-            return await self._wait(route, arm, started + self.timeout_s, deadline, line, ticket)
+            return await self._wait(route, arm, started + self.timeout_s, deadline, line, ticket, watch)
         finally:
+            if watch is not None:
+                watch.cancel()
             self._count(route, arm, -1)
             if line is not None:
                 line.remove(ticket)
@@ -112,6 +123,7 @@ class Activator:
         deadline: float | None,
         line: deque[asyncio.Event] | None,
         ticket: asyncio.Event,
+        watch: asyncio.Future[object] | None,
     ) -> Arm:
         own = deadline is not None and deadline <= held_until  # the request's own timeout ends the wait first
         until = deadline if own and deadline is not None else held_until
@@ -153,10 +165,19 @@ class Activator:
                 if self._changed is None:
                     self._changed = asyncio.Event()
                 event = self._changed
-            try:  # a new table, or a look again soon: an endpoint marked down comes back without one
-                await asyncio.wait_for(event.wait(), min(remaining, RECHECK_S))
-            except TimeoutError:
-                pass
+            # a new table, or a look again soon (an endpoint marked down comes back without one), or the client
+            # gone
+            woken = asyncio.ensure_future(event.wait())
+            await asyncio.wait(
+                (woken,) if watch is None else (woken, watch),
+                timeout=min(remaining, RECHECK_S),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            woken.cancel()
+            if watch is not None and watch.done():
+                if hung_up(watch):
+                    raise ClientGone("the client left while its request was held for a replica")
+                watch = None  # not a hang-up: the wait alone
 
     def _ready_arm(self, route: ServiceRoute, revision: str) -> Arm | None:
         """The revision's arm once it has endpoints; if a rollout moved traffic off it, any ready arm."""

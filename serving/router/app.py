@@ -237,7 +237,7 @@ class Router:
         timeout_s = route.timeout_s - (started - arrived)
         # scaled to zero (route.activator), or others wait for room: held until a replica has it, or 503/504
         if not arm.endpoints or self.activator.queued(route, arm):
-            arm = await self._hold(scope, name, route, arm, arrived + route.timeout_s)
+            arm = await self._hold(scope, name, route, arm, arrived + route.timeout_s, receive=receive)
             # the request's own timeout counts from its arrival: what the hold took is not given again
             started = time.monotonic()
             timeout_s = route.timeout_s - (started - arrived)
@@ -269,7 +269,9 @@ class Router:
                     raise
                 # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
                 # and goes again, within what is left of its timeout.
-                fresh = await self._hold(scope, name, route, arm, arrived + route.timeout_s, counted=True)
+                fresh = await self._hold(
+                    scope, name, route, arm, arrived + route.timeout_s, counted=True, receive=receive
+                )
                 if fresh is not arm:  # counted on the arm it goes to
                     self.request_withdrawn(route, arm)
                     arm = fresh
@@ -304,12 +306,19 @@ class Router:
             self.request_finished(route, arm, code, time.monotonic() - started)
 
     async def _hold(
-        self, scope: Scope, name: str, route: ServiceRoute, arm: Arm, deadline: float, counted: bool = False
+        self,
+        scope: Scope,
+        name: str,
+        route: ServiceRoute,
+        arm: Arm,
+        deadline: float,
+        counted: bool = False,
+        receive: Receive | None = None,
     ) -> Arm:
         """The activator's hold, its errors answered as the router's own: the revision header on a 503/504, and
         for a service deleted meanwhile the 404 a request arriving now gets."""
         try:
-            return await self.activator.hold(route, arm, deadline, counted)
+            return await self.activator.hold(route, arm, deadline, counted, receive)
         except ModelNotFound:
             # the 404 a request arriving now gets (by Host, naming the services that exist)
             self.resolve(scope, name)

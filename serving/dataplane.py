@@ -242,20 +242,27 @@ class DataPlane:
         """Admitted (or shed with 503) by the expected wait for a model thread, then run in one."""
         if self._runs_inline(model, request):  # run_model called directly (not through _admit_and_run)
             return call_runtime(model, request.inputs, request.output_names, request.parameters)
+        admission = self._admission
         try:
-            self._admission.enter(model.name)
+            blind = admission.enter(model.name)
         except ServingError:
             self.metrics.rejected("overload")
             raise
         service_s = None
+        job = self._pool.submit(timed_call, model, request.inputs, request.output_names, request.parameters)
+        if blind:  # admitted with no service time known yet: shed from the queue if the first says so
+            admission.waiting(model.name, job)
         try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._pool, timed_call, model, request.inputs, request.output_names, request.parameters
-            )
-            outputs, service_s = await future
+            outputs, service_s = await asyncio.wrap_future(job)
             return outputs
+        except asyncio.CancelledError:
+            if job not in admission.shed:
+                raise
+            admission.shed.discard(job)
+            self.metrics.rejected("overload")
+            raise admission.refusal(model.name) from None
         finally:
-            self._admission.leave(model.name, service_s)
+            admission.leave(model.name, service_s)
 
     def _model_changed(self, model: Model) -> None:
         """Repository callback: a batcher exists exactly while a batching model is ready. A reload (a new

@@ -192,3 +192,36 @@ async def test_a_call_that_races_an_unload_is_retryable_not_a_model_failure(plan
     with pytest.raises(ModelNotReady, match="was unloaded; retry") as raced:
         call_runtime(model, {}, None, {})
     assert raced.value.status_code == 503
+
+
+async def test_a_cold_model_sheds_the_blind_part_of_its_first_burst_once_its_first_answer_is_in(
+    tmp_path: Path,
+) -> None:
+    """No service time known yet (just loaded, woken from zero): the first burst is admitted blind; once the
+    first answer gives the estimate, those still queued past `--max-queue-wait` get the 503 + Retry-After that
+    admission would have given, at once, instead of waiting until their timeouts."""
+    plane = await _plane(tmp_path, Limits(max_queue_wait_s=0.5, request_timeout_s=30), echo=ECHO)
+    threads = plane._admission.threads
+    runtime = plane.repository.get("echo").runtime
+    assert runtime is not None
+    original = runtime.predict
+
+    def slow(*args: object) -> object:
+        import time
+
+        time.sleep(0.2)  # so 0.5 s of queue is 2 calls per thread
+        return original(*args)  # type: ignore[arg-type]
+
+    runtime.predict = slow  # type: ignore[method-assign]
+    runtime.runs_inline = lambda *args: False  # type: ignore[method-assign]
+    burst = [asyncio.create_task(plane.infer("echo", None, BODY, {}, V2)) for _ in range(threads * 6)]
+    outcomes = await asyncio.wait_for(asyncio.gather(*burst, return_exceptions=True), 10)
+    refused = [o for o in outcomes if isinstance(o, ServingError)]
+    answered = [o for o in outcomes if isinstance(o, tuple)]
+    assert len(refused) + len(answered) == len(burst), outcomes
+    # the first wave runs, and those its threads took next; 2 per thread may wait (0.5 s of queue at 0.2 s
+    # each); the rest (at least one per thread, however the threads' pick-ups fell) are shed
+    assert len(answered) >= threads * 3 and len(refused) >= threads, (len(answered), len(refused))
+    assert all(r.status_code == 503 and r.headers.get("Retry-After") for r in refused)
+    assert _count(plane, model="echo", code="503") == len(refused)
+    plane.close()

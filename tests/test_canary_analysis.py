@@ -94,6 +94,24 @@ def test_verdicts():
     assert slow.outcome is Outcome.FAIL and "request-duration" in slow.reason
 
 
+def test_too_few_requests_with_too_many_failures_fail_the_check():
+    """Below minRequests the interval holds, unless the 5xx already seen sink the success rate whatever the
+    missing requests would be: 11 of 11 failing (20 needed, >= 99 %) is a failed check, not a hold."""
+    analysis = parse_canary(canary()).spec.analysis
+    doomed = judge(ArmWindow(11, 11, BUCKETS_FAST), analysis)
+    assert doomed.outcome is Outcome.FAIL, doomed
+    assert "request-success-rate at most 45 outside >= 99" in doomed.reason, doomed.reason
+    assert "11 of 11 canary requests failed" in doomed.reason
+    # one failure in 5 could still end at 19 of 20 = 95 %: also under 99 %, so failed
+    assert judge(ArmWindow(5, 1, BUCKETS_FAST), analysis).outcome is Outcome.FAIL
+    # none failed yet: nothing to say
+    assert judge(ArmWindow(5, 0, BUCKETS_FAST), analysis).outcome is Outcome.HOLD
+    lenient = parse_canary(
+        canary(metrics=[{"name": "request-success-rate", "thresholdRange": {"min": 90}}])
+    ).spec.analysis
+    assert judge(ArmWindow(5, 1, BUCKETS_FAST), lenient).outcome is Outcome.HOLD  # 19/20 = 95 % >= 90 %
+
+
 def test_good_canary_walks_every_step_then_promotes():
     analysis = parse_canary(canary()).spec.analysis
     status = start("iris-b", analysis)

@@ -106,6 +106,9 @@ def judge(window: ArmWindow, analysis: Analysis) -> Verdict:
     needed = max(analysis.min_requests, 1)
     too_few = window.requests < needed and any(m.query is None for m in analysis.metrics)
     if too_few and not unhealthy:
+        doomed = _fails_whatever_comes(window, analysis, needed)
+        if doomed:
+            return Verdict(Outcome.FAIL, (), doomed)
         return Verdict(
             Outcome.HOLD, (), f"{window.requests} canary requests in the interval; {needed} needed to judge"
         )
@@ -123,6 +126,24 @@ def judge(window: ArmWindow, analysis: Analysis) -> Verdict:
     if failed or unhealthy:
         return Verdict(Outcome.FAIL, tuple(results), "; ".join(failed + unhealthy))
     return Verdict(Outcome.ADVANCE, tuple(results), "every metric within its range")
+
+
+def _fails_whatever_comes(window: ArmWindow, analysis: Analysis, needed: int) -> str:
+    """Too few requests to judge, yet already too many 5xx: even if every request still missing to reach
+    `needed` succeeded, the success rate would be under its minimum. That is a failed check (a canary failing
+    all of its small share is never "inconclusive"); '' when the interval may still pass."""
+    for check in analysis.metrics:
+        minimum = check.threshold_range.min
+        if check.query is not None or check.name != "request-success-rate" or minimum is None:
+            continue
+        best = 100.0 * (needed - window.server_errors) / needed
+        if best < minimum:
+            return (
+                f"request-success-rate at most {_value_text(best)} outside {_bound_text(check)}: "
+                f"{window.server_errors} of {window.requests} canary requests failed, and {needed} are "
+                "needed to judge"
+            )
+    return ""
 
 
 def _unhealthy(window: ArmWindow, analysis: Analysis) -> list[str]:

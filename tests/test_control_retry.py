@@ -185,6 +185,45 @@ async def test_a_downloaded_model_that_fails_to_load_is_retried_with_backoff_not
         artifacts.httpd.server_close()
 
 
+@pytest.mark.asyncio
+async def test_a_revision_that_served_then_fails_to_load_is_retried_and_the_same_spec_applied_retries_now(
+    tmp_path: Path,
+) -> None:
+    """A revision that was ready once and then fails to load (a cold start from zero while its file was being
+    replaced) is retried with backoff, as kubelet restarts a crashing Pod: it comes back once the file is
+    good. A local model that never loaded is not retried on a clock, but applying the same spec again (after
+    fixing its files) starts it again at once, as deleting its Pod would."""
+    from serving.control.local.processes import ReplicaState
+
+    plane = _plane(tmp_path, retry_first_s=0.05, retry_max_s=0.1)
+    await plane.start()
+    try:
+        served = _model(tmp_path / "served")
+        await plane.apply(parse(_isvc("cold", str(served))), _isvc("cold", str(served)))
+        await _until(lambda: _ready(plane, "cold"))
+        await plane.reconcile()  # it was seen ready
+        FakeReplica.failing.add(str(served))  # the file is being replaced as the revision starts again
+        (replica,) = [r for r in FakeReplica.instances if not r.stopped]
+        replica.state, replica.error = ReplicaState.FAILED, "model failed to load"
+        replica._on_change()
+        await _until(lambda: "retrying in" in _message(plane, "cold"))
+        FakeReplica.failing.clear()  # the new file is in place
+        await _until(lambda: _ready(plane, "cold"))
+
+        never = _model(tmp_path / "never")
+        FakeReplica.failing.add(str(never))
+        await plane.apply(parse(_isvc("never", str(never))), _isvc("never", str(never)))
+        await _until(lambda: _message(plane, "never") == "model failed to load")
+        for _ in range(3):
+            await plane.reconcile()
+        assert not any(key[1].startswith("never") for key in plane._retries), "never loaded: not on a clock"
+        FakeReplica.failing.clear()  # fixed on disk, then the same spec applied again
+        await plane.apply(parse(_isvc("never", str(never))), _isvc("never", str(never)))
+        await _until(lambda: _ready(plane, "never"))
+    finally:
+        await plane.shutdown()
+
+
 def test_the_default_backoff_is_one_second_doubling_to_five_minutes(tmp_path: Path) -> None:
     assert (RETRY_FIRST_S, RETRY_MAX_S) == (1.0, 300.0)
     plane = LocalControlPlane(StateStore(tmp_path / "state"), Sink())

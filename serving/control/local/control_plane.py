@@ -134,6 +134,9 @@ class LocalControlPlane:
         self.store = store
         self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
         self._retries: dict[tuple[str, str], Retry] = {}  # (namespace, revision) -> its backoff
+        # revisions that were ready once: a later load failure (a cold start from zero, a restart) may be
+        # passing (a file being replaced, memory short), so it is retried as a downloaded model's is
+        self._was_ready: set[tuple[str, str]] = set()
         # The ceiling of a revision whose spec sets no maxReplicas (KServe: no upper bound): `serving up
         # --default-max-replicas`, default the CPU count.
         self.default_max_replicas = default_max_replicas or machine_max_replicas()
@@ -216,21 +219,23 @@ class LocalControlPlane:
             old = self.services.get(isvc.key)
             if old is not None and old.document == document:  # kubectl's `unchanged`: no new generation
                 events.applied(isvc.key, "unchanged", old.generation)
-                return old
-            if old is not None and _rolls_back(old, isvc):
-                self.history.event(*isvc.key, old.rollout.latest_created, "rolled back", rolled_back_by)
-            service = Service(
-                isvc,
-                document,
-                old.rollout if old else RolloutState(),
-                old.status if old else {},
-                old.created if old else time.time(),
-                (old.generation + 1) if old else 1,
-            )
-            self.store.save(*isvc.key, service.record())  # raises StateError: nothing changes in memory then
-            self.services[isvc.key] = service
-            self.history.remember(*isvc.key, Revision.from_spec(isvc).name, document)
-            events.applied(isvc.key, "configured" if old else "created", service.generation)
+                if not self._start_failed_again(*isvc.key):
+                    return old
+            else:
+                if old is not None and _rolls_back(old, isvc):
+                    self.history.event(*isvc.key, old.rollout.latest_created, "rolled back", rolled_back_by)
+                service = Service(
+                    isvc,
+                    document,
+                    old.rollout if old else RolloutState(),
+                    old.status if old else {},
+                    old.created if old else time.time(),
+                    (old.generation + 1) if old else 1,
+                )
+                self.store.save(*isvc.key, service.record())  # raises StateError: nothing changes in memory
+                self.services[isvc.key] = service
+                self.history.remember(*isvc.key, Revision.from_spec(isvc).name, document)
+                events.applied(isvc.key, "configured" if old else "created", service.generation)
         await self.reconcile()
         return self.services[isvc.key]
 
@@ -294,6 +299,20 @@ class LocalControlPlane:
     def kept(self, kind: str) -> KeptStore:
         """The store of the Secrets or the ServiceAccounts."""
         return self.accounts if kind == "ServiceAccount" else self.secrets
+
+    def _start_failed_again(self, namespace: str, isvc: str) -> bool:
+        """The same spec applied again while a revision of it failed (to load, to fetch): the files it reads
+        may have been fixed, so it starts again now, as after its backoff (a Pod deleted by hand). Whether one
+        did."""
+        again = False
+        for key, runner in list(self.runners.items()):
+            if key[0] == namespace and runner.revision.isvc == isvc and runner.failure() is not None:
+                del self.runners[key]
+                self._retries.pop(key, None)
+                let_go(runner.model_dir, self.storage)
+                self._spawn(runner.stop())
+                again = True
+        return again
 
     def _refetch(self, namespace: str) -> None:
         """Forget the runners of `namespace` that a Secret or ServiceAccount may heal (their fetch failed, or an
@@ -467,11 +486,12 @@ class LocalControlPlane:
             retry = self._retries.get(key)
             if runner.ready():
                 self._retries.pop(key, None)
+                self._was_ready.add(key)
                 continue
             why = runner.failure()
             if why is None:
                 continue
-            if not self._retryable(runner):  # e.g. its runtime was deleted meanwhile: that failure shows
+            if not self._retryable(runner, key in self._was_ready):  # e.g. its runtime was deleted meanwhile
                 self._retries.pop(key, None)
                 self._give_up(runner, why)
                 continue
@@ -507,15 +527,16 @@ class LocalControlPlane:
         return Retry(runner, attempts, delay, time.monotonic() + delay, message)
 
     @staticmethod
-    def _retryable(runner: RevisionRunner) -> bool:
-        """A storage failure, or a model that failed to load from a download (the store may be fixed)."""
+    def _retryable(runner: RevisionRunner, was_ready: bool = False) -> bool:
+        """A storage failure, or a model that failed to load from a download (the store may be fixed) or after
+        the revision was ready once (the failure may be passing)."""
         if runner.failed_step == "storage":
             return True
         loaded_and_failed = bool(runner.predictors) and all(
             r.state is ReplicaState.FAILED for r in runner.predictors
         )
         remote = _remote(runner.revision)
-        return not runner.error and loaded_and_failed and remote
+        return not runner.error and loaded_and_failed and (remote or was_ready)
 
     def serves(self, namespace: str, runner: RevisionRunner) -> bool:
         """Whether a revision counts as ready (for traffic, status and a canary's analysis alike): its replicas

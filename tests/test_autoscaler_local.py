@@ -53,6 +53,7 @@ def _doc(model: Path, annotations: dict[str, str] | None = None, **predictor: ob
 def model(tmp_path: Path) -> Path:
     FakeReplica.instances.clear()
     FakeReplica.failing.clear()
+    FakeReplica.loading.clear()
     path = tmp_path / "model"
     path.mkdir()
     (path / "model.joblib").write_bytes(b"")
@@ -132,6 +133,41 @@ async def test_min_zero_goes_to_zero_then_a_held_request_wakes_it(tmp_path: Path
         sink.set_table = lambda table: (original_set(table), activator.table_changed(table))[0]  # type: ignore[method-assign]
         arm = await activator.hold(route, route.arms[0])
         assert arm.endpoints and _running() == 1
+    finally:
+        await control.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_replica_woken_from_zero_is_not_stopped_before_it_is_ready(
+    tmp_path: Path, model: Path
+) -> None:
+    """A request wakes the revision and leaves (its timeout passed) while the replica still loads its model:
+    with no load left the window would say zero, but the loading replica is kept until it is ready (stopped
+    while loading, every request would wake one that is stopped the same way: the service never answers).
+    Once ready and idle for the window, it goes; `actual_replicas` counts it while it starts, not when failed."""
+    sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
+    control = _plane(tmp_path, sink, load, registry)
+    await control.start()
+    try:
+        doc = _doc(model, minReplicas=0, maxReplicas=3)
+        await control.apply(parse(doc), doc)
+        await _until(lambda: _ready(sink) == [1])
+        await _until(lambda: _running() == 0, timeout_s=10)
+        FakeReplica.loading.add(str(model))
+        ((namespace, revision),) = control.runners
+        control.autoscalers.activate(namespace, revision)  # a held request's demand; it leaves at once
+        await _until(lambda: _running() == 1)
+        clock = control.autoscalers.clock
+        assert isinstance(clock, SteppingClock)
+        woke = clock.now
+        await _until(lambda: clock.now > woke + 3 * 6)  # three windows of no load
+        (loading,) = [r for r in FakeReplica.instances if not r.stopped]
+        assert loading.state.value == "starting", "the loading replica was stopped"
+        exposition = generate_latest(registry).decode()
+        assert f'serving_autoscaler_actual_replicas{{isvc="iris",revision="{revision}"}} 1.0' in exposition
+        loading.loaded()
+        await _until(lambda: _ready(sink) == [1])
+        await _until(lambda: _running() == 0, timeout_s=10)  # ready, idle for the window: scaled to zero
     finally:
         await control.shutdown()
 

@@ -27,6 +27,7 @@ class FakeReplica:
 
     instances: list[FakeReplica] = []
     failing: set[str] = set()
+    loading: set[str] = set()  # replicas of these model folders stay starting until `loaded()`
 
     def __init__(self, name: str, spec: ProcessSpec, log_dir: Path) -> None:
         self.name, self.spec, self.log_dir = name, spec, log_dir
@@ -47,11 +48,17 @@ class FakeReplica:
         storage = (
             self.spec.args[self.spec.args.index("--model-dir") + 1] if "--model-dir" in self.spec.args else ""
         )
+        if any(marker in storage for marker in FakeReplica.loading):
+            return  # still loading its model
         failed = any(marker in storage for marker in FakeReplica.failing)
         self.state, self.error = (
             (ReplicaState.FAILED, "model failed to load") if failed else (ReplicaState.READY, "")
         )
         self._on_change()
+
+    def loaded(self) -> None:
+        FakeReplica.loading.clear()
+        self._ready()
 
     def restart_on_new_port(self) -> None:
         self.port = next(PORTS)

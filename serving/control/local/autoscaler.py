@@ -43,6 +43,7 @@ class Fleet:
     ready: int
     running: int
     pids: tuple[int, ...] = ()
+    starting: int = 0  # started and not ready yet (loading its model), not failed
 
 
 @dataclass
@@ -80,6 +81,15 @@ class RevisionScaler:
         decision = self.kpa.decide(self.samples, fleet.ready, now_s)
         if waiting and decision.desired < 1:  # the activator holds requests: never zero under them
             decision = replace(decision, desired=1, reason=f"{waiting} request(s) held by the activator")
+        if not fleet.ready and fleet.starting > decision.desired:
+            # Woken from zero by a request that left (it timed out) before its replica was ready: that replica
+            # is kept until it is, and the window decides after; stopped while loading, the next request
+            # would wake another that would be stopped the same way, and the service would never answer.
+            decision = replace(
+                decision,
+                desired=fleet.starting,
+                reason=f"{fleet.starting} replica(s) still starting: none is stopped before it is ready",
+            )
         if not self.ever_ready:  # nothing to measure yet: keep starting what was asked
             reason = f"initial scale not reached yet ({fleet.ready}/{self.initial} ready)"
             decision = replace(decision, desired=max(decision.desired, self.desired), reason=reason)
@@ -204,7 +214,9 @@ class Autoscalers:
         before, was_panic = scaler.desired, scaler.decision.panic if scaler.decision else False
         decision = scaler.decide(now, fleet, waiting)
         if self.metrics is not None:
-            self.metrics.decided(scaler.isvc, key[1], decision.desired, fleet.running, decision.panic)
+            # actual: replicas ready or on their way (Knative's actual_pods), not ones that failed to load
+            actual = fleet.ready + fleet.starting
+            self.metrics.decided(scaler.isvc, key[1], decision.desired, actual, decision.panic)
         inputs = (
             f"metric={scaler.knobs.metric} stable={decision.stable_value:.2f} panic={decision.panic_value:.2f} "
             f"target={scaler.knobs.target:g}x{scaler.knobs.utilization:g} ready={fleet.ready} "

@@ -601,10 +601,11 @@ class LocalControlPlane:
         if runner is None:
             return Fleet(0, 0)
         ready = sum(1 for r in runner.predictors if r.state is ReplicaState.READY)
+        starting = sum(1 for r in runner.predictors if r.state is ReplicaState.STARTING)
         pids = tuple(
             proc.pid for r in runner.all_replicas() if (proc := getattr(r, "process", None)) is not None
         )
-        return Fleet(ready, len(runner.predictors), pids)
+        return Fleet(ready, len(runner.predictors), pids, starting)
 
     def _replica_status(self, status: dict[str, Any], key: tuple[str, str]) -> None:
         """`currentReplicas` (ready predictor replicas) and `desiredReplicas`, summed over running revisions

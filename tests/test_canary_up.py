@@ -20,7 +20,7 @@ import pytest
 from serving.runtimes.sklearn import SKLearnRuntime
 from serving.types import TensorDict
 from tests.support import free_port, train_iris_sklearn, wait_until
-from tests.up_support import apply_text, cli, isvc_yaml, serving_up, wait_for_traffic
+from tests.up_support import apply_text, cli, get_isvc, isvc_yaml, serving_up, traffic, wait_for_traffic
 
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 CANARY = """
@@ -140,6 +140,15 @@ def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_s
         assert final["revision"] in {
             t["revisionName"] for t in doc["status"]["components"]["predictor"]["traffic"]
         }
+        # Deleting the policy keeps its decision (Flagger never promotes on deletion): the rolled-back
+        # revision stays at 0 %, written as canaryTrafficPercent: 0, and the delete says so.
+        (tmp_path / "canary.yaml").write_text(canary_yaml(min_requests=2))
+        deleted = cli(server, state, "delete", "-f", str(tmp_path / "canary.yaml"))
+        assert "canary/iris deleted" in deleted.stdout
+        assert "canaryTrafficPercent: 0 written" in deleted.stderr and final["revision"] in deleted.stderr
+        isvc = get_isvc(server, state, "iris")
+        assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+        assert traffic(isvc).get(stable) == 100, traffic(isvc)
     errors = sum(n for (rev, code), n in load.seen.items() if code >= 500)
     total = sum(load.seen.values())
     assert errors and all(rev == final["revision"] for (rev, code) in load.seen if code >= 500)

@@ -281,7 +281,7 @@ def _delete_one(client: ControlClient, kind: str, namespace: str | None, name: s
     if kind in KEPT_KINDS:
         client.delete_object(kind, name, namespace or "default")
     elif kind == "Canary":
-        client.delete_canary(name, namespace or "default")
+        return [str(w) for w in client.delete_canary(name, namespace or "default")]
     else:
         client.delete(name, namespace or "default")
     return []

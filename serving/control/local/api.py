@@ -28,7 +28,13 @@ from starlette.routing import Route
 from serving.canary.spec import parse_canary
 from serving.control.local.canaries import LocalCanaries
 from serving.control.local.control_plane import LocalControlPlane, Service
-from serving.control.local.rollout_api import ACTIONS, rollout_action, rollout_history, rollout_status
+from serving.control.local.rollout_api import (
+    ACTIONS,
+    delete_canary,
+    rollout_action,
+    rollout_history,
+    rollout_status,
+)
 from serving.control.local.secrets import KEPT_KINDS, is_kept_document
 from serving.control.process_args import check_local_predictor, check_local_transformer
 from serving.control.runtime_catalog import is_runtime_document
@@ -223,8 +229,8 @@ class ControlAPI:
         if self.canaries is None:
             raise NotFound("this server runs no Canary policies")
         if request.method == "DELETE":
-            self.canaries.delete(p["namespace"], p["name"])
-            return JSONBody({"deleted": f"{p['namespace']}/{p['name']}"})
+            kept = await delete_canary(self.control, self.canaries, p["namespace"], p["name"])
+            return JSONBody({"deleted": f"{p['namespace']}/{p['name']}", "warnings": kept})
         match = [
             c
             for c in self.canaries.items()

@@ -152,7 +152,8 @@ class LocalCanaries:
         self.control.request_reconcile()
         return canary
 
-    def delete(self, namespace: str, name: str) -> None:
+    def delete(self, namespace: str, name: str) -> Key:
+        """Forget a Canary; the InferenceService it targets (its key) is what it steered."""
         key = next(
             (
                 k
@@ -167,6 +168,7 @@ class LocalCanaries:
         self.controller.remove(key)
         self._path(key).unlink(missing_ok=True)
         self.control.request_reconcile()
+        return key
 
     def items(self) -> list[dict[str, Any]]:
         return [self.document_with_status(key) for key in self.documents]

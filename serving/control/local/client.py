@@ -106,8 +106,10 @@ class ControlClient:
         items: builtins.list[dict[str, str]] = self._call("GET", f"/{KEPT_KINDS[kind]}")["items"]
         return items
 
-    def delete_canary(self, name: str, namespace: str = "default") -> None:
-        self._call("DELETE", f"/namespaces/{namespace}/canaries/{name}")
+    def delete_canary(self, name: str, namespace: str = "default") -> Any:
+        """Delete a Canary; answers the warnings (what split it left was written into its InferenceService)."""
+        answer: dict[str, Any] = self._call("DELETE", f"/namespaces/{namespace}/canaries/{name}")
+        return answer.get("warnings", [])
 
     def rollout(
         self, action: str, name: str, namespace: str = "default", body: dict[str, Any] | None = None

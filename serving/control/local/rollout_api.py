@@ -156,6 +156,43 @@ def _abandoned(service: Service, canaries: LocalCanaries | None) -> bool:
     return rolled_back or bool(service.status.get("modelStatus", {}).get("lastFailureInfo"))
 
 
+async def delete_canary(
+    control: LocalControlPlane, canaries: LocalCanaries, namespace: str, name: str
+) -> list[str]:
+    """Delete a Canary policy, keeping the split it left: a candidate it rolled back stays at 0 % and one it was
+    analysing stays at its weight (canaryTrafficPercent written into the InferenceService, as `rollout
+    rollback` writes it), so deleting the policy never promotes what it had not (as Flagger's never does).
+    The warnings say what was written and how to promote."""
+    found = next(
+        (
+            t
+            for k, t in canaries.controller.tracked.items()
+            if k[0] == namespace and t.canary.metadata.name == name
+        ),
+        None,
+    )
+    status = found.status if found is not None else None
+    key = canaries.delete(namespace, name)
+    service = control.services.get(key)
+    if status is None or service is None or not status.revision:
+        return []
+    if status.phase in (Phase.WAITING, Phase.PROMOTING, Phase.SUCCEEDED):
+        return []
+    if service.rollout.latest_created != status.revision:  # the spec moved on meanwhile: nothing to keep
+        return []
+    percent = 0 if status.phase is Phase.FAILED else status.canary_weight
+    doc = orjson.loads(orjson.dumps(service.document))
+    set_canary_percent(doc, percent)
+    if doc == service.document:
+        return []
+    await control.apply(parse(doc), doc, rolled_back_by="its Canary was deleted after rolling it back")
+    what = "rolled back" if status.phase is Phase.FAILED else f"at {percent}%"
+    return [
+        f"InferenceService {key[1]}: canaryTrafficPercent: {percent} written, the split Canary {name} left "
+        f"({status.revision} {what}); remove it (or `serving rollout promote {key[1]}`) to promote"
+    ]
+
+
 def set_canary_percent(doc: dict[str, Any], percent: int | None) -> None:
     """canaryTrafficPercent of every component written (the transformer's splits a transformer-only change):
     None removes it (promote: all traffic to the latest), 0 rolls back."""

@@ -85,8 +85,14 @@ async def test_ids_are_echoed_sent_on_and_every_infer_gets_an_access_line(
             await channel.unary_unary(INFER)(infer_request("nosuch"), timeout=10)
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
     refused_id = dict(unknown.value.trailing_metadata() or ())["x-request-id"]
-    lines = access_lines(caplog)
-    by_component = {(line["component"], line["request_id"]): line for line in lines}
+    by_component: dict[tuple[str, str], dict[str, Any]] = {}
+    wanted = {("router", "grpc-id-1"), ("predictor", "grpc-id-1"), ("router", chosen), ("predictor", chosen)}
+
+    def all_written() -> bool:  # a line is written as its call ends, just after its answer went out
+        by_component.update({(line["component"], line["request_id"]): line for line in access_lines(caplog)})
+        return wanted | {("router", refused_id)} <= set(by_component)
+
+    await _until(all_written)
     for request_id in ("grpc-id-1", chosen):
         router_line = by_component[("router", request_id)]
         replica_line = by_component[("predictor", request_id)]

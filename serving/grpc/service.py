@@ -120,11 +120,7 @@ class InferenceService:
                 for _, methods, name in UNSERVED_EXTENSIONS
                 for method in methods
             },
-            "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
-                _refuse_stream(
-                    "ModelStreamInfer (Triton's streaming inference) is not served here: call ModelInfer"
-                )
-            ),
+            "ModelStreamInfer": stream_infer_refused(),
         }
 
 
@@ -136,6 +132,12 @@ def unserved(message: str) -> Handler:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
 
     return grpc.unary_unary_rpc_method_handler(call)
+
+
+def stream_infer_refused() -> Handler:
+    """Triton's streaming ModelStreamInfer: UNIMPLEMENTED, saying what to call instead."""
+    message = "ModelStreamInfer (Triton's streaming inference) is not served here: call ModelInfer"
+    return grpc.stream_stream_rpc_method_handler(_refuse_stream(message))
 
 
 def _refuse_stream(message: str) -> Callable[[Any, Context], Any]:

@@ -184,7 +184,9 @@ class Router:
             raise self.unknown_service(wanted, namespace, where)
         return route
 
-    def unknown_service(self, name: str, namespace: str, where: str = "") -> ModelNotFound:
+    def unknown_service(
+        self, name: str, namespace: str, where: str = "", elsewhere_hint: str = "send Host {host}"
+    ) -> ModelNotFound:
         """404 naming the services that exist (the first few), unless API keys guard the listing."""
         hint = ""
         if self.auth is None:  # API keys guard the listing
@@ -195,7 +197,8 @@ class Router:
             if elsewhere:
                 route = self._table.services[(elsewhere[0], name)]
                 host = route.host or f"{name}.{elsewhere[0]}"
-                hint += f"; {name!r} is in namespace {elsewhere[0]!r}: send Host {host}"
+                advice = elsewhere_hint.format(host=host, namespace=elsewhere[0])
+                hint += f"; {name!r} is in namespace {elsewhere[0]!r}: {advice}"
         return ModelNotFound(f"InferenceService {name!r} not found{where}{statistics_hint(name)}{hint}")
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:

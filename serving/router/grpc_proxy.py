@@ -35,7 +35,7 @@ from serving.grpc import messages as pb
 from serving.grpc import wire
 from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
-from serving.grpc.service import Context, Handler, unserved
+from serving.grpc.service import Context, Handler, stream_infer_refused, unserved
 from serving.grpc.status import bounded, grpc_code, http_status, trailing_metadata
 from serving.observability.grpc_calls import CLIENT_GONE, REQUEST_ID_KEY
 from serving.router.activator import timed_out
@@ -101,6 +101,7 @@ class GrpcProxy:
         self._calls: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
         self._turns = itertools.count()
         self._discovered: dict[str, str] = {}  # replica base URL -> its gRPC 'host:port' ('' = none)
+        self._outstanding: dict[str, int] = {}  # gRPC target -> calls in flight to it
 
     async def start(self, host: str, port: int) -> int:
         self.server = grpc.aio.server(options=server_options(self.max_message_bytes))
@@ -110,6 +111,7 @@ class GrpcProxy:
         handlers.update({name: self._proxy_handler(name) for name in PROXIED})
         # grpcio alone would say "Method not found!"
         handlers.update({method: unserved(message) for method, message in NOT_ROUTED})
+        handlers["ModelStreamInfer"] = stream_infer_refused()
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(pb.SERVICE, handlers),))
         health_pb2_grpc.add_HealthServicer_to_server(RouterHealth(self.router), self.server)
         address = f"[{host}]" if ":" in host else host
@@ -205,8 +207,10 @@ class GrpcProxy:
         """Resolve the InferenceService, check the key, pick the arm (no await: the split stays exact)."""
         namespace = metadata.get("x-serving-namespace", "default")
         route = self.router.table.services.get((namespace, name))
-        if route is None:
-            raise self.router.unknown_service(name, namespace)
+        if route is None:  # over gRPC the namespace is chosen by metadata, not by Host
+            raise self.router.unknown_service(
+                name, namespace, elsewhere_hint="send metadata x-serving-namespace: {namespace}"
+            )
         if self.router.auth is not None:
             self.router.auth.check(route.namespace, [(k.encode(), v.encode()) for k, v in metadata.items()])
         return route, self.router.choose(route, metadata.get("x-serving-tag"))
@@ -260,7 +264,8 @@ class GrpcProxy:
             if isinstance(result, grpc.aio.AioRpcError):
                 code = http_status(result.code())
                 trailing = tuple(result.trailing_metadata() or ()) + revision
-                await context.abort(result.code(), result.details() or "", trailing)
+                details = _clearer(result, route, arm, timeout < remaining if remaining is not None else True)
+                await context.abort(result.code(), details, trailing)
             code = 200
             await context.send_initial_metadata(revision)
             return result
@@ -316,9 +321,12 @@ class GrpcProxy:
         first = next(self._turns)
         failure: grpc.aio.AioRpcError | None = None
         closed = 0
-        for attempt in range(len(endpoints)):
-            endpoint = endpoints[(first + attempt) % len(endpoints)]
+        busy = self._outstanding
+        # the least busy first (as the HTTP pool chooses), ties taken in turn
+        rotation = [endpoints[(first + i) % len(endpoints)] for i in range(len(endpoints))]
+        for endpoint in sorted(rotation, key=lambda e: busy.get(e, 0)):
             call = self._callable(endpoint, method)
+            busy[endpoint] = busy.get(endpoint, 0) + 1
             try:
                 response: bytes = await call(raw, metadata=metadata, timeout=timeout)
                 return response
@@ -334,6 +342,12 @@ class GrpcProxy:
                             f"the model server closed the stream without an answer, {closed} times: the "
                             "request is not sent again (it may be what makes replicas fail)"
                         ) from exc
+            finally:
+                left = busy[endpoint] - 1
+                if left:
+                    busy[endpoint] = left
+                else:
+                    del busy[endpoint]  # (a replaced replica's target is not kept)
         assert failure is not None
         return failure
 
@@ -380,6 +394,26 @@ _NOT_SENT = (
 def _never_sent(error: grpc.aio.AioRpcError) -> bool:
     details = (error.details() or "").lower()
     return any(marker in details for marker in _NOT_SENT)
+
+
+def _clearer(error: grpc.aio.AioRpcError, route: ServiceRoute, arm: Arm, route_timeout: bool) -> str:
+    """The message the client gets for an upstream failure: the replica's own when it said something, else
+    (grpc-core's "Deadline Exceeded", "Stream removed ...") what happened, as the HTTP path says it."""
+    details = error.details() or ""
+    code = error.code()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
+        return timed_out(route, arm).message if route_timeout else "the client's deadline passed"
+    if (
+        code == grpc.StatusCode.UNAVAILABLE
+        and not _has_retry_after(error)
+        and (
+            _never_sent(error) or details.startswith(("Stream removed", "Socket closed", "Connection reset"))
+        )
+    ):
+        return f"no replica of revision {arm.revision} answered: " + (
+            "none could be reached" if _never_sent(error) else "the model server closed the stream"
+        )
+    return details
 
 
 def _has_retry_after(error: Any) -> bool:

@@ -90,6 +90,55 @@ def test_good_canary_steps_then_promotes_and_succeeds():
     assert [h["phase"] for h in ctl.tracked[KEY].history][-1] == "Succeeded"
 
 
+def test_a_changed_policy_mid_analysis_judges_a_whole_interval_of_its_own_before_anything_moves():
+    """Re-applied with other steps and interval while at 25 %: no check on the partial interval under way (a
+    re-apply used to make the next check due at once); the weight stays and, past the new list's last step,
+    the next whole interval's verdict promotes. An unchanged re-apply keeps the schedule as it was."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", True)
+    ctl.tick()
+    host.traffic("iris-b", 50)
+    clock[0] += 5
+    ctl.tick()
+    assert ctl.percent_for(KEY) == 25
+    clock[0] += 2
+    ctl.apply(parse_canary(canary_doc()))  # the same policy: its next check still 3 s away
+    host.traffic("iris-b", 50)
+    ctl.tick()
+    assert ctl.percent_for(KEY) == 25
+    ctl.apply(parse_canary(canary_doc(stepWeights=[5], interval="7s")))
+    clock[0] += 3  # the old policy's check would be due now
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 25)
+    host.traffic("iris-b", 50)
+    clock[0] += 4  # a whole 7 s interval since the change
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.PROMOTING
+
+
+def test_a_candidate_that_never_becomes_ready_fails_at_the_progress_deadline():
+    """Its model load hangs: the Canary waits, saying how long is left, and past progressDeadlineSeconds
+    fails (the stable revision keeps everything), instead of waiting for ever."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", False)  # starting, not failed
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert status.phase is Phase.WAITING and "fails if it is not within 600 s" in status.message, status
+    clock[0] += 599
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING
+    clock[0] += 2
+    ctl.tick()
+    status = ctl.tracked[KEY].status
+    assert (status.phase, status.revision, ctl.percent_for(KEY)) == (Phase.FAILED, "iris-b", 0), status
+    assert "not ready within progressDeadlineSeconds 600" in status.message
+    host.view = RolloutView("iris-c", "iris-a", True)  # the next revision is analysed as usual
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.PROGRESSING
+
+
 def test_a_first_revision_is_not_analysed_and_the_next_one_is():
     """A service's first revision is ready a moment before it is marked rolled out: nothing stable to
     compare it against then, so it is no candidate (its Progressing status used to outlive it)."""

@@ -128,6 +128,17 @@ class CanaryController:
         ):  # a restart: a whole interval before the next check
             now = self.clock()
             tracked.next_check_s, tracked.restored_s = now + canary.spec.analysis.interval_s, now
+        elif old is not None and status is None:  # a re-apply: the running analysis goes on where it was
+            tracked.next_check_s, tracked.load_test_for = old.next_check_s, old.load_test_for
+            tracked.stable_counters, tracked.restarts = old.stable_counters, old.restarts
+            tracked.failing, tracked.restored_s = old.failing, old.restored_s
+            analysis = canary.spec.analysis
+            if analysis != old.canary.spec.analysis and kept.phase in ANALYSING:
+                # a changed policy judges a whole interval of its own before anything moves (Flagger restarts
+                # the analysis); the weight stays, its step no further than the new list's last
+                tracked.next_check_s = self.clock() + analysis.interval_s
+                if kept.step >= len(analysis.weights):
+                    tracked.status = replace(kept, step=len(analysis.weights) - 1)
 
     def remove(self, key: Key) -> None:
         self.tracked.pop(key, None)
@@ -298,10 +309,24 @@ class CanaryController:
                 else CanaryStatus(Phase.FAILED, candidate, message=message)
             )
             self._transition(key, tracked, failed)
-        elif candidate and candidate != status.revision and status.phase is not Phase.WAITING:
-            self._transition(
-                key, tracked, CanaryStatus(Phase.WAITING, None, message=f"waiting for {candidate}")
-            )
+        elif candidate and candidate != status.revision and not view.latest_failed:
+            # Still starting (its model loading): as Flagger's progressDeadlineSeconds, a candidate that does
+            # not become ready in time fails the Canary, rather than leaving it waiting for ever.
+            if tracked.failing is None or tracked.failing[0] != candidate:
+                tracked.failing = (candidate, now)
+            deadline_s = tracked.canary.spec.progress_deadline_seconds
+            left_s = deadline_s - (now - tracked.failing[1])
+            if left_s <= 0:
+                message = (
+                    f"rolled back: revision {candidate} not ready within progressDeadlineSeconds {deadline_s} "
+                    "(still starting: its model did not finish loading)"
+                )
+                self._transition(key, tracked, CanaryStatus(Phase.FAILED, candidate, message=message))
+                return
+            waiting = f"waiting for {candidate} to be ready; the Canary fails if it is not within "
+            waiting += f"{left_s:.0f} s (progressDeadlineSeconds {deadline_s})"
+            if status.phase is not Phase.WAITING or status.message.split(";")[0] != waiting.split(";")[0]:
+                self._transition(key, tracked, CanaryStatus(Phase.WAITING, None, message=waiting))
         elif (
             candidate is None
             and status.revision is not None

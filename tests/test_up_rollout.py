@@ -107,8 +107,9 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         assert doc["status"]["components"]["predictor"]["previousRolledoutRevision"] == r1
         assert predict(client, "iris").headers["x-serving-revision"] == r2
 
-        # A canary rolled back by hand is abandoned: undo then goes back past the stable revision (kubectl's
-        # "previous revision"), not to the revision already serving.
+        # A canary rolled back by hand: undo goes back to the revision serving (kubectl's previous revision
+        # after a failed rollout), so the spec no longer holds the candidate, and never past it (that would
+        # silently downgrade what serves by two versions); --to-revision goes further.
         v3 = tmp_path / "v3"
         train_iris_sklearn(v3, c=0.5)
         apply_text(server, state, isvc_yaml("iris", v3, canary=20), tmp_path)
@@ -117,13 +118,16 @@ def test_canary_walkthrough(tmp_path: Path) -> None:
         wait_for_traffic(server, state, "iris", lambda t: t.get(r2) == 100)
         history = cli(server, state, "rollout", "history", "iris").stdout
         assert "rolled back" in history and "canaryTrafficPercent: 0" in history, history
+        r3 = get_isvc(server, state, "iris")["status"]["components"]["predictor"]["latestCreatedRevision"]
         undone = cli(server, state, "rollout", "undo", "iris").stdout
-        assert f"rolled back to revision {r1} (from {r2})" in undone, (
-            undone
-        )  # where it goes, not the old split
+        assert f"rolled back to revision {r2} (from {r3})" in undone, undone
+        doc = wait_for_traffic(server, state, "iris", lambda t: t == {r2: 100})
+        assert "canaryTrafficPercent" not in str(get_isvc(server, state, "iris")["spec"])  # r2's own document
+        undone = cli(server, state, "rollout", "undo", "iris", "--to-revision", r1).stdout
+        assert f"rolled back to revision {r1}" in undone, undone
         wait_for_traffic(server, state, "iris", lambda t: t == {r1: 100})
         events = cli(server, state, "rollout", "history", "iris").stdout
-        assert f"back from {r2} by the user" in events, events
+        assert f"back from {r3} by the user" in events, events
 
 
 def test_host_routing_and_unknown_service(tmp_path: Path) -> None:

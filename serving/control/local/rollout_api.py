@@ -126,8 +126,10 @@ async def _undo(
     rollout = service.rollout
     target = to_revision or rollout.previous_rolled_out
     came_from = rollout.rolled_out
-    if rollout.rolled_out != rollout.latest_created and not _abandoned(service, canaries) and not to_revision:
-        target = rollout.rolled_out  # a canary in progress: undo abandons it
+    if rollout.rolled_out != rollout.latest_created and not to_revision:
+        # a canary in progress, failed or rolled back: undo goes back to the revision serving (kubectl's
+        # previous revision after a failed rollout), so the spec no longer holds the candidate; never past it
+        target = rollout.rolled_out
         came_from = rollout.latest_created
     if not target:
         raise BadRequest(f"InferenceService {key[1]} has no previous rolled-out revision to go back to")
@@ -141,19 +143,6 @@ async def _undo(
         canaries.controller.skip_to(key, target, "by the user")
     control.history.event(*key, target, "undo", f"back from {came_from} by the user")
     return await control.apply(parse(doc), doc), {"undo": {"from": came_from, "to": target}}
-
-
-def _abandoned(service: Service, canaries: LocalCanaries | None) -> bool:
-    """The latest revision no longer stands to be rolled out: its Canary failed (rolled back), it was rolled
-    back by hand (canaryTrafficPercent 0) or it failed to load. Undo then goes back past the stable revision."""
-    tracked = canaries.controller.tracked.get(service.isvc.key) if canaries else None
-    if tracked is not None:
-        return tracked.status.phase is Phase.FAILED
-    transformer = service.isvc.spec.transformer
-    rolled_back = service.isvc.spec.predictor.canary_traffic_percent == 0 or (
-        transformer is not None and transformer.canary_traffic_percent == 0
-    )
-    return rolled_back or bool(service.status.get("modelStatus", {}).get("lastFailureInfo"))
 
 
 async def delete_canary(

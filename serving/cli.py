@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `serving ... | head`: the reader left; no traceback, as other CLIs exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not raise again
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
 if __name__ == "__main__":

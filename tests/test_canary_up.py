@@ -142,8 +142,10 @@ def test_failing_canary_is_rolled_back_within_threshold_and_users_see_only_its_s
         }
         # Deleting the policy keeps its decision (Flagger never promotes on deletion): the rolled-back
         # revision stays at 0 %, written as canaryTrafficPercent: 0, and the delete says so.
-        (tmp_path / "canary.yaml").write_text(canary_yaml(min_requests=2))
-        deleted = cli(server, state, "delete", "-f", str(tmp_path / "canary.yaml"))
+        listed = cli(server, state, "get", "canaries").stdout.splitlines()
+        assert listed[0].split() == ["NAME", "TARGET", "PHASE", "WEIGHT", "REVISION"], listed
+        assert listed[1].split() == ["iris", "iris", "Failed", "0", final["revision"]], listed
+        deleted = cli(server, state, "delete", "canary", "iris")
         assert "canary/iris deleted" in deleted.stdout
         assert "canaryTrafficPercent: 0 written" in deleted.stderr and final["revision"] in deleted.stderr
         isvc = get_isvc(server, state, "iris")

@@ -34,6 +34,8 @@ spec:
         (["servingruntimes.serving.kserve.io", "rt"], [("ServingRuntime", "rt")]),
         (["servingruntime", "rt"], [("ServingRuntime", "rt")]),
         (["clusterservingruntime", "c"], [("ClusterServingRuntime", "c")]),
+        (["canary", "iris"], [("Canary", "iris")]),
+        (["canaries.serving.dev/iris"], [("Canary", "iris")]),
         (
             ["csr/c", "sr/rt", "isvc/i"],
             [("ClusterServingRuntime", "c"), ("ServingRuntime", "rt"), ("InferenceService", "i")],

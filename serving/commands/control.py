@@ -11,7 +11,7 @@ import yaml
 
 from serving.commands import apply_outcome, isvc_wait, runtime_table
 from serving.commands.isvc_table import aligned, format_table
-from serving.commands.resource_args import KEPT_NAMES, delete_targets, isvc_names
+from serving.commands.resource_args import KEPT_NAMES, delete_targets, isvc_names, kind_of
 from serving.control.backend import BACKENDS
 from serving.control.documents import read_documents
 from serving.control.local.client import SERVER_HELP, ControlClient
@@ -184,6 +184,8 @@ def get(args: argparse.Namespace) -> int:
         return 0
     if args.names and args.names[0].lower() in KEPT_NAMES:
         return _get_kept(client, args)
+    if args.names and kind_of(word) == "Canary":
+        return _get_canaries(client, args, ([first] if first else []) + list(args.names[1:]))
     names = isvc_names(args.names)
     if names:
         items = [client.get(name, args.namespace) for name in names]
@@ -203,6 +205,48 @@ def get(args: argparse.Namespace) -> int:
     else:
         print(format_table(items, wide=args.output == "wide", namespaces=args.all_namespaces))
     return 0
+
+
+def _get_canaries(client: ControlClient, args: argparse.Namespace, wanted: list[str]) -> int:
+    """`get canaries [NAME...]`: kubectl's printer columns for the Canary CRD (NAME TARGET PHASE WEIGHT
+    REVISION; `-o wide` adds FAILED and MESSAGE), or the documents with their status."""
+    items = [
+        c
+        for c in client.list_canaries()
+        if (args.all_namespaces or c["metadata"].get("namespace", "default") == args.namespace)
+        and (not wanted or c["metadata"]["name"] in wanted)
+    ]
+    missing = sorted(set(wanted) - {c["metadata"]["name"] for c in items})
+    for name in missing:
+        print(f'Error from server (NotFound): canaries.serving.dev "{name}" not found', file=sys.stderr)
+    if args.output in ("json", "yaml"):
+        doc = items[0] if len(wanted) == 1 and items else {"items": items}
+        print(
+            json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False),
+            end="",
+        )
+        if args.output == "json":
+            print()
+    elif not items and not missing:
+        print(f"No resources found in {args.namespace} namespace.", file=sys.stderr)
+    elif items:
+        wide = args.output == "wide"
+        head = ("NAME", "TARGET", "PHASE", "WEIGHT", "REVISION") + (("FAILED", "MESSAGE") if wide else ())
+        rows = []
+        for c in items:
+            status = c.get("status", {})
+            row: tuple[str, ...] = (
+                c["metadata"]["name"],
+                c["spec"]["targetRef"]["name"],
+                str(status.get("phase", "")),
+                str(status.get("canaryWeight", 0)),
+                str(status.get("revision") or ""),
+            )
+            if wide:
+                row += (str(status.get("failedChecks", 0)), str(status.get("message", "")))
+            rows.append(((c["metadata"].get("namespace", "default"),) if args.all_namespaces else ()) + row)
+        print(aligned([(("NAMESPACE",) if args.all_namespaces else ()) + head, *rows]))
+    return 1 if missing else 0
 
 
 def _get_kept(client: ControlClient, args: argparse.Namespace) -> int:

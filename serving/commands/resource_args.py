@@ -4,7 +4,8 @@
 names kubectl accepts for KServe's CRD, with or without the API group. `delete` also takes ServingRuntimes
 (`servingruntime|servingruntimes|sr NAME...`, `sr/NAME`), ClusterServingRuntimes (`clusterservingruntime|
 clusterservingruntimes|csr NAME...`, `csr/NAME`) and the Secrets and ServiceAccounts `apply -f` kept
-(`secret NAME`, `sa/NAME`); `get secrets` / `get sa` list their names.
+(`secret NAME`, `sa/NAME`) and Canaries (`canary NAME`, `canary/NAME`); `get secrets` / `get sa` list their
+names, `get canaries` the Canary policies with their phase.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from serving.errors import BadRequest
 KIND_NAMES = frozenset({"isvc", "inferenceservice", "inferenceservices"})
 RUNTIME_NAMES = frozenset({"servingruntime", "servingruntimes", "sr"})
 CLUSTER_RUNTIME_NAMES = frozenset({"clusterservingruntime", "clusterservingruntimes", "csr"})
+CANARY_NAMES = frozenset({"canary", "canaries"})
 # core v1 kinds `serving apply -f` keeps (their names only are ever shown)
 KEPT_NAMES = {
     "secret": "Secret",
@@ -25,7 +27,7 @@ KEPT_NAMES = {
 GROUPS = ("serving.kserve.io", "serving.dev")
 KNOWN = (
     "serving knows inferenceservices (short name isvc), servingruntimes (sr), clusterservingruntimes (csr), "
-    "secrets and serviceaccounts (sa)"
+    "canaries, secrets and serviceaccounts (sa)"
 )
 
 
@@ -76,6 +78,8 @@ def kind_of(word: str) -> str | None:
         return "ServingRuntime"
     if kind in CLUSTER_RUNTIME_NAMES:
         return "ClusterServingRuntime"
+    if kind in CANARY_NAMES:
+        return "Canary"
     return None
 
 

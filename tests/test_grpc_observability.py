@@ -1,5 +1,5 @@
 """gRPC calls are observed as HTTP requests are: a request id (the client's `x-request-id`, else a new one)
-echoed in the initial metadata and sent on by the router, one access line per ModelInfer in the model server
+echoed in the trailing metadata and sent on by the router, one access line per ModelInfer in the model server
 and in the router (same id in both), and a client that cancels or lets its deadline pass counted as 499, not as
 a server error. Real servers: `serving serve --grpc-port 0` in process, the router's gRPC front in this loop."""
 
@@ -75,11 +75,11 @@ async def test_ids_are_echoed_sent_on_and_every_infer_gets_an_access_line(
             echo_request(), metadata=(("x-request-id", "grpc-id-1"),), timeout=10
         )
         await call
-        assert dict(await call.initial_metadata())["x-request-id"] == "grpc-id-1"
+        assert dict(await call.trailing_metadata())["x-request-id"] == "grpc-id-1"
         # no id of the client's: a new one, the same in the router's and the replica's lines
         call = channel.unary_unary(INFER)(echo_request(), timeout=10)
         await call
-        chosen = dict(await call.initial_metadata())["x-request-id"]
+        chosen = dict(await call.trailing_metadata())["x-request-id"]
         # an unknown service: refused by the router, the id in the trailing metadata and in its line
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await channel.unary_unary(INFER)(infer_request("nosuch"), timeout=10)
@@ -107,6 +107,18 @@ async def test_ids_are_echoed_sent_on_and_every_infer_gets_an_access_line(
             replica_line["status"] == 200 and replica_line["bytes_in"] > 0 and replica_line["bytes_out"] > 0
         )
     assert by_component[("router", refused_id)]["status"] == 404
+    # straight to the replica: its id comes back in the trailing metadata too, on success and on error
+    async with grpc.aio.insecure_channel(grpc_target(replica)) as channel:
+        call = channel.unary_unary(INFER)(
+            echo_request(), metadata=(("x-request-id", "direct-1"),), timeout=10
+        )
+        await call
+        assert dict(await call.trailing_metadata())["x-request-id"] == "direct-1"
+        with pytest.raises(grpc.aio.AioRpcError) as unknown_model:
+            await channel.unary_unary(INFER)(
+                infer_request("nosuch"), metadata=(("x-request-id", "direct-2"),)
+            )
+    assert dict(unknown_model.value.trailing_metadata() or ())["x-request-id"] == "direct-2"
     assert ("predictor", refused_id) not in by_component
 
 

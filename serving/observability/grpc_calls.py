@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
@@ -55,15 +55,18 @@ class GrpcCalls:
         call: GrpcCall,
         status: int,
         bytes_out: int,
-        model: str,
+        model: str | Callable[[], str],
         revision: str = "",
         arm: str = "",
         isvc: str = "",
     ) -> None:
+        """`model`: its name, or how to read it (only when a line is written)."""
         request_id.current.reset(call.token)
         access = self.access
         if access is None or not access.wants(status):
             return
+        if not isinstance(model, str):
+            model = model()
         access.write(
             AccessRecord(
                 call.request_id,

@@ -226,7 +226,8 @@ class GrpcProxy:
         arrived: float,
         outcome: _Outcome,
     ) -> bytes:
-        revision = ((REVISION_KEY, arm.revision), *outcome.id_metadata())
+        revision = ((REVISION_KEY, arm.revision),)
+        trailer = revision + outcome.id_metadata()  # an error's trailing metadata: who and which request
         # In flight from here, before any await: a request let go by the activator counts against the arm's
         # containerConcurrency at once, so the next in line does not see room that is already taken.
         started, code = time.monotonic(), 500
@@ -239,15 +240,13 @@ class GrpcProxy:
                     grpc.StatusCode.UNIMPLEMENTED,
                     f"revision {arm.revision!r} of {route.name!r} serves "
                     "REST only (a transformer in front of its predictor, or no gRPC port)",
-                    revision,
+                    trailer,
                 )
             remaining = context.time_remaining()
             left = route.timeout_s - (time.monotonic() - arrived)  # a hold in the activator counted
             if left <= 0:  # the hold used it all: as over HTTP, a 504 without calling the replica
                 code = 504
-                await context.abort(
-                    grpc.StatusCode.DEADLINE_EXCEEDED, timed_out(route, arm).message, revision
-                )
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timed_out(route, arm).message, trailer)
             timeout = left if remaining is None else min(remaining, left)
             dropped = _KEYS_AND_ID if outcome.request_id else _KEYS
             # the id the router chose goes on: the replica logs the same one
@@ -259,15 +258,18 @@ class GrpcProxy:
                 result = await self._call_arm(method, raw, forwarded, targets, timeout)
             except ServingError as exc:
                 code = exc.status_code
-                trailing = tuple(trailing_metadata(exc)) + revision
+                trailing = tuple(trailing_metadata(exc)) + trailer
                 await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing)
             if isinstance(result, grpc.aio.AioRpcError):
                 code = http_status(result.code())
-                trailing = tuple(result.trailing_metadata() or ()) + revision
+                # the replica's own id is the router's (sent on): once is enough
+                theirs = tuple((k, v) for k, v in result.trailing_metadata() or () if k != REQUEST_ID_KEY)
                 details = _clearer(result, route, arm, timeout < remaining if remaining is not None else True)
-                await context.abort(result.code(), details, trailing)
+                await context.abort(result.code(), details, theirs + trailer)
             code = 200
             await context.send_initial_metadata(revision)
+            if outcome.request_id:
+                context.set_trailing_metadata(outcome.id_metadata())
             return result
         except asyncio.CancelledError:  # the client cancelled, or its deadline passed: it left
             code = CLIENT_GONE

@@ -453,3 +453,15 @@ async def test_a_request_that_kills_replicas_reaches_two_not_every_one(tmp_path:
         for replica in replicas:
             replica.kill()
             replica.wait()
+
+
+async def test_metadata_is_bounded_at_64_kib_on_every_hop_not_at_random(proxied: tuple[Router, str]) -> None:
+    """grpc-core's default soft limit refused 8-16 KiB of metadata at random, once per hop; the limit is now
+    HTTP's header limit, on the router and on its replicas alike: 20 KiB always passes, 70 KiB never does."""
+    _, target = proxied
+    async with grpc.aio.insecure_channel(target) as channel:
+        for _ in range(10):
+            assert await revision_of(channel, infer_request(), metadata=(("x-big", "a" * 20_000),))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await channel.unary_unary(INFER)(infer_request(), metadata=(("x-big", "a" * 70_000),), timeout=10)
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -71,3 +71,25 @@ def test_bad_flag_values_are_refused_by_the_parser() -> None:
     )
     result = run_cli("serve", "--model-dir", ".", "--log-format", "xml")
     assert result.returncode == 2 and "--log-format" in result.stderr
+
+
+def test_serving_up_passes_its_otlp_endpoint_to_the_processes_it_starts(monkeypatch) -> None:  # noqa: ANN001
+    """`serving up --otel-endpoint URL` traced only the router: its replicas got no endpoint (and, with --otel
+    beside it, sent to localhost:4318, where nothing listens). They inherit it as OTEL_EXPORTER_OTLP_ENDPOINT."""
+    import os
+
+    from serving.observability.options import (
+        ENV_OTEL,
+        OTLP_ENDPOINT_ENV,
+        ObservabilityOptions,
+        export_to_children,
+    )
+
+    monkeypatch.delenv(OTLP_ENDPOINT_ENV, raising=False)
+    monkeypatch.delenv(ENV_OTEL, raising=False)
+    restore = export_to_children(ObservabilityOptions(otel_endpoint="http://127.0.0.1:4319"))
+    try:
+        assert os.environ[OTLP_ENDPOINT_ENV] == "http://127.0.0.1:4319" and os.environ[ENV_OTEL] == "1"
+    finally:
+        restore()
+    assert OTLP_ENDPOINT_ENV not in os.environ and ENV_OTEL not in os.environ

@@ -17,6 +17,7 @@ from typing import Any
 ENV_LOG_FORMAT = "SERVING_LOG_FORMAT"
 ENV_ACCESS_LOG_SAMPLE = "SERVING_ACCESS_LOG_SAMPLE"
 ENV_OTEL = "SERVING_OTEL"
+OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 ENV_LOGGER_DEFAULT_URL = (
     "SERVING_LOGGER_DEFAULT_URL"  # KServe's `logger.defaultUrl`: for blocks without a url
 )
@@ -164,8 +165,10 @@ def export_to_children(options: ObservabilityOptions) -> Callable[[], None]:
     wanted = {ENV_ACCESS_LOG_SAMPLE: repr(options.access_log_sample)}
     if options.log_format:
         wanted[ENV_LOG_FORMAT] = options.log_format
-    if options.otel:
+    if options.otel or options.otel_endpoint:
         wanted[ENV_OTEL] = "1"
+    if options.otel_endpoint:  # the standard variable: every child's exporter sends where this one does
+        wanted[OTLP_ENDPOINT_ENV] = options.otel_endpoint
     if options.logger_url:
         wanted[ENV_LOGGER_DEFAULT_URL] = options.logger_url
     saved = {key: os.environ.get(key) for key in wanted}
@@ -201,8 +204,8 @@ def component_flags(
         flags += ["--access-log-sample", env[ENV_ACCESS_LOG_SAMPLE]]
     if env.get(ENV_OTEL):
         flags.append("--otel")
-        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):  # a pod does not inherit the operator's environment
-            flags += ["--otel-endpoint", env["OTEL_EXPORTER_OTLP_ENDPOINT"]]
+        if env.get(OTLP_ENDPOINT_ENV):  # a pod does not inherit the operator's environment
+            flags += ["--otel-endpoint", env[OTLP_ENDPOINT_ENV]]
     if logger is not None:
         flags += ["--logger-mode", logger.mode]
         url = logger.url or env.get(ENV_LOGGER_DEFAULT_URL)

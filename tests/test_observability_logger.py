@@ -83,6 +83,21 @@ async def test_full_queue_drops_and_counts_without_blocking() -> None:
         assert sample(registry, "dropped") == 7
         assert registry.get_sample_value("serving_logger_queue_depth") == 3
         await logger.aclose(flush_s=0.0)
+    # what was queued or in flight at shutdown is dropped, counted and said: every event accounted for
+    assert sample(registry, "dropped") == 10 and sample(registry, "sent") == 0
+    assert registry.get_sample_value("serving_logger_queue_depth") == 0
+
+
+async def test_events_not_delivered_at_shutdown_are_counted_and_logged(caplog) -> None:  # noqa: ANN001
+    registry = CollectorRegistry()
+    caplog.set_level(logging.WARNING, logger="serving.payload_logger")
+    with receiving(delay_s=5.0) as (url, _):
+        logger = PayloadLogger(HttpSink(url), registry=registry, senders=2)
+        for i in range(6):
+            logger.offer(event(f"r-{i}"))
+        await logger.aclose(flush_s=0.1)
+    assert sample(registry, "dropped") == 6
+    assert any("6 events not delivered at shutdown" in r.getMessage() for r in caplog.records), caplog.text
 
 
 async def test_dead_sink_fails_events_after_retries_and_counts_them() -> None:

@@ -172,10 +172,21 @@ class PayloadLogger:
         deadline = loop.time() + flush_s
         while self.pending and loop.time() < deadline:
             await asyncio.sleep(0.02)
+        left = self.pending  # queued, and in flight when cancelled: none of them reaches the sink
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks, self._wakeup = [], None
+        if left:  # counted and said, as every other event that is not delivered
+            self.metrics.dropped.inc(left)
+            self._queue.clear()
+            self._queued_bytes = 0
+            self.metrics.depth.set(0)
+            log.warning(
+                "payload logger: %d events not delivered at shutdown (the sink did not take them within %gs)",
+                left,
+                flush_s,
+            )
         await self.sink.aclose()

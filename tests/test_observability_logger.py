@@ -183,3 +183,21 @@ async def test_file_sink_that_cannot_write_counts_failures(tmp_path: Path) -> No
     await until(lambda: sample(registry, "failed") == 1)
     assert sample(registry, "sent") == 0
     await logger.aclose()
+
+
+def test_ce_header_values_are_percent_encoded_where_a_decoding_receiver_would_change_them() -> None:
+    """CloudEvents' HTTP binding: receivers percent-decode `ce-` values. A `%` in a client's request id is sent
+    as `%25` (decoded, `%41` had become `A`: the id no longer matched the echoed one) and non-ASCII as UTF-8
+    escapes (raw, it arrived garbled); plain values, and the quotes of `ce-metadata`'s JSON, go as they are."""
+    from urllib.parse import unquote
+
+    odd = InferenceEvent(
+        'pct%41"quote', REQUEST_TYPE, b"{}", "application/json", SOURCE, "iris", time.time(),
+        metadata='{"x-user-id": "café"}',
+    )  # fmt: skip
+    headers = odd.binary_headers()
+    assert all(value.isascii() for value in headers.values())
+    assert unquote(headers["ce-id"]) == 'pct%41"quote' and headers["ce-id"] == 'pct%2541"quote'
+    assert orjson.loads(unquote(headers["ce-metadata"])) == {"x-user-id": "café"}
+    plain = event("r-1").binary_headers()
+    assert plain["ce-id"] == "r-1" and plain["ce-endpoint"] == "iris-abc12345"

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -89,7 +91,7 @@ class InferenceEvent:
 
     def binary_headers(self) -> dict[str, str]:
         """HTTP binary mode: every attribute as a `ce-` header, the body as is under its own content type."""
-        headers = {"ce-" + key: value for key, value in self.attributes().items()}
+        headers = {"ce-" + key: header_value(value) for key, value in self.attributes().items()}
         headers["content-type"] = self.content_type
         return headers
 
@@ -110,3 +112,15 @@ class InferenceEvent:
 
 def _rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+# The HTTP binding (CloudEvents 1.0.2, §3.1.3.2): a receiver percent-decodes `ce-` header values, so a `%` in a
+# value (a client's request id, an annotation) is sent as `%25` and what is not ASCII as its UTF-8 escapes
+# (raw, it arrived garbled). Space and `"` stay as they are: decoding receivers read them either way, and
+# receivers on the classic SDK, which do not decode, keep reading `ce-metadata` as JSON.
+_KEPT_AS_IS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+_NEEDS_ENCODING = re.compile(r"[^\x20-\x7e]|%")
+
+
+def header_value(value: str) -> str:
+    return urllib.parse.quote(value, safe=_KEPT_AS_IS) if _NEEDS_ENCODING.search(value) else value

@@ -74,16 +74,16 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
                 exporter.clear()  # readiness probes are not part of the request
                 async with httpx.AsyncClient(base_url=front) as client:
                     answer = await client.post("/v1/models/iris:predict", content=V1)
-                await until(lambda: any(s.name == "router" for s in exporter.get_finished_spans()))
+                await until(lambda: any(label(s) == "router" for s in exporter.get_finished_spans()))
     assert answer.status_code == 200
     finished = exporter.get_finished_spans()
     assert len({s.context.trace_id for s in finished}) == 1, [s.name for s in finished]
     by_id = {s.context.span_id: s for s in finished}
 
     def parent(span):  # noqa: ANN001, ANN202
-        return by_id[span.parent.span_id].name if span.parent is not None else None
+        return label(by_id[span.parent.span_id]) if span.parent is not None else None
 
-    pairs = sorted((s.name, parent(s)) for s in finished)
+    pairs = sorted((label(s), parent(s)) for s in finished)
     assert pairs == sorted(
         [
             ("router", None),
@@ -101,7 +101,7 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
             ("batch.queue_wait", "predict"),
         ]
     ), pairs
-    spans = {(s.name, parent(s)): s for s in finished}
+    spans = {(label(s), parent(s)): s for s in finished}
     router_span = spans["router", None]
     assert router_span.attributes["serving.isvc"] == "iris"
     assert router_span.attributes["serving.revision"] == "iris-canary1"
@@ -114,6 +114,25 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
     assert spans["predictor", "transformer.predictor_call"].attributes["serving.revision"] == "iris-canary1"
     assert spans["predict", "predictor"].attributes["serving.model"] == "iris"
     assert spans["batch.queue_wait", "predict"].attributes["serving.batch_size"] == 2
+    # OpenTelemetry's HTTP conventions: server spans `{method} {http.route}` with the request's attributes,
+    # the transformer's call to its predictor a CLIENT span (service graphs pair it with the predictor's SERVER)
+    from opentelemetry.trace import SpanKind
+
+    for component in ("router", "transformer"):
+        server = next(s for s in finished if label(s) == component)
+        assert server.kind is SpanKind.SERVER and server.name == "POST /v1/models/{name}:predict", server.name
+        assert server.attributes["http.request.method"] == "POST"
+        assert server.attributes["url.path"] == "/v1/models/iris:predict"
+        assert server.attributes["http.route"] == "/v1/models/{name}:predict"
+    call = spans["transformer.predictor_call", "predict"]
+    assert call.kind is SpanKind.CLIENT and call.attributes["http.request.method"] == "POST"
+
+
+def label(span):  # noqa: ANN001, ANN201
+    """A server span by the process it belongs to (all are named `POST {route}`), others by name."""
+    from opentelemetry.trace import SpanKind
+
+    return span.attributes.get("serving.component") if span.kind is SpanKind.SERVER else span.name
 
 
 async def test_tracing_off_sends_the_request_id_but_no_traceparent_to_the_predictor() -> None:

@@ -107,8 +107,12 @@ class Transformer(Runtime):
                 if blamed is exc:
                     raise
                 raise blamed from exc
-        attributes = {"serving.predictor": predictor.url} if tracing.enabled() else None
-        with tracing.span("transformer.predictor_call", attributes):
+        attributes = (
+            {"serving.predictor": predictor.url, "http.request.method": "POST", "url.full": predictor.url}
+            if tracing.enabled()
+            else None
+        )
+        with tracing.span("transformer.predictor_call", attributes, client=True):
             response = await predictor.infer(
                 request, self.predictor_parameters(parameters), self.predictor_outputs(outputs)
             )

@@ -112,9 +112,17 @@ class Observed:
         failed = True
         try:
             if tracing.enabled():
-                with tracing.server_span(
-                    self.source.component, scope["headers"], {"serving.request_id": ex.request_id}
-                ):
+                route = http_route(scope["path"])
+                attributes = {
+                    "http.request.method": "POST",
+                    "url.path": scope["path"],
+                    "url.scheme": scope.get("scheme", "http"),
+                    "http.route": route,
+                    "serving.component": self.source.component,
+                    "serving.request_id": ex.request_id,
+                }
+                # OpenTelemetry's HTTP server convention: `{method} {http.route}`
+                with tracing.server_span(f"POST {route}", scope["headers"], attributes):
                     scope["headers"] = _replace_trace_headers(scope["headers"])
                     try:
                         await self._run(scope, receive, send, ex)
@@ -335,6 +343,16 @@ def _replace_trace_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
     """The request's headers with `traceparent` naming this process's span: what a forwarding router sends on."""
     kept = [(k, v) for k, v in headers if k not in (b"traceparent", b"tracestate")]
     return kept + tracing.outgoing_headers()
+
+
+def http_route(path: str) -> str:
+    """The route template of an inference path (OpenTelemetry's `http.route`: low cardinality, no names)."""
+    if path.startswith("/v1/"):
+        verb = path.rsplit(":", 1)[1] if ":" in path.rsplit("/", 1)[-1] else ""
+        return f"/v1/models/{{name}}:{verb}" if verb else "/v1/models/{name}"
+    if "/versions/" in path:
+        return "/v2/models/{name}/versions/{version}/" + path.rsplit("/", 1)[-1]
+    return "/v2/models/{name}/" + path.rsplit("/", 1)[-1]
 
 
 def _model_name(path: str) -> str:

@@ -67,12 +67,17 @@ def use(provider: Any) -> None:
     _propagator = TraceContextTextMapPropagator()
 
 
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> contextlib.AbstractContextManager[Any]:
-    """A child of the current span, current while the block runs; a no-op when tracing is off."""
+def span(
+    name: str, attributes: Mapping[str, Any] | None = None, client: bool = False
+) -> contextlib.AbstractContextManager[Any]:
+    """A child of the current span, current while the block runs; a no-op when tracing is off. `client`: a call
+    to another service (kind CLIENT: service graphs pair it with that service's SERVER span)."""
     if _tracer is None:
         return _NOOP
+    from opentelemetry.trace import SpanKind
+
     manager: contextlib.AbstractContextManager[Any] = _tracer.start_as_current_span(
-        name, attributes=attributes
+        name, attributes=attributes, kind=SpanKind.CLIENT if client else SpanKind.INTERNAL
     )
     return manager
 

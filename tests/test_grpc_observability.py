@@ -188,3 +188,41 @@ async def _until(check: Any, timeout_s: float = 10.0) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_a_traced_call_is_one_server_span_in_the_clients_trace(tmp_path_factory) -> None:  # noqa: ANN001
+    """With tracing on, a ModelInfer is a SERVER span (OpenTelemetry's RPC conventions) continuing the client's
+    `traceparent`, with the model's decode/predict/encode under it; they were three traces of their own."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from serving.observability import tracing
+
+    memory = InMemorySpanExporter()
+    tracing.setup("serving-test", exporter=memory)
+    folder = tmp_path_factory.mktemp("traced") / "iris"
+    folder.mkdir()
+    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    try:
+        with serving_inprocess(
+            ["serve", "--model-dir", str(folder), "--runtime", "tests.test_grpc_server:SleepyEcho"]
+            + ["--grpc-port", "0", "--otel"]
+        ) as server:
+            memory.clear()
+            async with grpc.aio.insecure_channel(grpc_target(server)) as channel:
+                metadata = (("traceparent", f"00-{client_trace}-00f067aa0ba902b7-01"),)
+                await channel.unary_unary(INFER)(echo_request(), metadata=metadata, timeout=10)
+            await _until(lambda: any(s.kind is SpanKind.SERVER for s in memory.get_finished_spans()))
+            spans = memory.get_finished_spans()
+    finally:
+        tracing.use(None)
+    (server_span,) = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert server_span.name == "inference.GRPCInferenceService/ModelInfer"
+    assert (
+        server_span.attributes["rpc.system"] == "grpc" and server_span.attributes["rpc.grpc.status_code"] == 0
+    )
+    assert {format(s.context.trace_id, "032x") for s in spans} == {client_trace}
+    children = {
+        s.name for s in spans if s.parent is not None and s.parent.span_id == server_span.context.span_id
+    }
+    assert {"decode", "predict", "encode"} <= children, [s.name for s in spans]

@@ -24,7 +24,7 @@ from serving.grpc.status import bounded, grpc_code, http_status, trailing_metada
 from serving.grpc.tensor_codec import ProtobufInfer
 from serving.grpc.wire import last_string
 from serving.http.v2_routes import EXTENSIONS, check_load_parameters, model_config, model_metadata
-from serving.observability import request_id
+from serving.observability import request_id, tracing
 from serving.observability.grpc_calls import CLIENT_GONE, REQUEST_ID_KEY, GrpcCalls, status_of
 
 log = logging.getLogger("serving.grpc")
@@ -195,6 +195,31 @@ def unary(
         except ClientLeft as exc:
             await _deadline_passed(context, exc)
 
+    async def traced(raw: bytes, context: Context) -> Any:
+        """With tracing on: the call's SERVER span, continuing the client's `traceparent` (OpenTelemetry's RPC
+        conventions); the model's decode/predict/encode spans are its children, not traces of their own."""
+        metadata = context.invocation_metadata() or ()
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in metadata if isinstance(v, str)]
+        attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": "inference.GRPCInferenceService",
+            "rpc.method": kind.removesuffix("Request"),
+        }
+        with tracing.server_span(
+            f"inference.GRPCInferenceService/{attributes['rpc.method']}", headers, attributes
+        ):
+            failed = True
+            try:
+                answer = await observed(raw, context)
+                failed = False
+                return answer
+            finally:
+                code = context.code()
+                tracing.set_rpc_status(
+                    code.value[0] if code is not None else (2 if failed else 0),
+                    code.name if code is not None else ("UNKNOWN" if failed else "OK"),
+                )
+
     async def observed(raw: bytes, context: Context) -> Any:
         assert calls is not None
         started = calls.begin(context.invocation_metadata() or (), len(raw))
@@ -217,7 +242,7 @@ def unary(
             )
 
     return grpc.unary_unary_rpc_method_handler(
-        call if calls is None else observed,
+        call if calls is None else (traced if tracing.enabled() else observed),
         response_serializer=(lambda message: message.SerializeToString()) if serialize else None,
     )
 

@@ -143,6 +143,27 @@ def set_http_status(status: int) -> None:
         current.set_status(Status(StatusCode.ERROR))
 
 
+# OpenTelemetry's RPC conventions: the gRPC codes a server span reports as its own failure
+_SERVER_FAULTS = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+
+
+def set_rpc_status(code: int, name: str) -> None:
+    """The current gRPC server span's outcome: `rpc.grpc.status_code`, and Error (with `error.type`) for a
+    code that is the server's fault."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    current = trace.get_current_span()
+    current.set_attribute("rpc.grpc.status_code", code)
+    if name in _SERVER_FAULTS:
+        current.set_attribute("error.type", name)
+        current.set_status(Status(StatusCode.ERROR))
+
+
 def trace_id() -> str:
     """The current trace id in hex, for log lines; '' when off."""
     if _tracer is None:

@@ -261,10 +261,13 @@ class GrpcProxy:
                 trailing = tuple(trailing_metadata(exc)) + trailer
                 await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing)
             if isinstance(result, grpc.aio.AioRpcError):
+                route_timeout = timeout < remaining if remaining is not None else True
                 code = http_status(result.code())
+                if result.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not route_timeout:
+                    code = CLIENT_GONE  # the client's own deadline passed: it left, as over HTTP
                 # the replica's own id is the router's (sent on): once is enough
                 theirs = tuple((k, v) for k, v in result.trailing_metadata() or () if k != REQUEST_ID_KEY)
-                details = _clearer(result, route, arm, timeout < remaining if remaining is not None else True)
+                details = _clearer(result, route, arm, route_timeout)
                 await context.abort(result.code(), details, theirs + trailer)
             code = 200
             await context.send_initial_metadata(revision)

@@ -46,6 +46,12 @@ def test_access_lines_sample_successes_and_keep_every_error(caplog) -> None:  # 
         doc["latency_ms"] == 2.0 and doc["bytes_in"] == 10 and doc["isvc"] == "m" and doc["revision"] == "m-1"
     )
     assert AccessLog(1.0).wants(200) and not AccessLog(0.0).wants(204)
+    # a sample is chosen by request id: every process (router, transformer, predictor) logs the same requests
+    ids = [f"id-{n}" for n in range(2000)]
+    one, other = AccessLog(0.1), AccessLog(0.1)
+    chosen = [i for i in ids if one.wants(200, i)]
+    assert chosen == [i for i in ids if other.wants(200, i)]
+    assert 120 < len(chosen) < 280, len(chosen)  # about a tenth
     caplog.set_level(logging.WARNING, logger="serving.access")  # `--log-level warning`
     assert not AccessLog(1.0).wants(500)  # no line at this level: nothing is gathered for one
 

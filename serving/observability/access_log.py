@@ -14,6 +14,7 @@ import itertools
 import logging
 import random
 import time
+import zlib
 from dataclasses import dataclass
 
 import orjson
@@ -47,13 +48,20 @@ class AccessLog:
             raise ValueError(f"access log sample must be between 0 and 1, not {sample_2xx}")
         self.sample_2xx = sample_2xx
 
-    def wants(self, status: int) -> bool:
-        """Whether this request gets a line (decided once per request, before any field is gathered)."""
+    def wants(self, status: int, request_id: str = "") -> bool:
+        """Whether this request gets a line (decided once per request, before any field is gathered). A
+        sampled success is chosen by its request id, so the router, the transformer and the predictor all log
+        the same requests (their lines join on the id); without an id, at random."""
         if not log.isEnabledFor(logging.INFO):  # `--log-level warning`: no line at all, nothing to gather
             return False
         if status >= 400:
             return True
-        return self.sample_2xx >= 1.0 or (self.sample_2xx > 0.0 and random.random() < self.sample_2xx)
+        rate = self.sample_2xx
+        if rate >= 1.0 or rate <= 0.0:
+            return rate >= 1.0
+        if request_id:
+            return zlib.crc32(request_id.encode("utf-8", "replace")) < rate * 4294967296.0
+        return random.random() < rate
 
     def write(self, r: AccessRecord) -> None:
         if not log.isEnabledFor(logging.INFO):

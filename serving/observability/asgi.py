@@ -236,7 +236,9 @@ class Observed:
         }
 
     def _finish(self, scope: Scope, ex: _Exchange) -> None:
-        access = self.access if self.access is not None and self.access.wants(ex.status) else None
+        access = (
+            self.access if self.access is not None and self.access.wants(ex.status, ex.request_id) else None
+        )
         if access is None and self.payloads is None:
             return
         model, isvc, namespace, revision, arm = self._identity(scope, ex)

@@ -63,7 +63,7 @@ class GrpcCalls:
         """`model`: its name, or how to read it (only when a line is written)."""
         request_id.current.reset(call.token)
         access = self.access
-        if access is None or not access.wants(status):
+        if access is None or not access.wants(status, call.request_id):
             return
         if not isinstance(model, str):
             model = model()

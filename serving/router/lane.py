@@ -186,7 +186,7 @@ class _Exchange:
     def _log(self, status: int, bytes_out: int) -> None:
         observed: Any = self.lane.observed
         access = observed.access
-        if access is None or not access.wants(status):
+        if access is None or not access.wants(status, self.request_id):
             return
         route, arm = self.route, self.arm
         access.write(

@@ -305,6 +305,27 @@ def test_unreachable_server_falls_back_to_cached_copy(server: ArtifactServer, co
     assert resolve(url, config) == folder  # a restart while the artifact server is down still serves
 
 
+def test_a_copy_fetched_with_credentials_is_never_handed_to_a_fetch_without_them(
+    server: ArtifactServer, tmp_path: Path
+) -> None:
+    """The cache is keyed by the URL and its host's headers (KServe's `<host>-headers`, a Secret's token), as
+    object stores' copies are by endpoint and keys: with the server down, a service it would have refused
+    gets an error, not what another service's token fetched (and no validators of that copy are sent)."""
+    url = server.put("/private/model.joblib", b"private")
+    host = "127.0.0.1-headers"
+    authed = StorageConfig(
+        cache_dir=tmp_path / "cache", timeout_s=5.0, env={host: '{"Authorization": "Bearer t"}'}
+    )
+    anonymous = StorageConfig(cache_dir=tmp_path / "cache", timeout_s=5.0, env={})
+    private = resolve(url, authed)
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    assert resolve(url, authed) == private  # its own copy, while the server is down
+    with pytest.raises(StorageError) as refused:
+        resolve(url, anonymous)
+    assert "cannot connect" in refused.value.message or "Connection refused" in refused.value.message
+
+
 def test_credentials_and_query_not_in_messages(server: ArtifactServer, config: StorageConfig) -> None:
     url = server.url.replace("http://", "http://user:s3cret@") + "/missing/model.joblib?X-Amz-Signature=abc"
     with pytest.raises(StorageError) as info:

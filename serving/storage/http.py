@@ -40,12 +40,16 @@ log = logging.getLogger("serving.storage")
 CHUNK_BYTES = 1 << 20
 
 
-def cache_entry(url: str, cache_dir: Path) -> Path:
-    return Path(cache_dir) / hashlib.sha256(url.encode()).hexdigest()[:16]
+def cache_entry(url: str, cache_dir: Path, headers: Mapping[str, str] | None = None) -> Path:
+    """The cache folder of `url` as fetched with these host headers (credentials, hashed: no value is kept): a
+    copy, and its validators, go only to whoever fetches with the same ones, as object stores' copies do. A
+    service the server refused is never handed, when the server is down, what another's token fetched."""
+    identity = orjson.dumps(dict(headers or {}), option=orjson.OPT_SORT_KEYS)
+    return Path(cache_dir) / hashlib.sha256(url.encode() + b"\0" + identity).hexdigest()[:16]
 
 
 def resolve_url(url: str, config: StorageConfig) -> Path:
-    entry = cache_entry(url, config.cache_dir)
+    entry = cache_entry(url, config.cache_dir, host_headers(url, config.environment()))
     try:
         entry.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -296,6 +296,21 @@ def test_the_users_runtime_wins_over_the_selected_runtimes() -> None:
     assert build_parser(rendered["args"]).parse_args(rendered["args"]).runtime == "xgboost"
 
 
+def test_the_services_own_fields_win_over_the_selected_runtimes_flags() -> None:
+    """Precedence runtime < InferenceService < model.args: a shared ServingRuntime's `--max-batch-size 16` used
+    to override the service's own `batcher.maxBatchSize: 32` (its flags came after), with no word."""
+    doc = _doc({**_model(), "batcher": {"maxBatchSize": 32, "maxLatency": 500}, "timeout": 7})
+    revision = Revision.from_spec(parse(doc))
+    selected = ["--runtime", "sklearn", "--max-batch-size", "16", "--request-timeout", "99"]
+    parsed = build_parser(argv := predictor_args(revision, "/m", selected)).parse_args(argv)
+    assert (parsed.max_batch_size, parsed.max_latency_ms, parsed.request_timeout) == (32, 500, 7.0)
+    doc = _doc(
+        {**_model("--max-batch-size", "4"), "batcher": {"maxBatchSize": 32}}
+    )  # the user's own args win
+    argv = predictor_args(Revision.from_spec(parse(doc)), "/m", selected)
+    assert build_parser(argv).parse_args(argv).max_batch_size == 4
+
+
 def test_a_predictor_name_that_differs_from_the_transformers_is_refused() -> None:
     doc = _doc(_model("--model_name", "iris"), _transformer("--model_name", "mnist"))
     with pytest.raises(

@@ -27,8 +27,11 @@ class RevisionError(ServingError):
 
 
 def predictor_args(revision: Revision, model_dir: Path | str, runtime_flags: Sequence[str] = ()) -> list[str]:
-    """`serve ...` without host and port (each backend adds its own). The selected ServingRuntime's flags come
-    before the user's `model.args` (KServe's flags translated), so the user's own `--runtime` etc. win."""
+    """`serve ...` without host and port (each backend adds its own). Later flags win, so the order is the
+    precedence: the selected ServingRuntime's flags (after the `--runtime` a modelFormat implies, which they
+    may replace), then the InferenceService's own fields (`batcher`, `timeout`, `containerConcurrency`: a
+    shared runtime's defaults never override what the service wrote), then the user's `model.args` (KServe's
+    flags translated)."""
     check_local_predictor(revision.predictor)
     predictor, model = revision.predictor, revision.model
     args = ["serve", "--model-dir", str(model_dir), "--name", predictor_model_name(revision)]
@@ -37,6 +40,7 @@ def predictor_args(revision: Revision, model_dir: Path | str, runtime_flags: Seq
         args += ["--runtime", runtime]
     elif revision.model_format:
         args += ["--runtime", revision.model_format]
+    args += runtime_flags
     if predictor.batcher is not None:  # presence is meaning: `batcher: {}` batches with the defaults
         args += [
             "--max-batch-size",
@@ -51,7 +55,7 @@ def predictor_args(revision: Revision, model_dir: Path | str, runtime_flags: Seq
     args += _observability(revision, "predictor")
     if revision.in_process_transformer is not None:
         args += [WITH_TRANSFORMER, shlex.join(_our_transformer_argv(revision))]
-    return args + list(runtime_flags) + translate(model.args if model is not None else ())
+    return args + translate(model.args if model is not None else ())
 
 
 def predictor_model_name(revision: Revision) -> str:

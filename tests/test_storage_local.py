@@ -91,6 +91,27 @@ def test_pvc_traversal_refused(tmp_path: Path, config: StorageConfig, uri: str) 
     assert info.value.status_code == 403 and uri in info.value.message
 
 
+def test_a_file_under_a_model_folder_that_links_out_is_refused(tmp_path: Path, config: StorageConfig) -> None:
+    """A real folder inside the claim (or the allowed roots) whose `model.joblib` is a symlink to a file
+    outside: the files a model loads are confined as its path is. A link that stays inside is fine."""
+    write(tmp_path / "outside" / "model.joblib", b"secret")
+    folder = tmp_path / "pvc" / "claim" / "lnk"
+    folder.mkdir(parents=True)
+    (folder / "model.joblib").symlink_to(tmp_path / "outside" / "model.joblib")
+    with pytest.raises(
+        StorageRefused, match="model.joblib is a symlink that leads out of persistent volume claim"
+    ):
+        resolve("pvc://claim/lnk", config)
+    inside = write(tmp_path / "pvc" / "claim" / "shared" / "model.joblib")
+    within = tmp_path / "pvc" / "claim" / "ok"
+    within.mkdir()
+    (within / "model.joblib").symlink_to(inside)
+    assert resolve("pvc://claim/ok", config) == within
+    roots = StorageConfig(cache_dir=tmp_path / "cache", allowed_roots=(tmp_path / "pvc",))
+    with pytest.raises(StorageRefused, match="leads out of the allowed model roots"):
+        resolve(str(folder), roots)
+
+
 def test_allowed_roots(tmp_path: Path) -> None:
     inside = write(tmp_path / "models" / "iris" / "model.joblib").parent
     outside = write(tmp_path / "elsewhere" / "model.joblib").parent

@@ -41,6 +41,9 @@ def local_path(uri: str, config: StorageConfig) -> Path:
         if config.allowed_roots and not any(_inside(resolved, root) for root in config.allowed_roots):
             roots = ", ".join(str(r) for r in config.allowed_roots)
             raise StorageRefused(f"{uri}: {resolved} is outside the allowed model roots ({roots})")
+    if config.allowed_roots:
+        roots = ", ".join(str(r) for r in config.allowed_roots)
+        _no_link_out(uri, resolved, config.allowed_roots, f"the allowed model roots ({roots})")
     return resolved
 
 
@@ -58,7 +61,21 @@ def _pvc_path(uri: str, config: StorageConfig) -> Path:
         resolved = candidate or _existing(uri, claim_root / inner)
         if not _inside(resolved, claim_root):
             raise StorageRefused(f"{uri}: path escapes persistent volume claim '{claim}'")
+    _no_link_out(uri, resolved, (claim_root,), f"persistent volume claim '{claim}'")
     return resolved
+
+
+def _no_link_out(uri: str, folder: Path, roots: tuple[Path, ...], where: str) -> None:
+    """No symlink under a model folder may lead out of where it must stay: the files a model loads are
+    confined as its path is (a folder inside the claim whose `model.joblib` links to /elsewhere is refused)."""
+    if not folder.is_dir():
+        return
+    for parent, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            entry = Path(parent) / name
+            if entry.is_symlink() and not any(_inside(_lexical(entry), root) for root in roots):
+                inner = entry.relative_to(folder)
+                raise StorageRefused(f"{uri}: {inner} is a symlink that leads out of {where}")
 
 
 def _lexical(path: Path) -> Path:

@@ -224,6 +224,31 @@ async def test_a_revision_that_served_then_fails_to_load_is_retried_and_the_same
         await plane.shutdown()
 
 
+@pytest.mark.asyncio
+async def test_an_object_applied_while_a_fetch_runs_makes_its_failure_go_again_at_once(tmp_path: Path) -> None:
+    """A ServiceAccount and its Secret applied one after the other: the first restarts the failed fetch, the
+    second lands while that fetch runs (it cannot see it). That fetch's failure goes again at once instead of
+    waiting for its doubled backoff (64 s in the audit)."""
+    plane = _plane(tmp_path, retry_first_s=30.0)
+    await plane.start()
+    try:
+        path = tmp_path / "later"
+        await plane.apply(parse(_isvc("later", str(path))), _isvc("later", str(path)))
+        await _until(lambda: "retrying in 30 s" in _message(plane, "later"))
+        ((key, runner),) = plane.runners.items()
+        failed_step, runner.failed_step = runner.failed_step, ""
+        runner.fetching = True  # as if its fetch were under way when the object came
+        plane._refetch("default")
+        assert plane.runners[key] is runner  # a fetch under way is not cut short
+        runner.fetching, runner.failed_step = False, failed_step  # ... and failed: the object came too late
+        _model(path)  # what the object healed
+        await plane.reconcile()
+        await _until(lambda: _ready(plane, "later"), timeout_s=5)  # long before the 30 s backoff
+        assert plane.runners[key] is not runner
+    finally:
+        await plane.shutdown()
+
+
 def test_the_default_backoff_is_one_second_doubling_to_five_minutes(tmp_path: Path) -> None:
     assert (RETRY_FIRST_S, RETRY_MAX_S) == (1.0, 300.0)
     plane = LocalControlPlane(StateStore(tmp_path / "state"), Sink())

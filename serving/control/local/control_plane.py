@@ -137,6 +137,7 @@ class LocalControlPlane:
         # revisions that were ready once: a later load failure (a cold start from zero, a restart) may be
         # passing (a file being replaced, memory short), so it is retried as a downloaded model's is
         self._was_ready: set[tuple[str, str]] = set()
+        self._retry_now: set[tuple[str, str]] = set()  # failures an object applied meanwhile may have healed
         # The ceiling of a revision whose spec sets no maxReplicas (KServe: no upper bound): `serving up
         # --default-max-replicas`, default the CPU count.
         self.default_max_replicas = default_max_replicas or machine_max_replicas()
@@ -321,6 +322,10 @@ class LocalControlPlane:
             if key[0] == namespace and runner.failed_step in ("secret", "storage"):
                 del self.runners[key]
                 self._spawn(runner.stop())
+            elif key[0] == namespace and runner.fetching:
+                # its fetch began before this object came (a ServiceAccount and its Secret applied one after
+                # the other): if it fails, it goes again at once, not after its doubled backoff
+                self._retry_now.add(key)
 
     def _secret_lookup(self, namespace: str) -> SecretLookup:
         """A key of an applied Secret of `namespace` (what an env `valueFrom.secretKeyRef` reads locally)."""
@@ -486,6 +491,7 @@ class LocalControlPlane:
             retry = self._retries.get(key)
             if runner.ready():
                 self._retries.pop(key, None)
+                self._retry_now.discard(key)
                 self._was_ready.add(key)
                 continue
             why = runner.failure()
@@ -494,6 +500,13 @@ class LocalControlPlane:
             if not self._retryable(runner, key in self._was_ready):  # e.g. its runtime was deleted meanwhile
                 self._retries.pop(key, None)
                 self._give_up(runner, why)
+                continue
+            if key in self._retry_now and runner.failed_step in ("secret", "storage"):
+                self._retry_now.discard(key)
+                self._retries.pop(key, None)
+                del self.runners[key]
+                let_go(runner.model_dir, self.storage)
+                self._spawn(runner.stop())
                 continue
             if retry is None or retry.runner is not runner:
                 retry = self._retries[key] = self._backoff(retry, runner, why)

@@ -225,7 +225,9 @@ async def test_a_revision_that_served_then_fails_to_load_is_retried_and_the_same
 
 
 @pytest.mark.asyncio
-async def test_an_object_applied_while_a_fetch_runs_makes_its_failure_go_again_at_once(tmp_path: Path) -> None:
+async def test_an_object_applied_while_a_fetch_runs_makes_its_failure_go_again_at_once(
+    tmp_path: Path,
+) -> None:
     """A ServiceAccount and its Secret applied one after the other: the first restarts the failed fetch, the
     second lands while that fetch runs (it cannot see it). That fetch's failure goes again at once instead of
     waiting for its doubled backoff (64 s in the audit)."""
@@ -247,6 +249,45 @@ async def test_an_object_applied_while_a_fetch_runs_makes_its_failure_go_again_a
         assert plane.runners[key] is not runner
     finally:
         await plane.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_a_revision_fetched_again_with_other_content_says_so(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """A restart of `serving up` fetches each revision's model again: if its URI's object changed meanwhile,
+    the revision (same name) now serves the new content, as a recreated KServe pod would. It is said, naming
+    the revision, instead of happening silently; the same content again says nothing."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="serving.local")
+    artifacts = ArtifactServer()
+    artifacts.thread.start()
+    try:
+        url = artifacts.put("/chg/model.joblib", b"version one")
+        plane = _plane(tmp_path)
+        await plane.start()
+        try:
+            await plane.apply(parse(_isvc("chg", url)), _isvc("chg", url))
+            await _until(lambda: _ready(plane, "chg"))
+        finally:
+            await plane.shutdown()
+        for content, changed in ((b"version one", False), (b"version two", True)):
+            artifacts.put("/chg/model.joblib", content)
+            caplog.clear()
+            plane = _plane(tmp_path)  # `serving up` restarted on the same state directory
+            await plane.start()
+            try:
+                await _until(lambda plane=plane: _ready(plane, "chg"))
+            finally:
+                await plane.shutdown()
+            said = [
+                r.getMessage()
+                for r in caplog.records
+                if "changed since the revision first fetched" in r.getMessage()
+            ]
+            assert bool(said) is changed, said
+    finally:
+        artifacts.httpd.shutdown()
+        artifacts.httpd.server_close()
 
 
 def test_the_default_backoff_is_one_second_doubling_to_five_minutes(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from serving.control.local.processes import ReplicaState
 from serving.control.local.rollout_history import RolloutHistory
 from serving.control.local.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
 from serving.control.local.secrets import KeptStore, kept_record
-from serving.control.local.state import StateStore
+from serving.control.local.state import StateStore, write_atomic
 from serving.control.local.storage_bridge import (
     AccountSource,
     SecretSource,
@@ -702,12 +702,41 @@ class LocalControlPlane:
         threading.Thread(target=fetch, name=f"fetch {runner.revision.name}", daemon=True).start()
         self._found(runner, *await done)
         runner.fetching = False
+        if runner.model_dir != Path("."):
+            self._note_content(runner)
         if self.runners.get((runner.revision.namespace, runner.revision.name)) is not runner:
             let_go(
                 runner.model_dir, self.storage
             )  # retired while it downloaded: nobody will read that folder
             return
         self._changed()
+
+    def _note_content(self, runner: RevisionRunner) -> None:
+        """Which copy of its model a revision serves (the cache folder of one content), kept in the state
+        directory: a revision fetched again (a restart of `serving up`, a retry) that gets other content than
+        before says so, as its storageUri's object changed behind it (KServe's storage-initializer fetches a
+        recreated pod's model the same way). A revision is pinned to its content only while it runs."""
+        revision = runner.revision
+        record = self.store.root / "fetched" / f"{revision.namespace}__{revision.name}"
+        now = str(runner.model_dir)
+        try:
+            before: str | None = record.read_text()
+        except OSError:
+            before = None
+        if before == now:
+            return
+        if before is not None:
+            log.warning(
+                "revision %s: the object behind %s changed since the revision first fetched it; it now serves "
+                "the new content (to keep a version, give each version a URI of its own)",
+                revision.name,
+                redact(revision.storage_uri or "its storage"),
+            )
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(record, now.encode())
+        except OSError as exc:  # the state directory's own trouble is said where it is written
+            log.warning("cannot note which copy revision %s serves: %s", revision.name, exc)
 
     @staticmethod
     def _found(runner: RevisionRunner, model_dir: Path | None, error: str, retryable: bool) -> None:

@@ -111,6 +111,24 @@ def test_kserve_https_blob_url_with_an_access_key(azure: Azure, tmp_path: Path) 
     assert [p.name for p in model_dir.iterdir()] == ["model.joblib"]
 
 
+def test_kserve_https_blob_url_with_a_sas_token_over_an_http_endpoint(azure: Azure, tmp_path: Path) -> None:
+    """A SAS token (or anonymous access) with an http AZURE_STORAGE_BLOB_ENDPOINT (an emulator, a private
+    endpoint): its scheme and path used to be dropped (`https://HOST` without the account), failing after
+    ~90 s of retries with S3's advice."""
+    from datetime import UTC, datetime, timedelta
+
+    sas = blob.generate_container_sas(
+        ACCOUNT,
+        "models",
+        account_key=KEY,
+        permission=blob.ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    env = {"AZURE_STORAGE_SAS_TOKEN": sas, "AZURE_STORAGE_BLOB_ENDPOINT": azure.endpoint}
+    model_dir = resolve(f"https://{ACCOUNT}.blob.core.windows.net/models/iris", _config(tmp_path, env))
+    assert [p.name for p in model_dir.iterdir()] == ["model.joblib"]
+
+
 @pytest.mark.parametrize("form", ["connection-string", "access-key"])
 def test_wrong_key_is_access_denied_naming_the_uri_never_the_secret(
     azure: Azure, tmp_path: Path, form: str

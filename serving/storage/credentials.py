@@ -220,8 +220,21 @@ def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str
             "connection_string": f"AccountName={account};AccountKey={env['AZURE_STORAGE_ACCESS_KEY']};"
             f"BlobEndpoint={endpoint};"
         }
-    if endpoint:
-        options["account_host"] = urlsplit(endpoint).netloc
+    if endpoint and urlsplit(endpoint).scheme == "http":
+        # Plain http (an emulator, a private endpoint): only a connection string carries the scheme and the
+        # path; `account_host` is always https://HOST
+        if env.get("AZURE_STORAGE_SAS_TOKEN"):
+            sas = env["AZURE_STORAGE_SAS_TOKEN"].lstrip("?")
+            return {"connection_string": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"}
+        if env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID") and env.get("AZURE_CLIENT_SECRET"):
+            raise StorageError(
+                f"az://{location.path}: a service principal's token is sent over https only: "
+                "AZURE_STORAGE_BLOB_ENDPOINT must be https:// (or use a SAS token or an access key)"
+            )
+        return {"connection_string": f"BlobEndpoint={endpoint};"}  # a public container
+    if endpoint:  # https: the host and any path (an account under a path), as account_host takes them
+        parts = urlsplit(endpoint)
+        options["account_host"] = (parts.netloc + parts.path).rstrip("/")
     if env.get("AZURE_STORAGE_ACCESS_KEY"):
         return {**options, "account_key": env["AZURE_STORAGE_ACCESS_KEY"]}
     if env.get("AZURE_STORAGE_SAS_TOKEN"):

@@ -129,6 +129,17 @@ def test_kserve_https_blob_url_with_a_sas_token_over_an_http_endpoint(azure: Azu
     assert [p.name for p in model_dir.iterdir()] == ["model.joblib"]
 
 
+def test_a_tls_failure_gives_azures_advice_not_s3s() -> None:
+    import ssl
+
+    from serving.storage.object_store import describe
+
+    plain = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")
+    said = describe(plain, "127.0.0.1:10000", "https")
+    assert "AZURE_STORAGE_BLOB_ENDPOINT as http://" in said and "S3_USE_HTTPS" not in said
+    assert "S3_USE_HTTPS=0" in describe(plain, "127.0.0.1:9000", "s3")
+
+
 @pytest.mark.parametrize("form", ["connection-string", "access-key"])
 def test_wrong_key_is_access_denied_naming_the_uri_never_the_secret(
     azure: Azure, tmp_path: Path, form: str

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import orjson
 
-from serving.storage import leases
+from serving.storage import leases, scheme_of
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.credentials import ObjectLocation, filesystem_options, parse_location, secret_values
 from serving.storage.errors import StorageError, StorageRefused
@@ -219,7 +219,9 @@ def translated(uri: str, env: Mapping[str, str], config: StorageConfig) -> Itera
     except StorageError:
         raise
     except Exception as exc:
-        raise StorageError(scrub(f"{uri}: {describe(exc, _endpoint_hint(uri, env))}", env)) from exc
+        raise StorageError(
+            scrub(f"{uri}: {describe(exc, _endpoint_hint(uri, env), scheme_of(uri))}", env)
+        ) from exc
 
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
@@ -235,11 +237,23 @@ def scrub(text: str, env: Mapping[str, str]) -> str:
     return text
 
 
-def describe(exc: Exception, endpoint: str) -> str:
-    """One sentence per failure kind: denied, missing, unreachable, TLS."""
+def describe(exc: Exception, endpoint: str, scheme: str = "s3") -> str:
+    """One sentence per failure kind: denied, missing, unreachable, TLS (its advice for the URI's store)."""
     text = _first_line(exc)
     if _is_tls(exc):
-        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:  # an http-only server
+        plain_http = "WRONG_VERSION_NUMBER" in text or "wrong version number" in text  # an http-only server
+        if scheme != "s3":
+            setting = (
+                "AZURE_STORAGE_BLOB_ENDPOINT"
+                if scheme in ("az", "abfs", "https")
+                else "STORAGE_EMULATOR_HOST"
+            )
+            if plain_http:
+                return f"TLS failure talking to {endpoint} ({text}): the endpoint speaks plain http; give {setting} as http://"
+            return (
+                f"TLS failure talking to {endpoint} ({text}); check {setting} and the endpoint's certificate"
+            )
+        if plain_http:
             return (
                 f"TLS failure talking to {endpoint} ({text}): the endpoint speaks plain http; set S3_USE_HTTPS=0 "
                 '(KServe: the annotation serving.kserve.io/s3-usehttps: "0") or an http:// AWS_ENDPOINT_URL'

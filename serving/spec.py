@@ -753,6 +753,7 @@ class InferenceService(Strict):
         out = no_local_effect(self) + unknown_annotations(annotations) + unsupported_annotations(annotations)
         out += component_annotations(self)
         out += concurrency_per_worker(self.spec.predictor) + dropped_logger(self)
+        out += batcher_defeated(self.spec.predictor)
         if grpc_routed is not None:
             out += grpc_warnings(self, grpc_routed)
         out += scaling_warnings(self.spec.predictor, self.metadata.annotations)
@@ -855,6 +856,34 @@ def concurrency_per_worker(predictor: PredictorSpec) -> list[str]:
         f"{workers}: up to {limit * int(workers)} requests in flight per replica (drop --workers for an exact "
         "limit; replicas scale instead)"
     ]
+
+
+def batcher_defeated(predictor: PredictorSpec) -> list[str]:
+    """Settings beside a `batcher` block that keep its batches smaller than it says, said out loud: a
+    containerConcurrency under maxBatchSize (no more requests than that reach the batcher at once), and the
+    batching flags in model.args (which win over the block)."""
+    batcher = predictor.batcher
+    if batcher is None:
+        return []
+    out = []
+    limit = predictor.container_concurrency
+    if limit and limit < batcher.max_batch_size:
+        out.append(
+            f"spec.predictor.batcher.maxBatchSize: {batcher.max_batch_size}, but containerConcurrency: {limit} lets "
+            f"at most {limit} request(s) reach the batcher at once, so no batch holds more (raise "
+            "containerConcurrency, or leave it unset, for batches to fill)"
+        )
+    field = next((f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None), None)
+    if field is not None:
+        args = predictor.normalised_model().args
+        for flag, name in (("--max-batch-size", "maxBatchSize"), ("--max-latency-ms", "maxLatency")):
+            value = flag_value(args, flag)
+            if value is not None:
+                out.append(
+                    f"spec.predictor.{field}.args: {flag} {value} overrides spec.predictor.batcher.{name} "
+                    "(your args win over the block)"
+                )
+    return out
 
 
 def model_args_warnings(predictor: PredictorSpec) -> list[str]:

@@ -1160,6 +1160,33 @@ def test_container_concurrency_with_workers_is_said_to_hold_per_worker(tmp_path:
     assert not any("containerConcurrency" in w for w in parse(doc).warnings())
 
 
+def test_settings_that_keep_batches_smaller_than_the_batcher_says_are_said(tmp_path: Path) -> None:
+    """A containerConcurrency under maxBatchSize (no more requests than that reach the batcher at once) and the
+    batching flags in model.args (they win over the block): accepted, and said at apply."""
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "b"},
+        "spec": {
+            "predictor": {
+                "containerConcurrency": 1,
+                "batcher": {"maxBatchSize": 32, "maxLatency": 500},
+                "sklearn": {"storageUri": str(tmp_path), "args": ["--max-batch-size", "4"]},
+            }
+        },
+    }
+    warnings = parse(doc).warnings()
+    assert any(
+        w.startswith("spec.predictor.batcher.maxBatchSize: 32, but containerConcurrency: 1") for w in warnings
+    )
+    assert (
+        "spec.predictor.sklearn.args: --max-batch-size 4 overrides spec.predictor.batcher.maxBatchSize"
+        in " ".join(warnings)
+    )
+    doc["spec"]["predictor"] |= {"containerConcurrency": 64, "sklearn": {"storageUri": str(tmp_path)}}
+    assert not any("batcher" in w for w in parse(doc).warnings())
+
+
 def test_an_in_process_transformers_logger_is_said_to_replace_the_predictors() -> None:
     import yaml as _yaml
 

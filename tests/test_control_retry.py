@@ -300,3 +300,19 @@ def test_the_default_backoff_is_one_second_doubling_to_five_minutes(tmp_path: Pa
         delays.append(retry.delay_s)
     assert delays == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
     assert retry is not None and retry.message.startswith("gone (attempt 11 failed; retrying in 300 s, at ")
+
+
+def test_state_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """A spec kept in the state directory may hold credentials written in its storageUri (userinfo, a SAS
+    query), as the Secrets and the token do: 0600, like them."""
+    import stat
+
+    from serving.control.local.state import write_atomic
+
+    store = StateStore(tmp_path / "state")
+    store.prepare()
+    store.save("default", "leak", {"spec": {"storageUri": "http://alice:s3cret@127.0.0.1/m.joblib"}})
+    (saved,) = (tmp_path / "state" / "services").glob("*.json")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    write_atomic(tmp_path / "state" / "other", b"x")
+    assert stat.S_IMODE((tmp_path / "state" / "other").stat().st_mode) == 0o600

@@ -107,7 +107,9 @@ def read_token(state_dir: Path) -> str | None:
         return None
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """`data` at `path` whole or not at all (temp file, fsync, rename). Mode 0600: the specs kept here may
+    hold credentials written in a storageUri, as the Secrets and the token do."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

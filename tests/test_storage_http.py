@@ -263,7 +263,8 @@ def test_timeout_is_a_clear_error(tmp_path: Path) -> None:
 def test_too_big_refused(server: ArtifactServer, tmp_path: Path) -> None:
     url = server.put("/big/model.onnx", b"x" * 5000)
     config = StorageConfig(cache_dir=tmp_path / "cache", max_download_bytes=4096)
-    with pytest.raises(StorageError, match="larger than the download limit of 4096 bytes"):
+    # a refusal by policy: `serving up` does not fetch 2 GiB again and again on a backoff (apply again instead)
+    with pytest.raises(StorageRefused, match="larger than the download limit of 4096 bytes"):
         resolve(url, config)
 
 
@@ -271,7 +272,7 @@ def test_too_big_without_content_length_stops_streaming(server: ArtifactServer, 
     server.send_length = False
     url = server.put("/big/model.onnx", b"x" * 50_000)
     config = StorageConfig(cache_dir=tmp_path / "cache", max_download_bytes=4096)
-    with pytest.raises(StorageError, match="larger than the download limit of 4096 bytes"):
+    with pytest.raises(StorageRefused, match="larger than the download limit of 4096 bytes"):
         resolve(url, config)
     entry = next(config.cache_dir.iterdir())
     assert sorted(p.name for p in entry.iterdir()) == [".lock"]  # the partial download is gone

@@ -30,7 +30,7 @@ import orjson
 
 from serving.storage import leases
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
-from serving.storage.errors import StorageError, redact
+from serving.storage.errors import StorageError, StorageRefused, redact
 from serving.storage.kserve_secrets import headers_env
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def _install(
 def _stream_to(url: str, resp: httpx.Response, path: Path, max_bytes: int) -> tuple[str, int]:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise StorageError(
+        raise StorageRefused(  # by policy: not fetched again and again (a smaller object: apply again)
             f"{redact(url)}: {declared} bytes is larger than the download limit of {max_bytes} bytes"
         )
     digest = hashlib.sha256()
@@ -163,7 +163,7 @@ def _stream_to(url: str, resp: httpx.Response, path: Path, max_bytes: int) -> tu
         for chunk in resp.iter_bytes(CHUNK_BYTES):
             size += len(chunk)
             if size > max_bytes:
-                raise StorageError(f"{redact(url)}: larger than the download limit of {max_bytes} bytes")
+                raise StorageRefused(f"{redact(url)}: larger than the download limit of {max_bytes} bytes")
             digest.update(chunk)
             out.write(chunk)
         out.flush()

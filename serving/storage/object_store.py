@@ -148,7 +148,7 @@ def _download(
 ) -> None:
     total = sum(size for _, _, size, _ in listing)
     if total > config.max_download_bytes:
-        raise StorageError(
+        raise StorageRefused(  # by policy: not fetched again and again (a smaller object: apply again)
             f"{uri}: {total} bytes is larger than the download limit of {config.max_download_bytes}"
         )
     partial = entry / f".partial-{digest}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -26,6 +27,7 @@ from serving.spec import (
     SUPPORTED_FORMATS,
     InferenceService,
 )
+from serving.storage.credentials import AZURE_FILES
 
 # KServe's label, and Knative's (serving.knative.dev/ on a Service, networking.knative.dev/ on a Route): each warned
 VISIBILITY_LABELS = (
@@ -204,6 +206,12 @@ def _visibility(value: Any) -> str:
 
 def _unfetched_scheme(value: Any) -> str:
     scheme = str(value).split("://", 1)[0].lower() if "://" in str(value) else ""
+    if scheme == "https" and AZURE_FILES.match((urlsplit(str(value)).hostname or "").lower()):
+        return (
+            "an Azure Files share (KServe's https://ACCOUNT.file.core.windows.net/...) is not fetched here: the "
+            "revision will fail to load; put the model in a blob container (https://ACCOUNT.blob.core.windows.net/"
+            "CONTAINER/PATH or az://) or a path"
+        )
     return (
         f"'{scheme}://' is KServe's but not fetched here: the revision will fail to load; download the model "
         "and use a path, http(s)://, s3://, gs:// or az://"

@@ -191,3 +191,27 @@ def test_storage_pull_from_azure(azure: Azure, tmp_path: Path, monkeypatch: pyte
     assert bad.returncode != 0
     assert bad.stderr.startswith("error: az://models/iris: access denied (403)"), bad.stderr
     assert WRONG_KEY not in bad.stderr
+
+
+def test_kserves_other_azure_forms_dns_zone_blob_and_files() -> None:
+    """KServe's storage-initializer also reads https://ACCOUNT.zNN.blob.storage.azure.net/... as Azure Blob
+    (with the AZURE_* credentials, its own host), and refuses nothing for Azure Files; here an Azure Files share
+    is refused at fetch and warned at apply, never fetched as a plain https GET that answers 4xx."""
+    from serving.spec import parse
+    from serving.storage import StorageRefused
+    from serving.storage.credentials import filesystem_options, is_object_uri, parse_location
+
+    zoned = "https://acct.z12.blob.storage.azure.net/models/iris"
+    assert is_object_uri(zoned)
+    _, options = filesystem_options(parse_location(zoned), {"AZURE_STORAGE_SAS_TOKEN": "sv=x"}, 5)
+    assert options["account_name"] == "acct" and options["account_host"] == "acct.z12.blob.storage.azure.net"
+    files = "https://acct.file.core.windows.net/share/iris"
+    with pytest.raises(StorageRefused, match="Azure Files share is not fetched here"):
+        resolve(files, StorageConfig(cache_dir=Path("/nonexistent")))
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "f"},
+        "spec": {"predictor": {"sklearn": {"storageUri": files}}},
+    }
+    assert any("Azure Files share" in w for w in parse(doc).warnings())

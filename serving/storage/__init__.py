@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from serving.storage.credentials import is_object_uri
-from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.credentials import AZURE_FILES, is_object_uri
+from serving.storage.errors import StorageError, StorageRefused, redact
 from serving.storage.leases import release
 
 __all__ = [
@@ -94,6 +94,11 @@ def resolve(uri: str, config: StorageConfig) -> Path:
         from serving.storage import object_store
 
         return object_store.resolve_object_uri(uri, config)
+    if scheme == "https" and AZURE_FILES.match((urlsplit(uri).hostname or "").lower()):
+        raise StorageRefused(
+            f"{redact(uri)}: an Azure Files share is not fetched here (KServe's Azure Files form); put the model "
+            "in a blob container (https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH or az://) or a path"
+        )
     if scheme in ("http", "https"):
         from serving.storage import http
 

@@ -9,6 +9,7 @@ and returns the fsspec protocol and keyword arguments. Nothing here touches the 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ import orjson
 from serving.storage.errors import StorageError
 
 AZURE_HOST_SUFFIX = ".blob.core.windows.net"
+# KServe's other Azure Blob form: an account in a DNS zone (https://ACCOUNT.zNN.blob.storage.azure.net/...)
+_AZURE_DNS_ZONE = re.compile(r"^(?P<account>[^.]+)\.z\d{1,2}\.blob\.storage\.azure\.net$")
+# Azure Files (KServe's _AZURE_FILE_RE): a file share, not a blob container: not fetched here
+AZURE_FILES = re.compile(r"^[^.]+\.(file\.core\.windows\.net|z\d{1,2}\.file\.storage\.azure\.net)$")
 TRUE = ("1", "true", "yes", "on")
 SECRET_NAMES = (
     "AWS_SECRET_ACCESS_KEY",
@@ -43,6 +48,7 @@ class ObjectLocation:
     bucket: str  # bucket (s3, gs) or container (az)
     key: str  # object key or prefix inside the bucket, no leading slash ("" = the whole bucket)
     account: str | None = None  # Azure storage account, when the URI names it
+    host: str | None = None  # Azure: the account's blob host when it is not ACCOUNT.blob.core.windows.net
 
     @property
     def path(self) -> str:
@@ -54,15 +60,20 @@ def is_object_uri(uri: str) -> bool:
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("s3", "gs", "az"):
         return True
-    return scheme == "https" and (urlsplit(uri).hostname or "").endswith(AZURE_HOST_SUFFIX)
+    host = (urlsplit(uri).hostname or "").lower()
+    return scheme == "https" and (host.endswith(AZURE_HOST_SUFFIX) or _AZURE_DNS_ZONE.match(host) is not None)
 
 
 def parse_location(uri: str) -> ObjectLocation:
     """`ObjectLocation` for an object-store URI; `StorageError` naming the URI when it is malformed."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
-    if scheme == "https":  # https://ACCOUNT.blob.core.windows.net/container/prefix (KServe's Azure form)
-        account = (parts.hostname or "").removesuffix(AZURE_HOST_SUFFIX)
+    host = None
+    if scheme == "https":  # https://ACCOUNT.blob.core.windows.net/container/prefix (KServe's Azure forms)
+        hostname = (parts.hostname or "").lower()
+        zoned = _AZURE_DNS_ZONE.match(hostname)
+        account = zoned["account"] if zoned else hostname.removesuffix(AZURE_HOST_SUFFIX)
+        host = hostname if zoned else None
         bucket, _, key = unquote(parts.path).lstrip("/").partition("/")
         provider = "az"
     else:
@@ -75,7 +86,7 @@ def parse_location(uri: str) -> ObjectLocation:
         raise StorageError(f"{uri}: query strings and fragments are not part of an object-store URI")
     if any(seg in ("..", ".") for seg in key.split("/")):
         raise StorageError(f"{uri}: '.' and '..' path segments are not allowed in an object key")
-    return ObjectLocation(provider, bucket, key, account or None)
+    return ObjectLocation(provider, bucket, key, account or None, host)
 
 
 def filesystem_options(
@@ -235,6 +246,8 @@ def _azure_options(location: ObjectLocation, env: Mapping[str, str]) -> dict[str
     if endpoint:  # https: the host and any path (an account under a path), as account_host takes them
         parts = urlsplit(endpoint)
         options["account_host"] = (parts.netloc + parts.path).rstrip("/")
+    elif location.host:  # an account in a DNS zone: its own host
+        options["account_host"] = location.host
     if env.get("AZURE_STORAGE_ACCESS_KEY"):
         return {**options, "account_key": env["AZURE_STORAGE_ACCESS_KEY"]}
     if env.get("AZURE_STORAGE_SAS_TOKEN"):

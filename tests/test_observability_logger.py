@@ -91,7 +91,7 @@ async def test_full_queue_drops_and_counts_without_blocking() -> None:
 async def test_events_not_delivered_at_shutdown_are_counted_and_logged(caplog) -> None:  # noqa: ANN001
     registry = CollectorRegistry()
     caplog.set_level(logging.WARNING, logger="serving.payload_logger")
-    with receiving(delay_s=5.0) as (url, _):
+    with receiving(delay_s=1.0) as (url, _):
         logger = PayloadLogger(HttpSink(url), registry=registry, senders=2)
         for i in range(6):
             logger.offer(event(f"r-{i}"))

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     log_format.configure(getattr(args, "log_format", None))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # its SDK logs every request and response at INFO
     try:
         return int(args.func(args) or 0)
     except ServingError as exc:

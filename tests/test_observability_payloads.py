@@ -133,10 +133,14 @@ async def test_metadata_headers_reach_every_event_as_kserve_writes_them(iris: Pa
                 headers=[("x-user-id", "alice"), ("X-B3-TraceId", "abc"), ("authorization", "secret")],
             )
             await until(lambda: len(receiver.events) == 2, what="2 events")
-    assert answer.status_code == 200
-    for e in receiver.events:
+            bare = await client.post("/v1/models/iris:predict", content=V1)  # none of the listed headers
+            await until(lambda: len(receiver.events) == 4, what="4 events")
+    assert answer.status_code == bare.status_code == 200
+    listed = [e for e in receiver.events if e["id"] == answer.headers["x-request-id"]]
+    for e in listed:
         assert orjson.loads(e["metadata"]) == {"X-User-Id": ["alice"], "x-b3-traceid": ["abc"]}
         assert "annotations" not in e  # no logger.metadataAnnotations: no extension
+    assert all("metadata" not in e for e in receiver.events if e["id"] == bare.headers["x-request-id"])
 
 
 async def test_metadata_annotations_reach_every_event_as_kserves_agent_writes_them(iris: Path) -> None:

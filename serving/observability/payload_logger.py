@@ -103,13 +103,19 @@ class PayloadLogger:
         self.metrics.dropped.inc(events)
 
     def metadata(self, headers: list[tuple[bytes, bytes]]) -> str:
-        """KServe's `metadata` extension: the listed request headers, as JSON `{name: [values]}`."""
+        """KServe's `metadata` extension: the listed request headers it has, as JSON `{name: [values]}` ('' when
+        it has none of them: no extension, rather than `{}`). Values are read as UTF-8 (latin-1 when they are
+        not), as clients send them."""
         found: dict[str, list[str]] = {}
         for key, value in headers:
             name = self.metadata_headers.get(key)
             if name is not None:
-                found.setdefault(name, []).append(value.decode("latin-1"))
-        return orjson.dumps(found).decode()
+                try:
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = value.decode("latin-1")
+                found.setdefault(name, []).append(text)
+        return orjson.dumps(found).decode() if found else ""
 
     def _start(self) -> None:
         self._wakeup = asyncio.Event()

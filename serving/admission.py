@@ -50,9 +50,8 @@ class Admission:
 
     def waiting(self, model: str, job: Future[Any]) -> None:
         blind = self._blind.setdefault(model, deque())
-        if len(blind) > 2 * (
-            self.max_queue + self.threads
-        ):  # calls that ended without a service time (raised)
+        # calls that ended without a service time (they raised) are dropped before the line outgrows the queue
+        if len(blind) > 2 * (self.max_queue + self.threads):
             self._blind[model] = blind = deque(j for j in blind if not j.done())
         blind.append(job)
 

@@ -316,3 +316,23 @@ def test_state_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     write_atomic(tmp_path / "state" / "other", b"x")
     assert stat.S_IMODE((tmp_path / "state" / "other").stat().st_mode) == 0o600
+
+
+@pytest.mark.asyncio
+async def test_the_runtime_a_revision_was_given_is_said(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """Nothing but the process's command line said which ServingRuntime a revision got (a restart may select
+    another, README says): one line as the revision starts."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="serving.local")
+    model = _model(tmp_path / "iris")
+    plane = _plane(tmp_path)
+    await plane.start()
+    try:
+        await plane.apply_runtimes([_runtime("sk9", "9")])
+        await plane.apply(parse(_isvc("v9", str(model), "9")), _isvc("v9", str(model), "9"))
+        await _until(lambda: _ready(plane, "v9"))
+    finally:
+        await plane.shutdown()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().endswith("ServingRuntime sk9 selected")]
+    assert said and said[0].startswith("revision v9-"), said

@@ -672,6 +672,8 @@ class LocalControlPlane:
         flags = (*self.predictor_flags, *runtime_flags)
         runner = RevisionRunner(revision, Path("."), log_dir, self._changed, flags, self.replica_factory)
         runner.runtime = selected
+        if selected is not None:  # which runtime a revision was given: said once, as it is started
+            log.info("revision %s: %s %s selected", revision.name, selected.kind, selected.metadata.name)
         runner.secret = self._secret_lookup(revision.namespace)
         if _remote(revision):
             runner.fetching = True

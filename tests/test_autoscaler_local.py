@@ -144,7 +144,7 @@ async def test_a_replica_woken_from_zero_is_not_stopped_before_it_is_ready(
     """A request wakes the revision and leaves (its timeout passed) while the replica still loads its model:
     with no load left the window would say zero, but the loading replica is kept until it is ready (stopped
     while loading, every request would wake one that is stopped the same way: the service never answers).
-    Once ready and idle for the window, it goes; `actual_replicas` counts it while it starts, not when failed."""
+    Once ready it stays one window, then, idle, goes; `actual_replicas` counts it while it starts."""
     sink, load, registry = Sink(), RevisionLoad(), CollectorRegistry()
     control = _plane(tmp_path, sink, load, registry)
     await control.start()
@@ -167,7 +167,11 @@ async def test_a_replica_woken_from_zero_is_not_stopped_before_it_is_ready(
         assert f'serving_autoscaler_actual_replicas{{isvc="iris",revision="{revision}"}} 1.0' in exposition
         loading.loaded()
         await _until(lambda: _ready(sink) == [1])
-        await _until(lambda: _running() == 0, timeout_s=10)  # ready, idle for the window: scaled to zero
+        ready_at = clock.now
+        # kept one window after it is ready, so the next sparse request finds it (the one that woke it left)
+        await _until(lambda: clock.now > ready_at + 5)
+        assert _running() == 1, "the woken replica went before a window had passed"
+        await _until(lambda: _running() == 0, timeout_s=10)  # idle for that window: scaled to zero
     finally:
         await control.shutdown()
 

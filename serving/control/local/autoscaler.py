@@ -61,6 +61,8 @@ class RevisionScaler:
     hold_until_s: float = 0.0  # ... and keeps that scale until then: one stable window
     last_count: tuple[float, int] | None = None  # (time, started requests) for rps
     decision: Decision | None = None
+    ready_before: int = 0  # ready replicas at the last decision
+    woken_until_s: float = 0.0  # woken from zero: its replica kept until then (one window after it is ready)
 
     def sample(self, now_s: float, value: float) -> None:
         self.samples.append(Sample(now_s, value))
@@ -81,6 +83,15 @@ class RevisionScaler:
         decision = self.kpa.decide(self.samples, fleet.ready, now_s)
         if waiting and decision.desired < 1:  # the activator holds requests: never zero under them
             decision = replace(decision, desired=1, reason=f"{waiting} request(s) held by the activator")
+        if self.ever_ready and fleet.ready and not self.ready_before:
+            # Woken from zero, its replica just ready: kept one window, as a fresh revision keeps its initial
+            # scale, so the next sparse request finds it (the one that woke it may have left while it loaded)
+            self.woken_until_s = now_s + self.knobs.stable_window_s
+        self.ready_before = fleet.ready
+        if now_s < self.woken_until_s and decision.desired < 1:
+            window = self.knobs.stable_window_s
+            reason = f"woken from zero: its replica kept one window ({window:g}s) after it became ready"
+            decision = replace(decision, desired=1, reason=reason)
         if not fleet.ready and fleet.starting > decision.desired:
             # Woken from zero by a request that left (it timed out) before its replica was ready: that replica
             # is kept until it is, and the window decides after; stopped while loading, the next request

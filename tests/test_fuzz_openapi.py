@@ -25,7 +25,7 @@ from serving.http.openapi import build_document
 from serving.repository import ModelRepository
 from tests.inprocess import InProcessServer, serving_inprocess
 
-FUZZ_EXAMPLES = os.environ.get("SERVING_FUZZ_EXAMPLES", "15")
+FUZZ_EXAMPLES = os.environ.get("SERVING_FUZZ_EXAMPLES", "10")
 FUZZ_SEED = os.environ.get("SERVING_FUZZ_SEED", "20240607")
 
 

@@ -82,6 +82,22 @@ def test_loadtest_against_a_url_has_no_failures_and_writes_reports(iris_server, 
         )
         for scenario, shape, processes in RUNS
     }
+    # beside them (one Locust start-up less for the suite): a run whose every request fails exits 1
+    failing = start_loadtest(
+        *(
+            "v2-json",
+            "--url",
+            iris_server.url,
+            "--model",
+            "no-such-model",
+            "--users",
+            "2",
+            "--duration",
+            "1s",
+        ),
+        *("--out", str(tmp_path / "failing")),
+    )
+    _assert_failures_over_the_threshold_exit_1(finished(failing), tmp_path / "failing")
     for scenario, _, processes in RUNS:
         run, out = finished(runs[scenario]), tmp_path / scenario
         assert run.returncode == 0, f"{scenario}: {run.stdout}{run.stderr}"
@@ -139,27 +155,14 @@ def test_processes_are_refused_where_they_would_lose_counts(tmp_path: Path) -> N
     assert not (tmp_path / "locust.json").exists()
 
 
-def test_failures_over_the_threshold_give_a_nonzero_exit_code(iris_server, tmp_path: Path) -> None:
-    run = loadtest(
-        "v2-json",
-        "--url",
-        iris_server.url,
-        "--model",
-        "no-such-model",
-        "--users",
-        "2",
-        "--duration",
-        "1s",
-        "--out",
-        str(tmp_path),
-    )
+def _assert_failures_over_the_threshold_exit_1(run: subprocess.CompletedProcess, out: Path) -> None:
     assert run.returncode == 1, run.stdout + run.stderr
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["failures"] == summary["requests"]
     assert "exceeds" in run.stderr
     # its process counted; whether 1 s was sampled past Locust's start-up depends on the machine's load (a
     # short run's `measured: false` is checked with a controlled process in test_loadtest_report.py)
-    generator = json.loads((tmp_path / "generator.json").read_text())
+    generator = json.loads((out / "generator.json").read_text())
     assert generator["processes"] >= 1 and (generator["measured"] or generator["busiest_cpu_share"] == 0), (
         generator
     )

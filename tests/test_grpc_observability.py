@@ -165,7 +165,9 @@ async def test_a_burst_woken_from_zero_waits_for_room_over_grpc(replica: InProce
                 asyncio.ensure_future(channel.unary_unary(INFER)(echo_request(0.02), timeout=30))
                 for _ in range(15)
             ]
-            await _until(lambda: router.activator.queued(route, cold))
+            # every call held before the wake (one arriving after the line drained goes straight on, as over
+            # HTTP: the replica's own queue bounds those)
+            await _until(lambda: router.load.held.get(("default", "iris-cold1"), 0) == 15)
             woken = Arm("iris-cold1", 100, "stable", "latest", (replica.url,))  # its gRPC port asked of it
             router.set_table(
                 RouteTable(
@@ -180,7 +182,7 @@ async def test_a_burst_woken_from_zero_waits_for_room_over_grpc(replica: InProce
             done = await asyncio.gather(*calls, return_exceptions=True)
     finally:
         await proxy.stop(1)
-    assert [type(d).__name__ for d in done if not isinstance(d, bytes)] == []
+    assert [f"{d.code().name}: {d.details()}" for d in done if not isinstance(d, bytes)] == []
 
 
 async def _until(check: Any, timeout_s: float = 10.0) -> None:

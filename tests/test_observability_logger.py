@@ -185,7 +185,7 @@ async def test_file_sink_that_cannot_write_counts_failures(tmp_path: Path) -> No
     await logger.aclose()
 
 
-def test_ce_header_values_are_percent_encoded_where_a_decoding_receiver_would_change_them() -> None:
+async def test_ce_header_values_are_percent_encoded_where_a_decoding_receiver_would_change_them() -> None:
     """CloudEvents' HTTP binding: receivers percent-decode `ce-` values. A `%` in a client's request id is sent
     as `%25` (decoded, `%41` had become `A`: the id no longer matched the echoed one) and non-ASCII as UTF-8
     escapes (raw, it arrived garbled); plain values, and the quotes of `ce-metadata`'s JSON, go as they are."""

@@ -6,6 +6,8 @@ status saying when. In-process: fake replicas (tests.test_control_local) and sho
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,25 @@ def _plane(tmp_path: Path, **options: Any) -> LocalControlPlane:
     FakeReplica.instances.clear()
     FakeReplica.failing.clear()
     return LocalControlPlane(StateStore(tmp_path / "state"), Sink(), replica_factory=FakeReplica, **options)
+
+
+@pytest.fixture
+def artifacts() -> Iterator[ArtifactServer]:
+    """A real http artifact server on loopback (tests.test_storage_http), for the fetches to read."""
+    server = ArtifactServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@asynccontextmanager
+async def running(plane: LocalControlPlane) -> AsyncIterator[LocalControlPlane]:
+    await plane.start()
+    try:
+        yield plane
+    finally:
+        await plane.shutdown()
 
 
 def _message(plane: LocalControlPlane, name: str) -> str:
@@ -113,12 +134,10 @@ async def test_a_service_no_runtime_served_is_selected_again_when_a_runtime_is_d
 
 
 @pytest.mark.asyncio
-async def test_a_missing_object_is_fetched_again_with_backoff_until_it_appears(tmp_path: Path) -> None:
-    artifacts = ArtifactServer()
-    artifacts.thread.start()
-    plane = _plane(tmp_path, retry_first_s=0.05, retry_max_s=0.2)
-    await plane.start()
-    try:
+async def test_a_missing_object_is_fetched_again_with_backoff_until_it_appears(
+    tmp_path: Path, artifacts: ArtifactServer
+) -> None:
+    async with running(_plane(tmp_path, retry_first_s=0.05, retry_max_s=0.2)) as plane:
         url = f"{artifacts.url}/models/iris.joblib"
         await plane.apply(parse(_isvc("late", url)), _isvc("late", url))
         await _until(lambda: "retrying in 0.05 s" in _message(plane, "late"))
@@ -131,10 +150,6 @@ async def test_a_missing_object_is_fetched_again_with_backoff_until_it_appears(t
         await _until(lambda: _ready(plane, "late"))
         assert _message(plane, "late") == "" and not plane._retries, "ready: the backoff is reset"
         assert artifacts.count("/models/iris.joblib", 404) >= 4
-    finally:
-        await plane.shutdown()
-        artifacts.httpd.shutdown()
-        artifacts.httpd.server_close()
 
 
 @pytest.mark.asyncio
@@ -153,13 +168,9 @@ async def test_a_local_path_that_appears_later_is_served(tmp_path: Path) -> None
 
 @pytest.mark.asyncio
 async def test_a_downloaded_model_that_fails_to_load_is_retried_with_backoff_not_in_a_hot_loop(
-    tmp_path: Path,
+    tmp_path: Path, artifacts: ArtifactServer
 ) -> None:
-    artifacts = ArtifactServer()
-    artifacts.thread.start()
-    plane = _plane(tmp_path, retry_first_s=0.1, retry_max_s=0.4)
-    await plane.start()
-    try:
+    async with running(_plane(tmp_path, retry_first_s=0.1, retry_max_s=0.4)) as plane:
         url = artifacts.put("/models/bad.joblib", b"not a model")
         FakeReplica.failing.add(str(tmp_path / "state" / "cache"))  # a model from the download cache fails
         await plane.apply(parse(_isvc("bad", url)), _isvc("bad", url))
@@ -179,10 +190,6 @@ async def test_a_downloaded_model_that_fails_to_load_is_retried_with_backoff_not
             await plane.reconcile()
         assert not plane._retries and len(FakeReplica.instances) == started, "a local model is not retried"
         assert _message(plane, "local") == "model failed to load"
-    finally:
-        await plane.shutdown()
-        artifacts.httpd.shutdown()
-        artifacts.httpd.server_close()
 
 
 @pytest.mark.asyncio
@@ -252,42 +259,32 @@ async def test_an_object_applied_while_a_fetch_runs_makes_its_failure_go_again_a
 
 
 @pytest.mark.asyncio
-async def test_a_revision_fetched_again_with_other_content_says_so(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+async def test_a_revision_fetched_again_with_other_content_says_so(
+    tmp_path: Path,
+    artifacts: ArtifactServer,
+    caplog,  # noqa: ANN001
+) -> None:
     """A restart of `serving up` fetches each revision's model again: if its URI's object changed meanwhile,
     the revision (same name) now serves the new content, as a recreated KServe pod would. It is said, naming
     the revision, instead of happening silently; the same content again says nothing."""
     import logging
 
     caplog.set_level(logging.WARNING, logger="serving.local")
-    artifacts = ArtifactServer()
-    artifacts.thread.start()
-    try:
-        url = artifacts.put("/chg/model.joblib", b"version one")
-        plane = _plane(tmp_path)
-        await plane.start()
-        try:
-            await plane.apply(parse(_isvc("chg", url)), _isvc("chg", url))
-            await _until(lambda: _ready(plane, "chg"))
-        finally:
-            await plane.shutdown()
-        for content, changed in ((b"version one", False), (b"version two", True)):
-            artifacts.put("/chg/model.joblib", content)
-            caplog.clear()
-            plane = _plane(tmp_path)  # `serving up` restarted on the same state directory
-            await plane.start()
-            try:
-                await _until(lambda plane=plane: _ready(plane, "chg"))
-            finally:
-                await plane.shutdown()
-            said = [
-                r.getMessage()
-                for r in caplog.records
-                if "changed since the revision first fetched" in r.getMessage()
-            ]
-            assert bool(said) is changed, said
-    finally:
-        artifacts.httpd.shutdown()
-        artifacts.httpd.server_close()
+    url = artifacts.put("/chg/model.joblib", b"version one")
+    async with running(_plane(tmp_path)) as plane:
+        await plane.apply(parse(_isvc("chg", url)), _isvc("chg", url))
+        await _until(lambda: _ready(plane, "chg"))
+    for content, changed in ((b"version one", False), (b"version two", True)):
+        artifacts.put("/chg/model.joblib", content)
+        caplog.clear()
+        async with running(_plane(tmp_path)) as plane:  # `serving up` restarted on the same state directory
+            await _until(lambda plane=plane: _ready(plane, "chg"))
+        said = [
+            r.getMessage()
+            for r in caplog.records
+            if "changed since the revision first fetched" in r.getMessage()
+        ]
+        assert bool(said) is changed, said
 
 
 def test_the_default_backoff_is_one_second_doubling_to_five_minutes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from serving.router.app import Router
 from serving.router.grpc_proxy import GrpcProxy
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from tests.inprocess import InProcessServer, serving_inprocess
-from tests.test_grpc_router import INFER, grpc_target, infer_request
+from tests.test_grpc_router import INFER, fronted, grpc_target, infer_request
 
 pytestmark = pytest.mark.asyncio
 
@@ -153,35 +153,21 @@ async def test_a_burst_woken_from_zero_waits_for_room_over_grpc(replica: InProce
     """containerConcurrency 1, scaled to zero: the activator lets held calls go one at a time as room frees
     (each counts as in flight before any await: the first asks the woken replica for its gRPC port), so none
     overflows the replica (`--max-concurrency 1` refuses past 10 waiting) and none is refused."""
-    router = Router(metrics=RouterMetrics())
     cold = Arm("iris-cold1", 100, "stable", "latest", ())
-    route = ServiceRoute("iris", "default", (cold,), activator=True, replica_concurrency=1)
-    router.set_table(RouteTable({("default", "iris"): route}, version=1))
-    proxy = GrpcProxy(router)
-    port = await proxy.start("127.0.0.1", 0)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            calls = [
-                asyncio.ensure_future(channel.unary_unary(INFER)(echo_request(0.02), timeout=30))
-                for _ in range(15)
-            ]
-            # every call held before the wake (one arriving after the line drained goes straight on, as over
-            # HTTP: the replica's own queue bounds those)
-            await _until(lambda: router.load.held.get(("default", "iris-cold1"), 0) == 15)
-            woken = Arm("iris-cold1", 100, "stable", "latest", (replica.url,))  # its gRPC port asked of it
-            router.set_table(
-                RouteTable(
-                    {
-                        ("default", "iris"): ServiceRoute(
-                            "iris", "default", (woken,), activator=True, replica_concurrency=1
-                        )
-                    },
-                    version=2,
-                )
-            )
-            done = await asyncio.gather(*calls, return_exceptions=True)
-    finally:
-        await proxy.stop(1)
+    async with fronted(
+        ServiceRoute("iris", "default", (cold,), activator=True, replica_concurrency=1)
+    ) as front:
+        calls = [
+            asyncio.ensure_future(front.channel.unary_unary(INFER)(echo_request(0.02), timeout=30))
+            for _ in range(15)
+        ]
+        # every call held before the wake (one arriving after the line drained goes straight on, as over
+        # HTTP: the replica's own queue bounds those)
+        await _until(lambda: front.router.load.held.get(("default", "iris-cold1"), 0) == 15)
+        woken = Arm("iris-cold1", 100, "stable", "latest", (replica.url,))  # its gRPC port asked of it
+        route = ServiceRoute("iris", "default", (woken,), activator=True, replica_concurrency=1)
+        front.router.set_table(RouteTable({("default", "iris"): route}, version=2))
+        done = await asyncio.gather(*calls, return_exceptions=True)
     assert [f"{d.code().name}: {d.details()}" for d in done if not isinstance(d, bytes)] == []
 
 

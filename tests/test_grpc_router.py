@@ -10,6 +10,8 @@ import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -86,6 +88,27 @@ async def proxied(
     port = await proxy.start("127.0.0.1", 0)
     try:
         yield router, f"127.0.0.1:{port}"
+    finally:
+        await proxy.stop(1)
+
+
+@dataclass
+class Front:
+    router: Router
+    proxy: GrpcProxy
+    channel: grpc.aio.Channel
+
+
+@asynccontextmanager
+async def fronted(*routes: ServiceRoute, router: Router | None = None) -> AsyncIterator[Front]:
+    """A router's gRPC front in this loop with these routes (a table made by hand), and a channel to it."""
+    router = router or Router(metrics=RouterMetrics())
+    router.set_table(RouteTable({(r.namespace, r.name): r for r in routes}, version=1))
+    proxy = GrpcProxy(router)
+    port = await proxy.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield Front(router, proxy, channel)
     finally:
         await proxy.stop(1)
 
@@ -197,11 +220,7 @@ async def test_calls_go_to_the_least_busy_replica(
     robin sent every Nth call to wait behind a long one)."""
     stable, canary, _ = predictors
     busy, idle = grpc_target(stable), grpc_target(canary)
-    router = Router(metrics=RouterMetrics())
     arm = Arm("iris-two1", 100, "stable", "latest", (stable.url, canary.url), (busy, idle))
-    router.set_table(RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}, version=1))
-    proxy = GrpcProxy(router)
-    port = await proxy.start("127.0.0.1", 0)
 
     def grpc_answers(server: InProcessServer) -> float:
         import httpx
@@ -213,13 +232,10 @@ async def test_calls_go_to_the_least_busy_replica(
         return float(found[0]) if found else 0.0
 
     before = grpc_answers(stable), grpc_answers(canary)
-    proxy._outstanding[busy] = 3  # three long calls in flight there
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            for _ in range(6):
-                await channel.unary_unary(INFER)(infer_request(), timeout=10)
-    finally:
-        await proxy.stop(1)
+    async with fronted(ServiceRoute("iris", "default", (arm,))) as front:
+        front.proxy._outstanding[busy] = 3  # three long calls in flight there
+        for _ in range(6):
+            await front.channel.unary_unary(INFER)(infer_request(), timeout=10)
     assert (grpc_answers(stable) - before[0], grpc_answers(canary) - before[1]) == (0, 6)
 
 
@@ -292,18 +308,13 @@ async def test_a_request_held_at_zero_gets_deadline_exceeded_at_its_own_timeout(
     router = Router(metrics=RouterMetrics())
     router.activator.timeout_s = 5.0
     cold = Arm("iris-cold1", 100, "stable", "latest", ())
-    route = ServiceRoute("iris", "default", (cold,), activator=True, timeout_s=0.4)
-    router.set_table(RouteTable({("default", "iris"): route}, version=1))
-    proxy = GrpcProxy(router)
-    port = await proxy.start("127.0.0.1", 0)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            started = time.monotonic()
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await channel.unary_unary(INFER)(infer_request(), timeout=10)
-            took = time.monotonic() - started
-    finally:
-        await proxy.stop(1)
+    async with fronted(
+        ServiceRoute("iris", "default", (cold,), activator=True, timeout_s=0.4), router=router
+    ) as front:
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await front.channel.unary_unary(INFER)(infer_request(), timeout=10)
+        took = time.monotonic() - started
     assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, refused.value.details()
     assert "within 0.4s" in (refused.value.details() or "")
     assert took < 3  # at the route's 0.4 s, not the activator's 5 s
@@ -313,18 +324,10 @@ async def test_a_request_whose_timeout_is_spent_is_not_sent_on() -> None:
     """Nothing left of the route's timeout (spent in the activator): DEADLINE_EXCEEDED without calling the
     replica, as the HTTP path answers 504 (here the timeout is spent before anything: the replica is never
     dialled, so an UNAVAILABLE would mean it was)."""
-    router = Router(metrics=RouterMetrics())
     arm = Arm("iris-spent1", 100, "stable", "latest", ("http://127.0.0.1:9",), (f"127.0.0.1:{free_port()}",))
-    route = ServiceRoute("iris", "default", (arm,), timeout_s=1e-9)
-    router.set_table(RouteTable({("default", "iris"): route}, version=1))
-    proxy = GrpcProxy(router)
-    port = await proxy.start("127.0.0.1", 0)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await channel.unary_unary(INFER)(infer_request(), timeout=10)
-    finally:
-        await proxy.stop(1)
+    async with fronted(ServiceRoute("iris", "default", (arm,), timeout_s=1e-9)) as front:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await front.channel.unary_unary(INFER)(infer_request(), timeout=10)
     assert refused.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED, refused.value.details()
     assert dict(refused.value.trailing_metadata() or ())["x-serving-revision"] == "iris-spent1"
 
@@ -432,19 +435,10 @@ async def test_a_request_that_kills_replicas_reaches_two_not_every_one(tmp_path:
     ]
     try:
         targets = tuple(f"127.0.0.1:{int(replica.stdout.readline())}" for replica in replicas)  # type: ignore[union-attr]
-        router = Router(metrics=RouterMetrics())
         arm = Arm("poison-rev1", 100, "stable", "latest", ("http://127.0.0.1:9",), targets)
-        router.set_table(
-            RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,))}, version=1)
-        )
-        proxy = GrpcProxy(router)
-        port = await proxy.start("127.0.0.1", 0)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await channel.unary_unary(INFER)(infer_request(), timeout=30)
-        finally:
-            await proxy.stop(1)
+        async with fronted(ServiceRoute("iris", "default", (arm,))) as front:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await front.channel.unary_unary(INFER)(infer_request(), timeout=30)
         assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, refused.value.details()
         assert "not sent again" in (refused.value.details() or "")
         pids = deliveries.read_text().split()

@@ -459,3 +459,38 @@ async def test_metadata_is_bounded_at_64_kib_on_every_hop_not_at_random(proxied:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await channel.unary_unary(INFER)(infer_request(), metadata=(("x-big", "a" * 70_000),), timeout=10)
     assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_call_whose_replicas_are_restarting_waits_for_one_as_over_http(
+    predictors: tuple[InProcessServer, InProcessServer, InProcessServer],
+) -> None:
+    """A replica killed (kill -9) and not replaced yet: its gRPC port refuses. With the activator on (every
+    `serving up` service that has not failed), the call waits for a replica and goes on to it, as an HTTP
+    request does, instead of UNAVAILABLE at once; the replica is marked down for HTTP requests too. Without
+    the activator it is UNAVAILABLE at once, saying none could be reached."""
+    import asyncio
+    import time
+
+    stable = predictors[0]
+    dead_http, dead_grpc = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    gone = Arm("iris-1", 100, "stable", "latest", (dead_http,), (dead_grpc,))
+    back = Arm("iris-1", 100, "stable", "latest", (stable.url,), (grpc_target(stable),))
+
+    def route(arm: Arm, activator: bool = True) -> ServiceRoute:
+        return ServiceRoute("iris", "default", (arm,), activator=activator)
+
+    async with fronted(route(gone, activator=False)) as front:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await front.channel.unary_unary(INFER)(infer_request(), timeout=10)
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "none could be reached" in (refused.value.details() or ""), refused.value.details()
+
+    async with fronted(route(gone)) as front:
+        call = asyncio.ensure_future(revision_of(front.channel, infer_request()))
+        while not front.router.load.held.get(("default", "iris-1")):  # waiting in the activator
+            if call.done():
+                raise AssertionError(f"answered before a replica was back: {call.exception()}")
+            await asyncio.sleep(0.01)
+        assert front.router.upstreams.down_until[dead_http] > time.monotonic()
+        front.router.set_table(RouteTable({("default", "iris"): route(back)}, 2))  # the replacement is ready
+        assert await call == "iris-1"

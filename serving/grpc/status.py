@@ -16,6 +16,7 @@ GRPC_CODES: dict[int, grpc.StatusCode] = {
     415: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.UNAVAILABLE,  # overload: retry soon (Triton answers UNAVAILABLE for a full queue)
     500: grpc.StatusCode.INTERNAL,
+    501: grpc.StatusCode.UNIMPLEMENTED,
     502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -46,7 +47,7 @@ def trailing_metadata(error: ServingError) -> tuple[tuple[str, str], ...]:
     return tuple((key.lower(), value) for key, value in error.headers.items())
 
 
-_HTTP_OF = {code: status for status, code in GRPC_CODES.items() if status not in (415, 429, 502)}
+_HTTP_OF = {code: status for status, code in GRPC_CODES.items() if status not in (415, 429, 501, 502)}
 _HTTP_OF[grpc.StatusCode.OK] = 200
 _HTTP_OF[grpc.StatusCode.UNAVAILABLE] = 503
 

@@ -41,7 +41,7 @@ from serving.observability.grpc_calls import CLIENT_GONE, REQUEST_ID_KEY
 from serving.router.activator import timed_out
 from serving.router.app import Router
 from serving.router.table import Arm, ServiceRoute
-from serving.router.upstream import MAX_CLOSED_DELIVERIES
+from serving.router.upstream import DOWN_FOR_S, MAX_CLOSED_DELIVERIES
 
 log = logging.getLogger("serving.router.grpc")
 PROXIED = ("ModelInfer", "ModelReady", "ModelMetadata", "ModelConfig")
@@ -226,51 +226,31 @@ class GrpcProxy:
         arrived: float,
         outcome: _Outcome,
     ) -> bytes:
-        revision = ((REVISION_KEY, arm.revision),)
-        trailer = revision + outcome.id_metadata()  # an error's trailing metadata: who and which request
         # In flight from here, before any await: a request let go by the activator counts against the arm's
         # containerConcurrency at once, so the next in line does not see room that is already taken.
         started, code = time.monotonic(), 500
         self.router.request_started(route, arm)
+        outcome.sent_to = arm
         try:
-            targets = await self._grpc_targets(arm)
-            if not targets:
-                code = 501
-                await context.abort(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"revision {arm.revision!r} of {route.name!r} serves "
-                    "REST only (a transformer in front of its predictor, or no gRPC port)",
-                    trailer,
-                )
-            remaining = context.time_remaining()
-            left = route.timeout_s - (time.monotonic() - arrived)  # a hold in the activator counted
-            if left <= 0:  # the hold used it all: as over HTTP, a 504 without calling the replica
-                code = 504
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, timed_out(route, arm).message, trailer)
-            timeout = left if remaining is None else min(remaining, left)
-            dropped = _KEYS_AND_ID if outcome.request_id else _KEYS
-            # the id the router chose goes on: the replica logs the same one
-            forwarded = (
-                tuple((k, v) for k, v in metadata if not k.startswith(":") and k not in dropped)
-                + outcome.id_metadata()
-            )
             try:
-                result = await self._call_arm(method, raw, forwarded, targets, timeout)
+                result, route_timeout = await self._send(
+                    method, raw, metadata, route, context, arrived, outcome
+                )
             except ServingError as exc:
                 code = exc.status_code
-                trailing = tuple(trailing_metadata(exc)) + trailer
+                trailing = tuple(trailing_metadata(exc)) + outcome.trailer()
                 await context.abort(grpc_code(exc.status_code), bounded(exc.message), trailing)
+            arm = outcome.sent_to
             if isinstance(result, grpc.aio.AioRpcError):
-                route_timeout = timeout < remaining if remaining is not None else True
                 code = http_status(result.code())
                 if result.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not route_timeout:
                     code = CLIENT_GONE  # the client's own deadline passed: it left, as over HTTP
                 # the replica's own id is the router's (sent on): once is enough
                 theirs = tuple((k, v) for k, v in result.trailing_metadata() or () if k != REQUEST_ID_KEY)
                 details = _clearer(result, route, arm, route_timeout)
-                await context.abort(result.code(), details, theirs + trailer)
+                await context.abort(result.code(), details, theirs + outcome.trailer())
             code = 200
-            await context.send_initial_metadata(revision)
+            await context.send_initial_metadata(((REVISION_KEY, arm.revision),))
             if outcome.request_id:
                 context.set_trailing_metadata(outcome.id_metadata())
             return result
@@ -279,22 +259,91 @@ class GrpcProxy:
             raise
         finally:
             outcome.status = code
-            self.router.request_finished(route, arm, code, time.monotonic() - started)
+            self.router.request_finished(route, outcome.sent_to, code, time.monotonic() - started)
 
-    async def _grpc_targets(self, arm: Arm) -> tuple[str, ...]:
-        """The arm's gRPC targets: from the route table, else asked once of each replica (`GET /serving/grpc-port`,
-        answered by `serving serve --grpc-port`); a replica without gRPC (a transformer) stays REST only."""
+    async def _send(
+        self,
+        method: str,
+        raw: bytes,
+        metadata: tuple[tuple[str, str], ...],
+        route: ServiceRoute,
+        context: Context,
+        arrived: float,
+        outcome: _Outcome,
+    ) -> tuple[bytes | grpc.aio.AioRpcError, bool]:
+        """The upstream's answer (or its error) for the call, and whether its timeout was the route's. A call
+        that reached no replica (they are restarting: a crash, kill -9) waits in the activator for one and goes
+        again, once, within what is left of its timeout, as over HTTP; `outcome.sent_to` follows the arm."""
+        arm = outcome.sent_to
+        dropped = _KEYS_AND_ID if outcome.request_id else _KEYS
+        # the id the router chose goes on: the replica logs the same one
+        forwarded = (
+            tuple((k, v) for k, v in metadata if not k.startswith(":") and k not in dropped)
+            + outcome.id_metadata()
+        )
+        try:
+            targets = await self._grpc_targets(route, arm)
+            timeout, route_timeout = self._time_left(route, arm, arrived, context)
+            return await self._call_arm(method, raw, forwarded, targets, timeout), route_timeout
+        except _Unreached as unreached:
+            if not route.activator:
+                raise unreached.error() from None
+            closed = unreached.closed
+        fresh = await self.router.activator.hold(route, arm, arrived + route.timeout_s, counted=True)
+        if fresh is not arm:  # counted on the arm it goes to
+            self.router.request_withdrawn(route, arm)
+            outcome.sent_to = arm = fresh
+            outcome.revision, outcome.arm = arm.revision, arm.role
+            self.router.request_started(route, arm)
+        try:
+            targets = await self._grpc_targets(route, arm)
+            timeout, route_timeout = self._time_left(route, arm, arrived, context)
+            return await self._call_arm(method, raw, forwarded, targets, timeout, closed), route_timeout
+        except _Unreached as again:
+            raise again.error() from None
+
+    @staticmethod
+    def _time_left(route: ServiceRoute, arm: Arm, arrived: float, context: Context) -> tuple[float, bool]:
+        """The call's timeout from now: what is left of its route's (a hold in the activator counted) or of the
+        client's deadline, whichever ends first; and whether it is the route's. None left of the route's: a
+        504, as over HTTP, without calling the replica."""
+        left = route.timeout_s - (time.monotonic() - arrived)
+        if left <= 0:
+            raise timed_out(route, arm)
+        remaining = context.time_remaining()
+        if remaining is None or left <= remaining:
+            return left, True
+        return remaining, False
+
+    async def _grpc_targets(self, route: ServiceRoute, arm: Arm) -> tuple[tuple[str, str], ...]:
+        """The arm's (replica, gRPC target) pairs: targets from the route table, else asked once of each replica
+        (`GET /serving/grpc-port`, answered by `serving serve --grpc-port`); a replica without gRPC (a
+        transformer) stays REST only. The replica (its base URL) is what the router marks down when its target
+        cannot be reached, so that HTTP requests and the activator skip it too. Replicas that could not be
+        asked, and none found: _Unreached (they are restarting), not REST only."""
         if arm.grpc_endpoints:
-            return arm.grpc_endpoints
+            if len(arm.grpc_endpoints) == len(arm.endpoints):
+                return tuple(zip(arm.endpoints, arm.grpc_endpoints, strict=True))
+            return tuple((target, target) for target in arm.grpc_endpoints)
         found = []
+        unasked = False
         for endpoint in arm.endpoints:
             target = self._discovered.get(endpoint)
             if target is None:
                 target = await self._ask_grpc_port(endpoint)
                 if target is not None:
                     self._discovered[endpoint] = target
+                else:
+                    unasked = True
             if target:
-                found.append(target)
+                found.append((endpoint, target))
+        if not found and unasked:
+            raise _Unreached(None, 0)
+        if not found:
+            raise _RestOnly(
+                f"revision {arm.revision!r} of {route.name!r} serves "
+                "REST only (a transformer in front of its predictor, or no gRPC port)"
+            )
         return tuple(found)
 
     async def _ask_grpc_port(self, endpoint: str) -> str | None:
@@ -316,30 +365,35 @@ class GrpcProxy:
         method: str,
         raw: bytes,
         metadata: tuple[tuple[str, str], ...],
-        endpoints: tuple[str, ...],
+        targets: tuple[tuple[str, str], ...],
         timeout: float,
+        closed: int = 0,
     ) -> bytes | grpc.aio.AioRpcError:
-        """Try the arm's endpoints in turn; move on only when one cannot be reached (no Retry-After). A call
-        whose stream was cut after it was sent counts as HTTP's closed deliveries do: after
-        MAX_CLOSED_DELIVERIES it is not sent again (ServiceUnavailable), so a request that crashes replicas
-        reaches two, not every one."""
+        """Try the arm's replicas in turn, past those marked down; move on only when one cannot be reached (no
+        Retry-After), marking it down as the HTTP path does. A call whose stream was cut after it was sent
+        counts as HTTP's closed deliveries do: after MAX_CLOSED_DELIVERIES it is not sent again
+        (ServiceUnavailable), so a request that crashes replicas reaches two, not every one. None reached:
+        _Unreached, for the activator to hold it until a replica is back."""
         first = next(self._turns)
         failure: grpc.aio.AioRpcError | None = None
-        closed = 0
         busy = self._outstanding
+        down = self.router.upstreams.down_until
+        now = time.monotonic()
         # the least busy first (as the HTTP pool chooses), ties taken in turn
-        rotation = [endpoints[(first + i) % len(endpoints)] for i in range(len(endpoints))]
-        for endpoint in sorted(rotation, key=lambda e: busy.get(e, 0)):
-            call = self._callable(endpoint, method)
-            busy[endpoint] = busy.get(endpoint, 0) + 1
+        rotation = [targets[(first + i) % len(targets)] for i in range(len(targets))]
+        usable = [pair for pair in rotation if down.get(pair[0], 0.0) <= now]
+        for replica, target in sorted(usable, key=lambda pair: busy.get(pair[1], 0)):
+            call = self._callable(target, method)
+            busy[target] = busy.get(target, 0) + 1
             try:
                 response: bytes = await call(raw, metadata=metadata, timeout=timeout)
                 return response
             except grpc.aio.AioRpcError as exc:
                 failure = exc
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or _has_retry_after(exc):
-                    break
-                self._discovered = {e: t for e, t in self._discovered.items() if t != endpoint}  # restarted?
+                    return exc
+                self._discovered = {e: t for e, t in self._discovered.items() if t != target}  # restarted?
+                down[replica] = time.monotonic() + DOWN_FOR_S
                 if not _never_sent(exc):
                     closed += 1
                     if closed >= MAX_CLOSED_DELIVERIES:
@@ -348,13 +402,12 @@ class GrpcProxy:
                             "request is not sent again (it may be what makes replicas fail)"
                         ) from exc
             finally:
-                left = busy[endpoint] - 1
+                left = busy[target] - 1
                 if left:
-                    busy[endpoint] = left
+                    busy[target] = left
                 else:
-                    del busy[endpoint]  # (a replaced replica's target is not kept)
-        assert failure is not None
-        return failure
+                    del busy[target]  # (a replaced replica's target is not kept)
+        raise _Unreached(failure, closed)
 
     def _callable(self, endpoint: str, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
         """One pooled channel per endpoint (HTTP/2 multiplexes every call over it), one callable per method."""
@@ -372,6 +425,29 @@ _KEYS = ("authorization", "x-api-key")  # the router's API key: not the replica'
 _KEYS_AND_ID = (*_KEYS, REQUEST_ID_KEY)  # and the client's id, when the router sends the one it chose
 
 
+class _RestOnly(ServingError):
+    status_code = 501  # UNIMPLEMENTED
+
+
+class _Unreached(Exception):
+    """No replica of the arm took the call: each refused it, cut its stream before an answer (`closed` of
+    those so far), is marked down, or could not be asked for its gRPC port."""
+
+    def __init__(self, failure: grpc.aio.AioRpcError | None, closed: int) -> None:
+        super().__init__()
+        self.failure = failure
+        self.closed = closed
+
+    def error(self) -> ServiceUnavailable:
+        """The 503 (UNAVAILABLE) the client gets when the call cannot wait for a replica."""
+        if self.failure is None:
+            return ServiceUnavailable(
+                "no replica could take the call: every one is restarting or marked down"
+            )
+        what = "none could be reached" if _never_sent(self.failure) else "the model server closed the stream"
+        return ServiceUnavailable(f"no replica could take the call: {what}")
+
+
 @dataclass(slots=True)
 class _Outcome:
     """How one proxied call ended, for its access line: the HTTP-equivalent status and who answered."""
@@ -382,9 +458,14 @@ class _Outcome:
     revision: str = ""
     arm: str = ""
     request_id: str = ""  # ModelInfer's (observed) calls only
+    sent_to: Any = None  # the Arm the call goes to (the activator may choose another after a hold)
 
     def id_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((REQUEST_ID_KEY, self.request_id),) if self.request_id else ()
+
+    def trailer(self) -> tuple[tuple[str, str], ...]:
+        """An error's trailing metadata: which revision, and which request."""
+        return ((REVISION_KEY, self.sent_to.revision), *self.id_metadata())
 
 
 # What grpc-core says of a call that never left for its endpoint (no connection could be made): safe to send on.

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadtests import servers
@@ -70,6 +71,7 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
             f"\n1 -> {peak} ready replicas; 2nd ready after {second:.1f} s; Locust p99 {summary['p99_ms']} ms "
             f"over {summary['requests']} requests"
         )
+        before = replica_pids(target.url)
         cold = cold_start_s(target, "elastic", idle_timeout_s=60)  # waits for zero processes first
         print(f"cold start from zero: {cold * 1000:.0f} ms (held by the activator, answered 200)")
         assert model_processes(target) == 1, target.log.read_text()[-6000:]
@@ -82,3 +84,21 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
             target.process,
             target.log,
         )
+        # the woken process counts from 0 again, as a series of its own (a `pid` Prometheus has not seen), so
+        # an increase over the zero period is never read as a smaller one
+        after = replica_pids(target.url)
+        assert after and before and not after & before, (before, after)
+
+
+def replica_pids(url: str) -> set[str]:
+    """The `pid` labels of the elastic predictor's request counters in `serving up`'s federated /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        sample.labels["pid"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "serving_requests"
+        for sample in family.samples
+        if sample.labels.get("isvc") == "elastic" and sample.name == "serving_requests_total"
+    }

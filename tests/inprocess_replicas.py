@@ -38,6 +38,10 @@ class InProcessReplica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:  # in this process: the port tells one incarnation from the next
+        return self.port
+
     def start(self, on_change: Callable[[], None]) -> None:
         self._on_change = on_change
         self.log_dir.mkdir(parents=True, exist_ok=True)

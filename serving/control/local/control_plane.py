@@ -433,7 +433,7 @@ class LocalControlPlane:
                         "replica": str(index),
                         # a restarted or woken replica's counters start again from 0: a series of its own, as a
                         # recreated pod's, so that Prometheus never reads 5 -> 8 as +3 when it was +8
-                        "pid": str(replica.process.pid) if replica.process is not None else "",
+                        "pid": str(replica.pid),
                     }
                     targets.append(ScrapeTarget(replica.url, labels))
         return targets

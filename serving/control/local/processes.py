@@ -214,6 +214,10 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
+
+    @property
     def _speaks_grpc(self) -> bool:
         """It opens a gRPC listener beside HTTP: `--grpc-port N` or `--grpc-port=N` in its args."""
         return any(a == "--grpc-port" or a.startswith("--grpc-port=") for a in self.spec.args)

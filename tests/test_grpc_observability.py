@@ -180,7 +180,9 @@ async def _until(check: Any, timeout_s: float = 10.0) -> None:
 
 async def test_a_traced_call_is_one_server_span_in_the_clients_trace(tmp_path_factory) -> None:  # noqa: ANN001
     """With tracing on, a ModelInfer is a SERVER span (OpenTelemetry's RPC conventions) continuing the client's
-    `traceparent`, with the model's decode/predict/encode under it; they were three traces of their own."""
+    `traceparent`, with the model's decode/predict/encode under it; they were three traces of their own. Through
+    the router's gRPC front the router's SERVER span continues the client's trace and the replica's is its
+    child, as over HTTP (the router made no span)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
 
@@ -190,7 +192,7 @@ async def test_a_traced_call_is_one_server_span_in_the_clients_trace(tmp_path_fa
     tracing.setup("serving-test", exporter=memory)
     folder = tmp_path_factory.mktemp("traced") / "iris"
     folder.mkdir()
-    client_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    client_trace, routed_trace = "4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4737"
     try:
         with serving_inprocess(
             ["serve", "--model-dir", str(folder), "--runtime", "tests.test_grpc_server:SleepyEcho"]
@@ -202,8 +204,24 @@ async def test_a_traced_call_is_one_server_span_in_the_clients_trace(tmp_path_fa
                 await channel.unary_unary(INFER)(echo_request(), metadata=metadata, timeout=10)
             await _until(lambda: any(s.kind is SpanKind.SERVER for s in memory.get_finished_spans()))
             spans = memory.get_finished_spans()
+            memory.clear()
+            # through the router's gRPC front: its SERVER span in the client's trace, the replica's under it
+            arm = Arm("iris-rev1", 100, "stable", "latest", (server.url,), (grpc_target(server),))
+            async with fronted(ServiceRoute("iris", "default", (arm,))) as front:
+                metadata = (("traceparent", f"00-{routed_trace}-00f067aa0ba902b7-01"),)
+                await front.channel.unary_unary(INFER)(echo_request(), metadata=metadata, timeout=10)
+            await _until(lambda: sum(s.kind is SpanKind.SERVER for s in memory.get_finished_spans()) == 2)
+            routed = memory.get_finished_spans()
     finally:
         tracing.use(None)
+    assert {format(s.context.trace_id, "032x") for s in routed} == {routed_trace}
+    replica_span, router_span = sorted(
+        (s for s in routed if s.kind is SpanKind.SERVER), key=lambda s: s.start_time, reverse=True
+    )
+    assert router_span.name == replica_span.name == "inference.GRPCInferenceService/ModelInfer"
+    assert router_span.parent is not None and format(router_span.parent.span_id, "016x") == "00f067aa0ba902b7"
+    assert replica_span.parent is not None and replica_span.parent.span_id == router_span.context.span_id
+    assert router_span.attributes["rpc.grpc.status_code"] == 0
     (server_span,) = [s for s in spans if s.kind is SpanKind.SERVER]
     assert server_span.name == "inference.GRPCInferenceService/ModelInfer"
     assert (

@@ -148,6 +148,29 @@ def _refuse_stream(message: str) -> Callable[[Any, Context], Any]:
     return call
 
 
+async def in_server_span(
+    method: str, raw: bytes, context: Context, handler: Callable[[bytes, Context], Awaitable[Any]]
+) -> Any:
+    """With tracing on: the call's SERVER span, continuing the client's `traceparent` (OpenTelemetry's RPC
+    conventions), its status the call's; what `handler` does (the model's decode/predict/encode, the router's
+    forward) is its child, not a trace of its own."""
+    metadata = context.invocation_metadata() or ()
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in metadata if isinstance(v, str)]
+    attributes = {"rpc.system": "grpc", "rpc.service": pb.SERVICE, "rpc.method": method}
+    with tracing.server_span(f"{pb.SERVICE}/{method}", headers, attributes):
+        failed = True
+        try:
+            answer = await handler(raw, context)
+            failed = False
+            return answer
+        finally:
+            code = context.code()
+            tracing.set_rpc_status(
+                code.value[0] if code is not None else (2 if failed else 0),
+                code.name if code is not None else ("UNKNOWN" if failed else "OK"),
+            )
+
+
 class ClientLeft(Exception):
     """The client's deadline passed while its call ran: DEADLINE_EXCEEDED to it, 499 in our counts."""
 
@@ -196,29 +219,7 @@ def unary(
             await _deadline_passed(context, exc)
 
     async def traced(raw: bytes, context: Context) -> Any:
-        """With tracing on: the call's SERVER span, continuing the client's `traceparent` (OpenTelemetry's RPC
-        conventions); the model's decode/predict/encode spans are its children, not traces of their own."""
-        metadata = context.invocation_metadata() or ()
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in metadata if isinstance(v, str)]
-        attributes = {
-            "rpc.system": "grpc",
-            "rpc.service": "inference.GRPCInferenceService",
-            "rpc.method": kind.removesuffix("Request"),
-        }
-        with tracing.server_span(
-            f"inference.GRPCInferenceService/{attributes['rpc.method']}", headers, attributes
-        ):
-            failed = True
-            try:
-                answer = await observed(raw, context)
-                failed = False
-                return answer
-            finally:
-                code = context.code()
-                tracing.set_rpc_status(
-                    code.value[0] if code is not None else (2 if failed else 0),
-                    code.name if code is not None else ("UNKNOWN" if failed else "OK"),
-                )
+        return await in_server_span(kind.removesuffix("Request"), raw, context, observed)
 
     async def observed(raw: bytes, context: Context) -> Any:
         assert calls is not None

@@ -35,8 +35,9 @@ from serving.grpc import messages as pb
 from serving.grpc import wire
 from serving.grpc.lifespan import GRPC_PORT_PATH
 from serving.grpc.server import server_options
-from serving.grpc.service import Context, Handler, stream_infer_refused, unserved
+from serving.grpc.service import Context, Handler, in_server_span, stream_infer_refused, unserved
 from serving.grpc.status import bounded, grpc_code, http_status, trailing_metadata
+from serving.observability import tracing
 from serving.observability.grpc_calls import CLIENT_GONE, REQUEST_ID_KEY
 from serving.router.activator import timed_out
 from serving.router.app import Router
@@ -145,6 +146,10 @@ class GrpcProxy:
         return grpc.unary_unary_rpc_method_handler(answer)
 
     def _proxy_handler(self, method: str) -> Handler:
+        async def traced(raw: bytes, context: Context) -> bytes:
+            answer: bytes = await in_server_span(method, raw, context, proxy)
+            return answer
+
         async def proxy(raw: bytes, context: Context) -> bytes:
             calls = self.router.grpc_calls if method == "ModelInfer" else None
             if calls is None:
@@ -168,11 +173,15 @@ class GrpcProxy:
                     outcome.isvc,
                 )
 
-        return grpc.unary_unary_rpc_method_handler(proxy)
+        return grpc.unary_unary_rpc_method_handler(traced if tracing.enabled() else proxy)
 
     async def _proxy(self, method: str, raw: bytes, context: Context, outcome: _Outcome) -> bytes:
         """Route, hold and forward one call; `outcome` says how it ended (for its access line)."""
         metadata = tuple((k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str))
+        if tracing.enabled():  # the replica's span is a child of this call's, as over HTTP
+            metadata = tuple((k, v) for k, v in metadata if k not in _TRACE_KEYS) + tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in tracing.outgoing_headers()
+            )
         try:
             name = outcome.model = field_one(raw)
         except (ValueError, UnicodeDecodeError):
@@ -421,6 +430,7 @@ class GrpcProxy:
         return call
 
 
+_TRACE_KEYS = ("traceparent", "tracestate")
 _KEYS = ("authorization", "x-api-key")  # the router's API key: not the replica's business
 _KEYS_AND_ID = (*_KEYS, REQUEST_ID_KEY)  # and the client's id, when the router sends the one it chose
 

@@ -204,6 +204,28 @@ def test_https_host_headers_become_the_env_kserves_initializer_reads() -> None:
     assert credentials_from_secrets([{"metadata": {"name": "x"}, "stringData": {"headers": "{}"}}]).env == []
 
 
+def test_kserves_documented_azure_secret_keys_become_the_azure_env() -> None:
+    """KServe's Azure docs create the Secret with `AZ_CLIENT_ID`, `AZ_CLIENT_SECRET`, `AZ_SUBSCRIPTION_ID` and
+    `AZ_TENANT_ID`; KServe maps them to the `AZURE_*` env its initializer reads (a key of the new name wins).
+    They were skipped: a private blob then failed at pod start with no credentials and no warning."""
+    legacy = {
+        "metadata": {"name": "azcreds"},
+        "stringData": {
+            k: "x" for k in ("AZ_CLIENT_ID", "AZ_CLIENT_SECRET", "AZ_SUBSCRIPTION_ID", "AZ_TENANT_ID")
+        },
+    }
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in credentials_from_secrets([legacy]).env}
+    assert env == {
+        "AZURE_CLIENT_ID": {"name": "azcreds", "key": "AZ_CLIENT_ID"},
+        "AZURE_CLIENT_SECRET": {"name": "azcreds", "key": "AZ_CLIENT_SECRET"},
+        "AZURE_SUBSCRIPTION_ID": {"name": "azcreds", "key": "AZ_SUBSCRIPTION_ID"},
+        "AZURE_TENANT_ID": {"name": "azcreds", "key": "AZ_TENANT_ID"},
+    }
+    both = {"metadata": {"name": "b"}, "stringData": {"AZ_CLIENT_ID": "old", "AZURE_CLIENT_ID": "new"}}
+    (only,) = credentials_from_secrets([both]).env
+    assert only["valueFrom"]["secretKeyRef"]["key"] == "AZURE_CLIENT_ID"
+
+
 def test_render_gives_the_initializer_the_headers_env_of_the_files_service_account(tmp_path: Path) -> None:
     path = tmp_path / "f.yaml"
     path.write_text(

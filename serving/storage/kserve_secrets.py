@@ -7,7 +7,8 @@ S3: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from the Secret (keys of those
 `s3-verifyssl` -> `S3_VERIFY_SSL`, `s3-region` -> `AWS_DEFAULT_REGION`, `s3-useanoncredential` ->
 `awsAnonymousCredential`, `s3-cabundle` -> `AWS_CA_BUNDLE`, `s3-usevirtualbucket` -> `S3_USER_VIRTUAL_BUCKET`.
 GCS: a `gcloud-application-credentials.json` key, mounted read-only; `GOOGLE_APPLICATION_CREDENTIALS` names it.
-Azure: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_SUBSCRIPTION_ID`,
+Azure: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_SUBSCRIPTION_ID` (or the
+`AZ_CLIENT_ID`, `AZ_TENANT_ID`, `AZ_CLIENT_SECRET`, `AZ_SUBSCRIPTION_ID` keys KServe's Azure docs use),
 `AZURE_STORAGE_ACCESS_KEY` (and a connection string) from the Secret. http(s): a Secret with `https-host` and
 `headers` (a JSON object) gives env `<host>-headers`, which the fetch of a URL on that host sends as request
 headers (`serving.storage.http`). Pure: no API calls here.
@@ -35,13 +36,13 @@ S3_KEYS = (
     ("AWS_ACCESS_KEY_ID", ("AWS_ACCESS_KEY_ID", "awsAccessKeyID")),
     ("AWS_SECRET_ACCESS_KEY", ("AWS_SECRET_ACCESS_KEY", "awsSecretAccessKey")),
 )
-AZURE_KEYS = (
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_SUBSCRIPTION_ID",
-    "AZURE_STORAGE_ACCESS_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
+AZURE_KEYS = (  # env name -> the Secret's keys that give it: its own name, else KServe's legacy `AZ_*` one
+    ("AZURE_CLIENT_ID", ("AZURE_CLIENT_ID", "AZ_CLIENT_ID")),
+    ("AZURE_TENANT_ID", ("AZURE_TENANT_ID", "AZ_TENANT_ID")),
+    ("AZURE_CLIENT_SECRET", ("AZURE_CLIENT_SECRET", "AZ_CLIENT_SECRET")),
+    ("AZURE_SUBSCRIPTION_ID", ("AZURE_SUBSCRIPTION_ID", "AZ_SUBSCRIPTION_ID")),
+    ("AZURE_STORAGE_ACCESS_KEY", ("AZURE_STORAGE_ACCESS_KEY",)),
+    ("AZURE_STORAGE_CONNECTION_STRING", ("AZURE_STORAGE_CONNECTION_STRING",)),
 )
 GCS_KEY_FILE = "gcloud-application-credentials.json"
 HTTPS_HOST = "https-host"  # the host name (not a secret: the operator keeps it to name the env)
@@ -82,7 +83,7 @@ def credentials_from_secrets(secrets: Iterable[Mapping[str, Any]]) -> StorageCre
         keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
         annotations = secret.get("metadata", {}).get("annotations") or {}
         out.env += _s3_env(name, keys, annotations)
-        out.env += [_from_secret(env, name, env) for env in AZURE_KEYS if env in keys]
+        out.env += _keyed_env(name, keys, AZURE_KEYS)
         if GCS_KEY_FILE in keys:
             volume = f"gcs-{name}"[:63]
             out.volumes.append({"name": volume, "secret": {"secretName": name}})
@@ -111,16 +112,24 @@ def https_host(secret: Mapping[str, Any]) -> str:
         return ""
 
 
+def _keyed_env(
+    secret: str, keys: set[str], wanted: tuple[tuple[str, tuple[str, ...]], ...]
+) -> list[dict[str, Any]]:
+    """An env entry per wanted name the Secret has a key for, from the first of its candidate keys present."""
+    env = []
+    for env_name, candidates in wanted:
+        key = next((k for k in candidates if k in keys), None)
+        if key is not None:
+            env.append(_from_secret(env_name, secret, key))
+    return env
+
+
 def _from_secret(env: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def _s3_env(name: str, keys: set[str], annotations: Mapping[str, str]) -> list[dict[str, Any]]:
-    env = []
-    for env_name, candidates in S3_KEYS:
-        key = next((k for k in candidates if k in keys), None)
-        if key is not None:
-            env.append(_from_secret(env_name, name, key))
+    env = _keyed_env(name, keys, S3_KEYS)
     if not env and not any(k.startswith(ANNOTATION + "s3-") for k in annotations):
         return []
     return env + _s3_annotation_env(annotations)

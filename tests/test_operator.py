@@ -22,7 +22,7 @@ import pytest
 from kmock import KubernetesEmulator, ResourceInfo, Server
 
 from serving.control.kubernetes.apply import Cluster
-from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.backend import RETIRED_AT, KubernetesBackend, OperatorConfig
 from serving.control.kubernetes.documents import apply_kubernetes
 from serving.control.kubernetes.operator import build_registry
 from serving.router.configmap_source import ConfigMapSource
@@ -417,6 +417,31 @@ def test_typed_errors_and_an_invalid_spec_in_the_cluster(cluster) -> None:
     assert all(c["lastTransitionTime"].endswith("Z") for c in status["conditions"])
     assert "spec.predictor.model.modelFormat.name" in ready["message"] and "tensorflow" in ready["message"]
     assert api.list("Deployment", "ml", {"serving.dev/isvc": "tf"}) == []
+
+
+def test_a_revision_brought_back_is_drained_afresh_when_retired_again(cluster, tmp_path: Path) -> None:
+    """v1 -> v2 (v1 marked retired) -> back to v1: v1 loses its retired-at mark, so when v2 comes again v1 is
+    drained for `drainSeconds` from then, not deleted in the reconcile that takes it out of the route table
+    while routers may still send to it."""
+    _, api = cluster
+    backend = KubernetesBackend(api, OperatorConfig(drain_s=3600.0))
+
+    def roll_to(model: str) -> str:
+        document = _converted(_write(tmp_path, model, None))
+        api.apply({**document, "metadata": {"name": "iris", "namespace": "ml", "uid": "u"}})
+        backend.reconcile("ml", "iris")
+        revision = _status(api)["components"]["predictor"]["latestCreatedRevision"]
+        _mark_ready(api, f"{revision}-predictor")
+        backend.reconcile("ml", "iris")
+        return revision
+
+    first = roll_to("v1")
+    roll_to("v2")
+    assert RETIRED_AT in _deployments(api)[first]["metadata"]["annotations"]
+    assert roll_to("v1") == first
+    assert RETIRED_AT not in (_deployments(api)[first]["metadata"].get("annotations") or {})
+    roll_to("v2")
+    assert first in _deployments(api), "deleted at once: its drain counted from its first retirement"
 
 
 def test_the_stop_annotation_deletes_the_deployments_and_the_route_says_why(cluster, tmp_path: Path) -> None:

@@ -284,9 +284,16 @@ class KubernetesBackend:
         now = time.time()  # persisted across operator restarts, so wall clock
         for d in live["Deployment"]:
             revision = d["metadata"]["labels"].get(LABEL_REVISION)
-            if revision in p.run:
-                continue
             since = (d["metadata"].get("annotations") or {}).get(RETIRED_AT)
+            if revision in p.run:
+                if since is not None:  # brought back (a rollback): its next retirement drains it afresh
+                    self.cluster.patch(
+                        "Deployment",
+                        namespace,
+                        d["metadata"]["name"],
+                        {"metadata": {"annotations": {RETIRED_AT: None}}},
+                    )
+                continue
             if since is None:
                 self.cluster.patch(
                     "Deployment",

@@ -130,6 +130,20 @@ def test_rbac_is_least_privilege() -> None:
         "resources": ["servingruntimes", "clusterservingruntimes"],
         "verbs": ["get", "list", "watch"],
     } in rules
+    # what the operator does that RBAC must allow (a real API server enforces it; the tests' emulator does not):
+    # it removes a handled `serving.dev/action` annotation from a Canary (or the action fires on every event), and
+    # its children's ownerReferences set blockOwnerDeletion (OwnerReferencesPermissionEnforcement asks for update
+    # on the owner's finalizers, or refuses every create)
+    assert {
+        "apiGroups": ["serving.dev"],
+        "resources": ["canaries"],
+        "verbs": ["get", "list", "watch", "patch"],
+    } in rules
+    assert {
+        "apiGroups": ["serving.dev"],
+        "resources": ["inferenceservices/finalizers"],
+        "verbs": ["update"],
+    } in rules
     router_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-router"))
     assert router_role["rules"] == [
         {
@@ -166,3 +180,9 @@ def test_kustomize_base_builds_and_validates() -> None:
     assert built["spec"] == crd()["spec"]  # kustomize only adds its instance label
     canary = next(d for d in docs if d["metadata"]["name"] == "canaries.serving.dev")
     assert canary["spec"] == canary_crd()["spec"]
+    # the same permissions as the chart's defaults (it lacked `pods: list`: a Canary could not count restarts)
+    charted = [d for d in yaml.safe_load_all(_run(_binary("helm"), "template", "serving", str(CHART))) if d]
+    assert (
+        next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
+        == next(d for d in charted if d["kind"] == "ClusterRole")["rules"]
+    )

@@ -400,12 +400,15 @@ class KubernetesBackend:
 
 
 def _rollout(data: dict[str, Any] | None) -> RolloutState | None:
-    """The stored rollout record; nulls were dropped on the way in (merge-patch semantics), so restore them."""
+    """The stored rollout record; nulls were dropped on the way in (merge-patch semantics), so restore them (in a
+    copy: the status read from the cluster is what the next status patch is computed against, and a null put
+    back in it made every reconcile write the status again, with nothing changed)."""
     if not data:
         return None
-    for revision in data.get("revisions", {}).values():
-        revision.setdefault("transformer", None)
-    return RolloutState.from_json(data)
+    revisions = {
+        name: {"transformer": None, **revision} for name, revision in data.get("revisions", {}).items()
+    }
+    return RolloutState.from_json({**data, "revisions": revisions})
 
 
 def _compact(value: Any) -> Any:

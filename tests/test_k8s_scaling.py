@@ -17,6 +17,7 @@ import yaml
 from serving.commands.render import render
 from serving.control.kubernetes.backend import observe, with_scaled_to_zero
 from serving.control.kubernetes.render import RenderSettings
+from serving.control.kubernetes.scaling import render_warnings
 from serving.control.reconcile import plan
 from serving.control.routes import routes_for
 from serving.spec import parse
@@ -101,6 +102,10 @@ def test_without_keda_no_scaled_object_is_rendered() -> None:
     assert (
         objects["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     )  # KServe's default
+    # the warnings speak of that HPA: no adapter metric to set up (they said it read serving_requests_in_flight)
+    assert not any("adapter" in w for w in render_warnings(parse(_doc(minReplicas=1, maxReplicas=4))))
+    chosen = render_warnings(parse(_doc(minReplicas=1, maxReplicas=4, scaleMetric="concurrency")))
+    assert any("serving_requests_in_flight" in w for w in chosen), chosen
 
 
 def test_a_revision_scaled_to_zero_keeps_traffic_and_its_arm_waits_for_the_activator() -> None:

@@ -39,15 +39,24 @@ def scaler(
     spec: ComponentSpec | None = isvc.spec.predictor if component == "predictor" else isvc.spec.transformer
     if spec is None:
         return None
-    knobs = knobs_from(spec, isvc.metadata.annotations, f"spec.{component}")
+    knobs = _rendered_knobs(isvc, spec, keda_prometheus_url, f"spec.{component}")
     if _keda(knobs, keda_prometheus_url):
         query = router_query(knobs.metric, isvc.metadata.name, isvc.metadata.namespace, revision)
         return scaled_object(knobs, target_name, metadata, query, keda_prometheus_url)
     if knobs.autoscaler not in FIXED_CLASSES and knobs.max_replicas > max(knobs.min_replicas, 1):
-        if not _metric_given(spec, isvc.metadata.annotations):  # KServe's raw-mode HPA default: cpu at 80 %
-            knobs = replace(knobs, metric="cpu", target=float(spec.scale_target or _utilization(isvc)))
         return hpa(knobs, max(knobs.min_replicas, 1), target_name, metadata)
     return None
+
+
+def _rendered_knobs(
+    isvc: InferenceService, spec: ComponentSpec, keda_prometheus_url: str, where: str = "spec.predictor"
+) -> Knobs:
+    """The scaling settings as rendered: an HPA whose metric nobody chose scales on cpu at 80 % (KServe's
+    raw-mode default), so the warnings speak of what the objects do."""
+    knobs = knobs_from(spec, isvc.metadata.annotations, where)
+    if not _keda(knobs, keda_prometheus_url) and not _metric_given(spec, isvc.metadata.annotations):
+        knobs = replace(knobs, metric="cpu", target=float(spec.scale_target or _utilization(isvc)))
+    return knobs
 
 
 def _keda(knobs: Knobs, keda_prometheus_url: str) -> bool:
@@ -88,7 +97,8 @@ def render_warnings(isvc: InferenceService, keda_prometheus_url: str = "") -> li
     keda, out = _keda(knobs, keda_prometheus_url), scaling_annotations.extra_metrics(predictor, knobs)
     out += scaling_annotations.class_warnings(annotations, predictor, knobs)
     fixed = max(knobs.min_replicas, 1)
-    if knobs.metric in ("concurrency", "rps") and not keda and knobs.max_replicas > fixed:
+    rendered = _rendered_knobs(isvc, predictor, keda_prometheus_url).metric  # cpu when none was chosen
+    if rendered in ("concurrency", "rps") and not keda and knobs.max_replicas > fixed:
         metric = ADAPTER_METRICS[knobs.metric]
         written = predictor.scale_metric is not None or PREFIX + "metric" in annotations
         said = "spec.predictor.scaleMetric" if predictor.scale_metric is not None else f"{PREFIX}metric"

@@ -136,6 +136,20 @@ def test_render_merges_the_runtime_into_the_predictor_pod_with_kserves_priority(
         kubernetes_validate.validate(obj, "1.30", strict=True)
 
 
+def test_a_revision_no_runtime_fits_is_not_rendered_as_the_operator_creates_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: when no runtime fits, nothing is rendered for that revision (the operator skips it too); render
+    printed a Deployment and Service for it anyway, with our own server in place of the runtime asked for."""
+    isvc = copy.deepcopy(ISVC)
+    isvc["spec"]["predictor"]["model"].update(
+        runtime="full-rt", modelFormat={"name": "sklearn", "version": "9"}
+    )
+    objects = render([copy.deepcopy(RUNTIME), isvc], RenderSettings())
+    assert [o["kind"] for o in objects] == ["ServingRuntime", "InferenceService"]
+    assert "nothing is rendered for revision iris-" in capsys.readouterr().err
+
+
 def test_the_runtime_container_ports_place_the_model_servers_listeners_unless_the_model_gives_its_own() -> (
     None
 ):

@@ -83,7 +83,10 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
             print(f"warning: {isvc.metadata.name}: {problem}", file=sys.stderr)
         for name, replicas in first.run.items():
             revision = first.state.revisions[name]
-            runtime, flags, env = _runtime_flags(runtimes, revision, isvc)
+            resolved = _runtime_flags(runtimes, revision, isvc)
+            if resolved is None:  # no runtime serves it: the operator creates nothing for it either
+                continue
+            runtime, flags, env = resolved
             selected = replace(
                 settings,
                 runtime_flags={name: flags},
@@ -129,18 +132,20 @@ def file_secret(documents: list[dict[str, Any]], namespace: str, name: str) -> d
 
 def _runtime_flags(
     runtimes: RuntimeCatalog, revision: Revision, isvc: InferenceService
-) -> tuple[ServingRuntime | None, tuple[str, ...], tuple[EnvVar, ...]]:
+) -> tuple[ServingRuntime | None, tuple[str, ...], tuple[EnvVar, ...]] | None:
     """The operator's selection over these files' runtimes and the built-in ones: the chosen runtime (its
-    placeholders filled in from the InferenceService), its flags and container env; none: said on stderr."""
+    placeholders filled in from the InferenceService), its flags and container env; None when none fits (said
+    on stderr: the revision is not rendered, as the operator creates nothing for it)."""
     try:
         runtime, flags = runtimes.resolve(revision, ServiceMeta.of(isvc.metadata))
     except ServingError as exc:
         print(
             f"warning: {revision.isvc}: spec.predictor.model.runtime: {exc.message} (among the built-in runtimes "
-            "and those in these files; the operator reports it unless the cluster has one)",
+            f"and those in these files): nothing is rendered for revision {revision.name}; the operator "
+            "creates it only if the cluster has a runtime that fits",
             file=sys.stderr,
         )
-        return None, (), ()
+        return None
     return runtime, tuple(flags), runtime_env(runtime, revision.isvc)
 
 

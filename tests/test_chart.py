@@ -97,6 +97,7 @@ def test_helm_lint_and_template_validate(values: Path | None) -> None:
     )
     if values and values.name == "namespaced-values.yaml":
         assert {"--namespace=team-a", "--namespace=team-b"} <= set(args)
+        assert "--image-pull-secret=regcred" in args  # model-server pods run the same image
     if values and values.name == "keda-values.yaml":  # the operator renders ScaledObjects and may manage them
         assert "--keda-prometheus-url=http://prometheus-operated.monitoring.svc:9090" in args
         rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]

@@ -240,6 +240,30 @@ def test_transformer_calls_its_own_revisions_predictor() -> None:
         _validate(obj)
 
 
+def test_the_images_pull_secrets_reach_every_pod_that_runs_it_merged_with_the_components_own() -> None:
+    """The chart's `imagePullSecrets` (the operator's --image-pull-secret): the model-server, transformer and
+    storage-initializer pods run the same image, so they need them too (they reached the operator and router
+    only: with a private registry every InferenceService pod was ImagePullBackOff). A component's own are kept,
+    merged by name."""
+    from dataclasses import replace
+
+    ours = {"containers": [{"name": "kserve-container", "args": ["serving", "transform"]}]}
+    doc = _isvc({"sklearn": {"storageUri": "s3://models/iris"}, "imagePullSecrets": [{"name": "team"}]}, ours)
+    isvc, revision = parse(doc), Revision.from_spec(parse(doc))
+    settings = replace(SETTINGS, image_pull_secrets=("regcred",))
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]
+        for o in revision_objects(isvc, revision, 1, settings, None)
+        if o["kind"] == "Deployment"
+    }
+    assert pods[f"{revision.name}-predictor"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "team"}]
+    assert pods[f"{revision.name}-transformer"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert (
+        "imagePullSecrets"
+        not in _objects(doc)[f"Deployment/{revision.name}-transformer"]["spec"]["template"]["spec"]
+    )
+
+
 def test_long_names_stay_dns_labels() -> None:
     name = "a" * 45
     doc = _isvc(

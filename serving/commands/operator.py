@@ -28,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="image for model servers and storage-initializers (env SERVING_IMAGE)",
     )
     p.add_argument("--image-pull-policy", default="IfNotPresent")
+    p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Secret for pulling --image, given to every model-server and storage-initializer pod (it must "
+        "exist in each InferenceService's namespace; repeatable)",
+    )
     p.add_argument("--domain", default="example.com", help="status URLs are http://NAME.NAMESPACE.DOMAIN")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument(
@@ -88,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     render = RenderSettings(
         image=args.image,
         image_pull_policy=args.image_pull_policy,
+        image_pull_secrets=tuple(args.image_pull_secret),
         cluster_domain=args.cluster_domain,
         keda_prometheus_url=args.keda_prometheus_url,
     )

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--image", default=RenderSettings.image, help="the serving image (model server, init container)"
     )
+    p.add_argument(
+        "--image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Secret for pulling --image, given to every pod that runs it (repeatable; the operator's flag)",
+    )
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument(
         "--keda-prometheus-url",
@@ -151,7 +158,10 @@ def _runtime_flags(
 
 def main(args: argparse.Namespace) -> int:
     settings = RenderSettings(
-        image=args.image, cluster_domain=args.cluster_domain, keda_prometheus_url=args.keda_prometheus_url
+        image=args.image,
+        image_pull_secrets=tuple(args.image_pull_secret),
+        cluster_domain=args.cluster_domain,
+        keda_prometheus_url=args.keda_prometheus_url,
     )
     documents = read_converted(args.filename, args.namespace)
     for doc in documents:  # a local path renders fine but no pod can read it: say so, off stdout

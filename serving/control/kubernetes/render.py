@@ -54,6 +54,8 @@ LABEL_ISVC, LABEL_REVISION, LABEL_COMPONENT = (
 class RenderSettings:
     image: str = "ghcr.io/serving-dev/serving:0.1.0"
     image_pull_policy: str = "IfNotPresent"
+    # Secrets (by name, in each InferenceService's namespace) for pulling `image`: every pod that runs it
+    image_pull_secrets: tuple[str, ...] = ()
     cluster_domain: str = "cluster.local"
     default_resources: dict[str, Any] = field(
         default_factory=lambda: {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}
@@ -582,6 +584,8 @@ def deployment(
     }
     if init:
         pod["initContainers"] = init
+    if settings.image_pull_secrets:  # the runtime's and the component's own are merged over these by name
+        pod["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     pod = _with_pod_fields(_with_pod_fields(pod, _runtime_pod_fields(runtime)), _pod_fields(source))
     if custom:
         metrics_port = _custom_predictor_port(revision)

@@ -16,6 +16,7 @@ import pytest
 from serving.control.local.control_plane import RETRY_FIRST_S, RETRY_MAX_S, LocalControlPlane
 from serving.control.local.state import StateStore
 from serving.spec import parse
+from serving.storage import StorageConfig
 from serving.storage.leases import held
 from tests.test_control_local import FakeReplica, Sink, _until
 from tests.test_storage_http import ArtifactServer
@@ -150,6 +151,32 @@ async def test_a_missing_object_is_fetched_again_with_backoff_until_it_appears(
         await _until(lambda: _ready(plane, "late"))
         assert _message(plane, "late") == "" and not plane._retries, "ready: the backoff is reset"
         assert artifacts.count("/models/iris.joblib", 404) >= 4
+
+
+@pytest.mark.asyncio
+async def test_an_object_over_the_download_limit_is_refused_once_not_downloaded_on_every_backoff(
+    tmp_path: Path, artifacts: ArtifactServer
+) -> None:
+    """The audit saw 5 GETs of a 3 GiB object in 40 s, each streaming 2 GiB before the refusal. A size
+    refusal is final, as an unsafe archive's is: one GET, no backoff, a status that says so; the same spec
+    applied again (after the object was replaced) fetches again."""
+    storage = StorageConfig(cache_dir=tmp_path / "state" / "cache", max_download_bytes=4096)
+    async with running(_plane(tmp_path, storage=storage, retry_first_s=0.01)) as plane:
+        artifacts.send_length = False  # no Content-Length: refused only once 4096 bytes have streamed
+        url = artifacts.put("/huge/model.joblib", b"x" * 50_000)
+        await plane.apply(parse(_isvc("huge", url)), _isvc("huge", url))
+        await _until(lambda: "larger than the download limit" in _message(plane, "huge"))
+        for _ in range(3):  # each pass would schedule (and, after 10 ms, start) a retry of a retryable one
+            await plane.reconcile()
+        message = _message(plane, "huge")
+        assert message == (
+            f"spec.predictor.model.storageUri: {url}: larger than the download limit of 4096 bytes "
+            "(refused, not retried: apply the spec again once it is fixed)"
+        ), message
+        assert not plane._retries and artifacts.count("/huge/model.joblib") == 1
+        artifacts.put("/huge/model.joblib", b"small enough")
+        await plane.apply(parse(_isvc("huge", url)), _isvc("huge", url))
+        await _until(lambda: _ready(plane, "huge"))
 
 
 @pytest.mark.asyncio

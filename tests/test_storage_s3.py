@@ -363,6 +363,52 @@ def test_partial_download_never_becomes_a_model_and_resumes(s3: S3, tmp_path: Pa
         )
 
 
+def test_a_full_disk_while_downloading_says_so_and_drops_the_cut_object(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the cache was reported as the SDK's OSError ("endpoint unreachable"). A tmpfs needs
+    root and RLIMIT_FSIZE gives EFBIG, so the low-level write of one object is made to fail as a full disk
+    does: part of the bytes land, then ENOSPC. The error names the cache folder and the download's size; the
+    object cut short is removed (it only held the disk), the whole ones stay for the next attempt."""
+    import builtins
+    import errno
+
+    import s3fs.core
+
+    s3.client.put_object(Bucket="models", Key="full/a.bin", Body=b"a" * 1000)
+    s3.client.put_object(Bucket="models", Key="full/b.bin", Body=b"b" * 1500)
+
+    class FillsUp:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __enter__(self) -> FillsUp:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.real.close()
+
+        def write(self, data: bytes) -> int:
+            self.real.write(data[:100])
+            self.real.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        real = builtins.open(file, mode, *args, **kwargs)
+        return FillsUp(real) if "w" in mode and str(file).endswith("b.bin") else real
+
+    monkeypatch.setattr(s3fs.core, "open", open_, raising=False)
+    config = _config(tmp_path, s3.env())
+    with pytest.raises(StorageError) as failure:
+        resolve("s3://models/full", config)
+    (entry,) = (tmp_path / "cache" / "objects").iterdir()
+    assert failure.value.message == (
+        f"s3://models/full: no space left on device under {entry} (writing 2500 bytes)"
+    )
+    left = {p.name: p.stat().st_size for p in entry.rglob("*.bin")}
+    assert left in ({}, {"a.bin": 1000}), left
+
+
 def test_single_tarball_object_is_unpacked(s3: S3, tmp_path: Path) -> None:
     model = train_iris_sklearn(tmp_path / "tar" / "iris").parent
     buffer = io.BytesIO()

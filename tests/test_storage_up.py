@@ -49,7 +49,8 @@ def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
             (downloaded,) = held_under(tmp_path / "cache")  # the revision holds its folder while it lives
             cli(server, state, "delete", "from-http")
             wait_until(lambda: not held_under(tmp_path / "cache"), 30, what="the lease given back")
-            assert Path(downloaded).is_dir()  # released, not removed: a newer download of the URI prunes it
+            # no revision needs the download any more: reclaimed (it stayed for ever, audit-store2 F4)
+            wait_until(lambda: not Path(downloaded).exists(), 30, what="the download reclaimed")
         assert artifacts.count("/models/iris.tar.gz", 200) == 1
     finally:
         artifacts.httpd.shutdown()

@@ -5,7 +5,8 @@ Schemes: local paths and `file://` (relative ones against `base_dir`, the YAML's
 artifact is not fetched twice), `pvc://NAME/path` (mapped under `pvc_root`) and the object stores `s3://`,
 `gs://`, `az://`, `https://ACCOUNT.blob.core.windows.net/...` (credentials from `StorageConfig.env`, KServe's
 variable names). Anything else (hdfs://, ...) is a clear `StorageError` naming the scheme. One module per job:
-`local`, `http`, `archives`, `credentials` + `object_store`, `leases`.
+`local`, `http`, `archives`, `credentials` + `object_store`, `leases`, `reclaim` (the sweep that gives back the
+entries nobody needs any more).
 
 A downloaded folder that `resolve()` returns is leased to the caller (`leases`): it stays on disk, whatever is
 downloaded for the same URI later, until the caller passes it to `release()` (or the process exits).
@@ -21,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from serving.storage.credentials import AZURE_FILES, is_object_uri
-from serving.storage.errors import StorageError, StorageRefused, redact
+from serving.storage.errors import StorageError, StorageRefused, disk_full, no_space, redact
 from serving.storage.leases import release
 
 __all__ = [
@@ -90,6 +91,15 @@ def resolve(uri: str, config: StorageConfig) -> Path:
     nothing will start from the folder any more (a revision retired); for a local path it is a no-op."""
     scheme = _check_uri(uri)
     uri = uri.strip()
+    try:
+        return _resolve(uri, scheme, config)
+    except OSError as exc:  # a step no provider wraps (a lease file, a bookkeeping write)
+        if no_space(exc):
+            raise disk_full(redact(uri), config.cache_dir) from exc
+        raise StorageError(f"{redact(uri)}: {exc}") from exc
+
+
+def _resolve(uri: str, scheme: str, config: StorageConfig) -> Path:
     if is_object_uri(uri):
         from serving.storage import object_store
 
@@ -155,6 +165,8 @@ def copy_tree(uri: str, source: Path, dest: Path, config: StorageConfig) -> tupl
             files += 1
             size += target.stat().st_size
     except OSError as exc:
+        if no_space(exc):
+            raise disk_full(redact(uri), dest) from exc
         raise StorageError(f"{uri}: cannot write into {dest}: {exc.strerror or exc}") from exc
     return files, size
 

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
-from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.errors import StorageError, StorageRefused, disk_full, no_space
 
 ARCHIVE_SUFFIXES = {".tar.gz": "tar", ".tgz": "tar", ".tar": "tar", ".zip": "zip"}
 MAX_MEMBERS = 100_000
@@ -28,15 +28,19 @@ def archive_kind(filename: str) -> str | None:
     return next((kind for suffix, kind in ARCHIVE_SUFFIXES.items() if lower.endswith(suffix)), None)
 
 
-def unpack(uri: str, archive: Path, dest: Path, kind: str, max_bytes: int) -> None:
-    """Unpack `archive` into the (empty) `dest`; StorageRefused for an unsafe member, StorageError if broken."""
+def unpack(uri: str, archive: Path, dest: Path, kind: str, max_bytes: int, where: Path | None = None) -> None:
+    """Unpack `archive` into the (empty) `dest`; StorageRefused for an unsafe member, StorageError if broken.
+    A full disk is said as such, naming `where` (the cache folder; default `dest`) and the unpacked size."""
     limit = max_bytes * UNPACK_FACTOR
+    size: list[int] = []  # the unpacked total, once every member is checked
     try:
         if kind == "zip":
-            _unzip(uri, archive, dest, limit)
+            _unzip(uri, archive, dest, limit, size)
         else:
-            _untar(uri, archive, dest, limit)
+            _untar(uri, archive, dest, limit, size)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        if no_space(exc):  # the archive is fine, the disk is not (it was "bad zip archive: [Errno 28]")
+            raise disk_full(uri, where or dest, size[0] if size else None) from exc
         raise StorageError(f"{uri}: bad {kind} archive: {exc}") from exc
 
 
@@ -50,7 +54,7 @@ def _member_path(uri: str, name: str) -> str:
     return posixpath.normpath(clean)
 
 
-def _untar(uri: str, archive: Path, dest: Path, limit: int) -> None:
+def _untar(uri: str, archive: Path, dest: Path, limit: int, size: list[int]) -> None:
     with tarfile.open(archive, mode="r:*") as tar:
         members = tar.getmembers()
         if len(members) > MAX_MEMBERS:
@@ -65,6 +69,7 @@ def _untar(uri: str, archive: Path, dest: Path, limit: int) -> None:
             total += max(member.size, 0)
             if total > limit:
                 raise StorageRefused(f"{uri}: archive unpacks to more than {limit} bytes")
+        size.append(total)
         try:
             tar.extractall(dest, members=members, filter="data")  # PEP 706 (3.11.4+): resolves link chains
         except tarfile.FilterError as exc:
@@ -82,7 +87,7 @@ def _check_link(uri: str, member: tarfile.TarInfo, name: str) -> None:
         raise StorageRefused(f"{uri}: archive link {member.name!r} -> {target!r} escapes the model folder")
 
 
-def _unzip(uri: str, archive: Path, dest: Path, limit: int) -> None:
+def _unzip(uri: str, archive: Path, dest: Path, limit: int, size: list[int]) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -95,6 +100,7 @@ def _unzip(uri: str, archive: Path, dest: Path, limit: int) -> None:
             total += info.file_size
             if total > limit:
                 raise StorageRefused(f"{uri}: archive unpacks to more than {limit} bytes")
+        size.append(total)
         for info in infos:
             target = dest / _member_path(uri, info.filename)
             if info.is_dir():

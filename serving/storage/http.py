@@ -13,14 +13,12 @@ beside the folder) until it releases it; an older content folder is pruned only 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -30,7 +28,7 @@ import orjson
 
 from serving.storage import leases
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
-from serving.storage.errors import StorageError, StorageRefused, redact
+from serving.storage.errors import StorageError, StorageRefused, disk_full, no_space, redact
 from serving.storage.kserve_secrets import headers_env
 
 if TYPE_CHECKING:
@@ -69,6 +67,8 @@ def resolve_url(url: str, config: StorageConfig) -> Path:
         except httpx.HTTPError as exc:  # e.g. an invalid URL
             raise StorageError(f"{redact(url)}: {exc}") from exc
         except OSError as exc:
+            if no_space(exc):
+                raise disk_full(redact(url), entry) from exc
             raise StorageError(
                 f"{redact(url)}: cannot write the cache in {entry}: {exc.strerror or exc}"
             ) from exc
@@ -106,7 +106,7 @@ def _fetch(url: str, entry: Path, meta: dict[str, Any] | None, config: StorageCo
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry))
         try:
             download = tmp / "download"
-            sha256, size = _stream_to(url, resp, download, config.max_download_bytes)
+            sha256, size = _stream_to(url, resp, download, config.max_download_bytes, entry)
             return _install(url, entry, tmp, download, (sha256, size), resp, meta, config)
         finally:
             remove_tree(tmp)
@@ -131,7 +131,7 @@ def _install(
         out = tmp / "out"
         out.mkdir()
         if kind:
-            unpack(redact(url), download, out, kind, config.max_download_bytes)
+            unpack(redact(url), download, out, kind, config.max_download_bytes, where=entry)
         else:
             download.rename(out / filename)
         os.rename(out, entry / content)
@@ -151,7 +151,8 @@ def _install(
     return new
 
 
-def _stream_to(url: str, resp: httpx.Response, path: Path, max_bytes: int) -> tuple[str, int]:
+def _stream_to(url: str, resp: httpx.Response, path: Path, max_bytes: int, cache: Path) -> tuple[str, int]:
+    """Stream the body into `path` (under the cache folder `cache`), refusing more than `max_bytes`."""
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise StorageRefused(  # by policy: not fetched again and again (a smaller object: apply again)
@@ -159,15 +160,24 @@ def _stream_to(url: str, resp: httpx.Response, path: Path, max_bytes: int) -> tu
         )
     digest = hashlib.sha256()
     size = 0
-    with open(path, "wb") as out:
-        for chunk in resp.iter_bytes(CHUNK_BYTES):
-            size += len(chunk)
-            if size > max_bytes:
-                raise StorageRefused(f"{redact(url)}: larger than the download limit of {max_bytes} bytes")
-            digest.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(path, "wb") as out:
+            for chunk in resp.iter_bytes(CHUNK_BYTES):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise StorageRefused(
+                        f"{redact(url)}: larger than the download limit of {max_bytes} bytes"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        if no_space(exc):  # the whole download's size when the server said it, else what had arrived
+            if declared and declared.isdigit():
+                raise disk_full(redact(url), cache, int(declared)) from exc
+            raise disk_full(redact(url), cache, size, so_far=True) from exc
+        raise
     return digest.hexdigest(), size
 
 
@@ -257,11 +267,4 @@ def _prune(entry: Path, keep: str) -> None:
             leases.remove_unless_held(entry, child.name)
 
 
-@contextlib.contextmanager
-def _locked(entry: Path) -> Iterator[None]:
-    with open(entry / ".lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+_locked = leases.locked  # the entry's lock (object stores take it too)

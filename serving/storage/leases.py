@@ -15,15 +15,18 @@ scale-up) holds the lease for as long as it may start a replica from it and then
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from serving.storage.archives import remove_tree
 
 LEASE_PREFIX = ".lease-"
+LOCK_NAME = ".lock"
 # served folder (absolute path) -> one open, share-locked lease file per hold
 _held: dict[str, list[BinaryIO]] = {}
 _guard = threading.Lock()
@@ -82,6 +85,51 @@ def remove_unless_held(entry: Path, name: str, sidecars: tuple[str, ...] = ()) -
             (entry / sidecar).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
     return True
+
+
+@contextlib.contextmanager
+def locked(entry: Path) -> Iterator[None]:
+    """Hold `entry`'s lock (waiting for it). An entry removed while we waited (a reclaim) is made again and
+    locked anew: a download never writes into a folder that is no longer in the cache."""
+    while True:
+        entry.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = open(entry / LOCK_NAME, "a+b")  # noqa: SIM115 (closed below, after the unlock)
+        except FileNotFoundError:
+            continue  # removed between the mkdir and the open
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _still_there(lock, entry / LOCK_NAME):
+                continue  # reclaimed while we waited: the lock we got guards nothing
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+
+
+@contextlib.contextmanager
+def locked_now(entry: Path) -> Iterator[bool]:
+    """Try `entry`'s lock without waiting: yields False (and holds nothing) if a download or prune has it."""
+    with open(entry / LOCK_NAME, "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield _still_there(lock, entry / LOCK_NAME)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _still_there(lock: BinaryIO, path: Path) -> bool:
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(lock.fileno())
+    return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _key(path: Path | str) -> str:

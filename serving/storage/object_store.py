@@ -6,7 +6,7 @@ model finds it without downloading and a changed object gives a new folder. A do
 `.partial-<digest>` and is renamed into place when complete: a crash never leaves half a model, and the next
 attempt keeps the objects already fetched whole (resumable per object). A file lock serialises pulls of one URI.
 Bookkeeping lives beside the folders, never in them (the folder holds exactly the model's files): `current`
-(the digest last resolved), `.archive-<digest>` (the folder is an unpacked archive) and `.lease-<digest>`
+(the digest last resolved), `uri` (the URI, redacted: what a reclaim names), `.archive-<digest>` (the folder is an unpacked archive) and `.lease-<digest>`
 (`serving.storage.leases`: every caller `resolve()` handed the folder to holds a lease until it releases it;
 a folder is pruned only when nobody does).
 """
@@ -29,8 +29,9 @@ import orjson
 from serving.storage import leases, scheme_of
 from serving.storage.archives import archive_kind, model_root, remove_tree, unpack
 from serving.storage.credentials import ObjectLocation, filesystem_options, parse_location, secret_values
-from serving.storage.errors import StorageError, StorageRefused
+from serving.storage.errors import StorageError, StorageRefused, disk_full, no_space, redact
 from serving.storage.http import _locked
+from serving.storage.reclaim import ARCHIVE_MARK, SOURCE
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("serving.storage")
 Listing = list[tuple[str, str, int, str]]  # (remote path, relative name, size, version tag)
 VERSION_FIELDS = ("generation", "ETag", "etag", "version_id", "LastModified", "last_modified", "updated")
-ARCHIVE_MARK = ".archive-"  # + digest: a file beside the folder saying it holds an unpacked archive
 MIN_SECRET_CHARS = 8  # shorter values are no real secret: scrubbing them would only corrupt ordinary words
 
 
@@ -112,6 +112,7 @@ def resolve_object_uri(uri: str, config: StorageConfig) -> Path:
     except OSError as exc:
         raise StorageError(f"{uri}: cannot create cache folder {entry}: {exc.strerror or exc}") from exc
     with _locked(entry):
+        _name_source(entry, uri)
         try:
             with translated(uri, env, config):
                 fs = filesystem(location, env, config.timeout_s)
@@ -160,19 +161,37 @@ def _download(
         local.parent.mkdir(parents=True, exist_ok=True)
         todo.append((remote, str(local)))
     if todo:
-        fs.get([r for r, _ in todo], [loc for _, loc in todo])  # concurrent inside fsspec's event loop
+        try:
+            fs.get([r for r, _ in todo], [loc for _, loc in todo])  # concurrent inside fsspec's event loop
+        except Exception as exc:
+            _drop_incomplete(partial, listing)  # the whole objects stay: the next attempt resumes from them
+            if no_space(exc):
+                raise disk_full(uri, entry, total) from exc
+            raise
     _check_sizes(uri, partial, listing)
     if len(listing) == 1 and (kind := archive_kind(listing[0][1])):
         archive = partial / listing[0][1]
         unpacked = entry / f".unpack-{digest}"
         remove_tree(unpacked)
-        unpack(uri, archive, unpacked, kind, config.max_download_bytes)
+        try:
+            unpack(uri, archive, unpacked, kind, config.max_download_bytes, where=entry)
+        except StorageError:
+            remove_tree(unpacked)  # half an archive's contents is of no use to anyone
+            raise
         remove_tree(partial)
         partial = unpacked
         (entry / f"{ARCHIVE_MARK}{digest}").write_text(kind)  # before the rename: the folder never lacks it
     os.rename(partial, entry / digest)
     _prune(entry, keep=digest)
     log.info("%s fetched: %d objects, %d bytes", uri, len(listing), total)
+
+
+def _drop_incomplete(folder: Path, listing: Listing) -> None:
+    """Remove the objects a failed download left cut short (a full disk, a dropped connection)."""
+    for _, relative, size, _ in listing:
+        local = folder / relative
+        if local.is_file() and local.stat().st_size != size:
+            local.unlink(missing_ok=True)
 
 
 def _check_sizes(uri: str, folder: Path, listing: Listing) -> None:
@@ -193,6 +212,14 @@ def _handed_out(entry: Path, digest: str) -> Path:
         legacy.unlink()
     served = model_root(folder) if mark.is_file() else folder
     return leases.hold(entry, digest, served)
+
+
+def _name_source(entry: Path, uri: str) -> None:
+    """Which URI the entry holds (`SOURCE`, beside its folders), for the line that says it was reclaimed."""
+    source = entry / SOURCE
+    with contextlib.suppress(OSError):
+        if not source.is_file():
+            source.write_text(redact(uri))
 
 
 def _current(entry: Path) -> Path | None:

@@ -64,6 +64,7 @@ from serving.spec import InferenceService, parse
 from serving.storage import StorageConfig, scheme_of
 from serving.storage.errors import StorageError, StorageRefused, redact
 from serving.storage.kserve_secrets import account_entry
+from serving.storage.reclaim import entry_of, reclaim
 from serving.storage.storage_spec import StorageSpecError, optional_entry, secret_name
 
 log = logging.getLogger("serving.local")
@@ -71,6 +72,7 @@ TICK_S = 1.0
 RUNTIME_FIELD = "spec.predictor.model.runtime"
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 300.0  # a failed fetch / load is retried after 1 s, doubling to 5 min
 DUE_SLACK_S = 0.01  # asyncio may run a timer this much early (its clock resolution): still due
+DOWNLOADS = "downloads"  # under the state directory: per revision, the download-cache entries it came from
 
 
 @dataclass
@@ -156,6 +158,9 @@ class LocalControlPlane:
         self._loop_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._fetches: set[asyncio.Task[None]] = set()  # model downloads: cancelled, not awaited, at shutdown
+        # the download cache is swept (`serving.storage.reclaim`) at start and after a revision retires
+        self._reclaim_due = True
+        self._reclaiming: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # One autoscaler loop per revision that scales (maxReplicas above minReplicas, or minReplicas 0);
         # `load` is the router's per-revision counts (serving.router.load.RevisionLoad).
@@ -397,6 +402,7 @@ class LocalControlPlane:
             self.store.delete(namespace, name)
             del self.services[(namespace, name)]
             self.history.forget(namespace, name)
+            self._reclaim_due = True
             events.deleted((namespace, name))
         await self.reconcile()
 
@@ -484,6 +490,7 @@ class LocalControlPlane:
                 self._spawn(self._drain_and_stop(runner, leaving))
             for key, p in plans.items():
                 self._record(self.services[key], p)
+            self._reclaim_downloads()
 
     def _retry_failed(self) -> None:
         """Schedule the next attempt of each retryable failure (`_backoff`), and start the ones that are due:
@@ -699,8 +706,10 @@ class LocalControlPlane:
             if not done.done():  # not cancelled by a shutdown meanwhile
                 done.set_result(outcome)
 
+        used: list[Path] = []  # the folders it was resolved from: which cache entries it needs
+
         def fetch() -> None:
-            outcome = _resolve(runner.revision, self.storage, self._storage_secret, self._account_env)
+            outcome = _resolve(runner.revision, self.storage, self._storage_secret, self._account_env, used)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
                 loop.call_soon_threadsafe(settle, outcome)
 
@@ -709,6 +718,7 @@ class LocalControlPlane:
         runner.fetching = False
         if runner.model_dir != Path("."):
             self._note_content(runner)
+            self._note_downloads(runner.revision, used)
         if self.runners.get((runner.revision.namespace, runner.revision.name)) is not runner:
             let_go(
                 runner.model_dir, self.storage
@@ -743,6 +753,83 @@ class LocalControlPlane:
         except OSError as exc:  # the state directory's own trouble is said where it is written
             log.warning("cannot note which copy revision %s serves: %s", revision.name, exc)
 
+    def _note_downloads(self, revision: Revision, used: list[Path]) -> None:
+        """Which download-cache entries a revision's model came from, kept in the state directory: the entries
+        it would start from again (a restart of `serving up`, a resume, `rollout undo`) are never reclaimed
+        while the revision is kept, even when no process holds a lease on them."""
+        found = {str(e) for folder in used if (e := entry_of(folder, self.storage.cache_dir)) is not None}
+        record = self.store.root / DOWNLOADS / f"{revision.namespace}__{revision.name}"
+        try:
+            if found:
+                record.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(record, "\n".join(sorted(found)).encode())
+            else:
+                record.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot note which downloads revision %s uses: %s", revision.name, exc)
+
+    def _kept_downloads(self) -> set[Path] | None:
+        """The cache entries a revision may still start from: every runner's, and those noted for a revision
+        that is still kept (in a service's rollout state: running, scaled to zero, stopped, the one before for
+        a rollback; or in its rollout history, for `rollout undo`). The notes of the others are dropped. None
+        when the notes cannot be read (then nothing is reclaimed)."""
+        kept = set(self.runners)
+        for (namespace, name), service in self.services.items():
+            kept |= {(namespace, revision) for revision in service.rollout.revisions}
+            kept |= {(namespace, revision) for revision in self.history.load(namespace, name)["documents"]}
+        cache = self.storage.cache_dir
+        entries = {e for runner in self.runners.values() if (e := entry_of(runner.model_dir, cache))}
+        # DOWNLOADS: the entries each revision came from; "fetched" (`_note_content`): the copy it served, the
+        # only note of a revision fetched before DOWNLOADS was kept
+        for folder, drop in ((DOWNLOADS, True), ("fetched", False)):
+            try:
+                records = list((self.store.root / folder).iterdir())
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("cannot read %s: %s; no download is reclaimed", self.store.root / folder, exc)
+                return None
+            for record in records:
+                namespace, _, revision = record.name.partition("__")
+                if (namespace, revision) not in kept:
+                    if drop:
+                        record.unlink(missing_ok=True)
+                    continue
+                try:
+                    lines = record.read_text().splitlines()
+                except OSError as exc:
+                    log.warning("cannot read %s: %s; no download is reclaimed", record, exc)
+                    return None
+                entries |= {e for line in lines if line and (e := entry_of(line, cache)) is not None}
+        return entries
+
+    def _reclaim_downloads(self) -> None:
+        """Start a sweep of the download cache (in a thread: removing gigabytes takes a while) if one is due,
+        none runs, and no fetch is under way (a revision restored without a note holds its lease only once
+        fetched)."""
+        if not self._reclaim_due or self._reclaiming is not None:
+            return
+        if any(runner.fetching for runner in self.runners.values()):
+            return  # the fetch's end wakes a reconcile, which tries again
+        self._reclaim_due = False
+        keep = self._kept_downloads()
+        if keep is None:
+            return
+
+        async def sweep() -> None:
+            try:
+                await asyncio.to_thread(reclaim, self.storage.cache_dir, keep)
+            except Exception:  # a sweep that failed is tried again after the next retirement
+                log.exception("reclaiming the download cache failed")
+            finally:
+                self._reclaiming = None
+                if self._reclaim_due:
+                    self._changed()
+
+        self._reclaiming = asyncio.create_task(sweep(), name="reclaim downloads")
+        self._background.add(self._reclaiming)
+        self._reclaiming.add_done_callback(self._background.discard)
+
     @staticmethod
     def _found(runner: RevisionRunner, model_dir: Path | None, error: str, retryable: bool) -> None:
         if model_dir is None:
@@ -769,9 +856,9 @@ class LocalControlPlane:
         if replicas is None:  # the whole revision retired
             revision = runner.revision
             self.routes.forget(revision.isvc, revision.namespace, revision.name)
-            let_go(
-                runner.model_dir, self.storage
-            )  # its downloaded folder may be pruned once a newer copy comes
+            let_go(runner.model_dir, self.storage)  # its downloaded folder: pruned, or reclaimed, once unused
+            self._reclaim_due = True
+            self._changed()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -847,16 +934,21 @@ def _remote(revision: Revision) -> bool:
 
 
 def _resolve(
-    revision: Revision, config: StorageConfig, secrets: SecretSource, accounts: AccountSource
+    revision: Revision,
+    config: StorageConfig,
+    secrets: SecretSource,
+    accounts: AccountSource,
+    used: list[Path] | None = None,
 ) -> tuple[Path | None, str, bool]:
     """(the model folder, "", False) or (None, why not, whether trying again may help: not for a refusal by
-    policy or a scheme this machine does not fetch; yes for a `storage:` its Secret cannot complete yet)."""
+    policy or a scheme this machine does not fetch; yes for a `storage:` its Secret cannot complete yet).
+    `used` hears the folders resolved (for a `storageUris` revision, each item's)."""
     if revision.storage_uris:
         try:
-            return resolve_composed(revision, config, accounts), "", False
+            return resolve_composed(revision, config, accounts, used), "", False
         except ServingError as exc:
             fetchable = all(scheme_of(item.uri) in FETCHED_SCHEMES for item in revision.storage_uris)
-            return None, exc.message, _retryable_fetch(exc) and fetchable
+            return None, _reason(exc), _retryable_fetch(exc) and fetchable
     try:
         uri, secret_env = location(revision, secrets, accounts)
     except StorageSpecError as exc:
@@ -864,9 +956,21 @@ def _resolve(
     except ServingError as exc:
         return None, exc.message, False
     try:
-        return resolve_at(revision, uri, secret_env, config), "", False
+        folder = resolve_at(revision, uri, secret_env, config)
     except ServingError as exc:
-        return None, exc.message, _retryable_fetch(exc) and scheme_of(uri) in FETCHED_SCHEMES
+        return None, _reason(exc), _retryable_fetch(exc) and scheme_of(uri) in FETCHED_SCHEMES
+    if used is not None:
+        used.append(folder)
+    return folder, "", False
+
+
+def _reason(exc: ServingError) -> str:
+    """The failure as the revision's status says it: a refusal by policy (an unsafe archive, an object over
+    the download limit) says that it is final, as it is not retried on a backoff (each retry of a too-large
+    object downloaded up to 2 GiB again)."""
+    if isinstance(exc, StorageRefused):
+        return f"{exc.message} (refused, not retried: apply the spec again once it is fixed)"
+    return exc.message
 
 
 def _retryable_fetch(exc: ServingError) -> bool:

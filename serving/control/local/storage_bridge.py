@@ -68,15 +68,22 @@ def resolve_model_dir(
 
 
 def resolve_composed(
-    revision: Revision, config: storage.StorageConfig, accounts: AccountSource | None = None
+    revision: Revision,
+    config: storage.StorageConfig,
+    accounts: AccountSource | None = None,
+    used: list[Path] | None = None,
 ) -> Path:
     """KServe's `storageUris`: every item fetched (with the service account's credentials, as its
-    storage-initializer fetches them) into one folder of the revision's, each at its place under /mnt/models."""
+    storage-initializer fetches them) into one folder of the revision's, each at its place under /mnt/models.
+    `used` hears each folder an item was laid from (which cache entries the revision came from)."""
     downloads = accounts(revision) if accounts is not None else {}
 
     def fetch(uri: str) -> Path:
         remote = storage.scheme_of(uri) not in ("", "file", "pvc")
-        return resolve_at(revision, uri, downloads if remote else {}, config)
+        folder = resolve_at(revision, uri, downloads if remote else {}, config)
+        if used is not None:
+            used.append(folder)
+        return folder
 
     items = [(item.uri, item.subpath) for item in revision.storage_uris]
     owner = f"{revision.namespace}.{revision.name}"

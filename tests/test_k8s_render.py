@@ -264,6 +264,22 @@ def test_the_images_pull_secrets_reach_every_pod_that_runs_it_merged_with_the_co
     )
 
 
+def test_a_transformers_own_min_replicas_is_its_replica_count() -> None:
+    """`transformer.minReplicas: 3` with no HPA (min == max) runs 3 transformers, as its own Deployment does in
+    KServe (it ran as many as the predictor, silently); unset, it follows the predictor's count."""
+    ours = {"containers": [{"name": "kserve-container", "args": ["serving", "transform"]}]}
+    predictor = {"sklearn": {"storageUri": "pvc://store/iris"}}
+
+    def replicas(transformer: dict) -> dict[str, int]:
+        objects = _objects(_isvc(predictor, transformer))
+        return {
+            k.split("-")[-1]: o["spec"]["replicas"] for k, o in objects.items() if k.startswith("Deployment/")
+        }
+
+    assert replicas({**ours, "minReplicas": 3, "maxReplicas": 3}) == {"predictor": 1, "transformer": 3}
+    assert replicas(ours) == {"predictor": 1, "transformer": 1}
+
+
 def test_long_names_stay_dns_labels() -> None:
     name = "a" * 45
     doc = _isvc(

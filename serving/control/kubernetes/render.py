@@ -745,7 +745,7 @@ def revision_objects(
             settings.keda_prometheus_url,
         )
         owned = autoscaler is not None or replicas_left_alone(isvc)  # external: someone else's autoscaler
-        count = None if (owned and existing) else replicas
+        count = None if (owned and existing) else _component_replicas(isvc, component, replicas)
         out += [
             deployment(
                 revision, component, count, settings, owner, isvc.metadata.annotations, isvc.metadata.labels
@@ -755,3 +755,13 @@ def revision_objects(
         if autoscaler is not None:
             out.append(autoscaler)
     return out
+
+
+def _component_replicas(isvc: InferenceService, component: str, replicas: int) -> int:
+    """The revision's replicas (the plan's: scaled, stopped, canary) for the predictor; a transformer that sets
+    its own `minReplicas` runs that many while the revision runs (its own Deployment, as in KServe), else as
+    many as the predictor."""
+    transformer = isvc.spec.transformer
+    if component != "transformer" or transformer is None or transformer.min_replicas is None or not replicas:
+        return replicas
+    return max(transformer.min_replicas, 1)

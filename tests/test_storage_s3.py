@@ -600,3 +600,29 @@ def test_kserves_virtual_bucket_switch_selects_virtual_hosted_addressing() -> No
     _, path_style = filesystem_options(location, env, 5)
     assert virtual["config_kwargs"]["s3"] == {"addressing_style": "virtual"}
     assert "s3" not in path_style["config_kwargs"]
+
+
+def test_an_object_cut_short_at_its_full_size_is_fetched_again_not_served(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3fs sizes a large object's file (over 50 MiB) before its parts arrive, so a download cut off (a dropped
+    connection, a full disk, a kill) left a file of the right size holding zeros, which the next attempt took as
+    whole and served. Here the first attempt's get writes a zero-filled file of the object's size, then fails as
+    a dropped connection does; the next attempt must fetch it again."""
+    import s3fs.core
+
+    body = bytes(range(256)) * 8
+    s3.client.put_object(Bucket="models", Key="cut/model.bin", Body=body)
+    real_get = s3fs.core.S3FileSystem.get
+
+    def cut(self: Any, rpath: Any, lpath: Any, *args: Any, **kwargs: Any) -> Any:
+        for local in lpath if isinstance(lpath, list) else [lpath]:
+            Path(local).write_bytes(bytes(len(body)))  # sized first, as s3fs does
+        raise ConnectionError("the connection dropped")
+
+    config = _config(tmp_path, s3.env())
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "get", cut)
+    with pytest.raises(Exception, match="dropped"):
+        resolve("s3://models/cut", config)
+    monkeypatch.setattr(s3fs.core.S3FileSystem, "get", real_get)
+    assert (resolve("s3://models/cut", config) / "model.bin").read_bytes() == body

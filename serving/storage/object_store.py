@@ -4,7 +4,8 @@ Cache layout: `cache_dir/objects/<sha256(uri)[:16]>/<listing digest>/` is one im
 a digest of the listing (every object's name, size and ETag/generation), so a second revision of the same
 model finds it without downloading and a changed object gives a new folder. A download goes to
 `.partial-<digest>` and is renamed into place when complete: a crash never leaves half a model, and the next
-attempt keeps the objects already fetched whole (resumable per object). A file lock serialises pulls of one URI.
+attempt keeps the objects already fetched whole (resumable per batch of objects: an object takes its name
+only once its batch is complete, since a file of the right size is no proof it is). A file lock serialises pulls of one URI.
 Bookkeeping lives beside the folders, never in them (the folder holds exactly the model's files): `current`
 (the digest last resolved), `uri` (the URI, redacted: what a reclaim names), `.archive-<digest>` (the folder is an unpacked archive) and `.lease-<digest>`
 (`serving.storage.leases`: every caller `resolve()` handed the folder to holds a lease until it releases it;
@@ -153,21 +154,28 @@ def _download(
             f"{uri}: {total} bytes is larger than the download limit of {config.max_download_bytes}"
         )
     partial = entry / f".partial-{digest}"
-    todo: list[tuple[str, str]] = []
+    todo: list[tuple[str, Path, int]] = []
     for remote, relative, size, _ in listing:
         local = partial / relative
         if local.is_file() and local.stat().st_size == size:
-            continue  # fetched whole by an earlier, interrupted attempt
+            continue  # fetched whole by an earlier, interrupted attempt (only whole objects get their name)
         local.parent.mkdir(parents=True, exist_ok=True)
-        todo.append((remote, str(local)))
-    if todo:
+        todo.append((remote, local, size))
+    for batch in _batches(todo):
+        # Each object lands under a name of its own and takes its real name once its batch is complete: a file
+        # of the right size is no proof (s3fs sizes a large object's file before its parts arrive), so a cut
+        # download never leaves a file the next attempt would take as whole
+        landing = [local.with_name(PART_PREFIX + local.name) for _, local, _ in batch]
         try:
-            fs.get([r for r, _ in todo], [loc for _, loc in todo])  # concurrent inside fsspec's event loop
+            fs.get([r for r, _, _ in batch], [str(p) for p in landing])  # concurrent inside fsspec's loop
         except Exception as exc:
-            _drop_incomplete(partial, listing)  # the whole objects stay: the next attempt resumes from them
+            for part in landing:
+                part.unlink(missing_ok=True)
             if no_space(exc):
                 raise disk_full(uri, entry, total) from exc
             raise
+        for part, (_, local, _) in zip(landing, batch, strict=True):
+            os.replace(part, local)
     _check_sizes(uri, partial, listing)
     if len(listing) == 1 and (kind := archive_kind(listing[0][1])):
         archive = partial / listing[0][1]
@@ -186,12 +194,25 @@ def _download(
     log.info("%s fetched: %d objects, %d bytes", uri, len(listing), total)
 
 
-def _drop_incomplete(folder: Path, listing: Listing) -> None:
-    """Remove the objects a failed download left cut short (a full disk, a dropped connection)."""
-    for _, relative, size, _ in listing:
-        local = folder / relative
-        if local.is_file() and local.stat().st_size != size:
-            local.unlink(missing_ok=True)
+PART_PREFIX = ".landing-"  # an object being fetched, not yet whole
+BATCH_OBJECTS = 16  # fetched together (fsspec runs them concurrently); a failure costs its batch only
+BATCH_BYTES = 256 * 1024 * 1024
+
+
+def _batches(todo: list[tuple[str, Path, int]]) -> list[list[tuple[str, Path, int]]]:
+    """The objects to fetch, in batches of at most BATCH_OBJECTS and (unless one object is larger) BATCH_BYTES."""
+    batches: list[list[tuple[str, Path, int]]] = []
+    current: list[tuple[str, Path, int]] = []
+    size = 0
+    for item in todo:
+        if current and (len(current) >= BATCH_OBJECTS or size + item[2] > BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item[2]
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _check_sizes(uri: str, folder: Path, listing: Listing) -> None:

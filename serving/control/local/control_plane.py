@@ -717,7 +717,7 @@ class LocalControlPlane:
         self._found(runner, *await done)
         runner.fetching = False
         if runner.model_dir != Path("."):
-            self._note_content(runner)
+            self._note_content(runner, used)
             self._note_downloads(runner.revision, used)
         if self.runners.get((runner.revision.namespace, runner.revision.name)) is not runner:
             let_go(
@@ -726,14 +726,15 @@ class LocalControlPlane:
             return
         self._changed()
 
-    def _note_content(self, runner: RevisionRunner) -> None:
-        """Which copy of its model a revision serves (the cache folder of one content), kept in the state
-        directory: a revision fetched again (a restart of `serving up`, a retry) that gets other content than
-        before says so, as its storageUri's object changed behind it (KServe's storage-initializer fetches a
-        recreated pod's model the same way). A revision is pinned to its content only while it runs."""
+    def _note_content(self, runner: RevisionRunner, used: list[Path]) -> None:
+        """Which copy of its model a revision serves (the cache folders of one content: `used`, named by the
+        content's digest), kept in the state directory: a revision fetched again (a restart of `serving up`, a
+        retry) that gets other content than before says so, as its storageUri's object changed behind it
+        (KServe's storage-initializer fetches a recreated pod's model the same way). A revision is pinned to its
+        content only while it runs. Not the model folder itself: `storageUris` compose one per process."""
         revision = runner.revision
         record = self.store.root / "fetched" / f"{revision.namespace}__{revision.name}"
-        now = str(runner.model_dir)
+        now = "\n".join(sorted(str(folder) for folder in used)) if used else str(runner.model_dir)
         try:
             before: str | None = record.read_text()
         except OSError:

@@ -19,6 +19,7 @@ from typing import Any
 import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from serving.errors import ServingError
 from serving.spec import OUR_GROUP
@@ -126,13 +127,34 @@ def classify(exc: Exception, what: str) -> ClusterError:
     return PermanentClusterError(f"{what}: {exc}")
 
 
-def contains(live: Any, wanted: Any) -> bool:
-    """Whether `live` already has every field of `wanted` (extra server-set fields are fine)."""
+# Fields whose values the API server stores as canonical quantities ("0.5" -> "500m", "1024Mi" -> "1Gi")
+QUANTITIES = frozenset({"limits", "requests", "averageValue"})
+
+
+def contains(live: Any, wanted: Any, quantity: bool = False) -> bool:
+    """Whether `live` already has every field of `wanted` (extra server-set fields are fine), as the API server
+    stores it: an empty list or map is omitted (omitempty), and resource quantities are canonical. Comparing
+    literally made every reconcile patch such an object again, for nothing."""
     if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(contains(live.get(k), v) for k, v in wanted.items())
+        if live is None and not wanted:
+            return True
+        return isinstance(live, dict) and all(
+            contains(live.get(k), v, quantity or k in QUANTITIES) for k, v in wanted.items()
+        )
     if isinstance(wanted, list):
+        if live is None and not wanted:
+            return True
         return isinstance(live, list) and len(live) == len(wanted) and all(map(contains, live, wanted))
+    if live != wanted and quantity and live is not None and wanted is not None:
+        return _same_quantity(live, wanted)
     return bool(live == wanted)
+
+
+def _same_quantity(live: Any, wanted: Any) -> bool:
+    try:
+        return bool(parse_quantity(live) == parse_quantity(wanted))
+    except ValueError:
+        return False
 
 
 class Cluster:

@@ -327,6 +327,13 @@ def test_observe_and_patch_helpers() -> None:
     }
     assert contains({"a": 1, "b": [{"x": 1, "y": 2}]}, {"b": [{"x": 1}]})
     assert not contains({"b": [{"x": 1}]}, {"b": [{"x": 2}]})
+    # as a real API server stores what it was sent: empty lists and maps omitted, quantities canonical (a
+    # literal comparison patched such objects again on every reconcile, for nothing)
+    rendered = {"env": [], "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {}}}
+    assert contains({"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}, rendered)
+    assert not contains({"resources": {"requests": {"cpu": "600m", "memory": "1Gi"}}}, rendered)
+    assert not contains({"env": [{"name": "X"}], "resources": rendered["resources"]}, rendered)
+    assert not contains({"value": "500m"}, {"value": "0.5"})  # only quantities are read as quantities
 
 
 def test_render_command_prints_one_stream() -> None:

@@ -152,7 +152,8 @@ def contains(live: Any, wanted: Any, quantity: bool = False) -> bool:
 
 def _same_quantity(live: Any, wanted: Any) -> bool:
     try:
-        return bool(parse_quantity(live) == parse_quantity(wanted))
+        same = parse_quantity(live) == parse_quantity(wanted)  # type: ignore[no-untyped-call]
+        return bool(same)
     except ValueError:
         return False
 

@@ -90,15 +90,21 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
         assert after and before and not after & before, (before, after)
 
 
-def replica_pids(url: str) -> set[str]:
-    """The `pid` labels of the elastic predictor's request counters in `serving up`'s federated /metrics."""
+def replica_pids(url: str, within_s: float = 15.0) -> set[str]:
+    """The `pid` labels of the elastic predictor's request counters in `serving up`'s federated /metrics (a
+    replica slow to answer its scrape under load contributes nothing to that scrape: asked again)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {
-        sample.labels["pid"]
-        for family in text_string_to_metric_families(text)
-        if family.name == "serving_requests"
-        for sample in family.samples
-        if sample.labels.get("isvc") == "elastic" and sample.name == "serving_requests_total"
-    }
+    deadline = time.monotonic() + within_s
+    while True:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        pids = {
+            sample.labels["pid"]
+            for family in text_string_to_metric_families(text)
+            if family.name == "serving_requests"
+            for sample in family.samples
+            if sample.labels.get("isvc") == "elastic" and sample.name == "serving_requests_total"
+        }
+        if pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)  # polling the scrape (not a synchronisation)

@@ -94,14 +94,11 @@ secrets: [{name: model-host}]
 
 @pytest.fixture
 def artifacts(tmp_path: Path) -> Any:
-    server = ArtifactServer()
-    server.thread.start()
-    model = train_iris_sklearn(tmp_path / "http-model")
-    server.put("/iris/model.joblib", model.read_bytes())
-    server.required = {"Authorization": TOKEN}
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with ArtifactServer() as server:
+        model = train_iris_sklearn(tmp_path / "http-model")
+        server.put("/iris/model.joblib", model.read_bytes())
+        server.required = {"Authorization": TOKEN}
+        yield server
 
 
 def test_a_service_accounts_secrets_give_the_fetch_its_credentials_and_heal_it_when_applied(

@@ -27,11 +27,8 @@ from tests.test_storage_http import ArtifactServer
 
 @pytest.fixture
 def artifacts() -> Iterator[ArtifactServer]:
-    server = ArtifactServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with ArtifactServer() as server:
+        yield server
 
 
 def _apply_doc(plane: LocalControlPlane, doc: dict[str, Any]) -> Any:

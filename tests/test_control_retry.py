@@ -55,11 +55,8 @@ def _plane(tmp_path: Path, **options: Any) -> LocalControlPlane:
 @pytest.fixture
 def artifacts() -> Iterator[ArtifactServer]:
     """A real http artifact server on loopback (tests.test_storage_http), for the fetches to read."""
-    server = ArtifactServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with ArtifactServer() as server:
+        yield server
 
 
 @asynccontextmanager

@@ -43,6 +43,14 @@ class ArtifactServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
+    def __enter__(self) -> ArtifactServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
     def put(self, path: str, data: bytes) -> str:
         self._version += 10
         self.files[path] = (data, formatdate(self._version, usegmt=True))
@@ -93,11 +101,8 @@ class ArtifactServer:
 
 @pytest.fixture
 def server() -> Iterator[ArtifactServer]:
-    srv = ArtifactServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    with ArtifactServer() as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -35,11 +35,8 @@ DEV_FULL = Path("/dev/full")
 
 @pytest.fixture
 def server() -> Iterator[ArtifactServer]:
-    srv = ArtifactServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    with ArtifactServer() as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -27,9 +27,7 @@ def held_under(cache: Path) -> list[str]:
 
 def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
     model = train_iris_sklearn(tmp_path / "trained" / "iris").parent
-    artifacts = ArtifactServer()
-    artifacts.thread.start()
-    try:
+    with ArtifactServer() as artifacts:
         url = artifacts.put("/models/iris.tar.gz", tarball_of(model))
         claim = tmp_path / "pvcs" / "models"
         claim.mkdir(parents=True)
@@ -52,9 +50,6 @@ def test_up_serves_http_tarball_and_pvc(tmp_path: Path) -> None:
             # no revision needs the download any more: reclaimed (it stayed for ever, audit-store2 F4)
             wait_until(lambda: not Path(downloaded).exists(), 30, what="the download reclaimed")
         assert artifacts.count("/models/iris.tar.gz", 200) == 1
-    finally:
-        artifacts.httpd.shutdown()
-        artifacts.httpd.server_close()
 
 
 def test_a_store_that_never_answers_holds_up_nothing_else(tmp_path: Path) -> None:

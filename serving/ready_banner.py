@@ -4,9 +4,12 @@ like uvicorn's "running on" line, but only when requests will succeed (models lo
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
+from typing import TextIO
 
 from serving.http.launcher import bound_port
+from serving.observability import log_format
 from serving.repository import Model, ModelRepository
 from serving.runtimes import RUNTIMES
 
@@ -39,6 +42,13 @@ def announce_when_ready(repository: ModelRepository, host: str, port: int) -> Ca
             said = True
             # The process's own stdout: a caller redirecting sys.stdout for its own output (a CLI call made in a
             # test while servers run as threads of the same process) must not receive a server's banner.
-            print(banner(repository, host, port), file=sys.__stdout__ or sys.stdout, flush=True)
+            say(banner(repository, host, port), sys.__stdout__ or sys.stdout)
 
     return on_change
+
+
+def say(text: str, stdout: TextIO) -> None:
+    """The banner as a line of its own, or as a JSON log line where stdout is the JSON log's own file."""
+    if log_format.one_json_stream(stdout):
+        text = log_format.JsonFormatter().line(time.time(), "info", "serving", text, None)
+    print(text, file=stdout, flush=True)

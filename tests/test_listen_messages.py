@@ -93,3 +93,35 @@ def test_port_0_is_announced_as_the_port_bound(model_repo: Path, tmp_path: Path)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_banner_is_a_json_line_where_it_shares_a_json_log_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serving up` writes each replica's stdout and stderr to one log file, of JSON lines: the plain banner was
+    the one line a log pipeline rejected. Where stdout is that same file it is a JSON line (its message the
+    banner); on a stdout of its own (a pipe, a terminal) it stays the plain line scripts read."""
+    import logging
+
+    import orjson
+
+    from serving.observability import log_format
+    from serving.ready_banner import say
+
+    shared, apart = tmp_path / "replica.log", tmp_path / "stdout.txt"
+    with shared.open("a") as log_file, apart.open("a") as own_stdout:
+        monkeypatch.setattr("sys.stderr", log_file)
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        try:
+            handler = log_format.ConsoleHandler(log_file)  # what configure("json") installs on stderr
+            handler.setFormatter(log_format.JsonFormatter())
+            root.handlers[:] = [handler]
+            assert log_format.one_json_stream(log_file) and not log_format.one_json_stream(own_stdout)
+            for stdout in (log_file, own_stdout):
+                say("serving iris (sklearn) on http://127.0.0.1:8080", stdout)
+        finally:
+            root.handlers[:] = saved
+    (line,) = shared.read_text().splitlines()
+    assert orjson.loads(line)["message"] == "serving iris (sklearn) on http://127.0.0.1:8080"
+    assert apart.read_text() == "serving iris (sklearn) on http://127.0.0.1:8080\n"

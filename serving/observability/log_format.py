@@ -247,6 +247,19 @@ def configure(log_format: str | None, level: int = logging.INFO) -> None:
     root.addHandler(handler)
 
 
+def one_json_stream(stdout: Any) -> bool:
+    """Whether logs are JSON lines and `stdout` is the very file they go to (`serving up`'s replica log files,
+    `serve > log 2>&1`): a line printed there must be JSON too, or a log pipeline rejects the file."""
+    handlers = [h for h in logging.getLogger().handlers if _is_console(h)]
+    if not handlers or not isinstance(handlers[0].formatter, JsonFormatter):
+        return False
+    try:
+        out, err = os.fstat(stdout.fileno()), os.fstat(handlers[0].stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
+
+
 def _is_console(handler: logging.Handler) -> bool:
     return type(handler) in (logging.StreamHandler, ConsoleHandler) and getattr(handler, "stream", None) in (
         sys.stderr,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from serving.runtimes.base import ModelMetadata, Runtime
 from serving.types import TensorDict
 
@@ -83,6 +85,8 @@ class WrongAnswerRuntime(Runtime):
             "none": None,
             "none-output": {"y": None},
             "list-of-arrays": [next(iter(inputs.values()))],
+            "datetime": {"y": np.array(["2022-01-11T11:00:00"], dtype="datetime64[s]")},
+            "objects": {"y": np.array([None, 1, {"a": 1}, b"x", "z"], dtype=object)},
         }
         return answers[str(parameters.get("answer"))]  # type: ignore[no-any-return]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.errors import BadRequest
+from serving.errors import ModelFailure
 from serving.protocol.dtypes import itemsize, v2_datatype
 
 
@@ -17,7 +17,7 @@ def test_names(dtype: str, name: str) -> None:
     assert v2_datatype(np.dtype(dtype)) == name
 
 
-def test_a_dtype_without_a_v2_name_is_a_clear_bad_request() -> None:
-    with pytest.raises(BadRequest, match="complex128 has no Open Inference Protocol datatype"):
+def test_a_dtype_without_a_v2_name_is_the_models_fault() -> None:
+    with pytest.raises(ModelFailure, match="complex128 has no Open Inference Protocol datatype"):
         v2_datatype(np.dtype("complex128"))
     assert itemsize("BYTES") == 0 and itemsize("FP16") == 2

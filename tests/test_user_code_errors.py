@@ -106,3 +106,29 @@ def test_a_runtime_that_answers_no_dict_of_arrays_gets_a_500_saying_what_it_retu
         ):
             response = infer(answer)
             assert response.status_code == 500 and says in response.json()["error"], (answer, response.text)
+        # an output the protocol has no type for: the model's fault (a 500 naming it), not the caller's 400
+        dated = infer("datetime")
+        assert dated.status_code == 500, dated.text
+        assert dated.json()["error"].startswith(
+            "model 'bad' returned output 'y' as datetime64[s], which has no"
+        )
+        # BYTES elements that are not text: one rule (their str()) in JSON, the binary extension and gRPC alike
+        objects = infer("objects")
+        assert objects.json()["outputs"][0]["data"] == ["None", "1", "{'a': 1}", "x", "z"], objects.text
+
+
+def test_grpc_encodes_bytes_objects_as_json_does_and_refuses_an_untyped_output_as_the_models_fault() -> None:
+    from serving.grpc import tensor_codec
+    from serving.protocol import binary
+    from serving.types import InferRequest, InferResponse
+
+    objects = np.array([None, 1, {"a": 1}, b"x", "z"], dtype=object)
+    request = InferRequest(inputs={})
+    message = tensor_codec.messages.ModelInferResponse.FromString(
+        tensor_codec.encode_response(InferResponse("bad", None, {"y": objects}), request)
+    )
+    assert list(message.outputs[0].contents.bytes_contents) == [b"None", b"1", b"{'a': 1}", b"x", b"z"]
+    assert binary.encode_tensor(objects, "BYTES").endswith(b"\x01\x00\x00\x00z")
+    dated = InferResponse("bad", None, {"y": np.array(["2022-01-11"], dtype="datetime64[D]")})
+    with pytest.raises(ModelFailure, match="model 'bad' returned output 'y' as datetime64"):
+        tensor_codec.encode_response(dated, request)

@@ -18,7 +18,7 @@ from serving.errors import BadRequest
 from serving.grpc import messages, wire
 from serving.protocol import binary
 from serving.protocol.content_types import content_typed
-from serving.protocol.dtypes import WIRE_DTYPES, numpy_dtype, v2_datatype
+from serving.protocol.dtypes import WIRE_DTYPES, NoDatatype, numpy_dtype, unencodable, v2_datatype
 from serving.protocol.v2_codec import element_count, refuse_repeated_outputs, refuse_shared_memory
 from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
@@ -222,7 +222,10 @@ def encode_response(response: InferResponse, request: InferRequest) -> bytes:
     if response.model_version is not None:
         message.model_version = response.model_version
     encode_parameters(message.parameters, response.parameters)
-    datatypes = [v2_datatype(array.dtype) for array in response.outputs.values()]
+    try:
+        datatypes = [v2_datatype(array.dtype) for array in response.outputs.values()]
+    except NoDatatype:
+        raise unencodable(response.model_name, response.outputs) from None
     raw = request.binary_output or "FP16" in datatypes or any(o.binary for o in request.outputs or ())
     chunks: list[bytes | memoryview] = []
     for (name, array), datatype in zip(response.outputs.items(), datatypes, strict=True):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from serving.errors import BadRequest
+from serving.errors import BadRequest, ModelFailure
 
 V2_TO_NUMPY: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -52,7 +54,25 @@ def v2_datatype(dtype: np.dtype) -> str:
     try:
         return _NUMPY_TO_V2[dtype.str.lstrip("<>|=")]
     except KeyError:
-        raise BadRequest(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
+        raise NoDatatype(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
+
+
+class NoDatatype(ModelFailure):
+    """A model's tensor of a dtype the protocol cannot carry (datetime64, complex): the model's fault, a 500."""
+
+
+def unencodable(model: str, outputs: Mapping[str, np.ndarray]) -> ModelFailure:
+    """The 500 for an answer an encoder could not type, naming the model and the output (the encoders ask only
+    once one failed: nothing is checked on the usual answer)."""
+    for name, array in outputs.items():
+        try:
+            v2_datatype(array.dtype)
+        except NoDatatype:
+            return ModelFailure(
+                f"model {model!r} returned output {name!r} as {array.dtype}, which has no Open Inference Protocol "
+                "datatype: return it as a number, boolean or string array"
+            )
+    return ModelFailure(f"model {model!r} returned an output with no Open Inference Protocol datatype")
 
 
 def itemsize(datatype: str) -> int:

@@ -16,7 +16,7 @@ import orjson
 from serving.errors import BadRequest
 from serving.protocol import binary
 from serving.protocol.content_types import content_typed
-from serving.protocol.dtypes import numpy_dtype, v2_datatype
+from serving.protocol.dtypes import NoDatatype, numpy_dtype, unencodable, v2_datatype
 from serving.protocol.json_body import check_depth, holds_booleans, loads_object, mentions_booleans
 from serving.settings import Limits
 from serving.types import InferRequest, InferResponse, RequestedOutput
@@ -308,7 +308,10 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
         as_binary = (
             request.binary_output if requested is None or requested.binary is None else requested.binary
         )
-        datatype = v2_datatype(array.dtype)
+        try:
+            datatype = v2_datatype(array.dtype)
+        except NoDatatype:
+            raise unencodable(response.model_name, response.outputs) from None
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:
             chunk = binary.encode_tensor(array, datatype)
@@ -345,9 +348,11 @@ def json_data(array: np.ndarray, datatype: str) -> list[Any] | np.ndarray:
     return flat if flat.dtype.isnative else flat.tolist()
 
 
-def _text(value: Any) -> Any:
+def _text(value: Any) -> str:
+    """A BYTES element as JSON text: bytes decoded, anything that is not text (a runtime's None, number or dict
+    in an object array) as its str(), the same bytes the binary extension and gRPC send for it."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return str(value)

@@ -163,7 +163,19 @@ class SKLearnRuntime(Runtime):
             matrix = data_frame(inputs, self._columns, self.settings.name)
         else:
             matrix = feature_matrix(inputs, self._features, self.settings.name, self._columns)
+        if len(matrix) == 0:  # scikit-learn refuses no rows ("Found array with 0 sample(s)"): none answered
+            return self._no_rows(names)
         return {name: np.asarray(methods[MLSERVER_OUTPUTS.get(name, name)](matrix)) for name in names}
+
+    def _no_rows(self, names: tuple[str, ...]) -> TensorDict:
+        """Each output for a batch of no rows: empty, with its dtype and the width metadata gives it, as the
+        linear fast path, XGBoost and ONNX answer one (scikit-learn itself raises)."""
+        specs = {spec.name: spec for spec in self.metadata().outputs}
+        answer = {}
+        for name in names:
+            spec = specs[MLSERVER_OUTPUTS.get(name, name)]
+            answer[name] = np.empty((0, *(max(d, 0) for d in spec.shape[1:])), dtype=spec.dtype)
+        return answer
 
     def runs_inline(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from serving.runtimes import find_artifact
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.types import TensorDict, TensorSpec
 
+log = logging.getLogger("serving.runtimes.onnx")
 ONNX_TYPES: dict[str, np.dtype] = {
     "tensor(bool)": np.dtype(np.bool_),
     "tensor(uint8)": np.dtype(np.uint8),
@@ -41,8 +43,12 @@ class ONNXRuntime(Runtime):
             options.intra_op_num_threads = self.settings.intra_op_threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._inputs = tuple(_spec(i) for i in self.session.get_inputs())
-        # Non-tensor outputs (e.g. skl2onnx's ZipMap sequences) cannot travel as tensors.
+        # Non-tensor outputs (e.g. skl2onnx's ZipMap sequences) cannot travel as tensors: said at load, and to
+        # whoever asks for one
         self._outputs = tuple(_spec(o) for o in self.session.get_outputs() if o.type in ONNX_TYPES)
+        self._not_tensors = {o.name: o.type for o in self.session.get_outputs() if o.type not in ONNX_TYPES}
+        for name, kind in self._not_tensors.items():
+            log.warning("model %r: %s", self.settings.name, _not_a_tensor(name, kind))
         self._output_names = {o.name: o for o in self._outputs}
         self._input_dtypes = {i.name: i.dtype for i in self._inputs}
         self._input_shapes = {i.name: i.shape for i in self._inputs}
@@ -53,6 +59,12 @@ class ONNXRuntime(Runtime):
     def predict(
         self, inputs: TensorDict, outputs: tuple[str, ...] | None, parameters: dict[str, Any]
     ) -> TensorDict:
+        if outputs is not None and self._not_tensors:
+            for name in outputs:
+                if name in self._not_tensors:
+                    raise BadRequest(
+                        f"model {self.settings.name!r}: {_not_a_tensor(name, self._not_tensors[name])}"
+                    )
         names = select_outputs(self._output_names, outputs, self.settings.name) or tuple(self._output_names)
         feed = self._feed(inputs)
         try:
@@ -94,6 +106,15 @@ class ONNXRuntime(Runtime):
             outputs=self._outputs,
             default_outputs=tuple(self._output_names),
         )
+
+
+def _not_a_tensor(name: str, kind: str) -> str:
+    advice = (
+        " (skl2onnx's ZipMap: convert with options={'zipmap': False} to serve the probabilities as a tensor)"
+        if kind.startswith("seq(map(")
+        else ""
+    )
+    return f"output {name!r} is an ONNX {kind}, not a tensor: the protocol cannot carry it, so it is not served{advice}"
 
 
 def _check_shape(model: str, name: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:

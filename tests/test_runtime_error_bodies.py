@@ -142,3 +142,35 @@ def test_a_batch_of_no_rows_is_answered_with_empty_outputs_by_every_runtime(
     assert response.status_code == 200, response.text
     for tensor in response.json()["outputs"]:
         assert tensor["shape"][0] == 0 and tensor["data"] == [], tensor
+
+
+def test_an_onnx_output_that_is_no_tensor_is_said_at_load_and_to_whoever_asks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """skl2onnx's default conversion gives probabilities as a ZipMap (a sequence of maps), which no protocol
+    tensor can carry: the model was ready with it silently missing, and asking for it said only `has no
+    output`. Now the load warns and the 400 says what it is and how to convert instead."""
+    import logging
+
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from serving.errors import BadRequest
+    from serving.runtimes.onnx import ONNXRuntime
+    from serving.settings import ModelSettings
+
+    x, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    (tmp_path / "model.onnx").write_bytes(to_onnx(model, x[:1].astype(np.float32)).SerializeToString())
+    runtime = ONNXRuntime(ModelSettings(name="zipmap", model_dir=tmp_path))
+    with caplog.at_level(logging.WARNING, logger="serving.runtimes.onnx"):
+        runtime.load()
+    assert (
+        "output 'output_probability' is an ONNX seq(map(" in caplog.text and "'zipmap': False" in caplog.text
+    )
+    assert [o.name for o in runtime.metadata().outputs] == ["output_label"]
+    with pytest.raises(BadRequest, match="output 'output_probability' is an ONNX seq.*'zipmap': False"):
+        runtime.predict({"x": x[:1].astype(np.float32)}, ("output_probability",), {})
+    assert runtime.predict({"x": x[:1].astype(np.float32)}, None, {})["output_label"].shape == (1,)

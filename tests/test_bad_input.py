@@ -244,12 +244,29 @@ CASES = [
     _bin_case(
         "header-length-negative",
         binary(bin_input("INT32", [2], 8), b"\0" * 8, length="-5"),
-        "outside the body",
+        "is not a length in bytes",
     ),
     _bin_case(
         "header-length-not-a-number",
         binary(bin_input("INT32", [2], 8), b"\0" * 8, length="ten"),
-        "is not an integer",
+        "is not a length in bytes",
+    ),
+    _bin_case(  # a count, as Content-Length: `int()` took the sign
+        "header-length-signed",
+        binary(bin_input("INT32", [2], 8), b"\0" * 8, length="+0"),
+        "is not a length in bytes",
+    ),
+    *(  # 'data' not a list: said so (it read as a count mismatch)
+        Case(
+            f"data-{label}",
+            orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": data}]}),
+            400,
+            says,
+        )
+        for label, data, says in (
+            ("null", None, "'data' must be a list of values, not null"),
+            ("scalar", "12", "'data' is a single value, not a list, and shape [2] needs 2"),
+        )
     ),
     _bin_case(
         "header-length-cuts-json", binary(bin_input("INT32", [2], 8), b"\0" * 8, -10), "not valid json"

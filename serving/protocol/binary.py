@@ -23,10 +23,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview | byt
     if header_length is None:  # all JSON (the usual request): nothing to split
         return body, _NO_TAIL
     view = memoryview(body).toreadonly()
-    try:
-        length = int(header_length)
-    except ValueError:
-        raise BadRequest(f"Inference-Header-Content-Length {header_length!r} is not an integer") from None
+    if not (header_length.isascii() and header_length.isdigit()):  # a count, as Content-Length: digits only
+        raise BadRequest(
+            f"Inference-Header-Content-Length {header_length!r} is not a length in bytes (digits only)"
+        )
+    length = int(header_length)
     if length < 0 or length > len(body):
         raise BadRequest(f"Inference-Header-Content-Length {length} is outside the body of {len(body)} bytes")
     return view[:length], view[length:]

@@ -70,6 +70,8 @@ def _flag(params: dict[str, Any], key: str, where: str) -> bool | None:
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
+    """A `parameters` object. The protocol's values are strings, numbers and booleans; an array or object is
+    passed to the runtime as it came, as MLServer and KServe pass it (runtimes ported from them read such)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -94,11 +96,10 @@ def _decode_input(
     params = raw.get("parameters")
     if params is None:
         size = None
-    elif isinstance(params, dict):
+    else:
+        _object(params, f"input {name!r} parameters")
         size = params.get("binary_data_size")
         refuse_shared_memory(params, f"input {name!r}")
-    else:
-        raise BadRequest(f"'input {name!r} parameters' must be a JSON object")
     if size is not None:
         if "data" in raw:
             raise BadRequest(f"input {name!r} has both 'data' and 'binary_data_size'")
@@ -149,7 +150,14 @@ def decode_json_data(
     if isinstance(data, dict):
         raise BadRequest(f"input {name!r}: 'data' must be a list (flat or nested), not an object")
     if not isinstance(data, list):
-        data = [data]
+        if data is None:
+            raise BadRequest(f"input {name!r}: 'data' must be a list of values, not null")
+        if count != 1:
+            raise BadRequest(
+                f"input {name!r}: 'data' is a single value, not a list, and shape {list(shape)} needs {count} "
+                "elements"
+            )
+        data = [data]  # one value for a one-element tensor (a scalar's shape [])
     check_depth(data, limits.max_json_depth, name)
     if (
         data and not isinstance(data[0], list) and len(data) != count

@@ -76,3 +76,19 @@ async def _ask(route: ServiceRoute, model: str, host: str) -> httpx.Response:
         transport=httpx.ASGITransport(app=router), base_url="http://router"
     ) as client:
         return await client.post(f"/v1/models/{model}:predict", json=ROW, headers={"host": host})
+
+
+@pytest.mark.asyncio
+async def test_the_routers_own_paths_answer_a_trailing_slash_and_the_repository_as_the_model_server_does() -> None:
+    """`GET /v2/health/ready/` is a 307 to its route as on the model server (it was a 404 through the router);
+    the repository extension is named as not routed, as over gRPC (it was `no route for ...`)."""
+    router = Router()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=router), base_url="http://router"
+    ) as client:
+        moved = await client.get("/v2/health/live/?x=1")
+        assert moved.status_code == 307 and moved.headers["location"] == "/v2/health/live?x=1"
+        assert (await client.get(moved.headers["location"])).json() == {"live": True}
+        index = await client.post("/v2/repository/index")
+    assert index.status_code == 404
+    assert "repository extension (/v2/repository/...) is not routed" in index.json()["error"]

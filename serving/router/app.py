@@ -109,8 +109,18 @@ class Router:
         try:
             if path.startswith(("/v1/models/", "/v2/models/")):
                 await self._proxy(scope, receive, send, path)
-            elif path in ("/v2/health/live", "/v2/health/ready", "/v2", "/v1/models"):
+            elif path in _LOCAL:
                 await self._local(scope, send, path)
+            elif path.endswith("/") and path.rstrip("/") in _LOCAL and scope["method"] in ("GET", "HEAD"):
+                # as the model server answers a trailing slash: 307 to its route, relative, the query kept
+                query = scope.get("query_string", b"")
+                where = path.rstrip("/").encode() + (b"?" + query if query else b"")
+                await _reply(send, 307, {"location": where.decode("latin-1")}, [(b"location", where)])
+            elif path.startswith("/v2/repository"):
+                raise NotFound(
+                    "the repository extension (/v2/repository/...) is not routed: call it on a model server's "
+                    "own port"
+                )
             elif self.fallback is not None:
                 await self.fallback(scope, receive, send)
             else:
@@ -444,6 +454,9 @@ def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+_LOCAL = ("/v2/health/live", "/v2/health/ready", "/v2", "/v1/models")  # answered by the router itself
 
 
 async def _reply(send: Send, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:

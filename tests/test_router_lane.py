@@ -49,15 +49,16 @@ def predictor(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @contextlib.asynccontextmanager
 async def routed(
-    endpoints: tuple[str, ...], lane: bool, timeout_s: float = 60.0, max_body_bytes: int = 64 * 1024 * 1024
+    endpoints: tuple[str, ...],
+    lane: bool,
+    timeout_s: float = 60.0,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    activator: bool = False,
 ) -> AsyncIterator[Any]:
     """A router in front of `endpoints` (one arm), served by our protocol on this loop; yields (url, router, spy)
     where spy counts the requests the lane sent on its way."""
     router = Router(metrics=RouterMetrics(), max_body_bytes=max_body_bytes)
-    arm = Arm(REVISION, 100, "stable", "latest", endpoints)
-    router.set_table(
-        RouteTable({("default", "iris"): ServiceRoute("iris", "default", (arm,), timeout_s=timeout_s)})
-    )
+    router.set_table(route_table(endpoints, timeout_s, activator))
     app = observe_router(router, ObservabilityOptions())
     spy = {"sent": 0}
     if lane:
@@ -81,6 +82,12 @@ async def routed(
         server.should_exit = True
         await task
         await router.upstreams.close()
+
+
+def route_table(endpoints: tuple[str, ...], timeout_s: float = 60.0, activator: bool = False) -> RouteTable:
+    arm = Arm(REVISION, 100, "stable", "latest", endpoints)
+    route = ServiceRoute("iris", "default", (arm,), timeout_s=timeout_s, activator=activator)
+    return RouteTable({("default", "iris"): route})
 
 
 def _routed_counts(router: Router) -> dict[str, float]:
@@ -230,6 +237,29 @@ async def test_a_connection_dropped_before_any_answer_is_retried_on_another_repl
         router.load.started[("default", REVISION)] == 2 and router.load.in_flight[("default", REVISION)] == 0
     )
     assert all(n == 0 for n in router.upstreams.outstanding.values())
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
+async def test_a_request_cut_off_by_its_only_replica_dying_waits_for_the_replacement(
+    predictor: InProcessServer, lane: bool
+) -> None:
+    """kill -9 of a revision's only replica (audit /tmp/audit-fault6 F1): the request in flight on a kept-alive
+    connection is closed without an answer, and the replica still in the table drops it again before its
+    replacement is published. It waits in the activator and is answered by the replacement: it got a 503 at
+    once (the retry after the hold was not sent back to wait), or `closed ... 2 times` (one dead replica's two
+    connections counted as two deliveries)."""
+    async with scripted("drop") as dying, routed((dying,), lane, activator=True) as (url, router, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            first = await client.post("/v1/models/iris:predict", json=ROW)  # a kept-alive connection to it
+            cut = asyncio.create_task(client.post("/v1/models/iris:predict", json=ROW))
+            await until(
+                lambda: router.load.held.get(("default", REVISION), 0) == 1 or cut.done(), what="held"
+            )
+            assert not cut.done(), cut.result().text
+            router.set_table(route_table((predictor.url,), activator=True))  # the replacement is ready
+            answer = await cut
+    assert first.json() == {"predictions": ["scripted"]}
+    assert answer.status_code == 200 and answer.json() == {"predictions": [1]}, answer.text
 
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])

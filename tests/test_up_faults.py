@@ -179,8 +179,9 @@ def test_killed_replica_is_replaced_without_losing_requests(tmp_path: Path, repl
             stop.set()
             for t in threads:
                 t.join(30)
-        assert set(counts) <= {200, 503}, counts
-        assert counts[503] <= 4, f"at most the in-flight requests may see 503: {counts} {errors}"
+        # the requests in flight on the killed replica are sent again, to the other or (one replica) to its
+        # replacement once it is ready: none is lost (audit /tmp/audit-fault6 F1: each got a 503 for a while)
+        assert set(counts) == {200}, f"{counts} {errors}"
         # none for want of a replica: those wait for the replacement (and none is refused to connect)
         assert not any("no ready revision" in e or "Connection refused" in e for e in errors), errors
     assert not os.path.exists(sockets_dir), "stopped, `serving up` removes its sockets' directory"

@@ -277,32 +277,39 @@ class Router:
                     receive,
                     "the client left before the answer",
                 )
-            except NoReplicaReached as unreached:
+            except NoReplicaReached as first:
                 if not route.activator:
                     raise
-                # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
-                # and goes again, within what is left of its timeout.
-                fresh = await self._hold(
-                    scope, name, route, arm, arrived + route.timeout_s, counted=True, receive=receive
-                )
-                if fresh is not arm:  # counted on the arm it goes to
-                    self.request_withdrawn(route, arm)
-                    arm = fresh
-                    self.request_started(route, arm)
-                left = route.timeout_s - (time.monotonic() - arrived)
-                if left <= 0:
-                    raise timed_out(route, arm) from None
-                _, response = await self.upstreams.forward(
-                    arm.endpoints,
-                    scope["method"],
-                    target,
-                    headers,
-                    body,
-                    left,
-                    route.timeout_s,
-                    "",  # no endpoint to avoid: the hold waited for one that takes requests
-                    unreached.closed_on,
-                )
+                unreached = first
+                while True:
+                    # Its replicas are restarting (a crash, kill -9): nothing reached a model, so it waits for one
+                    # and goes again, within what is left of its timeout; an endpoint the table still lists
+                    # that refuses again (its replacement not published yet) sends it back to wait
+                    fresh = await self._hold(
+                        scope, name, route, arm, arrived + route.timeout_s, counted=True, receive=receive
+                    )
+                    if fresh is not arm:  # counted on the arm it goes to
+                        self.request_withdrawn(route, arm)
+                        arm = fresh
+                        self.request_started(route, arm)
+                    left = route.timeout_s - (time.monotonic() - arrived)
+                    if left <= 0:
+                        raise timed_out(route, arm) from None
+                    try:
+                        _, response = await self.upstreams.forward(
+                            arm.endpoints,
+                            scope["method"],
+                            target,
+                            headers,
+                            body,
+                            left,
+                            route.timeout_s,
+                            "",  # no endpoint to avoid: the hold waited for one that takes requests
+                            unreached.closed_on,
+                        )
+                        break
+                    except NoReplicaReached as again:
+                        unreached = again
             code = response.status
             response.headers.append((REVISION_HEADER, arm.revision_header))
             await send(

@@ -75,7 +75,7 @@ def upstream_target(scope: Mapping[str, Any]) -> str:
 
 # The router's own server adds `date` and `server` to what it sends: the model server's would be duplicates.
 NOT_FORWARDED_BACK = HOP_BY_HOP | {b"date", b"server"}
-# A request delivered this many times to connections that closed without an answer is not sent again: one
+# A request delivered to this many replicas that closed its connection without an answer is not sent again: one
 # replica killed mid-request (kill -9, a crash) loses nothing, while a request that itself crashes replicas
 # reaches two, not every one (RFC 9110 §9.2.2 on automatic retries).
 MAX_CLOSED_DELIVERIES = 2
@@ -87,7 +87,7 @@ class NoReplicaReached(ServiceUnavailable):
     down. The request may wait for a replica and go again (the router's activator); `closed_on` carries how
     many deliveries closed without an answer into that next try."""
 
-    closed_on = 0
+    closed_on: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -127,18 +127,19 @@ class Upstreams:
         timeout_s: float | None = None,
         stated_s: float | None = None,
         closed_before: str = "",
-        closed_count: int = 0,
+        closed_earlier: frozenset[str] = frozenset(),
     ) -> tuple[str, UpstreamResponse]:
         """Send to the least-loaded endpoint; on a connection failure try the next one, within the one timeout
         (a retry does not start it over). `stated_s`: the timeout a 504 names, when `timeout_s` is what is left
         of it. `closed_before`: the endpoint that closed this request's connection without an answer just before
-        (the lane's try): it counts, and the request goes elsewhere first. `closed_count`: such deliveries of
-        an earlier call (before the activator's hold)."""
+        (the lane's try): it counts, and the request goes elsewhere first. `closed_earlier`: the endpoints that
+        closed it in an earlier call (before the activator's hold)."""
         tried: set[str] = {closed_before} if closed_before else set()
         last_error = "no ready replica"
-        # Deliveries closed without an answer, kept-alive connections' included: the server closing one idle
-        # just as it was written to is rare (its FIN closes it in the pool first), a crash is not
-        closed_on = closed_count + (1 if closed_before else 0)
+        # The replicas that closed it without an answer, over kept-alive connections too (the server closing one
+        # idle just as it was written to is rare: its FIN closes it in the pool first; a crash is not). Counted
+        # by replica: two stale pooled connections to one dead replica are one delivery, not two
+        closed_on = closed_earlier | {closed_before} if closed_before else closed_earlier
         timeout_s = timeout_s or self.timeout_s
         stated_s = stated_s or timeout_s
         deadline = time.monotonic() + timeout_s
@@ -158,10 +159,13 @@ class Upstreams:
             except UpstreamConnectError as exc:
                 # A refused connect, or a peer that dropped the connection before answering.
                 self.down_until[endpoint] = time.monotonic() + DOWN_FOR_S
-                closed_on += exc.sent
-                if closed_on >= MAX_CLOSED_DELIVERIES:  # a request that kills its replica does not go to all
+                if exc.sent:
+                    closed_on = closed_on | {endpoint}
+                if (
+                    len(closed_on) >= MAX_CLOSED_DELIVERIES
+                ):  # a request that kills its replica does not go to all
                     raise ServiceUnavailable(
-                        f"the model server closed the connection without an answer, {closed_on} times: "
+                        f"the model server closed the connection without an answer, {len(closed_on)} times: "
                         "the request is not sent again (it may be what makes replicas fail)"
                     ) from exc
                 # what happened, not where: a replica's address is no business of the client's

@@ -21,6 +21,10 @@ from typing import Any
 from serving.errors import ServiceUnavailable
 
 EWMA_WEIGHT = 0.2  # of the newest service time in the running estimate
+# A call counts at most this many times the running estimate: one that was frozen with its process (SIGSTOP, a
+# long GC, a noisy neighbour) must not make the server shed a load it sustains; a model that really became
+# slower still raises the estimate by up to 40 % per call
+STALL_FACTOR = 3.0
 
 
 class Admission:
@@ -60,7 +64,9 @@ class Admission:
         if service_s is not None:
             previous = self._service_s.get(model)
             self._service_s[model] = (
-                service_s if previous is None else previous + EWMA_WEIGHT * (service_s - previous)
+                service_s
+                if previous is None
+                else previous + EWMA_WEIGHT * (min(service_s, STALL_FACTOR * previous) - previous)
             )
             if previous is None:
                 self._shed_blind(model, service_s)

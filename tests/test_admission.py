@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.admission import EWMA_WEIGHT, Admission
+from serving.admission import EWMA_WEIGHT, STALL_FACTOR, Admission
 from serving.errors import ServiceUnavailable
 
 
@@ -62,3 +62,28 @@ def test_models_are_counted_apart() -> None:
     admission.enter("b")
     with pytest.raises(ServiceUnavailable, match="'a'"):
         admission.enter("a")
+
+
+def test_calls_frozen_with_the_process_do_not_make_a_sustained_load_look_like_overload() -> None:
+    """A replica paused 2 s (SIGSTOP, then SIGCONT) under a load it sustains: its four model threads each end a
+    call that took 2 s instead of 0.05. Each counts at most STALL_FACTOR times the estimate, so the nine in
+    flight right after are admitted (the estimate went to ~1.2 s, so five queued looked like 1.5 s of queue:
+    1-2 % were shed, audit /tmp/audit-fault6 F2); a model that really became 10x slower is believed within a
+    dozen calls."""
+    admission = Admission(max_queue=100, max_wait_s=1.0, threads=4)
+    for _ in range(20):
+        admission.enter("m")
+        admission.leave("m", 0.05)
+    for _ in range(4):
+        admission.enter("m")
+        admission.leave("m", 2.0)
+    for _ in range(9):
+        admission.enter("m")  # 4 running, 5 queued: about 5 x 0.1 / 4 s of queue
+    assert admission._service_s["m"] < 0.05 * (1 + EWMA_WEIGHT * (STALL_FACTOR - 1)) ** 4 + 1e-9
+    slower = Admission(max_queue=100, max_wait_s=1.0, threads=1)
+    slower.enter("m")
+    slower.leave("m", 0.05)
+    for _ in range(12):
+        slower.enter("m")
+        slower.leave("m", 0.5)
+    assert slower._service_s["m"] > 0.4

@@ -79,7 +79,7 @@ async def _ask(route: ServiceRoute, model: str, host: str) -> httpx.Response:
 
 
 @pytest.mark.asyncio
-async def test_the_routers_own_paths_answer_a_trailing_slash_and_the_repository_as_the_model_server_does() -> None:
+async def test_own_paths_redirect_a_trailing_slash_and_the_repository_says_it_is_not_routed() -> None:
     """`GET /v2/health/ready/` is a 307 to its route as on the model server (it was a 404 through the router);
     the repository extension is named as not routed, as over gRPC (it was `no route for ...`)."""
     router = Router()

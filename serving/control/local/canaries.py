@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from serving.canary.load_test import load_test_command, read_summary, time_limit
 from serving.canary.promql import evaluate
 from serving.canary.spec import Canary, LoadTest, parse_canary
 from serving.control.local.control_plane import LocalControlPlane
+from serving.control.local.spawn import spawn
 from serving.control.local.state import write_atomic
 from serving.errors import BadRequest, NotFound, ServingError
 
@@ -89,9 +91,7 @@ class LocalCanaries:
         summary: dict[str, Any] = {}
         if endpoints:
             command = load_test_command(load_test, endpoints[0], key[1], report)
-            process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-            )
+            process = spawn(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 await asyncio.wait_for(process.wait(), time_limit_s(load_test))
             except TimeoutError:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ import psutil
 
 from serving.control import events
 from serving.control.local.parent_watch import PARENT_PID_ENV
+from serving.control.local.spawn import Child, spawn
 from serving.control.local.warm_spawn import WarmChild, WarmSpawner, forkable
 from serving.http import local_sockets
 from serving.http_client import HTTPClient
@@ -201,7 +203,7 @@ class Replica:
     error: str = ""
     port: int = 0
     restarts: int = 0
-    process: asyncio.subprocess.Process | WarmChild | None = None
+    process: Child | WarmChild | None = None
     spawner: WarmSpawner | None = field(default=None, repr=False)  # forks it warm when it can
     # Where it listens on a Unix socket too, for the router and its siblings (serving/http/local_sockets.py)
     unix_socket_dir: str | None = None
@@ -279,16 +281,14 @@ class Replica:
         how = ", forked warm" if warm else ""
         events.replica(self.name, "restarted" if self.restarts else "started", f"pid {self.process.pid}{how}")
 
-    async def _exec(self, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    async def _exec(self, argv: list[str], env: dict[str, str]) -> Child:
+        """A fresh interpreter, spawned without the event loop's fork (serving/control/local/spawn.py)."""
         with open(self.log_path, "ab") as out:
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "serving.cli",
-                *argv,
+            return spawn(
+                [sys.executable, "-m", "serving.cli", *argv],
                 stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
             )

@@ -72,10 +72,17 @@ class InProcessServer:
 
     url: str
     capture: _Capture = field(repr=False)
+    command: ThreadedCommand | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
         return os.getpid()
+
+    @property
+    def loop(self) -> Any:
+        """The server's event loop (running in its own thread: reach it with `call_soon_threadsafe`)."""
+        assert self.command is not None and self.command.slot.server is not None
+        return self.command.slot.server.servers[0].get_loop()
 
     def log(self) -> str:
         return self.capture.text.getvalue()
@@ -188,7 +195,7 @@ def _started(command: ThreadedCommand, capture: _Capture, timeout_s: float) -> I
         return command.port is not None
 
     wait_until(started, timeout_s, what="uvicorn to start", interval_s=0.01)
-    return InProcessServer(f"http://127.0.0.1:{command.port}", capture)
+    return InProcessServer(f"http://127.0.0.1:{command.port}", capture, command)
 
 
 def _answers(url: str, status: int, command: ThreadedCommand) -> bool:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import select
 import urllib.parse
 from typing import Any
 
@@ -223,8 +224,13 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
                 self.header_timeout_s if self.cycle is None else self.timeout_keep_alive
             )
             if now >= deadline:
-                self.transport.close()
-                return
+                if not _unread(self.transport):
+                    self.transport.close()
+                    return
+                # Its next request is already here, unread: timers run before reads in a turn of the loop, and a
+                # process paused past the deadline (SIGSTOP, a stall) finds both due at once. Closing now would
+                # drop that request without an answer; it is read next in this same turn.
+                deadline = now + self._idle_check_s
         self._arm(deadline)
 
     # Reading
@@ -563,3 +569,13 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         if self._refusal:
             self.transport.write(self._refusal)
         self.transport.close()
+
+
+def _unread(transport: Any) -> bool:
+    """Whether bytes (or the peer's close) wait on the connection's socket, not yet read by the loop."""
+    sock = transport.get_extra_info("socket")
+    try:
+        fd = sock.fileno() if sock is not None else -1
+        return fd >= 0 and bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False

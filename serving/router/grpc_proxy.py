@@ -282,7 +282,7 @@ class GrpcProxy:
     ) -> tuple[bytes | grpc.aio.AioRpcError, bool]:
         """The upstream's answer (or its error) for the call, and whether its timeout was the route's. A call
         that reached no replica (they are restarting: a crash, kill -9) waits in the activator for one and goes
-        again, once, within what is left of its timeout, as over HTTP; `outcome.sent_to` follows the arm."""
+        again, within what is left of its timeout, as over HTTP; `outcome.sent_to` follows the arm."""
         arm = outcome.sent_to
         dropped = _KEYS_AND_ID if outcome.request_id else _KEYS
         # the id the router chose goes on: the replica logs the same one
@@ -290,26 +290,24 @@ class GrpcProxy:
             tuple((k, v) for k, v in metadata if not k.startswith(":") and k not in dropped)
             + outcome.id_metadata()
         )
-        try:
-            targets = await self._grpc_targets(route, arm)
-            timeout, route_timeout = self._time_left(route, arm, arrived, context)
-            return await self._call_arm(method, raw, forwarded, targets, timeout), route_timeout
-        except _Unreached as unreached:
-            if not route.activator:
-                raise unreached.error() from None
-            closed = unreached.closed
-        fresh = await self.router.activator.hold(route, arm, arrived + route.timeout_s, counted=True)
-        if fresh is not arm:  # counted on the arm it goes to
-            self.router.request_withdrawn(route, arm)
-            outcome.sent_to = arm = fresh
-            outcome.revision, outcome.arm = arm.revision, arm.role
-            self.router.request_started(route, arm)
-        try:
-            targets = await self._grpc_targets(route, arm)
-            timeout, route_timeout = self._time_left(route, arm, arrived, context)
-            return await self._call_arm(method, raw, forwarded, targets, timeout, closed), route_timeout
-        except _Unreached as again:
-            raise again.error() from None
+        closed = 0
+        while True:
+            try:
+                targets = await self._grpc_targets(route, arm)
+                timeout, route_timeout = self._time_left(route, arm, arrived, context)
+                return await self._call_arm(method, raw, forwarded, targets, timeout, closed), route_timeout
+            except _Unreached as unreached:
+                if not route.activator:
+                    raise unreached.error() from None
+                closed = unreached.closed
+            # a replica the table still lists that refuses again (its replacement not published yet) is marked
+            # down, so the next hold waits for it; the hold and the route's timeout bound the whole
+            fresh = await self.router.activator.hold(route, arm, arrived + route.timeout_s, counted=True)
+            if fresh is not arm:  # counted on the arm it goes to
+                self.router.request_withdrawn(route, arm)
+                outcome.sent_to = arm = fresh
+                outcome.revision, outcome.arm = arm.revision, arm.role
+                self.router.request_started(route, arm)
 
     @staticmethod
     def _time_left(route: ServiceRoute, arm: Arm, arrived: float, context: Context) -> tuple[float, bool]:

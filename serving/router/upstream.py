@@ -84,8 +84,8 @@ DOWN_FOR_S = 2.0  # after a connection failure, skip the endpoint this long (the
 
 class NoReplicaReached(ServiceUnavailable):
     """No replica took the request: every one refused the connection, closed it without an answer, or is marked
-    down. The request may wait for a replica and go again (the router's activator); `closed_on` carries how
-    many deliveries closed without an answer into that next try."""
+    down. The request may wait for a replica and go again (the router's activator); `closed_on` carries the
+    replicas that closed it without an answer into that next try."""
 
     closed_on: frozenset[str] = frozenset()
 

@@ -147,12 +147,14 @@ INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 def user_code_error(exc: Exception, subject: str, stage: str = "", *, input_errors: bool = True) -> Exception:
     """Map what model or transformer code raised onto the family: input-shaped errors are the caller's (400)
     when the code consumed the caller's input (`input_errors`), anything else the code's own (500); ours come
-    back unchanged. `subject` names the code ("model 'iris'"), `stage` the step ("preprocess"). A function, not
+    back unchanged, but for a `ModelFailure` raised without naming `subject`, which gets it in front. `subject` names the code ("model 'iris'"), `stage` the step ("preprocess"). A function, not
     a context manager: the hot callers (dataplane.call_runtime, Transformer.apredict) build nothing per call
     unless it fails."""
-    if isinstance(exc, ServingError):
-        return exc
     failed = f"{subject} {stage} failed" if stage else f"{subject} failed"
+    if isinstance(exc, ServingError):
+        if type(exc) is ModelFailure and subject not in exc.message:  # the code's own 500, as it worded it
+            return ModelFailure(f"{failed}: {exc.message}")
+        return exc
     if isinstance(exc, INPUT_ERRORS):
         if not input_errors:
             return ModelFailure(f"{failed}: {public_text(exc)}")

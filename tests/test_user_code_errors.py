@@ -1,5 +1,6 @@
 """What model or transformer code raises becomes one of our errors: input-shaped ones the caller's (400) when the
-code read the caller's input, everything else the code's own (500); ours pass through unchanged."""
+code read the caller's input, everything else the code's own (500); ours pass through unchanged, but for a
+ModelFailure that does not name the model or transformer."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def test_each_kind_of_failure_maps_once() -> None:
     assert isinstance(own, ModelFailure) and own.message.startswith("transformer 't' postprocess failed")
     crashed = user_code_error(ZeroDivisionError("x"), "model 'm'")
     assert isinstance(crashed, ModelFailure) and crashed.message.startswith("model 'm' failed")
+    # A runtime's own ModelFailure is its 500 as it worded it, with the model named in front (README: "500
+    # naming the model"); one that names it already is left alone.
+    worded = user_code_error(ModelFailure("my own failure"), "model 'm'")
+    assert isinstance(worded, ModelFailure) and worded.message == "model 'm' failed: my own failure"
+    named = ModelFailure("model 'm' returned str")
+    assert user_code_error(named, "model 'm'") is named
 
 
 class _Failing(Transformer):

@@ -78,3 +78,21 @@ async def test_the_http_port_is_the_one_answering_http_whichever_listener_opened
         client.close()
         http_server.close()
         await grpc_server.stop(None)
+
+
+async def test_a_failure_reason_quotes_the_last_instance_in_whole_lines(tmp_path: Path) -> None:
+    """A replica's log is shared by its instances: the reason a crash loop gives (`serving get`, errors) is what
+    the instance that just ended wrote, not the torn tail of the one before's access lines (audit newuser7 L5)."""
+    replica = Replica("r-0", ProcessSpec(["serve"]), tmp_path)
+    access = '{"logger":"serving.access","status":200,"bytes_in":26,"bytes_out":31,"isvc":"slow"}\n'
+    replica.log_path.write_text(access * 40)
+    replica._mark_log_start()  # a new instance starts here
+    assert replica._log_tail() == f"it wrote nothing (log {replica.log_path})"
+    with replica.log_path.open("a") as log:
+        log.write(
+            "Traceback (most recent call last):\n" + "x" * 560 + "\nValueError: no model in /models\n\n"
+        )
+    assert replica._log_tail() == "x" * 560 + " | ValueError: no model in /models"  # whole lines that fit
+    with replica.log_path.open("a") as log:
+        log.write("E" * 700 + "\n")
+    assert replica._log_tail() == "..." + "E" * 600  # one line longer than the room: its end

@@ -50,6 +50,7 @@ BUSY_GRACE_S = 30.0
 BUSY_CPU_SHARE = 0.25  # of a core, since the previous check: working, not stopped or deadlocked
 MAX_BACKOFF_S = 30.0
 CRASH_LOOP_LIMIT = 4  # crashes before first ready that mark the replica failed
+TAIL_ROOM = 600  # characters of a failed replica's own log quoted in its revision's reason
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ class Replica:
     unix_socket_dir: str | None = None
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
+    _log_start: int = 0  # where this instance's lines begin in the log it shares with those before it
     _on_change: Callable[[], None] = field(default_factory=lambda: lambda: None, repr=False)
 
     @property
@@ -270,6 +272,7 @@ class Replica:
 
     async def _spawn(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._mark_log_start()
         argv = [*self.spec.args, "--host", "127.0.0.1", "--port", "0"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env, PARENT_PID_ENV: str(os.getpid())}
         if self.unix_socket_dir is not None:
@@ -371,12 +374,30 @@ class Replica:
             pass
         return False
 
-    def _log_tail(self) -> str:
+    def _mark_log_start(self) -> None:
         try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            self._log_start = self.log_path.stat().st_size
         except OSError:
-            return ""
-        return " | ".join(lines[-3:])[-600:]
+            self._log_start = 0
+
+    def _log_tail(self, room: int = TAIL_ROOM) -> str:
+        """The last lines the instance that just ended wrote (not those of the instances before it), whole
+        lines where they fit in `room`: the reason a failed revision shows in `serving get` and in errors."""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(self._log_start)
+                text = log_file.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        lines = [line for line in text.strip().splitlines() if line.strip()][-3:]
+        if not lines:
+            return f"it wrote nothing (log {self.log_path})"
+        kept: list[str] = []
+        for line in reversed(lines):
+            if kept and sum(map(len, kept)) + len(line) > room:
+                break
+            kept.insert(0, line if len(line) <= room else "..." + line[-room:])
+        return " | ".join(kept)
 
     async def stop(self, timeout_s: float = 20.0) -> None:
         """Graceful: SIGTERM (uvicorn finishes in-flight requests), SIGKILL after `timeout_s`."""

@@ -165,7 +165,8 @@ class ModelFormat(Strict):
             return "sklearn"
         if name not in SUPPORTED_FORMATS:
             raise ValueError(
-                f"model format {name!r} is not supported; use one of {', '.join(SUPPORTED_FORMATS)}"
+                f"model format {name!r} is not supported; use one of {', '.join(SUPPORTED_FORMATS)} "
+                "(or your own runtime class: runtime: module:Class)"
             )
         return name
 
@@ -359,6 +360,24 @@ def listener_ports(
 class ModelSpec(FrameworkSpec):
     model_format: ModelFormat | None = None
     runtime: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_class_names_its_format(cls, data: Any) -> Any:
+        """The user's own runtime class (`runtime: module:Class`) serves whatever format its author names
+        (`modelFormat: {name: custom}`): no runtime is selected by it, so it is kept as written, not checked
+        against the formats our runtimes serve."""
+        if not isinstance(data, dict):
+            return data
+        runtime, written = data.get("runtime"), data.get("modelFormat", data.get("model_format"))
+        if isinstance(runtime, str) and ":" in runtime and isinstance(written, dict):
+            name, version = written.get("name"), written.get("version")
+            if isinstance(name, str) and name.lower() not in (*SUPPORTED_FORMATS, "scikit-learn"):
+                if set(written) <= {"name", "version"} and isinstance(version, str | None):
+                    own = ModelFormat.model_construct(name=name.lower(), version=version)
+                    data = {k: v for k, v in data.items() if k not in ("modelFormat", "model_format")}
+                    data["modelFormat"] = own
+        return data
 
 
 class Batcher(Strict):

@@ -125,3 +125,32 @@ def test_kserves_collocated_transformer_is_refused_saying_what_to_write() -> Non
         "spec.predictor.containers[0]: KServe's collocated transformer (transformer-container beside a model"
     )
     assert "serving.dev/placement: in-process" in caught.value.message
+
+
+def test_an_own_runtime_class_serves_any_format_name_others_are_refused_naming_both_ways() -> None:
+    """`runtime: module:Class` selects no runtime: the format is its author's to name (audit newuser7 L6)."""
+
+    def doc(model: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "odd"},
+            "spec": {"predictor": {"model": {"storageUri": "/m", **model}}},
+        }
+
+    own = parse(doc({"modelFormat": {"name": "Custom", "version": "2"}, "runtime": "pkg.mod:Cls"}))
+    model = own.spec.predictor.normalised_model()
+    assert (model.model_format.name, model.model_format.version, model.runtime) == (
+        "custom",
+        "2",
+        "pkg.mod:Cls",
+    )
+    with pytest.raises(SpecError) as refused:
+        parse(doc({"modelFormat": {"name": "custom"}, "runtime": "kserve-sklearnserver"}))
+    said = str(refused.value)
+    assert "spec.predictor.model.modelFormat.name: model format 'custom' is not supported" in said
+    assert "runtime: module:Class" in said
+    assert (
+        parse(doc({"modelFormat": {"name": "scikit-learn"}})).spec.predictor.model.model_format.name
+        == "sklearn"
+    )

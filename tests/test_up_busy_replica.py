@@ -22,7 +22,7 @@ metadata: {name: hog}
 spec:
   predictor:
     model:
-      modelFormat: {name: sklearn}
+      modelFormat: {name: custom}  # its own class: any format name it chooses
       runtime: tests.runtimes_for_tests:LoopHogRuntime
       storageUri: MODEL
       livenessProbe: {timeoutSeconds: 1, periodSeconds: 1, failureThreshold: 1}

@@ -21,6 +21,7 @@ from pathlib import Path
 from loadtests import chart, chart_png, report, servers
 from loadtests.models import model_dir
 from serving.durations import parse_duration_s
+from serving.errors import ServingError
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "locust.conf"
@@ -248,7 +249,15 @@ def target(args: argparse.Namespace, scenario: str, out: Path) -> Iterator[str]:
         return
     name = args.example
     if not (args.router or scenario in ROUTED):
-        with servers.serving_serve(model_dir(name), out / "server.log") as server:
+        try:
+            folder = model_dir(name)
+        except ServingError as exc:
+            routed = ", ".join(servers.example_names())
+            raise ServingError(
+                f"{exc.message} (a model folder, served alone; with --router, or in the transformer and canary "
+                f"scenarios, an examples/ InferenceService YAML instead: {routed})"
+            ) from None
+        with servers.serving_serve(folder, out / "server.log") as server:
             yield server.url
         return
     from serving.demo_models import ensure_example_models
@@ -271,8 +280,6 @@ def _check_answers(url: str) -> None:
     """Something must listen at `--url`: otherwise every request fails to connect for the whole run, and the
     report blames the server for what was a typo or a server never started."""
     import httpx
-
-    from serving.errors import ServingError
 
     try:
         httpx.get(url + "/v2/health/live", timeout=10)

@@ -180,6 +180,11 @@ def ceiling_app(log: Path) -> AbstractContextManager[Target]:
     return started([sys.executable, "-m", "loadtests.ceiling_app"], "/v2/health/ready", log)
 
 
+def example_names() -> list[str]:
+    """What `example_yaml` finds: the names of examples/*.yaml and examples/*/*.yaml."""
+    return sorted({p.stem for p in [*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("*/*.yaml")]})
+
+
 def example_yaml(name: str) -> Path:
     """examples/NAME.yaml, or examples/*/NAME.yaml (e.g. examples/transformer/iris-transformer.yaml)."""
     found = [EXAMPLES / f"{name}.yaml", *sorted(EXAMPLES.glob(f"*/{name}.yaml"))]

@@ -160,6 +160,20 @@ def test_an_unknown_example_is_an_error_not_a_traceback() -> None:
         model_dir("nosuch")
 
 
+def test_an_unknown_example_names_the_yaml_examples_the_routed_modes_take(tmp_path: Path) -> None:
+    """`--example iris-transformer` is a YAML example: the direct mode's error says where it is accepted."""
+    import argparse
+
+    from loadtests.runner import target
+    from serving.errors import ServingError
+
+    args = argparse.Namespace(url=None, example="nosuch", router=False)
+    with pytest.raises(ServingError) as refused, target(args, "v1", tmp_path):
+        pass
+    said = refused.value.message
+    assert "unknown example 'nosuch'" in said and "with --router" in said and "iris-transformer" in said
+
+
 def test_a_failed_run_names_its_most_frequent_failures(tmp_path: Path) -> None:
     failures = tmp_path / "locust_failures.csv"
     failures.write_text(

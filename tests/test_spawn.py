@@ -68,8 +68,12 @@ async def _spawn_beside_grpc_load() -> tuple[collections.Counter[int], int]:
     codes: collections.Counter[int] = collections.Counter()
     true = shutil.which("true") or "/bin/true"
     try:
+        while calls < 50:  # the callers are busy before the first child
+            await asyncio.sleep(0.005)
+        before = calls
         for _ in range(CHILDREN):
             codes[await spawn([true]).wait()] += 1
+        calls -= before  # those made while children were spawned
     finally:
         done.set()
         await asyncio.gather(*callers, return_exceptions=True)
@@ -81,4 +85,4 @@ def test_children_spawned_beside_busy_grpc_threads_all_reach_their_exec() -> Non
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # serving up's loop
         codes, calls = runner.run(_spawn_beside_grpc_load())
     assert codes == {0: CHILDREN}, f"children ended by a signal (negative codes): {dict(codes)}"
-    assert calls > CHILDREN, "the gRPC load must have run while the children were spawned"
+    assert calls > 0, "the gRPC load must have run while the children were spawned"

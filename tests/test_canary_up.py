@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import pytest
 
 from serving.runtimes.sklearn import SKLearnRuntime
 from serving.types import TensorDict
+from tests.runtimes_for_tests import RELEASE_FILE, FailingRuntime, SlowLoadRuntime
 from tests.support import free_port, train_iris_sklearn, wait_until
 from tests.up_support import apply_text, cli, get_isvc, isvc_yaml, serving_up, traffic, wait_for_traffic
 
@@ -196,6 +199,84 @@ def test_slow_canary_is_rolled_back_on_its_p99(tmp_path: Path) -> None:
     assert final["phase"] == "Failed" and "request-duration" in final["message"], final
     duration = next(r for r in final["lastResults"] if r["name"] == "request-duration")
     assert duration["value"] > 500 and not duration["passed"]
+
+
+class HeldFailingRuntime(SlowLoadRuntime):
+    """Fails every prediction (FailingRuntime's), and loads only once the test creates RELEASE_FILE in its model
+    folder: its Canary stays Waiting for it until the test says."""
+
+    predict = FailingRuntime.predict
+
+
+def test_watch_prints_every_status_the_rollout_passed_through_once_in_order(tmp_path: Path) -> None:
+    """`rollout status --watch` polled snapshots, so a phase shorter than a poll was never printed (a good
+    rollout went from `Progressing step 3/3` to `Succeeded` without its `Promoting`, README's first `Waiting`
+    was missing, and a watch started after the end printed the verdict alone). It prints the Canary's recorded
+    changes since its last poll: a watch started after the promotion prints the whole rollout; one following a
+    bad rollout live starts at that rollout (not the previous verdict), prints its candidate's Waiting, each
+    check, and exits 1 on Failed; no line twice."""
+    (tmp_path / "held").mkdir()
+    bad = isvc_yaml("iris", tmp_path / "held").replace(
+        "      modelFormat:", "      runtime: tests.test_canary_up:HeldFailingRuntime\n      modelFormat:"
+    )
+    with iris_with_canary(tmp_path, canary_yaml()) as (server, state, _), Load(server.url):
+        apply_text(
+            server, state, isvc_yaml("iris", tmp_path / "v1", extra="    timeout: 30\n"), tmp_path, "v2.yaml"
+        )
+        good = wait_phase(server, state, ("Succeeded", "Failed"))["revision"]
+        lines = cli(server, state, "rollout", "status", "iris", "--watch").stdout.splitlines()
+        assert len(lines) == len(set(lines)), lines
+        assert lines[0] == "Waiting  canary 0%", lines  # the Canary as applied, before this revision
+        steps = [tuple(line.split("  ")[1:3]) for line in lines if line.startswith("Progressing")]
+        assert list(dict.fromkeys(steps)) == [  # a held step repeats (another message), in its place
+            ("step 1/3", "canary 10%"),
+            ("step 2/3", "canary 25%"),
+            ("step 3/3", "canary 50%"),
+        ], lines
+        assert lines[-2].startswith("Promoting  step 3/3  canary 100%  request-success-rate=100"), lines
+        assert lines[-2].endswith("all 3 steps passed; promoting"), lines
+        assert lines[-1].startswith("Succeeded  step 3/3  canary 100%") and lines[-1].endswith("  promoted")
+        phases = [line.split()[0] for line in lines]
+        assert [p for i, p in enumerate(phases) if phases[i - 1 : i] != [p]] == [
+            "Waiting",
+            "Progressing",
+            "Promoting",
+            "Succeeded",
+        ], lines
+
+        # a bad rollout followed live, from just after its apply: the previous verdict is not its own
+        apply_text(server, state, bad, tmp_path, "bad.yaml")
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "rollout", "status", "iris", "--watch"]
+            + ["--server", server.url, "--state-dir", str(state)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        followed: list[str] = []
+
+        def read() -> None:
+            for line in watch.stdout:
+                followed.append(line.rstrip("\n"))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: any("to be ready" in line for line in followed), 30, what="the Waiting line")
+            (tmp_path / "held" / RELEASE_FILE).touch()
+            assert watch.wait(60) == 1, (followed, watch.stderr.read())
+            reader.join(10)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+        lines = followed
+        candidate = status(server, state)["revision"]
+        assert candidate != good and len(lines) == len(set(lines)), lines
+        assert lines[0].startswith(f"Waiting  canary 0%  waiting for {candidate} to be ready; "), lines
+        assert lines[1] == "Progressing  step 1/3  canary 10%  step 1: 10% to the canary", lines
+        assert any("check failed (1/2)" in line for line in lines[2:-1]), lines
+        assert lines[-1].startswith("Failed  step 1/3  canary 0%  "), lines
+        assert "rolled back after 2 failed checks" in lines[-1], lines
 
 
 def test_idle_service_holds_instead_of_promoting_and_manual_control_wins(tmp_path: Path) -> None:

@@ -70,19 +70,58 @@ def rollout(args: argparse.Namespace) -> int:
 
 
 def _status(client: ControlClient, args: argparse.Namespace) -> int:
+    if not args.watch:
+        status = client.rollout_view("status", args.name, args.namespace)
+        print(json.dumps(status, indent=2) if args.output == "json" else format_status(status))
+        return 1 if status.get("phase") == "Failed" else 0
+    return _watch(client, args)
+
+
+def _watch(client: ControlClient, args: argparse.Namespace) -> int:
+    """A line per status the rollout passed through, read from the Canary's numbered changes since the last
+    poll (a snapshot per poll missed phases shorter than a poll: Promoting, a candidate's Waiting). The first
+    poll shows the rollout under way (or just ended) from its start; without a Canary, a line per snapshot."""
+    since: int | None = None
     last = None
     while True:
-        status = client.rollout_view("status", args.name, args.namespace)
-        if args.output == "json":
-            print(json.dumps(status, indent=2))
-        elif not args.watch:
-            print(format_status(status))
-        elif (line := status_line(status)) != last:
-            print(line, flush=True)
-            last = line
-        if not args.watch or status.get("phase") in TERMINAL:
+        status = client.rollout_view("status", args.name, args.namespace, since=since or 0)
+        changes = status.get("changes")
+        if changes is None:  # no Canary policy: the split as it is now
+            shown = [status]
+        else:
+            shown = changes if since is not None else current_rollout(changes, _pending(status))
+            since = status["seq"]
+        for each in shown:
+            if args.output == "json":
+                print(json.dumps(each, indent=2), flush=True)
+            elif (line := status_line(each)) != last:
+                print(line, flush=True)
+                last = line
+        if status.get("phase") in TERMINAL and not _pending(status):
             return 1 if status.get("phase") == "Failed" else 0
         time.sleep(0.5)  # polling a remote API, not synchronising with our own code
+
+
+def current_rollout(changes: list[dict[str, Any]], pending: bool) -> list[dict[str, Any]]:
+    """The changes of the rollout under way, from its start: those after the last verdict (Succeeded or
+    Failed). When the last change is a verdict and no newer revision waits, the rollout it ended, whole."""
+    ends = [i for i, change in enumerate(changes) if change.get("phase") in TERMINAL]
+    if not ends:
+        return changes
+    if pending or ends[-1] != len(changes) - 1:
+        return changes[ends[-1] + 1 :]
+    return changes[ends[-2] + 1 :] if len(ends) > 1 else changes
+
+
+def _pending(status: dict[str, Any]) -> bool:
+    """A revision newer than both the stable one and the Canary's is applied, and its analysis has not started
+    yet: a Succeeded or Failed shown now is the previous rollout's verdict, not this one's."""
+    latest = status.get("latestRevision")
+    return bool(
+        status.get("policy")
+        and latest
+        and latest not in (status.get("stableRevision"), status.get("revision"))
+    )
 
 
 def status_line(status: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The control API of `serving up` (loopback only, bearer token from the state directory).
 
 GET/POST /api/v1/inferenceservices, GET/DELETE /api/v1/namespaces/{ns}/inferenceservices/{name},
-POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history};
+POST .../{name}/rollout/{promote|rollback|pause|resume|undo}, GET .../{name}/rollout/{status|history}
+(status?since=SEQ: also the Canary's status changes after SEQ);
 GET /api/v1/canaries, GET/DELETE /api/v1/namespaces/{ns}/canaries/{name}, GET /api/v1/servingruntimes,
 DELETE /api/v1/namespaces/{ns}/servingruntimes/{name} and /api/v1/clusterservingruntimes/{name};
 PUT/DELETE /api/v1/namespaces/{ns}/secrets/{name} and .../serviceaccounts/{name} (a `v1` Secret or
@@ -172,7 +173,12 @@ class ControlAPI:
         p = request.path_params
         service = self.control.get(p["namespace"], p["name"])
         if p["what"] == "status":
-            return JSONBody(rollout_status(service, self.canaries))
+            since = request.query_params.get("since")
+            if since is not None and not since.isdigit():
+                raise BadRequest(
+                    f"since={since!r}: give the `seq` of an earlier answer (0: every change kept)"
+                )
+            return JSONBody(rollout_status(service, self.canaries, None if since is None else int(since)))
         if p["what"] == "history":
             return JSONBody(rollout_history(self.control, service, self.canaries))
         raise NotFound(f"no rollout view {p['what']!r}; use status or history")

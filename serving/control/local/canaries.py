@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from serving.errors import BadRequest, NotFound, ServingError
 
 log = logging.getLogger("serving.canary")
 TICK_S = 0.2
+JOURNAL_LIMIT = 200  # status changes kept per Canary (in memory) for `serving rollout status --watch`
 
 
 class LocalCanaries:
@@ -45,6 +47,10 @@ class LocalCanaries:
         self.expositions = expositions
         self.dir = control.store.root / "canaries"
         self.documents: dict[Key, dict[str, Any]] = {}
+        # Every status change, numbered across all Canaries: a watch reads those since its last poll, so a phase
+        # shorter than a poll (Promoting, a candidate's Waiting) is still shown; the history keeps only phases.
+        self.journal: dict[Key, list[dict[str, Any]]] = {}
+        self.seq = 0
         self.controller = CanaryController(self, registry)
         self._task: asyncio.Task[None] | None = None
         self._load_tests: set[asyncio.Task[None]] = set()
@@ -106,6 +112,7 @@ class LocalCanaries:
         self.control.request_reconcile()
 
     def canary_changed(self, key: Key, status: CanaryStatus, history: list[dict[str, Any]]) -> None:
+        self._journal(key, status)
         document = self.documents.get(key)
         if document is not None:
             self._write(key, document, status, history)
@@ -129,6 +136,7 @@ class LocalCanaries:
             self.controller.apply(
                 canary, CanaryStatus.from_json(record.get("status", {})), record.get("history", [])
             )
+            self._journal(canary.target_key, self.controller.tracked[canary.target_key].status)
         self._task = asyncio.create_task(self._loop(), name="canaries")
 
     async def stop(self) -> None:
@@ -148,6 +156,8 @@ class LocalCanaries:
         self.documents[key] = document
         self.controller.apply(canary)
         tracked = self.controller.tracked[key]
+        if key not in self.journal:  # the status it starts from is the first a watch shows
+            self._journal(key, tracked.status)
         self._write(key, document, tracked.status, tracked.history)
         self.control.request_reconcile()
         return canary
@@ -165,6 +175,7 @@ class LocalCanaries:
         if key is None:
             raise NotFound(f"Canary {namespace}/{name} not found")
         del self.documents[key]
+        self.journal.pop(key, None)
         self.controller.remove(key)
         self._path(key).unlink(missing_ok=True)
         self.control.request_reconcile()
@@ -178,6 +189,24 @@ class LocalCanaries:
         if tracked is None or key not in self.documents:
             raise NotFound(f"no Canary targets InferenceService {key[0]}/{key[1]}")
         return {**self.documents[key], "status": {**tracked.status.to_json(), "history": tracked.history}}
+
+    def changes(self, key: Key, since: int) -> list[dict[str, Any]]:
+        """The status changes of the Canary targeting `key` numbered after `since` (0: all that are kept)."""
+        return [entry for entry in self.journal.get(key, ()) if entry["seq"] > since]
+
+    def _journal(self, key: Key, status: CanaryStatus) -> None:
+        tracked = self.controller.tracked.get(key)
+        self.seq += 1
+        entries = self.journal.setdefault(key, [])
+        entries.append(
+            {
+                "seq": self.seq,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **status.to_json(),
+                "steps": list(tracked.canary.spec.analysis.weights) if tracked else [],
+            }
+        )
+        del entries[:-JOURNAL_LIMIT]
 
     def _path(self, key: Key) -> Path:
         return self.dir / f"{key[0]}__{key[1]}.json"

@@ -128,9 +128,13 @@ class ControlClient:
         items: builtins.list[dict[str, Any]] = self._call("GET", "/canaries")["items"]
         return items
 
-    def rollout_view(self, what: str, name: str, namespace: str = "default") -> dict[str, Any]:
-        """`status` or `history` of a rollout."""
+    def rollout_view(
+        self, what: str, name: str, namespace: str = "default", since: int | None = None
+    ) -> dict[str, Any]:
+        """`status` or `history` of a rollout; `since`: a status also lists the Canary's changes after it."""
         view: dict[str, Any] = self._call(
-            "GET", f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{what}"
+            "GET",
+            f"/namespaces/{namespace}/inferenceservices/{name}/rollout/{what}",
+            params={} if since is None else {"since": since},
         )
         return view

@@ -20,8 +20,12 @@ from serving.spec import parse
 ACTIONS = ("promote", "rollback", "pause", "resume", "undo")
 
 
-def rollout_status(service: Service, canaries: LocalCanaries | None) -> dict[str, Any]:
-    """One view of where a rollout is, with or without a Canary policy."""
+def rollout_status(
+    service: Service, canaries: LocalCanaries | None, since: int | None = None
+) -> dict[str, Any]:
+    """One view of where a rollout is, with or without a Canary policy. With `since` and a Canary, also its
+    status changes numbered after it (`changes`) and the latest number (`seq`): what a watch has not seen yet,
+    brief phases included."""
     key = service.isvc.key
     predictor = service.status.get("components", {}).get("predictor", {})
     traffic = predictor.get("traffic", [])
@@ -45,6 +49,8 @@ def rollout_status(service: Service, canaries: LocalCanaries | None) -> dict[str
             "message": "no Canary policy: canaryTrafficPercent sets the split",
         }
     status, analysis = tracked.status, tracked.canary.spec.analysis
+    if since is not None and canaries is not None:
+        out = {**out, "seq": canaries.seq, "changes": canaries.changes(key, since)}
     return {
         **out,
         "policy": tracked.canary.metadata.name,

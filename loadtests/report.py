@@ -36,13 +36,23 @@ class Summary:
     max_ms: float
     by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
     canary: dict[str, Any] | None = None
+    planned_duration_s: float | None = None  # --duration; duration_s is the time actually measured
+    stopped_by: str | None = None  # the signal (SIGINT, SIGTERM) that stopped the run before its duration
 
     @property
     def failure_ratio(self) -> float:
         return self.failures / self.requests if self.requests else 1.0
 
+    @property
+    def stopped_early(self) -> bool:
+        return self.stopped_by is not None
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "failure_ratio": round(self.failure_ratio, 6)}
+        return {
+            **asdict(self),
+            "failure_ratio": round(self.failure_ratio, 6),
+            "stopped_early": self.stopped_early,
+        }
 
 
 def percentile(histogram: dict[float, int], fraction: float) -> float:
@@ -143,6 +153,9 @@ def format_table(summary: Summary) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    if summary.stopped_by is not None:  # first, so that partial numbers are never read as a whole run's
+        planned = f" of the planned {summary.planned_duration_s:g} s" if summary.planned_duration_s else ""
+        lines.insert(0, f"STOPPED EARLY by {summary.stopped_by}: {summary.duration_s:g} s measured{planned}")
     for name, counts in summary.by_name.items():
         lines.append(f"  {name}: {counts['requests']} requests, {counts['failures']} failures")
     if summary.canary is not None:

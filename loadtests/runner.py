@@ -2,6 +2,7 @@
 
 Locust runs in its own process (its gevent monkey-patching must not touch ours). Its JSON file gives
 the totals, its `--csv-full-history` stats history the chart; the exit code reflects the failure ratio.
+Ctrl-C or SIGTERM stops Locust early but still writes the whole report, marked stopped early (exit 128+N).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +57,23 @@ RUN_FILES = (
     "server.log",
     "router.log",
 )
+
+
+STOP_WAIT_S = 30.0  # for Locust to stop its users (locust.conf's stop-timeout 5s) and write its report
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM (`kill %1` of a backgrounded run) unwound like Ctrl-C, naming its signal for the report."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@dataclass
+class LocustRun:
+    code: int  # Locust's exit code
+    stopped_by: int | None = None  # the signal that stopped the run before its duration, if one did
 
 
 @dataclass
@@ -139,8 +159,10 @@ def _progress(plan: Plan) -> str | None:
     )
 
 
-def run_locust(plan: Plan) -> int:
-    """Run Locust to completion, printing a progress line (in place on a terminal, every 5 s otherwise)."""
+def run_locust(plan: Plan) -> LocustRun:
+    """Run Locust to completion, printing a progress line (in place on a terminal, every 5 s otherwise). Ctrl-C
+    or SIGTERM (StopSignal) stops it early as Locust's own Ctrl-C does, so it still writes its report; a second
+    one while it does stops it at once."""
     plan.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(servers.REPO), os.environ.get("PYTHONPATH", "")])}
     # A coverage tracer inherited from a measured parent (the test suite under `coverage run`) would make
@@ -148,7 +170,7 @@ def run_locust(plan: Plan) -> int:
     env.pop("COVERAGE_PROCESS_CONFIG", None)
     env.pop("COVERAGE_PROCESS_START", None)
     tty = sys.stderr.isatty()
-    with (plan.out / "locust.log").open("wb") as log:
+    with (plan.out / "locust.log").open("wb") as log, _sigint_reaches_children():
         process = subprocess.Popen(  # its own group: with --processes its workers are stopped with it
             locust_command(plan),
             stdout=log,
@@ -160,22 +182,64 @@ def run_locust(plan: Plan) -> int:
     deadline = time.monotonic() + plan.duration_s + 120
     last_print = 0.0
     usage = GeneratorUsage(process.pid)
+    stopped_by = None
     try:
-        while process.poll() is None:
-            usage.sample()
-            if time.monotonic() > deadline:
-                break
-            line = _progress(plan)
-            if line and (tty or time.monotonic() - last_print >= 5):
-                print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-                last_print = time.monotonic()
-            time.sleep(0.5)
+        try:
+            while process.poll() is None:
+                usage.sample()
+                if time.monotonic() > deadline:
+                    break
+                line = _progress(plan)
+                if line and (tty or time.monotonic() - last_print >= 5):
+                    print(
+                        ("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True
+                    )
+                    last_print = time.monotonic()
+                time.sleep(0.5)
+        except KeyboardInterrupt as exc:
+            stopped_by = exc.signum if isinstance(exc, StopSignal) else signal.SIGINT
+            _stop_early(process, stopped_by, tty)
     finally:
         servers.stop_process(process, timeout_s=5)
+        # a master stopped while its workers were still connecting exits without them (Locust's own TODO):
+        # none of its group may go on loading the target
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
     if tty:
         print(file=sys.stderr)
     usage.save(plan.out / "generator.json")
-    return process.returncode
+    return LocustRun(process.returncode, stopped_by)
+
+
+@contextlib.contextmanager
+def _sigint_reaches_children() -> Iterator[None]:
+    """Run as a background job of a script (`serving loadtest ... &` in `sh`), we start with SIGINT ignored, and
+    Locust would inherit that and never stop early with its report. While it starts, SIGINT is caught here (a
+    no-op, so still ignored by us), which its exec resets to the default."""
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_early(process: subprocess.Popen[bytes], signum: int, tty: bool) -> None:
+    """SIGINT to Locust's master (its own session: a terminal's Ctrl-C reaches only us), which stops its users
+    and workers and writes locust.json and locust.html as at the end of a run."""
+    name = signal.Signals(signum).name
+    print(
+        ("\n" if tty else "") + f"{name}: stopping the load test early; writing its report", file=sys.stderr
+    )
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_WAIT_S)
 
 
 class GeneratorUsage:
@@ -321,18 +385,24 @@ def run_from_args(args: argparse.Namespace) -> int:
             f"loadtest {plan.scenario} ({plan.shape}, {plan.users} users, {duration_s}s) -> {url}",
             file=sys.stderr,
         )
-        code = run_locust(plan)
-    return finish(plan, code, args.max_failure_ratio)
+        run = run_locust(plan)
+    code = finish(plan, run, args.max_failure_ratio)
+    # stopped early: 128 + the signal, as a shell reports a process it stopped (130 Ctrl-C, 143 SIGTERM), after
+    # the report; never 0, as a run cut short passed nothing
+    return 128 + run.stopped_by if run.stopped_by is not None else code
 
 
-def finish(plan: Plan, locust_code: int, max_failure_ratio: float) -> int:
+def finish(plan: Plan, run: LocustRun, max_failure_ratio: float) -> int:
     """Summarise, chart, and turn the failure ratio into the exit code."""
     json_file = plan.out / "locust.json"
     if not json_file.exists():
         tail = (plan.out / "locust.log").read_text(errors="replace")[-3000:]
-        print(f"locust exited with {locust_code} and wrote no report:\n{tail}", file=sys.stderr)
+        print(f"locust exited with {run.code} and wrote no report:\n{tail}", file=sys.stderr)
         return 2
     summary = report.summarise(json_file, plan.out / "canary.json", plan.out / "locust_totals.json")
+    summary.planned_duration_s = plan.duration_s
+    if run.stopped_by is not None:
+        summary.stopped_by = signal.Signals(run.stopped_by).name
     (plan.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     history = plan.out / "locust_stats_history.csv"
     written = ["locust.json", "locust.html", "summary.json"]

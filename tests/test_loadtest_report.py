@@ -250,10 +250,10 @@ def test_a_run_into_a_used_out_folder_never_reports_the_previous_runs_files(
     (tmp_path / "notes.txt").write_text("mine")
     seen: list[list[str]] = []
 
-    def locust_that_dies_at_start(plan: runner.Plan) -> int:
+    def locust_that_dies_at_start(plan: runner.Plan) -> runner.LocustRun:
         seen.append(sorted(p.name for p in plan.out.iterdir()))
         (plan.out / "locust.log").write_text("ImportError: no module named locust\n")
-        return 1
+        return runner.LocustRun(1)
 
     monkeypatch.setattr(runner, "run_locust", locust_that_dies_at_start)
     monkeypatch.setattr(runner, "_check_answers", lambda url: None)  # Locust never runs: nothing to load

@@ -295,3 +295,75 @@ def test_sigterm_stops_locust_with_the_run(iris_server, tmp_path: Path) -> None:
         for process in [*generators, psutil.Process(run.pid)] if run.poll() is None else generators:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+
+
+def test_sigterm_or_ctrl_c_stops_the_run_early_with_its_whole_report(iris_server, tmp_path: Path) -> None:
+    """`kill %2` on README's backgrounded `serving loadtest ... &` (SIGTERM; a script's background job also
+    starts with SIGINT ignored, which Locust inherited) and Ctrl-C (SIGINT) each stop Locust early, leave none of
+    its processes loading the server, and still write the whole report, saying it was stopped early (it wrote
+    no summary, locust.json, locust.html or chart and exited 130). Two runs side by side: one Locust start-up."""
+    import signal
+
+    import psutil
+
+    from loadtests.servers import wait_until
+
+    def start(out: Path, processes: str, ignore_sigint: bool) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "loadtest", "v1", "--url", iris_server.url]
+            + ["--model", "sklearn-iris", "--users", "2", "--processes", processes, "--duration", "5m"]
+            + ["--out", str(out)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # as `sh` starts a background job: SIGINT ignored
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
+        )
+
+    def loading(out: Path) -> bool:
+        """Locust's progress file counts requests: the run is under way (polled, never a fixed sleep)."""
+        try:
+            return json.loads((out / "progress.json").read_text())["requests"] > 0
+        except (OSError, ValueError):
+            return False
+
+    runs = {  # signal -> (run, its --out)
+        signal.SIGTERM: (start(tmp_path / "term", "1", ignore_sigint=True), tmp_path / "term"),
+        signal.SIGINT: (start(tmp_path / "int", "1", ignore_sigint=False), tmp_path / "int"),
+    }
+    generators: list[psutil.Process] = []
+    try:
+        for signum, (run, out) in runs.items():
+            wait_until(lambda out=out: loading(out), 60, what=f"{out.name}: Locust under way", process=run)
+            generators += psutil.Process(run.pid).children(recursive=True)
+            run.send_signal(signum)
+        for signum, (run, out) in runs.items():
+            done = finished(run, timeout_s=60)
+            assert done.returncode == 128 + signum, done.stdout + done.stderr
+            assert f"STOPPED EARLY by {signum.name}" in done.stdout and "report:" in done.stdout, done.stdout
+            for name in (
+                "summary.json",
+                "locust.json",
+                "locust.html",
+                "chart.html",
+                "locust_stats_history.csv",
+            ):
+                assert (out / name).stat().st_size > 0, (signum.name, name)
+            assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
+            summary = json.loads((out / "summary.json").read_text())
+            assert summary["stopped_early"] is True and summary["stopped_by"] == signum.name, summary
+            assert summary["planned_duration_s"] == 300 and 0 < summary["duration_s"] < 60, summary
+            assert summary["requests"] > 0 and summary["failures"] == 0, summary
+            _assert_summary_agrees_with_locusts_report(out)
+        gone, alive = psutil.wait_procs(generators, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+        assert len(generators) >= 2, generators
+    finally:
+        for run, _ in runs.values():
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+        for process in generators:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()

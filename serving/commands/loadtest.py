@@ -116,16 +116,16 @@ def main(args: argparse.Namespace) -> int:
         raise ServingError(
             "--processes is not available for the canary scenario (its revision split is counted in-process)"
         )
-    from loadtests.runner import run_from_args
+    from loadtests.runner import StopSignal, run_from_args
 
-    # `kill` (SIGTERM, what `kill %1` sends to a backgrounded run) unwinds like Ctrl-C: Locust and the servers
-    # started for the run are stopped by their `finally`, not left loading the target.
-    previous = signal.signal(signal.SIGTERM, _stop)
+    def stop(signum: int, frame: object) -> None:
+        raise StopSignal(signum)
+
+    # `kill` (SIGTERM, what `kill %1` sends to a backgrounded run) unwinds like Ctrl-C: Locust stops early and
+    # still writes the report (marked stopped early, exit 143), and the servers started for the run are stopped
+    # by their `finally`, not left loading the target.
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return int(run_from_args(args))
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from serving.commands.isvc_table import format_table
 from serving.commands.isvc_wait import parse_timeout, verdict
 from serving.commands.resource_args import isvc_names
 from serving.commands.up import restored_summary
+from serving.control.local.retry_note import retry_note
 from serving.errors import BadRequest
 from tests.support import REPO, wait_until
 from tests.up_support import Server, cli, isvc_yaml, serving_up
@@ -186,6 +188,21 @@ def test_wait_reads_the_status_as_kserve_writes_it() -> None:
     assert verdict(loading)[0] == "waiting"  # the old revision serves; the new one is not ready yet
     stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}
     assert verdict(stale) == ("waiting", "status not updated yet")
+
+    def failing(message: str) -> dict[str, Any]:
+        failure = {"reason": "ModelLoadFailed", "message": message}
+        return {**loading, "status": {**loading["status"], "modelStatus": {"lastFailureInfo": failure}}}
+
+    # a fetch the control plane tries again is waited through, as kubectl waits through a CrashLoopBackOff
+    # (audit /tmp/audit-kserve4 M4: `apply --wait=60s` failed a CI step on a one-second outage of the store)
+    retried = retry_note("http://127.0.0.1:9/m.joblib: HTTP 404 File not found", 1, 1.0, "19:58:23")
+    state, said = verdict(failing(retried))
+    assert (
+        state == "waiting"
+        and said.startswith("revision r2 failed (ModelLoadFailed): http://")
+        and "retrying" in said
+    )
+    assert verdict(failing("revision holds no model file"))[0] == "failed"  # for good: exit 1 at once
 
 
 def test_an_unknown_resource_type_is_refused_by_name(up: Up) -> None:

@@ -1,6 +1,8 @@
 """`serving wait NAME` and `serving apply --wait`: poll an InferenceService's status until its latest revision
-serves (exit 0), fails to load (exit 1, with the reason) or the timeout passes (exit 1), printing a progress
-line on stderr whenever what it waits for changes."""
+serves (exit 0), fails to load for good (exit 1, with the reason) or the timeout passes (exit 1), printing a
+progress line on stderr whenever what it waits for changes. A failure the control plane will try again (a
+storage fetch, a load from a download) is waited through, its reason printed, as `kubectl wait` waits through
+a CrashLoopBackOff."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.control.local.client import ControlClient
+from serving.control.local.retry_note import is_retried
 
 POLL_S = 0.25
 DEFAULT_TIMEOUT = "300s"
@@ -37,10 +40,8 @@ def verdict(item: dict[str, Any]) -> tuple[str, str]:
     latest = predictor.get("latestCreatedRevision") or "?"
     failure = status.get("modelStatus", {}).get("lastFailureInfo")
     if failure:
-        return (
-            "failed",
-            f"revision {latest} failed ({failure.get('reason', 'Failed')}): {failure.get('message', '')}",
-        )
+        said = f"revision {latest} failed ({failure.get('reason', 'Failed')}): {failure.get('message', '')}"
+        return ("waiting" if is_retried(failure.get("message", "")) else "failed"), said
     ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
     if ready.get("status") == "True" and predictor.get("latestReadyRevision") == latest:
         split = ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))

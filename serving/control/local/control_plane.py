@@ -39,6 +39,7 @@ from serving.control.local.autoscaler import (
     stable_floor,
 )
 from serving.control.local.processes import ReplicaState
+from serving.control.local.retry_note import retry_note
 from serving.control.local.rollout_history import RolloutHistory
 from serving.control.local.runner import ReplicaFactory, ReplicaHandle, RevisionRunner
 from serving.control.local.secrets import KeptStore, kept_record
@@ -546,7 +547,7 @@ class LocalControlPlane:
         delay = self.retry_first_s if previous is None else min(previous.delay_s * 2, self.retry_max_s)
         attempts = 1 if previous is None else previous.attempts + 1
         at = time.strftime("%H:%M:%S", time.gmtime(time.time() + delay))
-        message = f"{why} (attempt {attempts} failed; retrying in {delay:g} s, at {at} UTC)"
+        message = retry_note(why, attempts, delay, at)
         return Retry(runner, attempts, delay, time.monotonic() + delay, message)
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from serving.autoscale.knobs import (
 )
 from serving.errors import BadRequest
 from serving.spec_suggest import did_you_mean
+from serving.var_refs import expand_all, expanded_env
 
 API_VERSIONS = ("serving.kserve.io/v1beta1", "serving.dev/v1beta1")
 OUR_GROUP = "serving.dev"
@@ -302,8 +304,9 @@ class FrameworkSpec(KubernetesContainer):
     @field_validator("args")
     @classmethod
     def _serve_flags(cls, args: tuple[str, ...]) -> tuple[str, ...]:
-        """Appended to `serving serve`: KServe's flags are translated, anything it would refuse is refused now."""
-        if args:  # the check imports the model server's parser: only when args are given
+        """Appended to `serving serve`: KServe's flags are translated, anything it would refuse is refused now
+        (args with a `$(VAR)` once the env is known: `_expanded_args`)."""
+        if args and not any("$(" in arg for arg in args):  # the check imports the model server's parser
             from serving.model_args import check
 
             check(args)
@@ -317,6 +320,25 @@ class FrameworkSpec(KubernetesContainer):
     @model_validator(mode="after")
     def _listener_ports(self) -> FrameworkSpec:
         listener_ports(self.ports, self.protocol_version)  # refused now, not when rendered
+        return self
+
+    @property
+    def expanded_args(self) -> list[str]:
+        """`args` as the kubelet runs them: `$(VAR)` expanded from the env's plain values (serving/var_refs.py);
+        one from a `valueFrom` stays as written (known only where the process starts)."""
+        return expand_all(
+            self.args, expanded_env((e.name, e.value) for e in self.env if e.value_from is None)
+        )
+
+    @model_validator(mode="after")
+    def _checked_expanded_args(self) -> FrameworkSpec:
+        if any("$(" in arg for arg in self.args):
+            from serving.model_args import check
+
+            try:
+                check(self.expanded_args)
+            except ValueError as exc:
+                raise ValueError(f"args (with $(VAR) expanded from env): {exc}") from None
         return self
 
 
@@ -659,14 +681,23 @@ class TransformerSpec(ComponentSpec):
         """The model name its args give (`--model_name` / `--model-name`): served here. For a custom image,
         KServe looks in `args` only (a name in `command` is followed by the one KServe appends)."""
         ours = is_serving_transform(self.argv)
-        return flag_value(self.argv if ours else self.containers[0].args, "--model_name", "--model-name")
+        return flag_value(
+            self._expanded(self.argv if ours else self.containers[0].args), "--model_name", "--model-name"
+        )
+
+    def _expanded(self, args: Sequence[str]) -> list[str]:
+        """`$(VAR)` in args from the container's plain env, as the kubelet expands them (serving/var_refs.py)."""
+        env = self.containers[0].env
+        return expand_all(args, expanded_env((e.name, e.value) for e in env if e.value_from is None))
 
     @property
     def called_model(self) -> str | None:
         """The model it calls on its predictor, if its args name one: ours may say `--predictor-model`,
         else (ours and KServe's alike) a transformer calls the predictor's model by its own name."""
         ours = is_serving_transform(self.argv)
-        return (flag_value(self.argv, "--predictor-model") if ours else None) or self.model_name
+        return (
+            flag_value(self._expanded(self.argv), "--predictor-model") if ours else None
+        ) or self.model_name
 
     @property
     def in_process(self) -> bool:
@@ -1067,7 +1098,7 @@ def _check_predictor_model(isvc: InferenceService) -> None:
     from serving.model_args import model_name
 
     model = predictor.normalised_model()
-    named = model_name(model.args)
+    named = model_name(model.expanded_args)
     if named is not None and named != called:
         field = next(f for f in ("model", *SUPPORTED_FORMATS) if getattr(predictor, f) is not None)
         raise SpecError(

@@ -16,6 +16,7 @@ from serving.model_args import model_name, translate
 from serving.observability.options import component_flags
 from serving.revision import Revision
 from serving.spec import DEFAULT_TIMEOUT_S, ComponentSpec, EnvVar, PredictorSpec, is_serving_transform
+from serving.var_refs import expand
 
 WITH_TRANSFORMER = (
     "--with-transformer"  # `serve ... --with-transformer "transform ARGS"` (one shell-quoted string)
@@ -64,7 +65,7 @@ def predictor_model_name(revision: Revision) -> str:
     `/v1/models/<its --model_name>:predict` on its predictor, so `--model_name mnist` there means a predictor
     serving `mnist`); else the InferenceService's name. spec.parse refuses the first two disagreeing."""
     model = revision.model
-    named = model_name(model.args) if model is not None else None
+    named = model_name(model.expanded_args) if model is not None else None
     transformer = revision.transformer_process
     called = transformer.called_model if transformer is not None else None
     return named or called or revision.isvc
@@ -188,7 +189,7 @@ def local_env(env: tuple[EnvVar, ...], secret: SecretLookup | None = None) -> di
     out: dict[str, str] = {}
     for e in env:
         if e.value_from is None:
-            out[e.name] = e.value
+            out[e.name] = expand(e.value, out)  # `$(A)` from the variables before it, as the kubelet does
             continue
         ref = e.value_from.get("secretKeyRef")
         if secret is None or not isinstance(ref, dict):

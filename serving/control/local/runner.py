@@ -25,6 +25,7 @@ from serving.control.process_args import (
 from serving.errors import ServingError
 from serving.revision import Revision
 from serving.servingruntime import ServingRuntime, runtime_env
+from serving.var_refs import expand_all
 
 
 class ReplicaHandle(Protocol):
@@ -129,12 +130,14 @@ class RevisionRunner:
         return removed
 
     def _predictor_spec(self, index: int) -> ProcessSpec:
-        args = predictor_args(self.revision, self.model_dir, self.predictor_flags)
         name = predictor_model_name(self.revision)
-        env = predictor_env(self.revision, runtime_env(self.runtime, self.revision.isvc))
+        env = local_env(
+            predictor_env(self.revision, runtime_env(self.runtime, self.revision.isvc)), self.secret
+        )
+        args = expand_all(predictor_args(self.revision, self.model_dir, self.predictor_flags), env)
         model = self.revision.model
         liveness = Liveness.of_probe(model.liveness_probe if model is not None else None)
-        return ProcessSpec(args, local_env(env, self.secret), model_name=name, liveness=liveness)
+        return ProcessSpec(args, env, model_name=name, liveness=liveness)
 
     def _predictor_url(self, index: int) -> str | None:
         if not self.predictors:
@@ -148,9 +151,10 @@ class RevisionRunner:
         url = self._predictor_url(index)
         if url is None:
             return None
+        env = local_env(component_env(self.revision.transformer), self.secret)
         return ProcessSpec(
-            transformer_args(self.revision, url),
-            local_env(component_env(self.revision.transformer), self.secret),
+            expand_all(transformer_args(self.revision, url), env),  # `$(VAR)` as the kubelet expands it
+            env,
             model_name=self.revision.transformer.model_name or self.revision.isvc,
             liveness=Liveness.of_probe(self.revision.transformer.containers[0].liveness_probe),
         )

@@ -34,16 +34,16 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [  # as KServe's `kubectl get isvc`
         "type": "integer",
         "jsonPath": ".status.components.predictor.traffic[?(@.latestRevision==true)].percent",
     },
-    {
+    {  # KServe's: the `prev` traffic entry (empty once a canary is promoted), not previousRolledoutRevision
         "name": "PrevRolledoutRevision",
         "type": "string",
-        "priority": 1,
-        "jsonPath": ".status.components.predictor.previousRolledoutRevision",
+        "jsonPath": ".status.components.predictor.traffic[?(@.tag=='prev')].revisionName",
     },
     {
+        # KServe reads the latestRevision traffic entry; Knative names the latest *ready* revision there even
+        # while a newer one loads, where our traffic has only the `prev` entry: the field shows what KServe does
         "name": "LatestReadyRevision",
         "type": "string",
-        "priority": 1,
         "jsonPath": ".status.components.predictor.latestReadyRevision",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

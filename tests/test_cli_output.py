@@ -5,6 +5,7 @@ checked line by line — kubectl's verbs and forms, why a service is not ready, 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from serving.commands.isvc_wait import parse_timeout, verdict
 from serving.commands.resource_args import isvc_names
 from serving.commands.up import restored_summary
 from serving.control.local.retry_note import retry_note
+from serving.crd import crd
 from serving.errors import BadRequest
 from tests.support import REPO, wait_until
 from tests.up_support import Server, cli, isvc_yaml, serving_up
@@ -225,7 +227,7 @@ def test_resource_forms_are_kubectls() -> None:
 
 
 def test_the_table_names_the_revision_taking_the_rest_during_a_canary() -> None:
-    """KServe fills PREVROLLEDOUTREVISION while a canary runs; from the `prev` arm if status lacks it."""
+    """KServe's PREVROLLEDOUTREVISION is the `prev` traffic entry: the revision taking the rest of a canary."""
     item = {
         "metadata": {"name": "iris"},
         "status": {
@@ -244,6 +246,40 @@ def test_the_table_names_the_revision_taking_the_rest_during_a_canary() -> None:
     }
     row = lines(format_table([item]))[1].split()
     assert row[2:7] == ["True", "80", "20", "iris-old", "iris-new"], row
+
+
+def test_after_a_promotion_prevrolledoutrevision_is_empty_as_kserve_shows_it() -> None:
+    """KServe's column is `traffic[?(@.tag=='prev')].revisionName`: once the canary is promoted no entry is
+    tagged prev, so it is empty although previousRolledoutRevision names the revision before (audit
+    /tmp/audit-kserve4 M6: ours printed previousRolledoutRevision)."""
+    item = {
+        "metadata": {"name": "iris"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "components": {
+                "predictor": {
+                    "latestReadyRevision": "iris-new",
+                    "latestRolledoutRevision": "iris-new",
+                    "previousRolledoutRevision": "iris-old",
+                    "traffic": [
+                        {"revisionName": "iris-new", "percent": 100, "tag": "latest", "latestRevision": True}
+                    ],
+                }
+            },
+        },
+    }
+    header, row = lines(format_table([item]))
+    found = list(re.finditer(r"\S+", header))  # a cell is what lies under its header, empty ones too
+    ends = [m.start() for m in found[1:]] + [len(row)]
+    cells = {m.group(): row[m.start() : end].strip() for m, end in zip(found, ends, strict=True)}
+    assert cells["PREV"] == "" and cells["LATEST"] == "100", cells
+    assert cells["PREVROLLEDOUTREVISION"] == "" and cells["LATESTREADYREVISION"] == "iris-new", cells
+    columns = {c["name"]: c for c in crd()["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert (  # kubectl get isvc on our operator's CRD shows the same: KServe's JSONPath, shown by default
+        columns["PrevRolledoutRevision"]["jsonPath"]
+        == ".status.components.predictor.traffic[?(@.tag=='prev')].revisionName"
+        and "priority" not in columns["PrevRolledoutRevision"]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

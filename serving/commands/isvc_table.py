@@ -2,7 +2,8 @@
 
 Columns: NAME URL READY REPLICAS PREV LATEST PREVROLLEDOUTREVISION LATESTREADYREVISION AGE REASON (REPLICAS:
 ready/desired predictor replicas, as the autoscaler sees them); `-o wide` adds MESSAGE (what failed, in the
-server's words).
+server's words). PREV, LATEST and PREVROLLEDOUTREVISION read the traffic entries as KServe's printer columns do
+(`serving.crd.PRINTER_COLUMNS`), so PREVROLLEDOUTREVISION is empty once a canary is promoted (no `prev` entry).
 """
 
 from __future__ import annotations
@@ -50,8 +51,6 @@ def _row(item: dict[str, Any], wide: bool) -> list[str]:
     ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
     prev: dict[str, Any] = next((t for t in traffic if t.get("tag") == "prev"), {})
     latest: dict[str, Any] = next((t for t in traffic if t.get("latestRevision")), {})
-    # During a canary the revision taking the rest is the previous rolled-out one (KServe fills it so).
-    previous = predictor.get("previousRolledoutRevision") or prev.get("revisionName") or ""
     row = [
         item["metadata"]["name"],
         status.get("url", ""),
@@ -59,7 +58,8 @@ def _row(item: dict[str, Any], wide: bool) -> list[str]:
         _replicas(predictor),
         str(prev.get("percent", "")),
         str(latest.get("percent", "")),
-        previous,
+        # KServe's column reads the `prev` traffic entry, not previousRolledoutRevision: empty once promoted
+        str(prev.get("revisionName") or ""),
         predictor.get("latestReadyRevision") or "",
         age(item["metadata"].get("creationTimestamp")),
         _reason(status, ready),

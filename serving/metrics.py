@@ -12,6 +12,7 @@ values are plain numbers owned by the event loop (`serving.loop_metrics`), no lo
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -154,6 +155,7 @@ class Metrics:
         self.postprocess_seconds = kserve("request_postprocess_seconds", "Encode time.")
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._unknown: dict[str, Any] = {}
+        self._ready_held: dict[str, bool] | None = None  # readiness not published yet (`hold_readiness`)
 
     def model(self, name: str, version: str) -> ModelMetrics:
         """Bound children for a model this server holds (never call with a name from a URL)."""
@@ -172,17 +174,52 @@ class Metrics:
 
     def model_state_changed(self, model: Any) -> None:
         """Repository callback (a `repository.Model`; not imported, to keep imports one-way)."""
-        self.model_ready.labels(model.name).set(1 if model.ready else 0)
+        if self._ready_held is not None:
+            self._ready_held[model.name] = model.ready
+        else:
+            self.model_ready.labels(model.name).set(1 if model.ready else 0)
         if model.ready:
             self.model_load_seconds.labels(model.name).set(model.load_seconds)
+
+    def hold_readiness(self) -> None:
+        """This worker loads its models before it takes a connection (`--workers N`): until `publish_readiness`
+        its `serving_model_ready` is not written at all. The gauge is the minimum over the live workers; a
+        worker still loading (at start, or a replacement for one uvicorn killed) serves no request, so its 0
+        would have said "not ready" of a server answering every request from its ready workers."""
+        self._ready_held = {}
+
+    def publish_readiness(self) -> None:
+        """The worker takes connections from now: its models' readiness counts."""
+        held, self._ready_held = self._ready_held or {}, None
+        for name, ready in held.items():
+            self.model_ready.labels(name).set(1 if ready else 0)
 
     def exposition(self) -> bytes:
         if self.multiprocess:
             forget_dead_workers(os.environ[MULTIPROC_ENV])
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            WrittenFilesCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class WrittenFilesCollector(MultiProcessCollector):
+    """`MultiProcessCollector` over the workers' files that hold their header.
+
+    prometheus-client creates a worker's file empty, then sizes it; a scrape reading it in between failed as a
+    whole (struct.error: a 500 on /metrics while another worker starts or first counts something). An empty
+    file holds no value yet: leaving it out loses nothing."""
+
+    def collect(self) -> Any:
+        files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _has_header(f)]
+        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _has_header(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a dead worker's live gauges, removed since the listing
+        return False
 
 
 def forget_dead_workers(directory: str) -> None:

@@ -68,6 +68,21 @@ class SlowLoadRuntime(EchoRuntime):
         super().load()
 
 
+class FirstLoadsRuntime(SlowLoadRuntime):
+    """An echo model that one process loads at once; in every other process (`--workers`) `load()` touches
+    `loading-<pid>` and only returns once the test creates `RELEASE_FILE`."""
+
+    def load(self) -> None:
+        folder = self.settings.model_dir
+        try:
+            (folder / "first").open("x").close()
+        except FileExistsError:
+            (folder / f"loading-{os.getpid()}").touch()
+            super().load()
+        else:
+            EchoRuntime.load(self)
+
+
 class BrokenLoadRuntime(Runtime):
     """Fails to load, so the model stays not ready with a reason."""
 

@@ -12,10 +12,12 @@ from serving.metrics import UNKNOWN_MODEL, Metrics, RouterMetrics
 from serving.router.app import Router
 from serving.router.table import Arm, RouteTable, ServiceRoute
 from tests.inprocess import serving_inprocess
+from tests.runtimes_for_tests import RELEASE_FILE
 from tests.support import serving_process, train_iris_sklearn, wait_until
 from tests.test_prometheus import promtool_check
 
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+ECHO = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
 
 
 def parsed(text: bytes | str) -> list:
@@ -125,28 +127,15 @@ def test_unknown_model_names_do_not_create_label_values(tmp_path: Path) -> None:
     assert total(samples, "serving_model_ready", model="iris") == 1
 
 
-def _ready_everywhere(url: str) -> bool:
-    """serving_model_ready (livemin over the workers) is 1. A scrape taken while a worker is still starting
-    counts as not yet (seen once under load: an unparsable exposition); the assertions below scrape again."""
-    response = httpx.get(url + "/metrics", timeout=30)
-    try:
-        return (
-            response.status_code == 200
-            and total(parsed(response.text), "serving_model_ready", model="iris") == 1
-        )
-    except ValueError:
-        return False
-
-
 @pytest.mark.e2e  # two worker processes
 def test_two_workers_report_every_request(tmp_path: Path) -> None:
     train_iris_sklearn(tmp_path / "iris")
     args = ["serve", "--model-dir", str(tmp_path / "iris"), "--workers", "2", "--max-batch-size", "8"]
     with serving_process(args) as server:
-        # /v2/health/ready answers from the first worker up; the gauge is 1 once every worker is ready
-        wait_until(lambda: _ready_everywhere(server.url), 60, what="both workers ready")
+        # /v2/health/ready answers from the first worker up, and from then on so does the ready gauge: a worker
+        # counts in it once it serves (the second may still be loading: see the test below)
         sent = 60
-        for _ in range(sent):  # a new connection each: the kernel spreads them over both workers
+        for _ in range(sent):  # a new connection each: the kernel spreads them over the serving workers
             assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW, timeout=30).status_code == 200
         for _ in range(4):  # every scrape, whichever worker answers it, sees all of them
             samples = parsed(httpx.get(server.url + "/metrics", timeout=30).text)
@@ -158,10 +147,29 @@ def test_two_workers_report_every_request(tmp_path: Path) -> None:
         )  # multiprocess output is valid too
 
 
+@pytest.mark.e2e  # two worker processes
+def test_a_worker_still_loading_does_not_pull_the_ready_gauge_down(tmp_path: Path) -> None:
+    """A worker loads its models before it takes a connection (at start, and when uvicorn replaces one): until
+    then the server answers from the workers that serve, so `serving_model_ready` says ready, as
+    /v2/health/ready does. It said 0 (livemin over the loading worker's 0) while the ready worker answered."""
+    folder = tmp_path / "echo"
+    folder.mkdir()
+    runtime = "tests.runtimes_for_tests:FirstLoadsRuntime"  # the second worker's load waits for RELEASE_FILE
+    args = ["serve", "--model-dir", str(folder), "--workers", "2", "--runtime", runtime]
+    with serving_process(args) as server:  # /v2/health/ready answered 200: one worker serves
+        wait_until(lambda: len(list(folder.glob("loading-*"))) == 1, 60, what="the second worker loading")
+        for _ in range(3):
+            samples = parsed(httpx.get(server.url + "/metrics", timeout=30).text)
+            assert total(samples, "serving_model_ready", model="echo") == 1
+        (folder / RELEASE_FILE).touch()  # the second worker loads and serves too
+        assert httpx.post(server.url + "/v2/models/echo/infer", json=ECHO, timeout=30).status_code == 200
+
+
 def test_a_replaced_workers_live_gauges_are_forgotten(tmp_path: Path) -> None:
     """Workers share a PROMETHEUS_MULTIPROC_DIR; one that died not ready (and in the middle of a request) must not
-    pin `serving_model_ready` at 0 or leave a request in flight forever. Real processes: prometheus-client picks
-    its multiprocess mode when it is imported."""
+    pin `serving_model_ready` at 0 or leave a request in flight forever, and the empty file of one starting must
+    not fail the scrape (it did: struct.error). Real processes: prometheus-client picks its multiprocess mode
+    when it is imported."""
     import subprocess
     import sys
 
@@ -182,6 +190,7 @@ def test_a_replaced_workers_live_gauges_are_forgotten(tmp_path: Path) -> None:
         return done.stdout
 
     run("0", "1")  # the replaced worker: not ready, one request in flight, then gone
+    (tmp_path / "histogram_4194000.db").touch()  # a starting worker's file: created, not sized yet
     samples = parsed(run("1", "0", "scrape"))  # its replacement: ready, idle, and answering /metrics
     assert total(samples, "serving_model_ready", model="iris") == 1
     assert total(samples, "serving_requests_in_flight", model="iris") == 0

@@ -103,7 +103,9 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if load_before_serving:
+            dataplane.metrics.hold_readiness()  # a worker that takes no connection yet is not counted
             await dataplane.repository.load_all()
+            dataplane.metrics.publish_readiness()
         task = (
             asyncio.create_task(dataplane.repository.load_all())
             if load_on_start and not load_before_serving

@@ -1,5 +1,5 @@
 """The operator's canary host piece by piece, without kopf: how router replicas are read, what a bad Canary's
-status says, and PromQL metrics against a real Prometheus.
+status says, PromQL metrics against a real Prometheus, and reconciles that run before a Canary's event arrives.
 
 Real: the router replicas' /metrics (uvicorn on 127.0.0.1), the kubernetes client, Debian's prometheus. Mocked,
 because no API server runs here: the API server (kmock's emulator; see tests/test_operator_canary.py for what it
@@ -21,11 +21,19 @@ from serving.canary.snapshot import revision_counters
 from serving.cluster import TemporaryClusterError
 from serving.control.canary_status import last_transition_time
 from serving.control.kubernetes.apply import Cluster
-from serving.control.kubernetes.backend import KubernetesBackend, OperatorConfig
+from serving.control.kubernetes.backend import RETIRED_AT, KubernetesBackend, OperatorConfig
 from serving.control.kubernetes.canaries import KubernetesCanaryHost
 from tests.support import free_port, wait_until
 from tests.test_operator import Emulator
-from tests.test_operator_canary import CANARY, RouterReplica, _router_pod
+from tests.test_operator_canary import (
+    CANARY,
+    RouterReplica,
+    _apply_isvc,
+    _new_ready_revision,
+    _revisions,
+    _router_pod,
+    _weights,
+)
 
 
 @pytest.fixture()
@@ -252,3 +260,69 @@ def test_the_candidates_pod_restarts_and_load_error_reach_the_analysis(api: Clus
     api.patch_status("ml", "iris", {"status": {"modelStatus": model_status}})
     view = host.rollout_view(("ml", "iris"))
     assert view is not None and view.latest_failed and view.latest_error == "no model.joblib"
+
+
+def _rolled_out(api: Cluster, host: KubernetesCanaryHost, tmp_path: Path) -> str:
+    """v1 of the service, ready and rolled out (each reconcile the operator's event handlers would run)."""
+    _apply_isvc(tmp_path, api, "v1")
+    host.backend.reconcile("ml", "iris")
+    stable = _new_ready_revision(api, set())
+    host.backend.reconcile("ml", "iris")
+    return stable
+
+
+def _v2_ready(api: Cluster, host: KubernetesCanaryHost, tmp_path: Path, stable: str) -> str:
+    """v2 applied, its Deployment made ready, and reconciled twice (with drain_s 0, the second would delete a
+    retired revision)."""
+    _apply_isvc(tmp_path, api, "v2")
+    host.backend.reconcile("ml", "iris")
+    canary = _new_ready_revision(api, {stable})
+    host.backend.reconcile("ml", "iris")
+    host.backend.reconcile("ml", "iris")
+    return canary
+
+
+def _rolled_out_revision(api: Cluster) -> str:
+    return api.get("InferenceService", "ml", "iris")["status"]["components"]["predictor"][
+        "latestRolledoutRevision"
+    ]
+
+
+def test_a_canary_the_operator_has_not_seen_yet_holds_the_promotion(api: Cluster, tmp_path: Path) -> None:
+    """The Canary's watch and the InferenceService's are separate streams: a reconcile can see the new revision
+    ready before the Canary created earlier reached the host. It must not promote it at once (KServe's way
+    without a policy), retiring the stable revision: it holds it at 0 % until the analysis starts."""
+    host = _host(api)
+    stable = _rolled_out(api, host, tmp_path)
+    api.apply(_canary("first"))  # created before v2, its event not yet handled
+    canary = _v2_ready(api, host, tmp_path, stable)
+    assert _weights(api) == {stable: 100, canary: 0}
+    assert _rolled_out_revision(api) == stable
+    assert RETIRED_AT not in (_revisions(api)[stable]["metadata"].get("annotations") or {})
+
+    host.document_event(api.get("Canary", "ml", "first"), "ADDED")  # the event arrives
+    host.tick()
+    assert _weights(api) == {canary: 10, stable: 90} and _status(api, "first")["canaryWeight"] == 10
+
+
+def test_a_restarted_operator_keeps_the_canary_weight_before_it_lists_the_canaries(
+    api: Cluster, tmp_path: Path
+) -> None:
+    """A new operator's first reconcile of the service may run before kopf's listing of the Canaries reached
+    the host: the analysis at 10 % goes on (its stored weight), the canary is not promoted."""
+    host = _host(api)
+    stable = _rolled_out(api, host, tmp_path)
+    api.apply(_canary("first"))
+    host.document_event(api.get("Canary", "ml", "first"), "ADDED")
+    canary = _v2_ready(api, host, tmp_path, stable)
+    host.tick()
+    assert _weights(api) == {canary: 10, stable: 90}
+
+    restarted = _host(api)
+    restarted.backend.start()
+    restarted.backend.reconcile("ml", "iris")  # kopf's resume handler, before the Canary's listing
+    assert _weights(api) == {canary: 10, stable: 90} and _rolled_out_revision(api) == stable
+    restarted.document_event(api.get("Canary", "ml", "first"), None)
+    restarted.tick()
+    assert _weights(api) == {canary: 10, stable: 90}
+    assert restarted.controller.tracked[("ml", "iris")].status.canary_weight == 10

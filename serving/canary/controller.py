@@ -52,6 +52,11 @@ class RolloutView:
     latest_retrying: bool = False  # failed, and the host tries it again (a store that may come back)
 
 
+def policy_percent(status: CanaryStatus) -> int:
+    """The canary weight a Canary in `status` gives `plan()` (`CanaryController.percent_for`)."""
+    return 0 if status.phase is Phase.SUCCEEDED else status.canary_weight
+
+
 class CanaryHost(Protocol):
     def rollout_view(self, key: Key) -> RolloutView | None: ...
     def router_expositions(self) -> Sequence[bytes]: ...
@@ -148,9 +153,7 @@ class CanaryController:
         promotion 0, not the spec's percent: a revision that appears next waits at 0 % until its analysis starts
         (ready before the next tick, it would otherwise be promoted unjudged); with one revision it changes nothing."""
         tracked = self.tracked.get(key)
-        if tracked is None:
-            return None
-        return 0 if tracked.status.phase is Phase.SUCCEEDED else tracked.status.canary_weight
+        return None if tracked is None else policy_percent(tracked.status)
 
     def routing_for(self, key: Key) -> CanaryRouting | None:
         """Session affinity (header, lower-case) and whether to mirror stable traffic now, or None."""

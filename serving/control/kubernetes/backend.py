@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -135,6 +136,9 @@ class KubernetesBackend:
         self.config = config
         self.routes: dict[tuple[str, str], ServiceRoute] = {}
         self.canaries: CanaryPolicy = NO_CANARY  # a KubernetesCanaryHost when the operator runs canaries
+        # Asked before a promotion with no Canary tracked: the weight a Canary that exists for the service but
+        # has not reached the canary host yet will give (None: there is none). Set by KubernetesCanaryHost.
+        self.untracked_canary: Callable[[tuple[str, str]], int | None] = lambda key: None
         self.version = 0
         self.runtimes = ClusterRuntimes()  # ServingRuntimes: seeded in start(), kept current by the watch
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -183,15 +187,20 @@ class KubernetesBackend:
                 failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}},
                 no_runtime=no_runtime,
             )
-            p = plan(
-                isvc,
-                state,
-                with_scaled_to_zero(observed, live["Deployment"], isvc),
-                self.config.domain,
-                canary_percent=self.canaries.percent_for(isvc.key),
-                previous=old_status,
-                cluster_domain=self.config.render.cluster_domain,
-            )
+            seen = with_scaled_to_zero(observed, live["Deployment"], isvc)
+            percent = self.canaries.percent_for(isvc.key)
+            p = self._plan(isvc, state, seen, percent, old_status)
+            if percent is None and _promotes(state, p):
+                held = self.untracked_canary(isvc.key)
+                if held is not None:
+                    log.info(
+                        "%s/%s: a Canary for it is not tracked yet; %s stays at %d%% until it is",
+                        namespace,
+                        name,
+                        p.state.rolled_out,
+                        held,
+                    )
+                    p = self._plan(isvc, state, seen, held, old_status)
             settings = replace(self._settings(isvc, p, flags, no_runtime, envs), runtimes=chosen.runtimes)
             self._converge(isvc, body["metadata"].get("uid", ""), p, live, settings)
             self._set_route(isvc, p, observed)
@@ -203,6 +212,24 @@ class KubernetesBackend:
             }
             self._write_status(namespace, name, old_status, _compact(status))
             return p
+
+    def _plan(
+        self,
+        isvc: InferenceService,
+        state: RolloutState | None,
+        observed: Observed,
+        percent: int | None,
+        previous: dict[str, Any],
+    ) -> Plan:
+        return plan(
+            isvc,
+            state,
+            observed,
+            self.config.domain,
+            canary_percent=percent,
+            previous=previous,
+            cluster_domain=self.config.render.cluster_domain,
+        )
 
     def _settings(
         self,
@@ -409,6 +436,15 @@ def _rollout(data: dict[str, Any] | None) -> RolloutState | None:
         name: {"transformer": None, **revision} for name, revision in data.get("revisions", {}).items()
     }
     return RolloutState.from_json({**data, "revisions": revisions})
+
+
+def _promotes(state: RolloutState | None, p: Plan) -> bool:
+    """`p` makes a new revision the rolled-out one in place of another (which then retires: not undone later).
+
+    The Canary's watch and the InferenceService's are separate streams: a Canary created before the new revision
+    can reach the canary host after the reconcile that sees that revision ready. Before such a promotion the
+    backend asks whether a Canary exists that it has not seen yet (`untracked_canary`)."""
+    return state is not None and state.rolled_out is not None and p.state.rolled_out != state.rolled_out
 
 
 def _compact(value: Any) -> Any:

@@ -29,13 +29,19 @@ import kubernetes
 from prometheus_client import CollectorRegistry
 
 from serving.canary.analysis import CanaryStatus, Phase
-from serving.canary.controller import CanaryController, Key, RolloutView
+from serving.canary.controller import CanaryController, Key, RolloutView, policy_percent
 from serving.canary.crd import GROUP, PLURAL, VERSION
 from serving.canary.load_test import load_test_command, read_summary, time_limit_s
 from serving.canary.promql import evaluate
 from serving.canary.snapshot import revision_counters
 from serving.canary.spec import Canary, CanarySpecError, LoadTest, parse_canary
-from serving.cluster import ClusterError, TemporaryClusterError, classify, merge_patch
+from serving.cluster import (
+    ClusterError,
+    PermanentClusterError,
+    TemporaryClusterError,
+    classify,
+    merge_patch,
+)
 from serving.control.canary_status import invalid_status, status_body
 from serving.control.kubernetes.backend import KubernetesBackend, _rollout
 from serving.control.kubernetes.render import LABEL_REVISION, entry_component, service_url
@@ -63,6 +69,7 @@ class KubernetesCanaryHost:
         self._scraped: dict[str, tuple[float, bytes]] = {}  # router pod uid -> (last seen, exposition)
         self._written: dict[Key, dict[str, Any]] = {}  # the status last written, per target
         backend.canaries = self.controller  # its percent_for/routing_for steer plan() and the route
+        backend.untracked_canary = self.untracked_percent
 
     # -- CanaryHost (asked by the controller) ---------------------------------------------------------
     def rollout_view(self, key: Key) -> RolloutView | None:
@@ -165,22 +172,44 @@ class KubernetesCanaryHost:
             except CanarySpecError as exc:
                 self._patch_status(namespace, name, None, invalid_status("InvalidSpec", exc.message))
                 return
-            if canary.spec.analysis.load_test is not None and importlib.util.find_spec("locust") is None:
-                self._patch_status(
-                    namespace,
-                    name,
-                    None,
-                    invalid_status(
-                        "LoadTestUnavailable",
-                        "spec.analysis.loadTest: Locust is not installed in the operator's image "
-                        "(pip install locust there, or drop loadTest)",
-                    ),
-                )
+            refused = _refusal(canary)
+            if refused is not None:
+                self._patch_status(namespace, name, None, refused)
                 return
             self._track(canary, body.get("status") or {}, current)
             action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
             if action is not None:
                 self._manual(canary, action)
+
+    def untracked_percent(self, key: Key) -> int | None:
+        """The weight for `key` of a Canary that exists in the cluster but has not reached this host yet (its
+        watch event is on its way: a separate stream from the InferenceService's), or None when there is none.
+
+        The backend asks before it promotes a new revision with no Canary tracked, which would retire the
+        stable one for good: a Canary created before that revision must analyse it, not find it promoted.
+        The weight is the one `document_event` will restore: its stored status's (an operator that restarted
+        mid-analysis), else 0 until the analysis starts. No lock: read by the reconcile that a watch handler
+        holding `self.lock` may be waiting for."""
+        tracked = self.controller.percent_for(key)
+        if tracked is not None:  # it arrived meanwhile
+            return tracked
+        try:
+            bodies = self.cluster.list("Canary", key[0], {})
+        except PermanentClusterError as exc:
+            if " 404" in exc.message:  # no Canary CRD in this cluster: no Canary either
+                return None
+            raise
+        for body in bodies:
+            try:
+                canary = parse_canary(_document(body))
+            except CanarySpecError:
+                continue  # never tracked (its status says why): the spec's split rules
+            if canary.target_key == key and _refusal(canary) is None:
+                stored = body.get("status") or {}
+                if stored.get("phase") in set(Phase):
+                    return policy_percent(CanaryStatus.from_json(stored))
+                return 0
+        return None
 
     def _manual(self, canary: Canary, action: str) -> None:
         """`kubectl annotate canary NAME serving.dev/action=promote|rollback|pause|resume`: manual control wins;
@@ -317,6 +346,17 @@ def metrics_url(pod: Mapping[str, Any]) -> str | None:
     port = next((p["containerPort"] for p in ports if p.get("name") == "http"), DEFAULT_ROUTER_PORT)
     host = f"[{ip}]" if ":" in ip else ip
     return f"http://{host}:{port}/metrics"
+
+
+def _refusal(canary: Canary) -> dict[str, Any] | None:
+    """The status of a valid Canary this operator will not track, or None when it will."""
+    if canary.spec.analysis.load_test is not None and importlib.util.find_spec("locust") is None:
+        return invalid_status(
+            "LoadTestUnavailable",
+            "spec.analysis.loadTest: Locust is not installed in the operator's image "
+            "(pip install locust there, or drop loadTest)",
+        )
+    return None
 
 
 def _document(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -314,6 +314,51 @@ def _explicit(
     return found
 
 
+def priority_conflict(
+    new: ServingRuntime, existing: Iterable[ServingRuntime], builtin: Iterable[str] = ()
+) -> str | None:
+    """Why KServe's ServingRuntime validating webhook (servingruntime_webhook.go) would deny `new`, else None:
+    why a tie is not left to selection. `existing`: the runtimes of its scope (its namespace's ServingRuntimes,
+    or every ClusterServingRuntime; `builtin` names those of ours). A disabled `new` is admitted; otherwise it
+    is denied when one of its autoSelect formats has two priorities, or when an enabled runtime of another name
+    shares a protocolVersion with it (as listed: a runtime listing none shares none) and an autoSelect format
+    of the same name (any case) and version (both unset, or equal) at the same priority (both set)."""
+    if new.spec.disabled:
+        return None
+    kind, scope = new.kind.lower(), "" if new.cluster_scoped else f" in namespace {new.namespace}"
+    first: dict[str, SupportedModelFormat] = {}
+    for fmt in (f for f in new.spec.supported_model_formats if f.auto_select):
+        had = first.setdefault(fmt.name, fmt)
+        if had.priority is not None and fmt.priority is not None and had.priority != fmt.priority:
+            return (
+                f"{new.kind} {new.name}: different priorities assigned for the model format {fmt.name} under the "
+                f"{kind} {new.name} ({_format_words(had)} at priority {had.priority}, {_format_words(fmt)} at "
+                f"{fmt.priority}): KServe's webhook refuses this; give every autoSelect {fmt.name} entry one priority"
+            )
+    builtins = set(builtin)
+    for other in sorted(existing, key=lambda r: r.name):
+        shared = [p for p in other.spec.protocol_versions if p in new.spec.protocol_versions]
+        if other.name == new.name or other.spec.disabled or not shared:
+            continue
+        for theirs in (f for f in other.spec.supported_model_formats if f.auto_select):
+            for ours in (f for f in new.spec.supported_model_formats if f.auto_select):
+                same = theirs.name.casefold() == ours.name.casefold() and theirs.version == ours.version
+                if same and theirs.priority is not None and theirs.priority == ours.priority:
+                    which = f"{other.name} (built in)" if other.name in builtins else other.name
+                    return (
+                        f"{new.kind} {new.name}: same priority assigned for the model format {ours.name} in the "
+                        f"{kind}s {which} and {new.name}{scope}: both autoSelect {_format_words(ours)} at priority "
+                        f"{ours.priority} and list {', '.join(shared)}, so which one serves it would be arbitrary "
+                        "(KServe's webhook refuses this); give one another priority, autoSelect: false or disabled: "
+                        "true"
+                    )
+    return None
+
+
+def _format_words(fmt: SupportedModelFormat) -> str:
+    return f'{fmt.name} version "{fmt.version}"' if fmt.version is not None else f"{fmt.name} (no version)"
+
+
 def failure_reason(message: str) -> str:
     """KServe's `modelStatus.lastFailureInfo.reason` for a selection message of `select_runtime`."""
     if message.startswith("No ServingRuntimes or ClusterServingRuntimes with the name"):

@@ -5,7 +5,8 @@ Render shows what the operator creates on first apply: the InferenceService unde
 each component's Deployment, Service and (when minReplicas != maxReplicas) HPA. Owner references need the
 live object's uid, so they are added by the operator, not here. ServingRuntime documents in the files are
 printed too, and selection (theirs and the built-in ones) adds the chosen runtime as the operator does: its flags,
-env, pod and container fields and sidecars; what a runtime sets that does nothing on Kubernetes is said on stderr.
+env, pod and container fields and sidecars; what a runtime sets that does nothing on Kubernetes is said on stderr,
+as is a runtime KServe's ServingRuntime webhook would deny for a priority conflict (the operator warns of it too).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from serving.control.documents import is_canary_document, is_foreign
 from serving.control.kubernetes.credentials import decoded_data, storage_locations, without_values
 from serving.control.kubernetes.documents import cluster_warnings, read_converted
 from serving.control.kubernetes.render import RenderSettings, revision_objects
+from serving.control.kubernetes.runtimes import NO_WEBHOOK
 from serving.control.kubernetes.scaling import render_warnings
 from serving.control.reconcile import Observed, plan
 from serving.control.runtime_catalog import RuntimeCatalog, is_runtime_document
@@ -66,7 +68,10 @@ def render(documents: list[dict[str, Any]], settings: RenderSettings) -> list[di
     Secrets of a ServiceAccount in these files give the storage-initializer its credentials, as the operator
     reads them from the cluster."""
     out: list[dict[str, Any]] = []
-    runtimes = RuntimeCatalog(None).preview([d for d in documents if is_runtime_document(d)])
+    runtimes = RuntimeCatalog(None).preview(  # a webhook-denied priority conflict: said, as the operator does
+        [d for d in documents if is_runtime_document(d)],
+        warn=lambda why: print(f"warning: {why}; {NO_WEBHOOK}", file=sys.stderr),
+    )
     foreign = [d for d in documents if is_foreign(d)]
     for doc in documents:
         if is_foreign(doc):

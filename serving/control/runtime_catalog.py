@@ -2,7 +2,9 @@
 
 Applied documents persist in the state directory (`servingruntimes.json`, written atomically) so a restart
 keeps them. `check` runs at apply time and refuses an InferenceService whose explicit `runtime:` cannot serve it
-(unknown name, disabled, another format or protocol) with the field path, before anything changes; `flags_for`
+(unknown name, disabled, another format or protocol) with the field path, before anything changes; a runtime
+KServe's ServingRuntime webhook denies (a format with two priorities, or a tie with another runtime of its scope:
+`conflict`) is refused when applied, as kubectl apply is refused by that webhook; `flags_for`
 runs when a revision starts: the chosen runtime's `serving serve` flags, or KServe's "no runtime" message that
 leaves the revision not ready. A `module:Class` runtime is our custom-runtime hook and bypasses selection.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from serving.servingruntime import (
     ServingRuntime,
     bind,
     parse_runtime,
+    priority_conflict,
     runtime_implementation,
     select_runtime,
     serve_flags,
@@ -54,9 +58,11 @@ class RuntimeCatalog:
             except RuntimeSpecError as exc:  # stored by a version that accepted it: skipped, said, not fatal
                 log.warning("ignoring a stored runtime this version refuses: %s", exc.message)
 
-    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Validate and store (replacing one of the same kind, namespace and name); returns the document."""
-        self._add(doc)
+    def apply(self, doc: dict[str, Any], *, admitted: bool = False) -> dict[str, Any]:
+        """Validate and store (replacing one of the same kind, namespace and name); returns the document. A
+        runtime KServe's webhook denies for a priority conflict (`conflict`) is refused: RuntimeSpecError, unless
+        `admitted` (a cluster's runtime: its API server took it, and the operator warns instead)."""
+        self._add(doc, refuse=not admitted)
         self._save()
         return doc
 
@@ -74,13 +80,32 @@ class RuntimeCatalog:
         self._save()
         return doc
 
-    def preview(self, docs: list[dict[str, Any]]) -> RuntimeCatalog:
-        """A copy holding `docs` as well (validated), to check InferenceServices before anything is applied."""
+    def preview(
+        self, docs: list[dict[str, Any]], warn: Callable[[str], None] | None = None
+    ) -> RuntimeCatalog:
+        """A copy holding `docs` as well (validated, each against those before it as if applied in turn), to
+        check InferenceServices before anything is applied. A priority conflict is refused, or given to `warn`
+        (`serving render`: what the cluster, which has no such webhook here, would accept)."""
         copy = RuntimeCatalog(None)
         copy.documents, copy.runtimes = dict(self.documents), dict(self.runtimes)
         for doc in docs:
-            copy._add(doc)
+            copy._add(doc, refuse=warn is None, warn=warn)
         return copy
+
+    def conflict(self, runtime: ServingRuntime) -> str | None:
+        """Why KServe's ServingRuntime webhook would deny `runtime` next to the runtimes of its scope (its
+        namespace's ServingRuntimes, or the ClusterServingRuntimes: the built-in ones are ordinary ones there),
+        else None (`serving.servingruntime.priority_conflict`)."""
+        scope = [
+            r
+            for (kind, namespace, _), r in self.runtimes.items()
+            if kind == runtime.kind and namespace == runtime.namespace
+        ]
+        builtins = []
+        if runtime.cluster_scoped:
+            applied = {r.name for r in scope}
+            builtins = [r for r in BUILTIN_RUNTIMES if r.name not in applied]
+        return priority_conflict(runtime, scope + builtins, (r.name for r in builtins))
 
     def items(self) -> list[dict[str, Any]]:
         """Applied documents, then the built-in cluster runtimes not shadowed by an applied one."""
@@ -135,8 +160,16 @@ class RuntimeCatalog:
         cluster += [r for r in BUILTIN_RUNTIMES if r.name not in applied]
         return select_runtime(request, local, cluster)
 
-    def _add(self, doc: dict[str, Any]) -> None:
+    def _add(
+        self, doc: dict[str, Any], *, refuse: bool = False, warn: Callable[[str], None] | None = None
+    ) -> None:
+        """`refuse` / `warn`: a priority conflict is a RuntimeSpecError / said (else, as stored: kept silently)."""
         runtime = parse_runtime(doc)
+        if (refuse or warn is not None) and (why := self.conflict(runtime)) is not None:
+            if refuse:
+                raise RuntimeSpecError(why)
+            assert warn is not None
+            warn(why)
         key = (runtime.kind, runtime.namespace, runtime.name)
         self.documents[key], self.runtimes[key] = doc, runtime
 

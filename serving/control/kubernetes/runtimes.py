@@ -1,12 +1,14 @@
 """The cluster's ServingRuntimes and ClusterServingRuntimes, for the operator's runtime selection.
 
 Listed once when the operator starts (so the first reconciles already see them), then kept current by the
-operator's watch events. Selection and the args mapping are the local backend's own
-(`RuntimeCatalog.flags_for`: KServe's rules, built-in cluster runtimes included), so a revision gets the same
-`serving serve` flags on both backends. A revision no runtime can serve is not rendered; its InferenceService
-reports KServe's failure (`Observed.no_runtime` -> `modelStatus.transitionStatus: InvalidSpec`,
-`targetModelState: FailedToLoad`, `lastFailureInfo.reason` NoSupportingRuntime / RuntimeNotRecognized /
-RuntimeDisabled, KServe's message; `serving.control.reconcile`).
+operator's watch events. One that KServe's ServingRuntime webhook would deny (a priority conflict:
+`RuntimeCatalog.conflict`) is logged as a warning when it arrives or changes, and kept: no webhook refuses it.
+Selection and the args mapping are the local backend's own (`RuntimeCatalog.flags_for`: KServe's rules,
+built-in cluster runtimes included), so a revision gets the same `serving serve` flags on both backends. A
+revision no runtime can serve is not rendered; its InferenceService reports KServe's failure
+(`Observed.no_runtime` -> `modelStatus.transitionStatus: InvalidSpec`, `targetModelState: FailedToLoad`,
+`lastFailureInfo.reason` NoSupportingRuntime / RuntimeNotRecognized / RuntimeDisabled, KServe's message;
+`serving.control.reconcile`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from serving.spec import EnvVar
 
 log = logging.getLogger("serving.operator")
 FIELD = "spec.predictor.model.runtime"
+# What a runtime KServe's ServingRuntime webhook would deny gets here: the API server admits it (no webhook ships)
+NO_WEBHOOK = (
+    "the operator keeps it (no ServingRuntime webhook ships with it): of runtimes tied at one priority, selection "
+    "takes the one listing the lowest protocol (v1, v2, grpc-v1, grpc-v2), then the first by name"
+)
 Key = tuple[str, str | None, str]  # (kind, namespace or None, name)
 
 
@@ -81,6 +88,8 @@ class ClusterRuntimes:
             after = self._runtimes.get(key)
             changed = (before[1] if before else None) != (after[1] if after else None)
             if changed:
+                if after is not None and (why := self._catalog.conflict(after[1])) is not None:
+                    log.warning("%s; %s", why, NO_WEBHOOK)
                 self._catalog = _catalog(doc for doc, _ in self._runtimes.values())
         return changed, scope
 
@@ -138,7 +147,7 @@ def _parse(document: dict[str, Any]) -> ServingRuntime | None:
 def _catalog(documents: Iterable[dict[str, Any]]) -> RuntimeCatalog:
     catalog = RuntimeCatalog(None)
     for document in documents:
-        catalog.apply(document)
+        catalog.apply(document, admitted=True)
     return catalog
 
 

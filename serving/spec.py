@@ -503,6 +503,8 @@ class ComponentSpec(Strict):
     max_replicas: int | None = Field(default=None, ge=0, le=1000)
     scale_target: int | None = Field(default=None, ge=1)
     scale_metric: Literal["cpu", "memory", "concurrency", "rps"] | None = None
+    # KServe's MetricTargetType; which ones mean something depends on the metric (autoscale.knobs checks)
+    scale_metric_type: Literal["Utilization", "AverageValue", "Value"] | None = None
     canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
     container_concurrency: int | None = Field(default=None, ge=0)
     auto_scaling: dict[str, Any] | None = (

@@ -183,14 +183,21 @@ def _other_annotations(value: Any) -> str:
 
 
 def _service_annotations(value: Any) -> str:
-    copied = sorted(pod_annotations(value)) + sorted(k for k in value if k.startswith(PROMETHEUS_KSERVE))
-    return (
-        f"{', '.join(copied)}: no effect on the local backend (serving up's /metrics federates every model "
-        "server; there is no pod to annotate); on Kubernetes: copied to the pod template (prometheus.kserve.io/"
-        "port|path set its prometheus.io/port|path)"
-        if copied
-        else ""
-    )
+    """Annotations only a pod carries, warned locally; the Prometheus reason only for Prometheus's own keys."""
+    prometheus = sorted(k for k in value if k.startswith(PROMETHEUS_KSERVE))
+    other = sorted(k for k in pod_annotations(value) if k not in prometheus)
+    said = []
+    if prometheus:
+        said.append(
+            f"{', '.join(prometheus)}: no effect on the local backend (serving up's /metrics federates every "
+            "model server); on Kubernetes: the pod template's prometheus.io/port|path"
+        )
+    if other:
+        said.append(
+            f"{', '.join(other)}: no effect on the local backend (there is no pod to annotate); on Kubernetes: "
+            "copied to the pod template"
+        )
+    return "; ".join(said)
 
 
 def _visibility(value: Any) -> str:
@@ -324,6 +331,11 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     ),
     FieldEffect("predictor.scaleMetric", _AUTOSCALER, _SCALER),
     FieldEffect("predictor.scaleTarget", "autoscaler target per replica", "HPA target / KEDA threshold"),
+    FieldEffect(
+        "predictor.scaleMetricType",
+        "checked: what scaleTarget is (Utilization for cpu/memory, AverageValue for concurrency/rps)",
+        "the same (the HPA's target type)",
+    ),
     FieldEffect("predictor.autoScaling", _AUTOSCALER + " (metrics[0]: Resource cpu/memory)", "HPA metric"),
     FieldEffect(
         "predictor.canaryTrafficPercent",
@@ -425,6 +437,7 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.maxReplicas", "", "transformer HPA maximum"),
     FieldEffect("transformer.scaleMetric", "", "transformer HPA metric"),
     FieldEffect("transformer.scaleTarget", "", "transformer HPA target"),
+    FieldEffect("transformer.scaleMetricType", "", "checked: the transformer HPA's target type (Utilization)"),
     FieldEffect("transformer.autoScaling", "", "transformer HPA metric"),
     FieldEffect(
         "transformer.canaryTrafficPercent",

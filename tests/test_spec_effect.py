@@ -228,6 +228,13 @@ def _scale_target() -> None:
     assert hpa(e)["metrics"][0]["resource"]["target"]["averageUtilization"] == 55 and not e.warnings
 
 
+def _scale_metric_type() -> None:
+    e = effects({"maxReplicas": 3, "scaleMetric": "memory", "scaleMetricType": "Utilization", **model()})
+    assert hpa(e)["metrics"][0]["resource"]["target"]["type"] == "Utilization" and not e.warnings
+    with pytest.raises(SpecError, match="scaleMetricType: 'AverageValue' is not supported for memory"):
+        effects({"maxReplicas": 3, "scaleMetric": "memory", "scaleMetricType": "AverageValue", **model()})
+
+
 MEMORY_60 = {
     "metrics": [
         {
@@ -947,6 +954,7 @@ CASES: dict[str, Callable[[], None]] = {
     "predictor.maxReplicas": _max_replicas,
     "predictor.scaleMetric": _scale_metric,
     "predictor.scaleTarget": _scale_target,
+    "predictor.scaleMetricType": _scale_metric_type,
     "predictor.autoScaling": _auto_scaling,
     "predictor.canaryTrafficPercent": _canary,
     "predictor.containerConcurrency": _concurrency,
@@ -992,6 +1000,11 @@ CASES: dict[str, Callable[[], None]] = {
     ),
     "transformer.scaleTarget": _transformer_hpa(
         "scaleTarget", 40, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 40
+    ),
+    "transformer.scaleMetricType": _transformer_hpa(
+        "scaleMetricType",
+        "Utilization",
+        lambda h: h["metrics"][0]["resource"]["target"]["type"] == "Utilization",
     ),
     "transformer.autoScaling": _transformer_hpa(
         "autoScaling", MEMORY_60, lambda h: h["metrics"][0]["resource"]["target"]["averageUtilization"] == 60

@@ -270,3 +270,70 @@ def test_an_average_value_target_is_said_to_be_unsupported(tmp_path: Path) -> No
         )
     )
     assert run_cli("render", "-f", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind", "refused"),
+    [
+        ("cpu", "Utilization", None),
+        ("memory", "Utilization", None),
+        ("concurrency", "AverageValue", None),
+        ("rps", "AverageValue", None),
+        ("memory", "AverageValue", "'AverageValue' is not supported for memory here (an absolute amount"),
+        ("cpu", "Value", "'Value' is not supported for cpu here"),
+        (
+            "concurrency",
+            "Utilization",
+            "'Utilization' is not supported for concurrency: its scaleTarget is an",
+        ),
+    ],
+)
+def test_scale_metric_type_is_kserves_field_accepted_where_it_says_what_scale_target_means(
+    tmp_path: Path, metric: str, kind: str, refused: str | None
+) -> None:
+    """KServe's `scaleMetricType` (its KEDA scaler reads it) was refused as an unknown field, a typo of
+    scaleMetric (audit /tmp/audit-kserve4 M2): now taken where it names the target this autoscaler applies."""
+    path = tmp_path / "smt.yaml"
+    path.write_text(
+        f"""
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {{name: smt}}
+spec:
+  predictor:
+    maxReplicas: 3
+    scaleMetric: {metric}
+    scaleMetricType: {kind}
+    scaleTarget: 80
+    model: {{modelFormat: {{name: sklearn}}, storageUri: s3://b/iris}}
+"""
+    )
+    result = run_cli("render", "-f", str(path))
+    if refused is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and f"spec.predictor.scaleMetricType: {refused}" in result.stderr, (
+            result
+        )
+
+
+def test_pod_annotations_are_warned_with_their_own_reason_prometheus_ones_with_prometheus() -> None:
+    """Other annotations were all warned with the Prometheus reason (audit /tmp/audit-kserve4 L5)."""
+    from serving.spec import parse
+
+    annotations = {"sidecar.istio.io/inject": "false", "prometheus.kserve.io/port": "8080"}
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "a", "annotations": annotations},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "/m"}}},
+    }
+    [warning] = [w for w in parse(doc).warnings() if w.startswith("metadata.annotations")]
+    prometheus, other = warning.removeprefix("metadata.annotations: ").split("; sidecar", 1)
+    other = "sidecar" + other
+    assert prometheus.startswith("prometheus.kserve.io/port: ") and "/metrics federates" in prometheus
+    assert (
+        other.startswith("sidecar.istio.io/inject: ")
+        and "Prometheus" not in other
+        and "prometheus" not in other
+    )

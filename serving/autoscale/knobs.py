@@ -190,6 +190,8 @@ def _metric_and_target(
         else:
             where = f"metadata.annotations.{PREFIX}metric"
         raise AutoscaleSpecError(f"{where}: {metric!r} is unknown; use one of {', '.join(METRICS)}")
+    chosen = bool(component.scale_metric or kserve_metric or annotations.get(PREFIX + "metric"))
+    _check_metric_type(getattr(component, "scale_metric_type", None), metric if chosen else None, path)
     target: float | None = component.scale_target
     from_metrics = _from_autoscaling_metrics(getattr(component, "auto_scaling", None), path)
     if from_metrics is not None:
@@ -207,6 +209,38 @@ def _metric_and_target(
     if target is not None and target <= 0:
         raise AutoscaleSpecError(f"{path}.scaleTarget: must be above 0 (got {target})")
     return metric, float(target if target is not None else DEFAULT_TARGET[metric])
+
+
+# What each metric's scaleTarget is: a percentage of the container's requests (cpu, memory; as KServe's HPA
+# reads scaleTarget), or an average per replica (in-flight requests, requests per second).
+METRIC_TARGET_TYPE = {
+    "cpu": "Utilization",
+    "memory": "Utilization",
+    "concurrency": "AverageValue",
+    "rps": "AverageValue",
+}
+
+
+def _check_metric_type(kind: str | None, metric: str | None, path: str) -> None:
+    """KServe's `scaleMetricType` (read by its KEDA scaler): accepted where it says what scaleTarget already
+    means for the metric, refused where it would ask for another kind of target than the one applied. With no
+    metric chosen (None: concurrency here, cpu in a rendered HPA) either kind names one of them."""
+    if kind is None or (metric is None and kind in ("Utilization", "AverageValue")):
+        return
+    metric = metric or "cpu"
+    meant = METRIC_TARGET_TYPE[metric]
+    if kind == meant:
+        return
+    if meant == "Utilization":
+        raise AutoscaleSpecError(
+            f"{path}.scaleMetricType: {kind!r} is not supported for {metric} here (an absolute amount of {metric} "
+            "per pod); this autoscaler and the rendered HPA scale on Utilization, scaleTarget as a percentage of "
+            "the container's resources.requests: use scaleMetricType: Utilization (or leave it out)"
+        )
+    raise AutoscaleSpecError(
+        f"{path}.scaleMetricType: {kind!r} is not supported for {metric}: its scaleTarget is an average per "
+        "replica (AverageValue); use scaleMetricType: AverageValue (or leave it out)"
+    )
 
 
 def _from_autoscaling_metrics(auto_scaling: Any, path: str) -> tuple[str, float] | None:

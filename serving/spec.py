@@ -299,6 +299,17 @@ class FrameworkSpec(KubernetesContainer):
 
     protocol_version: Literal["v1", "v2", "grpc-v2"] | None = None
     runtime_version: str | None = None
+
+    @field_validator("protocol_version", mode="before")
+    @classmethod
+    def _served_protocol(cls, value: Any) -> Any:
+        if value == "grpc-v1":  # in KServe's enum; no runtime of its serves it for these formats either
+            raise ValueError(
+                "'grpc-v1' (V1 over gRPC) is not served here; use v1 or v2 (REST) or grpc-v2 (the Open "
+                "Inference Protocol over gRPC)"
+            )
+        return value
+
     args: tuple[str, ...] = ()
 
     @field_validator("args")

@@ -154,3 +154,24 @@ def test_an_own_runtime_class_serves_any_format_name_others_are_refused_naming_b
         parse(doc({"modelFormat": {"name": "scikit-learn"}})).spec.predictor.model.model_format.name
         == "sklearn"
     )
+
+
+def test_grpc_v1_is_refused_saying_which_protocols_are_served() -> None:
+    doc = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "a"},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "sklearn"},
+                    "storageUri": "/m",
+                    "protocolVersion": "grpc-v1",
+                }
+            }
+        },
+    }
+    with pytest.raises(
+        SpecError, match=r"protocolVersion: 'grpc-v1' \(V1 over gRPC\) is not served here; use v1"
+    ):
+        parse(doc)

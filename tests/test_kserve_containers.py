@@ -292,6 +292,8 @@ def test_the_users_runtime_wins_over_the_selected_runtimes() -> None:
     selected = ["--runtime", "sklearn"]  # what the built-in kserve-sklearnserver adds
     argv = predictor_args(revision, "/m", selected)
     assert build_parser(argv).parse_args(argv).runtime == "xgboost"
+    plain = predictor_args(Revision.from_spec(parse(_doc(_model()))), "/m", selected)
+    assert plain.count("--runtime") == 1  # the selected runtime's replaces the format's (not both in `ps`)
     rendered = _pod(_by_kind(render([_doc(_model("--runtime", "xgboost"))], SETTINGS)))["containers"][0]
     assert build_parser(rendered["args"]).parse_args(rendered["args"]).runtime == "xgboost"
 

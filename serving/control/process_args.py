@@ -39,8 +39,10 @@ def predictor_args(revision: Revision, model_dir: Path | str, runtime_flags: Seq
     runtime = model.runtime if model is not None else None
     if runtime and ":" in runtime:
         args += ["--runtime", runtime]
-    elif revision.model_format:
-        args += ["--runtime", revision.model_format]
+    elif revision.model_format and not any(
+        f == "--runtime" or f.startswith("--runtime=") for f in runtime_flags
+    ):
+        args += ["--runtime", revision.model_format]  # the selected runtime's own --runtime replaces it
     args += runtime_flags
     if predictor.batcher is not None:  # presence is meaning: `batcher: {}` batches with the defaults
         args += [

@@ -5,6 +5,7 @@ webhook ships) warn (audit /tmp/audit-kserve4 M5: both were accepted silently, t
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from serving.control.kubernetes.runtimes import ClusterRuntimes
-from serving.control.runtime_catalog import RuntimeCatalog
+from serving.control.runtime_catalog import STATE_FILE, RuntimeCatalog
 from serving.servingruntime import BUILTIN_RUNTIMES, ServingRuntime, parse_runtime, priority_conflict
 from tests.inprocess import run_cli
 from tests.up_support import cli, serving_up
@@ -205,3 +206,13 @@ def test_render_and_the_operator_warn_of_a_tie_they_keep(
     )  # a resync: unchanged
     warned = [r.getMessage() for r in caplog.records if "same priority" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("ServingRuntime same-b: "), warned
+
+
+def test_a_tie_stored_before_is_kept_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Runtimes a version without this check stored keep serving after an upgrade; the log says which tie."""
+    (tmp_path / STATE_FILE).write_text(json.dumps(list(yaml.safe_load_all(TIE))))
+    caplog.set_level(logging.WARNING, logger="serving.control")
+    catalog = RuntimeCatalog(tmp_path)
+    assert sorted(key[2] for key in catalog.runtimes) == ["same-a", "same-b"]
+    (said,) = [r.getMessage() for r in caplog.records if "same priority" in r.getMessage()]
+    assert said.startswith("a stored runtime apply now refuses: ServingRuntime same-b: "), said

@@ -53,8 +53,8 @@ class RuntimeCatalog:
         self.documents: dict[Key, dict[str, Any]] = {}
         self.runtimes: dict[Key, ServingRuntime] = {}
         for doc in self._load():
-            try:
-                self._add(doc)
+            try:  # a priority conflict stored by a version that took it: kept (it may be serving), said
+                self._add(doc, warn=lambda why: log.warning("a stored runtime apply now refuses: %s", why))
             except RuntimeSpecError as exc:  # stored by a version that accepted it: skipped, said, not fatal
                 log.warning("ignoring a stored runtime this version refuses: %s", exc.message)
 

@@ -77,6 +77,23 @@ class Model:
             await self._idle.wait()
 
 
+def _triton_hint(model_dir: Path) -> str:
+    """A Triton model repository (MODEL/config.pbtxt beside numbered version folders) is not read as one here:
+    say where its model file is, so the storageUri can point at it."""
+    configs = sorted(model_dir.glob("*/config.pbtxt")) + sorted(model_dir.glob("config.pbtxt"))
+    if not configs:
+        return ""
+    model = configs[0].parent
+    versions = sorted(
+        (v for v in model.iterdir() if v.is_dir() and v.name.isdigit()), key=lambda v: int(v.name)
+    )
+    where = f" (its model file is in {versions[-1]}: point storageUri there)" if versions else ""
+    return (
+        f"; {configs[0].relative_to(model_dir.parent)} is a Triton model repository layout, which is not read "
+        f"here{where}"
+    )
+
+
 def discover(
     model_dir: Path, name: str | None = None, template: ModelSettings | None = None
 ) -> list[ModelSettings]:
@@ -97,7 +114,9 @@ def discover(
         if sub.is_dir() and not sub.name.startswith(".") and _holds_model(sub)
     ]
     if not found:
-        raise ArtifactError(f"{model_dir} holds no model file and no sub-folder with one")
+        raise ArtifactError(
+            f"{model_dir} holds no model file and no sub-folder with one{_triton_hint(model_dir)}"
+        )
     if name is not None and len(found) == 1:
         (only,) = found
         named = replace(base, name=name, model_dir=only.model_dir)

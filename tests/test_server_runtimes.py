@@ -268,3 +268,19 @@ def test_several_artifacts_or_an_unknown_runtime_leave_the_model_not_ready(
         wait_until(lambda: httpx.get(server.url + "/v2/models/empty/ready").json().get("reason"), 30)
         reason = httpx.get(server.url + "/v2/models/empty/ready").json()["reason"]
         assert "cannot import runtime 'tests.runtimes_for_tests:Missing'" in reason
+
+
+def test_a_triton_repository_layout_is_named_with_where_its_model_file_is(tmp_path: Path) -> None:
+    """KServe's Triton examples store MODEL/config.pbtxt and MODEL/1/model.onnx: say that layout is not read,
+    and where the file is, instead of only that no model was found (audit /tmp/audit-kserve4 L7)."""
+    from serving.errors import ArtifactError
+    from serving.repository import discover
+
+    (tmp_path / "repo" / "iris" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "iris" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\n')
+    (tmp_path / "repo" / "iris" / "1" / "model.onnx").write_bytes(b"")
+    with pytest.raises(ArtifactError) as refused:
+        discover(tmp_path / "repo")
+    said = refused.value.message
+    assert "is a Triton model repository layout, which is not read here" in said
+    assert f"its model file is in {tmp_path / 'repo' / 'iris' / '1'}: point storageUri there" in said

@@ -6,18 +6,28 @@ webhook ships) warn (audit /tmp/audit-kserve4 M5: both were accepted silently, t
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from serving.control.kubernetes.runtimes import ClusterRuntimes
+from serving.control import runtime_catalog
+from serving.control.kubernetes import runtimes as cluster_runtimes
 from serving.control.runtime_catalog import STATE_FILE, RuntimeCatalog
 from serving.servingruntime import BUILTIN_RUNTIMES, ServingRuntime, parse_runtime, priority_conflict
 from tests.inprocess import run_cli
 from tests.up_support import cli, serving_up
+
+
+class Said:
+    """A logger's stand-in that keeps its warnings (formatted as logging formats them)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.warnings.append(message % args if args else message)
 
 
 def doc(
@@ -180,7 +190,7 @@ def test_serving_apply_refuses_a_tie_and_applies_nothing(tmp_path: Path) -> None
 
 
 def test_render_and_the_operator_warn_of_a_tie_they_keep(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No webhook ships with the operator: the cluster admits such a runtime. `serving render` says so on
     stderr and renders; the operator logs it once, when the runtime arrives, and selects among both."""
@@ -196,23 +206,22 @@ def test_render_and_the_operator_warn_of_a_tie_they_keep(
     )
     assert "the operator keeps it (no ServingRuntime webhook ships with it)" in rendered.stderr
 
-    caplog.set_level(logging.WARNING, logger="serving.operator")
-    runtimes = ClusterRuntimes()
+    said = Said()
+    monkeypatch.setattr(cluster_runtimes, "log", said)  # the operator's log, whatever its handlers and level
+    runtimes = cluster_runtimes.ClusterRuntimes()
     for body in yaml.safe_load_all(TIE):
         assert runtimes.event(body, None) == (True, "default")
-    assert runtimes.event(yaml.safe_load_all(TIE).__next__(), None) == (
-        False,
-        "default",
-    )  # a resync: unchanged
-    warned = [r.getMessage() for r in caplog.records if "same priority" in r.getMessage()]
-    assert len(warned) == 1 and warned[0].startswith("ServingRuntime same-b: "), warned
+    resync = next(yaml.safe_load_all(TIE))
+    assert runtimes.event(resync, None) == (False, "default")  # unchanged: not said again
+    assert len(said.warnings) == 1 and said.warnings[0].startswith("ServingRuntime same-b: "), said.warnings
 
 
-def test_a_tie_stored_before_is_kept_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_tie_stored_before_is_kept_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runtimes a version without this check stored keep serving after an upgrade; the log says which tie."""
     (tmp_path / STATE_FILE).write_text(json.dumps(list(yaml.safe_load_all(TIE))))
-    caplog.set_level(logging.WARNING, logger="serving.control")
+    said = Said()
+    monkeypatch.setattr(runtime_catalog, "log", said)
     catalog = RuntimeCatalog(tmp_path)
     assert sorted(key[2] for key in catalog.runtimes) == ["same-a", "same-b"]
-    (said,) = [r.getMessage() for r in caplog.records if "same priority" in r.getMessage()]
-    assert said.startswith("a stored runtime apply now refuses: ServingRuntime same-b: "), said
+    assert len(said.warnings) == 1, said.warnings
+    assert said.warnings[0].startswith("a stored runtime apply now refuses: ServingRuntime same-b: ")

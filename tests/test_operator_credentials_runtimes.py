@@ -177,6 +177,10 @@ def test_service_account_secrets_reach_the_storage_initializer_and_runtimes_seed
     assert "--max-batch-size=4" in main["args"] and not any(
         a.startswith("--model_name") for a in main["args"]
     )
+    # KServe's status: the deployment mode and the runtime by its kind, no null (audit /tmp/audit-kserve4 M3)
+    status = _status(api, "iris")
+    assert status["deploymentMode"] == "Knative" and status["clusterServingRuntimeName"] == "shared-sklearn"
+    assert "servingRuntimeName" not in status and "null" not in json.dumps(status)
 
     # No ServiceAccount of that name: no credentials (KServe logs and goes on), the revision still renders.
     _isvc(tmp_path, api, "ghost", account="nobody")
@@ -195,6 +199,7 @@ def test_service_account_secrets_reach_the_storage_initializer_and_runtimes_seed
         "message": "Specified runtime retired is disabled",
     }
     assert api.list("Deployment", "ml", {"serving.dev/isvc": "old"}) == []
+    assert not _status(api, "old").keys() & {"servingRuntimeName", "clusterServingRuntimeName"}
 
 
 def test_watched_serving_runtime_ends_no_runtime(cluster, tmp_path: Path) -> None:  # noqa: F811
@@ -232,6 +237,9 @@ def test_watched_serving_runtime_ends_no_runtime(cluster, tmp_path: Path) -> Non
             ),
         )
         wait_until(lambda: "--max-batch-size=99" in _args(api), timeout_s=10)
+        wait_until(
+            lambda: _status(api, "iris").get("clusterServingRuntimeName") == "cluster-v2", timeout_s=10
+        )
         # Then a namespace one with a lower priority: namespace runtimes come first, the Deployment follows.
         api.apply(
             _runtime(
@@ -253,6 +261,9 @@ def test_watched_serving_runtime_ends_no_runtime(cluster, tmp_path: Path) -> Non
             lambda: _status(api, "iris")["modelStatus"]["transitionStatus"] == "InProgress", timeout_s=10
         )
         assert "lastFailureInfo" not in _status(api, "iris")["modelStatus"]
+        # KServe writes one of the two names: the cluster runtime's is removed from the status
+        status = _status(api, "iris")
+        assert status["servingRuntimeName"] == "team-v2" and "clusterServingRuntimeName" not in status
     assert runner.exception is None
 
 

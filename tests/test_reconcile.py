@@ -215,4 +215,72 @@ def test_status_urls_are_kserves() -> None:
             got = status["components"][component]
             assert got["url"] == f"http://tx-{component}.ml.{domain}"
             assert got["address"] == {"url": f"http://tx-{component}.ml.svc.cluster.local"}
-            assert "latestCreatedRevision" in got and "traffic" in got
+            assert "latestCreatedRevision" in got and "traffic" not in got  # none yet: left out
+
+
+def _nulls(node: object, path: str = "status") -> list[str]:
+    """Where a status holds null or an empty list (what Go's omitempty leaves out)."""
+    if node is None or node == []:
+        return [path]
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _nulls(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _nulls(v, f"{path}[{i}]")]
+    return []
+
+
+def test_empty_status_fields_are_left_out_as_kserves_omitempty_does() -> None:
+    """Before any revision is ready, and while a new one fails, the revisions not there yet are absent, not null
+    (audit /tmp/audit-kserve4 M3: `previousRolledoutRevision: null`, `latestReadyRevision: null`...)."""
+    v1 = isvc("/m/v1")
+    r1 = Revision.from_spec(v1).name
+    loading = plan(v1, None, Observed())
+    assert _nulls(loading.status) == []
+    assert loading.status["components"]["predictor"].keys() >= {"latestCreatedRevision", "url"}
+    assert not loading.status["components"]["predictor"].keys() & {
+        "latestReadyRevision",
+        "latestRolledoutRevision",
+        "previousRolledoutRevision",
+        "traffic",
+    }
+    failed = plan(v1, None, Observed(failed={r1: "no model"}))
+    assert (
+        _nulls(failed.status) == [] and "latestReadyRevision" not in failed.status["components"]["predictor"]
+    )
+    served = plan(v1, None, Observed(ready=frozenset({r1})))
+    assert (
+        _nulls(served.status) == []
+        and "previousRolledoutRevision" not in served.status["components"]["predictor"]
+    )
+
+
+def test_deployment_mode_is_in_the_status_in_current_kserves_names() -> None:
+    """KServe records `status.deploymentMode` from the annotation (GetDeploymentMode: the legacy Serverless and
+    RawDeployment written as Knative and Standard), its default mode without one."""
+
+    def mode(annotation: str | None) -> str:
+        written = f"annotations: {{serving.kserve.io/deploymentMode: {annotation}}}" if annotation else ""
+        doc = BASE.format(uri="/m/v1", canary="").replace(
+            "metadata: {name: iris}", f"metadata: {{name: iris, {written}}}"
+        )
+        return plan(load_documents(doc)[0], None, Observed()).status["deploymentMode"]
+
+    assert mode(None) == "Knative" and mode("Serverless") == "Knative" and mode("Knative") == "Knative"
+    assert mode("RawDeployment") == "Standard" and mode("Standard") == "Standard"
+
+
+def test_the_selected_runtime_is_named_in_the_status_by_its_kind() -> None:
+    """KServe's status.clusterServingRuntimeName / servingRuntimeName: one of the two, for the latest revision;
+    while the latest has none (no runtime serves it) the one of the revision still serving."""
+    v1, v2 = isvc("/m/v1"), isvc("/m/v2")
+    r1, r2 = Revision.from_spec(v1).name, Revision.from_spec(v2).name
+    cluster = {r1: ("ClusterServingRuntime", "kserve-sklearnserver")}
+    first = plan(v1, None, Observed(ready=frozenset({r1}), runtimes=cluster))
+    assert first.status["clusterServingRuntimeName"] == "kserve-sklearnserver"
+    assert "servingRuntimeName" not in first.status
+    team = {**cluster, r2: ("ServingRuntime", "team")}
+    second = plan(v2, first.state, Observed(ready=frozenset({r1}), runtimes=team))
+    assert second.status["servingRuntimeName"] == "team" and "clusterServingRuntimeName" not in second.status
+    none_yet = plan(v2, first.state, Observed(ready=frozenset({r1}), failed={r2: "x"}, runtimes=cluster))
+    assert none_yet.status["clusterServingRuntimeName"] == "kserve-sklearnserver"
+    assert not plan(v1, None, Observed()).status.keys() & {"servingRuntimeName", "clusterServingRuntimeName"}

@@ -93,7 +93,8 @@ def get_isvc(server: Server, state_dir: Path, name: str) -> dict[str, Any]:
 
 
 def traffic(isvc: dict[str, Any]) -> dict[str, int]:
-    return {t["revisionName"]: t["percent"] for t in isvc["status"]["components"]["predictor"]["traffic"]}
+    predictor = isvc["status"]["components"]["predictor"]
+    return {t["revisionName"]: t["percent"] for t in predictor.get("traffic", [])}  # none yet: left out
 
 
 def wait_for_traffic(server: Server, state_dir: Path, name: str, predicate, timeout_s: float = 90) -> dict:

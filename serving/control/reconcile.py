@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from serving.autoscale.annotations import RAW_MODES, AutoscaleSpecError
+from serving.autoscale.annotations import deployment_mode as annotated_deployment_mode
 from serving.revision import Revision, served_document
 from serving.servingruntime import failure_reason
 from serving.spec import InferenceService
@@ -62,6 +64,9 @@ class Observed:
     no_runtime: dict[str, str] = field(default_factory=dict)
     # revision -> what it is doing while not ready yet (fetching its model): the status message meanwhile
     progress: dict[str, str] = field(default_factory=dict)
+    # revision -> (kind, name) of the ServingRuntime / ClusterServingRuntime selected for it (KServe's
+    # status.servingRuntimeName / clusterServingRuntimeName); none for a `module:Class` runtime or a custom container
+    runtimes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,16 +264,18 @@ def _status(
         latest if latest_ok else state.rolled_out if state.rolled_out in observed.ready else None
     )
     url = service_url(isvc, domain)
-    rollout = {
-        "latestCreatedRevision": latest,
-        "latestReadyRevision": latest_ready_revision,
-        "latestRolledoutRevision": state.rolled_out,
-        # While a canary runs, the revision taking the rest (tagged prev) is the previous rolled-out one, as KServe shows.
-        "previousRolledoutRevision": next(
-            (t.revision for t in traffic if t.tag == "prev"), state.previous_rolled_out
-        ),
-        "traffic": [t.to_json() for t in traffic],
-    }
+    rollout = _present(  # KServe's omitempty: a revision not there yet is left out, never written as null
+        {
+            "latestCreatedRevision": latest,
+            "latestReadyRevision": latest_ready_revision,
+            "latestRolledoutRevision": state.rolled_out,
+            # While a canary runs, the revision taking the rest (tagged prev) is the previous rolled-out one.
+            "previousRolledoutRevision": next(
+                (t.revision for t in traffic if t.tag == "prev"), state.previous_rolled_out
+            ),
+            "traffic": [t.to_json() for t in traffic],
+        }
+    )
     reason = (
         "Stopped" if stopped else "RevisionFailed" if failure else ("" if latest_ok else "RevisionNotReady")
     )
@@ -299,7 +306,7 @@ def _status(
     components = {"predictor": {**_component(isvc, "predictor", domain, cluster_domain), **rollout}}
     if isvc.spec.transformer is not None:
         components["transformer"] = {**_component(isvc, "transformer", domain, cluster_domain), **rollout}
-    return {
+    status = {
         "url": url,
         "address": {"url": address},
         "conditions": conditions,
@@ -307,7 +314,32 @@ def _status(
         "modelStatus": _model_status(
             latest_ok, serving_ok, None if stopped else failure, observed.no_runtime.get(latest or "")
         ),
+        "deploymentMode": deployment_mode(isvc),
     }
+    # The runtime of the latest revision; while it has none (no runtime serves it) the one still serving, as
+    # KServe's status keeps the name its last successful selection wrote.
+    selected = observed.runtimes.get(latest or "") or observed.runtimes.get(state.rolled_out or "")
+    if selected is not None:
+        kind, name = selected
+        key = "clusterServingRuntimeName" if kind == "ClusterServingRuntime" else "servingRuntimeName"
+        status[key] = name
+    return _present(status)
+
+
+def deployment_mode(isvc: InferenceService) -> str | None:
+    """KServe's `status.deploymentMode`: the `serving.kserve.io/deploymentMode` annotation in current KServe's
+    names (its `GetDeploymentMode`: Serverless is written Knative, RawDeployment Standard), Knative without one
+    (our default mode: revisions, traffic split, scale to zero). None for a value apply refuses."""
+    try:
+        mode = annotated_deployment_mode(isvc.metadata.annotations)
+    except AutoscaleSpecError:
+        return None
+    return "Standard" if mode in RAW_MODES else "Knative"
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """Without the fields that have no value (None, an empty list): Go's `omitempty`, as KServe writes them."""
+    return {k: v for k, v in fields.items() if v is not None and v != []}
 
 
 def _model_status(

@@ -54,7 +54,18 @@ from serving.spec import DEFAULT_TIMEOUT_S, EnvVar, InferenceService, parse
 
 log = logging.getLogger("serving.operator")
 RETIRED_AT = "serving.dev/retired-at"
-OWN_STATUS = ("url", "address", "conditions", "components", "modelStatus", "observedGeneration", "rollout")
+OWN_STATUS = (  # the status keys the operator writes (one it no longer writes is removed)
+    "url",
+    "address",
+    "conditions",
+    "components",
+    "modelStatus",
+    "observedGeneration",
+    "rollout",
+    "deploymentMode",
+    "servingRuntimeName",
+    "clusterServingRuntimeName",
+)
 CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
 KEDA_KINDS = (*CHILD_KINDS, "ScaledObject")  # with --keda-prometheus-url (the KEDA CRDs are installed then)
 
@@ -186,6 +197,7 @@ class KubernetesBackend:
                 observed,
                 failed={**observed.failed, **{n: field_message(m) for n, m in no_runtime.items()}},
                 no_runtime=no_runtime,
+                runtimes={n: (r.kind, r.name) for n, r in chosen.runtimes.items()},
             )
             seen = with_scaled_to_zero(observed, live["Deployment"], isvc)
             percent = self.canaries.percent_for(isvc.key)

@@ -573,12 +573,15 @@ class LocalControlPlane:
     def _plan(self, service: Service) -> Plan:
         namespace = service.isvc.metadata.namespace
         ready, failed, no_runtime, progress = set(), {}, {}, {}
+        runtimes: dict[str, tuple[str, str]] = {}
         for (ns, name), retry in self._retries.items():  # the last failure and when it is retried, shown
             if ns == namespace:  # while the next attempt runs too (and before its runner is made)
                 failed[name] = retry.message
         for (ns, name), runner in self.runners.items():
             if ns != namespace:
                 continue
+            if runner.runtime is not None:  # status.servingRuntimeName / clusterServingRuntimeName
+                runtimes[name] = (runner.runtime.kind, runner.runtime.name)
             if runner.fetching:
                 uris = [item.uri for item in runner.revision.storage_uris]
                 where = runner.revision.storage_uri or ", ".join(uris) or "the bucket of its storage: entry"
@@ -593,7 +596,7 @@ class LocalControlPlane:
         return plan(
             service.isvc,
             service.rollout,
-            Observed(frozenset(ready), failed, no_runtime, progress),
+            Observed(frozenset(ready), failed, no_runtime, progress, runtimes),
             self.domain,
             self.canaries.percent_for(service.isvc.key),
             previous=service.status,  # persisted: conditions keep their lastTransitionTime across restarts

@@ -37,6 +37,8 @@ TRAFFIC_AND_SCALE = (
 )
 SHORTHANDS = ("sklearn", "xgboost", "onnx")
 
+REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})  # fetched, not mounted or read in place
+
 
 def served_document(component: PredictorSpec | TransformerSpec) -> dict[str, Any]:
     """The canonical JSON of a normalised component: what the digest covers and what state files store.
@@ -138,6 +140,16 @@ class Revision:
         gives them)."""
         scheme = (self.storage_uri or "").partition("://")[0] if "://" in (self.storage_uri or "") else ""
         return self.storage is None and scheme not in ("", "file", "pvc")
+
+    @property
+    def fetched_remotely(self) -> bool:
+        """Fetched in the background: an object store or URL (a `storage:` is an s3:// bucket, once resolved).
+        A failure of such a fetch may pass (the store comes back), where a local path that is missing is
+        nearly always a typo."""
+        from serving.storage import scheme_of
+
+        uris = [item.uri for item in self.storage_uris] or [self.storage_uri or ""]
+        return self.storage is not None or any(scheme_of(uri) in REMOTE_SCHEMES for uri in uris)
 
     @property
     def storage(self) -> StorageSpec | None:

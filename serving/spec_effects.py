@@ -437,7 +437,9 @@ FIELD_EFFECTS: tuple[FieldEffect, ...] = (
     FieldEffect("transformer.maxReplicas", "", "transformer HPA maximum"),
     FieldEffect("transformer.scaleMetric", "", "transformer HPA metric"),
     FieldEffect("transformer.scaleTarget", "", "transformer HPA target"),
-    FieldEffect("transformer.scaleMetricType", "", "checked: the transformer HPA's target type (Utilization)"),
+    FieldEffect(
+        "transformer.scaleMetricType", "", "checked: the transformer HPA's target type (Utilization)"
+    ),
     FieldEffect("transformer.autoScaling", "", "transformer HPA metric"),
     FieldEffect(
         "transformer.canaryTrafficPercent",

@@ -191,9 +191,15 @@ def test_wait_reads_the_status_as_kserve_writes_it() -> None:
     stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}
     assert verdict(stale) == ("waiting", "status not updated yet")
 
-    def failing(message: str) -> dict[str, Any]:
+    def failing(message: str, uri: str = "http://127.0.0.1:9/m.joblib") -> dict[str, Any]:
         failure = {"reason": "ModelLoadFailed", "message": message}
-        return {**loading, "status": {**loading["status"], "modelStatus": {"lastFailureInfo": failure}}}
+        return {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "late", "generation": 2},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": uri}}},
+            "status": {**loading["status"], "modelStatus": {"lastFailureInfo": failure}},
+        }
 
     # a fetch the control plane tries again is waited through, as kubectl waits through a CrashLoopBackOff
     # (audit /tmp/audit-kserve4 M4: `apply --wait=60s` failed a CI step on a one-second outage of the store)
@@ -205,6 +211,9 @@ def test_wait_reads_the_status_as_kserve_writes_it() -> None:
         and "retrying" in said
     )
     assert verdict(failing("revision holds no model file"))[0] == "failed"  # for good: exit 1 at once
+    # a missing local path is retried by serving up too, but is nearly always a typo: said at once
+    missing = retry_note("/models/iirs: no such file or directory", 1, 1.0, "19:58:23")
+    assert verdict(failing(missing, "/models/iirs"))[0] == "failed"
 
 
 def test_an_unknown_resource_type_is_refused_by_name(up: Up) -> None:

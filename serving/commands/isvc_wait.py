@@ -1,8 +1,8 @@
 """`serving wait NAME` and `serving apply --wait`: poll an InferenceService's status until its latest revision
 serves (exit 0), fails to load for good (exit 1, with the reason) or the timeout passes (exit 1), printing a
-progress line on stderr whenever what it waits for changes. A failure the control plane will try again (a
-storage fetch, a load from a download) is waited through, its reason printed, as `kubectl wait` waits through
-a CrashLoopBackOff."""
+progress line on stderr whenever what it waits for changes. A failure the control plane will try again of a
+model fetched from a store or URL is waited through, its reason printed, as `kubectl wait` waits through a
+CrashLoopBackOff."""
 
 from __future__ import annotations
 
@@ -41,12 +41,26 @@ def verdict(item: dict[str, Any]) -> tuple[str, str]:
     failure = status.get("modelStatus", {}).get("lastFailureInfo")
     if failure:
         said = f"revision {latest} failed ({failure.get('reason', 'Failed')}): {failure.get('message', '')}"
-        return ("waiting" if is_retried(failure.get("message", "")) else "failed"), said
+        passing = is_retried(failure.get("message", "")) and _fetched_remotely(item)
+        return ("waiting" if passing else "failed"), said
     ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
     if ready.get("status") == "True" and predictor.get("latestReadyRevision") == latest:
         split = ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))
         return "ready", f"ready: {split}"
     return "waiting", f"revision {latest} {ready.get('reason') or 'not ready'}".rstrip()
+
+
+def _fetched_remotely(item: dict[str, Any]) -> bool:
+    """Whether the service's model comes from a store or URL, whose failure may pass (the store comes back, the
+    object is uploaded): waited through. A missing local path, warned at apply, is nearly always a typo: said at
+    once, though `serving up` keeps looking for it."""
+    from serving.revision import Revision
+    from serving.spec import SpecError, parse
+
+    try:
+        return Revision.from_spec(parse(item)).fetched_remotely
+    except (SpecError, ValueError, KeyError, TypeError):
+        return False
 
 
 def wait_ready(

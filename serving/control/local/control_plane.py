@@ -58,7 +58,7 @@ from serving.control.reconcile import Observed, Plan, RolloutState, plan
 from serving.control.routes import NO_CANARY, CanaryPolicy, RouteSink, route_table, routes_for
 from serving.control.runtime_catalog import RuntimeCatalog
 from serving.errors import NotFound, ServingError, existing_names
-from serving.revision import Revision
+from serving.revision import REMOTE_SCHEMES, Revision
 from serving.router.table import RouteTable
 from serving.servingruntime import ServiceMeta, parse_runtime
 from serving.spec import InferenceService, parse
@@ -559,7 +559,7 @@ class LocalControlPlane:
         loaded_and_failed = bool(runner.predictors) and all(
             r.state is ReplicaState.FAILED for r in runner.predictors
         )
-        remote = _remote(runner.revision)
+        remote = runner.revision.fetched_remotely
         return not runner.error and loaded_and_failed and (remote or was_ready)
 
     def serves(self, namespace: str, runner: RevisionRunner) -> bool:
@@ -689,7 +689,7 @@ class LocalControlPlane:
         if selected is not None:  # which runtime a revision was given: said once, as it is started
             log.info("revision %s: %s %s selected", revision.name, selected.kind, selected.metadata.name)
         runner.secret = self._secret_lookup(revision.namespace)
-        if _remote(revision):
+        if revision.fetched_remotely:
             runner.fetching = True
             task = asyncio.create_task(self._fetch(runner), name=f"fetch {revision.name}")
             self._fetches.add(task)
@@ -916,7 +916,6 @@ def _service_name(namespace: str, name: str) -> str:
     return f"inferenceservice/{name}" if namespace == "default" else f"inferenceservice/{namespace}/{name}"
 
 
-REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "az"})
 FETCHED_SCHEMES = REMOTE_SCHEMES | {"", "file", "pvc"}
 
 
@@ -930,12 +929,6 @@ def _rolls_back(old: Service, new: InferenceService) -> bool:
     percents = [c.canary_traffic_percent for c in (old.isvc.spec.predictor, old.isvc.spec.transformer) if c]
     now = [c.canary_traffic_percent for c in (new.spec.predictor, new.spec.transformer) if c]
     return 0 in now and 0 not in percents
-
-
-def _remote(revision: Revision) -> bool:
-    """Fetched in the background: an object store or URL (a `storage:` is an s3:// bucket, once resolved)."""
-    uris = [item.uri for item in revision.storage_uris] or [revision.storage_uri or ""]
-    return revision.storage is not None or any(scheme_of(uri) in REMOTE_SCHEMES for uri in uris)
 
 
 def _resolve(

@@ -368,15 +368,35 @@ def failure_reason(message: str) -> str:
     return "NoSupportingRuntime"
 
 
+MLSERVER_IMPLEMENTATION_ENV = (
+    "MLSERVER_MODEL_IMPLEMENTATION"  # KServe's kserve-mlserver: {{.Labels.modelClass}}
+)
+
+
 def runtime_implementation(runtime: ServingRuntime, format_name: str) -> str:
     """Which of our runtimes serves it: `--runtime X` in the main container's args (a name or `module:Class`),
-    else the model's format name."""
+    else the MLServer class its env names (`MLSERVER_MODEL_IMPLEMENTATION`, placeholders filled in: what
+    MLServer loads, whatever the format), else the model's format name."""
     args = _container_args(runtime)
     for i, arg in enumerate(args):
         if arg.startswith("--runtime="):
             return arg.split("=", 1)[1]
         if arg == "--runtime" and i + 1 < len(args):
             return args[i + 1]
+    main = runtime.spec.main_container
+    named = [e.value for e in main.env if e.name == MLSERVER_IMPLEMENTATION_ENV] if main is not None else []
+    # set, its placeholders filled in (a label the service lacks leaves Go's "<no value>", as in KServe)
+    value = named[-1] if named else ""
+    if value not in ("", "<no value>") and "{{" not in value:
+        from serving.mlserver_settings import IMPLEMENTATIONS
+
+        ours = IMPLEMENTATIONS.get(value)
+        if ours is None:
+            raise BadRequest(
+                f"{runtime.kind} {runtime.name}: {MLSERVER_IMPLEMENTATION_ENV} {value!r} is an MLServer class "
+                f"not served here (served: {', '.join(IMPLEMENTATIONS)})"
+            )
+        return ours
     return format_name
 
 

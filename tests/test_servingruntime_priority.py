@@ -15,6 +15,7 @@ import yaml
 from serving.control import runtime_catalog
 from serving.control.kubernetes import runtimes as cluster_runtimes
 from serving.control.runtime_catalog import STATE_FILE, RuntimeCatalog
+from serving.errors import BadRequest
 from serving.servingruntime import BUILTIN_RUNTIMES, ServingRuntime, parse_runtime, priority_conflict
 from tests.inprocess import run_cli
 from tests.up_support import cli, serving_up
@@ -225,3 +226,62 @@ def test_a_tie_stored_before_is_kept_and_said(tmp_path: Path, monkeypatch: pytes
     assert sorted(key[2] for key in catalog.runtimes) == ["same-a", "same-b"]
     assert len(said.warnings) == 1, said.warnings
     assert said.warnings[0].startswith("a stored runtime apply now refuses: ServingRuntime same-b: ")
+
+
+def test_kserves_mlserver_runtime_serves_the_class_its_model_class_label_names() -> None:
+    """KServe's kserve-mlserver sets MLSERVER_MODEL_IMPLEMENTATION from the service's `modelClass` label, and
+    MLServer loads that class whatever the format: an xgboost-format service labelled SKLearnModel was served as
+    xgboost here (audit /tmp/audit-kserve4 L2)."""
+    from serving.revision import Revision
+    from serving.servingruntime import ServiceMeta
+    from serving.spec import parse
+
+    runtime = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ClusterServingRuntime",
+        "metadata": {"name": "kserve-mlserver"},
+        "spec": {
+            "supportedModelFormats": [{"name": "xgboost", "version": "2", "autoSelect": True, "priority": 2}],
+            "protocolVersions": ["v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "mlserver:replace",
+                    "env": [{"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": "{{.Labels.modelClass}}"}],
+                }
+            ],
+        },
+    }
+    catalog = RuntimeCatalog(None)
+    catalog.apply(runtime)
+
+    def flags(label: str | None) -> list[str]:
+        labels = {"modelClass": label} if label is not None else {}
+        isvc = parse(
+            {
+                "apiVersion": "serving.kserve.io/v1beta1",
+                "kind": "InferenceService",
+                "metadata": {"name": "m", "labels": labels},
+                "spec": {
+                    "predictor": {
+                        "model": {
+                            "modelFormat": {"name": "xgboost"},
+                            "protocolVersion": "v2",
+                            "runtime": "kserve-mlserver",
+                            "storageUri": "/m",
+                        }
+                    }
+                },
+            }
+        )
+        return catalog.resolve(Revision.from_spec(isvc), ServiceMeta.of(isvc.metadata))[1]
+
+    assert flags("mlserver_sklearn.SKLearnModel")[:2] == ["--runtime", "sklearn"]
+    assert flags(None)[:2] == [
+        "--runtime",
+        "xgboost",
+    ]  # no label: the placeholder is empty, the format decides
+    with pytest.raises(
+        BadRequest, match="MLSERVER_MODEL_IMPLEMENTATION 'mlserver_lightgbm.LightGBMModel' is an"
+    ):
+        flags("mlserver_lightgbm.LightGBMModel")

@@ -10,7 +10,7 @@ import yaml
 
 from serving.commands.isvc_table import aligned
 from serving.commands.resource_args import kind_of
-from serving.errors import NotFound, existing_names
+from serving.errors import BadRequest, NotFound, existing_names
 from serving.servingruntime import ServingRuntime, parse_runtime, runtime_implementation
 from serving.spec import SUPPORTED_FORMATS
 
@@ -34,7 +34,10 @@ def select(items: list[dict[str, Any]], word: str, namespace: str) -> list[dict[
 def runs_here(runtime: ServingRuntime) -> str:
     """What `serving up` runs for it: the `--runtime` of its args (a name or module:Class), else our runtime of
     each format it lists that we serve (the model's format picks one); `<none>` when we serve none of them."""
-    explicit = runtime_implementation(runtime, "")
+    try:
+        explicit = runtime_implementation(runtime, "")
+    except BadRequest:  # its MLSERVER_MODEL_IMPLEMENTATION is an MLServer class not served here
+        return "<none>"
     if explicit:
         return explicit
     listed = {f.name.lower() for f in runtime.spec.supported_model_formats}

@@ -10,6 +10,7 @@ import yaml
 
 from serving.commands.isvc_table import aligned
 from serving.commands.resource_args import kind_of
+from serving.control.runtime_catalog import is_builtin
 from serving.errors import BadRequest, NotFound, existing_names
 from serving.servingruntime import ServingRuntime, parse_runtime, runtime_implementation
 from serving.spec import SUPPORTED_FORMATS
@@ -67,7 +68,7 @@ def render(items: list[dict[str, Any]], output: str, one: bool = False) -> str:
         return yaml.safe_dump(doc, sort_keys=False).rstrip("\n")
     rows = [("NAME", "KIND", "DISABLED", "MODELTYPE", "PROTOCOLS", "RUNTIME", "SOURCE")]
     for item in items:
-        runtime = parse_runtime({k: v for k, v in item.items() if k != "builtin"})
+        runtime = parse_runtime(item)
         formats = sorted({f.name for f in runtime.spec.supported_model_formats})
         rows.append(
             (
@@ -77,7 +78,7 @@ def render(items: list[dict[str, Any]], output: str, one: bool = False) -> str:
                 ",".join(formats),
                 ",".join(runtime.spec.protocol_versions) or "all",  # KServe: no list supports every one
                 runs_here(runtime),
-                "built-in" if item.get("builtin") else "applied",
+                "built-in" if is_builtin(item) else "applied",
             )
         )
     return aligned(rows)

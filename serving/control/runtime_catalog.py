@@ -62,6 +62,7 @@ class RuntimeCatalog:
         """Validate and store (replacing one of the same kind, namespace and name); returns the document. A
         runtime KServe's webhook denies for a priority conflict (`conflict`) is refused: RuntimeSpecError, unless
         `admitted` (a cluster's runtime: its API server took it, and the operator warns instead)."""
+        doc = _unmarked(doc)  # a built-in one printed and applied back is an applied one
         self._add(doc, refuse=not admitted)
         self._save()
         return doc
@@ -111,11 +112,7 @@ class RuntimeCatalog:
         """Applied documents, then the built-in cluster runtimes not shadowed by an applied one."""
         applied = list(self.documents.values())
         names = {(k[0], k[2]) for k in self.documents}
-        builtins = [
-            {**r.model_dump(mode="json", by_alias=True, exclude_none=True), "builtin": True}
-            for r in BUILTIN_RUNTIMES
-            if (r.kind, r.name) not in names
-        ]
+        builtins = [builtin_document(r) for r in BUILTIN_RUNTIMES if (r.kind, r.name) not in names]
         return applied + builtins
 
     def check(self, isvc: InferenceService) -> None:
@@ -185,6 +182,34 @@ class RuntimeCatalog:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(orjson.dumps(list(self.documents.values()), option=orjson.OPT_INDENT_2))
         os.replace(tmp, self.path)
+
+
+BUILTIN_ANNOTATION = "serving.dev/builtin"  # marks a built-in runtime's document; ignored when applied back
+
+
+def builtin_document(runtime: ServingRuntime) -> dict[str, Any]:
+    """A built-in runtime as `get csr NAME -o yaml` prints it: a document `serving apply` takes back as is (it
+    then shadows the built-in one), marked by an annotation rather than a key Kubernetes has not got."""
+    doc = runtime.model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc["metadata"] = {**doc["metadata"], "annotations": {BUILTIN_ANNOTATION: "true"}}
+    return doc
+
+
+def is_builtin(doc: dict[str, Any]) -> bool:
+    annotations = doc.get("metadata", {}).get("annotations") or {}
+    return annotations.get(BUILTIN_ANNOTATION) == "true"
+
+
+def _unmarked(doc: dict[str, Any]) -> dict[str, Any]:
+    metadata = doc.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict) or BUILTIN_ANNOTATION not in annotations:
+        return doc
+    kept = {k: v for k, v in annotations.items() if k != BUILTIN_ANNOTATION}
+    trimmed = {k: v for k, v in metadata.items() if k != "annotations"} | (
+        {"annotations": kept} if kept else {}
+    )
+    return {**doc, "metadata": trimmed}
 
 
 def _request(model: Any) -> ModelRequest | None:

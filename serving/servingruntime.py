@@ -45,7 +45,7 @@ from pydantic.alias_generators import to_camel
 
 from serving.errors import BadRequest
 from serving.model_args import BACKEND_FLAGS, ArgsError, _pairs, check, dropped, translate
-from serving.spec import PREDICTOR_CONTAINER, RESERVED_VOLUMES, Container, EnvVar, listener_ports
+from serving.spec import MULTI_NODE, PREDICTOR_CONTAINER, RESERVED_VOLUMES, Container, EnvVar, listener_ports
 from serving.spec_suggest import did_you_mean
 
 API_VERSION = "serving.kserve.io/v1alpha1"
@@ -252,8 +252,14 @@ def _problem(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if message.startswith("containers["):  # a check of the whole spec, naming its own field
         return f"{path}.{message}"
+    if error["type"] == "extra_forbidden" and tuple(error["loc"]) in KNOWN_UNSERVED:
+        return f"{path}: {KNOWN_UNSERVED[tuple(error['loc'])]}"
     suggestion = did_you_mean(ServingRuntime, error["loc"]) if error["type"] == "extra_forbidden" else ""
     return f"{path}: {message}{suggestion}"
+
+
+# KServe's ServingRuntime fields that are refused because nothing here does what they ask (not typos)
+KNOWN_UNSERVED = {("spec", "workerSpec"): MULTI_NODE}
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ KFSERVING_GROUP = "serving.kubeflow.org"  # KFServing's, renamed serving.kserve.
 SUPPORTED_FORMATS = ("sklearn", "xgboost", "onnx")
 KSERVE_ONLY_SCHEMES = frozenset({"hdfs", "webhdfs", "azure", "oci", "hf"})  # accepted; not fetched here
 KNOWN_SCHEMES = frozenset({"file", "http", "https", "pvc", "s3", "gs", "az"}) | KSERVE_ONLY_SCHEMES
+MULTI_NODE = (  # KServe's workerSpec, on an InferenceService or a ServingRuntime
+    "not supported: multi-node serving (a model split across pods by pipeline/tensor parallelism) has no "
+    "equivalent here; serve the model from one pod (remove workerSpec)"
+)
 UNSUPPORTED_FORMATS = ("tensorflow", "pytorch", "triton", "lightgbm", "paddle", "pmml", "huggingface")
 # Pod fields KServe's PodSpec takes (inlined in the predictor and the transformer) that only Kubernetes acts on:
 # kept as written, rendered into the pod spec (see serving/control/kubernetes/render.py), warned locally.
@@ -1144,10 +1148,7 @@ def _reject_unsupported_components(document: dict[str, Any]) -> None:
         raise SpecError("spec.explainer: explainers are not supported")
     predictor = spec.get("predictor")
     if isinstance(predictor, dict) and "workerSpec" in predictor:
-        raise SpecError(
-            "spec.predictor.workerSpec: not supported: multi-node serving (a model split across pods by "
-            "pipeline/tensor parallelism) has no equivalent here; serve the model from one pod (remove workerSpec)"
-        )
+        raise SpecError(f"spec.predictor.workerSpec: {MULTI_NODE}")
     if isinstance(predictor, dict):
         for fmt in UNSUPPORTED_FORMATS:
             if fmt in predictor:

@@ -285,3 +285,26 @@ def test_kserves_mlserver_runtime_serves_the_class_its_model_class_label_names()
         BadRequest, match="MLSERVER_MODEL_IMPLEMENTATION 'mlserver_lightgbm.LightGBMModel' is an"
     ):
         flags("mlserver_lightgbm.LightGBMModel")
+
+
+def test_a_runtimes_worker_spec_is_refused_as_multi_node_serving_not_as_a_typo() -> None:
+    """`workerSpec` is KServe's multi-node field: refused in the InferenceService's words, not pydantic's
+    'Extra inputs are not permitted' (audit /tmp/audit-kserve4 L4)."""
+    from serving.servingruntime import RuntimeSpecError, parse_runtime
+
+    with pytest.raises(RuntimeSpecError) as refused:
+        parse_runtime(
+            {
+                "apiVersion": "serving.kserve.io/v1alpha1",
+                "kind": "ServingRuntime",
+                "metadata": {"name": "multi"},
+                "spec": {
+                    "supportedModelFormats": [{"name": "sklearn"}],
+                    "workerSpec": {"size": 2},
+                    "containers": [{"name": "kserve-container", "image": "i"}],
+                },
+            }
+        )
+    assert refused.value.message.startswith(
+        "ServingRuntime multi: spec.workerSpec: not supported: multi-node"
+    )

@@ -202,7 +202,9 @@ def is_builtin(doc: dict[str, Any]) -> bool:
 
 def _unmarked(doc: dict[str, Any]) -> dict[str, Any]:
     metadata = doc.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict):
+        return doc
+    annotations = metadata.get("annotations")
     if not isinstance(annotations, dict) or BUILTIN_ANNOTATION not in annotations:
         return doc
     kept = {k: v for k, v in annotations.items() if k != BUILTIN_ANNOTATION}

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from serving.errors import ClientGone
 
 T = TypeVar("T")
 Watch = Callable[[], Awaitable[object]]
+# The request's connection, in the ASGI scope our HTTP protocol builds (serving/http/header_limit.py): asked
+# once the model has answered, so an answer nobody can read is counted and logged as the client leaving (499,
+# as nginx and our router count it), not as delivered.
+CONNECTION_KEY = "serving.connection"
+
+
+class Connection(Protocol):
+    def is_closing(self) -> bool: ...
 
 
 async def unless_client_leaves(work: Awaitable[T], client_gone: Watch | None, what: str) -> T:

@@ -14,7 +14,7 @@ import numpy as np
 
 from serving.admission import Admission
 from serving.batching import Batcher
-from serving.client_gone import unless_client_leaves
+from serving.client_gone import Connection, unless_client_leaves
 from serving.concurrency import ModelSlots
 from serving.deadlines import Deadlines
 from serving.errors import (
@@ -59,9 +59,11 @@ class DataPlane:
         headers: Mapping[str, str],
         codec: Codec,
         client_gone: Callable[[], Awaitable[object]] | None = None,
+        connection: Connection | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         """Decode, run and encode one request; every outcome is counted once with its status code.
-        `client_gone` resolves when the client hangs up: a request still queued for a slot then leaves."""
+        `client_gone` resolves when the client hangs up: a request still queued for a slot then leaves.
+        `connection` closed once the model has answered (or failed): the client left, 499, nothing delivered."""
         started = time.monotonic()
         code = 500
         bound: ModelMetrics | None = None
@@ -83,6 +85,8 @@ class DataPlane:
             )
             with tracing.span("predict", attributes):
                 outputs = requested(await self._admit_and_run(model, request, bound), request, model.name)
+            if connection is not None and connection.is_closing():
+                raise ClientGone(f"the client left before model {model.name!r} answered")
             predicted = time.monotonic()
             bound.predict.observe(predicted - decoded)
             response = InferResponse(
@@ -95,6 +99,11 @@ class DataPlane:
             return encoded
         except ServingError as exc:
             code = exc.status_code
+            if code != 499 and connection is not None and connection.is_closing():
+                code = 499
+                raise ClientGone(
+                    f"the client left before its answer ({exc.status_code}: {exc.message})"
+                ) from exc
             raise
         except asyncio.CancelledError:  # a gRPC client that cancelled, or whose deadline passed: it left
             code = 499

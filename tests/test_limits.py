@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 import pytest
 
 from tests.inprocess import InProcessServer, serving_inprocess
@@ -227,3 +228,50 @@ def test_a_queued_request_whose_client_hung_up_leaves_the_queue(
         assert time.monotonic() - started < 4  # no ghost ran ahead of it (each would take 5 s)
         metrics = httpx.get(server.url + "/metrics").text
         assert 'code="499"' in metrics  # counted as the client's leaving, not as a server error
+
+
+def test_an_answer_whose_client_left_during_the_model_call_is_counted_as_its_leaving(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A client that hangs up while the model runs gets nothing: the model server counts and logs 499, as the
+    router and nginx do, not the 200 (or 500) nobody read (audit /tmp/audit-obs3 M1)."""
+    folder = _model_dir(tmp_path_factory, "left")
+    with serving_inprocess(["serve", "--model-dir", str(folder), "--runtime", GATED]) as server:
+        body = orjson.dumps(
+            {
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+                "parameters": {"gate": True},
+            }
+        )
+        head = f"POST /v2/models/gated/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
+        port = int(server.url.rsplit(":", 1)[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        mine = client.getsockname()[1]
+        try:
+            client.sendall(head.encode() + body)
+            wait_until(lambda: (folder / STARTED_FILE).exists(), 30, what="the request inside the model")
+        finally:
+            client.close()  # it leaves while the model runs
+
+        def server_side_open() -> bool:  # the server (this process) still holds its end of that connection
+            return any(
+                c.laddr and c.raddr and c.laddr.port == port and c.raddr.port == mine
+                for c in psutil.Process().net_connections(kind="tcp")
+            )
+
+        wait_until(lambda: not server_side_open(), 30, what="the server to see its client leave")
+        (folder / RELEASE_FILE).touch()
+
+        def counted() -> dict[str, float]:
+            text = httpx.get(server.url + "/metrics").text
+            return {
+                code: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("serving_requests_total{")
+                for code in ("200", "499")
+                if f'code="{code}"' in line
+            }
+
+        wait_until(lambda: counted().get("499") == 1.0, 30, what="the request counted as its client leaving")
+        assert "200" not in counted(), "an answer nobody read is not a delivered 200"
+        assert_serving(server)

@@ -43,6 +43,7 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serving.client_gone import CONNECTION_KEY
 from serving.http.direct_body import DIRECT_BODY_MIN_BYTES, BodyReader, unfilled_bytearray
 from serving.http.lean_cycle import LeanCycle, lean_runner
 from serving.http.turn_writes import TurnBatchedTransport, turn_writes
@@ -421,6 +422,7 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
         scope["query_string"] = query
         keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
+        scope[CONNECTION_KEY] = self.transport  # asked after the model run: is its client still there?
         self.cycle = LeanCycle(self, scope, keep_alive)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:

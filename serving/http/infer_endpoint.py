@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serving.client_gone import CONNECTION_KEY
 from serving.dataplane import DataPlane
 from serving.http.body import receive_body
 from serving.http.errors import send_error
@@ -55,7 +56,9 @@ class InferEndpoint:
                 self.dataplane.refuse_unknown(name, version, self.codec)
         body = await receive_body(raw_headers, receive, self.dataplane.limits.max_body_bytes)
         # past its body, `receive` resolves only when the client hangs up: a queued request then leaves
-        content, out = await self.dataplane.infer(name, version, body, headers, self.codec, receive)
+        content, out = await self.dataplane.infer(
+            name, version, body, headers, self.codec, receive, scope.get(CONNECTION_KEY)
+        )
         response_headers = [(k.encode(), v.encode()) for k, v in out.items()]
         response_headers.append((b"content-length", str(len(content)).encode()))
         return content, response_headers

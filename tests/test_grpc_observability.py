@@ -232,3 +232,47 @@ async def test_a_traced_call_is_one_server_span_in_the_clients_trace(tmp_path_fa
         s.name for s in spans if s.parent is not None and s.parent.span_id == server_span.context.span_id
     }
     assert {"decode", "predict", "encode"} <= children, [s.name for s in spans]
+
+
+async def test_a_grpc_spans_status_is_its_codes_as_opentelemetrys_conventions_say(tmp_path_factory) -> None:  # noqa: ANN001
+    """OpenTelemetry's gRPC server spans: Error only for UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
+    UNAVAILABLE, DATA_LOSS, described by the call's own details. An unknown model (NOT_FOUND) was Error with
+    "AbortError: Locally aborted." (grpc's abort exception), and a client's deadline was UNKNOWN
+    (audit /tmp/audit-obs3 M2)."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    from serving.observability import tracing
+
+    memory = InMemorySpanExporter()
+    tracing.setup("serving-test", exporter=memory)
+    folder = tmp_path_factory.mktemp("codes") / "iris"
+    folder.mkdir()
+    try:
+        with serving_inprocess(
+            ["serve", "--model-dir", str(folder), "--runtime", "tests.test_grpc_server:SleepyEcho"]
+            + ["--grpc-port", "0", "--otel"]
+        ) as server:
+            memory.clear()
+            async with grpc.aio.insecure_channel(grpc_target(server)) as channel:
+                unknown = pb.ModelInferRequest(model_name="nosuch").SerializeToString()
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await channel.unary_unary(INFER)(unknown, timeout=10)
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await channel.unary_unary(INFER)(echo_request(sleep_s=1.0), timeout=0.2)
+
+            def servers() -> list[Any]:
+                return [s for s in memory.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+            await _until(lambda: len(servers()) == 2)
+    finally:
+        tracing.use(None)
+    by_code = {s.attributes["rpc.grpc.status_code"]: s for s in servers()}
+    assert set(by_code) == {grpc.StatusCode.NOT_FOUND.value[0], grpc.StatusCode.DEADLINE_EXCEEDED.value[0]}
+    not_found = by_code[grpc.StatusCode.NOT_FOUND.value[0]]
+    assert not_found.status.status_code is StatusCode.UNSET and "error.type" not in not_found.attributes
+    late = by_code[grpc.StatusCode.DEADLINE_EXCEEDED.value[0]]
+    assert (
+        late.status.status_code is StatusCode.ERROR and late.attributes["error.type"] == "DEADLINE_EXCEEDED"
+    )
+    assert "Locally aborted" not in (late.status.description or "")

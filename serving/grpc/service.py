@@ -158,17 +158,20 @@ async def in_server_span(
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in metadata if isinstance(v, str)]
     attributes = {"rpc.system": "grpc", "rpc.service": pb.SERVICE, "rpc.method": method}
     with tracing.server_span(f"{pb.SERVICE}/{method}", headers, attributes):
-        failed = True
+        outcome: grpc.StatusCode | None = grpc.StatusCode.UNKNOWN
         try:
             answer = await handler(raw, context)
-            failed = False
+            outcome = None
             return answer
+        except (asyncio.CancelledError, ClientLeft):  # the client went: its deadline, or it cancelled
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            outcome = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            raise
         finally:
-            code = context.code()
-            tracing.set_rpc_status(
-                code.value[0] if code is not None else (2 if failed else 0),
-                code.name if code is not None else ("UNKNOWN" if failed else "OK"),
-            )
+            code = context.code() or outcome or grpc.StatusCode.OK
+            details = context.details() if hasattr(context, "details") else None
+            tracing.set_rpc_status(code.value[0], code.name, details if isinstance(details, str) else None)
 
 
 class ClientLeft(Exception):

@@ -93,8 +93,10 @@ def server_span(
     parent = _propagator.extract(carrier) if carrier else None
     from opentelemetry.trace import SpanKind
 
+    # The status is the outcome's (set_http_status, set_rpc_status), never an exception's: grpc's abort raises
+    # for a NOT_FOUND too, and OpenTelemetry's conventions leave a client's mistake unset on a server span.
     with _tracer.start_as_current_span(
-        name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        name, context=parent, kind=SpanKind.SERVER, attributes=attributes, set_status_on_exception=False
     ) as current:
         yield current
 
@@ -149,9 +151,9 @@ _SERVER_FAULTS = frozenset(
 )
 
 
-def set_rpc_status(code: int, name: str) -> None:
-    """The current gRPC server span's outcome: `rpc.grpc.status_code`, and Error (with `error.type`) for a
-    code that is the server's fault."""
+def set_rpc_status(code: int, name: str, details: str | None = None) -> None:
+    """The current gRPC server span's outcome: `rpc.grpc.status_code`, and Error (with `error.type` and the
+    call's own details) for a code OpenTelemetry's gRPC conventions count as the server's fault."""
     if _tracer is None:
         return
     from opentelemetry import trace
@@ -161,7 +163,7 @@ def set_rpc_status(code: int, name: str) -> None:
     current.set_attribute("rpc.grpc.status_code", code)
     if name in _SERVER_FAULTS:
         current.set_attribute("error.type", name)
-        current.set_status(Status(StatusCode.ERROR))
+        current.set_status(Status(StatusCode.ERROR, details or None))
 
 
 def trace_id() -> str:

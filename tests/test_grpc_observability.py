@@ -234,7 +234,10 @@ async def test_a_traced_call_is_one_server_span_in_the_clients_trace(tmp_path_fa
     assert {"decode", "predict", "encode"} <= children, [s.name for s in spans]
 
 
-async def test_a_grpc_spans_status_is_its_codes_as_opentelemetrys_conventions_say(tmp_path_factory) -> None:  # noqa: ANN001
+async def test_a_grpc_spans_status_is_its_codes_as_opentelemetrys_conventions_say(
+    tmp_path_factory,
+    caplog: pytest.LogCaptureFixture,  # noqa: ANN001
+) -> None:
     """OpenTelemetry's gRPC server spans: Error only for UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
     UNAVAILABLE, DATA_LOSS, described by the call's own details. An unknown model (NOT_FOUND) was Error with
     "AbortError: Locally aborted." (grpc's abort exception), and a client's deadline was UNKNOWN
@@ -246,6 +249,7 @@ async def test_a_grpc_spans_status_is_its_codes_as_opentelemetrys_conventions_sa
 
     memory = InMemorySpanExporter()
     tracing.setup("serving-test", exporter=memory)
+    caplog.set_level(logging.INFO, logger="serving.access")
     folder = tmp_path_factory.mktemp("codes") / "iris"
     folder.mkdir()
     try:
@@ -276,3 +280,8 @@ async def test_a_grpc_spans_status_is_its_codes_as_opentelemetrys_conventions_sa
         late.status.status_code is StatusCode.ERROR and late.attributes["error.type"] == "DEADLINE_EXCEEDED"
     )
     assert "Locally aborted" not in (late.status.description or "")
+    # the span and the access line join on the trace id and the request id, as over HTTP (audit obs3 M3)
+    lines = {line["request_id"]: line for line in access_lines(caplog)}
+    for span in (not_found, late):
+        line = lines[span.attributes["serving.request_id"]]
+        assert line["trace_id"] == format(span.context.trace_id, "032x"), line

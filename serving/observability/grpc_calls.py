@@ -17,7 +17,7 @@ from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
-from serving.observability import request_id
+from serving.observability import request_id, tracing
 from serving.observability.access_log import AccessLog, AccessRecord
 
 INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
@@ -60,8 +60,17 @@ class GrpcCalls:
         arm: str = "",
         isvc: str = "",
     ) -> None:
-        """`model`: its name, or how to read it (only when a line is written)."""
+        """`model`: its name, or how to read it (only when a line is written). Called inside the call's span
+        (when tracing): the span gets the ids an HTTP request's span has, and the line the span's trace id."""
         request_id.current.reset(call.token)
+        traced = tracing.enabled()
+        if traced:
+            named = {"serving.request_id": call.request_id, "serving.component": self.component}
+            if isvc or self.isvc:
+                named["serving.isvc"] = isvc or self.isvc
+            if revision or self.revision:
+                named["serving.revision"] = revision or self.revision
+            tracing.set_attributes(named)
         access = self.access
         if access is None or not access.wants(status, call.request_id):
             return
@@ -80,6 +89,7 @@ class GrpcCalls:
                 revision or self.revision,
                 arm,
                 self.component,
+                tracing.trace_id() if traced else "",
             )
         )
 

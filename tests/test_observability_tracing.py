@@ -92,9 +92,9 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
             ("predict", "transformer"),
             ("encode", "transformer"),
             ("transformer.preprocess", "predict"),
-            ("transformer.predictor_call", "predict"),
+            ("POST", "predict"),
             ("transformer.postprocess", "predict"),
-            ("predictor", "transformer.predictor_call"),
+            ("predictor", "POST"),
             ("decode", "predictor"),
             ("predict", "predictor"),
             ("encode", "predictor"),
@@ -107,11 +107,8 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
     assert router_span.attributes["serving.revision"] == "iris-canary1"
     assert router_span.attributes["serving.arm"] == "canary"
     assert router_span.attributes["serving.request_id"] == answer.headers["x-request-id"]
-    assert (
-        spans["predictor", "transformer.predictor_call"].attributes["serving.request_id"]
-        == answer.headers["x-request-id"]
-    )
-    assert spans["predictor", "transformer.predictor_call"].attributes["serving.revision"] == "iris-canary1"
+    assert spans["predictor", "POST"].attributes["serving.request_id"] == answer.headers["x-request-id"]
+    assert spans["predictor", "POST"].attributes["serving.revision"] == "iris-canary1"
     assert spans["predict", "predictor"].attributes["serving.model"] == "iris"
     assert spans["batch.queue_wait", "predict"].attributes["serving.batch_size"] == 2
     # OpenTelemetry's HTTP conventions: server spans `{method} {http.route}` with the request's attributes,
@@ -124,8 +121,15 @@ async def test_one_request_is_one_trace_across_router_transformer_predictor(
         assert server.attributes["http.request.method"] == "POST"
         assert server.attributes["url.path"] == "/v1/models/iris:predict"
         assert server.attributes["http.route"] == "/v1/models/{name}:predict"
-    call = spans["transformer.predictor_call", "predict"]
+    call = spans["POST", "predict"]
     assert call.kind is SpanKind.CLIENT and call.attributes["http.request.method"] == "POST"
+    # OpenTelemetry's HTTP client span: the server's address and port, the full URL, the answer's status
+    assert (
+        call.attributes["http.response.status_code"] == 200
+        and call.attributes["server.address"] == "127.0.0.1"
+    )
+    assert isinstance(call.attributes["server.port"], int) and call.attributes["server.port"] > 0
+    assert call.attributes["url.full"].endswith("/v1/models/iris:predict"), call.attributes["url.full"]
 
 
 def label(span):  # noqa: ANN001, ANN201

@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.errors import ModelFailure, user_code_error
+from serving.errors import ModelFailure, ServingError, user_code_error
 from serving.observability import tracing
 from serving.runtimes.base import ModelMetadata, Runtime, select_outputs
 from serving.settings import ModelSettings
@@ -107,15 +107,16 @@ class Transformer(Runtime):
                 if blamed is exc:
                     raise
                 raise blamed from exc
-        attributes = (
-            {"serving.predictor": predictor.url, "http.request.method": "POST", "url.full": predictor.url}
-            if tracing.enabled()
-            else None
-        )
-        with tracing.span("transformer.predictor_call", attributes, client=True):
-            response = await predictor.infer(
-                request, self.predictor_parameters(parameters), self.predictor_outputs(outputs)
-            )
+        # OpenTelemetry's HTTP client span: named by its method, with the server's address and the answer's status
+        with tracing.span("POST", getattr(predictor, "span_attributes", None), client=True):
+            try:
+                response = await predictor.infer(
+                    request, self.predictor_parameters(parameters), self.predictor_outputs(outputs)
+                )
+            except ServingError as exc:
+                tracing.set_http_client_status(exc.status_code)
+                raise
+            tracing.set_http_client_status(200)
         with tracing.span("transformer.postprocess"):
             try:
                 result = await _call(self.postprocess, response, parameters)

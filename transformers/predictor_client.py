@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -65,6 +66,15 @@ class PredictorClient:
         self.retries = retries  # KServe's predictor_request_retries: connection failures only
         self._infer_path = f"/v1/models/{model}:predict" if protocol == "v1" else f"/v2/models/{model}/infer"
         self._ready_path = f"/v1/models/{model}" if protocol == "v1" else f"/v2/models/{model}/ready"
+        where = urlsplit(self.url)
+        # OpenTelemetry's HTTP client span attributes of every call (its status is set per call)
+        self.span_attributes = {
+            "http.request.method": "POST",
+            "server.address": where.hostname or "",
+            "server.port": where.port or 80,
+            "url.full": self.url + self._infer_path,
+            "serving.predictor": self.url,
+        }
         self._pool = HTTPClient(connect_timeout_s=min(timeout_s, 5.0))
 
     async def infer(

@@ -145,6 +145,21 @@ def set_http_status(status: int) -> None:
         current.set_status(Status(StatusCode.ERROR))
 
 
+def set_http_client_status(status: int) -> None:
+    """The current client span's answer: `http.response.status_code`, and Error for a 4xx or 5xx (OpenTelemetry's
+    HTTP client convention: the call failed, whoever's fault it was)."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    current = trace.get_current_span()
+    current.set_attribute("http.response.status_code", status)
+    if status >= 400:
+        current.set_attribute("error.type", str(status))
+        current.set_status(Status(StatusCode.ERROR))
+
+
 # OpenTelemetry's RPC conventions: the gRPC codes a server span reports as its own failure
 _SERVER_FAULTS = frozenset(
     {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}

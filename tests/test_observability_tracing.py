@@ -220,3 +220,22 @@ async def test_access_lines_carry_the_trace_and_a_5xx_span_is_an_error(
         404,
         503,
     ]
+
+
+async def test_a_clients_4xx_leaves_the_inner_spans_unset_a_models_failure_marks_them(
+    iris: Path, exporter: InMemorySpanExporter
+) -> None:
+    """Jaeger and Tempo show a trace with any Error span as failed: bad JSON (400) made `decode` Error. Only the
+    server's own failure is (audit /tmp/audit-obs3 L2); the exception is recorded either way."""
+    from opentelemetry.trace import StatusCode
+
+    model = create_app(
+        ServerConfig(model_dir=str(iris), name="iris", observability=options("predictor").to_dict())
+    )
+    async with served(model, "/v2/health/ready") as url, httpx.AsyncClient() as client:
+        bad = await client.post(f"{url}/v1/models/iris:predict", content=b'{"instances": [[1, 2')
+        assert bad.status_code == 400
+        await until(lambda: any(s.name == "decode" for s in exporter.get_finished_spans()))
+    decode = next(s for s in exporter.get_finished_spans() if s.name == "decode")
+    assert decode.status.status_code is StatusCode.UNSET
+    assert [e.name for e in decode.events] == ["exception"]  # still recorded

@@ -7,6 +7,7 @@ reads the standard `OTEL_*` variables; context crosses processes in the W3C `tra
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -74,12 +75,29 @@ def span(
     to another service (kind CLIENT: service graphs pair it with that service's SERVER span)."""
     if _tracer is None:
         return _NOOP
-    from opentelemetry.trace import SpanKind
+    return _child(name, attributes, client)
 
-    manager: contextlib.AbstractContextManager[Any] = _tracer.start_as_current_span(
-        name, attributes=attributes, kind=SpanKind.CLIENT if client else SpanKind.INTERNAL
-    )
-    return manager
+
+@contextlib.contextmanager
+def _child(name: str, attributes: Mapping[str, Any] | None, client: bool) -> Iterator[Any]:
+    """The span records what escapes it, but is Error only for the server's own failure: a client's 4xx
+    (bad JSON in `decode`) leaves it unset, as its request's server span, so the trace does not show as failed."""
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    assert _tracer is not None
+    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
+    with _tracer.start_as_current_span(
+        name, attributes=attributes, kind=kind, record_exception=False, set_status_on_exception=False
+    ) as current:
+        try:
+            yield current
+        except asyncio.CancelledError:  # the client went: nobody's failure
+            raise
+        except BaseException as exc:
+            current.record_exception(exc)
+            if not client and int(getattr(exc, "status_code", 500)) >= 500:
+                current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
 
 
 @contextlib.contextmanager

@@ -201,3 +201,15 @@ async def test_ce_header_values_are_percent_encoded_where_a_decoding_receiver_wo
     assert orjson.loads(unquote(headers["ce-metadata"])) == {"x-user-id": "café"}
     plain = event("r-1").binary_headers()
     assert plain["ce-id"] == "r-1" and plain["ce-endpoint"] == "iris-abc12345"
+
+
+def test_an_event_of_a_server_with_no_revision_leaves_the_endpoint_out() -> None:
+    """`serving serve` without --revision has no endpoint: the extension is left out, not sent as ''
+    (audit /tmp/audit-obs3 L5)."""
+    import dataclasses
+
+    bare = dataclasses.replace(SOURCE, endpoint="")
+    headers = InferenceEvent(
+        "r-2", REQUEST_TYPE, b"{}", "application/json", bare, "iris", time.time()
+    ).binary_headers()
+    assert "ce-endpoint" not in headers and headers["ce-inferenceservicename"] == bare.isvc

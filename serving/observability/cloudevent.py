@@ -76,9 +76,10 @@ class InferenceEvent:
             "inferenceservicename": self.source.isvc,
             "namespace": self.source.namespace,
             "component": self.source.component,
-            "endpoint": self.source.endpoint,
             "modelid": self.model_id,
         }
+        if self.source.endpoint:  # the revision; `serving serve` without --revision has none: left out, not ''
+            attrs["endpoint"] = self.source.endpoint
         if self.status is not None:
             attrs["statuscode"] = str(self.status)
         if self.json_length:  # what a receiver needs to split JSON from raw tensor bytes

@@ -286,6 +286,13 @@ class RouterMetrics:
         """One finished request: count it by status code and observe its latency."""
         self.series(isvc, namespace, revision, arm).observe(code, seconds)
 
+    def unknown_service(self, namespace: str) -> None:
+        """A request naming no InferenceService (404): counted under isvc `_unknown_`, as the model server counts
+        one naming no model, so a client calling a wrong host or name shows on the dashboard."""
+        key = (UNKNOWN_MODEL, namespace, "", "", "404")
+        self.requests.labels(*key).inc()
+        self.errors.labels(*key).inc()
+
     def route_in_flight(self, isvc: str, namespace: str, revision: str, arm: str, delta: int) -> None:
         """+1 when a request is forwarded, -1 when it finished."""
         self.series(isvc, namespace, revision, arm).in_flight.inc(delta)

@@ -713,3 +713,27 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     while len(body) < int(headers.get("content-length", 0)):
         body += sock.recv(65536)
     return int(lines[0].split()[1]), headers, body
+
+
+def test_a_request_naming_no_service_is_counted_under_unknown() -> None:
+    """The model server counts a request naming no model under `_unknown_`; the router's 404 for no
+    InferenceService was in no series (audit /tmp/audit-obs3 L1)."""
+    from serving.errors import ModelNotFound
+
+    router = Router(metrics=RouterMetrics())
+    arm = Arm("echo-00000001", 100, "stable", "latest", ("http://127.0.0.1:9",))
+    router.set_table(RouteTable({("default", "echo"): ServiceRoute("echo", "default", (arm,))}))
+    scope = {"type": "http", "headers": [(b"host", b"127.0.0.1:8080")], "path": "/v1/models/zz1:predict"}
+    for _ in range(3):
+        with pytest.raises(ModelNotFound):
+            router.resolve(scope, "zz1")
+    assert router.metrics is not None
+    text = router.metrics.exposition().decode()
+    assert (
+        'serving_router_requests_total{arm="",code="404",isvc="_unknown_",namespace="default",revision=""} 3.0'
+        in text
+    )
+    assert (
+        'serving_router_errors_total{arm="",code="404",isvc="_unknown_",namespace="default",revision=""} 3.0'
+        in text
+    )

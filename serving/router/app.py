@@ -197,7 +197,9 @@ class Router:
     def unknown_service(
         self, name: str, namespace: str, where: str = "", elsewhere_hint: str = "send Host {host}"
     ) -> ModelNotFound:
-        """404 naming the services that exist (the first few), unless API keys guard the listing."""
+        """404 naming the services that exist (the first few), unless API keys guard the listing; counted."""
+        if self.metrics is not None:
+            self.metrics.unknown_service(namespace)
         hint = ""
         if self.auth is None:  # API keys guard the listing
             here = [n for (ns, n) in self._table.services if ns == namespace]

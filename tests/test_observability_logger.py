@@ -117,7 +117,7 @@ async def test_a_senders_warnings_do_not_carry_the_id_of_the_request_that_starte
 
     class IdAtEmit(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            seen.append((record.getMessage().split()[2], request_id.current.get()))
+            seen.append((record.getMessage(), request_id.current.get()))
 
     handler = IdAtEmit()
     logging.getLogger("serving.payload_logger").addHandler(handler)
@@ -134,7 +134,29 @@ async def test_a_senders_warnings_do_not_carry_the_id_of_the_request_that_starte
         await logger.aclose()
     finally:
         logging.getLogger("serving.payload_logger").removeHandler(handler)
-    assert sorted(seen) == [("r-1", ""), ("r-2", "")]
+    # one line at the first loss, the rest counted and said before leaving (at most one line per 10 s)
+    assert [rid for _, rid in seen] == ["", ""], seen
+    assert "1 not delivered (the last: event r-1 (request)" in seen[0][0], seen
+    assert "1 not delivered (the last: event r-2 (request)" in seen[1][0], seen
+
+
+async def test_losses_are_said_in_one_line_with_counts_not_one_warning_per_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sink answering 500 under load wrote two warnings per request, and a full queue none at all (audit
+    /tmp/audit-obs3 L4): now one line with the counts of both, at most every 10 s."""
+    registry = CollectorRegistry()
+    caplog.set_level(logging.WARNING, logger="serving.payload_logger")
+    with receiving(status=500) as (url, receiver):
+        logger = PayloadLogger(HttpSink(url), registry=registry, attempts=1, max_events=5)
+        for i in range(20):  # 5 queued (then failed), 15 dropped: the queue holds 5
+            logger.offer(event(f"r-{i}"))
+        await until(lambda: sample(registry, "failed") == 5)
+        await logger.aclose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "serving.payload_logger"]
+    assert len(lines) == 2, lines  # the first loss at once, the rest before leaving
+    assert "1 dropped: the queue was full (5 events" in lines[0], lines
+    assert "5 not delivered (the last: event r-4 (request): " in lines[1] and "14 dropped" in lines[1], lines
 
 
 async def test_sink_answering_500_is_retried_then_failed() -> None:

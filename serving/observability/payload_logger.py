@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections import deque
 from dataclasses import replace
 
@@ -25,6 +26,7 @@ from serving.observability.sinks import RetryableSinkError, Sink, SinkError
 log = logging.getLogger("serving.payload_logger")
 
 MODES = ("all", "request", "response")
+LOSS_REPORT_S = 10.0  # at most one warning line about lost events per this many seconds
 
 
 class LoggerMetrics:
@@ -80,11 +82,17 @@ class PayloadLogger:
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._busy = 0
+        # Losses said at most once per LOSS_REPORT_S (the first at once): a failing sink or a full queue is
+        # one line with counts, not one warning per event (two per request) or, for drops, none at all.
+        self._lost_failed = self._lost_dropped = 0
+        self._lost_reason = ""
+        self._report_at = 0.0
 
     def offer(self, event: InferenceEvent) -> None:
         """Queue the event for sending, or drop it (counted) when the queue is full. Never blocks."""
         if len(self._queue) >= self.max_events or self._queued_bytes + len(event.body) > self.max_bytes:
             self.metrics.dropped.inc()
+            self._lost(dropped=1)
             return
         self._queue.append(event)
         self._queued_bytes += len(event.body)
@@ -101,6 +109,7 @@ class PayloadLogger:
     def count_dropped(self, events: int) -> None:
         """Events never captured because the queue was already full."""
         self.metrics.dropped.inc(events)
+        self._lost(dropped=events)
 
     def metadata(self, headers: list[tuple[bytes, bytes]]) -> str:
         """KServe's `metadata` extension: the listed request headers it has, as JSON `{name: [values]}` ('' when
@@ -163,9 +172,27 @@ class PayloadLogger:
 
     def _failed(self, event: InferenceEvent, exc: BaseException) -> None:
         self.metrics.failed.inc()
-        log.warning(
-            "payload event %s (%s) not delivered: %s", event.request_id, event.type.rsplit(".", 1)[-1], exc
-        )
+        self._lost(failed=1, reason=f"event {event.request_id} ({event.type.rsplit('.', 1)[-1]}): {exc}")
+
+    def _lost(self, failed: int = 0, dropped: int = 0, reason: str = "") -> None:
+        self._lost_failed += failed
+        self._lost_dropped += dropped
+        if reason:
+            self._lost_reason = reason
+        now = time.monotonic()
+        if now < self._report_at:
+            return
+        said = []
+        if self._lost_failed:
+            said.append(f"{self._lost_failed} not delivered (the last: {self._lost_reason})")
+        if self._lost_dropped:
+            said.append(
+                f"{self._lost_dropped} dropped: the queue was full ({self.max_events} events or "
+                f"{self.max_bytes} bytes; the sink is slower than the requests)"
+            )
+        log.warning("payload logger: events lost: %s; said at most every %gs", "; ".join(said), LOSS_REPORT_S)
+        self._lost_failed = self._lost_dropped = 0
+        self._report_at = now + LOSS_REPORT_S
 
     @property
     def pending(self) -> int:
@@ -195,4 +222,7 @@ class PayloadLogger:
                 left,
                 flush_s,
             )
+        if self._lost_failed or self._lost_dropped:  # losses since the last line: said before leaving
+            self._report_at = 0.0
+            self._lost()
         await self.sink.aclose()

@@ -114,9 +114,9 @@ class Transformer(Runtime):
                     request, self.predictor_parameters(parameters), self.predictor_outputs(outputs)
                 )
             except ServingError as exc:
-                tracing.set_http_client_status(exc.status_code)
+                tracing.set_http_status(exc.status_code, client=True)
                 raise
-            tracing.set_http_client_status(200)
+            tracing.set_http_status(200, client=True)
         with tracing.span("transformer.postprocess"):
             try:
                 result = await _call(self.postprocess, response, parameters)

@@ -148,9 +148,10 @@ def set_attributes(attributes: Mapping[str, Any]) -> None:
     trace.get_current_span().set_attributes(attributes)
 
 
-def set_http_status(status: int) -> None:
-    """The current server span's answer: `http.response.status_code`, and for a 5xx the span's status Error with
-    `error.type` (OpenTelemetry's HTTP server convention: a 4xx is the client's, and stays unset)."""
+def set_http_status(status: int, client: bool = False) -> None:
+    """The current span's answer: `http.response.status_code`, and Error with `error.type` as OpenTelemetry's
+    HTTP conventions say: on a server span for a 5xx (a 4xx is the client's, and stays unset), on a `client`
+    span for a 4xx too (the call failed, whoever's fault it was)."""
     if _tracer is None:
         return
     from opentelemetry import trace
@@ -158,22 +159,7 @@ def set_http_status(status: int) -> None:
 
     current = trace.get_current_span()
     current.set_attribute("http.response.status_code", status)
-    if status >= 500:
-        current.set_attribute("error.type", str(status))
-        current.set_status(Status(StatusCode.ERROR))
-
-
-def set_http_client_status(status: int) -> None:
-    """The current client span's answer: `http.response.status_code`, and Error for a 4xx or 5xx (OpenTelemetry's
-    HTTP client convention: the call failed, whoever's fault it was)."""
-    if _tracer is None:
-        return
-    from opentelemetry import trace
-    from opentelemetry.trace import Status, StatusCode
-
-    current = trace.get_current_span()
-    current.set_attribute("http.response.status_code", status)
-    if status >= 400:
+    if status >= (400 if client else 500):
         current.set_attribute("error.type", str(status))
         current.set_status(Status(StatusCode.ERROR))
 

@@ -78,7 +78,7 @@ class InferenceEvent:
             "component": self.source.component,
             "modelid": self.model_id,
         }
-        if self.source.endpoint:  # the revision; `serving serve` without --revision has none: left out, not ''
+        if self.source.endpoint:  # the revision (`serving serve` without --revision: none, left out, not '')
             attrs["endpoint"] = self.source.endpoint
         if self.status is not None:
             attrs["statuscode"] = str(self.status)

@@ -525,3 +525,23 @@ def test_an_undo_ends_as_the_users_undo_not_as_a_promotion():
     assert status.phase is Phase.SUCCEEDED and status.message == "undo to iris-a by the user: done"
     shown = format_status({"name": "iris", **status.to_json(), "steps": [10, 25, 50], "threshold": 2})
     assert "3/3 of [10, 25, 50]" in shown  # past the last step, never "4/3"
+
+
+def test_a_pause_while_waiting_holds_the_candidate_until_resume():
+    """`rollout pause` while the Canary waits for its candidate was undone at the next tick (Paused -> Waiting
+    in 0.17 s) and the candidate, once ready, was stepped up and promoted with no `resume` (audit
+    /tmp/audit-canary3 H2): manual control wins; it waits paused at 0 %, and resume takes the analysis up."""
+    host, clock = Host(), [0.0]
+    ctl = controller(host, clock)
+    host.view = RolloutView("iris-b", "iris-a", False)  # still loading
+    ctl.tick()
+    assert ctl.tracked[KEY].status.phase is Phase.WAITING
+    assert ctl.pause(KEY).phase is Phase.PAUSED
+    host.view = RolloutView("iris-b", "iris-a", True)  # ready now
+    for _ in range(3):
+        clock[0] += 5
+        ctl.tick()
+        assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PAUSED, 0)
+    assert ctl.resume(KEY).phase is Phase.WAITING
+    ctl.tick()
+    assert (ctl.tracked[KEY].status.phase, ctl.percent_for(KEY)) == (Phase.PROGRESSING, 10)

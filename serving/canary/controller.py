@@ -265,6 +265,8 @@ class CanaryController:
 
     def _follow_rollout(self, key: Key, tracked: Tracked, view: RolloutView, now: float) -> None:
         status = tracked.status
+        if status.phase is Phase.PAUSED:  # manual control wins: nothing starts, waits or fails until resume
+            return
         # No candidate before a first revision is rolled out: with nothing stable to compare it against or
         # fall back to, a service's first revision is not analysed (it was, in the moment between it becoming
         # ready and being marked rolled out, and its stale Progressing status then described the next canary).

@@ -409,3 +409,25 @@ def test_promql_metric_is_templated_and_read_from_a_real_prometheus(tmp_path: Pa
             final = wait_phase(server, state, ("Succeeded", "Failed"), timeout_s=90)
     assert final["phase"] == "Succeeded", final
     assert any(r["name"] == "canary-series-scraped" and r["value"] >= 1 for r in final["lastResults"]), final
+
+
+def test_deleting_a_canary_that_waits_for_its_candidate_keeps_it_at_zero(tmp_path: Path) -> None:
+    """Deleted while its candidate was still loading, a Canary wrote nothing, and the candidate took 100 %
+    unjudged once ready (audit /tmp/audit-canary3 H3). The split it left is 100/0: canaryTrafficPercent: 0 is
+    written and said, as for a candidate it had rolled back (Flagger never promotes on deletion)."""
+    (tmp_path / "held").mkdir()
+    held = isvc_yaml("iris", tmp_path / "held", extra="").replace(
+        "      modelFormat:", "      runtime: tests.runtimes_for_tests:SlowLoadRuntime\n      modelFormat:"
+    )
+    with iris_with_canary(tmp_path, canary_yaml()) as (server, state, stable):
+        apply_text(server, state, held, tmp_path, "v2.yaml")
+        wait_until(lambda: "to be ready" in status(server, state).get("message", ""), 30, what="Waiting")
+        deleted = cli(server, state, "delete", "canary", "iris")
+        assert "canaryTrafficPercent: 0 written" in deleted.stderr and "not analysed yet" in deleted.stderr
+        (tmp_path / "held" / RELEASE_FILE).touch()
+        candidate = get_isvc(server, state, "iris")["status"]["components"]["predictor"][
+            "latestCreatedRevision"
+        ]
+        doc = wait_for_traffic(server, state, "iris", lambda t: candidate in t)  # ready, and in the split
+        assert traffic(doc) == {stable: 100, candidate: 0}, traffic(doc)
+        assert get_isvc(server, state, "iris")["spec"]["predictor"]["canaryTrafficPercent"] == 0

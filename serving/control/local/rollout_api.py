@@ -169,22 +169,29 @@ async def delete_canary(
     status = found.status if found is not None else None
     key = canaries.delete(namespace, name)
     service = control.services.get(key)
-    if status is None or service is None or not status.revision:
+    if status is None or service is None:
         return []
-    if status.phase in (Phase.WAITING, Phase.PROMOTING, Phase.SUCCEEDED):
+    rollout = service.rollout
+    # waiting (or paused waiting) for a candidate it has not judged yet: the split it left is 100/0
+    waited = status.phase in (Phase.WAITING, Phase.PAUSED) and not status.revision
+    if waited and rollout.latest_created and rollout.latest_created != rollout.rolled_out:
+        candidate, percent, what = rollout.latest_created, 0, "not analysed yet"
+    elif not status.revision or status.phase in (Phase.WAITING, Phase.PROMOTING, Phase.SUCCEEDED):
         return []
-    if service.rollout.latest_created != status.revision:  # the spec moved on meanwhile: nothing to keep
+    elif rollout.latest_created != status.revision:  # the spec moved on meanwhile: nothing to keep
         return []
-    percent = 0 if status.phase is Phase.FAILED else status.canary_weight
+    else:
+        candidate, percent = status.revision, 0 if status.phase is Phase.FAILED else status.canary_weight
+        what = "rolled back" if status.phase is Phase.FAILED else f"at {percent}%"
     doc = orjson.loads(orjson.dumps(service.document))
     set_canary_percent(doc, percent)
     if doc == service.document:
         return []
-    await control.apply(parse(doc), doc, rolled_back_by="its Canary was deleted after rolling it back")
-    what = "rolled back" if status.phase is Phase.FAILED else f"at {percent}%"
+    why = "before analysing it" if waited else "after rolling it back"
+    await control.apply(parse(doc), doc, rolled_back_by=f"its Canary was deleted {why}")
     return [
         f"InferenceService {key[1]}: canaryTrafficPercent: {percent} written, the split Canary {name} left "
-        f"({status.revision} {what}); remove it (or `serving rollout promote {key[1]}`) to promote"
+        f"({candidate} {what}); remove it (or `serving rollout promote {key[1]}`) to promote"
     ]
 
 

@@ -225,7 +225,7 @@ async def test_ce_header_values_are_percent_encoded_where_a_decoding_receiver_wo
     assert plain["ce-id"] == "r-1" and plain["ce-endpoint"] == "iris-abc12345"
 
 
-def test_an_event_of_a_server_with_no_revision_leaves_the_endpoint_out() -> None:
+async def test_an_event_of_a_server_with_no_revision_leaves_the_endpoint_out() -> None:
     """`serving serve` without --revision has no endpoint: the extension is left out, not sent as ''
     (audit /tmp/audit-obs3 L5)."""
     import dataclasses

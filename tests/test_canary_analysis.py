@@ -194,3 +194,27 @@ def test_a_canary_that_took_no_part_fails_but_idle_or_low_traffic_holds():
         down.reason
         == "the canary restarted 2 times in the interval (crash-looping); the canary revision is not ready"
     )
+
+
+def test_a_user_the_canary_served_stays_on_it_as_its_weight_steps_up():
+    """Session affinity laid the arms' slices out in the route's order, which follows the weights (stable first
+    at 75/25, the canary first at 50/50): all 513 users on the canary at 25 % were back on the stable at 50 %
+    (audit /tmp/audit-canary3 M1). The canary's slice is now [0, w): it only grows."""
+    from serving.router.balancer import Balancer
+    from serving.router.table import Arm, ServiceRoute
+
+    def route(stable: int, canary: int, canary_first: bool) -> ServiceRoute:
+        arms = (
+            Arm("iris-old", stable, "stable", "prev", ("http://127.0.0.1:1",)),
+            Arm("iris-new", canary, "canary", "latest", ("http://127.0.0.1:2",)),
+        )
+        return ServiceRoute("iris", "default", arms[::-1] if canary_first else arms)
+
+    balancer, users = Balancer(), [f"user-{i}" for i in range(2000)]
+    at_25 = {u: balancer.choose(route(75, 25, False), u).revision for u in users}  # type: ignore[union-attr]
+    at_50 = {u: balancer.choose(route(50, 50, True), u).revision for u in users}  # type: ignore[union-attr]
+    on_canary = [u for u in users if at_25[u] == "iris-new"]
+    assert 400 < len(on_canary) < 600
+    assert all(at_50[u] == "iris-new" for u in on_canary)  # none sent back to the old model
+    moved = sum(at_25[u] != at_50[u] for u in users)
+    assert abs(moved / 2000 - 0.25) < 0.03  # only the slice that changed hands moves

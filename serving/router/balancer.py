@@ -20,7 +20,8 @@ class Balancer:
         if len(arms) == 1:
             return arms[0]
         if affinity is not None:
-            return arms[arm_for(affinity, [a.percent for a in arms])]
+            ordered = route.by_affinity
+            return ordered[arm_for(affinity, [a.percent for a in ordered])]
         current = self._current.setdefault((route.namespace, route.name), {})
         total = 0
         best: Arm | None = None

@@ -72,10 +72,15 @@ class ServiceRoute:
     # The arms the split chooses from, found once per table rather than per request: a share above 0 %, and a
     # replica (or, with the activator, none needed: the request is held)
     weighted: tuple[Arm, ...] = field(init=False, repr=False, compare=False)
+    # The same arms in the order session affinity lays their slices out: the latest (canary) first, so its
+    # slice [0, w) only grows as its weight steps up, and a user it has served stays on it (the order of
+    # `weighted` follows the weights, which moved every canary user back to the stable at the next step)
+    by_affinity: tuple[Arm, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         weighted = tuple(a for a in self.arms if a.percent > 0 and (a.endpoints or self.activator))
         object.__setattr__(self, "weighted", weighted)
+        object.__setattr__(self, "by_affinity", tuple(sorted(weighted, key=lambda a: a.tag != "latest")))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -55,7 +55,9 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
             stderr=subprocess.DEVNULL,
         )
         replicas, started = [], time.monotonic()
+        before: set[str] = set()  # every model process seen while the load runs
         while locust.poll() is None:
+            before |= model_pids(target)
             replicas.append(
                 (time.monotonic() - started, predictor_status(target, "elastic").get("currentReplicas", 0))
             )
@@ -71,9 +73,8 @@ def test_scales_up_under_load_down_to_zero_and_wakes_for_the_next_request(tmp_pa
             f"\n1 -> {peak} ready replicas; 2nd ready after {second:.1f} s; Locust p99 {summary['p99_ms']} ms "
             f"over {summary['requests']} requests"
         )
-        # the model processes now (read from the process table: a federated scrape at the moment the replicas
-        # scale down can miss them all on a loaded machine, and read nothing for 15 s)
-        before = model_pids(target)
+        # the model processes seen under load (read from the process table: a federated scrape at the moment the
+        # replicas scale down can miss them all on a loaded machine, and read nothing for 15 s)
         cold = cold_start_s(target, "elastic", idle_timeout_s=60)  # waits for zero processes first
         print(f"cold start from zero: {cold * 1000:.0f} ms (held by the activator, answered 200)")
         assert model_processes(target) == 1, target.log.read_text()[-6000:]
@@ -96,8 +97,15 @@ def model_pids(target: servers.Target) -> set[str]:
     """The pids of the model-server processes under `serving up` (warm-forked ones are the spawner's children)."""
     import psutil
 
-    children = psutil.Process(target.process.pid).children(recursive=True)
-    return {str(c.pid) for c in children if "serve" in c.cmdline() and "--model-dir" in c.cmdline()}
+    found = set()
+    for child in psutil.Process(target.process.pid).children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())  # a warm-forked replica's is its title: one string
+        except psutil.Error:
+            continue
+        if " serve " in f" {command} " and "--model-dir" in command:
+            found.add(str(child.pid))
+    return found
 
 
 def replica_pids(url: str, within_s: float = 15.0) -> set[str]:
